@@ -1,0 +1,45 @@
+# The two commands of the README: `make demo` and `make test`.
+# Everything runs from a local virtual environment in .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+EXT_STAMP := $(VENV)/.extensions
+PYX    := $(wildcard fastpath/*.pyx fastpath/*.pxd)
+
+.PHONY: venv build demo test test-pure bench lint fuzz clean
+
+venv: $(STAMP) $(EXT_STAMP)
+
+$(STAMP): pyproject.toml setup.py
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "onedoor needs Python 3.11+"'
+	@$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: on Debian run 'apt-get install python3-venv python3-dev gcc'"; exit 1; }
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+# Rebuild the Cython extensions in place whenever a .pyx/.pxd changes.
+$(EXT_STAMP): $(STAMP) $(PYX)
+	$(BIN)/python setup.py -q build_ext --inplace
+	@touch $@
+
+build: $(EXT_STAMP)
+
+demo: venv
+	$(BIN)/onedoor demo
+
+# The whole suite with the compiled extensions (and a check that they loaded),
+# then the fastpath suite again on the pure-Python twin.
+test: venv
+	ONEDOOR_REQUIRE_EXTENSIONS=1 $(BIN)/python -m pytest -q
+	ONEDOOR_NO_EXTENSIONS=1 $(BIN)/python -m pytest -q tests/fastpath
+
+bench: venv
+	$(BIN)/onedoor bench --output docs/bench/last-run.md
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf build dist *.egg-info fastpath/*.c fastpath/*.so

@@ -1,0 +1,422 @@
+"""The hall's queue: ticket lifecycle and windows, over a dispatch core.
+
+:class:`Dispatcher` is what the edge daemon and the simulator use. It owns
+ticket numbers, ticket states and window states, and asks a
+:class:`~fastpath.core.QueueCore` (Cython or pure Python, same answers) which
+ticket a window calls next. Every method validates first and mutates after,
+so a raised :class:`~fastpath.types.DispatchError` leaves the hall unchanged.
+
+Lifecycle (DESIGN.md)::
+
+    issued ─> WAITING ─call─> CALLED ─start─> SERVING ─finish─> DONE
+                 ^  │          │  ↺ recall      │
+                 │  └cancel─> CANCELLED         │
+                 │             ├─no_show─> NO_SHOW (or back to WAITING once)
+                 └──transfer───┴────────────────┘  (keeps the original key time)
+
+All times are integer milliseconds. Nothing here reads a clock: the caller
+passes ``now_ms``, which is what makes replaying a journal exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from fastpath import core as _core
+from fastpath.core import QueueCore
+from fastpath.types import (
+    MAX_TIME_MS,
+    MINUTE_MS,
+    ConfigError,
+    DispatchError,
+    InvalidTransition,
+    NoCurrentTicket,
+    NoShowPolicy,
+    Policy,
+    Service,
+    Ticket,
+    TicketClass,
+    TicketState,
+    UnknownService,
+    UnknownTicket,
+    UnknownWindow,
+    WindowBusy,
+    WindowClosed,
+    WindowProfile,
+    WindowState,
+    number_order,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowStatus:
+    """A snapshot of one window."""
+
+    number: int
+    state: WindowState
+    staff_id: str | None
+    current: str | None  # ticket number held (called or serving)
+    priority_streak: int
+
+
+@dataclass(slots=True)
+class _Window:
+    profile: WindowProfile
+    index: int  # index in the core
+    state: WindowState = WindowState.CLOSED
+    staff_id: str | None = None
+    current: int | None = None  # tid
+
+
+def _check_time(name: str, value: int) -> None:
+    if not isinstance(value, int) or not 0 <= value < MAX_TIME_MS:
+        raise DispatchError(f"{name} must be an int of milliseconds in [0, 2**42), got {value!r}")
+
+
+class Dispatcher:
+    """One hall's queue for one day."""
+
+    _core: QueueCore  # the waiting tickets, rebuilt by _configure
+
+    def __init__(
+        self,
+        services: Sequence[Service],
+        windows: Sequence[WindowProfile],
+        policy: Policy | None = None,
+        *,
+        core_class: type[QueueCore] | None = None,
+    ) -> None:
+        self._core_class = core_class or _core.QueueCore
+        self._tickets: list[Ticket] = []  # indexed by tid
+        self._by_number: dict[str, int] = {}
+        self._counters: dict[str, int] = {}
+        self._configure(services, windows, policy or Policy(), previous=None)
+
+    # -- configuration -------------------------------------------------------
+
+    def _configure(
+        self,
+        services: Sequence[Service],
+        windows: Sequence[WindowProfile],
+        policy: Policy,
+        previous: dict[int, _Window] | None,
+    ) -> None:
+        service_index = {}
+        prefixes = set()
+        for index, service in enumerate(services):
+            if service.id in service_index:
+                raise ConfigError(f"service id {service.id!r} appears twice")
+            if service.prefix in prefixes:
+                raise ConfigError(f"ticket prefix {service.prefix!r} is used by two services")
+            service_index[service.id] = index
+            prefixes.add(service.prefix)
+        numbers = [w.number for w in windows]
+        if len(set(numbers)) != len(numbers):
+            raise ConfigError("window numbers must be unique")
+        for profile in windows:
+            for service_id in profile.services:
+                if service_id not in service_index:
+                    raise ConfigError(
+                        f"window {profile.number} serves unknown service {service_id!r}"
+                    )
+        if previous is not None:
+            self._check_reconfigure(service_index, {w.number for w in windows}, previous)
+
+        queue = self._core_class(
+            [s.sla_minutes * MINUTE_MS for s in services], policy.class_weights_pct()
+        )
+        new_windows: dict[int, _Window] = {}
+        for profile in windows:
+            index = queue.add_window(
+                [(service_index[sid], weight) for sid, weight in profile.services.items()],
+                profile.priority_window,
+                profile.ratio_cap,
+            )
+            old = previous.get(profile.number) if previous else None
+            if old is None:
+                new_windows[profile.number] = _Window(profile, index)
+            else:
+                new_windows[profile.number] = _Window(
+                    profile, index, old.state, old.staff_id, old.current
+                )
+                for _ in range(self._core.priority_streak(old.index)):
+                    queue.record_call(index, TicketClass.PRIORITY)
+
+        self.services: tuple[Service, ...] = tuple(services)
+        self.policy = policy
+        self._service_index = service_index
+        self._windows = new_windows
+        self._core = queue
+        for tid, ticket in enumerate(self._tickets):
+            if ticket.state is TicketState.WAITING:
+                self._push(tid, ticket)
+
+    def _check_reconfigure(
+        self, service_index: dict[str, int], window_numbers: set[int],
+        previous: dict[int, _Window],
+    ) -> None:
+        for ticket in self._tickets:
+            live = ticket.state in (TicketState.WAITING, TicketState.CALLED, TicketState.SERVING)
+            if live and ticket.service_id not in service_index:
+                raise ConfigError(
+                    f"service {ticket.service_id!r} still has ticket {ticket.number}; "
+                    "it cannot be removed today"
+                )
+        for number, window in previous.items():
+            if number not in window_numbers and window.current is not None:
+                raise ConfigError(f"window {number} still holds a ticket; it cannot be removed")
+
+    def reconfigure(
+        self,
+        services: Sequence[Service],
+        windows: Sequence[WindowProfile],
+        policy: Policy | None = None,
+    ) -> None:
+        """Apply a new hall config (SIGHUP) keeping every ticket, number and window state."""
+        self._configure(services, windows, policy or self.policy, previous=self._windows)
+
+    # -- lookups -------------------------------------------------------------
+
+    def _service(self, service_id: str) -> int:
+        try:
+            return self._service_index[service_id]
+        except KeyError:
+            raise UnknownService(service_id) from None
+
+    def _window(self, number: int) -> _Window:
+        try:
+            return self._windows[number]
+        except KeyError:
+            raise UnknownWindow(number) from None
+
+    def _tid(self, number: str) -> int:
+        try:
+            return self._by_number[number]
+        except KeyError:
+            raise UnknownTicket(number) from None
+
+    def _push(self, tid: int, ticket: Ticket) -> None:
+        # The order key comes from the number itself, so a transferred ticket
+        # keeps breaking ties by its own number ("deterministic tie-break").
+        prefix = ticket.number.rstrip("0123456789")
+        self._core.push(
+            tid, self._service(ticket.service_id), int(ticket.klass), ticket.key_ms,
+            number_order(prefix, int(ticket.number[len(prefix):])),
+        )
+
+    def ticket(self, number: str) -> Ticket:
+        return self._tickets[self._tid(number)]
+
+    def tickets(self) -> tuple[Ticket, ...]:
+        """Every ticket issued today, in issue order."""
+        return tuple(self._tickets)
+
+    def waiting(self, service_id: str | None = None) -> list[Ticket]:
+        """Waiting tickets in queue order (key time, then number), per service or all."""
+        if service_id is None:
+            return [t for t in self._tickets if t.state is TicketState.WAITING]
+        return [self._tickets[tid] for tid in self._core.queued(self._service(service_id))]
+
+    def waiting_count(self, service_id: str) -> int:
+        return self._core.waiting(self._service(service_id))
+
+    def people_ahead(self, number: str) -> int:
+        """Waiting tickets of the same service queued before this one."""
+        ticket = self.ticket(number)
+        if ticket.state is not TicketState.WAITING:
+            return 0
+        queued = self._core.queued(self._service(ticket.service_id))
+        return queued.index(self._by_number[number])
+
+    def window(self, number: int) -> WindowStatus:
+        window = self._window(number)
+        current = None if window.current is None else self._tickets[window.current].number
+        return WindowStatus(
+            number, window.state, window.staff_id, current,
+            self._core.priority_streak(window.index),
+        )
+
+    def windows(self) -> list[WindowStatus]:
+        return [self.window(number) for number in sorted(self._windows)]
+
+    def window_profiles(self) -> list[WindowProfile]:
+        return [self._windows[number].profile for number in sorted(self._windows)]
+
+    # -- tickets -------------------------------------------------------------
+
+    def issue(
+        self,
+        service_id: str,
+        now_ms: int,
+        klass: TicketClass = TicketClass.NORMAL,
+        booked_ms: int | None = None,
+    ) -> Ticket:
+        """Take a ticket (取号). An appointment past its grace period becomes a walk-in."""
+        service = self.services[self._service(service_id)]
+        _check_time("now_ms", now_ms)
+        klass = TicketClass(klass)
+        key_ms, late = now_ms, False
+        if klass is TicketClass.APPOINTMENT:
+            if booked_ms is None:
+                raise DispatchError("an appointment ticket needs booked_ms")
+            _check_time("booked_ms", booked_ms)
+            if now_ms > booked_ms + self.policy.appointment_grace_minutes * MINUTE_MS:
+                klass, late = TicketClass.NORMAL, True
+            else:
+                key_ms = booked_ms
+        elif booked_ms is not None:
+            raise DispatchError("booked_ms is only for appointment tickets")
+
+        counter = self._counters.get(service.prefix, 0) + 1
+        number = f"{service.prefix}{counter:0{self.policy.number_width}d}"
+        ticket = Ticket(
+            number=number, service_id=service.id, klass=klass, issued_ms=now_ms,
+            key_ms=key_ms, state=TicketState.WAITING, late_appointment=late,
+        )
+        tid = len(self._tickets)
+        self._push(tid, ticket)
+        self._counters[service.prefix] = counter
+        self._tickets.append(ticket)
+        self._by_number[number] = tid
+        return ticket
+
+    def cancel(self, number: str, now_ms: int) -> Ticket:
+        """The citizen left before being called (取消)."""
+        tid = self._tid(number)
+        ticket = self._tickets[tid]
+        if ticket.state is not TicketState.WAITING:
+            raise InvalidTransition(number, ticket.state, "cancel")
+        _check_time("now_ms", now_ms)
+        self._core.remove(tid)
+        return self._set(tid, state=TicketState.CANCELLED, finished_ms=now_ms)
+
+    def transfer(self, number: str, to_service_id: str, now_ms: int) -> Ticket:
+        """Move a ticket to another service's queue, keeping its original key time (转办)."""
+        tid = self._tid(number)
+        ticket = self._tickets[tid]
+        self._service(to_service_id)
+        _check_time("now_ms", now_ms)
+        if ticket.state not in (TicketState.WAITING, TicketState.CALLED, TicketState.SERVING):
+            raise InvalidTransition(number, ticket.state, "transfer")
+        if to_service_id == ticket.service_id:
+            raise InvalidTransition(number, ticket.state, "transfer to its own service")
+        if ticket.state is TicketState.WAITING:
+            self._core.remove(tid)
+        elif ticket.window is not None:
+            self._windows[ticket.window].current = None
+        moved = self._set(
+            tid, service_id=to_service_id, state=TicketState.WAITING, window=None,
+            recalls=0, transfers=ticket.transfers + 1,
+        )
+        self._push(tid, moved)
+        return moved
+
+    def _set(self, tid: int, **changes: object) -> Ticket:
+        ticket = replace(self._tickets[tid], **changes)  # type: ignore[arg-type]
+        self._tickets[tid] = ticket
+        return ticket
+
+    # -- windows -------------------------------------------------------------
+
+    def sign_in(self, window: int, staff_id: str | None = None) -> WindowStatus:
+        """Staff signs in (签到); signing in again hands the window to ``staff_id``."""
+        record = self._window(window)
+        if record.state is WindowState.CLOSED:
+            record.state = WindowState.OPEN
+        record.staff_id = staff_id
+        return self.window(window)
+
+    def sign_out(self, window: int) -> WindowStatus:
+        record = self._window(window)
+        if record.current is not None:
+            raise WindowBusy(window, self._tickets[record.current].number)
+        record.state, record.staff_id = WindowState.CLOSED, None
+        return self.window(window)
+
+    def pause(self, window: int) -> WindowStatus:
+        """Stop calling new tickets (暂停); the ticket being served is unaffected."""
+        record = self._window(window)
+        if record.state is WindowState.CLOSED:
+            raise WindowClosed(window, record.state)
+        record.state = WindowState.PAUSED
+        return self.window(window)
+
+    def resume(self, window: int) -> WindowStatus:
+        record = self._window(window)
+        if record.state is WindowState.CLOSED:
+            raise WindowClosed(window, record.state)
+        record.state = WindowState.OPEN
+        return self.window(window)
+
+    def peek(self, window: int, now_ms: int) -> Ticket | None:
+        """The ticket ``window`` would call at ``now_ms``; changes nothing."""
+        record = self._window(window)
+        _check_time("now_ms", now_ms)
+        tid = self._core.select(record.index, now_ms)
+        return None if tid == _core.NO_TICKET else self._tickets[tid]
+
+    def call_next(self, window: int, now_ms: int) -> Ticket | None:
+        """Call the next ticket (叫号); None when nobody waits for this window."""
+        record = self._window(window)
+        if record.state is not WindowState.OPEN:
+            raise WindowClosed(window, record.state)
+        if record.current is not None:
+            raise WindowBusy(window, self._tickets[record.current].number)
+        _check_time("now_ms", now_ms)
+        tid = self._core.select(record.index, now_ms)
+        if tid == _core.NO_TICKET:
+            return None
+        ticket = self._tickets[tid]
+        self._core.remove(tid)
+        self._core.record_call(record.index, int(ticket.klass))
+        record.current = tid
+        return self._set(tid, state=TicketState.CALLED, window=window, called_ms=now_ms)
+
+    def _current(self, window: int, action: str, allowed: Iterable[TicketState]) -> int:
+        record = self._window(window)
+        if record.current is None:
+            raise NoCurrentTicket(window)
+        ticket = self._tickets[record.current]
+        if ticket.state not in allowed:
+            raise InvalidTransition(ticket.number, ticket.state, action)
+        return record.current
+
+    def recall(self, window: int, now_ms: int) -> Ticket:
+        """Call the same ticket again (重呼)."""
+        tid = self._current(window, "recall", (TicketState.CALLED,))
+        _check_time("now_ms", now_ms)
+        return self._set(tid, recalls=self._tickets[tid].recalls + 1)
+
+    def start_serving(self, window: int, now_ms: int) -> Ticket:
+        """The citizen arrived at the window (开始办理)."""
+        tid = self._current(window, "start serving", (TicketState.CALLED,))
+        _check_time("now_ms", now_ms)
+        return self._set(tid, state=TicketState.SERVING, served_ms=now_ms)
+
+    def finish(self, window: int, now_ms: int) -> Ticket:
+        """Business done (办结); a rating may follow at the edge."""
+        tid = self._current(window, "finish", (TicketState.CALLED, TicketState.SERVING))
+        _check_time("now_ms", now_ms)
+        ticket = self._tickets[tid]
+        self._windows[window].current = None
+        served = ticket.served_ms if ticket.served_ms is not None else ticket.called_ms
+        return self._set(tid, state=TicketState.DONE, served_ms=served, finished_ms=now_ms)
+
+    def no_show(self, window: int, now_ms: int) -> Ticket:
+        """Nobody came (过号): back of the queue once, or dropped, as the policy says."""
+        tid = self._current(window, "mark no-show", (TicketState.CALLED,))
+        _check_time("now_ms", now_ms)
+        ticket = self._tickets[tid]
+        self._windows[window].current = None
+        if self.policy.no_show is NoShowPolicy.REQUEUE_ONCE and not ticket.requeued:
+            requeued = self._set(
+                tid, state=TicketState.WAITING, window=None, key_ms=now_ms, requeued=True,
+                recalls=0,
+            )
+            self._push(tid, requeued)
+            return requeued
+        return self._set(tid, state=TicketState.NO_SHOW, finished_ms=now_ms)
+
+
+__all__ = ["Dispatcher", "WindowStatus"]

@@ -1,0 +1,5 @@
+import sys
+
+from onedoor.cli import main
+
+sys.exit(main())

@@ -1,0 +1,70 @@
+"""The ``onedoor`` command line.
+
+Each part of the system contributes its own subcommands through a
+``register_cli(subparsers)`` function in its ``cli`` module; this file only
+assembles them, so a newcomer finds ``onedoor edge ...`` in ``edge/cli.py``,
+``onedoor simulate ...`` in ``fastpath/cli.py`` and so on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from onedoor import __version__, log
+
+# Modules that add subcommands. A part that is not built yet is simply absent.
+CLI_MODULES = (
+    "fastpath.cli",
+    "firmware_protocols.cli",
+    "edge.cli",
+    "central.cli",
+    "onedoor.demo",
+    "onedoor.bench",
+)
+
+
+def _cmd_version(args: argparse.Namespace) -> int:
+    import fastpath
+
+    print(f"onedoor {__version__} (fastpath: {fastpath.IMPLEMENTATION})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="onedoor",
+        description="onedoor — 进一扇门，办成所有事: queueing and fleet system for service halls",
+    )
+    parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    version = sub.add_parser("version", help="print the version and which fastpath is in use")
+    version.set_defaults(func=_cmd_version)
+    for name in CLI_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real missing dependency, not an absent part
+                raise
+            continue
+        register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
+        register = module.register_cli
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    log.configure(args.log_level)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""structlog setup shared by every onedoor process.
+
+Events are key-value records: ``log.info("ticket.issued", number="A012")``.
+On a terminal they render for people; under systemd (``ONEDOOR_LOG_JSON=1``
+or no TTY) they render as one JSON object per line for journald.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import structlog
+
+
+def configure(level: str = "info", *, json: bool | None = None) -> None:
+    """Configure structlog once per process."""
+    if json is None:
+        json = os.environ.get("ONEDOOR_LOG_JSON") == "1" or not sys.stderr.isatty()
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer(ensure_ascii=False)
+        if json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+__all__ = ["configure"]
