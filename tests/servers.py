@@ -10,89 +10,25 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from onedoor.broker import MosquittoProcess, free_port, wait_for_port
+
 _START_TIMEOUT = 20.0
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(host: str, port: int, timeout: float = _START_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s") from None
-            time.sleep(0.05)
-
-
 def _require(binary: str, package: str) -> str:
-    path = shutil.which(binary) or next(
-        (str(p) for p in Path("/usr/sbin").glob(binary) if p.exists()), None
-    )
+    path = shutil.which(binary)
     if path is None:
         raise RuntimeError(f"{binary} not found: install the Debian package {package!r}")
     return path
 
 
-@dataclass
-class MosquittoBroker:
-    """A real mosquitto on 127.0.0.1:port; stop()/start() keep the port for outage tests."""
-
-    workdir: Path
-    host: str = "127.0.0.1"
-    port: int = field(default_factory=free_port)
-    extra_config: str = ""
-    _process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def start(self) -> None:
-        if self.running:
-            return
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        config = self.workdir / "mosquitto.conf"
-        config.write_text(
-            f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {self.workdir}/\n"
-            "log_dest stderr\n"
-            "log_type error\n"
-            "log_type warning\n"
-            "max_queued_messages 100000\n" + self.extra_config
-        )
-        with (self.workdir / "mosquitto.log").open("ab") as log:
-            self._process = subprocess.Popen(
-                [_require("mosquitto", "mosquitto"), "-c", str(config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for_port(self.host, self.port)
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._process = None
+# The suite's broker is the package's: a real mosquitto; stop()/start() keep the port.
+MosquittoBroker = MosquittoProcess
 
 
 def _as_postgres_user() -> list[str]:
