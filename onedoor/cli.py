@@ -23,6 +23,7 @@ CLI_MODULES = (
     "central.cli",
     "onedoor.demo",
     "onedoor.bench",
+    "onedoor.loadgen",
 )
 
 
