@@ -5,10 +5,17 @@ policy of DESIGN.md. The hot part runs in a Cython extension when it is built
 (``IMPLEMENTATION == "cython"``) and in its pure-Python twin otherwise
 (``IMPLEMENTATION == "python"``, or forced with ``ONEDOOR_NO_EXTENSIONS=1``);
 both give the same answers.
+
+``fastpath.simulate`` is the queue simulator over the same policy (its engine
+is compiled too: ``SIM_IMPLEMENTATION``), ``fastpath.predict`` the wait
+prediction and ``fastpath.staffing`` the what-if staffing search.
 """
 
 from fastpath.core import IMPLEMENTATION
 from fastpath.dispatcher import Dispatcher, WindowStatus
+from fastpath.predict import HallState, Prediction, predict_wait
+from fastpath.simulate import IMPLEMENTATION as SIM_IMPLEMENTATION
+from fastpath.simulate import HallModel, ModelError, load_hall, simulate_day
 from fastpath.types import (
     ConfigError,
     DispatchError,
@@ -31,13 +38,18 @@ from fastpath.types import (
 
 __all__ = [
     "IMPLEMENTATION",
+    "SIM_IMPLEMENTATION",
     "ConfigError",
     "DispatchError",
     "Dispatcher",
+    "HallModel",
+    "HallState",
     "InvalidTransition",
+    "ModelError",
     "NoCurrentTicket",
     "NoShowPolicy",
     "Policy",
+    "Prediction",
     "Service",
     "Ticket",
     "TicketClass",
@@ -50,4 +62,7 @@ __all__ = [
     "WindowProfile",
     "WindowState",
     "WindowStatus",
+    "load_hall",
+    "predict_wait",
+    "simulate_day",
 ]

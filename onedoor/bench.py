@@ -33,6 +33,7 @@ SUITES: tuple[tuple[str, str, str], ...] = (
     ("edge", "edge.bench", "run"),
     ("edge-devices", "edge.bench_devices", "run"),
     ("central", "central.bench", "run"),
+    ("central-web", "central.bench_web", "run"),
 )
 
 

@@ -14,6 +14,24 @@ import sys
 import structlog
 
 
+class _StderrLogger:
+    """Writes each line to the *current* ``sys.stderr``.
+
+    structlog's PrintLogger keeps the stream it was given; a test runner that
+    swaps and closes stderr would then break every later log call.
+    """
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+class _StderrLoggerFactory:
+    def __call__(self, *args: object) -> _StderrLogger:
+        return _StderrLogger()
+
+
 def configure(level: str = "info", *, json: bool | None = None) -> None:
     """Configure structlog once per process."""
     if json is None:
@@ -34,7 +52,7 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_StderrLoggerFactory(),
         cache_logger_on_first_use=False,
     )
 

@@ -1,0 +1,814 @@
+"""The edge daemon: one hall on one Raspberry Pi, online or not.
+
+:class:`EdgeDaemon` wires the hall state (:mod:`edge.hall` over the journal),
+the devices (through the protocols of :mod:`edge.devices.base`), the MQTT
+uplink and the kiosk HTTP API. Every long-running part is a named task under
+a :class:`Supervisor` that logs and restarts a task that dies (never silently
+lost). Operations:
+
+* ``SIGHUP`` reloads the config file: an invalid file, or one the live queue
+  cannot take (a service removed while it has tickets), is refused, logged
+  and journaled as ``config.rejected``; the old config stays and the queue
+  state survives either way.
+* An invalid file at start: the daemon runs the config last applied in the
+  journal and journals ``config.rejected``, so a bad push never leaves the
+  hall dark (with no journal yet, it refuses to start).
+* ``SIGTERM``/``SIGINT`` stop cleanly (retained state ``offline``).
+* systemd ``Type=notify``: ``READY=1`` once serving, and ``WATCHDOG=1`` from
+  the event loop only while the device-input, timer and uplink tasks have
+  checked in, and the terminal bus has kept polling (its ``polls`` counter), within
+  ``daemon.watchdog_seconds``: a hung task cannot hide behind a healthy loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import signal
+import socket
+import time
+import tomllib
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from edge.clock import Clock, SystemClock
+from edge.config import EdgeConfig, load_config, parse_config
+from edge.devices.base import (
+    Announcer,
+    Device,
+    DeviceHealth,
+    DeviceInput,
+    DeviceKind,
+    DeviceStatusChanged,
+    GpioPanel,
+    HallCounts,
+    HealthState,
+    HelpButton,
+    InputQueue,
+    KeyPress,
+    Rating,
+    ScreenBoard,
+    TerminalBus,
+    TicketButton,
+    TicketPrint,
+    TicketPrinter,
+    WindowKey,
+)
+from edge.errors import CommandRejected, ConfigInvalid, JournalError
+from edge.hall import Hall, IssuedTicket, open_hall
+from edge.http_api import HttpApi
+from edge.journal import Journal
+from edge.uplink import CommandFailed, Uplink, host_stats
+from fastpath.types import TicketClass, TicketState, WindowState
+from firmware_protocols import mqtt_messages as mm
+from firmware_protocols.escpos import TicketContent
+
+log = structlog.get_logger(__name__)
+
+SOFTWARE_VERSION = "onedoor-0.1.0"
+TICK_S = 1.0
+HELP_BUZZ_MS = 800
+UNPRINTED_NOTICE_S = 600
+NOT_STARTED = "not started"  # the drivers' health detail before their first check
+RATING_SECONDS = 30  # how long the rating pad waits for the citizen after 办结
+
+
+# --------------------------------------------------------------------------- systemd
+
+
+def sd_notify(message: str, *, environ: dict[str, str] | None = None) -> bool:
+    """Send ``message`` to systemd over ``$NOTIFY_SOCKET``; False when not under systemd."""
+    address = (environ if environ is not None else os.environ).get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # abstract namespace socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        try:
+            sock.connect(address)
+            sock.sendall(message.encode())
+        except OSError as exc:
+            log.warning("systemd.notify_failed", error=str(exc))
+            return False
+    return True
+
+
+def watchdog_interval(environ: dict[str, str] | None = None) -> float | None:
+    """Half the ``WATCHDOG_USEC`` systemd asks for (its own advice), or None."""
+    env = environ if environ is not None else os.environ
+    usec = env.get("WATCHDOG_USEC")
+    pid = env.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    return int(usec) / 2_000_000
+
+
+class Heartbeats:
+    """When each task last checked in, on the monotonic clock."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._started = clock()  # a task gets one full period to check in the first time
+        self._last: dict[str, float] = {}
+
+    def beat(self, name: str) -> None:
+        self._last[name] = self._clock()
+
+    def beater(self, name: str) -> Callable[[], None]:
+        return lambda: self.beat(name)
+
+    def stale(self, names: list[str], max_age_s: float) -> list[str]:
+        now = self._clock()
+        return [n for n in names if now - self._last.get(n, self._started) > max_age_s]
+
+
+# --------------------------------------------------------------------------- supervisor
+
+
+@dataclass(slots=True)
+class _Supervised:
+    name: str
+    factory: Callable[[], Awaitable[None]]
+    restarts: int = 0
+    task: asyncio.Task[None] | None = None
+
+
+class Supervisor:
+    """Runs named tasks; one that returns or raises is logged and restarted after a pause."""
+
+    def __init__(self, restart_delay_s: float = 1.0, max_delay_s: float = 30.0) -> None:
+        self.restart_delay_s = restart_delay_s
+        self.max_delay_s = max_delay_s
+        self._tasks: dict[str, _Supervised] = {}
+        self._group: asyncio.TaskGroup | None = None
+
+    @property
+    def restarts(self) -> dict[str, int]:
+        return {name: entry.restarts for name, entry in self._tasks.items()}
+
+    def running(self) -> list[str]:
+        return [name for name, entry in self._tasks.items()
+                if entry.task is not None and not entry.task.done()]
+
+    def start(self, group: asyncio.TaskGroup, name: str,
+              factory: Callable[[], Awaitable[None]]) -> None:
+        entry = _Supervised(name, factory)
+        self._tasks[name] = entry
+        entry.task = group.create_task(self._keep(entry), name=name)
+
+    async def _keep(self, entry: _Supervised) -> None:
+        while True:
+            try:
+                await entry.factory()
+                log.error("task.exited", task=entry.name, restarts=entry.restarts)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a device or uplink bug must not take the hall down
+                log.exception("task.crashed", task=entry.name, restarts=entry.restarts)
+            entry.restarts += 1
+            await asyncio.sleep(min(self.max_delay_s,
+                                    self.restart_delay_s * 2 ** min(entry.restarts - 1, 10)))
+            log.info("task.restarting", task=entry.name, restarts=entry.restarts)
+
+    def cancel_all(self) -> None:
+        for entry in self._tasks.values():
+            if entry.task is not None:
+                entry.task.cancel()
+
+
+# --------------------------------------------------------------------------- devices
+
+
+@dataclass(slots=True)
+class DeviceSet:
+    """The hall's drivers; any may be absent (a village station has no LED screens)."""
+
+    printer: TicketPrinter | None = None
+    screens: ScreenBoard | None = None
+    terminals: TerminalBus | None = None
+    announcer: Announcer | None = None
+    gpio: GpioPanel | None = None
+    others: list[Device] = field(default_factory=list)
+
+    def named(self) -> list[tuple[str, Device]]:
+        found: list[tuple[str, Device | None]] = [
+            ("printer", self.printer), ("screens", self.screens), ("terminals", self.terminals),
+            ("announcer", self.announcer), ("gpio", self.gpio),
+            *((f"device{i}", d) for i, d in enumerate(self.others)),
+        ]
+        return [(name, device) for name, device in found if device is not None]
+
+
+DeviceFactory = Callable[[EdgeConfig, InputQueue], DeviceSet]
+
+_MQTT_KIND: dict[DeviceKind, mm.DeviceKind] = {
+    DeviceKind.PRINTER: "printer", DeviceKind.SCREEN: "led", DeviceKind.TERMINAL: "terminal",
+    DeviceKind.GPIO: "gpio", DeviceKind.VOICE: "audio",
+}
+_MQTT_STATUS: dict[HealthState, mm.DeviceHealth] = {
+    HealthState.OK: "ok", HealthState.DEGRADED: "degraded", HealthState.OFFLINE: "offline",
+}
+
+
+def device_detail_code(detail: str) -> str | None:
+    """The contract's detail code from a driver's detail ("缺纸 paper out" -> "paper_out")."""
+    words = "".join(c.lower() if c.isascii() and c.isalnum() else " " for c in detail).split()
+    while words and not words[0][0].isalpha():
+        words.pop(0)
+    code = "_".join(words)[:32].rstrip("_")
+    return code or None
+
+
+def device_status_body(health: DeviceHealth) -> mm.DeviceStatus:
+    return mm.DeviceStatus(device=health.device_id, kind=_MQTT_KIND[health.kind],
+                           status=_MQTT_STATUS[health.state],
+                           detail=device_detail_code(health.detail))
+
+
+# --------------------------------------------------------------------------- the daemon
+
+
+def last_good_config(config_path: Path) -> EdgeConfig | None:
+    """The config last applied in the journal the (invalid) file at ``config_path`` names.
+
+    Only ``site.id`` and ``paths.journal`` need to be readable in the file.
+    """
+    try:
+        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        site_id, journal_path = raw["site"]["id"], raw["paths"]["journal"]
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError):
+        return None
+    if not isinstance(site_id, str) or not isinstance(journal_path, str):
+        return None
+    path = config_path.resolve().parent / journal_path
+    try:
+        with Journal(path, site_id, read_only=True) as journal:
+            stored = journal.config_at(journal.last_seq)
+    except JournalError:
+        return None
+    if stored is None:
+        return None
+    try:
+        return parse_config(stored.text, source=f"{path} (last good)",
+                            base_dir=config_path.resolve().parent)
+    except ConfigInvalid:
+        return None
+
+
+
+class EdgeDaemon:
+    """One hall. ``await daemon.run()`` until :meth:`stop` or SIGTERM."""
+
+    def __init__(
+        self,
+        config_path: str | Path,
+        *,
+        clock: Clock | None = None,
+        device_factory: DeviceFactory | None = None,
+        install_signals: bool = True,
+    ) -> None:
+        self.config_path = Path(config_path)
+        self.clock: Clock = clock or SystemClock()
+        self.device_factory = device_factory
+        self.install_signals = install_signals
+        self._startup_rejection: ConfigInvalid | None = None
+        try:
+            self.config: EdgeConfig = load_config(self.config_path)
+        except ConfigInvalid as exc:
+            # The last good config in the journal keeps the hall open (DESIGN.md
+            # "the last good one stays in force"); with none, there is nothing to run.
+            fallback = last_good_config(self.config_path)
+            if fallback is None:
+                raise
+            log.error("config.invalid_at_start", path=str(self.config_path),
+                      errors=list(exc.errors), running=fallback.version)
+            self.config = fallback
+            self._startup_rejection = exc
+        self.boot_id = uuid.uuid4().hex[:16]
+        self.heartbeats = Heartbeats()
+        self.supervisor = Supervisor()
+        self.inputs: InputQueue = asyncio.Queue()
+        self.devices = DeviceSet()
+        self.hall: Hall | None = None
+        self.uplink: Uplink | None = None
+        self.http: HttpApi | None = None
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._notices: dict[str, tuple[str, float]] = {}  # key -> (text, until monotonic)
+        self._device_health: dict[str, DeviceHealth] = {}
+        self._issued_waits: dict[str, mm.WaitPrediction] = {}  # today's, for printing
+        self._bus_progress: dict[str, tuple[int, float]] = {}  # device -> (polls, changed at)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        hall = open_hall(self.config, self.clock)
+        self.hall = hall
+        self.config = hall.config
+        if self._startup_rejection is not None:
+            hall.reject_config(self._version_in_file(), list(self._startup_rejection.errors))
+        try:
+            if self.device_factory is not None:
+                self.devices = self.device_factory(self.config, self.inputs)
+            hall.subscribe(self._on_event)
+            if self.config.mqtt is not None:
+                self.uplink = Uplink(
+                    self.config.site.id, self.config.mqtt, hall.journal, self.clock,
+                    software=SOFTWARE_VERSION, boot_id=self.boot_id,
+                    config_version=lambda: hall.config.version, commands=self._command,
+                    beat=self.heartbeats.beater("uplink"))
+            if self.config.http is not None:
+                self.http = HttpApi(hall, status=self.status, on_issued=self._after_issue,
+                                    host=self.config.http.host, port=self.config.http.port,
+                                    window_api=self.config.http.window_api,
+                                    beat=self.heartbeats.beater("http"))
+            if self.install_signals:
+                loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
+                loop.add_signal_handler(signal.SIGTERM, self.stop)
+                loop.add_signal_handler(signal.SIGINT, self.stop)
+            async with asyncio.TaskGroup() as group:
+                start = self.supervisor.start
+                start(group, "inputs", self._inputs_task)
+                start(group, "timers", self._timers_task)
+                start(group, "watchdog", self._watchdog_task)
+                if self.uplink is not None:
+                    start(group, "uplink", self.uplink.run)
+                    start(group, "telemetry", self._telemetry_task)
+                if self.http is not None:
+                    start(group, "http", self.http.run)
+                for name, device in self.devices.named():
+                    start(group, f"device:{name}", device.run)
+                self._refresh_outputs()
+                await self._wait_http_ready()
+                sd_notify(f"READY=1\nSTATUS=serving {self.config.site.id}")
+                self.ready.set()
+                log.info("daemon.ready", site=self.config.site.id, boot_id=self.boot_id,
+                         http_port=self.http.port if self.http else None)
+                await self._stop.wait()
+                sd_notify("STOPPING=1")
+                log.info("daemon.stopping")
+                self.supervisor.cancel_all()
+        finally:
+            if self.install_signals:
+                for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            hall.journal.close()
+            for _, device in self.devices.named():
+                close = getattr(device, "close", None)
+                if callable(close):
+                    with contextlib.suppress(Exception):
+                        close()
+            log.info("daemon.stopped")
+
+    async def _wait_http_ready(self) -> None:
+        if self.http is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(10):
+                    await self.http.listening.wait()
+
+    # -- tasks ---------------------------------------------------------------
+
+    async def _inputs_task(self) -> None:
+        while True:
+            self.heartbeats.beat("inputs")
+            try:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can drop a dequeued item
+                # or swallow a cancellation when they race with the timeout.
+                async with asyncio.timeout(TICK_S):
+                    item = await self.inputs.get()
+            except TimeoutError:
+                continue
+            try:
+                await self._handle_input(item)
+            except CommandRejected as exc:
+                log.warning("input.rejected", input=repr(item), reason=str(exc))
+
+    async def _timers_task(self) -> None:
+        assert self.hall is not None
+        while True:
+            self.heartbeats.beat("timers")
+            self.hall.tick()
+            self._expire_notices()
+            await asyncio.sleep(TICK_S)
+
+    async def _telemetry_task(self) -> None:
+        assert self.hall is not None
+        while True:
+            self.heartbeats.beat("telemetry")
+            telemetry = self.telemetry()
+            self.hall.journal.push_telemetry(mm.encode(telemetry))
+            dropped = self.hall.journal.take_dropped()
+            if dropped:
+                self.hall.report(mm.OutboxDropped(count=dropped))
+            if self.uplink is not None:
+                self.uplink.wake()
+            await asyncio.sleep(self.config.daemon.telemetry_seconds)
+
+    def _watched(self) -> list[str]:
+        names = ["inputs", "timers"]
+        if self.uplink is not None:
+            names.append("uplink")
+        return names
+
+    def _stalled_buses(self, max_age: float) -> list[str]:
+        """Bus drivers that count their polls (``polls``) must keep counting (a hung task)."""
+        now = time.monotonic()
+        stalled = []
+        for name, device in self.devices.named():
+            polls = getattr(device, "polls", None)
+            if not isinstance(polls, int):
+                continue
+            if device.health().state is HealthState.OFFLINE:
+                # Port gone or every terminal dead: reported as a device event; restarting
+                # the daemon would not bring the adapter back.
+                self._bus_progress[name] = (polls, now)
+                continue
+            last_polls, since = self._bus_progress.get(name, (-1, now))
+            if polls != last_polls:
+                self._bus_progress[name] = (polls, now)
+            elif now - since > max_age:
+                stalled.append(name)
+        return stalled
+
+    async def _watchdog_task(self) -> None:
+        interval = watchdog_interval()
+        await self.ready.wait()  # systemd expects READY=1 before the first WATCHDOG=1
+        while True:
+            max_age = self.config.daemon.watchdog_seconds
+            stale = self.heartbeats.stale(self._watched(), max_age)
+            stale += self._stalled_buses(max_age)
+            if stale:
+                log.error("watchdog.withheld", stale=stale)
+            elif interval is not None:
+                sd_notify("WATCHDOG=1")
+            await asyncio.sleep(interval if interval is not None else 5.0)
+
+    # -- device inputs -------------------------------------------------------
+
+    async def _handle_input(self, item: DeviceInput) -> None:
+        hall = self.hall
+        assert hall is not None
+        match item:
+            case KeyPress():
+                self._key(item)
+            case Rating():
+                hall.rate(item.window, item.value)
+            case TicketButton():
+                issued = hall.issue(item.service_id, item.klass, channel="button")
+                await self._after_issue(issued, True)
+            case HelpButton():
+                if item.long_press:
+                    hall.help_long_press(item.button_id)
+                else:
+                    hall.help_request(item.button_id)
+            case DeviceStatusChanged():
+                self._device_health[item.health.device_id] = item.health
+                hall.device_status(device_status_body(item.health))
+
+    def _key(self, press: KeyPress) -> None:
+        hall = self.hall
+        assert hall is not None
+        window = press.window
+        match press.key:
+            case WindowKey.NEXT:
+                if hall.call_next(window) is None:
+                    self._show_window(window, "无人等候")
+            case WindowKey.RECALL:
+                hall.recall(window)
+            case WindowKey.TRANSFER:
+                hall.transfer(window, self._service_from_keypad(press.to_service))
+            case WindowKey.NO_SHOW:
+                hall.no_show(window)
+            case WindowKey.PAUSE:
+                hall.pause(window)
+            case WindowKey.RESUME:
+                hall.resume(window)
+            case WindowKey.FINISH:
+                hall.finish(window)
+            case WindowKey.SIGN_IN:
+                hall.sign_in(window, press.staff_id)
+            case WindowKey.SIGN_OUT:
+                hall.sign_out(window)
+            case WindowKey.HELP_ACK:
+                hall.help_ack_from_window(window)
+
+    def _service_from_keypad(self, typed: str | None) -> str | None:
+        """Staff type a service id or its position in the config (1-based)."""
+        if typed is None:
+            return None
+        services = self.config.services
+        if typed.isdigit() and 1 <= int(typed) <= len(services):
+            return services[int(typed) - 1].id
+        return typed
+
+    # -- outputs -------------------------------------------------------------
+
+    def _on_event(self, event: mm.Event) -> None:
+        """After each durable event: devices, screens, uplink."""
+        body = event.body
+        devices = self.devices
+        match body:
+            case mm.TicketCalled() | mm.TicketRecalled():
+                self._show_window(body.window, body.ticket)
+                if devices.announcer is not None:
+                    self._safely("announce", devices.announcer.announce, body.ticket,
+                                 body.window)
+            case mm.TicketDone():
+                self._show_window(body.window, "")
+                request_rating = getattr(devices.terminals, "request_rating", None)
+                if request_rating is not None and self._has_terminal(body.window):
+                    self._safely("rating_request", request_rating, body.window, RATING_SECONDS)
+            case mm.TicketNoShow() | mm.TicketTransferred():
+                self._show_window(body.window, "")
+            case mm.WindowPaused():
+                self._show_window(body.window, "暂停")
+            case mm.WindowResumed() | mm.WindowSignedIn():
+                self._show_window(body.window, "")
+            case mm.WindowSignedOut():
+                self._show_window(body.window, "暂停服务")
+            case mm.HelpRequested():
+                self._set_led(f"help.{body.button}", True)
+                if devices.gpio is not None:
+                    self._safely("buzz", devices.gpio.buzz, HELP_BUZZ_MS)
+                self._notice(f"help:{body.button}", f"呼叫帮办 {body.location}", None)
+            case mm.HelpEscalated():
+                if devices.gpio is not None:
+                    self._safely("buzz", devices.gpio.buzz, HELP_BUZZ_MS * 2)
+            case mm.HelpResolved():
+                self._set_led(f"help.{body.button}", False)
+                self._notices.pop(f"help:{body.button}", None)
+            case mm.DeviceStatus() if body.kind == "printer":
+                self._set_led("paper", body.status != "ok")
+            case mm.DayReset():
+                self._notices.clear()
+                self._issued_waits.clear()
+            case _:
+                pass
+        if isinstance(body, mm.TicketCalled | mm.TicketRecalled | mm.TicketDone | mm.TicketNoShow
+                      | mm.HelpRequested | mm.HelpResolved | mm.DayReset | mm.TicketIssued):
+            self._refresh_hall_screen()
+        if self.uplink is not None:
+            self.uplink.wake()
+
+    def _safely(self, what: str, call: Callable[..., object], *args: object) -> None:
+        """Device output must never undo or block a journaled event."""
+        try:
+            call(*args)
+        except Exception as exc:
+            log.error("device.output_failed", output=what, error=repr(exc))
+
+    def _show_window(self, window: int, text: str) -> None:
+        config_window = next((w for w in self.config.windows if w.number == window), None)
+        if self.devices.screens is not None and config_window and config_window.screen is not None:
+            self._safely("screen", self.devices.screens.show_window, window, text)
+        if (self.devices.terminals is not None and config_window
+                and config_window.terminal is not None):
+            self._safely("terminal", self.devices.terminals.set_window_text, window, text)
+
+    def _has_terminal(self, window: int) -> bool:
+        return any(w.number == window and w.terminal is not None for w in self.config.windows)
+
+    def _set_led(self, name: str, on: bool) -> None:
+        gpio = self.config.devices.gpio
+        known = gpio is not None and (name in gpio.leds or any(
+            f"help.{b.id}" == name and b.led_pin is not None for b in gpio.help_buttons))
+        if self.devices.gpio is not None and known:
+            self._safely("led", self.devices.gpio.set_led, name, on)
+
+    def _notice(self, key: str, text: str, seconds: float | None) -> None:
+        until = math.inf if seconds is None else time.monotonic() + seconds
+        self._notices[key] = (text, until)
+        self._refresh_hall_screen()
+
+    def _expire_notices(self) -> None:
+        now = time.monotonic()
+        expired = [key for key, (_, until) in self._notices.items() if until <= now]
+        for key in expired:
+            del self._notices[key]
+        if expired:
+            self._refresh_hall_screen()
+
+    def _refresh_hall_screen(self) -> None:
+        if self.devices.screens is None or self.hall is None:
+            return
+        lines = [f"请{t}号到{w}号窗口" for t, w in reversed(self.hall.recent_calls())]
+        cases, done = self.hall.counts()
+        notices = [text for text, _ in self._notices.values()]
+        self._safely("hall_screen", self.devices.screens.show_hall, lines,
+                     HallCounts(cases, done), notices)
+
+    def _refresh_outputs(self) -> None:
+        """After a (re)start: every window bar shows what the journal says it holds."""
+        assert self.hall is not None
+        for status in self.hall.dispatcher.windows():
+            text = status.current or ("暂停" if status.state is WindowState.PAUSED else "")
+            self._show_window(status.number, text)
+        for request in self.hall.open_help():
+            self._set_led(f"help.{request.button}", True)
+            self._notices[f"help:{request.button}"] = (f"呼叫帮办 {request.location}", math.inf)
+        self._refresh_hall_screen()
+
+    def ticket_print(self, issued_number: str) -> TicketPrint:
+        """What the printer gets for a ticket (also used by ``reprint``)."""
+        hall = self.hall
+        assert hall is not None
+        ticket = hall.dispatcher.ticket(issued_number)
+        service = hall.config.service(ticket.service_id)
+        ahead = hall.dispatcher.people_ahead(ticket.number)
+        event_wait = self._issued_waits.get(ticket.number)
+        content = TicketContent(
+            hall_name=hall.config.site.name, service_name=service.name_zh,
+            ticket_number=ticket.number, people_ahead=ahead,
+            wait_p50_minutes=None if event_wait is None else math.ceil(event_wait.p50_s / 60),
+            wait_p90_minutes=None if event_wait is None else math.ceil(event_wait.p90_s / 60),
+            issued_at=datetime.fromtimestamp(ticket.issued_ms / 1000, hall.config.site.tz),
+            qr_payload=f"{hall.config.site.id}/{hall.day}/{ticket.number}",
+            footer_lines=("请留意叫号，过号请重新取号",),
+        )
+        return TicketPrint(content, large_print=ticket.klass is TicketClass.PRIORITY)
+
+    async def _after_issue(self, issued: IssuedTicket, print_it: bool) -> bool:
+        """Print (if asked and a printer exists); an unprinted ticket is shown on the screen."""
+        if issued.wait is not None:
+            self._issued_waits[issued.ticket.number] = issued.wait
+        if not print_it:
+            return False
+        printed = False
+        if self.devices.printer is not None:
+            try:
+                printed = await self.devices.printer.print_ticket(
+                    self.ticket_print(issued.ticket.number))
+            except Exception as exc:
+                log.error("printer.failed", ticket=issued.ticket.number, error=repr(exc))
+        if not printed:
+            log.warning("ticket.unprinted", ticket=issued.ticket.number)
+            self._notice(f"unprinted:{issued.ticket.number}",
+                         f"{issued.ticket.number} 号 取号成功 请记住号码", UNPRINTED_NOTICE_S)
+        return printed
+
+    # -- reload --------------------------------------------------------------
+
+    def _reload_soon(self) -> None:
+        log.info("daemon.sighup")
+        self.reload()
+
+    def reload(self, expected_version: str | None = None) -> mm.Event:
+        """Reload the config file; returns the config.applied or config.rejected event."""
+        hall = self.hall
+        assert hall is not None
+        try:
+            new = load_config(self.config_path)
+        except ConfigInvalid as exc:
+            log.error("config.invalid", path=str(self.config_path), errors=list(exc.errors))
+            return hall.reject_config(self._version_in_file(), list(exc.errors))
+        if expected_version is not None and new.version != expected_version:
+            return hall.reject_config(new.version, [
+                f"version: the file has {new.version!r}, the command expected "
+                f"{expected_version!r}"])
+        event = hall.reconfigure(new)
+        if isinstance(event.body, mm.ConfigApplied):
+            old = self.config
+            self.config = new
+            for part in ("devices", "mqtt", "http", "paths"):
+                if getattr(old, part) != getattr(new, part):
+                    log.warning("config.restart_needed", part=part,
+                                detail="takes effect at the next restart")
+            if self.uplink is not None:
+                self.uplink.publish_state()
+            self._refresh_outputs()
+        return event
+
+    def _version_in_file(self) -> str:
+        try:
+            version = tomllib.loads(self.config_path.read_text(encoding="utf-8")).get("version")
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            return "invalid"
+        return version if isinstance(version, str) and version else "invalid"
+
+    # -- remote commands -----------------------------------------------------
+
+    async def _command(self, cmd: mm.Cmd) -> None:
+        args = cmd.args
+        hall = self.hall
+        assert hall is not None
+        match args:
+            case mm.AnnounceArgs():
+                speak = getattr(self.devices.announcer, "announce_text", None)
+                if speak is None and self.devices.screens is None:
+                    raise CommandFailed("no voice driver with free text and no hall screen")
+                if speak is not None:
+                    for _ in range(args.repeat):
+                        speak(args.text)
+                self._notice(f"announce:{cmd.id}", args.text, 120)
+                if speak is None:
+                    raise CommandFailed("shown on the hall screen; this voice driver only "
+                                        "speaks ticket calls")
+            case mm.ReprintArgs():
+                try:
+                    ticket = hall.dispatcher.ticket(args.ticket)
+                except ValueError:
+                    raise CommandFailed(f"unknown ticket {args.ticket} today") from None
+                if ticket.state is not TicketState.WAITING:
+                    raise CommandFailed(f"ticket {args.ticket} is {ticket.state.value}")
+                if self.devices.printer is None:
+                    raise CommandFailed("this site has no printer")
+                if not await self.devices.printer.print_ticket(self.ticket_print(args.ticket)):
+                    raise CommandFailed(f"printer could not print {args.ticket}")
+            case mm.ScreenNoticeArgs():
+                if self.devices.screens is None:
+                    raise CommandFailed("this site has no LED screens")
+                if args.screen not in (None, "screen.hall", "hall"):
+                    raise CommandFailed(f"unknown screen {args.screen!r}; notices go to the "
+                                        "hall screen")
+                self._notice(f"notice:{cmd.id}", args.text, args.duration_s)
+            case mm.ReloadConfigArgs():
+                event = self.reload(args.version)
+                if isinstance(event.body, mm.ConfigRejected):
+                    raise CommandFailed("; ".join(event.body.errors))
+
+    # -- status and telemetry --------------------------------------------------
+
+    def device_healths(self) -> list[DeviceHealth]:
+        healths = {h.device_id: h for h in self._device_health.values()}
+        for _, device in self.devices.named():
+            health = device.health()
+            healths[health.device_id] = health
+        return sorted(healths.values(), key=lambda h: h.device_id)
+
+    def _known_healths(self) -> list[DeviceHealth]:
+        """Healths worth reporting: a driver that has not run its first check yet says
+        "not started", which is not a fault (the central would raise a device alarm)."""
+        return [h for h in self.device_healths() if h.detail != NOT_STARTED]
+
+    def status(self) -> dict[str, Any]:
+        assert self.hall is not None
+        snapshot = self.hall.snapshot()
+        snapshot["devices"] = [{"device": h.device_id, "kind": str(h.kind), "state": str(h.state),
+                                "detail": h.detail} for h in self.device_healths()]
+        snapshot["uplink"] = None if self.uplink is None else {
+            "connected": self.uplink.connected, "session": self.uplink.session,
+            "outbox_depth": self.hall.journal.outbox_depth()}
+        snapshot["boot_id"] = self.boot_id
+        snapshot["tasks"] = {"running": self.supervisor.running(),
+                             "restarts": self.supervisor.restarts}
+        return snapshot
+
+    def telemetry(self) -> mm.Telemetry:
+        hall = self.hall
+        assert hall is not None
+        now = self.clock.now_ms()
+        queues = []
+        for service in hall.config.services[:mm.MAX_QUEUES]:
+            waiting = hall.dispatcher.waiting(service.id)
+            oldest = max(((now - t.issued_ms) // 1000 for t in waiting), default=0)
+            queues.append(mm.QueueStat(service=service.id, waiting=len(waiting),
+                                       oldest_wait_s=max(0, oldest), wait=None))
+        windows = []
+        for status in hall.dispatcher.windows()[:mm.MAX_WINDOWS]:
+            state: mm.WindowState = ("serving" if status.current is not None
+                                     else status.state.value)
+            windows.append(mm.WindowStat(window=status.number, state=state,
+                                         ticket=status.current))
+        devices = [mm.DeviceStat(device=b.device, kind=b.kind, status=b.status, detail=b.detail)
+                   for b in map(device_status_body, self._known_healths()[:mm.MAX_DEVICES])]
+        journal = hall.journal
+        return mm.Telemetry(
+            site=hall.config.site.id, ts=now, clock_synced=self.clock.synced(), queues=queues,
+            windows=windows, devices=devices, host=host_stats(journal.path.parent),
+            outbox=mm.OutboxStat(depth=journal.outbox_depth(),
+                                 oldest_unacked_seq=(journal.acked_seq + 1
+                                                     if journal.unacked_count() else None)))
+
+
+async def run_daemon(config_path: str | Path, device_factory: DeviceFactory | None = None) -> None:
+    """Run the daemon until SIGTERM/SIGINT (``onedoor edge run``)."""
+    daemon = EdgeDaemon(config_path, device_factory=device_factory)
+    await daemon.run()
+
+
+__all__ = [
+    "SOFTWARE_VERSION",
+    "DeviceFactory",
+    "DeviceSet",
+    "EdgeDaemon",
+    "Heartbeats",
+    "Supervisor",
+    "device_detail_code",
+    "device_status_body",
+    "last_good_config",
+    "run_daemon",
+    "sd_notify",
+    "watchdog_interval",
+]

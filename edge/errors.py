@@ -1,0 +1,50 @@
+"""Errors of the edge daemon core (the device drivers keep their own in ``edge.devices``).
+
+::
+
+    EdgeError(Exception)
+    ├── ConfigInvalid(EdgeError, ValueError)     a config file with problems; ``errors`` lists
+    │                                            every one with its key path
+    ├── JournalError(EdgeError)                  the SQLite journal cannot be used
+    │   └── ReplayDiverged(JournalError)         replaying today's events gave other numbers
+    └── CommandRejected(EdgeError, ValueError)   a hall command that cannot run now;
+                                                 carries the HTTP ``status`` for the API
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class EdgeError(Exception):
+    """Base of every edge core error."""
+
+
+class ConfigInvalid(EdgeError, ValueError):
+    """The configuration has problems; ``errors`` holds ``"key.path: message"`` strings."""
+
+    def __init__(self, source: str, errors: Sequence[str]) -> None:
+        self.source = source
+        self.errors = tuple(errors)
+        lines = "\n".join(f"  {error}" for error in self.errors)
+        super().__init__(f"{source}: {len(self.errors)} problem(s)\n{lines}")
+
+
+class JournalError(EdgeError):
+    """The event journal cannot be opened, read or written."""
+
+
+class ReplayDiverged(JournalError):
+    """Folding the journal did not reproduce what the journal says happened."""
+
+
+class CommandRejected(EdgeError, ValueError):
+    """A hall command was refused; nothing was journaled and nothing changed."""
+
+    def __init__(self, message: str, *, status: int = 409, code: str = "rejected") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+__all__ = ["CommandRejected", "ConfigInvalid", "EdgeError", "JournalError", "ReplayDiverged"]

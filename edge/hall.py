@@ -1,0 +1,697 @@
+"""The hall state: the fold of today's journal events over a fastpath Dispatcher.
+
+Every change goes the same way::
+
+    command ─> validate against the current state ─> journal.append (durable)
+            ─> apply (the very function a replay uses) ─> tell the listeners
+
+so the live state and the state rebuilt after a crash cannot differ: after
+``kill -9`` or a power cut, :meth:`Hall.open` folds the events since the last
+``day.reset`` and carries on with the same ticket numbers. Applying an event
+checks that the dispatcher reproduces it (the number issued, the ticket
+called); if not, :class:`~edge.errors.ReplayDiverged` is raised rather than
+guessing. Configs are journaled with their ``config.applied`` event, so a
+replay uses the config that was in force at each point of the day.
+
+Commands that cannot run now raise :class:`~edge.errors.CommandRejected`
+(nothing is journaled). Time comes from an injected :class:`~edge.clock.Clock`.
+
+Key flows (DESIGN.md, issue #5): sign in/out, next (finishes the ticket the
+window still holds, then calls), recall, transfer, no-show, pause/resume,
+finish; a rating after finish is bound to that ticket, window and the staff
+signed in; overtime and SLA breaches become events once per ticket; 呼叫帮办
+requests are acknowledged, resolved, or escalated after N minutes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from edge.clock import Clock, business_day
+from edge.config import EdgeConfig, parse_config
+from edge.errors import CommandRejected, ConfigInvalid, JournalError, ReplayDiverged
+from edge.journal import Journal
+from edge.predict import WaitPredictor
+from fastpath.dispatcher import Dispatcher
+from fastpath.types import (
+    MINUTE_MS,
+    DispatchError,
+    NoShowPolicy,
+    Ticket,
+    TicketClass,
+    TicketState,
+    WindowState,
+    number_order,
+)
+from firmware_protocols import mqtt_messages as mm
+
+log = structlog.get_logger(__name__)
+
+CLASS_NAMES: dict[TicketClass, mm.TicketClass] = {
+    TicketClass.NORMAL: "normal", TicketClass.PRIORITY: "priority",
+    TicketClass.APPOINTMENT: "appointment",
+}
+_STAFF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_TEXT_LIMIT = 200
+Listener = Callable[[mm.Event], None]
+
+
+# --------------------------------------------------------------------------- state records
+
+
+@dataclass(slots=True)
+class HelpRequest:
+    button: str
+    location: str
+    requested_ms: int
+    acknowledged_ms: int | None = None
+    staff: str | None = None
+    escalated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRating:
+    ticket: str
+    staff: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedTicket:
+    """What the kiosk, the button and the printer need once the ticket is durable."""
+
+    ticket: Ticket
+    people_ahead: int
+    wait: mm.WaitPrediction | None
+    event: mm.Event
+
+
+@dataclass(slots=True)
+class _Day:
+    """Everything folded from the events of one business day."""
+
+    day: str
+    dispatcher: Dispatcher
+    staff: dict[int, str] = field(default_factory=dict)  # window -> staff signed in
+    pending_rating: dict[int, PendingRating] = field(default_factory=dict)
+    help: dict[str, HelpRequest] = field(default_factory=dict)  # open requests by button
+    sla_breached: set[str] = field(default_factory=set)
+    overtime: set[str] = field(default_factory=set)
+    recent_calls: list[tuple[str, int]] = field(default_factory=list)  # newest last
+    done: int = 0
+    no_show: int = 0
+    ratings: int = 0
+    rating_sum: int = 0
+
+
+def _dispatcher_for(config: EdgeConfig) -> Dispatcher:
+    return Dispatcher([s.to_service() for s in config.services],
+                      [w.to_profile() for w in config.windows], config.policy)
+
+
+def _number_order(number: str) -> int:
+    prefix = number.rstrip("0123456789")
+    return number_order(prefix, int(number[len(prefix):]))
+
+
+def _text(message: str) -> str:
+    clean = "".join(c if c.isprintable() else " " for c in message)
+    return clean[:_TEXT_LIMIT] or "?"
+
+
+# --------------------------------------------------------------------------- the hall
+
+
+class Hall:
+    """One hall's live state over its journal."""
+
+    RECENT_CALLS = 8
+
+    def __init__(self, config: EdgeConfig, journal: Journal, clock: Clock) -> None:
+        self.config = config
+        self.journal = journal
+        self.clock = clock
+        self._listeners: list[Listener] = []
+        self._day = _Day("", _dispatcher_for(config))
+        self._in_force = config  # the config whose services/windows the dispatcher uses
+        self._predictor: WaitPredictor | None = None
+
+    # -- open / replay -------------------------------------------------------
+
+    @classmethod
+    def open(cls, config: EdgeConfig, journal: Journal, clock: Clock) -> Hall:
+        """Rebuild today's state from the journal, then bring it up to date.
+
+        A fresh journal gets the config and the first ``day.reset``; a changed
+        config file is applied (or rejected) as on SIGHUP; a new business day
+        starts with ``day.reset``.
+        """
+        hall = cls(config, journal, clock)
+        hall._replay()
+        now = clock.now_ms()
+        if journal.config_at(journal.last_seq) is None:
+            hall._pending_config = config
+            hall._commit([mm.ConfigApplied(version=config.version)], now,
+                         config=(config.version, config.text))
+        elif config.text != hall._in_force.text:
+            hall.config = hall._in_force  # the old config stays unless the new one applies
+            hall.reconfigure(config)
+        else:
+            hall.config = config
+        if hall._day.day != business_day(now, config.site.tz, config.hours.reset_minute):
+            hall.tick()
+        log.info("hall.opened", day=hall._day.day, seq=journal.last_seq,
+                 tickets=len(hall.dispatcher.tickets()))
+        return hall
+
+    @classmethod
+    def read_only(cls, config: EdgeConfig, journal: Journal, clock: Clock) -> Hall:
+        """Today's state as journaled, writing nothing (``onedoor edge status``)."""
+        hall = cls(config, journal, clock)
+        hall._replay()
+        return hall
+
+    def _replay(self) -> None:
+        start = self.journal.last_seq_of("day.reset")
+        stored = self.journal.config_at(start)
+        if stored is not None:
+            self._in_force = self._stored_config(stored.text)
+        self._day = _Day("", _dispatcher_for(self._in_force))
+        replayed = 0
+        for event in self.journal.events(after_seq=max(start - 1, 0)):
+            self._apply(event, replay=True)
+            replayed += 1
+        log.info("hall.replayed", events=replayed, from_seq=start)
+
+    def _stored_config(self, text: str) -> EdgeConfig:
+        try:
+            return parse_config(text, source="<journal>", check_files=False,
+                                base_dir=Path(self.config.base_dir))
+        except ConfigInvalid as exc:
+            raise ReplayDiverged(f"a journaled config no longer parses: {exc}") from exc
+
+    # -- listeners and queries -----------------------------------------------
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(event)`` after each live event is durable and applied."""
+        self._listeners.append(listener)
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self._day.dispatcher
+
+    @property
+    def day(self) -> str:
+        return self._day.day
+
+    def staff_at(self, window: int) -> str | None:
+        return self._day.staff.get(window)
+
+    def open_help(self) -> list[HelpRequest]:
+        return sorted(self._day.help.values(), key=lambda h: h.requested_ms)
+
+    def recent_calls(self) -> list[tuple[str, int]]:
+        return list(self._day.recent_calls)
+
+    def counts(self) -> tuple[int, int]:
+        """(当天办件量, of which 办结): tickets served to an end today, and those done."""
+        return self._day.done + self._day.no_show, self._day.done
+
+    def snapshot(self) -> dict[str, Any]:
+        """The hall at a glance (``GET /status``, ``onedoor edge status``)."""
+        dispatcher = self.dispatcher
+        now = self.clock.now_ms()
+        queues = []
+        for service in self.config.services:
+            try:
+                waiting = dispatcher.waiting(service.id)
+            except DispatchError:
+                waiting = []
+            queues.append({
+                "service": service.id, "name": service.name_zh, "waiting": len(waiting),
+                "oldest_wait_s": max(((now - t.issued_ms) // 1000 for t in waiting), default=0),
+            })
+        cases, done = self.counts()
+        return {
+            "site": self.config.site.id, "name": self.config.site.name, "day": self.day,
+            "seq": self.journal.last_seq, "acked_seq": self.journal.acked_seq,
+            "config": self._in_force.version,
+            "queues": queues,
+            "windows": [{"window": w.number, "state": w.state.value, "staff": w.staff_id,
+                         "ticket": w.current} for w in dispatcher.windows()],
+            "issued": len(dispatcher.tickets()), "cases": cases, "done": done,
+            "completion_pct": None if cases == 0 else round(100 * done / cases, 1),
+            "ratings": self._day.ratings,
+            "rating_avg": (round(self._day.rating_sum / self._day.ratings, 2)
+                           if self._day.ratings else None),
+            "help": [{"button": h.button, "location": h.location,
+                      "acknowledged": h.acknowledged_ms is not None, "escalated": h.escalated}
+                     for h in self.open_help()],
+            "recent_calls": [{"ticket": t, "window": w} for t, w in self._day.recent_calls],
+        }
+
+    # -- commit / apply ------------------------------------------------------
+
+    def _commit(self, bodies: list[mm.EventBody], now_ms: int,
+                config: tuple[str, str] | None = None) -> list[mm.Event]:
+        events = self.journal.append(bodies, ts_ms=now_ms, clock_synced=self.clock.synced(),
+                                     config=config)
+        for event in events:
+            self._apply(event, replay=False)
+        for event in events:
+            log.info("hall.event", seq=event.seq, type=event.type)
+            for listener in self._listeners:
+                listener(event)
+        return events
+
+    def _apply(self, event: mm.Event, *, replay: bool) -> None:
+        try:
+            self._fold(event, replay)
+        except DispatchError as exc:
+            raise ReplayDiverged(f"event {event.seq} ({event.type}) does not apply: {exc}") from exc
+
+    def _fold(self, event: mm.Event, replay: bool) -> None:
+        day = self._day
+        dispatcher = day.dispatcher
+        body = event.body
+        now = event.ts
+
+        def expect(actual: str | None, wanted: str) -> None:
+            if actual != wanted:
+                raise ReplayDiverged(
+                    f"event {event.seq} ({event.type}) says {wanted}, the dispatcher gave {actual}")
+
+        match body:
+            case mm.TicketIssued():
+                klass = TicketClass.APPOINTMENT if body.ticket_class == "appointment" else (
+                    TicketClass.PRIORITY if body.ticket_class == "priority" else TicketClass.NORMAL)
+                ticket = dispatcher.issue(body.service, now, klass, body.booked_ts)
+                expect(ticket.number, body.ticket)
+            case mm.TicketCalled():
+                called = dispatcher.call_next(body.window, now)
+                expect(None if called is None else called.number, body.ticket)
+                day.pending_rating.pop(body.window, None)
+                day.recent_calls.append((body.ticket, body.window))
+                del day.recent_calls[:-self.RECENT_CALLS]
+            case mm.TicketRecalled():
+                expect(dispatcher.recall(body.window, now).number, body.ticket)
+                day.recent_calls.append((body.ticket, body.window))
+                del day.recent_calls[:-self.RECENT_CALLS]
+            case mm.TicketServing():
+                expect(dispatcher.start_serving(body.window, now).number, body.ticket)
+            case mm.TicketDone():
+                expect(dispatcher.finish(body.window, now).number, body.ticket)
+                day.done += 1
+                staff = day.staff.get(body.window)
+                if staff is not None:
+                    day.pending_rating[body.window] = PendingRating(body.ticket, staff)
+            case mm.TicketNoShow():
+                ticket = dispatcher.no_show(body.window, now)
+                expect(ticket.number, body.ticket)
+                if ticket.state is TicketState.NO_SHOW:
+                    day.no_show += 1
+            case mm.TicketTransferred():
+                dispatcher.transfer(body.ticket, body.to_service, now)
+            case mm.TicketCancelled():
+                dispatcher.cancel(body.ticket, now)
+            case mm.RatingGiven():
+                day.pending_rating.pop(body.window, None)
+                day.ratings += 1
+                day.rating_sum += body.value
+            case mm.WindowSignedIn():
+                dispatcher.sign_in(body.window, body.staff)
+                day.staff[body.window] = body.staff
+            case mm.WindowSignedOut():
+                dispatcher.sign_out(body.window)
+                day.staff.pop(body.window, None)
+                day.pending_rating.pop(body.window, None)
+            case mm.WindowPaused():
+                dispatcher.pause(body.window)
+            case mm.WindowResumed():
+                dispatcher.resume(body.window)
+            case mm.HelpRequested():
+                day.help[body.button] = HelpRequest(body.button, body.location, now)
+            case mm.HelpAcknowledged():
+                request = day.help.get(body.button)
+                if request is not None:
+                    request.acknowledged_ms, request.staff = now, body.staff
+            case mm.HelpResolved():
+                day.help.pop(body.button, None)
+            case mm.HelpEscalated():
+                if body.button in day.help:
+                    day.help[body.button].escalated = True
+            case mm.SlaBreached():
+                day.sla_breached.add(body.ticket)
+            case mm.ServiceOvertime():
+                day.overtime.add(body.ticket)
+            case mm.DayReset():
+                self._day = _Day(body.day, _dispatcher_for(self._in_force))
+            case mm.ConfigApplied():
+                new = (self._stored_config(self.journal.config_text(event.seq)) if replay
+                       else self._pending_config)
+                dispatcher.reconfigure([s.to_service() for s in new.services],
+                                       [w.to_profile() for w in new.windows], new.policy)
+                self._in_force = new
+                if not replay:
+                    self.config = new
+            case (mm.DeviceStatus() | mm.ConfigRejected() | mm.OutboxDropped()):
+                pass  # reported upstream; no hall state
+
+    _pending_config: EdgeConfig
+
+    # -- tickets -------------------------------------------------------------
+
+    def issue(self, service_id: str, klass: TicketClass = TicketClass.NORMAL, *,
+              channel: mm.Channel = "api", booked_ms: int | None = None) -> IssuedTicket:
+        """Take a ticket (取号); returns once its ``ticket.issued`` event is durable."""
+        now = self.clock.now_ms()
+        dispatcher = self.dispatcher
+        try:
+            service = self.config.service(service_id)
+            dispatcher.waiting_count(service_id)
+        except (KeyError, DispatchError):
+            raise CommandRejected(f"unknown service {service_id!r}", status=404,
+                                  code="unknown_service") from None
+        try:
+            klass = TicketClass(klass)
+        except ValueError:
+            raise CommandRejected(f"unknown ticket class {klass!r}", status=422,
+                                  code="bad_class") from None
+        if (klass is TicketClass.APPOINTMENT) != (booked_ms is not None):
+            raise CommandRejected("booked time is required for appointments and only for them",
+                                  status=422, code="bad_booking")
+        key_ms = now
+        if klass is TicketClass.APPOINTMENT:
+            assert booked_ms is not None
+            if not 0 <= booked_ms <= 4_102_444_800_000:
+                raise CommandRejected("booked time out of range", status=422, code="bad_booking")
+            if now > booked_ms + self.config.policy.appointment_grace_minutes * MINUTE_MS:
+                klass, booked_ms = TicketClass.NORMAL, None  # late: a walk-in (DESIGN.md)
+            else:
+                key_ms = booked_ms
+        prefix = service.prefix
+        counter = 1 + sum(1 for t in dispatcher.tickets()
+                          if t.number.rstrip("0123456789") == prefix)
+        width = self.config.policy.number_width
+        if counter >= 10 ** width:
+            raise CommandRejected(f"ticket numbers of {prefix} are used up for today",
+                                  status=503, code="numbers_exhausted")
+        number = f"{prefix}{counter:0{width}d}"
+        order = (key_ms, number_order(prefix, counter))
+        people_ahead = sum(1 for t in dispatcher.waiting(service_id)
+                           if (t.key_ms, _number_order(t.number)) < order)
+        wait = self._predict(service_id, klass, now, booked_ms)
+        body = mm.TicketIssued(ticket=number, service=service_id, ticket_class=CLASS_NAMES[klass],
+                               booked_ts=booked_ms, channel=channel, people_ahead=people_ahead,
+                               wait=wait)
+        (event,) = self._commit([body], now)
+        return IssuedTicket(dispatcher.ticket(number), people_ahead, wait, event)
+
+    def _predict(self, service_id: str, klass: TicketClass, now: int,
+                 booked_ms: int | None) -> mm.WaitPrediction | None:
+        """The wait to print; advisory, so a failure gives None and the ticket is issued."""
+        if self._predictor is None or self._predictor.config is not self.config:
+            self._predictor = WaitPredictor(self.config)
+        try:
+            return self._predictor.predict(self.dispatcher, service_id, klass, now, booked_ms)
+        except Exception as exc:
+            log.error("wait.predict_failed", service=service_id, error=repr(exc))
+            return None
+
+    def cancel(self, number: str) -> mm.Event:
+        ticket = self._ticket(number)
+        if ticket.state is not TicketState.WAITING:
+            raise CommandRejected(f"ticket {number} is {ticket.state.value}: cannot cancel")
+        return self._commit([mm.TicketCancelled(ticket=number)], self.clock.now_ms())[0]
+
+    def _ticket(self, number: str) -> Ticket:
+        try:
+            return self.dispatcher.ticket(number)
+        except DispatchError:
+            raise CommandRejected(f"unknown ticket {number!r}", status=404,
+                                  code="unknown_ticket") from None
+
+    # -- windows -------------------------------------------------------------
+
+    def _window(self, window: int) -> tuple[WindowState, Ticket | None]:
+        try:
+            status = self.dispatcher.window(window)
+        except DispatchError:
+            raise CommandRejected(f"unknown window {window}", status=404,
+                                  code="unknown_window") from None
+        current = None if status.current is None else self.dispatcher.ticket(status.current)
+        return status.state, current
+
+    def _holding(self, window: int, action: str, *states: TicketState) -> Ticket:
+        _, current = self._window(window)
+        if current is None:
+            raise CommandRejected(f"window {window} holds no ticket: cannot {action}",
+                                  code="no_ticket")
+        if current.state not in states:
+            raise CommandRejected(f"ticket {current.number} is {current.state.value}: "
+                                  f"cannot {action}", code="bad_state")
+        return current
+
+    def sign_in(self, window: int, staff: str | None) -> mm.Event:
+        """签到. A terminal without staff entry signs in as ``w{window}``."""
+        self._window(window)
+        staff = staff or f"w{window}"
+        if not _STAFF_RE.fullmatch(staff):
+            raise CommandRejected(f"bad staff id {staff!r}", status=422, code="bad_staff")
+        return self._commit([mm.WindowSignedIn(window=window, staff=staff)],
+                            self.clock.now_ms())[0]
+
+    def sign_out(self, window: int) -> mm.Event:
+        state, current = self._window(window)
+        if state is WindowState.CLOSED:
+            raise CommandRejected(f"window {window} is not signed in", code="closed")
+        if current is not None:
+            raise CommandRejected(f"window {window} still holds {current.number}", code="busy")
+        staff = self._day.staff.get(window, f"w{window}")
+        return self._commit([mm.WindowSignedOut(window=window, staff=staff)],
+                            self.clock.now_ms())[0]
+
+    def pause(self, window: int) -> mm.Event:
+        state, _ = self._window(window)
+        if state is not WindowState.OPEN:
+            raise CommandRejected(f"window {window} is {state.value}: cannot pause", code="state")
+        return self._commit([mm.WindowPaused(window=window)], self.clock.now_ms())[0]
+
+    def resume(self, window: int) -> mm.Event:
+        state, _ = self._window(window)
+        if state is not WindowState.PAUSED:
+            raise CommandRejected(f"window {window} is {state.value}: cannot resume", code="state")
+        return self._commit([mm.WindowResumed(window=window)], self.clock.now_ms())[0]
+
+    def call_next(self, window: int) -> Ticket | None:
+        """叫号. A window still holding a ticket finishes it first (the keypad's 下一位)."""
+        state, current = self._window(window)
+        if state is not WindowState.OPEN:
+            raise CommandRejected(f"window {window} is {state.value}: cannot call", code="state")
+        if current is not None:
+            self.finish(window)
+        now = self.clock.now_ms()
+        ticket = self.dispatcher.peek(window, now)
+        if ticket is None:
+            return None
+        self._commit([mm.TicketCalled(ticket=ticket.number, window=window)], now)
+        return self.dispatcher.ticket(ticket.number)
+
+    def recall(self, window: int) -> Ticket:
+        ticket = self._holding(window, "recall", TicketState.CALLED)
+        recall = min(ticket.recalls + 1, 99)
+        self._commit([mm.TicketRecalled(ticket=ticket.number, window=window, recall=recall)],
+                     self.clock.now_ms())
+        return self.dispatcher.ticket(ticket.number)
+
+    def start_serving(self, window: int) -> Ticket:
+        ticket = self._holding(window, "start serving", TicketState.CALLED)
+        self._commit([mm.TicketServing(ticket=ticket.number, window=window)], self.clock.now_ms())
+        return self.dispatcher.ticket(ticket.number)
+
+    def finish(self, window: int) -> Ticket:
+        ticket = self._holding(window, "finish", TicketState.CALLED, TicketState.SERVING)
+        now = self.clock.now_ms()
+        started = ticket.served_ms if ticket.served_ms is not None else ticket.called_ms
+        served_s = max(0, (now - (started or now)) // 1000)
+        self._commit([mm.TicketDone(ticket=ticket.number, window=window, served_s=served_s)], now)
+        return self.dispatcher.ticket(ticket.number)
+
+    def no_show(self, window: int) -> Ticket:
+        ticket = self._holding(window, "mark no-show", TicketState.CALLED)
+        requeued = (self.config.policy.no_show is NoShowPolicy.REQUEUE_ONCE
+                    and not ticket.requeued)
+        self._commit([mm.TicketNoShow(ticket=ticket.number, window=window, requeued=requeued)],
+                     self.clock.now_ms())
+        return self.dispatcher.ticket(ticket.number)
+
+    def transfer(self, window: int, to_service: str | None) -> Ticket:
+        ticket = self._holding(window, "transfer", TicketState.CALLED, TicketState.SERVING)
+        if to_service is None or to_service not in {s.id for s in self.config.services}:
+            raise CommandRejected(f"unknown service {to_service!r} to transfer to",
+                                  status=404, code="unknown_service")
+        if to_service == ticket.service_id:
+            raise CommandRejected(f"ticket {ticket.number} is already in {to_service}",
+                                  code="same_service")
+        self._commit([mm.TicketTransferred(ticket=ticket.number, window=window,
+                                           from_service=ticket.service_id,
+                                           to_service=to_service)], self.clock.now_ms())
+        return self.dispatcher.ticket(ticket.number)
+
+    def rate(self, window: int, value: int) -> mm.Event:
+        """好差评: bound to the ticket last finished at ``window`` and the staff who served it."""
+        self._window(window)
+        if not 1 <= value <= 5:
+            raise CommandRejected(f"rating must be 1..5, got {value}", status=422,
+                                  code="bad_rating")
+        pending = self._day.pending_rating.get(window)
+        if pending is None:
+            raise CommandRejected(f"window {window} has no finished ticket to rate",
+                                  code="nothing_to_rate")
+        return self._commit([mm.RatingGiven(ticket=pending.ticket, window=window,
+                                            staff=pending.staff, value=value)],
+                            self.clock.now_ms())[0]
+
+    # -- 呼叫帮办 --------------------------------------------------------------
+
+    def help_request(self, button: str) -> mm.Event | None:
+        """A press; a second press while the request is open changes nothing (None)."""
+        buttons = {b.id: b for b in (self.config.devices.gpio.help_buttons
+                                     if self.config.devices.gpio else ())}
+        if button not in buttons:
+            raise CommandRejected(f"unknown help button {button!r}", status=404,
+                                  code="unknown_button")
+        if button in self._day.help:
+            return None
+        location = buttons[button].location[:64]
+        return self._commit([mm.HelpRequested(button=button, location=location)],
+                            self.clock.now_ms())[0]
+
+    def help_long_press(self, button: str) -> mm.Event | None:
+        """Staff at the button: acknowledge an open request, or resolve an acknowledged one."""
+        request = self._day.help.get(button)
+        if request is None:
+            return None
+        now = self.clock.now_ms()
+        if request.acknowledged_ms is None:
+            return self._commit([mm.HelpAcknowledged(button=button, staff=None)], now)[0]
+        return self._commit([mm.HelpResolved(button=button)], now)[0]
+
+    def help_ack_from_window(self, window: int) -> mm.Event | None:
+        """The keypad's help key: acknowledge the oldest unanswered request, else resolve
+        the oldest acknowledged one."""
+        self._window(window)
+        staff = self._day.staff.get(window)
+        requests = self.open_help()
+        now = self.clock.now_ms()
+        for request in requests:
+            if request.acknowledged_ms is None:
+                return self._commit([mm.HelpAcknowledged(button=request.button, staff=staff)],
+                                    now)[0]
+        if requests:
+            return self._commit([mm.HelpResolved(button=requests[0].button)], now)[0]
+        return None
+
+    # -- devices, timers, config ---------------------------------------------
+
+    def device_status(self, body: mm.DeviceStatus) -> mm.Event:
+        return self._commit([body], self.clock.now_ms())[0]
+
+    def report(self, body: mm.EventBody) -> mm.Event:
+        """Journal an event that changes no hall state (outbox.dropped, ...)."""
+        return self._commit([body], self.clock.now_ms())[0]
+
+    def tick(self) -> list[mm.Event]:
+        """Timers: day reset, SLA breaches, overtime, help escalation. Call every few seconds."""
+        now = self.clock.now_ms()
+        today = business_day(now, self.config.site.tz, self.config.hours.reset_minute)
+        if today != self._day.day:
+            return self._commit([mm.DayReset(day=today)], now)
+        bodies: list[mm.EventBody] = []
+        services = {s.id: s for s in self.config.services}
+        for ticket in self.dispatcher.tickets():
+            service = services.get(ticket.service_id)
+            if service is None:
+                continue
+            if (ticket.state is TicketState.WAITING and service.sla_minutes
+                    and ticket.number not in self._day.sla_breached
+                    and now - ticket.issued_ms > service.sla_minutes * MINUTE_MS):
+                bodies.append(mm.SlaBreached(ticket=ticket.number, service=service.id,
+                                             waited_s=(now - ticket.issued_ms) // 1000))
+            started = ticket.served_ms if ticket.served_ms is not None else ticket.called_ms
+            if (ticket.state in (TicketState.CALLED, TicketState.SERVING)
+                    and service.overtime_minutes and started is not None
+                    and ticket.window is not None
+                    and ticket.number not in self._day.overtime
+                    and now - started > service.overtime_minutes * MINUTE_MS):
+                bodies.append(mm.ServiceOvertime(ticket=ticket.number, window=ticket.window,
+                                                 served_s=(now - started) // 1000))
+        limit = self.config.daemon.help_escalation_minutes * MINUTE_MS
+        for request in self.open_help():
+            if (request.acknowledged_ms is None and not request.escalated
+                    and now - request.requested_ms > limit):
+                bodies.append(mm.HelpEscalated(button=request.button,
+                                               waited_s=(now - request.requested_ms) // 1000))
+        return self._commit(bodies, now) if bodies else []
+
+    def reconfigure(self, new: EdgeConfig) -> mm.Event:
+        """Apply a new config keeping every ticket; on a problem journal ``config.rejected``.
+
+        Returns the ``config.applied`` or ``config.rejected`` event.
+        """
+        now = self.clock.now_ms()
+        errors = self._reconfigure_problems(new)
+        if errors:
+            log.error("config.rejected", version=new.version, errors=errors)
+            return self.reject_config(new.version, errors)
+        self._pending_config = new
+        (event,) = self._commit([mm.ConfigApplied(version=new.version)], now,
+                                config=(new.version, new.text))
+        log.info("config.applied", version=new.version)
+        return event
+
+    def reject_config(self, version: str, errors: list[str]) -> mm.Event:
+        version = version if re.fullmatch(r"[\x21-\x7e]{1,64}", version) else "invalid"
+        body = mm.ConfigRejected(version=version,
+                                 errors=[_text(e) for e in errors[:mm.MAX_CONFIG_ERRORS]])
+        return self._commit([body], self.clock.now_ms())[0]
+
+    def _reconfigure_problems(self, new: EdgeConfig) -> list[str]:
+        if new.site.id != self.config.site.id:
+            return [f"site.id: cannot change from {self.config.site.id!r} while running"]
+        try:
+            _dispatcher_for(new)
+        except DispatchError as exc:
+            return [str(exc)]
+        errors = []
+        services = {s.id for s in new.services}
+        windows = {w.number for w in new.windows}
+        for ticket in self.dispatcher.tickets():
+            live = ticket.state in (TicketState.WAITING, TicketState.CALLED, TicketState.SERVING)
+            if live and ticket.service_id not in services:
+                errors.append(f"services: {ticket.service_id!r} still has ticket "
+                              f"{ticket.number} today; it cannot be removed")
+        for status in self.dispatcher.windows():
+            if status.number not in windows and status.current is not None:
+                errors.append(f"windows: window {status.number} still holds "
+                              f"{status.current}; it cannot be removed")
+        return errors
+
+
+def open_hall(config: EdgeConfig, clock: Clock) -> Hall:
+    """Open the journal named in ``config`` and rebuild the hall from it."""
+    journal = Journal(config.paths.journal, config.site.id,
+                      outbox_limit=config.daemon.outbox_limit)
+    try:
+        return Hall.open(config, journal, clock)
+    except (JournalError, CommandRejected):
+        journal.close()
+        raise
+
+
+__all__ = ["CLASS_NAMES", "Hall", "HelpRequest", "IssuedTicket", "PendingRating", "open_hall"]

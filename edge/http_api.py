@@ -1,0 +1,241 @@
+"""The local HTTP API for kiosks, on asyncio streams and h11 (light enough for a Pi).
+
+::
+
+    POST /tickets   {"service": "shebao", "class": "normal", "booked_ts": null, "print": false}
+                    -> 201 {"number": "A012", "people_ahead": 4, "wait": {...} | null, ...}
+                    answered only after the ticket.issued event is durable in the journal
+    GET  /status    -> 200 the hall at a glance (queues, windows, counts, devices, uplink)
+    POST /windows/{n}/{action}   only with ``http.window_api = true``: a software window
+                    terminal; actions next, recall, finish, no_show, pause, resume, sign_in
+                    ({"staff": id}), sign_out, transfer ({"to_service": id}), rate ({"value": n})
+
+Errors are JSON ``{"error": code, "message": text}`` with their HTTP status
+(400 bad JSON, 404 unknown service, 405, 413, 422 bad field, 409/503 refused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import h11
+import structlog
+
+from edge.config import KLASS_BY_NAME
+from edge.errors import CommandRejected
+from edge.hall import Hall, IssuedTicket
+
+log = structlog.get_logger(__name__)
+
+MAX_BODY = 16 * 1024
+READ_TIMEOUT_S = 30.0
+IssueHook = Callable[[IssuedTicket, bool], Awaitable[bool]]
+"""Called after a ticket is durable with (ticket, print requested); returns whether it printed."""
+StatusSource = Callable[[], dict[str, Any]]
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def _ticket_json(issued: IssuedTicket, printed: bool) -> dict[str, Any]:
+    ticket = issued.ticket
+    return {
+        "number": ticket.number,
+        "service": ticket.service_id,
+        "class": {0: "normal", 1: "priority", 2: "appointment"}[int(ticket.klass)],
+        "people_ahead": issued.people_ahead,
+        "wait": None if issued.wait is None else {"p50_s": issued.wait.p50_s,
+                                                  "p90_s": issued.wait.p90_s},
+        "issued_ts": ticket.issued_ms,
+        "seq": issued.event.seq,
+        "printed": printed,
+    }
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HttpError(400, "bad_json", f"body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise HttpError(422, "bad_field", "body must be a JSON object")
+    return data
+
+
+def _field(data: dict[str, Any], name: str, kind: type[Any]) -> Any:
+    value = data.get(name)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise HttpError(422, "bad_field", f"{name}: a {kind.__name__} is required")
+    return value
+
+
+class HttpApi:
+    """Serves the kiosk API on ``host:port``; ``port=0`` picks a free one (see :attr:`port`)."""
+
+    def __init__(self, hall: Hall, *, status: StatusSource, on_issued: IssueHook,
+                 host: str = "127.0.0.1", port: int = 8180, window_api: bool = False,
+                 beat: Callable[[], None] = lambda: None) -> None:
+        self.hall = hall
+        self.status = status
+        self.on_issued = on_issued
+        self.host = host
+        self.port = port
+        self.beat = beat
+        self.window_api = window_api
+        self._server: asyncio.Server | None = None
+        self.listening = asyncio.Event()
+
+    async def run(self) -> None:
+        self._server = await asyncio.start_server(self._connection, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("http.listening", host=self.host, port=self.port)
+        self.listening.set()
+        try:
+            async with self._server:
+                await self._server.serve_forever()
+        finally:
+            self._server = None
+            self.listening.clear()
+
+    async def _connection(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_BODY)
+        try:
+            while True:
+                request, body = await self._read_request(conn, reader)
+                if request is None:
+                    return
+                status, payload = await self._dispatch(request, body)
+                await self._send(conn, writer, status, payload)
+                if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                    return
+                try:
+                    conn.start_next_cycle()
+                except h11.LocalProtocolError:
+                    return
+        except (h11.RemoteProtocolError, HttpError) as exc:
+            status = exc.status if isinstance(exc, HttpError) else (exc.error_status_hint or 400)
+            code = exc.code if isinstance(exc, HttpError) else "bad_request"
+            with contextlib.suppress(h11.LocalProtocolError, OSError):
+                await self._send(conn, writer, status, {"error": code, "message": str(exc)})
+        except (TimeoutError, ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    async def _read_request(self, conn: h11.Connection, reader: asyncio.StreamReader
+                            ) -> tuple[h11.Request | None, bytes]:
+        request: h11.Request | None = None
+        body = bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                async with asyncio.timeout(READ_TIMEOUT_S):
+                    data = await reader.read(65536)
+                conn.receive_data(data)
+                continue
+            if isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > MAX_BODY:
+                    raise HttpError(413, "too_large", f"body above {MAX_BODY} bytes")
+            elif isinstance(event, h11.EndOfMessage):
+                return request, bytes(body)
+            elif isinstance(event, h11.ConnectionClosed):
+                return None, b""
+
+    async def _send(self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int,
+                    payload: dict[str, Any]) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode()
+        headers = [("content-type", "application/json; charset=utf-8"),
+                   ("content-length", str(len(data)))]
+        if conn.their_state is h11.ERROR or conn.our_state is h11.MUST_CLOSE:
+            headers.append(("connection", "close"))
+        writer.write(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
+        writer.write(conn.send(h11.Data(data=data)) or b"")
+        writer.write(conn.send(h11.EndOfMessage()) or b"")
+        await writer.drain()
+
+    async def _dispatch(self, request: h11.Request, body: bytes) -> tuple[int, dict[str, Any]]:
+        self.beat()
+        method = request.method.decode("ascii", "replace")
+        path = request.target.decode("ascii", "replace").split("?", 1)[0]
+        try:
+            if path == "/tickets":
+                if method != "POST":
+                    raise HttpError(405, "method", "use POST /tickets")
+                return 201, await self._post_ticket(body)
+            if path == "/status":
+                if method != "GET":
+                    raise HttpError(405, "method", "use GET /status")
+                return 200, self.status()
+            if path.startswith("/windows/") and self.window_api:
+                if method != "POST":
+                    raise HttpError(405, "method", "use POST /windows/{n}/{action}")
+                return 200, self._window_action(path, body)
+            raise HttpError(404, "not_found", f"no resource {path}")
+        except HttpError as exc:
+            return exc.status, {"error": exc.code, "message": str(exc)}
+        except CommandRejected as exc:
+            return exc.status, {"error": exc.code, "message": str(exc)}
+
+    def _window_action(self, path: str, body: bytes) -> dict[str, Any]:
+        parts = path.split("/")
+        if len(parts) != 4 or not parts[2].isdigit():
+            raise HttpError(404, "not_found", f"no resource {path}")
+        window, action = int(parts[2]), parts[3]
+        data = _json_object(body) if body else {}
+        hall = self.hall
+        ticket = None
+        if action == "next":
+            ticket = hall.call_next(window)
+        elif action in ("recall", "finish", "no_show", "start_serving"):
+            ticket = getattr(hall, action)(window)
+        elif action == "transfer":
+            ticket = hall.transfer(window, _field(data, "to_service", str))
+        elif action in ("pause", "resume", "sign_out"):
+            getattr(hall, action)(window)
+        elif action == "sign_in":
+            hall.sign_in(window, _field(data, "staff", str))
+        elif action == "rate":
+            hall.rate(window, _field(data, "value", int))
+        else:
+            raise HttpError(404, "not_found", f"unknown window action {action!r}")
+        return {"window": window, "action": action,
+                "ticket": None if ticket is None else ticket.number, "seq": hall.journal.last_seq}
+
+    async def _post_ticket(self, body: bytes) -> dict[str, Any]:
+        data = _json_object(body)
+        unknown = set(data) - {"service", "class", "booked_ts", "print"}
+        if unknown:
+            raise HttpError(422, "bad_field", f"unknown field(s): {', '.join(sorted(unknown))}")
+        service = data.get("service")
+        if not isinstance(service, str):
+            raise HttpError(422, "bad_field", "service: a service id string is required")
+        klass_name = data.get("class", "normal")
+        if klass_name not in KLASS_BY_NAME:
+            raise HttpError(422, "bad_field", f"class: one of {', '.join(KLASS_BY_NAME)}")
+        booked = data.get("booked_ts")
+        if booked is not None and (not isinstance(booked, int) or isinstance(booked, bool)):
+            raise HttpError(422, "bad_field", "booked_ts: unix milliseconds or null")
+        print_it = data.get("print", False)
+        if not isinstance(print_it, bool):
+            raise HttpError(422, "bad_field", "print: true or false")
+        issued = self.hall.issue(service, KLASS_BY_NAME[klass_name], channel="kiosk",
+                                 booked_ms=booked)
+        printed = await self.on_issued(issued, print_it)
+        return _ticket_json(issued, printed)
+
+
+__all__ = ["MAX_BODY", "HttpApi", "HttpError"]

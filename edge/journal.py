@@ -1,0 +1,305 @@
+"""The append-only event journal and MQTT outbox, in one SQLite file.
+
+Every business event gets the site's next sequence number and is written in
+its own transaction with ``synchronous=FULL`` before anyone is told about it:
+a ticket handed to a citizen is on disk (WAL + fsync) first. The same rows are
+the uplink's outbox: everything above ``acked_seq`` is resent until the
+central acknowledges it. Events are never deleted or rewritten, so a sequence
+number (and the ticket number inside) is never reused.
+
+Telemetry snapshots wait in a second, bounded table: when the outbox
+(unacked events + queued telemetry) reaches ``outbox_limit``, the oldest
+telemetry is dropped, never an event, and the drop is counted so the daemon
+can report it (``outbox.dropped``).
+
+A lock file (``flock``) keeps a second daemon off the same journal; the
+kernel releases it when the process dies, even on ``kill -9``.
+
+Tables::
+
+    meta(key, value)            site_id, acked_seq, session, dropped
+    events(seq, type, ts, payload)   payload: the MQTT ``event`` JSON, as sent
+    configs(seq, version, text)      the config text of each config.applied event
+    telemetry(id, payload)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+import msgspec
+import structlog
+
+from edge.errors import JournalError
+from firmware_protocols import mqtt_messages as mm
+from firmware_protocols.errors import ProtocolError
+
+log = structlog.get_logger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY, type TEXT NOT NULL, ts INTEGER NOT NULL, payload BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS events_type ON events (type, seq);
+CREATE TABLE IF NOT EXISTS configs (
+    seq INTEGER PRIMARY KEY, version TEXT NOT NULL, text TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS telemetry (id INTEGER PRIMARY KEY AUTOINCREMENT, payload BLOB NOT NULL);
+"""
+
+_EVENT_DECODER = msgspec.json.Decoder(mm.Event)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredConfig:
+    seq: int  # seq of its config.applied event
+    version: str
+    text: str
+
+
+class Journal:
+    """One site's journal; use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path: str | Path, site_id: str, *, outbox_limit: int = 10_000,
+                 read_only: bool = False) -> None:
+        """Open (or create) the journal; ``read_only`` reads beside a running daemon."""
+        self.path = Path(path)
+        self.site_id = site_id
+        self.outbox_limit = outbox_limit
+        self._lock_fd = -1
+        if read_only:
+            if not self.path.exists():
+                raise JournalError(f"no journal at {self.path}")
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(self._lock_fd)
+                raise JournalError(f"{self.path} is in use by another daemon") from None
+        try:
+            if read_only:
+                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                           isolation_level=None, check_same_thread=False)
+            else:
+                self._db = sqlite3.connect(self.path, isolation_level=None,
+                                           check_same_thread=False)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(_SCHEMA)
+            stored_site = self._meta("site_id")
+            if stored_site is None and read_only:
+                raise JournalError(f"{self.path} is not an onedoor journal")
+            if stored_site is None:
+                self._set_meta("site_id", site_id)
+            elif stored_site != site_id:
+                raise JournalError(
+                    f"{self.path} belongs to site {stored_site!r}, not {site_id!r}")
+            row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+            self._last_seq: int = row[0]
+        except sqlite3.Error as exc:
+            self.close()
+            raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
+        except JournalError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        db = getattr(self, "_db", None)
+        if db is not None:
+            db.close()
+            self._db = None  # type: ignore[assignment]
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- meta ----------------------------------------------------------------
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def next_session(self) -> int:
+        """Increment and return the MQTT session counter (kept across reboots)."""
+        with self._transaction():
+            session = int(self._meta("session") or 0) + 1
+            self._set_meta("session", str(session))
+        return session
+
+    # -- events --------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    def append(
+        self,
+        bodies: Sequence[mm.EventBody],
+        *,
+        ts_ms: int,
+        clock_synced: bool,
+        config: tuple[str, str] | None = None,
+    ) -> list[mm.Event]:
+        """Write ``bodies`` as consecutive events in one durable transaction and return them.
+
+        ``config`` = (version, text) is stored with a ``config.applied`` body so that
+        a replay can use the exact config in force at each point of the day.
+        """
+        events = []
+        seq = self._last_seq
+        for body in bodies:
+            seq += 1
+            events.append(mm.Event(site=self.site_id, seq=seq, id=uuid.uuid4(), ts=ts_ms,
+                                   clock_synced=clock_synced, body=body))
+        try:
+            rows = [(e.seq, e.type, e.ts, mm.encode(e)) for e in events]
+        except ProtocolError as exc:
+            raise JournalError(f"refusing to journal an invalid event: {exc}") from exc
+        try:
+            with self._transaction():
+                self._db.executemany(
+                    "INSERT INTO events (seq, type, ts, payload) VALUES (?, ?, ?, ?)", rows)
+                if config is not None:
+                    applied = [e.seq for e in events if isinstance(e.body, mm.ConfigApplied)]
+                    if len(applied) != 1:
+                        raise JournalError("a config text needs exactly one config.applied event")
+                    self._db.execute("INSERT INTO configs (seq, version, text) VALUES (?, ?, ?)",
+                                     (applied[0], *config))
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot append to {self.path}: {exc}") from exc
+        self._last_seq = seq
+        return events
+
+    def events(self, after_seq: int = 0, limit: int | None = None) -> Iterator[mm.Event]:
+        """Events with seq > ``after_seq`` in order."""
+        query = "SELECT payload FROM events WHERE seq > ? ORDER BY seq"
+        params: tuple[int, ...] = (after_seq,)
+        if limit is not None:
+            query += " LIMIT ?"
+            params = (after_seq, limit)
+        for (payload,) in self._db.execute(query, params).fetchall():
+            yield _EVENT_DECODER.decode(payload)
+
+    def payloads(self, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
+        """Raw (seq, JSON) rows for the uplink, exactly as first encoded."""
+        rows = self._db.execute(
+            "SELECT seq, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit)).fetchall()
+        return [(int(seq), bytes(payload)) for seq, payload in rows]
+
+    def last_seq_of(self, event_type: str) -> int:
+        """Seq of the latest event of ``event_type``, 0 if none."""
+        row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE type = ?",
+                               (event_type,)).fetchone()
+        return int(row[0])
+
+    def config_at(self, seq: int) -> StoredConfig | None:
+        """The config applied last at or before ``seq``."""
+        row = self._db.execute(
+            "SELECT seq, version, text FROM configs WHERE seq <= ? ORDER BY seq DESC LIMIT 1",
+            (seq,)).fetchone()
+        return None if row is None else StoredConfig(int(row[0]), str(row[1]), str(row[2]))
+
+    def config_text(self, seq: int) -> str:
+        row = self._db.execute("SELECT text FROM configs WHERE seq = ?", (seq,)).fetchone()
+        if row is None:
+            raise JournalError(f"config.applied event {seq} has no stored config text")
+        return str(row[0])
+
+    # -- outbox --------------------------------------------------------------
+
+    @property
+    def acked_seq(self) -> int:
+        return int(self._meta("acked_seq") or 0)
+
+    def ack(self, seq: int) -> int:
+        """Record the central's ack (highest contiguous committed seq); returns the new value."""
+        new = min(max(seq, self.acked_seq), self._last_seq)
+        if new != self.acked_seq:
+            with self._transaction():
+                self._set_meta("acked_seq", str(new))
+        return new
+
+    def unacked_count(self) -> int:
+        return self._last_seq - self.acked_seq
+
+    def telemetry_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM telemetry").fetchone()[0])
+
+    def outbox_depth(self) -> int:
+        return self.unacked_count() + self.telemetry_count()
+
+    def push_telemetry(self, payload: bytes) -> int:
+        """Queue one telemetry snapshot; returns how many old ones were dropped for room."""
+        room = self.outbox_limit - self.unacked_count()
+        with self._transaction(durable=False):
+            self._db.execute("INSERT INTO telemetry (payload) VALUES (?)", (payload,))
+            excess = self.telemetry_count() - max(room, 0)
+            dropped = 0
+            if excess > 0:
+                dropped = self._db.execute(
+                    "DELETE FROM telemetry WHERE id IN "
+                    "(SELECT id FROM telemetry ORDER BY id LIMIT ?)", (excess,)).rowcount
+                self._set_meta("dropped", str(int(self._meta("dropped") or 0) + dropped))
+        if dropped:
+            log.warning("outbox.telemetry_dropped", count=dropped, limit=self.outbox_limit)
+        return dropped
+
+    def telemetry(self, limit: int) -> list[tuple[int, bytes]]:
+        rows = self._db.execute("SELECT id, payload FROM telemetry ORDER BY id LIMIT ?",
+                                (limit,)).fetchall()
+        return [(int(row_id), bytes(payload)) for row_id, payload in rows]
+
+    def remove_telemetry(self, ids: Sequence[int]) -> None:
+        with self._transaction(durable=False):
+            self._db.executemany("DELETE FROM telemetry WHERE id = ?", [(i,) for i in ids])
+
+    def take_dropped(self) -> int:
+        """How many telemetry snapshots were dropped since the last call (and reset)."""
+        dropped = int(self._meta("dropped") or 0)
+        if dropped:
+            with self._transaction():
+                self._set_meta("dropped", "0")
+        return dropped
+
+    # -- plumbing ------------------------------------------------------------
+
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection, durable: bool) -> None:
+            self.db = db
+            self.durable = durable
+
+        def __enter__(self) -> None:
+            if not self.durable:
+                # Telemetry may be lost in a power cut; it need not cost an fsync.
+                self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("BEGIN IMMEDIATE")
+
+        def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+            try:
+                self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+            finally:
+                if not self.durable:
+                    self.db.execute("PRAGMA synchronous=FULL")
+
+    def _transaction(self, durable: bool = True) -> Journal._Tx:
+        return Journal._Tx(self._db, durable)
+
+
+__all__ = ["Journal", "StoredConfig"]

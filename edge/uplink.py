@@ -1,0 +1,370 @@
+"""The MQTT uplink: store-and-forward of the journal to the central (DESIGN.md contract v1).
+
+One :class:`Uplink` task owns the paho client. Each connection attempt takes
+a new session number from the journal (it survives reboots) and registers a
+Will that is the ``offline`` twin of the ``online`` state it publishes first,
+so the central can ignore a stale Will arriving after a reconnect
+(:func:`firmware_protocols.mqtt_messages.state_supersedes`).
+
+While connected, events above the central's ``ack`` are published (QoS 1)
+from the journal in order, at most ``window`` in flight; if the ack stops
+moving for ``resend_s`` they are sent again from the ack (the central
+deduplicates on seq). Queued telemetry snapshots go out QoS 0. ``cmd/{name}``
+messages are decoded, checked for expiry and duplicates, run through the
+daemon's handler and answered on ``cmd_result``; a malformed command gets an
+error result when its ``id`` can be read, and is logged either way.
+
+paho runs its network loop in its own thread (``loop_start``); every callback
+is handed to the event loop with ``call_soon_threadsafe``. Reconnects wait a
+capped, full-jitter exponential backoff (aiomqtt's pattern).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import ssl
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import structlog
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.clock import Clock
+from edge.config import MqttConfig
+from edge.journal import Journal
+from firmware_protocols import mqtt_messages as mm
+from firmware_protocols import mqtt_topics as mt
+from firmware_protocols.errors import ProtocolError
+
+log = structlog.get_logger(__name__)
+
+CommandHandler = Callable[[mm.Cmd], Awaitable[None]]
+"""Runs a command; raising any exception turns into an error ``cmd_result``."""
+
+
+class CommandFailed(Exception):
+    """A command could not be carried out; the message goes into ``cmd_result.error``."""
+
+
+def backoff_delay(attempt: int, base_s: float, cap_s: float, rng: random.Random) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
+    return rng.uniform(0.0, min(cap_s, base_s * (2 ** min(attempt, 30))))
+
+
+# --------------------------------------------------------------------------- host stats
+
+
+def host_stats(disk_path: str | Path = "/", *, thermal: Path = Path("/sys/class/thermal")
+               ) -> mm.HostStat:
+    """CPU temperature (if the board exposes it), load, memory, disk and uptime."""
+    temp = None
+    zone = thermal / "thermal_zone0" / "temp"
+    with contextlib.suppress(OSError, ValueError):
+        temp = max(-60.0, min(150.0, int(zone.read_text().strip()) / 1000))
+    meminfo: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            meminfo[name] = int(rest.split()[0]) if rest.split() else 0
+    total = meminfo.get("MemTotal", 0)
+    mem_pct = 100.0 * (total - meminfo.get("MemAvailable", total)) / total if total else 0.0
+    path = Path(disk_path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    usage = shutil.disk_usage(path)
+    uptime = 0
+    with contextlib.suppress(OSError, ValueError):
+        uptime = int(float(Path("/proc/uptime").read_text().split()[0]))
+    return mm.HostStat(
+        cpu_temp_c=temp,
+        load1=min(1000.0, os.getloadavg()[0]),
+        mem_used_pct=round(min(100.0, max(0.0, mem_pct)), 1),
+        disk_used_pct=round(100.0 * usage.used / usage.total, 1) if usage.total else 0.0,
+        uptime_s=uptime,
+    )
+
+
+# --------------------------------------------------------------------------- uplink
+
+
+class Uplink:
+    """Keeps one site connected to the broker and its outbox drained."""
+
+    def __init__(
+        self,
+        site_id: str,
+        mqtt: MqttConfig,
+        journal: Journal,
+        clock: Clock,
+        *,
+        software: str,
+        boot_id: str,
+        config_version: Callable[[], str | None],
+        commands: CommandHandler,
+        beat: Callable[[], None] = lambda: None,
+        window: int = 200,
+        resend_s: float = 30.0,
+        backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 60.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.site_id = site_id
+        self.mqtt = mqtt
+        self.journal = journal
+        self.clock = clock
+        self.software = software
+        self.boot_id = boot_id
+        self.config_version = config_version
+        self.commands = commands
+        self.beat = beat
+        self.window = window
+        self.resend_s = resend_s
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self.rng = rng or random.Random()
+        self.connected = False
+        self.session = 0
+        self.published_events = 0
+        self.connects = 0
+        self._wake = asyncio.Event()
+        self._client: paho.Client | None = None
+        self._seen_commands: OrderedDict[uuid.UUID, None] = OrderedDict()
+        self._command_tasks: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        """Something new is in the outbox (call from the event loop)."""
+        self._wake.set()
+
+    # -- messages ------------------------------------------------------------
+
+    def _state(self, status: str) -> mm.State:
+        return mm.State(site=self.site_id, status=status,  # type: ignore[arg-type]
+                        lwt=False, boot_id=self.boot_id, session=self.session,
+                        software=self.software, config=self.config_version(),
+                        ts=self.clock.now_ms(), clock_synced=self.clock.synced())
+
+    def publish_state(self) -> None:
+        """(Re)publish the retained online state, e.g. after a config reload."""
+        if self._client is not None and self.connected:
+            self._publish(mm.to_publish(self._state("online")))
+
+    def _publish(self, publish: mm.Publish) -> None:
+        assert self._client is not None
+        self._client.publish(publish.topic, publish.payload, qos=publish.qos,
+                             retain=publish.retain)
+
+    # -- the task ------------------------------------------------------------
+
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            self.beat()
+            try:
+                await self._session()
+                attempt = 0  # a session that got connected resets the backoff
+            except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
+                log.warning("uplink.connect_failed", host=self.mqtt.host, port=self.mqtt.port,
+                            error=repr(exc), attempt=attempt)
+            delay = backoff_delay(attempt, self.backoff_base_s, self.backoff_cap_s, self.rng)
+            attempt += 1
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline:  # keep checking in while waiting
+                self.beat()
+                await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+    def _make_client(self) -> paho.Client:
+        client = paho.Client(CallbackAPIVersion.VERSION2,
+                             client_id=f"onedoor-edge-{self.site_id}", clean_session=True,
+                             protocol=paho.MQTTv311, reconnect_on_failure=False)
+        if self.mqtt.username is not None:
+            client.username_pw_set(self.mqtt.username, self.mqtt.password)
+        if self.mqtt.tls is not None:
+            client.tls_set(ca_certs=self.mqtt.tls.ca_file, certfile=self.mqtt.tls.cert_file,
+                           keyfile=self.mqtt.tls.key_file)
+        # paho must never reconnect by itself (reconnect_on_failure=False above): each
+        # connection needs a new session number and a Will that carries it.
+        client.max_inflight_messages_set(self.window)
+        client.max_queued_messages_set(0)
+        will = mm.will_for(self._state("online"))
+        client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        return client
+
+    async def _session(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.session = self.journal.next_session()
+        client = self._make_client()
+        connected = asyncio.Event()
+        lost = asyncio.Event()
+        refused: list[str] = []
+
+        def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+            if reason.is_failure:
+                refused.append(str(reason))
+                loop.call_soon_threadsafe(lost.set)
+            else:
+                loop.call_soon_threadsafe(connected.set)
+
+        def on_disconnect(_c: Any, _u: Any, _f: Any, _reason: Any, _p: Any) -> None:
+            loop.call_soon_threadsafe(lost.set)
+            loop.call_soon_threadsafe(self._wake.set)
+
+        def on_message(_c: Any, _u: Any, message: paho.MQTTMessage) -> None:
+            loop.call_soon_threadsafe(self._on_message, message.topic, bytes(message.payload))
+
+        client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
+        client.on_message = on_message
+        self._client = client
+        try:
+            async with asyncio.timeout(30):
+                await asyncio.to_thread(client.connect, self.mqtt.host, self.mqtt.port,
+                                        self.mqtt.keepalive_seconds)
+            client.loop_start()
+            waiter = asyncio.ensure_future(connected.wait())
+            loser = asyncio.ensure_future(lost.wait())
+            await asyncio.wait({waiter, loser}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            loser.cancel()
+            if not connected.is_set() or lost.is_set():
+                raise ConnectionError(f"broker refused or dropped the connection: {refused}")
+            self.connected = True
+            self.connects += 1
+            for sub in mt.edge_subscriptions(self.site_id):
+                client.subscribe(sub.filter, qos=sub.qos)
+            self._publish(mm.to_publish(self._state("online")))
+            log.info("uplink.connected", session=self.session, acked=self.journal.acked_seq,
+                     pending=self.journal.unacked_count())
+            await self._pump(lost)
+        finally:
+            self.connected = False
+            if not lost.is_set():
+                # A clean goodbye: the retained state says offline, not via the Will.
+                with contextlib.suppress(Exception):
+                    info = client.publish(*self._offline_args())
+                    await asyncio.to_thread(info.wait_for_publish, 2.0)
+            with contextlib.suppress(Exception):
+                client.disconnect()
+            await asyncio.to_thread(client.loop_stop)
+            self._client = None
+            log.info("uplink.disconnected", session=self.session)
+
+    def _offline_args(self) -> tuple[str, bytes, int, bool]:
+        publish = mm.to_publish(self._state("offline"))
+        return publish.topic, publish.payload, publish.qos, publish.retain
+
+    async def _pump(self, lost: asyncio.Event) -> None:
+        """Send events above the ack and queued telemetry until the connection drops."""
+        sent_up_to = self.journal.acked_seq
+        last_progress = time.monotonic()
+        last_acked = sent_up_to
+        while not lost.is_set():
+            self.beat()
+            acked = self.journal.acked_seq
+            now = time.monotonic()
+            if acked != last_acked:
+                last_acked, last_progress = acked, now
+            if sent_up_to < acked:
+                sent_up_to = acked
+            if sent_up_to > acked and now - last_progress > self.resend_s:
+                log.warning("uplink.resend", from_seq=acked + 1, to_seq=sent_up_to)
+                sent_up_to, last_progress = acked, now
+            room = self.window - (sent_up_to - acked)
+            if room > 0:
+                for seq, payload in self.journal.payloads(sent_up_to, room):
+                    self._publish(mm.Publish(mt.event_topic(self.site_id), payload, 1, False))
+                    sent_up_to = seq
+                    self.published_events += 1
+            batch = self.journal.telemetry(50)
+            if batch:
+                for _, payload in batch:
+                    self._publish(mm.Publish(mt.telemetry_topic(self.site_id), payload, 0,
+                                             False))
+                self.journal.remove_telemetry([row_id for row_id, _ in batch])
+            self._wake.clear()
+            if self.journal.last_seq > sent_up_to and (sent_up_to - acked) < self.window:
+                continue  # more to send right away
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._wake.wait()
+
+    # -- incoming ------------------------------------------------------------
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        try:
+            incoming = mm.decode_publish(topic, payload)
+        except mt.InvalidMessage as exc:
+            log.error("uplink.bad_message", topic=topic, reason=exc.reason.value,
+                      detail=exc.detail[:200])
+            if exc.kind is mt.Kind.CMD:
+                self._reject_unreadable_command(payload, f"{exc.reason.value}: {exc.detail}")
+            return
+        if incoming.site_id != self.site_id:
+            return
+        message = incoming.message
+        if isinstance(message, mm.Ack):
+            before = self.journal.acked_seq
+            after = self.journal.ack(message.seq)
+            if after != before:
+                self._wake.set()
+        elif isinstance(message, mm.Cmd):
+            self._start_command(message)
+
+    def _reject_unreadable_command(self, payload: bytes, error: str) -> None:
+        try:
+            command_id = uuid.UUID(str(json.loads(payload)["id"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.error("uplink.cmd_unanswerable", detail="no readable id", error=error[:200])
+            return
+        self._send_result(command_id, error)
+
+    def _start_command(self, cmd: mm.Cmd) -> None:
+        if cmd.id in self._seen_commands:
+            log.info("uplink.cmd_duplicate", id=str(cmd.id))
+            return
+        self._seen_commands[cmd.id] = None
+        while len(self._seen_commands) > 512:
+            self._seen_commands.popitem(last=False)
+        if cmd.expired(self.clock.now_ms()):
+            self._send_result(cmd.id, "expired: the command is past its expires_ts")
+            return
+        task = asyncio.get_running_loop().create_task(self._run_command(cmd),
+                                                       name=f"cmd-{cmd.name}")
+        self._command_tasks.add(task)
+        task.add_done_callback(self._command_tasks.discard)
+
+    async def _run_command(self, cmd: mm.Cmd) -> None:
+        log.info("uplink.cmd", id=str(cmd.id), name=cmd.name)
+        try:
+            await self.commands(cmd)
+        except Exception as exc:  # every failure becomes the command's result
+            log.warning("uplink.cmd_failed", id=str(cmd.id), name=cmd.name, error=str(exc))
+            self._send_result(cmd.id, str(exc) or type(exc).__name__)
+        else:
+            self._send_result(cmd.id, None)
+
+    def _send_result(self, command_id: uuid.UUID, error: str | None) -> None:
+        if error is not None:
+            error = "".join(c if c.isprintable() else " " for c in error)[:400] or "error"
+        result = mm.CmdResult(site=self.site_id, id=command_id, ok=error is None, error=error,
+                              ts=self.clock.now_ms())
+        if self._client is None or not self.connected:
+            log.warning("uplink.cmd_result_unsent", id=str(command_id))
+            return
+        try:
+            self._publish(mm.to_publish(result))
+        except ProtocolError as exc:
+            log.error("uplink.cmd_result_invalid", id=str(command_id), error=str(exc))
+
+
+__all__ = ["CommandFailed", "CommandHandler", "Uplink", "backoff_delay", "host_stats"]

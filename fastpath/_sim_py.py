@@ -1,0 +1,669 @@
+"""The discrete-event hall simulator: the readable pure-Python engine.
+
+:mod:`fastpath._sim_c` is its Cython twin with the same API and, for the same
+seed, the same results to the millisecond; :mod:`fastpath.simulate` picks one
+and adds the hall model (TOML, CSV, summaries). Read this file first.
+
+The engine drives the dispatch core itself (:class:`fastpath._core_py.QueueCore`
+or its Cython twin), so every "who is called next" decision is the hall's own
+policy. What the engine adds is the world around it:
+
+* arrivals per service: Poisson with a piecewise-constant rate (time-of-day
+  profile), or a replayed list; each arrival is normal, priority or an
+  appointment (booked time near the arrival; a check-in past the grace period
+  becomes a walk-in, as in :meth:`fastpath.Dispatcher.issue`);
+* service times per service: exponential, lognormal, fixed or empirical;
+* windows open in shifts (a break is the gap between two shifts); a window
+  finishes its ticket after closing but calls nobody new;
+* no-shows: with probability *p* a called citizen is absent; the window waits
+  ``no_show_timeout_ms`` then requeues the ticket once (key time = now) or
+  drops it, as the hall's :class:`~fastpath.types.NoShowPolicy` says.
+
+Staff behaviour that the policy does not decide is fixed here: when a window
+frees it calls at once; an arriving ticket is called by the lowest-numbered
+idle open window that serves its service.
+
+Reproducibility: one xoshiro256** stream (seeded with splitmix64) feeds every
+draw, always in the same order; times are integer ms; continuous draws use
+only IEEE double arithmetic and ``log``/``exp``/``sqrt``/``cos`` from the C
+library, which both twins call, so both produce the same numbers bit for bit.
+Events at the same millisecond run in the order they were scheduled.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from fastpath._core_py import NO_TICKET
+from fastpath._core_py import QueueCore as PyQueueCore
+from fastpath.types import APPOINTMENT, NORMAL, PRIORITY
+
+# --- tables shared with the Cython twin ---------------------------------------
+
+# Service-time distributions: (kind, a, b, samples).
+DIST_EXPONENTIAL = 0  # a = mean ms
+DIST_LOGNORMAL = 1  # a = mu, b = sigma of the underlying normal (ms)
+DIST_FIXED = 2  # a = ms
+DIST_EMPIRICAL = 3  # samples = observed service times (ms), drawn uniformly
+
+# Event kinds.
+EV_OPEN = 0  # a window's shift starts
+EV_CLOSE = 1  # a window's shift ends
+EV_FREE = 2  # a window's service (or no-show wait) ends
+EV_STREAM = 3  # the next Poisson arrival of one service
+EV_REPLAY = 4  # the next replayed arrival
+
+# Ticket outcomes in the per-ticket record.
+OUT_UNSERVED = 0  # still waiting, or still at a window, when the run stopped
+OUT_DONE = 1
+OUT_NO_SHOW = 2  # absent at the call(s) and dropped
+OUT_SERVING = 3  # at a window when the run stopped
+
+NEVER = 1 << 62  # "no such time"
+BUSY_UNKNOWN = -2  # a window serving someone from before the prediction started
+TWO_PI = 6.283185307179586
+TWO_POW_M53 = 1.0 / 9007199254740992.0
+
+COLUMNS = ("arrival", "service", "klass", "key", "called", "start", "end", "window", "outcome")
+
+_MASK = (1 << 64) - 1
+
+
+# --- random numbers -------------------------------------------------------------
+
+
+class Xoshiro256:
+    """xoshiro256** (Blackman & Vigna), seeded by splitmix64 like the reference code."""
+
+    __slots__ = ("_s",)
+
+    def __init__(self, seed: int) -> None:
+        if not 0 <= seed <= _MASK:
+            raise ValueError("seed must be in [0, 2**64)")
+        state = []
+        x = seed
+        for _ in range(4):
+            x = (x + 0x9E3779B97F4A7C15) & _MASK
+            z = x
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+            state.append(z ^ (z >> 31))
+        self._s = state
+
+    def next_u64(self) -> int:
+        s = self._s
+        s0, s1, s2, s3 = s
+        x = (s1 * 5) & _MASK
+        result = ((((x << 7) | (x >> 57)) & _MASK) * 9) & _MASK
+        t = (s1 << 17) & _MASK
+        s2 ^= s0
+        s3 ^= s1
+        s1 ^= s2
+        s0 ^= s3
+        s2 ^= t
+        s3 = ((s3 << 45) | (s3 >> 19)) & _MASK
+        s[0], s[1], s[2], s[3] = s0, s1, s2, s3
+        return result
+
+    def uniform(self) -> float:
+        """A double in [0, 1) with 53 random bits."""
+        return (self.next_u64() >> 11) * TWO_POW_M53
+
+    def exponential(self) -> float:
+        """An Exp(1) draw: -log(1 - U), never log(0)."""
+        return -math.log(1.0 - self.uniform())
+
+    def normal(self) -> float:
+        """A N(0, 1) draw by Box-Muller (the second value is not kept: simpler to mirror)."""
+        radius = math.sqrt(-2.0 * math.log(1.0 - self.uniform()))
+        return radius * math.cos(TWO_PI * self.uniform())
+
+
+def sample_service_ms(rng: Xoshiro256, kind: int, a: float, b: float,
+                      samples: Sequence[int]) -> int:
+    """One service time in ms (at least 1)."""
+    if kind == DIST_EXPONENTIAL:
+        value = int(a * rng.exponential() + 0.5)
+    elif kind == DIST_LOGNORMAL:
+        value = int(math.exp(a + b * rng.normal()) + 0.5)
+    elif kind == DIST_FIXED:
+        value = int(a + 0.5)
+    else:
+        n = len(samples)
+        index = int(rng.uniform() * n)
+        value = samples[index if index < n else n - 1]
+    return value if value > 0 else 1
+
+
+# --- the engine -----------------------------------------------------------------
+
+
+class Engine:
+    """One hall configuration, ready to simulate many days or predictions.
+
+    ``windows``: per window ``(services [(service index, weight)], priority
+    window, ratio cap)``, added to the core in this order. ``dists``: per
+    service ``(kind, a, b, samples)`` (see ``DIST_*``). ``order_base``: per
+    service ``number_order(prefix, 0)``, so a ticket's tie-break key is its
+    ticket number as in the live dispatcher.
+    """
+
+    def __init__(
+        self,
+        sla_ms: Sequence[int],
+        class_weight_pct: Sequence[int],
+        order_base: Sequence[int],
+        windows: Sequence[tuple[Sequence[tuple[int, int]], bool, int]],
+        dists: Sequence[tuple[int, float, float, Sequence[int]]],
+        no_show_p: Sequence[float],
+        no_show_timeout_ms: int,
+        requeue_once: bool,
+        appointment_grace_ms: int,
+        appointment_early_ms: int = 15 * 60_000,
+        appointment_late_ms: int = 5 * 60_000,
+        core_class: Any = None,
+    ) -> None:
+        n_services = len(sla_ms)
+        if n_services == 0:
+            raise ValueError("a hall needs at least one service")
+        if not len(order_base) == len(dists) == len(no_show_p) == n_services:
+            raise ValueError("sla_ms, order_base, dists and no_show_p need one entry per service")
+        for kind, _a, _b, samples in dists:
+            if kind not in (DIST_EXPONENTIAL, DIST_LOGNORMAL, DIST_FIXED, DIST_EMPIRICAL):
+                raise ValueError(f"unknown distribution kind {kind}")
+            if kind == DIST_EMPIRICAL and not samples:
+                raise ValueError("an empirical distribution needs samples")
+        self.n_services = n_services
+        self.n_windows = len(windows)
+        self._core = (core_class or PyQueueCore)(list(sla_ms), list(class_weight_pct))
+        self._windows_of: list[list[int]] = [[] for _ in range(n_services)]
+        for widx, (services, priority_window, ratio_cap) in enumerate(windows):
+            self._core.add_window(list(services), priority_window, ratio_cap)
+            for service, _weight in services:
+                self._windows_of[service].append(widx)
+        self._order_base = list(order_base)
+        self._dists = [(k, float(a), float(b), list(s)) for k, a, b, s in dists]
+        self._no_show_p = [float(p) for p in no_show_p]
+        self._no_show_timeout = int(no_show_timeout_ms)
+        self._requeue_once = bool(requeue_once)
+        self._grace = int(appointment_grace_ms)
+        self._appt_early = int(appointment_early_ms)
+        self._appt_late = int(appointment_late_ms)
+        self._initial_streaks = [0] * self.n_windows
+
+    # -- public entry points -------------------------------------------------------
+
+    def run(
+        self,
+        seed: int,
+        start_ms: int,
+        shifts: Sequence[Sequence[tuple[int, int]]],
+        streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
+        arrivals_until_ms: int = NEVER,
+        max_arrivals: int = NEVER,
+        replay: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int]] | None = None,
+        record: bool = True,
+        warmup: int = 0,
+    ) -> dict[str, Any]:
+        """Simulate from an empty hall at ``start_ms`` until nothing is left to happen.
+
+        ``shifts``: per window, sorted ``(open_ms, close_ms)`` intervals.
+        ``streams``: per service ``(segment starts ms, rates per ms, p_priority,
+        p_appointment)``; a service with no segments has no Poisson arrivals.
+        ``replay``: ``(times, services, classes, booked_ms or -1)`` sorted by time.
+        ``warmup``: the first ``warmup`` tickets do not count in ``wait_sum``.
+        """
+        if len(shifts) != self.n_windows or len(streams) != self.n_services:
+            raise ValueError("shifts need one entry per window, streams one per service")
+        run = _Run(self, seed, start_ms, record, warmup)
+        run.set_streams(streams, arrivals_until_ms, max_arrivals)
+        for widx, intervals in enumerate(shifts):
+            run.set_shifts(widx, intervals, start_ms)
+        if replay is not None:
+            run.set_replay(*replay)
+        run.loop(NEVER)
+        return run.result()
+
+    def predict(
+        self,
+        seed: int,
+        replications: int,
+        now_ms: int,
+        horizon_ms: int,
+        shifts: Sequence[Sequence[tuple[int, int]]],
+        busy_service: Sequence[int],
+        busy_since: Sequence[int],
+        streaks: Sequence[int],
+        waiting: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int], Sequence[int]],
+        counters: Sequence[int],
+        streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
+        tagged: tuple[int, int, int, int],
+    ) -> list[int]:
+        """Waits (ms from ``now_ms`` to the call) of a ticket taken now, one per replication.
+
+        The state at ``now_ms``: each window's ``shifts`` from now on (one
+        that started at or before ``now_ms`` means "open now"),
+        ``busy_service[w]``/``busy_since[w]`` (-1: idle), the ratio-cap
+        ``streaks``, the ``waiting`` tickets ``(service, klass, key, order,
+        issued)``, each service's ticket ``counters`` and the new ticket
+        ``tagged = (service, klass, key, order)``. A replication in which it is
+        not called within ``horizon_ms`` reports ``horizon_ms``.
+        """
+        n_windows = self.n_windows
+        if not len(shifts) == len(busy_service) == len(busy_since) == len(streaks) == n_windows:
+            raise ValueError("window state needs one entry per window")
+        run = _Run(self, seed, now_ms, False, 0)
+        w_service, w_klass, w_key, w_order, w_issued = waiting
+        # Queue order (key, order) so that every push is an append to its group.
+        queued = sorted(range(len(w_service)), key=lambda i: (w_key[i], w_order[i]))
+        waits = []
+        stop = now_ms + horizon_ms
+        for _ in range(replications):
+            run.reset(now_ms, streaks)
+            run.horizon = stop
+            run.set_streams(streams, stop, NEVER, counters)
+            for i in queued:
+                run.add_ticket(w_service[i], w_klass[i], w_key[i], w_order[i], w_issued[i])
+            run.target = run.add_ticket(tagged[0], tagged[1], tagged[2], tagged[3], now_ms)
+            for widx in range(n_windows):
+                run.set_predicted_window(widx, busy_service[widx], busy_since[widx])
+                run.start_shifts(widx, shifts[widx])
+            for widx in range(n_windows):  # open idle windows call at once, in order
+                if run.w_open[widx] and run.w_current[widx] == NO_TICKET:
+                    run.try_call(widx)
+            called = run.loop(stop)
+            waits.append(horizon_ms if called < 0 else called - now_ms)
+        return waits
+
+
+class _Run:
+    """The mutable state of one simulated day (or one prediction replication)."""
+
+    def __init__(self, engine: Engine, seed: int, start_ms: int, record: bool,
+                 warmup: int) -> None:
+        self.e = engine
+        self.rng = Xoshiro256(seed)
+        self.core = engine._core
+        self.record = record
+        self.warmup = warmup
+        n_w, n_s = engine.n_windows, engine.n_services
+        self.wait_sum = [0] * n_s
+        self.waited = [0] * n_s
+        self.busy_ms = [0] * n_w
+        self.columns: dict[str, list[int]] = {name: [] for name in COLUMNS}
+        self.reset(start_ms, engine._initial_streaks)
+
+    def reset(self, now_ms: int, streaks: Sequence[int]) -> None:
+        core = self.core
+        for service in range(self.e.n_services):  # leftovers of the previous run
+            for tid in core.queued(service):
+                core.remove(tid)
+        for widx, streak in enumerate(streaks):
+            core.record_call(widx, NORMAL)
+            for _ in range(streak):
+                core.record_call(widx, PRIORITY)
+        n_w, n_s = self.e.n_windows, self.e.n_services
+        self.now = now_ms
+        self.heap: list[tuple[int, int, int, int]] = []
+        self.seq = 0
+        # Ticket slots (the core's tids), recycled through a free list.
+        self.t_service: list[int] = []
+        self.t_klass: list[int] = []
+        self.t_key: list[int] = []
+        self.t_order: list[int] = []
+        self.t_serial: list[int] = []
+        self.t_requeued: list[bool] = []
+        self.t_arrival: list[int] = []
+        self.target = NO_TICKET
+        self.target_called = -1
+        self.free: list[int] = []
+        self.serial = 0
+        self.counter = [0] * n_s
+        # Windows.
+        self.w_open = [False] * n_w
+        self.w_current = [NO_TICKET] * n_w  # slot, BUSY_UNKNOWN or NO_TICKET
+        self.w_absent = [False] * n_w
+        self.w_since = [0] * n_w
+        self.w_shifts: list[list[tuple[int, int]]] = [[] for _ in range(n_w)]
+        self.w_shift = [0] * n_w
+        # Arrivals.
+        self.s_starts: list[list[int]] = [[] for _ in range(n_s)]
+        self.s_rates: list[list[float]] = [[] for _ in range(n_s)]
+        self.s_mix: list[tuple[float, float]] = [(0.0, 0.0)] * n_s
+        self.s_seg = [0] * n_s
+        self.s_time = [0.0] * n_s
+        self.arrivals_until = NEVER
+        self.horizon = NEVER  # prediction: events after it never run, so are not scheduled
+        self.arrivals_left = NEVER
+        self.replay: tuple[Sequence[int], ...] = ((), (), (), ())
+        self.replay_next = 0
+
+    # -- set-up ------------------------------------------------------------------
+
+    def schedule(self, time_ms: int, kind: int, arg: int) -> None:
+        heapq.heappush(self.heap, (time_ms, self.seq, kind, arg))
+        self.seq += 1
+
+    def set_streams(
+        self,
+        streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
+        arrivals_until_ms: int,
+        max_arrivals: int,
+        counters: Sequence[int] | None = None,
+    ) -> None:
+        self.arrivals_until = arrivals_until_ms
+        self.arrivals_left = max_arrivals
+        if counters is not None:
+            self.counter = list(counters)
+        for service, (starts, rates, p_priority, p_appointment) in enumerate(streams):
+            if len(starts) != len(rates):
+                raise ValueError("a stream needs one rate per segment start")
+            self.s_starts[service] = list(starts)
+            self.s_rates[service] = [float(r) for r in rates]
+            self.s_mix[service] = (float(p_priority), float(p_appointment))
+            if not starts:
+                continue
+            seg = 0
+            t = float(self.now)
+            if t < starts[0]:
+                t = float(starts[0])
+            while seg + 1 < len(starts) and starts[seg + 1] <= t:
+                seg += 1
+            self.s_seg[service] = seg
+            self.s_time[service] = t
+            self.next_stream_arrival(service)
+
+    def next_stream_arrival(self, service: int) -> None:
+        """Draw the next arrival of a piecewise-constant Poisson stream (memoryless)."""
+        starts, rates = self.s_starts[service], self.s_rates[service]
+        seg, t = self.s_seg[service], self.s_time[service]
+        n = len(starts)
+        while True:
+            seg_end = float(starts[seg + 1]) if seg + 1 < n else float(self.arrivals_until)
+            rate = rates[seg]
+            if rate > 0.0:
+                candidate = t + self.rng.exponential() / rate
+                if candidate < seg_end:
+                    self.s_seg[service], self.s_time[service] = seg, candidate
+                    self.schedule(int(candidate), EV_STREAM, service)
+                    return
+            if seg + 1 >= n:
+                return
+            seg += 1
+            t = float(starts[seg])
+
+    def set_shifts(self, widx: int, intervals: Sequence[tuple[int, int]], start_ms: int) -> None:
+        self.w_shifts[widx] = [(int(a), int(b)) for a, b in intervals]
+        self.w_shift[widx] = 0
+        self.schedule_next_open(widx, start_ms)
+
+    def start_shifts(self, widx: int, intervals: Sequence[tuple[int, int]]) -> None:
+        """Prediction: a window whose shift is on now is open at once (no OPEN event)."""
+        now = self.now
+        self.w_shifts[widx] = shifts = [(int(a), int(b)) for a, b in intervals]
+        i = 0
+        while i < len(shifts) and shifts[i][1] <= now:
+            i += 1
+        self.w_shift[widx] = i
+        if i < len(shifts) and shifts[i][0] <= now:
+            self.w_open[widx] = True
+            if shifts[i][1] <= self.horizon:
+                self.schedule(shifts[i][1], EV_CLOSE, widx)
+        elif i < len(shifts):
+            self.schedule(shifts[i][0], EV_OPEN, widx)
+
+    def schedule_next_open(self, widx: int, now_ms: int) -> None:
+        shifts = self.w_shifts[widx]
+        i = self.w_shift[widx]
+        while i < len(shifts) and shifts[i][1] <= now_ms:
+            i += 1
+        self.w_shift[widx] = i
+        if i < len(shifts):
+            opens = shifts[i][0]
+            self.schedule(opens if opens > now_ms else now_ms, EV_OPEN, widx)
+
+    def set_replay(self, times: Sequence[int], services: Sequence[int], klasses: Sequence[int],
+                   booked: Sequence[int]) -> None:
+        if not len(times) == len(services) == len(klasses) == len(booked):
+            raise ValueError("replay columns must have the same length")
+        if any(a > b for a, b in itertools.pairwise(times)):
+            raise ValueError("replay times must be sorted")
+        self.replay = (times, services, klasses, booked)
+        self.replay_next = 0
+        if len(times):
+            self.schedule(int(times[0]), EV_REPLAY, 0)
+
+    def set_predicted_window(self, widx: int, busy_service: int, busy_since: int) -> None:
+        now = self.now
+        if busy_service >= 0:
+            # Residual service: a draw conditioned on lasting past what has elapsed.
+            kind, a, b, samples = self.e._dists[busy_service]
+            elapsed = now - busy_since
+            end = -1
+            for _ in range(16):
+                length = sample_service_ms(self.rng, kind, a, b, samples)
+                if length > elapsed:
+                    end = busy_since + length
+                    break
+            if end < 0:  # far in the tail: assume it ends within a fresh draw
+                end = now + sample_service_ms(self.rng, kind, a, b, samples)
+            self.w_current[widx] = BUSY_UNKNOWN
+            self.w_since[widx] = now
+            self.schedule(end, EV_FREE, widx)
+
+    # -- tickets -------------------------------------------------------------------
+
+    def add_ticket(self, service: int, klass: int, key: int, order: int, arrival: int) -> int:
+        if self.free:
+            slot = self.free.pop()
+            self.t_service[slot], self.t_klass[slot] = service, klass
+            self.t_key[slot], self.t_order[slot] = key, order
+            self.t_serial[slot], self.t_requeued[slot] = self.serial, False
+            self.t_arrival[slot] = arrival
+        else:
+            slot = len(self.t_service)
+            self.t_service.append(service)
+            self.t_klass.append(klass)
+            self.t_key.append(key)
+            self.t_order.append(order)
+            self.t_serial.append(self.serial)
+            self.t_requeued.append(False)
+            self.t_arrival.append(arrival)
+        if self.record:
+            cols = self.columns
+            for name, value in (("arrival", arrival), ("service", service), ("klass", klass),
+                                ("key", key), ("called", -1), ("start", -1), ("end", -1),
+                                ("window", -1), ("outcome", OUT_UNSERVED)):
+                cols[name].append(value)
+        self.serial += 1
+        self.core.push(slot, service, klass, key, order)
+        return slot
+
+    def arrive(self, service: int, klass: int, booked: int) -> None:
+        """A citizen takes a ticket now; an idle window serving the service calls it."""
+        now = self.now
+        key = now
+        if klass == APPOINTMENT:
+            if booked < 0 or now > booked + self.e._grace:
+                klass = NORMAL  # late check-in: a walk-in (Dispatcher.issue)
+            else:
+                key = booked
+        self.counter[service] += 1
+        self.add_ticket(service, klass, key, self.e._order_base[service] + self.counter[service],
+                        now)
+        self.offer(service)
+
+    def offer(self, service: int) -> None:
+        # An idle open window has no candidate waiting (it would have called
+        # it), so the new ticket is the only one it can call.
+        for widx in self.e._windows_of[service]:
+            if self.w_open[widx] and self.w_current[widx] == NO_TICKET:
+                self.try_call(widx)
+                return
+
+    def try_call(self, widx: int) -> int:
+        """The window calls by the policy; returns the slot called or -1."""
+        core = self.core
+        now = self.now
+        slot: int = core.select(widx, now)
+        if slot == NO_TICKET:
+            return NO_TICKET
+        core.remove(slot)
+        klass = self.t_klass[slot]
+        core.record_call(widx, klass)
+        service = self.t_service[slot]
+        serial = self.t_serial[slot]
+        first_call = not self.t_requeued[slot]
+        if slot == self.target:
+            self.target_called = now
+        if first_call and serial >= self.warmup:
+            # An appointment that came early waits from its booked time.
+            start = self.t_key[slot] if klass == APPOINTMENT else self.t_arrival[slot]
+            if now > start:
+                self.wait_sum[service] += now - start
+            self.waited[service] += 1
+        e = self.e
+        absent = e._no_show_p[service] > 0.0 and self.rng.uniform() < e._no_show_p[service]
+        if absent:
+            end = now + e._no_show_timeout
+        else:
+            kind, a, b, samples = e._dists[service]
+            end = now + sample_service_ms(self.rng, kind, a, b, samples)
+        if self.record:
+            cols = self.columns
+            if first_call:
+                cols["called"][serial] = now
+            cols["window"][serial] = widx
+            if not absent:
+                cols["start"][serial] = now
+            cols["outcome"][serial] = OUT_SERVING
+        self.w_current[widx] = slot
+        self.w_absent[widx] = absent
+        self.w_since[widx] = now
+        self.schedule(end, EV_FREE, widx)
+        return slot
+
+    def release(self, slot: int, outcome: int) -> None:
+        if self.record:
+            serial = self.t_serial[slot]
+            self.columns["outcome"][serial] = outcome
+            self.columns["end"][serial] = self.now
+        self.free.append(slot)
+
+    # -- the event loop ------------------------------------------------------------
+
+    def loop(self, stop_ms: int) -> int:
+        """Run events up to ``stop_ms``, or until the ``target`` slot is called.
+
+        Returns the target's call time, or -1.
+        """
+        heap = self.heap
+        while heap and self.target_called < 0:
+            if heap[0][0] > stop_ms:
+                break
+            time_ms, _seq, kind, arg = heapq.heappop(heap)
+            self.now = time_ms
+            if kind == EV_FREE:
+                self.on_free(arg)
+            elif kind == EV_STREAM:
+                self.on_stream(arg)
+            elif kind == EV_OPEN:
+                self.on_open(arg)
+            elif kind == EV_CLOSE:
+                self.on_close(arg)
+            else:
+                self.on_replay(arg)
+        return self.target_called
+
+    def on_free(self, widx: int) -> None:
+        slot = self.w_current[widx]
+        self.busy_ms[widx] += self.now - self.w_since[widx]
+        self.w_current[widx] = NO_TICKET
+        if slot >= 0:
+            if not self.w_absent[widx]:
+                self.release(slot, OUT_DONE)
+            elif self.e._requeue_once and not self.t_requeued[slot]:
+                self.t_requeued[slot] = True
+                self.t_key[slot] = self.now
+                self.core.push(slot, self.t_service[slot], self.t_klass[slot], self.now,
+                               self.t_order[slot])
+                if self.record:
+                    self.columns["outcome"][self.t_serial[slot]] = OUT_UNSERVED
+                if self.w_open[widx]:
+                    self.try_call(widx)
+                if slot in self.core:
+                    self.offer(self.t_service[slot])
+                return
+            else:
+                self.release(slot, OUT_NO_SHOW)
+        if self.w_open[widx]:
+            self.try_call(widx)
+
+    def on_open(self, widx: int) -> None:
+        self.w_open[widx] = True
+        closes = self.w_shifts[widx][self.w_shift[widx]][1]
+        if closes <= self.horizon:
+            self.schedule(closes, EV_CLOSE, widx)
+        if self.w_current[widx] == NO_TICKET:
+            self.try_call(widx)
+
+    def on_close(self, widx: int) -> None:
+        self.w_open[widx] = False
+        if self.w_shifts[widx]:
+            self.w_shift[widx] += 1
+            self.schedule_next_open(widx, self.now)
+
+    def on_stream(self, service: int) -> None:
+        if self.arrivals_left <= 0:
+            return
+        self.arrivals_left -= 1
+        p_priority, p_appointment = self.s_mix[service]
+        klass, booked = NORMAL, -1
+        if p_priority > 0.0 or p_appointment > 0.0:
+            u = self.rng.uniform()
+            if u < p_priority:
+                klass = PRIORITY
+            elif u < p_priority + p_appointment:
+                klass = APPOINTMENT
+                span = self.e._appt_early + self.e._appt_late
+                booked = self.now + int(self.rng.uniform() * span) - self.e._appt_late
+                booked = max(booked, 0)
+        self.arrive(service, klass, booked)
+        self.next_stream_arrival(service)
+
+    def on_replay(self, index: int) -> None:
+        times, services, klasses, booked = self.replay
+        self.arrive(int(services[index]), int(klasses[index]), int(booked[index]))
+        if index + 1 < len(times):
+            self.schedule(int(times[index + 1]), EV_REPLAY, index + 1)
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "n_tickets": self.serial,
+            "end_ms": self.now,
+            "wait_sum": list(self.wait_sum),
+            "waited": list(self.waited),
+            "busy_ms": list(self.busy_ms),
+            "columns": self.columns if self.record else None,
+        }
+
+
+__all__ = [
+    "COLUMNS",
+    "DIST_EMPIRICAL",
+    "DIST_EXPONENTIAL",
+    "DIST_FIXED",
+    "DIST_LOGNORMAL",
+    "NEVER",
+    "OUT_DONE",
+    "OUT_NO_SHOW",
+    "OUT_SERVING",
+    "OUT_UNSERVED",
+    "Engine",
+    "Xoshiro256",
+    "sample_service_ms",
+]

@@ -1,0 +1,279 @@
+"""Simulator benchmarks, as functions returning dicts (``onedoor bench`` calls them).
+
+* :func:`mmc_throughput`: simulated customers per second for one M/M/c hall in
+  onedoor (Cython engine, pure-Python engine), SimPy and Ciw, and the ratios;
+* :func:`prediction_latency`: ``predict_wait`` for a 220-window hall with 300
+  waiting tickets, 100 and 1,000 replications;
+* :func:`prediction_accuracy`: mean absolute error of the prediction and of
+  the naive formula against the realised wait, on simulated days;
+* :func:`run_all`: all three.
+
+SimPy and Ciw are dev dependencies used here only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastpath import _sim_py
+from fastpath.predict import (
+    HallState,
+    Predictor,
+    WaitingTicket,
+    WindowNow,
+    naive_wait,
+    state_from_day,
+)
+from fastpath.simulate import (
+    DIST_EXPONENTIAL,
+    HallModel,
+    Xoshiro256,
+    example_hall,
+    simulate_day,
+)
+from fastpath.types import MINUTE_MS, number_order
+
+MEAN_SERVICE_MS = 10_000.0
+
+
+def erlang_c_wait(servers: int, arrival_rate: float, service_rate: float) -> float:
+    """Mean wait in queue of M/M/c (Erlang C), in the rates' time unit."""
+    offered = arrival_rate / service_rate
+    if offered >= servers:
+        raise ValueError("unstable: arrival rate >= servers x service rate")
+    total = 0.0
+    term = 1.0
+    for k in range(servers):
+        if k:
+            term *= offered / k
+        total += term
+    top = term * offered / servers * servers / (servers - offered)
+    wait_probability = top / (total + top)
+    return wait_probability / (servers * service_rate - arrival_rate)
+
+
+def mmc_engine(engine_class: Any, servers: int) -> Any:
+    """One service, ``servers`` identical windows, exponential service, FIFO."""
+    return engine_class(
+        [0], [0, 0, 0], [number_order("A", 0)], [([(0, 1)], False, 0)] * servers,
+        [(DIST_EXPONENTIAL, MEAN_SERVICE_MS, 0.0, [])], [0.0], 0, False, 0,
+    )
+
+
+def mmc_mean_wait(engine_class: Any, servers: int, rho: float, customers: int, seed: int,
+                  warmup: int = 0) -> float:
+    """Mean wait (ms) of an M/M/c run in onedoor's engine (FIFO: one service, no classes)."""
+    engine = mmc_engine(engine_class, servers)
+    rate = rho * servers / MEAN_SERVICE_MS
+    result = engine.run(seed, 0, [[(0, 1 << 60)]] * servers, [([0], [rate], 0.0, 0.0)],
+                        max_arrivals=customers, record=False, warmup=warmup)
+    return float(result["wait_sum"][0] / result["waited"][0])
+
+
+def _onedoor(engine_class: Any, servers: int, rho: float, customers: int) -> float:
+    return mmc_mean_wait(engine_class, servers, rho, customers, seed=1)
+
+
+def _simpy(servers: int, rho: float, customers: int) -> float:
+    import random
+
+    import simpy
+
+    rng = random.Random(1)
+    env = simpy.Environment()
+    windows = simpy.Resource(env, capacity=servers)
+    waits: list[float] = []
+    rate = rho * servers / MEAN_SERVICE_MS
+
+    def citizen(env: Any) -> Any:
+        arrived = env.now
+        with windows.request() as request:
+            yield request
+            waits.append(env.now - arrived)
+            yield env.timeout(rng.expovariate(1.0 / MEAN_SERVICE_MS))
+
+    def source(env: Any) -> Any:
+        for _ in range(customers):
+            yield env.timeout(rng.expovariate(rate))
+            env.process(citizen(env))
+
+    env.process(source(env))
+    env.run()
+    return statistics.fmean(waits)
+
+
+def _ciw(servers: int, rho: float, customers: int) -> float:
+    import ciw
+
+    rate = rho * servers / MEAN_SERVICE_MS
+    network = ciw.create_network(
+        arrival_distributions=[ciw.dists.Exponential(rate=rate)],
+        service_distributions=[ciw.dists.Exponential(rate=1.0 / MEAN_SERVICE_MS)],
+        number_of_servers=[servers],
+    )
+    ciw.seed(1)
+    simulation = ciw.Simulation(network)
+    simulation.simulate_until_max_customers(customers, method="Finish")
+    return statistics.fmean(r.waiting_time for r in simulation.get_all_records())
+
+
+def _rate(run: Callable[[], float], customers: int) -> dict[str, float]:
+    # CPU time as well as wall time: on a shared machine the CPU figure is the
+    # one that does not depend on what else runs.
+    started, cpu_started = time.perf_counter(), time.process_time()
+    mean_wait = run()
+    seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+    return {"customers": customers, "seconds": round(seconds, 4), "cpu_seconds": round(cpu, 4),
+            "customers_per_s": round(customers / seconds),
+            "customers_per_cpu_s": round(customers / cpu), "mean_wait_ms": round(mean_wait, 1)}
+
+
+def mmc_throughput(servers: int = 10, rho: float = 0.9, customers: int = 2_000_000,
+                   pure_customers: int = 100_000, simpy_customers: int = 100_000,
+                   ciw_customers: int = 20_000) -> dict[str, Any]:
+    """Customers simulated per second for the same M/M/c hall in four simulators."""
+    results: dict[str, Any] = {
+        "model": f"M/M/{servers}, rho={rho}, mean service {MEAN_SERVICE_MS / 1000:g} s",
+        "erlang_c_wait_ms": round(erlang_c_wait(servers, rho * servers / MEAN_SERVICE_MS,
+                                                1.0 / MEAN_SERVICE_MS), 1),
+    }
+    try:
+        compiled = importlib.import_module("fastpath._sim_c").Engine
+        results["onedoor-cython"] = _rate(
+            lambda: _onedoor(compiled, servers, rho, customers), customers)
+    except ImportError:
+        results["onedoor-cython"] = None
+    results["onedoor-pure"] = _rate(
+        lambda: _onedoor(_sim_py.Engine, servers, rho, pure_customers), pure_customers)
+    results["simpy"] = _rate(lambda: _simpy(servers, rho, simpy_customers), simpy_customers)
+    results["ciw"] = _rate(lambda: _ciw(servers, rho, ciw_customers), ciw_customers)
+    fastest = results["onedoor-cython"] or results["onedoor-pure"]
+    for other in ("onedoor-pure", "simpy", "ciw"):
+        results[f"ratio_vs_{other}"] = round(
+            fastest["customers_per_s"] / results[other]["customers_per_s"], 1)
+        results[f"cpu_ratio_vs_{other}"] = round(
+            fastest["customers_per_cpu_s"] / results[other]["customers_per_cpu_s"], 1)
+    return results
+
+
+def busy_city_hall_state(model: HallModel | None = None, waiting: int = 300,
+                         seed: int = 5) -> HallState:
+    """The 220-window city hall at 10:30, every window busy, ``waiting`` tickets queued."""
+    model = model or example_hall("city_hall")
+    now = 10 * 60 * MINUTE_MS + 30 * MINUTE_MS
+    rng = Xoshiro256(seed)
+    weights = [m.visitors_per_day for m in model.services]
+    counters = [100] * len(model.services)
+    tickets = []
+    for k in range(waiting):
+        u = rng.uniform() * sum(weights)
+        service = 0
+        while u >= weights[service] and service + 1 < len(weights):
+            u -= weights[service]
+            service += 1
+        counters[service] += 1
+        issued = now - (waiting - k) * 6_000
+        tickets.append(WaitingTicket(service, 0, issued, number_order(
+            model.services[service].service.prefix, counters[service]), issued))
+    index = {m.service.id: i for i, m in enumerate(model.services)}
+    windows = tuple(
+        WindowNow(17 * 60 * MINUTE_MS, index[next(iter(p.services))],
+                  now - int(rng.uniform() * 5 * MINUTE_MS))
+        for p in model.window_profiles()
+    )
+    return HallState(model, now, tuple(tickets), windows, tuple(counters))
+
+
+def prediction_latency(replication_counts: tuple[int, ...] = (100, 1000),
+                       repeats: int = 7) -> dict[str, Any]:
+    """Milliseconds per ``predict`` call (median of ``repeats``) on one core."""
+    model = example_hall("city_hall")
+    state = busy_city_hall_state(model)
+    predictor = Predictor(model)
+    out: dict[str, Any] = {"hall": "city_hall: 220 windows, all busy, 300 waiting",
+                           "engine": type(predictor.engine).__module__}
+    for service in ("huji", "budongchan"):
+        for reps in replication_counts:
+            times, cpu_times = [], []
+            prediction = None
+            for repeat in range(repeats):
+                started, cpu_started = time.perf_counter(), time.process_time()
+                prediction = predictor.predict(state, service, 0, reps, seed=repeat)
+                times.append((time.perf_counter() - started) * 1000)
+                cpu_times.append((time.process_time() - cpu_started) * 1000)
+            assert prediction is not None
+            out[f"{service}_{reps}_ms"] = round(statistics.median(times), 2)
+            out[f"{service}_{reps}_cpu_ms"] = round(statistics.median(cpu_times), 2)
+            out[f"{service}_{reps}_p50_p90_min"] = (round(prediction.p50_ms / MINUTE_MS, 1),
+                                                     round(prediction.p90_ms / MINUTE_MS, 1))
+    return out
+
+
+def without_no_shows(model: HallModel) -> HallModel:
+    services = tuple(dataclasses.replace(m, no_show=0.0) for m in model.services)
+    return dataclasses.replace(model, services=services)
+
+
+def prediction_accuracy(hall: str = "comprehensive_hall", days: int = 3, every: int = 10,
+                        replications: int = 200) -> dict[str, Any]:
+    """MAE (minutes) of the simulated p50 and of the naive formula vs the realised wait.
+
+    Days follow the hall's time-varying profile and mixed services; each
+    ``every``-th ticket gets both predictions from the exact state at its
+    arrival (no-shows off: the records cannot rebuild a requeued ticket).
+    """
+    model = without_no_shows(example_hall(hall))
+    predictor = Predictor(model)
+    sim_errors: list[float] = []
+    naive_errors: list[float] = []
+    for day_seed in range(100, 100 + days):
+        day = simulate_day(model, day_seed, engine=predictor.engine)
+        realised = day.waits()
+        for serial in range(0, len(realised), every):
+            if realised[serial] < 0 or day.columns["klass"][serial] == 2:
+                continue  # unserved, or an appointment (waits from its booked time)
+            state = state_from_day(day, serial)
+            service_id = model.services[day.columns["service"][serial]].service.id
+            klass = day.columns["klass"][serial]
+            prediction = predictor.predict(state, service_id, klass, replications,
+                                           seed=serial)
+            sim_errors.append(abs(prediction.p50_ms - realised[serial]))
+            naive_errors.append(abs(naive_wait(state, service_id) - realised[serial]))
+    sim_mae = statistics.fmean(sim_errors) / MINUTE_MS
+    naive_mae = statistics.fmean(naive_errors) / MINUTE_MS
+    return {
+        "hall": hall, "days": days, "tickets_predicted": len(sim_errors),
+        "replications": replications,
+        "simulation_mae_min": round(sim_mae, 2), "naive_mae_min": round(naive_mae, 2),
+        "naive_over_simulation": round(naive_mae / sim_mae, 2) if sim_mae else math.inf,
+    }
+
+
+def run_all() -> dict[str, Any]:
+    return {
+        "mmc_throughput": mmc_throughput(),
+        "prediction_latency": prediction_latency(),
+        "prediction_accuracy": {
+            hall: prediction_accuracy(hall) for hall in ("comprehensive_hall", "city_hall")
+        },
+    }
+
+
+__all__ = [
+    "busy_city_hall_state",
+    "erlang_c_wait",
+    "mmc_engine",
+    "mmc_mean_wait",
+    "mmc_throughput",
+    "prediction_accuracy",
+    "prediction_latency",
+    "run_all",
+    "without_no_shows",
+]

@@ -1,0 +1,399 @@
+"""The window-terminal bus driver against the real simulated banks over ptys.
+
+The Modbus bank is a real pymodbus RTU server; the vendor bank speaks the
+vendor frame. Every behavioural test runs against both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from edge.devices.base import (
+    DeviceConfigError,
+    DeviceInput,
+    DeviceStatusChanged,
+    HealthState,
+    KeyPress,
+    Rating,
+    WindowKey,
+)
+from edge.devices.terminals import BusKind, KeypadEntry, TerminalDriver, TerminalSettings
+from firmware_protocols.errors import LocalProtocolError
+from firmware_protocols.simulators.modbus_bank import ModbusTerminalBank
+from firmware_protocols.simulators.serial_link import PtyLink
+from firmware_protocols.simulators.terminal_bank import TerminalBank
+from firmware_protocols.simulators.vendor_bank import VendorTerminalBank
+from firmware_protocols.terminal_events import Key
+
+WINDOWS = {1: 11, 2: 12, 3: 13}  # window -> bus address
+
+
+# --- keypad entry (pure) -------------------------------------------------------------------------
+D = {n: Key(Key.DIGIT_0 + n) for n in range(10)}
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        ([Key.NEXT], [KeyPress(5, WindowKey.NEXT)]),
+        ([D[4], D[2], Key.SIGN_IN], [KeyPress(5, WindowKey.SIGN_IN, staff_id="42")]),
+        (
+            [Key.SIGN_IN, D[0], D[7], Key.CONFIRM],
+            [KeyPress(5, WindowKey.SIGN_IN, staff_id="07")],
+        ),
+        ([Key.TRANSFER, D[3], Key.CONFIRM], [KeyPress(5, WindowKey.TRANSFER, to_service="3")]),
+        ([D[3], Key.TRANSFER], [KeyPress(5, WindowKey.TRANSFER, to_service="3")]),
+        ([Key.TRANSFER, Key.CONFIRM], [KeyPress(5, WindowKey.TRANSFER)]),
+        ([D[9], Key.CLEAR, Key.SIGN_IN, D[1], Key.CONFIRM], [KeyPress(5, WindowKey.SIGN_IN, "1")]),
+        ([Key.SIGN_IN, D[1], Key.CLEAR, Key.CONFIRM], []),
+        ([D[5], Key.NEXT], [KeyPress(5, WindowKey.NEXT)]),  # digits before NEXT mean nothing
+        ([Key.TRANSFER, D[2], Key.FINISH], [KeyPress(5, WindowKey.FINISH)]),  # abandoned
+        ([Key.CONFIRM, D[1]], []),
+        (
+            [Key.FINISH, Key.HELP_ACK, Key.PAUSE, Key.RESUME, Key.NO_SHOW, Key.RECALL],
+            [
+                KeyPress(5, k)
+                for k in (
+                    WindowKey.FINISH,
+                    WindowKey.HELP_ACK,
+                    WindowKey.PAUSE,
+                    WindowKey.RESUME,
+                    WindowKey.NO_SHOW,
+                    WindowKey.RECALL,
+                )
+            ],
+        ),
+    ],
+)
+def test_keypad_entry(keys: list[Key], expected: list[KeyPress]) -> None:
+    entry = KeypadEntry(5)
+    got = [press for key in keys if (press := entry.key(key)) is not None]
+    assert got == expected
+
+
+def test_keypad_entry_caps_the_number_of_digits() -> None:
+    entry = KeypadEntry(1)
+    for _ in range(20):
+        entry.key(Key.DIGIT_1)
+    assert entry.key(Key.SIGN_IN) == KeyPress(1, WindowKey.SIGN_IN, staff_id="1" * 8)
+
+
+# --- against the banks ---------------------------------------------------------------------------
+@pytest.fixture(params=["modbus", "vendor"])
+def bus_kind(request: pytest.FixtureRequest) -> BusKind:
+    kind: BusKind = request.param
+    return kind
+
+
+def make_bank(kind: BusKind, link: PtyLink, **kwargs: object) -> TerminalBank:  # type: ignore[type-arg]
+    bank_class = ModbusTerminalBank if kind == "modbus" else VendorTerminalBank
+    return bank_class(link, WINDOWS.values(), **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def bank(bus_kind: BusKind) -> Iterator[TerminalBank]:  # type: ignore[type-arg]
+    with PtyLink() as link, make_bank(bus_kind, link) as simulated:
+        yield simulated
+
+
+def settings(kind: BusKind, port: str, **overrides: float) -> TerminalSettings:
+    values = {
+        "reply_timeout_s": 0.1,
+        "poll_interval_s": 0.02,
+        "dead_after": 2,
+        "dead_poll_interval_s": 0.5,
+        "reopen_interval_s": 0.1,
+    } | overrides
+    return TerminalSettings(port, WINDOWS, bus=kind, **values)  # type: ignore[arg-type]
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+class Inputs(asyncio.Queue[DeviceInput]):
+    """The daemon's input queue, recording what arrived and optionally reacting to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: list[DeviceInput] = []
+        self.on_put: Callable[[DeviceInput], None] | None = None
+
+    def put_nowait(self, item: DeviceInput) -> None:
+        self.received.append(item)
+        if self.on_put is not None:
+            self.on_put(item)
+        super().put_nowait(item)
+
+    def presses(self) -> list[KeyPress | Rating]:
+        return [i for i in self.received if isinstance(i, KeyPress | Rating)]
+
+    def health(self) -> list[HealthState]:
+        return [i.health.state for i in self.received if isinstance(i, DeviceStatusChanged)]
+
+
+def run(
+    kind: BusKind,
+    bank: TerminalBank,  # type: ignore[type-arg]
+    scenario: Callable[[TerminalDriver, Inputs], object],
+    **overrides: float,
+) -> None:
+    async def main() -> None:
+        inputs = Inputs()
+        driver = TerminalDriver(settings(kind, bank.link.port_name, **overrides), inputs)
+        task = asyncio.create_task(driver.run())
+        try:
+            await until(lambda: driver.health().state is HealthState.OK)
+            result = scenario(driver, inputs)
+            assert asyncio.iscoroutine(result)
+            await result
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+
+
+def test_presses_and_ratings_arrive_once_in_order(bus_kind: BusKind, bank: TerminalBank) -> None:  # type: ignore[type-arg]
+    async def scenario(driver: TerminalDriver, inputs: Inputs) -> None:
+        bank.press(11, Key.DIGIT_7)
+        bank.press(11, Key.SIGN_IN)
+        bank.press(12, Key.NEXT)
+        bank.press(11, Key.NEXT)
+        bank.rate(13, 5)
+        await until(lambda: len(inputs.presses()) == 4)
+        await asyncio.sleep(0.2)  # several more polls: nothing is repeated
+        got = inputs.presses()
+        assert len(got) == 4
+        assert [p for p in got if isinstance(p, KeyPress) and p.window == 1] == [
+            KeyPress(1, WindowKey.SIGN_IN, staff_id="7"),
+            KeyPress(1, WindowKey.NEXT),
+        ]
+        assert KeyPress(2, WindowKey.NEXT) in got
+        assert Rating(3, 5) in got
+        # Every input was acknowledged: the terminals' queues are empty again.
+        if isinstance(bank, ModbusTerminalBank):
+            await until(lambda: all(bank.pending_inputs(a) == 0 for a in WINDOWS.values()))
+        else:
+            assert isinstance(bank, VendorTerminalBank)
+            await until(lambda: all(bank.pending_reports(a) == 0 for a in WINDOWS.values()))
+
+    run(bus_kind, bank, scenario)
+
+
+def test_a_burst_between_slow_polls_loses_and_doubles_nothing(
+    bus_kind: BusKind,
+    bank: TerminalBank,  # type: ignore[type-arg]
+) -> None:
+    """Polls every 0.3 s: eight presses land between two polls and all come through once."""
+
+    async def scenario(driver: TerminalDriver, inputs: Inputs) -> None:
+        keys = [Key.NEXT, Key.RECALL, Key.NO_SHOW, Key.NEXT, Key.PAUSE, Key.RESUME, Key.FINISH]
+        for key in keys:
+            bank.press(12, key)
+        bank.rate(12, 4)
+        await until(lambda: len(inputs.presses()) == 8)
+        await asyncio.sleep(0.7)
+        assert inputs.presses() == [
+            KeyPress(2, WindowKey.NEXT),
+            KeyPress(2, WindowKey.RECALL),
+            KeyPress(2, WindowKey.NO_SHOW),
+            KeyPress(2, WindowKey.NEXT),
+            KeyPress(2, WindowKey.PAUSE),
+            KeyPress(2, WindowKey.RESUME),
+            KeyPress(2, WindowKey.FINISH),
+            Rating(2, 4),
+        ]
+
+    run(bus_kind, bank, scenario, poll_interval_s=0.3)
+
+
+def test_modbus_acks_by_separate_write_when_asked() -> None:
+    """``modbus_ack_in_poll=False``: FC16 acks right after the poll, nothing lost or doubled."""
+    with PtyLink() as link, ModbusTerminalBank(link, WINDOWS.values()) as bank:
+
+        async def main() -> None:
+            inputs = Inputs()
+            s = settings("modbus", link.port_name, poll_interval_s=0.2)
+            s = TerminalSettings(
+                s.port, s.terminals, bus="modbus", poll_interval_s=0.2, modbus_ack_in_poll=False
+            )
+            driver = TerminalDriver(s, inputs)
+            task = asyncio.create_task(driver.run())
+            for key in (Key.NEXT, Key.RECALL, Key.FINISH):
+                bank.press(11, key)
+            await until(lambda: len(inputs.presses()) == 3)
+            await until(lambda: bank.pending_inputs(11) == 0)  # acknowledged at once
+            await asyncio.sleep(0.5)
+            assert [p.key for p in inputs.presses() if isinstance(p, KeyPress)] == [
+                WindowKey.NEXT,
+                WindowKey.RECALL,
+                WindowKey.FINISH,
+            ]
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        asyncio.run(main())
+
+
+def test_a_lost_acknowledgement_does_not_double_a_press(
+    bus_kind: BusKind,
+    bank: TerminalBank,  # type: ignore[type-arg]
+) -> None:
+    """The terminal goes silent right after its press was taken, before the ack reaches it."""
+
+    async def scenario(driver: TerminalDriver, inputs: Inputs) -> None:
+        def cut_the_line(item: DeviceInput) -> None:
+            if isinstance(item, KeyPress) and item.window == 3:
+                bank.set_dead(13)  # the ack (Modbus write / next vendor POLL) is lost
+
+        inputs.on_put = cut_the_line
+        bank.press(13, Key.NEXT)
+        await until(lambda: len(inputs.presses()) == 1)
+        inputs.on_put = None
+        await asyncio.sleep(0.3)
+        bank.set_dead(13, dead=False)
+        await until(lambda: driver.health().state is HealthState.OK)
+        await asyncio.sleep(0.2)  # it answers again, with the unacknowledged press still queued
+        assert inputs.presses() == [KeyPress(3, WindowKey.NEXT)]
+        bank.press(13, Key.FINISH)
+        await until(lambda: len(inputs.presses()) == 2)
+        assert inputs.presses()[-1] == KeyPress(3, WindowKey.FINISH)
+
+    run(bus_kind, bank, scenario, dead_poll_interval_s=0.1)
+
+
+def test_a_dead_terminal_is_reported_and_does_not_stall_the_others(
+    bus_kind: BusKind,
+) -> None:
+    with PtyLink() as link, make_bank(bus_kind, link, dead=[12]) as bank:
+
+        async def main() -> None:
+            inputs = Inputs()
+            driver = TerminalDriver(settings(bus_kind, link.port_name), inputs)
+            task = asyncio.create_task(driver.run())
+            await until(lambda: driver.health().state is HealthState.DEGRADED)
+            assert driver.health().detail == "终端无应答 silent: 窗口2(#12)"
+            polls_before = {a: t.polls for a, t in driver._by_address.items()}
+            started = time.monotonic()
+            for _ in range(10):
+                bank.press(11, Key.NEXT)
+                bank.press(13, Key.NEXT)
+                await asyncio.sleep(0.05)
+            await until(lambda: len(inputs.presses()) == 20)
+            await asyncio.sleep(0.5)
+            polls = {a: t.polls - polls_before[a] for a, t in driver._by_address.items()}
+            # The dead one is polled every dead_poll_interval_s (0.5 s); the live ones
+            # all the time, and every press at them came through meanwhile.
+            elapsed = time.monotonic() - started
+            assert polls[12] <= elapsed / 0.5 + 1
+            assert polls[11] > 2 * polls[12]
+            assert polls[13] > 2 * polls[12]
+            # It comes back: reported, polled normally again.
+            bank.set_dead(12, dead=False)
+            bank.press(12, Key.NEXT)
+            await until(lambda: KeyPress(2, WindowKey.NEXT) in inputs.presses())
+            assert driver.health().state is HealthState.OK
+            # All dead: offline.
+            for address in WINDOWS.values():
+                bank.set_dead(address)
+            await until(lambda: driver.health().state is HealthState.OFFLINE)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            states = inputs.health()  # the detail changes as terminals die one by one
+            collapsed = [s for i, s in enumerate(states) if i == 0 or states[i - 1] != s]
+            assert collapsed == [
+                HealthState.OK,
+                HealthState.DEGRADED,
+                HealthState.OK,
+                HealthState.DEGRADED,
+                HealthState.OFFLINE,
+            ]
+
+        asyncio.run(main())
+
+
+def test_window_led_text_and_rating_request(bus_kind: BusKind, bank: TerminalBank) -> None:  # type: ignore[type-arg]
+    async def scenario(driver: TerminalDriver, inputs: Inputs) -> None:
+        for n in range(1, 6):
+            driver.set_window_text(1, f"请A00{n}号")
+        driver.set_window_text(3, "暂停服务")
+        driver.request_rating(2, 30)
+        await until(lambda: bank.led_text(11) == "请A005号" and bank.led_text(13) == "暂停服务")
+        await until(lambda: bank.rating_requested(12))
+        assert driver.window_text_shown(1) == "请A005号"
+        bank.rate(12, 1)
+        await until(lambda: Rating(2, 1) in inputs.presses())
+        assert not bank.rating_requested(12)
+
+    run(bus_kind, bank, scenario)
+
+
+def test_a_rebooted_terminal_gets_its_text_back_and_reports_new_presses(
+    bus_kind: BusKind,
+    bank: TerminalBank,  # type: ignore[type-arg]
+) -> None:
+    async def scenario(driver: TerminalDriver, inputs: Inputs) -> None:
+        driver.set_window_text(2, "A010")
+        await until(lambda: bank.led_text(12) == "A010")
+        bank.press(12, Key.NEXT)
+        await until(lambda: len(inputs.presses()) == 1)
+        bank.set_dead(12)  # power cut...
+        await until(lambda: driver.health().state is HealthState.DEGRADED)
+        bank.reboot(12)  # ...and back, blank, counting from 1 again
+        bank.set_dead(12, dead=False)
+        await until(lambda: bank.led_text(12) == "A010")
+        bank.press(12, Key.RECALL)
+        await until(lambda: len(inputs.presses()) == 2)
+        assert inputs.presses()[-1] == KeyPress(2, WindowKey.RECALL)
+
+    run(bus_kind, bank, scenario, dead_poll_interval_s=0.1)
+
+
+def test_bad_commands_are_refused_at_once(bus_kind: BusKind, bank: TerminalBank) -> None:  # type: ignore[type-arg]
+    async def scenario(driver: TerminalDriver, inputs: Inputs) -> None:
+        with pytest.raises(LocalProtocolError, match="not in GB2312"):
+            driver.set_window_text(1, "A001 ✓")
+        with pytest.raises(LocalProtocolError, match="at most"):
+            driver.set_window_text(1, "很长" * 100)
+        with pytest.raises(DeviceConfigError, match="window 7 has no terminal"):
+            driver.set_window_text(7, "A001")
+        with pytest.raises(LocalProtocolError, match="rating request timeout"):
+            driver.request_rating(1, 999)
+
+    run(bus_kind, bank, scenario)
+
+
+def test_a_missing_port_is_offline() -> None:
+    async def main() -> None:
+        driver = TerminalDriver(settings("vendor", "/dev/onedoor-no-such-tty"), Inputs())
+        task = asyncio.create_task(driver.run())
+        await until(lambda: "串口无法打开" in driver.health().detail)
+        assert driver.health().state is HealthState.OFFLINE
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"terminals": {}}, "no window terminals"),
+        ({"terminals": {1: 5, 2: 5}}, "share a terminal address"),
+        ({"terminals": {1: 248}}, "1..247"),
+        ({"terminals": {1: 1}, "bus": "can"}, "'modbus' or 'vendor'"),
+        ({"terminals": {1: 1}, "reply_timeout_s": 0}, "reply_timeout_s"),
+    ],
+)
+def test_bad_settings_are_refused(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(DeviceConfigError, match=message):
+        TerminalSettings("/dev/ttyUSB2", **kwargs)  # type: ignore[arg-type]

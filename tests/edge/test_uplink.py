@@ -1,0 +1,247 @@
+"""The MQTT uplink against a real Mosquitto: delivery until ack, outages, commands."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.clock import ManualClock, SystemClock
+from edge.config import load_config
+from edge.daemon import EdgeDaemon
+from edge.hall import Hall, open_hall
+from edge.uplink import Uplink, backoff_delay, host_stats
+from firmware_protocols import mqtt_messages as mm
+from firmware_protocols import mqtt_topics as mt
+from tests.edge.central_probe import CentralProbe, wait_for
+from tests.edge.sites import free_port, http, site_toml
+from tests.edge.test_hall import OPENING
+from tests.servers import MosquittoBroker
+
+
+async def until(condition: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def run_with_uplink(tmp_path: Path, broker: MosquittoBroker,
+                    body: Callable[[Hall, Uplink], Awaitable[None]]) -> None:
+    config = load_config(site_toml(tmp_path, mqtt_port=broker.port))
+    assert config.mqtt is not None
+    hall = open_hall(config, ManualClock(OPENING))
+
+    async def noop(cmd: mm.Cmd) -> None:
+        return None
+
+    async def main() -> None:
+        uplink = Uplink(config.site.id, config.mqtt, hall.journal, SystemClock(),  # type: ignore[arg-type]
+                        software="test-1", boot_id="boot1", config_version=lambda: "v1",
+                        commands=noop, backoff_base_s=0.05, backoff_cap_s=0.5,
+                        rng=random.Random(1))
+        hall.subscribe(lambda event: uplink.wake())
+        task = asyncio.create_task(uplink.run())
+        try:
+            await body(hall, uplink)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    try:
+        asyncio.run(main())
+    finally:
+        hall.journal.close()
+
+
+def busy_day(hall: Hall, clock: ManualClock, tickets: int) -> None:
+    """A day's traffic: tickets at both services, two windows calling and finishing."""
+    hall.sign_in(1, "zhang01")
+    hall.sign_in(2, "li02")
+    for i in range(tickets):
+        hall.issue("shebao" if i % 3 else "huji")
+        clock.advance(40)
+        if i % 2:
+            window = 1 + (i // 2) % 2
+            if hall.call_next(window) is not None and i % 4 == 1:
+                hall.rate(window, 5) if hall.finish(window) else None
+        hall.tick()
+
+
+def test_backoff_is_capped_full_jitter() -> None:
+    rng = random.Random(7)
+    delays = [backoff_delay(attempt, 0.5, 10.0, rng) for attempt in range(40)]
+    assert all(0 <= d <= 10.0 for d in delays)
+    assert max(delays[:3]) <= 2.0
+    assert len(set(delays)) == len(delays)  # jittered, not a fixed ladder
+
+
+def test_host_stats_reads_the_host(tmp_path: Path) -> None:
+    thermal = tmp_path / "thermal" / "thermal_zone0"
+    thermal.mkdir(parents=True)
+    (thermal / "temp").write_text("48312\n")
+    stats = host_stats(tmp_path, thermal=tmp_path / "thermal")
+    assert stats.cpu_temp_c == pytest.approx(48.312)
+    assert 0 < stats.mem_used_pct < 100
+    assert 0 < stats.disk_used_pct <= 100
+    assert host_stats(tmp_path, thermal=tmp_path / "none").cpu_temp_c is None
+
+
+def test_events_are_delivered_and_the_outbox_drains_on_ack(
+        tmp_path: Path, mqtt_broker: MosquittoBroker) -> None:
+    probe = CentralProbe(mqtt_broker.host, mqtt_broker.port, "test-site")
+
+    async def body(hall: Hall, uplink: Uplink) -> None:
+        await until(lambda: uplink.connected, what="connect")
+        for _ in range(20):
+            hall.issue("shebao")
+        await until(lambda: hall.journal.acked_seq == hall.journal.last_seq, what="acks")
+        assert probe.seqs() == list(range(1, hall.journal.last_seq + 1))
+        online = [s for s in probe.states if s.status == "online"]
+        assert online
+        assert online[-1].session == uplink.session
+        assert not online[-1].lwt
+
+    try:
+        run_with_uplink(tmp_path, mqtt_broker, body)
+        wait_for(lambda: probe.states and probe.states[-1].status == "offline", what="offline")
+        assert probe.states[-1].lwt is False  # a clean goodbye, not the Will
+    finally:
+        probe.close()
+
+
+def test_offline_day_then_every_event_arrives_once(
+        tmp_path: Path, mqtt_broker: MosquittoBroker) -> None:
+    """Broker down for a simulated day of traffic, then back: each seq arrives exactly once."""
+    probe = CentralProbe(mqtt_broker.host, mqtt_broker.port, "test-site")
+    probe.close()
+
+    async def body(hall: Hall, uplink: Uplink) -> None:
+        await until(lambda: uplink.connected, what="first connect")
+        mqtt_broker.stop()
+        await until(lambda: not uplink.connected, what="disconnect")
+        assert isinstance(hall.clock, ManualClock)
+        busy_day(hall, hall.clock, 300)
+        total = hall.journal.last_seq
+        assert hall.journal.acked_seq < total
+        await asyncio.sleep(1.0)  # a few failed reconnects with backoff
+        mqtt_broker.start()
+        central = CentralProbe(mqtt_broker.host, mqtt_broker.port, "test-site")
+        try:
+            await until(lambda: hall.journal.acked_seq == total, timeout=60, what="all acked")
+            await asyncio.sleep(0.3)
+            seqs = central.seqs()
+            acked_before = seqs[0] - 1
+            assert seqs == list(range(acked_before + 1, total + 1))  # in order, none twice
+            assert acked_before <= 2  # only what was acked before the outage is not resent
+            assert uplink.connects >= 2
+        finally:
+            central.close()
+
+    try:
+        run_with_uplink(tmp_path, mqtt_broker, body)
+    finally:
+        mqtt_broker.start()
+
+
+def test_unacked_events_are_resent_after_a_reconnect(
+        tmp_path: Path, mqtt_broker: MosquittoBroker) -> None:
+    silent = CentralProbe(mqtt_broker.host, mqtt_broker.port, "test-site", ack=False)
+
+    async def body(hall: Hall, uplink: Uplink) -> None:
+        await until(lambda: uplink.connected, what="connect")
+        for _ in range(5):
+            hall.issue("huji")
+        await until(lambda: len(silent.seqs()) >= hall.journal.last_seq, what="first send")
+        assert hall.journal.acked_seq == 0
+        mqtt_broker.stop()
+        await until(lambda: not uplink.connected, what="disconnect")
+        mqtt_broker.start()
+        central = CentralProbe(mqtt_broker.host, mqtt_broker.port, "test-site")
+        try:
+            await until(lambda: hall.journal.acked_seq == hall.journal.last_seq, what="acked")
+            assert central.seqs() == list(range(1, hall.journal.last_seq + 1))
+        finally:
+            central.close()
+
+    try:
+        run_with_uplink(tmp_path, mqtt_broker, body)
+    finally:
+        silent.close()
+        mqtt_broker.start()
+
+
+def test_malformed_commands_get_error_results_and_the_daemon_keeps_serving(
+        tmp_path: Path, mqtt_broker: MosquittoBroker) -> None:
+    port = free_port()
+    config_path = site_toml(tmp_path, mqtt_port=mqtt_broker.port, http_port=port)
+    probe = CentralProbe(mqtt_broker.host, mqtt_broker.port, "test-site")
+    cmd_topic = mt.cmd_topic("test-site", "reprint")
+
+    def raw_cmd(**changes: Any) -> tuple[uuid.UUID, bytes]:
+        command_id = uuid.uuid4()
+        now = int(time.time() * 1000)
+        payload: dict[str, object] = {
+            "v": 1, "site": "test-site", "id": str(command_id), "issued_ts": now,
+            "expires_ts": now + 60_000, "args": {"name": "reprint", "ticket": "A001"}}
+        payload.update(changes)
+        return command_id, json.dumps(payload).encode()
+
+    async def main() -> None:
+        daemon = EdgeDaemon(config_path, install_signals=False)
+        task = asyncio.create_task(daemon.run())
+        await daemon.ready.wait()
+        await until(lambda: daemon.uplink is not None and daemon.uplink.connected, what="up")
+        cases: list[tuple[uuid.UUID, str]] = []
+        scenarios: list[tuple[dict[str, Any], str]] = [
+            ({"v": 2}, "version"),
+            ({"bogus": True}, "schema"),
+            ({"args": {"name": "reprint", "ticket": "bad number"}}, "schema"),
+            ({"args": {"name": "announce", "text": "x", "repeat": 1}}, "command_mismatch"),
+            ({"site": "other-site"}, "site_mismatch"),
+            ({"issued_ts": OPENING, "expires_ts": OPENING + 1000}, "expired"),
+            ({}, "unknown ticket A001"),
+        ]
+        for changes, expected in scenarios:
+            command_id, payload = raw_cmd(**changes)
+            probe.publish_raw(cmd_topic, payload)
+            cases.append((command_id, expected))
+        probe.publish_raw(cmd_topic, b"{not json")
+        probe.publish_raw(cmd_topic, b'{"v": 1, "id": 12}')
+        probe.publish_raw(cmd_topic, b"\xff" * 5000)
+        await until(lambda: all(probe.result(c) for c, _ in cases), what="results")
+        for command_id, expected in cases:
+            result = probe.result(command_id)
+            assert result is not None
+            assert not result.ok
+            assert result.error is not None
+            assert expected in result.error, (expected, result)
+        notice = probe.command(mm.ScreenNoticeArgs(text="系统维护", screen=None, duration_s=60))
+        reload = probe.command(mm.ReloadConfigArgs(version="v1"))
+        wrong = probe.command(mm.ReloadConfigArgs(version="v9"))
+        await until(lambda: all(probe.result(c) for c in (notice, reload, wrong)), what="more")
+        assert probe.result(notice).error == "this site has no LED screens"  # type: ignore[union-attr]
+        assert probe.result(reload).ok  # type: ignore[union-attr]
+        assert "expected 'v9'" in probe.result(wrong).error  # type: ignore[union-attr,operator]
+        status, ticket = await asyncio.to_thread(
+            http, "POST", f"http://127.0.0.1:{port}/tickets", {"service": "shebao"})
+        assert status == 201
+        assert ticket["number"] == "A001"
+        assert daemon.supervisor.restarts == dict.fromkeys(daemon.supervisor.restarts, 0)
+        daemon.stop()
+        await task
+
+    try:
+        asyncio.run(main())
+    finally:
+        probe.close()

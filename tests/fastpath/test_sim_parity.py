@@ -1,0 +1,239 @@
+"""The pure and compiled simulators give the same results for the same seed, to the millisecond."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastpath import _core_py, _sim_py
+from fastpath.predict import Predictor
+from fastpath.simulate import (
+    DIST_EMPIRICAL,
+    DIST_EXPONENTIAL,
+    DIST_FIXED,
+    DIST_LOGNORMAL,
+    example_hall,
+    generate_arrivals,
+    make_engine,
+    simulate_day,
+)
+from fastpath.types import number_order
+from tests.fastpath.conftest import IMPLEMENTATIONS, load_compiled
+
+HOUR = 3_600_000
+
+
+def sim_module(kind: str) -> Any:
+    return _sim_py if kind == "python" else load_compiled("fastpath._sim_c")
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def sim(request: pytest.FixtureRequest) -> Any:
+    return sim_module(request.param)
+
+
+def test_xoshiro_matches_the_reference_algorithm() -> None:
+    rng = _sim_py.Xoshiro256(0)
+    # splitmix64(0)'s first output, from the reference implementation.
+    assert rng._s[0] == 0xE220A8397B1DCDAF
+    rng._s = [1, 2, 3, 4]
+    assert rng.next_u64() == 11520  # rotl(2*5, 7)*9, the xoshiro256** scrambler
+    assert rng._s == [7, 0, 262146, 211106232532992]
+
+
+def test_xoshiro_twins_agree(sim: Any) -> None:
+    reference, other = _sim_py.Xoshiro256(2**64 - 1), sim.Xoshiro256(2**64 - 1)
+    for _ in range(500):
+        assert other.next_u64() == reference.next_u64()
+        assert other.uniform() == reference.uniform()
+        assert other.exponential() == reference.exponential()
+        assert other.normal() == reference.normal()
+    with pytest.raises(ValueError, match="seed"):
+        sim.Xoshiro256(-1)
+    with pytest.raises(ValueError, match="seed"):
+        sim.Xoshiro256(2**64)
+
+
+def test_service_time_samplers_agree_with_their_means() -> None:
+    rng = _sim_py.Xoshiro256(3)
+    n = 20_000
+    for kind, a, b, samples, mean in [
+        (DIST_EXPONENTIAL, 600_000.0, 0.0, [], 600_000.0),
+        (DIST_FIXED, 90_000.0, 0.0, [], 90_000.0),
+        (DIST_EMPIRICAL, 0.0, 0.0, [1_000, 2_000, 6_000], 3_000.0),
+        # lognormal with mean 600 s, cv 0.5: mu = ln(600000) - σ²/2, σ² = ln 1.25
+        (DIST_LOGNORMAL, 13.193953829, 0.472380727, [], 600_000.0),
+    ]:
+        draws = [_sim_py.sample_service_ms(rng, kind, a, b, samples) for _ in range(n)]
+        assert sum(draws) / n == pytest.approx(mean, rel=0.03)
+        assert min(draws) >= 1
+
+
+@st.composite
+def engines(draw: st.DrawFn) -> tuple[list[Any], dict[str, Any]]:
+    n_s = draw(st.integers(1, 4))
+    n_w = draw(st.integers(1, 5))
+    dists = []
+    for _ in range(n_s):
+        kind = draw(st.sampled_from([DIST_EXPONENTIAL, DIST_LOGNORMAL, DIST_FIXED,
+                                     DIST_EMPIRICAL]))
+        samples = draw(st.lists(st.integers(1, 900_000), min_size=1, max_size=5))
+        a = 12.0 if kind == DIST_LOGNORMAL else float(draw(st.integers(1_000, 900_000)))
+        dists.append((kind, a, 0.6, samples if kind == DIST_EMPIRICAL else []))
+    windows = []
+    for _ in range(n_w):
+        served = draw(st.sets(st.integers(0, n_s - 1), min_size=1))
+        windows.append(([(s, draw(st.integers(1, 3))) for s in sorted(served)],
+                        draw(st.booleans()), draw(st.integers(0, 2))))
+    args = [
+        [draw(st.sampled_from([0, 0, 600_000, 1_200_000])) for _ in range(n_s)],
+        [0, draw(st.sampled_from([0, 100, 300])), draw(st.sampled_from([0, 300]))],
+        [number_order("ABCD"[i], 0) for i in range(n_s)],
+        windows,
+        dists,
+        [draw(st.sampled_from([0.0, 0.0, 0.1, 0.5])) for _ in range(n_s)],
+        draw(st.sampled_from([0, 30_000, 60_000])),
+        draw(st.booleans()),
+        draw(st.sampled_from([0, 600_000])),
+    ]
+    shifts = []
+    for _ in range(n_w):
+        cuts = sorted(draw(st.sets(st.integers(8, 18), min_size=0, max_size=4)))
+        shifts.append([(a * HOUR, b * HOUR) for a, b in zip(cuts[::2], cuts[1::2],
+                                                              strict=False)])
+    streams = [
+        ([8 * HOUR, 10 * HOUR, 12 * HOUR][: draw(st.integers(0, 3))],
+         [draw(st.floats(0.0, 3e-5)) for _ in range(3)],
+         draw(st.sampled_from([0.0, 0.2])), draw(st.sampled_from([0.0, 0.3])))
+        for _ in range(n_s)
+    ]
+    streams = [(starts, rates[: len(starts)], p, q) for starts, rates, p, q in streams]
+    n_replay = draw(st.integers(0, 30))
+    times = sorted(draw(st.lists(st.integers(8 * HOUR, 17 * HOUR), min_size=n_replay,
+                                 max_size=n_replay)))
+    replay = (
+        times,
+        [draw(st.integers(0, n_s - 1)) for _ in times],
+        [draw(st.integers(0, 2)) for _ in times],
+        [t + draw(st.integers(-1_800_000, 1_800_000)) for t in times],
+    )
+    run = {
+        "seed": draw(st.integers(0, 2**64 - 1)), "start_ms": 8 * HOUR, "shifts": shifts,
+        "streams": streams, "arrivals_until_ms": 16 * HOUR, "replay": replay,
+        "max_arrivals": draw(st.sampled_from([10, 200])),
+    }
+    return args, run
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=engines())
+def test_twins_and_both_cores_agree_on_random_halls(case: tuple[list[Any], dict[str, Any]]) -> None:
+    args, run = case
+    expected = _sim_py.Engine(*args).run(**run)
+    compiled_core = load_compiled("fastpath._core_c").QueueCore
+    assert _sim_py.Engine(*args, core_class=compiled_core).run(**run) == expected
+    assert load_compiled("fastpath._sim_c").Engine(*args).run(**run) == expected
+    assert _sim_py.Engine(*args).run(**run, record=False)["wait_sum"] == expected["wait_sum"]
+
+
+def test_pure_engine_accepts_either_core(core_class: Any) -> None:
+    hall = example_hall("village_station")
+    pure = make_engine(hall, _sim_py.Engine, core_class=core_class)
+    reference = make_engine(hall, _sim_py.Engine, core_class=_core_py.QueueCore)
+    assert simulate_day(hall, 4, engine=pure).columns == \
+        simulate_day(hall, 4, engine=reference).columns
+
+
+@pytest.mark.parametrize("name", ["city_hall", "comprehensive_hall", "village_station"])
+def test_example_days_identical(name: str) -> None:
+    hall = example_hall(name)
+    compiled = make_engine(hall, load_compiled("fastpath._sim_c").Engine)
+    pure = make_engine(hall, _sim_py.Engine)
+    arrivals = generate_arrivals(hall, 9)
+    for arr in (None, arrivals):
+        one = simulate_day(hall, 21, arr, engine=compiled)
+        two = simulate_day(hall, 21, arr, engine=pure)
+        assert one.columns == two.columns
+        assert one.busy_ms == two.busy_ms
+        assert (one.implementation, two.implementation) == ("cython", "python")
+        assert {**one.summary().to_dict(), "implementation": "python"} == \
+            two.summary().to_dict()
+
+
+def test_same_seed_same_day_and_engine_reusable(sim: Any) -> None:
+    hall = example_hall("comprehensive_hall")
+    engine = make_engine(hall, sim.Engine)
+    first = simulate_day(hall, 5, engine=engine)
+    other = simulate_day(hall, 6, engine=engine)
+    again = simulate_day(hall, 5, engine=engine)
+    assert first.columns == again.columns
+    assert first.columns != other.columns
+
+
+def test_predictions_identical() -> None:
+    from fastpath.bench_sim import busy_city_hall_state
+
+    hall = example_hall("city_hall")
+    state = busy_city_hall_state(hall, waiting=120)
+    compiled = Predictor(hall, make_engine(hall, load_compiled("fastpath._sim_c").Engine))
+    pure = Predictor(hall, make_engine(hall, _sim_py.Engine))
+    for service, klass in [("huji", 0), ("budongchan", 1), ("shuiwu", 0)]:
+        assert compiled.waits(state, service, klass, 15, seed=7) == \
+            pure.waits(state, service, klass, 15, seed=7)
+
+
+def test_compiled_simulator_loaded_when_required() -> None:
+    import fastpath
+    from tests.fastpath.conftest import NO_EXTENSIONS, REQUIRE_EXTENSIONS
+
+    if NO_EXTENSIONS:
+        assert fastpath.SIM_IMPLEMENTATION == "python"
+    elif REQUIRE_EXTENSIONS:
+        assert fastpath.SIM_IMPLEMENTATION == "cython"
+    assert fastpath.predict_wait is not None
+    assert "simulate_day" in fastpath.__all__
+
+
+def test_bad_engine_input_is_refused_alike(sim: Any) -> None:
+    one_window = [([(0, 1)], False, 0)]
+    fixed = [(DIST_FIXED, 1000.0, 0.0, [])]
+    order = [number_order("A", 0)]
+
+    def engine(**changes: Any) -> Any:
+        args: dict[str, Any] = {
+            "sla_ms": [0], "class_weight_pct": [0, 100, 300], "order_base": order,
+            "windows": one_window, "dists": fixed, "no_show_p": [0.0],
+            "no_show_timeout_ms": 0, "requeue_once": True, "appointment_grace_ms": 0}
+        args.update(changes)
+        return sim.Engine(*args.values())
+
+    with pytest.raises(ValueError, match="distribution kind"):
+        engine(dists=[(9, 1.0, 0.0, [])])
+    with pytest.raises(ValueError, match="needs samples"):
+        engine(dists=[(DIST_EMPIRICAL, 0.0, 0.0, [])])
+    with pytest.raises(ValueError, match="one entry per service"):
+        engine(no_show_p=[0.0, 0.1])
+    with pytest.raises(IndexError):
+        engine(windows=[([(3, 1)], False, 0)])
+    with pytest.raises(ValueError, match="at least one service"):
+        engine(sla_ms=[], order_base=[], dists=[], no_show_p=[], windows=[])
+    hall = engine()
+    streams = [([], [], 0.0, 0.0)]
+    with pytest.raises(ValueError, match="one entry per window"):
+        hall.run(1, 0, [], streams)
+    with pytest.raises(ValueError, match="seed"):
+        hall.run(-1, 0, [[(0, 10)]], streams)
+    with pytest.raises(ValueError, match="same length"):
+        hall.run(1, 0, [[(0, 10)]], streams, replay=([1, 2], [0], [0], [-1]))
+    with pytest.raises(IndexError):
+        hall.run(1, 0, [[(0, 10)]], streams, replay=([1], [5], [0], [-1]))
+    with pytest.raises(ValueError, match="sorted"):
+        hall.run(1, 0, [[(0, 10)]], streams, replay=([5, 1], [0, 0], [0, 0], [-1, -1]))
+    with pytest.raises(ValueError, match="one rate per segment"):
+        hall.run(1, 0, [[(0, 10)]], [([0, 5], [1.0], 0.0, 0.0)])
+    # After refusing, the same engine still runs a day.
+    done = hall.run(1, 0, [[(0, 10_000)]], streams, replay=([5], [0], [0], [-1]))
+    assert done["columns"]["end"] == [1005]

@@ -1,0 +1,211 @@
+"""Wait prediction from a hall state, and the staffing search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fastpath import Dispatcher, TicketClass, _sim_py
+from fastpath.predict import (
+    HallState,
+    Predictor,
+    WaitingTicket,
+    WindowNow,
+    naive_wait,
+    predict_wait,
+    state_from_day,
+)
+from fastpath.simulate import ModelError, example_hall, hall_from_dict, make_engine, simulate_day
+from fastpath.staffing import evaluate_plan, find_plan, format_table, plot_hourly
+from fastpath.types import MINUTE_MS, number_order
+from tests.fastpath.conftest import IMPLEMENTATIONS, load_compiled
+
+HOUR = 60 * MINUTE_MS
+NOW = 10 * HOUR
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def engine_class(request: pytest.FixtureRequest) -> Any:
+    return _sim_py.Engine if request.param == "python" else load_compiled(
+        "fastpath._sim_c").Engine
+
+
+def two_window_hall(minutes: int = 10) -> Any:
+    return hall_from_dict({
+        "hall": {"name": "t", "opens": "09:00", "closes": "17:00"},
+        "services": [
+            {"id": "a", "prefix": "A", "name_zh": "甲", "visitors_per_day": 0,
+             "service_minutes": minutes, "distribution": "fixed"},
+            {"id": "b", "prefix": "B", "name_zh": "乙", "visitors_per_day": 0,
+             "service_minutes": minutes, "distribution": "fixed"},
+        ],
+        "windows": [{"name": "w", "count": 2, "services": {"a": 1, "b": 1}}],
+    })
+
+
+def ticket(service: int, counter: int, issued: int, klass: int = 0) -> WaitingTicket:
+    return WaitingTicket(service, klass, issued, number_order("AB"[service], counter), issued)
+
+
+def test_exact_waits_with_fixed_service(engine_class: Any) -> None:
+    hall = two_window_hall()
+    predictor = Predictor(hall, make_engine(hall, engine_class))
+    # Both windows busy: one since 4 min ago, one since 9 min ago; 3 waiting.
+    windows = (WindowNow(17 * HOUR, 0, NOW - 4 * MINUTE_MS), WindowNow(17 * HOUR, 1,
+                                                                       NOW - 9 * MINUTE_MS))
+    waiting = (ticket(0, 1, NOW - 5 * MINUTE_MS), ticket(1, 1, NOW - 4 * MINUTE_MS),
+               ticket(0, 2, NOW - 3 * MINUTE_MS))
+    state = HallState(hall, NOW, waiting, windows, (2, 1))
+    # Frees at +1 (→A001), +6 (→B001), +11 (→A002), +16 (→ the new ticket).
+    prediction = predictor.predict(state, "a", TicketClass.NORMAL, replications=20)
+    assert (prediction.p50_ms, prediction.p90_ms) == (16 * MINUTE_MS, 16 * MINUTE_MS)
+    # A priority ticket ages twice as fast: at +1 min the oldest normal
+    # ticket has waited 6 min (score 600) and the new priority one 1 min
+    # (score 200); at +6 it is 11×100 against 6×200, so it goes second.
+    assert predictor.predict(state, "b", TicketClass.PRIORITY, 5).p50_ms == 6 * MINUTE_MS
+    # Closing both windows in 5 minutes: the ticket is never called (censored).
+    closing = HallState(hall, NOW, waiting, tuple(WindowNow(NOW + 5 * MINUTE_MS, w.busy_service,
+                                                             w.busy_since_ms) for w in windows),
+                        (2, 1))
+    censored = predictor.predict(closing, "a", 0, 4, horizon_ms=HOUR)
+    assert censored.censored == 4
+    assert censored.p50_ms == HOUR
+    # The naive formula: 2 ahead x 10 min / 2 windows.
+    assert naive_wait(state, "a") == 10 * MINUTE_MS
+
+
+def test_empty_hall_means_no_wait() -> None:
+    hall = two_window_hall()
+    state = HallState(hall, NOW, (), (WindowNow(17 * HOUR), WindowNow(17 * HOUR)), (0, 0))
+    assert predict_wait(state, "a", 0, NOW, replications=10).p90_ms == 0
+    with pytest.raises(ModelError, match="not 1"):
+        predict_wait(state, "a", 0, 1)
+    with pytest.raises(ModelError, match="unknown service"):
+        predict_wait(state, "zz", 0, NOW)
+    with pytest.raises(ValueError, match="replications"):
+        predict_wait(state, "a", 0, NOW, replications=0)
+    with pytest.raises(ModelError, match="windows"):
+        HallState(hall, NOW, (), (WindowNow(17 * HOUR),), (0, 0))
+
+
+def test_state_from_live_dispatcher() -> None:
+    hall = two_window_hall()
+    live = Dispatcher([m.service for m in hall.services], hall.window_profiles(), hall.policy)
+    live.sign_in(1)
+    live.sign_in(2)
+    live.pause(2)
+    live.issue("a", NOW - 8 * MINUTE_MS)
+    live.issue("b", NOW - 7 * MINUTE_MS)
+    live.issue("a", NOW - 6 * MINUTE_MS)
+    live.call_next(1, NOW - 7 * MINUTE_MS)
+    state = HallState.from_dispatcher(hall, live, NOW)
+    assert state.counters == (2, 1)
+    assert [t.service for t in state.waiting] == [1, 0]
+    assert state.windows[0] == WindowNow(17 * HOUR, 0, NOW - 7 * MINUTE_MS, 0)
+    assert state.windows[1].open_until_ms == -1  # paused: not counted on
+    # Window 1 frees at +3 (→ B001), then +13 (→ A002), then +23 (→ new).
+    assert predict_wait(state, "a", 0, NOW, replications=3).p50_ms == 23 * MINUTE_MS
+
+
+def test_prediction_beats_the_naive_formula_on_a_busy_day() -> None:
+    from fastpath.bench_sim import without_no_shows
+
+    hall = without_no_shows(example_hall("comprehensive_hall"))
+    predictor = Predictor(hall)
+    day = simulate_day(hall, 101, engine=predictor.engine)
+    realised = day.waits()
+    sim_err = naive_err = 0.0
+    count = 0
+    for serial in range(0, len(realised), 25):
+        if realised[serial] < 0 or day.columns["klass"][serial] == 2:
+            continue
+        state = state_from_day(day, serial)
+        sid = hall.services[day.columns["service"][serial]].service.id
+        p = predictor.predict(state, sid, day.columns["klass"][serial], 100, seed=serial)
+        sim_err += abs(p.p50_ms - realised[serial])
+        naive_err += abs(naive_wait(state, sid) - realised[serial])
+        count += 1
+    assert count > 20
+    assert sim_err < naive_err
+
+
+def test_staffing_finds_a_feasible_smaller_plan(tmp_path: Path) -> None:
+    hall = example_hall("comprehensive_hall")
+    from fastpath.simulate import generate_arrivals
+
+    arrivals = generate_arrivals(hall, 2)
+    seen: list[tuple[int, int, str]] = []
+    result = find_plan(hall, arrivals, 20, replications=2,
+                       progress=lambda d, t, label: seen.append((d, t, label)))
+    assert result.proposed is not None
+    assert result.proposed.feasible(result.sla_ms)
+    assert result.proposed.windows <= hall.n_windows
+    # Greedy minimality: taking one more window from any group breaks the SLA.
+    for group, count in enumerate(result.proposed.plan):
+        if count:
+            fewer = list(result.proposed.plan)
+            fewer[group] -= 1
+            assert not evaluate_plan(hall, fewer, arrivals, [1, 2]).feasible(result.sla_ms)
+    assert seen[-1][2] == "done"
+    assert len(seen) >= result.evaluations
+    table = format_table(result)
+    assert "合计 total" in table
+    assert str(result.proposed.windows) in table
+    out = tmp_path / "plot.png"
+    plot_hourly(result, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ModelError, match="SLA"):
+        find_plan(hall, arrivals, 0)
+
+
+def test_impossible_sla_reports_no_plan() -> None:
+    hall = two_window_hall(minutes=30)
+    from fastpath.simulate import Arrivals
+
+    burst = Arrivals(tuple(NOW + i for i in range(40)), (0,) * 40, (0,) * 40, (-1,) * 40)
+    result = find_plan(hall, burst, 1, replications=1, max_factor=2)
+    assert result.proposed is None
+    assert "no plan" in format_table(result)
+
+
+def test_windows_closed_for_lunch_reopen_in_the_prediction(engine_class: Any) -> None:
+    hall = hall_from_dict({
+        "hall": {"name": "t", "opens": "09:00", "closes": "17:00"},
+        "services": [{"id": "a", "prefix": "A", "name_zh": "甲", "visitors_per_day": 0,
+                      "service_minutes": 10, "distribution": "fixed"}],
+        "windows": [{"name": "w", "count": 2, "services": {"a": 1},
+                     "shifts": [["09:00", "12:00"], ["13:00", "17:00"]]}],
+    })
+    now = 11 * HOUR + 55 * MINUTE_MS
+    predictor = Predictor(hall, make_engine(hall, engine_class))
+    busy = WindowNow(12 * HOUR, 0, now)  # both serve until 12:05, after closing
+    state = HallState(hall, now, (ticket(0, 3, now - MINUTE_MS),), (busy, busy), (3,))
+    # Nobody is called over lunch; at 13:00 both windows call, A003 and the new ticket.
+    assert predictor.predict(state, "a", 0, 5).p50_ms == 65 * MINUTE_MS
+    # A window closed now (lunch) still opens at its next shift.
+    at_lunch = 12 * HOUR + 30 * MINUTE_MS
+    closed = WindowNow(-1)
+    lunch = HallState(hall, at_lunch, (), (closed, closed), (3,))
+    assert predictor.predict(lunch, "a", 0, 5).p50_ms == 30 * MINUTE_MS
+    assert naive_wait(lunch, "a") == 0  # the commercial formula sees nobody ahead
+
+
+def test_no_arrivals_after_the_kiosks_stop(engine_class: Any) -> None:
+    # One window, a priority-heavy stream: near closing, only the arrivals
+    # before arrivals_until may overtake the new ticket.
+    hall = hall_from_dict({
+        "hall": {"name": "t", "opens": "09:00", "closes": "18:00", "arrivals_until": "16:00"},
+        "services": [{"id": "a", "prefix": "A", "name_zh": "甲", "visitors_per_day": 5000,
+                      "service_minutes": 10, "distribution": "fixed", "priority_share": 1.0}],
+        "windows": [{"name": "w", "services": {"a": 1}}],
+    })
+    streams = hall.streams()
+    assert streams[0][0][-1] == 16 * HOUR
+    assert streams[0][1][-1] == 0.0
+    now = 16 * HOUR + MINUTE_MS
+    predictor = Predictor(hall, make_engine(hall, engine_class))
+    busy = HallState(hall, now, (), (WindowNow(18 * HOUR, 0, now),), (10,))
+    # Busy until 16:11; nobody can come after 16:00, so the new ticket goes next.
+    assert predictor.predict(busy, "a", 0, 5).p90_ms == 10 * MINUTE_MS
