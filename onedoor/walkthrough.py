@@ -1,15 +1,13 @@
-"""``onedoor demo``: watch a hall's dispatcher decide, in Chinese first.
+"""``onedoor demo --walk-through``: watch a hall's dispatcher decide, in Chinese first.
 
 A morning at a small comprehensive hall (综合窗口): citizens take tickets of
 every class, windows call, recall, mark no-shows and transfer, and every
 decision is printed with the policy rule behind it. This is the walk-through
-of the dispatcher; the fleet demo (edge daemons, broker, central dashboard)
-builds on it.
+of the dispatcher; the fleet demo (:mod:`onedoor.demo`: edge daemons, broker,
+central dashboard) runs the same dispatcher in every simulated hall.
 """
 
 from __future__ import annotations
-
-import argparse
 
 import fastpath
 from fastpath import Dispatcher, Policy, Service, Ticket, TicketClass, WindowProfile
@@ -102,13 +100,8 @@ def walk_through(dispatcher: Dispatcher) -> list[str]:
     return lines
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
+def run() -> int:
     print(f"onedoor 调度演示 (dispatcher walk-through), fastpath={fastpath.IMPLEMENTATION}")
     for line in walk_through(Dispatcher(SERVICES, WINDOWS, Policy())):
         print(line)
     return 0
-
-
-def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("demo", help="a live walk-through of the hall (Chinese first)")
-    parser.set_defaults(func=_cmd_demo)

@@ -9,7 +9,7 @@ import pytest
 
 import fastpath
 from fastpath import Dispatcher, Policy
-from onedoor import bench, cli, demo
+from onedoor import bench, cli, walkthrough
 
 
 def test_help_lists_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
@@ -34,7 +34,9 @@ def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_walk_through_shows_the_policy_at_work() -> None:
-    lines = demo.walk_through(Dispatcher(demo.SERVICES, demo.WINDOWS, Policy()))
+    lines = walkthrough.walk_through(
+        Dispatcher(walkthrough.SERVICES, walkthrough.WINDOWS, Policy())
+    )
     text = "\n".join(lines)
     # Window 1 has a ratio cap of 2: after two priority calls, the oldest normal ticket.
     calls_at_1 = [line.split()[2] for line in lines if "到 1 号窗口" in line]

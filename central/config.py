@@ -1,0 +1,170 @@
+"""Settings of the central service: one typed table of name, default and help.
+
+Sources, later ones win: the defaults below, a TOML file (keys of the table, at
+top level or under ``[central]``), then environment variables
+``ONEDOOR_CENTRAL_<NAME>`` (upper case). Every value is validated at start;
+an unknown key or a malformed value raises :class:`ConfigError` naming it.
+
+::
+
+    config = load_config(Path("/etc/onedoor/central.toml"))
+    config.database_url, config.mqtt_host, config.influx_url, ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from central.errors import ConfigError
+
+ENV_PREFIX: Final = "ONEDOOR_CENTRAL_"
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    type: type
+    default: Any
+    help: str
+
+
+def _setting(default: Any, help_text: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help_text})
+
+
+@dataclass(frozen=True, slots=True)
+class CentralConfig:
+    """Every setting; the field metadata holds the help text (see :data:`SETTINGS`)."""
+
+    database_url: str = _setting(
+        "sqlite:///onedoor-central.db",
+        "SQLAlchemy URL: sqlite:///path.db (default) or postgresql+psycopg://user@host/db",
+    )
+    mqtt_host: str = _setting("127.0.0.1", "MQTT broker host")
+    mqtt_port: int = _setting(1883, "MQTT broker port (8883 for TLS)")
+    mqtt_username: str = _setting("", "MQTT user name (empty: anonymous)")
+    mqtt_password: str = _setting("", "MQTT password")
+    mqtt_tls: bool = _setting(False, "connect with TLS")
+    mqtt_ca_file: str = _setting("", "CA bundle for the broker certificate (empty: system CAs)")
+    mqtt_client_id: str = _setting(
+        "onedoor-central-1", "MQTT client id; unique per central replica, stable across restarts"
+    )
+    mqtt_group: str = _setting(
+        "onedoor-central", "shared-subscription group: replicas in one group split the load"
+    )
+    mqtt_protocol: str = _setting(
+        "5",
+        "MQTT 5 (shared subscriptions, session expiry) or 3.1.1 for brokers without them "
+        "(the demo's embedded amqtt): plain subscriptions, so run one replica only",
+    )
+    mqtt_session_expiry_s: int = _setting(
+        86400, "how long the broker queues messages for a stopped replica"
+    )
+    batch_max_messages: int = _setting(500, "commit after this many messages ...")
+    batch_max_wait_ms: int = _setting(50, "... or this long after the first one")
+    influx_url: str = _setting("", "InfluxDB 2 URL; empty: keep telemetry in the central DB")
+    influx_org: str = _setting("onedoor", "InfluxDB organisation")
+    influx_bucket: str = _setting("onedoor", "InfluxDB bucket")
+    influx_token: str = _setting("", "InfluxDB API token")
+    influx_batch_size: int = _setting(1000, "points per InfluxDB write")
+    influx_flush_interval_ms: int = _setting(1000, "flush InfluxDB batches at least this often")
+    telemetry_raw_days: int = _setting(1, "embedded sink: keep raw points this many days")
+    telemetry_minute_days: int = _setting(30, "embedded sink: keep 1-minute rollups this long")
+    webhook_url: str = _setting("", "POST alarm notifications here (empty: none)")
+    webhook_timeout_s: float = _setting(5.0, "timeout of one webhook call")
+    alarm_tick_s: float = _setting(15.0, "how often time-based alarm rules run")
+    offline_after_s: int = _setting(180, "site offline when nothing was heard for this long")
+    help_unanswered_s: int = _setting(120, "呼叫帮办 not acknowledged after this long")
+    default_sla_s: int = _setting(1800, "waiting limit of a service without its own SLA")
+    outbox_backlog: int = _setting(500, "outbox depth above which a site is backlogged")
+    gap_alarm_after_s: int = _setting(300, "sequence gap still open after this long")
+    config_drift_after_s: int = _setting(600, "config version differing this long is drift")
+
+    def __post_init__(self) -> None:
+        for setting in SETTINGS:  # defined below the class, used only at run time
+            value = getattr(self, setting.name)
+            if setting.type is float and type(value) is int:
+                object.__setattr__(self, setting.name, float(value))
+            elif type(value) is not setting.type:
+                raise ConfigError(
+                    f"{setting.name}: expected {setting.type.__name__}, got {value!r}"
+                )
+        if self.mqtt_protocol not in ("5", "3.1.1"):
+            raise ConfigError(f"mqtt_protocol: {self.mqtt_protocol!r} is not '5' or '3.1.1'")
+        if not 0 < self.mqtt_port < 65536:
+            raise ConfigError(f"mqtt_port: {self.mqtt_port} is not a TCP port")
+        for name in (
+            "batch_max_messages",
+            "batch_max_wait_ms",
+            "influx_batch_size",
+            "telemetry_raw_days",
+            "telemetry_minute_days",
+            "offline_after_s",
+        ):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be positive")
+        if self.influx_url and not self.influx_url.startswith(("http://", "https://")):
+            raise ConfigError(f"influx_url: {self.influx_url!r} is not an http(s) URL")
+        if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
+            raise ConfigError(f"webhook_url: {self.webhook_url!r} is not an http(s) URL")
+
+    def replace(self, **changes: Any) -> CentralConfig:
+        return dataclasses.replace(self, **changes)
+
+
+_TYPES: Final = {"str": str, "int": int, "bool": bool, "float": float}
+
+SETTINGS: Final[tuple[Setting, ...]] = tuple(
+    Setting(f.name, _TYPES[str(f.type)], f.default, f.metadata["help"])
+    for f in dataclasses.fields(CentralConfig)
+)
+"""The settings table (name, type, default, help), derived from :class:`CentralConfig`."""
+
+_BY_NAME: Final = {s.name: s for s in SETTINGS}
+
+
+def _parse_env(setting: Setting, raw: str) -> Any:
+    if setting.type is bool:
+        if raw.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.lower() in {"0", "false", "no", "off", ""}:
+            return False
+        raise ConfigError(f"{ENV_PREFIX}{setting.name.upper()}: {raw!r} is not a boolean")
+    try:
+        return setting.type(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{ENV_PREFIX}{setting.name.upper()}: {raw!r} is not a {setting.type.__name__}"
+        ) from None
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> CentralConfig:
+    """Defaults, then the TOML file (if given), then ``ONEDOOR_CENTRAL_*`` variables."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            document = tomllib.loads(path.read_text("utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        table = document.get("central", document)
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [central] must be a table")
+        for key, value in table.items():
+            if key not in _BY_NAME:
+                raise ConfigError(f"{path}: unknown setting {key!r}")
+            values[key] = value
+    environ = os.environ if env is None else env
+    for setting in SETTINGS:
+        raw = environ.get(ENV_PREFIX + setting.name.upper())
+        if raw is not None:
+            values[setting.name] = _parse_env(setting, raw)
+    return CentralConfig(**values)
+
+
+__all__ = ["ENV_PREFIX", "SETTINGS", "CentralConfig", "Setting", "load_config"]

@@ -1,0 +1,771 @@
+"""MQTT ingest: validate, commit in batches, deduplicate, acknowledge, fold live state.
+
+Two layers:
+
+* :class:`IngestProcessor` is synchronous and knows no MQTT: it takes a batch
+  of :class:`Received` publishes and, in ONE transaction, counts the bad ones
+  per (site, reason), inserts events deduplicated on (site_id, seq), advances
+  each site's highest contiguous seq and records gaps, folds state, events and
+  telemetry into the live tables, and raises/clears alarms. It returns the
+  acks to publish and the alarm notifications to send — both only after the
+  commit, so an ``ack`` never covers an event that is not durable.
+* :class:`MqttIngest` is the paho client (MQTT 5): persistent session, shared
+  subscriptions ``$share/{group}/onedoor/v1/+/{event,telemetry,cmd_result}`` so
+  replicas split the load, and a plain subscription to ``onedoor/v1/+/state``
+  (low volume, and brokers do not send retained messages to shared
+  subscriptions). Its network thread only hands publishes over.
+
+Several replicas may commit events of one site concurrently: the site row is
+locked (``SELECT ... FOR UPDATE`` on PostgreSQL, the single writer on SQLite)
+in site-id order, and the contiguous seq is computed from the events table, so
+it only ever grows and never skips a missing event.
+"""
+
+from __future__ import annotations
+
+import ssl
+import traceback
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+import paho.mqtt.client as mqtt
+import structlog
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from central.alarms import AlarmBook, Notification
+from central.config import CentralConfig
+from central.models import (
+    AlarmType,
+    Command,
+    CommandStatus,
+    Device,
+    EventRecord,
+    HelpCall,
+    IngestReject,
+    SequenceGap,
+    Service,
+    Severity,
+    Site,
+    Window,
+)
+from central.telemetry import EmbeddedTelemetrySink, Point, TelemetrySink, points_from_telemetry
+from firmware_protocols import mqtt_messages as mm
+from firmware_protocols.mqtt_topics import (
+    TOPICS,
+    InvalidMessage,
+    Kind,
+    Reason,
+    ack_topic,
+    central_subscriptions,
+)
+
+log = structlog.get_logger(__name__)
+
+UNKNOWN_SITE: Final = "unknown_site"
+"""Ingest-level reject reason (beside :class:`Reason`): valid payload, site not in the registry."""
+INTERNAL: Final = "internal"
+"""Ingest-level reject reason: the payload was valid but storing it failed (a bug; logged)."""
+GAP_SCAN_LIMIT: Final = 10_000
+"""Seqs read above the contiguous point per site and batch to find gaps."""
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One publish as it came off the wire."""
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    acks: dict[str, int] = field(default_factory=dict)
+    """Site -> highest contiguous committed seq, for every site that sent events."""
+    notifications: list[Notification] = field(default_factory=list)
+    events_stored: int = 0
+    events_duplicate: int = 0
+    rejected: int = 0
+    points: list[Point] = field(default_factory=list)
+    """Telemetry points for a sink that is not written inside the transaction."""
+
+
+def _supersedes(new: mm.State, current: dict[str, Any] | None) -> bool:
+    if current is None:
+        return True
+    try:
+        held = msgspec.convert(current, mm.State)
+    except msgspec.ValidationError:
+        return True  # a stored state from an older schema: the new one wins
+    return mm.state_supersedes(new, held)
+
+
+def _insert_for(session: Session, model: Any) -> Any:
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert(model)
+    if name == "sqlite":
+        return sqlite.insert(model)
+    raise NotImplementedError(f"ingest needs SQLite or PostgreSQL, not {name}")
+
+
+def _window_key(number: int) -> str:
+    return f"window-{number}"
+
+
+class IngestProcessor:
+    """Turns batches of received publishes into committed rows (see the module docstring)."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        config: CentralConfig,
+        sink: TelemetrySink | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._config = config
+        self._sink = sink
+        self._known_sites: set[str] = set()
+
+    # ------------------------------------------------------------------ entry point
+
+    def process(self, batch: Sequence[Received], now: datetime | None = None) -> BatchOutcome:
+        now = now or datetime.now(UTC)
+        outcome = BatchOutcome()
+        rejects: dict[tuple[str, str], list[Any]] = {}
+        incoming: list[mm.Incoming] = []
+        for item in batch:
+            try:
+                incoming.append(mm.decode_publish(item.topic, item.payload))
+            except InvalidMessage as exc:
+                self._count_reject(rejects, exc.site_id or "", exc.reason.value, exc.detail, now)
+                log.warning(
+                    "ingest.rejected",
+                    site=exc.site_id,
+                    reason=exc.reason.value,
+                    detail=exc.detail[:200],
+                    topic=item.topic[:120],
+                )
+        with self._sessions.begin() as session:
+            incoming = self._drop_unknown_sites(session, incoming, rejects, now)
+            self._apply(session, incoming, now, outcome)
+            self._store_rejects(session, rejects)
+        outcome.rejected = sum(entry[0] for entry in rejects.values())
+        if outcome.points and self._sink is not None:
+            self._sink.write(outcome.points)
+        return outcome
+
+    def process_one_by_one(self, batch: Sequence[Received], now: datetime) -> BatchOutcome:
+        """Fallback when a batch fails: isolate the publish that breaks storing."""
+        total = BatchOutcome()
+        for item in batch:
+            try:
+                part = self.process([item], now)
+            except Exception as exc:  # a bug must not stop ingest: counted, logged
+                # A plain traceback string: fast to render, one JSON field in journald.
+                log.error(
+                    "ingest.internal_error",
+                    topic=item.topic[:120],
+                    error=repr(exc)[:400],
+                    traceback=traceback.format_exc(limit=8),
+                )
+                with self._sessions.begin() as session:
+                    site = item.topic.split("/")[2] if item.topic.count("/") >= 3 else ""
+                    self._store_rejects(
+                        session, {(site[:64], INTERNAL): [1, now, now, repr(exc)[:400]]}
+                    )
+                total.rejected += 1
+                continue
+            total.acks.update(part.acks)
+            total.notifications += part.notifications
+            total.events_stored += part.events_stored
+            total.events_duplicate += part.events_duplicate
+            total.rejected += part.rejected
+        return total
+
+    # ------------------------------------------------------------------ rejects
+
+    @staticmethod
+    def _count_reject(rejects: dict[tuple[str, str], list[Any]], site: str, reason: str,
+                      detail: str, now: datetime) -> None:  # fmt: skip
+        entry = rejects.get((site, reason))
+        if entry is None:
+            rejects[(site, reason)] = [1, now, now, detail[:400]]
+        else:
+            entry[0] += 1
+            entry[2] = now
+            entry[3] = detail[:400]
+
+    @staticmethod
+    def _store_rejects(session: Session, rejects: dict[tuple[str, str], list[Any]]) -> None:
+        for (site, reason), (count, first, last, detail) in sorted(rejects.items()):
+            row = session.get(IngestReject, (site, reason))
+            if row is None:
+                session.add(
+                    IngestReject(
+                        site_id=site,
+                        reason=reason,
+                        count=count,
+                        first_at=first,
+                        last_at=last,
+                        last_detail=detail,
+                    )
+                )
+            else:
+                row.count += count
+                row.last_at = last
+                row.last_detail = detail
+
+    def _drop_unknown_sites(self, session: Session, incoming: list[mm.Incoming],
+                            rejects: dict[tuple[str, str], list[Any]],
+                            now: datetime) -> list[mm.Incoming]:  # fmt: skip
+        unseen = {i.site_id for i in incoming} - self._known_sites
+        if unseen:
+            self._known_sites.update(
+                session.scalars(select(Site.id).where(Site.id.in_(sorted(unseen))))
+            )
+        kept = []
+        for item in incoming:
+            if item.site_id in self._known_sites:
+                kept.append(item)
+            else:
+                self._count_reject(
+                    rejects, item.site_id, UNKNOWN_SITE, "site not in the registry", now
+                )
+                log.warning("ingest.unknown_site", site=item.site_id, kind=item.kind.value)
+        return kept
+
+    # ------------------------------------------------------------------ the batch
+
+    def _apply(self, session: Session, incoming: list[mm.Incoming], now: datetime,
+               outcome: BatchOutcome) -> None:  # fmt: skip
+        if not incoming:
+            return
+        site_ids = sorted({i.site_id for i in incoming})
+        # Lock the touched sites in a fixed order (replicas never deadlock on each other).
+        sites = {
+            s.id: s
+            for s in session.scalars(
+                select(Site).where(Site.id.in_(site_ids)).order_by(Site.id).with_for_update()
+            )
+        }
+        book = AlarmBook(session, now)
+        book.preload(set(site_ids))
+        for site in sites.values():
+            site.last_seen_at = now
+
+        events = [(i.site_id, i.message) for i in incoming if isinstance(i.message, mm.Event)]
+        states = [(i.site_id, i.message) for i in incoming if isinstance(i.message, mm.State)]
+        snapshots = [
+            (i.site_id, i.message) for i in incoming if isinstance(i.message, mm.Telemetry)
+        ]
+        results = [i.message for i in incoming if isinstance(i.message, mm.CmdResult)]
+
+        for site_id, state in states:
+            self._apply_state(sites[site_id], state, book, now)
+        if events:
+            self._store_events(session, sites, events, book, now, outcome)
+        if snapshots:
+            self._apply_telemetry(session, sites, snapshots, book, now, outcome)
+        for result in results:
+            self._apply_cmd_result(session, result, now)
+        # Any contact from an online site ends an offline-by-silence alarm.
+        for site in sites.values():
+            if site.online:
+                alarm = book.active(site.id, AlarmType.SITE_OFFLINE)
+                if alarm is not None and alarm.detail.get("cause") == "silence":
+                    book.clear(site.id, AlarmType.SITE_OFFLINE, note="heard from again")
+        outcome.notifications = book.notifications
+
+    # ------------------------------------------------------------------ state
+
+    def _apply_state(self, site: Site, state: mm.State, book: AlarmBook, now: datetime) -> None:
+        if not _supersedes(state, site.state):
+            log.info(
+                "ingest.stale_state_ignored",
+                site=site.id,
+                session=state.session,
+                status=state.status,
+                held_session=site.mqtt_session,
+            )
+            return
+        online = state.status == "online"
+        if online != site.online:
+            site.status_changed_at = now
+        site.state = msgspec.to_builtins(state)
+        site.online = online
+        site.mqtt_session = state.session
+        site.boot_id = state.boot_id
+        site.software_version = state.software
+        site.clock_synced = state.clock_synced
+        self._report_config(site, state.config, book, now)
+        if online:
+            book.clear(site.id, AlarmType.SITE_OFFLINE, note="online")
+        else:
+            book.raise_alarm(
+                site.id,
+                AlarmType.SITE_OFFLINE,
+                detail={"cause": "lwt" if state.lwt else "offline", "session": state.session},
+            )
+
+    @staticmethod
+    def _report_config(site: Site, version: str | None, book: AlarmBook, now: datetime) -> None:
+        if version is None or version == site.reported_config_version:
+            return
+        site.reported_config_version = version
+        site.config_version_changed_at = now
+        if version == site.expected_config_version:
+            book.clear(site.id, AlarmType.CONFIG_DRIFT, note=f"now {version}")
+
+    # ------------------------------------------------------------------ events
+
+    def _store_events(self, session: Session, sites: dict[str, Site],
+                      events: list[tuple[str, mm.Event]], book: AlarmBook, now: datetime,
+                      outcome: BatchOutcome) -> None:  # fmt: skip
+        unique: dict[tuple[str, int], mm.Event] = {}
+        for site_id, event in events:
+            unique.setdefault((site_id, event.seq), event)
+        rows = [
+            {
+                "site_id": site_id, "seq": seq, "event_id": e.id, "type": e.type,
+                "ts_ms": e.ts, "clock_synced": e.clock_synced, "received_at": now,
+                "body": msgspec.to_builtins(e.body),
+            }
+            for (site_id, seq), e in unique.items()
+        ]  # fmt: skip
+        insert = _insert_for(session, EventRecord.__table__)  # Core: no ORM bulk overhead
+        statement = insert.on_conflict_do_nothing(index_elements=["site_id", "seq"]).returning(
+            EventRecord.site_id, EventRecord.seq
+        )
+        inserted = set(session.execute(statement, rows))
+        outcome.events_stored += len(inserted)
+        outcome.events_duplicate += len(events) - len(inserted)
+
+        by_site: dict[str, list[int]] = {}
+        for site_id, seq in unique:
+            by_site.setdefault(site_id, []).append(seq)
+        for site_id in sorted(by_site):
+            outcome.acks[site_id] = self._advance(session, sites[site_id], by_site[site_id], now)
+
+        fresh = sorted(((s, q) for s, q in inserted), key=lambda k: (k[0], k[1]))
+        if fresh:
+            self._fold_events(session, sites, [(s, unique[(s, q)]) for s, q in fresh], book, now)
+
+    def _advance(self, session: Session, site: Site, seqs: list[int], now: datetime) -> int:
+        """Move ``acked_seq`` over every contiguous committed seq; record what is missing."""
+        seqs.sort()
+        base = site.acked_seq
+        had_gap = site.max_seq > base
+        site.max_seq = max(site.max_seq, seqs[-1])
+        if not had_gap and seqs[-1] - base == len(seqs) and seqs[0] == base + 1:
+            site.acked_seq = seqs[-1]  # the common case: the batch continues the stream
+            return site.acked_seq
+        above = session.scalars(
+            select(EventRecord.seq)
+            .where(EventRecord.site_id == site.id, EventRecord.seq > base)
+            .order_by(EventRecord.seq)
+            .limit(GAP_SCAN_LIMIT)
+        ).all()
+        contiguous = base
+        for seq in above:
+            if seq != contiguous + 1:
+                break
+            contiguous = seq
+        site.acked_seq = contiguous
+        gaps: list[tuple[int, int]] = []
+        previous = contiguous
+        for seq in above:
+            if seq > previous + 1:
+                gaps.append((previous + 1, seq - 1))
+            previous = max(previous, seq)
+        self._record_gaps(session, site, gaps, now)
+        return contiguous
+
+    @staticmethod
+    def _record_gaps(session: Session, site: Site, gaps: list[tuple[int, int]],
+                     now: datetime) -> None:  # fmt: skip
+        open_rows = {
+            (g.first_seq, g.last_seq): g
+            for g in session.scalars(
+                select(SequenceGap).where(
+                    SequenceGap.site_id == site.id, SequenceGap.filled_at.is_(None)
+                )
+            )
+        }
+        for key, row in open_rows.items():
+            if key not in gaps:
+                row.filled_at = now
+        for first, last in gaps:
+            if (first, last) not in open_rows:
+                session.add(
+                    SequenceGap(site_id=site.id, first_seq=first, last_seq=last, detected_at=now)
+                )
+                log.warning("ingest.sequence_gap", site=site.id, first=first, last=last)
+
+    def _fold_events(self, session: Session, sites: dict[str, Site],
+                     events: list[tuple[str, mm.Event]], book: AlarmBook,
+                     now: datetime) -> None:  # fmt: skip
+        site_ids = sorted({s for s, _ in events})
+        windows = _rows_by_key(session, Window, Window.number, site_ids)
+        devices = _rows_by_key(session, Device, Device.device, site_ids)
+        for site_id, event in events:
+            body = event.body
+            if isinstance(body, mm.DeviceStatus):
+                device = devices.get((site_id, body.device))
+                if device is None:
+                    device = Device(
+                        site_id=site_id, device=body.device, kind=body.kind, last_event_seq=0
+                    )
+                    session.add(device)
+                    devices[(site_id, body.device)] = device
+                if event.seq > device.last_event_seq:
+                    device.last_event_seq = event.seq
+                    self._device_health(book, device, body.kind, body.status, body.detail, now)
+            elif window_number := getattr(body, "window", None):
+                window = windows.get((site_id, window_number))
+                if window is None:
+                    window = Window(
+                        site_id=site_id, number=window_number, services=[], last_event_seq=0
+                    )
+                    session.add(window)
+                    windows[(site_id, window_number)] = window
+                if event.seq > window.last_event_seq:
+                    window.last_event_seq = event.seq
+                    self._fold_window_event(window, body, book, now)
+            self._fold_site_event(session, sites[site_id], event, book, now)
+
+    @staticmethod
+    def _fold_window_event(window: Window, body: mm.EventBody, book: AlarmBook,
+                           now: datetime) -> None:  # fmt: skip
+        key = _window_key(window.number)
+        window.updated_at = now
+        match body:
+            case mm.TicketCalled() | mm.TicketRecalled() | mm.TicketServing():
+                window.state, window.ticket = "serving", body.ticket
+            case mm.TicketDone() | mm.TicketNoShow() | mm.TicketTransferred():
+                window.state, window.ticket = "open", None
+                book.clear(window.site_id, AlarmType.SERVING_OVERTIME, key)
+            case mm.WindowSignedIn():
+                window.state, window.staff = "open", body.staff
+            case mm.WindowSignedOut():
+                window.state, window.staff, window.ticket = "closed", None, None
+                book.clear(window.site_id, AlarmType.SERVING_OVERTIME, key)
+            case mm.WindowPaused():
+                window.state = "paused"
+            case mm.WindowResumed():
+                window.state = "open"
+            case mm.ServiceOvertime():
+                book.raise_alarm(
+                    window.site_id,
+                    AlarmType.SERVING_OVERTIME,
+                    device=key,
+                    detail={"ticket": body.ticket, "served_s": body.served_s},
+                )
+            case _:
+                pass  # ratings and other window events do not change the window
+
+    def _fold_site_event(self, session: Session, site: Site, event: mm.Event, book: AlarmBook,
+                         now: datetime) -> None:  # fmt: skip
+        body = event.body
+        match body:
+            case mm.HelpRequested():
+                session.add(
+                    HelpCall(
+                        site_id=site.id,
+                        button=body.button,
+                        location=body.location,
+                        requested_seq=event.seq,
+                        requested_at=now,
+                    )
+                )
+            case mm.HelpAcknowledged() | mm.HelpResolved():
+                session.flush()
+                for call in session.scalars(
+                    select(HelpCall).where(
+                        HelpCall.site_id == site.id,
+                        HelpCall.button == body.button,
+                        HelpCall.resolved_at.is_(None),
+                        HelpCall.requested_seq < event.seq,
+                    )
+                ):
+                    if call.acknowledged_at is None:
+                        call.acknowledged_at = now
+                        call.acknowledged_by = getattr(body, "staff", None)
+                    if isinstance(body, mm.HelpResolved):
+                        call.resolved_at = now
+                book.clear(site.id, AlarmType.HELP_UNANSWERED, body.button)
+            case mm.HelpEscalated():
+                book.raise_alarm(
+                    site.id,
+                    AlarmType.HELP_UNANSWERED,
+                    device=body.button,
+                    detail={"waited_s": body.waited_s, "escalated": True},
+                )
+            case mm.SlaBreached():
+                book.raise_alarm(
+                    site.id,
+                    AlarmType.WAITING_OVER_SLA,
+                    device=body.service,
+                    detail={"ticket": body.ticket, "waited_s": body.waited_s},
+                )
+            case mm.ConfigApplied():
+                self._report_config(site, body.version, book, now)
+            case mm.ConfigRejected():
+                book.raise_alarm(
+                    site.id,
+                    AlarmType.CONFIG_DRIFT,
+                    severity=Severity.MAJOR,
+                    message="配置被拒绝 / config rejected",
+                    detail={"version": body.version, "errors": list(body.errors)},
+                )
+            case mm.OutboxDropped():
+                log.warning("ingest.edge_dropped_telemetry", site=site.id, count=body.count)
+            case _:
+                pass
+
+    @staticmethod
+    def _device_health(book: AlarmBook, device: Device, kind: str, status: str,
+                       detail: str | None, now: datetime) -> None:  # fmt: skip
+        if (device.status, device.detail) != (status, detail):
+            device.changed_at = now
+        device.kind, device.status, device.detail = kind, status, detail
+        device.last_seen_at = now
+        if status == "ok":
+            book.clear(device.site_id, AlarmType.DEVICE_FAULT, device.device)
+            return
+        severity = Severity.WARNING if status == "degraded" else Severity.MAJOR
+        book.raise_alarm(
+            device.site_id,
+            AlarmType.DEVICE_FAULT,
+            device=device.device,
+            severity=severity,
+            detail={"kind": kind, "status": status, "detail": detail},
+        )
+
+    # ------------------------------------------------------------------ telemetry
+
+    def _apply_telemetry(self, session: Session, sites: dict[str, Site],
+                         snapshots: list[tuple[str, mm.Telemetry]], book: AlarmBook,
+                         now: datetime, outcome: BatchOutcome) -> None:  # fmt: skip
+        config = self._config
+        site_ids = sorted({s for s, _ in snapshots})
+        services = _rows_by_key(session, Service, Service.code, site_ids)
+        windows = _rows_by_key(session, Window, Window.number, site_ids)
+        devices = _rows_by_key(session, Device, Device.device, site_ids)
+        now_ms = int(now.timestamp() * 1000)
+        points: list[Point] = []
+        for site_id, snap in sorted(snapshots, key=lambda item: item[1].ts):
+            points += points_from_telemetry(site_id, snap, now_ms)
+            site = sites[site_id]
+            if site.last_telemetry_ms is not None and snap.ts < site.last_telemetry_ms:
+                continue  # an older snapshot overtaken by a newer one: history only
+            site.last_telemetry_ms = snap.ts
+            site.clock_synced = snap.clock_synced
+            site.outbox_depth = snap.outbox.depth
+            site.host = msgspec.to_builtins(snap.host)
+            book.set(not snap.clock_synced, site_id, AlarmType.CLOCK_NOT_SYNCED)
+            book.set(
+                snap.outbox.depth > config.outbox_backlog,
+                site_id,
+                AlarmType.OUTBOX_BACKLOG,
+                detail={"depth": snap.outbox.depth},
+            )
+            for queue in snap.queues:
+                service = services.get((site_id, queue.service))
+                if service is None:
+                    service = Service(site_id=site_id, code=queue.service, name=queue.service)
+                    session.add(service)
+                    services[(site_id, queue.service)] = service
+                service.waiting, service.oldest_wait_s = queue.waiting, queue.oldest_wait_s
+                service.wait_p50_s = queue.wait.p50_s if queue.wait else None
+                service.wait_p90_s = queue.wait.p90_s if queue.wait else None
+                service.updated_at = now
+                limit = service.sla_s or config.default_sla_s
+                book.set(
+                    queue.oldest_wait_s > limit,
+                    site_id,
+                    AlarmType.WAITING_OVER_SLA,
+                    device=queue.service,
+                    detail={
+                        "oldest_wait_s": queue.oldest_wait_s,
+                        "sla_s": limit,
+                        "waiting": queue.waiting,
+                    },
+                )
+            for stat in snap.windows:
+                window = windows.get((site_id, stat.window))
+                if window is None:
+                    window = Window(
+                        site_id=site_id, number=stat.window, services=[], last_event_seq=0
+                    )
+                    session.add(window)
+                    windows[(site_id, stat.window)] = window
+                window.state, window.ticket, window.updated_at = stat.state, stat.ticket, now
+            for dev in snap.devices:
+                device = devices.get((site_id, dev.device))
+                if device is None:
+                    device = Device(
+                        site_id=site_id, device=dev.device, kind=dev.kind, last_event_seq=0
+                    )
+                    session.add(device)
+                    devices[(site_id, dev.device)] = device
+                self._device_health(book, device, dev.kind, dev.status, dev.detail, now)
+        if isinstance(self._sink, EmbeddedTelemetrySink):
+            self._sink.write_in(session, points)
+        else:
+            outcome.points += points
+
+    # ------------------------------------------------------------------ commands
+
+    @staticmethod
+    def _apply_cmd_result(session: Session, result: mm.CmdResult, now: datetime) -> None:
+        command = session.get(Command, result.id)
+        if command is None or command.site_id != result.site:
+            log.warning("ingest.unknown_command_result", site=result.site, id=str(result.id))
+            return
+        command.status = CommandStatus.SUCCEEDED if result.ok else CommandStatus.FAILED
+        command.error = result.error
+        command.result_at = now
+
+
+def _rows_by_key(session: Session, model: Any, key_column: Any,
+                 site_ids: Iterable[str]) -> dict[tuple[str, Any], Any]:  # fmt: skip
+    rows = session.scalars(select(model).where(model.site_id.in_(list(site_ids))))
+    return {(row.site_id, getattr(row, key_column.key)): row for row in rows}
+
+
+# --------------------------------------------------------------------------- MQTT
+
+
+class MqttIngest:
+    """The paho client of a central replica. Callbacks run on paho's network thread."""
+
+    def __init__(
+        self,
+        config: CentralConfig,
+        on_message: Callable[[Received], None],
+        *,
+        on_connected: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._config = config
+        self._on_message = on_message
+        self._on_connected = on_connected
+        self._mqtt5 = config.mqtt_protocol == "5"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=config.mqtt_client_id,
+            protocol=mqtt.MQTTv5 if self._mqtt5 else mqtt.MQTTv311,
+            clean_session=None if self._mqtt5 else False,
+        )
+        if config.mqtt_username:
+            client.username_pw_set(config.mqtt_username, config.mqtt_password or None)
+        if config.mqtt_tls:
+            context = ssl.create_default_context(cafile=config.mqtt_ca_file or None)
+            client.tls_set_context(context)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._connected
+        client.on_disconnect = self._disconnected
+        client.on_message = self._message
+        self._client = client
+        # Shared subscriptions split events among replicas; MQTT 3.1.1 has none.
+        group = config.mqtt_group if self._mqtt5 else None
+        self.subscriptions = [
+            *(s for s in central_subscriptions(group) if not s.filter.endswith("/state")),
+            *(s for s in central_subscriptions(None) if s.filter.endswith("/state")),
+        ]
+
+    def start(self) -> None:
+        if not self._mqtt5:  # 3.1.1: a persistent session (clean_session=False) instead
+            self._client.connect_async(self._config.mqtt_host, self._config.mqtt_port,
+                                       keepalive=30)
+            self._client.loop_start()
+            return
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = self._config.mqtt_session_expiry_s
+        self._client.connect_async(
+            self._config.mqtt_host,
+            self._config.mqtt_port,
+            keepalive=30,
+            clean_start=False,
+            properties=properties,
+        )
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._client.is_connected()
+
+    def _connected(self, client: mqtt.Client, _userdata: Any, _flags: Any,
+                   reason: ReasonCode, _properties: Any) -> None:  # fmt: skip
+        if reason.is_failure:
+            log.error("mqtt.connect_failed", reason=str(reason))
+            return
+        log.info("mqtt.connected", host=self._config.mqtt_host, port=self._config.mqtt_port)
+        if self._mqtt5:
+            client.subscribe([(s.filter, SubscribeOptions(qos=s.qos)) for s in self.subscriptions])
+        else:
+            client.subscribe([(s.filter, s.qos) for s in self.subscriptions])
+        if self._on_connected is not None:
+            self._on_connected(True)
+
+    def _disconnected(self, _client: mqtt.Client, _userdata: Any, _flags: Any,
+                      reason: ReasonCode, _properties: Any) -> None:  # fmt: skip
+        log.warning("mqtt.disconnected", reason=str(reason))
+        if self._on_connected is not None:
+            self._on_connected(False)
+
+    def _message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = "\x00invalid-utf8"  # parse_topic rejects it with reason "topic"
+        self._on_message(Received(topic, bytes(message.payload), datetime.now(UTC)))
+
+    def publish_ack(self, site_id: str, seq: int) -> None:
+        payload = mm.encode(mm.Ack(site=site_id, seq=seq))
+        self._client.publish(ack_topic(site_id), payload, qos=TOPICS[Kind.ACK].qos)
+
+    def publish(self, publish: mm.Publish) -> None:
+        self._client.publish(publish.topic, publish.payload, qos=publish.qos, retain=publish.retain)
+
+
+def new_command(site_id: str, args: mm.CommandArgs, *, now: datetime, ttl_s: int) -> mm.Cmd:
+    issued = int(now.timestamp() * 1000)
+    return mm.Cmd(
+        site=site_id, id=uuid.uuid4(), issued_ts=issued, expires_ts=issued + ttl_s * 1000, args=args
+    )
+
+
+def reject_counts(session: Session) -> Counter[tuple[str, str]]:
+    """Bad payloads per (site, reason), as the central has counted them."""
+    return Counter({(r.site_id, r.reason): r.count for r in session.scalars(select(IngestReject))})
+
+
+__all__ = [
+    "INTERNAL",
+    "UNKNOWN_SITE",
+    "BatchOutcome",
+    "IngestProcessor",
+    "MqttIngest",
+    "Reason",
+    "Received",
+    "new_command",
+    "reject_counts",
+]

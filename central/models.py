@@ -1,0 +1,431 @@
+"""ORM models of the central database (SQLAlchemy 2, typed ``Mapped[...]``).
+
+The schema is created and upgraded only by Alembic (``central/migrations``,
+run by :func:`central.db.migrate`); a test checks that the migrations and these
+models agree. Portable between SQLite and PostgreSQL: no dialect-only types.
+
+Tables::
+
+    sites             registry (name, town, kind, position, expected config) + live state
+    services          per site: code, name, SLA + live queue (waiting, oldest wait)
+    windows           per site: number, services + live state (open/serving, ticket, staff)
+    devices           per site: device id, kind + live health
+    events            every committed business event, unique (site_id, seq)
+    sequence_gaps     missing seq ranges of a site, open until filled
+    help_calls        呼叫帮办 requests and their answer
+    alarms            one active alarm per (site, device, type); cleared ones kept
+    alarm_history     raised / repeated severity change / acknowledged / cleared
+    ingest_rejects    bad payload counters per (site, reason)
+    commands          remote commands and their results
+    telemetry_points  embedded telemetry sink: raw points
+    telemetry_rollups embedded telemetry sink: 1-minute and 1-hour aggregates
+
+Times are timezone-aware UTC ``datetime`` (:class:`UtcDateTime`); edge wall
+times stay unix milliseconds (``*_ms``) as they came, with their sync flag.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both engines (SQLite drops the offset on read)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UtcDateTime(),
+        dict[str, Any]: JSON(),
+        list[str]: JSON(),
+    }
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    # Stored as VARCHAR on both engines (no native enum), so adding a value needs no DDL.
+    return Enum(
+        cls,
+        native_enum=False,
+        length=24,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class SiteKind(enum.StrEnum):
+    CITY_HALL = "city_hall"
+    DISTRICT = "district"
+    VILLAGE = "village"
+
+
+class Severity(enum.StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    MAJOR = "major"
+    CRITICAL = "critical"
+
+
+class AlarmType(enum.StrEnum):
+    SITE_OFFLINE = "site_offline"
+    DEVICE_FAULT = "device_fault"
+    HELP_UNANSWERED = "help_unanswered"
+    WAITING_OVER_SLA = "waiting_over_sla"
+    SERVING_OVERTIME = "serving_overtime"
+    CLOCK_NOT_SYNCED = "clock_not_synced"
+    CONFIG_DRIFT = "config_drift"
+    OUTBOX_BACKLOG = "outbox_backlog"
+    SEQUENCE_GAP = "sequence_gap"
+
+
+class AlarmAction(enum.StrEnum):
+    RAISED = "raised"
+    SEVERITY_CHANGED = "severity_changed"
+    ACKNOWLEDGED = "acknowledged"
+    CLEARED = "cleared"
+
+
+class CommandStatus(enum.StrEnum):
+    SENT = "sent"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    EXPIRED = "expired"  # no result before expires_at: the edge will not run it any more
+
+
+class Site(Base):
+    """A hall or village station. Registry columns first, then the live state ingest keeps."""
+
+    __tablename__ = "sites"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    town: Mapped[str] = mapped_column(String(50), index=True)
+    kind: Mapped[SiteKind] = mapped_column(_enum(SiteKind))
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    expected_config_version: Mapped[str | None] = mapped_column(String(64))
+    reported_config_version: Mapped[str | None] = mapped_column(String(64))
+    config_version_changed_at: Mapped[datetime | None]
+    """When expected or reported last changed: drift is judged from here."""
+    software_version: Mapped[str | None] = mapped_column(String(64))
+
+    # live state
+    state: Mapped[dict[str, Any] | None]
+    """The last accepted ``state`` payload; a newer one replaces it per ``state_supersedes``."""
+    online: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    mqtt_session: Mapped[int | None] = mapped_column(BigInteger)
+    boot_id: Mapped[str | None] = mapped_column(String(64))
+    status_changed_at: Mapped[datetime | None]
+    last_seen_at: Mapped[datetime | None]
+    clock_synced: Mapped[bool | None] = mapped_column(Boolean)
+    outbox_depth: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[dict[str, Any] | None]
+    """Last host figures: cpu_temp_c, load1, mem_used_pct, disk_used_pct, uptime_s."""
+    last_telemetry_ms: Mapped[int | None] = mapped_column(BigInteger)
+    acked_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    """Highest seq such that 1..acked_seq are all committed (what ``ack`` carries)."""
+    max_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+
+    # Deleting a site deletes its rows through ON DELETE CASCADE, without loading them.
+    services: Mapped[list[Service]] = relationship(
+        back_populates="site", lazy="raise", cascade="all, delete-orphan", passive_deletes=True
+    )
+    windows: Mapped[list[Window]] = relationship(
+        back_populates="site", lazy="raise", cascade="all, delete-orphan", passive_deletes=True
+    )
+    devices: Mapped[list[Device]] = relationship(
+        back_populates="site", lazy="raise", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Service(Base):
+    __tablename__ = "services"
+    __table_args__ = (UniqueConstraint("site_id", "code"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str | None] = mapped_column(String(2))
+    sla_s: Mapped[int | None] = mapped_column(Integer)
+    # live queue
+    waiting: Mapped[int | None] = mapped_column(Integer)
+    oldest_wait_s: Mapped[int | None] = mapped_column(Integer)
+    wait_p50_s: Mapped[int | None] = mapped_column(Integer)
+    wait_p90_s: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime | None]
+
+    site: Mapped[Site] = relationship(back_populates="services", lazy="raise")
+
+
+class Window(Base):
+    __tablename__ = "windows"
+    __table_args__ = (UniqueConstraint("site_id", "number"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str | None] = mapped_column(String(100))
+    services: Mapped[list[str]] = mapped_column(default=list)
+    priority: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # live
+    state: Mapped[str] = mapped_column(String(16), default="closed", server_default="closed")
+    ticket: Mapped[str | None] = mapped_column(String(8))
+    staff: Mapped[str | None] = mapped_column(String(64))
+    last_event_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    updated_at: Mapped[datetime | None]
+
+    site: Mapped[Site] = relationship(back_populates="windows", lazy="raise")
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    __table_args__ = (UniqueConstraint("site_id", "device"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    device: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="ok", server_default="ok")
+    detail: Mapped[str | None] = mapped_column(String(32))
+    last_event_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    changed_at: Mapped[datetime | None]
+    last_seen_at: Mapped[datetime | None]
+
+    site: Mapped[Site] = relationship(back_populates="devices", lazy="raise")
+
+
+class EventRecord(Base):
+    """A committed business event; ``body`` is the event body as received (with ``type``)."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("site_id", "seq"),
+        Index("ix_events_type_ts_ms", "type", "ts_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    event_id: Mapped[uuid.UUID]
+    type: Mapped[str] = mapped_column(String(32))
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    clock_synced: Mapped[bool] = mapped_column(Boolean)
+    received_at: Mapped[datetime]
+    body: Mapped[dict[str, Any]]
+
+
+class SequenceGap(Base):
+    """Seqs ``first_seq..last_seq`` of a site are missing; ``filled_at`` set once they arrive."""
+
+    __tablename__ = "sequence_gaps"
+    __table_args__ = (Index("ix_sequence_gaps_site_id_filled_at", "site_id", "filled_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    first_seq: Mapped[int] = mapped_column(BigInteger)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    detected_at: Mapped[datetime]
+    filled_at: Mapped[datetime | None]
+
+
+class HelpCall(Base):
+    __tablename__ = "help_calls"
+    __table_args__ = (Index("ix_help_calls_site_id_resolved_at", "site_id", "resolved_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    button: Mapped[str] = mapped_column(String(64))
+    location: Mapped[str | None] = mapped_column(String(64))
+    requested_seq: Mapped[int] = mapped_column(BigInteger)
+    requested_at: Mapped[datetime]
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None]
+
+
+class Alarm(Base):
+    """One alarm. At most one active (``cleared_at`` null) per (site, device, type)."""
+
+    __tablename__ = "alarms"
+    __table_args__ = (
+        Index(
+            "uq_alarms_active",
+            "site_id",
+            "device",
+            "type",
+            unique=True,
+            sqlite_where=text("cleared_at IS NULL"),
+            postgresql_where=text("cleared_at IS NULL"),
+        ),
+        Index("ix_alarms_cleared_at_severity", "cleared_at", "severity"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    device: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    """Device, window, service or button the alarm is about; empty for the whole site."""
+    type: Mapped[AlarmType] = mapped_column(_enum(AlarmType))
+    severity: Mapped[Severity] = mapped_column(_enum(Severity))
+    message: Mapped[str] = mapped_column(String(400))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    raised_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    cleared_at: Mapped[datetime | None]
+
+    history: Mapped[list[AlarmHistory]] = relationship(
+        back_populates="alarm", lazy="raise", order_by="AlarmHistory.id"
+    )
+
+
+class AlarmHistory(Base):
+    __tablename__ = "alarm_history"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alarm_id: Mapped[int] = mapped_column(ForeignKey("alarms.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime]
+    action: Mapped[AlarmAction] = mapped_column(_enum(AlarmAction))
+    severity: Mapped[Severity] = mapped_column(_enum(Severity))
+    actor: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(String(400))
+
+    alarm: Mapped[Alarm] = relationship(back_populates="history", lazy="raise")
+
+
+class IngestReject(Base):
+    """How many payloads of a site were refused for a reason (site ``""``: topic unparsable)."""
+
+    __tablename__ = "ingest_rejects"
+
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    first_at: Mapped[datetime]
+    last_at: Mapped[datetime]
+    last_detail: Mapped[str] = mapped_column(Text)
+
+
+class Command(Base):
+    __tablename__ = "commands"
+    __table_args__ = (Index("ix_commands_site_id_issued_at", "site_id", "issued_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(32))
+    args: Mapped[dict[str, Any]]
+    issued_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    issued_by: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[CommandStatus] = mapped_column(_enum(CommandStatus))
+    error: Mapped[str | None] = mapped_column(String(400))
+    result_at: Mapped[datetime | None]
+
+
+class TelemetryPoint(Base):
+    """Raw telemetry of the embedded sink: ``metric`` (e.g. ``queue.waiting``) and ``key``."""
+
+    __tablename__ = "telemetry_points"
+    __table_args__ = (
+        Index("ix_telemetry_points_series", "site_id", "metric", "key", "ts_ms"),
+        Index("ix_telemetry_points_ts_ms", "ts_ms"),  # retention deletes by time alone
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(64))
+    """Series key inside the metric: service code, device id; empty for site-wide metrics."""
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class TelemetryRollup(Base):
+    """Aggregates per ``resolution_s`` bucket (60 and 3600), updated on every write."""
+
+    __tablename__ = "telemetry_rollups"
+
+    resolution_s: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bucket_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    total: Mapped[float] = mapped_column(Float)
+    minimum: Mapped[float] = mapped_column(Float)
+    maximum: Mapped[float] = mapped_column(Float)
+
+
+__all__ = [
+    "Alarm",
+    "AlarmAction",
+    "AlarmHistory",
+    "AlarmType",
+    "Base",
+    "Command",
+    "CommandStatus",
+    "Device",
+    "EventRecord",
+    "HelpCall",
+    "IngestReject",
+    "SequenceGap",
+    "Service",
+    "Severity",
+    "Site",
+    "SiteKind",
+    "TelemetryPoint",
+    "TelemetryRollup",
+    "UtcDateTime",
+    "Window",
+]

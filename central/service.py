@@ -1,0 +1,359 @@
+"""The central service object: ingest + live state + alarms + commands, one lifecycle.
+
+::
+
+    async with CentralService(load_config()) as central:   # migrates, connects, subscribes
+        await central.wait_idle()                          # every received publish committed
+        central.site_live("zs-sanxiang-01")                # SiteLive snapshot from the DB
+        central.acknowledge_alarm(alarm_id, person="ops-li")
+        await central.send_command("zs-sanxiang-01", ReprintArgs(ticket="A012"))
+
+Tasks (one ``asyncio.TaskGroup``, each named): ``ingest-batches`` (collect
+publishes handed over from paho's thread, commit a batch in a worker thread,
+then publish acks and queue notifications), ``alarm-timer`` (time-based alarm
+rules, telemetry retention), ``webhook`` (send notifications). Database work
+is serialised by one lock per process; several processes (replicas) are safe
+through the database (see :mod:`central.ingest`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+import msgspec
+import structlog
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from central.alarms import AlarmBook, Notification, WebhookNotifier, run_timed_rules
+from central.config import CentralConfig
+from central.db import make_engine, migrate, session_factory
+from central.errors import UnknownSite
+from central.ingest import IngestProcessor, MqttIngest, Received, new_command
+from central.models import (
+    Alarm,
+    Command,
+    CommandStatus,
+    Device,
+    IngestReject,
+    SequenceGap,
+    Service,
+    Site,
+    Window,
+)
+from central.telemetry import EmbeddedTelemetrySink, TelemetrySink, make_sink
+from firmware_protocols import mqtt_messages as mm
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+PRUNE_EVERY = timedelta(minutes=10)
+"""How often the embedded telemetry sink drops points past their retention."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteLive:
+    """Everything known about one site right now (for the API and dashboards)."""
+
+    site: Site
+    services: list[Service]
+    windows: list[Window]
+    devices: list[Device]
+    alarms: list[Alarm]
+    open_gaps: list[SequenceGap]
+    rejects: list[IngestReject]
+
+    @property
+    def windows_open(self) -> int:
+        return sum(w.state in ("open", "serving") for w in self.windows)
+
+    @property
+    def windows_busy(self) -> int:
+        return sum(w.state == "serving" for w in self.windows)
+
+    @property
+    def config_drift(self) -> bool:
+        expected = self.site.expected_config_version
+        return expected is not None and expected != self.site.reported_config_version
+
+
+def site_live(session: Session, site_id: str) -> SiteLive:
+    site = session.get(Site, site_id)
+    if site is None:
+        raise UnknownSite(site_id)
+
+    def rows(model: Any, *order: Any) -> list[Any]:
+        return list(session.scalars(select(model).where(model.site_id == site_id).order_by(*order)))
+
+    return SiteLive(
+        site=site,
+        services=rows(Service, Service.code),
+        windows=rows(Window, Window.number),
+        devices=rows(Device, Device.device),
+        alarms=[a for a in rows(Alarm, Alarm.id) if a.cleared_at is None],
+        open_gaps=[g for g in rows(SequenceGap, SequenceGap.first_seq) if g.filled_at is None],
+        rejects=rows(IngestReject, IngestReject.reason),
+    )
+
+
+class CentralService:
+    """Async context manager owning the MQTT client, the ingest batches and the alarm timer."""
+
+    def __init__(
+        self,
+        config: CentralConfig,
+        *,
+        engine: Engine | None = None,
+        sink: TelemetrySink | None = None,
+        notifier: WebhookNotifier | None = None,
+        clock: Clock = utc_now,
+        run_migrations: bool = True,
+    ) -> None:
+        self.config = config
+        self.engine = engine or make_engine(config.database_url)
+        self.sessions: sessionmaker[Session] = session_factory(self.engine)
+        self.sink = sink or make_sink(config, self.sessions)
+        if notifier is None and config.webhook_url:
+            notifier = WebhookNotifier(config.webhook_url, timeout_s=config.webhook_timeout_s)
+        self.notifier = notifier
+        self.clock = clock
+        self._run_migrations = run_migrations
+        self.processor = IngestProcessor(self.sessions, config, self.sink)
+        self.mqtt = MqttIngest(config, self._from_paho)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # paho's thread appends here; the loop takes batches (a deque, not a Queue: one
+        # wake-up per burst instead of one cross-thread call per message).
+        self._pending: collections.deque[Received] = collections.deque()
+        self._handoff = threading.Lock()
+        self._wakeup_scheduled = False
+        self._arrived = asyncio.Event()
+        self._notices: asyncio.Queue[Notification] = asyncio.Queue()
+        self._db_lock = asyncio.Lock()
+        self._idle = asyncio.Event()
+        self._in_flight = 0
+        self._stack = contextlib.AsyncExitStack()
+        self._next_prune = datetime.min.replace(tzinfo=UTC)
+        self.received = 0
+        self.committed = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        if self._run_migrations:
+            await asyncio.to_thread(migrate, self.engine)
+        self._loop = asyncio.get_running_loop()
+        tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
+        self._stack.callback(self._stop_background)
+        self._tasks = [
+            tasks.create_task(self._batch_loop(), name="ingest-batches"),
+            tasks.create_task(self._alarm_timer(), name="alarm-timer"),
+            tasks.create_task(self._webhook_loop(), name="webhook"),
+        ]
+        self.mqtt.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.mqtt.stop()
+        if exc is None:
+            await self.wait_idle()
+        await self._stack.__aexit__(exc_type, exc, tb)
+        await asyncio.to_thread(self.sink.close)
+
+    def _stop_background(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    def _from_paho(self, item: Received) -> None:
+        """Called on paho's thread: queue the publish; wake the loop once per burst."""
+        with self._handoff:
+            self._pending.append(item)
+            self.received += 1
+            if self._wakeup_scheduled:
+                return
+            self._wakeup_scheduled = True
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        with self._handoff:
+            self._wakeup_scheduled = False
+        self._idle.clear()
+        self._arrived.set()
+
+    async def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until every publish received so far is committed (tests, shutdown)."""
+        async with asyncio.timeout(timeout):
+            while self._pending or self._in_flight:
+                self._idle.clear()
+                await self._idle.wait()
+
+    # ------------------------------------------------------------------ ingest
+
+    async def _next_batch(self) -> list[Received]:
+        """Up to ``batch_max_messages``, waiting at most ``batch_max_wait_ms`` after the first."""
+        while not self._pending:
+            self._arrived.clear()
+            await self._arrived.wait()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.batch_max_wait_ms / 1000
+        limit = self.config.batch_max_messages
+        while len(self._pending) < limit and (remaining := deadline - loop.time()) > 0:
+            self._arrived.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._arrived.wait()
+            except TimeoutError:
+                break
+        with self._handoff:
+            return [self._pending.popleft() for _ in range(min(limit, len(self._pending)))]
+
+    async def _batch_loop(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            self._in_flight = len(batch)
+            try:
+                await self._commit(batch)
+            finally:
+                self._in_flight = 0
+                self.committed += len(batch)
+                if not self._pending:
+                    self._idle.set()
+
+    async def _commit(self, batch: list[Received]) -> None:
+        delay = 0.5
+        for attempt in range(1, 6):
+            now = self.clock()
+            try:
+                async with self._db_lock:
+                    outcome = await asyncio.to_thread(self.processor.process, batch, now)
+                break
+            except OperationalError as exc:  # database down or locked: retry the same batch
+                log.error("ingest.db_unavailable", attempt=attempt, error=str(exc)[:200])
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            except Exception as exc:  # a bad publish must not stop ingest
+                log.error(
+                    "ingest.batch_failed",
+                    size=len(batch),
+                    error=repr(exc)[:400],
+                    traceback=traceback.format_exc(limit=8),
+                )
+                async with self._db_lock:
+                    outcome = await asyncio.to_thread(self.processor.process_one_by_one, batch, now)
+                break
+        else:
+            # Events are not lost: no ack was sent, so the edges send them again.
+            log.error("ingest.batch_dropped", size=len(batch))
+            return
+        for site_id, seq in outcome.acks.items():
+            self.mqtt.publish_ack(site_id, seq)
+        for notification in outcome.notifications:
+            self._notices.put_nowait(notification)
+
+    # ------------------------------------------------------------------ alarms
+
+    async def _alarm_timer(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.alarm_tick_s)
+            try:
+                await self.run_alarm_rules()
+            except OperationalError as exc:
+                log.error("alarms.timer_db_unavailable", error=str(exc)[:200])
+
+    async def run_alarm_rules(self) -> list[Notification]:
+        """Run the time-based alarm rules now (the timer calls this every ``alarm_tick_s``)."""
+        now = self.clock()
+
+        def work() -> list[Notification]:
+            with self.sessions.begin() as session:
+                book = AlarmBook(session, now)
+                run_timed_rules(book, self.config)
+            if isinstance(self.sink, EmbeddedTelemetrySink) and now >= self._next_prune:
+                self.sink.prune(int(now.timestamp() * 1000))
+                self._next_prune = now + PRUNE_EVERY
+            return book.notifications
+
+        async with self._db_lock:
+            notifications = await asyncio.to_thread(work)
+        for notification in notifications:
+            self._notices.put_nowait(notification)
+        return notifications
+
+    def acknowledge_alarm(self, alarm_id: int, person: str, note: str | None = None) -> Alarm:
+        """A person acknowledges an alarm (synchronous; call from a worker thread in the API)."""
+        with self.sessions.begin() as session:
+            book = AlarmBook(session, self.clock())
+            alarm = book.acknowledge(alarm_id, person, note)
+        if self._loop is not None:
+            for notification in book.notifications:
+                self._loop.call_soon_threadsafe(self._notices.put_nowait, notification)
+        return alarm
+
+    async def _webhook_loop(self) -> None:
+        while True:
+            notification = await self._notices.get()
+            if self.notifier is not None:
+                await asyncio.to_thread(self.notifier.send, notification)
+
+    # ------------------------------------------------------------------ queries, commands
+
+    def site_live(self, site_id: str) -> SiteLive:
+        with self.sessions() as session:
+            return site_live(session, site_id)
+
+    async def send_command(
+        self,
+        site_id: str,
+        args: mm.CommandArgs,
+        *,
+        ttl_s: int = 300,
+        issued_by: str | None = None,
+    ) -> mm.Cmd:
+        """Record a command and publish it on ``cmd/{name}``; ``cmd_result`` completes it."""
+        now = self.clock()
+        command = new_command(site_id, args, now=now, ttl_s=ttl_s)
+
+        def record() -> None:
+            with self.sessions.begin() as session:
+                if session.get(Site, site_id) is None:
+                    raise UnknownSite(site_id)
+                session.add(
+                    Command(
+                        id=command.id,
+                        site_id=site_id,
+                        name=command.name,
+                        args=msgspec.to_builtins(args),
+                        issued_at=now,
+                        expires_at=now + timedelta(seconds=ttl_s),
+                        issued_by=issued_by,
+                        status=CommandStatus.SENT,
+                    )
+                )
+
+        async with self._db_lock:
+            await asyncio.to_thread(record)
+        self.mqtt.publish(mm.to_publish(command))
+        return command
+
+
+__all__ = ["CentralService", "SiteLive", "site_live", "utc_now"]

@@ -1,0 +1,520 @@
+"""Service statistics: 办件量, 办结率, 好评率, waits, service times, no-shows, help requests.
+
+Definitions are written down in ``docs/STATISTICS.md``; this module is their
+one implementation. It has two layers:
+
+* pure functions over event records (:class:`EventRecord`: site, seq, wall
+  time, typed body from :mod:`firmware_protocols.mqtt_messages`):
+  :func:`fold_tickets` turns a site's event stream into one
+  :class:`TicketFacts` per ticket and one :class:`HelpFacts` per help request,
+  and :func:`aggregate` groups facts by (scope key, business day, service) into
+  :class:`StatRow` records. Town and fleet figures pool the raw values of their
+  sites (a fleet p90 is the p90 of every wait, not an average of site p90s).
+* :func:`rows_to_csv` writes rows as CSV (UTF-8 with BOM, so that Excel opens
+  the Chinese headers correctly).
+
+The database query lives in :mod:`central.api` next to the other queries, and
+feeds :func:`compute` with records read from the events table.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from firmware_protocols.mqtt_messages import (
+    EventBody,
+    HelpAcknowledged,
+    HelpRequested,
+    HelpResolved,
+    RatingGiven,
+    TicketCalled,
+    TicketCancelled,
+    TicketDone,
+    TicketIssued,
+    TicketNoShow,
+    TicketTransferred,
+)
+
+BUSINESS_TZ: Final = dt.timezone(dt.timedelta(hours=8), "CST")
+"""Business days are local dates in China Standard Time (UTC+8, no daylight saving)."""
+
+GOOD_RATINGS: Final = frozenset({4, 5})
+"""The two best grades of the five-grade pad (非常满意 5, 满意 4) count towards 好评率."""
+
+ALL_SERVICES: Final = "*"
+"""Service key of the rows that total every service of a scope (and carry help figures)."""
+
+Scope = Literal["site", "town", "fleet"]
+FLEET_KEY: Final = "全市"
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One stored business event: what the statistics need from the events table."""
+
+    site: str
+    seq: int
+    ts_ms: int
+    body: EventBody
+
+
+@dataclass(slots=True)
+class TicketFacts:
+    """What happened to one ticket, folded from its events."""
+
+    site: str
+    day: dt.date
+    ticket: str
+    service: str
+    """Final service: a transferred ticket counts for the service it was transferred to."""
+    issued_ms: int
+    ready_ms: int
+    """When the wait starts: issue time, or the booked time of an early appointment."""
+    first_called_ms: int | None = None
+    done: bool = False
+    done_ms: int | None = None
+    served_s: int | None = None
+    no_show: bool = False
+    """Finally a no-show (a no-show that was requeued and then served is not one)."""
+    cancelled: bool = False
+    rating: int | None = None
+
+    @property
+    def wait_s(self) -> float | None:
+        if self.first_called_ms is None:
+            return None
+        return max(0, self.first_called_ms - self.ready_ms) / 1000.0
+
+
+@dataclass(slots=True)
+class HelpFacts:
+    """One 呼叫帮办 request and when staff acknowledged it."""
+
+    site: str
+    day: dt.date
+    button: str
+    requested_ms: int
+    acknowledged_ms: int | None = None
+
+    @property
+    def response_s(self) -> float | None:
+        if self.acknowledged_ms is None:
+            return None
+        return max(0, self.acknowledged_ms - self.requested_ms) / 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Mean and nearest-rank percentiles of a sample, in seconds; ``None`` when empty."""
+
+    count: int
+    mean: float | None
+    p50: float | None
+    p90: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatRow:
+    """Figures of one (scope, key, day, service). Rates are fractions 0..1, ``None`` if 0/0."""
+
+    scope: Scope
+    key: str
+    day: dt.date
+    service: str
+    issued: int
+    served: int
+    """办件量: tickets finished (``ticket.done``)."""
+    done_rate: float | None
+    """办结率: served ÷ issued."""
+    ratings: int
+    good_ratings: int
+    good_rating_rate: float | None
+    """好评率: good ratings ÷ all ratings."""
+    wait: Summary
+    service_time: Summary
+    called: int
+    no_shows: int
+    no_show_rate: float | None
+    """No-shows ÷ called tickets."""
+    help_requests: int | None
+    """Only on :data:`ALL_SERVICES` rows (a help button has no service); ``None`` elsewhere."""
+    help_unanswered: int | None
+    help_response: Summary | None
+
+
+def business_day(ts_ms: int) -> dt.date:
+    """The local (UTC+8) date of a unix-millisecond wall time."""
+    return dt.datetime.fromtimestamp(ts_ms / 1000.0, BUSINESS_TZ).date()
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """Nearest-rank percentile: the smallest value with at least ``p`` % of values <= it.
+
+    ``sorted(values)[ceil(p / 100 * n) - 1]``; no interpolation, so the result is
+    always an observed value. ``None`` for an empty sample.
+    """
+    if not 0 < p <= 100:
+        raise ValueError(f"percentile {p} is not in (0, 100]")
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = math.ceil(p / 100.0 * len(ordered))
+    return ordered[max(rank, 1) - 1]
+
+
+def summarize(values: Sequence[float]) -> Summary:
+    if not values:
+        return Summary(0, None, None, None)
+    return Summary(
+        len(values), sum(values) / len(values), percentile(values, 50), percentile(values, 90)
+    )
+
+
+def _rate(numerator: int, denominator: int) -> float | None:
+    return None if denominator == 0 else numerator / denominator
+
+
+@dataclass
+class FoldResult:
+    tickets: list[TicketFacts] = field(default_factory=list)
+    helps: list[HelpFacts] = field(default_factory=list)
+
+
+def fold_tickets(events: Iterable[EventRecord]) -> FoldResult:
+    """Fold events into ticket and help facts.
+
+    Events are processed per site in ``seq`` order (the input may be in any
+    order). A ticket event refers to the latest ``ticket.issued`` of that number
+    at that site (numbers restart every day). Events about unknown tickets
+    (issued before the period read) are ignored.
+    """
+    result = FoldResult()
+    by_site: dict[str, list[EventRecord]] = defaultdict(list)
+    for record in events:
+        by_site[record.site].append(record)
+    for site, records in sorted(by_site.items()):
+        records.sort(key=lambda r: r.seq)
+        open_tickets: dict[str, TicketFacts] = {}
+        open_helps: dict[str, HelpFacts] = {}
+        for record in records:
+            _apply(site, record, open_tickets, open_helps, result)
+    return result
+
+
+def _apply(
+    site: str,
+    record: EventRecord,
+    tickets: dict[str, TicketFacts],
+    helps: dict[str, HelpFacts],
+    result: FoldResult,
+) -> None:
+    body = record.body
+    if isinstance(body, TicketIssued):
+        ready = record.ts_ms
+        if body.booked_ts is not None:
+            ready = max(ready, body.booked_ts)
+        facts = TicketFacts(
+            site, business_day(record.ts_ms), body.ticket, body.service, record.ts_ms, ready
+        )
+        tickets[body.ticket] = facts
+        result.tickets.append(facts)
+    elif isinstance(body, HelpRequested):
+        help_facts = HelpFacts(site, business_day(record.ts_ms), body.button, record.ts_ms)
+        helps[body.button] = help_facts
+        result.helps.append(help_facts)
+    elif isinstance(body, HelpAcknowledged | HelpResolved):
+        # A request resolved without an explicit acknowledgement was answered on resolution.
+        pending = helps.pop(body.button, None)
+        if pending is not None and pending.acknowledged_ms is None:
+            pending.acknowledged_ms = record.ts_ms
+    elif isinstance(
+        body, TicketCalled | TicketDone | TicketNoShow | TicketTransferred | TicketCancelled
+    ):
+        ticket = tickets.get(body.ticket)
+        if ticket is not None:
+            _apply_ticket(ticket, record.ts_ms, body)
+    elif isinstance(body, RatingGiven):
+        rated = tickets.get(body.ticket)
+        if rated is not None:
+            rated.rating = body.value
+
+
+def _apply_ticket(
+    ticket: TicketFacts,
+    ts_ms: int,
+    body: TicketCalled | TicketDone | TicketNoShow | TicketTransferred | TicketCancelled,
+) -> None:
+    if isinstance(body, TicketCalled):
+        if ticket.first_called_ms is None:
+            ticket.first_called_ms = ts_ms
+        ticket.no_show = False  # called again after a requeued no-show
+    elif isinstance(body, TicketDone):
+        ticket.done = True
+        ticket.done_ms = ts_ms
+        ticket.no_show = False
+        ticket.served_s = body.served_s
+    elif isinstance(body, TicketNoShow):
+        ticket.no_show = not body.requeued
+    elif isinstance(body, TicketTransferred):
+        ticket.service = body.to_service
+    else:
+        ticket.cancelled = True
+
+
+@dataclass
+class _Bucket:
+    issued: int = 0
+    served: int = 0
+    ratings: list[int] = field(default_factory=list)
+    waits: list[float] = field(default_factory=list)
+    service_times: list[float] = field(default_factory=list)
+    called: int = 0
+    no_shows: int = 0
+    help_requests: int = 0
+    help_unanswered: int = 0
+    help_responses: list[float] = field(default_factory=list)
+
+    def add_ticket(self, ticket: TicketFacts) -> None:
+        self.issued += 1
+        if ticket.done:
+            self.served += 1
+            if ticket.served_s is not None:
+                self.service_times.append(float(ticket.served_s))
+        if ticket.rating is not None:
+            self.ratings.append(ticket.rating)
+        wait = ticket.wait_s
+        if wait is not None:
+            self.called += 1
+            self.waits.append(wait)
+        if ticket.no_show:
+            self.no_shows += 1
+
+    def add_help(self, help_facts: HelpFacts) -> None:
+        self.help_requests += 1
+        response = help_facts.response_s
+        if response is None:
+            self.help_unanswered += 1
+        else:
+            self.help_responses.append(response)
+
+    def row(self, scope: Scope, key: str, day: dt.date, service: str) -> StatRow:
+        good = sum(1 for value in self.ratings if value in GOOD_RATINGS)
+        totals = service == ALL_SERVICES
+        return StatRow(
+            scope=scope,
+            key=key,
+            day=day,
+            service=service,
+            issued=self.issued,
+            served=self.served,
+            done_rate=_rate(self.served, self.issued),
+            ratings=len(self.ratings),
+            good_ratings=good,
+            good_rating_rate=_rate(good, len(self.ratings)),
+            wait=summarize(self.waits),
+            service_time=summarize(self.service_times),
+            called=self.called,
+            no_shows=self.no_shows,
+            no_show_rate=_rate(self.no_shows, self.called),
+            help_requests=self.help_requests if totals else None,
+            help_unanswered=self.help_unanswered if totals else None,
+            help_response=summarize(self.help_responses) if totals else None,
+        )
+
+
+def aggregate(
+    facts: FoldResult,
+    scope: Scope,
+    key_of: Callable[[str], str],
+    *,
+    days: tuple[dt.date, dt.date] | None = None,
+) -> list[StatRow]:
+    """Group facts by (``key_of(site)``, day, service) plus an all-services row per (key, day).
+
+    ``days`` = (first, last), inclusive, keeps only facts of those business days.
+    Rows are sorted by key, day, then service with :data:`ALL_SERVICES` first.
+    """
+    buckets: dict[tuple[str, dt.date, str], _Bucket] = defaultdict(_Bucket)
+
+    def wanted(day: dt.date) -> bool:
+        return days is None or days[0] <= day <= days[1]
+
+    for ticket in facts.tickets:
+        if wanted(ticket.day):
+            key = key_of(ticket.site)
+            buckets[(key, ticket.day, ticket.service)].add_ticket(ticket)
+            buckets[(key, ticket.day, ALL_SERVICES)].add_ticket(ticket)
+    for help_facts in facts.helps:
+        if wanted(help_facts.day):
+            buckets[(key_of(help_facts.site), help_facts.day, ALL_SERVICES)].add_help(help_facts)
+    return [
+        bucket.row(scope, key, day, service)
+        for (key, day, service), bucket in sorted(
+            buckets.items(),
+            key=lambda item: (item[0][0], item[0][1], item[0][2] != ALL_SERVICES, item[0]),
+        )
+    ]
+
+
+def compute(
+    events: Iterable[EventRecord],
+    scope: Scope,
+    town_of: Mapping[str, str],
+    *,
+    days: tuple[dt.date, dt.date] | None = None,
+) -> list[StatRow]:
+    """Fold ``events`` and aggregate them per site, per town (``town_of[site]``) or fleet."""
+    facts = fold_tickets(events)
+    if scope == "site":
+        return aggregate(facts, scope, lambda site: site, days=days)
+    if scope == "town":
+        return aggregate(facts, scope, lambda site: town_of.get(site, "?"), days=days)
+    return aggregate(facts, scope, lambda site: FLEET_KEY, days=days)
+
+
+def hourly(facts: FoldResult, day: dt.date) -> dict[str, list[float | None]]:
+    """Charts of one day (all sites in ``facts``), 24 hourly buckets in business time.
+
+    ``arrivals``: tickets issued in the hour; ``served``: tickets finished in the
+    hour; ``wait_mean_s``: mean wait of the tickets first called in the hour
+    (``None`` when none was); ``ratings``: count of each grade 1..5 (5 entries).
+    """
+    arrivals = [0.0] * 24
+    served = [0.0] * 24
+    waits: list[list[float]] = [[] for _ in range(24)]
+    ratings = [0.0] * 5
+
+    def hour_of(ts_ms: int) -> int | None:
+        local = dt.datetime.fromtimestamp(ts_ms / 1000.0, BUSINESS_TZ)
+        return local.hour if local.date() == day else None
+
+    for ticket in facts.tickets:
+        hour = hour_of(ticket.issued_ms)
+        if hour is not None:
+            arrivals[hour] += 1
+            if ticket.rating is not None:
+                ratings[ticket.rating - 1] += 1
+        if ticket.done_ms is not None and (hour := hour_of(ticket.done_ms)) is not None:
+            served[hour] += 1
+        wait = ticket.wait_s
+        if ticket.first_called_ms is not None and wait is not None:
+            called_hour = hour_of(ticket.first_called_ms)
+            if called_hour is not None:
+                waits[called_hour].append(wait)
+    return {
+        "hour": [float(h) for h in range(24)],
+        "arrivals": list(arrivals),
+        "served": list(served),
+        "wait_mean_s": [sum(w) / len(w) if w else None for w in waits],
+        "ratings": list(ratings),
+    }
+
+
+# --------------------------------------------------------------------------- CSV
+
+CSV_COLUMNS: Final = (
+    ("scope", "范围"),
+    ("key", "站点/镇街"),
+    ("day", "日期"),
+    ("service", "事项"),
+    ("issued", "取号量"),
+    ("served", "办件量"),
+    ("done_rate", "办结率"),
+    ("ratings", "评价数"),
+    ("good_rating_rate", "好评率"),
+    ("wait_mean_s", "平均等候(秒)"),
+    ("wait_p50_s", "等候P50(秒)"),
+    ("wait_p90_s", "等候P90(秒)"),
+    ("service_mean_s", "平均办理(秒)"),
+    ("service_p50_s", "办理P50(秒)"),
+    ("service_p90_s", "办理P90(秒)"),
+    ("called", "叫号数"),
+    ("no_shows", "过号数"),
+    ("no_show_rate", "过号率"),
+    ("help_requests", "呼叫帮办"),
+    ("help_unanswered", "帮办未响应"),
+    ("help_response_mean_s", "帮办平均响应(秒)"),
+    ("help_response_p90_s", "帮办响应P90(秒)"),
+)
+"""CSV column id and Chinese header; the header line is ``中文 (id)``."""
+
+
+def _cell(value: float | int | str | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}".rstrip("0").rstrip(".") if value % 1 else f"{value:.0f}"
+    return str(value)
+
+
+def row_values(row: StatRow) -> dict[str, float | int | str | None]:
+    """A row as a flat mapping keyed by the ids of :data:`CSV_COLUMNS` (also the JSON form)."""
+    help_response = row.help_response
+    return {
+        "scope": row.scope,
+        "key": row.key,
+        "day": row.day.isoformat(),
+        "service": row.service,
+        "issued": row.issued,
+        "served": row.served,
+        "done_rate": row.done_rate,
+        "ratings": row.ratings,
+        "good_rating_rate": row.good_rating_rate,
+        "wait_mean_s": row.wait.mean,
+        "wait_p50_s": row.wait.p50,
+        "wait_p90_s": row.wait.p90,
+        "service_mean_s": row.service_time.mean,
+        "service_p50_s": row.service_time.p50,
+        "service_p90_s": row.service_time.p90,
+        "called": row.called,
+        "no_shows": row.no_shows,
+        "no_show_rate": row.no_show_rate,
+        "help_requests": row.help_requests,
+        "help_unanswered": row.help_unanswered,
+        "help_response_mean_s": None if help_response is None else help_response.mean,
+        "help_response_p90_s": None if help_response is None else help_response.p90,
+    }
+
+
+def rows_to_csv(rows: Iterable[StatRow]) -> str:
+    """CSV text with a BOM and a ``中文 (id)`` header; empty cells for undefined figures."""
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([f"{zh} ({name})" for name, zh in CSV_COLUMNS])
+    for row in rows:
+        values = row_values(row)
+        writer.writerow([_cell(values[name]) for name, _ in CSV_COLUMNS])
+    return out.getvalue()
+
+
+__all__ = [
+    "ALL_SERVICES",
+    "BUSINESS_TZ",
+    "CSV_COLUMNS",
+    "FLEET_KEY",
+    "GOOD_RATINGS",
+    "EventRecord",
+    "FoldResult",
+    "HelpFacts",
+    "Scope",
+    "StatRow",
+    "Summary",
+    "TicketFacts",
+    "aggregate",
+    "business_day",
+    "compute",
+    "fold_tickets",
+    "hourly",
+    "percentile",
+    "row_values",
+    "rows_to_csv",
+    "summarize",
+]

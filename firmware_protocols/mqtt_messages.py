@@ -1,0 +1,719 @@
+"""MQTT payloads of the onedoor contract (v1): typed schemas and a strict JSON codec.
+
+Used by both ends: the edge encodes ``state``/``event``/``telemetry``/``cmd_result``
+and decodes ``ack``/``cmd``; the central does the reverse. Pure: no paho, no
+sockets, no clocks (times are passed in, as unix milliseconds).
+
+Every payload is a JSON object with ``"v": 1`` and the publishing/target
+``"site"`` (checked against the topic). Schemas are frozen msgspec Structs with
+``forbid_unknown_fields``; strings, lists and payload bytes are bounded.
+
+::
+
+    encode(message) -> bytes                     compact UTF-8 JSON; LocalProtocolError if invalid
+    decode(kind, payload, *, site_id) -> message InvalidMessage(reason=...) if invalid
+    decode_publish(topic, payload) -> Incoming(site_id, kind, message)
+    to_publish(message) -> Publish(topic, payload, qos, retain)
+    will_for(state) -> Publish                   the LWT matching an online state
+
+Errors: see :mod:`firmware_protocols.mqtt_topics` (``InvalidMessage`` and its ``Reason``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Annotated, Any, Final, Literal, NamedTuple, TypeAlias, get_args
+
+import msgspec
+
+from firmware_protocols.errors import LocalProtocolError
+from firmware_protocols.mqtt_topics import (
+    COMMAND_NAMES,
+    SITE_ID_PATTERN,
+    TOPICS,
+    InvalidMessage,
+    Kind,
+    Reason,
+    build_topic,
+    parse_topic,
+)
+
+VERSION: Final = 1
+
+# --------------------------------------------------------------------------- field types
+# Patterns end in \Z, not $: msgspec uses re.search and "$" would accept a trailing "\n".
+
+SiteId = Annotated[str, msgspec.Meta(pattern=f"^{SITE_ID_PATTERN}\\Z")]
+Ident = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")]
+"""Ids from the site config: service, staff (工号), device, button."""
+Token = Annotated[str, msgspec.Meta(pattern=r"^[\x21-\x7e]{1,64}\Z")]
+"""Printable ASCII without spaces: software/config versions, boot id."""
+TicketNo = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{1,2}[0-9]{3,4}\Z")]
+"""Prefix letter(s) of the service plus the daily counter: ``A012``."""
+DetailCode = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}\Z")]
+"""Device detail code, e.g. ``paper_out``; see :data:`KNOWN_DEVICE_DETAILS`."""
+Day = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-[0-1][0-9]-[0-3][0-9]\Z")]
+# Free text reaches TTS, LED screens and logs: control characters (NUL, ESC, newlines) never.
+_NO_CONTROL: Final = r"^[^\x00-\x1f\x7f]*\Z"
+ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_NO_CONTROL)]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_NO_CONTROL)]
+ErrorText = Annotated[str, msgspec.Meta(min_length=1, max_length=400, pattern=_NO_CONTROL)]
+
+UnixMs = Annotated[int, msgspec.Meta(ge=0, le=4_102_444_800_000)]
+"""Wall time in unix milliseconds (0 .. 2100-01-01); may be wrong if the clock is not synced."""
+Seq = Annotated[int, msgspec.Meta(ge=1, le=2**53 - 1)]
+AckSeq = Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)]
+WindowNo = Annotated[int, msgspec.Meta(ge=1, le=9999)]
+Seconds = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
+Percent = Annotated[float, msgspec.Meta(ge=0.0, le=100.0)]
+
+TicketClass = Literal["normal", "priority", "appointment"]
+Channel = Literal["kiosk", "button", "api"]
+DeviceKind = Literal["printer", "led", "terminal", "gpio", "audio"]
+DeviceHealth = Literal["ok", "degraded", "fault", "offline"]
+WindowState = Literal["closed", "open", "paused", "serving"]
+
+KNOWN_DEVICE_DETAILS: Final = frozenset(
+    {"paper_out", "paper_low", "cover_open", "cutter_error", "no_reply", "bad_frame", "silent"}
+)
+"""Detail codes the edge drivers emit today; others matching :data:`DetailCode` are accepted.
+
+How the device events of the contract map onto ``device.status``::
+
+    printer paper low     kind printer   status degraded  detail paper_low
+    printer paper out     kind printer   status fault     detail paper_out
+    screen silent         kind led       status fault     detail silent
+    terminal dead         kind terminal  status offline   detail no_reply
+    terminal alive again  kind terminal  status ok        detail null
+    any device offline    any kind       status offline   detail null or a code
+"""
+
+MAX_CONFIG_ERRORS: Final = 16
+MAX_QUEUES: Final = 64
+MAX_WINDOWS: Final = 256
+MAX_DEVICES: Final = 1024
+MAX_COMMAND_TTL_MS: Final = 86_400_000
+
+
+class _Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of every schema: frozen, strict, keyword-only."""
+
+
+class _Message(_Struct, frozen=True, kw_only=True):
+    """Top-level payload: version and site id first."""
+
+    v: Literal[1] = VERSION
+    site: SiteId
+
+
+class WaitPrediction(_Struct, frozen=True, kw_only=True):
+    """Predicted wait in seconds (50th and 90th percentile of the simulated hall)."""
+
+    p50_s: Seconds
+    p90_s: Seconds
+
+    def __post_init__(self) -> None:
+        if self.p90_s < self.p50_s:
+            raise ValueError("p90_s must be >= p50_s")
+
+
+# --------------------------------------------------------------------------- state
+
+
+class State(_Message, frozen=True, kw_only=True):
+    """``state``: retained presence; the offline variant with ``lwt=true`` is the Will.
+
+    ``session`` increases on every MQTT connection of the site, across reboots
+    (persisted with the journal): the central ignores a state whose session is
+    older than the one it holds, e.g. a Will of a dead connection delivered after
+    the edge reconnected. ``boot_id`` changes on every boot.
+    """
+
+    status: Literal["online", "offline"]
+    lwt: bool
+    boot_id: Token
+    session: Seq
+    software: Token
+    config: Token | None
+    ts: UnixMs
+    clock_synced: bool
+
+    def __post_init__(self) -> None:
+        if self.lwt and self.status != "offline":
+            raise ValueError("a Will (lwt=true) must have status offline")
+
+
+def state_supersedes(new: State, current: State | None) -> bool:
+    """Whether the central should replace ``current`` with ``new`` for a site.
+
+    A newer session always wins, an older one never does (a stale Will). Within
+    one session ``offline`` is final: a late ``online`` of the same session loses.
+    """
+    if current is None or new.session > current.session:
+        return True
+    if new.session < current.session:
+        return False
+    return not (current.status == "offline" and new.status == "online")
+
+
+# --------------------------------------------------------------------------- event bodies
+
+
+class _Body(_Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of event bodies; the tag (``"type"``) is the event type, e.g. ``ticket.issued``."""
+
+
+class TicketIssued(_Body, frozen=True, kw_only=True, tag="ticket.issued"):
+    ticket: TicketNo
+    service: Ident
+    ticket_class: TicketClass = msgspec.field(name="class")
+    booked_ts: UnixMs | None
+    """Booked time of an appointment; null for the other classes."""
+    channel: Channel
+    people_ahead: Count
+    wait: WaitPrediction | None
+
+    def __post_init__(self) -> None:
+        if (self.ticket_class == "appointment") != (self.booked_ts is not None):
+            raise ValueError("booked_ts is required for appointments and only for them")
+
+
+class TicketCalled(_Body, frozen=True, kw_only=True, tag="ticket.called"):
+    ticket: TicketNo
+    window: WindowNo
+
+
+class TicketRecalled(_Body, frozen=True, kw_only=True, tag="ticket.recalled"):
+    ticket: TicketNo
+    window: WindowNo
+    recall: Annotated[int, msgspec.Meta(ge=1, le=99)]
+    """How many times the ticket has been recalled so far (1 on the first recall)."""
+
+
+class TicketServing(_Body, frozen=True, kw_only=True, tag="ticket.serving"):
+    ticket: TicketNo
+    window: WindowNo
+
+
+class TicketDone(_Body, frozen=True, kw_only=True, tag="ticket.done"):
+    ticket: TicketNo
+    window: WindowNo
+    served_s: Seconds
+
+
+class TicketNoShow(_Body, frozen=True, kw_only=True, tag="ticket.no_show"):
+    ticket: TicketNo
+    window: WindowNo
+    requeued: bool
+
+
+class TicketTransferred(_Body, frozen=True, kw_only=True, tag="ticket.transferred"):
+    ticket: TicketNo
+    window: WindowNo
+    from_service: Ident
+    to_service: Ident
+
+
+class TicketCancelled(_Body, frozen=True, kw_only=True, tag="ticket.cancelled"):
+    ticket: TicketNo
+
+
+class RatingGiven(_Body, frozen=True, kw_only=True, tag="rating.given"):
+    ticket: TicketNo
+    window: WindowNo
+    staff: Ident
+    value: Annotated[int, msgspec.Meta(ge=1, le=5)]
+
+
+class WindowSignedIn(_Body, frozen=True, kw_only=True, tag="window.signed_in"):
+    window: WindowNo
+    staff: Ident
+
+
+class WindowSignedOut(_Body, frozen=True, kw_only=True, tag="window.signed_out"):
+    window: WindowNo
+    staff: Ident
+
+
+class WindowPaused(_Body, frozen=True, kw_only=True, tag="window.paused"):
+    window: WindowNo
+
+
+class WindowResumed(_Body, frozen=True, kw_only=True, tag="window.resumed"):
+    window: WindowNo
+
+
+class HelpRequested(_Body, frozen=True, kw_only=True, tag="help.requested"):
+    button: Ident
+    location: ShortText
+
+
+class HelpAcknowledged(_Body, frozen=True, kw_only=True, tag="help.acknowledged"):
+    button: Ident
+    staff: Ident | None
+
+
+class HelpResolved(_Body, frozen=True, kw_only=True, tag="help.resolved"):
+    button: Ident
+
+
+class HelpEscalated(_Body, frozen=True, kw_only=True, tag="help.escalated"):
+    button: Ident
+    waited_s: Seconds
+
+
+class SlaBreached(_Body, frozen=True, kw_only=True, tag="sla.breached"):
+    ticket: TicketNo
+    service: Ident
+    waited_s: Seconds
+
+
+class ServiceOvertime(_Body, frozen=True, kw_only=True, tag="service.overtime"):
+    ticket: TicketNo
+    window: WindowNo
+    served_s: Seconds
+
+
+class DeviceStatus(_Body, frozen=True, kw_only=True, tag="device.status"):
+    """A device changed health (paper low/out, screen silent, terminal dead/alive, ...).
+
+    See :data:`KNOWN_DEVICE_DETAILS` for how each device event is spelled.
+    """
+
+    device: Ident
+    kind: DeviceKind
+    status: DeviceHealth
+    detail: DetailCode | None
+
+
+class ConfigApplied(_Body, frozen=True, kw_only=True, tag="config.applied"):
+    version: Token
+
+
+class ConfigRejected(_Body, frozen=True, kw_only=True, tag="config.rejected"):
+    version: Token
+    errors: Annotated[list[Text], msgspec.Meta(min_length=1, max_length=MAX_CONFIG_ERRORS)]
+
+
+class OutboxDropped(_Body, frozen=True, kw_only=True, tag="outbox.dropped"):
+    count: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
+    """Telemetry snapshots dropped because the outbox was full (events are never dropped)."""
+
+
+class DayReset(_Body, frozen=True, kw_only=True, tag="day.reset"):
+    day: Day
+    """The new business day, local date ``YYYY-MM-DD``: ticket counters restart."""
+
+
+EventBody: TypeAlias = (
+    TicketIssued
+    | TicketCalled
+    | TicketRecalled
+    | TicketServing
+    | TicketDone
+    | TicketNoShow
+    | TicketTransferred
+    | TicketCancelled
+    | RatingGiven
+    | WindowSignedIn
+    | WindowSignedOut
+    | WindowPaused
+    | WindowResumed
+    | HelpRequested
+    | HelpAcknowledged
+    | HelpResolved
+    | HelpEscalated
+    | SlaBreached
+    | ServiceOvertime
+    | DeviceStatus
+    | ConfigApplied
+    | ConfigRejected
+    | OutboxDropped
+    | DayReset
+)
+
+
+def _tag(cls: type[msgspec.Struct]) -> str:
+    tag = cls.__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
+
+
+EVENT_TYPES: Final[Mapping[str, type[msgspec.Struct]]] = MappingProxyType(
+    {_tag(cls): cls for cls in get_args(EventBody)}
+)
+"""Every event type name (``ticket.issued`` ...) and its body struct."""
+
+
+class Event(_Message, frozen=True, kw_only=True):
+    """``event``: one business event; ``seq`` is per site, gap-free, starting at 1."""
+
+    seq: Seq
+    id: uuid.UUID
+    ts: UnixMs
+    clock_synced: bool
+    body: EventBody
+
+    @property
+    def type(self) -> str:
+        """The event type, e.g. ``"ticket.issued"`` (the body's tag)."""
+        return _tag(type(self.body))
+
+
+# --------------------------------------------------------------------------- telemetry
+
+
+class QueueStat(_Struct, frozen=True, kw_only=True):
+    service: Ident
+    waiting: Count
+    oldest_wait_s: Seconds
+    wait: WaitPrediction | None
+
+
+class WindowStat(_Struct, frozen=True, kw_only=True):
+    window: WindowNo
+    state: WindowState
+    ticket: TicketNo | None
+
+    def __post_init__(self) -> None:
+        if self.state == "serving" and self.ticket is None:
+            raise ValueError("a serving window must have a ticket")
+        if self.state == "closed" and self.ticket is not None:
+            raise ValueError("a closed window has no ticket")
+
+
+class DeviceStat(_Struct, frozen=True, kw_only=True):
+    device: Ident
+    kind: DeviceKind
+    status: DeviceHealth
+    detail: DetailCode | None
+
+
+class HostStat(_Struct, frozen=True, kw_only=True):
+    cpu_temp_c: Annotated[float, msgspec.Meta(ge=-60.0, le=150.0)] | None
+    load1: Annotated[float, msgspec.Meta(ge=0.0, le=1000.0)]
+    mem_used_pct: Percent
+    disk_used_pct: Percent
+    uptime_s: Annotated[int, msgspec.Meta(ge=0, le=2**40)]
+
+
+class OutboxStat(_Struct, frozen=True, kw_only=True):
+    depth: Count
+    oldest_unacked_seq: Seq | None
+
+
+class Telemetry(_Message, frozen=True, kw_only=True):
+    """``telemetry``: periodic snapshot, QoS 0, may be dropped (see ``outbox.dropped``)."""
+
+    ts: UnixMs
+    clock_synced: bool
+    queues: Annotated[list[QueueStat], msgspec.Meta(max_length=MAX_QUEUES)]
+    windows: Annotated[list[WindowStat], msgspec.Meta(max_length=MAX_WINDOWS)]
+    devices: Annotated[list[DeviceStat], msgspec.Meta(max_length=MAX_DEVICES)]
+    host: HostStat
+    outbox: OutboxStat
+
+
+# --------------------------------------------------------------------------- ack
+
+
+class Ack(_Message, frozen=True, kw_only=True):
+    """``ack``: the highest seq such that every event 1..seq is committed centrally."""
+
+    seq: AckSeq
+
+
+# --------------------------------------------------------------------------- commands
+
+
+class _Args(_Struct, frozen=True, kw_only=True, tag_field="name"):
+    """Base of command args; the tag (``"name"``) is the command name of ``cmd/{name}``."""
+
+
+class AnnounceArgs(_Args, frozen=True, kw_only=True, tag="announce"):
+    text: Text
+    repeat: Annotated[int, msgspec.Meta(ge=1, le=5)]
+
+
+class ReprintArgs(_Args, frozen=True, kw_only=True, tag="reprint"):
+    ticket: TicketNo
+
+
+class ScreenNoticeArgs(_Args, frozen=True, kw_only=True, tag="screen_notice"):
+    text: Text
+    screen: Ident | None
+    """Device id of one LED screen, or null for every screen of the site."""
+    duration_s: Annotated[int, msgspec.Meta(ge=1, le=86_400)]
+
+
+class ReloadConfigArgs(_Args, frozen=True, kw_only=True, tag="reload_config"):
+    version: Token | None
+    """The config version the daemon should find on disk, or null for any."""
+
+
+CommandArgs: TypeAlias = AnnounceArgs | ReprintArgs | ScreenNoticeArgs | ReloadConfigArgs
+
+COMMAND_ARGS: Final[Mapping[str, type[msgspec.Struct]]] = MappingProxyType(
+    {_tag(cls): cls for cls in get_args(CommandArgs)}
+)
+assert tuple(COMMAND_ARGS) == COMMAND_NAMES
+
+
+class Cmd(_Message, frozen=True, kw_only=True):
+    """``cmd/{name}``: a remote command; the edge must not run it at or after ``expires_ts``."""
+
+    id: uuid.UUID
+    issued_ts: UnixMs
+    expires_ts: UnixMs
+    args: CommandArgs
+
+    def __post_init__(self) -> None:
+        ttl = self.expires_ts - self.issued_ts
+        if not 0 < ttl <= MAX_COMMAND_TTL_MS:
+            raise ValueError(f"expires_ts - issued_ts must be in 1..{MAX_COMMAND_TTL_MS} ms")
+
+    @property
+    def name(self) -> str:
+        return _tag(type(self.args))
+
+    def expired(self, now_ms: int) -> bool:
+        """Whether the command is past its time-to-live at ``now_ms`` (caller's clock)."""
+        return now_ms >= self.expires_ts
+
+
+class CmdResult(_Message, frozen=True, kw_only=True):
+    """``cmd_result``: outcome of a command; ``error`` is set exactly when ``ok`` is false."""
+
+    id: uuid.UUID
+    ok: bool
+    error: ErrorText | None
+    ts: UnixMs
+
+    def __post_init__(self) -> None:
+        if self.ok != (self.error is None):
+            raise ValueError("error must be null when ok and set when not ok")
+
+
+Message: TypeAlias = State | Event | Telemetry | Ack | Cmd | CmdResult
+
+SCHEMAS: Final[Mapping[Kind, type[msgspec.Struct]]] = MappingProxyType(
+    {
+        Kind.STATE: State,
+        Kind.EVENT: Event,
+        Kind.TELEMETRY: Telemetry,
+        Kind.ACK: Ack,
+        Kind.CMD: Cmd,
+        Kind.CMD_RESULT: CmdResult,
+    }
+)
+"""The payload schema of every topic kind."""
+
+_KIND_OF: Final = {cls: kind for kind, cls in SCHEMAS.items()}
+
+# --------------------------------------------------------------------------- codec
+
+
+class _Probe(msgspec.Struct):
+    """Reads only ``v`` (unknown fields skipped) to tell version errors from schema errors."""
+
+    v: Any = msgspec.UNSET
+
+
+_PROBE: Final = msgspec.json.Decoder(_Probe)
+_DECODERS: Final[Mapping[Kind, msgspec.json.Decoder[Any]]] = MappingProxyType(
+    {kind: msgspec.json.Decoder(cls) for kind, cls in SCHEMAS.items()}
+)
+_ENCODER: Final = msgspec.json.Encoder()
+
+
+def kind_of(message: Message) -> Kind:
+    """The topic kind a message is published on."""
+    try:
+        return _KIND_OF[type(message)]
+    except KeyError:
+        raise LocalProtocolError(f"not an MQTT message: {type(message).__name__}") from None
+
+
+def encode(message: Message) -> bytes:
+    """Compact UTF-8 JSON (Chinese not escaped), validated against the schema and size limit.
+
+    Raises :class:`LocalProtocolError` if the message would be rejected by the peer.
+    """
+    kind = kind_of(message)
+    try:
+        data = _ENCODER.encode(message)
+    except (msgspec.EncodeError, OverflowError, UnicodeEncodeError, TypeError) as exc:
+        raise LocalProtocolError(f"cannot encode {kind.value}: {exc}") from exc
+    limit = TOPICS[kind].max_payload
+    if len(data) > limit:
+        raise LocalProtocolError(f"{kind.value} payload is {len(data)} bytes, limit {limit}")
+    try:
+        _DECODERS[kind].decode(data)
+    except msgspec.ValidationError as exc:
+        raise LocalProtocolError(f"invalid {kind.value}: {exc}") from exc
+    return data
+
+
+def decode(
+    kind: Kind | str,
+    payload: bytes | bytearray | memoryview,
+    *,
+    site_id: str,
+    command: str | None = None,
+) -> Message:
+    """Decode and validate one payload received on ``onedoor/v1/{site_id}/{kind}``.
+
+    ``command`` is the ``{name}`` of a ``cmd/{name}`` topic, checked against the
+    payload when given. Raises :class:`InvalidMessage` with a :class:`Reason`;
+    never anything else for any bytes.
+    """
+    kind = Kind(kind)
+
+    def fail(reason: Reason, detail: str) -> InvalidMessage:
+        return InvalidMessage(reason, detail, site_id=site_id, kind=kind)
+
+    limit = TOPICS[kind].max_payload
+    if len(payload) > limit:
+        raise fail(Reason.TOO_LARGE, f"{len(payload)} bytes, limit {limit}")
+    try:
+        probe = _PROBE.decode(payload)
+    except msgspec.ValidationError as exc:
+        raise fail(Reason.SCHEMA, str(exc)) from None
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise fail(Reason.JSON, str(exc) or type(exc).__name__) from None
+    if probe.v is msgspec.UNSET:
+        raise fail(Reason.VERSION, 'missing "v"')
+    if type(probe.v) is not int or probe.v != VERSION:
+        raise fail(Reason.VERSION, f'unsupported "v": {probe.v!r:.20}')
+    try:
+        message: Message = _DECODERS[kind].decode(payload)
+    except msgspec.ValidationError as exc:
+        raise fail(Reason.SCHEMA, str(exc)) from None
+    except (msgspec.DecodeError, RecursionError) as exc:  # pragma: no cover - probe parsed it
+        raise fail(Reason.JSON, str(exc) or type(exc).__name__) from None
+    if message.site != site_id:
+        raise fail(Reason.SITE_MISMATCH, f"payload site {message.site!r}, topic {site_id!r}")
+    if isinstance(message, Cmd) and command is not None and message.name != command:
+        raise fail(Reason.COMMAND_MISMATCH, f"payload {message.name!r}, topic {command!r}")
+    return message
+
+
+class Incoming(NamedTuple):
+    """A received publish: unpacks as ``site_id, kind, message``."""
+
+    site_id: str
+    kind: Kind
+    message: Message
+
+
+def decode_publish(topic: str, payload: bytes | bytearray | memoryview) -> Incoming:
+    """Parse the topic and decode the payload in one call (the ingest path).
+
+    Raises :class:`InvalidMessage` (``reason`` ``topic`` for a bad topic; otherwise
+    with ``site_id`` and ``kind`` set, for per-site counters).
+    """
+    parsed = parse_topic(topic)
+    message = decode(parsed.kind, payload, site_id=parsed.site_id, command=parsed.command)
+    return Incoming(parsed.site_id, parsed.kind, message)
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """Everything needed for ``client.publish(topic, payload, qos=qos, retain=retain)``."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+def to_publish(message: Message) -> Publish:
+    """Encode ``message`` and pick its topic (from ``message.site``), QoS and retain flag."""
+    kind = kind_of(message)
+    command = message.name if isinstance(message, Cmd) else None
+    spec = TOPICS[kind]
+    payload = encode(message)
+    return Publish(build_topic(message.site, kind, command), payload, spec.qos, spec.retain)
+
+
+def will_for(state: State) -> Publish:
+    """The Last Will to register on connect, matching the ``online`` state about to be sent.
+
+    Same site, boot id, session and versions; ``status`` offline and ``lwt`` true.
+    Its ``ts`` is the connect time (a Will cannot know when it fires).
+    """
+    will = msgspec.structs.replace(state, status="offline", lwt=True)
+    return to_publish(will)
+
+
+__all__ = [
+    "COMMAND_ARGS",
+    "EVENT_TYPES",
+    "KNOWN_DEVICE_DETAILS",
+    "MAX_COMMAND_TTL_MS",
+    "MAX_CONFIG_ERRORS",
+    "MAX_DEVICES",
+    "MAX_QUEUES",
+    "MAX_WINDOWS",
+    "SCHEMAS",
+    "VERSION",
+    "Ack",
+    "AnnounceArgs",
+    "Cmd",
+    "CmdResult",
+    "CommandArgs",
+    "ConfigApplied",
+    "ConfigRejected",
+    "DayReset",
+    "DeviceStat",
+    "DeviceStatus",
+    "Event",
+    "EventBody",
+    "HelpAcknowledged",
+    "HelpEscalated",
+    "HelpRequested",
+    "HelpResolved",
+    "HostStat",
+    "Incoming",
+    "InvalidMessage",
+    "Kind",
+    "Message",
+    "OutboxDropped",
+    "OutboxStat",
+    "Publish",
+    "QueueStat",
+    "RatingGiven",
+    "Reason",
+    "ReloadConfigArgs",
+    "ReprintArgs",
+    "ScreenNoticeArgs",
+    "ServiceOvertime",
+    "SlaBreached",
+    "State",
+    "Telemetry",
+    "TicketCalled",
+    "TicketCancelled",
+    "TicketDone",
+    "TicketIssued",
+    "TicketNoShow",
+    "TicketRecalled",
+    "TicketServing",
+    "TicketTransferred",
+    "WaitPrediction",
+    "WindowPaused",
+    "WindowResumed",
+    "WindowSignedIn",
+    "WindowSignedOut",
+    "WindowStat",
+    "decode",
+    "decode_publish",
+    "encode",
+    "kind_of",
+    "state_supersedes",
+    "to_publish",
+    "will_for",
+]

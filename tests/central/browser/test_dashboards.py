@@ -1,0 +1,283 @@
+"""The dashboards in a real headless Chromium (Debian's), against a real uvicorn server.
+
+Log in, open every page, watch live updates arrive after a real MQTT publish,
+acknowledge an alarm, download the statistics CSV. Screenshots go to
+``tests/artifacts/`` (CI keeps them; not committed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from central.auth import Role
+from central.models import Alarm
+from central.stats import BUSINESS_TZ
+from firmware_protocols import mqtt_messages as mm
+from onedoor.broker import free_port, wait_for_port
+from tests.central.sim import SimSite
+from tests.central.test_api_support import RunningApp, build_app, wait_until
+from tests.servers import MosquittoBroker
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+if shutil.which(CHROMIUM) is None:  # pragma: no cover - CI installs Debian's chromium
+    pytest.skip("Debian's chromium is not installed", allow_module_level=True)
+
+
+class LiveServer:
+    """uvicorn serving the real app in a thread, on a free port."""
+
+    def __init__(self, env: RunningApp, port: int) -> None:
+        self.env = env
+        self.url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(
+            env.app, host="127.0.0.1", port=port, log_config=None, access_log=False
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn-test", daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        wait_for_port("127.0.0.1", int(self.url.rsplit(":", 1)[1]))
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def live(
+    tmp_path_factory: pytest.TempPathFactory, mqtt_broker: MosquittoBroker
+) -> Iterator[LiveServer]:
+    from central.auth import ensure_schema
+
+    app, service = build_app(tmp_path_factory.mktemp("browser") / "central.db", mqtt_broker)
+    central = app.state.central
+    ensure_schema(central.engine)
+    tokens = {role: central.tokens.create(role, f"browser {role.value}")[1] for role in Role}
+    # The TestClient stays unused (never entered): here uvicorn serves the app to chromium.
+    env = RunningApp(app, TestClient(app), central, service, tokens, mqtt_broker)
+    with LiveServer(env, free_port()) as server:
+        wait_until(lambda: service.mqtt.connected, timeout=20)
+        yield server
+    env.clear_retained("zs-shiqi-01")
+
+
+@pytest.fixture(scope="module")
+def browser(live: LiveServer) -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def new_page(browser: Browser, live: LiveServer, role: Role) -> Page:
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(f"{live.url}/login")
+    page.fill("input[name=token]", live.env.tokens[role])
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live.url}/")
+    return page
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"central_{name}.png"), full_page=False)
+
+
+def test_login_page_refuses_a_bad_token(browser: Browser, live: LiveServer) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{live.url}/")
+    assert "/login" in page.url
+    shot(page, "login")
+    page.fill("input[name=token]", "od_00000000_" + "x" * 43)
+    page.click("button[type=submit]")
+    assert page.locator("p.error").inner_text() == "令牌无效或已撤销"
+    context.close()
+
+
+def test_fleet_overview_updates_live_from_mqtt(browser: Browser, live: LiveServer) -> None:
+    page = new_page(browser, live, Role.VIEWER)
+    assert page.locator(".fleet a.t").count() == 303
+    assert page.locator("section.town").count() == 25
+    tile = page.locator("#t-zs-shiqi-01")
+    assert "unknown" in (tile.get_attribute("class") or "")
+    page.wait_for_selector("#live.on")  # the SSE stream said hello
+    site = SimSite("zs-shiqi-01")
+    live.env.publish(site.state(), site.telemetry(waiting=4))  # a real edge would do just this
+    page.wait_for_selector("#t-zs-shiqi-01.ok")
+    assert page.locator('[data-count="online"]').inner_text() != "0"
+    shot(page, "fleet")
+    page.fill("input[name=q]", "石岐")
+    page.click(".filters button[type=submit]")
+    assert 0 < page.locator(".fleet a.t").count() < 303
+    page.click("a.lang")
+    assert page.locator("header nav a").first.inner_text() == "Fleet"
+    page.context.close()
+
+
+def test_site_page_shows_charts_and_live_queue(browser: Browser, live: LiveServer) -> None:
+    site = SimSite("zs-shiqi-02")
+    today9 = dt.datetime.now(BUSINESS_TZ).replace(hour=9, minute=0, second=0, microsecond=0)
+    start_ms = int(today9.timestamp() * 1000)
+
+    def event(seq: int, at_s: int, body: mm.EventBody) -> mm.Event:
+        return mm.Event(site=site.site_id, seq=seq, id=uuid.uuid4(), ts=start_ms + at_s * 1000,
+                        clock_synced=True, body=body)  # fmt: skip
+
+    issued = [
+        event(i + 1, i * 300, mm.TicketIssued(ticket=f"Z{i + 1:03d}", service="zonghe",
+              ticket_class="normal", booked_ts=None, channel="kiosk", people_ahead=i, wait=None))
+        for i in range(6)
+    ]  # fmt: skip
+    live.env.feed(
+        site.state(),
+        site.telemetry(waiting=2),
+        *issued,
+        event(7, 200, mm.TicketCalled(ticket="Z001", window=1)),
+        event(8, 700, mm.TicketDone(ticket="Z001", window=1, served_s=500)),
+        event(9, 701, mm.RatingGiven(ticket="Z001", window=1, staff="w1", value=5)),
+    )
+    page = new_page(browser, live, Role.VIEWER)
+    page.goto(f"{live.url}/sites/zs-shiqi-02")
+    page.wait_for_selector("#chart-flow .uplot canvas")
+    assert page.locator(".charts .uplot").count() == 3
+    assert page.locator("#windows tbody tr").count() >= 1
+    assert page.locator("#events tbody tr").count() == 9
+    page.wait_for_function("document.body.dataset.liveUpdates >= 1")
+    live.env.publish(site.telemetry(waiting=17, oldest_wait_s=900))
+    page.wait_for_function(
+        "document.querySelector('#queues').innerText.includes('17')", timeout=15_000
+    )
+    shot(page, "site")
+    page.context.close()
+
+
+def test_acknowledge_an_alarm_in_the_browser(browser: Browser, live: LiveServer) -> None:
+    site = SimSite("zs-shiqi-03")
+    live.env.feed(
+        site.state(),
+        site.event(
+            mm.DeviceStatus(device="printer-1", kind="printer", status="fault", detail="paper_out")
+        ),
+    )
+    with live.env.central.sessions() as session:
+        alarm = session.query(Alarm).filter_by(site_id="zs-shiqi-03", device="printer-1").one()
+    viewer = new_page(browser, live, Role.VIEWER)
+    viewer.goto(f"{live.url}/alarms")
+    assert viewer.locator(f"#alarm-{alarm.id}").count() == 1
+    assert viewer.locator(f"#alarm-{alarm.id} button[data-ack]").count() == 0  # viewers cannot
+    viewer.context.close()
+    page = new_page(browser, live, Role.OPERATOR)
+    page.goto(f"{live.url}/alarms")
+    page.wait_for_function("document.body.dataset.liveUpdates >= 1")  # stream connected
+    other = SimSite("zs-shiqi-05")
+    live.env.feed(
+        other.state(),
+        other.event(mm.DeviceStatus(device="led-1", kind="led", status="fault", detail="silent")),
+    )
+    page.wait_for_selector("#alarms tr:has-text('led-1')")  # arrived live, no reload
+    page.click(f"#alarm-{alarm.id} button[data-ack]")
+    page.wait_for_selector(f"#alarm-{alarm.id} td.ack.acked")
+    assert "browser operator" in page.locator(f"#alarm-{alarm.id} td.ack").inner_text()
+    shot(page, "alarms")
+    with live.env.central.sessions() as session:
+        stored = session.get(Alarm, alarm.id)
+        assert stored is not None
+        assert stored.acknowledged_by == "browser operator"
+    page.reload()
+    assert "browser operator" in page.locator(f"#alarm-{alarm.id} td.ack").inner_text()
+    page.context.close()
+
+
+def test_statistics_page_and_csv_download(browser: Browser, live: LiveServer) -> None:
+    page = new_page(browser, live, Role.VIEWER)
+    today = dt.datetime.now(BUSINESS_TZ).date().isoformat()
+    page.goto(f"{live.url}/statistics?scope=site&start={today}&end={today}")
+    page.wait_for_selector("#stats")
+    assert page.locator("#stats tbody tr.total").count() >= 1  # zs-shiqi-02's tickets of today
+    href = page.locator("#csv").get_attribute("href") or ""
+    assert href.startswith("/api/v1/statistics.csv?")
+    with page.expect_download() as download_info:
+        page.click("#csv")
+    path = download_info.value.path()
+    text = Path(path).read_text("utf-8-sig")
+    assert text.startswith("范围 (scope),")
+    assert "zs-shiqi-02" in text
+    shot(page, "statistics")
+    page.context.close()
+
+
+def test_openapi_docs_render_offline(browser: Browser, live: LiveServer) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    external: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            external.append(request.url) if not request.url.startswith(live.url) else None
+        ),
+    )
+    page.goto(f"{live.url}/docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=20_000)
+    assert page.locator(".swagger-ui .opblock").count() >= 15
+    assert external == []  # nothing fetched from outside: closed hall networks
+    shot(page, "openapi")
+    context.close()
+
+
+def test_operator_sends_a_command_and_sees_its_result(browser: Browser, live: LiveServer) -> None:
+    site = SimSite("zs-shiqi-04")
+    live.env.feed(site.state())
+    page = new_page(browser, live, Role.OPERATOR)
+    page.goto(f"{live.url}/sites/zs-shiqi-04")
+    page.fill("#command-form input[name=text]", "abc")
+    page.select_option("#command-form select[name=name]", "reprint")
+    page.click("#command-form button[type=submit]")
+    page.wait_for_function("document.getElementById('command-error').textContent.length > 0")
+    assert "invalid reprint args" in page.locator("#command-error").inner_text()
+    page.select_option("#command-form select[name=name]", "announce")
+    page.fill("#command-form input[name=text]", "请A001号到1号窗口办理")
+    page.click("#command-form button[type=submit]")
+    page.wait_for_function("document.getElementById('command-form').dataset.lastCommand")
+    command_id = page.eval_on_selector("#command-form", "form => form.dataset.lastCommand")
+    row = f'#commands tr[data-command="{command_id}"]'
+    page.wait_for_selector(f"{row}.cmd-pending")
+    assert "等待执行" in page.locator(f"{row} td.state").inner_text()
+    live.env.feed(
+        mm.CmdResult(site="zs-shiqi-04", id=uuid.UUID(command_id), ok=True, error=None, ts=1)
+    )
+    page.wait_for_selector(f"{row}.cmd-succeeded")
+    shot(page, "site_command")
+    page.context.close()
+
+
+def test_viewers_get_no_command_form(browser: Browser, live: LiveServer) -> None:
+    page = new_page(browser, live, Role.VIEWER)
+    page.goto(f"{live.url}/sites/zs-shiqi-04")
+    page.wait_for_selector("#site-live")
+    assert page.locator("#command-form").count() == 0
+    page.context.close()

@@ -1,0 +1,164 @@
+"""Every route × every role {none, viewer, operator, admin}: the role matrix is enforced.
+
+The expected table below is the specification; a route missing from it fails
+the test, so a new route cannot ship without deciding who may call it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+
+from central.auth import Role
+from tests.central.test_api_support import RunningApp, running_app
+from tests.servers import MosquittoBroker
+
+PUBLIC = "public"
+SESSION = "session"  # dashboard pages and live streams: a session cookie, any role
+
+EXPECTED: dict[tuple[str, str], Role | str] = {
+    ("GET", "/api/v1/sites"): Role.VIEWER,
+    ("GET", "/api/v1/sites/{site_id}"): Role.VIEWER,
+    ("PATCH", "/api/v1/sites/{site_id}"): Role.ADMIN,
+    ("GET", "/api/v1/events"): Role.VIEWER,
+    ("GET", "/api/v1/alarms"): Role.VIEWER,
+    ("POST", "/api/v1/alarms/{alarm_id}/ack"): Role.OPERATOR,
+    ("GET", "/api/v1/statistics"): Role.VIEWER,
+    ("GET", "/api/v1/statistics.csv"): Role.VIEWER,
+    ("POST", "/api/v1/sites/{site_id}/commands"): Role.OPERATOR,
+    ("GET", "/api/v1/sites/{site_id}/commands"): Role.VIEWER,
+    ("GET", "/api/v1/commands/{command_id}"): Role.VIEWER,
+    ("GET", "/api/v1/inventory"): Role.OPERATOR,
+    ("GET", "/api/v1/tokens"): Role.ADMIN,
+    ("POST", "/api/v1/tokens"): Role.ADMIN,
+    ("DELETE", "/api/v1/tokens/{token_id}"): Role.ADMIN,
+    ("GET", "/metrics"): Role.VIEWER,
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/login"): PUBLIC,
+    ("POST", "/login"): PUBLIC,
+    ("POST", "/logout"): PUBLIC,
+    ("GET", "/"): SESSION,
+    ("GET", "/sites/{site_id}"): SESSION,
+    ("GET", "/alarms"): SESSION,
+    ("GET", "/statistics"): SESSION,
+    ("GET", "/live/fleet"): SESSION,
+    ("GET", "/live/sites/{site_id}"): SESSION,
+    ("GET", "/live/alarms"): SESSION,
+}
+
+PARAMS = {
+    "site_id": "zs-city",
+    "alarm_id": "987654",
+    "command_id": str(uuid.UUID(int=1)),
+    "token_id": "deadbeef",
+}
+BODIES = {
+    ("PATCH", "/api/v1/sites/{site_id}"): {"expected_config_version": "cfg-7"},
+    ("POST", "/api/v1/sites/{site_id}/commands"): {
+        "name": "screen_notice",
+        "args": {"text": "系统维护", "screen": None, "duration_s": 60},
+        "ttl_s": 30,
+    },
+    ("POST", "/api/v1/tokens"): {"role": "viewer", "name": "matrix"},
+}
+ROLES: list[Role | None] = [None, Role.VIEWER, Role.OPERATOR, Role.ADMIN]
+
+
+@pytest.fixture(scope="module")
+def env(
+    tmp_path_factory: pytest.TempPathFactory, mqtt_broker: MosquittoBroker
+) -> Iterator[RunningApp]:
+    with running_app(tmp_path_factory.mktemp("roles"), mqtt_broker) as running:
+        yield running
+
+
+def _walk(routes: list[Any]) -> Iterator[APIRoute]:
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif hasattr(route, "original_router"):  # FastAPI keeps included routers nested
+            yield from _walk(route.original_router.routes)
+
+
+def routes(env: RunningApp) -> set[tuple[str, str]]:
+    return {
+        (method, route.path) for route in _walk(env.app.routes) for method in route.methods or ()
+    }
+
+
+def test_every_route_is_in_the_table(env: RunningApp) -> None:
+    assert routes(env) == set(EXPECTED)
+
+
+def _url(path: str) -> str:
+    return path.format(**PARAMS)
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: "none" if r is None else r.value)
+def test_bearer_tokens_against_every_api_route(env: RunningApp, role: Role | None) -> None:
+    for (method, path), needed in sorted(EXPECTED.items(), key=str):
+        if needed in (PUBLIC, SESSION):
+            continue
+        assert isinstance(needed, Role)
+        response = env.client.request(
+            method, _url(path), headers=env.headers(role), json=BODIES.get((method, path))
+        )
+        where = f"{method} {path} as {role}"
+        if role is None:
+            assert response.status_code == 401, where
+            assert response.headers["www-authenticate"] == "Bearer", where
+        elif not role.allows(needed):
+            assert response.status_code == 403, where
+        else:
+            assert response.status_code not in (401, 403), (where, response.text)
+            assert response.status_code < 500, (where, response.text)
+
+
+def test_public_routes_need_nothing(env: RunningApp) -> None:
+    env.client.cookies.clear()
+    assert env.client.get("/healthz").json() == {"status": "ok", "database": "up"}
+    assert env.client.get("/login").status_code == 200
+    docs = env.client.get("/docs")
+    assert docs.status_code == 200
+    assert "/static/vendor/swagger-ui/swagger-ui-bundle.js" in docs.text
+    assert "cdn" not in docs.text.lower()  # no CDN: the halls' networks are closed
+    assert env.client.get("/static/vendor/swagger-ui/swagger-ui-bundle.js").status_code == 200
+    assert "/api/v1/sites" in env.client.get("/openapi.json").json()["paths"]
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: "none" if r is None else r.value)
+def test_pages_and_streams_need_a_session(env: RunningApp, role: Role | None) -> None:
+    env.client.cookies.clear()
+    if role is not None:
+        env.login(role)
+    for (method, path), needed in sorted(EXPECTED.items(), key=str):
+        if needed != SESSION:
+            continue
+        url = _url(path)
+        if path.startswith("/live/"):
+            with env.client.stream(method, url) as response:
+                if role is None:
+                    assert response.status_code == 401, url
+                else:
+                    assert response.status_code == 200, url
+                    assert response.headers["content-type"].startswith("text/event-stream")
+                    assert next(response.iter_lines()) == "retry: 2000"
+            continue
+        response = env.client.request(method, url, follow_redirects=False)
+        if role is None:
+            assert response.status_code == 303, url
+            assert response.headers["location"].startswith("/login?next=")
+        else:
+            assert response.status_code == 200, url
+    env.client.cookies.clear()
+
+
+def test_streams_refuse_bearer_tokens(env: RunningApp) -> None:
+    env.client.cookies.clear()
+    with env.client.stream("GET", "/live/fleet", headers=env.headers(Role.ADMIN)) as response:
+        assert response.status_code == 401

@@ -1,0 +1,127 @@
+"""Server-side dashboard pieces without a browser: large fleets, SSE framing, translations."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from central.api import Central
+from central.auth import Principal, Role, SessionSigner, TokenStore, ensure_schema
+from central.bench_web import synthetic_fleet
+from central.config import CentralConfig
+from central.db import make_engine, migrate, session_factory
+from central.web import COMPACT_ABOVE, TEXT, TOWNS_PER_PAGE, LiveHub, fleet_html, sse
+
+VIEWER = Principal("0123abcd", "manager", Role.VIEWER)
+
+
+@pytest.fixture(scope="module")
+def big_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('fleet') / 'c.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    ensure_schema(engine)
+    sessions = session_factory(engine)
+    synthetic_fleet(sessions, 3000)  # 150 towns of 20
+    yield Central(
+        config=CentralConfig(database_url=url),
+        engine=engine,
+        sessions=sessions,
+        tokens=TokenStore(sessions),
+        signer=SessionSigner(b"s" * 32),
+        service=None,
+    )
+    engine.dispose()
+
+
+def test_large_fleet_is_compact_and_paginated_by_town(big_fleet: Central) -> None:
+    assert COMPACT_ABOVE < 3000
+    html = fleet_html(big_fleet, VIEWER, "zh", q="", health="", town="")
+    assert 'class="fleet compact"' in html
+    assert html.count('<section class="town">') == TOWNS_PER_PAGE
+    assert len(re.findall(r'<a id="t-', html)) == TOWNS_PER_PAGE * 20
+    assert 'data-count="sites">3000<' in html  # the counts cover the whole fleet
+    assert html.count('href="/?page=') == 3  # 150 towns / 50 per page
+    last = fleet_html(big_fleet, VIEWER, "zh", q="", health="", town="", page_no=3)
+    assert "<h2>第0150镇" in last
+    assert "<h2>第0001镇" not in last
+    clamped = fleet_html(big_fleet, VIEWER, "zh", q="", health="", town="", page_no=99)
+    assert clamped == last
+
+
+def test_filters_cover_the_whole_fleet(big_fleet: Central) -> None:
+    offline = fleet_html(big_fleet, VIEWER, "zh", q="", health="offline", town="")
+    assert len(re.findall(r'<a id="t-', offline)) == 300  # every tenth site
+    assert 'class="fleet"' in offline  # small enough for named tiles again
+    one = fleet_html(big_fleet, VIEWER, "en", q="第77镇第3村", health="", town="")
+    assert re.findall(r'<a id="t-([^"]+)"', one) == ["p-0076-02"]
+    assert ">Fleet<" in one
+
+
+def test_names_are_escaped(big_fleet: Central) -> None:
+    from central.models import Site, SiteKind
+
+    with big_fleet.sessions.begin() as session:
+        session.add(Site(id="x-evil", name="<script>alert(1)</script>", town="第0001镇",
+                         kind=SiteKind.VILLAGE))  # fmt: skip
+    html = fleet_html(big_fleet, VIEWER, "zh", q="x-evil", health="", town="")
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;" in html
+
+
+def test_live_hub_counts_and_snapshot(big_fleet: Central) -> None:
+    tiles = LiveHub(big_fleet.sessions).snapshot()
+    counts = LiveHub.counts(tiles.values())
+    assert counts["offline"] == 300
+    assert counts["sites"] == len(tiles)
+    assert counts["alarms_active"] == len(range(0, 3000, 33))
+
+
+def test_sse_framing() -> None:
+    assert sse("tiles", {"a": 1}) == 'event: tiles\ndata: {"a": 1}\n\n'
+    assert sse("live", "<p>\n甲</p>") == "event: live\ndata: <p>\ndata: 甲</p>\n\n"
+
+
+def test_every_text_has_chinese_and_english() -> None:
+    for key, (zh, en) in TEXT.items():
+        assert zh, key
+        assert en, key
+        assert zh != en or key in {"csv"}, key
+
+
+def test_templates_use_only_known_text_keys() -> None:
+    templates = Path(__file__).resolve().parents[2] / "central" / "web" / "templates"
+    used = set()
+    for template in templates.glob("*.html"):
+        used.update(re.findall(r"t\('([a-z_0-9]+)'\)", template.read_text("utf-8")))
+    assert used - set(TEXT) == set()
+
+
+def test_statistics_page_reports_bad_input(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from central.app import create_app
+
+    url = f"sqlite:///{tmp_path}/c.db"
+    app = create_app(CentralConfig(database_url=url), with_service=False, secret=b"s" * 32)
+    with TestClient(app) as client:
+        _, token = app.state.central.tokens.create(Role.VIEWER, "stats")
+        client.post(
+            "/login",
+            content=f"token={token}",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        bad = client.get("/statistics?start=2026-13-45")
+        assert bad.status_code == 200
+        assert "日期格式应为 YYYY-MM-DD" in bad.text
+        reversed_range = client.get("/statistics?start=2026-11-23&end=2026-11-01")
+        assert "the end date is before the start date" in reversed_range.text
+        assert client.get("/sites/nowhere").status_code == 404
+        # A read-only app (no ingest service) refuses acknowledgements with 503, not a crash.
+        _, admin = app.state.central.tokens.create(Role.ADMIN, "root")
+        answer = client.post("/api/v1/alarms/1/ack", headers={"Authorization": f"Bearer {admin}"})
+        assert answer.status_code == 503
+        assert "read-only" in answer.json()["detail"]

@@ -1,0 +1,45 @@
+"""Against a real InfluxDB 2 (set ONEDOOR_TEST_INFLUX_URL, _ORG, _BUCKET, _TOKEN); else skipped."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+import pytest
+
+from central.telemetry import InfluxTelemetrySink, Point
+
+URL = os.environ.get("ONEDOOR_TEST_INFLUX_URL", "")
+
+pytestmark = [
+    pytest.mark.influx,
+    pytest.mark.skipif(
+        not URL,
+        reason="no InfluxDB: set ONEDOOR_TEST_INFLUX_URL (and _ORG, "
+        "_BUCKET, _TOKEN) to run against a real server",
+    ),
+]
+
+
+def test_points_are_queryable_in_influx() -> None:
+    from influxdb_client.client.influxdb_client import InfluxDBClient
+
+    org = os.environ.get("ONEDOOR_TEST_INFLUX_ORG", "onedoor")
+    bucket = os.environ.get("ONEDOOR_TEST_INFLUX_BUCKET", "onedoor")
+    token = os.environ.get("ONEDOOR_TEST_INFLUX_TOKEN", "")
+    site = f"zs-test-{uuid.uuid4().hex[:8]}"
+    now_ms = int(time.time() * 1000)
+    sink = InfluxTelemetrySink(URL, org=org, bucket=bucket, token=token, batch_size=10)
+    sink.write([Point(site, "queue.waiting", "zonghe", now_ms, 7.0)])
+    sink.close()
+    with InfluxDBClient(url=URL, token=token, org=org) as client:
+        query = (
+            f'from(bucket: "{bucket}") |> range(start: -5m) '
+            f'|> filter(fn: (r) => r._measurement == "queue" and r.site == "{site}")'
+        )
+        tables = client.query_api().query(query)
+        values = [
+            (r.get_field(), r.get_value(), r.values["service"]) for t in tables for r in t.records
+        ]
+    assert values == [("waiting", 7.0, "zonghe")]

@@ -1,0 +1,230 @@
+"""Statistics on hand-computed examples (every expected figure is worked out in a comment)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import pytest
+
+from central.stats import (
+    ALL_SERVICES,
+    BUSINESS_TZ,
+    FLEET_KEY,
+    EventRecord,
+    StatRow,
+    business_day,
+    compute,
+    percentile,
+    rows_to_csv,
+    summarize,
+)
+from firmware_protocols.mqtt_messages import (
+    EventBody,
+    HelpAcknowledged,
+    HelpRequested,
+    RatingGiven,
+    TicketCalled,
+    TicketCancelled,
+    TicketDone,
+    TicketIssued,
+    TicketNoShow,
+    TicketTransferred,
+)
+
+DAY = dt.date(2026, 11, 23)
+T0 = int(dt.datetime(2026, 11, 23, 9, 0, tzinfo=BUSINESS_TZ).timestamp() * 1000)
+TOWNS = {"s1": "石岐", "s2": "石岐", "s3": "小榄"}
+
+
+def issued(ticket: str, service: str, booked_s: int | None = None) -> TicketIssued:
+    return TicketIssued(
+        ticket=ticket,
+        service=service,
+        ticket_class="normal" if booked_s is None else "appointment",
+        booked_ts=None if booked_s is None else T0 + booked_s * 1000,
+        channel="kiosk",
+        people_ahead=0,
+        wait=None,
+    )
+
+
+def stream(site: str, *timeline: tuple[int, EventBody]) -> list[EventRecord]:
+    """Events at ``T0 + seconds``, numbered 1.. in the order given."""
+    return [
+        EventRecord(site, seq, T0 + seconds * 1000, body)
+        for seq, (seconds, body) in enumerate(timeline, start=1)
+    ]
+
+
+S1 = stream(
+    "s1",
+    (0, issued("A001", "huji")),
+    (60, issued("A002", "huji")),
+    (120, issued("B001", "shebao")),
+    (200, HelpRequested(button="h1", location="自助区")),
+    (290, HelpAcknowledged(button="h1", staff="w007")),  # answered after 90 s
+    (300, TicketCalled(ticket="A001", window=1)),  # A001 waited 300 s
+    (400, TicketCalled(ticket="A002", window=2)),  # A002 waited 400 - 60 = 340 s
+    (460, TicketNoShow(ticket="A002", window=2, requeued=True)),
+    (540, TicketDone(ticket="A001", window=1, served_s=240)),
+    (541, RatingGiven(ticket="A001", window=1, staff="w001", value=5)),
+    (600, TicketCalled(ticket="A002", window=2)),  # a recall: the wait stays 340 s
+    (660, TicketNoShow(ticket="A002", window=2, requeued=False)),  # finally a no-show
+    (700, TicketCalled(ticket="B001", window=1)),  # B001 waited 700 - 120 = 580 s
+    (760, TicketTransferred(ticket="B001", window=1, from_service="shebao", to_service="huji")),
+    (800, HelpRequested(button="h2", location="二楼")),  # never answered
+    (900, TicketDone(ticket="B001", window=1, served_s=100)),
+    (901, RatingGiven(ticket="B001", window=1, staff="w001", value=3)),
+    (1000, issued("A003", "huji")),
+    (1100, TicketCancelled(ticket="A003")),
+    (1200, RatingGiven(ticket="Z999", window=1, staff="w001", value=1)),  # unknown: ignored
+)
+S2 = stream(
+    "s2",
+    (0, issued("C001", "gongan", booked_s=600)),  # early appointment: waits from 600 s
+    (100, issued("A001", "huji")),
+    (200, TicketCalled(ticket="A001", window=1)),  # 100 s
+    (260, TicketDone(ticket="A001", window=1, served_s=60)),
+    (261, RatingGiven(ticket="A001", window=1, staff="w002", value=4)),
+    (650, TicketCalled(ticket="C001", window=2)),  # 650 - 600 = 50 s
+    (950, TicketDone(ticket="C001", window=2, served_s=300)),
+    (951, RatingGiven(ticket="C001", window=2, staff="w003", value=4)),
+)
+NEXT_DAY_S = 86_400
+S3 = stream(
+    "s3",
+    (NEXT_DAY_S, issued("A001", "huji")),
+    (NEXT_DAY_S + 30, TicketCalled(ticket="A001", window=1)),
+)
+EVENTS = S1 + S2 + S3
+
+
+def only(rows: list[StatRow], key: str, day: dt.date, service: str) -> StatRow:
+    found = [r for r in rows if (r.key, r.day, r.service) == (key, day, service)]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [50, 15, 40, 20, 35]  # sorted: 15 20 35 40 50
+    assert percentile(values, 30) == 20  # ceil(0.3 * 5) = 2nd
+    assert percentile(values, 40) == 20  # ceil(2.0) = 2nd
+    assert percentile(values, 50) == 35  # ceil(2.5) = 3rd
+    assert percentile(values, 90) == 50  # ceil(4.5) = 5th
+    assert percentile(values, 100) == 50
+    assert percentile([7], 1) == 7
+    assert percentile([], 50) is None
+
+
+@pytest.mark.parametrize("p", [0, -1, 100.5])
+def test_percentile_out_of_range_is_refused(p: float) -> None:
+    with pytest.raises(ValueError, match="not in"):
+        percentile([1, 2], p)
+
+
+def test_summary_of_empty_sample_is_undefined() -> None:
+    empty = summarize([])
+    assert (empty.count, empty.mean, empty.p50, empty.p90) == (0, None, None, None)
+
+
+def test_business_day_is_china_standard_time() -> None:
+    # 2026-11-23 16:30 UTC is 00:30 on the 24th in Beijing.
+    utc = dt.datetime(2026, 11, 23, 16, 30, tzinfo=dt.UTC)
+    assert business_day(int(utc.timestamp() * 1000)) == dt.date(2026, 11, 24)
+    assert business_day(int(utc.timestamp() * 1000) - 3_600_000) == dt.date(2026, 11, 23)
+
+
+def test_site_row_for_one_service() -> None:
+    rows = compute(EVENTS, "site", TOWNS)
+    huji = only(rows, "s1", DAY, "huji")
+    # A001, A002, B001 (transferred from shebao: counts for huji) and A003 (cancelled).
+    assert huji.issued == 4
+    assert huji.served == 2  # A001, B001
+    assert huji.done_rate == pytest.approx(2 / 4)
+    assert (huji.ratings, huji.good_ratings) == (2, 1)  # 5 is good, 3 is not
+    assert huji.good_rating_rate == pytest.approx(0.5)
+    # waits 300, 340, 580: mean 406.67, p50 = 2nd of 3, p90 = ceil(2.7) = 3rd
+    assert huji.wait.count == 3
+    assert huji.wait.mean == pytest.approx(1220 / 3)
+    assert (huji.wait.p50, huji.wait.p90) == (340, 580)
+    # service times 240, 100: mean 170, p50 = 1st of (100, 240), p90 = 2nd
+    assert huji.service_time.mean == pytest.approx(170)
+    assert (huji.service_time.p50, huji.service_time.p90) == (100, 240)
+    assert (huji.called, huji.no_shows) == (3, 1)  # A002 requeued once, then gone
+    assert huji.no_show_rate == pytest.approx(1 / 3)
+    assert huji.help_requests is None  # help buttons belong to no service
+    # B001 left shebao: no ticket of that service remains, so no row.
+    assert not [r for r in rows if r.key == "s1" and r.service == "shebao"]
+
+
+def test_site_total_row_carries_help_requests() -> None:
+    total = only(compute(EVENTS, "site", TOWNS), "s1", DAY, ALL_SERVICES)
+    assert total.issued == 4
+    assert (total.help_requests, total.help_unanswered) == (2, 1)
+    assert total.help_response is not None
+    assert (total.help_response.count, total.help_response.mean) == (1, 90)
+
+
+def test_appointment_waits_from_the_booked_time() -> None:
+    gongan = only(compute(EVENTS, "site", TOWNS), "s2", DAY, "gongan")
+    assert (gongan.wait.mean, gongan.served, gongan.good_rating_rate) == (50, 1, 1.0)
+
+
+def test_town_pools_raw_values_of_its_sites() -> None:
+    rows = compute(EVENTS, "town", TOWNS)
+    huji = only(rows, "石岐", DAY, "huji")
+    # s1 huji + s2 huji: issued 4 + 1, served 2 + 1, ratings 5, 3, 4
+    assert (huji.issued, huji.served) == (5, 3)
+    assert huji.good_rating_rate == pytest.approx(2 / 3)
+    # waits 100 300 340 580: mean 330, p50 = 2nd = 300, p90 = ceil(3.6) = 4th = 580
+    assert (huji.wait.mean, huji.wait.p50, huji.wait.p90) == (330, 300, 580)
+    # service 60 100 240: p50 = ceil(1.5) = 2nd = 100, p90 = 3rd = 240
+    assert (huji.service_time.p50, huji.service_time.p90) == (100, 240)
+    assert huji.service_time.mean == pytest.approx(400 / 3)
+    assert huji.no_show_rate == pytest.approx(1 / 4)
+    total = only(rows, "石岐", DAY, ALL_SERVICES)
+    # + C001: waits 50 100 300 340 580 -> mean 274, p50 = 3rd = 300, p90 = 5th = 580
+    assert (total.issued, total.served, total.ratings, total.good_ratings) == (6, 4, 4, 3)
+    assert (total.wait.mean, total.wait.p50, total.wait.p90) == (274, 300, 580)
+    assert total.help_requests == 2
+    assert only(rows, "小榄", DAY + dt.timedelta(days=1), ALL_SERVICES).issued == 1
+
+
+def test_fleet_rows_and_day_filter() -> None:
+    rows = compute(EVENTS, "fleet", TOWNS, days=(DAY, DAY))
+    assert {r.key for r in rows} == {FLEET_KEY}
+    assert {r.day for r in rows} == {DAY}  # s3's ticket is on the 24th
+    assert [r.service for r in rows] == [ALL_SERVICES, "gongan", "huji"]
+    assert only(rows, FLEET_KEY, DAY, ALL_SERVICES).issued == 6
+
+
+def test_input_order_does_not_matter() -> None:
+    shuffled = list(EVENTS)
+    random.Random(6).shuffle(shuffled)
+    assert compute(shuffled, "town", TOWNS) == compute(EVENTS, "town", TOWNS)
+
+
+def test_csv_has_bom_chinese_headers_and_empty_cells_for_undefined() -> None:
+    rows = compute(S1, "site", TOWNS)
+    text = rows_to_csv(rows)
+    assert text.startswith("\ufeff范围 (scope),站点/镇街 (key),日期 (day),事项 (service),")
+    lines = text.lstrip("\ufeff").split("\r\n")
+    assert lines[1].startswith("site,s1,2026-11-23,*,4,2,0.5,2,0.5,406.6667,340,580,170,")
+    # per-service row: help columns empty
+    assert lines[2].startswith("site,s1,2026-11-23,huji,4,2,0.5,")
+    assert lines[2].endswith(",3,1,0.3333,,,,")
+    assert lines[-1] == ""
+
+
+def test_hourly_charts_of_one_site() -> None:
+    from central.stats import fold_tickets, hourly
+
+    charts = hourly(fold_tickets(S1), DAY)
+    # All of S1 happens 09:00-09:20: 4 arrivals, 2 done, waits 300/340/580 called in hour 9.
+    assert charts["arrivals"][9] == 4
+    assert sum(a or 0 for a in charts["arrivals"]) == 4
+    assert charts["served"][9] == 2
+    assert charts["wait_mean_s"][9] == pytest.approx(1220 / 3)
+    assert charts["wait_mean_s"][8] is None
+    assert charts["ratings"] == [0, 0, 1, 0, 1]  # one 3, one 5

@@ -1,0 +1,728 @@
+"""MQTT payloads of the v1 contract: golden JSON, round trips, and every kind of garbage."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from firmware_protocols.errors import LocalProtocolError
+from firmware_protocols.mqtt_messages import (
+    COMMAND_ARGS,
+    EVENT_TYPES,
+    SCHEMAS,
+    Ack,
+    AnnounceArgs,
+    Cmd,
+    CmdResult,
+    ConfigApplied,
+    ConfigRejected,
+    DayReset,
+    DeviceStat,
+    DeviceStatus,
+    Event,
+    EventBody,
+    HelpAcknowledged,
+    HelpEscalated,
+    HelpRequested,
+    HelpResolved,
+    HostStat,
+    Message,
+    OutboxDropped,
+    OutboxStat,
+    QueueStat,
+    RatingGiven,
+    ReloadConfigArgs,
+    ReprintArgs,
+    ScreenNoticeArgs,
+    ServiceOvertime,
+    SlaBreached,
+    State,
+    Telemetry,
+    TicketCalled,
+    TicketCancelled,
+    TicketDone,
+    TicketIssued,
+    TicketNoShow,
+    TicketRecalled,
+    TicketServing,
+    TicketTransferred,
+    WaitPrediction,
+    WindowPaused,
+    WindowResumed,
+    WindowSignedIn,
+    WindowSignedOut,
+    WindowStat,
+    decode,
+    decode_publish,
+    encode,
+    kind_of,
+    state_supersedes,
+    to_publish,
+    will_for,
+)
+from firmware_protocols.mqtt_topics import TOPICS, InvalidMessage, Kind, Reason
+
+SITE = "zs-sanxiang-01"
+EVENT_ID = uuid.UUID("0b8f5f7e-3c2a-4d7e-9a51-6f1e2d3c4b5a")
+CMD_ID = uuid.UUID("c0ffee00-1234-4abc-8def-000000000001")
+TS = 1_763_882_400_000
+
+# --------------------------------------------------------------------------- golden JSON
+# One table feeds encode and decode (h11 style). The strings are the exact wire bytes.
+
+BODY_TABLE: list[tuple[EventBody, str]] = [
+    (
+        TicketIssued(
+            ticket="A012",
+            service="huji",
+            ticket_class="normal",
+            booked_ts=None,
+            channel="kiosk",
+            people_ahead=3,
+            wait=WaitPrediction(p50_s=240, p90_s=600),
+        ),
+        '{"type":"ticket.issued","ticket":"A012","service":"huji","class":"normal",'
+        '"booked_ts":null,"channel":"kiosk","people_ahead":3,"wait":{"p50_s":240,"p90_s":600}}',
+    ),
+    (
+        TicketIssued(
+            ticket="Y001",
+            service="shebao",
+            ticket_class="appointment",
+            booked_ts=TS + 600_000,
+            channel="api",
+            people_ahead=0,
+            wait=None,
+        ),
+        '{"type":"ticket.issued","ticket":"Y001","service":"shebao","class":"appointment",'
+        '"booked_ts":1763883000000,"channel":"api","people_ahead":0,"wait":null}',
+    ),
+    (TicketCalled(ticket="A012", window=3), '{"type":"ticket.called","ticket":"A012","window":3}'),
+    (
+        TicketRecalled(ticket="A012", window=3, recall=1),
+        '{"type":"ticket.recalled","ticket":"A012","window":3,"recall":1}',
+    ),
+    (
+        TicketServing(ticket="A012", window=3),
+        '{"type":"ticket.serving","ticket":"A012","window":3}',
+    ),
+    (
+        TicketDone(ticket="A012", window=3, served_s=415),
+        '{"type":"ticket.done","ticket":"A012","window":3,"served_s":415}',
+    ),
+    (
+        TicketNoShow(ticket="A013", window=3, requeued=False),
+        '{"type":"ticket.no_show","ticket":"A013","window":3,"requeued":false}',
+    ),
+    (
+        TicketTransferred(ticket="A014", window=3, from_service="huji", to_service="shebao"),
+        '{"type":"ticket.transferred","ticket":"A014","window":3,"from_service":"huji",'
+        '"to_service":"shebao"}',
+    ),
+    (TicketCancelled(ticket="B007"), '{"type":"ticket.cancelled","ticket":"B007"}'),
+    (
+        RatingGiven(ticket="A012", window=3, staff="zs0231", value=5),
+        '{"type":"rating.given","ticket":"A012","window":3,"staff":"zs0231","value":5}',
+    ),
+    (
+        HelpRequested(button="help-1", location="自助区A"),
+        '{"type":"help.requested","button":"help-1","location":"自助区A"}',
+    ),
+    (
+        HelpAcknowledged(button="help-1", staff="zs0231"),
+        '{"type":"help.acknowledged","button":"help-1","staff":"zs0231"}',
+    ),
+    (HelpResolved(button="help-1"), '{"type":"help.resolved","button":"help-1"}'),
+    (
+        HelpEscalated(button="help-1", waited_s=300),
+        '{"type":"help.escalated","button":"help-1","waited_s":300}',
+    ),
+    (
+        WindowSignedIn(window=3, staff="zs0231"),
+        '{"type":"window.signed_in","window":3,"staff":"zs0231"}',
+    ),
+    (
+        WindowSignedOut(window=3, staff="zs0231"),
+        '{"type":"window.signed_out","window":3,"staff":"zs0231"}',
+    ),
+    (WindowPaused(window=3), '{"type":"window.paused","window":3}'),
+    (WindowResumed(window=3), '{"type":"window.resumed","window":3}'),
+    (
+        DeviceStatus(device="printer-1", kind="printer", status="degraded", detail="paper_low"),
+        '{"type":"device.status","device":"printer-1","kind":"printer","status":"degraded",'
+        '"detail":"paper_low"}',
+    ),
+    (
+        DeviceStatus(device="printer-1", kind="printer", status="fault", detail="paper_out"),
+        '{"type":"device.status","device":"printer-1","kind":"printer","status":"fault",'
+        '"detail":"paper_out"}',
+    ),
+    (
+        DeviceStatus(device="led-main", kind="led", status="fault", detail="silent"),
+        '{"type":"device.status","device":"led-main","kind":"led","status":"fault",'
+        '"detail":"silent"}',
+    ),
+    (
+        DeviceStatus(device="term-3", kind="terminal", status="offline", detail="no_reply"),
+        '{"type":"device.status","device":"term-3","kind":"terminal","status":"offline",'
+        '"detail":"no_reply"}',
+    ),
+    (
+        DeviceStatus(device="term-3", kind="terminal", status="ok", detail=None),
+        '{"type":"device.status","device":"term-3","kind":"terminal","status":"ok","detail":null}',
+    ),
+    (ConfigApplied(version="2026.11.20-3"), '{"type":"config.applied","version":"2026.11.20-3"}'),
+    (
+        ConfigRejected(
+            version="2026.11.21-1", errors=["windows[2].services: 未知业务 laowu / unknown service"]
+        ),
+        '{"type":"config.rejected","version":"2026.11.21-1",'
+        '"errors":["windows[2].services: 未知业务 laowu / unknown service"]}',
+    ),
+    (
+        SlaBreached(ticket="A020", service="huji", waited_s=1860),
+        '{"type":"sla.breached","ticket":"A020","service":"huji","waited_s":1860}',
+    ),
+    (
+        ServiceOvertime(ticket="A012", window=3, served_s=1900),
+        '{"type":"service.overtime","ticket":"A012","window":3,"served_s":1900}',
+    ),
+    (OutboxDropped(count=12), '{"type":"outbox.dropped","count":12}'),
+    (DayReset(day="2026-11-23"), '{"type":"day.reset","day":"2026-11-23"}'),
+]
+
+_ENVELOPE = (
+    '{"v":1,"site":"zs-sanxiang-01","seq":7,"id":"0b8f5f7e-3c2a-4d7e-9a51-6f1e2d3c4b5a",'
+    '"ts":1763882400000,"clock_synced":true,"body":%s}'
+)
+
+
+def _event(body: EventBody, seq: int = 7, *, site: str = SITE) -> Event:
+    return Event(site=site, seq=seq, id=EVENT_ID, ts=TS, clock_synced=True, body=body)
+
+
+def _cmd(args: Any) -> Cmd:
+    return Cmd(site=SITE, id=CMD_ID, issued_ts=TS, expires_ts=TS + 300_000, args=args)
+
+
+_CMD_HEAD = (
+    '{"v":1,"site":"zs-sanxiang-01","id":"c0ffee00-1234-4abc-8def-000000000001",'
+    '"issued_ts":1763882400000,"expires_ts":1763882700000,"args":'
+)
+
+MESSAGE_TABLE: list[tuple[Message, str]] = [
+    *[(_event(body), _ENVELOPE % wire) for body, wire in BODY_TABLE],
+    (
+        State(
+            site=SITE,
+            status="online",
+            lwt=False,
+            boot_id="7d1c9a0e",
+            session=42,
+            software="0.1.0",
+            config="2026.11.20-3",
+            ts=TS,
+            clock_synced=True,
+        ),
+        '{"v":1,"site":"zs-sanxiang-01","status":"online","lwt":false,"boot_id":"7d1c9a0e",'
+        '"session":42,"software":"0.1.0","config":"2026.11.20-3","ts":1763882400000,'
+        '"clock_synced":true}',
+    ),
+    (
+        State(
+            site=SITE,
+            status="offline",
+            lwt=True,
+            boot_id="7d1c9a0e",
+            session=42,
+            software="0.1.0",
+            config=None,
+            ts=TS,
+            clock_synced=False,
+        ),
+        '{"v":1,"site":"zs-sanxiang-01","status":"offline","lwt":true,"boot_id":"7d1c9a0e",'
+        '"session":42,"software":"0.1.0","config":null,"ts":1763882400000,'
+        '"clock_synced":false}',
+    ),
+    (
+        Telemetry(
+            site=SITE,
+            ts=TS,
+            clock_synced=True,
+            queues=[
+                QueueStat(
+                    service="huji",
+                    waiting=7,
+                    oldest_wait_s=540,
+                    wait=WaitPrediction(p50_s=300, p90_s=780),
+                )
+            ],
+            windows=[
+                WindowStat(window=1, state="serving", ticket="A011"),
+                WindowStat(window=2, state="open", ticket=None),
+                WindowStat(window=3, state="closed", ticket=None),
+            ],
+            devices=[DeviceStat(device="printer-1", kind="printer", status="ok", detail=None)],
+            host=HostStat(
+                cpu_temp_c=51.5, load1=0.42, mem_used_pct=37.5, disk_used_pct=12.0, uptime_s=86400
+            ),
+            outbox=OutboxStat(depth=0, oldest_unacked_seq=None),
+        ),
+        '{"v":1,"site":"zs-sanxiang-01","ts":1763882400000,"clock_synced":true,'
+        '"queues":[{"service":"huji","waiting":7,"oldest_wait_s":540,'
+        '"wait":{"p50_s":300,"p90_s":780}}],'
+        '"windows":[{"window":1,"state":"serving","ticket":"A011"},'
+        '{"window":2,"state":"open","ticket":null},{"window":3,"state":"closed","ticket":null}],'
+        '"devices":[{"device":"printer-1","kind":"printer","status":"ok","detail":null}],'
+        '"host":{"cpu_temp_c":51.5,"load1":0.42,"mem_used_pct":37.5,"disk_used_pct":12.0,'
+        '"uptime_s":86400},"outbox":{"depth":0,"oldest_unacked_seq":null}}',
+    ),
+    (Ack(site=SITE, seq=1041), '{"v":1,"site":"zs-sanxiang-01","seq":1041}'),
+    (
+        _cmd(AnnounceArgs(text="请A012号到3号窗口办理", repeat=2)),
+        _CMD_HEAD + '{"name":"announce","text":"请A012号到3号窗口办理","repeat":2}}',
+    ),
+    (_cmd(ReprintArgs(ticket="A012")), _CMD_HEAD + '{"name":"reprint","ticket":"A012"}}'),
+    (
+        _cmd(ScreenNoticeArgs(text="系统维护，暂停取号", screen=None, duration_s=600)),
+        _CMD_HEAD
+        + '{"name":"screen_notice","text":"系统维护，暂停取号","screen":null,"duration_s":600}}',
+    ),
+    (
+        _cmd(ReloadConfigArgs(version="2026.11.21-1")),
+        _CMD_HEAD + '{"name":"reload_config","version":"2026.11.21-1"}}',
+    ),
+    (
+        CmdResult(site=SITE, id=CMD_ID, ok=True, error=None, ts=TS),
+        '{"v":1,"site":"zs-sanxiang-01","id":"c0ffee00-1234-4abc-8def-000000000001",'
+        '"ok":true,"error":null,"ts":1763882400000}',
+    ),
+    (
+        CmdResult(
+            site=SITE, id=CMD_ID, ok=False, error="配置版本不符 / config version mismatch", ts=TS
+        ),
+        '{"v":1,"site":"zs-sanxiang-01","id":"c0ffee00-1234-4abc-8def-000000000001",'
+        '"ok":false,"error":"配置版本不符 / config version mismatch","ts":1763882400000}',
+    ),
+]
+
+
+def _ids(table: list[tuple[Message, str]]) -> list[str]:
+    out = []
+    for message, _ in table:
+        name = kind_of(message).value
+        if isinstance(message, Event):
+            name = message.type
+        elif isinstance(message, Cmd):
+            name = f"cmd/{message.name}"
+        out.append(name)
+    return out
+
+
+def test_golden_table_covers_every_event_type_and_command() -> None:
+    covered = {type(body) for body, _ in BODY_TABLE}
+    assert covered == set(EVENT_TYPES.values())
+    commands = {m.name for m, _ in MESSAGE_TABLE if isinstance(m, Cmd)}
+    assert commands == set(COMMAND_ARGS)
+    assert {kind_of(m) for m, _ in MESSAGE_TABLE} == set(Kind)
+
+
+def test_contract_event_types_are_all_present() -> None:
+    expected = {
+        *(f"ticket.{s}" for s in ("issued", "called", "recalled", "serving", "done", "no_show")),
+        "ticket.transferred",
+        "ticket.cancelled",
+        "rating.given",
+        *(f"help.{s}" for s in ("requested", "acknowledged", "resolved", "escalated")),
+        *(f"window.{s}" for s in ("signed_in", "signed_out", "paused", "resumed")),
+        "device.status",
+        "config.applied",
+        "config.rejected",
+        "sla.breached",
+        "service.overtime",
+    }
+    assert expected <= set(EVENT_TYPES)
+
+
+@pytest.mark.parametrize(("message", "wire"), MESSAGE_TABLE, ids=_ids(MESSAGE_TABLE))
+def test_encode_golden(message: Message, wire: str) -> None:
+    assert encode(message) == wire.encode()
+
+
+@pytest.mark.parametrize(("message", "wire"), MESSAGE_TABLE, ids=_ids(MESSAGE_TABLE))
+def test_decode_golden(message: Message, wire: str) -> None:
+    kind = kind_of(message)
+    assert decode(kind, wire.encode(), site_id=SITE) == message
+    publish = to_publish(message)
+    assert publish.payload == wire.encode()
+    assert (publish.qos, publish.retain) == (TOPICS[kind].qos, TOPICS[kind].retain)
+    assert decode_publish(publish.topic, publish.payload) == (SITE, kind, message)
+
+
+def test_event_type_property_and_cmd_helpers() -> None:
+    assert _event(TicketCalled(ticket="A001", window=1)).type == "ticket.called"
+    cmd = _cmd(ReprintArgs(ticket="A012"))
+    assert cmd.name == "reprint"
+    assert to_publish(cmd).topic == "onedoor/v1/zs-sanxiang-01/cmd/reprint"
+    assert not cmd.expired(TS + 299_999)
+    assert cmd.expired(TS + 300_000)
+
+
+def test_will_matches_online_state() -> None:
+    online, offline = MESSAGE_TABLE[len(BODY_TABLE)][0], MESSAGE_TABLE[len(BODY_TABLE) + 1][0]
+    assert isinstance(online, State)
+    assert isinstance(offline, State)
+    will = will_for(online)
+    assert will.topic == "onedoor/v1/zs-sanxiang-01/state"
+    assert will.qos == 1
+    assert will.retain
+    decoded = decode(Kind.STATE, will.payload, site_id=SITE)
+    assert isinstance(decoded, State)
+    assert (decoded.status, decoded.lwt, decoded.session) == ("offline", True, 42)
+    assert decoded.boot_id == online.boot_id
+
+
+def _state(status: str, session: int, *, lwt: bool = False) -> State:
+    return State(
+        site=SITE,
+        status=status,  # type: ignore[arg-type]
+        lwt=lwt,
+        boot_id="b",
+        session=session,
+        software="0.1.0",
+        config=None,
+        ts=TS,
+        clock_synced=True,
+    )
+
+
+def test_state_supersedes_ignores_stale_will() -> None:
+    online_43 = _state("online", 43)
+    stale_will_42 = _state("offline", 42, lwt=True)
+    assert state_supersedes(online_43, None)
+    assert not state_supersedes(stale_will_42, online_43)
+    assert state_supersedes(_state("offline", 43, lwt=True), online_43)
+    assert not state_supersedes(_state("online", 43), _state("offline", 43, lwt=True))
+    assert state_supersedes(_state("online", 44), _state("offline", 43, lwt=True))
+
+
+# --------------------------------------------------------------------------- garbage
+
+
+def _golden(kind: Kind) -> dict[str, Any]:
+    for message, wire in MESSAGE_TABLE:
+        if kind_of(message) is kind:
+            data: dict[str, Any] = json.loads(wire)
+            return data
+    raise AssertionError(kind)
+
+
+def _reason(
+    kind: Kind, payload: bytes, *, site_id: str = SITE, command: str | None = None
+) -> Reason:
+    with pytest.raises(InvalidMessage) as info:
+        decode(kind, payload, site_id=site_id, command=command)
+    assert info.value.site_id == site_id
+    assert info.value.kind is kind
+    assert info.value.detail
+    return info.value.reason
+
+
+def _mutate(kind: Kind, change: Callable[[dict[str, Any]], None]) -> bytes:
+    data = _golden(kind)
+    change(data)
+    return json.dumps(data, ensure_ascii=False).encode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"", Reason.JSON),
+        (b"\xff\xfe\x00", Reason.JSON),
+        (b"{", Reason.JSON),
+        (b'{"v":1,"site":"zs-sanxiang-01","seq":1041', Reason.JSON),
+        (b'{"v":1,"site":"zs-sanxiang-01","seq":1041}}', Reason.JSON),
+        (b"NaN", Reason.JSON),
+        (b'{"v":1,"site":"zs-\\ud800","seq":1}', Reason.JSON),
+        (b"[" * 100 + b"]" * 100, Reason.SCHEMA),
+        (b"null", Reason.SCHEMA),
+        (b"42", Reason.SCHEMA),
+        (b'"ack"', Reason.SCHEMA),
+        (b'{"site":"zs-sanxiang-01","seq":1}', Reason.VERSION),
+        (b'{"v":2,"site":"zs-sanxiang-01","seq":1}', Reason.VERSION),
+        (b'{"v":"1","site":"zs-sanxiang-01","seq":1}', Reason.VERSION),
+        (b'{"v":true,"site":"zs-sanxiang-01","seq":1}', Reason.VERSION),
+        (b'{"v":1.0,"site":"zs-sanxiang-01","seq":1}', Reason.VERSION),
+        (b'{"v":1,"site":"zs-sanxiang-01","seq":1.0}', Reason.SCHEMA),
+        (b'{"v":1,"site":"zs-sanxiang-01","seq":"1"}', Reason.SCHEMA),
+        (b'{"v":1,"site":"zs-sanxiang-01","seq":-1}', Reason.SCHEMA),
+        (b'{"v":1,"site":"zs-sanxiang-01","seq":9007199254740992}', Reason.SCHEMA),
+        (b'{"v":1,"site":"zs-sanxiang-01"}', Reason.SCHEMA),
+        (b'{"v":1,"site":"zs-sanxiang-01","seq":1,"extra":0}', Reason.SCHEMA),
+        (b'{"v":1,"site":"zs-sanxiang-01\\n","seq":1}', Reason.SCHEMA),
+        (b'{"v":1,"site":"+","seq":1}', Reason.SCHEMA),
+        (b'{"v":1,"site":"other-site","seq":1}', Reason.SITE_MISMATCH),
+        (b'{"v":1,"site":"zs-sanxiang-01","seq":1,"pad":"' + b"x" * 300 + b'"}', Reason.TOO_LARGE),
+    ],
+)
+def test_ack_garbage(payload: bytes, reason: Reason) -> None:
+    assert _reason(Kind.ACK, payload) is reason
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    *parents, last = path.split(".")
+
+    def change(data: dict[str, Any]) -> None:
+        node: Any = data
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if value is _DELETE:
+            del node[last]
+        else:
+            node[last] = value
+
+    return change
+
+
+_DELETE = object()
+
+SCHEMA_GARBAGE: list[tuple[Kind, str, Any]] = [
+    (Kind.EVENT, "seq", 0),
+    (Kind.EVENT, "id", "not-a-uuid"),
+    (Kind.EVENT, "ts", -1),
+    (Kind.EVENT, "ts", 5_000_000_000_000),
+    (Kind.EVENT, "clock_synced", 1),
+    (Kind.EVENT, "clock_synced", _DELETE),
+    (Kind.EVENT, "body.type", "ticket.exploded"),
+    (Kind.EVENT, "body.type", _DELETE),
+    (Kind.EVENT, "body.ticket", "a012"),
+    (Kind.EVENT, "body.ticket", "A12"),
+    (Kind.EVENT, "body.service", "户籍"),
+    (Kind.EVENT, "body.class", "vip"),
+    (Kind.EVENT, "body.booked_ts", TS),  # a normal ticket has no booked time
+    (Kind.EVENT, "body.wait.p90_s", 10),  # p90 below p50
+    (Kind.EVENT, "body.unknown", 1),
+    (Kind.STATE, "status", "sleeping"),
+    (Kind.STATE, "lwt", True),  # a Will must say offline
+    (Kind.STATE, "session", 0),
+    (Kind.STATE, "boot_id", "has space"),
+    (Kind.STATE, "software", ""),
+    (Kind.TELEMETRY, "windows.0.ticket", None),  # serving without a ticket
+    (Kind.TELEMETRY, "windows.2.ticket", "A001"),  # closed with a ticket
+    (Kind.TELEMETRY, "windows.0.window", 0),
+    (Kind.TELEMETRY, "host.mem_used_pct", 100.5),
+    (Kind.TELEMETRY, "host.cpu_temp_c", "hot"),
+    (Kind.TELEMETRY, "queues.0.waiting", -3),
+    (Kind.TELEMETRY, "devices.0.status", "smoking"),
+    (Kind.TELEMETRY, "devices.0.kind", "toaster"),
+    (Kind.TELEMETRY, "windows", [{"window": 1, "state": "open", "ticket": None}] * 257),
+    (Kind.TELEMETRY, "outbox.extra", 1),
+    (Kind.CMD, "expires_ts", TS),  # ttl 0
+    (Kind.CMD, "expires_ts", TS + 86_400_001),  # ttl above a day
+    (Kind.CMD, "args.text", ""),
+    (Kind.CMD, "args.text", "x" * 201),
+    (Kind.CMD, "args.text", "叫号\x1b[2J"),  # control characters never reach TTS/LED
+    (Kind.CMD, "args.repeat", 6),
+    (Kind.CMD, "args.name", "format_disk"),
+    (Kind.CMD_RESULT, "error", "boom"),  # ok=true with an error
+    (Kind.CMD_RESULT, "ok", "yes"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "value"), SCHEMA_GARBAGE, ids=[f"{k.value}.{p}" for k, p, _ in SCHEMA_GARBAGE]
+)
+def test_schema_garbage_is_rejected_with_reason(kind: Kind, path: str, value: Any) -> None:
+    payload = _mutate(kind, _set(path, value))
+    assert len(payload) <= TOPICS[kind].max_payload
+    assert _reason(kind, payload) is Reason.SCHEMA
+
+
+def test_unknown_top_level_field_is_schema_error_for_every_kind() -> None:
+    for kind in Kind:
+        assert _reason(kind, _mutate(kind, _set("surprise", 1))) is Reason.SCHEMA
+
+
+def test_every_kind_has_a_size_limit() -> None:
+    for kind in Kind:
+        limit = TOPICS[kind].max_payload
+        data = _golden(kind)
+        padding = limit - len(json.dumps(data, separators=(",", ":"))) + 1
+        data["pad"] = "x" * padding
+        assert _reason(kind, json.dumps(data).encode()) is Reason.TOO_LARGE
+
+
+def test_command_name_must_match_topic() -> None:
+    payload = encode(_cmd(ReprintArgs(ticket="A012")))
+    assert _reason(Kind.CMD, payload, command="announce") is Reason.COMMAND_MISMATCH
+    with pytest.raises(InvalidMessage) as info:
+        decode_publish("onedoor/v1/zs-sanxiang-01/cmd/announce", payload)
+    assert info.value.reason is Reason.COMMAND_MISMATCH
+
+
+def test_decode_publish_bad_topic_has_no_site() -> None:
+    with pytest.raises(InvalidMessage) as info:
+        decode_publish("onedoor/v1/+/event", b"{}")
+    assert info.value.reason is Reason.TOPIC
+    assert info.value.site_id is None
+
+
+def test_site_mismatch_between_topic_and_payload() -> None:
+    payload = encode(_event(TicketCancelled(ticket="A001"), site="other"))
+    with pytest.raises(InvalidMessage) as info:
+        decode_publish("onedoor/v1/zs-sanxiang-01/event", payload)
+    assert info.value.reason is Reason.SITE_MISMATCH
+    assert info.value.site_id == "zs-sanxiang-01"
+
+
+def test_encode_refuses_what_the_peer_would_reject() -> None:
+    with pytest.raises(LocalProtocolError):
+        encode(Ack(site=SITE, seq=-5))
+    with pytest.raises(LocalProtocolError):
+        encode(Ack(site="a/b", seq=1))
+    too_many = ["错" * 200] * 16  # valid per field, 9.6 kB in all: above the event limit
+    with pytest.raises(LocalProtocolError, match="limit"):
+        encode(_event(ConfigRejected(version="x", errors=too_many)))
+    with pytest.raises(LocalProtocolError):
+        kind_of(WaitPrediction(p50_s=1, p90_s=2))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="Will"):
+        _state("online", 1, lwt=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(list(Kind)), payload=st.binary(max_size=600))
+def test_random_bytes_only_raise_invalid_message(kind: Kind, payload: bytes) -> None:
+    # Any exception other than InvalidMessage escapes and fails the test.
+    with pytest.raises(InvalidMessage) as info:
+        decode(kind, payload, site_id=SITE)
+    assert info.value.reason in set(Reason)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_truncated_golden_payloads_are_json_errors(data: st.DataObject) -> None:
+    message, wire = data.draw(st.sampled_from(MESSAGE_TABLE))
+    raw = wire.encode()
+    cut = data.draw(st.integers(min_value=0, max_value=len(raw) - 1))
+    assert _reason(kind_of(message), raw[:cut]) in {Reason.JSON, Reason.VERSION, Reason.SCHEMA}
+
+
+# --------------------------------------------------------------------------- round trips
+# Strategies are derived from the schemas themselves (msgspec.inspect), so a field added
+# to the contract is fuzzed without touching this file. Cross-field rules are fixed up.
+
+
+def _no_control_text(lo: int, hi: int) -> st.SearchStrategy[str]:
+    alphabet = st.characters(blacklist_categories=("Cc", "Cs"))
+    return st.text(alphabet=alphabet, min_size=lo, max_size=hi)
+
+
+def _strategy(t: msgspec.inspect.Type) -> st.SearchStrategy[Any]:
+    mi = msgspec.inspect
+    if isinstance(t, mi.IntType):
+        return st.integers(min_value=t.ge, max_value=t.le)
+    if isinstance(t, mi.FloatType):
+        return st.floats(min_value=t.ge, max_value=t.le, allow_nan=False, allow_infinity=False)
+    if isinstance(t, mi.BoolType):
+        return st.booleans()
+    if isinstance(t, mi.NoneType):
+        return st.none()
+    if isinstance(t, mi.UUIDType):
+        return st.uuids().map(str)
+    if isinstance(t, mi.LiteralType):
+        return st.sampled_from(t.values)
+    if isinstance(t, mi.StrType):
+        lo, hi = t.min_length or 0, t.max_length or 64
+        if t.pattern is None or "\\x00-\\x1f" in t.pattern:
+            return _no_control_text(max(lo, 1), hi)
+        return st.from_regex(t.pattern).filter(lambda s: lo <= len(s) <= hi)
+    if isinstance(t, mi.ListType):
+        lo = t.min_length or 0
+        return st.lists(_strategy(t.item_type), min_size=lo, max_size=max(lo, 3))
+    if isinstance(t, mi.UnionType):
+        return st.one_of([_strategy(member) for member in t.types])
+    if isinstance(t, mi.StructType):
+        fields = {f.encode_name: _strategy(f.type) for f in t.fields}
+        fixed = {t.tag_field: st.just(t.tag)} if t.tag_field else {}
+        return st.fixed_dictionaries({**fixed, **fields}).map(_fix_up(t.cls))
+    raise NotImplementedError(f"no strategy for {t!r}")
+
+
+def _fix_up(cls: type) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Make a drawn dict satisfy the schema's cross-field rules (``__post_init__``)."""
+
+    def fix(d: dict[str, Any]) -> dict[str, Any]:
+        if cls is WaitPrediction:
+            d["p90_s"] = max(d["p50_s"], d["p90_s"])
+        elif cls is TicketIssued:
+            if d["class"] == "appointment" and d["booked_ts"] is None:
+                d["booked_ts"] = TS
+            elif d["class"] != "appointment":
+                d["booked_ts"] = None
+        elif cls is State and d["lwt"]:
+            d["status"] = "offline"
+        elif cls is WindowStat:
+            if d["state"] == "serving" and d["ticket"] is None:
+                d["ticket"] = "A001"
+            elif d["state"] == "closed":
+                d["ticket"] = None
+        elif cls is Cmd:
+            d["issued_ts"] = min(d["issued_ts"], 4_102_444_800_000 - 86_400_000)
+            d["expires_ts"] = d["issued_ts"] + 1 + d["expires_ts"] % 86_400_000
+        elif cls is CmdResult:
+            d["error"] = None if d["ok"] else (d["error"] or "failed")
+        return d
+
+    return fix
+
+
+def _message_strategy(kind: Kind) -> st.SearchStrategy[bytes]:
+    schema = msgspec.inspect.type_info(SCHEMAS[kind])
+    return _strategy(schema).map(lambda d: json.dumps(d, ensure_ascii=False).encode())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), kind=st.sampled_from(list(Kind)))
+def test_round_trip_every_schema(data: st.DataObject, kind: Kind) -> None:
+    raw = data.draw(_message_strategy(kind))
+    site = json.loads(raw)["site"]
+    if len(raw) > TOPICS[kind].max_payload:
+        assert _reason(kind, raw, site_id=site) is Reason.TOO_LARGE
+        return
+    message = decode(kind, raw, site_id=site)
+    wire = encode(message)
+    assert json.loads(wire) == json.loads(raw)
+    assert decode(kind, wire, site_id=site) == message
+    publish = to_publish(message)
+    assert decode_publish(publish.topic, publish.payload).message == message
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), kind=st.sampled_from(list(Kind)))
+def test_extra_field_anywhere_is_rejected(data: st.DataObject, kind: Kind) -> None:
+    raw = data.draw(_message_strategy(kind))
+    doc = json.loads(raw)
+    doc[data.draw(st.sampled_from(["x", "V", "Site", "seq_", "__proto__"]))] = 0
+    payload = json.dumps(doc, ensure_ascii=False).encode()
+    if len(payload) <= TOPICS[kind].max_payload:
+        assert _reason(kind, payload, site_id=doc["site"]) is Reason.SCHEMA
+
+
+def test_every_topic_event_type_and_reason_is_documented() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "protocols" / "mqtt.md").read_text("utf-8")
+    names = [
+        *(f"`{kind.value}`" for kind in Kind if kind is not Kind.CMD),
+        "`cmd/{name}`",
+        *(f"`cmd/{name}`" for name in COMMAND_ARGS),
+        *(f"`{event_type}`" for event_type in EVENT_TYPES),
+        *(f"`{reason.value}`" for reason in Reason),
+    ]
+    assert [name for name in names if name not in doc] == []
