@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Ansible dynamic inventory from the onedoor central registry (the single source of truth).
+
+Reads ``GET {ONEDOOR_CENTRAL_URL}/api/v1/inventory`` with
+``Authorization: Bearer {ONEDOOR_CENTRAL_TOKEN}`` (an operator token), then each
+site's services and windows from ``GET /api/v1/sites/{id}``, and prints the
+inventory in Ansible's script protocol::
+
+    ONEDOOR_CENTRAL_URL=https://onedoor.zs.example.cn ONEDOOR_CENTRAL_TOKEN=od_... \\
+        ansible-playbook -i inventory/onedoor_central.py edge-config.yml --limit town_zs_xiaolan
+
+Groups match the static sample inventory (``generate_sample.py`` uses the
+functions below): ``edge`` holds one group per town, ``town_<district site id>``;
+``village``, ``district`` and ``city_hall`` group sites by kind (the last two
+are the children of ``hall``). Host variables
+are the registry's (``onedoor_site_name``, ``onedoor_town``, ``onedoor_site_kind``,
+``onedoor_expected_config_version``, ...) plus ``edge_services`` and ``edge_windows``.
+
+Needs only the Python standard library. Optional: ``ONEDOOR_CENTRAL_CA`` (CA
+bundle for the central's certificate), ``ONEDOOR_CENTRAL_TIMEOUT`` (seconds,
+default 20), ``ONEDOOR_CENTRAL_WORKERS`` (parallel site requests, default 8).
+Errors go to stderr with exit status 1, so Ansible shows why the inventory failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import ssl
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+KINDS = ("village", "district", "city_hall")
+HALL_KINDS = ("district", "city_hall")  # children of group `hall`: they share devices
+
+Fetch = Callable[[str], Any]
+
+
+class InventoryError(Exception):
+    """The central could not be read or answered something unexpected."""
+
+
+# --------------------------------------------------------------------------- shared with the
+# sample generator: how registry rows become groups and edge role variables.
+
+
+def town_group(district_site_id: str) -> str:
+    """The Ansible group of a town, named after its district centre's site id."""
+    return "town_" + district_site_id.replace("-", "_")
+
+
+def edge_services(services: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Registry services (code, name, prefix, sla_s) as the `[[services]]` of the site TOML,
+    in ticket-letter order (the registry keeps no order of its own)."""
+    return [{"id": s["code"], "prefix": s["prefix"], "name_zh": s["name"],
+             "sla_minutes": int(s["sla_s"]) // 60}
+            for s in sorted(services, key=lambda s: str(s["prefix"]))]
+
+
+def edge_windows(kind: str, windows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Registry windows (number, services, priority) as `[[windows]]`.
+
+    Each window's keypad sits at bus address = window number; halls also have an
+    LED window bar at that address (villages have none).
+    """
+    result = []
+    for window in sorted(windows, key=lambda w: int(w["number"])):
+        entry: dict[str, Any] = {"number": int(window["number"]),
+                                 "services": dict.fromkeys(window["services"], 1)}
+        if window.get("priority"):
+            entry |= {"priority": True, "ratio_cap": 3}
+        entry["terminal"] = entry["number"]
+        if kind != "village":
+            entry["screen"] = entry["number"]
+        result.append(entry)
+    return result
+
+
+# --------------------------------------------------------------------------- the central
+
+
+def _fetcher(base_url: str, token: str, timeout: float, cafile: str | None) -> Fetch:
+    context = ssl.create_default_context(cafile=cafile) if base_url.startswith("https") else None
+
+    def fetch(path: str) -> Any:
+        url = base_url.rstrip("/") + path
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}",
+                                                       "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")[:300]
+            raise InventoryError(f"GET {url}: HTTP {exc.code} {detail}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise InventoryError(f"GET {url}: {exc}") from None
+        except ValueError as exc:
+            raise InventoryError(f"GET {url}: not JSON: {exc}") from None
+
+    return fetch
+
+
+def build_inventory(fetch: Fetch, workers: int = 8) -> dict[str, Any]:
+    """The whole inventory in Ansible's JSON form, with ``_meta.hostvars``."""
+    central = fetch("/api/v1/inventory")
+    try:
+        hostvars: dict[str, dict[str, Any]] = central["_meta"]["hostvars"]
+    except (KeyError, TypeError):
+        raise InventoryError("/api/v1/inventory: no _meta.hostvars in the answer") from None
+    for site_id, variables in hostvars.items():
+        missing = [name for name in ("onedoor_site_kind", "onedoor_town") if name not in variables]
+        if missing or variables.get("onedoor_site_kind") not in KINDS:
+            raise InventoryError(f"/api/v1/inventory: site {site_id}: bad or missing "
+                                 f"{', '.join(missing) or 'onedoor_site_kind'}")
+    district_of_town = {v["onedoor_town"]: site_id for site_id, v in hostvars.items()
+                        if v["onedoor_site_kind"] == "district"}
+    towns: dict[str, list[str]] = {}
+    kinds: dict[str, list[str]] = {kind: [] for kind in KINDS}
+    for site_id, variables in sorted(hostvars.items(), key=lambda item: item[0]):
+        town = variables["onedoor_town"]
+        group = town_group(district_of_town.get(town) or _slug(town))
+        towns.setdefault(group, []).append(site_id)
+        kinds[variables["onedoor_site_kind"]].append(site_id)
+
+    def details(site_id: str) -> tuple[str, Any]:
+        return site_id, fetch("/api/v1/sites/" + urllib.parse.quote(site_id, safe=""))
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for site_id, detail in pool.map(details, list(hostvars)):
+            kind = hostvars[site_id]["onedoor_site_kind"]
+            try:
+                hostvars[site_id] = {
+                    **hostvars[site_id],
+                    "edge_services": edge_services(detail["services"]),
+                    "edge_windows": edge_windows(kind, detail["windows"]),
+                }
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InventoryError(f"/api/v1/sites/{site_id}: unexpected answer ({exc!r})") \
+                    from None
+    inventory: dict[str, Any] = {
+        "_meta": {"hostvars": hostvars},
+        "all": {"children": ["edge", "village", "hall"]},
+        "edge": {"children": sorted(towns)},
+        "hall": {"children": list(HALL_KINDS)},
+    }
+    inventory |= {group: {"hosts": hosts} for group, hosts in towns.items()}
+    inventory |= {kind: {"hosts": hosts} for kind, hosts in kinds.items()}
+    return inventory
+
+
+def _slug(town: str) -> str:
+    """A town without a district centre still gets a valid group name."""
+    return "".join(c if c.isalnum() else "_" for c in town) or "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="onedoor dynamic inventory (central registry)")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--list", action="store_true", help="the whole inventory")
+    mode.add_argument("--host", help="one host's variables")
+    args = parser.parse_args(argv)
+    base_url = os.environ.get("ONEDOOR_CENTRAL_URL", "")
+    token = os.environ.get("ONEDOOR_CENTRAL_TOKEN", "")
+    try:
+        if not base_url.startswith(("http://", "https://")):
+            raise InventoryError("set ONEDOOR_CENTRAL_URL to the central's http(s) URL")
+        if not token:
+            raise InventoryError("set ONEDOOR_CENTRAL_TOKEN to an operator token "
+                                 "(onedoor central token create --role operator)")
+        try:
+            timeout = float(os.environ.get("ONEDOOR_CENTRAL_TIMEOUT", "20"))
+            workers = int(os.environ.get("ONEDOOR_CENTRAL_WORKERS", "8"))
+        except ValueError as exc:
+            raise InventoryError(f"ONEDOOR_CENTRAL_TIMEOUT/WORKERS: {exc}") from None
+        fetch = _fetcher(base_url, token, timeout, os.environ.get("ONEDOOR_CENTRAL_CA") or None)
+        inventory = build_inventory(fetch, workers)
+    except InventoryError as exc:
+        print(f"onedoor_central.py: {exc}", file=sys.stderr)
+        return 1
+    if args.host is not None:
+        result = inventory["_meta"]["hostvars"].get(args.host, {})
+    else:
+        result = inventory
+    json.dump(result, sys.stdout, ensure_ascii=False, indent=1, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The Python parts of deploy/ansible: the Mosquitto password filter and the inventory script."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+ANSIBLE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "ansible"
+INVENTORY_SCRIPT = ANSIBLE_DIR / "inventory" / "onedoor_central.py"
+
+
+def _load(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+passwd = _load(ANSIBLE_DIR / "roles" / "broker" / "filter_plugins" / "mosquitto_passwd.py")
+
+
+def test_an_entry_made_by_mosquitto_passwd_is_kept_when_the_password_matches(
+    tmp_path: Path,
+) -> None:
+    tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    path = tmp_path / "passwd"
+    subprocess.run([tool, "-c", "-b", str(path), "zs-shiqi-01", "s3cret"], check=True)
+    current = path.read_text()
+    # Same hash as mosquitto's own tool: the line is kept byte for byte (idempotent).
+    assert passwd.mosquitto_password_file({"zs-shiqi-01": "s3cret"}, current) == current
+
+
+def test_a_changed_password_gets_a_fresh_salt_and_others_are_kept() -> None:
+    first = passwd.mosquitto_password_file({"a": "one", "b": "two"})
+    again = passwd.mosquitto_password_file({"a": "one", "b": "two"}, first)
+    assert again == first
+    changed = passwd.mosquitto_password_file({"a": "one", "b": "three"}, first)
+    assert changed.splitlines()[0] == first.splitlines()[0]
+    assert changed.splitlines()[1] != first.splitlines()[1]
+    assert changed.splitlines()[1].startswith("b:$7$101$")
+
+
+@pytest.mark.parametrize(("users", "message"), [
+    ({"zs:01": "pw"}, "no ':' or spaces"),
+    ({"zs 01": "pw"}, "no ':' or spaces"),
+    ({"zs-01": ""}, "empty password"),
+])
+def test_bad_users_are_refused(users: dict[str, str], message: str) -> None:
+    with pytest.raises(AnsibleFilterError, match=message):
+        passwd.mosquitto_password_file(users)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({}, "set ONEDOOR_CENTRAL_URL"),
+    ({"ONEDOOR_CENTRAL_URL": "ftp://central"}, "set ONEDOOR_CENTRAL_URL"),
+    ({"ONEDOOR_CENTRAL_URL": "http://127.0.0.1:9"}, "set ONEDOOR_CENTRAL_TOKEN"),
+    ({"ONEDOOR_CENTRAL_URL": "http://127.0.0.1:9", "ONEDOOR_CENTRAL_TOKEN": "od_x",
+      "ONEDOOR_CENTRAL_TIMEOUT": "soon"}, "ONEDOOR_CENTRAL_TIMEOUT"),
+    # Port 9 (discard) on loopback: nothing listens, the connection is refused.
+    ({"ONEDOOR_CENTRAL_URL": "http://127.0.0.1:9", "ONEDOOR_CENTRAL_TOKEN": "od_x"},
+     "GET http://127.0.0.1:9/api/v1/inventory"),
+])
+def test_the_inventory_script_explains_what_is_wrong(env: dict[str, str], message: str) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ONEDOOR_CENTRAL_")}
+    result = subprocess.run([sys.executable, str(INVENTORY_SCRIPT), "--list"],
+                            env={**clean, **env}, capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert result.stdout == ""
+
+
+def test_the_inventory_script_refuses_an_answer_without_hostvars() -> None:
+    inventory = _load(INVENTORY_SCRIPT)
+    with pytest.raises(inventory.InventoryError, match=r"no _meta\.hostvars"):
+        inventory.build_inventory(lambda path: {"all": {"hosts": []}})
+    with pytest.raises(inventory.InventoryError, match="site x: bad or missing onedoor_town"):
+        inventory.build_inventory(
+            lambda path: {"_meta": {"hostvars": {"x": {"onedoor_site_kind": "village"}}}})
