@@ -1,7 +1,7 @@
 """onedoor's default LED-screen frame (RS485), as a pure sans-IO codec.
 
 Many Chinese LED controllers speak a vendor variant of this shape; onedoor's
-own byte values are below and in ``docs/protocols/led.md``. One bus carries
+own byte values are below and in ``docs/PROTOCOLS.md (section 2)``. One bus carries
 several screens, one address each::
 
     +------+------+---------+---------+-----+--------+--------+---------+--------+--------+

@@ -28,7 +28,7 @@ from firmware_protocols.terminal_events import (
 
 LED_EXAMPLE = "请A012号到3号窗口"
 
-# (what, bytes we build, golden hex). The same hex is in docs/protocols/modbus_terminal.md.
+# (what, bytes we build, golden hex). The same hex is in docs/PROTOCOLS.md (section 3).
 GOLDEN_REQUESTS = [
     (
         "poll slave 3 (FC04, 16 registers from 0)",

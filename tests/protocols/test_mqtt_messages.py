@@ -717,7 +717,7 @@ def test_extra_field_anywhere_is_rejected(data: st.DataObject, kind: Kind) -> No
 
 
 def test_every_topic_event_type_and_reason_is_documented() -> None:
-    doc = (Path(__file__).parents[2] / "docs" / "protocols" / "mqtt.md").read_text("utf-8")
+    doc = (Path(__file__).parents[2] / "docs" / "PROTOCOLS.md").read_text("utf-8")
     names = [
         *(f"`{kind.value}`" for kind in Kind if kind is not Kind.CMD),
         "`cmd/{name}`",

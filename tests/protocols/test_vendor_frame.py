@@ -25,7 +25,7 @@ from firmware_protocols.terminal_events import (
 )
 
 # One table feeds the encode and the decode test (h11 style). The same hex is in
-# docs/protocols/vendor_frame.md.
+# docs/PROTOCOLS.md (section 4).
 GOLDEN: list[tuple[vf.VendorEvent, str]] = [
     (vf.Poll(3, 0), "ff 68 03 03 68 03 01 00 04 16"),
     (vf.Poll(3, 7), "ff 68 03 03 68 03 01 07 0b 16"),
