@@ -174,7 +174,8 @@ class SiteProcess:
             )
 
     async def follow(self, on_change: Callable[[SiteProcess, dict[str, Any]], None]) -> None:
-        assert self.process is not None and self.process.stdout is not None
+        assert self.process is not None
+        assert self.process.stdout is not None
         while line := await self.process.stdout.readline():
             with contextlib.suppress(ValueError):
                 status = json.loads(line)
@@ -335,7 +336,10 @@ class Demo:
         broker = await asyncio.to_thread(start_demo_broker, self.workdir / "broker")
         central = CentralProcess(self.workdir, broker, args.port or free_port())
         try:
-            return await self._run(broker, central)
+            summary = await self._run(broker, central)
+            if args.report:  # before the workdir (and its pictures) is removed
+                self.write_report(summary, Path(args.report))
+            return summary
         finally:
             await self._shutdown(central)
             await asyncio.to_thread(broker.stop)
@@ -423,9 +427,9 @@ class Demo:
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
         codes: dict[str, int] = {}
         login = urllib.parse.urlencode({"token": token}).encode()
-        with contextlib.suppress(OSError):
-            with opener.open(url + "login", data=login, timeout=20) as response:
-                codes["login"] = response.status
+        with contextlib.suppress(OSError), opener.open(url + "login", data=login,
+                                                       timeout=20) as response:
+            codes["login"] = response.status
         first = self.sites[0].spec.site_id if self.sites else ""
         for page in ("", f"sites/{first}", "alarms", "statistics"):
             try:
@@ -440,8 +444,8 @@ class Demo:
     def _summary(self, central: CentralProcess, dashboards: dict[str, int],
                  alarms: list[tuple[Any, ...]]) -> dict[str, Any]:
         """Counts for the report; ``alarms`` were read before the sites were stopped."""
-        committed = {site: count for site, count in central.query(
-            "SELECT site_id, count(*) FROM events GROUP BY site_id")}
+        committed = dict(central.query(
+            "SELECT site_id, count(*) FROM events GROUP BY site_id"))
         sites = []
         for site in self.sites:
             final = site.final or site.status
@@ -454,7 +458,7 @@ class Demo:
                 "printed": final.get("printed", 0),
             })
         produced = sum(s["events_produced"] for s in sites)
-        summary = {
+        return {
             "sites": len(sites),
             "every_site_online": all(s["ever_online"] for s in sites),
             "tickets_issued": sum(s["issued"] for s in sites),
@@ -472,7 +476,6 @@ class Demo:
             "dashboards": dashboards,
             "per_site": sites,
         }
-        return summary
 
     async def _shutdown(self, central: CentralProcess) -> None:
         await asyncio.gather(*(s.stop() for s in self.sites), return_exceptions=True)
@@ -510,8 +513,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return 1
     finally:
         loop.close()
-    if args.report:
-        demo.write_report(summary, Path(args.report))
     print(json.dumps({k: v for k, v in summary.items() if k not in ("per_site", "alarms")},
                      ensure_ascii=False))
     return 0 if summary["events_lost"] == 0 else 1

@@ -367,7 +367,6 @@ class DemoSite:
         self.stopping.set()  # the orchestrator is gone
 
     def status(self) -> dict[str, Any]:
-        hall = self.daemon.hall
         uplink = self.daemon.uplink
         return {
             "site": self.spec.site_id,
