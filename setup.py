@@ -22,14 +22,14 @@ class OptionalBuildExt(build_ext):
     def run(self) -> None:
         try:
             super().run()
-        except Exception as exc:  # noqa: BLE001 - any compiler failure means "use the twin"
+        except Exception as exc:
             print(f"onedoor: building fastpath extensions failed ({exc}); using pure Python",
                   file=sys.stderr)
 
     def build_extension(self, ext):  # type: ignore[no-untyped-def]
         try:
             super().build_extension(ext)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             print(f"onedoor: skipping {ext.name} ({exc})", file=sys.stderr)
 
 
@@ -52,7 +52,7 @@ def extensions():  # type: ignore[no-untyped-def]
                                  "wraparound": False, "cdivision": True},
             quiet=True,
         )
-    except Exception as exc:  # noqa: BLE001 - a Cython error means "use the twin"
+    except Exception as exc:
         print(f"onedoor: cythonize failed ({exc}); using pure Python", file=sys.stderr)
         return []
 

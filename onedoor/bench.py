@@ -28,7 +28,7 @@ log = structlog.get_logger(__name__)
 # (suite name, module, function). A part that is not built yet is skipped.
 SUITES: tuple[tuple[str, str, str], ...] = (
     ("dispatcher", "fastpath.bench_dispatch", "run"),
-    ("simulator", "fastpath.bench_sim", "run"),
+    ("simulator", "fastpath.bench_sim", "run_all"),
     ("protocols", "firmware_protocols.bench", "run"),
     ("edge", "edge.bench", "run"),
     ("edge-devices", "edge.bench_devices", "run"),
