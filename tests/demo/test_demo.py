@@ -9,6 +9,7 @@ central's database and the sites' journals.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,37 @@ def test_headless_demo_commits_every_event_and_scripts_its_alarms(tmp_path: Path
     pictures = {p.name for p in report.glob("*.png")}
     assert any(name.endswith("-ticket.png") for name in pictures), pictures
     assert any(name.endswith("-hall-screen.png") for name in pictures), pictures
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile
+        if text in args:
+            found.append(args)
+    return found
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_no_process_behind(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "onedoor", "demo", "--villages", "1", "--no-halls",
+         "--workdir", str(workdir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert demo.stdout is not None
+    seen = []
+    for line in demo.stdout:  # until the site is up: broker, central and site all running
+        seen.append(line)
+        if "every site online" in line or "some sites never connected" in line:
+            break
+    assert _processes_mentioning(str(workdir)), "".join(seen)
+    demo.send_signal(signal.SIGINT)
+    rest, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 130, "".join(seen) + rest
+    assert "已停止 stopped" in rest
+    assert _processes_mentioning(str(workdir)) == []

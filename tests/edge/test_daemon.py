@@ -137,11 +137,11 @@ def test_a_hung_task_withholds_the_watchdog(tmp_path: Path,
     config_path.write_text(config_path.read_text().replace(
         "help_escalation_minutes = 5", "help_escalation_minutes = 5\nwatchdog_seconds = 1"))
 
+    hang = asyncio.Event()  # set by the test: from then on the uplink never checks in
+
     async def wedged(self: Uplink) -> None:
-        """Checks in for 0.8 s, then hangs without failing (the case a loop ping would hide)."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 0.8
-        while loop.time() < end:
+        """Checks in until told to hang, then hangs without failing (what a loop ping hides)."""
+        while not hang.is_set():
             self.beat()
             await asyncio.sleep(0.05)
         await asyncio.Event().wait()
@@ -163,8 +163,10 @@ def test_a_hung_task_withholds_the_watchdog(tmp_path: Path,
             server.bind(str(notify_path))
             server.setblocking(False)
             task = asyncio.create_task(daemon.run())
+            await asyncio.wait_for(daemon.ready.wait(), 30)
             early = await collect(server, 0.8)
-            await asyncio.sleep(1.2)  # the uplink's last check-in is now over 1 s old
+            hang.set()
+            await asyncio.sleep(1.5)  # the uplink's last check-in is now over 1 s old
             await collect(server, 0.01)
             late = await collect(server, 1.0)
             assert "uplink" in daemon.supervisor.running()  # alive, yet hung
