@@ -83,6 +83,18 @@ class CentralConfig:
     help_unanswered_s: int = _setting(120, "呼叫帮办 not acknowledged after this long")
     default_sla_s: int = _setting(1800, "waiting limit of a service without its own SLA")
     outbox_backlog: int = _setting(500, "outbox depth above which a site is backlogged")
+    rate_telemetry_per_s: float = _setting(
+        1.0, "telemetry a site may send per second, sustained (edges send one per 5-60 s)"
+    )
+    rate_telemetry_burst: int = _setting(30, "... and in a burst; beyond, dropped and counted")
+    rate_messages_per_s: float = _setting(
+        1000.0,
+        "other messages (events, state, results) a site may send per second, sustained; "
+        "generous, as an edge catching up after an outage resends its backlog",
+    )
+    rate_messages_burst: int = _setting(
+        10000, "... and in a burst; beyond, dropped (events come back: the edge resends)"
+    )
     gap_alarm_after_s: int = _setting(300, "sequence gap still open after this long")
     config_drift_after_s: int = _setting(600, "config version differing this long is drift")
 
@@ -106,6 +118,10 @@ class CentralConfig:
             "telemetry_raw_days",
             "telemetry_minute_days",
             "offline_after_s",
+            "rate_telemetry_per_s",
+            "rate_telemetry_burst",
+            "rate_messages_per_s",
+            "rate_messages_burst",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")

@@ -76,6 +76,7 @@ log = structlog.get_logger(__name__)
 UNKNOWN_SITE: Final = "unknown_site"
 """Ingest-level reject reason (beside :class:`Reason`): valid payload, site not in the registry."""
 INTERNAL: Final = "internal"
+RATE_LIMITED: Final = "rate_limited"  # a site over its message rate (SiteRateLimiter)
 """Ingest-level reject reason: the payload was valid but storing it failed (a bug; logged)."""
 GAP_SCAN_LIMIT: Final = 10_000
 """Seqs read above the contiguous point per site and batch to find gaps."""
@@ -121,6 +122,37 @@ def _insert_for(session: Session, model: Any) -> Any:
     raise NotImplementedError(f"ingest needs SQLite or PostgreSQL, not {name}")
 
 
+class SiteRateLimiter:
+    """Token buckets per (site, telemetry or not): one flooding site cannot starve the rest.
+
+    Over-limit publishes are dropped before decoding and counted as ``rate_limited``
+    rejects. Dropping an event is safe: the edge keeps it until acked and resends.
+    Buckets run on the publishes' receive times, so the limiter is a pure function
+    of its input (testable without a clock).
+    """
+
+    def __init__(self, config: CentralConfig) -> None:
+        self._limits = {
+            True: (config.rate_telemetry_per_s, float(config.rate_telemetry_burst)),
+            False: (config.rate_messages_per_s, float(config.rate_messages_burst)),
+        }
+        self._buckets: dict[tuple[str, bool], tuple[float, float]] = {}  # -> (tokens, at)
+
+    def allow(self, topic: str, at: float) -> bool:
+        parts = topic.split("/", 4)
+        if len(parts) < 4:
+            return True  # not a contract topic: decoding rejects it with its own reason
+        key = (parts[2], parts[3] == Kind.TELEMETRY.value)
+        rate, burst = self._limits[key[1]]
+        tokens, last = self._buckets.get(key, (burst, at))
+        tokens = min(burst, tokens + max(0.0, at - last) * rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, at)
+            return False
+        self._buckets[key] = (tokens - 1.0, at)
+        return True
+
+
 def _window_key(number: int) -> str:
     return f"window-{number}"
 
@@ -138,6 +170,7 @@ class IngestProcessor:
         self._config = config
         self._sink = sink
         self._known_sites: set[str] = set()
+        self._limiter = SiteRateLimiter(config)
 
     # ------------------------------------------------------------------ entry point
 
@@ -147,6 +180,10 @@ class IngestProcessor:
         rejects: dict[tuple[str, str], list[Any]] = {}
         incoming: list[mm.Incoming] = []
         for item in batch:
+            if not self._limiter.allow(item.topic, item.received_at.timestamp()):
+                site = item.topic.split("/", 4)[2][:64]
+                self._count_reject(rejects, site, RATE_LIMITED, "over the site's rate", now)
+                continue
             try:
                 incoming.append(mm.decode_publish(item.topic, item.payload))
             except InvalidMessage as exc:
@@ -760,6 +797,7 @@ def reject_counts(session: Session) -> Counter[tuple[str, str]]:
 
 __all__ = [
     "INTERNAL",
+    "RATE_LIMITED",
     "UNKNOWN_SITE",
     "BatchOutcome",
     "IngestProcessor",

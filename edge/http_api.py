@@ -26,7 +26,7 @@ import h11
 import structlog
 
 from edge.config import KLASS_BY_NAME
-from edge.errors import CommandRejected
+from edge.errors import CommandRejected, JournalError
 from edge.hall import Hall, IssuedTicket
 
 log = structlog.get_logger(__name__)
@@ -189,6 +189,9 @@ class HttpApi:
             return exc.status, {"error": exc.code, "message": str(exc)}
         except CommandRejected as exc:
             return exc.status, {"error": exc.code, "message": str(exc)}
+        except JournalError as exc:  # e.g. the disk is full: nothing was issued or changed
+            log.error("http.journal_error", path=path, error=str(exc))
+            return 503, {"error": "journal", "message": f"暂停取号 cannot record: {exc}"}
 
     def _window_action(self, path: str, body: bytes) -> dict[str, Any]:
         parts = path.split("/")

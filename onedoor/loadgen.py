@@ -38,7 +38,9 @@ from firmware_protocols.mqtt_topics import ack_topic
 
 SOFTWARE = "loadgen-1"
 DAY_SECONDS = 9 * 3600  # opening hours of a village station
-RESEND_AFTER_S = 5.0  # an event unacked this long is sent again (the central may have missed it)
+# As the edge's uplink: when the ack has not moved for this long the outbox is sent again (the
+# central may have missed it). Resending on age alone would multiply the load of a slow central.
+RESEND_AFTER_S = 30.0
 
 
 @dataclass
@@ -48,6 +50,7 @@ class LoadProfile:
     citizens_per_day: float = 60.0
     telemetry_interval_s: float = 60.0
     speed: float = 1.0  # multiplies every rate: find the breaking point by raising it
+    resend_after_s: float = RESEND_AFTER_S  # no ack progress this long: resend the outbox
 
     @property
     def citizen_interval_s(self) -> float:
@@ -75,6 +78,7 @@ class SimulatedSite:
         self.ticket_counter = 0
         self.outbox: dict[int, tuple[msgs.Publish, float]] = {}  # seq -> (publish, first sent)
         self.last_resend = 0.0
+        self.last_progress = 0.0  # when the ack last moved (or the connection was made)
         self.acked_seq = 0
         self.counters = SiteCounters()
         self.client = mqtt.Client(
@@ -101,7 +105,7 @@ class SimulatedSite:
         for seq in sorted(self.outbox):  # store-and-forward: everything not yet acked
             self._send(self.outbox[seq][0])
             self.counters.resent += 1
-        self.last_resend = self.now()
+        self.last_resend = self.last_progress = self.now()
 
     def _on_message(self, _client: mqtt.Client, _userdata: object,
                     message: mqtt.MQTTMessage) -> None:
@@ -113,12 +117,15 @@ class SimulatedSite:
             if entry is not None:
                 self.counters.acked += 1
                 self.counters.ack_latency_ms.append((now - entry[1]) * 1000)
+        if ack.seq > self.acked_seq:
+            self.last_progress = now
         self.acked_seq = max(self.acked_seq, ack.seq)
 
     def resend_unacked(self, older_than_s: float) -> None:
-        """Resend what the central has not acked for a while (it may have been down)."""
+        """Resend the outbox when the ack has not moved for ``older_than_s`` (as the edge does)."""
         now = self.now()
-        if not self.connected or not self.outbox or now - self.last_resend < older_than_s:
+        quiet_since = max(self.last_progress, self.last_resend)
+        if not self.connected or not self.outbox or now - quiet_since < older_than_s:
             return
         self.last_resend = now
         for seq in sorted(self.outbox):
@@ -258,7 +265,7 @@ async def run_sites(host: str, port: int, site_ids: list[str], profile: LoadProf
         while True:
             for site in sites:
                 site.client.loop_misc()
-                site.resend_unacked(RESEND_AFTER_S)
+                site.resend_unacked(profile.resend_after_s)
             await asyncio.sleep(1)
 
     async def traffic(site: SimulatedSite) -> None:
@@ -311,7 +318,9 @@ async def run_sites(host: str, port: int, site_ids: list[str], profile: LoadProf
 
 def _worker(args: tuple[str, int, list[str], LoadProfile, float, int]) -> dict[str, Any]:
     host, port, site_ids, profile, duration_s, seed = args
-    result = asyncio.run(run_sites(host, port, site_ids, profile, duration_s, seed))
+    # Drain past one resend period, so that an event the central missed gets its second chance.
+    drain_s = profile.resend_after_s + 15.0
+    result = asyncio.run(run_sites(host, port, site_ids, profile, duration_s, seed, drain_s))
     return result.__dict__
 
 

@@ -1,0 +1,116 @@
+"""Scale figures for docs/RELIABILITY.md (run by hand, not in CI).
+
+Starts a real Mosquitto, a central database (SQLite file or a throwaway
+PostgreSQL cluster), one or two ``onedoor central run`` processes in one
+shared-subscription group, registers the simulated sites, and runs
+``onedoor loadgen`` against them at each (sites, speed) point. A point holds
+when the loadgen's unacknowledged backlog does not grow over the run (last
+samples vs first ones) and nothing is left unacked after the drain.
+
+    .venv/bin/python -m tests.reliability.scale --db postgresql --centrals 1 \
+        --points 2000x1 2000x10 2000x50 --duration 60
+
+Each point prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from onedoor.broker import MosquittoProcess
+from onedoor.loadgen import site_ids
+from tests.edge.sites import PYTHON, REPO
+from tests.reliability.harness import CentralProcess, prepare_central_db
+from tests.servers import PostgresCluster
+
+
+def backlog_grows(samples: list[int]) -> bool:
+    """Growing: the mean of the last third clearly above the first third's (and not tiny)."""
+    if len(samples) < 6:
+        return False
+    third = len(samples) // 3
+    first = sum(samples[:third]) / third
+    last = sum(samples[-third:]) / third
+    return last > 2 * first + 50
+
+
+def run_point(port: int, sites: int, speed: float, duration: float,
+              processes: int) -> dict[str, Any]:
+    command = [PYTHON, "-m", "onedoor", "loadgen", "--port", str(port), "--sites", str(sites),
+               "--speed", str(speed), "--duration", str(duration),
+               "--processes", str(processes)]
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    if not done.stdout.strip():
+        raise RuntimeError(done.stderr[-2000:])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["wall_s"] = round(time.monotonic() - started, 1)
+    result["speed"] = speed
+    result["holds"] = result["unacked_at_end"] == 0 and not backlog_grows(
+        result["backlog_samples"])
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="postgresql")
+    parser.add_argument("--centrals", type=int, default=1, help="replicas in one shared group")
+    parser.add_argument("--points", nargs="+", default=["1000x1", "1000x20", "1000x100"],
+                        help="SITESxSPEED")
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--processes", type=int, default=1, help="loadgen processes")
+    args = parser.parse_args(argv)
+    points = [(int(p.split("x")[0]), float(p.split("x")[1])) for p in args.points]
+    with tempfile.TemporaryDirectory(prefix="onedoor-scale-") as tmp:
+        work = Path(tmp)
+        broker = MosquittoProcess(work / "broker", extra_config="max_queued_messages 100000\n")
+        broker.start()
+        cluster = None
+        try:
+            if args.db == "postgresql":
+                # its own temp dir: PostgresCluster chowns it to postgres (root's is 0700)
+                cluster = PostgresCluster(Path(tempfile.mkdtemp(prefix="onedoor-scale-pg-")))
+                cluster.start()
+                url = cluster.create_database("scale")
+            else:
+                url = f"sqlite:///{work / 'central.db'}"
+            prepare_central_db(url, work, site_ids(max(s for s, _ in points)))
+            centrals = []
+            group = "scale"
+            for n in range(args.centrals):
+                folder = work / f"central{n}"
+                folder.mkdir()
+                central = CentralProcess(folder, url, broker.port, mqtt_group=group,
+                                         mqtt_client_id=f"scale-central-{n}",
+                                         batch_max_wait_ms=50)
+                central.start()
+                centrals.append(central)
+            time.sleep(8)  # migrations done, subscriptions in place
+            try:
+                for sites, speed in points:
+                    result = run_point(broker.port, sites, speed, args.duration, args.processes)
+                    result.update(db=args.db, centrals=args.centrals)
+                    print(json.dumps(result, ensure_ascii=False), flush=True)
+            finally:
+                for central in centrals:
+                    central.stop()
+                    errors = [line for line in central.log.read_text(errors="replace")
+                              .splitlines() if '"warning"' in line or "Traceback" in line]
+                    print(f"central log: {len(errors)} error lines", *errors[:5], sep="\n",
+                          file=sys.stderr)
+        finally:
+            broker.stop()
+            if cluster is not None:
+                cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
