@@ -37,6 +37,14 @@ test: venv
 bench: venv
 	$(BIN)/onedoor bench --output docs/bench/last-run.md
 
+# Long fuzzing (the CI suite runs a fixed small budget of the same properties):
+# atheris on every decoder for 10 minutes each, then the hypothesis fuzz tests at 20,000
+# examples each. About 2.5 hours; exits non-zero on any crash (see docs/reliability/).
+fuzz: venv
+	$(BIN)/python -m tests.fuzz.atheris_targets all --seconds 600
+	ONEDOOR_FUZZ_PROFILE=fuzz $(BIN)/python -m pytest -q tests/fuzz/test_codecs.py \
+		tests/fuzz/test_mqtt.py tests/fuzz/test_edge_config.py tests/fuzz/test_ingest.py
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy

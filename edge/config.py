@@ -389,8 +389,8 @@ def _check_baud_rate(value: int) -> str | None:
 def _check_timezone(value: str) -> str | None:
     try:
         zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return f"unknown time zone {value!r}"
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory,
+        return f"unknown time zone {value!r}"                      # a name too long
     return None
 
 
@@ -640,6 +640,14 @@ def _read_gpio(table: _Table, service_ids: set[str], problems: _Problems) -> Gpi
     return gpio
 
 
+def _is_file(path: Path) -> bool:
+    """``Path.is_file`` that says no, instead of raising, for names the OS refuses."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # ENAMETOOLONG, an embedded NUL
+        return False
+
+
 def _read_mqtt(root: _Table, config_dir: Path, check_files: bool) -> MqttConfig | None:
     table = root.table("mqtt")
     if table is None:
@@ -647,15 +655,20 @@ def _read_mqtt(root: _Table, config_dir: Path, check_files: bool) -> MqttConfig 
 
     def existing_file(value: str) -> str | None:
         path = config_dir / value
-        return None if not check_files or path.is_file() else f"file not found: {path}"
+        if "\0" in value or any(len(part.encode()) > 255 for part in path.parts):
+            return "not a valid file name (NUL, or a part over 255 bytes)"
+        return None if not check_files or _is_file(path) else f"file not found: {path}"
 
     password = table.optional("password", str)
     password_file = table.optional("password_file", str, existing_file)
     if password is not None and password_file is not None:
         root.problems.add(table.key_path("password_file"), "give password or password_file, "
                                                            "not both")
-    if password_file is not None and (config_dir / password_file).is_file():
-        password = (config_dir / password_file).read_text(encoding="utf-8").strip()
+    if password_file is not None and _is_file(config_dir / password_file):
+        try:
+            password = (config_dir / password_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            root.problems.add(table.key_path("password_file"), f"cannot read: {exc}")
     tls = None
     if (sub := table.table("tls")) is not None:
         tls = TlsConfig(

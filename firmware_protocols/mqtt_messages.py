@@ -583,7 +583,8 @@ def decode(
         probe = _PROBE.decode(payload)
     except msgspec.ValidationError as exc:
         raise fail(Reason.SCHEMA, str(exc)) from None
-    except (msgspec.DecodeError, RecursionError) as exc:
+    # msgspec raises UnicodeDecodeError for invalid UTF-8 inside a JSON string.
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
         raise fail(Reason.JSON, str(exc) or type(exc).__name__) from None
     if probe.v is msgspec.UNSET:
         raise fail(Reason.VERSION, 'missing "v"')
@@ -593,7 +594,7 @@ def decode(
         message: Message = _DECODERS[kind].decode(payload)
     except msgspec.ValidationError as exc:
         raise fail(Reason.SCHEMA, str(exc)) from None
-    except (msgspec.DecodeError, RecursionError) as exc:  # pragma: no cover - probe parsed it
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
         raise fail(Reason.JSON, str(exc) or type(exc).__name__) from None
     if message.site != site_id:
         raise fail(Reason.SITE_MISMATCH, f"payload site {message.site!r}, topic {site_id!r}")
