@@ -39,8 +39,9 @@ def test_kill_9_edge_with_central_consuming(
     central = CentralProcess(tmp_path, fresh_postgres_url, mqtt_broker.port)
     central.start()
     port = free_port()
+    # A fast machine issues over 999 tickets of one service here: four-digit numbers.
     config = site_toml(tmp_path, http_port=port, mqtt_port=mqtt_broker.port,
-                       telemetry_seconds=5)
+                       telemetry_seconds=5, extra="\n[policy]\nnumber_width = 4\n")
     kiosk = Kiosk(f"http://127.0.0.1:{port}", rng)
     process = None
     try:
