@@ -12,6 +12,8 @@ import pwd
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +23,8 @@ _START_TIMEOUT = 20.0
 
 
 def _require(binary: str, package: str) -> str:
-    path = shutil.which(binary)
+    path = shutil.which(binary) or next(
+        (str(p) for p in (Path("/usr/sbin") / binary,) if p.exists()), None)
     if path is None:
         raise RuntimeError(f"{binary} not found: install the Debian package {package!r}")
     return path
@@ -112,3 +115,60 @@ class PostgresCluster:
             self._process.kill()
             self._process.wait()
         self._process = None
+
+
+@dataclass(frozen=True)
+class TlsBroker:
+    port: int
+    pki: Path  # ca.pem (trust this), server.pem/.key, passwd
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_test_pki(pki: Path) -> None:
+    """A throwaway CA and a server certificate for 127.0.0.1, with the openssl CLI."""
+    pki.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", "ca.key",
+             "-out", "ca.pem", "-subj", "/CN=onedoor test CA", cwd=pki)
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
+             "server.csr", "-subj", "/CN=127.0.0.1", cwd=pki)
+    (pki / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext",
+             cwd=pki)
+
+
+@contextmanager
+def tls_mosquitto(workdir: Path, users: dict[str, str], *, log_all: bool = False,
+                  ) -> Iterator[TlsBroker]:
+    """A real mosquitto with only a TLS listener and password logins (no anonymous).
+
+    The session broker allows anonymous clients on a plain port, so TLS tests get
+    their own (same Debian binary).
+    """
+    pki = workdir / "pki"
+    make_test_pki(pki)
+    for number, (user, password) in enumerate(users.items()):
+        create = ["-c"] if number == 0 else []
+        subprocess.run([_require("mosquitto_passwd", "mosquitto"), "-b", *create, "passwd",
+                        user, password], cwd=pki, check=True, capture_output=True)
+    port = free_port()
+    config = workdir / "mosquitto.conf"
+    config.write_text(
+        "per_listener_settings false\nallow_anonymous false\n"
+        f"password_file {pki / 'passwd'}\n"
+        + ("user root\n" if os.geteuid() == 0 else "")
+        + f"listener {port} 127.0.0.1\n"
+        f"cafile {pki / 'ca.pem'}\ncertfile {pki / 'server.pem'}\nkeyfile {pki / 'server.key'}\n"
+        "log_dest stderr\n" + ("log_type all\n" if log_all else ""))
+    with (workdir / "mosquitto.log").open("ab") as broker_log:
+        process = subprocess.Popen([_require("mosquitto", "mosquitto"), "-c", str(config)],
+                                   stdout=broker_log, stderr=broker_log)
+    try:
+        wait_for_port("127.0.0.1", port)
+        yield TlsBroker(port, pki)
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,57 +21,19 @@ from edge.config import load_config
 from edge.hall import open_hall
 from edge.uplink import Uplink
 from firmware_protocols import mqtt_messages as mm
-from onedoor.broker import wait_for_port
-from tests.edge.sites import free_port, site_toml
+from tests.edge.sites import site_toml
 from tests.edge.test_hall import OPENING
+from tests.servers import TlsBroker, tls_mosquitto
 
 pytestmark = pytest.mark.skipif(
     shutil.which("openssl") is None or shutil.which("mosquitto_passwd") is None,
     reason="needs the openssl CLI and mosquitto_passwd (Debian: openssl, mosquitto)")
 
 
-def _run(*args: str, cwd: Path) -> None:
-    subprocess.run(args, cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture
 def tls_broker(tmp_path: Path) -> Iterator[TlsBroker]:
-    pki = tmp_path / "pki"
-    pki.mkdir()
-    _run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=onedoor test CA", cwd=pki)
-    _run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
-         "-out", "server.csr", "-subj", "/CN=127.0.0.1", cwd=pki)
-    (pki / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    _run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-         "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext", cwd=pki)
-    _run("mosquitto_passwd", "-b", "-c", "passwd", "test-site", "s3cret-pw", cwd=pki)
-    port = free_port()
-    config = tmp_path / "mosquitto.conf"
-    # The session broker allows anonymous clients on a plain port; this one must not,
-    # so it gets its own configuration (same Debian mosquitto binary).
-    config.write_text(
-        "per_listener_settings false\nallow_anonymous false\n"
-        f"password_file {pki / 'passwd'}\n"
-        + ("user root\n" if os.geteuid() == 0 else "")
-        + f"listener {port} 127.0.0.1\n"
-        f"cafile {pki / 'ca.pem'}\ncertfile {pki / 'server.pem'}\nkeyfile {pki / 'server.key'}\n"
-        "log_dest stderr\n")
-    with open(tmp_path / "mosquitto.log", "ab") as log:
-        process = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c",
-                                    str(config)], stdout=log, stderr=log)
-    try:
-        wait_for_port("127.0.0.1", port)
-        yield TlsBroker(port, pki)
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-@dataclass(frozen=True)
-class TlsBroker:
-    port: int
-    pki: Path
+    with tls_mosquitto(tmp_path, {"test-site": "s3cret-pw"}) as broker:
+        yield broker
 
 
 def _connect_with(tmp_path: Path, broker: TlsBroker, password: str) -> tuple[bool, int]:

@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 
 from central.auth import parse_token
-from onedoor.broker import wait_for_port
 from tests.edge.sites import (
     PYTHON,
     REPO,
@@ -42,6 +41,7 @@ from tests.reliability.harness import (
     prepare_central_db,
     wait_until,
 )
+from tests.servers import tls_mosquitto
 
 pytestmark = pytest.mark.skipif(
     shutil.which("openssl") is None or shutil.which("mosquitto_passwd") is None,
@@ -52,46 +52,11 @@ CENTRAL_PASSWORD = "central-Pw-5b7e93a0c1"
 SESSION_SECRET = "session-Secret-0d4f7a2b9c6e-3a8b1f5d7e90c2"
 
 
-def _run(*args: str, cwd: Path) -> str:
-    return subprocess.run(args, cwd=cwd, check=True, capture_output=True, text=True).stdout
-
-
-def make_pki(pki: Path) -> None:
-    """A throwaway CA and a certificate for 127.0.0.1 signed by it."""
-    pki.mkdir()
-    _run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=onedoor reliability CA", cwd=pki)
-    _run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
-         "-out", "server.csr", "-subj", "/CN=127.0.0.1", cwd=pki)
-    (pki / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    _run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-         "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext", cwd=pki)
-
-
 @pytest.fixture
 def tls_broker(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    pki = tmp_path / "pki"
-    make_pki(pki)
-    _run("mosquitto_passwd", "-b", "-c", "passwd", SITE_ID, SITE_PASSWORD, cwd=pki)
-    _run("mosquitto_passwd", "-b", "passwd", "central", CENTRAL_PASSWORD, cwd=pki)
-    port = free_port()
-    config = tmp_path / "mosquitto.conf"
-    config.write_text(
-        "per_listener_settings false\nallow_anonymous false\n"
-        f"password_file {pki / 'passwd'}\n"
-        + ("user root\n" if os.geteuid() == 0 else "")
-        + f"listener {port} 127.0.0.1\n"
-        f"cafile {pki / 'ca.pem'}\ncertfile {pki / 'server.pem'}\nkeyfile {pki / 'server.key'}\n"
-        "log_dest stderr\nlog_type all\n")
-    with open(tmp_path / "mosquitto.log", "ab") as log:
-        process = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c",
-                                    str(config)], stdout=log, stderr=log)
-    try:
-        wait_for_port("127.0.0.1", port)
-        yield port, pki
-    finally:
-        process.terminate()
-        process.wait(10)
+    users = {SITE_ID: SITE_PASSWORD, "central": CENTRAL_PASSWORD}
+    with tls_mosquitto(tmp_path, users, log_all=True) as broker:
+        yield broker.port, broker.pki
 
 
 def login_cookie(port: int, token: str) -> str:
