@@ -77,6 +77,7 @@ SOFTWARE_VERSION = "onedoor-0.1.0"
 TICK_S = 1.0
 HELP_BUZZ_MS = 800
 UNPRINTED_NOTICE_S = 600
+WAIT_FRESH_MS = 10 * 60_000  # telemetry shows a service's last prediction this long
 NOT_STARTED = "not started"  # the drivers' health detail before their first check
 RATING_SECONDS = 30  # how long the rating pad waits for the citizen after 办结
 
@@ -305,6 +306,8 @@ class EdgeDaemon:
         self._notices: dict[str, tuple[str, float]] = {}  # key -> (text, until monotonic)
         self._device_health: dict[str, DeviceHealth] = {}
         self._issued_waits: dict[str, mm.WaitPrediction] = {}  # today's, for printing
+        # The latest prediction per service and when it was made, for telemetry.
+        self._service_waits: dict[str, tuple[mm.WaitPrediction, int]] = {}
         self._bus_progress: dict[str, tuple[int, float]] = {}  # device -> (polls, changed at)
 
     # -- lifecycle -----------------------------------------------------------
@@ -554,6 +557,7 @@ class EdgeDaemon:
             case mm.DayReset():
                 self._notices.clear()
                 self._issued_waits.clear()
+                self._service_waits.clear()
             case _:
                 pass
         if isinstance(body, mm.TicketCalled | mm.TicketRecalled | mm.TicketDone | mm.TicketNoShow
@@ -643,6 +647,8 @@ class EdgeDaemon:
         """Print (if asked and a printer exists); an unprinted ticket is shown on the screen."""
         if issued.wait is not None:
             self._issued_waits[issued.ticket.number] = issued.wait
+            self._service_waits[issued.ticket.service_id] = (issued.wait,
+                                                             issued.ticket.issued_ms)
         if not print_it:
             return False
         printed = False
@@ -773,8 +779,11 @@ class EdgeDaemon:
         for service in hall.config.services[:mm.MAX_QUEUES]:
             waiting = hall.dispatcher.waiting(service.id)
             oldest = max(((now - t.issued_ms) // 1000 for t in waiting), default=0)
+            latest = self._service_waits.get(service.id)
+            fresh = latest is not None and now - latest[1] <= WAIT_FRESH_MS
             queues.append(mm.QueueStat(service=service.id, waiting=len(waiting),
-                                       oldest_wait_s=max(0, oldest), wait=None))
+                                       oldest_wait_s=max(0, oldest),
+                                       wait=latest[0] if latest is not None and fresh else None))
         windows = []
         for status in hall.dispatcher.windows()[:mm.MAX_WINDOWS]:
             state: mm.WindowState = ("serving" if status.current is not None

@@ -30,6 +30,7 @@ from firmware_protocols import mqtt_messages as mm
 from onedoor.cli import main
 from tests.edge.central_probe import CentralProbe, wait_for
 from tests.edge.sites import (
+    BASE_SERVICES,
     BASE_WINDOWS,
     free_port,
     http,
@@ -312,3 +313,32 @@ def test_an_invalid_file_at_start_runs_the_last_good_config(tmp_path: Path) -> N
     assert isinstance(rejected[0], mm.ConfigRejected)
     assert rejected[0].version == "v2"
     assert any("services[0].sla_minutes" in e for e in rejected[0].errors)
+
+
+def test_telemetry_carries_each_services_latest_predicted_wait(tmp_path: Path) -> None:
+    """The dashboards' 预计等候 column: the prediction printed on the last ticket, while fresh."""
+    services = BASE_SERVICES.replace("overtime_minutes = 20",
+                                     "overtime_minutes = 20\nmean_minutes = 6.0")
+    services = services.replace("overtime_minutes = 30",
+                                "overtime_minutes = 30\nmean_minutes = 8.0")
+    port = free_port()
+    config_path = site_toml(tmp_path, http_port=port, services=services)
+
+    async def scenario() -> tuple[mm.Telemetry, int]:
+        daemon = EdgeDaemon(config_path, install_signals=False)
+        task = asyncio.create_task(daemon.run())
+        await asyncio.wait_for(daemon.ready.wait(), 30)
+        for _ in range(3):
+            status, body = await asyncio.to_thread(
+                http, "POST", f"http://127.0.0.1:{port}/tickets", {"service": "shebao"})
+            assert status == 201, body
+        telemetry = daemon.telemetry()
+        daemon.stop()
+        await task
+        return telemetry, body["wait"]["p50_s"]
+
+    telemetry, printed_p50 = asyncio.run(scenario())
+    by_service = {q.service: q for q in telemetry.queues}
+    assert by_service["shebao"].wait is not None
+    assert by_service["shebao"].wait.p50_s == printed_p50  # what the last ticket said
+    assert by_service["huji"].wait is None  # no ticket yet: no number made up
