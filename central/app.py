@@ -34,7 +34,7 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from central import api, web
-from central.auth import SessionSigner, TokenStore, ensure_schema
+from central.auth import SessionSigner, TokenStore
 from central.config import CentralConfig
 from central.db import make_engine, migrate, session_factory
 from central.service import CentralService
@@ -88,7 +88,6 @@ def create_app(
                 await stack.enter_async_context(service)  # migrates, then connects
             else:
                 await run_in_threadpool(migrate, engine)
-            await run_in_threadpool(ensure_schema, engine)
             hub.start()
             stack.push_async_callback(hub.stop)
             log.info("central.started", ingest=service is not None)

@@ -39,20 +39,11 @@ from datetime import UTC, datetime
 from typing import Final
 
 import structlog
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Engine,
-    MetaData,
-    String,
-    Table,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.errors import CentralError
+from central.models import ApiToken
 
 log = structlog.get_logger(__name__)
 
@@ -117,23 +108,8 @@ class TokenInfo:
     revoked_at: datetime | None
 
 
-# Kept on its own MetaData: the core schema's Alembic history does not know this table yet,
-# so ensure_schema() creates it (idempotently) until it moves into central.models.
-AUTH_METADATA: Final = MetaData()
-api_tokens: Final = Table(
-    "api_tokens",
-    AUTH_METADATA,
-    Column("id", String(8), primary_key=True),
-    Column("secret_sha256", String(64), nullable=False),
-    Column("name", String(100), nullable=False),
-    Column("role", String(16), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("revoked_at", DateTime(timezone=True), nullable=True),
-)
-
-
-def ensure_schema(engine: Engine) -> None:
-    AUTH_METADATA.create_all(engine, checkfirst=True)
+# Core statements on the ORM model's table: token checks run on every request.
+api_tokens: Final[Table] = ApiToken.__table__  # type: ignore[assignment]
 
 
 def _digest(secret: str) -> str:
@@ -303,7 +279,6 @@ class SessionSigner:
 
 
 __all__ = [
-    "AUTH_METADATA",
     "SESSION_COOKIE",
     "SESSION_TTL_S",
     "AuthError",
@@ -315,6 +290,5 @@ __all__ = [
     "TokenStore",
     "Unauthenticated",
     "api_tokens",
-    "ensure_schema",
     "parse_token",
 ]

@@ -28,7 +28,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.api import Central, fleet_tiles
-from central.auth import Principal, Role, SessionSigner, TokenStore, ensure_schema
+from central.auth import Principal, Role, SessionSigner, TokenStore
 from central.config import CentralConfig
 from central.db import make_engine, migrate, session_factory
 from central.models import Alarm, AlarmType, Severity, Site, SiteKind
@@ -140,7 +140,6 @@ def measure(label: str, populate: Callable[[sessionmaker[Session]], None]) -> di
         db_url = f"sqlite:///{Path(workdir) / 'central.db'}"
         engine = make_engine(db_url)
         migrate(engine)
-        ensure_schema(engine)
         sessions = session_factory(engine)
         populate(sessions)
         tokens = TokenStore(sessions)

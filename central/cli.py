@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from central.auth import Role, TokenStore, ensure_schema
+from central.auth import Role, TokenStore
 from central.config import CentralConfig, load_config
 from central.db import make_engine, migrate, session_factory
 from central.errors import CentralError
@@ -29,7 +29,6 @@ def _config(args: argparse.Namespace) -> CentralConfig:
 def _store(config: CentralConfig) -> TokenStore:
     engine = make_engine(config.database_url)
     migrate(engine)
-    ensure_schema(engine)
     return TokenStore(session_factory(engine))
 
 

@@ -19,6 +19,7 @@ Tables::
     commands          remote commands and their results
     telemetry_points  embedded telemetry sink: raw points
     telemetry_rollups embedded telemetry sink: 1-minute and 1-hour aggregates
+    api_tokens        API tokens: id, SHA-256 of the secret, label, role (see central.auth)
 
 Times are timezone-aware UTC ``datetime`` (:class:`UtcDateTime`); edge wall
 times stay unix milliseconds (``*_ms``) as they came, with their sync flag.
@@ -407,11 +408,25 @@ class TelemetryRollup(Base):
     maximum: Mapped[float] = mapped_column(Float)
 
 
+class ApiToken(Base):
+    """An API token. Only the SHA-256 of its secret is kept: a leaked database leaks no token."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(8), primary_key=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
 __all__ = [
     "Alarm",
     "AlarmAction",
     "AlarmHistory",
     "AlarmType",
+    "ApiToken",
     "Base",
     "Command",
     "CommandStatus",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from central.api import Central
-from central.auth import Principal, Role, SessionSigner, TokenStore, ensure_schema
+from central.auth import Principal, Role, SessionSigner, TokenStore
 from central.bench_web import synthetic_fleet
 from central.config import CentralConfig
 from central.db import make_engine, migrate, session_factory
@@ -23,7 +23,6 @@ def big_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
     url = f"sqlite:///{tmp_path_factory.mktemp('fleet') / 'c.db'}"
     engine = make_engine(url)
     migrate(engine)
-    ensure_schema(engine)
     sessions = session_factory(engine)
     synthetic_fleet(sessions, 3000)  # 150 towns of 20
     yield Central(

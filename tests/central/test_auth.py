@@ -21,7 +21,6 @@ from central.auth import (
     TokenStore,
     Unauthenticated,
     api_tokens,
-    ensure_schema,
     parse_token,
 )
 from central.cli import register_cli
@@ -36,7 +35,6 @@ SECRET = b"k" * 32
 def store(tmp_path: Path) -> Iterator[TokenStore]:
     engine = make_engine(f"sqlite:///{tmp_path}/auth.db")
     migrate(engine)
-    ensure_schema(engine)
     yield TokenStore(session_factory(engine))
     engine.dispose()
 

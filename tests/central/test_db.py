@@ -2,27 +2,65 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, func, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    func,
+    inspect,
+    select,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.config import SETTINGS, CentralConfig, load_config
-from central.db import current_revision, migrate
+from central.db import alembic_config, current_revision, migrate, session_factory
 from central.errors import ConfigError, SeedError
-from central.models import Base, Service, Site, SiteKind, Window
+from central.models import ApiToken, Base, Service, Site, SiteKind, Window
 from central.seed import load_seed, read_sites
 
 
 def test_migrations_match_models(engine: Engine) -> None:
     migrate(engine)  # a second run is a no-op
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == "0002"
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
+
+
+def test_api_tokens_made_outside_alembic_are_taken_over(engine: Engine) -> None:
+    """Before 0002 the table came from ``create_all`` beside Alembic: its tokens must survive."""
+    command.downgrade(alembic_config(engine), "0001")
+    assert not inspect(engine).has_table("api_tokens")
+    legacy = MetaData()
+    table = Table(  # exactly what central.auth.ensure_schema created before revision 0002
+        "api_tokens", legacy,
+        Column("id", String(8), primary_key=True),
+        Column("secret_sha256", String(64), nullable=False),
+        Column("name", String(100), nullable=False),
+        Column("role", String(16), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("revoked_at", DateTime(timezone=True), nullable=True),
+    )  # fmt: skip
+    legacy.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(table.insert().values(
+            id="0123abcd", secret_sha256="0" * 64, name="ops", role="operator",
+            created_at=datetime(2026, 11, 1, tzinfo=UTC)))  # fmt: skip
+    migrate(engine)
+    assert current_revision(engine) == "0002"
+    with session_factory(engine)() as session:
+        token = session.get_one(ApiToken, "0123abcd")
+    assert (token.name, token.role, token.revoked_at) == ("ops", "operator", None)
 
 
 def test_full_seed(sessions: sessionmaker[Session]) -> None:

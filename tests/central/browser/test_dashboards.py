@@ -69,11 +69,8 @@ class LiveServer:
 def live(
     tmp_path_factory: pytest.TempPathFactory, mqtt_broker: MosquittoBroker
 ) -> Iterator[LiveServer]:
-    from central.auth import ensure_schema
-
     app, service = build_app(tmp_path_factory.mktemp("browser") / "central.db", mqtt_broker)
     central = app.state.central
-    ensure_schema(central.engine)
     tokens = {role: central.tokens.create(role, f"browser {role.value}")[1] for role in Role}
     # The TestClient stays unused (never entered): here uvicorn serves the app to chromium.
     env = RunningApp(app, TestClient(app), central, service, tokens, mqtt_broker)
