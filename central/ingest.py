@@ -82,13 +82,18 @@ GAP_SCAN_LIMIT: Final = 10_000
 """Seqs read above the contiguous point per site and batch to find gaps."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Received:
-    """One publish as it came off the wire."""
+    """One publish as it came off the wire.
+
+    ``admitted`` is the rate limiter's verdict, given once: a batch retried after a
+    database error, or split up after a failure, is not charged to its site again.
+    """
 
     topic: str
     payload: bytes
     received_at: datetime
+    admitted: bool | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)
@@ -180,7 +185,9 @@ class IngestProcessor:
         rejects: dict[tuple[str, str], list[Any]] = {}
         incoming: list[mm.Incoming] = []
         for item in batch:
-            if not self._limiter.allow(item.topic, item.received_at.timestamp()):
+            if item.admitted is None:
+                item.admitted = self._limiter.allow(item.topic, item.received_at.timestamp())
+            if not item.admitted:
                 site = item.topic.split("/", 4)[2][:64]
                 self._count_reject(rejects, site, RATE_LIMITED, "over the site's rate", now)
                 continue

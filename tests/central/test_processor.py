@@ -58,6 +58,20 @@ def _history(sessions: sessionmaker[Session], alarm_id: int) -> list[AlarmAction
         )
 
 
+def test_rate_limit_charges_a_retried_batch_once(small_registry: sessionmaker[Session]) -> None:
+    """The service retries a batch after a database error: its publishes were already paid for."""
+    processor = _processor(small_registry, rate_messages_per_s=0.001, rate_messages_burst=3)
+    site = SimSite(SITE)
+    batch = received(*(site.event(called(f"Z{n:03d}")) for n in range(1, 4)), at=NOW)
+    assert processor.process(batch, NOW).acks == {SITE: 3}
+    retried = processor.process(batch, NOW)  # same publishes: duplicates, acked again
+    assert (retried.acks, retried.rejected, retried.events_duplicate) == ({SITE: 3}, 0, 3)
+    fresh = processor.process(received(site.event(called("Z004")), at=NOW), NOW)
+    assert (fresh.acks, fresh.rejected) == ({}, 1)  # a new publish over the burst is dropped
+    with small_registry() as session:
+        assert reject_counts(session)[(SITE, "rate_limited")] == 1
+
+
 def test_events_committed_once_and_acked(small_registry: sessionmaker[Session]) -> None:
     processor = _processor(small_registry)
     site = SimSite(SITE)
