@@ -11,7 +11,8 @@ Layout (see ``edge/examples/*.toml`` for complete files)::
 
     version = "2026.11.1"                 # config version reported to the central
     [site]      id, name, town, timezone
-    [hours]     open, close, reset        # "HH:MM" local time; reset starts a new day
+    [hours]     open, close, reset,       # "HH:MM" local time; reset starts a new day
+                last_ticket               # 停止取号: no ticket from then on (default: close)
     [policy]    dispatch policy (fastpath.types.Policy)
     [[services]] id, prefix, name_zh, name_en, sla_minutes, overtime_minutes,
                  mean_minutes, cv, visitors_per_day (for the predicted wait)
@@ -75,11 +76,26 @@ class SiteConfig:
 
 @dataclass(frozen=True, slots=True)
 class HoursConfig:
-    """Opening hours and the daily reset, minutes after local midnight."""
+    """Opening hours and the daily reset, minutes after local midnight.
+
+    Tickets are issued from ``open`` until ``last_ticket`` (停止取号, often half an
+    hour before closing; default ``close``); windows keep calling the tickets
+    already waiting after that. ``close = "24:00"`` with ``open = "00:00"`` is a hall
+    that never closes: its ``reset`` may then fall at any time.
+    """
 
     open_minute: int
     close_minute: int
     reset_minute: int  # a new business day (ticket counters restart) begins here
+    last_ticket_minute: int = -1  # 停止取号; -1: at close
+
+    @property
+    def issue_until_minute(self) -> int:
+        return self.close_minute if self.last_ticket_minute < 0 else self.last_ticket_minute
+
+    def issuing(self, minute: int) -> bool:
+        """Whether a ticket may be taken at ``minute`` after local midnight."""
+        return self.open_minute <= minute < self.issue_until_minute
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,12 +387,22 @@ def _non_empty(value: str) -> str | None:
     return None if value.strip() else "must not be empty"
 
 
+DAY_MINUTES = 24 * 60
+
+
 def _minute_of(value: str) -> int:
     match = _HHMM_RE.fullmatch(value)
     return int(match.group(1)) * 60 + int(match.group(2)) if match else 0
 
 
 _check_hhmm = _matches(_HHMM_RE, "expected local time HH:MM")
+
+
+def _check_close(value: str) -> str | None:
+    """A closing time may also be "24:00" (the end of the day)."""
+    return None if value == "24:00" else _check_hhmm(value)
+
+
 _check_ident = _matches(_IDENT_RE, "expected an id of letters, digits, '_', '.', '-'")
 _check_pin = _between(0, 27)  # BCM numbering of the Raspberry Pi header
 BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
@@ -417,14 +443,23 @@ def _read_site(root: _Table) -> SiteConfig:
 def _read_hours(root: _Table) -> HoursConfig:
     table = root.table("hours") or _Table({}, "hours", root.problems)
     opening = _minute_of(table.get("open", str, "08:30", _check_hhmm))
-    closing = _minute_of(table.get("close", str, "17:30", _check_hhmm))
+    close_text = table.get("close", str, "17:30", _check_close)
+    closing = DAY_MINUTES if close_text == "24:00" else _minute_of(close_text)
     reset = _minute_of(table.get("reset", str, "03:00", _check_hhmm))
+    last_text = table.optional("last_ticket", str, _check_close)
+    last = -1
+    if last_text is not None:
+        last = DAY_MINUTES if last_text == "24:00" else _minute_of(last_text)
     if closing <= opening:
         root.problems.add("hours.close", "must be after hours.open")
-    if opening <= reset < closing:
+    around_the_clock = opening == 0 and closing == DAY_MINUTES
+    if opening <= reset < closing and not around_the_clock:
         root.problems.add("hours.reset", "must be outside opening hours")
+    if last_text is not None and not opening < last <= closing:
+        root.problems.add("hours.last_ticket", "must be after hours.open and not after "
+                                               "hours.close")
     table.finish()
-    return HoursConfig(opening, closing, reset)
+    return HoursConfig(opening, closing, reset, last)
 
 
 def _read_policy(root: _Table) -> Policy:

@@ -14,6 +14,9 @@ lost). Operations:
   journal and journals ``config.rejected``, so a bad push never leaves the
   hall dark (with no journal yet, it refuses to start).
 * ``SIGTERM``/``SIGINT`` stop cleanly (retained state ``offline``).
+* Outside the issuing hours (``hours.open`` .. ``hours.last_ticket``) a ticket button
+  prints nothing and the hall screen says 尚未开始取号 08:30 / 今日取号已结束 for a
+  minute; the kiosk API answers 409 ``closed``; windows keep calling who waits.
 * systemd ``Type=notify``: ``READY=1`` once serving, and ``WATCHDOG=1`` from
   the event loop only while the device-input, timer and uplink tasks have
   checked in, and the terminal bus has kept polling (its ``polls`` counter), within
@@ -77,6 +80,7 @@ SOFTWARE_VERSION = "onedoor-0.1.0"
 TICK_S = 1.0
 HELP_BUZZ_MS = 800
 UNPRINTED_NOTICE_S = 600
+CLOSED_NOTICE_S = 60  # 今日取号已结束 on the hall screen after a ticket button press
 WAIT_FRESH_MS = 10 * 60_000  # telemetry shows a service's last prediction this long
 NOT_STARTED = "not started"  # the drivers' health detail before their first check
 RATING_SECONDS = 30  # how long the rating pad waits for the citizen after 办结
@@ -469,6 +473,11 @@ class EdgeDaemon:
             case Rating():
                 hall.rate(item.window, item.value)
             case TicketButton():
+                closed = hall.closed_notice(self.clock.now_ms())
+                if closed is not None:  # nothing to print: say so on the hall screen
+                    log.info("ticket.closed", service=item.service_id, notice=closed)
+                    self._notice("closed", closed, CLOSED_NOTICE_S)
+                    return
                 issued = hall.issue(item.service_id, item.klass, channel="button")
                 await self._after_issue(issued, True)
             case HelpButton():

@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,10 @@ def _dispatcher_for(config: EdgeConfig) -> Dispatcher:
 def _number_order(number: str) -> int:
     prefix = number.rstrip("0123456789")
     return number_order(prefix, int(number[len(prefix):]))
+
+
+def _hhmm(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
 
 
 def _text(message: str) -> str:
@@ -368,8 +373,13 @@ class Hall:
 
     def issue(self, service_id: str, klass: TicketClass = TicketClass.NORMAL, *,
               channel: mm.Channel = "api", booked_ms: int | None = None) -> IssuedTicket:
-        """Take a ticket (取号); returns once its ``ticket.issued`` event is durable."""
+        """Take a ticket (取号); returns once its ``ticket.issued`` event is durable.
+
+        Outside ``hours.open`` .. ``hours.last_ticket`` (default ``close``) it raises
+        :class:`CommandRejected` with code ``closed`` (HTTP 409), whatever the class.
+        """
         now = self.clock.now_ms()
+        self.check_issuing(now)
         dispatcher = self.dispatcher
         try:
             service = self.config.service(service_id)
@@ -411,6 +421,31 @@ class Hall:
                                wait=wait)
         (event,) = self._commit([body], now)
         return IssuedTicket(dispatcher.ticket(number), people_ahead, wait, event)
+
+    def closed_notice(self, now_ms: int) -> str | None:
+        """None while tickets may be taken, else what the hall screen says
+        (尚未开始取号 08:30 / 今日取号已结束)."""
+        hours = self.config.hours
+        local = datetime.fromtimestamp(now_ms / 1000, self.config.site.tz)
+        minute = local.hour * 60 + local.minute
+        if hours.issuing(minute):
+            return None
+        if minute < hours.open_minute:
+            return f"尚未开始取号 {_hhmm(hours.open_minute)}"
+        return "今日取号已结束"
+
+    def check_issuing(self, now_ms: int) -> None:
+        """Refuse a ticket outside the issuing hours (``closed``, HTTP 409)."""
+        notice = self.closed_notice(now_ms)
+        if notice is None:
+            return
+        hours = self.config.hours
+        if notice.startswith("尚未"):
+            english = f"tickets are issued from {_hhmm(hours.open_minute)}"
+        else:
+            english = (f"ticket issuing ended at {_hhmm(hours.issue_until_minute)}; "
+                       f"windows serve the tickets already waiting")
+        raise CommandRejected(f"{notice} ({english})", code="closed")
 
     def _predict(self, service_id: str, klass: TicketClass, now: int,
                  booked_ms: int | None) -> mm.WaitPrediction | None:

@@ -12,6 +12,9 @@
 
 Errors are JSON ``{"error": code, "message": text}`` with their HTTP status
 (400 bad JSON, 404 unknown service, 405, 413, 422 bad field, 409/503 refused).
+Outside the issuing hours (``hours.open`` until ``hours.last_ticket``, default
+``close``) ``POST /tickets`` gets 409 ``{"error": "closed", "message":
+"今日取号已结束 (...)"}`` or ``"尚未开始取号 08:30 (...)"``, Chinese first.
 """
 
 from __future__ import annotations

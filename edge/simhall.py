@@ -57,6 +57,12 @@ id = "sim-hall"
 name = "模拟便民服务中心"
 town = "模拟镇"
 
+# Runs on the host clock whenever a test or benchmark does: open around the clock.
+[hours]
+open = "00:00"
+close = "24:00"
+reset = "03:00"
+
 [[services]]
 id = "shebao"
 prefix = "A"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,8 +12,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gpiozero.pins.mock import MockFactory
+
+    from edge.simhall import SimulatedHall
+    from firmware_protocols.terminal_events import Key
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -47,6 +55,11 @@ services = { huji = 2, shebao = 1 }
 """
 
 
+# Subprocess daemons run on the host clock at whatever hour the tests run: open around
+# the clock (the day still resets at 03:00). Tests of the opening hours pass their own.
+ALL_DAY_HOURS = '[hours]\nopen = "00:00"\nclose = "24:00"\nreset = "03:00"\n'
+
+
 def free_port() -> int:
     """A free TCP port on the loopback interface."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -65,10 +78,11 @@ def site_toml(
     extra: str = "",
     telemetry_seconds: int = 30,
     name: str = "site.toml",
+    hours: str = ALL_DAY_HOURS,
 ) -> Path:
     """Write a small two-window site config into ``directory`` and return its path."""
     parts = [f'version = "{version}"', "", "[site]", 'id = "test-site"',
-             'name = "测试镇便民服务中心"', 'town = "测试镇"', "", services, windows]
+             'name = "测试镇便民服务中心"', 'town = "测试镇"', "", hours, services, windows]
     if mqtt_port is not None:
         parts += ["[mqtt]", 'host = "127.0.0.1"', f"port = {mqtt_port}", "keepalive_seconds = 5",
                   ""]
@@ -129,3 +143,29 @@ def stop_daemon(process: subprocess.Popen[bytes]) -> int:
             process.kill()
             process.wait()
     return process.returncode
+
+
+# --------------------------------------------------------------------------- in-process daemons
+
+
+async def until(condition: Callable[[], object], what: str, timeout: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def press_pin(factory: MockFactory, pin: int, hold_s: float) -> None:
+    button = factory.pin(pin)
+    button.drive_low()  # buttons switch to ground
+    await asyncio.sleep(hold_s)
+    button.drive_high()
+    await asyncio.sleep(0.1)  # released long enough to debounce before any next press
+
+
+async def keys(sim: SimulatedHall, window: int, *pressed: Key) -> None:
+    for key in pressed:
+        sim.terminals.press(window, key)
+        await asyncio.sleep(0.03)

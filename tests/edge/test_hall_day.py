@@ -14,13 +14,11 @@ import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from gpiozero.pins.mock import MockFactory
 
 from edge.config import EdgeConfig
 from edge.daemon import DeviceSet, EdgeDaemon
 from edge.devices.base import InputQueue
-from edge.devices.voice import make_clips
 from edge.devices_factory import build_devices
 from edge.simhall import (
     HALL_SCREEN,
@@ -34,38 +32,8 @@ from edge.simhall import (
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.terminal_events import Key
 from tests.edge.central_probe import CentralProbe
-from tests.edge.sites import free_port, http
+from tests.edge.sites import free_port, http, keys, press_pin, until
 from tests.servers import MosquittoBroker
-
-
-@pytest.fixture(scope="module")
-def clips_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("clips")
-    make_clips(directory)
-    return directory
-
-
-async def until(condition: Callable[[], object], what: str, timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-async def press_pin(factory: MockFactory, pin: int, hold_s: float) -> None:
-    button = factory.pin(pin)
-    button.drive_low()  # buttons switch to ground
-    await asyncio.sleep(hold_s)
-    button.drive_high()
-    await asyncio.sleep(0.1)  # released long enough to debounce before any next press
-
-
-async def keys(sim: SimulatedHall, window: int, *pressed: Key) -> None:
-    for key in pressed:
-        sim.terminals.press(window, key)
-        await asyncio.sleep(0.03)
 
 
 def test_a_scripted_hall_day(tmp_path: Path, clips_dir: Path,
