@@ -62,6 +62,10 @@ class SiteCounters:
     produced: int = 0
     acked: int = 0
     resent: int = 0
+    reconnects: int = 0  # connections after the first (each resends the outbox)
+    # Acks above anything this run produced: the central holds these seqs from an earlier
+    # run under the same site id (a test set-up error: an edge never reuses a seq).
+    acks_beyond_produced: int = 0
     ack_latency_ms: list[float] = field(default_factory=list)
 
 
@@ -99,6 +103,8 @@ class SimulatedSite:
                     reason: Any, _props: object) -> None:
         if reason.is_failure:
             return
+        if self.last_progress:
+            self.counters.reconnects += 1
         self.connected = True
         client.subscribe(ack_topic(self.site_id), qos=1)
         self._send(msgs.to_publish(self._state("online")))
@@ -112,6 +118,8 @@ class SimulatedSite:
         ack = msgs.decode(msgs.Kind.ACK, message.payload, site_id=self.site_id)
         assert isinstance(ack, msgs.Ack)
         now = self.now()
+        if ack.seq > self.seq:
+            self.counters.acks_beyond_produced += 1
         for seq in range(self.acked_seq + 1, ack.seq + 1):
             entry = self.outbox.pop(seq, None)
             if entry is not None:
@@ -121,18 +129,20 @@ class SimulatedSite:
             self.last_progress = now
         self.acked_seq = max(self.acked_seq, ack.seq)
 
-    def resend_unacked(self, older_than_s: float) -> None:
-        """Resend the outbox when the ack has not moved for ``older_than_s`` (as the edge does)."""
+    def resend_unacked(self, quiet_s: float) -> None:
+        """Resend everything above the ack when it has not moved for ``quiet_s``.
+
+        Exactly the edge's rule (``edge.uplink``): the whole outbox, not only its old
+        entries, since the ack can be stuck behind a recent event the central missed.
+        """
         now = self.now()
         quiet_since = max(self.last_progress, self.last_resend)
-        if not self.connected or not self.outbox or now - quiet_since < older_than_s:
+        if not self.connected or not self.outbox or now - quiet_since < quiet_s:
             return
         self.last_resend = now
         for seq in sorted(self.outbox):
-            publish, first_sent = self.outbox[seq]
-            if now - first_sent >= older_than_s:
-                self._send(publish)
-                self.counters.resent += 1
+            self._send(self.outbox[seq][0])
+            self.counters.resent += 1
 
     def _send(self, publish: msgs.Publish) -> None:
         if self.connected:
@@ -145,6 +155,8 @@ class SimulatedSite:
             clock_synced=True, body=body,
         )
         publish = msgs.to_publish(event)
+        if not self.outbox:  # the quiet period before a resend starts now, not at the last ack
+            self.last_progress = self.now()
         self.outbox[self.seq] = (publish, self.now())
         self.counters.produced += 1
         self._send(publish)
@@ -215,6 +227,8 @@ class LoadResult:
     acked: int
     unacked_at_end: int
     resent: int
+    reconnects: int
+    acks_beyond_produced: int
     ack_p50_ms: float | None
     ack_p99_ms: float | None
     backlog_samples: list[int]
@@ -311,6 +325,8 @@ async def run_sites(host: str, port: int, site_ids: list[str], profile: LoadProf
         acked=sum(s.counters.acked for s in sites),
         unacked_at_end=sum(len(s.outbox) for s in sites),
         resent=sum(s.counters.resent for s in sites),
+        reconnects=sum(s.counters.reconnects for s in sites),
+        acks_beyond_produced=sum(s.counters.acks_beyond_produced for s in sites),
         ack_p50_ms=_percentile(latencies, 50), ack_p99_ms=_percentile(latencies, 99),
         backlog_samples=backlog,
     )
@@ -329,11 +345,15 @@ def site_ids(count: int, prefix: str = "load") -> list[str]:
 
 
 def run(host: str, port: int, sites: int, profile: LoadProfile, duration_s: float,
-        processes: int = 1) -> dict[str, Any]:
-    """Split the sites over processes; sum their results."""
+        processes: int = 1, prefix: str = "load") -> dict[str, Any]:
+    """Split the sites over processes; sum their results.
+
+    Each run starts every site at seq 1: runs against the same central need their
+    own ``prefix`` (site ids), as an edge never reuses a seq.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # one socket per site
-    ids = site_ids(sites)
+    ids = site_ids(sites, prefix)
     chunks = [ids[i::processes] for i in range(processes)]
     jobs = [(host, port, chunk, profile, duration_s, seed) for seed, chunk in enumerate(chunks)]
     if processes == 1:
@@ -343,7 +363,8 @@ def run(host: str, port: int, sites: int, profile: LoadProfile, duration_s: floa
             parts = pool.map(_worker, jobs)
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     total: dict[str, Any] = {"sites": sites, "processes": processes}
-    for key in ("produced", "acked", "unacked_at_end", "resent"):
+    for key in ("produced", "acked", "unacked_at_end", "resent", "reconnects",
+                "acks_beyond_produced"):
         total[key] = sum(part[key] for part in parts)
     total["duration_s"] = max(part["duration_s"] for part in parts)
     total["events_per_s"] = round(total["produced"] / total["duration_s"], 1)
@@ -357,7 +378,8 @@ def run(host: str, port: int, sites: int, profile: LoadProfile, duration_s: floa
 def _cmd_loadgen(args: argparse.Namespace) -> int:
     profile = LoadProfile(citizens_per_day=args.citizens_per_day,
                           telemetry_interval_s=args.telemetry_interval, speed=args.speed)
-    result = run(args.host, args.port, args.sites, profile, args.duration, args.processes)
+    result = run(args.host, args.port, args.sites, profile, args.duration, args.processes,
+                 args.prefix)
     print(json.dumps(result, ensure_ascii=False))
     return 0 if result["unacked_at_end"] == 0 else 1
 
@@ -369,6 +391,8 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     parser.add_argument("--port", type=int, default=1883)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
     parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--prefix", default="load",
+                        help="site ids are PREFIX-00001...; a fresh prefix per run on one central")
     parser.add_argument("--speed", type=float, default=1.0, help="multiply every rate")
     parser.add_argument("--citizens-per-day", type=float, default=60.0)
     parser.add_argument("--telemetry-interval", type=float, default=60.0)

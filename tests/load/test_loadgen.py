@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 from collections import defaultdict
 
@@ -11,7 +12,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_protocols import mqtt_messages as msgs
 from firmware_protocols.mqtt_topics import ack_topic
-from onedoor.loadgen import LoadProfile, run_sites, site_ids
+from onedoor.loadgen import LoadProfile, SimulatedSite, run_sites, site_ids
 from tests.servers import MosquittoBroker
 
 
@@ -98,3 +99,48 @@ def test_outbox_survives_a_broker_restart(mqtt_broker: MosquittoBroker) -> None:
         acker.close()
     assert result.unacked_at_end == 0  # type: ignore[attr-defined]
     assert result.acked == result.produced  # type: ignore[attr-defined]
+
+
+def test_resend_covers_recent_events_behind_a_stuck_ack() -> None:
+    """A missed event sent just before the ack stopped moving must come back at the next resend.
+
+    (Resending only "old" entries left such events unacked until the resend after it.)
+    """
+    clock = [0.0]
+    site = SimulatedSite("load-0001", 1, random.Random(1), lambda: clock[0])
+    site.connected = True  # no broker: _send is captured below
+    sent: list[int] = []
+
+    def capture(publish: msgs.Publish) -> None:
+        event = msgs.decode(msgs.Kind.EVENT, publish.payload, site_id="load-0001")
+        assert isinstance(event, msgs.Event)
+        sent.append(event.seq)
+
+    site._send = capture  # type: ignore[method-assign]
+    site.citizen()  # seqs 1..4 or 1..5 at t=0
+    clock[0] = 29.0
+    site.citizen()  # more, at t=29: the ack is still 0
+    produced = list(range(1, site.seq + 1))
+    assert sent == produced
+    sent.clear()
+    clock[0] = 30.5
+    site.resend_unacked(30.0)
+    assert sent == produced
+    sent.clear()
+    site.resend_unacked(30.0)  # right after a resend: nothing until the next quiet period
+    assert sent == []
+
+
+def test_an_ack_above_anything_produced_is_counted() -> None:
+    """Two runs under the same site ids against one central: reported, not silently absorbed."""
+    site = SimulatedSite("load-0001", 1, random.Random(1), lambda: 0.0)
+    site.connected = True
+    site._send = lambda publish: None  # type: ignore[method-assign]
+    site.citizen()
+    message = mqtt.MQTTMessage(topic=ack_topic("load-0001").encode())
+    message.payload = msgs.encode(msgs.Ack(site="load-0001", seq=site.seq))
+    site._on_message(site.client, None, message)
+    assert (site.counters.acks_beyond_produced, site.outbox) == (0, {})
+    message.payload = msgs.encode(msgs.Ack(site="load-0001", seq=site.seq + 40))
+    site._on_message(site.client, None, message)
+    assert site.counters.acks_beyond_produced == 1

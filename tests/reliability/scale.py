@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +43,30 @@ def backlog_grows(samples: list[int]) -> bool:
     return last > 2 * first + 50
 
 
+def log_problems(path: Path) -> dict[str, int]:
+    """Warning-or-worse structlog events of a central's JSON log, counted by event name."""
+    counts: Counter[str] = Counter()
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            counts["(not JSON)"] += 1
+            continue
+        if isinstance(record, dict) and record.get("level") in {"warning", "error", "critical"}:
+            counts[str(record.get("event"))] += 1
+    return dict(counts)
+
+
+def point_prefix(index: int) -> str:
+    """Site ids of one point: each point's sites start at seq 1, so they must be new sites."""
+    return f"p{index}"
+
+
 def run_point(port: int, sites: int, speed: float, duration: float,
-              processes: int) -> dict[str, Any]:
+              processes: int, prefix: str) -> dict[str, Any]:
     command = [PYTHON, "-m", "onedoor", "loadgen", "--port", str(port), "--sites", str(sites),
                "--speed", str(speed), "--duration", str(duration),
-               "--processes", str(processes)]
+               "--processes", str(processes), "--prefix", prefix]
     started = time.monotonic()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     if not done.stdout.strip():
@@ -66,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="SITESxSPEED")
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--processes", type=int, default=1, help="loadgen processes")
+    parser.add_argument("--keep-logs", type=Path, default=None, help="copy the centrals' logs here")
     args = parser.parse_args(argv)
     points = [(int(p.split("x")[0]), float(p.split("x")[1])) for p in args.points]
     with tempfile.TemporaryDirectory(prefix="onedoor-scale-") as tmp:
@@ -81,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
                 url = cluster.create_database("scale")
             else:
                 url = f"sqlite:///{work / 'central.db'}"
-            prepare_central_db(url, work, site_ids(max(s for s, _ in points)))
+            prepare_central_db(url, work, [
+                site for index, (sites, _) in enumerate(points)
+                for site in site_ids(sites, point_prefix(index))])  # fmt: skip
             centrals = []
             group = "scale"
             for n in range(args.centrals):
@@ -94,17 +118,18 @@ def main(argv: list[str] | None = None) -> int:
                 centrals.append(central)
             time.sleep(8)  # migrations done, subscriptions in place
             try:
-                for sites, speed in points:
-                    result = run_point(broker.port, sites, speed, args.duration, args.processes)
+                for index, (sites, speed) in enumerate(points):
+                    result = run_point(broker.port, sites, speed, args.duration, args.processes,
+                                       point_prefix(index))
                     result.update(db=args.db, centrals=args.centrals)
                     print(json.dumps(result, ensure_ascii=False), flush=True)
             finally:
                 for central in centrals:
                     central.stop()
-                    errors = [line for line in central.log.read_text(errors="replace")
-                              .splitlines() if '"warning"' in line or "Traceback" in line]
-                    print(f"central log: {len(errors)} error lines", *errors[:5], sep="\n",
-                          file=sys.stderr)
+                    print(f"central log: {log_problems(central.log)}", file=sys.stderr)
+                    if args.keep_logs is not None:
+                        args.keep_logs.mkdir(parents=True, exist_ok=True)
+                        shutil.copy(central.log, args.keep_logs / f"{central.log.parent.name}.log")
         finally:
             broker.stop()
             if cluster is not None:
