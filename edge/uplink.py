@@ -271,7 +271,9 @@ class Uplink:
             self.beat()
             acked = self.journal.acked_seq
             now = time.monotonic()
-            if acked != last_acked:
+            # The quiet period runs from the ack's last move, or from the first send after
+            # everything was acked: an idle hall's next event is not resent at once.
+            if acked != last_acked or sent_up_to <= acked:
                 last_acked, last_progress = acked, now
             if sent_up_to < acked:
                 sent_up_to = acked

@@ -36,7 +36,8 @@ async def until(condition: Callable[[], object], timeout: float = 30.0, what: st
 
 
 def run_with_uplink(tmp_path: Path, broker: MosquittoBroker,
-                    body: Callable[[Hall, Uplink], Awaitable[None]]) -> None:
+                    body: Callable[[Hall, Uplink], Awaitable[None]],
+                    resend_s: float = 30.0) -> None:
     config = load_config(site_toml(tmp_path, mqtt_port=broker.port))
     assert config.mqtt is not None
     hall = open_hall(config, ManualClock(OPENING))
@@ -48,7 +49,7 @@ def run_with_uplink(tmp_path: Path, broker: MosquittoBroker,
         uplink = Uplink(config.site.id, config.mqtt, hall.journal, SystemClock(),  # type: ignore[arg-type]
                         software="test-1", boot_id="boot1", config_version=lambda: "v1",
                         commands=noop, backoff_base_s=0.05, backoff_cap_s=0.5,
-                        rng=random.Random(1))
+                        rng=random.Random(1), resend_s=resend_s)
         hall.subscribe(lambda event: uplink.wake())
         task = asyncio.create_task(uplink.run())
         try:
@@ -179,6 +180,29 @@ def test_unacked_events_are_resent_after_a_reconnect(
     finally:
         silent.close()
         mqtt_broker.start()
+
+
+def test_after_a_quiet_spell_the_next_event_is_not_resent_at_once(
+        tmp_path: Path, mqtt_broker: MosquittoBroker) -> None:
+    """The resend clock starts at the first unacked send, not at the last ack (hours ago)."""
+    probe = CentralProbe(mqtt_broker.host, mqtt_broker.port, "test-site")
+
+    async def body(hall: Hall, uplink: Uplink) -> None:
+        await until(lambda: uplink.connected, what="connect")
+        hall.issue("shebao")
+        await until(lambda: hall.journal.acked_seq == hall.journal.last_seq, what="acked")
+        await asyncio.sleep(4.5)  # all acked, quiet for longer than resend_s
+        probe.ack_enabled = False  # the central is slow now
+        hall.issue("shebao")
+        new = hall.journal.last_seq
+        await asyncio.sleep(2.0)  # well inside resend_s of the send
+        assert probe.seqs().count(new) == 1, probe.seqs()
+        await until(lambda: probe.seqs().count(new) == 2, timeout=10, what="the resend")
+
+    try:
+        run_with_uplink(tmp_path, mqtt_broker, body, resend_s=4.0)
+    finally:
+        probe.close()
 
 
 def test_malformed_commands_get_error_results_and_the_daemon_keeps_serving(
