@@ -21,7 +21,8 @@ Layout (see ``edge/examples/*.toml`` for complete files)::
     [mqtt]      host, port, username, password | password_file, [mqtt.tls]
     [paths]     journal, clips
     [http]      host, port
-    [daemon]    telemetry_seconds, outbox_limit, help_escalation_minutes, watchdog_seconds
+    [daemon]    telemetry_seconds, outbox_limit, help_escalation_minutes, watchdog_seconds,
+                predict_budget_seconds    # past it a ticket prints without its predicted wait
 """
 
 from __future__ import annotations
@@ -230,6 +231,7 @@ class DaemonConfig:
     outbox_limit: int  # rows of unsent telemetry + events before telemetry is dropped
     help_escalation_minutes: int
     watchdog_seconds: float  # a task that has not checked in for this long stops the pings
+    predict_budget_seconds: float = 1.5  # a ticket waits this long for its predicted wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -754,6 +756,8 @@ def _read_rest(root: _Table, config_dir: Path) -> tuple[PathsConfig, HttpConfig 
         outbox_limit=table.get("outbox_limit", int, 10_000, _between(10, 10_000_000)),
         help_escalation_minutes=table.get("help_escalation_minutes", int, 5, _between(1, 240)),
         watchdog_seconds=table.get("watchdog_seconds", float, 30.0, _between(1, 3600)),
+        predict_budget_seconds=table.get("predict_budget_seconds", float, 1.5,
+                                         _between(0.1, 60)),
     )
     table.finish()
     return paths, http, daemon

@@ -17,6 +17,12 @@ lost). Operations:
 * Outside the issuing hours (``hours.open`` .. ``hours.last_ticket``) a ticket button
   prints nothing and the hall screen says 尚未开始取号 08:30 / 今日取号已结束 for a
   minute; the kiosk API answers 409 ``closed``; windows keep calling who waits.
+* A ticket's predicted wait (:mod:`edge.predict`) is simulated in one worker
+  thread over a snapshot taken on the event loop, so keypads, screens and the
+  kiosk API carry on meanwhile; the ticket waits for it at most
+  ``daemon.predict_budget_seconds`` and is otherwise issued and printed without
+  a wait (``wait.predict_late``). The Cython engine holds the GIL while it
+  simulates; the pure one yields it every few milliseconds.
 * systemd ``Type=notify``: ``READY=1`` once serving, and ``WATCHDOG=1`` from
   the event loop only while the device-input, timer and uplink tasks have
   checked in, and the terminal bus has kept polling (its ``polls`` counter), within
@@ -26,6 +32,7 @@ lost). Operations:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import math
 import os
@@ -69,6 +76,7 @@ from edge.errors import CommandRejected, ConfigInvalid, JournalError
 from edge.hall import Hall, IssuedTicket, open_hall
 from edge.http_api import HttpApi
 from edge.journal import Journal
+from edge.predict import PredictionJob, WaitPredictor
 from edge.uplink import CommandFailed, Uplink, host_stats
 from fastpath.types import TicketClass, TicketState, WindowState
 from firmware_protocols import mqtt_messages as mm
@@ -279,10 +287,12 @@ class EdgeDaemon:
         clock: Clock | None = None,
         device_factory: DeviceFactory | None = None,
         install_signals: bool = True,
+        predictor: Callable[[EdgeConfig], WaitPredictor] | None = None,
     ) -> None:
         self.config_path = Path(config_path)
         self.clock: Clock = clock or SystemClock()
         self.device_factory = device_factory
+        self.predictor = predictor  # a WaitPredictor factory other than the default (tests)
         self.install_signals = install_signals
         self._startup_rejection: ConfigInvalid | None = None
         try:
@@ -313,6 +323,11 @@ class EdgeDaemon:
         # The latest prediction per service and when it was made, for telemetry.
         self._service_waits: dict[str, tuple[mm.WaitPrediction, int]] = {}
         self._bus_progress: dict[str, tuple[int, float]] = {}  # device -> (polls, changed at)
+        # One worker thread: a prediction never blocks the loop, two never run at once.
+        self._predictions = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="predict")
+        self._group: asyncio.TaskGroup | None = None
+        self._ticket_tasks: set[asyncio.Task[None]] = set()  # ticket button presses
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -323,6 +338,8 @@ class EdgeDaemon:
         loop = asyncio.get_running_loop()
         hall = open_hall(self.config, self.clock)
         self.hall = hall
+        if self.predictor is not None:
+            hall.predictor_factory = self.predictor
         self.config = hall.config
         if self._startup_rejection is not None:
             hall.reject_config(self._version_in_file(), list(self._startup_rejection.errors))
@@ -340,12 +357,14 @@ class EdgeDaemon:
                 self.http = HttpApi(hall, status=self.status, on_issued=self._after_issue,
                                     host=self.config.http.host, port=self.config.http.port,
                                     window_api=self.config.http.window_api,
-                                    beat=self.heartbeats.beater("http"))
+                                    beat=self.heartbeats.beater("http"),
+                                    issue=self.issue_ticket)
             if self.install_signals:
                 loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
                 loop.add_signal_handler(signal.SIGTERM, self.stop)
                 loop.add_signal_handler(signal.SIGINT, self.stop)
             async with asyncio.TaskGroup() as group:
+                self._group = group
                 start = self.supervisor.start
                 start(group, "inputs", self._inputs_task)
                 start(group, "timers", self._timers_task)
@@ -367,7 +386,11 @@ class EdgeDaemon:
                 sd_notify("STOPPING=1")
                 log.info("daemon.stopping")
                 self.supervisor.cancel_all()
+                for task in self._ticket_tasks:
+                    task.cancel()
         finally:
+            self._group = None
+            self._predictions.shutdown(wait=False, cancel_futures=True)
             if self.install_signals:
                 for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
@@ -478,8 +501,8 @@ class EdgeDaemon:
                     log.info("ticket.closed", service=item.service_id, notice=closed)
                     self._notice("closed", closed, CLOSED_NOTICE_S)
                     return
-                issued = hall.issue(item.service_id, item.klass, channel="button")
-                await self._after_issue(issued, True)
+                # Predicting and printing take a while: keypads must not wait behind them.
+                self._spawn_ticket(item)
             case HelpButton():
                 if item.long_press:
                     hall.help_long_press(item.button_id)
@@ -488,6 +511,56 @@ class EdgeDaemon:
             case DeviceStatusChanged():
                 self._device_health[item.health.device_id] = item.health
                 hall.device_status(device_status_body(item.health))
+
+    def _spawn_ticket(self, press: TicketButton) -> None:
+        if self._group is None:
+            return
+        task = self._group.create_task(self._button_ticket(press),
+                                       name=f"ticket:{press.service_id}")
+        self._ticket_tasks.add(task)
+        task.add_done_callback(self._ticket_tasks.discard)
+
+    async def _button_ticket(self, press: TicketButton) -> None:
+        try:
+            issued = await self.issue_ticket(press.service_id, press.klass, "button", None)
+            await self._after_issue(issued, True)
+        except CommandRejected as exc:
+            log.warning("input.rejected", input=repr(press), reason=str(exc))
+        except Exception:  # in the task group: a failure must not take the daemon down
+            log.exception("ticket.button_failed", input=repr(press))
+
+    async def issue_ticket(self, service_id: str, klass: TicketClass, channel: mm.Channel,
+                           booked_ms: int | None) -> IssuedTicket:
+        """Take a ticket with its predicted wait, simulated off the event loop.
+
+        The request is checked and the hall snapshotted on the loop; the simulation
+        runs in the one worker thread for at most ``daemon.predict_budget_seconds``.
+        Past that the ticket goes without a wait (people ahead only), logged as
+        ``wait.predict_late``. The ticket is journaled before anyone is told, as ever.
+        """
+        hall = self.hall
+        assert hall is not None
+        job = hall.prediction_job(service_id, klass, booked_ms=booked_ms)
+        wait = None if job is None else await self._predict(job, service_id)
+        return hall.issue(service_id, klass, channel=channel, booked_ms=booked_ms, wait=wait)
+
+    async def _predict(self, job: PredictionJob, service_id: str) -> mm.WaitPrediction | None:
+        loop = asyncio.get_running_loop()
+        budget = self.config.daemon.predict_budget_seconds
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(budget):
+                # On timeout the future is cancelled: a job still queued never runs; one
+                # already running finishes in its thread and is dropped.
+                return await loop.run_in_executor(self._predictions, job)
+        except TimeoutError:
+            log.warning("wait.predict_late", service=service_id, budget_s=budget,
+                        detail="issued without a predicted wait")
+        except Exception as exc:
+            log.error("wait.predict_failed", service=service_id, error=repr(exc),
+                      seconds=round(time.monotonic() - started, 3))
+        return None
+
 
     def _key(self, press: KeyPress) -> None:
         hall = self.hall

@@ -25,6 +25,7 @@ requests are acknowledged, resolved, or escalated after N minutes.
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,10 +36,10 @@ from typing import Any
 import structlog
 
 from edge.clock import Clock, business_day
-from edge.config import EdgeConfig, parse_config
+from edge.config import EdgeConfig, ServiceConfig, parse_config
 from edge.errors import CommandRejected, ConfigInvalid, JournalError, ReplayDiverged
 from edge.journal import Journal
-from edge.predict import WaitPredictor
+from edge.predict import PredictionJob, WaitPredictor
 from fastpath.dispatcher import Dispatcher
 from fastpath.types import (
     MINUTE_MS,
@@ -120,6 +121,21 @@ def _number_order(number: str) -> int:
     return number_order(prefix, int(number[len(prefix):]))
 
 
+class Predict(enum.Enum):
+    """``Hall.issue(wait=Predict.HERE)``: simulate the wait on the caller's thread."""
+
+    HERE = "here"
+
+
+def _run_prediction(job: PredictionJob, service_id: str) -> mm.WaitPrediction | None:
+    """The wait to print; advisory, so a failure gives None and the ticket is issued."""
+    try:
+        return job()
+    except Exception as exc:
+        log.error("wait.predict_failed", service=service_id, error=repr(exc))
+        return None
+
+
 def _hhmm(minute: int) -> str:
     return f"{minute // 60:02d}:{minute % 60:02d}"
 
@@ -145,6 +161,7 @@ class Hall:
         self._day = _Day("", _dispatcher_for(config))
         self._in_force = config  # the config whose services/windows the dispatcher uses
         self._predictor: WaitPredictor | None = None
+        self.predictor_factory: Callable[[EdgeConfig], WaitPredictor] = WaitPredictor
 
     # -- open / replay -------------------------------------------------------
 
@@ -372,38 +389,19 @@ class Hall:
     # -- tickets -------------------------------------------------------------
 
     def issue(self, service_id: str, klass: TicketClass = TicketClass.NORMAL, *,
-              channel: mm.Channel = "api", booked_ms: int | None = None) -> IssuedTicket:
+              channel: mm.Channel = "api", booked_ms: int | None = None,
+              wait: mm.WaitPrediction | Predict | None = Predict.HERE) -> IssuedTicket:
         """Take a ticket (取号); returns once its ``ticket.issued`` event is durable.
 
         Outside ``hours.open`` .. ``hours.last_ticket`` (default ``close``) it raises
         :class:`CommandRejected` with code ``closed`` (HTTP 409), whatever the class.
+        ``wait`` is the prediction to record, made from :meth:`prediction_job` off the
+        event loop; by default it is simulated here, on the caller's thread.
         """
         now = self.clock.now_ms()
-        self.check_issuing(now)
+        service, klass, booked_ms, key_ms = self._ticket_request(service_id, klass, booked_ms,
+                                                                 now)
         dispatcher = self.dispatcher
-        try:
-            service = self.config.service(service_id)
-            dispatcher.waiting_count(service_id)
-        except (KeyError, DispatchError):
-            raise CommandRejected(f"unknown service {service_id!r}", status=404,
-                                  code="unknown_service") from None
-        try:
-            klass = TicketClass(klass)
-        except ValueError:
-            raise CommandRejected(f"unknown ticket class {klass!r}", status=422,
-                                  code="bad_class") from None
-        if (klass is TicketClass.APPOINTMENT) != (booked_ms is not None):
-            raise CommandRejected("booked time is required for appointments and only for them",
-                                  status=422, code="bad_booking")
-        key_ms = now
-        if klass is TicketClass.APPOINTMENT:
-            assert booked_ms is not None
-            if not 0 <= booked_ms <= 4_102_444_800_000:
-                raise CommandRejected("booked time out of range", status=422, code="bad_booking")
-            if now > booked_ms + self.config.policy.appointment_grace_minutes * MINUTE_MS:
-                klass, booked_ms = TicketClass.NORMAL, None  # late: a walk-in (DESIGN.md)
-            else:
-                key_ms = booked_ms
         prefix = service.prefix
         counter = 1 + sum(1 for t in dispatcher.tickets()
                           if t.number.rstrip("0123456789") == prefix)
@@ -415,12 +413,57 @@ class Hall:
         order = (key_ms, number_order(prefix, counter))
         people_ahead = sum(1 for t in dispatcher.waiting(service_id)
                            if (t.key_ms, _number_order(t.number)) < order)
-        wait = self._predict(service_id, klass, now, booked_ms)
+        if wait is Predict.HERE:
+            job = self.prediction_job(service_id, klass, booked_ms=booked_ms)
+            wait = None if job is None else _run_prediction(job, service_id)
         body = mm.TicketIssued(ticket=number, service=service_id, ticket_class=CLASS_NAMES[klass],
                                booked_ts=booked_ms, channel=channel, people_ahead=people_ahead,
                                wait=wait)
         (event,) = self._commit([body], now)
         return IssuedTicket(dispatcher.ticket(number), people_ahead, wait, event)
+
+    def _ticket_request(self, service_id: str, klass: TicketClass, booked_ms: int | None,
+                        now: int) -> tuple[ServiceConfig, TicketClass, int | None, int]:
+        """Check a ticket request: (service, class, booked time, queue key) or
+        :class:`CommandRejected`. A late appointment becomes a walk-in (DESIGN.md)."""
+        self.check_issuing(now)
+        try:
+            service = self.config.service(service_id)
+            self.dispatcher.waiting_count(service_id)
+        except (KeyError, DispatchError):
+            raise CommandRejected(f"unknown service {service_id!r}", status=404,
+                                  code="unknown_service") from None
+        try:
+            klass = TicketClass(klass)
+        except ValueError:
+            raise CommandRejected(f"unknown ticket class {klass!r}", status=422,
+                                  code="bad_class") from None
+        if (klass is TicketClass.APPOINTMENT) != (booked_ms is not None):
+            raise CommandRejected("booked time is required for appointments and only for them",
+                                  status=422, code="bad_booking")
+        if klass is TicketClass.APPOINTMENT:
+            assert booked_ms is not None
+            if not 0 <= booked_ms <= 4_102_444_800_000:
+                raise CommandRejected("booked time out of range", status=422, code="bad_booking")
+            if now > booked_ms + self.config.policy.appointment_grace_minutes * MINUTE_MS:
+                return service, TicketClass.NORMAL, None, now
+            return service, klass, booked_ms, booked_ms
+        return service, klass, None, now
+
+    def prediction_job(self, service_id: str, klass: TicketClass = TicketClass.NORMAL, *,
+                       booked_ms: int | None = None) -> PredictionJob | None:
+        """Check a ticket request as :meth:`issue` would and snapshot the hall for its
+        wait prediction; the job may run in a worker thread. None: no prediction (a
+        service without ``mean_minutes``, or a failure, logged)."""
+        now = self.clock.now_ms()
+        _, klass, booked_ms, _ = self._ticket_request(service_id, klass, booked_ms, now)
+        if self._predictor is None or self._predictor.config is not self.config:
+            self._predictor = self.predictor_factory(self.config)
+        try:
+            return self._predictor.job(self.dispatcher, service_id, klass, now, booked_ms)
+        except Exception as exc:
+            log.error("wait.predict_failed", service=service_id, error=repr(exc))
+            return None
 
     def closed_notice(self, now_ms: int) -> str | None:
         """None while tickets may be taken, else what the hall screen says
@@ -446,17 +489,6 @@ class Hall:
             english = (f"ticket issuing ended at {_hhmm(hours.issue_until_minute)}; "
                        f"windows serve the tickets already waiting")
         raise CommandRejected(f"{notice} ({english})", code="closed")
-
-    def _predict(self, service_id: str, klass: TicketClass, now: int,
-                 booked_ms: int | None) -> mm.WaitPrediction | None:
-        """The wait to print; advisory, so a failure gives None and the ticket is issued."""
-        if self._predictor is None or self._predictor.config is not self.config:
-            self._predictor = WaitPredictor(self.config)
-        try:
-            return self._predictor.predict(self.dispatcher, service_id, klass, now, booked_ms)
-        except Exception as exc:
-            log.error("wait.predict_failed", service=service_id, error=repr(exc))
-            return None
 
     def cancel(self, number: str) -> mm.Event:
         ticket = self._ticket(number)
@@ -729,4 +761,5 @@ def open_hall(config: EdgeConfig, clock: Clock) -> Hall:
         raise
 
 
-__all__ = ["CLASS_NAMES", "Hall", "HelpRequest", "IssuedTicket", "PendingRating", "open_hall"]
+__all__ = ["CLASS_NAMES", "Hall", "HelpRequest", "IssuedTicket", "PendingRating", "Predict",
+           "open_hall"]

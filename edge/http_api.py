@@ -4,7 +4,9 @@
 
     POST /tickets   {"service": "shebao", "class": "normal", "booked_ts": null, "print": false}
                     -> 201 {"number": "A012", "people_ahead": 4, "wait": {...} | null, ...}
-                    answered only after the ticket.issued event is durable in the journal
+                    answered only after the ticket.issued event is durable in the journal;
+                    the daemon's wait prediction runs off the event loop first, for at most
+                    daemon.predict_budget_seconds ("wait": null past it)
     GET  /status    -> 200 the hall at a glance (queues, windows, counts, devices, uplink)
     POST /windows/{n}/{action}   only with ``http.window_api = true``: a software window
                     terminal; actions next, recall, finish, no_show, pause, resume, sign_in
@@ -31,6 +33,8 @@ import structlog
 from edge.config import KLASS_BY_NAME
 from edge.errors import CommandRejected, JournalError
 from edge.hall import Hall, IssuedTicket
+from fastpath.types import TicketClass
+from firmware_protocols import mqtt_messages as mm
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +42,8 @@ MAX_BODY = 16 * 1024
 READ_TIMEOUT_S = 30.0
 IssueHook = Callable[[IssuedTicket, bool], Awaitable[bool]]
 """Called after a ticket is durable with (ticket, print requested); returns whether it printed."""
+Issuer = Callable[[str, TicketClass, mm.Channel, int | None], Awaitable[IssuedTicket]]
+"""Takes a ticket: (service, class, channel, booked time); the daemon predicts off the loop."""
 StatusSource = Callable[[], dict[str, Any]]
 
 
@@ -85,8 +91,9 @@ class HttpApi:
 
     def __init__(self, hall: Hall, *, status: StatusSource, on_issued: IssueHook,
                  host: str = "127.0.0.1", port: int = 8180, window_api: bool = False,
-                 beat: Callable[[], None] = lambda: None) -> None:
+                 beat: Callable[[], None] = lambda: None, issue: Issuer | None = None) -> None:
         self.hall = hall
+        self.issue = issue or self._issue_here
         self.status = status
         self.on_issued = on_issued
         self.host = host
@@ -95,6 +102,10 @@ class HttpApi:
         self.window_api = window_api
         self._server: asyncio.Server | None = None
         self.listening = asyncio.Event()
+
+    async def _issue_here(self, service: str, klass: TicketClass, channel: mm.Channel,
+                          booked_ms: int | None) -> IssuedTicket:
+        return self.hall.issue(service, klass, channel=channel, booked_ms=booked_ms)
 
     async def run(self) -> None:
         self._server = await asyncio.start_server(self._connection, self.host, self.port)
@@ -238,8 +249,7 @@ class HttpApi:
         print_it = data.get("print", False)
         if not isinstance(print_it, bool):
             raise HttpError(422, "bad_field", "print: true or false")
-        issued = self.hall.issue(service, KLASS_BY_NAME[klass_name], channel="kiosk",
-                                 booked_ms=booked)
+        issued = await self.issue(service, KLASS_BY_NAME[klass_name], "kiosk", booked)
         printed = await self.on_issued(issued, print_it)
         return _ticket_json(issued, printed)
 

@@ -11,10 +11,16 @@ The model counts time in milliseconds since local midnight, the live hall in
 unix milliseconds: :func:`hall_state` rebases the snapshot. A site whose
 services do not all give ``mean_minutes`` gets no prediction (None: the
 ticket says nothing rather than a made-up number).
+
+The simulation takes a while (0.3 s for the pure engine here, several times
+that on a Pi), so the daemon splits it: :meth:`WaitPredictor.job` snapshots the
+hall on the event loop and the returned :data:`PredictionJob` runs in a worker
+thread (``edge.daemon``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import structlog
@@ -29,6 +35,8 @@ from firmware_protocols import mqtt_messages as mm
 log = structlog.get_logger(__name__)
 
 REPLICATIONS = 300  # enough for a stable p50/p90 on a ticket, cheap enough for a Pi
+PredictionJob = Callable[[], mm.WaitPrediction]
+"""A prediction over a snapshot of the hall; safe to run off the event loop."""
 
 
 def hall_model(config: EdgeConfig) -> HallModel | None:
@@ -97,15 +105,31 @@ class WaitPredictor:
         if self.model is None:
             log.info("wait.prediction_off", reason="a service has no mean_minutes")
 
-    def predict(self, dispatcher: Dispatcher, service_id: str, klass: TicketClass,
-                now_ms: int, booked_ms: int | None = None) -> mm.WaitPrediction | None:
+    def job(self, dispatcher: Dispatcher, service_id: str, klass: TicketClass,
+            now_ms: int, booked_ms: int | None = None) -> PredictionJob | None:
+        """Snapshot the live hall (on the event loop) into a job that simulates it.
+
+        The job touches nothing live: it may run in a worker thread while the
+        dispatcher moves on. Run one job at a time per predictor (its engine).
+        """
         if self._predictor is None or self.model is None:
             return None
         state = hall_state(self.model, self.config, dispatcher, now_ms)
-        result = self._predictor.predict(state, service_id, klass, self.replications,
-                                         seed=now_ms & 0x7FFFFFFF, booked_ms=booked_ms)
-        p50 = result.p50_ms // 1000
-        return mm.WaitPrediction(p50_s=p50, p90_s=max(p50, result.p90_ms // 1000))
+        predictor, replications = self._predictor, self.replications
+
+        def run() -> mm.WaitPrediction:
+            result = predictor.predict(state, service_id, klass, replications,
+                                       seed=now_ms & 0x7FFFFFFF, booked_ms=booked_ms)
+            p50 = result.p50_ms // 1000
+            return mm.WaitPrediction(p50_s=p50, p90_s=max(p50, result.p90_ms // 1000))
+
+        return run
+
+    def predict(self, dispatcher: Dispatcher, service_id: str, klass: TicketClass,
+                now_ms: int, booked_ms: int | None = None) -> mm.WaitPrediction | None:
+        """Snapshot and simulate at once, on the caller's thread."""
+        job = self.job(dispatcher, service_id, klass, now_ms, booked_ms)
+        return None if job is None else job()
 
 
-__all__ = ["REPLICATIONS", "WaitPredictor", "hall_model", "hall_state"]
+__all__ = ["REPLICATIONS", "PredictionJob", "WaitPredictor", "hall_model", "hall_state"]

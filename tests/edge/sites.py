@@ -42,6 +42,10 @@ sla_minutes = 45
 overtime_minutes = 30
 """
 
+TIMED_SERVICES = BASE_SERVICES.replace(  # with durations: tickets get a predicted wait
+    "overtime_minutes = 20", "overtime_minutes = 20\nmean_minutes = 6.0").replace(
+    "overtime_minutes = 30", "overtime_minutes = 30\nmean_minutes = 8.0")
+
 BASE_WINDOWS = """
 [[windows]]
 number = 1

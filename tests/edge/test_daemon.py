@@ -30,8 +30,8 @@ from firmware_protocols import mqtt_messages as mm
 from onedoor.cli import main
 from tests.edge.central_probe import CentralProbe, wait_for
 from tests.edge.sites import (
-    BASE_SERVICES,
     BASE_WINDOWS,
+    TIMED_SERVICES,
     free_port,
     http,
     site_toml,
@@ -317,12 +317,8 @@ def test_an_invalid_file_at_start_runs_the_last_good_config(tmp_path: Path) -> N
 
 def test_telemetry_carries_each_services_latest_predicted_wait(tmp_path: Path) -> None:
     """The dashboards' 预计等候 column: the prediction printed on the last ticket, while fresh."""
-    services = BASE_SERVICES.replace("overtime_minutes = 20",
-                                     "overtime_minutes = 20\nmean_minutes = 6.0")
-    services = services.replace("overtime_minutes = 30",
-                                "overtime_minutes = 30\nmean_minutes = 8.0")
     port = free_port()
-    config_path = site_toml(tmp_path, http_port=port, services=services)
+    config_path = site_toml(tmp_path, http_port=port, services=TIMED_SERVICES)
 
     async def scenario() -> tuple[mm.Telemetry, int]:
         daemon = EdgeDaemon(config_path, install_signals=False)
