@@ -19,7 +19,8 @@ Layout (see ``edge/examples/*.toml`` for complete files)::
     [[windows]]  number, services = {id = weight}, priority, ratio_cap, terminal, screen
     [devices.printer] [devices.screens] [devices.terminals] [devices.gpio] [devices.audio]
     [mqtt]      host, port, username, password | password_file, [mqtt.tls]
-    [paths]     journal, clips
+    [paths]     journal, clips, journal_retention_days (90: older acknowledged days are
+                pruned at the day reset)
     [http]      host, port
     [daemon]    telemetry_seconds, outbox_limit, help_escalation_minutes, watchdog_seconds,
                 predict_budget_seconds    # past it a ticket prints without its predicted wait
@@ -216,6 +217,7 @@ class MqttConfig:
 class PathsConfig:
     journal: str
     clips: str | None  # recorded clips that replace the generated ones, if any
+    journal_retention_days: int = 90  # older days the central has acknowledged are pruned
 
 
 @dataclass(frozen=True, slots=True)
@@ -740,6 +742,8 @@ def _read_rest(root: _Table, config_dir: Path) -> tuple[PathsConfig, HttpConfig 
     paths = PathsConfig(
         journal=str(config_dir / table.get("journal", str, check=_non_empty)),
         clips=_resolved(config_dir, table.optional("clips", str, _non_empty)),
+        journal_retention_days=table.get("journal_retention_days", int, 90,
+                                         _between(1, 3660)),
     )
     table.finish()
     http = None

@@ -23,6 +23,9 @@ lost). Operations:
   ``daemon.predict_budget_seconds`` and is otherwise issued and printed without
   a wait (``wait.predict_late``). The Cython engine holds the GIL while it
   simulates; the pure one yields it every few milliseconds.
+* At each day reset (and at start) the journal drops the days older than
+  ``paths.journal_retention_days`` that the central has acknowledged
+  (:meth:`edge.journal.Journal.prune`).
 * systemd ``Type=notify``: ``READY=1`` once serving, and ``WATCHDOG=1`` from
   the event loop only while the device-input, timer and uplink tasks have
   checked in, and the terminal bus has kept polling (its ``polls`` counter), within
@@ -43,7 +46,7 @@ import tomllib
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -340,6 +343,7 @@ class EdgeDaemon:
         self.hall = hall
         if self.predictor is not None:
             hall.predictor_factory = self.predictor
+        self.prune_journal()  # also when the day reset came while the Pi was off
         self.config = hall.config
         if self._startup_rejection is not None:
             hall.reject_config(self._version_in_file(), list(self._startup_rejection.errors))
@@ -640,6 +644,7 @@ class EdgeDaemon:
                 self._notices.clear()
                 self._issued_waits.clear()
                 self._service_waits.clear()
+                self.prune_journal()
             case _:
                 pass
         if isinstance(body, mm.TicketCalled | mm.TicketRecalled | mm.TicketDone | mm.TicketNoShow
@@ -647,6 +652,19 @@ class EdgeDaemon:
             self._refresh_hall_screen()
         if self.uplink is not None:
             self.uplink.wake()
+
+    def prune_journal(self) -> int:
+        """Drop acknowledged days older than ``paths.journal_retention_days``."""
+        hall = self.hall
+        if hall is None or not hall.day:
+            return 0
+        keep = self.config.paths.journal_retention_days
+        before = (date.fromisoformat(hall.day) - timedelta(days=keep)).isoformat()
+        try:
+            return hall.journal.prune(before)
+        except JournalError as exc:  # housekeeping: the hall carries on
+            log.error("journal.prune_failed", error=str(exc))
+            return 0
 
     def _safely(self, what: str, call: Callable[..., object], *args: object) -> None:
         """Device output must never undo or block a journaled event."""

@@ -4,8 +4,13 @@ Every business event gets the site's next sequence number and is written in
 its own transaction with ``synchronous=FULL`` before anyone is told about it:
 a ticket handed to a citizen is on disk (WAL + fsync) first. The same rows are
 the uplink's outbox: everything above ``acked_seq`` is resent until the
-central acknowledges it. Events are never deleted or rewritten, so a sequence
-number (and the ticket number inside) is never reused.
+central acknowledges it. Events are never rewritten and a sequence number (and
+the ticket number inside) is never reused. At each day reset the daemon prunes
+whole days older than ``paths.journal_retention_days`` (:meth:`Journal.prune`),
+only what the central has acknowledged and never today; ``meta.pruned_through``
+keeps the next seq above everything ever written, and the freed pages go back to
+the file system (``auto_vacuum = INCREMENTAL``; an older journal is converted by
+one ``VACUUM`` while small enough).
 
 Telemetry snapshots wait in a second, bounded table: when the outbox
 (unacked events + queued telemetry) reaches ``outbox_limit``, the oldest
@@ -17,7 +22,7 @@ kernel releases it when the process dies, even on ``kill -9``.
 
 Tables::
 
-    meta(key, value)            site_id, acked_seq, session, dropped
+    meta(key, value)            site_id, acked_seq, session, dropped, pruned_through
     events(seq, type, ts, payload)   payload: the MQTT ``event`` JSON, as sent
     configs(seq, version, text)      the config text of each config.applied event
     telemetry(id, payload)
@@ -91,6 +96,8 @@ class Journal:
             else:
                 self._db = sqlite3.connect(self.path, isolation_level=None,
                                            check_same_thread=False)
+                # Only takes on a new file (before any table); see _reclaim for older ones.
+                self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.executescript(_SCHEMA)
@@ -103,7 +110,8 @@ class Journal:
                 raise JournalError(
                     f"{self.path} belongs to site {stored_site!r}, not {site_id!r}")
             row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
-            self._last_seq: int = row[0]
+            # Never below what was pruned: a seq is never handed out twice.
+            self._last_seq: int = max(int(row[0]), int(self._meta("pruned_through") or 0))
         except sqlite3.Error as exc:
             self.close()
             raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
@@ -277,6 +285,69 @@ class Journal:
             with self._transaction():
                 self._set_meta("dropped", "0")
         return dropped
+
+    # -- pruning -------------------------------------------------------------
+
+    def prune(self, before_day: str) -> int:
+        """Delete the events of business days before ``before_day`` (``YYYY-MM-DD``)
+        that the central has acknowledged; returns how many were deleted.
+
+        A day runs from its ``day.reset`` to the next one. Today (from the latest
+        ``day.reset``) and anything above ``acked_seq`` are kept whatever their age,
+        as is the config in force at the first event kept (a replay needs it).
+        """
+        resets = self._db.execute(
+            "SELECT seq, payload FROM events WHERE type = 'day.reset' ORDER BY seq").fetchall()
+        if not resets:
+            return 0
+        boundary = int(resets[-1][0])  # today's day.reset: never pruned
+        for seq, payload in resets:
+            body = _EVENT_DECODER.decode(payload).body
+            if isinstance(body, mm.DayReset) and body.day >= before_day:
+                boundary = min(boundary, int(seq))
+                break
+        through = min(boundary - 1, self.acked_seq)
+        if through <= int(self._meta("pruned_through") or 0):
+            return 0
+        try:
+            with self._transaction():
+                deleted = self._db.execute("DELETE FROM events WHERE seq <= ?",
+                                           (through,)).rowcount
+                in_force = self._db.execute("SELECT MAX(seq) FROM configs WHERE seq <= ?",
+                                            (through,)).fetchone()[0]
+                if in_force is not None:
+                    self._db.execute("DELETE FROM configs WHERE seq < ?", (in_force,))
+                self._set_meta("pruned_through", str(through))
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot prune {self.path}: {exc}") from exc
+        log.info("journal.pruned", events=deleted, through_seq=through, before_day=before_day)
+        if deleted:
+            self._reclaim()
+        return int(deleted)
+
+    VACUUM_MAX_BYTES = 64 * 1024 * 1024  # a one-off VACUUM of an older journal up to this
+
+    def _reclaim(self) -> None:
+        """Give the freed pages back to the file system, and empty the WAL."""
+        try:
+            if int(self._db.execute("PRAGMA auto_vacuum").fetchone()[0]) == 2:  # INCREMENTAL
+                # executescript steps the pragma to the end (execute frees one page).
+                self._db.executescript("PRAGMA incremental_vacuum;")
+            elif self.path.stat().st_size <= self.VACUUM_MAX_BYTES:
+                self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                self._db.execute("VACUUM")  # converts the file; later prunes are incremental
+                log.info("journal.vacuumed", bytes=self.path.stat().st_size)
+            else:  # SQLite reuses the free pages; the file just does not shrink
+                log.warning("journal.not_vacuumed", bytes=self.path.stat().st_size,
+                            detail="too large for a VACUUM at the day reset")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except (sqlite3.Error, OSError) as exc:  # space stays allocated; nothing is lost
+            log.warning("journal.reclaim_failed", error=str(exc))
+
+    def size_bytes(self) -> int:
+        """The journal file and its WAL, on disk."""
+        wal = Path(f"{self.path}-wal")
+        return self.path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
 
     # -- plumbing ------------------------------------------------------------
 
