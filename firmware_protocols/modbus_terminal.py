@@ -48,10 +48,12 @@ write of ``INPUT_ACK`` to send. The terminal drops the acknowledged entries.
   That saves one transaction per terminal with inputs (see docs/bench/terminals.md);
   the entries then stay queued one cycle longer.
 
-Keep the :class:`PollCursor` per slave id (it is a plain frozen value; persist
-it with the journal to survive a daemon restart). With no cursor (first
-contact) every queued input is reported: none was acknowledged, so none was
-handled.
+Keep the :class:`PollCursor` per slave id (a plain frozen value). With no
+cursor (first contact) every queued input is reported: none was acknowledged.
+A host that persists the (BOOT_ID, sequence) of the last input it *handled*
+(durably, with the input's effect) resumes after a restart with
+:func:`resume_cursor`: inputs it handled but had not acknowledged before it
+died are then acknowledged, not handled twice.
 
 Host side, one terminal per poll (with pymodbus or any RTU master)::
 
@@ -392,6 +394,26 @@ def decode_poll_block(
     return PollResult(status, tuple(events), PollCursor(boot_id, newest, refused), ack)
 
 
+def resume_cursor(registers: Sequence[int], boot_id: int, handled: int) -> PollCursor | None:
+    """The cursor for a terminal's first poll after a host restart, from the last input
+    the host *handled* before it (``boot_id`` and sequence ``handled``, persisted).
+
+    With the same BOOT_ID, inputs up to ``handled`` still in the queue are repeats (their
+    ack never reached the terminal) and later ones are new. None (first contact: every
+    queued input is new) when the terminal rebooted since, or when ``handled`` lies ahead
+    of its newest input (not this terminal's history). Refusals counted before the restart
+    are not reported again. ``registers`` is the poll block just read.
+    """
+    if len(registers) != POLL_BLOCK_COUNT:
+        return None  # decode_poll_block says what is wrong with it
+    newest = registers[INPUT_SEQUENCE - POLL_BLOCK_START]
+    if registers[BOOT_ID - POLL_BLOCK_START] != boot_id or not 0 <= handled < SEQUENCE_MODULUS:
+        return None
+    if _serial_distance(newest, handled) >= _HALF_RANGE:
+        return None
+    return PollCursor(boot_id, handled, registers[INPUT_REFUSED - POLL_BLOCK_START])
+
+
 # --- host commands ---------------------------------------------------------------------------
 
 
@@ -617,4 +639,5 @@ __all__ = [
     "encode_read_request",
     "encode_write_request",
     "response_size",
+    "resume_cursor",
 ]

@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import structlog
@@ -101,17 +101,38 @@ class WindowKey(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class InputMark:
+    """Which latched terminal input a :class:`KeyPress` or :class:`Rating` answers.
+
+    The daemon journals the mark with the input's effect, in the same transaction,
+    and hands the journaled marks back to the terminal driver at start: an input
+    the terminal still holds after a crash (not yet acknowledged) is then known as
+    handled, acknowledged and not handed on again. ``code`` is the input as the
+    Modbus map encodes it (kind << 8 | key code or rating); ``boot`` the terminal's
+    BOOT_ID (0 on the vendor bus, which has none).
+    """
+
+    device: str  # the driver's device id
+    address: int  # the terminal's bus address
+    sequence: int  # the terminal's input sequence
+    code: int
+    boot: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class KeyPress:
     """A staff key at a window. ``staff_id`` comes with sign_in, ``to_service`` with transfer.
 
     Both are the digits typed on the keypad before (or after, then 确认) the key;
-    the daemon maps them to a staff member and a service.
+    the daemon maps them to a staff member and a service. ``mark``: the terminal
+    input it came from (None from other sources); not part of equality.
     """
 
     window: int
     key: WindowKey
     staff_id: str | None = None
     to_service: str | None = None
+    mark: InputMark | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +141,7 @@ class Rating:
 
     window: int
     value: int
+    mark: InputMark | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not 1 <= self.value <= 5:
@@ -295,6 +317,7 @@ __all__ = [
     "HealthState",
     "HealthTracker",
     "HelpButton",
+    "InputMark",
     "InputQueue",
     "KeyPress",
     "Rating",

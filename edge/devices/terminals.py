@@ -12,18 +12,38 @@ turn into the same :mod:`~firmware_protocols.terminal_events`, and
   text per window is sent, so a burst of calls never queues stale frames.
 * **Short timeouts, dead terminals set aside.** Every exchange waits at most
   ``reply_timeout_s``. After ``dead_after`` silent polls in a row a terminal is
-  *dead*: polled only every ``dead_poll_interval_s``, listed in the health
-  detail (degraded; offline when every terminal is dead), and its LED text is
-  sent again when it answers. After a failed exchange the bus stays quiet for
-  one more ``reply_timeout_s``, so a late answer is dropped instead of being
-  taken for the next exchange's (which would leave the bus one answer behind
-  for good); a dead terminal costs two timeouts per ``dead_poll_interval_s``.
+  *dead*: listed in the health detail (degraded; offline when every terminal is
+  dead), and its LED text is sent again when it answers. After a failed exchange
+  the bus stays quiet for one more ``reply_timeout_s``, so a late answer is
+  dropped instead of being taken for the next exchange's (which would leave the
+  bus one answer behind for good).
+* **A dead terminal never stalls the others.** It is only *probed*: first
+  ``dead_poll_interval_s`` after it died, then at twice the interval each time it
+  stays silent, up to ``dead_poll_max_interval_s``; with the short
+  ``probe_timeout_s`` (a poll's line time and a margin, not the reply timeout)
+  and no quiet time after it; and at most one probe per poll cycle (every live
+  terminal is polled between two probes). A probe then stretches one cycle in
+  many by ~50 ms instead of every cycle by two reply timeouts (docs/bench/edge_devices.md).
 * **Nothing lost, nothing doubled.** Terminals latch presses until the host
   acknowledges them (Modbus: ``INPUT_ACK`` with a per-terminal
   :class:`~firmware_protocols.modbus_terminal.PollCursor`; vendor: the ack
   sequence in the next POLL). The driver hands an input to the daemon's queue
   *before* acknowledging it, and recognises a repeat by its sequence, so a
   lost ack or a retried poll never doubles a press.
+* **Not even over a crash.** Each :class:`KeyPress` and :class:`Rating` carries
+  an :class:`~edge.devices.base.InputMark` (address, sequence, code, BOOT_ID);
+  the daemon journals it in the transaction of the input's effect and gives the
+  journaled marks back to :meth:`TerminalDriver.restore_inputs` at start. An
+  input handled but not yet acknowledged when the daemon died is then
+  acknowledged at the first poll and not handed on again (Modbus: same BOOT_ID
+  and sequence at or before the mark; vendor: the very first answer repeats the
+  mark's sequence and code; a terminal that rebooted meanwhile counts from 1
+  again and its inputs are new — on the vendor bus, which has no boot id, unless
+  its first report has the mark's very sequence and code). A daemon that
+  restores marks also confirms each input once journaled
+  (:meth:`TerminalDriver.input_handled`): until then its terminal is not polled
+  again, so no ack reaches the terminal before the effect is on disk (at most
+  ``ACK_HOLD_MAX_S``, so a lost confirmation cannot stop a keypad for good).
 
 Keypad entry (:class:`KeypadEntry`): digits typed before SIGN_IN or TRANSFER
 become its argument (staff number, service code); or press the key first,
@@ -35,10 +55,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import structlog
@@ -69,6 +90,7 @@ from .base import (
     DeviceTimeout,
     HealthState,
     HealthTracker,
+    InputMark,
     InputQueue,
     KeyPress,
     Rating,
@@ -150,8 +172,12 @@ class Bus(Protocol):
 
     def close(self) -> None: ...
 
-    async def poll(self, address: int) -> tuple[TerminalEvent, ...]:
-        """New inputs of one terminal, already acknowledged (or to be, next poll)."""
+    async def poll(self, address: int, timeout_s: float | None = None) -> tuple[TerminalEvent, ...]:
+        """New inputs of one terminal, already acknowledged (or to be, next poll).
+
+        ``timeout_s``, when shorter than the reply timeout, bounds each exchange of
+        this poll (the probe of a dead terminal).
+        """
         ...
 
     async def acknowledge(self, address: int) -> None:
@@ -168,6 +194,14 @@ class Bus(Protocol):
 
     def forget(self, address: int) -> None:
         """Drop what is known of a terminal's acknowledgement state (after a protocol error)."""
+        ...
+
+    def restore(self, marks: Iterable[InputMark]) -> None:
+        """The last input handled per terminal before a restart (before the first poll)."""
+        ...
+
+    def boot_id(self, address: int) -> int:
+        """The terminal's boot id as last polled (0 when unknown or the bus has none)."""
         ...
 
 
@@ -208,6 +242,7 @@ class ModbusBus:
         self._acks: dict[int, mt.RegisterWrite] = {}
         self._ack_in_poll = ack_in_poll
         self._fc16_only: set[int] = set()  # terminals that refused FC23
+        self._resume: dict[int, InputMark] = {}  # until the first poll after a restart
 
     async def open(self) -> None:
         if not await self._client.connect():
@@ -218,11 +253,19 @@ class ModbusBus:
 
     @property
     def cursors(self) -> Mapping[int, mt.PollCursor]:
-        """Per-terminal cursors (persist them to carry acknowledgements over a restart)."""
+        """Per-terminal cursors (what was read; a restart resumes from :meth:`restore`)."""
         return dict(self._cursors)
 
     def restore_cursors(self, cursors: Mapping[int, mt.PollCursor]) -> None:
         self._cursors.update(cursors)
+
+    def restore(self, marks: Iterable[InputMark]) -> None:
+        for mark in marks:
+            self._resume[mark.address] = mark
+
+    def boot_id(self, address: int) -> int:
+        cursor = self._cursors.get(address)
+        return 0 if cursor is None else cursor.boot_id
 
     def forget(self, address: int) -> None:
         self._cursors.pop(address, None)
@@ -231,22 +274,24 @@ class ModbusBus:
     def _rides_in_poll(self, address: int) -> bool:
         return self._ack_in_poll and address not in self._fc16_only
 
-    async def _read_block(self, address: int) -> list[int]:
+    async def _read_block(self, address: int, timeout_s: float | None = None) -> list[int]:
         ack = self._acks.get(address) if self._rides_in_poll(address) else None
         try:
-            if ack is None:
-                response = await self._client.read_input_registers(
-                    mt.POLL_BLOCK_START, count=mt.POLL_BLOCK_COUNT, device_id=address
-                )
-            else:  # FC23: the terminal applies the ack, then reads the block
-                response = await self._client.readwrite_registers(
-                    read_address=mt.POLL_BLOCK_START,
-                    read_count=mt.POLL_BLOCK_COUNT,
-                    write_address=ack.address,
-                    values=list(ack.values),
-                    device_id=address,
-                )
-        except ModbusException as exc:
+            # A late answer after this timeout is ignored by pymodbus (its request is done).
+            async with asyncio.timeout(timeout_s):
+                if ack is None:
+                    response = await self._client.read_input_registers(
+                        mt.POLL_BLOCK_START, count=mt.POLL_BLOCK_COUNT, device_id=address
+                    )
+                else:  # FC23: the terminal applies the ack, then reads the block
+                    response = await self._client.readwrite_registers(
+                        read_address=mt.POLL_BLOCK_START,
+                        read_count=mt.POLL_BLOCK_COUNT,
+                        write_address=ack.address,
+                        values=list(ack.values),
+                        device_id=address,
+                    )
+        except (ModbusException, TimeoutError) as exc:
             self._acks.pop(address, None)  # silent: it may be rebooting; re-read, never re-ack
             raise NoAnswer(f"terminal {address}: {exc}") from None
         if ack is not None and response.isError():
@@ -258,19 +303,23 @@ class ModbusBus:
             raise Refused(f"terminal {address} refused the poll: {response}")
         return list(response.registers)
 
-    async def poll(self, address: int) -> tuple[TerminalEvent, ...]:
-        registers = await self._read_block(address)
+    async def poll(self, address: int, timeout_s: float | None = None) -> tuple[TerminalEvent, ...]:
+        registers = await self._read_block(address, timeout_s)
         cursor = self._cursors.get(address)
         boot_id = _boot_id(registers)
         if cursor is not None and boot_id is not None and boot_id != cursor.boot_id:
             # A new BOOT_ID resets the cursor, so it must be real before we believe it:
             # read again. (A reply that lands in the wrong exchange, seen with a busy
             # simulator, would otherwise replay another terminal's inputs as new.)
-            again = await self._read_block(address)
+            again = await self._read_block(address, timeout_s)
             if _boot_id(again) != boot_id:
                 raise RemoteProtocolError(f"terminal {address}: boot id changed between reads")
             registers = again
+        resume = self._resume.get(address) if cursor is None else None
+        if resume is not None:  # handled before a restart, maybe never acknowledged
+            cursor = mt.resume_cursor(registers, resume.boot, resume.sequence)
         result = mt.decode_poll_block(address, registers, cursor)
+        self._resume.pop(address, None)
         self._cursors[address] = result.cursor
         if result.ack is not None:
             self._acks[address] = result.ack
@@ -320,6 +369,9 @@ class VendorBus:
         # Only then is an equal sequence a repeat: a rebooted terminal counts from 1 again
         # and its new reports must not be mistaken for old ones (the frame has no boot id).
         self._just_taken: dict[int, int] = {}
+        # (sequence, code) of the last report handled before a restart, until the first
+        # answer after it: equal, it is that report again (its ack never came through).
+        self._resume: dict[int, tuple[int, int]] = {}
 
     async def open(self) -> None:
         self._serial.open()
@@ -330,15 +382,27 @@ class VendorBus:
     def forget(self, address: int) -> None:
         self._taken.pop(address, None)
         self._just_taken.pop(address, None)
+        self._resume.pop(address, None)
 
-    async def _exchange(self, frame: bytes, address: int) -> vf.VendorEvent:
+    def restore(self, marks: Iterable[InputMark]) -> None:
+        for mark in marks:
+            self._taken[mark.address] = mark.sequence  # the first POLL acknowledges it
+            self._resume[mark.address] = (mark.sequence, mark.code)
+
+    def boot_id(self, address: int) -> int:
+        return 0  # the vendor frame has no boot id
+
+    async def _exchange(
+        self, frame: bytes, address: int, timeout_s: float | None = None
+    ) -> vf.VendorEvent:
+        timeout = self._timeout if timeout_s is None else min(timeout_s, self._timeout)
         self._serial.discard_input()
         self._decoder = vf.VendorDecoder()
         try:
-            await self._serial.write(frame, self._timeout)
+            await self._serial.write(frame, timeout)
         except DeviceTimeout as exc:  # the line would not take the frame (flow control stuck)
             raise NoAnswer(f"terminal {address}: {exc}") from None
-        deadline = time.monotonic() + self._timeout
+        deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             data = await self._serial.read(left)
             if not data:
@@ -356,13 +420,20 @@ class VendorBus:
                     return event
         raise NoAnswer(f"terminal {address} did not answer")
 
-    async def poll(self, address: int) -> tuple[TerminalEvent, ...]:
-        """Poll until the terminal is idle (one report per answer), at most a queue-full."""
+    async def poll(self, address: int, timeout_s: float | None = None) -> tuple[TerminalEvent, ...]:
+        """Poll until the terminal is idle (one report per answer), at most a queue-full,
+        or until a report with an effect (a command key, 确认, a rating).
+
+        Each POLL acknowledges the report of the previous answer. Digits and 清除 go on at
+        once (they only feed the keypad entry); a report with an effect stops the round,
+        so its ack rides on the terminal's next poll, after the daemon has had the time
+        to journal the effect (as the Modbus ack riding in the next FC23 poll).
+        """
         events: list[TerminalEvent] = []
         for _ in range(vf.REPORT_QUEUE_SIZE + 1):
             poll = vf.Poll(address, self._taken.get(address, 0))
             try:
-                answer = await self._exchange(vf.encode(poll), address)
+                answer = await self._exchange(vf.encode(poll), address, timeout_s)
             except NoAnswer:
                 self._just_taken.pop(address, None)
                 if events:
@@ -370,13 +441,21 @@ class VendorBus:
                 raise
             if isinstance(answer, vf.Idle):
                 self._just_taken.pop(address, None)
+                self._resume.pop(address, None)
                 break
             if not isinstance(answer, KeyPressed | RatingGiven):
                 raise RemoteProtocolError(f"terminal {address} answered a poll with {answer!r}")
             if answer.sequence == self._just_taken.get(address):
                 continue  # the same report again, answering the very next poll: a late reply
+            resumed = self._resume.pop(address, None)
             self._taken[address] = self._just_taken[address] = answer.sequence
+            if resumed == (answer.sequence, input_code(answer)):
+                log.info("terminals.handled_before_restart", address=address,
+                         sequence=answer.sequence)
+                continue  # handled before a restart: the next POLL acknowledges it
             events.append(answer)
+            if not (isinstance(answer, KeyPressed) and _entry_only(answer.key)):
+                break
         return tuple(events)
 
     async def acknowledge(self, address: int) -> None:
@@ -391,6 +470,17 @@ class VendorBus:
         encode_gb2312(text, vf.MAX_DATA)
 
 
+def _entry_only(key: Key) -> bool:
+    return key.digit is not None or key is Key.CLEAR
+
+
+def input_code(event: KeyPressed | RatingGiven) -> int:
+    """An input as the Modbus map's INPUT_QUEUE encodes it (kind << 8 | code), either bus."""
+    if isinstance(event, KeyPressed):
+        return mt.encode_input(event.key)
+    return mt.encode_input(event.value, rating=True)
+
+
 def _answer_address(event: vf.VendorEvent) -> int:
     if isinstance(event, KeyPressed | RatingGiven | RequestRating | ShowText):
         return event.window_address
@@ -403,6 +493,8 @@ BusKind = Literal["modbus", "vendor"]
 # A single bad answer is usually a late reply to an earlier poll: skip it and keep the
 # acknowledgement state, which forgetting would turn into repeated inputs.
 BAD_POLLS_BEFORE_RESYNC = 3
+ACK_HOLD_MAX_S = 5.0  # longest a terminal waits for the daemon to confirm its inputs
+MIN_PROBE_TIMEOUT_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,7 +506,9 @@ class TerminalSettings:
     reply_timeout_s: float = 0.1
     poll_interval_s: float = 0.05  # least time between two polls of one live terminal
     dead_after: int = 3  # silent polls in a row
-    dead_poll_interval_s: float = 5.0
+    dead_poll_interval_s: float = 5.0  # first probe of a dead terminal; doubles while silent
+    dead_poll_max_interval_s: float = 30.0  # ... up to this
+    dead_probe_timeout_s: float | None = None  # None: a poll's line time x 1.5 + 5 ms, >= 50 ms
     command_retries: int = 2
     reopen_interval_s: float = 5.0
     modbus_ack_in_poll: bool = True  # FC23: the ack rides in the next poll
@@ -435,8 +529,31 @@ class TerminalSettings:
         for name in ("reply_timeout_s", "dead_poll_interval_s", "reopen_interval_s"):
             if getattr(self, name) <= 0:
                 raise DeviceConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.dead_poll_max_interval_s < self.dead_poll_interval_s:
+            raise DeviceConfigError(
+                "dead_poll_max_interval_s must be >= dead_poll_interval_s, got "
+                f"{self.dead_poll_max_interval_s} < {self.dead_poll_interval_s}"
+            )
+        if self.dead_probe_timeout_s is not None and self.dead_probe_timeout_s <= 0:
+            raise DeviceConfigError(
+                f"dead_probe_timeout_s must be > 0, got {self.dead_probe_timeout_s}"
+            )
         if self.poll_interval_s < 0:
             raise DeviceConfigError(f"poll_interval_s must be >= 0, got {self.poll_interval_s}")
+
+    @property
+    def probe_timeout_s(self) -> float:
+        """How long the probe of a dead terminal waits for its answer."""
+        if self.dead_probe_timeout_s is not None:
+            return min(self.dead_probe_timeout_s, self.reply_timeout_s)
+        if self.bus == "modbus":  # FC04 request, 16-register answer, two t3.5 gaps; 11 bits
+            characters, bits = 8 + 5 + 2 * mt.POLL_BLOCK_COUNT + 7, 11
+            baud = self.baudrate or mt.DEFAULT_BAUD
+        else:  # POLL and a report, ten bytes each; 8N1
+            characters, bits = 20, 10
+            baud = self.baudrate or vf.BAUD
+        line_s = characters * bits / baud
+        return min(self.reply_timeout_s, max(MIN_PROBE_TIMEOUT_S, 1.5 * line_s + 0.005))
 
     def make_bus(self) -> Bus:
         if self.bus == "modbus":
@@ -456,6 +573,7 @@ class _Terminal:
     entry: KeypadEntry
     failures: int = 0
     dead: bool = False
+    probe_interval: float = 0.0  # while dead
     next_poll: float = 0.0
     led_text: str | None = None  # the latest wish
     led_sent: str | None = None  # what the terminal acknowledged
@@ -464,6 +582,8 @@ class _Terminal:
     inputs: int = 0
     refused_inputs: int = 0
     bad_polls: int = 0  # malformed or refused poll answers in a row
+    unsettled: set[InputMark] = field(default_factory=set)  # handed on, not yet journaled
+    held_since: float = 0.0  # when ``unsettled`` last became non-empty
 
 
 class TerminalDriver:
@@ -479,6 +599,7 @@ class TerminalDriver:
     ) -> None:
         self._settings = settings
         self._inputs = inputs
+        self._device_id = device_id
         self._bus = bus if bus is not None else settings.make_bus()
         self._health = HealthTracker(
             device_id,
@@ -494,6 +615,8 @@ class TerminalDriver:
         self._by_window = {t.window: t for t in self._by_address.values()}
         self._wake = asyncio.Event()
         self._open = False
+        self._polled_since_probe: set[int] = set()  # live terminals polled since the last probe
+        self._confirming = False  # the daemon confirms handled inputs (restore_inputs)
         self.bus_busy_s = 0.0  # time spent in exchanges (benchmarks)
         self.polls = 0
         # Benchmark stamps, never blocking: a terminal acknowledged a command; a poll of
@@ -534,6 +657,25 @@ class TerminalDriver:
         """The text the terminal acknowledged last (None before the first)."""
         return self._terminal(window).led_sent
 
+    def restore_inputs(self, marks: Iterable[InputMark]) -> None:
+        """The daemon's journaled marks (before :meth:`run`): what was handled before a
+        restart. The daemon then confirms every input it handles (:meth:`input_handled`)."""
+        mine = [m for m in marks if m.device == self._device_id and m.address in self._by_address]
+        self._bus.restore(mine)
+        self._confirming = True
+        if mine:
+            log.info("terminals.restored", marks={m.address: m.sequence for m in mine})
+
+    def input_handled(self, mark: InputMark) -> None:
+        """The input's effect is journaled (or it had none): it may be acknowledged now."""
+        terminal = self._by_address.get(mark.address)
+        if mark.device != self._device_id or terminal is None:
+            return
+        if mark in terminal.unsettled:
+            terminal.unsettled.discard(mark)
+            if not terminal.unsettled:
+                self._wake.set()  # its next poll carries the ack
+
     # --- the bus task ---------------------------------------------------------------------------
     async def run(self) -> None:
         s = self._settings
@@ -567,14 +709,35 @@ class TerminalDriver:
             await self._send(*command)
             return
         now = time.monotonic()
-        terminal = min(self._by_address.values(), key=lambda t: t.next_poll)
-        if terminal.next_poll > now:
+        terminal = min(self._candidates(), key=self._due)
+        due = self._due(terminal)
+        if due > now:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):  # a timeout means a poll is due
-                async with asyncio.timeout(terminal.next_poll - now):
+                async with asyncio.timeout(due - now):
                     await self._wake.wait()
             return
+        if terminal.unsettled:
+            log.warning("terminals.unconfirmed", address=terminal.address,
+                        sequences=sorted(m.sequence for m in terminal.unsettled))
+            terminal.unsettled.clear()
         await self._poll(terminal)
+
+    @staticmethod
+    def _due(terminal: _Terminal) -> float:
+        """When to poll ``terminal``: not while the daemon has not confirmed its inputs
+        (the poll would carry their ack), unless that takes ACK_HOLD_MAX_S."""
+        if terminal.unsettled:
+            return max(terminal.next_poll, terminal.held_since + ACK_HOLD_MAX_S)
+        return terminal.next_poll
+
+    def _candidates(self) -> list[_Terminal]:
+        """The terminals that may be polled next: every live one; the dead ones only
+        once every live one was polled since the last probe (one probe per cycle)."""
+        live = [t for t in self._by_address.values() if not t.dead]
+        if live and not self._polled_since_probe.issuperset(t.address for t in live):
+            return live
+        return list(self._by_address.values())
 
     def _next_command(self) -> tuple[_Terminal, HostCommand] | None:
         """The next host command for a live terminal: LED text first, then rating requests."""
@@ -634,12 +797,23 @@ class TerminalDriver:
         started = time.monotonic()
         self.polls += 1
         terminal.polls += 1
+        probe = terminal.dead
+        if probe:
+            self._polled_since_probe.clear()
+        else:
+            self._polled_since_probe.add(terminal.address)
         try:
-            events = await self._bus.poll(terminal.address)
+            if probe:
+                events = await self._bus.poll(terminal.address, self._settings.probe_timeout_s)
+            else:
+                events = await self._bus.poll(terminal.address)
         except NoAnswer:
             self._busy_since(started)
             self._failed(terminal)
-            await self._settle()
+            if not probe:
+                # No quiet time after a probe: a terminal silent for seconds rarely answers
+                # late, and if it does, the next exchange fails once and settles then.
+                await self._settle()
             return
         except (Refused, RemoteProtocolError) as exc:
             self._busy_since(started)
@@ -661,7 +835,8 @@ class TerminalDriver:
         if self.on_poll_done is not None:
             self.on_poll_done(terminal.address)
         try:
-            await self._bus.acknowledge(terminal.address)
+            if not terminal.unsettled:  # else the ack goes with the poll after them
+                await self._bus.acknowledge(terminal.address)
         except (NoAnswer, Refused) as exc:
             # The inputs stay latched; the next poll shows them again and the cursor
             # recognises them as taken.
@@ -671,13 +846,24 @@ class TerminalDriver:
 
     def _schedule(self, terminal: _Terminal) -> None:
         s = self._settings
-        interval = s.dead_poll_interval_s if terminal.dead else s.poll_interval_s
+        interval = terminal.probe_interval if terminal.dead else s.poll_interval_s
         terminal.next_poll = time.monotonic() + interval
+
+    def _mark(self, terminal: _Terminal, event: KeyPressed | RatingGiven) -> InputMark:
+        return InputMark(
+            self._device_id,
+            terminal.address,
+            event.sequence,
+            input_code(event),
+            self._bus.boot_id(terminal.address),
+        )
 
     def _deliver(self, terminal: _Terminal, event: TerminalEvent) -> None:
         item: DeviceInput | None = None
         if isinstance(event, KeyPressed):
             press = terminal.entry.key(event.key)
+            if press is not None:
+                press = dataclasses.replace(press, mark=self._mark(terminal, event))
             log.info(
                 "terminals.key",
                 window=terminal.window,
@@ -687,13 +873,18 @@ class TerminalDriver:
             )
             item = press
         elif isinstance(event, RatingGiven):
-            item = Rating(terminal.window, event.value)
+            item = Rating(terminal.window, event.value, self._mark(terminal, event))
             log.info("terminals.rating", window=terminal.window, value=event.value)
         elif isinstance(event, InputsRefused):
             terminal.refused_inputs += event.count
             log.warning("terminals.inputs_refused", window=terminal.window, count=event.count)
         if item is not None:
             terminal.inputs += 1
+            mark = item.mark if isinstance(item, KeyPress | Rating) else None
+            if self._confirming and mark is not None:
+                if not terminal.unsettled:
+                    terminal.held_since = time.monotonic()
+                terminal.unsettled.add(mark)
             self._inputs.put_nowait(item)
 
     def _answered(self, terminal: _Terminal) -> None:
@@ -706,9 +897,13 @@ class TerminalDriver:
         self._schedule(terminal)
 
     def _failed(self, terminal: _Terminal) -> None:
+        s = self._settings
         terminal.failures += 1
-        if not terminal.dead and terminal.failures >= self._settings.dead_after:
+        if terminal.dead:  # a failed probe: probe less often
+            terminal.probe_interval = min(2 * terminal.probe_interval, s.dead_poll_max_interval_s)
+        elif terminal.failures >= s.dead_after:
             terminal.dead = True
+            terminal.probe_interval = s.dead_poll_interval_s
             log.warning("terminals.dead", window=terminal.window, address=terminal.address)
             self._update_health()
         self._schedule(terminal)

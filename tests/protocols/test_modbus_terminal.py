@@ -192,6 +192,52 @@ def test_sequences_wrap_at_65536() -> None:
     assert queue.acknowledge(1) == 3
 
 
+# --- resuming after a host restart --------------------------------------------------------------
+# The host persisted (BOOT_ID, sequence) of the last input whose effect it handled; the
+# terminal still holds what was never acknowledged. (queue entries, boot id of the block,
+# persisted boot id and sequence, sequences reported as new)
+RESUME_CASES = [
+    ("handled the last of three, ack lost", 3, 0xA17E, 0xA17E, 3, []),
+    ("handled the first of three", 3, 0xA17E, 0xA17E, 1, [2, 3]),
+    ("handled one already acknowledged", 2, 0xA17E, 0xA17E, 0, [1, 2]),
+    ("rebooted meanwhile: counts from 1 again", 2, 0x0BAD, 0xA17E, 7, [1, 2]),
+    ("handled ahead of the terminal: not its history", 2, 0xA17E, 0xA17E, 9, [1, 2]),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "queued", "boot_now", "boot_then", "handled", "new"),
+    RESUME_CASES,
+    ids=[case[0] for case in RESUME_CASES],
+)
+def test_resume_cursor_reports_only_what_was_not_handled(
+    what: str, queued: int, boot_now: int, boot_then: int, handled: int, new: list[int]
+) -> None:
+    queue = _queue_with(*(mt.encode_input(Key.NEXT) for _ in range(queued)))
+    block = _block(queue, boot_id=boot_now)
+    cursor = mt.resume_cursor(block, boot_then, handled)
+    result = mt.decode_poll_block(3, block, cursor)
+    assert [e.sequence for e in result.events if isinstance(e, KeyPressed)] == new
+    assert result.ack == mt.RegisterWrite(3, mt.INPUT_ACK, (queued,))  # all of it, either way
+    assert queue.acknowledge(result.ack.values[0]) == queued
+
+
+def test_resume_cursor_across_the_wrap_and_without_old_refusals() -> None:
+    queue = mt.InputQueue()
+    queue.sequence = 0xFFFE
+    for _ in range(3):
+        queue.latch(mt.encode_input(Key.NEXT))  # 0xFFFF, 0, 1
+    for _ in range(mt.INPUT_QUEUE_SIZE):
+        queue.latch(mt.encode_input(Key.RECALL))  # five fit, three refused
+    assert queue.refused == 3
+    block = _block(queue)
+    result = mt.decode_poll_block(3, block, mt.resume_cursor(block, 0xA17E, 0))
+    sequences = [e.sequence for e in result.events if isinstance(e, KeyPressed)]
+    assert sequences == [1, 2, 3, 4, 5, 6]  # 0xFFFF and 0 were handled
+    assert not any(isinstance(e, InputsRefused) for e in result.events)  # reported before
+    assert mt.resume_cursor(block[:-1], 0xA17E, 0) is None  # a short block: decode's to refuse
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     script=st.lists(

@@ -27,6 +27,7 @@ def test_the_contract_is_pinned() -> None:
         "HealthState",
         "HealthTracker",
         "HelpButton",
+        "InputMark",
         "InputQueue",
         "KeyPress",
         "Rating",

@@ -7,21 +7,30 @@ vendor frame. Every behavioural test runs against both.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from edge.devices import terminals as terminals_module
 from edge.devices.base import (
     DeviceConfigError,
     DeviceInput,
     DeviceStatusChanged,
     HealthState,
+    InputMark,
     KeyPress,
     Rating,
     WindowKey,
 )
-from edge.devices.terminals import BusKind, KeypadEntry, TerminalDriver, TerminalSettings
+from edge.devices.terminals import (
+    BusKind,
+    KeypadEntry,
+    NoAnswer,
+    TerminalDriver,
+    TerminalSettings,
+)
 from firmware_protocols.errors import LocalProtocolError
 from firmware_protocols.simulators.modbus_bank import ModbusTerminalBank
 from firmware_protocols.simulators.serial_link import PtyLink
@@ -392,8 +401,301 @@ def test_a_missing_port_is_offline() -> None:
         ({"terminals": {1: 248}}, "1..247"),
         ({"terminals": {1: 1}, "bus": "can"}, "'modbus' or 'vendor'"),
         ({"terminals": {1: 1}, "reply_timeout_s": 0}, "reply_timeout_s"),
+        ({"terminals": {1: 1}, "dead_poll_max_interval_s": 1}, "dead_poll_max_interval_s"),
+        ({"terminals": {1: 1}, "dead_probe_timeout_s": 0}, "dead_probe_timeout_s"),
     ],
 )
 def test_bad_settings_are_refused(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(DeviceConfigError, match=message):
         TerminalSettings("/dev/ttyUSB2", **kwargs)  # type: ignore[arg-type]
+
+
+# --- exactly once over a daemon restart ----------------------------------------------------------
+def take_one_press_then_die(
+    kind: BusKind,
+    bank: TerminalBank,  # type: ignore[type-arg]
+    key: Key,
+) -> KeyPress:
+    """A driver that takes one press and dies before acknowledging it (the daemon killed)."""
+
+    async def main() -> KeyPress:
+        inputs = Inputs()
+        driver = TerminalDriver(settings(kind, bank.link.port_name), inputs)
+        task = asyncio.create_task(driver.run())
+
+        def die(item: DeviceInput) -> None:
+            if isinstance(item, KeyPress):
+                task.cancel()  # before any acknowledgement
+
+        inputs.on_put = die
+        await until(lambda: driver.health().state is HealthState.OK)
+        bank.press(11, key)
+        await asyncio.gather(task, return_exceptions=True)
+        [press] = inputs.presses()
+        assert isinstance(press, KeyPress)
+        return press
+
+    return asyncio.run(main())
+
+
+def pending(bank: TerminalBank, address: int) -> int:  # type: ignore[type-arg]
+    if isinstance(bank, ModbusTerminalBank):
+        return bank.pending_inputs(address)
+    assert isinstance(bank, VendorTerminalBank)
+    return bank.pending_reports(address)
+
+
+def test_a_press_handled_before_a_restart_is_acknowledged_not_handed_on_again(
+    bus_kind: BusKind,
+    bank: TerminalBank,  # type: ignore[type-arg]
+) -> None:
+    bank.press(11, Key.DIGIT_4)  # typed before: digits have no effect of their own
+    press = take_one_press_then_die(bus_kind, bank, Key.NEXT)
+    assert press == KeyPress(1, WindowKey.NEXT)
+    mark = press.mark
+    assert mark is not None
+    boot = bank.boot_id(11) if isinstance(bank, ModbusTerminalBank) else 0
+    assert mark == InputMark("terminals", 11, 2, 0x0100 | Key.NEXT, boot)
+    assert pending(bank, 11) == 1  # handled (say), never acknowledged
+
+    async def scenario(driver: TerminalDriver, inputs: Inputs) -> None:
+        await until(lambda: pending(bank, 11) == 0)  # acknowledged at the first poll...
+        await asyncio.sleep(0.2)
+        assert inputs.presses() == []  # ...and not handed on again
+        bank.press(11, Key.FINISH)
+        await until(lambda: len(inputs.presses()) == 1)
+        assert inputs.presses() == [KeyPress(1, WindowKey.FINISH)]
+
+    restarted(bus_kind, bank, [mark, InputMark("gpio", 12, 1, 0x0101)], scenario)
+
+
+def restarted(
+    kind: BusKind,
+    bank: TerminalBank,  # type: ignore[type-arg]
+    marks: list[InputMark],
+    scenario: Callable[[TerminalDriver, Inputs], object],
+    *,
+    confirm: bool = True,
+) -> None:
+    """A driver started as the daemon starts it: with the journaled marks, and (unless
+    ``confirm`` is False) each input confirmed as handled as soon as it is handed on."""
+
+    async def main() -> None:
+        inputs = Inputs()
+        driver = TerminalDriver(settings(kind, bank.link.port_name), inputs)
+        driver.restore_inputs(marks)
+        loop = asyncio.get_running_loop()
+
+        def handled(item: DeviceInput) -> None:
+            if isinstance(item, KeyPress | Rating) and item.mark is not None:
+                loop.call_soon(driver.input_handled, item.mark)
+
+        if confirm:
+            inputs.on_put = handled
+        task = asyncio.create_task(driver.run())
+        try:
+            await until(lambda: driver.health().state is HealthState.OK)
+            result = scenario(driver, inputs)
+            assert asyncio.iscoroutine(result)
+            await result
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+
+
+def test_inputs_after_the_handled_one_are_new_after_a_restart(
+    bus_kind: BusKind,
+    bank: TerminalBank,  # type: ignore[type-arg]
+) -> None:
+    press = take_one_press_then_die(bus_kind, bank, Key.NEXT)
+    assert press.mark is not None
+    bank.press(11, Key.RECALL)  # while the daemon was down
+    bank.rate(11, 4)
+
+    async def scenario(driver: TerminalDriver, inputs: Inputs) -> None:
+        await until(lambda: len(inputs.presses()) == 2)
+        await asyncio.sleep(0.2)
+        assert inputs.presses() == [KeyPress(1, WindowKey.RECALL), Rating(1, 4)]
+        assert pending(bank, 11) == 0
+
+    restarted(bus_kind, bank, [press.mark], scenario)
+
+
+def test_a_terminal_rebooted_while_the_daemon_was_down_counts_from_1_again(
+    bus_kind: BusKind,
+    bank: TerminalBank,  # type: ignore[type-arg]
+) -> None:
+    press = take_one_press_then_die(bus_kind, bank, Key.NEXT)
+    assert press.mark is not None
+    assert press.mark.sequence == 1
+    bank.reboot(11)  # power cut: the unacknowledged press is gone, sequences restart
+    # Modbus: a new BOOT_ID, so even the very same (sequence, key) is new. The vendor frame
+    # has no boot id: a report is new when its sequence or its key differs from the mark.
+    bank.press(11, Key.NEXT if bus_kind == "modbus" else Key.RECALL)
+    expected = WindowKey.NEXT if bus_kind == "modbus" else WindowKey.RECALL
+
+    async def scenario(driver: TerminalDriver, inputs: Inputs) -> None:
+        await until(lambda: len(inputs.presses()) == 1)
+        assert inputs.presses() == [KeyPress(1, expected)]
+        bank.press(11, Key.FINISH)
+        await until(lambda: len(inputs.presses()) == 2)
+        assert inputs.presses()[-1] == KeyPress(1, WindowKey.FINISH)
+
+    restarted(bus_kind, bank, [press.mark], scenario)
+
+
+def test_ratings_carry_their_mark(bus_kind: BusKind, bank: TerminalBank) -> None:  # type: ignore[type-arg]
+    async def scenario(driver: TerminalDriver, inputs: Inputs) -> None:
+        bank.rate(12, 5)
+        await until(lambda: len(inputs.presses()) == 1)
+        [rating] = inputs.presses()
+        assert rating == Rating(2, 5)
+        assert rating.mark is not None
+        assert (rating.mark.address, rating.mark.sequence, rating.mark.code) == (12, 1, 0x0205)
+
+    run(bus_kind, bank, scenario)
+
+
+# --- dead terminals: rare, short probes, one per cycle -----------------------------------------
+class ScriptedBus:
+    """A bus whose terminals either answer (nothing new) or stay silent; records every poll."""
+
+    def __init__(self, silent: set[int]) -> None:
+        self.silent = silent
+        self.polls: list[tuple[float, int, float | None]] = []  # (when, address, timeout)
+
+    async def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    async def poll(self, address: int, timeout_s: float | None = None) -> tuple[()]:
+        self.polls.append((time.monotonic(), address, timeout_s))
+        await asyncio.sleep(0.002)
+        if address in self.silent:
+            raise NoAnswer(f"terminal {address}")
+        return ()
+
+    async def acknowledge(self, address: int) -> None:
+        pass
+
+    async def send(self, command: object) -> None:
+        pass
+
+    def check_text(self, text: str) -> None:
+        pass
+
+    def forget(self, address: int) -> None:
+        pass
+
+    def restore(self, marks: object) -> None:
+        pass
+
+    def boot_id(self, address: int) -> int:
+        return 0
+
+
+def test_dead_terminals_are_probed_rarely_briefly_and_one_per_cycle() -> None:
+    bus = ScriptedBus(silent={12, 13})
+    probe_s = 0.02
+    terminal_settings = TerminalSettings(
+        "/dev/null",
+        WINDOWS,
+        reply_timeout_s=0.05,
+        poll_interval_s=0.01,
+        dead_after=1,
+        dead_poll_interval_s=0.05,
+        dead_poll_max_interval_s=0.2,
+        dead_probe_timeout_s=probe_s,
+    )
+
+    async def main() -> None:
+        driver = TerminalDriver(terminal_settings, Inputs(), bus=bus)
+        task = asyncio.create_task(driver.run())
+        await until(lambda: driver.health().state is HealthState.DEGRADED)
+        await until(lambda: all(t.dead for a, t in driver._by_address.items() if a != 11))
+        bus.polls.clear()
+        await asyncio.sleep(1.5)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+    probes = [(t, a) for t, a, timeout in bus.polls if a in bus.silent]
+    assert all(timeout == probe_s for _, a, timeout in bus.polls if a in bus.silent)
+    assert all(timeout is None for _, a, timeout in bus.polls if a == 11)
+    # Between two probes the live terminal is polled: never two probes in one cycle.
+    order = [a for _, a, _ in bus.polls]
+    for before, after in itertools.pairwise(order):
+        assert not (before in bus.silent and after in bus.silent), order
+    # Each dead terminal: the interval doubles while it stays silent, up to the cap.
+    for address in (12, 13):
+        times = [t for t, a in probes if a == address]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert len(times) <= 1.5 / 0.05  # far fewer than a poll every interval
+        assert gaps
+        assert max(gaps) >= 0.2 - 0.01
+        assert all(gap <= 0.2 + 0.1 for gap in gaps)
+    assert order.count(11) > 5 * len(probes)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, 0.05),  # Modbus at 19200: a poll's line time is ~30 ms
+        ({"bus": "vendor"}, 0.05),
+        ({"baudrate": 9600, "reply_timeout_s": 0.2}, 1.5 * 52 * 11 / 9600 + 0.005),
+        ({"baudrate": 9600, "reply_timeout_s": 0.06}, 0.06),  # never above the reply timeout
+        ({"dead_probe_timeout_s": 0.03}, 0.03),
+    ],
+)
+def test_the_probe_timeout_follows_the_line(kwargs: dict[str, object], expected: float) -> None:
+    values: dict[str, object] = {"reply_timeout_s": 0.1} | kwargs
+    terminal_settings = TerminalSettings("/dev/ttyUSB2", WINDOWS, **values)  # type: ignore[arg-type]
+    assert terminal_settings.probe_timeout_s == pytest.approx(expected)
+
+
+def test_no_ack_reaches_the_terminal_before_the_daemon_confirms(
+    bus_kind: BusKind,
+    bank: TerminalBank,  # type: ignore[type-arg]
+) -> None:
+    """A daemon that journals marks confirms each input; until then the press stays latched."""
+
+    async def scenario(driver: TerminalDriver, inputs: Inputs) -> None:
+        bank.press(11, Key.NEXT)
+        await until(lambda: len(inputs.presses()) == 1)
+        [press] = inputs.presses()
+        assert press.mark is not None
+        await asyncio.sleep(0.3)  # many poll intervals: the daemon is slow (a print, say)
+        assert pending(bank, 11) == 1
+        bank.press(12, Key.NEXT)  # the other terminals go on meanwhile
+        await until(lambda: len(inputs.presses()) == 2)
+        driver.input_handled(press.mark)  # journaled now
+        await until(lambda: pending(bank, 11) == 0)
+        second = inputs.presses()[1]
+        assert second.mark is not None
+        driver.input_handled(second.mark)
+        await until(lambda: pending(bank, 12) == 0)
+        bank.press(11, Key.FINISH)
+        await until(lambda: len(inputs.presses()) == 3)
+        assert inputs.presses()[2] == KeyPress(1, WindowKey.FINISH)
+
+    restarted(bus_kind, bank, [], scenario, confirm=False)
+
+
+def test_an_unconfirmed_input_is_acknowledged_after_a_while(
+    bus_kind: BusKind,
+    bank: TerminalBank,  # type: ignore[type-arg]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(terminals_module, "ACK_HOLD_MAX_S", 0.3)
+
+    async def scenario(driver: TerminalDriver, inputs: Inputs) -> None:
+        bank.press(11, Key.NEXT)
+        await until(lambda: len(inputs.presses()) == 1)
+        await until(lambda: pending(bank, 11) == 0)  # never confirmed: acked anyway
+        assert len(inputs.presses()) == 1
+
+    restarted(bus_kind, bank, [], scenario, confirm=False)
