@@ -65,6 +65,7 @@ from edge.devices.base import (
     HallCounts,
     HealthState,
     HelpButton,
+    InputMark,
     InputQueue,
     KeyPress,
     Rating,
@@ -94,6 +95,10 @@ UNPRINTED_NOTICE_S = 600
 CLOSED_NOTICE_S = 60  # 今日取号已结束 on the hall screen after a ticket button press
 WAIT_FRESH_MS = 10 * 60_000  # telemetry shows a service's last prediction this long
 NOT_STARTED = "not started"  # the drivers' health detail before their first check
+# Test fault injection (tests/edge/test_crash_terminals.py), never set in service: with
+# this variable set the daemon dies (os._exit) right after a window-terminal input's
+# effect is journaled, before the terminal can be acknowledged.
+TEST_FAULT_EXIT_AFTER_INPUT_ENV = "ONEDOOR_TEST_FAULT_EXIT_AFTER_TERMINAL_INPUT"
 RATING_SECONDS = 30  # how long the rating pad waits for the citizen after 办结
 
 
@@ -350,6 +355,9 @@ class EdgeDaemon:
         try:
             if self.device_factory is not None:
                 self.devices = self.device_factory(self.config, self.inputs)
+                restore_inputs = getattr(self.devices.terminals, "restore_inputs", None)
+                if restore_inputs is not None:  # exactly once over a crash (edge.journal)
+                    restore_inputs(hall.journal.input_marks())
             hall.subscribe(self._on_event)
             if self.config.mqtt is not None:
                 self.uplink = Uplink(
@@ -496,9 +504,17 @@ class EdgeDaemon:
         assert hall is not None
         match item:
             case KeyPress():
-                self._key(item)
+                try:
+                    with hall.journal.handling(item.mark):
+                        self._key(item)
+                finally:
+                    self._input_handled(item.mark)
             case Rating():
-                hall.rate(item.window, item.value)
+                try:
+                    with hall.journal.handling(item.mark):
+                        hall.rate(item.window, item.value)
+                finally:
+                    self._input_handled(item.mark)
             case TicketButton():
                 closed = hall.closed_notice(self.clock.now_ms())
                 if closed is not None:  # nothing to print: say so on the hall screen
@@ -565,6 +581,17 @@ class EdgeDaemon:
                       seconds=round(time.monotonic() - started, 3))
         return None
 
+
+    def _input_handled(self, mark: InputMark | None) -> None:
+        """A terminal input's effect is journaled: now its terminal may be acknowledged."""
+        if mark is None:
+            return
+        if os.environ.get(TEST_FAULT_EXIT_AFTER_INPUT_ENV) == "1":
+            log.warning("test_fault.exit_after_input", mark=repr(mark))
+            os._exit(86)
+        input_handled = getattr(self.devices.terminals, "input_handled", None)
+        if input_handled is not None:
+            input_handled(mark)
 
     def _key(self, press: KeyPress) -> None:
         hall = self.hall

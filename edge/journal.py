@@ -26,10 +26,15 @@ Tables::
     events(seq, type, ts, payload)   payload: the MQTT ``event`` JSON, as sent
     configs(seq, version, text)      the config text of each config.applied event
     telemetry(id, payload)
+    terminal_inputs(device, address, sequence, code, boot)
+                                     the last window-terminal input handled per terminal,
+                                     written in the transaction of its effect (exactly once
+                                     over a crash: see edge.devices.terminals)
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -42,7 +47,8 @@ from typing import Self
 import msgspec
 import structlog
 
-from edge.errors import JournalError
+from edge.devices.base import InputMark
+from edge.errors import CommandRejected, JournalError
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.errors import ProtocolError
 
@@ -56,6 +62,9 @@ CREATE INDEX IF NOT EXISTS events_type ON events (type, seq);
 CREATE TABLE IF NOT EXISTS configs (
     seq INTEGER PRIMARY KEY, version TEXT NOT NULL, text TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS telemetry (id INTEGER PRIMARY KEY AUTOINCREMENT, payload BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS terminal_inputs (
+    device TEXT NOT NULL, address INTEGER NOT NULL, sequence INTEGER NOT NULL,
+    code INTEGER NOT NULL, boot INTEGER NOT NULL, PRIMARY KEY (device, address));
 """
 
 _EVENT_DECODER = msgspec.json.Decoder(mm.Event)
@@ -78,6 +87,8 @@ class Journal:
         self.site_id = site_id
         self.outbox_limit = outbox_limit
         self._lock_fd = -1
+        self._input: InputMark | None = None  # see handling()
+        self._input_written = False
         if read_only:
             if not self.path.exists():
                 raise JournalError(f"no journal at {self.path}")
@@ -189,9 +200,12 @@ class Journal:
                         raise JournalError("a config text needs exactly one config.applied event")
                     self._db.execute("INSERT INTO configs (seq, version, text) VALUES (?, ?, ?)",
                                      (applied[0], *config))
+                if self._input is not None:
+                    self._write_input(self._input)
         except sqlite3.Error as exc:
             raise JournalError(f"cannot append to {self.path}: {exc}") from exc
         self._last_seq = seq
+        self._input_written = self._input is not None
         return events
 
     def events(self, after_seq: int = 0, limit: int | None = None) -> Iterator[mm.Event]:
@@ -229,6 +243,49 @@ class Journal:
         if row is None:
             raise JournalError(f"config.applied event {seq} has no stored config text")
         return str(row[0])
+
+    # -- terminal inputs -----------------------------------------------------
+
+    @contextlib.contextmanager
+    def handling(self, mark: InputMark | None) -> Iterator[None]:
+        """Handle one terminal input inside this block: ``mark`` is written in the
+        transaction of the events appended in it, or on its own at the end when none
+        were: a press with no effect, or refused (CommandRejected), is handled too.
+        Any other error leaves the input unhandled (the terminal shows it again)."""
+        if mark is None:
+            yield
+            return
+        self._input, self._input_written = mark, False
+        try:
+            yield
+        except CommandRejected:
+            self._input = None
+            self._write_input_alone(mark)
+            raise
+        finally:
+            self._input = None
+        self._write_input_alone(mark)
+
+    def _write_input_alone(self, mark: InputMark) -> None:
+        if self._input_written:
+            return
+        try:
+            with self._transaction():
+                self._write_input(mark)
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot record an input in {self.path}: {exc}") from exc
+
+    def _write_input(self, mark: InputMark) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO terminal_inputs (device, address, sequence, code, boot) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (mark.device, mark.address, mark.sequence, mark.code, mark.boot))
+
+    def input_marks(self) -> list[InputMark]:
+        """The last handled input of each terminal (for the terminal driver at start)."""
+        rows = self._db.execute(
+            "SELECT device, address, sequence, code, boot FROM terminal_inputs").fetchall()
+        return [InputMark(str(d), int(a), int(s), int(c), int(b)) for d, a, s, c, b in rows]
 
     # -- outbox --------------------------------------------------------------
 

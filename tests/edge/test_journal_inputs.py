@@ -1,0 +1,70 @@
+"""The journal's record of handled window-terminal inputs (exactly once over a crash)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge.devices.base import InputMark
+from edge.errors import CommandRejected
+from edge.journal import Journal
+from firmware_protocols import mqtt_messages as mm
+
+T0 = 1_795_000_000_000
+NEXT_AT_11 = InputMark("terminals", 11, 7, 0x0101, 0xA17E)
+
+
+def called(number: str) -> mm.TicketCalled:
+    return mm.TicketCalled(ticket=number, window=1)
+
+
+def test_the_mark_commits_in_the_transaction_of_the_effect(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db", "site-a") as journal:
+        statements: list[str] = []
+        journal._db.set_trace_callback(statements.append)
+        with journal.handling(NEXT_AT_11):
+            journal.append([called("A001")], ts_ms=T0, clock_synced=True)
+        journal._db.set_trace_callback(None)
+        assert journal.input_marks() == [NEXT_AT_11]
+    writes = [s.split()[0] if not s.startswith("INSERT") else " ".join(s.split()[:3])
+              for s in statements if not s.startswith("PRAGMA")]
+    assert writes == [
+        "BEGIN", "INSERT INTO events", "INSERT OR REPLACE", "COMMIT",
+    ], statements  # one transaction: both or neither survive a crash
+
+
+def test_an_input_with_no_effect_or_refused_is_recorded_alone(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db", "site-a") as journal:
+        with journal.handling(NEXT_AT_11):
+            pass  # NEXT with nobody waiting: handled, nothing journaled
+        assert journal.input_marks() == [NEXT_AT_11]
+        later = InputMark("terminals", 11, 8, 0x0107, 0xA17E)
+        with pytest.raises(CommandRejected), journal.handling(later):
+            raise CommandRejected("no ticket to finish")
+        assert journal.input_marks() == [later]  # one row per terminal: the latest
+        assert journal.last_seq == 0
+
+
+def test_other_errors_leave_the_input_unhandled(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db", "site-a") as journal:
+        with pytest.raises(RuntimeError), journal.handling(NEXT_AT_11):
+            raise RuntimeError("a bug, or the disk")
+        assert journal.input_marks() == []
+        journal.append([called("A001")], ts_ms=T0, clock_synced=True)  # outside: no mark
+        assert journal.input_marks() == []
+
+
+def test_marks_survive_a_reopen_per_device_and_address(tmp_path: Path) -> None:
+    rating_at_12 = InputMark("terminals", 12, 3, 0x0205)
+    other_bus = InputMark("terminals-b", 11, 1, 0x0101, 9)
+    with Journal(tmp_path / "j.db", "site-a") as journal:
+        for mark in (NEXT_AT_11, rating_at_12, other_bus):
+            with journal.handling(mark):
+                journal.append([called(f"A00{mark.sequence}")], ts_ms=T0, clock_synced=True)
+        with journal.handling(None):  # not from a terminal: nothing recorded
+            journal.append([called("A009")], ts_ms=T0, clock_synced=True)
+    with Journal(tmp_path / "j.db", "site-a") as journal:
+        assert sorted(journal.input_marks(), key=lambda m: (m.device, m.address)) == [
+            NEXT_AT_11, rating_at_12, other_bus,
+        ]
