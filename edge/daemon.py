@@ -9,7 +9,12 @@ lost). Operations:
 * ``SIGHUP`` reloads the config file: an invalid file, or one the live queue
   cannot take (a service removed while it has tickets), is refused, logged
   and journaled as ``config.rejected``; the old config stays and the queue
-  state survives either way.
+  state survives either way. A good one is journaled as ``config.applied``,
+  then the parts whose settings changed restart in place: the MQTT uplink
+  (clean ``offline``, new session on the new broker), the HTTP API (new
+  address), each device driver (old port closed, new one opened). A part that
+  cannot start is logged (a device also as a ``device.status`` offline event)
+  and the rest keeps serving. Only ``paths.journal`` waits for a restart.
 * An invalid file at start: the daemon runs the config last applied in the
   journal and journals ``config.rejected``, so a bad push never leaves the
   hall dark (with no journal yet, it refuses to start).
@@ -37,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import math
 import os
 import signal
@@ -44,7 +50,7 @@ import socket
 import time
 import tomllib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -53,7 +59,14 @@ from typing import Any
 import structlog
 
 from edge.clock import Clock, SystemClock
-from edge.config import EdgeConfig, load_config, parse_config
+from edge.config import (
+    DevicesConfig,
+    EdgeConfig,
+    HttpConfig,
+    MqttConfig,
+    load_config,
+    parse_config,
+)
 from edge.devices.base import (
     Announcer,
     Device,
@@ -204,6 +217,14 @@ class Supervisor:
             if entry.task is not None:
                 entry.task.cancel()
 
+    async def stop(self, name: str) -> None:
+        """Cancel the task ``name`` and wait until it has ended (a reload restarts it)."""
+        entry = self._tasks.pop(name, None)
+        if entry is None or entry.task is None:
+            return
+        entry.task.cancel()
+        await asyncio.wait({entry.task})  # never raises, not even our own cancellation
+
 
 # --------------------------------------------------------------------------- devices
 
@@ -237,6 +258,16 @@ _MQTT_KIND: dict[DeviceKind, mm.DeviceKind] = {
 _MQTT_STATUS: dict[HealthState, mm.DeviceHealth] = {
     HealthState.OK: "ok", HealthState.DEGRADED: "degraded", HealthState.OFFLINE: "offline",
 }
+
+
+# DeviceSet slot -> the config section its driver is built from (edge.devices_factory),
+# and its kind, for reporting a driver that cannot be built on reload.
+_DEVICE_SECTIONS: dict[str, str] = {"printer": "printer", "screens": "screens",
+                                    "terminals": "terminals", "announcer": "audio",
+                                    "gpio": "gpio"}
+_DEVICE_KINDS: dict[str, DeviceKind] = {
+    "printer": DeviceKind.PRINTER, "screens": DeviceKind.SCREEN,
+    "terminals": DeviceKind.TERMINAL, "announcer": DeviceKind.VOICE, "gpio": DeviceKind.GPIO}
 
 
 def device_detail_code(detail: str) -> str | None:
@@ -335,7 +366,9 @@ class EdgeDaemon:
         self._predictions = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="predict")
         self._group: asyncio.TaskGroup | None = None
-        self._ticket_tasks: set[asyncio.Task[None]] = set()  # ticket button presses
+        self._spawned: set[asyncio.Task[None]] = set()  # ticket button presses, reloads
+        self._parts_config: EdgeConfig | None = None  # what uplink, http, devices run with
+        self._restarting = asyncio.Lock()
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -360,17 +393,10 @@ class EdgeDaemon:
                     restore_inputs(hall.journal.input_marks())
             hall.subscribe(self._on_event)
             if self.config.mqtt is not None:
-                self.uplink = Uplink(
-                    self.config.site.id, self.config.mqtt, hall.journal, self.clock,
-                    software=SOFTWARE_VERSION, boot_id=self.boot_id,
-                    config_version=lambda: hall.config.version, commands=self._command,
-                    beat=self.heartbeats.beater("uplink"))
+                self.uplink = self._make_uplink(self.config.mqtt)
             if self.config.http is not None:
-                self.http = HttpApi(hall, status=self.status, on_issued=self._after_issue,
-                                    host=self.config.http.host, port=self.config.http.port,
-                                    window_api=self.config.http.window_api,
-                                    beat=self.heartbeats.beater("http"),
-                                    issue=self.issue_ticket)
+                self.http = self._make_http(self.config.http)
+            self._parts_config = self.config
             if self.install_signals:
                 loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
                 loop.add_signal_handler(signal.SIGTERM, self.stop)
@@ -398,7 +424,7 @@ class EdgeDaemon:
                 sd_notify("STOPPING=1")
                 log.info("daemon.stopping")
                 self.supervisor.cancel_all()
-                for task in self._ticket_tasks:
+                for task in self._spawned:
                     task.cancel()
         finally:
             self._group = None
@@ -413,6 +439,20 @@ class EdgeDaemon:
                     with contextlib.suppress(Exception):
                         close()
             log.info("daemon.stopped")
+
+    def _make_uplink(self, mqtt: MqttConfig) -> Uplink:
+        hall = self.hall
+        assert hall is not None
+        return Uplink(self.config.site.id, mqtt, hall.journal, self.clock,
+                      software=SOFTWARE_VERSION, boot_id=self.boot_id,
+                      config_version=lambda: hall.config.version, commands=self._command,
+                      beat=self.heartbeats.beater("uplink"))
+
+    def _make_http(self, http: HttpConfig) -> HttpApi:
+        assert self.hall is not None
+        return HttpApi(self.hall, status=self.status, on_issued=self._after_issue,
+                       host=http.host, port=http.port, window_api=http.window_api,
+                       beat=self.heartbeats.beater("http"), issue=self.issue_ticket)
 
     async def _wait_http_ready(self) -> None:
         if self.http is not None:
@@ -532,13 +572,17 @@ class EdgeDaemon:
                 self._device_health[item.health.device_id] = item.health
                 hall.device_status(device_status_body(item.health))
 
-    def _spawn_ticket(self, press: TicketButton) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """A short task in the daemon's task group; it must catch its own errors."""
         if self._group is None:
+            coro.close()
             return
-        task = self._group.create_task(self._button_ticket(press),
-                                       name=f"ticket:{press.service_id}")
-        self._ticket_tasks.add(task)
-        task.add_done_callback(self._ticket_tasks.discard)
+        task = self._group.create_task(coro, name=name)
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
+
+    def _spawn_ticket(self, press: TicketButton) -> None:
+        self._spawn(self._button_ticket(press), f"ticket:{press.service_id}")
 
     async def _button_ticket(self, press: TicketButton) -> None:
         try:
@@ -580,7 +624,6 @@ class EdgeDaemon:
             log.error("wait.predict_failed", service=service_id, error=repr(exc),
                       seconds=round(time.monotonic() - started, 3))
         return None
-
 
     def _input_handled(self, mark: InputMark | None) -> None:
         """A terminal input's effect is journaled: now its terminal may be acknowledged."""
@@ -798,7 +841,14 @@ class EdgeDaemon:
         self.reload()
 
     def reload(self, expected_version: str | None = None) -> mm.Event:
-        """Reload the config file; returns the config.applied or config.rejected event."""
+        """Reload the config file; returns the config.applied or config.rejected event.
+
+        Services, windows, policy, hours and the daemon settings apply at once;
+        changed ``mqtt``, ``http`` and ``devices`` sections (and ``paths.clips``)
+        restart just those parts in the background (:meth:`_restart_parts`).
+        ``paths.journal`` is the exception: the open journal holds the queue, so
+        moving it is logged as ``config.restart_needed`` and waits for a restart.
+        """
         hall = self.hall
         assert hall is not None
         try:
@@ -814,14 +864,126 @@ class EdgeDaemon:
         if isinstance(event.body, mm.ConfigApplied):
             old = self.config
             self.config = new
-            for part in ("devices", "mqtt", "http", "paths"):
-                if getattr(old, part) != getattr(new, part):
-                    log.warning("config.restart_needed", part=part,
-                                detail="takes effect at the next restart")
+            if old.paths.journal != new.paths.journal:
+                log.warning("config.restart_needed", part="paths.journal",
+                            detail="the journal moves at the next restart")
+            if self._group is not None and self._parts_changed(new):
+                self._spawn(self._restart_parts(), "reload")
             if self.uplink is not None:
                 self.uplink.publish_state()
             self._refresh_outputs()
         return event
+
+    @staticmethod
+    def _device_settings(config: EdgeConfig) -> dict[str, object]:
+        devices = config.devices
+        return {
+            "printer": devices.printer,
+            "screens": (devices.screens, [(w.number, w.screen) for w in config.windows]),
+            "terminals": (devices.terminals, [(w.number, w.terminal) for w in config.windows]),
+            "announcer": (devices.audio, config.paths.clips),
+            "gpio": devices.gpio,
+        }
+
+    def _parts_changed(self, new: EdgeConfig) -> list[str]:
+        old = self._parts_config
+        if old is None:
+            return []
+        parts = [part for part in ("mqtt", "http") if getattr(old, part) != getattr(new, part)]
+        before, after = self._device_settings(old), self._device_settings(new)
+        return parts + [f"devices.{slot}" for slot in after if before[slot] != after[slot]]
+
+    async def _restart_parts(self) -> None:
+        """Bring the uplink, the HTTP API and the devices in line with ``self.config``.
+
+        Only the parts whose settings changed are stopped (ports closed, the MQTT
+        session ended with a clean ``offline``) and started anew; the hall state is
+        untouched. A part that cannot be built is logged and reported as a device
+        event, and the rest carries on.
+        """
+        async with self._restarting:  # reloads in a row: one restart at a time
+            new = self.config
+            changed = self._parts_changed(new)
+            if not changed:
+                return
+            log.info("config.restarting_parts", version=new.version, parts=changed)
+            try:
+                if "mqtt" in changed:
+                    await self._restart_uplink(new.mqtt)
+                if "http" in changed:
+                    await self._restart_http(new.http)
+                for part in changed:
+                    if part.startswith("devices."):
+                        await self._restart_device(part.removeprefix("devices."), new)
+            except Exception:  # e.g. a driver that fails to construct in an unforeseen way
+                log.exception("config.restart_failed", parts=changed)
+            self._parts_config = new
+            self._refresh_outputs()
+            log.info("config.parts_restarted", version=new.version, parts=changed)
+
+    def _start(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+        assert self._group is not None
+        self.supervisor.start(self._group, name, factory)
+
+    async def _restart_uplink(self, mqtt: MqttConfig | None) -> None:
+        await self.supervisor.stop("telemetry")
+        await self.supervisor.stop("uplink")  # publishes offline and disconnects
+        self.uplink = None
+        if mqtt is not None:
+            self.uplink = self._make_uplink(mqtt)
+            self._start("uplink", self.uplink.run)
+            self._start("telemetry", self._telemetry_task)
+        log.info("config.part_restarted", part="mqtt",
+                 broker=None if mqtt is None else f"{mqtt.host}:{mqtt.port}")
+
+    async def _restart_http(self, http: HttpConfig | None) -> None:
+        await self.supervisor.stop("http")  # closes the listening socket
+        self.http = None
+        if http is not None:
+            self.http = self._make_http(http)
+            self._start("http", self.http.run)
+        log.info("config.part_restarted", part="http",
+                 listen=None if http is None else f"{http.host}:{http.port}")
+
+    async def _restart_device(self, slot: str, new: EdgeConfig) -> None:
+        name = f"device:{slot}"
+        old: Device | None = getattr(self.devices, slot)
+        if old is not None:
+            await self.supervisor.stop(name)  # the serial drivers close their port
+            close = getattr(old, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):
+                    close()
+            self._device_health.pop(old.health().device_id, None)
+            self._bus_progress.pop(slot, None)
+            setattr(self.devices, slot, None)
+        if self.device_factory is None:
+            return
+        section = _DEVICE_SECTIONS[slot]
+        only = DevicesConfig(**{field_name: getattr(new.devices, field_name)
+                                for field_name in _DEVICE_SECTIONS.values()
+                                if field_name == section})
+        try:
+            built = self.device_factory(dataclasses.replace(new, devices=only), self.inputs)
+        except Exception as exc:  # e.g. a GPIO pin taken, a clip directory missing
+            log.error("config.part_failed", part=f"devices.{section}", error=repr(exc))
+            health = DeviceHealth("voice" if slot == "announcer" else slot,
+                                  _DEVICE_KINDS[slot], HealthState.OFFLINE,
+                                  "open failed")
+            self._device_health[health.device_id] = health
+            assert self.hall is not None
+            self.hall.device_status(device_status_body(health))
+            return
+        device: Device | None = getattr(built, slot)
+        if device is not None:
+            restore_inputs = getattr(device, "restore_inputs", None)
+            if restore_inputs is not None:  # a new terminal bus: inputs already handled
+                assert self.hall is not None
+                restore_inputs(self.hall.journal.input_marks())
+            setattr(self.devices, slot, device)
+            self._start(name, device.run)
+        log.info("config.part_restarted", part=f"devices.{section}",
+                 running=device is not None)
 
     def _version_in_file(self) -> str:
         try:
