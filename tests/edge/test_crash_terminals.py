@@ -10,6 +10,8 @@ without calling a second ticket, and handle the next press normally.
 
 from __future__ import annotations
 
+import random
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +28,6 @@ from firmware_protocols.simulators.vendor_bank import VendorTerminalBank
 from firmware_protocols.terminal_events import Key
 from tests.edge.sites import (
     BASE_WINDOWS,
-    free_port,
     http,
     site_toml,
     start_daemon,
@@ -37,6 +38,24 @@ from tests.edge.sites import (
 WINDOWS = BASE_WINDOWS.replace("ratio_cap = 2\n", "ratio_cap = 2\nterminal = 1\n").replace(
     "services = { huji = 2, shebao = 1 }\n", "services = { huji = 2, shebao = 1 }\nterminal = 2\n"
 )
+
+
+def quiet_port() -> int:
+    """A free port below the ephemeral range that ``free_port`` (bind to 0) draws from.
+
+    Tests of other suites running at the same time kill and restart daemons on their
+    ``free_port`` ports; one of those, free for a moment, would be handed out again.
+    """
+    rng = random.Random()
+    for _ in range(100):
+        port = rng.randrange(20_000, 30_000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000..29999")
 
 
 def called(config_path: Path) -> list[tuple[str, int]]:
@@ -61,7 +80,7 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) ->
 def test_a_press_journaled_but_not_acknowledged_is_not_handled_again(
     tmp_path: Path, kind: str
 ) -> None:
-    port = free_port()
+    port = quiet_port()
     with PtyLink() as link:
         bank: ModbusTerminalBank | VendorTerminalBank
         if kind == "modbus":
