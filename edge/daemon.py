@@ -879,8 +879,10 @@ class EdgeDaemon:
         devices = config.devices
         return {
             "printer": devices.printer,
-            "screens": (devices.screens, [(w.number, w.screen) for w in config.windows]),
-            "terminals": (devices.terminals, [(w.number, w.terminal) for w in config.windows]),
+            "screens": (devices.screens, [(w.number, w.screen) for w in config.windows
+                                          if w.screen is not None]),
+            "terminals": (devices.terminals, [(w.number, w.terminal) for w in config.windows
+                                              if w.terminal is not None]),
             "announcer": (devices.audio, config.paths.clips),
             "gpio": devices.gpio,
         }

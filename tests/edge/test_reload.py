@@ -128,6 +128,7 @@ def test_sighup_moves_the_printer_and_reports_a_screen_port_that_fails(
                 text = text.replace('version = "sim-1"', 'version = "sim-2"')
                 text = text.replace(config.devices.printer.port, new_link.port_name)
                 text = text.replace(config.devices.screens.port, "/dev/onedoor-no-such-tty")
+                text += "\n[[windows]]\nnumber = 3\nservices = { huji = 1 }\n"  # no terminal
                 sim.config_path.write_text(text, encoding="utf-8")
                 os.kill(os.getpid(), signal.SIGHUP)
 
@@ -142,6 +143,7 @@ def test_sighup_moves_the_printer_and_reports_a_screen_port_that_fails(
                     and e.body.status == "offline" for e in hall.journal.events()),
                     "screens offline event")
                 assert hall.config.version == "sim-2"
+                assert [w.number for w in hall.dispatcher.windows()] == [1, 2, 3]
                 assert (daemon.devices.terminals, daemon.devices.gpio) == (terminals, gpio)
 
                 # The queue survived; tickets print on the printer at the new port.
