@@ -7,6 +7,8 @@ cdef struct Group:
     Py_ssize_t start
     Py_ssize_t end
     Py_ssize_t cap
+    int64_t head_key      # key and order of ids[start] when the group is not empty
+    int64_t head_order
 
 
 cdef struct Window:
@@ -16,6 +18,7 @@ cdef struct Window:
     bint priority_window
     int64_t ratio_cap
     int64_t priority_streak
+    bint has_sla          # one of its services has an SLA limit
 
 
 cdef class QueueCore:
@@ -31,14 +34,29 @@ cdef class QueueCore:
     cdef int32_t *_tgroup     # -1 when the ticket is not queued
     cdef Py_ssize_t _tcap
     cdef Py_ssize_t _count
+    # the state saved by c_save
+    cdef int32_t *_snap_ids
+    cdef Py_ssize_t *_snap_len
+    cdef int64_t *_snap_key
+    cdef int64_t *_snap_order
+    cdef int32_t *_snap_group
+    cdef int64_t *_snap_streak
+    cdef Py_ssize_t _snap_n
+    cdef Py_ssize_t _snap_count
+    cdef Py_ssize_t _snap_windows
 
     cdef int64_t c_select(self, Py_ssize_t widx, int64_t now_ms) noexcept nogil
+    cdef int64_t _overdue(self, Window *w, int64_t now_ms) noexcept nogil
+    cdef int64_t _best(self, Window *w, int64_t now_ms, int only_class) noexcept nogil
+    cdef void _set_head(self, Group *g) noexcept nogil
     cdef int c_push(self, int64_t tid, Py_ssize_t service, int klass, int64_t key_ms,
-                    int64_t order) except -1
-    cdef int c_remove(self, int64_t tid) except -1
+                    int64_t order) except -1 nogil
+    cdef int c_remove(self, int64_t tid) except -1 nogil
     cdef void c_record_call(self, Py_ssize_t widx, int klass) noexcept nogil
+    cdef int c_save(self, Py_ssize_t n_tids) except -1
+    cdef void c_restore(self) noexcept nogil
     cdef int _set_services(self, Window *window, object services) except -1
     cdef int _check_window(self, Py_ssize_t widx) except -1
-    cdef int _reserve_tickets(self, int64_t tid) except -1
+    cdef int _reserve_tickets(self, int64_t tid) except -1 nogil
     cdef Py_ssize_t _lower_bound(self, Group *g, int64_t key, int64_t order,
                                  int64_t tid) noexcept nogil

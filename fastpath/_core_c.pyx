@@ -7,9 +7,9 @@ so popping the head (the common case) is O(1) and a decision only touches the
 heads of the window's groups.
 """
 
-from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from libc.stdint cimport int32_t, int64_t
-from libc.string cimport memmove, memset
+from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
+from libc.stdint cimport int32_t, int64_t, intptr_t
+from libc.string cimport memcpy, memmove, memset
 
 from fastpath.types import N_CLASSES, NORMAL, PRIORITY
 
@@ -21,6 +21,18 @@ cdef enum:
 NO_TICKET = -1
 
 assert N_CLASSES == NCLS and NORMAL == C_NORMAL and PRIORITY == C_PRIORITY
+
+
+cdef int _no_memory() except -1 nogil:
+    with gil:
+        raise MemoryError()
+
+
+cdef void *_realloc(void *ptr, Py_ssize_t n, size_t item) except NULL:
+    cdef void *grown = PyMem_RawRealloc(ptr, max(1, n) * item)
+    if grown == NULL:
+        raise MemoryError()
+    return grown
 
 
 cdef inline bint _before(int64_t k1, int64_t o1, int64_t t1,
@@ -40,8 +52,8 @@ cdef class QueueCore:
         if len(class_weight_pct) != NCLS:
             raise ValueError(f"class_weight_pct needs {NCLS} values")
         self.n_services = len(sla_ms)
-        self._sla = <int64_t *> PyMem_Malloc(max(1, self.n_services) * sizeof(int64_t))
-        self._groups = <Group *> PyMem_Malloc(max(1, self.n_services * NCLS) * sizeof(Group))
+        self._sla = <int64_t *> PyMem_RawMalloc(max(1, self.n_services) * sizeof(int64_t))
+        self._groups = <Group *> PyMem_RawMalloc(max(1, self.n_services * NCLS) * sizeof(Group))
         if self._sla == NULL or self._groups == NULL:
             raise MemoryError()
         memset(self._groups, 0, max(1, self.n_services * NCLS) * sizeof(Group))
@@ -59,16 +71,22 @@ cdef class QueueCore:
         cdef Py_ssize_t i
         if self._groups != NULL:
             for i in range(self.n_services * NCLS):
-                PyMem_Free(self._groups[i].ids)
-            PyMem_Free(self._groups)
+                PyMem_RawFree(self._groups[i].ids)
+            PyMem_RawFree(self._groups)
         for i in range(self._n_windows):
-            PyMem_Free(self._windows[i].services)
-            PyMem_Free(self._windows[i].weights)
-        PyMem_Free(self._windows)
-        PyMem_Free(self._sla)
-        PyMem_Free(self._tkey)
-        PyMem_Free(self._torder)
-        PyMem_Free(self._tgroup)
+            PyMem_RawFree(self._windows[i].services)
+            PyMem_RawFree(self._windows[i].weights)
+        PyMem_RawFree(self._windows)
+        PyMem_RawFree(self._sla)
+        PyMem_RawFree(self._tkey)
+        PyMem_RawFree(self._torder)
+        PyMem_RawFree(self._tgroup)
+        PyMem_RawFree(self._snap_ids)
+        PyMem_RawFree(self._snap_len)
+        PyMem_RawFree(self._snap_key)
+        PyMem_RawFree(self._snap_order)
+        PyMem_RawFree(self._snap_group)
+        PyMem_RawFree(self._snap_streak)
 
     # -- windows -------------------------------------------------------------
 
@@ -77,20 +95,21 @@ cdef class QueueCore:
         for service, _weight in services:
             if not 0 <= service < self.n_services:
                 raise IndexError(f"service index {service} out of range")
-        cdef int32_t *svc = <int32_t *> PyMem_Malloc(max(1, n) * sizeof(int32_t))
-        cdef int64_t *wts = <int64_t *> PyMem_Malloc(max(1, n) * sizeof(int64_t))
+        cdef int32_t *svc = <int32_t *> PyMem_RawMalloc(max(1, n) * sizeof(int32_t))
+        cdef int64_t *wts = <int64_t *> PyMem_RawMalloc(max(1, n) * sizeof(int64_t))
         if svc == NULL or wts == NULL:
-            PyMem_Free(svc)
-            PyMem_Free(wts)
+            PyMem_RawFree(svc)
+            PyMem_RawFree(wts)
             raise MemoryError()
         for i in range(n):
             svc[i] = services[i][0]
             wts[i] = services[i][1]
-        PyMem_Free(window.services)
-        PyMem_Free(window.weights)
+        PyMem_RawFree(window.services)
+        PyMem_RawFree(window.weights)
         window.services = svc
         window.weights = wts
         window.n = n
+        window.has_sla = any(self._sla[svc[i]] > 0 for i in range(n))
         return 0
 
     def add_window(self, services, bint priority_window, int64_t ratio_cap):
@@ -98,7 +117,7 @@ cdef class QueueCore:
         cdef Window *window
         if self._n_windows == self._win_cap:
             new_cap = max(8, self._win_cap * 2)
-            grown = <Window *> PyMem_Realloc(self._windows, new_cap * sizeof(Window))
+            grown = <Window *> PyMem_RawRealloc(self._windows, new_cap * sizeof(Window))
             if grown == NULL:
                 raise MemoryError()
             self._windows = grown
@@ -144,24 +163,27 @@ cdef class QueueCore:
 
     # -- tickets -------------------------------------------------------------
 
-    cdef int _reserve_tickets(self, int64_t tid) except -1:
+    cdef int _reserve_tickets(self, int64_t tid) except -1 nogil:
         cdef Py_ssize_t new_cap, i
+        cdef int64_t *keys
+        cdef int64_t *orders
+        cdef int32_t *groups
         if tid < self._tcap:
             return 0
         new_cap = max(64, self._tcap * 2)
         while new_cap <= tid:
             new_cap *= 2
-        cdef int64_t *keys = <int64_t *> PyMem_Realloc(self._tkey, new_cap * sizeof(int64_t))
+        keys = <int64_t *> PyMem_RawRealloc(self._tkey, new_cap * sizeof(int64_t))
         if keys == NULL:
-            raise MemoryError()
+            return _no_memory()
         self._tkey = keys
-        cdef int64_t *orders = <int64_t *> PyMem_Realloc(self._torder, new_cap * sizeof(int64_t))
+        orders = <int64_t *> PyMem_RawRealloc(self._torder, new_cap * sizeof(int64_t))
         if orders == NULL:
-            raise MemoryError()
+            return _no_memory()
         self._torder = orders
-        cdef int32_t *groups = <int32_t *> PyMem_Realloc(self._tgroup, new_cap * sizeof(int32_t))
+        groups = <int32_t *> PyMem_RawRealloc(self._tgroup, new_cap * sizeof(int32_t))
         if groups == NULL:
-            raise MemoryError()
+            return _no_memory()
         self._tgroup = groups
         for i in range(self._tcap, new_cap):
             self._tgroup[i] = -1
@@ -182,22 +204,37 @@ cdef class QueueCore:
         return lo
 
     cdef int c_push(self, int64_t tid, Py_ssize_t service, int klass, int64_t key_ms,
-                    int64_t order) except -1:
+                    int64_t order) except -1 nogil:
         cdef Py_ssize_t gi, pos, new_cap, live
         cdef Group *g
         cdef int32_t *grown
+        cdef int32_t last
         if tid < 0 or tid > 0x7FFFFFFF:
-            raise ValueError(f"ticket id {tid} out of range")
+            with gil:
+                raise ValueError(f"ticket id {tid} out of range")
         if tid < self._tcap and self._tgroup[tid] >= 0:
-            raise ValueError(f"ticket {tid} is already queued")
+            with gil:
+                raise ValueError(f"ticket {tid} is already queued")
         if not (0 <= service < self.n_services and 0 <= klass < NCLS):
-            raise IndexError("service or class out of range")
-        self._reserve_tickets(tid)
+            with gil:
+                raise IndexError("service or class out of range")
+        if tid >= self._tcap:
+            self._reserve_tickets(tid)
         gi = service * NCLS + klass
         g = &self._groups[gi]
         self._tkey[tid] = key_ms
         self._torder[tid] = order
-        pos = self._lower_bound(g, key_ms, order, tid)
+        if g.start == g.end:                         # empty group (start = end = 0)
+            pos = g.end
+        else:
+            last = g.ids[g.end - 1]
+            if _before(self._tkey[last], self._torder[last], last, key_ms, order, tid):
+                pos = g.end                          # the common case: a new last ticket
+            else:
+                pos = self._lower_bound(g, key_ms, order, tid)
+        if pos == g.start:                          # a new head
+            g.head_key = key_ms
+            g.head_order = order
         if pos == g.start and g.start > 0:          # new head: grow to the left
             g.start -= 1
             g.ids[g.start] = <int32_t> tid
@@ -211,9 +248,9 @@ cdef class QueueCore:
                     g.end = live
                 else:
                     new_cap = max(16, g.cap * 2)
-                    grown = <int32_t *> PyMem_Realloc(g.ids, new_cap * sizeof(int32_t))
+                    grown = <int32_t *> PyMem_RawRealloc(g.ids, new_cap * sizeof(int32_t))
                     if grown == NULL:
-                        raise MemoryError()
+                        return _no_memory()
                     g.ids = grown
                     g.cap = new_cap
             if pos < g.end:
@@ -227,17 +264,28 @@ cdef class QueueCore:
     def push(self, int64_t tid, Py_ssize_t service, int klass, int64_t key_ms, int64_t order):
         self.c_push(tid, service, klass, key_ms, order)
 
-    cdef int c_remove(self, int64_t tid) except -1:
+    cdef inline void _set_head(self, Group *g) noexcept nogil:
+        cdef int32_t head = g.ids[g.start]
+        g.head_key = self._tkey[head]
+        g.head_order = self._torder[head]
+
+    cdef int c_remove(self, int64_t tid) except -1 nogil:
         cdef Py_ssize_t pos
         cdef Group *g
         if tid < 0 or tid >= self._tcap or self._tgroup[tid] < 0:
-            raise KeyError(tid)
+            with gil:
+                raise KeyError(tid)
         g = &self._groups[self._tgroup[tid]]
-        pos = self._lower_bound(g, self._tkey[tid], self._torder[tid], tid)
+        if g.ids[g.start] == tid:                   # the common case: the head was called
+            pos = g.start
+        else:
+            pos = self._lower_bound(g, self._tkey[tid], self._torder[tid], tid)
         if pos == g.start:
             g.start += 1
             if g.start == g.end:
                 g.start = g.end = 0
+            else:
+                self._set_head(g)
         else:
             memmove(g.ids + pos, g.ids + pos + 1, (g.end - pos - 1) * sizeof(int32_t))
             g.end -= 1
@@ -278,66 +326,143 @@ cdef class QueueCore:
         entries.sort()
         return [t for _k, _o, t in entries]
 
+    # -- one saved queue (the simulator restores it for each prediction replication) --
+
+    cdef int c_save(self, Py_ssize_t n_tids) except -1:
+        """Save the queued tickets, ticket ids ``[0, n_tids)`` and the windows' streaks."""
+        cdef Py_ssize_t gi, n_groups = self.n_services * NCLS, total = 0, live
+        cdef Group *g
+        if not 0 <= n_tids <= self._tcap:
+            raise ValueError("n_tids out of range")
+        for gi in range(n_groups):
+            total += self._groups[gi].end - self._groups[gi].start
+        self._snap_ids = <int32_t *> _realloc(self._snap_ids, total, sizeof(int32_t))
+        self._snap_len = <Py_ssize_t *> _realloc(self._snap_len, n_groups, sizeof(Py_ssize_t))
+        self._snap_key = <int64_t *> _realloc(self._snap_key, n_tids, sizeof(int64_t))
+        self._snap_order = <int64_t *> _realloc(self._snap_order, n_tids, sizeof(int64_t))
+        self._snap_group = <int32_t *> _realloc(self._snap_group, n_tids, sizeof(int32_t))
+        self._snap_streak = <int64_t *> _realloc(self._snap_streak, self._n_windows,
+                                                 sizeof(int64_t))
+        total = 0
+        for gi in range(n_groups):
+            g = &self._groups[gi]
+            live = g.end - g.start
+            if live:
+                memcpy(self._snap_ids + total, g.ids + g.start, live * sizeof(int32_t))
+            self._snap_len[gi] = live
+            total += live
+        if n_tids:
+            memcpy(self._snap_key, self._tkey, n_tids * sizeof(int64_t))
+            memcpy(self._snap_order, self._torder, n_tids * sizeof(int64_t))
+            memcpy(self._snap_group, self._tgroup, n_tids * sizeof(int32_t))
+        for gi in range(self._n_windows):
+            self._snap_streak[gi] = self._windows[gi].priority_streak
+        self._snap_n = n_tids
+        self._snap_count = self._count
+        self._snap_windows = self._n_windows
+        return 0
+
+    cdef void c_restore(self) noexcept nogil:
+        """Back to the state of the last :meth:`c_save` (tickets above it are dropped)."""
+        cdef Py_ssize_t gi, n_groups = self.n_services * NCLS, total = 0, live
+        cdef Group *g
+        if self._snap_len == NULL:
+            return
+        for gi in range(n_groups):
+            g = &self._groups[gi]
+            live = self._snap_len[gi]
+            if live:  # a group never shrinks, so its array still holds the saved tickets
+                memcpy(g.ids, self._snap_ids + total, live * sizeof(int32_t))
+            g.start = 0
+            g.end = live
+            total += live
+        if self._snap_n:
+            memcpy(self._tkey, self._snap_key, self._snap_n * sizeof(int64_t))
+            memcpy(self._torder, self._snap_order, self._snap_n * sizeof(int64_t))
+            memcpy(self._tgroup, self._snap_group, self._snap_n * sizeof(int32_t))
+        for gi in range(n_groups):
+            g = &self._groups[gi]
+            if g.end > g.start:
+                self._set_head(g)
+        if self._tcap > self._snap_n:
+            memset(self._tgroup + self._snap_n, 0xFF, (self._tcap - self._snap_n) * sizeof(int32_t))
+        for gi in range(self._snap_windows):
+            self._windows[gi].priority_streak = self._snap_streak[gi]
+        self._count = self._snap_count
+
     # -- the policy ----------------------------------------------------------
 
     cdef int64_t c_select(self, Py_ssize_t widx, int64_t now_ms) noexcept nogil:
+        # The rules in their order of precedence, each a pass over the heads.
         cdef Window *w = &self._windows[widx]
-        cdef Py_ssize_t i, service, klass
+        cdef int64_t found
+        if w.has_sla:
+            found = self._overdue(w, now_ms)
+            if found >= 0:
+                return found
+        if w.ratio_cap > 0 and w.priority_streak >= w.ratio_cap:
+            found = self._best(w, now_ms, C_NORMAL)
+            if found >= 0:
+                return found
+        if w.priority_window:
+            found = self._best(w, now_ms, C_PRIORITY)
+            if found >= 0:
+                return found
+        return self._best(w, now_ms, -1)
+
+    cdef int64_t _overdue(self, Window *w, int64_t now_ms) noexcept nogil:
+        """The head past its SLA limit with the earliest deadline, then lowest order."""
+        cdef Py_ssize_t i, klass
+        cdef int64_t sla, deadline, best_deadline = 0, best_order = 0
         cdef Group *g
-        cdef int32_t tid
-        cdef int64_t key, order, wait, score, sla, weight, deadline
-        cdef int64_t best = -1, best_normal = -1, best_priority = -1, overdue = -1
-        cdef int64_t best_score = 0, best_normal_score = 0, best_priority_score = 0
-        cdef int64_t best_order = 0, best_normal_order = 0, best_priority_order = 0
-        cdef int64_t overdue_deadline = 0, overdue_order = 0
-
+        cdef Group *best = NULL
         for i in range(w.n):
-            service = w.services[i]
-            weight = w.weights[i]
-            sla = self._sla[service]
+            sla = self._sla[w.services[i]]
+            if sla <= 0:
+                continue
             for klass in range(NCLS):
-                g = &self._groups[service * NCLS + klass]
-                if g.start == g.end:
+                g = &self._groups[w.services[i] * NCLS + klass]
+                if g.start == g.end or now_ms - g.head_key <= sla:
                     continue
-                tid = g.ids[g.start]
-                key = self._tkey[tid]
-                order = self._torder[tid]
-                wait = now_ms - key
-                if sla > 0 and wait > sla:
-                    deadline = key + sla
-                    if overdue < 0 or deadline < overdue_deadline or (
-                        deadline == overdue_deadline and order < overdue_order
-                    ):
-                        overdue = tid
-                        overdue_deadline = deadline
-                        overdue_order = order
-                score = weight * self._class_factor[klass] * wait
-                if best < 0 or score > best_score or (score == best_score and order < best_order):
-                    best = tid
-                    best_score = score
-                    best_order = order
-                if klass == C_NORMAL:
-                    if best_normal < 0 or score > best_normal_score or (
-                        score == best_normal_score and order < best_normal_order
-                    ):
-                        best_normal = tid
-                        best_normal_score = score
-                        best_normal_order = order
-                elif klass == C_PRIORITY:
-                    if best_priority < 0 or score > best_priority_score or (
-                        score == best_priority_score and order < best_priority_order
-                    ):
-                        best_priority = tid
-                        best_priority_score = score
-                        best_priority_order = order
+                deadline = g.head_key + sla
+                if best == NULL or deadline < best_deadline or (
+                    deadline == best_deadline and g.head_order < best_order
+                ):
+                    best = g
+                    best_deadline = deadline
+                    best_order = g.head_order
+        return -1 if best == NULL else best.ids[best.start]
 
-        if overdue >= 0:
-            return overdue
-        if w.ratio_cap > 0 and w.priority_streak >= w.ratio_cap and best_normal >= 0:
-            return best_normal
-        if w.priority_window and best_priority >= 0:
-            return best_priority
-        return best
+    cdef int64_t _best(self, Window *w, int64_t now_ms, int only_class) noexcept nogil:
+        """The head with the highest score, then lowest order (of one class if >= 0).
+
+        Without branches: which group is empty and which of two tickets wins
+        are both unpredictable, so every group is scored and an empty one is
+        masked out.
+        """
+        cdef Py_ssize_t i, klass
+        cdef Group *groups
+        cdef Group *g
+        cdef Group *best = NULL
+        cdef int64_t weight, score, take, best_score = 0, best_order = 0
+        cdef int64_t factor[NCLS]
+        for klass in range(NCLS):
+            factor[klass] = self._class_factor[klass] if only_class < 0 or klass == only_class \
+                else 0
+        for i in range(w.n):
+            weight = w.weights[i]
+            groups = &self._groups[w.services[i] * NCLS]
+            for klass in range(NCLS):
+                g = &groups[klass]
+                score = weight * factor[klass] * (now_ms - g.head_key)
+                take = -<int64_t> ((g.start != g.end) & (factor[klass] != 0) & (
+                    (best == NULL) | (score > best_score)
+                    | ((score == best_score) & (g.head_order < best_order))))
+                best = <Group *> ((<intptr_t> best) ^ (((<intptr_t> best) ^ (<intptr_t> g))
+                                                         & <intptr_t> take))
+                best_score ^= (best_score ^ score) & take
+                best_order ^= (best_order ^ g.head_order) & take
+        return -1 if best == NULL else best.ids[best.start]
 
     def select(self, Py_ssize_t widx, int64_t now_ms):
         self._check_window(widx)

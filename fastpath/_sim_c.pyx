@@ -2,17 +2,29 @@
 """Cython twin of :mod:`fastpath._sim_py`: same API, same results for the same seed.
 
 Read the pure-Python module first: it states the model. Here the run state
-lives in C arrays inside the engine, the event queue is a binary heap of
-structs ordered by (time, sequence), and the dispatch decisions are the
-Cython queue core's ``c_select`` called directly. An engine runs one
-simulation at a time (it is not re-entrant).
+lives in C arrays inside the engine, the pending events sit in a tournament
+tree over fixed slots ordered by (time, sequence) like the twin's heap, and
+the dispatch decisions are the Cython queue core's ``c_select`` called
+directly.
+
+The event loops run without the GIL, so another Python thread (the edge
+daemon's event loop, with ``asyncio.to_thread``) keeps running while a day or
+a prediction is simulated. An engine simulates one thing at a time: each
+entry point holds the engine's lock, so concurrent calls on one engine wait
+for each other instead of mixing their state.
+
+A prediction builds the hall's state once, saves it (the queue core's
+``c_save`` and a copy of the engine's arrays) and restores it with
+``memcpy`` for each replication; only the random parts (first arrivals,
+residual services) are drawn again, in the pure twin's order.
 """
 
+import threading
 from array import array
 
 cimport cython
-from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from libc.math cimport cos, exp, log, sqrt
+from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
+from libc.math cimport exp, log
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.string cimport memcpy, memset
 
@@ -35,7 +47,14 @@ from fastpath._sim_py import (
     OUT_NO_SHOW as _OUT_NO_SHOW,
     OUT_SERVING as _OUT_SERVING,
     OUT_UNSERVED as _OUT_UNSERVED,
-    TWO_PI as _TWO_PI,
+    ZIG_EXP_F,
+    ZIG_EXP_K,
+    ZIG_EXP_R,
+    ZIG_EXP_W,
+    ZIG_NORMAL_F,
+    ZIG_NORMAL_K,
+    ZIG_NORMAL_R,
+    ZIG_NORMAL_W,
 )
 from fastpath.types import APPOINTMENT as _APPOINTMENT
 from fastpath.types import NORMAL as _NORMAL
@@ -58,12 +77,17 @@ cdef enum:
     C_NORMAL = 0
     C_PRIORITY = 1
     C_APPOINTMENT = 2
+    SLOT_BITS = 21                  # an event's tag: seq << SEQ_SHIFT | kind << SLOT_BITS | slot
+    SEQ_SHIFT = 24
 
 cdef int64_t NEVER = _NEVER
 cdef int64_t NO_TICKET = -1
 cdef int64_t BUSY_UNKNOWN = _BUSY_UNKNOWN
-cdef double TWO_PI = _TWO_PI
 cdef double TWO_POW_M53 = 1.0 / 9007199254740992.0
+cdef uint64_t INF_KEY = 0xFFFFFFFFFFFFFFFFULL   # an empty slot of the event tree
+cdef uint64_t INF_TAG = 0xFFFFFFFFFFFFFFFFULL
+cdef uint64_t SLOT_MASK = (1 << SLOT_BITS) - 1
+cdef int64_t MAX_SEQ = (<int64_t> 1) << 40
 
 # The shared tables must agree with the C enums above.
 assert (_DIST_EXPONENTIAL, _DIST_LOGNORMAL, _DIST_FIXED, _DIST_EMPIRICAL) == (0, 1, 2, 3)
@@ -72,22 +96,157 @@ assert (_OUT_UNSERVED, _OUT_DONE, _OUT_NO_SHOW, _OUT_SERVING) == (0, 1, 2, 3)
 assert (_NORMAL, _PRIORITY, _APPOINTMENT) == (0, 1, 2)
 
 
-cdef struct Event:
-    int64_t time
-    int64_t seq
-    int32_t kind
-    int32_t arg
+# -- random numbers: xoshiro256** and the ziggurat (tables from the pure twin) --------
+
+cdef uint64_t ZN_K[256]
+cdef double ZN_W[256]
+cdef double ZN_F[256]
+cdef uint64_t ZE_K[256]
+cdef double ZE_W[256]
+cdef double ZE_F[256]
+cdef double ZN_R = ZIG_NORMAL_R
+cdef double ZE_R = ZIG_EXP_R
+
+assert len(ZIG_NORMAL_K) == len(ZIG_EXP_K) == 256
+for _i in range(256):
+    ZN_K[_i] = ZIG_NORMAL_K[_i]
+    ZN_W[_i] = ZIG_NORMAL_W[_i]
+    ZN_F[_i] = ZIG_NORMAL_F[_i]
+    ZE_K[_i] = ZIG_EXP_K[_i]
+    ZE_W[_i] = ZIG_EXP_W[_i]
+    ZE_F[_i] = ZIG_EXP_F[_i]
 
 
-cdef inline bint _earlier(Event *a, Event *b) noexcept nogil:
-    return a.time < b.time or (a.time == b.time and a.seq < b.seq)
+cdef struct Rng:
+    uint64_t s[4]
 
 
 cdef inline uint64_t _rotl(uint64_t x, int k) noexcept nogil:
     return (x << k) | (x >> (64 - k))
 
 
-cdef void *_grow(void *ptr, Py_ssize_t *cap, Py_ssize_t need, size_t item) except NULL:
+cdef void _rng_seed(Rng *r, uint64_t x) noexcept nogil:
+    cdef int i
+    cdef uint64_t z
+    for i in range(4):
+        x += 0x9E3779B97F4A7C15ULL
+        z = x
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
+        r.s[i] = z ^ (z >> 31)
+
+
+cdef inline uint64_t _next(Rng *r) noexcept nogil:
+    cdef uint64_t result = _rotl(r.s[1] * 5, 7) * 9
+    cdef uint64_t t = r.s[1] << 17
+    r.s[2] ^= r.s[0]
+    r.s[3] ^= r.s[1]
+    r.s[1] ^= r.s[2]
+    r.s[0] ^= r.s[3]
+    r.s[2] ^= t
+    r.s[3] = _rotl(r.s[3], 45)
+    return result
+
+
+cdef inline double _uniform(Rng *r) noexcept nogil:
+    return <double> (_next(r) >> 11) * TWO_POW_M53
+
+
+cdef double _exponential_slow(Rng *r, uint64_t i, double x) noexcept nogil:
+    """The 1% of exponential draws outside a layer's core: see Xoshiro256.exponential."""
+    cdef uint64_t u, m
+    while True:
+        if i == 0:
+            return ZE_R - log(1.0 - _uniform(r))
+        if (ZE_F[i - 1] - ZE_F[i]) * _uniform(r) + ZE_F[i] < exp(-x):
+            return x
+        u = _next(r)
+        i = u & 0xFF
+        m = u >> 11
+        x = <double> m * ZE_W[i]
+        if m < ZE_K[i]:
+            return x
+
+
+cdef inline double _exponential(Rng *r) noexcept nogil:
+    cdef uint64_t u = _next(r)
+    cdef uint64_t i = u & 0xFF
+    cdef uint64_t m = u >> 11
+    cdef double x = <double> m * ZE_W[i]
+    if m < ZE_K[i]:
+        return x
+    return _exponential_slow(r, i, x)
+
+
+cdef double _normal_slow(Rng *r, uint64_t i, uint64_t negative, double x) noexcept nogil:
+    """The 1% of normal draws outside a layer's core: see Xoshiro256.normal."""
+    cdef uint64_t u, m
+    cdef double xx, yy
+    while True:
+        if i == 0:
+            while True:
+                xx = -log(1.0 - _uniform(r)) / ZN_R
+                yy = -log(1.0 - _uniform(r))
+                if yy + yy > xx * xx:
+                    return -(ZN_R + xx) if negative else ZN_R + xx
+        if (ZN_F[i - 1] - ZN_F[i]) * _uniform(r) + ZN_F[i] < exp(-0.5 * x * x):
+            return x
+        u = _next(r)
+        i = u & 0xFF
+        negative = (u >> 8) & 1
+        m = u >> 12
+        x = <double> m * ZN_W[i]
+        if negative:
+            x = -x
+        if m < ZN_K[i]:
+            return x
+
+
+cdef inline double _normal(Rng *r) noexcept nogil:
+    cdef uint64_t u = _next(r)
+    cdef uint64_t i = u & 0xFF
+    cdef uint64_t negative = (u >> 8) & 1
+    cdef uint64_t m = u >> 12
+    cdef double x = <double> m * ZN_W[i]
+    if negative:
+        x = -x
+    if m < ZN_K[i]:
+        return x
+    return _normal_slow(r, i, negative, x)
+
+
+@cython.final
+cdef class Xoshiro256:
+    """xoshiro256** with splitmix64 seeding: the pure twin's generator in C."""
+
+    cdef Rng r
+
+    def __init__(self, seed):
+        if not 0 <= seed < (1 << 64):
+            raise ValueError("seed must be in [0, 2**64)")
+        _rng_seed(&self.r, <uint64_t> seed)
+
+    def next_u64(self):
+        return _next(&self.r)
+
+    def uniform(self):
+        return _uniform(&self.r)
+
+    def exponential(self):
+        return _exponential(&self.r)
+
+    def normal(self):
+        return _normal(&self.r)
+
+
+# -- memory --------------------------------------------------------------------------
+
+cdef int _no_memory() except -1 nogil:
+    with gil:
+        raise MemoryError()
+
+
+cdef void *_grow(void *ptr, Py_ssize_t *cap, Py_ssize_t need, size_t item) except NULL nogil:
     """Realloc ``ptr`` to hold at least ``need`` items (doubling)."""
     cdef Py_ssize_t new_cap
     cdef void *grown
@@ -96,74 +255,101 @@ cdef void *_grow(void *ptr, Py_ssize_t *cap, Py_ssize_t need, size_t item) excep
     new_cap = max(16, cap[0] * 2)
     while new_cap < need:
         new_cap *= 2
-    grown = PyMem_Realloc(ptr, new_cap * item)
+    grown = PyMem_RawRealloc(ptr, new_cap * item)
     if grown == NULL:
-        raise MemoryError()
+        _no_memory()
+        return NULL
     cap[0] = new_cap
     return grown
 
 
 cdef void *_resize(void *ptr, Py_ssize_t n, size_t item) except NULL:
     """Realloc ``ptr`` to exactly ``max(1, n)`` items."""
-    cdef void *grown = PyMem_Realloc(ptr, max(1, n) * item)
+    cdef void *grown = PyMem_RawRealloc(ptr, max(1, n) * item)
     if grown == NULL:
         raise MemoryError()
     return grown
 
 
-@cython.final
-cdef class Xoshiro256:
-    """xoshiro256** with splitmix64 seeding: the pure twin's generator in C."""
+# -- the events ------------------------------------------------------------------
 
-    cdef uint64_t s[4]
+cdef extern from *:
+    """
+    /* An event is (key, tag): key = time ^ 2**63 (so that unsigned order is
+       time order) and tag = seq << 24 | kind << 21 | slot, ordered by (key, tag).
+       Tags are unique, so no two events tie. */
+    #define OD_SIGN 0x8000000000000000ULL
 
-    def __init__(self, seed):
-        if not 0 <= seed < (1 << 64):
-            raise ValueError("seed must be in [0, 2**64)")
-        self.seed(seed)
+    static inline uint64_t od_earlier_mask(uint64_t akey, uint64_t atag,
+                                           uint64_t bkey, uint64_t btag) {
+        /* All ones if a comes before b, else 0; without a branch (the order of
+           two events is unpredictable): a 128-bit compare where there is one. */
+    #if defined(__SIZEOF_INT128__)
+        return -(uint64_t)((((unsigned __int128)akey << 64) | atag)
+                           < (((unsigned __int128)bkey << 64) | btag));
+    #else
+        return -(uint64_t)((akey < bkey) | ((akey == bkey) & (atag < btag)));
+    #endif
+    }
 
-    cdef void seed(self, uint64_t x) noexcept nogil:
-        cdef int i
-        cdef uint64_t z
-        for i in range(4):
-            x += 0x9E3779B97F4A7C15ULL
-            z = x
-            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
-            z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
-            self.s[i] = z ^ (z >> 31)
+    /* A tournament tree of events, keys in k[] and tags in t[]: node
+       n_leaves + slot holds a slot's pending event (or +infinity), node p the
+       earlier of nodes 2p and 2p + 1, so node 1 is the next event. After a leaf
+       changes, replay its matches up to the root: the climbing event stays in
+       registers and each step loads only its sibling, which does not depend on
+       the step before. */
+    static inline void od_climb(uint64_t *k, uint64_t *t, Py_ssize_t node) {
+        uint64_t key = k[node], tag = t[node];
+        while (node > 1) {
+            uint64_t okey = k[node ^ 1], otag = t[node ^ 1];
+            uint64_t take = od_earlier_mask(okey, otag, key, tag);
+            key ^= (key ^ okey) & take;
+            tag ^= (tag ^ otag) & take;
+            node >>= 1;
+            k[node] = key;
+            t[node] = tag;
+        }
+    }
 
-    cdef inline uint64_t c_next(self) noexcept nogil:
-        cdef uint64_t result = _rotl(self.s[1] * 5, 7) * 9
-        cdef uint64_t t = self.s[1] << 17
-        self.s[2] ^= self.s[0]
-        self.s[3] ^= self.s[1]
-        self.s[1] ^= self.s[2]
-        self.s[0] ^= self.s[3]
-        self.s[2] ^= t
-        self.s[3] = _rotl(self.s[3], 45)
-        return result
+    /* Every match again, from the leaves up (after many leaves changed). */
+    static void od_rebuild(uint64_t *k, uint64_t *t, Py_ssize_t n_leaves) {
+        for (Py_ssize_t p = n_leaves - 1; p > 0; p--) {
+            uint64_t take = od_earlier_mask(k[2 * p + 1], t[2 * p + 1], k[2 * p], t[2 * p]);
+            k[p] = k[2 * p] ^ ((k[2 * p] ^ k[2 * p + 1]) & take);
+            t[p] = t[2 * p] ^ ((t[2 * p] ^ t[2 * p + 1]) & take);
+        }
+    }
+    """
+    uint64_t SIGN "OD_SIGN"
+    uint64_t _earlier_mask "od_earlier_mask"(uint64_t akey, uint64_t atag, uint64_t bkey,
+                                              uint64_t btag) noexcept nogil
+    void _climb "od_climb"(uint64_t *k, uint64_t *t, Py_ssize_t node) noexcept nogil
+    void _rebuild "od_rebuild"(uint64_t *k, uint64_t *t, Py_ssize_t n_leaves) noexcept nogil
 
-    cdef inline double c_uniform(self) noexcept nogil:
-        return <double> (self.c_next() >> 11) * TWO_POW_M53
 
-    cdef inline double c_exponential(self) noexcept nogil:
-        return -log(1.0 - self.c_uniform())
+cdef struct Tree:
+    uint64_t *key                   # 2 * n_leaves nodes: n_leaves + slot is a slot's event
+    uint64_t *tag
+    uint64_t *saved_key             # the tree saved by Engine._save
+    uint64_t *saved_tag
+    Py_ssize_t n_leaves
 
-    cdef inline double c_normal(self) noexcept nogil:
-        cdef double radius = sqrt(-2.0 * log(1.0 - self.c_uniform()))
-        return radius * cos(TWO_PI * self.c_uniform())
 
-    def next_u64(self):
-        return self.c_next()
+cdef enum:
+    TREE_FREE = 0                   # one slot per window
+    TREE_STREAM = 1                 # one slot per service
+    TREE_OTHER = 2                  # one EV_OPEN/EV_CLOSE slot per window, one EV_REPLAY slot
 
-    def uniform(self):
-        return self.c_uniform()
 
-    def exponential(self):
-        return self.c_exponential()
-
-    def normal(self):
-        return self.c_normal()
+cdef struct Ticket:
+    int64_t key
+    int64_t order
+    int64_t arrival
+    int64_t serial
+    int32_t service
+    int32_t klass
+    int32_t requeued
+    int32_t _pad
 
 
 @cython.final
@@ -171,7 +357,8 @@ cdef class Engine:
     """See :class:`fastpath._sim_py.Engine`; ``core_class`` is not offered here."""
 
     cdef QueueCore core
-    cdef Xoshiro256 rng
+    cdef Rng rng
+    cdef object lock
     cdef readonly Py_ssize_t n_services
     cdef readonly Py_ssize_t n_windows
     # configuration
@@ -193,20 +380,19 @@ cdef class Engine:
     cdef int64_t grace
     cdef int64_t appt_early
     cdef int64_t appt_late
-    # event heap
-    cdef Event *heap
-    cdef Py_ssize_t heap_n
-    cdef Py_ssize_t heap_cap
+    # Pending events: a window has at most one EV_FREE and one EV_OPEN or EV_CLOSE
+    # pending, a service one EV_STREAM, the replay one EV_REPLAY. So each has a
+    # fixed slot and the events sit in tournament trees over the slots (see
+    # od_climb), one for window ends, one for arrivals and one for the rare
+    # rest; scheduling is log2(slots) branchless steps.
+    cdef Tree trees[3]
+    cdef int tree_of[5]             # per event kind
+    cdef Py_ssize_t slot_base[5]    # per event kind: its slot is slot_base + arg
+    cdef bint batch                 # set-up: _schedule fills slots, _rebuild orders them
     cdef int64_t seq
     cdef int64_t now
     # ticket slots
-    cdef int32_t *t_service
-    cdef int32_t *t_klass
-    cdef int64_t *t_key
-    cdef int64_t *t_order
-    cdef int64_t *t_serial
-    cdef int64_t *t_arrival
-    cdef char *t_requeued
+    cdef Ticket *tk
     cdef Py_ssize_t t_n
     cdef Py_ssize_t t_cap
     cdef int32_t *free_list
@@ -249,10 +435,23 @@ cdef class Engine:
     cdef int64_t *rp_klass
     cdef int64_t *rp_booked
     cdef Py_ssize_t rp_n
+    cdef Py_ssize_t rp_next
+    # the saved prediction state (see predict)
+    cdef Ticket *sv_tk
+    cdef Py_ssize_t sv_t_n
+    cdef int64_t sv_seq
+    cdef int64_t sv_serial
+    cdef char *sv_open
+    cdef char *sv_idle
+    cdef int64_t *sv_idle_count
+    cdef int64_t *sv_shift
+    cdef int64_t *sv_counter
+    cdef int64_t *sv_seg
+    cdef double *sv_time
 
     def __cinit__(self):
         # Every pointer starts NULL (Cython zeroes the object), so __dealloc__ is safe.
-        self.rng = Xoshiro256(0)
+        self.lock = threading.Lock()
 
     def __init__(self, sla_ms, class_weight_pct, order_base, windows, dists, no_show_p,
                  int64_t no_show_timeout_ms, bint requeue_once, int64_t appointment_grace_ms,
@@ -338,9 +537,37 @@ cdef class Engine:
         self.p_appointment = <double *> self._alloc(n_s, sizeof(double))
         self.s_seg = self._alloc_i64(n_s)
         self.s_time = <double *> self._alloc(n_s, sizeof(double))
+        self.sv_open = <char *> self._alloc(n_w, 1)
+        self.sv_idle = <char *> self._alloc(n_w, 1)
+        self.sv_idle_count = self._alloc_i64(n_s)
+        self.sv_shift = self._alloc_i64(n_w)
+        self.sv_counter = self._alloc_i64(n_s)
+        self.sv_seg = self._alloc_i64(n_s)
+        self.sv_time = <double *> self._alloc(n_s, sizeof(double))
+        if max(n_w, n_s) + 1 > SLOT_MASK:
+            raise ValueError("too many windows or services")
+        self.tree_of[EV_FREE] = TREE_FREE
+        self.tree_of[EV_STREAM] = TREE_STREAM
+        self.tree_of[EV_OPEN] = self.tree_of[EV_CLOSE] = self.tree_of[EV_REPLAY] = TREE_OTHER
+        self.slot_base[EV_REPLAY] = n_w  # the others are 0
+        self._alloc_tree(TREE_FREE, n_w)
+        self._alloc_tree(TREE_STREAM, n_s)
+        self._alloc_tree(TREE_OTHER, n_w + 1)
+        self._events_clear()
+
+    cdef int _alloc_tree(self, int i, Py_ssize_t slots) except -1:
+        cdef Tree *tree = &self.trees[i]
+        tree.n_leaves = 2
+        while tree.n_leaves < slots:
+            tree.n_leaves *= 2
+        tree.key = <uint64_t *> self._alloc(2 * tree.n_leaves, sizeof(uint64_t))
+        tree.tag = <uint64_t *> self._alloc(2 * tree.n_leaves, sizeof(uint64_t))
+        tree.saved_key = <uint64_t *> self._alloc(2 * tree.n_leaves, sizeof(uint64_t))
+        tree.saved_tag = <uint64_t *> self._alloc(2 * tree.n_leaves, sizeof(uint64_t))
+        return 0
 
     cdef void *_alloc(self, Py_ssize_t n, size_t item) except NULL:
-        cdef void *ptr = PyMem_Malloc(max(1, n) * item)
+        cdef void *ptr = PyMem_RawMalloc(max(1, n) * item)
         if ptr == NULL:
             raise MemoryError()
         memset(ptr, 0, max(1, n) * item)
@@ -351,55 +578,72 @@ cdef class Engine:
 
     def __dealloc__(self):
         cdef int i
-        PyMem_Free(self.wo_start); PyMem_Free(self.wo_list); PyMem_Free(self.order_base)
-        PyMem_Free(self.ws_start); PyMem_Free(self.ws_list); PyMem_Free(self.idle_count)
-        PyMem_Free(self.w_idle)
-        PyMem_Free(self.d_kind); PyMem_Free(self.d_a); PyMem_Free(self.d_b)
-        PyMem_Free(self.emp_start); PyMem_Free(self.emp_vals); PyMem_Free(self.no_show_p)
-        PyMem_Free(self.heap)
-        PyMem_Free(self.t_service); PyMem_Free(self.t_klass); PyMem_Free(self.t_key)
-        PyMem_Free(self.t_order); PyMem_Free(self.t_serial); PyMem_Free(self.t_arrival)
-        PyMem_Free(self.t_requeued); PyMem_Free(self.free_list); PyMem_Free(self.counter)
+        PyMem_RawFree(self.wo_start); PyMem_RawFree(self.wo_list); PyMem_RawFree(self.order_base)
+        PyMem_RawFree(self.ws_start); PyMem_RawFree(self.ws_list); PyMem_RawFree(self.idle_count)
+        PyMem_RawFree(self.w_idle)
+        PyMem_RawFree(self.d_kind); PyMem_RawFree(self.d_a); PyMem_RawFree(self.d_b)
+        PyMem_RawFree(self.emp_start); PyMem_RawFree(self.emp_vals); PyMem_RawFree(self.no_show_p)
+        PyMem_RawFree(self.tk); PyMem_RawFree(self.free_list)
+        PyMem_RawFree(self.counter)
         for i in range(9):
-            PyMem_Free(self.cols[i])
-        PyMem_Free(self.wait_sum); PyMem_Free(self.waited); PyMem_Free(self.busy_ms)
-        PyMem_Free(self.w_open); PyMem_Free(self.w_current); PyMem_Free(self.w_absent)
-        PyMem_Free(self.w_since); PyMem_Free(self.sh_start); PyMem_Free(self.sh_open)
-        PyMem_Free(self.sh_close); PyMem_Free(self.w_shift); PyMem_Free(self.st_start)
-        PyMem_Free(self.seg_starts); PyMem_Free(self.seg_rates); PyMem_Free(self.p_priority)
-        PyMem_Free(self.p_appointment); PyMem_Free(self.s_seg); PyMem_Free(self.s_time)
-        PyMem_Free(self.rp_time); PyMem_Free(self.rp_service); PyMem_Free(self.rp_klass)
-        PyMem_Free(self.rp_booked)
+            PyMem_RawFree(self.cols[i])
+        PyMem_RawFree(self.wait_sum); PyMem_RawFree(self.waited); PyMem_RawFree(self.busy_ms)
+        PyMem_RawFree(self.w_open); PyMem_RawFree(self.w_current); PyMem_RawFree(self.w_absent)
+        PyMem_RawFree(self.w_since); PyMem_RawFree(self.sh_start); PyMem_RawFree(self.sh_open)
+        PyMem_RawFree(self.sh_close); PyMem_RawFree(self.w_shift); PyMem_RawFree(self.st_start)
+        PyMem_RawFree(self.seg_starts); PyMem_RawFree(self.seg_rates)
+        PyMem_RawFree(self.p_priority); PyMem_RawFree(self.p_appointment)
+        PyMem_RawFree(self.s_seg); PyMem_RawFree(self.s_time)
+        PyMem_RawFree(self.rp_time); PyMem_RawFree(self.rp_service); PyMem_RawFree(self.rp_klass)
+        PyMem_RawFree(self.rp_booked)
+        for i in range(3):
+            PyMem_RawFree(self.trees[i].key); PyMem_RawFree(self.trees[i].tag)
+            PyMem_RawFree(self.trees[i].saved_key); PyMem_RawFree(self.trees[i].saved_tag)
+        PyMem_RawFree(self.sv_tk)
+        PyMem_RawFree(self.sv_open)
+        PyMem_RawFree(self.sv_idle); PyMem_RawFree(self.sv_idle_count)
+        PyMem_RawFree(self.sv_shift); PyMem_RawFree(self.sv_counter)
+        PyMem_RawFree(self.sv_seg); PyMem_RawFree(self.sv_time)
 
     # -- public entry points -------------------------------------------------------
 
     def run(self, seed, int64_t start_ms, shifts, streams, int64_t arrivals_until_ms=NEVER,
             int64_t max_arrivals=NEVER, replay=None, bint record=True, int64_t warmup=0):
-        """See :meth:`fastpath._sim_py.Engine.run`."""
+        """See :meth:`fastpath._sim_py.Engine.run`; the GIL is released while it runs."""
         cdef Py_ssize_t w
         if len(shifts) != self.n_windows or len(streams) != self.n_services:
             raise ValueError("shifts need one entry per window, streams one per service")
-        self._start(seed, start_ms, record, warmup)
-        self._reset(start_ms, [0] * self.n_windows)
-        self._load_streams(streams)
-        self._load_shifts(shifts)
-        self._set_streams(arrivals_until_ms, max_arrivals, NULL)
-        for w in range(self.n_windows):
-            self.w_shift[w] = self.sh_start[w]
-            self._schedule_next_open(w, start_ms)
-        if replay is not None:
-            self._set_replay(replay[0], replay[1], replay[2], replay[3])
-        self._loop(NEVER)
-        return self._result()
+        with self.lock:
+            self._start(seed, start_ms, record, warmup)
+            self._reset(start_ms, [0] * self.n_windows)
+            self._load_streams(streams)
+            self._load_shifts(shifts)
+            self._prepare_streams(arrivals_until_ms, max_arrivals, NULL)
+            self._first_arrivals()
+            for w in range(self.n_windows):
+                self.w_shift[w] = self.sh_start[w]
+                self._schedule_next_open(w, start_ms)
+            if replay is not None:
+                self._set_replay(replay[0], replay[1], replay[2], replay[3])
+            with nogil:
+                self._loop(NEVER)
+            return self._result()
 
     def predict(self, seed, Py_ssize_t replications, int64_t now_ms, int64_t horizon_ms,
                 shifts, busy_service, busy_since, streaks, waiting, counters, streams,
                 tagged):
-        """See :meth:`fastpath._sim_py.Engine.predict`."""
-        cdef Py_ssize_t n_w = self.n_windows, rep, i, w, n_wait
-        cdef int64_t stop = now_ms + horizon_ms, called
+        """See :meth:`fastpath._sim_py.Engine.predict`.
+
+        The replications run without the GIL (the inputs are copied into C
+        arrays first), so a worker thread can call this while the caller's
+        event loop goes on.
+        """
+        cdef Py_ssize_t n_w = self.n_windows, i, w, n_wait
+        cdef int64_t stop = now_ms + horizon_ms
         if not (len(shifts) == len(busy_service) == len(busy_since) == len(streaks) == n_w):
             raise ValueError("window state needs one entry per window")
+        if replications < 0:
+            raise ValueError("replications must be >= 0")
         w_service, w_klass, w_key, w_order, w_issued = waiting
         queued = sorted(range(len(w_service)), key=lambda j: (w_key[j], w_order[j]))
         n_wait = len(queued)
@@ -409,9 +653,8 @@ cdef class Engine:
         cdef int64_t[:] q_key = array("q", [w_key[j] for j in queued])
         cdef int64_t[:] q_order = array("q", [w_order[j] for j in queued])
         cdef int64_t[:] q_issued = array("q", [w_issued[j] for j in queued])
-        cdef int64_t[:] v_bsvc = array("q", busy_service)
-        cdef int64_t[:] v_bsince = array("q", busy_since)
-        cdef int64_t[:] v_streak = array("q", streaks)
+        cdef int64_t[:] v_bsvc = array("q", list(busy_service) + [0])
+        cdef int64_t[:] v_bsince = array("q", list(busy_since) + [0])
         cdef int64_t[:] v_counter = array("q", counters)
         cdef int64_t tag_service = tagged[0], tag_klass = tagged[1]
         cdef int64_t tag_key = tagged[2], tag_order = tagged[3]
@@ -425,34 +668,54 @@ cdef class Engine:
         for w in range(n_w):
             if v_bsvc[w] >= self.n_services:
                 raise IndexError("busy_service out of range")
-        self._start(seed, now_ms, False, 0)
-        self._load_streams(streams)
-        self._load_shifts(shifts)
         waits = array("q", bytes(8 * replications))
         cdef int64_t[:] out = waits
-        for rep in range(replications):
-            self._reset_c(now_ms, &v_streak[0] if n_w else NULL)
+        with self.lock:
+            self._start(seed, now_ms, False, 0)
+            self._load_streams(streams)
+            self._load_shifts(shifts)
+            # The state at now_ms without its random parts, built once.
+            self._reset(now_ms, streaks)
             self.horizon = stop
-            self._set_streams(stop, NEVER, &v_counter[0])
+            self._prepare_streams(stop, NEVER, &v_counter[0])
             for i in range(n_wait):
                 self._add_ticket(q_service[i], q_klass[i], q_key[i], q_order[i], q_issued[i])
             self.target = self._add_ticket(tag_service, tag_klass, tag_key, tag_order, now_ms)
             for w in range(n_w):
-                self._set_predicted_window(w, v_bsvc[w], v_bsince[w])
                 self._start_shifts(w)
-            for w in range(n_w):  # open idle windows call at once, in order
+            self._save()
+            with nogil:
+                self._replicate(replications, now_ms, horizon_ms, &v_bsvc[0], &v_bsince[0],
+                                &out[0] if replications else NULL)
+        return list(waits)
+
+    cdef int _replicate(self, Py_ssize_t replications, int64_t now_ms, int64_t horizon_ms,
+                        const int64_t *busy_service, const int64_t *busy_since,
+                        int64_t *out) except -1 nogil:
+        cdef Py_ssize_t rep, w, i
+        cdef int64_t called
+        for rep in range(replications):
+            self._restore(now_ms)
+            self.batch = 1
+            self._first_arrivals()
+            for w in range(self.n_windows):
+                self._set_predicted_window(w, busy_service[w], busy_since[w])
+            self.batch = 0
+            for i in range(3):
+                _rebuild(self.trees[i].key, self.trees[i].tag, self.trees[i].n_leaves)
+            for w in range(self.n_windows):  # open idle windows call at once, in order
                 if self.w_open[w] and self.w_current[w] == NO_TICKET:
                     self._try_call(w)
-            called = self._loop(stop)
+            called = self._loop(now_ms + horizon_ms)
             out[rep] = horizon_ms if called < 0 else called - now_ms
-        return list(waits)
+        return 0
 
     # -- set-up ------------------------------------------------------------------
 
     cdef int _start(self, seed, int64_t now_ms, bint record, int64_t warmup) except -1:
         if not 0 <= seed < (1 << 64):
             raise ValueError("seed must be in [0, 2**64)")
-        self.rng.seed(<uint64_t> seed)
+        _rng_seed(&self.rng, <uint64_t> seed)
         self.record = record
         self.warmup = warmup
         memset(self.wait_sum, 0, self.n_services * sizeof(int64_t))
@@ -462,12 +725,10 @@ cdef class Engine:
         return 0
 
     cdef int _reset(self, int64_t now_ms, streaks) except -1:
-        cdef int64_t[:] values = array("q", streaks)
-        return self._reset_c(now_ms, &values[0] if self.n_windows else NULL)
-
-    cdef int _reset_c(self, int64_t now_ms, int64_t *streaks) except -1:
         cdef Py_ssize_t i, w
         cdef int64_t k
+        if len(streaks) != self.n_windows:
+            raise ValueError("window state needs one entry per window")
         for i in range(self.t_n):  # leftovers of the previous run
             if i < self.core._tcap and self.core._tgroup[i] >= 0:
                 self.core.c_remove(i)
@@ -476,7 +737,7 @@ cdef class Engine:
             for k in range(streaks[w]):
                 self.core.c_record_call(w, C_PRIORITY)
         self.now = now_ms
-        self.heap_n = 0
+        self._events_clear()
         self.seq = 0
         self.t_n = 0
         self.free_n = 0
@@ -492,8 +753,60 @@ cdef class Engine:
         for w in range(self.n_windows):
             self.w_current[w] = NO_TICKET
         self.rp_n = 0
+        self.rp_next = 0
         self.horizon = NEVER
         return 0
+
+    cdef int _save(self) except -1:
+        """Save the prediction's deterministic state; :meth:`_restore` brings it back."""
+        cdef Py_ssize_t n_w = self.n_windows, n_s = self.n_services, i
+        cdef Tree *t
+        self.core.c_save(self.t_n)
+        self.sv_tk = <Ticket *> _resize(self.sv_tk, self.t_n, sizeof(Ticket))
+        memcpy(self.sv_tk, self.tk, self.t_n * sizeof(Ticket))
+        for i in range(3):
+            t = &self.trees[i]
+            memcpy(t.saved_key, t.key, 2 * t.n_leaves * sizeof(uint64_t))
+            memcpy(t.saved_tag, t.tag, 2 * t.n_leaves * sizeof(uint64_t))
+        self.sv_t_n = self.t_n
+        self.sv_seq = self.seq
+        self.sv_serial = self.serial
+        memcpy(self.sv_open, self.w_open, n_w)
+        memcpy(self.sv_idle, self.w_idle, n_w)
+        memcpy(self.sv_shift, self.w_shift, n_w * sizeof(int64_t))
+        memcpy(self.sv_idle_count, self.idle_count, n_s * sizeof(int64_t))
+        memcpy(self.sv_counter, self.counter, n_s * sizeof(int64_t))
+        memcpy(self.sv_seg, self.s_seg, n_s * sizeof(int64_t))
+        memcpy(self.sv_time, self.s_time, n_s * sizeof(double))
+        return 0
+
+    cdef void _restore(self, int64_t now_ms) noexcept nogil:
+        cdef Py_ssize_t n_w = self.n_windows, n_s = self.n_services, w, i
+        cdef Tree *t
+        self.core.c_restore()
+        memcpy(self.tk, self.sv_tk, self.sv_t_n * sizeof(Ticket))
+        for i in range(3):
+            t = &self.trees[i]
+            memcpy(t.key, t.saved_key, 2 * t.n_leaves * sizeof(uint64_t))
+            memcpy(t.tag, t.saved_tag, 2 * t.n_leaves * sizeof(uint64_t))
+        self.t_n = self.sv_t_n
+        self.free_n = 0
+        self.seq = self.sv_seq
+        self.serial = self.sv_serial
+        self.now = now_ms
+        self.target_called = -1
+        self.arrivals_left = NEVER
+        memcpy(self.w_open, self.sv_open, n_w)
+        memcpy(self.w_idle, self.sv_idle, n_w)
+        memcpy(self.w_shift, self.sv_shift, n_w * sizeof(int64_t))
+        memcpy(self.idle_count, self.sv_idle_count, n_s * sizeof(int64_t))
+        memcpy(self.counter, self.sv_counter, n_s * sizeof(int64_t))
+        memcpy(self.s_seg, self.sv_seg, n_s * sizeof(int64_t))
+        memcpy(self.s_time, self.sv_time, n_s * sizeof(double))
+        memset(self.w_absent, 0, n_w)
+        memset(self.w_since, 0, n_w * sizeof(int64_t))
+        for w in range(n_w):
+            self.w_current[w] = NO_TICKET
 
     cdef int _load_streams(self, streams) except -1:
         cdef Py_ssize_t s, total = 0, i
@@ -533,8 +846,9 @@ cdef class Engine:
         self.sh_start[self.n_windows] = total
         return 0
 
-    cdef int _set_streams(self, int64_t arrivals_until, int64_t max_arrivals,
-                          int64_t *counters) except -1:
+    cdef int _prepare_streams(self, int64_t arrivals_until, int64_t max_arrivals,
+                              int64_t *counters) except -1:
+        """Each stream's segment at ``now`` (no draws: see :meth:`_first_arrivals`)."""
         cdef Py_ssize_t s, seg, first, last
         cdef double t
         self.arrivals_until = arrivals_until
@@ -554,10 +868,16 @@ cdef class Engine:
                 seg += 1
             self.s_seg[s] = seg
             self.s_time[s] = t
-            self._next_stream_arrival(s)
         return 0
 
-    cdef int _next_stream_arrival(self, Py_ssize_t s) except -1:
+    cdef int _first_arrivals(self) except -1 nogil:
+        cdef Py_ssize_t s
+        for s in range(self.n_services):
+            if self.st_start[s + 1] > self.st_start[s]:
+                self._next_stream_arrival(s)
+        return 0
+
+    cdef int _next_stream_arrival(self, Py_ssize_t s) except -1 nogil:
         cdef Py_ssize_t seg = self.s_seg[s], last = self.st_start[s + 1]
         cdef double t = self.s_time[s], seg_end, rate, candidate
         while True:
@@ -567,7 +887,7 @@ cdef class Engine:
                 seg_end = <double> self.arrivals_until
             rate = self.seg_rates[seg]
             if rate > 0.0:
-                candidate = t + self.rng.c_exponential() / rate
+                candidate = t + _exponential(&self.rng) / rate
                 if candidate < seg_end:
                     self.s_seg[s] = seg
                     self.s_time[s] = candidate
@@ -578,7 +898,7 @@ cdef class Engine:
             seg += 1
             t = <double> self.seg_starts[seg]
 
-    cdef int _start_shifts(self, Py_ssize_t w) except -1:
+    cdef int _start_shifts(self, Py_ssize_t w) except -1 nogil:
         cdef Py_ssize_t i = self.sh_start[w], last = self.sh_start[w + 1]
         while i < last and self.sh_close[i] <= self.now:
             i += 1
@@ -592,7 +912,7 @@ cdef class Engine:
             self._schedule(self.sh_open[i], EV_OPEN, w)
         return 0
 
-    cdef int _schedule_next_open(self, Py_ssize_t w, int64_t now_ms) except -1:
+    cdef int _schedule_next_open(self, Py_ssize_t w, int64_t now_ms) except -1 nogil:
         cdef Py_ssize_t i = self.w_shift[w], last = self.sh_start[w + 1]
         while i < last and self.sh_close[i] <= now_ms:
             i += 1
@@ -619,12 +939,13 @@ cdef class Engine:
             if not (0 <= self.rp_service[i] < self.n_services and 0 <= self.rp_klass[i] < 3):
                 raise IndexError("replayed arrival with service or class out of range")
         self.rp_n = n
+        self.rp_next = 0
         if n:
             self._schedule(self.rp_time[0], EV_REPLAY, 0)
         return 0
 
     cdef int _set_predicted_window(self, Py_ssize_t w, int64_t busy_service,
-                                   int64_t busy_since) except -1:
+                                   int64_t busy_since) except -1 nogil:
         cdef int64_t now = self.now, elapsed, end = -1, length
         cdef int attempt
         if busy_service >= 0:
@@ -639,106 +960,70 @@ cdef class Engine:
             self.w_current[w] = BUSY_UNKNOWN
             self.w_since[w] = now
             self._schedule(end, EV_FREE, w)
-        self._refresh_idle(w)
+            self._refresh_idle(w)
         return 0
 
     # -- primitives ----------------------------------------------------------------
 
-    cdef int64_t _sample_service(self, Py_ssize_t s) noexcept nogil:
+    cdef inline int64_t _sample_service(self, Py_ssize_t s) noexcept nogil:
         cdef int32_t kind = self.d_kind[s]
         cdef int64_t value, n, index
-        if kind == DIST_EXPONENTIAL:
-            value = <int64_t> (self.d_a[s] * self.rng.c_exponential() + 0.5)
-        elif kind == DIST_LOGNORMAL:
-            value = <int64_t> (exp(self.d_a[s] + self.d_b[s] * self.rng.c_normal()) + 0.5)
+        if kind == DIST_LOGNORMAL:
+            value = <int64_t> (exp(self.d_a[s] + self.d_b[s] * _normal(&self.rng)) + 0.5)
+        elif kind == DIST_EXPONENTIAL:
+            value = <int64_t> (self.d_a[s] * _exponential(&self.rng) + 0.5)
         elif kind == DIST_FIXED:
             value = <int64_t> (self.d_a[s] + 0.5)
         else:
             n = self.emp_start[s + 1] - self.emp_start[s]
-            index = <int64_t> (self.rng.c_uniform() * n)
+            index = <int64_t> (_uniform(&self.rng) * n)
             if index >= n:
                 index = n - 1
             value = self.emp_vals[self.emp_start[s] + index]
         return value if value > 0 else 1
 
-    cdef int _schedule(self, int64_t time, int kind, Py_ssize_t arg) except -1:
-        cdef Py_ssize_t i, parent
-        cdef Event ev
-        if self.heap_n == self.heap_cap:
-            self.heap = <Event *> _grow(self.heap, &self.heap_cap, self.heap_n + 1, sizeof(Event))
-        ev.time = time
-        ev.seq = self.seq
-        ev.kind = kind
-        ev.arg = <int32_t> arg
+    cdef void _events_clear(self) noexcept nogil:
+        cdef Py_ssize_t i, j
+        for j in range(3):
+            for i in range(2 * self.trees[j].n_leaves):
+                self.trees[j].key[i] = INF_KEY
+                self.trees[j].tag[i] = INF_TAG
+
+    cdef inline int _schedule(self, int64_t time, int kind, Py_ssize_t arg) except -1 nogil:
+        cdef Tree *t = &self.trees[self.tree_of[kind]]
+        cdef Py_ssize_t slot = self.slot_base[kind] + arg
+        if self.seq >= MAX_SEQ:
+            with gil:
+                raise OverflowError("more than 2**40 events in one run")
+        t.key[t.n_leaves + slot] = (<uint64_t> time) ^ SIGN
+        t.tag[t.n_leaves + slot] = ((<uint64_t> self.seq) << SEQ_SHIFT) \
+            | ((<uint64_t> kind) << SLOT_BITS) | <uint64_t> slot
         self.seq += 1
-        i = self.heap_n
-        self.heap_n += 1
-        while i > 0:
-            parent = (i - 1) >> 1
-            if _earlier(&ev, &self.heap[parent]):
-                self.heap[i] = self.heap[parent]
-                i = parent
-            else:
-                break
-        self.heap[i] = ev
+        if not self.batch:
+            _climb(t.key, t.tag, t.n_leaves + slot)
         return 0
 
-    cdef Event _pop(self) noexcept nogil:
-        cdef Event top = self.heap[0]
-        cdef Event last
-        cdef Py_ssize_t i = 0, child, n
-        self.heap_n -= 1
-        n = self.heap_n
-        if n > 0:
-            last = self.heap[n]
-            while True:
-                child = 2 * i + 1
-                if child >= n:
-                    break
-                if child + 1 < n and _earlier(&self.heap[child + 1], &self.heap[child]):
-                    child += 1
-                if _earlier(&self.heap[child], &last):
-                    self.heap[i] = self.heap[child]
-                    i = child
-                else:
-                    break
-            self.heap[i] = last
-        return top
-
     cdef int64_t _add_ticket(self, int64_t service, int64_t klass, int64_t key, int64_t order,
-                             int64_t arrival) except -2:
+                             int64_t arrival) except -2 nogil:
         cdef int64_t slot
         cdef Py_ssize_t cap, c
+        cdef Ticket *t
         if self.free_n > 0:
             self.free_n -= 1
             slot = self.free_list[self.free_n]
         else:
             slot = self.t_n
             if self.t_n == self.t_cap:
-                cap = self.t_cap
-                self.t_service = <int32_t *> _grow(self.t_service, &cap, slot + 1, sizeof(int32_t))
-                cap = self.t_cap
-                self.t_klass = <int32_t *> _grow(self.t_klass, &cap, slot + 1, sizeof(int32_t))
-                cap = self.t_cap
-                self.t_key = <int64_t *> _grow(self.t_key, &cap, slot + 1, sizeof(int64_t))
-                cap = self.t_cap
-                self.t_order = <int64_t *> _grow(self.t_order, &cap, slot + 1, sizeof(int64_t))
-                cap = self.t_cap
-                self.t_serial = <int64_t *> _grow(self.t_serial, &cap, slot + 1, sizeof(int64_t))
-                cap = self.t_cap
-                self.t_arrival = <int64_t *> _grow(self.t_arrival, &cap, slot + 1,
-                                                   sizeof(int64_t))
-                cap = self.t_cap
-                self.t_requeued = <char *> _grow(self.t_requeued, &cap, slot + 1, 1)
-                self.t_cap = cap
+                self.tk = <Ticket *> _grow(self.tk, &self.t_cap, slot + 1, sizeof(Ticket))
             self.t_n += 1
-        self.t_service[slot] = <int32_t> service
-        self.t_klass[slot] = <int32_t> klass
-        self.t_key[slot] = key
-        self.t_order[slot] = order
-        self.t_serial[slot] = self.serial
-        self.t_arrival[slot] = arrival
-        self.t_requeued[slot] = 0
+        t = &self.tk[slot]
+        t.service = <int32_t> service
+        t.klass = <int32_t> klass
+        t.key = key
+        t.order = order
+        t.serial = self.serial
+        t.arrival = arrival
+        t.requeued = 0
         if self.record:
             if self.serial >= self.col_cap:
                 for c in range(9):
@@ -759,7 +1044,7 @@ cdef class Engine:
         self.core.c_push(slot, service, <int> klass, key, order)
         return slot
 
-    cdef int _arrive(self, Py_ssize_t service, int64_t klass, int64_t booked) except -1:
+    cdef int _arrive(self, Py_ssize_t service, int64_t klass, int64_t booked) except -1 nogil:
         cdef int64_t now = self.now, key = now
         if klass == C_APPOINTMENT:
             if booked < 0 or now > booked + self.grace:
@@ -769,7 +1054,8 @@ cdef class Engine:
         self.counter[service] += 1
         self._add_ticket(service, klass, key, self.order_base[service] + self.counter[service],
                          now)
-        self._offer(service)
+        if self.idle_count[service]:
+            self._offer(service)
         return 0
 
     cdef inline void _refresh_idle(self, Py_ssize_t w) noexcept nogil:
@@ -782,10 +1068,8 @@ cdef class Engine:
             for i in range(self.ws_start[w], self.ws_start[w + 1]):
                 self.idle_count[self.ws_list[i]] += 1 if idle else -1
 
-    cdef int _offer(self, Py_ssize_t service) except -1:
+    cdef int _offer(self, Py_ssize_t service) except -1 nogil:
         cdef Py_ssize_t i, w
-        if self.idle_count[service] == 0:
-            return 0
         for i in range(self.wo_start[service], self.wo_start[service + 1]):
             w = self.wo_list[i]
             if self.w_open[w] and self.w_current[w] == NO_TICKET:
@@ -793,28 +1077,30 @@ cdef class Engine:
                 return 0
         return 0
 
-    cdef int64_t _try_call(self, Py_ssize_t w) except -2:
+    cdef int64_t _try_call(self, Py_ssize_t w) except -2 nogil:
         cdef int64_t now = self.now, slot, serial, start, end
         cdef int32_t klass, service
         cdef bint first_call, absent
+        cdef Ticket *t
         slot = self.core.c_select(w, now)
         if slot == NO_TICKET:
             self._refresh_idle(w)
             return NO_TICKET
         self.core.c_remove(slot)
-        klass = self.t_klass[slot]
+        t = &self.tk[slot]
+        klass = t.klass
         self.core.c_record_call(w, klass)
-        service = self.t_service[slot]
-        serial = self.t_serial[slot]
-        first_call = not self.t_requeued[slot]
+        service = t.service
+        serial = t.serial
+        first_call = not t.requeued
         if slot == self.target:
             self.target_called = now
         if first_call and serial >= self.warmup:
-            start = self.t_key[slot] if klass == C_APPOINTMENT else self.t_arrival[slot]
+            start = t.key if klass == C_APPOINTMENT else t.arrival
             if now > start:
                 self.wait_sum[service] += now - start
             self.waited[service] += 1
-        absent = self.no_show_p[service] > 0.0 and self.rng.c_uniform() < self.no_show_p[service]
+        absent = self.no_show_p[service] > 0.0 and _uniform(&self.rng) < self.no_show_p[service]
         if absent:
             end = now + self.no_show_timeout
         else:
@@ -833,71 +1119,86 @@ cdef class Engine:
         self._refresh_idle(w)
         return slot
 
-    cdef int _release(self, int64_t slot, int64_t outcome) except -1:
+    cdef int _release(self, int64_t slot, int64_t outcome) except -1 nogil:
         cdef int64_t serial
-        cdef Py_ssize_t cap
         if self.record:
-            serial = self.t_serial[slot]
+            serial = self.tk[slot].serial
             self.cols[8][serial] = outcome
             self.cols[6][serial] = self.now
         if self.free_n == self.free_cap:
-            cap = self.free_cap
-            self.free_list = <int32_t *> _grow(self.free_list, &cap, self.free_n + 1,
+            self.free_list = <int32_t *> _grow(self.free_list, &self.free_cap, self.free_n + 1,
                                                sizeof(int32_t))
-            self.free_cap = cap
         self.free_list[self.free_n] = <int32_t> slot
         self.free_n += 1
         return 0
 
     # -- the event loop ------------------------------------------------------------
 
-    cdef int64_t _loop(self, int64_t stop_ms) except -2:
-        cdef Event ev
-        while self.heap_n > 0 and self.target_called < 0:
-            if self.heap[0].time > stop_ms:
+    cdef int64_t _loop(self, int64_t stop_ms) except -2 nogil:
+        cdef uint64_t key, tag, take, stop_key = (<uint64_t> stop_ms) ^ SIGN
+        cdef Py_ssize_t slot, node
+        cdef int kind, i
+        cdef Tree *t
+        while self.target_called < 0:
+            key = self.trees[0].key[1]  # the earliest of the three trees' next events
+            tag = self.trees[0].tag[1]
+            for i in range(1, 3):
+                take = _earlier_mask(self.trees[i].key[1], self.trees[i].tag[1], key, tag)
+                key ^= (key ^ self.trees[i].key[1]) & take
+                tag ^= (tag ^ self.trees[i].tag[1]) & take
+            if key > stop_key:  # also when no event is left (INF_KEY)
                 break
-            ev = self._pop()
-            self.now = ev.time
-            if ev.kind == EV_FREE:
-                self._on_free(ev.arg)
-            elif ev.kind == EV_STREAM:
-                self._on_stream(ev.arg)
-            elif ev.kind == EV_OPEN:
-                self._on_open(ev.arg)
-            elif ev.kind == EV_CLOSE:
-                self._on_close(ev.arg)
+            self.now = <int64_t> (key ^ SIGN)
+            slot = <Py_ssize_t> (tag & SLOT_MASK)
+            kind = <int> ((tag >> SLOT_BITS) & 7)
+            if kind == EV_FREE:
+                self._on_free(slot)
+            elif kind == EV_STREAM:
+                self._on_stream(slot)
+            elif kind == EV_OPEN:
+                self._on_open(slot)
+            elif kind == EV_CLOSE:
+                self._on_close(slot)
             else:
-                self._on_replay(ev.arg)
+                self._on_replay()
+            t = &self.trees[self.tree_of[kind]]
+            node = t.n_leaves + slot
+            if t.tag[node] == tag:  # not scheduled again: the slot is empty now
+                t.key[node] = INF_KEY
+                t.tag[node] = INF_TAG
+                _climb(t.key, t.tag, node)
         return self.target_called
 
-    cdef int _on_free(self, Py_ssize_t w) except -1:
+    cdef int _on_free(self, Py_ssize_t w) except -1 nogil:
         cdef int64_t slot = self.w_current[w]
+        cdef Ticket *t
         self.busy_ms[w] += self.now - self.w_since[w]
         self.w_current[w] = NO_TICKET
         if slot >= 0:
+            t = &self.tk[slot]
             if not self.w_absent[w]:
                 self._release(slot, OUT_DONE)
-            elif self.requeue_once and not self.t_requeued[slot]:
-                self.t_requeued[slot] = 1
-                self.t_key[slot] = self.now
-                self.core.c_push(slot, self.t_service[slot], self.t_klass[slot], self.now,
-                                 self.t_order[slot])
+            elif self.requeue_once and not t.requeued:
+                t.requeued = 1
+                t.key = self.now
+                self.core.c_push(slot, t.service, t.klass, self.now, t.order)
                 if self.record:
-                    self.cols[8][self.t_serial[slot]] = OUT_UNSERVED
+                    self.cols[8][t.serial] = OUT_UNSERVED
                 if self.w_open[w]:
                     self._try_call(w)
                 self._refresh_idle(w)
-                if self.core._tgroup[slot] >= 0:
-                    self._offer(self.t_service[slot])
+                if self.core._tgroup[slot] >= 0 and self.idle_count[t.service]:
+                    self._offer(t.service)
                 return 0
             else:
                 self._release(slot, OUT_NO_SHOW)
         if self.w_open[w]:
             self._try_call(w)
-        self._refresh_idle(w)
+        else:
+            self._refresh_idle(w)
         return 0
 
-    cdef int _on_open(self, Py_ssize_t w) except -1:
+    cdef int _on_open(self, Py_ssize_t w) except -1 nogil:
         self.w_open[w] = 1
         if self.sh_close[self.w_shift[w]] <= self.horizon:
             self._schedule(self.sh_close[self.w_shift[w]], EV_CLOSE, w)
@@ -906,7 +1207,7 @@ cdef class Engine:
         self._refresh_idle(w)
         return 0
 
-    cdef int _on_close(self, Py_ssize_t w) except -1:
+    cdef int _on_close(self, Py_ssize_t w) except -1 nogil:
         self.w_open[w] = 0
         self._refresh_idle(w)
         if self.sh_start[w + 1] > self.sh_start[w]:
@@ -914,7 +1215,7 @@ cdef class Engine:
             self._schedule_next_open(w, self.now)
         return 0
 
-    cdef int _on_stream(self, Py_ssize_t s) except -1:
+    cdef int _on_stream(self, Py_ssize_t s) except -1 nogil:
         cdef double p_pri, p_app, u
         cdef int64_t klass = C_NORMAL, booked = -1, span
         if self.arrivals_left <= 0:
@@ -923,23 +1224,25 @@ cdef class Engine:
         p_pri = self.p_priority[s]
         p_app = self.p_appointment[s]
         if p_pri > 0.0 or p_app > 0.0:
-            u = self.rng.c_uniform()
+            u = _uniform(&self.rng)
             if u < p_pri:
                 klass = C_PRIORITY
             elif u < p_pri + p_app:
                 klass = C_APPOINTMENT
                 span = self.appt_early + self.appt_late
-                booked = self.now + <int64_t> (self.rng.c_uniform() * span) - self.appt_late
+                booked = self.now + <int64_t> (_uniform(&self.rng) * span) - self.appt_late
                 if booked < 0:
                     booked = 0
         self._arrive(s, klass, booked)
         self._next_stream_arrival(s)
         return 0
 
-    cdef int _on_replay(self, Py_ssize_t i) except -1:
+    cdef int _on_replay(self) except -1 nogil:
+        cdef Py_ssize_t i = self.rp_next
+        self.rp_next = i + 1
         self._arrive(self.rp_service[i], self.rp_klass[i], self.rp_booked[i])
         if i + 1 < self.rp_n:
-            self._schedule(self.rp_time[i + 1], EV_REPLAY, i + 1)
+            self._schedule(self.rp_time[i + 1], EV_REPLAY, 0)
         return 0
 
     cdef object _column(self, int c):

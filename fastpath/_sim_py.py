@@ -24,10 +24,12 @@ frees it calls at once; an arriving ticket is called by the lowest-numbered
 idle open window that serves its service.
 
 Reproducibility: one xoshiro256** stream (seeded with splitmix64) feeds every
-draw, always in the same order; times are integer ms; continuous draws use
-only IEEE double arithmetic and ``log``/``exp``/``sqrt``/``cos`` from the C
-library, which both twins call, so both produce the same numbers bit for bit.
-Events at the same millisecond run in the order they were scheduled.
+draw, always in the same order; times are integer ms; exponential and normal
+draws use Marsaglia and Tsang's ziggurat over tables built once here (both
+twins read the same tables), and continuous draws use only IEEE double
+arithmetic and ``log``/``exp`` from the C library, which both twins call, so
+both produce the same numbers bit for bit. Events at the same millisecond run
+in the order they were scheduled.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,12 +68,52 @@ OUT_SERVING = 3  # at a window when the run stopped
 
 NEVER = 1 << 62  # "no such time"
 BUSY_UNKNOWN = -2  # a window serving someone from before the prediction started
-TWO_PI = 6.283185307179586
 TWO_POW_M53 = 1.0 / 9007199254740992.0
 
 COLUMNS = ("arrival", "service", "klass", "key", "called", "start", "end", "window", "outcome")
 
 _MASK = (1 << 64) - 1
+
+
+# --- ziggurat tables (Marsaglia & Tsang 2000, 256 layers) ------------------------
+
+
+def _ziggurat(
+    f: Any, f_inverse: Any, r: float, v: float, bits: int,
+) -> tuple[list[int], list[float], list[float]]:
+    """Tables ``(k, w, f)`` of a 256-layer ziggurat under the decreasing density ``f``.
+
+    Layer i >= 1 is the rectangle ``[0, x_i] x [f(x_i), f(x_{i-1})]`` with
+    ``x_255 = r`` and ``x_0 = 0``; layer 0 is the base ``[0, r] x [0, f(r)]``
+    plus the tail beyond ``r``, drawn as a rectangle of width ``v / f(r)``.
+    Every layer has area ``v``. A draw takes a layer ``i`` and an integer
+    ``m`` of ``bits`` random bits: ``x = m * w[i]`` is accepted at once when
+    ``m < k[i]`` (then ``x < x_{i-1}``, under the curve); ``f`` holds ``f(x_i)``
+    for the rare test of the wedge.
+    """
+    n = 256
+    x = [0.0] * n
+    x[n - 1] = r
+    for i in range(n - 1, 1, -1):
+        x[i - 1] = f_inverse(f(x[i]) + v / x[i])
+    scale = float(1 << bits)
+    base = v / f(r)
+    w = [xi / scale for xi in x]
+    w[0] = base / scale
+    k = [0] * n
+    k[0] = int(r / base * scale)
+    for i in range(2, n):
+        k[i] = int(x[i - 1] / x[i] * scale)
+    return k, w, [f(xi) for xi in x]
+
+
+ZIG_NORMAL_R = 3.6541528853610088  # where the normal's tail starts (256 layers)
+ZIG_EXP_R = 7.69711747013104972  # where the exponential's tail starts (256 layers)
+ZIG_NORMAL_K, ZIG_NORMAL_W, ZIG_NORMAL_F = _ziggurat(
+    lambda x: math.exp(-0.5 * x * x), lambda y: math.sqrt(-2.0 * math.log(y)),
+    ZIG_NORMAL_R, 0.0049286732339746519, 52)
+ZIG_EXP_K, ZIG_EXP_W, ZIG_EXP_F = _ziggurat(
+    lambda x: math.exp(-x), lambda y: -math.log(y), ZIG_EXP_R, 0.0039496598225815571993, 53)
 
 
 # --- random numbers -------------------------------------------------------------
@@ -114,13 +157,40 @@ class Xoshiro256:
         return (self.next_u64() >> 11) * TWO_POW_M53
 
     def exponential(self) -> float:
-        """An Exp(1) draw: -log(1 - U), never log(0)."""
-        return -math.log(1.0 - self.uniform())
+        """An Exp(1) draw by the ziggurat: one 64-bit draw 99% of the time."""
+        while True:
+            u = self.next_u64()
+            i = u & 0xFF
+            m = u >> 11  # 53 bits
+            x = m * ZIG_EXP_W[i]
+            if m < ZIG_EXP_K[i]:
+                return x
+            if i == 0:  # the tail beyond r: r + Exp(1), memoryless
+                return ZIG_EXP_R - math.log(1.0 - self.uniform())
+            if (ZIG_EXP_F[i - 1] - ZIG_EXP_F[i]) * self.uniform() + ZIG_EXP_F[i] < math.exp(-x):
+                return x
 
     def normal(self) -> float:
-        """A N(0, 1) draw by Box-Muller (the second value is not kept: simpler to mirror)."""
-        radius = math.sqrt(-2.0 * math.log(1.0 - self.uniform()))
-        return radius * math.cos(TWO_PI * self.uniform())
+        """A N(0, 1) draw by the ziggurat: one 64-bit draw 99% of the time."""
+        while True:
+            u = self.next_u64()
+            i = u & 0xFF
+            negative = (u >> 8) & 1
+            m = u >> 12  # 52 bits
+            x = m * ZIG_NORMAL_W[i]
+            if negative:
+                x = -x
+            if m < ZIG_NORMAL_K[i]:
+                return x
+            if i == 0:  # the tail beyond r (Marsaglia 1964)
+                while True:
+                    xx = -math.log(1.0 - self.uniform()) / ZIG_NORMAL_R
+                    yy = -math.log(1.0 - self.uniform())
+                    if yy + yy > xx * xx:
+                        return -(ZIG_NORMAL_R + xx) if negative else ZIG_NORMAL_R + xx
+            if (ZIG_NORMAL_F[i - 1] - ZIG_NORMAL_F[i]) * self.uniform() + ZIG_NORMAL_F[i] < \
+                    math.exp(-0.5 * x * x):
+                return x
 
 
 def sample_service_ms(rng: Xoshiro256, kind: int, a: float, b: float,
@@ -194,6 +264,7 @@ class Engine:
         self._appt_early = int(appointment_early_ms)
         self._appt_late = int(appointment_late_ms)
         self._initial_streaks = [0] * self.n_windows
+        self._lock = threading.Lock()  # one simulation at a time per engine
 
     # -- public entry points -------------------------------------------------------
 
@@ -219,14 +290,15 @@ class Engine:
         """
         if len(shifts) != self.n_windows or len(streams) != self.n_services:
             raise ValueError("shifts need one entry per window, streams one per service")
-        run = _Run(self, seed, start_ms, record, warmup)
-        run.set_streams(streams, arrivals_until_ms, max_arrivals)
-        for widx, intervals in enumerate(shifts):
-            run.set_shifts(widx, intervals, start_ms)
-        if replay is not None:
-            run.set_replay(*replay)
-        run.loop(NEVER)
-        return run.result()
+        with self._lock:
+            run = _Run(self, seed, start_ms, record, warmup)
+            run.set_streams(streams, arrivals_until_ms, max_arrivals)
+            for widx, intervals in enumerate(shifts):
+                run.set_shifts(widx, intervals, start_ms)
+            if replay is not None:
+                run.set_replay(*replay)
+            run.loop(NEVER)
+            return run.result()
 
     def predict(
         self,
@@ -256,28 +328,34 @@ class Engine:
         n_windows = self.n_windows
         if not len(shifts) == len(busy_service) == len(busy_since) == len(streaks) == n_windows:
             raise ValueError("window state needs one entry per window")
-        run = _Run(self, seed, now_ms, False, 0)
-        w_service, w_klass, w_key, w_order, w_issued = waiting
-        # Queue order (key, order) so that every push is an append to its group.
-        queued = sorted(range(len(w_service)), key=lambda i: (w_key[i], w_order[i]))
-        waits = []
-        stop = now_ms + horizon_ms
-        for _ in range(replications):
-            run.reset(now_ms, streaks)
-            run.horizon = stop
-            run.set_streams(streams, stop, NEVER, counters)
-            for i in queued:
-                run.add_ticket(w_service[i], w_klass[i], w_key[i], w_order[i], w_issued[i])
-            run.target = run.add_ticket(tagged[0], tagged[1], tagged[2], tagged[3], now_ms)
-            for widx in range(n_windows):
-                run.set_predicted_window(widx, busy_service[widx], busy_since[widx])
-                run.start_shifts(widx, shifts[widx])
-            for widx in range(n_windows):  # open idle windows call at once, in order
-                if run.w_open[widx] and run.w_current[widx] == NO_TICKET:
-                    run.try_call(widx)
-            called = run.loop(stop)
-            waits.append(horizon_ms if called < 0 else called - now_ms)
-        return waits
+        if replications < 0:
+            raise ValueError("replications must be >= 0")
+        with self._lock:
+            run = _Run(self, seed, now_ms, False, 0)
+            w_service, w_klass, w_key, w_order, w_issued = waiting
+            # Queue order (key, order) so that every push is an append to its group.
+            queued = sorted(range(len(w_service)), key=lambda i: (w_key[i], w_order[i]))
+            waits = []
+            stop = now_ms + horizon_ms
+            for _ in range(replications):
+                # First what every replication shares (the compiled twin builds it
+                # once and restores it), then the random parts, in this order.
+                run.reset(now_ms, streaks)
+                run.horizon = stop
+                for i in queued:
+                    run.add_ticket(w_service[i], w_klass[i], w_key[i], w_order[i], w_issued[i])
+                run.target = run.add_ticket(tagged[0], tagged[1], tagged[2], tagged[3], now_ms)
+                for widx in range(n_windows):
+                    run.start_shifts(widx, shifts[widx])
+                run.set_streams(streams, stop, NEVER, counters)  # draws the first arrivals
+                for widx in range(n_windows):
+                    run.set_predicted_window(widx, busy_service[widx], busy_since[widx])
+                for widx in range(n_windows):  # open idle windows call at once, in order
+                    if run.w_open[widx] and run.w_current[widx] == NO_TICKET:
+                        run.try_call(widx)
+                called = run.loop(stop)
+                waits.append(horizon_ms if called < 0 else called - now_ms)
+            return waits
 
 
 class _Run:
