@@ -17,7 +17,6 @@ it (the service code for ``queue.*``, empty for site-wide metrics).
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -169,7 +168,9 @@ class InfluxTelemetrySink:
 # --------------------------------------------------------------------------- embedded
 
 
-_POINTS: Final = cast(Table, TelemetryPoint.__table__)  # Core insert: no ORM bulk overhead
+# Core statements on the ORM tables: the ORM's bulk path costs ~3x per row.
+_POINTS: Final = cast(Table, TelemetryPoint.__table__)
+_ROLLUPS: Final = cast(Table, TelemetryRollup.__table__)
 
 
 def _rowcount(result: Result[Any]) -> int:
@@ -205,7 +206,9 @@ class EmbeddedTelemetrySink:
 
     def write_in(self, session: Session, points: Sequence[Point]) -> None:
         """Write inside the caller's transaction (ingest commits points with its batch)."""
-        session.execute(insert(_POINTS), [dataclasses.asdict(p) for p in points])
+        session.execute(insert(_POINTS), [  # not dataclasses.asdict: it deep-copies, 5× slower
+            {"site_id": p.site_id, "metric": p.metric, "key": p.key, "ts_ms": p.ts_ms,
+             "value": p.value} for p in points])  # fmt: skip
         buckets: dict[tuple[int, str, str, str, int], list[float]] = {}
         for p in points:
             for resolution in RESOLUTIONS_S:
@@ -232,8 +235,8 @@ class EmbeddedTelemetrySink:
     def _upsert(session: Session) -> Any:
         dialect = session.get_bind().dialect.name
         if dialect == "postgresql":
-            pg = postgresql.insert(TelemetryRollup)
-            t, x = TelemetryRollup.__table__.c, pg.excluded
+            pg = postgresql.insert(_ROLLUPS)
+            t, x = _ROLLUPS.c, pg.excluded
             return pg.on_conflict_do_update(
                 index_elements=["resolution_s", "site_id", "metric", "key", "bucket_ms"],
                 set_={
@@ -244,8 +247,8 @@ class EmbeddedTelemetrySink:
                 },
             )
         if dialect == "sqlite":
-            lite = sqlite.insert(TelemetryRollup)
-            t, x = TelemetryRollup.__table__.c, lite.excluded
+            lite = sqlite.insert(_ROLLUPS)
+            t, x = _ROLLUPS.c, lite.excluded
             return lite.on_conflict_do_update(
                 index_elements=["resolution_s", "site_id", "metric", "key", "bucket_ms"],
                 set_={
