@@ -113,6 +113,10 @@ class MosquittoProcess(_BrokerLifecycle):
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self.running and self._process is not None else None
+
     def start(self) -> None:
         if self.running:
             return

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -62,17 +64,43 @@ def point_prefix(index: int) -> str:
     return f"p{index}"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent not idle since boot (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+
+
 def run_point(port: int, sites: int, speed: float, duration: float,
-              processes: int, prefix: str) -> dict[str, Any]:
+              processes: int, prefix: str, watched: dict[str, int]) -> dict[str, Any]:
+    """One load point; ``watched`` names the processes (central, broker) whose CPU is reported.
+
+    Everything shares one machine: the CPU split says who was starved of what.
+    """
     command = [PYTHON, "-m", "onedoor", "loadgen", "--port", str(port), "--sites", str(sites),
                "--speed", str(speed), "--duration", str(duration),
                "--processes", str(processes), "--prefix", prefix]
     started = time.monotonic()
+    cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items()}
+    busy_before = machine_busy_seconds()
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     if not done.stdout.strip():
         raise RuntimeError(done.stderr[-2000:])
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    result["wall_s"] = round(time.monotonic() - started, 1)
+    wall = time.monotonic() - started
+    result["wall_s"] = round(wall, 1)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in watched.items()}
+    cpu["loadgen"] = (children.ru_utime + children.ru_stime
+                      - children_before.ru_utime - children_before.ru_stime)
+    result["cpu_s"] = {name: round(value, 1) for name, value in cpu.items()}
+    result["machine_busy_cores"] = round((machine_busy_seconds() - busy_before) / wall, 2)
     result["speed"] = speed
     result["holds"] = result["unacked_at_end"] == 0 and not backlog_grows(
         result["backlog_samples"])
@@ -119,8 +147,12 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(8)  # migrations done, subscriptions in place
             try:
                 for index, (sites, speed) in enumerate(points):
+                    watched = {f"central{n}": c.process.pid for n, c in enumerate(centrals)
+                               if c.process is not None}
+                    if broker.pid is not None:
+                        watched["broker"] = broker.pid
                     result = run_point(broker.port, sites, speed, args.duration, args.processes,
-                                       point_prefix(index))
+                                       point_prefix(index), watched)
                     result.update(db=args.db, centrals=args.centrals)
                     print(json.dumps(result, ensure_ascii=False), flush=True)
             finally:
