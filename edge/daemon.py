@@ -26,8 +26,8 @@ lost). Operations:
   thread over a snapshot taken on the event loop, so keypads, screens and the
   kiosk API carry on meanwhile; the ticket waits for it at most
   ``daemon.predict_budget_seconds`` and is otherwise issued and printed without
-  a wait (``wait.predict_late``). The Cython engine holds the GIL while it
-  simulates; the pure one yields it every few milliseconds.
+  a wait (``wait.predict_late``). The Cython engine simulates with the GIL
+  released; the pure one gives it up every few milliseconds.
 * At each day reset (and at start) the journal drops the days older than
   ``paths.journal_retention_days`` that the central has acknowledged
   (:meth:`edge.journal.Journal.prune`).
