@@ -275,6 +275,14 @@ def test_the_roles_unit_is_the_edge_daemons_unit(deployment: Deployment) -> None
         in rendered
 
 
+def test_the_broker_may_hold_a_city_fleet_of_connections(deployment: Deployment) -> None:
+    """Debian's 1024 open files would stop Mosquitto at about a thousand sites."""
+    dropin = deployment.root(BROKER) / "etc/systemd/system/mosquitto.service.d/onedoor.conf"
+    lines = dropin.read_text().splitlines()
+    assert "[Service]" in lines
+    assert "LimitNOFILE=65536" in lines
+
+
 def test_secrets_are_not_world_readable(deployment: Deployment) -> None:
     for path in (deployment.root(SITE_A) / "etc/onedoor/mqtt.password",
                  deployment.root(BROKER) / "etc/mosquitto/onedoor.passwd",
