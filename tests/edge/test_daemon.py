@@ -265,11 +265,14 @@ def test_kill_9_leaves_a_will_that_the_next_session_supersedes(
         time.sleep(0.3)  # the retained state of an earlier test arrives first
         seen = len(probe.states)
         process = start_daemon(config_path)
-        wait_http(port, process)
-        wait_for(lambda: any(s.status == "online" for s in probe.states[seen:]), what="online")
-        online = next(s for s in probe.states[seen:] if s.status == "online")
-        process.kill()
-        process.wait()
+        try:
+            wait_http(port, process)
+            wait_for(lambda: any(s.status == "online" for s in probe.states[seen:]),
+                     what="online")
+            online = next(s for s in probe.states[seen:] if s.status == "online")
+        finally:
+            process.kill()  # the fault under test; also no daemon left behind if a wait failed
+            process.wait()
         wait_for(lambda: any(s.lwt for s in probe.states[seen:]), timeout=20, what="the Will")
         will = next(s for s in probe.states[seen:] if s.lwt)
         assert will.status == "offline"
