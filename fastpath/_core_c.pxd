@@ -1,4 +1,5 @@
 # Declarations of the Cython queue core, so fastpath._sim_c can call it at C speed.
+cimport cython
 from libc.stdint cimport int32_t, int64_t
 
 
@@ -21,6 +22,7 @@ cdef struct Window:
     bint has_sla          # one of its services has an SLA limit
 
 
+@cython.final
 cdef class QueueCore:
     cdef readonly Py_ssize_t n_services
     cdef int64_t *_sla

@@ -436,9 +436,8 @@ cdef class QueueCore:
     cdef int64_t _best(self, Window *w, int64_t now_ms, int only_class) noexcept nogil:
         """The head with the highest score, then lowest order (of one class if >= 0).
 
-        Without branches: which group is empty and which of two tickets wins
-        are both unpredictable, so every group is scored and an empty one is
-        masked out.
+        Which of two heads wins is unpredictable, so it is decided without a
+        branch (skipping an empty group is predictable enough to branch on).
         """
         cdef Py_ssize_t i, klass
         cdef Group *groups
@@ -454,10 +453,11 @@ cdef class QueueCore:
             groups = &self._groups[w.services[i] * NCLS]
             for klass in range(NCLS):
                 g = &groups[klass]
+                if g.start == g.end or factor[klass] == 0:
+                    continue
                 score = weight * factor[klass] * (now_ms - g.head_key)
-                take = -<int64_t> ((g.start != g.end) & (factor[klass] != 0) & (
-                    (best == NULL) | (score > best_score)
-                    | ((score == best_score) & (g.head_order < best_order))))
+                take = -<int64_t> ((best == NULL) | (score > best_score)
+                                   | ((score == best_score) & (g.head_order < best_order)))
                 best = <Group *> ((<intptr_t> best) ^ (((<intptr_t> best) ^ (<intptr_t> g))
                                                          & <intptr_t> take))
                 best_score ^= (best_score ^ score) & take

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -51,6 +52,10 @@ def test_xoshiro_twins_agree(sim: Any) -> None:
         assert other.uniform() == reference.uniform()
         assert other.exponential() == reference.exponential()
         assert other.normal() == reference.normal()
+    # Draws deep in the ziggurat's slow paths (the wedges and both tails) too.
+    for _ in range(20_000):
+        assert other.normal() == reference.normal()
+        assert other.exponential() == reference.exponential()
     with pytest.raises(ValueError, match="seed"):
         sim.Xoshiro256(-1)
     with pytest.raises(ValueError, match="seed"):
@@ -137,6 +142,98 @@ def test_twins_and_both_cores_agree_on_random_halls(case: tuple[list[Any], dict[
     assert _sim_py.Engine(*args, core_class=compiled_core).run(**run) == expected
     assert load_compiled("fastpath._sim_c").Engine(*args).run(**run) == expected
     assert _sim_py.Engine(*args).run(**run, record=False)["wait_sum"] == expected["wait_sum"]
+
+
+@st.composite
+def predictions(draw: st.DrawFn) -> tuple[list[Any], dict[str, Any]]:
+    """A random hall (as :func:`engines`) and a random state of it at 10:00."""
+    args, run = draw(engines())
+    n_s, n_w = len(args[0]), len(args[3])
+    now = 10 * HOUR
+    shifts = [draw(st.sampled_from([
+        [(now, 17 * HOUR)], [(now, now + HOUR // 4)], [(now, 12 * HOUR), (13 * HOUR, 17 * HOUR)],
+        [(now + HOUR // 2, 17 * HOUR)], [],
+    ])) for _ in range(n_w)]
+    counters = [0] * n_s
+    waiting: tuple[list[int], ...] = ([], [], [], [], [])
+    for _ in range(draw(st.integers(0, 60))):
+        service = draw(st.integers(0, n_s - 1))
+        counters[service] += 1
+        issued = now - draw(st.integers(0, 3 * HOUR // 2))
+        klass = draw(st.integers(0, 2))
+        key = issued + draw(st.integers(0, 900_000)) if klass == 2 else issued
+        for column, value in zip(waiting, (service, klass, key,
+                                          number_order("ABCD"[service], counters[service]),
+                                          issued), strict=True):
+            column.append(value)
+    service = draw(st.integers(0, n_s - 1))
+    counters[service] += 1
+    state = {
+        "seed": run["seed"], "replications": draw(st.integers(1, 6)), "now_ms": now,
+        "horizon_ms": draw(st.sampled_from([HOUR, 4 * HOUR])), "shifts": shifts,
+        "busy_service": [draw(st.integers(-1, n_s - 1)) for _ in range(n_w)],
+        "busy_since": [now - draw(st.integers(0, HOUR // 3)) for _ in range(n_w)],
+        "streaks": [draw(st.integers(0, 3)) for _ in range(n_w)],
+        "waiting": waiting, "counters": counters, "streams": run["streams"],
+        "tagged": (service, draw(st.integers(0, 1)), now,
+                   number_order("ABCD"[service], counters[service])),
+    }
+    return args, state
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=predictions())
+def test_twins_agree_on_random_predictions(case: tuple[list[Any], dict[str, Any]]) -> None:
+    # The compiled engine builds the state once and restores it per replication.
+    args, state = case
+    expected = _sim_py.Engine(*args).predict(**state)
+    compiled = load_compiled("fastpath._sim_c").Engine(*args)
+    assert compiled.predict(**state) == expected
+    assert compiled.predict(**state) == expected  # reusable, nothing left over
+    compiled.run(1, 8 * HOUR, [[(8 * HOUR, 9 * HOUR)]] * len(args[3]),
+                 [([], [], 0.0, 0.0)] * len(args[0]))
+    assert compiled.predict(**state) == expected
+
+
+def test_engine_shared_between_threads(sim: Any) -> None:
+    # Each entry point holds the engine's lock (the compiled loops run without
+    # the GIL), so threads sharing one engine get what one thread would.
+    hall = example_hall("comprehensive_hall")
+    engine = make_engine(hall, sim.Engine)
+    expected = simulate_day(hall, 3, engine=engine).columns
+    results: list[Any] = []
+
+    def work() -> None:
+        results.append(simulate_day(hall, 3, engine=engine).columns)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4
+    assert all(columns == expected for columns in results)
+
+
+def test_xoshiro_draws_by_the_ziggurat_have_the_right_law() -> None:
+    # Tables and tails: moments and the tail beyond the ziggurat's r
+    # (the base layer) from a million compiled draws (the twins agree above).
+    import math
+
+    rng = load_compiled("fastpath._sim_c").Xoshiro256(17)
+    n = 1_000_000
+    exp = [rng.exponential() for _ in range(n)]
+    normal = [rng.normal() for _ in range(n)]
+    assert sum(exp) / n == pytest.approx(1.0, abs=0.005)
+    assert sum(x * x for x in exp) / n == pytest.approx(2.0, abs=0.02)
+    assert sum(normal) / n == pytest.approx(0.0, abs=0.005)
+    assert sum(x * x for x in normal) / n == pytest.approx(1.0, abs=0.005)
+    assert sum(x ** 4 for x in normal) / n == pytest.approx(3.0, abs=0.05)
+    beyond = sum(1 for x in exp if x > _sim_py.ZIG_EXP_R)  # P = e^-r = 4.5e-4
+    assert beyond == pytest.approx(n * math.exp(-_sim_py.ZIG_EXP_R), rel=0.15)
+    tail = sum(1 for x in normal if abs(x) > _sim_py.ZIG_NORMAL_R)  # P = 2.6e-4
+    assert tail == pytest.approx(n * math.erfc(_sim_py.ZIG_NORMAL_R / math.sqrt(2)), rel=0.2)
+    assert min(exp) >= 0.0
 
 
 def test_pure_engine_accepts_either_core(core_class: Any) -> None:
