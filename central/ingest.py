@@ -158,6 +158,9 @@ class SiteRateLimiter:
         return True
 
 
+JOURNAL_DEVICE: Final = "journal"  # the device of a journal.lost alarm
+
+
 def _window_key(number: int) -> str:
     return f"window-{number}"
 
@@ -576,6 +579,19 @@ class IngestProcessor:
                 )
             case mm.OutboxDropped():
                 log.warning("ingest.edge_dropped_telemetry", site=site.id, count=body.count)
+            case mm.JournalLost():
+                log.warning("ingest.edge_journal_lost", site=site.id, first_seq=body.first_seq,
+                            last_seq=body.last_seq)
+                book.raise_alarm(
+                    site.id,
+                    AlarmType.DEVICE_FAULT,
+                    device=JOURNAL_DEVICE,
+                    severity=Severity.MAJOR,
+                    message="边缘日志丢失已上报事件 / edge journal lost committed events",
+                    detail={"first_seq": body.first_seq, "last_seq": body.last_seq},
+                )
+            case mm.DayReset():  # a lost journal tail matters for the day it happened
+                book.clear(site.id, AlarmType.DEVICE_FAULT, JOURNAL_DEVICE, note="new day")
             case _:
                 pass
 

@@ -494,6 +494,8 @@ class EdgeDaemon:
             dropped = self.hall.journal.take_dropped()
             if dropped:
                 self.hall.report(mm.OutboxDropped(count=dropped))
+            for first, last in self.hall.journal.take_lost():
+                self.hall.report(mm.JournalLost(first_seq=first, last_seq=last))
             if self.uplink is not None:
                 self.uplink.wake()
             await asyncio.sleep(self.config.daemon.telemetry_seconds)

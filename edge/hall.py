@@ -381,7 +381,8 @@ class Hall:
                 self._in_force = new
                 if not replay:
                     self.config = new
-            case (mm.DeviceStatus() | mm.ConfigRejected() | mm.OutboxDropped()):
+            case (mm.DeviceStatus() | mm.ConfigRejected() | mm.OutboxDropped()
+                  | mm.JournalLost()):
                 pass  # reported upstream; no hall state
 
     _pending_config: EdgeConfig

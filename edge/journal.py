@@ -12,6 +12,13 @@ keeps the next seq above everything ever written, and the freed pages go back to
 the file system (``auto_vacuum = INCREMENTAL``; an older journal is converted by
 one ``VACUUM`` while small enough).
 
+The central's ``ack`` can come back *above* the journal's last seq: the central
+holds events this journal no longer has (a disk that acknowledged writes it had
+not made, torn by a power cut; or a replaced SD card). :meth:`Journal.ack` then
+moves the seq floor (``meta.lost_through``) to the ack, so the next event never
+reuses a seq the central already has (it would drop it as a duplicate), and
+keeps the range for the daemon to report (``journal.lost``, :meth:`take_lost`).
+
 Telemetry snapshots wait in a second, bounded table: when the outbox
 (unacked events + queued telemetry) reaches ``outbox_limit``, the oldest
 telemetry is dropped, never an event, and the drop is counted so the daemon
@@ -22,7 +29,8 @@ kernel releases it when the process dies, even on ``kill -9``.
 
 Tables::
 
-    meta(key, value)            site_id, acked_seq, session, dropped, pruned_through
+    meta(key, value)            site_id, acked_seq, session, dropped, pruned_through,
+                                lost_through, lost_pending
     events(seq, type, ts, payload)   payload: the MQTT ``event`` JSON, as sent
     configs(seq, version, text)      the config text of each config.applied event
     telemetry(id, payload)
@@ -36,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import sqlite3
 import uuid
@@ -121,8 +130,10 @@ class Journal:
                 raise JournalError(
                     f"{self.path} belongs to site {stored_site!r}, not {site_id!r}")
             row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
-            # Never below what was pruned: a seq is never handed out twice.
-            self._last_seq: int = max(int(row[0]), int(self._meta("pruned_through") or 0))
+            # Never below what was pruned or what the central holds: a seq is never
+            # handed out twice.
+            self._last_seq: int = max(int(row[0]), *(int(self._meta(key) or 0) for key in (
+                "pruned_through", "lost_through", "acked_seq")))
         except sqlite3.Error as exc:
             self.close()
             raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
@@ -294,12 +305,39 @@ class Journal:
         return int(self._meta("acked_seq") or 0)
 
     def ack(self, seq: int) -> int:
-        """Record the central's ack (highest contiguous committed seq); returns the new value."""
-        new = min(max(seq, self.acked_seq), self._last_seq)
+        """Record the central's ack (highest contiguous committed seq); returns the new value.
+
+        An ack above the last seq means the central holds events this journal lost:
+        the seq floor moves up to it and the range waits in :meth:`take_lost`.
+        """
+        if seq > self._last_seq:
+            lost = (self._last_seq + 1, seq)
+            pending = self._lost_pending()
+            pending.append(lost)
+            with self._transaction():
+                self._set_meta("lost_through", str(seq))
+                self._set_meta("lost_pending", json.dumps(pending))
+                self._set_meta("acked_seq", str(seq))
+            self._last_seq = seq
+            log.error("journal.lost", first_seq=lost[0], last_seq=lost[1],
+                      detail="the central holds events this journal no longer has")
+            return seq
+        new = max(seq, self.acked_seq)
         if new != self.acked_seq:
             with self._transaction():
                 self._set_meta("acked_seq", str(new))
         return new
+
+    def _lost_pending(self) -> list[tuple[int, int]]:
+        return [(int(a), int(b)) for a, b in json.loads(self._meta("lost_pending") or "[]")]
+
+    def take_lost(self) -> list[tuple[int, int]]:
+        """Seq ranges found lost since the last call (and forget them): for ``journal.lost``."""
+        pending = self._lost_pending()
+        if pending:
+            with self._transaction():
+                self._set_meta("lost_pending", "[]")
+        return pending
 
     def unacked_count(self) -> int:
         return self._last_seq - self.acked_seq

@@ -304,6 +304,24 @@ class OutboxDropped(_Body, frozen=True, kw_only=True, tag="outbox.dropped"):
     """Telemetry snapshots dropped because the outbox was full (events are never dropped)."""
 
 
+class JournalLost(_Body, frozen=True, kw_only=True, tag="journal.lost"):
+    """The edge's journal lost events the central had already committed.
+
+    Only a disk that acknowledges writes it has not made can do this (a power cut
+    then tears the journal's write-ahead log): the central's ``ack`` came back
+    above the journal's last seq. Seqs ``first_seq..last_seq`` stay the central's;
+    the edge continues above them, so no seq is used twice. Tickets among the lost
+    events may be numbered again that day.
+    """
+
+    first_seq: Annotated[int, msgspec.Meta(ge=1)]
+    last_seq: Annotated[int, msgspec.Meta(ge=1)]
+
+    def __post_init__(self) -> None:
+        if self.last_seq < self.first_seq:
+            raise ValueError("last_seq must not be below first_seq")
+
+
 class DayReset(_Body, frozen=True, kw_only=True, tag="day.reset"):
     day: Day
     """The new business day, local date ``YYYY-MM-DD``: ticket counters restart."""
@@ -333,6 +351,7 @@ EventBody: TypeAlias = (
     | ConfigApplied
     | ConfigRejected
     | OutboxDropped
+    | JournalLost
     | DayReset
 )
 
@@ -681,6 +700,7 @@ __all__ = [
     "HostStat",
     "Incoming",
     "InvalidMessage",
+    "JournalLost",
     "Kind",
     "Message",
     "OutboxDropped",

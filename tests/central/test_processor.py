@@ -364,6 +364,19 @@ def test_config_reports_and_rejection(small_registry: sessionmaker[Session]) -> 
         assert not live.config_drift
 
 
+def test_journal_lost_raises_a_major_alarm_until_the_next_day(
+        small_registry: sessionmaker[Session]) -> None:  # fmt: skip
+    processor = _processor(small_registry)
+    site = SimSite(SITE)
+    processor.process(received(site.event(mm.JournalLost(first_seq=1, last_seq=40))), NOW)
+    (alarm,) = _alarms(small_registry)
+    assert (alarm.type, alarm.device, alarm.severity, alarm.detail) == (
+        AlarmType.DEVICE_FAULT, "journal", Severity.MAJOR, {"first_seq": 1, "last_seq": 40})
+    processor.process(received(site.event(mm.DayReset(day="2026-11-24"))), NOW)
+    assert _alarms(small_registry) == []
+    assert [a.device for a in _alarms(small_registry, active=False)] == ["journal"]
+
+
 def test_cmd_result_completes_command(small_registry: sessionmaker[Session]) -> None:
     from central.ingest import new_command
 

@@ -27,6 +27,7 @@ from edge.devices.base import DeviceHealth, DeviceKind, HealthState
 from edge.journal import Journal
 from edge.uplink import Uplink
 from firmware_protocols import mqtt_messages as mm
+from firmware_protocols import mqtt_topics as mt
 from onedoor.cli import main
 from tests.edge.central_probe import CentralProbe, wait_for
 from tests.edge.sites import (
@@ -287,6 +288,36 @@ def test_kill_9_leaves_a_will_that_the_next_session_supersedes(
         finally:
             stop_daemon(process)
     finally:
+        probe.close()
+
+
+def test_an_ack_above_the_journal_moves_on_and_reports_journal_lost(
+        tmp_path: Path, mqtt_broker: MosquittoBroker) -> None:
+    """The central holds seqs this journal lost (torn WAL, new SD card): they are not reused."""
+    port = free_port()
+    config_path = site_toml(tmp_path, http_port=port, mqtt_port=mqtt_broker.port,
+                            telemetry_seconds=1)
+    probe = CentralProbe(mqtt_broker.host, mqtt_broker.port, "test-site")
+    process = start_daemon(config_path)
+    try:
+        wait_http(port, process)
+        status, first = http("POST", f"http://127.0.0.1:{port}/tickets", {"service": "shebao"})
+        assert (status, first["number"]) == (201, "A001")
+        wait_for(lambda: any(e.type == "ticket.issued" for e in probe.events), what="A001 sent")
+        local_last = max(probe.seqs())
+        probe.publish_raw(mt.ack_topic("test-site"),
+                          mm.encode(mm.Ack(site="test-site", seq=local_last + 40)))
+        wait_for(lambda: any(e.type == "journal.lost" for e in probe.events), what="the report")
+        lost = next(e for e in probe.events if e.type == "journal.lost")
+        assert lost.body == mm.JournalLost(first_seq=local_last + 1, last_seq=local_last + 40)
+        assert lost.seq == local_last + 41
+        status, second = http("POST", f"http://127.0.0.1:{port}/tickets", {"service": "shebao"})
+        assert (status, second["number"]) == (201, "A002")  # the hall's own numbering carries on
+        wait_for(lambda: any(e.type == "ticket.issued" and e.seq > lost.seq
+                             for e in probe.events), what="A002 above the lost range")
+        assert all(not local_last < seq <= local_last + 40 for seq in probe.seqs())
+    finally:
+        assert stop_daemon(process) == 0
         probe.close()
 
 

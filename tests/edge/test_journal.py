@@ -73,15 +73,37 @@ def test_invalid_event_is_refused_and_nothing_written(tmp_path: Path) -> None:
         assert list(journal.events()) == []
 
 
-def test_ack_only_moves_forward_and_not_past_the_end(tmp_path: Path) -> None:
+def test_ack_only_moves_forward(tmp_path: Path) -> None:
     with Journal(tmp_path / "j.db", "site-a") as journal:
         journal.append([issued(f"A{i:03d}") for i in range(1, 6)], ts_ms=T0, clock_synced=True)
         assert journal.ack(3) == 3
         assert journal.ack(2) == 3
-        assert journal.ack(99) == 5
+        assert journal.ack(5) == 5
         assert journal.unacked_count() == 0
+        assert journal.take_lost() == []
     with Journal(tmp_path / "j.db", "site-a") as journal:
         assert journal.acked_seq == 5
+
+
+def test_an_ack_above_the_end_moves_the_seq_floor_and_is_reported_once(tmp_path: Path) -> None:
+    """The central holds seqs this journal lost (torn WAL, replaced SD card): never reuse them."""
+    with Journal(tmp_path / "j.db", "site-a") as journal:
+        journal.append([issued(f"A{i:03d}") for i in range(1, 6)], ts_ms=T0, clock_synced=True)
+        assert journal.ack(12) == 12
+        assert (journal.last_seq, journal.acked_seq, journal.unacked_count()) == (12, 12, 0)
+        [after] = journal.append([issued("A006")], ts_ms=T0 + 1, clock_synced=True)
+        assert after.seq == 13  # not 6: the central already has 6..12
+    with Journal(tmp_path / "j.db", "site-a") as journal:  # the floor and the report persist
+        assert journal.take_lost() == [(6, 12)]
+        assert journal.take_lost() == []
+        assert journal.last_seq == 13
+        journal.ack(13)
+    with Journal(tmp_path / "j.db", "site-a") as journal:
+        journal._db.execute("DELETE FROM events")  # everything gone, e.g. the WAL torn
+        journal._db.commit()
+    with Journal(tmp_path / "j.db", "site-a") as journal:
+        [again] = journal.append([issued("A001")], ts_ms=T0 + 2, clock_synced=True)
+        assert again.seq == 14  # the floor is in meta, not only in the events
 
 
 def test_full_outbox_drops_oldest_telemetry_never_events(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from firmware_protocols.mqtt_messages import (
     HelpRequested,
     HelpResolved,
     HostStat,
+    JournalLost,
     Message,
     OutboxDropped,
     OutboxStat,
@@ -196,6 +197,8 @@ BODY_TABLE: list[tuple[EventBody, str]] = [
         '{"type":"service.overtime","ticket":"A012","window":3,"served_s":1900}',
     ),
     (OutboxDropped(count=12), '{"type":"outbox.dropped","count":12}'),
+    (JournalLost(first_seq=1201, last_seq=1207),
+     '{"type":"journal.lost","first_seq":1201,"last_seq":1207}'),
     (DayReset(day="2026-11-23"), '{"type":"day.reset","day":"2026-11-23"}'),
 ]
 
@@ -350,6 +353,12 @@ def test_contract_event_types_are_all_present() -> None:
         "service.overtime",
     }
     assert expected <= set(EVENT_TYPES)
+
+
+def test_journal_lost_range_must_not_run_backwards() -> None:
+    body = '{"type":"journal.lost","first_seq":9,"last_seq":3}'
+    with pytest.raises(InvalidMessage, match="last_seq"):
+        decode(Kind.EVENT, (_ENVELOPE % body).encode(), site_id=SITE)
 
 
 @pytest.mark.parametrize(("message", "wire"), MESSAGE_TABLE, ids=_ids(MESSAGE_TABLE))
