@@ -231,6 +231,7 @@ def test_rendered_site_config_passes_check_config(deployment: Deployment, site: 
     assert config.mqtt.password == deployment.password(site)
     assert config.mqtt.tls is not None
     assert config.mqtt.tls.ca_file.endswith("/ca.crt")
+    assert config.paths.journal_retention_days == 90
 
 
 def test_village_devices_and_udev_names(deployment: Deployment) -> None:
