@@ -20,6 +20,8 @@ cdef struct Window:
     int64_t ratio_cap
     int64_t priority_streak
     bint has_sla          # one of its services has an SLA limit
+    Group **cand          # its (service, class) groups, NCLS per service in order,
+    int64_t *cand_factor  # and each one's weight x (100 + class weight)
 
 
 @cython.final

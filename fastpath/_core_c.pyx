@@ -76,6 +76,8 @@ cdef class QueueCore:
         for i in range(self._n_windows):
             PyMem_RawFree(self._windows[i].services)
             PyMem_RawFree(self._windows[i].weights)
+            PyMem_RawFree(self._windows[i].cand)
+            PyMem_RawFree(self._windows[i].cand_factor)
         PyMem_RawFree(self._windows)
         PyMem_RawFree(self._sla)
         PyMem_RawFree(self._tkey)
@@ -91,7 +93,7 @@ cdef class QueueCore:
     # -- windows -------------------------------------------------------------
 
     cdef int _set_services(self, Window *window, object services) except -1:
-        cdef Py_ssize_t n = len(services), i
+        cdef Py_ssize_t n = len(services), i, klass
         for service, _weight in services:
             if not 0 <= service < self.n_services:
                 raise IndexError(f"service index {service} out of range")
@@ -104,10 +106,26 @@ cdef class QueueCore:
         for i in range(n):
             svc[i] = services[i][0]
             wts[i] = services[i][1]
+        cdef Group **cand = <Group **> PyMem_RawMalloc(max(1, n * NCLS) * sizeof(Group *))
+        cdef int64_t *factor = <int64_t *> PyMem_RawMalloc(max(1, n * NCLS) * sizeof(int64_t))
+        if cand == NULL or factor == NULL:
+            PyMem_RawFree(svc)
+            PyMem_RawFree(wts)
+            PyMem_RawFree(cand)
+            PyMem_RawFree(factor)
+            raise MemoryError()
+        for i in range(n):
+            for klass in range(NCLS):
+                cand[i * NCLS + klass] = &self._groups[svc[i] * NCLS + klass]
+                factor[i * NCLS + klass] = wts[i] * self._class_factor[klass]
         PyMem_RawFree(window.services)
         PyMem_RawFree(window.weights)
+        PyMem_RawFree(window.cand)
+        PyMem_RawFree(window.cand_factor)
         window.services = svc
         window.weights = wts
+        window.cand = cand
+        window.cand_factor = factor
         window.n = n
         window.has_sla = any(self._sla[svc[i]] > 0 for i in range(n))
         return 0
@@ -439,29 +457,25 @@ cdef class QueueCore:
         Which of two heads wins is unpredictable, so it is decided without a
         branch (skipping an empty group is predictable enough to branch on).
         """
-        cdef Py_ssize_t i, klass
-        cdef Group *groups
+        cdef Py_ssize_t j = 0, step = 1, end = w.n * NCLS
         cdef Group *g
         cdef Group *best = NULL
-        cdef int64_t weight, score, take, best_score = 0, best_order = 0
-        cdef int64_t factor[NCLS]
-        for klass in range(NCLS):
-            factor[klass] = self._class_factor[klass] if only_class < 0 or klass == only_class \
-                else 0
-        for i in range(w.n):
-            weight = w.weights[i]
-            groups = &self._groups[w.services[i] * NCLS]
-            for klass in range(NCLS):
-                g = &groups[klass]
-                if g.start == g.end or factor[klass] == 0:
-                    continue
-                score = weight * factor[klass] * (now_ms - g.head_key)
-                take = -<int64_t> ((best == NULL) | (score > best_score)
-                                   | ((score == best_score) & (g.head_order < best_order)))
-                best = <Group *> ((<intptr_t> best) ^ (((<intptr_t> best) ^ (<intptr_t> g))
-                                                         & <intptr_t> take))
-                best_score ^= (best_score ^ score) & take
-                best_order ^= (best_order ^ g.head_order) & take
+        cdef int64_t score, take, best_score = 0, best_order = 0
+        if only_class >= 0:
+            j = only_class
+            step = NCLS
+        while j < end:
+            g = w.cand[j]
+            j += step
+            if g.start == g.end:
+                continue
+            score = w.cand_factor[j - step] * (now_ms - g.head_key)
+            take = -<int64_t> ((best == NULL) | (score > best_score)
+                               | ((score == best_score) & (g.head_order < best_order)))
+            best = <Group *> ((<intptr_t> best) ^ (((<intptr_t> best) ^ (<intptr_t> g))
+                                                     & <intptr_t> take))
+            best_score ^= (best_score ^ score) & take
+            best_order ^= (best_order ^ g.head_order) & take
         return -1 if best == NULL else best.ids[best.start]
 
     def select(self, Py_ssize_t widx, int64_t now_ms):
