@@ -153,11 +153,28 @@ def run(
     kind: BusKind,
     bank: TerminalBank,  # type: ignore[type-arg]
     scenario: Callable[[TerminalDriver, Inputs], object],
+    *,
+    marks: list[InputMark] | None = None,
+    confirm: bool = False,
     **overrides: float,
 ) -> None:
+    """Run ``scenario`` against a driver on ``bank``. With ``marks`` the driver starts as
+    the daemon starts it after a restart (the journaled marks restored); with
+    ``confirm`` each input is confirmed as handled as soon as it is handed on."""
+
     async def main() -> None:
         inputs = Inputs()
         driver = TerminalDriver(settings(kind, bank.link.port_name, **overrides), inputs)
+        if marks is not None:
+            driver.restore_inputs(marks)
+        loop = asyncio.get_running_loop()
+
+        def handled(item: DeviceInput) -> None:
+            if isinstance(item, KeyPress | Rating) and item.mark is not None:
+                loop.call_soon(driver.input_handled, item.mark)
+
+        if confirm:
+            inputs.on_put = handled
         task = asyncio.create_task(driver.run())
         try:
             await until(lambda: driver.health().state is HealthState.OK)
@@ -466,43 +483,7 @@ def test_a_press_handled_before_a_restart_is_acknowledged_not_handed_on_again(
         await until(lambda: len(inputs.presses()) == 1)
         assert inputs.presses() == [KeyPress(1, WindowKey.FINISH)]
 
-    restarted(bus_kind, bank, [mark, InputMark("gpio", 12, 1, 0x0101)], scenario)
-
-
-def restarted(
-    kind: BusKind,
-    bank: TerminalBank,  # type: ignore[type-arg]
-    marks: list[InputMark],
-    scenario: Callable[[TerminalDriver, Inputs], object],
-    *,
-    confirm: bool = True,
-) -> None:
-    """A driver started as the daemon starts it: with the journaled marks, and (unless
-    ``confirm`` is False) each input confirmed as handled as soon as it is handed on."""
-
-    async def main() -> None:
-        inputs = Inputs()
-        driver = TerminalDriver(settings(kind, bank.link.port_name), inputs)
-        driver.restore_inputs(marks)
-        loop = asyncio.get_running_loop()
-
-        def handled(item: DeviceInput) -> None:
-            if isinstance(item, KeyPress | Rating) and item.mark is not None:
-                loop.call_soon(driver.input_handled, item.mark)
-
-        if confirm:
-            inputs.on_put = handled
-        task = asyncio.create_task(driver.run())
-        try:
-            await until(lambda: driver.health().state is HealthState.OK)
-            result = scenario(driver, inputs)
-            assert asyncio.iscoroutine(result)
-            await result
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    asyncio.run(main())
+    run(bus_kind, bank, scenario, marks=[mark, InputMark("gpio", 12, 1, 0x0101)], confirm=True)
 
 
 def test_inputs_after_the_handled_one_are_new_after_a_restart(
@@ -520,7 +501,7 @@ def test_inputs_after_the_handled_one_are_new_after_a_restart(
         assert inputs.presses() == [KeyPress(1, WindowKey.RECALL), Rating(1, 4)]
         assert pending(bank, 11) == 0
 
-    restarted(bus_kind, bank, [press.mark], scenario)
+    run(bus_kind, bank, scenario, marks=[press.mark], confirm=True)
 
 
 def test_a_terminal_rebooted_while_the_daemon_was_down_counts_from_1_again(
@@ -543,7 +524,7 @@ def test_a_terminal_rebooted_while_the_daemon_was_down_counts_from_1_again(
         await until(lambda: len(inputs.presses()) == 2)
         assert inputs.presses()[-1] == KeyPress(1, WindowKey.FINISH)
 
-    restarted(bus_kind, bank, [press.mark], scenario)
+    run(bus_kind, bank, scenario, marks=[press.mark], confirm=True)
 
 
 def test_ratings_carry_their_mark(bus_kind: BusKind, bank: TerminalBank) -> None:  # type: ignore[type-arg]
@@ -682,7 +663,7 @@ def test_no_ack_reaches_the_terminal_before_the_daemon_confirms(
         await until(lambda: len(inputs.presses()) == 3)
         assert inputs.presses()[2] == KeyPress(1, WindowKey.FINISH)
 
-    restarted(bus_kind, bank, [], scenario, confirm=False)
+    run(bus_kind, bank, scenario, marks=[])
 
 
 def test_an_unconfirmed_input_is_acknowledged_after_a_while(
@@ -698,4 +679,4 @@ def test_an_unconfirmed_input_is_acknowledged_after_a_while(
         await until(lambda: pending(bank, 11) == 0)  # never confirmed: acked anyway
         assert len(inputs.presses()) == 1
 
-    restarted(bus_kind, bank, [], scenario, confirm=False)
+    run(bus_kind, bank, scenario, marks=[])
