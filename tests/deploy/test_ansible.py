@@ -469,6 +469,20 @@ def central_server(deployment: Deployment, fleet_broker: Broker) -> Iterator[Cen
         log.close()
 
 
+def test_the_central_signs_sessions_with_the_roles_secret(
+    deployment: Deployment, central_server: CentralServer
+) -> None:
+    """One secret for every replica and restart: else a dashboard session ends with its process."""
+    env = (deployment.root(CENTRAL) / "etc" / "onedoor" / "central.env").read_text()
+    [secret] = [line.partition("=")[2] for line in env.splitlines()
+                if line.startswith("ONEDOOR_CENTRAL_SESSION_SECRET=")]
+    assert len(secret) >= 32
+    log = (deployment.workdir / "central.log").read_text(errors="replace")
+    assert "central.started" in log
+    assert "session_secret_random" not in log
+    assert secret not in log
+
+
 def test_dynamic_inventory_from_the_central_equals_the_sample(
     central_server: CentralServer, tmp_path: Path
 ) -> None:
