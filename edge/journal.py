@@ -395,12 +395,15 @@ class Journal:
             "SELECT seq, payload FROM events WHERE type = 'day.reset' ORDER BY seq").fetchall()
         if not resets:
             return 0
-        boundary = int(resets[-1][0])  # today's day.reset: never pruned
-        for seq, payload in resets:
+        kept = len(resets) - 1  # today's day.reset: never pruned
+        for index, (_, payload) in enumerate(resets):
             body = _EVENT_DECODER.decode(payload).body
             if isinstance(body, mm.DayReset) and body.day >= before_day:
-                boundary = min(boundary, int(seq))
+                kept = min(kept, index)
                 break
+        # The events before the first day.reset (the config journaled at the very first
+        # start) open that first day: they go only with it.
+        boundary = 1 if kept == 0 else int(resets[kept][0])
         through = min(boundary - 1, self.acked_seq)
         if through <= int(self._meta("pruned_through") or 0):
             return 0

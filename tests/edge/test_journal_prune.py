@@ -79,6 +79,25 @@ def five_days(tmp_path: Path) -> tuple[Hall, ManualClock]:
     return hall, clock
 
 
+def test_the_first_days_opening_config_goes_only_with_that_day(tmp_path: Path) -> None:
+    """The config journaled at the very first start comes before the first day.reset."""
+    clock = ManualClock(at(20))
+    hall = open_hall(load_config(site_toml(tmp_path)), clock)
+    busy_day(hall, clock, tickets=3)
+    journal = hall.journal
+    assert [e.type for e in journal.events()][:2] == ["config.applied", "day.reset"]
+    journal.ack(journal.last_seq)
+    assert journal.prune("2026-08-22") == 0  # a retention of 90 days on the first day
+    assert journal.prune("2026-11-20") == 0
+    assert next(journal.events()).seq == 1
+    next_day(hall, clock, 21)
+    journal.ack(journal.last_seq)
+    first_of_21 = next(e.seq for e in journal.events()
+                       if isinstance(e.body, mm.DayReset) and e.body.day == "2026-11-21")
+    assert journal.prune("2026-11-21") == first_of_21 - 1  # the 20th, its opening config too
+    assert journal.config_at(journal.last_seq) is not None  # the config in force stays
+
+
 def test_prune_keeps_unacked_and_recent_days_and_the_seq(
         five_days: tuple[Hall, ManualClock]) -> None:
     hall, _ = five_days
