@@ -159,16 +159,36 @@ class Uplink:
 
 @dataclass
 class SiteProcess:
+    """One site as the orchestrator follows it; its process may run other sites too."""
+
     spec: SiteSpec
-    process: asyncio.subprocess.Process | None = None
+    group: SiteGroup | None = None
     status: dict[str, Any] = field(default_factory=dict)
     ever_online: bool = False
     final: dict[str, Any] | None = None
 
-    async def start(self, spec_path: Path, log_path: Path) -> None:
+    @property
+    def process(self) -> asyncio.subprocess.Process | None:
+        return self.group.process if self.group is not None else None
+
+    def send(self, command: dict[str, Any]) -> None:
+        if self.group is not None:
+            self.group.send({**command, "site": self.spec.site_id})
+
+
+@dataclass
+class SiteGroup:
+    """One ``python -m onedoor.demo_site`` process running one or several sites."""
+
+    sites: list[SiteProcess]
+    process: asyncio.subprocess.Process | None = None
+
+    async def start(self, spec_paths: list[Path], log_path: Path) -> None:
+        for site in self.sites:
+            site.group = self
         with log_path.open("ab") as stderr:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "onedoor.demo_site", str(spec_path),
+                sys.executable, "-m", "onedoor.demo_site", *map(str, spec_paths),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=stderr,
                 start_new_session=True,  # Ctrl-C goes to the orchestrator, which stops us
             )
@@ -176,14 +196,18 @@ class SiteProcess:
     async def follow(self, on_change: Callable[[SiteProcess, dict[str, Any]], None]) -> None:
         assert self.process is not None
         assert self.process.stdout is not None
+        by_id = {site.spec.site_id: site for site in self.sites}
         while line := await self.process.stdout.readline():
             with contextlib.suppress(ValueError):
                 status = json.loads(line)
-                previous, self.status = self.status, status
-                self.ever_online |= bool(status.get("online"))
+                site = by_id.get(str(status.get("site"))) if isinstance(status, dict) else None
+                if site is None:
+                    continue
+                previous, site.status = site.status, status
+                site.ever_online |= bool(status.get("online"))
                 if status.get("final"):
-                    self.final = status
-                on_change(self, previous)
+                    site.final = status
+                on_change(site, previous)
 
     def send(self, command: dict[str, Any]) -> None:
         if self.process is not None and self.process.stdin is not None:
@@ -193,13 +217,21 @@ class SiteProcess:
     async def stop(self, timeout: float = 20.0) -> None:
         if self.process is None or self.process.returncode is not None:
             return
-        self.send({"do": "stop"})
+        self.send({"do": "stop"})  # no "site": every site of the process
         try:
             await asyncio.wait_for(self.process.wait(), timeout)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             await self.process.wait()
+
+
+def group_sites(specs: list[SiteSpec], per_process: int) -> list[list[SiteSpec]]:
+    """Halls get a process each (they are busy); villages share, ``per_process`` at a time."""
+    halls = [[spec] for spec in specs if spec.kind != "village"]
+    villages = [spec for spec in specs if spec.kind == "village"]
+    size = max(1, per_process)
+    return halls + [villages[i:i + size] for i in range(0, len(villages), size)]
 
 
 class CentralProcess:
@@ -276,6 +308,7 @@ class Demo:
         self.keep = args.keep or args.workdir is not None
         self.workdir = Path(args.workdir or tempfile.mkdtemp(prefix="onedoor-demo-"))
         self.sites: list[SiteProcess] = []
+        self.groups: list[SiteGroup] = []
         self.uplinks: dict[str, Uplink] = {}
         self.alarms_seen: dict[int, bool] = {}  # alarm id -> cleared
         self.started = time.monotonic()
@@ -355,19 +388,25 @@ class Demo:
         self.say(f"中心 dashboard: {url}  (登录令牌 token: {token})")
         specs = plan_sites(args.villages, not args.no_halls, broker.host, self.workdir,
                            args.speed)
-        for spec in specs:
-            uplink = Uplink(spec.site_id, broker.host, broker.port)
-            await uplink.start()
-            self.uplinks[spec.site_id] = uplink
-            spec.mqtt_port = uplink.port
-            spec_path = Path(spec.workdir) / "spec.json"
-            spec_path.parent.mkdir(parents=True, exist_ok=True)
-            spec_path.write_text(spec.to_json(), encoding="utf-8")
-            site = SiteProcess(spec)
-            await site.start(spec_path, spec_path.parent / "site.log")
-            self.sites.append(site)
-        followers = [asyncio.create_task(s.follow(self._on_site)) for s in self.sites]
-        self.say(f"{len(specs)} 个站点启动 sites started (speed ×{args.speed:g})")
+        per_process = args.sites_per_process or (1 if args.villages <= 40 else 10)
+        for members in group_sites(specs, per_process):
+            paths = []
+            for spec in members:
+                uplink = Uplink(spec.site_id, broker.host, broker.port)
+                await uplink.start()
+                self.uplinks[spec.site_id] = uplink
+                spec.mqtt_port = uplink.port
+                spec_path = Path(spec.workdir) / "spec.json"
+                spec_path.parent.mkdir(parents=True, exist_ok=True)
+                spec_path.write_text(spec.to_json(), encoding="utf-8")
+                paths.append(spec_path)
+            group = SiteGroup([SiteProcess(spec) for spec in members])
+            await group.start(paths, paths[0].parent / "site.log")
+            self.groups.append(group)
+            self.sites += group.sites
+        followers = [asyncio.create_task(g.follow(self._on_site)) for g in self.groups]
+        self.say(f"{len(specs)} 个站点启动 sites started in {len(self.groups)} processes "
+                 f"(speed ×{args.speed:g})")
 
         duration = args.duration if args.duration else float("inf")
         await self._wait_online(central, timeout=60.0)
@@ -395,7 +434,7 @@ class Demo:
         await self._drain()
         await asyncio.to_thread(self._watch_alarms, central)
         alarms = central.query("SELECT site_id, type, device, cleared_at IS NOT NULL FROM alarms")
-        await asyncio.gather(*(s.stop() for s in self.sites))
+        await asyncio.gather(*(g.stop() for g in self.groups))
         await asyncio.gather(*followers, return_exceptions=True)
         await asyncio.sleep(2.0)  # the last commits
         return self._summary(central, dashboards, alarms)
@@ -478,7 +517,7 @@ class Demo:
         }
 
     async def _shutdown(self, central: CentralProcess) -> None:
-        await asyncio.gather(*(s.stop() for s in self.sites), return_exceptions=True)
+        await asyncio.gather(*(g.stop() for g in self.groups), return_exceptions=True)
         for uplink in self.uplinks.values():
             uplink.close()
         await central.stop()
@@ -522,6 +561,9 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     parser = sub.add_parser("demo", help="a live fleet: broker, central, simulated sites")
     parser.add_argument("--villages", "--sites", type=int, default=21, dest="villages",
                         help="village stations to run (default 21; 277 = the whole city)")
+    parser.add_argument("--sites-per-process", type=int, default=0,
+                        help="village stations sharing one process (default: 1 up to 40 "
+                             "villages, else 10: the whole city then needs ~30 processes)")
     parser.add_argument("--no-halls", action="store_true",
                         help="leave out the city hall and the district hall")
     parser.add_argument("--speed", type=float, default=20.0,

@@ -16,6 +16,12 @@
 It prints one JSON line of status every second on stdout for the demo
 orchestrator (:mod:`onedoor.demo`) and takes incidents as JSON lines on stdin
 (``{"do": "paper_out"}``, ``paper_in``, ``help``, ``overtime``, ``stop``).
+
+``python -m onedoor.demo_site SPEC.json SPEC.json ...`` runs several sites in one
+process (one event loop; each site has its own daemon, ptys, mock pins and
+journal): a whole city's village stations then share a few interpreters. Status
+lines carry ``"site"``; an incident with ``"site"`` goes to that site, one
+without goes to every site.
 """
 
 from __future__ import annotations
@@ -357,15 +363,6 @@ class DemoSite:
         else:
             log.warning("demo_site.unknown_incident", command=command)
 
-    async def control(self) -> None:
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        while line := await reader.readline():
-            with contextlib.suppress(ValueError):
-                self.incident(json.loads(line))
-        self.stopping.set()  # the orchestrator is gone
-
     def status(self) -> dict[str, Any]:
         uplink = self.daemon.uplink
         return {
@@ -433,8 +430,7 @@ class DemoSite:
         self.daemon.hall.subscribe(follow)
         staffed = self.spec.staff_windows or self.spec.windows
         people = [asyncio.create_task(self.citizens(), name="citizens"),
-                  asyncio.create_task(self.report_status(), name="status"),
-                  asyncio.create_task(self.control(), name="control")]
+                  asyncio.create_task(self.report_status(), name="status")]
         people += [asyncio.create_task(self.staff(w), name=f"staff-{w}")
                    for w in range(1, staffed + 1)]
         stop_waiter = asyncio.create_task(self.stopping.wait())
@@ -451,13 +447,42 @@ class DemoSite:
         self.stack.close()
 
 
+async def control(sites: dict[str, DemoSite]) -> None:
+    """Incidents from the orchestrator on stdin; its end (the orchestrator gone) stops all."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        try:
+            command = json.loads(line)
+        except ValueError:
+            continue
+        target = command.get("site") if isinstance(command, dict) else None
+        for site_id, site in sites.items():
+            if target is None or target == site_id:
+                site.incident(command)
+    for site in sites.values():
+        site.stopping.set()
+
+
+async def run_sites(sites: list[DemoSite]) -> None:
+    """Every site of this process on one event loop, until each has stopped."""
+    controller = asyncio.create_task(control({s.spec.site_id: s for s in sites}))
+    try:
+        await asyncio.gather(*(site.run() for site in sites))
+    finally:
+        controller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await controller
+
+
 def main(argv: list[str] | None = None) -> int:
     from onedoor import log as onedoor_log
 
     args = sys.argv[1:] if argv is None else argv
-    spec = SiteSpec.from_json(Path(args[0]).read_text(encoding="utf-8"))
+    specs = [SiteSpec.from_json(Path(arg).read_text(encoding="utf-8")) for arg in args]
     onedoor_log.configure("warning")
-    asyncio.run(DemoSite(spec).run())
+    asyncio.run(run_sites([DemoSite(spec) for spec in specs]))
     return 0
 
 

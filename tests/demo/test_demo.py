@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from onedoor.demo import group_sites, plan_sites
+
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "demo"
 
 
@@ -24,6 +26,7 @@ def test_headless_demo_commits_every_event_and_scripts_its_alarms(tmp_path: Path
     report = ARTIFACTS
     result = subprocess.run(
         [sys.executable, "-m", "onedoor", "demo", "--headless", "--villages", "2",
+         "--sites-per-process", "2",  # the two villages share a process: incidents routed
          "--duration", "100", "--speed", "40", "--report", str(report),
          "--workdir", str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=280,
@@ -31,6 +34,7 @@ def test_headless_demo_commits_every_event_and_scripts_its_alarms(tmp_path: Path
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads((report / "summary.json").read_text(encoding="utf-8"))
     assert summary["sites"] == 4  # city hall, district hall, 2 villages
+    assert "4 个站点启动 sites started in 3 processes" in result.stdout
     assert summary["every_site_online"]
     assert summary["events_lost"] == 0
     assert summary["events_committed"] == summary["events_produced"] > 100
@@ -45,6 +49,7 @@ def test_headless_demo_commits_every_event_and_scripts_its_alarms(tmp_path: Path
     paper = [a for a in alarms if a["site"] == villages[0] and a["type"] == "device_fault"]
     assert [a["device"] for a in paper] == ["printer"], alarms  # nothing spurious at start
     assert paper[0]["cleared"], alarms  # paper loaded
+    assert not [a for a in alarms if a["site"] == villages[1] and a["type"] == "device_fault"]
     offline = [a for a in alarms if a["type"] == "site_offline"]
     assert [a["site"] for a in offline] == [villages[1]], alarms
     assert offline[0]["cleared"], alarms  # the uplink came back
@@ -87,3 +92,13 @@ def test_ctrl_c_leaves_no_process_behind(tmp_path: Path) -> None:
     assert demo.returncode == 130, "".join(seen) + rest
     assert "已停止 stopped" in rest
     assert _processes_mentioning(str(workdir)) == []
+
+
+def test_halls_get_a_process_each_and_villages_share() -> None:
+    specs = plan_sites(25, True, "127.0.0.1", Path("/nonexistent"), 20.0)
+    groups = group_sites(specs, 10)
+    assert [len(g) for g in groups] == [1, 1, 10, 10, 5]
+    assert [g[0].kind for g in groups[:2]] == ["city_hall", "district"]
+    assert all(s.kind == "village" for g in groups[2:] for s in g)
+    assert sorted(s.site_id for g in groups for s in g) == sorted(s.site_id for s in specs)
+    assert [len(g) for g in group_sites(specs, 0)] == [1] * 27  # 0 and 1: one site each
