@@ -688,6 +688,8 @@ def _fix_up(cls: type) -> Callable[[dict[str, Any]], dict[str, Any]]:
             d["expires_ts"] = d["issued_ts"] + 1 + d["expires_ts"] % 86_400_000
         elif cls is CmdResult:
             d["error"] = None if d["ok"] else (d["error"] or "failed")
+        elif cls is JournalLost:
+            d["last_seq"] = max(d["first_seq"], d["last_seq"])
         return d
 
     return fix
