@@ -388,9 +388,7 @@ class EdgeDaemon:
         try:
             if self.device_factory is not None:
                 self.devices = self.device_factory(self.config, self.inputs)
-                restore_inputs = getattr(self.devices.terminals, "restore_inputs", None)
-                if restore_inputs is not None:  # exactly once over a crash (edge.journal)
-                    restore_inputs(hall.journal.input_marks())
+                self._restore_inputs(self.devices.terminals)
             hall.subscribe(self._on_event)
             if self.config.mqtt is not None:
                 self.uplink = self._make_uplink(self.config.mqtt)
@@ -626,6 +624,14 @@ class EdgeDaemon:
             log.error("wait.predict_failed", service=service_id, error=repr(exc),
                       seconds=round(time.monotonic() - started, 3))
         return None
+
+    def _restore_inputs(self, bus: Device | None) -> None:
+        """A terminal bus starts from the inputs already handled (exactly once over a
+        crash or a reload, see edge.journal)."""
+        restore_inputs = getattr(bus, "restore_inputs", None)
+        if restore_inputs is not None:
+            assert self.hall is not None
+            restore_inputs(self.hall.journal.input_marks())
 
     def _input_handled(self, mark: InputMark | None) -> None:
         """A terminal input's effect is journaled: now its terminal may be acknowledged."""
@@ -964,9 +970,7 @@ class EdgeDaemon:
         if self.device_factory is None:
             return
         section = _DEVICE_SECTIONS[slot]
-        only = DevicesConfig(**{field_name: getattr(new.devices, field_name)
-                                for field_name in _DEVICE_SECTIONS.values()
-                                if field_name == section})
+        only = DevicesConfig(**{section: getattr(new.devices, section)})
         try:
             built = self.device_factory(dataclasses.replace(new, devices=only), self.inputs)
         except Exception as exc:  # e.g. a GPIO pin taken, a clip directory missing
@@ -980,10 +984,7 @@ class EdgeDaemon:
             return
         device: Device | None = getattr(built, slot)
         if device is not None:
-            restore_inputs = getattr(device, "restore_inputs", None)
-            if restore_inputs is not None:  # a new terminal bus: inputs already handled
-                assert self.hall is not None
-                restore_inputs(self.hall.journal.input_marks())
+            self._restore_inputs(device)
             setattr(self.devices, slot, device)
             self._start(name, device.run)
         log.info("config.part_restarted", part=f"devices.{section}",

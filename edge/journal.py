@@ -7,17 +7,17 @@ the uplink's outbox: everything above ``acked_seq`` is resent until the
 central acknowledges it. Events are never rewritten and a sequence number (and
 the ticket number inside) is never reused. At each day reset the daemon prunes
 whole days older than ``paths.journal_retention_days`` (:meth:`Journal.prune`),
-only what the central has acknowledged and never today; ``meta.pruned_through``
-keeps the next seq above everything ever written, and the freed pages go back to
+only what the central has acknowledged and never today; the next seq stays above
+``acked_seq`` (which covers everything pruned), and the freed pages go back to
 the file system (``auto_vacuum = INCREMENTAL``; an older journal is converted by
 one ``VACUUM`` while small enough).
 
 The central's ``ack`` can come back *above* the journal's last seq: the central
 holds events this journal no longer has (a disk that acknowledged writes it had
 not made, torn by a power cut; or a replaced SD card). :meth:`Journal.ack` then
-moves the seq floor (``meta.lost_through``) to the ack, so the next event never
-reuses a seq the central already has (it would drop it as a duplicate), and
-keeps the range for the daemon to report (``journal.lost``, :meth:`take_lost`).
+records that ack all the same, so the next event never reuses a seq the central
+already has (it would drop it as a duplicate), and keeps the range for the
+daemon to report (``journal.lost``, :meth:`take_lost`).
 
 Telemetry snapshots wait in a second, bounded table: when the outbox
 (unacked events + queued telemetry) reaches ``outbox_limit``, the oldest
@@ -30,7 +30,7 @@ kernel releases it when the process dies, even on ``kill -9``.
 Tables::
 
     meta(key, value)            site_id, acked_seq, session, dropped, pruned_through,
-                                lost_through, lost_pending
+                                lost_pending
     events(seq, type, ts, payload)   payload: the MQTT ``event`` JSON, as sent
     configs(seq, version, text)      the config text of each config.applied event
     telemetry(id, payload)
@@ -130,10 +130,9 @@ class Journal:
                 raise JournalError(
                     f"{self.path} belongs to site {stored_site!r}, not {site_id!r}")
             row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
-            # Never below what was pruned or what the central holds: a seq is never
-            # handed out twice.
-            self._last_seq: int = max(int(row[0]), *(int(self._meta(key) or 0) for key in (
-                "pruned_through", "lost_through", "acked_seq")))
+            # Never below what the central holds (pruning deletes only acknowledged
+            # events, and the ack may be above a torn tail): no seq is handed out twice.
+            self._last_seq: int = max(int(row[0]), int(self._meta("acked_seq") or 0))
         except sqlite3.Error as exc:
             self.close()
             raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
@@ -315,7 +314,6 @@ class Journal:
             pending = self._lost_pending()
             pending.append(lost)
             with self._transaction():
-                self._set_meta("lost_through", str(seq))
                 self._set_meta("lost_pending", json.dumps(pending))
                 self._set_meta("acked_seq", str(seq))
             self._last_seq = seq
