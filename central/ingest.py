@@ -632,6 +632,7 @@ class IngestProcessor:
             if site.last_telemetry_ms is not None and snap.ts < site.last_telemetry_ms:
                 continue  # an older snapshot overtaken by a newer one: history only
             site.last_telemetry_ms = snap.ts
+            seen = snap.outbox.last_seq  # events that reached the snapshot: orders it
             site.clock_synced = snap.clock_synced
             site.outbox_depth = snap.outbox.depth
             site.host = msgspec.to_builtins(snap.host)
@@ -672,7 +673,8 @@ class IngestProcessor:
                     )
                     session.add(window)
                     windows[(site_id, stat.window)] = window
-                window.state, window.ticket, window.updated_at = stat.state, stat.ticket, now
+                if seen >= window.last_event_seq:  # else a later event already moved it
+                    window.state, window.ticket, window.updated_at = stat.state, stat.ticket, now
             for dev in snap.devices:
                 device = devices.get((site_id, dev.device))
                 if device is None:
@@ -681,7 +683,9 @@ class IngestProcessor:
                     )
                     session.add(device)
                     devices[(site_id, dev.device)] = device
-                self._device_health(book, device, dev.kind, dev.status, dev.detail, now)
+                if seen >= device.last_event_seq:  # a stale snapshot must not re-raise
+                    device.last_event_seq = seen  # its device events are shown already
+                    self._device_health(book, device, dev.kind, dev.status, dev.detail, now)
         if isinstance(self._sink, EmbeddedTelemetrySink):
             self._sink.write_in(session, points)
         else:

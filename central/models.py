@@ -239,6 +239,8 @@ class Device(Base):
     status: Mapped[str] = mapped_column(String(16), default="ok", server_default="ok")
     detail: Mapped[str | None] = mapped_column(String(32))
     last_event_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    """The site seq up to which ``status`` is known: the last device event applied, or a
+    newer telemetry snapshot's ``outbox.last_seq`` (which has seen the events before it)."""
     changed_at: Mapped[datetime | None]
     last_seen_at: Mapped[datetime | None]
 

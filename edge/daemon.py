@@ -1092,7 +1092,8 @@ class EdgeDaemon:
             windows=windows, devices=devices, host=host_stats(journal.path.parent),
             outbox=mm.OutboxStat(depth=journal.outbox_depth(),
                                  oldest_unacked_seq=(journal.acked_seq + 1
-                                                     if journal.unacked_count() else None)))
+                                                     if journal.unacked_count() else None),
+                                 last_seq=journal.last_seq))
 
 
 async def run_daemon(config_path: str | Path, device_factory: DeviceFactory | None = None) -> None:

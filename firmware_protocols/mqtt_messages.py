@@ -423,6 +423,14 @@ class HostStat(_Struct, frozen=True, kw_only=True):
 class OutboxStat(_Struct, frozen=True, kw_only=True):
     depth: Count
     oldest_unacked_seq: Seq | None
+    last_seq: AckSeq
+    """The site's last journaled event seq when the snapshot was taken (0 before the
+    first). Telemetry and events travel separately and may overtake each other; the
+    central orders the snapshot's window and device states against events with it."""
+
+    def __post_init__(self) -> None:
+        if self.oldest_unacked_seq is not None and self.oldest_unacked_seq > self.last_seq:
+            raise ValueError("oldest_unacked_seq must not be above last_seq")
 
 
 class Telemetry(_Message, frozen=True, kw_only=True):

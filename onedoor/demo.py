@@ -433,7 +433,8 @@ class Demo:
         dashboards = await asyncio.to_thread(self._check_dashboards, url, token)
         await self._drain()
         await asyncio.to_thread(self._watch_alarms, central)
-        alarms = central.query("SELECT site_id, type, device, cleared_at IS NOT NULL FROM alarms")
+        alarms = central.query(
+            "SELECT site_id, type, device, cleared_at IS NOT NULL, detail FROM alarms ORDER BY id")
         await asyncio.gather(*(g.stop() for g in self.groups))
         await asyncio.gather(*followers, return_exceptions=True)
         await asyncio.sleep(2.0)  # the last commits
@@ -510,8 +511,8 @@ class Demo:
             "alarms_raised": len(alarms),
             "alarms_cleared": sum(1 for a in alarms if a[3]),
             "alarm_types": sorted({a[1] for a in alarms}),
-            "alarms": [{"site": a[0], "type": a[1], "device": a[2], "cleared": bool(a[3])}
-                       for a in alarms],
+            "alarms": [{"site": a[0], "type": a[1], "device": a[2], "cleared": bool(a[3]),
+                        "detail": _json_detail(a[4])} for a in alarms],
             "dashboards": dashboards,
             "per_site": sites,
         }
@@ -530,6 +531,14 @@ class Demo:
             pictures = Path(site.spec.workdir) / "pictures"
             for picture in pictures.glob("*.png"):
                 shutil.copy(picture, directory / picture.name)
+
+
+def _json_detail(raw: Any) -> Any:
+    """An alarm's detail column as stored by SQLite (JSON text), for the summary."""
+    try:
+        return json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return raw
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

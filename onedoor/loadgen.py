@@ -188,7 +188,8 @@ class SimulatedSite:
             devices=[msgs.DeviceStat(device="printer", kind="printer", status="ok", detail=None)],
             host=msgs.HostStat(cpu_temp_c=48.0, load1=0.2, mem_used_pct=31.0,
                                disk_used_pct=12.0, uptime_s=3600),
-            outbox=msgs.OutboxStat(depth=len(self.outbox), oldest_unacked_seq=oldest),
+            outbox=msgs.OutboxStat(depth=len(self.outbox), oldest_unacked_seq=oldest,
+                                   last_seq=self.seq),
         )))
 
 

@@ -67,7 +67,9 @@ class SimSite:
         outbox: int = 0,
         devices: list[mm.DeviceStat] | None = None,
         windows: list[mm.WindowStat] | None = None,
+        last_seq: int | None = None,
     ) -> mm.Telemetry:
+        """A snapshot taken now (``last_seq``: the events it has seen, default all sent)."""
         self.clock_ms += 1000
         return mm.Telemetry(
             site=self.site_id,
@@ -88,7 +90,8 @@ class SimSite:
             host=mm.HostStat(
                 cpu_temp_c=48.5, load1=0.3, mem_used_pct=30.0, disk_used_pct=20.0, uptime_s=3600
             ),
-            outbox=mm.OutboxStat(depth=outbox, oldest_unacked_seq=None),
+            outbox=mm.OutboxStat(depth=outbox, oldest_unacked_seq=None,
+                                 last_seq=self.next_seq - 1 if last_seq is None else last_seq),
         )
 
 

@@ -292,6 +292,70 @@ def test_late_device_event_does_not_undo_a_newer_one(small_registry: sessionmake
     assert _alarms(small_registry) == []
 
 
+def _printer(status: mm.DeviceHealth, detail: str | None) -> mm.DeviceStat:
+    return mm.DeviceStat(device="printer-1", kind="printer", status=status, detail=detail)
+
+
+def test_snapshot_overtaken_by_a_device_event_does_not_re_raise(
+    small_registry: sessionmaker[Session],
+) -> None:
+    """Telemetry taken while the paper was out, committed after the paper-loaded event
+    (they travel separately): the demo saw the printer alarm raised twice."""
+    processor = _processor(small_registry)
+    site = SimSite(SITE)
+    out = site.event(mm.DeviceStatus(device="printer-1", kind="printer", status="offline",
+                                     detail="paper_out"))
+    processor.process(received(out), NOW)
+    stale = site.telemetry(devices=[_printer("offline", "paper_out")])  # has seen seq 1
+    loaded = site.event(mm.DeviceStatus(device="printer-1", kind="printer", status="ok",
+                                        detail=None))
+    processor.process(received(loaded), NOW + timedelta(seconds=5))
+    processor.process(received(stale), NOW + timedelta(seconds=6))
+    assert _alarms(small_registry) == []
+    assert len(_alarms(small_registry, active=False)) == 1  # one alarm, raised and cleared
+    with small_registry() as session:
+        (device,) = site_live(session, SITE).devices
+        assert (device.status, device.last_event_seq) == ("ok", 2)
+    # A snapshot that has seen the event is applied, and then stands for it.
+    processor.process(received(site.telemetry(devices=[_printer("degraded", "paper_low")])),
+                      NOW + timedelta(seconds=7))
+    (low,) = _alarms(small_registry)
+    assert low.severity == Severity.WARNING
+
+
+def test_device_event_overtaken_by_a_newer_snapshot_is_not_replayed(
+    small_registry: sessionmaker[Session],
+) -> None:
+    processor = _processor(small_registry)
+    site = SimSite(SITE)
+    fault = site.event(mm.DeviceStatus(device="printer-1", kind="printer", status="offline",
+                                       detail="no_reply"))
+    newer = site.telemetry(devices=[_printer("ok", None)])  # taken after seq 1, arrives first
+    processor.process(received(newer), NOW)
+    processor.process(received(fault), NOW + timedelta(seconds=1))
+    assert _alarms(small_registry) == []
+    assert _alarms(small_registry, active=False) == []
+    with small_registry() as session:
+        (device,) = site_live(session, SITE).devices
+        assert (device.status, device.last_event_seq) == ("ok", 1)
+
+
+def test_stale_snapshot_does_not_move_a_window_back(small_registry: sessionmaker[Session]) -> None:
+    processor = _processor(small_registry)
+    site = SimSite(SITE)
+    stale = site.telemetry(windows=[mm.WindowStat(window=2, state="open", ticket=None)])
+    processor.process(received(site.event(called("Z008", window=2))), NOW)
+    processor.process(received(stale), NOW + timedelta(seconds=1))
+    fresh = site.telemetry(windows=[mm.WindowStat(window=2, state="paused", ticket=None)])
+    with small_registry() as session:
+        window = next(w for w in site_live(session, SITE).windows if w.number == 2)
+        assert (window.state, window.ticket) == ("serving", "Z008")
+    processor.process(received(fresh), NOW + timedelta(seconds=2))
+    with small_registry() as session:
+        window = next(w for w in site_live(session, SITE).windows if w.number == 2)
+        assert (window.state, window.ticket) == ("paused", None)
+
+
 def test_window_events_and_serving_overtime(small_registry: sessionmaker[Session]) -> None:
     processor = _processor(small_registry)
     site = SimSite(SITE)

@@ -277,7 +277,7 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
             host=HostStat(
                 cpu_temp_c=51.5, load1=0.42, mem_used_pct=37.5, disk_used_pct=12.0, uptime_s=86400
             ),
-            outbox=OutboxStat(depth=0, oldest_unacked_seq=None),
+            outbox=OutboxStat(depth=0, oldest_unacked_seq=None, last_seq=1041),
         ),
         '{"v":1,"site":"zs-sanxiang-01","ts":1763882400000,"clock_synced":true,'
         '"queues":[{"service":"huji","waiting":7,"oldest_wait_s":540,'
@@ -286,7 +286,7 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
         '{"window":2,"state":"open","ticket":null},{"window":3,"state":"closed","ticket":null}],'
         '"devices":[{"device":"printer-1","kind":"printer","status":"ok","detail":null}],'
         '"host":{"cpu_temp_c":51.5,"load1":0.42,"mem_used_pct":37.5,"disk_used_pct":12.0,'
-        '"uptime_s":86400},"outbox":{"depth":0,"oldest_unacked_seq":null}}',
+        '"uptime_s":86400},"outbox":{"depth":0,"oldest_unacked_seq":null,"last_seq":1041}}',
     ),
     (Ack(site=SITE, seq=1041), '{"v":1,"site":"zs-sanxiang-01","seq":1041}'),
     (
@@ -353,6 +353,11 @@ def test_contract_event_types_are_all_present() -> None:
         "service.overtime",
     }
     assert expected <= set(EVENT_TYPES)
+
+
+def test_telemetry_outbox_must_not_be_ahead_of_its_last_seq() -> None:
+    with pytest.raises(ValueError, match="last_seq"):
+        OutboxStat(depth=3, oldest_unacked_seq=12, last_seq=11)
 
 
 def test_journal_lost_range_must_not_run_backwards() -> None:
@@ -690,6 +695,8 @@ def _fix_up(cls: type) -> Callable[[dict[str, Any]], dict[str, Any]]:
             d["error"] = None if d["ok"] else (d["error"] or "failed")
         elif cls is JournalLost:
             d["last_seq"] = max(d["first_seq"], d["last_seq"])
+        elif cls is OutboxStat and d["oldest_unacked_seq"] is not None:
+            d["last_seq"] = max(d["oldest_unacked_seq"], d["last_seq"])
         return d
 
     return fix
