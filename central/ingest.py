@@ -103,6 +103,8 @@ class BatchOutcome:
     notifications: list[Notification] = field(default_factory=list)
     events_stored: int = 0
     events_duplicate: int = 0
+    events_seq_reused: int = 0
+    """Duplicates whose event id differs from the committed one: the edge reused a seq."""
     rejected: int = 0
     points: list[Point] = field(default_factory=list)
     """Telemetry points for a sink that is not written inside the transaction."""
@@ -239,6 +241,7 @@ class IngestProcessor:
             total.notifications += part.notifications
             total.events_stored += part.events_stored
             total.events_duplicate += part.events_duplicate
+            total.events_seq_reused += part.events_seq_reused
             total.rejected += part.rejected
         return total
 
@@ -382,8 +385,11 @@ class IngestProcessor:
                       events: list[tuple[str, mm.Event]], book: AlarmBook, now: datetime,
                       outcome: BatchOutcome) -> None:  # fmt: skip
         unique: dict[tuple[str, int], mm.Event] = {}
+        reused: list[tuple[str, mm.Event]] = []
         for site_id, event in events:
-            unique.setdefault((site_id, event.seq), event)
+            first = unique.setdefault((site_id, event.seq), event)
+            if first.id != event.id:
+                reused.append((site_id, event))
         rows = [
             {
                 "site_id": site_id, "seq": seq, "event_id": e.id, "type": e.type,
@@ -396,9 +402,13 @@ class IngestProcessor:
         statement = insert.on_conflict_do_nothing(index_elements=["site_id", "seq"]).returning(
             EventRecord.site_id, EventRecord.seq
         )
-        inserted = set(session.execute(statement, rows))
+        inserted = {(site_id, seq) for site_id, seq in session.execute(statement, rows)}
         outcome.events_stored += len(inserted)
         outcome.events_duplicate += len(events) - len(inserted)
+        reused += self._reused_seqs(session, [(s, e) for (s, q), e in unique.items()
+                                              if (s, q) not in inserted])
+        if reused:
+            self._report_reused_seqs(reused, book, outcome)
 
         by_site: dict[str, list[int]] = {}
         for site_id, seq in unique:
@@ -409,6 +419,49 @@ class IngestProcessor:
         fresh = sorted(((s, q) for s, q in inserted), key=lambda k: (k[0], k[1]))
         if fresh:
             self._fold_events(session, sites, [(s, unique[(s, q)]) for s, q in fresh], book, now)
+
+    @staticmethod
+    def _reused_seqs(
+        session: Session, duplicates: list[tuple[str, mm.Event]]
+    ) -> list[tuple[str, mm.Event]]:
+        """Duplicates that are not resends: the committed event under that seq has another id.
+
+        A resend carries the same event id. A different id means the edge numbered a new
+        event with a seq the central already holds (its journal lost a tail the central
+        had committed, and it appended before the central's ack told it so)."""
+        by_site: dict[str, dict[int, mm.Event]] = {}
+        for site_id, event in duplicates:
+            by_site.setdefault(site_id, {})[event.seq] = event
+        reused = []
+        for site_id, sent in sorted(by_site.items()):
+            held = session.execute(
+                select(EventRecord.seq, EventRecord.event_id).where(
+                    EventRecord.site_id == site_id, EventRecord.seq.in_(sorted(sent)))
+            )
+            reused += [(site_id, sent[seq]) for seq, event_id in held
+                       if event_id != sent[seq].id]
+        return reused
+
+    @staticmethod
+    def _report_reused_seqs(reused: list[tuple[str, mm.Event]], book: AlarmBook,
+                            outcome: BatchOutcome) -> None:  # fmt: skip
+        """Dropped, not stored: counted, logged and alarmed so the loss is never silent."""
+        outcome.events_seq_reused += len(reused)
+        by_site: dict[str, list[int]] = {}
+        for site_id, event in reused:
+            by_site.setdefault(site_id, []).append(event.seq)
+        for site_id, seqs in sorted(by_site.items()):
+            log.error("ingest.seq_reused", site=site_id, count=len(seqs), first_seq=min(seqs),
+                      last_seq=max(seqs))
+            book.raise_alarm(
+                site_id,
+                AlarmType.DEVICE_FAULT,
+                device=JOURNAL_DEVICE,
+                severity=Severity.MAJOR,
+                message="边缘重用已提交的事件序号，新事件未入库 / edge reused committed seqs: "
+                        "its new events were dropped",
+                detail={"first_seq": min(seqs), "last_seq": max(seqs), "count": len(seqs)},
+            )
 
     def _advance(self, session: Session, site: Site, seqs: list[int], now: datetime) -> int:
         """Move ``acked_seq`` over every contiguous committed seq; record what is missing."""

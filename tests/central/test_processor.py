@@ -90,6 +90,36 @@ def test_events_committed_once_and_acked(small_registry: sessionmaker[Session]) 
         assert rows[0].body == {"type": "ticket.called", "ticket": "Z001", "window": 1}
         assert rows[0].event_id == events[0].id
         assert rows[0].received_at == NOW
+    assert again.events_seq_reused == 0  # resends carry the same ids: no alarm
+    assert _alarms(small_registry) == []
+
+
+def test_a_reused_seq_is_dropped_but_never_silently(small_registry: sessionmaker[Session]) -> None:
+    """An edge whose journal lost a tail the central holds numbers new events 2 and 3 again."""
+    processor = _processor(small_registry)
+    site = SimSite(SITE)
+    processor.process(received(*(site.event(called(f"Z{n:03d}")) for n in range(1, 4))), NOW)
+    site.next_seq = 2  # the journal's tail (2, 3) is gone after a power cut
+    renumbered = [site.event(called(f"Z{n:03d}", window=2)) for n in (2, 3, 4)]
+    outcome = processor.process(received(*renumbered), NOW + timedelta(seconds=5))
+    assert (outcome.events_stored, outcome.events_duplicate) == (1, 2)
+    assert outcome.events_seq_reused == 2
+    (alarm,) = _alarms(small_registry)
+    assert (alarm.type, alarm.device, alarm.severity) == (
+        AlarmType.DEVICE_FAULT, "journal", Severity.MAJOR)
+    assert alarm.detail == {"first_seq": 2, "last_seq": 3, "count": 2}
+    with small_registry() as session:
+        stored = session.scalars(select(EventRecord.event_id).order_by(EventRecord.seq)).all()
+    assert stored[1:3] != [e.id for e in renumbered[:2]]  # the central keeps what it had
+
+
+def test_a_reused_seq_inside_one_batch_is_reported(small_registry: sessionmaker[Session]) -> None:
+    site = SimSite(SITE)
+    first = site.event(called("Z001"))
+    again = site.event(called("Z002"), seq=1)
+    outcome = _processor(small_registry).process(received(first, again), NOW)
+    assert (outcome.events_stored, outcome.events_seq_reused) == (1, 1)
+    assert [a.device for a in _alarms(small_registry)] == ["journal"]
 
 
 def test_duplicate_inside_one_batch(small_registry: sessionmaker[Session]) -> None:
