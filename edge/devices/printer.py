@@ -2,8 +2,9 @@
 
 One task (:meth:`PrinterDriver.run`) owns the port. It polls ``DLE EOT 1, 2,
 4`` every ``poll_interval_s`` and turns the answers into the driver's health:
-paper low is *degraded*; paper out, cover open, an error, no answer or no
-port are *offline*. Each change reaches the daemon as a
+paper low is *degraded*; paper out, cover open, an error, no answer (twice
+in a row: one lost answer is line noise) or no port are *offline*. Each
+change reaches the daemon as a
 :class:`~edge.devices.base.DeviceStatusChanged`.
 
 ``print_ticket`` hands the job to that task and waits for the answer:
@@ -17,8 +18,9 @@ port are *offline*. Each change reaches the daemon as a
   of that ticket and prints it when paper is loaded, as real ones do; the
   daemon has shown the number on the hall screen meanwhile.)
 
-Every step has a short timeout, so a dead printer costs the caller at most
-``reply_timeout_s`` plus ``write_timeout_s``. A port that vanishes (USB
+Every step has a short timeout, so a printer that dies just before a ticket
+costs the caller at most twice ``reply_timeout_s`` (asked twice) plus
+``write_timeout_s``; one known to be offline costs nothing. A port that vanishes (USB
 adapter unplugged) is reopened every ``reopen_interval_s``.
 """
 
@@ -194,10 +196,17 @@ class PrinterDriver:
             raise _NoReply
         return escpos.parse_status_reply(request, reply)
 
+    async def _query_health(self) -> list[escpos.StatusReply]:
+        return [await self._query(request) for request in HEALTH_QUERIES]
+
     async def _read_status(self) -> PrinterHealth | None:
         """The folded status, or None (and health offline) when the printer does not answer."""
         try:
-            replies = [await self._query(request) for request in HEALTH_QUERIES]
+            try:
+                replies = await self._query_health()
+            except (_NoReply, DeviceTimeout):  # one lost answer is line noise: ask once more
+                log.info("printer.status_retry", port=self._settings.port)
+                replies = await self._query_health()
         except (_NoReply, DeviceTimeout):
             self._health.set(HealthState.OFFLINE, "打印机无响应 no status reply")
             return None

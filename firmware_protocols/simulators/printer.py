@@ -240,6 +240,7 @@ class VirtualPrinter(PtyDevice):
         self._errors: deque[str] = deque(maxlen=_MAX_ERRORS_KEPT)
         self._garbage = 0
         self._status_queries = 0
+        self._replies_to_lose = 0
         self._bytes_received = 0
         self._bytes_ignored = 0
 
@@ -263,6 +264,9 @@ class VirtualPrinter(PtyDevice):
                 break
             if isinstance(event, StatusQuery):
                 self._status_queries += 1
+                if self._replies_to_lose:  # line noise ate the answer
+                    self._replies_to_lose -= 1
+                    continue
                 answer += escpos.encode_status_reply(self._condition.reply(event.request))
             else:
                 self._held.append(event)
@@ -322,6 +326,11 @@ class VirtualPrinter(PtyDevice):
 
     def power_on(self) -> None:
         self._set(powered=True)
+
+    def lose_replies(self, count: int) -> None:
+        """The next ``count`` status answers are lost on the line (noise, a loose cable)."""
+        with self._cond:
+            self._replies_to_lose = count
 
     # --- observation (any thread) --------------------------------------------------------------
     @property

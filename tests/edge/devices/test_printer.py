@@ -166,6 +166,29 @@ def test_a_switched_off_printer_is_offline_and_fails_fast(printer: VirtualPrinte
     assert len(printer.wait_for_tickets(1)) == 1
 
 
+def test_one_lost_status_answer_is_not_an_outage(printer: VirtualPrinter) -> None:
+    """A loaded hall PC or a noisy cable loses one answer: asking again, no alarm flaps."""
+
+    async def main() -> None:
+        inputs: asyncio.Queue[DeviceInput] = asyncio.Queue()
+        driver = PrinterDriver(settings(printer.port), inputs)
+        task = asyncio.create_task(driver.run())
+        await until(lambda: driver.health().state is HealthState.OK)
+        statuses(inputs)
+        polled = printer.status_queries
+        printer.lose_replies(1)
+        await until(lambda: printer.status_queries >= polled + 9)  # three polls later
+        assert statuses(inputs) == []
+        printer.lose_replies(2)  # the answer and the second asking's: that is an outage
+        await until(lambda: driver.health().state is HealthState.OFFLINE)
+        assert driver.health().detail == "打印机无响应 no status reply"
+        await until(lambda: driver.health().state is HealthState.OK)  # the next poll answers
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+
+
 def test_a_missing_port_is_offline_and_retried() -> None:
     async def main() -> None:
         inputs: asyncio.Queue[DeviceInput] = asyncio.Queue()
