@@ -60,5 +60,7 @@ def extensions():  # type: ignore[no-untyped-def]
 ext_modules = extensions()
 for ext in ext_modules:
     ext.extra_compile_args = ["-O3", "-ffp-contract=off"]
+    # libm directly: without it exp binds to glibc's old errno-setting wrapper.
+    ext.libraries = ["m"]
 
 setup(ext_modules=ext_modules, cmdclass={"build_ext": OptionalBuildExt})

@@ -1,6 +1,6 @@
 # Declarations of the Cython queue core, so fastpath._sim_c can call it at C speed.
 cimport cython
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, intptr_t
 
 
 cdef struct Group:
@@ -64,3 +64,135 @@ cdef class QueueCore:
     cdef int _reserve_tickets(self, int64_t tid) except -1 nogil
     cdef Py_ssize_t _lower_bound(self, Group *g, int64_t key, int64_t order,
                                  int64_t tid) noexcept nogil
+
+
+# -- the hot paths, inline so that fastpath._sim_c compiles them into its own loop --
+# (QueueCore's methods call the same functions: one copy of the policy.)
+
+cdef enum:
+    CORE_NCLS = 3
+    CORE_NORMAL = 0
+    CORE_PRIORITY = 1
+
+
+cdef inline int64_t core_overdue(QueueCore q, Window *w, int64_t now_ms) noexcept nogil:
+    """The head past its SLA limit with the earliest deadline, then lowest order."""
+    cdef Py_ssize_t i, klass
+    cdef int64_t sla, deadline, best_deadline = 0, best_order = 0
+    cdef Group *g
+    cdef Group *best = NULL
+    for i in range(w.n):
+        sla = q._sla[w.services[i]]
+        if sla <= 0:
+            continue
+        for klass in range(CORE_NCLS):
+            g = &q._groups[w.services[i] * CORE_NCLS + klass]
+            if g.start == g.end or now_ms - g.head_key <= sla:
+                continue
+            deadline = g.head_key + sla
+            if best == NULL or deadline < best_deadline or (
+                deadline == best_deadline and g.head_order < best_order
+            ):
+                best = g
+                best_deadline = deadline
+                best_order = g.head_order
+    return -1 if best == NULL else best.ids[best.start]
+
+
+cdef inline int64_t core_best(Window *w, int64_t now_ms, int only_class) noexcept nogil:
+    """The head with the highest score, then lowest order (of one class if >= 0).
+
+    Which of two heads wins is unpredictable, so it is decided without a
+    branch (skipping an empty group is predictable enough to branch on).
+    """
+    cdef Py_ssize_t j = 0, step = 1, end = w.n * CORE_NCLS
+    cdef Group *g
+    cdef Group *best = NULL
+    cdef int64_t score, take, best_score = 0, best_order = 0
+    if only_class >= 0:
+        j = only_class
+        step = CORE_NCLS
+    while j < end:
+        g = w.cand[j]
+        j += step
+        if g.start == g.end:
+            continue
+        score = w.cand_factor[j - step] * (now_ms - g.head_key)
+        take = -<int64_t> ((best == NULL) | (score > best_score)
+                           | ((score == best_score) & (g.head_order < best_order)))
+        best = <Group *> ((<intptr_t> best) ^ (((<intptr_t> best) ^ (<intptr_t> g))
+                                                 & <intptr_t> take))
+        best_score ^= (best_score ^ score) & take
+        best_order ^= (best_order ^ g.head_order) & take
+    return -1 if best == NULL else best.ids[best.start]
+
+
+cdef inline int64_t core_select(QueueCore q, Py_ssize_t widx, int64_t now_ms) noexcept nogil:
+    # The rules in their order of precedence, each a pass over the heads.
+    cdef Window *w = &q._windows[widx]
+    cdef int64_t found
+    if w.has_sla:
+        found = core_overdue(q, w, now_ms)
+        if found >= 0:
+            return found
+    if w.ratio_cap > 0 and w.priority_streak >= w.ratio_cap:
+        found = core_best(w, now_ms, CORE_NORMAL)
+        if found >= 0:
+            return found
+    if w.priority_window:
+        found = core_best(w, now_ms, CORE_PRIORITY)
+        if found >= 0:
+            return found
+    return core_best(w, now_ms, -1)
+
+
+cdef inline void core_record_call(QueueCore q, Py_ssize_t widx, int klass) noexcept nogil:
+    if klass == CORE_PRIORITY:
+        q._windows[widx].priority_streak += 1
+    elif klass == CORE_NORMAL:
+        q._windows[widx].priority_streak = 0
+
+
+cdef inline int core_pop_head(QueueCore q, int64_t tid) except -1 nogil:
+    """``q.c_remove(tid)``, inline when ``tid`` is its group's head (a call)."""
+    cdef Group *g
+    cdef int32_t head
+    if tid < 0 or tid >= q._tcap or q._tgroup[tid] < 0:
+        return q.c_remove(tid)  # raises KeyError
+    g = &q._groups[q._tgroup[tid]]
+    if g.ids[g.start] != tid:
+        return q.c_remove(tid)
+    g.start += 1
+    if g.start == g.end:
+        g.start = g.end = 0
+    else:
+        head = g.ids[g.start]
+        g.head_key = q._tkey[head]
+        g.head_order = q._torder[head]
+    q._tgroup[tid] = -1
+    q._count -= 1
+    return 0
+
+
+cdef inline int core_push(QueueCore q, int64_t tid, Py_ssize_t service, int klass,
+                          int64_t key_ms, int64_t order) except -1 nogil:
+    """``q.c_push(...)``, inline in the common case: a new last ticket of a
+    non-empty group with room to spare."""
+    cdef Group *g
+    cdef int32_t last
+    cdef Py_ssize_t gi = service * CORE_NCLS + klass
+    if (0 <= tid < q._tcap and q._tgroup[tid] < 0 and 0 <= service < q.n_services
+            and 0 <= klass < CORE_NCLS):
+        g = &q._groups[gi]
+        if g.start != g.end and g.end < g.cap:
+            last = g.ids[g.end - 1]
+            if (q._tkey[last] < key_ms or (q._tkey[last] == key_ms and (
+                    q._torder[last] < order or (q._torder[last] == order and last < tid)))):
+                q._tkey[tid] = key_ms
+                q._torder[tid] = order
+                g.ids[g.end] = <int32_t> tid
+                g.end += 1
+                q._tgroup[tid] = <int32_t> gi
+                q._count += 1
+                return 0
+    return q.c_push(tid, service, klass, key_ms, order)

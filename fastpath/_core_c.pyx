@@ -166,10 +166,7 @@ cdef class QueueCore:
         return self._n_windows
 
     cdef void c_record_call(self, Py_ssize_t widx, int klass) noexcept nogil:
-        if klass == C_PRIORITY:
-            self._windows[widx].priority_streak += 1
-        elif klass == C_NORMAL:
-            self._windows[widx].priority_streak = 0
+        core_record_call(self, widx, klass)
 
     def record_call(self, Py_ssize_t widx, int klass):
         self._check_window(widx)
@@ -411,72 +408,14 @@ cdef class QueueCore:
     # -- the policy ----------------------------------------------------------
 
     cdef int64_t c_select(self, Py_ssize_t widx, int64_t now_ms) noexcept nogil:
-        # The rules in their order of precedence, each a pass over the heads.
-        cdef Window *w = &self._windows[widx]
-        cdef int64_t found
-        if w.has_sla:
-            found = self._overdue(w, now_ms)
-            if found >= 0:
-                return found
-        if w.ratio_cap > 0 and w.priority_streak >= w.ratio_cap:
-            found = self._best(w, now_ms, C_NORMAL)
-            if found >= 0:
-                return found
-        if w.priority_window:
-            found = self._best(w, now_ms, C_PRIORITY)
-            if found >= 0:
-                return found
-        return self._best(w, now_ms, -1)
+        # The policy itself is core_select in _core_c.pxd (inline, shared with _sim_c).
+        return core_select(self, widx, now_ms)
 
     cdef int64_t _overdue(self, Window *w, int64_t now_ms) noexcept nogil:
-        """The head past its SLA limit with the earliest deadline, then lowest order."""
-        cdef Py_ssize_t i, klass
-        cdef int64_t sla, deadline, best_deadline = 0, best_order = 0
-        cdef Group *g
-        cdef Group *best = NULL
-        for i in range(w.n):
-            sla = self._sla[w.services[i]]
-            if sla <= 0:
-                continue
-            for klass in range(NCLS):
-                g = &self._groups[w.services[i] * NCLS + klass]
-                if g.start == g.end or now_ms - g.head_key <= sla:
-                    continue
-                deadline = g.head_key + sla
-                if best == NULL or deadline < best_deadline or (
-                    deadline == best_deadline and g.head_order < best_order
-                ):
-                    best = g
-                    best_deadline = deadline
-                    best_order = g.head_order
-        return -1 if best == NULL else best.ids[best.start]
+        return core_overdue(self, w, now_ms)
 
     cdef int64_t _best(self, Window *w, int64_t now_ms, int only_class) noexcept nogil:
-        """The head with the highest score, then lowest order (of one class if >= 0).
-
-        Which of two heads wins is unpredictable, so it is decided without a
-        branch (skipping an empty group is predictable enough to branch on).
-        """
-        cdef Py_ssize_t j = 0, step = 1, end = w.n * NCLS
-        cdef Group *g
-        cdef Group *best = NULL
-        cdef int64_t score, take, best_score = 0, best_order = 0
-        if only_class >= 0:
-            j = only_class
-            step = NCLS
-        while j < end:
-            g = w.cand[j]
-            j += step
-            if g.start == g.end:
-                continue
-            score = w.cand_factor[j - step] * (now_ms - g.head_key)
-            take = -<int64_t> ((best == NULL) | (score > best_score)
-                               | ((score == best_score) & (g.head_order < best_order)))
-            best = <Group *> ((<intptr_t> best) ^ (((<intptr_t> best) ^ (<intptr_t> g))
-                                                     & <intptr_t> take))
-            best_score ^= (best_score ^ score) & take
-            best_order ^= (best_order ^ g.head_order) & take
-        return -1 if best == NULL else best.ids[best.start]
+        return core_best(w, now_ms, only_class)
 
     def select(self, Py_ssize_t widx, int64_t now_ms):
         self._check_window(widx)

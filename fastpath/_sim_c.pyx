@@ -28,7 +28,7 @@ from libc.math cimport exp, log
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from fastpath._core_c cimport QueueCore
+from fastpath._core_c cimport QueueCore, core_pop_head, core_push, core_record_call, core_select
 
 from fastpath._sim_py import (
     BUSY_UNKNOWN as _BUSY_UNKNOWN,
@@ -1041,7 +1041,7 @@ cdef class Engine:
             self.cols[7][self.serial] = -1
             self.cols[8][self.serial] = OUT_UNSERVED
         self.serial += 1
-        self.core.c_push(slot, service, <int> klass, key, order)
+        core_push(self.core, slot, service, <int> klass, key, order)
         return slot
 
     cdef int _arrive(self, Py_ssize_t service, int64_t klass, int64_t booked) except -1 nogil:
@@ -1082,14 +1082,14 @@ cdef class Engine:
         cdef int32_t klass, service
         cdef bint first_call, absent
         cdef Ticket *t
-        slot = self.core.c_select(w, now)
+        slot = core_select(self.core, w, now)
         if slot == NO_TICKET:
             self._refresh_idle(w)
             return NO_TICKET
-        self.core.c_remove(slot)
+        core_pop_head(self.core, slot)
         t = &self.tk[slot]
         klass = t.klass
-        self.core.c_record_call(w, klass)
+        core_record_call(self.core, w, klass)
         service = t.service
         serial = t.serial
         first_call = not t.requeued
