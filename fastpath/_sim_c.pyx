@@ -84,8 +84,7 @@ cdef int64_t NEVER = _NEVER
 cdef int64_t NO_TICKET = -1
 cdef int64_t BUSY_UNKNOWN = _BUSY_UNKNOWN
 cdef double TWO_POW_M53 = 1.0 / 9007199254740992.0
-cdef uint64_t INF_KEY = 0xFFFFFFFFFFFFFFFFULL   # an empty slot of the event tree
-cdef uint64_t INF_TAG = 0xFFFFFFFFFFFFFFFFULL
+cdef uint64_t INF_TAG = 0xFFFFFFFFFFFFFFFFULL   # an empty slot of the event tree
 cdef uint64_t SLOT_MASK = (1 << SLOT_BITS) - 1
 cdef int64_t MAX_SEQ = (<int64_t> 1) << 40
 
@@ -275,62 +274,89 @@ cdef void *_resize(void *ptr, Py_ssize_t n, size_t item) except NULL:
 
 cdef extern from *:
     """
-    /* An event is (key, tag): key = time ^ 2**63 (so that unsigned order is
-       time order) and tag = seq << 24 | kind << 21 | slot, ordered by (key, tag).
-       Tags are unique, so no two events tie. */
-    #define OD_SIGN 0x8000000000000000ULL
+    /* An event has a time, a tag = seq << 24 | kind << 21 | slot (seq counts the
+       events scheduled, so tags are unique) and is ordered by (time, tag). Each
+       tree keeps, per slot, the pending event's time and tag, and in its nodes
+       one 64-bit key: the time since the run's base, saturated to 40 bits, above
+       the 24 low bits of the tag (kind and slot). Keys with different time fields
+       compare as the events do; equal time fields (a tie to the millisecond, or
+       times saturated at either end) go to od_tie_before, which compares the
+       real (time, tag): rare, so a well predicted branch. An empty slot's key is
+       all ones (OD_INF), above every event's. */
+    #define OD_TSHIFT 24
+    #define OD_LOW_MASK 0xFFFFFFULL
+    #define OD_SLOT_MASK 0x1FFFFFULL
+    #define OD_TMAX ((((uint64_t)1) << 40) - 2)
+    #define OD_INF 0xFFFFFFFFFFFFFFFFULL
 
-    static inline uint64_t od_earlier_mask(uint64_t akey, uint64_t atag,
-                                           uint64_t bkey, uint64_t btag) {
-        /* All ones if a comes before b, else 0; without a branch (the order of
-           two events is unpredictable): a 128-bit compare where there is one. */
-    #if defined(__SIZEOF_INT128__)
-        return -(uint64_t)((((unsigned __int128)akey << 64) | atag)
-                           < (((unsigned __int128)bkey << 64) | btag));
-    #else
-        return -(uint64_t)((akey < bkey) | ((akey == bkey) & (atag < btag)));
-    #endif
+    static inline uint64_t od_pack(int64_t time, int64_t base, uint64_t low) {
+        uint64_t rel = time < base ? 0 : (uint64_t)time - (uint64_t)base;
+        if (rel > OD_TMAX)
+            rel = OD_TMAX;
+        return (rel << OD_TSHIFT) | low;
     }
 
-    /* A tournament tree of events, keys in k[] and tags in t[]: node
-       n_leaves + slot holds a slot's pending event (or +infinity), node p the
-       earlier of nodes 2p and 2p + 1, so node 1 is the next event. After a leaf
-       changes, replay its matches up to the root: the climbing event stays in
-       registers and each step loads only its sibling, which does not depend on
-       the step before. */
-    static inline void od_climb(uint64_t *k, uint64_t *t, Py_ssize_t node) {
-        uint64_t key = k[node], tag = t[node];
+    /* a before b, two keys of one tree (time and tag indexed by slot). */
+    static int od_tie_before(const int64_t *time, const uint64_t *tag,
+                             uint64_t a, uint64_t b) {
+        Py_ssize_t sa = (Py_ssize_t)(a & OD_SLOT_MASK), sb = (Py_ssize_t)(b & OD_SLOT_MASK);
+        if (a == b)
+            return 0;                       /* both empty */
+        if (time[sa] != time[sb])
+            return time[sa] < time[sb];
+        return tag[sa] < tag[sb];
+    }
+
+    /* A tournament tree over the slots: node n_leaves + slot holds a slot's key
+       (or OD_INF), node p the earlier of nodes 2p and 2p + 1, so node 1 is the
+       next event. After a leaf changes, replay its matches up to the root: the
+       climbing key stays in a register and each step loads only its sibling,
+       which does not depend on the step before; the choice is a mask, not a
+       branch (the order of two events is unpredictable). */
+    static inline void od_climb(uint64_t *k, const int64_t *time, const uint64_t *tag,
+                                Py_ssize_t node) {
+        uint64_t key = k[node];
         while (node > 1) {
-            uint64_t okey = k[node ^ 1], otag = t[node ^ 1];
-            uint64_t take = od_earlier_mask(okey, otag, key, tag);
-            key ^= (key ^ okey) & take;
-            tag ^= (tag ^ otag) & take;
+            uint64_t other = k[node ^ 1];
+            uint64_t take = -(uint64_t)(other < key);
+            if (__builtin_expect(((other ^ key) >> OD_TSHIFT) == 0, 0))
+                take = -(uint64_t)od_tie_before(time, tag, other, key);
+            key ^= (key ^ other) & take;
             node >>= 1;
             k[node] = key;
-            t[node] = tag;
         }
     }
 
     /* Every match again, from the leaves up (after many leaves changed). */
-    static void od_rebuild(uint64_t *k, uint64_t *t, Py_ssize_t n_leaves) {
+    static void od_rebuild(uint64_t *k, const int64_t *time, const uint64_t *tag,
+                           Py_ssize_t n_leaves) {
         for (Py_ssize_t p = n_leaves - 1; p > 0; p--) {
-            uint64_t take = od_earlier_mask(k[2 * p + 1], t[2 * p + 1], k[2 * p], t[2 * p]);
-            k[p] = k[2 * p] ^ ((k[2 * p] ^ k[2 * p + 1]) & take);
-            t[p] = t[2 * p] ^ ((t[2 * p] ^ t[2 * p + 1]) & take);
+            uint64_t left = k[2 * p], right = k[2 * p + 1];
+            uint64_t take = -(uint64_t)(right < left);
+            if (((right ^ left) >> OD_TSHIFT) == 0)
+                take = -(uint64_t)od_tie_before(time, tag, right, left);
+            k[p] = left ^ ((left ^ right) & take);
         }
     }
     """
-    uint64_t SIGN "OD_SIGN"
-    uint64_t _earlier_mask "od_earlier_mask"(uint64_t akey, uint64_t atag, uint64_t bkey,
-                                              uint64_t btag) noexcept nogil
-    void _climb "od_climb"(uint64_t *k, uint64_t *t, Py_ssize_t node) noexcept nogil
-    void _rebuild "od_rebuild"(uint64_t *k, uint64_t *t, Py_ssize_t n_leaves) noexcept nogil
+    uint64_t OD_INF
+    uint64_t OD_TSHIFT
+    uint64_t OD_LOW_MASK
+    uint64_t od_pack(int64_t time, int64_t base, uint64_t low) noexcept nogil
+    int _tie_before "od_tie_before"(const int64_t *time, const uint64_t *tag, uint64_t a,
+                                    uint64_t b) noexcept nogil
+    void _climb "od_climb"(uint64_t *k, const int64_t *time, const uint64_t *tag,
+                           Py_ssize_t node) noexcept nogil
+    void _rebuild "od_rebuild"(uint64_t *k, const int64_t *time, const uint64_t *tag,
+                               Py_ssize_t n_leaves) noexcept nogil
 
 
 cdef struct Tree:
     uint64_t *key                   # 2 * n_leaves nodes: n_leaves + slot is a slot's event
+    int64_t *time                   # per slot: the pending event's time and tag
     uint64_t *tag
     uint64_t *saved_key             # the tree saved by Engine._save
+    int64_t *saved_time
     uint64_t *saved_tag
     Py_ssize_t n_leaves
 
@@ -389,6 +415,7 @@ cdef class Engine:
     cdef int tree_of[5]             # per event kind
     cdef Py_ssize_t slot_base[5]    # per event kind: its slot is slot_base + arg
     cdef bint batch                 # set-up: _schedule fills slots, _rebuild orders them
+    cdef int64_t base               # event keys count time from here (see od_pack)
     cdef int64_t seq
     cdef int64_t now
     # ticket slots
@@ -402,6 +429,9 @@ cdef class Engine:
     cdef int64_t *counter
     cdef int64_t target
     cdef int64_t target_called
+    cdef int64_t target_group       # the new ticket's service * 3 + class (-1: none)
+    cdef int64_t target_key
+    cdef int64_t target_order
     # record
     cdef bint record
     cdef int64_t warmup
@@ -561,9 +591,11 @@ cdef class Engine:
         while tree.n_leaves < slots:
             tree.n_leaves *= 2
         tree.key = <uint64_t *> self._alloc(2 * tree.n_leaves, sizeof(uint64_t))
-        tree.tag = <uint64_t *> self._alloc(2 * tree.n_leaves, sizeof(uint64_t))
+        tree.time = <int64_t *> self._alloc(tree.n_leaves, sizeof(int64_t))
+        tree.tag = <uint64_t *> self._alloc(tree.n_leaves, sizeof(uint64_t))
         tree.saved_key = <uint64_t *> self._alloc(2 * tree.n_leaves, sizeof(uint64_t))
-        tree.saved_tag = <uint64_t *> self._alloc(2 * tree.n_leaves, sizeof(uint64_t))
+        tree.saved_time = <int64_t *> self._alloc(tree.n_leaves, sizeof(int64_t))
+        tree.saved_tag = <uint64_t *> self._alloc(tree.n_leaves, sizeof(uint64_t))
         return 0
 
     cdef void *_alloc(self, Py_ssize_t n, size_t item) except NULL:
@@ -599,6 +631,7 @@ cdef class Engine:
         for i in range(3):
             PyMem_RawFree(self.trees[i].key); PyMem_RawFree(self.trees[i].tag)
             PyMem_RawFree(self.trees[i].saved_key); PyMem_RawFree(self.trees[i].saved_tag)
+            PyMem_RawFree(self.trees[i].time); PyMem_RawFree(self.trees[i].saved_time)
         PyMem_RawFree(self.sv_tk)
         PyMem_RawFree(self.sv_open)
         PyMem_RawFree(self.sv_idle); PyMem_RawFree(self.sv_idle_count)
@@ -681,6 +714,9 @@ cdef class Engine:
             for i in range(n_wait):
                 self._add_ticket(q_service[i], q_klass[i], q_key[i], q_order[i], q_issued[i])
             self.target = self._add_ticket(tag_service, tag_klass, tag_key, tag_order, now_ms)
+            self.target_group = tag_service * 3 + tag_klass
+            self.target_key = tag_key
+            self.target_order = tag_order
             for w in range(n_w):
                 self._start_shifts(w)
             self._save()
@@ -702,7 +738,8 @@ cdef class Engine:
                 self._set_predicted_window(w, busy_service[w], busy_since[w])
             self.batch = 0
             for i in range(3):
-                _rebuild(self.trees[i].key, self.trees[i].tag, self.trees[i].n_leaves)
+                _rebuild(self.trees[i].key, self.trees[i].time, self.trees[i].tag,
+                         self.trees[i].n_leaves)
             for w in range(self.n_windows):  # open idle windows call at once, in order
                 if self.w_open[w] and self.w_current[w] == NO_TICKET:
                     self._try_call(w)
@@ -722,6 +759,7 @@ cdef class Engine:
         memset(self.waited, 0, self.n_services * sizeof(int64_t))
         memset(self.busy_ms, 0, self.n_windows * sizeof(int64_t))
         self.now = now_ms
+        self.base = now_ms
         return 0
 
     cdef int _reset(self, int64_t now_ms, streaks) except -1:
@@ -744,6 +782,7 @@ cdef class Engine:
         self.serial = 0
         self.target = NO_TICKET
         self.target_called = -1
+        self.target_group = -1
         memset(self.counter, 0, self.n_services * sizeof(int64_t))
         memset(self.w_open, 0, self.n_windows)
         memset(self.w_idle, 0, self.n_windows)
@@ -767,7 +806,8 @@ cdef class Engine:
         for i in range(3):
             t = &self.trees[i]
             memcpy(t.saved_key, t.key, 2 * t.n_leaves * sizeof(uint64_t))
-            memcpy(t.saved_tag, t.tag, 2 * t.n_leaves * sizeof(uint64_t))
+            memcpy(t.saved_time, t.time, t.n_leaves * sizeof(int64_t))
+            memcpy(t.saved_tag, t.tag, t.n_leaves * sizeof(uint64_t))
         self.sv_t_n = self.t_n
         self.sv_seq = self.seq
         self.sv_serial = self.serial
@@ -788,7 +828,8 @@ cdef class Engine:
         for i in range(3):
             t = &self.trees[i]
             memcpy(t.key, t.saved_key, 2 * t.n_leaves * sizeof(uint64_t))
-            memcpy(t.tag, t.saved_tag, 2 * t.n_leaves * sizeof(uint64_t))
+            memcpy(t.time, t.saved_time, t.n_leaves * sizeof(int64_t))
+            memcpy(t.tag, t.saved_tag, t.n_leaves * sizeof(uint64_t))
         self.t_n = self.sv_t_n
         self.free_n = 0
         self.seq = self.sv_seq
@@ -986,7 +1027,9 @@ cdef class Engine:
         cdef Py_ssize_t i, j
         for j in range(3):
             for i in range(2 * self.trees[j].n_leaves):
-                self.trees[j].key[i] = INF_KEY
+                self.trees[j].key[i] = OD_INF
+            for i in range(self.trees[j].n_leaves):
+                self.trees[j].time[i] = 0
                 self.trees[j].tag[i] = INF_TAG
 
     cdef inline int _schedule(self, int64_t time, int kind, Py_ssize_t arg) except -1 nogil:
@@ -995,12 +1038,13 @@ cdef class Engine:
         if self.seq >= MAX_SEQ:
             with gil:
                 raise OverflowError("more than 2**40 events in one run")
-        t.key[t.n_leaves + slot] = (<uint64_t> time) ^ SIGN
-        t.tag[t.n_leaves + slot] = ((<uint64_t> self.seq) << SEQ_SHIFT) \
-            | ((<uint64_t> kind) << SLOT_BITS) | <uint64_t> slot
+        cdef uint64_t low = ((<uint64_t> kind) << SLOT_BITS) | <uint64_t> slot
+        t.key[t.n_leaves + slot] = od_pack(time, self.base, low)
+        t.time[slot] = time
+        t.tag[slot] = ((<uint64_t> self.seq) << SEQ_SHIFT) | low
         self.seq += 1
         if not self.batch:
-            _climb(t.key, t.tag, t.n_leaves + slot)
+            _climb(t.key, t.time, t.tag, t.n_leaves + slot)
         return 0
 
     cdef int64_t _add_ticket(self, int64_t service, int64_t klass, int64_t key, int64_t order,
@@ -1045,15 +1089,23 @@ cdef class Engine:
         return slot
 
     cdef int _arrive(self, Py_ssize_t service, int64_t klass, int64_t booked) except -1 nogil:
-        cdef int64_t now = self.now, key = now
+        cdef int64_t now = self.now, key = now, order
         if klass == C_APPOINTMENT:
             if booked < 0 or now > booked + self.grace:
                 klass = C_NORMAL
             else:
                 key = booked
         self.counter[service] += 1
-        self._add_ticket(service, klass, key, self.order_base[service] + self.counter[service],
-                         now)
+        order = self.order_base[service] + self.counter[service]
+        if (service * 3 + klass == self.target_group and not self.idle_count[service]
+                and (key > self.target_key or (key == self.target_key and order > self.target_order))):
+            # A prediction, and this ticket queues behind the new one in its own
+            # (service, class) group. Only a group's head is ever compared, so it
+            # cannot change a decision before the new ticket is called, and the
+            # replication ends then: it is numbered but never queued.
+            self.serial += 1
+            return 0
+        self._add_ticket(service, klass, key, order, now)
         if self.idle_count[service]:
             self._offer(service)
         return 0
@@ -1134,23 +1186,47 @@ cdef class Engine:
 
     # -- the event loop ------------------------------------------------------------
 
+    cdef inline bint _before(self, uint64_t a, uint64_t b) noexcept nogil:
+        """Event key ``a`` before ``b``, keys of any trees (see od_tie_before)."""
+        cdef Tree *ta
+        cdef Tree *tb
+        cdef Py_ssize_t sa, sb
+        if ((a ^ b) >> OD_TSHIFT) != 0:
+            return a < b
+        if a == b:
+            return 0
+        ta = &self.trees[self.tree_of[(a >> SLOT_BITS) & 7]]
+        tb = &self.trees[self.tree_of[(b >> SLOT_BITS) & 7]]
+        sa = <Py_ssize_t> (a & SLOT_MASK)
+        sb = <Py_ssize_t> (b & SLOT_MASK)
+        if ta.time[sa] != tb.time[sb]:
+            return ta.time[sa] < tb.time[sb]
+        return ta.tag[sa] < tb.tag[sb]
+
     cdef int64_t _loop(self, int64_t stop_ms) except -2 nogil:
-        cdef uint64_t key, tag, take, stop_key = (<uint64_t> stop_ms) ^ SIGN
-        cdef Py_ssize_t slot, node
+        cdef uint64_t key, other, take, tag
+        cdef Py_ssize_t slot
         cdef int kind, i
+        cdef int64_t time
         cdef Tree *t
         while self.target_called < 0:
             key = self.trees[0].key[1]  # the earliest of the three trees' next events
-            tag = self.trees[0].tag[1]
             for i in range(1, 3):
-                take = _earlier_mask(self.trees[i].key[1], self.trees[i].tag[1], key, tag)
-                key ^= (key ^ self.trees[i].key[1]) & take
-                tag ^= (tag ^ self.trees[i].tag[1]) & take
-            if key > stop_key:  # also when no event is left (INF_KEY)
+                other = self.trees[i].key[1]
+                take = -<uint64_t> (other < key)
+                if ((other ^ key) >> OD_TSHIFT) == 0:
+                    take = -<uint64_t> self._before(other, key)
+                key ^= (key ^ other) & take
+            if key == OD_INF:  # no event left
                 break
-            self.now = <int64_t> (key ^ SIGN)
-            slot = <Py_ssize_t> (tag & SLOT_MASK)
-            kind = <int> ((tag >> SLOT_BITS) & 7)
+            slot = <Py_ssize_t> (key & SLOT_MASK)
+            kind = <int> ((key >> SLOT_BITS) & 7)
+            t = &self.trees[self.tree_of[kind]]
+            time = t.time[slot]
+            if time > stop_ms:
+                break
+            tag = t.tag[slot]
+            self.now = time
             if kind == EV_FREE:
                 self._on_free(slot)
             elif kind == EV_STREAM:
@@ -1161,12 +1237,10 @@ cdef class Engine:
                 self._on_close(slot)
             else:
                 self._on_replay()
-            t = &self.trees[self.tree_of[kind]]
-            node = t.n_leaves + slot
-            if t.tag[node] == tag:  # not scheduled again: the slot is empty now
-                t.key[node] = INF_KEY
-                t.tag[node] = INF_TAG
-                _climb(t.key, t.tag, node)
+            if t.tag[slot] == tag:  # not scheduled again: the slot is empty now
+                t.key[t.n_leaves + slot] = OD_INF
+                t.tag[slot] = INF_TAG
+                _climb(t.key, t.time, t.tag, t.n_leaves + slot)
         return self.target_called
 
     cdef int _on_free(self, Py_ssize_t w) except -1 nogil:

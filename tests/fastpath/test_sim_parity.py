@@ -334,3 +334,32 @@ def test_bad_engine_input_is_refused_alike(sim: Any) -> None:
     # After refusing, the same engine still runs a day.
     done = hall.run(1, 0, [[(0, 10_000)]], streams, replay=([5], [0], [0], [-1]))
     assert done["columns"]["end"] == [1005]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_twins_agree_on_event_ties_and_far_times(seed: int) -> None:
+    # The compiled trees key events by 40 bits of time since the run's start and
+    # settle equal fields by (time, sequence): ties to the millisecond (fixed
+    # service times, replays at one instant), events before the start (replays)
+    # and events more than 2**40 ms after it (a rare stream, a long shift).
+    far = 8 * HOUR + 2**41
+    args = [
+        [0, 0], [0, 100, 300], [number_order("A", 0), number_order("B", 0)],
+        [([(0, 1)], False, 0), ([(0, 1), (1, 2)], True, 2), ([(1, 1)], False, 0)],
+        [(DIST_FIXED, 60_000.0, 0.0, []), (DIST_FIXED, 60_000.0, 0.0, [])],
+        [0.0, 0.5], 30_000, True, 600_000,
+    ]
+    times = [7 * HOUR, 7 * HOUR, 8 * HOUR, 8 * HOUR, 8 * HOUR, 8 * HOUR + 60_000,
+             8 * HOUR + 60_000, 8 * HOUR + 120_000]
+    replay = (times, [i % 2 for i in range(len(times))], [i % 3 for i in range(len(times))],
+              [t + 60_000 for t in times])
+    run = {
+        "seed": seed, "start_ms": 8 * HOUR,
+        "shifts": [[(8 * HOUR, far)], [(8 * HOUR, 9 * HOUR), (far - HOUR, far)],
+                   [(7 * HOUR, 8 * HOUR + 60_000), (far, far + HOUR)]],
+        "streams": [([8 * HOUR], [1e-13], 0.0, 0.0), ([8 * HOUR], [2e-5], 0.3, 0.2)],
+        "max_arrivals": 40, "replay": replay,
+    }
+    expected = _sim_py.Engine(*args).run(**run)
+    assert expected["end_ms"] > 8 * HOUR + 2**40  # the far events did run
+    assert load_compiled("fastpath._sim_c").Engine(*args).run(**run) == expected
