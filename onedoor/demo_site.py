@@ -154,10 +154,14 @@ def site_toml(spec: SiteSpec, ports: dict[str, str], http_port: int) -> str:
                 lines += [f"screen = {number}"]
         lines.append("")
     lines += [
-        "[devices.printer]", f'port = "{ports["printer"]}"', "baud = 115200", "poll_seconds = 2",
+        # Poll intervals as shipped (edge/examples/*.toml, the edge's defaults): a printer's
+        # status every 5 s, each terminal every 100 ms. (The demo once polled twice as often
+        # as any real site; a city of villages paid for it in CPU.) The reply timeout is
+        # generous: a simulator shares its process with nine more sites.
+        "[devices.printer]", f'port = "{ports["printer"]}"', "baud = 115200", "poll_seconds = 5",
         "",
         "[devices.terminals]", f'kind = "{spec.terminal_kind}"', f'port = "{ports["terminals"]}"',
-        f"baud = {9600 if spec.terminal_kind == 'vendor' else 19200}", "poll_ms = 50",
+        f"baud = {9600 if spec.terminal_kind == 'vendor' else 19200}", "poll_ms = 100",
         "timeout_ms = 150", "",
     ]
     if "screens" in ports:
@@ -225,7 +229,8 @@ class DemoSite:
         self.printer = enter(VirtualPrinter(printer_link))
         bus_link = enter(PtyLink())
         addresses = range(1, self.spec.hardware_windows + 1)
-        self.bank: TerminalBank[Any] = enter(
+        # Not started here: run() serves it on this process's event loop (no thread per bank).
+        self.bank: TerminalBank[Any] = (
             VendorTerminalBank(bus_link, addresses) if self.spec.terminal_kind == "vendor"
             else ModbusTerminalBank(bus_link, addresses))
         ports = {"printer": printer_link.port_name, "terminals": bus_link.port_name}
@@ -404,12 +409,19 @@ class DemoSite:
     # -- main ------------------------------------------------------------------
 
     async def run(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        ports = self.start_hardware()
+        try:
+            async with self.bank.serving():  # the terminal bank, on this loop
+                await self._run(ports)
+        finally:
+            self.stack.close()
+
+    async def _run(self, ports: dict[str, str]) -> None:
         from edge.daemon import EdgeDaemon
         from edge.devices_factory import build_devices
         from onedoor.broker import free_port
 
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        ports = self.start_hardware()
         self.http_port = free_port()
         config_path = self.workdir / "edge.toml"
         config_path.write_text(site_toml(self.spec, ports, self.http_port), encoding="utf-8")
@@ -444,7 +456,6 @@ class DemoSite:
             await daemon_task
         print(json.dumps({**self.status(), "final": True}, ensure_ascii=False), flush=True)
         self.save_pictures(self.workdir / "pictures")
-        self.stack.close()
 
 
 async def control(sites: dict[str, DemoSite]) -> None:

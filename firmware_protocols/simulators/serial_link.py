@@ -26,6 +26,12 @@ from types import TracebackType
 from typing import Self
 
 _STOP_TIMEOUT = 5.0
+# How long a quiet device thread sleeps between checks that its link is still open. A
+# quiet line has nothing to time (``_on_idle`` only follows traffic) and stop() wakes
+# the thread at once through its wake pipe, so this only bounds noticing a link closed
+# under the thread. (Polling every ``idle_seconds`` instead woke each simulator 20 times
+# a second for nothing: with a city of them in a few processes, that was real CPU.)
+QUIET_WAIT_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +79,16 @@ class PtyLink:
     def fileno(self) -> int:
         return self._master
 
-    def read(self, timeout: float | None = 0.1, max_bytes: int = 4096) -> bytes:
-        """Bytes the daemon wrote, or b"" when nothing arrived within ``timeout``."""
+    def read(
+        self, timeout: float | None = 0.1, max_bytes: int = 4096, *, wake_fd: int | None = None
+    ) -> bytes:
+        """Bytes the daemon wrote, or b"" when nothing arrived within ``timeout``
+        (or ``wake_fd``, when given, became readable first: someone wants the reader back)."""
         if self.closed:
             return b""
-        ready, _, _ = select.select([self._master], [], [], timeout)
-        if not ready:
+        fds = [self._master] if wake_fd is None else [self._master, wake_fd]
+        ready, _, _ = select.select(fds, [], [], timeout)
+        if self._master not in ready:
             return b""
         try:
             return os.read(self._master, max_bytes)
@@ -162,6 +172,7 @@ class PtyDevice(ABC):
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
+        self._wake: tuple[int, int] | None = None  # pipe: stop() wakes a quiet thread
 
     @property
     def port(self) -> str:
@@ -189,6 +200,7 @@ class PtyDevice(ABC):
             raise RuntimeError(f"{type(self).__name__}: the pty link is closed")
         self._stopping.clear()
         self._failure = None
+        self._wake = os.pipe()
         self._thread = threading.Thread(
             target=self._serve, name=f"{type(self).__name__}-{self.port}", daemon=True
         )
@@ -200,10 +212,16 @@ class PtyDevice(ABC):
         if thread is None:
             return
         self._stopping.set()
+        if self._wake is not None:
+            os.write(self._wake[1], b"!")
         thread.join(_STOP_TIMEOUT)
         if thread.is_alive():
             raise RuntimeError(f"{type(self).__name__} thread did not stop")
         self._thread = None
+        if self._wake is not None:
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = None
         if self._failure is not None:
             raise RuntimeError(f"{type(self).__name__} thread failed") from self._failure
 
@@ -238,9 +256,12 @@ class PtyDevice(ABC):
     def _serve(self) -> None:
         pacer = ReceivePacer(self.link.timing)
         quiet = True
+        wake_fd = None if self._wake is None else self._wake[0]
         try:
             while not self._stopping.is_set() and not self.link.closed:
-                data = self.link.read(timeout=self.idle_seconds)
+                # Quiet, nothing is due: sleep until bytes come (or stop() wakes us).
+                timeout = QUIET_WAIT_S if quiet else self.idle_seconds
+                data = self.link.read(timeout=timeout, wake_fd=wake_fd)
                 if data:
                     delay = pacer.delay(len(data), time.monotonic())
                     if delay > 0 and self._stopping.wait(delay):

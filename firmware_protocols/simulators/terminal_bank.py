@@ -14,6 +14,11 @@ Usage (the daemon under test opens ``link.port_name`` with pyserial)::
         ...                          # the daemon polls, acks, writes LED text
         assert bank.led_text(3) == "请A012号到3号窗口"
 
+A process that simulates many banks beside the daemons polling them (the fleet
+demo) can serve each on its own running event loop instead, with no thread:
+``async with bank.serving(): ...``. The bytes on the pty are the same; what goes
+is a thread per bank and a GIL hand-over for every exchange.
+
 Timing: ``reply_delay`` is the terminal's think time before every answer;
 ``timing`` (a :class:`SerialTiming`) adds what the request and the answer
 take on a real line at that baud rate, plus the 3.5-character gaps, so a poll
@@ -23,10 +28,11 @@ cycle against the simulator lasts as long as on a real bus.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
@@ -117,6 +123,7 @@ class TerminalBank(ABC, Generic[TerminalT]):
         self._stopping: asyncio.Event | None = None
         self._started = threading.Event()
         self._start_error: BaseException | None = None
+        self._serving_here = False  # serving() on the caller's loop
 
     # --- subclass hooks ---------------------------------------------------------------------
 
@@ -208,8 +215,27 @@ class TerminalBank(ABC, Generic[TerminalT]):
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[Self]:
+        """Serve the bus on the running event loop (no thread) until the block ends."""
+        if self._thread is not None or self._serving_here:
+            raise RuntimeError("bank already started")
+        self._serving_here = True
+        try:
+            try:
+                await self._open()
+            except BaseException:
+                await self._close()
+                raise
+            try:
+                yield self
+            finally:
+                await self._close()
+        finally:
+            self._serving_here = False
+
     def start(self) -> None:
-        if self._thread is not None:
+        if self._thread is not None or self._serving_here:
             raise RuntimeError("bank already started")
         self._started.clear()
         self._start_error = None

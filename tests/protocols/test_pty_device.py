@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import serial
 
+from firmware_protocols.simulators import serial_link
 from firmware_protocols.simulators.serial_link import (
     PtyDevice,
     PtyLink,
@@ -91,3 +92,31 @@ def test_link_closed_under_a_running_device_ends_it_quietly() -> None:
     link.close()
     device.wait_until(lambda: not device.running, 2.0)
     device.stop()  # no failure to report
+
+
+def test_a_quiet_device_sleeps_until_bytes_come_and_stop_wakes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No wake-ups every ``idle_seconds`` on a quiet line (a city of simulators in a few
+    processes paid for those); stop() still ends the thread at once, through its pipe."""
+    monkeypatch.setattr(serial_link, "QUIET_WAIT_S", 3600.0)  # stop() must not wait for it
+    with PtyLink() as link, serial.Serial(link.port_name, timeout=1.0) as port:
+        timeouts: list[float | None] = []
+        read = link.read
+
+        def recording_read(timeout: float | None = 0.1, max_bytes: int = 4096,
+                           *, wake_fd: int | None = None) -> bytes:
+            timeouts.append(timeout)
+            return read(timeout, max_bytes, wake_fd=wake_fd)
+
+        monkeypatch.setattr(link, "read", recording_read)
+        device = Echo(link)
+        device.start()
+        port.write(b"abc")
+        assert port.read(4) == b"ABC."
+        device.wait_until(lambda: device.idles == 1, 1.0)
+        device.stop()  # raises "did not stop" if only the hour-long wait could end it
+        # Quiet at start, short waits only while bytes were flowing, quiet again after.
+        assert timeouts[0] == 3600.0
+        assert timeouts[-1] == 3600.0
+        assert set(timeouts) == {3600.0, 0.02}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -213,6 +214,35 @@ def test_presses_and_ratings_arrive_once_in_order(bus_kind: BusKind, bank: Termi
             await until(lambda: all(bank.pending_reports(a) == 0 for a in WINDOWS.values()))
 
     run(bus_kind, bank, scenario)
+
+
+def test_a_bank_served_on_the_drivers_loop_needs_no_thread(bus_kind: BusKind) -> None:
+    """``serving()``: the bank answers on the loop that polls it (the fleet demo runs ten
+    villages' banks so), with the same bytes; no thread, and start() is refused meanwhile."""
+
+    async def main() -> None:
+        with PtyLink() as link:
+            bank = make_bank(bus_kind, link)
+            threads = threading.active_count()
+            async with bank.serving():
+                assert threading.active_count() == threads
+                with pytest.raises(RuntimeError, match="already started"):
+                    bank.start()
+                inputs = Inputs()
+                driver = TerminalDriver(settings(bus_kind, link.port_name), inputs)
+                task = asyncio.create_task(driver.run())
+                try:
+                    bank.press(12, Key.NEXT)
+                    bank.rate(13, 4)
+                    await until(lambda: len(inputs.presses()) == 2)
+                    assert set(inputs.presses()) == {KeyPress(2, WindowKey.NEXT), Rating(3, 4)}
+                finally:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+            with bank:  # served again, now by its own thread
+                assert bank.running
+
+    asyncio.run(main())
 
 
 def test_a_burst_between_slow_polls_loses_and_doubles_nothing(
