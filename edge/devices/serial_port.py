@@ -4,7 +4,10 @@ pyserial opens the device (non-blocking, with an exclusive lock so a second
 owner fails loudly) and sets baud rate, framing and flow control. Reads and
 writes then go straight to its file descriptor under ``loop.add_reader`` /
 ``loop.add_writer``: no thread per call, and a timeout is an asyncio timeout,
-so the driver task that owns the port can be cancelled at any point.
+so the driver task that owns the port can be cancelled at any point. The
+reader stays registered from the first read until the port closes and keeps
+what arrives in a buffer, so an exchange (a terminal poll, ten a second per
+terminal) costs no epoll registration and unregistration and no empty read.
 (pyserial's own non-blocking ``write`` spins on EAGAIN, hence ``os.write``.)
 """
 
@@ -19,6 +22,8 @@ from types import TracebackType
 import serial
 
 from .base import DeviceError, DeviceTimeout
+
+_MAX_BUFFER = 65536  # bytes kept while nobody reads
 
 
 class SerialPortError(DeviceError, OSError):
@@ -47,6 +52,10 @@ class AsyncSerial:
             "xonxoff": xonxoff,
         }
         self._serial: serial.Serial | None = None
+        self._buffer = bytearray()  # read by the reader callback, not yet taken
+        self._reader: tuple[asyncio.AbstractEventLoop, int] | None = None  # registered on
+        self._waiter: asyncio.Future[None] | None = None
+        self._lost: str | None = None  # why the reader found the port gone
 
     @property
     def is_open(self) -> bool:
@@ -66,6 +75,9 @@ class AsyncSerial:
             raise SerialPortError(f"cannot open {self.port}: {exc}") from exc
 
     def close(self) -> None:
+        self._stop_reader()
+        self._buffer.clear()
+        self._lost = None
         if self._serial is not None:
             port, self._serial = self._serial, None
             # Closing a port that vanished: nothing is left to release.
@@ -123,31 +135,74 @@ class AsyncSerial:
                     f"{self.port}: write timed out with {len(view)} of {len(data)} bytes unsent"
                 )
 
-    def _read_now(self, fd: int, max_bytes: int) -> bytes:
-        """What is there now, b"" for nothing (a tty with VMIN=0 reads 0 bytes, not EAGAIN)."""
+    def _stop_reader(self) -> None:
+        if self._reader is not None:
+            loop, fd = self._reader
+            self._reader = None
+            if not loop.is_closed():
+                loop.remove_reader(fd)
+        self._wake_waiter()
+
+    def _wake_waiter(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _on_readable(self, fd: int) -> None:
         try:
-            return os.read(fd, max_bytes)
+            data = os.read(fd, 4096)
         except BlockingIOError:
-            return b""
+            return
         except OSError as exc:
+            self._lost = f"read from {self.port} failed: {exc}"
+            self._stop_reader()
+            return
+        if not data:
+            # Readable yet empty: the device went away (as pyserial reads it, too).
+            self._lost = f"{self.port} reports data but returned none: disconnected?"
+            self._stop_reader()
+            return
+        self._buffer += data
+        if len(self._buffer) > _MAX_BUFFER:  # nobody reads: keep the newest bytes
+            del self._buffer[: len(self._buffer) - _MAX_BUFFER]
+        self._wake_waiter()
+
+    def _take(self, max_bytes: int) -> bytes:
+        data = bytes(self._buffer[:max_bytes])
+        del self._buffer[:max_bytes]
+        return data
+
+    def _check_lost(self) -> None:
+        if self._lost is not None:
+            reason = self._lost
             self.close()
-            raise SerialPortError(f"read from {self.port} failed: {exc}") from exc
+            raise SerialPortError(reason)
 
     async def read(self, timeout: float, max_bytes: int = 4096) -> bytes:
         """What has arrived, waiting up to ``timeout`` for the first byte; b"" on timeout."""
         fd = self._fd()
-        data = self._read_now(fd, max_bytes)
-        if data or not await self._wait(fd, writable=False, timeout=timeout):
-            return data
-        data = self._read_now(fd, max_bytes)
-        if not data:
-            # Readable yet empty: the device went away (as pyserial reads it, too).
-            self.close()
-            raise SerialPortError(f"{self.port} reports data but returned none: disconnected?")
-        return data
+        if self._buffer:
+            return self._take(max_bytes)
+        self._check_lost()
+        if self._reader is None:
+            loop = asyncio.get_running_loop()
+            loop.add_reader(fd, self._on_readable, fd)
+            self._reader = (loop, fd)  # bytes already there: it fires at once
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._waiter
+        except TimeoutError:
+            return b""
+        finally:
+            self._waiter = None
+        if self._buffer:
+            return self._take(max_bytes)
+        self._check_lost()
+        return b""
 
     def discard_input(self) -> None:
         """Drop bytes already received (a late reply to a request that timed out)."""
+        self._buffer.clear()
         fd = self._fd()
         with contextlib.suppress(OSError):  # BlockingIOError included: nothing left
             while os.read(fd, 4096):
