@@ -9,6 +9,7 @@ session cookie (see :mod:`central.auth`).
 
     GET  /api/v1/sites                     viewer    registry + live summary, filters
     GET  /api/v1/sites/{id}                viewer    windows, queues, devices, alarms, gaps
+    GET  /api/v1/sites/{id}/telemetry      viewer    history of one series (metric, key, hours)
     PATCH /api/v1/sites/{id}               admin     registry: expected config version
     GET  /api/v1/events                    viewer    committed events (site, type, seq range)
     GET  /api/v1/alarms                    viewer    active (default) or all alarms
@@ -73,6 +74,13 @@ from central.models import (
 )
 from central.models import EventRecord as EventRow
 from central.service import CentralService
+from central.telemetry import (
+    QUEUE_METRICS,
+    SITE_METRICS,
+    EmbeddedTelemetrySink,
+    HistoryPoint,
+    TelemetrySink,
+)
 from firmware_protocols.mqtt_messages import (
     COMMAND_ARGS,
     MAX_COMMAND_TTL_MS,
@@ -134,6 +142,20 @@ class Central:
     """Ingest, alarms and the MQTT client; ``None`` for a read-only app (benchmarks)."""
     metrics: HttpMetrics = field(default_factory=HttpMetrics)
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    telemetry: TelemetrySink | None = None
+    """Where telemetry history is read from: InfluxDB or the embedded store (the default)."""
+
+    def telemetry_history(self, site_id: str, metric: str, key: str, *, hours: float,
+                          end: datetime) -> tuple[int, list[HistoryPoint]]:  # fmt: skip
+        """(resolution in s, 0 for raw points; the points) of one series over ``hours``."""
+        sink = self.telemetry or EmbeddedTelemetrySink(self.sessions)
+        end_ms = int(end.timestamp() * 1000)
+        start_ms = end_ms - int(hours * 3_600_000)
+        points = sink.history(site_id, metric, key, start_ms=start_ms, end_ms=end_ms + 1,
+                              now_ms=end_ms)
+        if isinstance(sink, EmbeddedTelemetrySink):
+            return sink.resolution_for(start_ms, end_ms), points
+        return (60 if hours <= 12 else 3600), points
 
 
 def central_of(request: Request) -> Central:
@@ -788,6 +810,34 @@ def api_site(request: Request, site_id: str, _: Viewer) -> dict[str, Any]:
     central = central_of(request)
     with central.sessions() as session:
         return site_detail(session, site_id, central.now())
+
+
+@router.get("/sites/{site_id}/telemetry", tags=["sites"])
+def api_site_telemetry(
+    request: Request,
+    site_id: str,
+    _: Viewer,
+    metric: Annotated[str, Query(description="e.g. queue.waiting, outbox.depth, host.load1")],
+    key: Annotated[str, Query(max_length=64, description="service code for queue.*")] = "",
+    hours: Annotated[float, Query(gt=0, le=24 * 400)] = 6.0,
+) -> dict[str, Any]:
+    """Telemetry history of one series: raw points, or per minute/hour mean, min, max, count."""
+    central = central_of(request)
+    if metric in QUEUE_METRICS and not key:
+        raise HTTPException(422, f"{metric} is per service: give key=<service code>")
+    if metric not in QUEUE_METRICS | SITE_METRICS:
+        known = ", ".join(sorted(QUEUE_METRICS | SITE_METRICS))
+        raise HTTPException(422, f"unknown metric {metric!r}; known: {known}")
+    if metric in SITE_METRICS and key:
+        raise HTTPException(422, f"{metric} is site-wide: no key")
+    with central.sessions() as session:
+        get_site(session, site_id)
+    resolution, points = central.telemetry_history(site_id, metric, key, hours=hours,
+                                                   end=central.now())
+    return {
+        "site": site_id, "metric": metric, "key": key, "resolution_s": resolution,
+        "points": [[p.ts_ms, p.mean, p.minimum, p.maximum, p.count] for p in points],
+    }  # fmt: skip
 
 
 class SitePatch(BaseModel):

@@ -38,6 +38,7 @@ from central.auth import SessionSigner, TokenStore
 from central.config import CentralConfig
 from central.db import make_engine, migrate, session_factory
 from central.service import CentralService
+from central.telemetry import make_sink
 
 log = structlog.get_logger(__name__)
 
@@ -78,6 +79,7 @@ def create_app(
         signer=SessionSigner(secret if secret is not None else session_secret()),
         service=service,
         now=service.clock if service is not None else (lambda: datetime.now(UTC)),
+        telemetry=service.sink if service is not None else make_sink(config, sessions),
     )
     hub = web.LiveHub(sessions, interval_s=live_interval_s)
 
@@ -88,6 +90,8 @@ def create_app(
                 await stack.enter_async_context(service)  # migrates, then connects
             else:
                 await run_in_threadpool(migrate, engine)
+            if service is None and central.telemetry is not None:  # ours to close
+                stack.callback(central.telemetry.close)
             hub.start()
             stack.push_async_callback(hub.stop)
             log.info("central.started", ingest=service is not None)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final, Protocol, cast
 
 import structlog
@@ -40,6 +41,14 @@ RESOLUTIONS_S: Final = (60, 3600)
 
 # Tag name of the series key per measurement (Influx); the others are site-wide.
 SERIES_TAG: Final = {"queue": "service"}
+
+SITE_METRICS: Final = frozenset({
+    "host.cpu_temp_c", "host.load1", "host.mem_used_pct", "host.disk_used_pct",
+    "outbox.depth", "clock.synced", "windows.open", "windows.serving", "devices.faulty",
+})  # fmt: skip
+"""Metrics of the whole site (``key`` empty), as :func:`points_from_telemetry` makes them."""
+QUEUE_METRICS: Final = frozenset({"queue.waiting", "queue.oldest_wait_s"})
+"""Metrics per service (``key`` = the service code)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +85,13 @@ def points_from_telemetry(site_id: str, telemetry: Telemetry, received_ms: int) 
 
 
 class TelemetrySink(Protocol):
-    """Where telemetry points go. ``write`` may buffer; ``close`` flushes."""
+    """Where telemetry points go, and where the dashboards read them back from.
+    ``write`` may buffer; ``close`` flushes."""
 
     def write(self, points: Sequence[Point]) -> None: ...
+
+    def history(self, site_id: str, metric: str, key: str = "", *, start_ms: int,
+                end_ms: int, now_ms: int) -> list[HistoryPoint]: ...  # fmt: skip
 
     def flush(self) -> None: ...
 
@@ -105,6 +118,37 @@ def to_line_protocol(points: Sequence[Point]) -> list[str]:
             tags += f",{SERIES_TAG.get(measurement, 'key')}={_escape_tag(key)}"
         out.append(f"{measurement}{tags} {','.join(fields)} {ts_ms}")
     return out
+
+
+def _flux_string(value: str) -> str:
+    """A Flux string literal (InfluxDB OSS has no query parameters)."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")
+    return f'"{escaped}"'
+
+
+def _flux_time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+def flux_history(bucket: str, site_id: str, metric: str, key: str, start_ms: int,
+                 end_ms: int, every_s: int) -> str:  # fmt: skip
+    """The Flux query behind :meth:`InfluxTelemetrySink.history`: one series, four
+    aggregates per window (told apart by the ``agg`` column), windows by their start."""
+    measurement, _, field_name = metric.partition(".")
+    match = (f"r._measurement == {_flux_string(measurement)} and "
+             f"r._field == {_flux_string(field_name)} and r.site == {_flux_string(site_id)}")
+    if key:
+        match += f" and r.{SERIES_TAG.get(measurement, 'key')} == {_flux_string(key)}"
+    window = f"every: {every_s}s, createEmpty: false, timeSrc: \"_start\""
+    aggregates = ", ".join(
+        f'data |> aggregateWindow({window}, fn: {fn}){" |> toFloat()" if fn == "count" else ""}'
+        f' |> set(key: "agg", value: "{fn}")'
+        for fn in ("mean", "min", "max", "count"))
+    return (f"data = from(bucket: {_flux_string(bucket)})\n"
+            f"  |> range(start: {_flux_time(start_ms)}, stop: {_flux_time(end_ms)})\n"
+            f"  |> filter(fn: (r) => {match})\n"
+            f"union(tables: [{aggregates}])")
 
 
 _PRECISION_MS: Final = cast(Any, "ms")  # influxdb_client's WritePrecision.MS (typed as str)
@@ -156,6 +200,23 @@ class InfluxTelemetrySink:
                 record=to_line_protocol(points),
                 write_precision=_PRECISION_MS,
             )
+
+    def history(self, site_id: str, metric: str, key: str = "", *, start_ms: int,
+                end_ms: int, now_ms: int) -> list[HistoryPoint]:  # fmt: skip
+        """Mean, min, max and count per minute (spans up to 12 h) or hour, by Flux."""
+        every_s = 60 if end_ms - start_ms <= 12 * HOUR_MS else 3600
+        query = flux_history(self.bucket, site_id, metric, key, start_ms, end_ms, every_s)
+        tables = self._client.query_api().query(query, org=self.org)
+        buckets: dict[int, dict[str, float]] = defaultdict(dict)
+        for table in tables:
+            for record in table.records:
+                ts_ms = int(record.values["_time"].timestamp() * 1000)
+                buckets[ts_ms][str(record.values["agg"])] = float(record.values["_value"])
+        return [
+            HistoryPoint(ts, b["mean"], b.get("min", b["mean"]), b.get("max", b["mean"]),
+                         int(b.get("count", 1)))
+            for ts, b in sorted(buckets.items()) if "mean" in b
+        ]  # fmt: skip
 
     def flush(self) -> None:
         self._write_api.flush()  # type: ignore[no-untyped-call]
@@ -353,11 +414,14 @@ def make_sink(config: CentralConfig, sessions: sessionmaker[Session]) -> Telemet
 
 
 __all__ = [
+    "QUEUE_METRICS",
+    "SITE_METRICS",
     "EmbeddedTelemetrySink",
     "HistoryPoint",
     "InfluxTelemetrySink",
     "Point",
     "TelemetrySink",
+    "flux_history",
     "make_sink",
     "points_from_telemetry",
     "to_line_protocol",

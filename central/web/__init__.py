@@ -122,6 +122,7 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "wait_mean": ("平均等候(分钟)", "Mean wait (min)"),
     "ratings": ("评价", "Ratings"),
     "per_hour": ("每小时", "per hour"),
+    "waiting_telemetry": ("排队人数 · 近6小时（遥测）", "Waiting · last 6 h (telemetry)"),
     "severity": ("级别", "Severity"),
     "site": ("站点", "Site"),
     "type": ("类型", "Type"),
@@ -587,6 +588,31 @@ def _site_context(central: Central, site_id: str) -> dict[str, Any]:
         return {"site": detail, "service_names": service_names, "commands": commands}
 
 
+TELEMETRY_HOURS: Final = 6
+
+
+def waiting_chart(central: Central, site_id: str, services: dict[str, str]) -> dict[str, Any]:
+    """People waiting per service over the last hours, from the telemetry history (the
+    embedded store, or InfluxDB): ``t`` in unix seconds, one series per service."""
+    end = central.now()
+    try:
+        history = {code: central.telemetry_history(site_id, "queue.waiting", code,
+                                                   hours=TELEMETRY_HOURS, end=end)[1]
+                   for code in services}  # fmt: skip
+    except Exception as exc:  # InfluxDB down: the page still shows everything else
+        log.warning("web.telemetry_unavailable", site=site_id, error=repr(exc)[:200])
+        return {"t": [], "series": [], "error": True}
+    times = sorted({p.ts_ms for points in history.values() for p in points})
+    column = {ts: i for i, ts in enumerate(times)}
+    series = []
+    for code, points in history.items():
+        values: list[float | None] = [None] * len(times)
+        for p in points:
+            values[column[p.ts_ms]] = p.mean
+        series.append({"label": services[code], "values": values})
+    return {"t": [ts / 1000 for ts in times], "series": series}
+
+
 @router.get("/sites/{site_id}")
 def site_page(request: Request, site_id: str) -> HTMLResponse:
     principal = page_principal(request)
@@ -603,6 +629,7 @@ def site_page(request: Request, site_id: str) -> HTMLResponse:
         events=events,
         commands_enabled=central.service is not None,
         charts_json=json.dumps(charts),
+        telemetry=waiting_chart(central, site_id, context["service_names"]),
         today=today.isoformat(),
         **context,
     )

@@ -23,6 +23,8 @@ class Capture:
     requests: list[CapturedRequest] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     """Status codes to answer with, in order; 204 once exhausted."""
+    csv_reply: bytes = b""
+    """Body of a 200 ``text/csv`` answer to every request (an Influx query's result)."""
 
 
 @contextmanager
@@ -39,6 +41,14 @@ def capture_server() -> Iterator[Capture]:
                     CapturedRequest("POST", self.path, dict(self.headers.items()), body)
                 )
                 status = capture.statuses.pop(0) if capture.statuses else 204
+                body = capture.csv_reply
+            if body:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/csv; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()

@@ -384,3 +384,31 @@ def test_statistics_json_and_csv_endpoints(env: RunningApp) -> None:
     table = list(csv.reader(io.StringIO(response.text.lstrip("\ufeff"))))
     assert table[0][5] == "办件量 (served)"
     assert table[1][:4] == ["town", "三乡镇", "2026-11-23", "*"]
+
+
+def test_site_telemetry_history(env: RunningApp) -> None:
+    """The embedded store's history, as the site page charts it."""
+    import time
+
+    site_id = "zs-sanxiang-06"
+    now_ms = int(time.time() * 1000)
+    site = SimSite(site_id, clock_ms=now_ms - now_ms % 60_000 - 30 * 60_000)  # a minute's start
+    env.feed(site.state(), *(site.telemetry(waiting=w, outbox=w * 10) for w in (1, 4, 6)))
+    url = f"/api/v1/sites/{site_id}/telemetry"
+    recent = get(env, f"{url}?metric=queue.waiting&key=zonghe&hours=1")
+    assert isinstance(recent, dict)
+    assert recent["resolution_s"] == 0  # raw points: the last day
+    assert [p[1] for p in recent["points"]] == [1.0, 4.0, 6.0]
+    month = get(env, f"{url}?metric=queue.waiting&key=zonghe&hours=240")
+    assert isinstance(month, dict)
+    assert month["resolution_s"] == 60  # older than the raw day: per-minute rollups
+    assert [p[1:] for p in month["points"]] == [[11 / 3, 1.0, 6.0, 3]]
+    outbox = get(env, f"{url}?metric=outbox.depth")
+    assert isinstance(outbox, dict)
+    assert [p[1] for p in outbox["points"]] == [10.0, 40.0, 60.0]
+    assert get(env, f"{url}?metric=queue.waiting&key=huji")["points"] == []  # type: ignore[index]
+    get(env, f"{url}?metric=queue.waiting", status=422)  # per service: key needed
+    get(env, f"{url}?metric=outbox.depth&key=zonghe", status=422)
+    get(env, f"{url}?metric=cpu", status=422)
+    get(env, f"{url}?metric=outbox.depth&hours=0", status=422)
+    get(env, "/api/v1/sites/no-such-site/telemetry?metric=outbox.depth", status=404)

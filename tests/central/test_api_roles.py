@@ -24,6 +24,7 @@ EXPECTED: dict[tuple[str, str], Role | str] = {
     ("GET", "/api/v1/sites"): Role.VIEWER,
     ("GET", "/api/v1/sites/{site_id}"): Role.VIEWER,
     ("PATCH", "/api/v1/sites/{site_id}"): Role.ADMIN,
+    ("GET", "/api/v1/sites/{site_id}/telemetry"): Role.VIEWER,
     ("GET", "/api/v1/events"): Role.VIEWER,
     ("GET", "/api/v1/alarms"): Role.VIEWER,
     ("POST", "/api/v1/alarms/{alarm_id}/ack"): Role.OPERATOR,

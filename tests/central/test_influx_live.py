@@ -43,3 +43,23 @@ def test_points_are_queryable_in_influx() -> None:
             (r.get_field(), r.get_value(), r.values["service"]) for t in tables for r in t.records
         ]
     assert values == [("waiting", 7.0, "zonghe")]
+
+
+def test_history_reads_back_what_was_written() -> None:
+    org = os.environ.get("ONEDOOR_TEST_INFLUX_ORG", "onedoor")
+    bucket = os.environ.get("ONEDOOR_TEST_INFLUX_BUCKET", "onedoor")
+    token = os.environ.get("ONEDOOR_TEST_INFLUX_TOKEN", "")
+    site = f"zs-test-{uuid.uuid4().hex[:8]}"
+    now_ms = int(time.time() * 1000)
+    minute = now_ms - now_ms % 60_000 - 120_000
+    sink = InfluxTelemetrySink(URL, org=org, bucket=bucket, token=token, batch_size=10)
+    sink.write([Point(site, "queue.waiting", "zonghe", minute + 1_000, 2.0),
+                Point(site, "queue.waiting", "zonghe", minute + 31_000, 5.0),
+                Point(site, "queue.waiting", "huji", minute + 1_000, 9.0)])
+    sink.flush()
+    time.sleep(1.0)
+    points = sink.history(site, "queue.waiting", "zonghe", start_ms=minute - 60_000,
+                          end_ms=now_ms, now_ms=now_ms)
+    sink.close()
+    assert [(p.ts_ms, p.mean, p.minimum, p.maximum, p.count) for p in points] == [
+        (minute, 3.5, 2.0, 5.0, 2)]

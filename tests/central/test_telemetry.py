@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import time
 import urllib.parse
 
@@ -16,8 +17,10 @@ from central.telemetry import (
     DAY_MS,
     HOUR_MS,
     EmbeddedTelemetrySink,
+    HistoryPoint,
     InfluxTelemetrySink,
     Point,
+    flux_history,
     make_sink,
     points_from_telemetry,
     to_line_protocol,
@@ -176,6 +179,55 @@ def test_influx_retries_server_errors() -> None:
         sink.close()
         assert {r.body for r in server.requests} == {f"host,site={SITE} load1=0.5 1000".encode()}
         assert sink.failed_batches == 0
+
+
+# What InfluxDB 2 answers a query with: annotated CSV, one table per aggregate here.
+_QUERY_REPLY = b"""#datatype,string,long,dateTime:RFC3339,double,string
+#group,false,false,false,false,true
+#default,_result,,,,
+,result,table,_time,_value,agg
+,,0,2025-11-23T07:20:00Z,3.5,mean
+,,0,2025-11-23T07:21:00Z,5,mean
+,,1,2025-11-23T07:20:00Z,2,min
+,,1,2025-11-23T07:21:00Z,5,min
+,,2,2025-11-23T07:20:00Z,5,max
+,,2,2025-11-23T07:21:00Z,5,max
+,,3,2025-11-23T07:20:00Z,2,count
+,,3,2025-11-23T07:21:00Z,1,count
+
+"""
+
+
+def test_influx_history_wire_contract() -> None:
+    """The Flux query influxdb-client posts to /api/v2/query, and its CSV answer read back."""
+    with capture_server() as server:
+        server.csv_reply = _QUERY_REPLY
+        sink = InfluxTelemetrySink(server.url, org="zhongshan", bucket="onedoor", token="tok")
+        start = 1_763_882_400_000
+        points = sink.history(SITE, "queue.waiting", "zonghe", start_ms=start,
+                              end_ms=start + 6 * 3_600_000, now_ms=start + 6 * 3_600_000)
+        sink.close()
+    (request,) = server.requests
+    url = urllib.parse.urlsplit(request.path)
+    assert url.path == "/api/v2/query"
+    assert urllib.parse.parse_qs(url.query) == {"org": ["zhongshan"]}
+    assert {k.lower(): v for k, v in request.headers.items()}["authorization"] == "Token tok"
+    body = json.loads(request.body)
+    assert body["query"] == flux_history("onedoor", SITE, "queue.waiting", "zonghe", start,
+                                         start + 6 * 3_600_000, 60)
+    assert 'r.service == "zonghe"' in body["query"]
+    assert "range(start: 2025-11-23T07:20:00.000Z, stop: 2025-11-23T13:20:00.000Z)" in body["query"]
+    assert points == [
+        HistoryPoint(start, 3.5, 2.0, 5.0, 2),
+        HistoryPoint(start + 60_000, 5.0, 5.0, 5.0, 1),
+    ]
+
+
+def test_flux_strings_are_escaped() -> None:
+    query = flux_history("b", 'x" or true or "${evil}', "host.load1", "", 0, 60_000, 60)
+    assert 'r.site == "x\\" or true or \\"\\${evil}"' in query
+    assert "r.service" not in query
+    assert "r.key" not in query
 
 
 def test_ingest_sends_telemetry_to_influx_after_commit(

@@ -30,4 +30,14 @@
     axes: [{ values: function (u, ticks) { return ticks.map(function (g) { return g + "★"; }); } }, {}],
     series: [{ label: "★" }, Object.assign({ label: labels.ratings }, bars("#e0a100"))] },
     [[1, 2, 3, 4, 5], charts.ratings], ratings);
+
+  // People waiting per service from the telemetry history (x: time, in the browser's zone).
+  var telemetry = JSON.parse(document.getElementById("telemetry-data").textContent);
+  var palette = ["#2b5793", "#2e9d4f", "#d7263d", "#e0a100", "#7b4fa0", "#1a9ba1", "#8a6d3b", "#555555"];
+  var waiting = document.getElementById("chart-telemetry");
+  new uPlot({ width: width(waiting), height: 200,
+    series: [{}].concat(telemetry.series.map(function (s, i) {
+      return { label: s.label, stroke: palette[i % palette.length], spanGaps: true, points: { show: false } };
+    })) },
+    [telemetry.t].concat(telemetry.series.map(function (s) { return s.values; })), waiting);
 })();

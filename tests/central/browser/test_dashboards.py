@@ -8,8 +8,10 @@ acknowledge an alarm, download the statistics CSV. Screenshots go to
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,9 +152,11 @@ def test_site_page_shows_charts_and_live_queue(browser: Browser, live: LiveServe
               ticket_class="normal", booked_ts=None, channel="kiosk", people_ahead=i, wait=None))
         for i in range(6)
     ]  # fmt: skip
+    recent = SimSite(site.site_id, clock_ms=int(time.time() * 1000) - 20 * 60_000)
     live.env.feed(
         site.state(),
         site.telemetry(waiting=2),
+        *(recent.telemetry(waiting=w) for w in (3, 8, 5)),  # the last hours, for the chart
         *issued,
         event(7, 200, mm.TicketCalled(ticket="Z001", window=1)),
         event(8, 700, mm.TicketDone(ticket="Z001", window=1, served_s=500)),
@@ -161,11 +165,15 @@ def test_site_page_shows_charts_and_live_queue(browser: Browser, live: LiveServe
     page = new_page(browser, live, Role.VIEWER)
     page.goto(f"{live.url}/sites/zs-shiqi-02")
     page.wait_for_selector("#chart-flow .uplot canvas")
-    assert page.locator(".charts .uplot").count() == 3
+    assert page.locator(".charts .uplot").count() == 4
+    telemetry = json.loads(page.locator("#telemetry-data").inner_text())
+    zonghe = next(s for s in telemetry["series"] if s["label"].startswith("综合受理"))
+    assert [v for v in zonghe["values"] if v is not None] == [3, 8, 5]
+    assert "综合受理" in page.locator("#chart-telemetry .u-legend").inner_text()
     assert page.locator("#windows tbody tr").count() >= 1
     assert page.locator("#events tbody tr").count() == 9
     page.wait_for_function("document.body.dataset.liveUpdates >= 1")
-    live.env.publish(site.telemetry(waiting=17, oldest_wait_s=900))
+    live.env.publish(recent.telemetry(waiting=17, oldest_wait_s=900))
     page.wait_for_function(
         "document.querySelector('#queues').innerText.includes('17')", timeout=15_000
     )
