@@ -22,13 +22,17 @@ pytestmark = [
 ]
 
 
+def _server() -> tuple[str, str, str, str]:
+    """(org, bucket, token, a fresh site id) for one test."""
+    return (os.environ.get("ONEDOOR_TEST_INFLUX_ORG", "onedoor"),
+            os.environ.get("ONEDOOR_TEST_INFLUX_BUCKET", "onedoor"),
+            os.environ.get("ONEDOOR_TEST_INFLUX_TOKEN", ""), f"zs-test-{uuid.uuid4().hex[:8]}")
+
+
 def test_points_are_queryable_in_influx() -> None:
     from influxdb_client.client.influxdb_client import InfluxDBClient
 
-    org = os.environ.get("ONEDOOR_TEST_INFLUX_ORG", "onedoor")
-    bucket = os.environ.get("ONEDOOR_TEST_INFLUX_BUCKET", "onedoor")
-    token = os.environ.get("ONEDOOR_TEST_INFLUX_TOKEN", "")
-    site = f"zs-test-{uuid.uuid4().hex[:8]}"
+    org, bucket, token, site = _server()
     now_ms = int(time.time() * 1000)
     sink = InfluxTelemetrySink(URL, org=org, bucket=bucket, token=token, batch_size=10)
     sink.write([Point(site, "queue.waiting", "zonghe", now_ms, 7.0)])
@@ -46,10 +50,7 @@ def test_points_are_queryable_in_influx() -> None:
 
 
 def test_history_reads_back_what_was_written() -> None:
-    org = os.environ.get("ONEDOOR_TEST_INFLUX_ORG", "onedoor")
-    bucket = os.environ.get("ONEDOOR_TEST_INFLUX_BUCKET", "onedoor")
-    token = os.environ.get("ONEDOOR_TEST_INFLUX_TOKEN", "")
-    site = f"zs-test-{uuid.uuid4().hex[:8]}"
+    org, bucket, token, site = _server()
     now_ms = int(time.time() * 1000)
     minute = now_ms - now_ms % 60_000 - 120_000
     sink = InfluxTelemetrySink(URL, org=org, bucket=bucket, token=token, batch_size=10)
