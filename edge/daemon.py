@@ -542,6 +542,12 @@ class EdgeDaemon:
     async def _handle_input(self, item: DeviceInput) -> None:
         hall = self.hall
         assert hall is not None
+        mark = getattr(item, "mark", None)
+        if mark is not None and hall.journal.was_handled(mark):  # delivered twice: once only
+            log.info("terminal.input_repeated", device=mark.device, address=mark.address,
+                     sequence=mark.sequence)
+            self._input_handled(mark)
+            return
         match item:
             case KeyPress():
                 try:

@@ -291,6 +291,16 @@ class Journal:
             "VALUES (?, ?, ?, ?, ?)",
             (mark.device, mark.address, mark.sequence, mark.code, mark.boot))
 
+    def was_handled(self, mark: InputMark) -> bool:
+        """True when ``mark`` is the last input handled for its terminal: the same latched
+        input delivered twice (a driver rebuilt by a reload reads again what the old one
+        had already queued). A new input always has another sequence."""
+        row = self._db.execute(
+            "SELECT sequence, code, boot FROM terminal_inputs WHERE device = ? AND address = ?",
+            (mark.device, mark.address)).fetchone()
+        return row is not None and (int(row[0]), int(row[1]), int(row[2])) == (
+            mark.sequence, mark.code, mark.boot)
+
     def input_marks(self) -> list[InputMark]:
         """The last handled input of each terminal (for the terminal driver at start)."""
         rows = self._db.execute(

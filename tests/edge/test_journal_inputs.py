@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
-from edge.devices.base import InputMark
+from edge.devices.base import InputMark, KeyPress, TicketButton, WindowKey
 from edge.errors import CommandRejected
 from edge.journal import Journal
 from firmware_protocols import mqtt_messages as mm
+from tests.edge.sites import until
+from tests.edge.test_prediction import gated_daemon  # an in-process daemon
 
 T0 = 1_795_000_000_000
 NEXT_AT_11 = InputMark("terminals", 11, 7, 0x0101, 0xA17E)
@@ -68,3 +71,38 @@ def test_marks_survive_a_reopen_per_device_and_address(tmp_path: Path) -> None:
         assert sorted(journal.input_marks(), key=lambda m: (m.device, m.address)) == [
             NEXT_AT_11, rating_at_12, other_bus,
         ]
+
+
+def test_the_same_input_delivered_twice_is_known_as_handled(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db", "site-a") as journal:
+        assert not journal.was_handled(NEXT_AT_11)
+        with journal.handling(NEXT_AT_11):
+            journal.append([called("A001")], ts_ms=T0, clock_synced=True)
+        assert journal.was_handled(NEXT_AT_11)
+        nxt = InputMark("terminals", 11, 8, 0x0101, 0xA17E)  # the next press: a new sequence
+        assert not journal.was_handled(nxt)
+        assert not journal.was_handled(InputMark("terminals", 12, 7, 0x0101, 0xA17E))
+        assert not journal.was_handled(InputMark("terminals", 11, 7, 0x0101, 0xB000))  # reboot
+
+
+def test_a_terminal_input_delivered_twice_is_handled_once(tmp_path: Path) -> None:
+    """A reload rebuilds the terminal driver while an input it read waits in the daemon's
+    queue: the new driver reads the same latched input again (same mark)."""
+    async def scenario() -> None:
+        async with gated_daemon(tmp_path, budget_s=0.1) as (daemon, _base, gate):
+            hall = daemon.hall
+            assert hall is not None
+            gate.release.set()
+            for _ in range(2):
+                daemon.inputs.put_nowait(TicketButton("shebao"))
+            await until(lambda: len(hall.dispatcher.tickets()) == 2, "two tickets")
+            daemon.inputs.put_nowait(KeyPress(1, WindowKey.SIGN_IN, staff_id="zhang01"))
+            press = InputMark("terminals", 1, 41, 0x0101, 0)
+            for _ in range(2):  # the old driver's copy and the new driver's
+                daemon.inputs.put_nowait(KeyPress(1, WindowKey.NEXT, mark=press))
+            await until(lambda: hall.journal.was_handled(press), "the press handled")
+            await asyncio.sleep(0.3)  # the second copy's turn
+            calls = [e.body for e in hall.journal.events() if isinstance(e.body, mm.TicketCalled)]
+            assert [c.ticket for c in calls] == ["A001"]
+
+    asyncio.run(scenario())
