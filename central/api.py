@@ -153,9 +153,7 @@ class Central:
         start_ms = end_ms - int(hours * 3_600_000)
         points = sink.history(site_id, metric, key, start_ms=start_ms, end_ms=end_ms + 1,
                               now_ms=end_ms)
-        if isinstance(sink, EmbeddedTelemetrySink):
-            return sink.resolution_for(start_ms, end_ms), points
-        return (60 if hours <= 12 else 3600), points
+        return sink.resolution_for(start_ms, end_ms), points
 
 
 def central_of(request: Request) -> Central:

@@ -93,6 +93,10 @@ class TelemetrySink(Protocol):
     def history(self, site_id: str, metric: str, key: str = "", *, start_ms: int,
                 end_ms: int, now_ms: int) -> list[HistoryPoint]: ...  # fmt: skip
 
+    def resolution_for(self, start_ms: int, now_ms: int) -> int:
+        """Seconds per point ``history`` gives from ``start_ms`` to now (0: raw points)."""
+        ...
+
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
@@ -204,7 +208,7 @@ class InfluxTelemetrySink:
     def history(self, site_id: str, metric: str, key: str = "", *, start_ms: int,
                 end_ms: int, now_ms: int) -> list[HistoryPoint]:  # fmt: skip
         """Mean, min, max and count per minute (spans up to 12 h) or hour, by Flux."""
-        every_s = 60 if end_ms - start_ms <= 12 * HOUR_MS else 3600
+        every_s = self.resolution_for(start_ms, now_ms)
         query = flux_history(self.bucket, site_id, metric, key, start_ms, end_ms, every_s)
         tables = self._client.query_api().query(query, org=self.org)
         buckets: dict[int, dict[str, float]] = defaultdict(dict)
@@ -217,6 +221,10 @@ class InfluxTelemetrySink:
                          int(b.get("count", 1)))
             for ts, b in sorted(buckets.items()) if "mean" in b
         ]  # fmt: skip
+
+    def resolution_for(self, start_ms: int, now_ms: int) -> int:
+        """Per minute for spans up to 12 h, else per hour (Influx keeps what its bucket keeps)."""
+        return 60 if now_ms - start_ms <= 12 * HOUR_MS else 3600
 
     def flush(self) -> None:
         self._write_api.flush()  # type: ignore[no-untyped-call]

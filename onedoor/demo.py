@@ -286,11 +286,7 @@ class CentralProcess:
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """Read the central's database directly (read-only) for the summary."""
-        if not self.database.exists():
-            return []
-        with contextlib.closing(sqlite3.connect(f"file:{self.database}?mode=ro", uri=True,
-                                                timeout=10)) as db:
-            return list(db.execute(sql))
+        return read_only_query(self.database, sql)
 
 
 # --------------------------------------------------------------------------- the demo
@@ -552,13 +548,18 @@ def undelivered(produced: int, at_central: set[int], in_journal: set[int]) -> tu
     return pending, len(missing) - pending
 
 
-def journal_seqs(path: Path) -> set[int]:
-    """Seqs a stopped site's journal still holds (read-only)."""
-    if not path.exists():
-        return set()
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True,
+def read_only_query(database: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` on a SQLite file opened read-only; none if the file is not there."""
+    if not database.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True,
                                             timeout=10)) as db:
-        return {seq for (seq,) in db.execute("SELECT seq FROM events")}
+        return list(db.execute(sql))
+
+
+def journal_seqs(path: Path) -> set[int]:
+    """Seqs a stopped site's journal still holds."""
+    return {seq for (seq,) in read_only_query(path, "SELECT seq FROM events")}
 
 
 def _json_detail(raw: Any) -> Any:

@@ -391,7 +391,6 @@ class DemoSite:
         self._acked_seq: int = hall.journal.acked_seq
         return self._acked_seq
 
-
     def save_pictures(self, directory: Path) -> None:
         from firmware_protocols.simulators.led_screens import render_screen
         from firmware_protocols.simulators.printer import render_ticket
