@@ -35,7 +35,7 @@ test: venv
 	ONEDOOR_NO_EXTENSIONS=1 $(BIN)/python -m pytest -q tests/fastpath
 
 bench: venv
-	$(BIN)/onedoor bench --output docs/bench/last-run.md
+	$(BIN)/python -m onedoor bench --output docs/bench/last-run.md  # -m: the central suite starts tests/servers.py
 
 # Long fuzzing (the CI suite runs a fixed small budget of the same properties):
 # atheris on every decoder for 10 minutes each, then the hypothesis fuzz tests at 20,000
