@@ -15,8 +15,10 @@ for each other instead of mixing their state.
 
 A prediction builds the hall's state once, saves it (the queue core's
 ``c_save`` and a copy of the engine's arrays) and restores it with
-``memcpy`` for each replication; only the random parts (first arrivals,
-residual services) are drawn again, in the pure twin's order.
+``memcpy`` for each replication; only the random parts (the arrival stream,
+residual services) are drawn again, in the pure twin's order. The Poisson
+arrivals are not events in a tree: the next one waits in a few fields and the
+loop compares its time with the trees' next event.
 """
 
 import threading
@@ -41,8 +43,8 @@ from fastpath._sim_py import (
     EV_FREE as _EV_FREE,
     EV_OPEN as _EV_OPEN,
     EV_REPLAY as _EV_REPLAY,
-    EV_STREAM as _EV_STREAM,
     NEVER as _NEVER,
+    NO_ARRIVAL as _NO_ARRIVAL,
     OUT_DONE as _OUT_DONE,
     OUT_NO_SHOW as _OUT_NO_SHOW,
     OUT_SERVING as _OUT_SERVING,
@@ -55,6 +57,8 @@ from fastpath._sim_py import (
     ZIG_NORMAL_K,
     ZIG_NORMAL_R,
     ZIG_NORMAL_W,
+    arrival_seed,
+    arrival_tables,
 )
 from fastpath.types import APPOINTMENT as _APPOINTMENT
 from fastpath.types import NORMAL as _NORMAL
@@ -68,8 +72,7 @@ cdef enum:
     EV_OPEN = 0
     EV_CLOSE = 1
     EV_FREE = 2
-    EV_STREAM = 3
-    EV_REPLAY = 4
+    EV_REPLAY = 3
     OUT_UNSERVED = 0
     OUT_DONE = 1
     OUT_NO_SHOW = 2
@@ -78,9 +81,11 @@ cdef enum:
     C_PRIORITY = 1
     C_APPOINTMENT = 2
     SLOT_BITS = 21                  # an event's tag: seq << SEQ_SHIFT | kind << SLOT_BITS | slot
+    ARRIVAL_BLOCK = 32              # arrivals drawn ahead at a time (see _draw_arrivals)
     SEQ_SHIFT = 24
 
 cdef int64_t NEVER = _NEVER
+cdef int64_t NO_ARRIVAL = _NO_ARRIVAL
 cdef int64_t NO_TICKET = -1
 cdef int64_t BUSY_UNKNOWN = _BUSY_UNKNOWN
 cdef double TWO_POW_M53 = 1.0 / 9007199254740992.0
@@ -90,7 +95,7 @@ cdef int64_t MAX_SEQ = (<int64_t> 1) << 40
 
 # The shared tables must agree with the C enums above.
 assert (_DIST_EXPONENTIAL, _DIST_LOGNORMAL, _DIST_FIXED, _DIST_EMPIRICAL) == (0, 1, 2, 3)
-assert (_EV_OPEN, _EV_CLOSE, _EV_FREE, _EV_STREAM, _EV_REPLAY) == (0, 1, 2, 3, 4)
+assert (_EV_OPEN, _EV_CLOSE, _EV_FREE, _EV_REPLAY) == (0, 1, 2, 3)
 assert (_OUT_UNSERVED, _OUT_DONE, _OUT_NO_SHOW, _OUT_SERVING) == (0, 1, 2, 3)
 assert (_NORMAL, _PRIORITY, _APPOINTMENT) == (0, 1, 2)
 
@@ -133,6 +138,14 @@ cdef void _rng_seed(Rng *r, uint64_t x) noexcept nogil:
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
         r.s[i] = z ^ (z >> 31)
+
+
+cdef inline uint64_t _arrival_seed(uint64_t seed, uint64_t replication) noexcept nogil:
+    """See fastpath._sim_py.arrival_seed."""
+    cdef uint64_t z = seed + (replication + 1) * 0xD1B54A32D192ED03ULL
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
+    return z ^ (z >> 31)
 
 
 cdef inline uint64_t _next(Rng *r) noexcept nogil:
@@ -363,8 +376,8 @@ cdef struct Tree:
 
 cdef enum:
     TREE_FREE = 0                   # one slot per window
-    TREE_STREAM = 1                 # one slot per service
-    TREE_OTHER = 2                  # one EV_OPEN/EV_CLOSE slot per window, one EV_REPLAY slot
+    TREE_OTHER = 1                  # one EV_OPEN/EV_CLOSE slot per window, one EV_REPLAY slot
+    N_TREES = 2
 
 
 cdef struct Ticket:
@@ -407,13 +420,12 @@ cdef class Engine:
     cdef int64_t appt_early
     cdef int64_t appt_late
     # Pending events: a window has at most one EV_FREE and one EV_OPEN or EV_CLOSE
-    # pending, a service one EV_STREAM, the replay one EV_REPLAY. So each has a
-    # fixed slot and the events sit in tournament trees over the slots (see
-    # od_climb), one for window ends, one for arrivals and one for the rare
-    # rest; scheduling is log2(slots) branchless steps.
-    cdef Tree trees[3]
-    cdef int tree_of[5]             # per event kind
-    cdef Py_ssize_t slot_base[5]    # per event kind: its slot is slot_base + arg
+    # pending, the replay one EV_REPLAY. So each has a fixed slot and the events
+    # sit in tournament trees over the slots (see od_climb), one for window ends
+    # and one for the rare rest; scheduling is log2(slots) branchless steps.
+    cdef Tree trees[N_TREES]
+    cdef int tree_of[4]             # per event kind
+    cdef Py_ssize_t slot_base[4]    # per event kind: its slot is slot_base + arg
     cdef bint batch                 # set-up: _schedule fills slots, _rebuild orders them
     cdef int64_t base               # event keys count time from here (see od_pack)
     cdef int64_t seq
@@ -449,14 +461,26 @@ cdef class Engine:
     cdef int64_t *sh_open
     cdef int64_t *sh_close
     cdef int64_t *w_shift
-    # arrivals
-    cdef int64_t *st_start          # segments of service s: seg_*[st_start[s]:st_start[s+1]]
-    cdef int64_t *seg_starts
-    cdef double *seg_rates
-    cdef double *p_priority
-    cdef double *p_appointment
-    cdef int64_t *s_seg
-    cdef double *s_time
+    # arrivals: the tables of fastpath._sim_py.arrival_tables, their own random
+    # stream, the current segment and time, and the next arrival drawn ahead
+    cdef Rng arng
+    cdef int64_t *a_start
+    cdef double *a_mean
+    cdef uint64_t *a_keep
+    cdef int32_t *a_alias
+    cdef Py_ssize_t a_nseg
+    cdef Py_ssize_t n_labels        # 3 per service: service * 3 + class
+    cdef Py_ssize_t a_seg
+    cdef double a_time
+    cdef int64_t a_ms               # NO_ARRIVAL: none left
+    cdef int64_t a_service
+    cdef int64_t a_klass
+    cdef int64_t a_booked
+    cdef int64_t ab_ms[ARRIVAL_BLOCK]   # the arrivals drawn ahead, ab_next of ab_n
+    cdef int32_t ab_label[ARRIVAL_BLOCK]
+    cdef int64_t ab_booked[ARRIVAL_BLOCK]
+    cdef int ab_next
+    cdef int ab_n
     cdef int64_t arrivals_until
     cdef int64_t horizon            # prediction: events after it never run, so are not scheduled
     cdef int64_t arrivals_left
@@ -476,8 +500,6 @@ cdef class Engine:
     cdef int64_t *sv_idle_count
     cdef int64_t *sv_shift
     cdef int64_t *sv_counter
-    cdef int64_t *sv_seg
-    cdef double *sv_time
 
     def __cinit__(self):
         # Every pointer starts NULL (Cython zeroes the object), so __dealloc__ is safe.
@@ -562,26 +584,18 @@ cdef class Engine:
         self.w_since = self._alloc_i64(n_w)
         self.sh_start = self._alloc_i64(n_w + 1)
         self.w_shift = self._alloc_i64(n_w)
-        self.st_start = self._alloc_i64(n_s + 1)
-        self.p_priority = <double *> self._alloc(n_s, sizeof(double))
-        self.p_appointment = <double *> self._alloc(n_s, sizeof(double))
-        self.s_seg = self._alloc_i64(n_s)
-        self.s_time = <double *> self._alloc(n_s, sizeof(double))
+        self.n_labels = 3 * n_s
         self.sv_open = <char *> self._alloc(n_w, 1)
         self.sv_idle = <char *> self._alloc(n_w, 1)
         self.sv_idle_count = self._alloc_i64(n_s)
         self.sv_shift = self._alloc_i64(n_w)
         self.sv_counter = self._alloc_i64(n_s)
-        self.sv_seg = self._alloc_i64(n_s)
-        self.sv_time = <double *> self._alloc(n_s, sizeof(double))
         if max(n_w, n_s) + 1 > SLOT_MASK:
             raise ValueError("too many windows or services")
         self.tree_of[EV_FREE] = TREE_FREE
-        self.tree_of[EV_STREAM] = TREE_STREAM
         self.tree_of[EV_OPEN] = self.tree_of[EV_CLOSE] = self.tree_of[EV_REPLAY] = TREE_OTHER
         self.slot_base[EV_REPLAY] = n_w  # the others are 0
         self._alloc_tree(TREE_FREE, n_w)
-        self._alloc_tree(TREE_STREAM, n_s)
         self._alloc_tree(TREE_OTHER, n_w + 1)
         self._events_clear()
 
@@ -622,13 +636,12 @@ cdef class Engine:
         PyMem_RawFree(self.wait_sum); PyMem_RawFree(self.waited); PyMem_RawFree(self.busy_ms)
         PyMem_RawFree(self.w_open); PyMem_RawFree(self.w_current); PyMem_RawFree(self.w_absent)
         PyMem_RawFree(self.w_since); PyMem_RawFree(self.sh_start); PyMem_RawFree(self.sh_open)
-        PyMem_RawFree(self.sh_close); PyMem_RawFree(self.w_shift); PyMem_RawFree(self.st_start)
-        PyMem_RawFree(self.seg_starts); PyMem_RawFree(self.seg_rates)
-        PyMem_RawFree(self.p_priority); PyMem_RawFree(self.p_appointment)
-        PyMem_RawFree(self.s_seg); PyMem_RawFree(self.s_time)
+        PyMem_RawFree(self.sh_close); PyMem_RawFree(self.w_shift)
+        PyMem_RawFree(self.a_start); PyMem_RawFree(self.a_mean)
+        PyMem_RawFree(self.a_keep); PyMem_RawFree(self.a_alias)
         PyMem_RawFree(self.rp_time); PyMem_RawFree(self.rp_service); PyMem_RawFree(self.rp_klass)
         PyMem_RawFree(self.rp_booked)
-        for i in range(3):
+        for i in range(N_TREES):
             PyMem_RawFree(self.trees[i].key); PyMem_RawFree(self.trees[i].tag)
             PyMem_RawFree(self.trees[i].saved_key); PyMem_RawFree(self.trees[i].saved_tag)
             PyMem_RawFree(self.trees[i].time); PyMem_RawFree(self.trees[i].saved_time)
@@ -636,7 +649,6 @@ cdef class Engine:
         PyMem_RawFree(self.sv_open)
         PyMem_RawFree(self.sv_idle); PyMem_RawFree(self.sv_idle_count)
         PyMem_RawFree(self.sv_shift); PyMem_RawFree(self.sv_counter)
-        PyMem_RawFree(self.sv_seg); PyMem_RawFree(self.sv_time)
 
     # -- public entry points -------------------------------------------------------
 
@@ -649,10 +661,11 @@ cdef class Engine:
         with self.lock:
             self._start(seed, start_ms, record, warmup)
             self._reset(start_ms, [0] * self.n_windows)
-            self._load_streams(streams)
+            self._load_arrivals(arrival_tables(streams, start_ms, arrivals_until_ms),
+                                arrivals_until_ms)
             self._load_shifts(shifts)
-            self._prepare_streams(arrivals_until_ms, max_arrivals, NULL)
-            self._first_arrivals()
+            self.arrivals_left = max_arrivals
+            self._start_arrivals(_arrival_seed(seed, 0))
             for w in range(self.n_windows):
                 self.w_shift[w] = self.sh_start[w]
                 self._schedule_next_open(w, start_ms)
@@ -673,6 +686,7 @@ cdef class Engine:
         """
         cdef Py_ssize_t n_w = self.n_windows, i, w, n_wait
         cdef int64_t stop = now_ms + horizon_ms
+        cdef uint64_t c_seed
         if not (len(shifts) == len(busy_service) == len(busy_since) == len(streaks) == n_w):
             raise ValueError("window state needs one entry per window")
         if replications < 0:
@@ -693,6 +707,9 @@ cdef class Engine:
         cdef int64_t tag_key = tagged[2], tag_order = tagged[3]
         if len(counters) != self.n_services:
             raise ValueError("counters need one entry per service")
+        # The new ticket's own group is left out of the arrivals: see the pure twin.
+        tables = arrival_tables(streams, now_ms, stop,
+                                tag_service * 3 + tag_klass if tag_klass != C_APPOINTMENT else -1)
         for i in range(n_wait):
             if not (0 <= q_service[i] < self.n_services and 0 <= q_klass[i] < 3):
                 raise IndexError("waiting ticket with service or class out of range")
@@ -705,12 +722,12 @@ cdef class Engine:
         cdef int64_t[:] out = waits
         with self.lock:
             self._start(seed, now_ms, False, 0)
-            self._load_streams(streams)
+            self._load_arrivals(tables, stop)
             self._load_shifts(shifts)
             # The state at now_ms without its random parts, built once.
             self._reset(now_ms, streaks)
             self.horizon = stop
-            self._prepare_streams(stop, NEVER, &v_counter[0])
+            memcpy(self.counter, &v_counter[0], self.n_services * sizeof(int64_t))
             for i in range(n_wait):
                 self._add_ticket(q_service[i], q_klass[i], q_key[i], q_order[i], q_issued[i])
             self.target = self._add_ticket(tag_service, tag_klass, tag_key, tag_order, now_ms)
@@ -720,24 +737,25 @@ cdef class Engine:
             for w in range(n_w):
                 self._start_shifts(w)
             self._save()
+            c_seed = seed
             with nogil:
-                self._replicate(replications, now_ms, horizon_ms, &v_bsvc[0], &v_bsince[0],
-                                &out[0] if replications else NULL)
+                self._replicate(c_seed, replications, now_ms, horizon_ms, &v_bsvc[0],
+                                &v_bsince[0], &out[0] if replications else NULL)
         return list(waits)
 
-    cdef int _replicate(self, Py_ssize_t replications, int64_t now_ms, int64_t horizon_ms,
-                        const int64_t *busy_service, const int64_t *busy_since,
-                        int64_t *out) except -1 nogil:
+    cdef int _replicate(self, uint64_t seed, Py_ssize_t replications, int64_t now_ms,
+                        int64_t horizon_ms, const int64_t *busy_service,
+                        const int64_t *busy_since, int64_t *out) except -1 nogil:
         cdef Py_ssize_t rep, w, i
         cdef int64_t called
         for rep in range(replications):
             self._restore(now_ms)
+            self._start_arrivals(_arrival_seed(seed, rep))
             self.batch = 1
-            self._first_arrivals()
             for w in range(self.n_windows):
                 self._set_predicted_window(w, busy_service[w], busy_since[w])
             self.batch = 0
-            for i in range(3):
+            for i in range(N_TREES):
                 _rebuild(self.trees[i].key, self.trees[i].time, self.trees[i].tag,
                          self.trees[i].n_leaves)
             for w in range(self.n_windows):  # open idle windows call at once, in order
@@ -803,7 +821,7 @@ cdef class Engine:
         self.core.c_save(self.t_n)
         self.sv_tk = <Ticket *> _resize(self.sv_tk, self.t_n, sizeof(Ticket))
         memcpy(self.sv_tk, self.tk, self.t_n * sizeof(Ticket))
-        for i in range(3):
+        for i in range(N_TREES):
             t = &self.trees[i]
             memcpy(t.saved_key, t.key, 2 * t.n_leaves * sizeof(uint64_t))
             memcpy(t.saved_time, t.time, t.n_leaves * sizeof(int64_t))
@@ -816,8 +834,6 @@ cdef class Engine:
         memcpy(self.sv_shift, self.w_shift, n_w * sizeof(int64_t))
         memcpy(self.sv_idle_count, self.idle_count, n_s * sizeof(int64_t))
         memcpy(self.sv_counter, self.counter, n_s * sizeof(int64_t))
-        memcpy(self.sv_seg, self.s_seg, n_s * sizeof(int64_t))
-        memcpy(self.sv_time, self.s_time, n_s * sizeof(double))
         return 0
 
     cdef void _restore(self, int64_t now_ms) noexcept nogil:
@@ -825,7 +841,7 @@ cdef class Engine:
         cdef Tree *t
         self.core.c_restore()
         memcpy(self.tk, self.sv_tk, self.sv_t_n * sizeof(Ticket))
-        for i in range(3):
+        for i in range(N_TREES):
             t = &self.trees[i]
             memcpy(t.key, t.saved_key, 2 * t.n_leaves * sizeof(uint64_t))
             memcpy(t.time, t.saved_time, t.n_leaves * sizeof(int64_t))
@@ -842,33 +858,27 @@ cdef class Engine:
         memcpy(self.w_shift, self.sv_shift, n_w * sizeof(int64_t))
         memcpy(self.idle_count, self.sv_idle_count, n_s * sizeof(int64_t))
         memcpy(self.counter, self.sv_counter, n_s * sizeof(int64_t))
-        memcpy(self.s_seg, self.sv_seg, n_s * sizeof(int64_t))
-        memcpy(self.s_time, self.sv_time, n_s * sizeof(double))
         memset(self.w_absent, 0, n_w)
         memset(self.w_since, 0, n_w * sizeof(int64_t))
         for w in range(n_w):
             self.w_current[w] = NO_TICKET
 
-    cdef int _load_streams(self, streams) except -1:
-        cdef Py_ssize_t s, total = 0, i
-        for s in range(self.n_services):
-            starts, rates, p_pri, p_app = streams[s]
-            if len(starts) != len(rates):
-                raise ValueError("a stream needs one rate per segment start")
-            total += len(starts)
-        self.seg_starts = <int64_t *> _resize(self.seg_starts, total, sizeof(int64_t))
-        self.seg_rates = <double *> _resize(self.seg_rates, total, sizeof(double))
-        total = 0
-        for s in range(self.n_services):
-            starts, rates, p_pri, p_app = streams[s]
-            self.st_start[s] = total
-            for i in range(len(starts)):
-                self.seg_starts[total] = starts[i]
-                self.seg_rates[total] = rates[i]
-                total += 1
-            self.p_priority[s] = p_pri
-            self.p_appointment[s] = p_app
-        self.st_start[self.n_services] = total
+    cdef int _load_arrivals(self, tables, int64_t arrivals_until) except -1:
+        """Copy the tables of :func:`fastpath._sim_py.arrival_tables` into C arrays."""
+        starts, means, keep, aliases = tables
+        cdef Py_ssize_t i, n = len(starts)
+        self.a_start = <int64_t *> _resize(self.a_start, n, sizeof(int64_t))
+        self.a_mean = <double *> _resize(self.a_mean, n, sizeof(double))
+        self.a_keep = <uint64_t *> _resize(self.a_keep, n * self.n_labels, sizeof(uint64_t))
+        self.a_alias = <int32_t *> _resize(self.a_alias, n * self.n_labels, sizeof(int32_t))
+        for i in range(n):
+            self.a_start[i] = starts[i]
+            self.a_mean[i] = means[i]
+        for i in range(n * self.n_labels):
+            self.a_keep[i] = keep[i]
+            self.a_alias[i] = aliases[i]
+        self.a_nseg = n
+        self.arrivals_until = arrivals_until
         return 0
 
     cdef int _load_shifts(self, shifts) except -1:
@@ -887,57 +897,77 @@ cdef class Engine:
         self.sh_start[self.n_windows] = total
         return 0
 
-    cdef int _prepare_streams(self, int64_t arrivals_until, int64_t max_arrivals,
-                              int64_t *counters) except -1:
-        """Each stream's segment at ``now`` (no draws: see :meth:`_first_arrivals`)."""
-        cdef Py_ssize_t s, seg, first, last
-        cdef double t
-        self.arrivals_until = arrivals_until
-        self.arrivals_left = max_arrivals
-        if counters != NULL:
-            memcpy(self.counter, counters, self.n_services * sizeof(int64_t))
-        for s in range(self.n_services):
-            first = self.st_start[s]
-            last = self.st_start[s + 1]
-            if first == last:
-                continue
-            seg = first
-            t = <double> self.now
-            if t < self.seg_starts[first]:
-                t = <double> self.seg_starts[first]
-            while seg + 1 < last and self.seg_starts[seg + 1] <= t:
+    cdef void _start_arrivals(self, uint64_t seed) noexcept nogil:
+        """The arrival stream from its first segment, its first arrival drawn."""
+        _rng_seed(&self.arng, seed)
+        self.a_seg = 0
+        self.a_time = <double> self.a_start[0] if self.a_nseg else 0.0
+        self.ab_next = self.ab_n = 0
+        self._next_arrival()
+
+    cdef inline void _next_arrival(self) noexcept nogil:
+        cdef int i = self.ab_next
+        cdef int32_t label
+        if i == self.ab_n:
+            self._draw_arrivals()
+            i = 0
+            if self.ab_n == 0:
+                self.a_ms = NO_ARRIVAL
+                return
+        label = self.ab_label[i]
+        self.a_ms = self.ab_ms[i]
+        self.a_service = label // 3
+        self.a_klass = label % 3
+        self.a_booked = self.ab_booked[i]
+        self.ab_next = i + 1
+
+    cdef void _draw_arrivals(self) noexcept nogil:
+        """The next ARRIVAL_BLOCK arrivals (fewer where the stream ends), as
+        :meth:`fastpath._sim_py._Run.next_arrival` draws them one at a time: the
+        stream is the arrivals' own, so drawing ahead changes nothing."""
+        cdef Py_ssize_t seg = self.a_seg, n = self.a_nseg, label, row, n_labels = self.n_labels
+        cdef double t = self.a_time, seg_end, mean
+        cdef uint64_t u
+        cdef int64_t now, booked, late = self.appt_late, span = self.appt_early + self.appt_late
+        cdef int k = 0
+        self.ab_next = 0
+        if n == 0:
+            self.ab_n = 0
+            return
+        seg_end = <double> self.a_start[seg + 1] if seg + 1 < n else <double> self.arrivals_until
+        mean = self.a_mean[seg]
+        while k < ARRIVAL_BLOCK:
+            if mean > 0.0:
+                t = t + _exponential(&self.arng) * mean
+                if t >= seg_end:
+                    t = seg_end  # memoryless: start again at the next segment
+                    mean = 0.0
+            if mean == 0.0 or t >= seg_end:
+                if seg + 1 >= n:
+                    break
                 seg += 1
-            self.s_seg[s] = seg
-            self.s_time[s] = t
-        return 0
-
-    cdef int _first_arrivals(self) except -1 nogil:
-        cdef Py_ssize_t s
-        for s in range(self.n_services):
-            if self.st_start[s + 1] > self.st_start[s]:
-                self._next_stream_arrival(s)
-        return 0
-
-    cdef int _next_stream_arrival(self, Py_ssize_t s) except -1 nogil:
-        cdef Py_ssize_t seg = self.s_seg[s], last = self.st_start[s + 1]
-        cdef double t = self.s_time[s], seg_end, rate, candidate
-        while True:
-            if seg + 1 < last:
-                seg_end = <double> self.seg_starts[seg + 1]
-            else:
-                seg_end = <double> self.arrivals_until
-            rate = self.seg_rates[seg]
-            if rate > 0.0:
-                candidate = t + _exponential(&self.rng) / rate
-                if candidate < seg_end:
-                    self.s_seg[s] = seg
-                    self.s_time[s] = candidate
-                    self._schedule(<int64_t> candidate, EV_STREAM, s)
-                    return 0
-            if seg + 1 >= last:
-                return 0
-            seg += 1
-            t = <double> self.seg_starts[seg]
+                t = <double> self.a_start[seg]
+                seg_end = <double> self.a_start[seg + 1] if seg + 1 < n else <double> self.arrivals_until
+                mean = self.a_mean[seg]
+                continue
+            now = <int64_t> t
+            row = seg * n_labels
+            u = _next(&self.arng)
+            label = <Py_ssize_t> (((u >> 32) * <uint64_t> n_labels) >> 32)
+            if (u & 0xFFFFFFFFULL) >= self.a_keep[row + label]:
+                label = self.a_alias[row + label]
+            booked = -1
+            if label % 3 == C_APPOINTMENT:
+                booked = now + <int64_t> (_uniform(&self.arng) * span) - late
+                if booked < 0:
+                    booked = 0
+            self.ab_ms[k] = now
+            self.ab_label[k] = <int32_t> label
+            self.ab_booked[k] = booked
+            k += 1
+        self.a_seg = seg
+        self.a_time = t
+        self.ab_n = k
 
     cdef int _start_shifts(self, Py_ssize_t w) except -1 nogil:
         cdef Py_ssize_t i = self.sh_start[w], last = self.sh_start[w + 1]
@@ -1025,7 +1055,7 @@ cdef class Engine:
 
     cdef void _events_clear(self) noexcept nogil:
         cdef Py_ssize_t i, j
-        for j in range(3):
+        for j in range(N_TREES):
             for i in range(2 * self.trees[j].n_leaves):
                 self.trees[j].key[i] = OD_INF
             for i in range(self.trees[j].n_leaves):
@@ -1210,27 +1240,30 @@ cdef class Engine:
         cdef int64_t time
         cdef Tree *t
         while self.target_called < 0:
-            key = self.trees[0].key[1]  # the earliest of the three trees' next events
-            for i in range(1, 3):
-                other = self.trees[i].key[1]
-                take = -<uint64_t> (other < key)
-                if ((other ^ key) >> OD_TSHIFT) == 0:
-                    take = -<uint64_t> self._before(other, key)
-                key ^= (key ^ other) & take
-            if key == OD_INF:  # no event left
-                break
-            slot = <Py_ssize_t> (key & SLOT_MASK)
-            kind = <int> ((key >> SLOT_BITS) & 7)
-            t = &self.trees[self.tree_of[kind]]
-            time = t.time[slot]
+            key = self.trees[0].key[1]  # the earlier of the two trees' next events
+            other = self.trees[1].key[1]
+            take = -<uint64_t> (other < key)
+            if ((other ^ key) >> OD_TSHIFT) == 0:
+                take = -<uint64_t> self._before(other, key)
+            key ^= (key ^ other) & take
+            time = NO_ARRIVAL
+            if key != OD_INF:
+                slot = <Py_ssize_t> (key & SLOT_MASK)
+                kind = <int> ((key >> SLOT_BITS) & 7)
+                t = &self.trees[self.tree_of[kind]]
+                time = t.time[slot]
+            if key == OD_INF or time > self.a_ms:  # the next arrival, if any, is first
+                if self.a_ms == NO_ARRIVAL or self.a_ms > stop_ms:
+                    break
+                self.now = self.a_ms
+                self._on_arrival()
+                continue
             if time > stop_ms:
                 break
             tag = t.tag[slot]
             self.now = time
             if kind == EV_FREE:
                 self._on_free(slot)
-            elif kind == EV_STREAM:
-                self._on_stream(slot)
             elif kind == EV_OPEN:
                 self._on_open(slot)
             elif kind == EV_CLOSE:
@@ -1289,26 +1322,13 @@ cdef class Engine:
             self._schedule_next_open(w, self.now)
         return 0
 
-    cdef int _on_stream(self, Py_ssize_t s) except -1 nogil:
-        cdef double p_pri, p_app, u
-        cdef int64_t klass = C_NORMAL, booked = -1, span
+    cdef int _on_arrival(self) except -1 nogil:
         if self.arrivals_left <= 0:
+            self.a_ms = NO_ARRIVAL
             return 0
         self.arrivals_left -= 1
-        p_pri = self.p_priority[s]
-        p_app = self.p_appointment[s]
-        if p_pri > 0.0 or p_app > 0.0:
-            u = _uniform(&self.rng)
-            if u < p_pri:
-                klass = C_PRIORITY
-            elif u < p_pri + p_app:
-                klass = C_APPOINTMENT
-                span = self.appt_early + self.appt_late
-                booked = self.now + <int64_t> (_uniform(&self.rng) * span) - self.appt_late
-                if booked < 0:
-                    booked = 0
-        self._arrive(s, klass, booked)
-        self._next_stream_arrival(s)
+        self._arrive(self.a_service, self.a_klass, self.a_booked)
+        self._next_arrival()
         return 0
 
     cdef int _on_replay(self) except -1 nogil:

@@ -23,17 +23,24 @@ Staff behaviour that the policy does not decide is fixed here: when a window
 frees it calls at once; an arriving ticket is called by the lowest-numbered
 idle open window that serves its service.
 
-Reproducibility: one xoshiro256** stream (seeded with splitmix64) feeds every
-draw, always in the same order; times are integer ms; exponential and normal
+Reproducibility: two xoshiro256** streams (seeded with splitmix64) feed the
+draws, each always in the same order. The arrivals have their own stream (one
+per run, or per prediction replication, from :func:`arrival_seed`): all the
+services' Poisson arrivals are drawn as one stream whose points are labelled
+(service, class) with an alias table (:func:`arrival_tables`), so they never
+wait on the hall's events and need no place in the event queue. The other
+stream serves the service times, no-shows and residual services in event
+order. Times are integer ms; exponential and normal
 draws use Marsaglia and Tsang's ziggurat over tables built once here (both
 twins read the same tables), and continuous draws use only IEEE double
 arithmetic and ``log``/``exp`` from the C library, which both twins call, so
 both produce the same numbers bit for bit. Events at the same millisecond run
-in the order they were scheduled.
+in the order they were scheduled, and before an arrival at that millisecond.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import math
@@ -57,8 +64,7 @@ DIST_EMPIRICAL = 3  # samples = observed service times (ms), drawn uniformly
 EV_OPEN = 0  # a window's shift starts
 EV_CLOSE = 1  # a window's shift ends
 EV_FREE = 2  # a window's service (or no-show wait) ends
-EV_STREAM = 3  # the next Poisson arrival of one service
-EV_REPLAY = 4  # the next replayed arrival
+EV_REPLAY = 3  # the next replayed arrival (Poisson arrivals are not queued events)
 
 # Ticket outcomes in the per-ticket record.
 OUT_UNSERVED = 0  # still waiting, or still at a window, when the run stopped
@@ -67,6 +73,7 @@ OUT_NO_SHOW = 2  # absent at the call(s) and dropped
 OUT_SERVING = 3  # at a window when the run stopped
 
 NEVER = 1 << 62  # "no such time"
+NO_ARRIVAL = (1 << 63) - 1  # no Poisson arrival pending: after every event
 BUSY_UNKNOWN = -2  # a window serving someone from before the prediction started
 TWO_POW_M53 = 1.0 / 9007199254740992.0
 
@@ -209,6 +216,96 @@ def sample_service_ms(rng: Xoshiro256, kind: int, a: float, b: float,
     return value if value > 0 else 1
 
 
+# --- arrivals: one labelled Poisson stream ----------------------------------------
+
+ALIAS_FULL = 1 << 32  # an alias-table threshold that always keeps its own label
+
+
+def arrival_seed(seed: int, replication: int) -> int:
+    """The seed of the arrival stream of a run (replication 0) or of one prediction replication.
+
+    splitmix64's output function over the pair, so each replication's arrivals
+    are drawn from a fresh stream: a replication's draws do not depend on how
+    many the ones before it used (the compiled twin draws them ahead, in blocks).
+    """
+    z = (seed + (replication + 1) * 0xD1B54A32D192ED03) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
+
+
+def _alias(weights: Sequence[float]) -> tuple[list[int], list[int]]:
+    """Walker's alias table (Vose's construction): 32-bit thresholds and aliases.
+
+    Label ``j`` drawn uniformly is kept when 32 random bits are below
+    ``thresholds[j]``, else it becomes ``aliases[j]``.
+    """
+    n = len(weights)
+    total = sum(weights)
+    scaled = [w * n / total for w in weights]
+    thresholds = [ALIAS_FULL] * n
+    aliases = list(range(n))
+    small = [j for j in range(n) if scaled[j] < 1.0]
+    large = [j for j in range(n) if scaled[j] >= 1.0]
+    while small and large:
+        j, big = small.pop(), large.pop()
+        thresholds[j] = int(scaled[j] * ALIAS_FULL)
+        aliases[j] = big
+        scaled[big] += scaled[j] - 1.0
+        (small if scaled[big] < 1.0 else large).append(big)
+    return thresholds, aliases  # what is left over is 1 up to rounding: kept
+
+
+def arrival_tables(
+    streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
+    start_ms: int, until_ms: int, skip: int = -1,
+) -> tuple[list[int], list[float], list[int], list[int]]:
+    """All services' arrivals from ``start_ms`` to ``until_ms`` as one Poisson stream.
+
+    ``streams`` as in :meth:`Engine.run`. The superposition of the services'
+    Poisson streams is Poisson with the summed rate, each point independently
+    of label ``service * 3 + class`` with probability proportional to its
+    rate; the rates are piecewise constant, so the stream is split at every
+    service's segment start. Returns per segment its start and mean gap (1 /
+    total rate, 0.0 when no one arrives), and per segment and label (3 per
+    service) an alias table, flattened. Label ``skip`` is left out (a
+    prediction's own group, whose later arrivals queue behind the new ticket).
+    Both twins read these tables.
+    """
+    n_labels = 3 * len(streams)
+    cuts = {start_ms}
+    for starts, rates, _p, _q in streams:
+        if len(starts) != len(rates):
+            raise ValueError("a stream needs one rate per segment start")
+        cuts.update(t for t in starts if start_ms < t < until_ms)
+    seg_starts = sorted(cuts) if start_ms < until_ms else []
+    means: list[float] = []
+    thresholds: list[int] = []
+    aliases: list[int] = []
+    for t in seg_starts:
+        weights = [0.0] * n_labels
+        for service, (starts, rates, p_priority, p_appointment) in enumerate(streams):
+            seg = bisect.bisect_right(starts, t) - 1
+            rate = float(rates[seg]) if seg >= 0 else 0.0
+            if rate > 0.0:
+                p_normal = max(0.0, 1.0 - p_priority - p_appointment)
+                for klass, share in ((NORMAL, p_normal), (PRIORITY, p_priority),
+                                     (APPOINTMENT, p_appointment)):
+                    weights[service * 3 + klass] = rate * share
+        if 0 <= skip < n_labels:
+            weights[skip] = 0.0
+        total = sum(weights)
+        if total > 0.0:
+            means.append(1.0 / total)
+            keep, alias = _alias(weights)
+        else:
+            means.append(0.0)
+            keep, alias = [ALIAS_FULL] * n_labels, list(range(n_labels))
+        thresholds += keep
+        aliases += alias
+    return seg_starts, means, thresholds, aliases
+
+
 # --- the engine -----------------------------------------------------------------
 
 
@@ -292,7 +389,9 @@ class Engine:
             raise ValueError("shifts need one entry per window, streams one per service")
         with self._lock:
             run = _Run(self, seed, start_ms, record, warmup)
-            run.set_streams(streams, arrivals_until_ms, max_arrivals)
+            run.arrivals_left = max_arrivals
+            run.set_arrivals(arrival_tables(streams, start_ms, arrivals_until_ms),
+                             arrivals_until_ms, arrival_seed(seed, 0))
             for widx, intervals in enumerate(shifts):
                 run.set_shifts(widx, intervals, start_ms)
             if replay is not None:
@@ -330,24 +429,33 @@ class Engine:
             raise ValueError("window state needs one entry per window")
         if replications < 0:
             raise ValueError("replications must be >= 0")
+        if len(counters) != self.n_services:
+            raise ValueError("counters need one entry per service")
+        stop = now_ms + horizon_ms
+        # Later arrivals in the new ticket's own (service, class) group queue behind
+        # it, and only a group's head is ever compared, so until it is called they
+        # change nothing: they are not drawn at all. (An appointment's group is
+        # ordered by booked times, which may come before it.)
+        own = tagged[0] * 3 + tagged[1] if tagged[1] != APPOINTMENT else -1
+        tables = arrival_tables(streams, now_ms, stop, own)
         with self._lock:
             run = _Run(self, seed, now_ms, False, 0)
             w_service, w_klass, w_key, w_order, w_issued = waiting
             # Queue order (key, order) so that every push is an append to its group.
             queued = sorted(range(len(w_service)), key=lambda i: (w_key[i], w_order[i]))
             waits = []
-            stop = now_ms + horizon_ms
-            for _ in range(replications):
+            for rep in range(replications):
                 # First what every replication shares (the compiled twin builds it
                 # once and restores it), then the random parts, in this order.
                 run.reset(now_ms, streaks)
                 run.horizon = stop
+                run.counter = list(counters)
                 for i in queued:
                     run.add_ticket(w_service[i], w_klass[i], w_key[i], w_order[i], w_issued[i])
                 run.target = run.add_ticket(tagged[0], tagged[1], tagged[2], tagged[3], now_ms)
                 for widx in range(n_windows):
                     run.start_shifts(widx, shifts[widx])
-                run.set_streams(streams, stop, NEVER, counters)  # draws the first arrivals
+                run.set_arrivals(tables, stop, arrival_seed(seed, rep))
                 for widx in range(n_windows):
                     run.set_predicted_window(widx, busy_service[widx], busy_since[widx])
                 for widx in range(n_windows):  # open idle windows call at once, in order
@@ -408,13 +516,16 @@ class _Run:
         self.w_since = [0] * n_w
         self.w_shifts: list[list[tuple[int, int]]] = [[] for _ in range(n_w)]
         self.w_shift = [0] * n_w
-        # Arrivals.
-        self.s_starts: list[list[int]] = [[] for _ in range(n_s)]
-        self.s_rates: list[list[float]] = [[] for _ in range(n_s)]
-        self.s_mix: list[tuple[float, float]] = [(0.0, 0.0)] * n_s
-        self.s_seg = [0] * n_s
-        self.s_time = [0.0] * n_s
+        # Arrivals: the tables of arrival_tables, the current segment and time,
+        # and the next arrival, drawn ahead (its ms, label and booked time).
+        self.arrivals: tuple[list[int], list[float], list[int], list[int]] = ([], [], [], [])
         self.arrivals_until = NEVER
+        self.a_rng = self.rng
+        self.a_seg = 0
+        self.a_time = 0.0
+        self.a_ms = NO_ARRIVAL
+        self.a_label = 0
+        self.a_booked = -1
         self.horizon = NEVER  # prediction: events after it never run, so are not scheduled
         self.arrivals_left = NEVER
         self.replay: tuple[Sequence[int], ...] = ((), (), (), ())
@@ -426,53 +537,47 @@ class _Run:
         heapq.heappush(self.heap, (time_ms, self.seq, kind, arg))
         self.seq += 1
 
-    def set_streams(
-        self,
-        streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
-        arrivals_until_ms: int,
-        max_arrivals: int,
-        counters: Sequence[int] | None = None,
-    ) -> None:
+    def set_arrivals(self, tables: tuple[list[int], list[float], list[int], list[int]],
+                     arrivals_until_ms: int, seed: int) -> None:
+        """Start the arrival stream of :func:`arrival_tables` at its first segment."""
+        self.arrivals = tables
         self.arrivals_until = arrivals_until_ms
-        self.arrivals_left = max_arrivals
-        if counters is not None:
-            self.counter = list(counters)
-        for service, (starts, rates, p_priority, p_appointment) in enumerate(streams):
-            if len(starts) != len(rates):
-                raise ValueError("a stream needs one rate per segment start")
-            self.s_starts[service] = list(starts)
-            self.s_rates[service] = [float(r) for r in rates]
-            self.s_mix[service] = (float(p_priority), float(p_appointment))
-            if not starts:
-                continue
-            seg = 0
-            t = float(self.now)
-            if t < starts[0]:
-                t = float(starts[0])
-            while seg + 1 < len(starts) and starts[seg + 1] <= t:
-                seg += 1
-            self.s_seg[service] = seg
-            self.s_time[service] = t
-            self.next_stream_arrival(service)
+        self.a_rng = Xoshiro256(seed)
+        self.a_seg = 0
+        self.a_time = float(tables[0][0]) if tables[0] else 0.0
+        self.a_ms = NO_ARRIVAL
+        if tables[0]:
+            self.next_arrival()
 
-    def next_stream_arrival(self, service: int) -> None:
-        """Draw the next arrival of a piecewise-constant Poisson stream (memoryless)."""
-        starts, rates = self.s_starts[service], self.s_rates[service]
-        seg, t = self.s_seg[service], self.s_time[service]
+    def next_arrival(self) -> None:
+        """Draw the next arrival: its time (memoryless across segments), label, booked time."""
+        starts, means, thresholds, aliases = self.arrivals
+        rng, seg, t = self.a_rng, self.a_seg, self.a_time
         n = len(starts)
         while True:
             seg_end = float(starts[seg + 1]) if seg + 1 < n else float(self.arrivals_until)
-            rate = rates[seg]
-            if rate > 0.0:
-                candidate = t + self.rng.exponential() / rate
+            mean = means[seg]
+            if mean > 0.0:
+                candidate = t + rng.exponential() * mean
                 if candidate < seg_end:
-                    self.s_seg[service], self.s_time[service] = seg, candidate
-                    self.schedule(int(candidate), EV_STREAM, service)
-                    return
+                    break
             if seg + 1 >= n:
+                self.a_ms = NO_ARRIVAL
                 return
             seg += 1
             t = float(starts[seg])
+        self.a_seg, self.a_time = seg, candidate
+        self.a_ms = now = int(candidate)
+        n_labels = 3 * self.e.n_services
+        u = rng.next_u64()
+        label = seg * n_labels + (((u >> 32) * n_labels) >> 32)
+        if (u & 0xFFFFFFFF) >= thresholds[label]:
+            label = seg * n_labels + aliases[label]
+        self.a_label = label - seg * n_labels
+        self.a_booked = -1
+        if self.a_label % 3 == APPOINTMENT:  # booked within [now - late, now + early)
+            span = self.e._appt_early + self.e._appt_late
+            self.a_booked = max(0, now + int(rng.uniform() * span) - self.e._appt_late)
 
     def set_shifts(self, widx: int, intervals: Sequence[tuple[int, int]], start_ms: int) -> None:
         self.w_shifts[widx] = [(int(a), int(b)) for a, b in intervals]
@@ -640,15 +745,19 @@ class _Run:
         Returns the target's call time, or -1.
         """
         heap = self.heap
-        while heap and self.target_called < 0:
+        while self.target_called < 0:
+            if not heap or heap[0][0] > self.a_ms:  # the next arrival, if any, is first
+                if self.a_ms == NO_ARRIVAL or self.a_ms > stop_ms:
+                    break
+                self.now = self.a_ms
+                self.on_arrival()
+                continue
             if heap[0][0] > stop_ms:
                 break
             time_ms, _seq, kind, arg = heapq.heappop(heap)
             self.now = time_ms
             if kind == EV_FREE:
                 self.on_free(arg)
-            elif kind == EV_STREAM:
-                self.on_stream(arg)
             elif kind == EV_OPEN:
                 self.on_open(arg)
             elif kind == EV_CLOSE:
@@ -695,23 +804,14 @@ class _Run:
             self.w_shift[widx] += 1
             self.schedule_next_open(widx, self.now)
 
-    def on_stream(self, service: int) -> None:
+    def on_arrival(self) -> None:
         if self.arrivals_left <= 0:
+            self.a_ms = NO_ARRIVAL
             return
         self.arrivals_left -= 1
-        p_priority, p_appointment = self.s_mix[service]
-        klass, booked = NORMAL, -1
-        if p_priority > 0.0 or p_appointment > 0.0:
-            u = self.rng.uniform()
-            if u < p_priority:
-                klass = PRIORITY
-            elif u < p_priority + p_appointment:
-                klass = APPOINTMENT
-                span = self.e._appt_early + self.e._appt_late
-                booked = self.now + int(self.rng.uniform() * span) - self.e._appt_late
-                booked = max(booked, 0)
-        self.arrive(service, klass, booked)
-        self.next_stream_arrival(service)
+        label = self.a_label
+        self.arrive(label // 3, label % 3, self.a_booked)
+        self.next_arrival()
 
     def on_replay(self, index: int) -> None:
         times, services, klasses, booked = self.replay
@@ -737,11 +837,14 @@ __all__ = [
     "DIST_FIXED",
     "DIST_LOGNORMAL",
     "NEVER",
+    "NO_ARRIVAL",
     "OUT_DONE",
     "OUT_NO_SHOW",
     "OUT_SERVING",
     "OUT_UNSERVED",
     "Engine",
     "Xoshiro256",
+    "arrival_seed",
+    "arrival_tables",
     "sample_service_ms",
 ]

@@ -363,3 +363,58 @@ def test_twins_agree_on_event_ties_and_far_times(seed: int) -> None:
     expected = _sim_py.Engine(*args).run(**run)
     assert expected["end_ms"] > 8 * HOUR + 2**40  # the far events did run
     assert load_compiled("fastpath._sim_c").Engine(*args).run(**run) == expected
+
+
+def arrivals_only_hall() -> list[Any]:
+    """Two services and one window that never opens: every arrival stays queued."""
+    return [
+        [0, 0], [0, 100, 300], [number_order("A", 0), number_order("B", 0)],
+        [([(0, 1), (1, 1)], False, 0)],
+        [(DIST_FIXED, 60_000.0, 0.0, []), (DIST_FIXED, 60_000.0, 0.0, [])],
+        [0.0, 0.0], 30_000, True, 600_000,
+    ]
+
+
+# Segments with no one arriving, a service that starts late and one that stops:
+# the stream crosses them memorylessly, also inside a block the compiled twin
+# draws ahead (32 arrivals).
+GAPPY_STREAMS = [
+    ([8 * HOUR, 9 * HOUR, 10 * HOUR, 11 * HOUR], [2e-4, 0.0, 5e-4, 1e-4], 0.2, 0.3),
+    ([9 * HOUR + 1_234, 10 * HOUR + 500_000], [3e-4, 0.0], 0.0, 0.5),
+]
+
+
+@pytest.mark.parametrize("max_arrivals", [1, 31, 32, 33, 1_000_000])
+def test_twins_agree_on_arrival_streams_across_segments_and_blocks(max_arrivals: int) -> None:
+    run = {"seed": 5, "start_ms": 8 * HOUR + 600_000, "shifts": [[]],
+           "streams": GAPPY_STREAMS, "arrivals_until_ms": 12 * HOUR,
+           "max_arrivals": max_arrivals}
+    expected = _sim_py.Engine(*arrivals_only_hall()).run(**run)
+    assert expected["n_tickets"] == min(max_arrivals, expected["n_tickets"]) > 0
+    assert load_compiled("fastpath._sim_c").Engine(*arrivals_only_hall()).run(**run) == expected
+
+
+def test_arrivals_come_at_each_service_and_class_rate(sim: Any) -> None:
+    # One merged stream labelled by an alias table must give every (service,
+    # class) its own Poisson rate: the counts per label and per segment.
+    hours = 40
+    streams = [([0, hours * HOUR // 2], [2e-4, 1e-4], 0.2, 0.3),
+               ([hours * HOUR // 2], [3e-4], 0.0, 0.5)]
+    result = sim.Engine(*arrivals_only_hall()).run(
+        11, 0, [[]], streams, arrivals_until_ms=hours * HOUR)
+    cols = result["columns"]
+    half = hours * HOUR // 2
+    expected = {  # (service, class, second half) -> mean count
+        (0, 0, False): 2e-4 * 0.5 * half, (0, 1, False): 2e-4 * 0.2 * half,
+        (0, 2, False): 2e-4 * 0.3 * half, (0, 0, True): 1e-4 * 0.5 * half,
+        (0, 1, True): 1e-4 * 0.2 * half, (0, 2, True): 1e-4 * 0.3 * half,
+        (1, 0, True): 3e-4 * 0.5 * half, (1, 2, True): 3e-4 * 0.5 * half,
+    }
+    counts = dict.fromkeys(expected, 0)
+    for arrival, service, klass, key in zip(cols["arrival"], cols["service"], cols["klass"],
+                                            cols["key"], strict=True):
+        # Booked from 5 min before to 15 min after the arrival (within the grace period).
+        assert arrival - 5 * 60_000 <= key < arrival + 15 * 60_000 if klass == 2 else key == arrival
+        counts[(service, klass, arrival >= half)] += 1
+    for label, mean in expected.items():
+        assert abs(counts[label] - mean) < 4 * mean**0.5, (label, counts[label], mean)
