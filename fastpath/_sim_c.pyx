@@ -1031,7 +1031,8 @@ cdef class Engine:
             self.w_current[w] = BUSY_UNKNOWN
             self.w_since[w] = now
             self._schedule(end, EV_FREE, w)
-            self._refresh_idle(w)
+            if self.w_idle[w]:
+                self._refresh_idle(w)
         return 0
 
     # -- primitives ----------------------------------------------------------------
@@ -1198,7 +1199,8 @@ cdef class Engine:
         self.w_absent[w] = absent
         self.w_since[w] = now
         self._schedule(end, EV_FREE, w)
-        self._refresh_idle(w)
+        if self.w_idle[w]:  # busy now: only an idle window's counts change
+            self._refresh_idle(w)
         return slot
 
     cdef int _release(self, int64_t slot, int64_t outcome) except -1 nogil:
