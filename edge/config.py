@@ -134,6 +134,7 @@ class PrinterConfig:
     port: str
     baud: int
     poll_seconds: float
+    timeout_ms: int = 300  # for each status answer (a slow USB-serial adapter needs more)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +142,7 @@ class ScreensConfig:
     port: str
     baud: int
     hall: int | None  # address of the hall screen, if any
+    timeout_ms: int = 150  # for each screen's acknowledgement
 
 
 @dataclass(frozen=True, slots=True)
@@ -575,6 +577,7 @@ def _read_devices(root: _Table, config_dir: Path, service_ids: set[str],
             port=sub.get("port", str, check=_non_empty),
             baud=sub.get("baud", int, 19200, _check_baud_rate),
             poll_seconds=sub.get("poll_seconds", float, 5.0, _between(0.2, 600)),
+            timeout_ms=sub.get("timeout_ms", int, 300, _between(20, 5_000)),
         )
         sub.finish()
     if (sub := table.table("screens")) is not None:
@@ -582,6 +585,7 @@ def _read_devices(root: _Table, config_dir: Path, service_ids: set[str],
             port=sub.get("port", str, check=_non_empty),
             baud=sub.get("baud", int, 9600, _check_baud_rate),
             hall=sub.optional("hall", int, _between(1, 254)),
+            timeout_ms=sub.get("timeout_ms", int, 150, _between(20, 5_000)),
         )
         if screens.hall is not None and screens.hall in {w.screen for w in windows}:
             root.problems.add(sub.key_path("hall"), "address already used by a window screen")

@@ -57,7 +57,8 @@ def build_devices(config: EdgeConfig, inputs: InputQueue, *,
 
         devices.printer = PrinterDriver(
             PrinterSettings(port=section.printer.port, baudrate=section.printer.baud,
-                            poll_interval_s=section.printer.poll_seconds), inputs)
+                            poll_interval_s=section.printer.poll_seconds,
+                            reply_timeout_s=section.printer.timeout_ms / 1000), inputs)
     if section.screens is not None:
         from edge.devices.screens import HallScreen, ScreenDriver, ScreenSettings
 
@@ -66,7 +67,8 @@ def build_devices(config: EdgeConfig, inputs: InputQueue, *,
             ScreenSettings(port=section.screens.port,
                            window_screens={w.number: w.screen for w in config.windows
                                            if w.screen is not None},
-                           hall_screens=halls, baudrate=section.screens.baud), inputs)
+                           hall_screens=halls, baudrate=section.screens.baud,
+                           ack_timeout_s=section.screens.timeout_ms / 1000), inputs)
     if section.terminals is not None:
         devices.terminals = _terminal_bus(config, inputs)
     if section.audio is not None:

@@ -8,17 +8,30 @@ central's database and the sites' journals.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from edge.config import parse_config
 from edge.journal import Journal
+from fastpath import Dispatcher, Service, WindowProfile
 from firmware_protocols import mqtt_messages as mm
-from onedoor.demo import group_sites, journal_seqs, plan_sites, undelivered
+from onedoor import demo_site
+from onedoor.demo import (
+    CITY_REPLY_TIMEOUT_MS,
+    CITY_TERMINAL_POLL_MS,
+    group_sites,
+    journal_seqs,
+    plan_sites,
+    undelivered,
+)
+from onedoor.demo_site import DemoSite, SiteSpec, site_toml
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "demo"
 
@@ -104,6 +117,71 @@ def test_halls_get_a_process_each_and_villages_share() -> None:
     assert all(s.kind == "village" for g in groups[2:] for s in g)
     assert sorted(s.site_id for g in groups for s in g) == sorted(s.site_id for s in specs)
     assert [len(g) for g in group_sites(specs, 0)] == [1] * 27  # 0 and 1: one site each
+
+
+def test_a_whole_city_polls_village_keypads_less_often_and_waits_longer() -> None:
+    def buses(specs: list[SiteSpec]) -> set[tuple[str, int, int | None]]:
+        return {(s.kind, s.terminal_poll_ms, s.device_timeout_ms) for s in specs}
+
+    city = plan_sites(277, True, "127.0.0.1", Path("/nonexistent"), 20.0)
+    assert len(city) == 279
+    slow = CITY_REPLY_TIMEOUT_MS
+    assert buses(city) == {("city_hall", 100, slow), ("district", 100, slow),
+                           ("village", CITY_TERMINAL_POLL_MS, slow)}
+    default = plan_sites(21, True, "127.0.0.1", Path("/nonexistent"), 20.0)
+    assert buses(default) == {("city_hall", 100, None), ("district", 100, None),
+                              ("village", 100, None)}  # as shipped
+
+    ports = {"printer": "/dev/pts/90", "terminals": "/dev/pts/91", "screens": "/dev/pts/92"}
+    for spec in (city[0], default[0]):  # the city hall has every kind of device
+        spec.mqtt_port = 1883  # the orchestrator's uplink proxy, once it runs
+    hall = parse_config(site_toml(city[0], ports, 8080)).devices
+    assert hall.terminals is not None
+    assert hall.printer is not None
+    assert hall.screens is not None
+    assert (hall.terminals.poll_ms, hall.terminals.timeout_ms, hall.printer.timeout_ms,
+            hall.screens.timeout_ms) == (100, slow, slow, slow)
+    shipped = parse_config(site_toml(default[0], ports, 8080)).devices
+    assert shipped.terminals is not None
+    assert shipped.printer is not None
+    assert shipped.screens is not None
+    assert (shipped.terminals.poll_ms, shipped.terminals.timeout_ms, shipped.printer.timeout_ms,
+            shipped.screens.timeout_ms) == (100, 150, 300, 150)
+
+
+def _idle_village_window() -> tuple[DemoSite, Dispatcher]:
+    """A demo site whose daemon is stood in for by its hall's real dispatcher only
+    (``_work_for`` reads nothing else): window 1 signed in, nobody waiting."""
+    spec = plan_sites(1, False, "127.0.0.1", Path("/nonexistent"), 20.0)[0]
+    dispatcher = Dispatcher([Service(s.id, s.prefix, s.name_zh) for s in spec.services],
+                            [WindowProfile(1, {s.id: 1 for s in spec.services})])
+    dispatcher.sign_in(1)
+    site = DemoSite(spec)
+    site.daemon = SimpleNamespace(hall=SimpleNamespace(dispatcher=dispatcher))  # type: ignore[assignment]
+    return site, dispatcher
+
+
+def test_idle_staff_press_next_when_someone_waits_for_them() -> None:
+    async def scenario() -> None:
+        site, dispatcher = _idle_village_window()
+        work = asyncio.create_task(site._work_for(1))
+        await asyncio.sleep(0.2)
+        assert not work.done()  # nobody waiting: no 下一位
+        dispatcher.issue(site.spec.services[0].id, site.clock.now_ms())
+        site.hall_changed.set()  # as the daemon's journaled event does
+        await asyncio.wait_for(work, 1.0)
+
+    asyncio.run(scenario())
+
+
+def test_idle_staff_still_press_next_now_and_then(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demo_site, "IDLE_NEXT_S", 0.1)
+
+    async def scenario() -> None:
+        site, _ = _idle_village_window()
+        await asyncio.wait_for(site._work_for(1), 1.0)  # gives up waiting: shows 无人等候
+
+    asyncio.run(scenario())
 
 
 def test_events_not_at_the_central_are_pending_while_a_journal_holds_them(tmp_path: Path) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from edge.cli import register_cli
 from edge.config import load_config, parse_config
+from edge.devices.printer import PrinterDriver
+from edge.devices.screens import ScreenDriver
+from edge.devices_factory import build_devices
 from edge.errors import ConfigInvalid
 from onedoor.cli import main
 from tests.edge.sites import BASE_SERVICES, BASE_WINDOWS, REPO, site_toml
@@ -53,6 +57,23 @@ def test_minimal_config_reads_typed_values(tmp_path: Path) -> None:
     assert config.text.startswith('version = "v1"')
 
 
+def test_printer_and_screen_timeouts_reach_their_drivers(tmp_path: Path) -> None:
+    windows = BASE_WINDOWS.replace("number = 1\n", "number = 1\nscreen = 1\n", 1)
+    devices = ('[devices.printer]\nport = "/dev/ttyUSB0"\n{}'
+               '[devices.screens]\nport = "/dev/ttyUSB1"\n{}')
+    config = load_config(site_toml(tmp_path, windows=windows, extra=devices.format(
+        "timeout_ms = 800\n", "timeout_ms = 400\n")))
+    built = build_devices(config, asyncio.Queue())
+    assert isinstance(built.printer, PrinterDriver)
+    assert isinstance(built.screens, ScreenDriver)
+    assert built.printer._settings.reply_timeout_s == 0.8
+    assert built.screens._settings.ack_timeout_s == 0.4
+    default = load_config(site_toml(tmp_path, windows=windows, extra=devices.format("", "")))
+    assert default.devices.printer is not None
+    assert default.devices.screens is not None
+    assert (default.devices.printer.timeout_ms, default.devices.screens.timeout_ms) == (300, 150)
+
+
 BAD_CASES = [
     # (what is changed, expected "key.path: message" fragments)
     ('[[windows]]\nnumber = 4\nservices = { huji = 1 }\n'.replace("huji", "nosuch"),
@@ -82,7 +103,8 @@ def test_every_problem_is_listed_at_once() -> None:
         services=BASE_SERVICES + '[[services]]\nid = "shebao"\nprefix = "a1"\nname_zh = ""\n'
         "sla_minutes = -1\n",
         extra='[hours]\nopen = "25:00"\nclose = "08:00"\n[mqtt]\nport = 70000\n'
-              '[devices.printer]\nbaud = 1234\n'
+              '[devices.printer]\nbaud = 1234\ntimeout_ms = 1\n'
+              '[devices.screens]\nport = "/dev/ttyS1"\ntimeout_ms = 9000\n'
               '[devices.gpio]\nbuzzer_pin = 5\n[[devices.gpio.ticket_buttons]]\npin = 5\n'
               'service = "nosuch"\nclass = "vip"\n[devices.audio]\noutput = "wav"\n'
               '[daemon]\nbogus = 1\n',
@@ -98,6 +120,8 @@ def test_every_problem_is_listed_at_once() -> None:
         "mqtt.port: must be 1..65535",
         "devices.printer.port: required key is missing",
         "devices.printer.baud: must be one of",
+        "devices.printer.timeout_ms: must be 20..5000",
+        "devices.screens.timeout_ms: must be 20..5000",
         "devices.gpio.ticket_buttons[0].service: unknown service 'nosuch'",
         "devices.gpio.ticket_buttons[0].class: must be one of normal, priority",
         "devices.gpio.buzzer_pin: pin 5 already used by devices.gpio.ticket_buttons[0].pin",
