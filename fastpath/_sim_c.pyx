@@ -500,6 +500,8 @@ cdef class Engine:
     cdef int64_t *sv_idle_count
     cdef int64_t *sv_shift
     cdef int64_t *sv_counter
+    cdef int64_t *sv_current
+    cdef int64_t *sv_since
 
     def __cinit__(self):
         # Every pointer starts NULL (Cython zeroes the object), so __dealloc__ is safe.
@@ -590,6 +592,8 @@ cdef class Engine:
         self.sv_idle_count = self._alloc_i64(n_s)
         self.sv_shift = self._alloc_i64(n_w)
         self.sv_counter = self._alloc_i64(n_s)
+        self.sv_current = self._alloc_i64(n_w)
+        self.sv_since = self._alloc_i64(n_w)
         if max(n_w, n_s) + 1 > SLOT_MASK:
             raise ValueError("too many windows or services")
         self.tree_of[EV_FREE] = TREE_FREE
@@ -649,6 +653,7 @@ cdef class Engine:
         PyMem_RawFree(self.sv_open)
         PyMem_RawFree(self.sv_idle); PyMem_RawFree(self.sv_idle_count)
         PyMem_RawFree(self.sv_shift); PyMem_RawFree(self.sv_counter)
+        PyMem_RawFree(self.sv_current); PyMem_RawFree(self.sv_since)
 
     # -- public entry points -------------------------------------------------------
 
@@ -736,6 +741,11 @@ cdef class Engine:
             self.target_order = tag_order
             for w in range(n_w):
                 self._start_shifts(w)
+            for w in range(n_w):  # busy windows: all but their (random) end
+                if v_bsvc[w] >= 0:
+                    self.w_current[w] = BUSY_UNKNOWN
+                    self.w_since[w] = now_ms
+                    self._refresh_idle(w)
             self._save()
             c_seed = seed
             with nogil:
@@ -753,7 +763,8 @@ cdef class Engine:
             self._start_arrivals(_arrival_seed(seed, rep))
             self.batch = 1
             for w in range(self.n_windows):
-                self._set_predicted_window(w, busy_service[w], busy_since[w])
+                if busy_service[w] >= 0:
+                    self._schedule_residual(w, busy_service[w], busy_since[w])
             self.batch = 0
             for i in range(N_TREES):
                 _rebuild(self.trees[i].key, self.trees[i].time, self.trees[i].tag,
@@ -834,10 +845,12 @@ cdef class Engine:
         memcpy(self.sv_shift, self.w_shift, n_w * sizeof(int64_t))
         memcpy(self.sv_idle_count, self.idle_count, n_s * sizeof(int64_t))
         memcpy(self.sv_counter, self.counter, n_s * sizeof(int64_t))
+        memcpy(self.sv_current, self.w_current, n_w * sizeof(int64_t))
+        memcpy(self.sv_since, self.w_since, n_w * sizeof(int64_t))
         return 0
 
     cdef void _restore(self, int64_t now_ms) noexcept nogil:
-        cdef Py_ssize_t n_w = self.n_windows, n_s = self.n_services, w, i
+        cdef Py_ssize_t n_w = self.n_windows, n_s = self.n_services, i
         cdef Tree *t
         self.core.c_restore()
         memcpy(self.tk, self.sv_tk, self.sv_t_n * sizeof(Ticket))
@@ -858,10 +871,9 @@ cdef class Engine:
         memcpy(self.w_shift, self.sv_shift, n_w * sizeof(int64_t))
         memcpy(self.idle_count, self.sv_idle_count, n_s * sizeof(int64_t))
         memcpy(self.counter, self.sv_counter, n_s * sizeof(int64_t))
+        memcpy(self.w_current, self.sv_current, n_w * sizeof(int64_t))
+        memcpy(self.w_since, self.sv_since, n_w * sizeof(int64_t))
         memset(self.w_absent, 0, n_w)
-        memset(self.w_since, 0, n_w * sizeof(int64_t))
-        for w in range(n_w):
-            self.w_current[w] = NO_TICKET
 
     cdef int _load_arrivals(self, tables, int64_t arrivals_until) except -1:
         """Copy the tables of :func:`fastpath._sim_py.arrival_tables` into C arrays."""
@@ -1015,24 +1027,21 @@ cdef class Engine:
             self._schedule(self.rp_time[0], EV_REPLAY, 0)
         return 0
 
-    cdef int _set_predicted_window(self, Py_ssize_t w, int64_t busy_service,
-                                   int64_t busy_since) except -1 nogil:
-        cdef int64_t now = self.now, elapsed, end = -1, length
+    cdef inline int _schedule_residual(self, Py_ssize_t w, int64_t busy_service,
+                                       int64_t busy_since) except -1 nogil:
+        """A busy window's end: a draw conditioned on lasting past what has elapsed
+        (see :meth:`fastpath._sim_py._Run.set_predicted_window`; its other state is
+        part of the saved prediction state)."""
+        cdef int64_t now = self.now, elapsed = now - busy_since, end = -1, length
         cdef int attempt
-        if busy_service >= 0:
-            elapsed = now - busy_since
-            for attempt in range(16):
-                length = self._sample_service(busy_service)
-                if length > elapsed:
-                    end = busy_since + length
-                    break
-            if end < 0:
-                end = now + self._sample_service(busy_service)
-            self.w_current[w] = BUSY_UNKNOWN
-            self.w_since[w] = now
-            self._schedule(end, EV_FREE, w)
-            if self.w_idle[w]:
-                self._refresh_idle(w)
+        for attempt in range(16):
+            length = self._sample_service(busy_service)
+            if length > elapsed:
+                end = busy_since + length
+                break
+        if end < 0:
+            end = now + self._sample_service(busy_service)
+        self._schedule(end, EV_FREE, w)
         return 0
 
     # -- primitives ----------------------------------------------------------------
@@ -1078,7 +1087,7 @@ cdef class Engine:
             _climb(t.key, t.time, t.tag, t.n_leaves + slot)
         return 0
 
-    cdef int64_t _add_ticket(self, int64_t service, int64_t klass, int64_t key, int64_t order,
+    cdef inline int64_t _add_ticket(self, int64_t service, int64_t klass, int64_t key, int64_t order,
                              int64_t arrival) except -2 nogil:
         cdef int64_t slot
         cdef Py_ssize_t cap, c
@@ -1119,7 +1128,7 @@ cdef class Engine:
         core_push(self.core, slot, service, <int> klass, key, order)
         return slot
 
-    cdef int _arrive(self, Py_ssize_t service, int64_t klass, int64_t booked) except -1 nogil:
+    cdef inline int _arrive(self, Py_ssize_t service, int64_t klass, int64_t booked) except -1 nogil:
         cdef int64_t now = self.now, key = now, order
         if klass == C_APPOINTMENT:
             if booked < 0 or now > booked + self.grace:
@@ -1160,7 +1169,7 @@ cdef class Engine:
                 return 0
         return 0
 
-    cdef int64_t _try_call(self, Py_ssize_t w) except -2 nogil:
+    cdef inline int64_t _try_call(self, Py_ssize_t w) except -2 nogil:
         cdef int64_t now = self.now, slot, serial, start, end
         cdef int32_t klass, service
         cdef bint first_call, absent
@@ -1278,7 +1287,7 @@ cdef class Engine:
                 _climb(t.key, t.time, t.tag, t.n_leaves + slot)
         return self.target_called
 
-    cdef int _on_free(self, Py_ssize_t w) except -1 nogil:
+    cdef inline int _on_free(self, Py_ssize_t w) except -1 nogil:
         cdef int64_t slot = self.w_current[w]
         cdef Ticket *t
         self.busy_ms[w] += self.now - self.w_since[w]
@@ -1324,7 +1333,7 @@ cdef class Engine:
             self._schedule_next_open(w, self.now)
         return 0
 
-    cdef int _on_arrival(self) except -1 nogil:
+    cdef inline int _on_arrival(self) except -1 nogil:
         if self.arrivals_left <= 0:
             self.a_ms = NO_ARRIVAL
             return 0
