@@ -756,7 +756,7 @@ cdef class Engine:
     cdef int _replicate(self, uint64_t seed, Py_ssize_t replications, int64_t now_ms,
                         int64_t horizon_ms, const int64_t *busy_service,
                         const int64_t *busy_since, int64_t *out) except -1 nogil:
-        cdef Py_ssize_t rep, w, i
+        cdef Py_ssize_t rep, w
         cdef int64_t called
         for rep in range(replications):
             self._restore(now_ms)
@@ -766,9 +766,9 @@ cdef class Engine:
                 if busy_service[w] >= 0:
                     self._schedule_residual(w, busy_service[w], busy_since[w])
             self.batch = 0
-            for i in range(N_TREES):
-                _rebuild(self.trees[i].key, self.trees[i].time, self.trees[i].tag,
-                         self.trees[i].n_leaves)
+            # The set-up scheduled window ends only: the other tree is as restored.
+            _rebuild(self.trees[TREE_FREE].key, self.trees[TREE_FREE].time,
+                     self.trees[TREE_FREE].tag, self.trees[TREE_FREE].n_leaves)
             for w in range(self.n_windows):  # open idle windows call at once, in order
                 if self.w_open[w] and self.w_current[w] == NO_TICKET:
                     self._try_call(w)
@@ -856,7 +856,11 @@ cdef class Engine:
         memcpy(self.tk, self.sv_tk, self.sv_t_n * sizeof(Ticket))
         for i in range(N_TREES):
             t = &self.trees[i]
-            memcpy(t.key, t.saved_key, 2 * t.n_leaves * sizeof(uint64_t))
+            if i == TREE_FREE:  # its inner nodes are rebuilt after the set-up
+                memcpy(t.key + t.n_leaves, t.saved_key + t.n_leaves,
+                       t.n_leaves * sizeof(uint64_t))
+            else:
+                memcpy(t.key, t.saved_key, 2 * t.n_leaves * sizeof(uint64_t))
             memcpy(t.time, t.saved_time, t.n_leaves * sizeof(int64_t))
             memcpy(t.tag, t.saved_tag, t.n_leaves * sizeof(uint64_t))
         self.t_n = self.sv_t_n
