@@ -343,6 +343,7 @@ class DemoSite:
                 await self.key(window, Key.FINISH)
             else:
                 await asyncio.to_thread(self._soft_caller, window, "finish")
+            await self._finished(window, current)
             self.counters.served += 1
             if self.rng.random() < 0.8:
                 value = self.rng.choice((5, 5, 5, 5, 4, 4, 3, 2))
@@ -373,6 +374,15 @@ class DemoSite:
         daemon with the next poll of the keypad, which on a loaded machine takes longer.
         """
         return await self._watch(lambda: self._current(window), CALL_WAIT_S)
+
+    async def _finished(self, window: int, ticket: str) -> None:
+        """Wait until ``window`` no longer holds ``ticket`` (its 办结 has been handled).
+
+        Otherwise, with a slow poll, the rating and the next 下一位 would come before
+        it, and a 下一位 would find the finished ticket still there and serve it again.
+        """
+        await self._watch(lambda: True if self._current(window) != ticket else None,
+                          CALL_WAIT_S)
 
     async def _watch(self, seen: Callable[[], T | None], seconds: float) -> T | None:
         """``seen()`` once it is not None, looked at again after each journaled event;

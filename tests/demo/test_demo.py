@@ -184,6 +184,23 @@ def test_idle_staff_still_press_next_now_and_then(monkeypatch: pytest.MonkeyPatc
     asyncio.run(scenario())
 
 
+def test_staff_wait_for_their_finish_to_be_handled() -> None:
+    async def scenario() -> None:
+        site, dispatcher = _idle_village_window()
+        now = site.clock.now_ms()
+        dispatcher.issue(site.spec.services[0].id, now)
+        ticket = dispatcher.call_next(1, now)
+        assert ticket is not None
+        done = asyncio.create_task(site._finished(1, ticket.number))
+        await asyncio.sleep(0.2)
+        assert not done.done()  # the 办结 is still on its way: no rating, no 下一位 yet
+        dispatcher.finish(1, site.clock.now_ms())
+        site.hall_changed.set()
+        await asyncio.wait_for(done, 1.0)
+
+    asyncio.run(scenario())
+
+
 def test_events_not_at_the_central_are_pending_while_a_journal_holds_them(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     with Journal(path, "zs-shiqi-01") as journal:
