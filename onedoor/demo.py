@@ -71,9 +71,9 @@ DISTRICT_ID = "zs-xiqu"  # a 30-window street centre, close to the 33-window exa
 # keypads and screens, on a machine kept busy, get CITY_REPLY_TIMEOUT_MS to answer. So
 # 277 sites fit a laptop's cores; docs/bench/demo.md has the figures.
 CITY_VILLAGES = 40
-QUIET_SETTLE_S = 2.0  # after the people stop, for a latched key press still to be polled
 CITY_TERMINAL_POLL_MS = 500
 CITY_REPLY_TIMEOUT_MS = 1000
+QUIET_SETTLE_S = 2.0  # after the people stop, for a latched key press still to be polled
 
 
 class DemoError(RuntimeError):
