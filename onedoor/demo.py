@@ -76,6 +76,11 @@ CITY_REPLY_TIMEOUT_MS = 1000
 QUIET_SETTLE_S = 2.0  # after the people stop, for a latched key press still to be polled
 
 
+def whole_city(villages: int) -> bool:
+    """Run as a whole city: sites share processes, village keypads are polled less."""
+    return villages > CITY_VILLAGES
+
+
 class DemoError(RuntimeError):
     """The demo could not start (a part failed); the message says which."""
 
@@ -107,7 +112,7 @@ def plan_sites(villages: int, halls: bool, broker_host: str, workdir: Path,
             citizens_per_hour=per_hour, staff_windows=staffed, mqtt_host=broker_host,
             mqtt_port=0, workdir=str(workdir / "sites" / row.id), speed=speed, seed=seed,
         ))
-        if villages > CITY_VILLAGES:
+        if whole_city(villages):
             specs[-1].device_timeout_ms = CITY_REPLY_TIMEOUT_MS
             if kind == "village":
                 specs[-1].terminal_poll_ms = CITY_TERMINAL_POLL_MS
@@ -399,7 +404,7 @@ class Demo:
         self.say(f"中心 dashboard: {url}  (登录令牌 token: {token})")
         specs = plan_sites(args.villages, not args.no_halls, broker.host, self.workdir,
                            args.speed)
-        per_process = args.sites_per_process or (1 if args.villages <= CITY_VILLAGES else 10)
+        per_process = args.sites_per_process or (10 if whole_city(args.villages) else 1)
         for members in group_sites(specs, per_process):
             paths = []
             for spec in members:
