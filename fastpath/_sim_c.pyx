@@ -43,6 +43,7 @@ from fastpath._sim_py import (
     EV_FREE as _EV_FREE,
     EV_OPEN as _EV_OPEN,
     EV_REPLAY as _EV_REPLAY,
+    EVENT_SPAN_MS as _EVENT_SPAN_MS,
     NEVER as _NEVER,
     NO_ARRIVAL as _NO_ARRIVAL,
     OUT_DONE as _OUT_DONE,
@@ -59,6 +60,7 @@ from fastpath._sim_py import (
     ZIG_NORMAL_W,
     arrival_seed,
     arrival_tables,
+    event_out_of_range,
 )
 from fastpath.types import APPOINTMENT as _APPOINTMENT
 from fastpath.types import NORMAL as _NORMAL
@@ -80,22 +82,20 @@ cdef enum:
     C_NORMAL = 0
     C_PRIORITY = 1
     C_APPOINTMENT = 2
-    SLOT_BITS = 21                  # an event's tag: seq << SEQ_SHIFT | kind << SLOT_BITS | slot
+    SLOT_BITS = 12                  # an event's key: time << 14 | kind << SLOT_BITS | slot
     ARRIVAL_BLOCK = 32              # arrivals drawn ahead at a time (see _draw_arrivals)
-    SEQ_SHIFT = 24
 
 cdef int64_t NEVER = _NEVER
 cdef int64_t NO_ARRIVAL = _NO_ARRIVAL
 cdef int64_t NO_TICKET = -1
 cdef int64_t BUSY_UNKNOWN = _BUSY_UNKNOWN
 cdef double TWO_POW_M53 = 1.0 / 9007199254740992.0
-cdef uint64_t INF_TAG = 0xFFFFFFFFFFFFFFFFULL   # an empty slot of the event tree
 cdef uint64_t SLOT_MASK = (1 << SLOT_BITS) - 1
-cdef int64_t MAX_SEQ = (<int64_t> 1) << 40
 
 # The shared tables must agree with the C enums above.
 assert (_DIST_EXPONENTIAL, _DIST_LOGNORMAL, _DIST_FIXED, _DIST_EMPIRICAL) == (0, 1, 2, 3)
 assert (_EV_OPEN, _EV_CLOSE, _EV_FREE, _EV_REPLAY) == (0, 1, 2, 3)
+assert _EVENT_SPAN_MS == OD_TMAX
 assert (_OUT_UNSERVED, _OUT_DONE, _OUT_NO_SHOW, _OUT_SERVING) == (0, 1, 2, 3)
 assert (_NORMAL, _PRIORITY, _APPOINTMENT) == (0, 1, 2)
 
@@ -287,90 +287,50 @@ cdef void *_resize(void *ptr, Py_ssize_t n, size_t item) except NULL:
 
 cdef extern from *:
     """
-    /* An event has a time, a tag = seq << 24 | kind << 21 | slot (seq counts the
-       events scheduled, so tags are unique) and is ordered by (time, tag). Each
-       tree keeps, per slot, the pending event's time and tag, and in its nodes
-       one 64-bit key: the time since the run's base, saturated to 40 bits, above
-       the 24 low bits of the tag (kind and slot). Keys with different time fields
-       compare as the events do; equal time fields (a tie to the millisecond, or
-       times saturated at either end) go to od_tie_before, which compares the
-       real (time, tag): rare, so a well predicted branch. An empty slot's key is
-       all ones (OD_INF), above every event's. */
-    #define OD_TSHIFT 24
-    #define OD_LOW_MASK 0xFFFFFFULL
-    #define OD_SLOT_MASK 0x1FFFFFULL
-    #define OD_TMAX ((((uint64_t)1) << 40) - 2)
+    /* Events run in the order (time, kind, slot): at the same millisecond shift
+       opens, then closes, then window ends, then the replay, and windows in the
+       hall's order (the pure twin's heap holds the same triples). So an event is
+       one 64-bit key, 50 bits of time since the run's base (35,000 years) above
+       2 bits of kind and 12 of slot, and two events compare as their keys do.
+       An empty slot's key is all ones (OD_INF). */
+    #define OD_TSHIFT 14
+    #define OD_TMAX ((((int64_t)1) << 50) - 2)
     #define OD_INF 0xFFFFFFFFFFFFFFFFULL
-
-    static inline uint64_t od_pack(int64_t time, int64_t base, uint64_t low) {
-        uint64_t rel = time < base ? 0 : (uint64_t)time - (uint64_t)base;
-        if (rel > OD_TMAX)
-            rel = OD_TMAX;
-        return (rel << OD_TSHIFT) | low;
-    }
-
-    /* a before b, two keys of one tree (time and tag indexed by slot). */
-    static int od_tie_before(const int64_t *time, const uint64_t *tag,
-                             uint64_t a, uint64_t b) {
-        Py_ssize_t sa = (Py_ssize_t)(a & OD_SLOT_MASK), sb = (Py_ssize_t)(b & OD_SLOT_MASK);
-        if (a == b)
-            return 0;                       /* both empty */
-        if (time[sa] != time[sb])
-            return time[sa] < time[sb];
-        return tag[sa] < tag[sb];
-    }
 
     /* A tournament tree over the slots: node n_leaves + slot holds a slot's key
        (or OD_INF), node p the earlier of nodes 2p and 2p + 1, so node 1 is the
        next event. After a leaf changes, replay its matches up to the root: the
        climbing key stays in a register and each step loads only its sibling,
-       which does not depend on the step before; the choice is a mask, not a
-       branch (the order of two events is unpredictable). */
-    static inline void od_climb(uint64_t *k, const int64_t *time, const uint64_t *tag,
-                                Py_ssize_t node) {
+       which does not depend on the step before; the choice is a conditional
+       move, not a branch (the order of two events is unpredictable). */
+    static inline void od_climb(uint64_t *k, Py_ssize_t node) {
         uint64_t key = k[node];
         while (node > 1) {
             uint64_t other = k[node ^ 1];
-            uint64_t take = -(uint64_t)(other < key);
-            if (__builtin_expect(((other ^ key) >> OD_TSHIFT) == 0, 0))
-                take = -(uint64_t)od_tie_before(time, tag, other, key);
-            key ^= (key ^ other) & take;
+            key = other < key ? other : key;
             node >>= 1;
             k[node] = key;
         }
     }
 
     /* Every match again, from the leaves up (after many leaves changed). */
-    static void od_rebuild(uint64_t *k, const int64_t *time, const uint64_t *tag,
-                           Py_ssize_t n_leaves) {
+    static void od_rebuild(uint64_t *k, Py_ssize_t n_leaves) {
         for (Py_ssize_t p = n_leaves - 1; p > 0; p--) {
             uint64_t left = k[2 * p], right = k[2 * p + 1];
-            uint64_t take = -(uint64_t)(right < left);
-            if (((right ^ left) >> OD_TSHIFT) == 0)
-                take = -(uint64_t)od_tie_before(time, tag, right, left);
-            k[p] = left ^ ((left ^ right) & take);
+            k[p] = right < left ? right : left;
         }
     }
     """
     uint64_t OD_INF
     uint64_t OD_TSHIFT
-    uint64_t OD_LOW_MASK
-    uint64_t od_pack(int64_t time, int64_t base, uint64_t low) noexcept nogil
-    int _tie_before "od_tie_before"(const int64_t *time, const uint64_t *tag, uint64_t a,
-                                    uint64_t b) noexcept nogil
-    void _climb "od_climb"(uint64_t *k, const int64_t *time, const uint64_t *tag,
-                           Py_ssize_t node) noexcept nogil
-    void _rebuild "od_rebuild"(uint64_t *k, const int64_t *time, const uint64_t *tag,
-                               Py_ssize_t n_leaves) noexcept nogil
+    int64_t OD_TMAX
+    void _climb "od_climb"(uint64_t *k, Py_ssize_t node) noexcept nogil
+    void _rebuild "od_rebuild"(uint64_t *k, Py_ssize_t n_leaves) noexcept nogil
 
 
 cdef struct Tree:
     uint64_t *key                   # 2 * n_leaves nodes: n_leaves + slot is a slot's event
-    int64_t *time                   # per slot: the pending event's time and tag
-    uint64_t *tag
     uint64_t *saved_key             # the tree saved by Engine._save
-    int64_t *saved_time
-    uint64_t *saved_tag
     Py_ssize_t n_leaves
 
 
@@ -427,8 +387,7 @@ cdef class Engine:
     cdef int tree_of[4]             # per event kind
     cdef Py_ssize_t slot_base[4]    # per event kind: its slot is slot_base + arg
     cdef bint batch                 # set-up: _schedule fills slots, _rebuild orders them
-    cdef int64_t base               # event keys count time from here (see od_pack)
-    cdef int64_t seq
+    cdef int64_t base               # event keys count time from here (see od_climb)
     cdef int64_t now
     # ticket slots
     cdef Ticket *tk
@@ -493,7 +452,6 @@ cdef class Engine:
     # the saved prediction state (see predict)
     cdef Ticket *sv_tk
     cdef Py_ssize_t sv_t_n
-    cdef int64_t sv_seq
     cdef int64_t sv_serial
     cdef char *sv_open
     cdef char *sv_idle
@@ -609,11 +567,7 @@ cdef class Engine:
         while tree.n_leaves < slots:
             tree.n_leaves *= 2
         tree.key = <uint64_t *> self._alloc(2 * tree.n_leaves, sizeof(uint64_t))
-        tree.time = <int64_t *> self._alloc(tree.n_leaves, sizeof(int64_t))
-        tree.tag = <uint64_t *> self._alloc(tree.n_leaves, sizeof(uint64_t))
         tree.saved_key = <uint64_t *> self._alloc(2 * tree.n_leaves, sizeof(uint64_t))
-        tree.saved_time = <int64_t *> self._alloc(tree.n_leaves, sizeof(int64_t))
-        tree.saved_tag = <uint64_t *> self._alloc(tree.n_leaves, sizeof(uint64_t))
         return 0
 
     cdef void *_alloc(self, Py_ssize_t n, size_t item) except NULL:
@@ -646,9 +600,7 @@ cdef class Engine:
         PyMem_RawFree(self.rp_time); PyMem_RawFree(self.rp_service); PyMem_RawFree(self.rp_klass)
         PyMem_RawFree(self.rp_booked)
         for i in range(N_TREES):
-            PyMem_RawFree(self.trees[i].key); PyMem_RawFree(self.trees[i].tag)
-            PyMem_RawFree(self.trees[i].saved_key); PyMem_RawFree(self.trees[i].saved_tag)
-            PyMem_RawFree(self.trees[i].time); PyMem_RawFree(self.trees[i].saved_time)
+            PyMem_RawFree(self.trees[i].key); PyMem_RawFree(self.trees[i].saved_key)
         PyMem_RawFree(self.sv_tk)
         PyMem_RawFree(self.sv_open)
         PyMem_RawFree(self.sv_idle); PyMem_RawFree(self.sv_idle_count)
@@ -665,6 +617,8 @@ cdef class Engine:
             raise ValueError("shifts need one entry per window, streams one per service")
         with self.lock:
             self._start(seed, start_ms, record, warmup)
+            if replay is not None and len(replay[0]) and replay[0][0] < start_ms:
+                self.base = replay[0][0]  # event keys count from the earliest event
             self._reset(start_ms, [0] * self.n_windows)
             self._load_arrivals(arrival_tables(streams, start_ms, arrivals_until_ms),
                                 arrivals_until_ms)
@@ -767,8 +721,7 @@ cdef class Engine:
                     self._schedule_residual(w, busy_service[w], busy_since[w])
             self.batch = 0
             # The set-up scheduled window ends only: the other tree is as restored.
-            _rebuild(self.trees[TREE_FREE].key, self.trees[TREE_FREE].time,
-                     self.trees[TREE_FREE].tag, self.trees[TREE_FREE].n_leaves)
+            _rebuild(self.trees[TREE_FREE].key, self.trees[TREE_FREE].n_leaves)
             for w in range(self.n_windows):  # open idle windows call at once, in order
                 if self.w_open[w] and self.w_current[w] == NO_TICKET:
                     self._try_call(w)
@@ -805,7 +758,6 @@ cdef class Engine:
                 self.core.c_record_call(w, C_PRIORITY)
         self.now = now_ms
         self._events_clear()
-        self.seq = 0
         self.t_n = 0
         self.free_n = 0
         self.serial = 0
@@ -835,10 +787,7 @@ cdef class Engine:
         for i in range(N_TREES):
             t = &self.trees[i]
             memcpy(t.saved_key, t.key, 2 * t.n_leaves * sizeof(uint64_t))
-            memcpy(t.saved_time, t.time, t.n_leaves * sizeof(int64_t))
-            memcpy(t.saved_tag, t.tag, t.n_leaves * sizeof(uint64_t))
         self.sv_t_n = self.t_n
-        self.sv_seq = self.seq
         self.sv_serial = self.serial
         memcpy(self.sv_open, self.w_open, n_w)
         memcpy(self.sv_idle, self.w_idle, n_w)
@@ -861,11 +810,8 @@ cdef class Engine:
                        t.n_leaves * sizeof(uint64_t))
             else:
                 memcpy(t.key, t.saved_key, 2 * t.n_leaves * sizeof(uint64_t))
-            memcpy(t.time, t.saved_time, t.n_leaves * sizeof(int64_t))
-            memcpy(t.tag, t.saved_tag, t.n_leaves * sizeof(uint64_t))
         self.t_n = self.sv_t_n
         self.free_n = 0
-        self.seq = self.sv_seq
         self.serial = self.sv_serial
         self.now = now_ms
         self.target_called = -1
@@ -1072,23 +1018,18 @@ cdef class Engine:
         for j in range(N_TREES):
             for i in range(2 * self.trees[j].n_leaves):
                 self.trees[j].key[i] = OD_INF
-            for i in range(self.trees[j].n_leaves):
-                self.trees[j].time[i] = 0
-                self.trees[j].tag[i] = INF_TAG
 
     cdef inline int _schedule(self, int64_t time, int kind, Py_ssize_t arg) except -1 nogil:
         cdef Tree *t = &self.trees[self.tree_of[kind]]
         cdef Py_ssize_t slot = self.slot_base[kind] + arg
-        if self.seq >= MAX_SEQ:
+        cdef int64_t rel = time - self.base
+        if rel < 0 or rel > OD_TMAX:
             with gil:
-                raise OverflowError("more than 2**40 events in one run")
-        cdef uint64_t low = ((<uint64_t> kind) << SLOT_BITS) | <uint64_t> slot
-        t.key[t.n_leaves + slot] = od_pack(time, self.base, low)
-        t.time[slot] = time
-        t.tag[slot] = ((<uint64_t> self.seq) << SEQ_SHIFT) | low
-        self.seq += 1
+                raise OverflowError(event_out_of_range(time, self.base))
+        t.key[t.n_leaves + slot] = ((<uint64_t> rel) << OD_TSHIFT) | (
+            (<uint64_t> kind) << SLOT_BITS) | <uint64_t> slot
         if not self.batch:
-            _climb(t.key, t.time, t.tag, t.n_leaves + slot)
+            _climb(t.key, t.n_leaves + slot)
         return 0
 
     cdef inline int64_t _add_ticket(self, int64_t service, int64_t klass, int64_t key, int64_t order,
@@ -1231,43 +1172,21 @@ cdef class Engine:
 
     # -- the event loop ------------------------------------------------------------
 
-    cdef inline bint _before(self, uint64_t a, uint64_t b) noexcept nogil:
-        """Event key ``a`` before ``b``, keys of any trees (see od_tie_before)."""
-        cdef Tree *ta
-        cdef Tree *tb
-        cdef Py_ssize_t sa, sb
-        if ((a ^ b) >> OD_TSHIFT) != 0:
-            return a < b
-        if a == b:
-            return 0
-        ta = &self.trees[self.tree_of[(a >> SLOT_BITS) & 7]]
-        tb = &self.trees[self.tree_of[(b >> SLOT_BITS) & 7]]
-        sa = <Py_ssize_t> (a & SLOT_MASK)
-        sb = <Py_ssize_t> (b & SLOT_MASK)
-        if ta.time[sa] != tb.time[sb]:
-            return ta.time[sa] < tb.time[sb]
-        return ta.tag[sa] < tb.tag[sb]
-
     cdef int64_t _loop(self, int64_t stop_ms) except -2 nogil:
-        cdef uint64_t key, other, take, tag
-        cdef Py_ssize_t slot
-        cdef int kind, i
+        cdef uint64_t key, other
+        cdef Py_ssize_t slot, leaf
+        cdef int kind
         cdef int64_t time
         cdef Tree *t
         while self.target_called < 0:
             key = self.trees[0].key[1]  # the earlier of the two trees' next events
             other = self.trees[1].key[1]
-            take = -<uint64_t> (other < key)
-            if ((other ^ key) >> OD_TSHIFT) == 0:
-                take = -<uint64_t> self._before(other, key)
-            key ^= (key ^ other) & take
-            time = NO_ARRIVAL
-            if key != OD_INF:
-                slot = <Py_ssize_t> (key & SLOT_MASK)
-                kind = <int> ((key >> SLOT_BITS) & 7)
-                t = &self.trees[self.tree_of[kind]]
-                time = t.time[slot]
-            if key == OD_INF or time > self.a_ms:  # the next arrival, if any, is first
+            key = other if other < key else key
+            if key == OD_INF:
+                time = NO_ARRIVAL
+            else:
+                time = self.base + <int64_t> (key >> OD_TSHIFT)
+            if time > self.a_ms:  # the next arrival, if any, is first
                 if self.a_ms == NO_ARRIVAL or self.a_ms > stop_ms:
                     break
                 self.now = self.a_ms
@@ -1275,7 +1194,15 @@ cdef class Engine:
                 continue
             if time > stop_ms:
                 break
-            tag = t.tag[slot]
+            slot = <Py_ssize_t> (key & SLOT_MASK)
+            kind = <int> ((key >> SLOT_BITS) & 3)
+            t = &self.trees[self.tree_of[kind]]
+            leaf = t.n_leaves + slot
+            # Empty the slot without replaying its matches: if the handler
+            # schedules it again, that climb fixes the tree; if not, the climb
+            # below does (climbs of other slots in between may read its stale
+            # inner nodes, but every node they set above it is set again).
+            t.key[leaf] = OD_INF
             self.now = time
             if kind == EV_FREE:
                 self._on_free(slot)
@@ -1285,10 +1212,8 @@ cdef class Engine:
                 self._on_close(slot)
             else:
                 self._on_replay()
-            if t.tag[slot] == tag:  # not scheduled again: the slot is empty now
-                t.key[t.n_leaves + slot] = OD_INF
-                t.tag[slot] = INF_TAG
-                _climb(t.key, t.time, t.tag, t.n_leaves + slot)
+            if t.key[leaf] == OD_INF:
+                _climb(t.key, leaf)
         return self.target_called
 
     cdef inline int _on_free(self, Py_ssize_t w) except -1 nogil:

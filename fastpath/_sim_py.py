@@ -74,6 +74,7 @@ OUT_SERVING = 3  # at a window when the run stopped
 
 NEVER = 1 << 62  # "no such time"
 NO_ARRIVAL = (1 << 63) - 1  # no Poisson arrival pending: after every event
+EVENT_SPAN_MS = (1 << 50) - 2  # events run at most this long after a run's start (35,000 years)
 BUSY_UNKNOWN = -2  # a window serving someone from before the prediction started
 TWO_POW_M53 = 1.0 / 9007199254740992.0
 
@@ -219,6 +220,12 @@ def sample_service_ms(rng: Xoshiro256, kind: int, a: float, b: float,
 # --- arrivals: one labelled Poisson stream ----------------------------------------
 
 ALIAS_FULL = 1 << 32  # an alias-table threshold that always keeps its own label
+
+
+def event_out_of_range(time_ms: int, base_ms: int) -> str:
+    """The error of an event outside the span a run can order (both twins raise it)."""
+    return (f"event at {time_ms} ms: before the run's start ({base_ms} ms) or more than "
+            f"2**50 ms after it")
 
 
 def arrival_seed(seed: int, replication: int) -> int:
@@ -389,6 +396,8 @@ class Engine:
             raise ValueError("shifts need one entry per window, streams one per service")
         with self._lock:
             run = _Run(self, seed, start_ms, record, warmup)
+            if replay is not None and len(replay[0]) and replay[0][0] < start_ms:
+                run.base = replay[0][0]  # replayed arrivals may come before the start
             run.arrivals_left = max_arrivals
             run.set_arrivals(arrival_tables(streams, start_ms, arrivals_until_ms),
                              arrivals_until_ms, arrival_seed(seed, 0))
@@ -494,8 +503,8 @@ class _Run:
                 core.record_call(widx, PRIORITY)
         n_w, n_s = self.e.n_windows, self.e.n_services
         self.now = now_ms
-        self.heap: list[tuple[int, int, int, int]] = []
-        self.seq = 0
+        self.base = now_ms  # no event before it, none more than EVENT_SPAN_MS after it
+        self.heap: list[tuple[int, int, int]] = []
         # Ticket slots (the core's tids), recycled through a free list.
         self.t_service: list[int] = []
         self.t_klass: list[int] = []
@@ -534,8 +543,12 @@ class _Run:
     # -- set-up ------------------------------------------------------------------
 
     def schedule(self, time_ms: int, kind: int, arg: int) -> None:
-        heapq.heappush(self.heap, (time_ms, self.seq, kind, arg))
-        self.seq += 1
+        # Events run in the order (time, kind, window): at the same millisecond
+        # shift opens, then closes, then window ends, then the replay, windows
+        # in the hall's order. A window has at most one pending event of a kind.
+        if not 0 <= time_ms - self.base <= EVENT_SPAN_MS:
+            raise OverflowError(event_out_of_range(time_ms, self.base))
+        heapq.heappush(self.heap, (time_ms, kind, arg))
 
     def set_arrivals(self, tables: tuple[list[int], list[float], list[int], list[int]],
                      arrivals_until_ms: int, seed: int) -> None:
@@ -754,7 +767,7 @@ class _Run:
                 continue
             if heap[0][0] > stop_ms:
                 break
-            time_ms, _seq, kind, arg = heapq.heappop(heap)
+            time_ms, kind, arg = heapq.heappop(heap)
             self.now = time_ms
             if kind == EV_FREE:
                 self.on_free(arg)

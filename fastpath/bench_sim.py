@@ -58,6 +58,10 @@ def erlang_c_wait(servers: int, arrival_rate: float, service_rate: float) -> flo
     return wait_probability / (servers * service_rate - arrival_rate)
 
 
+# The close of a shift that never ends: far, but within the span a run orders (2**50 ms).
+ALWAYS_OPEN_MS = 1 << 48
+
+
 def mmc_engine(engine_class: Any, servers: int) -> Any:
     """One service, ``servers`` identical windows, exponential service, FIFO."""
     return engine_class(
@@ -71,7 +75,7 @@ def mmc_mean_wait(engine_class: Any, servers: int, rho: float, customers: int, s
     """Mean wait (ms) of an M/M/c run in onedoor's engine (FIFO: one service, no classes)."""
     engine = mmc_engine(engine_class, servers)
     rate = rho * servers / MEAN_SERVICE_MS
-    result = engine.run(seed, 0, [[(0, 1 << 60)]] * servers, [([0], [rate], 0.0, 0.0)],
+    result = engine.run(seed, 0, [[(0, ALWAYS_OPEN_MS)]] * servers, [([0], [rate], 0.0, 0.0)],
                         max_arrivals=customers, record=False, warmup=warmup)
     return float(result["wait_sum"][0] / result["waited"][0])
 

@@ -331,6 +331,9 @@ def test_bad_engine_input_is_refused_alike(sim: Any) -> None:
         hall.run(1, 0, [[(0, 10)]], streams, replay=([5, 1], [0, 0], [0, 0], [-1, -1]))
     with pytest.raises(ValueError, match="one rate per segment"):
         hall.run(1, 0, [[(0, 10)]], [([0, 5], [1.0], 0.0, 0.0)])
+    # A shift ending more than 2**50 ms (35,000 years) after the start cannot be ordered.
+    with pytest.raises(OverflowError, match=r"event at 1125899906842624 ms: .* 2\*\*50 ms"):
+        hall.run(1, 0, [[(0, 1 << 50)]], streams)
     # After refusing, the same engine still runs a day.
     done = hall.run(1, 0, [[(0, 10_000)]], streams, replay=([5], [0], [0], [-1]))
     assert done["columns"]["end"] == [1005]
@@ -338,10 +341,10 @@ def test_bad_engine_input_is_refused_alike(sim: Any) -> None:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_twins_agree_on_event_ties_and_far_times(seed: int) -> None:
-    # The compiled trees key events by 40 bits of time since the run's start and
-    # settle equal fields by (time, sequence): ties to the millisecond (fixed
-    # service times, replays at one instant), events before the start (replays)
-    # and events more than 2**40 ms after it (a rare stream, a long shift).
+    # The compiled trees key events by (50 bits of time since the run's base,
+    # kind, window): ties to the millisecond (fixed service times, replays at
+    # one instant), events before the start (replays move the base) and events
+    # more than 2**40 ms after it (a rare stream, a long shift).
     far = 8 * HOUR + 2**41
     args = [
         [0, 0], [0, 100, 300], [number_order("A", 0), number_order("B", 0)],

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from fastpath import _sim_py
-from fastpath.bench_sim import MEAN_SERVICE_MS, erlang_c_wait, mmc_mean_wait
+from fastpath.bench_sim import ALWAYS_OPEN_MS, MEAN_SERVICE_MS, erlang_c_wait, mmc_mean_wait
 from fastpath.simulate import DIST_FIXED
 from fastpath.types import number_order
 from tests.fastpath.conftest import NO_EXTENSIONS, load_compiled
@@ -92,7 +92,7 @@ def test_erlang_c_heavy_load(servers: int, rho: float) -> None:
 def md1_mean_wait(engine: Any, rho: float, customers: int) -> float:
     hall = engine([0], [0, 0, 0], [number_order("A", 0)], [([(0, 1)], False, 0)],
                   [(DIST_FIXED, MEAN_SERVICE_MS, 0.0, [])], [0.0], 0, False, 0)
-    result = hall.run(13, 0, [[(0, 1 << 60)]], [([0], [rho * MU], 0.0, 0.0)],
+    result = hall.run(13, 0, [[(0, ALWAYS_OPEN_MS)]], [([0], [rho * MU], 0.0, 0.0)],
                       max_arrivals=customers, record=False, warmup=customers // 100)
     return float(result["wait_sum"][0] / result["waited"][0])
 
