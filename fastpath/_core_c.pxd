@@ -1,6 +1,10 @@
 # Declarations of the Cython queue core, so fastpath._sim_c can call it at C speed.
 cimport cython
-from libc.stdint cimport int32_t, int64_t, intptr_t
+from libc.stdint cimport int32_t, int64_t, intptr_t, uint64_t
+
+
+cdef extern from *:
+    int _ctz64 "__builtin_ctzll"(unsigned long long x) noexcept nogil
 
 
 cdef struct Group:
@@ -22,6 +26,11 @@ cdef struct Window:
     bint has_sla          # one of its services has an SLA limit
     Group **cand          # its (service, class) groups, NCLS per service in order,
     int64_t *cand_factor  # and each one's weight x (100 + class weight)
+    # When its services are in ascending order and the hall has at most 64
+    # groups, the same candidates as a bit set over group indices (in the same
+    # order), with the factors by group index; else cand_mask is 0.
+    uint64_t cand_mask
+    int64_t *group_factor
 
 
 @cython.final
@@ -36,6 +45,7 @@ cdef class QueueCore:
     cdef int64_t *_tkey
     cdef int64_t *_torder
     cdef int32_t *_tgroup     # -1 when the ticket is not queued
+    cdef uint64_t _nonempty   # bit g: group g has tickets (groups 0-63; see Window.cand_mask)
     cdef Py_ssize_t _tcap
     cdef Py_ssize_t _count
     # the state saved by c_save
@@ -73,6 +83,16 @@ cdef enum:
     CORE_NCLS = 3
     CORE_NORMAL = 0
     CORE_PRIORITY = 1
+    CORE_MASK_GROUPS = 64
+
+
+cdef inline void core_mark(QueueCore q, Py_ssize_t gi, bint nonempty) noexcept nogil:
+    """Keep bit ``gi`` of ``q._nonempty`` (groups past 64 have no bit)."""
+    if gi < CORE_MASK_GROUPS:
+        if nonempty:
+            q._nonempty |= (<uint64_t> 1) << gi
+        else:
+            q._nonempty &= ~((<uint64_t> 1) << gi)
 
 
 cdef inline int64_t core_overdue(QueueCore q, Window *w, int64_t now_ms) noexcept nogil:
@@ -99,16 +119,43 @@ cdef inline int64_t core_overdue(QueueCore q, Window *w, int64_t now_ms) noexcep
     return -1 if best == NULL else best.ids[best.start]
 
 
-cdef inline int64_t core_best(Window *w, int64_t now_ms, int only_class) noexcept nogil:
+cdef inline int64_t core_best(QueueCore q, Window *w, int64_t now_ms,
+                              int only_class) noexcept nogil:
     """The head with the highest score, then lowest order (of one class if >= 0).
 
-    Which of two heads wins is unpredictable, so it is decided without a
-    branch (skipping an empty group is predictable enough to branch on).
+    Which of two heads wins is unpredictable, so it is decided by conditional
+    moves, not branches. With a candidate bit set, only the non-empty groups
+    are visited, in the same order; else each candidate in turn, skipping the
+    empty ones.
     """
     cdef Py_ssize_t j = 0, step = 1, end = w.n * CORE_NCLS
     cdef Group *g
     cdef Group *best = NULL
     cdef int64_t score, take, best_score = 0, best_order = 0
+    cdef uint64_t todo
+    if w.cand_mask:
+        todo = q._nonempty & w.cand_mask
+        if only_class >= 0:  # bits 0, 3, 6, ... shifted to the class
+            todo &= 0x9249249249249249ULL << only_class
+        if not todo:
+            return -1
+        j = _ctz64(todo)
+        todo &= todo - 1
+        best = &q._groups[j]
+        best_score = w.group_factor[j] * (now_ms - best.head_key)
+        best_order = best.head_order
+        while todo:
+            j = _ctz64(todo)
+            todo &= todo - 1
+            g = &q._groups[j]
+            score = w.group_factor[j] * (now_ms - g.head_key)
+            take = score > best_score
+            if score == best_score:  # rare: then the lower order
+                take = g.head_order < best_order
+            best = g if take else best
+            best_score = score if take else best_score
+            best_order = g.head_order if take else best_order
+        return best.ids[best.start]
     if only_class >= 0:
         j = only_class
         step = CORE_NCLS
@@ -136,14 +183,14 @@ cdef inline int64_t core_select(QueueCore q, Py_ssize_t widx, int64_t now_ms) no
         if found >= 0:
             return found
     if w.ratio_cap > 0 and w.priority_streak >= w.ratio_cap:
-        found = core_best(w, now_ms, CORE_NORMAL)
+        found = core_best(q, w, now_ms, CORE_NORMAL)
         if found >= 0:
             return found
     if w.priority_window:
-        found = core_best(w, now_ms, CORE_PRIORITY)
+        found = core_best(q, w, now_ms, CORE_PRIORITY)
         if found >= 0:
             return found
-    return core_best(w, now_ms, -1)
+    return core_best(q, w, now_ms, -1)
 
 
 cdef inline void core_record_call(QueueCore q, Py_ssize_t widx, int klass) noexcept nogil:
@@ -165,6 +212,7 @@ cdef inline int core_pop_head(QueueCore q, int64_t tid) except -1 nogil:
     g.start += 1
     if g.start == g.end:
         g.start = g.end = 0
+        core_mark(q, q._tgroup[tid], 0)
     else:
         head = g.ids[g.start]
         g.head_key = q._tkey[head]

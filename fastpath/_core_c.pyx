@@ -8,7 +8,7 @@ heads of the window's groups.
 """
 
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
-from libc.stdint cimport int32_t, int64_t, intptr_t
+from libc.stdint cimport int32_t, int64_t, intptr_t, uint64_t
 from libc.string cimport memcpy, memmove, memset
 
 from fastpath.types import N_CLASSES, NORMAL, PRIORITY
@@ -78,6 +78,7 @@ cdef class QueueCore:
             PyMem_RawFree(self._windows[i].weights)
             PyMem_RawFree(self._windows[i].cand)
             PyMem_RawFree(self._windows[i].cand_factor)
+            PyMem_RawFree(self._windows[i].group_factor)
         PyMem_RawFree(self._windows)
         PyMem_RawFree(self._sla)
         PyMem_RawFree(self._tkey)
@@ -93,7 +94,9 @@ cdef class QueueCore:
     # -- windows -------------------------------------------------------------
 
     cdef int _set_services(self, Window *window, object services) except -1:
-        cdef Py_ssize_t n = len(services), i, klass
+        cdef Py_ssize_t n = len(services), i, klass, gi, n_groups = self.n_services * NCLS
+        cdef int64_t *group_factor = NULL
+        cdef uint64_t cand_mask = 0
         for service, _weight in services:
             if not 0 <= service < self.n_services:
                 raise IndexError(f"service index {service} out of range")
@@ -118,10 +121,23 @@ cdef class QueueCore:
             for klass in range(NCLS):
                 cand[i * NCLS + klass] = &self._groups[svc[i] * NCLS + klass]
                 factor[i * NCLS + klass] = wts[i] * self._class_factor[klass]
+        if n_groups <= CORE_MASK_GROUPS and all(svc[i - 1] < svc[i] for i in range(1, n)):
+            group_factor = <int64_t *> PyMem_RawMalloc(n_groups * sizeof(int64_t))
+            if group_factor == NULL:
+                PyMem_RawFree(svc); PyMem_RawFree(wts); PyMem_RawFree(cand); PyMem_RawFree(factor)
+                raise MemoryError()
+            memset(group_factor, 0, n_groups * sizeof(int64_t))
+            for i in range(n * NCLS):
+                gi = cand[i] - self._groups
+                group_factor[gi] = factor[i]
+                cand_mask |= (<uint64_t> 1) << gi
         PyMem_RawFree(window.services)
         PyMem_RawFree(window.weights)
         PyMem_RawFree(window.cand)
         PyMem_RawFree(window.cand_factor)
+        PyMem_RawFree(window.group_factor)
+        window.group_factor = group_factor
+        window.cand_mask = cand_mask
         window.services = svc
         window.weights = wts
         window.cand = cand
@@ -274,6 +290,7 @@ cdef class QueueCore:
             g.end += 1
         self._tgroup[tid] = <int32_t> gi
         self._count += 1
+        core_mark(self, gi, 1)
         return 0
 
     def push(self, int64_t tid, Py_ssize_t service, int klass, int64_t key_ms, int64_t order):
@@ -299,6 +316,7 @@ cdef class QueueCore:
             g.start += 1
             if g.start == g.end:
                 g.start = g.end = 0
+                core_mark(self, self._tgroup[tid], 0)
             else:
                 self._set_head(g)
         else:
@@ -399,6 +417,7 @@ cdef class QueueCore:
             g = &self._groups[gi]
             if g.end > g.start:
                 self._set_head(g)
+            core_mark(self, gi, g.end > g.start)
         if self._tcap > self._snap_n:
             memset(self._tgroup + self._snap_n, 0xFF, (self._tcap - self._snap_n) * sizeof(int32_t))
         for gi in range(self._snap_windows):
@@ -415,7 +434,7 @@ cdef class QueueCore:
         return core_overdue(self, w, now_ms)
 
     cdef int64_t _best(self, Window *w, int64_t now_ms, int only_class) noexcept nogil:
-        return core_best(w, now_ms, only_class)
+        return core_best(self, w, now_ms, only_class)
 
     def select(self, Py_ssize_t widx, int64_t now_ms):
         self._check_window(widx)
