@@ -58,9 +58,11 @@ from fastpath._sim_py import (
     ZIG_NORMAL_K,
     ZIG_NORMAL_R,
     ZIG_NORMAL_W,
+    MAX_NO_SHOW_GAP as _MAX_NO_SHOW_GAP,
     arrival_seed,
     arrival_tables,
     event_out_of_range,
+    no_show_rates,
 )
 from fastpath.types import APPOINTMENT as _APPOINTMENT
 from fastpath.types import NORMAL as _NORMAL
@@ -90,6 +92,7 @@ cdef int64_t NO_ARRIVAL = _NO_ARRIVAL
 cdef int64_t NO_TICKET = -1
 cdef int64_t BUSY_UNKNOWN = _BUSY_UNKNOWN
 cdef double TWO_POW_M53 = 1.0 / 9007199254740992.0
+cdef double MAX_NO_SHOW_GAP = <double> _MAX_NO_SHOW_GAP
 cdef uint64_t SLOT_MASK = (1 << SLOT_BITS) - 1
 
 # The shared tables must agree with the C enums above.
@@ -373,7 +376,8 @@ cdef class Engine:
     cdef double *d_b
     cdef int64_t *emp_start
     cdef int64_t *emp_vals
-    cdef double *no_show_p
+    cdef double *no_show_rate       # see fastpath._sim_py.no_show_rates
+    cdef int64_t *no_show_left      # per service: calls up to its next no-show, 0: none
     cdef int64_t no_show_timeout
     cdef bint requeue_once
     cdef int64_t grace
@@ -481,6 +485,7 @@ cdef class Engine:
                 raise ValueError(f"unknown distribution kind {kind}")
             if kind == DIST_EMPIRICAL and not samples:
                 raise ValueError("an empirical distribution needs samples")
+        rates = no_show_rates(no_show_p)
         self.n_services = n_s
         self.n_windows = n_w
         self.core = QueueCore(list(sla_ms), list(class_weight_pct))
@@ -513,7 +518,8 @@ cdef class Engine:
         self.d_kind = <int32_t *> self._alloc(n_s, sizeof(int32_t))
         self.d_a = <double *> self._alloc(n_s, sizeof(double))
         self.d_b = <double *> self._alloc(n_s, sizeof(double))
-        self.no_show_p = <double *> self._alloc(n_s, sizeof(double))
+        self.no_show_rate = <double *> self._alloc(n_s, sizeof(double))
+        self.no_show_left = self._alloc_i64(n_s)
         self.emp_start = self._alloc_i64(n_s + 1)
         self.emp_vals = self._alloc_i64(max(1, sum(len(d[3]) for d in dists)))
         total = 0
@@ -523,7 +529,7 @@ cdef class Engine:
             self.d_kind[s] = kind
             self.d_a[s] = a
             self.d_b[s] = b
-            self.no_show_p[s] = no_show_p[s]
+            self.no_show_rate[s] = rates[s]
             self.emp_start[s] = total
             for i in range(len(samples)):
                 self.emp_vals[total] = samples[i]
@@ -586,7 +592,8 @@ cdef class Engine:
         PyMem_RawFree(self.ws_start); PyMem_RawFree(self.ws_list); PyMem_RawFree(self.idle_count)
         PyMem_RawFree(self.w_idle)
         PyMem_RawFree(self.d_kind); PyMem_RawFree(self.d_a); PyMem_RawFree(self.d_b)
-        PyMem_RawFree(self.emp_start); PyMem_RawFree(self.emp_vals); PyMem_RawFree(self.no_show_p)
+        PyMem_RawFree(self.emp_start); PyMem_RawFree(self.emp_vals); PyMem_RawFree(self.no_show_rate)
+        PyMem_RawFree(self.no_show_left)
         PyMem_RawFree(self.tk); PyMem_RawFree(self.free_list)
         PyMem_RawFree(self.counter)
         for i in range(9):
@@ -625,6 +632,7 @@ cdef class Engine:
             self._load_shifts(shifts)
             self.arrivals_left = max_arrivals
             self._start_arrivals(_arrival_seed(seed, 0))
+            self._start_no_shows()
             for w in range(self.n_windows):
                 self.w_shift[w] = self.sh_start[w]
                 self._schedule_next_open(w, start_ms)
@@ -715,6 +723,7 @@ cdef class Engine:
         for rep in range(replications):
             self._restore(now_ms)
             self._start_arrivals(_arrival_seed(seed, rep))
+            self._start_no_shows()
             self.batch = 1
             for w in range(self.n_windows):
                 if busy_service[w] >= 0:
@@ -1114,8 +1123,17 @@ cdef class Engine:
                 return 0
         return 0
 
+    cdef void _start_no_shows(self) noexcept nogil:
+        cdef Py_ssize_t s
+        for s in range(self.n_services):
+            self.no_show_left[s] = self._calls_until_no_show(s) if self.no_show_rate[s] > 0.0 else 0
+
+    cdef int64_t _calls_until_no_show(self, Py_ssize_t s) noexcept nogil:
+        cdef double gap = _exponential(&self.rng) / self.no_show_rate[s]
+        return <int64_t> (gap if gap < MAX_NO_SHOW_GAP else MAX_NO_SHOW_GAP) + 1
+
     cdef inline int64_t _try_call(self, Py_ssize_t w) except -2 nogil:
-        cdef int64_t now = self.now, slot, serial, start, end
+        cdef int64_t now = self.now, slot, serial, start, end, left
         cdef int32_t klass, service
         cdef bint first_call, absent
         cdef Ticket *t
@@ -1137,7 +1155,10 @@ cdef class Engine:
             if now > start:
                 self.wait_sum[service] += now - start
             self.waited[service] += 1
-        absent = self.no_show_p[service] > 0.0 and _uniform(&self.rng) < self.no_show_p[service]
+        left = self.no_show_left[service]
+        absent = left == 1
+        if left:  # 0: the service has no no-shows
+            self.no_show_left[service] = self._calls_until_no_show(service) if absent else left - 1
         if absent:
             end = now + self.no_show_timeout
         else:

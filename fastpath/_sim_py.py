@@ -222,6 +222,24 @@ def sample_service_ms(rng: Xoshiro256, kind: int, a: float, b: float,
 ALIAS_FULL = 1 << 32  # an alias-table threshold that always keeps its own label
 
 
+def no_show_rates(no_show_p: Sequence[float]) -> list[float]:
+    """Per service, -ln(1 - p): the rate of the exponential whose floor is a
+    geometric number of calls. Each service draws how many calls until its next
+    no-show instead of one uniform per call: the same Bernoulli(p) sequence of
+    calls, one draw per no-show (both twins take the rates from here)."""
+    rates = []
+    for p in no_show_p:
+        p = float(p)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"no-show probability {p} is not in [0, 1]")
+        rates.append(-math.log1p(-p) if p < 1.0 else math.inf)
+    return rates
+
+
+# A service's calls until its next no-show are capped here (p tiny: never, in practice).
+MAX_NO_SHOW_GAP = 1 << 62
+
+
 def event_out_of_range(time_ms: int, base_ms: int) -> str:
     """The error of an event outside the span a run can order (both twins raise it)."""
     return (f"event at {time_ms} ms: before the run's start ({base_ms} ms) or more than "
@@ -361,7 +379,7 @@ class Engine:
                 self._windows_of[service].append(widx)
         self._order_base = list(order_base)
         self._dists = [(k, float(a), float(b), list(s)) for k, a, b, s in dists]
-        self._no_show_p = [float(p) for p in no_show_p]
+        self._no_show_rate = no_show_rates(no_show_p)
         self._no_show_timeout = int(no_show_timeout_ms)
         self._requeue_once = bool(requeue_once)
         self._grace = int(appointment_grace_ms)
@@ -401,6 +419,7 @@ class Engine:
             run.arrivals_left = max_arrivals
             run.set_arrivals(arrival_tables(streams, start_ms, arrivals_until_ms),
                              arrivals_until_ms, arrival_seed(seed, 0))
+            run.start_no_shows()
             for widx, intervals in enumerate(shifts):
                 run.set_shifts(widx, intervals, start_ms)
             if replay is not None:
@@ -465,6 +484,7 @@ class Engine:
                 for widx in range(n_windows):
                     run.start_shifts(widx, shifts[widx])
                 run.set_arrivals(tables, stop, arrival_seed(seed, rep))
+                run.start_no_shows()
                 for widx in range(n_windows):
                     run.set_predicted_window(widx, busy_service[widx], busy_since[widx])
                 for widx in range(n_windows):  # open idle windows call at once, in order
@@ -518,6 +538,7 @@ class _Run:
         self.free: list[int] = []
         self.serial = 0
         self.counter = [0] * n_s
+        self.no_show_left = [0] * n_s  # per service: calls up to its next no-show, 0: none
         # Windows.
         self.w_open = [False] * n_w
         self.w_current = [NO_TICKET] * n_w  # slot, BUSY_UNKNOWN or NO_TICKET
@@ -549,6 +570,16 @@ class _Run:
         if not 0 <= time_ms - self.base <= EVENT_SPAN_MS:
             raise OverflowError(event_out_of_range(time_ms, self.base))
         heapq.heappush(self.heap, (time_ms, kind, arg))
+
+    def start_no_shows(self) -> None:
+        """Each service's calls until its next no-show (0: none ever)."""
+        self.no_show_left = [self.calls_until_no_show(s) if rate > 0.0 else 0
+                             for s, rate in enumerate(self.e._no_show_rate)]
+
+    def calls_until_no_show(self, service: int) -> int:
+        """Geometric: the number of calls up to and including the next no-show."""
+        gap = self.rng.exponential() / self.e._no_show_rate[service]
+        return int(min(gap, MAX_NO_SHOW_GAP)) + 1
 
     def set_arrivals(self, tables: tuple[list[int], list[float], list[int], list[int]],
                      arrivals_until_ms: int, seed: int) -> None:
@@ -723,7 +754,10 @@ class _Run:
                 self.wait_sum[service] += now - start
             self.waited[service] += 1
         e = self.e
-        absent = e._no_show_p[service] > 0.0 and self.rng.uniform() < e._no_show_p[service]
+        left = self.no_show_left[service]
+        absent = left == 1
+        if left:  # 0: the service has no no-shows
+            self.no_show_left[service] = self.calls_until_no_show(service) if absent else left - 1
         if absent:
             end = now + e._no_show_timeout
         else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import threading
 from typing import Any
 
@@ -10,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastpath import _core_py, _sim_py
+from fastpath._sim_py import OUT_NO_SHOW
 from fastpath.predict import Predictor
 from fastpath.simulate import (
     DIST_EMPIRICAL,
@@ -313,6 +316,8 @@ def test_bad_engine_input_is_refused_alike(sim: Any) -> None:
         engine(dists=[(DIST_EMPIRICAL, 0.0, 0.0, [])])
     with pytest.raises(ValueError, match="one entry per service"):
         engine(no_show_p=[0.0, 0.1])
+    with pytest.raises(ValueError, match=r"no-show probability 1.5 is not in \[0, 1\]"):
+        engine(no_show_p=[1.5])
     with pytest.raises(IndexError):
         engine(windows=[([(3, 1)], False, 0)])
     with pytest.raises(ValueError, match="at least one service"):
@@ -421,3 +426,26 @@ def test_arrivals_come_at_each_service_and_class_rate(sim: Any) -> None:
         counts[(service, klass, arrival >= half)] += 1
     for label, mean in expected.items():
         assert abs(counts[label] - mean) < 4 * mean**0.5, (label, counts[label], mean)
+
+
+@pytest.mark.parametrize("p", [0.03, 0.25, 1.0])
+def test_no_shows_come_at_their_probability(sim: Any, p: float) -> None:
+    # Each service draws its calls until the next no-show (a geometric gap), not
+    # one uniform per call: the calls must still be absent independently with p.
+    hall = sim.Engine([0, 0], [0, 100, 300], [number_order("A", 0), number_order("B", 0)],
+                      [([(0, 1), (1, 1)], False, 0)] * 4,
+                      [(DIST_FIXED, 60_000.0, 0.0, [])] * 2, [p, 0.0], 1_000, False, 0)
+    day = hall.run(7, 0, [[(0, 1 << 40)]] * 4, [([0], [1 / 40_000], 0.0, 0.0)] * 2,
+                   max_arrivals=20_000)
+    outcomes = day["columns"]["outcome"]
+    services = day["columns"]["service"]
+    absent = [o == OUT_NO_SHOW for o, s in zip(outcomes, services, strict=True) if s == 0]
+    present = [o == OUT_NO_SHOW for o, s in zip(outcomes, services, strict=True) if s == 1]
+    assert len(absent) > 9_000
+    assert not any(present)
+    share = sum(absent) / len(absent)
+    assert share == pytest.approx(p, abs=4 * math.sqrt(p * (1 - p) / len(absent)) + 1e-9)
+    # Runs of no-shows are as long as independent calls make them: P(next absent | absent) = p.
+    pairs = [b for a, b in itertools.pairwise(absent) if a]
+    if p < 1.0:
+        assert sum(pairs) / len(pairs) == pytest.approx(p, abs=4 * math.sqrt(p / len(pairs)) + 0.01)
