@@ -50,11 +50,6 @@ from fastpath._sim_py import (
     OUT_NO_SHOW as _OUT_NO_SHOW,
     OUT_SERVING as _OUT_SERVING,
     OUT_UNSERVED as _OUT_UNSERVED,
-    EXP_LIMIT,
-    EXP_POLY,
-    EXP_SCALE,
-    EXP_STEP,
-    EXP_TABLE,
     ZIG_EXP_F,
     ZIG_EXP_K,
     ZIG_EXP_R,
@@ -127,16 +122,6 @@ for _i in range(256):
     ZE_K[_i] = ZIG_EXP_K[_i]
     ZE_W[_i] = ZIG_EXP_W[_i]
     ZE_F[_i] = ZIG_EXP_F[_i]
-
-# exp by the pure twin's table_exp: same constants, same operations.
-cdef double EXP_T[64]
-for _i in range(64):
-    EXP_T[_i] = EXP_TABLE[_i]
-cdef double EXP_SCALE_C = EXP_SCALE
-cdef double EXP_STEP_C = EXP_STEP
-cdef double EXP_LIMIT_C = EXP_LIMIT
-cdef double EXP_P0 = EXP_POLY[0], EXP_P1 = EXP_POLY[1], EXP_P2 = EXP_POLY[2]
-cdef double EXP_P3 = EXP_POLY[3], EXP_P4 = EXP_POLY[4], EXP_P5 = EXP_POLY[5]
 
 
 cdef struct Rng:
@@ -230,24 +215,6 @@ cdef double _normal_slow(Rng *r, uint64_t i, uint64_t negative, double x) noexce
             x = -x
         if m < ZN_K[i]:
             return x
-
-
-cdef inline double _table_exp(double x) noexcept nogil:
-    """See fastpath._sim_py.table_exp; 2**m is built from its bits (|m| < 1011)."""
-    cdef double t, r, p, scale
-    cdef int64_t k
-    cdef uint64_t bits
-    if not (-EXP_LIMIT_C < x < EXP_LIMIT_C):
-        return exp(x)
-    t = x * EXP_SCALE_C + 0.5
-    k = <int64_t> t
-    if <double> k > t:  # floor, not truncation
-        k -= 1
-    r = x - <double> k * EXP_STEP_C
-    p = EXP_P0 + r * (EXP_P1 + r * (EXP_P2 + r * (EXP_P3 + r * (EXP_P4 + r * EXP_P5))))
-    bits = (<uint64_t> ((k >> 6) + 1023)) << 52
-    memcpy(&scale, &bits, sizeof(double))
-    return EXP_T[k & 63] * p * scale
 
 
 cdef inline double _normal(Rng *r) noexcept nogil:
@@ -1042,7 +1009,7 @@ cdef class Engine:
         cdef int32_t kind = self.d_kind[s]
         cdef int64_t value, n, index
         if kind == DIST_LOGNORMAL:
-            value = <int64_t> (_table_exp(self.d_a[s] + self.d_b[s] * _normal(&self.rng)) + 0.5)
+            value = <int64_t> (exp(self.d_a[s] + self.d_b[s] * _normal(&self.rng)) + 0.5)
         elif kind == DIST_EXPONENTIAL:
             value = <int64_t> (self.d_a[s] * _exponential(&self.rng) + 0.5)
         elif kind == DIST_FIXED:

@@ -201,35 +201,13 @@ class Xoshiro256:
                 return x
 
 
-# e**x for lognormal service times, done by the same IEEE operations in both twins:
-# x = (k + j/64) ln 2 + r with |r| <= ln2/128, e**x = 2**(k/64) * (a degree-5
-# polynomial in r), 2**(j/64) from a table. About 1e-15 relative error per unit
-# of |x|; a quarter of libm's exp in the compiled twin, where it is inline.
-EXP_TABLE = tuple(2.0 ** (j / 64) for j in range(64))
-EXP_SCALE = 64.0 / math.log(2.0)
-EXP_STEP = math.log(2.0) / 64.0
-EXP_POLY = (1.0, 1.0, 1.0 / 2.0, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0)  # 1/n!
-EXP_LIMIT = 700.0  # beyond, libm's exp (and its overflow)
-
-
-def table_exp(x: float) -> float:
-    """e**x, the compiled twin's exp (see EXP_TABLE)."""
-    if not -EXP_LIMIT < x < EXP_LIMIT:
-        return math.exp(x)
-    k = math.floor(x * EXP_SCALE + 0.5)
-    r = x - k * EXP_STEP
-    c0, c1, c2, c3, c4, c5 = EXP_POLY
-    p = c0 + r * (c1 + r * (c2 + r * (c3 + r * (c4 + r * c5))))
-    return math.ldexp(EXP_TABLE[k & 63] * p, k >> 6)
-
-
 def sample_service_ms(rng: Xoshiro256, kind: int, a: float, b: float,
                       samples: Sequence[int]) -> int:
     """One service time in ms (at least 1)."""
     if kind == DIST_EXPONENTIAL:
         value = int(a * rng.exponential() + 0.5)
     elif kind == DIST_LOGNORMAL:
-        value = int(table_exp(a + b * rng.normal()) + 0.5)
+        value = int(math.exp(a + b * rng.normal()) + 0.5)
     elif kind == DIST_FIXED:
         value = int(a + 0.5)
     else:

@@ -65,21 +65,6 @@ def test_xoshiro_twins_agree(sim: Any) -> None:
         sim.Xoshiro256(2**64)
 
 
-def test_table_exp_is_exp() -> None:
-    # Both twins draw lognormal service times through table_exp (a table and a
-    # polynomial, not libm): it must be exp to ~1e-15 per unit of |x|.
-    rng = _sim_py.Xoshiro256(5)
-    for _ in range(50_000):
-        x = (rng.uniform() - 0.5) * 1390.0  # (-695, 695)
-        assert _sim_py.table_exp(x) == pytest.approx(math.exp(x), rel=2e-15 * max(1.0, abs(x)))
-    for x in (0.0, 1.0, -1.0, 13.2, math.log(2.0) / 128, 699.9, -699.9):
-        assert _sim_py.table_exp(x) == pytest.approx(math.exp(x), rel=2e-15 * max(1.0, abs(x)))
-    assert _sim_py.table_exp(0.0) == 1.0
-    assert _sim_py.table_exp(-800.0) == math.exp(-800.0)  # beyond the limit: libm
-    with pytest.raises(OverflowError):
-        _sim_py.table_exp(710.0)
-
-
 def test_service_time_samplers_agree_with_their_means() -> None:
     rng = _sim_py.Xoshiro256(3)
     n = 20_000
