@@ -223,8 +223,11 @@ cdef inline double _normal(Rng *r) noexcept nogil:
     cdef uint64_t negative = (u >> 8) & 1
     cdef uint64_t m = u >> 12
     cdef double x = <double> m * ZN_W[i]
-    if negative:
-        x = -x
+    cdef uint64_t bits
+    # -x if negative, by flipping the sign bit: a coin toss is the worst branch.
+    memcpy(&bits, &x, sizeof(double))
+    bits ^= negative << 63
+    memcpy(&x, &bits, sizeof(double))
     if m < ZN_K[i]:
         return x
     return _normal_slow(r, i, negative, x)
@@ -925,8 +928,8 @@ cdef class Engine:
             row = seg * n_labels
             u = _next(&self.arng)
             label = <Py_ssize_t> (((u >> 32) * <uint64_t> n_labels) >> 32)
-            if (u & 0xFFFFFFFFULL) >= self.a_keep[row + label]:
-                label = self.a_alias[row + label]
+            # its alias or itself, chosen without a branch (which one is a toss-up)
+            label = self.a_alias[row + label] if (u & 0xFFFFFFFFULL) >= self.a_keep[row + label] else label
             booked = -1
             if label % 3 == C_APPOINTMENT:
                 booked = now + <int64_t> (_uniform(&self.arng) * span) - late
