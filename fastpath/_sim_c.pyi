@@ -52,4 +52,5 @@ class Engine:
         counters: Sequence[int],
         streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
         tagged: tuple[int, int, int, int],
+        lazy_arrivals: bool = True,
     ) -> list[int]: ...

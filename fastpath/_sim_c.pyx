@@ -30,7 +30,14 @@ from libc.math cimport exp, log
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from fastpath._core_c cimport QueueCore, core_pop_head, core_push, core_record_call, core_select
+from fastpath._core_c cimport (
+    Group,
+    QueueCore,
+    core_pop_head,
+    core_push,
+    core_record_call,
+    core_select,
+)
 
 from fastpath._sim_py import (
     BUSY_UNKNOWN as _BUSY_UNKNOWN,
@@ -39,6 +46,7 @@ from fastpath._sim_py import (
     DIST_EXPONENTIAL as _DIST_EXPONENTIAL,
     DIST_FIXED as _DIST_FIXED,
     DIST_LOGNORMAL as _DIST_LOGNORMAL,
+    EV_ARRIVAL as _EV_ARRIVAL,
     EV_CLOSE as _EV_CLOSE,
     EV_FREE as _EV_FREE,
     EV_OPEN as _EV_OPEN,
@@ -77,6 +85,7 @@ cdef enum:
     EV_CLOSE = 1
     EV_FREE = 2
     EV_REPLAY = 3
+    EV_ARRIVAL = 4
     OUT_UNSERVED = 0
     OUT_DONE = 1
     OUT_NO_SHOW = 2
@@ -84,8 +93,7 @@ cdef enum:
     C_NORMAL = 0
     C_PRIORITY = 1
     C_APPOINTMENT = 2
-    SLOT_BITS = 12                  # an event's key: time << 14 | kind << SLOT_BITS | slot
-    ARRIVAL_BLOCK = 32              # arrivals drawn ahead at a time (see _draw_arrivals)
+    SLOT_BITS = 12                  # an event's key: time << 15 | kind << SLOT_BITS | slot
 
 cdef int64_t NEVER = _NEVER
 cdef int64_t NO_ARRIVAL = _NO_ARRIVAL
@@ -97,7 +105,7 @@ cdef uint64_t SLOT_MASK = (1 << SLOT_BITS) - 1
 
 # The shared tables must agree with the C enums above.
 assert (_DIST_EXPONENTIAL, _DIST_LOGNORMAL, _DIST_FIXED, _DIST_EMPIRICAL) == (0, 1, 2, 3)
-assert (_EV_OPEN, _EV_CLOSE, _EV_FREE, _EV_REPLAY) == (0, 1, 2, 3)
+assert (_EV_OPEN, _EV_CLOSE, _EV_FREE, _EV_REPLAY, _EV_ARRIVAL) == (0, 1, 2, 3, 4)
 assert _EVENT_SPAN_MS == OD_TMAX
 assert (_OUT_UNSERVED, _OUT_DONE, _OUT_NO_SHOW, _OUT_SERVING) == (0, 1, 2, 3)
 assert (_NORMAL, _PRIORITY, _APPOINTMENT) == (0, 1, 2)
@@ -294,13 +302,13 @@ cdef void *_resize(void *ptr, Py_ssize_t n, size_t item) except NULL:
 cdef extern from *:
     """
     /* Events run in the order (time, kind, slot): at the same millisecond shift
-       opens, then closes, then window ends, then the replay, and windows in the
-       hall's order (the pure twin's heap holds the same triples). So an event is
-       one 64-bit key, 50 bits of time since the run's base (35,000 years) above
-       2 bits of kind and 12 of slot, and two events compare as their keys do.
-       An empty slot's key is all ones (OD_INF). */
-    #define OD_TSHIFT 14
-    #define OD_TMAX ((((int64_t)1) << 50) - 2)
+       opens, then closes, then window ends, then the replay, then arrivals;
+       windows in the hall's order, arrivals by label (the pure twin's heap holds
+       the same triples). So an event is one 64-bit key, 49 bits of time since
+       the run's base (17,800 years) above 3 bits of kind and 12 of slot, and two
+       events compare as their keys do. An empty slot's key is all ones (OD_INF). */
+    #define OD_TSHIFT 15
+    #define OD_TMAX ((((int64_t)1) << 49) - 2)
     #define OD_INF 0xFFFFFFFFFFFFFFFFULL
 
     /* A tournament tree over the slots: node n_leaves + slot holds a slot's key
@@ -343,7 +351,8 @@ cdef struct Tree:
 cdef enum:
     TREE_FREE = 0                   # one slot per window
     TREE_OTHER = 1                  # one EV_OPEN/EV_CLOSE slot per window, one EV_REPLAY slot
-    N_TREES = 2
+    TREE_ARRIVAL = 2                # one EV_ARRIVAL slot per label (service * 3 + class)
+    N_TREES = 3
 
 
 cdef struct Ticket:
@@ -391,8 +400,8 @@ cdef class Engine:
     # sit in tournament trees over the slots (see od_climb), one for window ends
     # and one for the rare rest; scheduling is log2(slots) branchless steps.
     cdef Tree trees[N_TREES]
-    cdef int tree_of[4]             # per event kind
-    cdef Py_ssize_t slot_base[4]    # per event kind: its slot is slot_base + arg
+    cdef int tree_of[5]             # per event kind
+    cdef Py_ssize_t slot_base[5]    # per event kind: its slot is slot_base + arg
     cdef bint batch                 # set-up: _schedule fills slots, _rebuild orders them
     cdef int64_t base               # event keys count time from here (see od_climb)
     cdef int64_t now
@@ -427,26 +436,21 @@ cdef class Engine:
     cdef int64_t *sh_open
     cdef int64_t *sh_close
     cdef int64_t *w_shift
-    # arrivals: the tables of fastpath._sim_py.arrival_tables, their own random
-    # stream, the current segment and time, and the next arrival drawn ahead
-    cdef Rng arng
-    cdef int64_t *a_start
-    cdef double *a_mean
-    cdef uint64_t *a_keep
-    cdef int32_t *a_alias
-    cdef Py_ssize_t a_nseg
+    # arrivals, label by label (see fastpath._sim_py._Run.start_arrivals): the
+    # tables of arrival_tables, and per label its stream (generator, segment,
+    # time), next arrival (ms, booked), whether that is scheduled, whether lazy
     cdef Py_ssize_t n_labels        # 3 per service: service * 3 + class
-    cdef Py_ssize_t a_seg
-    cdef double a_time
-    cdef int64_t a_ms               # NO_ARRIVAL: none left
-    cdef int64_t a_service
-    cdef int64_t a_klass
-    cdef int64_t a_booked
-    cdef int64_t ab_ms[ARRIVAL_BLOCK]   # the arrivals drawn ahead, ab_next of ab_n
-    cdef int32_t ab_label[ARRIVAL_BLOCK]
-    cdef int64_t ab_booked[ARRIVAL_BLOCK]
-    cdef int ab_next
-    cdef int ab_n
+    cdef int64_t *a_start
+    cdef double *a_mean             # n_labels rows of a_nseg mean gaps
+    cdef Py_ssize_t a_nseg
+    cdef char *l_has                # the label has arrivals at all
+    cdef Rng *l_rng
+    cdef Py_ssize_t *l_seg
+    cdef double *l_time
+    cdef int64_t *l_next            # NO_ARRIVAL: none left
+    cdef int64_t *l_booked
+    cdef char *l_scheduled
+    cdef char *l_lazy
     cdef int64_t arrivals_until
     cdef int64_t horizon            # prediction: events after it never run, so are not scheduled
     cdef int64_t arrivals_left
@@ -554,6 +558,14 @@ cdef class Engine:
         self.sh_start = self._alloc_i64(n_w + 1)
         self.w_shift = self._alloc_i64(n_w)
         self.n_labels = 3 * n_s
+        self.l_has = <char *> self._alloc(3 * n_s, 1)
+        self.l_rng = <Rng *> self._alloc(3 * n_s, sizeof(Rng))
+        self.l_seg = <Py_ssize_t *> self._alloc(3 * n_s, sizeof(Py_ssize_t))
+        self.l_time = <double *> self._alloc(3 * n_s, sizeof(double))
+        self.l_next = self._alloc_i64(3 * n_s)
+        self.l_booked = self._alloc_i64(3 * n_s)
+        self.l_scheduled = <char *> self._alloc(3 * n_s, 1)
+        self.l_lazy = <char *> self._alloc(3 * n_s, 1)
         self.sv_open = <char *> self._alloc(n_w, 1)
         self.sv_idle = <char *> self._alloc(n_w, 1)
         self.sv_idle_count = self._alloc_i64(n_s)
@@ -561,13 +573,15 @@ cdef class Engine:
         self.sv_counter = self._alloc_i64(n_s)
         self.sv_current = self._alloc_i64(n_w)
         self.sv_since = self._alloc_i64(n_w)
-        if max(n_w, n_s) + 1 > SLOT_MASK:
+        if max(n_w + 1, 3 * n_s) > SLOT_MASK:
             raise ValueError("too many windows or services")
         self.tree_of[EV_FREE] = TREE_FREE
         self.tree_of[EV_OPEN] = self.tree_of[EV_CLOSE] = self.tree_of[EV_REPLAY] = TREE_OTHER
+        self.tree_of[EV_ARRIVAL] = TREE_ARRIVAL
         self.slot_base[EV_REPLAY] = n_w  # the others are 0
         self._alloc_tree(TREE_FREE, n_w)
         self._alloc_tree(TREE_OTHER, n_w + 1)
+        self._alloc_tree(TREE_ARRIVAL, 3 * n_s)
         self._events_clear()
 
     cdef int _alloc_tree(self, int i, Py_ssize_t slots) except -1:
@@ -605,8 +619,10 @@ cdef class Engine:
         PyMem_RawFree(self.w_open); PyMem_RawFree(self.w_current); PyMem_RawFree(self.w_absent)
         PyMem_RawFree(self.w_since); PyMem_RawFree(self.sh_start); PyMem_RawFree(self.sh_open)
         PyMem_RawFree(self.sh_close); PyMem_RawFree(self.w_shift)
-        PyMem_RawFree(self.a_start); PyMem_RawFree(self.a_mean)
-        PyMem_RawFree(self.a_keep); PyMem_RawFree(self.a_alias)
+        PyMem_RawFree(self.a_start); PyMem_RawFree(self.a_mean); PyMem_RawFree(self.l_has)
+        PyMem_RawFree(self.l_rng); PyMem_RawFree(self.l_seg); PyMem_RawFree(self.l_time)
+        PyMem_RawFree(self.l_next); PyMem_RawFree(self.l_booked)
+        PyMem_RawFree(self.l_scheduled); PyMem_RawFree(self.l_lazy)
         PyMem_RawFree(self.rp_time); PyMem_RawFree(self.rp_service); PyMem_RawFree(self.rp_klass)
         PyMem_RawFree(self.rp_booked)
         for i in range(N_TREES):
@@ -634,7 +650,7 @@ cdef class Engine:
                                 arrivals_until_ms)
             self._load_shifts(shifts)
             self.arrivals_left = max_arrivals
-            self._start_arrivals(_arrival_seed(seed, 0))
+            self._start_arrivals(seed, 0, False)
             self._start_no_shows()
             for w in range(self.n_windows):
                 self.w_shift[w] = self.sh_start[w]
@@ -647,7 +663,7 @@ cdef class Engine:
 
     def predict(self, seed, Py_ssize_t replications, int64_t now_ms, int64_t horizon_ms,
                 shifts, busy_service, busy_since, streaks, waiting, counters, streams,
-                tagged):
+                tagged, bint lazy_arrivals=True):
         """See :meth:`fastpath._sim_py.Engine.predict`.
 
         The replications run without the GIL (the inputs are copied into C
@@ -715,17 +731,19 @@ cdef class Engine:
             c_seed = seed
             with nogil:
                 self._replicate(c_seed, replications, now_ms, horizon_ms, &v_bsvc[0],
-                                &v_bsince[0], &out[0] if replications else NULL)
+                                &v_bsince[0], &out[0] if replications else NULL,
+                                lazy_arrivals)
         return list(waits)
 
     cdef int _replicate(self, uint64_t seed, Py_ssize_t replications, int64_t now_ms,
                         int64_t horizon_ms, const int64_t *busy_service,
-                        const int64_t *busy_since, int64_t *out) except -1 nogil:
+                        const int64_t *busy_since, int64_t *out,
+                        bint lazy_arrivals) except -1 nogil:
         cdef Py_ssize_t rep, w
         cdef int64_t called
         for rep in range(replications):
             self._restore(now_ms)
-            self._start_arrivals(_arrival_seed(seed, rep))
+            self._start_arrivals(seed, rep, lazy_arrivals)
             self._start_no_shows()
             self.batch = 1
             for w in range(self.n_windows):
@@ -839,18 +857,17 @@ cdef class Engine:
 
     cdef int _load_arrivals(self, tables, int64_t arrivals_until) except -1:
         """Copy the tables of :func:`fastpath._sim_py.arrival_tables` into C arrays."""
-        starts, means, keep, aliases = tables
-        cdef Py_ssize_t i, n = len(starts)
+        starts, means = tables
+        cdef Py_ssize_t i, label, n = len(starts)
         self.a_start = <int64_t *> _resize(self.a_start, n, sizeof(int64_t))
-        self.a_mean = <double *> _resize(self.a_mean, n, sizeof(double))
-        self.a_keep = <uint64_t *> _resize(self.a_keep, n * self.n_labels, sizeof(uint64_t))
-        self.a_alias = <int32_t *> _resize(self.a_alias, n * self.n_labels, sizeof(int32_t))
+        self.a_mean = <double *> _resize(self.a_mean, n * self.n_labels, sizeof(double))
         for i in range(n):
             self.a_start[i] = starts[i]
-            self.a_mean[i] = means[i]
+        memset(self.l_has, 0, self.n_labels)
         for i in range(n * self.n_labels):
-            self.a_keep[i] = keep[i]
-            self.a_alias[i] = aliases[i]
+            self.a_mean[i] = means[i]
+            if self.a_mean[i] > 0.0:
+                self.l_has[i // n] = 1
         self.a_nseg = n
         self.arrivals_until = arrivals_until
         return 0
@@ -871,77 +888,73 @@ cdef class Engine:
         self.sh_start[self.n_windows] = total
         return 0
 
-    cdef void _start_arrivals(self, uint64_t seed) noexcept nogil:
-        """The arrival stream from its first segment, its first arrival drawn."""
-        _rng_seed(&self.arng, seed)
-        self.a_seg = 0
-        self.a_time = <double> self.a_start[0] if self.a_nseg else 0.0
-        self.ab_next = self.ab_n = 0
-        self._next_arrival()
+    cdef int _start_arrivals(self, uint64_t seed, uint64_t replication, bint lazy) except -1 nogil:
+        """See fastpath._sim_py._Run.start_arrivals."""
+        cdef Py_ssize_t label, n_labels = self.n_labels
+        for label in range(n_labels):
+            self.l_scheduled[label] = 0
+            self.l_lazy[label] = lazy and label % 3 != C_APPOINTMENT
+            self.l_next[label] = NO_ARRIVAL
+            if self.l_has[label]:
+                _rng_seed(&self.l_rng[label], _arrival_seed(seed, replication * n_labels + label))
+                self.l_seg[label] = 0
+                self.l_time[label] = <double> self.a_start[0]
+                self._label_next(label)
+        for label in range(n_labels):
+            self._sync_label(label)
+        return 0
 
-    cdef inline void _next_arrival(self) noexcept nogil:
-        cdef int i = self.ab_next
-        cdef int32_t label
-        if i == self.ab_n:
-            self._draw_arrivals()
-            i = 0
-            if self.ab_n == 0:
-                self.a_ms = NO_ARRIVAL
-                return
-        label = self.ab_label[i]
-        self.a_ms = self.ab_ms[i]
-        self.a_service = label // 3
-        self.a_klass = label % 3
-        self.a_booked = self.ab_booked[i]
-        self.ab_next = i + 1
-
-    cdef void _draw_arrivals(self) noexcept nogil:
-        """The next ARRIVAL_BLOCK arrivals (fewer where the stream ends), as
-        :meth:`fastpath._sim_py._Run.next_arrival` draws them one at a time: the
-        stream is the arrivals' own, so drawing ahead changes nothing."""
-        cdef Py_ssize_t seg = self.a_seg, n = self.a_nseg, label, row, n_labels = self.n_labels
-        cdef double t = self.a_time, seg_end, mean
-        cdef uint64_t u
-        cdef int64_t now, booked, late = self.appt_late, span = self.appt_early + self.appt_late
-        cdef int k = 0
-        self.ab_next = 0
-        if n == 0:
-            self.ab_n = 0
-            return
-        seg_end = <double> self.a_start[seg + 1] if seg + 1 < n else <double> self.arrivals_until
-        mean = self.a_mean[seg]
-        while k < ARRIVAL_BLOCK:
+    cdef void _label_next(self, Py_ssize_t label) noexcept nogil:
+        """See fastpath._sim_py._Run.label_next."""
+        cdef Py_ssize_t seg = self.l_seg[label], n = self.a_nseg
+        cdef double t = self.l_time[label], seg_end, mean, candidate
+        cdef double *means = self.a_mean + label * n
+        cdef Rng *rng = &self.l_rng[label]
+        cdef int64_t now, booked
+        while True:
+            seg_end = <double> self.a_start[seg + 1] if seg + 1 < n else <double> self.arrivals_until
+            mean = means[seg]
             if mean > 0.0:
-                t = t + _exponential(&self.arng) * mean
-                if t >= seg_end:
-                    t = seg_end  # memoryless: start again at the next segment
-                    mean = 0.0
-            if mean == 0.0 or t >= seg_end:
-                if seg + 1 >= n:
+                candidate = t + _exponential(rng) * mean
+                if candidate < seg_end:
                     break
-                seg += 1
-                t = <double> self.a_start[seg]
-                seg_end = <double> self.a_start[seg + 1] if seg + 1 < n else <double> self.arrivals_until
-                mean = self.a_mean[seg]
-                continue
-            now = <int64_t> t
-            row = seg * n_labels
-            u = _next(&self.arng)
-            label = <Py_ssize_t> (((u >> 32) * <uint64_t> n_labels) >> 32)
-            # its alias or itself, chosen without a branch (which one is a toss-up)
-            label = self.a_alias[row + label] if (u & 0xFFFFFFFFULL) >= self.a_keep[row + label] else label
-            booked = -1
-            if label % 3 == C_APPOINTMENT:
-                booked = now + <int64_t> (_uniform(&self.arng) * span) - late
-                if booked < 0:
-                    booked = 0
-            self.ab_ms[k] = now
-            self.ab_label[k] = <int32_t> label
-            self.ab_booked[k] = booked
-            k += 1
-        self.a_seg = seg
-        self.a_time = t
-        self.ab_n = k
+            if seg + 1 >= n:
+                self.l_next[label] = NO_ARRIVAL
+                return
+            seg += 1
+            t = <double> self.a_start[seg]
+        self.l_seg[label] = seg
+        self.l_time[label] = candidate
+        now = <int64_t> candidate
+        self.l_next[label] = now
+        if label % 3 == C_APPOINTMENT:  # booked within [now - late, now + early)
+            booked = now + <int64_t> (_uniform(rng) * (self.appt_early + self.appt_late)) - self.appt_late
+            self.l_booked[label] = booked if booked > 0 else 0
+
+    cdef inline int _sync_label(self, Py_ssize_t label) except -1 nogil:
+        """See fastpath._sim_py._Run.sync_label."""
+        cdef Group *group
+        if self.l_scheduled[label] or self.l_next[label] == NO_ARRIVAL or self.arrivals_left <= 0:
+            return 0
+        group = &self.core._groups[label]
+        if self.l_lazy[label] and group.start != group.end:
+            return 0
+        self._schedule(self.l_next[label], EV_ARRIVAL, label)
+        self.l_scheduled[label] = 1
+        return 0
+
+    cdef int _catch_up(self, Py_ssize_t label) except -1 nogil:
+        """See fastpath._sim_py._Run.catch_up."""
+        cdef int64_t time, service = label // 3
+        if not self.l_lazy[label] or self.l_scheduled[label]:
+            return 0
+        while self.l_next[label] < self.now:
+            time = self.l_next[label]
+            self._label_next(label)
+            self.counter[service] += 1
+            self._add_ticket(service, label % 3, time, self.order_base[service] + self.counter[service],
+                             time)
+        return 0
 
     cdef int _start_shifts(self, Py_ssize_t w) except -1 nogil:
         cdef Py_ssize_t i = self.sh_start[w], last = self.sh_start[w + 1]
@@ -1102,6 +1115,7 @@ cdef class Engine:
             # replication ends then: it is numbered but never queued.
             self.serial += 1
             return 0
+        self._catch_up(service * 3 + klass)  # a late appointment queues among the walk-ins
         self._add_ticket(service, klass, key, order, now)
         if self.idle_count[service]:
             self._offer(service)
@@ -1137,6 +1151,7 @@ cdef class Engine:
 
     cdef inline int64_t _try_call(self, Py_ssize_t w) except -2 nogil:
         cdef int64_t now = self.now, slot, serial, start, end, left
+        cdef Group *group
         cdef int32_t klass, service
         cdef bint first_call, absent
         cdef Ticket *t
@@ -1149,6 +1164,11 @@ cdef class Engine:
         klass = t.klass
         core_record_call(self.core, w, klass)
         service = t.service
+        group = &self.core._groups[service * 3 + klass]
+        if group.start == group.end:  # the group is empty: its later walk-ins come forward
+            self._catch_up(service * 3 + klass)
+            self._sync_label(service * 3 + klass)
+            t = &self.tk[slot]  # the ticket array may have moved
         serial = t.serial
         first_call = not t.requeued
         if slot == self.target:
@@ -1203,23 +1223,18 @@ cdef class Engine:
         cdef int64_t time
         cdef Tree *t
         while self.target_called < 0:
-            key = self.trees[0].key[1]  # the earlier of the two trees' next events
+            key = self.trees[0].key[1]  # the earliest of the trees' next events
             other = self.trees[1].key[1]
             key = other if other < key else key
+            other = self.trees[2].key[1]
+            key = other if other < key else key
             if key == OD_INF:
-                time = NO_ARRIVAL
-            else:
-                time = self.base + <int64_t> (key >> OD_TSHIFT)
-            if time > self.a_ms:  # the next arrival, if any, is first
-                if self.a_ms == NO_ARRIVAL or self.a_ms > stop_ms:
-                    break
-                self.now = self.a_ms
-                self._on_arrival()
-                continue
+                break
+            time = self.base + <int64_t> (key >> OD_TSHIFT)
             if time > stop_ms:
                 break
             slot = <Py_ssize_t> (key & SLOT_MASK)
-            kind = <int> ((key >> SLOT_BITS) & 3)
+            kind = <int> ((key >> SLOT_BITS) & 7)
             t = &self.trees[self.tree_of[kind]]
             leaf = t.n_leaves + slot
             # Empty the slot without replaying its matches: if the handler
@@ -1227,6 +1242,14 @@ cdef class Engine:
             # below does (climbs of other slots in between may read its stale
             # inner nodes, but every node they set above it is set again).
             t.key[leaf] = OD_INF
+            if kind == EV_ARRIVAL:
+                self.l_scheduled[slot] = 0
+                if self.arrivals_left > 0:  # else max_arrivals is reached: the rest never come
+                    self.now = time
+                    self._on_arrival(slot)
+                if t.key[leaf] == OD_INF:
+                    _climb(t.key, leaf)
+                continue
             self.now = time
             if kind == EV_FREE:
                 self._on_free(slot)
@@ -1252,6 +1275,8 @@ cdef class Engine:
             elif self.requeue_once and not t.requeued:
                 t.requeued = 1
                 t.key = self.now
+                self._catch_up(t.service * 3 + t.klass)  # the walk-ins that came meanwhile go first
+                t = &self.tk[slot]
                 self.core.c_push(slot, t.service, t.klass, self.now, t.order)
                 if self.record:
                     self.cols[8][t.serial] = OUT_UNSERVED
@@ -1286,13 +1311,12 @@ cdef class Engine:
             self._schedule_next_open(w, self.now)
         return 0
 
-    cdef inline int _on_arrival(self) except -1 nogil:
-        if self.arrivals_left <= 0:
-            self.a_ms = NO_ARRIVAL
-            return 0
+    cdef inline int _on_arrival(self, Py_ssize_t label) except -1 nogil:
+        cdef int64_t booked = self.l_booked[label]
         self.arrivals_left -= 1
-        self._arrive(self.a_service, self.a_klass, self.a_booked)
-        self._next_arrival()
+        self._label_next(label)
+        self._arrive(label // 3, label % 3, booked)
+        self._sync_label(label)
         return 0
 
     cdef int _on_replay(self) except -1 nogil:

@@ -23,19 +23,20 @@ Staff behaviour that the policy does not decide is fixed here: when a window
 frees it calls at once; an arriving ticket is called by the lowest-numbered
 idle open window that serves its service.
 
-Reproducibility: two xoshiro256** streams (seeded with splitmix64) feed the
-draws, each always in the same order. The arrivals have their own stream (one
-per run, or per prediction replication, from :func:`arrival_seed`): all the
-services' Poisson arrivals are drawn as one stream whose points are labelled
-(service, class) with an alias table (:func:`arrival_tables`), so they never
-wait on the hall's events and need no place in the event queue. The other
-stream serves the service times, no-shows and residual services in event
-order. Times are integer ms; exponential and normal
+Reproducibility: xoshiro256** streams (seeded with splitmix64) feed the draws,
+each always in the same order. Each (service, class) label has its own Poisson
+arrival stream (per run, or per prediction replication, from
+:func:`arrival_seed`; rates from :func:`arrival_tables`), so a label's arrivals
+are the same whenever they are drawn: a prediction draws a walk-in label only
+while its group is empty, and the rest when they can matter
+(:meth:`_Run.catch_up`). One more stream serves the service times, no-shows and
+residual services in event order. Times are integer ms; exponential and normal
 draws use Marsaglia and Tsang's ziggurat over tables built once here (both
 twins read the same tables), and continuous draws use only IEEE double
 arithmetic and ``log``/``exp`` from the C library, which both twins call, so
 both produce the same numbers bit for bit. Events at the same millisecond run
-in the order they were scheduled, and before an arrival at that millisecond.
+in the order (kind, window or label): shift opens, closes, window ends, the
+replay, then arrivals.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ DIST_EMPIRICAL = 3  # samples = observed service times (ms), drawn uniformly
 EV_OPEN = 0  # a window's shift starts
 EV_CLOSE = 1  # a window's shift ends
 EV_FREE = 2  # a window's service (or no-show wait) ends
-EV_REPLAY = 3  # the next replayed arrival (Poisson arrivals are not queued events)
+EV_REPLAY = 3  # the next replayed arrival
+EV_ARRIVAL = 4  # a label's next Poisson arrival (after window events and replays of its ms)
 
 # Ticket outcomes in the per-ticket record.
 OUT_UNSERVED = 0  # still waiting, or still at a window, when the run stopped
@@ -74,7 +76,7 @@ OUT_SERVING = 3  # at a window when the run stopped
 
 NEVER = 1 << 62  # "no such time"
 NO_ARRIVAL = (1 << 63) - 1  # no Poisson arrival pending: after every event
-EVENT_SPAN_MS = (1 << 50) - 2  # events run at most this long after a run's start (35,000 years)
+EVENT_SPAN_MS = (1 << 49) - 2  # events run at most this long after a run's start (17,800 years)
 BUSY_UNKNOWN = -2  # a window serving someone from before the prediction started
 TWO_POW_M53 = 1.0 / 9007199254740992.0
 
@@ -217,10 +219,7 @@ def sample_service_ms(rng: Xoshiro256, kind: int, a: float, b: float,
     return value if value > 0 else 1
 
 
-# --- arrivals: one labelled Poisson stream ----------------------------------------
-
-ALIAS_FULL = 1 << 32  # an alias-table threshold that always keeps its own label
-
+# --- arrivals: one Poisson stream per (service, class) label --------------------
 
 def no_show_rates(no_show_p: Sequence[float]) -> list[float]:
     """Per service, -ln(1 - p): the rate of the exponential whose floor is a
@@ -243,59 +242,35 @@ MAX_NO_SHOW_GAP = 1 << 62
 def event_out_of_range(time_ms: int, base_ms: int) -> str:
     """The error of an event outside the span a run can order (both twins raise it)."""
     return (f"event at {time_ms} ms: before the run's start ({base_ms} ms) or more than "
-            f"2**50 ms after it")
+            f"2**49 ms after it")
 
 
-def arrival_seed(seed: int, replication: int) -> int:
-    """The seed of the arrival stream of a run (replication 0) or of one prediction replication.
+def arrival_seed(seed: int, stream: int) -> int:
+    """The seed of one arrival stream: splitmix64's output function over the pair.
 
-    splitmix64's output function over the pair, so each replication's arrivals
-    are drawn from a fresh stream: a replication's draws do not depend on how
-    many the ones before it used (the compiled twin draws them ahead, in blocks).
+    Each label of a run (stream ``label``) or of a prediction replication
+    (stream ``replication * n_labels + label``) draws from a fresh stream, so a
+    label's draws do not depend on when the others are drawn (a prediction
+    draws a label's arrivals only when they can matter, see _Run.catch_up).
     """
-    z = (seed + (replication + 1) * 0xD1B54A32D192ED03) & _MASK
+    z = (seed + (stream + 1) * 0xD1B54A32D192ED03) & _MASK
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
     return z ^ (z >> 31)
 
 
-def _alias(weights: Sequence[float]) -> tuple[list[int], list[int]]:
-    """Walker's alias table (Vose's construction): 32-bit thresholds and aliases.
-
-    Label ``j`` drawn uniformly is kept when 32 random bits are below
-    ``thresholds[j]``, else it becomes ``aliases[j]``.
-    """
-    n = len(weights)
-    total = sum(weights)
-    scaled = [w * n / total for w in weights]
-    thresholds = [ALIAS_FULL] * n
-    aliases = list(range(n))
-    small = [j for j in range(n) if scaled[j] < 1.0]
-    large = [j for j in range(n) if scaled[j] >= 1.0]
-    while small and large:
-        j, big = small.pop(), large.pop()
-        thresholds[j] = int(scaled[j] * ALIAS_FULL)
-        aliases[j] = big
-        scaled[big] += scaled[j] - 1.0
-        (small if scaled[big] < 1.0 else large).append(big)
-    return thresholds, aliases  # what is left over is 1 up to rounding: kept
-
-
 def arrival_tables(
     streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
     start_ms: int, until_ms: int, skip: int = -1,
-) -> tuple[list[int], list[float], list[int], list[int]]:
-    """All services' arrivals from ``start_ms`` to ``until_ms`` as one Poisson stream.
+) -> tuple[list[int], list[float]]:
+    """Each label's Poisson arrivals from ``start_ms`` to ``until_ms``.
 
-    ``streams`` as in :meth:`Engine.run`. The superposition of the services'
-    Poisson streams is Poisson with the summed rate, each point independently
-    of label ``service * 3 + class`` with probability proportional to its
-    rate; the rates are piecewise constant, so the stream is split at every
-    service's segment start. Returns per segment its start and mean gap (1 /
-    total rate, 0.0 when no one arrives), and per segment and label (3 per
-    service) an alias table, flattened. Label ``skip`` is left out (a
-    prediction's own group, whose later arrivals queue behind the new ticket).
-    Both twins read these tables.
+    ``streams`` as in :meth:`Engine.run`; label ``service * 3 + class`` gets
+    the service's rate times the class's share. The rates are piecewise
+    constant: returns the segment starts (every service's cuts) and, label by
+    label, each segment's mean gap (1 / rate, 0.0 when no one of that label
+    arrives). Label ``skip`` has none (a prediction's own group, whose later
+    arrivals queue behind the new ticket). Both twins read these tables.
     """
     n_labels = 3 * len(streams)
     cuts = {start_ms}
@@ -304,31 +279,20 @@ def arrival_tables(
             raise ValueError("a stream needs one rate per segment start")
         cuts.update(t for t in starts if start_ms < t < until_ms)
     seg_starts = sorted(cuts) if start_ms < until_ms else []
-    means: list[float] = []
-    thresholds: list[int] = []
-    aliases: list[int] = []
-    for t in seg_starts:
-        weights = [0.0] * n_labels
+    n_seg = len(seg_starts)
+    means = [0.0] * (n_labels * n_seg)
+    for seg, t in enumerate(seg_starts):
         for service, (starts, rates, p_priority, p_appointment) in enumerate(streams):
-            seg = bisect.bisect_right(starts, t) - 1
-            rate = float(rates[seg]) if seg >= 0 else 0.0
+            index = bisect.bisect_right(starts, t) - 1
+            rate = float(rates[index]) if index >= 0 else 0.0
             if rate > 0.0:
                 p_normal = max(0.0, 1.0 - p_priority - p_appointment)
                 for klass, share in ((NORMAL, p_normal), (PRIORITY, p_priority),
                                      (APPOINTMENT, p_appointment)):
-                    weights[service * 3 + klass] = rate * share
-        if 0 <= skip < n_labels:
-            weights[skip] = 0.0
-        total = sum(weights)
-        if total > 0.0:
-            means.append(1.0 / total)
-            keep, alias = _alias(weights)
-        else:
-            means.append(0.0)
-            keep, alias = [ALIAS_FULL] * n_labels, list(range(n_labels))
-        thresholds += keep
-        aliases += alias
-    return seg_starts, means, thresholds, aliases
+                    label = service * 3 + klass
+                    if rate * share > 0.0 and label != skip:
+                        means[label * n_seg + seg] = 1.0 / (rate * share)
+    return seg_starts, means
 
 
 # --- the engine -----------------------------------------------------------------
@@ -417,8 +381,8 @@ class Engine:
             if replay is not None and len(replay[0]) and replay[0][0] < start_ms:
                 run.base = replay[0][0]  # replayed arrivals may come before the start
             run.arrivals_left = max_arrivals
-            run.set_arrivals(arrival_tables(streams, start_ms, arrivals_until_ms),
-                             arrivals_until_ms, arrival_seed(seed, 0))
+            run.start_arrivals(arrival_tables(streams, start_ms, arrivals_until_ms),
+                               arrivals_until_ms, seed, 0, lazy=False)
             run.start_no_shows()
             for widx, intervals in enumerate(shifts):
                 run.set_shifts(widx, intervals, start_ms)
@@ -441,6 +405,7 @@ class Engine:
         counters: Sequence[int],
         streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
         tagged: tuple[int, int, int, int],
+        lazy_arrivals: bool = True,
     ) -> list[int]:
         """Waits (ms from ``now_ms`` to the call) of a ticket taken now, one per replication.
 
@@ -451,6 +416,8 @@ class Engine:
         issued)``, each service's ticket ``counters`` and the new ticket
         ``tagged = (service, klass, key, order)``. A replication in which it is
         not called within ``horizon_ms`` reports ``horizon_ms``.
+        ``lazy_arrivals=False`` draws every walk-in as it comes instead of when
+        it can matter (see :meth:`_Run.catch_up`): slower, for tests.
         """
         n_windows = self.n_windows
         if not len(shifts) == len(busy_service) == len(busy_since) == len(streaks) == n_windows:
@@ -483,7 +450,7 @@ class Engine:
                 run.target = run.add_ticket(tagged[0], tagged[1], tagged[2], tagged[3], now_ms)
                 for widx in range(n_windows):
                     run.start_shifts(widx, shifts[widx])
-                run.set_arrivals(tables, stop, arrival_seed(seed, rep))
+                run.start_arrivals(tables, stop, seed, rep, lazy=lazy_arrivals)
                 run.start_no_shows()
                 for widx in range(n_windows):
                     run.set_predicted_window(widx, busy_service[widx], busy_since[widx])
@@ -546,16 +513,21 @@ class _Run:
         self.w_since = [0] * n_w
         self.w_shifts: list[list[tuple[int, int]]] = [[] for _ in range(n_w)]
         self.w_shift = [0] * n_w
-        # Arrivals: the tables of arrival_tables, the current segment and time,
-        # and the next arrival, drawn ahead (its ms, label and booked time).
-        self.arrivals: tuple[list[int], list[float], list[int], list[int]] = ([], [], [], [])
+        # Arrivals, label by label (service * 3 + class): the tables of
+        # arrival_tables, each label's stream (generator, segment, time) and its
+        # next arrival, drawn ahead (ms, booked time), whether that is scheduled,
+        # and whether the label is lazy (see catch_up).
+        n_labels = 3 * n_s
+        self.tables: tuple[list[int], list[float]] = ([], [])
         self.arrivals_until = NEVER
-        self.a_rng = self.rng
-        self.a_seg = 0
-        self.a_time = 0.0
-        self.a_ms = NO_ARRIVAL
-        self.a_label = 0
-        self.a_booked = -1
+        self.l_rng = [self.rng] * n_labels
+        self.l_seg = [0] * n_labels
+        self.l_time = [0.0] * n_labels
+        self.l_next = [NO_ARRIVAL] * n_labels
+        self.l_booked = [-1] * n_labels
+        self.l_scheduled = [False] * n_labels
+        self.l_lazy = [False] * n_labels
+        self.queued = [0] * n_labels  # tickets queued per (service, class) group
         self.horizon = NEVER  # prediction: events after it never run, so are not scheduled
         self.arrivals_left = NEVER
         self.replay: tuple[Sequence[int], ...] = ((), (), (), ())
@@ -581,47 +553,80 @@ class _Run:
         gap = self.rng.exponential() / self.e._no_show_rate[service]
         return int(min(gap, MAX_NO_SHOW_GAP)) + 1
 
-    def set_arrivals(self, tables: tuple[list[int], list[float], list[int], list[int]],
-                     arrivals_until_ms: int, seed: int) -> None:
-        """Start the arrival stream of :func:`arrival_tables` at its first segment."""
-        self.arrivals = tables
-        self.arrivals_until = arrivals_until_ms
-        self.a_rng = Xoshiro256(seed)
-        self.a_seg = 0
-        self.a_time = float(tables[0][0]) if tables[0] else 0.0
-        self.a_ms = NO_ARRIVAL
-        if tables[0]:
-            self.next_arrival()
+    def start_arrivals(self, tables: tuple[list[int], list[float]], arrivals_until_ms: int,
+                       seed: int, replication: int, lazy: bool) -> None:
+        """Start each label's stream of :func:`arrival_tables` at its first segment.
 
-    def next_arrival(self) -> None:
-        """Draw the next arrival: its time (memoryless across segments), label, booked time."""
-        starts, means, thresholds, aliases = self.arrivals
-        rng, seg, t = self.a_rng, self.a_seg, self.a_time
+        ``lazy`` (predictions): a walk-in label (normal or priority) is drawn
+        only while its group is empty; see :meth:`catch_up`.
+        """
+        self.tables = tables
+        self.arrivals_until = arrivals_until_ms
+        starts, means = tables
+        n_seg, n_labels = len(starts), 3 * self.e.n_services
+        for label in range(n_labels):
+            self.l_scheduled[label] = False
+            self.l_lazy[label] = lazy and label % 3 != APPOINTMENT
+            self.l_next[label] = NO_ARRIVAL
+            if any(m > 0.0 for m in means[label * n_seg:(label + 1) * n_seg]):
+                self.l_rng[label] = Xoshiro256(arrival_seed(seed, replication * n_labels + label))
+                self.l_seg[label] = 0
+                self.l_time[label] = float(starts[0])
+                self.label_next(label)
+        for label in range(n_labels):
+            self.sync_label(label)
+
+    def label_next(self, label: int) -> None:
+        """Draw the label's next arrival: its time (memoryless across segments), booked time."""
+        starts, means = self.tables
         n = len(starts)
+        rng, seg, t = self.l_rng[label], self.l_seg[label], self.l_time[label]
+        row = label * n
         while True:
             seg_end = float(starts[seg + 1]) if seg + 1 < n else float(self.arrivals_until)
-            mean = means[seg]
+            mean = means[row + seg]
             if mean > 0.0:
                 candidate = t + rng.exponential() * mean
                 if candidate < seg_end:
                     break
             if seg + 1 >= n:
-                self.a_ms = NO_ARRIVAL
+                self.l_next[label] = NO_ARRIVAL
                 return
             seg += 1
             t = float(starts[seg])
-        self.a_seg, self.a_time = seg, candidate
-        self.a_ms = now = int(candidate)
-        n_labels = 3 * self.e.n_services
-        u = rng.next_u64()
-        label = seg * n_labels + (((u >> 32) * n_labels) >> 32)
-        if (u & 0xFFFFFFFF) >= thresholds[label]:
-            label = seg * n_labels + aliases[label]
-        self.a_label = label - seg * n_labels
-        self.a_booked = -1
-        if self.a_label % 3 == APPOINTMENT:  # booked within [now - late, now + early)
+        self.l_seg[label], self.l_time[label] = seg, candidate
+        self.l_next[label] = now = int(candidate)
+        if label % 3 == APPOINTMENT:  # booked within [now - late, now + early)
             span = self.e._appt_early + self.e._appt_late
-            self.a_booked = max(0, now + int(rng.uniform() * span) - self.e._appt_late)
+            self.l_booked[label] = max(0, now + int(rng.uniform() * span) - self.e._appt_late)
+
+    def sync_label(self, label: int) -> None:
+        """Schedule the label's next arrival, unless it is lazy and its group not empty."""
+        if (not self.l_scheduled[label] and self.l_next[label] != NO_ARRIVAL
+                and self.arrivals_left > 0
+                and (not self.l_lazy[label] or self.queued[label] == 0)):
+            self.schedule(self.l_next[label], EV_ARRIVAL, label)
+            self.l_scheduled[label] = True
+
+    def catch_up(self, label: int) -> None:
+        """Queue a lazy label's arrivals before now, which were not drawn yet.
+
+        A walk-in's key is its arrival time, so while its group has tickets it
+        queues behind them, and only a group's head is ever compared: until the
+        group empties (or a ticket must be queued among them: a requeue, a late
+        appointment) its arrivals change nothing, and a prediction that ends
+        first never draws them. Its arrivals at now come after the window
+        events of now, as scheduled arrivals do.
+        """
+        if not self.l_lazy[label] or self.l_scheduled[label]:
+            return
+        service, klass = divmod(label, 3)
+        while self.l_next[label] < self.now:
+            time_ms = self.l_next[label]
+            self.label_next(label)
+            self.counter[service] += 1
+            self.add_ticket(service, klass, time_ms,
+                            self.e._order_base[service] + self.counter[service], time_ms)
 
     def set_shifts(self, widx: int, intervals: Sequence[tuple[int, int]], start_ms: int) -> None:
         self.w_shifts[widx] = [(int(a), int(b)) for a, b in intervals]
@@ -708,6 +713,7 @@ class _Run:
                 cols[name].append(value)
         self.serial += 1
         self.core.push(slot, service, klass, key, order)
+        self.queued[service * 3 + klass] += 1
         return slot
 
     def arrive(self, service: int, klass: int, booked: int) -> None:
@@ -720,8 +726,9 @@ class _Run:
             else:
                 key = booked
         self.counter[service] += 1
-        self.add_ticket(service, klass, key, self.e._order_base[service] + self.counter[service],
-                        now)
+        order = self.e._order_base[service] + self.counter[service]
+        self.catch_up(service * 3 + klass)  # a late appointment queues among the walk-ins
+        self.add_ticket(service, klass, key, order, now)
         self.offer(service)
 
     def offer(self, service: int) -> None:
@@ -743,6 +750,11 @@ class _Run:
         klass = self.t_klass[slot]
         core.record_call(widx, klass)
         service = self.t_service[slot]
+        group = service * 3 + klass
+        self.queued[group] -= 1
+        if not self.queued[group]:  # the group is empty: its later walk-ins come forward
+            self.catch_up(group)
+            self.sync_label(group)
         serial = self.t_serial[slot]
         first_call = not self.t_requeued[slot]
         if slot == self.target:
@@ -793,15 +805,16 @@ class _Run:
         """
         heap = self.heap
         while self.target_called < 0:
-            if not heap or heap[0][0] > self.a_ms:  # the next arrival, if any, is first
-                if self.a_ms == NO_ARRIVAL or self.a_ms > stop_ms:
-                    break
-                self.now = self.a_ms
-                self.on_arrival()
-                continue
-            if heap[0][0] > stop_ms:
+            if not heap or heap[0][0] > stop_ms:
                 break
             time_ms, kind, arg = heapq.heappop(heap)
+            if kind == EV_ARRIVAL:
+                self.l_scheduled[arg] = False
+                if self.arrivals_left <= 0:  # max_arrivals reached: the rest never come
+                    continue
+                self.now = time_ms
+                self.on_arrival(arg)
+                continue
             self.now = time_ms
             if kind == EV_FREE:
                 self.on_free(arg)
@@ -823,8 +836,11 @@ class _Run:
             elif self.e._requeue_once and not self.t_requeued[slot]:
                 self.t_requeued[slot] = True
                 self.t_key[slot] = self.now
+                group = self.t_service[slot] * 3 + self.t_klass[slot]
+                self.catch_up(group)  # the walk-ins that came meanwhile go first
                 self.core.push(slot, self.t_service[slot], self.t_klass[slot], self.now,
                                self.t_order[slot])
+                self.queued[group] += 1
                 if self.record:
                     self.columns["outcome"][self.t_serial[slot]] = OUT_UNSERVED
                 if self.w_open[widx]:
@@ -851,14 +867,12 @@ class _Run:
             self.w_shift[widx] += 1
             self.schedule_next_open(widx, self.now)
 
-    def on_arrival(self) -> None:
-        if self.arrivals_left <= 0:
-            self.a_ms = NO_ARRIVAL
-            return
+    def on_arrival(self, label: int) -> None:
         self.arrivals_left -= 1
-        label = self.a_label
-        self.arrive(label // 3, label % 3, self.a_booked)
-        self.next_arrival()
+        booked = self.l_booked[label]
+        self.label_next(label)
+        self.arrive(label // 3, label % 3, booked)
+        self.sync_label(label)
 
     def on_replay(self, index: int) -> None:
         times, services, klasses, booked = self.replay
