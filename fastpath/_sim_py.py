@@ -536,9 +536,10 @@ class _Run:
     # -- set-up ------------------------------------------------------------------
 
     def schedule(self, time_ms: int, kind: int, arg: int) -> None:
-        # Events run in the order (time, kind, window): at the same millisecond
-        # shift opens, then closes, then window ends, then the replay, windows
-        # in the hall's order. A window has at most one pending event of a kind.
+        # Events run in the order (time, kind, window or label): at the same
+        # millisecond shift opens, then closes, then window ends, then the
+        # replay, then arrivals; windows in the hall's order. A window (a label)
+        # has at most one pending event of a kind.
         if not 0 <= time_ms - self.base <= EVENT_SPAN_MS:
             raise OverflowError(event_out_of_range(time_ms, self.base))
         heapq.heappush(self.heap, (time_ms, kind, arg))
