@@ -67,7 +67,6 @@ from fastpath._sim_py import (
     ZIG_NORMAL_R,
     ZIG_NORMAL_W,
     MAX_NO_SHOW_GAP as _MAX_NO_SHOW_GAP,
-    arrival_seed,
     arrival_tables,
     event_out_of_range,
     no_show_rates,
@@ -151,9 +150,9 @@ cdef void _rng_seed(Rng *r, uint64_t x) noexcept nogil:
         r.s[i] = z ^ (z >> 31)
 
 
-cdef inline uint64_t _arrival_seed(uint64_t seed, uint64_t replication) noexcept nogil:
+cdef inline uint64_t _arrival_seed(uint64_t seed, uint64_t stream) noexcept nogil:
     """See fastpath._sim_py.arrival_seed."""
-    cdef uint64_t z = seed + (replication + 1) * 0xD1B54A32D192ED03ULL
+    cdef uint64_t z = seed + (stream + 1) * 0xD1B54A32D192ED03ULL
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
     return z ^ (z >> 31)
