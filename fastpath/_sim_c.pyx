@@ -395,9 +395,10 @@ cdef class Engine:
     cdef int64_t appt_early
     cdef int64_t appt_late
     # Pending events: a window has at most one EV_FREE and one EV_OPEN or EV_CLOSE
-    # pending, the replay one EV_REPLAY. So each has a fixed slot and the events
-    # sit in tournament trees over the slots (see od_climb), one for window ends
-    # and one for the rare rest; scheduling is log2(slots) branchless steps.
+    # pending, the replay one EV_REPLAY, a label one EV_ARRIVAL. So each has a
+    # fixed slot and the events sit in tournament trees over the slots (see
+    # od_climb): window ends, arrivals, and the rare rest; scheduling is
+    # log2(slots) branchless steps.
     cdef Tree trees[N_TREES]
     cdef int tree_of[5]             # per event kind
     cdef Py_ssize_t slot_base[5]    # per event kind: its slot is slot_base + arg
@@ -857,7 +858,7 @@ cdef class Engine:
     cdef int _load_arrivals(self, tables, int64_t arrivals_until) except -1:
         """Copy the tables of :func:`fastpath._sim_py.arrival_tables` into C arrays."""
         starts, means = tables
-        cdef Py_ssize_t i, label, n = len(starts)
+        cdef Py_ssize_t i, n = len(starts)
         self.a_start = <int64_t *> _resize(self.a_start, n, sizeof(int64_t))
         self.a_mean = <double *> _resize(self.a_mean, n * self.n_labels, sizeof(double))
         for i in range(n):
@@ -935,7 +936,7 @@ cdef class Engine:
         cdef Group *group
         if self.l_scheduled[label] or self.l_next[label] == NO_ARRIVAL or self.arrivals_left <= 0:
             return 0
-        group = &self.core._groups[label]
+        group = &self.core._groups[label]  # a label is its group's index in the core
         if self.l_lazy[label] and group.start != group.end:
             return 0
         self._schedule(self.l_next[label], EV_ARRIVAL, label)
@@ -950,10 +951,13 @@ cdef class Engine:
         while self.l_next[label] < self.now:
             time = self.l_next[label]
             self._label_next(label)
-            self.counter[service] += 1
-            self._add_ticket(service, label % 3, time, self.order_base[service] + self.counter[service],
-                             time)
+            self._add_ticket(service, label % 3, time, self._take_number(service), time)
         return 0
+
+    cdef inline int64_t _take_number(self, Py_ssize_t service) noexcept nogil:
+        """The next ticket of the service: its order (number_order of its number)."""
+        self.counter[service] += 1
+        return self.order_base[service] + self.counter[service]
 
     cdef int _start_shifts(self, Py_ssize_t w) except -1 nogil:
         cdef Py_ssize_t i = self.sh_start[w], last = self.sh_start[w + 1]
@@ -1104,8 +1108,7 @@ cdef class Engine:
                 klass = C_NORMAL
             else:
                 key = booked
-        self.counter[service] += 1
-        order = self.order_base[service] + self.counter[service]
+        order = self._take_number(service)
         if (service * 3 + klass == self.target_group and not self.idle_count[service]
                 and (key > self.target_key or (key == self.target_key and order > self.target_order))):
             # A prediction, and this ticket queues behind the new one in its own
@@ -1246,18 +1249,16 @@ cdef class Engine:
                 if self.arrivals_left > 0:  # else max_arrivals is reached: the rest never come
                     self.now = time
                     self._on_arrival(slot)
-                if t.key[leaf] == OD_INF:
-                    _climb(t.key, leaf)
-                continue
-            self.now = time
-            if kind == EV_FREE:
-                self._on_free(slot)
-            elif kind == EV_OPEN:
-                self._on_open(slot)
-            elif kind == EV_CLOSE:
-                self._on_close(slot)
             else:
-                self._on_replay()
+                self.now = time
+                if kind == EV_FREE:
+                    self._on_free(slot)
+                elif kind == EV_OPEN:
+                    self._on_open(slot)
+                elif kind == EV_CLOSE:
+                    self._on_close(slot)
+                else:
+                    self._on_replay()
             if t.key[leaf] == OD_INF:
                 _climb(t.key, leaf)
         return self.target_called

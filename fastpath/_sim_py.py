@@ -625,9 +625,12 @@ class _Run:
         while self.l_next[label] < self.now:
             time_ms = self.l_next[label]
             self.label_next(label)
-            self.counter[service] += 1
-            self.add_ticket(service, klass, time_ms,
-                            self.e._order_base[service] + self.counter[service], time_ms)
+            self.add_ticket(service, klass, time_ms, self.take_number(service), time_ms)
+
+    def take_number(self, service: int) -> int:
+        """The next ticket of the service: its order (number_order of its number)."""
+        self.counter[service] += 1
+        return self.e._order_base[service] + self.counter[service]
 
     def set_shifts(self, widx: int, intervals: Sequence[tuple[int, int]], start_ms: int) -> None:
         self.w_shifts[widx] = [(int(a), int(b)) for a, b in intervals]
@@ -726,8 +729,7 @@ class _Run:
                 klass = NORMAL  # late check-in: a walk-in (Dispatcher.issue)
             else:
                 key = booked
-        self.counter[service] += 1
-        order = self.e._order_base[service] + self.counter[service]
+        order = self.take_number(service)
         self.catch_up(service * 3 + klass)  # a late appointment queues among the walk-ins
         self.add_ticket(service, klass, key, order, now)
         self.offer(service)

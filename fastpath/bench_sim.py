@@ -58,7 +58,8 @@ def erlang_c_wait(servers: int, arrival_rate: float, service_rate: float) -> flo
     return wait_probability / (servers * service_rate - arrival_rate)
 
 
-# The close of a shift that never ends: far, but within the span a run orders (2**50 ms).
+# The close of a shift that never ends: far, but within the span a run orders
+# (EVENT_SPAN_MS, 2**49 ms).
 ALWAYS_OPEN_MS = 1 << 48
 
 
