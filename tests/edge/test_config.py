@@ -15,8 +15,17 @@ from edge.devices_factory import build_devices
 from edge.errors import ConfigInvalid
 from onedoor.cli import main
 from tests.edge.sites import BASE_SERVICES, BASE_WINDOWS, REPO, site_toml
+from tests.servers import make_test_pki
 
 EXAMPLES = sorted((REPO / "edge" / "examples").glob("*.toml"))
+
+
+@pytest.fixture(scope="module")
+def test_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throwaway CA and server certificate (openssl CLI)."""
+    pki = tmp_path_factory.mktemp("pki")
+    make_test_pki(pki)
+    return pki
 
 
 def problems(text: str) -> tuple[str, ...]:
@@ -145,7 +154,7 @@ def test_missing_tables_and_bad_site_id() -> None:
     assert "paths: required table is missing" in found
 
 
-def test_files_named_by_mqtt_must_exist_unless_skipped(tmp_path: Path) -> None:
+def test_files_named_by_mqtt_must_exist_unless_skipped(tmp_path: Path, test_pki: Path) -> None:
     text = _text(extra='[mqtt]\nhost = "broker"\nusername = "u"\npassword_file = "pw"\n'
                        '[mqtt.tls]\nca_file = "ca.pem"\n')
     with pytest.raises(ConfigInvalid) as info:
@@ -153,7 +162,7 @@ def test_files_named_by_mqtt_must_exist_unless_skipped(tmp_path: Path) -> None:
     assert any(p.startswith("mqtt.password_file: file not found") for p in info.value.errors)
     assert any(p.startswith("mqtt.tls.ca_file: file not found") for p in info.value.errors)
     (tmp_path / "pw").write_text("s3cret\n")
-    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "ca.pem").write_bytes((test_pki / "ca.pem").read_bytes())
     config = parse_config(text, base_dir=tmp_path)
     assert config.mqtt is not None
     assert config.mqtt.password == "s3cret"

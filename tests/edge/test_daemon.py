@@ -14,20 +14,14 @@ from pathlib import Path
 import pytest
 
 from edge.config import load_config
-from edge.daemon import (
-    EdgeDaemon,
-    Heartbeats,
-    Supervisor,
-    device_detail_code,
-    device_status_body,
-    sd_notify,
-    watchdog_interval,
-)
+from edge.daemon import EdgeDaemon
+from edge.device_set import device_detail_code, device_status_body
 from edge.devices.base import DeviceHealth, DeviceKind, HealthState
 from edge.journal import Journal
+from edge.supervisor import Heartbeats, Supervisor, sd_notify, watchdog_interval
 from edge.uplink import Uplink
 from firmware_protocols import mqtt_messages as mm
-from firmware_protocols import mqtt_topics as mt
+from firmware_protocols import mqtt_topics as topics
 from onedoor.cli import main
 from tests.edge.central_probe import CentralProbe, wait_for
 from tests.edge.sites import (
@@ -305,7 +299,7 @@ def test_an_ack_above_the_journal_moves_on_and_reports_journal_lost(
         assert (status, first["number"]) == (201, "A001")
         wait_for(lambda: any(e.type == "ticket.issued" for e in probe.events), what="A001 sent")
         local_last = max(probe.seqs())
-        probe.publish_raw(mt.ack_topic("test-site"),
+        probe.publish_raw(topics.ack_topic("test-site"),
                           mm.encode(mm.Ack(site="test-site", seq=local_last + 40)))
         wait_for(lambda: any(e.type == "journal.lost" for e in probe.events), what="the report")
         lost = next(e for e in probe.events if e.type == "journal.lost")

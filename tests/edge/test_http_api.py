@@ -12,8 +12,11 @@ import pytest
 
 from edge.clock import ManualClock
 from edge.config import load_config
+from edge.device_set import DeviceSet
 from edge.hall import Hall, IssuedTicket, open_hall
 from edge.http_api import MAX_BODY, HttpApi
+from edge.kiosk import TicketDesk
+from edge.outputs import HallOutputs
 from firmware_protocols import mqtt_messages as mm
 from tests.edge.sites import site_toml
 from tests.edge.test_hall import OPENING
@@ -34,20 +37,27 @@ async def request(port: int, method: str, path: str, body: bytes | None = None,
     return int(status_line.split()[1]), json.loads(payload)
 
 
+class PaperTray(HallOutputs):
+    """The hall's outputs without devices, printing into a list (no printer here)."""
+
+    def __init__(self, hall: Hall) -> None:
+        super().__init__(hall, DeviceSet(None, asyncio.Queue()))
+        self.printed: list[str] = []
+
+    async def print_issued(self, issued: IssuedTicket) -> bool:
+        self.printed.append(issued.ticket.number)
+        return True
+
+
 def with_api(tmp_path: Path, test: Callable[[HttpApi, Hall], Awaitable[None]],
-             window_api: bool = True) -> None:
+             window_api: bool = True, window_token: str | None = None) -> None:
     config = load_config(site_toml(tmp_path))
     hall = open_hall(config, ManualClock(OPENING))
-    printed: list[str] = []
-
-    async def on_issued(issued: IssuedTicket, print_it: bool) -> bool:
-        if print_it:
-            printed.append(issued.ticket.number)
-        return print_it
 
     async def main() -> None:
-        api = HttpApi(hall, status=hall.snapshot, on_issued=on_issued, port=0,
-                      window_api=window_api)
+        desk = TicketDesk(hall, PaperTray(hall))
+        api = HttpApi(hall, desk, status=hall.snapshot, port=0, window_api=window_api,
+                      window_token=window_token)
         server = asyncio.create_task(api.run())
         await api.listening.wait()
         try:

@@ -20,7 +20,7 @@ from edge.daemon import EdgeDaemon
 from edge.hall import Hall, open_hall
 from edge.uplink import Uplink, backoff_delay, host_stats
 from firmware_protocols import mqtt_messages as mm
-from firmware_protocols import mqtt_topics as mt
+from firmware_protocols import mqtt_topics as topics
 from tests.edge.central_probe import CentralProbe, wait_for
 from tests.edge.sites import free_port, http, site_toml
 from tests.edge.test_hall import OPENING
@@ -210,7 +210,7 @@ def test_malformed_commands_get_error_results_and_the_daemon_keeps_serving(
     port = free_port()
     config_path = site_toml(tmp_path, mqtt_port=mqtt_broker.port, http_port=port)
     probe = CentralProbe(mqtt_broker.host, mqtt_broker.port, "test-site")
-    cmd_topic = mt.cmd_topic("test-site", "reprint")
+    cmd_topic = topics.cmd_topic("test-site", "reprint")
 
     def raw_cmd(**changes: Any) -> tuple[uuid.UUID, bytes]:
         command_id = uuid.uuid4()
