@@ -181,7 +181,6 @@ class Uplink:
         self.rng = rng or random.Random()
         self.connected = False
         self.session = 0
-        self.published_events = 0
         self.connects = 0
         self._wake = asyncio.Event()
         self._client: paho.Client | None = None
@@ -359,7 +358,6 @@ class Uplink:
                     self._publish(mm.Publish(topics.event_topic(self.site_id), payload, 1,
                                              False))
                     sent_up_to = seq
-                    self.published_events += 1
             batch = self.journal.telemetry(50)
             if batch:
                 for _, payload in batch:

@@ -256,9 +256,6 @@ class ModbusBus:
         """Per-terminal cursors (what was read; a restart resumes from :meth:`restore`)."""
         return dict(self._cursors)
 
-    def restore_cursors(self, cursors: Mapping[int, mt.PollCursor]) -> None:
-        self._cursors.update(cursors)
-
     def restore(self, marks: Iterable[InputMark]) -> None:
         for mark in marks:
             self._resume[mark.address] = mark
