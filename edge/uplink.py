@@ -260,18 +260,12 @@ class Uplink:
         lost = asyncio.Event()
         refused: list[str] = []
 
-        def up() -> None:
-            # On the loop before any message of the session (paho hands them on in
-            # order): a queued command's result must not find the uplink "down".
-            self.connected = True
-            connected.set()
-
         def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
             if reason.is_failure:
                 refused.append(str(reason))
                 loop.call_soon_threadsafe(lost.set)
             else:
-                loop.call_soon_threadsafe(up)
+                loop.call_soon_threadsafe(connected.set)
 
         def on_disconnect(_c: Any, _u: Any, _f: Any, _reason: Any, _p: Any) -> None:
             loop.call_soon_threadsafe(lost.set)
@@ -303,6 +297,7 @@ class Uplink:
             for sub in topics.edge_subscriptions(self.site_id):
                 client.subscribe(sub.filter, qos=sub.qos)
             self._publish(mm.to_publish(self._state("online")))
+            self.connected = True
             log.info("uplink.connected", session=self.session, acked=self.journal.acked_seq,
                      pending=self.journal.unacked_count())
             await self._pump(lost)
@@ -442,7 +437,9 @@ class Uplink:
             error = "".join(c if c.isprintable() else " " for c in error)[:400] or "error"
         result = mm.CmdResult(site=self.site_id, id=command_id, ok=error is None, error=error,
                               ts=self.clock.now_ms())
-        if self._client is None or not self.connected:
+        # The session's own test, not self.connected: a command the broker kept for this
+        # session arrives right after the broker accepted the connection.
+        if self._client is None or not self._client.is_connected():
             log.warning("uplink.cmd_result_unsent", id=str(command_id))
             return
         try:
