@@ -38,7 +38,7 @@ kernel releases it when the process dies, even on ``kill -9``.
 Tables::
 
     meta(key, value)            site_id, acked_seq, session, dropped, pruned_through,
-                                lost_pending
+                                lost_pending, broker_session
     events(seq, type, ts, payload)   payload: the MQTT ``event`` JSON, as sent
     configs(seq, version, text)      the config text of each config.applied event
     telemetry(id, payload)
@@ -198,6 +198,16 @@ class Journal:
             session = int(self._meta("session") or 0) + 1
             self._set_meta("session", str(session))
         return session
+
+    def broker_session_known(self) -> bool:
+        """Whether the broker has accepted a connection of this journal (it keeps the
+        MQTT session since; before, any session it keeps is another journal's)."""
+        return self._meta("broker_session") == "1"
+
+    def note_broker_session(self) -> None:
+        if not self.broker_session_known():
+            with self._transaction():
+                self._set_meta("broker_session", "1")
 
     # -- events --------------------------------------------------------------
 

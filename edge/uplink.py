@@ -235,8 +235,9 @@ class Uplink:
 
     def _make_client(self) -> paho.Client:
         mqtt5 = self.mqtt.protocol == "5"
+        fresh = not self.journal.broker_session_known()  # see _connect
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             clean_session=None if mqtt5 else False,
+                             clean_session=None if mqtt5 else fresh,
                              protocol=paho.MQTTv5 if mqtt5 else paho.MQTTv311,
                              reconnect_on_failure=False)
         if self.mqtt.username is not None:
@@ -297,6 +298,7 @@ class Uplink:
             for sub in topics.edge_subscriptions(self.site_id):
                 client.subscribe(sub.filter, qos=sub.qos)
             self._publish(mm.to_publish(self._state("online")))
+            self.journal.note_broker_session()
             self.connected = True
             log.info("uplink.connected", session=self.session, acked=self.journal.acked_seq,
                      pending=self.journal.unacked_count())
@@ -315,14 +317,20 @@ class Uplink:
             log.info("uplink.disconnected", session=self.session)
 
     def _connect(self, client: paho.Client) -> None:
-        """Connect (blocking, in a thread), resuming the session the broker keeps."""
+        """Connect (blocking, in a thread), resuming the session the broker keeps.
+
+        The first session of a journal starts clean: what the broker kept for this
+        client id belongs to an earlier journal (acks of its seqs, commands about its
+        tickets), and taking an ack of another journal would move this one's seq floor.
+        """
         mqtt = self.mqtt
-        if mqtt.protocol != "5":  # 3.1.1: clean_session=False, set on the client
+        fresh = not self.journal.broker_session_known()
+        if mqtt.protocol != "5":  # 3.1.1: clean_session is the client's (see _make_client)
             client.connect(mqtt.host, mqtt.port, mqtt.keepalive_seconds)
             return
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = mqtt.session_expiry_seconds
-        client.connect(mqtt.host, mqtt.port, mqtt.keepalive_seconds, clean_start=False,
+        client.connect(mqtt.host, mqtt.port, mqtt.keepalive_seconds, clean_start=fresh,
                        properties=properties)
 
     def _offline_args(self) -> tuple[str, bytes, int, bool]:
