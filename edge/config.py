@@ -542,8 +542,14 @@ def settings_reference() -> str:
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for setting in SETTINGS:
         default = setting.default
-        shown = ("**required**" if default is REQUIRED else "—" if default is None
-                 else f"`{str(default).lower() if isinstance(default, bool) else default}`")
+        if default is REQUIRED or default is None:
+            shown = "**required**" if default is REQUIRED else "—"
+        elif isinstance(default, bool):
+            shown = f"`{str(default).lower()}`"
+        elif isinstance(default, str):
+            shown = f'`"{default}"`'  # as TOML writes it
+        else:
+            shown = f"`{default}`"
         rows.append(f"| `{setting.key}` | {setting.type.__name__} | {shown} | "
                     f"{setting.help} |")
     return "\n".join(rows)

@@ -276,7 +276,7 @@ class EdgeDaemon:
         assert parts is not None
         return HttpApi(parts.hall, parts.desk, status=self.status, host=http.host,
                        port=http.port, window_api=http.window_api,
-                       beat=self.heartbeats.beater("http"))
+                       window_token=http.window_token, beat=self.heartbeats.beater("http"))
 
     async def _wait_http_ready(self) -> None:
         if self.http is not None:

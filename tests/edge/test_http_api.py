@@ -176,3 +176,23 @@ def test_window_api_drives_a_window_and_is_off_by_default(tmp_path: Path) -> Non
 
     (tmp_path / "off").mkdir()
     with_api(tmp_path / "off", off, window_api=False)
+
+
+def test_the_window_api_asks_for_its_token_when_it_has_one(tmp_path: Path) -> None:
+    token = "0123456789abcdef-window"
+
+    async def test(api: HttpApi, hall: Hall) -> None:
+        body = b'{"staff": "z1"}'
+        for header in ("", "authorization: Bearer wrong-token-0123456\r\n",
+                       f"authorization: {token}\r\n"):
+            status, refused = await request(api.port, "POST", "/windows/1/sign_in", body,
+                                            header)
+            assert (status, refused["error"]) == (401, "unauthorised")
+        assert hall.staff_at(1) is None
+        status, _ = await request(api.port, "POST", "/windows/1/sign_in", body,
+                                  f"authorization: Bearer {token}\r\n")
+        assert status == 200
+        assert hall.staff_at(1) == "z1"
+        assert (await request(api.port, "POST", "/tickets", b'{"service": "shebao"}'))[0] == 201
+
+    with_api(tmp_path, test, window_token=token)
