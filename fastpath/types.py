@@ -196,7 +196,7 @@ class Policy:
     """Hall-wide dispatch settings.
 
     Class weights are in percent: ``priority_weight_pct=100`` means a priority
-    ticket's wait counts (1 + 1.00) = 2 times (DESIGN.md "ageing").
+    ticket's wait counts (1 + 1.00) = 2 times (the ageing of ``fastpath/_core_py.py``).
     """
 
     priority_weight_pct: int = 100
