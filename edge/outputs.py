@@ -122,13 +122,10 @@ class HallOutputs:
         font, too long): nothing else changes. Without LED screens it is kept and
         shown once screens come (a reload).
         """
-        screens = self._devices.screens
-        if screens is not None:
-            try:
-                screens.check_text(text)
-            except ValueError as exc:
-                log.warning("hall_screen.notice_refused", notice=key, error=str(exc))
-                raise OutputRefused(f"the hall screen cannot show it: {exc}") from exc
+        problem = self._unshowable(text)
+        if problem is not None:
+            log.warning("hall_screen.notice_refused", notice=key, error=problem)
+            raise OutputRefused(f"the hall screen cannot show it: {problem}")
         until = math.inf if seconds is None else self._monotonic() + seconds
         self._notices[key] = (text, until)
         self.refresh_hall_screen()
@@ -136,16 +133,24 @@ class HallOutputs:
     def _help_notice(self, button: str, location: str, *, refresh: bool = True) -> None:
         """呼叫帮办 and where; a location the screen cannot show gives the button's id."""
         text = f"呼叫帮办 {location}"
-        screens = self._devices.screens
-        if screens is not None:
-            try:
-                screens.check_text(text)
-            except ValueError as exc:
-                log.warning("hall_screen.location_refused", button=button, error=str(exc))
-                text = f"呼叫帮办 {button}"
+        problem = self._unshowable(text)
+        if problem is not None:
+            log.warning("hall_screen.location_refused", button=button, error=problem)
+            text = f"呼叫帮办 {button}"
         self._notices[f"help:{button}"] = (text, math.inf)
         if refresh:
             self.refresh_hall_screen()
+
+    def _unshowable(self, text: str) -> str | None:
+        """Why the hall screen cannot show ``text`` on a line, or None (also without screens)."""
+        screens = self._devices.screens
+        if screens is None:
+            return None
+        try:
+            screens.check_text(text)
+        except ValueError as exc:
+            return str(exc)
+        return None
 
     def expire_notices(self) -> None:
         now = self._monotonic()
@@ -170,10 +175,9 @@ class HallOutputs:
         lines = []
         for ticket, window in reversed(self._hall.recent_calls()):
             line = call_line(ticket, window)
-            try:
-                screens.check_text(line)
-            except ValueError as exc:
-                log.error("hall_screen.line_refused", line=line, error=str(exc))
+            problem = self._unshowable(line)
+            if problem is not None:
+                log.error("hall_screen.line_refused", line=line, error=problem)
                 continue
             lines.append(line)
         cases, done = self._hall.counts()
