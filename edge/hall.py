@@ -439,6 +439,12 @@ class Hall:
               now: int) -> IssuePlan:
         """Check a ticket request and ask the dispatcher what it would issue (number,
         class after the late-appointment rule, people ahead); else :class:`CommandRejected`."""
+        self._check_request(service_id, klass, booked_ms, now)
+        return self.dispatcher.plan_issue(service_id, now, klass, booked_ms)
+
+    def _check_request(self, service_id: str, klass: TicketClass, booked_ms: int | None,
+                       now: int) -> None:
+        """:class:`CommandRejected` for a ticket request the hall cannot take now."""
         self.check_issuing(now)
         try:
             self.config.service(service_id)
@@ -456,7 +462,6 @@ class Hall:
                                   status=422, code="bad_booking")
         if booked_ms is not None and not 0 <= booked_ms <= 4_102_444_800_000:
             raise CommandRejected("booked time out of range", status=422, code="bad_booking")
-        return self.dispatcher.plan_issue(service_id, now, klass, booked_ms)
 
     def prediction_job(self, service_id: str, klass: TicketClass = TicketClass.NORMAL, *,
                        booked_ms: int | None = None) -> PredictionJob | None:
@@ -464,12 +469,13 @@ class Hall:
         wait prediction; the job may run in a worker thread. None: no prediction (a
         service without ``mean_minutes``, or a failure, logged)."""
         now = self.clock.now_ms()
-        plan = self._plan(service_id, klass, booked_ms, now)
-        booked = booked_ms if plan.klass is TicketClass.APPOINTMENT else None
+        self._check_request(service_id, klass, booked_ms, now)
+        if booked_ms is not None and self.dispatcher.policy.appointment_late(now, booked_ms):
+            klass, booked_ms = TicketClass.NORMAL, None  # a walk-in now (the policy's rule)
         if self._predictor is None or self._predictor.config is not self.config:
             self._predictor = self.predictor_factory(self.config)
         try:
-            return self._predictor.job(self.dispatcher, service_id, plan.klass, now, booked)
+            return self._predictor.job(self.dispatcher, service_id, klass, now, booked_ms)
         except Exception as exc:
             log.error("wait.predict_failed", service=service_id, error=repr(exc))
             return None

@@ -275,6 +275,20 @@ class Dispatcher:
     ) -> IssuePlan:
         """What :meth:`issue` would hand out at ``now_ms``, changing nothing: the number,
         the class after the late-appointment rule, and the people ahead."""
+        number, klass, key_ms, late, widened = self._next(service_id, now_ms, klass, booked_ms)
+        order = _number_key(number)
+        ahead = 0
+        for tid in self._core.queued(self._service(service_id)):  # in (key, number) order
+            ticket = self._tickets[tid]
+            if ticket.key_ms > key_ms or (ticket.key_ms == key_ms
+                                          and _number_key(ticket.number) > order):
+                break
+            ahead += 1
+        return IssuePlan(number, klass, key_ms, late, ahead, widened)
+
+    def _next(self, service_id: str, now_ms: int, klass: TicketClass, booked_ms: int | None
+              ) -> tuple[str, TicketClass, int, bool, bool]:
+        """(number, class, key time, late appointment, widened) of the next ticket."""
         service = self.services[self._service(service_id)]
         _check_time("now_ms", now_ms)
         klass = TicketClass(klass)
@@ -291,12 +305,8 @@ class Dispatcher:
             raise DispatchError("booked_ms is only for appointment tickets")
         counter = self._counters.get(service.prefix, 0) + 1
         width = self.policy.number_width
-        number = f"{service.prefix}{counter:0{width}d}"
-        order = (key_ms, number_order(service.prefix, counter))
-        ahead = sum(1 for tid in self._core.queued(self._service(service_id))
-                    if (self._tickets[tid].key_ms,
-                        _number_key(self._tickets[tid].number)) < order)
-        return IssuePlan(number, klass, key_ms, late, ahead, counter >= 10 ** width)
+        return (f"{service.prefix}{counter:0{width}d}", klass, key_ms, late,
+                counter >= 10 ** width)
 
     def issue(
         self,
@@ -306,17 +316,17 @@ class Dispatcher:
         booked_ms: int | None = None,
     ) -> Ticket:
         """Take a ticket (取号). An appointment past its grace period becomes a walk-in."""
-        plan = self.plan_issue(service_id, now_ms, klass, booked_ms)
+        number, klass, key_ms, late, _ = self._next(service_id, now_ms, klass, booked_ms)
         prefix = self.services[self._service(service_id)].prefix
         ticket = Ticket(
-            number=plan.number, service_id=service_id, klass=plan.klass, issued_ms=now_ms,
-            key_ms=plan.key_ms, state=TicketState.WAITING, late_appointment=plan.late_appointment,
+            number=number, service_id=service_id, klass=klass, issued_ms=now_ms,
+            key_ms=key_ms, state=TicketState.WAITING, late_appointment=late,
         )
         tid = len(self._tickets)
         self._push(tid, ticket)
         self._counters[prefix] = self._counters.get(prefix, 0) + 1
         self._tickets.append(ticket)
-        self._by_number[plan.number] = tid
+        self._by_number[number] = tid
         return ticket
 
     def cancel(self, number: str, now_ms: int) -> Ticket:
