@@ -412,6 +412,7 @@ class Demo:
                 await uplink.start()
                 self.uplinks[spec.site_id] = uplink
                 spec.mqtt_port = uplink.port
+                spec.mqtt_protocol = "5" if broker.shared_subscriptions else "3.1.1"  # amqtt
                 spec_path = Path(spec.workdir) / "spec.json"
                 spec_path.parent.mkdir(parents=True, exist_ok=True)
                 spec_path.write_text(spec.to_json(), encoding="utf-8")

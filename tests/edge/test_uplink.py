@@ -21,6 +21,7 @@ from edge.hall import Hall, open_hall
 from edge.uplink import Uplink, backoff_delay, host_stats, readable_command_id
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols import mqtt_topics as topics
+from onedoor.broker import EmbeddedBroker
 from tests.edge.central_probe import CentralProbe, wait_for
 from tests.edge.sites import free_port, http, site_toml
 from tests.edge.test_hall import OPENING
@@ -377,3 +378,36 @@ async def _waiting_for_results(config_path: Path, probe: CentralProbe,
     finally:
         daemon.stop()
         await task
+
+
+def test_mqtt_3_1_1_for_a_broker_without_mqtt_5(tmp_path: Path) -> None:
+    """``mqtt.protocol = "3.1.1"`` (the demo's embedded amqtt has no MQTT 5): events and
+    commands flow as over MQTT 5."""
+    with EmbeddedBroker() as broker:
+        port = free_port()
+        config_path = site_toml(tmp_path, mqtt_port=broker.port, http_port=port)
+        config_path.write_text(config_path.read_text().replace(
+            "keepalive_seconds = 5", 'keepalive_seconds = 5\nprotocol = "3.1.1"'))
+        probe = CentralProbe(broker.host, broker.port, "test-site")
+
+        async def main() -> None:
+            daemon = EdgeDaemon(config_path, install_signals=False)
+            task = asyncio.create_task(daemon.run())
+            await daemon.ready.wait()
+            await until(lambda: daemon.uplink is not None and daemon.uplink.connected,
+                        what="up")
+            status, _ = await asyncio.to_thread(
+                http, "POST", f"http://127.0.0.1:{port}/tickets", {"service": "shebao"})
+            assert status == 201
+            await until(lambda: any(e.type == "ticket.issued" for e in probe.events),
+                        what="the ticket at the central")
+            reload = probe.command(mm.ReloadConfigArgs(version="v1"))
+            await until(lambda: probe.result(reload) is not None, what="the command's result")
+            assert probe.result(reload).ok  # type: ignore[union-attr]
+            daemon.stop()
+            await task
+
+        try:
+            asyncio.run(main())
+        finally:
+            probe.close()
