@@ -108,7 +108,6 @@ def last_good_config(config_path: Path) -> EdgeConfig | None:
         return None
 
 
-
 @dataclass(slots=True)
 class _Parts:
     """The parts built once the hall is open (:meth:`EdgeDaemon.run`)."""
