@@ -29,11 +29,10 @@ Errors are JSON ``{"detail": ...}`` with the HTTP status of the error class.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal, NamedTuple
@@ -60,6 +59,7 @@ from central.auth import (
 )
 from central.config import CentralConfig
 from central.errors import UnknownAlarm, UnknownSite
+from central.inventory import ansible_inventory
 from central.models import (
     Alarm,
     Command,
@@ -590,47 +590,6 @@ def hourly_today(session: Session, site_id: str, day: dt.date) -> dict[str, list
     return stats.hourly(facts, day)
 
 
-# --------------------------------------------------------------------------- inventory
-
-_GROUP_UNSAFE: Final = re.compile(r"\W")
-
-
-def ansible_group(town: str) -> str:
-    """A valid Ansible group name for a town: word characters (Chinese included) only."""
-    name = _GROUP_UNSAFE.sub("_", town)
-    return name if name and not name[0].isdigit() else f"town_{name}"
-
-
-def ansible_inventory(sites: Iterable[Site]) -> dict[str, Any]:
-    """Ansible's JSON inventory: towns as groups, sites as hosts, ``_meta.hostvars``."""
-    groups: dict[str, dict[str, Any]] = {}
-    hostvars: dict[str, dict[str, Any]] = {}
-    for site in sites:
-        group = ansible_group(site.town)
-        groups.setdefault(group, {"hosts": [], "vars": {"onedoor_town": site.town}})
-        groups[group]["hosts"].append(site.id)
-        hostvars[site.id] = {
-            "onedoor_site_id": site.id,
-            "onedoor_site_name": site.name,
-            "onedoor_town": site.town,
-            "onedoor_site_kind": site.kind.value,
-            "onedoor_expected_config_version": site.expected_config_version,
-            "onedoor_reported_config_version": site.reported_config_version,
-            "onedoor_online": site.online,
-        }
-    kinds: dict[str, list[str]] = {}
-    for site_id, variables in hostvars.items():
-        kinds.setdefault(f"kind_{variables['onedoor_site_kind']}", []).append(site_id)
-    inventory: dict[str, Any] = {
-        "_meta": {"hostvars": hostvars},
-        "all": {"children": ["ungrouped", *sorted(groups), *sorted(kinds)]},
-        "ungrouped": {"hosts": []},
-    }
-    inventory.update(groups)
-    inventory.update({name: {"hosts": hosts} for name, hosts in kinds.items()})
-    return inventory
-
-
 # --------------------------------------------------------------------------- commands
 
 
@@ -1114,8 +1073,6 @@ __all__ = [
     "HttpMetrics",
     "SiteSummary",
     "active_alarm_counts",
-    "ansible_group",
-    "ansible_inventory",
     "authenticate",
     "command_args",
     "command_state",

@@ -15,11 +15,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from central.api import ansible_group, statistics_rows
+from central.api import statistics_rows
 from central.auth import Role
 from central.config import CentralConfig
 from central.db import make_engine, migrate, session_factory
 from central.ingest import IngestProcessor
+from central.inventory import ansible_group
 from central.seed import load_seed
 from central.stats import ALL_SERVICES, BUSINESS_TZ
 from firmware_protocols import mqtt_messages as mm
