@@ -28,15 +28,17 @@ from datetime import UTC, datetime
 from typing import Final
 
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from central import api, web
+from central import api, metrics, web
 from central.auth import SessionSigner, TokenStore
 from central.config import CentralConfig
+from central.context import Central
 from central.db import make_engine, migrate, session_factory
+from central.errors import ConfigError, RequestError
 from central.service import CentralService
 from central.telemetry import make_sink
 
@@ -51,7 +53,7 @@ def session_secret(environ: dict[str, str] | None = None) -> bytes:
     if value:
         secret = value.encode("utf-8")
         if len(secret) < 32:
-            raise ValueError(f"{SESSION_SECRET_ENV} must have at least 32 characters")
+            raise ConfigError(f"{SESSION_SECRET_ENV} must have at least 32 characters")
         return secret
     log.warning("web.session_secret_random", hint=f"set {SESSION_SECRET_ENV} to keep sessions")
     return secrets.token_bytes(32)
@@ -71,7 +73,7 @@ def create_app(
         service = CentralService(config)
     engine = service.engine if service is not None else make_engine(config.database_url)
     sessions = service.sessions if service is not None else session_factory(engine)
-    central = api.Central(
+    central = Central(
         config=config,
         engine=engine,
         sessions=sessions,
@@ -81,7 +83,7 @@ def create_app(
         now=service.clock if service is not None else (lambda: datetime.now(UTC)),
         telemetry=service.sink if service is not None else make_sink(config, sessions),
     )
-    hub = web.LiveHub(sessions, interval_s=live_interval_s)
+    hub = web.LiveHub(central.read, interval_s=live_interval_s)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -117,10 +119,20 @@ def create_app(
             swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
         )
 
+    @app.exception_handler(RequestError)
+    async def refused(_request: Request, exc: RequestError) -> JSONResponse:
+        return error_response(exc)
+
     app.state.central = central
     api.install(app)
+    metrics.install(app)
     web.install(app, hub)
     return app
 
 
-__all__ = ["SESSION_SECRET_ENV", "create_app", "session_secret"]
+def error_response(exc: RequestError) -> JSONResponse:
+    """The JSON answer of a refused request: its status, its headers, ``{"detail": ...}``."""
+    return JSONResponse({"detail": str(exc)}, status_code=exc.status_code, headers=exc.headers)
+
+
+__all__ = ["SESSION_SECRET_ENV", "create_app", "error_response", "session_secret"]

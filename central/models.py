@@ -176,6 +176,13 @@ class Site(Base):
     """Highest seq such that 1..acked_seq are all committed (what ``ack`` carries)."""
     max_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
 
+    @property
+    def config_drift(self) -> bool:
+        """The site reports another config version than the registry expects (at once;
+        the ``config_drift`` alarm waits ``config_drift_after_s`` before it is raised)."""
+        expected = self.expected_config_version
+        return expected is not None and self.reported_config_version != expected
+
     # Deleting a site deletes its rows through ON DELETE CASCADE, without loading them.
     services: Mapped[list[Service]] = relationship(
         back_populates="site", lazy="raise", cascade="all, delete-orphan", passive_deletes=True

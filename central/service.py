@@ -4,7 +4,6 @@
 
     async with CentralService(load_config()) as central:   # migrates, connects, subscribes
         await central.wait_idle()                          # every received publish committed
-        central.site_live("zs-sanxiang-01")                # SiteLive snapshot from the DB
         central.acknowledge_alarm(alarm_id, person="ops-li")
         await central.send_command("zs-sanxiang-01", ReprintArgs(ticket="A012"))
 
@@ -24,35 +23,30 @@ import contextlib
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
 import msgspec
 import structlog
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.alarms import AlarmBook, Notification, WebhookNotifier, run_timed_rules
 from central.config import CentralConfig
 from central.db import make_engine, migrate, session_factory
-from central.errors import UnknownSite
+from central.errors import CommandRefused, UnknownSite
 from central.ingest import IngestProcessor, MqttIngest, Received, new_command
 from central.models import (
     Alarm,
     Command,
     CommandStatus,
-    Device,
-    IngestReject,
-    SequenceGap,
-    Service,
     Site,
-    Window,
 )
 from central.telemetry import EmbeddedTelemetrySink, TelemetrySink, make_sink
 from firmware_protocols import mqtt_messages as mm
+from firmware_protocols.errors import LocalProtocolError
 
 log = structlog.get_logger(__name__)
 
@@ -64,51 +58,6 @@ PRUNE_EVERY = timedelta(minutes=10)
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class SiteLive:
-    """Everything known about one site right now (for the API and dashboards)."""
-
-    site: Site
-    services: list[Service]
-    windows: list[Window]
-    devices: list[Device]
-    alarms: list[Alarm]
-    open_gaps: list[SequenceGap]
-    rejects: list[IngestReject]
-
-    @property
-    def windows_open(self) -> int:
-        return sum(w.state in ("open", "serving") for w in self.windows)
-
-    @property
-    def windows_busy(self) -> int:
-        return sum(w.state == "serving" for w in self.windows)
-
-    @property
-    def config_drift(self) -> bool:
-        expected = self.site.expected_config_version
-        return expected is not None and expected != self.site.reported_config_version
-
-
-def site_live(session: Session, site_id: str) -> SiteLive:
-    site = session.get(Site, site_id)
-    if site is None:
-        raise UnknownSite(site_id)
-
-    def rows(model: Any, *order: Any) -> list[Any]:
-        return list(session.scalars(select(model).where(model.site_id == site_id).order_by(*order)))
-
-    return SiteLive(
-        site=site,
-        services=rows(Service, Service.code),
-        windows=rows(Window, Window.number),
-        devices=rows(Device, Device.device),
-        alarms=[a for a in rows(Alarm, Alarm.id) if a.cleared_at is None],
-        open_gaps=[g for g in rows(SequenceGap, SequenceGap.first_seq) if g.filled_at is None],
-        rejects=rows(IngestReject, IngestReject.reason),
-    )
 
 
 class CentralService:
@@ -315,11 +264,7 @@ class CentralService:
             if self.notifier is not None:
                 await asyncio.to_thread(self.notifier.send, notification)
 
-    # ------------------------------------------------------------------ queries, commands
-
-    def site_live(self, site_id: str) -> SiteLive:
-        with self.sessions() as session:
-            return site_live(session, site_id)
+    # ------------------------------------------------------------------ commands
 
     async def send_command(
         self,
@@ -329,14 +274,23 @@ class CentralService:
         ttl_s: int = 300,
         issued_by: str | None = None,
     ) -> mm.Cmd:
-        """Record a command and publish it on ``cmd/{name}``; ``cmd_result`` completes it."""
+        """Record a command and publish it on ``cmd/{name}``; ``cmd_result`` completes it.
+
+        :class:`UnknownSite` for a site not in the registry; :class:`CommandRefused`
+        (nothing recorded or sent) when the contract's encoder refuses the command,
+        with its reason.
+        """
         now = self.clock()
         command = new_command(site_id, args, now=now, ttl_s=ttl_s)
 
-        def record() -> None:
+        def record() -> mm.Publish:
             with self.sessions.begin() as session:
                 if session.get(Site, site_id) is None:
                     raise UnknownSite(site_id)
+                try:
+                    publish = mm.to_publish(command)  # the edge's own decoder checks it here
+                except LocalProtocolError as exc:
+                    raise CommandRefused(f"invalid {command.name} command: {exc}") from None
                 session.add(
                     Command(
                         id=command.id,
@@ -349,11 +303,26 @@ class CentralService:
                         status=CommandStatus.SENT,
                     )
                 )
+            return publish
 
         async with self._db_lock:
-            await asyncio.to_thread(record)
-        self.mqtt.publish(mm.to_publish(command))
+            publish = await asyncio.to_thread(record)
+        self.mqtt.publish(publish)
         return command
 
 
-__all__ = ["CentralService", "SiteLive", "site_live", "utc_now"]
+def command_args(name: str, args: dict[str, Any]) -> mm.CommandArgs:
+    """The typed args of command ``name``; :class:`CommandRefused` (422) with the contract's
+    reason when they do not fit its schema."""
+    schema = mm.COMMAND_ARGS.get(name)
+    if schema is None:
+        raise CommandRefused(f"unknown command {name!r}; one of {', '.join(mm.COMMAND_ARGS)}")
+    try:
+        converted = msgspec.convert({**args, "name": name}, schema)
+    except msgspec.ValidationError as exc:
+        raise CommandRefused(f"invalid {name} args: {exc}") from None
+    typed: mm.CommandArgs = converted  # type: ignore[assignment]  # COMMAND_ARGS maps to these
+    return typed
+
+
+__all__ = ["CentralService", "command_args", "utc_now"]

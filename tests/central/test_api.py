@@ -15,12 +15,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from central.api import statistics_rows
 from central.auth import Role
 from central.config import CentralConfig
 from central.db import make_engine, migrate, session_factory
 from central.ingest import IngestProcessor
 from central.inventory import ansible_group
+from central.queries import ReadModel
 from central.seed import load_seed
 from central.stats import ALL_SERVICES, BUSINESS_TZ
 from firmware_protocols import mqtt_messages as mm
@@ -345,9 +345,8 @@ def test_statistics_query_on_both_databases(
         _event(site, 10, 86_400, _issued("Z001")),  # next day: outside the range
     ]
     IngestProcessor(sessions, CentralConfig(database_url=url)).process(received(*events))
-    with sessions() as session:
-        rows = statistics_rows(session, "site", DAY, DAY, site_id=site)
-        town_rows = statistics_rows(session, "town", DAY, DAY)
+    rows = ReadModel(sessions).statistics("site", DAY, DAY, site_id=site)
+    town_rows = ReadModel(sessions).statistics("town", DAY, DAY)
     total = next(r for r in rows if r.service == ALL_SERVICES)
     assert (total.issued, total.served, total.done_rate) == (2, 1, 0.5)
     assert (total.ratings, total.good_rating_rate) == (1, 1.0)

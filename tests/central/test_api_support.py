@@ -20,10 +20,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
-from central.api import Central
 from central.app import create_app
 from central.auth import Role
 from central.config import CentralConfig
+from central.context import Central
 from central.db import make_engine, migrate, session_factory
 from central.seed import load_seed
 from central.service import CentralService

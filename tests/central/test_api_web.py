@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from central.api import Central
 from central.auth import Principal, Role, SessionSigner, TokenStore
 from central.bench_web import synthetic_fleet
 from central.config import CentralConfig
+from central.context import Central
 from central.db import make_engine, migrate, session_factory
 from central.web import COMPACT_ABOVE, TEXT, TOWNS_PER_PAGE, LiveHub, fleet_html, sse
 
@@ -72,7 +72,7 @@ def test_names_are_escaped(big_fleet: Central) -> None:
 
 
 def test_live_hub_counts_and_snapshot(big_fleet: Central) -> None:
-    tiles = LiveHub(big_fleet.sessions).snapshot()
+    tiles = LiveHub(big_fleet.read).snapshot()
     counts = LiveHub.counts(tiles.values())
     assert counts["offline"] == 300
     assert counts["sites"] == len(tiles)
