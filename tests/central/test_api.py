@@ -207,6 +207,34 @@ def test_bad_commands_are_refused(env: RunningApp, body: dict[str, object], stat
     assert response.status_code == status, response.text
 
 
+def test_a_refused_command_says_why(env: RunningApp) -> None:
+    """The contract's schema refusal reaches the operator as 422 with the field and reason."""
+    response = env.client.post(
+        f"/api/v1/sites/{SITE}/commands",
+        json={"name": "announce", "args": {"text": "请到3号窗口", "repeat": 9}},
+        headers=env.headers(OP),
+    )
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert "announce" in detail and "repeat" in detail and "<= 5" in detail, detail
+
+
+def test_a_command_the_encoder_refuses_is_422_and_not_recorded(env: RunningApp) -> None:
+    """Args that pass the schema but cannot go on the wire (a lone surrogate is not UTF-8):
+    refused with the encoder's reason before anything is recorded or published."""
+    site = "zs-sanxiang-07"
+    body = b'{"name": "announce", "args": {"text": "\\ud800", "repeat": 1}}'
+    response = env.client.post(
+        f"/api/v1/sites/{site}/commands",
+        content=body,
+        headers={**env.headers(OP), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    assert "surrogates not allowed" in response.json()["detail"]
+    listing = get(env, f"/api/v1/sites/{site}/commands")
+    assert listing == {"commands": []}
+
+
 def test_command_to_unknown_site_is_404(env: RunningApp) -> None:
     response = env.client.post(
         "/api/v1/sites/nowhere/commands",
