@@ -247,13 +247,6 @@ class AlarmBook:
         log.info("alarm.cleared", site=site_id, type=type_.value, device=device)
         return alarm
 
-    def clear_site_devices(self, site_id: str, type_: AlarmType, keep: set[str]) -> None:
-        """Clear every active ``type_`` alarm of the site whose device is not in ``keep``."""
-        self._load(site_id)
-        for s, device, t in list(self._active):
-            if s == site_id and t is type_ and device not in keep:
-                self.clear(site_id, type_, device)
-
     def set(self, condition: bool, site_id: str, type_: AlarmType, *, device: str = "",
             severity: Severity | None = None, message: str | None = None,
             detail: dict[str, Any] | None = None) -> None:  # fmt: skip
@@ -375,14 +368,6 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def acknowledge_alarm(session: Session, alarm_id: int, person: str, now: datetime,
-                      note: str | None = None) -> tuple[Alarm, list[Notification]]:  # fmt: skip
-    """Acknowledge an alarm in the caller's transaction; send the notifications after commit."""
-    book = AlarmBook(session, now)
-    alarm = book.acknowledge(alarm_id, person, note)
-    return alarm, book.notifications
-
-
 class WebhookNotifier:
     """POST each notification as JSON to ``url``; a few retries, then log and drop.
 
@@ -429,6 +414,5 @@ __all__ = [
     "AlarmBook",
     "Notification",
     "WebhookNotifier",
-    "acknowledge_alarm",
     "run_timed_rules",
 ]

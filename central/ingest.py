@@ -76,8 +76,9 @@ log = structlog.get_logger(__name__)
 UNKNOWN_SITE: Final = "unknown_site"
 """Ingest-level reject reason (beside :class:`Reason`): valid payload, site not in the registry."""
 INTERNAL: Final = "internal"
-RATE_LIMITED: Final = "rate_limited"  # a site over its message rate (SiteRateLimiter)
 """Ingest-level reject reason: the payload was valid but storing it failed (a bug; logged)."""
+RATE_LIMITED: Final = "rate_limited"
+"""Ingest-level reject reason: a site over its message rate (:class:`SiteRateLimiter`)."""
 GAP_SCAN_LIMIT: Final = 10_000
 """Seqs read above the contiguous point per site and batch to find gaps."""
 
