@@ -356,10 +356,7 @@ def run_timed_rules(book: AlarmBook, config: CentralConfig) -> None:
         select(Alarm).where(Alarm.type == AlarmType.CONFIG_DRIFT, Alarm.cleared_at.is_(None))
     ):
         owner = session.get(Site, alarm.site_id)
-        in_sync = owner is not None and (
-            owner.expected_config_version is None
-            or owner.expected_config_version == owner.reported_config_version
-        )
+        in_sync = owner is not None and not owner.config_drift
         if alarm.site_id not in drifting_ids and in_sync:
             book.clear(alarm.site_id, AlarmType.CONFIG_DRIFT)
 

@@ -95,6 +95,11 @@ class CentralConfig:
     rate_messages_burst: int = _setting(
         10000, "... and in a burst; beyond, dropped (events come back: the edge resends)"
     )
+    metrics_per_site: bool = _setting(
+        True,
+        "/metrics also exports per-site series (about ten lines per site and service); "
+        "turn off for a province-size fleet if Prometheus should hold fleet totals only",
+    )
     gap_alarm_after_s: int = _setting(300, "sequence gap still open after this long")
     config_drift_after_s: int = _setting(600, "config version differing this long is drift")
 

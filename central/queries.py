@@ -46,6 +46,7 @@ from central.models import (
     Severity,
     Site,
     Window,
+    config_drift,
 )
 from central.telemetry import (
     QUEUE_METRICS,
@@ -62,7 +63,11 @@ from central.views import (
     FleetCounts,
     FleetTile,
     Health,
+    QueueGauge,
     SiteDetail,
+    SiteGauge,
+    SiteGauges,
+    SiteReject,
     SiteState,
     SiteSummary,
     TelemetrySeries,
@@ -388,6 +393,46 @@ class ReadModel:
             events_stored=max_event or 0,
             commands_pending=self.commands_pending(now),
         )
+
+    def site_gauges(self) -> SiteGauges:
+        """Per site: registry labels, connection, seqs, drift, alarms; queues; rejects.
+
+        Four light queries however large the fleet (no ORM objects).
+        """
+        with self.sessions() as session:
+            alarms = active_alarm_counts(session)
+            sites = session.execute(
+                select(Site.id, Site.name, Site.town, Site.kind, Site.online, Site.last_seen_at,
+                       Site.outbox_depth, Site.acked_seq, Site.max_seq,
+                       Site.expected_config_version, Site.reported_config_version)
+                .order_by(Site.id)
+            ).all()  # fmt: skip
+            queues = session.execute(
+                select(Service.site_id, Service.code, Service.waiting, Service.oldest_wait_s)
+                .order_by(Service.site_id, Service.code)
+            ).all()  # fmt: skip
+            rejects = session.execute(
+                select(IngestReject.site_id, IngestReject.reason, IngestReject.count)
+                .where(IngestReject.site_id != "")
+                .order_by(IngestReject.site_id, IngestReject.reason)
+            ).all()  # fmt: skip
+        return SiteGauges(
+            sites=[
+                SiteGauge(
+                    id=row.id, name=row.name, town=row.town, kind=row.kind.value,
+                    online=row.online, last_seen_at=row.last_seen_at,
+                    outbox_depth=row.outbox_depth, acked_seq=row.acked_seq, max_seq=row.max_seq,
+                    config_drift=config_drift(row.expected_config_version,
+                                              row.reported_config_version),
+                    alarms_active=alarms.get(row.id, (0, None))[0],
+                )
+                for row in sites
+            ],
+            queues=[QueueGauge(site_id=q.site_id, service=q.code, waiting=q.waiting,
+                               oldest_wait_s=q.oldest_wait_s) for q in queues],
+            rejects=[SiteReject(site_id=site_id, reason=reason, count=count)
+                     for site_id, reason, count in rejects],
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ statistics
 

@@ -403,6 +403,45 @@ class FleetCounts(View, frozen=True, kw_only=True):
     commands_pending: int
 
 
+class SiteGauge(View, frozen=True, kw_only=True):
+    """One site's figures for ``/metrics`` (per-site series)."""
+
+    id: str
+    name: str
+    town: str
+    kind: str
+    online: bool
+    last_seen_at: datetime | None
+    outbox_depth: int | None
+    acked_seq: int
+    max_seq: int
+    config_drift: bool
+    alarms_active: int
+
+
+class QueueGauge(View, frozen=True, kw_only=True):
+    """One service queue of one site for ``/metrics``."""
+
+    site_id: str
+    service: str
+    waiting: int | None
+    oldest_wait_s: int | None
+
+
+class SiteReject(View, frozen=True, kw_only=True):
+    site_id: str
+    reason: str
+    count: int
+
+
+class SiteGauges(View, frozen=True, kw_only=True):
+    """Every site's figures, its queues and its ingest reject counters (``/metrics``)."""
+
+    sites: list[SiteGauge]
+    queues: list[QueueGauge]
+    rejects: list[SiteReject]
+
+
 __all__ = [
     "HEALTHS",
     "SEVERITY_RANK",
@@ -416,8 +455,12 @@ __all__ = [
     "FleetTile",
     "GapView",
     "Health",
+    "QueueGauge",
     "ServiceQueue",
     "SiteDetail",
+    "SiteGauge",
+    "SiteGauges",
+    "SiteReject",
     "SiteState",
     "SiteSummary",
     "TelemetrySeries",

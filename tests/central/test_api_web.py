@@ -124,3 +124,22 @@ def test_statistics_page_reports_bad_input(tmp_path: Path) -> None:
         answer = client.post("/api/v1/alarms/1/ack", headers={"Authorization": f"Bearer {admin}"})
         assert answer.status_code == 503
         assert "read-only" in answer.json()["detail"]
+
+
+def test_per_site_metrics_can_be_turned_off(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from central.app import create_app
+
+    url = f"sqlite:///{tmp_path}/c.db"
+    for per_site in (True, False):
+        config = CentralConfig(database_url=url, metrics_per_site=per_site)
+        app = create_app(config, with_service=False, secret=b"s" * 32)
+        with TestClient(app) as client:
+            if per_site:
+                synthetic_fleet(app.state.central.sessions, 3)
+            _, token = app.state.central.tokens.create(Role.VIEWER, "prometheus")
+            text = client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).text
+        assert ('onedoor_site_online{site="p-0000-01"} 1' in text) is per_site
+        assert ("onedoor_site_" in text) is per_site
+        assert 'onedoor_central_sites{state="online"} 2' in text
