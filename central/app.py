@@ -39,6 +39,7 @@ from central.config import CentralConfig
 from central.context import Central
 from central.db import make_engine, migrate, session_factory
 from central.errors import ConfigError, RequestError
+from central.limits import BodyLimit, HostAllowlist, refusal
 from central.service import CentralService
 from central.telemetry import make_sink
 
@@ -121,18 +122,16 @@ def create_app(
 
     @app.exception_handler(RequestError)
     async def refused(_request: Request, exc: RequestError) -> JSONResponse:
-        return error_response(exc)
+        return refusal(exc)
 
     app.state.central = central
     api.install(app)
-    metrics.install(app)
     web.install(app, hub)
+    # Before routing and body parsing; inside the request counter, which counts refusals too.
+    app.add_middleware(BodyLimit, max_bytes=config.http_max_body_bytes)
+    app.add_middleware(HostAllowlist, hosts=config.allowed_hosts)
+    metrics.install(app)
     return app
 
 
-def error_response(exc: RequestError) -> JSONResponse:
-    """The JSON answer of a refused request: its status, its headers, ``{"detail": ...}``."""
-    return JSONResponse({"detail": str(exc)}, status_code=exc.status_code, headers=exc.headers)
-
-
-__all__ = ["SESSION_SECRET_ENV", "create_app", "error_response", "session_secret"]
+__all__ = ["SESSION_SECRET_ENV", "create_app", "session_secret"]

@@ -11,7 +11,8 @@ names the row; only ``sha256(secret)`` is stored, compared in constant time.
 The plaintext is shown once, by ``onedoor central token create``.
 
 The dashboard logs in with a token and then carries a session cookie: the
-token id, role and expiry, signed with HMAC-SHA256 (HttpOnly, SameSite=Strict).
+token id, role, expiry and a random session id (two logins are two sessions),
+signed with HMAC-SHA256 (HttpOnly, SameSite=Strict).
 Each request re-reads the token row, so revoking a token ends its sessions.
 
 Errors (drawn with the rest of the tree in :mod:`central.errors`)::
@@ -251,6 +252,7 @@ class SessionSigner:
                     "tid": principal.token_id,
                     "role": principal.role.value,
                     "exp": int(issued + self.ttl_s),
+                    "sid": secrets.token_hex(8),  # each login its own session (stream quota)
                 },
                 separators=(",", ":"),
             ).encode("ascii")

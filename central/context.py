@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from central.auth import SessionSigner, TokenStore
 from central.config import CentralConfig
 from central.errors import Unavailable
+from central.limits import LoginThrottle, StreamQuota
 from central.queries import ReadModel
 from central.service import CentralService
 from central.telemetry import TelemetrySink
@@ -35,7 +36,6 @@ class HttpMetrics:
     """In-process counters exported on ``/metrics``."""
 
     requests: Counter[tuple[str, str, int]] = field(default_factory=Counter)
-    sse_clients: int = 0
     started: float = field(default_factory=time.time)
 
 
@@ -56,9 +56,15 @@ class Central:
     """Where telemetry history is read from: InfluxDB or the embedded store (the default)."""
     read: ReadModel = field(init=False)
     """The read model over ``sessions`` and ``telemetry``: every read of both faces."""
+    logins: LoginThrottle = field(init=False)
+    streams: StreamQuota = field(init=False)
+    """Open live streams (``/metrics`` counts them too)."""
 
     def __post_init__(self) -> None:
         self.read = ReadModel(self.sessions, self.telemetry)
+        config = self.config
+        self.logins = LoginThrottle(config.login_attempts_per_min, config.login_attempts_burst)
+        self.streams = StreamQuota(config.sse_streams_per_session, config.sse_streams_max)
 
 
 def central_of(request: Request) -> Central:

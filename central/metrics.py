@@ -36,6 +36,8 @@ from central.context import Central, central_of
 from central.views import SiteGauges
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+HTTP_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods counted by name; any other is counted as ``OTHER`` (callers cannot add series)."""
 
 
 def format_value(value: float) -> str:
@@ -154,7 +156,7 @@ def _process(out: Exposition, central: Central) -> None:
     for (method, route, status), count in sorted(central.metrics.requests.items()):
         requests(count, method=method, route=route, status=str(status))
     out.family("onedoor_central_sse_clients", "gauge", "Open server-sent-event streams.")(
-        central.metrics.sse_clients
+        central.streams.open
     )
     out.family("onedoor_central_start_time_seconds", "gauge", "Process start, unix seconds.")(
         central.metrics.started
@@ -188,8 +190,17 @@ def install(app: FastAPI) -> None:
         response: Response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
-        central_of(request).metrics.requests[(request.method, path, response.status_code)] += 1
+        method = request.method if request.method in HTTP_METHODS else "OTHER"
+        central_of(request).metrics.requests[(method, path, response.status_code)] += 1
         return response
 
 
-__all__ = ["CONTENT_TYPE", "format_value", "install", "metric_line", "render_metrics", "router"]
+__all__ = [
+    "CONTENT_TYPE",
+    "HTTP_METHODS",
+    "format_value",
+    "install",
+    "metric_line",
+    "render_metrics",
+    "router",
+]

@@ -29,21 +29,16 @@ from typing import Any, Self
 
 import msgspec
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.alarms import AlarmBook, Notification, WebhookNotifier, run_timed_rules
 from central.config import CentralConfig
 from central.db import make_engine, migrate, session_factory
-from central.errors import CommandRefused, UnknownSite
+from central.errors import CommandRefused, TooManyRequests, UnknownSite
 from central.ingest import IngestProcessor, MqttIngest, Received, new_command
-from central.models import (
-    Alarm,
-    Command,
-    CommandStatus,
-    Site,
-)
+from central.models import Alarm, Command, CommandStatus, Site
 from central.telemetry import EmbeddedTelemetrySink, TelemetrySink, make_sink
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.errors import LocalProtocolError
@@ -261,8 +256,16 @@ class CentralService:
     async def _webhook_loop(self) -> None:
         while True:
             notification = await self._notices.get()
-            if self.notifier is not None:
+            if self.notifier is None:
+                continue
+            try:
                 await asyncio.to_thread(self.notifier.send, notification)
+            except Exception as exc:  # a broken webhook must not end ingest; no traceback:
+                log.error(  # its frames and message could carry the URL's secret
+                    "alarm.webhook_crashed",
+                    webhook=self.notifier.target,
+                    error=self.notifier.scrub(f"{type(exc).__name__}: {exc}")[:300],
+                )
 
     # ------------------------------------------------------------------ commands
 
@@ -276,9 +279,10 @@ class CentralService:
     ) -> mm.Cmd:
         """Record a command and publish it on ``cmd/{name}``; ``cmd_result`` completes it.
 
-        :class:`UnknownSite` for a site not in the registry; :class:`CommandRefused`
-        (nothing recorded or sent) when the contract's encoder refuses the command,
-        with its reason.
+        :class:`UnknownSite` for a site not in the registry; :class:`TooManyRequests`
+        past ``command_limit_per_site`` commands to the site in ``command_limit_window_s``;
+        :class:`CommandRefused` when the contract's encoder refuses the command, with its
+        reason. Nothing is recorded or sent in these cases.
         """
         now = self.clock()
         command = new_command(site_id, args, now=now, ttl_s=ttl_s)
@@ -287,6 +291,7 @@ class CentralService:
             with self.sessions.begin() as session:
                 if session.get(Site, site_id) is None:
                     raise UnknownSite(site_id)
+                self._check_command_rate(session, site_id, now)
                 try:
                     publish = mm.to_publish(command)  # the edge's own decoder checks it here
                 except LocalProtocolError as exc:
@@ -309,6 +314,28 @@ class CentralService:
             publish = await asyncio.to_thread(record)
         self.mqtt.publish(publish)
         return command
+
+
+    def _check_command_rate(self, session: Session, site_id: str, now: datetime) -> None:
+        """Counted from the commands table, so that every replica and restart agree."""
+        limit = self.config.command_limit_per_site
+        window = timedelta(seconds=self.config.command_limit_window_s)
+        recent = session.scalars(
+            select(Command.issued_at)
+            .where(Command.site_id == site_id, Command.issued_at > now - window)
+            .order_by(Command.issued_at.desc())
+            .limit(limit)
+        ).all()
+        if len(recent) < limit:
+            return
+        retry_after = (recent[-1] + window - now).total_seconds()  # the oldest leaves the window
+        log.warning("command.rate_limited", site=site_id, limit=limit,
+                    window_s=self.config.command_limit_window_s)  # fmt: skip
+        raise TooManyRequests(
+            f"site {site_id!r} was sent {limit} commands in the last "
+            f"{self.config.command_limit_window_s} s (command_limit_per_site)",
+            retry_after_s=retry_after,
+        )
 
 
 def command_args(name: str, args: dict[str, Any]) -> mm.CommandArgs:

@@ -30,7 +30,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from central.access import session_principal
-from central.auth import Principal
+from central.auth import SESSION_COOKIE, Principal
 from central.context import central_of
 from central.errors import Unauthenticated
 from central.queries import ReadModel
@@ -132,24 +132,23 @@ def hub_of(request: Request) -> LiveHub:
 
 
 def _stream_principal(request: Request) -> Principal:
+    """The session's principal; 401 without one, 429 when the session's streams are full."""
     if request.headers.get("authorization"):
         raise Unauthenticated("live streams need a dashboard session, not a bearer token")
-    return session_principal(request)
+    principal = session_principal(request)
+    central_of(request).streams.check(request.cookies[SESSION_COOKIE])
+    return principal
 
 
 async def _stream(
     request: Request, produce: Callable[[], AsyncIterator[str]]
 ) -> AsyncIterator[bytes]:
-    central = central_of(request)
-    central.metrics.sse_clients += 1
-    try:
+    with central_of(request).streams.hold(request.cookies[SESSION_COOKIE]):
         yield b"retry: 2000\n\n"
         async for chunk in produce():
             if await request.is_disconnected():
                 break
             yield chunk.encode("utf-8")
-    finally:
-        central.metrics.sse_clients -= 1
 
 
 def _sse_response(body: AsyncIterator[bytes]) -> StreamingResponse:

@@ -32,7 +32,15 @@ from central import stats
 from central.access import session_principal
 from central.auth import SESSION_COOKIE, Principal, Role
 from central.context import Central, central_of
-from central.errors import AuthError, InvalidRequest, Unauthenticated, UnknownSite
+from central.errors import (
+    AuthError,
+    Forbidden,
+    InvalidRequest,
+    TooManyRequests,
+    Unauthenticated,
+    UnknownSite,
+)
+from central.limits import cross_origin
 from central.views import HEALTHS, FleetTile
 from central.web.live import LiveHub
 from central.web.render import chrome, html_response, language, page, render
@@ -78,32 +86,42 @@ router = APIRouter(include_in_schema=False)
 # --------------------------------------------------------------------------- sessions
 
 
+def _login_page(request: Request, next_path: str, error: str = "", status: int = 200,
+                headers: dict[str, str] | None = None) -> HTMLResponse:  # fmt: skip
+    lang = language(request)
+    html = render("login.html", t=translator(lang), lang=lang, next=next_path, error=error)
+    return HTMLResponse(html, status_code=status, headers=headers)
+
+
 @router.get("/login")
 def login_form(request: Request) -> HTMLResponse:
-    lang = language(request)
-    return HTMLResponse(
-        render(
-            "login.html",
-            t=translator(lang),
-            lang=lang,
-            next=_safe_next(request.query_params.get("next")),
-            failed=False,
-        )
-    )
+    return _login_page(request, _safe_next(request.query_params.get("next")))
 
 
 @router.post("/login")
 async def login(request: Request) -> Response:
+    """Token -> session cookie. Refused from another site's page (403: login CSRF) and past
+    ``login_attempts_*`` per client address (429), both before the body is read."""
+    central = central_of(request)
+    client = request.client.host if request.client else "unknown"
+    if why := cross_origin(request):
+        log.warning("web.login_cross_origin", client=client, why=why)
+        raise Forbidden(f"a login from another site's page is refused ({why})")
+    try:
+        central.logins.attempt(client)
+    except TooManyRequests as exc:
+        t = translator(language(request))
+        seconds = exc.headers["Retry-After"] if exc.headers else "60"
+        return _login_page(request, "/", t("login_throttled").format(seconds=seconds),
+                           exc.status_code, exc.headers)  # fmt: skip
     form = urllib.parse.parse_qs((await request.body()).decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0]
     next_path = _safe_next((form.get("next") or ["/"])[0])
-    central = central_of(request)
     try:
         principal = await run_in_threadpool(central.tokens.verify, token)
     except AuthError:
-        lang = language(request)
-        html = render("login.html", t=translator(lang), lang=lang, next=next_path, failed=True)
-        return HTMLResponse(html, status_code=401)
+        t = translator(language(request))
+        return _login_page(request, next_path, t("login_failed"), 401)
     log.info("web.login", token_id=principal.token_id, role=principal.role.value)
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(

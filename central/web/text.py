@@ -28,6 +28,10 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     ),
     "token": ("访问令牌", "Access token"),
     "login_failed": ("令牌无效或已撤销", "Invalid or revoked token"),
+    "login_throttled": (
+        "登录尝试过多，请 {seconds} 秒后再试",
+        "Too many login attempts: try again in {seconds} s",
+    ),
     "sites": ("站点", "sites"),
     "online": ("在线", "online"),
     "offline": ("离线", "offline"),

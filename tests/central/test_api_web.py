@@ -14,6 +14,7 @@ from central.config import CentralConfig
 from central.context import Central
 from central.db import make_engine, migrate, session_factory
 from central.web import COMPACT_ABOVE, TEXT, TOWNS_PER_PAGE, LiveHub, fleet_html, sse
+from tests.central.test_api_support import TEST_HOSTS
 
 VIEWER = Principal("0123abcd", "manager", Role.VIEWER)
 
@@ -105,7 +106,8 @@ def test_statistics_page_reports_bad_input(tmp_path: Path) -> None:
     from central.app import create_app
 
     url = f"sqlite:///{tmp_path}/c.db"
-    app = create_app(CentralConfig(database_url=url), with_service=False, secret=b"s" * 32)
+    config = CentralConfig(database_url=url, http_allowed_hosts=TEST_HOSTS)
+    app = create_app(config, with_service=False, secret=b"s" * 32)
     with TestClient(app) as client:
         _, token = app.state.central.tokens.create(Role.VIEWER, "stats")
         client.post(
@@ -133,7 +135,8 @@ def test_per_site_metrics_can_be_turned_off(tmp_path: Path) -> None:
 
     url = f"sqlite:///{tmp_path}/c.db"
     for per_site in (True, False):
-        config = CentralConfig(database_url=url, metrics_per_site=per_site)
+        config = CentralConfig(database_url=url, metrics_per_site=per_site,
+                               http_allowed_hosts=TEST_HOSTS)
         app = create_app(config, with_service=False, secret=b"s" * 32)
         with TestClient(app) as client:
             if per_site:
