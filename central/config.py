@@ -208,21 +208,23 @@ def _parse_env(setting: Setting, raw: str) -> Any:
         ) from None
 
 
+def _file_values(path: Path) -> dict[str, Any]:
+    try:
+        document = tomllib.loads(path.read_text("utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    table = document.get("central", document)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [central] must be a table")
+    for key in table:
+        if key not in _BY_NAME:
+            raise ConfigError(f"{path}: unknown setting {key!r}")
+    return dict(table)
+
+
 def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> CentralConfig:
     """Defaults, then the TOML file (if given), then ``ONEDOOR_CENTRAL_*`` variables."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            document = tomllib.loads(path.read_text("utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
-        table = document.get("central", document)
-        if not isinstance(table, dict):
-            raise ConfigError(f"{path}: [central] must be a table")
-        for key, value in table.items():
-            if key not in _BY_NAME:
-                raise ConfigError(f"{path}: unknown setting {key!r}")
-            values[key] = value
+    values: dict[str, Any] = {} if path is None else _file_values(path)
     environ = os.environ if env is None else env
     for setting in SETTINGS:
         raw = environ.get(ENV_PREFIX + setting.name.upper())
@@ -231,4 +233,48 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     return CentralConfig(**values)
 
 
-__all__ = ["ENV_PREFIX", "SETTINGS", "CentralConfig", "Setting", "load_config"]
+def setting_source(
+    name: str, path: Path | None = None, env: Mapping[str, str] | None = None
+) -> str | None:
+    """Where setting ``name`` is set (the variable or the file, as :func:`load_config`
+    reads them), or ``None`` when it is left at its default."""
+    variable = ENV_PREFIX + name.upper()
+    if variable in (os.environ if env is None else env):
+        return variable
+    if path is not None and name in _file_values(path):
+        return str(path)
+    return None
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The ``ONEDOOR_CENTRAL_*`` lines of a systemd ``EnvironmentFile`` (what the service
+    runs with): ``NAME=value``, ``#`` comments, optional quotes around the value."""
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from exc
+    found: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        name, equals, value = line.partition("=")
+        if not equals:
+            raise ConfigError(f"{path}:{number}: not NAME=value")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if name.strip().startswith(ENV_PREFIX):
+            found[name.strip()] = value
+    return found
+
+
+__all__ = [
+    "ENV_PREFIX",
+    "SETTINGS",
+    "CentralConfig",
+    "Setting",
+    "load_config",
+    "read_env_file",
+    "setting_source",
+]
