@@ -76,7 +76,6 @@ def create_app(
     sessions = service.sessions if service is not None else session_factory(engine)
     central = Central(
         config=config,
-        engine=engine,
         sessions=sessions,
         tokens=TokenStore(sessions),
         signer=SessionSigner(secret if secret is not None else session_secret()),

@@ -146,7 +146,6 @@ def measure(label: str, populate: Callable[[sessionmaker[Session]], None]) -> di
         _, token = tokens.create(Role.VIEWER, "bench")
         central = Central(
             config=CentralConfig(database_url=db_url),
-            engine=engine,
             sessions=sessions,
             tokens=tokens,
             signer=SessionSigner(b"b" * 32),

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from fastapi import Request
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.auth import SessionSigner, TokenStore
@@ -27,6 +26,7 @@ from central.config import CentralConfig
 from central.errors import Unavailable
 from central.limits import LoginThrottle, StreamQuota
 from central.queries import ReadModel
+from central.registry import Registry
 from central.service import CentralService
 from central.telemetry import TelemetrySink
 
@@ -44,7 +44,6 @@ class Central:
     """What the routes and pages need; kept on ``app.state.central``."""
 
     config: CentralConfig
-    engine: Engine
     sessions: sessionmaker[Session]
     tokens: TokenStore
     signer: SessionSigner
@@ -56,12 +55,15 @@ class Central:
     """Where telemetry history is read from: InfluxDB or the embedded store (the default)."""
     read: ReadModel = field(init=False)
     """The read model over ``sessions`` and ``telemetry``: every read of both faces."""
+    registry: Registry = field(init=False)
+    """Registry changes people make (admin routes)."""
     logins: LoginThrottle = field(init=False)
     streams: StreamQuota = field(init=False)
     """Open live streams (``/metrics`` counts them too)."""
 
     def __post_init__(self) -> None:
         self.read = ReadModel(self.sessions, self.telemetry)
+        self.registry = Registry(self.sessions)
         config = self.config
         self.logins = LoginThrottle(config.login_attempts_per_min, config.login_attempts_burst)
         self.streams = StreamQuota(config.sse_streams_per_session, config.sse_streams_max)

@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import msgspec
 import structlog
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import case, func, or_, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from central import stats
@@ -130,6 +130,16 @@ class ReadModel:
     def __init__(self, sessions: sessionmaker[Session], telemetry: TelemetrySink | None = None):
         self.sessions = sessions
         self.telemetry: TelemetrySink = telemetry or EmbeddedTelemetrySink(sessions)
+
+    def database_answers(self) -> bool:
+        """Whether the database answers a trivial query (``/healthz``); failures are logged."""
+        try:
+            with self.sessions() as session:
+                session.execute(text("SELECT 1"))
+        except Exception as exc:  # any driver error means "not healthy"; logged, not hidden
+            log.warning("healthz.db_failed", error=str(exc)[:300])
+            return False
+        return True
 
     # ------------------------------------------------------------------ fleet
 

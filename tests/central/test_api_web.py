@@ -28,7 +28,6 @@ def big_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
     synthetic_fleet(sessions, 3000)  # 150 towns of 20
     yield Central(
         config=CentralConfig(database_url=url),
-        engine=engine,
         sessions=sessions,
         tokens=TokenStore(sessions),
         signer=SessionSigner(b"s" * 32),
