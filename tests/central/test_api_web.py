@@ -145,3 +145,33 @@ def test_per_site_metrics_can_be_turned_off(tmp_path: Path) -> None:
         assert ('onedoor_site_online{site="p-0000-01"} 1' in text) is per_site
         assert ("onedoor_site_" in text) is per_site
         assert 'onedoor_central_sites{state="online"} 2' in text
+
+
+def test_every_refusal_carries_its_status() -> None:
+    """The error tree of central/errors.py: one class per answer, its status with it."""
+    from central import errors
+
+    statuses = {name: getattr(errors, name).status_code for name in errors.__all__
+                if issubclass(getattr(errors, name), errors.RequestError)}  # fmt: skip
+    assert statuses == {
+        "RequestError": 400, "BadRequest": 400, "AuthError": 401, "Unauthenticated": 401,
+        "Forbidden": 403, "NotFound": 404, "UnknownSite": 404, "UnknownAlarm": 404,
+        "UnknownCommand": 404, "UnknownToken": 404, "PayloadTooLarge": 413,
+        "InvalidRequest": 422, "CommandRefused": 422, "TooManyRequests": 429,
+        "Unavailable": 503,
+    }  # fmt: skip
+    assert str(errors.UnknownSite("zs-x")) == "unknown site 'zs-x'"  # not KeyError's repr
+    assert isinstance(errors.UnknownSite("zs-x"), KeyError)
+    assert errors.TooManyRequests("x", retry_after_s=0.2).headers == {"Retry-After": "1"}
+    assert errors.Unauthenticated("x").headers == {"WWW-Authenticate": "Bearer"}
+    assert errors.Forbidden("x").headers is None
+
+
+def test_public_names_of_the_http_side_exist() -> None:
+    import importlib
+
+    for name in ("access", "api", "buckets", "context", "errors", "inventory", "limits",
+                 "metrics", "queries", "registry", "views", "web", "web.live", "web.pages",
+                 "web.render", "web.text"):  # fmt: skip
+        module = importlib.import_module(f"central.{name}")
+        assert all(hasattr(module, public) for public in module.__all__), name
