@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import math
 import threading
 import traceback
 from collections.abc import Callable
@@ -331,9 +332,10 @@ class CentralService:
         retry_after = (recent[-1] + window - now).total_seconds()  # the oldest leaves the window
         log.warning("command.rate_limited", site=site_id, limit=limit,
                     window_s=self.config.command_limit_window_s)  # fmt: skip
-        raise TooManyRequests(
-            f"site {site_id!r} was sent {limit} commands in the last "
-            f"{self.config.command_limit_window_s} s (command_limit_per_site)",
+        raise TooManyRequests(  # the dashboard shows this text to the operator: Chinese first
+            f"指令过于频繁，请 {max(1, math.ceil(retry_after))} 秒后再试 / site {site_id!r} was "
+            f"sent {limit} commands in the last {self.config.command_limit_window_s} s "
+            "(command_limit_per_site)",
             retry_after_s=retry_after,
         )
 
