@@ -286,7 +286,10 @@ class CentralService:
         reason. Nothing is recorded or sent in these cases.
         """
         now = self.clock()
-        command = new_command(site_id, args, now=now, ttl_s=ttl_s)
+        try:
+            command = new_command(site_id, args, now=now, ttl_s=ttl_s)
+        except ValueError as exc:  # the contract's own checks (msgspec's ValidationError too)
+            raise CommandRefused(f"invalid command: {exc}") from None
 
         def record() -> mm.Publish:
             with self.sessions.begin() as session:

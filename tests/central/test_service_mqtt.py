@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from central.alarms import WebhookNotifier
 from central.config import CentralConfig
+from central.errors import CommandRefused
 from central.ingest import reject_counts
 from central.models import AlarmType, Command, CommandStatus, EventRecord
 from central.queries import ReadModel
@@ -349,5 +350,22 @@ def test_alarm_timer_and_acknowledgement_through_the_service(
                 await _until(lambda: site_state(central, site_id).alarms == [])
             finally:
                 edge.close()
+
+    _run(main())
+
+
+def test_send_command_refuses_what_the_contract_refuses(
+    mqtt_broker: MosquittoBroker, db_url: str
+) -> None:
+    """The service's own callers get the contract's reason too, and nothing is recorded."""
+
+    async def main() -> None:
+        service = CentralService(_config(mqtt_broker, db_url))
+        with pytest.raises(CommandRefused, match="expires_ts - issued_ts must be in"):
+            await service.send_command("zs-sanxiang-01", mm.ReprintArgs(ticket="A001"),
+                                       ttl_s=10**6)  # fmt: skip
+        with service.sessions() as session:
+            assert session.scalar(select(func.count()).select_from(Command)) == 0
+        service.engine.dispose()
 
     _run(main())
