@@ -16,6 +16,7 @@ The fixtures are in `tests/deploy/conftest.py`; `deploy_production` takes about
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import pwd
@@ -32,6 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -228,6 +230,16 @@ def deploy_production(workdir: Path, database_url: str, terminal_bus: str) -> De
         raise AssertionError(deployment.first.output[-6000:])
     deployment.second = deployment.play("site.yml", "--limit", limit)
     return deployment
+
+
+def load_module(path: Path) -> ModuleType:
+    """A Python file of deploy/ansible (filter plugin, inventory script) as a module."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -1,34 +1,22 @@
-"""The Python parts of deploy/ansible: the Mosquitto password filter and the inventory script."""
+"""The Python parts of deploy/ansible: the Mosquitto password and database URL filters, and the
+inventory script."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from ansible.errors import AnsibleFilterError
 from sqlalchemy.engine import make_url
 
-ANSIBLE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "ansible"
-INVENTORY_SCRIPT = ANSIBLE_DIR / "inventory" / "onedoor_central.py"
+from tests.deploy.fleet import ANSIBLE_DIR, INVENTORY_SCRIPT, load_module
 
-
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-passwd = _load(ANSIBLE_DIR / "roles" / "broker" / "filter_plugins" / "mosquitto_passwd.py")
-database_url = _load(ANSIBLE_DIR / "roles" / "central" / "filter_plugins" / "database_url.py")
+passwd = load_module(ANSIBLE_DIR / "roles" / "broker" / "filter_plugins" / "mosquitto_passwd.py")
+database_url = load_module(ANSIBLE_DIR / "roles" / "central" / "filter_plugins" / "database_url.py")
 
 
 def test_an_entry_made_by_mosquitto_passwd_is_kept_when_the_password_matches(
@@ -89,7 +77,7 @@ def test_the_inventory_script_explains_what_is_wrong(env: dict[str, str], messag
 
 
 def test_the_inventory_script_refuses_an_answer_without_hostvars() -> None:
-    inventory = _load(INVENTORY_SCRIPT)
+    inventory = load_module(INVENTORY_SCRIPT)
     with pytest.raises(inventory.InventoryError, match=r"no _meta\.hostvars"):
         inventory.build_inventory(lambda path: {"all": {"hosts": []}})
     with pytest.raises(inventory.InventoryError, match="site x: bad or missing onedoor_town"):
@@ -126,3 +114,10 @@ def test_without_a_password_the_url_is_unchanged() -> None:
 def test_a_password_that_cannot_go_into_the_url_is_refused(url: str, message: str) -> None:
     with pytest.raises(AnsibleFilterError, match=message):
         database_url.database_url_with_password(url, "secret")
+
+
+def test_a_user_named_twice_is_refused() -> None:
+    """A broker user is a client id: two hosts with one would knock each other off."""
+    with pytest.raises(AnsibleFilterError, match="'zs-01' is named twice"):
+        passwd.mosquitto_password_file([["zs-01", "a"], ["zs-02", "b"], ["zs-01", "c"]])
+    assert passwd.mosquitto_password_file([["b", "x"], ["a", "y"]]).startswith("a:$7$101$")

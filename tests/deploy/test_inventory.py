@@ -19,6 +19,7 @@ from tests.deploy.fleet import (
     ANSIBLE_DIR,
     BROKER,
     CENTRAL,
+    CENTRAL_2,
     INVENTORY_SCRIPT,
     SAMPLE,
     SITE_A,
@@ -28,13 +29,14 @@ from tests.deploy.fleet import (
     FleetBroker,
     ansible_env,
     connect_code,
+    load_module,
+    read_env_file,
     wait_for,
 )
 
 NEW_SITE = "zs-shiqi-03"  # in the registry, not yet deployed: the README's onboarding
-# What only the central knows; the roles read the first with a fallback (edge/defaults).
-LIVE_VARIABLES = ("onedoor_expected_config_version", "onedoor_reported_config_version",
-                  "onedoor_online")
+# What only the central knows (the dynamic inventory's live state).
+LIVE_VARIABLES = load_module(INVENTORY_SCRIPT).LIVE_VARIABLES
 
 
 @pytest.fixture(scope="module")
@@ -141,20 +143,36 @@ def test_the_readme_onboarding_command_includes_the_broker(
     assert f"\n{NEW_SITE}:$7$" in users
 
 
-def test_rotation_runs_with_the_dynamic_inventory(
+def test_rotation_gives_a_site_and_a_replica_new_passwords_the_broker_accepts(
     deployment: Deployment, fleet_broker: FleetBroker, dynamic_env: dict[str, str],
     production_vars: Path,
 ) -> None:
-    old = deployment.password(NEW_SITE)
-    run = deployment.play("rotate-credentials.yml", "--limit", f"broker:{NEW_SITE}",
+    """`rotate-credentials.yml --limit 'broker:...'` with the dynamic inventory (it could
+    not run before: no group `broker`), on the site just onboarded and replica 2 (replica 1
+    is the running central: it would need a restart)."""
+    hosts = (NEW_SITE, CENTRAL_2)
+    old = {host: deployment.password(host) for host in hosts}
+    run = deployment.play("rotate-credentials.yml", "--limit", ":".join(("broker", *hosts)),
                           inventory=("inventory/onedoor_central.py",), env=dynamic_env,
                           vars_file=production_vars)
     assert run.returncode == 0, run.output[-4000:]
-    new = deployment.password(NEW_SITE)
-    assert new != old
+    new = {host: deployment.password(host) for host in hosts}
+    for host in hosts:
+        assert new[host] != old[host]
+        assert len(new[host]) == 32
+    site_file = deployment.root(NEW_SITE) / "etc" / "onedoor" / "mqtt.password"
+    assert site_file.read_text().strip() == new[NEW_SITE]
+    mqtt_config = load_config(deployment.site_config(NEW_SITE)).mqtt
+    assert mqtt_config is not None
+    assert mqtt_config.password == new[NEW_SITE]
+    env = read_env_file(deployment.root(CENTRAL_2) / "etc/onedoor/central.env")
+    assert env["ONEDOOR_CENTRAL_MQTT_PASSWORD"] == new[CENTRAL_2]
     fleet_broker.reload()
-    wait_for(lambda: connect_code(deployment, NEW_SITE, new) == 0, timeout=10)
-    assert connect_code(deployment, NEW_SITE, old) >= 0x80
+    for host in hosts:
+        user = deployment.mqtt_user(host)
+        wait_for(lambda: connect_code(deployment, user, new[host]) == 0, timeout=10)  # noqa: B023
+        assert connect_code(deployment, user, old[host]) >= 0x80
+    assert connect_code(deployment, SITE_A, deployment.password(SITE_A)) == 0  # untouched
 
 
 def test_without_a_broker_the_play_stops_instead_of_naming_localhost(
