@@ -16,6 +16,8 @@ import signal
 import subprocess
 import sys
 import tomllib
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -380,6 +382,24 @@ def test_the_central_runs_on_postgresql_with_a_quoted_password(
         row = connection.execute("SELECT count(*) FROM sites").fetchone()
     assert row is not None
     assert row[0] == 303
+
+
+@pytest.mark.parametrize(("host", "status"), [
+    (CENTRAL, 200),  # onedoor_central_url's name (what nginx passes on), and its own
+    ("localhost", 200),
+    (CENTRAL_2, 400),  # another replica's name
+    ("evil.example.com", 400),
+])
+def test_the_central_answers_under_its_names_only(
+    central_server: CentralServer, host: str, status: int,
+) -> None:
+    request = urllib.request.Request(f"{central_server.url}/healthz", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            answered = response.status
+    except urllib.error.HTTPError as exc:
+        answered = exc.code
+    assert answered == status
 
 
 def test_the_central_signs_sessions_with_the_roles_secret(
