@@ -43,6 +43,7 @@ from edge.devices.base import (
     TerminalBus,
     TicketPrinter,
 )
+from edge.errors import ConfigInvalid
 from edge.input_mark import InputMark
 from firmware_protocols import mqtt_messages as mm
 
@@ -162,26 +163,33 @@ class DeviceSet:
               report: Callable[[mm.DeviceStatus], object]) -> None:
         """Build every driver the config names (at start), each on its own: one that
         cannot be built (a clip folder missing, a pin taken) is logged and reported
-        offline, and the hall runs without it. The terminal bus gets the journaled
-        input marks before it runs."""
+        offline, and the hall runs without it. A config this machine cannot run at
+        all (:class:`~edge.errors.ConfigInvalid` from the factory: no GPIO backend for
+        ``pin_factory``) stops the start with its message. The terminal bus gets the
+        journaled input marks before it runs."""
         marks = list(marks)
         for slot, section in _SECTIONS.items():
             if getattr(config.devices, section) is not None:
-                self._build(slot, config, marks, report)
+                self._build(slot, config, marks, report, starting=True)
 
     def _build(self, slot: Slot, config: EdgeConfig, marks: Iterable[InputMark],
-               report: Callable[[mm.DeviceStatus], object]) -> Device | None:
+               report: Callable[[mm.DeviceStatus], object], *,
+               starting: bool = False) -> Device | None:
         if self._factory is None:
             return None
         section = _SECTIONS[slot]
         only = DevicesConfig(**{section: getattr(config.devices, section)})
         try:
             built = self._factory(dataclasses.replace(config, devices=only), self._inputs)
+        except ConfigInvalid:
+            if starting:
+                raise
+            log.exception("config.part_failed", part=f"devices.{section}")
+            report(self.record_health(self._offline(slot)))
+            return None
         except Exception as exc:  # e.g. a GPIO pin taken, a clip directory missing
             log.error("config.part_failed", part=f"devices.{section}", error=repr(exc))
-            health = DeviceHealth("voice" if slot == "announcer" else slot, _KINDS[slot],
-                                  HealthState.OFFLINE, "open failed")
-            report(self.record_health(health))
+            report(self.record_health(self._offline(slot)))
             return None
         device: Device | None = getattr(built, slot)
         if device is not None:
@@ -189,6 +197,11 @@ class DeviceSet:
                 built.terminals.restore_inputs(marks)
             setattr(self._drivers, slot, device)
         return device
+
+    @staticmethod
+    def _offline(slot: Slot) -> DeviceHealth:
+        return DeviceHealth("voice" if slot == "announcer" else slot, _KINDS[slot],
+                            HealthState.OFFLINE, "open failed")
 
     def start_all(self, start: Starter) -> None:
         for name, device in self.named():

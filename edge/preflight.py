@@ -9,8 +9,11 @@ would stop on; warnings are what it runs without (a driver it reports offline):
   file cannot be written (the daemon cannot journal a single ticket);
 * warning: a voice clip folder missing or incomplete (the voice stays silent
   until ``onedoor edge make-clips``), the folder for WAV announcements cannot be
-  made, a serial port that does not exist (yet: a USB adapter unplugged), the
-  gpiozero pin factory cannot be loaded here (the buttons stay dead).
+  made, a serial port that does not exist (yet: a USB adapter unplugged);
+* warning, though ``run`` stops on it with the same message: the gpiozero pin
+  factory's Python module is not installed here. A control node checks a Pi's
+  file without the Pi's GPIO module, so this does not refuse the file; on the
+  Pi (Ansible validates there) the ``onedoor[pi]`` extra brings it.
 """
 
 from __future__ import annotations
@@ -125,7 +128,7 @@ def _pin_factory(config: EdgeConfig, findings: Findings) -> None:
     if not found:
         findings.warnings.append(
             f"devices.gpio.pin_factory: {gpio.pin_factory} needs the Python module {module}, "
-            "not installed here: the buttons, LEDs and buzzer stay dead")
+            "not installed here: `onedoor edge run` stops on this machine")
 
 
 def check_machine(config: EdgeConfig) -> Findings:
