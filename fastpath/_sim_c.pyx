@@ -1176,7 +1176,9 @@ cdef class Engine:
         if slot == self.target:
             self.target_called = now
         if first_call and serial >= self.warmup:
-            start = t.key if klass == C_APPOINTMENT else t.arrival
+            start = t.arrival  # or the booked time of an early appointment (see the twin)
+            if klass == C_APPOINTMENT and t.key > start:
+                start = t.key
             if now > start:
                 self.wait_sum[service] += now - start
             self.waited[service] += 1

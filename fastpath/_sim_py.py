@@ -763,8 +763,11 @@ class _Run:
         if slot == self.target:
             self.target_called = now
         if first_call and serial >= self.warmup:
-            # An appointment that came early waits from its booked time.
-            start = self.t_key[slot] if klass == APPOINTMENT else self.t_arrival[slot]
+            # A wait begins at the check-in, or at the booked time of an
+            # appointment that checked in early (docs/STATISTICS.md).
+            start = self.t_arrival[slot]
+            if klass == APPOINTMENT and self.t_key[slot] > start:
+                start = self.t_key[slot]
             if now > start:
                 self.wait_sum[service] += now - start
             self.waited[service] += 1

@@ -661,11 +661,13 @@ class DayResult:
     implementation: str = IMPLEMENTATION  # the engine that ran it: "cython" or "python"
 
     def waits(self) -> list[int]:
-        """Per ticket: ms from arrival (booked time for an early appointment) to first call,
-        or -1 if never called."""
+        """Per ticket: ms from the start of its wait to its first call, or -1 if never
+        called. A wait starts at arrival, or at the booked time of an appointment that
+        checked in early: max(issued, booked) (docs/STATISTICS.md)."""
         c = self.columns
         return [
-            -1 if called < 0 else max(0, called - (key if k == APPOINTMENT else arrival))
+            -1 if called < 0 else max(0, called - (max(key, arrival) if k == APPOINTMENT
+                                                   else arrival))
             for arrival, key, k, called in zip(c["arrival"], c["key"], c["klass"], c["called"],
                                                strict=True)
         ]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fastpath import Dispatcher, TicketClass, _sim_py
+from fastpath import Dispatcher, TicketClass
 from fastpath.predict import (
     HallState,
     Predictor,
@@ -20,16 +20,9 @@ from fastpath.predict import (
 from fastpath.simulate import ModelError, example_hall, hall_from_dict, make_engine, simulate_day
 from fastpath.staffing import evaluate_plan, find_plan, format_table, plot_hourly
 from fastpath.types import MINUTE_MS, number_order
-from tests.fastpath.conftest import IMPLEMENTATIONS, load_compiled
 
 HOUR = 60 * MINUTE_MS
 NOW = 10 * HOUR
-
-
-@pytest.fixture(params=IMPLEMENTATIONS)
-def engine_class(request: pytest.FixtureRequest) -> Any:
-    return _sim_py.Engine if request.param == "python" else load_compiled(
-        "fastpath._sim_c").Engine
 
 
 def two_window_hall(minutes: int = 10) -> Any:
