@@ -2,10 +2,9 @@
 """Cython twin of :mod:`fastpath._sim_py`: same API, same results for the same seed.
 
 Read the pure-Python module first: it states the model. Here the run state
-lives in C arrays inside the engine, the pending events sit in a tournament
-tree over fixed slots ordered by (time, sequence) like the twin's heap, and
-the dispatch decisions are the Cython queue core's ``c_select`` called
-directly.
+lives in C arrays inside the engine, the pending events sit in tournament
+trees over fixed slots ordered by (time, kind, slot) like the twin's heap, and
+the dispatch decisions are the Cython queue core's policy, inlined.
 
 The event loops run without the GIL, so another Python thread (the edge
 daemon's event loop, with ``asyncio.to_thread``) keeps running while a day or
@@ -15,10 +14,11 @@ for each other instead of mixing their state.
 
 A prediction builds the hall's state once, saves it (the queue core's
 ``c_save`` and a copy of the engine's arrays) and restores it with
-``memcpy`` for each replication; only the random parts (the arrival stream,
-residual services) are drawn again, in the pure twin's order. The Poisson
-arrivals are not events in a tree: the next one waits in a few fields and the
-loop compares its time with the trees' next event.
+``memcpy`` for each replication; only the random parts (the arrival streams,
+the queued tickets' and the busy windows' draws) are drawn again, in the pure
+twin's order. A ticket's draws for its next call are made when it is queued
+(``_draw_call``): they depend on the ticket alone, so they are off the
+critical path of the call that the policy decides.
 """
 
 import threading
@@ -66,10 +66,13 @@ from fastpath._sim_py import (
     ZIG_NORMAL_K,
     ZIG_NORMAL_R,
     ZIG_NORMAL_W,
-    MAX_NO_SHOW_GAP as _MAX_NO_SHOW_GAP,
+    ARRIVAL_ID as _ARRIVAL_ID,
+    DRAW_SALT as _DRAW_SALT,
+    GOLDEN_GAMMA as _GOLDEN_GAMMA,
+    RESIDUAL_ID as _RESIDUAL_ID,
     arrival_tables,
     event_out_of_range,
-    no_show_rates,
+    no_show_probabilities,
 )
 from fastpath.types import APPOINTMENT as _APPOINTMENT
 from fastpath.types import NORMAL as _NORMAL
@@ -98,8 +101,12 @@ cdef int64_t NEVER = _NEVER
 cdef int64_t NO_ARRIVAL = _NO_ARRIVAL
 cdef int64_t NO_TICKET = -1
 cdef int64_t BUSY_UNKNOWN = _BUSY_UNKNOWN
+cdef int64_t ABSENT = -1                # a ticket's duration when absent at its next call
 cdef double TWO_POW_M53 = 1.0 / 9007199254740992.0
-cdef double MAX_NO_SHOW_GAP = <double> _MAX_NO_SHOW_GAP
+cdef uint64_t GOLDEN = _GOLDEN_GAMMA
+cdef uint64_t DRAW_SALT = _DRAW_SALT
+cdef int64_t ARRIVAL_ID = _ARRIVAL_ID
+cdef int64_t RESIDUAL_ID = _RESIDUAL_ID
 cdef uint64_t SLOT_MASK = (1 << SLOT_BITS) - 1
 
 # The shared tables must agree with the C enums above.
@@ -131,51 +138,70 @@ for _i in range(256):
     ZE_F[_i] = ZIG_EXP_F[_i]
 
 
-cdef struct Rng:
+cdef struct Rng:                    # xoshiro256**: an arrival label's long stream
     uint64_t s[4]
+
+
+cdef struct SplitMix:               # splitmix64: one call of one ticket (ticket_state)
+    uint64_t x
+
+
+ctypedef fused Gen:                 # the ziggurat below serves both
+    Rng
+    SplitMix
 
 
 cdef inline uint64_t _rotl(uint64_t x, int k) noexcept nogil:
     return (x << k) | (x >> (64 - k))
 
 
-cdef void _rng_seed(Rng *r, uint64_t x) noexcept nogil:
-    cdef int i
-    cdef uint64_t z
-    for i in range(4):
-        x += 0x9E3779B97F4A7C15ULL
-        z = x
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
-        r.s[i] = z ^ (z >> 31)
-
-
-cdef inline uint64_t _arrival_seed(uint64_t seed, uint64_t stream) noexcept nogil:
-    """See fastpath._sim_py.arrival_seed."""
-    cdef uint64_t z = seed + (stream + 1) * 0xD1B54A32D192ED03ULL
+cdef inline uint64_t _mix(uint64_t z) noexcept nogil:
+    """See fastpath._sim_py.mix64."""
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
     return z ^ (z >> 31)
 
 
-cdef inline uint64_t _next(Rng *r) noexcept nogil:
-    cdef uint64_t result = _rotl(r.s[1] * 5, 7) * 9
-    cdef uint64_t t = r.s[1] << 17
-    r.s[2] ^= r.s[0]
-    r.s[3] ^= r.s[1]
-    r.s[1] ^= r.s[2]
-    r.s[0] ^= r.s[3]
-    r.s[2] ^= t
-    r.s[3] = _rotl(r.s[3], 45)
-    return result
+cdef void _rng_seed(Rng *r, uint64_t x) noexcept nogil:
+    cdef int i
+    for i in range(4):
+        x += GOLDEN
+        r.s[i] = _mix(x)
 
 
-cdef inline double _uniform(Rng *r) noexcept nogil:
+cdef inline uint64_t _arrival_seed(uint64_t seed, uint64_t stream) noexcept nogil:
+    """See fastpath._sim_py.arrival_seed."""
+    return _mix(seed + (stream + 1) * 0xD1B54A32D192ED03ULL)
+
+
+cdef inline uint64_t _ticket_state(uint64_t base, int64_t ticket_id, int64_t call) noexcept nogil:
+    """See fastpath._sim_py.ticket_state."""
+    return _mix(base + (<uint64_t> (2 * ticket_id + call + 1)) * GOLDEN)
+
+
+cdef inline uint64_t _next(Gen *r) noexcept nogil:
+    cdef uint64_t result, t
+    if Gen is SplitMix:
+        r.x += GOLDEN
+        return _mix(r.x)
+    else:
+        result = _rotl(r.s[1] * 5, 7) * 9
+        t = r.s[1] << 17
+        r.s[2] ^= r.s[0]
+        r.s[3] ^= r.s[1]
+        r.s[1] ^= r.s[2]
+        r.s[0] ^= r.s[3]
+        r.s[2] ^= t
+        r.s[3] = _rotl(r.s[3], 45)
+        return result
+
+
+cdef inline double _uniform(Gen *r) noexcept nogil:
     return <double> (_next(r) >> 11) * TWO_POW_M53
 
 
-cdef double _exponential_slow(Rng *r, uint64_t i, double x) noexcept nogil:
-    """The 1% of exponential draws outside a layer's core: see Xoshiro256.exponential."""
+cdef double _exponential_slow(Gen *r, uint64_t i, double x) noexcept nogil:
+    """The 1% of exponential draws outside a layer's core: see _Ziggurat.exponential."""
     cdef uint64_t u, m
     while True:
         if i == 0:
@@ -190,7 +216,7 @@ cdef double _exponential_slow(Rng *r, uint64_t i, double x) noexcept nogil:
             return x
 
 
-cdef inline double _exponential(Rng *r) noexcept nogil:
+cdef inline double _exponential(Gen *r) noexcept nogil:
     cdef uint64_t u = _next(r)
     cdef uint64_t i = u & 0xFF
     cdef uint64_t m = u >> 11
@@ -200,8 +226,8 @@ cdef inline double _exponential(Rng *r) noexcept nogil:
     return _exponential_slow(r, i, x)
 
 
-cdef double _normal_slow(Rng *r, uint64_t i, uint64_t negative, double x) noexcept nogil:
-    """The 1% of normal draws outside a layer's core: see Xoshiro256.normal."""
+cdef double _normal_slow(Gen *r, uint64_t i, uint64_t negative, double x) noexcept nogil:
+    """The 1% of normal draws outside a layer's core: see _Ziggurat.normal."""
     cdef uint64_t u, m
     cdef double xx, yy
     while True:
@@ -224,7 +250,7 @@ cdef double _normal_slow(Rng *r, uint64_t i, uint64_t negative, double x) noexce
             return x
 
 
-cdef inline double _normal(Rng *r) noexcept nogil:
+cdef inline double _normal(Gen *r) noexcept nogil:
     cdef uint64_t u = _next(r)
     cdef uint64_t i = u & 0xFF
     cdef uint64_t negative = (u >> 8) & 1
@@ -262,6 +288,30 @@ cdef class Xoshiro256:
 
     def normal(self):
         return _normal(&self.r)
+
+
+@cython.final
+cdef class SplitMix64:
+    """splitmix64: the pure twin's generator of one ticket's call, in C."""
+
+    cdef SplitMix g
+
+    def __init__(self, state):
+        if not 0 <= state < (1 << 64):
+            raise ValueError("seed must be in [0, 2**64)")
+        self.g.x = <uint64_t> state
+
+    def next_u64(self):
+        return _next(&self.g)
+
+    def uniform(self):
+        return _uniform(&self.g)
+
+    def exponential(self):
+        return _exponential(&self.g)
+
+    def normal(self):
+        return _normal(&self.g)
 
 
 # -- memory --------------------------------------------------------------------------
@@ -359,6 +409,8 @@ cdef struct Ticket:
     int64_t order
     int64_t arrival
     int64_t serial
+    int64_t id                      # its identity for its draws (ticket_state)
+    int64_t duration                # its next call's service time, or ABSENT (see _draw_call)
     int32_t service
     int32_t klass
     int32_t requeued
@@ -370,7 +422,7 @@ cdef class Engine:
     """See :class:`fastpath._sim_py.Engine`; ``core_class`` is not offered here."""
 
     cdef QueueCore core
-    cdef Rng rng
+    cdef uint64_t draws             # the run's (replication's) seed of ticket draws
     cdef object lock
     cdef readonly Py_ssize_t n_services
     cdef readonly Py_ssize_t n_windows
@@ -387,8 +439,7 @@ cdef class Engine:
     cdef double *d_b
     cdef int64_t *emp_start
     cdef int64_t *emp_vals
-    cdef double *no_show_rate       # see fastpath._sim_py.no_show_rates
-    cdef int64_t *no_show_left      # per service: calls up to its next no-show, 0: none
+    cdef double *no_show_p          # per service: the probability a called citizen is absent
     cdef int64_t no_show_timeout
     cdef bint requeue_once
     cdef int64_t grace
@@ -449,6 +500,8 @@ cdef class Engine:
     cdef double *l_time
     cdef int64_t *l_next            # NO_ARRIVAL: none left
     cdef int64_t *l_booked
+    cdef int64_t *l_count           # arrivals drawn so far
+    cdef int64_t *l_id              # the next arrival's identity (see ticket_state)
     cdef char *l_scheduled
     cdef char *l_lazy
     cdef int64_t arrivals_until
@@ -492,7 +545,7 @@ cdef class Engine:
                 raise ValueError(f"unknown distribution kind {kind}")
             if kind == DIST_EMPIRICAL and not samples:
                 raise ValueError("an empirical distribution needs samples")
-        rates = no_show_rates(no_show_p)
+        absent_p = no_show_probabilities(no_show_p)
         self.n_services = n_s
         self.n_windows = n_w
         self.core = QueueCore(list(sla_ms), list(class_weight_pct))
@@ -525,8 +578,7 @@ cdef class Engine:
         self.d_kind = <int32_t *> self._alloc(n_s, sizeof(int32_t))
         self.d_a = <double *> self._alloc(n_s, sizeof(double))
         self.d_b = <double *> self._alloc(n_s, sizeof(double))
-        self.no_show_rate = <double *> self._alloc(n_s, sizeof(double))
-        self.no_show_left = self._alloc_i64(n_s)
+        self.no_show_p = <double *> self._alloc(n_s, sizeof(double))
         self.emp_start = self._alloc_i64(n_s + 1)
         self.emp_vals = self._alloc_i64(max(1, sum(len(d[3]) for d in dists)))
         total = 0
@@ -536,7 +588,7 @@ cdef class Engine:
             self.d_kind[s] = kind
             self.d_a[s] = a
             self.d_b[s] = b
-            self.no_show_rate[s] = rates[s]
+            self.no_show_p[s] = absent_p[s]
             self.emp_start[s] = total
             for i in range(len(samples)):
                 self.emp_vals[total] = samples[i]
@@ -564,6 +616,8 @@ cdef class Engine:
         self.l_time = <double *> self._alloc(3 * n_s, sizeof(double))
         self.l_next = self._alloc_i64(3 * n_s)
         self.l_booked = self._alloc_i64(3 * n_s)
+        self.l_count = self._alloc_i64(3 * n_s)
+        self.l_id = self._alloc_i64(3 * n_s)
         self.l_scheduled = <char *> self._alloc(3 * n_s, 1)
         self.l_lazy = <char *> self._alloc(3 * n_s, 1)
         self.sv_open = <char *> self._alloc(n_w, 1)
@@ -609,8 +663,7 @@ cdef class Engine:
         PyMem_RawFree(self.ws_start); PyMem_RawFree(self.ws_list); PyMem_RawFree(self.idle_count)
         PyMem_RawFree(self.w_idle)
         PyMem_RawFree(self.d_kind); PyMem_RawFree(self.d_a); PyMem_RawFree(self.d_b)
-        PyMem_RawFree(self.emp_start); PyMem_RawFree(self.emp_vals); PyMem_RawFree(self.no_show_rate)
-        PyMem_RawFree(self.no_show_left)
+        PyMem_RawFree(self.emp_start); PyMem_RawFree(self.emp_vals); PyMem_RawFree(self.no_show_p)
         PyMem_RawFree(self.tk); PyMem_RawFree(self.free_list)
         PyMem_RawFree(self.counter)
         for i in range(9):
@@ -622,6 +675,7 @@ cdef class Engine:
         PyMem_RawFree(self.a_start); PyMem_RawFree(self.a_mean); PyMem_RawFree(self.l_has)
         PyMem_RawFree(self.l_rng); PyMem_RawFree(self.l_seg); PyMem_RawFree(self.l_time)
         PyMem_RawFree(self.l_next); PyMem_RawFree(self.l_booked)
+        PyMem_RawFree(self.l_count); PyMem_RawFree(self.l_id)
         PyMem_RawFree(self.l_scheduled); PyMem_RawFree(self.l_lazy)
         PyMem_RawFree(self.rp_time); PyMem_RawFree(self.rp_service); PyMem_RawFree(self.rp_klass)
         PyMem_RawFree(self.rp_booked)
@@ -651,7 +705,6 @@ cdef class Engine:
             self._load_shifts(shifts)
             self.arrivals_left = max_arrivals
             self._start_arrivals(seed, 0, False)
-            self._start_no_shows()
             for w in range(self.n_windows):
                 self.w_shift[w] = self.sh_start[w]
                 self._schedule_next_open(w, start_ms)
@@ -714,9 +767,10 @@ cdef class Engine:
             self._reset(now_ms, streaks)
             self.horizon = stop
             memcpy(self.counter, &v_counter[0], self.n_services * sizeof(int64_t))
-            for i in range(n_wait):
-                self._add_ticket(q_service[i], q_klass[i], q_key[i], q_order[i], q_issued[i])
-            self.target = self._add_ticket(tag_service, tag_klass, tag_key, tag_order, now_ms)
+            for i in range(n_wait):  # identity: the place in the queue (see ticket_state)
+                self._add_ticket(q_service[i], q_klass[i], q_key[i], q_order[i], q_issued[i], i)
+            self.target = self._add_ticket(tag_service, tag_klass, tag_key, tag_order, now_ms,
+                                           n_wait)
             self.target_group = tag_service * 3 + tag_klass
             self.target_key = tag_key
             self.target_order = tag_order
@@ -739,12 +793,14 @@ cdef class Engine:
                         int64_t horizon_ms, const int64_t *busy_service,
                         const int64_t *busy_since, int64_t *out,
                         bint lazy_arrivals) except -1 nogil:
-        cdef Py_ssize_t rep, w
+        cdef Py_ssize_t rep, w, i
         cdef int64_t called
         for rep in range(replications):
             self._restore(now_ms)
+            self.draws = _arrival_seed(seed ^ DRAW_SALT, rep)
+            for i in range(self.t_n):  # the restored queue's tickets: this replication's draws
+                self._draw_call(&self.tk[i], 0)
             self._start_arrivals(seed, rep, lazy_arrivals)
-            self._start_no_shows()
             self.batch = 1
             for w in range(self.n_windows):
                 if busy_service[w] >= 0:
@@ -764,7 +820,7 @@ cdef class Engine:
     cdef int _start(self, seed, int64_t now_ms, bint record, int64_t warmup) except -1:
         if not 0 <= seed < (1 << 64):
             raise ValueError("seed must be in [0, 2**64)")
-        _rng_seed(&self.rng, <uint64_t> seed)
+        self.draws = _arrival_seed(<uint64_t> seed ^ DRAW_SALT, 0)
         self.record = record
         self.warmup = warmup
         memset(self.wait_sum, 0, self.n_services * sizeof(int64_t))
@@ -899,6 +955,7 @@ cdef class Engine:
                 _rng_seed(&self.l_rng[label], _arrival_seed(seed, replication * n_labels + label))
                 self.l_seg[label] = 0
                 self.l_time[label] = <double> self.a_start[0]
+                self.l_count[label] = 0
                 self._label_next(label)
         for label in range(n_labels):
             self._sync_label(label)
@@ -927,6 +984,8 @@ cdef class Engine:
         self.l_time[label] = candidate
         now = <int64_t> candidate
         self.l_next[label] = now
+        self.l_id[label] = ARRIVAL_ID + self.l_count[label] * self.n_labels + label
+        self.l_count[label] += 1
         if label % 3 == C_APPOINTMENT:  # booked within [now - late, now + early)
             booked = now + <int64_t> (_uniform(rng) * (self.appt_early + self.appt_late)) - self.appt_late
             self.l_booked[label] = booked if booked > 0 else 0
@@ -945,13 +1004,14 @@ cdef class Engine:
 
     cdef int _catch_up(self, Py_ssize_t label) except -1 nogil:
         """See fastpath._sim_py._Run.catch_up."""
-        cdef int64_t time, service = label // 3
+        cdef int64_t time, ticket_id, service = label // 3
         if not self.l_lazy[label] or self.l_scheduled[label]:
             return 0
         while self.l_next[label] < self.now:
             time = self.l_next[label]
+            ticket_id = self.l_id[label]
             self._label_next(label)
-            self._add_ticket(service, label % 3, time, self._take_number(service), time)
+            self._add_ticket(service, label % 3, time, self._take_number(service), time, ticket_id)
         return 0
 
     cdef inline int64_t _take_number(self, Py_ssize_t service) noexcept nogil:
@@ -1012,34 +1072,51 @@ cdef class Engine:
         part of the saved prediction state)."""
         cdef int64_t now = self.now, elapsed = now - busy_since, end = -1, length
         cdef int attempt
+        cdef SplitMix g
+        g.x = _ticket_state(self.draws, RESIDUAL_ID + w, 0)
         for attempt in range(16):
-            length = self._sample_service(busy_service)
+            length = self._sample_service(busy_service, &g)
             if length > elapsed:
                 end = busy_since + length
                 break
         if end < 0:
-            end = now + self._sample_service(busy_service)
+            end = now + self._sample_service(busy_service, &g)
         self._schedule(end, EV_FREE, w)
         return 0
 
     # -- primitives ----------------------------------------------------------------
 
-    cdef inline int64_t _sample_service(self, Py_ssize_t s) noexcept nogil:
+    cdef inline int64_t _sample_service(self, Py_ssize_t s, SplitMix *g) noexcept nogil:
         cdef int32_t kind = self.d_kind[s]
         cdef int64_t value, n, index
         if kind == DIST_LOGNORMAL:
-            value = <int64_t> (exp(self.d_a[s] + self.d_b[s] * _normal(&self.rng)) + 0.5)
+            value = <int64_t> (exp(self.d_a[s] + self.d_b[s] * _normal(g)) + 0.5)
         elif kind == DIST_EXPONENTIAL:
-            value = <int64_t> (self.d_a[s] * _exponential(&self.rng) + 0.5)
+            value = <int64_t> (self.d_a[s] * _exponential(g) + 0.5)
         elif kind == DIST_FIXED:
             value = <int64_t> (self.d_a[s] + 0.5)
         else:
             n = self.emp_start[s + 1] - self.emp_start[s]
-            index = <int64_t> (_uniform(&self.rng) * n)
+            index = <int64_t> (_uniform(g) * n)
             if index >= n:
                 index = n - 1
             value = self.emp_vals[self.emp_start[s] + index]
         return value if value > 0 else 1
+
+    cdef inline void _draw_call(self, Ticket *t, int64_t call) noexcept nogil:
+        """A call's draws (see fastpath._sim_py.ticket_state): absent or how long.
+
+        Drawn when the ticket is queued (or requeued), not when it is called: the
+        draws depend only on the ticket, so the CPU makes them while other events
+        run instead of after the policy's choice, on the call's critical path.
+        """
+        cdef SplitMix g
+        cdef double p = self.no_show_p[t.service]
+        g.x = _ticket_state(self.draws, t.id, call)
+        if p > 0.0 and <double> (g.x >> 11) * TWO_POW_M53 < p:
+            t.duration = ABSENT
+        else:
+            t.duration = self._sample_service(t.service, &g)
 
     cdef void _events_clear(self) noexcept nogil:
         cdef Py_ssize_t i, j
@@ -1061,7 +1138,7 @@ cdef class Engine:
         return 0
 
     cdef inline int64_t _add_ticket(self, int64_t service, int64_t klass, int64_t key, int64_t order,
-                             int64_t arrival) except -2 nogil:
+                             int64_t arrival, int64_t ticket_id) except -2 nogil:
         cdef int64_t slot
         cdef Py_ssize_t cap, c
         cdef Ticket *t
@@ -1080,6 +1157,8 @@ cdef class Engine:
         t.order = order
         t.serial = self.serial
         t.arrival = arrival
+        t.id = ticket_id
+        self._draw_call(t, 0)
         t.requeued = 0
         if self.record:
             if self.serial >= self.col_cap:
@@ -1101,7 +1180,8 @@ cdef class Engine:
         core_push(self.core, slot, service, <int> klass, key, order)
         return slot
 
-    cdef inline int _arrive(self, Py_ssize_t service, int64_t klass, int64_t booked) except -1 nogil:
+    cdef inline int _arrive(self, Py_ssize_t service, int64_t klass, int64_t booked,
+                            int64_t ticket_id) except -1 nogil:
         cdef int64_t now = self.now, key = now, order
         if klass == C_APPOINTMENT:
             if booked < 0 or now > booked + self.grace:
@@ -1118,7 +1198,7 @@ cdef class Engine:
             self.serial += 1
             return 0
         self._catch_up(service * 3 + klass)  # a late appointment queues among the walk-ins
-        self._add_ticket(service, klass, key, order, now)
+        self._add_ticket(service, klass, key, order, now, ticket_id)
         if self.idle_count[service]:
             self._offer(service)
         return 0
@@ -1142,17 +1222,8 @@ cdef class Engine:
                 return 0
         return 0
 
-    cdef void _start_no_shows(self) noexcept nogil:
-        cdef Py_ssize_t s
-        for s in range(self.n_services):
-            self.no_show_left[s] = self._calls_until_no_show(s) if self.no_show_rate[s] > 0.0 else 0
-
-    cdef int64_t _calls_until_no_show(self, Py_ssize_t s) noexcept nogil:
-        cdef double gap = _exponential(&self.rng) / self.no_show_rate[s]
-        return <int64_t> (gap if gap < MAX_NO_SHOW_GAP else MAX_NO_SHOW_GAP) + 1
-
     cdef inline int64_t _try_call(self, Py_ssize_t w) except -2 nogil:
-        cdef int64_t now = self.now, slot, serial, start, end, left
+        cdef int64_t now = self.now, slot, serial, start, end
         cdef Group *group
         cdef int32_t klass, service
         cdef bint first_call, absent
@@ -1182,14 +1253,9 @@ cdef class Engine:
             if now > start:
                 self.wait_sum[service] += now - start
             self.waited[service] += 1
-        left = self.no_show_left[service]
-        absent = left == 1
-        if left:  # 0: the service has no no-shows
-            self.no_show_left[service] = self._calls_until_no_show(service) if absent else left - 1
-        if absent:
-            end = now + self.no_show_timeout
-        else:
-            end = now + self._sample_service(service)
+        # This call's draws were made when the ticket was queued (see _draw_call).
+        absent = t.duration == ABSENT
+        end = now + (self.no_show_timeout if absent else t.duration)
         if self.record:
             if first_call:
                 self.cols[4][serial] = now
@@ -1277,6 +1343,7 @@ cdef class Engine:
             elif self.requeue_once and not t.requeued:
                 t.requeued = 1
                 t.key = self.now
+                self._draw_call(t, 1)
                 self._catch_up(t.service * 3 + t.klass)  # the walk-ins that came meanwhile go first
                 t = &self.tk[slot]
                 self.core.c_push(slot, t.service, t.klass, self.now, t.order)
@@ -1314,17 +1381,17 @@ cdef class Engine:
         return 0
 
     cdef inline int _on_arrival(self, Py_ssize_t label) except -1 nogil:
-        cdef int64_t booked = self.l_booked[label]
+        cdef int64_t booked = self.l_booked[label], ticket_id = self.l_id[label]
         self.arrivals_left -= 1
         self._label_next(label)
-        self._arrive(label // 3, label % 3, booked)
+        self._arrive(label // 3, label % 3, booked, ticket_id)
         self._sync_label(label)
         return 0
 
     cdef int _on_replay(self) except -1 nogil:
         cdef Py_ssize_t i = self.rp_next
         self.rp_next = i + 1
-        self._arrive(self.rp_service[i], self.rp_klass[i], self.rp_booked[i])
+        self._arrive(self.rp_service[i], self.rp_klass[i], self.rp_booked[i], i)
         if i + 1 < self.rp_n:
             self._schedule(self.rp_time[i + 1], EV_REPLAY, 0)
         return 0

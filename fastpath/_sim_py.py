@@ -23,20 +23,23 @@ Staff behaviour that the policy does not decide is fixed here: when a window
 frees it calls at once; an arriving ticket is called by the lowest-numbered
 idle open window that serves its service.
 
-Reproducibility: xoshiro256** streams (seeded with splitmix64) feed the draws,
-each always in the same order. Each (service, class) label has its own Poisson
-arrival stream (per run, or per prediction replication, from
-:func:`arrival_seed`; rates from :func:`arrival_tables`), so a label's arrivals
-are the same whenever they are drawn: a prediction draws a walk-in label only
-while its group is empty, and the rest when they can matter
-(:meth:`_Run.catch_up`). One more stream serves the service times, no-shows and
-residual services in event order. Times are integer ms; exponential and normal
-draws use Marsaglia and Tsang's ziggurat over tables built once here (both
-twins read the same tables), and continuous draws use only IEEE double
-arithmetic and ``log``/``exp`` from the C library, which both twins call, so
-both produce the same numbers bit for bit. Events at the same millisecond run
-in the order (kind, window or label): shift opens, closes, window ends, the
-replay, then arrivals.
+Reproducibility, and common random numbers: every draw is a function of the
+seed and of what it is for, never of the order of events. Each (service,
+class) label has its own Poisson arrival stream (xoshiro256**, per run, or per
+prediction replication, from :func:`arrival_seed`; rates from
+:func:`arrival_tables`), so a label's arrivals are the same whenever they are
+drawn: a prediction draws a walk-in label only while its group is empty, and
+the rest when they can matter (:meth:`_Run.catch_up`). Each call of each
+ticket has its own splitmix64 stream (:func:`ticket_state`) for its no-show
+and its service time, so the same ticket takes as long whichever window calls
+it and however many windows the hall has: two staffing plans, or a prediction
+with and without a staffing move, are compared on the same simulated day.
+Times are integer ms; exponential and normal draws use Marsaglia and Tsang's
+ziggurat over tables built once here (both twins read the same tables), and
+continuous draws use only IEEE double arithmetic and ``log``/``exp`` from the
+C library, which both twins call, so both produce the same numbers bit for
+bit. Events at the same millisecond run in the order (kind, window or label):
+shift opens, closes, window ends, the replay, then arrivals.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ TWO_POW_M53 = 1.0 / 9007199254740992.0
 COLUMNS = ("arrival", "service", "klass", "key", "called", "start", "end", "window", "outcome")
 
 _MASK = (1 << 64) - 1
+GOLDEN_GAMMA = 0x9E3779B97F4A7C15  # splitmix64's increment
 
 
 # --- ziggurat tables (Marsaglia & Tsang 2000, 256 layers) ------------------------
@@ -129,38 +133,20 @@ ZIG_EXP_K, ZIG_EXP_W, ZIG_EXP_F = _ziggurat(
 # --- random numbers -------------------------------------------------------------
 
 
-class Xoshiro256:
-    """xoshiro256** (Blackman & Vigna), seeded by splitmix64 like the reference code."""
+def mix64(z: int) -> int:
+    """splitmix64's output function: a bijection of 64-bit words that mixes every bit."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
 
-    __slots__ = ("_s",)
 
-    def __init__(self, seed: int) -> None:
-        if not 0 <= seed <= _MASK:
-            raise ValueError("seed must be in [0, 2**64)")
-        state = []
-        x = seed
-        for _ in range(4):
-            x = (x + 0x9E3779B97F4A7C15) & _MASK
-            z = x
-            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
-            state.append(z ^ (z >> 31))
-        self._s = state
+class _Ziggurat:
+    """Uniform, exponential and normal draws over a generator's ``next_u64``."""
+
+    __slots__ = ()
 
     def next_u64(self) -> int:
-        s = self._s
-        s0, s1, s2, s3 = s
-        x = (s1 * 5) & _MASK
-        result = ((((x << 7) | (x >> 57)) & _MASK) * 9) & _MASK
-        t = (s1 << 17) & _MASK
-        s2 ^= s0
-        s3 ^= s1
-        s1 ^= s2
-        s0 ^= s3
-        s2 ^= t
-        s3 = ((s3 << 45) | (s3 >> 19)) & _MASK
-        s[0], s[1], s[2], s[3] = s0, s1, s2, s3
-        return result
+        raise NotImplementedError
 
     def uniform(self) -> float:
         """A double in [0, 1) with 53 random bits."""
@@ -203,7 +189,58 @@ class Xoshiro256:
                 return x
 
 
-def sample_service_ms(rng: Xoshiro256, kind: int, a: float, b: float,
+class Xoshiro256(_Ziggurat):
+    """xoshiro256** (Blackman & Vigna), seeded by splitmix64 like the reference code:
+    the long streams (each arrival label's)."""
+
+    __slots__ = ("_s",)
+
+    def __init__(self, seed: int) -> None:
+        if not 0 <= seed <= _MASK:
+            raise ValueError("seed must be in [0, 2**64)")
+        state = []
+        x = seed
+        for _ in range(4):
+            x = (x + GOLDEN_GAMMA) & _MASK
+            state.append(mix64(x))
+        self._s = state
+
+    def next_u64(self) -> int:
+        s = self._s
+        s0, s1, s2, s3 = s
+        x = (s1 * 5) & _MASK
+        result = ((((x << 7) | (x >> 57)) & _MASK) * 9) & _MASK
+        t = (s1 << 17) & _MASK
+        s2 ^= s0
+        s3 ^= s1
+        s1 ^= s2
+        s0 ^= s3
+        s2 ^= t
+        s3 = ((s3 << 45) | (s3 >> 19)) & _MASK
+        s[0], s[1], s[2], s[3] = s0, s1, s2, s3
+        return result
+
+
+class SplitMix64(_Ziggurat):
+    """splitmix64 (Steele, Lea & Flood): the short streams of one ticket's call.
+
+    Free to seed (the state is one word), so every call of every ticket gets its
+    own: see :func:`ticket_state`.
+    """
+
+    __slots__ = ("_x",)
+
+    def __init__(self, state: int) -> None:
+        if not 0 <= state <= _MASK:
+            raise ValueError("seed must be in [0, 2**64)")
+        self._x = state
+
+    def next_u64(self) -> int:
+        self._x = (self._x + GOLDEN_GAMMA) & _MASK
+        return mix64(self._x)
+
+
+def sample_service_ms(rng: _Ziggurat, kind: int, a: float, b: float,
                       samples: Sequence[int]) -> int:
     """One service time in ms (at least 1)."""
     if kind == DIST_EXPONENTIAL:
@@ -219,30 +256,24 @@ def sample_service_ms(rng: Xoshiro256, kind: int, a: float, b: float,
     return value if value > 0 else 1
 
 
-# --- arrivals: one Poisson stream per (service, class) label --------------------
-
-def no_show_rates(no_show_p: Sequence[float]) -> list[float]:
-    """Per service, -ln(1 - p): the rate of the exponential whose floor is a
-    geometric number of calls. Each service draws how many calls until its next
-    no-show instead of one uniform per call: the same Bernoulli(p) sequence of
-    calls, one draw per no-show (both twins take the rates from here)."""
-    rates = []
+def no_show_probabilities(no_show_p: Sequence[float]) -> list[float]:
+    """Per service, the probability that a called citizen is absent (both twins check it)."""
+    out = []
     for p in no_show_p:
         p = float(p)
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"no-show probability {p} is not in [0, 1]")
-        rates.append(-math.log1p(-p) if p < 1.0 else math.inf)
-    return rates
-
-
-# A service's calls until its next no-show are capped here (p tiny: never, in practice).
-MAX_NO_SHOW_GAP = 1 << 62
+        out.append(p)
+    return out
 
 
 def event_out_of_range(time_ms: int, base_ms: int) -> str:
     """The error of an event outside the span a run can order (both twins raise it)."""
     return (f"event at {time_ms} ms: before the run's start ({base_ms} ms) or more than "
             f"2**49 ms after it")
+
+
+# --- arrivals: one Poisson stream per (service, class) label --------------------
 
 
 def arrival_seed(seed: int, stream: int) -> int:
@@ -253,10 +284,37 @@ def arrival_seed(seed: int, stream: int) -> int:
     label's draws do not depend on when the others are drawn (a prediction
     draws a label's arrivals only when they can matter, see _Run.catch_up).
     """
-    z = (seed + (stream + 1) * 0xD1B54A32D192ED03) & _MASK
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
-    return z ^ (z >> 31)
+    return mix64((seed + (stream + 1) * 0xD1B54A32D192ED03) & _MASK)
+
+
+# --- each ticket's own draws ----------------------------------------------------
+#
+# Common random numbers. Each ticket draws its no-show and service time from a
+# stream of its own, seeded by the run (or prediction replication) and the
+# ticket's identity, never by the order of events: the same ticket takes as long
+# whichever window calls it and whatever else the hall does, so two staffing
+# plans (or a prediction with and without a move) are compared on the same day.
+# A ticket's identity is what it is independently of any plan: its place in a
+# replayed list, its place in its label's Poisson stream, its place in a
+# prediction's waiting queue; a busy window's residual service is the window's.
+ARRIVAL_ID = 1 << 40  # + count * labels + label: a label's count-th Poisson arrival
+RESIDUAL_ID = 1 << 41  # + window: the service under way when a prediction starts
+DRAW_SALT = 0x5851F42D4C957F2D  # keeps ticket streams apart from arrival streams
+
+
+def draw_base(seed: int, replication: int) -> int:
+    """The seed of a run's (or a prediction replication's) ticket draws."""
+    return arrival_seed(seed ^ DRAW_SALT, replication)
+
+
+def ticket_state(base: int, ticket_id: int, call: int) -> int:
+    """The draws of one call of one ticket (``call`` 0, or 1 after a requeue).
+
+    The state's top 53 bits, as a uniform in [0, 1), decide the no-show (absent
+    when below the service's probability); a :class:`SplitMix64` from the state
+    draws the service time.
+    """
+    return mix64((base + (2 * ticket_id + call + 1) * GOLDEN_GAMMA) & _MASK)
 
 
 def arrival_tables(
@@ -343,7 +401,7 @@ class Engine:
                 self._windows_of[service].append(widx)
         self._order_base = list(order_base)
         self._dists = [(k, float(a), float(b), list(s)) for k, a, b, s in dists]
-        self._no_show_rate = no_show_rates(no_show_p)
+        self._no_show_p = no_show_probabilities(no_show_p)
         self._no_show_timeout = int(no_show_timeout_ms)
         self._requeue_once = bool(requeue_once)
         self._grace = int(appointment_grace_ms)
@@ -383,7 +441,6 @@ class Engine:
             run.arrivals_left = max_arrivals
             run.start_arrivals(arrival_tables(streams, start_ms, arrivals_until_ms),
                                arrivals_until_ms, seed, 0, lazy=False)
-            run.start_no_shows()
             for widx, intervals in enumerate(shifts):
                 run.set_shifts(widx, intervals, start_ms)
             if replay is not None:
@@ -445,13 +502,16 @@ class Engine:
                 run.reset(now_ms, streaks)
                 run.horizon = stop
                 run.counter = list(counters)
-                for i in queued:
-                    run.add_ticket(w_service[i], w_klass[i], w_key[i], w_order[i], w_issued[i])
-                run.target = run.add_ticket(tagged[0], tagged[1], tagged[2], tagged[3], now_ms)
+                # A waiting ticket's identity is its place in the queue (see ticket_state).
+                for place, i in enumerate(queued):
+                    run.add_ticket(w_service[i], w_klass[i], w_key[i], w_order[i], w_issued[i],
+                                   place)
+                run.target = run.add_ticket(tagged[0], tagged[1], tagged[2], tagged[3], now_ms,
+                                            len(queued))
                 for widx in range(n_windows):
                     run.start_shifts(widx, shifts[widx])
+                run.draws = draw_base(seed, rep)
                 run.start_arrivals(tables, stop, seed, rep, lazy=lazy_arrivals)
-                run.start_no_shows()
                 for widx in range(n_windows):
                     run.set_predicted_window(widx, busy_service[widx], busy_since[widx])
                 for widx in range(n_windows):  # open idle windows call at once, in order
@@ -468,7 +528,9 @@ class _Run:
     def __init__(self, engine: Engine, seed: int, start_ms: int, record: bool,
                  warmup: int) -> None:
         self.e = engine
-        self.rng = Xoshiro256(seed)
+        if not 0 <= seed <= _MASK:
+            raise ValueError("seed must be in [0, 2**64)")
+        self.draws = draw_base(seed, 0)  # see ticket_state
         self.core = engine._core
         self.record = record
         self.warmup = warmup
@@ -500,12 +562,12 @@ class _Run:
         self.t_serial: list[int] = []
         self.t_requeued: list[bool] = []
         self.t_arrival: list[int] = []
+        self.t_id: list[int] = []  # the ticket's identity for its draws (ticket_state)
         self.target = NO_TICKET
         self.target_called = -1
         self.free: list[int] = []
         self.serial = 0
         self.counter = [0] * n_s
-        self.no_show_left = [0] * n_s  # per service: calls up to its next no-show, 0: none
         # Windows.
         self.w_open = [False] * n_w
         self.w_current = [NO_TICKET] * n_w  # slot, BUSY_UNKNOWN or NO_TICKET
@@ -514,17 +576,19 @@ class _Run:
         self.w_shifts: list[list[tuple[int, int]]] = [[] for _ in range(n_w)]
         self.w_shift = [0] * n_w
         # Arrivals, label by label (service * 3 + class): the tables of
-        # arrival_tables, each label's stream (generator, segment, time) and its
-        # next arrival, drawn ahead (ms, booked time), whether that is scheduled,
-        # and whether the label is lazy (see catch_up).
+        # arrival_tables, each label's stream (generator, segment, time, arrivals
+        # drawn) and its next arrival, drawn ahead (ms, booked time, identity),
+        # whether that is scheduled, and whether the label is lazy (see catch_up).
         n_labels = 3 * n_s
         self.tables: tuple[list[int], list[float]] = ([], [])
         self.arrivals_until = NEVER
-        self.l_rng = [self.rng] * n_labels
+        self.l_rng = [Xoshiro256(0)] * n_labels
         self.l_seg = [0] * n_labels
         self.l_time = [0.0] * n_labels
+        self.l_count = [0] * n_labels
         self.l_next = [NO_ARRIVAL] * n_labels
         self.l_booked = [-1] * n_labels
+        self.l_id = [0] * n_labels
         self.l_scheduled = [False] * n_labels
         self.l_lazy = [False] * n_labels
         self.queued = [0] * n_labels  # tickets queued per (service, class) group
@@ -543,16 +607,6 @@ class _Run:
         if not 0 <= time_ms - self.base <= EVENT_SPAN_MS:
             raise OverflowError(event_out_of_range(time_ms, self.base))
         heapq.heappush(self.heap, (time_ms, kind, arg))
-
-    def start_no_shows(self) -> None:
-        """Each service's calls until its next no-show (0: none ever)."""
-        self.no_show_left = [self.calls_until_no_show(s) if rate > 0.0 else 0
-                             for s, rate in enumerate(self.e._no_show_rate)]
-
-    def calls_until_no_show(self, service: int) -> int:
-        """Geometric: the number of calls up to and including the next no-show."""
-        gap = self.rng.exponential() / self.e._no_show_rate[service]
-        return int(min(gap, MAX_NO_SHOW_GAP)) + 1
 
     def start_arrivals(self, tables: tuple[list[int], list[float]], arrivals_until_ms: int,
                        seed: int, replication: int, lazy: bool) -> None:
@@ -573,6 +627,7 @@ class _Run:
                 self.l_rng[label] = Xoshiro256(arrival_seed(seed, replication * n_labels + label))
                 self.l_seg[label] = 0
                 self.l_time[label] = float(starts[0])
+                self.l_count[label] = 0
                 self.label_next(label)
         for label in range(n_labels):
             self.sync_label(label)
@@ -597,6 +652,8 @@ class _Run:
             t = float(starts[seg])
         self.l_seg[label], self.l_time[label] = seg, candidate
         self.l_next[label] = now = int(candidate)
+        self.l_id[label] = ARRIVAL_ID + self.l_count[label] * 3 * self.e.n_services + label
+        self.l_count[label] += 1
         if label % 3 == APPOINTMENT:  # booked within [now - late, now + early)
             span = self.e._appt_early + self.e._appt_late
             self.l_booked[label] = max(0, now + int(rng.uniform() * span) - self.e._appt_late)
@@ -623,9 +680,10 @@ class _Run:
             return
         service, klass = divmod(label, 3)
         while self.l_next[label] < self.now:
-            time_ms = self.l_next[label]
+            time_ms, ticket_id = self.l_next[label], self.l_id[label]
             self.label_next(label)
-            self.add_ticket(service, klass, time_ms, self.take_number(service), time_ms)
+            self.add_ticket(service, klass, time_ms, self.take_number(service), time_ms,
+                            ticket_id)
 
     def take_number(self, service: int) -> int:
         """The next ticket of the service: its order (number_order of its number)."""
@@ -678,28 +736,30 @@ class _Run:
         if busy_service >= 0:
             # Residual service: a draw conditioned on lasting past what has elapsed.
             kind, a, b, samples = self.e._dists[busy_service]
+            rng = SplitMix64(ticket_state(self.draws, RESIDUAL_ID + widx, 0))
             elapsed = now - busy_since
             end = -1
             for _ in range(16):
-                length = sample_service_ms(self.rng, kind, a, b, samples)
+                length = sample_service_ms(rng, kind, a, b, samples)
                 if length > elapsed:
                     end = busy_since + length
                     break
             if end < 0:  # far in the tail: assume it ends within a fresh draw
-                end = now + sample_service_ms(self.rng, kind, a, b, samples)
+                end = now + sample_service_ms(rng, kind, a, b, samples)
             self.w_current[widx] = BUSY_UNKNOWN
             self.w_since[widx] = now
             self.schedule(end, EV_FREE, widx)
 
     # -- tickets -------------------------------------------------------------------
 
-    def add_ticket(self, service: int, klass: int, key: int, order: int, arrival: int) -> int:
+    def add_ticket(self, service: int, klass: int, key: int, order: int, arrival: int,
+                   ticket_id: int) -> int:
         if self.free:
             slot = self.free.pop()
             self.t_service[slot], self.t_klass[slot] = service, klass
             self.t_key[slot], self.t_order[slot] = key, order
             self.t_serial[slot], self.t_requeued[slot] = self.serial, False
-            self.t_arrival[slot] = arrival
+            self.t_arrival[slot], self.t_id[slot] = arrival, ticket_id
         else:
             slot = len(self.t_service)
             self.t_service.append(service)
@@ -709,6 +769,7 @@ class _Run:
             self.t_serial.append(self.serial)
             self.t_requeued.append(False)
             self.t_arrival.append(arrival)
+            self.t_id.append(ticket_id)
         if self.record:
             cols = self.columns
             for name, value in (("arrival", arrival), ("service", service), ("klass", klass),
@@ -720,7 +781,7 @@ class _Run:
         self.queued[service * 3 + klass] += 1
         return slot
 
-    def arrive(self, service: int, klass: int, booked: int) -> None:
+    def arrive(self, service: int, klass: int, booked: int, ticket_id: int) -> None:
         """A citizen takes a ticket now; an idle window serving the service calls it."""
         now = self.now
         key = now
@@ -731,7 +792,7 @@ class _Run:
                 key = booked
         order = self.take_number(service)
         self.catch_up(service * 3 + klass)  # a late appointment queues among the walk-ins
-        self.add_ticket(service, klass, key, order, now)
+        self.add_ticket(service, klass, key, order, now, ticket_id)
         self.offer(service)
 
     def offer(self, service: int) -> None:
@@ -772,15 +833,15 @@ class _Run:
                 self.wait_sum[service] += now - start
             self.waited[service] += 1
         e = self.e
-        left = self.no_show_left[service]
-        absent = left == 1
-        if left:  # 0: the service has no no-shows
-            self.no_show_left[service] = self.calls_until_no_show(service) if absent else left - 1
+        # This call's own draws: absent or not, then how long (see ticket_state).
+        state = ticket_state(self.draws, self.t_id[slot], 0 if first_call else 1)
+        p = e._no_show_p[service]
+        absent = p > 0.0 and (state >> 11) * TWO_POW_M53 < p
         if absent:
             end = now + e._no_show_timeout
         else:
             kind, a, b, samples = e._dists[service]
-            end = now + sample_service_ms(self.rng, kind, a, b, samples)
+            end = now + sample_service_ms(SplitMix64(state), kind, a, b, samples)
         if self.record:
             cols = self.columns
             if first_call:
@@ -875,14 +936,14 @@ class _Run:
 
     def on_arrival(self, label: int) -> None:
         self.arrivals_left -= 1
-        booked = self.l_booked[label]
+        booked, ticket_id = self.l_booked[label], self.l_id[label]
         self.label_next(label)
-        self.arrive(label // 3, label % 3, booked)
+        self.arrive(label // 3, label % 3, booked, ticket_id)
         self.sync_label(label)
 
     def on_replay(self, index: int) -> None:
         times, services, klasses, booked = self.replay
-        self.arrive(int(services[index]), int(klasses[index]), int(booked[index]))
+        self.arrive(int(services[index]), int(klasses[index]), int(booked[index]), index)
         if index + 1 < len(times):
             self.schedule(int(times[index + 1]), EV_REPLAY, index + 1)
 
@@ -898,6 +959,7 @@ class _Run:
 
 
 __all__ = [
+    "ARRIVAL_ID",
     "COLUMNS",
     "DIST_EMPIRICAL",
     "DIST_EXPONENTIAL",
@@ -909,9 +971,15 @@ __all__ = [
     "OUT_NO_SHOW",
     "OUT_SERVING",
     "OUT_UNSERVED",
+    "RESIDUAL_ID",
     "Engine",
+    "SplitMix64",
     "Xoshiro256",
     "arrival_seed",
     "arrival_tables",
+    "draw_base",
+    "mix64",
+    "no_show_probabilities",
     "sample_service_ms",
+    "ticket_state",
 ]

@@ -59,6 +59,17 @@ def test_xoshiro_twins_agree(sim: Any) -> None:
     for _ in range(20_000):
         assert other.normal() == reference.normal()
         assert other.exponential() == reference.exponential()
+    # One ticket's call draws from its own splitmix64 stream (ticket_draws).
+    reference_mix, other_mix = _sim_py.SplitMix64(2**64 - 7), sim.SplitMix64(2**64 - 7)
+    for _ in range(20_000):
+        assert other_mix.next_u64() == reference_mix.next_u64()
+        assert other_mix.uniform() == reference_mix.uniform()
+        assert other_mix.exponential() == reference_mix.exponential()
+        assert other_mix.normal() == reference_mix.normal()
+    # splitmix64's first output from 0, the reference implementation's.
+    assert _sim_py.SplitMix64(0).next_u64() == 0xE220A8397B1DCDAF
+    with pytest.raises(ValueError, match="seed"):
+        sim.SplitMix64(2**64)
     with pytest.raises(ValueError, match="seed"):
         sim.Xoshiro256(-1)
     with pytest.raises(ValueError, match="seed"):
