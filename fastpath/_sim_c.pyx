@@ -25,9 +25,10 @@ import threading
 from array import array
 
 cimport cython
+from cpython cimport array as carray
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
 from libc.math cimport exp, log
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from fastpath._core_c cimport (
@@ -41,6 +42,7 @@ from fastpath._core_c cimport (
 
 from fastpath._sim_py import (
     BUSY_UNKNOWN as _BUSY_UNKNOWN,
+    COLUMN_TYPES,
     COLUMNS,
     DIST_EMPIRICAL as _DIST_EMPIRICAL,
     DIST_EXPONENTIAL as _DIST_EXPONENTIAL,
@@ -72,6 +74,7 @@ from fastpath._sim_py import (
     RESIDUAL_ID as _RESIDUAL_ID,
     arrival_tables,
     event_out_of_range,
+    expected_tickets,
     no_show_probabilities,
 )
 from fastpath.types import APPOINTMENT as _APPOINTMENT
@@ -96,6 +99,7 @@ cdef enum:
     C_PRIORITY = 1
     C_APPOINTMENT = 2
     SLOT_BITS = 12                  # an event's key: time << 15 | kind << SLOT_BITS | slot
+    N_COLUMNS = 10
 
 cdef int64_t NEVER = _NEVER
 cdef int64_t NO_ARRIVAL = _NO_ARRIVAL
@@ -114,6 +118,8 @@ assert (_DIST_EXPONENTIAL, _DIST_LOGNORMAL, _DIST_FIXED, _DIST_EMPIRICAL) == (0,
 assert (_EV_OPEN, _EV_CLOSE, _EV_FREE, _EV_REPLAY, _EV_ARRIVAL) == (0, 1, 2, 3, 4)
 assert _EVENT_SPAN_MS == OD_TMAX
 assert (_OUT_UNSERVED, _OUT_DONE, _OUT_NO_SHOW, _OUT_SERVING) == (0, 1, 2, 3)
+assert COLUMNS == ("arrival", "service", "klass", "key", "called", "start", "end", "window",
+                   "outcome", "wait") and COLUMN_TYPES == tuple("qibqqqqibq")
 assert (_NORMAL, _PRIORITY, _APPOINTMENT) == (0, 1, 2)
 
 
@@ -473,7 +479,19 @@ cdef class Engine:
     # record
     cdef bint record
     cdef int64_t warmup
-    cdef int64_t *cols[9]
+    # The per-ticket records: the arrays handed to the caller (COLUMNS, written
+    # in place, no copy at the end) and their buffers.
+    cdef list col_arrays
+    cdef int64_t *r_arrival
+    cdef int32_t *r_service
+    cdef int8_t *r_klass
+    cdef int64_t *r_key
+    cdef int64_t *r_called
+    cdef int64_t *r_start
+    cdef int64_t *r_end
+    cdef int32_t *r_window
+    cdef int8_t *r_outcome
+    cdef int64_t *r_wait
     cdef Py_ssize_t col_cap
     cdef int64_t *wait_sum
     cdef int64_t *waited
@@ -666,8 +684,6 @@ cdef class Engine:
         PyMem_RawFree(self.emp_start); PyMem_RawFree(self.emp_vals); PyMem_RawFree(self.no_show_p)
         PyMem_RawFree(self.tk); PyMem_RawFree(self.free_list)
         PyMem_RawFree(self.counter)
-        for i in range(9):
-            PyMem_RawFree(self.cols[i])
         PyMem_RawFree(self.wait_sum); PyMem_RawFree(self.waited); PyMem_RawFree(self.busy_ms)
         PyMem_RawFree(self.w_open); PyMem_RawFree(self.w_current); PyMem_RawFree(self.w_absent)
         PyMem_RawFree(self.w_since); PyMem_RawFree(self.sh_start); PyMem_RawFree(self.sh_open)
@@ -695,13 +711,17 @@ cdef class Engine:
         cdef Py_ssize_t w
         if len(shifts) != self.n_windows or len(streams) != self.n_services:
             raise ValueError("shifts need one entry per window, streams one per service")
+        tables = arrival_tables(streams, start_ms, arrivals_until_ms)
         with self.lock:
             self._start(seed, start_ms, record, warmup)
             if replay is not None and len(replay[0]) and replay[0][0] < start_ms:
                 self.base = replay[0][0]  # event keys count from the earliest event
             self._reset(start_ms, [0] * self.n_windows)
-            self._load_arrivals(arrival_tables(streams, start_ms, arrivals_until_ms),
-                                arrivals_until_ms)
+            if record:  # room for the tickets expected, so the records rarely move
+                self.col_arrays = None
+                self._columns(expected_tickets(tables, arrivals_until_ms, max_arrivals,
+                                               len(replay[0]) if replay is not None else 0))
+            self._load_arrivals(tables, arrivals_until_ms)
             self._load_shifts(shifts)
             self.arrivals_left = max_arrivals
             self._start_arrivals(seed, 0, False)
@@ -1140,7 +1160,6 @@ cdef class Engine:
     cdef inline int64_t _add_ticket(self, int64_t service, int64_t klass, int64_t key, int64_t order,
                              int64_t arrival, int64_t ticket_id) except -2 nogil:
         cdef int64_t slot
-        cdef Py_ssize_t cap, c
         cdef Ticket *t
         if self.free_n > 0:
             self.free_n -= 1
@@ -1161,21 +1180,19 @@ cdef class Engine:
         self._draw_call(t, 0)
         t.requeued = 0
         if self.record:
-            if self.serial >= self.col_cap:
-                for c in range(9):
-                    cap = self.col_cap
-                    self.cols[c] = <int64_t *> _grow(self.cols[c], &cap, self.serial + 1,
-                                                     sizeof(int64_t))
-                self.col_cap = cap
-            self.cols[0][self.serial] = arrival
-            self.cols[1][self.serial] = service
-            self.cols[2][self.serial] = klass
-            self.cols[3][self.serial] = key
-            self.cols[4][self.serial] = -1
-            self.cols[5][self.serial] = -1
-            self.cols[6][self.serial] = -1
-            self.cols[7][self.serial] = -1
-            self.cols[8][self.serial] = OUT_UNSERVED
+            if self.serial >= self.col_cap:  # more arrivals than the run expected: rare
+                with gil:
+                    self._columns(2 * self.col_cap + 1024)
+            self.r_arrival[self.serial] = arrival
+            self.r_service[self.serial] = <int32_t> service
+            self.r_klass[self.serial] = <int8_t> klass
+            self.r_key[self.serial] = key
+            self.r_called[self.serial] = -1
+            self.r_start[self.serial] = -1
+            self.r_end[self.serial] = -1
+            self.r_window[self.serial] = -1
+            self.r_outcome[self.serial] = OUT_UNSERVED
+            self.r_wait[self.serial] = -1
         self.serial += 1
         core_push(self.core, slot, service, <int> klass, key, order)
         return slot
@@ -1223,7 +1240,7 @@ cdef class Engine:
         return 0
 
     cdef inline int64_t _try_call(self, Py_ssize_t w) except -2 nogil:
-        cdef int64_t now = self.now, slot, serial, start, end
+        cdef int64_t now = self.now, slot, serial, start, end, waited = 0
         cdef Group *group
         cdef int32_t klass, service
         cdef bint first_call, absent
@@ -1246,23 +1263,25 @@ cdef class Engine:
         first_call = not t.requeued
         if slot == self.target:
             self.target_called = now
-        if first_call and serial >= self.warmup:
+        if first_call:
             start = t.arrival  # or the booked time of an early appointment (see the twin)
             if klass == C_APPOINTMENT and t.key > start:
                 start = t.key
-            if now > start:
-                self.wait_sum[service] += now - start
-            self.waited[service] += 1
+            waited = now - start if now > start else 0
+            if serial >= self.warmup:
+                self.wait_sum[service] += waited
+                self.waited[service] += 1
         # This call's draws were made when the ticket was queued (see _draw_call).
         absent = t.duration == ABSENT
         end = now + (self.no_show_timeout if absent else t.duration)
         if self.record:
             if first_call:
-                self.cols[4][serial] = now
-            self.cols[7][serial] = w
+                self.r_called[serial] = now
+                self.r_wait[serial] = waited
+            self.r_window[serial] = <int32_t> w
             if not absent:
-                self.cols[5][serial] = now
-            self.cols[8][serial] = OUT_SERVING
+                self.r_start[serial] = now
+            self.r_outcome[serial] = OUT_SERVING
         self.w_current[w] = slot
         self.w_absent[w] = absent
         self.w_since[w] = now
@@ -1275,8 +1294,8 @@ cdef class Engine:
         cdef int64_t serial
         if self.record:
             serial = self.tk[slot].serial
-            self.cols[8][serial] = outcome
-            self.cols[6][serial] = self.now
+            self.r_outcome[serial] = <int8_t> outcome
+            self.r_end[serial] = self.now
         if self.free_n == self.free_cap:
             self.free_list = <int32_t *> _grow(self.free_list, &self.free_cap, self.free_n + 1,
                                                sizeof(int32_t))
@@ -1348,7 +1367,7 @@ cdef class Engine:
                 t = &self.tk[slot]
                 self.core.c_push(slot, t.service, t.klass, self.now, t.order)
                 if self.record:
-                    self.cols[8][t.serial] = OUT_UNSERVED
+                    self.r_outcome[t.serial] = OUT_UNSERVED
                 if self.w_open[w]:
                     self._try_call(w)
                 self._refresh_idle(w)
@@ -1396,16 +1415,39 @@ cdef class Engine:
             self._schedule(self.rp_time[i + 1], EV_REPLAY, 0)
         return 0
 
-    cdef object _column(self, int c):
-        out = array("q")
-        if self.serial:
-            out.frombytes((<char *> self.cols[c])[:self.serial * sizeof(int64_t)])
-        return list(out)
+    cdef int _columns(self, Py_ssize_t capacity) except -1:
+        """Make room for ``capacity`` tickets' records (new arrays if there are none)."""
+        cdef Py_ssize_t c
+        cdef carray.array column
+        cdef void *buffers[N_COLUMNS]
+        if self.col_arrays is None:
+            self.col_arrays = [carray.clone(array(code), capacity, False)
+                               for code in COLUMN_TYPES]
+        for c in range(N_COLUMNS):
+            column = self.col_arrays[c]
+            if len(column) != capacity:
+                carray.resize(column, capacity)
+            buffers[c] = column.data.as_voidptr
+        self.r_arrival = <int64_t *> buffers[0]
+        self.r_service = <int32_t *> buffers[1]
+        self.r_klass = <int8_t *> buffers[2]
+        self.r_key = <int64_t *> buffers[3]
+        self.r_called = <int64_t *> buffers[4]
+        self.r_start = <int64_t *> buffers[5]
+        self.r_end = <int64_t *> buffers[6]
+        self.r_window = <int32_t *> buffers[7]
+        self.r_outcome = <int8_t *> buffers[8]
+        self.r_wait = <int64_t *> buffers[9]
+        self.col_cap = capacity
+        return 0
 
     cdef object _result(self):
         columns = None
         if self.record:
-            columns = {name: self._column(c) for c, name in enumerate(COLUMNS)}
+            self._columns(self.serial)
+            columns = dict(zip(COLUMNS, self.col_arrays))
+            self.col_arrays = None  # the caller's now; the next run gets new ones
+            self.col_cap = 0
         return {
             "n_tickets": self.serial,
             "end_ms": self.now,

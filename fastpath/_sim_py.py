@@ -49,6 +49,7 @@ import heapq
 import itertools
 import math
 import threading
+from array import array
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,7 +84,14 @@ EVENT_SPAN_MS = (1 << 49) - 2  # events run at most this long after a run's star
 BUSY_UNKNOWN = -2  # a window serving someone from before the prediction started
 TWO_POW_M53 = 1.0 / 9007199254740992.0
 
-COLUMNS = ("arrival", "service", "klass", "key", "called", "start", "end", "window", "outcome")
+# The per-ticket records of a run (``record=True``), one array per column (of
+# the type code in COLUMN_TYPES: times int64, indices int32, classes and
+# outcomes int8), indexed by the ticket's serial (order of arrival). -1: not yet
+# / never. "wait" is ms from the start of the wait (arrival, or the booked time
+# of an appointment that checked in early: docs/STATISTICS.md) to the first call.
+COLUMNS = ("arrival", "service", "klass", "key", "called", "start", "end", "window", "outcome",
+           "wait")
+COLUMN_TYPES = ("q", "i", "b", "q", "q", "q", "q", "i", "b", "q")
 
 _MASK = (1 << 64) - 1
 GOLDEN_GAMMA = 0x9E3779B97F4A7C15  # splitmix64's increment
@@ -351,6 +359,26 @@ def arrival_tables(
                     if rate * share > 0.0 and label != skip:
                         means[label * n_seg + seg] = 1.0 / (rate * share)
     return seg_starts, means
+
+
+def expected_tickets(tables: tuple[list[int], list[float]], until_ms: int, max_arrivals: int,
+                     replayed: int) -> int:
+    """Room for a run's records: its expected arrivals plus 6 standard deviations.
+
+    The compiled twin sizes its record arrays with it once, so they rarely move.
+    """
+    starts, means = tables
+    n_seg = len(starts)
+    mean = 0.0
+    for seg in range(n_seg):
+        length = (starts[seg + 1] if seg + 1 < n_seg else until_ms) - starts[seg]
+        if length > 0:
+            mean += sum(length / m for m in means[seg::n_seg] if m > 0.0)
+    poisson = min(float(max_arrivals), mean + 6.0 * math.sqrt(mean), float(MAX_EXPECTED))
+    return int(poisson) + replayed + 64
+
+
+MAX_EXPECTED = 1 << 24  # records for more tickets than this grow as they come
 
 
 # --- the engine -----------------------------------------------------------------
@@ -774,7 +802,7 @@ class _Run:
             cols = self.columns
             for name, value in (("arrival", arrival), ("service", service), ("klass", klass),
                                 ("key", key), ("called", -1), ("start", -1), ("end", -1),
-                                ("window", -1), ("outcome", OUT_UNSERVED)):
+                                ("window", -1), ("outcome", OUT_UNSERVED), ("wait", -1)):
                 cols[name].append(value)
         self.serial += 1
         self.core.push(slot, service, klass, key, order)
@@ -823,15 +851,17 @@ class _Run:
         first_call = not self.t_requeued[slot]
         if slot == self.target:
             self.target_called = now
-        if first_call and serial >= self.warmup:
+        waited = 0
+        if first_call:
             # A wait begins at the check-in, or at the booked time of an
             # appointment that checked in early (docs/STATISTICS.md).
             start = self.t_arrival[slot]
             if klass == APPOINTMENT and self.t_key[slot] > start:
                 start = self.t_key[slot]
-            if now > start:
-                self.wait_sum[service] += now - start
-            self.waited[service] += 1
+            waited = max(0, now - start)
+            if serial >= self.warmup:
+                self.wait_sum[service] += waited
+                self.waited[service] += 1
         e = self.e
         # This call's own draws: absent or not, then how long (see ticket_state).
         state = ticket_state(self.draws, self.t_id[slot], 0 if first_call else 1)
@@ -846,6 +876,7 @@ class _Run:
             cols = self.columns
             if first_call:
                 cols["called"][serial] = now
+                cols["wait"][serial] = waited
             cols["window"][serial] = widx
             if not absent:
                 cols["start"][serial] = now
@@ -954,13 +985,16 @@ class _Run:
             "wait_sum": list(self.wait_sum),
             "waited": list(self.waited),
             "busy_ms": list(self.busy_ms),
-            "columns": self.columns if self.record else None,
+            "columns": ({name: array(code, self.columns[name])
+                         for name, code in zip(COLUMNS, COLUMN_TYPES, strict=True)}
+                        if self.record else None),
         }
 
 
 __all__ = [
     "ARRIVAL_ID",
     "COLUMNS",
+    "COLUMN_TYPES",
     "DIST_EMPIRICAL",
     "DIST_EXPONENTIAL",
     "DIST_FIXED",

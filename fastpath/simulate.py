@@ -30,6 +30,7 @@ import math
 import os
 import tomllib
 import unicodedata
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -652,36 +653,36 @@ class DaySummary:
 
 @dataclass(frozen=True, slots=True)
 class DayResult:
-    """Per-ticket records of one simulated day (columns indexed by ticket serial)."""
+    """Per-ticket records of one simulated day: the engine's ``COLUMNS``, one array
+    each, indexed by ticket serial (order of arrival)."""
 
     model: HallModel
     seed: int
-    columns: dict[str, list[int]]
+    columns: dict[str, array[int]]
     busy_ms: list[int]
     implementation: str = IMPLEMENTATION  # the engine that ran it: "cython" or "python"
 
-    def waits(self) -> list[int]:
+    def waits(self) -> array[int]:
         """Per ticket: ms from the start of its wait to its first call, or -1 if never
         called. A wait starts at arrival, or at the booked time of an appointment that
-        checked in early: max(issued, booked) (docs/STATISTICS.md)."""
-        c = self.columns
-        return [
-            -1 if called < 0 else max(0, called - (max(key, arrival) if k == APPOINTMENT
-                                                   else arrival))
-            for arrival, key, k, called in zip(c["arrival"], c["key"], c["klass"], c["called"],
-                                               strict=True)
-        ]
+        checked in early: max(issued, booked) (docs/STATISTICS.md); the engine
+        measures it when it calls the ticket."""
+        return self.columns["wait"]
 
     def summary(self) -> DaySummary:
         c = self.columns
         waits = self.waits()
-        per_service: dict[str, WaitStats] = {}
-        for index, model in enumerate(self.model.services):
-            mine = [i for i, s in enumerate(c["service"]) if s == index]
-            per_service[model.service.id] = WaitStats.of(
-                len(mine), (waits[i] for i in mine if waits[i] >= 0),
-                model.service.sla_minutes * MINUTE_MS,
-            )
+        by_service: list[list[int]] = [[] for _ in self.model.services]
+        tickets = [0] * len(self.model.services)
+        for service, wait in zip(c["service"], waits, strict=True):
+            tickets[service] += 1
+            if wait >= 0:
+                by_service[service].append(wait)
+        per_service = {
+            model.service.id: WaitStats.of(tickets[index], by_service[index],
+                                           model.service.sla_minutes * MINUTE_MS)
+            for index, model in enumerate(self.model.services)
+        }
         called = [w for w in waits if w >= 0]
         overall = WaitStats.of(len(waits), called, 0)
         overall = WaitStats(overall.tickets, overall.called, overall.mean_ms, overall.p50_ms,
