@@ -72,17 +72,23 @@ def mmc_engine(engine_class: Any, servers: int) -> Any:
 
 
 def mmc_mean_wait(engine_class: Any, servers: int, rho: float, customers: int, seed: int,
-                  warmup: int = 0) -> float:
-    """Mean wait (ms) of an M/M/c run in onedoor's engine (FIFO: one service, no classes)."""
+                  warmup: int = 0, record: bool = False) -> float:
+    """Mean wait (ms) of an M/M/c run in onedoor's engine (FIFO: one service, no classes).
+
+    ``record``: keep every customer's records too (what ``simulate_day``, the CLI
+    and staffing use: ten columns of arrays); the mean still comes from the
+    engine's totals, equal to the records' (tested).
+    """
     engine = mmc_engine(engine_class, servers)
     rate = rho * servers / MEAN_SERVICE_MS
     result = engine.run(seed, 0, [[(0, ALWAYS_OPEN_MS)]] * servers, [([0], [rate], 0.0, 0.0)],
-                        max_arrivals=customers, record=False, warmup=warmup)
+                        max_arrivals=customers, record=record, warmup=warmup)
     return float(result["wait_sum"][0] / result["waited"][0])
 
 
-def _onedoor(engine_class: Any, servers: int, rho: float, customers: int) -> float:
-    return mmc_mean_wait(engine_class, servers, rho, customers, seed=1)
+def _onedoor(engine_class: Any, servers: int, rho: float, customers: int,
+             record: bool = False) -> float:
+    return mmc_mean_wait(engine_class, servers, rho, customers, seed=1, record=record)
 
 
 def _simpy(servers: int, rho: float, customers: int) -> float:
@@ -153,8 +159,15 @@ def mmc_throughput(servers: int = 10, rho: float = 0.9, customers: int = 2_000_0
         compiled = importlib.import_module("fastpath._sim_c").Engine
         results["onedoor-cython"] = _rate(
             lambda: _onedoor(compiled, servers, rho, customers), customers)
+        # With every customer's records (ten columns), as simulate_day keeps them:
+        # the first run in this process, then two more (the records' memory is new
+        # to the process the first time: the kernel clears its pages).
+        results["onedoor-cython-records"] = [_rate(
+            lambda: _onedoor(compiled, servers, rho, customers, record=True), customers)
+            for _ in range(3)]
     except ImportError:
         results["onedoor-cython"] = None
+        results["onedoor-cython-records"] = None
     results["onedoor-pure"] = _rate(
         lambda: _onedoor(_sim_py.Engine, servers, rho, pure_customers), pure_customers)
     results["simpy"] = _rate(lambda: _simpy(servers, rho, simpy_customers), simpy_customers)
@@ -165,6 +178,10 @@ def mmc_throughput(servers: int = 10, rho: float = 0.9, customers: int = 2_000_0
             fastest["customers_per_s"] / results[other]["customers_per_s"], 1)
         results[f"cpu_ratio_vs_{other}"] = round(
             fastest["customers_per_cpu_s"] / results[other]["customers_per_cpu_s"], 1)
+    if results["onedoor-cython-records"]:
+        results["cpu_ratio_records_vs_simpy"] = [
+            round(run["customers_per_cpu_s"] / results["simpy"]["customers_per_cpu_s"], 1)
+            for run in results["onedoor-cython-records"]]
     return results
 
 
