@@ -613,12 +613,12 @@ class WaitStats:
     p50_ms: int
     p90_ms: int
     p99_ms: int
-    over_sla: int
+    over_sla: int | None  # None: no SLA to be over (a service without sla_minutes)
 
     @classmethod
     def of(cls, tickets: int, waits: Iterable[int], sla_ms: int) -> WaitStats:
         values = sorted(waits)
-        over = sum(1 for w in values if w > sla_ms) if sla_ms > 0 else 0
+        over = sum(1 for w in values if w > sla_ms) if sla_ms > 0 else None
         return cls(tickets, len(values), sum(values) / len(values) if values else 0.0,
                    percentile(values, 50), percentile(values, 90), percentile(values, 99), over)
 
@@ -685,9 +685,9 @@ class DayResult:
         }
         called = [w for w in waits if w >= 0]
         overall = WaitStats.of(len(waits), called, 0)
+        with_sla = [s.over_sla for s in per_service.values() if s.over_sla is not None]
         overall = WaitStats(overall.tickets, overall.called, overall.mean_ms, overall.p50_ms,
-                            overall.p90_ms, overall.p99_ms,
-                            sum(s.over_sla for s in per_service.values()))
+                            overall.p90_ms, overall.p99_ms, sum(with_sla) if with_sla else None)
         open_ms = [sum(b - a for a, b in shifts) for shifts in self.model.window_shifts()]
         return DaySummary(
             hall=self.model.name, seed=self.seed, implementation=self.implementation,

@@ -1,8 +1,7 @@
-"""Wait prediction from a hall state, and the staffing search."""
+"""Wait prediction from a hall state."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,6 @@ from fastpath.predict import (
     state_from_day,
 )
 from fastpath.simulate import ModelError, example_hall, hall_from_dict, make_engine, simulate_day
-from fastpath.staffing import evaluate_plan, find_plan, format_table, plot_hourly
 from fastpath.types import MINUTE_MS, number_order
 
 HOUR = 60 * MINUTE_MS
@@ -122,45 +120,6 @@ def test_prediction_beats_the_naive_formula_on_a_busy_day() -> None:
         count += 1
     assert count > 20
     assert sim_err < naive_err
-
-
-def test_staffing_finds_a_feasible_smaller_plan(tmp_path: Path) -> None:
-    hall = example_hall("comprehensive_hall")
-    from fastpath.simulate import generate_arrivals
-
-    arrivals = generate_arrivals(hall, 2)
-    seen: list[tuple[int, int, str]] = []
-    result = find_plan(hall, arrivals, 20, replications=2,
-                       progress=lambda d, t, label: seen.append((d, t, label)))
-    assert result.proposed is not None
-    assert result.proposed.feasible(result.sla_ms)
-    assert result.proposed.windows <= hall.n_windows
-    # Greedy minimality: taking one more window from any group breaks the SLA.
-    for group, count in enumerate(result.proposed.plan):
-        if count:
-            fewer = list(result.proposed.plan)
-            fewer[group] -= 1
-            assert not evaluate_plan(hall, fewer, arrivals, [1, 2]).feasible(result.sla_ms)
-    assert seen[-1][2] == "done"
-    assert len(seen) >= result.evaluations
-    table = format_table(result)
-    assert "合计 total" in table
-    assert str(result.proposed.windows) in table
-    out = tmp_path / "plot.png"
-    plot_hourly(result, out)
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(ModelError, match="SLA"):
-        find_plan(hall, arrivals, 0)
-
-
-def test_impossible_sla_reports_no_plan() -> None:
-    hall = two_window_hall(minutes=30)
-    from fastpath.simulate import Arrivals
-
-    burst = Arrivals(tuple(NOW + i for i in range(40)), (0,) * 40, (0,) * 40, (-1,) * 40)
-    result = find_plan(hall, burst, 1, replications=1, max_factor=2)
-    assert result.proposed is None
-    assert "no plan" in format_table(result)
 
 
 def test_windows_closed_for_lunch_reopen_in_the_prediction(engine_class: Any) -> None:
