@@ -119,7 +119,13 @@ class Predictor:
     def waits(self, state: HallState, service_id: str, klass: TicketClass | int,
               replications: int = 1000, seed: int = 0, horizon_ms: int = DEFAULT_HORIZON_MS,
               booked_ms: int | None = None) -> list[int]:
-        """Simulated waits (ms) of a ticket taken at ``state.now_ms``, one per replication."""
+        """Simulated waits (ms) of a ticket taken at ``state.now_ms``, one per replication.
+
+        A wait runs from the ticket's issue to its call, or, for an appointment that
+        checks in before its booked time, from the booked time (docs/STATISTICS.md):
+        the same wait as the hall's statistics count. A replication in which the
+        ticket is not called within ``horizon_ms`` gives ``horizon_ms``.
+        """
         if state.model is not self.model:
             raise ModelError("this hall state belongs to another hall model")
         if replications < 1:
@@ -150,6 +156,9 @@ class Predictor:
              [t.order for t in w], [t.issued_ms for t in w]),
             counters, model.streams(), tagged,
         )
+        early = key - now if klass is TicketClass.APPOINTMENT else 0
+        if early > 0:  # an early appointment waits from its booked time
+            waits = [w if w >= horizon_ms else max(0, w - early) for w in waits]
         return waits
 
     def shifts(self, state: HallState) -> list[list[tuple[int, int]]]:

@@ -161,3 +161,21 @@ def test_no_arrivals_after_the_kiosks_stop(engine_class: Any) -> None:
     busy = HallState(hall, now, (), (WindowNow(18 * HOUR, 0, now),), (10,))
     # Busy until 16:11; nobody can come after 16:00, so the new ticket goes next.
     assert predictor.predict(busy, "a", 0, 5).p90_ms == 10 * MINUTE_MS
+
+
+def test_an_early_appointment_is_predicted_to_wait_from_its_booked_time(
+        engine_class: Any) -> None:
+    # docs/STATISTICS.md: the wait of an appointment that checks in early starts at its
+    # booked time. Both windows are busy until +10 min; checked in now for +4 min, the
+    # appointment is called at +10: a wait of 6 minutes, as the hall will count it.
+    hall = two_window_hall()
+    predictor = Predictor(hall, make_engine(hall, engine_class))
+    windows = (WindowNow(17 * HOUR, 0, NOW), WindowNow(17 * HOUR, 1, NOW))
+    state = HallState(hall, NOW, (), windows, (0, 0))
+    booked = NOW + 4 * MINUTE_MS
+    prediction = predictor.predict(state, "a", TicketClass.APPOINTMENT, 5, booked_ms=booked)
+    assert (prediction.p50_ms, prediction.p90_ms) == (6 * MINUTE_MS, 6 * MINUTE_MS)
+    # Checked in after its booked time (within the grace period): from the check-in.
+    late = predictor.predict(state, "a", TicketClass.APPOINTMENT, 5,
+                             booked_ms=NOW - 4 * MINUTE_MS)
+    assert late.p50_ms == 10 * MINUTE_MS
