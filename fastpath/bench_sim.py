@@ -4,18 +4,15 @@
   onedoor (Cython engine, pure-Python engine), SimPy and Ciw, and the ratios;
 * :func:`prediction_latency`: ``predict_wait`` for a 220-window hall with 300
   waiting tickets, 100 and 1,000 replications;
-* :func:`prediction_accuracy`: mean absolute error of the prediction and of
-  the naive formula against the realised wait, on simulated days;
-* :func:`run_all`: all three.
+* :func:`run_all`: these and the prediction against the published
+  predictors (:mod:`fastpath.bench_predict`).
 
 SimPy and Ciw are dev dependencies used here only.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-import math
 import statistics
 import time
 from collections.abc import Callable
@@ -27,15 +24,12 @@ from fastpath.predict import (
     Predictor,
     WaitingTicket,
     WindowNow,
-    naive_wait,
-    state_from_day,
 )
 from fastpath.simulate import (
     DIST_EXPONENTIAL,
     HallModel,
     Xoshiro256,
     example_hall,
-    simulate_day,
 )
 from fastpath.types import MINUTE_MS, number_order
 
@@ -238,52 +232,15 @@ def prediction_latency(replication_counts: tuple[int, ...] = (100, 1000),
     return out
 
 
-def without_no_shows(model: HallModel) -> HallModel:
-    services = tuple(dataclasses.replace(m, no_show=0.0) for m in model.services)
-    return dataclasses.replace(model, services=services)
-
-
-def prediction_accuracy(hall: str = "comprehensive_hall", days: int = 3, every: int = 10,
-                        replications: int = 200) -> dict[str, Any]:
-    """MAE (minutes) of the simulated p50 and of the naive formula vs the realised wait.
-
-    Days follow the hall's time-varying profile and mixed services; each
-    ``every``-th ticket gets both predictions from the exact state at its
-    arrival (no-shows off: the records cannot rebuild a requeued ticket).
-    """
-    model = without_no_shows(example_hall(hall))
-    predictor = Predictor(model)
-    sim_errors: list[float] = []
-    naive_errors: list[float] = []
-    for day_seed in range(100, 100 + days):
-        day = simulate_day(model, day_seed, engine=predictor.engine)
-        realised = day.waits()
-        for serial in range(0, len(realised), every):
-            if realised[serial] < 0 or day.columns["klass"][serial] == 2:
-                continue  # unserved, or an appointment (waits from its booked time)
-            state = state_from_day(day, serial)
-            service_id = model.services[day.columns["service"][serial]].service.id
-            klass = day.columns["klass"][serial]
-            prediction = predictor.predict(state, service_id, klass, replications,
-                                           seed=serial)
-            sim_errors.append(abs(prediction.p50_ms - realised[serial]))
-            naive_errors.append(abs(naive_wait(state, service_id) - realised[serial]))
-    sim_mae = statistics.fmean(sim_errors) / MINUTE_MS
-    naive_mae = statistics.fmean(naive_errors) / MINUTE_MS
-    return {
-        "hall": hall, "days": days, "tickets_predicted": len(sim_errors),
-        "replications": replications,
-        "simulation_mae_min": round(sim_mae, 2), "naive_mae_min": round(naive_mae, 2),
-        "naive_over_simulation": round(naive_mae / sim_mae, 2) if sim_mae else math.inf,
-    }
-
-
 def run_all() -> dict[str, Any]:
+    from fastpath.bench_predict import prediction_report
+
     return {
         "mmc_throughput": mmc_throughput(),
         "prediction_latency": prediction_latency(),
-        "prediction_accuracy": {
-            hall: prediction_accuracy(hall) for hall in ("comprehensive_hall", "city_hall")
+        "prediction_against_baselines": {
+            hall: prediction_report(hall, days) for hall, days in (("comprehensive_hall", 8),
+                                                                   ("city_hall", 3))
         },
     }
 
@@ -294,8 +251,6 @@ __all__ = [
     "mmc_engine",
     "mmc_mean_wait",
     "mmc_throughput",
-    "prediction_accuracy",
     "prediction_latency",
     "run_all",
-    "without_no_shows",
 ]

@@ -101,7 +101,7 @@ def test_state_from_live_dispatcher() -> None:
 
 
 def test_prediction_beats_the_naive_formula_on_a_busy_day() -> None:
-    from fastpath.bench_sim import without_no_shows
+    from fastpath.bench_predict import without_no_shows
 
     hall = without_no_shows(example_hall("comprehensive_hall"))
     predictor = Predictor(hall)
@@ -179,3 +179,33 @@ def test_an_early_appointment_is_predicted_to_wait_from_its_booked_time(
     late = predictor.predict(state, "a", TicketClass.APPOINTMENT, 5,
                              booked_ms=NOW - 4 * MINUTE_MS)
     assert late.p50_ms == 10 * MINUTE_MS
+
+
+def test_published_baselines_on_a_known_state() -> None:
+    # The benchmark's baselines, by hand: two windows serving a and b alike (nobody
+    # arrives, so each service has half of each window), fixed 10-minute services.
+    from fastpath.bench_predict import Capacity, Rates, Ticket, baseline_predictions
+
+    hall = two_window_hall()
+    windows = (WindowNow(17 * HOUR, 0, NOW - 4 * MINUTE_MS), WindowNow(17 * HOUR, 1,
+                                                                       NOW - 9 * MINUTE_MS))
+    waiting = (ticket(0, 1, NOW - 5 * MINUTE_MS), ticket(1, 1, NOW - 4 * MINUTE_MS),
+               ticket(0, 2, NOW - 3 * MINUTE_MS))
+    state = HallState(hall, NOW, waiting, windows, (2, 1))
+    rates = Rates(hall)
+    capacity = Capacity(state, Predictor(hall).shifts(state), rates)
+    assert capacity.rate(0, NOW) == pytest.approx(1 / (10 * MINUTE_MS))  # one window's worth
+    new = Ticket(0, 0, NOW, number_order("A", 3))
+    calls = baseline_predictions(state, new, capacity, rates, 5 * MINUTE_MS,
+                                 (NOW - MINUTE_MS, 2 * MINUTE_MS), "a")
+    assert calls["QL"] == pytest.approx(30 * MINUTE_MS)  # (2 ahead + 1) x 10 min / 1 window
+    assert calls["QL-tv"] == pytest.approx(30 * MINUTE_MS)  # nothing varies, nobody overtakes
+    assert calls["HOL"] == 5 * MINUTE_MS
+    assert calls["LES"] == 2 * MINUTE_MS
+    assert calls["naive"] == 10 * MINUTE_MS  # 2 ahead x 10 min / 2 open windows
+    # A priority ticket ages twice as fast: the normal ones 5 and 3 minutes old stay
+    # ahead of it for 5 and 3 minutes only, so it is called after the first completion.
+    urgent = Ticket(0, 1, NOW, number_order("A", 3))
+    calls = baseline_predictions(state, urgent, capacity, rates, None, None, "a")
+    assert calls["QL"] == pytest.approx(10 * MINUTE_MS)
+    assert calls["HOL"] == calls["LES"] == 0
