@@ -1,3 +1,4 @@
+from array import array
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,3 +62,18 @@ class Engine:
         tagged: tuple[int, int, int, int],
         lazy_arrivals: bool = True,
     ) -> list[int]: ...
+    def forecast(
+        self,
+        seed: int,
+        replications: int,
+        now_ms: int,
+        until_ms: int,
+        count_until_ms: int,
+        shifts: Sequence[Sequence[tuple[int, int]]],
+        busy_service: Sequence[int],
+        busy_since: Sequence[int],
+        streaks: Sequence[int],
+        waiting: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int], Sequence[int]],
+        counters: Sequence[int],
+        streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
+    ) -> dict[str, array[int]]: ...

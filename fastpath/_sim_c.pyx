@@ -29,6 +29,7 @@ from cpython cimport array as carray
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
 from libc.math cimport exp, log
 from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
+from libc.stdlib cimport qsort
 from libc.string cimport memcpy, memset
 
 from fastpath._core_c cimport (
@@ -364,6 +365,11 @@ cdef extern from *:
     void _prefault "od_prefault"(void *ptr, size_t size) noexcept nogil
 
 
+cdef int _compare_i64(const void *a, const void *b) noexcept nogil:
+    cdef int64_t x = (<const int64_t *> a)[0], y = (<const int64_t *> b)[0]
+    return (x > y) - (x < y)
+
+
 cdef void *_resize(void *ptr, Py_ssize_t n, size_t item) except NULL:
     """Realloc ``ptr`` to exactly ``max(1, n)`` items."""
     cdef void *grown = PyMem_RawRealloc(ptr, max(1, n) * item)
@@ -551,6 +557,19 @@ cdef class Engine:
     cdef int64_t *rp_booked
     cdef Py_ssize_t rp_n
     cdef Py_ssize_t rp_next
+    # a forecast's records (see forecast): per counted ticket, its replication,
+    # service, wait and whether it was called
+    cdef bint fc_on
+    cdef int64_t fc_count_until
+    cdef int64_t fc_replication
+    cdef int32_t *fc_rep
+    cdef int32_t *fc_service
+    cdef int64_t *fc_wait
+    cdef int8_t *fc_called
+    cdef Py_ssize_t fc_n
+    cdef Py_ssize_t fc_cap
+    cdef int64_t *fc_scratch
+    cdef Py_ssize_t fc_scratch_cap
     # the saved prediction state (see predict)
     cdef Ticket *sv_tk
     cdef Py_ssize_t sv_t_n
@@ -722,6 +741,8 @@ cdef class Engine:
         PyMem_RawFree(self.sv_idle); PyMem_RawFree(self.sv_idle_count)
         PyMem_RawFree(self.sv_shift); PyMem_RawFree(self.sv_counter)
         PyMem_RawFree(self.sv_current); PyMem_RawFree(self.sv_since)
+        PyMem_RawFree(self.fc_rep); PyMem_RawFree(self.fc_service); PyMem_RawFree(self.fc_wait)
+        PyMem_RawFree(self.fc_called); PyMem_RawFree(self.fc_scratch)
 
     # -- public entry points -------------------------------------------------------
 
@@ -763,9 +784,51 @@ cdef class Engine:
         arrays first), so a worker thread can call this while the caller's
         event loop goes on.
         """
+        cdef int64_t tag_service = tagged[0], tag_klass = tagged[1]
+        if not (0 <= tag_service < self.n_services and 0 <= tag_klass < 3):
+            raise IndexError("tagged ticket with service or class out of range")
+        # The new ticket's own group is left out of the arrivals: see the pure twin.
+        tables = arrival_tables(streams, now_ms, now_ms + horizon_ms,
+                                tag_service * 3 + tag_klass if tag_klass != C_APPOINTMENT else -1)
+        waits = array("q", bytes(8 * max(0, replications)))
+        self._from_state(seed, replications, now_ms, now_ms + horizon_ms, shifts, busy_service,
+                         busy_since, streaks, waiting, counters, tables, tagged, lazy_arrivals,
+                         waits)
+        return list(waits)
+
+    def forecast(self, seed, Py_ssize_t replications, int64_t now_ms, int64_t until_ms,
+                 int64_t count_until_ms, shifts, busy_service, busy_since, streaks, waiting,
+                 counters, streams):
+        """See :meth:`fastpath._sim_py.Engine.forecast`; the GIL is released while it runs."""
+        tables = arrival_tables(streams, now_ms, until_ms)
+        self.fc_n = 0
+        self.fc_on = 1
+        self.fc_count_until = count_until_ms
+        try:
+            self._from_state(seed, replications, now_ms, until_ms, shifts, busy_service,
+                             busy_since, streaks, waiting, counters, tables, None, False, None)
+        finally:
+            self.fc_on = 0
+        return {"replication": self._fc_column("i", self.fc_rep, sizeof(int32_t)),
+                "service": self._fc_column("i", self.fc_service, sizeof(int32_t)),
+                "wait": self._fc_column("q", self.fc_wait, sizeof(int64_t)),
+                "called": self._fc_column("b", self.fc_called, sizeof(int8_t))}
+
+    cdef object _fc_column(self, str code, void *buffer, size_t size):
+        column = array(code)
+        if self.fc_n:
+            column.frombytes((<char *> buffer)[:self.fc_n * size])
+        return column
+
+    cdef int _from_state(self, seed, Py_ssize_t replications, int64_t now_ms, int64_t stop,
+                         shifts, busy_service, busy_since, streaks, waiting, counters, tables,
+                         tagged, bint lazy_arrivals, waits) except -1:
+        """Simulate ``replications`` times from a hall state (a prediction's, or a
+        forecast's when ``tagged`` is None); see the pure twin's ``_from_state``."""
         cdef Py_ssize_t n_w = self.n_windows, i, w, n_wait
-        cdef int64_t stop = now_ms + horizon_ms
         cdef uint64_t c_seed
+        cdef int64_t *out = NULL
+        cdef int64_t[:] out_view
         if not (len(shifts) == len(busy_service) == len(busy_since) == len(streaks) == n_w):
             raise ValueError("window state needs one entry per window")
         if replications < 0:
@@ -782,23 +845,17 @@ cdef class Engine:
         cdef int64_t[:] v_bsvc = array("q", list(busy_service) + [0])
         cdef int64_t[:] v_bsince = array("q", list(busy_since) + [0])
         cdef int64_t[:] v_counter = array("q", counters)
-        cdef int64_t tag_service = tagged[0], tag_klass = tagged[1]
-        cdef int64_t tag_key = tagged[2], tag_order = tagged[3]
         if len(counters) != self.n_services:
             raise ValueError("counters need one entry per service")
-        # The new ticket's own group is left out of the arrivals: see the pure twin.
-        tables = arrival_tables(streams, now_ms, stop,
-                                tag_service * 3 + tag_klass if tag_klass != C_APPOINTMENT else -1)
         for i in range(n_wait):
             if not (0 <= q_service[i] < self.n_services and 0 <= q_klass[i] < 3):
                 raise IndexError("waiting ticket with service or class out of range")
-        if not (0 <= tag_service < self.n_services and 0 <= tag_klass < 3):
-            raise IndexError("tagged ticket with service or class out of range")
         for w in range(n_w):
             if v_bsvc[w] >= self.n_services:
                 raise IndexError("busy_service out of range")
-        waits = array("q", bytes(8 * replications))
-        cdef int64_t[:] out = waits
+        if waits is not None and replications:
+            out_view = waits
+            out = &out_view[0]
         with self.lock:
             self._start(seed, now_ms, False, 0)
             self._load_arrivals(tables, stop)
@@ -809,11 +866,12 @@ cdef class Engine:
             memcpy(self.counter, &v_counter[0], self.n_services * sizeof(int64_t))
             for i in range(n_wait):  # identity: the place in the queue (see ticket_state)
                 self._add_ticket(q_service[i], q_klass[i], q_key[i], q_order[i], q_issued[i], i)
-            self.target = self._add_ticket(tag_service, tag_klass, tag_key, tag_order, now_ms,
-                                           n_wait)
-            self.target_group = tag_service * 3 + tag_klass
-            self.target_key = tag_key
-            self.target_order = tag_order
+            if tagged is not None:
+                self.target = self._add_ticket(tagged[0], tagged[1], tagged[2], tagged[3],
+                                               now_ms, n_wait)
+                self.target_group = tagged[0] * 3 + tagged[1]
+                self.target_key = tagged[2]
+                self.target_order = tagged[3]
             for w in range(n_w):
                 self._start_shifts(w)
             for w in range(n_w):  # busy windows: all but their (random) end
@@ -824,10 +882,9 @@ cdef class Engine:
             self._save()
             c_seed = seed
             with nogil:
-                self._replicate(c_seed, replications, now_ms, horizon_ms, &v_bsvc[0],
-                                &v_bsince[0], &out[0] if replications else NULL,
-                                lazy_arrivals)
-        return list(waits)
+                self._replicate(c_seed, replications, now_ms, stop - now_ms, &v_bsvc[0],
+                                &v_bsince[0], out, lazy_arrivals)
+        return 0
 
     cdef int _replicate(self, uint64_t seed, Py_ssize_t replications, int64_t now_ms,
                         int64_t horizon_ms, const int64_t *busy_service,
@@ -848,11 +905,65 @@ cdef class Engine:
             self.batch = 0
             # The set-up scheduled window ends only: the other tree is as restored.
             _rebuild(self.trees[TREE_FREE].key, self.trees[TREE_FREE].n_leaves)
+            self.fc_replication = rep
             for w in range(self.n_windows):  # open idle windows call at once, in order
                 if self.w_open[w] and self.w_current[w] == NO_TICKET:
                     self._try_call(w)
             called = self._loop(now_ms + horizon_ms)
-            out[rep] = horizon_ms if called < 0 else called - now_ms
+            if self.fc_on:
+                self._fc_never_called(now_ms + horizon_ms)
+            else:
+                out[rep] = horizon_ms if called < 0 else called - now_ms
+        return 0
+
+    cdef inline int _fc_add(self, int64_t service, int64_t wait, int8_t called) except -1 nogil:
+        """A forecast's record of one counted ticket (see forecast)."""
+        cdef Py_ssize_t cap
+        if self.fc_n == self.fc_cap:
+            cap = self.fc_cap
+            self.fc_rep = <int32_t *> _grow(self.fc_rep, &cap, self.fc_n + 1, sizeof(int32_t))
+            cap = self.fc_cap
+            self.fc_service = <int32_t *> _grow(self.fc_service, &cap, self.fc_n + 1,
+                                                sizeof(int32_t))
+            cap = self.fc_cap
+            self.fc_wait = <int64_t *> _grow(self.fc_wait, &cap, self.fc_n + 1, sizeof(int64_t))
+            cap = self.fc_cap
+            self.fc_called = <int8_t *> _grow(self.fc_called, &cap, self.fc_n + 1, sizeof(int8_t))
+            self.fc_cap = cap
+        self.fc_rep[self.fc_n] = <int32_t> self.fc_replication
+        self.fc_service[self.fc_n] = <int32_t> service
+        self.fc_wait[self.fc_n] = wait
+        self.fc_called[self.fc_n] = called
+        self.fc_n += 1
+        return 0
+
+    cdef int _fc_never_called(self, int64_t until_ms) except -1 nogil:
+        """The counted tickets still waiting at the end, service by service, shortest
+        wait first (the pure twin's order): their wait so far."""
+        cdef Py_ssize_t s, slot, n
+        cdef int64_t start
+        cdef Ticket *t
+        cdef int64_t *waits
+        for s in range(self.n_services):
+            n = 0
+            waits = self.fc_scratch
+            for slot in range(self.t_n):
+                t = &self.tk[slot]
+                if (slot < self.core._tcap and self.core._tgroup[slot] >= 0 and t.service == s
+                        and not t.requeued and t.arrival < self.fc_count_until):
+                    start = t.arrival
+                    if t.klass == C_APPOINTMENT and t.key > start:
+                        start = t.key
+                    if n == self.fc_scratch_cap:
+                        self.fc_scratch = <int64_t *> _grow(self.fc_scratch, &self.fc_scratch_cap,
+                                                            n + 1, sizeof(int64_t))
+                        waits = self.fc_scratch
+                    waits[n] = until_ms - start if until_ms > start else 0
+                    n += 1
+            if n:
+                qsort(waits, n, sizeof(int64_t), _compare_i64)
+                for slot in range(n):
+                    self._fc_add(s, waits[slot], 0)
         return 0
 
     # -- set-up ------------------------------------------------------------------
@@ -1291,6 +1402,8 @@ cdef class Engine:
             if serial >= self.warmup:
                 self.wait_sum[service] += waited
                 self.waited[service] += 1
+            if self.fc_on and t.arrival < self.fc_count_until:
+                self._fc_add(service, waited, 1)
         # This call's draws were made when the ticket was queued (see _draw_call).
         absent = t.duration == ABSENT
         end = now + (self.no_show_timeout if absent else t.duration)

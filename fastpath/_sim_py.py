@@ -50,7 +50,7 @@ import itertools
 import math
 import threading
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fastpath._core_py import NO_TICKET
@@ -504,6 +504,74 @@ class Engine:
         ``lazy_arrivals=False`` draws every walk-in as it comes instead of when
         it can matter (see :meth:`_Run.catch_up`): slower, for tests.
         """
+        stop = now_ms + horizon_ms
+        if not (0 <= tagged[0] < self.n_services and 0 <= tagged[1] < 3):
+            raise IndexError("tagged ticket with service or class out of range")
+        # Later arrivals in the new ticket's own (service, class) group queue behind
+        # it, and only a group's head is ever compared, so until it is called they
+        # change nothing: they are not drawn at all. (An appointment's group is
+        # ordered by booked times, which may come before it.)
+        own = tagged[0] * 3 + tagged[1] if tagged[1] != APPOINTMENT else -1
+        tables = arrival_tables(streams, now_ms, stop, own)
+        waits = []
+        for run in self._from_state(seed, replications, now_ms, stop, shifts, busy_service,
+                                    busy_since, streaks, waiting, counters, tables, tagged,
+                                    lazy_arrivals):
+            called = run.loop(stop)
+            waits.append(horizon_ms if called < 0 else called - now_ms)
+        return waits
+
+    def forecast(
+        self,
+        seed: int,
+        replications: int,
+        now_ms: int,
+        until_ms: int,
+        count_until_ms: int,
+        shifts: Sequence[Sequence[tuple[int, int]]],
+        busy_service: Sequence[int],
+        busy_since: Sequence[int],
+        streaks: Sequence[int],
+        waiting: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int], Sequence[int]],
+        counters: Sequence[int],
+        streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
+    ) -> dict[str, array[int]]:
+        """Every ticket's wait from a hall state, replication by replication.
+
+        The state as in :meth:`predict` (without a new ticket); the hall runs until
+        ``until_ms`` with arrivals from ``streams``. The tickets counted are those
+        waiting at ``now_ms`` and those arriving before ``count_until_ms``. Returns
+        arrays with one entry per counted ticket and replication: ``replication``,
+        ``service``, ``wait`` (ms from the start of its wait to its first call, or,
+        for one not called by ``until_ms``, to ``until_ms``) and ``called`` (1, or 0
+        for those). The called ones come in the order they were called, then the
+        others service by service, shortest wait first.
+        """
+        tables = arrival_tables(streams, now_ms, until_ms)
+        out: dict[str, array[int]] = {name: array(code) for name, code in (
+            ("replication", "i"), ("service", "i"), ("wait", "q"), ("called", "b"))}
+        for run in self._from_state(seed, replications, now_ms, until_ms, shifts, busy_service,
+                                    busy_since, streaks, waiting, counters, tables, None, False,
+                                    (out, count_until_ms)):
+            run.loop(until_ms)
+            run.count_never_called(until_ms)
+        return out
+
+    def _from_state(
+        self, seed: int, replications: int, now_ms: int, stop: int,
+        shifts: Sequence[Sequence[tuple[int, int]]], busy_service: Sequence[int],
+        busy_since: Sequence[int], streaks: Sequence[int],
+        waiting: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int], Sequence[int]],
+        counters: Sequence[int], tables: tuple[list[int], list[float]],
+        tagged: tuple[int, int, int, int] | None, lazy_arrivals: bool,
+        counting: tuple[dict[str, array[int]], int] | None = None,
+    ) -> Iterator[_Run]:
+        """Each replication of a run from a hall state, set up and ready to loop.
+
+        With ``tagged``, a prediction: the new ticket is queued last. With
+        ``counting`` (records, count until), a forecast. The engine's lock is held
+        until the last replication has been taken.
+        """
         n_windows = self.n_windows
         if not len(shifts) == len(busy_service) == len(busy_since) == len(streaks) == n_windows:
             raise ValueError("window state needs one entry per window")
@@ -511,19 +579,16 @@ class Engine:
             raise ValueError("replications must be >= 0")
         if len(counters) != self.n_services:
             raise ValueError("counters need one entry per service")
-        stop = now_ms + horizon_ms
-        # Later arrivals in the new ticket's own (service, class) group queue behind
-        # it, and only a group's head is ever compared, so until it is called they
-        # change nothing: they are not drawn at all. (An appointment's group is
-        # ordered by booked times, which may come before it.)
-        own = tagged[0] * 3 + tagged[1] if tagged[1] != APPOINTMENT else -1
-        tables = arrival_tables(streams, now_ms, stop, own)
+        w_service, w_klass, w_key, w_order, w_issued = waiting
+        if any(not (0 <= s < self.n_services and 0 <= k < 3)
+               for s, k in zip(w_service, w_klass, strict=True)):
+            raise IndexError("waiting ticket with service or class out of range")
+        if any(s >= self.n_services for s in busy_service):
+            raise IndexError("busy_service out of range")
         with self._lock:
             run = _Run(self, seed, now_ms, False, 0)
-            w_service, w_klass, w_key, w_order, w_issued = waiting
             # Queue order (key, order) so that every push is an append to its group.
             queued = sorted(range(len(w_service)), key=lambda i: (w_key[i], w_order[i]))
-            waits = []
             for rep in range(replications):
                 # First what every replication shares (the compiled twin builds it
                 # once and restores it), then the random parts, in this order.
@@ -534,20 +599,22 @@ class Engine:
                 for place, i in enumerate(queued):
                     run.add_ticket(w_service[i], w_klass[i], w_key[i], w_order[i], w_issued[i],
                                    place)
-                run.target = run.add_ticket(tagged[0], tagged[1], tagged[2], tagged[3], now_ms,
-                                            len(queued))
+                if tagged is not None:
+                    run.target = run.add_ticket(tagged[0], tagged[1], tagged[2], tagged[3],
+                                                now_ms, len(queued))
                 for widx in range(n_windows):
                     run.start_shifts(widx, shifts[widx])
                 run.draws = draw_base(seed, rep)
+                run.replication = rep
+                if counting is not None:
+                    run.counted, run.count_until = counting
                 run.start_arrivals(tables, stop, seed, rep, lazy=lazy_arrivals)
                 for widx in range(n_windows):
                     run.set_predicted_window(widx, busy_service[widx], busy_since[widx])
                 for widx in range(n_windows):  # open idle windows call at once, in order
                     if run.w_open[widx] and run.w_current[widx] == NO_TICKET:
                         run.try_call(widx)
-                called = run.loop(stop)
-                waits.append(horizon_ms if called < 0 else called - now_ms)
-            return waits
+                yield run
 
 
 class _Run:
@@ -621,6 +688,11 @@ class _Run:
         self.l_lazy = [False] * n_labels
         self.queued = [0] * n_labels  # tickets queued per (service, class) group
         self.horizon = NEVER  # prediction: events after it never run, so are not scheduled
+        # A forecast's records (see Engine.forecast): the tickets arriving before
+        # count_until are counted, into these arrays.
+        self.counted: dict[str, array[int]] | None = None
+        self.count_until = NEVER
+        self.replication = 0
         self.arrivals_left = NEVER
         self.replay: tuple[Sequence[int], ...] = ((), (), (), ())
         self.replay_next = 0
@@ -862,6 +934,8 @@ class _Run:
             if serial >= self.warmup:
                 self.wait_sum[service] += waited
                 self.waited[service] += 1
+            if self.counted is not None and self.t_arrival[slot] < self.count_until:
+                self.count(service, waited, 1)
         e = self.e
         # This call's own draws: absent or not, then how long (see ticket_state).
         state = ticket_state(self.draws, self.t_id[slot], 0 if first_call else 1)
@@ -886,6 +960,26 @@ class _Run:
         self.w_since[widx] = now
         self.schedule(end, EV_FREE, widx)
         return slot
+
+    def count(self, service: int, wait: int, called: int) -> None:
+        """A forecast's record of one counted ticket."""
+        assert self.counted is not None
+        for name, value in (("replication", self.replication), ("service", service),
+                            ("wait", wait), ("called", called)):
+            self.counted[name].append(value)
+
+    def count_never_called(self, until_ms: int) -> None:
+        """The counted tickets still waiting, service by service, shortest wait first."""
+        for service in range(self.e.n_services):
+            waits = []
+            for slot in self.core.queued(service):
+                if not self.t_requeued[slot] and self.t_arrival[slot] < self.count_until:
+                    start = self.t_arrival[slot]
+                    if self.t_klass[slot] == APPOINTMENT and self.t_key[slot] > start:
+                        start = self.t_key[slot]
+                    waits.append(max(0, until_ms - start))
+            for wait in sorted(waits):
+                self.count(service, wait, 0)
 
     def release(self, slot: int, outcome: int) -> None:
         if self.record:

@@ -209,6 +209,23 @@ def test_twins_agree_on_random_predictions(case: tuple[list[Any], dict[str, Any]
     assert compiled.predict(**state) == expected
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=predictions())
+def test_twins_agree_on_random_forecasts(case: tuple[list[Any], dict[str, Any]]) -> None:
+    # A forecast simulates every ticket's wait from the same kind of state.
+    args, state = case
+    now = state["now_ms"]
+    forecast = {key: value for key, value in state.items()
+                if key not in ("tagged", "horizon_ms")}
+    forecast.update(until_ms=now + state["horizon_ms"], count_until_ms=now + HOUR // 2)
+    expected = _sim_py.Engine(*args).forecast(**forecast)
+    compiled = load_compiled("fastpath._sim_c").Engine(*args)
+    assert compiled.forecast(**forecast) == expected
+    assert compiled.predict(**state) == _sim_py.Engine(*args).predict(**state)
+    assert compiled.forecast(**forecast) == expected  # reusable, nothing left over
+    assert len(expected["wait"]) >= len(state["waiting"][0]) * state["replications"]
+
+
 def test_engine_shared_between_threads(sim: Any) -> None:
     # Each entry point holds the engine's lock (the compiled loops run without
     # the GIL), so threads sharing one engine get what one thread would.

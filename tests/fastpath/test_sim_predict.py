@@ -209,3 +209,27 @@ def test_published_baselines_on_a_known_state() -> None:
     calls = baseline_predictions(state, urgent, capacity, rates, None, None, "a")
     assert calls["QL"] == pytest.approx(10 * MINUTE_MS)
     assert calls["HOL"] == calls["LES"] == 0
+
+
+def test_forecast_follows_every_ticket(engine_class: Any) -> None:
+    # The forecast behind the staffing advice: every ticket waiting now and arriving
+    # before a time, its wait. Frees at +1 (A001, waited 6), +6 (B001, 10), +11 (A002, 14);
+    # with 12 minutes simulated, nobody arriving: all three called, the same every time.
+    hall = two_window_hall()
+    engine = make_engine(hall, engine_class)
+    waiting = ([0, 1, 0], [0, 0, 0], [NOW - 5 * MINUTE_MS, NOW - 4 * MINUTE_MS,
+                                      NOW - 3 * MINUTE_MS],
+               [number_order("A", 1), number_order("B", 1), number_order("A", 2)],
+               [NOW - 5 * MINUTE_MS, NOW - 4 * MINUTE_MS, NOW - 3 * MINUTE_MS])
+    args = {"shifts": [[(NOW, 17 * HOUR)]] * 2, "busy_service": [0, 1],
+                "busy_since": [NOW - 4 * MINUTE_MS, NOW - 9 * MINUTE_MS], "streaks": [0, 0],
+                "waiting": waiting, "counters": [2, 1], "streams": hall.streams()}
+    out = engine.forecast(3, 2, NOW, NOW + 12 * MINUTE_MS, NOW + 12 * MINUTE_MS, **args)
+    assert list(out["replication"]) == [0, 0, 0, 1, 1, 1]
+    assert list(out["service"]) == [0, 1, 0] * 2
+    assert list(out["wait"]) == [6 * MINUTE_MS, 10 * MINUTE_MS, 14 * MINUTE_MS] * 2
+    assert list(out["called"]) == [1, 1, 1] * 2
+    # Stopped at +8: A002 has not been called; it counts with its wait so far, 11 minutes.
+    out = engine.forecast(3, 1, NOW, NOW + 8 * MINUTE_MS, NOW + 8 * MINUTE_MS, **args)
+    assert list(zip(out["service"], out["wait"], out["called"], strict=True)) == [
+        (0, 6 * MINUTE_MS, 1), (1, 10 * MINUTE_MS, 1), (0, 11 * MINUTE_MS, 0)]
