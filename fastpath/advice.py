@@ -28,13 +28,14 @@ afternoon). The tickets that count are those waiting now (except those already
 past their SLA: that breach has happened, no move can undo it) and those
 arriving in the next ``horizon_ms``; each is followed until it is called, or
 until ``horizon_ms`` plus the largest SLA (a ticket still waiting then is past
-any SLA). A service *breaches* when more than 10% of its counted waits, pooled
-over the replications, pass its SLA (its p90 is above the SLA) and it expects
-at least :data:`MIN_TICKETS` tickets per replication.
+any SLA). A service *breaches* when its p90 wait passes its SLA in at least
+``confidence`` (0.7 by default) of the simulated futures and it expects at
+least :data:`MIN_TICKETS` tickets per replication.
 
 The moves, cheapest first, each simulated on the same replications (common
 random numbers: the same citizens, the same service times) and accepted only
-if no service breaches afterwards:
+if afterwards no service's p90 passes its SLA in more than ``1 - confidence``
+of the futures:
 
 1. ``switch``: an open window serves only the breaching service, or serves it
    too at its top weight (the windows whose own services have the most slack
@@ -59,7 +60,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,25 +69,25 @@ from fastpath.simulate import HallModel, ModelError, WindowGroup, make_engine
 from fastpath.types import APPOINTMENT, MINUTE_MS
 
 HOUR_MS = 60 * MINUTE_MS
-P90_SHARE = 0.10  # a p90 above the SLA: more than this share of waits above it
 MIN_TICKETS = 3.0  # a service expecting fewer tickets per replication is not judged
-SWITCH_WINDOWS = 3  # window profiles tried for a switch (and for opening)
+SWITCH_KINDS = 2  # kinds of windows tried for a switch (and for opening)
 EMERGENCY = "应急窗口"
 
 
 @dataclass(frozen=True, slots=True)
 class Outlook:
-    """One service over the next hour, pooled over the replications."""
+    """One service over the next hour."""
 
     service_id: str
     sla_ms: int
     tickets: float  # counted tickets per replication
-    p90_ms: int  # of their waits (nearest rank)
-    over_share: float  # of their waits above the SLA
+    p90_ms: int  # of their waits, pooled over the replications (nearest rank)
+    over_share: float  # of their waits above the SLA, pooled
+    breach_probability: float  # share of replications in which its p90 passes the SLA
 
-    @property
-    def breaches(self) -> bool:
-        return self.tickets >= MIN_TICKETS and self.over_share > P90_SHARE
+    def breaches(self, probability: float) -> bool:
+        """The p90 passes the SLA in at least this share of the futures simulated."""
+        return self.tickets >= MIN_TICKETS and self.breach_probability >= probability
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,20 +95,25 @@ class Move:
     """A staffing move: what a person would do."""
 
     kind: str  # "switch", "open" or "add"
-    window: int | None  # the window's number (switch, open); None for "add"
-    services: tuple[str, ...]  # what the window (or the added windows) serves after it
-    count: int = 1  # windows opened or added
+    windows: tuple[int, ...]  # the windows' numbers (switch, open); () for "add"
+    services: tuple[str, ...]  # what those windows (or the added ones) serve after it
+    count: int = 1  # windows switched, opened or added
 
     def describe(self, names: Mapping[str, str]) -> tuple[str, str]:
         """(Chinese, English) one-line descriptions."""
         zh = "、".join(names.get(s, s) for s in self.services)
         en = ", ".join(self.services)
+        numbers_zh = "、".join(str(n) for n in self.windows)
+        numbers_en = ", ".join(str(n) for n in self.windows)
+        plural = "s" if self.count > 1 else ""
         if self.kind == "switch":
-            return (f"{self.window}号窗口改为办理{zh}", f"window {self.window} serves {en}")
+            return (f"{numbers_zh}号窗口改为办理{zh}",
+                    f"window{plural} {numbers_en}: serve {en}")
         if self.kind == "open":
-            return (f"开启{self.window}号窗口，办理{zh}", f"open window {self.window} for {en}")
+            return (f"开启{numbers_zh}号窗口，办理{zh}",
+                    f"open window{plural} {numbers_en} for {en}")
         return (f"增开{self.count}个{EMERGENCY}，办理{zh}",
-                f"open {self.count} more window{'s' if self.count > 1 else ''} for {en}")
+                f"open {self.count} more window{plural} for {en}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +172,8 @@ class Advisory:
         def outlooks(items: Sequence[Outlook] | None) -> list[dict[str, Any]] | None:
             return None if items is None else [
                 {"service": o.service_id, "sla_ms": o.sla_ms, "p90_ms": o.p90_ms,
-                 "over_sla_share": round(o.over_share, 4), "tickets": round(o.tickets, 1)}
+                 "over_sla_share": round(o.over_share, 4), "tickets": round(o.tickets, 1),
+                 "breach_probability": round(o.breach_probability, 3)}
                 for o in items]
 
         return {
@@ -233,7 +240,7 @@ class Advisor:
                  sla_ms: Mapping[str, int] | None = None, horizon_ms: int = HOUR_MS,
                  replications: int = 100, max_added: int | None = None,
                  recent_ms: int = HOUR_MS, prior_tickets: float = 5.0,
-                 engine_class: Any = None) -> None:
+                 confidence: float = 0.7, engine_class: Any = None) -> None:
         self.model = model
         self.split = per_window(model)
         ids = [m.service.id for m in model.services]
@@ -250,8 +257,10 @@ class Advisor:
         self.numbers = numbers
         if max_added is None:  # by default up to a quarter more windows
             max_added = max(4, model.n_windows // 4)
-        if horizon_ms <= 0 or replications < 1 or max_added < 0:
-            raise ModelError("need horizon_ms > 0, replications >= 1, max_added >= 0")
+        if horizon_ms <= 0 or replications < 1 or max_added < 0 or not 0.5 <= confidence < 1:
+            raise ModelError("need horizon_ms > 0, replications >= 1, max_added >= 0 and "
+                             "0.5 <= confidence < 1")
+        self.confidence = confidence
         self.horizon_ms = horizon_ms
         self.replications = replications
         self.max_added = max_added
@@ -274,7 +283,7 @@ class Advisor:
                                    self.prior_tickets))
         base = self._state(self.split, state.windows, state)
         before = self.outlook(base, factors, seed)
-        breaching = tuple(o for o in before if o.breaches)
+        breaching = tuple(o for o in before if o.breaches(self.confidence))
         if not breaching:
             return None
         move, after = self._find_move(state, factors, seed, before, breaching)
@@ -303,9 +312,11 @@ class Advisor:
                    for m, (starts, rates, p, q) in zip(model.services, model.streams(),
                                                        strict=True)]
         out = predictor.forecast(state, until, count_until, self.replications, seed, streams)
-        by_service: list[list[int]] = [[] for _ in model.services]
-        for service, wait in zip(out["service"], out["wait"], strict=True):
-            by_service[service].append(wait)
+        runs: list[list[list[int]]] = [[[] for _ in range(self.replications)]
+                                        for _ in model.services]
+        for replication, service, wait in zip(out["replication"], out["service"], out["wait"],
+                                              strict=True):
+            runs[service][replication].append(wait)
         outlooks = []
         for index, sid in judged:
             sla = self.sla_ms[sid]
@@ -313,12 +324,19 @@ class Advisor:
             # would keep the advisory up. Its wait is among the longest: drop as many.
             late = sum(1 for t in state.waiting if t.service == index and
                        now - _wait_start(t.klass, t.key_ms, t.issued_ms) > sla)
-            waits = sorted(by_service[index])
-            waits = waits[:max(0, len(waits) - late * self.replications)]
-            tickets = len(waits) / self.replications
-            over = sum(1 for w in waits if w > sla)
-            p90 = waits[max(1, math.ceil(0.9 * len(waits))) - 1] if waits else 0
-            outlooks.append(Outlook(sid, sla, tickets, p90, over / len(waits) if waits else 0.0))
+            pooled: list[int] = []
+            breached = 0
+            for waits in runs[index]:
+                waits.sort()
+                kept = waits[:max(0, len(waits) - late)]
+                if kept and _p90(kept) > sla:
+                    breached += 1
+                pooled += kept
+            pooled.sort()
+            over = sum(1 for w in pooled if w > sla)
+            outlooks.append(Outlook(sid, sla, len(pooled) / self.replications, _p90(pooled),
+                                    over / len(pooled) if pooled else 0.0,
+                                    breached / self.replications))
         return tuple(outlooks)
 
     def _predictor(self, model: HallModel) -> Predictor:
@@ -342,37 +360,55 @@ class Advisor:
     def _find_move(self, state: HallState, factors: Mapping[str, float], seed: int,
                    before: tuple[Outlook, ...], breaching: tuple[Outlook, ...],
                    ) -> tuple[Move | None, tuple[Outlook, ...] | None]:
-        worst = max(breaching, key=lambda o: o.over_share)
+        """The cheapest verified move: switches (nobody more needed), then opening
+        closed windows, then added windows; within a kind, the fewest windows."""
+        worst = max(breaching, key=lambda o: (o.breach_probability, o.over_share))
         target = worst.service_id
         needed = tuple(o.service_id for o in breaching)
-        for candidates in (self._switches(state, before, target),
-                           self._openings(state, before, target)):
-            results: list[tuple[float, int, Move, tuple[Outlook, ...]]] = []
-            for move, model, windows in candidates:
-                after = self.outlook(self._state(model, windows, state), factors, seed)
-                if not any(o.breaches for o in after):
-                    results.append((max(_ratio(o) for o in after), len(results), move, after))
-            if results:
-                _ratio_max, _i, move, after = min(results)
+
+        def outcome(move: Move, model: HallModel,
+                    windows: Sequence[WindowNow]) -> tuple[Move, tuple[Outlook, ...]]:
+            return move, self.outlook(self._state(model, windows, state), factors, seed)
+
+        for families in (self._switches(state, before, target),
+                         self._openings(state, target),
+                         [(lambda k: self._added(state, needed, k), self.max_added)]):
+            found: list[tuple[int, float, int, Move, tuple[Outlook, ...]]] = []
+            for family, most in families:
+                result = self._fewest(family, outcome, most)
+                if result is not None:
+                    move, after = result
+                    found.append((move.count, max(_ratio(o) for o in after), len(found),
+                                  move, after))
+            if found:
+                _count, _ratio_max, _i, move, after = min(found)
                 return move, after
-        # The fewest windows added that suffice: 1, 2, 4, ... then bisection.
+        return None, None
+
+    def _fewest(self, family: Family,
+                outcome: Callable[[Move, HallModel, Sequence[WindowNow]],
+                                  tuple[Move, tuple[Outlook, ...]]],
+                most: int) -> tuple[Move, tuple[Outlook, ...]] | None:
+        """The move of the family with the fewest windows (1 to ``most``) that fixes
+        the breach: 1, 2, 4, ... then bisection; None if even ``most`` does not."""
         tried: dict[int, tuple[Move, tuple[Outlook, ...]]] = {}
 
         def fixes(count: int) -> bool:
-            move, model, windows = self._added(state, needed, count)
-            after = self.outlook(self._state(model, windows, state), factors, seed)
-            tried[count] = (move, after)
-            return not any(o.breaches for o in after)
+            try:
+                tried[count] = outcome(*family(count))
+            except ModelError:  # e.g. a switch that leaves a service with no window
+                return False
+            return self._fixed(tried[count][1])
 
         low, high, count = 0, 0, 1
-        while count <= self.max_added:
+        while count <= most:
             if fixes(count):
                 high = count
                 break
             low = count
-            count = min(2 * count, self.max_added) if count < self.max_added else count + 1
+            count = most + 1 if count == most else min(2 * count, most)
         if not high:
-            return None, None
+            return None
         while high - low > 1:
             middle = (low + high) // 2
             if fixes(middle):
@@ -381,75 +417,98 @@ class Advisor:
                 low = middle
         return tried[high]
 
+    def _fixed(self, after: Sequence[Outlook]) -> bool:
+        """With the move, no service's p90 passes its SLA in more than 1 - confidence
+        of the futures."""
+        return not any(o.breaches(1.0 - self.confidence + 1e-9) for o in after)
+
     def _switches(self, state: HallState, before: tuple[Outlook, ...],
-                  target: str) -> list[tuple[Move, HallModel, Sequence[WindowNow]]]:
-        """Open windows: serve ``target`` only, or serve it too (at the window's top
-        weight); those whose own services have the most slack are tried."""
+                  target: str) -> list[tuple[Family, int]]:
+        """Open windows of one kind: serve ``target`` only, or serve it too (at their top
+        weight); the kinds whose own services have the most slack are tried."""
         now = state.now_ms
         share = {o.service_id: o.over_share for o in before}
-        groups = self.split.groups
-        ranked: dict[tuple[Any, ...], tuple[float, int]] = {}
-        for index, (group, window) in enumerate(zip(groups, state.windows, strict=True)):
-            if window.open_until_ms <= now or list(group.services) == [target]:
-                continue
-            slack = max(share.get(sid, 0.0) for sid in group.services)
-            profile = (tuple(sorted(group.services.items())), group.priority_window,
-                       group.ratio_cap, window.busy_service >= 0)
-            if profile not in ranked or (slack, index) < ranked[profile]:
-                ranked[profile] = (slack, index)
-        out: list[tuple[Move, HallModel, Sequence[WindowNow]]] = []
-        for _slack, index in sorted(ranked.values())[:SWITCH_WINDOWS]:
-            group = groups[index]
+        kinds: dict[tuple[Any, ...], list[int]] = {}
+        for index, (group, window) in enumerate(zip(self.split.groups, state.windows,
+                                                    strict=True)):
+            if window.open_until_ms > now and list(group.services) != [target]:
+                kinds.setdefault(_kind(group), []).append(index)
+        ranked = sorted(kinds.values(), key=lambda indices: (max(
+            share.get(sid, 0.0) for sid in self.split.groups[indices[0]].services), indices[0]))
+        families: list[tuple[Family, int]] = []
+        for indices in ranked[:SWITCH_KINDS]:
+            # Idle windows first: they take the breaching service's tickets at once.
+            indices = sorted(indices, key=lambda i: (state.windows[i].busy_service >= 0, i))
+            group = self.split.groups[indices[0]]
             weight = max(group.services.values())
             variants = [{target: weight}]
             if group.services.get(target, 0) < weight:
                 variants.append({**group.services, target: weight})
             for services in variants:
-                model = self._with_group(index, dataclasses.replace(group, services=services))
-                out.append((Move("switch", self.numbers[index], tuple(services)), model,
-                            state.windows))
-        return out
+                families.append((self._changing("switch", indices, services, state),
+                                 len(indices)))
+        return families
 
-    def _openings(self, state: HallState, before: tuple[Outlook, ...],
-                  target: str) -> list[tuple[Move, HallModel, Sequence[WindowNow]]]:
-        """Closed windows (signed out, or between shifts) opened now until closing."""
-        now = state.now_ms
-        groups = self.split.groups
-        seen: set[tuple[Any, ...]] = set()
-        out: list[tuple[Move, HallModel, Sequence[WindowNow]]] = []
-        for index, (group, window) in enumerate(zip(groups, state.windows, strict=True)):
-            if window.open_until_ms > now or now >= self.model.closes_ms:
-                continue
+    def _openings(self, state: HallState, target: str) -> list[tuple[Family, int]]:
+        """Closed windows (signed out, or between shifts) of one kind, opened now until
+        closing, serving ``target`` among their services."""
+        if state.now_ms >= self.model.closes_ms:
+            return []
+        kinds: dict[tuple[Any, ...], list[int]] = {}
+        for index, (group, window) in enumerate(zip(self.split.groups, state.windows,
+                                                    strict=True)):
+            if window.open_until_ms <= state.now_ms:
+                kinds.setdefault(_kind(group), []).append(index)
+        families: list[tuple[Family, int]] = []
+        for indices in list(kinds.values())[:SWITCH_KINDS]:
+            group = self.split.groups[indices[0]]
             services = dict(group.services)
             services.setdefault(target, max(services.values()))
-            profile = (tuple(sorted(services.items())), group.priority_window, group.ratio_cap)
-            if profile in seen:
-                continue
-            seen.add(profile)
-            model = self._with_group(index, dataclasses.replace(group, services=services))
+            families.append((self._changing("open", indices, services, state), len(indices)))
+        return families
+
+    def _changing(self, kind: str, indices: Sequence[int], services: dict[str, int],
+                  state: HallState) -> Family:
+        """The move that gives the first ``count`` of these windows ``services``
+        (and opens them until closing, for "open")."""
+        def move(count: int) -> tuple[Move, HallModel, Sequence[WindowNow]]:
+            chosen = indices[:count]
+            groups = list(self.split.groups)
             windows = list(state.windows)
-            windows[index] = dataclasses.replace(window, open_until_ms=self.model.closes_ms)
-            out.append((Move("open", self.numbers[index], tuple(services)), model, windows))
-            if len(out) == SWITCH_WINDOWS:
-                break
-        return out
+            for index in chosen:
+                groups[index] = dataclasses.replace(groups[index], services=services)
+                if kind == "open":
+                    windows[index] = dataclasses.replace(windows[index],
+                                                         open_until_ms=self.model.closes_ms)
+            model = dataclasses.replace(self.split, groups=tuple(groups))
+            numbers = tuple(self.numbers[i] for i in chosen)
+            return Move(kind, numbers, tuple(services), count), model, windows
+
+        return move
 
     def _added(self, state: HallState, services: tuple[str, ...],
                count: int) -> tuple[Move, HallModel, Sequence[WindowNow]]:
         group = WindowGroup(EMERGENCY, count, dict.fromkeys(services, 1))
         model = dataclasses.replace(self.split, groups=(*self.split.groups, group))
         windows = [*state.windows, *[WindowNow(self.model.closes_ms)] * count]
-        return Move("add", None, services, count), model, windows
+        return Move("add", (), services, count), model, windows
 
-    def _with_group(self, index: int, group: WindowGroup) -> HallModel:
-        groups = list(self.split.groups)
-        groups[index] = group
-        return dataclasses.replace(self.split, groups=tuple(groups))
+
+Family = Callable[[int], tuple[Move, HallModel, Sequence[WindowNow]]]
+
+
+def _kind(group: WindowGroup) -> tuple[Any, ...]:
+    """Windows of one kind: the same services, weights and rules."""
+    return (tuple(sorted(group.services.items())), group.priority_window, group.ratio_cap)
 
 
 def _wait_start(klass: int, key_ms: int, issued_ms: int) -> int:
     """When a waiting ticket's wait began (docs/STATISTICS.md)."""
     return max(key_ms, issued_ms) if klass == APPOINTMENT else issued_ms
+
+
+def _p90(ordered: Sequence[int]) -> int:
+    return ordered[max(1, math.ceil(0.9 * len(ordered))) - 1] if ordered else 0
 
 
 def _ratio(outlook: Outlook) -> float:
