@@ -232,7 +232,52 @@ def prediction_latency(replication_counts: tuple[int, ...] = (100, 1000),
     return out
 
 
+# The staffing cases of docs/bench/simulator.md: (label, hall, plan scale, SLA minutes).
+STAFFING_CASES = (
+    ("village_station", "village_station", 1, 15),
+    ("comprehensive_hall", "comprehensive_hall", 1, 15),
+    ("comprehensive_hall as 66 department windows", "comprehensive_hall", 2, 15),
+    ("city_hall", "city_hall", 1, 20),
+)
+
+
+def staffing_results(seed: int = 1) -> dict[str, Any]:
+    """The staffing search on the shipped halls (the comprehensive hall on its shipped
+    arrivals file, the others on a generated day): current against proposed, the
+    proposal on fresh seeds, how sure, and the CPU it took."""
+    from fastpath.simulate import EXAMPLES, generate_arrivals, read_arrivals
+    from fastpath.staffing import find_plan
+
+    out: dict[str, Any] = {}
+    for label, name, scale, sla in STAFFING_CASES:
+        hall = example_hall(name)
+        arrivals = (read_arrivals(EXAMPLES / "comprehensive_hall_arrivals.csv", hall)
+                    if name == "comprehensive_hall" else generate_arrivals(hall, seed))
+        staffed = hall.with_plan([n * scale for n in hall.plan])
+        started = time.process_time()
+        result = find_plan(staffed, arrivals, sla, seed=seed)
+        proposed, fresh = result.proposed, result.validation
+        out[label] = {
+            "sla_min": sla, "tickets": len(arrivals),
+            "current_windows": staffed.n_windows, "current_plan": list(staffed.plan),
+            "current_worst_p90_min": round(result.current.worst_p90_ms / MINUTE_MS, 1),
+            "current_confidence": round(result.current.confidence, 3),
+            "proposed_windows": None if proposed is None else proposed.windows,
+            "proposed_plan": None if proposed is None else list(proposed.plan),
+            "proposed_worst_p90_min": None if proposed is None else round(
+                proposed.worst_p90_ms / MINUTE_MS, 1),
+            "proposed_confidence": None if proposed is None else round(proposed.confidence, 3),
+            "fresh_seed_worst_p90_min": None if fresh is None else round(
+                fresh.worst_p90_ms / MINUTE_MS, 1),
+            "validated": result.validated, "plans_judged": result.evaluations,
+            "simulated_days": result.days,
+            "cpu_s": round(time.process_time() - started, 2),
+        }
+    return out
+
+
 def run_all() -> dict[str, Any]:
+    from fastpath.bench_advice import advice_benchmark
     from fastpath.bench_predict import prediction_report
 
     return {
@@ -242,6 +287,8 @@ def run_all() -> dict[str, Any]:
             hall: prediction_report(hall, days) for hall, days in (("comprehensive_hall", 8),
                                                                    ("city_hall", 3))
         },
+        "staffing": staffing_results(),
+        "advice": advice_benchmark("comprehensive_hall", surge_days=12, normal_days=8),
     }
 
 
@@ -253,4 +300,5 @@ __all__ = [
     "mmc_throughput",
     "prediction_latency",
     "run_all",
+    "staffing_results",
 ]
