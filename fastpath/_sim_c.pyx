@@ -345,26 +345,6 @@ cdef void *_grow(void *ptr, Py_ssize_t *cap, Py_ssize_t need, size_t item) excep
     return grown
 
 
-cdef extern from *:
-    """
-    #include <sys/mman.h>
-    #include <unistd.h>
-    /* Map a new buffer's pages in one system call instead of one page fault per
-       4 KiB page as the run first writes them (Linux >= 5.14; elsewhere, or if the
-       kernel refuses, the pages fault in as they are written, the same result). */
-    static void od_prefault(void *ptr, size_t size) {
-    #ifdef MADV_POPULATE_WRITE
-        size_t page = (size_t) sysconf(_SC_PAGESIZE);
-        size_t start = ((size_t) ptr + page - 1) & ~(page - 1);
-        size_t end = ((size_t) ptr + size) & ~(page - 1);
-        if (end > start)
-            (void) madvise((void *) start, end - start, MADV_POPULATE_WRITE);
-    #endif
-    }
-    """
-    void _prefault "od_prefault"(void *ptr, size_t size) noexcept nogil
-
-
 cdef int _compare_i64(const void *a, const void *b) noexcept nogil:
     cdef int64_t x = (<const int64_t *> a)[0], y = (<const int64_t *> b)[0]
     return (x > y) - (x < y)
@@ -1561,7 +1541,6 @@ cdef class Engine:
             if len(column) != capacity:
                 carray.resize(column, capacity)
             buffers[c] = column.data.as_voidptr
-            _prefault(buffers[c], capacity * column.ob_descr.itemsize)
         self.r_arrival = <int64_t *> buffers[0]
         self.r_service = <int32_t *> buffers[1]
         self.r_klass = <int8_t *> buffers[2]
