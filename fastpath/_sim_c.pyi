@@ -2,6 +2,8 @@ from array import array
 from collections.abc import Sequence
 from typing import Any
 
+from fastpath._sim_py import ReplayColumns, Shifts, Streams, WaitingColumns
+
 class Xoshiro256:
     def __init__(self, seed: int) -> None: ...
     def next_u64(self) -> int: ...
@@ -38,11 +40,11 @@ class Engine:
         self,
         seed: int,
         start_ms: int,
-        shifts: Sequence[Sequence[tuple[int, int]]],
-        streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
+        shifts: Shifts,
+        streams: Streams,
         arrivals_until_ms: int = ...,
         max_arrivals: int = ...,
-        replay: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int]] | None = ...,
+        replay: ReplayColumns | None = ...,
         record: bool = ...,
         warmup: int = ...,
     ) -> dict[str, Any]: ...
@@ -52,13 +54,13 @@ class Engine:
         replications: int,
         now_ms: int,
         horizon_ms: int,
-        shifts: Sequence[Sequence[tuple[int, int]]],
+        shifts: Shifts,
         busy_service: Sequence[int],
         busy_since: Sequence[int],
         streaks: Sequence[int],
-        waiting: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int], Sequence[int]],
+        waiting: WaitingColumns,
         counters: Sequence[int],
-        streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
+        streams: Streams,
         tagged: tuple[int, int, int, int],
         lazy_arrivals: bool = True,
     ) -> list[int]: ...
@@ -69,11 +71,11 @@ class Engine:
         now_ms: int,
         until_ms: int,
         count_until_ms: int,
-        shifts: Sequence[Sequence[tuple[int, int]]],
+        shifts: Shifts,
         busy_service: Sequence[int],
         busy_since: Sequence[int],
         streaks: Sequence[int],
-        waiting: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int], Sequence[int]],
+        waiting: WaitingColumns,
         counters: Sequence[int],
-        streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
+        streams: Streams,
     ) -> dict[str, array[int]]: ...

@@ -94,6 +94,15 @@ COLUMNS = ("arrival", "service", "klass", "key", "called", "start", "end", "wind
 COLUMN_TYPES = ("q", "i", "b", "q", "q", "q", "q", "i", "b", "q")
 
 _MASK = (1 << 64) - 1
+
+# The engines' inputs (both twins take the same).
+Shifts = Sequence[Sequence[tuple[int, int]]]  # per window: sorted (open ms, close ms)
+Streams = Sequence[tuple[Sequence[int], Sequence[float], float, float]]
+"""Per service: Poisson segment starts (ms), rates (per ms), p_priority, p_appointment."""
+WaitingColumns = tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int], Sequence[int]]
+"""Waiting tickets as columns: service, class, key ms, order, issued ms."""
+ReplayColumns = tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int]]
+"""Replayed arrivals as columns: time ms, service, class, booked ms (-1: none)."""
 GOLDEN_GAMMA = 0x9E3779B97F4A7C15  # splitmix64's increment
 
 
@@ -326,7 +335,7 @@ def ticket_state(base: int, ticket_id: int, call: int) -> int:
 
 
 def arrival_tables(
-    streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
+    streams: Streams,
     start_ms: int, until_ms: int, skip: int = -1,
 ) -> tuple[list[int], list[float]]:
     """Each label's Poisson arrivals from ``start_ms`` to ``until_ms``.
@@ -444,11 +453,11 @@ class Engine:
         self,
         seed: int,
         start_ms: int,
-        shifts: Sequence[Sequence[tuple[int, int]]],
-        streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
+        shifts: Shifts,
+        streams: Streams,
         arrivals_until_ms: int = NEVER,
         max_arrivals: int = NEVER,
-        replay: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int]] | None = None,
+        replay: ReplayColumns | None = None,
         record: bool = True,
         warmup: int = 0,
     ) -> dict[str, Any]:
@@ -482,13 +491,13 @@ class Engine:
         replications: int,
         now_ms: int,
         horizon_ms: int,
-        shifts: Sequence[Sequence[tuple[int, int]]],
+        shifts: Shifts,
         busy_service: Sequence[int],
         busy_since: Sequence[int],
         streaks: Sequence[int],
-        waiting: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int], Sequence[int]],
+        waiting: WaitingColumns,
         counters: Sequence[int],
-        streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
+        streams: Streams,
         tagged: tuple[int, int, int, int],
         lazy_arrivals: bool = True,
     ) -> list[int]:
@@ -528,13 +537,13 @@ class Engine:
         now_ms: int,
         until_ms: int,
         count_until_ms: int,
-        shifts: Sequence[Sequence[tuple[int, int]]],
+        shifts: Shifts,
         busy_service: Sequence[int],
         busy_since: Sequence[int],
         streaks: Sequence[int],
-        waiting: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int], Sequence[int]],
+        waiting: WaitingColumns,
         counters: Sequence[int],
-        streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
+        streams: Streams,
     ) -> dict[str, array[int]]:
         """Every ticket's wait from a hall state, replication by replication.
 
@@ -559,9 +568,9 @@ class Engine:
 
     def _from_state(
         self, seed: int, replications: int, now_ms: int, stop: int,
-        shifts: Sequence[Sequence[tuple[int, int]]], busy_service: Sequence[int],
+        shifts: Shifts, busy_service: Sequence[int],
         busy_since: Sequence[int], streaks: Sequence[int],
-        waiting: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int], Sequence[int]],
+        waiting: WaitingColumns,
         counters: Sequence[int], tables: tuple[list[int], list[float]],
         tagged: tuple[int, int, int, int] | None, lazy_arrivals: bool,
         counting: tuple[dict[str, array[int]], int] | None = None,
@@ -1101,7 +1110,11 @@ __all__ = [
     "OUT_UNSERVED",
     "RESIDUAL_ID",
     "Engine",
+    "ReplayColumns",
+    "Shifts",
     "SplitMix64",
+    "Streams",
+    "WaitingColumns",
     "Xoshiro256",
     "arrival_seed",
     "arrival_tables",

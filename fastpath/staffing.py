@@ -118,11 +118,7 @@ class PlanResult:
 
     def verdict(self, confidence: float) -> str:
         """``"meets"``, ``"misses"`` or ``"undecided"`` at the given confidence level."""
-        if self.confidence >= confidence:
-            return "meets"
-        if self.confidence <= 1.0 - confidence:
-            return "misses"
-        return "undecided"
+        return _verdict(self.confidence, confidence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,11 +180,7 @@ class _Judgement:
                     for share, error in zip(self.shares, self.errors, strict=True)), default=1.0)
 
     def verdict(self, confidence: float) -> str:
-        if self.confidence >= confidence:
-            return "meets"
-        if self.confidence <= 1.0 - confidence:
-            return "misses"
-        return "undecided"
+        return _verdict(self.confidence, confidence)
 
 
 class _Judge:
@@ -344,6 +336,14 @@ def _p90(ordered: Sequence[int]) -> int:
     if not ordered:
         return 0
     return min(ordered[max(1, math.ceil(0.9 * len(ordered))) - 1], UNSERVED)
+
+
+def _verdict(confidence: float, level: float) -> str:
+    if confidence >= level:
+        return "meets"
+    if confidence <= 1.0 - level:
+        return "misses"
+    return "undecided"
 
 
 def _confidence(margin: float, error: float) -> float:

@@ -174,9 +174,9 @@ def test_axis_ticks_are_exact_round_values() -> None:
 
 
 def test_plot_draws_the_whole_day_sla_apart_from_the_hourly_lines(tmp_path: Path) -> None:
-    hall = example_hall("comprehensive_hall")
+    hall = example_hall("village_station")
     arrivals = generate_arrivals(hall, 2)
-    result = find_plan(hall, arrivals, 20, replications=2, max_replications=2)
+    result = find_plan(hall, arrivals, 10, replications=2, max_replications=2)
     out = tmp_path / "plot.png"
     layout = plot_hourly(result, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
