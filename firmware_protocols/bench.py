@@ -259,7 +259,7 @@ def bench_vendor_frame() -> dict[str, Any]:
     def decode_stream() -> None:
         decoder = vf.VendorDecoder()
         decoder.receive_data(stream)
-        while not isinstance(decoder.next_event(), vf.NeedData):
+        while decoder.next_event() is not vf.NEED_DATA:
             pass
 
     timing = SerialTiming(vf.BAUD)
@@ -287,7 +287,7 @@ def bench_vendor_frame() -> dict[str, Any]:
             for address in addresses:
                 port.write(poller.poll(address))
                 answer: object = vf.NEED_DATA
-                while isinstance(answer, vf.NeedData):
+                while answer is vf.NEED_DATA:
                     decoder.receive_data(port.read(1) + port.read(port.in_waiting))
                     answer = decoder.next_event()
                 if isinstance(answer, KeyPressed | RatingGiven):

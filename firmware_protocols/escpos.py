@@ -41,8 +41,9 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal
+from typing import Final
 
+from .decoding import NEED_DATA, NeedData
 from .errors import LocalProtocolError, RemoteProtocolError
 
 # --- Control bytes (Epson ESC/POS Application Programming Guide names) -------------------------
@@ -101,15 +102,6 @@ CUT_PARTIAL_AFTER_FEED: Final = 0x42  # GS V 66 n Feed n dots to the cut positio
 
 MAX_QR_DATA: Final = 7089  # Function 180: 1 <= k <= 7089 bytes
 MAX_LINE_BYTES: Final = 4096  # decoder bound on one line of text (a 80 mm line holds 48)
-
-
-class _NeedData(enum.Enum):
-    NEED_DATA = enum.auto()
-
-
-NEED_DATA: Final = _NeedData.NEED_DATA
-"""Returned by :meth:`EscPosDecoder.next_event` when more bytes are needed."""
-NeedData = Literal[_NeedData.NEED_DATA]
 
 
 class Align(enum.IntEnum):

@@ -82,6 +82,7 @@ from typing import Final
 
 from .crc import crc16_modbus, crc16_modbus_bytes
 from .errors import ChecksumError, LocalProtocolError, RemoteProtocolError
+from .gb2312 import decode_gb2312, encode_gb2312
 from .terminal_events import (
     HostCommand,
     InputsRefused,
@@ -94,8 +95,6 @@ from .terminal_events import (
     check_address,
     check_rating,
     check_rating_timeout,
-    decode_gb2312,
-    encode_gb2312,
     key_from_code,
 )
 

@@ -80,7 +80,9 @@ from enum import IntEnum
 from typing import Final
 
 from .crc import sum8
+from .decoding import NEED_DATA, NeedData
 from .errors import ChecksumError, LocalProtocolError, RemoteProtocolError
+from .gb2312 import decode_gb2312, encode_gb2312
 from .terminal_events import (
     ADDRESS_MAX,
     ADDRESS_MIN,
@@ -94,8 +96,6 @@ from .terminal_events import (
     check_address,
     check_rating,
     check_rating_timeout,
-    decode_gb2312,
-    encode_gb2312,
     key_from_code,
 )
 
@@ -194,17 +194,6 @@ TerminalFrame = Idle | Ack | KeyPressed | RatingGiven
 """What a terminal answers."""
 
 VendorEvent = HostFrame | TerminalFrame
-
-
-class NeedData:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-
-NEED_DATA: Final = NeedData()
-"""Returned by :meth:`VendorDecoder.next_event` when no complete frame is buffered."""
 
 
 # --- encoding ---------------------------------------------------------------------------------

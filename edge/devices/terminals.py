@@ -69,6 +69,7 @@ from pymodbus.client import AsyncModbusSerialClient
 from firmware_protocols import modbus_terminal as mt
 from firmware_protocols import vendor_frame as vf
 from firmware_protocols.errors import ProtocolError, RemoteProtocolError
+from firmware_protocols.gb2312 import encode_gb2312
 from firmware_protocols.terminal_events import (
     HostCommand,
     InputsRefused,
@@ -79,7 +80,6 @@ from firmware_protocols.terminal_events import (
     ShowText,
     TerminalEvent,
     check_rating_timeout,
-    encode_gb2312,
 )
 
 from .base import (
@@ -414,7 +414,7 @@ class VendorBus:
                 except ProtocolError as exc:
                     log.warning("terminals.bad_frame", address=address, error=str(exc))
                     continue
-                if isinstance(event, vf.NeedData):
+                if event is vf.NEED_DATA:
                     break
                 if _answer_address(event) == address:
                     return event

@@ -129,7 +129,7 @@ class VendorTerminalBank(TerminalBank[VendorTerminal]):
                 except ProtocolError:
                     self.bad_frames += 1
                     continue
-                if isinstance(frame, vf.NeedData):
+                if frame is vf.NEED_DATA:
                     break
                 await self._answer(frame)
 

@@ -44,7 +44,7 @@ class Host:
             except ProtocolError as exc:
                 self.errors.append(exc)
                 continue
-            if not isinstance(event, vf.NeedData):
+            if event is not vf.NEED_DATA:
                 return event
         return None  # timed out: a dead or absent terminal
 
