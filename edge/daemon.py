@@ -89,6 +89,7 @@ from edge.devices.base import (
     TicketPrinter,
     WindowKey,
 )
+from edge.devices.ticket import TicketContent
 from edge.errors import CommandRejected, ConfigInvalid, JournalError
 from edge.hall import Hall, IssuedTicket, open_hall
 from edge.http_api import HttpApi
@@ -97,7 +98,6 @@ from edge.predict import PredictionJob, WaitPredictor
 from edge.uplink import CommandFailed, Uplink, host_stats
 from fastpath.types import TicketClass, TicketState, WindowState
 from firmware_protocols import mqtt_messages as mm
-from firmware_protocols.escpos import TicketContent
 
 log = structlog.get_logger(__name__)
 

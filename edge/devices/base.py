@@ -43,7 +43,8 @@ from typing import Protocol, runtime_checkable
 import structlog
 
 from fastpath.types import TicketClass
-from firmware_protocols.escpos import TicketContent
+
+from .ticket import TicketContent
 
 log = structlog.get_logger(__name__)
 

@@ -35,8 +35,6 @@ from firmware_protocols import escpos
 from firmware_protocols.errors import ProtocolError
 from firmware_protocols.escpos import (
     HEALTH_QUERIES,
-    LARGE_PRINT_LAYOUT,
-    NORMAL_LAYOUT,
     OfflineCause,
     PaperSensor,
     PrinterHealth,
@@ -56,6 +54,7 @@ from .base import (
     stop_if_cancelled,
 )
 from .serial_port import AsyncSerial, SerialPortError
+from .ticket import LARGE_PRINT_LAYOUT, NORMAL_LAYOUT, ticket_bytes
 
 log = structlog.get_logger(__name__)
 
@@ -131,7 +130,7 @@ class PrinterDriver:
     async def print_ticket(self, ticket: TicketPrint) -> bool:
         """True once the printer took the whole ticket and still has paper; False otherwise."""
         layout = LARGE_PRINT_LAYOUT if ticket.large_print else NORMAL_LAYOUT
-        data = escpos.build_ticket(ticket.content, layout)  # LocalProtocolError: caller's bug
+        data = ticket_bytes(ticket.content, layout)  # LocalProtocolError: caller's bug
         number = ticket.content.ticket_number
         if self._health.current.state is HealthState.OFFLINE:
             log.warning("printer.refused", number=number, reason=self._health.current.detail)

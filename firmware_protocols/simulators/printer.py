@@ -4,7 +4,7 @@ Usage (tests, ``onedoor demo``)::
 
     with PtyLink(SerialTiming(115200)) as link, VirtualPrinter(link) as printer:
         port = serial.Serial(printer.port)      # the daemon's side, real pyserial
-        port.write(build_ticket(content))
+        port.write(escpos.encode_all(events))   # e.g. edge.devices.ticket.ticket_events()
         ticket = printer.wait_for_tickets(1, timeout=2)[0]
         ticket.text_lines, ticket.qr_payloads, ticket.partial_cut
         render_ticket(ticket).save("ticket.png")

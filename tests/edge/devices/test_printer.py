@@ -17,7 +17,7 @@ from edge.devices.base import (
     TicketPrint,
 )
 from edge.devices.printer import PrinterDriver, PrinterSettings
-from firmware_protocols.escpos import TicketContent
+from edge.devices.ticket import TicketContent
 from firmware_protocols.simulators.printer import VirtualPrinter
 from firmware_protocols.simulators.serial_link import PtyLink, SerialTiming
 
