@@ -1,7 +1,8 @@
 """Register map of onedoor's Modbus RTU window terminal, as pure functions.
 
 One terminal per service window: keypad (叫号器), rating pad (评价器) and the
-small window LED, on an RS485 bus (19200 8N1 by default), one Modbus slave id
+small window LED, on an RS485 bus (19200 8E1 by default: the Modbus serial-line
+specification's default framing, even parity), one Modbus slave id
 per window. The edge daemon's bus driver and the simulator share this module;
 it never imports pymodbus and touches no ports or clocks.
 
@@ -98,7 +99,9 @@ from .terminal_events import (
     key_from_code,
 )
 
-DEFAULT_BAUD: Final = 19200  # 8N1
+DEFAULT_BAUD: Final = 19200
+DEFAULT_PARITY: Final = "E"  # 8E1, as the Modbus serial line specification requires
+DEFAULT_STOP_BITS: Final = 1
 
 # --- Modbus function codes the terminal implements (Modbus Application Protocol v1.1b3) -------
 FC_READ_HOLDING_REGISTERS: Final = 0x03
@@ -580,6 +583,8 @@ def decode_response(data: bytes) -> Response:
 __all__ = [
     "BOOT_ID",
     "DEFAULT_BAUD",
+    "DEFAULT_PARITY",
+    "DEFAULT_STOP_BITS",
     "DEVICE_TYPE",
     "DEVICE_TYPE_WINDOW_TERMINAL",
     "EXCEPTION_FLAG",

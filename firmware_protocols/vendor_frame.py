@@ -99,7 +99,8 @@ from .terminal_events import (
     key_from_code,
 )
 
-BAUD: Final = 9600  # 8N1
+BAUD: Final = 9600
+PARITY: Final = "N"  # 8N1, as the vendor keypads ship
 
 PREAMBLE: Final = 0xFF  # wake byte
 START: Final = 0x68
@@ -482,6 +483,7 @@ __all__ = [
     "MAX_TICKET",
     "MIN_LENGTH",
     "NEED_DATA",
+    "PARITY",
     "PREAMBLE",
     "RATING_REPORT_BASE",
     "REPORT_QUEUE_SIZE",

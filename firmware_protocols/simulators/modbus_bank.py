@@ -25,7 +25,7 @@ import functools
 import os
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer
@@ -234,16 +234,19 @@ class ModbusTerminalBank(TerminalBank[ModbusTerminal]):
         self._inner = PtyLink()
         inner, outer = self._inner, self.link
 
-        def relay(source: PtyLink, target: PtyLink) -> None:
+        def relay(source: PtyLink, target: PtyLink, heard: Callable[[bytes], bytes]) -> None:
             try:
-                data = os.read(source.fileno(), 4096)
+                data = heard(os.read(source.fileno(), 4096))
             except OSError:
                 return
             if data and not target.closed:
                 target.write(data)
 
-        loop.add_reader(outer.fileno(), relay, outer, inner)
-        loop.add_reader(inner.fileno(), relay, inner, outer)
+        # The bank's UART is ``timing``: a host at another baud rate or parity is garbage.
+        loop.add_reader(outer.fileno(), relay, outer, inner,
+                        functools.partial(outer.heard_by_device, line=self.timing))
+        loop.add_reader(inner.fileno(), relay, inner, outer,
+                        functools.partial(outer.heard_by_host, line=self.timing))
         devices = [self._device(address) for address in self.addresses]
         devices.append(
             SimDevice(

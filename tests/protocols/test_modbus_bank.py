@@ -37,6 +37,7 @@ class Host:
         self.client = ModbusSerialClient(
             port=port,
             baudrate=mt.DEFAULT_BAUD,
+            parity=mt.DEFAULT_PARITY,
             timeout=CLIENT_TIMEOUT,
             retries=0,
             trace_packet=self._trace,
@@ -206,7 +207,7 @@ def test_golden_poll_bytes_match_what_pymodbus_sends(bank: ModbusTerminalBank, h
 
 
 def test_reply_delay_and_line_timing_are_applied(link: PtyLink) -> None:
-    timing = SerialTiming(mt.DEFAULT_BAUD)
+    timing = SerialTiming(mt.DEFAULT_BAUD, mt.DEFAULT_PARITY)
     with ModbusTerminalBank(link, [1], reply_delay=0.05, timing=timing) as bank:
         host = Host(link.port_name)
         try:
@@ -216,7 +217,8 @@ def test_reply_delay_and_line_timing_are_applied(link: PtyLink) -> None:
         finally:
             host.client.close()  # type: ignore[no-untyped-call]
         expected = bank.reply_seconds(8, 5 + 2 * mt.POLL_BLOCK_COUNT)
-    # 8 + 37 bytes at 19200 baud, two t3.5 gaps, 50 ms think time: a lower bound only.
+    # 8 + 37 bytes at 19200 baud 8E1 (11 bits), two t3.5 gaps, 50 ms think time: a lower
+    # bound only.
     assert expected == pytest.approx(0.05 + 45 * 11 / 19200 + 2 * 3.5 * 11 / 19200)
     assert elapsed >= expected
 

@@ -42,7 +42,7 @@ TICKET = TicketContent(
 
 @pytest.fixture
 def printer() -> Iterator[VirtualPrinter]:
-    with PtyLink(SerialTiming(115200, bits_per_char=10)) as link, VirtualPrinter(link) as device:
+    with PtyLink(SerialTiming(115200)) as link, VirtualPrinter(link) as device:
         yield device
 
 
@@ -213,7 +213,7 @@ def test_bad_gb18030_line_is_printed_and_counted(
 
 def test_ticket_takes_its_honest_time_on_a_slow_line() -> None:
     data = ticket_bytes(TICKET)
-    timing = SerialTiming(9600, bits_per_char=10)
+    timing = SerialTiming(9600)
     with PtyLink(timing) as link, VirtualPrinter(link) as device:
         with serial.Serial(device.port, 9600, timeout=2.0) as handle:
             started = time.monotonic()
