@@ -538,6 +538,28 @@ def parse_status_reply(request: StatusRequest | int, reply: bytes | int) -> Stat
     raise AssertionError(kind)  # pragma: no cover
 
 
+class StatusReplyDecoder:
+    """The host's reader of the one-byte answer to ``DLE EOT request``.
+
+    The answer does not say which query it answers: send one query at a time and
+    read its answer with a fresh decoder. A byte that is not a status reply raises
+    :class:`RemoteProtocolError` (after it was dropped).
+    """
+
+    def __init__(self, request: StatusRequest) -> None:
+        self.request = request
+        self._buf = bytearray()
+
+    def receive_data(self, data: bytes) -> None:
+        self._buf += data
+
+    def next_event(self) -> StatusReply | NeedData:
+        if not self._buf:
+            return NEED_DATA
+        byte = self._buf.pop(0)
+        return parse_status_reply(self.request, byte)
+
+
 @dataclass(frozen=True, slots=True)
 class PrinterHealth:
     """What the edge daemon reports for a ticket printer."""
@@ -1031,6 +1053,7 @@ __all__ = [
     "QrModel",
     "StatusQuery",
     "StatusReply",
+    "StatusReplyDecoder",
     "StatusRequest",
     "Text",
     "Unhandled",

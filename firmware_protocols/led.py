@@ -67,6 +67,7 @@ MAX_SPEED: Final = 15
 CLOCK_EPOCH_YEAR: Final = 2000  # SET_CLOCK sends year - 2000 in one byte (2000..2099)
 SHOW_TEXT_HEADER: Final = 5  # area, line, colour, effect, speed
 MAX_TEXT_BYTES: Final = MAX_PAYLOAD - SHOW_TEXT_HEADER
+REPLY_FRAME_MAX: Final = HEADER_SIZE + 1 + CRC_SIZE  # an ACK (9 bytes) or a NACK (10)
 
 
 class Command(enum.IntEnum):
@@ -471,6 +472,7 @@ __all__ = [
     "MAX_PAYLOAD",
     "MAX_SPEED",
     "MAX_TEXT_BYTES",
+    "REPLY_FRAME_MAX",
     "NEED_DATA",
     "SYNC",
     "Ack",

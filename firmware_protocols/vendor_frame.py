@@ -111,6 +111,7 @@ MIN_LENGTH: Final = 2  # addr + func
 MAX_DATA: Final = 160  # 80 Chinese characters of LED text
 MAX_LENGTH: Final = MIN_LENGTH + MAX_DATA
 MAX_FRAME: Final = 1 + HEADER_SIZE + MAX_LENGTH + TRAILER_SIZE  # with the preamble
+ANSWER_FRAME: Final = 1 + HEADER_SIZE + MIN_LENGTH + 1 + TRAILER_SIZE  # every terminal answer
 MAX_TICKET: Final = 8  # ticket number characters on the keypad display
 
 SEQUENCE_MAX: Final = 0xFF  # sequences run 1..255, then 1 again; 0 = none
@@ -474,6 +475,7 @@ class VendorPoller:
 
 
 __all__ = [
+    "ANSWER_FRAME",
     "BAUD",
     "END",
     "KEY_REPORT_BASE",

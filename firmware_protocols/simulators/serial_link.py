@@ -28,9 +28,10 @@ import time
 import tty
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Self
+
+from firmware_protocols.line import Parity, SerialTiming
 
 _STOP_TIMEOUT = 5.0
 # How long a quiet device thread sleeps between checks that its link is still open. A
@@ -39,58 +40,6 @@ _STOP_TIMEOUT = 5.0
 # under the thread. (Polling every ``idle_seconds`` instead woke each simulator 20 times
 # a second for nothing: with a city of them in a few processes, that was real CPU.)
 QUIET_WAIT_S = 1.0
-
-
-Parity = Literal["N", "E", "O"]
-_PARITIES: Final = ("N", "E", "O")
-
-
-@dataclass(frozen=True, slots=True)
-class SerialTiming:
-    """A UART's line settings, and the time bytes take on the wire with them.
-
-    A character is a start bit, the data bits, a parity bit unless ``parity`` is
-    ``"N"``, and the stop bits: 10 bits for 8N1, 11 for 8E1 or 8N2.
-    """
-
-    baud: int
-    parity: Parity = "N"
-    stop_bits: int = 1
-    data_bits: int = 8
-
-    def __post_init__(self) -> None:
-        if self.baud <= 0:
-            raise ValueError(f"baud must be positive, got {self.baud}")
-        if self.parity not in _PARITIES or self.stop_bits not in (1, 2):
-            raise ValueError(f"unsupported framing {self.framing}")
-        if not 5 <= self.data_bits <= 8:
-            raise ValueError(f"data bits must be 5..8, got {self.data_bits}")
-
-    @property
-    def framing(self) -> str:
-        """``"8N1"``, ``"8E1"``, ``"8N2"``..."""
-        return f"{self.data_bits}{self.parity}{self.stop_bits}"
-
-    @property
-    def bits_per_char(self) -> int:
-        return 1 + self.data_bits + (self.parity != "N") + self.stop_bits
-
-    @property
-    def char_seconds(self) -> float:
-        return self.bits_per_char / self.baud
-
-    def transmit_seconds(self, n_bytes: int) -> float:
-        """Time to clock ``n_bytes`` out of a UART at this baud rate."""
-        return n_bytes * self.char_seconds
-
-    def frame_gap_seconds(self) -> float:
-        """Modbus RTU t3.5; fixed at 1.75 ms above 19200 baud, as the spec says."""
-        if self.baud > 19200:
-            return 0.00175
-        return 3.5 * self.char_seconds
-
-    def __str__(self) -> str:
-        return f"{self.baud} {self.framing}"
 
 
 def _character_bits(byte: int, line: SerialTiming) -> list[int]:

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from edge.devices.serial_port import AsyncSerial, SerialPortError
+from firmware_protocols.line import SerialTiming
 from firmware_protocols.simulators.serial_link import PtyLink
 
 
@@ -28,7 +29,7 @@ def test_exchanges_reuse_one_reader_registration_and_keep_early_bytes(
 
         monkeypatch.setattr(loop, "add_reader", counting_add_reader)
         with PtyLink() as link:
-            async with AsyncSerial(link.port_name, 9600) as port:
+            async with AsyncSerial(link.port_name, SerialTiming(9600)) as port:
                 for n in range(5):
                     await port.write(b"?", 1.0)
                     assert link.read(1.0) == b"?"
@@ -54,8 +55,8 @@ async def read_until_lost(port: AsyncSerial) -> None:
 def test_a_vanished_device_is_reported_by_the_next_read() -> None:
     async def main() -> None:
         link = PtyLink()
-        port = AsyncSerial(link.port_name, 9600)
-        port.open()
+        port = AsyncSerial(link.port_name, SerialTiming(9600))
+        port.open_now()
         try:
             link.write(b"x")
             assert await port.read(1.0) == b"x"
