@@ -15,11 +15,19 @@ What it models:
   reassembling the events into :class:`PrintedTicket` objects (lines of
   formatted runs, QR codes, feeds, the cut) with :class:`TicketAssembler`;
 * ``DLE EOT 1/2/3/4`` answered at once, whatever the printer's state, as the
-  real-time commands are on real printers;
+  real-time commands are on real printers; ``GS I`` answered with the maker,
+  model, firmware and serial number;
 * paper out, paper low, cover open, an error ("offline"), power off. While
   the printer cannot print, what it receives waits in its buffer and prints
   when the fault clears (nothing is lost); switched off, it hears nothing;
-* garbage is counted (:attr:`VirtualPrinter.garbage`) and never stops it.
+* garbage is counted (:attr:`VirtualPrinter.garbage`) and never stops it;
+* a jammed receive buffer (:meth:`VirtualPrinter.jam`): no byte taken, the
+  host's writes block once the link is full.
+
+The link is a :class:`~.serial_link.PtyLink` for a serial printer (with the
+line's timing) or for a USB one (``usblp``: no timing, no termios; the daemon
+opens the pty as it opens ``/dev/usb/lp0``), or a
+:class:`~.tcp_link.TcpServerLink` for a network printer's raw port.
 
 Not modelled: print speed, the receive buffer's size and flow control (the
 pty's own buffer applies back-pressure), ``ESC a`` for QR codes (they are
@@ -57,7 +65,7 @@ from firmware_protocols.escpos import (
     Text,
 )
 
-from .serial_link import PtyDevice, PtyLink
+from .serial_link import DeviceLink, PtyDevice
 
 log = structlog.get_logger(__name__)
 
@@ -225,10 +233,11 @@ class VirtualPrinter(PtyDevice):
 
     def __init__(
         self,
-        link: PtyLink,
+        link: DeviceLink,
         *,
         chinese_mode_at_power_on: bool = False,
         idle_seconds: float = 0.05,
+        model: str = "onedoor VP-80",
     ) -> None:
         super().__init__(link, idle_seconds=idle_seconds)
         self._chinese_default = chinese_mode_at_power_on
@@ -243,6 +252,13 @@ class VirtualPrinter(PtyDevice):
         self._replies_to_lose = 0
         self._bytes_received = 0
         self._bytes_ignored = 0
+        self._jammed = False
+        self._identity = {
+            escpos.PrinterInfo.MAKER: "onedoor",
+            escpos.PrinterInfo.MODEL: model,
+            escpos.PrinterInfo.FIRMWARE: "1.00",
+            escpos.PrinterInfo.SERIAL: "VP0000001",
+        }
 
     # --- device thread -------------------------------------------------------------------------
     def _on_bytes(self, data: bytes) -> bytes:
@@ -262,6 +278,9 @@ class VirtualPrinter(PtyDevice):
                 continue
             if event is escpos.NEED_DATA:
                 break
+            if isinstance(event, escpos.PrinterIdQuery):
+                answer += escpos.encode_printer_id_reply(self._identity[event.info])
+                continue
             if isinstance(event, StatusQuery):
                 self._status_queries += 1
                 if self._replies_to_lose:  # line noise ate the answer
@@ -326,6 +345,16 @@ class VirtualPrinter(PtyDevice):
 
     def power_on(self) -> None:
         self._set(powered=True)
+
+    def jam(self, jammed: bool = True) -> None:
+        """The printer takes no more bytes (its receive buffer is full): they wait in the
+        link, and a host writing on blocks, as with USB or a full serial buffer."""
+        with self._cond:
+            self._jammed = jammed
+            self._cond.notify_all()
+
+    def _taking_input(self) -> bool:
+        return not self._jammed
 
     def lose_replies(self, count: int) -> None:
         """The next ``count`` status answers are lost on the line (noise, a loose cable)."""

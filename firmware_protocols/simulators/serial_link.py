@@ -29,7 +29,7 @@ import tty
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Protocol, Self
 
 from firmware_protocols.line import Parity, SerialTiming
 
@@ -295,6 +295,25 @@ class ReceivePacer:
         return self._line_free_at - now
 
 
+class DeviceLink(Protocol):
+    """The simulator's end of a link: a pty (:class:`PtyLink`) or a TCP port
+    (:class:`~.tcp_link.TcpServerLink`)."""
+
+    timing: SerialTiming | None
+    port_name: str
+
+    @property
+    def closed(self) -> bool: ...
+
+    def read(
+        self, timeout: float | None = 0.1, max_bytes: int = 4096, *, wake_fd: int | None = None
+    ) -> bytes: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class PtyDevice(ABC):
     """A simulated serial device: one background thread serving a :class:`PtyLink`.
 
@@ -312,7 +331,7 @@ class PtyDevice(ABC):
     """
 
     def __init__(
-        self, link: PtyLink, *, idle_seconds: float = 0.05, reply_delay: float = 0.0
+        self, link: DeviceLink, *, idle_seconds: float = 0.05, reply_delay: float = 0.0
     ) -> None:
         if idle_seconds <= 0:
             raise ValueError(f"idle_seconds must be positive, got {idle_seconds}")
@@ -337,6 +356,11 @@ class PtyDevice(ABC):
     def _on_idle(self) -> bytes:
         """The line has been quiet for ``idle_seconds`` after some traffic."""
         return b""
+
+    def _taking_input(self) -> bool:
+        """False while the device takes no bytes (its buffer full): they wait in the link,
+        and once it is full too the host's writes block."""
+        return True
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -412,6 +436,12 @@ class PtyDevice(ABC):
             while not self._stopping.is_set() and not self.link.closed:
                 # Quiet, nothing is due: sleep until bytes come (or stop() wakes us).
                 timeout = QUIET_WAIT_S if quiet else self.idle_seconds
+                with self._cond:
+                    taking = self._taking_input()
+                if not taking:
+                    with self._cond:  # scripting (or stop()) changes that and notifies
+                        self._cond.wait(self.idle_seconds)
+                    continue
                 data = self.link.read(timeout=timeout, wake_fd=wake_fd)
                 if data:
                     delay = pacer.delay(len(data), time.monotonic())
@@ -440,4 +470,12 @@ class PtyDevice(ABC):
                 self._cond.notify_all()
 
 
-__all__ = ["Parity", "PtyDevice", "PtyLink", "ReceivePacer", "SerialTiming", "uart_receive"]
+__all__ = [
+    "DeviceLink",
+    "Parity",
+    "PtyDevice",
+    "PtyLink",
+    "ReceivePacer",
+    "SerialTiming",
+    "uart_receive",
+]
