@@ -90,8 +90,9 @@ async def _scenario(windows: int, presses: int, dead: int, seed: int) -> dict[st
 
     with (
         PtyLink() as bus_link,
-        ModbusTerminalBank(
-            bus_link, addresses.values(), dead=dead_addresses, timing=timing, baud=BAUD
+        ModbusTerminalBank(  # the Modbus default framing, 8E1, as the driver's
+            bus_link, addresses.values(), dead=dead_addresses, timing=SerialTiming(BAUD, "E"),
+            baud=BAUD,
         ) as bank,
         PtyLink(timing) as screen_link,
         VirtualLedScreens(screen_link, layouts) as screens,

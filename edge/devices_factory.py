@@ -82,6 +82,12 @@ def build_devices(config: EdgeConfig, inputs: InputQueue, *,
                            if audio.output == "wav" and audio.wav_dir is not None
                            else AplaySink(audio.alsa_device))
         devices.announcer = VoiceDriver(clips, sink, inputs, repeat=audio.repeat)
+    if section.id_card is not None:  # its tickets: edge.id_card_kiosk, wired by the daemon
+        from edge.devices.id_card import IdCardReaderDriver, IdCardSettings
+
+        devices.others.append(IdCardReaderDriver(
+            IdCardSettings(port=section.id_card.port, baudrate=section.id_card.baud,
+                           poll_interval_s=section.id_card.poll_ms / 1000), inputs))
     if section.gpio is not None:
         from edge.config import KLASS_BY_NAME
         from edge.devices.gpio import GpioDriver, GpioSettings, HelpButtonPin, TicketButtonPin

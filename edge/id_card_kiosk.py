@@ -41,6 +41,7 @@ import structlog
 from fastpath.types import TicketClass
 from firmware_protocols.id_card import Gender, IdCardText, birth_of
 
+from .config import EdgeConfig
 from .devices.base import IdCardRead
 
 log = structlog.get_logger(__name__)
@@ -229,6 +230,16 @@ class IdCardKiosk:
         return f"请{names[1]}，{number}号，到{window}号窗口办理"
 
 
+def kiosk_for(config: EdgeConfig) -> IdCardKiosk | None:
+    """The kiosk policy the site config asks for (``[devices.id_card]``), or None."""
+    section = config.devices.id_card
+    if section is None:
+        return None
+    policy = KioskPolicy(section.service, section.elder_age, section.tickets_per_day,
+                         section.call_by_name)
+    return IdCardKiosk(policy, CardLedger(section.ledger))
+
+
 __all__ = [
     "COMPOUND_SURNAMES",
     "CardLedger",
@@ -238,6 +249,7 @@ __all__ = [
     "KioskPolicy",
     "Refusal",
     "age_on",
+    "kiosk_for",
     "masked_name",
     "spoken_name",
 ]

@@ -175,7 +175,7 @@ def bench_modbus_terminal() -> dict[str, Any]:
         mt.encode_write_request(mt.command_write(ShowText(3, "请A012号到3号窗口")))
 
     poll_bytes = len(mt.encode_read_request(1)) + 5 + 2 * mt.POLL_BLOCK_COUNT
-    timing = SerialTiming(mt.DEFAULT_BAUD)
+    timing = SerialTiming(mt.DEFAULT_BAUD, mt.DEFAULT_PARITY)
     figures: dict[str, Any] = {
         "poll blocks decoded/s": round(_rate(lambda: mt.decode_poll_block(3, block, None), 20000)),
         "LED writes encoded/s (FC16 frame)": round(_rate(encode_led_write, 20000)),
@@ -188,7 +188,8 @@ def bench_modbus_terminal() -> dict[str, Any]:
     slaves = range(1, _HALL_WINDOWS + 1)
     with PtyLink() as link, ModbusTerminalBank(link, slaves, timing=timing) as bank:
         client = ModbusSerialClient(
-            port=link.port_name, baudrate=mt.DEFAULT_BAUD, timeout=1.0, retries=0
+            port=link.port_name, baudrate=mt.DEFAULT_BAUD, parity=mt.DEFAULT_PARITY,
+            timeout=1.0, retries=0,
         )
         client.connect()
         cursors: dict[int, mt.PollCursor | None] = dict.fromkeys(slaves)

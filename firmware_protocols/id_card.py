@@ -359,9 +359,9 @@ class IdCardDecoder:
             if len(buf) >= start + HEADER_SIZE:
                 length = int.from_bytes(buf[start + len(PREAMBLE) : start + HEADER_SIZE], "big")
                 end = start + HEADER_SIZE + length
-                if 2 <= length <= MAX_BODY and len(buf) >= end:
-                    if _checksum(buf[start + len(PREAMBLE) : end - 1]) == buf[end - 1]:
-                        return start
+                complete = 2 <= length <= MAX_BODY and len(buf) >= end
+                if complete and _checksum(buf[start + len(PREAMBLE) : end - 1]) == buf[end - 1]:
+                    return start
             start = buf.find(PREAMBLE, start + 1)
         return None
 

@@ -74,7 +74,7 @@ Percent = Annotated[float, msgspec.Meta(ge=0.0, le=100.0)]
 
 TicketClass = Literal["normal", "priority", "appointment"]
 Channel = Literal["kiosk", "button", "api"]
-DeviceKind = Literal["printer", "led", "terminal", "gpio", "audio"]
+DeviceKind = Literal["printer", "led", "terminal", "gpio", "audio", "id_card"]
 DeviceHealth = Literal["ok", "degraded", "fault", "offline"]
 WindowState = Literal["closed", "open", "paused", "serving"]
 
