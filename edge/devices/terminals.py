@@ -353,6 +353,10 @@ class ModbusBus:
             raise Refused(f"terminal {address} refused the poll: {response}")
         return list(response.registers)
 
+    async def read_poll_block(self, address: int) -> list[int]:
+        """The poll block as it is now, acknowledging nothing (``onedoor edge probe``)."""
+        return await self._read_block(address)
+
     async def poll(self, address: int, timeout_s: float | None = None) -> tuple[TerminalEvent, ...]:
         registers = await self._read_block(address, timeout_s)
         cursor = self._cursors.get(address)
@@ -469,7 +473,7 @@ class VendorBus:
         decoder: Decoder[vf.VendorEvent] = vf.VendorDecoder()
 
         def from_address(event: vf.VendorEvent) -> bool:
-            return _answer_address(event) == address
+            return answer_address(event) == address
 
         def noise(exc: ProtocolError) -> None:
             log.warning("terminals.bad_frame", address=address, error=str(exc))
@@ -544,7 +548,8 @@ def input_code(event: KeyPressed | RatingGiven) -> int:
     return mt.encode_input(event.value, rating=True)
 
 
-def _answer_address(event: vf.VendorEvent) -> int:
+def answer_address(event: vf.VendorEvent) -> int:
+    """The terminal address a vendor frame carries (a report's or an answer's)."""
     if isinstance(event, KeyPressed | RatingGiven | RequestRating | ShowText):
         return event.window_address
     return event.address
@@ -1008,4 +1013,5 @@ __all__ = [
     "TerminalDriver",
     "TerminalSettings",
     "VendorBus",
+    "answer_address",
 ]
