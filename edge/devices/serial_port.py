@@ -389,22 +389,22 @@ class AsyncSerial(FdPort):
         except (serial.SerialException, OSError, ValueError) as exc:
             gone = " (USB adapter unplugged?)" if not os.path.exists(self.port) else ""
             raise SerialPortError(f"cannot open {self.port}{gone}: {exc}") from exc
+        self._serial = port
+        self._line_free_at = 0.0
+        self._opened(port.fd)
         try:
             if self.rs485 == "kernel":
                 port.rs485_mode = serial.rs485.RS485Settings(
                     rts_level_for_tx=True, rts_level_for_rx=False
                 )
             elif self.rs485 == "rts":
-                port.rts = False  # listen until we send
+                self._set_rts(False)  # listen until we send
         except (serial.SerialException, OSError, ValueError) as exc:
-            port.close()
+            self.close()
             raise SerialPortError(
                 f"{self.port} cannot do RS485 direction control {self.rs485!r} ({exc}); "
                 'use an adapter that switches direction itself (rs485 = "auto")'
             ) from exc
-        self._serial = port
-        self._line_free_at = 0.0
-        self._opened(port.fd)
 
     def _release(self, fd: int) -> None:
         port, self._serial = self._serial, None

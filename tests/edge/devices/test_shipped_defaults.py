@@ -5,7 +5,7 @@ The drivers are built the way the daemon builds them (``edge.config`` then
 ``edge.devices_factory``); the simulators take the honest time of every byte at
 the family's default line settings: printer 9600 8N1, LED bus 9600 8N1 (half
 duplex: an answer and a retry that overlap both garble), vendor terminals 9600
-8N1, Modbus terminals 19200 8E1.
+8N1, Modbus terminals 19200 8E1, the ID card reader 115200 8N1.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
@@ -24,20 +24,24 @@ from edge.devices.base import (
     DeviceStatusChanged,
     HallCounts,
     HealthState,
+    IdCardRead,
     KeyPress,
     TicketPrint,
     WindowKey,
 )
+from edge.devices.id_card import IdCardReaderDriver
 from edge.devices.printer import PrinterDriver
 from edge.devices.screens import ScreenDriver
 from edge.devices.terminals import TerminalDriver
 from edge.devices.ticket import TicketContent, ticket_bytes
 from edge.devices_factory import build_devices
-from firmware_protocols import led
+from firmware_protocols import id_card, led
 from firmware_protocols import modbus_terminal as mt
 from firmware_protocols import vendor_frame as vf
+from firmware_protocols.id_card import Gender, IdCardText
 from firmware_protocols.line import SerialTiming
 from firmware_protocols.mqtt_messages import Text
+from firmware_protocols.simulators.id_card_reader import VirtualIdCardReader
 from firmware_protocols.simulators.led_screens import ScreenLayout, VirtualLedScreens
 from firmware_protocols.simulators.modbus_bank import ModbusTerminalBank
 from firmware_protocols.simulators.printer import VirtualPrinter
@@ -276,3 +280,33 @@ def test_modbus_terminal_at_19200_8e1_takes_a_full_led_block(tmp_path: Path) -> 
         seen = asyncio.run(main())
         assert bank.led_text(12) == text
     assert set(healths(seen)) <= {HealthState.OK}
+
+
+# --- ID card reader: 115200 8N1 ----------------------------------------------------------------
+def test_id_card_reader_reads_a_card_at_its_defaults(tmp_path: Path) -> None:
+    """The base-information answer is the largest frame: 1,295 bytes, 112 ms on the wire,
+    after the card's own work (0.3 s here)."""
+    card = IdCardText("欧阳明", Gender.MALE, "01", date(1990, 7, 4), "广东省中山市石岐区" * 3,
+                      "442000199007044511", "中山市公安局", date(2019, 1, 2), date(2039, 1, 2))
+    with (
+        PtyLink(SerialTiming(id_card.BAUD)) as link,
+        VirtualIdCardReader(link, read_seconds=0.3) as reader,
+    ):
+        reader.place_card(card)
+
+        async def main() -> list[DeviceInput]:
+            driver, inputs = build(
+                tmp_path, f'[devices.id_card]\nport = "{link.port_name}"\nservice = "shebao"\n'
+            )
+            assert isinstance(driver, IdCardReaderDriver)
+            task = asyncio.create_task(driver.run())
+            seen: list[DeviceInput] = []
+            while not any(isinstance(item, IdCardRead) for item in seen):
+                seen.append(await asyncio.wait_for(inputs.get(), 10))
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return seen
+
+        seen = asyncio.run(main())
+    assert [item.card for item in seen if isinstance(item, IdCardRead)] == [card]
+    assert healths(seen) == [HealthState.OK]
