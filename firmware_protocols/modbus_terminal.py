@@ -109,6 +109,12 @@ FC_READ_INPUT_REGISTERS: Final = 0x04
 FC_WRITE_MULTIPLE_REGISTERS: Final = 0x10
 FC_READ_WRITE_MULTIPLE_REGISTERS: Final = 0x17  # the write happens before the read
 EXCEPTION_FLAG: Final = 0x80  # set in the function code of an exception response
+SUPPORTED_FUNCTIONS: Final = frozenset(
+    {FC_READ_HOLDING_REGISTERS, FC_READ_INPUT_REGISTERS, FC_WRITE_MULTIPLE_REGISTERS,
+     FC_READ_WRITE_MULTIPLE_REGISTERS}
+)
+"""What the firmware implements; any other function is answered with exception 01."""
+EXCEPTION_ILLEGAL_FUNCTION: Final = 0x01
 
 # --- read-only poll block --------------------------------------------------------------------
 INPUT_QUEUE_SIZE: Final = 8
@@ -543,6 +549,14 @@ _READ_FUNCTIONS: Final = (
 )
 
 
+def encode_exception_response(slave: int, function: int, code: int) -> bytes:
+    """The exception answer of ``slave`` to ``function`` (for the simulated terminal)."""
+    check_address(slave)
+    if not 1 <= function <= 0x7F or not 1 <= code <= 0xFF:
+        raise LocalProtocolError(f"function {function} / exception code {code} out of range")
+    return _with_crc(bytes((slave, function | EXCEPTION_FLAG, code)))
+
+
 def response_size(data: bytes) -> int | None:
     """Bytes the response starting ``data`` will have, or None while the header is short."""
     if len(data) < 3:
@@ -588,6 +602,7 @@ __all__ = [
     "DEVICE_TYPE",
     "DEVICE_TYPE_WINDOW_TERMINAL",
     "EXCEPTION_FLAG",
+    "EXCEPTION_ILLEGAL_FUNCTION",
     "FC_READ_HOLDING_REGISTERS",
     "FC_READ_INPUT_REGISTERS",
     "FC_READ_WRITE_MULTIPLE_REGISTERS",
@@ -614,6 +629,7 @@ __all__ = [
     "RATING_REQUEST",
     "SEQUENCE_MODULUS",
     "STATUS",
+    "SUPPORTED_FUNCTIONS",
     "STATUS_FAULTS",
     "STATUS_KEYPAD_FAULT",
     "STATUS_LED_FAULT",
@@ -636,6 +652,7 @@ __all__ = [
     "decode_led_text",
     "decode_poll_block",
     "decode_response",
+    "encode_exception_response",
     "encode_input",
     "encode_led_text",
     "encode_poll_block",
