@@ -39,7 +39,7 @@ from firmware_protocols.line import SerialTiming
 
 from .base import DeviceError
 from .printer import describe
-from .printer_ports import printer_port
+from .printer_ports import UsbPrinterPort, printer_port
 from .serial_port import AsyncSerial, ByteLink, exchange
 from .terminals import ModbusBus, TerminalSettings, answer_address
 
@@ -106,7 +106,9 @@ def _from_terminal(address: int) -> Callable[[vf.VendorEvent], bool]:
 
 
 def _line_label(link: ByteLink) -> str:
-    return str(link.line) if isinstance(link, AsyncSerial) else link.name.split(":")[0]
+    if isinstance(link, AsyncSerial):
+        return str(link.line)
+    return "usb" if isinstance(link, UsbPrinterPort) else "tcp"
 
 
 async def probe_printer(config: EdgeConfig) -> ProbeResult | None:
