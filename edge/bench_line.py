@@ -165,26 +165,31 @@ async def _screens(rounds: int) -> dict[str, Any]:
     }
 
 
+async def _terminal_bus(bus: ModbusBus | VendorBus, text: str,
+                        rounds: int) -> tuple[list[float], list[float]]:
+    """The LED text round trip at window 1, and poll cycles of the whole hall, on ``bus``."""
+    await bus.open()
+    try:
+        async def led_text() -> object:
+            await bus.send(ShowText(1, text))
+            return True
+
+        async def cycle() -> object:
+            for address in range(1, HALL_WINDOWS + 1):
+                await bus.poll(address)
+            return True
+
+        return await _timed(led_text, rounds), await _timed(cycle, max(1, rounds // 3))
+    finally:
+        bus.close()
+
+
 async def _vendor(rounds: int) -> dict[str, Any]:
     text = "请" * (vf.MAX_DATA // 2)
-    addresses = range(1, HALL_WINDOWS + 1)
-    with PtyLink() as link, VendorTerminalBank(link, addresses, timing=VENDOR_LINE):
+    with PtyLink() as link, VendorTerminalBank(link, range(1, HALL_WINDOWS + 1),
+                                               timing=VENDOR_LINE):
         bus = VendorBus(link.port_name, VENDOR_LINE, TURNAROUND_S)
-        await bus.open()
-        try:
-            async def led_text() -> object:
-                await bus.send(ShowText(1, text))
-                return True
-
-            async def cycle() -> object:
-                for address in addresses:
-                    await bus.poll(address)
-                return True
-
-            largest = await _timed(led_text, rounds)
-            polls = await _timed(cycle, max(1, rounds // 3))
-        finally:
-            bus.close()
+        largest, polls = await _terminal_bus(bus, text, rounds)
     frame = len(vf.encode(ShowText(1, text)))
     return {
         "line": str(VENDOR_LINE),
@@ -200,24 +205,10 @@ async def _vendor(rounds: int) -> dict[str, Any]:
 
 async def _modbus(rounds: int) -> dict[str, Any]:
     text = "请" * (mt.LED_TEXT_MAX_BYTES // 2)
-    addresses = range(1, HALL_WINDOWS + 1)
-    with PtyLink() as link, ModbusTerminalBank(link, addresses, timing=MODBUS_LINE):
-        bus = ModbusBus(link.port_name, MODBUS_LINE, TURNAROUND_S)
-        await bus.open()
-        try:
-            async def led_text() -> object:
-                await bus.send(ShowText(1, text))
-                return True
-
-            async def cycle() -> object:
-                for address in addresses:
-                    await bus.read_poll_block(address)
-                return True
-
-            largest = await _timed(led_text, rounds)
-            polls = await _timed(cycle, max(1, rounds // 3))
-        finally:
-            bus.close()
+    with PtyLink() as link, ModbusTerminalBank(link, range(1, HALL_WINDOWS + 1),
+                                               timing=MODBUS_LINE):
+        bus = ModbusBus(link.port_name, MODBUS_LINE, TURNAROUND_S, ack_in_poll=False)
+        largest, polls = await _terminal_bus(bus, text, rounds)
     request = len(mt.encode_write_request(mt.command_write(ShowText(1, text))))
     poll = len(mt.encode_read_request(1)), 5 + 2 * mt.POLL_BLOCK_COUNT
     return {

@@ -47,9 +47,8 @@ from .base import (
     HealthTracker,
     IdCardRead,
     InputQueue,
-    stop_if_cancelled,
 )
-from .serial_port import AsyncSerial, ByteLink, SerialPortError, exchange
+from .serial_port import AsyncSerial, ByteLink, exchange, serve_link
 
 log = structlog.get_logger(__name__)
 
@@ -110,29 +109,16 @@ class IdCardReaderDriver:
         return self._health.current
 
     async def run(self) -> None:
-        s = self._settings
-        try:
-            while True:
-                stop_if_cancelled()
-                if not self._port.is_open:
-                    try:
-                        await self._port.open()
-                    except SerialPortError as exc:
-                        self._health.set(HealthState.OFFLINE, f"端口无法打开 {exc}"[:200])
-                        await asyncio.sleep(s.reopen_interval_s)
-                        continue
-                    log.info("id_card.port_open", port=self._port.name)
-                    self._card_on_reader = False
-                try:
-                    await self._step()
-                except SerialPortError as exc:
-                    self._health.set(HealthState.OFFLINE, f"端口断开 {exc}"[:200])
-                    self._port.close()
-                    await asyncio.sleep(s.reopen_interval_s)
-                    continue
-                await asyncio.sleep(s.poll_interval_s)
-        finally:
-            self._port.close()
+        await serve_link(self._port, self._health, self._poll,
+                         reopen_interval_s=self._settings.reopen_interval_s,
+                         on_open=self._opened)
+
+    def _opened(self) -> None:
+        self._card_on_reader = False  # whatever lay there before, read it anew
+
+    async def _poll(self) -> None:
+        await self._step()
+        await asyncio.sleep(self._settings.poll_interval_s)
 
     async def _ask(self, command: Command, *, reply_bytes: int = _SHORT_ANSWER,
                    timeout: float | None = None) -> Response:

@@ -60,9 +60,8 @@ from .base import (
     HealthState,
     HealthTracker,
     InputQueue,
-    stop_if_cancelled,
 )
-from .serial_port import AsyncSerial, Rs485Mode, SerialPortError, await_reply, exchange
+from .serial_port import AsyncSerial, Rs485Mode, await_reply, exchange, serve_link
 
 log = structlog.get_logger(__name__)
 
@@ -262,26 +261,9 @@ class ScreenDriver:
 
     # --- the bus task ---------------------------------------------------------------------------
     async def run(self) -> None:
-        s = self._settings
-        try:
-            while True:
-                stop_if_cancelled()
-                if not self._port.is_open:
-                    try:
-                        await self._port.open()
-                    except SerialPortError as exc:
-                        self._health.set(HealthState.OFFLINE, f"串口无法打开 {exc}"[:200])
-                        await asyncio.sleep(s.reopen_interval_s)
-                        continue
-                    log.info("screens.port_open", port=s.port)
-                    self._update_health()
-                try:
-                    await self._step()
-                except SerialPortError as exc:
-                    self._health.set(HealthState.OFFLINE, f"串口断开 {exc}"[:200])
-                    await asyncio.sleep(s.reopen_interval_s)
-        finally:
-            self._port.close()
+        await serve_link(self._port, self._health, self._step,
+                         reopen_interval_s=self._settings.reopen_interval_s,
+                         on_open=self._update_health)
 
     async def _step(self) -> None:
         """Send one frame that needs sending, or wait until one does."""

@@ -42,7 +42,7 @@ import os
 import struct
 import termios
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Final, Literal, Protocol, TypeVar
 
@@ -54,7 +54,14 @@ from firmware_protocols.decoding import NEED_DATA, Decoder
 from firmware_protocols.errors import ProtocolError
 from firmware_protocols.line import SerialTiming
 
-from .base import DeviceConfigError, DeviceError, DeviceTimeout
+from .base import (
+    DeviceConfigError,
+    DeviceError,
+    DeviceTimeout,
+    HealthState,
+    HealthTracker,
+    stop_if_cancelled,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -468,6 +475,40 @@ class AsyncSerial(FdPort):
         self.close()
 
 
+async def serve_link(
+    link: ByteLink,
+    health: HealthTracker,
+    step: Callable[[], Awaitable[None]],
+    *,
+    reopen_interval_s: float,
+    on_open: Callable[[], None] = lambda: None,
+) -> None:
+    """The run loop of a driver that owns ``link``: open it (offline, with the reason, while it
+    cannot be: unplugged, wrong name), then ``step`` over and over; when the link goes away
+    mid-step, report it, close it and open it again every ``reopen_interval_s``."""
+    word = "串口" if isinstance(link, AsyncSerial) else "端口"
+    try:
+        while True:
+            stop_if_cancelled()
+            if not link.is_open:
+                try:
+                    await link.open()
+                except SerialPortError as exc:
+                    health.set(HealthState.OFFLINE, f"{word}无法打开 {exc}"[:200])
+                    await asyncio.sleep(reopen_interval_s)
+                    continue
+                log.info("device.port_open", device=health.current.device_id, port=link.name)
+                on_open()
+            try:
+                await step()
+            except SerialPortError as exc:
+                health.set(HealthState.OFFLINE, f"{word}断开 {exc}"[:200])
+                link.close()
+                await asyncio.sleep(reopen_interval_s)
+    finally:
+        link.close()
+
+
 __all__ = [
     "RS485_MODES",
     "AsyncSerial",
@@ -478,4 +519,5 @@ __all__ = [
     "SerialPortError",
     "await_reply",
     "exchange",
+    "serve_link",
 ]

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,7 +10,6 @@ from hypothesis import strategies as st
 from edge.devices.ticket import (
     LARGE_PRINT_LAYOUT,
     NORMAL_LAYOUT,
-    TicketContent,
     ticket_bytes,
     ticket_events,
 )
@@ -42,6 +39,7 @@ from firmware_protocols.escpos import (
     Text,
     Unhandled,
 )
+from tests.edge.devices.test_ticket import TICKET  # a realistic stream for the decoder
 
 # (event, wire bytes), hand-checked against the Epson ESC/POS command reference:
 # ESC @ = 1B 40; FS & = 1C 26; ESC a n = 1B 61 n; ESC E n = 1B 45 n; GS ! n = 1D 21 n with
@@ -74,17 +72,6 @@ GOLDEN: list[tuple[EscPosEvent, str]] = [
     (PrinterIdQuery(PrinterInfo.MODEL), "1d 49 43"),  # GS I 67: model name
 ]  # fmt: skip
 
-TICKET = TicketContent(
-    hall_name="中山市政务服务中心",
-    service_name="综合受理",
-    ticket_number="A012",
-    people_ahead=3,
-    wait_p50_minutes=8,
-    wait_p90_minutes=15,
-    issued_at=datetime(2026, 11, 23, 9, 5, 7),
-    qr_payload="https://q.example.cn/t/20261123-A012",
-    footer_lines=("请留意叫号，过号需重新取号",),
-)
 
 
 def drain(decoder: EscPosDecoder) -> tuple[list[EscPosEvent], list[ProtocolError]]:

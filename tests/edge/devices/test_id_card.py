@@ -175,7 +175,7 @@ def test_the_reader_unplugged_then_plugged_back(tmp_path: Path) -> None:
         first.close()
         by_id.unlink()
         await until(lambda: driver.health().state is HealthState.OFFLINE)
-        assert "端口" in driver.health().detail
+        assert "串口" in driver.health().detail
         second = PtyLink(LINE)
         reader = VirtualIdCardReader(second, read_seconds=0.05)
         reader.start()
