@@ -1,6 +1,6 @@
 """The site configuration: one TOML file, read into frozen dataclasses, strictly.
 
-Ops render this file from the Ansible inventory (DESIGN.md "Configuration").
+Ops render this file from the Ansible inventory (deploy/ansible/README.md).
 :func:`load_config` checks everything it can before the daemon touches a
 device and raises :class:`~edge.errors.ConfigInvalid` listing *every* problem
 with its key path, e.g. ``windows[3].services.huji: unknown service``
