@@ -196,14 +196,16 @@ class PtyLink:
     def heard_by_device(self, data: bytes, line: SerialTiming | None = None) -> bytes:
         """What the device's UART (``line``, default the link's timing) makes of bytes
         the host sent: garbage when their settings differ."""
-        device, host = line or self.timing, self.host_line()
+        device = line or self.timing
+        host = None if device is None else self.host_line()
         if device is None or host is None:
             return data
         return uart_receive(data, host, device)
 
     def heard_by_host(self, data: bytes, line: SerialTiming | None = None) -> bytes:
         """What the host's UART makes of bytes the device sent at ``line``."""
-        device, host = line or self.timing, self.host_line()
+        device = line or self.timing
+        host = None if device is None else self.host_line()
         if device is None or host is None:
             return data
         return uart_receive(data, device, host)
