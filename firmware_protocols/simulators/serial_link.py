@@ -100,7 +100,8 @@ def uart_receive(data: bytes, sent: SerialTiming, received: SerialTiming) -> byt
 # A real UART keeps both. So for our pty slaves only, this records what the host asked
 # for (pyserial, and pymodbus through it, call termios.tcsetattr) and lets such a call
 # succeed; the simulated UART (PtyLink.host_line) then enforces it. Other ttys are not
-# touched, and any other refusal is still raised.
+# touched, and any other refusal is still raised. It works in the simulator's process
+# only: a daemon started as another process sees the plain kernel (tests run it at 8N1).
 _requested: dict[int, list[Any]] = {}  # st_rdev of a PtyLink slave -> last requested attrs
 _watched: set[int] = set()
 _real_tcsetattr = termios.tcsetattr
@@ -255,6 +256,7 @@ class PtyLink:
         if not self.closed:
             self.closed = True
             _requested.pop(self._device, None)
+            _watched.discard(self._device)
             os.close(self._master)
             os.close(self._slave)
 
