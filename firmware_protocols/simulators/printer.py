@@ -15,7 +15,8 @@ What it models:
   reassembling the events into :class:`PrintedTicket` objects (lines of
   formatted runs, QR codes, feeds, the cut) with :class:`TicketAssembler`;
 * ``DLE EOT 1/2/3/4`` answered at once, whatever the printer's state, as the
-  real-time commands are on real printers; ``GS I`` answered with the maker,
+  real-time commands are on real printers, and wherever the three bytes are (inside
+  QR or image data too, as Epson documents it); ``GS I`` answered with the maker,
   model, firmware and serial number;
 * paper out, paper low, cover open, an error ("offline"), power off. While
   the printer cannot print, what it receives waits in its buffer and prints
@@ -253,6 +254,7 @@ class VirtualPrinter(PtyDevice):
         self._bytes_received = 0
         self._bytes_ignored = 0
         self._jammed = False
+        self._rt_tail = b""  # the last two bytes: a DLE EOT n may straddle two reads
         self._identity = {
             escpos.PrinterInfo.MAKER: "onedoor",
             escpos.PrinterInfo.MODEL: model,
@@ -266,8 +268,8 @@ class VirtualPrinter(PtyDevice):
             self._bytes_ignored += len(data)
             return b""
         self._bytes_received += len(data)
+        answer = bytearray(self._real_time(data))
         self._decoder.receive_data(data)
-        answer = bytearray()
         while True:
             try:
                 event = self._decoder.next_event()
@@ -281,15 +283,31 @@ class VirtualPrinter(PtyDevice):
             if isinstance(event, escpos.PrinterIdQuery):
                 answer += escpos.encode_printer_id_reply(self._identity[event.info])
                 continue
-            if isinstance(event, StatusQuery):
-                self._status_queries += 1
-                if self._replies_to_lose:  # line noise ate the answer
-                    self._replies_to_lose -= 1
-                    continue
-                answer += escpos.encode_status_reply(self._condition.reply(event.request))
-            else:
+            if not isinstance(event, StatusQuery):  # those were answered on arrival
                 self._held.append(event)
         self._print_held()
+        return bytes(answer)
+
+    def _real_time(self, data: bytes) -> bytes:
+        """Answer every ``DLE EOT n`` in the raw bytes, as printers do: on arrival, whatever
+        command they sit in (inside QR or image data too: why the encoder refuses control
+        bytes there)."""
+        window = self._rt_tail + data
+        answer = bytearray()
+        start = 0
+        while (found := window.find(bytes([escpos.DLE, escpos.EOT]), start)) >= 0:
+            start = found + 1
+            if found + 2 >= len(window):
+                break  # its n has not come yet
+            if found + 2 < len(self._rt_tail) or not 1 <= window[found + 2] <= 4:
+                continue  # answered with the previous bytes, or not a status request
+            self._status_queries += 1
+            if self._replies_to_lose:  # line noise ate the answer
+                self._replies_to_lose -= 1
+                continue
+            request = StatusRequest(window[found + 2])
+            answer += escpos.encode_status_reply(self._condition.reply(request))
+        self._rt_tail = window[-2:]
         return bytes(answer)
 
     def _print_held(self) -> None:
@@ -341,6 +359,7 @@ class VirtualPrinter(PtyDevice):
             self._held.clear()
             self._decoder = EscPosDecoder(chinese_mode_at_power_on=self._chinese_default)
             self._assembler = TicketAssembler()
+            self._rt_tail = b""
         self._set(powered=False)
 
     def power_on(self) -> None:

@@ -249,3 +249,18 @@ def test_assembler_keeps_runs_and_drops_unprinted_line() -> None:
     assert (line.text, line.align, line.bold) == ("abcd", Align.CENTER, False)
     assert [run.bold for run in line.runs] == [False, True]
     assert ticket.partial_cut
+
+
+def test_a_dle_eot_inside_qr_data_is_answered_as_a_status_query(
+    printer: VirtualPrinter, port: serial.Serial
+) -> None:
+    """Why the encoder refuses control bytes in QR data: the printer acts on them."""
+    data = b"t/A012\x10\x04\x01"
+    store = bytes.fromhex("1d 28 6b") + (len(data) + 3).to_bytes(2, "little") + b"\x31\x50\x30"
+    port.write(store + data + bytes.fromhex("1d 28 6b 03 00 31 51 30"))
+    assert port.read(1) == bytes([0x12])  # the answer to DLE EOT 1, which nobody asked for
+    port.write(b"\x10\x04")  # and one split across two writes is answered once, whole
+    time.sleep(0.05)
+    port.write(b"\x04")
+    assert port.read(2) == bytes([0x12])
+    assert printer.status_queries == 2
