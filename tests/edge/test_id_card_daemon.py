@@ -1,6 +1,7 @@
 """The kiosk's ID card reader in the real daemon, on the simulated hall: a card takes a
 ticket (老年人优先 from 60), the same card again is refused on the hall screen, the hall
-calls by name when it is enabled, and nothing personal reaches the journal."""
+calls by name when it is enabled (screen and voice), and nothing personal reaches the journal
+or the log."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 from datetime import date
 from pathlib import Path
 
+import structlog
 from gpiozero.pins.mock import MockFactory
 
 from edge.config import EdgeConfig
@@ -72,7 +74,12 @@ def test_a_card_takes_one_priority_ticket_and_the_hall_calls_by_name(
                 daemon.stop()
                 await asyncio.wait_for(task, 30)
 
-        asyncio.run(scenario())
+        with structlog.testing.capture_logs() as logs:
+            asyncio.run(scenario())
+    voice = [entry for entry in logs if entry["event"].startswith("voice.queued")]
+    assert [entry["event"] for entry in voice] == ["voice.queued_text"]  # 请张女士，A001号…
+    assert ELDER.name not in repr(logs)
+    assert ELDER.id_number not in repr(logs)
     journal = b"".join(p.read_bytes() for p in tmp_path.glob("journal.db*"))
     assert ELDER.id_number.encode() not in journal
     assert ELDER.name.encode("utf-8") not in journal
