@@ -1,1 +1,1 @@
-"""The fleet manager (issue #6): MQTT ingest, registry, telemetry, alarms, API, dashboards."""
+"""The fleet manager: MQTT ingest, registry, telemetry, alarms, API, dashboards."""

@@ -29,9 +29,11 @@ Alarm types and default severity::
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import json
 import time
-import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -247,13 +249,6 @@ class AlarmBook:
         log.info("alarm.cleared", site=site_id, type=type_.value, device=device)
         return alarm
 
-    def clear_site_devices(self, site_id: str, type_: AlarmType, keep: set[str]) -> None:
-        """Clear every active ``type_`` alarm of the site whose device is not in ``keep``."""
-        self._load(site_id)
-        for s, device, t in list(self._active):
-            if s == site_id and t is type_ and device not in keep:
-                self.clear(site_id, type_, device)
-
     def set(self, condition: bool, site_id: str, type_: AlarmType, *, device: str = "",
             severity: Severity | None = None, message: str | None = None,
             detail: dict[str, Any] | None = None) -> None:  # fmt: skip
@@ -363,10 +358,7 @@ def run_timed_rules(book: AlarmBook, config: CentralConfig) -> None:
         select(Alarm).where(Alarm.type == AlarmType.CONFIG_DRIFT, Alarm.cleared_at.is_(None))
     ):
         owner = session.get(Site, alarm.site_id)
-        in_sync = owner is not None and (
-            owner.expected_config_version is None
-            or owner.expected_config_version == owner.reported_config_version
-        )
+        in_sync = owner is not None and not owner.config_drift
         if alarm.site_id not in drifting_ids and in_sync:
             book.clear(alarm.site_id, AlarmType.CONFIG_DRIFT)
 
@@ -375,48 +367,88 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def acknowledge_alarm(session: Session, alarm_id: int, person: str, now: datetime,
-                      note: str | None = None) -> tuple[Alarm, list[Notification]]:  # fmt: skip
-    """Acknowledge an alarm in the caller's transaction; send the notifications after commit."""
-    book = AlarmBook(session, now)
-    alarm = book.acknowledge(alarm_id, person, note)
-    return alarm, book.notifications
+def redact_url(url: str) -> str:
+    """Which webhook, without its secrets: scheme, host and a fingerprint of the whole URL.
+
+    Robot URLs carry their credential in the query (企业微信 ``key``, 钉钉
+    ``access_token`` and ``sign``) or in the path (Feishu, Slack), so neither is shown;
+    the fingerprint (8 hex digits of its SHA-256) tells two configured URLs apart.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a malformed port or IPv6 literal
+        parts, host, port = urllib.parse.urlsplit(""), "?", ""
+    digest = hashlib.sha256(url.encode("utf-8", "replace")).hexdigest()[:8]
+    return f"{parts.scheme or '?'}://{host}{port}/…#{digest}"
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (an error message) with every secret-bearing part of ``url`` as ``***``."""
+    parts = urllib.parse.urlsplit(url)
+    pieces = {url, parts.query, parts.path, parts.password or ""}
+    pieces.add(f"{parts.path}?{parts.query}")
+    for _name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        pieces.add(value)
+    for segment in parts.path.split("/"):
+        if len(segment) >= 16:  # a token in the path; short ones are words like "send"
+            pieces.add(segment)
+    variants: set[str] = set()
+    for piece in pieces:
+        if len(piece) >= 6:
+            variants.update((piece, urllib.parse.quote(piece, safe=""),
+                             urllib.parse.quote_plus(piece), repr(piece)[1:-1]))  # fmt: skip
+    for piece in sorted(variants, key=len, reverse=True):
+        text = text.replace(piece, "***")
+    return text
 
 
 class WebhookNotifier:
-    """POST each notification as JSON to ``url``; a few retries, then log and drop.
+    """POST each notification as JSON to the webhook; a few retries, then log and drop.
 
     Blocking (urllib): the service calls :meth:`send` from a worker thread so ingest
-    never waits on a slow webhook.
+    never waits on a slow webhook. The URL is a secret (see :func:`redact_url`): logs
+    name :attr:`target` and scrub error messages, on every path.
     """
 
     def __init__(self, url: str, *, timeout_s: float = 5.0, attempts: int = 3,
                  backoff_s: float = 0.5) -> None:  # fmt: skip
-        self.url = url
+        self._url = url
+        self.target = redact_url(url)
         self.timeout_s = timeout_s
         self.attempts = attempts
         self.backoff_s = backoff_s
         self.sent = 0
         self.failed = 0
 
+    def __repr__(self) -> str:
+        return f"WebhookNotifier({self.target!r})"
+
+    def scrub(self, text: str) -> str:
+        return scrub(text, self._url)
+
     def send(self, notification: Notification) -> bool:
-        request = urllib.request.Request(
-            self.url,
-            data=notification.to_json(),
-            headers={
-                "Content-Type": "application/json; charset=utf-8",
-                "User-Agent": "onedoor-central",
-            },
-            method="POST",
-        )
+        """True once the webhook took it; False (logged) after the last attempt failed."""
         for attempt in range(1, self.attempts + 1):
             try:
+                request = urllib.request.Request(
+                    self._url,
+                    data=notification.to_json(),
+                    headers={
+                        "Content-Type": "application/json; charset=utf-8",
+                        "User-Agent": "onedoor-central",
+                    },
+                    method="POST",
+                )
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                     response.read()
                 self.sent += 1
                 return True
-            except (urllib.error.URLError, OSError) as exc:
-                log.warning("alarm.webhook_failed", url=self.url, attempt=attempt, error=str(exc))
+            # URLError and sockets are OSError; a malformed URL is ValueError or InvalidURL.
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                log.warning("alarm.webhook_failed", webhook=self.target, attempt=attempt,
+                            error=self.scrub(f"{type(exc).__name__}: {exc}")[:300])  # fmt: skip
                 if attempt < self.attempts:
                     time.sleep(self.backoff_s * 2 ** (attempt - 1))
         self.failed += 1
@@ -429,6 +461,7 @@ __all__ = [
     "AlarmBook",
     "Notification",
     "WebhookNotifier",
-    "acknowledge_alarm",
+    "redact_url",
     "run_timed_rules",
+    "scrub",
 ]

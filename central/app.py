@@ -28,15 +28,18 @@ from datetime import UTC, datetime
 from typing import Final
 
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from central import api, web
+from central import api, metrics, web
 from central.auth import SessionSigner, TokenStore
 from central.config import CentralConfig
+from central.context import Central
 from central.db import make_engine, migrate, session_factory
+from central.errors import ConfigError, RequestError
+from central.limits import BodyLimit, HostAllowlist, refusal
 from central.service import CentralService
 from central.telemetry import make_sink
 
@@ -51,7 +54,7 @@ def session_secret(environ: dict[str, str] | None = None) -> bytes:
     if value:
         secret = value.encode("utf-8")
         if len(secret) < 32:
-            raise ValueError(f"{SESSION_SECRET_ENV} must have at least 32 characters")
+            raise ConfigError(f"{SESSION_SECRET_ENV} must have at least 32 characters")
         return secret
     log.warning("web.session_secret_random", hint=f"set {SESSION_SECRET_ENV} to keep sessions")
     return secrets.token_bytes(32)
@@ -71,9 +74,8 @@ def create_app(
         service = CentralService(config)
     engine = service.engine if service is not None else make_engine(config.database_url)
     sessions = service.sessions if service is not None else session_factory(engine)
-    central = api.Central(
+    central = Central(
         config=config,
-        engine=engine,
         sessions=sessions,
         tokens=TokenStore(sessions),
         signer=SessionSigner(secret if secret is not None else session_secret()),
@@ -81,7 +83,7 @@ def create_app(
         now=service.clock if service is not None else (lambda: datetime.now(UTC)),
         telemetry=service.sink if service is not None else make_sink(config, sessions),
     )
-    hub = web.LiveHub(sessions, interval_s=live_interval_s)
+    hub = web.LiveHub(central.read, interval_s=live_interval_s)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -117,9 +119,17 @@ def create_app(
             swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
         )
 
+    @app.exception_handler(RequestError)
+    async def refused(_request: Request, exc: RequestError) -> JSONResponse:
+        return refusal(exc)
+
     app.state.central = central
     api.install(app)
     web.install(app, hub)
+    # Before routing and body parsing; inside the request counter, which counts refusals too.
+    app.add_middleware(BodyLimit, max_bytes=config.http_max_body_bytes)
+    app.add_middleware(HostAllowlist, hosts=config.allowed_hosts)
+    metrics.install(app)
     return app
 
 

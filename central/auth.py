@@ -11,12 +11,13 @@ names the row; only ``sha256(secret)`` is stored, compared in constant time.
 The plaintext is shown once, by ``onedoor central token create``.
 
 The dashboard logs in with a token and then carries a session cookie: the
-token id, role and expiry, signed with HMAC-SHA256 (HttpOnly, SameSite=Strict).
+token id, role, expiry and a random session id (two logins are two sessions),
+signed with HMAC-SHA256 (HttpOnly, SameSite=Strict).
 Each request re-reads the token row, so revoking a token ends its sessions.
 
-Errors::
+Errors (drawn with the rest of the tree in :mod:`central.errors`)::
 
-    AuthError(CentralError)
+    AuthError(RequestError)
     ├── Unauthenticated   no credentials, a malformed/unknown/revoked token, a bad cookie (401)
     └── Forbidden         a valid principal whose role is too low (403)
 
@@ -42,7 +43,13 @@ import structlog
 from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from central.errors import CentralError
+from central.errors import (
+    AuthError,
+    ConfigError,
+    Forbidden,
+    InvalidRequest,
+    Unauthenticated,
+)
 from central.models import ApiToken
 
 log = structlog.get_logger(__name__)
@@ -68,22 +75,6 @@ class Role(enum.StrEnum):
 
 
 _RANKS: Final = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3}
-
-
-class AuthError(CentralError):
-    status_code = 401
-
-
-class Unauthenticated(AuthError):
-    """No credentials, or credentials that do not check out."""
-
-    status_code = 401
-
-
-class Forbidden(AuthError):
-    """Authenticated, but the role does not allow the action."""
-
-    status_code = 403
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +123,14 @@ class TokenStore:
 
     def create(self, role: Role | str, name: str) -> tuple[TokenInfo, str]:
         """A new token; returns its info and the plaintext (to show once, never stored)."""
-        role = Role(role)
+        try:
+            role = Role(role)
+        except ValueError:
+            known = ", ".join(r.value for r in Role)
+            raise InvalidRequest(f"unknown role {role!r}; one of {known}") from None
         name = name.strip()
         if not name or len(name) > 100:
-            raise ValueError("a token needs a name of 1..100 characters")
+            raise InvalidRequest("a token needs a name of 1..100 characters")
         token_id = secrets.token_hex(4)
         secret = secrets.token_urlsafe(32)  # 256 bits: a plain hash suffices, no KDF needed
         now = datetime.now(UTC)
@@ -244,7 +239,7 @@ class SessionSigner:
 
     def __post_init__(self) -> None:
         if len(self.secret) < 32:
-            raise ValueError("the session secret must have at least 32 bytes")
+            raise ConfigError("the session secret must have at least 32 bytes")
 
     def _mac(self, payload: str) -> str:
         return _b64(hmac.new(self.secret, payload.encode("ascii"), hashlib.sha256).digest())
@@ -257,6 +252,7 @@ class SessionSigner:
                     "tid": principal.token_id,
                     "role": principal.role.value,
                     "exp": int(issued + self.ttl_s),
+                    "sid": secrets.token_hex(8),  # each login its own session (stream quota)
                 },
                 separators=(",", ":"),
             ).encode("ascii")

@@ -27,9 +27,9 @@ from typing import Any, Final
 from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from central.api import Central, fleet_tiles
 from central.auth import Principal, Role, SessionSigner, TokenStore
 from central.config import CentralConfig
+from central.context import Central
 from central.db import make_engine, migrate, session_factory
 from central.models import Alarm, AlarmType, Severity, Site, SiteKind
 from central.seed import load_seed
@@ -146,7 +146,6 @@ def measure(label: str, populate: Callable[[sessionmaker[Session]], None]) -> di
         _, token = tokens.create(Role.VIEWER, "bench")
         central = Central(
             config=CentralConfig(database_url=db_url),
-            engine=engine,
             sessions=sessions,
             tokens=tokens,
             signer=SessionSigner(b"b" * 32),
@@ -156,9 +155,8 @@ def measure(label: str, populate: Callable[[sessionmaker[Session]], None]) -> di
         median, worst, html = _timed(
             lambda: fleet_html(central, viewer, "zh", q="", health="", town="")
         )
-        with sessions() as session:
-            query_median, _, _ = _timed(lambda: fleet_tiles(session))
-        hub = LiveHub(sessions)
+        query_median, _, _ = _timed(central.read.fleet_tiles)
+        hub = LiveHub(central.read)
         poll_median, _, tiles = _timed(hub.snapshot)
         figures: dict[str, Any] = {
             f"{label}: sites": len(tiles),

@@ -2,28 +2,68 @@
 
 ::
 
-    onedoor central run [--config FILE] [--host H] [--port P]
+    onedoor central run [--config FILE] [--env-file FILE] [--host H] [--port P]
     onedoor central token create --role viewer|operator|admin [--name NAME]
     onedoor central token list | token revoke ID
-    onedoor central seed [--config FILE]
+    onedoor central seed [--config FILE] [--env-file FILE]
+
+``token`` and ``seed`` work on an existing central's database, so they refuse to
+run when none is configured (``database_url`` in ``--config``, in
+``--env-file`` as the service has it, or ``ONEDOOR_CENTRAL_DATABASE_URL``):
+the default would create an empty SQLite file in the current directory and
+print a token the real central does not know. They say on stderr which
+database they use.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import make_url
+from sqlalchemy.exc import DBAPIError
+
 from central.auth import Role, TokenStore
-from central.config import CentralConfig, load_config
+from central.config import (
+    ENV_PREFIX,
+    CentralConfig,
+    load_config,
+    read_env_file,
+    setting_source,
+)
 from central.db import make_engine, migrate, session_factory
-from central.errors import CentralError
+from central.errors import CentralError, ConfigError
+
+
+def _environment(args: argparse.Namespace) -> dict[str, str]:
+    env = dict(os.environ)
+    if args.env_file is not None:
+        env.update(read_env_file(args.env_file))
+    return env
 
 
 def _config(args: argparse.Namespace) -> CentralConfig:
     path: Path | None = args.config
-    return load_config(path)
+    return load_config(path, _environment(args))
+
+
+def _database_config(args: argparse.Namespace) -> CentralConfig:
+    """The config of a command that works on an existing central's database."""
+    config = _config(args)
+    source = setting_source("database_url", args.config, _environment(args))
+    if source is None:
+        raise ConfigError(
+            "no database configured: pass --env-file with the central's environment file "
+            "(ONEDOOR_CENTRAL_DATABASE_URL, as the service runs with), --config with "
+            f"database_url, or set {ENV_PREFIX}DATABASE_URL; refusing to use the default "
+            f"{config.database_url} in {Path.cwd()}"
+        )
+    shown = make_url(config.database_url).render_as_string(hide_password=True)
+    print(f"# database: {shown} (from {source})", file=sys.stderr)
+    return config
 
 
 def _store(config: CentralConfig) -> TokenStore:
@@ -43,7 +83,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_token_create(args: argparse.Namespace) -> int:
-    info, token = _store(_config(args)).create(args.role, args.name or f"{args.role} token")
+    store = _store(_database_config(args))
+    info, token = store.create(args.role, args.name or f"{args.role} token")
     print(f"# token {info.token_id} ({info.role.value}, {info.name}); shown once, keep it safe",
           file=sys.stderr)  # fmt: skip
     print(token)
@@ -51,7 +92,7 @@ def _cmd_token_create(args: argparse.Namespace) -> int:
 
 
 def _cmd_token_list(args: argparse.Namespace) -> int:
-    for info in _store(_config(args)).list():
+    for info in _store(_database_config(args)).list():
         revoked = f" revoked {info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else ""
         print(f"{info.token_id}  {info.role.value:<8}  {info.created_at:%Y-%m-%d %H:%M}  "
               f"{info.name}{revoked}")  # fmt: skip
@@ -59,7 +100,7 @@ def _cmd_token_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_token_revoke(args: argparse.Namespace) -> int:
-    if _store(_config(args)).revoke(args.token_id):
+    if _store(_database_config(args)).revoke(args.token_id):
         print(f"revoked {args.token_id}")
         return 0
     print(f"no active token {args.token_id}", file=sys.stderr)
@@ -69,7 +110,7 @@ def _cmd_token_revoke(args: argparse.Namespace) -> int:
 def _cmd_seed(args: argparse.Namespace) -> int:
     from central.seed import load_seed
 
-    config = _config(args)
+    config = _database_config(args)
     engine = make_engine(config.database_url)
     migrate(engine)
     with session_factory(engine).begin() as session:
@@ -86,6 +127,10 @@ def _guarded(handler: Any) -> Any:
         except (CentralError, ValueError) as exc:
             print(f"onedoor central: {exc}", file=sys.stderr)
             return 2
+        except DBAPIError as exc:  # the database is down or refuses us: say so, no traceback
+            reason = (str(exc.orig) or type(exc.orig).__name__).splitlines()[0]
+            print(f"onedoor central: the database does not answer: {reason}", file=sys.stderr)
+            return 1
         return result
 
     return run
@@ -107,6 +152,12 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     def with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         parser.add_argument(
             "--config", type=Path, help="TOML settings file (see central/config.py)"
+        )
+        parser.add_argument(
+            "--env-file",
+            type=Path,
+            help="the service's environment file (ONEDOOR_CENTRAL_* lines, e.g. the database "
+            "URL with its password), read as if set in the environment",
         )
         return parser
 

@@ -95,6 +95,38 @@ class CentralConfig:
     rate_messages_burst: int = _setting(
         10000, "... and in a burst; beyond, dropped (events come back: the edge resends)"
     )
+    http_allowed_hosts: str = _setting(
+        "localhost,127.0.0.1,::1",
+        "Host headers this central answers (comma-separated names, *.example.cn for a domain, "
+        "* for any; ports ignored); others get 400. Add the name the dashboards are reached "
+        "by behind the reverse proxy",
+    )
+    http_max_body_bytes: int = _setting(
+        65536, "largest request body; a larger one gets 413 before it is read (no auth needed)"
+    )
+    login_attempts_per_min: float = _setting(
+        10.0, "dashboard logins one client address may try per minute, sustained ..."
+    )
+    login_attempts_burst: int = _setting(
+        20, "... and in a burst; beyond, 429 with Retry-After (right or wrong token alike)"
+    )
+    sse_streams_per_session: int = _setting(
+        8, "live streams (open dashboard tabs) one login session may hold; beyond, 429"
+    )
+    sse_streams_max: int = _setting(
+        500, "live streams this process serves in all (each site or alarm stream re-renders "
+        "once a second); beyond, 429"
+    )
+    command_limit_per_site: int = _setting(
+        10, "commands one site may be sent within command_limit_window_s; beyond, 429 with "
+        "Retry-After (a flood of announcements would hold back ticket calls)"
+    )
+    command_limit_window_s: int = _setting(60, "... the window of command_limit_per_site")
+    metrics_per_site: bool = _setting(
+        True,
+        "/metrics also exports per-site series (about ten lines per site and service); "
+        "turn off for a province-size fleet if Prometheus should hold fleet totals only",
+    )
     gap_alarm_after_s: int = _setting(300, "sequence gap still open after this long")
     config_drift_after_s: int = _setting(600, "config version differing this long is drift")
 
@@ -122,13 +154,29 @@ class CentralConfig:
             "rate_telemetry_burst",
             "rate_messages_per_s",
             "rate_messages_burst",
+            "http_max_body_bytes",
+            "login_attempts_per_min",
+            "login_attempts_burst",
+            "sse_streams_per_session",
+            "sse_streams_max",
+            "command_limit_per_site",
+            "command_limit_window_s",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
         if self.influx_url and not self.influx_url.startswith(("http://", "https://")):
             raise ConfigError(f"influx_url: {self.influx_url!r} is not an http(s) URL")
         if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
-            raise ConfigError(f"webhook_url: {self.webhook_url!r} is not an http(s) URL")
+            # Not the value itself: a robot URL carries its key (WeCom) or token (DingTalk).
+            scheme = self.webhook_url.partition(":")[0][:10]
+            raise ConfigError(f"webhook_url: not an http(s) URL (it starts with {scheme!r})")
+        if not self.allowed_hosts:
+            raise ConfigError("http_allowed_hosts: name at least one host (or * for any)")
+
+    @property
+    def allowed_hosts(self) -> tuple[str, ...]:
+        """``http_allowed_hosts`` as lower-case entries."""
+        return tuple(h.strip().lower() for h in self.http_allowed_hosts.split(",") if h.strip())
 
     def replace(self, **changes: Any) -> CentralConfig:
         return dataclasses.replace(self, **changes)
@@ -160,21 +208,23 @@ def _parse_env(setting: Setting, raw: str) -> Any:
         ) from None
 
 
+def _file_values(path: Path) -> dict[str, Any]:
+    try:
+        document = tomllib.loads(path.read_text("utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    table = document.get("central", document)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [central] must be a table")
+    for key in table:
+        if key not in _BY_NAME:
+            raise ConfigError(f"{path}: unknown setting {key!r}")
+    return dict(table)
+
+
 def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> CentralConfig:
     """Defaults, then the TOML file (if given), then ``ONEDOOR_CENTRAL_*`` variables."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            document = tomllib.loads(path.read_text("utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
-        table = document.get("central", document)
-        if not isinstance(table, dict):
-            raise ConfigError(f"{path}: [central] must be a table")
-        for key, value in table.items():
-            if key not in _BY_NAME:
-                raise ConfigError(f"{path}: unknown setting {key!r}")
-            values[key] = value
+    values: dict[str, Any] = {} if path is None else _file_values(path)
     environ = os.environ if env is None else env
     for setting in SETTINGS:
         raw = environ.get(ENV_PREFIX + setting.name.upper())
@@ -183,4 +233,48 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     return CentralConfig(**values)
 
 
-__all__ = ["ENV_PREFIX", "SETTINGS", "CentralConfig", "Setting", "load_config"]
+def setting_source(
+    name: str, path: Path | None = None, env: Mapping[str, str] | None = None
+) -> str | None:
+    """Where setting ``name`` is set (the variable or the file, as :func:`load_config`
+    reads them), or ``None`` when it is left at its default."""
+    variable = ENV_PREFIX + name.upper()
+    if variable in (os.environ if env is None else env):
+        return variable
+    if path is not None and name in _file_values(path):
+        return str(path)
+    return None
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The ``ONEDOOR_CENTRAL_*`` lines of a systemd ``EnvironmentFile`` (what the service
+    runs with): ``NAME=value``, ``#`` comments, optional quotes around the value."""
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from exc
+    found: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        name, equals, value = line.partition("=")
+        if not equals:
+            raise ConfigError(f"{path}:{number}: not NAME=value")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if name.strip().startswith(ENV_PREFIX):
+            found[name.strip()] = value
+    return found
+
+
+__all__ = [
+    "ENV_PREFIX",
+    "SETTINGS",
+    "CentralConfig",
+    "Setting",
+    "load_config",
+    "read_env_file",
+    "setting_source",
+]

@@ -3,16 +3,40 @@
 ::
 
     CentralError(Exception)
-    ├── ConfigError(CentralError, ValueError)   a setting is missing, unknown or malformed
-    ├── UnknownSite(CentralError, KeyError)     a site id that is not in the registry
-    ├── UnknownAlarm(CentralError, KeyError)    an alarm id that does not exist
-    └── SeedError(CentralError, ValueError)     the registry seed file is malformed
+    ├── ConfigError(CentralError, ValueError)       a setting is missing, unknown or malformed
+    ├── SeedError(CentralError, ValueError)         the registry seed file is malformed
+    └── RequestError(CentralError)                  a refused request; carries its HTTP status
+        ├── BadRequest(RequestError, ValueError)         400  e.g. a Host not allowed
+        ├── AuthError(RequestError)                      401
+        │   ├── Unauthenticated(AuthError)               401  no, unknown or revoked credentials
+        │   └── Forbidden(AuthError)                     403  role too low, CSRF or cross-origin
+        ├── NotFound(RequestError, LookupError)          404
+        │   ├── UnknownSite(NotFound, KeyError)              a site id not in the registry
+        │   ├── UnknownAlarm(NotFound, KeyError)             an alarm id that does not exist
+        │   ├── UnknownCommand(NotFound, KeyError)           a command id never issued
+        │   └── UnknownToken(NotFound, KeyError)             no active token with this id
+        ├── PayloadTooLarge(RequestError)                413  a body over http_max_body_bytes
+        ├── InvalidRequest(RequestError, ValueError)     422  values the read model refuses
+        │   └── CommandRefused(InvalidRequest)               the MQTT contract refuses a command
+        ├── TooManyRequests(RequestError)                429  over a limit; Retry-After
+        └── Unavailable(RequestError)                    503  e.g. a read-only process
+
+Every :class:`RequestError` becomes the JSON answer ``{"detail": str(error)}``
+with its ``status_code`` and ``headers`` (one handler in :mod:`central.app`),
+the way datasette's ``Base400`` errors do: the read model and the service raise
+them, and neither the API nor the pages translate them by hand.
 
 Bad MQTT payloads are not errors of this package: they raise
-:class:`firmware_protocols.mqtt_topics.InvalidMessage`, which ingest counts and logs.
+:class:`firmware_protocols.mqtt_topics.InvalidMessage`, which ingest counts and
+logs. Programming errors stay built-ins (``TypeError``, ``ValueError`` for a
+naive datetime given to a UTC column, ``NotImplementedError`` for a database
+other than SQLite or PostgreSQL).
 """
 
 from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
 
 
 class CentralError(Exception):
@@ -23,16 +47,142 @@ class ConfigError(CentralError, ValueError):
     """The configuration is invalid; the message names the setting."""
 
 
-class UnknownSite(CentralError, KeyError):
-    """The site id is not in the registry."""
-
-
-class UnknownAlarm(CentralError, KeyError):
-    """No alarm has this id."""
-
-
 class SeedError(CentralError, ValueError):
     """The registry seed data is malformed; the message names the file and line."""
 
 
-__all__ = ["CentralError", "ConfigError", "SeedError", "UnknownAlarm", "UnknownSite"]
+class RequestError(CentralError):
+    """A request the central refuses; ``status_code`` and ``headers`` make the HTTP answer."""
+
+    status_code: ClassVar[int] = 400
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return None
+
+
+class BadRequest(RequestError, ValueError):
+    status_code = 400
+
+
+class AuthError(RequestError):
+    """Who is calling is not established (401) or may not do this (403)."""
+
+    status_code = 401
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return {"WWW-Authenticate": "Bearer"} if self.status_code == 401 else None
+
+
+class Unauthenticated(AuthError):
+    """No credentials, or credentials that do not check out."""
+
+    status_code = 401
+
+
+class Forbidden(AuthError):
+    """Authenticated (or not needed), but the request is not allowed."""
+
+    status_code = 403
+
+
+class NotFound(RequestError, LookupError):
+    """Nothing has this id. ``str()`` is the message (not ``KeyError``'s quoted repr)."""
+
+    status_code = 404
+    what: ClassVar[str] = "object"
+
+    def __init__(self, key: Any) -> None:
+        super().__init__(key)
+        self.key = key
+
+    def __str__(self) -> str:
+        return f"unknown {self.what} {self.key!r}"
+
+
+class UnknownSite(NotFound, KeyError):
+    """The site id is not in the registry."""
+
+    what = "site"
+
+
+class UnknownAlarm(NotFound, KeyError):
+    """No alarm has this id."""
+
+    what = "alarm"
+
+    def __str__(self) -> str:
+        return f"unknown alarm {self.key}"
+
+
+class UnknownCommand(NotFound, KeyError):
+    """No command has this id."""
+
+    what = "command"
+
+    def __str__(self) -> str:
+        return f"unknown command {self.key}"
+
+
+class UnknownToken(NotFound, KeyError):
+    """No active token has this id."""
+
+    what = "token"
+
+    def __str__(self) -> str:
+        return f"no active token {self.key!r}"
+
+
+class PayloadTooLarge(RequestError):
+    status_code = 413
+
+
+class InvalidRequest(RequestError, ValueError):
+    """Well-formed, but the values are refused (a reversed date range, an unknown metric)."""
+
+    status_code = 422
+
+
+class CommandRefused(InvalidRequest):
+    """The command does not fit the MQTT contract; the message says which field and why."""
+
+
+class TooManyRequests(RequestError):
+    """Over a rate or count limit; ``retry_after_s`` says when to try again."""
+
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
+
+
+class Unavailable(RequestError):
+    status_code = 503
+
+
+__all__ = [
+    "AuthError",
+    "BadRequest",
+    "CentralError",
+    "CommandRefused",
+    "ConfigError",
+    "Forbidden",
+    "InvalidRequest",
+    "NotFound",
+    "PayloadTooLarge",
+    "RequestError",
+    "SeedError",
+    "TooManyRequests",
+    "Unauthenticated",
+    "Unavailable",
+    "UnknownAlarm",
+    "UnknownCommand",
+    "UnknownSite",
+    "UnknownToken",
+]

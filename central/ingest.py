@@ -45,6 +45,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.alarms import AlarmBook, Notification
+from central.buckets import Buckets
 from central.config import CentralConfig
 from central.models import (
     AlarmType,
@@ -76,8 +77,9 @@ log = structlog.get_logger(__name__)
 UNKNOWN_SITE: Final = "unknown_site"
 """Ingest-level reject reason (beside :class:`Reason`): valid payload, site not in the registry."""
 INTERNAL: Final = "internal"
-RATE_LIMITED: Final = "rate_limited"  # a site over its message rate (SiteRateLimiter)
 """Ingest-level reject reason: the payload was valid but storing it failed (a bug; logged)."""
+RATE_LIMITED: Final = "rate_limited"
+"""Ingest-level reject reason: a site over its message rate (:class:`SiteRateLimiter`)."""
 GAP_SCAN_LIMIT: Final = 10_000
 """Seqs read above the contiguous point per site and batch to find gaps."""
 
@@ -139,25 +141,16 @@ class SiteRateLimiter:
     """
 
     def __init__(self, config: CentralConfig) -> None:
-        self._limits = {
-            True: (config.rate_telemetry_per_s, float(config.rate_telemetry_burst)),
-            False: (config.rate_messages_per_s, float(config.rate_messages_burst)),
+        self._buckets = {
+            True: Buckets(config.rate_telemetry_per_s, config.rate_telemetry_burst),
+            False: Buckets(config.rate_messages_per_s, config.rate_messages_burst),
         }
-        self._buckets: dict[tuple[str, bool], tuple[float, float]] = {}  # -> (tokens, at)
 
     def allow(self, topic: str, at: float) -> bool:
         parts = topic.split("/", 4)
         if len(parts) < 4:
             return True  # not a contract topic: decoding rejects it with its own reason
-        key = (parts[2], parts[3] == Kind.TELEMETRY.value)
-        rate, burst = self._limits[key[1]]
-        tokens, last = self._buckets.get(key, (burst, at))
-        tokens = min(burst, tokens + max(0.0, at - last) * rate)
-        if tokens < 1.0:
-            self._buckets[key] = (tokens, at)
-            return False
-        self._buckets[key] = (tokens - 1.0, at)
-        return True
+        return not self._buckets[parts[3] == Kind.TELEMETRY.value].take(parts[2], at)
 
 
 JOURNAL_DEVICE: Final = "journal"  # the device of a journal.lost alarm

@@ -142,6 +142,11 @@ class CommandStatus(enum.StrEnum):
     EXPIRED = "expired"  # no result before expires_at: the edge will not run it any more
 
 
+def config_drift(expected: str | None, reported: str | None) -> bool:
+    """A config version is expected and the site reports another one (or none)."""
+    return expected is not None and reported != expected
+
+
 class Site(Base):
     """A hall or village station. Registry columns first, then the live state ingest keeps."""
 
@@ -175,6 +180,12 @@ class Site(Base):
     acked_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     """Highest seq such that 1..acked_seq are all committed (what ``ack`` carries)."""
     max_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+
+    @property
+    def config_drift(self) -> bool:
+        """The site reports another config version than the registry expects (at once;
+        the ``config_drift`` alarm waits ``config_drift_after_s`` before it is raised)."""
+        return config_drift(self.expected_config_version, self.reported_config_version)
 
     # Deleting a site deletes its rows through ON DELETE CASCADE, without loading them.
     services: Mapped[list[Service]] = relationship(
@@ -445,4 +456,5 @@ __all__ = [
     "TelemetryRollup",
     "UtcDateTime",
     "Window",
+    "config_drift",
 ]

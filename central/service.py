@@ -4,7 +4,6 @@
 
     async with CentralService(load_config()) as central:   # migrates, connects, subscribes
         await central.wait_idle()                          # every received publish committed
-        central.site_live("zs-sanxiang-01")                # SiteLive snapshot from the DB
         central.acknowledge_alarm(alarm_id, person="ops-li")
         await central.send_command("zs-sanxiang-01", ReprintArgs(ticket="A012"))
 
@@ -21,10 +20,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import math
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -38,21 +37,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from central.alarms import AlarmBook, Notification, WebhookNotifier, run_timed_rules
 from central.config import CentralConfig
 from central.db import make_engine, migrate, session_factory
-from central.errors import UnknownSite
+from central.errors import CommandRefused, TooManyRequests, UnknownSite
 from central.ingest import IngestProcessor, MqttIngest, Received, new_command
-from central.models import (
-    Alarm,
-    Command,
-    CommandStatus,
-    Device,
-    IngestReject,
-    SequenceGap,
-    Service,
-    Site,
-    Window,
-)
+from central.models import Alarm, Command, CommandStatus, Site
 from central.telemetry import EmbeddedTelemetrySink, TelemetrySink, make_sink
 from firmware_protocols import mqtt_messages as mm
+from firmware_protocols.errors import LocalProtocolError
 
 log = structlog.get_logger(__name__)
 
@@ -64,51 +54,6 @@ PRUNE_EVERY = timedelta(minutes=10)
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class SiteLive:
-    """Everything known about one site right now (for the API and dashboards)."""
-
-    site: Site
-    services: list[Service]
-    windows: list[Window]
-    devices: list[Device]
-    alarms: list[Alarm]
-    open_gaps: list[SequenceGap]
-    rejects: list[IngestReject]
-
-    @property
-    def windows_open(self) -> int:
-        return sum(w.state in ("open", "serving") for w in self.windows)
-
-    @property
-    def windows_busy(self) -> int:
-        return sum(w.state == "serving" for w in self.windows)
-
-    @property
-    def config_drift(self) -> bool:
-        expected = self.site.expected_config_version
-        return expected is not None and expected != self.site.reported_config_version
-
-
-def site_live(session: Session, site_id: str) -> SiteLive:
-    site = session.get(Site, site_id)
-    if site is None:
-        raise UnknownSite(site_id)
-
-    def rows(model: Any, *order: Any) -> list[Any]:
-        return list(session.scalars(select(model).where(model.site_id == site_id).order_by(*order)))
-
-    return SiteLive(
-        site=site,
-        services=rows(Service, Service.code),
-        windows=rows(Window, Window.number),
-        devices=rows(Device, Device.device),
-        alarms=[a for a in rows(Alarm, Alarm.id) if a.cleared_at is None],
-        open_gaps=[g for g in rows(SequenceGap, SequenceGap.first_seq) if g.filled_at is None],
-        rejects=rows(IngestReject, IngestReject.reason),
-    )
 
 
 class CentralService:
@@ -312,14 +257,18 @@ class CentralService:
     async def _webhook_loop(self) -> None:
         while True:
             notification = await self._notices.get()
-            if self.notifier is not None:
+            if self.notifier is None:
+                continue
+            try:
                 await asyncio.to_thread(self.notifier.send, notification)
+            except Exception as exc:  # a broken webhook must not end ingest; no traceback:
+                log.error(  # its frames and message could carry the URL's secret
+                    "alarm.webhook_crashed",
+                    webhook=self.notifier.target,
+                    error=self.notifier.scrub(f"{type(exc).__name__}: {exc}")[:300],
+                )
 
-    # ------------------------------------------------------------------ queries, commands
-
-    def site_live(self, site_id: str) -> SiteLive:
-        with self.sessions() as session:
-            return site_live(session, site_id)
+    # ------------------------------------------------------------------ commands
 
     async def send_command(
         self,
@@ -329,14 +278,28 @@ class CentralService:
         ttl_s: int = 300,
         issued_by: str | None = None,
     ) -> mm.Cmd:
-        """Record a command and publish it on ``cmd/{name}``; ``cmd_result`` completes it."""
-        now = self.clock()
-        command = new_command(site_id, args, now=now, ttl_s=ttl_s)
+        """Record a command and publish it on ``cmd/{name}``; ``cmd_result`` completes it.
 
-        def record() -> None:
+        :class:`UnknownSite` for a site not in the registry; :class:`TooManyRequests`
+        past ``command_limit_per_site`` commands to the site in ``command_limit_window_s``;
+        :class:`CommandRefused` when the contract's encoder refuses the command, with its
+        reason. Nothing is recorded or sent in these cases.
+        """
+        now = self.clock()
+        try:
+            command = new_command(site_id, args, now=now, ttl_s=ttl_s)
+        except ValueError as exc:  # the contract's own checks (msgspec's ValidationError too)
+            raise CommandRefused(f"invalid command: {exc}") from None
+
+        def record() -> mm.Publish:
             with self.sessions.begin() as session:
                 if session.get(Site, site_id) is None:
                     raise UnknownSite(site_id)
+                self._check_command_rate(session, site_id, now)
+                try:
+                    publish = mm.to_publish(command)  # the edge's own decoder checks it here
+                except LocalProtocolError as exc:
+                    raise CommandRefused(f"invalid {command.name} command: {exc}") from None
                 session.add(
                     Command(
                         id=command.id,
@@ -349,11 +312,49 @@ class CentralService:
                         status=CommandStatus.SENT,
                     )
                 )
+            return publish
 
         async with self._db_lock:
-            await asyncio.to_thread(record)
-        self.mqtt.publish(mm.to_publish(command))
+            publish = await asyncio.to_thread(record)
+        self.mqtt.publish(publish)
         return command
 
 
-__all__ = ["CentralService", "SiteLive", "site_live", "utc_now"]
+    def _check_command_rate(self, session: Session, site_id: str, now: datetime) -> None:
+        """Counted from the commands table, so that every replica and restart agree."""
+        limit = self.config.command_limit_per_site
+        window = timedelta(seconds=self.config.command_limit_window_s)
+        recent = session.scalars(
+            select(Command.issued_at)
+            .where(Command.site_id == site_id, Command.issued_at > now - window)
+            .order_by(Command.issued_at.desc())
+            .limit(limit)
+        ).all()
+        if len(recent) < limit:
+            return
+        retry_after = (recent[-1] + window - now).total_seconds()  # the oldest leaves the window
+        log.warning("command.rate_limited", site=site_id, limit=limit,
+                    window_s=self.config.command_limit_window_s)  # fmt: skip
+        raise TooManyRequests(  # the dashboard shows this text to the operator: Chinese first
+            f"指令过于频繁，请 {max(1, math.ceil(retry_after))} 秒后再试 / site {site_id!r} was "
+            f"sent {limit} commands in the last {self.config.command_limit_window_s} s "
+            "(command_limit_per_site)",
+            retry_after_s=retry_after,
+        )
+
+
+def command_args(name: str, args: dict[str, Any]) -> mm.CommandArgs:
+    """The typed args of command ``name``; :class:`CommandRefused` (422) with the contract's
+    reason when they do not fit its schema."""
+    schema = mm.COMMAND_ARGS.get(name)
+    if schema is None:
+        raise CommandRefused(f"unknown command {name!r}; one of {', '.join(mm.COMMAND_ARGS)}")
+    try:
+        converted = msgspec.convert({**args, "name": name}, schema)
+    except msgspec.ValidationError as exc:
+        raise CommandRefused(f"invalid {name} args: {exc}") from None
+    typed: mm.CommandArgs = converted  # type: ignore[assignment]  # COMMAND_ARGS maps to these
+    return typed
+
+
+__all__ = ["CentralService", "command_args", "utc_now"]

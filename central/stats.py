@@ -13,8 +13,9 @@ one implementation. It has two layers:
 * :func:`rows_to_csv` writes rows as CSV (UTF-8 with BOM, so that Excel opens
   the Chinese headers correctly).
 
-The database query lives in :mod:`central.api` next to the other queries, and
-feeds :func:`compute` with records read from the events table.
+The database query lives in :mod:`central.queries` (the read model) next to the
+other queries, and feeds :func:`compute` with records read from the events
+table through :func:`to_stat_record`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
+
+import msgspec
 
 from firmware_protocols.mqtt_messages import (
     EventBody,
@@ -63,6 +66,12 @@ class EventRecord:
     seq: int
     ts_ms: int
     body: EventBody
+
+
+def to_stat_record(site_id: str, seq: int, ts_ms: int, body: dict[str, Any]) -> EventRecord:
+    """A stored event row as a record; ``msgspec.ValidationError`` if the body is not one."""
+    decoded: EventBody = msgspec.convert(body, EventBody)
+    return EventRecord(site_id, seq, ts_ms, decoded)
 
 
 @dataclass(slots=True)
@@ -152,6 +161,11 @@ class StatRow:
 def business_day(ts_ms: int) -> dt.date:
     """The local (UTC+8) date of a unix-millisecond wall time."""
     return dt.datetime.fromtimestamp(ts_ms / 1000.0, BUSINESS_TZ).date()
+
+
+def business_date(moment: dt.datetime) -> dt.date:
+    """The local (UTC+8) date of an aware datetime: "today" for the pages and the API."""
+    return moment.astimezone(BUSINESS_TZ).date()
 
 
 def percentile(values: Sequence[float], p: float) -> float | None:
@@ -509,6 +523,7 @@ __all__ = [
     "Summary",
     "TicketFacts",
     "aggregate",
+    "business_date",
     "business_day",
     "compute",
     "fold_tickets",
@@ -517,4 +532,5 @@ __all__ = [
     "row_values",
     "rows_to_csv",
     "summarize",
+    "to_stat_record",
 ]

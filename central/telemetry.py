@@ -34,7 +34,6 @@ from firmware_protocols.mqtt_messages import Telemetry
 
 log = structlog.get_logger(__name__)
 
-MINUTE_MS: Final = 60_000
 HOUR_MS: Final = 3_600_000
 DAY_MS: Final = 86_400_000
 RESOLUTIONS_S: Final = (60, 3600)

@@ -9,19 +9,36 @@ and the drivers bind to it). ``ONEDOOR_GPIO_MOCK=1`` selects gpiozero's
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge.config import EdgeConfig, GpioConfig
 from edge.daemon import DeviceSet
 from edge.devices.base import InputQueue
+from edge.errors import ConfigInvalid
 
 if TYPE_CHECKING:
     from edge.devices.terminals import TerminalDriver
 
 
+# What each gpiozero pin factory imports and how to get it (gpiozero depends on none).
+_BACKEND_INSTALL = {"lgpio": "lgpio: install onedoor[pi] (the Ansible edge role does)",
+                    "rpigpio": "RPi.GPIO: pip install RPi.GPIO",
+                    "pigpio": "pigpio: pip install pigpio, and run the pigpiod daemon"}
+
+
 def _pin_factory(gpio: GpioConfig) -> Any:
     name = "mock" if os.environ.get("ONEDOOR_GPIO_MOCK") == "1" else gpio.pin_factory
+    try:
+        return _import_pin_factory(name)
+    except ImportError as exc:
+        raise ConfigInvalid("[devices.gpio]", [
+            f"pin_factory: {name!r} needs the Python package {_BACKEND_INSTALL.get(name, name)}"
+            f" ({sys.prefix}: {exc}), or choose another pin_factory"]) from None
+
+
+def _import_pin_factory(name: str) -> Any:
     if name == "mock":
         from gpiozero.pins.mock import MockFactory
 

@@ -465,6 +465,8 @@ class _Args(_Struct, frozen=True, kw_only=True, tag_field="name"):
 def _check_display_text(text: str) -> None:
     """Text the hall shows on its LED screens must be in their GB2312 font: refused here,
     where it enters (the central's API answers 422 with this reason), not at the screen."""
+    if any(0xD800 <= ord(char) <= 0xDFFF for char in text):
+        return  # a lone surrogate is no text at all: the encoder refuses it (not UTF-8)
     problem = display_text_problem(text)
     if problem is not None:
         raise ValueError(f"text cannot be shown on the LED screens: {problem}")

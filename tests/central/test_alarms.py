@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import structlog.testing
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.alarms import AlarmBook, Notification, WebhookNotifier, run_timed_rules
 from central.config import CentralConfig
-from central.errors import UnknownAlarm
+from central.errors import ConfigError, UnknownAlarm
 from central.ingest import IngestProcessor
 from central.models import Alarm, AlarmType, Site
 from central.telemetry import EmbeddedTelemetrySink
@@ -156,6 +158,47 @@ def test_webhook_down_is_logged_not_raised() -> None:
     notice = Notification("cleared", 1, SITE, "", "site_offline", "major", "m", {}, "t")
     assert notifier.send(notice) is False
     assert notifier.failed == 1
+
+
+WECOM_KEY = "693a91f6-7f3e-4bc4-97a0-0ec2a1b05e11"
+DINGTALK_TOKEN = "6b9d1c7e0f4a2b3c8d5e9f10a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
+DINGTALK_SIGN = "ZyXwVuTs+RqPoNmLkJiHgFeDcBa1234567890abcdefg="
+ROBOT_PATHS = {
+    "wecom": f"/cgi-bin/webhook/send?key={WECOM_KEY}",
+    "dingtalk": f"/robot/send?access_token={DINGTALK_TOKEN}&timestamp=1795426215123"
+    f"&sign={urllib.parse.quote(DINGTALK_SIGN, safe='')}",
+}
+SECRETS = (WECOM_KEY, DINGTALK_TOKEN, DINGTALK_SIGN, urllib.parse.quote(DINGTALK_SIGN, safe=""))
+
+
+@pytest.mark.parametrize("robot", sorted(ROBOT_PATHS))
+@pytest.mark.parametrize("failure", ["http_500", "refused", "malformed"])
+def test_a_failing_webhook_never_logs_its_secrets(robot: str, failure: str) -> None:
+    """企业微信 keys and 钉钉 tokens/signatures live in the URL: no log line may carry them."""
+    notice = Notification("raised", 1, SITE, "", "site_offline", "major", "m", {}, "t")
+    with capture_server() as server:
+        server.statuses = [500, 500]
+        url = server.url + ROBOT_PATHS[robot] + (" x" if failure == "malformed" else "")
+        notifier = WebhookNotifier(url, attempts=2, backoff_s=0.01, timeout_s=2)
+        if failure != "refused":
+            with structlog.testing.capture_logs() as logs:
+                assert notifier.send(notice) is False
+    if failure == "refused":  # the server is gone: nothing listens on its port any more
+        with structlog.testing.capture_logs() as logs:
+            assert notifier.send(notice) is False
+    assert notifier.failed == 1
+    failures = [e for e in logs if e["event"] == "alarm.webhook_failed"]
+    assert len(failures) == 2
+    assert failures[0]["webhook"].startswith("http://127.0.0.1:")
+    written = repr(logs) + repr(notifier)
+    for secret in SECRETS:
+        assert secret not in written
+
+
+def test_a_webhook_url_that_is_not_http_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError, match="webhook_url: not an http") as refused:
+        CentralConfig(webhook_url=f"ftp://qyapi.weixin.qq.com{ROBOT_PATHS['wecom']}")
+    assert WECOM_KEY not in str(refused.value)
 
 
 def test_command_without_result_expires(small_registry: sessionmaker[Session]) -> None:

@@ -14,12 +14,15 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import select
 
-from central.api import ansible_group, statistics_rows
 from central.auth import Role
 from central.config import CentralConfig
 from central.db import make_engine, migrate, session_factory
 from central.ingest import IngestProcessor
+from central.inventory import ansible_group
+from central.models import IngestReject, Service, Site
+from central.queries import ReadModel
 from central.seed import load_seed
 from central.stats import ALL_SERVICES, BUSINESS_TZ
 from firmware_protocols import mqtt_messages as mm
@@ -215,6 +218,35 @@ def test_a_notice_the_led_font_cannot_show_is_refused_with_the_reason(env: Runni
     assert "U+1F600" in response.text
 
 
+def test_a_refused_command_says_why(env: RunningApp) -> None:
+    """The contract's schema refusal reaches the operator as 422 with the field and reason."""
+    response = env.client.post(
+        f"/api/v1/sites/{SITE}/commands",
+        json={"name": "announce", "args": {"text": "请到3号窗口", "repeat": 9}},
+        headers=env.headers(OP),
+    )
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert "invalid announce args" in detail
+    assert "Expected `int` <= 5 - at `$.repeat`" in detail
+
+
+def test_a_command_the_encoder_refuses_is_422_and_not_recorded(env: RunningApp) -> None:
+    """Args that pass the schema but cannot go on the wire (a lone surrogate is not UTF-8):
+    refused with the encoder's reason before anything is recorded or published."""
+    site = "zs-sanxiang-07"
+    body = b'{"name": "announce", "args": {"text": "\\ud800", "repeat": 1}}'
+    response = env.client.post(
+        f"/api/v1/sites/{site}/commands",
+        content=body,
+        headers={**env.headers(OP), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    assert "surrogates not allowed" in response.json()["detail"]
+    listing = get(env, f"/api/v1/sites/{site}/commands")
+    assert listing == {"commands": []}
+
+
 def test_command_to_unknown_site_is_404(env: RunningApp) -> None:
     response = env.client.post(
         "/api/v1/sites/nowhere/commands",
@@ -265,6 +297,46 @@ def test_metrics_exposition(env: RunningApp) -> None:
         )
     assert 'onedoor_central_alarms_active{severity="critical"}' in response.text
     assert "onedoor_central_http_requests_total{" in response.text
+
+
+def _samples(exposition: str) -> dict[str, str]:
+    """``name{labels}`` -> value text, for every sample line of a Prometheus exposition."""
+    pairs = (line.rsplit(" ", 1) for line in exposition.splitlines() if line[:1] not in "#")
+    return dict(pairs)
+
+
+def test_metrics_per_site_and_exact_numbers(env: RunningApp) -> None:
+    """Counters past a million and unix times print every digit; sites have their own series."""
+    site_id = "zs-xiaolan-01"
+    seen = dt.datetime(2026, 11, 23, 9, 30, 15, 123456, tzinfo=dt.UTC)
+    with env.central.sessions.begin() as session:
+        site = session.get_one(Site, site_id)
+        site.online, site.last_seen_at, site.outbox_depth = True, seen, 7
+        site.acked_seq, site.max_seq = 123_456_789, 123_456_790
+        site.expected_config_version, site.reported_config_version = "cfg-9", "cfg-8"
+        session.add(IngestReject(site_id=site_id, reason="schema", count=1_234_567,
+                                 first_at=seen, last_at=seen, last_detail="x"))  # fmt: skip
+        service = session.scalars(
+            select(Service).where(Service.site_id == site_id, Service.code == "zonghe")
+        ).one()
+        service.waiting, service.oldest_wait_s = 4, 1_234
+    samples = _samples(env.client.get("/metrics", headers=env.headers(V)).text)
+    site = f'site="{site_id}"'
+    assert samples[f"onedoor_site_acked_seq{{{site}}}"] == "123456789"
+    assert samples[f"onedoor_site_max_seq{{{site}}}"] == "123456790"
+    assert samples[f"onedoor_site_last_seen_timestamp_seconds{{{site}}}"] == "1795426215.123456"
+    assert samples[f"onedoor_site_online{{{site}}}"] == "1"
+    assert samples[f"onedoor_site_outbox_depth{{{site}}}"] == "7"
+    assert samples[f"onedoor_site_config_drift{{{site}}}"] == "1"
+    assert samples[f'onedoor_site_ingest_rejected_total{{{site},reason="schema"}}'] == "1234567"
+    assert samples[f'onedoor_site_queue_waiting{{{site},service="zonghe"}}'] == "4"
+    assert samples[f'onedoor_site_queue_oldest_wait_seconds{{{site},service="zonghe"}}'] == "1234"
+    info = f'onedoor_site_info{{{site},name="小榄大塘村党群服务中心",town="小榄镇",kind="village"}}'
+    assert samples[info] == "1"
+    assert int(samples['onedoor_central_ingest_rejected_total{reason="schema"}']) >= 1_234_567
+    started = samples["onedoor_central_start_time_seconds"]
+    assert float(started) == env.central.metrics.started  # every digit, not 1.76e+09
+    assert samples['onedoor_central_sites{state="online"}'].isdigit()
 
 
 def test_tokens_admin_api(env: RunningApp) -> None:
@@ -353,9 +425,8 @@ def test_statistics_query_on_both_databases(
         _event(site, 10, 86_400, _issued("Z001")),  # next day: outside the range
     ]
     IngestProcessor(sessions, CentralConfig(database_url=url)).process(received(*events))
-    with sessions() as session:
-        rows = statistics_rows(session, "site", DAY, DAY, site_id=site)
-        town_rows = statistics_rows(session, "town", DAY, DAY)
+    rows = ReadModel(sessions).statistics("site", DAY, DAY, site_id=site)
+    town_rows = ReadModel(sessions).statistics("town", DAY, DAY)
     total = next(r for r in rows if r.service == ALL_SERVICES)
     assert (total.issued, total.served, total.done_rate) == (2, 1, 0.5)
     assert (total.ratings, total.good_rating_rate) == (1, 1.0)

@@ -20,10 +20,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
-from central.api import Central
 from central.app import create_app
 from central.auth import Role
 from central.config import CentralConfig
+from central.context import Central
 from central.db import make_engine, migrate, session_factory
 from central.seed import load_seed
 from central.service import CentralService
@@ -32,6 +32,8 @@ from tests.central.sim import received
 from tests.servers import MosquittoBroker
 
 SECRET = b"test-session-secret-0123456789abcdef"
+TEST_HOSTS = "testserver,127.0.0.1,localhost"
+"""Hosts the test apps answer: FastAPI's TestClient sends ``Host: testserver``."""
 _client_ids = itertools.count(1)
 
 
@@ -104,6 +106,7 @@ def build_app(
         mqtt_client_id=f"central-test-{next(_client_ids)}-{time.time_ns()}",
         mqtt_group=f"g{time.time_ns()}",
         alarm_tick_s=3600.0,
+        http_allowed_hosts=TEST_HOSTS,
     )
     service = CentralService(config, engine=engine)
     app = create_app(config, service=service, secret=SECRET, live_interval_s=live_interval_s)

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from central.api import Central
 from central.auth import Principal, Role, SessionSigner, TokenStore
 from central.bench_web import synthetic_fleet
 from central.config import CentralConfig
+from central.context import Central
 from central.db import make_engine, migrate, session_factory
 from central.web import COMPACT_ABOVE, TEXT, TOWNS_PER_PAGE, LiveHub, fleet_html, sse
+from tests.central.test_api_support import TEST_HOSTS
 
 VIEWER = Principal("0123abcd", "manager", Role.VIEWER)
 
@@ -27,7 +28,6 @@ def big_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
     synthetic_fleet(sessions, 3000)  # 150 towns of 20
     yield Central(
         config=CentralConfig(database_url=url),
-        engine=engine,
         sessions=sessions,
         tokens=TokenStore(sessions),
         signer=SessionSigner(b"s" * 32),
@@ -72,7 +72,7 @@ def test_names_are_escaped(big_fleet: Central) -> None:
 
 
 def test_live_hub_counts_and_snapshot(big_fleet: Central) -> None:
-    tiles = LiveHub(big_fleet.sessions).snapshot()
+    tiles = LiveHub(big_fleet.read).snapshot()
     counts = LiveHub.counts(tiles.values())
     assert counts["offline"] == 300
     assert counts["sites"] == len(tiles)
@@ -105,7 +105,8 @@ def test_statistics_page_reports_bad_input(tmp_path: Path) -> None:
     from central.app import create_app
 
     url = f"sqlite:///{tmp_path}/c.db"
-    app = create_app(CentralConfig(database_url=url), with_service=False, secret=b"s" * 32)
+    config = CentralConfig(database_url=url, http_allowed_hosts=TEST_HOSTS)
+    app = create_app(config, with_service=False, secret=b"s" * 32)
     with TestClient(app) as client:
         _, token = app.state.central.tokens.create(Role.VIEWER, "stats")
         client.post(
@@ -124,3 +125,53 @@ def test_statistics_page_reports_bad_input(tmp_path: Path) -> None:
         answer = client.post("/api/v1/alarms/1/ack", headers={"Authorization": f"Bearer {admin}"})
         assert answer.status_code == 503
         assert "read-only" in answer.json()["detail"]
+
+
+def test_per_site_metrics_can_be_turned_off(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from central.app import create_app
+
+    url = f"sqlite:///{tmp_path}/c.db"
+    for per_site in (True, False):
+        config = CentralConfig(database_url=url, metrics_per_site=per_site,
+                               http_allowed_hosts=TEST_HOSTS)
+        app = create_app(config, with_service=False, secret=b"s" * 32)
+        with TestClient(app) as client:
+            if per_site:
+                synthetic_fleet(app.state.central.sessions, 3)
+            _, token = app.state.central.tokens.create(Role.VIEWER, "prometheus")
+            text = client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).text
+        assert ('onedoor_site_online{site="p-0000-01"} 1' in text) is per_site
+        assert ("onedoor_site_" in text) is per_site
+        assert 'onedoor_central_sites{state="online"} 2' in text
+
+
+def test_every_refusal_carries_its_status() -> None:
+    """The error tree of central/errors.py: one class per answer, its status with it."""
+    from central import errors
+
+    statuses = {name: getattr(errors, name).status_code for name in errors.__all__
+                if issubclass(getattr(errors, name), errors.RequestError)}  # fmt: skip
+    assert statuses == {
+        "RequestError": 400, "BadRequest": 400, "AuthError": 401, "Unauthenticated": 401,
+        "Forbidden": 403, "NotFound": 404, "UnknownSite": 404, "UnknownAlarm": 404,
+        "UnknownCommand": 404, "UnknownToken": 404, "PayloadTooLarge": 413,
+        "InvalidRequest": 422, "CommandRefused": 422, "TooManyRequests": 429,
+        "Unavailable": 503,
+    }  # fmt: skip
+    assert str(errors.UnknownSite("zs-x")) == "unknown site 'zs-x'"  # not KeyError's repr
+    assert isinstance(errors.UnknownSite("zs-x"), KeyError)
+    assert errors.TooManyRequests("x", retry_after_s=0.2).headers == {"Retry-After": "1"}
+    assert errors.Unauthenticated("x").headers == {"WWW-Authenticate": "Bearer"}
+    assert errors.Forbidden("x").headers is None
+
+
+def test_public_names_of_the_http_side_exist() -> None:
+    import importlib
+
+    for name in ("access", "api", "buckets", "context", "errors", "inventory", "limits",
+                 "metrics", "queries", "registry", "views", "web", "web.live", "web.pages",
+                 "web.render", "web.text"):  # fmt: skip
+        module = importlib.import_module(f"central.{name}")
+        assert all(hasattr(module, public) for public in module.__all__), name

@@ -253,3 +253,45 @@ def test_cli_revoke_and_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     bad.write_text("no_such_setting = 1\n", encoding="utf-8")
     assert run_cli(["central", "seed", "--config", str(bad)]) == 2
     assert "unknown setting" in capsys.readouterr().err
+
+
+def test_cli_refuses_to_guess_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without the central's environment, a token for an empty local file would be useless."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ONEDOOR_CENTRAL_DATABASE_URL", raising=False)
+    for argv in (["token", "create", "--role", "admin"], ["token", "list"], ["seed"]):
+        assert run_cli(["central", *argv]) == 2
+        error = capsys.readouterr().err
+        assert "no database configured" in error
+        assert "--env-file" in error
+    assert list(tmp_path.iterdir()) == []  # no onedoor-central.db made here
+
+
+def test_cli_reads_the_services_env_file_and_says_which_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env_file = tmp_path / "central.env"
+    env_file.write_text(
+        f"# rendered by the central role\nONEDOOR_CENTRAL_DATABASE_URL=sqlite:///{tmp_path}/c.db\n"
+        "ONEDOOR_CENTRAL_SESSION_SECRET='not read by token create, but not in the way'\n",
+        encoding="utf-8",
+    )
+    assert run_cli(["central", "token", "create", "--role", "operator",
+                    "--env-file", str(env_file)]) == 0  # fmt: skip
+    captured = capsys.readouterr()
+    assert f"# database: sqlite:///{tmp_path}/c.db (from ONEDOOR_CENTRAL_DATABASE_URL)" in (
+        captured.err
+    )
+    engine = make_engine(f"sqlite:///{tmp_path}/c.db")
+    token = captured.out.strip().splitlines()[-1]
+    assert TokenStore(session_factory(engine)).verify(token).role is Role.OPERATOR
+    engine.dispose()
+    config = tmp_path / "central.toml"
+    config.write_text('database_url = "postgresql+psycopg://onedoor:s3cret@127.0.0.1:1/x"\n')
+    assert run_cli(["central", "token", "list", "--config", str(config)]) == 1  # nothing there
+    error = capsys.readouterr().err
+    assert f"# database: postgresql+psycopg://onedoor:***@127.0.0.1:1/x (from {config})" in error
+    assert "the database does not answer: connection failed" in error
+    assert "s3cret" not in error

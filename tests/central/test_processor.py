@@ -25,8 +25,9 @@ from central.models import (
     Severity,
     Site,
 )
-from central.service import site_live
+from central.queries import ReadModel
 from central.telemetry import EmbeddedTelemetrySink
+from central.views import SiteState
 from firmware_protocols import mqtt_messages as mm
 from tests.central.sim import SimSite, called, received
 
@@ -37,6 +38,11 @@ SITE = "zs-sanxiang-01"
 def _processor(sessions: sessionmaker[Session], **changes: object) -> IngestProcessor:
     config = CentralConfig().replace(**changes)
     return IngestProcessor(sessions, config, EmbeddedTelemetrySink(sessions))
+
+
+def state(sessions: sessionmaker[Session]) -> SiteState:
+    """What the read model holds about the test site."""
+    return ReadModel(sessions).site_state(SITE)
 
 
 def _alarms(sessions: sessionmaker[Session], *, active: bool = True) -> list[Alarm]:
@@ -136,10 +142,9 @@ def test_gap_is_visible_until_filled(small_registry: sessionmaker[Session]) -> N
     lost = {3, 5, 6}
     outcome = processor.process(received(*(e for e in events if e.seq not in lost)), NOW)
     assert outcome.acks == {SITE: 2}  # never past a missing event
-    with small_registry() as session:
-        live = site_live(session, SITE)
-        assert (live.site.acked_seq, live.site.max_seq) == (2, 7)
-        assert [(g.first_seq, g.last_seq) for g in live.open_gaps] == [(3, 3), (5, 6)]
+    live = state(small_registry)
+    assert (live.site.acked_seq, live.site.max_seq) == (2, 7)
+    assert [(g.first_seq, g.last_seq) for g in live.open_gaps] == [(3, 3), (5, 6)]
 
     later = NOW + timedelta(seconds=5)
     assert processor.process(received(events[2]), later).acks == {SITE: 4}
@@ -150,8 +155,7 @@ def test_gap_is_visible_until_filled(small_registry: sessionmaker[Session]) -> N
             (5, 6, None),
         ]
     assert processor.process(received(events[5], events[4]), later).acks == {SITE: 7}
-    with small_registry() as session:
-        assert site_live(session, SITE).open_gaps == []
+    assert state(small_registry).open_gaps == []
 
 
 def test_two_replicas_never_ack_past_a_gap(small_registry: sessionmaker[Session]) -> None:
@@ -212,9 +216,8 @@ def test_stale_will_is_ignored(small_registry: sessionmaker[Session]) -> None:
     processor.process(received(site.state("online")), NOW)
     stale_will = site.state("offline", lwt=True, session=1)  # the old connection's Will
     processor.process(received(stale_will), NOW)
-    with small_registry() as session:
-        live = site_live(session, SITE).site
-        assert (live.online, live.mqtt_session, live.reported_config_version) == (True, 2, "cfg-1")
+    live = state(small_registry).site
+    assert (live.online, live.mqtt_session, live.reported_config_version) == (True, 2, "cfg-1")
     assert _alarms(small_registry) == []
 
     processor.process(received(site.state("offline", lwt=True)), NOW)
@@ -246,22 +249,21 @@ def test_telemetry_folds_live_state_and_alarms(small_registry: sessionmaker[Sess
     )
     processor.process(received(snapshot), NOW)
     processor.process(received(stale), NOW)  # older snapshot arriving late: history only
-    with small_registry() as session:
-        live = site_live(session, SITE)
-        assert (live.site.clock_synced, live.site.outbox_depth) == (False, 250)
-        assert live.site.host is not None
-        assert live.site.host["cpu_temp_c"] == 48.5
-        zonghe = next(s for s in live.services if s.code == "zonghe")
-        assert (zonghe.waiting, zonghe.oldest_wait_s) == (7, 2000)
-        assert [(w.number, w.state, w.ticket) for w in live.windows] == [
-            (1, "serving", "Z001"),
-            (2, "open", None),
-        ]
-        assert (live.windows_open, live.windows_busy) == (2, 1)
-        assert [(d.device, d.status, d.detail) for d in live.devices] == [
-            ("printer-1", "fault", "paper_out")
-        ]
-        assert live.site.last_seen_at == NOW
+    live = state(small_registry)
+    assert (live.site.clock_synced, live.site.outbox_depth) == (False, 250)
+    assert live.site.host is not None
+    assert live.site.host["cpu_temp_c"] == 48.5
+    zonghe = next(s for s in live.services if s.code == "zonghe")
+    assert (zonghe.waiting, zonghe.oldest_wait_s) == (7, 2000)
+    assert [(w.number, w.state, w.ticket) for w in live.windows] == [
+        (1, "serving", "Z001"),
+        (2, "open", None),
+    ]
+    assert (live.windows_open, live.windows_busy) == (2, 1)
+    assert [(d.device, d.status, d.detail) for d in live.devices] == [
+        ("printer-1", "fault", "paper_out")
+    ]
+    assert live.site.last_seen_at == NOW
     raised = {(a.type, a.device) for a in _alarms(small_registry)}
     assert raised == {
         (AlarmType.CLOCK_NOT_SYNCED, ""),
@@ -316,9 +318,8 @@ def test_late_device_event_does_not_undo_a_newer_one(small_registry: sessionmake
     fault = site.event(mm.DeviceStatus(device="led-1", kind="led", status="fault", detail="silent"))
     ok = site.event(mm.DeviceStatus(device="led-1", kind="led", status="ok", detail=None))
     _processor(small_registry).process(received(ok, fault), NOW)  # reordered on the way
-    with small_registry() as session:
-        (device,) = site_live(session, SITE).devices
-        assert (device.status, device.last_event_seq) == ("ok", 2)
+    (device,) = state(small_registry).devices
+    assert (device.status, device.last_event_seq) == ("ok", 2)
     assert _alarms(small_registry) == []
 
 
@@ -343,9 +344,8 @@ def test_snapshot_overtaken_by_a_device_event_does_not_re_raise(
     processor.process(received(stale), NOW + timedelta(seconds=6))
     assert _alarms(small_registry) == []
     assert len(_alarms(small_registry, active=False)) == 1  # one alarm, raised and cleared
-    with small_registry() as session:
-        (device,) = site_live(session, SITE).devices
-        assert (device.status, device.last_event_seq) == ("ok", 2)
+    (device,) = state(small_registry).devices
+    assert (device.status, device.last_event_seq) == ("ok", 2)
     # A snapshot that has seen the event is applied, and then stands for it.
     processor.process(received(site.telemetry(devices=[_printer("degraded", "paper_low")])),
                       NOW + timedelta(seconds=7))
@@ -365,9 +365,8 @@ def test_device_event_overtaken_by_a_newer_snapshot_is_not_replayed(
     processor.process(received(fault), NOW + timedelta(seconds=1))
     assert _alarms(small_registry) == []
     assert _alarms(small_registry, active=False) == []
-    with small_registry() as session:
-        (device,) = site_live(session, SITE).devices
-        assert (device.status, device.last_event_seq) == ("ok", 1)
+    (device,) = state(small_registry).devices
+    assert (device.status, device.last_event_seq) == ("ok", 1)
 
 
 def test_stale_snapshot_does_not_move_a_window_back(small_registry: sessionmaker[Session]) -> None:
@@ -377,13 +376,11 @@ def test_stale_snapshot_does_not_move_a_window_back(small_registry: sessionmaker
     processor.process(received(site.event(called("Z008", window=2))), NOW)
     processor.process(received(stale), NOW + timedelta(seconds=1))
     fresh = site.telemetry(windows=[mm.WindowStat(window=2, state="paused", ticket=None)])
-    with small_registry() as session:
-        window = next(w for w in site_live(session, SITE).windows if w.number == 2)
-        assert (window.state, window.ticket) == ("serving", "Z008")
+    window = next(w for w in state(small_registry).windows if w.number == 2)
+    assert (window.state, window.ticket) == ("serving", "Z008")
     processor.process(received(fresh), NOW + timedelta(seconds=2))
-    with small_registry() as session:
-        window = next(w for w in site_live(session, SITE).windows if w.number == 2)
-        assert (window.state, window.ticket) == ("paused", None)
+    window = next(w for w in state(small_registry).windows if w.number == 2)
+    assert (window.state, window.ticket) == ("paused", None)
 
 
 def test_window_events_and_serving_overtime(small_registry: sessionmaker[Session]) -> None:
@@ -397,9 +394,8 @@ def test_window_events_and_serving_overtime(small_registry: sessionmaker[Session
         ),
         NOW,
     )
-    with small_registry() as session:
-        window = next(w for w in site_live(session, SITE).windows if w.number == 2)
-        assert (window.state, window.ticket, window.staff) == ("serving", "Z007", "zs0231")
+    window = next(w for w in state(small_registry).windows if w.number == 2)
+    assert (window.state, window.ticket, window.staff) == ("serving", "Z007", "zs0231")
     (alarm,) = _alarms(small_registry)
     assert (alarm.type, alarm.device, alarm.detail["served_s"]) == (
         AlarmType.SERVING_OVERTIME,
@@ -411,9 +407,8 @@ def test_window_events_and_serving_overtime(small_registry: sessionmaker[Session
     )
     assert _alarms(small_registry) == []
     processor.process(received(site.event(mm.WindowPaused(window=2))), NOW)
-    with small_registry() as session:
-        window = next(w for w in site_live(session, SITE).windows if w.number == 2)
-        assert (window.state, window.ticket) == ("paused", None)
+    window = next(w for w in state(small_registry).windows if w.number == 2)
+    assert (window.state, window.ticket) == ("paused", None)
 
 
 def test_help_call_escalated_then_answered(small_registry: sessionmaker[Session]) -> None:
@@ -452,10 +447,9 @@ def test_config_reports_and_rejection(small_registry: sessionmaker[Session]) -> 
     )
     processor.process(received(site.event(mm.ConfigApplied(version="cfg-2"))), NOW)
     assert _alarms(small_registry) == []
-    with small_registry() as session:
-        live = site_live(session, SITE)
-        assert live.site.reported_config_version == "cfg-2"
-        assert not live.config_drift
+    live = state(small_registry)
+    assert live.site.reported_config_version == "cfg-2"
+    assert not live.config_drift
 
 
 def test_journal_lost_raises_a_major_alarm_until_the_next_day(

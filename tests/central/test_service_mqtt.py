@@ -19,10 +19,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from central.alarms import WebhookNotifier
 from central.config import CentralConfig
+from central.errors import CommandRefused
 from central.ingest import reject_counts
 from central.models import AlarmType, Command, CommandStatus, EventRecord
+from central.queries import ReadModel
 from central.seed import SERVICES_CSV, load_seed
 from central.service import CentralService
+from central.views import SiteState
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.mqtt_topics import state_topic
 from tests.central.edge_sim import EdgeClient
@@ -72,6 +75,11 @@ def _config(broker: MosquittoBroker, db_url: str, **changes: Any) -> CentralConf
     ).replace(**changes)
 
 
+def site_state(central: CentralService, site_id: str) -> SiteState:
+    """What the read model shows of ``site_id`` over the service's database."""
+    return ReadModel(central.sessions).site_state(site_id)
+
+
 async def _until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
@@ -116,7 +124,7 @@ def test_events_are_acked_only_after_commit(
                 edge.send(*events[5:10])  # resent after a lost ack: deduplicated, acked again
                 await _until(lambda: edge.acks.count(20) >= 2)
                 await central.wait_idle()
-                live = central.site_live(site_id)
+                live = site_state(central, site_id)
                 assert live.site.online
                 assert live.site.acked_seq == 20
                 assert next(s.waiting for s in live.services if s.code == "zonghe") == 3
@@ -159,15 +167,15 @@ def test_stale_will_from_broker_is_ignored(
                 EdgeClient, mqtt_broker.host, mqtt_broker.port, new, client_id="edge-b"
             )
             second.send(new.state("online"))
-            await _until(lambda: central.site_live(site_id).site.mqtt_session == 2)
+            await _until(lambda: site_state(central, site_id).site.mqtt_session == 2)
             first.die()
             await _until(lambda: central.received >= 3)
             await central.wait_idle()
-            live = central.site_live(site_id)
+            live = site_state(central, site_id)
             assert (live.site.online, live.site.mqtt_session, live.alarms) == (True, 2, [])
             second.die()
-            await _until(lambda: not central.site_live(site_id).site.online)
-            (alarm,) = central.site_live(site_id).alarms
+            await _until(lambda: not site_state(central, site_id).site.online)
+            (alarm,) = site_state(central, site_id).alarms
             assert (alarm.type, alarm.detail["cause"]) == (AlarmType.SITE_OFFLINE, "lwt")
 
     _run(main())
@@ -253,7 +261,7 @@ def test_command_round_trip_and_webhook(
                     )
                 )
                 await _until(lambda: notifier.sent >= 1)
-                (alarm,) = central.site_live(site_id).alarms
+                (alarm,) = site_state(central, site_id).alarms
                 central.acknowledge_alarm(alarm.id, "ops-li")
                 await _until(lambda: notifier.sent >= 2)
             finally:
@@ -330,17 +338,34 @@ def test_alarm_timer_and_acknowledgement_through_the_service(
             edge = await asyncio.to_thread(EdgeClient, mqtt_broker.host, mqtt_broker.port, sim)
             try:
                 edge.send(sim.state("online"))
-                await _until(lambda: central.site_live(site_id).site.online)
+                await _until(lambda: site_state(central, site_id).site.online)
                 assert await central.run_alarm_rules() == []
                 clock["now"] += timedelta(seconds=61)  # nothing heard for a minute
                 (notice,) = [n for n in await central.run_alarm_rules() if n.site_id == site_id]
                 assert (notice.type, notice.detail["cause"]) == ("site_offline", "silence")
-                (alarm,) = central.site_live(site_id).alarms
+                (alarm,) = site_state(central, site_id).alarms
                 acknowledged = central.acknowledge_alarm(alarm.id, "ops-wang", "打电话确认")
                 assert acknowledged.acknowledged_by == "ops-wang"
                 edge.send(sim.telemetry())  # heard from again: cleared
-                await _until(lambda: central.site_live(site_id).alarms == [])
+                await _until(lambda: site_state(central, site_id).alarms == [])
             finally:
                 edge.close()
+
+    _run(main())
+
+
+def test_send_command_refuses_what_the_contract_refuses(
+    mqtt_broker: MosquittoBroker, db_url: str
+) -> None:
+    """The service's own callers get the contract's reason too, and nothing is recorded."""
+
+    async def main() -> None:
+        service = CentralService(_config(mqtt_broker, db_url))
+        with pytest.raises(CommandRefused, match="expires_ts - issued_ts must be in"):
+            await service.send_command("zs-sanxiang-01", mm.ReprintArgs(ticket="A001"),
+                                       ttl_s=10**6)  # fmt: skip
+        with service.sessions() as session:
+            assert session.scalar(select(func.count()).select_from(Command)) == 0
+        service.engine.dispose()
 
     _run(main())

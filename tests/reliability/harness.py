@@ -20,7 +20,6 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from central import stats
-from central.api import to_stat_record
 from central.db import make_engine, migrate, session_factory
 from central.models import EventRecord as EventRow
 from central.seed import SERVICES_CSV, load_seed
@@ -144,7 +143,7 @@ def assert_committed_exactly_once(url: str, events: list[mm.Event]) -> None:
 def assert_stats_match(url: str, events: list[mm.Event]) -> None:
     """central/stats.py over the central's rows equals a recount from the edge journal."""
     rows = central_events(url, SITE_ID)
-    from_central = [to_stat_record(r.site_id, r.seq, r.ts_ms, r.body) for r in rows]
+    from_central = [stats.to_stat_record(r.site_id, r.seq, r.ts_ms, r.body) for r in rows]
     from_journal = [stats.EventRecord(SITE_ID, e.seq, e.ts, e.body) for e in events]
     town = {SITE_ID: "测试镇"}
     for scope in ("site", "town", "fleet"):

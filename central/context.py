@@ -1,0 +1,84 @@
+"""What every request handler reaches: one :class:`Central` per app, on ``app.state``.
+
+::
+
+    central = central_of(request)
+    central.read.site_detail(site_id, central.now())    # the read model
+    service_of(central).send_command(...)               # ingest, commands (503 if read-only)
+
+Built by :func:`central.app.create_app`; tests build one directly for a
+read-only app over a database.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from fastapi import Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from central.auth import SessionSigner, TokenStore
+from central.config import CentralConfig
+from central.errors import Unavailable
+from central.limits import LoginThrottle, StreamQuota
+from central.queries import ReadModel
+from central.registry import Registry
+from central.service import CentralService
+from central.telemetry import TelemetrySink
+
+
+@dataclass
+class HttpMetrics:
+    """In-process counters exported on ``/metrics``."""
+
+    requests: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+    started: float = field(default_factory=time.time)
+
+
+@dataclass
+class Central:
+    """What the routes and pages need; kept on ``app.state.central``."""
+
+    config: CentralConfig
+    sessions: sessionmaker[Session]
+    tokens: TokenStore
+    signer: SessionSigner
+    service: CentralService | None
+    """Ingest, alarms and the MQTT client; ``None`` for a read-only app (benchmarks)."""
+    metrics: HttpMetrics = field(default_factory=HttpMetrics)
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    telemetry: TelemetrySink | None = None
+    """Where telemetry history is read from: InfluxDB or the embedded store (the default)."""
+    read: ReadModel = field(init=False)
+    """The read model over ``sessions`` and ``telemetry``: every read of both faces."""
+    registry: Registry = field(init=False)
+    """Registry changes people make (admin routes)."""
+    logins: LoginThrottle = field(init=False)
+    streams: StreamQuota = field(init=False)
+    """Open live streams (``/metrics`` counts them too)."""
+
+    def __post_init__(self) -> None:
+        self.read = ReadModel(self.sessions, self.telemetry)
+        self.registry = Registry(self.sessions)
+        config = self.config
+        self.logins = LoginThrottle(config.login_attempts_per_min, config.login_attempts_burst)
+        self.streams = StreamQuota(config.sse_streams_per_session, config.sse_streams_max)
+
+
+def central_of(request: Request) -> Central:
+    central: Central = request.app.state.central
+    return central
+
+
+def service_of(central: Central) -> CentralService:
+    """The ingest service; :class:`Unavailable` (503) in a read-only process."""
+    if central.service is None:
+        raise Unavailable("this process runs without ingest (read-only)")
+    return central.service
+
+
+__all__ = ["Central", "HttpMetrics", "central_of", "service_of"]

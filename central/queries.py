@@ -1,0 +1,570 @@
+"""The read model: every read of the central's state, for the JSON API and the pages alike.
+
+::
+
+    read = ReadModel(sessions, telemetry_sink)
+    read.site_detail("zs-sanxiang-01", now)         # SiteDetail (UnknownSite: 404)
+    read.alarms(active=True, now=now)                # [AlarmView], worst first
+    read.statistics("town", first, last)             # [stats.StatRow] (InvalidRequest: 422)
+
+Each method opens its own session, reads, and returns the typed records of
+:mod:`central.views` (no ORM object escapes except through :class:`SiteState`,
+which is the rows themselves). Refusals are :class:`central.errors.RequestError`
+subclasses carrying their HTTP status, so :mod:`central.api` and
+:mod:`central.web` call these methods and render, nothing else: neither face
+holds SQL. Writes go elsewhere: the ingest service (commands, alarm
+acknowledgements), :mod:`central.registry`, :class:`central.auth.TokenStore`.
+
+To add a screen or an endpoint: a record in :mod:`central.views`, a method
+here, and a test that reads it through the API (``tests/central/test_api.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Final
+
+import msgspec
+import structlog
+from sqlalchemy import case, func, or_, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from central import stats
+from central.errors import InvalidRequest, UnknownCommand, UnknownSite
+from central.models import (
+    Alarm,
+    Command,
+    CommandStatus,
+    Device,
+    EventRecord,
+    IngestReject,
+    SequenceGap,
+    Service,
+    Severity,
+    Site,
+    Window,
+    config_drift,
+)
+from central.telemetry import (
+    QUEUE_METRICS,
+    SITE_METRICS,
+    EmbeddedTelemetrySink,
+    TelemetrySink,
+)
+from central.views import (
+    SEVERITY_RANK,
+    AlarmBoard,
+    AlarmView,
+    CommandView,
+    EventView,
+    FleetCounts,
+    FleetTile,
+    Health,
+    QueueGauge,
+    SiteDetail,
+    SiteGauge,
+    SiteGauges,
+    SiteReject,
+    SiteState,
+    SiteSummary,
+    TelemetrySeries,
+    iso,
+    site_health,
+)
+
+log = structlog.get_logger(__name__)
+
+MAX_STAT_DAYS: Final = 92
+"""Longest date range of one statistics query (a quarter)."""
+
+STAT_EVENT_TYPES: Final = (
+    "ticket.issued",
+    "ticket.called",
+    "ticket.done",
+    "ticket.no_show",
+    "ticket.transferred",
+    "ticket.cancelled",
+    "rating.given",
+    "help.requested",
+    "help.acknowledged",
+    "help.resolved",
+)
+
+RECENTLY_CLEARED: Final = 50
+"""Cleared alarms the alarms page lists under the active ones."""
+
+
+def _severity_order() -> Any:
+    return case({s.value: r for s, r in SEVERITY_RANK.items()}, value=Alarm.severity, else_=0)
+
+
+def active_alarm_counts(session: Session) -> dict[str, tuple[int, Severity]]:
+    """Per site: number of active alarms and the worst severity among them."""
+    rows = session.execute(
+        select(Alarm.site_id, Alarm.severity, func.count())
+        .where(Alarm.cleared_at.is_(None))
+        .group_by(Alarm.site_id, Alarm.severity)
+    ).all()
+    found: dict[str, tuple[int, Severity]] = {}
+    for site_id, severity, count in rows:
+        total, worst = found.get(site_id, (0, severity))
+        if SEVERITY_RANK[severity] > SEVERITY_RANK[worst]:
+            worst = severity
+        found[site_id] = (total + count, worst)
+    return found
+
+
+def day_bounds_ms(first: dt.date, last: dt.date) -> tuple[int, int]:
+    """Unix ms of the start of ``first`` and of the day after ``last``, business time."""
+    start = dt.datetime.combine(first, dt.time(), stats.BUSINESS_TZ)
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), stats.BUSINESS_TZ)
+    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+
+
+class ReadModel:
+    """Reads of the central database (and of the telemetry history) as typed records."""
+
+    def __init__(self, sessions: sessionmaker[Session], telemetry: TelemetrySink | None = None):
+        self.sessions = sessions
+        self.telemetry: TelemetrySink = telemetry or EmbeddedTelemetrySink(sessions)
+
+    def database_answers(self) -> bool:
+        """Whether the database answers a trivial query (``/healthz``); failures are logged."""
+        try:
+            with self.sessions() as session:
+                session.execute(text("SELECT 1"))
+        except Exception as exc:  # any driver error means "not healthy"; logged, not hidden
+            log.warning("healthz.db_failed", error=str(exc)[:300])
+            return False
+        return True
+
+    # ------------------------------------------------------------------ fleet
+
+    def tile_states(self) -> dict[str, tuple[Health, int]]:
+        """Health and active-alarm count per site: the live hub's poll (ids and flags only)."""
+        with self.sessions() as session:
+            alarms = active_alarm_counts(session)
+            rows = session.execute(select(Site.id, Site.online, Site.last_seen_at.is_not(None)))
+            no_alarm = (0, None)
+            states: dict[str, tuple[Health, int]] = {}
+            for site_id, online, seen in rows:
+                count, worst = alarms.get(site_id, no_alarm)
+                states[site_id] = (site_health(online, seen, worst), count)
+            return states
+
+    def fleet_tiles(self) -> list[FleetTile]:
+        """Every site as a tile, ordered by town then id: two light queries, no ORM objects."""
+        with self.sessions() as session:
+            alarms = active_alarm_counts(session)
+            rows = session.execute(
+                select(Site.id, Site.name, Site.town, Site.online,
+                       Site.last_seen_at.is_not(None)).order_by(Site.town, Site.id)
+            ).all()  # fmt: skip
+        no_alarm = (0, None)
+        tiles = []
+        for site_id, name, town, online, seen in rows:
+            count, worst = alarms.get(site_id, no_alarm)
+            tiles.append(FleetTile(site_id, name, town, site_health(online, seen, worst), count))
+        return tiles
+
+    def site_summaries(
+        self, *, town: str | None = None, query: str | None = None, health: str | None = None
+    ) -> list[SiteSummary]:
+        """Every site (filtered), ordered by town then id. One query for sites, one for alarms."""
+        statement = select(
+            Site.id,
+            Site.name,
+            Site.town,
+            Site.kind,
+            Site.online,
+            Site.last_seen_at,
+            Site.expected_config_version,
+            Site.reported_config_version,
+        ).order_by(Site.town, Site.id)
+        if town:
+            statement = statement.where(Site.town == town)
+        if query:
+            pattern = f"%{query.strip()}%"
+            statement = statement.where(
+                or_(Site.id.like(pattern), Site.name.like(pattern), Site.town.like(pattern))
+            )
+        with self.sessions() as session:
+            alarms = active_alarm_counts(session)
+            rows = session.execute(statement).all()
+        summaries = []
+        for row in rows:
+            count, worst = alarms.get(row.id, (0, None))
+            summaries.append(
+                SiteSummary(
+                    id=row.id,
+                    name=row.name,
+                    town=row.town,
+                    kind=row.kind.value,
+                    online=row.online,
+                    health=site_health(row.online, row.last_seen_at is not None, worst),
+                    alarms=count,
+                    last_seen_at=iso(row.last_seen_at),
+                    expected_config_version=row.expected_config_version,
+                    reported_config_version=row.reported_config_version,
+                )
+            )
+        if health:
+            summaries = [s for s in summaries if s.health == health]
+        return summaries
+
+    def towns(self) -> list[str]:
+        with self.sessions() as session:
+            return sorted(set(session.execute(select(Site.town)).scalars()))
+
+    def service_names(self) -> dict[str, str]:
+        """Service code -> name across the registry (the statistics page's labels)."""
+        with self.sessions() as session:
+            return dict(session.execute(select(Service.code, Service.name).distinct()).all())
+
+    def sites(self) -> list[Site]:
+        """The registry rows, by town then id (the Ansible inventory reads these)."""
+        with self.sessions() as session:
+            return list(session.scalars(select(Site).order_by(Site.town, Site.id)))
+
+    # ------------------------------------------------------------------ one site
+
+    @staticmethod
+    def _site(session: Session, site_id: str) -> Site:
+        site = session.get(Site, site_id)
+        if site is None:
+            raise UnknownSite(site_id)
+        return site
+
+    def require_site(self, site_id: str) -> None:
+        """:class:`UnknownSite` unless the registry has ``site_id``."""
+        with self.sessions() as session:
+            self._site(session, site_id)
+
+    @classmethod
+    def _site_state(cls, session: Session, site_id: str) -> SiteState:
+        site = cls._site(session, site_id)
+
+        def rows(model: Any, *conditions: Any, order: Sequence[Any]) -> list[Any]:
+            statement = select(model).where(model.site_id == site_id, *conditions)
+            return list(session.scalars(statement.order_by(*order)))
+
+        return SiteState(
+            site=site,
+            services=rows(Service, order=[Service.code]),
+            windows=rows(Window, order=[Window.number]),
+            devices=rows(Device, order=[Device.device]),
+            alarms=rows(Alarm, Alarm.cleared_at.is_(None),
+                        order=[Alarm.raised_at.desc(), Alarm.id.desc()]),
+            open_gaps=rows(SequenceGap, SequenceGap.filled_at.is_(None),
+                           order=[SequenceGap.first_seq]),
+            rejects=rows(IngestReject, order=[IngestReject.reason]),
+        )  # fmt: skip
+
+    def site_state(self, site_id: str) -> SiteState:
+        """The rows of one site: registry and live state, services, windows, devices,
+        active alarms, open gaps, reject counters."""
+        with self.sessions() as session:
+            return self._site_state(session, site_id)
+
+    def site_detail(self, site_id: str, now: datetime) -> SiteDetail:
+        return SiteDetail.of(self.site_state(site_id), now)
+
+    def site_live(
+        self, site_id: str, now: datetime, *, commands: int = 10
+    ) -> tuple[SiteDetail, list[CommandView]]:
+        """What the live part of the site page shows: the detail and the latest commands."""
+        with self.sessions() as session:
+            state = self._site_state(session, site_id)
+            rows = self._command_rows(session, site_id, commands)
+        detail = SiteDetail.of(state, now)
+        return detail, [CommandView.of(c, now, site_online=detail.online) for c in rows]
+
+    # ------------------------------------------------------------------ events, alarms
+
+    def events(
+        self,
+        *,
+        site_id: str | None = None,
+        event_type: str | None = None,
+        before_seq: int | None = None,
+        limit: int = 100,
+    ) -> list[EventView]:
+        """Committed events, newest first (by seq for one site, else by arrival)."""
+        statement = select(EventRecord)
+        if site_id:
+            statement = statement.where(EventRecord.site_id == site_id)
+        if event_type:
+            statement = statement.where(EventRecord.type == event_type)
+        if before_seq is not None:
+            statement = statement.where(EventRecord.seq < before_seq)
+        order = (EventRecord.seq.desc(),) if site_id else (EventRecord.id.desc(),)
+        with self.sessions() as session:
+            if site_id:
+                self._site(session, site_id)
+            rows = session.scalars(statement.order_by(*order).limit(limit)).all()
+            return [EventView.of(r) for r in rows]
+
+    @staticmethod
+    def _alarm_rows(session: Session, *, active: bool, site_id: str | None,
+                    limit: int) -> list[Alarm]:  # fmt: skip
+        statement = select(Alarm)
+        if active:
+            statement = statement.where(Alarm.cleared_at.is_(None))
+        if site_id:
+            statement = statement.where(Alarm.site_id == site_id)
+        order = (_severity_order().desc(), Alarm.raised_at.desc())
+        return list(session.scalars(statement.order_by(*order).limit(limit)))
+
+    def alarms(
+        self, *, now: datetime, active: bool = True, site_id: str | None = None, limit: int = 500
+    ) -> list[AlarmView]:
+        """Active (or all) alarms, worst severity first, then newest."""
+        with self.sessions() as session:
+            rows = self._alarm_rows(session, active=active, site_id=site_id, limit=limit)
+            return [AlarmView.of(a, now) for a in rows]
+
+    def alarm_board(self, now: datetime) -> AlarmBoard:
+        """Active alarms (worst first) and the latest cleared ones, with site names."""
+        with self.sessions() as session:
+            active = self._alarm_rows(session, active=True, site_id=None, limit=500)
+            latest = self._alarm_rows(session, active=False, site_id=None, limit=200)
+            names = dict(session.execute(select(Site.id, Site.name)).all())
+        cleared = [a for a in latest if a.cleared_at is not None][:RECENTLY_CLEARED]
+        return AlarmBoard(
+            active=[AlarmView.of(a, now) for a in active],
+            recent=[AlarmView.of(a, now) for a in cleared],
+            names=names,
+        )
+
+    # ------------------------------------------------------------------ commands
+
+    @staticmethod
+    def _command_rows(session: Session, site_id: str, limit: int) -> list[Command]:
+        statement = (
+            select(Command)
+            .where(Command.site_id == site_id)
+            .order_by(Command.issued_at.desc())
+            .limit(limit)
+        )
+        return list(session.scalars(statement))
+
+    def commands(self, site_id: str, now: datetime, *, limit: int = 50) -> list[CommandView]:
+        """The latest commands to one site, newest first."""
+        with self.sessions() as session:
+            site = self._site(session, site_id)
+            rows = self._command_rows(session, site_id, limit)
+            return [CommandView.of(c, now, site_online=site.online) for c in rows]
+
+    def command(self, command_id: uuid.UUID, now: datetime) -> CommandView:
+        with self.sessions() as session:
+            command = session.get(Command, command_id)
+            if command is None:
+                raise UnknownCommand(command_id)
+            online = session.scalar(select(Site.online).where(Site.id == command.site_id))
+            return CommandView.of(command, now, site_online=online)
+
+    def commands_pending(self, now: datetime) -> int:
+        """Commands sent, not answered and not expired."""
+        with self.sessions() as session:
+            return session.execute(
+                select(func.count())
+                .select_from(Command)
+                .where(Command.status == CommandStatus.SENT, Command.expires_at > now)
+            ).scalar_one()
+
+    # ------------------------------------------------------------------ monitoring
+
+    def fleet_counts(self, now: datetime) -> FleetCounts:
+        """Sites online, active alarms, ingest rejects, events, pending commands (/metrics)."""
+        with self.sessions() as session:
+            online = dict(
+                session.execute(select(Site.online, func.count()).group_by(Site.online)).all()
+            )
+            severities = dict(
+                session.execute(
+                    select(Alarm.severity, func.count())
+                    .where(Alarm.cleared_at.is_(None))
+                    .group_by(Alarm.severity)
+                ).all()
+            )
+            rejects = session.execute(
+                select(IngestReject.reason, func.sum(IngestReject.count))
+                .group_by(IngestReject.reason)
+            ).all()  # fmt: skip
+            max_event = session.scalar(select(func.max(EventRecord.id)))
+        return FleetCounts(
+            sites_online=online.get(True, 0),
+            sites_offline=online.get(False, 0),
+            alarms_active={s.value: severities.get(s, 0) for s in Severity},
+            rejects={reason: count or 0 for reason, count in rejects},
+            events_stored=max_event or 0,
+            commands_pending=self.commands_pending(now),
+        )
+
+    def site_gauges(self) -> SiteGauges:
+        """Per site: registry labels, connection, seqs, drift, alarms; queues; rejects.
+
+        Four light queries however large the fleet (no ORM objects).
+        """
+        with self.sessions() as session:
+            alarms = active_alarm_counts(session)
+            sites = session.execute(
+                select(Site.id, Site.name, Site.town, Site.kind, Site.online, Site.last_seen_at,
+                       Site.outbox_depth, Site.acked_seq, Site.max_seq,
+                       Site.expected_config_version, Site.reported_config_version)
+                .order_by(Site.id)
+            ).all()  # fmt: skip
+            queues = session.execute(
+                select(Service.site_id, Service.code, Service.waiting, Service.oldest_wait_s)
+                .order_by(Service.site_id, Service.code)
+            ).all()  # fmt: skip
+            rejects = session.execute(
+                select(IngestReject.site_id, IngestReject.reason, IngestReject.count)
+                .where(IngestReject.site_id != "")
+                .order_by(IngestReject.site_id, IngestReject.reason)
+            ).all()  # fmt: skip
+        return SiteGauges(
+            sites=[
+                SiteGauge(
+                    id=row.id, name=row.name, town=row.town, kind=row.kind.value,
+                    online=row.online, last_seen_at=row.last_seen_at,
+                    outbox_depth=row.outbox_depth, acked_seq=row.acked_seq, max_seq=row.max_seq,
+                    config_drift=config_drift(row.expected_config_version,
+                                              row.reported_config_version),
+                    alarms_active=alarms.get(row.id, (0, None))[0],
+                )
+                for row in sites
+            ],
+            queues=[QueueGauge(site_id=q.site_id, service=q.code, waiting=q.waiting,
+                               oldest_wait_s=q.oldest_wait_s) for q in queues],
+            rejects=[SiteReject(site_id=site_id, reason=reason, count=count)
+                     for site_id, reason, count in rejects],
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ statistics
+
+    @staticmethod
+    def _stat_events(
+        session: Session, first: dt.date, last: dt.date, *, site_ids: Sequence[str] | None = None
+    ) -> list[stats.EventRecord]:
+        """The events the statistics fold needs, for tickets issued between ``first`` and
+        ``last``. Reads one more day past ``last`` so that a ticket issued before midnight
+        and finished after it is complete; :func:`stats.aggregate` keeps issue days only."""
+        start_ms, end_ms = day_bounds_ms(first, last + dt.timedelta(days=1))
+        statement = select(
+            EventRecord.site_id, EventRecord.seq, EventRecord.ts_ms, EventRecord.body
+        ).where(
+            EventRecord.type.in_(STAT_EVENT_TYPES),
+            EventRecord.ts_ms >= start_ms,
+            EventRecord.ts_ms < end_ms,
+        )
+        if site_ids is not None:
+            statement = statement.where(EventRecord.site_id.in_(list(site_ids)))
+        records = []
+        for row in session.execute(statement):
+            try:
+                records.append(stats.to_stat_record(row.site_id, row.seq, row.ts_ms, row.body))
+            except msgspec.ValidationError as exc:  # ingest validated it: a row was altered
+                log.warning("stats.bad_event_row", site=row.site_id, seq=row.seq, error=str(exc))
+        return records
+
+    def statistics(
+        self,
+        scope: stats.Scope,
+        first: dt.date,
+        last: dt.date,
+        *,
+        site_id: str | None = None,
+        town: str | None = None,
+        service: str | None = None,
+    ) -> list[stats.StatRow]:
+        """Statistics rows (see ``docs/STATISTICS.md``) for ``first`` .. ``last``."""
+        if last < first:
+            raise InvalidRequest("the end date is before the start date")
+        if (last - first).days >= MAX_STAT_DAYS:
+            raise InvalidRequest(f"at most {MAX_STAT_DAYS} days per query")
+        with self.sessions() as session:
+            town_of = dict(session.execute(select(Site.id, Site.town)).all())
+            site_ids: list[str] | None = None
+            if site_id:
+                self._site(session, site_id)
+                site_ids = [site_id]
+            elif town:
+                site_ids = [sid for sid, t in town_of.items() if t == town]
+            events = self._stat_events(session, first, last, site_ids=site_ids)
+        rows = stats.compute(events, scope, town_of, days=(first, last))
+        if service:
+            rows = [r for r in rows if r.service == service]
+        return rows
+
+    def hourly(self, site_id: str, day: dt.date) -> dict[str, list[float | None]]:
+        """Per hour of ``day`` at one site: arrivals, served and mean wait (the site charts)."""
+        with self.sessions() as session:
+            events = self._stat_events(session, day, day, site_ids=[site_id])
+        return stats.hourly(stats.fold_tickets(events), day)
+
+    # ------------------------------------------------------------------ telemetry
+
+    def telemetry_series(
+        self, site_id: str, metric: str, key: str, *, hours: float, end: datetime
+    ) -> TelemetrySeries:
+        """One series over the last ``hours`` before ``end``, from the configured sink."""
+        if metric in QUEUE_METRICS and not key:
+            raise InvalidRequest(f"{metric} is per service: give key=<service code>")
+        if metric not in QUEUE_METRICS | SITE_METRICS:
+            known = ", ".join(sorted(QUEUE_METRICS | SITE_METRICS))
+            raise InvalidRequest(f"unknown metric {metric!r}; known: {known}")
+        if metric in SITE_METRICS and key:
+            raise InvalidRequest(f"{metric} is site-wide: no key")
+        self.require_site(site_id)
+        return self._series(site_id, metric, key, hours=hours, end=end)
+
+    def _series(
+        self, site_id: str, metric: str, key: str, *, hours: float, end: datetime
+    ) -> TelemetrySeries:
+        end_ms = int(end.timestamp() * 1000)
+        start_ms = end_ms - int(hours * 3_600_000)
+        points = self.telemetry.history(site_id, metric, key, start_ms=start_ms,
+                                        end_ms=end_ms + 1, now_ms=end_ms)  # fmt: skip
+        return TelemetrySeries(
+            site=site_id,
+            metric=metric,
+            key=key,
+            resolution_s=self.telemetry.resolution_for(start_ms, end_ms),
+            points=[(p.ts_ms, p.mean, p.minimum, p.maximum, p.count) for p in points],
+        )
+
+    def waiting_chart(
+        self, site_id: str, services: dict[str, str], *, hours: float, end: datetime
+    ) -> dict[str, Any]:
+        """People waiting per service (``services``: code -> label) over the last hours:
+        ``t`` in unix seconds and one series per service, as the site page charts it.
+        ``error`` when the telemetry store does not answer (the page shows the rest)."""
+        try:
+            history = {code: self._series(site_id, "queue.waiting", code, hours=hours,
+                                          end=end).points
+                       for code in services}  # fmt: skip
+        except Exception as exc:  # InfluxDB down: the page still shows everything else
+            log.warning("web.telemetry_unavailable", site=site_id, error=repr(exc)[:200])
+            return {"t": [], "series": [], "error": True}
+        times = sorted({p[0] for points in history.values() for p in points})
+        column = {ts: i for i, ts in enumerate(times)}
+        series = []
+        for code, points in history.items():
+            values: list[float | None] = [None] * len(times)
+            for p in points:
+                values[column[p[0]]] = p[1]
+            series.append({"label": services[code], "values": values})
+        return {"t": [ts / 1000 for ts in times], "series": series}
+
+
+__all__ = [
+    "MAX_STAT_DAYS",
+    "STAT_EVENT_TYPES",
+    "ReadModel",
+    "active_alarm_counts",
+    "day_bounds_ms",
+]

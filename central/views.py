@@ -1,0 +1,474 @@
+"""What the read model hands out: typed records, the same for the JSON API and the pages.
+
+:mod:`central.queries` builds these from the database; :mod:`central.api`
+answers ``view.to_json()`` and the templates of :mod:`central.web` read the
+same attributes (``site.health``, ``alarm.raised_at``). A new screen or
+endpoint adds a record here and a method there, so both faces show one truth.
+
+::
+
+    SiteState     the rows of one site (ORM objects): tests, and the source of SiteDetail
+    SiteDetail    one site for the API and the site page: registry, live state,
+                  ServiceQueue, WindowView, DeviceView, AlarmView, GapView
+    SiteSummary   one line of the site list;  FleetTile: one tile of the fleet page
+    AlarmView, AlarmBoard, EventView, CommandView, TokenView, TelemetrySeries
+
+Times are ISO 8601 strings in UTC (``None`` when unknown), as the API has
+always answered; the pages format them in business time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal, NamedTuple
+
+import msgspec
+
+from central.auth import TokenInfo
+from central.models import (
+    Alarm,
+    Command,
+    CommandStatus,
+    Device,
+    EventRecord,
+    IngestReject,
+    SequenceGap,
+    Service,
+    Severity,
+    Site,
+    Window,
+)
+
+Health = Literal["ok", "warn", "alarm", "offline", "unknown"]
+HEALTHS: Final[tuple[Health, ...]] = ("alarm", "warn", "offline", "ok", "unknown")
+"""Every tile colour, in the order the fleet page counts them."""
+
+SEVERITY_RANK: Final = {
+    Severity.INFO: 0,
+    Severity.WARNING: 1,
+    Severity.MAJOR: 2,
+    Severity.CRITICAL: 3,
+}
+
+
+def site_health(online: bool, ever_seen: bool, worst: Severity | None) -> Health:
+    """Tile colour of a site: never seen, offline, then the worst active alarm."""
+    if not online:
+        return "offline" if ever_seen else "unknown"
+    if worst is None:
+        return "ok"
+    rank = SEVERITY_RANK[worst]
+    return "alarm" if rank >= SEVERITY_RANK[Severity.MAJOR] else "warn" if rank else "ok"
+
+
+def worst_severity(severities: list[Severity]) -> Severity | None:
+    return max(severities, key=SEVERITY_RANK.__getitem__, default=None)
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+class View(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of the records: immutable, typed, and JSON through :meth:`to_json`."""
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = msgspec.to_builtins(self)
+        return data
+
+
+# --------------------------------------------------------------------------- fleet
+
+
+class FleetTile(NamedTuple):
+    """What a fleet tile shows; the fleet page and the live hub read only this.
+
+    A tuple, not a :class:`View`: the fleet page builds 20,000 of them per render.
+    """
+
+    id: str
+    name: str
+    town: str
+    health: Health
+    alarms: int
+
+
+class SiteSummary(View, frozen=True, kw_only=True):
+    """One site of the site list."""
+
+    id: str
+    name: str
+    town: str
+    kind: str
+    online: bool
+    health: Health
+    alarms: int
+    last_seen_at: str | None
+    expected_config_version: str | None
+    reported_config_version: str | None
+
+
+# --------------------------------------------------------------------------- one site
+
+
+class ServiceQueue(View, frozen=True, kw_only=True):
+    code: str
+    name: str
+    prefix: str | None
+    sla_s: int | None
+    waiting: int | None
+    oldest_wait_s: int | None
+    wait_p50_s: int | None
+    wait_p90_s: int | None
+
+    @classmethod
+    def of(cls, s: Service) -> ServiceQueue:
+        return cls(code=s.code, name=s.name, prefix=s.prefix, sla_s=s.sla_s, waiting=s.waiting,
+                   oldest_wait_s=s.oldest_wait_s, wait_p50_s=s.wait_p50_s,
+                   wait_p90_s=s.wait_p90_s)  # fmt: skip
+
+
+class WindowView(View, frozen=True, kw_only=True):
+    number: int
+    name: str | None
+    services: list[str]
+    priority: bool
+    state: str
+    ticket: str | None
+    staff: str | None
+
+    @classmethod
+    def of(cls, w: Window) -> WindowView:
+        return cls(number=w.number, name=w.name, services=list(w.services), priority=w.priority,
+                   state=w.state, ticket=w.ticket, staff=w.staff)  # fmt: skip
+
+
+class DeviceView(View, frozen=True, kw_only=True):
+    device: str
+    kind: str
+    status: str
+    detail: str | None
+    changed_at: str | None
+
+    @classmethod
+    def of(cls, d: Device) -> DeviceView:
+        return cls(device=d.device, kind=d.kind, status=d.status, detail=d.detail,
+                   changed_at=iso(d.changed_at))  # fmt: skip
+
+
+class GapView(View, frozen=True, kw_only=True):
+    first_seq: int
+    last_seq: int
+
+
+class AlarmView(View, frozen=True, kw_only=True):
+    id: int
+    site_id: str
+    device: str
+    type: str
+    severity: str
+    message: str
+    raised_at: str | None
+    updated_at: str | None
+    occurrences: int
+    acknowledged_at: str | None
+    acknowledged_by: str | None
+    cleared_at: str | None
+    active: bool
+    age_s: int
+
+    @classmethod
+    def of(cls, alarm: Alarm, now: datetime) -> AlarmView:
+        return cls(
+            id=alarm.id,
+            site_id=alarm.site_id,
+            device=alarm.device,
+            type=alarm.type.value,
+            severity=alarm.severity.value,
+            message=alarm.message,
+            raised_at=iso(alarm.raised_at),
+            updated_at=iso(alarm.updated_at),
+            occurrences=alarm.occurrences,
+            acknowledged_at=iso(alarm.acknowledged_at),
+            acknowledged_by=alarm.acknowledged_by,
+            cleared_at=iso(alarm.cleared_at),
+            active=alarm.cleared_at is None,
+            age_s=int((now - alarm.raised_at).total_seconds()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SiteState:
+    """The rows of one site as the database holds them now (detached ORM objects)."""
+
+    site: Site
+    services: list[Service]
+    windows: list[Window]
+    devices: list[Device]
+    alarms: list[Alarm]
+    """Active alarms, newest first."""
+    open_gaps: list[SequenceGap]
+    rejects: list[IngestReject]
+
+    @property
+    def health(self) -> Health:
+        worst = worst_severity([a.severity for a in self.alarms])
+        return site_health(self.site.online, self.site.last_seen_at is not None, worst)
+
+    @property
+    def config_drift(self) -> bool:
+        return self.site.config_drift
+
+    @property
+    def windows_open(self) -> int:
+        return sum(w.state in ("open", "serving") for w in self.windows)
+
+    @property
+    def windows_busy(self) -> int:
+        return sum(w.state == "serving" for w in self.windows)
+
+
+class SiteDetail(View, frozen=True, kw_only=True):
+    """Registry, live state, services with queues, windows, devices, alarms, open gaps."""
+
+    id: str
+    name: str
+    town: str
+    kind: str
+    lat: float | None
+    lon: float | None
+    health: Health
+    online: bool
+    status_changed_at: str | None
+    last_seen_at: str | None
+    clock_synced: bool | None
+    outbox_depth: int | None
+    software_version: str | None
+    expected_config_version: str | None
+    reported_config_version: str | None
+    config_drift: bool
+    host: dict[str, Any] | None
+    acked_seq: int
+    max_seq: int
+    services: list[ServiceQueue]
+    windows: list[WindowView]
+    devices: list[DeviceView]
+    alarms: list[AlarmView]
+    sequence_gaps: list[GapView]
+
+    @classmethod
+    def of(cls, state: SiteState, now: datetime) -> SiteDetail:
+        site = state.site
+        return cls(
+            id=site.id,
+            name=site.name,
+            town=site.town,
+            kind=site.kind.value,
+            lat=site.lat,
+            lon=site.lon,
+            health=state.health,
+            online=site.online,
+            status_changed_at=iso(site.status_changed_at),
+            last_seen_at=iso(site.last_seen_at),
+            clock_synced=site.clock_synced,
+            outbox_depth=site.outbox_depth,
+            software_version=site.software_version,
+            expected_config_version=site.expected_config_version,
+            reported_config_version=site.reported_config_version,
+            config_drift=state.config_drift,
+            host=site.host,
+            acked_seq=site.acked_seq,
+            max_seq=site.max_seq,
+            services=[ServiceQueue.of(s) for s in state.services],
+            windows=[WindowView.of(w) for w in state.windows],
+            devices=[DeviceView.of(d) for d in state.devices],
+            alarms=[AlarmView.of(a, now) for a in state.alarms],
+            sequence_gaps=[GapView(first_seq=g.first_seq, last_seq=g.last_seq)
+                           for g in state.open_gaps],
+        )  # fmt: skip
+
+    @property
+    def service_names(self) -> dict[str, str]:
+        return {s.code: s.name for s in self.services}
+
+
+# --------------------------------------------------------------------------- lists
+
+
+class AlarmBoard(View, frozen=True, kw_only=True):
+    """The alarms page: active alarms (worst first), recently cleared ones, site names."""
+
+    active: list[AlarmView]
+    recent: list[AlarmView]
+    names: dict[str, str]
+
+
+class EventView(View, frozen=True, kw_only=True):
+    site_id: str
+    seq: int
+    event_id: str
+    type: str
+    ts_ms: int
+    clock_synced: bool
+    received_at: str | None
+    body: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: EventRecord) -> EventView:
+        return cls(site_id=row.site_id, seq=row.seq, event_id=str(row.event_id), type=row.type,
+                   ts_ms=row.ts_ms, clock_synced=row.clock_synced,
+                   received_at=iso(row.received_at), body=row.body)  # fmt: skip
+
+
+CommandState = Literal["pending", "succeeded", "failed", "expired"]
+
+
+def command_state(command: Command, now: datetime) -> CommandState:
+    """``succeeded``/``failed`` once a result came; ``expired`` past its TTL; else ``pending``."""
+    if command.status is CommandStatus.SENT:
+        return "expired" if now >= command.expires_at else "pending"
+    state: CommandState = command.status.value  # type: ignore[assignment]  # the other three
+    return state
+
+
+class CommandView(View, frozen=True, kw_only=True):
+    id: str
+    site_id: str
+    name: str
+    args: dict[str, Any]
+    issued_at: str | None
+    expires_at: str | None
+    issued_by: str | None
+    state: CommandState
+    waiting_for_site: bool
+    """Pending while the site is offline: it waits in the broker for the edge's session."""
+    error: str | None
+    result_at: str | None
+
+    @classmethod
+    def of(cls, command: Command, now: datetime, *, site_online: bool | None) -> CommandView:
+        state = command_state(command, now)
+        return cls(
+            id=str(command.id),
+            site_id=command.site_id,
+            name=command.name,
+            args=command.args,
+            issued_at=iso(command.issued_at),
+            expires_at=iso(command.expires_at),
+            issued_by=command.issued_by,
+            state=state,
+            waiting_for_site=state == "pending" and site_online is False,
+            error=command.error,
+            result_at=iso(command.result_at),
+        )
+
+
+class TokenView(View, frozen=True, kw_only=True):
+    """A token as listed: never its secret."""
+
+    id: str
+    name: str
+    role: str
+    created_at: str | None
+    revoked_at: str | None
+
+    @classmethod
+    def of(cls, info: TokenInfo) -> TokenView:
+        return cls(id=info.token_id, name=info.name, role=info.role.value,
+                   created_at=iso(info.created_at), revoked_at=iso(info.revoked_at))  # fmt: skip
+
+
+class TelemetrySeries(View, frozen=True, kw_only=True):
+    """One series: raw points (``resolution_s`` 0) or per minute/hour mean, min, max, count."""
+
+    site: str
+    metric: str
+    key: str
+    resolution_s: int
+    points: list[tuple[int, float, float, float, int]]
+
+
+class FleetCounts(View, frozen=True, kw_only=True):
+    """What ``/metrics`` exports about the fleet as a whole."""
+
+    sites_online: int
+    sites_offline: int
+    alarms_active: dict[str, int]
+    """Severity -> active alarms (every severity present, 0 if none)."""
+    rejects: dict[str, int]
+    """Reject reason -> payloads refused by ingest, summed over sites."""
+    events_stored: int
+    """Highest event row id: events committed."""
+    commands_pending: int
+
+
+class SiteGauge(View, frozen=True, kw_only=True):
+    """One site's figures for ``/metrics`` (per-site series)."""
+
+    id: str
+    name: str
+    town: str
+    kind: str
+    online: bool
+    last_seen_at: datetime | None
+    outbox_depth: int | None
+    acked_seq: int
+    max_seq: int
+    config_drift: bool
+    alarms_active: int
+
+
+class QueueGauge(View, frozen=True, kw_only=True):
+    """One service queue of one site for ``/metrics``."""
+
+    site_id: str
+    service: str
+    waiting: int | None
+    oldest_wait_s: int | None
+
+
+class SiteReject(View, frozen=True, kw_only=True):
+    site_id: str
+    reason: str
+    count: int
+
+
+class SiteGauges(View, frozen=True, kw_only=True):
+    """Every site's figures, its queues and its ingest reject counters (``/metrics``)."""
+
+    sites: list[SiteGauge]
+    queues: list[QueueGauge]
+    rejects: list[SiteReject]
+
+
+__all__ = [
+    "HEALTHS",
+    "SEVERITY_RANK",
+    "AlarmBoard",
+    "AlarmView",
+    "CommandState",
+    "CommandView",
+    "DeviceView",
+    "EventView",
+    "FleetCounts",
+    "FleetTile",
+    "GapView",
+    "Health",
+    "QueueGauge",
+    "ServiceQueue",
+    "SiteDetail",
+    "SiteGauge",
+    "SiteGauges",
+    "SiteReject",
+    "SiteState",
+    "SiteSummary",
+    "TelemetrySeries",
+    "TokenView",
+    "View",
+    "WindowView",
+    "command_state",
+    "iso",
+    "site_health",
+    "worst_severity",
+]

@@ -1,0 +1,233 @@
+"""Live updates of the dashboards: server-sent events, fed by the read model.
+
+::
+
+    GET /live/fleet            changed tiles from the one LiveHub of the process
+    GET /live/sites/{id}       the site page's live part, re-rendered when it changed
+    GET /live/alarms           the alarms table, re-rendered when it changed
+
+The streams need a dashboard session (a bearer header is refused: browsers
+cannot send one on an EventSource, and scripts should use the REST API).
+
+The fleet stream is fed by one :class:`LiveHub` per process that polls the
+database once per interval and pushes only the tiles that changed, so 20,000
+sites cost one query per second however many dashboards are open; it works
+whether ingest runs in this process or in another replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from central.access import session_principal
+from central.auth import SESSION_COOKIE, Principal
+from central.context import central_of
+from central.errors import Unauthenticated
+from central.queries import ReadModel
+from central.views import HEALTHS, Health
+from central.web.render import chrome, language, render
+
+log = structlog.get_logger(__name__)
+
+LIVE_INTERVAL_S: Final = 1.0
+KEEPALIVE_S: Final = 15.0
+
+
+@dataclass
+class LiveHub:
+    """Polls the fleet's tile states and fans changes out to every open fleet stream."""
+
+    read: ReadModel
+    interval_s: float = LIVE_INTERVAL_S
+    _tiles: dict[str, tuple[Health, int]] = field(default_factory=dict)
+    _subscribers: set[asyncio.Queue[str]] = field(default_factory=set)
+    _task: asyncio.Task[None] | None = None
+
+    def snapshot(self) -> dict[str, tuple[Health, int]]:
+        """Health and active-alarm count of every site (one sites query, one alarms query)."""
+        return self.read.tile_states()
+
+    @staticmethod
+    def counts(tiles: Iterable[tuple[str, int]]) -> dict[str, int]:
+        found: dict[str, int] = dict.fromkeys(HEALTHS, 0)
+        alarms = 0
+        for health, count in tiles:
+            found[health] += 1
+            alarms += count
+        return {
+            **found,
+            "sites": sum(found.values()),
+            "alarms_active": alarms,
+            "online": found["ok"] + found["warn"] + found["alarm"],
+        }
+
+    async def poll_once(self) -> None:
+        tiles = await run_in_threadpool(self.snapshot)
+        changed = [
+            [site_id, health, count]
+            for site_id, (health, count) in tiles.items()
+            if self._tiles.get(site_id) != (health, count)
+        ]
+        self._tiles = tiles
+        if changed and self._subscribers:
+            message = sse("tiles", {"tiles": changed, "counts": self.counts(tiles.values())})
+            for queue in list(self._subscribers):
+                try:
+                    queue.put_nowait(message)
+                except asyncio.QueueFull:  # a stalled client: drop it, its page reconnects
+                    self._subscribers.discard(queue)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                await self.poll_once()
+            except Exception as exc:  # a database hiccup must not end live updates
+                log.warning("live.poll_failed", error=str(exc))
+            # A huge fleet slows the poll: keep it under a third of one core.
+            await asyncio.sleep(max(self.interval_s, 2 * (loop.time() - started)))
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="central-live-hub")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @contextlib.contextmanager
+    def subscribe(self) -> Iterator[asyncio.Queue[str]]:
+        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=100)
+        self._subscribers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers.discard(queue)
+
+
+def sse(event: str, data: Any) -> str:
+    """One server-sent event; JSON data on one line, or HTML split into ``data:`` lines."""
+    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    lines = "".join(f"data: {line}\n" for line in text.splitlines() or [""])
+    return f"event: {event}\n{lines}\n"
+
+
+def hub_of(request: Request) -> LiveHub:
+    hub: LiveHub = request.app.state.live_hub
+    return hub
+
+
+def _stream_principal(request: Request) -> Principal:
+    """The session's principal; 401 without one, 429 when the session's streams are full."""
+    if request.headers.get("authorization"):
+        raise Unauthenticated("live streams need a dashboard session, not a bearer token")
+    principal = session_principal(request)
+    central_of(request).streams.check(request.cookies[SESSION_COOKIE])
+    return principal
+
+
+async def _stream(
+    request: Request, produce: Callable[[], AsyncIterator[str]]
+) -> AsyncIterator[bytes]:
+    with central_of(request).streams.hold(request.cookies[SESSION_COOKIE]):
+        yield b"retry: 2000\n\n"
+        async for chunk in produce():
+            if await request.is_disconnected():
+                break
+            yield chunk.encode("utf-8")
+
+
+def _sse_response(body: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/live/fleet")
+async def live_fleet(request: Request) -> StreamingResponse:
+    _stream_principal(request)
+    hub = hub_of(request)
+
+    async def produce() -> AsyncIterator[str]:
+        with hub.subscribe() as queue:
+            yield sse("hello", {"interval_s": hub.interval_s})
+            while True:
+                try:
+                    yield await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    yield ": keepalive\n\n"
+
+    return _sse_response(_stream(request, produce))
+
+
+def _fragment_stream(request: Request, fragment: Callable[[], str]) -> StreamingResponse:
+    """Re-render ``fragment`` every hub interval; send it as a ``live`` event when it changed."""
+    interval = hub_of(request).interval_s
+
+    async def produce() -> AsyncIterator[str]:
+        last = ""
+        idle = 0.0
+        while True:
+            html = await run_in_threadpool(fragment)
+            if html != last:
+                last = html
+                idle = 0.0
+                yield sse("live", html)
+            elif idle >= KEEPALIVE_S:
+                idle = 0.0
+                yield ": keepalive\n\n"
+            await asyncio.sleep(interval)
+            idle += interval
+
+    return _sse_response(_stream(request, produce))
+
+
+@router.get("/live/sites/{site_id}")
+async def live_site(request: Request, site_id: str) -> StreamingResponse:
+    principal = _stream_principal(request)
+    central = central_of(request)
+    lang = language(request)
+    await run_in_threadpool(central.read.require_site, site_id)  # 404 before streaming
+
+    def fragment() -> str:
+        detail, commands = central.read.site_live(site_id, central.now())
+        return render("_site_live.html", **chrome(lang, principal), site=detail,
+                      service_names=detail.service_names, commands=commands)  # fmt: skip
+
+    return _fragment_stream(request, fragment)
+
+
+@router.get("/live/alarms")
+async def live_alarms(request: Request) -> StreamingResponse:
+    principal = _stream_principal(request)
+    central = central_of(request)
+    lang = language(request)
+
+    def fragment() -> str:
+        board = central.read.alarm_board(central.now())
+        return render("_alarms_live.html", **chrome(lang, principal), active=board.active,
+                      recent=board.recent, names=board.names)  # fmt: skip
+
+    return _fragment_stream(request, fragment)
+
+
+__all__ = ["KEEPALIVE_S", "LIVE_INTERVAL_S", "LiveHub", "hub_of", "router", "sse"]
