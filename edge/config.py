@@ -1,6 +1,6 @@
 """The site configuration: one TOML file, read into frozen dataclasses, strictly.
 
-Ops render this file from the Ansible inventory (``deploy/ansible``).
+Ops render this file from the Ansible inventory (``deploy/ansible/README.md``).
 :func:`load_config` checks everything it can before the daemon touches a
 device and raises :class:`~edge.errors.ConfigInvalid` listing *every* problem
 with its key path, e.g. ``windows[3].services.huji: unknown service``
@@ -16,6 +16,7 @@ for complete files. Sections::
     version = "2026.11.1"                 # config version reported to the central
     [site] [hours] [policy] [[services]] [[windows]]
     [devices.printer] [devices.screens] [devices.terminals] [devices.gpio] [devices.audio]
+    [devices.id_card]                     # 二代身份证 reader at the kiosk (edge.id_card_kiosk)
     [mqtt] [mqtt.tls] [paths] [http] [daemon]
 
 Besides the problems that refuse a file, :attr:`EdgeConfig.warnings` lists what
@@ -54,6 +55,9 @@ _TOKEN_RE = re.compile(mm.TOKEN_PATTERN)
 _PREFIX_RE = re.compile(r"^[A-Z]{1,2}\Z")
 _HHMM_RE = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])\Z")
 TerminalBusKind = Literal["modbus", "vendor"]
+ParityName = Literal["N", "E", "O"]
+Rs485Name = Literal["auto", "kernel", "rts"]
+RS485_NAMES = ("auto", "kernel", "rts")
 AudioOutput = Literal["alsa", "wav"]
 MqttProtocol = Literal["5", "3.1.1"]
 UTF8_BOM: Final = "\ufeff"
@@ -129,8 +133,8 @@ class WindowConfig:
 
 @dataclass(frozen=True, slots=True)
 class PrinterConfig:
-    port: str
-    baud: int
+    port: str  # a serial device, /dev/usb/lp0 (USB) or tcp://host:9100 (network)
+    baud: int  # serial only
     poll_seconds: float
     timeout_ms: int  # for each status answer (a slow USB-serial adapter needs more)
 
@@ -140,7 +144,8 @@ class ScreensConfig:
     port: str
     baud: int
     hall: int | None  # address of the hall screen, if any
-    timeout_ms: int  # for each screen's acknowledgement
+    timeout_ms: int  # each screen's turnaround, on top of the frames' wire time
+    rs485: Rs485Name  # who switches the RS485 direction (edge.devices.serial_port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +155,22 @@ class TerminalBusConfig:
     baud: int
     poll_ms: int
     timeout_ms: int
+    parity: ParityName  # Modbus: 8E1 as the serial-line spec says; vendor keypads: N
+    rs485: Rs485Name
+
+
+@dataclass(frozen=True, slots=True)
+class IdCardConfig:
+    """The 二代身份证 reader at the kiosk: a card read takes a ticket (edge.id_card_kiosk)."""
+
+    port: str
+    baud: int
+    service: str  # the service a card takes a ticket for
+    elder_age: int  # 老年人优先 from this age (0: never)
+    tickets_per_day: int  # per ID number and service and day (0: no limit)
+    call_by_name: bool  # masked name (张*女士) on the hall screen with the number
+    poll_ms: int
+    ledger: str  # salted hashes of today's cards (never the ID number)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +215,7 @@ class DevicesConfig:
     terminals: TerminalBusConfig | None = None
     gpio: GpioConfig | None = None
     audio: AudioConfig | None = None
+    id_card: IdCardConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,9 +459,9 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("windows[].screen", int, None, "bus address of its LED window bar",
             _between(1, 254)),
     # devices
-    Setting("devices.printer.port", str, REQUIRED, "serial port of the ESC/POS printer",
-            _path_name),
-    Setting("devices.printer.baud", int, 19200, "baud rate", _check_baud_rate),
+    Setting("devices.printer.port", str, REQUIRED, "the ESC/POS printer: a serial port, "
+            "/dev/usb/lp0 (USB) or tcp://host:9100 (network)", _path_name),
+    Setting("devices.printer.baud", int, 9600, "baud rate (serial only)", _check_baud_rate),
     Setting("devices.printer.poll_seconds", float, 5.0, "status (paper) query period",
             _between(0.2, 600)),
     Setting("devices.printer.timeout_ms", int, 300, "wait for each status answer",
@@ -449,17 +471,24 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("devices.screens.baud", int, 9600, "baud rate", _check_baud_rate),
     Setting("devices.screens.hall", int, None, "bus address of the hall screen",
             _between(1, 254)),
-    Setting("devices.screens.timeout_ms", int, 150, "wait for each screen's acknowledgement",
-            _between(20, 5_000)),
+    Setting("devices.screens.timeout_ms", int, 150, "each screen's turnaround, on top of the "
+            "frames' wire time", _between(20, 5_000)),
+    Setting("devices.screens.rs485", str, "auto", "who switches the RS485 direction: auto, "
+            "kernel or rts", _one_of(*RS485_NAMES)),
     Setting("devices.terminals.kind", str, "modbus", "window terminal bus: modbus or vendor",
             _one_of("modbus", "vendor")),
     Setting("devices.terminals.port", str, REQUIRED, "serial port of the terminal bus",
             _path_name),
-    Setting("devices.terminals.baud", int, 19200, "baud rate", _check_baud_rate),
+    Setting("devices.terminals.baud", int, None, "baud rate (default 19200 for modbus, 9600 "
+            "for vendor)", _check_baud_rate),
     Setting("devices.terminals.poll_ms", int, 100, "poll period of each terminal",
             _between(10, 10_000)),
     Setting("devices.terminals.timeout_ms", int, 50, "wait for each terminal's answer",
             _between(5, 5_000)),
+    Setting("devices.terminals.parity", str, None, "N, E or O (default E for modbus, as the "
+            "serial-line spec says; N for vendor)", _one_of("N", "E", "O")),
+    Setting("devices.terminals.rs485", str, "auto", "who switches the RS485 direction: auto, "
+            "kernel or rts", _one_of(*RS485_NAMES)),
     Setting("devices.gpio.pin_factory", str, "lgpio", "gpiozero pin factory: lgpio, rpigpio, "
             "pigpio, native, mock", _one_of("lgpio", "rpigpio", "pigpio", "native", "mock")),
     Setting("devices.gpio.buzzer_pin", int, None, "BCM pin of the buzzer", _check_pin),
@@ -488,6 +517,20 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             _between(1, 5)),
     Setting("devices.audio.clips_dir", str, "/var/lib/onedoor/clips-default",
             "the generated clips (onedoor edge make-clips)", _path_name),
+    Setting("devices.id_card.port", str, REQUIRED, "serial port of the 二代身份证 reader at "
+            "the kiosk", _path_name),
+    Setting("devices.id_card.baud", int, 115200, "baud rate", _check_baud_rate),
+    Setting("devices.id_card.service", str, REQUIRED, "the service a card takes a ticket for",
+            _non_empty),
+    Setting("devices.id_card.elder_age", int, 60, "老年人优先: a priority ticket from this age "
+            "(0: never)", _between(0, 150)),
+    Setting("devices.id_card.tickets_per_day", int, 1, "tickets per ID number, service and day "
+            "(0: no limit)", _between(0, 100)),
+    Setting("devices.id_card.call_by_name", bool, False, "masked name (张*女士) on the hall "
+            "screen with the number, and said by the voice"),
+    Setting("devices.id_card.poll_ms", int, 500, "reader poll period", _between(100, 10_000)),
+    Setting("devices.id_card.ledger", str, None, "salted hashes of today's cards, never the ID "
+            "number (default: beside the journal, <journal>.idcards)", _path_name),
     # mqtt
     Setting("mqtt.host", str, REQUIRED, "broker host", _non_empty),
     Setting("mqtt.port", int, None, "broker port (default 8883 with [mqtt.tls], else 1883)",
@@ -798,6 +841,22 @@ def _read_windows(root: _Table, service_ids: set[str]) -> tuple[WindowConfig, ..
     return tuple(windows)
 
 
+def _read_id_card(sub: _Table, service_ids: set[str], config_dir: Path,
+                  ledger_default: str) -> IdCardConfig:
+    service = sub.setting("service")
+    if service and service not in service_ids:
+        sub.problems.add(sub.key_path("service"), f"unknown service {service!r}")
+    ledger = sub.setting("ledger")
+    config = IdCardConfig(
+        port=sub.setting("port"), baud=sub.setting("baud"), service=service,
+        elder_age=sub.setting("elder_age"), tickets_per_day=sub.setting("tickets_per_day"),
+        call_by_name=sub.setting("call_by_name"), poll_ms=sub.setting("poll_ms"),
+        ledger=str(config_dir / (ledger_default if ledger is None else ledger)),
+    )
+    sub.finish()
+    return config
+
+
 def _read_devices(root: _Table, config_dir: Path, service_ids: set[str],
                   windows: tuple[WindowConfig, ...]) -> DevicesConfig:
     table = root.table("devices")
@@ -810,19 +869,25 @@ def _read_devices(root: _Table, config_dir: Path, service_ids: set[str],
         sub.finish()
     if (sub := table.table("screens")) is not None:
         screens = ScreensConfig(**{key: sub.setting(key) for key in (
-            "port", "baud", "hall", "timeout_ms")})
+            "port", "baud", "hall", "timeout_ms", "rs485")})
         if screens.hall is not None and screens.hall in {w.screen for w in windows}:
             root.problems.add(sub.key_path("hall"), "address already used by a window screen")
         sub.finish()
     elif any(w.screen is not None for w in windows):
         root.problems.add("devices.screens", "windows have screen addresses but no screen bus")
     if (sub := table.table("terminals")) is not None:
-        terminals = TerminalBusConfig(**{key: sub.setting(key) for key in (
-            "kind", "port", "baud", "poll_ms", "timeout_ms")})
+        kind = sub.setting("kind")
+        modbus = kind == "modbus"  # Modbus terminals 19200 8E1, vendor keypads 9600 8N1
+        baud, parity = sub.setting("baud"), sub.setting("parity")
+        terminals = TerminalBusConfig(
+            kind=kind, port=sub.setting("port"),
+            baud=(19200 if modbus else 9600) if baud is None else baud,
+            poll_ms=sub.setting("poll_ms"), timeout_ms=sub.setting("timeout_ms"),
+            parity=("E" if modbus else "N") if parity is None else parity,
+            rs485=sub.setting("rs485"))
         sub.finish()
     elif any(w.terminal is not None for w in windows):
         root.problems.add("devices.terminals", "windows have terminal addresses but no bus")
-    _one_port_each(root.problems, printer=printer, screens=screens, terminals=terminals)
     if (sub := table.table("gpio")) is not None:
         gpio = _read_gpio(sub, service_ids, root.problems)
     if (sub := table.table("audio")) is not None:
@@ -837,12 +902,21 @@ def _read_devices(root: _Table, config_dir: Path, service_ids: set[str],
         if output == "wav" and audio.wav_dir is None:
             root.problems.add(sub.key_path("wav_dir"), "required when output is \"wav\"")
         sub.finish()
+    id_card = None
+    if (sub := table.table("id_card")) is not None:
+        # The ledger of today's card hashes sits beside the journal unless placed elsewhere.
+        paths = root.data.get("paths")
+        journal = paths.get("journal") if isinstance(paths, dict) else None
+        beside = f"{journal}.idcards" if isinstance(journal, str) and journal else "idcards.sqlite"
+        id_card = _read_id_card(sub, service_ids, config_dir, beside)
+    _one_port_each(root.problems, printer=printer, screens=screens, terminals=terminals,
+                   id_card=id_card)
     table.finish()
-    return DevicesConfig(printer, screens, terminals, gpio, audio)
+    return DevicesConfig(printer, screens, terminals, gpio, audio, id_card)
 
 
 def _one_port_each(problems: _Problems, **buses: PrinterConfig | ScreensConfig
-                   | TerminalBusConfig | None) -> None:
+                   | TerminalBusConfig | IdCardConfig | None) -> None:
     """Two drivers on one serial port interleave their bytes: neither works."""
     owners: dict[str, str] = {}
     for name, bus in buses.items():
@@ -1100,6 +1174,7 @@ __all__ = [
     "HelpButtonConfig",
     "HoursConfig",
     "HttpConfig",
+    "IdCardConfig",
     "MqttConfig",
     "PathsConfig",
     "PrinterConfig",

@@ -6,8 +6,9 @@
 * the drivers (:class:`~edge.device_set.DeviceSet`: built, started, rebuilt on
   reload, their health and the terminal bus's exactly-once hand-off);
 * what the hall shows, says and prints (:class:`~edge.outputs.HallOutputs`);
-* ticket issuing for the kiosk API and the 取号 buttons, with the predicted wait
-  off the event loop and idempotency keys (:class:`~edge.kiosk.TicketDesk`);
+* ticket issuing for the kiosk API, the 取号 buttons and the ID card reader, with
+  the predicted wait off the event loop and idempotency keys
+  (:class:`~edge.kiosk.TicketDesk`; the card policy: :mod:`edge.id_card_kiosk`);
 * the device inputs (:class:`~edge.inputs.InputHandler`) and the central's
   commands (:class:`~edge.commands.RemoteCommands`);
 * the MQTT uplink, the kiosk HTTP API and telemetry (:mod:`edge.uplink`,
@@ -65,6 +66,7 @@ from edge.devices.base import InputQueue
 from edge.errors import ConfigInvalid, JournalError
 from edge.hall import Hall, open_hall
 from edge.http_api import HttpApi
+from edge.id_card_kiosk import IdCardKiosk, kiosk_for
 from edge.inputs import InputHandler
 from edge.journal import Journal
 from edge.kiosk import TicketDesk
@@ -168,6 +170,7 @@ class EdgeDaemon:
         self._spawned: set[asyncio.Task[None]] = set()  # ticket button presses, reloads
         self._parts_config: EdgeConfig | None = None  # what uplink, http, devices run with
         self._restarting = asyncio.Lock()
+        self.kiosk: IdCardKiosk | None = None  # [devices.id_card]: tickets by ID card
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -175,8 +178,8 @@ class EdgeDaemon:
         self._stop.set()
 
     def _build_parts(self, hall: Hall) -> _Parts:
-        outputs = HallOutputs(hall, self.devices)
-        desk = TicketDesk(hall, outputs, spawn=self._spawn,
+        outputs = HallOutputs(hall, self.devices, names=self.kiosk)
+        desk = TicketDesk(hall, outputs, spawn=self._spawn, cards=self.kiosk,
                           predict_budget_s=lambda: self.config.daemon.predict_budget_seconds)
         return _Parts(
             hall, outputs, desk, InputHandler(hall, self.devices, outputs, desk),
@@ -194,6 +197,7 @@ class EdgeDaemon:
             hall.predictor_factory = self.predictor
         self.prune_journal()  # also when the day reset came while the Pi was off
         self.config = hall.config
+        self.kiosk = kiosk_for(self.config)
         if self._startup_rejection is not None:
             hall.reject_config(self._version_in_file(), list(self._startup_rejection.errors))
         parts = self._parts = self._build_parts(hall)

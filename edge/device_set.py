@@ -17,7 +17,7 @@ the daemon runs:
   built is logged and reported offline, and the others carry on.
 
 Adding a device family: a slot in :class:`Drivers` (and :data:`_SECTIONS`,
-:data:`_KINDS`), built in :mod:`edge.devices_factory`.
+:data:`_KINDS`, :func:`_slot_settings`), built in :mod:`edge.devices_factory`.
 """
 
 from __future__ import annotations
@@ -61,11 +61,12 @@ class Drivers:
     terminals: TerminalBus | None = None
     announcer: Announcer | None = None
     gpio: GpioPanel | None = None
+    id_card: Device | None = None  # its reads are inputs (IdCardRead); edge.kiosk takes them
 
     def named(self) -> list[tuple[str, Device]]:
         found: list[tuple[str, Device | None]] = [
             ("printer", self.printer), ("screens", self.screens), ("terminals", self.terminals),
-            ("announcer", self.announcer), ("gpio", self.gpio)]
+            ("announcer", self.announcer), ("gpio", self.gpio), ("id_card", self.id_card)]
         return [(name, device) for name, device in found if device is not None]
 
 
@@ -81,14 +82,16 @@ Stopper = Callable[[str], Awaitable[None]]
 # Drivers slot -> the config section its driver is built from, and its kind (for
 # reporting a driver that cannot be built).
 _SECTIONS: dict[Slot, str] = {"printer": "printer", "screens": "screens",
-                              "terminals": "terminals", "announcer": "audio", "gpio": "gpio"}
+                              "terminals": "terminals", "announcer": "audio", "gpio": "gpio",
+                              "id_card": "id_card"}
 _KINDS: dict[Slot, DeviceKind] = {
     "printer": DeviceKind.PRINTER, "screens": DeviceKind.SCREEN,
-    "terminals": DeviceKind.TERMINAL, "announcer": DeviceKind.VOICE, "gpio": DeviceKind.GPIO}
+    "terminals": DeviceKind.TERMINAL, "announcer": DeviceKind.VOICE, "gpio": DeviceKind.GPIO,
+    "id_card": DeviceKind.ID_CARD}
 
 _MQTT_KIND: dict[DeviceKind, mm.DeviceKind] = {
     DeviceKind.PRINTER: "printer", DeviceKind.SCREEN: "led", DeviceKind.TERMINAL: "terminal",
-    DeviceKind.GPIO: "gpio", DeviceKind.VOICE: "audio",
+    DeviceKind.GPIO: "gpio", DeviceKind.VOICE: "audio", DeviceKind.ID_CARD: "id_card",
 }
 _MQTT_STATUS: dict[HealthState, mm.DeviceHealth] = {
     HealthState.OK: "ok", HealthState.DEGRADED: "degraded", HealthState.OFFLINE: "offline",
@@ -121,6 +124,7 @@ def _slot_settings(config: EdgeConfig) -> dict[Slot, object]:
                                           if w.terminal is not None]),
         "announcer": (devices.audio, config.paths.clips),
         "gpio": devices.gpio,
+        "id_card": devices.id_card,
     }
 
 

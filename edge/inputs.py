@@ -24,6 +24,7 @@ from edge.devices.base import (
     DeviceInput,
     DeviceStatusChanged,
     HelpButton,
+    IdCardRead,
     InputQueue,
     KeyPress,
     Rating,
@@ -82,6 +83,8 @@ class InputHandler:
                 hall.rate(item.window, item.value)
             case TicketButton():
                 self._desk.press(item)
+            case IdCardRead():
+                self._desk.card(item)
             case HelpButton():
                 if item.long_press:
                     hall.help_long_press(item.button_id)

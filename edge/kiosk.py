@@ -3,8 +3,9 @@
 :class:`TicketDesk` is the one entry point: :meth:`TicketDesk.take` takes a
 :class:`TicketRequest` (service, class, channel, booked time, print or not, an
 optional idempotency key) and answers a :class:`TicketAnswer` once the ticket is
-journaled. A new source of tickets (an ID-card reader at a kiosk) builds a
-request and calls it.
+journaled. A new source of tickets builds a request and calls it, as the 二代身份证
+reader does (:meth:`TicketDesk.card`: :mod:`edge.id_card_kiosk` decides which ticket
+a card may take).
 
 The predicted wait is simulated in one worker thread over a snapshot taken on
 the event loop, so keypads, screens and the kiosk API carry on meanwhile; the
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import os
@@ -31,13 +33,15 @@ import re
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import structlog
 
-from edge.devices.base import TicketButton
-from edge.errors import CommandRejected
+from edge.devices.base import IdCardRead, TicketButton
+from edge.errors import CommandRejected, OutputRefused
 from edge.hall import Hall, IssuedTicket
+from edge.id_card_kiosk import IdCardKiosk
 from edge.journal import RequestKey
 from edge.outputs import HallOutputs
 from edge.predict import PredictionJob
@@ -47,6 +51,7 @@ from firmware_protocols import mqtt_messages as mm
 log = structlog.get_logger(__name__)
 
 CLOSED_NOTICE_S = 60  # 今日取号已结束 on the hall screen after a ticket button press
+CARD_REFUSAL_NOTICE_S = 30  # why a card took no ticket (今日已用此身份证取号1次)
 IDEMPOTENCY_KEY_RE = re.compile(mm.TOKEN_PATTERN)  # 1-64 printable ASCII, no spaces
 # Test fault injection (tests/edge/test_kiosk_retry.py), never set in service: with this
 # variable set the daemon dies (os._exit) right after a keyed ticket is journaled, before
@@ -87,11 +92,12 @@ class TicketDesk:
 
     def __init__(self, hall: Hall, outputs: HallOutputs, *,
                  predict_budget_s: Callable[[], float] = lambda: 1.5,
-                 spawn: Spawner | None = None) -> None:
+                 spawn: Spawner | None = None, cards: IdCardKiosk | None = None) -> None:
         self._hall = hall
         self._outputs = outputs
         self._budget = predict_budget_s
         self._spawn = spawn
+        self._cards = cards  # [devices.id_card]: who may take which ticket by ID card
         self._predictions: concurrent.futures.ThreadPoolExecutor | None = None
         self._pending: dict[str, tuple[str, asyncio.Future[TicketAnswer]]] = {}
 
@@ -172,20 +178,39 @@ class TicketDesk:
     async def _print(self, issued: IssuedTicket, print_it: bool) -> bool:
         return await self._outputs.print_issued(issued) if print_it else False
 
-    # -- 取号 buttons --------------------------------------------------------
+    # -- 取号 buttons and ID cards -------------------------------------------
 
     def press(self, button: TicketButton) -> None:
         """A 取号 button: outside the issuing hours say so on the hall screen, else issue
         and print in the background (keypads must not wait behind a prediction)."""
-        closed = self._hall.closed_notice(self._hall.clock.now_ms())
-        if closed is not None:  # nothing to print: say so on the hall screen
-            log.info("ticket.closed", service=button.service_id, notice=closed)
-            self._outputs.notice("closed", closed, CLOSED_NOTICE_S)
+        if self._closed(button.service_id):
             return
         request = TicketRequest(button.service_id, button.klass, "button", print_it=True)
+        self._background(self._button(request), f"ticket:{button.service_id}")
+
+    def card(self, read: IdCardRead) -> None:
+        """An ID card read at the kiosk: the card policy (:mod:`edge.id_card_kiosk`) says
+        which ticket it takes, if any; issued and printed in the background."""
+        if self._cards is None:
+            log.warning("id_card.ignored", reader=read.reader, detail="no [devices.id_card]")
+            return
+        if self._closed("id_card"):
+            return
+        self._background(self._card(read, self._cards), "ticket:id_card")
+
+    def _closed(self, source: str) -> bool:
+        """Outside the issuing hours: nothing to print, the hall screen says so."""
+        closed = self._hall.closed_notice(self._hall.clock.now_ms())
+        if closed is not None:
+            log.info("ticket.closed", source=source, notice=closed)
+            self._outputs.notice("closed", closed, CLOSED_NOTICE_S)
+        return closed is not None
+
+    def _background(self, work: Coroutine[Any, Any, None], name: str) -> None:
         if self._spawn is None:
-            raise RuntimeError("this desk has no task group for button presses")
-        self._spawn(self._button(request), f"ticket:{button.service_id}")
+            work.close()
+            raise RuntimeError("this desk has no task group for button presses and cards")
+        self._spawn(work, name)
 
     async def _button(self, request: TicketRequest) -> None:
         try:
@@ -194,6 +219,24 @@ class TicketDesk:
             log.warning("input.rejected", input=repr(request), reason=str(exc))
         except Exception:  # in the task group: a failure must not take the daemon down
             log.exception("ticket.button_failed", input=repr(request))
+
+    async def _card(self, read: IdCardRead, cards: IdCardKiosk) -> None:
+        hall = self._hall
+
+        async def issue(service_id: str, klass: TicketClass) -> str:
+            answer = await self.take(TicketRequest(service_id, klass, "kiosk", print_it=True))
+            return answer.issued.ticket.number
+
+        def refuse(message: str) -> None:
+            with contextlib.suppress(OutputRefused):  # logged by the outputs
+                self._outputs.notice("id_card", message, CARD_REFUSAL_NOTICE_S)
+
+        try:
+            await cards.take_ticket(read, hall.day, date.fromisoformat(hall.day), issue, refuse)
+        except CommandRejected as exc:
+            log.warning("input.rejected", input="id_card", reason=str(exc))
+        except Exception:  # in the task group: a failure must not take the daemon down
+            log.exception("ticket.id_card_failed")
 
     # -- issuing with a predicted wait ---------------------------------------
 

@@ -20,16 +20,17 @@ import math
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Protocol
 
 import structlog
 
 from edge.device_set import DeviceSet
 from edge.devices.base import HallCounts, TicketPrint
+from edge.devices.ticket import TicketContent
 from edge.errors import OutputRefused
 from edge.hall import Hall, IssuedTicket
 from fastpath.types import TicketClass, WindowState
 from firmware_protocols import mqtt_messages as mm
-from firmware_protocols.escpos import TicketContent
 
 log = structlog.get_logger(__name__)
 
@@ -43,17 +44,30 @@ _HALL_SCREEN_EVENTS = (mm.TicketCalled, mm.TicketRecalled, mm.TicketDone, mm.Tic
 
 
 def call_line(ticket: str, window: int) -> str:
-    """One call on the hall screen: 请A012号到3号窗口."""
+    """One call on the hall screen: 请A012号到3号窗口 (``ticket`` may carry a masked name)."""
     return f"请{ticket}号到{window}号窗口"
+
+
+class CallNames(Protocol):
+    """Calls by name (:class:`edge.id_card_kiosk.IdCardKiosk` with ``call_by_name``)."""
+
+    def called_as(self, number: str) -> str:
+        """The number as the hall screen calls it: 张*女士 A012, or just A012."""
+        ...
+
+    def spoken_call(self, number: str, window: int) -> str | None:
+        """The sentence the voice says instead of the clips' call, or None."""
+        ...
 
 
 class HallOutputs:
     """The hall's screens, window LEDs, voice, buzzer, LEDs and tickets (module docstring)."""
 
-    def __init__(self, hall: Hall, devices: DeviceSet,
+    def __init__(self, hall: Hall, devices: DeviceSet, *, names: CallNames | None = None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._hall = hall
         self._devices = devices
+        self._names = names
         self._monotonic = monotonic
         self._notices: dict[str, tuple[str, float]] = {}  # key -> (text, until), oldest first
         self._held: tuple[str, ...] = ()  # notices left off the last hall screen (logged once)
@@ -68,8 +82,10 @@ class HallOutputs:
             case mm.TicketCalled() | mm.TicketRecalled():
                 self.show_window(body.window, body.ticket)
                 if devices.announcer is not None:
+                    by_name = (None if self._names is None
+                               else self._names.spoken_call(body.ticket, body.window))
                     self._safely("announce", devices.announcer.announce, body.ticket,
-                                 body.window)
+                                 body.window, by_name)
             case mm.TicketDone():
                 self.show_window(body.window, "")
                 if devices.terminals is not None and self._has_terminal(body.window):
@@ -173,8 +189,9 @@ class HallOutputs:
         if screens is None:
             return
         lines = []
+        called = str if self._names is None else self._names.called_as
         for ticket, window in reversed(self._hall.recent_calls()):
-            line = call_line(ticket, window)
+            line = call_line(called(ticket), window)
             problem = self._unshowable(line)
             if problem is not None:
                 log.error("hall_screen.line_refused", line=line, error=problem)

@@ -102,7 +102,7 @@ def _clips(config: EdgeConfig, findings: Findings) -> None:
 def _ports(config: EdgeConfig, findings: Findings) -> None:
     devices = config.devices
     for name, bus in (("printer", devices.printer), ("screens", devices.screens),
-                      ("terminals", devices.terminals)):
+                      ("terminals", devices.terminals), ("id_card", devices.id_card)):
         if bus is None or "://" in bus.port:  # pyserial URLs (socket://...) are not files
             continue
         try:

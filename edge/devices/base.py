@@ -11,6 +11,7 @@ What devices *report* arrives as typed, frozen values on the one
 * :class:`Rating`        a citizen's 好差评 on the rating pad, 1..5
 * :class:`TicketButton`  a GPIO 取号 button
 * :class:`HelpButton`    a 呼叫帮办 button; ``long_press`` = staff acknowledgement
+* :class:`IdCardRead`    a 二代身份证 was read at the kiosk (personal data: never logged)
 * :class:`DeviceStatusChanged`  a driver's health changed (paper out, screen silent...)
 
 What the daemon *asks* of devices goes through the small protocols below
@@ -44,7 +45,9 @@ import structlog
 
 from edge.input_mark import InputMark
 from fastpath.types import TicketClass
-from firmware_protocols.escpos import TicketContent
+from firmware_protocols.id_card import IdCardText
+
+from .ticket import TicketContent
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +78,7 @@ class DeviceKind(enum.StrEnum):
     TERMINAL = "terminal"
     GPIO = "gpio"
     VOICE = "voice"
+    ID_CARD = "id_card"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,11 +152,23 @@ class HelpButton:
 
 
 @dataclass(frozen=True, slots=True)
+class IdCardRead:
+    """A resident ID card was read (``edge.id_card_kiosk`` decides whether it takes a ticket).
+
+    The text holds the name and ID number in clear: it lives in memory only, and its
+    ``repr`` withholds it, so a log line that names the input leaks nothing.
+    """
+
+    reader: str  # the driver's device id
+    card: IdCardText
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceStatusChanged:
     health: DeviceHealth
 
 
-DeviceInput = KeyPress | Rating | TicketButton | HelpButton | DeviceStatusChanged
+DeviceInput = KeyPress | Rating | TicketButton | HelpButton | IdCardRead | DeviceStatusChanged
 InputQueue = asyncio.Queue[DeviceInput]
 
 
@@ -245,8 +261,9 @@ class TerminalBus(Device, Protocol):
 
 
 class Announcer(Device, Protocol):
-    def announce(self, number: str, window: int) -> None:
-        """Queue "请 A012 号 到 3 号窗口 办理" (played twice); never cuts another off."""
+    def announce(self, number: str, window: int, spoken: str | None = None) -> None:
+        """Queue "请 A012 号 到 3 号窗口 办理" (played twice); never cuts another off.
+        ``spoken`` says this sentence instead (a call by name)."""
         ...
 
     def announce_text(self, text: str, repeat: int = 1) -> None:
@@ -330,6 +347,7 @@ __all__ = [
     "HealthState",
     "HealthTracker",
     "HelpButton",
+    "IdCardRead",
     "InputMark",
     "InputQueue",
     "KeyPress",

@@ -385,9 +385,24 @@ class _Call:
     text: str | None = None
     repeat: int = 1  # free text: times still to say it
     wav: bytes | None = None  # free text: rendered once, played ``repeat`` times
+    is_call: bool = False  # a ticket call said from text (by name): a call's priority
 
 
 FREE_TEXT_MAX_CHARS: Final = 200
+
+
+def _checked_text(text: str) -> str:
+    """Text espeak-ng may say: stripped; empty, over-long, control characters refused."""
+    spoken = text.strip()
+    if not spoken:
+        raise ValueError("announcement text is empty")
+    if len(spoken) > FREE_TEXT_MAX_CHARS:
+        raise ValueError(
+            f"announcement text is {len(spoken)} characters, at most {FREE_TEXT_MAX_CHARS}"
+        )
+    if any(ord(char) < 0x20 for char in spoken):
+        raise ValueError("announcement text contains control characters")
+    return spoken
 MAX_WAITING_CALLS: Final = 20
 """Ticket calls queued at most; past it the oldest waiting call is dropped (its number is
 on the screens, and a call minutes late only confuses)."""
@@ -429,17 +444,28 @@ class VoiceDriver:
         self.dropped_calls = 0
         self.interrupted_texts = 0
 
-    def announce(self, number: str, window: int) -> None:
-        """Queue a call; a bad number or window raises ``ValueError`` here, not later."""
+    def announce(self, number: str, window: int, spoken: str | None = None) -> None:
+        """Queue a call; a bad number or window raises ``ValueError`` here, not later.
+
+        ``spoken``: the sentence to say instead of the clips' phrase (a call by name,
+        请张女士，A012号，到3号窗口办理), spoken by espeak-ng after the chime; it is a
+        ticket call all the same (never after free text, never cut off).
+        """
         plan = tuple(announcement_plan(number, window, self._repeat))
+        call = _Call(f"{number}-w{window}", plan=plan)
+        if spoken is not None:
+            call = _Call(f"{number}-w{window}", text=_checked_text(spoken), is_call=True)
         if len(self._calls) >= MAX_WAITING_CALLS:
             stale = self._calls.popleft()
             self.dropped_calls += 1
             log.warning("voice.call_dropped", call=stale.label, waiting=len(self._calls))
-        self._calls.append(_Call(f"{number}-w{window}", plan=plan))
+        self._calls.append(call)
         self._call_queued.set()
         self._wake()
-        log.info("voice.queued", number=number, window=window, pending=self.pending)
+        if spoken is None:
+            log.info("voice.queued", number=number, window=window, pending=self.pending)
+        else:  # the words name a citizen: not logged
+            log.info("voice.queued_text", call=True, window=window, pending=self.pending)
 
     def announce_text(self, text: str, repeat: int = 1) -> None:
         """Queue free text (a notice from the central), said ``repeat`` times after the chime.
@@ -448,15 +474,7 @@ class VoiceDriver:
         turn comes. Empty, over-long or control-character text, a ``repeat`` outside
         1..5 and a full text queue raise ``ValueError``.
         """
-        spoken = text.strip()
-        if not spoken:
-            raise ValueError("announcement text is empty")
-        if len(spoken) > FREE_TEXT_MAX_CHARS:
-            raise ValueError(
-                f"announcement text is {len(spoken)} characters, at most {FREE_TEXT_MAX_CHARS}"
-            )
-        if any(ord(char) < 0x20 for char in spoken):
-            raise ValueError("announcement text contains control characters")
+        spoken = _checked_text(text)
         if not 1 <= repeat <= 5:
             raise ValueError(f"repeat must be 1..5, got {repeat}")
         if len(self._texts) >= MAX_WAITING_TEXTS:
@@ -531,7 +549,7 @@ class VoiceDriver:
             call = self._calls.popleft() if self._calls else self._texts.popleft()
             try:
                 wav = await self._render(call)
-                if call.text is None:
+                if call.text is None or call.is_call:
                     await self._sink.play(wav, call.label)
                     self.played += 1
                     log.info("voice.played", call=call.label)

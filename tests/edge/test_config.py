@@ -255,12 +255,24 @@ port = "/dev/ttyUSB1"
 baud = 9600
 hall = 100
 timeout_ms = 200
+rs485 = "rts"
 [devices.terminals]
 kind = "vendor"
 port = "/dev/ttyUSB2"
 baud = 9600
 poll_ms = 50
 timeout_ms = 40
+parity = "N"
+rs485 = "kernel"
+[devices.id_card]
+port = "/dev/ttyUSB3"
+baud = 115200
+service = "shebao"
+elder_age = 65
+tickets_per_day = 2
+call_by_name = true
+poll_ms = 300
+ledger = "cards.sqlite"
 [devices.gpio]
 pin_factory = "mock"
 buzzer_pin = 18
