@@ -379,3 +379,36 @@ def test_the_voice_queues_are_bounded(clips: ClipSet) -> None:
             driver.announce_text("好", repeat=6)
 
     asyncio.run(main())
+
+
+def test_a_call_by_name_is_a_ticket_call(clips: ClipSet) -> None:
+    """请张女士，A001号… is said from text but queued as a call: before waiting free text,
+    never cut off by the next call."""
+    async def main() -> TimedSink:
+        sink = TimedSink(text_s=0.2, call_s=0.01)
+        driver = VoiceDriver(clips, sink, asyncio.Queue())
+        _rendered(driver, clips)
+        driver.announce_text("请各位办事群众保管好随身物品")
+        driver.announce("A001", 1, spoken="请张女士，A001号，到1号窗口办理")
+        task = asyncio.create_task(driver.run())
+        await asyncio.wait_for(sink.started.wait(), 5)
+        driver.announce("A002", 2)  # while the call by name is said
+        await asyncio.wait_for(driver.drain(), timeout=10)
+        task.cancel()
+        return sink
+
+    sink = asyncio.run(main())
+    assert sink.finished == ["A001-w1", "A002-w2", "text"]
+    assert sink.cut == []
+
+
+def test_a_call_by_name_is_refused_like_free_text(clips: ClipSet) -> None:
+    async def main() -> None:
+        driver = VoiceDriver(clips, SlowSink(), asyncio.Queue())
+        with pytest.raises(ValueError, match="control"):
+            driver.announce("A001", 1, spoken="请张\n女士")
+        with pytest.raises(ValueError, match="window number"):
+            driver.announce("A001", 0, spoken="请张女士")
+        assert driver.pending == 0
+
+    asyncio.run(main())
