@@ -10,6 +10,8 @@ reason otherwise; the uplink answers ``cmd_result`` either way.
 * ``reprint``: a waiting ticket of today, on the hall's printer.
 * ``screen_notice``: a notice on the hall screen for ``duration_s``.
 * ``reload_config``: the config file, as on SIGHUP, optionally only at a version.
+* ``diagnostics``: the device's status and its last log lines, answered on ``diag``
+  (:mod:`edge.diagnostics`); the handler returns that message for the uplink to send.
 """
 
 from __future__ import annotations
@@ -28,19 +30,22 @@ ANNOUNCE_NOTICE_S = 120
 
 Reloader = Callable[[str | None], mm.Event]
 """Reloads the config file expecting a version (or any); the applied/rejected event."""
+Diagnose = Callable[[mm.Cmd, mm.DiagnosticsArgs], mm.Diagnostics]
+"""The ``diag`` answer to a ``cmd/diagnostics``."""
 
 
 class RemoteCommands:
     """Runs one command at a time against the hall (module docstring)."""
 
     def __init__(self, hall: Hall, devices: DeviceSet, outputs: HallOutputs,
-                 reload: Reloader) -> None:
+                 reload: Reloader, diagnose: Diagnose) -> None:
         self._hall = hall
         self._devices = devices
         self._outputs = outputs
         self._reload = reload
+        self._diagnose = diagnose
 
-    async def __call__(self, cmd: mm.Cmd) -> None:
+    async def __call__(self, cmd: mm.Cmd) -> mm.Message | None:
         args = cmd.args
         match args:
             case mm.AnnounceArgs():
@@ -61,6 +66,9 @@ class RemoteCommands:
                 event = self._reload(args.version)
                 if isinstance(event.body, mm.ConfigRejected):
                     raise CommandFailed("; ".join(event.body.errors))
+            case mm.DiagnosticsArgs():
+                return self._diagnose(cmd, args)
+        return None
 
     def _announce(self, cmd: mm.Cmd, args: mm.AnnounceArgs) -> None:
         announcer, screens = self._devices.announcer, self._devices.screens

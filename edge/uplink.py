@@ -18,11 +18,17 @@ from the journal in order, at most ``window`` in flight; if the ack stops
 moving for ``resend_s`` they are sent again from the ack (the central
 deduplicates on seq). Queued telemetry snapshots go out QoS 0. ``cmd/{name}``
 messages are decoded, checked for expiry and duplicates, run through the
-daemon's handler and answered on ``cmd_result``; a malformed command gets an
-error result when its ``id`` can be read, and is logged either way (its size is
-checked before any parsing, and no payload can raise out of the uplink). An
-``ack`` far above what the journal holds is refused and reported
-(:class:`~edge.errors.AckRefused`).
+daemon's handler and answered on ``cmd_result`` (after the handler's reply, e.g.
+``diag`` for ``cmd/diagnostics``); a malformed command gets an error result when
+its ``id`` can be read, and is logged either way (its size is checked before any
+parsing, and no payload can raise out of the uplink). An ``ack`` far above what
+the journal holds is refused and reported (:class:`~edge.errors.AckRefused`).
+
+The ``state`` carries the journal's device id and epoch. A journal still waiting
+for its epoch sends no event (they are provisional until the grant renumbers
+them) and no telemetry; a replaced one sends its events and no telemetry (the
+site's live state is the new device's). ``lease`` and ``restore`` go to the
+daemon's :class:`~edge.lease.SiteLease`.
 
 paho runs its network loop in its own thread (``loop_start``); every callback
 is handed to the event loop with ``call_soon_threadsafe``. Reconnects wait a
@@ -62,8 +68,11 @@ from firmware_protocols.errors import ProtocolError
 
 log = structlog.get_logger(__name__)
 
-CommandHandler = Callable[[mm.Cmd], Awaitable[None]]
-"""Runs a command; raising any exception turns into an error ``cmd_result``."""
+CommandHandler = Callable[[mm.Cmd], Awaitable[mm.Message | None]]
+"""Runs a command; raising any exception turns into an error ``cmd_result``. A message
+it returns (the ``diag`` of ``cmd/diagnostics``) is published before the result."""
+LeaseHandler = Callable[[mm.Lease], None]
+RestoreHandler = Callable[[mm.Restore], None]
 
 
 class CommandFailed(Exception):
@@ -158,6 +167,8 @@ class Uplink:
         boot_id: str,
         config_version: Callable[[], str | None],
         commands: CommandHandler,
+        on_lease: LeaseHandler = lambda _lease: None,
+        on_restore: RestoreHandler = lambda _restore: None,
         beat: Callable[[], None] = lambda: None,
         window: int = 200,
         resend_s: float = 30.0,
@@ -173,6 +184,8 @@ class Uplink:
         self.boot_id = boot_id
         self.config_version = config_version
         self.commands = commands
+        self.on_lease = on_lease
+        self.on_restore = on_restore
         self.beat = beat
         self.window = window
         self.resend_s = resend_s
@@ -197,7 +210,8 @@ class Uplink:
         return mm.State(site=self.site_id, status=status,  # type: ignore[arg-type]
                         lwt=False, boot_id=self.boot_id, session=self.session,
                         software=self.software, config=self.config_version(),
-                        ts=self.clock.now_ms(), clock_synced=self.clock.synced())
+                        ts=self.clock.now_ms(), clock_synced=self.clock.synced(),
+                        device=self.journal.device_id, epoch=self.journal.epoch)
 
     def publish_state(self) -> None:
         """(Re)publish the retained online state, e.g. after a config reload."""
@@ -355,20 +369,23 @@ class Uplink:
             if sent_up_to > acked and now - last_progress > self.resend_s:
                 log.warning("uplink.resend", from_seq=acked + 1, to_seq=sent_up_to)
                 sent_up_to, last_progress = acked, now
+            sending = self.journal.epoch is not None  # else provisional: not sent
             room = self.window - (sent_up_to - acked)
-            if room > 0:
+            if room > 0 and sending:
                 for seq, payload in self.journal.payloads(sent_up_to, room):
                     self._publish(mm.Publish(topics.event_topic(self.site_id), payload, 1,
                                              False))
                     sent_up_to = seq
             batch = self.journal.telemetry(50)
             if batch:
-                for _, payload in batch:
-                    self._publish(mm.Publish(topics.telemetry_topic(self.site_id), payload,
-                                             0, False))
+                if self.journal.numbering == "granted":
+                    for _, payload in batch:
+                        self._publish(mm.Publish(topics.telemetry_topic(self.site_id),
+                                                 payload, 0, False))
                 self.journal.remove_telemetry([row_id for row_id, _ in batch])
             self._wake.clear()
-            if self.journal.last_seq > sent_up_to and (sent_up_to - acked) < self.window:
+            if (sending and self.journal.last_seq > sent_up_to
+                    and (sent_up_to - acked) < self.window):
                 continue  # more to send right away
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
@@ -407,6 +424,12 @@ class Uplink:
                 self._wake.set()
         elif isinstance(message, mm.Cmd):
             self._start_command(message)
+        elif isinstance(message, mm.Lease):
+            self.on_lease(message)
+            self._wake.set()
+        elif isinstance(message, mm.Restore):
+            self.on_restore(message)
+            self._wake.set()
 
     def _reject_unreadable_command(self, payload: bytes, error: str) -> None:
         command_id = readable_command_id(payload)
@@ -433,7 +456,12 @@ class Uplink:
     async def _run_command(self, cmd: mm.Cmd) -> None:
         log.info("uplink.cmd", id=str(cmd.id), name=cmd.name)
         try:
-            await self.commands(cmd)
+            reply = await self.commands(cmd)
+            if reply is not None:
+                publish = mm.to_publish(reply)
+                if self._client is None or not self._client.is_connected():
+                    raise CommandFailed("the connection dropped before the answer was sent")
+                self._publish(publish)
         except Exception as exc:  # every failure becomes the command's result
             log.warning("uplink.cmd_failed", id=str(cmd.id), name=cmd.name, error=str(exc))
             self._send_result(cmd.id, str(exc) or type(exc).__name__)
@@ -456,5 +484,5 @@ class Uplink:
             log.error("uplink.cmd_result_invalid", id=str(command_id), error=str(exc))
 
 
-__all__ = ["CommandFailed", "CommandHandler", "Uplink", "backoff_delay", "host_stats",
-           "readable_command_id"]
+__all__ = ["CommandFailed", "CommandHandler", "LeaseHandler", "RestoreHandler", "Uplink",
+           "backoff_delay", "host_stats", "readable_command_id"]

@@ -8,6 +8,9 @@ Every topic lives under ``onedoor/v1/{site_id}/``::
     onedoor/v1/{site_id}/ack            central -> edge   QoS 1
     onedoor/v1/{site_id}/cmd/{name}     central -> edge   QoS 1
     onedoor/v1/{site_id}/cmd_result     edge -> central   QoS 1
+    onedoor/v1/{site_id}/lease          central -> edge   QoS 1, retained: who numbers the site
+    onedoor/v1/{site_id}/restore        central -> edge   QoS 1: a device's share of the day
+    onedoor/v1/{site_id}/diag           edge -> central   QoS 1: answer to cmd/diagnostics
 
 This module is pure: no paho, no sockets, no clocks. It builds topic strings,
 parses received ones, and lists the subscription filters each side needs.
@@ -57,6 +60,9 @@ class Kind(enum.StrEnum):
     ACK = "ack"
     CMD = "cmd"
     CMD_RESULT = "cmd_result"
+    LEASE = "lease"
+    RESTORE = "restore"
+    DIAG = "diag"
 
 
 class Direction(enum.StrEnum):
@@ -76,7 +82,7 @@ class Reason(enum.StrEnum):
     COMMAND_MISMATCH = "command_mismatch"  # cmd payload name differs from topic cmd/{name}
 
 
-COMMAND_NAMES: Final = ("announce", "reprint", "screen_notice", "reload_config")
+COMMAND_NAMES: Final = ("announce", "reprint", "screen_notice", "reload_config", "diagnostics")
 """Names allowed in ``cmd/{name}``; each has a typed args struct in :mod:`.mqtt_messages`."""
 
 
@@ -101,6 +107,9 @@ TOPICS: Final[Mapping[Kind, TopicSpec]] = MappingProxyType(
         Kind.ACK: TopicSpec(Kind.ACK, Direction.CENTRAL_TO_EDGE, 1, False, 256),
         Kind.CMD: TopicSpec(Kind.CMD, Direction.CENTRAL_TO_EDGE, 1, False, 4 * 1024),
         Kind.CMD_RESULT: TopicSpec(Kind.CMD_RESULT, Direction.EDGE_TO_CENTRAL, 1, False, 1024),
+        Kind.LEASE: TopicSpec(Kind.LEASE, Direction.CENTRAL_TO_EDGE, 1, True, 512),
+        Kind.RESTORE: TopicSpec(Kind.RESTORE, Direction.CENTRAL_TO_EDGE, 1, False, 128 * 1024),
+        Kind.DIAG: TopicSpec(Kind.DIAG, Direction.EDGE_TO_CENTRAL, 1, False, 64 * 1024),
     }
 )
 """QoS, retain flag, direction and size limit of every kind. The LWT is a ``state`` message."""
@@ -215,6 +224,18 @@ def cmd_result_topic(site_id: str) -> str:
     return build_topic(site_id, Kind.CMD_RESULT)
 
 
+def lease_topic(site_id: str) -> str:
+    return build_topic(site_id, Kind.LEASE)
+
+
+def restore_topic(site_id: str) -> str:
+    return build_topic(site_id, Kind.RESTORE)
+
+
+def diag_topic(site_id: str) -> str:
+    return build_topic(site_id, Kind.DIAG)
+
+
 _PREFIX: Final = ROOT + "/"
 
 
@@ -250,11 +271,13 @@ def parse_topic(topic: str) -> Topic:
 
 
 def edge_subscriptions(site_id: str) -> tuple[Subscription, ...]:
-    """What an edge subscribes to: its own ``ack`` and ``cmd/+``."""
+    """What an edge subscribes to: its own ``ack``, ``cmd/+``, ``lease`` and ``restore``."""
     check_site_id(site_id)
     return (
         Subscription(f"{ROOT}/{site_id}/{Kind.ACK.value}", TOPICS[Kind.ACK].qos),
         Subscription(f"{ROOT}/{site_id}/{Kind.CMD.value}/+", TOPICS[Kind.CMD].qos),
+        Subscription(f"{ROOT}/{site_id}/{Kind.LEASE.value}", TOPICS[Kind.LEASE].qos),
+        Subscription(f"{ROOT}/{site_id}/{Kind.RESTORE.value}", TOPICS[Kind.RESTORE].qos),
     )
 
 
@@ -300,10 +323,13 @@ __all__ = [
     "check_site_id",
     "cmd_result_topic",
     "cmd_topic",
+    "diag_topic",
     "edge_subscriptions",
     "event_topic",
     "is_valid_site_id",
+    "lease_topic",
     "parse_topic",
+    "restore_topic",
     "state_topic",
     "telemetry_topic",
 ]
