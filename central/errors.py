@@ -13,8 +13,10 @@
         ├── NotFound(RequestError, LookupError)          404
         │   ├── UnknownSite(NotFound, KeyError)              a site id not in the registry
         │   ├── UnknownAlarm(NotFound, KeyError)             an alarm id that does not exist
+        │   ├── UnknownDevice(NotFound, KeyError)            no edge device of the site has this id
         │   ├── UnknownCommand(NotFound, KeyError)           a command id never issued
         │   └── UnknownToken(NotFound, KeyError)             no active token with this id
+        ├── Conflict(RequestError)                       409  valid, but the state forbids it
         ├── PayloadTooLarge(RequestError)                413  a body over http_max_body_bytes
         ├── InvalidRequest(RequestError, ValueError)     422  values the read model refuses
         │   └── CommandRefused(InvalidRequest)               the MQTT contract refuses a command
@@ -116,6 +118,12 @@ class UnknownAlarm(NotFound, KeyError):
         return f"unknown alarm {self.key}"
 
 
+class UnknownDevice(NotFound, KeyError):
+    """No edge device of the site has this id (it never sent its state)."""
+
+    what = "device"
+
+
 class UnknownCommand(NotFound, KeyError):
     """No command has this id."""
 
@@ -132,6 +140,13 @@ class UnknownToken(NotFound, KeyError):
 
     def __str__(self) -> str:
         return f"no active token {self.key!r}"
+
+
+class Conflict(RequestError):
+    """The request is valid but the current state forbids it (a site id taken, an online
+    site to retire without ``force``)."""
+
+    status_code = 409
 
 
 class PayloadTooLarge(RequestError):

@@ -212,7 +212,41 @@ class CentralService:
             return
         for site_id, seq in outcome.acks.items():
             self.mqtt.publish_ack(site_id, seq)
+        self._publish_after_commit(outcome.stream_acks, outcome.publishes)
         for notification in outcome.notifications:
+            self._notices.put_nowait(notification)
+
+    def _publish_after_commit(self, stream_acks: list[tuple[str, int]],
+                              publishes: list[mm.Publish]) -> None:
+        """Acks of replaced devices' epochs, then leases and restores (after their commit)."""
+        for site_id, seq in stream_acks:
+            self.mqtt.publish_ack(site_id, seq)
+        for publish in publishes:
+            self.mqtt.publish(publish)
+
+    # ------------------------------------------------------------------ devices
+
+    async def takeover(self, site_id: str, device: str, *, by: str, skip: int = 0) -> None:
+        """Let ``device`` (a new device of the site, waiting) take the site's numbers over.
+
+        The next epoch is granted to it and the retained ``lease`` names it, so the old
+        device stops numbering whenever it hears of it; the new device gets the day as
+        the central knows it (``restore``), with every prefix's counter ``skip`` further.
+        :class:`UnknownSite`, :class:`UnknownDevice`, :class:`Conflict` (409) otherwise.
+        """
+        now = self.clock()
+
+        def grant() -> tuple[list[mm.Publish], list[Notification]]:
+            with self.sessions.begin() as session:
+                book = AlarmBook(session, now)
+                publishes = self.processor.leases.takeover(
+                    session, site_id, device, actor=by, skip=skip, now=now, book=book)
+            return publishes, book.notifications
+
+        async with self._db_lock:
+            publishes, notifications = await asyncio.to_thread(grant)
+        self._publish_after_commit([], publishes)
+        for notification in notifications:
             self._notices.put_nowait(notification)
 
     # ------------------------------------------------------------------ alarms
