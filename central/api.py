@@ -15,9 +15,14 @@ dashboard, the session cookie (see :mod:`central.auth`).
     GET  /api/v1/alarms                    viewer    active (default) or all alarms
     POST /api/v1/alarms/{id}/ack           operator
     GET  /api/v1/statistics[.csv]          viewer    see docs/STATISTICS.md
-    POST /api/v1/sites/{id}/commands       operator  announce, reprint, screen_notice, reload_config
+    POST /api/v1/sites/{id}/commands       operator  announce, reprint, screen_notice, reload_config,
+                                                     diagnostics (the answer: below)
     GET  /api/v1/sites/{id}/commands       viewer
     GET  /api/v1/commands/{id}             viewer
+    GET  /api/v1/sites/{id}/devices        viewer    edge devices: holder, waiting, replaced
+    POST /api/v1/sites/{id}/takeover       operator  a waiting device takes the site's numbers
+    GET  /api/v1/sites/{id}/diagnostics    operator  diagnostics answers (status, log lines)
+    GET  /api/v1/diagnostics/{command_id}  operator
     GET  /api/v1/inventory                 operator  Ansible dynamic inventory (JSON)
     GET|POST /api/v1/tokens, DELETE /api/v1/tokens/{id}   admin
     GET  /healthz, /docs, /openapi.json    anyone (Swagger UI vendored: no CDN)
@@ -210,7 +215,7 @@ def api_statistics_csv(request: Request, _: Viewer, params: StatParams) -> Respo
 class CommandRequest(BaseModel):
     """A command to one site; ``args`` are those of the command (see the MQTT contract)."""
 
-    name: Literal["announce", "reprint", "screen_notice", "reload_config"]
+    name: Literal["announce", "reprint", "screen_notice", "reload_config", "diagnostics"]
     args: dict[str, Any] = Field(default_factory=dict)
     ttl_s: int = Field(DEFAULT_COMMAND_TTL_S, ge=1, le=MAX_COMMAND_TTL_MS // 1000)
 
@@ -253,6 +258,57 @@ def api_site_commands(
 def api_command(request: Request, command_id: uuid.UUID, _: Viewer) -> dict[str, Any]:
     central = central_of(request)
     return central.read.command(command_id, central.now()).to_json()
+
+
+# --------------------------------------------------------------------------- edge devices
+
+
+@router.get("/sites/{site_id}/devices", tags=["devices"])
+def api_site_devices(request: Request, site_id: str, _: Viewer) -> dict[str, Any]:
+    """Every edge device (journal) that spoke for the site and its part in numbering."""
+    return {"devices": [d.to_json() for d in central_of(request).read.site_devices(site_id)]}
+
+
+class TakeoverRequest(BaseModel):
+    device: str = Field(pattern=r"^[0-9a-f]{16}$", description="the waiting device's id")
+    skip: int = Field(0, ge=0, le=9999, description=(
+        "numbers per prefix to leave unused: tickets the old device may have issued that "
+        "never reached the central (it was offline)"))
+
+
+@router.post("/sites/{site_id}/takeover", tags=["devices"])
+async def api_takeover(
+    request: Request, site_id: str, body: TakeoverRequest, principal: Operator
+) -> dict[str, Any]:
+    """Let a new device of the site (a replaced Pi or SD card, waiting) number its tickets.
+
+    The old device is told to stop (retained ``lease``) whenever it comes back; the
+    new one gets the day as the central knows it. 409 when the device does not wait.
+    """
+    central = central_of(request)
+    await service_of(central).takeover(site_id, body.device, by=principal.name, skip=body.skip)
+    log.warning("device.takeover", site=site_id, device=body.device, skip=body.skip,
+                by=principal.token_id)
+    devices = await run_in_threadpool(central.read.site_devices, site_id)
+    return {"devices": [d.to_json() for d in devices]}
+
+
+@router.get("/sites/{site_id}/diagnostics", tags=["devices"])
+def api_site_diagnostics(
+    request: Request,
+    site_id: str,
+    _: Operator,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> dict[str, Any]:
+    """Answers to ``diagnostics`` commands, newest first (send one on ``/commands``)."""
+    reports = central_of(request).read.diagnostics(site_id, limit=limit)
+    return {"diagnostics": [r.to_json() for r in reports]}
+
+
+@router.get("/diagnostics/{command_id}", tags=["devices"])
+def api_diagnostic(request: Request, command_id: uuid.UUID, _: Operator) -> dict[str, Any]:
+    """The answer to one ``diagnostics`` command; 404 until it arrived."""
+    return central_of(request).read.diagnostic(command_id).to_json()
 
 
 # --------------------------------------------------------------------------- registry, tokens

@@ -261,6 +261,8 @@ class SiteLeases:
         if site.holder == device_id:
             if claimed is None and row.online and not row.restore_due:
                 out += self._resend(site, row, now)  # the restore never reached it
+            elif row.online and (row.restore or {}).get("late"):
+                out += self._resend_late(session, site, row, now)
             return
         if claimed is not None and (claimed > site.epoch or (
                 site.holder is None and claimed == site.epoch)):
@@ -417,6 +419,25 @@ class SiteLeases:
         log.info("lease.restore_again", site=site.id, device=row.device, epoch=site.epoch)
         return self._publish_lease(site, now) + [mm.to_publish(part) for part in parts]
 
+    def _resend_late(self, session: Session, site: Site, row: SiteDevice,
+                     now: datetime) -> list[mm.Publish]:
+        """The tickets handed on late, again at each connection of the holder while its day
+        lasts: the site's devices share one broker session, so a restore may have reached
+        the replaced device instead (the holder leaves out the numbers it has)."""
+        record = row.restore or {}
+        last_reset = session.scalar(select(EventRecord.body).where(
+            EventRecord.site_id == site.id, EventRecord.type == "day.reset",
+            EventRecord.seq > mm.epoch_base(site.epoch)).order_by(EventRecord.seq.desc())
+            .limit(1))
+        if last_reset is not None and last_reset.get("day") != record.get("day"):
+            return []  # its day has moved on: nobody waits for those tickets now
+        late = set(record.get("late", []))
+        tickets = [msgspec.convert(t, mm.RestoredTicket) for t in record.get("tickets", [])
+                   if t["ticket"] in late]
+        parts = restore_parts(site.id, row.device, site.epoch, DayFold.of(record), skipped=0,
+                              tickets=tickets, windows=[], ts_ms=_ms(now))
+        return [mm.to_publish(part) for part in parts]
+
     def _day_before(self, session: Session, site: Site, row: SiteDevice) -> DayFold:
         """The day as the replaced device left it: its stream since its day started."""
         old = session.scalars(select(SiteDevice).where(
@@ -511,6 +532,7 @@ class SiteLeases:
         record = dict(holder.restore)
         record["tickets"] = [*record.get("tickets", []),
                              *(msgspec.to_builtins(t) for t in tickets)]
+        record["late"] = sorted({*record.get("late", []), *handed})
         holder.restore = record
         log.warning("lease.late_tickets", site=site.id, replaced=stream.device,
                     holder=holder.device, tickets=handed)

@@ -47,6 +47,12 @@ class RemoteCommands:
 
     async def __call__(self, cmd: mm.Cmd) -> mm.Message | None:
         args = cmd.args
+        if self._hall.journal.numbering == "replaced" and not isinstance(args,
+                                                                         mm.DiagnosticsArgs):
+            # The site's devices share one broker session: this one may be handed a command
+            # meant for the device that replaced it.
+            raise CommandFailed("本机已被替换，指令未执行 / this device was replaced; the "
+                                "command was not run")
         match args:
             case mm.AnnounceArgs():
                 self._announce(cmd, args)

@@ -28,7 +28,12 @@ The ``state`` carries the journal's device id and epoch. A journal still waiting
 for its epoch sends no event (they are provisional until the grant renumbers
 them) and no telemetry; a replaced one sends its events and no telemetry (the
 site's live state is the new device's). ``lease`` and ``restore`` go to the
-daemon's :class:`~edge.lease.SiteLease`.
+daemon's :class:`~edge.lease.SiteLease`. Every device of a site logs in with the
+site's credentials, so the broker keeps one connection per site (the client id
+is the site's) and each new connection ends the other's: a device that does not
+number the site waits ``mqtt.yield_seconds`` after losing a connection, and a
+replaced one leaves the broker for good once the central holds everything it
+journaled (until the daemon restarts).
 
 paho runs its network loop in its own thread (``loop_start``); every callback
 is handed to the event loop with ``call_soon_threadsafe``. Reconnects wait a
@@ -193,6 +198,7 @@ class Uplink:
         self.backoff_cap_s = backoff_cap_s
         self.rng = rng or random.Random()
         self.connected = False
+        self.left = False  # replaced, and everything it held was acknowledged
         self.session = 0
         self.connects = 0
         self._wake = asyncio.Event()
@@ -229,6 +235,14 @@ class Uplink:
         attempt = 0
         while True:
             self.beat()
+            if self._replaced_and_done():
+                if not self.left:
+                    self.left = True
+                    log.info("uplink.left", detail="replaced: the central holds all this "
+                             "device journaled; the broker is the new device's")
+                await asyncio.sleep(1.0)
+                continue
+            connected = self.connects
             try:
                 await self._session()
                 attempt = 0  # a session that got connected resets the backoff
@@ -236,11 +250,18 @@ class Uplink:
                 log.warning("uplink.connect_failed", host=self.mqtt.host, port=self.mqtt.port,
                             error=repr(exc), attempt=attempt)
             delay = backoff_delay(attempt, self.backoff_base_s, self.backoff_cap_s, self.rng)
+            if self.connects > connected and self.journal.numbering != "granted":
+                delay = max(delay, float(self.mqtt.yield_seconds))  # another device's turn
+                log.info("uplink.yielding", seconds=self.mqtt.yield_seconds,
+                         numbering=self.journal.numbering)
             attempt += 1
             deadline = time.monotonic() + delay
             while time.monotonic() < deadline:  # keep checking in while waiting
                 self.beat()
                 await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+    def _replaced_and_done(self) -> bool:
+        return self.journal.numbering == "replaced" and self.journal.unacked_count() == 0
 
     @property
     def client_id(self) -> str:
@@ -319,8 +340,9 @@ class Uplink:
             await self._pump(lost)
         finally:
             self.connected = False
-            if not lost.is_set():
-                # A clean goodbye: the retained state says offline, not via the Will.
+            if not lost.is_set() and not self._replaced_and_done():
+                # A clean goodbye: the retained state says offline, not via the Will (a
+                # replaced device leaves the retained state to the device that numbers).
                 with contextlib.suppress(Exception):
                     info = client.publish(*self._offline_args())
                     await asyncio.to_thread(info.wait_for_publish, 2.0)
@@ -358,6 +380,8 @@ class Uplink:
         last_acked = sent_up_to
         while not lost.is_set():
             self.beat()
+            if self._replaced_and_done():
+                return  # see run(): the broker is the new device's
             acked = self.journal.acked_seq
             now = time.monotonic()
             # The quiet period runs from the ack's last move, or from the first send after

@@ -33,6 +33,10 @@ EXPECTED: dict[tuple[str, str], Role | str] = {
     ("POST", "/api/v1/sites/{site_id}/commands"): Role.OPERATOR,
     ("GET", "/api/v1/sites/{site_id}/commands"): Role.VIEWER,
     ("GET", "/api/v1/commands/{command_id}"): Role.VIEWER,
+    ("GET", "/api/v1/sites/{site_id}/devices"): Role.VIEWER,
+    ("POST", "/api/v1/sites/{site_id}/takeover"): Role.OPERATOR,
+    ("GET", "/api/v1/sites/{site_id}/diagnostics"): Role.OPERATOR,
+    ("GET", "/api/v1/diagnostics/{command_id}"): Role.OPERATOR,
     ("GET", "/api/v1/inventory"): Role.OPERATOR,
     ("GET", "/api/v1/tokens"): Role.ADMIN,
     ("POST", "/api/v1/tokens"): Role.ADMIN,
@@ -66,6 +70,7 @@ BODIES = {
         "ttl_s": 30,
     },
     ("POST", "/api/v1/tokens"): {"role": "viewer", "name": "matrix"},
+    ("POST", "/api/v1/sites/{site_id}/takeover"): {"device": "0123456789abcdef"},
 }
 ROLES: list[Role | None] = [None, Role.VIEWER, Role.OPERATOR, Role.ADMIN]
 
