@@ -15,8 +15,8 @@ dashboard, the session cookie (see :mod:`central.auth`).
     GET  /api/v1/alarms                    viewer    active (default) or all alarms
     POST /api/v1/alarms/{id}/ack           operator
     GET  /api/v1/statistics[.csv]          viewer    see docs/STATISTICS.md
-    POST /api/v1/sites/{id}/commands       operator  announce, reprint, screen_notice, reload_config,
-                                                     diagnostics (the answer: below)
+    POST /api/v1/sites/{id}/commands       operator  announce, reprint, screen_notice,
+                                                     reload_config, diagnostics (answer below)
     GET  /api/v1/sites/{id}/commands       viewer
     GET  /api/v1/commands/{id}             viewer
     GET  /api/v1/sites/{id}/devices        viewer    edge devices: holder, waiting, replaced

@@ -60,6 +60,8 @@ log = structlog.get_logger(__name__)
 LEGACY_DEVICE: Final = ""
 """The ``site_devices`` key of a site's edge from before device identity."""
 DAY_STARTS: Final = ("day.reset", "day.restored")
+NEW_SITE_GRANT: Final = "中心自动授权（新站点）/ central: a new site"
+ADOPTED_GRANT: Final = "中心确认（已在编号）/ central: already numbering"
 
 
 def epoch_top(epoch: int) -> int:
@@ -277,7 +279,7 @@ class SiteLeases:
         if claimed is not None:
             return  # a replaced device: the retained lease tells it
         if site.holder is None and not self._has_history(session, site, device_id):
-            self._grant(session, site, row, now, by="central: a new site")
+            self._grant(session, site, row, now, by=NEW_SITE_GRANT)
             out += self._publish_lease(site, now)
             out += self._send_restore(session, site, row, now)
 
@@ -292,7 +294,7 @@ class SiteLeases:
             site.epoch = epoch
             site.acked_seq = site.max_seq = mm.epoch_base(epoch)
         site.holder = row.device
-        row.epoch, row.granted_at, row.granted_by = epoch, now, "central: already numbering"
+        row.epoch, row.granted_at, row.granted_by = epoch, now, ADOPTED_GRANT
         log.info("lease.adopted", site=site.id, device=row.device, epoch=epoch)
         out += self._publish_lease(site, now)
 

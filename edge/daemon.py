@@ -65,8 +65,8 @@ from edge.clock import Clock, SystemClock
 from edge.commands import RemoteCommands
 from edge.config import EdgeConfig, HttpConfig, MqttConfig, load_config, parse_config
 from edge.device_set import DeviceFactory, DeviceSet, device_status_body
-from edge.diagnostics import DiagnosticsSource, diagnostics_report
 from edge.devices.base import InputQueue
+from edge.diagnostics import DiagnosticsSource, diagnostics_report
 from edge.errors import ConfigInvalid, JournalError
 from edge.hall import Hall, open_hall
 from edge.http_api import HttpApi

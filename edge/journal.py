@@ -295,7 +295,7 @@ class Journal:
                 event, seq=seq + base)), seq))
         self._db.executemany("UPDATE events SET seq = ?, payload = ? WHERE seq = ?", moved)
         for table in ("configs", "ticket_requests", "restores"):
-            self._db.execute(f"UPDATE {table} SET seq = seq + ?", (base,))  # noqa: S608
+            self._db.execute(f"UPDATE {table} SET seq = seq + ?", (base,))
         self._db.execute("DELETE FROM telemetry")  # snapshots of provisional seqs
 
     def mark_replaced(self, device: str, epoch: int, *, ts_ms: int,

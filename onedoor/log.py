@@ -18,6 +18,7 @@ keys in URLs. Journald keeps the full lines on the Pi itself.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import re
@@ -89,10 +90,8 @@ class RecentLog:
     def capture(self, _logger: Any, method: str, event_dict: MutableMapping[str, Any]
                 ) -> MutableMapping[str, Any]:
         """structlog processor: keep a redacted one-line copy, pass the event on unchanged."""
-        try:
+        with contextlib.suppress(Exception):  # logging must never fail because of the copy
             self.add(_LEVELS.get(method, "info"), _render(event_dict))
-        except Exception:  # logging must never fail because of the copy
-            pass
         return event_dict
 
     def add(self, level: str, text: str) -> None:

@@ -4,7 +4,8 @@
 
     GET  /login, POST /login, POST /logout     log in with an access token -> session cookie
     GET  /                                     fleet overview: tiles by town, counts, filters
-    GET  /sites/{id}                           windows, queues, devices, events, today's charts
+    GET  /sites/{id}                           windows, queues, devices, events, today's charts;
+                                               edge devices (takeover) and diagnostics for operators
     GET  /alarms                               active alarms (acknowledge: operator)
     GET  /statistics                           date range, scope, CSV download
 
@@ -270,6 +271,8 @@ def site_page(request: Request, site_id: str) -> HTMLResponse:
     today = stats.business_date(now)
     detail, commands = central.read.site_live(site_id, now)
     names = detail.service_names
+    operator = principal.role.allows(Role.OPERATOR)
+    reports = central.read.diagnostics(site_id, limit=1) if operator else []
     return page(
         request,
         "site.html",
@@ -277,6 +280,8 @@ def site_page(request: Request, site_id: str) -> HTMLResponse:
         site=detail,
         service_names=names,
         commands=commands,
+        edge_devices=central.read.site_devices(site_id),
+        diagnostics=reports[0] if reports else None,
         events=central.read.events(site_id=site_id, limit=RECENT_EVENTS),
         commands_enabled=central.service is not None,
         charts_json=json.dumps(central.read.hourly(site_id, today)),

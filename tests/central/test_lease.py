@@ -106,11 +106,14 @@ def test_a_new_device_of_a_site_with_history_waits_and_the_site_is_online(
     assert active(small_registry, AlarmType.SITE_OFFLINE) is not None
     new = SimSite(SITE, device=NEW)  # a fresh journal: its sessions start at 1 again
     outcome = feed(processor, new.state())
-    assert sent(outcome, Kind.LEASE) == [] and sent(outcome, Kind.RESTORE) == []
-    assert site(small_registry).online and site(small_registry).holder == OLD
+    assert sent(outcome, Kind.LEASE) == []
+    assert sent(outcome, Kind.RESTORE) == []
+    assert site(small_registry).online
+    assert site(small_registry).holder == OLD
     assert active(small_registry, AlarmType.SITE_OFFLINE) is None
     pending = active(small_registry, AlarmType.TAKEOVER_PENDING, NEW)
-    assert pending is not None and pending.severity is Severity.MAJOR
+    assert pending is not None
+    assert pending.severity is Severity.MAJOR
     feed(processor, old.state("offline", lwt=True, session=1))  # a stale Will of the old one
     assert site(small_registry).online
     feed(processor, new.state("offline", lwt=True))
@@ -184,7 +187,8 @@ def test_late_tickets_join_the_holder_and_a_number_issued_twice_is_critical(
     assert isinstance(handed, mm.Restore)
     assert [t.ticket for t in handed.tickets] == ["A005"]
     clash = active(small_registry, AlarmType.DEVICE_CONFLICT, OLD)
-    assert clash is not None and clash.severity is Severity.CRITICAL
+    assert clash is not None
+    assert clash.severity is Severity.CRITICAL
     assert clash.detail["ticket"] == "A004"
     with small_registry() as session:  # nothing lost: both A004s are stored
         numbers = [r.body["ticket"] for r in session.scalars(select(EventRecord).where(
@@ -221,7 +225,8 @@ def test_an_edge_from_before_device_identity_is_adopted_then_conflicts_are_alarm
         processor: IngestProcessor, small_registry: sessionmaker[Session]) -> None:
     legacy = SimSite(SITE)  # no device in its states: older software
     feed(processor, legacy.state(), legacy.event(issued("A001")))
-    assert site(small_registry).holder is None and site(small_registry).online
+    assert site(small_registry).holder is None
+    assert site(small_registry).online
     upgraded = SimSite(SITE, device=OLD, epoch=0, session=2)  # the same Pi, new software
     assert sent(feed(processor, upgraded.state()), Kind.LEASE) != []
     assert site(small_registry).holder == OLD
@@ -236,9 +241,11 @@ def test_the_day_fold_follows_a_ticket_through_its_life() -> None:
     fold = DayFold()
     ts = 1_763_882_400_000
     for body in (mm.DayReset(day="2026-11-23"), issued("A001"), issued("B001", "huji"),
-                 mm.WindowSignedIn(window=1, staff="zs01"), mm.TicketCalled(ticket="A001", window=1),
+                 mm.WindowSignedIn(window=1, staff="zs01"),
+                 mm.TicketCalled(ticket="A001", window=1),
                  mm.TicketNoShow(ticket="A001", window=1, requeued=True),
-                 mm.TicketCalled(ticket="B001", window=1), mm.TicketServing(ticket="B001", window=1),
+                 mm.TicketCalled(ticket="B001", window=1),
+                 mm.TicketServing(ticket="B001", window=1),
                  mm.TicketTransferred(ticket="B001", window=1, from_service="huji",
                                       to_service="shebao"),
                  mm.WindowPaused(window=1)):

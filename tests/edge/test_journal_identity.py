@@ -23,7 +23,8 @@ def issued(number: str) -> mm.TicketIssued:
 def test_a_new_journal_has_its_own_device_and_keeps_it(tmp_path: Path) -> None:
     with Journal(tmp_path / "a.db", "site-a", central=True) as a, \
             Journal(tmp_path / "b.db", "site-a", central=True) as b:
-        assert a.device_id != b.device_id and len(a.device_id) == 16
+        assert a.device_id != b.device_id
+        assert len(a.device_id) == 16
         device = a.device_id
         assert (a.epoch, a.numbering) == (None, "waiting")
     with Journal(tmp_path / "a.db", "site-a", central=True) as a:
@@ -62,7 +63,7 @@ def test_the_grant_moves_the_provisional_events_into_the_epoch(tmp_path: Path) -
                                 restore=b'{"restore":1}')
         assert event.seq == BASE + 3
         assert [e.seq for e in journal.events()] == [BASE + 1, BASE + 2, BASE + 3]
-        assert [e.id for e in journal.events()][0] == first[0].id  # the same events, moved
+        assert next(e.id for e in journal.events()) == first[0].id  # the same events, moved
         assert journal.config_text(BASE + 1) == "text of v1"
         assert journal.restore_payload(BASE + 3) == b'{"restore":1}'
         assert journal.telemetry_count() == 0  # they carried provisional seqs
@@ -74,8 +75,8 @@ def test_the_grant_moves_the_provisional_events_into_the_epoch(tmp_path: Path) -
         assert (journal.epoch, journal.last_seq) == (3, BASE + 3)
         [after] = journal.append([issued("A001")], ts_ms=T0 + 2, clock_synced=True)
         assert after.seq == BASE + 4
-        assert [(p[0], mm.decode("event", p[1], site_id="site-a").seq)  # type: ignore[union-attr]
-                for p in journal.payloads(BASE, 10)][0] == (BASE + 1, BASE + 1)
+        assert next((p[0], mm.decode("event", p[1], site_id="site-a").seq)  # type: ignore[union-attr]
+                for p in journal.payloads(BASE, 10)) == (BASE + 1, BASE + 1)
 
 
 def test_only_acks_of_its_own_epoch_count(tmp_path: Path) -> None:
@@ -84,7 +85,8 @@ def test_only_acks_of_its_own_epoch_count(tmp_path: Path) -> None:
         journal.append([issued("A001"), issued("A002")], ts_ms=T0, clock_synced=True)
         assert journal.ack(2) == BASE  # the replaced device's stream, epoch 0
         assert journal.ack(mm.epoch_base(4) + 9) == BASE  # a later device's
-        assert journal.take_lost() == [] and journal.take_refused_acks() == []
+        assert journal.take_lost() == []
+        assert journal.take_refused_acks() == []
         assert journal.ack(BASE + 2) == BASE + 2
 
 

@@ -11,8 +11,16 @@ from typing import Any
 
 import pytest
 
-from fastpath import Dispatcher, DispatchError, Service, Ticket, TicketClass, TicketState
-from fastpath import WindowProfile, WindowState
+from fastpath import (
+    Dispatcher,
+    DispatchError,
+    Service,
+    Ticket,
+    TicketClass,
+    TicketState,
+    WindowProfile,
+    WindowState,
+)
 from fastpath.dispatcher import WindowTakeover
 
 MIN = 60_000
@@ -45,7 +53,8 @@ def test_the_new_device_continues_the_day(core_class: Any) -> None:
     window = old.window(1)
     result = new.restore(_live(old), {"A": 4, "B": 1},
                          [WindowTakeover(1, window.state, window.staff_id, window.current)])
-    assert set(result.taken) == {t.number for t in _live(old)} and result.left_out == ()
+    assert set(result.taken) == {t.number for t in _live(old)}
+    assert result.left_out == ()
     held = old.window(1)
     assert (new.window(1).state, new.window(1).staff_id, new.window(1).current) == (
         held.state, held.staff_id, held.current)  # signed in as zs01, holding its ticket
@@ -74,10 +83,12 @@ def test_a_called_ticket_without_its_window_waits_again(core_class: Any) -> None
     assert new.ticket("A002").window is None
     new.sign_in(2, "zs02")
     called = new.call_next(2, OPEN + 30 * MIN)
-    assert called is not None and called.number == "B001"  # priority first, then A002
+    assert called is not None
+    assert called.number == "B001"
     new.finish(2, OPEN + 31 * MIN)
     called = new.call_next(2, OPEN + 32 * MIN)
-    assert called is not None and called.number == "A002"
+    assert called is not None
+    assert called.number == "A002"
 
 
 def test_known_numbers_and_unknown_services_are_left_out(core_class: Any) -> None:
@@ -114,4 +125,5 @@ def test_a_restore_that_does_not_hold_together_changes_nothing(core_class: Any,
     with pytest.raises(DispatchError):
         new.restore(bad.get("tickets", []), bad.get("counters", {}), bad.get("windows", []),
                     skip=bad.get("skip", 0))
-    assert new.tickets() == () and new.issue("social", OPEN).number == "A001"
+    assert new.tickets() == ()
+    assert new.issue("social", OPEN).number == "A001"

@@ -552,7 +552,8 @@ def test_a_state_from_before_device_identity_still_decodes() -> None:
 
 def test_seqs_of_two_epochs_never_meet() -> None:
     assert epoch_base(0) == 0
-    assert epoch_of(2**32) == 1 and epoch_of(2**32 - 1) == 0
+    assert epoch_of(2**32) == 1
+    assert epoch_of(2**32 - 1) == 0
     assert epoch_base(2**21 - 1) + 2**32 - 1 == 2**53 - 1  # the contract's largest seq
 
 
