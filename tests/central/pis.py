@@ -100,7 +100,7 @@ def fresh_site(sessions: sessionmaker[Session], tmp_path: Path,
     cleaner.loop_stop()
 
 
-def centralcentral_config(broker: MosquittoBroker, db_url: str) -> CentralConfig:
+def central_config(broker: MosquittoBroker, db_url: str) -> CentralConfig:
     return CentralConfig(
         database_url=db_url, mqtt_host=broker.host, mqtt_port=broker.port,
         mqtt_client_id=f"central-{uuid.uuid4().hex[:8]}", mqtt_group=f"g{uuid.uuid4().hex[:8]}",
