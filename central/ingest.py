@@ -9,11 +9,11 @@ Two layers:
   telemetry into the live tables, and raises/clears alarms. It returns the
   acks to publish and the alarm notifications to send — both only after the
   commit, so an ``ack`` never covers an event that is not durable.
-* :class:`MqttIngest` is the paho client (MQTT 5): persistent session, shared
-  subscriptions ``$share/{group}/onedoor/v1/+/{event,telemetry,cmd_result}`` so
-  replicas split the load, and a plain subscription to ``onedoor/v1/+/state``
-  (low volume, and brokers do not send retained messages to shared
-  subscriptions). Its network thread only hands publishes over.
+* :class:`MqttIngest` is the broker connection (MQTT 5, on the asyncio loop:
+  :mod:`central.mqtt_client`): persistent session, shared subscriptions
+  ``$share/{group}/onedoor/v1/+/{event,telemetry,cmd_result}`` so replicas split
+  the load, and a plain subscription to ``onedoor/v1/+/state`` (low volume, and
+  brokers do not send retained messages to shared subscriptions).
 
 Several replicas may commit events of one site concurrently: the site row is
 locked (``SELECT ... FOR UPDATE`` on PostgreSQL, the single writer on SQLite)
@@ -33,17 +33,12 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
-import paho.mqtt.client as mqtt
 import structlog
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from central import mqtt_wire as wire
 from central.alarms import AlarmBook, Notification
 from central.buckets import Buckets
 from central.config import CentralConfig
@@ -61,6 +56,7 @@ from central.models import (
     Site,
     Window,
 )
+from central.mqtt_client import ConnectOptions, MqttClient
 from central.telemetry import EmbeddedTelemetrySink, Point, TelemetrySink, points_from_telemetry
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.mqtt_topics import (
@@ -760,100 +756,75 @@ def _rows_by_key(session: Session, model: Any, key_column: Any,
 
 
 class MqttIngest:
-    """The paho client of a central replica. Callbacks run on paho's network thread."""
+    """The broker connection of a central replica (:class:`central.mqtt_client.MqttClient`).
+
+    Subscribes with a persistent session: the shared event/telemetry/cmd_result
+    filters (replicas in one ``mqtt_group`` split them) and the plain ``state``
+    filter. ``on_received`` gets the publishes of each read from the broker.
+    """
 
     def __init__(
         self,
         config: CentralConfig,
-        on_message: Callable[[Received], None],
+        on_received: Callable[[list[Received]], None],
         *,
         on_connected: Callable[[bool], None] | None = None,
     ) -> None:
-        self._config = config
-        self._on_message = on_message
-        self._on_connected = on_connected
+        self._on_received = on_received
         self._mqtt5 = config.mqtt_protocol == "5"
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=config.mqtt_client_id,
-            protocol=mqtt.MQTTv5 if self._mqtt5 else mqtt.MQTTv311,
-            clean_session=None if self._mqtt5 else False,
-        )
-        if config.mqtt_username:
-            client.username_pw_set(config.mqtt_username, config.mqtt_password or None)
-        if config.mqtt_tls:
-            context = ssl.create_default_context(cafile=config.mqtt_ca_file or None)
-            client.tls_set_context(context)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.max_queued_messages_set(0)
-        client.on_connect = self._connected
-        client.on_disconnect = self._disconnected
-        client.on_message = self._message
-        self._client = client
         # Shared subscriptions split events among replicas; MQTT 3.1.1 has none.
         group = config.mqtt_group if self._mqtt5 else None
         self.subscriptions = [
             *(s for s in central_subscriptions(group) if not s.filter.endswith("/state")),
             *(s for s in central_subscriptions(None) if s.filter.endswith("/state")),
         ]
-
-    def start(self) -> None:
-        if not self._mqtt5:  # 3.1.1: a persistent session (clean_session=False) instead
-            self._client.connect_async(self._config.mqtt_host, self._config.mqtt_port,
-                                       keepalive=30)
-            self._client.loop_start()
-            return
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = self._config.mqtt_session_expiry_s
-        self._client.connect_async(
-            self._config.mqtt_host,
-            self._config.mqtt_port,
-            keepalive=30,
-            clean_start=False,
-            properties=properties,
+        self._client = MqttClient(
+            self._options(config),
+            [(s.filter, s.qos) for s in self.subscriptions],
+            self._received,
+            on_connected=on_connected,
         )
-        self._client.loop_start()
+
+    def _options(self, config: CentralConfig) -> ConnectOptions:
+        tls = None
+        if config.mqtt_tls:
+            tls = ssl.create_default_context(cafile=config.mqtt_ca_file or None)
+        return ConnectOptions(
+            host=config.mqtt_host,
+            port=config.mqtt_port,
+            client_id=config.mqtt_client_id,
+            version=wire.MQTT5 if self._mqtt5 else wire.MQTT311,
+            keepalive_s=30,
+            username=config.mqtt_username,
+            password=config.mqtt_password,
+            session_expiry_s=config.mqtt_session_expiry_s,
+            tls=tls,
+        )
+
+    async def run(self) -> None:
+        """Connect and stay connected until :meth:`stop` (a task of the service)."""
+        await self._client.run()
 
     def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._client.close()
 
     @property
     def connected(self) -> bool:
-        return self._client.is_connected()
+        return self._client.connected
 
-    def _connected(self, client: mqtt.Client, _userdata: Any, _flags: Any,
-                   reason: ReasonCode, _properties: Any) -> None:  # fmt: skip
-        if reason.is_failure:
-            log.error("mqtt.connect_failed", reason=str(reason))
-            return
-        log.info("mqtt.connected", host=self._config.mqtt_host, port=self._config.mqtt_port)
-        if self._mqtt5:
-            client.subscribe([(s.filter, SubscribeOptions(qos=s.qos)) for s in self.subscriptions])
-        else:
-            client.subscribe([(s.filter, s.qos) for s in self.subscriptions])
-        if self._on_connected is not None:
-            self._on_connected(True)
-
-    def _disconnected(self, _client: mqtt.Client, _userdata: Any, _flags: Any,
-                      reason: ReasonCode, _properties: Any) -> None:  # fmt: skip
-        log.warning("mqtt.disconnected", reason=str(reason))
-        if self._on_connected is not None:
-            self._on_connected(False)
-
-    def _message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        try:
-            topic = message.topic
-        except UnicodeDecodeError:
-            topic = "\x00invalid-utf8"  # parse_topic rejects it with reason "topic"
-        self._on_message(Received(topic, bytes(message.payload), datetime.now(UTC)))
+    def _received(self, publishes: list[wire.Publish]) -> None:
+        now = datetime.now(UTC)  # one clock read per read from the socket
+        self._on_received([Received(p.topic, p.payload, now) for p in publishes])
 
     def publish_ack(self, site_id: str, seq: int) -> None:
         payload = mm.encode(mm.Ack(site=site_id, seq=seq))
-        self._client.publish(ack_topic(site_id), payload, qos=TOPICS[Kind.ACK].qos)
+        self._publish(ack_topic(site_id), payload, qos=TOPICS[Kind.ACK].qos)
 
     def publish(self, publish: mm.Publish) -> None:
-        self._client.publish(publish.topic, publish.payload, qos=publish.qos, retain=publish.retain)
+        self._publish(publish.topic, publish.payload, qos=publish.qos, retain=publish.retain)
+
+    def _publish(self, topic: str, payload: bytes, *, qos: int, retain: bool = False) -> None:
+        self._client.publish(topic, payload, qos=qos, retain=retain)
 
 
 def new_command(site_id: str, args: mm.CommandArgs, *, now: datetime, ttl_s: int) -> mm.Cmd:

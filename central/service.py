@@ -7,8 +7,9 @@
         central.acknowledge_alarm(alarm_id, person="ops-li")
         await central.send_command("zs-sanxiang-01", ReprintArgs(ticket="A012"))
 
-Tasks (one ``asyncio.TaskGroup``, each named): ``ingest-batches`` (collect
-publishes handed over from paho's thread, commit a batch in a worker thread,
+Tasks (one ``asyncio.TaskGroup``, each named): ``mqtt`` (the broker connection,
+:class:`central.ingest.MqttIngest`), ``ingest-batches`` (collect the received
+publishes, commit a batch in a worker thread,
 then publish acks and queue notifications), ``alarm-timer`` (time-based alarm
 rules, telemetry retention), ``webhook`` (send notifications). Database work
 is serialised by one lock per process; several processes (replicas) are safe
@@ -21,7 +22,6 @@ import asyncio
 import collections
 import contextlib
 import math
-import threading
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -79,13 +79,10 @@ class CentralService:
         self.clock = clock
         self._run_migrations = run_migrations
         self.processor = IngestProcessor(self.sessions, config, self.sink)
-        self.mqtt = MqttIngest(config, self._from_paho)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        # paho's thread appends here; the loop takes batches (a deque, not a Queue: one
-        # wake-up per burst instead of one cross-thread call per message).
+        self.mqtt = MqttIngest(config, self._received)
+        # The MQTT client runs on this loop and appends here once per read; the batch
+        # loop takes from the left.
         self._pending: collections.deque[Received] = collections.deque()
-        self._handoff = threading.Lock()
-        self._wakeup_scheduled = False
         self._arrived = asyncio.Event()
         self._notices: asyncio.Queue[Notification] = asyncio.Queue()
         self._db_lock = asyncio.Lock()
@@ -105,11 +102,11 @@ class CentralService:
         tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._stack.callback(self._stop_background)
         self._tasks = [
+            tasks.create_task(self.mqtt.run(), name="mqtt"),
             tasks.create_task(self._batch_loop(), name="ingest-batches"),
             tasks.create_task(self._alarm_timer(), name="alarm-timer"),
             tasks.create_task(self._webhook_loop(), name="webhook"),
         ]
-        self.mqtt.start()
         return self
 
     async def __aexit__(
@@ -128,20 +125,10 @@ class CentralService:
         for task in self._tasks:
             task.cancel()
 
-    def _from_paho(self, item: Received) -> None:
-        """Called on paho's thread: queue the publish; wake the loop once per burst."""
-        with self._handoff:
-            self._pending.append(item)
-            self.received += 1
-            if self._wakeup_scheduled:
-                return
-            self._wakeup_scheduled = True
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._wake)
-
-    def _wake(self) -> None:
-        with self._handoff:
-            self._wakeup_scheduled = False
+    def _received(self, items: list[Received]) -> None:
+        """The publishes of one read from the broker (called on the loop)."""
+        self._pending.extend(items)
+        self.received += len(items)
         self._idle.clear()
         self._arrived.set()
 
@@ -169,8 +156,7 @@ class CentralService:
                     await self._arrived.wait()
             except TimeoutError:
                 break
-        with self._handoff:
-            return [self._pending.popleft() for _ in range(min(limit, len(self._pending)))]
+        return [self._pending.popleft() for _ in range(min(limit, len(self._pending)))]
 
     async def _batch_loop(self) -> None:
         while True:
