@@ -58,6 +58,7 @@ from central.models import (
     Window,
 )
 from central.mqtt_client import ConnectOptions, MqttClient
+from central.stages import StageClock
 from central.telemetry import EmbeddedTelemetrySink, Point, TelemetrySink, points_from_telemetry
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.mqtt_topics import (
@@ -206,11 +207,15 @@ class IngestProcessor:
         self._sink = sink
         self._known_sites: set[str] = set()
         self._limiter = SiteRateLimiter(config)
+        self.stages = StageClock()
+        """CPU seconds per stage, summed over every batch (:mod:`central.stages`)."""
 
     # ------------------------------------------------------------------ entry point
 
     def process(self, batch: Sequence[Received], now: datetime | None = None) -> BatchOutcome:
         now = now or datetime.now(UTC)
+        clock = self.stages
+        clock.start()
         outcome = BatchOutcome()
         rejects: dict[tuple[str, str], list[Any]] = {}
         incoming: list[mm.Incoming] = []
@@ -232,13 +237,17 @@ class IngestProcessor:
                     detail=exc.detail[:200],
                     topic=item.topic[:120],
                 )
+        clock.lap("decode")
         with self._sessions.begin() as session:
             incoming = self._drop_unknown_sites(session, incoming, rejects, now)
             self._apply(session, incoming, now, outcome)
             self._store_rejects(session, rejects)
+            clock.lap("rejects")
+        clock.lap("commit")  # the flush of the changed rows and COMMIT
         outcome.rejected = sum(entry[0] for entry in rejects.values())
         if outcome.points and self._sink is not None:
             self._sink.write(outcome.points)
+            clock.lap("telemetry")
         return outcome
 
     def process_one_by_one(self, batch: Sequence[Received], now: datetime) -> BatchOutcome:
@@ -336,8 +345,11 @@ class IngestProcessor:
                 select(Site).where(Site.id.in_(site_ids)).order_by(Site.id).with_for_update()
             )
         }
+        clock = self.stages
+        clock.lap("sites.lock")
         book = AlarmBook(session, now)
         book.preload(set(site_ids))
+        clock.lap("alarms.load")
         for site in sites.values():
             site.last_seen_at = now
 
@@ -350,10 +362,12 @@ class IngestProcessor:
 
         for site_id, state in states:
             self._apply_state(sites[site_id], state, book, now)
+        clock.lap("state")
         if events:
             self._store_events(session, sites, events, book, now, outcome)
         if snapshots:
             self._apply_telemetry(session, sites, snapshots, book, now, outcome)
+            clock.lap("telemetry")
         for result in results:
             self._apply_cmd_result(session, result, now)
         # Any contact from an online site ends an offline-by-silence alarm.
@@ -363,6 +377,7 @@ class IngestProcessor:
                 if alarm is not None and alarm.detail.get("cause") == "silence":
                     book.clear(site.id, AlarmType.SITE_OFFLINE, note="heard from again")
         outcome.notifications = book.notifications
+        clock.lap("commands")
 
     # ------------------------------------------------------------------ state
 
@@ -415,6 +430,7 @@ class IngestProcessor:
             first = unique.setdefault((site_id, event.seq), event)
             if first.id != event.id:
                 reused.append((site_id, event))
+        clock = self.stages
         inserted = insert_events(session, ((s, e) for (s, _), e in unique.items()), now)
         outcome.events_stored += len(inserted)
         outcome.events_duplicate += len(events) - len(inserted)
@@ -422,16 +438,19 @@ class IngestProcessor:
                                               if (s, q) not in inserted])
         if reused:
             self._report_reused_seqs(reused, book, outcome)
+        clock.lap("events.dedup")
 
         by_site: dict[str, list[int]] = {}
         for site_id, seq in unique:
             by_site.setdefault(site_id, []).append(seq)
         for site_id in sorted(by_site):
             outcome.acks[site_id] = self._advance(session, sites[site_id], by_site[site_id], now)
+        clock.lap("events.seq")
 
         fresh = sorted(((s, q) for s, q in inserted), key=lambda k: (k[0], k[1]))
         if fresh:
             self._fold_events(session, sites, [(s, unique[(s, q)]) for s, q in fresh], book, now)
+        clock.lap("events.fold")
 
     @staticmethod
     def _reused_seqs(
@@ -828,6 +847,11 @@ class MqttIngest:
     async def run(self) -> None:
         """Connect and stay connected until :meth:`stop` (a task of the service)."""
         await self._client.run()
+
+    @property
+    def receive_cpu_s(self) -> float:
+        """CPU seconds spent receiving: parsing reads and writing their PUBACKs."""
+        return self._client.receive_cpu_s
 
     def stop(self) -> None:
         self._client.close()

@@ -24,6 +24,7 @@ import asyncio
 import collections
 import random
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -70,6 +71,7 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        started = time.thread_time()
         self.last_heard = self.loop.time()
         self.reader.receive_data(data)
         received: list[wire.Publish] = []
@@ -89,6 +91,7 @@ class _Connection(asyncio.Protocol):
         finally:
             if answers and self.transport is not None:
                 self.transport.write(b"".join(answers))
+        self.client.receive_cpu_s += time.thread_time() - started
         if received:
             self.client.on_publishes(received)
 
@@ -145,6 +148,8 @@ class MqttClient:
         self._next_id = 0
         self._writes: list[bytes] = []
         self._flush_scheduled = False
+        self.receive_cpu_s = 0.0
+        """CPU seconds spent parsing reads and answering them (the ``mqtt.receive`` stage)."""
 
     @property
     def connected(self) -> bool:

@@ -196,8 +196,9 @@ class CentralService:
             # Events are not lost: no ack was sent, so the edges send them again.
             log.error("ingest.batch_dropped", size=len(batch))
             return
-        for site_id, seq in outcome.acks.items():
-            self.mqtt.publish_ack(site_id, seq)
+        with self.processor.stages.measure("ack"):
+            for site_id, seq in outcome.acks.items():
+                self.mqtt.publish_ack(site_id, seq)
         for notification in outcome.notifications:
             self._notices.put_nowait(notification)
 
