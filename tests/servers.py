@@ -59,6 +59,11 @@ class PostgresCluster:
     port: int = field(default_factory=free_port)
     _process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process (``runuser``'s when run as root: its child is the postmaster)."""
+        return self._process.pid if self._process is not None else None
+
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@{self.host}:{self.port}/{database}"
 
