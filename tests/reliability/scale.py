@@ -143,7 +143,8 @@ class Sampler(threading.Thread):
             sample: dict[str, Any] = {"t_s": round(time.monotonic() - self._began)}
             for name, pid in self.watched.items():
                 with contextlib.suppress(OSError):
-                    sample[f"{name}_rss_mib"] = rss_mib(pid)
+                    if name != "postgresql":  # its root is runuser; backends share memory
+                        sample[f"{name}_rss_mib"] = rss_mib(pid)
                     sample[f"{name}_cpu_s"] = round(tree_cpu_seconds(pid), 1)
             sample["load1"] = os.getloadavg()[0]
             self.samples.append(sample)
