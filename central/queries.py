@@ -155,6 +155,13 @@ class ReadModel:
                 states[site_id] = (site_health(online, seen, worst), count)
             return states
 
+    def fleet_registry(self) -> dict[str, tuple[str, str]]:
+        """Site id -> (name, town), ordered by town then id: what the fleet page groups by."""
+        with self.sessions() as session:
+            rows = session.execute(select(Site.id, Site.name, Site.town)
+                                   .order_by(Site.town, Site.id))  # fmt: skip
+            return {site_id: (name, town) for site_id, name, town in rows}
+
     def fleet_tiles(self) -> list[FleetTile]:
         """Every site as a tile, ordered by town then id: two light queries, no ORM objects."""
         with self.sessions() as session:
