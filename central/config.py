@@ -64,7 +64,10 @@ class CentralConfig:
         "(the demo's embedded amqtt): plain subscriptions, so run one replica only",
     )
     mqtt_session_expiry_s: int = _setting(
-        86400, "how long the broker queues messages for a stopped replica"
+        120,
+        "how long the broker keeps a stopped replica's session and queue; keep it short: "
+        "Mosquitto goes on sending the stopped replica its share of the events until then "
+        "(nothing is lost either way: the edges resend what the central has not acked)",
     )
     batch_max_messages: int = _setting(500, "commit after this many messages ...")
     batch_max_wait_ms: int = _setting(50, "... or this long after the first one")

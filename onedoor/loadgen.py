@@ -408,7 +408,8 @@ def run(host: str, port: int | list[int], sites: int, profile: LoadProfile, dura
 
 def _cmd_loadgen(args: argparse.Namespace) -> int:
     profile = LoadProfile(citizens_per_day=args.citizens_per_day,
-                          telemetry_interval_s=args.telemetry_interval, speed=args.speed)
+                          telemetry_interval_s=args.telemetry_interval, speed=args.speed,
+                          resend_after_s=args.resend_after)
     ports = [int(p) for p in args.ports.split(",")] if args.ports else [args.port]
     result = run(args.host, ports, args.sites, profile, args.duration, args.processes,
                  args.prefix)
@@ -431,4 +432,7 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     parser.add_argument("--speed", type=float, default=1.0, help="multiply every rate")
     parser.add_argument("--citizens-per-day", type=float, default=60.0)
     parser.add_argument("--telemetry-interval", type=float, default=60.0)
+    parser.add_argument("--resend-after", type=float, default=RESEND_AFTER_S,
+                        help="resend the outbox when the ack has not moved for this long "
+                             "(the edge's 30 s; shorter in tests)")
     parser.set_defaults(func=_cmd_loadgen)
