@@ -683,10 +683,9 @@ class IngestProcessor:
     @staticmethod
     def _device_health(book: AlarmBook, device: Device, kind: str, status: str,
                        detail: str | None, now: datetime) -> None:  # fmt: skip
-        if (device.status, device.detail) != (status, detail):
-            device.changed_at = now
-        device.kind, device.status, device.detail = kind, status, detail
-        device.last_seen_at = now
+        if (device.kind, device.status, device.detail) != (kind, status, detail):
+            device.changed_at = device.last_seen_at = now
+            device.kind, device.status, device.detail = kind, status, detail
         if status == "ok":
             book.clear(device.site_id, AlarmType.DEVICE_FAULT, device.device)
             return
@@ -734,10 +733,16 @@ class IngestProcessor:
                     service = Service(site_id=site_id, code=queue.service, name=queue.service)
                     session.add(service)
                     services[(site_id, queue.service)] = service
-                service.waiting, service.oldest_wait_s = queue.waiting, queue.oldest_wait_s
-                service.wait_p50_s = queue.wait.p50_s if queue.wait else None
-                service.wait_p90_s = queue.wait.p90_s if queue.wait else None
-                service.updated_at = now
+                gauges = (queue.waiting, queue.oldest_wait_s,
+                          queue.wait.p50_s if queue.wait else None,
+                          queue.wait.p90_s if queue.wait else None)  # fmt: skip
+                if gauges != (service.waiting, service.oldest_wait_s, service.wait_p50_s,
+                              service.wait_p90_s):  # fmt: skip
+                    # Written only when it changed: at province scale an UPDATE per
+                    # unchanged row and snapshot was most of the central's CPU.
+                    (service.waiting, service.oldest_wait_s, service.wait_p50_s,
+                     service.wait_p90_s) = gauges  # fmt: skip
+                    service.updated_at = now
                 limit = service.sla_s or config.default_sla_s
                 book.set(
                     queue.oldest_wait_s > limit,
@@ -758,7 +763,9 @@ class IngestProcessor:
                     )
                     session.add(window)
                     windows[(site_id, stat.window)] = window
-                if seen >= window.last_event_seq:  # else a later event already moved it
+                if seen >= window.last_event_seq and (window.state, window.ticket) != (
+                    stat.state, stat.ticket
+                ):  # else a later event already moved it, or nothing changed
                     window.state, window.ticket, window.updated_at = stat.state, stat.ticket, now
             for dev in snap.devices:
                 device = devices.get((site_id, dev.device))

@@ -254,6 +254,9 @@ class Device(Base):
     newer telemetry snapshot's ``outbox.last_seq`` (which has seen the events before it)."""
     changed_at: Mapped[datetime | None]
     last_seen_at: Mapped[datetime | None]
+    """When a report last changed kind, status or detail: a report that changes nothing is
+    not written (an UPDATE per device and snapshot was most of the ingest's CPU at 20,000
+    sites)."""
 
     site: Mapped[Site] = relationship(back_populates="devices", lazy="raise")
 
