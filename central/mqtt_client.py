@@ -38,6 +38,13 @@ log = structlog.get_logger(__name__)
 CONNECT_TIMEOUT_S: Final = 10.0
 BACKOFF_FIRST_S: Final = 1.0
 BACKOFF_MAX_S: Final = 30.0
+STABLE_AFTER_S: Final = 10.0
+"""A connection that lasted this long resets the backoff; one that ends sooner (a broker
+refusing a subscription, say) counts as a failed attempt, so it is not retried at once."""
+
+
+class SharedSubscriptionsUnavailable(ConnectionError):
+    """The broker says it has no shared subscriptions, and we asked for ``$share/`` filters."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,12 +168,14 @@ class MqttClient:
         self.loop = asyncio.get_running_loop()
         attempt = 0
         while not self._closing:
+            started = self.loop.time()
             try:
                 await self._session()
-                attempt = 0  # a session was established: the next retry starts small again
             except (OSError, TimeoutError, ConnectionError) as exc:
                 log.error("mqtt.connect_failed", host=self.options.host, port=self.options.port,
-                          error=str(exc)[:200] or type(exc).__name__)  # fmt: skip
+                          error=str(exc)[:300] or type(exc).__name__)  # fmt: skip
+            if self.loop.time() - started >= STABLE_AFTER_S:
+                attempt = 0  # it had been up for a while: the next retry starts small again
             if self._closing:
                 return
             delay = random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**attempt))
@@ -191,6 +200,12 @@ class MqttClient:
         try:
             if connack.reason:
                 raise ConnectionError(f"broker refused the connection: 0x{connack.reason:02x}")
+            shared = [f for f, _ in self.subscriptions if f.startswith("$share/")]
+            if shared and not connack.shared_subscriptions:
+                raise SharedSubscriptionsUnavailable(
+                    f"the broker offers no shared subscriptions ({shared[0]} refused): use a "
+                    "broker that has them, or mqtt_protocol = \"3.1.1\" (plain subscriptions, "
+                    "one replica only)")
             self._receive_maximum = max(1, connack.receive_maximum)
             connection.write(wire.subscribe(1, self.subscriptions, version=options.version))
             self._ready = True
@@ -283,4 +298,4 @@ class MqttClient:
             self._connection.write(data)
 
 
-__all__ = ["ConnectOptions", "MqttClient"]
+__all__ = ["ConnectOptions", "MqttClient", "SharedSubscriptionsUnavailable"]

@@ -53,6 +53,7 @@ SESSION_EXPIRY_INTERVAL: Final = 0x11
 SERVER_KEEP_ALIVE: Final = 0x13
 RECEIVE_MAXIMUM: Final = 0x21
 MAXIMUM_PACKET_SIZE: Final = 0x27
+SHARED_SUBSCRIPTION_AVAILABLE: Final = 0x2A
 
 # How each property's value is encoded, to walk past the ones not read.
 _BYTE, _U16, _U32, _VARINT, _STR, _BIN, _PAIR = range(7)
@@ -160,6 +161,8 @@ class ConnAck:
     """QoS 1 publishes the broker accepts in flight from us."""
     server_keepalive_s: int | None = None
     maximum_packet_size: int | None = None
+    shared_subscriptions: bool = True
+    """False when the broker says it has none (MQTT 5; absent means available)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +289,7 @@ class PacketReader:
                 receive_maximum=values.get(RECEIVE_MAXIMUM, 65_535),
                 server_keepalive_s=values.get(SERVER_KEEP_ALIVE),
                 maximum_packet_size=values.get(MAXIMUM_PACKET_SIZE),
+                shared_subscriptions=values.get(SHARED_SUBSCRIPTION_AVAILABLE, 1) == 1,
             )
         if kind == PacketType.SUBACK:
             offset = 2

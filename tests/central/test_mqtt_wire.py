@@ -24,6 +24,7 @@ INCOMING: list[tuple[int, bytes, wire.Packet]] = [
     (wire.MQTT5, b"\x20\x0b\x00\x00\x08\x13\x00\x3c\x27\x00\x10\x00\x00",
      wire.ConnAck(False, 0, server_keepalive_s=60, maximum_packet_size=1_048_576)),
     (wire.MQTT5, b"\x20\x03\x00\x87\x00", wire.ConnAck(False, 0x87)),
+    (wire.MQTT5, b"\x20\x05\x00\x00\x02\x2a\x00", wire.ConnAck(False, 0, shared_subscriptions=False)),
     (wire.MQTT311, b"\x20\x02\x00\x05", wire.ConnAck(False, 5)),
     (wire.MQTT5, b"\x32\x0b\x00\x03a/b\x00\x07\x00" + b"xyz",
      wire.Publish("a/b", b"xyz", 1, 7, False, False)),
@@ -210,3 +211,75 @@ def test_client_reconnects_and_gets_what_was_queued_for_its_session(tmp_path: Pa
     finally:
         broker.stop()
     assert states[:3] == [True, False, True]
+
+
+class ScriptedBroker:
+    """A TCP server that answers CONNECT with a given CONNACK and then hangs up or stays.
+
+    A stand-in (a mock) for brokers that behave this way: Debian's ejabberd 23.01
+    answers ``Shared Subscription Available = 0`` and disconnects a ``$share/``
+    SUBSCRIBE with 0x9E (checked by hand, docs/CAPACITY.md); CI has no such broker.
+    """
+
+    def __init__(self, connack: bytes, *, hang_up: bool) -> None:
+        self.connack = connack
+        self.hang_up = hang_up
+        self.connects: list[float] = []
+        self.subscribes = 0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = await reader.read(65536)
+        if data[:1] == b"\x10":
+            self.connects.append(asyncio.get_running_loop().time())
+            writer.write(self.connack)
+            await writer.drain()
+        if self.hang_up:
+            writer.close()
+            return
+        while data := await reader.read(65536):
+            if data[:1] == b"\x82":
+                self.subscribes += 1
+        writer.close()
+
+
+def test_a_broker_without_shared_subscriptions_is_refused_clearly_and_not_hammered(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """MQTT 5 CONNACK with Shared Subscription Available = 0: no SUBSCRIBE, a clear error,
+    and reconnects spaced by the backoff (the client used to retry at once, for ever)."""
+    broker = ScriptedBroker(b"\x20\x05\x00\x00\x02\x2a\x00", hang_up=False)
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(broker.serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = MqttClient(ConnectOptions("127.0.0.1", port, "c-noshare"),
+                            [("$share/g/onedoor/v1/+/event", 1)], lambda _: None)  # fmt: skip
+        task = asyncio.create_task(client.run())
+        await asyncio.sleep(3.5)
+        client.close()
+        task.cancel()
+        server.close()
+
+    asyncio.run(scenario())
+    assert broker.subscribes == 0
+    assert 1 <= len(broker.connects) <= 4  # backoff 1, 2, 4 s (jittered), not hundreds
+    assert "offers no shared subscriptions" in capsys.readouterr().out
+
+
+def test_a_connection_that_drops_at_once_backs_off() -> None:
+    """A broker that accepts and hangs up straight away is retried with growing delays."""
+    broker = ScriptedBroker(b"\x20\x03\x00\x00\x00", hang_up=True)
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(broker.serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = MqttClient(ConnectOptions("127.0.0.1", port, "c-drop"), [("t", 1)],
+                            lambda _: None)  # fmt: skip
+        task = asyncio.create_task(client.run())
+        await asyncio.sleep(3.5)
+        client.close()
+        task.cancel()
+        server.close()
+
+    asyncio.run(scenario())
+    assert 1 <= len(broker.connects) <= 4
