@@ -12,9 +12,13 @@ inventory in Ansible's script protocol::
 Groups match the static sample inventory (``generate_sample.py`` uses the
 functions below): ``edge`` holds one group per town, ``town_<district site id>``;
 ``village``, ``district`` and ``city_hall`` group sites by kind (the last two
-are the children of ``hall``). Host variables
-are the registry's (``onedoor_site_name``, ``onedoor_town``, ``onedoor_site_kind``,
-``onedoor_expected_config_version``, ...) plus ``edge_services`` and ``edge_windows``.
+are the children of ``hall``); ``broker`` and ``central`` hold the hosts named by
+``ONEDOOR_BROKER_HOSTS`` (required: without a broker the sites' configs would
+name none) and ``ONEDOOR_CENTRAL_HOSTS`` (default: the host of
+``ONEDOOR_CENTRAL_URL``), comma-separated. Host variables are the registry's
+(``onedoor_site_id``, ``onedoor_site_name``, ``onedoor_town``, ``onedoor_site_kind``)
+plus ``edge_services`` and ``edge_windows``, as in the sample, and the registry's
+live state, which only the central knows (``LIVE_VARIABLES``).
 
 Needs only the Python standard library. Optional: ``ONEDOOR_CENTRAL_CA`` (CA
 bundle for the central's certificate), ``ONEDOOR_CENTRAL_TIMEOUT`` (seconds,
@@ -38,6 +42,10 @@ from typing import Any
 
 KINDS = ("village", "district", "city_hall")
 HALL_KINDS = ("district", "city_hall")  # children of group `hall`: they share devices
+# Host variables of the registry's live state: the dynamic inventory has them, the
+# static sample cannot (the roles read only the first, with a fallback).
+LIVE_VARIABLES = ("onedoor_expected_config_version", "onedoor_reported_config_version",
+                  "onedoor_online")
 
 Fetch = Callable[[str], Any]
 
@@ -106,8 +114,10 @@ def _fetcher(base_url: str, token: str, timeout: float, cafile: str | None) -> F
     return fetch
 
 
-def build_inventory(fetch: Fetch, workers: int = 8) -> dict[str, Any]:
-    """The whole inventory in Ansible's JSON form, with ``_meta.hostvars``."""
+def build_inventory(fetch: Fetch, workers: int = 8, *, brokers: Iterable[str] = (),
+                    centrals: Iterable[str] = ()) -> dict[str, Any]:
+    """The whole inventory in Ansible's JSON form, with ``_meta.hostvars``; ``brokers`` and
+    ``centrals`` are the hosts of groups ``broker`` and ``central``."""
     central = fetch("/api/v1/inventory")
     try:
         hostvars: dict[str, dict[str, Any]] = central["_meta"]["hostvars"]
@@ -145,9 +155,11 @@ def build_inventory(fetch: Fetch, workers: int = 8) -> dict[str, Any]:
                     from None
     inventory: dict[str, Any] = {
         "_meta": {"hostvars": hostvars},
-        "all": {"children": ["edge", "village", "hall"]},
+        "all": {"children": ["edge", "village", "hall", "broker", "central"]},
         "edge": {"children": sorted(towns)},
         "hall": {"children": list(HALL_KINDS)},
+        "broker": {"hosts": list(brokers)},
+        "central": {"hosts": list(centrals)},
     }
     inventory |= {group: {"hosts": hosts} for group, hosts in towns.items()}
     inventory |= {kind: {"hosts": hosts} for kind, hosts in kinds.items()}
@@ -157,6 +169,11 @@ def build_inventory(fetch: Fetch, workers: int = 8) -> dict[str, Any]:
 def _slug(town: str) -> str:
     """A town without a district centre still gets a valid group name."""
     return "".join(c if c.isalnum() else "_" for c in town) or "unknown"
+
+
+def _host_list(variable: str) -> list[str]:
+    """Comma-separated host names of an environment variable, blanks dropped."""
+    return [host.strip() for host in os.environ.get(variable, "").split(",") if host.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,8 +195,14 @@ def main(argv: list[str] | None = None) -> int:
             workers = int(os.environ.get("ONEDOOR_CENTRAL_WORKERS", "8"))
         except ValueError as exc:
             raise InventoryError(f"ONEDOOR_CENTRAL_TIMEOUT/WORKERS: {exc}") from None
+        brokers = _host_list("ONEDOOR_BROKER_HOSTS")
+        if not brokers:
+            raise InventoryError("set ONEDOOR_BROKER_HOSTS to the broker's inventory host name "
+                                 "(e.g. mqtt.zs.example.cn): the sites' configs name it")
+        centrals = (_host_list("ONEDOOR_CENTRAL_HOSTS")
+                    or [urllib.parse.urlsplit(base_url).hostname or ""])
         fetch = _fetcher(base_url, token, timeout, os.environ.get("ONEDOOR_CENTRAL_CA") or None)
-        inventory = build_inventory(fetch, workers)
+        inventory = build_inventory(fetch, workers, brokers=brokers, centrals=centrals)
     except InventoryError as exc:
         print(f"onedoor_central.py: {exc}", file=sys.stderr)
         return 1

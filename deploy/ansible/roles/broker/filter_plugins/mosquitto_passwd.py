@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 _ITERATIONS = 101
 _SALT_BYTES = 12
@@ -44,14 +44,26 @@ def _current_entries(text: str) -> dict[str, re.Match[str]]:
     return entries
 
 
-def mosquitto_password_file(users: Mapping[str, str], current: str = "") -> str:
-    """One `user:$7$...` line per user, sorted; unchanged users keep their current line."""
+def mosquitto_password_file(
+    users: Mapping[str, str] | Iterable[Sequence[str]], current: str = ""
+) -> str:
+    """One `user:$7$...` line per user, sorted; unchanged users keep their current line.
+
+    ``users`` maps user to password, or lists (user, password) pairs: then a user named
+    twice is refused (a user is a client id: two hosts would knock each other off).
+    """
     from ansible.errors import AnsibleFilterError  # type: ignore[import-untyped]
 
+    pairs = list(users.items()) if isinstance(users, Mapping) else [tuple(p) for p in users]
+    passwords: dict[str, str] = {}
+    for user, password in pairs:
+        if user in passwords:
+            raise AnsibleFilterError(f"mosquitto user {user!r} is named twice")
+        passwords[user] = str(password)
     existing = _current_entries(current or "")
     lines = []
-    for user in sorted(users):
-        password = str(users[user])
+    for user in sorted(passwords):
+        password = passwords[user]
         if not _USER_RE.match(user):
             raise AnsibleFilterError(f"mosquitto user {user!r}: no ':' or spaces, 1-64 chars")
         if not password:
