@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -54,13 +54,18 @@ def chromium() -> Iterator[Browser]:
         browser.close()
 
 
-def test_drill_down_from_towns_to_sites_and_back_with_live_updates(
-    chromium: Browser, province: Province
-) -> None:
+def _logged_in(chromium: Browser, province: Province) -> Page:
     context = chromium.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
     page = context.new_page()
     page.set_default_timeout(15_000)
     log_in(page, province.url, province.token)
+    return page
+
+
+def test_drill_down_from_towns_to_sites_and_back_with_live_updates(
+    chromium: Browser, province: Province
+) -> None:
+    page = _logged_in(chromium, province)
     assert page.locator("a.t.town").count() == 150  # one tile per town
     assert page.locator("a.t[id^='t-']").count() == 0  # and no site tile
     page.wait_for_selector("#live.on")
@@ -89,17 +94,15 @@ def test_drill_down_from_towns_to_sites_and_back_with_live_updates(
     page.wait_for_selector("a.t.town.alarm[data-town='第0003镇']")
     assert town.locator('[data-n="alarm"]').inner_text() == "1"
     assert page.evaluate("Number(document.body.dataset.liveLagMs)") >= 0
-    context.close()
+    page.context.close()
 
 
 def test_a_search_below_the_town_threshold_lists_sites(
     chromium: Browser, province: Province
 ) -> None:
-    context = chromium.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
-    page = context.new_page()
-    log_in(page, province.url, province.token)
+    page = _logged_in(chromium, province)
     page.fill("input[name=q]", "第77镇")
     page.click(".filters button[type=submit]")
     assert page.locator("a.t[id^='t-']").count() == 20
     assert page.locator("a.t.town").count() == 0
-    context.close()
+    page.context.close()
