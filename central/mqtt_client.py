@@ -96,8 +96,8 @@ class _Connection(asyncio.Protocol):
             self.abort()
             return
         finally:
-            if answers and self.transport is not None:
-                self.transport.write(b"".join(answers))
+            if answers:
+                self.write(b"".join(answers))
         self.client.receive_cpu_s += time.thread_time() - started
         if received:
             self.client.on_publishes(received)
