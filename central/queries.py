@@ -234,9 +234,19 @@ class ReadModel:
             return sorted(set(session.execute(select(Site.town).where(IN_SERVICE)).scalars()))
 
     def service_names(self) -> dict[str, str]:
-        """Service code -> name across the registry (the statistics page's labels)."""
+        """Service code -> name across the registry (the statistics page's labels): where
+        sites name a service differently, the name most sites use (then the first by text),
+        the same answer whatever order the database returns rows in."""
         with self.sessions() as session:
-            return dict(session.execute(select(Service.code, Service.name).distinct()).all())
+            rows = session.execute(
+                select(Service.code, Service.name, func.count())
+                .group_by(Service.code, Service.name)
+                .order_by(Service.code, func.count().desc(), Service.name)
+            ).all()
+        names: dict[str, str] = {}
+        for code, name, _ in rows:
+            names.setdefault(code, name)
+        return names
 
     def sites(self) -> list[Site]:
         """The registry rows of the sites in service, by town then id."""

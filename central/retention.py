@@ -23,9 +23,10 @@ embedded sink's ``prune``).
 
 Each step deletes at most ``batch`` rows of each kind in one short
 transaction, so ingest waits for one step, not for the whole clean-up. Events
-are walked along their primary key (arrival order) from the oldest, so a step
-reads an index range, never the whole table, and the walk stops at the first
-batch that reaches rows younger than the setting.
+are walked type by type along the ``(type, ts_ms)`` index up to the cutoff (a
+step reads index ranges, never the whole table); rows kept back (acknowledged
+later, or received late) are passed over and looked at again in the next run.
+Event types the contract no longer has are not walked.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from central.config import CentralConfig
 from central.models import Alarm, Command, EventRecord, HelpCall, SequenceGap, Site
+from firmware_protocols.mqtt_messages import EVENT_TYPES
 
 log = structlog.get_logger(__name__)
 
@@ -81,8 +83,9 @@ class Retention:
         self._sessions = sessions
         self._config = config
         self._batch = batch
-        self._after_event_id = 0
-        """Where the events walk of the current run is (reset when a run ends)."""
+        self._walk: dict[str, tuple[int, int] | None] = {}
+        """Per event type, the (ts_ms, id) the walk of this run has passed; ``None`` once
+        the type is walked to its cutoff. Reset when a run ends."""
 
     def prune_step(self, now: datetime) -> tuple[Pruned, bool]:
         """One step: at most ``batch`` rows of each kind, in one transaction; and whether
@@ -107,10 +110,10 @@ class Retention:
                     session, Command, Command.id,
                     and_(Command.issued_at < cut, Command.expires_at < cut,
                          or_(Command.result_at.is_(None), Command.result_at < cut)))  # fmt: skip
-        more = self._after_event_id > 0 or any(
-            count >= self._batch for count in pruned.as_dict().values())
+        walking = config.events_retention_days > 0 and not self._events_walked
+        more = walking or any(count >= self._batch for count in pruned.as_dict().values())
         if not more:
-            self._after_event_id = 0  # the next run starts from the oldest again
+            self._walk.clear()  # the next run starts from the oldest again
         return pruned, more
 
     def _delete(self, session: Session, model: Any, key: Any, condition: Any) -> int:
@@ -120,30 +123,38 @@ class Retention:
         return len(ids)
 
     def _events(self, session: Session, cut: datetime) -> int:
-        """The next batch of the walk along event ids: delete what is old and acknowledged."""
-        if self._after_event_id < 0:  # this run already reached the young rows
-            return 0
-        rows = session.execute(
-            select(EventRecord.id, EventRecord.site_id, EventRecord.seq, EventRecord.ts_ms,
-                   EventRecord.received_at)
-            .where(EventRecord.id > self._after_event_id)
-            .order_by(EventRecord.id)
-            .limit(self._batch)
-        ).all()  # fmt: skip
-        if not rows:
-            self._after_event_id = -1
-            return 0
-        acked = dict(session.execute(
-            select(Site.id, Site.acked_seq).where(Site.id.in_({r.site_id for r in rows}))
-        ).all())  # fmt: skip
+        """The next batch of the walk: per event type along the ``(type, ts_ms)`` index up to
+        the cutoff, deleting what is old by both clocks and acknowledged."""
         cut_ms = int(cut.timestamp() * 1000)
-        old = [r.id for r in rows
-               if r.received_at < cut and r.ts_ms < cut_ms and r.seq <= acked.get(r.site_id, 0)]
-        if old:
-            session.execute(delete(EventRecord).where(EventRecord.id.in_(old)))
-        # Arrival order follows the id: past a young row the rest is young too.
-        self._after_event_id = -1 if rows[-1].received_at >= cut else rows[-1].id
-        return len(old)
+        budget, deleted = self._batch, 0
+        for event_type in sorted(EVENT_TYPES):
+            after = self._walk.get(event_type, (-1, 0))
+            if after is None or budget <= 0:  # done in this run, or the step is full
+                continue
+            ts_ms, row_id = after
+            rows = session.execute(
+                select(EventRecord.id, EventRecord.site_id, EventRecord.seq,
+                       EventRecord.ts_ms, EventRecord.received_at)
+                .where(EventRecord.type == event_type, EventRecord.ts_ms < cut_ms,
+                       or_(EventRecord.ts_ms > ts_ms,
+                           and_(EventRecord.ts_ms == ts_ms, EventRecord.id > row_id)))
+                .order_by(EventRecord.ts_ms, EventRecord.id)
+                .limit(budget)
+            ).all()  # fmt: skip
+            budget -= len(rows)
+            self._walk[event_type] = (rows[-1].ts_ms, rows[-1].id) if rows else None
+            acked = dict(session.execute(
+                select(Site.id, Site.acked_seq).where(Site.id.in_({r.site_id for r in rows}))
+            ).all()) if rows else {}  # fmt: skip
+            old = [r.id for r in rows if r.received_at < cut and r.seq <= acked.get(r.site_id, 0)]
+            if old:
+                session.execute(delete(EventRecord).where(EventRecord.id.in_(old)))
+                deleted += len(old)
+        return deleted
+
+    @property
+    def _events_walked(self) -> bool:
+        return all(self._walk.get(t, (-1, 0)) is None for t in EVENT_TYPES)
 
 
 __all__ = ["BATCH", "Pruned", "Retention"]

@@ -424,3 +424,15 @@ def test_an_import_may_retire_the_sites_it_does_not_list_but_not_online_ones_unf
     forced = registry.apply_import(sheet, actor=ADMIN, now=NOW, retire_missing=True, force=True)
     assert (forced.retired, forced.unchanged) == (["zs-sanxiang-01", "zs-sanxiang-02"], 1)
     assert [s.id for s in ReadModel(small_registry).site_summaries()] == ["zs-sanxiang"]
+
+
+def test_a_service_named_differently_at_one_site_keeps_the_fleets_label(
+    small_registry: sessionmaker[Session],
+) -> None:
+    """The statistics label of a code is the name most sites give it, not whichever row the
+    database returns first (that changed after a restore)."""
+    _registry(small_registry).create_site(village(), actor=ADMIN, now=NOW)
+    _registry(small_registry).change_site(
+        NEW, lambda s: s.with_service(ServiceSpec("zonghe", "综合受理", "Z", 1800)),
+        actor=ADMIN, now=NOW)  # fmt: skip
+    assert ReadModel(small_registry).service_names()["zonghe"] == "综合受理（一窗通办）"
