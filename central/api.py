@@ -137,6 +137,8 @@ class ServiceBody(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     prefix: str = Field(pattern=r"^[A-Z]{1,2}$", description="ticket letter(s)")
     sla_s: int = Field(0, ge=0, description="waiting limit, whole minutes in seconds; 0: none")
+    windows: list[int] = Field(default_factory=list, description="windows that also call it "
+                               "from now on (a new service needs one)")
 
 
 class WindowBody(BaseModel):
@@ -211,7 +213,14 @@ def _edit_site(request: Request, principal: Principal, site_id: str,
 def api_put_service(request: Request, site_id: str, code: str, body: ServiceBody,
                     principal: Admin) -> dict[str, Any]:  # fmt: skip
     service = ServiceSpec(code, body.name, body.prefix, body.sla_s)
-    return _edit_site(request, principal, site_id, lambda spec: spec.with_service(service))
+
+    def edit(spec: SiteSpec) -> SiteSpec:
+        missing = [n for n in body.windows if spec.window(n) is None]
+        if missing:
+            raise UnknownWindow(missing[0])
+        return spec.with_service(service, body.windows)
+
+    return _edit_site(request, principal, site_id, edit)
 
 
 @router.delete("/sites/{site_id}/services/{code}", tags=["registry"])

@@ -8,7 +8,8 @@
         --kind village --windows 2 [--hours 08:30-17:30] [--lat 22.5 --lon 113.4]
     onedoor central site set zs-shiqi-13 [--name ...] [--hours 08:30-12:00|default]
         [--last-ticket 11:30|none] [--reset 03:00] [--lat ... --lon ...]
-    onedoor central site service set zs-shiqi-13 huji --name 户籍业务 --prefix A --sla-minutes 30
+    onedoor central site service set zs-shiqi-13 huji --name 户籍业务 --prefix A --sla-minutes 30 \
+        --windows 2                                             # windows that call it too
     onedoor central site service remove zs-shiqi-13 huji
     onedoor central site window set zs-shiqi-13 3 --services zonghe,huji [--priority]
     onedoor central site window remove zs-shiqi-13 3
@@ -150,11 +151,25 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _numbers(text: str | None) -> list[int]:
+    try:
+        return [int(part) for part in (text or "").split(",") if part.strip()]
+    except ValueError:
+        raise InvalidRequest(f"--windows {text!r}: window numbers, comma-separated") from None
+
+
 def _cmd_service_set(args: argparse.Namespace) -> int:
     service = ServiceSpec(args.code, args.name, args.prefix, args.sla_minutes * 60)
-    diff = _registry(database_config(args)).change_site(
-        args.site, lambda spec: spec.with_service(service), actor=Actor.command_line(),
-        now=_now())  # fmt: skip
+    windows = _numbers(args.windows)
+
+    def edit(spec: SiteSpec) -> SiteSpec:
+        missing = [n for n in windows if spec.window(n) is None]
+        if missing:
+            raise UnknownWindow(missing[0])
+        return spec.with_service(service, windows)
+
+    diff = _registry(database_config(args)).change_site(args.site, edit,
+                                                        actor=Actor.command_line(), now=_now())
     return _changed(args.site, diff.summary())
 
 
@@ -322,6 +337,8 @@ def register_registry_cli(sub: argparse._SubParsersAction[argparse.ArgumentParse
     put.add_argument("--prefix", required=True, help="票号字母 / ticket letter(s), A-Z")
     put.add_argument("--sla-minutes", type=int, default=0,
                      help="等候时限（分钟）/ waiting limit in minutes (0: none)")
+    put.add_argument("--windows", metavar="N,N",
+                     help="由这些窗口办理 / windows that call it too (a new service needs one)")
     drop = command(services, "remove", "删除服务 / remove a service", _cmd_service_remove)
     drop.add_argument("site")
     drop.add_argument("code")

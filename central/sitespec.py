@@ -87,14 +87,27 @@ class SiteSpec:
     def window(self, number: int) -> WindowSpec | None:
         return next((w for w in self.windows if w.number == number), None)
 
-    def with_service(self, service: ServiceSpec) -> SiteSpec:
-        """This spec with ``service`` added, or replacing the one of the same code."""
+    def with_service(self, service: ServiceSpec, windows: Iterable[int] = ()) -> SiteSpec:
+        """This spec with ``service`` added, or replacing the one of the same code, and
+        served also by the ``windows`` (numbers of windows the spec has)."""
         others = tuple(s for s in self.services if s.code != service.code)
-        return dataclasses.replace(self, services=(*others, service))
+        spec = dataclasses.replace(self, services=(*others, service))
+        for number in windows:
+            window = spec.window(number)
+            if window is not None and service.code not in window.services:
+                spec = spec.with_window(dataclasses.replace(
+                    window, services=(*window.services, service.code)))  # fmt: skip
+        return spec
 
     def without_service(self, code: str) -> SiteSpec:
-        return dataclasses.replace(self, services=tuple(s for s in self.services
-                                                        if s.code != code))  # fmt: skip
+        """This spec without the service, taken off the windows that called it too."""
+        return dataclasses.replace(
+            self,
+            services=tuple(s for s in self.services if s.code != code),
+            windows=tuple(dataclasses.replace(w, services=tuple(c for c in w.services
+                                                                if c != code))
+                          for w in self.windows),
+        )  # fmt: skip
 
     def with_window(self, window: WindowSpec) -> SiteSpec:
         others = tuple(w for w in self.windows if w.number != window.number)
