@@ -53,9 +53,10 @@ from central.access import Admin, Operator, Viewer, actor_of
 from central.audit import AuditAction, audit_csv
 from central.auth import Principal, Role
 from central.context import Central, central_of, service_of
-from central.errors import InvalidRequest, UnknownService, UnknownToken, UnknownWindow
+from central.errors import InvalidRequest, UnknownToken
 from central.inventory import ansible_inventory
 from central.models import SiteKind
+from central.registry import Edit
 from central.registry_csv import read_sheet
 from central.service import command_args
 from central.sitespec import Hours, ServiceSpec, SiteSpec, WindowSpec
@@ -202,7 +203,7 @@ def api_restore_site(request: Request, site_id: str, principal: Admin) -> dict[s
 
 
 def _edit_site(request: Request, principal: Principal, site_id: str,
-               edit: Any) -> dict[str, Any]:  # fmt: skip
+               edit: Edit) -> dict[str, Any]:  # fmt: skip
     central = central_of(request)
     central.registry.change_site(site_id, edit, actor=actor_of(request, principal),
                                  now=central.now())  # fmt: skip
@@ -213,25 +214,14 @@ def _edit_site(request: Request, principal: Principal, site_id: str,
 def api_put_service(request: Request, site_id: str, code: str, body: ServiceBody,
                     principal: Admin) -> dict[str, Any]:  # fmt: skip
     service = ServiceSpec(code, body.name, body.prefix, body.sla_s)
-
-    def edit(spec: SiteSpec) -> SiteSpec:
-        missing = [n for n in body.windows if spec.window(n) is None]
-        if missing:
-            raise UnknownWindow(missing[0])
-        return spec.with_service(service, body.windows)
-
-    return _edit_site(request, principal, site_id, edit)
+    return _edit_site(request, principal, site_id,
+                      lambda spec: spec.with_service(service, body.windows))  # fmt: skip
 
 
 @router.delete("/sites/{site_id}/services/{code}", tags=["registry"])
 def api_delete_service(request: Request, site_id: str, code: str,
                        principal: Admin) -> dict[str, Any]:  # fmt: skip
-    def edit(spec: SiteSpec) -> SiteSpec:
-        if spec.service(code) is None:
-            raise UnknownService(code)
-        return spec.without_service(code)
-
-    return _edit_site(request, principal, site_id, edit)
+    return _edit_site(request, principal, site_id, lambda spec: spec.without_service(code))
 
 
 @router.put("/sites/{site_id}/windows/{number}", tags=["registry"])
@@ -244,12 +234,7 @@ def api_put_window(request: Request, site_id: str, number: int, body: WindowBody
 @router.delete("/sites/{site_id}/windows/{number}", tags=["registry"])
 def api_delete_window(request: Request, site_id: str, number: int,
                       principal: Admin) -> dict[str, Any]:  # fmt: skip
-    def edit(spec: SiteSpec) -> SiteSpec:
-        if spec.window(number) is None:
-            raise UnknownWindow(number)
-        return spec.without_window(number)
-
-    return _edit_site(request, principal, site_id, edit)
+    return _edit_site(request, principal, site_id, lambda spec: spec.without_window(number))
 
 
 @router.get("/registry/{part}.csv", tags=["registry"], response_class=PlainTextResponse)

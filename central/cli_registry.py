@@ -40,10 +40,10 @@ from typing import Any
 from central.audit import Actor, audit_csv
 from central.cli import database_config, guarded, sessions_of, show_help, with_config
 from central.config import CentralConfig
-from central.errors import InvalidRequest, UnknownService, UnknownWindow
+from central.errors import InvalidRequest
 from central.models import SiteKind
 from central.queries import ReadModel
-from central.registry import Registry
+from central.registry import Edit, Registry
 from central.registry_csv import read_sheet
 from central.seed import SERVICES_CSV, SiteRow, read_services, site_spec
 from central.sitespec import DEFAULT_RESET, Hours, ServiceSpec, SiteSpec, WindowSpec, to_builtins
@@ -88,11 +88,6 @@ def _with_hours(spec: SiteSpec, args: argparse.Namespace) -> SiteSpec:
     return dataclasses.replace(spec, hours=hours)
 
 
-def _changed(site_id: str, summary: str) -> int:
-    print(f"{site_id}: {summary or '未变 / no change'}")
-    return 0
-
-
 # --------------------------------------------------------------------------- commands
 
 
@@ -129,12 +124,7 @@ def _cmd_set(args: argparse.Namespace) -> int:
     if args.kind is not None:
         fields["kind"] = SiteKind(args.kind)
 
-    def edit(spec: SiteSpec) -> SiteSpec:
-        return _with_hours(dataclasses.replace(spec, **fields), args)
-
-    diff = _registry(database_config(args)).change_site(
-        args.site, edit, actor=Actor.command_line(), now=_now())
-    return _changed(args.site, diff.summary())
+    return _edit(args, lambda spec: _with_hours(dataclasses.replace(spec, **fields), args))
 
 
 def _cmd_retire(args: argparse.Namespace) -> int:
@@ -158,30 +148,21 @@ def _numbers(text: str | None) -> list[int]:
         raise InvalidRequest(f"--windows {text!r}: window numbers, comma-separated") from None
 
 
+def _edit(args: argparse.Namespace, edit: Edit) -> int:
+    diff = _registry(database_config(args)).change_site(args.site, edit,
+                                                        actor=Actor.command_line(), now=_now())
+    print(f"{args.site}: {diff.summary() or '未变 / no change'}")
+    return 0
+
+
 def _cmd_service_set(args: argparse.Namespace) -> int:
     service = ServiceSpec(args.code, args.name, args.prefix, args.sla_minutes * 60)
     windows = _numbers(args.windows)
-
-    def edit(spec: SiteSpec) -> SiteSpec:
-        missing = [n for n in windows if spec.window(n) is None]
-        if missing:
-            raise UnknownWindow(missing[0])
-        return spec.with_service(service, windows)
-
-    diff = _registry(database_config(args)).change_site(args.site, edit,
-                                                        actor=Actor.command_line(), now=_now())
-    return _changed(args.site, diff.summary())
+    return _edit(args, lambda spec: spec.with_service(service, windows))
 
 
 def _cmd_service_remove(args: argparse.Namespace) -> int:
-    def edit(spec: SiteSpec) -> SiteSpec:
-        if spec.service(args.code) is None:
-            raise UnknownService(args.code)
-        return spec.without_service(args.code)
-
-    diff = _registry(database_config(args)).change_site(args.site, edit,
-                                                        actor=Actor.command_line(), now=_now())
-    return _changed(args.site, diff.summary())
+    return _edit(args, lambda spec: spec.without_service(args.code))
 
 
 def _cmd_window_set(args: argparse.Namespace) -> int:
@@ -195,20 +176,11 @@ def _cmd_window_set(args: argparse.Namespace) -> int:
             current.priority if current else False)  # fmt: skip
         return spec.with_window(WindowSpec(args.number, codes, name, priority))
 
-    diff = _registry(database_config(args)).change_site(args.site, edit,
-                                                        actor=Actor.command_line(), now=_now())
-    return _changed(args.site, diff.summary())
+    return _edit(args, edit)
 
 
 def _cmd_window_remove(args: argparse.Namespace) -> int:
-    def edit(spec: SiteSpec) -> SiteSpec:
-        if spec.window(args.number) is None:
-            raise UnknownWindow(args.number)
-        return spec.without_window(args.number)
-
-    diff = _registry(database_config(args)).change_site(args.site, edit,
-                                                        actor=Actor.command_line(), now=_now())
-    return _changed(args.site, diff.summary())
+    return _edit(args, lambda spec: spec.without_window(args.number))
 
 
 def _cmd_import(args: argparse.Namespace) -> int:

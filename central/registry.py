@@ -456,6 +456,7 @@ def _revised(version: str, revision: int) -> str:
 
 
 __all__ = [
+    "Edit",
     "ImportPlan",
     "Registry",
     "Retirement",

@@ -29,6 +29,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from central.errors import UnknownService, UnknownWindow
 from central.models import Service, Site, SiteKind, Window
 
 DEFAULT_RESET: Final = "03:00"
@@ -89,18 +90,23 @@ class SiteSpec:
 
     def with_service(self, service: ServiceSpec, windows: Iterable[int] = ()) -> SiteSpec:
         """This spec with ``service`` added, or replacing the one of the same code, and
-        served also by the ``windows`` (numbers of windows the spec has)."""
+        called also by the ``windows`` (:class:`UnknownWindow` for a number it lacks)."""
         others = tuple(s for s in self.services if s.code != service.code)
         spec = dataclasses.replace(self, services=(*others, service))
         for number in windows:
             window = spec.window(number)
-            if window is not None and service.code not in window.services:
+            if window is None:
+                raise UnknownWindow(number)
+            if service.code not in window.services:
                 spec = spec.with_window(dataclasses.replace(
                     window, services=(*window.services, service.code)))  # fmt: skip
         return spec
 
     def without_service(self, code: str) -> SiteSpec:
-        """This spec without the service, taken off the windows that called it too."""
+        """This spec without the service (:class:`UnknownService` if it has none of this
+        code), taken off the windows that called it too."""
+        if self.service(code) is None:
+            raise UnknownService(code)
         return dataclasses.replace(
             self,
             services=tuple(s for s in self.services if s.code != code),
@@ -114,6 +120,9 @@ class SiteSpec:
         return dataclasses.replace(self, windows=(*others, window))
 
     def without_window(self, number: int) -> SiteSpec:
+        """This spec without the window (:class:`UnknownWindow` if it has none of this number)."""
+        if self.window(number) is None:
+            raise UnknownWindow(number)
         return dataclasses.replace(self, windows=tuple(w for w in self.windows
                                                        if w.number != number))  # fmt: skip
 

@@ -4,7 +4,6 @@ database answers exactly as before (sites, live state, alarms, statistics, pages
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -33,7 +32,7 @@ from tests.central.conftest import SMALL_SITES
 from tests.central.sim import SimSite, called, received
 from tests.central.test_api import T9, _event, _issued
 from tests.central.test_api_support import SECRET, TEST_HOSTS
-from tests.servers import MosquittoBroker, PostgresCluster
+from tests.servers import MosquittoBroker, PostgresCluster, temporary_postgres
 
 CLOCK = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 DAY = "from=2026-11-23&to=2026-11-23"
@@ -144,15 +143,9 @@ def _snapshot(client: TestClient, admin: str, viewer: str) -> dict[str, object]:
 
 @pytest.fixture
 def fresh_server() -> Iterator[PostgresCluster]:
-    """A PostgreSQL server of its own, as a replacement machine would have (in /tmp: the
-    server runs as user postgres when the tests run as root)."""
-    with tempfile.TemporaryDirectory(prefix="onedoor-restored-") as workdir:
-        cluster = PostgresCluster(Path(workdir))
-        cluster.start()
-        try:
-            yield cluster
-        finally:
-            cluster.stop()
+    """A PostgreSQL server of its own, as a replacement machine would have."""
+    with temporary_postgres("onedoor-restored-") as cluster:
+        yield cluster
 
 
 def _restore_target(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
