@@ -172,8 +172,9 @@ def test_every_refusal_carries_its_status() -> None:
 def test_public_names_of_the_http_side_exist() -> None:
     import importlib
 
-    for name in ("access", "api", "buckets", "context", "errors", "inventory", "limits",
-                 "metrics", "queries", "registry", "views", "web", "web.live", "web.pages",
-                 "web.render", "web.text"):  # fmt: skip
+    for name in ("access", "api", "audit", "backup", "buckets", "cli_registry", "context",
+                 "errors", "inventory", "limits", "metrics", "queries", "registry",
+                 "registry_csv", "retention", "sitespec", "views", "web", "web.live",
+                 "web.pages", "web.render", "web.text"):  # fmt: skip
         module = importlib.import_module(f"central.{name}")
         assert all(hasattr(module, public) for public in module.__all__), name

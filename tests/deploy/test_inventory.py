@@ -39,9 +39,11 @@ NEW_SITE = "zs-shiqi-13"  # added to the registry through the API: the README's 
 NEW_SITE_SPEC = {
     "id": NEW_SITE, "name": "石岐新村党群服务中心", "town": "石岐街道", "kind": "village",
     "hours": {"open": "08:00", "close": "17:00", "last_ticket": "16:30"},
+    # The village group's ticket buttons (group_vars/village.yml) name these three.
     "services": [{"code": "zonghe", "name": "综合受理（一窗通办）", "prefix": "Z", "sla_s": 1800},
-                 {"code": "shebao", "name": "社会保障", "prefix": "B", "sla_s": 1800}],
-    "windows": [{"number": 1, "services": ["zonghe", "shebao"]},
+                 {"code": "shebao", "name": "社会保障", "prefix": "B", "sla_s": 1800},
+                 {"code": "minzheng", "name": "民政救助", "prefix": "D", "sla_s": 2400}],
+    "windows": [{"number": 1, "services": ["zonghe", "shebao", "minzheng"]},
                 {"number": 2, "services": ["zonghe"]}],
 }  # fmt: skip
 # What only the central knows (the dynamic inventory's live state).
