@@ -1,4 +1,5 @@
-"""``onedoor edge ...``: run the daemon, check a config, show the hall, make voice clips."""
+"""``onedoor edge ...``: run the daemon, check a config, show the hall, probe the devices,
+make voice clips."""
 
 from __future__ import annotations
 
@@ -51,6 +52,22 @@ def _cmd_make_clips(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.directory}: {len(written)} clip(s) written")
     return 0
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from edge.devices.probe import format_results, run_probe
+
+    try:
+        config = load_config(args.config, check_files=False)
+    except ConfigInvalid as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    results = run_probe(config, args.device)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], ensure_ascii=False, indent=2))
+    else:
+        print(format_results(results))
+    return 0 if results and all(r.ok for r in results) else 1
 
 
 def _status_over_http(config: EdgeConfig) -> dict[str, Any] | None:
@@ -146,6 +163,14 @@ def add_edge_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     status.add_argument("--config", required=True, help="site TOML file")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_cmd_status)
+    probe = sub.add_parser(
+        "probe", help="探测设备 ask each configured device what it is, its status and round trip "
+                      "(stop the daemon first: it owns the ports)")
+    probe.add_argument("--config", required=True, help="site TOML file")
+    probe.add_argument("--device", choices=("printer", "screens", "terminals", "id_card"),
+                       help="only this device family")
+    probe.add_argument("--json", action="store_true")
+    probe.set_defaults(func=_cmd_probe)
     clips = sub.add_parser("make-clips", help="generate the default voice clips (espeak-ng)")
     clips.add_argument("directory")
     clips.add_argument("--overwrite", action="store_true", help="replace existing clips")

@@ -1,6 +1,6 @@
 """The site configuration: one TOML file, read into frozen dataclasses, strictly.
 
-Ops render this file from the Ansible inventory (DESIGN.md "Configuration").
+Ops render this file from the Ansible inventory (deploy/ansible/README.md).
 :func:`load_config` checks everything it can before the daemon touches a
 device and raises :class:`~edge.errors.ConfigInvalid` listing *every* problem
 with its key path, e.g. ``windows[3].services.huji: unknown service``
@@ -18,6 +18,7 @@ Layout (see ``edge/examples/*.toml`` for complete files)::
                  mean_minutes, cv, visitors_per_day (for the predicted wait)
     [[windows]]  number, services = {id = weight}, priority, ratio_cap, terminal, screen
     [devices.printer] [devices.screens] [devices.terminals] [devices.gpio] [devices.audio]
+    [devices.id_card]                     # 二代身份证 reader at the kiosk (edge.id_card_kiosk)
     [mqtt]      host, port, username, password | password_file, [mqtt.tls]
     [paths]     journal, clips, journal_retention_days (90: older acknowledged days are
                 pruned at the day reset)
@@ -54,6 +55,9 @@ _PREFIX_RE = re.compile(r"^[A-Z]{1,2}\Z")
 _HHMM_RE = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])\Z")
 TicketClassName = Literal["normal", "priority", "appointment"]
 TerminalBusKind = Literal["modbus", "vendor"]
+ParityName = Literal["N", "E", "O"]
+Rs485Name = Literal["auto", "kernel", "rts"]
+RS485_NAMES = ("auto", "kernel", "rts")
 AudioOutput = Literal["alsa", "wav"]
 KLASS_BY_NAME: Mapping[str, TicketClass] = MappingProxyType(
     {"normal": TicketClass.NORMAL, "priority": TicketClass.PRIORITY,
@@ -131,8 +135,8 @@ class WindowConfig:
 
 @dataclass(frozen=True, slots=True)
 class PrinterConfig:
-    port: str
-    baud: int
+    port: str  # a serial device, /dev/usb/lp0 (USB) or tcp://host:9100 (network)
+    baud: int  # serial only
     poll_seconds: float
     timeout_ms: int = 300  # for each status answer (a slow USB-serial adapter needs more)
 
@@ -142,7 +146,8 @@ class ScreensConfig:
     port: str
     baud: int
     hall: int | None  # address of the hall screen, if any
-    timeout_ms: int = 150  # for each screen's acknowledgement
+    timeout_ms: int = 150  # each screen's turnaround, on top of the frames' wire time
+    rs485: Rs485Name = "auto"  # who switches the RS485 direction (edge.devices.serial_port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +157,22 @@ class TerminalBusConfig:
     baud: int
     poll_ms: int
     timeout_ms: int
+    parity: ParityName = "E"  # Modbus: 8E1 as the serial-line spec says; vendor keypads: N
+    rs485: Rs485Name = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class IdCardConfig:
+    """The 二代身份证 reader at the kiosk: a card read takes a ticket (edge.id_card_kiosk)."""
+
+    port: str
+    baud: int
+    service: str  # the service a card takes a ticket for
+    elder_age: int  # 老年人优先 from this age (0: never)
+    tickets_per_day: int  # per ID number and service and day (0: no limit)
+    call_by_name: bool  # masked name (张*女士) on the hall screen with the number
+    poll_ms: int
+    ledger: str  # salted hashes of today's cards (never the ID number)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +217,7 @@ class DevicesConfig:
     terminals: TerminalBusConfig | None = None
     gpio: GpioConfig | None = None
     audio: AudioConfig | None = None
+    id_card: IdCardConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -566,6 +588,25 @@ def _read_windows(root: _Table, service_ids: set[str]) -> tuple[WindowConfig, ..
     return tuple(windows)
 
 
+def _read_id_card(sub: _Table, service_ids: set[str], config_dir: Path,
+                  ledger_default: str) -> IdCardConfig:
+    service = sub.get("service", str, check=_non_empty)
+    if service and service not in service_ids:
+        sub.problems.add(sub.key_path("service"), f"unknown service {service!r}")
+    config = IdCardConfig(
+        port=sub.get("port", str, check=_non_empty),
+        baud=sub.get("baud", int, 115200, _check_baud_rate),
+        service=service,
+        elder_age=sub.get("elder_age", int, 60, _between(0, 150)),
+        tickets_per_day=sub.get("tickets_per_day", int, 1, _between(0, 100)),
+        call_by_name=sub.get("call_by_name", bool, False),
+        poll_ms=sub.get("poll_ms", int, 500, _between(100, 10_000)),
+        ledger=str(config_dir / sub.get("ledger", str, ledger_default, _non_empty)),
+    )
+    sub.finish()
+    return config
+
+
 def _read_devices(root: _Table, config_dir: Path, service_ids: set[str],
                   windows: tuple[WindowConfig, ...]) -> DevicesConfig:
     table = root.table("devices")
@@ -575,7 +616,7 @@ def _read_devices(root: _Table, config_dir: Path, service_ids: set[str],
     if (sub := table.table("printer")) is not None:
         printer = PrinterConfig(
             port=sub.get("port", str, check=_non_empty),
-            baud=sub.get("baud", int, 19200, _check_baud_rate),
+            baud=sub.get("baud", int, 9600, _check_baud_rate),
             poll_seconds=sub.get("poll_seconds", float, 5.0, _between(0.2, 600)),
             timeout_ms=sub.get("timeout_ms", int, 300, _between(20, 5_000)),
         )
@@ -586,6 +627,7 @@ def _read_devices(root: _Table, config_dir: Path, service_ids: set[str],
             baud=sub.get("baud", int, 9600, _check_baud_rate),
             hall=sub.optional("hall", int, _between(1, 254)),
             timeout_ms=sub.get("timeout_ms", int, 150, _between(20, 5_000)),
+            rs485=cast(Rs485Name, sub.get("rs485", str, "auto", _one_of(*RS485_NAMES))),
         )
         if screens.hall is not None and screens.hall in {w.screen for w in windows}:
             root.problems.add(sub.key_path("hall"), "address already used by a window screen")
@@ -593,12 +635,17 @@ def _read_devices(root: _Table, config_dir: Path, service_ids: set[str],
     elif any(w.screen is not None for w in windows):
         root.problems.add("devices.screens", "windows have screen addresses but no screen bus")
     if (sub := table.table("terminals")) is not None:
+        kind = cast(TerminalBusKind, sub.get("kind", str, "modbus", _one_of("modbus", "vendor")))
+        modbus = kind == "modbus"  # Modbus terminals 19200 8E1, vendor keypads 9600 8N1
         terminals = TerminalBusConfig(
-            kind=cast(TerminalBusKind, sub.get("kind", str, "modbus", _one_of("modbus", "vendor"))),
+            kind=kind,
             port=sub.get("port", str, check=_non_empty),
-            baud=sub.get("baud", int, 19200, _check_baud_rate),
+            baud=sub.get("baud", int, 19200 if modbus else 9600, _check_baud_rate),
             poll_ms=sub.get("poll_ms", int, 100, _between(10, 10_000)),
             timeout_ms=sub.get("timeout_ms", int, 50, _between(5, 5_000)),
+            parity=cast(ParityName, sub.get("parity", str, "E" if modbus else "N",
+                                            _one_of("N", "E", "O"))),
+            rs485=cast(Rs485Name, sub.get("rs485", str, "auto", _one_of(*RS485_NAMES))),
         )
         sub.finish()
     elif any(w.terminal is not None for w in windows):
@@ -618,8 +665,15 @@ def _read_devices(root: _Table, config_dir: Path, service_ids: set[str],
         if output == "wav" and audio.wav_dir is None:
             root.problems.add(sub.key_path("wav_dir"), "required when output is \"wav\"")
         sub.finish()
+    id_card = None
+    if (sub := table.table("id_card")) is not None:
+        # The ledger of today's card hashes sits beside the journal unless placed elsewhere.
+        paths = root.data.get("paths")
+        journal = paths.get("journal") if isinstance(paths, dict) else None
+        beside = f"{journal}.idcards" if isinstance(journal, str) and journal else "idcards.sqlite"
+        id_card = _read_id_card(sub, service_ids, config_dir, beside)
     table.finish()
-    return DevicesConfig(printer, screens, terminals, gpio, audio)
+    return DevicesConfig(printer, screens, terminals, gpio, audio, id_card)
 
 
 def _read_gpio(table: _Table, service_ids: set[str], problems: _Problems) -> GpioConfig:
@@ -833,6 +887,7 @@ __all__ = [
     "HelpButtonConfig",
     "HoursConfig",
     "HttpConfig",
+    "IdCardConfig",
     "MqttConfig",
     "PathsConfig",
     "PrinterConfig",

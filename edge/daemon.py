@@ -78,6 +78,7 @@ from edge.devices.base import (
     HallCounts,
     HealthState,
     HelpButton,
+    IdCardRead,
     InputMark,
     InputQueue,
     KeyPress,
@@ -89,15 +90,16 @@ from edge.devices.base import (
     TicketPrinter,
     WindowKey,
 )
+from edge.devices.ticket import TicketContent
 from edge.errors import CommandRejected, ConfigInvalid, JournalError
 from edge.hall import Hall, IssuedTicket, open_hall
 from edge.http_api import HttpApi
+from edge.id_card_kiosk import IdCardKiosk, kiosk_for
 from edge.journal import Journal
 from edge.predict import PredictionJob, WaitPredictor
 from edge.uplink import CommandFailed, Uplink, host_stats
 from fastpath.types import TicketClass, TicketState, WindowState
 from firmware_protocols import mqtt_messages as mm
-from firmware_protocols.escpos import TicketContent
 
 log = structlog.get_logger(__name__)
 
@@ -253,7 +255,7 @@ DeviceFactory = Callable[[EdgeConfig, InputQueue], DeviceSet]
 
 _MQTT_KIND: dict[DeviceKind, mm.DeviceKind] = {
     DeviceKind.PRINTER: "printer", DeviceKind.SCREEN: "led", DeviceKind.TERMINAL: "terminal",
-    DeviceKind.GPIO: "gpio", DeviceKind.VOICE: "audio",
+    DeviceKind.GPIO: "gpio", DeviceKind.VOICE: "audio", DeviceKind.ID_CARD: "id_card",
 }
 _MQTT_STATUS: dict[HealthState, mm.DeviceHealth] = {
     HealthState.OK: "ok", HealthState.DEGRADED: "degraded", HealthState.OFFLINE: "offline",
@@ -369,6 +371,7 @@ class EdgeDaemon:
         self._spawned: set[asyncio.Task[None]] = set()  # ticket button presses, reloads
         self._parts_config: EdgeConfig | None = None  # what uplink, http, devices run with
         self._restarting = asyncio.Lock()
+        self.kiosk: IdCardKiosk | None = None  # [devices.id_card]: tickets by ID card
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -383,6 +386,7 @@ class EdgeDaemon:
             hall.predictor_factory = self.predictor
         self.prune_journal()  # also when the day reset came while the Pi was off
         self.config = hall.config
+        self.kiosk = kiosk_for(self.config)
         if self._startup_rejection is not None:
             hall.reject_config(self._version_in_file(), list(self._startup_rejection.errors))
         try:
@@ -569,6 +573,12 @@ class EdgeDaemon:
                     return
                 # Predicting and printing take a while: keypads must not wait behind them.
                 self._spawn_ticket(item)
+            case IdCardRead() if self.kiosk is not None:
+                closed = hall.closed_notice(self.clock.now_ms())
+                if closed is not None:
+                    self._notice("closed", closed, CLOSED_NOTICE_S)
+                    return
+                self._spawn(self._card_ticket(item, self.kiosk), "ticket:id_card")
             case HelpButton():
                 if item.long_press:
                     hall.help_long_press(item.button_id)
@@ -598,6 +608,24 @@ class EdgeDaemon:
             log.warning("input.rejected", input=repr(press), reason=str(exc))
         except Exception:  # in the task group: a failure must not take the daemon down
             log.exception("ticket.button_failed", input=repr(press))
+
+    async def _card_ticket(self, read: IdCardRead, kiosk: IdCardKiosk) -> None:
+        """A card read at the kiosk: edge.id_card_kiosk decides, issuing and printing are ours."""
+        hall = self.hall
+        assert hall is not None
+
+        async def issue(service_id: str, klass: TicketClass) -> str:
+            issued = await self.issue_ticket(service_id, klass, "kiosk", None)
+            await self._after_issue(issued, True)
+            return issued.ticket.number
+
+        try:
+            await kiosk.take_ticket(read, hall.day, date.fromisoformat(hall.day), issue,
+                                    lambda refusal: self._notice("id_card", refusal, 30))
+        except CommandRejected as exc:
+            log.warning("input.rejected", input="id_card", reason=str(exc))
+        except Exception:  # in the task group: a failure must not take the daemon down
+            log.exception("ticket.id_card_failed")
 
     async def issue_ticket(self, service_id: str, klass: TicketClass, channel: mm.Channel,
                            booked_ms: int | None) -> IssuedTicket:
@@ -695,7 +723,11 @@ class EdgeDaemon:
         match body:
             case mm.TicketCalled() | mm.TicketRecalled():
                 self._show_window(body.window, body.ticket)
-                if devices.announcer is not None:
+                by_name = self.kiosk.spoken_call(body.ticket, body.window) if self.kiosk else None
+                speak = getattr(devices.announcer, "announce_text", None)
+                if by_name is not None and speak is not None:  # call by name: 请张女士 ...
+                    self._safely("announce", speak, by_name)
+                elif devices.announcer is not None:
                     self._safely("announce", devices.announcer.announce, body.ticket,
                                  body.window)
             case mm.TicketDone():
@@ -791,7 +823,8 @@ class EdgeDaemon:
     def _refresh_hall_screen(self) -> None:
         if self.devices.screens is None or self.hall is None:
             return
-        lines = [f"请{t}号到{w}号窗口" for t, w in reversed(self.hall.recent_calls())]
+        called = self.kiosk.called_as if self.kiosk is not None else str
+        lines = [f"请{called(t)}号到{w}号窗口" for t, w in reversed(self.hall.recent_calls())]
         cases, done = self.hall.counts()
         notices = [text for text, _ in self._notices.values()]
         self._safely("hall_screen", self.devices.screens.show_hall, lines,

@@ -85,7 +85,8 @@ def build_devices(config: EdgeConfig, inputs: InputQueue, *,
                            window_screens={w.number: w.screen for w in config.windows
                                            if w.screen is not None},
                            hall_screens=halls, baudrate=section.screens.baud,
-                           ack_timeout_s=section.screens.timeout_ms / 1000), inputs)
+                           ack_timeout_s=section.screens.timeout_ms / 1000,
+                           rs485=section.screens.rs485), inputs)
     if section.terminals is not None:
         devices.terminals = _terminal_bus(config, inputs)
     if section.audio is not None:
@@ -98,6 +99,12 @@ def build_devices(config: EdgeConfig, inputs: InputQueue, *,
                            if audio.output == "wav" and audio.wav_dir is not None
                            else AplaySink(audio.alsa_device))
         devices.announcer = VoiceDriver(clips, sink, inputs, repeat=audio.repeat)
+    if section.id_card is not None:  # its tickets: edge.id_card_kiosk, wired by the daemon
+        from edge.devices.id_card import IdCardReaderDriver, IdCardSettings
+
+        devices.others.append(IdCardReaderDriver(
+            IdCardSettings(port=section.id_card.port, baudrate=section.id_card.baud,
+                           poll_interval_s=section.id_card.poll_ms / 1000), inputs))
     if section.gpio is not None:
         from edge.config import KLASS_BY_NAME
         from edge.devices.gpio import GpioDriver, GpioSettings, HelpButtonPin, TicketButtonPin
@@ -126,7 +133,8 @@ def _terminal_bus(config: EdgeConfig, inputs: InputQueue) -> TerminalDriver:
         TerminalSettings(port=bus.port,
                          terminals={w.number: w.terminal for w in config.windows
                                     if w.terminal is not None},
-                         bus=bus.kind, baudrate=bus.baud, reply_timeout_s=bus.timeout_ms / 1000,
+                         bus=bus.kind, baudrate=bus.baud, parity=bus.parity, rs485=bus.rs485,
+                         reply_timeout_s=bus.timeout_ms / 1000,
                          poll_interval_s=bus.poll_ms / 1000), inputs)
 
 

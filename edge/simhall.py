@@ -2,7 +2,8 @@
 
 :func:`simulated_hall` starts the simulators of ``firmware_protocols.simulators``
 (an ESC/POS printer, a bus of LED window bars plus a hall screen, a bank of
-Modbus window terminals, all with 19200-baud line timing) and writes a site
+Modbus window terminals, all with 19200-baud line timing, 8N1 but the terminals'
+8E1) and writes a site
 config whose device ports are the ptys, so the real daemon and the real
 drivers run against them unchanged. GPIO uses gpiozero's ``mock`` pin factory
 and audio is written as WAV files.
@@ -156,7 +157,7 @@ def simulated_hall(directory: Path, *, clips_dir: Path, http_port: int,
         PtyLink(timing) as screen_link,
         VirtualLedScreens(screen_link, layouts) as screens,
         PtyLink() as bus_link,
-        ModbusTerminalBank(bus_link, WINDOWS, timing=timing, baud=BAUD) as bank,
+        ModbusTerminalBank(bus_link, WINDOWS, timing=SerialTiming(BAUD, "E"), baud=BAUD) as bank,
     ):
         config_path = directory / "site.toml"
         config_path.write_text(hall_config_text(

@@ -8,7 +8,9 @@ both give the same answers.
 
 ``fastpath.simulate`` is the queue simulator over the same policy (its engine
 is compiled too: ``SIM_IMPLEMENTATION``), ``fastpath.predict`` the wait
-prediction and ``fastpath.staffing`` the what-if staffing search.
+prediction, ``fastpath.staffing`` the what-if staffing search and
+``fastpath.advice`` the live staffing advice (a breach seen coming within the
+hour, and the move that prevents it).
 """
 
 from fastpath.core import IMPLEMENTATION

@@ -1,8 +1,18 @@
+from array import array
 from collections.abc import Sequence
 from typing import Any
 
+from fastpath._sim_py import ReplayColumns, Shifts, Streams, WaitingColumns
+
 class Xoshiro256:
     def __init__(self, seed: int) -> None: ...
+    def next_u64(self) -> int: ...
+    def uniform(self) -> float: ...
+    def exponential(self) -> float: ...
+    def normal(self) -> float: ...
+
+class SplitMix64:
+    def __init__(self, state: int) -> None: ...
     def next_u64(self) -> int: ...
     def uniform(self) -> float: ...
     def exponential(self) -> float: ...
@@ -30,11 +40,11 @@ class Engine:
         self,
         seed: int,
         start_ms: int,
-        shifts: Sequence[Sequence[tuple[int, int]]],
-        streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
+        shifts: Shifts,
+        streams: Streams,
         arrivals_until_ms: int = ...,
         max_arrivals: int = ...,
-        replay: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int]] | None = ...,
+        replay: ReplayColumns | None = ...,
         record: bool = ...,
         warmup: int = ...,
     ) -> dict[str, Any]: ...
@@ -44,13 +54,28 @@ class Engine:
         replications: int,
         now_ms: int,
         horizon_ms: int,
-        shifts: Sequence[Sequence[tuple[int, int]]],
+        shifts: Shifts,
         busy_service: Sequence[int],
         busy_since: Sequence[int],
         streaks: Sequence[int],
-        waiting: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int], Sequence[int]],
+        waiting: WaitingColumns,
         counters: Sequence[int],
-        streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
+        streams: Streams,
         tagged: tuple[int, int, int, int],
         lazy_arrivals: bool = True,
     ) -> list[int]: ...
+    def forecast(
+        self,
+        seed: int,
+        replications: int,
+        now_ms: int,
+        until_ms: int,
+        count_until_ms: int,
+        shifts: Shifts,
+        busy_service: Sequence[int],
+        busy_since: Sequence[int],
+        streaks: Sequence[int],
+        waiting: WaitingColumns,
+        counters: Sequence[int],
+        streams: Streams,
+    ) -> dict[str, array[int]]: ...

@@ -2,10 +2,9 @@
 """Cython twin of :mod:`fastpath._sim_py`: same API, same results for the same seed.
 
 Read the pure-Python module first: it states the model. Here the run state
-lives in C arrays inside the engine, the pending events sit in a tournament
-tree over fixed slots ordered by (time, sequence) like the twin's heap, and
-the dispatch decisions are the Cython queue core's ``c_select`` called
-directly.
+lives in C arrays inside the engine, the pending events sit in tournament
+trees over fixed slots ordered by (time, kind, slot) like the twin's heap, and
+the dispatch decisions are the Cython queue core's policy, inlined.
 
 The event loops run without the GIL, so another Python thread (the edge
 daemon's event loop, with ``asyncio.to_thread``) keeps running while a day or
@@ -15,19 +14,22 @@ for each other instead of mixing their state.
 
 A prediction builds the hall's state once, saves it (the queue core's
 ``c_save`` and a copy of the engine's arrays) and restores it with
-``memcpy`` for each replication; only the random parts (the arrival stream,
-residual services) are drawn again, in the pure twin's order. The Poisson
-arrivals are not events in a tree: the next one waits in a few fields and the
-loop compares its time with the trees' next event.
+``memcpy`` for each replication; only the random parts (the arrival streams,
+the queued tickets' and the busy windows' draws) are drawn again, in the pure
+twin's order. A ticket's draws for its next call are made when it is queued
+(``_draw_call``): they depend on the ticket alone, so they are off the
+critical path of the call that the policy decides.
 """
 
 import threading
 from array import array
 
 cimport cython
+from cpython cimport array as carray
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
 from libc.math cimport exp, log
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
+from libc.stdlib cimport qsort
 from libc.string cimport memcpy, memset
 
 from fastpath._core_c cimport (
@@ -41,6 +43,7 @@ from fastpath._core_c cimport (
 
 from fastpath._sim_py import (
     BUSY_UNKNOWN as _BUSY_UNKNOWN,
+    COLUMN_TYPES,
     COLUMNS,
     DIST_EMPIRICAL as _DIST_EMPIRICAL,
     DIST_EXPONENTIAL as _DIST_EXPONENTIAL,
@@ -66,10 +69,14 @@ from fastpath._sim_py import (
     ZIG_NORMAL_K,
     ZIG_NORMAL_R,
     ZIG_NORMAL_W,
-    MAX_NO_SHOW_GAP as _MAX_NO_SHOW_GAP,
+    ARRIVAL_ID as _ARRIVAL_ID,
+    DRAW_SALT as _DRAW_SALT,
+    GOLDEN_GAMMA as _GOLDEN_GAMMA,
+    RESIDUAL_ID as _RESIDUAL_ID,
     arrival_tables,
     event_out_of_range,
-    no_show_rates,
+    expected_tickets,
+    no_show_probabilities,
 )
 from fastpath.types import APPOINTMENT as _APPOINTMENT
 from fastpath.types import NORMAL as _NORMAL
@@ -93,13 +100,18 @@ cdef enum:
     C_PRIORITY = 1
     C_APPOINTMENT = 2
     SLOT_BITS = 12                  # an event's key: time << 15 | kind << SLOT_BITS | slot
+    N_COLUMNS = 10
 
 cdef int64_t NEVER = _NEVER
 cdef int64_t NO_ARRIVAL = _NO_ARRIVAL
 cdef int64_t NO_TICKET = -1
 cdef int64_t BUSY_UNKNOWN = _BUSY_UNKNOWN
+cdef int64_t ABSENT = -1                # a ticket's duration when absent at its next call
 cdef double TWO_POW_M53 = 1.0 / 9007199254740992.0
-cdef double MAX_NO_SHOW_GAP = <double> _MAX_NO_SHOW_GAP
+cdef uint64_t GOLDEN = _GOLDEN_GAMMA
+cdef uint64_t DRAW_SALT = _DRAW_SALT
+cdef int64_t ARRIVAL_ID = _ARRIVAL_ID
+cdef int64_t RESIDUAL_ID = _RESIDUAL_ID
 cdef uint64_t SLOT_MASK = (1 << SLOT_BITS) - 1
 
 # The shared tables must agree with the C enums above.
@@ -107,6 +119,8 @@ assert (_DIST_EXPONENTIAL, _DIST_LOGNORMAL, _DIST_FIXED, _DIST_EMPIRICAL) == (0,
 assert (_EV_OPEN, _EV_CLOSE, _EV_FREE, _EV_REPLAY, _EV_ARRIVAL) == (0, 1, 2, 3, 4)
 assert _EVENT_SPAN_MS == OD_TMAX
 assert (_OUT_UNSERVED, _OUT_DONE, _OUT_NO_SHOW, _OUT_SERVING) == (0, 1, 2, 3)
+assert COLUMNS == ("arrival", "service", "klass", "key", "called", "start", "end", "window",
+                   "outcome", "wait") and COLUMN_TYPES == tuple("qibqqqqibq")
 assert (_NORMAL, _PRIORITY, _APPOINTMENT) == (0, 1, 2)
 
 
@@ -131,51 +145,70 @@ for _i in range(256):
     ZE_F[_i] = ZIG_EXP_F[_i]
 
 
-cdef struct Rng:
+cdef struct Rng:                    # xoshiro256**: an arrival label's long stream
     uint64_t s[4]
+
+
+cdef struct SplitMix:               # splitmix64: one call of one ticket (ticket_state)
+    uint64_t x
+
+
+ctypedef fused Gen:                 # the ziggurat below serves both
+    Rng
+    SplitMix
 
 
 cdef inline uint64_t _rotl(uint64_t x, int k) noexcept nogil:
     return (x << k) | (x >> (64 - k))
 
 
-cdef void _rng_seed(Rng *r, uint64_t x) noexcept nogil:
-    cdef int i
-    cdef uint64_t z
-    for i in range(4):
-        x += 0x9E3779B97F4A7C15ULL
-        z = x
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
-        r.s[i] = z ^ (z >> 31)
-
-
-cdef inline uint64_t _arrival_seed(uint64_t seed, uint64_t stream) noexcept nogil:
-    """See fastpath._sim_py.arrival_seed."""
-    cdef uint64_t z = seed + (stream + 1) * 0xD1B54A32D192ED03ULL
+cdef inline uint64_t _mix(uint64_t z) noexcept nogil:
+    """See fastpath._sim_py.mix64."""
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
     return z ^ (z >> 31)
 
 
-cdef inline uint64_t _next(Rng *r) noexcept nogil:
-    cdef uint64_t result = _rotl(r.s[1] * 5, 7) * 9
-    cdef uint64_t t = r.s[1] << 17
-    r.s[2] ^= r.s[0]
-    r.s[3] ^= r.s[1]
-    r.s[1] ^= r.s[2]
-    r.s[0] ^= r.s[3]
-    r.s[2] ^= t
-    r.s[3] = _rotl(r.s[3], 45)
-    return result
+cdef void _rng_seed(Rng *r, uint64_t x) noexcept nogil:
+    cdef int i
+    for i in range(4):
+        x += GOLDEN
+        r.s[i] = _mix(x)
 
 
-cdef inline double _uniform(Rng *r) noexcept nogil:
+cdef inline uint64_t _arrival_seed(uint64_t seed, uint64_t stream) noexcept nogil:
+    """See fastpath._sim_py.arrival_seed."""
+    return _mix(seed + (stream + 1) * 0xD1B54A32D192ED03ULL)
+
+
+cdef inline uint64_t _ticket_state(uint64_t base, int64_t ticket_id, int64_t call) noexcept nogil:
+    """See fastpath._sim_py.ticket_state."""
+    return _mix(base + (<uint64_t> (2 * ticket_id + call + 1)) * GOLDEN)
+
+
+cdef inline uint64_t _next(Gen *r) noexcept nogil:
+    cdef uint64_t result, t
+    if Gen is SplitMix:
+        r.x += GOLDEN
+        return _mix(r.x)
+    else:
+        result = _rotl(r.s[1] * 5, 7) * 9
+        t = r.s[1] << 17
+        r.s[2] ^= r.s[0]
+        r.s[3] ^= r.s[1]
+        r.s[1] ^= r.s[2]
+        r.s[0] ^= r.s[3]
+        r.s[2] ^= t
+        r.s[3] = _rotl(r.s[3], 45)
+        return result
+
+
+cdef inline double _uniform(Gen *r) noexcept nogil:
     return <double> (_next(r) >> 11) * TWO_POW_M53
 
 
-cdef double _exponential_slow(Rng *r, uint64_t i, double x) noexcept nogil:
-    """The 1% of exponential draws outside a layer's core: see Xoshiro256.exponential."""
+cdef double _exponential_slow(Gen *r, uint64_t i, double x) noexcept nogil:
+    """The 1% of exponential draws outside a layer's core: see _Ziggurat.exponential."""
     cdef uint64_t u, m
     while True:
         if i == 0:
@@ -190,7 +223,7 @@ cdef double _exponential_slow(Rng *r, uint64_t i, double x) noexcept nogil:
             return x
 
 
-cdef inline double _exponential(Rng *r) noexcept nogil:
+cdef inline double _exponential(Gen *r) noexcept nogil:
     cdef uint64_t u = _next(r)
     cdef uint64_t i = u & 0xFF
     cdef uint64_t m = u >> 11
@@ -200,8 +233,8 @@ cdef inline double _exponential(Rng *r) noexcept nogil:
     return _exponential_slow(r, i, x)
 
 
-cdef double _normal_slow(Rng *r, uint64_t i, uint64_t negative, double x) noexcept nogil:
-    """The 1% of normal draws outside a layer's core: see Xoshiro256.normal."""
+cdef double _normal_slow(Gen *r, uint64_t i, uint64_t negative, double x) noexcept nogil:
+    """The 1% of normal draws outside a layer's core: see _Ziggurat.normal."""
     cdef uint64_t u, m
     cdef double xx, yy
     while True:
@@ -224,7 +257,7 @@ cdef double _normal_slow(Rng *r, uint64_t i, uint64_t negative, double x) noexce
             return x
 
 
-cdef inline double _normal(Rng *r) noexcept nogil:
+cdef inline double _normal(Gen *r) noexcept nogil:
     cdef uint64_t u = _next(r)
     cdef uint64_t i = u & 0xFF
     cdef uint64_t negative = (u >> 8) & 1
@@ -264,6 +297,30 @@ cdef class Xoshiro256:
         return _normal(&self.r)
 
 
+@cython.final
+cdef class SplitMix64:
+    """splitmix64: the pure twin's generator of one ticket's call, in C."""
+
+    cdef SplitMix g
+
+    def __init__(self, state):
+        if not 0 <= state < (1 << 64):
+            raise ValueError("seed must be in [0, 2**64)")
+        self.g.x = <uint64_t> state
+
+    def next_u64(self):
+        return _next(&self.g)
+
+    def uniform(self):
+        return _uniform(&self.g)
+
+    def exponential(self):
+        return _exponential(&self.g)
+
+    def normal(self):
+        return _normal(&self.g)
+
+
 # -- memory --------------------------------------------------------------------------
 
 cdef int _no_memory() except -1 nogil:
@@ -286,6 +343,11 @@ cdef void *_grow(void *ptr, Py_ssize_t *cap, Py_ssize_t need, size_t item) excep
         return NULL
     cap[0] = new_cap
     return grown
+
+
+cdef int _compare_i64(const void *a, const void *b) noexcept nogil:
+    cdef int64_t x = (<const int64_t *> a)[0], y = (<const int64_t *> b)[0]
+    return (x > y) - (x < y)
 
 
 cdef void *_resize(void *ptr, Py_ssize_t n, size_t item) except NULL:
@@ -359,6 +421,8 @@ cdef struct Ticket:
     int64_t order
     int64_t arrival
     int64_t serial
+    int64_t id                      # its identity for its draws (ticket_state)
+    int64_t duration                # its next call's service time, or ABSENT (see _draw_call)
     int32_t service
     int32_t klass
     int32_t requeued
@@ -370,7 +434,7 @@ cdef class Engine:
     """See :class:`fastpath._sim_py.Engine`; ``core_class`` is not offered here."""
 
     cdef QueueCore core
-    cdef Rng rng
+    cdef uint64_t draws             # the run's (replication's) seed of ticket draws
     cdef object lock
     cdef readonly Py_ssize_t n_services
     cdef readonly Py_ssize_t n_windows
@@ -387,8 +451,7 @@ cdef class Engine:
     cdef double *d_b
     cdef int64_t *emp_start
     cdef int64_t *emp_vals
-    cdef double *no_show_rate       # see fastpath._sim_py.no_show_rates
-    cdef int64_t *no_show_left      # per service: calls up to its next no-show, 0: none
+    cdef double *no_show_p          # per service: the probability a called citizen is absent
     cdef int64_t no_show_timeout
     cdef bint requeue_once
     cdef int64_t grace
@@ -422,7 +485,19 @@ cdef class Engine:
     # record
     cdef bint record
     cdef int64_t warmup
-    cdef int64_t *cols[9]
+    # The per-ticket records: the arrays handed to the caller (COLUMNS, written
+    # in place, no copy at the end) and their buffers.
+    cdef list col_arrays
+    cdef int64_t *r_arrival
+    cdef int32_t *r_service
+    cdef int8_t *r_klass
+    cdef int64_t *r_key
+    cdef int64_t *r_called
+    cdef int64_t *r_start
+    cdef int64_t *r_end
+    cdef int32_t *r_window
+    cdef int8_t *r_outcome
+    cdef int64_t *r_wait
     cdef Py_ssize_t col_cap
     cdef int64_t *wait_sum
     cdef int64_t *waited
@@ -449,6 +524,8 @@ cdef class Engine:
     cdef double *l_time
     cdef int64_t *l_next            # NO_ARRIVAL: none left
     cdef int64_t *l_booked
+    cdef int64_t *l_count           # arrivals drawn so far
+    cdef int64_t *l_id              # the next arrival's identity (see ticket_state)
     cdef char *l_scheduled
     cdef char *l_lazy
     cdef int64_t arrivals_until
@@ -460,6 +537,19 @@ cdef class Engine:
     cdef int64_t *rp_booked
     cdef Py_ssize_t rp_n
     cdef Py_ssize_t rp_next
+    # a forecast's records (see forecast): per counted ticket, its replication,
+    # service, wait and whether it was called
+    cdef bint fc_on
+    cdef int64_t fc_count_until
+    cdef int64_t fc_replication
+    cdef int32_t *fc_rep
+    cdef int32_t *fc_service
+    cdef int64_t *fc_wait
+    cdef int8_t *fc_called
+    cdef Py_ssize_t fc_n
+    cdef Py_ssize_t fc_cap
+    cdef int64_t *fc_scratch
+    cdef Py_ssize_t fc_scratch_cap
     # the saved prediction state (see predict)
     cdef Ticket *sv_tk
     cdef Py_ssize_t sv_t_n
@@ -492,7 +582,7 @@ cdef class Engine:
                 raise ValueError(f"unknown distribution kind {kind}")
             if kind == DIST_EMPIRICAL and not samples:
                 raise ValueError("an empirical distribution needs samples")
-        rates = no_show_rates(no_show_p)
+        absent_p = no_show_probabilities(no_show_p)
         self.n_services = n_s
         self.n_windows = n_w
         self.core = QueueCore(list(sla_ms), list(class_weight_pct))
@@ -525,8 +615,7 @@ cdef class Engine:
         self.d_kind = <int32_t *> self._alloc(n_s, sizeof(int32_t))
         self.d_a = <double *> self._alloc(n_s, sizeof(double))
         self.d_b = <double *> self._alloc(n_s, sizeof(double))
-        self.no_show_rate = <double *> self._alloc(n_s, sizeof(double))
-        self.no_show_left = self._alloc_i64(n_s)
+        self.no_show_p = <double *> self._alloc(n_s, sizeof(double))
         self.emp_start = self._alloc_i64(n_s + 1)
         self.emp_vals = self._alloc_i64(max(1, sum(len(d[3]) for d in dists)))
         total = 0
@@ -536,7 +625,7 @@ cdef class Engine:
             self.d_kind[s] = kind
             self.d_a[s] = a
             self.d_b[s] = b
-            self.no_show_rate[s] = rates[s]
+            self.no_show_p[s] = absent_p[s]
             self.emp_start[s] = total
             for i in range(len(samples)):
                 self.emp_vals[total] = samples[i]
@@ -564,6 +653,8 @@ cdef class Engine:
         self.l_time = <double *> self._alloc(3 * n_s, sizeof(double))
         self.l_next = self._alloc_i64(3 * n_s)
         self.l_booked = self._alloc_i64(3 * n_s)
+        self.l_count = self._alloc_i64(3 * n_s)
+        self.l_id = self._alloc_i64(3 * n_s)
         self.l_scheduled = <char *> self._alloc(3 * n_s, 1)
         self.l_lazy = <char *> self._alloc(3 * n_s, 1)
         self.sv_open = <char *> self._alloc(n_w, 1)
@@ -609,12 +700,9 @@ cdef class Engine:
         PyMem_RawFree(self.ws_start); PyMem_RawFree(self.ws_list); PyMem_RawFree(self.idle_count)
         PyMem_RawFree(self.w_idle)
         PyMem_RawFree(self.d_kind); PyMem_RawFree(self.d_a); PyMem_RawFree(self.d_b)
-        PyMem_RawFree(self.emp_start); PyMem_RawFree(self.emp_vals); PyMem_RawFree(self.no_show_rate)
-        PyMem_RawFree(self.no_show_left)
+        PyMem_RawFree(self.emp_start); PyMem_RawFree(self.emp_vals); PyMem_RawFree(self.no_show_p)
         PyMem_RawFree(self.tk); PyMem_RawFree(self.free_list)
         PyMem_RawFree(self.counter)
-        for i in range(9):
-            PyMem_RawFree(self.cols[i])
         PyMem_RawFree(self.wait_sum); PyMem_RawFree(self.waited); PyMem_RawFree(self.busy_ms)
         PyMem_RawFree(self.w_open); PyMem_RawFree(self.w_current); PyMem_RawFree(self.w_absent)
         PyMem_RawFree(self.w_since); PyMem_RawFree(self.sh_start); PyMem_RawFree(self.sh_open)
@@ -622,6 +710,7 @@ cdef class Engine:
         PyMem_RawFree(self.a_start); PyMem_RawFree(self.a_mean); PyMem_RawFree(self.l_has)
         PyMem_RawFree(self.l_rng); PyMem_RawFree(self.l_seg); PyMem_RawFree(self.l_time)
         PyMem_RawFree(self.l_next); PyMem_RawFree(self.l_booked)
+        PyMem_RawFree(self.l_count); PyMem_RawFree(self.l_id)
         PyMem_RawFree(self.l_scheduled); PyMem_RawFree(self.l_lazy)
         PyMem_RawFree(self.rp_time); PyMem_RawFree(self.rp_service); PyMem_RawFree(self.rp_klass)
         PyMem_RawFree(self.rp_booked)
@@ -632,6 +721,8 @@ cdef class Engine:
         PyMem_RawFree(self.sv_idle); PyMem_RawFree(self.sv_idle_count)
         PyMem_RawFree(self.sv_shift); PyMem_RawFree(self.sv_counter)
         PyMem_RawFree(self.sv_current); PyMem_RawFree(self.sv_since)
+        PyMem_RawFree(self.fc_rep); PyMem_RawFree(self.fc_service); PyMem_RawFree(self.fc_wait)
+        PyMem_RawFree(self.fc_called); PyMem_RawFree(self.fc_scratch)
 
     # -- public entry points -------------------------------------------------------
 
@@ -641,17 +732,20 @@ cdef class Engine:
         cdef Py_ssize_t w
         if len(shifts) != self.n_windows or len(streams) != self.n_services:
             raise ValueError("shifts need one entry per window, streams one per service")
+        tables = arrival_tables(streams, start_ms, arrivals_until_ms)
         with self.lock:
             self._start(seed, start_ms, record, warmup)
             if replay is not None and len(replay[0]) and replay[0][0] < start_ms:
                 self.base = replay[0][0]  # event keys count from the earliest event
             self._reset(start_ms, [0] * self.n_windows)
-            self._load_arrivals(arrival_tables(streams, start_ms, arrivals_until_ms),
-                                arrivals_until_ms)
+            if record:  # room for the tickets expected, so the records rarely move
+                self.col_arrays = None
+                self._columns(expected_tickets(tables, arrivals_until_ms, max_arrivals,
+                                               len(replay[0]) if replay is not None else 0))
+            self._load_arrivals(tables, arrivals_until_ms)
             self._load_shifts(shifts)
             self.arrivals_left = max_arrivals
             self._start_arrivals(seed, 0, False)
-            self._start_no_shows()
             for w in range(self.n_windows):
                 self.w_shift[w] = self.sh_start[w]
                 self._schedule_next_open(w, start_ms)
@@ -670,9 +764,51 @@ cdef class Engine:
         arrays first), so a worker thread can call this while the caller's
         event loop goes on.
         """
+        cdef int64_t tag_service = tagged[0], tag_klass = tagged[1]
+        if not (0 <= tag_service < self.n_services and 0 <= tag_klass < 3):
+            raise IndexError("tagged ticket with service or class out of range")
+        # The new ticket's own group is left out of the arrivals: see the pure twin.
+        tables = arrival_tables(streams, now_ms, now_ms + horizon_ms,
+                                tag_service * 3 + tag_klass if tag_klass != C_APPOINTMENT else -1)
+        waits = array("q", bytes(8 * max(0, replications)))
+        self._from_state(seed, replications, now_ms, now_ms + horizon_ms, shifts, busy_service,
+                         busy_since, streaks, waiting, counters, tables, tagged, lazy_arrivals,
+                         waits)
+        return list(waits)
+
+    def forecast(self, seed, Py_ssize_t replications, int64_t now_ms, int64_t until_ms,
+                 int64_t count_until_ms, shifts, busy_service, busy_since, streaks, waiting,
+                 counters, streams):
+        """See :meth:`fastpath._sim_py.Engine.forecast`; the GIL is released while it runs."""
+        tables = arrival_tables(streams, now_ms, until_ms)
+        self.fc_n = 0
+        self.fc_on = 1
+        self.fc_count_until = count_until_ms
+        try:
+            self._from_state(seed, replications, now_ms, until_ms, shifts, busy_service,
+                             busy_since, streaks, waiting, counters, tables, None, False, None)
+        finally:
+            self.fc_on = 0
+        return {"replication": self._fc_column("i", self.fc_rep, sizeof(int32_t)),
+                "service": self._fc_column("i", self.fc_service, sizeof(int32_t)),
+                "wait": self._fc_column("q", self.fc_wait, sizeof(int64_t)),
+                "called": self._fc_column("b", self.fc_called, sizeof(int8_t))}
+
+    cdef object _fc_column(self, str code, void *buffer, size_t size):
+        column = array(code)
+        if self.fc_n:
+            column.frombytes((<char *> buffer)[:self.fc_n * size])
+        return column
+
+    cdef int _from_state(self, seed, Py_ssize_t replications, int64_t now_ms, int64_t stop,
+                         shifts, busy_service, busy_since, streaks, waiting, counters, tables,
+                         tagged, bint lazy_arrivals, waits) except -1:
+        """Simulate ``replications`` times from a hall state (a prediction's, or a
+        forecast's when ``tagged`` is None); see the pure twin's ``_from_state``."""
         cdef Py_ssize_t n_w = self.n_windows, i, w, n_wait
-        cdef int64_t stop = now_ms + horizon_ms
         cdef uint64_t c_seed
+        cdef int64_t *out = NULL
+        cdef int64_t[:] out_view
         if not (len(shifts) == len(busy_service) == len(busy_since) == len(streaks) == n_w):
             raise ValueError("window state needs one entry per window")
         if replications < 0:
@@ -689,23 +825,17 @@ cdef class Engine:
         cdef int64_t[:] v_bsvc = array("q", list(busy_service) + [0])
         cdef int64_t[:] v_bsince = array("q", list(busy_since) + [0])
         cdef int64_t[:] v_counter = array("q", counters)
-        cdef int64_t tag_service = tagged[0], tag_klass = tagged[1]
-        cdef int64_t tag_key = tagged[2], tag_order = tagged[3]
         if len(counters) != self.n_services:
             raise ValueError("counters need one entry per service")
-        # The new ticket's own group is left out of the arrivals: see the pure twin.
-        tables = arrival_tables(streams, now_ms, stop,
-                                tag_service * 3 + tag_klass if tag_klass != C_APPOINTMENT else -1)
         for i in range(n_wait):
             if not (0 <= q_service[i] < self.n_services and 0 <= q_klass[i] < 3):
                 raise IndexError("waiting ticket with service or class out of range")
-        if not (0 <= tag_service < self.n_services and 0 <= tag_klass < 3):
-            raise IndexError("tagged ticket with service or class out of range")
         for w in range(n_w):
             if v_bsvc[w] >= self.n_services:
                 raise IndexError("busy_service out of range")
-        waits = array("q", bytes(8 * replications))
-        cdef int64_t[:] out = waits
+        if waits is not None and replications:
+            out_view = waits
+            out = &out_view[0]
         with self.lock:
             self._start(seed, now_ms, False, 0)
             self._load_arrivals(tables, stop)
@@ -714,12 +844,14 @@ cdef class Engine:
             self._reset(now_ms, streaks)
             self.horizon = stop
             memcpy(self.counter, &v_counter[0], self.n_services * sizeof(int64_t))
-            for i in range(n_wait):
-                self._add_ticket(q_service[i], q_klass[i], q_key[i], q_order[i], q_issued[i])
-            self.target = self._add_ticket(tag_service, tag_klass, tag_key, tag_order, now_ms)
-            self.target_group = tag_service * 3 + tag_klass
-            self.target_key = tag_key
-            self.target_order = tag_order
+            for i in range(n_wait):  # identity: the place in the queue (see ticket_state)
+                self._add_ticket(q_service[i], q_klass[i], q_key[i], q_order[i], q_issued[i], i)
+            if tagged is not None:
+                self.target = self._add_ticket(tagged[0], tagged[1], tagged[2], tagged[3],
+                                               now_ms, n_wait)
+                self.target_group = tagged[0] * 3 + tagged[1]
+                self.target_key = tagged[2]
+                self.target_order = tagged[3]
             for w in range(n_w):
                 self._start_shifts(w)
             for w in range(n_w):  # busy windows: all but their (random) end
@@ -730,21 +862,22 @@ cdef class Engine:
             self._save()
             c_seed = seed
             with nogil:
-                self._replicate(c_seed, replications, now_ms, horizon_ms, &v_bsvc[0],
-                                &v_bsince[0], &out[0] if replications else NULL,
-                                lazy_arrivals)
-        return list(waits)
+                self._replicate(c_seed, replications, now_ms, stop - now_ms, &v_bsvc[0],
+                                &v_bsince[0], out, lazy_arrivals)
+        return 0
 
     cdef int _replicate(self, uint64_t seed, Py_ssize_t replications, int64_t now_ms,
                         int64_t horizon_ms, const int64_t *busy_service,
                         const int64_t *busy_since, int64_t *out,
                         bint lazy_arrivals) except -1 nogil:
-        cdef Py_ssize_t rep, w
+        cdef Py_ssize_t rep, w, i
         cdef int64_t called
         for rep in range(replications):
             self._restore(now_ms)
+            self.draws = _arrival_seed(seed ^ DRAW_SALT, rep)
+            for i in range(self.t_n):  # the restored queue's tickets: this replication's draws
+                self._draw_call(&self.tk[i], 0)
             self._start_arrivals(seed, rep, lazy_arrivals)
-            self._start_no_shows()
             self.batch = 1
             for w in range(self.n_windows):
                 if busy_service[w] >= 0:
@@ -752,11 +885,65 @@ cdef class Engine:
             self.batch = 0
             # The set-up scheduled window ends only: the other tree is as restored.
             _rebuild(self.trees[TREE_FREE].key, self.trees[TREE_FREE].n_leaves)
+            self.fc_replication = rep
             for w in range(self.n_windows):  # open idle windows call at once, in order
                 if self.w_open[w] and self.w_current[w] == NO_TICKET:
                     self._try_call(w)
             called = self._loop(now_ms + horizon_ms)
-            out[rep] = horizon_ms if called < 0 else called - now_ms
+            if self.fc_on:
+                self._fc_never_called(now_ms + horizon_ms)
+            else:
+                out[rep] = horizon_ms if called < 0 else called - now_ms
+        return 0
+
+    cdef inline int _fc_add(self, int64_t service, int64_t wait, int8_t called) except -1 nogil:
+        """A forecast's record of one counted ticket (see forecast)."""
+        cdef Py_ssize_t cap
+        if self.fc_n == self.fc_cap:
+            cap = self.fc_cap
+            self.fc_rep = <int32_t *> _grow(self.fc_rep, &cap, self.fc_n + 1, sizeof(int32_t))
+            cap = self.fc_cap
+            self.fc_service = <int32_t *> _grow(self.fc_service, &cap, self.fc_n + 1,
+                                                sizeof(int32_t))
+            cap = self.fc_cap
+            self.fc_wait = <int64_t *> _grow(self.fc_wait, &cap, self.fc_n + 1, sizeof(int64_t))
+            cap = self.fc_cap
+            self.fc_called = <int8_t *> _grow(self.fc_called, &cap, self.fc_n + 1, sizeof(int8_t))
+            self.fc_cap = cap
+        self.fc_rep[self.fc_n] = <int32_t> self.fc_replication
+        self.fc_service[self.fc_n] = <int32_t> service
+        self.fc_wait[self.fc_n] = wait
+        self.fc_called[self.fc_n] = called
+        self.fc_n += 1
+        return 0
+
+    cdef int _fc_never_called(self, int64_t until_ms) except -1 nogil:
+        """The counted tickets still waiting at the end, service by service, shortest
+        wait first (the pure twin's order): their wait so far."""
+        cdef Py_ssize_t s, slot, n
+        cdef int64_t start
+        cdef Ticket *t
+        cdef int64_t *waits
+        for s in range(self.n_services):
+            n = 0
+            waits = self.fc_scratch
+            for slot in range(self.t_n):
+                t = &self.tk[slot]
+                if (slot < self.core._tcap and self.core._tgroup[slot] >= 0 and t.service == s
+                        and not t.requeued and t.arrival < self.fc_count_until):
+                    start = t.arrival
+                    if t.klass == C_APPOINTMENT and t.key > start:
+                        start = t.key
+                    if n == self.fc_scratch_cap:
+                        self.fc_scratch = <int64_t *> _grow(self.fc_scratch, &self.fc_scratch_cap,
+                                                            n + 1, sizeof(int64_t))
+                        waits = self.fc_scratch
+                    waits[n] = until_ms - start if until_ms > start else 0
+                    n += 1
+            if n:
+                qsort(waits, n, sizeof(int64_t), _compare_i64)
+                for slot in range(n):
+                    self._fc_add(s, waits[slot], 0)
         return 0
 
     # -- set-up ------------------------------------------------------------------
@@ -764,7 +951,7 @@ cdef class Engine:
     cdef int _start(self, seed, int64_t now_ms, bint record, int64_t warmup) except -1:
         if not 0 <= seed < (1 << 64):
             raise ValueError("seed must be in [0, 2**64)")
-        _rng_seed(&self.rng, <uint64_t> seed)
+        self.draws = _arrival_seed(<uint64_t> seed ^ DRAW_SALT, 0)
         self.record = record
         self.warmup = warmup
         memset(self.wait_sum, 0, self.n_services * sizeof(int64_t))
@@ -899,6 +1086,7 @@ cdef class Engine:
                 _rng_seed(&self.l_rng[label], _arrival_seed(seed, replication * n_labels + label))
                 self.l_seg[label] = 0
                 self.l_time[label] = <double> self.a_start[0]
+                self.l_count[label] = 0
                 self._label_next(label)
         for label in range(n_labels):
             self._sync_label(label)
@@ -927,6 +1115,8 @@ cdef class Engine:
         self.l_time[label] = candidate
         now = <int64_t> candidate
         self.l_next[label] = now
+        self.l_id[label] = ARRIVAL_ID + self.l_count[label] * self.n_labels + label
+        self.l_count[label] += 1
         if label % 3 == C_APPOINTMENT:  # booked within [now - late, now + early)
             booked = now + <int64_t> (_uniform(rng) * (self.appt_early + self.appt_late)) - self.appt_late
             self.l_booked[label] = booked if booked > 0 else 0
@@ -945,13 +1135,14 @@ cdef class Engine:
 
     cdef int _catch_up(self, Py_ssize_t label) except -1 nogil:
         """See fastpath._sim_py._Run.catch_up."""
-        cdef int64_t time, service = label // 3
+        cdef int64_t time, ticket_id, service = label // 3
         if not self.l_lazy[label] or self.l_scheduled[label]:
             return 0
         while self.l_next[label] < self.now:
             time = self.l_next[label]
+            ticket_id = self.l_id[label]
             self._label_next(label)
-            self._add_ticket(service, label % 3, time, self._take_number(service), time)
+            self._add_ticket(service, label % 3, time, self._take_number(service), time, ticket_id)
         return 0
 
     cdef inline int64_t _take_number(self, Py_ssize_t service) noexcept nogil:
@@ -1012,34 +1203,51 @@ cdef class Engine:
         part of the saved prediction state)."""
         cdef int64_t now = self.now, elapsed = now - busy_since, end = -1, length
         cdef int attempt
+        cdef SplitMix g
+        g.x = _ticket_state(self.draws, RESIDUAL_ID + w, 0)
         for attempt in range(16):
-            length = self._sample_service(busy_service)
+            length = self._sample_service(busy_service, &g)
             if length > elapsed:
                 end = busy_since + length
                 break
         if end < 0:
-            end = now + self._sample_service(busy_service)
+            end = now + self._sample_service(busy_service, &g)
         self._schedule(end, EV_FREE, w)
         return 0
 
     # -- primitives ----------------------------------------------------------------
 
-    cdef inline int64_t _sample_service(self, Py_ssize_t s) noexcept nogil:
+    cdef inline int64_t _sample_service(self, Py_ssize_t s, SplitMix *g) noexcept nogil:
         cdef int32_t kind = self.d_kind[s]
         cdef int64_t value, n, index
         if kind == DIST_LOGNORMAL:
-            value = <int64_t> (exp(self.d_a[s] + self.d_b[s] * _normal(&self.rng)) + 0.5)
+            value = <int64_t> (exp(self.d_a[s] + self.d_b[s] * _normal(g)) + 0.5)
         elif kind == DIST_EXPONENTIAL:
-            value = <int64_t> (self.d_a[s] * _exponential(&self.rng) + 0.5)
+            value = <int64_t> (self.d_a[s] * _exponential(g) + 0.5)
         elif kind == DIST_FIXED:
             value = <int64_t> (self.d_a[s] + 0.5)
         else:
             n = self.emp_start[s + 1] - self.emp_start[s]
-            index = <int64_t> (_uniform(&self.rng) * n)
+            index = <int64_t> (_uniform(g) * n)
             if index >= n:
                 index = n - 1
             value = self.emp_vals[self.emp_start[s] + index]
         return value if value > 0 else 1
+
+    cdef inline void _draw_call(self, Ticket *t, int64_t call) noexcept nogil:
+        """A call's draws (see fastpath._sim_py.ticket_state): absent or how long.
+
+        Drawn when the ticket is queued (or requeued), not when it is called: the
+        draws depend only on the ticket, so the CPU makes them while other events
+        run instead of after the policy's choice, on the call's critical path.
+        """
+        cdef SplitMix g
+        cdef double p = self.no_show_p[t.service]
+        g.x = _ticket_state(self.draws, t.id, call)
+        if p > 0.0 and <double> (g.x >> 11) * TWO_POW_M53 < p:
+            t.duration = ABSENT
+        else:
+            t.duration = self._sample_service(t.service, &g)
 
     cdef void _events_clear(self) noexcept nogil:
         cdef Py_ssize_t i, j
@@ -1061,9 +1269,8 @@ cdef class Engine:
         return 0
 
     cdef inline int64_t _add_ticket(self, int64_t service, int64_t klass, int64_t key, int64_t order,
-                             int64_t arrival) except -2 nogil:
+                             int64_t arrival, int64_t ticket_id) except -2 nogil:
         cdef int64_t slot
-        cdef Py_ssize_t cap, c
         cdef Ticket *t
         if self.free_n > 0:
             self.free_n -= 1
@@ -1080,28 +1287,29 @@ cdef class Engine:
         t.order = order
         t.serial = self.serial
         t.arrival = arrival
+        t.id = ticket_id
+        self._draw_call(t, 0)
         t.requeued = 0
         if self.record:
-            if self.serial >= self.col_cap:
-                for c in range(9):
-                    cap = self.col_cap
-                    self.cols[c] = <int64_t *> _grow(self.cols[c], &cap, self.serial + 1,
-                                                     sizeof(int64_t))
-                self.col_cap = cap
-            self.cols[0][self.serial] = arrival
-            self.cols[1][self.serial] = service
-            self.cols[2][self.serial] = klass
-            self.cols[3][self.serial] = key
-            self.cols[4][self.serial] = -1
-            self.cols[5][self.serial] = -1
-            self.cols[6][self.serial] = -1
-            self.cols[7][self.serial] = -1
-            self.cols[8][self.serial] = OUT_UNSERVED
+            if self.serial >= self.col_cap:  # more arrivals than the run expected: rare
+                with gil:
+                    self._columns(2 * self.col_cap + 1024)
+            self.r_arrival[self.serial] = arrival
+            self.r_service[self.serial] = <int32_t> service
+            self.r_klass[self.serial] = <int8_t> klass
+            self.r_key[self.serial] = key
+            self.r_called[self.serial] = -1
+            self.r_start[self.serial] = -1
+            self.r_end[self.serial] = -1
+            self.r_window[self.serial] = -1
+            self.r_outcome[self.serial] = OUT_UNSERVED
+            self.r_wait[self.serial] = -1
         self.serial += 1
         core_push(self.core, slot, service, <int> klass, key, order)
         return slot
 
-    cdef inline int _arrive(self, Py_ssize_t service, int64_t klass, int64_t booked) except -1 nogil:
+    cdef inline int _arrive(self, Py_ssize_t service, int64_t klass, int64_t booked,
+                            int64_t ticket_id) except -1 nogil:
         cdef int64_t now = self.now, key = now, order
         if klass == C_APPOINTMENT:
             if booked < 0 or now > booked + self.grace:
@@ -1118,7 +1326,7 @@ cdef class Engine:
             self.serial += 1
             return 0
         self._catch_up(service * 3 + klass)  # a late appointment queues among the walk-ins
-        self._add_ticket(service, klass, key, order, now)
+        self._add_ticket(service, klass, key, order, now, ticket_id)
         if self.idle_count[service]:
             self._offer(service)
         return 0
@@ -1142,17 +1350,8 @@ cdef class Engine:
                 return 0
         return 0
 
-    cdef void _start_no_shows(self) noexcept nogil:
-        cdef Py_ssize_t s
-        for s in range(self.n_services):
-            self.no_show_left[s] = self._calls_until_no_show(s) if self.no_show_rate[s] > 0.0 else 0
-
-    cdef int64_t _calls_until_no_show(self, Py_ssize_t s) noexcept nogil:
-        cdef double gap = _exponential(&self.rng) / self.no_show_rate[s]
-        return <int64_t> (gap if gap < MAX_NO_SHOW_GAP else MAX_NO_SHOW_GAP) + 1
-
     cdef inline int64_t _try_call(self, Py_ssize_t w) except -2 nogil:
-        cdef int64_t now = self.now, slot, serial, start, end, left
+        cdef int64_t now = self.now, slot, serial, start, end, waited = 0
         cdef Group *group
         cdef int32_t klass, service
         cdef bint first_call, absent
@@ -1175,26 +1374,27 @@ cdef class Engine:
         first_call = not t.requeued
         if slot == self.target:
             self.target_called = now
-        if first_call and serial >= self.warmup:
-            start = t.key if klass == C_APPOINTMENT else t.arrival
-            if now > start:
-                self.wait_sum[service] += now - start
-            self.waited[service] += 1
-        left = self.no_show_left[service]
-        absent = left == 1
-        if left:  # 0: the service has no no-shows
-            self.no_show_left[service] = self._calls_until_no_show(service) if absent else left - 1
-        if absent:
-            end = now + self.no_show_timeout
-        else:
-            end = now + self._sample_service(service)
+        if first_call:
+            start = t.arrival  # or the booked time of an early appointment (see the twin)
+            if klass == C_APPOINTMENT and t.key > start:
+                start = t.key
+            waited = now - start if now > start else 0
+            if serial >= self.warmup:
+                self.wait_sum[service] += waited
+                self.waited[service] += 1
+            if self.fc_on and t.arrival < self.fc_count_until:
+                self._fc_add(service, waited, 1)
+        # This call's draws were made when the ticket was queued (see _draw_call).
+        absent = t.duration == ABSENT
+        end = now + (self.no_show_timeout if absent else t.duration)
         if self.record:
             if first_call:
-                self.cols[4][serial] = now
-            self.cols[7][serial] = w
+                self.r_called[serial] = now
+                self.r_wait[serial] = waited
+            self.r_window[serial] = <int32_t> w
             if not absent:
-                self.cols[5][serial] = now
-            self.cols[8][serial] = OUT_SERVING
+                self.r_start[serial] = now
+            self.r_outcome[serial] = OUT_SERVING
         self.w_current[w] = slot
         self.w_absent[w] = absent
         self.w_since[w] = now
@@ -1207,8 +1407,8 @@ cdef class Engine:
         cdef int64_t serial
         if self.record:
             serial = self.tk[slot].serial
-            self.cols[8][serial] = outcome
-            self.cols[6][serial] = self.now
+            self.r_outcome[serial] = <int8_t> outcome
+            self.r_end[serial] = self.now
         if self.free_n == self.free_cap:
             self.free_list = <int32_t *> _grow(self.free_list, &self.free_cap, self.free_n + 1,
                                                sizeof(int32_t))
@@ -1275,11 +1475,12 @@ cdef class Engine:
             elif self.requeue_once and not t.requeued:
                 t.requeued = 1
                 t.key = self.now
+                self._draw_call(t, 1)
                 self._catch_up(t.service * 3 + t.klass)  # the walk-ins that came meanwhile go first
                 t = &self.tk[slot]
                 self.core.c_push(slot, t.service, t.klass, self.now, t.order)
                 if self.record:
-                    self.cols[8][t.serial] = OUT_UNSERVED
+                    self.r_outcome[t.serial] = OUT_UNSERVED
                 if self.w_open[w]:
                     self._try_call(w)
                 self._refresh_idle(w)
@@ -1312,31 +1513,54 @@ cdef class Engine:
         return 0
 
     cdef inline int _on_arrival(self, Py_ssize_t label) except -1 nogil:
-        cdef int64_t booked = self.l_booked[label]
+        cdef int64_t booked = self.l_booked[label], ticket_id = self.l_id[label]
         self.arrivals_left -= 1
         self._label_next(label)
-        self._arrive(label // 3, label % 3, booked)
+        self._arrive(label // 3, label % 3, booked, ticket_id)
         self._sync_label(label)
         return 0
 
     cdef int _on_replay(self) except -1 nogil:
         cdef Py_ssize_t i = self.rp_next
         self.rp_next = i + 1
-        self._arrive(self.rp_service[i], self.rp_klass[i], self.rp_booked[i])
+        self._arrive(self.rp_service[i], self.rp_klass[i], self.rp_booked[i], i)
         if i + 1 < self.rp_n:
             self._schedule(self.rp_time[i + 1], EV_REPLAY, 0)
         return 0
 
-    cdef object _column(self, int c):
-        out = array("q")
-        if self.serial:
-            out.frombytes((<char *> self.cols[c])[:self.serial * sizeof(int64_t)])
-        return list(out)
+    cdef int _columns(self, Py_ssize_t capacity) except -1:
+        """Make room for ``capacity`` tickets' records (new arrays if there are none)."""
+        cdef Py_ssize_t c
+        cdef carray.array column
+        cdef void *buffers[N_COLUMNS]
+        if self.col_arrays is None:
+            self.col_arrays = [carray.clone(array(code), capacity, False)
+                               for code in COLUMN_TYPES]
+        for c in range(N_COLUMNS):
+            column = self.col_arrays[c]
+            if len(column) != capacity:
+                carray.resize(column, capacity)
+            buffers[c] = column.data.as_voidptr
+        self.r_arrival = <int64_t *> buffers[0]
+        self.r_service = <int32_t *> buffers[1]
+        self.r_klass = <int8_t *> buffers[2]
+        self.r_key = <int64_t *> buffers[3]
+        self.r_called = <int64_t *> buffers[4]
+        self.r_start = <int64_t *> buffers[5]
+        self.r_end = <int64_t *> buffers[6]
+        self.r_window = <int32_t *> buffers[7]
+        self.r_outcome = <int8_t *> buffers[8]
+        self.r_wait = <int64_t *> buffers[9]
+        self.col_cap = capacity
+        return 0
 
     cdef object _result(self):
         columns = None
         if self.record:
-            columns = {name: self._column(c) for c, name in enumerate(COLUMNS)}
+            self._columns(self.serial)
+            columns = dict(zip(COLUMNS, self.col_arrays))
+            self.col_arrays = None  # the caller's now; the next run gets new ones
+            self.col_cap = 0
         return {
             "n_tickets": self.serial,
             "end_ms": self.now,

@@ -23,20 +23,23 @@ Staff behaviour that the policy does not decide is fixed here: when a window
 frees it calls at once; an arriving ticket is called by the lowest-numbered
 idle open window that serves its service.
 
-Reproducibility: xoshiro256** streams (seeded with splitmix64) feed the draws,
-each always in the same order. Each (service, class) label has its own Poisson
-arrival stream (per run, or per prediction replication, from
-:func:`arrival_seed`; rates from :func:`arrival_tables`), so a label's arrivals
-are the same whenever they are drawn: a prediction draws a walk-in label only
-while its group is empty, and the rest when they can matter
-(:meth:`_Run.catch_up`). One more stream serves the service times, no-shows and
-residual services in event order. Times are integer ms; exponential and normal
-draws use Marsaglia and Tsang's ziggurat over tables built once here (both
-twins read the same tables), and continuous draws use only IEEE double
-arithmetic and ``log``/``exp`` from the C library, which both twins call, so
-both produce the same numbers bit for bit. Events at the same millisecond run
-in the order (kind, window or label): shift opens, closes, window ends, the
-replay, then arrivals.
+Reproducibility, and common random numbers: every draw is a function of the
+seed and of what it is for, never of the order of events. Each (service,
+class) label has its own Poisson arrival stream (xoshiro256**, per run, or per
+prediction replication, from :func:`arrival_seed`; rates from
+:func:`arrival_tables`), so a label's arrivals are the same whenever they are
+drawn: a prediction draws a walk-in label only while its group is empty, and
+the rest when they can matter (:meth:`_Run.catch_up`). Each call of each
+ticket has its own splitmix64 stream (:func:`ticket_state`) for its no-show
+and its service time, so the same ticket takes as long whichever window calls
+it and however many windows the hall has: two staffing plans, or a prediction
+with and without a staffing move, are compared on the same simulated day.
+Times are integer ms; exponential and normal draws use Marsaglia and Tsang's
+ziggurat over tables built once here (both twins read the same tables), and
+continuous draws use only IEEE double arithmetic and ``log``/``exp`` from the
+C library, which both twins call, so both produce the same numbers bit for
+bit. Events at the same millisecond run in the order (kind, window or label):
+shift opens, closes, window ends, the replay, then arrivals.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ import heapq
 import itertools
 import math
 import threading
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fastpath._core_py import NO_TICKET
@@ -80,9 +84,26 @@ EVENT_SPAN_MS = (1 << 49) - 2  # events run at most this long after a run's star
 BUSY_UNKNOWN = -2  # a window serving someone from before the prediction started
 TWO_POW_M53 = 1.0 / 9007199254740992.0
 
-COLUMNS = ("arrival", "service", "klass", "key", "called", "start", "end", "window", "outcome")
+# The per-ticket records of a run (``record=True``), one array per column (of
+# the type code in COLUMN_TYPES: times int64, indices int32, classes and
+# outcomes int8), indexed by the ticket's serial (order of arrival). -1: not yet
+# / never. "wait" is ms from the start of the wait (arrival, or the booked time
+# of an appointment that checked in early: docs/STATISTICS.md) to the first call.
+COLUMNS = ("arrival", "service", "klass", "key", "called", "start", "end", "window", "outcome",
+           "wait")
+COLUMN_TYPES = ("q", "i", "b", "q", "q", "q", "q", "i", "b", "q")
 
 _MASK = (1 << 64) - 1
+
+# The engines' inputs (both twins take the same).
+Shifts = Sequence[Sequence[tuple[int, int]]]  # per window: sorted (open ms, close ms)
+Streams = Sequence[tuple[Sequence[int], Sequence[float], float, float]]
+"""Per service: Poisson segment starts (ms), rates (per ms), p_priority, p_appointment."""
+WaitingColumns = tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int], Sequence[int]]
+"""Waiting tickets as columns: service, class, key ms, order, issued ms."""
+ReplayColumns = tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int]]
+"""Replayed arrivals as columns: time ms, service, class, booked ms (-1: none)."""
+GOLDEN_GAMMA = 0x9E3779B97F4A7C15  # splitmix64's increment
 
 
 # --- ziggurat tables (Marsaglia & Tsang 2000, 256 layers) ------------------------
@@ -129,38 +150,20 @@ ZIG_EXP_K, ZIG_EXP_W, ZIG_EXP_F = _ziggurat(
 # --- random numbers -------------------------------------------------------------
 
 
-class Xoshiro256:
-    """xoshiro256** (Blackman & Vigna), seeded by splitmix64 like the reference code."""
+def mix64(z: int) -> int:
+    """splitmix64's output function: a bijection of 64-bit words that mixes every bit."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
 
-    __slots__ = ("_s",)
 
-    def __init__(self, seed: int) -> None:
-        if not 0 <= seed <= _MASK:
-            raise ValueError("seed must be in [0, 2**64)")
-        state = []
-        x = seed
-        for _ in range(4):
-            x = (x + 0x9E3779B97F4A7C15) & _MASK
-            z = x
-            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
-            state.append(z ^ (z >> 31))
-        self._s = state
+class _Ziggurat:
+    """Uniform, exponential and normal draws over a generator's ``next_u64``."""
+
+    __slots__ = ()
 
     def next_u64(self) -> int:
-        s = self._s
-        s0, s1, s2, s3 = s
-        x = (s1 * 5) & _MASK
-        result = ((((x << 7) | (x >> 57)) & _MASK) * 9) & _MASK
-        t = (s1 << 17) & _MASK
-        s2 ^= s0
-        s3 ^= s1
-        s1 ^= s2
-        s0 ^= s3
-        s2 ^= t
-        s3 = ((s3 << 45) | (s3 >> 19)) & _MASK
-        s[0], s[1], s[2], s[3] = s0, s1, s2, s3
-        return result
+        raise NotImplementedError
 
     def uniform(self) -> float:
         """A double in [0, 1) with 53 random bits."""
@@ -203,7 +206,58 @@ class Xoshiro256:
                 return x
 
 
-def sample_service_ms(rng: Xoshiro256, kind: int, a: float, b: float,
+class Xoshiro256(_Ziggurat):
+    """xoshiro256** (Blackman & Vigna), seeded by splitmix64 like the reference code:
+    the long streams (each arrival label's)."""
+
+    __slots__ = ("_s",)
+
+    def __init__(self, seed: int) -> None:
+        if not 0 <= seed <= _MASK:
+            raise ValueError("seed must be in [0, 2**64)")
+        state = []
+        x = seed
+        for _ in range(4):
+            x = (x + GOLDEN_GAMMA) & _MASK
+            state.append(mix64(x))
+        self._s = state
+
+    def next_u64(self) -> int:
+        s = self._s
+        s0, s1, s2, s3 = s
+        x = (s1 * 5) & _MASK
+        result = ((((x << 7) | (x >> 57)) & _MASK) * 9) & _MASK
+        t = (s1 << 17) & _MASK
+        s2 ^= s0
+        s3 ^= s1
+        s1 ^= s2
+        s0 ^= s3
+        s2 ^= t
+        s3 = ((s3 << 45) | (s3 >> 19)) & _MASK
+        s[0], s[1], s[2], s[3] = s0, s1, s2, s3
+        return result
+
+
+class SplitMix64(_Ziggurat):
+    """splitmix64 (Steele, Lea & Flood): the short streams of one ticket's call.
+
+    Free to seed (the state is one word), so every call of every ticket gets its
+    own: see :func:`ticket_state`.
+    """
+
+    __slots__ = ("_x",)
+
+    def __init__(self, state: int) -> None:
+        if not 0 <= state <= _MASK:
+            raise ValueError("seed must be in [0, 2**64)")
+        self._x = state
+
+    def next_u64(self) -> int:
+        self._x = (self._x + GOLDEN_GAMMA) & _MASK
+        return mix64(self._x)
+
+
+def sample_service_ms(rng: _Ziggurat, kind: int, a: float, b: float,
                       samples: Sequence[int]) -> int:
     """One service time in ms (at least 1)."""
     if kind == DIST_EXPONENTIAL:
@@ -219,30 +273,24 @@ def sample_service_ms(rng: Xoshiro256, kind: int, a: float, b: float,
     return value if value > 0 else 1
 
 
-# --- arrivals: one Poisson stream per (service, class) label --------------------
-
-def no_show_rates(no_show_p: Sequence[float]) -> list[float]:
-    """Per service, -ln(1 - p): the rate of the exponential whose floor is a
-    geometric number of calls. Each service draws how many calls until its next
-    no-show instead of one uniform per call: the same Bernoulli(p) sequence of
-    calls, one draw per no-show (both twins take the rates from here)."""
-    rates = []
+def no_show_probabilities(no_show_p: Sequence[float]) -> list[float]:
+    """Per service, the probability that a called citizen is absent (both twins check it)."""
+    out = []
     for p in no_show_p:
         p = float(p)
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"no-show probability {p} is not in [0, 1]")
-        rates.append(-math.log1p(-p) if p < 1.0 else math.inf)
-    return rates
-
-
-# A service's calls until its next no-show are capped here (p tiny: never, in practice).
-MAX_NO_SHOW_GAP = 1 << 62
+        out.append(p)
+    return out
 
 
 def event_out_of_range(time_ms: int, base_ms: int) -> str:
     """The error of an event outside the span a run can order (both twins raise it)."""
     return (f"event at {time_ms} ms: before the run's start ({base_ms} ms) or more than "
             f"2**49 ms after it")
+
+
+# --- arrivals: one Poisson stream per (service, class) label --------------------
 
 
 def arrival_seed(seed: int, stream: int) -> int:
@@ -253,14 +301,41 @@ def arrival_seed(seed: int, stream: int) -> int:
     label's draws do not depend on when the others are drawn (a prediction
     draws a label's arrivals only when they can matter, see _Run.catch_up).
     """
-    z = (seed + (stream + 1) * 0xD1B54A32D192ED03) & _MASK
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
-    return z ^ (z >> 31)
+    return mix64((seed + (stream + 1) * 0xD1B54A32D192ED03) & _MASK)
+
+
+# --- each ticket's own draws ----------------------------------------------------
+#
+# Common random numbers. Each ticket draws its no-show and service time from a
+# stream of its own, seeded by the run (or prediction replication) and the
+# ticket's identity, never by the order of events: the same ticket takes as long
+# whichever window calls it and whatever else the hall does, so two staffing
+# plans (or a prediction with and without a move) are compared on the same day.
+# A ticket's identity is what it is independently of any plan: its place in a
+# replayed list, its place in its label's Poisson stream, its place in a
+# prediction's waiting queue; a busy window's residual service is the window's.
+ARRIVAL_ID = 1 << 40  # + count * labels + label: a label's count-th Poisson arrival
+RESIDUAL_ID = 1 << 41  # + window: the service under way when a prediction starts
+DRAW_SALT = 0x5851F42D4C957F2D  # keeps ticket streams apart from arrival streams
+
+
+def draw_base(seed: int, replication: int) -> int:
+    """The seed of a run's (or a prediction replication's) ticket draws."""
+    return arrival_seed(seed ^ DRAW_SALT, replication)
+
+
+def ticket_state(base: int, ticket_id: int, call: int) -> int:
+    """The draws of one call of one ticket (``call`` 0, or 1 after a requeue).
+
+    The state's top 53 bits, as a uniform in [0, 1), decide the no-show (absent
+    when below the service's probability); a :class:`SplitMix64` from the state
+    draws the service time.
+    """
+    return mix64((base + (2 * ticket_id + call + 1) * GOLDEN_GAMMA) & _MASK)
 
 
 def arrival_tables(
-    streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
+    streams: Streams,
     start_ms: int, until_ms: int, skip: int = -1,
 ) -> tuple[list[int], list[float]]:
     """Each label's Poisson arrivals from ``start_ms`` to ``until_ms``.
@@ -293,6 +368,26 @@ def arrival_tables(
                     if rate * share > 0.0 and label != skip:
                         means[label * n_seg + seg] = 1.0 / (rate * share)
     return seg_starts, means
+
+
+def expected_tickets(tables: tuple[list[int], list[float]], until_ms: int, max_arrivals: int,
+                     replayed: int) -> int:
+    """Room for a run's records: its expected arrivals plus 6 standard deviations.
+
+    The compiled twin sizes its record arrays with it once, so they rarely move.
+    """
+    starts, means = tables
+    n_seg = len(starts)
+    mean = 0.0
+    for seg in range(n_seg):
+        length = (starts[seg + 1] if seg + 1 < n_seg else until_ms) - starts[seg]
+        if length > 0:
+            mean += sum(length / m for m in means[seg::n_seg] if m > 0.0)
+    poisson = min(float(max_arrivals), mean + 6.0 * math.sqrt(mean), float(MAX_EXPECTED))
+    return int(poisson) + replayed + 64
+
+
+MAX_EXPECTED = 1 << 24  # records for more tickets than this grow as they come
 
 
 # --- the engine -----------------------------------------------------------------
@@ -343,7 +438,7 @@ class Engine:
                 self._windows_of[service].append(widx)
         self._order_base = list(order_base)
         self._dists = [(k, float(a), float(b), list(s)) for k, a, b, s in dists]
-        self._no_show_rate = no_show_rates(no_show_p)
+        self._no_show_p = no_show_probabilities(no_show_p)
         self._no_show_timeout = int(no_show_timeout_ms)
         self._requeue_once = bool(requeue_once)
         self._grace = int(appointment_grace_ms)
@@ -358,11 +453,11 @@ class Engine:
         self,
         seed: int,
         start_ms: int,
-        shifts: Sequence[Sequence[tuple[int, int]]],
-        streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
+        shifts: Shifts,
+        streams: Streams,
         arrivals_until_ms: int = NEVER,
         max_arrivals: int = NEVER,
-        replay: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int]] | None = None,
+        replay: ReplayColumns | None = None,
         record: bool = True,
         warmup: int = 0,
     ) -> dict[str, Any]:
@@ -383,7 +478,6 @@ class Engine:
             run.arrivals_left = max_arrivals
             run.start_arrivals(arrival_tables(streams, start_ms, arrivals_until_ms),
                                arrivals_until_ms, seed, 0, lazy=False)
-            run.start_no_shows()
             for widx, intervals in enumerate(shifts):
                 run.set_shifts(widx, intervals, start_ms)
             if replay is not None:
@@ -397,13 +491,13 @@ class Engine:
         replications: int,
         now_ms: int,
         horizon_ms: int,
-        shifts: Sequence[Sequence[tuple[int, int]]],
+        shifts: Shifts,
         busy_service: Sequence[int],
         busy_since: Sequence[int],
         streaks: Sequence[int],
-        waiting: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int], Sequence[int]],
+        waiting: WaitingColumns,
         counters: Sequence[int],
-        streams: Sequence[tuple[Sequence[int], Sequence[float], float, float]],
+        streams: Streams,
         tagged: tuple[int, int, int, int],
         lazy_arrivals: bool = True,
     ) -> list[int]:
@@ -419,6 +513,74 @@ class Engine:
         ``lazy_arrivals=False`` draws every walk-in as it comes instead of when
         it can matter (see :meth:`_Run.catch_up`): slower, for tests.
         """
+        stop = now_ms + horizon_ms
+        if not (0 <= tagged[0] < self.n_services and 0 <= tagged[1] < 3):
+            raise IndexError("tagged ticket with service or class out of range")
+        # Later arrivals in the new ticket's own (service, class) group queue behind
+        # it, and only a group's head is ever compared, so until it is called they
+        # change nothing: they are not drawn at all. (An appointment's group is
+        # ordered by booked times, which may come before it.)
+        own = tagged[0] * 3 + tagged[1] if tagged[1] != APPOINTMENT else -1
+        tables = arrival_tables(streams, now_ms, stop, own)
+        waits = []
+        for run in self._from_state(seed, replications, now_ms, stop, shifts, busy_service,
+                                    busy_since, streaks, waiting, counters, tables, tagged,
+                                    lazy_arrivals):
+            called = run.loop(stop)
+            waits.append(horizon_ms if called < 0 else called - now_ms)
+        return waits
+
+    def forecast(
+        self,
+        seed: int,
+        replications: int,
+        now_ms: int,
+        until_ms: int,
+        count_until_ms: int,
+        shifts: Shifts,
+        busy_service: Sequence[int],
+        busy_since: Sequence[int],
+        streaks: Sequence[int],
+        waiting: WaitingColumns,
+        counters: Sequence[int],
+        streams: Streams,
+    ) -> dict[str, array[int]]:
+        """Every ticket's wait from a hall state, replication by replication.
+
+        The state as in :meth:`predict` (without a new ticket); the hall runs until
+        ``until_ms`` with arrivals from ``streams``. The tickets counted are those
+        waiting at ``now_ms`` and those arriving before ``count_until_ms``. Returns
+        arrays with one entry per counted ticket and replication: ``replication``,
+        ``service``, ``wait`` (ms from the start of its wait to its first call, or,
+        for one not called by ``until_ms``, to ``until_ms``) and ``called`` (1, or 0
+        for those). The called ones come in the order they were called, then the
+        others service by service, shortest wait first.
+        """
+        tables = arrival_tables(streams, now_ms, until_ms)
+        out: dict[str, array[int]] = {name: array(code) for name, code in (
+            ("replication", "i"), ("service", "i"), ("wait", "q"), ("called", "b"))}
+        for run in self._from_state(seed, replications, now_ms, until_ms, shifts, busy_service,
+                                    busy_since, streaks, waiting, counters, tables, None, False,
+                                    (out, count_until_ms)):
+            run.loop(until_ms)
+            run.count_never_called(until_ms)
+        return out
+
+    def _from_state(
+        self, seed: int, replications: int, now_ms: int, stop: int,
+        shifts: Shifts, busy_service: Sequence[int],
+        busy_since: Sequence[int], streaks: Sequence[int],
+        waiting: WaitingColumns,
+        counters: Sequence[int], tables: tuple[list[int], list[float]],
+        tagged: tuple[int, int, int, int] | None, lazy_arrivals: bool,
+        counting: tuple[dict[str, array[int]], int] | None = None,
+    ) -> Iterator[_Run]:
+        """Each replication of a run from a hall state, set up and ready to loop.
+
+        With ``tagged``, a prediction: the new ticket is queued last. With
+        ``counting`` (records, count until), a forecast. The engine's lock is held
+        until the last replication has been taken.
+        """
         n_windows = self.n_windows
         if not len(shifts) == len(busy_service) == len(busy_since) == len(streaks) == n_windows:
             raise ValueError("window state needs one entry per window")
@@ -426,40 +588,42 @@ class Engine:
             raise ValueError("replications must be >= 0")
         if len(counters) != self.n_services:
             raise ValueError("counters need one entry per service")
-        stop = now_ms + horizon_ms
-        # Later arrivals in the new ticket's own (service, class) group queue behind
-        # it, and only a group's head is ever compared, so until it is called they
-        # change nothing: they are not drawn at all. (An appointment's group is
-        # ordered by booked times, which may come before it.)
-        own = tagged[0] * 3 + tagged[1] if tagged[1] != APPOINTMENT else -1
-        tables = arrival_tables(streams, now_ms, stop, own)
+        w_service, w_klass, w_key, w_order, w_issued = waiting
+        if any(not (0 <= s < self.n_services and 0 <= k < 3)
+               for s, k in zip(w_service, w_klass, strict=True)):
+            raise IndexError("waiting ticket with service or class out of range")
+        if any(s >= self.n_services for s in busy_service):
+            raise IndexError("busy_service out of range")
         with self._lock:
             run = _Run(self, seed, now_ms, False, 0)
-            w_service, w_klass, w_key, w_order, w_issued = waiting
             # Queue order (key, order) so that every push is an append to its group.
             queued = sorted(range(len(w_service)), key=lambda i: (w_key[i], w_order[i]))
-            waits = []
             for rep in range(replications):
                 # First what every replication shares (the compiled twin builds it
                 # once and restores it), then the random parts, in this order.
                 run.reset(now_ms, streaks)
                 run.horizon = stop
                 run.counter = list(counters)
-                for i in queued:
-                    run.add_ticket(w_service[i], w_klass[i], w_key[i], w_order[i], w_issued[i])
-                run.target = run.add_ticket(tagged[0], tagged[1], tagged[2], tagged[3], now_ms)
+                # A waiting ticket's identity is its place in the queue (see ticket_state).
+                for place, i in enumerate(queued):
+                    run.add_ticket(w_service[i], w_klass[i], w_key[i], w_order[i], w_issued[i],
+                                   place)
+                if tagged is not None:
+                    run.target = run.add_ticket(tagged[0], tagged[1], tagged[2], tagged[3],
+                                                now_ms, len(queued))
                 for widx in range(n_windows):
                     run.start_shifts(widx, shifts[widx])
+                run.draws = draw_base(seed, rep)
+                run.replication = rep
+                if counting is not None:
+                    run.counted, run.count_until = counting
                 run.start_arrivals(tables, stop, seed, rep, lazy=lazy_arrivals)
-                run.start_no_shows()
                 for widx in range(n_windows):
                     run.set_predicted_window(widx, busy_service[widx], busy_since[widx])
                 for widx in range(n_windows):  # open idle windows call at once, in order
                     if run.w_open[widx] and run.w_current[widx] == NO_TICKET:
                         run.try_call(widx)
-                called = run.loop(stop)
-                waits.append(horizon_ms if called < 0 else called - now_ms)
-            return waits
+                yield run
 
 
 class _Run:
@@ -468,7 +632,9 @@ class _Run:
     def __init__(self, engine: Engine, seed: int, start_ms: int, record: bool,
                  warmup: int) -> None:
         self.e = engine
-        self.rng = Xoshiro256(seed)
+        if not 0 <= seed <= _MASK:
+            raise ValueError("seed must be in [0, 2**64)")
+        self.draws = draw_base(seed, 0)  # see ticket_state
         self.core = engine._core
         self.record = record
         self.warmup = warmup
@@ -500,12 +666,12 @@ class _Run:
         self.t_serial: list[int] = []
         self.t_requeued: list[bool] = []
         self.t_arrival: list[int] = []
+        self.t_id: list[int] = []  # the ticket's identity for its draws (ticket_state)
         self.target = NO_TICKET
         self.target_called = -1
         self.free: list[int] = []
         self.serial = 0
         self.counter = [0] * n_s
-        self.no_show_left = [0] * n_s  # per service: calls up to its next no-show, 0: none
         # Windows.
         self.w_open = [False] * n_w
         self.w_current = [NO_TICKET] * n_w  # slot, BUSY_UNKNOWN or NO_TICKET
@@ -514,21 +680,28 @@ class _Run:
         self.w_shifts: list[list[tuple[int, int]]] = [[] for _ in range(n_w)]
         self.w_shift = [0] * n_w
         # Arrivals, label by label (service * 3 + class): the tables of
-        # arrival_tables, each label's stream (generator, segment, time) and its
-        # next arrival, drawn ahead (ms, booked time), whether that is scheduled,
-        # and whether the label is lazy (see catch_up).
+        # arrival_tables, each label's stream (generator, segment, time, arrivals
+        # drawn) and its next arrival, drawn ahead (ms, booked time, identity),
+        # whether that is scheduled, and whether the label is lazy (see catch_up).
         n_labels = 3 * n_s
         self.tables: tuple[list[int], list[float]] = ([], [])
         self.arrivals_until = NEVER
-        self.l_rng = [self.rng] * n_labels
+        self.l_rng = [Xoshiro256(0)] * n_labels
         self.l_seg = [0] * n_labels
         self.l_time = [0.0] * n_labels
+        self.l_count = [0] * n_labels
         self.l_next = [NO_ARRIVAL] * n_labels
         self.l_booked = [-1] * n_labels
+        self.l_id = [0] * n_labels
         self.l_scheduled = [False] * n_labels
         self.l_lazy = [False] * n_labels
         self.queued = [0] * n_labels  # tickets queued per (service, class) group
         self.horizon = NEVER  # prediction: events after it never run, so are not scheduled
+        # A forecast's records (see Engine.forecast): the tickets arriving before
+        # count_until are counted, into these arrays.
+        self.counted: dict[str, array[int]] | None = None
+        self.count_until = NEVER
+        self.replication = 0
         self.arrivals_left = NEVER
         self.replay: tuple[Sequence[int], ...] = ((), (), (), ())
         self.replay_next = 0
@@ -543,16 +716,6 @@ class _Run:
         if not 0 <= time_ms - self.base <= EVENT_SPAN_MS:
             raise OverflowError(event_out_of_range(time_ms, self.base))
         heapq.heappush(self.heap, (time_ms, kind, arg))
-
-    def start_no_shows(self) -> None:
-        """Each service's calls until its next no-show (0: none ever)."""
-        self.no_show_left = [self.calls_until_no_show(s) if rate > 0.0 else 0
-                             for s, rate in enumerate(self.e._no_show_rate)]
-
-    def calls_until_no_show(self, service: int) -> int:
-        """Geometric: the number of calls up to and including the next no-show."""
-        gap = self.rng.exponential() / self.e._no_show_rate[service]
-        return int(min(gap, MAX_NO_SHOW_GAP)) + 1
 
     def start_arrivals(self, tables: tuple[list[int], list[float]], arrivals_until_ms: int,
                        seed: int, replication: int, lazy: bool) -> None:
@@ -573,6 +736,7 @@ class _Run:
                 self.l_rng[label] = Xoshiro256(arrival_seed(seed, replication * n_labels + label))
                 self.l_seg[label] = 0
                 self.l_time[label] = float(starts[0])
+                self.l_count[label] = 0
                 self.label_next(label)
         for label in range(n_labels):
             self.sync_label(label)
@@ -597,6 +761,8 @@ class _Run:
             t = float(starts[seg])
         self.l_seg[label], self.l_time[label] = seg, candidate
         self.l_next[label] = now = int(candidate)
+        self.l_id[label] = ARRIVAL_ID + self.l_count[label] * 3 * self.e.n_services + label
+        self.l_count[label] += 1
         if label % 3 == APPOINTMENT:  # booked within [now - late, now + early)
             span = self.e._appt_early + self.e._appt_late
             self.l_booked[label] = max(0, now + int(rng.uniform() * span) - self.e._appt_late)
@@ -623,9 +789,10 @@ class _Run:
             return
         service, klass = divmod(label, 3)
         while self.l_next[label] < self.now:
-            time_ms = self.l_next[label]
+            time_ms, ticket_id = self.l_next[label], self.l_id[label]
             self.label_next(label)
-            self.add_ticket(service, klass, time_ms, self.take_number(service), time_ms)
+            self.add_ticket(service, klass, time_ms, self.take_number(service), time_ms,
+                            ticket_id)
 
     def take_number(self, service: int) -> int:
         """The next ticket of the service: its order (number_order of its number)."""
@@ -678,28 +845,30 @@ class _Run:
         if busy_service >= 0:
             # Residual service: a draw conditioned on lasting past what has elapsed.
             kind, a, b, samples = self.e._dists[busy_service]
+            rng = SplitMix64(ticket_state(self.draws, RESIDUAL_ID + widx, 0))
             elapsed = now - busy_since
             end = -1
             for _ in range(16):
-                length = sample_service_ms(self.rng, kind, a, b, samples)
+                length = sample_service_ms(rng, kind, a, b, samples)
                 if length > elapsed:
                     end = busy_since + length
                     break
             if end < 0:  # far in the tail: assume it ends within a fresh draw
-                end = now + sample_service_ms(self.rng, kind, a, b, samples)
+                end = now + sample_service_ms(rng, kind, a, b, samples)
             self.w_current[widx] = BUSY_UNKNOWN
             self.w_since[widx] = now
             self.schedule(end, EV_FREE, widx)
 
     # -- tickets -------------------------------------------------------------------
 
-    def add_ticket(self, service: int, klass: int, key: int, order: int, arrival: int) -> int:
+    def add_ticket(self, service: int, klass: int, key: int, order: int, arrival: int,
+                   ticket_id: int) -> int:
         if self.free:
             slot = self.free.pop()
             self.t_service[slot], self.t_klass[slot] = service, klass
             self.t_key[slot], self.t_order[slot] = key, order
             self.t_serial[slot], self.t_requeued[slot] = self.serial, False
-            self.t_arrival[slot] = arrival
+            self.t_arrival[slot], self.t_id[slot] = arrival, ticket_id
         else:
             slot = len(self.t_service)
             self.t_service.append(service)
@@ -709,18 +878,19 @@ class _Run:
             self.t_serial.append(self.serial)
             self.t_requeued.append(False)
             self.t_arrival.append(arrival)
+            self.t_id.append(ticket_id)
         if self.record:
             cols = self.columns
             for name, value in (("arrival", arrival), ("service", service), ("klass", klass),
                                 ("key", key), ("called", -1), ("start", -1), ("end", -1),
-                                ("window", -1), ("outcome", OUT_UNSERVED)):
+                                ("window", -1), ("outcome", OUT_UNSERVED), ("wait", -1)):
                 cols[name].append(value)
         self.serial += 1
         self.core.push(slot, service, klass, key, order)
         self.queued[service * 3 + klass] += 1
         return slot
 
-    def arrive(self, service: int, klass: int, booked: int) -> None:
+    def arrive(self, service: int, klass: int, booked: int, ticket_id: int) -> None:
         """A citizen takes a ticket now; an idle window serving the service calls it."""
         now = self.now
         key = now
@@ -731,7 +901,7 @@ class _Run:
                 key = booked
         order = self.take_number(service)
         self.catch_up(service * 3 + klass)  # a late appointment queues among the walk-ins
-        self.add_ticket(service, klass, key, order, now)
+        self.add_ticket(service, klass, key, order, now, ticket_id)
         self.offer(service)
 
     def offer(self, service: int) -> None:
@@ -762,26 +932,34 @@ class _Run:
         first_call = not self.t_requeued[slot]
         if slot == self.target:
             self.target_called = now
-        if first_call and serial >= self.warmup:
-            # An appointment that came early waits from its booked time.
-            start = self.t_key[slot] if klass == APPOINTMENT else self.t_arrival[slot]
-            if now > start:
-                self.wait_sum[service] += now - start
-            self.waited[service] += 1
+        waited = 0
+        if first_call:
+            # A wait begins at the check-in, or at the booked time of an
+            # appointment that checked in early (docs/STATISTICS.md).
+            start = self.t_arrival[slot]
+            if klass == APPOINTMENT and self.t_key[slot] > start:
+                start = self.t_key[slot]
+            waited = max(0, now - start)
+            if serial >= self.warmup:
+                self.wait_sum[service] += waited
+                self.waited[service] += 1
+            if self.counted is not None and self.t_arrival[slot] < self.count_until:
+                self.count(service, waited, 1)
         e = self.e
-        left = self.no_show_left[service]
-        absent = left == 1
-        if left:  # 0: the service has no no-shows
-            self.no_show_left[service] = self.calls_until_no_show(service) if absent else left - 1
+        # This call's own draws: absent or not, then how long (see ticket_state).
+        state = ticket_state(self.draws, self.t_id[slot], 0 if first_call else 1)
+        p = e._no_show_p[service]
+        absent = p > 0.0 and (state >> 11) * TWO_POW_M53 < p
         if absent:
             end = now + e._no_show_timeout
         else:
             kind, a, b, samples = e._dists[service]
-            end = now + sample_service_ms(self.rng, kind, a, b, samples)
+            end = now + sample_service_ms(SplitMix64(state), kind, a, b, samples)
         if self.record:
             cols = self.columns
             if first_call:
                 cols["called"][serial] = now
+                cols["wait"][serial] = waited
             cols["window"][serial] = widx
             if not absent:
                 cols["start"][serial] = now
@@ -791,6 +969,26 @@ class _Run:
         self.w_since[widx] = now
         self.schedule(end, EV_FREE, widx)
         return slot
+
+    def count(self, service: int, wait: int, called: int) -> None:
+        """A forecast's record of one counted ticket."""
+        assert self.counted is not None
+        for name, value in (("replication", self.replication), ("service", service),
+                            ("wait", wait), ("called", called)):
+            self.counted[name].append(value)
+
+    def count_never_called(self, until_ms: int) -> None:
+        """The counted tickets still waiting, service by service, shortest wait first."""
+        for service in range(self.e.n_services):
+            waits = []
+            for slot in self.core.queued(service):
+                if not self.t_requeued[slot] and self.t_arrival[slot] < self.count_until:
+                    start = self.t_arrival[slot]
+                    if self.t_klass[slot] == APPOINTMENT and self.t_key[slot] > start:
+                        start = self.t_key[slot]
+                    waits.append(max(0, until_ms - start))
+            for wait in sorted(waits):
+                self.count(service, wait, 0)
 
     def release(self, slot: int, outcome: int) -> None:
         if self.record:
@@ -872,14 +1070,14 @@ class _Run:
 
     def on_arrival(self, label: int) -> None:
         self.arrivals_left -= 1
-        booked = self.l_booked[label]
+        booked, ticket_id = self.l_booked[label], self.l_id[label]
         self.label_next(label)
-        self.arrive(label // 3, label % 3, booked)
+        self.arrive(label // 3, label % 3, booked, ticket_id)
         self.sync_label(label)
 
     def on_replay(self, index: int) -> None:
         times, services, klasses, booked = self.replay
-        self.arrive(int(services[index]), int(klasses[index]), int(booked[index]))
+        self.arrive(int(services[index]), int(klasses[index]), int(booked[index]), index)
         if index + 1 < len(times):
             self.schedule(int(times[index + 1]), EV_REPLAY, index + 1)
 
@@ -890,12 +1088,16 @@ class _Run:
             "wait_sum": list(self.wait_sum),
             "waited": list(self.waited),
             "busy_ms": list(self.busy_ms),
-            "columns": self.columns if self.record else None,
+            "columns": ({name: array(code, self.columns[name])
+                         for name, code in zip(COLUMNS, COLUMN_TYPES, strict=True)}
+                        if self.record else None),
         }
 
 
 __all__ = [
+    "ARRIVAL_ID",
     "COLUMNS",
+    "COLUMN_TYPES",
     "DIST_EMPIRICAL",
     "DIST_EXPONENTIAL",
     "DIST_FIXED",
@@ -906,9 +1108,19 @@ __all__ = [
     "OUT_NO_SHOW",
     "OUT_SERVING",
     "OUT_UNSERVED",
+    "RESIDUAL_ID",
     "Engine",
+    "ReplayColumns",
+    "Shifts",
+    "SplitMix64",
+    "Streams",
+    "WaitingColumns",
     "Xoshiro256",
     "arrival_seed",
     "arrival_tables",
+    "draw_base",
+    "mix64",
+    "no_show_probabilities",
     "sample_service_ms",
+    "ticket_state",
 ]

@@ -4,18 +4,15 @@
   onedoor (Cython engine, pure-Python engine), SimPy and Ciw, and the ratios;
 * :func:`prediction_latency`: ``predict_wait`` for a 220-window hall with 300
   waiting tickets, 100 and 1,000 replications;
-* :func:`prediction_accuracy`: mean absolute error of the prediction and of
-  the naive formula against the realised wait, on simulated days;
-* :func:`run_all`: all three.
+* :func:`run_all`: these and the prediction against the published
+  predictors (:mod:`fastpath.bench_predict`).
 
 SimPy and Ciw are dev dependencies used here only.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-import math
 import statistics
 import time
 from collections.abc import Callable
@@ -27,15 +24,12 @@ from fastpath.predict import (
     Predictor,
     WaitingTicket,
     WindowNow,
-    naive_wait,
-    state_from_day,
 )
 from fastpath.simulate import (
     DIST_EXPONENTIAL,
     HallModel,
     Xoshiro256,
     example_hall,
-    simulate_day,
 )
 from fastpath.types import MINUTE_MS, number_order
 
@@ -72,17 +66,23 @@ def mmc_engine(engine_class: Any, servers: int) -> Any:
 
 
 def mmc_mean_wait(engine_class: Any, servers: int, rho: float, customers: int, seed: int,
-                  warmup: int = 0) -> float:
-    """Mean wait (ms) of an M/M/c run in onedoor's engine (FIFO: one service, no classes)."""
+                  warmup: int = 0, record: bool = False) -> float:
+    """Mean wait (ms) of an M/M/c run in onedoor's engine (FIFO: one service, no classes).
+
+    ``record``: keep every customer's records too (what ``simulate_day``, the CLI
+    and staffing use: ten columns of arrays); the mean still comes from the
+    engine's totals, equal to the records' (tested).
+    """
     engine = mmc_engine(engine_class, servers)
     rate = rho * servers / MEAN_SERVICE_MS
     result = engine.run(seed, 0, [[(0, ALWAYS_OPEN_MS)]] * servers, [([0], [rate], 0.0, 0.0)],
-                        max_arrivals=customers, record=False, warmup=warmup)
+                        max_arrivals=customers, record=record, warmup=warmup)
     return float(result["wait_sum"][0] / result["waited"][0])
 
 
-def _onedoor(engine_class: Any, servers: int, rho: float, customers: int) -> float:
-    return mmc_mean_wait(engine_class, servers, rho, customers, seed=1)
+def _onedoor(engine_class: Any, servers: int, rho: float, customers: int,
+             record: bool = False) -> float:
+    return mmc_mean_wait(engine_class, servers, rho, customers, seed=1, record=record)
 
 
 def _simpy(servers: int, rho: float, customers: int) -> float:
@@ -153,8 +153,15 @@ def mmc_throughput(servers: int = 10, rho: float = 0.9, customers: int = 2_000_0
         compiled = importlib.import_module("fastpath._sim_c").Engine
         results["onedoor-cython"] = _rate(
             lambda: _onedoor(compiled, servers, rho, customers), customers)
+        # With every customer's records (ten columns), as simulate_day keeps them:
+        # the first run in this process, then two more (the records' memory is new
+        # to the process the first time: the kernel clears its pages).
+        results["onedoor-cython-records"] = [_rate(
+            lambda: _onedoor(compiled, servers, rho, customers, record=True), customers)
+            for _ in range(3)]
     except ImportError:
         results["onedoor-cython"] = None
+        results["onedoor-cython-records"] = None
     results["onedoor-pure"] = _rate(
         lambda: _onedoor(_sim_py.Engine, servers, rho, pure_customers), pure_customers)
     results["simpy"] = _rate(lambda: _simpy(servers, rho, simpy_customers), simpy_customers)
@@ -165,6 +172,10 @@ def mmc_throughput(servers: int = 10, rho: float = 0.9, customers: int = 2_000_0
             fastest["customers_per_s"] / results[other]["customers_per_s"], 1)
         results[f"cpu_ratio_vs_{other}"] = round(
             fastest["customers_per_cpu_s"] / results[other]["customers_per_cpu_s"], 1)
+    if results["onedoor-cython-records"]:
+        results["cpu_ratio_records_vs_simpy"] = [
+            round(run["customers_per_cpu_s"] / results["simpy"]["customers_per_cpu_s"], 1)
+            for run in results["onedoor-cython-records"]]
     return results
 
 
@@ -221,53 +232,63 @@ def prediction_latency(replication_counts: tuple[int, ...] = (100, 1000),
     return out
 
 
-def without_no_shows(model: HallModel) -> HallModel:
-    services = tuple(dataclasses.replace(m, no_show=0.0) for m in model.services)
-    return dataclasses.replace(model, services=services)
+# The staffing cases of docs/bench/simulator.md: (label, hall, plan scale, SLA minutes).
+STAFFING_CASES = (
+    ("village_station", "village_station", 1, 15),
+    ("comprehensive_hall", "comprehensive_hall", 1, 15),
+    ("comprehensive_hall as 66 department windows", "comprehensive_hall", 2, 15),
+    ("city_hall", "city_hall", 1, 20),
+)
 
 
-def prediction_accuracy(hall: str = "comprehensive_hall", days: int = 3, every: int = 10,
-                        replications: int = 200) -> dict[str, Any]:
-    """MAE (minutes) of the simulated p50 and of the naive formula vs the realised wait.
+def staffing_results(seed: int = 1) -> dict[str, Any]:
+    """The staffing search on the shipped halls (the comprehensive hall on its shipped
+    arrivals file, the others on a generated day): current against proposed, the
+    proposal on fresh seeds, how sure, and the CPU it took."""
+    from fastpath.simulate import EXAMPLES, generate_arrivals, read_arrivals
+    from fastpath.staffing import find_plan
 
-    Days follow the hall's time-varying profile and mixed services; each
-    ``every``-th ticket gets both predictions from the exact state at its
-    arrival (no-shows off: the records cannot rebuild a requeued ticket).
-    """
-    model = without_no_shows(example_hall(hall))
-    predictor = Predictor(model)
-    sim_errors: list[float] = []
-    naive_errors: list[float] = []
-    for day_seed in range(100, 100 + days):
-        day = simulate_day(model, day_seed, engine=predictor.engine)
-        realised = day.waits()
-        for serial in range(0, len(realised), every):
-            if realised[serial] < 0 or day.columns["klass"][serial] == 2:
-                continue  # unserved, or an appointment (waits from its booked time)
-            state = state_from_day(day, serial)
-            service_id = model.services[day.columns["service"][serial]].service.id
-            klass = day.columns["klass"][serial]
-            prediction = predictor.predict(state, service_id, klass, replications,
-                                           seed=serial)
-            sim_errors.append(abs(prediction.p50_ms - realised[serial]))
-            naive_errors.append(abs(naive_wait(state, service_id) - realised[serial]))
-    sim_mae = statistics.fmean(sim_errors) / MINUTE_MS
-    naive_mae = statistics.fmean(naive_errors) / MINUTE_MS
-    return {
-        "hall": hall, "days": days, "tickets_predicted": len(sim_errors),
-        "replications": replications,
-        "simulation_mae_min": round(sim_mae, 2), "naive_mae_min": round(naive_mae, 2),
-        "naive_over_simulation": round(naive_mae / sim_mae, 2) if sim_mae else math.inf,
-    }
+    out: dict[str, Any] = {}
+    for label, name, scale, sla in STAFFING_CASES:
+        hall = example_hall(name)
+        arrivals = (read_arrivals(EXAMPLES / "comprehensive_hall_arrivals.csv", hall)
+                    if name == "comprehensive_hall" else generate_arrivals(hall, seed))
+        staffed = hall.with_plan([n * scale for n in hall.plan])
+        started = time.process_time()
+        result = find_plan(staffed, arrivals, sla, seed=seed)
+        proposed, fresh = result.proposed, result.validation
+        out[label] = {
+            "sla_min": sla, "tickets": len(arrivals),
+            "current_windows": staffed.n_windows, "current_plan": list(staffed.plan),
+            "current_worst_p90_min": round(result.current.worst_p90_ms / MINUTE_MS, 1),
+            "current_confidence": round(result.current.confidence, 3),
+            "proposed_windows": None if proposed is None else proposed.windows,
+            "proposed_plan": None if proposed is None else list(proposed.plan),
+            "proposed_worst_p90_min": None if proposed is None else round(
+                proposed.worst_p90_ms / MINUTE_MS, 1),
+            "proposed_confidence": None if proposed is None else round(proposed.confidence, 3),
+            "fresh_seed_worst_p90_min": None if fresh is None else round(
+                fresh.worst_p90_ms / MINUTE_MS, 1),
+            "validated": result.validated, "plans_judged": result.evaluations,
+            "simulated_days": result.days,
+            "cpu_s": round(time.process_time() - started, 2),
+        }
+    return out
 
 
 def run_all() -> dict[str, Any]:
+    from fastpath.bench_advice import advice_benchmark
+    from fastpath.bench_predict import prediction_report
+
     return {
         "mmc_throughput": mmc_throughput(),
         "prediction_latency": prediction_latency(),
-        "prediction_accuracy": {
-            hall: prediction_accuracy(hall) for hall in ("comprehensive_hall", "city_hall")
+        "prediction_against_baselines": {
+            hall: prediction_report(hall, days) for hall, days in (("comprehensive_hall", 8),
+                                                                   ("city_hall", 3))
         },
+        "staffing": staffing_results(),
+        "advice": advice_benchmark("comprehensive_hall", surge_days=12, normal_days=8),
     }
 
 
@@ -277,8 +298,7 @@ __all__ = [
     "mmc_engine",
     "mmc_mean_wait",
     "mmc_throughput",
-    "prediction_accuracy",
     "prediction_latency",
     "run_all",
-    "without_no_shows",
+    "staffing_results",
 ]

@@ -13,6 +13,7 @@ Bad files are reported with the file, line and reason, and exit status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -60,8 +61,13 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     staffing.add_argument("--arrivals", required=True, help="CSV of arrivals (time,service,...)")
     staffing.add_argument("--sla-minutes", type=float, required=True,
                           help="p90 wait target per service")
-    staffing.add_argument("--replications", type=int, default=3,
-                          help="simulated days per plan (default 3)")
+    staffing.add_argument("--replications", type=int, default=16,
+                          help="simulated days per plan to start with (default 16)")
+    staffing.add_argument("--max-replications", type=int, default=64,
+                          help="simulated days per plan at most, for plans not yet decided "
+                               "(default 64)")
+    staffing.add_argument("--confidence", type=float, default=0.9,
+                          help="how sure each judgement must be (default 0.9)")
     staffing.add_argument("--seed", type=int, default=1)
     staffing.add_argument("--plot", help="write a PNG of p90 wait by hour, current vs proposed")
     staffing.add_argument("--json", action="store_true")
@@ -125,27 +131,41 @@ def _stats_table(out: TextIO, rows: list[tuple[str, WaitStats]]) -> None:
     for name, s in rows:
         minutes = (s.mean_ms, s.p50_ms, s.p90_ms, s.p99_ms)
         cells = "".join(f"{m / 60_000:>9.1f}" for m in minutes)
-        print(f"{ljust_display(name, 24)}{s.tickets:>9}{cells}{s.over_sla:>9}", file=out)
+        over = "—" if s.over_sla is None else str(s.over_sla)  # no SLA: nothing to be over
+        print(f"{ljust_display(name, 24)}{s.tickets:>9}{cells}{over:>9}", file=out)
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr (redrawn with a carriage return)."""
+    """Progress on stderr: a bar redrawn in place on a terminal, plain lines elsewhere.
+
+    ``total`` is the number of steps fixed when the work starts. On a terminal
+    the bar is redrawn with a carriage return; into a file or a pipe (a log, CI)
+    it writes one line per step done and no carriage returns.
+    """
 
     def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
         self._stream = stream
         self.width = width
+        self._last_done = -1
 
     @property
     def stream(self) -> TextIO:
         return self._stream if self._stream is not None else sys.stderr
 
     def __call__(self, done: int, total: int, label: str) -> None:
+        stream = self.stream
+        if not stream.isatty():
+            if done != self._last_done or label == "done":
+                stream.write(f"[{done}/{total}] {label}\n")
+                stream.flush()
+            self._last_done = done
+            return
         filled = round(self.width * min(done, total) / max(1, total))
         bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(f"\r[{bar}] {done:>3}/{total:<3} {label[:40]:<40}")
+        stream.write(f"\r[{bar}] {done:>3}/{total:<3} {label[:40]:<40}")
         if label == "done":
-            self.stream.write("\n")
-        self.stream.flush()
+            stream.write("\n")
+        stream.flush()
 
 
 def _cmd_staffing(args: argparse.Namespace) -> int:
@@ -154,7 +174,8 @@ def _cmd_staffing(args: argparse.Namespace) -> int:
         arrivals = read_arrivals(args.arrivals, model)
         progress = None if args.no_progress else ProgressBar()
         result = find_plan(model, arrivals, args.sla_minutes, replications=args.replications,
-                           seed=args.seed, progress=progress)
+                           max_replications=max(args.replications, args.max_replications),
+                           confidence=args.confidence, seed=args.seed, progress=progress)
     except ModelError as exc:
         return _fail(exc)
     if args.plot:
@@ -164,15 +185,22 @@ def _cmd_staffing(args: argparse.Namespace) -> int:
             return None if p is None else {
                 "windows": p.windows,
                 "groups": {g.name: n for g, n in zip(model.groups, p.plan, strict=True)},
-                "p90_ms": p.p90_ms, "unserved": p.unserved,
+                "p90_ms": p.p90_ms, "unserved": p.unserved, "replications": p.replications,
+                "confidence": round(p.confidence, 4),
+                "over_sla_share": {k: round(v.over_share, 4) for k, v in p.services.items()},
             }
-        print(json.dumps({"hall": model.name, "sla_ms": result.sla_ms,
-                          "evaluations": result.evaluations,
-                          "current": plan(result.current), "proposed": plan(result.proposed)},
-                         ensure_ascii=False, indent=2))
+        print(json.dumps({
+            "hall": model.name, "sla_ms": result.sla_ms,
+            "confidence_level": result.confidence_level,
+            "evaluations": result.evaluations, "simulated_days": result.days,
+            "current": plan(result.current), "proposed": plan(result.proposed),
+            "validation": plan(result.validation), "validated": result.validated,
+            "comparison": [dataclasses.asdict(c) for c in result.comparison],
+            "trace": [dataclasses.asdict(step) for step in result.trace],
+        }, ensure_ascii=False, indent=2))
     else:
         print(format_table(result))
-    return 0 if result.proposed is not None else 1
+    return 0 if result.proposed is not None and result.validated else 1
 
 
 def _cmd_arrivals(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ the live :class:`~fastpath.Dispatcher` on the edge.
 
 from __future__ import annotations
 
+import bisect
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -119,7 +120,13 @@ class Predictor:
     def waits(self, state: HallState, service_id: str, klass: TicketClass | int,
               replications: int = 1000, seed: int = 0, horizon_ms: int = DEFAULT_HORIZON_MS,
               booked_ms: int | None = None) -> list[int]:
-        """Simulated waits (ms) of a ticket taken at ``state.now_ms``, one per replication."""
+        """Simulated waits (ms) of a ticket taken at ``state.now_ms``, one per replication.
+
+        A wait runs from the ticket's issue to its call, or, for an appointment that
+        checks in before its booked time, from the booked time (docs/STATISTICS.md):
+        the same wait as the hall's statistics count. A replication in which the
+        ticket is not called within ``horizon_ms`` gives ``horizon_ms``.
+        """
         if state.model is not self.model:
             raise ModelError("this hall state belongs to another hall model")
         if replications < 1:
@@ -140,17 +147,41 @@ class Predictor:
         counters = list(state.counters)
         counters[service] += 1
         tagged = (service, int(klass), key, number_order(prefix, counters[service]))
-        w = state.waiting
+        shifts, busy, since, streaks, waiting = self._engine_state(state)
         waits: list[int] = self.engine.predict(
-            seed, replications, now, horizon_ms, self.shifts(state),
-            [x.busy_service for x in state.windows],
-            [x.busy_since_ms for x in state.windows],
-            [x.priority_streak for x in state.windows],
-            ([t.service for t in w], [t.klass for t in w], [t.key_ms for t in w],
-             [t.order for t in w], [t.issued_ms for t in w]),
+            seed, replications, now, horizon_ms, shifts, busy, since, streaks, waiting,
             counters, model.streams(), tagged,
         )
+        early = key - now if klass is TicketClass.APPOINTMENT else 0
+        if early > 0:  # an early appointment waits from its booked time
+            waits = [w if w >= horizon_ms else max(0, w - early) for w in waits]
         return waits
+
+    def forecast(self, state: HallState, until_ms: int, count_until_ms: int,
+                 replications: int, seed: int = 0,
+                 streams: list[tuple[list[int], list[float], float, float]] | None = None,
+                 ) -> dict[str, Any]:
+        """Every ticket's wait from the state: those waiting and those arriving before
+        ``count_until_ms``, simulated until ``until_ms`` (see the engine's
+        ``forecast``); ``streams`` replace the model's arrival rates (a surge)."""
+        if state.model is not self.model:
+            raise ModelError("this hall state belongs to another hall model")
+        shifts, busy, since, streaks, waiting = self._engine_state(state)
+        out: dict[str, Any] = self.engine.forecast(
+            seed, replications, state.now_ms, until_ms, count_until_ms, shifts, busy, since,
+            streaks, waiting, list(state.counters),
+            self.model.streams() if streams is None else streams)
+        return out
+
+    def _engine_state(self, state: HallState) -> tuple[Any, ...]:
+        """The state as the engine takes it: shifts, busy services and since when,
+        ratio-cap streaks, and the waiting tickets as columns."""
+        w = state.waiting
+        return (self.shifts(state), [x.busy_service for x in state.windows],
+                [x.busy_since_ms for x in state.windows],
+                [x.priority_streak for x in state.windows],
+                ([t.service for t in w], [t.klass for t in w], [t.key_ms for t in w],
+                 [t.order for t in w], [t.issued_ms for t in w]))
 
     def shifts(self, state: HallState) -> list[list[tuple[int, int]]]:
         """Per window: open now until ``open_until_ms`` (if open), then the model's later shifts."""
@@ -209,14 +240,23 @@ def state_from_day(day: Any, serial: int) -> HallState:
     For the accuracy benchmark: rebuilt from the day's per-ticket records. Needs
     a day without no-shows (a requeued ticket's first call is all the records keep).
     """
+    return _state_of_day(day, day.columns["arrival"][serial], serial)
+
+
+def state_at(day: Any, now_ms: int) -> HallState:
+    """The state of a simulated day at ``now_ms`` (the tickets taken before it);
+    as :func:`state_from_day`, for benchmarks, on a day without no-shows."""
+    return _state_of_day(day, now_ms, bisect.bisect_left(day.columns["arrival"], now_ms))
+
+
+def _state_of_day(day: Any, now: int, tickets: int) -> HallState:
     model: HallModel = day.model
     c = day.columns
-    now = c["arrival"][serial]
     waiting = []
     counters = [0] * len(model.services)
     busy: dict[int, tuple[int, int]] = {}
     calls = []
-    for i in range(serial):
+    for i in range(tickets):
         service = c["service"][i]
         counters[service] += 1
         called = c["called"][i]
@@ -253,5 +293,6 @@ __all__ = [
     "WindowNow",
     "naive_wait",
     "predict_wait",
+    "state_at",
     "state_from_day",
 ]

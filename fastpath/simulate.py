@@ -30,6 +30,7 @@ import math
 import os
 import tomllib
 import unicodedata
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -612,12 +613,12 @@ class WaitStats:
     p50_ms: int
     p90_ms: int
     p99_ms: int
-    over_sla: int
+    over_sla: int | None  # None: no SLA to be over (a service without sla_minutes)
 
     @classmethod
     def of(cls, tickets: int, waits: Iterable[int], sla_ms: int) -> WaitStats:
         values = sorted(waits)
-        over = sum(1 for w in values if w > sla_ms) if sla_ms > 0 else 0
+        over = sum(1 for w in values if w > sla_ms) if sla_ms > 0 else None
         return cls(tickets, len(values), sum(values) / len(values) if values else 0.0,
                    percentile(values, 50), percentile(values, 90), percentile(values, 99), over)
 
@@ -652,39 +653,41 @@ class DaySummary:
 
 @dataclass(frozen=True, slots=True)
 class DayResult:
-    """Per-ticket records of one simulated day (columns indexed by ticket serial)."""
+    """Per-ticket records of one simulated day: the engine's ``COLUMNS``, one array
+    each, indexed by ticket serial (order of arrival)."""
 
     model: HallModel
     seed: int
-    columns: dict[str, list[int]]
+    columns: dict[str, array[int]]
     busy_ms: list[int]
     implementation: str = IMPLEMENTATION  # the engine that ran it: "cython" or "python"
 
-    def waits(self) -> list[int]:
-        """Per ticket: ms from arrival (booked time for an early appointment) to first call,
-        or -1 if never called."""
-        c = self.columns
-        return [
-            -1 if called < 0 else max(0, called - (key if k == APPOINTMENT else arrival))
-            for arrival, key, k, called in zip(c["arrival"], c["key"], c["klass"], c["called"],
-                                               strict=True)
-        ]
+    def waits(self) -> array[int]:
+        """Per ticket: ms from the start of its wait to its first call, or -1 if never
+        called. A wait starts at arrival, or at the booked time of an appointment that
+        checked in early: max(issued, booked) (docs/STATISTICS.md); the engine
+        measures it when it calls the ticket."""
+        return self.columns["wait"]
 
     def summary(self) -> DaySummary:
         c = self.columns
         waits = self.waits()
-        per_service: dict[str, WaitStats] = {}
-        for index, model in enumerate(self.model.services):
-            mine = [i for i, s in enumerate(c["service"]) if s == index]
-            per_service[model.service.id] = WaitStats.of(
-                len(mine), (waits[i] for i in mine if waits[i] >= 0),
-                model.service.sla_minutes * MINUTE_MS,
-            )
+        by_service: list[list[int]] = [[] for _ in self.model.services]
+        tickets = [0] * len(self.model.services)
+        for service, wait in zip(c["service"], waits, strict=True):
+            tickets[service] += 1
+            if wait >= 0:
+                by_service[service].append(wait)
+        per_service = {
+            model.service.id: WaitStats.of(tickets[index], by_service[index],
+                                           model.service.sla_minutes * MINUTE_MS)
+            for index, model in enumerate(self.model.services)
+        }
         called = [w for w in waits if w >= 0]
         overall = WaitStats.of(len(waits), called, 0)
+        with_sla = [s.over_sla for s in per_service.values() if s.over_sla is not None]
         overall = WaitStats(overall.tickets, overall.called, overall.mean_ms, overall.p50_ms,
-                            overall.p90_ms, overall.p99_ms,
-                            sum(s.over_sla for s in per_service.values()))
+                            overall.p90_ms, overall.p99_ms, sum(with_sla) if with_sla else None)
         open_ms = [sum(b - a for a, b in shifts) for shifts in self.model.window_shifts()]
         return DaySummary(
             hall=self.model.name, seed=self.seed, implementation=self.implementation,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, Final
 
 from . import escpos, led
@@ -32,27 +31,36 @@ def _rate(operation: Callable[[], object], repeat: int) -> float:
     return repeat / best
 
 
-def _ticket() -> escpos.TicketContent:
-    return escpos.TicketContent(
-        hall_name="中山市政务服务中心",
-        service_name="综合受理",
-        ticket_number="A012",
-        people_ahead=17,
-        wait_p50_minutes=23,
-        wait_p90_minutes=41,
-        issued_at=datetime(2026, 11, 23, 9, 5, 7),
-        qr_payload="https://q.example.cn/t/20261123-A012",
-        footer_lines=("请留意叫号，过号需重新取号",),
-    )
+def _ticket_events(large: bool) -> list[escpos.EscPosEvent]:
+    """A queue ticket's events, shaped as the edge lays them out (edge.devices.ticket builds
+    the real ones; the codec package does not import the edge)."""
+    big, body = (escpos.CharSize(2, 2), escpos.CharSize(2, 2)) if large else (
+        escpos.CharSize(1, 2), escpos.NORMAL_SIZE)
+    centre = escpos.Align.CENTER
+    lines = ["前面17人", "约等23分钟", "取号 09:05"] if large else [
+        "您前面还有17人等候", "预计等候约23分钟（最长约41分钟）", "取号时间：2026-11-23 09:05:07"]
+    return [
+        escpos.Init(), escpos.ChineseMode(True),
+        escpos.Text("中山市政务服务中心", big, bold=True, align=centre),
+        escpos.Text("综合受理", body, align=centre), escpos.Text("", align=centre),
+        escpos.Text("A012", escpos.CharSize(6, 6) if large else escpos.CharSize(4, 4),
+                    bold=True, align=centre),
+        escpos.Text("", align=centre),
+        *(escpos.Text(line, body, align=centre) for line in lines),
+        escpos.QrCode(b"https://q.example.cn/t/20261123-A012", module_size=8 if large else 6),
+        escpos.Text("扫码看进度" if large else "微信扫码查看排队进度", body, align=centre),
+        escpos.Text("请留意叫号，过号需重新取号", body, align=centre),
+        escpos.Feed(4), escpos.Cut(),
+    ]
 
 
 def bench_escpos() -> dict[str, Any]:
-    """Tickets built and decoded per second, ticket size, status parsing, PNG rendering."""
+    """Tickets encoded and decoded per second, ticket size, status parsing, PNG rendering."""
     from .simulators.printer import assemble, render_ticket
 
-    content = _ticket()
-    normal = escpos.build_ticket(content)
-    large = escpos.build_ticket(content, escpos.LARGE_PRINT_LAYOUT)
+    normal_events, large_events = _ticket_events(False), _ticket_events(True)
+    normal = escpos.encode_all(normal_events)
+    large = escpos.encode_all(large_events)
 
     def decode() -> None:
         escpos.decode_all(normal)
@@ -64,9 +72,9 @@ def bench_escpos() -> dict[str, Any]:
     ticket = assemble(escpos.decode_all(normal))[0]
     render_ticket(ticket)  # load the font once, outside the timing
     return {
-        "tickets built/s (normal)": round(_rate(lambda: escpos.build_ticket(content), 2000)),
-        "tickets built/s (large print)": round(
-            _rate(lambda: escpos.build_ticket(content, escpos.LARGE_PRINT_LAYOUT), 2000)
+        "tickets encoded/s (normal)": round(_rate(lambda: escpos.encode_all(normal_events), 2000)),
+        "tickets encoded/s (large print)": round(
+            _rate(lambda: escpos.encode_all(large_events), 2000)
         ),
         "tickets decoded/s (normal)": round(_rate(decode, 1000)),
         "ticket bytes (normal / large print)": f"{len(normal)} / {len(large)}",
@@ -167,7 +175,7 @@ def bench_modbus_terminal() -> dict[str, Any]:
         mt.encode_write_request(mt.command_write(ShowText(3, "请A012号到3号窗口")))
 
     poll_bytes = len(mt.encode_read_request(1)) + 5 + 2 * mt.POLL_BLOCK_COUNT
-    timing = SerialTiming(mt.DEFAULT_BAUD)
+    timing = SerialTiming(mt.DEFAULT_BAUD, mt.DEFAULT_PARITY)
     figures: dict[str, Any] = {
         "poll blocks decoded/s": round(_rate(lambda: mt.decode_poll_block(3, block, None), 20000)),
         "LED writes encoded/s (FC16 frame)": round(_rate(encode_led_write, 20000)),
@@ -180,7 +188,8 @@ def bench_modbus_terminal() -> dict[str, Any]:
     slaves = range(1, _HALL_WINDOWS + 1)
     with PtyLink() as link, ModbusTerminalBank(link, slaves, timing=timing) as bank:
         client = ModbusSerialClient(
-            port=link.port_name, baudrate=mt.DEFAULT_BAUD, timeout=1.0, retries=0
+            port=link.port_name, baudrate=mt.DEFAULT_BAUD, parity=mt.DEFAULT_PARITY,
+            timeout=1.0, retries=0,
         )
         client.connect()
         cursors: dict[int, mt.PollCursor | None] = dict.fromkeys(slaves)
@@ -259,7 +268,7 @@ def bench_vendor_frame() -> dict[str, Any]:
     def decode_stream() -> None:
         decoder = vf.VendorDecoder()
         decoder.receive_data(stream)
-        while not isinstance(decoder.next_event(), vf.NeedData):
+        while decoder.next_event() is not vf.NEED_DATA:
             pass
 
     timing = SerialTiming(vf.BAUD)
@@ -287,7 +296,7 @@ def bench_vendor_frame() -> dict[str, Any]:
             for address in addresses:
                 port.write(poller.poll(address))
                 answer: object = vf.NEED_DATA
-                while isinstance(answer, vf.NeedData):
+                while answer is vf.NEED_DATA:
                     decoder.receive_data(port.read(1) + port.read(port.in_waiting))
                     answer = decoder.next_event()
                 if isinstance(answer, KeyPressed | RatingGiven):

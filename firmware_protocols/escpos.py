@@ -2,14 +2,16 @@
 
 Three parts, none of which touches a port or a clock:
 
-* **Encoder.** :func:`encode` turns one event into the bytes of its commands;
-  :func:`build_ticket` lays out a queue ticket (:class:`TicketContent`) in the
-  normal or the large-print 老人版 :class:`TicketLayout` and returns the whole
-  byte string, ready for ``serial.write``.
-* **Status.** :func:`encode_status_query` builds ``DLE EOT n``;
+* **Encoder.** :func:`encode` turns one event into the bytes of its commands,
+  :func:`encode_all` a list of them. What a ticket says and how it is laid out
+  is the edge's business (``edge.devices.ticket`` builds the events); the codec
+  is about bytes only.
+* **Status and identity.** :func:`encode_status_query` builds ``DLE EOT n``;
   :func:`parse_status_reply` checks and decodes the one-byte answer and
   :meth:`PrinterHealth.from_replies` folds the answers to n = 1, 2, 4 (and
   optionally 3) into online / cover open / paper low / paper out / error.
+  ``GS I n`` (:class:`PrinterIdQuery`) asks maker, model, firmware or serial
+  number; :class:`PrinterIdDecoder` reads the ``_`` text ``NUL`` answers.
 * **Decoder.** :class:`EscPosDecoder` (``receive_data`` / ``next_event`` /
   :data:`NEED_DATA`) turns a printer's input stream back into events; the
   virtual printer uses it.
@@ -25,9 +27,9 @@ carries its alignment, emphasis and size and is sent as ``ESC a``, ``ESC E``,
 any event list replayable from any point.
 
 Errors (see :mod:`firmware_protocols.errors`): the encoder raises
-:class:`LocalProtocolError` for things it cannot send; :class:`TicketContent`
-checks its text and QR payload when it is made, so a bad ticket fails where
-it was built, not at the printer. The decoder raises
+:class:`LocalProtocolError` for things it cannot send: text GB18030 lacks, a
+QR payload past the symbol's real capacity (:func:`qr_capacity`) or holding
+control bytes (:func:`check_qr_payload`). The decoder raises
 :class:`RemoteProtocolError` from :meth:`EscPosDecoder.next_event` for an
 unknown or malformed command *after* skipping the offending bytes, so the
 caller counts it and simply calls ``next_event()`` again (a real printer
@@ -40,9 +42,9 @@ import enum
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Final, Literal
+from typing import Final
 
+from .decoding import NEED_DATA, NeedData
 from .errors import LocalProtocolError, RemoteProtocolError
 
 # --- Control bytes (Epson ESC/POS Application Programming Guide names) -------------------------
@@ -76,6 +78,8 @@ GS_CUT: Final = 0x56  # GS V m [n] Select cut mode and cut paper
 GS_PAREN_K: Final = 0x28  # GS ( k  2D codes (followed by 'k')
 GS_PAREN_K_2: Final = 0x6B  # the 'k' of GS ( k
 GS_REVERSE: Final = 0x42  # GS B n  Turn white/black reverse on/off   (accepted, not modelled)
+GS_PRINTER_ID: Final = 0x49  # GS I n  Transmit printer ID
+PRINTER_ID_HEADER: Final = 0x5F  # the "_" before a GS I text answer, which ends in NUL
 
 # --- Second bytes after FS -----------------------------------------------------------------------
 FS_CHINESE_ON: Final = 0x26  # FS &  Select Kanji (Chinese) character mode
@@ -99,17 +103,8 @@ CUT_PARTIAL: Final = 0x01  # GS V 1   Partial cut        (also 49 = '1')
 CUT_FULL_AFTER_FEED: Final = 0x41  # GS V 65 n Feed n dots to the cut position, full cut
 CUT_PARTIAL_AFTER_FEED: Final = 0x42  # GS V 66 n Feed n dots to the cut position, partial cut
 
-MAX_QR_DATA: Final = 7089  # Function 180: 1 <= k <= 7089 bytes
+MAX_QR_DATA: Final = 7089  # Function 180: 1 <= k <= 7089 bytes (what the storage area takes)
 MAX_LINE_BYTES: Final = 4096  # decoder bound on one line of text (a 80 mm line holds 48)
-
-
-class _NeedData(enum.Enum):
-    NEED_DATA = enum.auto()
-
-
-NEED_DATA: Final = _NeedData.NEED_DATA
-"""Returned by :meth:`EscPosDecoder.next_event` when more bytes are needed."""
-NeedData = Literal[_NeedData.NEED_DATA]
 
 
 class Align(enum.IntEnum):
@@ -135,6 +130,61 @@ class QrErrorCorrection(enum.IntEnum):
     M = 49
     Q = 50
     H = 51
+
+
+# What the largest symbol of each model holds (ISO/IEC 18004): numeric, alphanumeric and
+# 8-bit byte data. A printer stores up to 7089 bytes (Function 180) but prints *nothing* for
+# data past the symbol's capacity. Model 1 is documented here for level L only; micro QR
+# has no level H.
+_QR_CAPACITY: Final[dict[tuple[QrModel, QrErrorCorrection], tuple[int, int, int]]] = {
+    (QrModel.MODEL_2, QrErrorCorrection.L): (7089, 4296, 2953),
+    (QrModel.MODEL_2, QrErrorCorrection.M): (5596, 3391, 2331),
+    (QrModel.MODEL_2, QrErrorCorrection.Q): (3993, 2420, 1663),
+    (QrModel.MODEL_2, QrErrorCorrection.H): (3057, 1852, 1273),
+    (QrModel.MODEL_1, QrErrorCorrection.L): (1167, 707, 486),
+    (QrModel.MICRO, QrErrorCorrection.L): (35, 21, 15),
+    (QrModel.MICRO, QrErrorCorrection.M): (30, 18, 13),
+    (QrModel.MICRO, QrErrorCorrection.Q): (21, 13, 9),
+}
+_QR_ALPHANUMERIC: Final = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
+
+
+def qr_capacity(payload: bytes, model: QrModel, level: QrErrorCorrection) -> int:
+    """How many bytes like ``payload`` one symbol of ``model`` at ``level`` holds (the
+    numeric or alphanumeric capacity when every byte fits that mode, else 8-bit bytes)."""
+    try:
+        numeric, alphanumeric, octets = _QR_CAPACITY[model, level]
+    except KeyError:
+        raise LocalProtocolError(
+            f"QR {model.name} has no documented capacity at level {level.name}: use MODEL_2"
+        ) from None
+    if payload.isdigit():
+        return numeric
+    if all(byte in _QR_ALPHANUMERIC for byte in payload):
+        return alphanumeric
+    return octets
+
+
+def check_qr_payload(payload: bytes, model: QrModel, level: QrErrorCorrection) -> None:
+    """Refuse QR data a printer would not print whole, or would act on.
+
+    A byte below 0x20 (or 0x7F) is refused: printers scan every byte they receive for
+    real-time commands, so a ``DLE EOT`` inside QR data is answered as a status query
+    (and a stray status byte confuses the status exchange that follows).
+    """
+    if not payload:
+        raise LocalProtocolError("QR payload is empty")
+    for index, byte in enumerate(payload):
+        if byte < 0x20 or byte == 0x7F:
+            raise LocalProtocolError(
+                f"control byte {byte:#04x} at {index} in QR data: a printer may execute it"
+            )
+    capacity = qr_capacity(payload, model, level)
+    if len(payload) > capacity:
+        raise LocalProtocolError(
+            f"QR payload of {len(payload)} bytes exceeds the {capacity} a {model.name} symbol "
+            f"holds at level {level.name}: the printer would print nothing"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +292,29 @@ class StatusQuery:
     request: StatusRequest
 
 
+class PrinterInfo(enum.IntEnum):
+    """The n of ``GS I n`` for the text answers (``_`` text ``NUL``)."""
+
+    FIRMWARE = 65  # firmware version
+    MAKER = 66  # maker name
+    MODEL = 67  # model name
+    SERIAL = 68  # serial number
+
+
+@dataclass(frozen=True, slots=True)
+class PrinterIdQuery:
+    """``GS I n``: transmit one item of the printer's identity (``onedoor edge probe``)."""
+
+    info: PrinterInfo
+
+
+@dataclass(frozen=True, slots=True)
+class PrinterId:
+    """The answer to ``GS I n``: ``5F``, the text (ASCII), ``00``."""
+
+    text: str
+
+
 @dataclass(frozen=True, slots=True)
 class Unhandled:
     """A well-formed command the decoder knows the length of but does not model."""
@@ -249,11 +322,15 @@ class Unhandled:
     command: bytes
 
 
-EscPosEvent = Init | ChineseMode | Text | QrCode | Feed | Cut | StatusQuery | Unhandled
+EscPosEvent = (
+    Init | ChineseMode | Text | QrCode | Feed | Cut | StatusQuery | PrinterIdQuery | Unhandled
+)
 
 
 # --- Encoder -----------------------------------------------------------------------------------
-def _encode_text(line: str) -> bytes:
+def encode_text(line: str) -> bytes:
+    """The GB18030 bytes of one printed line (LocalProtocolError for a control character
+    or a character GB18030 lacks)."""
     for char in line:
         if ord(char) < 0x20 or ord(char) == 0x7F:
             raise LocalProtocolError(
@@ -285,10 +362,11 @@ def encode(event: EscPosEvent) -> bytes:
             return (
                 bytes([ESC, ESC_ALIGN, int(align), ESC, ESC_BOLD, int(bold)])
                 + bytes([GS, GS_CHAR_SIZE, size.to_byte()])
-                + _encode_text(line)
+                + encode_text(line)
                 + (bytes([LF]) if newline else b"")
             )
         case QrCode(payload=payload, module_size=module, error_correction=ec, model=model):
+            check_qr_payload(payload, model, ec)
             return (
                 _gs_paren_k(QR_FN_SELECT_MODEL, bytes([int(model), 0]))
                 + _gs_paren_k(QR_FN_MODULE_SIZE, bytes([module]))
@@ -305,6 +383,8 @@ def encode(event: EscPosEvent) -> bytes:
             return bytes([GS, GS_CUT, mode, dots])
         case StatusQuery(request=request):
             return encode_status_query(request)
+        case PrinterIdQuery(info=info):
+            return bytes([GS, GS_PRINTER_ID, int(info)])
         case Unhandled(command=command):
             return command
     raise LocalProtocolError(f"not an ESC/POS event: {event!r}")  # pragma: no cover
@@ -313,147 +393,6 @@ def encode(event: EscPosEvent) -> bytes:
 def encode_all(events: Iterable[EscPosEvent]) -> bytes:
     """The concatenated bytes of several events."""
     return b"".join(encode(event) for event in events)
-
-
-# --- Tickets -----------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class TicketContent:
-    """What a queue ticket says. The issue time is passed in: the codec has no clock."""
-
-    hall_name: str  # 中山市政务服务中心
-    service_name: str  # 综合受理
-    ticket_number: str  # A012
-    people_ahead: int
-    wait_p50_minutes: int | None  # median predicted wait, None when unknown
-    wait_p90_minutes: int | None  # 90th percentile, None when unknown
-    issued_at: datetime
-    qr_payload: str  # ticket id or progress URL
-    footer_lines: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.people_ahead < 0:
-            raise LocalProtocolError(f"people_ahead must be >= 0, got {self.people_ahead}")
-        for name in ("wait_p50_minutes", "wait_p90_minutes"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise LocalProtocolError(f"{name} must be >= 0, got {value}")
-        p50, p90 = self.wait_p50_minutes, self.wait_p90_minutes
-        if p50 is not None and p90 is not None and p90 < p50:
-            raise LocalProtocolError(f"wait p90 ({p90}) is below p50 ({p50})")
-        if not self.ticket_number:
-            raise LocalProtocolError("empty ticket number")
-        # Refuse what cannot be printed now, where the caller made it, not at print time.
-        for line in (self.hall_name, self.service_name, self.ticket_number, *self.footer_lines):
-            _encode_text(line)
-        try:
-            qr_bytes = len(self.qr_payload.encode("utf-8"))
-        except UnicodeEncodeError:
-            raise LocalProtocolError(f"QR payload {self.qr_payload!r} is not valid text") from None
-        if not 1 <= qr_bytes <= MAX_QR_DATA:
-            raise LocalProtocolError(f"QR payload must be 1..{MAX_QR_DATA} bytes, got {qr_bytes}")
-
-
-@dataclass(frozen=True, slots=True)
-class TicketLayout:
-    """Sizes and wording of a ticket. Use :data:`NORMAL_LAYOUT` or :data:`LARGE_PRINT_LAYOUT`."""
-
-    name: str
-    hall_size: CharSize
-    service_size: CharSize
-    number_size: CharSize
-    body_size: CharSize
-    footer_size: CharSize
-    qr_module_size: int
-    qr_error_correction: QrErrorCorrection
-    concise: bool  # fewer words: no p90, no date, short captions
-    feed_lines: int
-    partial_cut: bool
-
-
-NORMAL_LAYOUT: Final = TicketLayout(
-    name="normal",
-    hall_size=CharSize(1, 2),
-    service_size=CharSize(1, 1),
-    number_size=CharSize(4, 4),
-    body_size=CharSize(1, 1),
-    footer_size=CharSize(1, 1),
-    qr_module_size=6,
-    qr_error_correction=QrErrorCorrection.M,
-    concise=False,
-    feed_lines=4,
-    partial_cut=False,
-)
-"""The everyday ticket for 58 mm and 80 mm paper."""
-
-LARGE_PRINT_LAYOUT: Final = TicketLayout(
-    name="large_print",
-    hall_size=CharSize(2, 2),
-    service_size=CharSize(2, 2),
-    number_size=CharSize(6, 6),
-    body_size=CharSize(2, 2),
-    footer_size=CharSize(1, 2),
-    qr_module_size=8,
-    qr_error_correction=QrErrorCorrection.M,
-    concise=True,
-    feed_lines=4,
-    partial_cut=False,
-)
-"""老人版: bigger characters, fewer words, a bigger QR code (80 mm paper)."""
-
-
-def _wait_line(content: TicketContent, concise: bool) -> str:
-    p50, p90 = content.wait_p50_minutes, content.wait_p90_minutes
-    if p50 is None:
-        return "等候时间暂无预测" if concise else "预计等候：暂无法预测"
-    if concise or p90 is None or p90 == p50:
-        return f"约等{p50}分钟" if concise else f"预计等候约{p50}分钟"
-    return f"预计等候约{p50}分钟（最长约{p90}分钟）"
-
-
-def _ahead_line(content: TicketContent, concise: bool) -> str:
-    if content.people_ahead == 0:
-        return "前面无人等候" if concise else "您前面无人等候，请留意叫号"
-    return f"前面{content.people_ahead}人" if concise else f"您前面还有{content.people_ahead}人等候"
-
-
-def ticket_events(
-    content: TicketContent, layout: TicketLayout = NORMAL_LAYOUT
-) -> list[EscPosEvent]:
-    """The events of one ticket, from ``ESC @`` to the cut."""
-    concise = layout.concise
-    center = Align.CENTER
-    issued = (
-        content.issued_at.strftime("%H:%M")
-        if concise
-        else content.issued_at.strftime("%Y-%m-%d %H:%M:%S")
-    )
-    events: list[EscPosEvent] = [
-        Init(),
-        ChineseMode(True),
-        Text(content.hall_name, layout.hall_size, bold=True, align=center),
-        Text(content.service_name, layout.service_size, bold=False, align=center),
-        Text("", NORMAL_SIZE, align=center),
-        Text(content.ticket_number, layout.number_size, bold=True, align=center),
-        Text("", NORMAL_SIZE, align=center),
-        Text(_ahead_line(content, concise), layout.body_size, align=center),
-        Text(_wait_line(content, concise), layout.body_size, align=center),
-        Text(("取号 " if concise else "取号时间：") + issued, layout.footer_size, align=center),
-        QrCode(
-            content.qr_payload.encode("utf-8"),
-            module_size=layout.qr_module_size,
-            error_correction=layout.qr_error_correction,
-        ),
-        Text("扫码看进度" if concise else "微信扫码查看排队进度", layout.footer_size, align=center),
-    ]
-    events.extend(Text(line, layout.footer_size, align=center) for line in content.footer_lines)
-    events.append(Feed(layout.feed_lines))
-    events.append(Cut(partial=layout.partial_cut))
-    return events
-
-
-def build_ticket(content: TicketContent, layout: TicketLayout = NORMAL_LAYOUT) -> bytes:
-    """The bytes of one ticket, ready to write to the printer."""
-    return encode_all(ticket_events(content, layout))
 
 
 # --- Status ------------------------------------------------------------------------------------
@@ -599,6 +538,28 @@ def parse_status_reply(request: StatusRequest | int, reply: bytes | int) -> Stat
     raise AssertionError(kind)  # pragma: no cover
 
 
+class StatusReplyDecoder:
+    """The host's reader of the one-byte answer to ``DLE EOT request``.
+
+    The answer does not say which query it answers: send one query at a time and
+    read its answer with a fresh decoder. A byte that is not a status reply raises
+    :class:`RemoteProtocolError` (after it was dropped).
+    """
+
+    def __init__(self, request: StatusRequest) -> None:
+        self.request = request
+        self._buf = bytearray()
+
+    def receive_data(self, data: bytes) -> None:
+        self._buf += data
+
+    def next_event(self) -> StatusReply | NeedData:
+        if not self._buf:
+            return NEED_DATA
+        byte = self._buf.pop(0)
+        return parse_status_reply(self.request, byte)
+
+
 @dataclass(frozen=True, slots=True)
 class PrinterHealth:
     """What the edge daemon reports for a ticket printer."""
@@ -637,6 +598,50 @@ HEALTH_QUERIES: Final = (
     StatusRequest.PAPER_SENSOR,
 )
 """The queries :meth:`PrinterHealth.from_replies` needs, in the order to send them."""
+
+
+MAX_PRINTER_ID: Final = 80  # longest GS I text answer accepted
+
+
+def encode_printer_id_reply(text: str) -> bytes:
+    """The printer's answer to ``GS I n`` (used by the virtual printer)."""
+    data = text.encode("ascii", errors="strict") if text.isascii() else b""
+    if not data or len(data) > MAX_PRINTER_ID or not text.isprintable():
+        raise LocalProtocolError(f"printer id must be 1..{MAX_PRINTER_ID} printable ASCII")
+    return bytes([PRINTER_ID_HEADER]) + data + b"\x00"
+
+
+class PrinterIdDecoder:
+    """The host's reader of ``GS I n`` answers: ``5F`` text ``00``, one event each.
+
+    Bytes before a ``5F`` are dropped (a status byte, noise); an answer longer than
+    :data:`MAX_PRINTER_ID` or with a non-printable byte raises :class:`RemoteProtocolError`
+    after it was dropped.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def receive_data(self, data: bytes) -> None:
+        self._buf += data
+
+    def next_event(self) -> PrinterId | NeedData:
+        start = self._buf.find(PRINTER_ID_HEADER)
+        if start < 0:
+            self._buf.clear()
+            return NEED_DATA
+        del self._buf[:start]
+        end = self._buf.find(0)
+        if end < 0:
+            if len(self._buf) > MAX_PRINTER_ID + 1:
+                del self._buf[:1]
+                raise RemoteProtocolError("GS I answer without its NUL")
+            return NEED_DATA
+        raw = bytes(self._buf[1:end])
+        del self._buf[: end + 1]
+        if not raw or not all(0x20 <= byte < 0x7F for byte in raw):
+            raise RemoteProtocolError(f"GS I answer {raw!r} is not printable ASCII")
+        return PrinterId(raw.decode("ascii"))
 
 
 # --- Decoder -----------------------------------------------------------------------------------
@@ -875,6 +880,15 @@ class EscPosDecoder:
             return True
         if cmd == GS_PAREN_K:
             return self._gs_paren_k()
+        if cmd == GS_PRINTER_ID:
+            raw = self._take(3)
+            if raw is None:
+                return False
+            try:
+                self._events.append(PrinterIdQuery(PrinterInfo(raw[2])))
+            except ValueError:
+                self._events.append(Unhandled(raw))  # n = 1..3: one-byte IDs, not modelled
+            return True
         if cmd in _GS_UNMODELLED:
             raw = self._take(2 + _GS_UNMODELLED[cmd])
             if raw is None:
@@ -923,6 +937,14 @@ class EscPosDecoder:
                 raise RemoteProtocolError(f"QR <Function 181> bad parameters {params!r}")
             if self._qr_data is None:
                 raise RemoteProtocolError("QR <Function 181> with no stored data")
+            model, level = self.qr_model, self.qr_error_correction
+            known = (model, level) in _QR_CAPACITY  # else: no documented limit to hold it to
+            if known and len(self._qr_data) > qr_capacity(self._qr_data, model, level):
+                raise RemoteProtocolError(
+                    f"QR <Function 181>: {len(self._qr_data)} bytes exceed the capacity of "
+                    f"{self.qr_model.name} at level {self.qr_error_correction.name}: "
+                    "nothing printed"
+                )
             self._flush_line(newline=True, force=False)
             self._events.append(
                 QrCode(
@@ -1007,9 +1029,7 @@ def text_lines(events: Sequence[EscPosEvent]) -> list[str]:
 
 __all__ = [
     "HEALTH_QUERIES",
-    "LARGE_PRINT_LAYOUT",
     "NEED_DATA",
-    "NORMAL_LAYOUT",
     "NORMAL_SIZE",
     "Align",
     "CharSize",
@@ -1023,24 +1043,29 @@ __all__ = [
     "OfflineCause",
     "PaperSensor",
     "PrinterHealth",
+    "PrinterId",
+    "PrinterIdDecoder",
+    "PrinterIdQuery",
+    "PrinterInfo",
     "PrinterStatus",
     "QrCode",
     "QrErrorCorrection",
     "QrModel",
     "StatusQuery",
     "StatusReply",
+    "StatusReplyDecoder",
     "StatusRequest",
     "Text",
-    "TicketContent",
-    "TicketLayout",
     "Unhandled",
-    "build_ticket",
+    "check_qr_payload",
     "decode_all",
     "encode",
     "encode_all",
+    "encode_printer_id_reply",
     "encode_status_query",
     "encode_status_reply",
+    "encode_text",
     "parse_status_reply",
+    "qr_capacity",
     "text_lines",
-    "ticket_events",
 ]

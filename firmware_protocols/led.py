@@ -49,10 +49,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal
+from typing import Final
 
 from .crc import crc16_modbus, crc16_modbus_bytes
+from .decoding import NEED_DATA, NeedData
 from .errors import ChecksumError, LocalProtocolError, RemoteProtocolError
+from .gb2312 import decode_gb2312, encode_gb2312
 
 SYNC: Final = b"\xaa\x55"  # frame start
 BROADCAST: Final = 0xFF  # every screen on the bus; never acknowledged
@@ -65,6 +67,7 @@ MAX_SPEED: Final = 15
 CLOCK_EPOCH_YEAR: Final = 2000  # SET_CLOCK sends year - 2000 in one byte (2000..2099)
 SHOW_TEXT_HEADER: Final = 5  # area, line, colour, effect, speed
 MAX_TEXT_BYTES: Final = MAX_PAYLOAD - SHOW_TEXT_HEADER
+REPLY_FRAME_MAX: Final = HEADER_SIZE + 1 + CRC_SIZE  # an ACK (9 bytes) or a NACK (10)
 
 
 class Command(enum.IntEnum):
@@ -104,15 +107,6 @@ class NackReason(enum.IntEnum):
     BAD_PARAMETER = 0x03  # a field out of range (area, brightness, date, ...)
     BAD_TEXT = 0x04  # text bytes are not GB2312
     BUSY = 0x05  # the screen cannot take the frame now; retry
-
-
-class _NeedData(enum.Enum):
-    NEED_DATA = enum.auto()
-
-
-NEED_DATA: Final = _NeedData.NEED_DATA
-"""Returned by :meth:`LedDecoder.next_event` when more bytes are needed."""
-NeedData = Literal[_NeedData.NEED_DATA]
 
 
 _COLOURS: Final = frozenset(c.value for c in Colour)
@@ -174,8 +168,7 @@ class ShowText:
         _check("speed", self.speed, 0, MAX_SPEED)
         if self.colour not in _COLOURS or self.effect not in _EFFECTS:
             raise LocalProtocolError(f"unknown colour {self.colour} or effect {self.effect}")
-        if len(encode_gb2312(self.text)) > MAX_TEXT_BYTES:
-            raise LocalProtocolError(f"text longer than {MAX_TEXT_BYTES} GB2312 bytes")
+        encode_gb2312(self.text, MAX_TEXT_BYTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,23 +244,6 @@ LedEvent = LedRequest | LedReply
 
 
 # --- Encoder -----------------------------------------------------------------------------------
-def encode_gb2312(text: str) -> bytes:
-    """GB2312 bytes of ``text``; a character the LED font lacks is an error, never a '?'."""
-    for char in text:
-        if ord(char) < 0x20 or ord(char) == 0x7F:
-            raise LocalProtocolError(
-                f"control character U+{ord(char):04X} in LED text {text!r}; use one line each"
-            )
-    try:
-        return text.encode("gb2312")
-    except UnicodeEncodeError as exc:
-        bad = text[exc.start]
-        raise LocalProtocolError(
-            f"character {bad!r} (U+{ord(bad):04X}) in {text!r} is not in GB2312, "
-            "the LED font cannot show it"
-        ) from None
-
-
 def encode_frame(address: int, command: int, seq: int, payload: bytes = b"") -> bytes:
     """One raw frame: sync, header, payload and CRC (for tests and vendor variants)."""
     _check_header(address, seq)
@@ -387,8 +363,8 @@ def _parse(address: int, command: int, seq: int, payload: bytes) -> LedEvent:
                 raise refuse(f"colour {colour} / effect {effect} unknown", NackReason.BAD_PARAMETER)
             raw = payload[SHOW_TEXT_HEADER:]
             try:
-                text = raw.decode("gb2312")
-            except UnicodeDecodeError:
+                text = decode_gb2312(raw)
+            except RemoteProtocolError:
                 raise refuse(f"text is not GB2312: {raw!r}", NackReason.BAD_TEXT) from None
             if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
                 raise refuse(f"control character in text {text!r}", NackReason.BAD_TEXT)
@@ -497,6 +473,7 @@ __all__ = [
     "MAX_SPEED",
     "MAX_TEXT_BYTES",
     "NEED_DATA",
+    "REPLY_FRAME_MAX",
     "SYNC",
     "Ack",
     "Clear",
@@ -517,7 +494,6 @@ __all__ = [
     "decode_all",
     "encode",
     "encode_frame",
-    "encode_gb2312",
     "expects_reply",
     "is_reply_to",
     "next_seq",

@@ -1,7 +1,8 @@
 """Register map of onedoor's Modbus RTU window terminal, as pure functions.
 
 One terminal per service window: keypad (叫号器), rating pad (评价器) and the
-small window LED, on an RS485 bus (19200 8N1 by default), one Modbus slave id
+small window LED, on an RS485 bus (19200 8E1 by default: the Modbus serial-line
+specification's default framing, even parity), one Modbus slave id
 per window. The edge daemon's bus driver and the simulator share this module;
 it never imports pymodbus and touches no ports or clocks.
 
@@ -82,6 +83,7 @@ from typing import Final
 
 from .crc import crc16_modbus, crc16_modbus_bytes
 from .errors import ChecksumError, LocalProtocolError, RemoteProtocolError
+from .gb2312 import decode_gb2312, encode_gb2312
 from .terminal_events import (
     HostCommand,
     InputsRefused,
@@ -94,12 +96,12 @@ from .terminal_events import (
     check_address,
     check_rating,
     check_rating_timeout,
-    decode_gb2312,
-    encode_gb2312,
     key_from_code,
 )
 
-DEFAULT_BAUD: Final = 19200  # 8N1
+DEFAULT_BAUD: Final = 19200
+DEFAULT_PARITY: Final = "E"  # 8E1, as the Modbus serial line specification requires
+DEFAULT_STOP_BITS: Final = 1
 
 # --- Modbus function codes the terminal implements (Modbus Application Protocol v1.1b3) -------
 FC_READ_HOLDING_REGISTERS: Final = 0x03
@@ -107,6 +109,12 @@ FC_READ_INPUT_REGISTERS: Final = 0x04
 FC_WRITE_MULTIPLE_REGISTERS: Final = 0x10
 FC_READ_WRITE_MULTIPLE_REGISTERS: Final = 0x17  # the write happens before the read
 EXCEPTION_FLAG: Final = 0x80  # set in the function code of an exception response
+SUPPORTED_FUNCTIONS: Final = frozenset(
+    {FC_READ_HOLDING_REGISTERS, FC_READ_INPUT_REGISTERS, FC_WRITE_MULTIPLE_REGISTERS,
+     FC_READ_WRITE_MULTIPLE_REGISTERS}
+)
+"""What the firmware implements; any other function is answered with exception 01."""
+EXCEPTION_ILLEGAL_FUNCTION: Final = 0x01
 
 # --- read-only poll block --------------------------------------------------------------------
 INPUT_QUEUE_SIZE: Final = 8
@@ -541,6 +549,14 @@ _READ_FUNCTIONS: Final = (
 )
 
 
+def encode_exception_response(slave: int, function: int, code: int) -> bytes:
+    """The exception answer of ``slave`` to ``function`` (for the simulated terminal)."""
+    check_address(slave)
+    if not 1 <= function <= 0x7F or not 1 <= code <= 0xFF:
+        raise LocalProtocolError(f"function {function} / exception code {code} out of range")
+    return _with_crc(bytes((slave, function | EXCEPTION_FLAG, code)))
+
+
 def response_size(data: bytes) -> int | None:
     """Bytes the response starting ``data`` will have, or None while the header is short."""
     if len(data) < 3:
@@ -581,9 +597,12 @@ def decode_response(data: bytes) -> Response:
 __all__ = [
     "BOOT_ID",
     "DEFAULT_BAUD",
+    "DEFAULT_PARITY",
+    "DEFAULT_STOP_BITS",
     "DEVICE_TYPE",
     "DEVICE_TYPE_WINDOW_TERMINAL",
     "EXCEPTION_FLAG",
+    "EXCEPTION_ILLEGAL_FUNCTION",
     "FC_READ_HOLDING_REGISTERS",
     "FC_READ_INPUT_REGISTERS",
     "FC_READ_WRITE_MULTIPLE_REGISTERS",
@@ -615,6 +634,7 @@ __all__ = [
     "STATUS_LED_FAULT",
     "STATUS_RATING_PAD_FAULT",
     "STATUS_RATING_PENDING",
+    "SUPPORTED_FUNCTIONS",
     "UPTIME",
     "WRITABLE_COUNT",
     "WRITABLE_START",
@@ -632,6 +652,7 @@ __all__ = [
     "decode_led_text",
     "decode_poll_block",
     "decode_response",
+    "encode_exception_response",
     "encode_input",
     "encode_led_text",
     "encode_poll_block",

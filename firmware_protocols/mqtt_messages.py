@@ -30,6 +30,7 @@ from typing import Annotated, Any, Final, Literal, NamedTuple, TypeAlias, get_ar
 import msgspec
 
 from firmware_protocols.errors import LocalProtocolError
+from firmware_protocols.gb2312 import display_text_problem
 from firmware_protocols.mqtt_topics import (
     COMMAND_NAMES,
     SITE_ID_PATTERN,
@@ -73,7 +74,7 @@ Percent = Annotated[float, msgspec.Meta(ge=0.0, le=100.0)]
 
 TicketClass = Literal["normal", "priority", "appointment"]
 Channel = Literal["kiosk", "button", "api"]
-DeviceKind = Literal["printer", "led", "terminal", "gpio", "audio"]
+DeviceKind = Literal["printer", "led", "terminal", "gpio", "audio", "id_card"]
 DeviceHealth = Literal["ok", "degraded", "fault", "offline"]
 WindowState = Literal["closed", "open", "paused", "serving"]
 
@@ -461,9 +462,23 @@ class _Args(_Struct, frozen=True, kw_only=True, tag_field="name"):
     """Base of command args; the tag (``"name"``) is the command name of ``cmd/{name}``."""
 
 
+def _check_display_text(text: str) -> None:
+    """Text the hall shows on its LED screens must be in their GB2312 font: refused here,
+    where it enters (the central's API answers 422 with this reason), not at the screen."""
+    if any(0xD800 <= ord(char) <= 0xDFFF for char in text):
+        return  # a lone surrogate is no text at all: the encoder refuses it (not UTF-8)
+    problem = display_text_problem(text)
+    if problem is not None:
+        raise ValueError(f"text cannot be shown on the LED screens: {problem}")
+
+
 class AnnounceArgs(_Args, frozen=True, kw_only=True, tag="announce"):
     text: Text
+    """Spoken and shown on the hall screen: GB2312 only."""
     repeat: Annotated[int, msgspec.Meta(ge=1, le=5)]
+
+    def __post_init__(self) -> None:
+        _check_display_text(self.text)
 
 
 class ReprintArgs(_Args, frozen=True, kw_only=True, tag="reprint"):
@@ -475,6 +490,9 @@ class ScreenNoticeArgs(_Args, frozen=True, kw_only=True, tag="screen_notice"):
     screen: Ident | None
     """Device id of one LED screen, or null for every screen of the site."""
     duration_s: Annotated[int, msgspec.Meta(ge=1, le=86_400)]
+
+    def __post_init__(self) -> None:
+        _check_display_text(self.text)
 
 
 class ReloadConfigArgs(_Args, frozen=True, kw_only=True, tag="reload_config"):

@@ -181,31 +181,6 @@ HostCommand = ShowText | RequestRating
 """What the host asks of a terminal, whichever bus it is on."""
 
 
-def encode_gb2312(text: str, max_bytes: int) -> bytes:
-    """``text`` as GB2312 bytes; a character GB2312 lacks is named in the error."""
-    out = bytearray()
-    for char in text:
-        try:
-            out += char.encode("gb2312")
-        except UnicodeEncodeError:
-            raise LocalProtocolError(
-                f"character {char!r} (U+{ord(char):04X}) cannot be shown: not in GB2312"
-            ) from None
-    if len(out) > max_bytes:
-        raise LocalProtocolError(
-            f"text is {len(out)} bytes in GB2312, the terminal holds at most {max_bytes}"
-        )
-    return bytes(out)
-
-
-def decode_gb2312(data: bytes) -> str:
-    """GB2312 bytes from a device; bytes that are not GB2312 are the device's fault."""
-    try:
-        return data.decode("gb2312")
-    except UnicodeDecodeError as exc:
-        raise RemoteProtocolError(f"text is not valid GB2312: {exc.reason}") from None
-
-
 __all__ = [
     "ADDRESS_MAX",
     "ADDRESS_MIN",
@@ -224,7 +199,5 @@ __all__ = [
     "check_address",
     "check_rating",
     "check_rating_timeout",
-    "decode_gb2312",
-    "encode_gb2312",
     "key_from_code",
 ]

@@ -80,7 +80,9 @@ from enum import IntEnum
 from typing import Final
 
 from .crc import sum8
+from .decoding import NEED_DATA, NeedData
 from .errors import ChecksumError, LocalProtocolError, RemoteProtocolError
+from .gb2312 import decode_gb2312, encode_gb2312
 from .terminal_events import (
     ADDRESS_MAX,
     ADDRESS_MIN,
@@ -94,12 +96,11 @@ from .terminal_events import (
     check_address,
     check_rating,
     check_rating_timeout,
-    decode_gb2312,
-    encode_gb2312,
     key_from_code,
 )
 
-BAUD: Final = 9600  # 8N1
+BAUD: Final = 9600
+PARITY: Final = "N"  # 8N1, as the vendor keypads ship
 
 PREAMBLE: Final = 0xFF  # wake byte
 START: Final = 0x68
@@ -110,6 +111,7 @@ MIN_LENGTH: Final = 2  # addr + func
 MAX_DATA: Final = 160  # 80 Chinese characters of LED text
 MAX_LENGTH: Final = MIN_LENGTH + MAX_DATA
 MAX_FRAME: Final = 1 + HEADER_SIZE + MAX_LENGTH + TRAILER_SIZE  # with the preamble
+ANSWER_FRAME: Final = 1 + HEADER_SIZE + MIN_LENGTH + 1 + TRAILER_SIZE  # every terminal answer
 MAX_TICKET: Final = 8  # ticket number characters on the keypad display
 
 SEQUENCE_MAX: Final = 0xFF  # sequences run 1..255, then 1 again; 0 = none
@@ -194,17 +196,6 @@ TerminalFrame = Idle | Ack | KeyPressed | RatingGiven
 """What a terminal answers."""
 
 VendorEvent = HostFrame | TerminalFrame
-
-
-class NeedData:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-
-NEED_DATA: Final = NeedData()
-"""Returned by :meth:`VendorDecoder.next_event` when no complete frame is buffered."""
 
 
 # --- encoding ---------------------------------------------------------------------------------
@@ -484,6 +475,7 @@ class VendorPoller:
 
 
 __all__ = [
+    "ANSWER_FRAME",
     "BAUD",
     "END",
     "KEY_REPORT_BASE",
@@ -493,6 +485,7 @@ __all__ = [
     "MAX_TICKET",
     "MIN_LENGTH",
     "NEED_DATA",
+    "PARITY",
     "PREAMBLE",
     "RATING_REPORT_BASE",
     "REPORT_QUEUE_SIZE",

@@ -32,6 +32,7 @@ SUITES: tuple[tuple[str, str, str], ...] = (
     ("protocols", "firmware_protocols.bench", "run"),
     ("edge", "edge.bench", "run"),
     ("edge-devices", "edge.bench_devices", "run"),
+    ("device-lines", "edge.bench_line", "run"),
     ("central", "central.bench", "run"),
     ("central-web", "central.bench_web", "run"),
 )

@@ -11,6 +11,7 @@ What devices *report* arrives as typed, frozen values on the one
 * :class:`Rating`        a citizen's 好差评 on the rating pad, 1..5
 * :class:`TicketButton`  a GPIO 取号 button
 * :class:`HelpButton`    a 呼叫帮办 button; ``long_press`` = staff acknowledgement
+* :class:`IdCardRead`    a 二代身份证 was read at the kiosk (personal data: never logged)
 * :class:`DeviceStatusChanged`  a driver's health changed (paper out, screen silent...)
 
 What the daemon *asks* of devices goes through the small protocols below
@@ -43,7 +44,9 @@ from typing import Protocol, runtime_checkable
 import structlog
 
 from fastpath.types import TicketClass
-from firmware_protocols.escpos import TicketContent
+from firmware_protocols.id_card import IdCardText
+
+from .ticket import TicketContent
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +77,7 @@ class DeviceKind(enum.StrEnum):
     TERMINAL = "terminal"
     GPIO = "gpio"
     VOICE = "voice"
+    ID_CARD = "id_card"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,11 +169,23 @@ class HelpButton:
 
 
 @dataclass(frozen=True, slots=True)
+class IdCardRead:
+    """A resident ID card was read (``edge.id_card_kiosk`` decides whether it takes a ticket).
+
+    The text holds the name and ID number in clear: it lives in memory only, and its
+    ``repr`` withholds it, so a log line that names the input leaks nothing.
+    """
+
+    reader: str  # the driver's device id
+    card: IdCardText
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceStatusChanged:
     health: DeviceHealth
 
 
-DeviceInput = KeyPress | Rating | TicketButton | HelpButton | DeviceStatusChanged
+DeviceInput = KeyPress | Rating | TicketButton | HelpButton | IdCardRead | DeviceStatusChanged
 InputQueue = asyncio.Queue[DeviceInput]
 
 
@@ -317,6 +333,7 @@ __all__ = [
     "HealthState",
     "HealthTracker",
     "HelpButton",
+    "IdCardRead",
     "InputMark",
     "InputQueue",
     "KeyPress",

@@ -1,11 +1,11 @@
-"""The ticket printer: ESC/POS over a serial line (pyserial), status polled with DLE EOT.
+"""The ticket printer: ESC/POS over USB, the network or a serial line; status by DLE EOT.
 
-One task (:meth:`PrinterDriver.run`) owns the port. It polls ``DLE EOT 1, 2,
+One task (:meth:`PrinterDriver.run`) owns the port (``edge.devices.printer_ports``
+picks the transport from the configured ``port``). It polls ``DLE EOT 1, 2,
 4`` every ``poll_interval_s`` and turns the answers into the driver's health:
 paper low is *degraded*; paper out, cover open, an error, no answer (twice
 in a row: one lost answer is line noise) or no port are *offline*. Each
-change reaches the daemon as a
-:class:`~edge.devices.base.DeviceStatusChanged`.
+change reaches the daemon as a :class:`~edge.devices.base.DeviceStatusChanged`.
 
 ``print_ticket`` hands the job to that task and waits for the answer:
 
@@ -18,10 +18,19 @@ change reaches the daemon as a
   of that ticket and prints it when paper is loaded, as real ones do; the
   daemon has shown the number on the hall screen meanwhile.)
 
-Every step has a short timeout, so a printer that dies just before a ticket
-costs the caller at most twice ``reply_timeout_s`` (asked twice) plus
-``write_timeout_s``; one known to be offline costs nothing. A port that vanishes (USB
-adapter unplugged) is reopened every ``reopen_interval_s``.
+A status answer is one byte that does not say which query it answers, so the
+exchange is kept in step with the wire: a query goes out only once the ticket
+before it has left the line (a 342-byte ticket is 356 ms at 9600 baud 8N1;
+:func:`~edge.devices.serial_port.exchange` waits for it), what is already in
+the input is dropped first, and after a query that got no answer the port
+stays quiet for one more reply timeout, so a late answer is dropped instead of
+being read as the answer to the next query (which would shift every answer
+after it by one and make the health flap).
+
+Every step has a timeout that counts the wire time, so a printer that dies just
+before a ticket costs the caller a few reply timeouts plus ``write_timeout_s``;
+one known to be offline costs nothing. A port that vanishes (USB unplugged,
+network printer switched off) is opened again every ``reopen_interval_s``.
 """
 
 from __future__ import annotations
@@ -35,14 +44,13 @@ from firmware_protocols import escpos
 from firmware_protocols.errors import ProtocolError
 from firmware_protocols.escpos import (
     HEALTH_QUERIES,
-    LARGE_PRINT_LAYOUT,
-    NORMAL_LAYOUT,
     OfflineCause,
     PaperSensor,
     PrinterHealth,
     PrinterStatus,
     StatusRequest,
 )
+from firmware_protocols.line import SerialTiming
 
 from .base import (
     DeviceConfigError,
@@ -55,19 +63,24 @@ from .base import (
     TicketPrint,
     stop_if_cancelled,
 )
-from .serial_port import AsyncSerial, SerialPortError
+from .printer_ports import printer_port
+from .serial_port import ByteLink, SerialPortError, exchange
+from .ticket import LARGE_PRINT_LAYOUT, NORMAL_LAYOUT, ticket_bytes
 
 log = structlog.get_logger(__name__)
+
+DEFAULT_BAUD = 9600  # 8N1: what most serial thermal printers ship with
+_QUERY_BYTES = 3  # DLE EOT n
 
 
 @dataclass(frozen=True, slots=True)
 class PrinterSettings:
-    port: str
-    baudrate: int = 9600
+    port: str  # /dev/usb/lp0, tcp://host:9100, or a serial device (see printer_ports)
+    baudrate: int = DEFAULT_BAUD  # serial only
     rtscts: bool = False  # hardware flow control, when the cable carries it
     poll_interval_s: float = 5.0
-    reply_timeout_s: float = 0.3
-    write_timeout_s: float = 2.0
+    reply_timeout_s: float = 0.3  # the printer's turnaround, on top of the wire time
+    write_timeout_s: float = 2.0  # beyond the ticket's own wire time
     reopen_interval_s: float = 5.0
 
     def __post_init__(self) -> None:
@@ -81,6 +94,10 @@ class PrinterSettings:
                 raise DeviceConfigError(f"printer {name} must be > 0, got {getattr(self, name)}")
         if self.baudrate <= 0:
             raise DeviceConfigError(f"printer baudrate must be > 0, got {self.baudrate}")
+
+    @property
+    def line(self) -> SerialTiming:
+        return SerialTiming(self.baudrate)
 
 
 class _NoReply(Exception):
@@ -107,41 +124,65 @@ class _Job:
     data: bytes
     number: str
     done: asyncio.Future[bool]
+    budget_s: float  # the longest this job may keep the port
 
 
 class PrinterDriver:
     """Implements :class:`~edge.devices.base.TicketPrinter`."""
 
     def __init__(
-        self, settings: PrinterSettings, inputs: InputQueue, *, device_id: str = "printer"
+        self,
+        settings: PrinterSettings,
+        inputs: InputQueue,
+        *,
+        device_id: str = "printer",
+        port: ByteLink | None = None,
     ) -> None:
         self._settings = settings
-        self._port = AsyncSerial(settings.port, settings.baudrate, rtscts=settings.rtscts)
+        self._port = port if port is not None else printer_port(
+            settings.port, settings.line, rtscts=settings.rtscts
+        )
         self._health = HealthTracker(
             device_id, DeviceKind.PRINTER, inputs, initial=HealthState.OFFLINE, detail="not started"
         )
         self._jobs: asyncio.Queue[_Job] = asyncio.Queue()
+        self._unfinished: list[_Job] = []  # queued or printing
         self.last_status: PrinterHealth | None = None
         self.printed = 0
 
     def health(self) -> DeviceHealth:
         return self._health.current
 
+    @property
+    def port(self) -> ByteLink:
+        return self._port
+
     # --- the daemon's side -----------------------------------------------------------------------
+    def _status_budget(self) -> float:
+        """The longest one status check takes: every query twice, a quiet wait between."""
+        s = self._settings
+        one = s.reply_timeout_s + self._port.wire_seconds(_QUERY_BYTES + 1)
+        return 2 * len(HEALTH_QUERIES) * one + s.reply_timeout_s
+
     async def print_ticket(self, ticket: TicketPrint) -> bool:
         """True once the printer took the whole ticket and still has paper; False otherwise."""
         layout = LARGE_PRINT_LAYOUT if ticket.large_print else NORMAL_LAYOUT
-        data = escpos.build_ticket(ticket.content, layout)  # LocalProtocolError: caller's bug
+        data = ticket_bytes(ticket.content, layout)  # LocalProtocolError: caller's bug
         number = ticket.content.ticket_number
         if self._health.current.state is HealthState.OFFLINE:
             log.warning("printer.refused", number=number, reason=self._health.current.detail)
             return False
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._jobs.put_nowait(_Job(data, number, done))
         s = self._settings
-        budget = 2 * s.reply_timeout_s + s.write_timeout_s + 1.0
+        budget = (2 * self._status_budget() + self._port.wire_seconds(len(data))
+                  + s.write_timeout_s)
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        job = _Job(data, number, done, budget)
+        # Tickets back to back wait for the ones before them: their time counts too.
+        wait = sum(j.budget_s for j in self._unfinished) + budget + 1.0
+        self._unfinished.append(job)
+        self._jobs.put_nowait(job)
         try:
-            async with asyncio.timeout(budget):
+            async with asyncio.timeout(wait):
                 return await asyncio.shield(done)
         except TimeoutError:  # the port task is stuck or gone: do not keep the citizen waiting
             log.warning("printer.job_timeout", number=number)
@@ -153,7 +194,7 @@ class PrinterDriver:
         try:
             while True:
                 stop_if_cancelled()
-                if not self._port.is_open and not self._open():
+                if not self._port.is_open and not await self._open():
                     self._fail_jobs()
                     await asyncio.sleep(s.reopen_interval_s)
                     continue
@@ -166,35 +207,54 @@ class PrinterDriver:
                             job = await self._jobs.get()
                     except TimeoutError:
                         break
-                    result = await self._print(job)
+                    try:
+                        result = await self._print(job)
+                    finally:
+                        self._finished(job)
                     if not job.done.done():
                         job.done.set_result(result)
         finally:
             self._port.close()
             self._fail_jobs()
 
-    def _open(self) -> bool:
+    async def _open(self) -> bool:
         try:
-            self._port.open()
+            await self._port.open()
         except SerialPortError as exc:
-            self._health.set(HealthState.OFFLINE, f"串口无法打开 {exc}"[:200])
+            self._health.set(HealthState.OFFLINE, f"端口无法打开 {exc}"[:200])
             return False
-        log.info("printer.port_open", port=self._settings.port)
+        log.info("printer.port_open", port=self._port.name)
         return True
+
+    def _finished(self, job: _Job) -> None:
+        if job in self._unfinished:
+            self._unfinished.remove(job)
 
     def _fail_jobs(self) -> None:
         while not self._jobs.empty():
             job = self._jobs.get_nowait()
+            self._finished(job)
             if not job.done.done():
                 job.done.set_result(False)
 
     async def _query(self, request: StatusRequest) -> escpos.StatusReply:
-        self._port.discard_input()  # a late answer to an earlier query must not be taken for this
-        await self._port.write(escpos.encode_status_query(request), self._settings.reply_timeout_s)
-        reply = await self._port.read(self._settings.reply_timeout_s, max_bytes=1)
-        if not reply:
+        s = self._settings
+        reply: escpos.StatusReply | None = await exchange(
+            self._port,
+            escpos.encode_status_query(request),
+            escpos.StatusReplyDecoder(request),
+            reply_bytes=1,
+            timeout=s.reply_timeout_s,
+            write_timeout=s.write_timeout_s,
+            on_error=self._bad_reply,
+        )
+        if reply is None:
             raise _NoReply
-        return escpos.parse_status_reply(request, reply)
+        return reply
+
+    @staticmethod
+    def _bad_reply(exc: ProtocolError) -> None:
+        raise exc  # a garbled status byte is not trusted: the whole check fails
 
     async def _query_health(self) -> list[escpos.StatusReply]:
         return [await self._query(request) for request in HEALTH_QUERIES]
@@ -205,7 +265,9 @@ class PrinterDriver:
             try:
                 replies = await self._query_health()
             except (_NoReply, DeviceTimeout):  # one lost answer is line noise: ask once more
-                log.info("printer.status_retry", port=self._settings.port)
+                log.info("printer.status_retry", port=self._port.name)
+                # Quiet first: a late answer to the lost query must not pass for the next one.
+                await asyncio.sleep(self._settings.reply_timeout_s)
                 replies = await self._query_health()
         except (_NoReply, DeviceTimeout):
             self._health.set(HealthState.OFFLINE, "打印机无响应 no status reply")
@@ -215,7 +277,7 @@ class PrinterDriver:
             self._health.set(HealthState.OFFLINE, f"状态应答错误 bad status reply: {exc}"[:200])
             return None
         except SerialPortError as exc:
-            self._health.set(HealthState.OFFLINE, f"串口断开 {exc}"[:200])
+            self._health.set(HealthState.OFFLINE, f"端口断开 {exc}"[:200])
             return None
         printer, offline_cause, paper = replies
         assert isinstance(printer, PrinterStatus)
@@ -231,14 +293,17 @@ class PrinterDriver:
         if before is None or self._health.current.state is HealthState.OFFLINE:
             log.warning("printer.refused", number=job.number, reason=self._health.current.detail)
             return False
+        s = self._settings
         try:
-            await self._port.write(job.data, self._settings.write_timeout_s)
+            await self._port.write(job.data, s.write_timeout_s + self._port.wire_seconds(
+                len(job.data)))
+            await self._port.drain(s.write_timeout_s)  # on the wire before the next query
         except DeviceTimeout as exc:
             self._health.set(HealthState.OFFLINE, "打印机不收数据 write timed out")
             log.warning("printer.write_timeout", number=job.number, error=str(exc))
             return False
         except SerialPortError as exc:
-            self._health.set(HealthState.OFFLINE, f"串口断开 {exc}"[:200])
+            self._health.set(HealthState.OFFLINE, f"端口断开 {exc}"[:200])
             log.warning("printer.write_failed", number=job.number, error=str(exc))
             return False
         after = await self._read_status()
@@ -250,4 +315,4 @@ class PrinterDriver:
         return True
 
 
-__all__ = ["PrinterDriver", "PrinterSettings", "describe"]
+__all__ = ["DEFAULT_BAUD", "PrinterDriver", "PrinterSettings", "describe"]

@@ -14,13 +14,24 @@ what differs from what each screen has acknowledged, window bars first (a
 citizen is walking to that window). Only the latest wish per line is sent,
 so a burst of calls never piles up frames behind a slow bus.
 
-Every frame waits ``ack_timeout_s`` for its ACK and is retried ``retries``
-times with the same sequence number (a late ACK of the first try is as good
-as any). A screen that stays silent is marked silent and reported (the
+Every frame waits for its ACK as long as the frame and the ACK take on the
+wire (a schema-maximum notice is ~450 ms at 9600 baud) plus ``ack_timeout_s``
+for the screen to turn around; when none came, the driver listens one more
+``ack_timeout_s`` before it retries (a late ACK is as good as any: the retry
+has the same sequence number), so on the half-duplex bus a retry never goes
+out while the screen may still be answering. It is retried ``retries`` times.
+A screen that stays silent is marked silent and reported (the
 driver is *degraded*, *offline* when every screen is silent); it is pinged
 every ``silent_retry_s`` and gets all its lines again when it answers, since
 it has probably lost power. Quiet screens are pinged every
 ``ping_interval_s`` so a dead screen is noticed even on a calm day.
+
+Text the LED font cannot show (see :mod:`firmware_protocols.gb2312`, which maps
+the dashes and middle dots input methods type) is refused where it enters: the
+command schema refuses such a notice at the central. Here, a call or count line
+that cannot be shown raises at the call, before anything moves; a notice that
+cannot be shown is left out with a warning and the rest of the hall screen is
+updated (a bad notice must never freeze the calls).
 """
 
 from __future__ import annotations
@@ -34,8 +45,11 @@ from dataclasses import dataclass, field
 import structlog
 
 from firmware_protocols import led
+from firmware_protocols.decoding import Decoder
 from firmware_protocols.errors import ProtocolError
+from firmware_protocols.gb2312 import display_text_problem, encode_gb2312
 from firmware_protocols.led import Ack, Colour, Effect, LedRequest, Nack, NackReason, Ping, ShowText
+from firmware_protocols.line import SerialTiming
 
 from .base import (
     DeviceConfigError,
@@ -46,9 +60,8 @@ from .base import (
     HealthState,
     HealthTracker,
     InputQueue,
-    stop_if_cancelled,
 )
-from .serial_port import AsyncSerial, SerialPortError
+from .serial_port import AsyncSerial, Rs485Mode, await_reply, exchange, serve_link
 
 log = structlog.get_logger(__name__)
 
@@ -68,12 +81,13 @@ class ScreenSettings:
     port: str
     window_screens: Mapping[int, int]  # window number -> bus address of its LED bar
     hall_screens: Sequence[HallScreen] = ()
-    baudrate: int = 9600
-    ack_timeout_s: float = 0.15
+    baudrate: int = 9600  # 8N1
+    ack_timeout_s: float = 0.15  # the screen's turnaround, on top of both frames' wire time
     retries: int = 2
     ping_interval_s: float = 30.0
     silent_retry_s: float = 5.0
     reopen_interval_s: float = 5.0
+    rs485: Rs485Mode = "auto"  # who switches the transceiver's direction (serial_port)
 
     def __post_init__(self) -> None:
         addresses = [*self.window_screens.values(), *(h.address for h in self.hall_screens)]
@@ -118,10 +132,32 @@ def text_cells(text: str) -> float:
     return sum(0.5 if char.isascii() else 1.0 for char in text)
 
 
+def showable_notices(notices: Sequence[str]) -> list[str]:
+    """The notices an LED font can show, in order, as many as fit one line's frame; the
+    others are logged and left out."""
+    shown: list[str] = []
+    size = 0
+    for notice in notices:
+        if not notice:
+            continue
+        problem = display_text_problem(notice)
+        if problem is not None:
+            log.warning("screens.notice_refused", notice=notice, reason=problem)
+            continue
+        extra = len(encode_gb2312(notice)) + (len(encode_gb2312(NOTICE_SEPARATOR)) if shown else 0)
+        if size + extra > led.MAX_TEXT_BYTES:
+            log.warning("screens.notice_left_out", notice=notice, reason="notice line full")
+            continue
+        shown.append(notice)
+        size += extra
+    return shown
+
+
 def hall_lines(
     hall: HallScreen, calls: Sequence[str], counts: HallCounts, notices: Sequence[str]
 ) -> list[LineContent]:
-    """What each line of a hall screen shows (pure); a line too wide for it scrolls."""
+    """What each line of a hall screen shows (pure); a line too wide for it scrolls.
+    Notices that cannot be shown are left out (:func:`showable_notices`)."""
 
     def fitted(text: str, colour: Colour) -> LineContent:
         if text_cells(text) > hall.columns:
@@ -131,7 +167,7 @@ def hall_lines(
     lines = [fitted(text, Colour.RED) for text in list(calls)[: hall.call_lines]]
     lines += [LineContent("")] * (hall.call_lines - len(lines))
     lines.append(fitted(counts_line(counts), Colour.GREEN))
-    notice = NOTICE_SEPARATOR.join(n for n in notices if n)
+    notice = NOTICE_SEPARATOR.join(showable_notices(notices))
     effect = Effect.SCROLL_LEFT if notice else Effect.STATIC
     lines.append(LineContent(notice, Colour.YELLOW, effect, NOTICE_SCROLL_SPEED if notice else 0))
     return lines
@@ -153,6 +189,10 @@ class _Screen:
         return [n for n, content in self.wanted.items() if self.confirmed.get(n) != content]
 
 
+def _line_noise(exc: ProtocolError) -> None:
+    log.warning("screens.bad_reply", error=str(exc))
+
+
 class ScreenDriver:
     """Implements :class:`~edge.devices.base.ScreenBoard`."""
 
@@ -164,7 +204,9 @@ class ScreenDriver:
         device_id: str = "screens",
     ) -> None:
         self._settings = settings
-        self._port = AsyncSerial(settings.port, settings.baudrate)
+        self._port = AsyncSerial(
+            settings.port, SerialTiming(settings.baudrate), rs485=settings.rs485
+        )
         self._health = HealthTracker(
             device_id, DeviceKind.SCREEN, inputs, initial=HealthState.OFFLINE, detail="not started"
         )
@@ -219,26 +261,9 @@ class ScreenDriver:
 
     # --- the bus task ---------------------------------------------------------------------------
     async def run(self) -> None:
-        s = self._settings
-        try:
-            while True:
-                stop_if_cancelled()
-                if not self._port.is_open:
-                    try:
-                        self._port.open()
-                    except SerialPortError as exc:
-                        self._health.set(HealthState.OFFLINE, f"串口无法打开 {exc}"[:200])
-                        await asyncio.sleep(s.reopen_interval_s)
-                        continue
-                    log.info("screens.port_open", port=s.port)
-                    self._update_health()
-                try:
-                    await self._step()
-                except SerialPortError as exc:
-                    self._health.set(HealthState.OFFLINE, f"串口断开 {exc}"[:200])
-                    await asyncio.sleep(s.reopen_interval_s)
-        finally:
-            self._port.close()
+        await serve_link(self._port, self._health, self._step,
+                         reopen_interval_s=self._settings.reopen_interval_s,
+                         on_open=self._update_health)
 
     async def _step(self) -> None:
         """Send one frame that needs sending, or wait until one does."""
@@ -291,17 +316,31 @@ class ScreenDriver:
         reply: Ack | Nack | None = None
         # A screen already known silent gets one try: a dead screen must not eat the bus.
         attempts = 1 if screen.silent else 1 + s.retries
+
+        def answers(event: led.LedEvent) -> bool:
+            return led.is_reply_to(event, request)
+
         for attempt in range(attempts):
-            self._port.discard_input()
-            self._decoder = led.LedDecoder()
+            decoder: Decoder[led.LedEvent] = led.LedDecoder()
             try:
-                await self._port.write(frame, s.ack_timeout_s)
+                answer = await exchange(
+                    self._port,
+                    frame,
+                    decoder,
+                    answers,
+                    reply_bytes=led.REPLY_FRAME_MAX,
+                    timeout=s.ack_timeout_s,
+                    on_error=_line_noise,
+                    on_sent=lambda: self._frame_written(request),
+                )
+                if answer is None and attempt + 1 < attempts:  # late is as good as any:
+                    # listen once more before a retry can go out over the answer
+                    answer = await await_reply(
+                        self._port, decoder, answers, s.ack_timeout_s, _line_noise
+                    )
             except DeviceTimeout:
                 continue
-            self.frames_sent += 1
-            if self.on_frame_written is not None:
-                self.on_frame_written(request)
-            reply = await self._await_reply(request)
+            reply = answer if isinstance(answer, Ack | Nack) else None
             if isinstance(reply, Nack) and reply.reason is NackReason.BUSY:
                 reply = None
                 await asyncio.sleep(s.ack_timeout_s)
@@ -312,24 +351,10 @@ class ScreenDriver:
         screen.last_try = time.monotonic()  # from the end of the try: retries stay spaced out
         self._on_reply(screen, request, sent, reply)
 
-    async def _await_reply(self, request: LedRequest) -> Ack | Nack | None:
-        deadline = time.monotonic() + self._settings.ack_timeout_s
-        while (left := deadline - time.monotonic()) > 0:
-            data = await self._port.read(left)
-            if not data:
-                break
-            self._decoder.receive_data(data)
-            while True:
-                try:
-                    event = self._decoder.next_event()
-                except ProtocolError as exc:  # line noise: count it and keep listening
-                    log.warning("screens.bad_reply", error=str(exc))
-                    continue
-                if event is led.NEED_DATA:
-                    break
-                if isinstance(event, Ack | Nack) and led.is_reply_to(event, request):
-                    return event
-        return None
+    def _frame_written(self, request: LedRequest) -> None:
+        self.frames_sent += 1
+        if self.on_frame_written is not None:
+            self.on_frame_written(request)
 
     def _on_reply(
         self,

@@ -10,8 +10,10 @@ turn into the same :mod:`~firmware_protocols.terminal_events`, and
   host commands (window LED text, rating-pad requests) go through it one at a
   time; commands go first (someone is waiting to see them) and only the latest
   text per window is sent, so a burst of calls never queues stale frames.
-* **Short timeouts, dead terminals set aside.** Every exchange waits at most
-  ``reply_timeout_s``. After ``dead_after`` silent polls in a row a terminal is
+* **Short timeouts that count the wire, dead terminals set aside.** Every exchange
+  waits for its request and its answer to cross the line at the bus's baud rate
+  (80 hanzi of LED text are 176 ms at 9600 baud) plus ``reply_timeout_s`` for the
+  terminal to turn around. After ``dead_after`` silent polls in a row a terminal is
   *dead*: listed in the health detail (degraded; offline when every terminal is
   dead), and its LED text is sent again when it answers. After a failed exchange
   the bus stays quiet for one more ``reply_timeout_s``, so a late answer is
@@ -20,8 +22,8 @@ turn into the same :mod:`~firmware_protocols.terminal_events`, and
 * **A dead terminal never stalls the others.** It is only *probed*: first
   ``dead_poll_interval_s`` after it died, then at twice the interval each time it
   stays silent, up to ``dead_poll_max_interval_s``; with the short
-  ``probe_timeout_s`` (a poll's line time and a margin, not the reply timeout)
-  and no quiet time after it; and at most one probe per poll cycle (every live
+  ``probe_timeout_s`` turnaround (a margin on the poll's line time, not the reply
+  timeout) and no quiet time after it; and at most one probe per poll cycle (every live
   terminal is polled between two probes). A probe then stretches one cycle in
   many by ~50 ms instead of every cycle by two reply timeouts (docs/bench/edge_devices.md).
 * **Nothing lost, nothing doubled.** Terminals latch presses until the host
@@ -62,13 +64,18 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+import serial
+import serial.rs485
 import structlog
 from pymodbus import FramerType, ModbusException
 from pymodbus.client import AsyncModbusSerialClient
 
 from firmware_protocols import modbus_terminal as mt
 from firmware_protocols import vendor_frame as vf
+from firmware_protocols.decoding import Decoder
 from firmware_protocols.errors import ProtocolError, RemoteProtocolError
+from firmware_protocols.gb2312 import encode_gb2312
+from firmware_protocols.line import Parity, SerialTiming
 from firmware_protocols.terminal_events import (
     HostCommand,
     InputsRefused,
@@ -79,7 +86,6 @@ from firmware_protocols.terminal_events import (
     ShowText,
     TerminalEvent,
     check_rating_timeout,
-    encode_gb2312,
 )
 
 from .base import (
@@ -97,7 +103,7 @@ from .base import (
     WindowKey,
     stop_if_cancelled,
 )
-from .serial_port import AsyncSerial, SerialPortError
+from .serial_port import RS485_MODES, AsyncSerial, Rs485Mode, SerialPortError, exchange
 
 log = structlog.get_logger(__name__)
 
@@ -205,6 +211,10 @@ class Bus(Protocol):
         ...
 
 
+MODBUS_LINE = SerialTiming(mt.DEFAULT_BAUD, mt.DEFAULT_PARITY)  # 19200 8E1
+VENDOR_LINE = SerialTiming(vf.BAUD, vf.PARITY)  # 9600 8N1
+
+
 class ModbusBus:
     """onedoor's Modbus RTU terminals through a pymodbus client.
 
@@ -215,22 +225,38 @@ class ModbusBus:
     transaction less); otherwise it is written at once. A pending ack is
     dropped when the terminal stops answering, so an ack from before a power
     cycle never reaches the terminal's new queue. pymodbus retries nothing (the
-    driver decides) and its own timeout is the reply timeout.
+    driver decides). Each request gets the wire time of itself and its answer
+    (with both t3.5 gaps) plus ``reply_timeout_s``; pymodbus' own timeout only
+    backs that up. RS485 direction: ``auto`` or ``kernel`` (pymodbus writes the
+    frames itself, so this module cannot toggle RTS around them).
     """
 
     def __init__(
         self,
         port: str,
-        baudrate: int = mt.DEFAULT_BAUD,
+        line: SerialTiming = MODBUS_LINE,
         reply_timeout_s: float = 0.1,
         *,
         ack_in_poll: bool = True,
+        rs485: Rs485Mode = "auto",
     ) -> None:
+        if rs485 == "rts":
+            raise DeviceConfigError(
+                'the Modbus bus cannot toggle RTS itself: use rs485 = "kernel" or an adapter '
+                'that switches direction itself ("auto")'
+            )
+        self.line = line
+        self._reply_timeout = reply_timeout_s
+        self._rs485 = rs485
         self._client = AsyncModbusSerialClient(
             port,
             framer=FramerType.RTU,
-            baudrate=baudrate,
-            timeout=reply_timeout_s,
+            baudrate=line.baud,
+            parity=line.parity,
+            stopbits=line.stop_bits,
+            bytesize=line.data_bits,
+            # A backstop: every request has its own deadline (_deadline).
+            timeout=reply_timeout_s + self._wire(_LARGEST_REQUEST, _LARGEST_RESPONSE),
             retries=0,  # the driver decides what to retry
             reconnect_delay=0,  # no background reconnects: the driver reopens
         )
@@ -246,7 +272,30 @@ class ModbusBus:
 
     async def open(self) -> None:
         if not await self._client.connect():
-            raise SerialPortError(f"cannot open {self._port}")
+            raise SerialPortError(f"cannot open {self._port} (USB adapter unplugged?)")
+        if self._rs485 == "kernel":
+            transport = self._client.ctx.transport
+            try:
+                port = transport.sync_serial  # type: ignore[attr-defined]  # SerialTransport
+                port.rs485_mode = serial.rs485.RS485Settings(
+                    rts_level_for_tx=True, rts_level_for_rx=False
+                )
+            except (serial.SerialException, OSError, ValueError, AttributeError) as exc:
+                self._client.close()
+                raise SerialPortError(
+                    f"{self._port} cannot do kernel RS485 direction control ({exc}); "
+                    'use an adapter that switches direction itself (rs485 = "auto")'
+                ) from exc
+
+    def _wire(self, request_bytes: int, response_bytes: int) -> float:
+        """A request and its answer on the line, with the t3.5 gap after each."""
+        return (self.line.transmit_seconds(request_bytes + response_bytes)
+                + 2 * self.line.frame_gap_seconds())
+
+    def _deadline(self, request_bytes: int, response_bytes: int,
+                  turnaround: float | None = None) -> float:
+        return self._wire(request_bytes, response_bytes) + (
+            self._reply_timeout if turnaround is None else turnaround)
 
     def close(self) -> None:
         self._client.close()
@@ -276,9 +325,10 @@ class ModbusBus:
 
     async def _read_block(self, address: int, timeout_s: float | None = None) -> list[int]:
         ack = self._acks.get(address) if self._rides_in_poll(address) else None
+        request_bytes = _POLL_REQUEST if ack is None else _POLL_ACK_REQUEST
         try:
             # A late answer after this timeout is ignored by pymodbus (its request is done).
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(self._deadline(request_bytes, _POLL_RESPONSE, timeout_s)):
                 if ack is None:
                     response = await self._client.read_input_registers(
                         mt.POLL_BLOCK_START, count=mt.POLL_BLOCK_COUNT, device_id=address
@@ -302,6 +352,10 @@ class ModbusBus:
         if response.isError():
             raise Refused(f"terminal {address} refused the poll: {response}")
         return list(response.registers)
+
+    async def read_poll_block(self, address: int) -> list[int]:
+        """The poll block as it is now, acknowledging nothing (``onedoor edge probe``)."""
+        return await self._read_block(address)
 
     async def poll(self, address: int, timeout_s: float | None = None) -> tuple[TerminalEvent, ...]:
         registers = await self._read_block(address, timeout_s)
@@ -335,12 +389,14 @@ class ModbusBus:
             await self._write(ack)
 
     async def _write(self, write: mt.RegisterWrite) -> None:
+        request_bytes = len(mt.encode_write_request(write))
         try:
-            response = await self._client.write_registers(
-                write.address, list(write.values), device_id=write.slave
-            )
-        except ModbusException as exc:
-            raise NoAnswer(f"terminal {write.slave}: {exc}") from None
+            async with asyncio.timeout(self._deadline(request_bytes, _WRITE_RESPONSE)):
+                response = await self._client.write_registers(
+                    write.address, list(write.values), device_id=write.slave
+                )
+        except (ModbusException, TimeoutError) as exc:
+            raise NoAnswer(f"terminal {write.slave}: {exc!r}") from None
         if response.isError():
             raise Refused(f"terminal {write.slave} refused a write at {write.address:#06x}")
 
@@ -349,6 +405,15 @@ class ModbusBus:
 
     def check_text(self, text: str) -> None:
         encode_gb2312(text, mt.LED_TEXT_MAX_BYTES)
+
+
+# RTU frame sizes (bytes) the deadlines count: slave, function, fields, CRC.
+_POLL_REQUEST = len(mt.encode_read_request(1))  # FC04 of the poll block: 8
+_POLL_ACK_REQUEST = len(mt.encode_poll_request(1, mt.RegisterWrite(1, mt.INPUT_ACK, (1,))))  # 15
+_POLL_RESPONSE = 5 + 2 * mt.POLL_BLOCK_COUNT  # 37
+_WRITE_RESPONSE = 8  # FC16 echo
+_LARGEST_REQUEST = 9 + 2 * mt.LED_BLOCK_COUNT  # FC16 of the whole LED block: 75
+_LARGEST_RESPONSE = _POLL_RESPONSE
 
 
 def _boot_id(registers: list[int]) -> int | None:
@@ -360,8 +425,15 @@ def _boot_id(registers: list[int]) -> int | None:
 class VendorBus:
     """Vendor-frame terminals over pyserial: one frame out, one frame back."""
 
-    def __init__(self, port: str, baudrate: int = vf.BAUD, reply_timeout_s: float = 0.1) -> None:
-        self._serial = AsyncSerial(port, baudrate)
+    def __init__(
+        self,
+        port: str,
+        line: SerialTiming = VENDOR_LINE,
+        reply_timeout_s: float = 0.1,
+        *,
+        rs485: Rs485Mode = "auto",
+    ) -> None:
+        self._serial = AsyncSerial(port, line, rs485=rs485)
         self._timeout = reply_timeout_s
         self._decoder = vf.VendorDecoder()
         self._taken: dict[int, int] = {}  # address -> sequence of the last report handed on
@@ -374,7 +446,7 @@ class VendorBus:
         self._resume: dict[int, tuple[int, int]] = {}
 
     async def open(self) -> None:
-        self._serial.open()
+        await self._serial.open()
 
     def close(self) -> None:
         self._serial.close()
@@ -395,30 +467,25 @@ class VendorBus:
     async def _exchange(
         self, frame: bytes, address: int, timeout_s: float | None = None
     ) -> vf.VendorEvent:
+        """One frame out, the addressed terminal's one frame back (NoAnswer when none): the
+        wait counts both frames' wire time, then the reply timeout (or ``timeout_s``)."""
         timeout = self._timeout if timeout_s is None else min(timeout_s, self._timeout)
-        self._serial.discard_input()
-        self._decoder = vf.VendorDecoder()
+        decoder: Decoder[vf.VendorEvent] = vf.VendorDecoder()
+
+        def from_address(event: vf.VendorEvent) -> bool:
+            return answer_address(event) == address
+
+        def noise(exc: ProtocolError) -> None:
+            log.warning("terminals.bad_frame", address=address, error=str(exc))
+
         try:
-            await self._serial.write(frame, timeout)
+            answer = await exchange(self._serial, frame, decoder, from_address,
+                                    reply_bytes=vf.ANSWER_FRAME, timeout=timeout, on_error=noise)
         except DeviceTimeout as exc:  # the line would not take the frame (flow control stuck)
             raise NoAnswer(f"terminal {address}: {exc}") from None
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            data = await self._serial.read(left)
-            if not data:
-                break
-            self._decoder.receive_data(data)
-            while True:
-                try:
-                    event = self._decoder.next_event()
-                except ProtocolError as exc:
-                    log.warning("terminals.bad_frame", address=address, error=str(exc))
-                    continue
-                if isinstance(event, vf.NeedData):
-                    break
-                if _answer_address(event) == address:
-                    return event
-        raise NoAnswer(f"terminal {address} did not answer")
+        if answer is None:
+            raise NoAnswer(f"terminal {address} did not answer")
+        return answer
 
     async def poll(self, address: int, timeout_s: float | None = None) -> tuple[TerminalEvent, ...]:
         """Poll until the terminal is idle (one report per answer), at most a queue-full,
@@ -481,7 +548,8 @@ def input_code(event: KeyPressed | RatingGiven) -> int:
     return mt.encode_input(event.value, rating=True)
 
 
-def _answer_address(event: vf.VendorEvent) -> int:
+def answer_address(event: vf.VendorEvent) -> int:
+    """The terminal address a vendor frame carries (a report's or an answer's)."""
     if isinstance(event, KeyPressed | RatingGiven | RequestRating | ShowText):
         return event.window_address
     return event.address
@@ -494,7 +562,7 @@ BusKind = Literal["modbus", "vendor"]
 # acknowledgement state, which forgetting would turn into repeated inputs.
 BAD_POLLS_BEFORE_RESYNC = 3
 ACK_HOLD_MAX_S = 5.0  # longest a terminal waits for the daemon to confirm its inputs
-MIN_PROBE_TIMEOUT_S = 0.05
+MIN_PROBE_TIMEOUT_S = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,12 +571,15 @@ class TerminalSettings:
     terminals: Mapping[int, int]  # window number -> bus address
     bus: BusKind = "modbus"
     baudrate: int | None = None  # None: the bus default (Modbus 19200, vendor 9600)
-    reply_timeout_s: float = 0.1
+    parity: Parity | None = None  # None: the bus default (Modbus "E" as the spec says, vendor "N")
+    stop_bits: int = 1
+    rs485: Rs485Mode = "auto"  # who switches the transceiver's direction (serial_port)
+    reply_timeout_s: float = 0.1  # the terminal's turnaround, on top of the wire time
     poll_interval_s: float = 0.05  # least time between two polls of one live terminal
     dead_after: int = 3  # silent polls in a row
     dead_poll_interval_s: float = 5.0  # first probe of a dead terminal; doubles while silent
     dead_poll_max_interval_s: float = 30.0  # ... up to this
-    dead_probe_timeout_s: float | None = None  # None: a poll's line time x 1.5 + 5 ms, >= 50 ms
+    dead_probe_timeout_s: float | None = None  # None: half a poll's line time + 5 ms, >= 20 ms
     command_retries: int = 2
     reopen_interval_s: float = 5.0
     modbus_ack_in_poll: bool = True  # FC23: the ack rides in the next poll
@@ -540,30 +611,44 @@ class TerminalSettings:
             )
         if self.poll_interval_s < 0:
             raise DeviceConfigError(f"poll_interval_s must be >= 0, got {self.poll_interval_s}")
+        if self.parity not in (None, "N", "E", "O") or self.stop_bits not in (1, 2):
+            raise DeviceConfigError(
+                f"parity must be N, E or O and stop_bits 1 or 2, got {self.parity} {self.stop_bits}"
+            )
+        if self.rs485 not in RS485_MODES:
+            raise DeviceConfigError(f"rs485 must be one of {RS485_MODES}, got {self.rs485!r}")
+
+    @property
+    def line(self) -> SerialTiming:
+        """The bus's line settings: Modbus 19200 8E1, vendor 9600 8N1 unless configured."""
+        if self.bus == "modbus":
+            baud, parity = self.baudrate or mt.DEFAULT_BAUD, self.parity or mt.DEFAULT_PARITY
+        else:
+            baud, parity = self.baudrate or vf.BAUD, self.parity or vf.PARITY
+        return SerialTiming(baud, parity, self.stop_bits)
 
     @property
     def probe_timeout_s(self) -> float:
-        """How long the probe of a dead terminal waits for its answer."""
+        """The turnaround the probe of a dead terminal allows, on top of the poll's wire time."""
         if self.dead_probe_timeout_s is not None:
             return min(self.dead_probe_timeout_s, self.reply_timeout_s)
-        if self.bus == "modbus":  # FC04 request, 16-register answer, two t3.5 gaps; 11 bits
-            characters, bits = 8 + 5 + 2 * mt.POLL_BLOCK_COUNT + 7, 11
-            baud = self.baudrate or mt.DEFAULT_BAUD
-        else:  # POLL and a report, ten bytes each; 8N1
-            characters, bits = 20, 10
-            baud = self.baudrate or vf.BAUD
-        line_s = characters * bits / baud
-        return min(self.reply_timeout_s, max(MIN_PROBE_TIMEOUT_S, 1.5 * line_s + 0.005))
+        if self.bus == "modbus":  # FC04 request, 16-register answer, two t3.5 gaps
+            line_s = (self.line.transmit_seconds(8 + 5 + 2 * mt.POLL_BLOCK_COUNT)
+                      + 2 * self.line.frame_gap_seconds())
+        else:  # POLL and a report, ten bytes each
+            line_s = self.line.transmit_seconds(2 * vf.ANSWER_FRAME)
+        return min(self.reply_timeout_s, max(MIN_PROBE_TIMEOUT_S, 0.5 * line_s + 0.005))
 
     def make_bus(self) -> Bus:
         if self.bus == "modbus":
             return ModbusBus(
                 self.port,
-                self.baudrate or mt.DEFAULT_BAUD,
+                self.line,
                 self.reply_timeout_s,
                 ack_in_poll=self.modbus_ack_in_poll,
+                rs485=self.rs485,
             )
-        return VendorBus(self.port, self.baudrate or vf.BAUD, self.reply_timeout_s)
+        return VendorBus(self.port, self.line, self.reply_timeout_s, rs485=self.rs485)
 
 
 @dataclass(slots=True)
@@ -928,4 +1013,5 @@ __all__ = [
     "TerminalDriver",
     "TerminalSettings",
     "VendorBus",
+    "answer_address",
 ]

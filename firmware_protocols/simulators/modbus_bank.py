@@ -4,7 +4,9 @@ Each terminal follows :mod:`firmware_protocols.modbus_terminal`: its poll
 block is computed live from an :class:`~firmware_protocols.modbus_terminal.InputQueue`
 on every read, and FC16 (or FC23) writes to INPUT_ACK, RATING_REQUEST and the
 LED block act on the terminal at once (a bad LED write is refused with exception 03,
-ILLEGAL DATA VALUE, and changes nothing).
+ILLEGAL DATA VALUE, and changes nothing). A function the firmware does not have
+(anything but FC03, FC04, FC16, FC23: FC01 coils, FC06 single register, ...)
+is answered with exception 01, ILLEGAL FUNCTION, as the documented firmware does.
 
 How it is wired: pymodbus' ``ModbusSerialServer`` opens the slave end of an
 inner pty; the bank copies bytes between that pty and the daemon's
@@ -25,7 +27,7 @@ import functools
 import os
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer
@@ -182,7 +184,10 @@ class ModbusTerminalBank(TerminalBank[ModbusTerminal]):
         """pymodbus calls this before answering a request for ``address``.
 
         FC23 calls it twice, write half first: the read half waits for the whole exchange.
+        A function the firmware does not implement gets exception 01, ILLEGAL FUNCTION.
         """
+        if function_code not in mt.SUPPORTED_FUNCTIONS:
+            return ExcCodes.ILLEGAL_FUNCTION
         read_write = function_code == mt.FC_READ_WRITE_MULTIPLE_REGISTERS
         if read_write and set_values is not None:
             self._fc23_write_count[address] = count
@@ -222,11 +227,18 @@ class ModbusTerminalBank(TerminalBank[ModbusTerminal]):
         return ExcCodes.GATEWAY_NO_RESPONSE
 
     def _trace_packet(self, sending: bool, packet: bytes) -> bytes:
-        """Silence the answers of dead terminals and of slave ids not on this bus."""
-        if sending and packet:
+        """Silence the answers of dead terminals and of slave ids not on this bus, and answer
+        a function the firmware lacks with exception 01 (pymodbus itself would serve coils,
+        or refuse them with 02)."""
+        if sending and len(packet) >= 2:
             with self._lock:
                 if self._live(packet[0]) is None:
                     return b""
+            function = packet[1] & ~mt.EXCEPTION_FLAG
+            if function not in mt.SUPPORTED_FUNCTIONS:
+                return mt.encode_exception_response(
+                    packet[0], function, mt.EXCEPTION_ILLEGAL_FUNCTION
+                )
         return packet
 
     async def _open(self) -> None:
@@ -234,16 +246,19 @@ class ModbusTerminalBank(TerminalBank[ModbusTerminal]):
         self._inner = PtyLink()
         inner, outer = self._inner, self.link
 
-        def relay(source: PtyLink, target: PtyLink) -> None:
+        def relay(source: PtyLink, target: PtyLink, heard: Callable[[bytes], bytes]) -> None:
             try:
-                data = os.read(source.fileno(), 4096)
+                data = heard(os.read(source.fileno(), 4096))
             except OSError:
                 return
             if data and not target.closed:
                 target.write(data)
 
-        loop.add_reader(outer.fileno(), relay, outer, inner)
-        loop.add_reader(inner.fileno(), relay, inner, outer)
+        # The bank's UART is ``timing``: a host at another baud rate or parity is garbage.
+        loop.add_reader(outer.fileno(), relay, outer, inner,
+                        functools.partial(outer.heard_by_device, line=self.timing))
+        loop.add_reader(inner.fileno(), relay, inner, outer,
+                        functools.partial(outer.heard_by_host, line=self.timing))
         devices = [self._device(address) for address in self.addresses]
         devices.append(
             SimDevice(

@@ -4,7 +4,7 @@ Usage (tests, ``onedoor demo``)::
 
     with PtyLink(SerialTiming(115200)) as link, VirtualPrinter(link) as printer:
         port = serial.Serial(printer.port)      # the daemon's side, real pyserial
-        port.write(build_ticket(content))
+        port.write(escpos.encode_all(events))   # e.g. edge.devices.ticket.ticket_events()
         ticket = printer.wait_for_tickets(1, timeout=2)[0]
         ticket.text_lines, ticket.qr_payloads, ticket.partial_cut
         render_ticket(ticket).save("ticket.png")
@@ -15,11 +15,20 @@ What it models:
   reassembling the events into :class:`PrintedTicket` objects (lines of
   formatted runs, QR codes, feeds, the cut) with :class:`TicketAssembler`;
 * ``DLE EOT 1/2/3/4`` answered at once, whatever the printer's state, as the
-  real-time commands are on real printers;
+  real-time commands are on real printers, and wherever the three bytes are (inside
+  QR or image data too, as Epson documents it); ``GS I`` answered with the maker,
+  model, firmware and serial number;
 * paper out, paper low, cover open, an error ("offline"), power off. While
   the printer cannot print, what it receives waits in its buffer and prints
   when the fault clears (nothing is lost); switched off, it hears nothing;
-* garbage is counted (:attr:`VirtualPrinter.garbage`) and never stops it.
+* garbage is counted (:attr:`VirtualPrinter.garbage`) and never stops it;
+* a jammed receive buffer (:meth:`VirtualPrinter.jam`): no byte taken, the
+  host's writes block once the link is full.
+
+The link is a :class:`~.serial_link.PtyLink` for a serial printer (with the
+line's timing) or for a USB one (``usblp``: no timing, no termios; the daemon
+opens the pty as it opens ``/dev/usb/lp0``), or a
+:class:`~.tcp_link.TcpServerLink` for a network printer's raw port.
 
 Not modelled: print speed, the receive buffer's size and flow control (the
 pty's own buffer applies back-pressure), ``ESC a`` for QR codes (they are
@@ -57,7 +66,7 @@ from firmware_protocols.escpos import (
     Text,
 )
 
-from .serial_link import PtyDevice, PtyLink
+from .serial_link import DeviceLink, PtyDevice
 
 log = structlog.get_logger(__name__)
 
@@ -225,10 +234,11 @@ class VirtualPrinter(PtyDevice):
 
     def __init__(
         self,
-        link: PtyLink,
+        link: DeviceLink,
         *,
         chinese_mode_at_power_on: bool = False,
         idle_seconds: float = 0.05,
+        model: str = "onedoor VP-80",
     ) -> None:
         super().__init__(link, idle_seconds=idle_seconds)
         self._chinese_default = chinese_mode_at_power_on
@@ -243,6 +253,14 @@ class VirtualPrinter(PtyDevice):
         self._replies_to_lose = 0
         self._bytes_received = 0
         self._bytes_ignored = 0
+        self._jammed = False
+        self._rt_tail = b""  # the last two bytes: a DLE EOT n may straddle two reads
+        self._identity = {
+            escpos.PrinterInfo.MAKER: "onedoor",
+            escpos.PrinterInfo.MODEL: model,
+            escpos.PrinterInfo.FIRMWARE: "1.00",
+            escpos.PrinterInfo.SERIAL: "VP0000001",
+        }
 
     # --- device thread -------------------------------------------------------------------------
     def _on_bytes(self, data: bytes) -> bytes:
@@ -250,8 +268,8 @@ class VirtualPrinter(PtyDevice):
             self._bytes_ignored += len(data)
             return b""
         self._bytes_received += len(data)
+        answer = bytearray(self._real_time(data))
         self._decoder.receive_data(data)
-        answer = bytearray()
         while True:
             try:
                 event = self._decoder.next_event()
@@ -262,15 +280,34 @@ class VirtualPrinter(PtyDevice):
                 continue
             if event is escpos.NEED_DATA:
                 break
-            if isinstance(event, StatusQuery):
-                self._status_queries += 1
-                if self._replies_to_lose:  # line noise ate the answer
-                    self._replies_to_lose -= 1
-                    continue
-                answer += escpos.encode_status_reply(self._condition.reply(event.request))
-            else:
+            if isinstance(event, escpos.PrinterIdQuery):
+                answer += escpos.encode_printer_id_reply(self._identity[event.info])
+                continue
+            if not isinstance(event, StatusQuery):  # those were answered on arrival
                 self._held.append(event)
         self._print_held()
+        return bytes(answer)
+
+    def _real_time(self, data: bytes) -> bytes:
+        """Answer every ``DLE EOT n`` in the raw bytes, as printers do: on arrival, whatever
+        command they sit in (inside QR or image data too: why the encoder refuses control
+        bytes there)."""
+        window = self._rt_tail + data
+        answer = bytearray()
+        start = 0
+        while (found := window.find(bytes([escpos.DLE, escpos.EOT]), start)) >= 0:
+            start = found + 1
+            if found + 2 >= len(window):
+                break  # its n has not come yet
+            if found + 2 < len(self._rt_tail) or not 1 <= window[found + 2] <= 4:
+                continue  # answered with the previous bytes, or not a status request
+            self._status_queries += 1
+            if self._replies_to_lose:  # line noise ate the answer
+                self._replies_to_lose -= 1
+                continue
+            request = StatusRequest(window[found + 2])
+            answer += escpos.encode_status_reply(self._condition.reply(request))
+        self._rt_tail = window[-2:]
         return bytes(answer)
 
     def _print_held(self) -> None:
@@ -322,10 +359,21 @@ class VirtualPrinter(PtyDevice):
             self._held.clear()
             self._decoder = EscPosDecoder(chinese_mode_at_power_on=self._chinese_default)
             self._assembler = TicketAssembler()
+            self._rt_tail = b""
         self._set(powered=False)
 
     def power_on(self) -> None:
         self._set(powered=True)
+
+    def jam(self, jammed: bool = True) -> None:
+        """The printer takes no more bytes (its receive buffer is full): they wait in the
+        link, and a host writing on blocks, as with USB or a full serial buffer."""
+        with self._cond:
+            self._jammed = jammed
+            self._cond.notify_all()
+
+    def _taking_input(self) -> bool:
+        return not self._jammed
 
     def lose_replies(self, count: int) -> None:
         """The next ``count`` status answers are lost on the line (noise, a loose cable)."""

@@ -111,7 +111,7 @@ class VendorTerminalBank(TerminalBank[VendorTerminal]):
 
     def _on_readable(self) -> None:
         try:
-            data = os.read(self.link.fileno(), 4096)
+            data = self.link.heard_by_device(os.read(self.link.fileno(), 4096), self.timing)
         except OSError:
             return
         if data and self._inbox is not None:
@@ -129,7 +129,7 @@ class VendorTerminalBank(TerminalBank[VendorTerminal]):
                 except ProtocolError:
                     self.bad_frames += 1
                     continue
-                if isinstance(frame, vf.NeedData):
+                if frame is vf.NEED_DATA:
                     break
                 await self._answer(frame)
 
@@ -146,7 +146,7 @@ class VendorTerminalBank(TerminalBank[VendorTerminal]):
             answer = vf.encode(terminal.handle(frame))
         await self._reply_wait(request_bytes, len(answer))
         if not self.link.closed:
-            self.link.write(answer)
+            self.link.write(self.link.heard_by_host(answer, self.timing))
 
     async def _open(self) -> None:
         self._inbox = asyncio.Queue()

@@ -209,6 +209,15 @@ def test_bad_commands_are_refused(env: RunningApp, body: dict[str, object], stat
     assert response.status_code == status, response.text
 
 
+def test_a_notice_the_led_font_cannot_show_is_refused_with_the_reason(env: RunningApp) -> None:
+    body = {"name": "screen_notice", "args": {"text": "暂停取号😀", "screen": None,
+                                              "duration_s": 60}}
+    response = env.client.post(f"/api/v1/sites/{SITE}/commands", json=body, headers=env.headers(OP))
+    assert response.status_code == 422, response.text
+    assert "cannot be shown on the LED screens" in response.text
+    assert "U+1F600" in response.text
+
+
 def test_a_refused_command_says_why(env: RunningApp) -> None:
     """The contract's schema refusal reaches the operator as 422 with the field and reason."""
     response = env.client.post(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from fastpath import _core_py
+from fastpath import _core_py, _sim_py
 
 NO_EXTENSIONS = bool(os.environ.get("ONEDOOR_NO_EXTENSIONS"))
 REQUIRE_EXTENSIONS = bool(os.environ.get("ONEDOOR_REQUIRE_EXTENSIONS"))
@@ -32,3 +32,11 @@ def core_class(request: pytest.FixtureRequest) -> Any:
     if request.param == "python":
         return _core_py.QueueCore
     return load_compiled("fastpath._core_c").QueueCore
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def engine_class(request: pytest.FixtureRequest) -> Any:
+    """The simulation engine of either twin."""
+    if request.param == "python":
+        return _sim_py.Engine
+    return load_compiled("fastpath._sim_c").Engine

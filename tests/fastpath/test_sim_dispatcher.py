@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from fastpath import Dispatcher, TicketClass, _sim_py
-from fastpath.bench_sim import without_no_shows
+from fastpath.bench_predict import without_no_shows
 from fastpath.simulate import example_hall, make_engine, simulate_day
 from tests.fastpath.conftest import IMPLEMENTATIONS, load_compiled
 

@@ -59,6 +59,17 @@ def test_xoshiro_twins_agree(sim: Any) -> None:
     for _ in range(20_000):
         assert other.normal() == reference.normal()
         assert other.exponential() == reference.exponential()
+    # One ticket's call draws from its own splitmix64 stream (ticket_draws).
+    reference_mix, other_mix = _sim_py.SplitMix64(2**64 - 7), sim.SplitMix64(2**64 - 7)
+    for _ in range(20_000):
+        assert other_mix.next_u64() == reference_mix.next_u64()
+        assert other_mix.uniform() == reference_mix.uniform()
+        assert other_mix.exponential() == reference_mix.exponential()
+        assert other_mix.normal() == reference_mix.normal()
+    # splitmix64's first output from 0, the reference implementation's.
+    assert _sim_py.SplitMix64(0).next_u64() == 0xE220A8397B1DCDAF
+    with pytest.raises(ValueError, match="seed"):
+        sim.SplitMix64(2**64)
     with pytest.raises(ValueError, match="seed"):
         sim.Xoshiro256(-1)
     with pytest.raises(ValueError, match="seed"):
@@ -196,6 +207,23 @@ def test_twins_agree_on_random_predictions(case: tuple[list[Any], dict[str, Any]
     compiled.run(1, 8 * HOUR, [[(8 * HOUR, 9 * HOUR)]] * len(args[3]),
                  [([], [], 0.0, 0.0)] * len(args[0]))
     assert compiled.predict(**state) == expected
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=predictions())
+def test_twins_agree_on_random_forecasts(case: tuple[list[Any], dict[str, Any]]) -> None:
+    # A forecast simulates every ticket's wait from the same kind of state.
+    args, state = case
+    now = state["now_ms"]
+    forecast = {key: value for key, value in state.items()
+                if key not in ("tagged", "horizon_ms")}
+    forecast.update(until_ms=now + state["horizon_ms"], count_until_ms=now + HOUR // 2)
+    expected = _sim_py.Engine(*args).forecast(**forecast)
+    compiled = load_compiled("fastpath._sim_c").Engine(*args)
+    assert compiled.forecast(**forecast) == expected
+    assert compiled.predict(**state) == _sim_py.Engine(*args).predict(**state)
+    assert compiled.forecast(**forecast) == expected  # reusable, nothing left over
+    assert len(expected["wait"]) >= len(state["waiting"][0]) * state["replications"]
 
 
 def test_engine_shared_between_threads(sim: Any) -> None:
@@ -373,7 +401,7 @@ def test_bad_engine_input_is_refused_alike(sim: Any) -> None:
         hall.run(1, 0, [[(0, 1 << 49)]], streams)
     # After refusing, the same engine still runs a day.
     done = hall.run(1, 0, [[(0, 10_000)]], streams, replay=([5], [0], [0], [-1]))
-    assert done["columns"]["end"] == [1005]
+    assert list(done["columns"]["end"]) == [1005]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

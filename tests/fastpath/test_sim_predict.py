@@ -1,13 +1,12 @@
-"""Wait prediction from a hall state, and the staffing search."""
+"""Wait prediction from a hall state."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fastpath import Dispatcher, TicketClass, _sim_py
+from fastpath import Dispatcher, TicketClass
 from fastpath.predict import (
     HallState,
     Predictor,
@@ -18,18 +17,10 @@ from fastpath.predict import (
     state_from_day,
 )
 from fastpath.simulate import ModelError, example_hall, hall_from_dict, make_engine, simulate_day
-from fastpath.staffing import evaluate_plan, find_plan, format_table, plot_hourly
 from fastpath.types import MINUTE_MS, number_order
-from tests.fastpath.conftest import IMPLEMENTATIONS, load_compiled
 
 HOUR = 60 * MINUTE_MS
 NOW = 10 * HOUR
-
-
-@pytest.fixture(params=IMPLEMENTATIONS)
-def engine_class(request: pytest.FixtureRequest) -> Any:
-    return _sim_py.Engine if request.param == "python" else load_compiled(
-        "fastpath._sim_c").Engine
 
 
 def two_window_hall(minutes: int = 10) -> Any:
@@ -110,7 +101,7 @@ def test_state_from_live_dispatcher() -> None:
 
 
 def test_prediction_beats_the_naive_formula_on_a_busy_day() -> None:
-    from fastpath.bench_sim import without_no_shows
+    from fastpath.bench_predict import without_no_shows
 
     hall = without_no_shows(example_hall("comprehensive_hall"))
     predictor = Predictor(hall)
@@ -129,45 +120,6 @@ def test_prediction_beats_the_naive_formula_on_a_busy_day() -> None:
         count += 1
     assert count > 20
     assert sim_err < naive_err
-
-
-def test_staffing_finds_a_feasible_smaller_plan(tmp_path: Path) -> None:
-    hall = example_hall("comprehensive_hall")
-    from fastpath.simulate import generate_arrivals
-
-    arrivals = generate_arrivals(hall, 2)
-    seen: list[tuple[int, int, str]] = []
-    result = find_plan(hall, arrivals, 20, replications=2,
-                       progress=lambda d, t, label: seen.append((d, t, label)))
-    assert result.proposed is not None
-    assert result.proposed.feasible(result.sla_ms)
-    assert result.proposed.windows <= hall.n_windows
-    # Greedy minimality: taking one more window from any group breaks the SLA.
-    for group, count in enumerate(result.proposed.plan):
-        if count:
-            fewer = list(result.proposed.plan)
-            fewer[group] -= 1
-            assert not evaluate_plan(hall, fewer, arrivals, [1, 2]).feasible(result.sla_ms)
-    assert seen[-1][2] == "done"
-    assert len(seen) >= result.evaluations
-    table = format_table(result)
-    assert "合计 total" in table
-    assert str(result.proposed.windows) in table
-    out = tmp_path / "plot.png"
-    plot_hourly(result, out)
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(ModelError, match="SLA"):
-        find_plan(hall, arrivals, 0)
-
-
-def test_impossible_sla_reports_no_plan() -> None:
-    hall = two_window_hall(minutes=30)
-    from fastpath.simulate import Arrivals
-
-    burst = Arrivals(tuple(NOW + i for i in range(40)), (0,) * 40, (0,) * 40, (-1,) * 40)
-    result = find_plan(hall, burst, 1, replications=1, max_factor=2)
-    assert result.proposed is None
-    assert "no plan" in format_table(result)
 
 
 def test_windows_closed_for_lunch_reopen_in_the_prediction(engine_class: Any) -> None:
@@ -209,3 +161,75 @@ def test_no_arrivals_after_the_kiosks_stop(engine_class: Any) -> None:
     busy = HallState(hall, now, (), (WindowNow(18 * HOUR, 0, now),), (10,))
     # Busy until 16:11; nobody can come after 16:00, so the new ticket goes next.
     assert predictor.predict(busy, "a", 0, 5).p90_ms == 10 * MINUTE_MS
+
+
+def test_an_early_appointment_is_predicted_to_wait_from_its_booked_time(
+        engine_class: Any) -> None:
+    # docs/STATISTICS.md: the wait of an appointment that checks in early starts at its
+    # booked time. Both windows are busy until +10 min; checked in now for +4 min, the
+    # appointment is called at +10: a wait of 6 minutes, as the hall will count it.
+    hall = two_window_hall()
+    predictor = Predictor(hall, make_engine(hall, engine_class))
+    windows = (WindowNow(17 * HOUR, 0, NOW), WindowNow(17 * HOUR, 1, NOW))
+    state = HallState(hall, NOW, (), windows, (0, 0))
+    booked = NOW + 4 * MINUTE_MS
+    prediction = predictor.predict(state, "a", TicketClass.APPOINTMENT, 5, booked_ms=booked)
+    assert (prediction.p50_ms, prediction.p90_ms) == (6 * MINUTE_MS, 6 * MINUTE_MS)
+    # Checked in after its booked time (within the grace period): from the check-in.
+    late = predictor.predict(state, "a", TicketClass.APPOINTMENT, 5,
+                             booked_ms=NOW - 4 * MINUTE_MS)
+    assert late.p50_ms == 10 * MINUTE_MS
+
+
+def test_published_baselines_on_a_known_state() -> None:
+    # The benchmark's baselines, by hand: two windows serving a and b alike (nobody
+    # arrives, so each service has half of each window), fixed 10-minute services.
+    from fastpath.bench_predict import Capacity, Rates, Ticket, baseline_predictions
+
+    hall = two_window_hall()
+    windows = (WindowNow(17 * HOUR, 0, NOW - 4 * MINUTE_MS), WindowNow(17 * HOUR, 1,
+                                                                       NOW - 9 * MINUTE_MS))
+    waiting = (ticket(0, 1, NOW - 5 * MINUTE_MS), ticket(1, 1, NOW - 4 * MINUTE_MS),
+               ticket(0, 2, NOW - 3 * MINUTE_MS))
+    state = HallState(hall, NOW, waiting, windows, (2, 1))
+    rates = Rates(hall)
+    capacity = Capacity(state, Predictor(hall).shifts(state), rates)
+    assert capacity.rate(0, NOW) == pytest.approx(1 / (10 * MINUTE_MS))  # one window's worth
+    new = Ticket(0, 0, NOW, number_order("A", 3))
+    calls = baseline_predictions(state, new, capacity, rates, 5 * MINUTE_MS,
+                                 (NOW - MINUTE_MS, 2 * MINUTE_MS), "a")
+    assert calls["QL"] == pytest.approx(30 * MINUTE_MS)  # (2 ahead + 1) x 10 min / 1 window
+    assert calls["QL-tv"] == pytest.approx(30 * MINUTE_MS)  # nothing varies, nobody overtakes
+    assert calls["HOL"] == 5 * MINUTE_MS
+    assert calls["LES"] == 2 * MINUTE_MS
+    assert calls["naive"] == 10 * MINUTE_MS  # 2 ahead x 10 min / 2 open windows
+    # A priority ticket ages twice as fast: the normal ones 5 and 3 minutes old stay
+    # ahead of it for 5 and 3 minutes only, so it is called after the first completion.
+    urgent = Ticket(0, 1, NOW, number_order("A", 3))
+    calls = baseline_predictions(state, urgent, capacity, rates, None, None, "a")
+    assert calls["QL"] == pytest.approx(10 * MINUTE_MS)
+    assert calls["HOL"] == calls["LES"] == 0
+
+
+def test_forecast_follows_every_ticket(engine_class: Any) -> None:
+    # The forecast behind the staffing advice: every ticket waiting now and arriving
+    # before a time, its wait. Frees at +1 (A001, waited 6), +6 (B001, 10), +11 (A002, 14);
+    # with 12 minutes simulated, nobody arriving: all three called, the same every time.
+    hall = two_window_hall()
+    engine = make_engine(hall, engine_class)
+    waiting = ([0, 1, 0], [0, 0, 0], [NOW - 5 * MINUTE_MS, NOW - 4 * MINUTE_MS,
+                                      NOW - 3 * MINUTE_MS],
+               [number_order("A", 1), number_order("B", 1), number_order("A", 2)],
+               [NOW - 5 * MINUTE_MS, NOW - 4 * MINUTE_MS, NOW - 3 * MINUTE_MS])
+    args = {"shifts": [[(NOW, 17 * HOUR)]] * 2, "busy_service": [0, 1],
+                "busy_since": [NOW - 4 * MINUTE_MS, NOW - 9 * MINUTE_MS], "streaks": [0, 0],
+                "waiting": waiting, "counters": [2, 1], "streams": hall.streams()}
+    out = engine.forecast(3, 2, NOW, NOW + 12 * MINUTE_MS, NOW + 12 * MINUTE_MS, **args)
+    assert list(out["replication"]) == [0, 0, 0, 1, 1, 1]
+    assert list(out["service"]) == [0, 1, 0] * 2
+    assert list(out["wait"]) == [6 * MINUTE_MS, 10 * MINUTE_MS, 14 * MINUTE_MS] * 2
+    assert list(out["called"]) == [1, 1, 1] * 2
+    # Stopped at +8: A002 has not been called; it counts with its wait so far, 11 minutes.
+    out = engine.forecast(3, 1, NOW, NOW + 8 * MINUTE_MS, NOW + 8 * MINUTE_MS, **args)
+    assert list(zip(out["service"], out["wait"], out["called"], strict=True)) == [
+        (0, 6 * MINUTE_MS, 1), (1, 10 * MINUTE_MS, 1), (0, 11 * MINUTE_MS, 0)]

@@ -230,12 +230,12 @@ def escpos_garbage_is_closed(garbage: bytes) -> bool:
 
 def golden_seeds() -> dict[str, list[bytes]]:
     """Wire bytes of the golden fixtures in ``tests/protocols``, per target family."""
-    from firmware_protocols import escpos
+    from edge.devices.ticket import LARGE_PRINT_LAYOUT, ticket_bytes
     from tests.protocols import test_escpos, test_led, test_modbus_terminal, test_vendor_frame
 
     escpos_seeds = [bytes.fromhex(wire) for _, wire in test_escpos.GOLDEN]
-    escpos_seeds.append(escpos.build_ticket(test_escpos.TICKET))
-    escpos_seeds.append(escpos.build_ticket(test_escpos.TICKET, escpos.LARGE_PRINT_LAYOUT))
+    escpos_seeds.append(ticket_bytes(test_escpos.TICKET))
+    escpos_seeds.append(ticket_bytes(test_escpos.TICKET, LARGE_PRINT_LAYOUT))
     return {
         "escpos": escpos_seeds,
         "escpos_status": [

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from hypothesis import strategies as st
 
+from edge.devices.ticket import LARGE_PRINT_LAYOUT, NORMAL_LAYOUT, TicketContent, ticket_bytes
 from firmware_protocols import escpos, led
 from firmware_protocols import vendor_frame as vf
 from firmware_protocols.crc import crc16_modbus_bytes, sum8
@@ -98,7 +99,7 @@ _TICKET_TIME = datetime(2026, 11, 23, 9, 30)
 def escpos_tickets(draw: st.DrawFn) -> bytes:
     """A valid queue ticket as the edge prints it."""
     p50 = draw(st.none() | st.integers(0, 300))
-    content = escpos.TicketContent(
+    content = TicketContent(
         hall_name=draw(st.sampled_from(["中山市政务服务中心", "三乡镇行政服务中心"])),
         service_name=draw(st.sampled_from(["综合受理", "社保医保", "Exit and entry"])),
         ticket_number=draw(st.from_regex(r"[A-H][0-9]{3}", fullmatch=True)),
@@ -111,8 +112,8 @@ def escpos_tickets(draw: st.DrawFn) -> bytes:
         ),
         footer_lines=tuple(draw(st.lists(_GB18030_TEXT, max_size=2))),
     )
-    layout = draw(st.sampled_from([escpos.NORMAL_LAYOUT, escpos.LARGE_PRINT_LAYOUT]))
-    return escpos.build_ticket(content, layout)
+    layout = draw(st.sampled_from([NORMAL_LAYOUT, LARGE_PRINT_LAYOUT]))
+    return ticket_bytes(content, layout)
 
 
 # --------------------------------------------------------------------------- LED

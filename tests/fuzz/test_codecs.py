@@ -19,7 +19,8 @@ from firmware_protocols import escpos, led
 from firmware_protocols import modbus_terminal as mt
 from firmware_protocols import vendor_frame as vf
 from firmware_protocols.errors import ProtocolError, RemoteProtocolError
-from firmware_protocols.terminal_events import check_rating, decode_gb2312, key_from_code
+from firmware_protocols.gb2312 import decode_gb2312
+from firmware_protocols.terminal_events import check_rating, key_from_code
 from tests.fuzz import strategies as fs
 from tests.fuzz.harness import (
     drain,

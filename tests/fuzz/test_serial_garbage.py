@@ -20,6 +20,7 @@ import serial
 from pymodbus.client import ModbusSerialClient
 from pymodbus.exceptions import ModbusIOException
 
+from edge.devices.ticket import TicketContent, ticket_bytes
 from firmware_protocols import escpos, led
 from firmware_protocols import modbus_terminal as mt
 from firmware_protocols import vendor_frame as vf
@@ -55,7 +56,7 @@ def _junk(rng: random.Random, pieces: list[bytes]) -> bytes:
 
 
 def _ticket(number: int) -> bytes:
-    content = escpos.TicketContent(
+    content = TicketContent(
         hall_name="中山市政务服务中心",
         service_name="综合受理",
         ticket_number=f"A{number:03d}",
@@ -65,7 +66,7 @@ def _ticket(number: int) -> bytes:
         issued_at=datetime(2026, 11, 23, 9, number),
         qr_payload=f"https://q.example.cn/t/A{number:03d}",
     )
-    return escpos.build_ticket(content)
+    return ticket_bytes(content)
 
 
 def _last_ticket_ends_with(printer: VirtualPrinter, lines: list[str]) -> bool:

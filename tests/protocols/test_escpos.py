@@ -1,19 +1,21 @@
-"""The ESC/POS codec: golden bytes, ticket layout, status replies, garbage."""
+"""The ESC/POS codec: golden bytes, status replies, QR capacity, garbage (a ticket from
+``edge.devices.ticket`` stands in for a realistic stream)."""
 
 from __future__ import annotations
-
-from dataclasses import replace
-from datetime import datetime
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge.devices.ticket import (
+    LARGE_PRINT_LAYOUT,
+    NORMAL_LAYOUT,
+    ticket_bytes,
+    ticket_events,
+)
 from firmware_protocols import escpos
 from firmware_protocols.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from firmware_protocols.escpos import (
-    LARGE_PRINT_LAYOUT,
     NEED_DATA,
     Align,
     CharSize,
@@ -26,6 +28,8 @@ from firmware_protocols.escpos import (
     OfflineCause,
     PaperSensor,
     PrinterHealth,
+    PrinterIdQuery,
+    PrinterInfo,
     PrinterStatus,
     QrCode,
     QrErrorCorrection,
@@ -33,9 +37,9 @@ from firmware_protocols.escpos import (
     StatusQuery,
     StatusRequest,
     Text,
-    TicketContent,
     Unhandled,
 )
+from tests.edge.devices.test_ticket import TICKET  # a realistic stream for the decoder
 
 # (event, wire bytes), hand-checked against the Epson ESC/POS command reference:
 # ESC @ = 1B 40; FS & = 1C 26; ESC a n = 1B 61 n; ESC E n = 1B 45 n; GS ! n = 1D 21 n with
@@ -65,19 +69,9 @@ GOLDEN: list[tuple[EscPosEvent, str]] = [
     (StatusQuery(StatusRequest.ERROR_CAUSE), "10 04 03"),
     (StatusQuery(StatusRequest.PAPER_SENSOR), "10 04 04"),
     (Unhandled(b"\x1b\x33\x18"), "1b 33 18"),
+    (PrinterIdQuery(PrinterInfo.MODEL), "1d 49 43"),  # GS I 67: model name
 ]  # fmt: skip
 
-TICKET = TicketContent(
-    hall_name="中山市政务服务中心",
-    service_name="综合受理",
-    ticket_number="A012",
-    people_ahead=3,
-    wait_p50_minutes=8,
-    wait_p90_minutes=15,
-    issued_at=datetime(2026, 11, 23, 9, 5, 7),
-    qr_payload="https://q.example.cn/t/20261123-A012",
-    footer_lines=("请留意叫号，过号需重新取号",),
-)
 
 
 def drain(decoder: EscPosDecoder) -> tuple[list[EscPosEvent], list[ProtocolError]]:
@@ -115,93 +109,6 @@ def test_golden_stream_byte_by_byte() -> None:
         assert errors == []
         got += events
     assert got == [event for event, _ in GOLDEN[3:]]
-
-
-# --- tickets -----------------------------------------------------------------------------------
-def test_ticket_layout_normal() -> None:
-    data = escpos.build_ticket(TICKET)
-    assert data.startswith(bytes.fromhex("1b 40 1c 26"))  # ESC @, FS &
-    assert data.endswith(bytes.fromhex("1b 64 04 1d 56 00"))  # feed 4 lines, full cut
-    # The number: centred, bold, 4x4.
-    assert bytes.fromhex("1b 61 01 1b 45 01 1d 21 33 41 30 31 32 0a") in data
-    events = escpos.decode_all(data)
-    assert escpos.text_lines(events) == [
-        "中山市政务服务中心",
-        "综合受理",
-        "",
-        "A012",
-        "",
-        "您前面还有3人等候",
-        "预计等候约8分钟（最长约15分钟）",
-        "取号时间：2026-11-23 09:05:07",
-        "微信扫码查看排队进度",
-        "请留意叫号，过号需重新取号",
-    ]
-    number = next(e for e in events if isinstance(e, Text) and e.line == "A012")
-    assert (number.size, number.bold, number.align) == (CharSize(4, 4), True, Align.CENTER)
-    qr = next(e for e in events if isinstance(e, QrCode))
-    assert qr.payload == b"https://q.example.cn/t/20261123-A012"
-    assert isinstance(events[-1], Cut)
-
-
-def test_ticket_layout_large_print() -> None:
-    events = escpos.decode_all(escpos.build_ticket(TICKET, LARGE_PRINT_LAYOUT))
-    texts = [e for e in events if isinstance(e, Text)]
-    assert escpos.text_lines(events) == [
-        "中山市政务服务中心",
-        "综合受理",
-        "",
-        "A012",
-        "",
-        "前面3人",
-        "约等8分钟",
-        "取号 09:05",
-        "扫码看进度",
-        "请留意叫号，过号需重新取号",
-    ]
-    number = next(t for t in texts if t.line == "A012")
-    assert number.size == CharSize(6, 6)
-    body = next(t for t in texts if t.line == "前面3人")
-    assert body.size == CharSize(2, 2)
-    qr = next(e for e in events if isinstance(e, QrCode))
-    assert qr.module_size == 8
-
-
-@pytest.mark.parametrize(
-    ("ahead", "p50", "p90", "normal", "concise"),
-    [
-        (0, None, None, ["您前面无人等候，请留意叫号", "预计等候：暂无法预测"],
-         ["前面无人等候", "等候时间暂无预测"]),
-        (12, 30, 30, ["您前面还有12人等候", "预计等候约30分钟"], ["前面12人", "约等30分钟"]),
-        (1, 5, None, ["您前面还有1人等候", "预计等候约5分钟"], ["前面1人", "约等5分钟"]),
-    ],
-)  # fmt: skip
-def test_ticket_wording(
-    ahead: int, p50: int | None, p90: int | None, normal: list[str], concise: list[str]
-) -> None:
-    content = replace(TICKET, people_ahead=ahead, wait_p50_minutes=p50, wait_p90_minutes=p90)
-    assert escpos.text_lines(escpos.ticket_events(content))[5:7] == normal
-    assert escpos.text_lines(escpos.ticket_events(content, LARGE_PRINT_LAYOUT))[5:7] == concise
-
-
-@pytest.mark.parametrize(
-    ("changes", "match"),
-    [
-        ({"people_ahead": -1}, "people_ahead"),
-        ({"wait_p50_minutes": -3}, "wait_p50"),
-        ({"wait_p50_minutes": 20, "wait_p90_minutes": 10}, "below p50"),
-        ({"ticket_number": ""}, "empty ticket number"),
-        ({"hall_name": "中山\n市"}, "control character"),
-        ({"service_name": "综合\ud800"}, "cannot be encoded in GB18030"),
-        ({"footer_lines": ("ok", "\x1b@")}, "control character"),
-        ({"qr_payload": ""}, "QR payload"),
-        ({"qr_payload": "x" * 7090}, "QR payload"),
-        ({"qr_payload": "t/\udc80"}, "not valid text"),
-    ],
-)
-def test_ticket_content_refuses(changes: dict[str, Any], match: str) -> None:
-    with pytest.raises(LocalProtocolError, match=match):
-        replace(TICKET, **changes)
 
 
 @pytest.mark.parametrize(
@@ -385,13 +292,13 @@ def test_invalid_gb18030_keeps_line_and_later_mode_change() -> None:
 
 
 def test_decode_all_refuses_truncated() -> None:
-    data = escpos.build_ticket(TICKET)
+    data = ticket_bytes(TICKET)
     with pytest.raises(RemoteProtocolError, match="left over"):
         escpos.decode_all(data[:-1])
 
 
 def test_every_prefix_of_a_ticket_is_a_prefix_of_its_events() -> None:
-    data = escpos.build_ticket(TICKET)
+    data = ticket_bytes(TICKET)
     full = escpos.decode_all(data)
     for cut in range(len(data)):
         decoder = EscPosDecoder()
@@ -409,12 +316,16 @@ printable = st.characters(codec="gb18030", min_codepoint=0x20).filter(lambda cha
 events_strategy: st.SearchStrategy[EscPosEvent] = st.one_of(
     st.just(Init()),
     st.builds(Text, st.text(printable, max_size=30), sizes, st.booleans(), st.sampled_from(Align)),
-    st.builds(
-        QrCode,
-        st.binary(min_size=1, max_size=200),
-        st.integers(1, 16),
-        st.sampled_from(QrErrorCorrection),
-        st.sampled_from(QrModel),
+    st.sampled_from(sorted(escpos._QR_CAPACITY)).flatmap(
+        lambda kind: st.builds(
+            QrCode,
+            st.binary(min_size=1, max_size=min(200, escpos._QR_CAPACITY[kind][2])).map(
+                lambda data: bytes(b | 0x80 if b < 0x20 or b == 0x7F else b for b in data)
+            ),
+            st.integers(1, 16),
+            st.just(kind[1]),
+            st.just(kind[0]),
+        )
     ),
     st.builds(Feed, st.integers(0, 255)),
     st.builds(Cut, st.booleans(), st.none() | st.integers(0, 255)),
@@ -437,7 +348,7 @@ def test_round_trip(sent: list[EscPosEvent], chunk: int) -> None:
 
 
 def test_ticket_round_trip_sample() -> None:
-    events = escpos.ticket_events(TICKET)
+    events = ticket_events(TICKET)
     assert escpos.decode_all(escpos.encode_all(events)) == events
 
 
@@ -455,8 +366,8 @@ def test_random_bytes_raise_only_codec_errors(data: bytes) -> None:
 @given(st.data())
 def test_ticket_with_flipped_bits(data: st.DataObject) -> None:
     wire = bytearray(
-        escpos.build_ticket(
-            TICKET, data.draw(st.sampled_from([escpos.NORMAL_LAYOUT, LARGE_PRINT_LAYOUT]))
+        ticket_bytes(
+            TICKET, data.draw(st.sampled_from([NORMAL_LAYOUT, LARGE_PRINT_LAYOUT]))
         )
     )
     for bit in data.draw(st.lists(st.integers(0, len(wire) * 8 - 1), min_size=1, max_size=6)):
@@ -470,3 +381,73 @@ def test_ticket_with_flipped_bits(data: st.DataObject) -> None:
         assert isinstance(event, EVENT_TYPES)
         if isinstance(event, Text):  # whatever the flips did, no control byte reaches a line
             assert not any(ord(char) < 0x20 and char != "\t" for char in event.line)
+
+
+# --- QR capacity and content ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("payload", "model", "level", "capacity"),
+    [
+        (b"https://q.example.cn/t/A012", QrModel.MODEL_2, QrErrorCorrection.M, 2331),
+        (b"https://q.example.cn/t/A012", QrModel.MODEL_2, QrErrorCorrection.L, 2953),
+        (b"https://q.example.cn/t/A012", QrModel.MODEL_2, QrErrorCorrection.H, 1273),
+        (b"HTTPS://Q.EXAMPLE.CN/T/A012", QrModel.MODEL_2, QrErrorCorrection.M, 3391),
+        (b"20261123012", QrModel.MODEL_2, QrErrorCorrection.M, 5596),
+        (b"A012", QrModel.MICRO, QrErrorCorrection.M, 18),
+        (b"a012", QrModel.MODEL_1, QrErrorCorrection.L, 486),
+    ],
+)
+def test_qr_capacity_of_the_chosen_model_and_level(
+    payload: bytes, model: QrModel, level: QrErrorCorrection, capacity: int
+) -> None:
+    assert escpos.qr_capacity(payload, model, level) == capacity
+
+
+def test_qr_past_the_symbol_capacity_is_refused_not_sent() -> None:
+    """Function 180 stores up to 7089 bytes, but a model 2 symbol at level M holds 2331
+    bytes of 8-bit data: a printer given more prints nothing at all."""
+    assert escpos.encode(QrCode(b"x" * 2331))
+    with pytest.raises(LocalProtocolError, match="2332 bytes exceeds the 2331"):
+        escpos.encode(QrCode(b"x" * 2332))
+    with pytest.raises(LocalProtocolError, match="no documented capacity"):
+        escpos.encode(QrCode(b"x", model=QrModel.MODEL_1, error_correction=QrErrorCorrection.M))
+
+
+def test_what_a_printer_would_not_print_comes_out_as_an_error() -> None:
+    """The decoder is the printer's side: too much data for the symbol prints nothing."""
+    store = bytes.fromhex("1d 28 6b") + (3 + 2332).to_bytes(2, "little") + b"\x31\x50\x30"
+    wire = (
+        bytes.fromhex("1d 28 6b 03 00 31 45 31")  # level M
+        + store + b"x" * 2332
+        + bytes.fromhex("1d 28 6b 03 00 31 51 30")  # print
+    )
+    decoder = EscPosDecoder()
+    decoder.receive_data(wire)
+    events, errors = drain(decoder)
+    assert not any(isinstance(event, QrCode) for event in events)
+    assert [str(e) for e in errors] == [
+        "QR <Function 181>: 2332 bytes exceed the capacity of MODEL_2 at level M: nothing printed"
+    ]
+
+
+@pytest.mark.parametrize("payload", [b"t/A012\x10\x04\x01", b"\x00", b"a\x1b@", b"\x7f"])
+def test_control_bytes_in_qr_data_are_refused(payload: bytes) -> None:
+    """A printer scans every byte for real-time commands: DLE EOT inside QR data would be
+    answered as a status query."""
+    with pytest.raises(LocalProtocolError, match="control byte"):
+        escpos.encode(QrCode(payload))
+
+
+# --- printer identity (GS I) ------------------------------------------------------------------
+def test_printer_id_answers_decode_one_by_one() -> None:
+    reply = escpos.encode_printer_id_reply("TM-T88V")
+    assert reply == b"_TM-T88V\x00"
+    decoder = escpos.PrinterIdDecoder()
+    for byte in b"\x12" + reply + escpos.encode_printer_id_reply("EPSON"):
+        decoder.receive_data(bytes([byte]))
+    assert decoder.next_event() == escpos.PrinterId("TM-T88V")
+    assert decoder.next_event() == escpos.PrinterId("EPSON")
+    assert decoder.next_event() is NEED_DATA
+    decoder.receive_data(b"_bad\x07\x00")
+    with pytest.raises(RemoteProtocolError, match="not printable"):
+        decoder.next_event()
+    assert decoder.next_event() is NEED_DATA

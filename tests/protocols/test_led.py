@@ -17,6 +17,7 @@ from firmware_protocols.errors import (
     ProtocolError,
     RemoteProtocolError,
 )
+from firmware_protocols.gb2312 import encode_gb2312
 from firmware_protocols.led import (
     BROADCAST,
     NEED_DATA,
@@ -170,7 +171,7 @@ def test_encoder_refuses(build: object, match: str) -> None:
 
 def test_text_outside_gb2312_never_becomes_question_mark() -> None:
     with pytest.raises(LocalProtocolError, match="U\\+4E7D") as info:
-        led.encode_gb2312("请乽号")  # 乽 U+4E7D is GBK, not GB2312
+        encode_gb2312("请乽号")  # 乽 U+4E7D is GBK, not GB2312
     assert "?" not in str(info.value).replace("'请乽号'", "")
 
 

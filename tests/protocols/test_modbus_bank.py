@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from pymodbus.client import AsyncModbusSerialClient, ModbusSerialClient
@@ -37,6 +38,7 @@ class Host:
         self.client = ModbusSerialClient(
             port=port,
             baudrate=mt.DEFAULT_BAUD,
+            parity=mt.DEFAULT_PARITY,
             timeout=CLIENT_TIMEOUT,
             retries=0,
             trace_packet=self._trace,
@@ -206,7 +208,7 @@ def test_golden_poll_bytes_match_what_pymodbus_sends(bank: ModbusTerminalBank, h
 
 
 def test_reply_delay_and_line_timing_are_applied(link: PtyLink) -> None:
-    timing = SerialTiming(mt.DEFAULT_BAUD)
+    timing = SerialTiming(mt.DEFAULT_BAUD, mt.DEFAULT_PARITY)
     with ModbusTerminalBank(link, [1], reply_delay=0.05, timing=timing) as bank:
         host = Host(link.port_name)
         try:
@@ -216,7 +218,8 @@ def test_reply_delay_and_line_timing_are_applied(link: PtyLink) -> None:
         finally:
             host.client.close()  # type: ignore[no-untyped-call]
         expected = bank.reply_seconds(8, 5 + 2 * mt.POLL_BLOCK_COUNT)
-    # 8 + 37 bytes at 19200 baud, two t3.5 gaps, 50 ms think time: a lower bound only.
+    # 8 + 37 bytes at 19200 baud 8E1 (11 bits), two t3.5 gaps, 50 ms think time: a lower
+    # bound only.
     assert expected == pytest.approx(0.05 + 45 * 11 / 19200 + 2 * 3.5 * 11 / 19200)
     assert elapsed >= expected
 
@@ -284,3 +287,25 @@ def test_ack_rides_in_the_next_poll_with_fc23(bank: ModbusTerminalBank, host: Ho
     assert reply.registers[mt.INPUT_PENDING] == 1
     following = mt.decode_poll_block(3, reply.registers, result.cursor)
     assert following.events == (KeyPressed(3, Key.FINISH, 2),)
+
+
+@pytest.mark.parametrize(
+    ("function", "call"),
+    [
+        (0x01, lambda c: c.read_coils(0, count=1, device_id=2)),
+        (0x02, lambda c: c.read_discrete_inputs(0, count=1, device_id=2)),
+        (0x05, lambda c: c.write_coil(0, True, device_id=2)),
+        (0x06, lambda c: c.write_register(mt.RATING_REQUEST, 30, device_id=2)),
+        (0x0F, lambda c: c.write_coils(0, [True], device_id=2)),
+    ],
+)
+def test_a_function_the_firmware_lacks_is_answered_with_exception_01(
+    bank: ModbusTerminalBank, host: Host, function: int, call: Any
+) -> None:
+    """Before, pymodbus served coils from nowhere and took FC06 writes: a master that used
+    them saw success from a terminal that has no such function."""
+    response = call(host.client)
+    assert response.isError()
+    assert (response.function_code, response.exception_code) == (0x80 | function, 1)
+    assert not bank.rating_requested(2)  # and nothing changed
+    assert host.read_block(2)[0] == mt.DEVICE_TYPE_WINDOW_TERMINAL  # still answers FC04

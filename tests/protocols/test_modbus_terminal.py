@@ -449,3 +449,11 @@ def test_truncated_and_bit_flipped_responses_are_detected() -> None:
         flipped[rng.randrange(3, len(flipped))] ^= rng.randrange(1, 256)
         with pytest.raises(ChecksumError):
             mt.decode_response(bytes(flipped))
+
+
+def test_exception_01_for_a_function_the_firmware_lacks() -> None:
+    """Slave 3 refuses FC06 (write single register): ILLEGAL FUNCTION."""
+    wire = mt.encode_exception_response(3, 0x06, mt.EXCEPTION_ILLEGAL_FUNCTION)
+    assert wire == bytes.fromhex("03 86 01 22 60")  # CRC checked bit by bit
+    assert mt.decode_response(wire) == mt.ExceptionResponse(3, 0x06, 1)
+    assert 0x06 not in mt.SUPPORTED_FUNCTIONS

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from firmware_protocols.errors import LocalProtocolError
+from firmware_protocols.gb2312 import display_text_problem
 from firmware_protocols.mqtt_messages import (
     COMMAND_ARGS,
     EVENT_TYPES,
@@ -691,6 +692,8 @@ def _fix_up(cls: type) -> Callable[[dict[str, Any]], dict[str, Any]]:
         elif cls is Cmd:
             d["issued_ts"] = min(d["issued_ts"], 4_102_444_800_000 - 86_400_000)
             d["expires_ts"] = d["issued_ts"] + 1 + d["expires_ts"] % 86_400_000
+        elif cls in (AnnounceArgs, ScreenNoticeArgs):  # shown on the LED font
+            d["text"] = "".join(c for c in d["text"] if display_text_problem(c) is None) or "通知"
         elif cls is CmdResult:
             d["error"] = None if d["ok"] else (d["error"] or "failed")
         elif cls is JournalLost:
@@ -744,3 +747,22 @@ def test_every_topic_event_type_and_reason_is_documented() -> None:
         *(f"`{reason.value}`" for reason in Reason),
     ]
     assert [name for name in names if name not in doc] == []
+
+
+@pytest.mark.parametrize("name", ["screen_notice", "announce"])
+def test_text_the_led_font_lacks_is_refused_where_it_enters(name: str) -> None:
+    """The central converts command args with COMMAND_ARGS: a notice the hall screen cannot
+    show is refused there with the reason, never accepted and dropped at the screen."""
+    args: dict[str, Any] = {"name": name, "text": "窗口暂停😀"}
+    args |= {"screen": None, "duration_s": 600} if name == "screen_notice" else {"repeat": 1}
+    refused = r"cannot be shown on the LED screens.*U\+1F600"
+    with pytest.raises(msgspec.ValidationError, match=refused):
+        msgspec.convert(args, COMMAND_ARGS[name])
+    typed = {**args, "text": "系统维护——暂停取号·张三"}
+    assert msgspec.convert(typed, COMMAND_ARGS[name]).text == "系统维护——暂停取号·张三"
+    payload = encode(_cmd(msgspec.convert(typed, COMMAND_ARGS[name]))).replace(
+        "——".encode(), "😀".encode()
+    )
+    with pytest.raises(InvalidMessage) as info:
+        decode(Kind.CMD, payload, site_id="zs-sanxiang-01")
+    assert "cannot be shown on the LED screens" in str(info.value)

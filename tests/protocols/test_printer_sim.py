@@ -11,15 +11,9 @@ from pathlib import Path
 import pytest
 import serial
 
+from edge.devices.ticket import LARGE_PRINT_LAYOUT, TicketContent, ticket_bytes
 from firmware_protocols import escpos
-from firmware_protocols.escpos import (
-    LARGE_PRINT_LAYOUT,
-    Align,
-    CharSize,
-    PrinterHealth,
-    StatusRequest,
-    TicketContent,
-)
+from firmware_protocols.escpos import Align, CharSize, PrinterHealth, StatusRequest
 from firmware_protocols.simulators.printer import (
     PAPER_58MM_DOTS,
     PrintedLine,
@@ -48,7 +42,7 @@ TICKET = TicketContent(
 
 @pytest.fixture
 def printer() -> Iterator[VirtualPrinter]:
-    with PtyLink(SerialTiming(115200, bits_per_char=10)) as link, VirtualPrinter(link) as device:
+    with PtyLink(SerialTiming(115200)) as link, VirtualPrinter(link) as device:
         yield device
 
 
@@ -74,8 +68,8 @@ def query_health(port: serial.Serial) -> PrinterHealth:
 def test_ticket_printed_back_with_formats_and_rendered(
     printer: VirtualPrinter, port: serial.Serial
 ) -> None:
-    port.write(escpos.build_ticket(TICKET))
-    port.write(escpos.build_ticket(TICKET, LARGE_PRINT_LAYOUT))
+    port.write(ticket_bytes(TICKET))
+    port.write(ticket_bytes(TICKET, LARGE_PRINT_LAYOUT))
     normal, large = printer.wait_for_tickets(2)
     assert normal.text_lines == [
         "揭阳市政务服务中心",
@@ -153,7 +147,7 @@ def test_paper_out_holds_the_ticket_until_reloaded(
     printer: VirtualPrinter, port: serial.Serial
 ) -> None:
     printer.run_out_of_paper()
-    data = escpos.build_ticket(TICKET)
+    data = ticket_bytes(TICKET)
     port.write(data)
     printer.wait_for_bytes(len(data))
     assert printer.tickets == []
@@ -168,8 +162,8 @@ def test_paper_out_holds_the_ticket_until_reloaded(
 
 def test_cover_open_then_closed_prints(printer: VirtualPrinter, port: serial.Serial) -> None:
     printer.open_cover()
-    port.write(escpos.build_ticket(TICKET))
-    printer.wait_for_bytes(len(escpos.build_ticket(TICKET)))
+    port.write(ticket_bytes(TICKET))
+    printer.wait_for_bytes(len(ticket_bytes(TICKET)))
     assert printer.tickets == []
     printer.close_cover()
     assert len(printer.wait_for_tickets(1)) == 1
@@ -180,7 +174,7 @@ def test_powered_off_printer_is_silent(printer: VirtualPrinter, port: serial.Ser
     port.timeout = 0.2
     port.write(escpos.encode_status_query(StatusRequest.PRINTER))
     assert port.read(1) == b""  # the driver's timeout is the only sign
-    port.write(escpos.build_ticket(TICKET))
+    port.write(ticket_bytes(TICKET))
     printer.wait_until(lambda: printer.bytes_ignored > 3, 2.0)
     printer.power_on()
     port.timeout = 1.0
@@ -202,7 +196,7 @@ def test_garbage_is_counted_and_never_stops_the_printer(
     printer.power_off()
     printer.power_on()
     port.reset_input_buffer()  # status bytes the garbage's DLE EOT asked for
-    port.write(escpos.build_ticket(TICKET))
+    port.write(ticket_bytes(TICKET))
     (*_, ticket) = printer.wait_for_tickets(1)
     assert ticket.line("C027").size == CharSize(4, 4)
 
@@ -218,8 +212,8 @@ def test_bad_gb18030_line_is_printed_and_counted(
 
 
 def test_ticket_takes_its_honest_time_on_a_slow_line() -> None:
-    data = escpos.build_ticket(TICKET)
-    timing = SerialTiming(9600, bits_per_char=10)
+    data = ticket_bytes(TICKET)
+    timing = SerialTiming(9600)
     with PtyLink(timing) as link, VirtualPrinter(link) as device:
         with serial.Serial(device.port, 9600, timeout=2.0) as handle:
             started = time.monotonic()
@@ -255,3 +249,18 @@ def test_assembler_keeps_runs_and_drops_unprinted_line() -> None:
     assert (line.text, line.align, line.bold) == ("abcd", Align.CENTER, False)
     assert [run.bold for run in line.runs] == [False, True]
     assert ticket.partial_cut
+
+
+def test_a_dle_eot_inside_qr_data_is_answered_as_a_status_query(
+    printer: VirtualPrinter, port: serial.Serial
+) -> None:
+    """Why the encoder refuses control bytes in QR data: the printer acts on them."""
+    data = b"t/A012\x10\x04\x01"
+    store = bytes.fromhex("1d 28 6b") + (len(data) + 3).to_bytes(2, "little") + b"\x31\x50\x30"
+    port.write(store + data + bytes.fromhex("1d 28 6b 03 00 31 51 30"))
+    assert port.read(1) == bytes([0x12])  # the answer to DLE EOT 1, which nobody asked for
+    port.write(b"\x10\x04")  # and one split across two writes is answered once, whole
+    time.sleep(0.05)
+    port.write(b"\x04")
+    assert port.read(2) == bytes([0x12])
+    assert printer.status_queries == 2

@@ -15,7 +15,7 @@ from firmware_protocols.simulators.serial_link import (
 
 
 def test_pacer_queues_bytes_behind_the_line() -> None:
-    pacer = ReceivePacer(SerialTiming(9600, bits_per_char=10))
+    pacer = ReceivePacer(SerialTiming(9600))
     char = 10 / 9600
     assert pacer.delay(96, now=100.0) == pytest.approx(96 * char)
     # Written at the same instant: queued behind the first 96 bytes.

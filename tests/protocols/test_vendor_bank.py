@@ -44,7 +44,7 @@ class Host:
             except ProtocolError as exc:
                 self.errors.append(exc)
                 continue
-            if not isinstance(event, vf.NeedData):
+            if event is not vf.NEED_DATA:
                 return event
         return None  # timed out: a dead or absent terminal
 
@@ -161,7 +161,7 @@ def test_reply_delay_and_line_timing_are_applied(link: PtyLink) -> None:
         finally:
             host.port.close()
         expected = bank.reply_seconds(10, 10)
-    assert expected == pytest.approx(0.03 + 20 * 11 / 9600 + 2 * 3.5 * 11 / 9600)
+    assert expected == pytest.approx(0.03 + 20 * 10 / 9600 + 2 * 3.5 * 10 / 9600)  # 8N1
     assert elapsed >= expected
 
 

@@ -61,7 +61,7 @@ def _decode_all(data: bytes, chunk: int | None = None) -> list[vf.VendorEvent | 
             except ProtocolError as exc:
                 out.append(exc)
                 continue
-            if isinstance(event, vf.NeedData):
+            if event is vf.NEED_DATA:
                 break
             out.append(event)
         else:

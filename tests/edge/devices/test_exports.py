@@ -6,7 +6,8 @@ import importlib
 
 import pytest
 
-MODULES = ["base", "gpio", "printer", "screens", "serial_port", "terminals", "voice"]
+MODULES = ["base", "gpio", "id_card", "printer", "printer_ports", "probe", "screens",
+           "serial_port", "terminals", "ticket", "voice"]
 
 
 def test_the_contract_is_pinned() -> None:
@@ -27,6 +28,7 @@ def test_the_contract_is_pinned() -> None:
         "HealthState",
         "HealthTracker",
         "HelpButton",
+        "IdCardRead",
         "InputMark",
         "InputQueue",
         "KeyPress",

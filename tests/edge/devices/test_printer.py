@@ -17,7 +17,7 @@ from edge.devices.base import (
     TicketPrint,
 )
 from edge.devices.printer import PrinterDriver, PrinterSettings
-from firmware_protocols.escpos import TicketContent
+from edge.devices.ticket import TicketContent
 from firmware_protocols.simulators.printer import VirtualPrinter
 from firmware_protocols.simulators.serial_link import PtyLink, SerialTiming
 
@@ -194,7 +194,7 @@ def test_a_missing_port_is_offline_and_retried() -> None:
         inputs: asyncio.Queue[DeviceInput] = asyncio.Queue()
         driver = PrinterDriver(settings("/dev/onedoor-no-such-tty"), inputs)
         task = asyncio.create_task(driver.run())
-        await until(lambda: "串口无法打开" in driver.health().detail)
+        await until(lambda: "端口无法打开" in driver.health().detail)
         assert driver.health().state is HealthState.OFFLINE
         assert not await driver.print_ticket(TicketPrint(CONTENT))
         task.cancel()

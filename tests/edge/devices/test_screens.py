@@ -258,3 +258,29 @@ def test_a_vanished_port_is_reported_and_reopened_later() -> None:
     finally:
         virtual.stop()
         link.close()
+
+
+def test_a_notice_the_font_lacks_never_stops_the_calls(screens: VirtualLedScreens) -> None:
+    """One bad notice used to make show_hall raise, so the call lines and the counts froze
+    for as long as it was active. It is left out; everything else goes up."""
+
+    async def main() -> None:
+        driver = ScreenDriver(settings(screens.port), asyncio.Queue())
+        task = asyncio.create_task(driver.run())
+        driver.show_hall(
+            ["请A001号到1号窗口"], HallCounts(3, 2), ["停电通知😀", "系统维护——暂停取号"]
+        )
+        await until(lambda: screens.text(HALL, line=4) == "系统维护——暂停取号")
+        assert screens.text(HALL, line=0) == "请A001号到1号窗口"
+        assert screens.text(HALL, line=3) == "当天办件量 3件  办结率 66.7%"
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+
+
+def test_notices_beyond_one_frame_are_left_out_not_refused() -> None:
+    many = [f"通知{n}：" + "请" * 190 for n in range(5)]  # ~390 bytes each
+    lines = hall_lines(HallScreen(HALL), [], HallCounts(0, 0), many)
+    assert lines[4].text == "　　".join(many[:2])  # what fits one SHOW_TEXT frame
+    ShowText(HALL, 0, lines[4].text, 0, 4)  # and it encodes
