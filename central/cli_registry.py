@@ -44,7 +44,7 @@ from central.errors import InvalidRequest
 from central.models import SiteKind
 from central.queries import ReadModel
 from central.registry import Edit, Registry
-from central.registry_csv import read_sheet
+from central.registry_csv import decode_csv, read_sheet
 from central.seed import SERVICES_CSV, SiteRow, read_services, site_spec
 from central.sitespec import DEFAULT_RESET, Hours, ServiceSpec, SiteSpec, WindowSpec, to_builtins
 
@@ -184,7 +184,7 @@ def _cmd_window_remove(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    texts = {part: getattr(args, part).read_text(encoding="utf-8")
+    texts = {part: decode_csv(getattr(args, part).read_bytes(), f"{part}.csv")
              for part in ("sites", "services", "windows") if getattr(args, part) is not None}
     if not texts:
         raise InvalidRequest("give --sites, --services and/or --windows")

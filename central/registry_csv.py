@@ -6,7 +6,8 @@
     sheet.problems                  # ["sites.csv:4: kind: 'hamlet' is not one of ..."]
     texts = write_sheet(specs, retired={"zs-x"})   # {"sites": csv, "services": ..., ...}
 
-Three files, UTF-8 (a byte-order mark is fine), ``#`` lines are comments::
+Three files, UTF-8 (a byte-order mark is fine; the command line also reads GB18030,
+a Chinese Excel's CSV), ``#`` lines are comments::
 
     sites.csv     id,name,town,kind[,lat,lon][,open,close[,last_ticket][,reset]][,status]
     services.csv  site,code,name,prefix,sla_s
@@ -51,6 +52,20 @@ ACTIVE: Final = "active"
 RETIRED: Final = "retired"
 _TRUE: Final = frozenset({"yes", "true", "1", "y", "是"})
 _FALSE: Final = frozenset({"no", "false", "0", "n", "否", ""})
+
+
+def decode_csv(data: bytes, name: str) -> str:
+    """A CSV file's text: UTF-8 (with or without a byte-order mark), else GB18030, which
+    is what a Chinese Excel saves as "CSV (逗号分隔)"; ``ValueError`` naming the file."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("gb18030")
+    except UnicodeDecodeError:
+        raise ValueError(f"{name}: neither UTF-8 nor GB18030 text; save it as CSV UTF-8") \
+            from None
 
 
 def csv_rows(text: str, name: str) -> Iterator[tuple[int, dict[str, str]]]:
@@ -291,6 +306,7 @@ __all__ = [
     "RegistrySheet",
     "SiteLine",
     "csv_rows",
+    "decode_csv",
     "read_sheet",
     "write_sheet",
 ]

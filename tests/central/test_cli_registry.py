@@ -100,6 +100,13 @@ def test_an_import_from_files_shows_the_diff_and_applies_on_request(
     assert "! 问题 problem  windows.csv:2 zs-shiqi-12: window 1.services.huji: unknown" in out
     out = run(capsys, "site", "import", "--windows", str(windows), "--apply", code=2)
     assert "registry change refused" in out
+    excel = tmp_path / "excel.csv"  # what a Chinese Excel saves: GB18030
+    excel.write_bytes(edited.read_text(encoding="utf-8").encode("gb18030"))
+    assert "~ 变更 change   zs-shiqi-12  name: 石岐" in run(capsys, "site", "import", "--sites",
+                                                         str(excel))
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00id")
+    out = run(capsys, "site", "import", "--sites", str(tmp_path / "binary.csv"), code=2)
+    assert "sites.csv: neither UTF-8 nor GB18030" in out
     out = run(capsys, "site", "import", "--sites", str(edited), "--apply")
     assert "applied" in out
     assert "新石岐" in run(capsys, "site", "show", "zs-shiqi-12")
