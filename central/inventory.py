@@ -159,6 +159,8 @@ class InventorySite:
     expected_config_version: str | None
     reported_config_version: str | None
     online: bool
+    registry_revision: int = 0
+    """The edge role refuses to push an inventory that knows an older revision."""
 
 
 def ansible_inventory(sites: Iterable[InventorySite]) -> dict[str, Any]:
@@ -178,6 +180,7 @@ def ansible_inventory(sites: Iterable[InventorySite]) -> dict[str, Any]:
             "onedoor_expected_config_version": site.expected_config_version,
             "onedoor_reported_config_version": site.reported_config_version,
             "onedoor_online": site.online,
+            "onedoor_registry_revision": site.registry_revision,
         }
     inventory: dict[str, Any] = {
         "_meta": {"hostvars": hostvars},

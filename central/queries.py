@@ -605,18 +605,24 @@ class ReadModel:
             specs = load_specs(session)
             live = session.execute(
                 select(Site.id, Site.expected_config_version, Site.reported_config_version,
-                       Site.online).where(IN_SERVICE).order_by(Site.town, Site.id)
+                       Site.online, Site.registry_revision)
+                .where(IN_SERVICE).order_by(Site.town, Site.id)
             ).all()  # fmt: skip
         return [InventorySite(specs[row.id], row.expected_config_version,
-                              row.reported_config_version, row.online)
+                              row.reported_config_version, row.online, row.registry_revision)
                 for row in live if row.id in specs]  # fmt: skip
 
     def registry_sheet(self) -> dict[str, str]:
         """The registry as its three CSV files (retired sites marked), for an export."""
         with self.sessions() as session:
             specs = load_specs(session, retired=None)
-            retired = session.scalars(select(Site.id).where(Site.retired_at.is_not(None)))
-            return write_sheet(specs.values(), retired)
+            rows = session.execute(select(Site.id, Site.retired_at, Site.registry_revision))
+            retired, revisions = set(), {}
+            for site_id, retired_at, revision in rows:
+                revisions[site_id] = revision
+                if retired_at is not None:
+                    retired.add(site_id)
+            return write_sheet(specs.values(), retired, revisions)
 
     def audit(
         self,

@@ -10,6 +10,7 @@ Three files, UTF-8 (a byte-order mark is fine; the command line also reads GB180
 a Chinese Excel's CSV), ``#`` lines are comments::
 
     sites.csv     id,name,town,kind[,lat,lon][,open,close[,last_ticket][,reset]][,status]
+                  [,revision]
     services.csv  site,code,name,prefix,sla_s
     windows.csv   site,number,services[,name][,priority]
 
@@ -22,7 +23,9 @@ exactly those services (windows); sites without rows there keep theirs.
 ``services`` of a window are codes separated by spaces; ``priority`` is
 ``yes``/``no`` (also ``true``/``false``, ``1``/``0``); ``sla_s`` is seconds in
 whole minutes. An export writes every column, so that importing it back
-changes nothing.
+changes nothing; its ``revision`` (the site's ``registry_revision``) is for the
+static inventory made from it (``generate_sample.py --registry``) and ignored by
+an import.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from central.models import SiteKind
 from central.sitespec import DEFAULT_RESET, Hours, ServiceSpec, SiteSpec, WindowSpec
 
 SITE_COLUMNS: Final = ("id", "name", "town", "kind", "lat", "lon", "open", "close",
-                       "last_ticket", "reset", "status")  # fmt: skip
+                       "last_ticket", "reset", "status", "revision")  # fmt: skip
 SERVICE_COLUMNS: Final = ("site", "code", "name", "prefix", "sla_s")
 WINDOW_COLUMNS: Final = ("site", "number", "services", "name", "priority")
 REQUIRED: Final = {
@@ -111,6 +114,8 @@ class RegistrySheet:
     sites: dict[str, SiteLine] = field(default_factory=dict)
     services: dict[str, list[ServiceSpec]] = field(default_factory=dict)
     windows: dict[str, list[WindowSpec]] = field(default_factory=dict)
+    revisions: dict[str, int] = field(default_factory=dict)
+    """Site id -> registry revision, from an export's ``revision`` column (not imported)."""
     lines: dict[tuple[str, str], int] = field(default_factory=dict)
     """(file, site id) -> first line naming the site, for problem messages."""
     problems: list[str] = field(default_factory=list)
@@ -248,6 +253,8 @@ def read_sheet(*, sites: str | None = None, services: str | None = None,
                                   f"{sheet.sites[site_id].line})")  # fmt: skip
                 elif (site := _read_site(cells, number, columns)) is not None:
                     sheet.sites[site_id] = site
+                    if (revision := cells.number("revision", int)) is not None:
+                        sheet.revisions[site_id] = revision
             elif part == "services":
                 sla_s = cells.number("sla_s", int)
                 if cells.ok:
@@ -282,15 +289,17 @@ def _flag(value: bool) -> str:
     return "yes" if value else "no"
 
 
-def write_sheet(specs: Iterable[SiteSpec], retired: Iterable[str] = ()) -> dict[str, str]:
-    """The three files of ``specs`` (by id; ``retired``: ids of retired sites)."""
+def write_sheet(specs: Iterable[SiteSpec], retired: Iterable[str] = (),
+                revisions: Mapping[str, int] | None = None) -> dict[str, str]:  # fmt: skip
+    """The three files of ``specs`` (by id; ``retired``: ids of retired sites; ``revisions``:
+    their registry revisions)."""
     ordered = sorted(specs, key=lambda s: s.id)
     gone = set(retired)
     sites = _csv(SITE_COLUMNS, (
         (s.id, s.name, s.town, s.kind.value, s.lat, s.lon,
          *((s.hours.open, s.hours.close, s.hours.last_ticket, s.hours.reset) if s.hours
            else (None, None, None, None)),
-         RETIRED if s.id in gone else ACTIVE)
+         RETIRED if s.id in gone else ACTIVE, (revisions or {}).get(s.id, 0))
         for s in ordered))  # fmt: skip
     services = _csv(SERVICE_COLUMNS, (
         (s.id, v.code, v.name, v.prefix, v.sla_s)

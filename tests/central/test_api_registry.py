@@ -145,7 +145,7 @@ def test_retiring_takes_a_site_off_the_fleet_page_and_keeps_its_page(env: Runnin
 def test_a_csv_import_is_a_dry_run_unless_asked_and_refuses_whole(env: RunningApp) -> None:
     sites_csv = call(env, "GET", "/api/v1/registry/sites.csv", role=Role.OPERATOR)
     assert sites_csv.splitlines()[0] == ("id,name,town,kind,lat,lon,open,close,last_ticket,"
-                                         "reset,status")  # fmt: skip
+                                         "reset,status,revision")  # fmt: skip
     windows_csv = call(env, "GET", "/api/v1/registry/windows.csv", role=Role.OPERATOR)
     assert "zs-sanxiang-05,1,zonghe shebao minzheng,1号窗口,no" in windows_csv
     batch = {"sites": "id,name,town,kind\nzs-sanxiang-15,三乡桥头村党群服务中心,三乡镇,village\n",

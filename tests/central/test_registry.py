@@ -358,8 +358,11 @@ def test_an_import_shows_its_diff_first_then_applies_it_whole(
     assert (again.problems, again.added, again.changed, again.retired, again.restored) == (
         [], [], [], [], [])
     assert again.unchanged == 4
-    assert "zs-sanxiang-02,三乡平岚社区党群服务中心,三乡镇,village,,,,,,,retired\n" \
+    assert "zs-sanxiang-02,三乡平岚社区党群服务中心,三乡镇,village,,,,,,,retired,0\n" \
         in exported["sites"]
+    assert f"{NEW},三乡新村党群服务中心,三乡镇,village,22.36,113.44,08:00,12:00,11:30,03:00," \
+        "active,0\n" in exported["sites"]
+    assert read_sheet(**exported).revisions["zs-sanxiang-01"] == 1
     # ... and status active brings a retired site back.
     active = exported["sites"].replace(",retired", ",active")
     back = registry.apply_import(read_sheet(sites=active), actor=ADMIN, now=NOW)
@@ -369,7 +372,7 @@ def test_an_import_shows_its_diff_first_then_applies_it_whole(
 @pytest.mark.parametrize(("sites", "services", "windows", "problems"), [
     ("id,name,town,kind,colour\nzs-x,甲,镇,village,red\n", None, None,
      ["sites.csv: unknown column 'colour' (columns: id, name, town, kind, lat, lon, open, "
-      "close, last_ticket, reset, status)"]),
+      "close, last_ticket, reset, status, revision)"]),
     ("id,name,town\nzs-x,甲,镇\n", None, None, ["sites.csv: missing column 'kind'"]),
     ("id,name,town,kind,lat\nzs-x,甲,镇,hamlet,north\n", None, None,
      ["sites.csv:2: kind: 'hamlet' is not one of city_hall, district, village",

@@ -95,7 +95,12 @@ def _assert_same_inventory(dynamic: dict[str, Any], static: dict[str, Any]) -> N
     for host, variables in dynamic_vars.items():
         registry = {name: value for name, value in variables.items()
                     if name not in LIVE_VARIABLES}
-        assert registry == static_vars[host], host
+        static_registry = {name: value for name, value in static_vars[host].items()
+                           if name != "onedoor_registry_revision"}
+        assert registry == static_registry, host
+        if "onedoor_registry_revision" in static_vars[host]:  # a registry export's
+            assert static_vars[host]["onedoor_registry_revision"] == \
+                variables["onedoor_registry_revision"], host
 
 
 def test_both_inventories_give_the_same_groups_and_variables(
@@ -221,21 +226,27 @@ def test_without_a_broker_the_play_stops_instead_of_naming_localhost(
 # --------------------------------------------------------------------------- registry changes
 
 
+def _static_from_export(central_server: CentralServer, folder: Path) -> Path:
+    """The README's static inventory of the live registry: its export through
+    `generate_sample.py --registry` (the CSV files come from the API here)."""
+    export = folder / "export"
+    export.mkdir(parents=True)
+    for part in ("sites", "services", "windows"):
+        (export / f"{part}.csv").write_text(central_server.text(f"/api/v1/registry/{part}.csv"),
+                                            encoding="utf-8")  # fmt: skip
+    static_dir = folder / "static"
+    subprocess.run([sys.executable, str(ANSIBLE_DIR / "inventory" / "generate_sample.py"),
+                    "--registry", str(export), "--output", str(static_dir)],
+                   capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    return static_dir
+
+
 def test_a_site_added_through_the_api_is_in_the_inventory_as_the_static_one_gives_it(
     central_server: CentralServer, dynamic_env: dict[str, str], new_site: str, tmp_path: Path,
 ) -> None:
     """The registry's export made into a static inventory (generate_sample.py --registry) and
     the dynamic inventory give the same groups and host variables, the new site included."""
-    export = tmp_path / "export"
-    export.mkdir()
-    for part in ("sites", "services", "windows"):
-        (export / f"{part}.csv").write_text(central_server.text(f"/api/v1/registry/{part}.csv"),
-                                            encoding="utf-8")  # fmt: skip
-    static_dir = tmp_path / "static"
-    subprocess.run([sys.executable, str(ANSIBLE_DIR / "inventory" / "generate_sample.py"),
-                    "--registry", str(export), "--output", str(static_dir)],
-                   capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
-    static = _inventory(str(static_dir), {}, tmp_path)
+    static = _inventory(str(_static_from_export(central_server, tmp_path)), {}, tmp_path)
     dynamic = _inventory(str(INVENTORY_SCRIPT), dynamic_env, tmp_path)
     _assert_same_inventory(dynamic, static)
     assert new_site in _members(dynamic)["town_zs_shiqi"]
@@ -250,17 +261,27 @@ def test_a_registry_change_reaches_the_site_with_the_next_push(
 ) -> None:
     """The site has an expected version (a push records it); a window added through the API
     moves it on (drift), and the next push of the dynamic inventory renders the window with
-    that version, so the site reports what the central expects."""
+    that version, so the site reports what the central expects. A static inventory made
+    before the change is refused instead of pushing the old windows."""
     central_server.call("PATCH", f"/api/v1/sites/{new_site}",
                         {"expected_config_version": "2026.11.1"})  # fmt: skip
+    stale = _static_from_export(central_server, deployment.workdir / "stale-inventory")
     changed = central_server.call("PUT", f"/api/v1/sites/{new_site}/windows/3",
                                   {"services": ["shebao"], "name": "3号窗口"})  # fmt: skip
     assert (changed["expected_config_version"], changed["config_drift"]) == (
         "2026.11.1+r1", True)
-    run = deployment.play(
-        "edge-config.yml", "--limit", new_site, "-e", f"onedoor_central_url={central_server.url}",
-        inventory=("inventory/onedoor_central.py",), vars_file=production_vars,
-        env={**dynamic_env, "ONEDOOR_CENTRAL_ADMIN_TOKEN": central_server.admin_token})
+    push = ("edge-config.yml", "--limit", new_site, "-e",
+            f"onedoor_central_url={central_server.url}")  # fmt: skip
+    admin = {"ONEDOOR_CENTRAL_ADMIN_TOKEN": central_server.admin_token}
+    before = deployment.site_config(new_site).read_bytes()
+    refused = deployment.play(*push, inventory=(str(stale),), vars_file=production_vars,
+                              env=admin)  # fmt: skip
+    assert refused.returncode != 0
+    assert f"the central's registry changed {new_site} (revision 1) after this inventory " \
+        "was made (revision 0)" in " ".join(refused.output.split())
+    assert deployment.site_config(new_site).read_bytes() == before
+    run = deployment.play(*push, inventory=("inventory/onedoor_central.py",),
+                          vars_file=production_vars, env={**dynamic_env, **admin})
     assert run.returncode == 0, run.output[-4000:]
     config = load_config(deployment.site_config(new_site))
     assert config.version == "2026.11.1+r1"

@@ -54,18 +54,21 @@ from central.seed import seed_specs  # noqa: E402
 from central.sitespec import SiteSpec  # noqa: E402
 
 
-def registry_export(folder: Path) -> list[SiteSpec]:
-    """The sites in service of a registry export (the three CSV files in ``folder``)."""
+def registry_export(folder: Path) -> tuple[list[SiteSpec], dict[str, int]]:
+    """The sites in service of a registry export (the three CSV files in ``folder``) and
+    their registry revisions."""
     texts = {part: (folder / f"{part}.csv").read_text(encoding="utf-8")
              for part in ("sites", "services", "windows")}
     sheet = read_sheet(**texts)
     if sheet.problems:
         raise SystemExit("\n".join(sheet.problems))
-    return sheet.specs()
+    return sheet.specs(), sheet.revisions
 
 
-def render(sites: list[SiteSpec]) -> dict[Path, str]:
-    """Every generated file, path relative to ``inventory/sample``, with its text."""
+def render(sites: list[SiteSpec], revisions: dict[str, int] | None = None) -> dict[Path, str]:
+    """Every generated file, path relative to ``inventory/sample``, with its text; with
+    ``revisions`` each site's ``onedoor_registry_revision`` too (a push refuses an
+    inventory older than the registry)."""
     district_of_town = {s.town: s.id for s in sites if s.kind == "district"}
     missing = sorted({s.town for s in sites} - district_of_town.keys())
     if missing:
@@ -87,7 +90,10 @@ def render(sites: list[SiteSpec]) -> dict[Path, str]:
         files[Path("group_vars") / f"{town_group(district_id)}.yml"] = _dump(
             {"onedoor_town": town}, flow_leaves=False)
     for site in sites:
-        files[Path("host_vars") / f"{site.id}.yml"] = _dump(site_variables(site))
+        variables = site_variables(site)
+        if revisions is not None:
+            variables["onedoor_registry_revision"] = revisions.get(site.id, 0)
+        files[Path("host_vars") / f"{site.id}.yml"] = _dump(variables)
     return files
 
 
@@ -126,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a registry export (sites.csv, services.csv, windows.csv) "
                              "instead of the seed")
     args = parser.parse_args(argv)
-    sites = seed_specs() if args.registry is None else registry_export(args.registry)
-    files = {args.output / path: text for path, text in render(sites).items()}
+    sites, revisions = ((seed_specs(), None) if args.registry is None
+                        else registry_export(args.registry))
+    files = {args.output / path: text for path, text in render(sites, revisions).items()}
     stale = {p for p in _generated(args.output) if p not in files}
     changed = sorted(p for p, text in files.items()
                      if not p.is_file() or p.read_text(encoding="utf-8") != text)

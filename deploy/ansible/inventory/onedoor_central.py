@@ -45,7 +45,7 @@ HALL_KINDS = ("district", "city_hall")  # children of group `hall`: they share d
 # Host variables of the registry's live state: the dynamic inventory has them, the
 # static sample cannot (the roles read only the first, with a fallback).
 LIVE_VARIABLES = ("onedoor_expected_config_version", "onedoor_reported_config_version",
-                  "onedoor_online")
+                  "onedoor_online", "onedoor_registry_revision")
 
 Fetch = Callable[[str], Any]
 
