@@ -286,8 +286,12 @@ class Registry:
         plan = ImportPlan(problems=list(sheet.problems))
         if plan.problems:
             return plan, {}, {}
-        if not sheet.site_ids and not retire_missing:
+        if not sheet.site_ids:
             plan.problems.append("nothing to import: give sites, services or windows")
+            return plan, {}, {}
+        if retire_missing and not sheet.sites:
+            plan.problems.append("retire_missing retires the sites missing from sites.csv: "
+                                 "give sites.csv")  # fmt: skip
             return plan, {}, {}
         every = None if retire_missing else sheet.site_ids  # every site: no long IN (...)
         sites = self._locked(session, every) if lock else self._rows(session, every)

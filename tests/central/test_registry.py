@@ -424,6 +424,9 @@ def test_an_import_may_retire_the_sites_it_does_not_list_but_not_online_ones_unf
         "zs-sanxiang-02: site 'zs-sanxiang-02' is online (last heard 2026-11-23 10:00 UTC): "
         "stop its edge first, or retire it with force, and its messages are then refused and "
         "counted (retired_site), kept by the edge"]
+    windows_only = read_sheet(windows="site,number,services\nzs-sanxiang,1,zonghe\n")
+    assert registry.plan_import(windows_only, retire_missing=True).problems == [
+        "retire_missing retires the sites missing from sites.csv: give sites.csv"]
     forced = registry.apply_import(sheet, actor=ADMIN, now=NOW, retire_missing=True, force=True)
     assert (forced.retired, forced.unchanged) == (["zs-sanxiang-01", "zs-sanxiang-02"], 1)
     assert [s.id for s in ReadModel(small_registry).site_summaries()] == ["zs-sanxiang"]
