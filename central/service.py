@@ -48,7 +48,7 @@ from firmware_protocols.errors import LocalProtocolError
 
 log = structlog.get_logger(__name__)
 
-Clock = Callable[[], datetime]
+UtcNow = Callable[[], datetime]  # now, timezone-aware UTC (utc_now; tests pin it)
 
 PRUNE_EVERY = timedelta(minutes=10)
 """How often the embedded telemetry sink drops points past their retention."""
@@ -68,7 +68,7 @@ class CentralService:
         engine: Engine | None = None,
         sink: TelemetrySink | None = None,
         notifier: WebhookNotifier | None = None,
-        clock: Clock = utc_now,
+        clock: UtcNow = utc_now,
         run_migrations: bool = True,
     ) -> None:
         self.config = config

@@ -1,1 +1,1 @@
-"""The hall daemon (issue #5): config, event journal, hall state, device drivers, uplink."""
+"""The hall daemon: config, event journal, hall state, device drivers, uplink (edge/README.md)."""

@@ -12,7 +12,7 @@ import urllib.request
 from typing import Any
 
 from edge.config import EdgeConfig, load_config
-from edge.errors import ConfigInvalid, JournalError
+from edge.errors import ConfigInvalid, EdgeError, JournalError
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -27,6 +27,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except JournalError as exc:
         print(f"journal: {exc}", file=sys.stderr)
         return 3
+    except (EdgeError, OSError) as exc:  # what check-config cannot foresee: say what, not how
+        print(f"onedoor edge run: cannot run: {exc}", file=sys.stderr)
+        return 4
     return 0
 
 
@@ -36,9 +39,24 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigInvalid as exc:
         print(exc, file=sys.stderr)
         return 1
+    warnings = list(config.warnings)
+    errors: list[str] = []
+    if not args.skip_files:
+        from edge.preflight import check_machine
+
+        findings = check_machine(config)
+        errors, warnings = findings.errors, warnings + findings.warnings
+    for warning in warnings:
+        print(f"WARNING {args.file}: {warning}", file=sys.stderr)
+    if errors:
+        print(f"{args.file}: {len(errors)} problem(s) on this machine", file=sys.stderr)
+        for error in errors:
+            print(f"  {error}", file=sys.stderr)
+        return 1
     print(f"{args.file}: ok — site {config.site.id} ({config.site.name}), "
           f"version {config.version}, {len(config.services)} services, "
-          f"{len(config.windows)} windows")
+          f"{len(config.windows)} windows"
+          + (f", {len(warnings)} warning(s)" if warnings else ""))
     return 0
 
 
@@ -157,7 +175,8 @@ def add_edge_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     check = sub.add_parser("check-config", help="validate a site config and list every problem")
     check.add_argument("file")
     check.add_argument("--skip-files", action="store_true",
-                       help="do not check that TLS and password files exist on this machine")
+                       help="check the file alone, not this machine: TLS and password files, "
+                            "the journal's folder, voice clips, serial ports, GPIO")
     check.set_defaults(func=_cmd_check_config)
     status = sub.add_parser("status", help="the hall at a glance (daemon HTTP, else journal)")
     status.add_argument("--config", required=True, help="site TOML file")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge.config import EdgeConfig, GpioConfig
-from edge.daemon import DeviceSet
+from edge.device_set import Drivers
 from edge.devices.base import InputQueue
 from edge.errors import ConfigInvalid
 
@@ -61,13 +61,13 @@ def _import_pin_factory(name: str) -> Any:
 
 
 def build_devices(config: EdgeConfig, inputs: InputQueue, *,
-                  pin_factory: Any = None) -> DeviceSet:
+                  pin_factory: Any = None) -> Drivers:
     """Every driver the config names, constructed but not started.
 
     ``pin_factory`` overrides the config's gpiozero factory (tests hold on to a
     ``MockFactory`` to press its pins).
     """
-    devices = DeviceSet()
+    devices = Drivers()
     section = config.devices
     if section.printer is not None:
         from edge.devices.printer import PrinterDriver, PrinterSettings
@@ -99,14 +99,13 @@ def build_devices(config: EdgeConfig, inputs: InputQueue, *,
                            if audio.output == "wav" and audio.wav_dir is not None
                            else AplaySink(audio.alsa_device))
         devices.announcer = VoiceDriver(clips, sink, inputs, repeat=audio.repeat)
-    if section.id_card is not None:  # its tickets: edge.id_card_kiosk, wired by the daemon
+    if section.id_card is not None:  # its reads: edge.kiosk.TicketDesk.card
         from edge.devices.id_card import IdCardReaderDriver, IdCardSettings
 
-        devices.others.append(IdCardReaderDriver(
+        devices.id_card = IdCardReaderDriver(
             IdCardSettings(port=section.id_card.port, baudrate=section.id_card.baud,
-                           poll_interval_s=section.id_card.poll_ms / 1000), inputs))
+                           poll_interval_s=section.id_card.poll_ms / 1000), inputs)
     if section.gpio is not None:
-        from edge.config import KLASS_BY_NAME
         from edge.devices.gpio import GpioDriver, GpioSettings, HelpButtonPin, TicketButtonPin
 
         gpio = section.gpio
@@ -115,7 +114,7 @@ def build_devices(config: EdgeConfig, inputs: InputQueue, *,
                      if b.led_pin is not None})
         devices.gpio = GpioDriver(
             GpioSettings(
-                ticket_buttons=[TicketButtonPin(b.pin, b.service, KLASS_BY_NAME[b.klass])
+                ticket_buttons=[TicketButtonPin(b.pin, b.service, b.klass)
                                 for b in gpio.ticket_buttons],
                 help_buttons=[HelpButtonPin(b.pin, b.id) for b in gpio.help_buttons],
                 leds=leds, buzzer_pin=gpio.buzzer_pin, debounce_s=gpio.debounce_ms / 1000,

@@ -6,9 +6,11 @@
     ├── ConfigInvalid(EdgeError, ValueError)     a config file with problems; ``errors`` lists
     │                                            every one with its key path
     ├── JournalError(EdgeError)                  the SQLite journal cannot be used
-    │   └── ReplayDiverged(JournalError)         replaying today's events gave other numbers
-    └── CommandRejected(EdgeError, ValueError)   a hall command that cannot run now;
-                                                 carries the HTTP ``status`` for the API
+    │   ├── ReplayDiverged(JournalError)         replaying today's events gave other numbers
+    │   └── AckRefused(JournalError)             the central's ack is far beyond this journal
+    ├── CommandRejected(EdgeError, ValueError)   a hall command that cannot run now;
+    │                                            carries the HTTP ``status`` for the API
+    └── OutputRefused(EdgeError, ValueError)     text a hall device cannot show or say
 """
 
 from __future__ import annotations
@@ -38,6 +40,16 @@ class ReplayDiverged(JournalError):
     """Folding the journal did not reproduce what the journal says happened."""
 
 
+class AckRefused(JournalError):
+    """An ack too far above the journal's last seq to be a torn tail; nothing changed."""
+
+    def __init__(self, ack: int, last_seq: int) -> None:
+        super().__init__(f"ack {ack} is {ack - last_seq} above the journal's last seq "
+                         f"{last_seq}: refused")
+        self.ack = ack
+        self.last_seq = last_seq
+
+
 class CommandRejected(EdgeError, ValueError):
     """A hall command was refused; nothing was journaled and nothing changed."""
 
@@ -47,4 +59,11 @@ class CommandRejected(EdgeError, ValueError):
         self.code = code
 
 
-__all__ = ["CommandRejected", "ConfigInvalid", "EdgeError", "JournalError", "ReplayDiverged"]
+class OutputRefused(EdgeError, ValueError):
+    """Text no device of its kind can show or say (a notice outside the LED font)."""
+
+
+__all__ = [
+    "AckRefused", "CommandRejected", "ConfigInvalid", "EdgeError", "JournalError",
+    "OutputRefused", "ReplayDiverged",
+]

@@ -16,11 +16,16 @@ replay uses the config that was in force at each point of the day.
 Commands that cannot run now raise :class:`~edge.errors.CommandRejected`
 (nothing is journaled). Time comes from an injected :class:`~edge.clock.Clock`.
 
-Key flows (DESIGN.md, issue #5): sign in/out, next (finishes the ticket the
-window still holds, then calls), recall, transfer, no-show, pause/resume,
-finish; a rating after finish is bound to that ticket, window and the staff
-signed in; overtime and SLA breaches become events once per ticket; 呼叫帮办
-requests are acknowledged, resolved, or escalated after N minutes.
+Key flows: sign in/out, next (finishes the ticket the window still holds,
+then calls), recall, transfer, no-show, pause/resume, finish; a rating after
+finish is bound to that ticket, window and the staff signed in; overtime and
+SLA breaches become events once per ticket; 呼叫帮办 requests are acknowledged,
+resolved, or escalated after N minutes.
+
+Ticket numbers, the late-appointment rule and the people ahead are the
+dispatcher's (:meth:`fastpath.dispatcher.Dispatcher.plan_issue`); the hall asks
+it. A command from a window terminal passes its ``mark``
+(:class:`~edge.input_mark.InputMark`), journaled with the command's events.
 """
 
 from __future__ import annotations
@@ -31,17 +36,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
 from edge.clock import Clock, business_day
-from edge.config import EdgeConfig, ServiceConfig, parse_config
+from edge.config import EdgeConfig, parse_config
 from edge.errors import CommandRejected, ConfigInvalid, JournalError, ReplayDiverged
-from edge.journal import Journal
+from edge.input_mark import InputMark
+from edge.journal import Journal, RequestKey
 from edge.predict import PredictionJob, WaitPredictor
-from fastpath.dispatcher import Dispatcher
+from fastpath.dispatcher import Dispatcher, IssuePlan
 from fastpath.types import (
+    CLASS_BY_LABEL,
     MINUTE_MS,
     DispatchError,
     NoShowPolicy,
@@ -49,17 +56,13 @@ from fastpath.types import (
     TicketClass,
     TicketState,
     WindowState,
-    number_order,
 )
 from firmware_protocols import mqtt_messages as mm
 
 log = structlog.get_logger(__name__)
 
-CLASS_NAMES: dict[TicketClass, mm.TicketClass] = {
-    TicketClass.NORMAL: "normal", TicketClass.PRIORITY: "priority",
-    TicketClass.APPOINTMENT: "appointment",
-}
-_STAFF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_STAFF_RE = re.compile(mm.IDENT_PATTERN)  # the contract's ids (工号 in window.signed_in)
+_TOKEN_RE = re.compile(mm.TOKEN_PATTERN)
 _TEXT_LIMIT = 200
 Listener = Callable[[mm.Event], None]
 
@@ -105,6 +108,9 @@ class _Day:
     sla_breached: set[str] = field(default_factory=set)
     overtime: set[str] = field(default_factory=set)
     recent_calls: list[tuple[str, int]] = field(default_factory=list)  # newest last
+    waits: dict[str, mm.WaitPrediction] = field(default_factory=dict)  # printed per ticket
+    service_waits: dict[str, tuple[mm.WaitPrediction, int]] = field(
+        default_factory=dict)  # service -> its latest prediction and when it was made
     done: int = 0
     no_show: int = 0
     ratings: int = 0
@@ -116,9 +122,10 @@ def _dispatcher_for(config: EdgeConfig) -> Dispatcher:
                       [w.to_profile() for w in config.windows], config.policy)
 
 
-def _number_order(number: str) -> int:
-    prefix = number.rstrip("0123456789")
-    return number_order(prefix, int(number[len(prefix):]))
+def contract_class(klass: TicketClass) -> mm.TicketClass:
+    """The class as ``ticket.issued`` spells it: its label (the contract's are the same
+    labels, tested)."""
+    return cast(mm.TicketClass, klass.label)
 
 
 class Predict(enum.Enum):
@@ -240,6 +247,14 @@ class Hall:
     def recent_calls(self) -> list[tuple[str, int]]:
         return list(self._day.recent_calls)
 
+    def issued_wait(self, number: str) -> mm.WaitPrediction | None:
+        """The wait predicted (and printed) when ``number`` was issued today."""
+        return self._day.waits.get(number)
+
+    def latest_wait(self, service_id: str) -> tuple[mm.WaitPrediction, int] | None:
+        """The service's latest predicted wait today, and when (unix ms) it was made."""
+        return self._day.service_waits.get(service_id)
+
     def counts(self) -> tuple[int, int]:
         """(当天办件量, of which 办结): tickets served to an end today, and those done."""
         return self._day.done + self._day.no_show, self._day.done
@@ -280,9 +295,10 @@ class Hall:
     # -- commit / apply ------------------------------------------------------
 
     def _commit(self, bodies: list[mm.EventBody], now_ms: int,
-                config: tuple[str, str] | None = None) -> list[mm.Event]:
+                config: tuple[str, str] | None = None, *, mark: InputMark | None = None,
+                request: RequestKey | None = None) -> list[mm.Event]:
         events = self.journal.append(bodies, ts_ms=now_ms, clock_synced=self.clock.synced(),
-                                     config=config)
+                                     config=config, input_mark=mark, request=request)
         for event in events:
             self._apply(event, replay=False)
         for event in events:
@@ -310,10 +326,12 @@ class Hall:
 
         match body:
             case mm.TicketIssued():
-                klass = TicketClass.APPOINTMENT if body.ticket_class == "appointment" else (
-                    TicketClass.PRIORITY if body.ticket_class == "priority" else TicketClass.NORMAL)
-                ticket = dispatcher.issue(body.service, now, klass, body.booked_ts)
+                ticket = dispatcher.issue(body.service, now, CLASS_BY_LABEL[body.ticket_class],
+                                          body.booked_ts)
                 expect(ticket.number, body.ticket)
+                if body.wait is not None:
+                    day.waits[body.ticket] = body.wait
+                    day.service_waits[body.service] = (body.wait, now)
             case mm.TicketCalled():
                 called = dispatcher.call_next(body.window, now)
                 expect(None if called is None else called.number, body.ticket)
@@ -382,7 +400,7 @@ class Hall:
                 if not replay:
                     self.config = new
             case (mm.DeviceStatus() | mm.ConfigRejected() | mm.OutboxDropped()
-                  | mm.JournalLost()):
+                  | mm.JournalLost() | mm.AckRefused()):
                 pass  # reported upstream; no hall state
 
     _pending_config: EdgeConfig
@@ -391,45 +409,45 @@ class Hall:
 
     def issue(self, service_id: str, klass: TicketClass = TicketClass.NORMAL, *,
               channel: mm.Channel = "api", booked_ms: int | None = None,
-              wait: mm.WaitPrediction | Predict | None = Predict.HERE) -> IssuedTicket:
+              wait: mm.WaitPrediction | Predict | None = Predict.HERE,
+              request: RequestKey | None = None) -> IssuedTicket:
         """Take a ticket (取号); returns once its ``ticket.issued`` event is durable.
 
         Outside ``hours.open`` .. ``hours.last_ticket`` (default ``close``) it raises
         :class:`CommandRejected` with code ``closed`` (HTTP 409), whatever the class.
         ``wait`` is the prediction to record, made from :meth:`prediction_job` off the
         event loop; by default it is simulated here, on the caller's thread.
+        ``request``: a kiosk's idempotency key, journaled with the ticket.
         """
         now = self.clock.now_ms()
-        service, klass, booked_ms, key_ms = self._ticket_request(service_id, klass, booked_ms,
-                                                                 now)
-        dispatcher = self.dispatcher
-        prefix = service.prefix
-        counter = 1 + sum(1 for t in dispatcher.tickets()
-                          if t.number.rstrip("0123456789") == prefix)
-        width = self.config.policy.number_width
-        if counter >= 10 ** width:
+        plan = self._plan(service_id, klass, booked_ms, now)
+        if plan.widened:  # the contract, the screens and the voice take 3-4 digits
+            prefix = plan.number.rstrip("0123456789")
             raise CommandRejected(f"ticket numbers of {prefix} are used up for today",
                                   status=503, code="numbers_exhausted")
-        number = f"{prefix}{counter:0{width}d}"
-        order = (key_ms, number_order(prefix, counter))
-        people_ahead = sum(1 for t in dispatcher.waiting(service_id)
-                           if (t.key_ms, _number_order(t.number)) < order)
         if wait is Predict.HERE:
             job = self.prediction_job(service_id, klass, booked_ms=booked_ms)
             wait = None if job is None else _run_prediction(job, service_id)
-        body = mm.TicketIssued(ticket=number, service=service_id, ticket_class=CLASS_NAMES[klass],
-                               booked_ts=booked_ms, channel=channel, people_ahead=people_ahead,
-                               wait=wait)
-        (event,) = self._commit([body], now)
-        return IssuedTicket(dispatcher.ticket(number), people_ahead, wait, event)
+        booked_ts = booked_ms if plan.klass is TicketClass.APPOINTMENT else None
+        body = mm.TicketIssued(ticket=plan.number, service=service_id,
+                               ticket_class=contract_class(plan.klass), booked_ts=booked_ts,
+                               channel=channel, people_ahead=plan.people_ahead, wait=wait)
+        (event,) = self._commit([body], now, request=request)
+        return IssuedTicket(self.dispatcher.ticket(plan.number), plan.people_ahead, wait, event)
 
-    def _ticket_request(self, service_id: str, klass: TicketClass, booked_ms: int | None,
-                        now: int) -> tuple[ServiceConfig, TicketClass, int | None, int]:
-        """Check a ticket request: (service, class, booked time, queue key) or
-        :class:`CommandRejected`. A late appointment becomes a walk-in (DESIGN.md)."""
+    def _plan(self, service_id: str, klass: TicketClass, booked_ms: int | None,
+              now: int) -> IssuePlan:
+        """Check a ticket request and ask the dispatcher what it would issue (number,
+        class after the late-appointment rule, people ahead); else :class:`CommandRejected`."""
+        self._check_request(service_id, klass, booked_ms, now)
+        return self.dispatcher.plan_issue(service_id, now, klass, booked_ms)
+
+    def _check_request(self, service_id: str, klass: TicketClass, booked_ms: int | None,
+                       now: int) -> None:
+        """:class:`CommandRejected` for a ticket request the hall cannot take now."""
         self.check_issuing(now)
         try:
-            service = self.config.service(service_id)
+            self.config.service(service_id)
             self.dispatcher.waiting_count(service_id)
         except (KeyError, DispatchError):
             raise CommandRejected(f"unknown service {service_id!r}", status=404,
@@ -442,14 +460,8 @@ class Hall:
         if (klass is TicketClass.APPOINTMENT) != (booked_ms is not None):
             raise CommandRejected("booked time is required for appointments and only for them",
                                   status=422, code="bad_booking")
-        if klass is TicketClass.APPOINTMENT:
-            assert booked_ms is not None
-            if not 0 <= booked_ms <= 4_102_444_800_000:
-                raise CommandRejected("booked time out of range", status=422, code="bad_booking")
-            if now > booked_ms + self.config.policy.appointment_grace_minutes * MINUTE_MS:
-                return service, TicketClass.NORMAL, None, now
-            return service, klass, booked_ms, booked_ms
-        return service, klass, None, now
+        if booked_ms is not None and not 0 <= booked_ms <= 4_102_444_800_000:
+            raise CommandRejected("booked time out of range", status=422, code="bad_booking")
 
     def prediction_job(self, service_id: str, klass: TicketClass = TicketClass.NORMAL, *,
                        booked_ms: int | None = None) -> PredictionJob | None:
@@ -457,7 +469,9 @@ class Hall:
         wait prediction; the job may run in a worker thread. None: no prediction (a
         service without ``mean_minutes``, or a failure, logged)."""
         now = self.clock.now_ms()
-        _, klass, booked_ms, _ = self._ticket_request(service_id, klass, booked_ms, now)
+        self._check_request(service_id, klass, booked_ms, now)
+        if booked_ms is not None and self.dispatcher.policy.appointment_late(now, booked_ms):
+            klass, booked_ms = TicketClass.NORMAL, None  # a walk-in now (the policy's rule)
         if self._predictor is None or self._predictor.config is not self.config:
             self._predictor = self.predictor_factory(self.config)
         try:
@@ -525,16 +539,16 @@ class Hall:
                                   f"cannot {action}", code="bad_state")
         return current
 
-    def sign_in(self, window: int, staff: str | None) -> mm.Event:
+    def sign_in(self, window: int, staff: str | None, *, mark: InputMark | None = None) -> mm.Event:
         """签到. A terminal without staff entry signs in as ``w{window}``."""
         self._window(window)
         staff = staff or f"w{window}"
         if not _STAFF_RE.fullmatch(staff):
             raise CommandRejected(f"bad staff id {staff!r}", status=422, code="bad_staff")
         return self._commit([mm.WindowSignedIn(window=window, staff=staff)],
-                            self.clock.now_ms())[0]
+                            self.clock.now_ms(), mark=mark)[0]
 
-    def sign_out(self, window: int) -> mm.Event:
+    def sign_out(self, window: int, *, mark: InputMark | None = None) -> mm.Event:
         state, current = self._window(window)
         if state is WindowState.CLOSED:
             raise CommandRejected(f"window {window} is not signed in", code="closed")
@@ -542,63 +556,66 @@ class Hall:
             raise CommandRejected(f"window {window} still holds {current.number}", code="busy")
         staff = self._day.staff.get(window, f"w{window}")
         return self._commit([mm.WindowSignedOut(window=window, staff=staff)],
-                            self.clock.now_ms())[0]
+                            self.clock.now_ms(), mark=mark)[0]
 
-    def pause(self, window: int) -> mm.Event:
+    def pause(self, window: int, *, mark: InputMark | None = None) -> mm.Event:
         state, _ = self._window(window)
         if state is not WindowState.OPEN:
             raise CommandRejected(f"window {window} is {state.value}: cannot pause", code="state")
-        return self._commit([mm.WindowPaused(window=window)], self.clock.now_ms())[0]
+        return self._commit([mm.WindowPaused(window=window)], self.clock.now_ms(), mark=mark)[0]
 
-    def resume(self, window: int) -> mm.Event:
+    def resume(self, window: int, *, mark: InputMark | None = None) -> mm.Event:
         state, _ = self._window(window)
         if state is not WindowState.PAUSED:
             raise CommandRejected(f"window {window} is {state.value}: cannot resume", code="state")
-        return self._commit([mm.WindowResumed(window=window)], self.clock.now_ms())[0]
+        return self._commit([mm.WindowResumed(window=window)], self.clock.now_ms(), mark=mark)[0]
 
-    def call_next(self, window: int) -> Ticket | None:
+    def call_next(self, window: int, *, mark: InputMark | None = None) -> Ticket | None:
         """叫号. A window still holding a ticket finishes it first (the keypad's 下一位)."""
         state, current = self._window(window)
         if state is not WindowState.OPEN:
             raise CommandRejected(f"window {window} is {state.value}: cannot call", code="state")
         if current is not None:
-            self.finish(window)
+            self.finish(window, mark=mark)
         now = self.clock.now_ms()
         ticket = self.dispatcher.peek(window, now)
         if ticket is None:
             return None
-        self._commit([mm.TicketCalled(ticket=ticket.number, window=window)], now)
+        self._commit([mm.TicketCalled(ticket=ticket.number, window=window)], now, mark=mark)
         return self.dispatcher.ticket(ticket.number)
 
-    def recall(self, window: int) -> Ticket:
+    def recall(self, window: int, *, mark: InputMark | None = None) -> Ticket:
         ticket = self._holding(window, "recall", TicketState.CALLED)
         recall = min(ticket.recalls + 1, 99)
         self._commit([mm.TicketRecalled(ticket=ticket.number, window=window, recall=recall)],
-                     self.clock.now_ms())
+                     self.clock.now_ms(), mark=mark)
         return self.dispatcher.ticket(ticket.number)
 
-    def start_serving(self, window: int) -> Ticket:
+    def start_serving(self, window: int, *, mark: InputMark | None = None) -> Ticket:
         ticket = self._holding(window, "start serving", TicketState.CALLED)
-        self._commit([mm.TicketServing(ticket=ticket.number, window=window)], self.clock.now_ms())
+        self._commit([mm.TicketServing(ticket=ticket.number, window=window)],
+                     self.clock.now_ms(), mark=mark)
         return self.dispatcher.ticket(ticket.number)
 
-    def finish(self, window: int) -> Ticket:
+    def finish(self, window: int, *, mark: InputMark | None = None) -> Ticket:
         ticket = self._holding(window, "finish", TicketState.CALLED, TicketState.SERVING)
         now = self.clock.now_ms()
         started = ticket.served_ms if ticket.served_ms is not None else ticket.called_ms
         served_s = max(0, (now - (started or now)) // 1000)
-        self._commit([mm.TicketDone(ticket=ticket.number, window=window, served_s=served_s)], now)
+        self._commit([mm.TicketDone(ticket=ticket.number, window=window, served_s=served_s)],
+                     now, mark=mark)
         return self.dispatcher.ticket(ticket.number)
 
-    def no_show(self, window: int) -> Ticket:
+    def no_show(self, window: int, *, mark: InputMark | None = None) -> Ticket:
         ticket = self._holding(window, "mark no-show", TicketState.CALLED)
         requeued = (self.config.policy.no_show is NoShowPolicy.REQUEUE_ONCE
                     and not ticket.requeued)
         self._commit([mm.TicketNoShow(ticket=ticket.number, window=window, requeued=requeued)],
-                     self.clock.now_ms())
+                     self.clock.now_ms(), mark=mark)
         return self.dispatcher.ticket(ticket.number)
 
-    def transfer(self, window: int, to_service: str | None) -> Ticket:
+    def transfer(self, window: int, to_service: str | None, *,
+                 mark: InputMark | None = None) -> Ticket:
         ticket = self._holding(window, "transfer", TicketState.CALLED, TicketState.SERVING)
         if to_service is None or to_service not in {s.id for s in self.config.services}:
             raise CommandRejected(f"unknown service {to_service!r} to transfer to",
@@ -608,10 +625,11 @@ class Hall:
                                   code="same_service")
         self._commit([mm.TicketTransferred(ticket=ticket.number, window=window,
                                            from_service=ticket.service_id,
-                                           to_service=to_service)], self.clock.now_ms())
+                                           to_service=to_service)],
+                     self.clock.now_ms(), mark=mark)
         return self.dispatcher.ticket(ticket.number)
 
-    def rate(self, window: int, value: int) -> mm.Event:
+    def rate(self, window: int, value: int, *, mark: InputMark | None = None) -> mm.Event:
         """好差评: bound to the ticket last finished at ``window`` and the staff who served it."""
         self._window(window)
         if not 1 <= value <= 5:
@@ -623,7 +641,7 @@ class Hall:
                                   code="nothing_to_rate")
         return self._commit([mm.RatingGiven(ticket=pending.ticket, window=window,
                                             staff=pending.staff, value=value)],
-                            self.clock.now_ms())[0]
+                            self.clock.now_ms(), mark=mark)[0]
 
     # -- 呼叫帮办 --------------------------------------------------------------
 
@@ -650,7 +668,8 @@ class Hall:
             return self._commit([mm.HelpAcknowledged(button=button, staff=None)], now)[0]
         return self._commit([mm.HelpResolved(button=button)], now)[0]
 
-    def help_ack_from_window(self, window: int) -> mm.Event | None:
+    def help_ack_from_window(self, window: int, *,
+                             mark: InputMark | None = None) -> mm.Event | None:
         """The keypad's help key: acknowledge the oldest unanswered request, else resolve
         the oldest acknowledged one."""
         self._window(window)
@@ -660,9 +679,9 @@ class Hall:
         for request in requests:
             if request.acknowledged_ms is None:
                 return self._commit([mm.HelpAcknowledged(button=request.button, staff=staff)],
-                                    now)[0]
+                                    now, mark=mark)[0]
         if requests:
-            return self._commit([mm.HelpResolved(button=requests[0].button)], now)[0]
+            return self._commit([mm.HelpResolved(button=requests[0].button)], now, mark=mark)[0]
         return None
 
     # -- devices, timers, config ---------------------------------------------
@@ -724,7 +743,7 @@ class Hall:
         return event
 
     def reject_config(self, version: str, errors: list[str]) -> mm.Event:
-        version = version if re.fullmatch(r"[\x21-\x7e]{1,64}", version) else "invalid"
+        version = version if _TOKEN_RE.fullmatch(version) else "invalid"
         body = mm.ConfigRejected(version=version,
                                  errors=[_text(e) for e in errors[:mm.MAX_CONFIG_ERRORS]])
         return self._commit([body], self.clock.now_ms())[0]
@@ -762,5 +781,5 @@ def open_hall(config: EdgeConfig, clock: Clock) -> Hall:
         raise
 
 
-__all__ = ["CLASS_NAMES", "Hall", "HelpRequest", "IssuedTicket", "PendingRating", "Predict",
-           "open_hall"]
+__all__ = ["Hall", "HelpRequest", "IssuedTicket", "PendingRating", "Predict",
+           "contract_class", "open_hall"]

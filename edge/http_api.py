@@ -3,17 +3,23 @@
 ::
 
     POST /tickets   {"service": "shebao", "class": "normal", "booked_ts": null, "print": false}
-                    -> 201 {"number": "A012", "people_ahead": 4, "wait": {...} | null, ...}
+                    header Idempotency-Key: <1-64 printable ASCII> (optional, recommended)
+                    -> 201 {"number": "A012", "people_ahead": 4, "wait": {...} | null,
+                            "replayed": false, ...}
                     answered only after the ticket.issued event is durable in the journal;
                     the daemon's wait prediction runs off the event loop first, for at most
-                    daemon.predict_budget_seconds ("wait": null past it)
+                    daemon.predict_budget_seconds ("wait": null past it). A request retried
+                    with the same key gets the same ticket ("replayed": true), even after
+                    the daemon crashed mid-answer (edge.kiosk)
     GET  /status    -> 200 the hall at a glance (queues, windows, counts, devices, uplink)
     POST /windows/{n}/{action}   only with ``http.window_api = true``: a software window
                     terminal; actions next, recall, finish, no_show, pause, resume, sign_in
-                    ({"staff": id}), sign_out, transfer ({"to_service": id}), rate ({"value": n})
+                    ({"staff": id}), sign_out, transfer ({"to_service": id}), rate ({"value": n});
+                    with ``http.window_token`` set, only with ``Authorization: Bearer <token>``
 
 Errors are JSON ``{"error": code, "message": text}`` with their HTTP status
-(400 bad JSON, 404 unknown service, 405, 413, 422 bad field, 409/503 refused).
+(400 bad JSON, 401 no or wrong window token, 404 unknown service, 405, 413,
+422 bad field or an idempotency key reused for another request, 409/503 refused).
 Outside the issuing hours (``hours.open`` until ``hours.last_ticket``, default
 ``close``) ``POST /tickets`` gets 409 ``{"error": "closed", "message":
 "今日取号已结束 (...)"}`` or ``"尚未开始取号 08:30 (...)"``, Chinese first.
@@ -23,27 +29,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import h11
 import structlog
 
-from edge.config import KLASS_BY_NAME
 from edge.errors import CommandRejected, JournalError
-from edge.hall import Hall, IssuedTicket
-from fastpath.types import TicketClass
-from firmware_protocols import mqtt_messages as mm
+from edge.hall import Hall
+from edge.kiosk import TicketAnswer, TicketDesk, TicketRequest
+from fastpath.types import CLASS_BY_LABEL
 
 log = structlog.get_logger(__name__)
 
 MAX_BODY = 16 * 1024
 READ_TIMEOUT_S = 30.0
-IssueHook = Callable[[IssuedTicket, bool], Awaitable[bool]]
-"""Called after a ticket is durable with (ticket, print requested); returns whether it printed."""
-Issuer = Callable[[str, TicketClass, mm.Channel, int | None], Awaitable[IssuedTicket]]
-"""Takes a ticket: (service, class, channel, booked time); the daemon predicts off the loop."""
 StatusSource = Callable[[], dict[str, Any]]
 
 
@@ -54,19 +56,29 @@ class HttpError(Exception):
         self.code = code
 
 
-def _ticket_json(issued: IssuedTicket, printed: bool) -> dict[str, Any]:
+def _ticket_json(answer: TicketAnswer) -> dict[str, Any]:
+    issued = answer.issued
     ticket = issued.ticket
     return {
         "number": ticket.number,
         "service": ticket.service_id,
-        "class": {0: "normal", 1: "priority", 2: "appointment"}[int(ticket.klass)],
+        "class": ticket.klass.label,
         "people_ahead": issued.people_ahead,
         "wait": None if issued.wait is None else {"p50_s": issued.wait.p50_s,
                                                   "p90_s": issued.wait.p90_s},
         "issued_ts": ticket.issued_ms,
         "seq": issued.event.seq,
-        "printed": printed,
+        "printed": answer.printed,
+        "replayed": answer.replayed,
     }
+
+
+def _header(request: h11.Request, name: bytes) -> str | None:
+    """A request header's value (h11 gives names lower-cased), None when absent."""
+    for key, value in request.headers:
+        if key == name:
+            return value.decode("ascii", "replace")
+    return None
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -89,23 +101,20 @@ def _field(data: dict[str, Any], name: str, kind: type[Any]) -> Any:
 class HttpApi:
     """Serves the kiosk API on ``host:port``; ``port=0`` picks a free one (see :attr:`port`)."""
 
-    def __init__(self, hall: Hall, *, status: StatusSource, on_issued: IssueHook,
+    def __init__(self, hall: Hall, desk: TicketDesk, *, status: StatusSource,
                  host: str = "127.0.0.1", port: int = 8180, window_api: bool = False,
-                 beat: Callable[[], None] = lambda: None, issue: Issuer | None = None) -> None:
+                 window_token: str | None = None,
+                 beat: Callable[[], None] = lambda: None) -> None:
         self.hall = hall
-        self.issue = issue or self._issue_here
+        self.desk = desk
         self.status = status
-        self.on_issued = on_issued
         self.host = host
         self.port = port
         self.beat = beat
         self.window_api = window_api
+        self._window_token = window_token
         self._server: asyncio.Server | None = None
         self.listening = asyncio.Event()
-
-    async def _issue_here(self, service: str, klass: TicketClass, channel: mm.Channel,
-                          booked_ms: int | None) -> IssuedTicket:
-        return self.hall.issue(service, klass, channel=channel, booked_ms=booked_ms)
 
     async def run(self) -> None:
         self._server = await asyncio.start_server(self._connection, self.host, self.port)
@@ -189,7 +198,7 @@ class HttpApi:
             if path == "/tickets":
                 if method != "POST":
                     raise HttpError(405, "method", "use POST /tickets")
-                return 201, await self._post_ticket(body)
+                return 201, await self._post_ticket(body, _header(request, b"idempotency-key"))
             if path == "/status":
                 if method != "GET":
                     raise HttpError(405, "method", "use GET /status")
@@ -197,6 +206,7 @@ class HttpApi:
             if path.startswith("/windows/") and self.window_api:
                 if method != "POST":
                     raise HttpError(405, "method", "use POST /windows/{n}/{action}")
+                self._authorise_window(request)
                 return 200, self._window_action(path, body)
             raise HttpError(404, "not_found", f"no resource {path}")
         except HttpError as exc:
@@ -206,6 +216,14 @@ class HttpApi:
         except JournalError as exc:  # e.g. the disk is full: nothing was issued or changed
             log.error("http.journal_error", path=path, error=str(exc))
             return 503, {"error": "journal", "message": f"暂停取号 cannot record: {exc}"}
+
+    def _authorise_window(self, request: h11.Request) -> None:
+        if self._window_token is None:
+            return
+        given = _header(request, b"authorization") or ""
+        expected = f"Bearer {self._window_token}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise HttpError(401, "unauthorised", "the window API needs its bearer token")
 
     def _window_action(self, path: str, body: bytes) -> dict[str, Any]:
         parts = path.split("/")
@@ -232,7 +250,7 @@ class HttpApi:
         return {"window": window, "action": action,
                 "ticket": None if ticket is None else ticket.number, "seq": hall.journal.last_seq}
 
-    async def _post_ticket(self, body: bytes) -> dict[str, Any]:
+    async def _post_ticket(self, body: bytes, key: str | None) -> dict[str, Any]:
         data = _json_object(body)
         unknown = set(data) - {"service", "class", "booked_ts", "print"}
         if unknown:
@@ -241,17 +259,17 @@ class HttpApi:
         if not isinstance(service, str):
             raise HttpError(422, "bad_field", "service: a service id string is required")
         klass_name = data.get("class", "normal")
-        if klass_name not in KLASS_BY_NAME:
-            raise HttpError(422, "bad_field", f"class: one of {', '.join(KLASS_BY_NAME)}")
+        if klass_name not in CLASS_BY_LABEL:
+            raise HttpError(422, "bad_field", f"class: one of {', '.join(CLASS_BY_LABEL)}")
         booked = data.get("booked_ts")
         if booked is not None and (not isinstance(booked, int) or isinstance(booked, bool)):
             raise HttpError(422, "bad_field", "booked_ts: unix milliseconds or null")
         print_it = data.get("print", False)
         if not isinstance(print_it, bool):
             raise HttpError(422, "bad_field", "print: true or false")
-        issued = await self.issue(service, KLASS_BY_NAME[klass_name], "kiosk", booked)
-        printed = await self.on_issued(issued, print_it)
-        return _ticket_json(issued, printed)
+        answer = await self.desk.take(TicketRequest(service, CLASS_BY_LABEL[klass_name], "kiosk",
+                                                    booked, print_it, key))
+        return _ticket_json(answer)
 
 
 __all__ = ["MAX_BODY", "HttpApi", "HttpError"]

@@ -17,7 +17,15 @@ holds events this journal no longer has (a disk that acknowledged writes it had
 not made, torn by a power cut; or a replaced SD card). :meth:`Journal.ack` then
 records that ack all the same, so the next event never reuses a seq the central
 already has (it would drop it as a duplicate), and keeps the range for the
-daemon to report (``journal.lost``, :meth:`take_lost`).
+daemon to report (``journal.lost``, :meth:`take_lost`). An ack more than
+:data:`MAX_ACK_AHEAD` above the last seq is no torn tail but a wrong or forged
+ack (at the top of the contract's range it would stop every ticket for good):
+it is refused (:class:`~edge.errors.AckRefused`) and counted for the daemon to
+report (``ack.refused``, :meth:`take_refused_acks`).
+
+A kiosk may give each ticket request an idempotency key: the key (with a
+fingerprint of the request) is written in the transaction of the ticket's
+event, so a request retried after a crash finds its ticket (:meth:`issued_for`).
 
 Telemetry snapshots wait in a second, bounded table: when the outbox
 (unacked events + queued telemetry) reaches ``outbox_limit``, the oldest
@@ -30,19 +38,20 @@ kernel releases it when the process dies, even on ``kill -9``.
 Tables::
 
     meta(key, value)            site_id, acked_seq, session, dropped, pruned_through,
-                                lost_pending
+                                lost_pending, broker_session
     events(seq, type, ts, payload)   payload: the MQTT ``event`` JSON, as sent
     configs(seq, version, text)      the config text of each config.applied event
     telemetry(id, payload)
     terminal_inputs(device, address, sequence, code, boot)
                                      the last window-terminal input handled per terminal,
                                      written in the transaction of its effect (exactly once
-                                     over a crash: see edge.devices.terminals)
+                                     over a crash: see edge.input_mark)
+    ticket_requests(key, fingerprint, seq)
+                                     kiosk idempotency keys and the event of their ticket
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
@@ -56,8 +65,8 @@ from typing import Self
 import msgspec
 import structlog
 
-from edge.devices.base import InputMark
-from edge.errors import CommandRejected, JournalError
+from edge.errors import AckRefused, JournalError
+from edge.input_mark import InputMark
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.errors import ProtocolError
 
@@ -74,9 +83,18 @@ CREATE TABLE IF NOT EXISTS telemetry (id INTEGER PRIMARY KEY AUTOINCREMENT, payl
 CREATE TABLE IF NOT EXISTS terminal_inputs (
     device TEXT NOT NULL, address INTEGER NOT NULL, sequence INTEGER NOT NULL,
     code INTEGER NOT NULL, boot INTEGER NOT NULL, PRIMARY KEY (device, address));
+CREATE TABLE IF NOT EXISTS ticket_requests (
+    key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, seq INTEGER NOT NULL);
 """
 
 _EVENT_DECODER = msgspec.json.Decoder(mm.Event)
+
+MAX_ACK_AHEAD = 10_000
+"""How far above the journal's last seq an ack is still taken for a torn tail.
+
+A disk that lies about its writes loses the last seconds before a power cut: a
+few events, a few hundred in the busiest hall's busiest minute. 10,000 is over an
+hour of the 220-window city hall's events; an ack further ahead is wrong."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +102,14 @@ class StoredConfig:
     seq: int  # seq of its config.applied event
     version: str
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestKey:
+    """A kiosk's idempotency key for one ticket request, and what the request asked."""
+
+    key: str
+    fingerprint: str  # the same key with another request is refused, not answered
 
 
 class Journal:
@@ -96,14 +122,16 @@ class Journal:
         self.site_id = site_id
         self.outbox_limit = outbox_limit
         self._lock_fd = -1
-        self._input: InputMark | None = None  # see handling()
-        self._input_written = False
+        self._refused_acks: list[int] = []  # acks refused since take_refused_acks()
         if read_only:
             if not self.path.exists():
                 raise JournalError(f"no journal at {self.path}")
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            except (OSError, ValueError) as exc:
+                raise JournalError(f"cannot create the journal {self.path}: {exc}") from None
             try:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -171,6 +199,16 @@ class Journal:
             self._set_meta("session", str(session))
         return session
 
+    def broker_session_known(self) -> bool:
+        """Whether the broker has accepted a connection of this journal (it keeps the
+        MQTT session since; before, any session it keeps is another journal's)."""
+        return self._meta("broker_session") == "1"
+
+    def note_broker_session(self) -> None:
+        if not self.broker_session_known():
+            with self._transaction():
+                self._set_meta("broker_session", "1")
+
     # -- events --------------------------------------------------------------
 
     @property
@@ -184,11 +222,16 @@ class Journal:
         ts_ms: int,
         clock_synced: bool,
         config: tuple[str, str] | None = None,
+        input_mark: InputMark | None = None,
+        request: RequestKey | None = None,
     ) -> list[mm.Event]:
         """Write ``bodies`` as consecutive events in one durable transaction and return them.
 
         ``config`` = (version, text) is stored with a ``config.applied`` body so that
         a replay can use the exact config in force at each point of the day.
+        ``input_mark``: the terminal input these events answer, recorded as handled
+        in the same transaction (both or neither survive a crash). ``request``: the
+        kiosk's idempotency key of the ``ticket.issued`` event among ``bodies``.
         """
         events = []
         seq = self._last_seq
@@ -210,12 +253,18 @@ class Journal:
                         raise JournalError("a config text needs exactly one config.applied event")
                     self._db.execute("INSERT INTO configs (seq, version, text) VALUES (?, ?, ?)",
                                      (applied[0], *config))
-                if self._input is not None:
-                    self._write_input(self._input)
+                if input_mark is not None:
+                    self._write_input(input_mark)
+                if request is not None:
+                    issued = [e.seq for e in events if isinstance(e.body, mm.TicketIssued)]
+                    if len(issued) != 1:
+                        raise JournalError("a request key needs exactly one ticket.issued event")
+                    self._db.execute(
+                        "INSERT INTO ticket_requests (key, fingerprint, seq) VALUES (?, ?, ?)",
+                        (request.key, request.fingerprint, issued[0]))
         except sqlite3.Error as exc:
             raise JournalError(f"cannot append to {self.path}: {exc}") from exc
         self._last_seq = seq
-        self._input_written = self._input is not None
         return events
 
     def events(self, after_seq: int = 0, limit: int | None = None) -> Iterator[mm.Event]:
@@ -256,29 +305,9 @@ class Journal:
 
     # -- terminal inputs -----------------------------------------------------
 
-    @contextlib.contextmanager
-    def handling(self, mark: InputMark | None) -> Iterator[None]:
-        """Handle one terminal input inside this block: ``mark`` is written in the
-        transaction of the events appended in it, or on its own at the end when none
-        were: a press with no effect, or refused (CommandRejected), is handled too.
-        Any other error leaves the input unhandled (the terminal shows it again)."""
-        if mark is None:
-            yield
-            return
-        self._input, self._input_written = mark, False
-        try:
-            yield
-        except CommandRejected:
-            self._input = None
-            self._write_input_alone(mark)
-            raise
-        finally:
-            self._input = None
-        self._write_input_alone(mark)
-
-    def _write_input_alone(self, mark: InputMark) -> None:
-        if self._input_written:
-            return
+    def record_input(self, mark: InputMark) -> None:
+        """Record a terminal input as handled on its own: one with no effect to journal
+        (下一位 with nobody waiting) or refused (CommandRejected)."""
         try:
             with self._transaction():
                 self._write_input(mark)
@@ -307,6 +336,16 @@ class Journal:
             "SELECT device, address, sequence, code, boot FROM terminal_inputs").fetchall()
         return [InputMark(str(d), int(a), int(s), int(c), int(b)) for d, a, s, c, b in rows]
 
+    # -- kiosk requests ------------------------------------------------------
+
+    def issued_for(self, key: str) -> tuple[str, mm.Event] | None:
+        """(fingerprint, ticket.issued event) journaled for an idempotency key, or None
+        (never seen, or its day was pruned)."""
+        row = self._db.execute(
+            "SELECT r.fingerprint, e.payload FROM ticket_requests r JOIN events e "
+            "ON e.seq = r.seq WHERE r.key = ?", (key,)).fetchone()
+        return None if row is None else (str(row[0]), _EVENT_DECODER.decode(row[1]))
+
     # -- outbox --------------------------------------------------------------
 
     @property
@@ -317,8 +356,13 @@ class Journal:
         """Record the central's ack (highest contiguous committed seq); returns the new value.
 
         An ack above the last seq means the central holds events this journal lost:
-        the seq floor moves up to it and the range waits in :meth:`take_lost`.
+        the seq floor moves up to it and the range waits in :meth:`take_lost`. One
+        more than :data:`MAX_ACK_AHEAD` above raises :class:`AckRefused`, changing
+        nothing; it waits in :meth:`take_refused_acks`.
         """
+        if seq - self._last_seq > MAX_ACK_AHEAD:
+            self._refused_acks.append(seq)
+            raise AckRefused(seq, self._last_seq)
         if seq > self._last_seq:
             lost = (self._last_seq + 1, seq)
             pending = self._lost_pending()
@@ -346,6 +390,11 @@ class Journal:
             with self._transaction():
                 self._set_meta("lost_pending", "[]")
         return pending
+
+    def take_refused_acks(self) -> list[int]:
+        """Acks refused since the last call (and forget them): for ``ack.refused``."""
+        refused, self._refused_acks = self._refused_acks, []
+        return refused
 
     def unacked_count(self) -> int:
         return self._last_seq - self.acked_seq
@@ -423,6 +472,7 @@ class Journal:
                                             (through,)).fetchone()[0]
                 if in_force is not None:
                     self._db.execute("DELETE FROM configs WHERE seq < ?", (in_force,))
+                self._db.execute("DELETE FROM ticket_requests WHERE seq <= ?", (through,))
                 self._set_meta("pruned_through", str(through))
         except sqlite3.Error as exc:
             raise JournalError(f"cannot prune {self.path}: {exc}") from exc
@@ -479,4 +529,4 @@ class Journal:
         return Journal._Tx(self._db, durable)
 
 
-__all__ = ["Journal", "StoredConfig"]
+__all__ = ["MAX_ACK_AHEAD", "Journal", "RequestKey", "StoredConfig"]

@@ -63,15 +63,11 @@ def hall_state(model: HallModel, config: EdgeConfig, dispatcher: Dispatcher, now
     midnight = now_ms - ((local.hour * 60 + local.minute) * 60 + local.second) * 1000 \
         - local.microsecond // 1000
     index = {m.service.id: i for i, m in enumerate(model.services)}
-    by_prefix = {m.service.prefix: i for i, m in enumerate(model.services)}
     waiting = []
-    counters = [0] * len(model.services)
+    counters = [dispatcher.last_counter(m.service.prefix) for m in model.services]
     for ticket in dispatcher.tickets():
         prefix = ticket.number.rstrip("0123456789")
         counter = int(ticket.number[len(prefix):])
-        origin = by_prefix.get(prefix)
-        if origin is not None:
-            counters[origin] = max(counters[origin], counter)
         if ticket.state is TicketState.WAITING and ticket.service_id in index:
             waiting.append(WaitingTicket(index[ticket.service_id], int(ticket.klass),
                                          ticket.key_ms - midnight,

@@ -1,4 +1,5 @@
-"""The MQTT uplink: store-and-forward of the journal to the central (DESIGN.md contract v1).
+"""The MQTT uplink: store-and-forward of the journal to the central (contract v1,
+``docs/PROTOCOLS.md``).
 
 One :class:`Uplink` task owns the paho client. Each connection attempt takes
 a new session number from the journal (it survives reboots) and registers a
@@ -6,13 +7,22 @@ Will that is the ``offline`` twin of the ``online`` state it publishes first,
 so the central can ignore a stale Will arriving after a reconnect
 (:func:`firmware_protocols.mqtt_messages.state_supersedes`).
 
+The broker keeps the edge's MQTT session while it is offline (a stable client
+id ``onedoor-edge-{site}``; MQTT 5 with clean start off and a session expiry of
+``mqtt.session_expiry_seconds``, or a 3.1.1 persistent session): a command the
+central publishes meanwhile waits in the broker and runs when the edge comes
+back, unless its ``expires_ts`` has passed by then (answered ``expired``).
+
 While connected, events above the central's ``ack`` are published (QoS 1)
 from the journal in order, at most ``window`` in flight; if the ack stops
 moving for ``resend_s`` they are sent again from the ack (the central
 deduplicates on seq). Queued telemetry snapshots go out QoS 0. ``cmd/{name}``
 messages are decoded, checked for expiry and duplicates, run through the
 daemon's handler and answered on ``cmd_result``; a malformed command gets an
-error result when its ``id`` can be read, and is logged either way.
+error result when its ``id`` can be read, and is logged either way (its size is
+checked before any parsing, and no payload can raise out of the uplink). An
+``ack`` far above what the journal holds is refused and reported
+(:class:`~edge.errors.AckRefused`).
 
 paho runs its network loop in its own thread (``loop_start``); every callback
 is handed to the event loop with ``call_soon_threadsafe``. Reconnects wait a
@@ -23,9 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import random
+import re
 import shutil
 import ssl
 import time
@@ -35,15 +45,19 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import paho.mqtt.client as paho
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edge.clock import Clock
 from edge.config import MqttConfig
+from edge.errors import AckRefused
 from edge.journal import Journal
 from firmware_protocols import mqtt_messages as mm
-from firmware_protocols import mqtt_topics as mt
+from firmware_protocols import mqtt_topics as topics
 from firmware_protocols.errors import ProtocolError
 
 log = structlog.get_logger(__name__)
@@ -54,6 +68,39 @@ CommandHandler = Callable[[mm.Cmd], Awaitable[None]]
 
 class CommandFailed(Exception):
     """A command could not be carried out; the message goes into ``cmd_result.error``."""
+
+
+class _CommandId(msgspec.Struct):
+    """Only the ``id`` of a command payload (other fields are skipped, not checked)."""
+
+    id: uuid.UUID
+
+
+_COMMAND_ID = msgspec.json.Decoder(_CommandId)
+_ID_FIELD = re.compile(r'"id"\s*:\s*"([0-9A-Fa-f-]{32,36})"')
+
+
+def readable_command_id(payload: bytes) -> uuid.UUID | None:
+    """The ``id`` of a command the contract refused, when it can be read; never raises.
+
+    Only the first :data:`~firmware_protocols.mqtt_topics.TOPICS` ``cmd`` limit of
+    bytes is looked at, and a byte that is not UTF-8 does not hide the id. A payload
+    too large, or nested too deep, to parse is searched for an ``"id"`` field instead.
+    """
+    limit = topics.TOPICS[topics.Kind.CMD].max_payload
+    text = bytes(payload[:limit]).decode("utf-8", errors="replace")
+    if len(payload) <= limit:
+        try:
+            return _COMMAND_ID.decode(text).id
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            pass
+    match = _ID_FIELD.search(text)
+    if match is None:
+        return None
+    try:
+        return uuid.UUID(match.group(1))
+    except ValueError:
+        return None
 
 
 def backoff_delay(attempt: int, base_s: float, cap_s: float, rng: random.Random) -> float:
@@ -134,7 +181,6 @@ class Uplink:
         self.rng = rng or random.Random()
         self.connected = False
         self.session = 0
-        self.published_events = 0
         self.connects = 0
         self._wake = asyncio.Event()
         self._client: paho.Client | None = None
@@ -182,10 +228,18 @@ class Uplink:
                 self.beat()
                 await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
+    @property
+    def client_id(self) -> str:
+        """Stable across connections and restarts: the broker keeps its session."""
+        return f"onedoor-edge-{self.site_id}"
+
     def _make_client(self) -> paho.Client:
-        client = paho.Client(CallbackAPIVersion.VERSION2,
-                             client_id=f"onedoor-edge-{self.site_id}", clean_session=True,
-                             protocol=paho.MQTTv311, reconnect_on_failure=False)
+        mqtt5 = self.mqtt.protocol == "5"
+        fresh = not self.journal.broker_session_known()  # see _connect
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                             clean_session=None if mqtt5 else fresh,
+                             protocol=paho.MQTTv5 if mqtt5 else paho.MQTTv311,
+                             reconnect_on_failure=False)
         if self.mqtt.username is not None:
             client.username_pw_set(self.mqtt.username, self.mqtt.password)
         if self.mqtt.tls is not None:
@@ -219,7 +273,11 @@ class Uplink:
             loop.call_soon_threadsafe(self._wake.set)
 
         def on_message(_c: Any, _u: Any, message: paho.MQTTMessage) -> None:
-            loop.call_soon_threadsafe(self._on_message, message.topic, bytes(message.payload))
+            try:
+                topic = message.topic
+            except UnicodeDecodeError:
+                topic = "\x00invalid-utf8"  # parse_topic refuses it (reason "topic")
+            loop.call_soon_threadsafe(self._on_message, topic, bytes(message.payload))
 
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
@@ -227,8 +285,7 @@ class Uplink:
         self._client = client
         try:
             async with asyncio.timeout(30):
-                await asyncio.to_thread(client.connect, self.mqtt.host, self.mqtt.port,
-                                        self.mqtt.keepalive_seconds)
+                await asyncio.to_thread(self._connect, client)
             client.loop_start()
             waiter = asyncio.ensure_future(connected.wait())
             loser = asyncio.ensure_future(lost.wait())
@@ -237,11 +294,12 @@ class Uplink:
             loser.cancel()
             if not connected.is_set() or lost.is_set():
                 raise ConnectionError(f"broker refused or dropped the connection: {refused}")
-            self.connected = True
             self.connects += 1
-            for sub in mt.edge_subscriptions(self.site_id):
+            for sub in topics.edge_subscriptions(self.site_id):
                 client.subscribe(sub.filter, qos=sub.qos)
             self._publish(mm.to_publish(self._state("online")))
+            self.journal.note_broker_session()
+            self.connected = True
             log.info("uplink.connected", session=self.session, acked=self.journal.acked_seq,
                      pending=self.journal.unacked_count())
             await self._pump(lost)
@@ -257,6 +315,23 @@ class Uplink:
             await asyncio.to_thread(client.loop_stop)
             self._client = None
             log.info("uplink.disconnected", session=self.session)
+
+    def _connect(self, client: paho.Client) -> None:
+        """Connect (blocking, in a thread), resuming the session the broker keeps.
+
+        The first session of a journal starts clean: what the broker kept for this
+        client id belongs to an earlier journal (acks of its seqs, commands about its
+        tickets), and taking an ack of another journal would move this one's seq floor.
+        """
+        mqtt = self.mqtt
+        fresh = not self.journal.broker_session_known()
+        if mqtt.protocol != "5":  # 3.1.1: clean_session is the client's (see _make_client)
+            client.connect(mqtt.host, mqtt.port, mqtt.keepalive_seconds)
+            return
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = mqtt.session_expiry_seconds
+        client.connect(mqtt.host, mqtt.port, mqtt.keepalive_seconds, clean_start=fresh,
+                       properties=properties)
 
     def _offline_args(self) -> tuple[str, bytes, int, bool]:
         publish = mm.to_publish(self._state("offline"))
@@ -283,14 +358,14 @@ class Uplink:
             room = self.window - (sent_up_to - acked)
             if room > 0:
                 for seq, payload in self.journal.payloads(sent_up_to, room):
-                    self._publish(mm.Publish(mt.event_topic(self.site_id), payload, 1, False))
+                    self._publish(mm.Publish(topics.event_topic(self.site_id), payload, 1,
+                                             False))
                     sent_up_to = seq
-                    self.published_events += 1
             batch = self.journal.telemetry(50)
             if batch:
                 for _, payload in batch:
-                    self._publish(mm.Publish(mt.telemetry_topic(self.site_id), payload, 0,
-                                             False))
+                    self._publish(mm.Publish(topics.telemetry_topic(self.site_id), payload,
+                                             0, False))
                 self.journal.remove_telemetry([row_id for row_id, _ in batch])
             self._wake.clear()
             if self.journal.last_seq > sent_up_to and (sent_up_to - acked) < self.window:
@@ -304,11 +379,17 @@ class Uplink:
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         try:
+            self._handle_message(topic, payload)
+        except Exception:  # a bug here must not reach paho's thread or stop the session
+            log.exception("uplink.message_failed", topic=topic[:200], bytes=len(payload))
+
+    def _handle_message(self, topic: str, payload: bytes) -> None:
+        try:
             incoming = mm.decode_publish(topic, payload)
-        except mt.InvalidMessage as exc:
+        except topics.InvalidMessage as exc:
             log.error("uplink.bad_message", topic=topic, reason=exc.reason.value,
-                      detail=exc.detail[:200])
-            if exc.kind is mt.Kind.CMD:
+                      detail=exc.detail[:200], bytes=len(payload))
+            if exc.kind is topics.Kind.CMD:
                 self._reject_unreadable_command(payload, f"{exc.reason.value}: {exc.detail}")
             return
         if incoming.site_id != self.site_id:
@@ -316,16 +397,20 @@ class Uplink:
         message = incoming.message
         if isinstance(message, mm.Ack):
             before = self.journal.acked_seq
-            after = self.journal.ack(message.seq)
+            try:
+                after = self.journal.ack(message.seq)
+            except AckRefused as exc:  # reported by the telemetry task as ack.refused
+                log.error("uplink.ack_refused", ack=exc.ack, last_seq=exc.last_seq,
+                          detail="far above what this journal holds: wrong or forged")
+                return
             if after != before:
                 self._wake.set()
         elif isinstance(message, mm.Cmd):
             self._start_command(message)
 
     def _reject_unreadable_command(self, payload: bytes, error: str) -> None:
-        try:
-            command_id = uuid.UUID(str(json.loads(payload)["id"]))
-        except (ValueError, KeyError, TypeError, AttributeError):
+        command_id = readable_command_id(payload)
+        if command_id is None:
             log.error("uplink.cmd_unanswerable", detail="no readable id", error=error[:200])
             return
         self._send_result(command_id, error)
@@ -360,7 +445,9 @@ class Uplink:
             error = "".join(c if c.isprintable() else " " for c in error)[:400] or "error"
         result = mm.CmdResult(site=self.site_id, id=command_id, ok=error is None, error=error,
                               ts=self.clock.now_ms())
-        if self._client is None or not self.connected:
+        # The session's own test, not self.connected: a command the broker kept for this
+        # session arrives right after the broker accepted the connection.
+        if self._client is None or not self._client.is_connected():
             log.warning("uplink.cmd_result_unsent", id=str(command_id))
             return
         try:
@@ -369,4 +456,5 @@ class Uplink:
             log.error("uplink.cmd_result_invalid", id=str(command_id), error=str(exc))
 
 
-__all__ = ["CommandFailed", "CommandHandler", "Uplink", "backoff_delay", "host_stats"]
+__all__ = ["CommandFailed", "CommandHandler", "Uplink", "backoff_delay", "host_stats",
+           "readable_command_id"]

@@ -50,6 +50,18 @@ from fastpath.types import (
 
 
 @dataclass(frozen=True, slots=True)
+class IssuePlan:
+    """What :meth:`Dispatcher.issue` would hand out now (:meth:`Dispatcher.plan_issue`)."""
+
+    number: str
+    klass: TicketClass  # after the late-appointment rule
+    key_ms: int  # the queue's order time: now, or the booked time of an appointment
+    late_appointment: bool
+    people_ahead: int  # waiting tickets of the service that will be called before it
+    widened: bool  # the counter no longer fits ``policy.number_width`` digits
+
+
+@dataclass(frozen=True, slots=True)
 class WindowStatus:
     """A snapshot of one window."""
 
@@ -67,6 +79,12 @@ class _Window:
     state: WindowState = WindowState.CLOSED
     staff_id: str | None = None
     current: int | None = None  # tid
+
+
+def _number_key(number: str) -> int:
+    """The order key of a ticket number ("A012" -> number_order("A", 12))."""
+    prefix = number.rstrip("0123456789")
+    return number_order(prefix, int(number[len(prefix):]))
 
 
 def _check_time(name: str, value: int) -> None:
@@ -199,10 +217,9 @@ class Dispatcher:
     def _push(self, tid: int, ticket: Ticket) -> None:
         # The order key comes from the number itself, so a transferred ticket
         # keeps breaking ties by its own number ("deterministic tie-break").
-        prefix = ticket.number.rstrip("0123456789")
         self._core.push(
             tid, self._service(ticket.service_id), int(ticket.klass), ticket.key_ms,
-            number_order(prefix, int(ticket.number[len(prefix):])),
+            _number_key(ticket.number),
         )
 
     def ticket(self, number: str) -> Ticket:
@@ -220,6 +237,10 @@ class Dispatcher:
 
     def waiting_count(self, service_id: str) -> int:
         return self._core.waiting(self._service(service_id))
+
+    def last_counter(self, prefix: str) -> int:
+        """How many numbers of ``prefix`` were handed out today (the last one's counter)."""
+        return self._counters.get(prefix, 0)
 
     def people_ahead(self, number: str) -> int:
         """Waiting tickets of the same service queued before this one."""
@@ -245,14 +266,29 @@ class Dispatcher:
 
     # -- tickets -------------------------------------------------------------
 
-    def issue(
+    def plan_issue(
         self,
         service_id: str,
         now_ms: int,
         klass: TicketClass = TicketClass.NORMAL,
         booked_ms: int | None = None,
-    ) -> Ticket:
-        """Take a ticket (取号). An appointment past its grace period becomes a walk-in."""
+    ) -> IssuePlan:
+        """What :meth:`issue` would hand out at ``now_ms``, changing nothing: the number,
+        the class after the late-appointment rule, and the people ahead."""
+        number, klass, key_ms, late, widened = self._next(service_id, now_ms, klass, booked_ms)
+        order = _number_key(number)
+        ahead = 0
+        for tid in self._core.queued(self._service(service_id)):  # in (key, number) order
+            ticket = self._tickets[tid]
+            if ticket.key_ms > key_ms or (ticket.key_ms == key_ms
+                                          and _number_key(ticket.number) > order):
+                break
+            ahead += 1
+        return IssuePlan(number, klass, key_ms, late, ahead, widened)
+
+    def _next(self, service_id: str, now_ms: int, klass: TicketClass, booked_ms: int | None
+              ) -> tuple[str, TicketClass, int, bool, bool]:
+        """(number, class, key time, late appointment, widened) of the next ticket."""
         service = self.services[self._service(service_id)]
         _check_time("now_ms", now_ms)
         klass = TicketClass(klass)
@@ -261,22 +297,34 @@ class Dispatcher:
             if booked_ms is None:
                 raise DispatchError("an appointment ticket needs booked_ms")
             _check_time("booked_ms", booked_ms)
-            if now_ms > booked_ms + self.policy.appointment_grace_minutes * MINUTE_MS:
+            if self.policy.appointment_late(now_ms, booked_ms):
                 klass, late = TicketClass.NORMAL, True
             else:
                 key_ms = booked_ms
         elif booked_ms is not None:
             raise DispatchError("booked_ms is only for appointment tickets")
-
         counter = self._counters.get(service.prefix, 0) + 1
-        number = f"{service.prefix}{counter:0{self.policy.number_width}d}"
+        width = self.policy.number_width
+        return (f"{service.prefix}{counter:0{width}d}", klass, key_ms, late,
+                counter >= 10 ** width)
+
+    def issue(
+        self,
+        service_id: str,
+        now_ms: int,
+        klass: TicketClass = TicketClass.NORMAL,
+        booked_ms: int | None = None,
+    ) -> Ticket:
+        """Take a ticket (取号). An appointment past its grace period becomes a walk-in."""
+        number, klass, key_ms, late, _ = self._next(service_id, now_ms, klass, booked_ms)
+        prefix = self.services[self._service(service_id)].prefix
         ticket = Ticket(
-            number=number, service_id=service.id, klass=klass, issued_ms=now_ms,
+            number=number, service_id=service_id, klass=klass, issued_ms=now_ms,
             key_ms=key_ms, state=TicketState.WAITING, late_appointment=late,
         )
         tid = len(self._tickets)
         self._push(tid, ticket)
-        self._counters[service.prefix] = counter
+        self._counters[prefix] = self._counters.get(prefix, 0) + 1
         self._tickets.append(ticket)
         self._by_number[number] = tid
         return ticket
@@ -419,4 +467,4 @@ class Dispatcher:
         return self._set(tid, state=TicketState.NO_SHOW, finished_ms=now_ms)
 
 
-__all__ = ["Dispatcher", "WindowStatus"]
+__all__ = ["Dispatcher", "IssuePlan", "WindowStatus"]

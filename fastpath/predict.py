@@ -139,7 +139,7 @@ class Predictor:
         if klass is TicketClass.APPOINTMENT:
             if booked_ms is None:
                 raise ModelError("an appointment ticket needs booked_ms")
-            if now > booked_ms + model.policy.appointment_grace_minutes * 60_000:
+            if model.policy.appointment_late(now, booked_ms):
                 klass = TicketClass.NORMAL
             else:
                 key = booked_ms

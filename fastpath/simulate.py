@@ -47,9 +47,8 @@ from fastpath._sim_py import (  # the shared tables
 )
 from fastpath.types import (
     APPOINTMENT,
+    CLASS_BY_LABEL,
     MINUTE_MS,
-    NORMAL,
-    PRIORITY,
     ConfigError,
     NoShowPolicy,
     Policy,
@@ -78,7 +77,7 @@ else:
 
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
-CLASS_NAMES = {"normal": NORMAL, "priority": PRIORITY, "appointment": APPOINTMENT}
+CLASS_NAMES = {label: int(klass) for label, klass in CLASS_BY_LABEL.items()}
 DISTRIBUTIONS = {
     "exponential": DIST_EXPONENTIAL,
     "lognormal": DIST_LOGNORMAL,

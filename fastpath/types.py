@@ -15,6 +15,8 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
 
 # Ticket classes, as small ints because the cores index arrays with them.
 NORMAL = 0
@@ -35,6 +37,16 @@ class TicketClass(enum.IntEnum):
     NORMAL = NORMAL
     PRIORITY = PRIORITY
     APPOINTMENT = APPOINTMENT
+
+    @property
+    def label(self) -> str:
+        """The class as configs, the kiosk API and the MQTT contract spell it: ``"normal"``."""
+        return self.name.lower()
+
+
+CLASS_BY_LABEL: Final[Mapping[str, TicketClass]] = MappingProxyType(
+    {klass.label: klass for klass in TicketClass})
+"""``"normal"`` -> TicketClass.NORMAL: the one table from a class's name to the class."""
 
 
 class TicketState(enum.Enum):
@@ -184,7 +196,7 @@ class Policy:
     """Hall-wide dispatch settings.
 
     Class weights are in percent: ``priority_weight_pct=100`` means a priority
-    ticket's wait counts (1 + 1.00) = 2 times (DESIGN.md "ageing").
+    ticket's wait counts (1 + 1.00) = 2 times (the ageing of ``fastpath/_core_py.py``).
     """
 
     priority_weight_pct: int = 100
@@ -205,6 +217,11 @@ class Policy:
 
     def class_weights_pct(self) -> tuple[int, int, int]:
         return (0, self.priority_weight_pct, self.appointment_weight_pct)
+
+    def appointment_late(self, now_ms: int, booked_ms: int) -> bool:
+        """A booked citizen checking in at ``now_ms`` is past the grace period: the
+        ticket becomes a walk-in (normal class, queued from now)."""
+        return now_ms > booked_ms + self.appointment_grace_minutes * MINUTE_MS
 
 
 # --- tickets ----------------------------------------------------------------
@@ -243,6 +260,7 @@ class Ticket:
 
 __all__ = [
     "APPOINTMENT",
+    "CLASS_BY_LABEL",
     "MINUTE_MS",
     "NORMAL",
     "N_CLASSES",

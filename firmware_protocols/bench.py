@@ -253,7 +253,7 @@ def bench_vendor_frame() -> dict[str, Any]:
     from . import vendor_frame as vf
     from .simulators.serial_link import PtyLink, SerialTiming
     from .simulators.vendor_bank import VendorTerminalBank
-    from .terminal_events import Key, KeyPressed, RatingGiven, ShowText
+    from .terminal_events import Key, KeyPressed, RatingPressed, ShowText
 
     events: list[vf.VendorEvent] = [
         vf.Poll(n % 33 + 1, n & 0xFF) if n % 3 else KeyPressed(n % 33 + 1, Key.NEXT, n % 255 + 1)
@@ -299,7 +299,7 @@ def bench_vendor_frame() -> dict[str, Any]:
                 while answer is vf.NEED_DATA:
                     decoder.receive_data(port.read(1) + port.read(port.in_waiting))
                     answer = decoder.next_event()
-                if isinstance(answer, KeyPressed | RatingGiven):
+                if isinstance(answer, KeyPressed | RatingPressed):
                     poller.taken(answer)
             return time.perf_counter() - started
 

@@ -60,7 +60,7 @@ Host side, one terminal per poll (with pymodbus or any RTU master)::
 
     reply = client.read_input_registers(POLL_BLOCK_START, count=POLL_BLOCK_COUNT, device_id=slave)
     result = decode_poll_block(slave, reply.registers, cursors.get(slave))
-    for event in result.events: handle(event)     # KeyPressed, RatingGiven, InputsRefused
+    for event in result.events: handle(event)     # KeyPressed, RatingPressed, InputsRefused
     cursors[slave] = result.cursor
     if result.ack: client.write_registers(result.ack.address, list(result.ack.values),
                                           device_id=slave)
@@ -89,7 +89,7 @@ from .terminal_events import (
     InputsRefused,
     Key,
     KeyPressed,
-    RatingGiven,
+    RatingPressed,
     RequestRating,
     ShowText,
     TerminalEvent,
@@ -227,13 +227,13 @@ def encode_input(value: Key | int, *, rating: bool = False) -> int:
     return INPUT_KIND_KEY << 8 | key
 
 
-def decode_input(window_address: int, sequence: int, entry: int) -> KeyPressed | RatingGiven:
+def decode_input(window_address: int, sequence: int, entry: int) -> KeyPressed | RatingPressed:
     """The event for one INPUT_QUEUE entry."""
     kind, code = entry >> 8, entry & 0xFF
     if kind == INPUT_KIND_KEY:
         return KeyPressed(window_address, key_from_code(code), sequence)
     if kind == INPUT_KIND_RATING:
-        return RatingGiven(window_address, check_rating(code, RemoteProtocolError), sequence)
+        return RatingPressed(window_address, check_rating(code, RemoteProtocolError), sequence)
     raise RemoteProtocolError(f"input entry {entry:#06x} has unknown kind {kind:#04x}")
 
 

@@ -48,9 +48,11 @@ VERSION: Final = 1
 # Patterns end in \Z, not $: msgspec uses re.search and "$" would accept a trailing "\n".
 
 SiteId = Annotated[str, msgspec.Meta(pattern=f"^{SITE_ID_PATTERN}\\Z")]
-Ident = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")]
+IDENT_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z"
+Ident = Annotated[str, msgspec.Meta(pattern=IDENT_PATTERN)]
 """Ids from the site config: service, staff (工号), device, button."""
-Token = Annotated[str, msgspec.Meta(pattern=r"^[\x21-\x7e]{1,64}\Z")]
+TOKEN_PATTERN: Final = r"^[\x21-\x7e]{1,64}\Z"
+Token = Annotated[str, msgspec.Meta(pattern=TOKEN_PATTERN)]
 """Printable ASCII without spaces: software/config versions, boot id."""
 TicketNo = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{1,2}[0-9]{3,4}\Z")]
 """Prefix letter(s) of the service plus the daily counter: ``A012``."""
@@ -323,6 +325,20 @@ class JournalLost(_Body, frozen=True, kw_only=True, tag="journal.lost"):
             raise ValueError("last_seq must not be below first_seq")
 
 
+class AckRefused(_Body, frozen=True, kw_only=True, tag="ack.refused"):
+    """The edge refused acks too far above its journal's last seq to be a torn tail.
+
+    A torn write-ahead log loses seconds of events; an ack thousands of seqs ahead
+    is wrong or forged, and taking it would move the seq floor there (at the top of
+    the range, for good). The journal keeps its seq; ``ack`` is the highest refused,
+    ``last_seq`` the journal's last seq then, ``count`` how many since the last report.
+    """
+
+    ack: AckSeq
+    last_seq: AckSeq
+    count: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
+
+
 class DayReset(_Body, frozen=True, kw_only=True, tag="day.reset"):
     day: Day
     """The new business day, local date ``YYYY-MM-DD``: ticket counters restart."""
@@ -353,6 +369,7 @@ EventBody: TypeAlias = (
     | ConfigRejected
     | OutboxDropped
     | JournalLost
+    | AckRefused
     | DayReset
 )
 
@@ -699,6 +716,7 @@ def will_for(state: State) -> Publish:
 __all__ = [
     "COMMAND_ARGS",
     "EVENT_TYPES",
+    "IDENT_PATTERN",
     "KNOWN_DEVICE_DETAILS",
     "MAX_COMMAND_TTL_MS",
     "MAX_CONFIG_ERRORS",
@@ -706,8 +724,10 @@ __all__ = [
     "MAX_QUEUES",
     "MAX_WINDOWS",
     "SCHEMAS",
+    "TOKEN_PATTERN",
     "VERSION",
     "Ack",
+    "AckRefused",
     "AnnounceArgs",
     "Cmd",
     "CmdResult",

@@ -9,7 +9,7 @@ below, so the edge daemon handles one set of types.
 ``window_address`` is always the terminal's *bus address* (Modbus slave id or
 vendor frame address); the site configuration maps addresses to windows.
 
-Terminal → host: :class:`KeyPressed`, :class:`RatingGiven`, and
+Terminal → host: :class:`KeyPressed`, :class:`RatingPressed`, and
 :class:`InputsRefused` when a terminal's small queue of unacknowledged inputs
 was full and it refused presses (it beeps at the person, who presses again).
 Host → terminal: :class:`ShowText` (the window LED) and :class:`RequestRating`
@@ -124,7 +124,7 @@ class KeyPressed:
 
 
 @dataclass(frozen=True, slots=True)
-class RatingGiven:
+class RatingPressed:
     """A citizen pressed a rating key: 5 = 非常满意 … 1 = 非常不满意."""
 
     window_address: int
@@ -174,7 +174,7 @@ class RequestRating:
     timeout_seconds: int
 
 
-TerminalEvent = KeyPressed | RatingGiven | InputsRefused
+TerminalEvent = KeyPressed | RatingPressed | InputsRefused
 """What a terminal reports, whichever bus it is on."""
 
 HostCommand = ShowText | RequestRating
@@ -192,7 +192,7 @@ __all__ = [
     "InputsRefused",
     "Key",
     "KeyPressed",
-    "RatingGiven",
+    "RatingPressed",
     "RequestRating",
     "ShowText",
     "TerminalEvent",

@@ -54,7 +54,7 @@ Host side, one exchange (the driver owns the port and the timeout)::
     port.write(poller.poll(address))
     decoder.receive_data(port.read(...))          # until an event or the timeout
     answer = decoder.next_event()                 # NEED_DATA: read more
-    if isinstance(answer, KeyPressed | RatingGiven):
+    if isinstance(answer, KeyPressed | RatingPressed):
         handle(answer); poller.taken(answer)      # acked by the next poll
     elif isinstance(answer, Idle): ...            # answer.rating_pending
 
@@ -90,7 +90,7 @@ from .terminal_events import (
     RATING_MIN,
     Key,
     KeyPressed,
-    RatingGiven,
+    RatingPressed,
     RequestRating,
     ShowText,
     check_address,
@@ -192,7 +192,7 @@ class Ack:
 HostFrame = Poll | CallDisplay | RecallDisplay | RequestRating | ShowText
 """What the host sends."""
 
-TerminalFrame = Idle | Ack | KeyPressed | RatingGiven
+TerminalFrame = Idle | Ack | KeyPressed | RatingPressed
 """What a terminal answers."""
 
 VendorEvent = HostFrame | TerminalFrame
@@ -253,7 +253,7 @@ def encode(event: VendorEvent) -> bytes:
     if isinstance(event, KeyPressed):
         address, sequence = check_address(event.window_address), _sequence(event.sequence)
         return encode_frame(address, key_function(event.key), sequence)
-    if isinstance(event, RatingGiven):
+    if isinstance(event, RatingPressed):
         address, sequence = check_address(event.window_address), _sequence(event.sequence)
         return encode_frame(address, rating_function(event.value), sequence)
     if isinstance(event, Ack):
@@ -283,10 +283,10 @@ def _remote_ticket(data: bytes) -> str:
     return data.decode("ascii")
 
 
-def _decode_report(address: int, function_code: int, data: bytes) -> KeyPressed | RatingGiven:
+def _decode_report(address: int, function_code: int, data: bytes) -> KeyPressed | RatingPressed:
     if RATING_REPORT_BASE | RATING_MIN <= function_code <= RATING_REPORT_BASE | RATING_MAX:
         sequence = _remote_sequence(data, "rating report")
-        return RatingGiven(address, function_code & ~RATING_REPORT_BASE, sequence)
+        return RatingPressed(address, function_code & ~RATING_REPORT_BASE, sequence)
     if KEY_REPORT_BASE < function_code < RATING_REPORT_BASE:
         key = key_from_code(function_code & ~KEY_REPORT_BASE)
         return KeyPressed(address, key, _remote_sequence(data, f"{key.name} report"))
@@ -417,7 +417,7 @@ class TerminalReports:
 
     def __init__(self, address: int) -> None:
         self.address = check_address(address)
-        self._queue: deque[KeyPressed | RatingGiven] = deque()
+        self._queue: deque[KeyPressed | RatingPressed] = deque()
         self._last_sequence = 0
         self._sent: int | None = None  # sequence of the report in the last answer
         self.refused = 0
@@ -426,7 +426,7 @@ class TerminalReports:
     def pending(self) -> int:
         return len(self._queue)
 
-    def _latch(self, make: type[KeyPressed] | type[RatingGiven], code: int) -> int | None:
+    def _latch(self, make: type[KeyPressed] | type[RatingPressed], code: int) -> int | None:
         if len(self._queue) >= REPORT_QUEUE_SIZE:
             self.refused += 1
             return None
@@ -434,7 +434,7 @@ class TerminalReports:
         if make is KeyPressed:
             self._queue.append(KeyPressed(self.address, Key(code), self._last_sequence))
         else:
-            self._queue.append(RatingGiven(self.address, code, self._last_sequence))
+            self._queue.append(RatingPressed(self.address, code, self._last_sequence))
         return self._last_sequence
 
     def press(self, key: Key) -> int | None:
@@ -443,7 +443,7 @@ class TerminalReports:
 
     def rate(self, value: int) -> int | None:
         """Queue a rating; its sequence, or None when refused (queue full)."""
-        return self._latch(RatingGiven, check_rating(value, LocalProtocolError))
+        return self._latch(RatingPressed, check_rating(value, LocalProtocolError))
 
     def answer_poll(self, poll: Poll, status: int = 0) -> TerminalFrame:
         """Apply the poll's ack, then answer with the oldest report or IDLE."""
@@ -470,7 +470,7 @@ class VendorPoller:
     def poll(self, address: int) -> bytes:
         return encode(Poll(address, self._taken.get(address, 0)))
 
-    def taken(self, report: KeyPressed | RatingGiven) -> None:
+    def taken(self, report: KeyPressed | RatingPressed) -> None:
         self._taken[report.window_address] = report.sequence
 
 

@@ -122,7 +122,7 @@ def plan_sites(villages: int, halls: bool, broker_host: str, workdir: Path,
 # --------------------------------------------------------------------------- uplinks
 
 
-class Uplink:
+class UplinkProxy:
     """A TCP proxy standing for one site's uplink to the broker; ``cut()`` drops it."""
 
     def __init__(self, site_id: str, broker_host: str, broker_port: int) -> None:
@@ -325,7 +325,7 @@ class Demo:
         self.workdir = Path(args.workdir or tempfile.mkdtemp(prefix="onedoor-demo-"))
         self.sites: list[SiteProcess] = []
         self.groups: list[SiteGroup] = []
-        self.uplinks: dict[str, Uplink] = {}
+        self.uplinks: dict[str, UplinkProxy] = {}
         self.alarms_seen: dict[int, bool] = {}  # alarm id -> cleared
         self.started = time.monotonic()
 
@@ -408,10 +408,11 @@ class Demo:
         for members in group_sites(specs, per_process):
             paths = []
             for spec in members:
-                uplink = Uplink(spec.site_id, broker.host, broker.port)
+                uplink = UplinkProxy(spec.site_id, broker.host, broker.port)
                 await uplink.start()
                 self.uplinks[spec.site_id] = uplink
                 spec.mqtt_port = uplink.port
+                spec.mqtt_protocol = "5" if broker.shared_subscriptions else "3.1.1"  # amqtt
                 spec_path = Path(spec.workdir) / "spec.json"
                 spec_path.parent.mkdir(parents=True, exist_ok=True)
                 spec_path.write_text(spec.to_json(), encoding="utf-8")

@@ -90,6 +90,7 @@ class SiteSpec:
     terminal_poll_ms: int = 100
     device_timeout_ms: int | None = None  # None: each device's own (see site_toml)
     config_version: str = "demo-1"
+    mqtt_protocol: str = "5"  # "3.1.1" for a broker without MQTT 5 (the embedded amqtt)
 
     @classmethod
     def from_json(cls, text: str) -> SiteSpec:
@@ -191,7 +192,8 @@ def site_toml(spec: SiteSpec, ports: dict[str, str], http_port: int) -> str:
         "[[devices.gpio.help_buttons]]", 'id = "help-1"', "pin = 19", "led_pin = 26",
         'location = "自助服务区"', "",
         "[mqtt]", f'host = "{spec.mqtt_host}"', f"port = {spec.mqtt_port}",
-        f'username = "{spec.site_id}"', 'password = "demo"', "keepalive_seconds = 15", "",
+        f'username = "{spec.site_id}"', 'password = "demo"', "keepalive_seconds = 15",
+        f'protocol = "{spec.mqtt_protocol}"', "",
         "[paths]", f'journal = "{spec.workdir}/journal.db"', "",
         "[http]", 'host = "127.0.0.1"', f"port = {http_port}",
         f"window_api = {'true' if spec.windows > spec.hardware_windows else 'false'}", "",

@@ -37,12 +37,13 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import structlog
 
+from edge.input_mark import InputMark
 from fastpath.types import TicketClass
 from firmware_protocols.id_card import IdCardText
 
@@ -105,31 +106,13 @@ class WindowKey(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class InputMark:
-    """Which latched terminal input a :class:`KeyPress` or :class:`Rating` answers.
-
-    The daemon journals the mark with the input's effect, in the same transaction,
-    and hands the journaled marks back to the terminal driver at start: an input
-    the terminal still holds after a crash (not yet acknowledged) is then known as
-    handled, acknowledged and not handed on again. ``code`` is the input as the
-    Modbus map encodes it (kind << 8 | key code or rating); ``boot`` the terminal's
-    BOOT_ID (0 on the vendor bus, which has none).
-    """
-
-    device: str  # the driver's device id
-    address: int  # the terminal's bus address
-    sequence: int  # the terminal's input sequence
-    code: int
-    boot: int = 0
-
-
-@dataclass(frozen=True, slots=True)
 class KeyPress:
     """A staff key at a window. ``staff_id`` comes with sign_in, ``to_service`` with transfer.
 
     Both are the digits typed on the keypad before (or after, then 确认) the key;
     the daemon maps them to a staff member and a service. ``mark``: the terminal
-    input it came from (None from other sources); not part of equality.
+    input it came from (None from other sources; :class:`~edge.input_mark.InputMark`
+    says how it makes a press count once over a crash); not part of equality.
     """
 
     window: int
@@ -236,6 +219,12 @@ class TicketPrinter(Device, Protocol):
 
 
 class ScreenBoard(Device, Protocol):
+    def check_text(self, text: str) -> None:
+        """Raise ValueError when one line of these screens cannot show ``text`` (not in
+        the LED font, too long); changes nothing. The daemon checks each part of the
+        hall screen with it, so one bad part is refused alone."""
+        ...
+
     def show_window(self, window: int, text: str) -> None:
         """Show ``text`` (usually the current number) on ``window``'s LED bar."""
         ...
@@ -256,10 +245,30 @@ class TerminalBus(Device, Protocol):
         """Light the window's rating pad for ``seconds`` (after finish); 0 cancels."""
         ...
 
+    @property
+    def polls(self) -> int:
+        """Polls made so far: the daemon's watchdog checks that the bus keeps polling."""
+        ...
+
+    def restore_inputs(self, marks: Iterable[InputMark]) -> None:
+        """Before :meth:`run`: the inputs the journal holds as handled. From then on an
+        input is acknowledged to its terminal only after :meth:`input_handled`."""
+        ...
+
+    def input_handled(self, mark: InputMark) -> None:
+        """The input's effect is journaled (or it had none): acknowledge it."""
+        ...
+
 
 class Announcer(Device, Protocol):
-    def announce(self, number: str, window: int) -> None:
-        """Queue "请 A012 号 到 3 号窗口 办理" (played twice); never cuts another off."""
+    def announce(self, number: str, window: int, spoken: str | None = None) -> None:
+        """Queue "请 A012 号 到 3 号窗口 办理" (played twice); never cuts another off.
+        ``spoken`` says this sentence instead (a call by name)."""
+        ...
+
+    def announce_text(self, text: str, repeat: int = 1) -> None:
+        """Queue free text, said ``repeat`` times, after every ticket call waiting.
+        Raises ValueError for text it cannot say and when too much text waits."""
         ...
 
 
@@ -267,6 +276,11 @@ class GpioPanel(Device, Protocol):
     def set_led(self, name: str, on: bool) -> None: ...
 
     def buzz(self, ms: int) -> None: ...
+
+    def close(self) -> None:
+        """Release the pins (after :meth:`run` ended); the serial drivers close their
+        port themselves when their task ends."""
+        ...
 
 
 # --- helpers for drivers -------------------------------------------------------------------------

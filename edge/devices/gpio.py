@@ -45,7 +45,7 @@ from .base import (
 
 log = structlog.get_logger(__name__)
 
-Clock = Callable[[], float]
+Seconds = Callable[[], float]  # a monotonic clock in seconds (time.monotonic; tests step it)
 PinName = int | str  # gpiozero pin names: 17, "GPIO17", "BOARD11"
 
 
@@ -170,7 +170,7 @@ class GpioDriver:
         inputs: InputQueue,
         *,
         device_id: str = "gpio",
-        clock: Clock = time.monotonic,
+        clock: Seconds = time.monotonic,
         pin_factory: Any = None,
     ) -> None:
         self._settings = settings

@@ -229,6 +229,11 @@ class ScreenDriver:
         return self._health.current
 
     # --- the daemon's side ----------------------------------------------------------------------
+    def check_text(self, text: str) -> None:
+        """Raise ValueError (the codec's LocalProtocolError) when one line cannot show
+        ``text``: not GB2312, or too long for a frame. Changes nothing."""
+        LineContent(text).request(next(iter(self._screens), 1), 0, 0)
+
     def show_window(self, window: int, text: str) -> None:
         """Show ``text`` on ``window``'s bar. Raises ValueError for an unknown window or a text
         the LED font cannot show (not GB2312, too long)."""

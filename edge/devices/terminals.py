@@ -81,7 +81,7 @@ from firmware_protocols.terminal_events import (
     InputsRefused,
     Key,
     KeyPressed,
-    RatingGiven,
+    RatingPressed,
     RequestRating,
     ShowText,
     TerminalEvent,
@@ -305,9 +305,6 @@ class ModbusBus:
         """Per-terminal cursors (what was read; a restart resumes from :meth:`restore`)."""
         return dict(self._cursors)
 
-    def restore_cursors(self, cursors: Mapping[int, mt.PollCursor]) -> None:
-        self._cursors.update(cursors)
-
     def restore(self, marks: Iterable[InputMark]) -> None:
         for mark in marks:
             self._resume[mark.address] = mark
@@ -510,7 +507,7 @@ class VendorBus:
                 self._just_taken.pop(address, None)
                 self._resume.pop(address, None)
                 break
-            if not isinstance(answer, KeyPressed | RatingGiven):
+            if not isinstance(answer, KeyPressed | RatingPressed):
                 raise RemoteProtocolError(f"terminal {address} answered a poll with {answer!r}")
             if answer.sequence == self._just_taken.get(address):
                 continue  # the same report again, answering the very next poll: a late reply
@@ -541,7 +538,7 @@ def _entry_only(key: Key) -> bool:
     return key.digit is not None or key is Key.CLEAR
 
 
-def input_code(event: KeyPressed | RatingGiven) -> int:
+def input_code(event: KeyPressed | RatingPressed) -> int:
     """An input as the Modbus map's INPUT_QUEUE encodes it (kind << 8 | code), either bus."""
     if isinstance(event, KeyPressed):
         return mt.encode_input(event.key)
@@ -550,7 +547,7 @@ def input_code(event: KeyPressed | RatingGiven) -> int:
 
 def answer_address(event: vf.VendorEvent) -> int:
     """The terminal address a vendor frame carries (a report's or an answer's)."""
-    if isinstance(event, KeyPressed | RatingGiven | RequestRating | ShowText):
+    if isinstance(event, KeyPressed | RatingPressed | RequestRating | ShowText):
         return event.window_address
     return event.address
 
@@ -934,7 +931,7 @@ class TerminalDriver:
         interval = terminal.probe_interval if terminal.dead else s.poll_interval_s
         terminal.next_poll = time.monotonic() + interval
 
-    def _mark(self, terminal: _Terminal, event: KeyPressed | RatingGiven) -> InputMark:
+    def _mark(self, terminal: _Terminal, event: KeyPressed | RatingPressed) -> InputMark:
         return InputMark(
             self._device_id,
             terminal.address,
@@ -957,7 +954,7 @@ class TerminalDriver:
                 command=None if press is None else press.key.value,
             )
             item = press
-        elif isinstance(event, RatingGiven):
+        elif isinstance(event, RatingPressed):
             item = Rating(terminal.window, event.value, self._mark(terminal, event))
             log.info("terminals.rating", window=terminal.window, value=event.value)
         elif isinstance(event, InputsRefused):

@@ -17,13 +17,15 @@ The ticket number is read digit by digit (A012: A 零 一 二), the way halls
 call numbers; the window number is read as a number (12: 十二, 105: 一百零五).
 
 Announcements queue in :class:`VoiceDriver` and play one after another, so
-one call never cuts another off.
+one call never cuts another off; ticket calls go before free text (which they
+cut off), and both queues are bounded.
 """
 
 from __future__ import annotations
 
 import array
 import asyncio
+import collections
 import io
 import math
 import re
@@ -374,20 +376,48 @@ class WavDirectorySink:
 
 
 # --- the driver ----------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Call:
     """One queued announcement: a ticket call (clip plan) or free text (spoken by espeak-ng)."""
 
     label: str  # for logs and WAV file names: "A012-w3", "text"
     plan: tuple[str, ...] = ()
     text: str | None = None
+    repeat: int = 1  # free text: times still to say it
+    wav: bytes | None = None  # free text: rendered once, played ``repeat`` times
+    is_call: bool = False  # a ticket call said from text (by name): a call's priority
 
 
 FREE_TEXT_MAX_CHARS: Final = 200
 
 
+def _checked_text(text: str) -> str:
+    """Text espeak-ng may say: stripped; empty, over-long, control characters refused."""
+    spoken = text.strip()
+    if not spoken:
+        raise ValueError("announcement text is empty")
+    if len(spoken) > FREE_TEXT_MAX_CHARS:
+        raise ValueError(
+            f"announcement text is {len(spoken)} characters, at most {FREE_TEXT_MAX_CHARS}"
+        )
+    if any(ord(char) < 0x20 for char in spoken):
+        raise ValueError("announcement text contains control characters")
+    return spoken
+MAX_WAITING_CALLS: Final = 20
+"""Ticket calls queued at most; past it the oldest waiting call is dropped (its number is
+on the screens, and a call minutes late only confuses)."""
+MAX_WAITING_TEXTS: Final = 4
+"""Free-text announcements queued at most; more are refused (the central says why)."""
+
+
 class VoiceDriver:
-    """Queues announcements and plays them one by one. Implements ``base.Announcer``."""
+    """Queues announcements and plays them one by one. Implements ``base.Announcer``.
+
+    Ticket calls always go first: queued free text waits until no call does, and
+    a call that comes while free text is being said cuts it off; the text is said
+    again in full once the calls are done. Both queues are bounded
+    (:data:`MAX_WAITING_CALLS`, :data:`MAX_WAITING_TEXTS`).
+    """
 
     def __init__(
         self,
@@ -403,41 +433,68 @@ class VoiceDriver:
         self._clips = clips
         self._sink = sink
         self._repeat = repeat
-        self._calls: asyncio.Queue[_Call] = asyncio.Queue()
+        self._calls: collections.deque[_Call] = collections.deque()
+        self._texts: collections.deque[_Call] = collections.deque()
+        self._queued = asyncio.Event()  # something was queued
+        self._call_queued = asyncio.Event()  # a ticket call was queued
+        self._idle = asyncio.Event()  # nothing queued, nothing playing
+        self._idle.set()
         self._health = HealthTracker(device_id, DeviceKind.VOICE, inputs)
         self.played = 0
+        self.dropped_calls = 0
+        self.interrupted_texts = 0
 
-    def announce(self, number: str, window: int) -> None:
-        """Queue a call; a bad number or window raises ``ValueError`` here, not later."""
+    def announce(self, number: str, window: int, spoken: str | None = None) -> None:
+        """Queue a call; a bad number or window raises ``ValueError`` here, not later.
+
+        ``spoken``: the sentence to say instead of the clips' phrase (a call by name,
+        请张女士，A012号，到3号窗口办理), spoken by espeak-ng after the chime; it is a
+        ticket call all the same (never after free text, never cut off).
+        """
         plan = tuple(announcement_plan(number, window, self._repeat))
-        self._calls.put_nowait(_Call(f"{number}-w{window}", plan=plan))
-        log.info("voice.queued", number=number, window=window, pending=self._calls.qsize())
+        call = _Call(f"{number}-w{window}", plan=plan)
+        if spoken is not None:
+            call = _Call(f"{number}-w{window}", text=_checked_text(spoken), is_call=True)
+        if len(self._calls) >= MAX_WAITING_CALLS:
+            stale = self._calls.popleft()
+            self.dropped_calls += 1
+            log.warning("voice.call_dropped", call=stale.label, waiting=len(self._calls))
+        self._calls.append(call)
+        self._call_queued.set()
+        self._wake()
+        if spoken is None:
+            log.info("voice.queued", number=number, window=window, pending=self.pending)
+        else:  # the words name a citizen: not logged
+            log.info("voice.queued_text", call=True, window=window, pending=self.pending)
 
-    def announce_text(self, text: str) -> None:
-        """Queue free text (a notice from the central), said once after the chime.
+    def announce_text(self, text: str, repeat: int = 1) -> None:
+        """Queue free text (a notice from the central), said ``repeat`` times after the chime.
 
         There are no clips for arbitrary words, so espeak-ng speaks it when its
-        turn comes. Empty, over-long or control-character text raises ``ValueError``.
+        turn comes. Empty, over-long or control-character text, a ``repeat`` outside
+        1..5 and a full text queue raise ``ValueError``.
         """
-        spoken = text.strip()
-        if not spoken:
-            raise ValueError("announcement text is empty")
-        if len(spoken) > FREE_TEXT_MAX_CHARS:
-            raise ValueError(
-                f"announcement text is {len(spoken)} characters, at most {FREE_TEXT_MAX_CHARS}"
-            )
-        if any(ord(char) < 0x20 for char in spoken):
-            raise ValueError("announcement text contains control characters")
-        self._calls.put_nowait(_Call("text", text=spoken))
-        log.info("voice.queued_text", chars=len(spoken), pending=self._calls.qsize())
+        spoken = _checked_text(text)
+        if not 1 <= repeat <= 5:
+            raise ValueError(f"repeat must be 1..5, got {repeat}")
+        if len(self._texts) >= MAX_WAITING_TEXTS:
+            raise ValueError(f"the voice queue already holds {len(self._texts)} announcements; "
+                             "try again once they are said")
+        self._texts.append(_Call("text", text=spoken, repeat=repeat))
+        self._wake()
+        log.info("voice.queued_text", chars=len(spoken), repeat=repeat, pending=self.pending)
+
+    def _wake(self) -> None:
+        self._idle.clear()
+        self._queued.set()
 
     @property
     def pending(self) -> int:
-        return self._calls.qsize()
+        return len(self._calls) + len(self._texts)
 
     async def drain(self) -> None:
         """Wait until every queued announcement has played (or failed)."""
-        await self._calls.join()
+        await self._idle.wait()
 
     def health(self) -> DeviceHealth:
         return self._health.current
@@ -445,31 +502,70 @@ class VoiceDriver:
     async def _render(self, call: _Call) -> bytes:
         if call.text is None:
             return self._clips.render(call.plan)
-        espeak = shutil.which("espeak-ng")
-        if espeak is None:
-            raise VoiceError("espeak-ng is not installed: free text cannot be spoken")
-        speech = await asyncio.to_thread(_espeak, call.text, espeak)
-        return _wav_bytes(self._clips[CHIME].frames + speech)
+        if call.wav is None:
+            espeak = shutil.which("espeak-ng")
+            if espeak is None:
+                raise VoiceError("espeak-ng is not installed: free text cannot be spoken")
+            speech = await asyncio.to_thread(_espeak, call.text, espeak)
+            call.wav = _wav_bytes(self._clips[CHIME].frames + speech)
+        return call.wav
+
+    async def _play_text(self, call: _Call, wav: bytes) -> None:
+        """Say the text ``call.repeat`` times unless a ticket call comes: then stop and
+        queue the text again, first among the texts, for the times not yet said."""
+        while call.repeat > 0:
+            if self._calls:
+                self._texts.appendleft(call)
+                return
+            self._call_queued.clear()
+            playing = asyncio.ensure_future(self._sink.play(wav, call.label))
+            called = asyncio.ensure_future(self._call_queued.wait())
+            try:
+                await asyncio.wait({playing, called}, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                playing.cancel()
+                called.cancel()
+                raise
+            called.cancel()
+            if not playing.done():  # a ticket call came: it goes first
+                playing.cancel()
+                await asyncio.wait({playing})  # ended (the sink stops aplay); never raises
+                self.interrupted_texts += 1
+                log.info("voice.text_interrupted", waiting_calls=len(self._calls))
+                self._texts.appendleft(call)
+                return
+            playing.result()  # a VoiceError of the sink
+            call.repeat -= 1
+            self.played += 1
+            log.info("voice.played", call=call.label)
 
     async def run(self) -> None:
         while True:
-            call = await self._calls.get()
+            if not self._calls and not self._texts:
+                self._idle.set()
+                self._queued.clear()
+                await self._queued.wait()
+                continue
+            call = self._calls.popleft() if self._calls else self._texts.popleft()
             try:
                 wav = await self._render(call)
-                await self._sink.play(wav, call.label)
+                if call.text is None or call.is_call:
+                    await self._sink.play(wav, call.label)
+                    self.played += 1
+                    log.info("voice.played", call=call.label)
+                else:
+                    await self._play_text(call, wav)
             except VoiceError as exc:
                 log.warning("voice.failed", call=call.label, error=str(exc))
                 self._health.set(HealthState.OFFLINE, str(exc)[:200])
             else:
-                self.played += 1
-                log.info("voice.played", call=call.label)
                 self._health.set(HealthState.OK)
-            finally:
-                self._calls.task_done()
 
 
 __all__ = [
     "CLIP_NAMES",
+    "MAX_WAITING_CALLS",
+    "MAX_WAITING_TEXTS",
     "AplaySink",
     "AudioSink",
     "Clip",

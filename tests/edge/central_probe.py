@@ -16,7 +16,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_protocols import mqtt_messages as mm
-from firmware_protocols import mqtt_topics as mt
+from firmware_protocols import mqtt_topics as topics
 
 
 class CentralProbe:
@@ -36,7 +36,7 @@ class CentralProbe:
         self.client.on_message = self._on_message
         self.client.connect(host, port, 30)
         for kind in ("state", "event", "telemetry", "cmd_result"):
-            self.client.subscribe(f"{mt.ROOT}/{site_id}/{kind}", qos=1)
+            self.client.subscribe(f"{topics.ROOT}/{site_id}/{kind}", qos=1)
         self.client.loop_start()
 
     def close(self) -> None:
@@ -46,7 +46,7 @@ class CentralProbe:
     def _on_message(self, _c: object, _u: object, message: paho.MQTTMessage) -> None:
         try:
             incoming = mm.decode_publish(message.topic, message.payload)
-        except mt.InvalidMessage as exc:
+        except topics.InvalidMessage as exc:
             with self._lock:
                 self.invalid.append(str(exc))
             return
@@ -65,7 +65,7 @@ class CentralProbe:
             elif isinstance(body, mm.CmdResult):
                 self.results.append(body)
         if isinstance(body, mm.Event) and self.ack_enabled:
-            self.client.publish(mt.ack_topic(self.site_id),
+            self.client.publish(topics.ack_topic(self.site_id),
                                 mm.encode(mm.Ack(site=self.site_id, seq=ack)), qos=1)
 
     def publish_raw(self, topic: str, payload: bytes) -> None:

@@ -3,25 +3,48 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from edge.cli import register_cli
-from edge.config import load_config, parse_config
+from edge.config import SETTINGS, load_config, parse_config, settings_reference
 from edge.devices.printer import PrinterDriver
 from edge.devices.screens import ScreenDriver
 from edge.devices_factory import build_devices
 from edge.errors import ConfigInvalid
+from fastpath.types import Policy, TicketClass
 from onedoor.cli import main
-from tests.edge.sites import BASE_SERVICES, BASE_WINDOWS, REPO, site_toml
+from tests.edge.sites import (
+    BASE_SERVICES,
+    BASE_WINDOWS,
+    PYTHON,
+    REPO,
+    free_port,
+    site_toml,
+    start_daemon,
+    stop_daemon,
+    wait_http,
+)
+from tests.edge.sites import http as http_call
+from tests.servers import make_test_pki
 
 EXAMPLES = sorted((REPO / "edge" / "examples").glob("*.toml"))
 
 
-def problems(text: str) -> tuple[str, ...]:
+@pytest.fixture(scope="module")
+def test_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throwaway CA and server certificate (openssl CLI)."""
+    pki = tmp_path_factory.mktemp("pki")
+    make_test_pki(pki)
+    return pki
+
+
+def problems(text: str, base_dir: Path = Path("/tmp")) -> tuple[str, ...]:
     with pytest.raises(ConfigInvalid) as info:
-        parse_config(text, base_dir=Path("/tmp"))
+        parse_config(text, base_dir=base_dir)
     return info.value.errors
 
 
@@ -145,7 +168,7 @@ def test_missing_tables_and_bad_site_id() -> None:
     assert "paths: required table is missing" in found
 
 
-def test_files_named_by_mqtt_must_exist_unless_skipped(tmp_path: Path) -> None:
+def test_files_named_by_mqtt_must_exist_unless_skipped(tmp_path: Path, test_pki: Path) -> None:
     text = _text(extra='[mqtt]\nhost = "broker"\nusername = "u"\npassword_file = "pw"\n'
                        '[mqtt.tls]\nca_file = "ca.pem"\n')
     with pytest.raises(ConfigInvalid) as info:
@@ -153,7 +176,7 @@ def test_files_named_by_mqtt_must_exist_unless_skipped(tmp_path: Path) -> None:
     assert any(p.startswith("mqtt.password_file: file not found") for p in info.value.errors)
     assert any(p.startswith("mqtt.tls.ca_file: file not found") for p in info.value.errors)
     (tmp_path / "pw").write_text("s3cret\n")
-    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "ca.pem").write_bytes((test_pki / "ca.pem").read_bytes())
     config = parse_config(text, base_dir=tmp_path)
     assert config.mqtt is not None
     assert config.mqtt.password == "s3cret"
@@ -184,3 +207,302 @@ def test_make_clips_cli_writes_the_default_clip_set(tmp_path: Path) -> None:
     assert main(["edge", "make-clips", str(tmp_path / "clips")]) == 0
     assert (tmp_path / "clips" / "qing.wav").is_file()
     assert len(list((tmp_path / "clips").glob("*.wav"))) > 40
+
+
+# --------------------------------------------------------------------------- one table
+
+EVERY_KEY = """version = "v9"
+[site]
+id = "every-key"
+name = "每个键"
+town = "测试镇"
+timezone = "Asia/Shanghai"
+[hours]
+open = "08:00"
+close = "18:00"
+reset = "02:00"
+last_ticket = "17:30"
+[policy]
+priority_weight_pct = 50
+appointment_weight_pct = 200
+appointment_grace_minutes = 15
+number_width = 4
+no_show = "drop"
+[[services]]
+id = "shebao"
+prefix = "A"
+name_zh = "社保"
+name_en = "Social insurance"
+sla_minutes = 30
+overtime_minutes = 20
+mean_minutes = 6.5
+cv = 0.4
+visitors_per_day = 80
+[[windows]]
+number = 1
+services = { shebao = 2 }
+priority = true
+ratio_cap = 2
+terminal = 1
+screen = 1
+[devices.printer]
+port = "/dev/ttyUSB0"
+baud = 9600
+poll_seconds = 2.0
+timeout_ms = 400
+[devices.screens]
+port = "/dev/ttyUSB1"
+baud = 9600
+hall = 100
+timeout_ms = 200
+rs485 = "rts"
+[devices.terminals]
+kind = "vendor"
+port = "/dev/ttyUSB2"
+baud = 9600
+poll_ms = 50
+timeout_ms = 40
+parity = "N"
+rs485 = "kernel"
+[devices.id_card]
+port = "/dev/ttyUSB3"
+baud = 115200
+service = "shebao"
+elder_age = 65
+tickets_per_day = 2
+call_by_name = true
+poll_ms = 300
+ledger = "cards.sqlite"
+[devices.gpio]
+pin_factory = "mock"
+buzzer_pin = 18
+debounce_ms = 20
+long_press_ms = 1000
+leds = { paper = 21 }
+[[devices.gpio.ticket_buttons]]
+pin = 5
+service = "shebao"
+class = "priority"
+[[devices.gpio.help_buttons]]
+id = "help-1"
+pin = 19
+led_pin = 26
+location = "自助服务区"
+[devices.audio]
+output = "wav"
+alsa_device = "hw:1"
+wav_dir = "calls"
+repeat = 3
+clips_dir = "clips-default"
+[mqtt]
+host = "127.0.0.1"
+port = 1884
+username = "every-key"
+password_file = "pw"
+keepalive_seconds = 20
+protocol = "3.1.1"
+session_expiry_seconds = 3600
+[mqtt.tls]
+ca_file = "ca.pem"
+cert_file = "client.pem"
+key_file = "client.key"
+[paths]
+journal = "journal.db"
+clips = "clips"
+journal_retention_days = 30
+[http]
+host = "0.0.0.0"
+port = 8181
+window_api = true
+window_token = "0123456789abcdef-token"
+[daemon]
+telemetry_seconds = 10
+outbox_limit = 5000
+help_escalation_minutes = 3
+watchdog_seconds = 20.0
+predict_budget_seconds = 2.0
+"""
+
+
+def _keys(table: dict[str, object], prefix: str = "") -> set[str]:
+    """Every key path of a TOML document, as SETTINGS spells them."""
+    found = set()
+    for key, value in table.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and path not in {"windows[].services", "devices.gpio.leds"}:
+            found |= _keys(value, f"{path}.")
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for item in value:
+                found |= _keys(item, f"{path}[].")
+        else:
+            found.add(path)
+    return found
+
+
+def test_one_table_holds_every_key_and_the_reader_takes_each(test_pki: Path,
+                                                             tmp_path: Path) -> None:
+    """Every row of SETTINGS is a key the reader accepts (a row it did not read would be
+    an unknown key), and every key the reader reads has a row (else a KeyError)."""
+    # password and password_file exclude each other: the file gives one of them
+    assert _keys(tomllib.loads(EVERY_KEY)) | {"mqtt.password"} == {s.key for s in SETTINGS}
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-keyout", "client.key", "-out", "client.pem", "-subj", "/CN=every-key"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    (tmp_path / "ca.pem").write_bytes((test_pki / "ca.pem").read_bytes())
+    (tmp_path / "pw").write_text("secret\n")
+    config = parse_config(EVERY_KEY, base_dir=tmp_path)
+    assert config.mqtt is not None
+    assert (config.mqtt.protocol, config.mqtt.session_expiry_seconds) == ("3.1.1", 3600)
+    assert config.http is not None
+    assert config.http.window_token == "0123456789abcdef-token"
+    assert config.devices.gpio is not None
+    assert config.devices.gpio.ticket_buttons[0].klass is TicketClass.PRIORITY
+
+
+def test_defaults_come_from_the_table() -> None:
+    config = parse_config(_text(), base_dir=Path("/tmp"))
+    defaults = {s.key: s.default for s in SETTINGS}
+    assert config.site.timezone == defaults["site.timezone"]
+    assert config.paths.journal_retention_days == defaults["paths.journal_retention_days"]
+    assert config.daemon.predict_budget_seconds == defaults["daemon.predict_budget_seconds"]
+    assert config.services[0].cv == defaults["services[].cv"]
+    assert config.policy == Policy()  # the dispatcher's own defaults
+    assert defaults["policy.number_width"] == Policy().number_width
+
+
+def test_every_setting_is_documented() -> None:
+    """edge/README.md carries the settings table as the code renders it."""
+    readme = (REPO / "edge" / "README.md").read_text(encoding="utf-8")
+    assert settings_reference() in readme, "paste edge.config.settings_reference() into it"
+    assert all(s.help for s in SETTINGS)
+    assert [s.key for s in SETTINGS if f"`{s.key}`" not in readme] == []
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+def test_a_ca_file_that_is_not_a_certificate_is_refused(tmp_path: Path, test_pki: Path) -> None:
+    extra = '[mqtt]\nhost = "broker"\n[mqtt.tls]\nca_file = "ca.pem"\n'
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\nnot one\n")
+    found = problems(_text(extra=extra), base_dir=tmp_path)
+    assert any(p.startswith("mqtt.tls.ca_file: not a PEM certificate") for p in found), found
+    (tmp_path / "ca.pem").write_bytes((test_pki / "server.key").read_bytes())  # a key
+    assert any(p.startswith("mqtt.tls.ca_file: not a PEM certificate")
+               for p in problems(_text(extra=extra), base_dir=tmp_path))
+    mismatched = extra + 'cert_file = "server.pem"\nkey_file = "ca.key"\n'
+    for name in ("server.pem", "ca.key"):
+        (tmp_path / name).write_bytes((test_pki / name).read_bytes())
+    (tmp_path / "ca.pem").write_bytes((test_pki / "ca.pem").read_bytes())
+    assert any(p.startswith("mqtt.tls.cert_file: not a certificate and key that match")
+               for p in problems(_text(extra=mismatched), base_dir=tmp_path))
+    assert parse_config(_text(extra=extra), base_dir=tmp_path).mqtt is not None
+    assert parse_config(_text(extra=extra.replace("ca.pem", "nothing.pem")), base_dir=tmp_path,
+                        check_files=False).mqtt is not None  # on another machine: not read
+
+
+def test_two_buses_on_one_serial_port_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "ttyUSB0").write_text("")
+    (tmp_path / "by-id").symlink_to(tmp_path / "ttyUSB0")
+    windows = BASE_WINDOWS.replace("number = 1\n", "number = 1\nterminal = 1\n")
+    extra = (f'[devices.printer]\nport = "{tmp_path / "ttyUSB0"}"\n'
+             f'[devices.terminals]\nport = "{tmp_path / "by-id"}"\n')
+    found = problems(_text(windows=windows, extra=extra))
+    assert any(p.startswith("devices.terminals.port: ") and "devices.printer.port" in p
+               and "two buses" in p for p in found), found
+
+
+@pytest.mark.parametrize("key", ["journal", "clips"])
+def test_a_nul_in_a_path_is_refused(key: str) -> None:
+    text = _text().replace('[paths]\njournal = "j.db"',
+                           f'[paths]\njournal = "j.db"\n{key} = "a\\u0000b"'
+                           if key == "clips" else '[paths]\njournal = "j\\u0000.db"')
+    found = problems(text)
+    assert any(p.startswith(f"paths.{key}: not a valid file name") for p in found), found
+
+
+def test_the_window_api_off_this_machine_needs_a_token() -> None:
+    def http(lines: str) -> str:
+        return _text(extra=f"[http]\n{lines}\n")
+
+    found = problems(http('host = "0.0.0.0"\nwindow_api = true'))
+    assert any(p.startswith("http.window_token: required when the window API listens on "
+                            "0.0.0.0") for p in found), found
+    assert any(p.startswith("http.window_token: expected 16-64")
+               for p in problems(http('host = "0.0.0.0"\nwindow_api = true\n'
+                                      'window_token = "short"')))
+    for fine in ('host = "0.0.0.0"\nwindow_api = true\nwindow_token = "a-long-enough-token"',
+                 'host = "0.0.0.0"', 'host = "127.0.0.1"\nwindow_api = true',
+                 'host = "::1"\nwindow_api = true'):
+        assert parse_config(http(fine), base_dir=Path("/tmp")).http is not None
+
+
+def test_an_mqtt_password_in_clear_text_off_this_machine_is_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mqtt = '[mqtt]\nhost = "{}"\nusername = "t"\npassword = "secret"\n'
+    config = parse_config(_text(extra=mqtt.format("mqtt.example.cn")), base_dir=tmp_path)
+    assert config.warnings == ("mqtt.password: sent in clear text to mqtt.example.cn: "
+                               "add [mqtt.tls]",)
+    assert parse_config(_text(extra=mqtt.format("127.0.0.1")), base_dir=tmp_path).warnings == ()
+    path = tmp_path / "site.toml"
+    path.write_text(_text(extra=mqtt.format("mqtt.example.cn")), encoding="utf-8")
+    assert main(["edge", "check-config", "--skip-files", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "WARNING" in captured.err
+    assert "mqtt.password: sent in clear text" in captured.err
+    assert "1 warning(s)" in captured.out
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    path = site_toml(tmp_path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as Windows Notepad saves
+    config = load_config(path)
+    assert config.text.startswith('version = "v1"')
+    assert main(["edge", "check-config", str(path)]) == 0
+
+
+# --------------------------------------------------------------------------- this machine
+
+
+def test_check_config_catches_what_run_would_stop_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """check-config said ok, then `edge run` died with a traceback (a journal folder that
+    cannot be made); now check-config refuses, and run says why in one line."""
+    (tmp_path / "a-file").write_text("")
+    path = site_toml(tmp_path)
+    path.write_text(path.read_text().replace('journal = "journal.db"',
+                                             'journal = "a-file/journal.db"'))
+    assert main(["edge", "check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "paths.journal: " in err
+    assert "a-file is not a folder" in err
+    assert main(["edge", "check-config", "--skip-files", str(path)]) == 0  # another machine
+    run = subprocess.run([PYTHON, "-m", "edge", "run", "--config", str(path)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 3, run.stderr
+    assert "journal: cannot create the journal" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_missing_voice_clips_are_a_warning_and_the_hall_runs_without_voice(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    path = site_toml(tmp_path, http_port=port, extra=(
+        '[devices.audio]\noutput = "wav"\nwav_dir = "calls"\nclips_dir = "no-clips"\n'))
+    (tmp_path / "calls").mkdir()
+    assert main(["edge", "check-config", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING" in err
+    assert "devices.audio.clips_dir: no folder" in err
+    assert "make-clips" in err
+    process = start_daemon(path, log_path=tmp_path / "daemon.log")
+    try:
+        wait_http(port, process)
+        status, ticket = http_call("POST", f"http://127.0.0.1:{port}/tickets",
+                                   {"service": "shebao"})
+        assert (status, ticket["number"]) == (201, "A001")
+        voice = [d for d in http_call("GET", f"http://127.0.0.1:{port}/status")[1]["devices"]
+                 if d["device"] == "voice"]
+        assert voice == [{"device": "voice", "kind": "voice", "state": "offline",
+                          "detail": "open failed"}]
+    finally:
+        assert stop_daemon(process) == 0

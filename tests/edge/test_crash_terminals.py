@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import load_config
-from edge.daemon import TEST_FAULT_EXIT_AFTER_INPUT_ENV
+from edge.inputs import TEST_FAULT_EXIT_AFTER_INPUT_ENV
 from edge.journal import Journal
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.simulators.modbus_bank import ModbusTerminalBank

@@ -14,20 +14,14 @@ from pathlib import Path
 import pytest
 
 from edge.config import load_config
-from edge.daemon import (
-    EdgeDaemon,
-    Heartbeats,
-    Supervisor,
-    device_detail_code,
-    device_status_body,
-    sd_notify,
-    watchdog_interval,
-)
+from edge.daemon import EdgeDaemon
+from edge.device_set import device_detail_code, device_status_body
 from edge.devices.base import DeviceHealth, DeviceKind, HealthState
 from edge.journal import Journal
+from edge.supervisor import Heartbeats, Supervisor, sd_notify, watchdog_interval
 from edge.uplink import Uplink
 from firmware_protocols import mqtt_messages as mm
-from firmware_protocols import mqtt_topics as mt
+from firmware_protocols import mqtt_topics as topics
 from onedoor.cli import main
 from tests.edge.central_probe import CentralProbe, wait_for
 from tests.edge.sites import (
@@ -305,7 +299,7 @@ def test_an_ack_above_the_journal_moves_on_and_reports_journal_lost(
         assert (status, first["number"]) == (201, "A001")
         wait_for(lambda: any(e.type == "ticket.issued" for e in probe.events), what="A001 sent")
         local_last = max(probe.seqs())
-        probe.publish_raw(mt.ack_topic("test-site"),
+        probe.publish_raw(topics.ack_topic("test-site"),
                           mm.encode(mm.Ack(site="test-site", seq=local_last + 40)))
         wait_for(lambda: any(e.type == "journal.lost" for e in probe.events), what="the report")
         lost = next(e for e in probe.events if e.type == "journal.lost")
@@ -316,6 +310,44 @@ def test_an_ack_above_the_journal_moves_on_and_reports_journal_lost(
         wait_for(lambda: any(e.type == "ticket.issued" and e.seq > lost.seq
                              for e in probe.events), what="A002 above the lost range")
         assert all(not local_last < seq <= local_last + 40 for seq in probe.seqs())
+    finally:
+        assert stop_daemon(process) == 0
+        probe.close()
+
+
+def test_an_ack_at_the_top_of_the_range_is_refused_reported_and_tickets_go_on(
+        tmp_path: Path, mqtt_broker: MosquittoBroker) -> None:
+    """seq 2**53-1 is a valid ack in the contract: taken as a torn tail it moved the seq
+    there for good (every ticket then answered 503, over restarts, and no report)."""
+    port = free_port()
+    config_path = site_toml(tmp_path, http_port=port, mqtt_port=mqtt_broker.port,
+                            telemetry_seconds=1)
+    probe = CentralProbe(mqtt_broker.host, mqtt_broker.port, "test-site")
+    base = f"http://127.0.0.1:{port}"
+    process = start_daemon(config_path)
+    try:
+        wait_http(port, process)
+        assert http("POST", f"{base}/tickets", {"service": "shebao"})[0] == 201
+        wait_for(lambda: any(e.type == "ticket.issued" for e in probe.events), what="A001 sent")
+        probe.publish_raw(topics.ack_topic("test-site"),
+                          mm.encode(mm.Ack(site="test-site", seq=2**53 - 1)))
+        wait_for(lambda: any(e.type == "ack.refused" for e in probe.events), what="the report")
+        report = next(e.body for e in probe.events if e.type == "ack.refused")
+        assert isinstance(report, mm.AckRefused)
+        assert (report.ack, report.count) == (2**53 - 1, 1)
+        status, second = http("POST", f"{base}/tickets", {"service": "shebao"})
+        assert (status, second["number"]) == (201, "A002")
+        assert second["seq"] < 100
+    finally:
+        assert stop_daemon(process) == 0
+    process = start_daemon(config_path)  # and after a restart
+    try:
+        wait_http(port, process)
+        status, third = http("POST", f"{base}/tickets", {"service": "shebao"})
+        assert (status, third["number"]) == (201, "A003")
+        assert third["seq"] < 100
+        wait_for(lambda: max(probe.seqs()) >= third["seq"], what="A003 sent")
+        assert not any(e.type == "journal.lost" for e in probe.events)
     finally:
         assert stop_daemon(process) == 0
         probe.close()

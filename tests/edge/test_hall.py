@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import get_args
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,8 +16,8 @@ from hypothesis import strategies as st
 from edge.clock import ManualClock, business_day
 from edge.config import EdgeConfig, load_config
 from edge.errors import CommandRejected, ReplayDiverged
-from edge.hall import Hall, open_hall
-from fastpath.types import TicketClass, TicketState, WindowState
+from edge.hall import Hall, contract_class, open_hall
+from fastpath.types import CLASS_BY_LABEL, TicketClass, TicketState, WindowState
 from firmware_protocols import mqtt_messages as mm
 from tests.edge.sites import BASE_SERVICES, BASE_WINDOWS, site_toml
 
@@ -362,3 +363,10 @@ def test_predicted_wait_comes_from_the_fastpath_simulation(tmp_path: Path) -> No
 
 def test_no_prediction_without_service_durations(hall: Hall) -> None:
     assert hall.issue("shebao").wait is None  # the base site gives no mean_minutes
+
+
+def test_ticket_class_labels_are_the_contracts() -> None:
+    """contract_class casts a label to the contract's literal: the labels must be its."""
+    assert set(get_args(mm.TicketClass)) == set(CLASS_BY_LABEL)
+    assert [contract_class(klass) for klass in TicketClass] == [
+        "normal", "priority", "appointment"]

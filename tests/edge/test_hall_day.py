@@ -17,7 +17,8 @@ from pathlib import Path
 from gpiozero.pins.mock import MockFactory
 
 from edge.config import EdgeConfig
-from edge.daemon import DeviceSet, EdgeDaemon
+from edge.daemon import EdgeDaemon
+from edge.device_set import Drivers
 from edge.devices.base import InputQueue
 from edge.devices_factory import build_devices
 from edge.simhall import (
@@ -41,7 +42,7 @@ def test_a_scripted_hall_day(tmp_path: Path, clips_dir: Path,
     http_port = free_port()
     pins = MockFactory()
 
-    def factory(config: EdgeConfig, inputs: InputQueue) -> DeviceSet:
+    def factory(config: EdgeConfig, inputs: InputQueue) -> Drivers:
         return build_devices(config, inputs, pin_factory=pins)
 
     with simulated_hall(tmp_path, clips_dir=clips_dir, http_port=http_port,
@@ -53,7 +54,7 @@ def test_a_scripted_hall_day(tmp_path: Path, clips_dir: Path,
             probe.close()
 
 
-async def _day(sim: SimulatedHall, factory: Callable[[EdgeConfig, InputQueue], DeviceSet],
+async def _day(sim: SimulatedHall, factory: Callable[[EdgeConfig, InputQueue], Drivers],
                pins: MockFactory, http_port: int, probe: CentralProbe) -> None:
     daemon = EdgeDaemon(sim.config_path, device_factory=factory, install_signals=False)
     task = asyncio.create_task(daemon.run())

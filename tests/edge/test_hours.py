@@ -14,7 +14,8 @@ from gpiozero.pins.mock import MockFactory
 
 from edge.clock import ManualClock
 from edge.config import EdgeConfig, load_config
-from edge.daemon import DeviceSet, EdgeDaemon
+from edge.daemon import EdgeDaemon
+from edge.device_set import Drivers
 from edge.devices.base import InputQueue
 from edge.devices_factory import build_devices
 from edge.errors import CommandRejected, ConfigInvalid
@@ -106,7 +107,7 @@ def test_kiosk_and_ticket_button_outside_hours(tmp_path: Path, clips_dir: Path) 
     pins = MockFactory()
     clock = ManualClock(at(8, 10))
 
-    def factory(config: EdgeConfig, inputs: InputQueue) -> DeviceSet:
+    def factory(config: EdgeConfig, inputs: InputQueue) -> Drivers:
         return build_devices(config, inputs, pin_factory=pins)
 
     with simulated_hall(tmp_path, clips_dir=clips_dir, http_port=http_port) as sim:

@@ -12,8 +12,11 @@ import pytest
 
 from edge.clock import ManualClock
 from edge.config import load_config
+from edge.device_set import DeviceSet
 from edge.hall import Hall, IssuedTicket, open_hall
 from edge.http_api import MAX_BODY, HttpApi
+from edge.kiosk import TicketDesk
+from edge.outputs import HallOutputs
 from firmware_protocols import mqtt_messages as mm
 from tests.edge.sites import site_toml
 from tests.edge.test_hall import OPENING
@@ -34,20 +37,27 @@ async def request(port: int, method: str, path: str, body: bytes | None = None,
     return int(status_line.split()[1]), json.loads(payload)
 
 
+class PaperTray(HallOutputs):
+    """The hall's outputs without devices, printing into a list (no printer here)."""
+
+    def __init__(self, hall: Hall) -> None:
+        super().__init__(hall, DeviceSet(None, asyncio.Queue()))
+        self.printed: list[str] = []
+
+    async def print_issued(self, issued: IssuedTicket) -> bool:
+        self.printed.append(issued.ticket.number)
+        return True
+
+
 def with_api(tmp_path: Path, test: Callable[[HttpApi, Hall], Awaitable[None]],
-             window_api: bool = True) -> None:
+             window_api: bool = True, window_token: str | None = None) -> None:
     config = load_config(site_toml(tmp_path))
     hall = open_hall(config, ManualClock(OPENING))
-    printed: list[str] = []
-
-    async def on_issued(issued: IssuedTicket, print_it: bool) -> bool:
-        if print_it:
-            printed.append(issued.ticket.number)
-        return print_it
 
     async def main() -> None:
-        api = HttpApi(hall, status=hall.snapshot, on_issued=on_issued, port=0,
-                      window_api=window_api)
+        desk = TicketDesk(hall, PaperTray(hall))
+        api = HttpApi(hall, desk, status=hall.snapshot, port=0, window_api=window_api,
+                      window_token=window_token)
         server = asyncio.create_task(api.run())
         await api.listening.wait()
         try:
@@ -166,3 +176,23 @@ def test_window_api_drives_a_window_and_is_off_by_default(tmp_path: Path) -> Non
 
     (tmp_path / "off").mkdir()
     with_api(tmp_path / "off", off, window_api=False)
+
+
+def test_the_window_api_asks_for_its_token_when_it_has_one(tmp_path: Path) -> None:
+    token = "0123456789abcdef-window"
+
+    async def test(api: HttpApi, hall: Hall) -> None:
+        body = b'{"staff": "z1"}'
+        for header in ("", "authorization: Bearer wrong-token-0123456\r\n",
+                       f"authorization: {token}\r\n"):
+            status, refused = await request(api.port, "POST", "/windows/1/sign_in", body,
+                                            header)
+            assert (status, refused["error"]) == (401, "unauthorised")
+        assert hall.staff_at(1) is None
+        status, _ = await request(api.port, "POST", "/windows/1/sign_in", body,
+                                  f"authorization: Bearer {token}\r\n")
+        assert status == 200
+        assert hall.staff_at(1) == "z1"
+        assert (await request(api.port, "POST", "/tickets", b'{"service": "shebao"}'))[0] == 201
+
+    with_api(tmp_path, test, window_token=token)

@@ -13,7 +13,8 @@ import structlog
 from gpiozero.pins.mock import MockFactory
 
 from edge.config import EdgeConfig
-from edge.daemon import DeviceSet, EdgeDaemon
+from edge.daemon import EdgeDaemon
+from edge.device_set import Drivers
 from edge.devices.base import InputQueue
 from edge.devices_factory import build_devices
 from edge.simhall import HALL_SCREEN, simulated_hall
@@ -33,7 +34,7 @@ def test_a_card_takes_one_priority_ticket_and_the_hall_calls_by_name(
 ) -> None:
     pins = MockFactory()
 
-    def factory(config: EdgeConfig, inputs: InputQueue) -> DeviceSet:
+    def factory(config: EdgeConfig, inputs: InputQueue) -> Drivers:
         return build_devices(config, inputs, pin_factory=pins)
 
     with (

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.errors import JournalError
-from edge.journal import Journal
+from edge.errors import AckRefused, JournalError
+from edge.journal import MAX_ACK_AHEAD, Journal
 from firmware_protocols import mqtt_messages as mm
 from tests.edge.sites import PYTHON, REPO
 
@@ -104,6 +104,31 @@ def test_an_ack_above_the_end_moves_the_seq_floor_and_is_reported_once(tmp_path:
     with Journal(tmp_path / "j.db", "site-a") as journal:
         [again] = journal.append([issued("A001")], ts_ms=T0 + 2, clock_synced=True)
         assert again.seq == 14  # the floor is in meta, not only in the events
+
+
+def test_an_ack_beyond_any_torn_tail_is_refused_and_kept_for_the_report(tmp_path: Path) -> None:
+    """An ack at the top of the contract's range moved the seq there: every ticket then
+    failed (2**53 - 1 is the last valid seq) and journal.lost could not be written."""
+    with Journal(tmp_path / "j.db", "site-a") as journal:
+        journal.append([issued(f"A{i:03d}") for i in range(1, 6)], ts_ms=T0, clock_synced=True)
+        for ack in (2**53 - 1, 5 + MAX_ACK_AHEAD + 1):
+            with pytest.raises(AckRefused, match="refused"):
+                journal.ack(ack)
+        assert (journal.last_seq, journal.acked_seq) == (5, 0)
+        assert journal.take_refused_acks() == [2**53 - 1, 5 + MAX_ACK_AHEAD + 1]
+        assert journal.take_refused_acks() == []
+        assert journal.take_lost() == []
+        assert journal.ack(5 + MAX_ACK_AHEAD) == 5 + MAX_ACK_AHEAD  # a torn tail, still taken
+        [after] = journal.append([issued("A006")], ts_ms=T0 + 1, clock_synced=True)
+        assert after.seq == 5 + MAX_ACK_AHEAD + 1
+    with Journal(tmp_path / "j.db", "site-a") as journal:
+        assert journal.last_seq == 5 + MAX_ACK_AHEAD + 1
+
+
+def test_a_journal_folder_that_cannot_be_made_is_a_journal_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(JournalError, match="cannot create the journal"):
+        Journal(tmp_path / "file" / "j.db", "site-a")
 
 
 def test_full_outbox_drops_oldest_telemetry_never_events(tmp_path: Path) -> None:

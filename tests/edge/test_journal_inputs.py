@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge.devices.base import InputMark, KeyPress, TicketButton, WindowKey
-from edge.errors import CommandRejected
+from edge.errors import JournalError
 from edge.journal import Journal
 from firmware_protocols import mqtt_messages as mm
 from tests.edge.sites import until
@@ -26,8 +26,7 @@ def test_the_mark_commits_in_the_transaction_of_the_effect(tmp_path: Path) -> No
     with Journal(tmp_path / "j.db", "site-a") as journal:
         statements: list[str] = []
         journal._db.set_trace_callback(statements.append)
-        with journal.handling(NEXT_AT_11):
-            journal.append([called("A001")], ts_ms=T0, clock_synced=True)
+        journal.append([called("A001")], ts_ms=T0, clock_synced=True, input_mark=NEXT_AT_11)
         journal._db.set_trace_callback(None)
         assert journal.input_marks() == [NEXT_AT_11]
     writes = [s.split()[0] if not s.startswith("INSERT") else " ".join(s.split()[:3])
@@ -39,22 +38,47 @@ def test_the_mark_commits_in_the_transaction_of_the_effect(tmp_path: Path) -> No
 
 def test_an_input_with_no_effect_or_refused_is_recorded_alone(tmp_path: Path) -> None:
     with Journal(tmp_path / "j.db", "site-a") as journal:
-        with journal.handling(NEXT_AT_11):
-            pass  # NEXT with nobody waiting: handled, nothing journaled
+        journal.record_input(NEXT_AT_11)  # NEXT with nobody waiting: handled, nothing journaled
         assert journal.input_marks() == [NEXT_AT_11]
         later = InputMark("terminals", 11, 8, 0x0107, 0xA17E)
-        with pytest.raises(CommandRejected), journal.handling(later):
-            raise CommandRejected("no ticket to finish")
+        journal.record_input(later)  # refused (CommandRejected): handled all the same
         assert journal.input_marks() == [later]  # one row per terminal: the latest
         assert journal.last_seq == 0
 
 
+def test_the_handler_records_a_refused_or_idle_press_and_acknowledges_it(
+        tmp_path: Path) -> None:
+    """Which of the above happens is the input handler's call: a press the hall refuses,
+    or one with nothing to do, is recorded once and acknowledged; nothing is journaled."""
+    async def scenario() -> None:
+        async with gated_daemon(tmp_path, budget_s=0.1) as (daemon, _base, gate):
+            hall = daemon.hall
+            assert hall is not None
+            gate.release.set()
+            refused = InputMark("terminals", 1, 5, 0x0107, 0)  # FINISH, window 1 signed out
+            idle = InputMark("terminals", 1, 6, 0x0101, 0)
+            seq = hall.journal.last_seq
+            daemon.inputs.put_nowait(KeyPress(1, WindowKey.FINISH, mark=refused))
+            await until(lambda: hall.journal.was_handled(refused), "the refused press")
+            assert hall.journal.last_seq == seq
+            daemon.inputs.put_nowait(KeyPress(1, WindowKey.SIGN_IN, staff_id="zhang01"))
+            await until(lambda: hall.staff_at(1) == "zhang01", "signed in")
+            seq = hall.journal.last_seq
+            daemon.inputs.put_nowait(KeyPress(1, WindowKey.NEXT, mark=idle))  # nobody waits
+            await until(lambda: hall.journal.was_handled(idle), "the idle press")
+            assert hall.journal.last_seq == seq  # nothing journaled for it
+            assert hall.journal.input_marks() == [idle]
+
+    asyncio.run(scenario())
+
+
 def test_other_errors_leave_the_input_unhandled(tmp_path: Path) -> None:
     with Journal(tmp_path / "j.db", "site-a") as journal:
-        with pytest.raises(RuntimeError), journal.handling(NEXT_AT_11):
-            raise RuntimeError("a bug, or the disk")
+        bad = mm.TicketCalled(ticket="no number", window=1)  # invalid: never journaled
+        with pytest.raises(JournalError):
+            journal.append([bad], ts_ms=T0, clock_synced=True, input_mark=NEXT_AT_11)
         assert journal.input_marks() == []
-        journal.append([called("A001")], ts_ms=T0, clock_synced=True)  # outside: no mark
+        journal.append([called("A001")], ts_ms=T0, clock_synced=True)  # no mark given
         assert journal.input_marks() == []
 
 
@@ -63,10 +87,10 @@ def test_marks_survive_a_reopen_per_device_and_address(tmp_path: Path) -> None:
     other_bus = InputMark("terminals-b", 11, 1, 0x0101, 9)
     with Journal(tmp_path / "j.db", "site-a") as journal:
         for mark in (NEXT_AT_11, rating_at_12, other_bus):
-            with journal.handling(mark):
-                journal.append([called(f"A00{mark.sequence}")], ts_ms=T0, clock_synced=True)
-        with journal.handling(None):  # not from a terminal: nothing recorded
-            journal.append([called("A009")], ts_ms=T0, clock_synced=True)
+            journal.append([called(f"A00{mark.sequence}")], ts_ms=T0, clock_synced=True,
+                           input_mark=mark)
+        journal.append([called("A009")], ts_ms=T0, clock_synced=True,
+                       input_mark=None)  # not from a terminal: nothing recorded
     with Journal(tmp_path / "j.db", "site-a") as journal:
         assert sorted(journal.input_marks(), key=lambda m: (m.device, m.address)) == [
             NEXT_AT_11, rating_at_12, other_bus,
@@ -76,8 +100,7 @@ def test_marks_survive_a_reopen_per_device_and_address(tmp_path: Path) -> None:
 def test_the_same_input_delivered_twice_is_known_as_handled(tmp_path: Path) -> None:
     with Journal(tmp_path / "j.db", "site-a") as journal:
         assert not journal.was_handled(NEXT_AT_11)
-        with journal.handling(NEXT_AT_11):
-            journal.append([called("A001")], ts_ms=T0, clock_synced=True)
+        journal.append([called("A001")], ts_ms=T0, clock_synced=True, input_mark=NEXT_AT_11)
         assert journal.was_handled(NEXT_AT_11)
         nxt = InputMark("terminals", 11, 8, 0x0101, 0xA17E)  # the next press: a new sequence
         assert not journal.was_handled(nxt)

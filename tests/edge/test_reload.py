@@ -14,7 +14,8 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from edge.config import EdgeConfig, load_config
-from edge.daemon import DeviceSet, EdgeDaemon
+from edge.daemon import EdgeDaemon
+from edge.device_set import Drivers
 from edge.devices.base import HealthState, InputQueue
 from edge.devices_factory import build_devices
 from edge.simhall import BAUD, TICKET_BUTTON_PIN, simulated_hall
@@ -96,7 +97,7 @@ def test_sighup_moves_the_printer_and_reports_a_screen_port_that_fails(
     http_port = free_port()
     pins = MockFactory()
 
-    def factory(config: EdgeConfig, inputs: InputQueue) -> DeviceSet:
+    def factory(config: EdgeConfig, inputs: InputQueue) -> Drivers:
         return build_devices(config, inputs, pin_factory=pins)
 
     with (simulated_hall(tmp_path, clips_dir=clips_dir, http_port=http_port) as sim,
@@ -173,7 +174,7 @@ def test_a_part_that_cannot_be_built_is_reported_and_the_rest_keeps_serving(
     config_path = site_toml(tmp_path, http_port=port, extra=gpio.format(20))
     pins = MockFactory()
 
-    def factory(config: EdgeConfig, inputs: InputQueue) -> DeviceSet:
+    def factory(config: EdgeConfig, inputs: InputQueue) -> Drivers:
         if config.version == "v2" and config.devices.gpio is not None:
             raise RuntimeError("GPIO busy")  # as gpiozero says when a pin is taken
         return build_devices(config, inputs, pin_factory=pins)

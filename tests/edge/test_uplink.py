@@ -18,9 +18,10 @@ from edge.clock import ManualClock, SystemClock
 from edge.config import load_config
 from edge.daemon import EdgeDaemon
 from edge.hall import Hall, open_hall
-from edge.uplink import Uplink, backoff_delay, host_stats
+from edge.uplink import Uplink, backoff_delay, host_stats, readable_command_id
 from firmware_protocols import mqtt_messages as mm
-from firmware_protocols import mqtt_topics as mt
+from firmware_protocols import mqtt_topics as topics
+from onedoor.broker import EmbeddedBroker
 from tests.edge.central_probe import CentralProbe, wait_for
 from tests.edge.sites import free_port, http, site_toml
 from tests.edge.test_hall import OPENING
@@ -210,7 +211,7 @@ def test_malformed_commands_get_error_results_and_the_daemon_keeps_serving(
     port = free_port()
     config_path = site_toml(tmp_path, mqtt_port=mqtt_broker.port, http_port=port)
     probe = CentralProbe(mqtt_broker.host, mqtt_broker.port, "test-site")
-    cmd_topic = mt.cmd_topic("test-site", "reprint")
+    cmd_topic = topics.cmd_topic("test-site", "reprint")
 
     def raw_cmd(**changes: Any) -> tuple[uuid.UUID, bytes]:
         command_id = uuid.uuid4()
@@ -269,3 +270,144 @@ def test_malformed_commands_get_error_results_and_the_daemon_keeps_serving(
         asyncio.run(main())
     finally:
         probe.close()
+
+
+@pytest.mark.parametrize(("payload", "found"), [
+    (b'{"v": 1, "id": "%s", "args": {"name": "announce", "text": "\xff\xfe"}}', True),
+    (b'{"v": 1, "id": "%s", "args": ' + b"[" * 1500 + b"]" * 1500 + b"}", True),
+    (b'{"id": "%s", "pad": "' + b"x" * 5000 + b'"}', True),  # too large to parse
+    (b'{"v": 1, "args": {"id": 7}}', False),
+    (b"\xff" * 5000, False),
+    (b"[" * 100_000, False),
+])
+def test_a_command_id_is_read_without_parsing_what_cannot_be(payload: bytes,
+                                                             found: bool) -> None:
+    command_id = uuid.uuid4()
+    if b"%s" in payload:
+        payload = payload.replace(b"%s", str(command_id).encode())
+    assert readable_command_id(payload) == (command_id if found else None)
+
+
+def test_commands_that_are_not_utf8_nested_too_deep_or_too_large_get_a_result(
+        tmp_path: Path, mqtt_broker: MosquittoBroker) -> None:
+    """Every refused command with a readable id is answered, and nothing escapes the
+    uplink (a nested payload used to raise RecursionError out of the message callback)."""
+    port = free_port()
+    config_path = site_toml(tmp_path, mqtt_port=mqtt_broker.port, http_port=port)
+    probe = CentralProbe(mqtt_broker.host, mqtt_broker.port, "test-site")
+    topic = topics.cmd_topic("test-site", "announce")
+    leaked: list[dict[str, Any]] = []
+
+    def payload(command_id: uuid.UUID, args: bytes) -> bytes:
+        now = int(time.time() * 1000)
+        return (b'{"v": 1, "site": "test-site", "id": "%s", "issued_ts": %d, "expires_ts": %d, '
+                b'"args": %s}' % (str(command_id).encode(), now, now + 60_000, args))
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: leaked.append(ctx))
+        daemon = EdgeDaemon(config_path, install_signals=False)
+        task = asyncio.create_task(daemon.run())
+        await daemon.ready.wait()
+        await until(lambda: daemon.uplink is not None and daemon.uplink.connected, what="up")
+        cases = {
+            "not UTF-8": b'{"name": "announce", "text": "\xe7\xb3\xbb\xff", "repeat": 1}',
+            "nested": b'{"name": "announce", "text": ' + b"[" * 1500 + b"]" * 1500
+                      + b', "repeat": 1}',
+            "too large": b'{"name": "announce", "text": "' + "很".encode() * 3000
+                         + b'", "repeat": 1}',
+        }
+        sent = {}
+        for name, args in cases.items():
+            sent[name] = uuid.uuid4()
+            probe.publish_raw(topic, payload(sent[name], args))
+        await until(lambda: all(probe.result(c) for c in sent.values()), what="results")
+        errors = {name: probe.result(c).error for name, c in sent.items()}  # type: ignore[union-attr]
+        assert "json" in errors["not UTF-8"], errors
+        assert "json" in errors["nested"], errors
+        assert "too_large" in errors["too large"], errors
+        assert not any(probe.result(c).ok for c in sent.values())  # type: ignore[union-attr]
+        status, _ = await asyncio.to_thread(
+            http, "POST", f"http://127.0.0.1:{port}/tickets", {"service": "shebao"})
+        assert status == 201
+        assert daemon.supervisor.restarts == dict.fromkeys(daemon.supervisor.restarts, 0)
+        daemon.stop()
+        await task
+
+    try:
+        asyncio.run(main())
+    finally:
+        probe.close()
+    assert leaked == []
+
+
+def test_a_command_sent_while_the_edge_is_offline_runs_when_it_comes_back(
+        tmp_path: Path, mqtt_broker: MosquittoBroker) -> None:
+    """The broker keeps the edge's session: a command waits there until the edge is back,
+    and one whose TTL ran out meanwhile is answered expired, not run."""
+    config_path = site_toml(tmp_path, mqtt_port=mqtt_broker.port, http_port=free_port())
+    probe = CentralProbe(mqtt_broker.host, mqtt_broker.port, "test-site")
+
+    async def connected_once() -> None:
+        daemon = EdgeDaemon(config_path, install_signals=False)
+        task = asyncio.create_task(daemon.run())
+        await daemon.ready.wait()
+        await until(lambda: daemon.uplink is not None and daemon.uplink.connected, what="up")
+        daemon.stop()  # a clean offline; the broker keeps the session
+        await task
+
+    try:
+        asyncio.run(connected_once())
+        reload = probe.command(mm.ReloadConfigArgs(version="v1"))
+        short = probe.command(mm.ReloadConfigArgs(version="v1"), ttl_ms=1000)
+        time.sleep(1.2)  # the short one's TTL runs out while the edge is offline
+        asyncio.run(_waiting_for_results(config_path, probe, [reload, short]))
+        assert probe.result(reload).ok  # type: ignore[union-attr]
+        assert "expired" in (probe.result(short).error or "")  # type: ignore[union-attr]
+    finally:
+        probe.close()
+
+
+async def _waiting_for_results(config_path: Path, probe: CentralProbe,
+                               commands: list[uuid.UUID]) -> None:
+    daemon = EdgeDaemon(config_path, install_signals=False)
+    task = asyncio.create_task(daemon.run())
+    try:
+        await daemon.ready.wait()
+        await until(lambda: all(probe.result(c) for c in commands), timeout=20,
+                    what="the results of the commands sent while offline")
+    finally:
+        daemon.stop()
+        await task
+
+
+def test_mqtt_3_1_1_for_a_broker_without_mqtt_5(tmp_path: Path) -> None:
+    """``mqtt.protocol = "3.1.1"`` (the demo's embedded amqtt has no MQTT 5): events and
+    commands flow as over MQTT 5."""
+    with EmbeddedBroker() as broker:
+        port = free_port()
+        config_path = site_toml(tmp_path, mqtt_port=broker.port, http_port=port)
+        config_path.write_text(config_path.read_text().replace(
+            "keepalive_seconds = 5", 'keepalive_seconds = 5\nprotocol = "3.1.1"'))
+        probe = CentralProbe(broker.host, broker.port, "test-site")
+
+        async def main() -> None:
+            daemon = EdgeDaemon(config_path, install_signals=False)
+            task = asyncio.create_task(daemon.run())
+            await daemon.ready.wait()
+            await until(lambda: daemon.uplink is not None and daemon.uplink.connected,
+                        what="up")
+            status, _ = await asyncio.to_thread(
+                http, "POST", f"http://127.0.0.1:{port}/tickets", {"service": "shebao"})
+            assert status == 201
+            await until(lambda: any(e.type == "ticket.issued" for e in probe.events),
+                        what="the ticket at the central")
+            reload = probe.command(mm.ReloadConfigArgs(version="v1"))
+            await until(lambda: probe.result(reload) is not None, what="the command's result")
+            assert probe.result(reload).ok  # type: ignore[union-attr]
+            daemon.stop()
+            await task
+
+        try:
+            asyncio.run(main())
+        finally:
+            probe.close()

@@ -19,7 +19,7 @@ from firmware_protocols.crc import crc16_modbus_bytes, sum8
 from firmware_protocols.terminal_events import (
     Key,
     KeyPressed,
-    RatingGiven,
+    RatingPressed,
     RequestRating,
     ShowText,
 )
@@ -180,7 +180,7 @@ vendor_events: st.SearchStrategy[vf.VendorEvent] = st.one_of(
     st.builds(vf.Idle, _ADDRESS, _BYTE),
     st.builds(vf.Ack, _ADDRESS, st.sampled_from(vf.Function)),
     st.builds(KeyPressed, _ADDRESS, st.sampled_from(Key), _SEQUENCE),
-    st.builds(RatingGiven, _ADDRESS, st.integers(1, 5), _SEQUENCE),
+    st.builds(RatingPressed, _ADDRESS, st.integers(1, 5), _SEQUENCE),
 )
 
 

@@ -30,7 +30,7 @@ from firmware_protocols.simulators.modbus_bank import ModbusTerminalBank
 from firmware_protocols.simulators.printer import VirtualPrinter, assemble
 from firmware_protocols.simulators.serial_link import PtyLink
 from firmware_protocols.simulators.vendor_bank import VendorTerminalBank
-from firmware_protocols.terminal_events import Key, KeyPressed, RatingGiven
+from firmware_protocols.terminal_events import Key, KeyPressed, RatingPressed
 from tests.fuzz.harness import escpos_garbage_is_closed
 from tests.protocols.test_vendor_bank import Host as VendorHost
 
@@ -185,7 +185,7 @@ def test_vendor_terminals_report_every_press_between_bursts_of_garbage(
         assert sequence is not None
         assert rated is not None
         reports = [host.poll(2), host.poll(3)]
-        assert reports == [KeyPressed(2, Key.NEXT, sequence), RatingGiven(3, 5, rated)]
+        assert reports == [KeyPressed(2, Key.NEXT, sequence), RatingPressed(3, 5, rated)]
         # The next poll carries the ack: both reports are dropped, nothing else is queued.
         assert [type(host.poll(2)), type(host.poll(3))] == [vf.Idle, vf.Idle]
         assert bank.bad_frames > before, round_number

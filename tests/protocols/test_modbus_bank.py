@@ -19,7 +19,7 @@ from firmware_protocols.terminal_events import (
     InputsRefused,
     Key,
     KeyPressed,
-    RatingGiven,
+    RatingPressed,
     RequestRating,
     ShowText,
     TerminalEvent,
@@ -108,7 +108,7 @@ def test_presses_and_ratings_are_latched_until_acknowledged(
     assert bank.pending_inputs(3) == 0
     assert host.cursors[3] == cursor_after_first
 
-    assert host.poll(5) == (RatingGiven(5, 4, 1),)
+    assert host.poll(5) == (RatingPressed(5, 4, 1),)
     assert host.poll(5) == ()
     assert host.poll(1) == ()
 
@@ -132,9 +132,9 @@ def test_slow_poll_cycle_loses_nothing_and_reports_refusals(
     assert bank.press(6, Key.NEXT) is None  # the ninth waits in no queue: refused, beeps
     events = host.poll(6)
     assert [e.key for e in events if isinstance(e, KeyPressed)] == keys
-    assert [e.value for e in events if isinstance(e, RatingGiven)] == [5, 1]
+    assert [e.value for e in events if isinstance(e, RatingPressed)] == [5, 1]
     assert events[-1] == InputsRefused(6, 1)
-    assert [e.sequence for e in events if isinstance(e, KeyPressed | RatingGiven)] == list(
+    assert [e.sequence for e in events if isinstance(e, KeyPressed | RatingPressed)] == list(
         range(1, 9)
     )
 
@@ -174,7 +174,7 @@ def test_rating_request_lights_the_pad(bank: ModbusTerminalBank, host: Host) -> 
     assert status.rating_pending
     bank.rate(5, 5)
     assert not bank.rating_requested(5)
-    assert host.poll(5) == (RatingGiven(5, 5, 1),)
+    assert host.poll(5) == (RatingPressed(5, 5, 1),)
 
 
 def test_dead_slave_times_out_while_others_answer(bank: ModbusTerminalBank, host: Host) -> None:
@@ -262,7 +262,7 @@ def test_async_client_polls_acks_and_writes(link: PtyLink, bank: ModbusTerminalB
     bank.press(5, Key.NEXT)
     bank.rate(5, 3)
     first, second = asyncio.run(exchange())
-    assert first == (KeyPressed(5, Key.NEXT, 1), RatingGiven(5, 3, 2))
+    assert first == (KeyPressed(5, Key.NEXT, 1), RatingPressed(5, 3, 2))
     assert second == ()
     assert bank.pending_inputs(5) == 0
     assert bank.led_text(5) == "请A013号到5号窗口"

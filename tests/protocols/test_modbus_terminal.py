@@ -21,7 +21,7 @@ from firmware_protocols.terminal_events import (
     InputsRefused,
     Key,
     KeyPressed,
-    RatingGiven,
+    RatingPressed,
     RequestRating,
     ShowText,
 )
@@ -103,7 +103,7 @@ def test_poll_block_golden_encode_and_decode() -> None:
     assert isinstance(response, mt.ReadResponse)
     assert response.registers == GOLDEN_POLL_BLOCK
     result = mt.decode_poll_block(3, response.registers, None)
-    assert result.events == (KeyPressed(3, Key.NEXT, 1), RatingGiven(3, 4, 2))
+    assert result.events == (KeyPressed(3, Key.NEXT, 1), RatingPressed(3, 4, 2))
     assert result.ack == mt.RegisterWrite(3, mt.INPUT_ACK, (2,))
     assert result.cursor == mt.PollCursor(0xA17E, 2, 0)
     assert result.status.firmware_version == (1, 0)
@@ -257,8 +257,8 @@ def test_every_latched_input_reaches_the_host_once_in_order(
     queue = mt.InputQueue()
     queue.sequence = start
     cursor = mt.decode_poll_block(7, _block(queue), None).cursor
-    latched: list[KeyPressed | RatingGiven] = []
-    received: list[KeyPressed | RatingGiven] = []
+    latched: list[KeyPressed | RatingPressed] = []
+    received: list[KeyPressed | RatingPressed] = []
     refused = reported_refused = 0
 
     def poll(ack_lost: bool) -> None:
@@ -289,7 +289,7 @@ def test_every_latched_input_reaches_the_host_once_in_order(
             if sequence is None:
                 refused += 1
             else:
-                latched.append(RatingGiven(7, value, sequence))
+                latched.append(RatingPressed(7, value, sequence))
     poll(False)
     assert received == latched
     assert reported_refused == refused
@@ -341,7 +341,7 @@ def test_input_entries_round_trip(entries: list[Key | int]) -> None:
             )
         else:
             entry = mt.encode_input(value, rating=True)
-            assert mt.decode_input(4, sequence, entry) == RatingGiven(4, value, sequence)
+            assert mt.decode_input(4, sequence, entry) == RatingPressed(4, value, sequence)
 
 
 # --- bad input: clear local errors -------------------------------------------------------------

@@ -20,6 +20,7 @@ from firmware_protocols.mqtt_messages import (
     EVENT_TYPES,
     SCHEMAS,
     Ack,
+    AckRefused,
     AnnounceArgs,
     Cmd,
     CmdResult,
@@ -200,6 +201,8 @@ BODY_TABLE: list[tuple[EventBody, str]] = [
     (OutboxDropped(count=12), '{"type":"outbox.dropped","count":12}'),
     (JournalLost(first_seq=1201, last_seq=1207),
      '{"type":"journal.lost","first_seq":1201,"last_seq":1207}'),
+    (AckRefused(ack=2**53 - 1, last_seq=1207, count=3),
+     '{"type":"ack.refused","ack":9007199254740991,"last_seq":1207,"count":3}'),
     (DayReset(day="2026-11-23"), '{"type":"day.reset","day":"2026-11-23"}'),
 ]
 

@@ -15,7 +15,7 @@ from firmware_protocols.simulators.vendor_bank import KeypadDisplay, VendorTermi
 from firmware_protocols.terminal_events import (
     Key,
     KeyPressed,
-    RatingGiven,
+    RatingPressed,
     RequestRating,
     ShowText,
 )
@@ -50,13 +50,13 @@ class Host:
 
     def poll(self, address: int) -> vf.VendorEvent | None:
         answer = self.exchange(self.poller.poll(address))
-        if isinstance(answer, KeyPressed | RatingGiven):
+        if isinstance(answer, KeyPressed | RatingPressed):
             self.poller.taken(answer)
         return answer
 
-    def drain(self, address: int) -> list[KeyPressed | RatingGiven]:
-        reports: list[KeyPressed | RatingGiven] = []
-        while isinstance(answer := self.poll(address), KeyPressed | RatingGiven):
+    def drain(self, address: int) -> list[KeyPressed | RatingPressed]:
+        reports: list[KeyPressed | RatingPressed] = []
+        while isinstance(answer := self.poll(address), KeyPressed | RatingPressed):
             reports.append(answer)
         assert isinstance(answer, vf.Idle)
         return reports
@@ -88,7 +88,7 @@ def test_press_poll_ack(bank: VendorTerminalBank, host: Host) -> None:
     assert bank.pending_reports(3) == 1  # kept until the next poll acknowledges it
     assert host.poll(3) == vf.Idle(3, 0)
     assert bank.pending_reports(3) == 0
-    assert host.poll(5) == RatingGiven(5, 4, 1)
+    assert host.poll(5) == RatingPressed(5, 4, 1)
     assert host.poll(5) == vf.Idle(5, 0)
     assert host.poll(1) == vf.Idle(1, 0)
 
@@ -108,7 +108,7 @@ def test_every_window_action_arrives_in_order(bank: VendorTerminalBank, host: Ho
     bank.rate(6, 5)
     reports = host.drain(6)
     assert [r.key for r in reports if isinstance(r, KeyPressed)] == actions
-    assert reports[-1] == RatingGiven(6, 5, 8)
+    assert reports[-1] == RatingPressed(6, 5, 8)
     assert bank.press(6, Key.SIGN_OUT) == 9
 
 

@@ -19,7 +19,7 @@ from firmware_protocols.errors import (
 from firmware_protocols.terminal_events import (
     Key,
     KeyPressed,
-    RatingGiven,
+    RatingPressed,
     RequestRating,
     ShowText,
 )
@@ -34,7 +34,7 @@ GOLDEN: list[tuple[vf.VendorEvent, str]] = [
     (KeyPressed(3, Key.NEXT, 1), "ff 68 03 03 68 03 81 01 85 16"),
     (KeyPressed(3, Key.NO_SHOW, 255), "ff 68 03 03 68 03 84 ff 86 16"),
     (KeyPressed(3, Key.SIGN_IN, 9), "ff 68 03 03 68 03 88 09 94 16"),
-    (RatingGiven(5, 4, 2), "ff 68 03 03 68 05 a4 02 ab 16"),
+    (RatingPressed(5, 4, 2), "ff 68 03 03 68 05 a4 02 ab 16"),
     (vf.CallDisplay(3, "A012", 5), "ff 68 07 07 68 03 02 05 41 30 31 32 de 16"),
     (vf.RecallDisplay(3, "A012"), "ff 68 06 06 68 03 03 41 30 31 32 da 16"),
     (RequestRating(5, 30), "ff 68 03 03 68 05 04 1e 27 16"),
@@ -102,7 +102,7 @@ def test_checksum_error_is_reported_and_stream_continues() -> None:
     out = _decode_all(bytes(bad) + good)
     assert isinstance(out[0], ChecksumError)
     assert (out[0].expected, out[0].actual) == (0x85, 0x84)
-    assert out[1:] == [RatingGiven(5, 4, 2)]
+    assert out[1:] == [RatingPressed(5, 4, 2)]
 
 
 def test_header_promising_too_much_is_abandoned_for_a_later_frame() -> None:
@@ -152,7 +152,7 @@ def test_well_formed_but_meaningless_frames_are_remote_errors(body: str, message
         vf.Poll(0, 0),
         vf.Poll(3, 256),
         KeyPressed(3, Key.NEXT, 0),
-        RatingGiven(3, 6, 1),
+        RatingPressed(3, 6, 1),
         vf.CallDisplay(3, "", 1),
         vf.CallDisplay(3, "A0123456789", 1),
         vf.RecallDisplay(3, "号"),
@@ -178,7 +178,7 @@ EVENTS = st.one_of(
     st.builds(vf.Poll, ADDRESS, st.integers(0, 255)),
     st.builds(vf.Idle, ADDRESS, st.integers(0, 255)),
     st.builds(KeyPressed, ADDRESS, st.sampled_from(list(Key)), SEQUENCE),
-    st.builds(RatingGiven, ADDRESS, st.integers(1, 5), SEQUENCE),
+    st.builds(RatingPressed, ADDRESS, st.integers(1, 5), SEQUENCE),
     st.builds(vf.CallDisplay, ADDRESS, TICKET, st.integers(0, 255)),
     st.builds(vf.RecallDisplay, ADDRESS, TICKET),
     st.builds(RequestRating, ADDRESS, st.integers(0, 255)),
@@ -253,8 +253,8 @@ def test_poll_answers_oldest_report_and_ack_drops_it() -> None:
     assert terminal.answer_poll(vf.Poll(3, 0)) == first  # retried poll: same report
     poller.taken(first)
     assert poller.poll(3) == bytes.fromhex("ff 68 03 03 68 03 01 01 05 16")
-    assert terminal.answer_poll(vf.Poll(3, 1)) == RatingGiven(3, 5, 2)
-    assert terminal.answer_poll(vf.Poll(3, 1)) == RatingGiven(3, 5, 2)  # ack 1 already applied
+    assert terminal.answer_poll(vf.Poll(3, 1)) == RatingPressed(3, 5, 2)
+    assert terminal.answer_poll(vf.Poll(3, 1)) == RatingPressed(3, 5, 2)  # ack 1 already applied
     assert terminal.answer_poll(vf.Poll(3, 2), status=1) == vf.Idle(3, 1)
 
 
@@ -287,8 +287,8 @@ def test_full_report_queue_refuses() -> None:
 def test_lossy_bus_delivers_each_report_once_in_order(script: list[tuple[str, object]]) -> None:
     terminal = vf.TerminalReports(9)
     poller = vf.VendorPoller()
-    latched: list[KeyPressed | RatingGiven] = []
-    received: list[KeyPressed | RatingGiven] = []
+    latched: list[KeyPressed | RatingPressed] = []
+    received: list[KeyPressed | RatingPressed] = []
 
     def poll(fate: str) -> vf.TerminalFrame | None:
         request = _decode_all(poller.poll(9))
@@ -301,10 +301,10 @@ def test_lossy_bus_delivers_each_report_once_in_order(script: list[tuple[str, ob
             return None
         assert len(answer) == 1
         frame = answer[0]
-        if isinstance(frame, KeyPressed | RatingGiven):
+        if isinstance(frame, KeyPressed | RatingPressed):
             received.append(frame)
             poller.taken(frame)
-        assert isinstance(frame, vf.Idle | KeyPressed | RatingGiven)
+        assert isinstance(frame, vf.Idle | KeyPressed | RatingPressed)
         return frame
 
     for action, value in script:
@@ -319,7 +319,7 @@ def test_lossy_bus_delivers_each_report_once_in_order(script: list[tuple[str, ob
             assert isinstance(value, int)
             sequence = terminal.rate(value)
             if sequence is not None:
-                latched.append(RatingGiven(9, value, sequence))
+                latched.append(RatingPressed(9, value, sequence))
     for _ in range(vf.REPORT_QUEUE_SIZE + 1):
         poll("ok")
     assert received == latched

@@ -8,12 +8,16 @@ import math
 import shutil
 import wave
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edge.devices.base import DeviceInput, DeviceStatusChanged, HealthState
 from edge.devices.voice import (
+    CHIME,
     CLIP_NAMES,
+    MAX_WAITING_CALLS,
+    MAX_WAITING_TEXTS,
     SAMPLE_RATE,
     AplaySink,
     ClipSet,
@@ -245,20 +249,21 @@ def test_aplay_plays_and_a_broken_device_is_reported(clips: ClipSet) -> None:
     asyncio.run(main())
 
 
-def test_free_text_is_spoken_after_the_chime(clips: ClipSet, tmp_path: Path) -> None:
+def test_free_text_is_spoken_after_the_chime_and_after_waiting_calls(
+        clips: ClipSet, tmp_path: Path) -> None:
     async def main() -> list[Path]:
         sink = WavDirectorySink(tmp_path)
         driver = VoiceDriver(clips, sink, asyncio.Queue())
         task = asyncio.create_task(driver.run())
         driver.announce_text("今日十六点三十分停止取号")
-        driver.announce("A001", 1)  # queued behind the text, played after it
+        driver.announce("A001", 1)  # queued after the text, called before it
         await asyncio.wait_for(driver.drain(), timeout=20)
         task.cancel()
         return sink.written
 
     written = asyncio.run(main())
-    assert [p.name for p in written] == ["0001-text.wav", "0002-A001-w1.wav"]
-    _, frames = read_wav(written[0])
+    assert [p.name for p in written] == ["0001-A001-w1.wav", "0002-text.wav"]
+    _, frames = read_wav(written[1])
     chime = clips["chime"].frames
     assert frames.startswith(chime)
     speech = array.array("h", frames[len(chime) :])
@@ -275,6 +280,135 @@ def test_bad_free_text_is_refused(clips: ClipSet, text: str, message: str) -> No
         driver = VoiceDriver(clips, SlowSink(), asyncio.Queue())
         with pytest.raises(ValueError, match=message):
             driver.announce_text(text)
+        assert driver.pending == 0
+
+    asyncio.run(main())
+
+
+class TimedSink:
+    """Plays each announcement for a set time (free text longer than a call) and keeps
+    what was played to the end, what was cut off, and any overlap."""
+
+    def __init__(self, text_s: float = 0.3, call_s: float = 0.01) -> None:
+        self.text_s, self.call_s = text_s, call_s
+        self.playing = 0
+        self.overlaps = 0
+        self.finished: list[str] = []
+        self.cut: list[str] = []
+        self.started = asyncio.Event()
+
+    async def play(self, wav: bytes, label: str) -> None:
+        self.playing += 1
+        self.overlaps += self.playing > 1
+        self.started.set()
+        try:
+            await asyncio.sleep(self.text_s if label == "text" else self.call_s)
+        except asyncio.CancelledError:
+            self.cut.append(label)
+            raise
+        finally:
+            self.playing -= 1
+        self.finished.append(label)
+
+
+def _rendered(driver: VoiceDriver, clips: ClipSet) -> None:
+    """Free text without espeak-ng's second or two per text: the chime stands for it."""
+    async def render(call: Any) -> bytes:
+        return clips.render([CHIME])
+    driver._render = render  # type: ignore[method-assign]
+
+
+def test_a_ticket_call_cuts_free_text_off_and_the_text_is_said_again_in_full(
+        clips: ClipSet) -> None:
+    async def main() -> tuple[TimedSink, VoiceDriver]:
+        sink = TimedSink()
+        driver = VoiceDriver(clips, sink, asyncio.Queue())
+        _rendered(driver, clips)
+        task = asyncio.create_task(driver.run())
+        driver.announce_text("系统维护，今日十六点停止取号", repeat=2)
+        await asyncio.wait_for(sink.started.wait(), 5)
+        driver.announce("A001", 1)  # while the text is being said
+        driver.announce("A002", 2)
+        await asyncio.wait_for(driver.drain(), timeout=10)
+        task.cancel()
+        return sink, driver
+
+    sink, driver = asyncio.run(main())
+    assert sink.cut == ["text"]
+    assert sink.finished == ["A001-w1", "A002-w2", "text", "text"]
+    assert sink.overlaps == 0
+    assert driver.interrupted_texts == 1
+
+
+def test_queued_calls_go_before_queued_text(clips: ClipSet) -> None:
+    async def main() -> TimedSink:
+        sink = TimedSink(text_s=0.01)
+        driver = VoiceDriver(clips, sink, asyncio.Queue())
+        _rendered(driver, clips)
+        for _ in range(3):
+            driver.announce_text("请各位办事群众保管好随身物品", repeat=5)
+        for window in range(1, 4):
+            driver.announce(f"A00{window}", window)
+        task = asyncio.create_task(driver.run())
+        await asyncio.wait_for(driver.drain(), timeout=10)
+        task.cancel()
+        return sink
+
+    sink = asyncio.run(main())
+    assert sink.finished == ["A001-w1", "A002-w2", "A003-w3", *["text"] * 15]
+
+
+def test_the_voice_queues_are_bounded(clips: ClipSet) -> None:
+    """Twenty announcements of 198 characters said five times once put over two hours of
+    speech ahead of the next call: at most MAX_WAITING_TEXTS wait, the rest are refused;
+    calls past MAX_WAITING_CALLS push out the oldest call."""
+    async def main() -> None:
+        driver = VoiceDriver(clips, SlowSink(), asyncio.Queue())
+        for _ in range(MAX_WAITING_TEXTS):
+            driver.announce_text("很" * 198, repeat=5)
+        for _ in range(20 - MAX_WAITING_TEXTS):
+            with pytest.raises(ValueError, match="voice queue"):
+                driver.announce_text("很" * 198, repeat=5)
+        assert driver.pending == MAX_WAITING_TEXTS
+        for number in range(1, MAX_WAITING_CALLS + 6):
+            driver.announce(f"A{number:03d}", 1)
+        assert driver.pending == MAX_WAITING_TEXTS + MAX_WAITING_CALLS
+        assert driver.dropped_calls == 5
+        assert driver._calls[0].label == "A006-w1"  # the five oldest calls went
+        with pytest.raises(ValueError, match="repeat"):
+            driver.announce_text("好", repeat=6)
+
+    asyncio.run(main())
+
+
+def test_a_call_by_name_is_a_ticket_call(clips: ClipSet) -> None:
+    """请张女士，A001号… is said from text but queued as a call: before waiting free text,
+    never cut off by the next call."""
+    async def main() -> TimedSink:
+        sink = TimedSink(text_s=0.2, call_s=0.01)
+        driver = VoiceDriver(clips, sink, asyncio.Queue())
+        _rendered(driver, clips)
+        driver.announce_text("请各位办事群众保管好随身物品")
+        driver.announce("A001", 1, spoken="请张女士，A001号，到1号窗口办理")
+        task = asyncio.create_task(driver.run())
+        await asyncio.wait_for(sink.started.wait(), 5)
+        driver.announce("A002", 2)  # while the call by name is said
+        await asyncio.wait_for(driver.drain(), timeout=10)
+        task.cancel()
+        return sink
+
+    sink = asyncio.run(main())
+    assert sink.finished == ["A001-w1", "A002-w2", "text"]
+    assert sink.cut == []
+
+
+def test_a_call_by_name_is_refused_like_free_text(clips: ClipSet) -> None:
+    async def main() -> None:
+        driver = VoiceDriver(clips, SlowSink(), asyncio.Queue())
+        with pytest.raises(ValueError, match="control"):
+            driver.announce("A001", 1, spoken="请张\n女士")
+        with pytest.raises(ValueError, match="window number"):
+            driver.announce("A001", 0, spoken="请张女士")
         assert driver.pending == 0
 
     asyncio.run(main())
