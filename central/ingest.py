@@ -78,6 +78,9 @@ INTERNAL: Final = "internal"
 """Ingest-level reject reason: the payload was valid but storing it failed (a bug; logged)."""
 RATE_LIMITED: Final = "rate_limited"
 """Ingest-level reject reason: a site over its message rate (:class:`SiteRateLimiter`)."""
+RETIRED_SITE: Final = "retired_site"
+"""Ingest-level reject reason: the site was retired from the registry (its edge still talks).
+Nothing of it is stored or acknowledged, so its edge keeps its events for a restore."""
 GAP_SCAN_LIMIT: Final = 10_000
 """Seqs read above the contiguous point per site and batch to find gaps."""
 
@@ -240,7 +243,7 @@ class IngestProcessor:
         clock.lap("decode")
         with self._sessions.begin() as session:
             incoming = self._drop_unknown_sites(session, incoming, rejects, now)
-            self._apply(session, incoming, now, outcome)
+            self._apply(session, incoming, now, outcome, rejects)
             self._store_rejects(session, rejects)
             clock.lap("rejects")
         clock.lap("commit")  # the flush of the changed rows and COMMIT
@@ -331,10 +334,31 @@ class IngestProcessor:
                 log.warning("ingest.unknown_site", site=item.site_id, kind=item.kind.value)
         return kept
 
+    def _drop_retired_sites(self, sites: dict[str, Site], incoming: list[mm.Incoming],
+                            rejects: dict[tuple[str, str], list[Any]],
+                            now: datetime) -> list[mm.Incoming]:  # fmt: skip
+        """Refuse (and count) what retired sites send; checked on the locked rows, so a
+        retirement committed by any replica takes effect at the next batch."""
+        retired = {site_id for site_id, site in sites.items() if site.retired_at is not None}
+        if not retired:
+            return incoming
+        for site_id in retired:
+            del sites[site_id]
+        kept = []
+        for item in incoming:
+            if item.site_id in retired:
+                self._count_reject(rejects, item.site_id, RETIRED_SITE,
+                                   "site retired from the registry", now)  # fmt: skip
+                log.warning("ingest.retired_site", site=item.site_id, kind=item.kind.value)
+            else:
+                kept.append(item)
+        return kept
+
     # ------------------------------------------------------------------ the batch
 
     def _apply(self, session: Session, incoming: list[mm.Incoming], now: datetime,
-               outcome: BatchOutcome) -> None:  # fmt: skip
+               outcome: BatchOutcome,
+               rejects: dict[tuple[str, str], list[Any]]) -> None:  # fmt: skip
         if not incoming:
             return
         site_ids = sorted({i.site_id for i in incoming})
@@ -347,6 +371,10 @@ class IngestProcessor:
         }
         clock = self.stages
         clock.lap("sites.lock")
+        incoming = self._drop_retired_sites(sites, incoming, rejects, now)
+        if not incoming:
+            return
+        site_ids = sorted(sites)
         book = AlarmBook(session, now)
         book.preload(set(site_ids))
         clock.lap("alarms.load")

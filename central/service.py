@@ -11,7 +11,8 @@ Tasks (one ``asyncio.TaskGroup``, each named): ``mqtt`` (the broker connection,
 :class:`central.ingest.MqttIngest`), ``ingest-batches`` (collect the received
 publishes, commit a batch in a worker thread,
 then publish acks and queue notifications), ``alarm-timer`` (time-based alarm
-rules, telemetry retention), ``webhook`` (send notifications). Database work
+rules, telemetry retention), ``retention`` (old events, alarms and commands, see
+:mod:`central.retention`), ``webhook`` (send notifications). Database work
 is serialised by one lock per process; several processes (replicas) are safe
 through the database (see :mod:`central.ingest`).
 """
@@ -40,6 +41,7 @@ from central.db import make_engine, migrate, session_factory
 from central.errors import CommandRefused, TooManyRequests, UnknownSite
 from central.ingest import IngestProcessor, MqttIngest, Received, new_command
 from central.models import Alarm, Command, CommandStatus, Site
+from central.retention import Pruned, Retention
 from central.telemetry import EmbeddedTelemetrySink, TelemetrySink, make_sink
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.errors import LocalProtocolError
@@ -79,7 +81,9 @@ class CentralService:
         self.clock = clock
         self._run_migrations = run_migrations
         self.processor = IngestProcessor(self.sessions, config, self.sink)
+        self.retention = Retention(self.sessions, config)
         self.mqtt = MqttIngest(config, self._received)
+        self._loop: asyncio.AbstractEventLoop | None = None
         # The MQTT client runs on this loop and appends here once per read; the batch
         # loop takes from the left.
         self._pending: collections.deque[Received] = collections.deque()
@@ -106,6 +110,7 @@ class CentralService:
             tasks.create_task(self._batch_loop(), name="ingest-batches"),
             tasks.create_task(self._alarm_timer(), name="alarm-timer"),
             tasks.create_task(self._webhook_loop(), name="webhook"),
+            tasks.create_task(self._retention_timer(), name="retention"),
         ]
         return self
 
@@ -231,15 +236,43 @@ class CentralService:
             self._notices.put_nowait(notification)
         return notifications
 
+    async def _retention_timer(self) -> None:
+        while True:
+            try:
+                await self.prune_history()
+            except OperationalError as exc:
+                log.error("retention.db_unavailable", error=str(exc)[:200])
+            await asyncio.sleep(self.config.retention_interval_s)
+
+    async def prune_history(self) -> Pruned:
+        """Delete what is past the retention settings now (the ``retention`` task runs this
+        every ``retention_interval_s``): step by step, each step holding the database only
+        briefly, so ingest goes on in between."""
+        now = self.clock()
+        total = Pruned()
+        more = True
+        while more:
+            async with self._db_lock:
+                pruned, more = await asyncio.to_thread(self.retention.prune_step, now)
+            total += pruned
+        if total:
+            log.info("retention.pruned", **total.as_dict())
+        return total
+
     def acknowledge_alarm(self, alarm_id: int, person: str, note: str | None = None) -> Alarm:
         """A person acknowledges an alarm (synchronous; call from a worker thread in the API)."""
         with self.sessions.begin() as session:
             book = AlarmBook(session, self.clock())
             alarm = book.acknowledge(alarm_id, person, note)
-        if self._loop is not None:
-            for notification in book.notifications:
-                self._loop.call_soon_threadsafe(self._notices.put_nowait, notification)
+        self.queue_notifications(book.notifications)
         return alarm
+
+    def queue_notifications(self, notifications: list[Notification]) -> None:
+        """Hand notifications committed elsewhere (the registry clearing a retired site's
+        alarms) to the webhook sender; callable from any thread."""
+        if self._loop is not None:
+            for notification in notifications:
+                self._loop.call_soon_threadsafe(self._notices.put_nowait, notification)
 
     async def _webhook_loop(self) -> None:
         while True:

@@ -122,6 +122,8 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "paused": ("暂停", "paused"),
     "all_services": ("全部事项", "all services"),
     "back": ("返回总览", "Back to fleet"),
+    "site_retired": ("已撤销，不在站点总览中；历史记录保留。撤销于",
+                     "Retired: out of the fleet, its history kept. Retired at"),
     "commands": ("远程指令", "Commands"),
     "send": ("发送", "Send"),
     "command_log": ("指令记录", "Command log"),

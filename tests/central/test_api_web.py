@@ -201,8 +201,10 @@ def test_every_refusal_carries_its_status() -> None:
     assert statuses == {
         "RequestError": 400, "BadRequest": 400, "AuthError": 401, "Unauthenticated": 401,
         "Forbidden": 403, "NotFound": 404, "UnknownSite": 404, "UnknownAlarm": 404,
-        "UnknownCommand": 404, "UnknownToken": 404, "PayloadTooLarge": 413,
-        "InvalidRequest": 422, "CommandRefused": 422, "TooManyRequests": 429,
+        "UnknownCommand": 404, "UnknownToken": 404, "UnknownService": 404,
+        "UnknownWindow": 404, "Conflict": 409, "PayloadTooLarge": 413,
+        "InvalidRequest": 422, "CommandRefused": 422, "RegistryRefused": 422,
+        "TooManyRequests": 429,
         "Unavailable": 503,
     }  # fmt: skip
     assert str(errors.UnknownSite("zs-x")) == "unknown site 'zs-x'"  # not KeyError's repr
@@ -215,8 +217,9 @@ def test_every_refusal_carries_its_status() -> None:
 def test_public_names_of_the_http_side_exist() -> None:
     import importlib
 
-    for name in ("access", "api", "buckets", "context", "errors", "inventory", "limits",
-                 "metrics", "queries", "registry", "views", "web", "web.live", "web.pages",
-                 "web.render", "web.text"):  # fmt: skip
+    for name in ("access", "api", "audit", "backup", "buckets", "cli_registry", "context",
+                 "errors", "inventory", "limits", "metrics", "queries", "registry",
+                 "registry_csv", "retention", "sitespec", "views", "web", "web.live",
+                 "web.pages", "web.render", "web.text"):  # fmt: skip
         module = importlib.import_module(f"central.{name}")
         assert all(hasattr(module, public) for public in module.__all__), name
