@@ -59,6 +59,10 @@ def test_a_waiting_device_is_listed_and_taken_over_once(env: RunningApp) -> None
     again = env.client.post(url, json={"device": NEW}, headers=_headers(env, Role.OPERATOR))
     assert again.status_code == 409
     assert "numbers the site" in again.json()["detail"]
+    audit = env.client.get(f"/api/v1/audit?target={SITE}", headers=_headers(env, Role.ADMIN))
+    [entry] = [e for e in audit.json()["entries"] if e["action"] == "device.takeover"]
+    assert (entry["actor"], entry["role"], entry["detail"]) == (
+        "test operator", "operator", {"device": NEW, "skip": 3})
 
 
 def test_diagnostics_are_asked_for_by_an_operator_and_kept(env: RunningApp) -> None:
@@ -74,6 +78,9 @@ def test_diagnostics_are_asked_for_by_an_operator_and_kept(env: RunningApp) -> N
                             headers=_headers(env, Role.OPERATOR))
     assert asked.status_code == 202, asked.text
     command_id = uuid.UUID(asked.json()["id"])
+    audit = env.client.get(f"/api/v1/audit?target={SITE}", headers=_headers(env, Role.ADMIN))
+    assert any(e["action"] == "command.send" and e["detail"]["command"] == "diagnostics"
+               and e["detail"]["id"] == str(command_id) for e in audit.json()["entries"])
     url = f"/api/v1/diagnostics/{command_id}"
     assert env.client.get(url, headers=_headers(env, Role.OPERATOR)).status_code == 404
     site = SimSite(SITE, device=NEW, epoch=1)

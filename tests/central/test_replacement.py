@@ -20,6 +20,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from central.audit import Actor
 from central.models import AlarmType
 from central.service import CentralService
 from firmware_protocols import mqtt_messages as mm
@@ -28,6 +29,7 @@ from tests.reliability.proxy import UplinkRelay
 from tests.servers import MosquittoBroker
 
 __all__ = ["fresh_site"]  # the fixture
+OPS = Actor(name="ops-li", source="127.0.0.1", actor_id="0123abcd", role="operator")
 
 
 def _waiting(pi: Pi, service: str = "shebao") -> int:
@@ -71,7 +73,7 @@ def test_a_new_pi_comes_online_and_continues_the_day_without_losing_or_repeating
                         "the takeover alarm")
             assert new.post("/tickets", {"service": "shebao"})[0] == 503
 
-            await service.takeover(site_id, device, by="ops-li")
+            await service.takeover(site_id, device, actor=OPS)
             await until(lambda: new.status()["numbering"] == "granted", "the grant")
             assert not central.active(AlarmType.TAKEOVER_PENDING, device)
 
@@ -125,7 +127,7 @@ def test_the_old_pi_coming_back_stops_numbering_and_its_offline_tickets_join_the
             await asyncio.to_thread(new.start, numbering=False)
             device = new.status()["device"]
             await until(lambda: central.active(AlarmType.TAKEOVER_PENDING, device), "waiting")
-            await service.takeover(site_id, device, by="ops-li", skip=10)
+            await service.takeover(site_id, device, actor=OPS, skip=10)
             await until(lambda: new.status()["numbering"] == "granted", "the grant")
             assert await asyncio.to_thread(new.ticket) == "A013"  # A003..A012 left unused
 
@@ -178,7 +180,7 @@ def test_a_takeover_while_the_old_pi_is_online_waits_for_its_last_ticket(
                 "A001", "A002", "A003"]
             old_device = old.status()["device"]
             await until(lambda: central.device(old_device).online, "the old Pi connected")
-            await service.takeover(site_id, device, by="ops-li")
+            await service.takeover(site_id, device, actor=OPS)
             await until(lambda: old.status()["numbering"] == "replaced", "the old Pi fenced")
             await until(lambda: new.status()["numbering"] == "granted", "the grant")
             assert await asyncio.to_thread(new.ticket) == "A004"
