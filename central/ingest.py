@@ -10,7 +10,7 @@ Two layers:
   acks to publish and the alarm notifications to send — both only after the
   commit, so an ``ack`` never covers an event that is not durable.
 * :class:`MqttIngest` is the paho client (MQTT 5): persistent session, shared
-  subscriptions ``$share/{group}/onedoor/v1/+/{event,telemetry,cmd_result}`` so
+  subscriptions ``$share/{group}/onedoor/v1/+/{event,telemetry,cmd_result,advice}`` so
   replicas split the load, and a plain subscription to ``onedoor/v1/+/state``
   (low volume, and brokers do not send retained messages to shared
   subscriptions). Its network thread only hands publishes over.
@@ -44,6 +44,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from central.advice import apply_advice
 from central.alarms import AlarmBook, Notification
 from central.buckets import Buckets
 from central.config import CentralConfig
@@ -315,6 +316,7 @@ class IngestProcessor:
             (i.site_id, i.message) for i in incoming if isinstance(i.message, mm.Telemetry)
         ]
         results = [i.message for i in incoming if isinstance(i.message, mm.CmdResult)]
+        advice = [i.message for i in incoming if isinstance(i.message, mm.Advice)]
 
         for site_id, state in states:
             self._apply_state(sites[site_id], state, book, now)
@@ -324,6 +326,8 @@ class IngestProcessor:
             self._apply_telemetry(session, sites, snapshots, book, now, outcome)
         for result in results:
             self._apply_cmd_result(session, result, now)
+        for message in advice:  # the newest of a site wins (central/advice.py)
+            apply_advice(session, sites[message.site], message, book, now)
         # Any contact from an online site ends an offline-by-silence alarm.
         for site in sites.values():
             if site.online:
