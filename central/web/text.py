@@ -58,6 +58,7 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "predicted": ("预计等候 P50 / P90", "Predicted wait p50 / p90"),
     "advice": ("人员调配建议", "Staffing advice"),
     "sla": ("等候时限", "SLA"),
+    "advice_tickets": ("未来一小时人数", "tickets in the hour"),
     "advice_p90_now": ("预计 P90 等候（现状）", "p90 wait as is"),
     "advice_p90_after": ("预计 P90 等候（按建议调整后）", "p90 wait after the move"),
     "advice_since": ("提出于", "given at"),
