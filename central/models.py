@@ -104,6 +104,12 @@ def _enum(cls: type[enum.Enum]) -> Enum:
     )
 
 
+def _one_active(name: str, *columns: str) -> Index:
+    """A unique index over the rows not cleared yet: one active row per ``columns``."""
+    return Index(name, *columns, unique=True, sqlite_where=text("cleared_at IS NULL"),
+                 postgresql_where=text("cleared_at IS NULL"))
+
+
 class SiteKind(enum.StrEnum):
     CITY_HALL = "city_hall"
     DISTRICT = "district"
@@ -314,15 +320,7 @@ class Alarm(Base):
 
     __tablename__ = "alarms"
     __table_args__ = (
-        Index(
-            "uq_alarms_active",
-            "site_id",
-            "device",
-            "type",
-            unique=True,
-            sqlite_where=text("cleared_at IS NULL"),
-            postgresql_where=text("cleared_at IS NULL"),
-        ),
+        _one_active("uq_alarms_active", "site_id", "device", "type"),
         Index("ix_alarms_cleared_at_severity", "cleared_at", "severity"),
     )
 
@@ -403,13 +401,7 @@ class StaffingAdvisory(Base):
 
     __tablename__ = "staffing_advisories"
     __table_args__ = (
-        Index(
-            "uq_staffing_advisories_active",
-            "site_id",
-            unique=True,
-            sqlite_where=text("cleared_at IS NULL"),
-            postgresql_where=text("cleared_at IS NULL"),
-        ),
+        _one_active("uq_staffing_advisories_active", "site_id"),
         Index("ix_staffing_advisories_site_id_id", "site_id", "id"),
     )
 
