@@ -27,6 +27,9 @@ Alarm types and default severity::
     sequence_gap      major     seqs missing for longer than gap_alarm_after_s
     takeover_pending  major     a new device of the site waits for an operator's takeover
     device_conflict   critical  two devices may have numbered the site at once
+    staffing_advice   info      not a fault: the edge sees an SLA breach coming and names
+                                the move that prevents it (central/advice.py), cleared
+                                when it ends; info leaves the site's tile colour alone
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ DEFAULT_SEVERITY: Final = {
     AlarmType.SEQUENCE_GAP: Severity.MAJOR,
     AlarmType.TAKEOVER_PENDING: Severity.MAJOR,
     AlarmType.DEVICE_CONFLICT: Severity.CRITICAL,
+    AlarmType.STAFFING_ADVICE: Severity.INFO,
 }
 
 TITLES: Final = {
@@ -89,6 +93,7 @@ TITLES: Final = {
     AlarmType.SEQUENCE_GAP: "事件序号缺失 / sequence gap",
     AlarmType.TAKEOVER_PENDING: "新设备等待接管确认 / a new device waits for takeover",
     AlarmType.DEVICE_CONFLICT: "两台设备同时编号 / two devices numbered the site",
+    AlarmType.STAFFING_ADVICE: "人员调配建议 / staffing advice",
 }
 
 

@@ -11,6 +11,7 @@ Every topic lives under ``onedoor/v1/{site_id}/``::
     onedoor/v1/{site_id}/lease          central -> edge   QoS 1, retained: who numbers the site
     onedoor/v1/{site_id}/restore        central -> edge   QoS 1: a device's share of the day
     onedoor/v1/{site_id}/diag           edge -> central   QoS 1: answer to cmd/diagnostics
+    onedoor/v1/{site_id}/advice         edge -> central   QoS 1, live staffing advice
 
 This module is pure: no paho, no sockets, no clocks. It builds topic strings,
 parses received ones, and lists the subscription filters each side needs.
@@ -63,6 +64,7 @@ class Kind(enum.StrEnum):
     LEASE = "lease"
     RESTORE = "restore"
     DIAG = "diag"
+    ADVICE = "advice"
 
 
 class Direction(enum.StrEnum):
@@ -110,6 +112,7 @@ TOPICS: Final[Mapping[Kind, TopicSpec]] = MappingProxyType(
         Kind.LEASE: TopicSpec(Kind.LEASE, Direction.CENTRAL_TO_EDGE, 1, True, 512),
         Kind.RESTORE: TopicSpec(Kind.RESTORE, Direction.CENTRAL_TO_EDGE, 1, False, 128 * 1024),
         Kind.DIAG: TopicSpec(Kind.DIAG, Direction.EDGE_TO_CENTRAL, 1, False, 64 * 1024),
+        Kind.ADVICE: TopicSpec(Kind.ADVICE, Direction.EDGE_TO_CENTRAL, 1, False, 32 * 1024),
     }
 )
 """QoS, retain flag, direction and size limit of every kind. The LWT is a ``state`` message."""
@@ -234,6 +237,8 @@ def restore_topic(site_id: str) -> str:
 
 def diag_topic(site_id: str) -> str:
     return build_topic(site_id, Kind.DIAG)
+def advice_topic(site_id: str) -> str:
+    return build_topic(site_id, Kind.ADVICE)
 
 
 _PREFIX: Final = ROOT + "/"
@@ -318,6 +323,7 @@ __all__ = [
     "Topic",
     "TopicSpec",
     "ack_topic",
+    "advice_topic",
     "build_topic",
     "central_subscriptions",
     "check_site_id",

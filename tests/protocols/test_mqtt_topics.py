@@ -21,6 +21,7 @@ from firmware_protocols.mqtt_topics import (
     Subscription,
     Topic,
     ack_topic,
+    advice_topic,
     build_topic,
     central_subscriptions,
     check_site_id,
@@ -52,6 +53,7 @@ TOPIC_TABLE: list[tuple[Topic, str]] = [
     (Topic("v277", Kind.LEASE), "onedoor/v1/v277/lease"),
     (Topic("v277", Kind.RESTORE), "onedoor/v1/v277/restore"),
     (Topic("v277", Kind.DIAG), "onedoor/v1/v277/diag"),
+    (Topic("city_hall", Kind.ADVICE), "onedoor/v1/city_hall/advice"),
 ]
 
 
@@ -76,6 +78,7 @@ def test_helpers_build_the_same_topics() -> None:
     assert lease_topic("s1") == "onedoor/v1/s1/lease"
     assert restore_topic("s1") == "onedoor/v1/s1/restore"
     assert diag_topic("s1") == "onedoor/v1/s1/diag"
+    assert advice_topic("s1") == "onedoor/v1/s1/advice"
 
 
 def test_delivery_table_is_the_contract() -> None:
@@ -90,6 +93,7 @@ def test_delivery_table_is_the_contract() -> None:
         Kind.LEASE: (Direction.CENTRAL_TO_EDGE, 1, True),
         Kind.RESTORE: (Direction.CENTRAL_TO_EDGE, 1, False),
         Kind.DIAG: (Direction.EDGE_TO_CENTRAL, 1, False),
+        Kind.ADVICE: (Direction.EDGE_TO_CENTRAL, 1, False),
     }
     assert WILL_KIND is Kind.STATE
     assert all(spec.kind is kind for kind, spec in TOPICS.items())
@@ -191,6 +195,7 @@ def test_central_subscriptions_shared_and_plain() -> None:
         "$share/onedoor-central/onedoor/v1/+/telemetry",
         "$share/onedoor-central/onedoor/v1/+/cmd_result",
         "$share/onedoor-central/onedoor/v1/+/diag",
+        "$share/onedoor-central/onedoor/v1/+/advice",
     ]
     assert [s.qos for s in shared] == [1, 1, 0, 1, 1]
     plain = central_subscriptions(None)
