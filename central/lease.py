@@ -33,6 +33,9 @@ for the site. :class:`SiteLeases` keeps them, inside ingest's transaction:
   handed to the holder (another ``restore`` of its epoch: they join its queue);
   a number the holder has issued too raises ``device_conflict`` (critical): the
   limit of fencing a device nobody can reach (``docs/RELIABILITY.md``).
+* **Copies.** A copied SD card is the same device twice (no lease tells the copies
+  apart): an online state of another boot whose session is not above the one held
+  raises ``device_conflict`` (:func:`_another_copy`).
 
 Publishes (leases, restores) are collected in the caller's list and sent after
 the commit, as acks are.
@@ -233,6 +236,12 @@ class SiteLeases:
         device_id = state.device or LEGACY_DEVICE
         row = self._row(session, site.id, device_id, now)
         held = _state_of(row)
+        if held is not None and _another_copy(state, held):
+            book.raise_alarm(site.id, AlarmType.DEVICE_CONFLICT, device=device_id,
+                             message="同一设备标识在两台机器上运行（复制的SD卡？）/ one device "
+                                     "runs twice (a copied SD card?)",
+                             detail={"boot_ids": [held.boot_id, state.boot_id],
+                                     "session": state.session, "held_session": held.session})
         if not mm.state_supersedes(state, held):
             log.info("ingest.stale_state_ignored", site=site.id, device=device_id,
                      session=state.session, status=state.status)
@@ -576,6 +585,17 @@ class SiteLeases:
     @staticmethod
     def _rows(session: Session, site_id: str) -> list[SiteDevice]:
         return list(session.scalars(select(SiteDevice).where(SiteDevice.site_id == site_id)))
+
+
+def _another_copy(new: mm.State, held: mm.State) -> bool:
+    """``new`` comes from another copy of the journal ``held`` came from (a copied SD card).
+
+    Each connection of a journal counts its session on, and a reboot is a new connection: an
+    online state of another boot whose session is not above the one held cannot be the same
+    journal rebooted. (A late Will of an earlier boot is offline, and not counted.)
+    """
+    return (new.device is not None and new.status == "online"
+            and new.boot_id != held.boot_id and new.session <= held.session)
 
 
 def _state_of(row: SiteDevice) -> mm.State | None:

@@ -237,6 +237,27 @@ def test_an_edge_from_before_device_identity_is_adopted_then_conflicts_are_alarm
     assert active(small_registry, AlarmType.DEVICE_CONFLICT, NEW) is not None
 
 
+def test_a_copied_sd_card_is_one_device_in_two_boots_and_is_alarmed(
+        processor: IngestProcessor, small_registry: sessionmaker[Session]) -> None:
+    """A copy of a Pi's SD card carries the journal's device id, so no lease can tell the two
+    apart. Its session counter does not know the original's later sessions: an online state of
+    another boot whose session is not above the one held is no reboot (a reboot always counts
+    on) but the same device running twice: ``device_conflict``. A reboot, and the Will of the
+    boot before it arriving late, raise nothing."""
+    old_day(processor)  # OLD holds the site: session 1, boot-1
+    rebooted = SimSite(SITE, device=OLD, epoch=0, session=2, boot_id="boot-2")
+    feed(processor, rebooted.state())
+    feed(processor, SimSite(SITE, device=OLD, epoch=0).state("offline", lwt=True))  # boot-1's
+    assert active(small_registry, AlarmType.DEVICE_CONFLICT, OLD) is None
+    copy = SimSite(SITE, device=OLD, epoch=0, session=2, boot_id="boot-9")  # copied at session 1
+    feed(processor, copy.state())
+    alarm = active(small_registry, AlarmType.DEVICE_CONFLICT, OLD)
+    assert alarm is not None
+    assert alarm.severity is Severity.CRITICAL
+    assert alarm.detail["boot_ids"] == ["boot-2", "boot-9"]
+    assert site(small_registry).holder == OLD  # nothing to fence with: people must act
+
+
 def test_the_day_fold_follows_a_ticket_through_its_life() -> None:
     fold = DayFold()
     ts = 1_763_882_400_000
