@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from edge.errors import JournalError
+from edge.clock import ManualClock
+from edge.config import load_config
+from edge.errors import CommandRejected, JournalError
+from edge.hall import open_hall
 from edge.journal import Journal
 from firmware_protocols import mqtt_messages as mm
+from tests.edge.sites import site_toml
 
 T0 = 1_763_880_000_000
+OPENING = int(datetime(2026, 11, 23, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp() * 1000)
 BASE = mm.epoch_base(3)
 
 
@@ -101,3 +108,47 @@ def test_a_replaced_journal_stops_numbering_and_says_so_once(tmp_path: Path) -> 
     with Journal(path, "site-a") as journal:
         assert journal.replaced_by == ("0123456789abcdef", 1)
         assert journal.ack(2) == 2  # what it still sends is still acknowledged
+
+
+def test_a_restored_day_survives_a_restart_of_the_new_device(tmp_path: Path) -> None:
+    """The restore is journaled with ``day.restored``: a new Pi that restarts after its
+    takeover rebuilds the same queue and windows and never issues a number again."""
+    config = load_config(site_toml(tmp_path, mqtt_port=1883))  # a site with a central
+    clock = ManualClock(OPENING)
+    hall = open_hall(config, clock)
+    assert hall.journal.numbering == "waiting"
+    with pytest.raises(CommandRejected):
+        hall.issue("shebao", wait=None)
+    waited = 600_000
+    restore = mm.Restore(
+        site=config.site.id, device=hall.journal.device_id, epoch=2, day=hall.day, part=1,
+        parts=1, counters=[mm.PrefixCounter(prefix="A", last=14)], skipped=5,
+        tickets=[
+            mm.RestoredTicket(ticket="A012", service="shebao", ticket_class="normal",
+                              issued_ts=OPENING - waited, key_ts=OPENING - waited,
+                              state="called", window=1, recalls=0, requeued=False,
+                              transfers=0),
+            mm.RestoredTicket(ticket="A014", service="shebao", ticket_class="normal",
+                              issued_ts=OPENING - 1000, key_ts=OPENING - 1000,
+                              state="waiting", window=None, recalls=0, requeued=False,
+                              transfers=0)],
+        windows=[mm.RestoredWindow(window=1, state="open", staff="zs0231", ticket="A012")],
+        ts=OPENING)
+    hall.take_restore([restore])
+    assert hall.issue("shebao", wait=None).ticket.number == "A020"  # 14 + 5 left unused, then one
+    before = hall.snapshot()
+    hall.journal.close()
+
+    hall = open_hall(config, clock)  # the daemon restarts: the hall is replayed
+    try:
+        after = hall.snapshot()
+        for key in ("numbering", "epoch", "device", "queues", "windows", "issued"):
+            assert after[key] == before[key], key
+        assert after["windows"][0]["ticket"] == "A012"
+        assert [q["waiting"] for q in after["queues"] if q["service"] == "shebao"] == [2]
+        assert hall.issue("shebao", wait=None).ticket.number == "A021"
+        called = hall.call_next(1)  # A012 is done; the oldest restored ticket is next
+        assert called is not None
+        assert called.number == "A014"
+    finally:
+        hall.journal.close()
