@@ -197,7 +197,7 @@ def test_central_subscriptions_shared_and_plain() -> None:
         "$share/onedoor-central/onedoor/v1/+/diag",
         "$share/onedoor-central/onedoor/v1/+/advice",
     ]
-    assert [s.qos for s in shared] == [1, 1, 0, 1, 1]
+    assert [s.qos for s in shared] == [1, 1, 0, 1, 1, 1]
     plain = central_subscriptions(None)
     assert [s.filter for s in plain] == [s.filter.split("/", 2)[2] for s in shared]
     for group in ["", "a/b", "a+", "#", "x" * 65]:
