@@ -91,6 +91,7 @@ STAT_EVENT_TYPES: Final = (
     "help.requested",
     "help.acknowledged",
     "help.resolved",
+    "day.reset",
 )
 
 RECENTLY_CLEARED: Final = 50

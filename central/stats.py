@@ -32,6 +32,7 @@ from typing import Any, Final, Literal
 import msgspec
 
 from firmware_protocols.mqtt_messages import (
+    DayReset,
     EventBody,
     HelpAcknowledged,
     HelpRequested,
@@ -244,10 +245,14 @@ def _apply(
         helps[body.button] = help_facts
         result.helps.append(help_facts)
     elif isinstance(body, HelpAcknowledged | HelpResolved):
-        # A request resolved without an explicit acknowledgement was answered on resolution.
+        # Answers the request open at that button (the latest: a new request replaces an
+        # open one, which stays unanswered). A request resolved without an explicit
+        # acknowledgement was answered on resolution.
         pending = helps.pop(body.button, None)
         if pending is not None and pending.acknowledged_ms is None:
             pending.acknowledged_ms = record.ts_ms
+    elif isinstance(body, DayReset):
+        helps.clear()  # the edge forgets open requests at its day reset: unanswered for good
     elif isinstance(
         body, TicketCalled | TicketDone | TicketNoShow | TicketTransferred | TicketCancelled
     ):

@@ -20,9 +20,11 @@ from central.stats import (
     summarize,
 )
 from firmware_protocols.mqtt_messages import (
+    DayReset,
     EventBody,
     HelpAcknowledged,
     HelpRequested,
+    HelpResolved,
     RatingGiven,
     TicketCalled,
     TicketCancelled,
@@ -228,3 +230,83 @@ def test_hourly_charts_of_one_site() -> None:
     assert charts["wait_mean_s"][9] == pytest.approx(1220 / 3)
     assert charts["wait_mean_s"][8] is None
     assert charts["ratings"] == [0, 0, 1, 0, 1]  # one 3, one 5
+
+
+# --------------------------------------------------------------------------- the three corners
+# docs/STATISTICS.md and the code once disagreed on these; each test pins the written rule.
+
+
+def test_help_request_left_open_overnight_is_unanswered_not_answered_next_day() -> None:
+    """An acknowledgement answers the request open at its button, the latest one: a
+    request replaced by a newer one at that button stays unanswered."""
+    day2 = NEXT_DAY_S
+    events = stream(
+        "s1",
+        (28_000, HelpRequested(button="h1", location="自助区")),  # 16:46, never answered
+        (day2, HelpRequested(button="h1", location="自助区")),  # next day 09:00
+        (day2 + 60, HelpAcknowledged(button="h1", staff="w007")),  # answers the 09:00 one
+    )
+    rows = compute(events, "site", TOWNS, days=(DAY, DAY + dt.timedelta(days=1)))
+    first = only(rows, "s1", DAY, ALL_SERVICES)
+    assert (first.help_requests, first.help_unanswered) == (1, 1)
+    assert first.help_response is not None
+    assert first.help_response.count == 0
+    second = only(rows, "s1", DAY + dt.timedelta(days=1), ALL_SERVICES)
+    assert (second.help_requests, second.help_unanswered) == (1, 0)
+    assert second.help_response is not None
+    assert second.help_response.p90 == 60
+
+
+def test_help_request_open_at_the_day_reset_stays_unanswered() -> None:
+    """The edge forgets open requests at ``day.reset``; an answer after it answers nothing
+    of the day before (a replay of old events must not make a 16-hour response)."""
+    events = stream(
+        "s1",
+        (28_000, HelpRequested(button="h1", location="自助区")),
+        (NEXT_DAY_S - 21_600, DayReset(day="2026-11-24")),  # 03:00
+        (NEXT_DAY_S, HelpResolved(button="h1")),
+    )
+    row = only(compute(events, "site", TOWNS, days=(DAY, DAY)), "s1", DAY, ALL_SERVICES)
+    assert (row.help_requests, row.help_unanswered) == (1, 1)
+
+
+def test_help_response_is_floored_at_zero_when_the_clock_stepped_back() -> None:
+    """An edge clock stepped back at NTP sync between request and answer: 0 s, never negative."""
+    events = stream(
+        "s1",
+        (100, HelpRequested(button="h1", location="自助区")),
+        (40, HelpAcknowledged(button="h1", staff=None)),  # seq 2, wall time 60 s earlier
+    )
+    row = only(compute(events, "site", TOWNS, days=(DAY, DAY)), "s1", DAY, ALL_SERVICES)
+    assert row.help_response is not None
+    assert (row.help_response.count, row.help_response.p90) == (1, 0)
+
+
+def test_wait_is_floored_at_zero_when_the_clock_stepped_back() -> None:
+    events = stream("s1", (100, issued("A001", "huji")),
+                    (70, TicketCalled(ticket="A001", window=1)))
+    row = only(compute(events, "site", TOWNS, days=(DAY, DAY)), "s1", DAY, "huji")
+    assert (row.wait.count, row.wait.p90) == (1, 0)
+
+
+def test_a_no_show_is_cleared_by_a_later_call() -> None:
+    """过号 is the ticket's last outcome: a no-show (not requeued) called again later is not
+    one, whether or not a ``ticket.done`` follows; a second final no-show counts once."""
+    events = stream(
+        "s1",
+        (0, issued("A001", "huji")),
+        (10, issued("A002", "huji")),
+        (20, issued("A003", "huji")),
+        (100, TicketCalled(ticket="A001", window=1)),
+        (160, TicketNoShow(ticket="A001", window=1, requeued=False)),
+        (400, TicketCalled(ticket="A001", window=1)),  # came back: called again, never done
+        (500, TicketCalled(ticket="A002", window=2)),
+        (560, TicketNoShow(ticket="A002", window=2, requeued=False)),
+        (600, TicketCalled(ticket="A002", window=2)),
+        (660, TicketNoShow(ticket="A002", window=2, requeued=False)),  # gone again: one no-show
+        (700, TicketCalled(ticket="A003", window=1)),
+        (760, TicketNoShow(ticket="A003", window=1, requeued=True)),  # requeued: not one
+    )
+    row = only(compute(events, "site", TOWNS, days=(DAY, DAY)), "s1", DAY, "huji")
+    assert (row.called, row.no_shows, row.served) == (3, 1, 0)
+    assert row.no_show_rate == pytest.approx(1 / 3)
