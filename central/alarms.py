@@ -25,6 +25,8 @@ Alarm types and default severity::
     config_drift      warning   reported config version differs from the expected one
     outbox_backlog    major     the edge outbox holds more than outbox_backlog events
     sequence_gap      major     seqs missing for longer than gap_alarm_after_s
+    bad_rating        warning   a 差评 case is open (central.ratings); major once its
+                                contact is late, critical once its rectification is
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ DEFAULT_SEVERITY: Final = {
     AlarmType.CONFIG_DRIFT: Severity.WARNING,
     AlarmType.OUTBOX_BACKLOG: Severity.MAJOR,
     AlarmType.SEQUENCE_GAP: Severity.MAJOR,
+    AlarmType.BAD_RATING: Severity.WARNING,
 }
 
 TITLES: Final = {
@@ -83,6 +86,7 @@ TITLES: Final = {
     AlarmType.CONFIG_DRIFT: "配置版本不一致 / config drift",
     AlarmType.OUTBOX_BACKLOG: "上报积压 / outbox backlog",
     AlarmType.SEQUENCE_GAP: "事件序号缺失 / sequence gap",
+    AlarmType.BAD_RATING: "差评待处理 / bad rating to handle",
 }
 
 

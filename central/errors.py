@@ -14,7 +14,9 @@
         │   ├── UnknownSite(NotFound, KeyError)              a site id not in the registry
         │   ├── UnknownAlarm(NotFound, KeyError)             an alarm id that does not exist
         │   ├── UnknownCommand(NotFound, KeyError)           a command id never issued
-        │   └── UnknownToken(NotFound, KeyError)             no active token with this id
+        │   ├── UnknownToken(NotFound, KeyError)             no active token with this id
+        │   └── UnknownBadRating(NotFound, KeyError)         no 差评 case with this id
+        ├── Conflict(RequestError)                       409  not in this state (a 差评 case)
         ├── PayloadTooLarge(RequestError)                413  a body over http_max_body_bytes
         ├── InvalidRequest(RequestError, ValueError)     422  values the read model refuses
         │   └── CommandRefused(InvalidRequest)               the MQTT contract refuses a command
@@ -134,6 +136,21 @@ class UnknownToken(NotFound, KeyError):
         return f"no active token {self.key!r}"
 
 
+class UnknownBadRating(NotFound, KeyError):
+    """No 差评 case has this id."""
+
+    what = "差评 case"
+
+    def __str__(self) -> str:
+        return f"unknown 差评 case {self.key}"
+
+
+class Conflict(RequestError):
+    """The object is not in a state that allows this (rectifying a 差评 nobody contacted)."""
+
+    status_code = 409
+
+
 class PayloadTooLarge(RequestError):
     status_code = 413
 
@@ -172,6 +189,7 @@ __all__ = [
     "CentralError",
     "CommandRefused",
     "ConfigError",
+    "Conflict",
     "Forbidden",
     "InvalidRequest",
     "NotFound",
@@ -182,6 +200,7 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "UnknownAlarm",
+    "UnknownBadRating",
     "UnknownCommand",
     "UnknownSite",
     "UnknownToken",

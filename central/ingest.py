@@ -61,6 +61,7 @@ from central.models import (
     Site,
     Window,
 )
+from central.ratings import fold_rating_event
 from central.telemetry import EmbeddedTelemetrySink, Point, TelemetrySink, points_from_telemetry
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.mqtt_topics import (
@@ -638,6 +639,8 @@ class IngestProcessor:
                 )
             case mm.DayReset():  # a lost journal tail matters for the day it happened
                 book.clear(site.id, AlarmType.DEVICE_FAULT, JOURNAL_DEVICE, note="new day")
+            case mm.RatingGiven() | mm.RatingMissed() | mm.RatingReason():
+                fold_rating_event(session, site, event, book, now, self._config)
             case _:
                 pass
 

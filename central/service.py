@@ -40,6 +40,7 @@ from central.db import make_engine, migrate, session_factory
 from central.errors import CommandRefused, TooManyRequests, UnknownSite
 from central.ingest import IngestProcessor, MqttIngest, Received, new_command
 from central.models import Alarm, Command, CommandStatus, Site
+from central.ratings import run_deadlines
 from central.telemetry import EmbeddedTelemetrySink, TelemetrySink, make_sink
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.errors import LocalProtocolError
@@ -233,6 +234,7 @@ class CentralService:
             with self.sessions.begin() as session:
                 book = AlarmBook(session, now)
                 run_timed_rules(book, self.config)
+                run_deadlines(book, self.config)  # 差评 cases past their deadlines
             if isinstance(self.sink, EmbeddedTelemetrySink) and now >= self._next_prune:
                 self.sink.prune(int(now.timestamp() * 1000))
                 self._next_prune = now + PRUNE_EVERY
@@ -249,10 +251,14 @@ class CentralService:
         with self.sessions.begin() as session:
             book = AlarmBook(session, self.clock())
             alarm = book.acknowledge(alarm_id, person, note)
-        if self._loop is not None:
-            for notification in book.notifications:
-                self._loop.call_soon_threadsafe(self._notices.put_nowait, notification)
+        self.notify(book.notifications)
         return alarm
+
+    def notify(self, notifications: list[Notification]) -> None:
+        """Queue notifications committed elsewhere for the webhook (from any thread)."""
+        if self._loop is not None:
+            for notification in notifications:
+                self._loop.call_soon_threadsafe(self._notices.put_nowait, notification)
 
     async def _webhook_loop(self) -> None:
         while True:

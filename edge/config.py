@@ -50,7 +50,7 @@ from fastpath.types import (
 )
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.mqtt_topics import is_valid_site_id
-from firmware_protocols.terminal_events import REASON_MAX
+from firmware_protocols.terminal_events import DEFAULT_REASONS, REASON_MAX
 
 _IDENT_RE = re.compile(mm.IDENT_PATTERN)
 _TOKEN_RE = re.compile(mm.TOKEN_PATTERN)
@@ -145,15 +145,8 @@ class RatingReasonConfig:
     label: str
 
 
-DEFAULT_RATING_REASONS: Final = (
-    RatingReasonConfig("attitude", "服务态度不好"),
-    RatingReasonConfig("slow", "办理效率低、等候时间长"),
-    RatingReasonConfig("not_told", "未一次性告知所需材料"),
-    RatingReasonConfig("many_trips", "多次跑动仍未办结"),
-    RatingReasonConfig("rules", "流程或材料要求不合理"),
-    RatingReasonConfig("system", "系统或设备故障"),
-    RatingReasonConfig("other", "其他"),
-)
+DEFAULT_RATING_REASONS: Final = tuple(RatingReasonConfig(code, label)
+                                      for code, label in DEFAULT_REASONS)
 """What the pad offers when the site config lists no ``[[ratings.reasons]]``."""
 
 
@@ -514,7 +507,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             "follow-up reasons this long", _between(5, 600)),
     Setting("ratings.reasons[].code", str, REQUIRED, "a 差评 follow-up reason's code (as "
             "reported upward); the pad numbers the reasons from 1 in this order (at most 15; "
-            "none listed: the defaults of edge.config.DEFAULT_RATING_REASONS)", _check_ident),
+            "none listed: firmware_protocols.terminal_events.DEFAULT_REASONS)", _check_ident),
     Setting("ratings.reasons[].label", str, REQUIRED, "what the pad and the reports show",
             _non_empty),
     # devices

@@ -80,6 +80,17 @@ RATING_LABELS: dict[int, str] = {
 }
 """The 好差评 scale: 5 and 4 count as 好评, 2 and 1 as 差评."""
 
+DEFAULT_REASONS: tuple[tuple[str, str], ...] = (
+    ("attitude", "服务态度不好"),
+    ("slow", "办理效率低、等候时间长"),
+    ("not_told", "未一次性告知所需材料"),
+    ("many_trips", "多次跑动仍未办结"),
+    ("rules", "流程或材料要求不合理"),
+    ("system", "系统或设备故障"),
+    ("other", "其他"),
+)
+"""(code, label) of the 差评 follow-up reasons a pad offers when its site lists none."""
+
 REASON_MIN = 1
 REASON_MAX = 15
 """After a 差评 (不满意, 非常不满意) the pad shows its follow-up reasons, numbered from 1 as
@@ -207,6 +218,7 @@ HostCommand = ShowText | RequestRating
 __all__ = [
     "ADDRESS_MAX",
     "ADDRESS_MIN",
+    "DEFAULT_REASONS",
     "RATING_LABELS",
     "RATING_MAX",
     "RATING_MIN",

@@ -47,6 +47,7 @@ EXPECTED: dict[tuple[str, str], Role | str] = {
     ("GET", "/sites/{site_id}"): SESSION,
     ("GET", "/alarms"): SESSION,
     ("GET", "/statistics"): SESSION,
+    ("GET", "/statistics/definitions"): SESSION,
     ("GET", "/live/fleet"): SESSION,
     ("GET", "/live/sites/{site_id}"): SESSION,
     ("GET", "/live/alarms"): SESSION,

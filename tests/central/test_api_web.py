@@ -182,7 +182,8 @@ def test_every_refusal_carries_its_status() -> None:
     assert statuses == {
         "RequestError": 400, "BadRequest": 400, "AuthError": 401, "Unauthenticated": 401,
         "Forbidden": 403, "NotFound": 404, "UnknownSite": 404, "UnknownAlarm": 404,
-        "UnknownCommand": 404, "UnknownToken": 404, "PayloadTooLarge": 413,
+        "UnknownCommand": 404, "UnknownToken": 404, "UnknownBadRating": 404, "Conflict": 409,
+        "PayloadTooLarge": 413,
         "InvalidRequest": 422, "CommandRefused": 422, "TooManyRequests": 429,
         "Unavailable": 503,
     }  # fmt: skip
