@@ -20,6 +20,8 @@ dashboard, the session cookie (see :mod:`central.auth`).
     GET  /api/v1/commands/{id}             viewer
     GET  /api/v1/inventory                 operator  Ansible dynamic inventory (JSON)
     GET|POST /api/v1/tokens, DELETE /api/v1/tokens/{id}   admin
+    /api/v1/ratings…, /api/v1/bad-ratings…, /api/v1/sites/{id}/staff|rating-profile
+                                           好差评: see central.rating_api
     GET  /healthz, /docs, /openapi.json    anyone (Swagger UI vendored: no CDN)
 
 ``/metrics`` is :mod:`central.metrics`. Reads go through
@@ -40,7 +42,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from central import stats
+from central import rating_api, stats
 from central.access import Admin, Operator, Viewer
 from central.auth import Role
 from central.context import Central, central_of, service_of
@@ -317,6 +319,7 @@ def healthz(request: Request) -> JSONResponse:
 def install(app: FastAPI) -> None:
     """Add the API routes to ``app``."""
     app.include_router(router)
+    app.include_router(rating_api.router)
     app.include_router(root_router)
 
 

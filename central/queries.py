@@ -49,6 +49,7 @@ from central.models import (
     Window,
     config_drift,
 )
+from central.rating_reads import RatingReads
 from central.ratings import revoked_ratings
 from central.telemetry import (
     QUEUE_METRICS,
@@ -139,6 +140,8 @@ class ReadModel:
     def __init__(self, sessions: sessionmaker[Session], telemetry: TelemetrySink | None = None):
         self.sessions = sessions
         self.telemetry: TelemetrySink = telemetry or EmbeddedTelemetrySink(sessions)
+        self.ratings = RatingReads(sessions)
+        """好差评 records, 差评 cases, the export (:mod:`central.rating_reads`)."""
 
     def database_answers(self) -> bool:
         """Whether the database answers a trivial query (``/healthz``); failures are logged."""

@@ -37,6 +37,7 @@ once the rectification is late; it is cleared when the case closes.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,12 +45,12 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.alarms import AlarmBook, Notification
 from central.config import CentralConfig
-from central.errors import Conflict, Forbidden, InvalidRequest, UnknownBadRating
+from central.errors import Conflict, Forbidden, InvalidRequest, UnknownBadRating, UnknownSite
 from central.models import (
     AlarmType,
     BadRatingCase,
@@ -57,10 +58,12 @@ from central.models import (
     BadRatingStatus,
     EventRecord,
     RatingOrigin,
+    RatingProfile,
     RatingRecord,
     ReportStatus,
     Severity,
     Site,
+    StaffMember,
 )
 from central.stats import business_day
 from firmware_protocols import mqtt_messages as mm
@@ -349,6 +352,51 @@ class BadRatingDesk:
             case.reviewed_at = now
 
 
+REGION_CODE_RE: Final = re.compile(r"^[0-9]{6}([0-9]{3}([0-9]{3})?)?\Z")
+STAFF_ID_RE: Final = re.compile(mm.IDENT_PATTERN)
+
+
+class RatingRoster:
+    """What the records need that the edges do not send: staff names, region codes."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def set_staff(self, site_id: str, members: Sequence[tuple[str, str]]) -> int:
+        """Replace the site's roster with (工号, name) pairs; how many it holds now."""
+        seen: set[str] = set()
+        for staff_id, name in members:
+            if not STAFF_ID_RE.fullmatch(staff_id):
+                raise InvalidRequest(f"bad staff id {staff_id!r}: letters, digits, '_', '.', '-'")
+            if not 1 <= len(name.strip()) <= 50:
+                raise InvalidRequest(f"staff {staff_id}: a name of 1 to 50 characters")
+            if staff_id in seen:
+                raise InvalidRequest(f"staff {staff_id} is listed twice")
+            seen.add(staff_id)
+        with self._sessions.begin() as session:
+            if session.get(Site, site_id) is None:
+                raise UnknownSite(site_id)
+            session.execute(delete(StaffMember).where(StaffMember.site_id == site_id))
+            session.add_all(StaffMember(site_id=site_id, staff_id=staff_id, name=name.strip())
+                            for staff_id, name in members)  # fmt: skip
+        return len(members)
+
+    def set_profile(self, site_id: str, region_code: str, department: str | None,
+                    department_name: str | None) -> None:  # fmt: skip
+        """The site's 行政区划代码 and the department of 办件 that name none."""
+        if not REGION_CODE_RE.fullmatch(region_code):
+            raise InvalidRequest(f"region code {region_code!r}: 6, 9 or 12 digits (GB/T 2260 "
+                                 "and the 统计用区划代码 of towns and villages)")
+        if department is not None and not STAFF_ID_RE.fullmatch(department):
+            raise InvalidRequest(f"bad department code {department!r}")
+        with self._sessions.begin() as session:
+            if session.get(Site, site_id) is None:
+                raise UnknownSite(site_id)
+            session.merge(RatingProfile(site_id=site_id, region_code=region_code,
+                                        department=department,
+                                        department_name=department_name))  # fmt: skip
+
+
 def revoked_ratings(session: Session, first: dt.date, last: dt.date,
                     site_ids: Sequence[str] | None = None) -> set[tuple[str, int]]:  # fmt: skip
     """(site, seq) of the ratings of ``first`` .. ``last`` whose 差评 appeal was upheld."""
@@ -373,6 +421,7 @@ __all__ = [
     "Action",
     "BadRatingDesk",
     "CaseActor",
+    "RatingRoster",
     "alarm_detail",
     "alarm_device",
     "evaluation_id",

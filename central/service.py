@@ -10,7 +10,9 @@
 Tasks (one ``asyncio.TaskGroup``, each named): ``ingest-batches`` (collect
 publishes handed over from paho's thread, commit a batch in a worker thread,
 then publish acks and queue notifications), ``alarm-timer`` (time-based alarm
-rules, telemetry retention), ``webhook`` (send notifications). Database work
+rules, 差评 deadlines, telemetry retention), ``webhook`` (send notifications),
+``province-report`` (好差评 records to the provincial platform, when
+``province_url`` is set: :mod:`central.province`). Database work
 is serialised by one lock per process; several processes (replicas) are safe
 through the database (see :mod:`central.ingest`).
 """
@@ -40,6 +42,7 @@ from central.db import make_engine, migrate, session_factory
 from central.errors import CommandRefused, TooManyRequests, UnknownSite
 from central.ingest import IngestProcessor, MqttIngest, Received, new_command
 from central.models import Alarm, Command, CommandStatus, Site
+from central.province import ProvincialReporter, ReportRun
 from central.ratings import run_deadlines
 from central.telemetry import EmbeddedTelemetrySink, TelemetrySink, make_sink
 from firmware_protocols import mqtt_messages as mm
@@ -50,6 +53,8 @@ log = structlog.get_logger(__name__)
 UtcNow = Callable[[], datetime]  # now, timezone-aware UTC (utc_now; tests pin it)
 
 PRUNE_EVERY = timedelta(minutes=10)
+REPORT_BATCHES_PER_RUN = 20
+"""Batches one reporting run sends at most; the rest wait for the next run."""
 """How often the embedded telemetry sink drops points past their retention."""
 
 
@@ -80,6 +85,7 @@ class CentralService:
         self.clock = clock
         self._run_migrations = run_migrations
         self.processor = IngestProcessor(self.sessions, config, self.sink)
+        self.reporter = ProvincialReporter(self.sessions, config)
         self.mqtt = MqttIngest(config, self._from_paho)
         self._loop: asyncio.AbstractEventLoop | None = None
         # paho's thread appends here; the loop takes batches (a deque, not a Queue: one
@@ -110,6 +116,8 @@ class CentralService:
             tasks.create_task(self._alarm_timer(), name="alarm-timer"),
             tasks.create_task(self._webhook_loop(), name="webhook"),
         ]
+        if self.config.province_url:
+            self._tasks.append(tasks.create_task(self._report_loop(), name="province-report"))
         self.mqtt.start()
         return self
 
@@ -259,6 +267,33 @@ class CentralService:
         if self._loop is not None:
             for notification in notifications:
                 self._loop.call_soon_threadsafe(self._notices.put_nowait, notification)
+
+    async def report_ratings(self) -> ReportRun:
+        """Send the 好差评 records that are due to the provincial platform now (the
+        ``province-report`` task calls this every ``province_interval_s``). The database
+        is touched under the lock, the request is made outside it."""
+        reporter, now, run = self.reporter, self.clock(), ReportRun()
+        for _ in range(REPORT_BATCHES_PER_RUN):
+            async with self._db_lock:
+                batch = await asyncio.to_thread(reporter.claim, now)
+            if batch is None:
+                break
+            answer = await asyncio.to_thread(reporter.send, batch)
+            async with self._db_lock:
+                await asyncio.to_thread(reporter.settle, batch, answer, now, run)
+        return run
+
+    async def _report_loop(self) -> None:
+        while True:
+            try:
+                run = await self.report_ratings()
+                if run.requests:
+                    log.info("province.reported", requests=run.requests, sent=run.sent,
+                             duplicate=run.duplicate, rejected=run.rejected,
+                             retried=run.retried, failed=run.failed)  # fmt: skip
+            except OperationalError as exc:
+                log.error("province.db_unavailable", error=str(exc)[:200])
+            await asyncio.sleep(self.config.province_interval_s)
 
     async def _webhook_loop(self) -> None:
         while True:

@@ -4,6 +4,7 @@
 
     central/web/pages.py     /login, /logout, /, /sites/{id}, /alarms, /statistics
     central/web/docs.py      /statistics/definitions (docs/STATISTICS.md as a page)
+    central/web/ratings.py   /ratings, /ratings/cases/{id}, /ratings/ranking (好差评)
     central/web/live.py      /live/fleet, /live/sites/{id}, /live/alarms (SSE) + LiveHub
     central/web/render.py    Jinja environment, filters, language, page response
     central/web/text.py      every string, Chinese and English
@@ -21,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from central.web import docs, live, pages
+from central.web import docs, live, pages, ratings
 from central.web.live import LIVE_INTERVAL_S, LiveHub, sse
 from central.web.pages import COMPACT_ABOVE, TOWNS_PER_PAGE, LoginRequired, fleet_html
 from central.web.render import TEMPLATES
@@ -35,6 +36,7 @@ def install(app: FastAPI, hub: LiveHub) -> None:
     app.state.live_hub = hub
     app.include_router(pages.router)
     app.include_router(docs.router)
+    app.include_router(ratings.router)
     app.include_router(live.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
