@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import msgspec
 import structlog
-from sqlalchemy import case, func, or_, select, text
+from sqlalchemy import Text, case, cast, func, or_, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from central import stats
@@ -472,7 +472,9 @@ class ReadModel:
         start_ms, end_ms = day_bounds_ms(first - dt.timedelta(days=1),
                                          last + dt.timedelta(days=1))  # fmt: skip
         statement = (
-            select(EventRecord.site_id, EventRecord.seq, EventRecord.ts_ms, EventRecord.body)
+            # The body as JSON text: decoded straight into its struct, not through dicts.
+            select(EventRecord.site_id, EventRecord.seq, EventRecord.ts_ms,
+                   cast(EventRecord.body, Text).label("body"))
             .where(EventRecord.type.in_(STAT_EVENT_TYPES), EventRecord.ts_ms >= start_ms,
                    EventRecord.ts_ms < end_ms)
             .order_by(EventRecord.site_id, EventRecord.seq)
@@ -490,7 +492,7 @@ class ReadModel:
                 site, records = row.site_id, []
             try:
                 records.append(stats.to_stat_record(row.site_id, row.seq, row.ts_ms, row.body))
-            except msgspec.ValidationError as exc:  # ingest validated it: a row was altered
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:  # a row was altered
                 log.warning("stats.bad_event_row", site=row.site_id, seq=row.seq, error=str(exc))
         if site is not None:
             stats.fold_site(site, records, result)

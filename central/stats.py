@@ -106,10 +106,23 @@ class EventRecord:
     body: EventBody
 
 
-def to_stat_record(site_id: str, seq: int, ts_ms: int, body: dict[str, Any]) -> EventRecord:
-    """A stored event row as a record; ``msgspec.ValidationError`` if the body is not one."""
-    decoded: EventBody = msgspec.convert(body, EventBody)
-    return EventRecord(site_id, seq, ts_ms, decoded)
+class _Stored(msgspec.Struct):
+    """Converting through a struct field is ~30x faster than converting to the bare union
+    (msgspec caches a struct's type info, not a union's)."""
+
+    body: EventBody
+
+
+_BODY_DECODER: Final = msgspec.json.Decoder(EventBody)
+
+
+def to_stat_record(site_id: str, seq: int, ts_ms: int,
+                   body: dict[str, Any] | str | bytes) -> EventRecord:  # fmt: skip
+    """A stored event row as a record, its body as decoded JSON or as the JSON text;
+    ``msgspec.ValidationError`` (or ``DecodeError`` for text) if the body is not one."""
+    if isinstance(body, str | bytes):
+        return EventRecord(site_id, seq, ts_ms, _BODY_DECODER.decode(body))
+    return EventRecord(site_id, seq, ts_ms, msgspec.convert({"body": body}, _Stored).body)
 
 
 @dataclass(slots=True)

@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.auth import Role
 from central.config import CentralConfig
 from central.ingest import IngestProcessor
+from central.models import EventRecord
 from central.queries import ReadModel
 from central.ratings import RatingRoster
 from central.stats import BUSINESS_TZ
@@ -183,3 +185,9 @@ def test_the_read_model_on_both_databases(small_registry: sessionmaker[Session])
     assert names == {"zs-sanxiang-01/zs0231": "张丽（三乡雍陌村党群服务中心）"}
     total = next(r for r in rows if r.service == "*")
     assert (total.period_label, total.bad_ratings, total.served) == ("2026-11", 1, 1)
+    # A row altered behind the central's back is skipped (and logged), the rest is counted.
+    with small_registry.begin() as session:
+        session.execute(update(EventRecord).where(EventRecord.seq == 5)
+                        .values(body={"type": "rating.given", "value": "many"}))
+    [total] = [r for r in read.statistics("staff", first, last) if r.service == "*"]
+    assert (total.ratings, total.served) == (0, 1)
