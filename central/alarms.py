@@ -282,10 +282,13 @@ def run_timed_rules(book: AlarmBook, config: CentralConfig) -> None:
     Also marks commands that got no result before their expiry as ``expired``.
     """
     session, now = book.session, book.now
+    # Retired sites are out of the fleet: no rule raises anything for them.
+    in_service = select(Site.id).where(Site.retired_at.is_(None))
     silent_since = now - timedelta(seconds=config.offline_after_s)
     # A site that says it is online but has been silent too long; cleared by ingest on contact.
     for site in session.scalars(
-        select(Site).where(Site.online.is_(True), Site.last_seen_at < silent_since)
+        select(Site).where(Site.online.is_(True), Site.last_seen_at < silent_since,
+                           Site.retired_at.is_(None))
     ):
         book.raise_alarm(
             site.id,
@@ -299,6 +302,7 @@ def run_timed_rules(book: AlarmBook, config: CentralConfig) -> None:
             HelpCall.resolved_at.is_(None),
             HelpCall.acknowledged_at.is_(None),
             HelpCall.requested_at < unanswered_since,
+            HelpCall.site_id.in_(in_service),
         )
     ):
         book.raise_alarm(
@@ -312,7 +316,8 @@ def run_timed_rules(book: AlarmBook, config: CentralConfig) -> None:
     old_gaps: dict[str, list[SequenceGap]] = {}
     for gap in session.scalars(
         select(SequenceGap).where(
-            SequenceGap.filled_at.is_(None), SequenceGap.detected_at < gap_since
+            SequenceGap.filled_at.is_(None), SequenceGap.detected_at < gap_since,
+            SequenceGap.site_id.in_(in_service),
         )
     ):
         old_gaps.setdefault(gap.site_id, []).append(gap)
@@ -337,6 +342,7 @@ def run_timed_rules(book: AlarmBook, config: CentralConfig) -> None:
     drift_since = now - timedelta(seconds=config.config_drift_after_s)
     drifting = session.scalars(
         select(Site).where(
+            Site.retired_at.is_(None),
             Site.expected_config_version.is_not(None),
             or_(
                 Site.reported_config_version.is_(None),

@@ -14,8 +14,10 @@
     GET|PUT /api/v1/sites/{id}/staff         viewer|admin   the roster: 工号 and names
     GET|PUT /api/v1/sites/{id}/rating-profile viewer|admin  region code, default department
 
-Each step on a case records who took it (the token's name and id) and from where (the
-client address). See ``docs/STATISTICS.md`` for the records and the closed loop.
+Each step on a case, and each change of a roster or profile, records who took it (the
+token's name and id) and from where (the client address), in the case's notes and in
+the audit log (:mod:`central.audit`). See ``docs/STATISTICS.md`` for the records and
+the closed loop.
 """
 
 from __future__ import annotations
@@ -31,21 +33,16 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from central import stats
-from central.access import Admin, Operator, Viewer
+from central.access import Admin, Operator, Viewer, actor_of
+from central.audit import AuditAction
 from central.auth import Principal
 from central.context import Central, central_of, service_of
 from central.errors import Conflict
 from central.models import ReportStatus
 from central.rating_reads import EXPORT_COLUMNS, CaseState, month_bounds, ranking
-from central.ratings import Action, BadRatingDesk, CaseActor, RatingRoster
+from central.ratings import Action, BadRatingDesk, RatingRoster
 
 router = APIRouter(prefix="/api/v1")
-
-
-def actor_of(request: Request, principal: Principal) -> CaseActor:
-    """Who acts, as the case notes record it."""
-    address = request.client.host if request.client else "unknown"
-    return CaseActor(principal.name, principal.token_id, address)
 
 
 def _period(central: Central, start: dt.date | None, end: dt.date | None
@@ -140,9 +137,13 @@ async def api_report_now(request: Request, _: Admin) -> dict[str, Any]:
 
 
 @router.post("/ratings/report/retry", tags=["ratings"])
-def api_report_retry(request: Request, _: Admin) -> dict[str, Any]:
+def api_report_retry(request: Request, principal: Admin) -> dict[str, Any]:
     central = central_of(request)
-    return {"requeued": service_of(central).reporter.retry_failed(central.now())}
+    now = central.now()
+    requeued = service_of(central).reporter.retry_failed(now)
+    central.audit.write(actor_of(request, principal), AuditAction.RATINGS_RETRY, "ratings",
+                        {"requeued": requeued}, now=now)  # fmt: skip
+    return {"requeued": requeued}
 
 
 # --------------------------------------------------------------------------- 差评 cases
@@ -183,7 +184,7 @@ async def _step(request: Request, case_id: int, action: Action, principal: Princ
     desk = BadRatingDesk(central.sessions)
     notifications = await run_in_threadpool(desk.act, case_id, action,
                                             actor_of(request, principal), note, now=now)
-    service.notify(notifications)
+    service.queue_notifications(notifications)
     view = await run_in_threadpool(central.read.ratings.case, case_id, now)
     return view.to_json()
 
@@ -228,11 +229,14 @@ def api_staff(request: Request, site_id: str, _: Viewer) -> dict[str, Any]:
 
 
 @router.put("/sites/{site_id}/staff", tags=["ratings"])
-def api_put_staff(request: Request, site_id: str, body: Roster, _: Admin) -> dict[str, Any]:
+def api_put_staff(request: Request, site_id: str, body: Roster,
+                  principal: Admin) -> dict[str, Any]:  # fmt: skip
     """Replace the site's roster (工号 -> name): exports and rankings show the names."""
     central = central_of(request)
-    RatingRoster(central.sessions).set_staff(site_id, [(s.id, s.name) for s in body.staff])
-    return api_staff(request, site_id, _)
+    RatingRoster(central.sessions).set_staff(site_id, [(s.id, s.name) for s in body.staff],
+                                             actor=actor_of(request, principal),
+                                             now=central.now())  # fmt: skip
+    return api_staff(request, site_id, principal)
 
 
 @router.get("/sites/{site_id}/rating-profile", tags=["ratings"])
@@ -246,11 +250,14 @@ def api_profile(request: Request, site_id: str, _: Viewer) -> dict[str, Any]:
 
 
 @router.put("/sites/{site_id}/rating-profile", tags=["ratings"])
-def api_put_profile(request: Request, site_id: str, body: Profile, _: Admin) -> dict[str, Any]:
+def api_put_profile(request: Request, site_id: str, body: Profile,
+                    principal: Admin) -> dict[str, Any]:  # fmt: skip
     """The site's 行政区划代码 and the department of 办件 whose record names none."""
-    RatingRoster(central_of(request).sessions).set_profile(
-        site_id, body.region_code, body.department, body.department_name)
-    return api_profile(request, site_id, _)
+    central = central_of(request)
+    RatingRoster(central.sessions).set_profile(
+        site_id, body.region_code, body.department, body.department_name,
+        actor=actor_of(request, principal), now=central.now())
+    return api_profile(request, site_id, principal)
 
 
-__all__ = ["actor_of", "month_ranking", "router"]
+__all__ = ["month_ranking", "router"]

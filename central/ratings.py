@@ -40,7 +40,6 @@ import datetime as dt
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
@@ -48,7 +47,9 @@ import structlog
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from central import audit
 from central.alarms import AlarmBook, Notification
+from central.audit import Actor, AuditAction
 from central.config import CentralConfig
 from central.errors import Conflict, Forbidden, InvalidRequest, UnknownBadRating, UnknownSite
 from central.models import (
@@ -79,6 +80,7 @@ MAX_NOTE: Final = 1000
 LATE_REASONS_SCAN: Final = 32
 
 Action = Literal["note", "contact", "rectify", "appeal", "uphold", "reject"]
+"""A step on a case; each is also the audit log's ``bad_rating.<step>``."""
 ACTIONS: Final[tuple[Action, ...]] = ("note", "contact", "rectify", "appeal", "uphold", "reject")
 _OPEN_STATES: Final = frozenset({BadRatingStatus.OPEN, BadRatingStatus.CONTACTED,
                                  BadRatingStatus.APPEALED})  # fmt: skip
@@ -267,22 +269,13 @@ def run_deadlines(book: AlarmBook, config: CentralConfig) -> None:
                              detail=alarm_detail(case, record, site))  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class CaseActor:
-    """Who takes a step on a case, and from where (the audit trail of the case)."""
-
-    name: str
-    actor_id: str | None
-    source: str
-
-
 class BadRatingDesk:
     """The steps people take on 差评 cases (module docstring); each in one transaction."""
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
 
-    def act(self, case_id: int, action: Action, actor: CaseActor, text: str, *,
+    def act(self, case_id: int, action: Action, actor: Actor, text: str, *,
             now: datetime) -> list[Notification]:  # fmt: skip
         """Take ``action`` on the case with ``text`` as its note; the alarm notifications
         to send. :class:`UnknownBadRating` (404), :class:`Conflict` (409) when the case
@@ -313,6 +306,9 @@ class BadRatingDesk:
             session.add(BadRatingNote(case_id=case.id, at=now, action=action,
                                       actor=actor.name[:100], actor_id=actor.actor_id,
                                       source=actor.source[:100], text=text))  # fmt: skip
+            audit.record(session, actor, AuditAction(f"bad_rating.{action}"),
+                         f"bad_rating:{case.id}", {"status": case.status.value, "note": text},
+                         now=now)  # fmt: skip
             book = AlarmBook(session, now)
             if case.status in _OPEN_STATES:
                 book.raise_alarm(site.id, AlarmType.BAD_RATING, device=alarm_device(case.id),
@@ -326,7 +322,7 @@ class BadRatingDesk:
         return book.notifications
 
     @staticmethod
-    def _check_reviewer(session: Session, case: BadRatingCase, actor: CaseActor) -> None:
+    def _check_reviewer(session: Session, case: BadRatingCase, actor: Actor) -> None:
         appellant = session.scalars(
             select(BadRatingNote.actor_id)
             .where(BadRatingNote.case_id == case.id, BadRatingNote.action == "appeal")
@@ -362,7 +358,8 @@ class RatingRoster:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
 
-    def set_staff(self, site_id: str, members: Sequence[tuple[str, str]]) -> int:
+    def set_staff(self, site_id: str, members: Sequence[tuple[str, str]], *, actor: Actor,
+                  now: datetime) -> int:  # fmt: skip
         """Replace the site's roster with (工号, name) pairs; how many it holds now."""
         seen: set[str] = set()
         for staff_id, name in members:
@@ -379,10 +376,13 @@ class RatingRoster:
             session.execute(delete(StaffMember).where(StaffMember.site_id == site_id))
             session.add_all(StaffMember(site_id=site_id, staff_id=staff_id, name=name.strip())
                             for staff_id, name in members)  # fmt: skip
+            audit.record(session, actor, AuditAction.STAFF_ROSTER, site_id,
+                         {"staff": [staff_id for staff_id, _ in members]}, now=now)
         return len(members)
 
     def set_profile(self, site_id: str, region_code: str, department: str | None,
-                    department_name: str | None) -> None:  # fmt: skip
+                    department_name: str | None, *, actor: Actor,
+                    now: datetime) -> None:  # fmt: skip
         """The site's 行政区划代码 and the department of 办件 that name none."""
         if not REGION_CODE_RE.fullmatch(region_code):
             raise InvalidRequest(f"region code {region_code!r}: 6, 9 or 12 digits (GB/T 2260 "
@@ -395,6 +395,8 @@ class RatingRoster:
             session.merge(RatingProfile(site_id=site_id, region_code=region_code,
                                         department=department,
                                         department_name=department_name))  # fmt: skip
+            audit.record(session, actor, AuditAction.RATING_PROFILE, site_id,
+                         {"region_code": region_code, "department": department}, now=now)
 
 
 def revoked_ratings(session: Session, first: dt.date, last: dt.date,
@@ -420,7 +422,6 @@ __all__ = [
     "REASON_LABELS",
     "Action",
     "BadRatingDesk",
-    "CaseActor",
     "RatingRoster",
     "alarm_detail",
     "alarm_device",

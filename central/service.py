@@ -7,10 +7,12 @@
         central.acknowledge_alarm(alarm_id, person="ops-li")
         await central.send_command("zs-sanxiang-01", ReprintArgs(ticket="A012"))
 
-Tasks (one ``asyncio.TaskGroup``, each named): ``ingest-batches`` (collect
-publishes handed over from paho's thread, commit a batch in a worker thread,
+Tasks (one ``asyncio.TaskGroup``, each named): ``mqtt`` (the broker connection,
+:class:`central.ingest.MqttIngest`), ``ingest-batches`` (collect the received
+publishes, commit a batch in a worker thread,
 then publish acks and queue notifications), ``alarm-timer`` (time-based alarm
-rules, 差评 deadlines, telemetry retention), ``webhook`` (send notifications),
+rules, 差评 deadlines, telemetry retention), ``retention`` (old events, alarms and
+commands, see :mod:`central.retention`), ``webhook`` (send notifications),
 ``province-report`` (好差评 records to the provincial platform, when
 ``province_url`` is set: :mod:`central.province`). Database work
 is serialised by one lock per process; several processes (replicas) are safe
@@ -23,7 +25,6 @@ import asyncio
 import collections
 import contextlib
 import math
-import threading
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,7 @@ from central.ingest import IngestProcessor, MqttIngest, Received, new_command
 from central.models import Alarm, Command, CommandStatus, Site
 from central.province import ProvincialReporter, ReportRun
 from central.ratings import run_deadlines
+from central.retention import Pruned, Retention
 from central.telemetry import EmbeddedTelemetrySink, TelemetrySink, make_sink
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.errors import LocalProtocolError
@@ -85,14 +87,13 @@ class CentralService:
         self.clock = clock
         self._run_migrations = run_migrations
         self.processor = IngestProcessor(self.sessions, config, self.sink)
+        self.retention = Retention(self.sessions, config)
         self.reporter = ProvincialReporter(self.sessions, config)
-        self.mqtt = MqttIngest(config, self._from_paho)
+        self.mqtt = MqttIngest(config, self._received)
         self._loop: asyncio.AbstractEventLoop | None = None
-        # paho's thread appends here; the loop takes batches (a deque, not a Queue: one
-        # wake-up per burst instead of one cross-thread call per message).
+        # The MQTT client runs on this loop and appends here once per read; the batch
+        # loop takes from the left.
         self._pending: collections.deque[Received] = collections.deque()
-        self._handoff = threading.Lock()
-        self._wakeup_scheduled = False
         self._arrived = asyncio.Event()
         self._notices: asyncio.Queue[Notification] = asyncio.Queue()
         self._db_lock = asyncio.Lock()
@@ -112,13 +113,14 @@ class CentralService:
         tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._stack.callback(self._stop_background)
         self._tasks = [
+            tasks.create_task(self.mqtt.run(), name="mqtt"),
             tasks.create_task(self._batch_loop(), name="ingest-batches"),
             tasks.create_task(self._alarm_timer(), name="alarm-timer"),
             tasks.create_task(self._webhook_loop(), name="webhook"),
+            tasks.create_task(self._retention_timer(), name="retention"),
         ]
         if self.config.province_url:
             self._tasks.append(tasks.create_task(self._report_loop(), name="province-report"))
-        self.mqtt.start()
         return self
 
     async def __aexit__(
@@ -137,20 +139,10 @@ class CentralService:
         for task in self._tasks:
             task.cancel()
 
-    def _from_paho(self, item: Received) -> None:
-        """Called on paho's thread: queue the publish; wake the loop once per burst."""
-        with self._handoff:
-            self._pending.append(item)
-            self.received += 1
-            if self._wakeup_scheduled:
-                return
-            self._wakeup_scheduled = True
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._wake)
-
-    def _wake(self) -> None:
-        with self._handoff:
-            self._wakeup_scheduled = False
+    def _received(self, items: list[Received]) -> None:
+        """The publishes of one read from the broker (called on the loop)."""
+        self._pending.extend(items)
+        self.received += len(items)
         self._idle.clear()
         self._arrived.set()
 
@@ -178,8 +170,7 @@ class CentralService:
                     await self._arrived.wait()
             except TimeoutError:
                 break
-        with self._handoff:
-            return [self._pending.popleft() for _ in range(min(limit, len(self._pending)))]
+        return [self._pending.popleft() for _ in range(min(limit, len(self._pending)))]
 
     async def _batch_loop(self) -> None:
         while True:
@@ -219,8 +210,9 @@ class CentralService:
             # Events are not lost: no ack was sent, so the edges send them again.
             log.error("ingest.batch_dropped", size=len(batch))
             return
-        for site_id, seq in outcome.acks.items():
-            self.mqtt.publish_ack(site_id, seq)
+        with self.processor.stages.measure("ack"):
+            for site_id, seq in outcome.acks.items():
+                self.mqtt.publish_ack(site_id, seq)
         for notification in outcome.notifications:
             self._notices.put_nowait(notification)
 
@@ -254,16 +246,40 @@ class CentralService:
             self._notices.put_nowait(notification)
         return notifications
 
+    async def _retention_timer(self) -> None:
+        while True:
+            try:
+                await self.prune_history()
+            except OperationalError as exc:
+                log.error("retention.db_unavailable", error=str(exc)[:200])
+            await asyncio.sleep(self.config.retention_interval_s)
+
+    async def prune_history(self) -> Pruned:
+        """Delete what is past the retention settings now (the ``retention`` task runs this
+        every ``retention_interval_s``): step by step, each step holding the database only
+        briefly, so ingest goes on in between."""
+        now = self.clock()
+        total = Pruned()
+        more = True
+        while more:
+            async with self._db_lock:
+                pruned, more = await asyncio.to_thread(self.retention.prune_step, now)
+            total += pruned
+        if total:
+            log.info("retention.pruned", **total.as_dict())
+        return total
+
     def acknowledge_alarm(self, alarm_id: int, person: str, note: str | None = None) -> Alarm:
         """A person acknowledges an alarm (synchronous; call from a worker thread in the API)."""
         with self.sessions.begin() as session:
             book = AlarmBook(session, self.clock())
             alarm = book.acknowledge(alarm_id, person, note)
-        self.notify(book.notifications)
+        self.queue_notifications(book.notifications)
         return alarm
 
-    def notify(self, notifications: list[Notification]) -> None:
-        """Queue notifications committed elsewhere for the webhook (from any thread)."""
+    def queue_notifications(self, notifications: list[Notification]) -> None:
+        """Hand notifications committed elsewhere (the registry clearing a retired site's
+        alarms) to the webhook sender; callable from any thread."""
         if self._loop is not None:
             for notification in notifications:
                 self._loop.call_soon_threadsafe(self._notices.put_nowait, notification)

@@ -11,7 +11,7 @@ endpoint adds a record here and a method there, so both faces show one truth.
     SiteDetail    one site for the API and the site page: registry, live state,
                   ServiceQueue, WindowView, DeviceView, AlarmView, GapView
     SiteSummary   one line of the site list;  FleetTile: one tile of the fleet page
-    AlarmView, AlarmBoard, EventView, CommandView, TokenView, TelemetrySeries
+    AlarmView, AlarmBoard, EventView, CommandView, TokenView, TelemetrySeries, AuditView
 
 Times are ISO 8601 strings in UTC (``None`` when unknown), as the API has
 always answered; the pages format them in business time.
@@ -28,6 +28,7 @@ import msgspec
 from central.auth import TokenInfo
 from central.models import (
     Alarm,
+    AuditEntry,
     Command,
     CommandStatus,
     Device,
@@ -39,6 +40,7 @@ from central.models import (
     Site,
     Window,
 )
+from central.sitespec import hours_of, to_builtins
 
 Health = Literal["ok", "warn", "alarm", "offline", "unknown"]
 HEALTHS: Final[tuple[Health, ...]] = ("alarm", "warn", "offline", "ok", "unknown")
@@ -256,6 +258,11 @@ class SiteDetail(View, frozen=True, kw_only=True):
     devices: list[DeviceView]
     alarms: list[AlarmView]
     sequence_gaps: list[GapView]
+    hours: dict[str, str | None] | None
+    """Opening hours of its own (open, close, reset, last_ticket); ``None``: the fleet's."""
+    registry_revision: int
+    retired_at: str | None
+    """When it left the fleet (its page and history stay); ``None`` while in service."""
 
     @classmethod
     def of(cls, state: SiteState, now: datetime) -> SiteDetail:
@@ -286,6 +293,9 @@ class SiteDetail(View, frozen=True, kw_only=True):
             alarms=[AlarmView.of(a, now) for a in state.alarms],
             sequence_gaps=[GapView(first_seq=g.first_seq, last_seq=g.last_seq)
                            for g in state.open_gaps],
+            hours=to_builtins(hours_of(site)),
+            registry_revision=site.registry_revision,
+            retired_at=iso(site.retired_at),
         )  # fmt: skip
 
     @property
@@ -379,6 +389,26 @@ class TokenView(View, frozen=True, kw_only=True):
                    created_at=iso(info.created_at), revoked_at=iso(info.revoked_at))  # fmt: skip
 
 
+class AuditView(View, frozen=True, kw_only=True):
+    """One entry of the audit log (see :mod:`central.audit`)."""
+
+    id: int
+    at: str | None
+    actor: str
+    actor_id: str | None
+    role: str | None
+    source: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> AuditView:
+        return cls(id=entry.id, at=iso(entry.at), actor=entry.actor, actor_id=entry.actor_id,
+                   role=entry.role, source=entry.source, action=entry.action,
+                   target=entry.target, detail=entry.detail)  # fmt: skip
+
+
 class TelemetrySeries(View, frozen=True, kw_only=True):
     """One series: raw points (``resolution_s`` 0) or per minute/hour mean, min, max, count."""
 
@@ -447,6 +477,7 @@ __all__ = [
     "SEVERITY_RANK",
     "AlarmBoard",
     "AlarmView",
+    "AuditView",
     "CommandState",
     "CommandView",
     "DeviceView",

@@ -22,7 +22,7 @@ Errors: see :mod:`firmware_protocols.mqtt_topics` (``InvalidMessage`` and its ``
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Annotated, Any, Final, Literal, NamedTuple, TypeAlias, get_args
@@ -728,6 +728,32 @@ def decode(
     limit = TOPICS[kind].max_payload
     if len(payload) > limit:
         raise fail(Reason.TOO_LARGE, f"{len(payload)} bytes, limit {limit}")
+    # Our encoders put "v" first: then a good payload is decoded once, and only a failure
+    # asks the probe whether the version is what failed (it is checked before the schema).
+    ours = payload[: len(_VERSION_FIRST)] == _VERSION_FIRST
+    if not ours:
+        _check_version(payload, fail)
+    try:
+        message: Message = _DECODERS[kind].decode(payload)
+    except msgspec.ValidationError as exc:
+        if ours:
+            _check_version(payload, fail)
+        raise fail(Reason.SCHEMA, str(exc)) from None
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
+        raise fail(Reason.JSON, str(exc) or type(exc).__name__) from None
+    if message.site != site_id:
+        raise fail(Reason.SITE_MISMATCH, f"payload site {message.site!r}, topic {site_id!r}")
+    if isinstance(message, Cmd) and command is not None and message.name != command:
+        raise fail(Reason.COMMAND_MISMATCH, f"payload {message.name!r}, topic {command!r}")
+    return message
+
+
+_VERSION_FIRST: Final = b'{"v":%d,' % VERSION
+
+
+def _check_version(payload: bytes | bytearray | memoryview,
+                   fail: Callable[[Reason, str], InvalidMessage]) -> None:  # fmt: skip
+    """Raise unless ``v`` is there and is this contract's (reads only ``v``)."""
     try:
         probe = _PROBE.decode(payload)
     except msgspec.ValidationError as exc:
@@ -739,17 +765,6 @@ def decode(
         raise fail(Reason.VERSION, 'missing "v"')
     if type(probe.v) is not int or probe.v != VERSION:
         raise fail(Reason.VERSION, f'unsupported "v": {probe.v!r:.20}')
-    try:
-        message: Message = _DECODERS[kind].decode(payload)
-    except msgspec.ValidationError as exc:
-        raise fail(Reason.SCHEMA, str(exc)) from None
-    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
-        raise fail(Reason.JSON, str(exc) or type(exc).__name__) from None
-    if message.site != site_id:
-        raise fail(Reason.SITE_MISMATCH, f"payload site {message.site!r}, topic {site_id!r}")
-    if isinstance(message, Cmd) and command is not None and message.name != command:
-        raise fail(Reason.COMMAND_MISMATCH, f"payload {message.name!r}, topic {command!r}")
-    return message
 
 
 class Incoming(NamedTuple):

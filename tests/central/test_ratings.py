@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.alarms import AlarmBook
+from central.audit import Actor
 from central.config import CentralConfig
 from central.errors import ConfigError, Conflict, Forbidden, InvalidRequest, UnknownBadRating
 from central.ingest import IngestProcessor
@@ -25,7 +26,7 @@ from central.models import (
     ReportStatus,
     Severity,
 )
-from central.ratings import BadRatingDesk, CaseActor, alarm_device, run_deadlines
+from central.ratings import BadRatingDesk, alarm_device, run_deadlines
 from central.stats import BUSINESS_TZ
 from central.telemetry import EmbeddedTelemetrySink
 from central.workdays import WorkCalendar
@@ -37,8 +38,8 @@ NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 in the hall
 CASE = mm.CaseInfo(no="442000-2026-000123", item_code="11442000007502434M4442111001000",
                    item_name="居民身份证换领", department="11442000007502434M",
                    department_name="中山市公安局", source="hook")
-LI = CaseActor("三乡镇 李主任", "0123abcd", "10.0.0.8")
-WANG = CaseActor("市政数局 王科长", "89abcdef", "10.0.0.9")
+LI = Actor(name="三乡镇 李主任", source="10.0.0.8", actor_id="0123abcd", role="operator")
+WANG = Actor(name="市政数局 王科长", source="10.0.0.9", actor_id="89abcdef", role="admin")
 
 
 def sim() -> SimSite:

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from central.audit import Actor
 from central.auth import Role
 from central.config import CentralConfig
 from central.ingest import IngestProcessor
@@ -135,6 +136,13 @@ def test_ratings_over_http(env: RunningApp) -> None:
     assert [n["action"] for n in upheld["notes"]] == ["contact", "appeal", "uphold"]  # type: ignore[index]
     assert env.client.get("/api/v1/bad-ratings/99999",
                           headers=env.headers(Role.VIEWER)).status_code == 404
+    audit = env.client.get(f"/api/v1/audit?target=bad_rating:{case['id']}",
+                           headers=env.headers(Role.ADMIN)).json()["entries"]
+    assert [(e["action"], e["actor"]) for e in audit] == [
+        ("bad_rating.uphold", upheld["notes"][2]["actor"]),  # type: ignore[index]
+        ("bad_rating.appeal", "test admin"), ("bad_rating.contact", "test operator")]
+    assert env.client.get(f"/api/v1/audit?target={SITE}", headers=env.headers(Role.ADMIN)
+                          ).json()["entries"][0]["action"] == "site.rating_profile"
 
     # The month's ranking, recounted from the events: the revoked 差评 counts nowhere.
     ranking = env.client.get("/api/v1/ratings/ranking?month=2026-11&scope=staff",
@@ -171,7 +179,8 @@ def test_the_read_model_on_both_databases(small_registry: sessionmaker[Session])
     )]  # fmt: skip
     IngestProcessor(small_registry, CentralConfig(), EmbeddedTelemetrySink(small_registry)
                     ).process(received(*events), datetime(2026, 11, 23, 2, tzinfo=UTC))
-    RatingRoster(small_registry).set_staff("zs-sanxiang-01", [("zs0231", "张丽")])
+    RatingRoster(small_registry).set_staff("zs-sanxiang-01", [("zs0231", "张丽")],
+                                          actor=Actor.command_line(), now=datetime.now(UTC))
     read = ReadModel(small_registry)
     first = last = datetime(2026, 11, 23).date()
     [record] = read.ratings.records(first, last)

@@ -11,8 +11,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.alarms import WebhookNotifier
+from central.audit import Actor
 from central.models import BadRatingCase, RatingProfile, RatingRecord, ReportStatus
-from central.ratings import BadRatingDesk, CaseActor
+from central.ratings import BadRatingDesk
 from central.service import CentralService
 from firmware_protocols import mqtt_messages as mm
 from tests.central.edge_sim import EdgeClient
@@ -57,10 +58,11 @@ def test_a_bad_rating_alerts_at_once_and_is_reported(
                 assert raised["detail"]["town"] == "测试镇"
                 with sessions() as session:
                     case = session.scalars(select(BadRatingCase)).one()
-                desk, li = BadRatingDesk(central.sessions), CaseActor("李主任", "0123abcd",
-                                                                       "10.0.0.8")
+                desk = BadRatingDesk(central.sessions)
+                li = Actor(name="李主任", source="10.0.0.8", actor_id="0123abcd")
                 desk.act(case.id, "contact", li, "已回访", now=central.clock())
-                central.notify(desk.act(case.id, "rectify", li, "已整改", now=central.clock()))
+                closed = desk.act(case.id, "rectify", li, "已整改", now=central.clock())
+                central.queue_notifications(closed)
                 await _until(lambda: len(posted(capture.requests)) == 2)
                 assert posted(capture.requests)[1]["action"] == "cleared"
                 # The record goes up once its hold is over (the task runs every 0.2 s).

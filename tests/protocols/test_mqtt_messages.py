@@ -538,6 +538,10 @@ def _mutate(kind: Kind, change: Callable[[dict[str, Any]], None]) -> bytes:
         (b'{"v":"1","site":"zs-sanxiang-01","seq":1}', Reason.VERSION),
         (b'{"v":true,"site":"zs-sanxiang-01","seq":1}', Reason.VERSION),
         (b'{"v":1.0,"site":"zs-sanxiang-01","seq":1}', Reason.VERSION),
+        # "v" first as our encoders write it (decoded once), then overridden: still a version
+        (b'{"v":1,"site":"zs-sanxiang-01","seq":1,"v":2}', Reason.VERSION),
+        (b'{"v":1,"v":2,"site":"zs-sanxiang-01","seq":1}', Reason.VERSION),
+        (b'{"v":1, "site":"zs-sanxiang-01","seq":1,"v":"1"}', Reason.VERSION),
         (b'{"v":1,"site":"zs-sanxiang-01","seq":1.0}', Reason.SCHEMA),
         (b'{"v":1,"site":"zs-sanxiang-01","seq":"1"}', Reason.SCHEMA),
         (b'{"v":1,"site":"zs-sanxiang-01","seq":-1}', Reason.SCHEMA),

@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from central.audit import Actor
 from central.auth import Role
 from central.models import BadRatingCase
 from central.ratings import RatingRoster
@@ -72,7 +73,8 @@ def step(page: Page, action: str, note: str) -> None:
 
 def test_a_bad_rating_is_handled_in_the_browser(browser: Browser, live: LiveServer) -> None:
     env = live.env
-    RatingRoster(env.central.sessions).set_staff(SITE, [("zs0231", "张丽")])
+    RatingRoster(env.central.sessions).set_staff(SITE, [("zs0231", "张丽")],
+                                                 actor=Actor.command_line(), now=env.central.now())
     now_ms = int(time.time() * 1000)
     site = SimSite(SITE, clock_ms=now_ms - 60_000)
     case = mm.CaseInfo(no="442000-2026-000888", item_code=None, item_name="社保卡补办",
