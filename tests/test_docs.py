@@ -25,8 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 ARCHITECTURE = REPO / "docs" / "ARCHITECTURE.md"
 
 SELF_CONTAINED = ("README.md", "docs/ARCHITECTURE.md")
-"""Files that must not refer to the team's design note or a folder beside the repository."""
-OUTSIDE_REFERENCES = ("DESIGN.md", "../shared")
+"""Files that must not refer to the team's design note, a folder beside the repository or
+the build machine's folders."""
+OUTSIDE_REFERENCES = ("DESIGN.md", "../shared", "/work/")
 
 PACKAGES = ("firmware_protocols", "fastpath", "edge", "central", "onedoor")
 
