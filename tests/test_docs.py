@@ -3,8 +3,9 @@
 * Every relative Markdown link in a tracked ``.md`` file names a file or folder
   of the repository that exists, and a ``#fragment`` into a Markdown file names
   one of its headings (GitHub's anchors).
-* The README and ``docs/ARCHITECTURE.md`` (the design reference) do not send the
-  reader to a design note outside the repository (:data:`SELF_CONTAINED`).
+* No tracked text file (code, docs, configs) sends the reader to a design note outside
+  the repository or to the build machine's folders, or cites an issue tracker's numbers:
+  the reasoning lives in ``docs/`` (:func:`outside_references`).
 * ``docs/ARCHITECTURE.md`` names real code: every repository path it quotes
   exists, and every dotted name of a package (``edge.hall.Hall.call_next``)
   imports and resolves, so the keypad walk cannot drift from the code unnoticed.
@@ -24,10 +25,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 ARCHITECTURE = REPO / "docs" / "ARCHITECTURE.md"
 
-SELF_CONTAINED = ("README.md", "docs/ARCHITECTURE.md")
-"""Files that must not refer to the team's design note, a folder beside the repository or
-the build machine's folders."""
 OUTSIDE_REFERENCES = ("DESIGN.md", "../shared", "/work/")
+"""The team's design note, a folder beside the repository, the build machine's folders."""
+_ISSUE_NUMBER = re.compile(r"(?i)\bissues?\s*#\s*\d+|\bissue\s+\d+\b")
+_HASH_NUMBER = re.compile(r"(?<![\w&/'\"=(\[`])#\d{1,3}\b")
+"""``#12`` in prose (Markdown outside code blocks): how trackers number issues."""
+_TEXT_SUFFIXES = (".py", ".pyx", ".pxd", ".md", ".toml", ".j2", ".yml", ".yaml", ".cfg",
+                  ".ini", ".sh", ".html", ".js", ".css", ".txt", ".rules", ".service")
+THIS_FILE = Path(__file__).resolve().relative_to(REPO).as_posix()
 
 PACKAGES = ("firmware_protocols", "fastpath", "edge", "central", "onedoor")
 
@@ -41,11 +46,26 @@ _FILE_SUFFIXES = {"py", "md", "toml", "csv", "yml", "yaml", "json", "js", "html"
 _NOT_A_PATH = re.compile(r"[\s{}<>*+#$…]")
 
 
-def tracked_markdown() -> list[Path]:
-    """Every Markdown file git tracks in this checkout."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--", "*.md"], cwd=REPO, check=True,
+def tracked(*patterns: str) -> list[Path]:
+    """The files git tracks in this checkout that match the patterns."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--", *patterns], cwd=REPO, check=True,
                             capture_output=True, text=True).stdout
     return [REPO / name for name in listed.split("\0") if name]
+
+
+def tracked_markdown() -> list[Path]:
+    return tracked("*.md")
+
+
+def outside_references(name: str, text: str) -> list[str]:
+    """Where a text points outside the repository or cites an issue number."""
+    found = []
+    prose = _ISSUE_NUMBER.sub("", without_code_blocks(text)) if name.endswith(".md") else ""
+    for number, line in enumerate(text.splitlines(), 1):
+        found += [f"{name}:{number}: {ref}" for ref in OUTSIDE_REFERENCES if ref in line]
+        found += [f"{name}:{number}: {m.group()}" for m in _ISSUE_NUMBER.finditer(line)]
+    found += [f"{name}: {m.group()} (an issue number?)" for m in _HASH_NUMBER.finditer(prose)]
+    return found
 
 
 def without_code_blocks(text: str) -> str:
@@ -140,11 +160,15 @@ def test_markdown_links_name_files_and_headings_that_exist() -> None:
     assert problems == []
 
 
-@pytest.mark.parametrize("name", SELF_CONTAINED)
-def test_the_design_reference_needs_nothing_outside_the_repository(name: str) -> None:
-    text = (REPO / name).read_text("utf-8")
-    found = [ref for ref in OUTSIDE_REFERENCES if ref in text]
-    assert found == [], f"{name} refers to {found}: point into docs/ARCHITECTURE.md instead"
+def test_nothing_tracked_points_outside_the_repository_or_cites_an_issue() -> None:
+    files = [path for path in tracked() if path.suffix in _TEXT_SUFFIXES or path.name == "Makefile"]
+    assert len(files) > 300
+    found = []
+    for path in files:
+        name = path.relative_to(REPO).as_posix()
+        if name != THIS_FILE:  # it names what it looks for
+            found += outside_references(name, path.read_text("utf-8", errors="replace"))
+    assert found == [], "point into docs/ (docs/ARCHITECTURE.md) instead"
 
 
 def test_the_readme_points_to_the_architecture() -> None:
@@ -183,6 +207,16 @@ def test_the_link_check_finds_each_kind_of_problem(tmp_path: Path) -> None:
         "README.md: (../shared/DESIGN.md) points outside the repository",
         "README.md: (#two) names no heading of its own file",
     ]
+
+
+def test_outside_references_and_issue_numbers_are_found() -> None:
+    text = ("See ../shared/DESIGN.md.\nFixed in issue #9 and issue 12; terminal #3.\n"
+            "[link](#1-escpos) colour #fff, `#4` and\n```\n窗口1 #1\n```\n")
+    assert outside_references("a.md", text) == [
+        "a.md:1: DESIGN.md", "a.md:1: ../shared", "a.md:2: issue #9", "a.md:2: issue 12",
+        "a.md: #3 (an issue number?)",
+    ]
+    assert outside_references("a.py", "x = '#3'  # see /work/main\n") == ["a.py:1: /work/"]
 
 
 def test_quoted_names_and_paths_are_told_apart() -> None:
