@@ -30,6 +30,8 @@ Alarm types and default severity::
     staffing_advice   info      not a fault: the edge sees an SLA breach coming and names
                                 the move that prevents it (central/advice.py), cleared
                                 when it ends; info leaves the site's tile colour alone
+    bad_rating        warning   a 差评 case is open (central.ratings); major once its
+                                contact is late, critical once its rectification is
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ DEFAULT_SEVERITY: Final = {
     AlarmType.TAKEOVER_PENDING: Severity.MAJOR,
     AlarmType.DEVICE_CONFLICT: Severity.CRITICAL,
     AlarmType.STAFFING_ADVICE: Severity.INFO,
+    AlarmType.BAD_RATING: Severity.WARNING,
 }
 
 TITLES: Final = {
@@ -94,6 +97,7 @@ TITLES: Final = {
     AlarmType.TAKEOVER_PENDING: "新设备等待接管确认 / a new device waits for takeover",
     AlarmType.DEVICE_CONFLICT: "两台设备同时编号 / two devices numbered the site",
     AlarmType.STAFFING_ADVICE: "人员调配建议 / staffing advice",
+    AlarmType.BAD_RATING: "差评待处理 / bad rating to handle",
 }
 
 
