@@ -453,6 +453,9 @@ def test_mqtt_3_1_1_for_a_broker_without_mqtt_5(tmp_path: Path) -> None:
             await daemon.ready.wait()
             await until(lambda: daemon.uplink is not None and daemon.uplink.connected,
                         what="up")
+            # A new journal numbers once the central granted its epoch (the probe does).
+            await until(lambda: daemon.hall is not None
+                        and daemon.hall.journal.numbering == "granted", what="the grant")
             status, _ = await asyncio.to_thread(
                 http, "POST", f"http://127.0.0.1:{port}/tickets", {"service": "shebao"})
             assert status == 201
