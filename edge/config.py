@@ -18,6 +18,7 @@ for complete files. Sections::
     [devices.printer] [devices.screens] [devices.terminals] [devices.gpio] [devices.audio]
     [devices.id_card]                     # 二代身份证 reader at the kiosk (edge.id_card_kiosk)
     [mqtt] [mqtt.tls] [paths] [http] [daemon]
+    [progress]                            # the citizens' progress pages (edge.progress)
 
 Besides the problems that refuse a file, :attr:`EdgeConfig.warnings` lists what
 works but should not be left so (a password sent without TLS); ``check-config``
@@ -54,6 +55,7 @@ _IDENT_RE = re.compile(mm.IDENT_PATTERN)
 _TOKEN_RE = re.compile(mm.TOKEN_PATTERN)
 _PREFIX_RE = re.compile(r"^[A-Z]{1,2}\Z")
 _HHMM_RE = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])\Z")
+_PUBLIC_URL_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*/?\Z")
 TerminalBusKind = Literal["modbus", "vendor"]
 ParityName = Literal["N", "E", "O"]
 Rs485Name = Literal["auto", "kernel", "rts"]
@@ -262,6 +264,18 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ProgressConfig:
+    """The citizens' progress pages, served by the central (the Pi is never reachable)."""
+
+    url: str | None = None  # public base URL; a ticket's QR opens {url}/q/{token}
+    predict_seconds: float = 20.0  # the pages' waits are simulated again this often
+
+    def page_url(self, token: str) -> str | None:
+        """The progress page of the ticket with ``token`` (None without ``url``)."""
+        return None if self.url is None else f"{self.url.rstrip('/')}/q/{token}"
+
+
+@dataclass(frozen=True, slots=True)
 class EdgeConfig:
     version: str
     site: SiteConfig
@@ -274,6 +288,7 @@ class EdgeConfig:
     paths: PathsConfig
     http: HttpConfig | None
     daemon: DaemonConfig
+    progress: ProgressConfig = ProgressConfig()
     text: str = field(default="", repr=False, compare=False)  # the file, kept for the journal
     base_dir: str = field(default=".", repr=False, compare=False)  # relative paths start here
     warnings: tuple[str, ...] = field(default=(), repr=False, compare=False)
@@ -363,6 +378,13 @@ def _check_timezone(value: str) -> str | None:
 def _check_site_id(value: str) -> str | None:
     return None if is_valid_site_id(value) else (
         f"site id must be 1-64 lowercase letters, digits, '-' or '_', got {value!r}")
+
+
+def _check_public_url(value: str) -> str | None:
+    if len(value) > 120 or not _PUBLIC_URL_RE.fullmatch(value):
+        return ("expected http(s)://host[:port][/path], at most 120 characters, no query "
+                f"or fragment, got {value!r}")
+    return None
 
 
 def _check_window_token(value: str) -> str | None:
@@ -574,6 +596,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             "watchdog pings", _between(1, 3600)),
     Setting("daemon.predict_budget_seconds", float, 1.5, "a ticket waits this long for its "
             "predicted wait, then prints without it", _between(0.1, 60)),
+    # progress
+    Setting("progress.url", str, None, "public base URL of the central's progress pages "
+            "(https://q.example.gov.cn): a ticket's QR opens <url>/q/<token>; without it "
+            "tickets print no QR", _check_public_url),
+    Setting("progress.predict_seconds", float, 20.0, "the progress pages' waits are simulated "
+            "again this often while the queue changes", _between(2, 600)),
 )
 """Every key of the site config, once: type, default, help and range check."""
 
@@ -1111,6 +1139,14 @@ def _read_rest(root: _Table, config_dir: Path) -> tuple[PathsConfig, HttpConfig 
     return paths, http, daemon
 
 
+def _read_progress(root: _Table) -> ProgressConfig:
+    table = root.table("progress") or _absent("progress", root.problems)
+    progress = ProgressConfig(url=table.setting("url"),
+                              predict_seconds=table.setting("predict_seconds"))
+    table.finish()
+    return progress
+
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -1141,6 +1177,7 @@ def parse_config(
     devices = _read_devices(root, config_dir, {s.id for s in services}, windows)
     mqtt = _read_mqtt(root, config_dir, check_files)
     paths, http, daemon = _read_rest(root, config_dir)
+    progress = _read_progress(root)
     root.finish()
     served = {sid for w in windows for sid in w.services}
     for index, service in enumerate(services):
@@ -1149,7 +1186,7 @@ def parse_config(
     if problems.items:
         raise ConfigInvalid(source, problems.items)
     return EdgeConfig(version, site, hours, policy, services, windows, devices, mqtt, paths,
-                      http, daemon, text, str(config_dir), tuple(problems.warnings))
+                      http, daemon, progress, text, str(config_dir), tuple(problems.warnings))
 
 
 def load_config(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
@@ -1178,6 +1215,7 @@ __all__ = [
     "MqttConfig",
     "PathsConfig",
     "PrinterConfig",
+    "ProgressConfig",
     "ScreensConfig",
     "ServiceConfig",
     "Setting",

@@ -12,7 +12,8 @@
 * the device inputs (:class:`~edge.inputs.InputHandler`) and the central's
   commands (:class:`~edge.commands.RemoteCommands`);
 * the MQTT uplink, the kiosk HTTP API and telemetry (:mod:`edge.uplink`,
-  :mod:`edge.http_api`, :mod:`edge.telemetry`);
+  :mod:`edge.http_api`, :mod:`edge.telemetry`), and what the citizens' progress
+  pages on the central show (:mod:`edge.progress`);
 * supervision and systemd's watchdog (:mod:`edge.supervisor`): every
   long-running part is a named task that is logged and restarted if it dies.
 
@@ -72,6 +73,7 @@ from edge.journal import Journal
 from edge.kiosk import TicketDesk
 from edge.outputs import HallOutputs
 from edge.predict import WaitPredictor
+from edge.progress import ProgressReporter
 from edge.supervisor import Heartbeats, Supervisor, Watchdog, sd_notify
 from edge.telemetry import TelemetryReporter, telemetry_snapshot
 from edge.uplink import Uplink
@@ -120,6 +122,7 @@ class _Parts:
     inputs: InputHandler
     commands: RemoteCommands
     telemetry: TelemetryReporter
+    progress: ProgressReporter
 
 
 class EdgeDaemon:
@@ -187,7 +190,8 @@ class EdgeDaemon:
             TelemetryReporter(hall, self.devices, self.clock,
                               period_s=lambda: self.config.daemon.telemetry_seconds,
                               wake_uplink=self._wake_uplink,
-                              beat=self.heartbeats.beater("telemetry")))
+                              beat=self.heartbeats.beater("telemetry")),
+            ProgressReporter(hall, self.clock, self._publish_live))
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -205,6 +209,7 @@ class EdgeDaemon:
         try:
             self.devices.build(self.config, hall.journal.input_marks(), hall.device_status)
             hall.subscribe(parts.outputs.on_event)
+            hall.subscribe(parts.progress.on_event)
             hall.subscribe(self._after_event)
             if self.config.mqtt is not None:
                 self.uplink = self._make_uplink(self.config.mqtt)
@@ -227,6 +232,7 @@ class EdgeDaemon:
                 if self.uplink is not None:
                     self._start("uplink", self.uplink.run)
                     self._start("telemetry", parts.telemetry.run)
+                    self._start("progress", parts.progress.run)
                 if self.http is not None:
                     self._start("http", self.http.run)
                 self.devices.start_all(self._start)
@@ -272,7 +278,8 @@ class EdgeDaemon:
         return Uplink(self.config.site.id, mqtt, hall.journal, self.clock,
                           software=SOFTWARE_VERSION, boot_id=self.boot_id,
                           config_version=lambda: hall.config.version, commands=parts.commands,
-                          beat=self.heartbeats.beater("uplink"))
+                          beat=self.heartbeats.beater("uplink"),
+                          on_connect=parts.progress.refresh)
 
     def _make_http(self, http: HttpConfig) -> HttpApi:
         parts = self._parts
@@ -286,6 +293,9 @@ class EdgeDaemon:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(10):
                     await self.http.listening.wait()
+
+    def _publish_live(self, message: mm.Progress) -> bool:
+        return self.uplink is not None and self.uplink.publish_live(message)
 
     def _wake_uplink(self) -> None:
         if self.uplink is not None:
@@ -414,6 +424,7 @@ class EdgeDaemon:
             log.info("config.parts_restarted", version=new.version, parts=changed)
 
     async def _restart_uplink(self, mqtt: MqttConfig | None) -> None:
+        await self.supervisor.stop("progress")
         await self.supervisor.stop("telemetry")
         await self.supervisor.stop("uplink")  # publishes offline and disconnects
         self.uplink = None
@@ -423,6 +434,7 @@ class EdgeDaemon:
             self.uplink = self._make_uplink(mqtt)
             self._start("uplink", self.uplink.run)
             self._start("telemetry", parts.telemetry.run)
+            self._start("progress", parts.progress.run)
         log.info("config.part_restarted", part="mqtt",
                  broker=None if mqtt is None else f"{mqtt.host}:{mqtt.port}")
 

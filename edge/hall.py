@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import enum
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -109,6 +110,7 @@ class _Day:
     overtime: set[str] = field(default_factory=set)
     recent_calls: list[tuple[str, int]] = field(default_factory=list)  # newest last
     waits: dict[str, mm.WaitPrediction] = field(default_factory=dict)  # printed per ticket
+    tokens: dict[str, str] = field(default_factory=dict)  # ticket -> its progress-page token
     service_waits: dict[str, tuple[mm.WaitPrediction, int]] = field(
         default_factory=dict)  # service -> its latest prediction and when it was made
     done: int = 0
@@ -251,6 +253,17 @@ class Hall:
         """The wait predicted (and printed) when ``number`` was issued today."""
         return self._day.waits.get(number)
 
+    def token_of(self, number: str) -> str | None:
+        """The progress-page token of ticket ``number`` issued today (None: issued by an
+        edge older than the progress page)."""
+        return self._day.tokens.get(number)
+
+    def progress_url(self, number: str) -> str | None:
+        """The progress page of ticket ``number`` (its QR), None without ``progress.url``
+        or without a token."""
+        token = self._day.tokens.get(number)
+        return None if token is None else self.config.progress.page_url(token)
+
     def latest_wait(self, service_id: str) -> tuple[mm.WaitPrediction, int] | None:
         """The service's latest predicted wait today, and when (unix ms) it was made."""
         return self._day.service_waits.get(service_id)
@@ -329,6 +342,8 @@ class Hall:
                 ticket = dispatcher.issue(body.service, now, CLASS_BY_LABEL[body.ticket_class],
                                           body.booked_ts)
                 expect(ticket.number, body.ticket)
+                if body.token is not None:
+                    day.tokens[body.ticket] = body.token
                 if body.wait is not None:
                     day.waits[body.ticket] = body.wait
                     day.service_waits[body.service] = (body.wait, now)
@@ -431,7 +446,8 @@ class Hall:
         booked_ts = booked_ms if plan.klass is TicketClass.APPOINTMENT else None
         body = mm.TicketIssued(ticket=plan.number, service=service_id,
                                ticket_class=contract_class(plan.klass), booked_ts=booked_ts,
-                               channel=channel, people_ahead=plan.people_ahead, wait=wait)
+                               channel=channel, people_ahead=plan.people_ahead, wait=wait,
+                               token=secrets.token_urlsafe(16))
         (event,) = self._commit([body], now, request=request)
         return IssuedTicket(self.dispatcher.ticket(plan.number), plan.people_ahead, wait, event)
 
@@ -491,6 +507,11 @@ class Hall:
         if minute < hours.open_minute:
             return f"尚未开始取号 {_hhmm(hours.open_minute)}"
         return "今日取号已结束"
+
+    def issuing_status(self, now_ms: int) -> tuple[mm.IssuingStatus, str | None]:
+        """Whether tickets are issued now, and what the hall says about it."""
+        notice = self.closed_notice(now_ms)
+        return ("open", None) if notice is None else ("closed", notice)
 
     def check_issuing(self, now_ms: int) -> None:
         """Refuse a ticket outside the issuing hours (``closed``, HTTP 409)."""

@@ -258,11 +258,12 @@ class HallOutputs:
         wait = hall.issued_wait(ticket.number)
         content = TicketContent(
             hall_name=hall.config.site.name, service_name=service.name_zh,
-            ticket_number=ticket.number, people_ahead=hall.dispatcher.people_ahead(number),
+            ticket_number=ticket.number,
+            people_ahead=hall.dispatcher.people_ahead(number, hall.clock.now_ms()),
             wait_p50_minutes=None if wait is None else math.ceil(wait.p50_s / 60),
             wait_p90_minutes=None if wait is None else math.ceil(wait.p90_s / 60),
             issued_at=datetime.fromtimestamp(ticket.issued_ms / 1000, hall.config.site.tz),
-            qr_payload=f"{hall.config.site.id}/{hall.day}/{ticket.number}",
+            qr_payload=hall.progress_url(ticket.number),
             footer_lines=("请留意叫号，过号请重新取号",),
         )
         return TicketPrint(content, large_print=ticket.klass is TicketClass.PRIORITY)

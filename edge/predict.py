@@ -59,20 +59,10 @@ def hall_model(config: EdgeConfig) -> HallModel | None:
 def hall_state(model: HallModel, config: EdgeConfig, dispatcher: Dispatcher, now_ms: int
                ) -> HallState:
     """The live hall as a model state, in milliseconds since local midnight."""
-    local = datetime.fromtimestamp(now_ms / 1000, config.site.tz)
-    midnight = now_ms - ((local.hour * 60 + local.minute) * 60 + local.second) * 1000 \
-        - local.microsecond // 1000
+    midnight = local_midnight(config, now_ms)
     index = {m.service.id: i for i, m in enumerate(model.services)}
-    waiting = []
     counters = [dispatcher.last_counter(m.service.prefix) for m in model.services]
-    for ticket in dispatcher.tickets():
-        prefix = ticket.number.rstrip("0123456789")
-        counter = int(ticket.number[len(prefix):])
-        if ticket.state is TicketState.WAITING and ticket.service_id in index:
-            waiting.append(WaitingTicket(index[ticket.service_id], int(ticket.klass),
-                                         ticket.key_ms - midnight,
-                                         number_order(prefix, counter),
-                                         ticket.issued_ms - midnight))
+    waiting = [ticket for _, ticket in _waiting(index, dispatcher, midnight)]
     now = now_ms - midnight
     windows = []
     for window, shifts in zip(config.windows, model.window_shifts(), strict=True):
@@ -88,6 +78,31 @@ def hall_state(model: HallModel, config: EdgeConfig, dispatcher: Dispatcher, now
             since = (current.served_ms or current.called_ms or now_ms) - midnight
         windows.append(WindowNow(open_until, busy, since, status.priority_streak))
     return HallState(model, now, tuple(waiting), tuple(windows), tuple(counters))
+
+
+def _waiting(index: dict[str, int], dispatcher: Dispatcher, midnight: int
+             ) -> list[tuple[str, WaitingTicket]]:
+    """The waiting tickets of the model's services, numbered, in issue order."""
+    out = []
+    for ticket in dispatcher.tickets():
+        if ticket.state is TicketState.WAITING and ticket.service_id in index:
+            prefix = ticket.number.rstrip("0123456789")
+            order = number_order(prefix, int(ticket.number[len(prefix):]))
+            out.append((ticket.number, WaitingTicket(
+                index[ticket.service_id], int(ticket.klass), ticket.key_ms - midnight, order,
+                ticket.issued_ms - midnight)))
+    return out
+
+
+def local_midnight(config: EdgeConfig, now_ms: int) -> int:
+    """Unix ms of the local midnight before ``now_ms`` (the model's time 0)."""
+    local = datetime.fromtimestamp(now_ms / 1000, config.site.tz)
+    return now_ms - ((local.hour * 60 + local.minute) * 60 + local.second) * 1000 \
+        - local.microsecond // 1000
+
+
+TicketWaits = dict[str, tuple[int, int]]
+"""Ticket number -> its remaining wait (p50, p90) in ms, from the moment of the snapshot."""
 
 
 class WaitPredictor:
@@ -121,6 +136,26 @@ class WaitPredictor:
 
         return run
 
+    def ticket_waits_job(self, dispatcher: Dispatcher, now_ms: int, replications: int = 200
+                         ) -> Callable[[], TicketWaits] | None:
+        """Snapshot the live hall (on the event loop) into a job that simulates the
+        remaining wait of every waiting ticket at once (the progress pages'); None
+        without a model. The job may run in a worker thread, one at a time."""
+        if self._predictor is None or self.model is None:
+            return None
+        model, predictor = self.model, self._predictor
+        state = hall_state(model, self.config, dispatcher, now_ms)
+        index = {m.service.id: i for i, m in enumerate(model.services)}
+        numbers = [n for n, _ in _waiting(index, dispatcher, local_midnight(self.config,
+                                                                             now_ms))]
+
+        def run() -> TicketWaits:
+            waits = predictor.ticket_waits(state, replications, seed=now_ms & 0x7FFFFFFF)
+            return {number: (w.p50_ms, max(w.p50_ms, w.p90_ms))
+                    for number, w in zip(numbers, waits, strict=True)}
+
+        return run
+
     def predict(self, dispatcher: Dispatcher, service_id: str, klass: TicketClass,
                 now_ms: int, booked_ms: int | None = None) -> mm.WaitPrediction | None:
         """Snapshot and simulate at once, on the caller's thread."""
@@ -128,4 +163,5 @@ class WaitPredictor:
         return None if job is None else job()
 
 
-__all__ = ["REPLICATIONS", "PredictionJob", "WaitPredictor", "hall_model", "hall_state"]
+__all__ = ["REPLICATIONS", "PredictionJob", "TicketWaits", "WaitPredictor", "hall_model",
+           "hall_state", "local_midnight"]

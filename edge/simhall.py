@@ -41,6 +41,9 @@ class SimulatedHall:
     wav_dir: Path
 
 
+PROGRESS_URL = "https://q.example.cn"  # where the tickets' QR codes point (the central)
+
+
 def hall_config_text(*, printer_port: str, screens_port: str, bus_port: str, clips_dir: Path,
                      wav_dir: Path, journal: Path, http_port: int,
                      mqtt_port: int | None) -> str:
@@ -139,6 +142,10 @@ window_api = true
 [daemon]
 telemetry_seconds = 2
 help_escalation_minutes = 1
+
+[progress]
+url = "{PROGRESS_URL}"
+predict_seconds = 2
 """
 
 
@@ -168,4 +175,5 @@ def simulated_hall(directory: Path, *, clips_dir: Path, http_port: int,
         yield SimulatedHall(config_path, printer, screens, bank, wav_dir)
 
 
-__all__ = ["BAUD", "HALL_SCREEN", "SimulatedHall", "hall_config_text", "simulated_hall"]
+__all__ = ["BAUD", "HALL_SCREEN", "PROGRESS_URL", "SimulatedHall", "hall_config_text",
+           "simulated_hall"]

@@ -159,6 +159,7 @@ class Uplink:
         config_version: Callable[[], str | None],
         commands: CommandHandler,
         beat: Callable[[], None] = lambda: None,
+        on_connect: Callable[[], None] = lambda: None,
         window: int = 200,
         resend_s: float = 30.0,
         backoff_base_s: float = 0.5,
@@ -174,6 +175,7 @@ class Uplink:
         self.config_version = config_version
         self.commands = commands
         self.beat = beat
+        self.on_connect = on_connect
         self.window = window
         self.resend_s = resend_s
         self.backoff_base_s = backoff_base_s
@@ -203,6 +205,15 @@ class Uplink:
         """(Re)publish the retained online state, e.g. after a config reload."""
         if self._client is not None and self.connected:
             self._publish(mm.to_publish(self._state("online")))
+
+    def publish_live(self, message: mm.Message) -> bool:
+        """Publish a message only its latest value matters for (``progress``), straight
+        away, never through the journal: False when not connected (it is dropped; the
+        caller sends a fresh one after ``on_connect``)."""
+        if self._client is None or not self.connected:
+            return False
+        self._publish(mm.to_publish(message))
+        return True
 
     def _publish(self, publish: mm.Publish) -> None:
         assert self._client is not None
@@ -300,6 +311,7 @@ class Uplink:
             self._publish(mm.to_publish(self._state("online")))
             self.journal.note_broker_session()
             self.connected = True
+            self.on_connect()
             log.info("uplink.connected", session=self.session, acked=self.journal.acked_seq,
                      pending=self.journal.unacked_count())
             await self._pump(lost)

@@ -59,6 +59,9 @@ TicketNo = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{1,2}[0-9]{3,4}\Z")]
 DetailCode = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}\Z")]
 """Device detail code, e.g. ``paper_out``; see :data:`KNOWN_DEVICE_DETAILS`."""
 Day = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-[0-1][0-9]-[0-3][0-9]\Z")]
+PROGRESS_TOKEN_PATTERN: Final = r"^[A-Za-z0-9_-]{22}\Z"
+ProgressToken = Annotated[str, msgspec.Meta(pattern=PROGRESS_TOKEN_PATTERN)]
+"""A ticket's progress-page token: 16 random bytes in URL-safe base64 (unguessable)."""
 # Free text reaches TTS, LED screens and logs: control characters (NUL, ESC, newlines) never.
 _NO_CONTROL: Final = r"^[^\x00-\x1f\x7f]*\Z"
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_NO_CONTROL)]
@@ -100,6 +103,8 @@ MAX_QUEUES: Final = 64
 MAX_WINDOWS: Final = 256
 MAX_DEVICES: Final = 1024
 MAX_COMMAND_TTL_MS: Final = 86_400_000
+MAX_PROGRESS_WAITING: Final = 3000
+MAX_PROGRESS_ENDED: Final = 500
 
 
 class _Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -170,7 +175,10 @@ class _Body(_Struct, frozen=True, kw_only=True, tag_field="type"):
     """Base of event bodies; the tag (``"type"``) is the event type, e.g. ``ticket.issued``."""
 
 
-class TicketIssued(_Body, frozen=True, kw_only=True, tag="ticket.issued"):
+class TicketIssued(_Body, frozen=True, kw_only=True, tag="ticket.issued", omit_defaults=True):
+    """A ticket taken. ``token`` came later to v1: absent when null (the rule for fields
+    added to the contract: a default, left out of the JSON at it)."""
+
     ticket: TicketNo
     service: Ident
     ticket_class: TicketClass = msgspec.field(name="class")
@@ -179,6 +187,9 @@ class TicketIssued(_Body, frozen=True, kw_only=True, tag="ticket.issued"):
     channel: Channel
     people_ahead: Count
     wait: WaitPrediction | None
+    token: ProgressToken | None = None
+    """The ticket's progress-page token (its QR opens ``{public URL}/q/{token}``); absent
+    from edges older than the progress page."""
 
     def __post_init__(self) -> None:
         if (self.ticket_class == "appointment") != (self.booked_ts is not None):
@@ -463,6 +474,79 @@ class Telemetry(_Message, frozen=True, kw_only=True):
     outbox: OutboxStat
 
 
+# --------------------------------------------------------------------------- progress
+
+
+class WaitingProgress(_Struct, frozen=True, kw_only=True, array_like=True):
+    """A waiting ticket, as the JSON array ``[ticket, service, ahead, p50_s, p90_s, requeued]``.
+
+    ``ahead``: the tickets of its service the dispatcher calls before it now
+    (:meth:`fastpath.dispatcher.Dispatcher.people_ahead`); ``p50_s``/``p90_s``: its
+    remaining wait at the message's ``ts`` as the simulator predicts it (null: no
+    prediction); ``requeued``: it was called once, nobody came (过号), and it queues again.
+    """
+
+    ticket: TicketNo
+    service: Ident
+    ahead: Count
+    p50_s: Seconds | None
+    p90_s: Seconds | None
+    requeued: bool
+
+    def __post_init__(self) -> None:
+        if (self.p50_s is None) != (self.p90_s is None):
+            raise ValueError("p50_s and p90_s go together")
+        if self.p50_s is not None and self.p90_s is not None and self.p90_s < self.p50_s:
+            raise ValueError("p90_s must be >= p50_s")
+
+
+class CalledProgress(_Struct, frozen=True, kw_only=True, array_like=True):
+    """A ticket at a window: ``[ticket, service, window, serving]`` (serving: 办理中)."""
+
+    ticket: TicketNo
+    service: Ident
+    window: WindowNo
+    serving: bool
+
+
+EndedOutcome = Literal["done", "no_show", "cancelled"]
+
+
+class EndedProgress(_Struct, frozen=True, kw_only=True, array_like=True):
+    """A ticket that ended lately: ``[ticket, outcome, window]`` (window: null if cancelled)."""
+
+    ticket: TicketNo
+    outcome: EndedOutcome
+    window: WindowNo | None
+
+
+IssuingStatus = Literal["open", "closed", "stopped"]
+
+
+class Progress(_Message, frozen=True, kw_only=True):
+    """``progress``: what the citizens' progress pages show, the whole of it each time.
+
+    Published (QoS 0, retained) when the queue changes and at least every minute while
+    the edge is connected, never queued behind an outage: a later one replaces it.
+    ``seq`` is the journal's last seq the snapshot reflects. ``issuing`` says whether
+    tickets are issued now (``closed``: outside the hall's hours; ``stopped``: an
+    emergency stop) and ``notice`` what the hall says about it. ``ended`` lists the
+    tickets that ended lately (the last half hour, newest last).
+    """
+
+    ts: UnixMs
+    clock_synced: bool
+    day: Day
+    seq: AckSeq
+    issuing: IssuingStatus
+    notice: Text | None
+    services: Annotated[dict[Ident, ShortText], msgspec.Meta(max_length=MAX_QUEUES)]
+    """Service id -> its Chinese name, as the tickets print it."""
+    waiting: Annotated[list[WaitingProgress], msgspec.Meta(max_length=MAX_PROGRESS_WAITING)]
+    called: Annotated[list[CalledProgress], msgspec.Meta(max_length=MAX_WINDOWS)]
+    ended: Annotated[list[EndedProgress], msgspec.Meta(max_length=MAX_PROGRESS_ENDED)]
+
+
 # --------------------------------------------------------------------------- ack
 
 
@@ -560,7 +644,7 @@ class CmdResult(_Message, frozen=True, kw_only=True):
             raise ValueError("error must be null when ok and set when not ok")
 
 
-Message: TypeAlias = State | Event | Telemetry | Ack | Cmd | CmdResult
+Message: TypeAlias = State | Event | Telemetry | Ack | Cmd | CmdResult | Progress
 
 SCHEMAS: Final[Mapping[Kind, type[msgspec.Struct]]] = MappingProxyType(
     {
@@ -570,6 +654,7 @@ SCHEMAS: Final[Mapping[Kind, type[msgspec.Struct]]] = MappingProxyType(
         Kind.ACK: Ack,
         Kind.CMD: Cmd,
         Kind.CMD_RESULT: CmdResult,
+        Kind.PROGRESS: Progress,
     }
 )
 """The payload schema of every topic kind."""
@@ -721,14 +806,18 @@ __all__ = [
     "MAX_COMMAND_TTL_MS",
     "MAX_CONFIG_ERRORS",
     "MAX_DEVICES",
+    "MAX_PROGRESS_ENDED",
+    "MAX_PROGRESS_WAITING",
     "MAX_QUEUES",
     "MAX_WINDOWS",
+    "PROGRESS_TOKEN_PATTERN",
     "SCHEMAS",
     "TOKEN_PATTERN",
     "VERSION",
     "Ack",
     "AckRefused",
     "AnnounceArgs",
+    "CalledProgress",
     "Cmd",
     "CmdResult",
     "CommandArgs",
@@ -737,6 +826,8 @@ __all__ = [
     "DayReset",
     "DeviceStat",
     "DeviceStatus",
+    "EndedOutcome",
+    "EndedProgress",
     "Event",
     "EventBody",
     "HelpAcknowledged",
@@ -746,11 +837,13 @@ __all__ = [
     "HostStat",
     "Incoming",
     "InvalidMessage",
+    "IssuingStatus",
     "JournalLost",
     "Kind",
     "Message",
     "OutboxDropped",
     "OutboxStat",
+    "Progress",
     "Publish",
     "QueueStat",
     "RatingGiven",
@@ -771,6 +864,7 @@ __all__ = [
     "TicketServing",
     "TicketTransferred",
     "WaitPrediction",
+    "WaitingProgress",
     "WindowPaused",
     "WindowResumed",
     "WindowSignedIn",

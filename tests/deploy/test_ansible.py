@@ -325,6 +325,17 @@ def test_a_site_publishes_under_its_own_topics_only(
     assert central_client.received_until(own) == [(own, b'{"genuine": true}')]
 
 
+def test_a_site_publishes_its_progress_for_the_central(
+    central_client: MqttClient, site_a_client: MqttClient,
+) -> None:
+    # The progress pages' topic: the site writes its own, the central reads every site's.
+    assert central_client.subscribe("onedoor/v1/+/progress") == 1
+    own, other = f"onedoor/v1/{SITE_A}/progress", f"onedoor/v1/{SITE_B}/progress"
+    site_a_client.publish(other, b'{"forged": true}')
+    site_a_client.publish(own, b'{"genuine": true}')
+    assert central_client.received_until(own) == [(own, b'{"genuine": true}')]
+
+
 def test_a_site_cannot_read_another_sites_topics(
     central_client: MqttClient, site_a_client: MqttClient,
 ) -> None:

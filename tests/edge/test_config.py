@@ -321,6 +321,9 @@ outbox_limit = 5000
 help_escalation_minutes = 3
 watchdog_seconds = 20.0
 predict_budget_seconds = 2.0
+[progress]
+url = "https://q.zs.gov.cn/onedoor"
+predict_seconds = 30.0
 """
 
 

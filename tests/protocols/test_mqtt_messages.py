@@ -22,6 +22,7 @@ from firmware_protocols.mqtt_messages import (
     Ack,
     AckRefused,
     AnnounceArgs,
+    CalledProgress,
     Cmd,
     CmdResult,
     ConfigApplied,
@@ -29,6 +30,7 @@ from firmware_protocols.mqtt_messages import (
     DayReset,
     DeviceStat,
     DeviceStatus,
+    EndedProgress,
     Event,
     EventBody,
     HelpAcknowledged,
@@ -40,6 +42,7 @@ from firmware_protocols.mqtt_messages import (
     Message,
     OutboxDropped,
     OutboxStat,
+    Progress,
     QueueStat,
     RatingGiven,
     ReloadConfigArgs,
@@ -57,6 +60,7 @@ from firmware_protocols.mqtt_messages import (
     TicketRecalled,
     TicketServing,
     TicketTransferred,
+    WaitingProgress,
     WaitPrediction,
     WindowPaused,
     WindowResumed,
@@ -107,6 +111,21 @@ BODY_TABLE: list[tuple[EventBody, str]] = [
         ),
         '{"type":"ticket.issued","ticket":"Y001","service":"shebao","class":"appointment",'
         '"booked_ts":1763883000000,"channel":"api","people_ahead":0,"wait":null}',
+    ),
+    (
+        TicketIssued(
+            ticket="B007",
+            service="huji",
+            ticket_class="priority",
+            booked_ts=None,
+            channel="button",
+            people_ahead=0,
+            wait=None,
+            token="q3Zf0pX9-aL_2mB7cD4eFg",
+        ),
+        '{"type":"ticket.issued","ticket":"B007","service":"huji","class":"priority",'
+        '"booked_ts":null,"channel":"button","people_ahead":0,"wait":null,'
+        '"token":"q3Zf0pX9-aL_2mB7cD4eFg"}',
     ),
     (TicketCalled(ticket="A012", window=3), '{"type":"ticket.called","ticket":"A012","window":3}'),
     (
@@ -291,6 +310,33 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
         '"devices":[{"device":"printer-1","kind":"printer","status":"ok","detail":null}],'
         '"host":{"cpu_temp_c":51.5,"load1":0.42,"mem_used_pct":37.5,"disk_used_pct":12.0,'
         '"uptime_s":86400},"outbox":{"depth":0,"oldest_unacked_seq":null,"last_seq":1041}}',
+    ),
+    (
+        Progress(
+            site=SITE,
+            ts=TS,
+            clock_synced=True,
+            day="2026-11-23",
+            seq=1041,
+            issuing="stopped",
+            notice="台风停止取号，已取号码照常办理",
+            services={"huji": "户籍", "shebao": "社保医保"},
+            waiting=[
+                WaitingProgress(ticket="A013", service="shebao", ahead=0, p50_s=60, p90_s=240,
+                                requeued=False),
+                WaitingProgress(ticket="B004", service="huji", ahead=2, p50_s=None, p90_s=None,
+                                requeued=True),
+            ],
+            called=[CalledProgress(ticket="A012", service="shebao", window=3, serving=True)],
+            ended=[EndedProgress(ticket="A011", outcome="done", window=3),
+                   EndedProgress(ticket="B003", outcome="no_show", window=1)],
+        ),
+        '{"v":1,"site":"zs-sanxiang-01","ts":1763882400000,"clock_synced":true,'
+        '"day":"2026-11-23","seq":1041,"issuing":"stopped","notice":"台风停止取号，已取号码照常办理",'
+        '"services":{"huji":"户籍","shebao":"社保医保"},'
+        '"waiting":[["A013","shebao",0,60,240,false],["B004","huji",2,null,null,true]],'
+        '"called":[["A012","shebao",3,true]],'
+        '"ended":[["A011","done",3],["B003","no_show",1]]}',
     ),
     (Ack(site=SITE, seq=1041), '{"v":1,"site":"zs-sanxiang-01","seq":1041}'),
     (
@@ -667,10 +713,20 @@ def _strategy(t: msgspec.inspect.Type) -> st.SearchStrategy[Any]:
         return st.lists(_strategy(t.item_type), min_size=lo, max_size=max(lo, 3))
     if isinstance(t, mi.UnionType):
         return st.one_of([_strategy(member) for member in t.types])
+    if isinstance(t, mi.DictType):
+        return st.dictionaries(_strategy(t.key_type), _strategy(t.value_type),
+                               min_size=t.min_length or 0, max_size=3)
     if isinstance(t, mi.StructType):
         fields = {f.encode_name: _strategy(f.type) for f in t.fields}
         fixed = {t.tag_field: st.just(t.tag)} if t.tag_field else {}
-        return st.fixed_dictionaries({**fixed, **fields}).map(_fix_up(t.cls))
+        drawn = st.fixed_dictionaries({**fixed, **fields}).map(_fix_up(t.cls))
+        if t.array_like:  # a JSON array of the fields, in order
+            return drawn.map(lambda d: [d[f.encode_name] for f in t.fields])
+        if t.cls.__struct_config__.omit_defaults:  # a field at its default is left out
+            defaults = {f.encode_name: f.default for f in t.fields if not f.required}
+            return drawn.map(lambda d: {k: v for k, v in d.items()
+                                        if k not in defaults or v != defaults[k]})
+        return drawn
     raise NotImplementedError(f"no strategy for {t!r}")
 
 
@@ -699,6 +755,11 @@ def _fix_up(cls: type) -> Callable[[dict[str, Any]], dict[str, Any]]:
             d["text"] = "".join(c for c in d["text"] if display_text_problem(c) is None) or "通知"
         elif cls is CmdResult:
             d["error"] = None if d["ok"] else (d["error"] or "failed")
+        elif cls is WaitingProgress:
+            if d["p50_s"] is None or d["p90_s"] is None:
+                d["p50_s"] = d["p90_s"] = None
+            else:
+                d["p90_s"] = max(d["p50_s"], d["p90_s"])
         elif cls is JournalLost:
             d["last_seq"] = max(d["first_seq"], d["last_seq"])
         elif cls is OutboxStat and d["oldest_unacked_seq"] is not None:
