@@ -128,7 +128,8 @@ def create_app(
     web.install(app, hub)
     # Before routing and body parsing; inside the request counter, which counts refusals too.
     app.add_middleware(BodyLimit, max_bytes=config.http_max_body_bytes)
-    app.add_middleware(HostAllowlist, hosts=config.allowed_hosts)
+    app.add_middleware(HostAllowlist, hosts=config.allowed_hosts,
+                       public_hosts=config.progress_hosts)
     metrics.install(app)
     return app
 

@@ -61,6 +61,7 @@ from central.models import (
     Site,
     Window,
 )
+from central.progress import ticket_link_row
 from central.telemetry import EmbeddedTelemetrySink, Point, TelemetrySink, points_from_telemetry
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.mqtt_topics import (
@@ -387,7 +388,7 @@ class IngestProcessor:
             {
                 "site_id": site_id, "seq": seq, "event_id": e.id, "type": e.type,
                 "ts_ms": e.ts, "clock_synced": e.clock_synced, "received_at": now,
-                "body": msgspec.to_builtins(e.body),
+                "body": stored_body(e.body),
             }
             for (site_id, seq), e in unique.items()
         ]  # fmt: skip
@@ -573,6 +574,8 @@ class IngestProcessor:
                          now: datetime) -> None:  # fmt: skip
         body = event.body
         match body:
+            case mm.TicketIssued() if body.token is not None:  # its progress page
+                session.add(ticket_link_row(site.id, event, now))
             case mm.HelpRequested():
                 session.add(
                     HelpCall(
@@ -748,6 +751,14 @@ class IngestProcessor:
         command.status = CommandStatus.SUCCEEDED if result.ok else CommandStatus.FAILED
         command.error = result.error
         command.result_at = now
+
+
+def stored_body(body: mm.EventBody) -> dict[str, Any]:
+    """An event body as the events table keeps it: without a progress token (only its
+    SHA-256 is kept, in ``ticket_links``: a copied database opens no progress page)."""
+    stored: dict[str, Any] = msgspec.to_builtins(body)
+    stored.pop("token", None)
+    return stored
 
 
 def _rows_by_key(session: Session, model: Any, key_column: Any,

@@ -20,6 +20,7 @@ Tables::
     telemetry_points  embedded telemetry sink: raw points
     telemetry_rollups embedded telemetry sink: 1-minute and 1-hour aggregates
     api_tokens        API tokens: id, SHA-256 of the secret, label, role (see central.auth)
+    ticket_links      a ticket's progress page: SHA-256 of its token -> site, ticket, expiry
 
 Times are timezone-aware UTC ``datetime`` (:class:`UtcDateTime`); edge wall
 times stay unix milliseconds (``*_ms``) as they came, with their sync flag.
@@ -434,6 +435,28 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class TicketLink(Base):
+    """A ticket's progress page, found by the SHA-256 of the token its QR carries.
+
+    Written when the ticket's ``ticket.issued`` event is committed. The token itself
+    is kept nowhere here (nor in the event stored): a copied database opens no page.
+    """
+
+    __tablename__ = "ticket_links"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    ticket: Mapped[str] = mapped_column(String(8))
+    service: Mapped[str] = mapped_column(String(64))
+    issued_seq: Mapped[int] = mapped_column(BigInteger)
+    issued_ms: Mapped[int] = mapped_column(BigInteger)
+    wait_p50_s: Mapped[int | None] = mapped_column(Integer)
+    """The wait printed on the ticket (seconds from issue), if any."""
+    wait_p90_s: Mapped[int | None] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    """The end of the local day of issue: the page answers 410 from then, and the row goes."""
+
+
 __all__ = [
     "Alarm",
     "AlarmAction",
@@ -454,6 +477,7 @@ __all__ = [
     "SiteKind",
     "TelemetryPoint",
     "TelemetryRollup",
+    "TicketLink",
     "UtcDateTime",
     "Window",
     "config_drift",

@@ -40,16 +40,23 @@ from central.db import make_engine, migrate, session_factory
 from central.errors import CommandRefused, TooManyRequests, UnknownSite
 from central.ingest import IngestProcessor, MqttIngest, Received, new_command
 from central.models import Alarm, Command, CommandStatus, Site
+from central.progress import ProgressHub, prune_ticket_links
 from central.telemetry import EmbeddedTelemetrySink, TelemetrySink, make_sink
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.errors import LocalProtocolError
+from firmware_protocols.mqtt_topics import Kind
 
 log = structlog.get_logger(__name__)
 
 UtcNow = Callable[[], datetime]  # now, timezone-aware UTC (utc_now; tests pin it)
 
 PRUNE_EVERY = timedelta(minutes=10)
-"""How often the embedded telemetry sink drops points past their retention."""
+"""How often the embedded telemetry sink drops points past their retention, and expired
+progress-page links go."""
+
+
+_PROGRESS_TOPIC = f"/{Kind.PROGRESS.value}"
+_HUB_TOPICS = (_PROGRESS_TOPIC, f"/{Kind.STATE.value}")
 
 
 def utc_now() -> datetime:
@@ -79,6 +86,7 @@ class CentralService:
         self.clock = clock
         self._run_migrations = run_migrations
         self.processor = IngestProcessor(self.sessions, config, self.sink)
+        self.progress = ProgressHub(clock, stale_s=config.progress_stale_s)
         self.mqtt = MqttIngest(config, self._from_paho)
         self._loop: asyncio.AbstractEventLoop | None = None
         # paho's thread appends here; the loop takes batches (a deque, not a Queue: one
@@ -102,6 +110,7 @@ class CentralService:
         if self._run_migrations:
             await asyncio.to_thread(migrate, self.engine)
         self._loop = asyncio.get_running_loop()
+        self.progress.bind(self._loop)
         tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._stack.callback(self._stop_background)
         self._tasks = [
@@ -129,7 +138,15 @@ class CentralService:
             task.cancel()
 
     def _from_paho(self, item: Received) -> None:
-        """Called on paho's thread: queue the publish; wake the loop once per burst."""
+        """Called on paho's thread: queue the publish; wake the loop once per burst.
+
+        ``progress`` goes to the progress pages' hub only (memory, no database);
+        ``state`` to both (the pages tell a site that is offline)."""
+        topic = item.topic
+        if topic.endswith(_HUB_TOPICS):
+            self.progress.receive(topic, item.payload, item.received_at.timestamp())
+            if topic.endswith(_PROGRESS_TOPIC):
+                return
         with self._handoff:
             self._pending.append(item)
             self.received += 1
@@ -233,8 +250,11 @@ class CentralService:
             with self.sessions.begin() as session:
                 book = AlarmBook(session, now)
                 run_timed_rules(book, self.config)
-            if isinstance(self.sink, EmbeddedTelemetrySink) and now >= self._next_prune:
-                self.sink.prune(int(now.timestamp() * 1000))
+            if now >= self._next_prune:
+                if isinstance(self.sink, EmbeddedTelemetrySink):
+                    self.sink.prune(int(now.timestamp() * 1000))
+                with self.sessions.begin() as session:
+                    prune_ticket_links(session, now)
                 self._next_prune = now + PRUNE_EVERY
             return book.notifications
 

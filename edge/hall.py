@@ -103,6 +103,7 @@ class _Day:
 
     day: str
     dispatcher: Dispatcher
+    reset_seq: int = 0  # the seq of the day's day.reset
     staff: dict[int, str] = field(default_factory=dict)  # window -> staff signed in
     pending_rating: dict[int, PendingRating] = field(default_factory=dict)
     help: dict[str, HelpRequest] = field(default_factory=dict)  # open requests by button
@@ -239,6 +240,11 @@ class Hall:
     @property
     def day(self) -> str:
         return self._day.day
+
+    @property
+    def day_seq(self) -> int:
+        """The seq of the day's ``day.reset`` (0 before the first)."""
+        return self._day.reset_seq
 
     def staff_at(self, window: int) -> str | None:
         return self._day.staff.get(window)
@@ -405,7 +411,7 @@ class Hall:
             case mm.ServiceOvertime():
                 day.overtime.add(body.ticket)
             case mm.DayReset():
-                self._day = _Day(body.day, _dispatcher_for(self._in_force))
+                self._day = _Day(body.day, _dispatcher_for(self._in_force), event.seq)
             case mm.ConfigApplied():
                 new = (self._stored_config(self.journal.config_text(event.seq)) if replay
                        else self._pending_config)

@@ -123,7 +123,7 @@ class ProgressReporter:
         status, notice = hall.issuing_status(now)
         return mm.Progress(
             site=hall.config.site.id, ts=now, clock_synced=self._clock.synced(), day=hall.day,
-            seq=hall.journal.last_seq, issuing=status, notice=notice,
+            day_seq=hall.day_seq, seq=hall.journal.last_seq, issuing=status, notice=notice,
             services={s.id: s.name_zh[:64] for s in hall.config.services},
             waiting=waiting, called=called[:mm.MAX_WINDOWS],
             ended=[e for _, e in ended[-mm.MAX_PROGRESS_ENDED:]])

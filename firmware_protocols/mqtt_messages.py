@@ -537,6 +537,8 @@ class Progress(_Message, frozen=True, kw_only=True):
     ts: UnixMs
     clock_synced: bool
     day: Day
+    day_seq: AckSeq
+    """The seq of the day's ``day.reset``: the tickets issued after it are today's."""
     seq: AckSeq
     issuing: IssuingStatus
     notice: Text | None

@@ -4,12 +4,14 @@
 
     central/web/pages.py     /login, /logout, /, /sites/{id}, /alarms, /statistics
     central/web/live.py      /live/fleet, /live/sites/{id}, /live/alarms (SSE) + LiveHub
+    central/web/progress.py  /q/{token}: the citizens' progress pages (public, no login)
     central/web/render.py    Jinja environment, filters, language, page response
     central/web/text.py      every string, Chinese and English
     central/web/templates/, static/   (uPlot and Swagger UI vendored: no CDN)
 
 Both pages and streams read only through :class:`central.queries.ReadModel`
-(the JSON API reads the same records), and need a dashboard session.
+(the JSON API reads the same records), and need a dashboard session; the
+progress pages need none (they read the site's latest ``progress`` in memory).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from central.web import live, pages
+from central.web import live, pages, progress
 from central.web.live import LIVE_INTERVAL_S, LiveHub, sse
 from central.web.pages import COMPACT_ABOVE, TOWNS_PER_PAGE, LoginRequired, fleet_html
 from central.web.render import TEMPLATES
@@ -34,6 +36,7 @@ def install(app: FastAPI, hub: LiveHub) -> None:
     app.state.live_hub = hub
     app.include_router(pages.router)
     app.include_router(live.router)
+    progress.install(app, app.state.central)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(LoginRequired)

@@ -108,6 +108,7 @@ def test_waiting_called_and_ended_tickets_in_the_dispatchers_order(
     assert snap.services == {"shebao": "社保医保", "huji": "户籍"}
     assert (snap.issuing, snap.notice, snap.day, snap.seq) == (
         "open", None, hall.day, hall.journal.last_seq)
+    assert snap.day_seq == hall.journal.last_seq_of("day.reset") == 2  # today's tickets after it
     clock.advance(31 * 60)  # ended more than half an hour ago: off the message
     assert reporter.snapshot().ended == []
 

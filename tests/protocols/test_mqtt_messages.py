@@ -317,6 +317,7 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
             ts=TS,
             clock_synced=True,
             day="2026-11-23",
+            day_seq=1002,
             seq=1041,
             issuing="stopped",
             notice="台风停止取号，已取号码照常办理",
@@ -332,7 +333,7 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
                    EndedProgress(ticket="B003", outcome="no_show", window=1)],
         ),
         '{"v":1,"site":"zs-sanxiang-01","ts":1763882400000,"clock_synced":true,'
-        '"day":"2026-11-23","seq":1041,"issuing":"stopped","notice":"台风停止取号，已取号码照常办理",'
+        '"day":"2026-11-23","day_seq":1002,"seq":1041,"issuing":"stopped","notice":"台风停止取号，已取号码照常办理",'
         '"services":{"huji":"户籍","shebao":"社保医保"},'
         '"waiting":[["A013","shebao",0,60,240,false],["B004","huji",2,null,null,true]],'
         '"called":[["A012","shebao",3,true]],'
