@@ -77,7 +77,8 @@ def test_ingest_keeps_the_link_by_its_hash_and_never_the_token(
     read = ReadModel(small_registry)
     link = read.ticket_link(digest)
     assert link is not None
-    assert (link.site_name, link.wait_p50_s, link.wait_p90_s) == ("三乡雍陌村党群服务中心", 300, 900)
+    assert (link.site_name, link.wait_p50_s, link.wait_p90_s) == (
+        "三乡雍陌村党群服务中心", 300, 900)
     assert read.ticket_link(token_digest(OTHER)) is None
     # The outcome of its events, for a page whose ticket the site's message no longer holds.
     assert read.ticket_outcome(link) is None
@@ -125,7 +126,8 @@ def test_a_ticket_page_follows_its_sites_progress(env: RunningApp) -> None:
     assert page.headers["referrer-policy"] == "no-referrer"
     assert page.headers["cache-control"] == "no-store"
     seeded = next(row.name for row in read_sites() if row.id == SITE)
-    assert "A012" in page.text and seeded in page.text
+    assert "A012" in page.text
+    assert seeded in page.text
     assert "暂未收到站点的排队信息" in page.text  # nothing from the site yet: no guess
     env.publish(site.state(), progress(site, day_seq=1, waiting=[
         mm.WaitingProgress(ticket="A012", service="zonghe", ahead=5, p50_s=300, p90_s=900,
@@ -136,21 +138,22 @@ def test_a_ticket_page_follows_its_sites_progress(env: RunningApp) -> None:
         "waiting", 5, True, None)
     assert state["headline"] == "前面还有 5 人"
     assert state["detail"] == "预计等候 5–15 分钟"
-    assert state["service"] == "综合受理" and state["status"] == "实时"
+    assert state["service"] == "综合受理"
+    assert state["status"] == "实时"
     english = env.client.get(f"/q/{TOKEN}/state?lang=en").json()
     assert english["headline"] == "5 ahead of you"
     # 3 ahead: the page alerts; then called at window 3, then 过号 and requeued.
     for entry, expected in [
-        (dict(waiting=[mm.WaitingProgress(ticket="A012", service="zonghe", ahead=3, p50_s=60,
-                                          p90_s=240, requeued=False)]),
+        ({"waiting": [mm.WaitingProgress(ticket="A012", service="zonghe", ahead=3, p50_s=60,
+                                          p90_s=240, requeued=False)]},
          ("waiting", "near", "前面还有 3 人")),
-        (dict(called=[mm.CalledProgress(ticket="A012", service="zonghe", window=3,
-                                        serving=False)]),
+        ({"called": [mm.CalledProgress(ticket="A012", service="zonghe", window=3,
+                                        serving=False)]},
          ("called", "called", "请到 3 号窗口办理")),
-        (dict(waiting=[mm.WaitingProgress(ticket="A012", service="zonghe", ahead=0, p50_s=0,
-                                          p90_s=0, requeued=True)]),
+        ({"waiting": [mm.WaitingProgress(ticket="A012", service="zonghe", ahead=0, p50_s=0,
+                                          p90_s=0, requeued=True)]},
          ("requeued", "near", "下一位就是您")),
-        (dict(ended=[mm.EndedProgress(ticket="A012", outcome="no_show", window=3)]),
+        ({"ended": [mm.EndedProgress(ticket="A012", outcome="no_show", window=3)]},
          ("no_show", None, "您已过号")),
     ]:
         before = env.central.progress.received
@@ -164,8 +167,10 @@ def test_a_ticket_page_follows_its_sites_progress(env: RunningApp) -> None:
     env.publish(site.state("offline", lwt=True))
     wait_until(lambda: not env.client.get(f"/q/{TOKEN}/state").json()["live"])
     state = env.client.get(f"/q/{TOKEN}/state").json()
-    assert state["state"] == "no_show" and state["alert"] is None
-    assert state["status"].startswith("站点暂时无法连接") and state["updated"] in state["status"]
+    assert state["state"] == "no_show"
+    assert state["alert"] is None
+    assert state["status"].startswith("站点暂时无法连接")
+    assert state["updated"] in state["status"]
 
 
 def test_an_emergency_stop_reaches_the_page(env: RunningApp) -> None:
@@ -201,10 +206,12 @@ def test_unknown_expired_and_too_many(env: RunningApp) -> None:
         link.expires_at = datetime.now(UTC) - timedelta(minutes=1)
     env.app.state.progress_pages._links.clear()
     gone = env.client.get(f"/q/{TOKEN}")
-    assert gone.status_code == 410 and "此二维码已过期" in gone.text
+    assert gone.status_code == 410
+    assert "此二维码已过期" in gone.text
     # Guessing: unknown tokens from one address are throttled.
     statuses = [env.client.get(f"/q/{OTHER}/state").status_code for _ in range(25)]
-    assert statuses[:5] == [404] * 5 and statuses[-1] == 429
+    assert statuses[:5] == [404] * 5
+    assert statuses[-1] == 429
 
 
 def test_per_ticket_request_limit(tmp_path: Path) -> None:
