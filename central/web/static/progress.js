@@ -37,9 +37,10 @@
     show("notice", page.notice);
     $("status").textContent = page.status;
     $("updated").textContent = page.updated || "";
-    $("updated-line").hidden = !page.updated;
+    $("updated-line").hidden = !(page.live && page.updated);  // else the status says when
     $("link").hidden = true;
     failures = 0;
+    show("alert", page.alert ? words[page.alert] : "");
     alertOnce(page.alert);
   }
 
@@ -48,7 +49,6 @@
     if (!kind || store.getItem(key) === kind) { return; }
     store.setItem(key, kind);
     window.__progress.alerts.push(kind);
-    show("alert", words[kind]);
     if (navigator.vibrate) {
       try {
         if (navigator.vibrate(kind === "called" ? [400, 200, 400, 200, 400] : [300])) {
