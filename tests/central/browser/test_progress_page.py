@@ -51,7 +51,8 @@ WECHAT_ANDROID = (
 SLOW_3G = {"offline": False, "latency": 400, "downloadThroughput": 50_000,
            "uploadThroughput": 25_000}
 # Headless Chromium has no vibration motor: record what the page asks for.
-RECORD_VIBRATION = "navigator.vibrate = function (p) { window.__buzz = (window.__buzz || []).concat([p]); return true; };"
+RECORD_VIBRATION = ("navigator.vibrate = function (p) {"
+                    " window.__buzz = (window.__buzz || []).concat([p]); return true; };")
 
 
 class EdgeThread:
