@@ -30,6 +30,7 @@ it. A command from a window terminal passes its ``mark``
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import re
 import secrets
@@ -42,11 +43,12 @@ from typing import Any, cast
 import structlog
 
 from edge.clock import Clock, business_day
-from edge.config import EdgeConfig, parse_config
+from edge.config import EdgeConfig, ServiceConfig, parse_config
 from edge.errors import CommandRejected, ConfigInvalid, JournalError, ReplayDiverged
 from edge.input_mark import InputMark
 from edge.journal import Journal, RequestKey
 from edge.predict import PredictionJob, WaitPredictor
+from fastpath.calendar import Calendar, hhmm
 from fastpath.dispatcher import Dispatcher, IssuePlan
 from fastpath.types import (
     CLASS_BY_LABEL,
@@ -146,8 +148,34 @@ def _run_prediction(job: PredictionJob, service_id: str) -> mm.WaitPrediction | 
         return None
 
 
-def _hhmm(minute: int) -> str:
-    return f"{minute // 60:02d}:{minute % 60:02d}"
+def closed_reason(calendar: Calendar, local: datetime, service: ServiceConfig | None = None
+                  ) -> tuple[str, str] | None:
+    """Why no ticket (of ``service``) is issued at the local time ``local``, (Chinese,
+    English); None when one is. The Chinese fits the hall screen's font."""
+    plan = calendar.day(local.date())
+    hours = plan.hours
+    if hours is None:
+        if plan.kind == "holiday":
+            return "节假日休息", "closed today: public holiday"
+        return "今日休息", "closed today"
+    minute = local.hour * 60 + local.minute
+    if minute < hours.opens:
+        return (f"尚未开始取号 {hhmm(hours.opens)}",
+                f"tickets are issued from {hhmm(hours.opens)}")
+    if not hours.open_at(minute) and minute < hours.last_ticket:
+        again = hours.next_open(minute)
+        if again is not None:
+            return (f"午间休息 {hhmm(again)}开始取号",
+                    f"lunch break: tickets again from {hhmm(again)}")
+    if not hours.issuing(minute):
+        return ("今日取号已结束", f"ticket issuing ended at {hhmm(hours.last_ticket)}; "
+                "windows serve the tickets already waiting")
+    margin = 0 if service is None else calendar.service_margin(service.id)
+    if service is not None and not hours.issuing(minute, margin):
+        until = hhmm(hours.last_ticket - margin)
+        return (f"{service.name_zh}今日取号已结束",
+                f"{service.name_en or service.id} takes no more tickets today (since {until})")
+    return None
 
 
 def _text(message: str) -> str:
@@ -467,7 +495,7 @@ class Hall:
     def _check_request(self, service_id: str, klass: TicketClass, booked_ms: int | None,
                        now: int) -> None:
         """:class:`CommandRejected` for a ticket request the hall cannot take now."""
-        self.check_issuing(now)
+        self.check_issuing(now, service_id)
         try:
             self.config.service(service_id)
             self.dispatcher.waiting_count(service_id)
@@ -502,35 +530,31 @@ class Hall:
             log.error("wait.predict_failed", service=service_id, error=repr(exc))
             return None
 
-    def closed_notice(self, now_ms: int) -> str | None:
-        """None while tickets may be taken, else what the hall screen says
-        (尚未开始取号 08:30 / 今日取号已结束)."""
-        hours = self.config.hours
+    def closed_notice(self, now_ms: int, service_id: str | None = None) -> str | None:
+        """None while tickets (of ``service_id``) may be taken, else what the hall screen
+        says: 今日休息, 尚未开始取号 08:30, 午间休息 14:00开始取号, 今日取号已结束."""
+        closed = self._closed(now_ms, service_id)
+        return None if closed is None else closed[0]
+
+    def _closed(self, now_ms: int, service_id: str | None) -> tuple[str, str] | None:
+        """(Chinese, English) of why no ticket is issued now, by the hall's calendar."""
         local = datetime.fromtimestamp(now_ms / 1000, self.config.site.tz)
-        minute = local.hour * 60 + local.minute
-        if hours.issuing(minute):
-            return None
-        if minute < hours.open_minute:
-            return f"尚未开始取号 {_hhmm(hours.open_minute)}"
-        return "今日取号已结束"
+        service = None
+        if service_id is not None:
+            with contextlib.suppress(KeyError):
+                service = self.config.service(service_id)
+        return closed_reason(self.config.calendar, local, service)
 
     def issuing_status(self, now_ms: int) -> tuple[mm.IssuingStatus, str | None]:
         """Whether tickets are issued now, and what the hall says about it."""
         notice = self.closed_notice(now_ms)
         return ("open", None) if notice is None else ("closed", notice)
 
-    def check_issuing(self, now_ms: int) -> None:
-        """Refuse a ticket outside the issuing hours (``closed``, HTTP 409)."""
-        notice = self.closed_notice(now_ms)
-        if notice is None:
-            return
-        hours = self.config.hours
-        if notice.startswith("尚未"):
-            english = f"tickets are issued from {_hhmm(hours.open_minute)}"
-        else:
-            english = (f"ticket issuing ended at {_hhmm(hours.issue_until_minute)}; "
-                       f"windows serve the tickets already waiting")
-        raise CommandRejected(f"{notice} ({english})", code="closed")
+    def check_issuing(self, now_ms: int, service_id: str | None = None) -> None:
+        """Refuse a ticket outside the calendar's issuing hours (``closed``, HTTP 409)."""
+        closed = self._closed(now_ms, service_id)
+        if closed is not None:
+            raise CommandRejected(f"{closed[0]} ({closed[1]})", code="closed")
 
     def cancel(self, number: str) -> mm.Event:
         ticket = self._ticket(number)
@@ -808,5 +832,5 @@ def open_hall(config: EdgeConfig, clock: Clock) -> Hall:
         raise
 
 
-__all__ = ["Hall", "HelpRequest", "IssuedTicket", "PendingRating", "Predict",
+__all__ = ["Hall", "HelpRequest", "IssuedTicket", "PendingRating", "Predict", "closed_reason",
            "contract_class", "open_hall"]

@@ -1,11 +1,11 @@
 """The predicted wait printed on a ticket, from fastpath's Monte-Carlo predictor.
 
 :class:`WaitPredictor` turns the site config into a ``fastpath`` hall model
-(one window group per window, the hall's opening hours, each service's
-typical duration from ``services[].mean_minutes``) and, for each new ticket,
-simulates the hall forward from the live dispatcher's state with the hall's
-own dispatch policy (DESIGN.md "a wait prediction simulates exactly what the
-hall will do").
+(one window group per window, the day as the hall's calendar has it: opening,
+lunch, 停止取号, a half day; each service's typical duration from
+``services[].mean_minutes``) and, for each new ticket, simulates the hall forward
+from the live dispatcher's state with the hall's own dispatch policy: a wait
+prediction simulates exactly what the hall will do.
 
 The model counts time in milliseconds since local midnight, the live hall in
 unix milliseconds: :func:`hall_state` rebases the snapshot. A site whose
@@ -20,6 +20,7 @@ thread (``edge.daemon``).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from datetime import datetime
 
@@ -28,7 +29,7 @@ import structlog
 from edge.config import EdgeConfig
 from fastpath.dispatcher import Dispatcher
 from fastpath.predict import DEFAULT_HORIZON_MS, HallState, Predictor, WaitingTicket, WindowNow
-from fastpath.simulate import HallModel, ServiceModel, WindowGroup
+from fastpath.simulate import HallModel, ModelError, ServiceModel, WindowGroup
 from fastpath.types import MINUTE_MS, TicketClass, TicketState, WindowState, number_order
 from firmware_protocols import mqtt_messages as mm
 
@@ -112,9 +113,24 @@ class WaitPredictor:
         self.config = config
         self.replications = replications
         self.model = hall_model(config)
-        self._predictor = None if self.model is None else Predictor(self.model)
+        self._engine = None if self.model is None else self.model.engine()
+        self._day: tuple[dt.date, HallModel, Predictor] | None = None
         if self.model is None:
             log.info("wait.prediction_off", reason="a service has no mean_minutes")
+
+    def _today(self, now_ms: int) -> tuple[HallModel, Predictor] | None:
+        """Today's model as the hall's calendar has it (lunch, 停止取号, a half day) and
+        its predictor; None without a model, or on a day the hall is closed."""
+        if self.model is None:
+            return None
+        date = datetime.fromtimestamp(now_ms / 1000, self.config.site.tz).date()
+        if self._day is None or self._day[0] != date:
+            try:
+                model = self.model.on_date(self.config.calendar, date)
+            except ModelError:
+                return None
+            self._day = (date, model, Predictor(model, self._engine))
+        return self._day[1], self._day[2]
 
     def job(self, dispatcher: Dispatcher, service_id: str, klass: TicketClass,
             now_ms: int, booked_ms: int | None = None) -> PredictionJob | None:
@@ -123,10 +139,12 @@ class WaitPredictor:
         The job touches nothing live: it may run in a worker thread while the
         dispatcher moves on. Run one job at a time per predictor (its engine).
         """
-        if self._predictor is None or self.model is None:
+        today = self._today(now_ms)
+        if today is None:
             return None
-        state = hall_state(self.model, self.config, dispatcher, now_ms)
-        predictor, replications = self._predictor, self.replications
+        model, predictor = today
+        state = hall_state(model, self.config, dispatcher, now_ms)
+        replications = self.replications
 
         def run() -> mm.WaitPrediction:
             result = predictor.predict(state, service_id, klass, replications,
@@ -141,9 +159,10 @@ class WaitPredictor:
         """Snapshot the live hall (on the event loop) into a job that simulates the
         remaining wait of every waiting ticket at once (the progress pages'); None
         without a model. The job may run in a worker thread, one at a time."""
-        if self._predictor is None or self.model is None:
+        today = self._today(now_ms)
+        if today is None:
             return None
-        model, predictor = self.model, self._predictor
+        model, predictor = today
         state = hall_state(model, self.config, dispatcher, now_ms)
         index = {m.service.id: i for i, m in enumerate(model.services)}
         numbers = [n for n, _ in _waiting(index, dispatcher, local_midnight(self.config,

@@ -222,6 +222,13 @@ open = "08:00"
 close = "18:00"
 reset = "02:00"
 last_ticket = "17:30"
+lunch = "12:00-13:30"
+days = "mon-fri"
+week = { sat = "09:00-12:00" }
+[calendar]
+holidays = ["2026-10-01..2026-10-08"]
+workdays = ["2026-09-27"]
+special = ["2026-12-31 08:00-12:00"]
 [policy]
 priority_weight_pct = 50
 appointment_weight_pct = 200
@@ -238,6 +245,7 @@ overtime_minutes = 20
 mean_minutes = 6.5
 cv = 0.4
 visitors_per_day = 80
+last_ticket = "16:30"
 [[windows]]
 number = 1
 services = { shebao = 2 }
@@ -332,7 +340,8 @@ def _keys(table: dict[str, object], prefix: str = "") -> set[str]:
     found = set()
     for key, value in table.items():
         path = f"{prefix}{key}"
-        if isinstance(value, dict) and path not in {"windows[].services", "devices.gpio.leds"}:
+        if isinstance(value, dict) and path not in {"windows[].services", "devices.gpio.leds",
+                                                    "hours.week"}:
             found |= _keys(value, f"{path}.")
         elif isinstance(value, list) and value and isinstance(value[0], dict):
             for item in value:

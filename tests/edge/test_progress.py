@@ -188,3 +188,30 @@ def test_outside_the_hours_the_message_says_closed(tmp_path: Path, clock: Manual
         assert (snap.issuing, snap.notice) == ("closed", "今日取号已结束")
     finally:
         hall.journal.close()
+
+
+def test_the_waits_know_the_lunch_break(tmp_path: Path, clock: ManualClock) -> None:
+    # One window, three waiting at 11:50: with a lunch break at 12:00 the last of them
+    # is called after 14:00; without one, within the half hour.
+    one_window = '[[windows]]\nnumber = 1\nservices = { shebao = 1, huji = 1 }\n'
+    waits = {}
+    for lunch in ("", 'lunch = "12:00-14:00"\n'):
+        hours = f'[hours]\nopen = "08:30"\nclose = "17:30"\nreset = "03:00"\n{lunch}'
+        directory = tmp_path / ("lunch" if lunch else "plain")
+        directory.mkdir()
+        config = load_config(site_toml(directory, services=TIMED_SERVICES, windows=one_window,
+                                       hours=hours))
+        clock.set(OPENING + 170 * MINUTE)  # 11:50
+        hall = open_hall(config, clock)
+        try:
+            hall.sign_in(1, "s1")
+            for _ in range(3):
+                hall.issue("shebao", wait=None)
+            job = ProgressReporter(hall, clock, Link())._factory(config).ticket_waits_job(
+                hall.dispatcher, clock.now_ms())
+            assert job is not None
+            waits[bool(lunch)] = job()["A003"][0]
+        finally:
+            hall.journal.close()
+    assert waits[False] < 30 * MINUTE
+    assert waits[True] >= 2 * 60 * MINUTE
