@@ -21,6 +21,8 @@ Tables::
     telemetry_rollups embedded telemetry sink: 1-minute and 1-hour aggregates
     api_tokens        API tokens: id, SHA-256 of the secret, label, role (see central.auth)
     ticket_links      a ticket's progress page: SHA-256 of its token -> site, ticket, expiry
+    issuing_stops     emergency stops of ticket issuing for a site, a town or the city
+    city_calendars    the city calendar's dated days, by version (the latest is pushed)
 
 Times are timezone-aware UTC ``datetime`` (:class:`UtcDateTime`); edge wall
 times stay unix milliseconds (``*_ms``) as they came, with their sync flag.
@@ -435,6 +437,44 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class StopScope(enum.StrEnum):
+    SITE = "site"
+    TOWN = "town"
+    CITY = "city"
+
+
+class IssuingStop(Base):
+    """An emergency stop of ticket issuing (台风, an outage): no ticket at the sites it
+    covers until it is lifted; tickets issued are served. Pushed until each site holds
+    it (``state.stop``)."""
+
+    __tablename__ = "issuing_stops"
+    __table_args__ = (Index("ix_issuing_stops_lifted_at", "lifted_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    scope: Mapped[StopScope] = mapped_column(_enum(StopScope))
+    target: Mapped[str] = mapped_column(String(64))
+    """The site id, the town's name, or empty for the city."""
+    reason: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    lifted_at: Mapped[datetime | None]
+    lifted_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class CityCalendar(Base):
+    """A version of the city calendar's dated days; the latest goes to every site."""
+
+    __tablename__ = "city_calendars"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holidays: Mapped[list[str]]
+    workdays: Mapped[list[str]]
+    special: Mapped[list[str]]
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+
+
 class TicketLink(Base):
     """A ticket's progress page, found by the SHA-256 of the token its QR carries.
 
@@ -464,17 +504,20 @@ __all__ = [
     "AlarmType",
     "ApiToken",
     "Base",
+    "CityCalendar",
     "Command",
     "CommandStatus",
     "Device",
     "EventRecord",
     "HelpCall",
     "IngestReject",
+    "IssuingStop",
     "SequenceGap",
     "Service",
     "Severity",
     "Site",
     "SiteKind",
+    "StopScope",
     "TelemetryPoint",
     "TelemetryRollup",
     "TicketLink",

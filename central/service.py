@@ -10,7 +10,10 @@
 Tasks (one ``asyncio.TaskGroup``, each named): ``ingest-batches`` (collect
 publishes handed over from paho's thread, commit a batch in a worker thread,
 then publish acks and queue notifications), ``alarm-timer`` (time-based alarm
-rules, telemetry retention), ``webhook`` (send notifications). Database work
+rules, telemetry retention), ``webhook`` (send notifications), ``pushes`` (the
+emergency stops and the city calendar each site still lacks, :mod:`central.pushes`).
+The citizens' progress pages read the sites' ``progress`` from memory
+(:class:`central.progress.ProgressHub`, fed here without the database). Database work
 is serialised by one lock per process; several processes (replicas) are safe
 through the database (see :mod:`central.ingest`).
 """
@@ -41,6 +44,7 @@ from central.errors import CommandRefused, TooManyRequests, UnknownSite
 from central.ingest import IngestProcessor, MqttIngest, Received, new_command
 from central.models import Alarm, Command, CommandStatus, Site
 from central.progress import ProgressHub, prune_ticket_links
+from central.pushes import PUSH_TTL_S, Pushes
 from central.telemetry import EmbeddedTelemetrySink, TelemetrySink, make_sink
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.errors import LocalProtocolError
@@ -55,6 +59,10 @@ PRUNE_EVERY = timedelta(minutes=10)
 progress-page links go."""
 
 
+PUSH_TICK_S = 30.0
+"""Sites are checked for missing pushes at least this often."""
+PUSH_MIN_GAP_S = 2.0
+_STATE_TOPIC = f"/{Kind.STATE.value}"
 _PROGRESS_TOPIC = f"/{Kind.PROGRESS.value}"
 _HUB_TOPICS = (_PROGRESS_TOPIC, f"/{Kind.STATE.value}")
 
@@ -87,6 +95,8 @@ class CentralService:
         self._run_migrations = run_migrations
         self.processor = IngestProcessor(self.sessions, config, self.sink)
         self.progress = ProgressHub(clock, stale_s=config.progress_stale_s)
+        self.pushes = Pushes(self.sessions)
+        self._push_due = asyncio.Event()
         self.mqtt = MqttIngest(config, self._from_paho)
         self._loop: asyncio.AbstractEventLoop | None = None
         # paho's thread appends here; the loop takes batches (a deque, not a Queue: one
@@ -117,6 +127,7 @@ class CentralService:
             tasks.create_task(self._batch_loop(), name="ingest-batches"),
             tasks.create_task(self._alarm_timer(), name="alarm-timer"),
             tasks.create_task(self._webhook_loop(), name="webhook"),
+            tasks.create_task(self._push_loop(), name="pushes"),
         ]
         self.mqtt.start()
         return self
@@ -231,6 +242,44 @@ class CentralService:
             self.mqtt.publish_ack(site_id, seq)
         for notification in outcome.notifications:
             self._notices.put_nowait(notification)
+        if any(item.topic.endswith(_STATE_TOPIC) for item in batch):
+            self._push_due.set()  # a site came or went: it may lack a push
+
+    # ------------------------------------------------------------------ pushes
+
+    async def _push_loop(self) -> None:
+        """Send each site what it lacks of the central's stops and calendar: when a
+        state arrived, after a decision, and every :data:`PUSH_TICK_S` in any case."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PUSH_TICK_S):
+                    await self._push_due.wait()
+            self._push_due.clear()
+            try:
+                await self.push_pending()
+            except OperationalError as exc:
+                log.error("pushes.db_unavailable", error=str(exc)[:200])
+            await asyncio.sleep(PUSH_MIN_GAP_S)  # a reconnect storm: one pass per gap
+
+    async def push_pending(self, sites: list[str] | None = None, *,
+                           online_only: bool = True) -> int:
+        """Send the stops and calendars sites lack (:meth:`central.pushes.Pushes.pending`);
+        how many were sent. A site over its command rate gets its turn next time."""
+        now = self.clock()
+        async with self._db_lock:
+            pending = await asyncio.to_thread(self.pushes.pending, now, sites=sites,
+                                              online_only=online_only)
+        sent = 0
+        for site_id, args in pending:
+            try:
+                await self.send_command(site_id, args, ttl_s=PUSH_TTL_S, issued_by="central")
+            except (TooManyRequests, CommandRefused, UnknownSite) as exc:
+                log.warning("pushes.not_sent", site=site_id, error=str(exc)[:200])
+            else:
+                sent += 1
+        if sent:
+            log.info("pushes.sent", count=sent)
+        return sent
 
     # ------------------------------------------------------------------ alarms
 

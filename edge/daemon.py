@@ -254,7 +254,7 @@ class EdgeDaemon:
             if self.install_signals:
                 for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
-            hall.journal.close()
+            hall.close()
             self.devices.close_all()
             log.info("daemon.stopped")
 
@@ -279,7 +279,7 @@ class EdgeDaemon:
                           software=SOFTWARE_VERSION, boot_id=self.boot_id,
                           config_version=lambda: hall.config.version, commands=parts.commands,
                           beat=self.heartbeats.beater("uplink"),
-                          on_connect=parts.progress.refresh)
+                          on_connect=parts.progress.refresh, pushed=hall.pushed_versions)
 
     def _make_http(self, http: HttpConfig) -> HttpApi:
         parts = self._parts
@@ -322,6 +322,9 @@ class EdgeDaemon:
         """After each durable event (and its outputs): housekeeping, then the uplink."""
         if isinstance(event.body, mm.DayReset):
             self.prune_journal()
+        if (isinstance(event.body, (mm.IssuingStopped, mm.IssuingResumed, mm.CalendarApplied))
+                and self.uplink is not None):
+            self.uplink.publish_state()  # the state reports what the site holds
         self._wake_uplink()
 
     def prune_journal(self) -> int:
@@ -465,6 +468,8 @@ class EdgeDaemon:
             "connected": self.uplink.connected, "session": self.uplink.session,
             "outbox_depth": self.hall.journal.outbox_depth()}
         snapshot["boot_id"] = self.boot_id
+        status, notice = self.hall.issuing_status(self.clock.now_ms())
+        snapshot["issuing"] = {"status": status, "notice": notice}  # what the kiosk shows
         snapshot["tasks"] = {"running": self.supervisor.running(),
                              "restarts": self.supervisor.restarts}
         return snapshot

@@ -31,6 +31,7 @@ it. A command from a window terminal passes its ``mark``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import re
 import secrets
@@ -48,7 +49,8 @@ from edge.errors import CommandRejected, ConfigInvalid, JournalError, ReplayDive
 from edge.input_mark import InputMark
 from edge.journal import Journal, RequestKey
 from edge.predict import PredictionJob, WaitPredictor
-from fastpath.calendar import Calendar, hhmm
+from edge.pushed import PushedStore, store_beside
+from fastpath.calendar import Calendar, Problems, hhmm, parse_dates, parse_special
 from fastpath.dispatcher import Dispatcher, IssuePlan
 from fastpath.types import (
     CLASS_BY_LABEL,
@@ -191,7 +193,9 @@ class Hall:
 
     RECENT_CALLS = 8
 
-    def __init__(self, config: EdgeConfig, journal: Journal, clock: Clock) -> None:
+    def __init__(self, config: EdgeConfig, journal: Journal, clock: Clock,
+                 pushed: PushedStore | None = None) -> None:
+        self._pushed = pushed  # what the central pushed: a stop, the city calendar
         self.config = config
         self.journal = journal
         self.clock = clock
@@ -203,15 +207,42 @@ class Hall:
 
     # -- open / replay -------------------------------------------------------
 
+    @property
+    def config(self) -> EdgeConfig:
+        """The config in force, with the city calendar the central pushed over its own."""
+        return self._config
+
+    @config.setter
+    def config(self, config: EdgeConfig) -> None:
+        self._config = self._with_pushed(config)
+
+    def _with_pushed(self, config: EdgeConfig) -> EdgeConfig:
+        found = None if self._pushed is None else self._pushed.get("calendar")
+        if found is None:
+            return config
+        body = found[1]
+        problems = Problems()
+        calendar = config.calendar.with_dated(
+            parse_dates(body.get("holidays", []), "calendar.holidays", problems),
+            parse_dates(body.get("workdays", []), "calendar.workdays", problems),
+            parse_special(body.get("special", []), "calendar.special", problems,
+                          config.calendar.margin))
+        if problems.items:  # checked when it came: a later reader that disagrees
+            log.error("calendar.pushed_unreadable", problems=problems.items)
+            return config
+        return dataclasses.replace(config, calendar=calendar)
+
     @classmethod
-    def open(cls, config: EdgeConfig, journal: Journal, clock: Clock) -> Hall:
+    def open(cls, config: EdgeConfig, journal: Journal, clock: Clock,
+             pushed: PushedStore | None = None) -> Hall:
         """Rebuild today's state from the journal, then bring it up to date.
 
         A fresh journal gets the config and the first ``day.reset``; a changed
         config file is applied (or rejected) as on SIGHUP; a new business day
-        starts with ``day.reset``.
+        starts with ``day.reset``. ``pushed``: what the central pushed (a stop, the
+        city calendar), kept beside the journal.
         """
-        hall = cls(config, journal, clock)
+        hall = cls(config, journal, clock, pushed)
         hall._replay()
         now = clock.now_ms()
         if journal.config_at(journal.last_seq) is None:
@@ -449,8 +480,9 @@ class Hall:
                 if not replay:
                     self.config = new
             case (mm.DeviceStatus() | mm.ConfigRejected() | mm.OutboxDropped()
-                  | mm.JournalLost() | mm.AckRefused()):
-                pass  # reported upstream; no hall state
+                  | mm.JournalLost() | mm.AckRefused() | mm.IssuingStopped()
+                  | mm.IssuingResumed() | mm.CalendarApplied()):
+                pass  # reported upstream; what the central pushed is kept in edge.pushed
 
     _pending_config: EdgeConfig
 
@@ -532,7 +564,11 @@ class Hall:
 
     def closed_notice(self, now_ms: int, service_id: str | None = None) -> str | None:
         """None while tickets (of ``service_id``) may be taken, else what the hall screen
-        says: 今日休息, 尚未开始取号 08:30, 午间休息 14:00开始取号, 今日取号已结束."""
+        says: 暂停取号 (a stop's reason), 今日休息, 尚未开始取号 08:30, 午间休息
+        14:00开始取号, 今日取号已结束."""
+        stop = self.stop
+        if stop is not None:
+            return f"暂停取号 {stop[1]}"
         closed = self._closed(now_ms, service_id)
         return None if closed is None else closed[0]
 
@@ -547,14 +583,91 @@ class Hall:
 
     def issuing_status(self, now_ms: int) -> tuple[mm.IssuingStatus, str | None]:
         """Whether tickets are issued now, and what the hall says about it."""
+        stop = self.stop
+        if stop is not None:
+            return "stopped", stop[1]
         notice = self.closed_notice(now_ms)
         return ("open", None) if notice is None else ("closed", notice)
 
     def check_issuing(self, now_ms: int, service_id: str | None = None) -> None:
-        """Refuse a ticket outside the calendar's issuing hours (``closed``, HTTP 409)."""
+        """Refuse a ticket during an emergency stop (``stopped``) or outside the calendar's
+        issuing hours (``closed``), HTTP 409 either way."""
+        stop = self.stop
+        if stop is not None:
+            raise CommandRejected(f"暂停取号 {stop[1]} (ticket issuing stopped: {stop[1]}; "
+                                  "tickets already issued are served)", code="stopped")
         closed = self._closed(now_ms, service_id)
         if closed is not None:
             raise CommandRejected(f"{closed[0]} ({closed[1]})", code="closed")
+
+    # -- what the central pushed: an emergency stop, the city calendar ---------
+
+    @property
+    def stop(self) -> tuple[str, str] | None:
+        """The emergency stop in force: (its id, the reason), or None."""
+        found = None if self._pushed is None else self._pushed.get("stop")
+        return None if found is None else (found[0], str(found[1].get("reason", "")))
+
+    def pushed_versions(self) -> tuple[str | None, str | None]:
+        """(the stop in force, the city calendar's version): what ``state`` reports."""
+        calendar = None if self._pushed is None else self._pushed.get("calendar")
+        stop = self.stop
+        return (None if stop is None else stop[0], None if calendar is None else calendar[0])
+
+    def stop_issuing(self, stop_id: str, reason: str) -> mm.Event | None:
+        """An emergency stop: no ticket until it is lifted (kept across restarts and
+        days); the tickets issued are served. None: that stop is in force already."""
+        if self.stop == (stop_id, reason):
+            return None
+        self._require_pushed().put("stop", stop_id, {"reason": reason})
+        return self._commit([mm.IssuingStopped(stop=stop_id, reason=reason)],
+                            self.clock.now_ms())[0]
+
+    def resume_issuing(self, stop_id: str) -> mm.Event | None:
+        """Lift the stop ``stop_id``; None when no stop is in force. Another stop in force
+        is refused (``CommandRejected``): the central lifts what it decided."""
+        stop = self.stop
+        if stop is None:
+            return None
+        if stop[0] != stop_id:
+            raise CommandRejected(f"stop {stop[0]!r} is in force, not {stop_id!r}",
+                                  code="other_stop")
+        self._require_pushed().delete("stop")
+        return self._commit([mm.IssuingResumed(stop=stop_id)], self.clock.now_ms())[0]
+
+    def set_calendar(self, version: str, holidays: list[str], workdays: list[str],
+                     special: list[str]) -> mm.Event | None:
+        """The city calendar's dated days over the site's own (checked first: a bad one
+        is refused with every problem, and the one in force stays). None: in force."""
+        pushed = self._require_pushed()
+        found = pushed.get("calendar")
+        body: dict[str, Any] = {"holidays": holidays, "workdays": workdays, "special": special}
+        if found == (version, body):
+            return None
+        problems = Problems()
+        dated_holidays = parse_dates(holidays, "holidays", problems)
+        dated_workdays = parse_dates(workdays, "workdays", problems)
+        parse_special(special, "special", problems, self.config.calendar.margin)
+        problems.items += [f"workdays: {d} is also a holiday"
+                           for d in sorted(dated_holidays & dated_workdays)]
+        if problems.items:
+            raise CommandRejected("; ".join(problems.items)[:_TEXT_LIMIT], status=422,
+                                  code="bad_calendar")
+        pushed.put("calendar", version, body)
+        self.config = self._in_force  # the file's config, with the new calendar over it
+        return self._commit([mm.CalendarApplied(version=version)], self.clock.now_ms())[0]
+
+    def close(self) -> None:
+        """Close the journal and what the central pushed."""
+        self.journal.close()
+        if self._pushed is not None:
+            self._pushed.close()
+
+    def _require_pushed(self) -> PushedStore:
+        if self._pushed is None:
+            raise CommandRejected("this hall keeps nothing the central pushes (read only)",
+                                  status=503, code="read_only")
+        return self._pushed
 
     def cancel(self, number: str) -> mm.Event:
         ticket = self._ticket(number)
@@ -822,13 +935,20 @@ class Hall:
 
 
 def open_hall(config: EdgeConfig, clock: Clock) -> Hall:
-    """Open the journal named in ``config`` and rebuild the hall from it."""
+    """Open the journal named in ``config`` (and what the central pushed, beside it) and
+    rebuild the hall from it."""
     journal = Journal(config.paths.journal, config.site.id,
                       outbox_limit=config.daemon.outbox_limit)
     try:
-        return Hall.open(config, journal, clock)
+        pushed = store_beside(config.paths.journal)
+    except JournalError:
+        journal.close()
+        raise
+    try:
+        return Hall.open(config, journal, clock, pushed)
     except (JournalError, CommandRejected):
         journal.close()
+        pushed.close()
         raise
 
 

@@ -40,7 +40,8 @@ RATING_SECONDS = 30  # how long the rating pad waits for the citizen after 办�
 
 # Events after which the hall screen's calls, counts or notices may have changed.
 _HALL_SCREEN_EVENTS = (mm.TicketCalled, mm.TicketRecalled, mm.TicketDone, mm.TicketNoShow,
-                       mm.HelpRequested, mm.HelpResolved, mm.DayReset, mm.TicketIssued)
+                       mm.HelpRequested, mm.HelpResolved, mm.DayReset, mm.TicketIssued,
+                       mm.IssuingStopped, mm.IssuingResumed)
 
 
 def call_line(ticket: str, window: int) -> str:
@@ -114,6 +115,9 @@ class HallOutputs:
                 self._set_led("paper", body.status != "ok")
             case mm.DayReset():
                 self._notices.clear()
+                self._stop_notice()
+            case mm.IssuingStopped() | mm.IssuingResumed():
+                self._stop_notice()
             case _:
                 pass
         if isinstance(body, _HALL_SCREEN_EVENTS):
@@ -127,6 +131,7 @@ class HallOutputs:
         for request in self._hall.open_help():
             self._set_led(f"help.{request.button}", True)
             self._help_notice(request.button, request.location, refresh=False)
+        self._stop_notice(refresh=False)
         self.refresh_hall_screen()
 
     # -- notices -------------------------------------------------------------
@@ -154,6 +159,19 @@ class HallOutputs:
             log.warning("hall_screen.location_refused", button=button, error=problem)
             text = f"呼叫帮办 {button}"
         self._notices[f"help:{button}"] = (text, math.inf)
+        if refresh:
+            self.refresh_hall_screen()
+
+    def _stop_notice(self, *, refresh: bool = True) -> None:
+        """暂停取号 and why on the hall screen for as long as an emergency stop lasts."""
+        stop = self._hall.stop
+        if stop is None:
+            self._notices.pop("stop", None)
+        else:
+            text = f"暂停取号 {stop[1]}"
+            if self._unshowable(text) is not None:  # the central checks the font; still
+                text = "暂停取号"
+            self._notices["stop"] = (text, math.inf)
         if refresh:
             self.refresh_hall_screen()
 

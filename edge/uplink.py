@@ -160,6 +160,7 @@ class Uplink:
         commands: CommandHandler,
         beat: Callable[[], None] = lambda: None,
         on_connect: Callable[[], None] = lambda: None,
+        pushed: Callable[[], tuple[str | None, str | None]] = lambda: (None, None),
         window: int = 200,
         resend_s: float = 30.0,
         backoff_base_s: float = 0.5,
@@ -176,6 +177,7 @@ class Uplink:
         self.commands = commands
         self.beat = beat
         self.on_connect = on_connect
+        self.pushed = pushed  # (the stop in force, the city calendar's version)
         self.window = window
         self.resend_s = resend_s
         self.backoff_base_s = backoff_base_s
@@ -196,10 +198,12 @@ class Uplink:
     # -- messages ------------------------------------------------------------
 
     def _state(self, status: str) -> mm.State:
+        stop, calendar = self.pushed()
         return mm.State(site=self.site_id, status=status,  # type: ignore[arg-type]
                         lwt=False, boot_id=self.boot_id, session=self.session,
                         software=self.software, config=self.config_version(),
-                        ts=self.clock.now_ms(), clock_synced=self.clock.synced())
+                        ts=self.clock.now_ms(), clock_synced=self.clock.synced(),
+                        stop=stop, calendar=calendar)
 
     def publish_state(self) -> None:
         """(Re)publish the retained online state, e.g. after a config reload."""

@@ -139,6 +139,11 @@ class State(_Message, frozen=True, kw_only=True):
     (persisted with the journal): the central ignores a state whose session is
     older than the one it holds, e.g. a Will of a dead connection delivered after
     the edge reconnected. ``boot_id`` changes on every boot.
+
+    What the central pushed that the site holds (fields added later: edges before them
+    leave them out): ``stop``, the emergency stop in force (``cmd/issuing``), and
+    ``calendar``, the version of the city calendar (``cmd/calendar``). The central
+    sends again what a site does not report.
     """
 
     status: Literal["online", "offline"]
@@ -149,6 +154,8 @@ class State(_Message, frozen=True, kw_only=True):
     config: Token | None
     ts: UnixMs
     clock_synced: bool
+    stop: Token | None = None
+    calendar: Token | None = None
 
     def __post_init__(self) -> None:
         if self.lwt and self.status != "offline":
@@ -350,6 +357,24 @@ class AckRefused(_Body, frozen=True, kw_only=True, tag="ack.refused"):
     count: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
 
 
+class IssuingStopped(_Body, frozen=True, kw_only=True, tag="issuing.stopped"):
+    """An emergency stop (台风, system outage): no ticket is issued until it is lifted;
+    tickets already issued are served. ``stop`` names the central's decision."""
+
+    stop: Token
+    reason: ShortText
+
+
+class IssuingResumed(_Body, frozen=True, kw_only=True, tag="issuing.resumed"):
+    stop: Token
+
+
+class CalendarApplied(_Body, frozen=True, kw_only=True, tag="calendar.applied"):
+    """The city calendar the central pushed is in force at the site."""
+
+    version: Token
+
+
 class DayReset(_Body, frozen=True, kw_only=True, tag="day.reset"):
     day: Day
     """The new business day, local date ``YYYY-MM-DD``: ticket counters restart."""
@@ -381,6 +406,9 @@ EventBody: TypeAlias = (
     | OutboxDropped
     | JournalLost
     | AckRefused
+    | IssuingStopped
+    | IssuingResumed
+    | CalendarApplied
     | DayReset
 )
 
@@ -603,7 +631,42 @@ class ReloadConfigArgs(_Args, frozen=True, kw_only=True, tag="reload_config"):
     """The config version the daemon should find on disk, or null for any."""
 
 
-CommandArgs: TypeAlias = AnnounceArgs | ReprintArgs | ScreenNoticeArgs | ReloadConfigArgs
+class IssuingArgs(_Args, frozen=True, kw_only=True, tag="issuing"):
+    """Stop issuing tickets (``stopped``, with the ``reason`` the hall screen, the kiosk
+    and the progress pages show), or lift the stop ``stop``."""
+
+    stop: Token
+    stopped: bool
+    reason: ShortText | None
+
+    def __post_init__(self) -> None:
+        if self.stopped != (self.reason is not None):
+            raise ValueError("a stop has a reason, a lift has none")
+        if self.reason is not None:
+            _check_display_text(self.reason)
+
+
+CalendarDate = Annotated[str, msgspec.Meta(
+    pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(\.\.[0-9]{4}-[0-9]{2}-[0-9]{2})?\Z")]
+"""A date, or a range ``first..last``."""
+SpecialDay = Annotated[str, msgspec.Meta(
+    pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:,-]{11,35}\Z")]
+"""A date and its own hours: ``2026-12-31 08:30-12:00``."""
+MAX_CALENDAR_ENTRIES: Final = 100
+
+
+class CalendarArgs(_Args, frozen=True, kw_only=True, tag="calendar"):
+    """The city calendar's dated days, over the site's own ``[calendar]`` (a date named
+    here takes this word): holidays, 调休 make-up working days, days of their own hours."""
+
+    version: Token
+    holidays: Annotated[list[CalendarDate], msgspec.Meta(max_length=MAX_CALENDAR_ENTRIES)]
+    workdays: Annotated[list[CalendarDate], msgspec.Meta(max_length=MAX_CALENDAR_ENTRIES)]
+    special: Annotated[list[SpecialDay], msgspec.Meta(max_length=MAX_CALENDAR_ENTRIES)]
+
+
+CommandArgs: TypeAlias = (AnnounceArgs | ReprintArgs | ScreenNoticeArgs | ReloadConfigArgs
+                          | IssuingArgs | CalendarArgs)
 
 COMMAND_ARGS: Final[Mapping[str, type[msgspec.Struct]]] = MappingProxyType(
     {_tag(cls): cls for cls in get_args(CommandArgs)}
@@ -805,6 +868,7 @@ __all__ = [
     "EVENT_TYPES",
     "IDENT_PATTERN",
     "KNOWN_DEVICE_DETAILS",
+    "MAX_CALENDAR_ENTRIES",
     "MAX_COMMAND_TTL_MS",
     "MAX_CONFIG_ERRORS",
     "MAX_DEVICES",
@@ -819,6 +883,9 @@ __all__ = [
     "Ack",
     "AckRefused",
     "AnnounceArgs",
+    "CalendarApplied",
+    "CalendarArgs",
+    "CalendarDate",
     "CalledProgress",
     "Cmd",
     "CmdResult",
@@ -839,7 +906,10 @@ __all__ = [
     "HostStat",
     "Incoming",
     "InvalidMessage",
+    "IssuingArgs",
+    "IssuingResumed",
     "IssuingStatus",
+    "IssuingStopped",
     "JournalLost",
     "Kind",
     "Message",
@@ -855,6 +925,7 @@ __all__ = [
     "ScreenNoticeArgs",
     "ServiceOvertime",
     "SlaBreached",
+    "SpecialDay",
     "State",
     "Telemetry",
     "TicketCalled",

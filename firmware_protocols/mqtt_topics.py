@@ -78,7 +78,8 @@ class Reason(enum.StrEnum):
     COMMAND_MISMATCH = "command_mismatch"  # cmd payload name differs from topic cmd/{name}
 
 
-COMMAND_NAMES: Final = ("announce", "reprint", "screen_notice", "reload_config")
+COMMAND_NAMES: Final = ("announce", "reprint", "screen_notice", "reload_config", "issuing",
+                         "calendar")
 """Names allowed in ``cmd/{name}``; each has a typed args struct in :mod:`.mqtt_messages`."""
 
 

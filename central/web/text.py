@@ -124,6 +124,8 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "cmd_screen_notice": ("屏幕通知", "Screen notice"),
     "cmd_reprint": ("补打号票", "Reprint ticket"),
     "cmd_reload_config": ("重新加载配置", "Reload config"),
+    "cmd_issuing": ("暂停/恢复取号", "Stop / resume issuing"),
+    "cmd_calendar": ("节假日日历", "City calendar"),
     "cmd_text": ("内容 / 号码 / 版本", "Text / ticket / version"),
     "ttl": ("有效期(秒)", "TTL (s)"),
     "state_pending": ("等待执行", "pending"),

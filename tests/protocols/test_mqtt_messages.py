@@ -22,6 +22,8 @@ from firmware_protocols.mqtt_messages import (
     Ack,
     AckRefused,
     AnnounceArgs,
+    CalendarApplied,
+    CalendarArgs,
     CalledProgress,
     Cmd,
     CmdResult,
@@ -38,6 +40,9 @@ from firmware_protocols.mqtt_messages import (
     HelpRequested,
     HelpResolved,
     HostStat,
+    IssuingArgs,
+    IssuingResumed,
+    IssuingStopped,
     JournalLost,
     Message,
     OutboxDropped,
@@ -222,6 +227,11 @@ BODY_TABLE: list[tuple[EventBody, str]] = [
      '{"type":"journal.lost","first_seq":1201,"last_seq":1207}'),
     (AckRefused(ack=2**53 - 1, last_seq=1207, count=3),
      '{"type":"ack.refused","ack":9007199254740991,"last_seq":1207,"count":3}'),
+    (IssuingStopped(stop="typhoon-2026-09-16", reason="台风红色预警"),
+     '{"type":"issuing.stopped","stop":"typhoon-2026-09-16","reason":"台风红色预警"}'),
+    (IssuingResumed(stop="typhoon-2026-09-16"),
+     '{"type":"issuing.resumed","stop":"typhoon-2026-09-16"}'),
+    (CalendarApplied(version="2026-v2"), '{"type":"calendar.applied","version":"2026-v2"}'),
     (DayReset(day="2026-11-23"), '{"type":"day.reset","day":"2026-11-23"}'),
 ]
 
@@ -260,7 +270,25 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
         ),
         '{"v":1,"site":"zs-sanxiang-01","status":"online","lwt":false,"boot_id":"7d1c9a0e",'
         '"session":42,"software":"0.1.0","config":"2026.11.20-3","ts":1763882400000,'
-        '"clock_synced":true}',
+        '"clock_synced":true,"stop":null,"calendar":null}',
+    ),
+    (
+        State(
+            site=SITE,
+            status="online",
+            lwt=False,
+            boot_id="7d1c9a0e",
+            session=43,
+            software="0.1.0",
+            config="2026.11.20-3",
+            ts=TS,
+            clock_synced=True,
+            stop="typhoon-2026-09-16",
+            calendar="2026-v2",
+        ),
+        '{"v":1,"site":"zs-sanxiang-01","status":"online","lwt":false,"boot_id":"7d1c9a0e",'
+        '"session":43,"software":"0.1.0","config":"2026.11.20-3","ts":1763882400000,'
+        '"clock_synced":true,"stop":"typhoon-2026-09-16","calendar":"2026-v2"}',
     ),
     (
         State(
@@ -276,7 +304,7 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
         ),
         '{"v":1,"site":"zs-sanxiang-01","status":"offline","lwt":true,"boot_id":"7d1c9a0e",'
         '"session":42,"software":"0.1.0","config":null,"ts":1763882400000,'
-        '"clock_synced":false}',
+        '"clock_synced":false,"stop":null,"calendar":null}',
     ),
     (
         Telemetry(
@@ -353,6 +381,20 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
     (
         _cmd(ReloadConfigArgs(version="2026.11.21-1")),
         _CMD_HEAD + '{"name":"reload_config","version":"2026.11.21-1"}}',
+    ),
+    (
+        _cmd(IssuingArgs(stop="typhoon-2026-09-16", stopped=True, reason="台风红色预警")),
+        _CMD_HEAD + '{"name":"issuing","stop":"typhoon-2026-09-16","stopped":true,'
+                    '"reason":"台风红色预警"}}',
+    ),
+    (
+        _cmd(CalendarArgs(version="2026-v2", holidays=["2026-10-01..2026-10-08"],
+                          workdays=["2026-09-27", "2026-10-10"],
+                          special=["2026-12-31 08:30-12:00"])),
+        _CMD_HEAD + '{"name":"calendar","version":"2026-v2",'
+                    '"holidays":["2026-10-01..2026-10-08"],'
+                    '"workdays":["2026-09-27","2026-10-10"],'
+                    '"special":["2026-12-31 08:30-12:00"]}}',
     ),
     (
         CmdResult(site=SITE, id=CMD_ID, ok=True, error=None, ts=TS),
@@ -756,6 +798,10 @@ def _fix_up(cls: type) -> Callable[[dict[str, Any]], dict[str, Any]]:
             d["text"] = "".join(c for c in d["text"] if display_text_problem(c) is None) or "通知"
         elif cls is CmdResult:
             d["error"] = None if d["ok"] else (d["error"] or "failed")
+        elif cls is IssuingArgs:
+            reason = d["reason"] and "".join(c for c in d["reason"]
+                                             if display_text_problem(c) is None)
+            d["reason"] = (reason or "台风") if d["stopped"] else None
         elif cls is WaitingProgress:
             if d["p50_s"] is None or d["p90_s"] is None:
                 d["p50_s"] = d["p90_s"] = None

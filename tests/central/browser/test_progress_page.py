@@ -12,25 +12,14 @@ Screenshots go to ``tests/artifacts/``.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import threading
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from gpiozero.pins.mock import MockFactory
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from central.models import Site, SiteKind
-from edge.config import EdgeConfig
-from edge.daemon import EdgeDaemon
-from edge.device_set import Drivers
-from edge.devices.base import InputQueue
-from edge.devices_factory import build_devices
-from edge.simhall import SimulatedHall, simulated_hall
+from edge.simhall import simulated_hall
 from onedoor.broker import free_port
 from tests.central.browser.test_dashboards import (
     ARTIFACTS,
@@ -39,6 +28,7 @@ from tests.central.browser.test_dashboards import (
     LiveServer,
     shot,
 )
+from tests.central.edge_thread import EdgeThread, post
 from tests.central.test_api_support import RunningApp, build_app, wait_until
 from tests.servers import MosquittoBroker
 
@@ -53,49 +43,6 @@ SLOW_3G = {"offline": False, "latency": 400, "downloadThroughput": 50_000,
 # Headless Chromium has no vibration motor: record what the page asks for.
 RECORD_VIBRATION = ("navigator.vibrate = function (p) {"
                     " window.__buzz = (window.__buzz || []).concat([p]); return true; };")
-
-
-class EdgeThread:
-    """The real edge daemon in a thread of its own (its own event loop)."""
-
-    def __init__(self, sim: SimulatedHall) -> None:
-        pins = MockFactory()
-
-        def factory(config: EdgeConfig, inputs: InputQueue) -> Drivers:
-            return build_devices(config, inputs, pin_factory=pins)
-
-        self.daemon = EdgeDaemon(sim.config_path, device_factory=factory, install_signals=False)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.thread = threading.Thread(target=self._run, name="edge", daemon=True)
-
-    def _run(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        await self.daemon.run()
-
-    def __enter__(self) -> EdgeThread:
-        self.thread.start()
-        wait_until(lambda: self.daemon.ready.is_set(), timeout=60)
-        return self
-
-    def stop(self) -> None:
-        if self.loop is not None and self.thread.is_alive():
-            self.loop.call_soon_threadsafe(self.daemon.stop)
-        self.thread.join(timeout=30)
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-
-def post(base: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    data = json.dumps(body or {}).encode()
-    request = urllib.request.Request(base + path, data=data, method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=15) as response:
-        answer: dict[str, Any] = json.load(response)
-        return answer
 
 
 @pytest.fixture
