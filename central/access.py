@@ -18,6 +18,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
 
+from central.audit import Actor
 from central.auth import SESSION_COOKIE, Principal, Role
 from central.context import central_of
 from central.errors import Forbidden, Unauthenticated
@@ -67,6 +68,14 @@ def requires(role: Role) -> Any:
     return Depends(dependency)
 
 
+def actor_of(request: Request, principal: Principal) -> Actor:
+    """Who is calling and from where, for the audit log: the token's name, id and role, and
+    the client address (behind nginx on the same host, the one it forwards)."""
+    address = request.client.host if request.client else "unknown"
+    return Actor(name=principal.name, source=address, actor_id=principal.token_id,
+                 role=principal.role.value)  # fmt: skip
+
+
 Viewer = Annotated[Principal, requires(Role.VIEWER)]
 Operator = Annotated[Principal, requires(Role.OPERATOR)]
 Admin = Annotated[Principal, requires(Role.ADMIN)]
@@ -77,6 +86,7 @@ __all__ = [
     "Admin",
     "Operator",
     "Viewer",
+    "actor_of",
     "authenticate",
     "requires",
     "session_principal",

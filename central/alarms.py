@@ -25,6 +25,9 @@ Alarm types and default severity::
     config_drift      warning   reported config version differs from the expected one
     outbox_backlog    major     the edge outbox holds more than outbox_backlog events
     sequence_gap      major     seqs missing for longer than gap_alarm_after_s
+    staffing_advice   info      not a fault: the edge sees an SLA breach coming and names
+                                the move that prevents it (central/advice.py), cleared
+                                when it ends; info leaves the site's tile colour alone
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ DEFAULT_SEVERITY: Final = {
     AlarmType.CONFIG_DRIFT: Severity.WARNING,
     AlarmType.OUTBOX_BACKLOG: Severity.MAJOR,
     AlarmType.SEQUENCE_GAP: Severity.MAJOR,
+    AlarmType.STAFFING_ADVICE: Severity.INFO,
 }
 
 TITLES: Final = {
@@ -83,6 +87,7 @@ TITLES: Final = {
     AlarmType.CONFIG_DRIFT: "配置版本不一致 / config drift",
     AlarmType.OUTBOX_BACKLOG: "上报积压 / outbox backlog",
     AlarmType.SEQUENCE_GAP: "事件序号缺失 / sequence gap",
+    AlarmType.STAFFING_ADVICE: "人员调配建议 / staffing advice",
 }
 
 
@@ -278,10 +283,13 @@ def run_timed_rules(book: AlarmBook, config: CentralConfig) -> None:
     Also marks commands that got no result before their expiry as ``expired``.
     """
     session, now = book.session, book.now
+    # Retired sites are out of the fleet: no rule raises anything for them.
+    in_service = select(Site.id).where(Site.retired_at.is_(None))
     silent_since = now - timedelta(seconds=config.offline_after_s)
     # A site that says it is online but has been silent too long; cleared by ingest on contact.
     for site in session.scalars(
-        select(Site).where(Site.online.is_(True), Site.last_seen_at < silent_since)
+        select(Site).where(Site.online.is_(True), Site.last_seen_at < silent_since,
+                           Site.retired_at.is_(None))
     ):
         book.raise_alarm(
             site.id,
@@ -295,6 +303,7 @@ def run_timed_rules(book: AlarmBook, config: CentralConfig) -> None:
             HelpCall.resolved_at.is_(None),
             HelpCall.acknowledged_at.is_(None),
             HelpCall.requested_at < unanswered_since,
+            HelpCall.site_id.in_(in_service),
         )
     ):
         book.raise_alarm(
@@ -308,7 +317,8 @@ def run_timed_rules(book: AlarmBook, config: CentralConfig) -> None:
     old_gaps: dict[str, list[SequenceGap]] = {}
     for gap in session.scalars(
         select(SequenceGap).where(
-            SequenceGap.filled_at.is_(None), SequenceGap.detected_at < gap_since
+            SequenceGap.filled_at.is_(None), SequenceGap.detected_at < gap_since,
+            SequenceGap.site_id.in_(in_service),
         )
     ):
         old_gaps.setdefault(gap.site_id, []).append(gap)
@@ -333,6 +343,7 @@ def run_timed_rules(book: AlarmBook, config: CentralConfig) -> None:
     drift_since = now - timedelta(seconds=config.config_drift_after_s)
     drifting = session.scalars(
         select(Site).where(
+            Site.retired_at.is_(None),
             Site.expected_config_version.is_not(None),
             or_(
                 Site.reported_config_version.is_(None),

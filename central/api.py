@@ -10,7 +10,14 @@ dashboard, the session cookie (see :mod:`central.auth`).
     GET  /api/v1/sites                     viewer    registry + live summary, filters
     GET  /api/v1/sites/{id}                viewer    windows, queues, devices, alarms, gaps
     GET  /api/v1/sites/{id}/telemetry      viewer    history of one series (metric, key, hours)
-    PATCH /api/v1/sites/{id}               admin     registry: expected config version
+    POST /api/v1/sites                     admin     registry: add a site (services, windows)
+    PATCH /api/v1/sites/{id}               admin     registry: fields, hours, expected config
+    POST /api/v1/sites/{id}/retire|restore admin     registry: leave / rejoin the fleet
+    PUT|DELETE /api/v1/sites/{id}/services/{code}     admin  registry: one service
+    PUT|DELETE /api/v1/sites/{id}/windows/{number}    admin  registry: one window
+    GET  /api/v1/registry/{part}.csv       operator  export: sites, services, windows
+    POST /api/v1/registry/import           admin     CSV import; a dry run (the diff) by default
+    GET  /api/v1/audit[.csv]               admin     the audit log: who changed what, from where
     GET  /api/v1/events                    viewer    committed events (site, type, seq range)
     GET  /api/v1/alarms                    viewer    active (default) or all alarms
     POST /api/v1/alarms/{id}/ack           operator
@@ -30,6 +37,7 @@ with the HTTP status of their class in :mod:`central.errors`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from typing import Annotated, Any, Final, Literal
@@ -41,12 +49,17 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from central import stats
-from central.access import Admin, Operator, Viewer
-from central.auth import Role
+from central.access import Admin, Operator, Viewer, actor_of
+from central.audit import AuditAction, audit_csv
+from central.auth import Principal, Role
 from central.context import Central, central_of, service_of
-from central.errors import UnknownToken
+from central.errors import InvalidRequest, UnknownToken
 from central.inventory import ansible_inventory
+from central.models import SiteKind
+from central.registry import Edit
+from central.registry_csv import read_sheet
 from central.service import command_args
+from central.sitespec import Hours, ServiceSpec, SiteSpec, WindowSpec
 from central.views import AlarmView, TokenView
 from firmware_protocols.mqtt_messages import MAX_COMMAND_TTL_MS
 
@@ -71,8 +84,10 @@ def api_sites(
     health: Annotated[str | None, Query(pattern="^(ok|warn|alarm|offline|unknown)$")] = None,
     limit: Annotated[int, Query(ge=1, le=50_000)] = 50_000,
     offset: Annotated[int, Query(ge=0)] = 0,
+    retired: Annotated[bool, Query(description="list the retired sites instead")] = False,
 ) -> dict[str, Any]:
-    summaries = central_of(request).read.site_summaries(town=town, query=q, health=health)
+    summaries = central_of(request).read.site_summaries(town=town, query=q, health=health,
+                                                        retired=retired)  # fmt: skip
     page = summaries[offset : offset + limit]
     return {"total": len(summaries), "sites": [s.to_json() for s in page]}
 
@@ -98,10 +113,51 @@ def api_site_telemetry(
     return series.to_json()
 
 
+# --------------------------------------------------------------------------- the registry
+
+
 class SitePatch(BaseModel):
+    """Only the fields given change; ``hours`` or ``lat``/``lon`` null: back to none."""
+
     expected_config_version: str | None = Field(
         None, pattern=r"^[\x21-\x7e]{1,64}$", description="config version the site should run"
     )
+    name: str | None = Field(None, max_length=100)
+    town: str | None = Field(None, max_length=50)
+    kind: SiteKind | None = None
+    lat: float | None = None
+    lon: float | None = None
+    hours: Hours | None = Field(None, description="opening hours; null: the fleet's default")
+
+
+_SPEC_FIELDS: Final = ("name", "town", "kind", "lat", "lon", "hours")
+_REQUIRED_FIELDS: Final = ("name", "town", "kind")
+
+
+class ServiceBody(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    prefix: str = Field(pattern=r"^[A-Z]{1,2}$", description="ticket letter(s)")
+    sla_s: int = Field(0, ge=0, description="waiting limit, whole minutes in seconds; 0: none")
+    windows: list[int] = Field(default_factory=list, description="windows that also call it "
+                               "from now on (a new service needs one)")
+
+
+class WindowBody(BaseModel):
+    services: list[str] = Field(min_length=1, description="codes of the services it calls")
+    name: str | None = Field(None, max_length=100)
+    priority: bool = Field(False, description="优先服务专窗")
+
+
+def _site_written(central: Central, site_id: str) -> dict[str, Any]:
+    return central.read.site_detail(site_id, central.now()).to_json()
+
+
+@router.post("/sites", tags=["registry"], status_code=201)
+def api_create_site(request: Request, spec: SiteSpec, principal: Admin) -> dict[str, Any]:
+    """Add a site with its services, windows and (optionally) opening hours."""
+    central = central_of(request)
+    central.registry.create_site(spec, actor=actor_of(request, principal), now=central.now())
+    return _site_written(central, spec.id)
 
 
 @router.patch("/sites/{site_id}", tags=["registry"])
@@ -109,11 +165,150 @@ def api_patch_site(
     request: Request, site_id: str, patch: SitePatch, principal: Admin
 ) -> dict[str, Any]:
     central = central_of(request)
-    now = central.now()
-    central.registry.set_expected_config(
-        site_id, patch.expected_config_version, now=now, by=principal.token_id
-    )
-    return central.read.site_detail(site_id, now).to_json()
+    actor, now = actor_of(request, principal), central.now()
+    given = patch.model_fields_set
+    if any(name in given and getattr(patch, name) is None for name in _REQUIRED_FIELDS):
+        raise InvalidRequest(f"{', '.join(_REQUIRED_FIELDS)} cannot be null")
+    changes = {name: getattr(patch, name) for name in _SPEC_FIELDS if name in given}
+    if changes:
+        central.registry.change_site(site_id, lambda spec: dataclasses.replace(spec, **changes),
+                                     actor=actor, now=now)  # fmt: skip
+    if "expected_config_version" in given:
+        central.registry.set_expected_config(site_id, patch.expected_config_version, now=now,
+                                             actor=actor)  # fmt: skip
+    return _site_written(central, site_id)
+
+
+@router.post("/sites/{site_id}/retire", tags=["registry"])
+def api_retire_site(
+    request: Request, site_id: str, principal: Admin,
+    force: Annotated[bool, Query(description="retire it although its edge is online")] = False,
+) -> dict[str, Any]:
+    """Take the site out of the fleet; 409 while its edge is online, unless ``force``."""
+    central = central_of(request)
+    retirement = central.registry.retire_site(site_id, actor=actor_of(request, principal),
+                                              now=central.now(), force=force)  # fmt: skip
+    if central.service is not None:
+        central.service.queue_notifications(retirement.notifications)
+    return {"site": site_id, "was_online": retirement.was_online,
+            "alarms_cleared": retirement.alarms_cleared,
+            "detail": _site_written(central, site_id)}  # fmt: skip
+
+
+@router.post("/sites/{site_id}/restore", tags=["registry"])
+def api_restore_site(request: Request, site_id: str, principal: Admin) -> dict[str, Any]:
+    central = central_of(request)
+    central.registry.restore_site(site_id, actor=actor_of(request, principal), now=central.now())
+    return _site_written(central, site_id)
+
+
+def _edit_site(request: Request, principal: Principal, site_id: str,
+               edit: Edit) -> dict[str, Any]:  # fmt: skip
+    central = central_of(request)
+    central.registry.change_site(site_id, edit, actor=actor_of(request, principal),
+                                 now=central.now())  # fmt: skip
+    return _site_written(central, site_id)
+
+
+@router.put("/sites/{site_id}/services/{code}", tags=["registry"])
+def api_put_service(request: Request, site_id: str, code: str, body: ServiceBody,
+                    principal: Admin) -> dict[str, Any]:  # fmt: skip
+    service = ServiceSpec(code, body.name, body.prefix, body.sla_s)
+    return _edit_site(request, principal, site_id,
+                      lambda spec: spec.with_service(service, body.windows))  # fmt: skip
+
+
+@router.delete("/sites/{site_id}/services/{code}", tags=["registry"])
+def api_delete_service(request: Request, site_id: str, code: str,
+                       principal: Admin) -> dict[str, Any]:  # fmt: skip
+    return _edit_site(request, principal, site_id, lambda spec: spec.without_service(code))
+
+
+@router.put("/sites/{site_id}/windows/{number}", tags=["registry"])
+def api_put_window(request: Request, site_id: str, number: int, body: WindowBody,
+                   principal: Admin) -> dict[str, Any]:  # fmt: skip
+    window = WindowSpec(number, tuple(body.services), body.name, body.priority)
+    return _edit_site(request, principal, site_id, lambda spec: spec.with_window(window))
+
+
+@router.delete("/sites/{site_id}/windows/{number}", tags=["registry"])
+def api_delete_window(request: Request, site_id: str, number: int,
+                      principal: Admin) -> dict[str, Any]:  # fmt: skip
+    return _edit_site(request, principal, site_id, lambda spec: spec.without_window(number))
+
+
+@router.get("/registry/{part}.csv", tags=["registry"], response_class=PlainTextResponse)
+def api_registry_csv(
+    request: Request, part: Literal["sites", "services", "windows"], _: Operator
+) -> Response:
+    """One file of the registry export (the import's format; retired sites marked)."""
+    text = central_of(request).read.registry_sheet()[part]
+    return Response(text, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{part}.csv"'})
+
+
+class ImportRequest(BaseModel):
+    """The CSV files (any of the three) as text; see central/registry_csv.py for the format."""
+
+    sites: str | None = None
+    services: str | None = None
+    windows: str | None = None
+    dry_run: bool = Field(True, description="only show what would change (the default)")
+    retire_missing: bool = Field(False, description="retire sites in service not in sites")
+    force: bool = Field(False, description="retire sites although their edge is online")
+
+
+@router.post("/registry/import", tags=["registry"])
+def api_registry_import(request: Request, body: ImportRequest, principal: Admin) -> dict[str, Any]:
+    """The diff (added, changed, retired, restored, problems); applied unless ``dry_run``.
+
+    An import with any problem changes nothing (422 with every problem)."""
+    central = central_of(request)
+    sheet = read_sheet(sites=body.sites, services=body.services, windows=body.windows)
+    options = {"retire_missing": body.retire_missing, "force": body.force}
+    if body.dry_run:
+        return central.registry.plan_import(sheet, **options).to_json()
+    plan = central.registry.apply_import(sheet, actor=actor_of(request, principal),
+                                         now=central.now(), **options)  # fmt: skip
+    if central.service is not None:
+        central.service.queue_notifications(plan.notifications)
+    return plan.to_json()
+
+
+# --------------------------------------------------------------------------- the audit log
+
+
+def _audit_params(
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    action: Annotated[str | None, Query(max_length=40, description="e.g. site.update, or "
+                                        "site. for every site change")] = None,
+    target: Annotated[str | None, Query(max_length=100)] = None,
+    actor: Annotated[str | None, Query(max_length=100)] = None,
+    before_id: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 500,
+) -> dict[str, Any]:
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise InvalidRequest(f"{name}: give a time zone (e.g. 2026-11-23T08:00:00+08:00)")
+    return {"since": since, "until": until, "action": action, "target": target,
+            "actor": actor, "before_id": before_id, "limit": limit}  # fmt: skip
+
+
+AuditParams = Annotated[dict[str, Any], Depends(_audit_params)]
+
+
+@router.get("/audit", tags=["audit"])
+def api_audit(request: Request, _: Admin, params: AuditParams) -> dict[str, Any]:
+    """Who changed what, when and from where; newest first (page with ``before_id``)."""
+    return {"entries": [e.to_json() for e in central_of(request).read.audit(**params)]}
+
+
+@router.get("/audit.csv", tags=["audit"], response_class=PlainTextResponse)
+def api_audit_csv(request: Request, _: Admin, params: AuditParams) -> Response:
+    return Response(audit_csv(central_of(request).read.audit(**params)),
+                    media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="onedoor-audit.csv"'})
 
 
 # --------------------------------------------------------------------------- events, alarms
@@ -153,6 +348,9 @@ def api_ack_alarm(request: Request, alarm_id: int, principal: Operator) -> dict[
     central = central_of(request)
     alarm = service_of(central).acknowledge_alarm(alarm_id, principal.name)
     log.info("alarm.acknowledged", alarm_id=alarm_id, by=principal.token_id)
+    central.audit.write(actor_of(request, principal), AuditAction.ALARM_ACK, f"alarm:{alarm_id}",
+                        {"site": alarm.site_id, "type": alarm.type.value, "device": alarm.device},
+                        now=central.now())  # fmt: skip
     return AlarmView.of(alarm, central.now()).to_json()
 
 
@@ -233,6 +431,10 @@ async def api_send_command(
                                          issued_by=principal.name)  # fmt: skip
     log.info("command.sent", site=site_id, command=body.name, id=str(command.id),
              by=principal.token_id, ttl_s=body.ttl_s)  # fmt: skip
+    await run_in_threadpool(
+        central.audit.write, actor_of(request, principal), AuditAction.COMMAND_SEND, site_id,
+        {"command": body.name, "id": str(command.id), "args": body.args, "ttl_s": body.ttl_s},
+        now=central.now())  # fmt: skip
     view = await run_in_threadpool(central.read.command, command.id, central.now())
     return view.to_json()
 
@@ -260,7 +462,7 @@ def api_command(request: Request, command_id: uuid.UUID, _: Viewer) -> dict[str,
 
 @router.get("/inventory", tags=["registry"])
 def api_inventory(request: Request, _: Operator) -> dict[str, Any]:
-    return ansible_inventory(central_of(request).read.sites())
+    return ansible_inventory(central_of(request).read.inventory_sites())
 
 
 class TokenRequest(BaseModel):
@@ -275,15 +477,22 @@ def api_tokens(request: Request, _: Admin) -> dict[str, Any]:
 
 @router.post("/tokens", tags=["tokens"], status_code=201)
 def api_create_token(request: Request, body: TokenRequest, principal: Admin) -> dict[str, Any]:
-    info, plaintext = central_of(request).tokens.create(body.role, body.name)
+    central = central_of(request)
+    info, plaintext = central.tokens.create(body.role, body.name)
     log.info("auth.token_created_via_api", token_id=info.token_id, by=principal.token_id)
+    central.audit.write(actor_of(request, principal), AuditAction.TOKEN_CREATE,
+                        f"token:{info.token_id}", {"role": info.role.value, "name": info.name},
+                        now=central.now())  # fmt: skip
     return {"id": info.token_id, "name": info.name, "role": info.role.value, "token": plaintext}
 
 
 @router.delete("/tokens/{token_id}", tags=["tokens"], status_code=204)
-def api_revoke_token(request: Request, token_id: str, _: Admin) -> Response:
-    if not central_of(request).tokens.revoke(token_id):
+def api_revoke_token(request: Request, token_id: str, principal: Admin) -> Response:
+    central = central_of(request)
+    if not central.tokens.revoke(token_id):
         raise UnknownToken(token_id)
+    central.audit.write(actor_of(request, principal), AuditAction.TOKEN_REVOKE,
+                        f"token:{token_id}", now=central.now())
     return Response(status_code=204)
 
 

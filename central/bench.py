@@ -23,6 +23,8 @@ import contextlib
 import datetime as dt
 import os
 import platform
+import resource
+import statistics
 import sys
 import tempfile
 import threading
@@ -43,6 +45,7 @@ from central.db import make_engine, migrate, session_factory
 from central.ingest import IngestProcessor, Received
 from central.models import Site, SiteKind
 from central.service import CentralService
+from central.stages import STAGES
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.mqtt_topics import central_subscriptions, event_topic
 
@@ -50,8 +53,8 @@ log = structlog.get_logger(__name__)
 
 SITES = 50
 EVENTS_PER_SITE = 200
-REPEATS = 3
-"""Each figure is the best of this many runs: the bench machine is shared and noisy."""
+REPEATS = 5
+"""Runs per database: the bench machine is shared and noisy (median and range reported)."""
 
 
 def _client(client_id: str) -> mqtt.Client:
@@ -124,9 +127,11 @@ def _drain_bare(host: str, port: int, client_id: str, expected: int) -> float:
     return elapsed
 
 
-async def _drain_central(config: CentralConfig, expected_acks: dict[str, int]) -> float:
+async def _drain_central(config: CentralConfig, expected_acks: dict[str, int]) -> dict[str, Any]:
+    """Seconds to commit the stream, and the central's CPU seconds in all and per stage."""
     engine = make_engine(config.database_url)
     try:
+        cpu_before = _process_cpu_s()
         started = time.perf_counter()
         async with CentralService(config, engine=engine, run_migrations=False) as central:
             async with asyncio.timeout(600):
@@ -135,19 +140,31 @@ async def _drain_central(config: CentralConfig, expected_acks: dict[str, int]) -
                     if central.committed >= sum(expected_acks.values()):
                         break
             elapsed = time.perf_counter() - started
+            cpu = _process_cpu_s() - cpu_before
+            stages = dict(central.processor.stages.cpu_s)
+            stages["mqtt.receive"] = central.mqtt.receive_cpu_s
         with session_factory(engine)() as session:
             for site_id, seq in expected_acks.items():
                 acked = session.get_one(Site, site_id).acked_seq
                 if acked != seq:
                     raise AssertionError(f"{site_id}: acked {acked}, expected {seq}")
-        return elapsed
+        return {"seconds": elapsed, "cpu_s": cpu, "stages": stages}
     finally:
         engine.dispose()
 
 
+def _process_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(database_url: str, host: str, port: int, *, sites: int = SITES,
-            events_per_site: int = EVENTS_PER_SITE) -> dict[str, float]:  # fmt: skip
-    """Events/s of the central and of a bare subscriber draining the same preloaded stream."""
+            events_per_site: int = EVENTS_PER_SITE) -> dict[str, Any]:  # fmt: skip
+    """The same preloaded stream drained by a bare subscriber and by the central.
+
+    Rates in events/s, CPU in seconds per 1,000 events (``stages``: the central's
+    stages, ``other`` = the rest of its process: event loop, batching, threads).
+    """
     tag = uuid.uuid4().hex[:6]
     engine = make_engine(database_url)
     migrate(engine)
@@ -176,13 +193,21 @@ def measure(database_url: str, host: str, port: int, *, sites: int = SITES,
     _register_session(host, port, config.mqtt_client_id, central_filters)
     _register_session(host, port, bare_id, [("onedoor/v1/+/event", 1)])
     total = _publish_stream(host, port, site_ids, events_per_site)
+    bare_cpu = _process_cpu_s()
     bare_s = _drain_bare(host, port, bare_id, total)
-    central_s = asyncio.run(_drain_central(config, dict.fromkeys(site_ids, events_per_site)))
+    bare_cpu = _process_cpu_s() - bare_cpu
+    central = asyncio.run(_drain_central(config, dict.fromkeys(site_ids, events_per_site)))
+    per_k = 1000 / total
+    stages = {name: round(cpu * per_k, 4) for name, cpu in central["stages"].items()}
+    stages["other"] = round((central["cpu_s"] - sum(central["stages"].values())) * per_k, 4)
     return {
         "events": total,
         "bare_events_per_s": round(total / bare_s),
-        "central_events_per_s": round(total / central_s),
-        "ratio_to_bare": round(bare_s / central_s, 3),
+        "central_events_per_s": round(total / central["seconds"]),
+        "ratio_to_bare": round(bare_s / central["seconds"], 3),
+        "bare_cpu_s_per_k": round(bare_cpu * per_k, 4),
+        "central_cpu_s_per_k": round(central["cpu_s"] * per_k, 4),
+        "stages": stages,
     }
 
 
@@ -247,44 +272,82 @@ def _servers() -> Iterator[tuple[str, int, str]]:
         # SQLite file lives in workdir too, removed with it
 
 
-def _best(runs: Iterable[dict[str, float]]) -> dict[str, float]:
-    """The highest value of every figure over several runs (the least disturbed ones)."""
-    best: dict[str, float] = {}
-    for figures in runs:
-        for key, value in figures.items():
-            best[key] = max(best.get(key, value), value)
-    return best
+def _median(values: Iterable[float]) -> float:
+    return statistics.median(list(values))
 
 
-def _ratio(figures: dict[str, float]) -> float:
-    return round(figures["central_events_per_s"] / figures["bare_events_per_s"], 3)
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the runs, and the range of the ratio (each run compares the central
+    with a bare subscriber that drained the same stream just before it)."""
+    return {
+        "bare": round(_median(r["bare_events_per_s"] for r in runs)),
+        "central": round(_median(r["central_events_per_s"] for r in runs)),
+        "ratio": round(_median(r["ratio_to_bare"] for r in runs), 3),
+        "ratios": sorted(r["ratio_to_bare"] for r in runs),
+        "bare_cpu": _median(r["bare_cpu_s_per_k"] for r in runs),
+        "central_cpu": _median(r["central_cpu_s_per_k"] for r in runs),
+        "stages": {name: _median(r["stages"][name] for r in runs) for name in runs[0]["stages"]},
+    }
 
 
 def run() -> dict[str, Any]:
-    """Entry point of ``onedoor bench`` (suite ``central``)."""
+    """Entry point of ``onedoor bench`` (suite ``central``): SQLite and PostgreSQL side by side.
+
+    Every value reads ``SQLite · PostgreSQL``; both drain the same kind of stream
+    from one broker in one run, alternating the databases.
+    """
     allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(allowed)})  # one core for this process and its threads
+    load_before = os.getloadavg()[0]
     try:
         with _servers() as (host, port, pg_url), tempfile.TemporaryDirectory() as tmp:
-            sqlite = _best(measure(f"sqlite:///{tmp}/bench.db", host, port) for _ in range(REPEATS))
-            postgres = _best(measure(pg_url, host, port) for _ in range(REPEATS))
-            sqlite_alone = max(
-                measure_processor(f"sqlite:///{tmp}/alone.db") for _ in range(REPEATS)
-            )
-            postgres_alone = max(measure_processor(pg_url) for _ in range(REPEATS))
+            urls = {"SQLite": f"sqlite:///{tmp}/bench.db", "PostgreSQL": pg_url}
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
+            for _ in range(REPEATS):
+                for name, url in urls.items():
+                    runs[name].append(measure(url, host, port))
+            alone = {
+                "SQLite": max(measure_processor(f"sqlite:///{tmp}/alone.db")
+                              for _ in range(REPEATS)),
+                "PostgreSQL": max(measure_processor(pg_url) for _ in range(REPEATS)),
+            }  # fmt: skip
     finally:
         os.sched_setaffinity(0, allowed)
-    return {
-        "events per run": sqlite["events"],
-        "bare paho subscriber, events/s": sqlite["bare_events_per_s"],
-        "central + SQLite, events/s committed": sqlite["central_events_per_s"],
-        "central + SQLite, ratio to bare": _ratio(sqlite),
-        "bare paho subscriber (PG run), events/s": postgres["bare_events_per_s"],
-        "central + PostgreSQL, events/s committed": postgres["central_events_per_s"],
-        "central + PostgreSQL, ratio to bare": _ratio(postgres),
-        "IngestProcessor alone (no MQTT) + SQLite, events/s": sqlite_alone,
-        "IngestProcessor alone (no MQTT) + PostgreSQL, events/s": postgres_alone,
-    }
+    sqlite, postgres = _summary(runs["SQLite"]), _summary(runs["PostgreSQL"])
+
+    def pair(sqlite_value: Any, postgres_value: Any) -> str:
+        return f"{_shown(sqlite_value)} · {_shown(postgres_value)}"
+
+    figures: dict[str, Any] = {
+        "events per run (sites x events, QoS 1, preloaded)": f"{SITES} x {EVENTS_PER_SITE}",
+        "load average (1 min) before": round(load_before, 2),
+        "bare paho subscriber, events/s (SQLite · PostgreSQL runs)": pair(
+            sqlite["bare"], postgres["bare"]),
+        "central, events/s committed and acked": pair(sqlite["central"], postgres["central"]),
+        "central / bare, median run": pair(sqlite["ratio"], postgres["ratio"]),
+        "central / bare, every run": pair(
+            "–".join(map(str, (sqlite["ratios"][0], sqlite["ratios"][-1]))),
+            "–".join(map(str, (postgres["ratios"][0], postgres["ratios"][-1])))),
+        "bare paho subscriber, CPU s per 1,000 events": pair(
+            sqlite["bare_cpu"], postgres["bare_cpu"]),
+        "central process, CPU s per 1,000 events": pair(
+            sqlite["central_cpu"], postgres["central_cpu"]),
+    }  # fmt: skip
+    for name in [*STAGES, "other"]:
+        figures[f"stage {name}, CPU s per 1,000 events"] = pair(
+            sqlite["stages"].get(name, 0.0), postgres["stages"].get(name, 0.0))
+    figures["IngestProcessor alone (no MQTT), events/s"] = pair(
+        alone["SQLite"], alone["PostgreSQL"])
+    figures["load average (1 min) after"] = round(os.getloadavg()[0], 2)
+    return figures
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4f}".rstrip("0").rstrip(".") if value < 1 else f"{value:,.3g}"
+    return str(value)
 
 
 def _report(figures: dict[str, Any], seconds: float) -> str:
@@ -297,20 +360,21 @@ def _report(figures: dict[str, Any], seconds: float) -> str:
     lines = [
         "# Central ingest throughput",
         "",
-        "Command: `python -m central.bench` (also `onedoor bench --only central`)  ",
+        "Command: `python -m central.bench` (also `onedoor bench --only central`, `make bench`)  ",
         f"Machine: {model}, {os.cpu_count()} CPUs, Python {platform.python_version()}  ",
         f"Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {seconds:.0f} s in all",
         "",
         f"Stream: {SITES} sites x {EVENTS_PER_SITE} `ticket.called` events, QoS 1, preloaded",
-        f"(each rate the best of {REPEATS} runs; ratio = best central / best bare)",
-        "in a real Mosquitto; the consumer process is pinned to one core (broker and",
-        "PostgreSQL run beside it). Central = decode + validate + batch insert",
-        "(ON CONFLICT DO NOTHING) + contiguous-seq/gap tracking + live state + ack",
-        "published after commit; bare = a paho subscriber that only counts.",
+        f"in a real Mosquitto; {REPEATS} runs per database, alternating SQLite and PostgreSQL.",
+        "The consumer process is pinned to one core (broker and PostgreSQL run beside it).",
+        "Central = decode + validate + batch insert (ON CONFLICT DO NOTHING) +",
+        "contiguous-seq/gap tracking + live state + ack published after commit; bare = a",
+        "paho subscriber that only counts. Rates and CPU: median of the runs, from",
+        "`getrusage` (process) and `time.thread_time` (stages, `central/stages.py`).",
         "",
-        "| figure | value |",
+        "| figure | SQLite · PostgreSQL |",
         "|---|---|",
-        *(f"| {key} | {value:,} |" for key, value in figures.items()),
+        *(f"| {key.strip()} | {_shown(value)} |" for key, value in figures.items()),
         "",
     ]
     return "\n".join(lines)

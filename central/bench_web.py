@@ -2,29 +2,38 @@
 
 For each fleet size, on a fresh SQLite database:
 
-* server render of ``/`` (query + grouping + template), median and worst of several runs,
-  and the HTML size;
-* one poll of the live hub (what every dashboard's SSE stream costs per second);
+* server render of ``/`` from the live hub's snapshot (what a request costs) and
+  reading the database (the first request), median and worst of several runs,
+  one town's page, and the HTML size;
+* one poll of the live hub (what every dashboard's SSE stream costs per second)
+  and the live messages of a busy second (:data:`CHURN_FRACTION` of the sites
+  change);
 * if Playwright and Debian's chromium are present: the page loaded in headless
-  chromium over a real uvicorn server, time to ``DOMContentLoaded`` and to ``load``.
+  chromium over a real uvicorn server, time to ``DOMContentLoaded`` and to
+  ``load``; at province scale also a town's page, and 20 busy seconds followed
+  live: messages received, animation frames that applied them, and how far
+  behind the server the page was (``data-live-lag-ms``).
 
 ``run()`` returns a flat dict for ``onedoor bench``; ``python -m central.bench_web`` prints it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import random
 import shutil
 import socket
 import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.auth import Principal, Role, SessionSigner, TokenStore
@@ -34,6 +43,7 @@ from central.db import make_engine, migrate, session_factory
 from central.models import Alarm, AlarmType, Severity, Site, SiteKind
 from central.seed import load_seed
 from central.web import LiveHub, fleet_html
+from central.web.fleet import ALL, TOWN_PREFIX, TOWNS, live_messages
 
 CHROMIUM: Final = "/usr/bin/chromium"
 RUNS: Final = 7
@@ -88,18 +98,16 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _browser_load(db_url: str, token: str) -> tuple[float, float] | None:
-    """(DOMContentLoaded, load) in ms for ``/`` in headless chromium; None without one."""
-    try:
-        import uvicorn
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        return None
-    if shutil.which(CHROMIUM) is None:
-        return None
+@contextlib.contextmanager
+def serve_dashboards(db_url: str, *, live_interval_s: float = 1.0) -> Iterator[str]:
+    """The read-only app (no MQTT) on a real uvicorn server in a thread; yields its URL."""
+    import uvicorn
+
     from central.app import create_app
 
-    app = create_app(CentralConfig(database_url=db_url), with_service=False, secret=b"b" * 32)
+    config = CentralConfig(database_url=db_url)
+    app = create_app(config, with_service=False, secret=b"b" * 32,
+                     live_interval_s=live_interval_s)  # fmt: skip
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
@@ -109,30 +117,99 @@ def _browser_load(db_url: str, token: str) -> tuple[float, float] | None:
     try:
         while not server.started:
             time.sleep(0.05)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                      "--disable-component-update", "--disable-sync", "--no-first-run"],
-            )  # fmt: skip
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"http://127.0.0.1:{port}/login")
-            page.fill("input[name=token]", token)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"http://127.0.0.1:{port}/")
-            loads = []
-            for _ in range(3):
-                page.reload(wait_until="load")
-                timing = page.evaluate(
-                    "(() => { const t = performance.getEntriesByType('navigation')[0];"
-                    " return [t.domContentLoadedEventEnd, t.loadEventEnd]; })()"
-                )
-                loads.append((float(timing[0]), float(timing[1])))
-            browser.close()
-        return statistics.median(x[0] for x in loads), statistics.median(x[1] for x in loads)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def log_in(page: Any, url: str, token: str) -> None:
+    """Log ``page`` (Playwright) in with an access token; it lands on the fleet page."""
+    page.goto(f"{url}/login")
+    page.fill("input[name=token]", token)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/")
+
+
+def _navigation_ms(page: Any) -> tuple[float, float]:
+    timing = page.evaluate(
+        "(() => { const t = performance.getEntriesByType('navigation')[0];"
+        " return [t.domContentLoadedEventEnd, t.loadEventEnd]; })()"
+    )
+    return float(timing[0]), float(timing[1])
+
+
+def _browser_load(db_url: str, token: str, churn: Callable[[], None] | None = None,
+                  ) -> dict[str, float] | None:  # fmt: skip
+    """Chromium figures for ``/`` (and, at province scale, a town's page and live updates
+    under ``churn``); None without Playwright or Debian's chromium."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    if shutil.which(CHROMIUM) is None:
+        return None
+    figures: dict[str, float] = {}
+    with serve_dashboards(db_url, live_interval_s=1.0) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        log_in(page, url, token)
+        loads = []
+        for _ in range(3):
+            page.reload(wait_until="load")
+            loads.append(_navigation_ms(page))
+        figures["DOMContentLoaded ms"] = statistics.median(x[0] for x in loads)
+        figures["load ms"] = statistics.median(x[1] for x in loads)
+        if page.locator("a.t.town").count():  # a province: drill down, then watch it live
+            page.click("a.t.town")
+            page.wait_for_url("**town=**")
+            figures["town page DOMContentLoaded ms"] = _navigation_ms(page)[0]
+            page.goto(f"{url}/")
+            page.wait_for_selector("#live.on")
+            if churn is not None:
+                figures.update(_follow_live(page, churn))
+        browser.close()
+    return figures
+
+
+def _follow_live(page: Any, churn: Callable[[], None], seconds: int = 20) -> dict[str, float]:
+    """Change the fleet every second for ``seconds``; how far behind is the page?"""
+    lags = []
+    for _ in range(seconds):
+        churn()
+        time.sleep(1.0)
+        lags.append(float(page.evaluate("Number(document.body.dataset.liveLagMs || 0)")))
+    dataset = page.evaluate("({...document.body.dataset})")
+    return {
+        "live: messages received": float(dataset.get("liveMessages", 0)),
+        "live: frames applied": float(dataset.get("liveUpdates", 0)),
+        "live: lag median ms": statistics.median(lags),
+        "live: lag worst ms": float(dataset.get("liveLagMaxMs", 0)),
+    }
+
+
+CHURN_FRACTION: Final = 0.02
+"""A busy province: this share of the sites changes colour every second (400 of 20,000)."""
+
+
+def churner(sessions: sessionmaker[Session], seed: int = 7) -> Callable[[], None]:
+    """Each call flips ``CHURN_FRACTION`` of the sites online <-> offline (one commit)."""
+    rng = random.Random(seed)
+    with sessions() as session:
+        ids = list(session.scalars(select(Site.id)))
+    count = max(1, int(len(ids) * CHURN_FRACTION))
+
+    def churn() -> None:
+        chosen = rng.sample(ids, count)
+        with sessions.begin() as session:
+            session.execute(update(Site).where(Site.id.in_(chosen))
+                            .values(online=~Site.online))  # fmt: skip
+
+    return churn
 
 
 def measure(label: str, populate: Callable[[sessionmaker[Session]], None]) -> dict[str, Any]:
@@ -152,24 +229,45 @@ def measure(label: str, populate: Callable[[sessionmaker[Session]], None]) -> di
             service=None,
         )
         viewer = Principal("bench000", "bench", Role.VIEWER)
-        median, worst, html = _timed(
+        hub = LiveHub(central.read)
+        cold, cold_worst, _ = _timed(
             lambda: fleet_html(central, viewer, "zh", q="", health="", town="")
         )
-        query_median, _, _ = _timed(central.read.fleet_tiles)
-        hub = LiveHub(central.read)
-        poll_median, _, tiles = _timed(hub.snapshot)
+        poll, _, snapshot = _timed(hub._next_snapshot)  # the hub's poll, registry included
+        warm, warm_worst, html = _timed(
+            lambda: fleet_html(central, viewer, "zh", q="", health="", town="",
+                               snapshot=snapshot)
+        )
+        first_town = next(iter(snapshot.registry.values()))[1]
+        town, _, _ = _timed(
+            lambda: fleet_html(central, viewer, "zh", q="", health="", town=first_town,
+                               snapshot=snapshot)
+        )
+        churn = churner(sessions)
+        churn()
+        busier = hub._next_snapshot()
+        diff, _, messages = _timed(
+            lambda: live_messages(snapshot, busier, {ALL, TOWNS, f"{TOWN_PREFIX}{first_town}"})
+        )
         figures: dict[str, Any] = {
-            f"{label}: sites": len(tiles),
-            f"{label}: fleet page server render, median ms": round(median * 1000, 1),
-            f"{label}: fleet page server render, worst ms": round(worst * 1000, 1),
-            f"{label}: of which the sites query, median ms": round(query_median * 1000, 1),
+            f"{label}: sites": len(snapshot.tiles),
+            f"{label}: load average (1 min)": round(os.getloadavg()[0], 2),
+            f"{label}: fleet page server render from the hub's snapshot, median ms":
+                round(warm * 1000, 1),
+            f"{label}: ... worst ms": round(warm_worst * 1000, 1),
+            f"{label}: fleet page server render reading the database, median ms":
+                round(cold * 1000, 1),
+            f"{label}: ... worst ms (cold)": round(cold_worst * 1000, 1),
+            f"{label}: one town's page server render, median ms": round(town * 1000, 1),
             f"{label}: fleet page HTML KiB": round(len(html.encode()) / 1024, 1),
-            f"{label}: live hub poll, median ms": round(poll_median * 1000, 1),
-        }
-        browser = _browser_load(db_url, token)
-        if browser is not None:
-            figures[f"{label}: chromium DOMContentLoaded ms"] = round(browser[0])
-            figures[f"{label}: chromium load ms"] = round(browser[1])
+            f"{label}: live hub poll (tile states), median ms": round(poll * 1000, 1),
+            f"{label}: live messages for {CHURN_FRACTION:.0%} changed, median ms":
+                round(diff * 1000, 1),
+            f"{label}: towns changed in that second": len(messages.get(TOWNS, {}).get("towns", [])),
+        }  # fmt: skip
+        browser = _browser_load(db_url, token, churn)
+        for key, value in (browser or {}).items():
+            figures[f"{label}: chromium {key}"] = round(value)
         engine.dispose()
         return figures
 

@@ -65,9 +65,16 @@ class CentralConfig:
         "(the demo's embedded amqtt): plain subscriptions, so run one replica only",
     )
     mqtt_session_expiry_s: int = _setting(
-        86400, "how long the broker queues messages for a stopped replica"
+        120,
+        "how long the broker keeps a stopped replica's session and queue; keep it short: "
+        "Mosquitto goes on sending the stopped replica its share of the events until then "
+        "(nothing is lost either way: the edges resend what the central has not acked)",
     )
-    batch_max_messages: int = _setting(500, "commit after this many messages ...")
+    batch_max_messages: int = _setting(
+        2000,
+        "commit after this many messages (a backlog is taken this many at a time, so batches "
+        "grow with the arrival rate: fewer round trips per event when busy) ...",
+    )
     batch_max_wait_ms: int = _setting(50, "... or this long after the first one")
     influx_url: str = _setting("", "InfluxDB 2 URL; empty: keep telemetry in the central DB")
     influx_org: str = _setting("onedoor", "InfluxDB organisation")
@@ -157,6 +164,24 @@ class CentralConfig:
     )
     gap_alarm_after_s: int = _setting(300, "sequence gap still open after this long")
     config_drift_after_s: int = _setting(600, "config version differing this long is drift")
+    events_retention_days: int = _setting(
+        400, "business events older than this leave the database once their site's edge "
+        "has them acknowledged, with the sequence gaps filled and help calls resolved "
+        "before then (statistics reach back this far: 400 compares a month with the same "
+        "month a year before); 0 keeps them forever"
+    )
+    alarms_retention_days: int = _setting(
+        180, "cleared alarms (with their history) and ended staffing advisories older than "
+        "this are deleted; an active one never is; 0 keeps them forever"
+    )
+    commands_retention_days: int = _setting(
+        90, "commands issued, expired and answered more than this long ago are deleted; "
+        "0 keeps them forever"
+    )
+    retention_interval_s: int = _setting(
+        3600, "how often the service deletes what is past the retention settings (in "
+        "bounded batches, taking turns with ingest)"
+    )
 
     def __post_init__(self) -> None:
         for setting in SETTINGS:  # defined below the class, used only at run time
@@ -196,9 +221,13 @@ class CentralConfig:
             "progress_misses_burst",
             "progress_streams_per_ticket",
             "progress_streams_max",
+            "retention_interval_s",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
+        for name in ("events_retention_days", "alarms_retention_days", "commands_retention_days"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must be 0 (keep forever) or more days")
         if self.influx_url and not self.influx_url.startswith(("http://", "https://")):
             raise ConfigError(f"influx_url: {self.influx_url!r} is not an http(s) URL")
         if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from fastapi import Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from central.audit import AuditLog
 from central.auth import SessionSigner, TokenStore
 from central.config import CentralConfig
 from central.errors import Unavailable
@@ -59,6 +60,8 @@ class Central:
     """The read model over ``sessions`` and ``telemetry``: every read of both faces."""
     registry: Registry = field(init=False)
     """Registry changes people make (admin routes)."""
+    audit: AuditLog = field(init=False)
+    """Audit entries of changes committed elsewhere (tokens, alarms, commands)."""
     logins: LoginThrottle = field(init=False)
     streams: StreamQuota = field(init=False)
     """Open live streams (``/metrics`` counts them too)."""
@@ -71,6 +74,7 @@ class Central:
     def __post_init__(self) -> None:
         self.read = ReadModel(self.sessions, self.telemetry)
         self.registry = Registry(self.sessions)
+        self.audit = AuditLog(self.sessions)
         config = self.config
         self.logins = LoginThrottle(config.login_attempts_per_min, config.login_attempts_burst)
         self.streams = StreamQuota(config.sse_streams_per_session, config.sse_streams_max)

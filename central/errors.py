@@ -5,6 +5,7 @@
     CentralError(Exception)
     ├── ConfigError(CentralError, ValueError)       a setting is missing, unknown or malformed
     ├── SeedError(CentralError, ValueError)         the registry seed file is malformed
+    ├── BackupError(CentralError)                   a backup or restore failed or was refused
     └── RequestError(CentralError)                  a refused request; carries its HTTP status
         ├── BadRequest(RequestError, ValueError)         400  e.g. a Host not allowed
         ├── AuthError(RequestError)                      401
@@ -14,10 +15,14 @@
         │   ├── UnknownSite(NotFound, KeyError)              a site id not in the registry
         │   ├── UnknownAlarm(NotFound, KeyError)             an alarm id that does not exist
         │   ├── UnknownCommand(NotFound, KeyError)           a command id never issued
+        │   ├── UnknownService(NotFound, KeyError)           a service code a site does not offer
+        │   ├── UnknownWindow(NotFound, KeyError)            a window number a site does not have
         │   └── UnknownToken(NotFound, KeyError)             no active token with this id
+        ├── Conflict(RequestError)                       409  the registry's state forbids it now
         ├── PayloadTooLarge(RequestError)                413  a body over http_max_body_bytes
         ├── InvalidRequest(RequestError, ValueError)     422  values the read model refuses
-        │   └── CommandRefused(InvalidRequest)               the MQTT contract refuses a command
+        │   ├── CommandRefused(InvalidRequest)               the MQTT contract refuses a command
+        │   └── RegistryRefused(InvalidRequest)              registry changes with problems
         ├── TooManyRequests(RequestError)                429  over a limit; Retry-After
         └── Unavailable(RequestError)                    503  e.g. a read-only process
 
@@ -49,6 +54,10 @@ class ConfigError(CentralError, ValueError):
 
 class SeedError(CentralError, ValueError):
     """The registry seed data is malformed; the message names the file and line."""
+
+
+class BackupError(CentralError):
+    """A backup or restore failed (the tool's message) or was refused (a non-empty target)."""
 
 
 class RequestError(CentralError):
@@ -125,6 +134,21 @@ class UnknownCommand(NotFound, KeyError):
         return f"unknown command {self.key}"
 
 
+class UnknownService(NotFound, KeyError):
+    """The site offers no service with this code."""
+
+    what = "service"
+
+
+class UnknownWindow(NotFound, KeyError):
+    """The site has no window with this number."""
+
+    what = "window"
+
+    def __str__(self) -> str:
+        return f"unknown window {self.key}"
+
+
 class UnknownToken(NotFound, KeyError):
     """No active token has this id."""
 
@@ -132,6 +156,13 @@ class UnknownToken(NotFound, KeyError):
 
     def __str__(self) -> str:
         return f"no active token {self.key!r}"
+
+
+class Conflict(RequestError):
+    """The request is valid but the current state forbids it (a site id taken, an online
+    site to retire without ``force``)."""
+
+    status_code = 409
 
 
 class PayloadTooLarge(RequestError):
@@ -146,6 +177,18 @@ class InvalidRequest(RequestError, ValueError):
 
 class CommandRefused(InvalidRequest):
     """The command does not fit the MQTT contract; the message says which field and why."""
+
+
+class RegistryRefused(InvalidRequest):
+    """Registry changes that may not be made; ``problems`` lists every one (file, line,
+    site, field), and the message shows them."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        shown = self.problems[:50]
+        more = f"\n  ... and {len(self.problems) - 50} more" if len(self.problems) > 50 else ""
+        super().__init__(f"registry change refused, {len(self.problems)} problem(s):\n  "
+                         + "\n  ".join(shown) + more)  # fmt: skip
 
 
 class TooManyRequests(RequestError):
@@ -168,14 +211,17 @@ class Unavailable(RequestError):
 
 __all__ = [
     "AuthError",
+    "BackupError",
     "BadRequest",
     "CentralError",
     "CommandRefused",
     "ConfigError",
+    "Conflict",
     "Forbidden",
     "InvalidRequest",
     "NotFound",
     "PayloadTooLarge",
+    "RegistryRefused",
     "RequestError",
     "SeedError",
     "TooManyRequests",
@@ -183,6 +229,8 @@ __all__ = [
     "Unavailable",
     "UnknownAlarm",
     "UnknownCommand",
+    "UnknownService",
     "UnknownSite",
     "UnknownToken",
+    "UnknownWindow",
 ]

@@ -9,11 +9,11 @@ Two layers:
   telemetry into the live tables, and raises/clears alarms. It returns the
   acks to publish and the alarm notifications to send — both only after the
   commit, so an ``ack`` never covers an event that is not durable.
-* :class:`MqttIngest` is the paho client (MQTT 5): persistent session, shared
-  subscriptions ``$share/{group}/onedoor/v1/+/{event,telemetry,cmd_result}`` so
-  replicas split the load, and a plain subscription to ``onedoor/v1/+/state``
-  (low volume, and brokers do not send retained messages to shared
-  subscriptions). Its network thread only hands publishes over.
+* :class:`MqttIngest` is the broker connection (MQTT 5, on the asyncio loop:
+  :mod:`central.mqtt_client`): persistent session, shared subscriptions
+  ``$share/{group}/onedoor/v1/+/{event,telemetry,cmd_result,advice}`` so replicas
+  split the load, and a plain subscription to ``onedoor/v1/+/state`` (low volume,
+  and brokers do not send retained messages to shared subscriptions).
 
 Several replicas may commit events of one site concurrently: the site row is
 locked (``SELECT ... FOR UPDATE`` on PostgreSQL, the single writer on SQLite)
@@ -30,20 +30,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
-import paho.mqtt.client as mqtt
 import structlog
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, bindparam, select, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from central import mqtt_wire as wire
+from central.advice import apply_advice
 from central.alarms import AlarmBook, Notification
 from central.buckets import Buckets
 from central.config import CentralConfig
@@ -59,9 +55,12 @@ from central.models import (
     Service,
     Severity,
     Site,
+    UtcDateTime,
     Window,
 )
+from central.mqtt_client import ConnectOptions, MqttClient
 from central.progress import ticket_link_row
+from central.stages import StageClock
 from central.telemetry import EmbeddedTelemetrySink, Point, TelemetrySink, points_from_telemetry
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.mqtt_topics import (
@@ -81,6 +80,9 @@ INTERNAL: Final = "internal"
 """Ingest-level reject reason: the payload was valid but storing it failed (a bug; logged)."""
 RATE_LIMITED: Final = "rate_limited"
 """Ingest-level reject reason: a site over its message rate (:class:`SiteRateLimiter`)."""
+RETIRED_SITE: Final = "retired_site"
+"""Ingest-level reject reason: the site was retired from the registry (its edge still talks).
+Nothing of it is stored or acknowledged, so its edge keeps its events for a restore."""
 GAP_SCAN_LIMIT: Final = 10_000
 """Seqs read above the contiguous point per site and batch to find gaps."""
 
@@ -123,13 +125,48 @@ def _supersedes(new: mm.State, current: dict[str, Any] | None) -> bool:
     return mm.state_supersedes(new, held)
 
 
-def _insert_for(session: Session, model: Any) -> Any:
-    name = session.get_bind().dialect.name
-    if name == "postgresql":
-        return postgresql.insert(model)
-    if name == "sqlite":
-        return sqlite.insert(model)
-    raise NotImplementedError(f"ingest needs SQLite or PostgreSQL, not {name}")
+_PG_INSERT_EVENTS: Final = text(
+    "INSERT INTO events (site_id, seq, event_id, type, ts_ms, clock_synced, received_at, body) "
+    "SELECT r.site_id, r.seq, r.event_id, r.type, r.ts_ms, r.clock_synced, :received_at, r.body "
+    "FROM json_to_recordset(CAST(:rows AS json)) AS r(site_id varchar, seq bigint, "
+    "event_id uuid, type varchar, ts_ms bigint, clock_synced boolean, body json) "
+    "ON CONFLICT (site_id, seq) DO NOTHING RETURNING site_id, seq"
+).bindparams(bindparam("received_at", type_=UtcDateTime()))
+"""One statement of constant text for the whole batch: the rows travel as one JSON
+array (encoded by msgspec) and PostgreSQL unpacks them. A multi-row ``VALUES`` has a
+new text for every batch size, which psycopg parses again each time (its largest
+cost per event in the profile)."""
+
+
+def insert_events(session: Session, events: Iterable[tuple[str, mm.Event]],
+                  received_at: datetime) -> set[tuple[str, int]]:  # fmt: skip
+    """Insert events, skipping any (site_id, seq) already stored; the keys inserted."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        rows = _ROWS_ENCODER.encode([
+            {"site_id": site_id, "seq": e.seq, "event_id": e.id, "type": e.type, "ts_ms": e.ts,
+             "clock_synced": e.clock_synced, "body": stored_body(e.body)}
+            for site_id, e in events
+        ]).decode()  # fmt: skip
+        result = session.execute(_PG_INSERT_EVENTS, {"rows": rows, "received_at": received_at})
+        return {(site_id, seq) for site_id, seq in result}
+    if dialect != "sqlite":
+        raise NotImplementedError(f"ingest needs SQLite or PostgreSQL, not {dialect}")
+    statement = (
+        sqlite.insert(cast(Table, EventRecord.__table__))  # Core: no ORM bulk overhead
+        .on_conflict_do_nothing(index_elements=["site_id", "seq"])
+        .returning(EventRecord.site_id, EventRecord.seq)
+    )
+    values = [
+        {"site_id": site_id, "seq": e.seq, "event_id": e.id, "type": e.type, "ts_ms": e.ts,
+         "clock_synced": e.clock_synced, "received_at": received_at,
+         "body": stored_body(e.body)}
+        for site_id, e in events
+    ]  # fmt: skip
+    return {(site_id, seq) for site_id, seq in session.execute(statement, values)}
+
+
+_ROWS_ENCODER: Final = msgspec.json.Encoder()
 
 
 class SiteRateLimiter:
@@ -175,11 +212,15 @@ class IngestProcessor:
         self._sink = sink
         self._known_sites: set[str] = set()
         self._limiter = SiteRateLimiter(config)
+        self.stages = StageClock()
+        """CPU seconds per stage, summed over every batch (:mod:`central.stages`)."""
 
     # ------------------------------------------------------------------ entry point
 
     def process(self, batch: Sequence[Received], now: datetime | None = None) -> BatchOutcome:
         now = now or datetime.now(UTC)
+        clock = self.stages
+        clock.start()
         outcome = BatchOutcome()
         rejects: dict[tuple[str, str], list[Any]] = {}
         incoming: list[mm.Incoming] = []
@@ -201,13 +242,17 @@ class IngestProcessor:
                     detail=exc.detail[:200],
                     topic=item.topic[:120],
                 )
+        clock.lap("decode")
         with self._sessions.begin() as session:
             incoming = self._drop_unknown_sites(session, incoming, rejects, now)
-            self._apply(session, incoming, now, outcome)
+            self._apply(session, incoming, now, outcome, rejects)
             self._store_rejects(session, rejects)
+            clock.lap("rejects")
+        clock.lap("commit")  # the flush of the changed rows and COMMIT
         outcome.rejected = sum(entry[0] for entry in rejects.values())
         if outcome.points and self._sink is not None:
             self._sink.write(outcome.points)
+            clock.lap("telemetry")
         return outcome
 
     def process_one_by_one(self, batch: Sequence[Received], now: datetime) -> BatchOutcome:
@@ -291,10 +336,31 @@ class IngestProcessor:
                 log.warning("ingest.unknown_site", site=item.site_id, kind=item.kind.value)
         return kept
 
+    def _drop_retired_sites(self, sites: dict[str, Site], incoming: list[mm.Incoming],
+                            rejects: dict[tuple[str, str], list[Any]],
+                            now: datetime) -> list[mm.Incoming]:  # fmt: skip
+        """Refuse (and count) what retired sites send; checked on the locked rows, so a
+        retirement committed by any replica takes effect at the next batch."""
+        retired = {site_id for site_id, site in sites.items() if site.retired_at is not None}
+        if not retired:
+            return incoming
+        for site_id in retired:
+            del sites[site_id]
+        kept = []
+        for item in incoming:
+            if item.site_id in retired:
+                self._count_reject(rejects, item.site_id, RETIRED_SITE,
+                                   "site retired from the registry", now)  # fmt: skip
+                log.warning("ingest.retired_site", site=item.site_id, kind=item.kind.value)
+            else:
+                kept.append(item)
+        return kept
+
     # ------------------------------------------------------------------ the batch
 
     def _apply(self, session: Session, incoming: list[mm.Incoming], now: datetime,
-               outcome: BatchOutcome) -> None:  # fmt: skip
+               outcome: BatchOutcome,
+               rejects: dict[tuple[str, str], list[Any]]) -> None:  # fmt: skip
         if not incoming:
             return
         site_ids = sorted({i.site_id for i in incoming})
@@ -305,8 +371,15 @@ class IngestProcessor:
                 select(Site).where(Site.id.in_(site_ids)).order_by(Site.id).with_for_update()
             )
         }
+        clock = self.stages
+        clock.lap("sites.lock")
+        incoming = self._drop_retired_sites(sites, incoming, rejects, now)
+        if not incoming:
+            return
+        site_ids = sorted(sites)
         book = AlarmBook(session, now)
         book.preload(set(site_ids))
+        clock.lap("alarms.load")
         for site in sites.values():
             site.last_seen_at = now
 
@@ -316,15 +389,20 @@ class IngestProcessor:
             (i.site_id, i.message) for i in incoming if isinstance(i.message, mm.Telemetry)
         ]
         results = [i.message for i in incoming if isinstance(i.message, mm.CmdResult)]
+        advice = [i.message for i in incoming if isinstance(i.message, mm.Advice)]
 
         for site_id, state in states:
             self._apply_state(sites[site_id], state, book, now)
+        clock.lap("state")
         if events:
             self._store_events(session, sites, events, book, now, outcome)
         if snapshots:
             self._apply_telemetry(session, sites, snapshots, book, now, outcome)
+            clock.lap("telemetry")
         for result in results:
             self._apply_cmd_result(session, result, now)
+        for message in advice:  # the newest of a site wins (central/advice.py)
+            apply_advice(session, sites[message.site], message, book, now)
         # Any contact from an online site ends an offline-by-silence alarm.
         for site in sites.values():
             if site.online:
@@ -332,6 +410,7 @@ class IngestProcessor:
                 if alarm is not None and alarm.detail.get("cause") == "silence":
                     book.clear(site.id, AlarmType.SITE_OFFLINE, note="heard from again")
         outcome.notifications = book.notifications
+        clock.lap("commands")
 
     # ------------------------------------------------------------------ state
 
@@ -384,35 +463,27 @@ class IngestProcessor:
             first = unique.setdefault((site_id, event.seq), event)
             if first.id != event.id:
                 reused.append((site_id, event))
-        rows = [
-            {
-                "site_id": site_id, "seq": seq, "event_id": e.id, "type": e.type,
-                "ts_ms": e.ts, "clock_synced": e.clock_synced, "received_at": now,
-                "body": stored_body(e.body),
-            }
-            for (site_id, seq), e in unique.items()
-        ]  # fmt: skip
-        insert = _insert_for(session, EventRecord.__table__)  # Core: no ORM bulk overhead
-        statement = insert.on_conflict_do_nothing(index_elements=["site_id", "seq"]).returning(
-            EventRecord.site_id, EventRecord.seq
-        )
-        inserted = {(site_id, seq) for site_id, seq in session.execute(statement, rows)}
+        clock = self.stages
+        inserted = insert_events(session, ((s, e) for (s, _), e in unique.items()), now)
         outcome.events_stored += len(inserted)
         outcome.events_duplicate += len(events) - len(inserted)
         reused += self._reused_seqs(session, [(s, e) for (s, q), e in unique.items()
                                               if (s, q) not in inserted])
         if reused:
             self._report_reused_seqs(reused, book, outcome)
+        clock.lap("events.dedup")
 
         by_site: dict[str, list[int]] = {}
         for site_id, seq in unique:
             by_site.setdefault(site_id, []).append(seq)
         for site_id in sorted(by_site):
             outcome.acks[site_id] = self._advance(session, sites[site_id], by_site[site_id], now)
+        clock.lap("events.seq")
 
         fresh = sorted(((s, q) for s, q in inserted), key=lambda k: (k[0], k[1]))
         if fresh:
             self._fold_events(session, sites, [(s, unique[(s, q)]) for s, q in fresh], book, now)
+        clock.lap("events.fold")
 
     @staticmethod
     def _reused_seqs(
@@ -647,10 +718,9 @@ class IngestProcessor:
     @staticmethod
     def _device_health(book: AlarmBook, device: Device, kind: str, status: str,
                        detail: str | None, now: datetime) -> None:  # fmt: skip
-        if (device.status, device.detail) != (status, detail):
-            device.changed_at = now
-        device.kind, device.status, device.detail = kind, status, detail
-        device.last_seen_at = now
+        if (device.kind, device.status, device.detail) != (kind, status, detail):
+            device.changed_at = device.last_seen_at = now
+            device.kind, device.status, device.detail = kind, status, detail
         if status == "ok":
             book.clear(device.site_id, AlarmType.DEVICE_FAULT, device.device)
             return
@@ -698,10 +768,16 @@ class IngestProcessor:
                     service = Service(site_id=site_id, code=queue.service, name=queue.service)
                     session.add(service)
                     services[(site_id, queue.service)] = service
-                service.waiting, service.oldest_wait_s = queue.waiting, queue.oldest_wait_s
-                service.wait_p50_s = queue.wait.p50_s if queue.wait else None
-                service.wait_p90_s = queue.wait.p90_s if queue.wait else None
-                service.updated_at = now
+                gauges = (queue.waiting, queue.oldest_wait_s,
+                          queue.wait.p50_s if queue.wait else None,
+                          queue.wait.p90_s if queue.wait else None)  # fmt: skip
+                if gauges != (service.waiting, service.oldest_wait_s, service.wait_p50_s,
+                              service.wait_p90_s):  # fmt: skip
+                    # Written only when it changed: at province scale an UPDATE per
+                    # unchanged row and snapshot was most of the central's CPU.
+                    (service.waiting, service.oldest_wait_s, service.wait_p50_s,
+                     service.wait_p90_s) = gauges  # fmt: skip
+                    service.updated_at = now
                 limit = service.sla_s or config.default_sla_s
                 book.set(
                     queue.oldest_wait_s > limit,
@@ -722,7 +798,9 @@ class IngestProcessor:
                     )
                     session.add(window)
                     windows[(site_id, stat.window)] = window
-                if seen >= window.last_event_seq:  # else a later event already moved it
+                if seen >= window.last_event_seq and (window.state, window.ticket) != (
+                    stat.state, stat.ticket
+                ):  # else a later event already moved it, or nothing changed
                     window.state, window.ticket, window.updated_at = stat.state, stat.ticket, now
             for dev in snap.devices:
                 device = devices.get((site_id, dev.device))
@@ -771,100 +849,80 @@ def _rows_by_key(session: Session, model: Any, key_column: Any,
 
 
 class MqttIngest:
-    """The paho client of a central replica. Callbacks run on paho's network thread."""
+    """The broker connection of a central replica (:class:`central.mqtt_client.MqttClient`).
+
+    Subscribes with a persistent session: the shared event/telemetry/cmd_result
+    filters (replicas in one ``mqtt_group`` split them) and the plain ``state``
+    filter. ``on_received`` gets the publishes of each read from the broker.
+    """
 
     def __init__(
         self,
         config: CentralConfig,
-        on_message: Callable[[Received], None],
+        on_received: Callable[[list[Received]], None],
         *,
         on_connected: Callable[[bool], None] | None = None,
     ) -> None:
-        self._config = config
-        self._on_message = on_message
-        self._on_connected = on_connected
+        self._on_received = on_received
         self._mqtt5 = config.mqtt_protocol == "5"
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=config.mqtt_client_id,
-            protocol=mqtt.MQTTv5 if self._mqtt5 else mqtt.MQTTv311,
-            clean_session=None if self._mqtt5 else False,
-        )
-        if config.mqtt_username:
-            client.username_pw_set(config.mqtt_username, config.mqtt_password or None)
-        if config.mqtt_tls:
-            context = ssl.create_default_context(cafile=config.mqtt_ca_file or None)
-            client.tls_set_context(context)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.max_queued_messages_set(0)
-        client.on_connect = self._connected
-        client.on_disconnect = self._disconnected
-        client.on_message = self._message
-        self._client = client
         # Shared subscriptions split events among replicas; MQTT 3.1.1 has none.
         group = config.mqtt_group if self._mqtt5 else None
         self.subscriptions = [
             *(s for s in central_subscriptions(group) if not s.filter.endswith("/state")),
             *(s for s in central_subscriptions(None) if s.filter.endswith("/state")),
         ]
-
-    def start(self) -> None:
-        if not self._mqtt5:  # 3.1.1: a persistent session (clean_session=False) instead
-            self._client.connect_async(self._config.mqtt_host, self._config.mqtt_port,
-                                       keepalive=30)
-            self._client.loop_start()
-            return
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = self._config.mqtt_session_expiry_s
-        self._client.connect_async(
-            self._config.mqtt_host,
-            self._config.mqtt_port,
-            keepalive=30,
-            clean_start=False,
-            properties=properties,
+        self._client = MqttClient(
+            self._options(config),
+            [(s.filter, s.qos) for s in self.subscriptions],
+            self._received,
+            on_connected=on_connected,
         )
-        self._client.loop_start()
+
+    def _options(self, config: CentralConfig) -> ConnectOptions:
+        tls = None
+        if config.mqtt_tls:
+            tls = ssl.create_default_context(cafile=config.mqtt_ca_file or None)
+        return ConnectOptions(
+            host=config.mqtt_host,
+            port=config.mqtt_port,
+            client_id=config.mqtt_client_id,
+            version=wire.MQTT5 if self._mqtt5 else wire.MQTT311,
+            keepalive_s=30,
+            username=config.mqtt_username,
+            password=config.mqtt_password,
+            session_expiry_s=config.mqtt_session_expiry_s,
+            tls=tls,
+        )
+
+    async def run(self) -> None:
+        """Connect and stay connected until :meth:`stop` (a task of the service)."""
+        await self._client.run()
+
+    @property
+    def receive_cpu_s(self) -> float:
+        """CPU seconds spent receiving: parsing reads and writing their PUBACKs."""
+        return self._client.receive_cpu_s
 
     def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._client.close()
 
     @property
     def connected(self) -> bool:
-        return self._client.is_connected()
+        return self._client.connected
 
-    def _connected(self, client: mqtt.Client, _userdata: Any, _flags: Any,
-                   reason: ReasonCode, _properties: Any) -> None:  # fmt: skip
-        if reason.is_failure:
-            log.error("mqtt.connect_failed", reason=str(reason))
-            return
-        log.info("mqtt.connected", host=self._config.mqtt_host, port=self._config.mqtt_port)
-        if self._mqtt5:
-            client.subscribe([(s.filter, SubscribeOptions(qos=s.qos)) for s in self.subscriptions])
-        else:
-            client.subscribe([(s.filter, s.qos) for s in self.subscriptions])
-        if self._on_connected is not None:
-            self._on_connected(True)
-
-    def _disconnected(self, _client: mqtt.Client, _userdata: Any, _flags: Any,
-                      reason: ReasonCode, _properties: Any) -> None:  # fmt: skip
-        log.warning("mqtt.disconnected", reason=str(reason))
-        if self._on_connected is not None:
-            self._on_connected(False)
-
-    def _message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        try:
-            topic = message.topic
-        except UnicodeDecodeError:
-            topic = "\x00invalid-utf8"  # parse_topic rejects it with reason "topic"
-        self._on_message(Received(topic, bytes(message.payload), datetime.now(UTC)))
+    def _received(self, publishes: list[wire.Publish]) -> None:
+        now = datetime.now(UTC)  # one clock read per read from the socket
+        self._on_received([Received(p.topic, p.payload, now) for p in publishes])
 
     def publish_ack(self, site_id: str, seq: int) -> None:
         payload = mm.encode(mm.Ack(site=site_id, seq=seq))
-        self._client.publish(ack_topic(site_id), payload, qos=TOPICS[Kind.ACK].qos)
+        self._publish(ack_topic(site_id), payload, qos=TOPICS[Kind.ACK].qos)
 
     def publish(self, publish: mm.Publish) -> None:
-        self._client.publish(publish.topic, publish.payload, qos=publish.qos, retain=publish.retain)
+        self._publish(publish.topic, publish.payload, qos=publish.qos, retain=publish.retain)
+
+    def _publish(self, topic: str, payload: bytes, *, qos: int, retain: bool = False) -> None:
+        self._client.publish(topic, payload, qos=qos, retain=retain)
 
 
 def new_command(site_id: str, args: mm.CommandArgs, *, now: datetime, ttl_s: int) -> mm.Cmd:

@@ -33,6 +33,7 @@ from fastapi.responses import PlainTextResponse
 
 from central.access import Viewer
 from central.context import Central, central_of
+from central.service import CentralService
 from central.views import SiteGauges
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -161,6 +162,22 @@ def _process(out: Exposition, central: Central) -> None:
     out.family("onedoor_central_start_time_seconds", "gauge", "Process start, unix seconds.")(
         central.metrics.started
     )
+    if central.service is not None:
+        _ingest(out, central.service)
+
+
+def _ingest(out: Exposition, service: CentralService) -> None:
+    """This replica's ingest: publishes taken and committed, CPU per stage (capacity)."""
+    out.family("onedoor_central_ingest_received_total", "counter",
+               "MQTT publishes this replica received.")(service.received)  # fmt: skip
+    out.family("onedoor_central_ingest_committed_total", "counter",
+               "Received publishes whose batch is done.")(service.committed)  # fmt: skip
+    stages = out.family("onedoor_central_ingest_cpu_seconds_total", "counter",
+                        "CPU seconds this replica spent per ingest stage.")  # fmt: skip
+    cpu = dict(service.processor.stages.cpu_s)
+    cpu["mqtt.receive"] = service.mqtt.receive_cpu_s
+    for stage, seconds in cpu.items():
+        stages(round(seconds, 6), stage=stage)
 
 
 def render_metrics(central: Central) -> str:

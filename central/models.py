@@ -17,12 +17,14 @@ Tables::
     alarm_history     raised / repeated severity change / acknowledged / cleared
     ingest_rejects    bad payload counters per (site, reason)
     commands          remote commands and their results
+    staffing_advisories  live staffing advice of the edges; at most one active per site
     telemetry_points  embedded telemetry sink: raw points
     telemetry_rollups embedded telemetry sink: 1-minute and 1-hour aggregates
     api_tokens        API tokens: id, SHA-256 of the secret, label, role (see central.auth)
     ticket_links      a ticket's progress page: SHA-256 of its token -> site, ticket, expiry
     issuing_stops     emergency stops of ticket issuing for a site, a town or the city
     city_calendars    the city calendar's dated days, by version (the latest is pushed)
+    audit             who changed what, when, from where: the central's one audit log
 
 Times are timezone-aware UTC ``datetime`` (:class:`UtcDateTime`); edge wall
 times stay unix milliseconds (``*_ms``) as they came, with their sync flag.
@@ -106,6 +108,12 @@ def _enum(cls: type[enum.Enum]) -> Enum:
     )
 
 
+def _one_active(name: str, *columns: str) -> Index:
+    """A unique index over the rows not cleared yet: one active row per ``columns``."""
+    return Index(name, *columns, unique=True, sqlite_where=text("cleared_at IS NULL"),
+                 postgresql_where=text("cleared_at IS NULL"))
+
+
 class SiteKind(enum.StrEnum):
     CITY_HALL = "city_hall"
     DISTRICT = "district"
@@ -129,6 +137,7 @@ class AlarmType(enum.StrEnum):
     CONFIG_DRIFT = "config_drift"
     OUTBOX_BACKLOG = "outbox_backlog"
     SEQUENCE_GAP = "sequence_gap"
+    STAFFING_ADVICE = "staffing_advice"  # not a fault: a move the site's manager may make
 
 
 class AlarmAction(enum.StrEnum):
@@ -166,6 +175,19 @@ class Site(Base):
     config_version_changed_at: Mapped[datetime | None]
     """When expected or reported last changed: drift is judged from here."""
     software_version: Mapped[str | None] = mapped_column(String(64))
+    # registry kept by people (central.registry): opening hours, retirement
+    hours_open: Mapped[str | None] = mapped_column(String(5))
+    """Opening hours ``HH:MM`` (with ``hours_close``, ``hours_reset`` and optionally
+    ``hours_last_ticket``); all ``None``: the fleet's default hours of the edge role."""
+    hours_close: Mapped[str | None] = mapped_column(String(5))
+    hours_reset: Mapped[str | None] = mapped_column(String(5))
+    hours_last_ticket: Mapped[str | None] = mapped_column(String(5))
+    registry_revision: Mapped[int] = mapped_column(
+        Integer, default=0, server_default=text("0")
+    )
+    """Counts the registry changes that alter the site's config (see central.registry)."""
+    retired_at: Mapped[datetime | None]
+    """Set when the site is retired: it leaves the fleet, its history stays."""
 
     # live state
     state: Mapped[dict[str, Any] | None]
@@ -257,6 +279,9 @@ class Device(Base):
     newer telemetry snapshot's ``outbox.last_seq`` (which has seen the events before it)."""
     changed_at: Mapped[datetime | None]
     last_seen_at: Mapped[datetime | None]
+    """When a report last changed kind, status or detail: a report that changes nothing is
+    not written (an UPDATE per device and snapshot was most of the ingest's CPU at 20,000
+    sites)."""
 
     site: Mapped[Site] = relationship(back_populates="devices", lazy="raise")
 
@@ -315,15 +340,7 @@ class Alarm(Base):
 
     __tablename__ = "alarms"
     __table_args__ = (
-        Index(
-            "uq_alarms_active",
-            "site_id",
-            "device",
-            "type",
-            unique=True,
-            sqlite_where=text("cleared_at IS NULL"),
-            postgresql_where=text("cleared_at IS NULL"),
-        ),
+        _one_active("uq_alarms_active", "site_id", "device", "type"),
         Index("ix_alarms_cleared_at_severity", "cleared_at", "severity"),
     )
 
@@ -388,6 +405,49 @@ class Command(Base):
     status: Mapped[CommandStatus] = mapped_column(_enum(CommandStatus))
     error: Mapped[str | None] = mapped_column(String(400))
     result_at: Mapped[datetime | None]
+
+
+class AdviceEnd(enum.StrEnum):
+    """Why a staffing advisory ended."""
+
+    EDGE = "edge"  # the edge said it is no longer needed
+    REPLACED = "replaced"  # another breach or another move took its place
+    EXPIRED = "expired"  # the edge stopped renewing it (stopped, or offline)
+
+
+class StaffingAdvisory(Base):
+    """One advisory of a site's live staffing advice (the edge's ``advice`` messages),
+    active while ``cleared_at`` is null: at most one per site."""
+
+    __tablename__ = "staffing_advisories"
+    __table_args__ = (
+        _one_active("uq_staffing_advisories_active", "site_id"),
+        Index("ix_staffing_advisories_site_id_id", "site_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    advisory_id: Mapped[uuid.UUID]
+    """The edge's id: the same while the breaching services and the move stay the same."""
+    since_ms: Mapped[int] = mapped_column(BigInteger)
+    """When the edge first gave it (edge clock, unix ms)."""
+    session: Mapped[int] = mapped_column(BigInteger)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    """MQTT session and edge time of the latest message applied: orders the next one."""
+    raised_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    """Cleared then unless renewed (arrival time plus the message's own time to live)."""
+    services: Mapped[list[str]] = mapped_column(default=list)
+    """The services whose p90 wait will pass the SLA."""
+    move: Mapped[dict[str, Any] | None]
+    """``kind``, ``windows``, ``services``, ``count``; null: no move found, more staff."""
+    outlook: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """``horizon_s``, ``before`` and ``after`` (each service judged, as the edge sent them)."""
+    message_zh: Mapped[str] = mapped_column(String(400))
+    message_en: Mapped[str] = mapped_column(String(400))
+    cleared_at: Mapped[datetime | None]
+    cleared_by: Mapped[AdviceEnd | None] = mapped_column(_enum(AdviceEnd))
 
 
 class TelemetryPoint(Base):
@@ -495,14 +555,38 @@ class TicketLink(Base):
     wait_p90_s: Mapped[int | None] = mapped_column(Integer)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     """The end of the local day of issue: the page answers 410 from then, and the row goes."""
+class AuditEntry(Base):
+    """One change made by a person or a tool: who, from where, what, to which object.
+
+    Not tied to other tables by foreign keys: the log outlives what it talks about.
+    """
+
+    __tablename__ = "audit"
+    __table_args__ = (Index("ix_audit_target_at", "target", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    """Who: the token's name, or the system user who ran the command line."""
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    """The token id (``None`` for the command line)."""
+    role: Mapped[str | None] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(100))
+    """From where: the client address, or ``cli@<host>``."""
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(100))
+    """What was changed: a site id, ``token:<id>``, ``alarm:<id>``, ``registry``."""
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 __all__ = [
+    "AdviceEnd",
     "Alarm",
     "AlarmAction",
     "AlarmHistory",
     "AlarmType",
     "ApiToken",
+    "AuditEntry",
     "Base",
     "CityCalendar",
     "Command",
@@ -517,6 +601,7 @@ __all__ = [
     "Severity",
     "Site",
     "SiteKind",
+    "StaffingAdvisory",
     "StopScope",
     "TelemetryPoint",
     "TelemetryRollup",

@@ -34,8 +34,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from central import stats
 from central.errors import InvalidRequest, UnknownCommand, UnknownSite
+from central.inventory import InventorySite
 from central.models import (
     Alarm,
+    AuditEntry,
     Command,
     CommandStatus,
     Device,
@@ -45,11 +47,14 @@ from central.models import (
     Service,
     Severity,
     Site,
+    StaffingAdvisory,
     TicketLink,
     Window,
     config_drift,
 )
 from central.progress import LinkInfo, Outcome, PageState
+from central.registry_csv import write_sheet
+from central.sitespec import SiteSpec, load_specs
 from central.telemetry import (
     QUEUE_METRICS,
     SITE_METRICS,
@@ -60,6 +65,7 @@ from central.views import (
     SEVERITY_RANK,
     AlarmBoard,
     AlarmView,
+    AuditView,
     CommandView,
     EventView,
     FleetCounts,
@@ -104,6 +110,10 @@ STAT_EVENT_TYPES: Final = (
 
 RECENTLY_CLEARED: Final = 50
 """Cleared alarms the alarms page lists under the active ones."""
+
+IN_SERVICE: Final = Site.retired_at.is_(None)
+"""Sites of the fleet: a retired site leaves the fleet page, lists, inventory and /metrics
+(its history stays: events, alarms, statistics, its own page)."""
 
 
 def _severity_order() -> Any:
@@ -195,7 +205,8 @@ class ReadModel:
         """Health and active-alarm count per site: the live hub's poll (ids and flags only)."""
         with self.sessions() as session:
             alarms = active_alarm_counts(session)
-            rows = session.execute(select(Site.id, Site.online, Site.last_seen_at.is_not(None)))
+            rows = session.execute(select(Site.id, Site.online, Site.last_seen_at.is_not(None))
+                                   .where(IN_SERVICE))  # fmt: skip
             no_alarm = (0, None)
             states: dict[str, tuple[Health, int]] = {}
             for site_id, online, seen in rows:
@@ -203,13 +214,21 @@ class ReadModel:
                 states[site_id] = (site_health(online, seen, worst), count)
             return states
 
+    def fleet_registry(self) -> dict[str, tuple[str, str]]:
+        """Site id -> (name, town), ordered by town then id: what the fleet page groups by."""
+        with self.sessions() as session:
+            rows = session.execute(select(Site.id, Site.name, Site.town)
+                                   .order_by(Site.town, Site.id))  # fmt: skip
+            return {site_id: (name, town) for site_id, name, town in rows}
+
     def fleet_tiles(self) -> list[FleetTile]:
         """Every site as a tile, ordered by town then id: two light queries, no ORM objects."""
         with self.sessions() as session:
             alarms = active_alarm_counts(session)
             rows = session.execute(
                 select(Site.id, Site.name, Site.town, Site.online,
-                       Site.last_seen_at.is_not(None)).order_by(Site.town, Site.id)
+                       Site.last_seen_at.is_not(None)).where(IN_SERVICE)
+                .order_by(Site.town, Site.id)
             ).all()  # fmt: skip
         no_alarm = (0, None)
         tiles = []
@@ -219,9 +238,11 @@ class ReadModel:
         return tiles
 
     def site_summaries(
-        self, *, town: str | None = None, query: str | None = None, health: str | None = None
+        self, *, town: str | None = None, query: str | None = None, health: str | None = None,
+        retired: bool = False,
     ) -> list[SiteSummary]:
-        """Every site (filtered), ordered by town then id. One query for sites, one for alarms."""
+        """Every site in service (filtered; ``retired``: the retired ones instead), ordered by
+        town then id. One query for sites, one for alarms."""
         statement = select(
             Site.id,
             Site.name,
@@ -232,6 +253,7 @@ class ReadModel:
             Site.expected_config_version,
             Site.reported_config_version,
         ).order_by(Site.town, Site.id)
+        statement = statement.where(Site.retired_at.is_not(None) if retired else IN_SERVICE)
         if town:
             statement = statement.where(Site.town == town)
         if query:
@@ -265,17 +287,28 @@ class ReadModel:
 
     def towns(self) -> list[str]:
         with self.sessions() as session:
-            return sorted(set(session.execute(select(Site.town)).scalars()))
+            return sorted(set(session.execute(select(Site.town).where(IN_SERVICE)).scalars()))
 
     def service_names(self) -> dict[str, str]:
-        """Service code -> name across the registry (the statistics page's labels)."""
+        """Service code -> name across the registry (the statistics page's labels): where
+        sites name a service differently, the name most sites use (then the first by text),
+        the same answer whatever order the database returns rows in."""
         with self.sessions() as session:
-            return dict(session.execute(select(Service.code, Service.name).distinct()).all())
+            rows = session.execute(
+                select(Service.code, Service.name, func.count())
+                .group_by(Service.code, Service.name)
+                .order_by(Service.code, func.count().desc(), Service.name)
+            ).all()
+        names: dict[str, str] = {}
+        for code, name, _ in rows:
+            names.setdefault(code, name)
+        return names
 
     def sites(self) -> list[Site]:
-        """The registry rows, by town then id (the Ansible inventory reads these)."""
+        """The registry rows of the sites in service, by town then id."""
         with self.sessions() as session:
-            return list(session.scalars(select(Site).order_by(Site.town, Site.id)))
+            return list(session.scalars(select(Site).where(IN_SERVICE)
+                                        .order_by(Site.town, Site.id)))  # fmt: skip
 
     # ------------------------------------------------------------------ one site
 
@@ -309,6 +342,9 @@ class ReadModel:
             open_gaps=rows(SequenceGap, SequenceGap.filled_at.is_(None),
                            order=[SequenceGap.first_seq]),
             rejects=rows(IngestReject, order=[IngestReject.reason]),
+            advice=session.scalars(select(StaffingAdvisory).where(
+                StaffingAdvisory.site_id == site_id,
+                StaffingAdvisory.cleared_at.is_(None))).first(),
         )  # fmt: skip
 
     def site_state(self, site_id: str) -> SiteState:
@@ -428,9 +464,8 @@ class ReadModel:
     def fleet_counts(self, now: datetime) -> FleetCounts:
         """Sites online, active alarms, ingest rejects, events, pending commands (/metrics)."""
         with self.sessions() as session:
-            online = dict(
-                session.execute(select(Site.online, func.count()).group_by(Site.online)).all()
-            )
+            by_state = select(Site.online, func.count()).where(IN_SERVICE).group_by(Site.online)
+            online = dict(session.execute(by_state).all())
             severities = dict(
                 session.execute(
                     select(Alarm.severity, func.count())
@@ -463,10 +498,11 @@ class ReadModel:
                 select(Site.id, Site.name, Site.town, Site.kind, Site.online, Site.last_seen_at,
                        Site.outbox_depth, Site.acked_seq, Site.max_seq,
                        Site.expected_config_version, Site.reported_config_version)
-                .order_by(Site.id)
+                .where(IN_SERVICE).order_by(Site.id)
             ).all()  # fmt: skip
             queues = session.execute(
                 select(Service.site_id, Service.code, Service.waiting, Service.oldest_wait_s)
+                .where(Service.site_id.in_(select(Site.id).where(IN_SERVICE)))
                 .order_by(Service.site_id, Service.code)
             ).all()  # fmt: skip
             rejects = session.execute(
@@ -608,8 +644,80 @@ class ReadModel:
             series.append({"label": services[code], "values": values})
         return {"t": [ts / 1000 for ts in times], "series": series}
 
+    # ------------------------------------------------------------------ registry, audit
+
+    def site_specs(self, *, retired: bool | None = False) -> list[SiteSpec]:
+        """Registry specs by id: of the sites in service, the retired ones, or (``None``) all."""
+        with self.sessions() as session:
+            return list(load_specs(session, retired=retired).values())
+
+    def site_spec(self, site_id: str) -> SiteSpec:
+        with self.sessions() as session:
+            specs = load_specs(session, [site_id], retired=None)
+        if site_id not in specs:
+            raise UnknownSite(site_id)
+        return specs[site_id]
+
+    def inventory_sites(self) -> list[InventorySite]:
+        """The sites in service with their config versions and connection, by town then id."""
+        with self.sessions() as session:
+            specs = load_specs(session)
+            live = session.execute(
+                select(Site.id, Site.expected_config_version, Site.reported_config_version,
+                       Site.online, Site.registry_revision)
+                .where(IN_SERVICE).order_by(Site.town, Site.id)
+            ).all()  # fmt: skip
+        return [InventorySite(specs[row.id], row.expected_config_version,
+                              row.reported_config_version, row.online, row.registry_revision)
+                for row in live if row.id in specs]  # fmt: skip
+
+    def registry_sheet(self) -> dict[str, str]:
+        """The registry as its three CSV files (retired sites marked), for an export."""
+        with self.sessions() as session:
+            specs = load_specs(session, retired=None)
+            rows = session.execute(select(Site.id, Site.retired_at, Site.registry_revision))
+            retired, revisions = set(), {}
+            for site_id, retired_at, revision in rows:
+                revisions[site_id] = revision
+                if retired_at is not None:
+                    retired.add(site_id)
+            return write_sheet(specs.values(), retired, revisions)
+
+    def audit(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        actor: str | None = None,
+        before_id: int | None = None,
+        limit: int = 500,
+    ) -> list[AuditView]:
+        """Audit entries, newest first, filtered (``action`` ``site.`` matches every site.*)."""
+        if since is not None and until is not None and until < since:
+            raise InvalidRequest("until is before since")
+        statement = select(AuditEntry)
+        if since is not None:
+            statement = statement.where(AuditEntry.at >= since)
+        if until is not None:
+            statement = statement.where(AuditEntry.at < until)
+        if action:
+            statement = statement.where(AuditEntry.action.startswith(action, autoescape=True)
+                                        if action.endswith(".") else AuditEntry.action == action)
+        if target:
+            statement = statement.where(AuditEntry.target == target)
+        if actor:
+            statement = statement.where(AuditEntry.actor == actor)
+        if before_id is not None:
+            statement = statement.where(AuditEntry.id < before_id)
+        with self.sessions() as session:
+            rows = session.scalars(statement.order_by(AuditEntry.id.desc()).limit(limit))
+            return [AuditView.of(row) for row in rows]
+
 
 __all__ = [
+    "IN_SERVICE",
     "MAX_STAT_DAYS",
     "STAT_EVENT_TYPES",
     "ReadModel",

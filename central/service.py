@@ -7,10 +7,12 @@
         central.acknowledge_alarm(alarm_id, person="ops-li")
         await central.send_command("zs-sanxiang-01", ReprintArgs(ticket="A012"))
 
-Tasks (one ``asyncio.TaskGroup``, each named): ``ingest-batches`` (collect
-publishes handed over from paho's thread, commit a batch in a worker thread,
+Tasks (one ``asyncio.TaskGroup``, each named): ``mqtt`` (the broker connection,
+:class:`central.ingest.MqttIngest`), ``ingest-batches`` (collect the received
+publishes, commit a batch in a worker thread,
 then publish acks and queue notifications), ``alarm-timer`` (time-based alarm
-rules, telemetry retention), ``webhook`` (send notifications), ``pushes`` (the
+rules, telemetry retention), ``retention`` (old events, alarms and commands, see
+:mod:`central.retention`), ``webhook`` (send notifications), ``pushes`` (the
 emergency stops and the city calendar each site still lacks, :mod:`central.pushes`).
 The citizens' progress pages read the sites' ``progress`` from memory
 (:class:`central.progress.ProgressHub`, fed here without the database). Database work
@@ -24,7 +26,6 @@ import asyncio
 import collections
 import contextlib
 import math
-import threading
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from central.advice import expire_advice
 from central.alarms import AlarmBook, Notification, WebhookNotifier, run_timed_rules
 from central.config import CentralConfig
 from central.db import make_engine, migrate, session_factory
@@ -45,6 +47,7 @@ from central.ingest import IngestProcessor, MqttIngest, Received, new_command
 from central.models import Alarm, Command, CommandStatus, Site
 from central.progress import ProgressHub, prune_ticket_links
 from central.pushes import PUSH_TTL_S, Pushes
+from central.retention import Pruned, Retention
 from central.telemetry import EmbeddedTelemetrySink, TelemetrySink, make_sink
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.errors import LocalProtocolError
@@ -97,13 +100,12 @@ class CentralService:
         self.progress = ProgressHub(clock, stale_s=config.progress_stale_s)
         self.pushes = Pushes(self.sessions)
         self._push_due = asyncio.Event()
-        self.mqtt = MqttIngest(config, self._from_paho)
+        self.retention = Retention(self.sessions, config)
+        self.mqtt = MqttIngest(config, self._received)
         self._loop: asyncio.AbstractEventLoop | None = None
-        # paho's thread appends here; the loop takes batches (a deque, not a Queue: one
-        # wake-up per burst instead of one cross-thread call per message).
+        # The MQTT client runs on this loop and appends here once per read; the batch
+        # loop takes from the left.
         self._pending: collections.deque[Received] = collections.deque()
-        self._handoff = threading.Lock()
-        self._wakeup_scheduled = False
         self._arrived = asyncio.Event()
         self._notices: asyncio.Queue[Notification] = asyncio.Queue()
         self._db_lock = asyncio.Lock()
@@ -124,12 +126,13 @@ class CentralService:
         tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._stack.callback(self._stop_background)
         self._tasks = [
+            tasks.create_task(self.mqtt.run(), name="mqtt"),
             tasks.create_task(self._batch_loop(), name="ingest-batches"),
             tasks.create_task(self._alarm_timer(), name="alarm-timer"),
             tasks.create_task(self._webhook_loop(), name="webhook"),
             tasks.create_task(self._push_loop(), name="pushes"),
+            tasks.create_task(self._retention_timer(), name="retention"),
         ]
-        self.mqtt.start()
         return self
 
     async def __aexit__(
@@ -148,28 +151,19 @@ class CentralService:
         for task in self._tasks:
             task.cancel()
 
-    def _from_paho(self, item: Received) -> None:
-        """Called on paho's thread: queue the publish; wake the loop once per burst.
+    def _received(self, items: list[Received]) -> None:
+        """The publishes of one read from the broker (called on the loop).
 
         ``progress`` goes to the progress pages' hub only (memory, no database);
         ``state`` to both (the pages tell a site that is offline)."""
-        topic = item.topic
-        if topic.endswith(_HUB_TOPICS):
-            self.progress.receive(topic, item.payload, item.received_at.timestamp())
-            if topic.endswith(_PROGRESS_TOPIC):
-                return
-        with self._handoff:
-            self._pending.append(item)
-            self.received += 1
-            if self._wakeup_scheduled:
-                return
-            self._wakeup_scheduled = True
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._wake)
-
-    def _wake(self) -> None:
-        with self._handoff:
-            self._wakeup_scheduled = False
+        for item in items:
+            if item.topic.endswith(_HUB_TOPICS):
+                self.progress.receive(item.topic, item.payload, item.received_at.timestamp())
+        stored = [item for item in items if not item.topic.endswith(_PROGRESS_TOPIC)]
+        if not stored:
+            return
+        self._pending.extend(stored)
+        self.received += len(stored)
         self._idle.clear()
         self._arrived.set()
 
@@ -197,8 +191,7 @@ class CentralService:
                     await self._arrived.wait()
             except TimeoutError:
                 break
-        with self._handoff:
-            return [self._pending.popleft() for _ in range(min(limit, len(self._pending)))]
+        return [self._pending.popleft() for _ in range(min(limit, len(self._pending)))]
 
     async def _batch_loop(self) -> None:
         while True:
@@ -238,8 +231,9 @@ class CentralService:
             # Events are not lost: no ack was sent, so the edges send them again.
             log.error("ingest.batch_dropped", size=len(batch))
             return
-        for site_id, seq in outcome.acks.items():
-            self.mqtt.publish_ack(site_id, seq)
+        with self.processor.stages.measure("ack"):
+            for site_id, seq in outcome.acks.items():
+                self.mqtt.publish_ack(site_id, seq)
         for notification in outcome.notifications:
             self._notices.put_nowait(notification)
         if any(item.topic.endswith(_STATE_TOPIC) for item in batch):
@@ -299,6 +293,7 @@ class CentralService:
             with self.sessions.begin() as session:
                 book = AlarmBook(session, now)
                 run_timed_rules(book, self.config)
+                expire_advice(book)  # staffing advice the edge stopped renewing
             if now >= self._next_prune:
                 if isinstance(self.sink, EmbeddedTelemetrySink):
                     self.sink.prune(int(now.timestamp() * 1000))
@@ -313,15 +308,43 @@ class CentralService:
             self._notices.put_nowait(notification)
         return notifications
 
+    async def _retention_timer(self) -> None:
+        while True:
+            try:
+                await self.prune_history()
+            except OperationalError as exc:
+                log.error("retention.db_unavailable", error=str(exc)[:200])
+            await asyncio.sleep(self.config.retention_interval_s)
+
+    async def prune_history(self) -> Pruned:
+        """Delete what is past the retention settings now (the ``retention`` task runs this
+        every ``retention_interval_s``): step by step, each step holding the database only
+        briefly, so ingest goes on in between."""
+        now = self.clock()
+        total = Pruned()
+        more = True
+        while more:
+            async with self._db_lock:
+                pruned, more = await asyncio.to_thread(self.retention.prune_step, now)
+            total += pruned
+        if total:
+            log.info("retention.pruned", **total.as_dict())
+        return total
+
     def acknowledge_alarm(self, alarm_id: int, person: str, note: str | None = None) -> Alarm:
         """A person acknowledges an alarm (synchronous; call from a worker thread in the API)."""
         with self.sessions.begin() as session:
             book = AlarmBook(session, self.clock())
             alarm = book.acknowledge(alarm_id, person, note)
-        if self._loop is not None:
-            for notification in book.notifications:
-                self._loop.call_soon_threadsafe(self._notices.put_nowait, notification)
+        self.queue_notifications(book.notifications)
         return alarm
+
+    def queue_notifications(self, notifications: list[Notification]) -> None:
+        """Hand notifications committed elsewhere (the registry clearing a retired site's
+        alarms) to the webhook sender; callable from any thread."""
+        if self._loop is not None:
+            for notification in notifications:
+                self._loop.call_soon_threadsafe(self._notices.put_nowait, notification)
 
     async def _webhook_loop(self) -> None:
         while True:

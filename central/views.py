@@ -9,9 +9,9 @@ endpoint adds a record here and a method there, so both faces show one truth.
 
     SiteState     the rows of one site (ORM objects): tests, and the source of SiteDetail
     SiteDetail    one site for the API and the site page: registry, live state,
-                  ServiceQueue, WindowView, DeviceView, AlarmView, GapView
+                  ServiceQueue, WindowView, DeviceView, AlarmView, GapView, AdviceView
     SiteSummary   one line of the site list;  FleetTile: one tile of the fleet page
-    AlarmView, AlarmBoard, EventView, CommandView, TokenView, TelemetrySeries
+    AlarmView, AlarmBoard, EventView, CommandView, TokenView, TelemetrySeries, AuditView
 
 Times are ISO 8601 strings in UTC (``None`` when unknown), as the API has
 always answered; the pages format them in business time.
@@ -28,6 +28,7 @@ import msgspec
 from central.auth import TokenInfo
 from central.models import (
     Alarm,
+    AuditEntry,
     Command,
     CommandStatus,
     Device,
@@ -37,8 +38,10 @@ from central.models import (
     Service,
     Severity,
     Site,
+    StaffingAdvisory,
     Window,
 )
+from central.sitespec import hours_of, to_builtins
 
 Health = Literal["ok", "warn", "alarm", "offline", "unknown"]
 HEALTHS: Final[tuple[Health, ...]] = ("alarm", "warn", "offline", "ok", "unknown")
@@ -198,6 +201,44 @@ class AlarmView(View, frozen=True, kw_only=True):
         )
 
 
+class AdviceView(View, frozen=True, kw_only=True):
+    """The site's staffing advisory in force (``central/advice.py``)."""
+
+    advisory_id: str
+    services: list[str]
+    """Services whose p90 wait will pass their SLA within ``horizon_s``."""
+    move: dict[str, Any] | None
+    """``kind`` (switch, open, add), ``windows``, ``services``, ``count``; null: none
+    found, more staff is needed."""
+    message_zh: str
+    message_en: str
+    horizon_s: int
+    before: list[dict[str, Any]]
+    after: list[dict[str, Any]] | None
+    raised_at: str | None
+    updated_at: str | None
+    expires_at: str | None
+
+    @classmethod
+    def of(cls, row: StaffingAdvisory) -> AdviceView:
+        outlook = row.outlook
+        return cls(advisory_id=str(row.advisory_id), services=list(row.services), move=row.move,
+                   message_zh=row.message_zh, message_en=row.message_en,
+                   horizon_s=int(outlook.get("horizon_s", 0)),
+                   before=list(outlook.get("before") or []), after=outlook.get("after"),
+                   raised_at=iso(row.raised_at), updated_at=iso(row.updated_at),
+                   expires_at=iso(row.expires_at))  # fmt: skip
+
+    def outlook(self, names: dict[str, str]) -> list[tuple[str, dict[str, Any],
+                                                           dict[str, Any] | None]]:
+        """(name, before, after) of each service judged, breaching ones first."""
+        after = {o["service"]: o for o in self.after or []}
+        rows = sorted(self.before, key=lambda o: (o["service"] not in self.services,
+                                                  o["service"]))
+        return [(names.get(o["service"], o["service"]), o, after.get(o["service"]))
+                for o in rows]
+
+
 @dataclass(frozen=True, slots=True)
 class SiteState:
     """The rows of one site as the database holds them now (detached ORM objects)."""
@@ -210,6 +251,8 @@ class SiteState:
     """Active alarms, newest first."""
     open_gaps: list[SequenceGap]
     rejects: list[IngestReject]
+    advice: StaffingAdvisory | None = None
+    """The staffing advisory in force, if any."""
 
     @property
     def health(self) -> Health:
@@ -256,6 +299,12 @@ class SiteDetail(View, frozen=True, kw_only=True):
     devices: list[DeviceView]
     alarms: list[AlarmView]
     sequence_gaps: list[GapView]
+    hours: dict[str, str | None] | None
+    """Opening hours of its own (open, close, reset, last_ticket); ``None``: the fleet's."""
+    registry_revision: int
+    retired_at: str | None
+    """When it left the fleet (its page and history stay); ``None`` while in service."""
+    advice: AdviceView | None = None
 
     @classmethod
     def of(cls, state: SiteState, now: datetime) -> SiteDetail:
@@ -286,6 +335,10 @@ class SiteDetail(View, frozen=True, kw_only=True):
             alarms=[AlarmView.of(a, now) for a in state.alarms],
             sequence_gaps=[GapView(first_seq=g.first_seq, last_seq=g.last_seq)
                            for g in state.open_gaps],
+            hours=to_builtins(hours_of(site)),
+            registry_revision=site.registry_revision,
+            retired_at=iso(site.retired_at),
+            advice=None if state.advice is None else AdviceView.of(state.advice),
         )  # fmt: skip
 
     @property
@@ -379,6 +432,26 @@ class TokenView(View, frozen=True, kw_only=True):
                    created_at=iso(info.created_at), revoked_at=iso(info.revoked_at))  # fmt: skip
 
 
+class AuditView(View, frozen=True, kw_only=True):
+    """One entry of the audit log (see :mod:`central.audit`)."""
+
+    id: int
+    at: str | None
+    actor: str
+    actor_id: str | None
+    role: str | None
+    source: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> AuditView:
+        return cls(id=entry.id, at=iso(entry.at), actor=entry.actor, actor_id=entry.actor_id,
+                   role=entry.role, source=entry.source, action=entry.action,
+                   target=entry.target, detail=entry.detail)  # fmt: skip
+
+
 class TelemetrySeries(View, frozen=True, kw_only=True):
     """One series: raw points (``resolution_s`` 0) or per minute/hour mean, min, max, count."""
 
@@ -445,8 +518,10 @@ class SiteGauges(View, frozen=True, kw_only=True):
 __all__ = [
     "HEALTHS",
     "SEVERITY_RANK",
+    "AdviceView",
     "AlarmBoard",
     "AlarmView",
+    "AuditView",
     "CommandState",
     "CommandView",
     "DeviceView",

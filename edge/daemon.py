@@ -14,6 +14,8 @@
 * the MQTT uplink, the kiosk HTTP API and telemetry (:mod:`edge.uplink`,
   :mod:`edge.http_api`, :mod:`edge.telemetry`), and what the citizens' progress
   pages on the central show (:mod:`edge.progress`);
+* the live staffing advice (:class:`~edge.advice.StaffingAdvice`): an SLA breach seen
+  coming and the move that prevents it, sent to the central, never acted on;
 * supervision and systemd's watchdog (:mod:`edge.supervisor`): every
   long-running part is a named task that is logged and restarted if it dies.
 
@@ -59,6 +61,7 @@ from typing import Any
 
 import structlog
 
+from edge.advice import StaffingAdvice
 from edge.clock import Clock, SystemClock
 from edge.commands import RemoteCommands
 from edge.config import EdgeConfig, HttpConfig, MqttConfig, load_config, parse_config
@@ -123,6 +126,7 @@ class _Parts:
     commands: RemoteCommands
     telemetry: TelemetryReporter
     progress: ProgressReporter
+    advice: StaffingAdvice
 
 
 class EdgeDaemon:
@@ -191,7 +195,10 @@ class EdgeDaemon:
                               period_s=lambda: self.config.daemon.telemetry_seconds,
                               wake_uplink=self._wake_uplink,
                               beat=self.heartbeats.beater("telemetry")),
-            ProgressReporter(hall, self.clock, self._publish_live))
+            ProgressReporter(hall, self.clock, self._publish_live),
+            StaffingAdvice(hall, self.clock, enabled=lambda: self.config.daemon.advice,
+                           period_s=lambda: self.config.daemon.advice_seconds,
+                           wake_uplink=self._wake_uplink))
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -229,6 +236,7 @@ class EdgeDaemon:
                     self.inputs, self.heartbeats.beater("inputs")))
                 self._start("timers", self._timers_task)
                 self._start("watchdog", watchdog.run)
+                self._start("advice", parts.advice.run)
                 if self.uplink is not None:
                     self._start("uplink", self.uplink.run)
                     self._start("telemetry", parts.telemetry.run)
@@ -278,7 +286,7 @@ class EdgeDaemon:
         return Uplink(self.config.site.id, mqtt, hall.journal, self.clock,
                           software=SOFTWARE_VERSION, boot_id=self.boot_id,
                           config_version=lambda: hall.config.version, commands=parts.commands,
-                          beat=self.heartbeats.beater("uplink"),
+                          advice=parts.advice.message, beat=self.heartbeats.beater("uplink"),
                           on_connect=parts.progress.refresh, pushed=hall.pushed_versions)
 
     def _make_http(self, http: HttpConfig) -> HttpApi:
@@ -467,6 +475,7 @@ class EdgeDaemon:
         snapshot["uplink"] = None if self.uplink is None else {
             "connected": self.uplink.connected, "session": self.uplink.session,
             "outbox_depth": self.hall.journal.outbox_depth()}
+        snapshot["advice"] = None if self._parts is None else self._parts.advice.status()
         snapshot["boot_id"] = self.boot_id
         status, notice = self.hall.issuing_status(self.clock.now_ms())
         snapshot["issuing"] = {"status": status, "notice": notice}  # what the kiosk shows

@@ -57,10 +57,17 @@ def hall_model(config: EdgeConfig) -> HallModel | None:
                      policy=config.policy)
 
 
+def local_midnight_ms(config: EdgeConfig, now_ms: int) -> int:
+    """Unix ms of the hall's last local midnight: the model's time 0."""
+    local = datetime.fromtimestamp(now_ms / 1000, config.site.tz)
+    return now_ms - ((local.hour * 60 + local.minute) * 60 + local.second) * 1000 \
+        - local.microsecond // 1000
+
+
 def hall_state(model: HallModel, config: EdgeConfig, dispatcher: Dispatcher, now_ms: int
                ) -> HallState:
     """The live hall as a model state, in milliseconds since local midnight."""
-    midnight = local_midnight(config, now_ms)
+    midnight = local_midnight_ms(config, now_ms)
     index = {m.service.id: i for i, m in enumerate(model.services)}
     counters = [dispatcher.last_counter(m.service.prefix) for m in model.services]
     waiting = [ticket for _, ticket in _waiting(index, dispatcher, midnight)]
@@ -93,13 +100,6 @@ def _waiting(index: dict[str, int], dispatcher: Dispatcher, midnight: int
                 index[ticket.service_id], int(ticket.klass), ticket.key_ms - midnight, order,
                 ticket.issued_ms - midnight)))
     return out
-
-
-def local_midnight(config: EdgeConfig, now_ms: int) -> int:
-    """Unix ms of the local midnight before ``now_ms`` (the model's time 0)."""
-    local = datetime.fromtimestamp(now_ms / 1000, config.site.tz)
-    return now_ms - ((local.hour * 60 + local.minute) * 60 + local.second) * 1000 \
-        - local.microsecond // 1000
 
 
 TicketWaits = dict[str, tuple[int, int]]
@@ -165,8 +165,8 @@ class WaitPredictor:
         model, predictor = today
         state = hall_state(model, self.config, dispatcher, now_ms)
         index = {m.service.id: i for i, m in enumerate(model.services)}
-        numbers = [n for n, _ in _waiting(index, dispatcher, local_midnight(self.config,
-                                                                             now_ms))]
+        numbers = [n for n, _ in _waiting(index, dispatcher, local_midnight_ms(
+            self.config, now_ms))]
 
         def run() -> TicketWaits:
             waits = predictor.ticket_waits(state, replications, seed=now_ms & 0x7FFFFFFF)
@@ -183,4 +183,4 @@ class WaitPredictor:
 
 
 __all__ = ["REPLICATIONS", "PredictionJob", "TicketWaits", "WaitPredictor", "hall_model",
-           "hall_state", "local_midnight"]
+           "hall_state", "local_midnight_ms"]

@@ -268,7 +268,7 @@ class HallModel:
             weights = model.profile or self.hourly_profile
             until = min(self.arrivals_until_ms,
                         self.service_until.get(model.service.id, self.arrivals_until_ms))
-            pieces: list[tuple[int, int, float]] = []  # (start, end, weight; 0 in a break)
+            pieces: list[tuple[int, int, float, bool]] = []  # (start, end, weight, a break)
             for hour, weight in enumerate(weights):
                 start = self.opens_ms + hour * HOUR_MS
                 if start >= until:
@@ -279,15 +279,16 @@ class HallModel:
                     if cut_end <= cursor or cut_start >= end:
                         continue
                     if cut_start > cursor:
-                        pieces.append((cursor, cut_start, weight))
-                    pieces.append((max(cut_start, cursor), min(cut_end, end), 0.0))
+                        pieces.append((cursor, cut_start, weight, False))
+                    pieces.append((max(cut_start, cursor), min(cut_end, end), 0.0, True))
                     cursor = min(cut_end, end)
                 if cursor < end:
-                    pieces.append((cursor, end, weight))
-            total_weight = sum(w * (b - a) / HOUR_MS for a, b, w in pieces)
-            # One segment per piece, as without breaks (an hour's draws do not move).
-            segments = [(a, w) for i, (a, _, w) in enumerate(pieces)
-                        if not (w == 0.0 and i and pieces[i - 1][2] == 0.0)]
+                    pieces.append((cursor, end, weight, False))
+            total_weight = sum(w * (b - a) / HOUR_MS for a, b, w, _ in pieces)
+            # One segment per piece, a break over an hour's end one segment: without
+            # breaks, one per hour (an hour's draws do not move).
+            segments = [(a, w) for i, (a, _, w, cut) in enumerate(pieces)
+                        if not (cut and i and pieces[i - 1][3])]
             per_weight = model.visitors_per_day * scale / total_weight if total_weight else 0.0
             # A closing segment of rate 0: a prediction running past the time the
             # kiosks stop must not draw new arrivals.
@@ -348,7 +349,7 @@ def make_engine(model: HallModel, engine_class: Any, **kwargs: Any) -> Any:
         [m.no_show for m in model.services],
         model.no_show_timeout_ms,
         policy.no_show is NoShowPolicy.REQUEUE_ONCE,
-        policy.appointment_grace_minutes * MINUTE_MS,
+        policy.appointment_grace_ms,  # Policy.appointment_late's constant
         **kwargs,
     )
 

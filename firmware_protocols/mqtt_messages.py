@@ -1,7 +1,7 @@
 """MQTT payloads of the onedoor contract (v1): typed schemas and a strict JSON codec.
 
-Used by both ends: the edge encodes ``state``/``event``/``telemetry``/``cmd_result``
-and decodes ``ack``/``cmd``; the central does the reverse. Pure: no paho, no
+Used by both ends: the edge encodes ``state``/``event``/``telemetry``/``cmd_result``/
+``advice`` and decodes ``ack``/``cmd``; the central does the reverse. Pure: no paho, no
 sockets, no clocks (times are passed in, as unix milliseconds).
 
 Every payload is a JSON object with ``"v": 1`` and the publishing/target
@@ -22,7 +22,7 @@ Errors: see :mod:`firmware_protocols.mqtt_topics` (``InvalidMessage`` and its ``
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Annotated, Any, Final, Literal, NamedTuple, TypeAlias, get_args
@@ -575,6 +575,95 @@ class Progress(_Message, frozen=True, kw_only=True):
     waiting: Annotated[list[WaitingProgress], msgspec.Meta(max_length=MAX_PROGRESS_WAITING)]
     called: Annotated[list[CalledProgress], msgspec.Meta(max_length=MAX_WINDOWS)]
     ended: Annotated[list[EndedProgress], msgspec.Meta(max_length=MAX_PROGRESS_ENDED)]
+# --------------------------------------------------------------------------- advice
+
+AdviceText = Annotated[str, msgspec.Meta(min_length=1, max_length=400, pattern=_NO_CONTROL)]
+MoveKind = Literal["switch", "open", "add"]
+
+
+class AdviceOutlook(_Struct, frozen=True, kw_only=True):
+    """One service over the advice's horizon, as simulated from the live hall (pooled
+    over the simulated futures): its p90 wait against its SLA."""
+
+    service: Ident
+    sla_s: Seconds
+    p90_s: Seconds
+    over_sla_pct: Percent
+    """Share of its waits above the SLA."""
+    breach_pct: Percent
+    """Share of the simulated futures in which its p90 passes the SLA."""
+    tickets: Annotated[float, msgspec.Meta(ge=0.0, le=10_000_000.0)]
+    """Tickets counted per simulated future (those waiting and those arriving)."""
+
+
+class AdviceMove(_Struct, frozen=True, kw_only=True):
+    """What a person would do: ``switch`` open windows to other services, ``open``
+    signed-out windows, or ``add`` windows (应急窗口); verified by simulation."""
+
+    kind: MoveKind
+    windows: Annotated[list[WindowNo], msgspec.Meta(max_length=MAX_WINDOWS)]
+    """The windows switched or opened; empty for ``add``."""
+    services: Annotated[list[Ident], msgspec.Meta(min_length=1, max_length=MAX_QUEUES)]
+    """What those windows (or the added ones) serve after the move."""
+    count: Annotated[int, msgspec.Meta(ge=1, le=MAX_WINDOWS)]
+
+    def __post_init__(self) -> None:
+        if self.kind == "add" and self.windows:
+            raise ValueError("an add move names no window")
+        if self.kind != "add" and len(self.windows) != self.count:
+            raise ValueError("a switch or open move names count windows")
+
+
+class Advisory(_Struct, frozen=True, kw_only=True):
+    """A breach seen coming and the move that prevents it (``move`` null: none found
+    within the limit, more staff is needed)."""
+
+    id: uuid.UUID
+    """The same while the breaching services and the move stay the same."""
+    since_ts: UnixMs
+    """When the edge first gave this advisory."""
+    horizon_s: Seconds
+    breaching: Annotated[list[Ident], msgspec.Meta(min_length=1, max_length=MAX_QUEUES)]
+    move: AdviceMove | None
+    before: Annotated[list[AdviceOutlook], msgspec.Meta(min_length=1, max_length=MAX_QUEUES)]
+    """Every service judged (those with an SLA), without the move."""
+    after: Annotated[list[AdviceOutlook], msgspec.Meta(max_length=MAX_QUEUES)] | None
+    """Every service judged, with the move; null when there is no move."""
+    message_zh: AdviceText
+    message_en: AdviceText
+
+    def __post_init__(self) -> None:
+        if (self.move is None) != (self.after is None):
+            raise ValueError("after is given exactly when a move is")
+        judged = {o.service for o in self.before}
+        if not set(self.breaching) <= judged:
+            raise ValueError("every breaching service must be among those judged (before)")
+
+
+class Advice(_Message, frozen=True, kw_only=True):
+    """``advice``: the site's live staffing advice, the latest replacing the one before.
+
+    ``advisory`` null clears it. The edge sends it again every advice period while
+    it holds; the central drops it at ``expires_ts`` (measured from when it arrived)
+    if no newer one came. ``session`` and ``ts`` order the messages of a site.
+    """
+
+    session: Seq
+    ts: UnixMs
+    clock_synced: bool
+    expires_ts: UnixMs
+    advisory: Advisory | None
+
+    def __post_init__(self) -> None:
+        if self.expires_ts <= self.ts:
+            raise ValueError("expires_ts must be after ts")
+        if self.advisory is not None and self.advisory.since_ts > self.ts:
+            raise ValueError("an advisory cannot be older than since_ts")
+
+    def supersedes(self, session: int, ts: int) -> bool:
+        """Whether this message is newer than one of ``session`` sent at ``ts``: a later
+        MQTT session always is (a clock set back at boot does not hold it back)."""
+        return (self.session, self.ts) > (session, ts)
 
 
 # --------------------------------------------------------------------------- ack
@@ -709,7 +798,7 @@ class CmdResult(_Message, frozen=True, kw_only=True):
             raise ValueError("error must be null when ok and set when not ok")
 
 
-Message: TypeAlias = State | Event | Telemetry | Ack | Cmd | CmdResult | Progress
+Message: TypeAlias = State | Event | Telemetry | Ack | Cmd | CmdResult | Progress | Advice
 
 SCHEMAS: Final[Mapping[Kind, type[msgspec.Struct]]] = MappingProxyType(
     {
@@ -720,6 +809,7 @@ SCHEMAS: Final[Mapping[Kind, type[msgspec.Struct]]] = MappingProxyType(
         Kind.CMD: Cmd,
         Kind.CMD_RESULT: CmdResult,
         Kind.PROGRESS: Progress,
+        Kind.ADVICE: Advice,
     }
 )
 """The payload schema of every topic kind."""
@@ -791,6 +881,32 @@ def decode(
     limit = TOPICS[kind].max_payload
     if len(payload) > limit:
         raise fail(Reason.TOO_LARGE, f"{len(payload)} bytes, limit {limit}")
+    # Our encoders put "v" first: then a good payload is decoded once, and only a failure
+    # asks the probe whether the version is what failed (it is checked before the schema).
+    ours = payload[: len(_VERSION_FIRST)] == _VERSION_FIRST
+    if not ours:
+        _check_version(payload, fail)
+    try:
+        message: Message = _DECODERS[kind].decode(payload)
+    except msgspec.ValidationError as exc:
+        if ours:
+            _check_version(payload, fail)
+        raise fail(Reason.SCHEMA, str(exc)) from None
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
+        raise fail(Reason.JSON, str(exc) or type(exc).__name__) from None
+    if message.site != site_id:
+        raise fail(Reason.SITE_MISMATCH, f"payload site {message.site!r}, topic {site_id!r}")
+    if isinstance(message, Cmd) and command is not None and message.name != command:
+        raise fail(Reason.COMMAND_MISMATCH, f"payload {message.name!r}, topic {command!r}")
+    return message
+
+
+_VERSION_FIRST: Final = b'{"v":%d,' % VERSION
+
+
+def _check_version(payload: bytes | bytearray | memoryview,
+                   fail: Callable[[Reason, str], InvalidMessage]) -> None:  # fmt: skip
+    """Raise unless ``v`` is there and is this contract's (reads only ``v``)."""
     try:
         probe = _PROBE.decode(payload)
     except msgspec.ValidationError as exc:
@@ -802,17 +918,6 @@ def decode(
         raise fail(Reason.VERSION, 'missing "v"')
     if type(probe.v) is not int or probe.v != VERSION:
         raise fail(Reason.VERSION, f'unsupported "v": {probe.v!r:.20}')
-    try:
-        message: Message = _DECODERS[kind].decode(payload)
-    except msgspec.ValidationError as exc:
-        raise fail(Reason.SCHEMA, str(exc)) from None
-    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
-        raise fail(Reason.JSON, str(exc) or type(exc).__name__) from None
-    if message.site != site_id:
-        raise fail(Reason.SITE_MISMATCH, f"payload site {message.site!r}, topic {site_id!r}")
-    if isinstance(message, Cmd) and command is not None and message.name != command:
-        raise fail(Reason.COMMAND_MISMATCH, f"payload {message.name!r}, topic {command!r}")
-    return message
 
 
 class Incoming(NamedTuple):
@@ -882,6 +987,10 @@ __all__ = [
     "VERSION",
     "Ack",
     "AckRefused",
+    "Advice",
+    "AdviceMove",
+    "AdviceOutlook",
+    "Advisory",
     "AnnounceArgs",
     "CalendarApplied",
     "CalendarArgs",

@@ -9,6 +9,7 @@ Every topic lives under ``onedoor/v1/{site_id}/``::
     onedoor/v1/{site_id}/cmd/{name}     central -> edge   QoS 1
     onedoor/v1/{site_id}/cmd_result     edge -> central   QoS 1
     onedoor/v1/{site_id}/progress       edge -> central   QoS 0, retained (progress pages)
+    onedoor/v1/{site_id}/advice         edge -> central   QoS 1, live staffing advice
 
 This module is pure: no paho, no sockets, no clocks. It builds topic strings,
 parses received ones, and lists the subscription filters each side needs.
@@ -59,6 +60,7 @@ class Kind(enum.StrEnum):
     CMD = "cmd"
     CMD_RESULT = "cmd_result"
     PROGRESS = "progress"
+    ADVICE = "advice"
 
 
 class Direction(enum.StrEnum):
@@ -110,6 +112,7 @@ TOPICS: Final[Mapping[Kind, TopicSpec]] = MappingProxyType(
         Kind.CMD_RESULT: TopicSpec(Kind.CMD_RESULT, Direction.EDGE_TO_CENTRAL, 1, False, 1024),
         Kind.PROGRESS: TopicSpec(Kind.PROGRESS, Direction.EDGE_TO_CENTRAL, 0, True, 128 * 1024,
                                  False),
+        Kind.ADVICE: TopicSpec(Kind.ADVICE, Direction.EDGE_TO_CENTRAL, 1, False, 32 * 1024),
     }
 )
 """QoS, retain flag, direction and size limit of every kind. The LWT is a ``state`` message."""
@@ -226,6 +229,8 @@ def cmd_result_topic(site_id: str) -> str:
 
 def progress_topic(site_id: str) -> str:
     return build_topic(site_id, Kind.PROGRESS)
+def advice_topic(site_id: str) -> str:
+    return build_topic(site_id, Kind.ADVICE)
 
 
 _PREFIX: Final = ROOT + "/"
@@ -308,6 +313,7 @@ __all__ = [
     "Topic",
     "TopicSpec",
     "ack_topic",
+    "advice_topic",
     "build_topic",
     "central_subscriptions",
     "check_site_id",

@@ -21,6 +21,8 @@ from typing import Protocol, Self
 
 import structlog
 
+from firmware_protocols.mqtt_topics import ROOT, TOPICS, Direction, Kind
+
 log = structlog.get_logger(__name__)
 
 _START_TIMEOUT = 20.0
@@ -209,6 +211,32 @@ class EmbeddedBroker(_BrokerLifecycle):
             self._loop.call_soon_threadsafe(self._stopped.set)
         self._thread.join(timeout=10)
         self._thread = None
+
+
+def bridge_config(name: str, hub_host: str, hub_port: int) -> str:
+    """Mosquitto config lines that join this broker to a hub broker, as one namespace.
+
+    Edge-to-central kinds go out to the hub (where the centrals subscribe, shared
+    subscriptions included); central-to-edge kinds come in from it, each at its
+    contract QoS, so a site may connect to either broker. The bridge's session is
+    persistent (``cleansession false``): a bridge that drops loses no QoS 1 message.
+    A clustered broker (EMQX) does this routing itself; see docs/CAPACITY.md.
+    """
+    lines = [
+        f"connection {name}",
+        f"address {hub_host}:{hub_port}",
+        "bridge_protocol_version mqttv50",
+        "cleansession false",
+        f"local_clientid {name}-local",
+        f"remote_clientid {name}",
+        "try_private true",
+        "restart_timeout 1 10",
+    ]
+    for spec in TOPICS.values():
+        pattern = f"{ROOT}/+/{spec.kind.value}" + ("/#" if spec.kind is Kind.CMD else "")
+        direction = "out" if spec.direction is Direction.EDGE_TO_CENTRAL else "in"
+        lines.append(f"topic {pattern} {direction} {spec.qos}")
+    return "\n".join(lines) + "\n"
 
 
 def start_demo_broker(workdir: Path) -> MosquittoProcess | EmbeddedBroker:

@@ -67,6 +67,8 @@ class SiteCounters:
     # run under the same site id (a test set-up error: an edge never reuses a seq).
     acks_beyond_produced: int = 0
     ack_latency_ms: list[float] = field(default_factory=list)
+    ack_at: list[float] = field(default_factory=list)
+    """When each ack of ``ack_latency_ms`` came (loop time): latency over the run."""
 
 
 class SimulatedSite:
@@ -125,6 +127,7 @@ class SimulatedSite:
             if entry is not None:
                 self.counters.acked += 1
                 self.counters.ack_latency_ms.append((now - entry[1]) * 1000)
+                self.counters.ack_at.append(now)
         if ack.seq > self.acked_seq:
             self.last_progress = now
         self.acked_seq = max(self.acked_seq, ack.seq)
@@ -233,6 +236,8 @@ class LoadResult:
     ack_p50_ms: float | None
     ack_p99_ms: float | None
     backlog_samples: list[int]
+    ack_windows: list[dict[str, Any]] = field(default_factory=list)
+    """Per tenth of the run: acks, ack p50 and p99 (ms): is the latency flat over time?"""
 
     @property
     def events_per_s(self) -> float:
@@ -320,6 +325,9 @@ async def run_sites(host: str, port: int, site_ids: list[str], profile: LoadProf
         site.client.disconnect()
     await asyncio.sleep(0.1)
     latencies = [v for site in sites for v in site.counters.ack_latency_ms]
+    timed = sorted((at, ms) for site in sites
+                   for at, ms in zip(site.counters.ack_at, site.counters.ack_latency_ms,
+                                     strict=True))  # fmt: skip
     return LoadResult(
         sites=len(sites), duration_s=elapsed,
         produced=sum(s.counters.produced for s in sites),
@@ -330,7 +338,19 @@ async def run_sites(host: str, port: int, site_ids: list[str], profile: LoadProf
         acks_beyond_produced=sum(s.counters.acks_beyond_produced for s in sites),
         ack_p50_ms=_percentile(latencies, 50), ack_p99_ms=_percentile(latencies, 99),
         backlog_samples=backlog,
+        ack_windows=ack_windows(timed, started, duration_s),
     )
+
+
+def ack_windows(timed: list[tuple[float, float]], started: float, duration_s: float,
+                parts: int = 10) -> list[dict[str, Any]]:  # fmt: skip
+    """Ack latency per tenth of the run (acks during the drain count in the last tenth)."""
+    width = duration_s / parts
+    buckets: list[list[float]] = [[] for _ in range(parts)]
+    for at, ms in timed:
+        buckets[min(parts - 1, max(0, int((at - started) / width)))].append(ms)
+    return [{"from_s": round(n * width), "acks": len(b), "p50_ms": _percentile(b, 50),
+             "p99_ms": _percentile(b, 99)} for n, b in enumerate(buckets)]  # fmt: skip
 
 
 def _worker(args: tuple[str, int, list[str], LoadProfile, float, int]) -> dict[str, Any]:
@@ -345,18 +365,22 @@ def site_ids(count: int, prefix: str = "load") -> list[str]:
     return [f"{prefix}-{i:05d}" for i in range(1, count + 1)]
 
 
-def run(host: str, port: int, sites: int, profile: LoadProfile, duration_s: float,
+def run(host: str, port: int | list[int], sites: int, profile: LoadProfile, duration_s: float,
         processes: int = 1, prefix: str = "load") -> dict[str, Any]:
     """Split the sites over processes; sum their results.
 
-    Each run starts every site at seq 1: runs against the same central need their
-    own ``prefix`` (site ids), as an edge never reuses a seq.
+    With several ``port`` values (brokers on ``host``), process ``i`` connects its
+    sites to ``port[i % len(port)]``. Each run starts every site at seq 1: runs
+    against the same central need their own ``prefix`` (site ids), as an edge
+    never reuses a seq.
     """
+    ports = port if isinstance(port, list) else [port]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # one socket per site
     ids = site_ids(sites, prefix)
     chunks = [ids[i::processes] for i in range(processes)]
-    jobs = [(host, port, chunk, profile, duration_s, seed) for seed, chunk in enumerate(chunks)]
+    jobs = [(host, ports[seed % len(ports)], chunk, profile, duration_s, seed)
+            for seed, chunk in enumerate(chunks)]  # fmt: skip
     if processes == 1:
         parts = [_worker(jobs[0])]
     else:
@@ -373,13 +397,21 @@ def run(host: str, port: int, sites: int, profile: LoadProfile, duration_s: floa
     total["ack_p99_ms_worst_process"] = max((p["ack_p99_ms"] or 0) for p in parts)
     total["backlog_samples"] = [sum(s) for s in zip(*(p["backlog_samples"] for p in parts),
                                                     strict=False)]
+    total["ack_windows_worst_process"] = [
+        {"from_s": windows[0]["from_s"], "acks": sum(w["acks"] for w in windows),
+         "p50_ms": max((w["p50_ms"] or 0) for w in windows),
+         "p99_ms": max((w["p99_ms"] or 0) for w in windows)}
+        for windows in zip(*(p["ack_windows"] for p in parts), strict=True)
+    ]  # fmt: skip
     return total
 
 
 def _cmd_loadgen(args: argparse.Namespace) -> int:
     profile = LoadProfile(citizens_per_day=args.citizens_per_day,
-                          telemetry_interval_s=args.telemetry_interval, speed=args.speed)
-    result = run(args.host, args.port, args.sites, profile, args.duration, args.processes,
+                          telemetry_interval_s=args.telemetry_interval, speed=args.speed,
+                          resend_after_s=args.resend_after)
+    ports = [int(p) for p in args.ports.split(",")] if args.ports else [args.port]
+    result = run(args.host, ports, args.sites, profile, args.duration, args.processes,
                  args.prefix)
     print(json.dumps(result, ensure_ascii=False))
     return 0 if result["unacked_at_end"] == 0 else 1
@@ -390,6 +422,9 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     parser.add_argument("--sites", type=int, default=277)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=1883)
+    parser.add_argument("--ports", default="",
+                        help="several brokers on HOST, comma-separated: process i uses the i-th "
+                             "(round robin); overrides --port")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--prefix", default="load",
@@ -397,4 +432,7 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     parser.add_argument("--speed", type=float, default=1.0, help="multiply every rate")
     parser.add_argument("--citizens-per-day", type=float, default=60.0)
     parser.add_argument("--telemetry-interval", type=float, default=60.0)
+    parser.add_argument("--resend-after", type=float, default=RESEND_AFTER_S,
+                        help="resend the outbox when the ack has not moved for this long "
+                             "(the edge's 30 s; shorter in tests)")
     parser.set_defaults(func=_cmd_loadgen)

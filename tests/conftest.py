@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import MosquittoBroker, PostgresCluster
+from tests.servers import MosquittoBroker, PostgresCluster, temporary_postgres
 
 _database_names = itertools.count(1)
 
@@ -39,13 +39,8 @@ def mqtt_broker() -> Iterator[MosquittoBroker]:
 
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[PostgresCluster]:
-    with tempfile.TemporaryDirectory(prefix="onedoor-postgres-") as workdir:
-        cluster = PostgresCluster(Path(workdir))
-        cluster.start()
-        try:
-            yield cluster
-        finally:
-            cluster.stop()
+    with temporary_postgres() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,6 +59,11 @@ class PostgresCluster:
     host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
     _process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process (``runuser``'s when run as root: its child is the postmaster)."""
+        return self._process.pid if self._process is not None else None
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@{self.host}:{self.port}/{database}"
@@ -115,6 +121,19 @@ class PostgresCluster:
             self._process.kill()
             self._process.wait()
         self._process = None
+
+
+@contextmanager
+def temporary_postgres(prefix: str = "onedoor-postgres-") -> Iterator[PostgresCluster]:
+    """A PostgreSQL server of its own in a folder under /tmp (the server runs as user
+    postgres when the tests run as root: pytest's own folders are closed to it)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as workdir:
+        cluster = PostgresCluster(Path(workdir))
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
 
 
 @dataclass(frozen=True)

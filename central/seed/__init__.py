@@ -9,11 +9,16 @@ touches live state or windows an operator has changed.
 
     with sessions.begin() as session:
         counts = load_seed(session)          # SeedCounts(sites=303, services=..., windows=...)
+    specs = seed_specs()                     # the same sites as central.sitespec.SiteSpec
+
+A site offers the catalogue's services of its kind; window 1 of a hall is the
+优先服务专窗 and, like every village window, serves them all; a hall's other
+windows serve one service each, in turn (:func:`site_spec`, also used by
+``onedoor central site add --windows N``).
 """
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +29,8 @@ from sqlalchemy.orm import Session
 
 from central.errors import SeedError
 from central.models import Service, Site, SiteKind, Window
+from central.registry_csv import csv_rows
+from central.sitespec import ServiceSpec, SiteSpec, WindowSpec
 from firmware_protocols.mqtt_topics import is_valid_site_id
 
 SEED_DIR: Final = Path(__file__).parent
@@ -60,13 +67,10 @@ class SeedCounts:
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     """Rows of a CSV file with ``#`` comment lines, as (line number, row)."""
-    with path.open(encoding="utf-8", newline="") as handle:
-        lines = [(n, line) for n, line in enumerate(handle, 1) if not line.startswith("#")]
-    reader = csv.DictReader(line for _, line in lines)
-    for (number, _), row in zip(lines[1:], reader, strict=True):
-        if None in row or any(value is None for value in row.values()):
-            raise SeedError(f"{path.name}:{number}: wrong number of columns")
-        yield number, row
+    try:
+        yield from csv_rows(path.read_text(encoding="utf-8"), path.name)
+    except ValueError as exc:
+        raise SeedError(str(exc)) from None
 
 
 def read_sites(path: Path = SITES_CSV) -> list[SiteRow]:
@@ -114,60 +118,67 @@ def read_services(path: Path = SERVICES_CSV) -> list[ServiceRow]:
     return services
 
 
+def site_spec(site: SiteRow, catalogue: list[ServiceRow]) -> SiteSpec:
+    """The spec of a seed site: the catalogue's services of its kind, ``windows`` windows."""
+    offered = [s for s in catalogue if site.kind in s.kinds]
+    codes = tuple(s.code for s in offered)
+    windows = []
+    for number in range(1, site.windows + 1):
+        serves_all = number == 1 or site.kind is SiteKind.VILLAGE
+        windows.append(WindowSpec(
+            number=number, name=f"{number}号窗口",
+            services=codes if serves_all else (codes[(number - 2) % len(codes)],),
+            priority=number == 1 and site.kind is not SiteKind.VILLAGE))  # fmt: skip
+    return SiteSpec(
+        id=site.id, name=site.name, town=site.town, kind=site.kind, lat=site.lat, lon=site.lon,
+        services=tuple(ServiceSpec(s.code, s.name, s.prefix, s.sla_s) for s in offered),
+        windows=tuple(windows),
+    )  # fmt: skip
+
+
+def seed_specs(sites_csv: Path = SITES_CSV, services_csv: Path = SERVICES_CSV) -> list[SiteSpec]:
+    catalogue = read_services(services_csv)
+    return [site_spec(site, catalogue) for site in read_sites(sites_csv)]
+
+
 def load_seed(
     session: Session, sites_csv: Path = SITES_CSV, services_csv: Path = SERVICES_CSV
 ) -> SeedCounts:
     """Upsert the registry from the seed files inside the caller's transaction."""
-    sites = read_sites(sites_csv)
-    catalogue = read_services(services_csv)
+    specs = seed_specs(sites_csv, services_csv)
     existing = {s.id: s for s in session.scalars(select(Site))}
     have_services = set(session.execute(select(Service.site_id, Service.code)))
     have_windows = set(session.execute(select(Window.site_id, Window.number)))
     added_services = added_windows = 0
-    for row in sites:
-        site = existing.get(row.id)
+    for spec in specs:
+        site = existing.get(spec.id)
         if site is None:
-            site = Site(id=row.id, name=row.name, town=row.town, kind=row.kind)
+            site = Site(id=spec.id, name=spec.name, town=spec.town, kind=spec.kind)
             session.add(site)
         site.name, site.town, site.kind, site.lat, site.lon = (
-            row.name,
-            row.town,
-            row.kind,
-            row.lat,
-            row.lon,
-        )
-        offered = [s for s in catalogue if row.kind in s.kinds]
-        for service in offered:
-            if (row.id, service.code) not in have_services:
-                session.add(
-                    Service(
-                        site_id=row.id,
-                        code=service.code,
-                        name=service.name,
-                        prefix=service.prefix,
-                        sla_s=service.sla_s,
-                    )
-                )
+            spec.name, spec.town, spec.kind, spec.lat, spec.lon)  # fmt: skip
+        for service in spec.services:
+            if (spec.id, service.code) not in have_services:
+                session.add(Service(site_id=spec.id, code=service.code, name=service.name,
+                                    prefix=service.prefix, sla_s=service.sla_s))  # fmt: skip
                 added_services += 1
-        every = [s.code for s in offered]
-        for number in range(1, row.windows + 1):
-            if (row.id, number) in have_windows:
-                continue
-            # Window 1 of a hall is the 优先服务专窗 and, like a village's windows, serves all.
-            serves_all = number == 1 or row.kind is SiteKind.VILLAGE
-            services = every if serves_all else [every[(number - 2) % len(every)]]
-            session.add(
-                Window(
-                    site_id=row.id,
-                    number=number,
-                    name=f"{number}号窗口",
-                    services=services,
-                    priority=number == 1 and row.kind is not SiteKind.VILLAGE,
-                )
-            )
-            added_windows += 1
+        for window in spec.windows:
+            if (spec.id, window.number) not in have_windows:
+                session.add(Window(site_id=spec.id, number=window.number, name=window.name,
+                                   services=list(window.services),
+                                   priority=window.priority))  # fmt: skip
+                added_windows += 1
     session.flush()
-    return SeedCounts(sites=len(sites), services=added_services, windows=added_windows)
+    return SeedCounts(sites=len(specs), services=added_services, windows=added_windows)
 
 
-__all__ = ["SeedCounts", "ServiceRow", "SiteRow", "load_seed", "read_services", "read_sites"]
+__all__ = [
+    "SeedCounts",
+    "ServiceRow",
+    "SiteRow",
+    "load_seed",
+    "read_services",
+    "read_sites",
+    "seed_specs",
+    "site_spec",
+]

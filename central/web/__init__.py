@@ -3,6 +3,7 @@
 ::
 
     central/web/pages.py     /login, /logout, /, /sites/{id}, /alarms, /statistics
+    central/web/fleet.py     the fleet snapshot, towns aggregated, live messages per scope
     central/web/live.py      /live/fleet, /live/sites/{id}, /live/alarms (SSE) + LiveHub
     central/web/progress.py  /q/{token}: the citizens' progress pages (public, no login)
     central/web/render.py    Jinja environment, filters, language, page response
@@ -23,8 +24,9 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from central.web import live, pages, progress
+from central.web.fleet import TOWN_TILES_ABOVE, FleetSnapshot
 from central.web.live import LIVE_INTERVAL_S, LiveHub, sse
-from central.web.pages import COMPACT_ABOVE, TOWNS_PER_PAGE, LoginRequired, fleet_html
+from central.web.pages import LoginRequired, fleet_html
 from central.web.render import TEMPLATES
 from central.web.text import TEXT, translator
 
@@ -46,10 +48,10 @@ def install(app: FastAPI, hub: LiveHub) -> None:
 
 
 __all__ = [
-    "COMPACT_ABOVE",
     "LIVE_INTERVAL_S",
     "TEXT",
-    "TOWNS_PER_PAGE",
+    "TOWN_TILES_ABOVE",
+    "FleetSnapshot",
     "LiveHub",
     "fleet_html",
     "install",

@@ -2,7 +2,7 @@
 
 ::
 
-    GET /live/fleet            changed tiles from the one LiveHub of the process
+    GET /live/fleet?scope=     changed tiles from the one LiveHub of the process
     GET /live/sites/{id}       the site page's live part, re-rendered when it changed
     GET /live/alarms           the alarms table, re-rendered when it changed
 
@@ -10,9 +10,11 @@ The streams need a dashboard session (a bearer header is refused: browsers
 cannot send one on an EventSource, and scripts should use the REST API).
 
 The fleet stream is fed by one :class:`LiveHub` per process that polls the
-database once per interval and pushes only the tiles that changed, so 20,000
-sites cost one query per second however many dashboards are open; it works
-whether ingest runs in this process or in another replica.
+database once per interval and pushes only what changed in each stream's scope
+(every site, the towns of a province, or one town's sites), so 20,000 sites
+cost one query per second however many dashboards are open; it works whether
+ingest runs in this process or in another replica. The hub's latest snapshot
+is also what the fleet page renders from.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -34,7 +37,8 @@ from central.auth import SESSION_COOKIE, Principal
 from central.context import central_of
 from central.errors import Unauthenticated
 from central.queries import ReadModel
-from central.views import HEALTHS, Health
+from central.views import Health
+from central.web.fleet import ALL, FleetSnapshot, count_tiles, live_messages, live_scope
 from central.web.render import chrome, language, render
 
 log = structlog.get_logger(__name__)
@@ -43,49 +47,66 @@ LIVE_INTERVAL_S: Final = 1.0
 KEEPALIVE_S: Final = 15.0
 
 
+REGISTRY_REFRESH_S: Final = 60.0
+"""The hub re-reads names and towns this often (at once when a site appears or goes)."""
+
+
 @dataclass
 class LiveHub:
-    """Polls the fleet's tile states and fans changes out to every open fleet stream."""
+    """Polls the fleet's tile states, keeps the latest :class:`FleetSnapshot`, and fans the
+    changes out to every open fleet stream, each in its scope (:func:`live_messages`)."""
 
     read: ReadModel
     interval_s: float = LIVE_INTERVAL_S
-    _tiles: dict[str, tuple[Health, int]] = field(default_factory=dict)
-    _subscribers: set[asyncio.Queue[str]] = field(default_factory=set)
+    _snapshot: FleetSnapshot | None = None
+    _registry_read_at: float = 0.0
+    _subscribers: dict[asyncio.Queue[str], str] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
 
     def snapshot(self) -> dict[str, tuple[Health, int]]:
         """Health and active-alarm count of every site (one sites query, one alarms query)."""
         return self.read.tile_states()
 
+    def fleet(self) -> FleetSnapshot:
+        """The latest snapshot (the page's source at province scale); read now if none yet."""
+        if self._snapshot is not None:
+            return self._snapshot
+        return FleetSnapshot(self.read.tile_states(), self.read.fleet_registry())
+
     @staticmethod
     def counts(tiles: Iterable[tuple[str, int]]) -> dict[str, int]:
-        found: dict[str, int] = dict.fromkeys(HEALTHS, 0)
-        alarms = 0
-        for health, count in tiles:
-            found[health] += 1
-            alarms += count
-        return {
-            **found,
-            "sites": sum(found.values()),
-            "alarms_active": alarms,
-            "online": found["ok"] + found["warn"] + found["alarm"],
-        }
+        return count_tiles(tiles)
+
+    def _next_snapshot(self) -> FleetSnapshot:
+        """Runs in a worker thread: the tile states, and the registry when it may have moved."""
+        tiles = self.read.tile_states()
+        previous = self._snapshot
+        now = time.monotonic()
+        if (previous is None or now - self._registry_read_at > REGISTRY_REFRESH_S
+                or len(tiles) != len(previous.registry)
+                or not tiles.keys() <= previous.registry.keys()):  # fmt: skip
+            self._registry_read_at = now
+            return FleetSnapshot(tiles, self.read.fleet_registry())
+        return FleetSnapshot(tiles, previous.registry)
 
     async def poll_once(self) -> None:
-        tiles = await run_in_threadpool(self.snapshot)
-        changed = [
-            [site_id, health, count]
-            for site_id, (health, count) in tiles.items()
-            if self._tiles.get(site_id) != (health, count)
-        ]
-        self._tiles = tiles
-        if changed and self._subscribers:
-            message = sse("tiles", {"tiles": changed, "counts": self.counts(tiles.values())})
-            for queue in list(self._subscribers):
-                try:
-                    queue.put_nowait(message)
-                except asyncio.QueueFull:  # a stalled client: drop it, its page reconnects
-                    self._subscribers.discard(queue)
+        after = await run_in_threadpool(self._next_snapshot)
+        before, self._snapshot = self._snapshot, after
+        if not self._subscribers:
+            return
+        messages = live_messages(before, after, set(self._subscribers.values()))
+        if not messages:
+            return
+        at = int(time.time() * 1000)  # lets a page measure how far behind it is
+        framed = {scope: sse("tiles", {**body, "at": at}) for scope, body in messages.items()}
+        for queue, scope in list(self._subscribers.items()):
+            message = framed.get(scope)
+            if message is None:
+                continue
+            try:
+                queue.put_nowait(message)
+            except asyncio.QueueFull:  # a stalled client: drop it, its page reconnects
+                self._subscribers.pop(queue, None)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -110,13 +131,14 @@ class LiveHub:
             self._task = None
 
     @contextlib.contextmanager
-    def subscribe(self) -> Iterator[asyncio.Queue[str]]:
+    def subscribe(self, scope: str = ALL) -> Iterator[asyncio.Queue[str]]:
+        """A queue of this scope's ``tiles`` events (see :func:`live_messages`)."""
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=100)
-        self._subscribers.add(queue)
+        self._subscribers[queue] = live_scope(scope)
         try:
             yield queue
         finally:
-            self._subscribers.discard(queue)
+            self._subscribers.pop(queue, None)
 
 
 def sse(event: str, data: Any) -> str:
@@ -163,12 +185,14 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/live/fleet")
-async def live_fleet(request: Request) -> StreamingResponse:
+async def live_fleet(request: Request, scope: str = ALL) -> StreamingResponse:
+    """Changed tiles once per hub poll: every site (``all``), the province's towns
+    (``towns``) or one town's sites (``town:<name>``), as the page shows them."""
     _stream_principal(request)
     hub = hub_of(request)
 
     async def produce() -> AsyncIterator[str]:
-        with hub.subscribe() as queue:
+        with hub.subscribe(scope) as queue:
             yield sse("hello", {"interval_s": hub.interval_s})
             while True:
                 try:
@@ -230,4 +254,12 @@ async def live_alarms(request: Request) -> StreamingResponse:
     return _fragment_stream(request, fragment)
 
 
-__all__ = ["KEEPALIVE_S", "LIVE_INTERVAL_S", "LiveHub", "hub_of", "router", "sse"]
+__all__ = [
+    "KEEPALIVE_S",
+    "LIVE_INTERVAL_S",
+    "REGISTRY_REFRESH_S",
+    "LiveHub",
+    "hub_of",
+    "router",
+    "sse",
+]

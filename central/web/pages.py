@@ -3,7 +3,8 @@
 ::
 
     GET  /login, POST /login, POST /logout     log in with an access token -> session cookie
-    GET  /                                     fleet overview: tiles by town, counts, filters
+    GET  /                                     fleet overview: sites by town (a province: one
+                                               tile per town, drill down), counts, filters
     GET  /sites/{id}                           windows, queues, devices, events, today's charts
     GET  /alarms                               active alarms (acknowledge: operator)
     GET  /statistics                           date range, scope, CSV download
@@ -18,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -42,16 +43,13 @@ from central.errors import (
 )
 from central.limits import cross_origin
 from central.views import HEALTHS, FleetTile
-from central.web.live import LiveHub
+from central.web.fleet import ALL, TOWN_PREFIX, TOWN_TILES_ABOVE, TOWNS, FleetSnapshot, TownTile
+from central.web.live import hub_of
 from central.web.render import chrome, html_response, language, page, render
 from central.web.text import translator
 
 log = structlog.get_logger(__name__)
 
-COMPACT_ABOVE: Final = 2000
-"""Above this many sites the fleet page draws compact tiles (colour only, name on hover)."""
-TOWNS_PER_PAGE: Final = 50
-"""Town groups per page of a compact (large) fleet page."""
 TELEMETRY_HOURS: Final = 6
 RECENT_EVENTS: Final = 30
 
@@ -153,19 +151,11 @@ class TownGroup:
     offline: int
     alarmed: int
     tiles_html: Markup
-    """The group's tiles, built in Python: 20,000 Jinja loop bodies cost seconds."""
+    """The group's tiles, built in Python: thousands of Jinja loop bodies cost seconds."""
 
 
-def _tiles_html(tiles: Sequence[FleetTile], compact: bool) -> Markup:
+def _tiles_html(tiles: Sequence[FleetTile]) -> Markup:
     # Site ids match the contract's [a-z0-9_-] pattern: only names need escaping.
-    if compact:
-        return Markup(
-            "".join(
-                f'<a id="t-{t.id}" class="t {t.health}" href="/sites/{t.id}" '
-                f'title="{escape(t.name)} ({t.id})"></a>'
-                for t in tiles
-            )
-        )
     return Markup(
         "".join(
             f'<a id="t-{t.id}" class="t {t.health}" href="/sites/{t.id}" title="{t.id}">'
@@ -175,7 +165,7 @@ def _tiles_html(tiles: Sequence[FleetTile], compact: bool) -> Markup:
     )
 
 
-def group_by_town(tiles: Iterable[FleetTile], compact: bool) -> list[TownGroup]:
+def group_by_town(tiles: Iterable[FleetTile]) -> list[TownGroup]:
     groups: dict[str, list[FleetTile]] = {}
     for tile in tiles:
         groups.setdefault(tile.town, []).append(tile)
@@ -185,10 +175,28 @@ def group_by_town(tiles: Iterable[FleetTile], compact: bool) -> list[TownGroup]:
             len(members),
             sum(1 for t in members if t.health == "offline"),
             sum(1 for t in members if t.health in ("alarm", "warn")),
-            _tiles_html(members, compact),
+            _tiles_html(members),
         )
         for town, members in groups.items()
     ]
+
+
+def town_tiles_html(towns: Sequence[TownTile], query: dict[str, str],
+                    t: Callable[[str], str]) -> Markup:
+    """One tile per town: its colour, its counts, a link to its sites (the drill-down)."""
+    out = []
+    for town in towns:
+        href = "/?" + urllib.parse.urlencode({**query, "town": town.town})
+        name = escape(town.town)
+        out.append(
+            f'<a class="t town {town.health}" href="{escape(href)}" data-town="{name}">'
+            f"<span>{name}</span><small>"
+            f'<i data-n="sites">{town.sites}</i> {t("sites")} · '
+            f'<i data-n="offline">{town.offline}</i> {t("offline")} · '
+            f'<i data-n="alarm">{town.alarm + town.warn}</i> {t("alarm_short")}'
+            "</small></a>"
+        )
+    return Markup("".join(out))
 
 
 def fleet_html(
@@ -199,63 +207,55 @@ def fleet_html(
     q: str,
     health: str,
     town: str,
-    page_no: int = 1,
+    snapshot: FleetSnapshot | None = None,
 ) -> str:
     """The fleet page (also what :mod:`central.bench_web` times).
 
-    Large fleets are paginated by town groups (:data:`TOWNS_PER_PAGE`) so that a
-    browser never lays out more than about a thousand tiles; the counts at the
-    top, the filters and the search always cover the whole fleet.
+    ``snapshot``: the live hub's latest (a province renders from memory); without one
+    the fleet is read now. Above :data:`TOWN_TILES_ABOVE` shown sites and no town
+    chosen, the page draws one tile per town and a click drills down to the town's
+    sites; the counts at the top, the filters and the search cover the whole fleet.
     """
-    everything = central.read.fleet_tiles()
-    towns = sorted({t.town for t in everything})
-    shown = [
-        t
-        for t in everything
-        if (not town or t.town == town)
-        and (not health or t.health == health)
-        and (not q or q in t.id or q in t.name or q in t.town)
-    ]
-    compact = len(shown) > COMPACT_ABOVE
-    shown_towns = list(dict.fromkeys(t.town for t in shown))
-    pages = max(1, -(-len(shown_towns) // TOWNS_PER_PAGE)) if compact else 1
-    page_no = min(max(page_no, 1), pages)
-    if pages > 1:
-        on_page = set(shown_towns[(page_no - 1) * TOWNS_PER_PAGE : page_no * TOWNS_PER_PAGE])
-        visible = [t for t in shown if t.town in on_page]
+    if snapshot is None:
+        snapshot = FleetSnapshot(central.read.tile_states(), central.read.fleet_registry())
+    shown = snapshot.sites(q=q, health=health, town=town)
+    by_town = not town and len(shown) > TOWN_TILES_ABOVE
+    query = {k: v for k, v in {"q": q, "health": health}.items() if v}
+    t = translator(lang)
+    if by_town:
+        towns = snapshot.towns(shown)
+        fleet = town_tiles_html(towns, query, t)
+        scope = TOWNS if not query else ""  # filtered town counts: no live recount
     else:
-        visible = shown
-    totals = LiveHub.counts((t.health, t.alarms) for t in everything)
-    query = {k: v for k, v in {"q": q, "health": health, "town": town}.items() if v}
+        towns = []
+        fleet = Markup("")
+        scope = f"{TOWN_PREFIX}{town}" if town and not query else ALL
     return render(
         "fleet.html",
         **chrome(lang, principal),
         path="/",
-        groups=group_by_town(visible, compact),
+        groups=[] if by_town else group_by_town(shown),
+        town_tiles=fleet,
+        town_count=len(towns),
+        by_town=by_town,
         shown=len(shown),
-        totals=totals,
-        towns=towns,
-        compact=compact,
+        totals=snapshot.counts(),
+        towns=snapshot.town_names(),
         q=q,
         health=health,
         town=town,
         healths=HEALTHS,
-        page_no=page_no,
-        pages=pages,
-        page_links=[
-            (n, "/?" + urllib.parse.urlencode({**query, "page": n})) for n in range(1, pages + 1)
-        ],
+        live_scope=scope,
+        overview_href="/?" + urllib.parse.urlencode(query) if query else "/",
     )
 
 
 @router.get("/")
-def fleet_page(
-    request: Request, q: str = "", health: str = "", town: str = "", page: int = 1
-) -> HTMLResponse:
+def fleet_page(request: Request, q: str = "", health: str = "", town: str = "") -> HTMLResponse:
     principal = page_principal(request)
     lang = language(request)
     html = fleet_html(central_of(request), principal, lang, q=q.strip()[:100], health=health,
-                      town=town, page_no=page)  # fmt: skip
+                      town=town[:100], snapshot=hub_of(request).fleet())  # fmt: skip
     return html_response(request, html, lang)
 
 
@@ -360,12 +360,11 @@ def statistics_page(
 
 
 __all__ = [
-    "COMPACT_ABOVE",
-    "TOWNS_PER_PAGE",
     "LoginRequired",
     "TownGroup",
     "fleet_html",
     "group_by_town",
     "page_principal",
     "router",
+    "town_tiles_html",
 ]

@@ -297,6 +297,9 @@ def test_metrics_exposition(env: RunningApp) -> None:
         )
     assert 'onedoor_central_alarms_active{severity="critical"}' in response.text
     assert "onedoor_central_http_requests_total{" in response.text
+    assert 'onedoor_central_ingest_cpu_seconds_total{stage="decode"}' in response.text
+    assert 'onedoor_central_ingest_cpu_seconds_total{stage="mqtt.receive"}' in response.text
+    assert "onedoor_central_ingest_committed_total " in response.text
 
 
 def _samples(exposition: str) -> dict[str, str]:

@@ -24,6 +24,17 @@ EXPECTED: dict[tuple[str, str], Role | str] = {
     ("GET", "/api/v1/sites"): Role.VIEWER,
     ("GET", "/api/v1/sites/{site_id}"): Role.VIEWER,
     ("PATCH", "/api/v1/sites/{site_id}"): Role.ADMIN,
+    ("POST", "/api/v1/sites"): Role.ADMIN,
+    ("POST", "/api/v1/sites/{site_id}/retire"): Role.ADMIN,
+    ("POST", "/api/v1/sites/{site_id}/restore"): Role.ADMIN,
+    ("PUT", "/api/v1/sites/{site_id}/services/{code}"): Role.ADMIN,
+    ("DELETE", "/api/v1/sites/{site_id}/services/{code}"): Role.ADMIN,
+    ("PUT", "/api/v1/sites/{site_id}/windows/{number}"): Role.ADMIN,
+    ("DELETE", "/api/v1/sites/{site_id}/windows/{number}"): Role.ADMIN,
+    ("GET", "/api/v1/registry/{part}.csv"): Role.OPERATOR,
+    ("POST", "/api/v1/registry/import"): Role.ADMIN,
+    ("GET", "/api/v1/audit"): Role.ADMIN,
+    ("GET", "/api/v1/audit.csv"): Role.ADMIN,
     ("GET", "/api/v1/sites/{site_id}/telemetry"): Role.VIEWER,
     ("GET", "/api/v1/events"): Role.VIEWER,
     ("GET", "/api/v1/alarms"): Role.VIEWER,
@@ -67,6 +78,9 @@ PARAMS = {
     "command_id": str(uuid.UUID(int=1)),
     "token_id": "deadbeef",
     "stop_id": "stop-unknown",
+    "code": "nosuch",
+    "number": "99",
+    "part": "sites",
 }
 BODIES = {
     ("PATCH", "/api/v1/sites/{site_id}"): {"expected_config_version": "cfg-7"},
@@ -78,6 +92,10 @@ BODIES = {
     ("POST", "/api/v1/tokens"): {"role": "viewer", "name": "matrix"},
     ("POST", "/api/v1/issuing/stops"): {"scope": "site", "target": "zs-city", "reason": "演练"},
     ("PUT", "/api/v1/calendar"): {"holidays": ["2027-01-01"]},
+    ("POST", "/api/v1/sites"): {"id": "zs-matrix", "name": "矩阵", "town": "镇", "kind": "village"},
+    ("PUT", "/api/v1/sites/{site_id}/services/{code}"): {"name": "x", "prefix": "Q"},
+    ("PUT", "/api/v1/sites/{site_id}/windows/{number}"): {"services": ["nosuch"]},
+    ("POST", "/api/v1/registry/import"): {"sites": "id,name,town,kind\n"},
 }
 ROLES: list[Role | None] = [None, Role.VIEWER, Role.OPERATOR, Role.ADMIN]
 

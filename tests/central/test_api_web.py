@@ -13,7 +13,9 @@ from central.bench_web import synthetic_fleet
 from central.config import CentralConfig
 from central.context import Central
 from central.db import make_engine, migrate, session_factory
-from central.web import COMPACT_ABOVE, TEXT, TOWNS_PER_PAGE, LiveHub, fleet_html, sse
+from central.views import Health
+from central.web import TEXT, TOWN_TILES_ABOVE, FleetSnapshot, LiveHub, fleet_html, sse
+from central.web.fleet import ALL, TOWNS, live_messages, town_health
 from tests.central.test_api_support import TEST_HOSTS
 
 VIEWER = Principal("0123abcd", "manager", Role.VIEWER)
@@ -36,25 +38,68 @@ def big_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
     engine.dispose()
 
 
-def test_large_fleet_is_compact_and_paginated_by_town(big_fleet: Central) -> None:
-    assert COMPACT_ABOVE < 3000
+def test_a_province_is_shown_town_by_town(big_fleet: Central) -> None:
+    assert TOWN_TILES_ABOVE < 3000
     html = fleet_html(big_fleet, VIEWER, "zh", q="", health="", town="")
-    assert 'class="fleet compact"' in html
-    assert html.count('<section class="town">') == TOWNS_PER_PAGE
-    assert len(re.findall(r'<a id="t-', html)) == TOWNS_PER_PAGE * 20
+    assert 'class="fleet by-town" data-live="towns"' in html
+    towns = re.findall(r'<a class="t town (\w+)" href="([^"]+)" data-town="([^"]+)"', html)
+    assert len(towns) == 150  # one tile per town, no site tile
+    assert '<a id="t-' not in html
     assert 'data-count="sites">3000<' in html  # the counts cover the whole fleet
-    assert html.count('href="/?page=') == 3  # 150 towns / 50 per page
-    last = fleet_html(big_fleet, VIEWER, "zh", q="", health="", town="", page_no=3)
-    assert "<h2>第0150镇" in last
-    assert "<h2>第0001镇" not in last
-    clamped = fleet_html(big_fleet, VIEWER, "zh", q="", health="", town="", page_no=99)
-    assert clamped == last
+    health, href, name = towns[76]
+    assert name == "第0077镇"
+    assert href == "/?town=%E7%AC%AC0077%E9%95%87"
+    assert health == "warn"  # two of its 20 villages offline, the rest online
+    assert '<i data-n="sites">20</i>' in html
+
+
+def test_a_town_drills_down_to_its_sites(big_fleet: Central) -> None:
+    html = fleet_html(big_fleet, VIEWER, "zh", q="", health="", town="第0077镇")
+    sites = re.findall(r'<a id="t-([^"]+)"', html)
+    assert sites == [f"p-0076-{n:02d}" for n in range(20)]
+    assert 'data-live="town:第0077镇"' in html
+    assert 'id="all-towns"' in html  # the way back up
+
+
+def test_filtered_towns_keep_the_filter_on_the_way_down(big_fleet: Central) -> None:
+    html = fleet_html(big_fleet, VIEWER, "zh", q="村", health="ok", town="")
+    assert 'data-live=""' in html  # per-town counts of a filter are not recounted live
+    href = re.findall(r'<a class="t town \w+" href="([^"]+)"', html)[0]
+    assert href.startswith("/?q=%E6%9D%91&amp;health=ok&amp;town=")
+
+
+def test_live_messages_are_scoped_to_what_a_page_shows() -> None:
+    registry = {"a-1": ("甲一", "甲镇"), "a-2": ("甲二", "甲镇"), "b-1": ("乙一", "乙镇")}
+    before = FleetSnapshot({"a-1": ("ok", 0), "a-2": ("ok", 0), "b-1": ("ok", 0)}, registry)
+    after = FleetSnapshot({"a-1": ("alarm", 1), "a-2": ("ok", 0), "b-1": ("ok", 0)}, registry)
+    messages = live_messages(before, after, {ALL, TOWNS, "town:甲镇", "town:乙镇"})
+    assert messages[ALL]["tiles"] == [["a-1", "alarm", 1]]
+    assert messages[TOWNS]["towns"] == [["甲镇", "alarm", 2, 1, 0, 0, 1]]
+    assert messages["town:甲镇"]["tiles"] == [["a-1", "alarm", 1]]
+    assert messages["town:乙镇"]["tiles"] == []
+    assert messages[ALL]["counts"]["alarm"] == 1
+    assert live_messages(after, after, {ALL, TOWNS}) == {}
+
+
+@pytest.mark.parametrize(
+    ("found", "health"),
+    [
+        ({"ok": 3}, "ok"),
+        ({"ok": 3, "offline": 1}, "warn"),
+        ({"offline": 4}, "offline"),
+        ({"unknown": 2}, "unknown"),
+        ({"ok": 1, "warn": 1}, "warn"),
+        ({"ok": 1, "warn": 1, "alarm": 1}, "alarm"),
+    ],
+)
+def test_town_colour(found: dict[Health, int], health: Health) -> None:
+    assert town_health(found) == health
 
 
 def test_filters_cover_the_whole_fleet(big_fleet: Central) -> None:
     offline = fleet_html(big_fleet, VIEWER, "zh", q="", health="offline", town="")
     assert len(re.findall(r'<a id="t-', offline)) == 300  # every tenth site
-    assert 'class="fleet"' in offline  # small enough for named tiles again
+    assert 'class="fleet" data-live="all"' in offline  # few enough to show every site
     one = fleet_html(big_fleet, VIEWER, "en", q="第77镇第3村", health="", town="")
     assert re.findall(r'<a id="t-([^"]+)"', one) == ["p-0076-02"]
     assert ">Fleet<" in one
@@ -156,8 +201,10 @@ def test_every_refusal_carries_its_status() -> None:
     assert statuses == {
         "RequestError": 400, "BadRequest": 400, "AuthError": 401, "Unauthenticated": 401,
         "Forbidden": 403, "NotFound": 404, "UnknownSite": 404, "UnknownAlarm": 404,
-        "UnknownCommand": 404, "UnknownToken": 404, "PayloadTooLarge": 413,
-        "InvalidRequest": 422, "CommandRefused": 422, "TooManyRequests": 429,
+        "UnknownCommand": 404, "UnknownToken": 404, "UnknownService": 404,
+        "UnknownWindow": 404, "Conflict": 409, "PayloadTooLarge": 413,
+        "InvalidRequest": 422, "CommandRefused": 422, "RegistryRefused": 422,
+        "TooManyRequests": 429,
         "Unavailable": 503,
     }  # fmt: skip
     assert str(errors.UnknownSite("zs-x")) == "unknown site 'zs-x'"  # not KeyError's repr
@@ -170,8 +217,9 @@ def test_every_refusal_carries_its_status() -> None:
 def test_public_names_of_the_http_side_exist() -> None:
     import importlib
 
-    for name in ("access", "api", "buckets", "context", "errors", "inventory", "limits",
-                 "metrics", "queries", "registry", "views", "web", "web.live", "web.pages",
-                 "web.render", "web.text"):  # fmt: skip
+    for name in ("access", "api", "audit", "backup", "buckets", "cli_registry", "context",
+                 "errors", "inventory", "limits", "metrics", "queries", "registry",
+                 "registry_csv", "retention", "sitespec", "views", "web", "web.live",
+                 "web.pages", "web.render", "web.text"):  # fmt: skip
         module = importlib.import_module(f"central.{name}")
         assert all(hasattr(module, public) for public in module.__all__), name

@@ -28,6 +28,7 @@ from central.service import CentralService
 from central.views import SiteState
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.mqtt_topics import state_topic
+from onedoor.broker import bridge_config
 from tests.central.edge_sim import EdgeClient
 from tests.central.http_capture import capture_server
 from tests.central.sim import SimSite, called
@@ -369,3 +370,43 @@ def test_send_command_refuses_what_the_contract_refuses(
         service.engine.dispose()
 
     _run(main())
+
+
+def test_a_site_on_a_bridged_broker_is_served_like_one_on_the_hub(
+    mqtt_broker: MosquittoBroker,
+    db_url: str,
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    sites: list[str],
+    tmp_path: Path,
+) -> None:
+    """Two Mosquittos joined by ``bridge_config``: the central on the hub, a site on the
+    spoke. Its state, events and Will reach the central; acks and commands reach it."""
+    spoke = MosquittoBroker(tmp_path / "spoke", extra_config=bridge_config(
+        f"spoke-{uuid.uuid4().hex[:6]}", mqtt_broker.host, mqtt_broker.port))  # fmt: skip
+    spoke.start()
+    site_id = sites[1]
+
+    async def main() -> None:
+        async with CentralService(_config(mqtt_broker, db_url), engine=engine) as central:
+            await _connected(central)
+            sim = SimSite(site_id)
+            edge = await asyncio.to_thread(EdgeClient, spoke.host, spoke.port, sim)
+            try:
+                await asyncio.sleep(1.0)  # the bridge has subscribed on the hub
+                edge.send(sim.state("online"), *(sim.event(called()) for _ in range(10)))
+                await asyncio.to_thread(edge.wait_ack, 10)
+                await central.send_command(site_id, mm.ReprintArgs(ticket="A001"))
+                command = await asyncio.to_thread(edge.wait_command)
+                assert command.args == mm.ReprintArgs(ticket="A001")
+                await _until(lambda: site_state(central, site_id).site.online)
+                edge.die()  # the Will, published on the spoke, goes over the bridge
+                await _until(lambda: not site_state(central, site_id).site.online)
+            finally:
+                edge.close()
+        assert site_state(central, site_id).site.acked_seq == 10
+
+    try:
+        _run(main())
+    finally:
+        spoke.stop()

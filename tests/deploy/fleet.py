@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -303,6 +304,27 @@ class CentralServer:
     def site(self, site_id: str) -> dict[str, Any]:
         data: dict[str, Any] = self.get(f"/api/v1/sites/{site_id}")
         return data
+
+    def text(self, path: str) -> str:
+        request = urllib.request.Request(f"{self.url}{path}",
+                                         headers={"Authorization": f"Bearer {self.admin_token}"})
+        with urllib.request.urlopen(request, timeout=20) as response:
+            body: bytes = response.read()
+        return body.decode("utf-8")
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        """An admin request with a JSON body; an HTTP error fails with the central's answer."""
+        request = urllib.request.Request(
+            f"{self.url}{path}", method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self.admin_token}",
+                     "Content-Type": "application/json"})  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(f"{method} {path}: HTTP {exc.code} {exc.read()[:2000]!r}") \
+                from None
 
     def log_events(self, event: str) -> int:
         """How many log lines of the central name ``event``."""

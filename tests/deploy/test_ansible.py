@@ -53,6 +53,7 @@ from tests.deploy.fleet import (
     run_playbook,
     wait_for,
 )
+from tests.servers import PostgresCluster
 
 # --------------------------------------------------------------------------- lint, idempotence
 
@@ -427,6 +428,48 @@ def test_the_central_signs_sessions_with_the_roles_secret(
     assert "session_secret_random" not in log
     assert secret not in log
     assert DATABASE_PASSWORD not in log
+
+
+def test_the_central_backs_its_database_up_every_night(
+    deployment: Deployment, central_server: CentralServer, postgres_cluster: PostgresCluster,
+) -> None:
+    """The role's timer runs `onedoor-central backup` on the first central only; what it
+    writes restores with the README's command into a new database, the same registry in it."""
+    units = deployment.root(CENTRAL) / "etc/systemd/system"
+    service, timer = (units / "onedoor-central-backup.service",
+                      units / "onedoor-central-backup.timer")  # fmt: skip
+    assert "OnCalendar=*-*-* 02:30:00" in timer.read_text()
+    assert not (deployment.root(CENTRAL_2) / "etc/systemd/system"
+                / "onedoor-central-backup.timer").exists()  # fmt: skip
+    _systemd_analyze_verify(service)
+    _systemd_analyze_verify(timer)
+    [command] = [line.removeprefix("ExecStart=") for line in service.read_text().splitlines()
+                 if line.startswith("ExecStart=")]  # fmt: skip
+    folder = deployment.root(CENTRAL) / "var/backups/onedoor-central"
+    assert f"backup --dir {folder} --keep 14" in command
+    done = subprocess.run(command.split(), capture_output=True, text=True, timeout=300,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    [dump] = folder.glob("central-*.dump")
+    assert dump.stat().st_mode & 0o777 == 0o600
+    assert DATABASE_PASSWORD not in done.stdout + done.stderr
+
+    restored = postgres_cluster.create_database("onedoor_restored")
+    loaded = subprocess.run([str(VENV_BIN / "onedoor"), "central", "restore", "--from", str(dump)],
+                            env={**os.environ, "ONEDOOR_CENTRAL_DATABASE_URL": restored},
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    import psycopg
+
+    url = make_url(read_env_file(deployment.root(CENTRAL) / "etc/onedoor/central.env")[
+        "ONEDOOR_CENTRAL_DATABASE_URL"])  # fmt: skip
+    query = "SELECT count(*), string_agg(id, ',' ORDER BY id) FROM sites"
+    with psycopg.connect(host=url.host, port=url.port, user=url.username,
+                         password=DATABASE_PASSWORD, dbname=url.database) as live:
+        expected = live.execute(query).fetchone()
+    with psycopg.connect(make_url(restored).set(drivername="postgresql")
+                         .render_as_string(hide_password=False)) as copy:  # fmt: skip
+        assert copy.execute(query).fetchone() == expected
 
 
 # --------------------------------------------------------------------------- a running daemon

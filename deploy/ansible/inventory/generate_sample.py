@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write the sample static inventory from the central's registry seed.
+"""Write the sample static inventory from the central's registry seed (or a registry export).
 
 The central registry is the source of truth; its seed (``central/seed/sites.csv``
 and ``services.csv``, SAMPLE DATA) becomes ``inventory/sample/``:
@@ -8,16 +8,21 @@ and ``services.csv``, SAMPLE DATA) becomes ``inventory/sample/``:
   kind groups ``village`` and ``hall`` (``district``, ``city_hall``), and the
   ``broker`` and ``central`` hosts;
 - ``group_vars/town_<id>.yml``: the town's name;
-- ``host_vars/<site>.yml``: the registry's variables of the site and its
-  services and windows, exactly as the dynamic inventory ``onedoor_central.py``
-  would give them for a freshly seeded central (it shares the functions).
+- ``host_vars/<site>.yml``: the registry's variables of the site, its services,
+  windows and (when the registry has them) opening hours, exactly as the
+  dynamic inventory ``onedoor_central.py`` gives them for a freshly seeded
+  central: both come from ``central.inventory.site_variables``.
 
 Run from the repository root (``--check`` exits 1 if the files are stale)::
 
     .venv/bin/python deploy/ansible/inventory/generate_sample.py [--check]
 
-Generated files are overwritten: keep hand edits in the playbook-level
-``group_vars/``. In production, use the dynamic inventory instead.
+``--registry DIR`` writes the inventory of a running central's registry instead,
+from its export (``onedoor central site export --dir DIR``: ``sites.csv``,
+``services.csv``, ``windows.csv``; retired sites are left out), e.g. into
+``--output inventory/production`` for a control node that cannot reach the
+central. Generated files are overwritten: keep hand edits in the playbook-level
+``group_vars/``. In production, prefer the dynamic inventory.
 """
 
 from __future__ import annotations
@@ -41,34 +46,33 @@ for path in (REPO_ROOT, INVENTORY_DIR):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from onedoor_central import (  # noqa: E402
-    HALL_KINDS,
-    edge_services,
-    edge_windows,
-    town_group,
-)
+from onedoor_central import HALL_KINDS, town_group  # noqa: E402
 
-from central.seed import ServiceRow, SiteRow, read_services, read_sites  # noqa: E402
+from central.inventory import site_variables  # noqa: E402
+from central.registry_csv import read_sheet  # noqa: E402
+from central.seed import seed_specs  # noqa: E402
+from central.sitespec import SiteSpec  # noqa: E402
 
 
-def seeded_windows(site: SiteRow, offered: list[ServiceRow]) -> list[dict[str, Any]]:
-    """The windows ``central.seed.load_seed`` creates: window 1 of a hall is the
-    优先服务专窗 and serves everything, like every village window; the other
-    windows of a hall serve one service each, in turn."""
-    codes = [service.code for service in offered]
-    return [{"number": number,
-             "services": codes if number == 1 or site.kind == "village"
-             else [codes[(number - 2) % len(codes)]],
-             "priority": number == 1 and site.kind != "village"}
-            for number in range(1, site.windows + 1)]
+def registry_export(folder: Path) -> tuple[list[SiteSpec], dict[str, int]]:
+    """The sites in service of a registry export (the three CSV files in ``folder``) and
+    their registry revisions."""
+    texts = {part: (folder / f"{part}.csv").read_text(encoding="utf-8")
+             for part in ("sites", "services", "windows")}
+    sheet = read_sheet(**texts)
+    if sheet.problems:
+        raise SystemExit("\n".join(sheet.problems))
+    return sheet.specs(), sheet.revisions
 
 
-def render(sites: list[SiteRow], services: list[ServiceRow]) -> dict[Path, str]:
-    """Every generated file, path relative to ``inventory/sample``, with its text."""
+def render(sites: list[SiteSpec], revisions: dict[str, int] | None = None) -> dict[Path, str]:
+    """Every generated file, path relative to ``inventory/sample``, with its text; with
+    ``revisions`` each site's ``onedoor_registry_revision`` too (a push refuses an
+    inventory older than the registry)."""
     district_of_town = {s.town: s.id for s in sites if s.kind == "district"}
     missing = sorted({s.town for s in sites} - district_of_town.keys())
     if missing:
-        raise SystemExit(f"towns without a district centre in the seed: {', '.join(missing)}")
+        raise SystemExit(f"towns without a district centre: {', '.join(missing)}")
     towns: dict[str, dict[str, Any]] = {}
     for site in sites:
         group = towns.setdefault(town_group(district_of_town[site.town]), {"hosts": {}})
@@ -86,17 +90,10 @@ def render(sites: list[SiteRow], services: list[ServiceRow]) -> dict[Path, str]:
         files[Path("group_vars") / f"{town_group(district_id)}.yml"] = _dump(
             {"onedoor_town": town}, flow_leaves=False)
     for site in sites:
-        offered = [s for s in services if site.kind in s.kinds]
-        catalogue = [{"code": s.code, "name": s.name, "prefix": s.prefix, "sla_s": s.sla_s}
-                     for s in offered]
-        host = {
-            "onedoor_site_id": site.id,
-            "onedoor_site_name": site.name,
-            "onedoor_site_kind": str(site.kind),
-            "edge_services": edge_services(catalogue),
-            "edge_windows": edge_windows(site.kind, seeded_windows(site, offered)),
-        }
-        files[Path("host_vars") / f"{site.id}.yml"] = _dump(host)
+        variables = site_variables(site)
+        if revisions is not None:
+            variables["onedoor_registry_revision"] = revisions.get(site.id, 0)
+        files[Path("host_vars") / f"{site.id}.yml"] = _dump(variables)
     return files
 
 
@@ -126,13 +123,18 @@ def _generated(root: Path) -> set[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="write inventory/sample from central/seed")
+    parser = argparse.ArgumentParser(description="write inventory/sample from central/seed "
+                                                 "(or from a registry export)")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 if the committed files differ from the seed")
     parser.add_argument("--output", type=Path, default=SAMPLE_DIR)
+    parser.add_argument("--registry", type=Path, metavar="DIR",
+                        help="a registry export (sites.csv, services.csv, windows.csv) "
+                             "instead of the seed")
     args = parser.parse_args(argv)
-    files = {args.output / path: text
-             for path, text in render(read_sites(), read_services()).items()}
+    sites, revisions = ((seed_specs(), None) if args.registry is None
+                        else registry_export(args.registry))
+    files = {args.output / path: text for path, text in render(sites, revisions).items()}
     stale = {p for p in _generated(args.output) if p not in files}
     changed = sorted(p for p, text in files.items()
                      if not p.is_file() or p.read_text(encoding="utf-8") != text)

@@ -2,9 +2,8 @@
 """Ansible dynamic inventory from the onedoor central registry (the single source of truth).
 
 Reads ``GET {ONEDOOR_CENTRAL_URL}/api/v1/inventory`` with
-``Authorization: Bearer {ONEDOOR_CENTRAL_TOKEN}`` (an operator token), then each
-site's services and windows from ``GET /api/v1/sites/{id}``, and prints the
-inventory in Ansible's script protocol::
+``Authorization: Bearer {ONEDOOR_CENTRAL_TOKEN}`` (an operator token), one request
+for the whole fleet, and prints the inventory in Ansible's script protocol::
 
     ONEDOOR_CENTRAL_URL=https://onedoor.zs.example.cn ONEDOOR_CENTRAL_TOKEN=od_... \\
         ansible-playbook -i inventory/onedoor_central.py edge-config.yml --limit town_zs_xiaolan
@@ -15,14 +14,16 @@ functions below): ``edge`` holds one group per town, ``town_<district site id>``
 are the children of ``hall``); ``broker`` and ``central`` hold the hosts named by
 ``ONEDOOR_BROKER_HOSTS`` (required: without a broker the sites' configs would
 name none) and ``ONEDOOR_CENTRAL_HOSTS`` (default: the host of
-``ONEDOOR_CENTRAL_URL``), comma-separated. Host variables are the registry's
-(``onedoor_site_id``, ``onedoor_site_name``, ``onedoor_town``, ``onedoor_site_kind``)
-plus ``edge_services`` and ``edge_windows``, as in the sample, and the registry's
-live state, which only the central knows (``LIVE_VARIABLES``).
+``ONEDOOR_CENTRAL_URL``), comma-separated. Host variables are the central's, made
+from its registry by ``central.inventory`` as for the sample (``onedoor_site_id``,
+``onedoor_site_name``, ``onedoor_town``, ``onedoor_site_kind``, ``edge_services``,
+``edge_windows``, and ``edge_hours`` for a site with hours of its own), plus the
+registry's live state, which only the central knows (``LIVE_VARIABLES``). Retired
+sites are not in it.
 
 Needs only the Python standard library. Optional: ``ONEDOOR_CENTRAL_CA`` (CA
 bundle for the central's certificate), ``ONEDOOR_CENTRAL_TIMEOUT`` (seconds,
-default 20), ``ONEDOOR_CENTRAL_WORKERS`` (parallel site requests, default 8).
+default 20).
 Errors go to stderr with exit status 1, so Ansible shows why the inventory failed.
 """
 
@@ -36,8 +37,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from typing import Any
 
 KINDS = ("village", "district", "city_hall")
@@ -45,7 +45,7 @@ HALL_KINDS = ("district", "city_hall")  # children of group `hall`: they share d
 # Host variables of the registry's live state: the dynamic inventory has them, the
 # static sample cannot (the roles read only the first, with a fallback).
 LIVE_VARIABLES = ("onedoor_expected_config_version", "onedoor_reported_config_version",
-                  "onedoor_online")
+                  "onedoor_online", "onedoor_registry_revision")
 
 Fetch = Callable[[str], Any]
 
@@ -55,39 +55,12 @@ class InventoryError(Exception):
 
 
 # --------------------------------------------------------------------------- shared with the
-# sample generator: how registry rows become groups and edge role variables.
+# sample generator: how registry rows become groups.
 
 
 def town_group(district_site_id: str) -> str:
     """The Ansible group of a town, named after its district centre's site id."""
     return "town_" + district_site_id.replace("-", "_")
-
-
-def edge_services(services: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Registry services (code, name, prefix, sla_s) as the `[[services]]` of the site TOML,
-    in ticket-letter order (the registry keeps no order of its own)."""
-    return [{"id": s["code"], "prefix": s["prefix"], "name_zh": s["name"],
-             "sla_minutes": int(s["sla_s"]) // 60}
-            for s in sorted(services, key=lambda s: str(s["prefix"]))]
-
-
-def edge_windows(kind: str, windows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Registry windows (number, services, priority) as `[[windows]]`.
-
-    Each window's keypad sits at bus address = window number; halls also have an
-    LED window bar at that address (villages have none).
-    """
-    result = []
-    for window in sorted(windows, key=lambda w: int(w["number"])):
-        entry: dict[str, Any] = {"number": int(window["number"]),
-                                 "services": dict.fromkeys(window["services"], 1)}
-        if window.get("priority"):
-            entry |= {"priority": True, "ratio_cap": 3}
-        entry["terminal"] = entry["number"]
-        if kind != "village":
-            entry["screen"] = entry["number"]
-        result.append(entry)
-    return result
 
 
 # --------------------------------------------------------------------------- the central
@@ -114,7 +87,7 @@ def _fetcher(base_url: str, token: str, timeout: float, cafile: str | None) -> F
     return fetch
 
 
-def build_inventory(fetch: Fetch, workers: int = 8, *, brokers: Iterable[str] = (),
+def build_inventory(fetch: Fetch, *, brokers: Iterable[str] = (),
                     centrals: Iterable[str] = ()) -> dict[str, Any]:
     """The whole inventory in Ansible's JSON form, with ``_meta.hostvars``; ``brokers`` and
     ``centrals`` are the hosts of groups ``broker`` and ``central``."""
@@ -124,7 +97,8 @@ def build_inventory(fetch: Fetch, workers: int = 8, *, brokers: Iterable[str] = 
     except (KeyError, TypeError):
         raise InventoryError("/api/v1/inventory: no _meta.hostvars in the answer") from None
     for site_id, variables in hostvars.items():
-        missing = [name for name in ("onedoor_site_kind", "onedoor_town") if name not in variables]
+        missing = [name for name in ("onedoor_site_kind", "onedoor_town", "edge_services",
+                                     "edge_windows") if name not in variables]
         if missing or variables.get("onedoor_site_kind") not in KINDS:
             raise InventoryError(f"/api/v1/inventory: site {site_id}: bad or missing "
                                  f"{', '.join(missing) or 'onedoor_site_kind'}")
@@ -137,22 +111,6 @@ def build_inventory(fetch: Fetch, workers: int = 8, *, brokers: Iterable[str] = 
         group = town_group(district_of_town.get(town) or _slug(town))
         towns.setdefault(group, []).append(site_id)
         kinds[variables["onedoor_site_kind"]].append(site_id)
-
-    def details(site_id: str) -> tuple[str, Any]:
-        return site_id, fetch("/api/v1/sites/" + urllib.parse.quote(site_id, safe=""))
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for site_id, detail in pool.map(details, list(hostvars)):
-            kind = hostvars[site_id]["onedoor_site_kind"]
-            try:
-                hostvars[site_id] = {
-                    **hostvars[site_id],
-                    "edge_services": edge_services(detail["services"]),
-                    "edge_windows": edge_windows(kind, detail["windows"]),
-                }
-            except (KeyError, TypeError, ValueError) as exc:
-                raise InventoryError(f"/api/v1/sites/{site_id}: unexpected answer ({exc!r})") \
-                    from None
     inventory: dict[str, Any] = {
         "_meta": {"hostvars": hostvars},
         "all": {"children": ["edge", "village", "hall", "broker", "central"]},
@@ -192,9 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                                  "(onedoor central token create --role operator)")
         try:
             timeout = float(os.environ.get("ONEDOOR_CENTRAL_TIMEOUT", "20"))
-            workers = int(os.environ.get("ONEDOOR_CENTRAL_WORKERS", "8"))
         except ValueError as exc:
-            raise InventoryError(f"ONEDOOR_CENTRAL_TIMEOUT/WORKERS: {exc}") from None
+            raise InventoryError(f"ONEDOOR_CENTRAL_TIMEOUT: {exc}") from None
         brokers = _host_list("ONEDOOR_BROKER_HOSTS")
         if not brokers:
             raise InventoryError("set ONEDOOR_BROKER_HOSTS to the broker's inventory host name "
@@ -202,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         centrals = (_host_list("ONEDOOR_CENTRAL_HOSTS")
                     or [urllib.parse.urlsplit(base_url).hostname or ""])
         fetch = _fetcher(base_url, token, timeout, os.environ.get("ONEDOOR_CENTRAL_CA") or None)
-        inventory = build_inventory(fetch, workers, brokers=brokers, centrals=centrals)
+        inventory = build_inventory(fetch, brokers=brokers, centrals=centrals)
     except InventoryError as exc:
         print(f"onedoor_central.py: {exc}", file=sys.stderr)
         return 1
