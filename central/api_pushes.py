@@ -14,6 +14,9 @@
 A stop or a lift is sent at once to every site it covers (a site offline gets it
 from the broker when it is back, or from its state); sites keep being sent what
 they lack (:mod:`central.pushes`). Only issuing stops: tickets issued are served.
+The work is :meth:`central.service.CentralService.stop_issuing` (and ``lift_stop``,
+``set_calendar``): bulk actions call those; the generic command API refuses
+``issuing`` and ``calendar``. Every decision goes to the audit log.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from central.access import Admin, Operator, Viewer
+from central.access import Admin, Operator, Viewer, actor_of
 from central.api import API_PREFIX
+from central.audit import AuditAction
 from central.context import central_of, service_of
 
 log = structlog.get_logger(__name__)
@@ -49,10 +53,12 @@ class CalendarRequest(BaseModel):
 @router.post("/issuing/stops", tags=["issuing"], status_code=201)
 async def api_stop(request: Request, body: StopRequest, principal: Operator) -> dict[str, Any]:
     central = central_of(request)
-    service = service_of(central)
-    stop, sites = await run_in_threadpool(central.pushes.stop, body.scope, body.target,
-                                          body.reason, by=principal.name, now=central.now())
-    sent = await service.push_pending(sites, online_only=False)
+    stop, sites, sent = await service_of(central).stop_issuing(
+        body.scope, body.target, body.reason, by=principal.name)
+    await run_in_threadpool(
+        central.audit.write, actor_of(request, principal), AuditAction.ISSUING_STOP,
+        f"stop:{stop.id}", {"scope": stop.scope, "target": stop.target, "reason": stop.reason,
+                            "sites": len(sites)}, now=central.now())  # fmt: skip
     return {"stop": stop.to_json(), "sites": sites, "sent": sent}
 
 
@@ -64,10 +70,10 @@ def api_stops(request: Request, _: Viewer, all: bool = False) -> dict[str, Any]:
 @router.post("/issuing/stops/{stop_id}/lift", tags=["issuing"])
 async def api_lift(request: Request, stop_id: str, principal: Operator) -> dict[str, Any]:
     central = central_of(request)
-    service = service_of(central)
-    stop, sites = await run_in_threadpool(central.pushes.lift, stop_id, by=principal.name,
-                                          now=central.now())
-    sent = await service.push_pending(sites, online_only=False)
+    stop, sites, sent = await service_of(central).lift_stop(stop_id, by=principal.name)
+    await run_in_threadpool(
+        central.audit.write, actor_of(request, principal), AuditAction.ISSUING_LIFT,
+        f"stop:{stop.id}", {"sites": len(sites)}, now=central.now())  # fmt: skip
     return {"stop": stop.to_json(), "sites": sites, "sent": sent}
 
 
@@ -80,11 +86,11 @@ def api_calendar(request: Request, _: Viewer) -> dict[str, Any]:
 async def api_set_calendar(request: Request, body: CalendarRequest,
                            principal: Admin) -> dict[str, Any]:
     central = central_of(request)
-    service = service_of(central)
-    version = await run_in_threadpool(central.pushes.set_calendar, body.holidays,
-                                      body.workdays, body.special, by=principal.name,
-                                      now=central.now())
-    sent = await service.push_pending(online_only=False)
+    version, sent = await service_of(central).set_calendar(
+        body.holidays, body.workdays, body.special, by=principal.name)
+    await run_in_threadpool(
+        central.audit.write, actor_of(request, principal), AuditAction.CALENDAR_SET,
+        f"calendar:{version}", body.model_dump(), now=central.now())  # fmt: skip
     return {"version": version, "sent": sent}
 
 

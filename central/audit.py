@@ -60,6 +60,11 @@ class AuditAction(enum.StrEnum):
     TOKEN_REVOKE = "token.revoke"
     ALARM_ACK = "alarm.ack"
     COMMAND_SEND = "command.send"
+    ISSUING_STOP = "issuing.stop"
+    """An emergency stop of ticket issuing decided (a site, a town, the city)."""
+    ISSUING_LIFT = "issuing.lift"
+    CALENDAR_SET = "calendar.set"
+    """A new version of the city calendar."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,11 @@ PUSH_TTL_S: Final = 3600
 when the site is back, from its state)."""
 
 
+PUSHED_COMMANDS: Final = {"issuing": "/api/v1/issuing/stops", "calendar": "/api/v1/calendar"}
+"""The commands only this module sends (a site given one by hand would be sent back what
+the central decided), and where people decide them."""
+
+
 class UnknownStop(NotFound, KeyError):
     what = "issuing stop"
 
@@ -240,5 +245,5 @@ def _latest_calendar(session: Session) -> CityCalendar | None:
         CityCalendar.created_at.desc()).limit(1)).first()
 
 
-__all__ = ["PUSH_TTL_S", "RESEND_S", "Pushes", "StopView", "UnknownStop", "check_calendar",
-           "check_reason", "covers"]
+__all__ = ["PUSHED_COMMANDS", "PUSH_TTL_S", "RESEND_S", "Pushes", "StopView", "UnknownStop",
+           "check_calendar", "check_reason", "covers"]

@@ -46,7 +46,7 @@ from central.errors import CommandRefused, TooManyRequests, UnknownSite
 from central.ingest import IngestProcessor, MqttIngest, Received, new_command
 from central.models import Alarm, Command, CommandStatus, Site
 from central.progress import ProgressHub, prune_ticket_links
-from central.pushes import PUSH_TTL_S, Pushes
+from central.pushes import PUSH_TTL_S, PUSHED_COMMANDS, Pushes, StopView
 from central.retention import Pruned, Retention
 from central.telemetry import EmbeddedTelemetrySink, TelemetrySink, make_sink
 from firmware_protocols import mqtt_messages as mm
@@ -255,6 +255,39 @@ class CentralService:
                 log.error("pushes.db_unavailable", error=str(exc)[:200])
             await asyncio.sleep(PUSH_MIN_GAP_S)  # a reconnect storm: one pass per gap
 
+    async def stop_issuing(self, scope: str, target: str, reason: str, *,
+                           by: str | None) -> tuple[StopView, list[str], int]:
+        """Stop ticket issuing at one site (``scope="site"``, ``target`` its id), a town
+        (its name) or the whole city (``""``), with the ``reason`` the hall screens, the
+        kiosks and the progress pages show: decided once in the database, sent at once to
+        every site it covers and again to any that does not report it (offline ones when
+        they are back). The one way to stop issuing: a bulk action calls this per town.
+        The stop, the sites it covers, how many were sent now."""
+        now = self.clock()
+        async with self._db_lock:
+            stop, sites = await asyncio.to_thread(self.pushes.stop, scope, target, reason,
+                                                  by=by, now=now)
+        return stop, sites, await self.push_pending(sites, online_only=False)
+
+    async def lift_stop(self, stop_id: str, *, by: str | None
+                        ) -> tuple[StopView, list[str], int]:
+        """Lift the stop ``stop_id`` (:class:`central.pushes.UnknownStop` if none): its sites
+        issue again unless another stop covers them. As :meth:`stop_issuing`."""
+        now = self.clock()
+        async with self._db_lock:
+            stop, sites = await asyncio.to_thread(self.pushes.lift, stop_id, by=by, now=now)
+        return stop, sites, await self.push_pending(sites, online_only=False)
+
+    async def set_calendar(self, holidays: list[str], workdays: list[str],
+                           special: list[str], *, by: str | None) -> tuple[str, int]:
+        """A new version of the city calendar, sent to every site: its version, how many
+        were sent now."""
+        now = self.clock()
+        async with self._db_lock:
+            version = await asyncio.to_thread(self.pushes.set_calendar, holidays, workdays,
+                                              special, by=by, now=now)
+        return version, await self.push_pending(online_only=False)
+
     async def push_pending(self, sites: list[str] | None = None, *,
                            online_only: bool = True) -> int:
         """Send the stops and calendars sites lack (:meth:`central.pushes.Pushes.pending`);
@@ -439,6 +472,9 @@ def command_args(name: str, args: dict[str, Any]) -> mm.CommandArgs:
     """The typed args of command ``name``; :class:`CommandRefused` (422) with the contract's
     reason when they do not fit its schema."""
     schema = mm.COMMAND_ARGS.get(name)
+    if name in PUSHED_COMMANDS:  # sent by hand, the central would undo it at the next push
+        raise CommandRefused(f"{name!r} is decided through {PUSHED_COMMANDS[name]} "
+                             "(central.pushes), which keeps every site holding it")
     if schema is None:
         raise CommandRefused(f"unknown command {name!r}; one of {', '.join(mm.COMMAND_ARGS)}")
     try:

@@ -1,5 +1,5 @@
-"""What the central pushed to the site, kept on the Pi: an emergency stop, the city
-calendar (and the bookings, :mod:`edge.bookings`).
+"""What the central pushed to the site, kept on the Pi: an emergency stop and the city
+calendar.
 
 A small SQLite file beside the journal (``<journal>.pushed``), so that what the
 central decided holds across restarts, days and outages: a stop decided while the
@@ -37,11 +37,6 @@ class PushedStore:
                              "(kind TEXT PRIMARY KEY, version TEXT NOT NULL, body TEXT NOT NULL)")
         except sqlite3.Error as exc:
             raise JournalError(f"cannot open {self.path}: {exc}") from exc
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        """The connection (:mod:`edge.bookings` keeps its tables in the same file)."""
-        return self._db
 
     def close(self) -> None:
         self._db.close()

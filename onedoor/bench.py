@@ -35,6 +35,7 @@ SUITES: tuple[tuple[str, str, str], ...] = (
     ("device-lines", "edge.bench_line", "run"),
     ("central", "central.bench", "run"),
     ("central-web", "central.bench_web", "run"),
+    ("central-progress", "central.bench_progress", "run"),
 )
 
 

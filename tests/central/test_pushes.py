@@ -11,15 +11,19 @@ it again.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from central.auth import Role
-from central.errors import InvalidRequest
-from central.models import EventRecord, Site, SiteKind
+from central.errors import CommandRefused, InvalidRequest
+from central.models import AuditEntry, EventRecord, Site, SiteKind
 from central.pushes import Pushes, check_calendar, check_reason
+from central.service import command_args
 from edge.simhall import HALL_SCREEN, simulated_hall
 from firmware_protocols import mqtt_messages as mm
 from onedoor.broker import free_port
@@ -65,7 +69,8 @@ def test_a_town_stop_reaches_the_hall_and_its_lift_the_site_offline(
             hall = edge.daemon.hall
             assert hall is not None
             post(kiosk, "/windows/1/sign_in", {"staff": "101"})
-            waiting = post(kiosk, "/tickets", {"service": "shebao"})["number"]
+            ticket = post(kiosk, "/tickets", {"service": "shebao"})
+            waiting, token = ticket["number"], ticket["progress_url"].rsplit("/", 1)[1]
             wait_until(lambda: site_state(env).get("status") == "online")
             decided = env.client.post("/api/v1/issuing/stops", headers=operator, json={
                 "scope": "town", "target": "模拟镇", "reason": "台风红色预警"})
@@ -79,7 +84,12 @@ def test_a_town_stop_reaches_the_hall_and_its_lift_the_site_offline(
             refused = post(kiosk, "/tickets", {"service": "shebao"})
             assert (refused["status"], refused["error"]) == (409, "stopped")
             assert refused["message"].startswith("暂停取号 台风红色预警")
+            with urllib.request.urlopen(f"{kiosk}/status", timeout=15) as answer:
+                assert json.load(answer)["issuing"] == {"status": "stopped",
+                                                        "notice": "台风红色预警"}
             wait_until(lambda: progress_issuing(env) == "stopped", timeout=20)
+            page = env.client.get(f"/q/{token}/state").json()
+            assert page["notice"] == "暂停取号：台风红色预警。已取的号码照常办理。"
             # The tickets issued are served.
             assert post(kiosk, "/windows/1/next")["ticket"] == waiting
             # The central sees what the site holds, and its history.
@@ -89,6 +99,10 @@ def test_a_town_stop_reaches_the_hall_and_its_lift_the_site_offline(
             assert "issuing.stopped" in types
             assert env.client.get("/api/v1/issuing/stops", headers=operator).json()[
                 "stops"][0]["id"] == stop
+            with env.central.sessions() as session:
+                audited = session.scalars(select(AuditEntry.action).where(
+                    AuditEntry.target == f"stop:{stop}")).all()
+            assert audited == ["issuing.stop"]
         # The site goes offline; the stop is lifted meanwhile.
         wait_until(lambda: site_state(env).get("status") == "offline", timeout=20)
         lifted = env.client.post(f"/api/v1/issuing/stops/{stop}/lift", headers=operator)
@@ -153,6 +167,15 @@ def test_bad_stops_and_calendars_are_refused(env: RunningApp) -> None:
         ({"scope": "province", "target": "", "reason": "维护"}, 422),
         ({"scope": "city", "target": "", "reason": "暂停😀"}, 422),
     ]
+    # By hand, a stop would be undone by the next push: only the stops API decides them.
+    for name, args in (("issuing", {"stop": "x", "stopped": True, "reason": "维护"}),
+                       ("calendar", {"version": "v", "holidays": [], "workdays": [],
+                                     "special": []})):
+        refused = env.client.post("/api/v1/sites/zs-city/commands", headers=operator,
+                                  json={"name": name, "args": args})
+        assert refused.status_code == 422, refused.text
+        with pytest.raises(CommandRefused, match="decided through /api/v1/"):
+            command_args(name, args)  # what bulk commands check too
     for body, status in bad:
         assert env.client.post("/api/v1/issuing/stops", headers=operator,
                                json=body).status_code == status, body

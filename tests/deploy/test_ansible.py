@@ -9,6 +9,7 @@ and `onedoor_manage_system: false` (see `tests/deploy/fleet.py`).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -145,6 +146,10 @@ def test_rendered_site_config_passes_check_config(deployment: Deployment, site: 
     assert config.mqtt.tls is not None
     assert config.mqtt.tls.ca_file.endswith("/ca.crt")
     assert config.paths.journal_retention_days == 90
+    # The calendar and the progress pages' URL come from the inventory too.
+    assert config.calendar.day(dt.date(2026, 10, 5)).kind == "holiday"
+    assert config.calendar.day(dt.date(2026, 9, 27)).kind == "workday"
+    assert config.progress.url == "https://q.example.gov.cn"
 
 
 def test_village_devices_and_udev_names(deployment: Deployment) -> None:

@@ -53,6 +53,9 @@ def central(tmp_path: Path, mqtt_broker: MosquittoBroker) -> Iterator[LiveServer
         session.add(Site(id="sim-hall", name="模拟便民服务中心", town="模拟镇",
                          kind=SiteKind.DISTRICT))
     env = RunningApp(app, None, central, service, {}, mqtt_broker)  # type: ignore[arg-type]
+    # Before the central subscribes: a state an earlier test's edge left retained (a later
+    # MQTT session than this fresh journal's) would outrank this edge's.
+    env.clear_retained("sim-hall")
     with LiveServer(env, free_port()) as server:
         wait_until(lambda: service.mqtt.connected, timeout=20)
         yield server
