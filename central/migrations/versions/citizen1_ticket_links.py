@@ -1,7 +1,7 @@
 """ticket_links: the progress pages' tokens (as SHA-256) and their tickets
 
 Revision ID: citizen1
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-07 09:30:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "citizen1"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
