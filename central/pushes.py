@@ -195,7 +195,8 @@ class Pushes:
         out the sites that are offline (their state is read when they are back)."""
         wanted = set(sites) if sites is not None else None
         with self.sessions() as session:
-            rows = session.execute(select(Site.id, Site.town, Site.online, Site.state)).all()
+            rows = session.execute(select(Site.id, Site.town, Site.online, Site.state).where(
+                Site.retired_at.is_(None))).all()
             active = list(session.scalars(select(IssuingStop).where(
                 IssuingStop.lifted_at.is_(None)).order_by(IssuingStop.created_at)))
             calendar = _latest_calendar(session)
@@ -236,8 +237,9 @@ def _key(args: dict[str, Any]) -> str:
 
 
 def _sites(session: Session) -> dict[str, tuple[str, bool]]:
+    """The sites in service (a retired one is sent nothing)."""
     return {site_id: (town, online) for site_id, town, online in session.execute(
-        select(Site.id, Site.town, Site.online))}
+        select(Site.id, Site.town, Site.online).where(Site.retired_at.is_(None)))}
 
 
 def _latest_calendar(session: Session) -> CityCalendar | None:

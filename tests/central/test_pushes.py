@@ -135,6 +135,12 @@ def test_a_town_stop_reaches_the_hall_and_its_lift_the_site_offline(
 def test_a_site_that_lacks_a_push_is_sent_it_again(env: RunningApp) -> None:
     pushes: Pushes = env.central.pushes
     now = env.central.now()
+    with env.central.sessions.begin() as session:  # a retired site is sent nothing
+        session.get_one(Site, "zs-shiqi").retired_at = now
+    city, covered = pushes.stop("city", "", "演练", by="t", now=now)
+    assert "zs-city" in covered
+    assert "zs-shiqi" not in covered
+    pushes.lift(city.id, by="t", now=now)
     stop, sites = pushes.stop("site", "zs-city", "系统维护", by="t", now=now)
     assert sites == ["zs-city"]
     with env.central.sessions.begin() as session:  # an edge online that holds nothing yet
