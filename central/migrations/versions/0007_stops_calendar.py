@@ -1,7 +1,7 @@
 """issuing_stops and city_calendars: emergency stops and the city calendar the central pushes
 
-Revision ID: citizen2
-Revises: citizen1
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-07 11:00:00
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "citizen2"
-down_revision: str | None = "citizen1"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

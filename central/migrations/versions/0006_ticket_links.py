@@ -1,6 +1,6 @@
 """ticket_links: the progress pages' tokens (as SHA-256) and their tickets
 
-Revision ID: citizen1
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-07 09:30:00
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "citizen1"
+revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
