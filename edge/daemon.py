@@ -15,7 +15,8 @@
 * who numbers the site's tickets: this device once the central handed it the
   day, or no longer (:class:`~edge.lease.SiteLease`);
 * the MQTT uplink, the kiosk HTTP API and telemetry (:mod:`edge.uplink`,
-  :mod:`edge.http_api`, :mod:`edge.telemetry`);
+  :mod:`edge.http_api`, :mod:`edge.telemetry`), and what the citizens' progress
+  pages on the central show (:mod:`edge.progress`);
 * the live staffing advice (:class:`~edge.advice.StaffingAdvice`): an SLA breach seen
   coming and the move that prevents it, sent to the central, never acted on;
 * supervision and systemd's watchdog (:mod:`edge.supervisor`): every
@@ -80,6 +81,7 @@ from edge.kiosk import TicketDesk
 from edge.lease import SiteLease
 from edge.outputs import HallOutputs
 from edge.predict import WaitPredictor
+from edge.progress import ProgressReporter
 from edge.supervisor import Heartbeats, Supervisor, Watchdog, sd_notify
 from edge.telemetry import TelemetryReporter, telemetry_snapshot
 from edge.uplink import Uplink, host_stats
@@ -130,6 +132,7 @@ class _Parts:
     commands: RemoteCommands
     telemetry: TelemetryReporter
     lease: SiteLease
+    progress: ProgressReporter
     advice: StaffingAdvice
 
 
@@ -201,6 +204,7 @@ class EdgeDaemon:
                               wake_uplink=self._wake_uplink,
                               beat=self.heartbeats.beater("telemetry")),
             SiteLease(hall, outputs, state_changed=self._publish_state),
+            ProgressReporter(hall, self.clock, self._publish_live),
             StaffingAdvice(hall, self.clock, enabled=lambda: self.config.daemon.advice,
                            period_s=lambda: self.config.daemon.advice_seconds,
                            wake_uplink=self._wake_uplink))
@@ -221,6 +225,7 @@ class EdgeDaemon:
         try:
             self.devices.build(self.config, hall.journal.input_marks(), hall.device_status)
             hall.subscribe(parts.outputs.on_event)
+            hall.subscribe(parts.progress.on_event)
             hall.subscribe(self._after_event)
             if self.config.mqtt is not None:
                 self.uplink = self._make_uplink(self.config.mqtt)
@@ -244,6 +249,7 @@ class EdgeDaemon:
                 if self.uplink is not None:
                     self._start("uplink", self.uplink.run)
                     self._start("telemetry", parts.telemetry.run)
+                    self._start("progress", parts.progress.run)
                 if self.http is not None:
                     self._start("http", self.http.run)
                 self.devices.start_all(self._start)
@@ -266,7 +272,7 @@ class EdgeDaemon:
             if self.install_signals:
                 for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
-            hall.journal.close()
+            hall.close()
             self.devices.close_all()
             log.info("daemon.stopped")
 
@@ -291,7 +297,8 @@ class EdgeDaemon:
                       software=SOFTWARE_VERSION, boot_id=self.boot_id,
                       config_version=lambda: hall.config.version, commands=parts.commands,
                       on_lease=parts.lease.on_lease, on_restore=parts.lease.on_restore,
-                      advice=parts.advice.message,
+                      advice=parts.advice.message, on_connect=parts.progress.refresh,
+                      pushed=hall.pushed_versions,
                       beat=self.heartbeats.beater("uplink"))
 
     def _publish_state(self) -> None:
@@ -321,6 +328,9 @@ class EdgeDaemon:
                 async with asyncio.timeout(10):
                     await self.http.listening.wait()
 
+    def _publish_live(self, message: mm.Progress) -> bool:
+        return self.uplink is not None and self.uplink.publish_live(message)
+
     def _wake_uplink(self) -> None:
         if self.uplink is not None:
             self.uplink.wake()
@@ -346,6 +356,9 @@ class EdgeDaemon:
         """After each durable event (and its outputs): housekeeping, then the uplink."""
         if isinstance(event.body, mm.DayReset):
             self.prune_journal()
+        if (isinstance(event.body, (mm.IssuingStopped, mm.IssuingResumed, mm.CalendarApplied))
+                and self.uplink is not None):
+            self.uplink.publish_state()  # the state reports what the site holds
         self._wake_uplink()
 
     def prune_journal(self) -> int:
@@ -449,6 +462,7 @@ class EdgeDaemon:
             log.info("config.parts_restarted", version=new.version, parts=changed)
 
     async def _restart_uplink(self, mqtt: MqttConfig | None) -> None:
+        await self.supervisor.stop("progress")
         await self.supervisor.stop("telemetry")
         await self.supervisor.stop("uplink")  # publishes offline and disconnects
         self.uplink = None
@@ -458,6 +472,7 @@ class EdgeDaemon:
             self.uplink = self._make_uplink(mqtt)
             self._start("uplink", self.uplink.run)
             self._start("telemetry", parts.telemetry.run)
+            self._start("progress", parts.progress.run)
         log.info("config.part_restarted", part="mqtt",
                  broker=None if mqtt is None else f"{mqtt.host}:{mqtt.port}")
 
@@ -489,6 +504,8 @@ class EdgeDaemon:
             "outbox_depth": self.hall.journal.outbox_depth()}
         snapshot["advice"] = None if self._parts is None else self._parts.advice.status()
         snapshot["boot_id"] = self.boot_id
+        status, notice = self.hall.issuing_status(self.clock.now_ms())
+        snapshot["issuing"] = {"status": status, "notice": notice}  # what the kiosk shows
         snapshot["tasks"] = {"running": self.supervisor.running(),
                              "restarts": self.supervisor.restarts}
         return snapshot

@@ -11,6 +11,7 @@ Every topic lives under ``onedoor/v1/{site_id}/``::
     onedoor/v1/{site_id}/lease          central -> edge   QoS 1, retained: who numbers the site
     onedoor/v1/{site_id}/restore        central -> edge   QoS 1: a device's share of the day
     onedoor/v1/{site_id}/diag           edge -> central   QoS 1: answer to cmd/diagnostics
+    onedoor/v1/{site_id}/progress       edge -> central   QoS 0, retained (progress pages)
     onedoor/v1/{site_id}/advice         edge -> central   QoS 1, live staffing advice
 
 This module is pure: no paho, no sockets, no clocks. It builds topic strings,
@@ -64,6 +65,7 @@ class Kind(enum.StrEnum):
     LEASE = "lease"
     RESTORE = "restore"
     DIAG = "diag"
+    PROGRESS = "progress"
     ADVICE = "advice"
 
 
@@ -84,7 +86,8 @@ class Reason(enum.StrEnum):
     COMMAND_MISMATCH = "command_mismatch"  # cmd payload name differs from topic cmd/{name}
 
 
-COMMAND_NAMES: Final = ("announce", "reprint", "screen_notice", "reload_config", "diagnostics")
+COMMAND_NAMES: Final = ("announce", "reprint", "screen_notice", "reload_config", "diagnostics",
+                         "issuing", "calendar")
 """Names allowed in ``cmd/{name}``; each has a typed args struct in :mod:`.mqtt_messages`."""
 
 
@@ -98,12 +101,16 @@ class TopicSpec:
     retain: bool
     max_payload: int
     """Largest accepted payload in bytes (checked on encode and before decode)."""
+    shared: bool = True
+    """Central replicas split this kind (a shared subscription); False: every replica
+    needs every message (and the retained ones, which brokers do not send to shared
+    subscriptions)."""
 
 
 TOPICS: Final[Mapping[Kind, TopicSpec]] = MappingProxyType(
     {
         # kind            direction                   qos retain max bytes
-        Kind.STATE: TopicSpec(Kind.STATE, Direction.EDGE_TO_CENTRAL, 1, True, 1024),
+        Kind.STATE: TopicSpec(Kind.STATE, Direction.EDGE_TO_CENTRAL, 1, True, 1024, False),
         Kind.EVENT: TopicSpec(Kind.EVENT, Direction.EDGE_TO_CENTRAL, 1, False, 8 * 1024),
         Kind.TELEMETRY: TopicSpec(Kind.TELEMETRY, Direction.EDGE_TO_CENTRAL, 0, False, 128 * 1024),
         Kind.ACK: TopicSpec(Kind.ACK, Direction.CENTRAL_TO_EDGE, 1, False, 256),
@@ -112,6 +119,8 @@ TOPICS: Final[Mapping[Kind, TopicSpec]] = MappingProxyType(
         Kind.LEASE: TopicSpec(Kind.LEASE, Direction.CENTRAL_TO_EDGE, 1, True, 512),
         Kind.RESTORE: TopicSpec(Kind.RESTORE, Direction.CENTRAL_TO_EDGE, 1, False, 128 * 1024),
         Kind.DIAG: TopicSpec(Kind.DIAG, Direction.EDGE_TO_CENTRAL, 1, False, 64 * 1024),
+        Kind.PROGRESS: TopicSpec(Kind.PROGRESS, Direction.EDGE_TO_CENTRAL, 0, True, 128 * 1024,
+                                 False),
         Kind.ADVICE: TopicSpec(Kind.ADVICE, Direction.EDGE_TO_CENTRAL, 1, False, 32 * 1024),
     }
 )
@@ -237,6 +246,8 @@ def restore_topic(site_id: str) -> str:
 
 def diag_topic(site_id: str) -> str:
     return build_topic(site_id, Kind.DIAG)
+def progress_topic(site_id: str) -> str:
+    return build_topic(site_id, Kind.PROGRESS)
 def advice_topic(site_id: str) -> str:
     return build_topic(site_id, Kind.ADVICE)
 
@@ -291,17 +302,17 @@ def central_subscriptions(
 ) -> tuple[Subscription, ...]:
     """What the central subscribes to: every edge->central kind of every site.
 
-    With a ``group`` the filters are MQTT 5 shared subscriptions
-    ``$share/{group}/onedoor/v1/+/{kind}`` so that central replicas split the load;
-    ``group=None`` gives plain ``onedoor/v1/+/{kind}`` filters (single node, or to
-    read the retained ``state`` of every site: brokers do not send retained
-    messages to shared subscriptions).
+    With a ``group`` the filters of the kinds replicas split (``TopicSpec.shared``) are
+    MQTT 5 shared subscriptions ``$share/{group}/onedoor/v1/+/{kind}``; the others
+    (``state``, ``progress``: every replica needs them, retained ones included, which
+    brokers do not send to shared subscriptions) stay plain ``onedoor/v1/+/{kind}``.
+    ``group=None`` gives plain filters only (a single node).
     """
     if group is not None and _GROUP_RE.fullmatch(group) is None:
         raise LocalProtocolError(f"invalid shared-subscription group {group!r}")
     prefix = "" if group is None else f"$share/{group}/"
     return tuple(
-        Subscription(f"{prefix}{ROOT}/+/{spec.kind.value}", spec.qos)
+        Subscription(f"{prefix if spec.shared else ''}{ROOT}/+/{spec.kind.value}", spec.qos)
         for spec in TOPICS.values()
         if spec.direction is Direction.EDGE_TO_CENTRAL
     )
@@ -335,6 +346,7 @@ __all__ = [
     "is_valid_site_id",
     "lease_topic",
     "parse_topic",
+    "progress_topic",
     "restore_topic",
     "state_topic",
     "telemetry_topic",
