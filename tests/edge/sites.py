@@ -76,6 +76,7 @@ def site_toml(
     *,
     version: str = "v1",
     mqtt_port: int | None = None,
+    mqtt_protocol: str = "5",
     http_port: int | None = None,
     services: str = BASE_SERVICES,
     windows: str = BASE_WINDOWS,
@@ -89,7 +90,7 @@ def site_toml(
              'name = "测试镇便民服务中心"', 'town = "测试镇"', "", hours, services, windows]
     if mqtt_port is not None:
         parts += ["[mqtt]", 'host = "127.0.0.1"', f"port = {mqtt_port}", "keepalive_seconds = 5",
-                  ""]
+                  f'protocol = "{mqtt_protocol}"', ""]
     if http_port is not None:
         parts += ["[http]", 'host = "127.0.0.1"', f"port = {http_port}", "window_api = true", ""]
     parts += ["[paths]", 'journal = "journal.db"', "", "[daemon]",
