@@ -29,10 +29,10 @@ AMQTT_KEEPS_NO_ANONYMOUS_SESSION = (
 )
 
 # Broker._handle_client_session walks every subscription in the broker, not the
-# client's own, and publishes what is retained under it without the receive-ACL check.
+# client's own, and publishes what is retained under it without the topic-ACL check.
 AMQTT_SENDS_EVERY_RETAINED_MESSAGE = (
     "amqtt 0.12.1 sends each client at its connect, at QoS 0, every retained message that "
-    "matches any client's subscription, bypassing its receive ACL: a site would read every "
+    "matches any client's subscription, bypassing its topic ACL: a site would read every "
     "other site's retained state; see docs/CAPACITY.md"
 )
 AMQTT_DROPS_UNACKED_QOS1 = (
