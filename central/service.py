@@ -12,7 +12,8 @@ Tasks (one ``asyncio.TaskGroup``, each named): ``mqtt`` (the broker connection,
 publishes, commit a batch in a worker thread,
 then publish acks and queue notifications), ``alarm-timer`` (time-based alarm
 rules, telemetry retention), ``retention`` (old events, alarms and commands, see
-:mod:`central.retention`), ``webhook`` (send notifications). Database work
+:mod:`central.retention`), ``webhook`` (send notifications), ``robots`` (the
+managers' 企业微信/钉钉 groups, :mod:`central.notify`, when routes are configured). Database work
 is serialised by one lock per process; several processes (replicas) are safe
 through the database (see :mod:`central.ingest`).
 """
@@ -26,6 +27,7 @@ import math
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -41,6 +43,7 @@ from central.db import make_engine, migrate, session_factory
 from central.errors import CommandRefused, TooManyRequests, UnknownSite
 from central.ingest import IngestProcessor, MqttIngest, Received, new_command
 from central.models import Alarm, Command, CommandStatus, Site
+from central.notify import Notifier, load_routes
 from central.retention import Pruned, Retention
 from central.telemetry import EmbeddedTelemetrySink, TelemetrySink, make_sink
 from firmware_protocols import mqtt_messages as mm
@@ -68,6 +71,7 @@ class CentralService:
         engine: Engine | None = None,
         sink: TelemetrySink | None = None,
         notifier: WebhookNotifier | None = None,
+        robots: Notifier | None = None,
         clock: UtcNow = utc_now,
         run_migrations: bool = True,
     ) -> None:
@@ -79,6 +83,12 @@ class CentralService:
             notifier = WebhookNotifier(config.webhook_url, timeout_s=config.webhook_timeout_s)
         self.notifier = notifier
         self.clock = clock
+        if robots is None and config.notify_routes_file:
+            robots = Notifier(load_routes(Path(config.notify_routes_file)), self.sessions,
+                              clock=clock, base_url=config.dashboard_url,
+                              timeout_s=config.webhook_timeout_s)  # fmt: skip
+        self.robots = robots
+        """The managers' robot groups (:class:`central.notify.Notifier`), if configured."""
         self._run_migrations = run_migrations
         self.processor = IngestProcessor(self.sessions, config, self.sink)
         self.retention = Retention(self.sessions, config)
@@ -112,6 +122,8 @@ class CentralService:
             tasks.create_task(self._webhook_loop(), name="webhook"),
             tasks.create_task(self._retention_timer(), name="retention"),
         ]
+        if self.robots is not None:
+            self._tasks.append(tasks.create_task(self.robots.run(), name="robots"))
         return self
 
     async def __aexit__(
@@ -205,7 +217,7 @@ class CentralService:
             for site_id, seq in outcome.acks.items():
                 self.mqtt.publish_ack(site_id, seq)
         for notification in outcome.notifications:
-            self._notices.put_nowait(notification)
+            self._announce(notification)
 
     # ------------------------------------------------------------------ alarms
 
@@ -233,7 +245,7 @@ class CentralService:
         async with self._db_lock:
             notifications = await asyncio.to_thread(work)
         for notification in notifications:
-            self._notices.put_nowait(notification)
+            self._announce(notification)
         return notifications
 
     async def _retention_timer(self) -> None:
@@ -272,7 +284,13 @@ class CentralService:
         alarms) to the webhook sender; callable from any thread."""
         if self._loop is not None:
             for notification in notifications:
-                self._loop.call_soon_threadsafe(self._notices.put_nowait, notification)
+                self._loop.call_soon_threadsafe(self._announce, notification)
+
+    def _announce(self, notification: Notification) -> None:
+        """To the webhook and to the managers' robots (on the loop)."""
+        self._notices.put_nowait(notification)
+        if self.robots is not None:
+            self.robots.submit_alarm(notification)
 
     async def _webhook_loop(self) -> None:
         while True:

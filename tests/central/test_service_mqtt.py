@@ -6,14 +6,12 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,44 +21,14 @@ from central.errors import CommandRefused
 from central.ingest import reject_counts
 from central.models import AlarmType, Command, CommandStatus, EventRecord
 from central.queries import ReadModel
-from central.seed import SERVICES_CSV, load_seed
 from central.service import CentralService
 from central.views import SiteState
 from firmware_protocols import mqtt_messages as mm
-from firmware_protocols.mqtt_topics import state_topic
 from onedoor.broker import bridge_config
 from tests.central.edge_sim import EdgeClient
 from tests.central.http_capture import capture_server
 from tests.central.sim import SimSite, called
 from tests.servers import MosquittoBroker
-
-
-@pytest.fixture
-def sites(
-    sessions: sessionmaker[Session], tmp_path: Path, mqtt_broker: MosquittoBroker
-) -> Iterator[list[str]]:
-    """Three sites with ids unique to this test (the broker and its retained states are shared)."""
-    tag = uuid.uuid4().hex[:6]
-    ids = [f"zs-t{tag}", f"zs-t{tag}-01", f"zs-t{tag}-02"]
-    csv = tmp_path / "sites.csv"
-    csv.write_text(
-        "id,name,town,kind,lat,lon,windows\n"
-        f"{ids[0]},测试镇行政服务中心,测试镇,district,,,3\n"
-        f"{ids[1]},测试一村党群服务中心,测试镇,village,,,1\n"
-        f"{ids[2]},测试二村党群服务中心,测试镇,village,,,1\n",
-        encoding="utf-8",
-    )
-    with sessions.begin() as session:
-        load_seed(session, csv, SERVICES_CSV)
-    yield ids
-    # Remove the retained states (and Wills) this test left on the shared broker.
-    cleaner = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"clean-{ids[0]}")
-    cleaner.connect(mqtt_broker.host, mqtt_broker.port)
-    cleaner.loop_start()
-    for site_id in ids:
-        cleaner.publish(state_topic(site_id), b"", qos=1, retain=True).wait_for_publish(10)
-    cleaner.disconnect()
-    cleaner.loop_stop()
 
 
 def _config(broker: MosquittoBroker, db_url: str, **changes: Any) -> CentralConfig:
