@@ -22,12 +22,17 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "statistics": ("统计", "Statistics"),
     "logout": ("退出", "Log out"),
     "login": ("登录", "Log in"),
-    "login_hint": (
-        "请输入访问令牌（由管理员用 onedoor central token create 生成）",
-        "Enter your access token (an admin creates it with onedoor central token create)",
-    ),
+    "login_hint": ("请使用本人账号登录", "Log in with your own account"),
+    "username": ("登录名", "Login name"),
+    "password": ("密码", "Password"),
+    "token_login": ("使用访问令牌登录（设备、大屏）",
+                    "Log in with an access token (devices, screens)"),
+    "token_hint": ("访问令牌由管理员用 onedoor central token create 生成",
+                   "An admin creates tokens with onedoor central token create"),
     "token": ("访问令牌", "Access token"),
-    "login_failed": ("令牌无效或已撤销", "Invalid or revoked token"),
+    "login_failed": ("登录名或密码错误，或账号已停用", "Wrong login name or password, or the "
+                     "account is disabled"),
+    "token_failed": ("令牌无效或已撤销", "Invalid or revoked token"),
     "login_throttled": (
         "登录尝试过多，请 {seconds} 秒后再试",
         "Too many login attempts: try again in {seconds} s",
