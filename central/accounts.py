@@ -141,11 +141,11 @@ class UserInfo:
                    user.password_changed_at, user.disabled_at, user.last_login_at)  # fmt: skip
 
 
-class _Unset:
+class Unset:
     pass
 
 
-UNSET: Final = _Unset()
+UNSET: Final = Unset()
 
 
 class UserStore:
@@ -233,12 +233,12 @@ class UserStore:
 
     def update(self, username: str, *, now: datetime, display_name: str | None = None,
                role: Role | str | None = None,
-               towns: list[str] | _Unset | None = UNSET) -> UserInfo:  # fmt: skip
+               towns: list[str] | Unset | None = UNSET) -> UserInfo:  # fmt: skip
         """Change the name, role or towns (``towns=None``: the whole city)."""
         with self._sessions.begin() as session:
             user = self._user(session, username)
             new_role = Role(role) if role is not None else Role(user.role)
-            new_towns = (self._towns(session, towns) if not isinstance(towns, _Unset)
+            new_towns = (self._towns(session, towns) if not isinstance(towns, Unset)
                          else user.towns)  # fmt: skip
             self._keep_an_admin(session, user, role=new_role, towns=new_towns,
                                 enabled=user.disabled_at is None)  # fmt: skip
@@ -366,6 +366,7 @@ __all__ = [
     "MIN_PASSWORD",
     "UNSET",
     "SessionStore",
+    "Unset",
     "UserInfo",
     "UserStore",
     "check_password",

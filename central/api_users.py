@@ -152,7 +152,7 @@ async def api_own_password(request: Request, body: OwnPassword,
                            principal: Viewer) -> dict[str, Any]:  # fmt: skip
     """Change one's own password (the current one first); every session ends, this one too."""
     if not principal.is_user:
-        raise Forbidden("a token has no password")
+        raise InvalidRequest("a token has no password: accounts have")
     central = central_of(request)
     await run_in_threadpool(_own_password, central, principal, body)
     await run_in_threadpool(_audit, request, principal, AuditAction.USER_PASSWORD,
