@@ -1,0 +1,145 @@
+"""One command to many sites over the real broker, edges answering: per-site results, the
+per-site command limit, the caller's towns, the audit log (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from central.auth import Role
+from central.queries import ReadModel
+from central.service import CentralService
+from central.views import BulkView
+from firmware_protocols import mqtt_messages as mm
+from tests.central.edge_sim import EdgeClient
+from tests.central.sim import SimSite
+from tests.central.test_api_support import running_app, wait_until
+from tests.central.test_service_mqtt import _config, _connected, _run, _until
+from tests.servers import MosquittoBroker
+
+NOTICE = mm.ScreenNoticeArgs(text="今日系统维护，暂停取号", screen=None, duration_s=600)
+
+
+def _answer(edge: EdgeClient, ok: bool, error: str | None = None) -> mm.Cmd:
+    command = edge.wait_command()
+    edge.send(mm.CmdResult(site=command.site, id=command.id, ok=ok, error=error,
+                           ts=command.issued_ts + 300))  # fmt: skip
+    return command
+
+
+def test_a_bulk_command_reaches_every_site_and_collects_each_result(
+    mqtt_broker: MosquittoBroker,
+    db_url: str,
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    sites: list[str],
+) -> None:
+    """Three sites of one town: one answers done, one fails, one is offline (its command
+    waits in the broker); a fourth call past the per-site limit is refused for that site."""
+    done_site, failing_site, offline_site = sites
+
+    async def main() -> None:
+        config = _config(mqtt_broker, db_url, command_limit_per_site=2)
+        async with CentralService(config, engine=engine) as central:
+            await _connected(central)
+            edges = [await asyncio.to_thread(EdgeClient, mqtt_broker.host, mqtt_broker.port,
+                                             SimSite(site)) for site in (done_site, failing_site)]
+            try:
+                for edge in edges:  # online (the offline site never connected)
+                    edge.send(edge.site.state("online"))
+                await central.wait_idle()
+                read = ReadModel(central.sessions)
+                targets = read.command_targets(towns=["测试镇"])
+                assert targets == sorted(sites)
+                sent = await central.send_bulk(targets, NOTICE, target={"towns": ["测试镇"]},
+                                               ttl_s=600, issued_by="ops-li")  # fmt: skip
+                assert (sent.sent, sent.refused) == (3, {})
+                received = [await asyncio.to_thread(_answer, edges[0], True),
+                            await asyncio.to_thread(_answer, edges[1], False, "screen_offline")]
+                assert {c.args for c in received} == {NOTICE}
+                await central.wait_idle()
+
+                def counts() -> BulkView:
+                    return read.bulk_command(sent.id, central.clock())
+
+                await _until(lambda: counts().counts["pending"] == 1)
+                view = counts()
+                assert view.counts == {"pending": 1, "succeeded": 1, "failed": 1, "expired": 0,
+                                       "refused": 0}  # fmt: skip
+                assert not view.done
+                rows = {r.site_id: r for r in view.rows}
+                assert rows[done_site].state == "succeeded"
+                assert (rows[failing_site].state, rows[failing_site].error) == ("failed",
+                                                                                "screen_offline")
+                assert rows[offline_site].waiting_for_site  # waits for the edge's session
+                assert rows[offline_site].name == "测试二村党群服务中心"
+                # the per-site limit (2 here): one more command brings done_site to it, so
+                # the next bulk skips that site and goes to the others
+                await central.send_command(done_site, mm.ReprintArgs(ticket="Z001"), ttl_s=60)
+                again = await central.send_bulk(targets, NOTICE, target={"all": True},
+                                                ttl_s=60, issued_by="ops-li")  # fmt: skip
+                assert sorted(again.refused) == [done_site]
+                assert "指令过于频繁" in again.refused[done_site]
+                refused_view = read.bulk_command(again.id, central.clock())
+                assert refused_view.counts["refused"] == 1
+                assert [r.site_id for r in refused_view.rows if r.state == "refused"] == [
+                    done_site]
+            finally:
+                for edge in edges:
+                    edge.close()
+
+    _run(main())
+
+
+def test_bulk_commands_through_the_api_keep_to_the_towns_and_are_audited(
+    tmp_path: Path, mqtt_broker: MosquittoBroker
+) -> None:
+    with running_app(tmp_path, mqtt_broker) as env:
+        wait_until(lambda: env.service.mqtt.connected, timeout=20)
+        password = env.add_user("sanxiang.ops", Role.OPERATOR, ["三乡镇"])
+        env.login_user("sanxiang.ops", password)
+        edge = EdgeClient(mqtt_broker.host, mqtt_broker.port, SimSite("zs-sanxiang-01"),
+                          client_id=f"bulk-edge-{time.time_ns()}")  # fmt: skip
+        try:
+            answer = env.client.post("/api/v1/bulk-commands", headers={"X-Requested-With": "x"},
+                                     json={"name": "announce", "target": {"all": True},
+                                           "args": {"text": "请注意：十分钟后暂停取号",
+                                                    "repeat": 1}})  # fmt: skip
+            assert answer.status_code == 202, answer.text
+            bulk = answer.json()
+            towns = {r["town"] for r in bulk["rows"]}
+            assert towns == {"三乡镇"}  # "all" is all of this account's towns
+            assert bulk["target"] == {"all": True, "within": ["三乡镇"]}
+            _answer(edge, True)
+            wait_until(lambda: env.client.get(f"/api/v1/bulk-commands/{bulk['id']}").json()
+                       ["counts"]["succeeded"] == 1)  # fmt: skip
+            # the contract refuses bad args before anything is recorded
+            bad = env.client.post("/api/v1/bulk-commands", headers={"X-Requested-With": "x"},
+                                  json={"name": "announce", "args": {"text": "x", "repeat": 9},
+                                        "target": {"towns": ["三乡镇"]}})  # fmt: skip
+            assert bad.status_code == 422
+            listed = env.client.get("/api/v1/bulk-commands").json()["bulk_commands"]
+            assert [b["id"] for b in listed] == [bulk["id"]]
+        finally:
+            edge.close()
+            env.clear_retained("zs-sanxiang-01")
+        (entry,) = env.central.read.audit(action="command.bulk")
+        assert (entry.actor, entry.role, entry.target) == ("sanxiang.ops", "operator",
+                                                           f"bulk:{bulk['id']}")  # fmt: skip
+        assert entry.detail["sent"] == len(bulk["rows"])
+        assert entry.detail["target"] == {"all": True, "within": ["三乡镇"]}
+
+
+@pytest.mark.parametrize("target", [{"towns": []}, {"all": True, "towns": ["三乡镇"]}, {}])
+def test_a_bulk_target_is_exactly_one_kind(target: dict[str, object]) -> None:
+    from pydantic import ValidationError
+
+    from central.api_bulk import BulkTarget
+
+    with pytest.raises(ValidationError, match="exactly one"):
+        BulkTarget.model_validate(target)
