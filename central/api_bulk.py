@@ -8,9 +8,13 @@
     GET  /api/v1/bulk-commands/{id}     viewer    per site: pending, succeeded, failed,
                                                   expired, or refused (never sent) and why
 
-Any command kind of the MQTT contract can be sent (announce, screen_notice,
-reload_config, …: ``firmware_protocols.mqtt_messages.COMMAND_ARGS``); its args
-are checked once, by the contract, before anything is recorded. The target is
+The command kinds of the MQTT contract (``firmware_protocols.mqtt_messages.
+COMMAND_ARGS``) can be sent — the hall screens' notice, an announcement, a
+config reload — except those of :data:`NOT_FOR_MANY`; the args are checked
+once, by the contract, before anything is recorded. Stopping ticket issuing is
+not a bulk command: it is a state the central holds and keeps sending to the
+sites it covers until each reports it (the emergency stop's own API, by site,
+town or city); a bulk command is sent once, so :data:`NOT_FOR_MANY` names it. The target is
 resolved within the caller's towns (a town manager's "whole city" is their
 towns; another town's site or town is refused, 403). Each site's command is a
 row of ``commands`` pointing at the bulk; the per-site command limit
@@ -23,7 +27,9 @@ them live). The audit log has one ``command.bulk`` entry per bulk command.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Annotated, Any, Final
 
 import structlog
 from fastapi import APIRouter, Query, Request
@@ -33,6 +39,7 @@ from starlette.concurrency import run_in_threadpool
 from central.access import Operator, Viewer, actor_of
 from central.audit import AuditAction
 from central.context import central_of, service_of
+from central.errors import CommandRefused
 from central.service import command_args
 from firmware_protocols.mqtt_messages import MAX_COMMAND_TTL_MS
 
@@ -41,6 +48,14 @@ log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["commands"])
 
 DEFAULT_BULK_TTL_S = 600
+
+NOT_FOR_MANY: Final[Mapping[str, str]] = MappingProxyType({
+    "reprint": "补打号票只针对一个站点的一张号票 / a reprint is one site's ticket",
+    "issuing": "暂停取号请使用紧急停号（按站点、镇街或全市） / stopping ticket issuing is "
+               "the emergency stop's, which keeps it until lifted",
+    "calendar": "节假日安排由全市日历下发 / the city calendar is pushed as a whole",
+})
+"""Command kinds a bulk command refuses, and why (some may not be in the contract yet)."""
 
 
 class BulkTarget(BaseModel):
@@ -77,6 +92,8 @@ async def api_send_bulk(request: Request, body: BulkRequest,
                         principal: Operator) -> dict[str, Any]:  # fmt: skip
     central = central_of(request)
     service = service_of(central)
+    if (why := NOT_FOR_MANY.get(body.name)) is not None:
+        raise CommandRefused(f"{body.name}: {why}")
     args = command_args(body.name, body.args)
     read = central.read_as(principal)
     sites = await run_in_threadpool(lambda: read.command_targets(
@@ -111,4 +128,4 @@ def api_bulk_command(request: Request, bulk_id: uuid.UUID, principal: Viewer) ->
     return central.read_as(principal).bulk_command(bulk_id, central.now()).to_json()
 
 
-__all__ = ["BulkRequest", "BulkTarget", "router"]
+__all__ = ["NOT_FOR_MANY", "BulkRequest", "BulkTarget", "router"]

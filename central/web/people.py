@@ -8,6 +8,8 @@
                                    the latest such commands with their counts
     GET  /commands/{id}            per site: pending, done, failed, expired, refused (live)
     GET  /live/commands/{id}       the per-site table, re-rendered when it changed (SSE)
+    GET  /admin/audit              the audit log (a city-wide admin): days, action, who, target;
+                                   older pages; the same filters as CSV (/api/v1/audit.csv)
 
 The pages change nothing themselves: their scripts call the REST API
 (:mod:`central.api_users`, :mod:`central.api_bulk`) with the session cookie
@@ -16,27 +18,28 @@ and the CSRF header, so every rule and audit entry is the API's.
 
 from __future__ import annotations
 
+import datetime as dt
+import urllib.parse
 import uuid
-from typing import Final
+from typing import Any, Final
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from central import stats
+from central.api_bulk import NOT_FOR_MANY
 from central.auth import Role
 from central.context import central_of
+from central.errors import InvalidRequest
 from central.views import BULK_STATES
 from central.web.live import _fragment_stream, _stream_principal
 from central.web.pages import page_principal
 from central.web.render import chrome, language, page, render
-from central.web.text import TEXT
+from central.web.text import AUDIT_ACTION_TEXT, TEXT, translator
 from firmware_protocols.mqtt_messages import COMMAND_ARGS
 
 router = APIRouter(include_in_schema=False)
-
-NOT_FOR_MANY: Final = frozenset({"reprint"})
-"""Command kinds that make no sense at many sites at once (a ticket number is one hall's)."""
-
 
 def _known_texts() -> frozenset[str]:
     return frozenset(key for key in TEXT if key.startswith("cmd_"))
@@ -49,6 +52,72 @@ def users_page(request: Request) -> HTMLResponse:
     central = central_of(request)
     return page(request, "users.html", principal, users=central.users.list(),
                 roles=[r.value for r in Role], towns=central.read.towns())  # fmt: skip
+
+
+AUDIT_PAGE_SIZE: Final = 100
+AUDIT_EXPORT_LIMIT: Final = 100_000
+"""The most entries one CSV export holds (the API's own ceiling)."""
+
+
+def _day_bounds(first: str, last: str) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """Business-time days (``YYYY-MM-DD``, either may be empty) as [since, until)."""
+    since = until = None
+    if first:
+        since = dt.datetime.combine(dt.date.fromisoformat(first), dt.time(),
+                                    tzinfo=stats.BUSINESS_TZ)  # fmt: skip
+    if last:
+        until = dt.datetime.combine(dt.date.fromisoformat(last) + dt.timedelta(days=1),
+                                    dt.time(), tzinfo=stats.BUSINESS_TZ)  # fmt: skip
+    return since, until
+
+
+@router.get("/admin/audit")
+def audit_page(
+    request: Request,
+    start: str = "",
+    end: str = "",
+    action: str = "",
+    actor: str = "",
+    target: str = "",
+    before_id: int | None = None,
+) -> HTMLResponse:
+    principal = page_principal(request, Role.ADMIN)
+    principal.require_city("查看审计日志")
+    central = central_of(request)
+    t = translator(language(request))
+    filters: dict[str, Any] = {"action": action.strip() or None, "actor": actor.strip() or None,
+                               "target": target.strip() or None}  # fmt: skip
+    error = ""
+    entries = []
+    try:
+        filters["since"], filters["until"] = _day_bounds(start, end)
+    except ValueError:
+        error = t("bad_date")
+    else:
+        if start and end and end < start:  # ISO dates compare as text
+            error = t("dates_reversed")
+    if not error:
+        try:
+            entries = central.read_as(principal).audit(**filters, before_id=before_id,
+                                                       limit=AUDIT_PAGE_SIZE)  # fmt: skip
+        except InvalidRequest as exc:
+            error = str(exc)
+    api_query = {k: v.isoformat() if isinstance(v, dt.datetime) else v
+                 for k, v in filters.items() if v is not None}  # fmt: skip
+    page_query = {k: v for k, v in {"start": start, "end": end, "action": action,
+                                    "actor": actor, "target": target}.items() if v}  # fmt: skip
+    older = None
+    if len(entries) == AUDIT_PAGE_SIZE:
+        older = "/admin/audit?" + urllib.parse.urlencode({**page_query,
+                                                          "before_id": entries[-1].id})  # fmt: skip
+    lang_index = 1 if language(request) == "en" else 0
+    return page(request, "audit.html", principal, entries=entries, error=error,
+                start=start, end=end, action=action, actor=actor, target=target,
+                paged=before_id is not None, older_url=older,
+                newest_url="/admin/audit?" + urllib.parse.urlencode(page_query),
+                actions={k: v[lang_index] for k, v in AUDIT_ACTION_TEXT.items()},
+                csv_url="/api/v1/audit.csv?" + urllib.parse.urlencode(
+                    {**api_query, "limit": AUDIT_EXPORT_LIMIT}))  # fmt: skip
 
 
 @router.get("/account")

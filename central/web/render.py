@@ -11,6 +11,7 @@ ISO strings in UTC and are shown in business time (``|when``).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -68,8 +69,13 @@ def _fmt_target(target: dict[str, Any]) -> str:
     return f"{len(target.get('sites', []))} 个站点 / sites"
 
 
+def _fmt_json(value: Any) -> str:
+    """A record's detail as readable text (Chinese as is; the template escapes it)."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(", ", ": "))
+
+
 ENV.filters.update(secs=_fmt_seconds, rate=_fmt_rate, when=_fmt_time, ms=_fmt_ms,
-                   target=_fmt_target)
+                   target=_fmt_target, json_text=_fmt_json)
 ENV.globals["alarm_titles"] = {k.value: v for k, v in TITLES.items()}
 
 

@@ -182,7 +182,48 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "change_password": ("修改密码", "Change password"),
     "old_password": ("原密码", "Current password"),
     "new_password": ("新密码（至少10个字符）", "New password (10+ characters)"),
+    "audit_log": ("操作日志", "Audit log"),
+    "audit_hint": ("每一次登录、指令、告警确认、账号和站点变更：谁、何时、从何处、做了什么。"
+                   "导出为当前筛选条件下的记录（最多十万条）。",
+                   "Every login, command, acknowledgement, account and site change: who, "
+                   "when, from where, what. The export holds the entries the filters match "
+                   "(up to 100,000)."),
+    "at": ("时间", "Time"),
+    "actor": ("操作人", "Who"),
+    "source": ("来源", "From"),
+    "action": ("操作", "Action"),
+    "target": ("对象", "Target"),
+    "csv_export": ("导出CSV", "Export CSV"),
+    "older": ("更早的记录", "Older entries"),
+    "newest": ("最新记录", "Newest entries"),
+    "no_audit": ("没有符合条件的记录", "No entry matches"),
+    "dates_reversed": ("结束日期早于开始日期", "The end date is before the start date"),
 }
+
+AUDIT_ACTION_TEXT: Final[dict[str, tuple[str, str]]] = {
+    "site.": ("站点变更（全部）", "site changes (all)"),
+    "site.create": ("新增站点", "site added"),
+    "site.update": ("修改站点", "site changed"),
+    "site.retire": ("撤销站点", "site retired"),
+    "site.restore": ("恢复站点", "site restored"),
+    "site.expected_config": ("下发配置版本", "config version set"),
+    "registry.import": ("导入站点表", "registry imported"),
+    "registry.seed": ("载入示例站点", "sample registry loaded"),
+    "token.create": ("创建令牌", "token created"),
+    "token.revoke": ("撤销令牌", "token revoked"),
+    "alarm.ack": ("确认告警", "alarm acknowledged"),
+    "command.send": ("发送指令", "command sent"),
+    "command.bulk": ("批量指令", "command to many sites"),
+    "auth.login": ("登录", "logged in"),
+    "auth.login_failed": ("登录失败", "login refused"),
+    "auth.logout": ("退出", "logged out"),
+    "user.create": ("新建账号", "account created"),
+    "user.update": ("修改账号", "account changed"),
+    "user.password": ("设置密码", "password set"),
+    "user.disable": ("停用账号", "account disabled"),
+    "user.enable": ("启用账号", "account enabled"),
+}
+"""The audit log's actions as the audit page names them (``site.`` is every site change)."""
 
 
 def translator(lang: str) -> Callable[[str], str]:
@@ -194,4 +235,4 @@ def translator(lang: str) -> Callable[[str], str]:
     return t
 
 
-__all__ = ["TEXT", "translator"]
+__all__ = ["AUDIT_ACTION_TEXT", "TEXT", "translator"]

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from central.api_bulk import NOT_FOR_MANY
 from central.auth import Role
 from central.queries import ReadModel
 from central.service import CentralService
@@ -123,6 +124,14 @@ def test_bulk_commands_through_the_api_keep_to_the_towns_and_are_audited(
                                   json={"name": "announce", "args": {"text": "x", "repeat": 9},
                                         "target": {"towns": ["三乡镇"]}})  # fmt: skip
             assert bad.status_code == 422
+            # one site's kind of command is refused for many, as is stopping the issuing:
+            # that is the emergency stop's (it holds the stop until lifted)
+            for name, args in (("reprint", {"ticket": "A001"}), ("issuing", {})):
+                refused = env.client.post(
+                    "/api/v1/bulk-commands", headers={"X-Requested-With": "x"},
+                    json={"name": name, "args": args, "target": {"towns": ["三乡镇"]}})
+                assert refused.status_code == 422, refused.text
+                assert NOT_FOR_MANY[name] in refused.text
             listed = env.client.get("/api/v1/bulk-commands").json()["bulk_commands"]
             assert [b["id"] for b in listed] == [bulk["id"]]
         finally:
