@@ -16,11 +16,13 @@ from central.auth import Role
 from central.queries import ReadModel
 from central.service import CentralService
 from central.views import BulkView
+from edge.daemon import EdgeDaemon
 from firmware_protocols import mqtt_messages as mm
 from tests.central.edge_sim import EdgeClient
 from tests.central.sim import SimSite
 from tests.central.test_api_support import running_app, wait_until
 from tests.central.test_service_mqtt import _config, _connected, _run, _until
+from tests.edge.sites import site_toml
 from tests.servers import MosquittoBroker
 
 NOTICE = mm.ScreenNoticeArgs(text="今日系统维护，暂停取号", screen=None, duration_s=600)
@@ -93,6 +95,76 @@ def test_a_bulk_command_reaches_every_site_and_collects_each_result(
             finally:
                 for edge in edges:
                     edge.close()
+
+    _run(main())
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the edges are the point here
+def test_real_edges_run_a_bulk_reload_and_each_result_is_collected(
+    mqtt_broker: MosquittoBroker,
+    db_url: str,
+    engine: Engine,
+    sites: list[str],
+    tmp_path: Path,
+) -> None:
+    """Two real edge daemons (``edge.daemon.EdgeDaemon``, journal and uplink) and a third
+    site offline: "reload config at v2" reaches all three; the edge whose file is at v2
+    applies it, the one still at v1 refuses it with the edge's own reason, the offline one
+    waits. The central learns the applied version from the edge's state."""
+    offline_site, updated_site, stale_site = sites
+
+    def edge_config(site_id: str, version: str) -> Path:
+        directory = tmp_path / site_id
+        directory.mkdir()
+        path = site_toml(directory, mqtt_port=mqtt_broker.port, version=version)
+        path.write_text(path.read_text("utf-8").replace('id = "test-site"', f'id = "{site_id}"'),
+                        encoding="utf-8")  # fmt: skip
+        return path
+
+    updated_config = edge_config(updated_site, "v1")
+    daemons = [EdgeDaemon(updated_config, install_signals=False),
+               EdgeDaemon(edge_config(stale_site, "v1"), install_signals=False)]  # fmt: skip
+    # the new version is on disk at one site (as an Ansible push leaves it)
+    updated_config.write_text(updated_config.read_text("utf-8").replace(
+        'version = "v1"', 'version = "v2"', 1), encoding="utf-8")  # fmt: skip
+
+    async def main() -> None:
+        async with CentralService(_config(mqtt_broker, db_url), engine=engine) as central:
+            await _connected(central)
+            tasks = [asyncio.create_task(d.run()) for d in daemons]
+            try:
+                for daemon in daemons:
+                    await daemon.ready.wait()
+                await _until(lambda: all(d.uplink is not None and d.uplink.connected
+                                         for d in daemons))  # fmt: skip
+                read = ReadModel(central.sessions)
+                await _until(lambda: all(read.site_state(s).site.online for s in (updated_site,
+                                                                       stale_site)))  # fmt: skip
+                sent = await central.send_bulk(
+                    read.command_targets(towns=["测试镇"]), mm.ReloadConfigArgs(version="v2"),
+                    target={"towns": ["测试镇"]}, ttl_s=120, issued_by="ops-li")  # fmt: skip
+                assert sent.sent == 3
+
+                def view() -> BulkView:
+                    return read.bulk_command(sent.id, central.clock())
+
+                await _until(lambda: view().counts["pending"] == 1, timeout=30)
+                rows = {r.site_id: r for r in view().rows}
+                assert rows[updated_site].state == "succeeded"
+                assert rows[stale_site].state == "failed"
+                assert "the file has 'v1', the command expected 'v2'" in (
+                    rows[stale_site].error or "")
+                assert rows[offline_site].state == "pending"
+                assert rows[offline_site].waiting_for_site
+                def reported(site_id: str) -> str | None:
+                    return read.site_state(site_id).site.reported_config_version
+
+                await _until(lambda: reported(updated_site) == "v2")
+                assert reported(stale_site) == "v1"
+            finally:
+                for daemon in daemons:
+                    daemon.stop()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     _run(main())
 
