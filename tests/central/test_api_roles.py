@@ -72,6 +72,7 @@ EXPECTED: dict[tuple[str, str], Role | str] = {
     ("GET", "/live/sites/{site_id}"): SESSION,
     ("GET", "/live/alarms"): SESSION,
     ("GET", "/admin/users"): SESSION_ADMIN,
+    ("GET", "/admin/audit"): SESSION_ADMIN,
     ("GET", "/account"): SESSION,
     ("GET", "/commands"): SESSION,
     ("GET", "/commands/{bulk_id}"): SESSION,

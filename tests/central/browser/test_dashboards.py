@@ -95,7 +95,6 @@ def new_page(browser: Browser, live: LiveServer, role: Role) -> Page:
     page = context.new_page()
     page.set_default_timeout(15_000)
     page.goto(f"{live.url}/login")
-    page.click("details.token-login summary")  # tokens: machines and screens
     page.fill("input[name=token]", live.env.tokens[role])
     page.click("button[type=submit]")
     page.wait_for_url(f"{live.url}/")
@@ -113,7 +112,6 @@ def test_login_page_refuses_a_bad_token(browser: Browser, live: LiveServer) -> N
     page.goto(f"{live.url}/")
     assert "/login" in page.url
     shot(page, "login")
-    page.click("details.token-login summary")  # tokens: machines and screens
     page.fill("input[name=token]", "od_00000000_" + "x" * 43)
     page.click("button[type=submit]")
     assert page.locator("p.error").inner_text() == "令牌无效或已撤销"
