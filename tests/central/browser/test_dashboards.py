@@ -1,7 +1,8 @@
 """The dashboards in a real headless Chromium (Debian's), against a real uvicorn server.
 
 Log in, open every page, watch live updates arrive after a real MQTT publish,
-acknowledge an alarm, download the statistics CSV. Screenshots go to
+acknowledge an alarm, download the statistics CSV, send a command to a town and follow
+each site's result, make a town's account and use it, read and export the audit log. Screenshots go to
 ``tests/artifacts/`` (CI keeps them; not committed).
 """
 
@@ -376,3 +377,63 @@ def test_admin_reads_filters_and_exports_the_audit_log(
     assert len(lines) - 1 == len(actions)
     assert all(",auth.login," in line for line in lines[1:])
     page.context.close()
+
+
+def test_an_admin_makes_a_town_account_that_sees_and_acts_on_its_town_only(
+    browser: Browser, live: LiveServer
+) -> None:
+    """Accounts page → a 三乡镇 operator; that person logs in with login name and password,
+    sends a notice to "all my towns" (三乡镇's sites only), changes the password; the admin
+    disables the account."""
+    admin = new_page(browser, live, Role.ADMIN)
+    admin.goto(f"{live.url}/admin/users")
+    form = admin.locator("#new-user")
+    form.locator("input[name=username]").fill("sanxiang.ops")
+    form.locator("input[name=display_name]").fill("李明")
+    form.locator("select[name=role]").select_option("operator")
+    form.locator("input[name=towns]").fill("三乡镇")
+    form.locator("input[name=password]").fill("Sanxiang-2026-ops")
+    form.locator("button[type=submit]").click()
+    row = admin.locator("#user-sanxiang\\.ops")
+    row.wait_for()
+    assert row.locator("input[name=towns]").input_value() == "三乡镇"
+    shot(admin, "users")
+
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
+    person = context.new_page()
+    person.set_default_timeout(15_000)
+    person.goto(f"{live.url}/login")
+    person.fill("input[name=username]", "sanxiang.ops")
+    person.fill("input[name=password]", "Sanxiang-2026-ops")
+    person.click("button[type=submit]")
+    person.wait_for_url(f"{live.url}/")
+    assert person.locator("#who").inner_text() == "李明 · 运维 · 三乡镇"
+    assert person.locator("a[href='/admin/users'], a[href='/admin/audit']").count() == 0
+    person.goto(f"{live.url}/commands")
+    towns = person.locator("#bulk-form input[name=town]").evaluate_all(
+        "boxes => boxes.map(b => b.value)")
+    assert towns == ["三乡镇"]
+    assert "我管辖的全部镇街" in person.locator("#bulk-form fieldset").inner_text()
+    person.select_option("#bulk-form select[name=name]", "screen_notice")
+    person.fill("#bulk-form input[name=text]", "三乡镇今日下午停电，暂停办理")
+    person.click("#bulk-form button[type=submit]")
+    person.wait_for_url(f"{live.url}/commands/*")
+    person.wait_for_selector("#bulk-sites tbody tr")
+    sites_towns = set(person.locator("#bulk-sites tbody tr td:first-child").all_inner_texts())
+    assert sites_towns == {"三乡镇"}
+    person.goto(f"{live.url}/account")
+    person.fill("#own-password input[name=old_password]", "Sanxiang-2026-ops")
+    person.fill("#own-password input[name=new_password]", "Sanxiang-2026-new")
+    person.click("#own-password button[type=submit]")
+    person.wait_for_url(f"{live.url}/login*")
+    context.close()
+
+    admin.reload()
+    admin.locator("#user-sanxiang\\.ops button[data-enable=false]").click()
+    admin.wait_for_selector("#user-sanxiang\\.ops.disabled")
+    assert admin.locator("#user-sanxiang\\.ops td.state").inner_text() == "已停用"
+    admin.goto(f"{live.url}/admin/audit?actor=sanxiang.ops")
+    actions = admin.locator("#audit tbody tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.action)")
+    assert actions[:3] == ["user.password", "command.bulk", "auth.login"]
+    admin.context.close()
