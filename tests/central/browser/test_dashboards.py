@@ -1,8 +1,9 @@
 """The dashboards in a real headless Chromium (Debian's), against a real uvicorn server.
 
 Log in, open every page, watch live updates arrive after a real MQTT publish,
-acknowledge an alarm, download the statistics CSV, send a command to a town and follow
-each site's result, make a town's account and use it, read and export the audit log. Screenshots go to
+acknowledge an alarm, download the statistics CSV, send a command to a town and
+follow each site's result, make a town's account and use it, read and export the
+audit log. Screenshots go to
 ``tests/artifacts/`` (CI keeps them; not committed).
 """
 
