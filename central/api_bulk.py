@@ -5,8 +5,9 @@
     POST /api/v1/bulk-commands          operator  {"name", "args", "ttl_s", "target": {"all":
                                                   true} | {"towns": [...]} | {"sites": [...]}}
     GET  /api/v1/bulk-commands          viewer    the latest, with counts per state
-    GET  /api/v1/bulk-commands/{id}     viewer    per site: pending, succeeded, failed,
-                                                  expired, or refused (never sent) and why
+    GET  /api/v1/bulk-commands/{id}     viewer    counts per state, and per site: pending,
+                                                  succeeded, failed, expired, or refused
+                                                  (never sent) and why [?state=failed&limit=]
 
 The command kinds of the MQTT contract (``firmware_protocols.mqtt_messages.
 COMMAND_ARGS``) can be sent — the hall screens' notice, an announcement, a
@@ -41,6 +42,7 @@ from central.audit import AuditAction
 from central.context import central_of, service_of
 from central.errors import CommandRefused
 from central.service import command_args
+from central.views import BulkState
 from firmware_protocols.mqtt_messages import MAX_COMMAND_TTL_MS
 
 log = structlog.get_logger(__name__)
@@ -123,9 +125,18 @@ def api_bulk_commands(
 
 
 @router.get("/bulk-commands/{bulk_id}")
-def api_bulk_command(request: Request, bulk_id: uuid.UUID, principal: Viewer) -> dict[str, Any]:
+def api_bulk_command(
+    request: Request,
+    bulk_id: uuid.UUID,
+    principal: Viewer,
+    state: BulkState | None = None,
+    limit: Annotated[int | None, Query(ge=0, le=100_000)] = None,
+) -> dict[str, Any]:
+    """The counts per state and a row per site (of ``state`` only; the first ``limit``)."""
     central = central_of(request)
-    return central.read_as(principal).bulk_command(bulk_id, central.now()).to_json()
+    view = central.read_as(principal).bulk_command(bulk_id, central.now(), state=state,
+                                                   limit=limit)  # fmt: skip
+    return view.to_json()
 
 
 __all__ = ["NOT_FOR_MANY", "BulkRequest", "BulkTarget", "router"]

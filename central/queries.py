@@ -84,6 +84,7 @@ from central.views import (
     AlarmView,
     AuditView,
     BulkSiteView,
+    BulkState,
     BulkView,
     CommandView,
     EventView,
@@ -98,9 +99,9 @@ from central.views import (
     SiteState,
     SiteSummary,
     TelemetrySeries,
-    command_state,
     iso,
     site_health,
+    state_of,
 )
 
 log = structlog.get_logger(__name__)
@@ -500,45 +501,86 @@ class ReadModel:
             raise InvalidRequest(f"没有站点 / no site in service in {', '.join(empty)}")
         return [site_id for site_id, _ in rows]
 
-    def _bulk_rows(self, session: Session, bulk: BulkCommand, now: datetime,
-                   detail: bool) -> tuple[dict[str, int], list[BulkSiteView]]:  # fmt: skip
-        """Per state, the sites of ``bulk`` in scope; with ``detail``, a row per site."""
+    def _bulk_counts(self, session: Session, bulk: BulkCommand,
+                     now: datetime) -> dict[str, int]:  # fmt: skip
+        """Sites of ``bulk`` in scope per state, counted by the database (a province's
+        20,000 commands are never loaded to count them)."""
         counts: dict[str, int] = dict.fromkeys(BULK_STATES, 0)
-        rows: list[BulkSiteView] = []
-        found = session.execute(
-            select(Command, Site.name, Site.town, Site.online)
+        past = Command.expires_at <= now
+        for status, expired, number in session.execute(
+            select(Command.status, past, func.count())
             .join(Site, Site.id == Command.site_id)
             .where(Command.bulk_id == bulk.id, self._in_scope())
-        ).all()  # fmt: skip
-        for command, name, town, online in found:
-            state = command_state(command, now)
-            counts[state] += 1
-            if detail:
-                rows.append(BulkSiteView(
-                    site_id=command.site_id, name=name, town=town, state=state,
-                    waiting_for_site=state == "pending" and not online, error=command.error,
-                    result_at=iso(command.result_at), command_id=str(command.id)))  # fmt: skip
+            .group_by(Command.status, past)
+        ):  # fmt: skip
+            if status is CommandStatus.SENT:
+                counts["expired" if expired else "pending"] += number
+            else:
+                counts[status.value] += number
         if bulk.refused:
-            refused = session.execute(
-                select(Site.id, Site.name, Site.town)
-                .where(Site.id.in_(list(bulk.refused)), self._in_scope())
-            ).all()  # fmt: skip
-            counts["refused"] += len(refused)
-            if detail:
-                rows.extend(BulkSiteView(site_id=site_id, name=name, town=town, state="refused",
-                                         waiting_for_site=False, error=bulk.refused[site_id],
-                                         result_at=None, command_id=None)
-                            for site_id, name, town in refused)  # fmt: skip
-        rows.sort(key=lambda r: (r.town, r.site_id))
-        return counts, rows
+            counts["refused"] = len(self._bulk_refused(session, bulk))
+        return counts
+
+    def _bulk_refused(self, session: Session, bulk: BulkCommand) -> list[BulkSiteView]:
+        """The sites in scope ``bulk`` was not sent to, with why."""
+        refused: list[BulkSiteView] = []
+        site_ids = list(bulk.refused)
+        for start in range(0, len(site_ids), 500):
+            refused.extend(
+                BulkSiteView(site_id=site_id, name=name, town=town, state="refused",
+                             waiting_for_site=False, error=bulk.refused[site_id],
+                             result_at=None, command_id=None)
+                for site_id, name, town in session.execute(
+                    select(Site.id, Site.name, Site.town)
+                    .where(Site.id.in_(site_ids[start : start + 500]), self._in_scope()))
+            )  # fmt: skip
+        return refused
+
+    def _bulk_rows(self, session: Session, bulk: BulkCommand, now: datetime,
+                   state: BulkState | None, limit: int | None) -> list[BulkSiteView]:  # fmt: skip
+        """A row per site in scope (of ``state`` only, when given), by town then id; the
+        first ``limit`` of them (all without)."""
+        rows: list[BulkSiteView] = []
+        if state != "refused":
+            statement = (
+                select(Command.id, Command.site_id, Command.status, Command.expires_at,
+                       Command.error, Command.result_at, Site.name, Site.town, Site.online)
+                .join(Site, Site.id == Command.site_id)
+                .where(Command.bulk_id == bulk.id, self._in_scope())
+                .order_by(Site.town, Command.site_id)
+            )  # fmt: skip
+            if state == "pending":
+                statement = statement.where(Command.status == CommandStatus.SENT,
+                                            Command.expires_at > now)  # fmt: skip
+            elif state == "expired":
+                statement = statement.where(Command.status == CommandStatus.SENT,
+                                            Command.expires_at <= now)  # fmt: skip
+            elif state is not None:
+                statement = statement.where(Command.status == CommandStatus(state))
+            if limit is not None:
+                statement = statement.limit(limit)
+            for command_id, site_id, status, expires_at, error, result_at, name, town, online in (
+                    session.execute(statement)):  # fmt: skip
+                row_state = state_of(status, expires_at, now)
+                rows.append(BulkSiteView(
+                    site_id=site_id, name=name, town=town, state=row_state,
+                    waiting_for_site=row_state == "pending" and not online, error=error,
+                    result_at=iso(result_at), command_id=str(command_id)))  # fmt: skip
+        if bulk.refused and state in (None, "refused"):
+            rows.extend(self._bulk_refused(session, bulk))
+            rows.sort(key=lambda r: (r.town, r.site_id))
+        return rows if limit is None else rows[:limit]
 
     @staticmethod
-    def _bulk_view(bulk: BulkCommand, counts: dict[str, int],
-                   rows: list[BulkSiteView]) -> BulkView:  # fmt: skip
+    def _bulk_view(bulk: BulkCommand, counts: dict[str, int], rows: list[BulkSiteView],
+                   state: BulkState | None = None) -> BulkView:  # fmt: skip
+        sites = sum(counts.values())
         return BulkView(id=str(bulk.id), name=bulk.name, args=bulk.args, ttl_s=bulk.ttl_s,
                         target=bulk.target, issued_by=bulk.issued_by,
-                        issued_at=iso(bulk.issued_at), sites=sum(counts.values()),
-                        counts=counts, done=counts["pending"] == 0, rows=rows)  # fmt: skip
+                        issued_at=iso(bulk.issued_at), sites=sites, counts=counts,
+                        done=counts["pending"] == 0, state=state,
+                        matching=sites if state is None else counts[state],
+                        rows=rows)  # fmt: skip
 
     def bulk_commands(self, now: datetime, *, limit: int = 50) -> list[BulkView]:
         """The latest commands to many sites, newest first, with their counts (of the
@@ -548,21 +590,26 @@ class ReadModel:
             bulks = session.scalars(latest)
             views = []
             for bulk in bulks:
-                counts, _ = self._bulk_rows(session, bulk, now, detail=False)
+                counts = self._bulk_counts(session, bulk, now)
                 if sum(counts.values()):
                     views.append(self._bulk_view(bulk, counts, []))
             return views
 
-    def bulk_command(self, bulk_id: uuid.UUID, now: datetime) -> BulkView:
-        """One command to many sites, a row per site in scope."""
+    def bulk_command(self, bulk_id: uuid.UUID, now: datetime, *, state: BulkState | None = None,
+                     limit: int | None = None) -> BulkView:  # fmt: skip
+        """One command to many sites: the counts per state and a row per site in scope —
+        of ``state`` only when given, the first ``limit`` (by town, then id) when given."""
+        if state is not None and state not in BULK_STATES:
+            raise InvalidRequest(f"state: one of {', '.join(BULK_STATES)}")
         with self.sessions() as session:
             bulk = session.get(BulkCommand, bulk_id)
             if bulk is None:
                 raise UnknownCommand(bulk_id)
-            counts, rows = self._bulk_rows(session, bulk, now, detail=True)
-            if not rows and self.scope is not None:
+            counts = self._bulk_counts(session, bulk, now)
+            if not sum(counts.values()) and self.scope is not None:
                 raise OutOfScope(f"command {bulk_id}")
-            return self._bulk_view(bulk, counts, rows)
+            rows = self._bulk_rows(session, bulk, now, state, limit)
+            return self._bulk_view(bulk, counts, rows, state)
 
     def commands_pending(self, now: datetime) -> int:
         """Commands sent, not answered and not expired."""

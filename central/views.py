@@ -379,9 +379,15 @@ CommandState = Literal["pending", "succeeded", "failed", "expired"]
 
 def command_state(command: Command, now: datetime) -> CommandState:
     """``succeeded``/``failed`` once a result came; ``expired`` past its TTL; else ``pending``."""
-    if command.status is CommandStatus.SENT:
-        return "expired" if now >= command.expires_at else "pending"
-    state: CommandState = command.status.value  # type: ignore[assignment]  # the other three
+    return state_of(command.status, command.expires_at, now)
+
+
+def state_of(status: CommandStatus, expires_at: datetime, now: datetime) -> CommandState:
+    """:func:`command_state` from the two columns it depends on (rows read without the
+    whole command)."""
+    if status is CommandStatus.SENT:
+        return "expired" if now >= expires_at else "pending"
+    state: CommandState = status.value  # type: ignore[assignment]  # the other three
     return state
 
 
@@ -451,6 +457,10 @@ class BulkView(View, frozen=True, kw_only=True):
     """Sites per state (``pending`` … ``refused``)."""
     done: bool
     """No site is pending any more."""
+    state: BulkState | None
+    """The rows are of this state only (none: every state)."""
+    matching: int
+    """Sites of ``state`` (or all of them); ``rows`` may hold fewer (a limit)."""
     rows: list[BulkSiteView]
     """Per site, by town then id (empty in a list of bulk commands)."""
 
@@ -589,5 +599,6 @@ __all__ = [
     "command_state",
     "iso",
     "site_health",
+    "state_of",
     "worst_severity",
 ]

@@ -6,8 +6,9 @@
     GET  /account                  who am I; change my password
     GET  /commands                 send one command to a town, several towns or the whole city;
                                    the latest such commands with their counts
-    GET  /commands/{id}            per site: pending, done, failed, expired, refused (live)
-    GET  /live/commands/{id}       the per-site table, re-rendered when it changed (SSE)
+    GET  /commands/{id}[?state=]   counts per state (pending, done, failed, expired, refused)
+                                   and the sites (of one state), the first BULK_PAGE_ROWS; live
+    GET  /live/commands/{id}       the same part, re-rendered when it changed (SSE)
     GET  /admin/audit              the audit log (a city-wide admin): days, action, who, target;
                                    older pages; the same filters as CSV (/api/v1/audit.csv)
 
@@ -32,7 +33,7 @@ from central.api_bulk import NOT_FOR_MANY
 from central.auth import Role
 from central.context import central_of
 from central.errors import InvalidRequest
-from central.views import BULK_STATES
+from central.views import BULK_STATES, BulkState
 from central.web.live import _fragment_stream, _stream_principal
 from central.web.pages import page_principal
 from central.web.render import chrome, language, page, render
@@ -137,25 +138,38 @@ def commands_page(request: Request) -> HTMLResponse:
                 commands_enabled=central.service is not None)  # fmt: skip
 
 
+BULK_PAGE_ROWS: Final = 500
+"""Sites listed on a bulk command's page (a province's 20,000 are counted, not listed:
+the counts link to the sites of each state)."""
+
+
+def _bulk_state(state: str) -> BulkState | None:
+    """The page's ``?state=``: one of :data:`BULK_STATES`, or every state."""
+    return next((s for s in BULK_STATES if s == state), None)
+
+
 @router.get("/commands/{bulk_id}")
-def bulk_page(request: Request, bulk_id: uuid.UUID) -> HTMLResponse:
+def bulk_page(request: Request, bulk_id: uuid.UUID, state: str = "") -> HTMLResponse:
     principal = page_principal(request)
     central = central_of(request)
-    bulk = central.read_as(principal).bulk_command(bulk_id, central.now())
+    bulk = central.read_as(principal).bulk_command(bulk_id, central.now(),
+                                                   state=_bulk_state(state),
+                                                   limit=BULK_PAGE_ROWS)  # fmt: skip
     return page(request, "bulk.html", principal, bulk=bulk, states=BULK_STATES,
                 known_texts=_known_texts())  # fmt: skip
 
 
 @router.get("/live/commands/{bulk_id}")
-async def live_bulk(request: Request, bulk_id: uuid.UUID) -> StreamingResponse:
+async def live_bulk(request: Request, bulk_id: uuid.UUID, state: str = "") -> StreamingResponse:
     principal = _stream_principal(request)
     central = central_of(request)
     lang = language(request)
     read = central.read_as(principal)
-    await run_in_threadpool(read.bulk_command, bulk_id, central.now())  # 404/403 first
+    chosen = _bulk_state(state)
+    await run_in_threadpool(read.bulk_command, bulk_id, central.now(), limit=0)  # 404/403 first
 
     def fragment() -> str:
-        bulk = read.bulk_command(bulk_id, central.now())
+        bulk = read.bulk_command(bulk_id, central.now(), state=chosen, limit=BULK_PAGE_ROWS)
         return render("_bulk_live.html", **chrome(lang, principal), bulk=bulk, states=BULK_STATES,
                       known_texts=_known_texts())  # fmt: skip
 

@@ -159,6 +159,9 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "bulk_commands": ("批量指令", "Commands to many"),
     "bulk_log": ("批量指令记录", "Commands sent to many sites"),
     "no_bulk": ("还没有批量指令", "No command to many sites yet"),
+    "bulk_first_rows": ("站点较多：列出前 {shown} 个，共 {total} 个；点击上方状态查看该状态的站点",
+                        "Many sites: the first {shown} of {total} are listed; click a state "
+                        "above for its sites"),
     "command": ("指令", "Command"),
     "send_to": ("发送范围", "Send to"),
     "whole_city": ("全市", "whole city"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from central.api_bulk import NOT_FOR_MANY
 from central.auth import Role
+from central.errors import InvalidRequest
 from central.queries import ReadModel
 from central.service import CentralService
 from central.views import BulkView
@@ -81,6 +83,20 @@ def test_a_bulk_command_reaches_every_site_and_collects_each_result(
                                                                                 "screen_offline")
                 assert rows[offline_site].waiting_for_site  # waits for the edge's session
                 assert rows[offline_site].name == "测试二村党群服务中心"
+                # one state's sites, the first of them, and the counts past the TTL (the
+                # database counts: a province's commands are never loaded to count them)
+                failed = read.bulk_command(sent.id, central.clock(), state="failed")
+                assert [r.site_id for r in failed.rows] == [failing_site]
+                assert (failed.matching, failed.counts) == (1, view.counts)
+                first = read.bulk_command(sent.id, central.clock(), limit=1)
+                assert ([r.site_id for r in first.rows], first.matching) == (
+                    [min(sites)], 3)
+                later = central.clock() + timedelta(seconds=600)
+                assert read.bulk_command(sent.id, later).counts == {
+                    "pending": 0, "succeeded": 1, "failed": 1, "expired": 1, "refused": 0}
+                expired = read.bulk_command(sent.id, later, state="expired")
+                assert [r.site_id for r in expired.rows] == [offline_site]
+                assert read.bulk_command(sent.id, central.clock(), state="expired").rows == []
                 # the per-site limit (2 here): one more command brings done_site to it, so
                 # the next bulk skips that site and goes to the others
                 await central.send_command(done_site, mm.ReprintArgs(ticket="Z001"), ttl_s=60)
@@ -92,6 +108,13 @@ def test_a_bulk_command_reaches_every_site_and_collects_each_result(
                 assert refused_view.counts["refused"] == 1
                 assert [r.site_id for r in refused_view.rows if r.state == "refused"] == [
                     done_site]
+                only_refused = read.bulk_command(again.id, central.clock(), state="refused")
+                assert [(r.site_id, r.command_id) for r in only_refused.rows] == [
+                    (done_site, None)]
+                assert read.bulk_command(again.id, central.clock(), state="refused",
+                                         limit=0).rows == []  # fmt: skip
+                with pytest.raises(InvalidRequest, match="state"):
+                    read.bulk_command(again.id, central.clock(), state="done")  # type: ignore[arg-type]
             finally:
                 for edge in edges:
                     edge.close()

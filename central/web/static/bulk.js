@@ -37,7 +37,8 @@
   }
   var live = document.getElementById("bulk-live");
   if (live) {
-    var source = new EventSource("/live/commands/" + encodeURIComponent(live.dataset.bulk));
+    var state = live.dataset.state ? "?state=" + encodeURIComponent(live.dataset.state) : "";
+    var source = new EventSource("/live/commands/" + encodeURIComponent(live.dataset.bulk) + state);
     source.addEventListener("live", function (message) {
       live.innerHTML = message.data;
       document.body.dataset.liveUpdates = String(Number(document.body.dataset.liveUpdates || 0) + 1);

@@ -26,6 +26,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from central.auth import Role
 from central.models import Alarm
 from central.stats import BUSINESS_TZ
+from central.web import people
 from firmware_protocols import mqtt_messages as mm
 from onedoor.broker import free_port, wait_for_port
 from tests.central.sim import SimSite
@@ -291,10 +292,13 @@ def test_viewers_get_no_command_form(browser: Browser, live: LiveServer) -> None
 
 
 def test_operator_sends_a_notice_to_a_town_and_sees_each_site(
-    browser: Browser, live: LiveServer
+    browser: Browser, live: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The commands page: a screen notice to 东区街道's 12 sites; two edges answer (one
-    done, one failed) and the per-site table and the counts follow live."""
+    done, one failed) and the per-site table and the counts follow live. The page lists
+    the first sites only (5 here, as for a province's thousands) and each state's sites
+    a click away."""
+    monkeypatch.setattr(people, "BULK_PAGE_ROWS", 5)
     page = new_page(browser, live, Role.OPERATOR)
     page.goto(f"{live.url}/commands")
     assert page.locator("#bulk-form select[name=name] option[value=reprint]").count() == 0
@@ -306,7 +310,8 @@ def test_operator_sends_a_notice_to_a_town_and_sees_each_site(
     page.wait_for_url(f"{live.url}/commands/*")
     bulk_id = page.url.rsplit("/", 1)[1]
     page.wait_for_selector("#bulk-sites tbody tr")
-    assert page.locator("#bulk-sites tbody tr").count() == 12
+    assert page.locator("#bulk-sites tbody tr").count() == 5
+    assert "列出前 5 个，共 12 个" in page.locator("#bulk-more").inner_text()
     assert page.locator('#bulk-counts b[data-state="pending"]').inner_text() == "12"
     bulk = live.env.central.read.bulk_command(uuid.UUID(bulk_id), live.env.central.now())
     rows = {r.site_id: r for r in bulk.rows}
@@ -321,10 +326,24 @@ def test_operator_sends_a_notice_to_a_town_and_sees_each_site(
     page.wait_for_selector('#bs-zs-dongqu-02[data-state="failed"]')
     assert "screen_offline" in page.locator("#bs-zs-dongqu-02").inner_text()
     assert "已执行" in page.locator("#bs-zs-dongqu-01").inner_text()
+    # the counts and the rows are two reads: a render between them catches up at the next
+    page.wait_for_function("document.querySelector('#bulk-counts b[data-state=pending]')"
+                           ".textContent === '10'")  # fmt: skip
     counts = {s: page.locator(f'#bulk-counts b[data-state="{s}"]').inner_text()
               for s in ("pending", "succeeded", "failed")}  # fmt: skip
     assert counts == {"pending": "10", "succeeded": "1", "failed": "1"}
     shot(page, "bulk_command")
+    page.click("#bulk-counts a.s-failed")
+    page.wait_for_url("**?state=failed")
+    page.wait_for_selector("#bulk-sites tbody tr")
+    assert page.locator("#bulk-sites tbody tr").evaluate_all(
+        "rows => rows.map(r => r.id)") == ["bs-zs-dongqu-02"]
+    assert page.locator("#bulk-more").count() == 0
+    live.env.feed(mm.CmdResult(site="zs-dongqu-03", id=uuid.UUID(rows["zs-dongqu-03"].command_id),
+                               ok=False, error="screen_offline", ts=1))  # fmt: skip
+    page.wait_for_selector("#bs-zs-dongqu-03")  # the failed list follows live too
+    page.wait_for_function("document.querySelector('#bulk-counts b[data-state=failed]')"
+                           ".textContent === '2'")  # fmt: skip
     page.goto(f"{live.url}/commands")
     row = page.locator(f'#bulks a[href="/commands/{bulk_id}"]').locator("xpath=../..")
     assert "东区街道" in row.inner_text()
