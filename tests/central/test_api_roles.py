@@ -14,6 +14,8 @@ import pytest
 from fastapi.routing import APIRoute
 
 from central.auth import Role
+from firmware_protocols import mqtt_messages as mm
+from tests.central.sim import SimSite
 from tests.central.test_api_support import RunningApp, running_app
 from tests.servers import MosquittoBroker
 
@@ -58,6 +60,19 @@ EXPECTED: dict[tuple[str, str], Role | str] = {
     ("POST", "/api/v1/bulk-commands"): Role.OPERATOR,
     ("GET", "/api/v1/bulk-commands"): Role.VIEWER,
     ("GET", "/api/v1/bulk-commands/{bulk_id}"): Role.VIEWER,
+    ("GET", "/api/v1/ratings"): Role.VIEWER,
+    ("GET", "/api/v1/ratings.csv"): Role.VIEWER,
+    ("GET", "/api/v1/ratings/ranking"): Role.VIEWER,
+    ("POST", "/api/v1/ratings/report"): Role.ADMIN,
+    ("POST", "/api/v1/ratings/report/retry"): Role.ADMIN,
+    ("GET", "/api/v1/bad-ratings"): Role.VIEWER,
+    ("GET", "/api/v1/bad-ratings/{case_id}"): Role.VIEWER,
+    ("POST", "/api/v1/bad-ratings/{case_id}/review"): Role.ADMIN,
+    ("POST", "/api/v1/bad-ratings/{case_id}/{action}"): Role.OPERATOR,
+    ("GET", "/api/v1/sites/{site_id}/staff"): Role.VIEWER,
+    ("PUT", "/api/v1/sites/{site_id}/staff"): Role.ADMIN,
+    ("GET", "/api/v1/sites/{site_id}/rating-profile"): Role.VIEWER,
+    ("PUT", "/api/v1/sites/{site_id}/rating-profile"): Role.ADMIN,
     ("GET", "/metrics"): Role.VIEWER,
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
@@ -68,6 +83,10 @@ EXPECTED: dict[tuple[str, str], Role | str] = {
     ("GET", "/sites/{site_id}"): SESSION,
     ("GET", "/alarms"): SESSION,
     ("GET", "/statistics"): SESSION,
+    ("GET", "/statistics/definitions"): SESSION,
+    ("GET", "/ratings"): SESSION,
+    ("GET", "/ratings/cases/{case_id}"): SESSION,
+    ("GET", "/ratings/ranking"): SESSION,
     ("GET", "/live/fleet"): SESSION,
     ("GET", "/live/sites/{site_id}"): SESSION,
     ("GET", "/live/alarms"): SESSION,
@@ -89,6 +108,8 @@ PARAMS = {
     "part": "sites",
     "username": "nosuch",
     "bulk_id": "set by the env fixture",
+    "case_id": "1",  # the 差评 case the env fixture makes
+    "action": "note",
 }
 BODIES = {
     ("PATCH", "/api/v1/sites/{site_id}"): {"expected_config_version": "cfg-7"},
@@ -113,6 +134,10 @@ BODIES = {
         "ttl_s": 30,
         "target": {"sites": ["zs-city"]},
     },
+    ("POST", "/api/v1/bad-ratings/{case_id}/review"): {"decision": "reject", "note": "x"},
+    ("POST", "/api/v1/bad-ratings/{case_id}/{action}"): {"note": "matrix"},
+    ("PUT", "/api/v1/sites/{site_id}/staff"): {"staff": [{"id": "zs01", "name": "张丽"}]},
+    ("PUT", "/api/v1/sites/{site_id}/rating-profile"): {"region_code": "442000"},
 }
 ROLES: list[Role | None] = [None, Role.VIEWER, Role.OPERATOR, Role.ADMIN]
 
@@ -126,6 +151,8 @@ def env(
                                    json=BODIES[("POST", "/api/v1/bulk-commands")])
         assert sent.status_code == 202, sent.text
         PARAMS["bulk_id"] = sent.json()["id"]
+        bad = mm.RatingGiven(ticket="A001", window=1, staff="zs01", value=1)
+        running.feed(SimSite(PARAMS["site_id"]).event(bad))  # 差评 case 1
         yield running
 
 
