@@ -795,18 +795,20 @@ class ReadModel:
     def stat_names(self, scope: stats.Scope, keys: Sequence[str]) -> dict[str, str]:
         """What people call the keys of statistics rows: the site's name, ``name 3号窗口``,
         the staff member's name with their site's. A staff member not on the roster
-        (``staff``) is left out: the export shows the id."""
+        (``staff``) is left out: the export shows the id; so is a site out of scope."""
         if scope in ("town", "fleet"):
             return {key: key for key in keys}
         with self.sessions() as session:
-            sites: dict[str, str] = dict(session.execute(select(Site.id, Site.name)).all())
+            sites: dict[str, str] = dict(session.execute(
+                select(Site.id, Site.name).where(self._in_scope())).all())  # fmt: skip
             if scope == "site":
                 return {key: sites[key] for key in keys if key in sites}
             if scope == "window":
                 return {key: f"{sites.get(site, site)} {window}号窗口"
                         for key in keys for site, _, window in [key.partition("/")]}
             roster = {stats.staff_key(m.site_id, m.staff_id): m.name
-                      for m in session.scalars(select(StaffMember))}  # fmt: skip
+                      for m in session.scalars(select(StaffMember).where(
+                          StaffMember.site_id.in_(self._scope_sites())))}  # fmt: skip
         return {key: f"{roster[key]}（{sites.get(key.split('/', 1)[0], '')}）"
                 for key in keys if key in roster}  # fmt: skip
 

@@ -296,6 +296,15 @@ AUDIT_ACTION_TEXT: Final[dict[str, tuple[str, str]]] = {
     "user.password": ("设置密码", "password set"),
     "user.disable": ("停用账号", "account disabled"),
     "user.enable": ("启用账号", "account enabled"),
+    "bad_rating.note": ("差评备注", "差评 case: note"),
+    "bad_rating.contact": ("差评回访", "差评 case: citizen contacted"),
+    "bad_rating.rectify": ("差评整改", "差评 case: rectified"),
+    "bad_rating.appeal": ("差评申诉", "差评 case: appealed"),
+    "bad_rating.uphold": ("申诉成立", "差评 appeal upheld"),
+    "bad_rating.reject": ("申诉驳回", "差评 appeal rejected"),
+    "site.staff": ("更新工作人员名单", "staff roster replaced"),
+    "site.rating_profile": ("设置好差评区划与部门", "好差评 region and department set"),
+    "ratings.retry": ("重报好差评", "ratings put back for reporting"),
 }
 """The audit log's actions as the audit page names them (``site.`` is every site change)."""
 

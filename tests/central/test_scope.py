@@ -171,6 +171,9 @@ READS: dict[str, Check] = {
                == [1]),
         _refused(lambda: town.statistics("site", DAY, DAY, site_id=OTHER)),
         _refused(lambda: town.statistics("town", DAY, DAY, town=THEIRS))),
+    "stat_names": lambda town, city, ids: (
+        _check(set(town.stat_names("site", [MINE, OTHER])) == {MINE}),
+        _check(set(city.stat_names("site", [MINE, OTHER])) == {MINE, OTHER})),
     "hourly": lambda town, city, ids: (town.hourly(MINE, DAY),
                                        _refused(lambda: town.hourly(OTHER, DAY))),
     "telemetry_series": lambda town, city, ids: (
