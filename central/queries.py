@@ -175,8 +175,9 @@ class ReadModel:
                  towns: frozenset[str] | None = None) -> None:  # fmt: skip
         self.sessions = sessions
         self.telemetry: TelemetrySink = telemetry or EmbeddedTelemetrySink(sessions)
-        self.ratings = RatingReads(sessions)
-        """好差评 records, 差评 cases, the export (:mod:`central.rating_reads`)."""
+        self.ratings = RatingReads(sessions, towns)
+        """好差评 records, 差评 cases, the export (:mod:`central.rating_reads`), of the
+        same towns."""
         self.scope = towns
         """``None``: the whole city; else the towns this read model shows."""
 

@@ -24,7 +24,15 @@ from central.auth import Role
 from central.config import CentralConfig
 from central.errors import Forbidden, OutOfScope
 from central.ingest import IngestProcessor
-from central.models import Alarm, AlarmType, BulkCommand, Command, CommandStatus, Site
+from central.models import (
+    Alarm,
+    AlarmType,
+    BulkCommand,
+    Command,
+    CommandStatus,
+    RatingRecord,
+    Site,
+)
 from central.queries import ReadModel
 from central.seed import SERVICES_CSV, load_seed
 from central.stats import business_date
@@ -338,6 +346,52 @@ def test_a_towns_account_reads_its_towns_only(env: RunningApp) -> None:
     inventory = get("/api/v1/inventory").json()
     assert "zs-tanzhou-01" not in str(inventory)
     assert "zs-sanxiang-01" in str(inventory)
+    env.client.cookies.clear()
+
+
+def test_a_towns_account_sees_and_works_its_towns_bad_ratings_only(env: RunningApp) -> None:
+    """好差评: a 差评 at a site of each town; the 三乡镇 accounts read that town's records,
+    cases, counts and rosters only, and cannot act on 坦洲镇's case (nothing is written)."""
+    bad = mm.RatingGiven(ticket="A001", window=1, staff="zs01", value=1)
+    for site_id in (MINE, OTHER):
+        env.feed(SimSite(site_id).event(bad))
+    cases = {c.site_id: c.id for c in env.central.read.ratings.cases(datetime.now(UTC))}
+    assert set(cases) >= {MINE, OTHER}
+    _as(env, "viewer")
+    get = env.client.get
+    listed = get("/api/v1/bad-ratings").json()["cases"]
+    assert {c["town"] for c in listed} == {OURS}
+    assert get(f"/api/v1/bad-ratings/{cases[OTHER]}").status_code == 403
+    assert get(f"/api/v1/bad-ratings/{cases[MINE]}").status_code == 200
+    with env.central.sessions() as session:  # the simulated site's day
+        day = session.scalars(select(RatingRecord.day).where(RatingRecord.site_id == MINE)).first()
+    records = get(f"/api/v1/ratings?from={day}&to={day}").json()
+    assert {r["site_id"] for r in records["ratings"]} == {MINE}
+    assert sum(records["report_counts"].values()) == len(records["ratings"])
+    assert get(f"/api/v1/ratings?site={OTHER}").status_code == 403
+    assert get(f"/api/v1/ratings.csv?town={THEIRS}").status_code == 403
+    assert "坦洲" not in get(f"/api/v1/ratings.csv?from={day}&to={day}").text
+    assert get(f"/api/v1/bad-ratings?town={THEIRS}").status_code == 403
+    assert get(f"/api/v1/ratings/ranking?town={THEIRS}").status_code == 403
+    assert get(f"/api/v1/sites/{OTHER}/staff").status_code == 403
+    assert get(f"/api/v1/sites/{OTHER}/rating-profile").status_code == 403
+    assert get(f"/ratings/cases/{cases[OTHER]}").status_code == 403
+    assert "坦洲" not in get("/ratings?state=all").text
+    _as(env, "operator")
+    refused = env.client.post(f"/api/v1/bad-ratings/{cases[OTHER]}/note", headers=CSRF,
+                              json={"note": "不是我镇的"})  # fmt: skip
+    assert refused.status_code == 403, refused.text
+    assert env.central.read.ratings.case(cases[OTHER], datetime.now(UTC)).notes == []
+    taken = env.client.post(f"/api/v1/bad-ratings/{cases[MINE]}/note", headers=CSRF,
+                            json={"note": "已电话联系"})  # fmt: skip
+    assert taken.status_code == 200, taken.text
+    _as(env, "admin")
+    roster = {"staff": [{"id": "zs01", "name": "张丽"}]}
+    assert env.client.put(f"/api/v1/sites/{OTHER}/staff", json=roster,
+                          headers=CSRF).status_code == 403  # fmt: skip
+    assert env.central.read.ratings.staff(OTHER) == []
+    assert env.client.put(f"/api/v1/sites/{MINE}/staff", json=roster,
+                          headers=CSRF).status_code == 200  # fmt: skip
     env.client.cookies.clear()
 
 
