@@ -1,4 +1,5 @@
-"""Session-wide real servers: `mqtt_broker`, `postgres_url`, `fresh_postgres_url`."""
+"""Session-wide real servers: `mqtt_broker`, `postgres_url`, `fresh_postgres_url`; and the
+generated voice clips of the simulated halls (`clips_dir`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,16 @@ import pytest
 from tests.servers import MosquittoBroker, PostgresCluster, temporary_postgres
 
 _database_names = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def clips_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The generated voice clips, made once for the simulated-hall tests (edge, browser)."""
+    from edge.devices.voice import make_clips
+
+    directory = tmp_path_factory.mktemp("clips")
+    make_clips(directory)
+    return directory
 
 
 @pytest.fixture(scope="session")

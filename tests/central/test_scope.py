@@ -33,6 +33,7 @@ from central.models import (
     RatingRecord,
     Site,
 )
+from central.progress import LinkInfo
 from central.queries import ReadModel
 from central.seed import SERVICES_CSV, load_seed
 from central.stats import business_date
@@ -179,6 +180,12 @@ READS: dict[str, Check] = {
                == [1]),
         _refused(lambda: town.statistics("site", DAY, DAY, site_id=OTHER)),
         _refused(lambda: town.statistics("town", DAY, DAY, town=THEIRS))),
+    # The citizens' progress pages: no account, a ticket's unguessable token opens one
+    # ticket's page (of any town); the read model's towns do not apply.
+    "ticket_link": lambda town, city, ids: _check(
+        town.ticket_link("0" * 64) is None and city.ticket_link("0" * 64) is None),
+    "ticket_outcome": lambda town, city, ids: _check(town.ticket_outcome(LinkInfo(
+        "0" * 64, OTHER, "", "Z999", "zonghe", 0, 0, None, None, NOW)) is None),
     "stat_names": lambda town, city, ids: (
         _check(set(town.stat_names("site", [MINE, OTHER])) == {MINE}),
         _check(set(city.stat_names("site", [MINE, OTHER])) == {MINE, OTHER})),
@@ -393,6 +400,37 @@ def test_a_towns_account_sees_and_works_its_towns_bad_ratings_only(env: RunningA
     assert env.client.put(f"/api/v1/sites/{MINE}/staff", json=roster,
                           headers=CSRF).status_code == 200  # fmt: skip
     env.client.cookies.clear()
+
+
+def test_a_towns_account_stops_and_lifts_issuing_in_its_towns_only(env: RunningApp) -> None:
+    """The emergency stop: a 三乡镇 operator stops and lifts 三乡镇 (or one of its sites),
+    not 坦洲镇, not one of its sites, not the whole city, not a city-wide stop; the city
+    calendar takes a city-wide admin."""
+    city = env.client.post("/api/v1/issuing/stops", headers=env.headers(Role.OPERATOR),
+                           json={"scope": "city", "target": "", "reason": "台风红色预警"})
+    assert city.status_code == 201, city.text
+    _as(env, "operator")
+    for scope, target in (("city", ""), ("town", THEIRS), ("site", OTHER)):
+        answer = env.client.post("/api/v1/issuing/stops", headers=CSRF,
+                                 json={"scope": scope, "target": target, "reason": "停电"})
+        assert answer.status_code == 403, (scope, answer.text)
+    lift_city = f"/api/v1/issuing/stops/{city.json()['stop']['id']}/lift"
+    assert env.client.post(lift_city, headers=CSRF).status_code == 403
+    ours = env.client.post("/api/v1/issuing/stops", headers=CSRF,
+                           json={"scope": "town", "target": OURS, "reason": "停电"})
+    assert ours.status_code == 201, ours.text
+    covered = ours.json()["sites"]
+    assert covered
+    assert all(s.startswith("zs-sanxiang") for s in covered)
+    lift_ours = f"/api/v1/issuing/stops/{ours.json()['stop']['id']}/lift"
+    assert env.client.post(lift_ours, headers=CSRF).status_code == 200
+    _as(env, "admin")
+    assert env.client.put("/api/v1/calendar", headers=CSRF,
+                          json={"holidays": ["2026-10-01"]}).status_code == 403  # fmt: skip
+    env.client.cookies.clear()
+    assert env.client.post(lift_city, headers=env.headers(Role.OPERATOR)).status_code == 200
+    active = env.central.pushes.stops(active=True)
+    assert active == []
 
 
 def test_the_live_fleet_stream_of_a_town_carries_its_sites_only() -> None:

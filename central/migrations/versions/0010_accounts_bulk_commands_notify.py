@@ -1,7 +1,7 @@
 """named users, login sessions, bulk commands, robot notifications
 
 Revision ID: 0010
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-07 09:15:38
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0005"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
