@@ -5,7 +5,9 @@
     GET  /admin/users              accounts (a city-wide admin): roles, towns, enable, passwords
     GET  /account                  who am I; change my password
     GET  /commands                 send one command to a town, several towns or the whole city;
-                                   the latest such commands with their counts
+                                   the latest such commands with their counts; stop ticket
+                                   issuing for a town or the city, and lift it (the emergency
+                                   stop's API, central.api_pushes), with the stops in force
     GET  /commands/{id}[?state=]   counts per state (pending, done, failed, expired, refused)
                                    and the sites (of one state), the first BULK_PAGE_ROWS; live
     GET  /live/commands/{id}       the same part, re-rendered when it changed (SSE)
@@ -131,8 +133,13 @@ def commands_page(request: Request) -> HTMLResponse:
     principal = page_principal(request)
     central = central_of(request)
     read = central.read_as(principal)
-    return page(request, "commands.html", principal,
-                bulks=read.bulk_commands(central.now()), towns=read.towns(),
+    towns = read.towns()
+    own_sites = None if principal.city_wide else set(read.command_targets(whole_city=True))
+    stops = [s for s in central.pushes.stops(active=True)
+             if s.scope == "city" or (s.target in towns if s.scope == "town"
+                                      else own_sites is None or s.target in own_sites)]  # fmt: skip
+    return page(request, "commands.html", principal, stops=stops,
+                bulks=read.bulk_commands(central.now()), towns=towns,
                 kinds=[k for k in COMMAND_ARGS if k not in NOT_FOR_MANY],
                 states=BULK_STATES, known_texts=_known_texts(),
                 commands_enabled=central.service is not None)  # fmt: skip

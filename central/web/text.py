@@ -220,6 +220,16 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "bulk_commands": ("批量指令", "Commands to many"),
     "bulk_log": ("批量指令记录", "Commands sent to many sites"),
     "no_bulk": ("还没有批量指令", "No command to many sites yet"),
+    "issuing_stops": ("暂停取号（紧急）", "Stop ticket issuing (emergency)"),
+    "issuing_stops_hint": ("台风、停电等：所选镇街或全市的站点停止取号，"
+                           "已取的号码照常办理，直到恢复；离线站点上线后自动执行。",
+                           "Typhoon, outage: the sites of the town or the city issue no ticket "
+                           "until lifted; tickets issued are served; offline sites get it when "
+                           "back."),
+    "stop_reason": ("原因（显示在大厅屏幕）", "Reason (on the hall screens)"),
+    "stop_issuing": ("暂停取号", "Stop issuing"),
+    "lift_stop": ("恢复取号", "Lift"),
+    "no_stops": ("没有正在执行的暂停", "No stop in force"),
     "bulk_first_rows": ("站点较多：列出前 {shown} 个，共 {total} 个；点击上方状态查看该状态的站点",
                         "Many sites: the first {shown} of {total} are listed; click a state "
                         "above for its sites"),

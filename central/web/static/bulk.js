@@ -35,6 +35,40 @@
       }).catch(function (failure) { error.textContent = failure.message; });
     });
   }
+  // The emergency stop: decided and lifted through its own API (it keeps sending it).
+  function post(url, body, error) {
+    return fetch(url, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-Requested-With": "onedoor" },
+      body: body === undefined ? undefined : JSON.stringify(body)
+    }).then(function (response) {
+      return response.json().then(function (answer) {
+        if (!response.ok) {
+          throw new Error(typeof answer.detail === "string" ? answer.detail : JSON.stringify(answer.detail));
+        }
+        window.location.reload();
+      });
+    }).catch(function (failure) { error.textContent = failure.message; });
+  }
+  var stopForm = document.getElementById("stop-form");
+  var stopError = document.getElementById("stop-error");
+  if (stopForm) {
+    stopForm.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var data = new FormData(stopForm);
+      var town = String(data.get("target") || "");
+      stopError.textContent = "";
+      post("/api/v1/issuing/stops", { scope: town ? "town" : "city", target: town,
+                                       reason: String(data.get("reason") || "").trim() }, stopError);
+    });
+  }
+  var stops = document.getElementById("stops");
+  if (stops && stopError) {
+    stops.addEventListener("click", function (event) {
+      var button = event.target.closest("button[data-lift]");
+      if (button) { post("/api/v1/issuing/stops/" + encodeURIComponent(button.dataset.lift) + "/lift", undefined, stopError); }
+    });
+  }
   var live = document.getElementById("bulk-live");
   if (live) {
     var state = live.dataset.state ? "?state=" + encodeURIComponent(live.dataset.state) : "";

@@ -457,3 +457,25 @@ def test_an_admin_makes_a_town_account_that_sees_and_acts_on_its_town_only(
         "rows => rows.map(r => r.dataset.action)")
     assert actions[:3] == ["user.password", "command.bulk", "auth.login"]
     admin.context.close()
+
+
+def test_an_operator_stops_and_lifts_issuing_for_a_town(browser: Browser, live: LiveServer) -> None:
+    """The commands page's emergency stop (through the stop's own API): 东区街道 stops
+    issuing with a reason, the stop is listed, then lifted."""
+    page = new_page(browser, live, Role.OPERATOR)
+    page.goto(f"{live.url}/commands")
+    assert "没有正在执行的暂停" in page.locator("main").inner_text()
+    page.select_option("#stop-form select[name=target]", "东区街道")
+    page.fill("#stop-form input[name=reason]", "台风红色预警")
+    page.click("#stop-form button[type=submit]")
+    page.wait_for_selector("#stops tbody tr")
+    row = page.locator("#stops tbody tr").first
+    assert "东区街道" in row.inner_text()
+    assert "台风红色预警" in row.inner_text()
+    (stop,) = live.env.central.pushes.stops(active=True)
+    assert (stop.scope, stop.target, stop.reason) == ("town", "东区街道", "台风红色预警")
+    shot(page, "issuing_stop")
+    row.locator("button[data-lift]").click()
+    page.wait_for_selector("#stops", state="detached")
+    assert live.env.central.pushes.stops(active=True) == []
+    page.context.close()
