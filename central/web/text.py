@@ -377,6 +377,9 @@ AUDIT_ACTION_TEXT: Final[dict[str, tuple[str, str]]] = {
     "site.staff": ("更新工作人员名单", "staff roster replaced"),
     "site.rating_profile": ("设置好差评区划与部门", "好差评 region and department set"),
     "ratings.retry": ("重报好差评", "ratings put back for reporting"),
+    "issuing.stop": ("暂停取号", "issuing stopped"),
+    "issuing.lift": ("恢复取号", "issuing stop lifted"),
+    "calendar.set": ("设置全市日历", "city calendar set"),
 }
 """The audit log's actions as the audit page names them (``site.`` is every site change)."""
 
