@@ -226,7 +226,8 @@ def test_every_refusal_carries_its_status() -> None:
                 if issubclass(getattr(errors, name), errors.RequestError)}  # fmt: skip
     assert statuses == {
         "RequestError": 400, "BadRequest": 400, "AuthError": 401, "Unauthenticated": 401,
-        "Forbidden": 403, "NotFound": 404, "UnknownSite": 404, "UnknownAlarm": 404,
+        "Forbidden": 403, "OutOfScope": 403, "NotFound": 404, "UnknownUser": 404,
+        "UnknownSite": 404, "UnknownAlarm": 404,
         "UnknownCommand": 404, "UnknownToken": 404, "UnknownService": 404,
         "UnknownWindow": 404, "UnknownBadRating": 404, "Conflict": 409, "PayloadTooLarge": 413,
         "InvalidRequest": 422, "CommandRefused": 422, "RegistryRefused": 422,
