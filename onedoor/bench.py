@@ -102,7 +102,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("bench", help="run the benchmarks and print a Markdown report")
+    parser = sub.add_parser("bench", help="性能测试 / "
+                                          "run the benchmarks and print a Markdown report")
     parser.add_argument("--only", help="comma-separated suites: " + ",".join(s[0] for s in SUITES))
     parser.add_argument("--output", help="also write the report to this file")
     parser.set_defaults(func=_cmd_bench)
