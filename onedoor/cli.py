@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from onedoor import __version__, log
 from onedoor.cli_support import add_log_level, finish
@@ -26,18 +27,33 @@ CLI_MODULES = (
     ("onedoor.loadgen", "loadgen"),
 )
 
-# Parts that need an optional extra of pyproject.toml, with the top-level modules that
-# extra installs. A Raspberry Pi runs `onedoor edge ...` without the central's extra:
-# there `onedoor central` only says what to install. Any other missing module is a
-# broken install and fails loudly.
-OPTIONAL_EXTRAS = {
-    "central.cli": ("central", frozenset({
-        "fastapi", "uvicorn", "sqlalchemy", "alembic", "psycopg", "influxdb_client",
-        "jinja2", "markdown_it",
-    })),
+
+
+@dataclass(frozen=True, slots=True)
+class OptionalPart:
+    """A part an install may lack, and the missing modules that mean just that."""
+
+    remedy: str
+    modules: frozenset[str]
+
+
+# A Raspberry Pi runs `onedoor edge ...` without the central's extra, and a wheel has no
+# benchmarks: there `onedoor central` and `onedoor bench` only say how to get them. Any
+# other missing module is a broken install and fails loudly.
+OPTIONAL_PARTS = {
+    "central.cli": OptionalPart(
+        "pip install 'onedoor[central]'",
+        # the top-level modules the `central` extra of pyproject.toml installs
+        frozenset({"fastapi", "uvicorn", "sqlalchemy", "alembic", "psycopg",
+                   "influxdb_client", "jinja2", "markdown_it"}),
+    ),
+    "onedoor.bench": OptionalPart(
+        "run `make bench` in a source checkout (the wheel leaves the benchmarks out)",
+        frozenset({"onedoor.bench"}),
+    ),
 }
 
-EXTRA_MISSING = 3  # exit status of a command whose optional extra is not installed
+PART_MISSING = 3  # exit status of a command whose part is not installed here
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
@@ -47,22 +63,21 @@ def _cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
-def _missing_extra(command: str, extra: str, missing: str) -> Callable[[argparse.Namespace], int]:
-    def explain(_args: argparse.Namespace) -> int:
-        print(f"onedoor {command}: 未安装 {extra} 组件 / needs the '{extra}' extra "
-              f"(module {missing} is missing): pip install 'onedoor[{extra}]'",
-              file=sys.stderr)
-        return EXTRA_MISSING
-
-    return explain
-
-
 def _add_unavailable(sub: argparse._SubParsersAction[argparse.ArgumentParser],
-                     command: str, extra: str, missing: str) -> None:
-    text = f"未安装 / not installed here: needs onedoor[{extra}]"
-    parser = sub.add_parser(command, help=text, description=text)
-    parser.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    parser.set_defaults(func=_missing_extra(command, extra, missing))
+                     command: str, part: OptionalPart, missing: str) -> None:
+    text = f"此处未安装 / not installed here: {part.remedy}"
+    # No option prefix: every argument the real command would take (--only, run, -h)
+    # lands in `arguments` instead of failing as unknown before the explanation.
+    parser = sub.add_parser(command, help=text, description=text, prefix_chars="\0",
+                            add_help=False)
+    parser.add_argument("arguments", nargs="*", help=argparse.SUPPRESS)
+
+    def explain(_args: argparse.Namespace) -> int:
+        print(f"onedoor {command}: 此处未安装 / not installed here (no module {missing}): "
+              f"{part.remedy}", file=sys.stderr)
+        return PART_MISSING
+
+    parser.set_defaults(func=explain)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,11 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            extra, modules = OPTIONAL_EXTRAS.get(name, ("", frozenset()))
-            top_level = (exc.name or "").partition(".")[0]
-            if top_level not in modules:  # a broken install, not an optional part
-                raise
-            _add_unavailable(sub, command, extra, top_level)
+            part = OPTIONAL_PARTS.get(name)
+            missing = exc.name or ""
+            if part is None or not {missing, missing.partition(".")[0]} & part.modules:
+                raise  # a broken install, not a part left out
+            _add_unavailable(sub, command, part, missing)
             continue
         register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
         register = module.register_cli

@@ -6,6 +6,7 @@ import argparse
 import importlib.metadata
 import importlib.util
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -143,10 +144,10 @@ def test_optional_extra_lists_every_module_it_installs() -> None:
                 for spec in pyproject["project"]["optional-dependencies"]["central"]}
     installs = {module for module, dists in importlib.metadata.packages_distributions().items()
                 if required & {d.lower() for d in dists} and not module.startswith("_")}
-    extra, modules = cli.OPTIONAL_EXTRAS["central.cli"]
-    assert extra == "central"
+    central = cli.OPTIONAL_PARTS["central.cli"]
+    assert "onedoor[central]" in central.remedy
     assert required
-    assert modules >= installs - {"psycopg_binary"}  # imported by psycopg itself
+    assert central.modules >= installs - {"psycopg_binary"}  # imported by psycopg itself
 
 
 # Runs onedoor's CLI in a fresh interpreter where some top-level modules cannot be imported,
@@ -156,7 +157,7 @@ import sys, importlib.abc
 blocked = set(sys.argv[1].split(","))
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
-        if name.partition(".")[0] in blocked:
+        if name in blocked or name.partition(".")[0] in blocked:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 sys.meta_path.insert(0, Block())
 from onedoor.cli import main
@@ -172,14 +173,22 @@ def _run_without(modules: set[str], *argv: str) -> subprocess.CompletedProcess[s
 
 
 def test_edge_commands_run_without_the_central_extra(tmp_path: Path) -> None:
-    _extra, central_modules = cli.OPTIONAL_EXTRAS["central.cli"]
+    central_modules = cli.OPTIONAL_PARTS["central.cli"].modules
     example = Path(__file__).parents[2] / "edge" / "examples" / "village.toml"
     checked = _run_without(set(central_modules), "edge", "check-config", "--skip-files",
                            str(example))
     assert checked.returncode == 0, checked.stderr
     refused = _run_without(set(central_modules), "central", "run", "--config", "x.toml")
-    assert refused.returncode == cli.EXTRA_MISSING
+    assert refused.returncode == cli.PART_MISSING
     assert "pip install 'onedoor[central]'" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_bench_left_out_of_an_install_says_where_it_runs() -> None:
+    # As in a wheel, which leaves onedoor/bench/ out (pyproject.toml).
+    refused = _run_without({"onedoor.bench"}, "bench", "--only", "dispatcher")
+    assert refused.returncode == cli.PART_MISSING
+    assert "make bench" in refused.stderr
     assert "Traceback" not in refused.stderr
 
 
@@ -187,3 +196,26 @@ def test_a_missing_core_dependency_fails_loudly() -> None:
     broken = _run_without({"msgspec"}, "version")
     assert broken.returncode == 1
     assert "ModuleNotFoundError: No module named 'msgspec'" in broken.stderr
+
+
+SYSTEM_DEPS = Path(__file__).parents[2] / "scripts" / "system-deps"
+
+
+def test_system_deps_check_names_what_is_missing(tmp_path: Path) -> None:
+    listed = subprocess.run(["/bin/bash", str(SYSTEM_DEPS), "list"], capture_output=True,
+                            text=True, check=True).stdout.split()
+    assert {"mosquitto", "postgresql", "socat", "chromium", "fonts-noto-cjk"} <= set(listed)
+    complete = subprocess.run(["/bin/bash", str(SYSTEM_DEPS), "check"], capture_output=True,
+                              text=True)
+    assert complete.returncode == 0, complete.stderr  # this machine has them all, as CI
+    # A PATH with every command the list probes for, except socat.
+    for command in ("gcc", "make", "mosquitto_pub", "openssl", "chromium", "espeak-ng", "sox",
+                    "aplay", "systemd-analyze"):
+        found = shutil.which(command)
+        if found:
+            (tmp_path / command).symlink_to(found)
+    lacking = subprocess.run(["/bin/bash", str(SYSTEM_DEPS), "check"], capture_output=True,
+                             text=True, env={"PATH": str(tmp_path)})
+    assert lacking.returncode == 1
+    assert "missing system packages / 缺少系统软件包: socat\n" in lacking.stderr
+    assert "apt-get install -y --no-install-recommends socat\n" in lacking.stderr
