@@ -56,7 +56,7 @@ from paho.mqtt.properties import Properties
 
 from edge.clock import Clock
 from edge.config import MqttConfig
-from edge.errors import AckRefused
+from edge.errors import AckRefused, CommandFailed
 from edge.journal import Journal
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols import mqtt_topics as topics
@@ -68,10 +68,6 @@ CommandHandler = Callable[[mm.Cmd], Awaitable[None]]
 """Runs a command; raising any exception turns into an error ``cmd_result``."""
 AdviceSource = Callable[[int], "mm.Advice | None"]
 """The latest staffing advice, as a message of the given MQTT session (None: none yet)."""
-
-
-class CommandFailed(Exception):
-    """A command could not be carried out; the message goes into ``cmd_result.error``."""
 
 
 class _CommandId(msgspec.Struct):

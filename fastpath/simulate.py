@@ -246,11 +246,6 @@ class HallModel:
         engine: Engine = make_engine(self, Engine)
         return engine
 
-    def offered_load(self) -> float:
-        """Busy windows needed on average (Σ visitors × mean service ÷ open time)."""
-        work = sum(m.visitors_per_day * m.mean_service_ms() for m in self.services)
-        return work / (self.arrivals_until_ms - self.opens_ms)
-
 
 def make_engine(model: HallModel, engine_class: Any, **kwargs: Any) -> Any:
     """Build ``engine_class`` (either twin) for ``model``."""
