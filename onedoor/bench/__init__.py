@@ -37,6 +37,7 @@ SUITES: tuple[tuple[str, str, str], ...] = (
     ("central", "onedoor.bench.central", "run"),
     ("central-stats", "onedoor.bench.central_stats", "run"),
     ("central-web", "onedoor.bench.central_web", "run"),
+    ("central-progress", "onedoor.bench.central_progress", "run"),
 )
 
 
