@@ -187,14 +187,6 @@ def guarded(handler: Any) -> Any:
     return run
 
 
-def show_help(parser: argparse.ArgumentParser) -> Any:
-    def show(_args: argparse.Namespace) -> int:
-        parser.print_help()
-        return 2
-
-    return show
-
-
 def with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """``parser`` with ``--config`` and ``--env-file``."""
     parser.add_argument("--config", type=Path, help="TOML settings file (see central/config.py)")
@@ -211,32 +203,34 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     from central.cli_registry import register_registry_cli
     from central.cli_users import register_user_cli
 
-    central = subparsers.add_parser("central", help="the fleet manager (API, dashboards, ingest)")
-    central.set_defaults(func=show_help(central))
+    central = subparsers.add_parser("central", help="中心管理 / "
+                                                    "the fleet manager (API, dashboards, ingest)")
     sub = central.add_subparsers(dest="central_command", metavar="ACTION")
 
-    run = with_config(sub.add_parser("run", help="serve API + dashboards and run ingest"))
+    run = with_config(sub.add_parser("run", help="运行中心 / "
+                                                 "serve API + dashboards and run ingest"))
     run.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     run.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
     run.set_defaults(func=guarded(_cmd_run))
 
-    token = sub.add_parser("token", help="API and dashboard access tokens")
-    token.set_defaults(func=show_help(token))
+    token = sub.add_parser("token", help="访问令牌 / API and dashboard access tokens")
     token_sub = token.add_subparsers(dest="token_command", metavar="ACTION")
-    create = with_config(token_sub.add_parser("create", help="create a token (printed once)"))
+    create = with_config(token_sub.add_parser("create", help="创建令牌 / "
+                                                             "create a token (printed once)"))
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
     create.add_argument("--name", help="what uses it, e.g. 'ansible' or 'booking-sanxiang'")
     create.add_argument("--town", action="append",
                         help="a town it covers (repeat for more); none: the whole city")
     create.set_defaults(func=guarded(_cmd_token_create))
-    listing = with_config(token_sub.add_parser("list", help="list tokens (never the secrets)"))
+    listing = with_config(token_sub.add_parser("list", help="令牌列表 / "
+                                                            "list tokens (never the secrets)"))
     listing.set_defaults(func=guarded(_cmd_token_list))
-    revoke = with_config(token_sub.add_parser("revoke", help="revoke a token by id"))
+    revoke = with_config(token_sub.add_parser("revoke", help="吊销令牌 / revoke a token by id"))
     revoke.add_argument("token_id")
     revoke.set_defaults(func=guarded(_cmd_token_revoke))
 
     seed = with_config(
-        sub.add_parser("seed", help="load the sample registry (25 towns, 277 sites)")
+        sub.add_parser("seed", help="载入示例 / load the sample registry (25 towns, 277 sites)")
     )
     seed.set_defaults(func=guarded(_cmd_seed))
 
@@ -259,5 +253,4 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     loaded.set_defaults(func=guarded(_cmd_restore))
 
 
-__all__ = ["database_config", "guarded", "register_cli", "sessions_of", "show_help",
-           "with_config"]
+__all__ = ["database_config", "guarded", "register_cli", "sessions_of", "with_config"]

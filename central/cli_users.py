@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from central.accounts import UNSET, Unset, UserInfo, UserStore
 from central.audit import Actor, AuditAction, AuditLog
 from central.auth import Role
-from central.cli import database_config, guarded, show_help, with_config
+from central.cli import database_config, guarded, with_config
 from central.db import make_engine, migrate, session_factory
 from central.errors import InvalidRequest
 
@@ -144,7 +144,6 @@ def _cmd_password(args: argparse.Namespace) -> int:
 def register_user_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     user = sub.add_parser("user", help="账号 / accounts for people (named users with a role "
                           "and their towns)")  # fmt: skip
-    user.set_defaults(func=show_help(user))
     actions = user.add_subparsers(dest="user_command", metavar="ACTION")
     roles = [r.value for r in Role]
 

@@ -29,6 +29,14 @@
         ├── TooManyRequests(RequestError)                429  over a limit; Retry-After
         └── Unavailable(RequestError)                    503  e.g. a read-only process
 
+    and, beside the classes they concern:
+
+    CentralError
+    ├── central.mqtt_wire.MqttWireError(CentralError, ValueError)
+    │       the broker sent bytes the central's MQTT reader cannot accept
+    └── central.mqtt_client.SharedSubscriptionsUnavailable(CentralError, ConnectionError)
+            the broker refused the ``$share/`` filters the central asked for
+
 Every :class:`RequestError` becomes the JSON answer ``{"detail": str(error)}``
 with its ``status_code`` and ``headers`` (one handler in :mod:`central.app`),
 the way datasette's ``Base400`` errors do: the read model and the service raise

@@ -56,7 +56,7 @@ from paho.mqtt.properties import Properties
 
 from edge.clock import Clock
 from edge.config import MqttConfig
-from edge.errors import AckRefused
+from edge.errors import AckRefused, CommandFailed
 from edge.journal import Journal
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols import mqtt_topics as topics
@@ -75,10 +75,6 @@ def _close_wakeup_sockets(client: paho.Client) -> None:
     the client is garbage-collected, which for a client in a reference cycle is late (one
     pair per reconnect held open until then)."""
     client._reset_sockets()  # no public way to do it
-
-
-class CommandFailed(Exception):
-    """A command could not be carried out; the message goes into ``cmd_result.error``."""
 
 
 class _CommandId(msgspec.Struct):

@@ -272,7 +272,7 @@ def fleet_html(
     town: str,
     snapshot: FleetSnapshot | None = None,
 ) -> str:
-    """The fleet page (also what :mod:`central.bench_web` times).
+    """The fleet page (also what :mod:`onedoor.bench.central_web` times).
 
     ``snapshot``: the live hub's latest (a province renders from memory); without one
     the fleet is read now. Above :data:`TOWN_TILES_ABOVE` shown sites and no town

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from central.auth import Principal, Role, SessionSigner, TokenStore
-from central.bench_web import synthetic_fleet
 from central.config import CentralConfig
 from central.context import Central
 from central.db import make_engine, migrate, session_factory
 from central.views import Health
 from central.web import TEXT, TOWN_TILES_ABOVE, FleetSnapshot, LiveHub, fleet_html, sse
 from central.web.fleet import ALL, TOWNS, live_messages, town_health
+from onedoor.bench.central_web import synthetic_fleet
 from tests.central.test_api_support import TEST_HOSTS
 
 VIEWER = Principal("0123abcd", "manager", Role.VIEWER)

@@ -13,8 +13,8 @@ PostgreSQL with a real Mosquitto:
   ``/commands/{id}`` and its live stream read each interval) and that part's
   HTML; :meth:`ReadModel.bulk_commands` (the ``/commands`` list, its counts).
 
-``python -m central.bench_bulk`` prints the figures and writes
-``docs/bench/central_bulk.md``. Servers as in :mod:`central.bench`
+``python -m onedoor.bench.central_bulk`` prints the figures and writes
+``docs/bench/central_bulk.md``. Servers as in :mod:`onedoor.bench.central`
 (``ONEDOOR_BENCH_MQTT``, ``ONEDOOR_BENCH_PG_URL``, else throwaway ones).
 """
 
@@ -37,7 +37,6 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from central.auth import Principal, Role
-from central.bench import _servers
 from central.config import CentralConfig
 from central.db import make_engine, migrate, session_factory
 from central.models import Site, SiteKind
@@ -48,6 +47,7 @@ from central.web.people import BULK_PAGE_ROWS
 from central.web.render import chrome, render
 from central.web.text import TEXT
 from firmware_protocols import mqtt_messages as mm
+from onedoor.bench.central import _servers
 
 FLEETS = (303, 20_000)
 REPEATS = 3
@@ -160,7 +160,8 @@ def _report(figures: dict[str, Any], seconds: float) -> str:
     lines = [
         "# One command to a whole fleet",
         "",
-        f"`python -m central.bench_bulk`, {when}, {platform.processor() or platform.machine()}, "
+        f"`python -m onedoor.bench.central_bulk`, {when}, "
+        f"{platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, {seconds:.0f} s; "
         f"{REPEATS} runs each, median (worst), milliseconds. A screen notice to every site "
         "(real Mosquitto; no edges: a paho subscriber on every site's command topic counts "
