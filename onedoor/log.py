@@ -142,8 +142,15 @@ class _StderrLoggerFactory:
         return _StderrLogger()
 
 
+# The levels ``--log-level`` accepts, quietest last.
+LEVELS = ("debug", "info", "warning", "error")
+
+
 def configure(level: str = "info", *, json: bool | None = None) -> None:
-    """Configure structlog once per process."""
+    """Configure structlog once per process; ``level`` is one of :data:`LEVELS`."""
+    level = level.lower()
+    if level not in LEVELS:
+        raise ValueError(f"unknown log level {level!r}: choose one of {', '.join(LEVELS)}")
     if json is None:
         json = os.environ.get("ONEDOOR_LOG_JSON") == "1" or not sys.stderr.isatty()
     renderer: structlog.typing.Processor = (
@@ -168,5 +175,5 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
     )
 
 
-__all__ = ["LINE_CHARS", "MASK", "RECENT_LINES", "RecentLine", "RecentLog", "configure",
-           "recent", "redact"]
+__all__ = ["LEVELS", "LINE_CHARS", "MASK", "RECENT_LINES", "RecentLine", "RecentLog",
+           "configure", "recent", "redact"]
