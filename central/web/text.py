@@ -400,6 +400,7 @@ AUDIT_ACTION_TEXT: Final[dict[str, tuple[str, str]]] = {
     "token.revoke": ("撤销令牌", "token revoked"),
     "alarm.ack": ("确认告警", "alarm acknowledged"),
     "command.send": ("发送指令", "command sent"),
+    "device.takeover": ("接管站点编号（更换设备）", "device took the site over"),
     "command.bulk": ("批量指令", "command to many sites"),
     "auth.login": ("登录", "logged in"),
     "auth.login_failed": ("登录失败", "login refused"),
