@@ -76,10 +76,12 @@ from edge.supervisor import Heartbeats, Supervisor, Watchdog, sd_notify
 from edge.telemetry import TelemetryReporter, telemetry_snapshot
 from edge.uplink import Uplink
 from firmware_protocols import mqtt_messages as mm
+from onedoor import __version__
 
 log = structlog.get_logger(__name__)
 
-SOFTWARE_VERSION = "onedoor-0.1.0"
+SOFTWARE_VERSION = f"onedoor-{__version__}"
+"""The release this daemon runs (its package version): `state`, `/status`, diagnostics."""
 TICK_S = 1.0
 
 
@@ -453,6 +455,7 @@ class EdgeDaemon:
             "connected": self.uplink.connected, "session": self.uplink.session,
             "outbox_depth": self.hall.journal.outbox_depth()}
         snapshot["boot_id"] = self.boot_id
+        snapshot["software"] = SOFTWARE_VERSION
         snapshot["tasks"] = {"running": self.supervisor.running(),
                              "restarts": self.supervisor.restarts}
         return snapshot
