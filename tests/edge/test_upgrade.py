@@ -70,7 +70,7 @@ def status(*, serving: dict[int, str] | None = None, waiting: int = 0,
 
 
 def test_the_software_version_is_the_installed_release() -> None:
-    assert SOFTWARE_VERSION == f"onedoor-{__version__}"
+    assert f"onedoor-{__version__}" == SOFTWARE_VERSION
 
 
 def test_an_idle_hall_after_closing_may_restart() -> None:
