@@ -24,7 +24,26 @@ CLI_MODULES = (
     "onedoor.demo",
     "onedoor.bench",
     "onedoor.loadgen",
+    "onedoor.release",
 )
+
+
+# Parts whose dependencies come with an extra, by module: (its command, the extra). A Pi
+# installs onedoor[pi] without the central's: `onedoor edge ...` must work there, and
+# `onedoor central` say what is missing instead of failing every command.
+NEEDS_EXTRA = {"central.cli": ("central", "central")}
+
+
+def _missing_extra(sub: argparse._SubParsersAction[argparse.ArgumentParser], command: str,
+                   extra: str, missing: str) -> None:  # fmt: skip
+    def refuse(args: argparse.Namespace) -> int:
+        print(f"onedoor {command} needs the {extra} extra (no module {missing!r} here): "
+              f"pip install 'onedoor[{extra}]'", file=sys.stderr)
+        return 2
+
+    parser = sub.add_parser(command, help=f"(not installed: needs onedoor[{extra}])")
+    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    parser.set_defaults(func=refuse)
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
@@ -47,8 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name != name:  # a real missing dependency, not an absent part
+            if exc.name == name:
+                continue
+            if name not in NEEDS_EXTRA:  # a real missing dependency, not an absent part
                 raise
+            _missing_extra(sub, *NEEDS_EXTRA[name], str(exc.name))
             continue
         register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
         register = module.register_cli

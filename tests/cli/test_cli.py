@@ -33,6 +33,19 @@ def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) ->
     assert "usage: onedoor" in capsys.readouterr().out
 
 
+def test_without_the_central_extra_the_edge_commands_still_work(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A Pi installs onedoor[pi]: no sqlalchemy. Every command died on central.cli's import."""
+    for name in [m for m in sys.modules if m == "central" or m.startswith("central.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "sqlalchemy", None)  # import sqlalchemy: not found
+    assert cli.main(["version"]) == 0
+    assert cli.main(["central", "token", "list"]) == 2
+    assert "onedoor central needs the central extra (no module 'sqlalchemy' here): pip " \
+        "install 'onedoor[central]'" in capsys.readouterr().err
+
+
 def test_walk_through_shows_the_policy_at_work() -> None:
     lines = walkthrough.walk_through(
         Dispatcher(walkthrough.SERVICES, walkthrough.WINDOWS, Policy())
