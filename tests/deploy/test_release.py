@@ -147,7 +147,7 @@ def test_a_manifest_round_trips_and_finds_a_tampered_file(tmp_path: Path) -> Non
 
 
 def test_a_folder_without_a_manifest_says_how_to_make_one(tmp_path: Path) -> None:
-    with pytest.raises(ReleaseError, match="no manifest .build the release with"):
+    with pytest.raises(ReleaseError, match=r"no manifest \(build the release with"):
         load_manifest(tmp_path)
     (tmp_path / "manifest.json").write_text('{"format": 1}')
     with pytest.raises(ReleaseError, match="not a release manifest"):
