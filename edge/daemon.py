@@ -76,11 +76,11 @@ from edge.supervisor import Heartbeats, Supervisor, Watchdog, sd_notify
 from edge.telemetry import TelemetryReporter, telemetry_snapshot
 from edge.uplink import Uplink
 from firmware_protocols import mqtt_messages as mm
-from onedoor import __version__
+from onedoor import __version__, software_token
 
 log = structlog.get_logger(__name__)
 
-SOFTWARE_VERSION = f"onedoor-{__version__}"
+SOFTWARE_VERSION = software_token(__version__)
 """The release this daemon runs (its package version): `state`, `/status`, diagnostics."""
 TICK_S = 1.0
 

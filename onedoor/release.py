@@ -62,6 +62,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from onedoor import software_token
+
 REPO: Final = Path(__file__).resolve().parents[1]
 MANIFEST: Final = "manifest.json"
 MANIFEST_FORMAT: Final = 1
@@ -137,11 +139,6 @@ def check_version(version: str) -> str:
         raise ReleaseError(f"release version {version!r} is not a PEP 440 version "
                            "(e.g. 0.1.1, 0.2.0rc1, 0.1.1+zs.2)")  # fmt: skip
     return version
-
-
-def software_token(version: str) -> str:
-    """What a daemon of ``version`` reports as its software (``state``, ``/status``)."""
-    return f"onedoor-{version}"
 
 
 def sha256(path: Path) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from onedoor import software_token
 from onedoor.release import (
     ARCHITECTURES,
     Artifact,
@@ -27,7 +28,6 @@ from onedoor.release import (
     check_files,
     check_version,
     load_manifest,
-    software_token,
     stage_source,
 )
 from tests.deploy.fleet import REPO
