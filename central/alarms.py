@@ -25,6 +25,9 @@ Alarm types and default severity::
     config_drift      warning   reported config version differs from the expected one
     outbox_backlog    major     the edge outbox holds more than outbox_backlog events
     sequence_gap      major     seqs missing for longer than gap_alarm_after_s
+    staffing_advice   info      not a fault: the edge sees an SLA breach coming and names
+                                the move that prevents it (central/advice.py), cleared
+                                when it ends; info leaves the site's tile colour alone
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ DEFAULT_SEVERITY: Final = {
     AlarmType.CONFIG_DRIFT: Severity.WARNING,
     AlarmType.OUTBOX_BACKLOG: Severity.MAJOR,
     AlarmType.SEQUENCE_GAP: Severity.MAJOR,
+    AlarmType.STAFFING_ADVICE: Severity.INFO,
 }
 
 TITLES: Final = {
@@ -83,6 +87,7 @@ TITLES: Final = {
     AlarmType.CONFIG_DRIFT: "配置版本不一致 / config drift",
     AlarmType.OUTBOX_BACKLOG: "上报积压 / outbox backlog",
     AlarmType.SEQUENCE_GAP: "事件序号缺失 / sequence gap",
+    AlarmType.STAFFING_ADVICE: "人员调配建议 / staffing advice",
 }
 
 

@@ -143,8 +143,8 @@ class CentralConfig:
         "month a year before); 0 keeps them forever"
     )
     alarms_retention_days: int = _setting(
-        180, "cleared alarms (with their history) older than this are deleted; an active "
-        "alarm never is; 0 keeps them forever"
+        180, "cleared alarms (with their history) and ended staffing advisories older than "
+        "this are deleted; an active one never is; 0 keeps them forever"
     )
     commands_retention_days: int = _setting(
         90, "commands issued, expired and answered more than this long ago are deleted; "

@@ -11,9 +11,9 @@ Two layers:
   commit, so an ``ack`` never covers an event that is not durable.
 * :class:`MqttIngest` is the broker connection (MQTT 5, on the asyncio loop:
   :mod:`central.mqtt_client`): persistent session, shared subscriptions
-  ``$share/{group}/onedoor/v1/+/{event,telemetry,cmd_result}`` so replicas split
-  the load, and a plain subscription to ``onedoor/v1/+/state`` (low volume, and
-  brokers do not send retained messages to shared subscriptions).
+  ``$share/{group}/onedoor/v1/+/{event,telemetry,cmd_result,advice}`` so replicas
+  split the load, and a plain subscription to ``onedoor/v1/+/state`` (low volume,
+  and brokers do not send retained messages to shared subscriptions).
 
 Several replicas may commit events of one site concurrently: the site row is
 locked (``SELECT ... FOR UPDATE`` on PostgreSQL, the single writer on SQLite)
@@ -39,6 +39,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from central import mqtt_wire as wire
+from central.advice import apply_advice
 from central.alarms import AlarmBook, Notification
 from central.buckets import Buckets
 from central.config import CentralConfig
@@ -387,6 +388,7 @@ class IngestProcessor:
             (i.site_id, i.message) for i in incoming if isinstance(i.message, mm.Telemetry)
         ]
         results = [i.message for i in incoming if isinstance(i.message, mm.CmdResult)]
+        advice = [i.message for i in incoming if isinstance(i.message, mm.Advice)]
 
         for site_id, state in states:
             self._apply_state(sites[site_id], state, book, now)
@@ -398,6 +400,8 @@ class IngestProcessor:
             clock.lap("telemetry")
         for result in results:
             self._apply_cmd_result(session, result, now)
+        for message in advice:  # the newest of a site wins (central/advice.py)
+            apply_advice(session, sites[message.site], message, book, now)
         # Any contact from an online site ends an offline-by-silence alarm.
         for site in sites.values():
             if site.online:

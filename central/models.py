@@ -17,6 +17,7 @@ Tables::
     alarm_history     raised / repeated severity change / acknowledged / cleared
     ingest_rejects    bad payload counters per (site, reason)
     commands          remote commands and their results
+    staffing_advisories  live staffing advice of the edges; at most one active per site
     telemetry_points  embedded telemetry sink: raw points
     telemetry_rollups embedded telemetry sink: 1-minute and 1-hour aggregates
     api_tokens        API tokens: id, SHA-256 of the secret, label, role (see central.auth)
@@ -104,6 +105,12 @@ def _enum(cls: type[enum.Enum]) -> Enum:
     )
 
 
+def _one_active(name: str, *columns: str) -> Index:
+    """A unique index over the rows not cleared yet: one active row per ``columns``."""
+    return Index(name, *columns, unique=True, sqlite_where=text("cleared_at IS NULL"),
+                 postgresql_where=text("cleared_at IS NULL"))
+
+
 class SiteKind(enum.StrEnum):
     CITY_HALL = "city_hall"
     DISTRICT = "district"
@@ -127,6 +134,7 @@ class AlarmType(enum.StrEnum):
     CONFIG_DRIFT = "config_drift"
     OUTBOX_BACKLOG = "outbox_backlog"
     SEQUENCE_GAP = "sequence_gap"
+    STAFFING_ADVICE = "staffing_advice"  # not a fault: a move the site's manager may make
 
 
 class AlarmAction(enum.StrEnum):
@@ -329,15 +337,7 @@ class Alarm(Base):
 
     __tablename__ = "alarms"
     __table_args__ = (
-        Index(
-            "uq_alarms_active",
-            "site_id",
-            "device",
-            "type",
-            unique=True,
-            sqlite_where=text("cleared_at IS NULL"),
-            postgresql_where=text("cleared_at IS NULL"),
-        ),
+        _one_active("uq_alarms_active", "site_id", "device", "type"),
         Index("ix_alarms_cleared_at_severity", "cleared_at", "severity"),
     )
 
@@ -402,6 +402,49 @@ class Command(Base):
     status: Mapped[CommandStatus] = mapped_column(_enum(CommandStatus))
     error: Mapped[str | None] = mapped_column(String(400))
     result_at: Mapped[datetime | None]
+
+
+class AdviceEnd(enum.StrEnum):
+    """Why a staffing advisory ended."""
+
+    EDGE = "edge"  # the edge said it is no longer needed
+    REPLACED = "replaced"  # another breach or another move took its place
+    EXPIRED = "expired"  # the edge stopped renewing it (stopped, or offline)
+
+
+class StaffingAdvisory(Base):
+    """One advisory of a site's live staffing advice (the edge's ``advice`` messages),
+    active while ``cleared_at`` is null: at most one per site."""
+
+    __tablename__ = "staffing_advisories"
+    __table_args__ = (
+        _one_active("uq_staffing_advisories_active", "site_id"),
+        Index("ix_staffing_advisories_site_id_id", "site_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    advisory_id: Mapped[uuid.UUID]
+    """The edge's id: the same while the breaching services and the move stay the same."""
+    since_ms: Mapped[int] = mapped_column(BigInteger)
+    """When the edge first gave it (edge clock, unix ms)."""
+    session: Mapped[int] = mapped_column(BigInteger)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    """MQTT session and edge time of the latest message applied: orders the next one."""
+    raised_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    """Cleared then unless renewed (arrival time plus the message's own time to live)."""
+    services: Mapped[list[str]] = mapped_column(default=list)
+    """The services whose p90 wait will pass the SLA."""
+    move: Mapped[dict[str, Any] | None]
+    """``kind``, ``windows``, ``services``, ``count``; null: no move found, more staff."""
+    outlook: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """``horizon_s``, ``before`` and ``after`` (each service judged, as the edge sent them)."""
+    message_zh: Mapped[str] = mapped_column(String(400))
+    message_en: Mapped[str] = mapped_column(String(400))
+    cleared_at: Mapped[datetime | None]
+    cleared_by: Mapped[AdviceEnd | None] = mapped_column(_enum(AdviceEnd))
 
 
 class TelemetryPoint(Base):
@@ -476,6 +519,7 @@ class AuditEntry(Base):
 
 
 __all__ = [
+    "AdviceEnd",
     "Alarm",
     "AlarmAction",
     "AlarmHistory",
@@ -494,6 +538,7 @@ __all__ = [
     "Severity",
     "Site",
     "SiteKind",
+    "StaffingAdvisory",
     "TelemetryPoint",
     "TelemetryRollup",
     "UtcDateTime",

@@ -47,6 +47,7 @@ from central.models import (
     Service,
     Severity,
     Site,
+    StaffingAdvisory,
     Window,
     config_drift,
 )
@@ -293,6 +294,9 @@ class ReadModel:
             open_gaps=rows(SequenceGap, SequenceGap.filled_at.is_(None),
                            order=[SequenceGap.first_seq]),
             rejects=rows(IngestReject, order=[IngestReject.reason]),
+            advice=session.scalars(select(StaffingAdvisory).where(
+                StaffingAdvisory.site_id == site_id,
+                StaffingAdvisory.cleared_at.is_(None))).first(),
         )  # fmt: skip
 
     def site_state(self, site_id: str) -> SiteState:

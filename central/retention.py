@@ -10,7 +10,8 @@ The settings (:mod:`central.config`; ``0`` keeps forever)::
 
     events_retention_days    events, with the sequence gaps filled and the 呼叫帮办
                              calls resolved before then (statistics reach back this far)
-    alarms_retention_days    cleared alarms and their history; an active alarm never
+    alarms_retention_days    cleared alarms and their history, and staffing advisories
+                             ended before then; an active alarm or advisory never
     commands_retention_days  commands issued, expired and answered before then
     retention_interval_s     how often the service prunes (a task of CentralService)
 
@@ -40,7 +41,15 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.config import CentralConfig
-from central.models import Alarm, Command, EventRecord, HelpCall, SequenceGap, Site
+from central.models import (
+    Alarm,
+    Command,
+    EventRecord,
+    HelpCall,
+    SequenceGap,
+    Site,
+    StaffingAdvisory,
+)
 from firmware_protocols.mqtt_messages import EVENT_TYPES
 
 log = structlog.get_logger(__name__)
@@ -57,6 +66,7 @@ class Pruned:
     sequence_gaps: int = 0
     help_calls: int = 0
     alarms: int = 0
+    advisories: int = 0
     commands: int = 0
 
     def __bool__(self) -> bool:
@@ -105,6 +115,10 @@ class Retention:
                 pruned.alarms = self._delete(session, Alarm, Alarm.id,
                                              and_(Alarm.cleared_at.is_not(None),
                                                   Alarm.cleared_at < cut))  # fmt: skip
+                pruned.advisories = self._delete(
+                    session, StaffingAdvisory, StaffingAdvisory.id,
+                    and_(StaffingAdvisory.cleared_at.is_not(None),
+                         StaffingAdvisory.cleared_at < cut))  # fmt: skip
             if (cut := _cutoff(now, config.commands_retention_days)) is not None:
                 pruned.commands = self._delete(
                     session, Command, Command.id,

@@ -35,6 +35,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from central.advice import expire_advice
 from central.alarms import AlarmBook, Notification, WebhookNotifier, run_timed_rules
 from central.config import CentralConfig
 from central.db import make_engine, migrate, session_factory
@@ -225,6 +226,7 @@ class CentralService:
             with self.sessions.begin() as session:
                 book = AlarmBook(session, now)
                 run_timed_rules(book, self.config)
+                expire_advice(book)  # staffing advice the edge stopped renewing
             if isinstance(self.sink, EmbeddedTelemetrySink) and now >= self._next_prune:
                 self.sink.prune(int(now.timestamp() * 1000))
                 self._next_prune = now + PRUNE_EVERY

@@ -9,7 +9,7 @@ endpoint adds a record here and a method there, so both faces show one truth.
 
     SiteState     the rows of one site (ORM objects): tests, and the source of SiteDetail
     SiteDetail    one site for the API and the site page: registry, live state,
-                  ServiceQueue, WindowView, DeviceView, AlarmView, GapView
+                  ServiceQueue, WindowView, DeviceView, AlarmView, GapView, AdviceView
     SiteSummary   one line of the site list;  FleetTile: one tile of the fleet page
     AlarmView, AlarmBoard, EventView, CommandView, TokenView, TelemetrySeries, AuditView
 
@@ -38,6 +38,7 @@ from central.models import (
     Service,
     Severity,
     Site,
+    StaffingAdvisory,
     Window,
 )
 from central.sitespec import hours_of, to_builtins
@@ -200,6 +201,44 @@ class AlarmView(View, frozen=True, kw_only=True):
         )
 
 
+class AdviceView(View, frozen=True, kw_only=True):
+    """The site's staffing advisory in force (``central/advice.py``)."""
+
+    advisory_id: str
+    services: list[str]
+    """Services whose p90 wait will pass their SLA within ``horizon_s``."""
+    move: dict[str, Any] | None
+    """``kind`` (switch, open, add), ``windows``, ``services``, ``count``; null: none
+    found, more staff is needed."""
+    message_zh: str
+    message_en: str
+    horizon_s: int
+    before: list[dict[str, Any]]
+    after: list[dict[str, Any]] | None
+    raised_at: str | None
+    updated_at: str | None
+    expires_at: str | None
+
+    @classmethod
+    def of(cls, row: StaffingAdvisory) -> AdviceView:
+        outlook = row.outlook
+        return cls(advisory_id=str(row.advisory_id), services=list(row.services), move=row.move,
+                   message_zh=row.message_zh, message_en=row.message_en,
+                   horizon_s=int(outlook.get("horizon_s", 0)),
+                   before=list(outlook.get("before") or []), after=outlook.get("after"),
+                   raised_at=iso(row.raised_at), updated_at=iso(row.updated_at),
+                   expires_at=iso(row.expires_at))  # fmt: skip
+
+    def outlook(self, names: dict[str, str]) -> list[tuple[str, dict[str, Any],
+                                                           dict[str, Any] | None]]:
+        """(name, before, after) of each service judged, breaching ones first."""
+        after = {o["service"]: o for o in self.after or []}
+        rows = sorted(self.before, key=lambda o: (o["service"] not in self.services,
+                                                  o["service"]))
+        return [(names.get(o["service"], o["service"]), o, after.get(o["service"]))
+                for o in rows]
+
+
 @dataclass(frozen=True, slots=True)
 class SiteState:
     """The rows of one site as the database holds them now (detached ORM objects)."""
@@ -212,6 +251,8 @@ class SiteState:
     """Active alarms, newest first."""
     open_gaps: list[SequenceGap]
     rejects: list[IngestReject]
+    advice: StaffingAdvisory | None = None
+    """The staffing advisory in force, if any."""
 
     @property
     def health(self) -> Health:
@@ -263,6 +304,7 @@ class SiteDetail(View, frozen=True, kw_only=True):
     registry_revision: int
     retired_at: str | None
     """When it left the fleet (its page and history stay); ``None`` while in service."""
+    advice: AdviceView | None = None
 
     @classmethod
     def of(cls, state: SiteState, now: datetime) -> SiteDetail:
@@ -296,6 +338,7 @@ class SiteDetail(View, frozen=True, kw_only=True):
             hours=to_builtins(hours_of(site)),
             registry_revision=site.registry_revision,
             retired_at=iso(site.retired_at),
+            advice=None if state.advice is None else AdviceView.of(state.advice),
         )  # fmt: skip
 
     @property
@@ -475,6 +518,7 @@ class SiteGauges(View, frozen=True, kw_only=True):
 __all__ = [
     "HEALTHS",
     "SEVERITY_RANK",
+    "AdviceView",
     "AlarmBoard",
     "AlarmView",
     "AuditView",

@@ -259,6 +259,8 @@ class DaemonConfig:
     help_escalation_minutes: int
     watchdog_seconds: float  # a task that has not checked in for this long stops the pings
     predict_budget_seconds: float  # a ticket waits this long for its predicted wait
+    advice: bool  # live staffing advice (edge.advice)
+    advice_seconds: int  # how often it simulates the next hour
 
 
 @dataclass(frozen=True, slots=True)
@@ -574,6 +576,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             "watchdog pings", _between(1, 3600)),
     Setting("daemon.predict_budget_seconds", float, 1.5, "a ticket waits this long for its "
             "predicted wait, then prints without it", _between(0.1, 60)),
+    Setting("daemon.advice", bool, True, "live staffing advice: simulate the next hour and tell "
+            "the central when a service's p90 wait will pass its SLA, with the move that "
+            "prevents it (never moves a window itself)"),
+    Setting("daemon.advice_seconds", int, 300, "how often the staffing advice simulates the "
+            "next hour; the central drops advice not renewed within three periods",
+            _between(1, 3600)),
 )
 """Every key of the site config, once: type, default, help and range check."""
 
@@ -1106,7 +1114,7 @@ def _read_rest(root: _Table, config_dir: Path) -> tuple[PathsConfig, HttpConfig 
     table = root.table("daemon") or _absent("daemon", root.problems)
     daemon = DaemonConfig(**{key: table.setting(key) for key in (
         "telemetry_seconds", "outbox_limit", "help_escalation_minutes", "watchdog_seconds",
-        "predict_budget_seconds")})
+        "predict_budget_seconds", "advice", "advice_seconds")})
     table.finish()
     return paths, http, daemon
 

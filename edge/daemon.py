@@ -13,6 +13,8 @@
   commands (:class:`~edge.commands.RemoteCommands`);
 * the MQTT uplink, the kiosk HTTP API and telemetry (:mod:`edge.uplink`,
   :mod:`edge.http_api`, :mod:`edge.telemetry`);
+* the live staffing advice (:class:`~edge.advice.StaffingAdvice`): an SLA breach seen
+  coming and the move that prevents it, sent to the central, never acted on;
 * supervision and systemd's watchdog (:mod:`edge.supervisor`): every
   long-running part is a named task that is logged and restarted if it dies.
 
@@ -58,6 +60,7 @@ from typing import Any
 
 import structlog
 
+from edge.advice import StaffingAdvice
 from edge.clock import Clock, SystemClock
 from edge.commands import RemoteCommands
 from edge.config import EdgeConfig, HttpConfig, MqttConfig, load_config, parse_config
@@ -122,6 +125,7 @@ class _Parts:
     inputs: InputHandler
     commands: RemoteCommands
     telemetry: TelemetryReporter
+    advice: StaffingAdvice
 
 
 class EdgeDaemon:
@@ -189,7 +193,10 @@ class EdgeDaemon:
             TelemetryReporter(hall, self.devices, self.clock,
                               period_s=lambda: self.config.daemon.telemetry_seconds,
                               wake_uplink=self._wake_uplink,
-                              beat=self.heartbeats.beater("telemetry")))
+                              beat=self.heartbeats.beater("telemetry")),
+            StaffingAdvice(hall, self.clock, enabled=lambda: self.config.daemon.advice,
+                           period_s=lambda: self.config.daemon.advice_seconds,
+                           wake_uplink=self._wake_uplink))
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -226,6 +233,7 @@ class EdgeDaemon:
                     self.inputs, self.heartbeats.beater("inputs")))
                 self._start("timers", self._timers_task)
                 self._start("watchdog", watchdog.run)
+                self._start("advice", parts.advice.run)
                 if self.uplink is not None:
                     self._start("uplink", self.uplink.run)
                     self._start("telemetry", parts.telemetry.run)
@@ -274,7 +282,7 @@ class EdgeDaemon:
         return Uplink(self.config.site.id, mqtt, hall.journal, self.clock,
                           software=SOFTWARE_VERSION, boot_id=self.boot_id,
                           config_version=lambda: hall.config.version, commands=parts.commands,
-                          beat=self.heartbeats.beater("uplink"))
+                          advice=parts.advice.message, beat=self.heartbeats.beater("uplink"))
 
     def _make_http(self, http: HttpConfig) -> HttpApi:
         parts = self._parts
@@ -454,6 +462,7 @@ class EdgeDaemon:
         snapshot["uplink"] = None if self.uplink is None else {
             "connected": self.uplink.connected, "session": self.uplink.session,
             "outbox_depth": self.hall.journal.outbox_depth()}
+        snapshot["advice"] = None if self._parts is None else self._parts.advice.status()
         snapshot["boot_id"] = self.boot_id
         snapshot["software"] = SOFTWARE_VERSION
         snapshot["tasks"] = {"running": self.supervisor.running(),

@@ -277,6 +277,30 @@ class Journal:
         for (payload,) in self._db.execute(query, params).fetchall():
             yield _EVENT_DECODER.decode(payload)
 
+    def events_of(self, types: Sequence[str], *, after_seq: int = 0,
+                  before_seq: int | None = None) -> Iterator[mm.Event]:
+        """Events of the given types with ``after_seq < seq < before_seq``, in seq order
+        (by the ``(type, seq)`` index: a month of tickets without the rest)."""
+        marks = ", ".join("?" * len(types))
+        query = f"SELECT payload FROM events WHERE type IN ({marks}) AND seq > ?"
+        params: list[object] = [*types, after_seq]
+        if before_seq is not None:
+            query += " AND seq < ?"
+            params.append(before_seq)
+        for (payload,) in self._db.execute(query + " ORDER BY seq", params).fetchall():
+            yield _EVENT_DECODER.decode(payload)
+
+    def day_starts(self) -> list[tuple[int, str]]:
+        """(seq, day) of every ``day.reset`` still in the journal, oldest first."""
+        rows = self._db.execute(
+            "SELECT seq, payload FROM events WHERE type = 'day.reset' ORDER BY seq").fetchall()
+        starts = []
+        for seq, payload in rows:
+            body = _EVENT_DECODER.decode(payload).body
+            if isinstance(body, mm.DayReset):
+                starts.append((int(seq), body.day))
+        return starts
+
     def payloads(self, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
         """Raw (seq, JSON) rows for the uplink, exactly as first encoded."""
         rows = self._db.execute(
@@ -448,14 +472,12 @@ class Journal:
         ``day.reset``) and anything above ``acked_seq`` are kept whatever their age,
         as is the config in force at the first event kept (a replay needs it).
         """
-        resets = self._db.execute(
-            "SELECT seq, payload FROM events WHERE type = 'day.reset' ORDER BY seq").fetchall()
+        resets = self.day_starts()
         if not resets:
             return 0
         kept = len(resets) - 1  # today's day.reset: never pruned
-        for index, (_, payload) in enumerate(resets):
-            body = _EVENT_DECODER.decode(payload).body
-            if isinstance(body, mm.DayReset) and body.day >= before_day:
+        for index, (_, day) in enumerate(resets):
+            if day >= before_day:
                 kept = min(kept, index)
                 break
         # The events before the first day.reset (the config journaled at the very first

@@ -56,12 +56,17 @@ def hall_model(config: EdgeConfig) -> HallModel | None:
                      policy=config.policy)
 
 
+def local_midnight_ms(config: EdgeConfig, now_ms: int) -> int:
+    """Unix ms of the hall's last local midnight: the model's time 0."""
+    local = datetime.fromtimestamp(now_ms / 1000, config.site.tz)
+    return now_ms - ((local.hour * 60 + local.minute) * 60 + local.second) * 1000 \
+        - local.microsecond // 1000
+
+
 def hall_state(model: HallModel, config: EdgeConfig, dispatcher: Dispatcher, now_ms: int
                ) -> HallState:
     """The live hall as a model state, in milliseconds since local midnight."""
-    local = datetime.fromtimestamp(now_ms / 1000, config.site.tz)
-    midnight = now_ms - ((local.hour * 60 + local.minute) * 60 + local.second) * 1000 \
-        - local.microsecond // 1000
+    midnight = local_midnight_ms(config, now_ms)
     index = {m.service.id: i for i, m in enumerate(model.services)}
     waiting = []
     counters = [dispatcher.last_counter(m.service.prefix) for m in model.services]
@@ -128,4 +133,5 @@ class WaitPredictor:
         return None if job is None else job()
 
 
-__all__ = ["REPLICATIONS", "PredictionJob", "WaitPredictor", "hall_model", "hall_state"]
+__all__ = ["REPLICATIONS", "PredictionJob", "WaitPredictor", "hall_model", "hall_state",
+           "local_midnight_ms"]

@@ -16,7 +16,9 @@ back, unless its ``expires_ts`` has passed by then (answered ``expired``).
 While connected, events above the central's ``ack`` are published (QoS 1)
 from the journal in order, at most ``window`` in flight; if the ack stops
 moving for ``resend_s`` they are sent again from the ack (the central
-deduplicates on seq). Queued telemetry snapshots go out QoS 0. ``cmd/{name}``
+deduplicates on seq). Queued telemetry snapshots go out QoS 0, and the staffing
+advice (``advice``, :mod:`edge.advice`) QoS 1 whenever it changes and once on every
+new connection unless it has expired. ``cmd/{name}``
 messages are decoded, checked for expiry and duplicates, run through the
 daemon's handler and answered on ``cmd_result``; a malformed command gets an
 error result when its ``id`` can be read, and is logged either way (its size is
@@ -64,6 +66,8 @@ log = structlog.get_logger(__name__)
 
 CommandHandler = Callable[[mm.Cmd], Awaitable[None]]
 """Runs a command; raising any exception turns into an error ``cmd_result``."""
+AdviceSource = Callable[[int], "mm.Advice | None"]
+"""The latest staffing advice, as a message of the given MQTT session (None: none yet)."""
 
 
 class CommandFailed(Exception):
@@ -158,6 +162,7 @@ class Uplink:
         boot_id: str,
         config_version: Callable[[], str | None],
         commands: CommandHandler,
+        advice: AdviceSource | None = None,
         beat: Callable[[], None] = lambda: None,
         window: int = 200,
         resend_s: float = 30.0,
@@ -173,6 +178,8 @@ class Uplink:
         self.boot_id = boot_id
         self.config_version = config_version
         self.commands = commands
+        self.advice = advice
+        self._advice_sent: int | None = None  # ts of the advice sent in this session
         self.beat = beat
         self.window = window
         self.resend_s = resend_s
@@ -298,6 +305,7 @@ class Uplink:
             for sub in topics.edge_subscriptions(self.site_id):
                 client.subscribe(sub.filter, qos=sub.qos)
             self._publish(mm.to_publish(self._state("online")))
+            self._advice_sent = None  # a new connection gets the latest advice again
             self.journal.note_broker_session()
             self.connected = True
             log.info("uplink.connected", session=self.session, acked=self.journal.acked_seq,
@@ -367,6 +375,7 @@ class Uplink:
                     self._publish(mm.Publish(topics.telemetry_topic(self.site_id), payload,
                                              0, False))
                 self.journal.remove_telemetry([row_id for row_id, _ in batch])
+            self._send_advice()
             self._wake.clear()
             if self.journal.last_seq > sent_up_to and (sent_up_to - acked) < self.window:
                 continue  # more to send right away
@@ -374,6 +383,19 @@ class Uplink:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await self._wake.wait()
+
+    def _send_advice(self) -> None:
+        """The latest staffing advice, if it changed since sent and has not expired."""
+        message = None if self.advice is None else self.advice(self.session)
+        if message is None or message.ts == self._advice_sent:
+            return
+        self._advice_sent = message.ts
+        if message.expires_ts <= self.clock.now_ms():
+            return  # the central has dropped it already
+        try:
+            self._publish(mm.to_publish(message))
+        except ProtocolError as exc:  # a bug in building it: logged, the uplink goes on
+            log.error("uplink.advice_invalid", error=str(exc))
 
     # -- incoming ------------------------------------------------------------
 
@@ -456,5 +478,5 @@ class Uplink:
             log.error("uplink.cmd_result_invalid", id=str(command_id), error=str(exc))
 
 
-__all__ = ["CommandFailed", "CommandHandler", "Uplink", "backoff_delay", "host_stats",
-           "readable_command_id"]
+__all__ = ["AdviceSource", "CommandFailed", "CommandHandler", "Uplink", "backoff_delay",
+           "host_stats", "readable_command_id"]

@@ -1312,6 +1312,9 @@ cdef class Engine:
                             int64_t ticket_id) except -1 nogil:
         cdef int64_t now = self.now, key = now, order
         if klass == C_APPOINTMENT:
+            # Policy.appointment_late(now, booked): a Python method, which this nogil loop
+            # cannot call. Its one constant (Policy.appointment_grace_ms) comes in through
+            # make_engine; tests/fastpath/test_sim_model.py holds both twins to the rule.
             if booked < 0 or now > booked + self.grace:
                 klass = C_NORMAL
             else:

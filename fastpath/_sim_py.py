@@ -895,6 +895,10 @@ class _Run:
         now = self.now
         key = now
         if klass == APPOINTMENT:
+            # Policy.appointment_late(now, booked), inlined as in the compiled twin (whose
+            # loop runs without the GIL and cannot call it); its one constant, the grace
+            # period, comes from the policy (make_engine), and a test holds both twins to
+            # the rule at its boundary.
             if booked < 0 or now > booked + self.e._grace:
                 klass = NORMAL  # late check-in: a walk-in (Dispatcher.issue)
             else:

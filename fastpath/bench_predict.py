@@ -267,6 +267,7 @@ class _Errors:
     realised: list[float]
     p50: list[float]
     p90: list[float]
+    waits_at_all: list[float]  # the predicted probability of any wait (share above 0)
 
 
 def _row(name: str, e: _Errors, ranged: bool) -> dict[str, Any]:
@@ -287,6 +288,8 @@ def _row(name: str, e: _Errors, ranged: bool) -> dict[str, Any]:
         "p90_coverage": None,
         "p90_coverage_when_waiting": None,
         "waiting_share": None,
+        "no_wait_predicted_wait_share": None,
+        "no_wait_realised_wait_share": None,
     }
     if ranged:
         triples = list(zip(e.p50, e.p90, e.realised, strict=True))
@@ -301,6 +304,16 @@ def _row(name: str, e: _Errors, ranged: bool) -> dict[str, Any]:
             row["p90_coverage_when_waiting"] = round(
                 sum(1 for b, r in waiting if r <= b) / len(waiting), 3)
             row["waiting_share"] = round(len(waiting) / len(triples), 3)
+        # Told "no wait" (p90 = 0): at least 90% of the simulated futures call it at once,
+        # so its p90 can only be exceeded when it waits at all. Calibrated means: as many
+        # of them wait as the simulation said would.
+        told_none = [(w, r) for w, b, r in zip(e.waits_at_all, e.p90, e.realised, strict=True)
+                     if b == 0]
+        if told_none:
+            row["no_wait_predicted_wait_share"] = round(
+                statistics.fmean(w for w, _r in told_none), 4)
+            row["no_wait_realised_wait_share"] = round(
+                sum(1 for _w, r in told_none if r > 0) / len(told_none), 4)
     return row
 
 
@@ -318,7 +331,7 @@ def prediction_report(hall: str = "comprehensive_hall", days: int = 3, every: in
     predictor = Predictor(model)
     rates = Rates(model)
     names = ("onedoor p50", "onedoor mean", *BASELINES)
-    errors = {n: _Errors([], [], [], []) for n in names}
+    errors = {n: _Errors([], [], [], [], []) for n in names}
     floor_var: list[float] = []
     floor_mad: list[float] = []
     tickets = 0
@@ -336,6 +349,7 @@ def prediction_report(hall: str = "comprehensive_hall", days: int = 3, every: in
             waits = sorted(predictor.waits(state, service_id, klass, replications,
                                            seed=serial, booked_ms=booked))
             p50, p90 = percentile(waits, 50), percentile(waits, 90)
+            waits_at_all = sum(1 for w in waits if w > 0) / len(waits)
             mean = statistics.fmean(waits)
             median = statistics.median(waits)
             floor_var.append(statistics.pvariance(waits, mean))
@@ -358,6 +372,7 @@ def prediction_report(hall: str = "comprehensive_hall", days: int = 3, every: in
                 e.realised.append(actual)
                 e.p50.append(p50)
                 e.p90.append(p90)
+                e.waits_at_all.append(waits_at_all)
             for name in BASELINES:
                 value = calls[name]
                 if name in ("naive", "QL", "QL-tv", "HOL-tv", "LES-tv"):

@@ -179,6 +179,32 @@ def mmc_throughput(servers: int = 10, rho: float = 0.9, customers: int = 2_000_0
     return results
 
 
+def day_sized_records(servers: int = 10, rho: float = 0.9, days: int = 286,
+                      customers: int = 7_000, simpy_customers: int = 100_000) -> dict[str, Any]:
+    """The recorded path as the tools run it: many days of a city hall's size (7,000
+    customers, every one's records), then the same without records and SimPy, in this
+    process. Run it in a fresh one: its memory is what a first run pays for."""
+    compiled = importlib.import_module("fastpath._sim_c").Engine
+    rate = rho * servers / MEAN_SERVICE_MS
+
+    def runs(record: bool) -> float:
+        engine = mmc_engine(compiled, servers)
+        for seed in range(1, days + 1):
+            result = engine.run(seed, 0, [[(0, ALWAYS_OPEN_MS)]] * servers,
+                                [([0], [rate], 0.0, 0.0)], max_arrivals=customers,
+                                record=record)
+        return float(result["wait_sum"][0] / result["waited"][0])
+
+    total = days * customers
+    out: dict[str, Any] = {"model": f"M/M/{servers}, rho={rho}, {days} runs of {customers}"}
+    out["records"] = _rate(lambda: runs(True), total)
+    out["no_records"] = _rate(lambda: runs(False), total)
+    out["simpy"] = _rate(lambda: _simpy(servers, rho, simpy_customers), simpy_customers)
+    out["cpu_ratio_records_vs_simpy"] = round(
+        out["records"]["customers_per_cpu_s"] / out["simpy"]["customers_per_cpu_s"], 1)
+    return out
+
+
 def busy_city_hall_state(model: HallModel | None = None, waiting: int = 300,
                          seed: int = 5) -> HallState:
     """The 220-window city hall at 10:30, every window busy, ``waiting`` tickets queued."""
@@ -282,6 +308,7 @@ def run_all() -> dict[str, Any]:
 
     return {
         "mmc_throughput": mmc_throughput(),
+        "day_sized_records": day_sized_records(),
         "prediction_latency": prediction_latency(),
         "prediction_against_baselines": {
             hall: prediction_report(hall, days) for hall, days in (("comprehensive_hall", 8),
@@ -294,6 +321,7 @@ def run_all() -> dict[str, Any]:
 
 __all__ = [
     "busy_city_hall_state",
+    "day_sized_records",
     "erlang_c_wait",
     "mmc_engine",
     "mmc_mean_wait",

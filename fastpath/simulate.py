@@ -278,7 +278,7 @@ def make_engine(model: HallModel, engine_class: Any, **kwargs: Any) -> Any:
         [m.no_show for m in model.services],
         model.no_show_timeout_ms,
         policy.no_show is NoShowPolicy.REQUEUE_ONCE,
-        policy.appointment_grace_minutes * MINUTE_MS,
+        policy.appointment_grace_ms,  # Policy.appointment_late's constant
         **kwargs,
     )
 

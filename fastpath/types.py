@@ -218,10 +218,16 @@ class Policy:
     def class_weights_pct(self) -> tuple[int, int, int]:
         return (0, self.priority_weight_pct, self.appointment_weight_pct)
 
+    @property
+    def appointment_grace_ms(self) -> int:
+        """The grace period of :meth:`appointment_late`, the one constant of the rule
+        (the simulator engines take it from here)."""
+        return self.appointment_grace_minutes * MINUTE_MS
+
     def appointment_late(self, now_ms: int, booked_ms: int) -> bool:
         """A booked citizen checking in at ``now_ms`` is past the grace period: the
         ticket becomes a walk-in (normal class, queued from now)."""
-        return now_ms > booked_ms + self.appointment_grace_minutes * MINUTE_MS
+        return now_ms > booked_ms + self.appointment_grace_ms
 
 
 # --- tickets ----------------------------------------------------------------

@@ -1,7 +1,7 @@
 """MQTT payloads of the onedoor contract (v1): typed schemas and a strict JSON codec.
 
-Used by both ends: the edge encodes ``state``/``event``/``telemetry``/``cmd_result``
-and decodes ``ack``/``cmd``; the central does the reverse. Pure: no paho, no
+Used by both ends: the edge encodes ``state``/``event``/``telemetry``/``cmd_result``/
+``advice`` and decodes ``ack``/``cmd``; the central does the reverse. Pure: no paho, no
 sockets, no clocks (times are passed in, as unix milliseconds).
 
 Every payload is a JSON object with ``"v": 1`` and the publishing/target
@@ -463,6 +463,97 @@ class Telemetry(_Message, frozen=True, kw_only=True):
     outbox: OutboxStat
 
 
+# --------------------------------------------------------------------------- advice
+
+AdviceText = Annotated[str, msgspec.Meta(min_length=1, max_length=400, pattern=_NO_CONTROL)]
+MoveKind = Literal["switch", "open", "add"]
+
+
+class AdviceOutlook(_Struct, frozen=True, kw_only=True):
+    """One service over the advice's horizon, as simulated from the live hall (pooled
+    over the simulated futures): its p90 wait against its SLA."""
+
+    service: Ident
+    sla_s: Seconds
+    p90_s: Seconds
+    over_sla_pct: Percent
+    """Share of its waits above the SLA."""
+    breach_pct: Percent
+    """Share of the simulated futures in which its p90 passes the SLA."""
+    tickets: Annotated[float, msgspec.Meta(ge=0.0, le=10_000_000.0)]
+    """Tickets counted per simulated future (those waiting and those arriving)."""
+
+
+class AdviceMove(_Struct, frozen=True, kw_only=True):
+    """What a person would do: ``switch`` open windows to other services, ``open``
+    signed-out windows, or ``add`` windows (应急窗口); verified by simulation."""
+
+    kind: MoveKind
+    windows: Annotated[list[WindowNo], msgspec.Meta(max_length=MAX_WINDOWS)]
+    """The windows switched or opened; empty for ``add``."""
+    services: Annotated[list[Ident], msgspec.Meta(min_length=1, max_length=MAX_QUEUES)]
+    """What those windows (or the added ones) serve after the move."""
+    count: Annotated[int, msgspec.Meta(ge=1, le=MAX_WINDOWS)]
+
+    def __post_init__(self) -> None:
+        if self.kind == "add" and self.windows:
+            raise ValueError("an add move names no window")
+        if self.kind != "add" and len(self.windows) != self.count:
+            raise ValueError("a switch or open move names count windows")
+
+
+class Advisory(_Struct, frozen=True, kw_only=True):
+    """A breach seen coming and the move that prevents it (``move`` null: none found
+    within the limit, more staff is needed)."""
+
+    id: uuid.UUID
+    """The same while the breaching services and the move stay the same."""
+    since_ts: UnixMs
+    """When the edge first gave this advisory."""
+    horizon_s: Seconds
+    breaching: Annotated[list[Ident], msgspec.Meta(min_length=1, max_length=MAX_QUEUES)]
+    move: AdviceMove | None
+    before: Annotated[list[AdviceOutlook], msgspec.Meta(min_length=1, max_length=MAX_QUEUES)]
+    """Every service judged (those with an SLA), without the move."""
+    after: Annotated[list[AdviceOutlook], msgspec.Meta(max_length=MAX_QUEUES)] | None
+    """Every service judged, with the move; null when there is no move."""
+    message_zh: AdviceText
+    message_en: AdviceText
+
+    def __post_init__(self) -> None:
+        if (self.move is None) != (self.after is None):
+            raise ValueError("after is given exactly when a move is")
+        judged = {o.service for o in self.before}
+        if not set(self.breaching) <= judged:
+            raise ValueError("every breaching service must be among those judged (before)")
+
+
+class Advice(_Message, frozen=True, kw_only=True):
+    """``advice``: the site's live staffing advice, the latest replacing the one before.
+
+    ``advisory`` null clears it. The edge sends it again every advice period while
+    it holds; the central drops it at ``expires_ts`` (measured from when it arrived)
+    if no newer one came. ``session`` and ``ts`` order the messages of a site.
+    """
+
+    session: Seq
+    ts: UnixMs
+    clock_synced: bool
+    expires_ts: UnixMs
+    advisory: Advisory | None
+
+    def __post_init__(self) -> None:
+        if self.expires_ts <= self.ts:
+            raise ValueError("expires_ts must be after ts")
+        if self.advisory is not None and self.advisory.since_ts > self.ts:
+            raise ValueError("an advisory cannot be older than since_ts")
+
+    def supersedes(self, session: int, ts: int) -> bool:
+        """Whether this message is newer than one of ``session`` sent at ``ts``: a later
+        MQTT session always is (a clock set back at boot does not hold it back)."""
+        return (self.session, self.ts) > (session, ts)
+
+
 # --------------------------------------------------------------------------- ack
 
 
@@ -560,7 +651,7 @@ class CmdResult(_Message, frozen=True, kw_only=True):
             raise ValueError("error must be null when ok and set when not ok")
 
 
-Message: TypeAlias = State | Event | Telemetry | Ack | Cmd | CmdResult
+Message: TypeAlias = State | Event | Telemetry | Ack | Cmd | CmdResult | Advice
 
 SCHEMAS: Final[Mapping[Kind, type[msgspec.Struct]]] = MappingProxyType(
     {
@@ -570,6 +661,7 @@ SCHEMAS: Final[Mapping[Kind, type[msgspec.Struct]]] = MappingProxyType(
         Kind.ACK: Ack,
         Kind.CMD: Cmd,
         Kind.CMD_RESULT: CmdResult,
+        Kind.ADVICE: Advice,
     }
 )
 """The payload schema of every topic kind."""
@@ -743,6 +835,10 @@ __all__ = [
     "VERSION",
     "Ack",
     "AckRefused",
+    "Advice",
+    "AdviceMove",
+    "AdviceOutlook",
+    "Advisory",
     "AnnounceArgs",
     "Cmd",
     "CmdResult",

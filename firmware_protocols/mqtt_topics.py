@@ -8,6 +8,7 @@ Every topic lives under ``onedoor/v1/{site_id}/``::
     onedoor/v1/{site_id}/ack            central -> edge   QoS 1
     onedoor/v1/{site_id}/cmd/{name}     central -> edge   QoS 1
     onedoor/v1/{site_id}/cmd_result     edge -> central   QoS 1
+    onedoor/v1/{site_id}/advice         edge -> central   QoS 1, live staffing advice
 
 This module is pure: no paho, no sockets, no clocks. It builds topic strings,
 parses received ones, and lists the subscription filters each side needs.
@@ -57,6 +58,7 @@ class Kind(enum.StrEnum):
     ACK = "ack"
     CMD = "cmd"
     CMD_RESULT = "cmd_result"
+    ADVICE = "advice"
 
 
 class Direction(enum.StrEnum):
@@ -101,6 +103,7 @@ TOPICS: Final[Mapping[Kind, TopicSpec]] = MappingProxyType(
         Kind.ACK: TopicSpec(Kind.ACK, Direction.CENTRAL_TO_EDGE, 1, False, 256),
         Kind.CMD: TopicSpec(Kind.CMD, Direction.CENTRAL_TO_EDGE, 1, False, 4 * 1024),
         Kind.CMD_RESULT: TopicSpec(Kind.CMD_RESULT, Direction.EDGE_TO_CENTRAL, 1, False, 1024),
+        Kind.ADVICE: TopicSpec(Kind.ADVICE, Direction.EDGE_TO_CENTRAL, 1, False, 32 * 1024),
     }
 )
 """QoS, retain flag, direction and size limit of every kind. The LWT is a ``state`` message."""
@@ -215,6 +218,10 @@ def cmd_result_topic(site_id: str) -> str:
     return build_topic(site_id, Kind.CMD_RESULT)
 
 
+def advice_topic(site_id: str) -> str:
+    return build_topic(site_id, Kind.ADVICE)
+
+
 _PREFIX: Final = ROOT + "/"
 
 
@@ -295,6 +302,7 @@ __all__ = [
     "Topic",
     "TopicSpec",
     "ack_topic",
+    "advice_topic",
     "build_topic",
     "central_subscriptions",
     "check_site_id",

@@ -61,6 +61,18 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "waiting": ("等候人数", "Waiting"),
     "oldest_wait": ("最长已等", "Oldest wait"),
     "predicted": ("预计等候 P50 / P90", "Predicted wait p50 / p90"),
+    "advice": ("人员调配建议", "Staffing advice"),
+    "sla": ("等候时限", "SLA"),
+    "advice_tickets": ("未来一小时人数", "tickets in the hour"),
+    "advice_p90_now": ("预计 P90 等候（现状）", "p90 wait as is"),
+    "advice_p90_after": ("预计 P90 等候（按建议调整后）", "p90 wait after the move"),
+    "advice_since": ("提出于", "given at"),
+    "advice_expires": ("有效至", "valid until"),
+    "advice_note": (
+        "未来一小时的模拟预测，仅为建议：窗口不会自动调整，由现场负责人决定",
+        "a simulation of the next hour, advice only: no window changes by itself, "
+        "the site's manager decides",
+    ),
     "devices": ("设备", "Devices"),
     "device": ("设备", "Device"),
     "kind": ("类型", "Kind"),

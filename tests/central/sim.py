@@ -95,6 +95,30 @@ class SimSite:
         )
 
 
+def advisory(advisory_id: uuid.UUID | None = None, *, services: tuple[str, ...] = ("zonghe",),
+             since_ms: int = T0_MS, move: mm.AdviceMove | None = None) -> mm.Advisory:
+    """A staffing advisory as an edge sends it: ``services`` breach, a window opens."""
+    move = move or mm.AdviceMove(kind="open", windows=[2], services=list(services), count=1)
+    before = [mm.AdviceOutlook(service=s, sla_s=1800, p90_s=2700, over_sla_pct=31.0,
+                               breach_pct=94.0, tickets=22.0) for s in services]
+    after = [mm.AdviceOutlook(service=s, sla_s=1800, p90_s=1200, over_sla_pct=2.0,
+                              breach_pct=4.0, tickets=22.0) for s in services]
+    return mm.Advisory(
+        id=advisory_id or uuid.uuid4(), since_ts=since_ms, horizon_s=3600,
+        breaching=list(services), move=move, before=before, after=after,
+        message_zh="未来60分钟综合受理预计p90等候45分钟（时限30分钟）。建议：开启2号窗口，办理综合受理"
+                   "（模拟验证后综合受理p90 20分钟）。",
+        message_en="Next 60 min: zonghe p90 wait 45 min (SLA 30). Advice: open window 2 for "
+                   "zonghe (simulated: zonghe p90 20 min).")
+
+
+def advice(site_id: str, body: mm.Advisory | None, *, ts: int = T0_MS, session: int = 1,
+           ttl_ms: int = 900_000) -> mm.Advice:
+    """An ``advice`` message: ``body`` or a clear (None)."""
+    return mm.Advice(site=site_id, session=session, ts=ts, clock_synced=True,
+                     expires_ts=ts + ttl_ms, advisory=body)
+
+
 def received(*messages: mm.Message, at: datetime | None = None) -> list[Received]:
     """Messages as the ingest receives them off the wire."""
     now = at or datetime.now(UTC)

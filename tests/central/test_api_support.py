@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from fastapi import FastAPI
@@ -93,8 +94,10 @@ class RunningApp:
 
 
 def build_app(
-    db_path: Path, broker: MosquittoBroker, *, live_interval_s: float = 0.2
+    db_path: Path, broker: MosquittoBroker, *, live_interval_s: float = 0.2, **settings: Any
 ) -> tuple[FastAPI, CentralService]:
+    """The real app over ``db_path`` (migrated, the seed loaded); ``settings`` change the
+    central's config."""
     engine = make_engine(f"sqlite:///{db_path}")
     migrate(engine)
     with session_factory(engine).begin() as session:
@@ -107,7 +110,7 @@ def build_app(
         mqtt_group=f"g{time.time_ns()}",
         alarm_tick_s=3600.0,
         http_allowed_hosts=TEST_HOSTS,
-    )
+    ).replace(**settings)
     service = CentralService(config, engine=engine)
     app = create_app(config, service=service, secret=SECRET, live_interval_s=live_interval_s)
     return app, service

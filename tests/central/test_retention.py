@@ -16,6 +16,7 @@ from central.config import CentralConfig
 from central.errors import ConfigError
 from central.ingest import IngestProcessor
 from central.models import (
+    AdviceEnd,
     Alarm,
     AlarmHistory,
     AlarmType,
@@ -26,6 +27,7 @@ from central.models import (
     SequenceGap,
     Severity,
     Site,
+    StaffingAdvisory,
 )
 from central.retention import Pruned, Retention
 from central.service import CentralService
@@ -79,6 +81,14 @@ def _alarm(session: Session, site_id: str, device: str, *, raised: datetime,
                              severity=Severity.MAJOR))  # fmt: skip
 
 
+def _advisory(session: Session, *, raised: datetime, ended: datetime | None) -> None:
+    session.add(StaffingAdvisory(
+        site_id=SITE, advisory_id=uuid.uuid4(), since_ms=T0_MS, session=1, ts_ms=T0_MS,
+        raised_at=raised, updated_at=ended or raised, expires_at=raised + timedelta(minutes=15),
+        services=["zonghe"], move=None, outlook={}, message_zh="增派人员", message_en="more staff",
+        cleared_at=ended, cleared_by=None if ended is None else AdviceEnd.EDGE))
+
+
 def _command(session: Session, *, issued: datetime, ttl: timedelta,
              answered: datetime | None = None) -> uuid.UUID:  # fmt: skip
     command_id = uuid.uuid4()
@@ -108,6 +118,8 @@ def test_only_what_is_older_than_its_setting_goes(small_registry: sessionmaker[S
         _alarm(session, SITE, "printer-old", raised=NOW - 50 * DAY, cleared=NOW - 11 * DAY)
         _alarm(session, SITE, "printer-recent", raised=NOW - 50 * DAY, cleared=NOW - 9 * DAY)
         _alarm(session, SITE, "printer-active", raised=NOW - 300 * DAY, cleared=None)
+        for ended in (NOW - 11 * DAY, NOW - 9 * DAY, None):  # staffing advice: as alarms
+            _advisory(session, raised=NOW - 50 * DAY, ended=ended)
         gone = _command(session, issued=NOW - 6 * DAY, ttl=timedelta(minutes=10))
         _command(session, issued=NOW - 6 * DAY, ttl=timedelta(minutes=10),
                  answered=NOW - 4 * DAY)  # answered late: that is recent
@@ -122,7 +134,7 @@ def test_only_what_is_older_than_its_setting_goes(small_registry: sessionmaker[S
 
     pruned = _prune(small_registry)
     assert pruned.as_dict() == {"events": 7, "sequence_gaps": 1, "help_calls": 1, "alarms": 1,
-                                "commands": 1}  # fmt: skip
+                                "advisories": 1, "commands": 1}  # fmt: skip
     assert _seqs(small_registry, SITE) == [6, 7, 8, 9, 10]
     assert _seqs(small_registry, OTHER) == [4, 5]
     with small_registry() as session:
@@ -134,6 +146,7 @@ def test_only_what_is_older_than_its_setting_goes(small_registry: sessionmaker[S
         # The other site's gap (seq 3, found by ingest) is still open: kept.
         assert session.scalars(select(SequenceGap.site_id)).all() == [OTHER]
         assert session.scalars(select(HelpCall.button)).all() == ["h2"]  # never resolved
+        assert session.scalar(select(func.count()).select_from(StaffingAdvisory)) == 2
     assert not _prune(small_registry)  # nothing more to do
 
 

@@ -27,6 +27,7 @@ class CentralProbe:
         self.states: list[mm.State] = []
         self.telemetry: list[mm.Telemetry] = []
         self.results: list[mm.CmdResult] = []
+        self.advice: list[mm.Advice] = []
         self.invalid: list[str] = []
         self._lock = threading.Lock()
         self._committed: set[int] = set()
@@ -35,7 +36,7 @@ class CentralProbe:
                                   client_id=f"central-probe-{uuid.uuid4().hex[:8]}")
         self.client.on_message = self._on_message
         self.client.connect(host, port, 30)
-        for kind in ("state", "event", "telemetry", "cmd_result"):
+        for kind in ("state", "event", "telemetry", "cmd_result", "advice"):
             self.client.subscribe(f"{topics.ROOT}/{site_id}/{kind}", qos=1)
         self.client.loop_start()
 
@@ -64,6 +65,8 @@ class CentralProbe:
                 self.telemetry.append(body)
             elif isinstance(body, mm.CmdResult):
                 self.results.append(body)
+            elif isinstance(body, mm.Advice):
+                self.advice.append(body)
         if isinstance(body, mm.Event) and self.ack_enabled:
             self.client.publish(topics.ack_topic(self.site_id),
                                 mm.encode(mm.Ack(site=self.site_id, seq=ack)), qos=1)

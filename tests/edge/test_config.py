@@ -321,6 +321,8 @@ outbox_limit = 5000
 help_escalation_minutes = 3
 watchdog_seconds = 20.0
 predict_budget_seconds = 2.0
+advice = false
+advice_seconds = 600
 """
 
 
@@ -357,6 +359,7 @@ def test_one_table_holds_every_key_and_the_reader_takes_each(test_pki: Path,
     assert config.http.window_token == "0123456789abcdef-token"
     assert config.devices.gpio is not None
     assert config.devices.gpio.ticket_buttons[0].klass is TicketClass.PRIORITY
+    assert (config.daemon.advice, config.daemon.advice_seconds) == (False, 600)
 
 
 def test_defaults_come_from_the_table() -> None:
@@ -365,6 +368,7 @@ def test_defaults_come_from_the_table() -> None:
     assert config.site.timezone == defaults["site.timezone"]
     assert config.paths.journal_retention_days == defaults["paths.journal_retention_days"]
     assert config.daemon.predict_budget_seconds == defaults["daemon.predict_budget_seconds"]
+    assert (config.daemon.advice, config.daemon.advice_seconds) == (True, 300)
     assert config.services[0].cv == defaults["services[].cv"]
     assert config.policy == Policy()  # the dispatcher's own defaults
     assert defaults["policy.number_width"] == Policy().number_width

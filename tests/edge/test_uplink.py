@@ -12,13 +12,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from edge.clock import ManualClock, SystemClock
 from edge.config import load_config
 from edge.daemon import EdgeDaemon
 from edge.hall import Hall, open_hall
-from edge.uplink import Uplink, backoff_delay, host_stats, readable_command_id
+from edge.uplink import AdviceSource, Uplink, backoff_delay, host_stats, readable_command_id
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols import mqtt_topics as topics
 from onedoor.broker import EmbeddedBroker
@@ -38,7 +39,7 @@ async def until(condition: Callable[[], object], timeout: float = 30.0, what: st
 
 def run_with_uplink(tmp_path: Path, broker: MosquittoBroker,
                     body: Callable[[Hall, Uplink], Awaitable[None]],
-                    resend_s: float = 30.0) -> None:
+                    resend_s: float = 30.0, advice: AdviceSource | None = None) -> None:
     config = load_config(site_toml(tmp_path, mqtt_port=broker.port))
     assert config.mqtt is not None
     hall = open_hall(config, ManualClock(OPENING))
@@ -50,7 +51,7 @@ def run_with_uplink(tmp_path: Path, broker: MosquittoBroker,
         uplink = Uplink(config.site.id, config.mqtt, hall.journal, SystemClock(),  # type: ignore[arg-type]
                         software="test-1", boot_id="boot1", config_version=lambda: "v1",
                         commands=noop, backoff_base_s=0.05, backoff_cap_s=0.5,
-                        rng=random.Random(1), resend_s=resend_s)
+                        rng=random.Random(1), resend_s=resend_s, advice=advice)
         hall.subscribe(lambda event: uplink.wake())
         task = asyncio.create_task(uplink.run())
         try:
@@ -180,6 +181,61 @@ def test_unacked_events_are_resent_after_a_reconnect(
         run_with_uplink(tmp_path, mqtt_broker, body)
     finally:
         silent.close()
+        mqtt_broker.start()
+
+
+def test_advice_goes_out_when_it_changes_and_again_on_each_connection(
+        tmp_path: Path, mqtt_broker: MosquittoBroker) -> None:
+    """The latest staffing advice: once per change, again after a reconnect (the central
+    may have missed it), never once expired."""
+    probe = CentralProbe(mqtt_broker.host, mqtt_broker.port, "test-site")
+    latest: list[mm.Advice] = []
+    outlook = mm.AdviceOutlook(service="shebao", sla_s=1800, p90_s=2400, over_sla_pct=20.0,
+                               breach_pct=90.0, tickets=12.0)
+
+    def advice(ts: int, ttl_ms: int = 60_000) -> mm.Advice:
+        advisory = mm.Advisory(
+            id=uuid.UUID(int=7), since_ts=ts, horizon_s=3600, breaching=["shebao"],
+            move=None, before=[outlook], after=None,
+            message_zh="未来60分钟社保医保预计p90等候40分钟",
+            message_en="Next 60 min: shebao p90 40 min")
+        return mm.Advice(site="test-site", session=1, ts=ts, clock_synced=True,
+                         expires_ts=ts + ttl_ms, advisory=advisory)
+
+    def source(session: int) -> mm.Advice | None:
+        return msgspec.structs.replace(latest[-1], session=session) if latest else None
+
+    async def body(hall: Hall, uplink: Uplink) -> None:
+        await until(lambda: uplink.connected, what="connect")
+        now = int(time.time() * 1000)
+        latest.append(advice(now))
+        uplink.wake()
+        await until(lambda: len(probe.advice) == 1, what="the advice")
+        assert probe.advice[0].session == uplink.session
+        await asyncio.sleep(1.5)  # a turn of the pump or more: unchanged, not sent again
+        assert len(probe.advice) == 1
+        mqtt_broker.stop()
+        await until(lambda: not uplink.connected, what="disconnect")
+        mqtt_broker.start()
+        again = CentralProbe(mqtt_broker.host, mqtt_broker.port, "test-site")
+        try:
+            await until(lambda: len(again.advice) == 1, what="sent again on reconnect")
+            assert again.advice[0].ts == now
+            assert again.advice[0].session == uplink.session > probe.advice[0].session
+            latest.append(advice(now - 120_000))  # changed, but expired a minute ago
+            uplink.wake()
+            await asyncio.sleep(1.5)
+            assert len(again.advice) == 1
+            latest.append(advice(int(time.time() * 1000)))
+            uplink.wake()
+            await until(lambda: len(again.advice) == 2, what="the next one")
+        finally:
+            again.close()
+
+    try:
+        run_with_uplink(tmp_path, mqtt_broker, body, advice=source)
+    finally:
+        probe.close()
         mqtt_broker.start()
 
 

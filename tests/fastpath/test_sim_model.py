@@ -273,3 +273,27 @@ def test_each_ticket_draws_the_same_whatever_the_plan(engine_class: Any) -> None
                       if c >= 0 and s != c}
         assert absent_one
         assert absent_one == absent_two
+
+
+def test_both_engines_apply_the_policys_late_appointment_rule(engine_class: Any) -> None:
+    """The engines inline Policy.appointment_late (their loop cannot call it) with the
+    policy's own grace period: a check-in at the booked time plus the grace keeps its
+    booking, one millisecond later is a walk-in, as the live dispatcher decides."""
+    from fastpath.simulate import Arrivals, make_engine
+
+    data = minimal()
+    data["services"][0].update(visitors_per_day=0, service_minutes=1)
+    data["policy"] = {"appointment_grace_minutes": 7}
+    hall = hall_from_dict(data)
+    policy = hall.policy
+    assert policy.appointment_grace_ms == 7 * MINUTE_MS
+    booked = 9 * HOUR + 10 * MINUTE_MS
+    offsets = [-5 * MINUTE_MS, 0, policy.appointment_grace_ms - 1, policy.appointment_grace_ms,
+               policy.appointment_grace_ms + 1, policy.appointment_grace_ms + MINUTE_MS]
+    times = tuple(booked + offset for offset in offsets)
+    arrivals = Arrivals(times, (0,) * len(times), (APPOINTMENT,) * len(times),
+                        (booked,) * len(times))
+    day = simulate_day(hall, 1, arrivals, engine=make_engine(hall, engine_class))
+    kept = [klass == APPOINTMENT for klass in day.columns["klass"]]
+    assert kept == [not policy.appointment_late(t, booked) for t in times]
+    assert kept == [True, True, True, True, False, False]

@@ -233,3 +233,19 @@ def test_forecast_follows_every_ticket(engine_class: Any) -> None:
     out = engine.forecast(3, 1, NOW, NOW + 8 * MINUTE_MS, NOW + 8 * MINUTE_MS, **args)
     assert list(zip(out["service"], out["wait"], out["called"], strict=True)) == [
         (0, 6 * MINUTE_MS, 1), (1, 10 * MINUTE_MS, 1), (0, 11 * MINUTE_MS, 0)]
+
+
+def test_a_no_wait_ticket_is_judged_by_whether_it_waits_at_all() -> None:
+    """Told "no wait" (p90 = 0): calibrated when as many wait as the simulation said."""
+    from fastpath.bench_predict import _Errors, _row
+
+    minute = MINUTE_MS
+    errors = _Errors(predicted=[0.0, 0.0, 0.0, 2 * minute], realised=[0.0, 0.0, 3 * minute,
+                                                                       minute],
+                     p50=[0.0, 0.0, 0.0, minute], p90=[0.0, 0.0, 0.0, 4 * minute],
+                     waits_at_all=[0.0, 0.02, 0.04, 0.9])
+    row = _row("onedoor p50", errors, ranged=True)
+    assert row["no_wait_predicted_wait_share"] == 0.02  # the three told "no wait"
+    assert row["no_wait_realised_wait_share"] == 0.3333  # one of them waited
+    assert row["p90_coverage"] == 0.75
+    assert row["p90_coverage_when_waiting"] == 1.0

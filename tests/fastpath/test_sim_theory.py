@@ -107,3 +107,15 @@ def test_pollaczek_khinchine_md1(rho: float) -> None:
     customers = customers_for(rho)
     assert md1_mean_wait(engine_class(kind), rho, customers) == pytest.approx(
         md1_wait(rho), rel=0.02)
+
+
+def test_day_sized_recorded_runs_simulate_what_the_unrecorded_ones_do() -> None:
+    """The benchmark of the recorded path as the tools run it: the same days either way."""
+    pytest.importorskip("simpy")
+    load_compiled("fastpath._sim_c")
+    from fastpath.bench_sim import day_sized_records
+
+    out = day_sized_records(days=3, customers=500, simpy_customers=500)
+    assert out["records"]["mean_wait_ms"] == out["no_records"]["mean_wait_ms"] > 0
+    assert out["records"]["customers"] == 1_500
+    assert out["cpu_ratio_records_vs_simpy"] > 0

@@ -78,7 +78,7 @@ def ingest(
 # --------------------------------------------------------------------------- publishes
 
 _GOLDEN = golden_mqtt()
-_EDGE_KINDS = ("state", "event", "telemetry", "cmd_result")
+_EDGE_KINDS = ("state", "event", "telemetry", "cmd_result", "advice")
 _UPLINK = [(t, p) for t, p in _GOLDEN if t.rsplit("/", 1)[-1] in _EDGE_KINDS]
 
 

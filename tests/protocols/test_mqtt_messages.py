@@ -21,6 +21,10 @@ from firmware_protocols.mqtt_messages import (
     SCHEMAS,
     Ack,
     AckRefused,
+    Advice,
+    AdviceMove,
+    AdviceOutlook,
+    Advisory,
     AnnounceArgs,
     Cmd,
     CmdResult,
@@ -76,6 +80,7 @@ from firmware_protocols.mqtt_topics import TOPICS, InvalidMessage, Kind, Reason
 SITE = "zs-sanxiang-01"
 EVENT_ID = uuid.UUID("0b8f5f7e-3c2a-4d7e-9a51-6f1e2d3c4b5a")
 CMD_ID = uuid.UUID("c0ffee00-1234-4abc-8def-000000000001")
+ADVISORY_ID = uuid.UUID("a1d71ce0-5e3a-4b1c-9d2e-000000000023")
 TS = 1_763_882_400_000
 
 # --------------------------------------------------------------------------- golden JSON
@@ -306,6 +311,58 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
     (
         _cmd(ReloadConfigArgs(version="2026.11.21-1")),
         _CMD_HEAD + '{"name":"reload_config","version":"2026.11.21-1"}}',
+    ),
+    (
+        Advice(
+            site=SITE,
+            session=42,
+            ts=TS,
+            clock_synced=True,
+            expires_ts=TS + 900_000,
+            advisory=Advisory(
+                id=ADVISORY_ID,
+                since_ts=TS - 300_000,
+                horizon_s=3600,
+                breaching=["shebao"],
+                move=AdviceMove(kind="open", windows=[4], services=["shebao", "huji"], count=1),
+                before=[
+                    AdviceOutlook(service="shebao", sla_s=1800, p90_s=2640, over_sla_pct=24.5,
+                                  breach_pct=96.0, tickets=31.4),
+                    AdviceOutlook(service="huji", sla_s=2700, p90_s=960, over_sla_pct=0.0,
+                                  breach_pct=0.0, tickets=8.2),
+                ],
+                after=[
+                    AdviceOutlook(service="shebao", sla_s=1800, p90_s=1320, over_sla_pct=4.1,
+                                  breach_pct=3.0, tickets=31.4),
+                    AdviceOutlook(service="huji", sla_s=2700, p90_s=1080, over_sla_pct=0.0,
+                                  breach_pct=0.0, tickets=8.2),
+                ],
+                message_zh="未来60分钟社保医保预计p90等候44分钟（时限30分钟）。"
+                "建议：开启4号窗口，办理社保医保、户籍（模拟验证后社保医保p90 22分钟）。",
+                message_en="Next 60 min: shebao p90 wait 44 min (SLA 30). Advice: open window 4 "
+                "for shebao, huji (simulated: shebao p90 22 min).",
+            ),
+        ),
+        '{"v":1,"site":"zs-sanxiang-01","session":42,"ts":1763882400000,"clock_synced":true,'
+        '"expires_ts":1763883300000,"advisory":{"id":"a1d71ce0-5e3a-4b1c-9d2e-000000000023",'
+        '"since_ts":1763882100000,"horizon_s":3600,"breaching":["shebao"],'
+        '"move":{"kind":"open","windows":[4],"services":["shebao","huji"],"count":1},'
+        '"before":[{"service":"shebao","sla_s":1800,"p90_s":2640,"over_sla_pct":24.5,'
+        '"breach_pct":96.0,"tickets":31.4},{"service":"huji","sla_s":2700,"p90_s":960,'
+        '"over_sla_pct":0.0,"breach_pct":0.0,"tickets":8.2}],'
+        '"after":[{"service":"shebao","sla_s":1800,"p90_s":1320,"over_sla_pct":4.1,'
+        '"breach_pct":3.0,"tickets":31.4},{"service":"huji","sla_s":2700,"p90_s":1080,'
+        '"over_sla_pct":0.0,"breach_pct":0.0,"tickets":8.2}],'
+        '"message_zh":"未来60分钟社保医保预计p90等候44分钟（时限30分钟）。'
+        '建议：开启4号窗口，办理社保医保、户籍（模拟验证后社保医保p90 22分钟）。",'
+        '"message_en":"Next 60 min: shebao p90 wait 44 min (SLA 30). Advice: open window 4 '
+        'for shebao, huji (simulated: shebao p90 22 min)."}}',
+    ),
+    (
+        Advice(site=SITE, session=42, ts=TS + 300_000, clock_synced=True,
+               expires_ts=TS + 1_200_000, advisory=None),
+        '{"v":1,"site":"zs-sanxiang-01","session":42,"ts":1763882700000,"clock_synced":true,'
+        '"expires_ts":1763883600000,"advisory":null}',
     ),
     (
         CmdResult(site=SITE, id=CMD_ID, ok=True, error=None, ts=TS),
@@ -556,6 +613,20 @@ SCHEMA_GARBAGE: list[tuple[Kind, str, Any]] = [
     (Kind.CMD, "args.name", "format_disk"),
     (Kind.CMD_RESULT, "error", "boom"),  # ok=true with an error
     (Kind.CMD_RESULT, "ok", "yes"),
+    (Kind.ADVICE, "expires_ts", TS),  # expires when sent
+    (Kind.ADVICE, "session", 0),
+    (Kind.ADVICE, "advisory.since_ts", TS + 1),  # first given after it was sent
+    (Kind.ADVICE, "advisory.breaching", []),
+    (Kind.ADVICE, "advisory.breaching", ["laowu"]),  # not among the services judged
+    (Kind.ADVICE, "advisory.after", None),  # a move without its check
+    (Kind.ADVICE, "advisory.move.kind", "fire_someone"),
+    (Kind.ADVICE, "advisory.move.windows", [4, 5]),  # count 1
+    (Kind.ADVICE, "advisory.move.count", 0),
+    (Kind.ADVICE, "advisory.before.0.over_sla_pct", 100.5),
+    (Kind.ADVICE, "advisory.before.0.p90_s", -1),
+    (Kind.ADVICE, "advisory.message_zh", ""),
+    (Kind.ADVICE, "advisory.message_zh", "请开窗\x1b[2J"),
+    (Kind.ADVICE, "advisory.message_en", "x" * 401),
 ]
 
 
@@ -707,6 +778,17 @@ def _fix_up(cls: type) -> Callable[[dict[str, Any]], dict[str, Any]]:
             d["last_seq"] = max(d["first_seq"], d["last_seq"])
         elif cls is OutboxStat and d["oldest_unacked_seq"] is not None:
             d["last_seq"] = max(d["oldest_unacked_seq"], d["last_seq"])
+        elif cls is AdviceMove:
+            d["windows"] = [] if d["kind"] == "add" else (d["windows"] or [1])
+            d["count"] = len(d["windows"]) or d["count"]
+        elif cls is Advisory:
+            d["after"] = None if d["move"] is None else (d["after"] or [])
+            d["breaching"] = [o["service"] for o in d["before"]]
+        elif cls is Advice:
+            d["ts"] = min(d["ts"], 4_102_444_800_000 - 1)
+            d["expires_ts"] = max(d["expires_ts"], d["ts"] + 1)
+            if d["advisory"] is not None:
+                d["advisory"]["since_ts"] = min(d["advisory"]["since_ts"], d["ts"])
         return d
 
     return fix

@@ -21,6 +21,7 @@ from firmware_protocols.mqtt_topics import (
     Subscription,
     Topic,
     ack_topic,
+    advice_topic,
     build_topic,
     central_subscriptions,
     check_site_id,
@@ -45,6 +46,7 @@ TOPIC_TABLE: list[tuple[Topic, str]] = [
     (Topic("v277", Kind.CMD, "screen_notice"), "onedoor/v1/v277/cmd/screen_notice"),
     (Topic("v277", Kind.CMD, "reload_config"), "onedoor/v1/v277/cmd/reload_config"),
     (Topic("v277", Kind.CMD_RESULT), "onedoor/v1/v277/cmd_result"),
+    (Topic("city_hall", Kind.ADVICE), "onedoor/v1/city_hall/advice"),
 ]
 
 
@@ -66,6 +68,7 @@ def test_helpers_build_the_same_topics() -> None:
     assert ack_topic("s1") == "onedoor/v1/s1/ack"
     assert cmd_topic("s1", "reprint") == "onedoor/v1/s1/cmd/reprint"
     assert cmd_result_topic("s1") == "onedoor/v1/s1/cmd_result"
+    assert advice_topic("s1") == "onedoor/v1/s1/advice"
 
 
 def test_delivery_table_is_the_contract() -> None:
@@ -77,6 +80,7 @@ def test_delivery_table_is_the_contract() -> None:
         Kind.ACK: (Direction.CENTRAL_TO_EDGE, 1, False),
         Kind.CMD: (Direction.CENTRAL_TO_EDGE, 1, False),
         Kind.CMD_RESULT: (Direction.EDGE_TO_CENTRAL, 1, False),
+        Kind.ADVICE: (Direction.EDGE_TO_CENTRAL, 1, False),
     }
     assert WILL_KIND is Kind.STATE
     assert all(spec.kind is kind for kind, spec in TOPICS.items())
@@ -175,8 +179,9 @@ def test_central_subscriptions_shared_and_plain() -> None:
         "$share/onedoor-central/onedoor/v1/+/event",
         "$share/onedoor-central/onedoor/v1/+/telemetry",
         "$share/onedoor-central/onedoor/v1/+/cmd_result",
+        "$share/onedoor-central/onedoor/v1/+/advice",
     ]
-    assert [s.qos for s in shared] == [1, 1, 0, 1]
+    assert [s.qos for s in shared] == [1, 1, 0, 1, 1]
     plain = central_subscriptions(None)
     assert [s.filter for s in plain] == [s.filter.split("/", 2)[2] for s in shared]
     for group in ["", "a/b", "a+", "#", "x" * 65]:
