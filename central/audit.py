@@ -60,6 +60,16 @@ class AuditAction(enum.StrEnum):
     TOKEN_REVOKE = "token.revoke"
     ALARM_ACK = "alarm.ack"
     COMMAND_SEND = "command.send"
+    RELEASE_ADD = "release.add"
+    """A software release registered for rollout (central.releases)."""
+    SITE_EXPECTED_RELEASE = "site.expected_release"
+    """The release a site should run (a rollout's result, or the edge role's install)."""
+    ROLLOUT_CREATE = "rollout.create"
+    ROLLOUT_SITE = "rollout.site"
+    """A site's upgrade finished: upgraded, deferred, rolled back or failed."""
+    ROLLOUT_STOP = "rollout.stop"
+    ROLLOUT_RESUME = "rollout.resume"
+    ROLLOUT_CANCEL = "rollout.cancel"
 
 
 @dataclass(frozen=True, slots=True)

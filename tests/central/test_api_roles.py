@@ -48,6 +48,21 @@ EXPECTED: dict[tuple[str, str], Role | str] = {
     ("GET", "/api/v1/tokens"): Role.ADMIN,
     ("POST", "/api/v1/tokens"): Role.ADMIN,
     ("DELETE", "/api/v1/tokens/{token_id}"): Role.ADMIN,
+    # releases and rollouts (central/api_releases.py)
+    ("GET", "/api/v1/releases"): Role.VIEWER,
+    ("POST", "/api/v1/releases"): Role.ADMIN,
+    ("GET", "/api/v1/releases/{version}"): Role.VIEWER,
+    ("PUT", "/api/v1/sites/{site_id}/release"): Role.ADMIN,
+    ("GET", "/api/v1/fleet/versions"): Role.VIEWER,
+    ("POST", "/api/v1/rollouts"): Role.ADMIN,
+    ("GET", "/api/v1/rollouts"): Role.VIEWER,
+    ("GET", "/api/v1/rollouts/{rollout_id}"): Role.VIEWER,
+    ("GET", "/api/v1/rollouts/{rollout_id}/plan"): Role.OPERATOR,
+    ("GET", "/api/v1/rollouts/{rollout_id}/gate"): Role.OPERATOR,
+    ("POST", "/api/v1/rollouts/{rollout_id}/sites/{site_id}"): Role.ADMIN,
+    ("POST", "/api/v1/rollouts/{rollout_id}/resume"): Role.ADMIN,
+    ("POST", "/api/v1/rollouts/{rollout_id}/cancel"): Role.ADMIN,
+    ("GET", "/versions"): SESSION,
     ("GET", "/metrics"): Role.VIEWER,
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
@@ -71,6 +86,8 @@ PARAMS = {
     "code": "nosuch",
     "number": "99",
     "part": "sites",
+    "version": "0.0.1",
+    "rollout_id": "424242",
 }
 BODIES = {
     ("PATCH", "/api/v1/sites/{site_id}"): {"expected_config_version": "cfg-7"},
@@ -84,6 +101,10 @@ BODIES = {
     ("PUT", "/api/v1/sites/{site_id}/services/{code}"): {"name": "x", "prefix": "Q"},
     ("PUT", "/api/v1/sites/{site_id}/windows/{number}"): {"services": ["nosuch"]},
     ("POST", "/api/v1/registry/import"): {"sites": "id,name,town,kind\n"},
+    ("PUT", "/api/v1/sites/{site_id}/release"): {"version": "0.0.1"},
+    ("POST", "/api/v1/rollouts"): {"release": "0.0.1"},
+    ("POST", "/api/v1/rollouts/{rollout_id}/sites/{site_id}"): {"step": "upgrading"},
+    ("POST", "/api/v1/rollouts/{rollout_id}/resume"): {},
 }
 ROLES: list[Role | None] = [None, Role.VIEWER, Role.OPERATOR, Role.ADMIN]
 
