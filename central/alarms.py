@@ -28,6 +28,8 @@ Alarm types and default severity::
     staffing_advice   info      not a fault: the edge sees an SLA breach coming and names
                                 the move that prevents it (central/advice.py), cleared
                                 when it ends; info leaves the site's tile colour alone
+    bad_rating        warning   a 差评 case is open (central.ratings); major once its
+                                contact is late, critical once its rectification is
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ DEFAULT_SEVERITY: Final = {
     AlarmType.OUTBOX_BACKLOG: Severity.MAJOR,
     AlarmType.SEQUENCE_GAP: Severity.MAJOR,
     AlarmType.STAFFING_ADVICE: Severity.INFO,
+    AlarmType.BAD_RATING: Severity.WARNING,
 }
 
 TITLES: Final = {
@@ -88,6 +91,7 @@ TITLES: Final = {
     AlarmType.OUTBOX_BACKLOG: "上报积压 / outbox backlog",
     AlarmType.SEQUENCE_GAP: "事件序号缺失 / sequence gap",
     AlarmType.STAFFING_ADVICE: "人员调配建议 / staffing advice",
+    AlarmType.BAD_RATING: "差评待处理 / bad rating to handle",
 }
 
 

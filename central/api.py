@@ -27,6 +27,8 @@ dashboard, the session cookie (see :mod:`central.auth`).
     GET  /api/v1/commands/{id}             viewer
     GET  /api/v1/inventory                 operator  Ansible dynamic inventory (JSON)
     GET|POST /api/v1/tokens, DELETE /api/v1/tokens/{id}   admin
+    /api/v1/ratings…, /api/v1/bad-ratings…, /api/v1/sites/{id}/staff|rating-profile
+                                           好差评: see central.rating_api
     GET  /healthz, /docs, /openapi.json    anyone (Swagger UI vendored: no CDN)
 
 ``/metrics`` is :mod:`central.metrics`. Reads go through
@@ -48,7 +50,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from central import stats
+from central import rating_api, stats
 from central.access import Admin, Operator, Viewer, actor_of
 from central.audit import AuditAction, audit_csv
 from central.auth import Principal, Role
@@ -358,12 +360,13 @@ def api_ack_alarm(request: Request, alarm_id: int, principal: Operator) -> dict[
 
 
 def _stat_params(
-    scope: Annotated[Literal["site", "town", "fleet"], Query()] = "site",
+    scope: Annotated[Literal["site", "town", "fleet", "window", "staff"], Query()] = "site",
     start: Annotated[dt.date | None, Query(alias="from")] = None,
     end: Annotated[dt.date | None, Query(alias="to")] = None,
     site: str | None = None,
     town: str | None = None,
     service: str | None = None,
+    period: Annotated[Literal["day", "month", "year"], Query()] = "day",
 ) -> dict[str, Any]:
     return {
         "scope": scope,
@@ -372,31 +375,49 @@ def _stat_params(
         "site": site,
         "town": town,
         "service": service,
+        "period": period,
     }
 
 
 StatParams = Annotated[dict[str, Any], Depends(_stat_params)]
 
 
-def _stat_rows(central: Central, params: dict[str, Any]) -> list[stats.StatRow]:
+def stat_rows(central: Central, params: dict[str, Any]) -> list[stats.StatRow]:
+    """The rows a statistics request asks for, under the central's 默认好评 rule."""
     end = params["end"] or stats.business_date(central.now())
     start = params["start"] or end
-    return central.read.statistics(params["scope"], start, end, site_id=params["site"],
-                                   town=params["town"], service=params["service"])  # fmt: skip
+    config = central.config
+    return central.read.statistics(
+        params["scope"], start, end, site_id=params["site"], town=params["town"],
+        service=params["service"], period=params["period"],
+        default_value=config.rating_default_value,
+        default_in_rates=config.rating_default_in_rates,
+    )  # fmt: skip
+
+
+def stat_labels(central: Central, scope: stats.Scope,
+                rows: list[stats.StatRow]) -> tuple[dict[str, str], dict[str, str]]:  # fmt: skip
+    """Names of the rows' keys and of the services: exports show names, not ids."""
+    names = central.read.stat_names(scope, sorted({r.key for r in rows}))
+    return names, central.read.service_names()
 
 
 @router.get("/statistics", tags=["statistics"])
 def api_statistics(request: Request, _: Viewer, params: StatParams) -> dict[str, Any]:
-    rows = _stat_rows(central_of(request), params)
-    return {"rows": [stats.row_values(r) for r in rows]}
+    central = central_of(request)
+    rows = stat_rows(central, params)
+    names, services = stat_labels(central, params["scope"], rows)
+    return {"rows": [stats.row_values(r, names, services) for r in rows]}
 
 
 @router.get("/statistics.csv", tags=["statistics"], response_class=PlainTextResponse)
 def api_statistics_csv(request: Request, _: Viewer, params: StatParams) -> Response:
-    rows = _stat_rows(central_of(request), params)
-    name = f"onedoor-stats-{params['scope']}.csv"
+    central = central_of(request)
+    rows = stat_rows(central, params)
+    names, services = stat_labels(central, params["scope"], rows)
+    name = f"onedoor-stats-{params['scope']}-{params['period']}.csv"
     return Response(
-        stats.rows_to_csv(rows),
+        stats.rows_to_csv(rows, names, services),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
@@ -507,6 +528,7 @@ def healthz(request: Request) -> JSONResponse:
 def install(app: FastAPI) -> None:
     """Add the API routes to ``app``."""
     app.include_router(router)
+    app.include_router(rating_api.router)
     app.include_router(root_router)
 
 

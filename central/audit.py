@@ -70,6 +70,20 @@ class AuditAction(enum.StrEnum):
     ROLLOUT_STOP = "rollout.stop"
     ROLLOUT_RESUME = "rollout.resume"
     ROLLOUT_CANCEL = "rollout.cancel"
+    BAD_RATING_NOTE = "bad_rating.note"
+    """A step on a 差评 case (central.ratings): a note, the contact (回访), the
+    rectification (整改), an appeal (申诉) and its review (upheld or rejected)."""
+    BAD_RATING_CONTACT = "bad_rating.contact"
+    BAD_RATING_RECTIFY = "bad_rating.rectify"
+    BAD_RATING_APPEAL = "bad_rating.appeal"
+    BAD_RATING_UPHOLD = "bad_rating.uphold"
+    BAD_RATING_REJECT = "bad_rating.reject"
+    STAFF_ROSTER = "site.staff"
+    """A site's roster of staff names replaced."""
+    RATING_PROFILE = "site.rating_profile"
+    """A site's region code and default department for the 好差评 records."""
+    RATINGS_RETRY = "ratings.retry"
+    """Records that failed to reach the province put back in line."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from central.errors import ConfigError
+from central.workdays import WorkCalendar
 
 ENV_PREFIX: Final = "ONEDOOR_CENTRAL_"
 
@@ -154,6 +155,43 @@ class CentralConfig:
         3600, "how often the service deletes what is past the retention settings (in "
         "bounded batches, taking turns with ingest)"
     )
+    rating_default_value: int = _setting(
+        0, "默认好评: the level 1..5 an offer left unrated (rating.missed) counts as, in "
+        "reports and when rating_default_in_rates; 0: none (unrated stays unrated)"
+    )
+    rating_default_in_rates: bool = _setting(
+        False, "default ratings count in 评价数 and 好评率 (else they are only counted apart)"
+    )
+    bad_rating_contact_s: int = _setting(
+        3600, "a 差评's citizen must be contacted (回访) within this long of its arrival"
+    )
+    bad_rating_rectify_days: int = _setting(
+        15, "... and the 差评 rectified (整改) by the end of this many working days after it"
+    )
+    rating_holidays: str = _setting(
+        "", "dates off work for the working-day count, comma-separated YYYY-MM-DD (法定节假日)"
+    )
+    rating_workdays: str = _setting(
+        "", "weekend dates that are working days (调休), comma-separated YYYY-MM-DD"
+    )
+    province_url: str = _setting(
+        "", "the provincial 好差评 platform's endpoint for rating records (empty: do not report)"
+    )
+    province_app_key: str = _setting("", "app key the platform issued to this city")
+    province_app_secret: str = _setting(
+        "", "its secret: signs every request (HMAC-SHA256), never sent"
+    )
+    province_batch_size: int = _setting(50, "records per request to the platform")
+    province_interval_s: float = _setting(60.0, "how often the reporter sends what is due")
+    province_hold_s: int = _setting(
+        120, "a record waits this long after arriving before it is reported, for the "
+        "差评 follow-up reasons pressed after the rating"
+    )
+    province_timeout_s: float = _setting(10.0, "timeout of one request to the platform")
+    province_max_attempts: int = _setting(
+        8, "attempts per record (backoff doubling from province_interval_s) before it is "
+        "marked failed for an operator to retry"
+    )
 
     def __post_init__(self) -> None:
         for setting in SETTINGS:  # defined below the class, used only at run time
@@ -186,6 +224,12 @@ class CentralConfig:
             "sse_streams_max",
             "command_limit_per_site",
             "command_limit_window_s",
+            "bad_rating_contact_s",
+            "province_batch_size",
+            "province_interval_s",
+            "province_hold_s",
+            "province_timeout_s",
+            "province_max_attempts",
             "retention_interval_s",
         ):
             if getattr(self, name) <= 0:
@@ -201,6 +245,21 @@ class CentralConfig:
             raise ConfigError(f"webhook_url: not an http(s) URL (it starts with {scheme!r})")
         if not self.allowed_hosts:
             raise ConfigError("http_allowed_hosts: name at least one host (or * for any)")
+        if not 0 <= self.rating_default_value <= 5:
+            raise ConfigError("rating_default_value: 0 (none) or a level 1..5")
+        if self.bad_rating_rectify_days < 0:
+            raise ConfigError("bad_rating_rectify_days: must not be negative")
+        self.work_calendar  # noqa: B018 - a bad date is refused at start, naming its setting
+        if self.province_url:
+            if not self.province_url.startswith(("http://", "https://")):
+                raise ConfigError("province_url: not an http(s) URL")
+            if not (self.province_app_key and self.province_app_secret):
+                raise ConfigError("province_url needs province_app_key and province_app_secret")
+
+    @property
+    def work_calendar(self) -> WorkCalendar:
+        """Working days for the 差评 deadlines (``rating_holidays``, ``rating_workdays``)."""
+        return WorkCalendar.parse(holidays=self.rating_holidays, workdays=self.rating_workdays)
 
     @property
     def allowed_hosts(self) -> tuple[str, ...]:

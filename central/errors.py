@@ -17,8 +17,9 @@
         │   ├── UnknownCommand(NotFound, KeyError)           a command id never issued
         │   ├── UnknownService(NotFound, KeyError)           a service code a site does not offer
         │   ├── UnknownWindow(NotFound, KeyError)            a window number a site does not have
-        │   └── UnknownToken(NotFound, KeyError)             no active token with this id
-        ├── Conflict(RequestError)                       409  the registry's state forbids it now
+        │   ├── UnknownToken(NotFound, KeyError)             no active token with this id
+        │   └── UnknownBadRating(NotFound, KeyError)         no 差评 case with this id
+        ├── Conflict(RequestError)                       409  the state forbids it now
         ├── PayloadTooLarge(RequestError)                413  a body over http_max_body_bytes
         ├── InvalidRequest(RequestError, ValueError)     422  values the read model refuses
         │   ├── CommandRefused(InvalidRequest)               the MQTT contract refuses a command
@@ -158,9 +159,18 @@ class UnknownToken(NotFound, KeyError):
         return f"no active token {self.key!r}"
 
 
+class UnknownBadRating(NotFound, KeyError):
+    """No 差评 case has this id."""
+
+    what = "差评 case"
+
+    def __str__(self) -> str:
+        return f"unknown 差评 case {self.key}"
+
+
 class Conflict(RequestError):
     """The request is valid but the current state forbids it (a site id taken, an online
-    site to retire without ``force``)."""
+    site to retire without ``force``, rectifying a 差评 nobody contacted)."""
 
     status_code = 409
 
@@ -228,6 +238,7 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "UnknownAlarm",
+    "UnknownBadRating",
     "UnknownCommand",
     "UnknownService",
     "UnknownSite",

@@ -59,6 +59,7 @@ from central.models import (
     Window,
 )
 from central.mqtt_client import ConnectOptions, MqttClient
+from central.ratings import fold_rating_event
 from central.stages import StageClock
 from central.telemetry import EmbeddedTelemetrySink, Point, TelemetrySink, points_from_telemetry
 from firmware_protocols import mqtt_messages as mm
@@ -709,6 +710,8 @@ class IngestProcessor:
                 )
             case mm.DayReset():  # a lost journal tail matters for the day it happened
                 book.clear(site.id, AlarmType.DEVICE_FAULT, JOURNAL_DEVICE, note="new day")
+            case mm.RatingGiven() | mm.RatingMissed() | mm.RatingReason():
+                fold_rating_event(session, site, event, book, now, self._config)
             case _:
                 pass
 

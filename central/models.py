@@ -21,6 +21,11 @@ Tables::
     telemetry_points  embedded telemetry sink: raw points
     telemetry_rollups embedded telemetry sink: 1-minute and 1-hour aggregates
     api_tokens        API tokens: id, SHA-256 of the secret, label, role (see central.auth)
+    ratings           好差评 records (one per rating or unrated offer) and their report status
+    bad_ratings       差评 cases: the closed loop (contact, rectify, appeal, review)
+    bad_rating_notes  what people did and wrote on a 差评 case
+    staff             staff names per site (exports and rankings show names, not ids)
+    rating_profiles   per site: region code and default department for the province's record
     audit             who changed what, when, from where: the central's one audit log
     releases          software releases registered for rollout (their build manifests)
     rollouts          staged rollouts of a release: canary, then town by town
@@ -138,6 +143,7 @@ class AlarmType(enum.StrEnum):
     OUTBOX_BACKLOG = "outbox_backlog"
     SEQUENCE_GAP = "sequence_gap"
     STAFFING_ADVICE = "staffing_advice"  # not a fault: a move the site's manager may make
+    BAD_RATING = "bad_rating"
 
 
 class AlarmAction(enum.StrEnum):
@@ -587,6 +593,158 @@ class RolloutSite(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     updated_at: Mapped[datetime | None]
+# --------------------------------------------------------------------------- 好差评
+
+
+class RatingOrigin(enum.StrEnum):
+    CITIZEN = "citizen"  # rating.given
+    UNRATED = "unrated"  # rating.missed: offered, not rated (未评价)
+
+
+class ReportStatus(enum.StrEnum):
+    """Where a record stands with the provincial platform (see central.province)."""
+
+    PENDING = "pending"  # waiting for its turn, or for a retry after a failure
+    SENT = "sent"  # the platform took it
+    DUPLICATE = "duplicate"  # the platform holds a rating of that 办件 already (一次一评)
+    REJECTED = "rejected"  # the platform refused the record itself: not retried
+    FAILED = "failed"  # no answer after every attempt: an operator retries it
+    SKIPPED = "skipped"  # not reportable: no 办件编号, or unrated without 默认好评
+
+
+class BadRatingStatus(enum.StrEnum):
+    OPEN = "open"  # waiting for someone to contact the citizen
+    CONTACTED = "contacted"  # 回访 done, rectification under way
+    APPEALED = "appealed"  # the window says the rating is wrong or malicious: under review
+    RECTIFIED = "rectified"  # 整改 done: closed
+    REVOKED = "revoked"  # appeal upheld: the rating no longer counts; closed
+
+
+class RatingRecord(Base):
+    """One 好差评 record: a rating given, or an offer left unrated, at a window.
+
+    Written by ingest from ``rating.given`` / ``rating.missed`` (``rating.reason`` adds
+    to ``reasons``), so its fields are the event's; names and codes the edge does not
+    know (staff name, region code) are looked up when the record is exported.
+    """
+
+    __tablename__ = "ratings"
+    __table_args__ = (
+        UniqueConstraint("site_id", "seq"),
+        Index("ix_ratings_day", "day"),
+        Index("ix_ratings_site_id_case_no", "site_id", "case_no"),
+        Index("ix_ratings_report_status_report_next_at", "report_status", "report_next_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    """Seq of the ``rating.given`` or ``rating.missed`` event."""
+    event_id: Mapped[uuid.UUID]
+    """The event's id: the record's stable id upward (评价编号), the same on every retry."""
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    day: Mapped[str] = mapped_column(String(10))
+    """Business day (UTC+8) of ``ts_ms``, ``YYYY-MM-DD``."""
+    ticket: Mapped[str] = mapped_column(String(8))
+    window: Mapped[int] = mapped_column(Integer)
+    staff_id: Mapped[str] = mapped_column(String(64))
+    origin: Mapped[RatingOrigin] = mapped_column(_enum(RatingOrigin))
+    value: Mapped[int | None] = mapped_column(Integer)
+    """1..5 as given; None when unrated."""
+    channel: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[str]] = mapped_column(default=list)
+    case_no: Mapped[str | None] = mapped_column(String(64))
+    case_source: Mapped[str | None] = mapped_column(String(16))
+    item_code: Mapped[str | None] = mapped_column(String(64))
+    item_name: Mapped[str | None] = mapped_column(String(64))
+    department: Mapped[str | None] = mapped_column(String(64))
+    department_name: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    """Set when an appeal against this 差评 was upheld: it no longer counts anywhere."""
+    report_status: Mapped[ReportStatus] = mapped_column(_enum(ReportStatus))
+    report_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    report_next_at: Mapped[datetime | None]
+    """When the reporter may (re)send it; None once final."""
+    report_error: Mapped[str | None] = mapped_column(String(400))
+    reported_at: Mapped[datetime | None]
+
+
+class BadRatingCase(Base):
+    """A 差评 (不满意 or 非常不满意) and the town manager's closed loop on it."""
+
+    __tablename__ = "bad_ratings"
+    __table_args__ = (Index("ix_bad_ratings_status_town", "status", "town"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    rating_id: Mapped[int] = mapped_column(
+        ForeignKey("ratings.id", ondelete="CASCADE"), unique=True
+    )
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    town: Mapped[str] = mapped_column(String(50))
+    """The site's town when the case opened: the manager who owns it."""
+    status: Mapped[BadRatingStatus] = mapped_column(_enum(BadRatingStatus))
+    opened_at: Mapped[datetime]
+    contact_due_at: Mapped[datetime]
+    rectify_due_at: Mapped[datetime]
+    contacted_at: Mapped[datetime | None]
+    rectified_at: Mapped[datetime | None]
+    appealed_at: Mapped[datetime | None]
+    appeal_from: Mapped[str | None] = mapped_column(String(16))
+    """The status the case had when it was appealed (a rejected appeal returns to it)."""
+    reviewed_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+
+    notes: Mapped[list[BadRatingNote]] = relationship(
+        back_populates="case", lazy="raise", order_by="BadRatingNote.id"
+    )
+
+
+class BadRatingNote(Base):
+    """One step on a 差评 case: who, when, from where, what they did and wrote."""
+
+    __tablename__ = "bad_rating_notes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("bad_ratings.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime]
+    action: Mapped[str] = mapped_column(String(16))
+    """note, contact, rectify, appeal, uphold, reject."""
+    actor: Mapped[str] = mapped_column(String(100))
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(100))
+    text: Mapped[str] = mapped_column(String(1000))
+
+    case: Mapped[BadRatingCase] = relationship(back_populates="notes", lazy="raise")
+
+
+class StaffMember(Base):
+    """A staff member's name at a site, keyed by the id (工号) the windows sign in with."""
+
+    __tablename__ = "staff"
+
+    site_id: Mapped[str] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    staff_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+
+
+class RatingProfile(Base):
+    """What the province's record needs of a site that the edge does not send."""
+
+    __tablename__ = "rating_profiles"
+
+    site_id: Mapped[str] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    region_code: Mapped[str] = mapped_column(String(12))
+    """行政区划代码 (GB/T 2260, 12 digits with the 统计用区划代码 of towns and villages)."""
+    department: Mapped[str | None] = mapped_column(String(64))
+    """The department (实施机构) of 办件 whose record names none."""
+    department_name: Mapped[str | None] = mapped_column(String(64))
 
 
 __all__ = [
@@ -597,6 +755,9 @@ __all__ = [
     "AlarmType",
     "ApiToken",
     "AuditEntry",
+    "BadRatingCase",
+    "BadRatingNote",
+    "BadRatingStatus",
     "Base",
     "Command",
     "CommandStatus",
@@ -604,7 +765,11 @@ __all__ = [
     "EventRecord",
     "HelpCall",
     "IngestReject",
+    "RatingOrigin",
+    "RatingProfile",
+    "RatingRecord",
     "Release",
+    "ReportStatus",
     "Rollout",
     "RolloutSite",
     "RolloutStatus",
@@ -614,6 +779,7 @@ __all__ = [
     "Severity",
     "Site",
     "SiteKind",
+    "StaffMember",
     "StaffingAdvisory",
     "TelemetryPoint",
     "TelemetryRollup",

@@ -12,7 +12,8 @@ written (in one write). The broker's copy is released on receipt, as with paho:
 an event received and then lost in a crash before its commit is not lost, since
 the edge keeps it until the central's ``ack`` (sent only after the commit).
 
-Reconnects use capped full-jitter backoff (1 s doubling to 30 s). Outgoing QoS 1
+Reconnects use capped equal-jitter backoff (1 s doubling to 30 s; each wait is
+at least half its step, so a broker that refuses at once is not hammered). Outgoing QoS 1
 publishes stay queued while disconnected and are sent again (DUP) after a
 reconnect until acknowledged; at most the broker's Receive Maximum are in flight.
 The packets are :mod:`central.mqtt_wire`'s.
@@ -178,7 +179,9 @@ class MqttClient:
                 attempt = 0  # it had been up for a while: the next retry starts small again
             if self._closing:
                 return
-            delay = random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**attempt))
+            step = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**attempt)
+            # Equal jitter: replicas still spread out, but never retry at once after a refusal.
+            delay = step / 2 + random.uniform(0, step / 2)
             attempt += 1
             await asyncio.sleep(delay)
 

@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import msgspec
 import structlog
-from sqlalchemy import case, func, or_, select, text
+from sqlalchemy import Text, case, cast, func, or_, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from central import stats
@@ -48,9 +48,12 @@ from central.models import (
     Severity,
     Site,
     StaffingAdvisory,
+    StaffMember,
     Window,
     config_drift,
 )
+from central.rating_reads import RatingReads
+from central.ratings import revoked_ratings
 from central.registry_csv import write_sheet
 from central.sitespec import SiteSpec, load_specs
 from central.telemetry import (
@@ -84,7 +87,9 @@ from central.views import (
 log = structlog.get_logger(__name__)
 
 MAX_STAT_DAYS: Final = 92
-"""Longest date range of one statistics query (a quarter)."""
+"""Longest date range of one statistics query by day (a quarter)."""
+MAX_PERIOD_DAYS: Final = 366
+"""Longest date range summed by month or year (a year)."""
 
 STAT_EVENT_TYPES: Final = (
     "ticket.issued",
@@ -97,7 +102,12 @@ STAT_EVENT_TYPES: Final = (
     "help.requested",
     "help.acknowledged",
     "help.resolved",
+    "day.reset",
+    "window.signed_in",
+    "window.signed_out",
+    "rating.missed",
 )
+STREAM_ROWS: Final = 5000
 
 RECENTLY_CLEARED: Final = 50
 """Cleared alarms the alarms page lists under the active ones."""
@@ -140,6 +150,8 @@ class ReadModel:
     def __init__(self, sessions: sessionmaker[Session], telemetry: TelemetrySink | None = None):
         self.sessions = sessions
         self.telemetry: TelemetrySink = telemetry or EmbeddedTelemetrySink(sessions)
+        self.ratings = RatingReads(sessions)
+        """好差评 records, 差评 cases, the export (:mod:`central.rating_reads`)."""
 
     def database_answers(self) -> bool:
         """Whether the database answers a trivial query (``/healthz``); failures are logged."""
@@ -483,29 +495,44 @@ class ReadModel:
     # ------------------------------------------------------------------ statistics
 
     @staticmethod
-    def _stat_events(
+    def _stat_facts(
         session: Session, first: dt.date, last: dt.date, *, site_ids: Sequence[str] | None = None
-    ) -> list[stats.EventRecord]:
-        """The events the statistics fold needs, for tickets issued between ``first`` and
-        ``last``. Reads one more day past ``last`` so that a ticket issued before midnight
-        and finished after it is complete; :func:`stats.aggregate` keeps issue days only."""
-        start_ms, end_ms = day_bounds_ms(first, last + dt.timedelta(days=1))
-        statement = select(
-            EventRecord.site_id, EventRecord.seq, EventRecord.ts_ms, EventRecord.body
-        ).where(
-            EventRecord.type.in_(STAT_EVENT_TYPES),
-            EventRecord.ts_ms >= start_ms,
-            EventRecord.ts_ms < end_ms,
-        )
+    ) -> stats.FoldResult:
+        """The statistics facts of ``first`` .. ``last``, folded site by site.
+
+        Reads one more day on each side: past ``last`` so that a ticket issued before
+        midnight and finished after it is complete, before ``first`` so that a rating or a
+        call in the period finds its ticket and the staff signed in;
+        :func:`stats.aggregate` keeps the days asked for. Rows stream in (site, seq)
+        order, so only one site's events are held at a time."""
+        start_ms, end_ms = day_bounds_ms(first - dt.timedelta(days=1),
+                                         last + dt.timedelta(days=1))  # fmt: skip
+        statement = (
+            # The body as JSON text: decoded straight into its struct, not through dicts.
+            select(EventRecord.site_id, EventRecord.seq, EventRecord.ts_ms,
+                   cast(EventRecord.body, Text).label("body"))
+            .where(EventRecord.type.in_(STAT_EVENT_TYPES), EventRecord.ts_ms >= start_ms,
+                   EventRecord.ts_ms < end_ms)
+            .order_by(EventRecord.site_id, EventRecord.seq)
+            .execution_options(yield_per=STREAM_ROWS)
+        )  # fmt: skip
         if site_ids is not None:
             statement = statement.where(EventRecord.site_id.in_(list(site_ids)))
-        records = []
+        result = stats.FoldResult()
+        site: str | None = None
+        records: list[stats.EventRecord] = []
         for row in session.execute(statement):
+            if row.site_id != site:
+                if site is not None:
+                    stats.fold_site(site, records, result)
+                site, records = row.site_id, []
             try:
                 records.append(stats.to_stat_record(row.site_id, row.seq, row.ts_ms, row.body))
-            except msgspec.ValidationError as exc:  # ingest validated it: a row was altered
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:  # a row was altered
                 log.warning("stats.bad_event_row", site=row.site_id, seq=row.seq, error=str(exc))
-        return records
+        if site is not None:
+            stats.fold_site(site, records, result)
+        return result
 
     def statistics(
         self,
@@ -516,12 +543,17 @@ class ReadModel:
         site_id: str | None = None,
         town: str | None = None,
         service: str | None = None,
+        period: stats.Period = "day",
+        default_value: int = 0,
+        default_in_rates: bool = False,
     ) -> list[stats.StatRow]:
-        """Statistics rows (see ``docs/STATISTICS.md``) for ``first`` .. ``last``."""
+        """Statistics rows (see ``docs/STATISTICS.md``) for ``first`` .. ``last``, per
+        ``period``; ``default_value`` and ``default_in_rates`` are the 默认好评 rule."""
         if last < first:
             raise InvalidRequest("the end date is before the start date")
-        if (last - first).days >= MAX_STAT_DAYS:
-            raise InvalidRequest(f"at most {MAX_STAT_DAYS} days per query")
+        limit = MAX_STAT_DAYS if period == "day" else MAX_PERIOD_DAYS
+        if (last - first).days >= limit:
+            raise InvalidRequest(f"at most {limit} days per query by {period}")
         with self.sessions() as session:
             town_of = dict(session.execute(select(Site.id, Site.town)).all())
             site_ids: list[str] | None = None
@@ -530,17 +562,38 @@ class ReadModel:
                 site_ids = [site_id]
             elif town:
                 site_ids = [sid for sid, t in town_of.items() if t == town]
-            events = self._stat_events(session, first, last, site_ids=site_ids)
-        rows = stats.compute(events, scope, town_of, days=(first, last))
+            facts = self._stat_facts(session, first, last, site_ids=site_ids)
+            revoked = revoked_ratings(session, first, last, site_ids)
+        rules = stats.RatingRules(default_value, default_in_rates, frozenset(revoked))
+        rows = stats.aggregate(facts, scope, town_of, days=(first, last), period=period,
+                               rules=rules)  # fmt: skip
         if service:
             rows = [r for r in rows if r.service == service]
         return rows
 
+    def stat_names(self, scope: stats.Scope, keys: Sequence[str]) -> dict[str, str]:
+        """What people call the keys of statistics rows: the site's name, ``name 3号窗口``,
+        the staff member's name with their site's. A staff member not on the roster
+        (``staff``) is left out: the export shows the id."""
+        if scope in ("town", "fleet"):
+            return {key: key for key in keys}
+        with self.sessions() as session:
+            sites: dict[str, str] = dict(session.execute(select(Site.id, Site.name)).all())
+            if scope == "site":
+                return {key: sites[key] for key in keys if key in sites}
+            if scope == "window":
+                return {key: f"{sites.get(site, site)} {window}号窗口"
+                        for key in keys for site, _, window in [key.partition("/")]}
+            roster = {stats.staff_key(m.site_id, m.staff_id): m.name
+                      for m in session.scalars(select(StaffMember))}  # fmt: skip
+        return {key: f"{roster[key]}（{sites.get(key.split('/', 1)[0], '')}）"
+                for key in keys if key in roster}  # fmt: skip
+
     def hourly(self, site_id: str, day: dt.date) -> dict[str, list[float | None]]:
         """Per hour of ``day`` at one site: arrivals, served and mean wait (the site charts)."""
         with self.sessions() as session:
-            events = self._stat_events(session, day, day, site_ids=[site_id])
-        return stats.hourly(stats.fold_tickets(events), day)
+            facts = self._stat_facts(session, day, day, site_ids=[site_id])
+        return stats.hourly(facts, day)
 
     # ------------------------------------------------------------------ telemetry
 
@@ -670,6 +723,7 @@ class ReadModel:
 
 __all__ = [
     "IN_SERVICE",
+    "MAX_PERIOD_DAYS",
     "MAX_STAT_DAYS",
     "STAT_EVENT_TYPES",
     "ReadModel",

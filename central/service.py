@@ -11,8 +11,10 @@ Tasks (one ``asyncio.TaskGroup``, each named): ``mqtt`` (the broker connection,
 :class:`central.ingest.MqttIngest`), ``ingest-batches`` (collect the received
 publishes, commit a batch in a worker thread,
 then publish acks and queue notifications), ``alarm-timer`` (time-based alarm
-rules, telemetry retention), ``retention`` (old events, alarms and commands, see
-:mod:`central.retention`), ``webhook`` (send notifications). Database work
+rules, 差评 deadlines, telemetry retention), ``retention`` (old events, alarms and
+commands, see :mod:`central.retention`), ``webhook`` (send notifications),
+``province-report`` (好差评 records to the provincial platform, when
+``province_url`` is set: :mod:`central.province`). Database work
 is serialised by one lock per process; several processes (replicas) are safe
 through the database (see :mod:`central.ingest`).
 """
@@ -42,6 +44,8 @@ from central.db import make_engine, migrate, session_factory
 from central.errors import CommandRefused, TooManyRequests, UnknownSite
 from central.ingest import IngestProcessor, MqttIngest, Received, new_command
 from central.models import Alarm, Command, CommandStatus, Site
+from central.province import ProvincialReporter, ReportRun
+from central.ratings import run_deadlines
 from central.retention import Pruned, Retention
 from central.telemetry import EmbeddedTelemetrySink, TelemetrySink, make_sink
 from firmware_protocols import mqtt_messages as mm
@@ -52,6 +56,8 @@ log = structlog.get_logger(__name__)
 UtcNow = Callable[[], datetime]  # now, timezone-aware UTC (utc_now; tests pin it)
 
 PRUNE_EVERY = timedelta(minutes=10)
+REPORT_BATCHES_PER_RUN = 20
+"""Batches one reporting run sends at most; the rest wait for the next run."""
 """How often the embedded telemetry sink drops points past their retention."""
 
 
@@ -83,6 +89,7 @@ class CentralService:
         self._run_migrations = run_migrations
         self.processor = IngestProcessor(self.sessions, config, self.sink)
         self.retention = Retention(self.sessions, config)
+        self.reporter = ProvincialReporter(self.sessions, config)
         self.mqtt = MqttIngest(config, self._received)
         self._loop: asyncio.AbstractEventLoop | None = None
         # The MQTT client runs on this loop and appends here once per read; the batch
@@ -113,6 +120,8 @@ class CentralService:
             tasks.create_task(self._webhook_loop(), name="webhook"),
             tasks.create_task(self._retention_timer(), name="retention"),
         ]
+        if self.config.province_url:
+            self._tasks.append(tasks.create_task(self._report_loop(), name="province-report"))
         return self
 
     async def __aexit__(
@@ -227,6 +236,7 @@ class CentralService:
                 book = AlarmBook(session, now)
                 run_timed_rules(book, self.config)
                 expire_advice(book)  # staffing advice the edge stopped renewing
+                run_deadlines(book, self.config)  # 差评 cases past their deadlines
             if isinstance(self.sink, EmbeddedTelemetrySink) and now >= self._next_prune:
                 self.sink.prune(int(now.timestamp() * 1000))
                 self._next_prune = now + PRUNE_EVERY
@@ -275,6 +285,33 @@ class CentralService:
         if self._loop is not None:
             for notification in notifications:
                 self._loop.call_soon_threadsafe(self._notices.put_nowait, notification)
+
+    async def report_ratings(self) -> ReportRun:
+        """Send the 好差评 records that are due to the provincial platform now (the
+        ``province-report`` task calls this every ``province_interval_s``). The database
+        is touched under the lock, the request is made outside it."""
+        reporter, now, run = self.reporter, self.clock(), ReportRun()
+        for _ in range(REPORT_BATCHES_PER_RUN):
+            async with self._db_lock:
+                batch = await asyncio.to_thread(reporter.claim, now)
+            if batch is None:
+                break
+            answer = await asyncio.to_thread(reporter.send, batch)
+            async with self._db_lock:
+                await asyncio.to_thread(reporter.settle, batch, answer, now, run)
+        return run
+
+    async def _report_loop(self) -> None:
+        while True:
+            try:
+                run = await self.report_ratings()
+                if run.requests:
+                    log.info("province.reported", requests=run.requests, sent=run.sent,
+                             duplicate=run.duplicate, rejected=run.rejected,
+                             retried=run.retried, failed=run.failed)  # fmt: skip
+            except OperationalError as exc:
+                log.error("province.db_unavailable", error=str(exc)[:200])
+            await asyncio.sleep(self.config.province_interval_s)
 
     async def _webhook_loop(self) -> None:
         while True:

@@ -7,7 +7,7 @@ terminal bank on ptys at 19200 baud, gpiozero mock pins, WAV audio, and a
 real Mosquitto when one is installed. Measured from ``/proc/<pid>``:
 
 * RSS once the daemon is ready and has settled, and again after a busy spell
-  of kiosk tickets and window calls (target, issue #5: under 60 MB);
+  of kiosk tickets and window calls (target: under 60 MB);
 * idle CPU: user+system time over an idle interval, as percent of one core.
   "Idle" still polls the terminal bus and the printer, as in a quiet hall.
 

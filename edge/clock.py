@@ -2,7 +2,7 @@
 
 A Raspberry Pi has no real-time clock: until NTP has synchronised it, the wall
 time may be years off. Every event therefore carries ``clock_synced``
-(DESIGN.md "MQTT contract"); :class:`SystemClock` reads it from the kernel's
+(docs/PROTOCOLS.md, the MQTT contract); :class:`SystemClock` reads it from the kernel's
 ``adjtimex`` status, the same flag ``timedatectl`` shows as NTPSynchronized.
 """
 

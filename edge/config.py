@@ -15,6 +15,7 @@ for complete files. Sections::
 
     version = "2026.11.1"                 # config version reported to the central
     [site] [hours] [policy] [[services]] [[windows]]
+    [ratings] [[ratings.reasons]]         # 好差评: the pad's time, the 差评 follow-up reasons
     [devices.printer] [devices.screens] [devices.terminals] [devices.gpio] [devices.audio]
     [devices.id_card]                     # 二代身份证 reader at the kiosk (edge.id_card_kiosk)
     [mqtt] [mqtt.tls] [paths] [http] [daemon]
@@ -49,6 +50,7 @@ from fastpath.types import (
 )
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.mqtt_topics import is_valid_site_id
+from firmware_protocols.terminal_events import DEFAULT_REASONS, REASON_MAX
 
 _IDENT_RE = re.compile(mm.IDENT_PATTERN)
 _TOKEN_RE = re.compile(mm.TOKEN_PATTERN)
@@ -113,6 +115,10 @@ class ServiceConfig:
     mean_minutes: float | None  # typical duration; the wait prediction needs it
     cv: float  # spread of durations (standard deviation / mean)
     visitors_per_day: float  # expected arrivals, for the prediction's future
+    item_code: str | None  # 事项编码 of a 办件 typed on the keypad (好差评 records)
+    item_name: str | None  # 事项名称 (default: name_zh)
+    department: str | None  # code of the department (实施机构) handling it
+    department_name: str | None
 
     def to_service(self) -> Service:
         return Service(self.id, self.prefix, self.name_zh, self.name_en, self.sla_minutes)
@@ -129,6 +135,32 @@ class WindowConfig:
 
     def to_profile(self) -> WindowProfile:
         return WindowProfile(self.number, dict(self.services), self.priority, self.ratio_cap)
+
+
+@dataclass(frozen=True, slots=True)
+class RatingReasonConfig:
+    """One 差评 follow-up reason the rating pad offers; the pad numbers them from 1."""
+
+    code: str
+    label: str
+
+
+DEFAULT_RATING_REASONS: Final = tuple(RatingReasonConfig(code, label)
+                                      for code, label in DEFAULT_REASONS)
+"""What the pad offers when the site config lists no ``[[ratings.reasons]]``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RatingsConfig:
+    """好差评 at the windows (``edge.hall``): how long the pad is offered, and the reasons."""
+
+    pad_seconds: int  # the rating pad stays lit this long after 办结
+    reason_seconds: int  # after a 差评, reasons are taken this long
+    reasons: tuple[RatingReasonConfig, ...]
+
+    def reason_code(self, number: int) -> str | None:
+        """The code of reason ``number`` as the pad numbers them (1-based), or None."""
+        return self.reasons[number - 1].code if 1 <= number <= len(self.reasons) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +282,8 @@ class HttpConfig:
     port: int
     window_api: bool  # POST /windows/{n}/{action}: software window terminals
     window_token: str | None = field(repr=False)  # bearer token the window API requires
+    case_hook: bool = False  # POST /cases/...: the business system opens and closes 办件
+    case_token: str | None = field(default=None, repr=False)  # bearer token the hook requires
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +310,7 @@ class EdgeConfig:
     paths: PathsConfig
     http: HttpConfig | None
     daemon: DaemonConfig
+    ratings: RatingsConfig
     text: str = field(default="", repr=False, compare=False)  # the file, kept for the journal
     base_dir: str = field(default=".", repr=False, compare=False)  # relative paths start here
     warnings: tuple[str, ...] = field(default=(), repr=False, compare=False)
@@ -449,6 +484,13 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             _between(0.0, 5.0)),
     Setting("services[].visitors_per_day", float, 100.0, "expected arrivals per day, for the "
             "prediction", _between(0, 100_000)),
+    Setting("services[].item_code", str, None, "事项编码 of the service item: a 办件 typed on "
+            "the keypad is recorded under it (the business system's hook names its own)",
+            _check_ident),
+    Setting("services[].item_name", str, None, "事项名称 (default: name_zh)", _non_empty),
+    Setting("services[].department", str, None, "code of the department (实施机构) handling "
+            "it", _check_ident),
+    Setting("services[].department_name", str, None, "its name", _non_empty),
     # windows
     Setting("windows[].number", int, REQUIRED, "window number, unique", _between(1, 9999)),
     Setting("windows[].services", dict, REQUIRED, "{ service id = weight 1..100 } the window "
@@ -460,6 +502,16 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             _between(1, 247)),
     Setting("windows[].screen", int, None, "bus address of its LED window bar",
             _between(1, 254)),
+    # ratings (好差评)
+    Setting("ratings.pad_seconds", int, 30, "the rating pad is offered this long after 办结 "
+            "(a rating after it is refused; unrated: rating.missed)", _between(5, 255)),
+    Setting("ratings.reason_seconds", int, 60, "after 不满意 or 非常不满意 the pad takes "
+            "follow-up reasons this long", _between(5, 600)),
+    Setting("ratings.reasons[].code", str, REQUIRED, "a 差评 follow-up reason's code (as "
+            "reported upward); the pad numbers the reasons from 1 in this order (at most 15; "
+            "none listed: firmware_protocols.terminal_events.DEFAULT_REASONS)", _check_ident),
+    Setting("ratings.reasons[].label", str, REQUIRED, "what the pad and the reports show",
+            _non_empty),
     # devices
     Setting("devices.printer.port", str, REQUIRED, "the ESC/POS printer: a serial port, "
             "/dev/usb/lp0 (USB) or tcp://host:9100 (network)", _path_name),
@@ -566,6 +618,10 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             "terminals"),
     Setting("http.window_token", str, None, "bearer token the window API requires; needed "
             "when http.host is not a loopback address", _check_window_token),
+    Setting("http.case_hook", bool, False, "POST /cases/open and /cases/close: the window's "
+            "business system opens and closes 办件, and the pad is offered at each close"),
+    Setting("http.case_token", str, None, "bearer token the business system's hook sends; "
+            "required with case_hook", _check_window_token),
     # daemon
     Setting("daemon.telemetry_seconds", int, 30, "telemetry period", _between(1, 3600)),
     Setting("daemon.outbox_limit", int, 10_000, "unsent events + telemetry kept before "
@@ -792,7 +848,8 @@ def _read_services(root: _Table) -> tuple[ServiceConfig, ...]:
     for table in tables:
         service = ServiceConfig(**{key: table.setting(key) for key in (
             "id", "prefix", "name_zh", "name_en", "sla_minutes", "overtime_minutes",
-            "mean_minutes", "cv", "visitors_per_day")})
+            "mean_minutes", "cv", "visitors_per_day", "item_code", "item_name", "department",
+            "department_name")})
         if service.id in seen_ids:
             root.problems.add(table.key_path("id"), f"duplicate service id, "
                                                     f"first at {seen_ids[service.id]}")
@@ -847,6 +904,29 @@ def _read_windows(root: _Table, service_ids: set[str]) -> tuple[WindowConfig, ..
         table.finish()
         windows.append(window)
     return tuple(windows)
+
+
+def _read_ratings(root: _Table) -> RatingsConfig:
+    table = root.table("ratings") or _absent("ratings", root.problems)
+    reasons = []
+    codes: dict[str, str] = {}
+    tables = table.array_of_tables("reasons")
+    for sub in tables:
+        reason = RatingReasonConfig(code=sub.setting("code"), label=sub.setting("label"))
+        if reason.code in codes:
+            root.problems.add(sub.key_path("code"), f"duplicate reason, first at "
+                                                    f"{codes[reason.code]}")
+        codes.setdefault(reason.code, sub.path)
+        sub.finish()
+        reasons.append(reason)
+    if len(reasons) > REASON_MAX:  # the pad reports a reason's number in 1..15
+        root.problems.add(table.key_path("reasons"), f"at most {REASON_MAX} reasons, "
+                                                     f"got {len(reasons)}")
+    ratings = RatingsConfig(pad_seconds=table.setting("pad_seconds"),
+                            reason_seconds=table.setting("reason_seconds"),
+                            reasons=tuple(reasons) if tables else DEFAULT_RATING_REASONS)
+    table.finish()
+    return ratings
 
 
 def _read_id_card(sub: _Table, service_ids: set[str], config_dir: Path,
@@ -1105,11 +1185,15 @@ def _read_rest(root: _Table, config_dir: Path) -> tuple[PathsConfig, HttpConfig 
     http = None
     if (table_http := root.table("http")) is not None:
         http = HttpConfig(**{key: table_http.setting(key) for key in (
-            "host", "port", "window_api", "window_token")})
+            "host", "port", "window_api", "window_token", "case_hook", "case_token")})
         if http.window_api and http.window_token is None and not is_loopback(http.host):
             root.problems.add(table_http.key_path("window_token"),
                               f"required when the window API listens on {http.host}: "
                               "anyone on the network could call and finish tickets")
+        if http.case_hook and http.case_token is None:
+            root.problems.add(table_http.key_path("case_token"),
+                              "required with case_hook: the hook binds ratings to 办件 that "
+                              "are reported to the province")
         table_http.finish()
     table = root.table("daemon") or _absent("daemon", root.problems)
     daemon = DaemonConfig(**{key: table.setting(key) for key in (
@@ -1149,6 +1233,7 @@ def parse_config(
     devices = _read_devices(root, config_dir, {s.id for s in services}, windows)
     mqtt = _read_mqtt(root, config_dir, check_files)
     paths, http, daemon = _read_rest(root, config_dir)
+    ratings = _read_ratings(root)
     root.finish()
     served = {sid for w in windows for sid in w.services}
     for index, service in enumerate(services):
@@ -1157,7 +1242,7 @@ def parse_config(
     if problems.items:
         raise ConfigInvalid(source, problems.items)
     return EdgeConfig(version, site, hours, policy, services, windows, devices, mqtt, paths,
-                      http, daemon, text, str(config_dir), tuple(problems.warnings))
+                      http, daemon, ratings, text, str(config_dir), tuple(problems.warnings))
 
 
 def load_config(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
@@ -1172,6 +1257,7 @@ def load_config(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
 
 
 __all__ = [
+    "DEFAULT_RATING_REASONS",
     "REQUIRED",
     "SETTINGS",
     "AudioConfig",
@@ -1186,6 +1272,8 @@ __all__ = [
     "MqttConfig",
     "PathsConfig",
     "PrinterConfig",
+    "RatingReasonConfig",
+    "RatingsConfig",
     "ScreensConfig",
     "ServiceConfig",
     "Setting",

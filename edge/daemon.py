@@ -289,7 +289,9 @@ class EdgeDaemon:
         assert parts is not None
         return HttpApi(parts.hall, parts.desk, status=self.status, host=http.host,
                        port=http.port, window_api=http.window_api,
-                       window_token=http.window_token, beat=self.heartbeats.beater("http"))
+                       window_token=http.window_token,
+                       case_token=http.case_token if http.case_hook else None,
+                       beat=self.heartbeats.beater("http"))
 
     async def _wait_http_ready(self) -> None:
         if self.http is not None:

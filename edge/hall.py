@@ -17,10 +17,19 @@ Commands that cannot run now raise :class:`~edge.errors.CommandRejected`
 (nothing is journaled). Time comes from an injected :class:`~edge.clock.Clock`.
 
 Key flows: sign in/out, next (finishes the ticket the window still holds,
-then calls), recall, transfer, no-show, pause/resume, finish; a rating after
-finish is bound to that ticket, window and the staff signed in; overtime and
+then calls), recall, transfer, no-show, pause/resume, finish; overtime and
 SLA breaches become events once per ticket; 呼叫帮办 requests are acknowledged,
 resolved, or escalated after N minutes.
+
+好差评 (一次一评): a 办件 of the business system is opened at a window (the HTTP
+hook or the keypad's 办件 key) and closed (the hook, or the ticket's finish).
+Each close, or the finish of a ticket that had no 办件, offers the rating pad
+for ``ratings.pad_seconds``; a rating then binds to that 办件 (or ticket), the
+window and the staff signed in, and after a 差评 (1 or 2) the pad's follow-up
+reasons are taken for ``ratings.reason_seconds``. An offer that ends unrated —
+its time ran out, another close or finish at the window replaced it, the day
+ended — is journaled as ``rating.missed``. A 办件 is offered once a day: closing
+it again offers nothing.
 
 Ticket numbers, the late-appointment rule and the people ahead are the
 dispatcher's (:meth:`fastpath.dispatcher.Dispatcher.plan_issue`); the hall asks
@@ -38,6 +47,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
+import msgspec
 import structlog
 
 from edge.clock import Clock, business_day
@@ -64,6 +74,9 @@ log = structlog.get_logger(__name__)
 _STAFF_RE = re.compile(mm.IDENT_PATTERN)  # the contract's ids (工号 in window.signed_in)
 _TOKEN_RE = re.compile(mm.TOKEN_PATTERN)
 _TEXT_LIMIT = 200
+_CASE_NO_RE = re.compile(mm.IDENT_PATTERN)  # 办件编号 as the contract takes it
+BAD_RATING_MAX = 2  # 不满意 and 非常不满意: a 差评, with follow-up reasons
+RATING_GRACE_S = 10  # a press latched as the pad went dark still counts
 Listener = Callable[[mm.Event], None]
 
 
@@ -82,8 +95,31 @@ class HelpRequest:
 
 @dataclass(frozen=True, slots=True)
 class PendingRating:
+    """The rating pad's offer at a window: what a rating given now is about."""
+
     ticket: str
     staff: str
+    case: mm.CaseInfo | None
+    until_ms: int  # a rating after this is refused; the offer ends as rating.missed
+    seq: int  # the event that made the offer (outputs light the pad for it)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCase:
+    """A 办件 open at a window, and the ticket served there when it was opened."""
+
+    case: mm.CaseInfo
+    ticket: str | None
+
+
+@dataclass(slots=True)
+class ReasonWindow:
+    """After a 差评: the rating the pad's follow-up reasons are for, until ``until_ms``."""
+
+    ticket: str
+    case_no: str | None
+    until_ms: int
+    chosen: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +140,11 @@ class _Day:
     dispatcher: Dispatcher
     staff: dict[int, str] = field(default_factory=dict)  # window -> staff signed in
     pending_rating: dict[int, PendingRating] = field(default_factory=dict)
+    cases: dict[int, OpenCase] = field(default_factory=dict)  # window -> its open 办件
+    reasons: dict[int, ReasonWindow] = field(default_factory=dict)  # window -> last 差评
+    offered_cases: set[str] = field(default_factory=set)  # 办件 offered today (一次一评)
+    closed_cases: set[str] = field(default_factory=set)  # 办件 closed today
+    ticket_cases: set[str] = field(default_factory=set)  # tickets whose 办件 was closed
     help: dict[str, HelpRequest] = field(default_factory=dict)  # open requests by button
     sla_breached: set[str] = field(default_factory=set)
     overtime: set[str] = field(default_factory=set)
@@ -241,6 +282,15 @@ class Hall:
     def staff_at(self, window: int) -> str | None:
         return self._day.staff.get(window)
 
+    def pending_rating(self, window: int) -> PendingRating | None:
+        """The rating pad's offer at ``window``, if one is open."""
+        return self._day.pending_rating.get(window)
+
+    def case_at(self, window: int) -> mm.CaseInfo | None:
+        """The 办件 open at ``window``, if any."""
+        open_case = self._day.cases.get(window)
+        return None if open_case is None else open_case.case
+
     def open_help(self) -> list[HelpRequest]:
         return sorted(self._day.help.values(), key=lambda h: h.requested_ms)
 
@@ -335,7 +385,6 @@ class Hall:
             case mm.TicketCalled():
                 called = dispatcher.call_next(body.window, now)
                 expect(None if called is None else called.number, body.ticket)
-                day.pending_rating.pop(body.window, None)
                 day.recent_calls.append((body.ticket, body.window))
                 del day.recent_calls[:-self.RECENT_CALLS]
             case mm.TicketRecalled():
@@ -348,8 +397,9 @@ class Hall:
                 expect(dispatcher.finish(body.window, now).number, body.ticket)
                 day.done += 1
                 staff = day.staff.get(body.window)
-                if staff is not None:
-                    day.pending_rating[body.window] = PendingRating(body.ticket, staff)
+                if staff is not None and body.ticket not in day.ticket_cases:
+                    day.pending_rating[body.window] = PendingRating(
+                        body.ticket, staff, None, self._offer_until(now), event.seq)
             case mm.TicketNoShow():
                 ticket = dispatcher.no_show(body.window, now)
                 expect(ticket.number, body.ticket)
@@ -363,13 +413,27 @@ class Hall:
                 day.pending_rating.pop(body.window, None)
                 day.ratings += 1
                 day.rating_sum += body.value
+                case_no = None if body.case is None else body.case.no
+                if body.value <= BAD_RATING_MAX:
+                    until = now + self._in_force.ratings.reason_seconds * 1000
+                    day.reasons[body.window] = ReasonWindow(body.ticket, case_no, until,
+                                                            set(body.reasons))
+            case mm.RatingReason():
+                reasons = day.reasons.get(body.window)
+                if reasons is not None:
+                    reasons.chosen.add(body.reason)
+            case mm.RatingMissed():
+                day.pending_rating.pop(body.window, None)
+            case mm.CaseOpened():
+                day.cases[body.window] = OpenCase(body.case, body.ticket)
+            case mm.CaseClosed():
+                self._fold_case_closed(body, event.seq, now)
             case mm.WindowSignedIn():
                 dispatcher.sign_in(body.window, body.staff)
                 day.staff[body.window] = body.staff
             case mm.WindowSignedOut():
                 dispatcher.sign_out(body.window)
-                day.staff.pop(body.window, None)
-                day.pending_rating.pop(body.window, None)
+                day.staff.pop(body.window, None)  # a rating offer outlives the sign-out
             case mm.WindowPaused():
                 dispatcher.pause(body.window)
             case mm.WindowResumed():
@@ -404,6 +468,24 @@ class Hall:
                 pass  # reported upstream; no hall state
 
     _pending_config: EdgeConfig
+
+    def _offer_until(self, now_ms: int) -> int:
+        """When a rating offer made at ``now_ms`` ends; the pad's own time plus a grace
+        for a press latched at its last moment to cross the bus."""
+        return now_ms + (self._in_force.ratings.pad_seconds + RATING_GRACE_S) * 1000
+
+    def _fold_case_closed(self, body: mm.CaseClosed, seq: int, now_ms: int) -> None:
+        day = self._day
+        open_case = day.cases.pop(body.window, None)
+        day.closed_cases.add(body.case_no)
+        if body.ticket is not None:
+            day.ticket_cases.add(body.ticket)
+        if open_case is None or body.ticket is None or body.case_no in day.offered_cases:
+            return  # no ticket to bind a rating to, or offered already today (一次一评)
+        day.offered_cases.add(body.case_no)
+        staff = day.staff.get(body.window, f"w{body.window}")
+        day.pending_rating[body.window] = PendingRating(
+            body.ticket, staff, open_case.case, self._offer_until(now_ms), seq)
 
     # -- tickets -------------------------------------------------------------
 
@@ -598,12 +680,19 @@ class Hall:
         return self.dispatcher.ticket(ticket.number)
 
     def finish(self, window: int, *, mark: InputMark | None = None) -> Ticket:
+        """办结. A 办件 still open at the window is closed with it (and offered for rating);
+        a ticket without one is offered itself."""
         ticket = self._holding(window, "finish", TicketState.CALLED, TicketState.SERVING)
         now = self.clock.now_ms()
         started = ticket.served_ms if ticket.served_ms is not None else ticket.called_ms
         served_s = max(0, (now - (started or now)) // 1000)
-        self._commit([mm.TicketDone(ticket=ticket.number, window=window, served_s=served_s)],
-                     now, mark=mark)
+        bodies: list[mm.EventBody] = []
+        if window in self._day.cases:
+            bodies += self._close_case_bodies(window)
+        elif ticket.number not in self._day.ticket_cases:
+            bodies += self._missed_at(window)  # this finish replaces the pad's offer
+        bodies.append(mm.TicketDone(ticket=ticket.number, window=window, served_s=served_s))
+        self._commit(bodies, now, mark=mark)
         return self.dispatcher.ticket(ticket.number)
 
     def no_show(self, window: int, *, mark: InputMark | None = None) -> Ticket:
@@ -629,19 +718,131 @@ class Hall:
                      self.clock.now_ms(), mark=mark)
         return self.dispatcher.ticket(ticket.number)
 
-    def rate(self, window: int, value: int, *, mark: InputMark | None = None) -> mm.Event:
-        """好差评: bound to the ticket last finished at ``window`` and the staff who served it."""
+    def rate(self, window: int, value: int, *, reasons: tuple[str, ...] = (),
+             channel: mm.RatingChannel = "pad", mark: InputMark | None = None) -> mm.Event:
+        """好差评: bound to the pad's offer at ``window`` (the 办件 or ticket last finished
+        there, and the staff who served it). ``reasons``: codes of ``ratings.reasons``,
+        for a 差评 only (a software pad sends them with the rating)."""
         self._window(window)
         if not 1 <= value <= 5:
             raise CommandRejected(f"rating must be 1..5, got {value}", status=422,
                                   code="bad_rating")
+        now = self.clock.now_ms()
+        pending = self._day.pending_rating.get(window)
+        if pending is None or now > pending.until_ms:
+            raise CommandRejected(f"window {window} has nothing to rate (no 办结 offered "
+                                  f"in the last {self.config.ratings.pad_seconds} s)",
+                                  code="nothing_to_rate")
+        chosen = self._reason_codes(reasons)
+        if chosen and value > BAD_RATING_MAX:
+            raise CommandRejected("follow-up reasons go with 不满意 or 非常不满意 only",
+                                  status=422, code="bad_reason")
+        body = mm.RatingGiven(ticket=pending.ticket, window=window, staff=pending.staff,
+                              value=value, case=pending.case, channel=channel,
+                              reasons=list(chosen))
+        return self._commit([body], now, mark=mark)[0]
+
+    def _reason_codes(self, reasons: tuple[str, ...]) -> tuple[str, ...]:
+        known = {r.code for r in self.config.ratings.reasons}
+        unknown = [r for r in reasons if r not in known]
+        if unknown:
+            raise CommandRejected(f"unknown reason(s) {', '.join(map(repr, unknown))}; known: "
+                                  f"{', '.join(sorted(known))}", status=422, code="bad_reason")
+        if len(reasons) > mm.MAX_RATING_REASONS:
+            raise CommandRejected(f"at most {mm.MAX_RATING_REASONS} reasons", status=422,
+                                  code="bad_reason")
+        return tuple(dict.fromkeys(reasons))  # once each, in the order chosen
+
+    def rate_reason(self, window: int, number: int, *,
+                    mark: InputMark | None = None) -> mm.Event | None:
+        """The rating pad's follow-up page after a 差评: reason ``number`` (1-based, as
+        ``ratings.reasons`` lists them). Choosing a reason again changes nothing (None)."""
+        self._window(window)
+        now = self.clock.now_ms()
+        after = self._day.reasons.get(window)
+        if after is None or now > after.until_ms:
+            raise CommandRejected(f"window {window} has no 差评 to give a reason for",
+                                  code="no_bad_rating")
+        code = self.config.ratings.reason_code(number)
+        if code is None:
+            raise CommandRejected(f"reason {number} is not in ratings.reasons (1.."
+                                  f"{len(self.config.ratings.reasons)})", status=422,
+                                  code="bad_reason")
+        if code in after.chosen:
+            return None
+        body = mm.RatingReason(ticket=after.ticket, window=window, case_no=after.case_no,
+                               reason=code)
+        return self._commit([body], now, mark=mark)[0]
+
+    def _missed_at(self, window: int) -> list[mm.EventBody]:
+        """``rating.missed`` for the pad's offer at ``window``, if one is open."""
         pending = self._day.pending_rating.get(window)
         if pending is None:
-            raise CommandRejected(f"window {window} has no finished ticket to rate",
-                                  code="nothing_to_rate")
-        return self._commit([mm.RatingGiven(ticket=pending.ticket, window=window,
-                                            staff=pending.staff, value=value)],
-                            self.clock.now_ms(), mark=mark)[0]
+            return []
+        return [mm.RatingMissed(ticket=pending.ticket, window=window, staff=pending.staff,
+                                case=pending.case)]
+
+    # -- 办件 (the business system's cases) ------------------------------------
+
+    def open_case(self, window: int, case_no: str | None, *, source: mm.CaseSource,
+                  item_code: str | None = None, item_name: str | None = None,
+                  department: str | None = None, department_name: str | None = None,
+                  mark: InputMark | None = None) -> mm.Event | None:
+        """A 办件 opened at ``window`` for the ticket served there. Its 事项 and department
+        default to the ticket's service in the site config. The same number opened again
+        changes nothing (None); another number closes the open one first."""
+        self._window(window)
+        if case_no is None or not _CASE_NO_RE.fullmatch(case_no):
+            raise CommandRejected(f"bad 办件编号 {case_no!r}: letters, digits, '_', '.', '-', "
+                                  "at most 64", status=422, code="bad_case")
+        open_case = self._day.cases.get(window)
+        if open_case is not None and open_case.case.no == case_no:
+            return None
+        current = self.dispatcher.window(window).current
+        service = None if current is None else self.config.service(
+            self.dispatcher.ticket(current).service_id)
+        if service is not None:
+            item_code = item_code or service.item_code
+            item_name = item_name or service.item_name or service.name_zh
+            department = department or service.department
+            department_name = department_name or service.department_name
+        try:
+            case = mm.CaseInfo(no=case_no, item_code=item_code, item_name=item_name,
+                               department=department, department_name=department_name,
+                               source=source)
+            msgspec.convert(msgspec.to_builtins(case), mm.CaseInfo)  # the contract's checks
+        except (msgspec.ValidationError, ValueError) as exc:
+            raise CommandRejected(f"bad 办件: {exc}", status=422, code="bad_case") from None
+        bodies: list[mm.EventBody] = []
+        if open_case is not None:
+            bodies += self._close_case_bodies(window)
+        bodies.append(mm.CaseOpened(window=window, ticket=current, case=case))
+        return self._commit(bodies, self.clock.now_ms(), mark=mark)[-1]
+
+    def close_case(self, window: int, case_no: str | None = None, *,
+                   mark: InputMark | None = None) -> mm.Event | None:
+        """办结 of the 办件 open at ``window`` (``case_no``, when given, must be it): the pad
+        is offered for it. One closed already today changes nothing (None)."""
+        self._window(window)
+        open_case = self._day.cases.get(window)
+        if open_case is None:
+            if case_no is not None and case_no in self._day.closed_cases:
+                return None
+            raise CommandRejected(f"window {window} has no open 办件", code="no_case")
+        if case_no is not None and case_no != open_case.case.no:
+            raise CommandRejected(f"window {window} has 办件 {open_case.case.no} open, "
+                                  f"not {case_no}", code="case_mismatch")
+        events = self._commit(self._close_case_bodies(window), self.clock.now_ms(), mark=mark)
+        return events[-1]
+
+    def _close_case_bodies(self, window: int) -> list[mm.EventBody]:
+        """``case.closed`` of the 办件 open at ``window`` (bound to its ticket, or the one
+        served there now), after ``rating.missed`` of the offer it replaces."""
+        open_case = self._day.cases[window]
+        ticket = open_case.ticket or self.dispatcher.window(window).current
+        offers = ticket is not None and open_case.case.no not in self._day.offered_cases
+        return [*(self._missed_at(window) if offers else []),
+                mm.CaseClosed(window=window, ticket=ticket, case_no=open_case.case.no)]
 
     # -- 呼叫帮办 --------------------------------------------------------------
 
@@ -694,12 +895,16 @@ class Hall:
         return self._commit([body], self.clock.now_ms())[0]
 
     def tick(self) -> list[mm.Event]:
-        """Timers: day reset, SLA breaches, overtime, help escalation. Call every few seconds."""
+        """Timers: day reset, rating offers run out, SLA breaches, overtime, help escalation.
+        Call every few seconds."""
         now = self.clock.now_ms()
         today = business_day(now, self.config.site.tz, self.config.hours.reset_minute)
         if today != self._day.day:
-            return self._commit([mm.DayReset(day=today)], now)
-        bodies: list[mm.EventBody] = []
+            unrated = [b for w in sorted(self._day.pending_rating) for b in self._missed_at(w)]
+            return self._commit([*unrated, mm.DayReset(day=today)], now)
+        bodies: list[mm.EventBody] = [
+            b for w, offer in sorted(self._day.pending_rating.items())
+            if now > offer.until_ms for b in self._missed_at(w)]
         services = {s.id: s for s in self.config.services}
         for ticket in self.dispatcher.tickets():
             service = services.get(ticket.service_id)
@@ -781,5 +986,5 @@ def open_hall(config: EdgeConfig, clock: Clock) -> Hall:
         raise
 
 
-__all__ = ["Hall", "HelpRequest", "IssuedTicket", "PendingRating", "Predict",
-           "contract_class", "open_hall"]
+__all__ = ["BAD_RATING_MAX", "Hall", "HelpRequest", "IssuedTicket", "OpenCase", "PendingRating",
+           "Predict", "ReasonWindow", "contract_class", "open_hall"]

@@ -14,11 +14,22 @@
     GET  /status    -> 200 the hall at a glance (queues, windows, counts, devices, uplink)
     POST /windows/{n}/{action}   only with ``http.window_api = true``: a software window
                     terminal; actions next, recall, finish, no_show, pause, resume, sign_in
-                    ({"staff": id}), sign_out, transfer ({"to_service": id}), rate ({"value": n});
-                    with ``http.window_token`` set, only with ``Authorization: Bearer <token>``
+                    ({"staff": id}), sign_out, transfer ({"to_service": id}), rate ({"value": n,
+                    "reasons": [code, ...], "channel": "tablet"}: a software pad sends a
+                    差评's follow-up reasons with it); with ``http.window_token`` set, only
+                    with ``Authorization: Bearer <token>``
+    GET  /ratings/reasons        (window API) the 差评 follow-up reasons a software pad offers:
+                    {"reasons": [{"number": 1, "code": "attitude", "label": "服务态度不好"}, ...]}
+    POST /cases/open             only with ``http.case_hook = true``, with
+                    ``Authorization: Bearer <http.case_token>``: the window's business system
+                    opened a 办件: {"window": 3, "case_no": "...", "item_code": ..., "item_name":
+                    ..., "department": ..., "department_name": ...} (the item and department
+                    default to the ticket's service) -> {"opened": true|false (already open), ...}
+    POST /cases/close            {"window": 3, "case_no": "..."} 办结: the rating pad is offered
+                    -> {"closed": true|false (closed before), "rating_offered": bool, ...}
 
 Errors are JSON ``{"error": code, "message": text}`` with their HTTP status
-(400 bad JSON, 401 no or wrong window token, 404 unknown service, 405, 413,
+(400 bad JSON, 401 no or wrong window or hook token, 404 unknown service, 405, 413,
 422 bad field or an idempotency key reused for another request, 409/503 refused).
 Outside the issuing hours (``hours.open`` until ``hours.last_ticket``, default
 ``close``) ``POST /tickets`` gets 409 ``{"error": "closed", "message":
@@ -31,6 +42,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +53,7 @@ from edge.errors import CommandRejected, JournalError
 from edge.hall import Hall
 from edge.kiosk import TicketAnswer, TicketDesk, TicketRequest
 from fastpath.types import CLASS_BY_LABEL
+from firmware_protocols import mqtt_messages as mm
 
 log = structlog.get_logger(__name__)
 
@@ -98,12 +111,28 @@ def _field(data: dict[str, Any], name: str, kind: type[Any]) -> Any:
     return value
 
 
+def _optional_text(data: dict[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise HttpError(422, "bad_field", f"{name}: a string or null")
+    return value or None
+
+
+def _only(data: dict[str, Any], *names: str) -> None:
+    unknown = set(data) - set(names)
+    if unknown:
+        raise HttpError(422, "bad_field", f"unknown field(s): {', '.join(sorted(unknown))}")
+
+
+CHANNELS: tuple[str, ...] = typing.get_args(mm.RatingChannel)
+
+
 class HttpApi:
     """Serves the kiosk API on ``host:port``; ``port=0`` picks a free one (see :attr:`port`)."""
 
     def __init__(self, hall: Hall, desk: TicketDesk, *, status: StatusSource,
                  host: str = "127.0.0.1", port: int = 8180, window_api: bool = False,
-                 window_token: str | None = None,
+                 window_token: str | None = None, case_token: str | None = None,
                  beat: Callable[[], None] = lambda: None) -> None:
         self.hall = hall
         self.desk = desk
@@ -113,6 +142,7 @@ class HttpApi:
         self.beat = beat
         self.window_api = window_api
         self._window_token = window_token
+        self._case_token = case_token  # the business system's hook: on with its token only
         self._server: asyncio.Server | None = None
         self.listening = asyncio.Event()
 
@@ -206,8 +236,18 @@ class HttpApi:
             if path.startswith("/windows/") and self.window_api:
                 if method != "POST":
                     raise HttpError(405, "method", "use POST /windows/{n}/{action}")
-                self._authorise_window(request)
+                self._authorise(request, self._window_token, "the window API")
                 return 200, self._window_action(path, body)
+            if path == "/ratings/reasons" and self.window_api:
+                if method != "GET":
+                    raise HttpError(405, "method", "use GET /ratings/reasons")
+                self._authorise(request, self._window_token, "the window API")
+                return 200, self._reasons()
+            if path in ("/cases/open", "/cases/close") and self._case_token is not None:
+                if method != "POST":
+                    raise HttpError(405, "method", f"use POST {path}")
+                self._authorise(request, self._case_token, "the business system's hook")
+                return 200, self._case_action(path, _json_object(body))
             raise HttpError(404, "not_found", f"no resource {path}")
         except HttpError as exc:
             return exc.status, {"error": exc.code, "message": str(exc)}
@@ -217,13 +257,44 @@ class HttpApi:
             log.error("http.journal_error", path=path, error=str(exc))
             return 503, {"error": "journal", "message": f"暂停取号 cannot record: {exc}"}
 
-    def _authorise_window(self, request: h11.Request) -> None:
-        if self._window_token is None:
+    @staticmethod
+    def _authorise(request: h11.Request, token: str | None, what: str) -> None:
+        if token is None:
             return
         given = _header(request, b"authorization") or ""
-        expected = f"Bearer {self._window_token}"
+        expected = f"Bearer {token}"
         if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise HttpError(401, "unauthorised", "the window API needs its bearer token")
+            raise HttpError(401, "unauthorised", f"{what} needs its bearer token")
+
+    def _reasons(self) -> dict[str, Any]:
+        return {"reasons": [{"number": number, "code": reason.code, "label": reason.label}
+                            for number, reason in enumerate(self.hall.config.ratings.reasons, 1)]}
+
+    def _case_action(self, path: str, data: dict[str, Any]) -> dict[str, Any]:
+        hall = self.hall
+        window = _field(data, "window", int)
+        if path == "/cases/open":
+            _only(data, "window", "case_no", "item_code", "item_name", "department",
+                  "department_name")
+            event = hall.open_case(
+                window, _field(data, "case_no", str), source="hook",
+                item_code=_optional_text(data, "item_code"),
+                item_name=_optional_text(data, "item_name"),
+                department=_optional_text(data, "department"),
+                department_name=_optional_text(data, "department_name"))
+            case = hall.case_at(window)
+            return {"window": window, "case_no": None if case is None else case.no,
+                    "opened": event is not None,
+                    "item_code": None if case is None else case.item_code,
+                    "ticket": hall.dispatcher.window(window).current,
+                    "seq": hall.journal.last_seq}
+        _only(data, "window", "case_no")
+        case_no = _optional_text(data, "case_no")
+        event = hall.close_case(window, case_no)
+        offer = hall.pending_rating(window)
+        offered = event is not None and offer is not None and offer.seq == event.seq
+        return {"window": window, "case_no": case_no, "closed": event is not None,
+                "rating_offered": offered, "seq": hall.journal.last_seq}
 
     def _window_action(self, path: str, body: bytes) -> dict[str, Any]:
         parts = path.split("/")
@@ -244,7 +315,15 @@ class HttpApi:
         elif action == "sign_in":
             hall.sign_in(window, _field(data, "staff", str))
         elif action == "rate":
-            hall.rate(window, _field(data, "value", int))
+            _only(data, "value", "reasons", "channel")
+            reasons = data.get("reasons", [])
+            if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+                raise HttpError(422, "bad_field", "reasons: a list of reason codes")
+            channel = data.get("channel", "tablet")
+            if channel not in CHANNELS:
+                raise HttpError(422, "bad_field", f"channel: one of {', '.join(CHANNELS)}")
+            hall.rate(window, _field(data, "value", int), reasons=tuple(reasons),
+                      channel=channel)
         else:
             raise HttpError(404, "not_found", f"unknown window action {action!r}")
         return {"window": window, "action": action,

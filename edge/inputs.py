@@ -1,8 +1,8 @@
 """What the devices report, turned into hall commands, each terminal input exactly once.
 
 :class:`InputHandler` takes the drivers' typed inputs off the daemon's one queue
-(:mod:`edge.devices.base`) in order. A window terminal's key press or rating
-carries its :class:`~edge.input_mark.InputMark`; the handler passes it to the hall
+(:mod:`edge.devices.base`) in order. A window terminal's key press, rating or
+差评 reason carries its :class:`~edge.input_mark.InputMark`; the handler passes it to the hall
 command, which journals it with the command's events (one transaction), and
 records it on its own when the input had no effect or was refused. Only then is
 the terminal acknowledged (:meth:`edge.device_set.DeviceSet.input_handled`). An
@@ -28,6 +28,8 @@ from edge.devices.base import (
     InputQueue,
     KeyPress,
     Rating,
+    RatingReason,
+    TerminalInput,
     TicketButton,
     WindowKey,
 )
@@ -75,12 +77,10 @@ class InputHandler:
     def handle(self, item: DeviceInput) -> None:
         hall = self._hall
         match item:
-            case KeyPress() | Rating() if item.mark is not None:
+            case KeyPress() | Rating() | RatingReason() if item.mark is not None:
                 self._terminal_input(item, item.mark)
-            case KeyPress():
-                self._key(item, None)
-            case Rating():
-                hall.rate(item.window, item.value)
+            case KeyPress() | Rating() | RatingReason():
+                self._effect(item, None)
             case TicketButton():
                 self._desk.press(item)
             case IdCardRead():
@@ -93,7 +93,7 @@ class InputHandler:
             case DeviceStatusChanged():
                 hall.device_status(self._devices.record_health(item.health))
 
-    def _terminal_input(self, item: KeyPress | Rating, mark: InputMark) -> None:
+    def _terminal_input(self, item: TerminalInput, mark: InputMark) -> None:
         journal = self._hall.journal
         if journal.was_handled(mark):  # delivered twice: once only
             log.info("terminal.input_repeated", device=mark.device, address=mark.address,
@@ -101,10 +101,7 @@ class InputHandler:
             self._acknowledge(mark)
             return
         try:
-            if isinstance(item, KeyPress):
-                self._key(item, mark)
-            else:
-                self._hall.rate(item.window, item.value, mark=mark)
+            self._effect(item, mark)
         except CommandRejected:
             journal.record_input(mark)  # refused: handled all the same
             raise
@@ -120,6 +117,14 @@ class InputHandler:
             log.warning("test_fault.exit_after_input", mark=repr(mark))
             os._exit(86)
         self._devices.input_handled(mark)
+
+    def _effect(self, item: TerminalInput, mark: InputMark | None) -> None:
+        if isinstance(item, KeyPress):
+            self._key(item, mark)
+        elif isinstance(item, Rating):
+            self._hall.rate(item.window, item.value, mark=mark)
+        else:
+            self._hall.rate_reason(item.window, item.reason, mark=mark)
 
     def _key(self, press: KeyPress, mark: InputMark | None) -> None:
         hall = self._hall
@@ -146,6 +151,8 @@ class InputHandler:
                 hall.sign_out(window, mark=mark)
             case WindowKey.HELP_ACK:
                 hall.help_ack_from_window(window, mark=mark)
+            case WindowKey.CASE:
+                hall.open_case(window, press.case_no, source="keypad", mark=mark)
 
     def _service_from_keypad(self, typed: str | None) -> str | None:
         """Staff type a service id or its position in the config (1-based)."""

@@ -36,7 +36,6 @@ log = structlog.get_logger(__name__)
 
 HELP_BUZZ_MS = 800
 UNPRINTED_NOTICE_S = 600
-RATING_SECONDS = 30  # how long the rating pad waits for the citizen after 办结
 
 # Events after which the hall screen's calls, counts or notices may have changed.
 _HALL_SCREEN_EVENTS = (mm.TicketCalled, mm.TicketRecalled, mm.TicketDone, mm.TicketNoShow,
@@ -88,9 +87,9 @@ class HallOutputs:
                                  body.window, by_name)
             case mm.TicketDone():
                 self.show_window(body.window, "")
-                if devices.terminals is not None and self._has_terminal(body.window):
-                    self._safely("rating_request", devices.terminals.request_rating,
-                                 body.window, RATING_SECONDS)
+                self._offer_rating(event.seq, body.window)
+            case mm.CaseClosed():
+                self._offer_rating(event.seq, body.window)
             case mm.TicketNoShow() | mm.TicketTransferred():
                 self.show_window(body.window, "")
             case mm.WindowPaused():
@@ -229,6 +228,16 @@ class HallOutputs:
         if terminals is not None and config_window.terminal is not None:
             self._safely("terminal", terminals.set_window_text, window, text)
 
+    def _offer_rating(self, seq: int, window: int) -> None:
+        """Light the window's rating pad when this event made the hall's rating offer."""
+        offer = self._hall.pending_rating(window)
+        terminals = self._devices.terminals
+        if offer is None or offer.seq != seq or terminals is None:
+            return
+        if self._has_terminal(window):
+            self._safely("rating_request", terminals.request_rating, window,
+                         self._hall.config.ratings.pad_seconds)
+
     def _has_terminal(self, window: int) -> bool:
         return any(w.number == window and w.terminal is not None
                    for w in self._hall.config.windows)
@@ -290,4 +299,4 @@ class HallOutputs:
         return False
 
 
-__all__ = ["HELP_BUZZ_MS", "RATING_SECONDS", "UNPRINTED_NOTICE_S", "HallOutputs", "call_line"]
+__all__ = ["HELP_BUZZ_MS", "UNPRINTED_NOTICE_S", "HallOutputs", "call_line"]

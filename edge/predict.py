@@ -4,8 +4,8 @@
 (one window group per window, the hall's opening hours, each service's
 typical duration from ``services[].mean_minutes``) and, for each new ticket,
 simulates the hall forward from the live dispatcher's state with the hall's
-own dispatch policy (DESIGN.md "a wait prediction simulates exactly what the
-hall will do").
+own dispatch policy: a wait prediction simulates exactly what the hall will
+do (docs/ARCHITECTURE.md, "The dispatch policy").
 
 The model counts time in milliseconds since local midnight, the live hall in
 unix milliseconds: :func:`hall_state` rebases the snapshot. A site whose

@@ -1,7 +1,8 @@
 """The ticket dispatcher and the queue simulator.
 
 ``fastpath.Dispatcher`` decides which ticket each window calls next, by the
-policy of DESIGN.md. The hot part runs in a Cython extension when it is built
+policy of docs/ARCHITECTURE.md ("The dispatch policy"). The hot part runs in a
+Cython extension when it is built
 (``IMPLEMENTATION == "cython"``) and in its pure-Python twin otherwise
 (``IMPLEMENTATION == "python"``, or forced with ``ONEDOOR_NO_EXTENSIONS=1``);
 both give the same answers.

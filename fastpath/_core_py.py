@@ -6,7 +6,7 @@ integers (``tid``) with a service index, a class, a key time and an order key;
 the lifecycle (numbers, states, windows) is written once, in
 :mod:`fastpath.dispatcher`.
 
-The policy (DESIGN.md, "Dispatch policy"), for window *w* at time *now*:
+The policy (docs/ARCHITECTURE.md, "The dispatch policy"), for window *w* at time *now*:
 
 1. Candidates are the tickets of the services *w* serves. Within one
    (service, class) group the queue is ordered by (key time, ticket number),

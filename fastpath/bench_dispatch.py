@@ -1,6 +1,6 @@
 """Dispatcher benchmark: call-next decisions per second and memory per waiting ticket.
 
-The hall is issue #2's: 33 comprehensive windows (一窗通办) serving 10 services,
+The hall is the benchmark's: 33 comprehensive windows (一窗通办) serving 10 services,
 300 tickets waiting, with every rule of the policy in play — class ageing,
 appointments, ratio caps, priority windows, per-window weights and SLA limits
 that some tickets have already passed. Both cores run side by side in one

@@ -6,7 +6,7 @@ ticket numbers, ticket states and window states, and asks a
 ticket a window calls next. Every method validates first and mutates after,
 so a raised :class:`~fastpath.types.DispatchError` leaves the hall unchanged.
 
-Lifecycle (DESIGN.md)::
+Lifecycle (docs/ARCHITECTURE.md, "The ticket lifecycle")::
 
     issued ─> WAITING ─call─> CALLED ─start─> SERVING ─finish─> DONE
                  ^  │          │  ↺ recall      │

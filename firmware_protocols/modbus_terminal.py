@@ -20,6 +20,7 @@ FC16 and FC23 only)::
     0x0006 INPUT_PENDING      ro      unacknowledged inputs in the queue, 0..8
     0x0007 INPUT_REFUSED      ro      inputs refused (queue full) since power-up, mod 65536
     0x0008 INPUT_QUEUE[8]     ro      pending inputs, oldest first: kind << 8 | code; 0 past PENDING
+                                      (kind 1 key, 2 rating 1..5, 3 差评 reason 1..15)
     0x0100 INPUT_ACK          rw      host writes the newest sequence it took
     0x0101 RATING_REQUEST     rw      seconds to keep the rating pad lit; 0 cancels
     0x0110 LED_TEXT_LENGTH    rw      bytes of GB2312 text in LED_TEXT, 0..64
@@ -90,12 +91,14 @@ from .terminal_events import (
     Key,
     KeyPressed,
     RatingPressed,
+    ReasonPressed,
     RequestRating,
     ShowText,
     TerminalEvent,
     check_address,
     check_rating,
     check_rating_timeout,
+    check_reason,
     key_from_code,
 )
 
@@ -143,6 +146,7 @@ STATUS_FAULTS: Final = STATUS_KEYPAD_FAULT | STATUS_RATING_PAD_FAULT | STATUS_LE
 # An INPUT_QUEUE entry is kind << 8 | code.
 INPUT_KIND_KEY: Final = 0x01  # code = Key value
 INPUT_KIND_RATING: Final = 0x02  # code = rating 1..5
+INPUT_KIND_REASON: Final = 0x03  # code = the number of a 差评 follow-up reason, 1..15
 
 # --- read-write block ------------------------------------------------------------------------
 INPUT_ACK: Final = 0x0100
@@ -216,10 +220,13 @@ class PollResult:
 # --- inputs ----------------------------------------------------------------------------------
 
 
-def encode_input(value: Key | int, *, rating: bool = False) -> int:
-    """The INPUT_QUEUE entry for a key (default) or, with ``rating=True``, a rating 1..5."""
+def encode_input(value: Key | int, *, rating: bool = False, reason: bool = False) -> int:
+    """The INPUT_QUEUE entry for a key (default), a rating 1..5 (``rating=True``) or a
+    差评 follow-up reason 1..15 (``reason=True``)."""
     if rating:
         return INPUT_KIND_RATING << 8 | check_rating(int(value), LocalProtocolError)
+    if reason:
+        return INPUT_KIND_REASON << 8 | check_reason(int(value), LocalProtocolError)
     try:
         key = Key(value)
     except ValueError:
@@ -227,13 +234,17 @@ def encode_input(value: Key | int, *, rating: bool = False) -> int:
     return INPUT_KIND_KEY << 8 | key
 
 
-def decode_input(window_address: int, sequence: int, entry: int) -> KeyPressed | RatingPressed:
+def decode_input(
+    window_address: int, sequence: int, entry: int
+) -> KeyPressed | RatingPressed | ReasonPressed:
     """The event for one INPUT_QUEUE entry."""
     kind, code = entry >> 8, entry & 0xFF
     if kind == INPUT_KIND_KEY:
         return KeyPressed(window_address, key_from_code(code), sequence)
     if kind == INPUT_KIND_RATING:
         return RatingPressed(window_address, check_rating(code, RemoteProtocolError), sequence)
+    if kind == INPUT_KIND_REASON:
+        return ReasonPressed(window_address, check_reason(code, RemoteProtocolError), sequence)
     raise RemoteProtocolError(f"input entry {entry:#06x} has unknown kind {kind:#04x}")
 
 
@@ -611,6 +622,7 @@ __all__ = [
     "INPUT_ACK",
     "INPUT_KIND_KEY",
     "INPUT_KIND_RATING",
+    "INPUT_KIND_REASON",
     "INPUT_PENDING",
     "INPUT_QUEUE",
     "INPUT_QUEUE_SIZE",

@@ -74,6 +74,14 @@ Seconds = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
 Percent = Annotated[float, msgspec.Meta(ge=0.0, le=100.0)]
 
+CaseNo = Annotated[str, msgspec.Meta(pattern=IDENT_PATTERN)]
+"""办件编号 of a business system: letters, digits, '_', '.', '-', at most 64."""
+CaseSource = Literal["hook", "keypad"]
+RatingChannel = Literal["pad", "tablet", "kiosk", "qr", "mobile", "pc", "phone", "sms"]
+"""Where a rating was given (评价渠道): ``pad`` the window's rating pad (窗口评价器),
+``tablet`` a software pad through the window API (平板), ``kiosk`` a self-service
+terminal (自助终端), ``qr`` a QR code in the hall (二维码), ``mobile`` an app or mini
+program (移动端), ``pc`` the online service portal (PC端), ``phone`` (电话), ``sms`` (短信)."""
 TicketClass = Literal["normal", "priority", "appointment"]
 Channel = Literal["kiosk", "button", "api"]
 DeviceKind = Literal["printer", "led", "terminal", "gpio", "audio", "id_card"]
@@ -225,11 +233,86 @@ class TicketCancelled(_Body, frozen=True, kw_only=True, tag="ticket.cancelled"):
     ticket: TicketNo
 
 
+class CaseInfo(_Struct, frozen=True, kw_only=True):
+    """A 办件 of the window's business system: what a 好差评 record is about (一次一评).
+
+    ``source``: ``hook`` when the business system opened it through the edge's HTTP hook
+    (with its 事项 and department), ``keypad`` when staff typed its number on the window
+    keypad (the 事项 then comes from the ticket's service in the site config).
+    """
+
+    no: CaseNo
+    """办件编号, as the business system numbers it."""
+    item_code: Ident | None
+    """事项编码 (the national or provincial code of the service item)."""
+    item_name: ShortText | None
+    """事项名称."""
+    department: Ident | None
+    """Code of the department (实施机构) that handles the item."""
+    department_name: ShortText | None
+    source: CaseSource
+
+
+RatingValue = Annotated[int, msgspec.Meta(ge=1, le=5)]
+"""The five levels: 5 非常满意, 4 满意, 3 基本满意, 2 不满意, 1 非常不满意."""
+MAX_RATING_REASONS: Final = 16
+
+
 class RatingGiven(_Body, frozen=True, kw_only=True, tag="rating.given"):
+    """A citizen's 好差评 at a window, bound to what was finished there last.
+
+    ``case`` is the 办件 rated (None: a ticket served without one); ``reasons`` are the
+    follow-up reasons of a 差评 (1 or 2) chosen with the rating (a software pad sends
+    them at once; a rating pad sends each later as ``rating.reason``). ``case``,
+    ``channel`` and ``reasons`` were added to v1 with defaults, so an edge that predates
+    them is still read (docs/PROTOCOLS.md, "Additions to v1").
+    """
+
     ticket: TicketNo
     window: WindowNo
     staff: Ident
-    value: Annotated[int, msgspec.Meta(ge=1, le=5)]
+    value: RatingValue
+    case: CaseInfo | None = None
+    channel: RatingChannel = "pad"
+    reasons: Annotated[list[Ident], msgspec.Meta(max_length=MAX_RATING_REASONS)] = []
+
+
+class RatingReason(_Body, frozen=True, kw_only=True, tag="rating.reason"):
+    """A follow-up reason chosen on the rating pad after a 差评, for the rating just given
+    at ``window`` (the reason codes are the site config's ``ratings.reasons``)."""
+
+    ticket: TicketNo
+    window: WindowNo
+    case_no: CaseNo | None
+    reason: Ident
+
+
+class RatingMissed(_Body, frozen=True, kw_only=True, tag="rating.missed"):
+    """未评价: the rating pad was offered for a finished ticket or 办件 and nobody rated
+    it before the offer ended (its time ran out, another finish at the window replaced it,
+    or the business day ended)."""
+
+    ticket: TicketNo
+    window: WindowNo
+    staff: Ident
+    case: CaseInfo | None
+
+
+class CaseOpened(_Body, frozen=True, kw_only=True, tag="case.opened"):
+    """The business system (or staff on the keypad) opened a 办件 at ``window``, for the
+    ticket being served there (None: no ticket at the window)."""
+
+    window: WindowNo
+    ticket: TicketNo | None
+    case: CaseInfo
+
+
+class CaseClosed(_Body, frozen=True, kw_only=True, tag="case.closed"):
+    """The 办件 open at ``window`` was closed (办结): the rating pad is offered for it."""
+
+    window: WindowNo
+    ticket: TicketNo | None
+    case_no: CaseNo
 
 
 class WindowSignedIn(_Body, frozen=True, kw_only=True, tag="window.signed_in"):
@@ -354,6 +437,10 @@ EventBody: TypeAlias = (
     | TicketTransferred
     | TicketCancelled
     | RatingGiven
+    | RatingReason
+    | RatingMissed
+    | CaseOpened
+    | CaseClosed
     | WindowSignedIn
     | WindowSignedOut
     | WindowPaused
@@ -829,6 +916,7 @@ __all__ = [
     "MAX_CONFIG_ERRORS",
     "MAX_DEVICES",
     "MAX_QUEUES",
+    "MAX_RATING_REASONS",
     "MAX_WINDOWS",
     "SCHEMAS",
     "TOKEN_PATTERN",
@@ -840,6 +928,9 @@ __all__ = [
     "AdviceOutlook",
     "Advisory",
     "AnnounceArgs",
+    "CaseClosed",
+    "CaseInfo",
+    "CaseOpened",
     "Cmd",
     "CmdResult",
     "CommandArgs",
@@ -865,6 +956,9 @@ __all__ = [
     "Publish",
     "QueueStat",
     "RatingGiven",
+    "RatingMissed",
+    "RatingReason",
+    "RatingValue",
     "Reason",
     "ReloadConfigArgs",
     "ReprintArgs",

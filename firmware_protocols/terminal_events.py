@@ -9,7 +9,8 @@ below, so the edge daemon handles one set of types.
 ``window_address`` is always the terminal's *bus address* (Modbus slave id or
 vendor frame address); the site configuration maps addresses to windows.
 
-Terminal → host: :class:`KeyPressed`, :class:`RatingPressed`, and
+Terminal → host: :class:`KeyPressed`, :class:`RatingPressed`, :class:`ReasonPressed`
+(the follow-up page of a 差评: the number of a reason), and
 :class:`InputsRefused` when a terminal's small queue of unacknowledged inputs
 was full and it refused presses (it beeps at the person, who presses again).
 Host → terminal: :class:`ShowText` (the window LED) and :class:`RequestRating`
@@ -18,8 +19,9 @@ Host → terminal: :class:`ShowText` (the window LED) and :class:`RequestRating`
 Both buses use the same latching rule: a terminal keeps each key press and
 rating as ``(sequence, code)`` in a small FIFO until the host acknowledges it,
 so a slow poll cycle loses nothing and a retried read is harmless. The
-``sequence`` is numbered by the terminal (keys and ratings share one counter,
-so their order survives: a rating after 办结 belongs to the finished ticket).
+``sequence`` is numbered by the terminal (keys, ratings and reasons share one
+counter, so their order survives: a rating after 办结 belongs to the finished
+ticket, a reason to the rating before it).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Key(IntEnum):
     SIGN_OUT = 0x09  # 退出 / 签退
     HELP_ACK = 0x0A  # 帮办应答 (acknowledge a 呼叫帮办 request)
     CALL = 0x0B  # 特呼: call the ticket number typed on the digit keys
+    CASE = 0x0C  # 办件: the 办件编号 of the business system, typed on the digit keys
     CLEAR = 0x0E  # 清除 digit entry
     CONFIRM = 0x0F  # 确认 digit entry (transfer target window, sign-in staff number)
     DIGIT_0 = 0x10
@@ -76,6 +79,22 @@ RATING_LABELS: dict[int, str] = {
     1: "非常不满意",
 }
 """The 好差评 scale: 5 and 4 count as 好评, 2 and 1 as 差评."""
+
+DEFAULT_REASONS: tuple[tuple[str, str], ...] = (
+    ("attitude", "服务态度不好"),
+    ("slow", "办理效率低、等候时间长"),
+    ("not_told", "未一次性告知所需材料"),
+    ("many_trips", "多次跑动仍未办结"),
+    ("rules", "流程或材料要求不合理"),
+    ("system", "系统或设备故障"),
+    ("other", "其他"),
+)
+"""(code, label) of the 差评 follow-up reasons a pad offers when its site lists none."""
+
+REASON_MIN = 1
+REASON_MAX = 15
+"""After a 差评 (不满意, 非常不满意) the pad shows its follow-up reasons, numbered from 1 as
+the site config lists them (``ratings.reasons``); the citizen may press several."""
 
 ADDRESS_MIN = 1
 ADDRESS_MAX = 247  # the Modbus limit; the vendor frame uses the same range
@@ -146,6 +165,21 @@ class RatingPressed:
         return self.value <= 2
 
 
+def check_reason(value: int, error: type[LocalProtocolError | RemoteProtocolError]) -> int:
+    if not REASON_MIN <= value <= REASON_MAX:
+        raise error(f"reason must be {REASON_MIN}..{REASON_MAX}, got {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonPressed:
+    """A citizen chose follow-up reason ``reason`` (1-based) after a 差评 on the rating pad."""
+
+    window_address: int
+    reason: int
+    sequence: int
+
+
 @dataclass(frozen=True, slots=True)
 class InputsRefused:
     """The terminal's queue was full: it refused ``count`` presses or ratings.
@@ -174,7 +208,7 @@ class RequestRating:
     timeout_seconds: int
 
 
-TerminalEvent = KeyPressed | RatingPressed | InputsRefused
+TerminalEvent = KeyPressed | RatingPressed | ReasonPressed | InputsRefused
 """What a terminal reports, whichever bus it is on."""
 
 HostCommand = ShowText | RequestRating
@@ -184,20 +218,25 @@ HostCommand = ShowText | RequestRating
 __all__ = [
     "ADDRESS_MAX",
     "ADDRESS_MIN",
+    "DEFAULT_REASONS",
     "RATING_LABELS",
     "RATING_MAX",
     "RATING_MIN",
     "RATING_REQUEST_MAX_SECONDS",
+    "REASON_MAX",
+    "REASON_MIN",
     "HostCommand",
     "InputsRefused",
     "Key",
     "KeyPressed",
     "RatingPressed",
+    "ReasonPressed",
     "RequestRating",
     "ShowText",
     "TerminalEvent",
     "check_address",
     "check_rating",
     "check_rating_timeout",
+    "check_reason",
     "key_from_code",
 ]

@@ -29,6 +29,7 @@ Functions (host → terminal below 0x80; terminal → host from 0x80)::
                                        8F CONFIRM, 90..99 digits 0..9: codes of
                                        :class:`~firmware_protocols.terminal_events.Key`)
     A0|value           seq             poll answer: a rating, A1 非常不满意 … A5 非常满意
+    B0|reason          seq             poll answer: a 差评 follow-up reason, B1 … BF (1..15)
     C0 ACK             func            answer to 02..05
 
 Reports wait in the terminal's queue (:class:`TerminalReports`, at most
@@ -54,7 +55,7 @@ Host side, one exchange (the driver owns the port and the timeout)::
     port.write(poller.poll(address))
     decoder.receive_data(port.read(...))          # until an event or the timeout
     answer = decoder.next_event()                 # NEED_DATA: read more
-    if isinstance(answer, KeyPressed | RatingPressed):
+    if isinstance(answer, KeyPressed | RatingPressed | ReasonPressed):
         handle(answer); poller.taken(answer)      # acked by the next poll
     elif isinstance(answer, Idle): ...            # answer.rating_pending
 
@@ -88,14 +89,18 @@ from .terminal_events import (
     ADDRESS_MIN,
     RATING_MAX,
     RATING_MIN,
+    REASON_MAX,
+    REASON_MIN,
     Key,
     KeyPressed,
     RatingPressed,
+    ReasonPressed,
     RequestRating,
     ShowText,
     check_address,
     check_rating,
     check_rating_timeout,
+    check_reason,
     key_from_code,
 )
 
@@ -132,6 +137,7 @@ class Function(IntEnum):
 
 KEY_REPORT_BASE: Final = 0x80  # key report function = 0x80 | Key code (按键上报)
 RATING_REPORT_BASE: Final = 0xA0  # rating report function = 0xA0 | value (评价上报)
+REASON_REPORT_BASE: Final = 0xB0  # reason report function = 0xB0 | reason (差评原因上报)
 
 STATUS_RATING_PENDING: Final = 0x01  # IDLE status bit: the rating pad is lit
 
@@ -144,6 +150,11 @@ def key_function(key: Key) -> int:
 def rating_function(value: int) -> int:
     """The report function code of a rating (5 → 0xA5)."""
     return RATING_REPORT_BASE | check_rating(value, LocalProtocolError)
+
+
+def reason_function(reason: int) -> int:
+    """The report function code of a 差评 follow-up reason (3 → 0xB3)."""
+    return REASON_REPORT_BASE | check_reason(reason, LocalProtocolError)
 
 
 def next_sequence(sequence: int) -> int:
@@ -192,7 +203,7 @@ class Ack:
 HostFrame = Poll | CallDisplay | RecallDisplay | RequestRating | ShowText
 """What the host sends."""
 
-TerminalFrame = Idle | Ack | KeyPressed | RatingPressed
+TerminalFrame = Idle | Ack | KeyPressed | RatingPressed | ReasonPressed
 """What a terminal answers."""
 
 VendorEvent = HostFrame | TerminalFrame
@@ -256,6 +267,9 @@ def encode(event: VendorEvent) -> bytes:
     if isinstance(event, RatingPressed):
         address, sequence = check_address(event.window_address), _sequence(event.sequence)
         return encode_frame(address, rating_function(event.value), sequence)
+    if isinstance(event, ReasonPressed):
+        address, sequence = check_address(event.window_address), _sequence(event.sequence)
+        return encode_frame(address, reason_function(event.reason), sequence)
     if isinstance(event, Ack):
         data = bytes((Function(event.function),))
         return encode_frame(check_address(event.address), Function.ACK, data)
@@ -283,10 +297,15 @@ def _remote_ticket(data: bytes) -> str:
     return data.decode("ascii")
 
 
-def _decode_report(address: int, function_code: int, data: bytes) -> KeyPressed | RatingPressed:
+def _decode_report(
+    address: int, function_code: int, data: bytes
+) -> KeyPressed | RatingPressed | ReasonPressed:
     if RATING_REPORT_BASE | RATING_MIN <= function_code <= RATING_REPORT_BASE | RATING_MAX:
         sequence = _remote_sequence(data, "rating report")
         return RatingPressed(address, function_code & ~RATING_REPORT_BASE, sequence)
+    if REASON_REPORT_BASE | REASON_MIN <= function_code <= REASON_REPORT_BASE | REASON_MAX:
+        sequence = _remote_sequence(data, "reason report")
+        return ReasonPressed(address, function_code & ~REASON_REPORT_BASE, sequence)
     if KEY_REPORT_BASE < function_code < RATING_REPORT_BASE:
         key = key_from_code(function_code & ~KEY_REPORT_BASE)
         return KeyPressed(address, key, _remote_sequence(data, f"{key.name} report"))
@@ -417,7 +436,7 @@ class TerminalReports:
 
     def __init__(self, address: int) -> None:
         self.address = check_address(address)
-        self._queue: deque[KeyPressed | RatingPressed] = deque()
+        self._queue: deque[KeyPressed | RatingPressed | ReasonPressed] = deque()
         self._last_sequence = 0
         self._sent: int | None = None  # sequence of the report in the last answer
         self.refused = 0
@@ -426,15 +445,18 @@ class TerminalReports:
     def pending(self) -> int:
         return len(self._queue)
 
-    def _latch(self, make: type[KeyPressed] | type[RatingPressed], code: int) -> int | None:
+    def _latch(self, make: type[KeyPressed | RatingPressed | ReasonPressed],
+               code: int) -> int | None:
         if len(self._queue) >= REPORT_QUEUE_SIZE:
             self.refused += 1
             return None
         self._last_sequence = next_sequence(self._last_sequence)
         if make is KeyPressed:
             self._queue.append(KeyPressed(self.address, Key(code), self._last_sequence))
-        else:
+        elif make is RatingPressed:
             self._queue.append(RatingPressed(self.address, code, self._last_sequence))
+        else:
+            self._queue.append(ReasonPressed(self.address, code, self._last_sequence))
         return self._last_sequence
 
     def press(self, key: Key) -> int | None:
@@ -444,6 +466,10 @@ class TerminalReports:
     def rate(self, value: int) -> int | None:
         """Queue a rating; its sequence, or None when refused (queue full)."""
         return self._latch(RatingPressed, check_rating(value, LocalProtocolError))
+
+    def choose_reason(self, reason: int) -> int | None:
+        """Queue a 差评 follow-up reason; its sequence, or None when refused (queue full)."""
+        return self._latch(ReasonPressed, check_reason(reason, LocalProtocolError))
 
     def answer_poll(self, poll: Poll, status: int = 0) -> TerminalFrame:
         """Apply the poll's ack, then answer with the oldest report or IDLE."""
@@ -470,7 +496,7 @@ class VendorPoller:
     def poll(self, address: int) -> bytes:
         return encode(Poll(address, self._taken.get(address, 0)))
 
-    def taken(self, report: KeyPressed | RatingPressed) -> None:
+    def taken(self, report: KeyPressed | RatingPressed | ReasonPressed) -> None:
         self._taken[report.window_address] = report.sequence
 
 
@@ -488,6 +514,7 @@ __all__ = [
     "PARITY",
     "PREAMBLE",
     "RATING_REPORT_BASE",
+    "REASON_REPORT_BASE",
     "REPORT_QUEUE_SIZE",
     "SEQUENCE_MAX",
     "START",
@@ -511,4 +538,5 @@ __all__ = [
     "key_function",
     "next_sequence",
     "rating_function",
+    "reason_function",
 ]

@@ -34,6 +34,7 @@ SUITES: tuple[tuple[str, str, str], ...] = (
     ("edge-devices", "edge.bench_devices", "run"),
     ("device-lines", "edge.bench_line", "run"),
     ("central", "central.bench", "run"),
+    ("central-stats", "central.bench_stats", "run"),
     ("central-web", "central.bench_web", "run"),
 )
 

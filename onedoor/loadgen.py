@@ -4,7 +4,7 @@ Each simulated site behaves like an edge daemon on the wire: its own MQTT
 connection with a Will, a retained ``state``, business ``event`` messages with
 a gap-free ``seq`` kept in an outbox until the central's ``ack`` covers them
 (resent after a reconnect), and ``telemetry`` every interval. Citizens arrive
-at the rate of a village station by default (DESIGN.md: tens a day), each
+at the rate of a village station by default (tens a day: docs/ARCHITECTURE.md), each
 producing the events of a ticket's life (issued, called, serving, done and,
 for most, a rating).
 

@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 
 from central import stats
 from central.access import session_principal
+from central.api import stat_labels, stat_rows
 from central.auth import SESSION_COOKIE, Principal, Role
 from central.context import Central, central_of
 from central.errors import (
@@ -305,11 +306,13 @@ def statistics_page(
     end: str = "",
     site: str = "",
     town: str = "",
+    period: str = "day",
 ) -> HTMLResponse:
     principal = page_principal(request)
     central = central_of(request)
     today = stats.business_date(central.now())
-    scope_value = scope if scope in ("site", "town", "fleet") else "town"
+    scope_value: stats.Scope = next((s for s in stats.SCOPES if s == scope), "town")
+    period_value: stats.Period = next((p for p in stats.PERIODS if p == period), "day")
     error = ""
     try:
         last = dt.date.fromisoformat(end) if end else today
@@ -317,16 +320,14 @@ def statistics_page(
     except ValueError:
         first = last = today
         error = translator(language(request))("bad_date")
+    params = {"scope": scope_value, "start": first, "end": last, "site": site or None,
+              "town": town or None, "service": None, "period": period_value}  # fmt: skip
     rows: list[stats.StatRow] = []
+    names: dict[str, str] = {}
     if not error:
         try:
-            rows = central.read.statistics(
-                scope_value,  # type: ignore[arg-type]
-                first,
-                last,
-                site_id=site or None,
-                town=town or None,
-            )
+            rows = stat_rows(central, params)
+            names, _ = stat_labels(central, scope_value, rows)
         except (InvalidRequest, UnknownSite) as exc:
             error = str(exc)
     query = urllib.parse.urlencode(
@@ -338,6 +339,7 @@ def statistics_page(
                 "to": last.isoformat(),
                 "site": site,
                 "town": town,
+                "period": period_value,
             }.items()
             if v
         }
@@ -347,7 +349,11 @@ def statistics_page(
         "statistics.html",
         principal,
         rows=rows,
+        names=names,
         scope=scope_value,
+        scopes=stats.SCOPES,
+        period=period_value,
+        periods=stats.PERIODS,
         start=first.isoformat(),
         end=last.isoformat(),
         site_filter=site,

@@ -9,6 +9,7 @@ What devices *report* arrives as typed, frozen values on the one
 
 * :class:`KeyPress`      a window keypad key (next, recall, transfer, ...)
 * :class:`Rating`        a citizen's 好差评 on the rating pad, 1..5
+* :class:`RatingReason`  a follow-up reason chosen on the pad after a 差评
 * :class:`TicketButton`  a GPIO 取号 button
 * :class:`HelpButton`    a 呼叫帮办 button; ``long_press`` = staff acknowledgement
 * :class:`IdCardRead`    a 二代身份证 was read at the kiosk (personal data: never logged)
@@ -103,11 +104,13 @@ class WindowKey(enum.StrEnum):
     SIGN_IN = "sign_in"
     SIGN_OUT = "sign_out"
     HELP_ACK = "help_ack"
+    CASE = "case"  # 办件: the business system's case number, typed on the keypad
 
 
 @dataclass(frozen=True, slots=True)
 class KeyPress:
-    """A staff key at a window. ``staff_id`` comes with sign_in, ``to_service`` with transfer.
+    """A staff key at a window. ``staff_id`` comes with sign_in, ``to_service`` with transfer,
+    ``case_no`` (办件编号) with case.
 
     Both are the digits typed on the keypad before (or after, then 确认) the key;
     the daemon maps them to a staff member and a service. ``mark``: the terminal
@@ -119,6 +122,7 @@ class KeyPress:
     key: WindowKey
     staff_id: str | None = None
     to_service: str | None = None
+    case_no: str | None = None
     mark: InputMark | None = field(default=None, compare=False)
 
 
@@ -133,6 +137,16 @@ class Rating:
     def __post_init__(self) -> None:
         if not 1 <= self.value <= 5:
             raise ValueError(f"rating must be 1..5, got {self.value}")
+
+
+@dataclass(frozen=True, slots=True)
+class RatingReason:
+    """After a 差评 the citizen chose follow-up reason number ``reason`` (1-based, as the
+    site config's ``ratings.reasons`` list them) on the window's rating pad."""
+
+    window: int
+    reason: int
+    mark: InputMark | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +182,10 @@ class DeviceStatusChanged:
     health: DeviceHealth
 
 
-DeviceInput = KeyPress | Rating | TicketButton | HelpButton | IdCardRead | DeviceStatusChanged
+DeviceInput = (KeyPress | Rating | RatingReason | TicketButton | HelpButton | IdCardRead
+               | DeviceStatusChanged)
+TerminalInput = KeyPress | Rating | RatingReason
+"""The inputs of a window terminal: each carries the mark of its latched input."""
 InputQueue = asyncio.Queue[DeviceInput]
 
 
@@ -352,8 +369,10 @@ __all__ = [
     "InputQueue",
     "KeyPress",
     "Rating",
+    "RatingReason",
     "ScreenBoard",
     "TerminalBus",
+    "TerminalInput",
     "TicketButton",
     "TicketPrint",
     "TicketPrinter",

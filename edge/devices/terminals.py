@@ -47,9 +47,9 @@ turn into the same :mod:`~firmware_protocols.terminal_events`, and
   again, so no ack reaches the terminal before the effect is on disk (at most
   ``ACK_HOLD_MAX_S``, so a lost confirmation cannot stop a keypad for good).
 
-Keypad entry (:class:`KeypadEntry`): digits typed before SIGN_IN or TRANSFER
-become its argument (staff number, service code); or press the key first,
-then the digits, then 确认. CLEAR drops the entry; any other command key
+Keypad entry (:class:`KeypadEntry`): digits typed before SIGN_IN, TRANSFER or
+CASE become its argument (staff number, service code, 办件编号); or press the key
+first, then the digits, then 确认. CLEAR drops the entry; any other command key
 abandons an unfinished one.
 """
 
@@ -82,6 +82,7 @@ from firmware_protocols.terminal_events import (
     Key,
     KeyPressed,
     RatingPressed,
+    ReasonPressed,
     RequestRating,
     ShowText,
     TerminalEvent,
@@ -100,6 +101,8 @@ from .base import (
     InputQueue,
     KeyPress,
     Rating,
+    RatingReason,
+    TerminalInput,
     WindowKey,
     stop_if_cancelled,
 )
@@ -120,9 +123,11 @@ _COMMAND_KEYS: dict[Key, WindowKey] = {
     Key.SIGN_IN: WindowKey.SIGN_IN,
     Key.SIGN_OUT: WindowKey.SIGN_OUT,
     Key.HELP_ACK: WindowKey.HELP_ACK,
+    Key.CASE: WindowKey.CASE,
 }
-_ARGUMENT_KEYS = frozenset({WindowKey.SIGN_IN, WindowKey.TRANSFER})
-MAX_ENTRY_DIGITS = 8
+_ARGUMENT_KEYS = frozenset({WindowKey.SIGN_IN, WindowKey.TRANSFER, WindowKey.CASE})
+MAX_ENTRY_DIGITS = 8  # a staff number or a service code
+MAX_CASE_DIGITS = 32  # a 办件编号 (only CASE takes more than MAX_ENTRY_DIGITS)
 
 
 class KeypadEntry:
@@ -133,8 +138,11 @@ class KeypadEntry:
         self._digits = ""
         self._pending: WindowKey | None = None
 
-    def _press(self, key: WindowKey, argument: str | None) -> KeyPress:
+    def _press(self, key: WindowKey, digits: str) -> KeyPress:
         self._digits, self._pending = "", None
+        if key is WindowKey.CASE:
+            return KeyPress(self.window, key, case_no=digits or None)
+        argument = digits[:MAX_ENTRY_DIGITS] or None  # the digits past 8 were never kept
         if key is WindowKey.SIGN_IN:
             return KeyPress(self.window, key, staff_id=argument)
         if key is WindowKey.TRANSFER:
@@ -144,7 +152,7 @@ class KeypadEntry:
     def key(self, key: Key) -> KeyPress | None:
         digit = key.digit
         if digit is not None:
-            if len(self._digits) < MAX_ENTRY_DIGITS:
+            if len(self._digits) < MAX_CASE_DIGITS:
                 self._digits += str(digit)
             return None
         if key is Key.CLEAR:
@@ -154,12 +162,12 @@ class KeypadEntry:
             if self._pending is None:
                 self._digits = ""
                 return None  # 确认 with nothing to confirm
-            return self._press(self._pending, self._digits or None)
+            return self._press(self._pending, self._digits)
         command = _COMMAND_KEYS[key]
         if command in _ARGUMENT_KEYS and not self._digits:
             self._pending = command  # wait for the digits and 确认
             return None
-        return self._press(command, self._digits or None)  # digits before NEXT etc. are dropped
+        return self._press(command, self._digits)  # digits before NEXT etc. are dropped
 
 
 # --- the two buses -------------------------------------------------------------------------------
@@ -507,7 +515,7 @@ class VendorBus:
                 self._just_taken.pop(address, None)
                 self._resume.pop(address, None)
                 break
-            if not isinstance(answer, KeyPressed | RatingPressed):
+            if not isinstance(answer, KeyPressed | RatingPressed | ReasonPressed):
                 raise RemoteProtocolError(f"terminal {address} answered a poll with {answer!r}")
             if answer.sequence == self._just_taken.get(address):
                 continue  # the same report again, answering the very next poll: a late reply
@@ -538,16 +546,18 @@ def _entry_only(key: Key) -> bool:
     return key.digit is not None or key is Key.CLEAR
 
 
-def input_code(event: KeyPressed | RatingPressed) -> int:
+def input_code(event: KeyPressed | RatingPressed | ReasonPressed) -> int:
     """An input as the Modbus map's INPUT_QUEUE encodes it (kind << 8 | code), either bus."""
     if isinstance(event, KeyPressed):
         return mt.encode_input(event.key)
+    if isinstance(event, ReasonPressed):
+        return mt.encode_input(event.reason, reason=True)
     return mt.encode_input(event.value, rating=True)
 
 
 def answer_address(event: vf.VendorEvent) -> int:
     """The terminal address a vendor frame carries (a report's or an answer's)."""
-    if isinstance(event, KeyPressed | RatingPressed | RequestRating | ShowText):
+    if isinstance(event, KeyPressed | RatingPressed | ReasonPressed | RequestRating | ShowText):
         return event.window_address
     return event.address
 
@@ -931,7 +941,8 @@ class TerminalDriver:
         interval = terminal.probe_interval if terminal.dead else s.poll_interval_s
         terminal.next_poll = time.monotonic() + interval
 
-    def _mark(self, terminal: _Terminal, event: KeyPressed | RatingPressed) -> InputMark:
+    def _mark(self, terminal: _Terminal,
+              event: KeyPressed | RatingPressed | ReasonPressed) -> InputMark:
         return InputMark(
             self._device_id,
             terminal.address,
@@ -957,12 +968,15 @@ class TerminalDriver:
         elif isinstance(event, RatingPressed):
             item = Rating(terminal.window, event.value, self._mark(terminal, event))
             log.info("terminals.rating", window=terminal.window, value=event.value)
+        elif isinstance(event, ReasonPressed):
+            item = RatingReason(terminal.window, event.reason, self._mark(terminal, event))
+            log.info("terminals.reason", window=terminal.window, reason=event.reason)
         elif isinstance(event, InputsRefused):
             terminal.refused_inputs += event.count
             log.warning("terminals.inputs_refused", window=terminal.window, count=event.count)
         if item is not None:
             terminal.inputs += 1
-            mark = item.mark if isinstance(item, KeyPress | Rating) else None
+            mark = item.mark if isinstance(item, TerminalInput) else None
             if self._confirming and mark is not None:
                 if not terminal.unsettled:
                     terminal.held_since = time.monotonic()

@@ -66,6 +66,9 @@ class ModbusTerminal(SimulatedTerminal):
     def latch_rating(self, value: int) -> int | None:
         return self.inputs.latch(mt.encode_input(value, rating=True))
 
+    def latch_reason(self, reason: int) -> int | None:
+        return self.inputs.latch(mt.encode_input(reason, reason=True))
+
     def reboot(self) -> None:
         previous = self.boot_id
         self._power_up()

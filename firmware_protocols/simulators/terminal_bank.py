@@ -43,6 +43,7 @@ from firmware_protocols.terminal_events import (
     check_address,
     check_rating,
     check_rating_timeout,
+    check_reason,
 )
 
 _STOP_TIMEOUT = 5.0
@@ -64,6 +65,10 @@ class SimulatedTerminal(ABC):
     @abstractmethod
     def latch_rating(self, value: int) -> int | None:
         """Latch a rating; its sequence number, or None when the queue refused it."""
+
+    @abstractmethod
+    def latch_reason(self, reason: int) -> int | None:
+        """Latch a 差评 follow-up reason; its sequence number, or None when refused."""
 
     @abstractmethod
     def reboot(self) -> None:
@@ -160,6 +165,13 @@ class TerminalBank(ABC, Generic[TerminalT]):
         check_rating(value, LocalProtocolError)
         with self._lock:
             return self._terminal(address).rate(value)
+
+    def choose_reason(self, address: int, reason: int) -> int | None:
+        """After a 差评 the citizen presses follow-up reason ``reason`` (1..15) on the pad;
+        the terminal's sequence number, None if refused (queue full)."""
+        check_reason(reason, LocalProtocolError)
+        with self._lock:
+            return self._terminal(address).latch_reason(reason)
 
     def led_text(self, address: int) -> str:
         with self._lock:

@@ -48,6 +48,9 @@ class VendorTerminal(SimulatedTerminal):
     def latch_rating(self, value: int) -> int | None:
         return self.reports.rate(value)
 
+    def latch_reason(self, reason: int) -> int | None:
+        return self.reports.choose_reason(reason)
+
     def reboot(self) -> None:
         self.reports = vf.TerminalReports(self.address)
         self.display = None

@@ -465,8 +465,8 @@ def test_statistics_json_and_csv_endpoints(env: RunningApp) -> None:
     assert response.headers["content-type"].startswith("text/csv")
     assert "attachment" in response.headers["content-disposition"]
     table = list(csv.reader(io.StringIO(response.text.lstrip("\ufeff"))))
-    assert table[0][5] == "办件量 (served)"
-    assert table[1][:4] == ["town", "三乡镇", "2026-11-23", "*"]
+    assert table[0][7] == "办件量 (served)"
+    assert table[1][:6] == ["town", "三乡镇", "三乡镇", "2026-11-23", "*", "全部事项"]
 
 
 def test_site_telemetry_history(env: RunningApp) -> None:

@@ -14,6 +14,8 @@ import pytest
 from fastapi.routing import APIRoute
 
 from central.auth import Role
+from firmware_protocols import mqtt_messages as mm
+from tests.central.sim import SimSite
 from tests.central.test_api_support import RunningApp, running_app
 from tests.servers import MosquittoBroker
 
@@ -63,6 +65,19 @@ EXPECTED: dict[tuple[str, str], Role | str] = {
     ("POST", "/api/v1/rollouts/{rollout_id}/resume"): Role.ADMIN,
     ("POST", "/api/v1/rollouts/{rollout_id}/cancel"): Role.ADMIN,
     ("GET", "/versions"): SESSION,
+    ("GET", "/api/v1/ratings"): Role.VIEWER,
+    ("GET", "/api/v1/ratings.csv"): Role.VIEWER,
+    ("GET", "/api/v1/ratings/ranking"): Role.VIEWER,
+    ("POST", "/api/v1/ratings/report"): Role.ADMIN,
+    ("POST", "/api/v1/ratings/report/retry"): Role.ADMIN,
+    ("GET", "/api/v1/bad-ratings"): Role.VIEWER,
+    ("GET", "/api/v1/bad-ratings/{case_id}"): Role.VIEWER,
+    ("POST", "/api/v1/bad-ratings/{case_id}/review"): Role.ADMIN,
+    ("POST", "/api/v1/bad-ratings/{case_id}/{action}"): Role.OPERATOR,
+    ("GET", "/api/v1/sites/{site_id}/staff"): Role.VIEWER,
+    ("PUT", "/api/v1/sites/{site_id}/staff"): Role.ADMIN,
+    ("GET", "/api/v1/sites/{site_id}/rating-profile"): Role.VIEWER,
+    ("PUT", "/api/v1/sites/{site_id}/rating-profile"): Role.ADMIN,
     ("GET", "/metrics"): Role.VIEWER,
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
@@ -73,6 +88,10 @@ EXPECTED: dict[tuple[str, str], Role | str] = {
     ("GET", "/sites/{site_id}"): SESSION,
     ("GET", "/alarms"): SESSION,
     ("GET", "/statistics"): SESSION,
+    ("GET", "/statistics/definitions"): SESSION,
+    ("GET", "/ratings"): SESSION,
+    ("GET", "/ratings/cases/{case_id}"): SESSION,
+    ("GET", "/ratings/ranking"): SESSION,
     ("GET", "/live/fleet"): SESSION,
     ("GET", "/live/sites/{site_id}"): SESSION,
     ("GET", "/live/alarms"): SESSION,
@@ -88,6 +107,8 @@ PARAMS = {
     "part": "sites",
     "version": "0.0.1",
     "rollout_id": "424242",
+    "case_id": "1",  # the 差评 case the env fixture makes
+    "action": "note",
 }
 BODIES = {
     ("PATCH", "/api/v1/sites/{site_id}"): {"expected_config_version": "cfg-7"},
@@ -105,6 +126,10 @@ BODIES = {
     ("POST", "/api/v1/rollouts"): {"release": "0.0.1"},
     ("POST", "/api/v1/rollouts/{rollout_id}/sites/{site_id}"): {"step": "upgrading"},
     ("POST", "/api/v1/rollouts/{rollout_id}/resume"): {},
+    ("POST", "/api/v1/bad-ratings/{case_id}/review"): {"decision": "reject", "note": "x"},
+    ("POST", "/api/v1/bad-ratings/{case_id}/{action}"): {"note": "matrix"},
+    ("PUT", "/api/v1/sites/{site_id}/staff"): {"staff": [{"id": "zs01", "name": "张丽"}]},
+    ("PUT", "/api/v1/sites/{site_id}/rating-profile"): {"region_code": "442000"},
 }
 ROLES: list[Role | None] = [None, Role.VIEWER, Role.OPERATOR, Role.ADMIN]
 
@@ -114,6 +139,8 @@ def env(
     tmp_path_factory: pytest.TempPathFactory, mqtt_broker: MosquittoBroker
 ) -> Iterator[RunningApp]:
     with running_app(tmp_path_factory.mktemp("roles"), mqtt_broker) as running:
+        bad = mm.RatingGiven(ticket="A001", window=1, staff="zs01", value=1)
+        running.feed(SimSite(PARAMS["site_id"]).event(bad))  # 差评 case 1
         yield running
 
 

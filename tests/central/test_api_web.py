@@ -172,6 +172,32 @@ def test_statistics_page_reports_bad_input(tmp_path: Path) -> None:
         assert "read-only" in answer.json()["detail"]
 
 
+def test_statistics_definitions_are_served_from_the_one_document(tmp_path: Path) -> None:
+    """The page managers open is docs/STATISTICS.md itself (packaged through a link)."""
+    from fastapi.testclient import TestClient
+
+    from central.app import create_app
+    from central.web.docs import DEFINITIONS
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "STATISTICS.md"
+    assert DEFINITIONS.resolve() == doc.resolve()
+    config = CentralConfig(database_url=f"sqlite:///{tmp_path}/c.db", http_allowed_hosts=TEST_HOSTS)
+    app = create_app(config, with_service=False, secret=b"s" * 32)
+    with TestClient(app) as client:
+        anonymous = client.get("/statistics/definitions", follow_redirects=False)
+        assert anonymous.status_code == 303
+        assert anonymous.headers["location"] == "/login?next=/statistics/definitions"
+        _, token = app.state.central.tokens.create(Role.VIEWER, "reader")
+        client.post("/login", content=f"token={token}",
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+        answer = client.get("/statistics/definitions")
+        assert answer.status_code == 200
+        assert "<table>" in answer.text  # the Markdown tables are rendered
+        assert "过号数 <code>no_shows</code>" in answer.text
+        assert "floored at 0" in answer.text
+        assert 'href="/statistics/definitions"' in client.get("/statistics").text
+
+
 def test_per_site_metrics_can_be_turned_off(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
@@ -202,7 +228,7 @@ def test_every_refusal_carries_its_status() -> None:
         "RequestError": 400, "BadRequest": 400, "AuthError": 401, "Unauthenticated": 401,
         "Forbidden": 403, "NotFound": 404, "UnknownSite": 404, "UnknownAlarm": 404,
         "UnknownCommand": 404, "UnknownToken": 404, "UnknownService": 404,
-        "UnknownWindow": 404, "Conflict": 409, "PayloadTooLarge": 413,
+        "UnknownWindow": 404, "UnknownBadRating": 404, "Conflict": 409, "PayloadTooLarge": 413,
         "InvalidRequest": 422, "CommandRefused": 422, "RegistryRefused": 422,
         "TooManyRequests": 429,
         "Unavailable": 503,

@@ -266,6 +266,9 @@ def test_a_broker_without_shared_subscriptions_is_refused_clearly_and_not_hammer
         asyncio.run(scenario())
     assert broker.subscribes == 0
     assert 1 <= len(broker.connects) <= 4  # backoff 1, 2, 4 s (jittered), not hundreds
+    gaps = [b - a for a, b in zip(broker.connects, broker.connects[1:], strict=False)]
+    # Each wait is at least half its step (equal jitter): never an immediate retry.
+    assert all(gap >= 0.5 * 2**i - 0.05 for i, gap in enumerate(gaps)), gaps
     failures = [e for e in logs if e["event"] == "mqtt.connect_failed"]
     assert failures
     assert "offers no shared subscriptions" in failures[0]["error"]

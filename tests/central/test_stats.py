@@ -12,6 +12,7 @@ from central.stats import (
     BUSINESS_TZ,
     FLEET_KEY,
     EventRecord,
+    RatingRules,
     StatRow,
     business_day,
     compute,
@@ -20,16 +21,20 @@ from central.stats import (
     summarize,
 )
 from firmware_protocols.mqtt_messages import (
+    DayReset,
     EventBody,
     HelpAcknowledged,
     HelpRequested,
+    HelpResolved,
     RatingGiven,
+    RatingMissed,
     TicketCalled,
     TicketCancelled,
     TicketDone,
     TicketIssued,
     TicketNoShow,
     TicketTransferred,
+    WindowSignedIn,
 )
 
 DAY = dt.date(2026, 11, 23)
@@ -205,14 +210,18 @@ def test_input_order_does_not_matter() -> None:
     assert compute(shuffled, "town", TOWNS) == compute(EVENTS, "town", TOWNS)
 
 
-def test_csv_has_bom_chinese_headers_and_empty_cells_for_undefined() -> None:
+def test_csv_has_bom_chinese_headers_names_and_empty_cells_for_undefined() -> None:
     rows = compute(S1, "site", TOWNS)
-    text = rows_to_csv(rows)
-    assert text.startswith("\ufeff范围 (scope),站点/镇街 (key),日期 (day),事项 (service),")
+    text = rows_to_csv(rows, {"s1": "石岐区便民服务中心"}, {"huji": "户籍"})
+    assert text.startswith("\ufeff范围 (scope),编号 (key),名称 (name),日期 (day),"
+                           "事项编号 (service),事项 (service_name),取号量 (issued),")
     lines = text.lstrip("\ufeff").split("\r\n")
-    assert lines[1].startswith("site,s1,2026-11-23,*,4,2,0.5,2,0.5,406.6667,340,580,170,")
+    # issued 4, served 2, done 0.5; ratings 2, good 0.5, bad 0, unrated 0, default 0,
+    # rated 1 (2 of 2 offers), revoked 0; waits ...
+    assert lines[1].startswith("site,s1,石岐区便民服务中心,2026-11-23,*,全部事项,4,2,0.5,2,0.5,"
+                               "0,0,0,1,0,406.6667,340,580,170,")
     # per-service row: help columns empty
-    assert lines[2].startswith("site,s1,2026-11-23,huji,4,2,0.5,")
+    assert lines[2].startswith("site,s1,石岐区便民服务中心,2026-11-23,huji,户籍,4,2,0.5,")
     assert lines[2].endswith(",3,1,0.3333,,,,")
     assert lines[-1] == ""
 
@@ -228,3 +237,183 @@ def test_hourly_charts_of_one_site() -> None:
     assert charts["wait_mean_s"][9] == pytest.approx(1220 / 3)
     assert charts["wait_mean_s"][8] is None
     assert charts["ratings"] == [0, 0, 1, 0, 1]  # one 3, one 5
+
+
+# --------------------------------------------------------------------------- the three corners
+# docs/STATISTICS.md and the code once disagreed on these; each test pins the written rule.
+
+
+def test_help_request_left_open_overnight_is_unanswered_not_answered_next_day() -> None:
+    """An acknowledgement answers the request open at its button, the latest one: a
+    request replaced by a newer one at that button stays unanswered."""
+    day2 = NEXT_DAY_S
+    events = stream(
+        "s1",
+        (28_000, HelpRequested(button="h1", location="自助区")),  # 16:46, never answered
+        (day2, HelpRequested(button="h1", location="自助区")),  # next day 09:00
+        (day2 + 60, HelpAcknowledged(button="h1", staff="w007")),  # answers the 09:00 one
+    )
+    rows = compute(events, "site", TOWNS, days=(DAY, DAY + dt.timedelta(days=1)))
+    first = only(rows, "s1", DAY, ALL_SERVICES)
+    assert (first.help_requests, first.help_unanswered) == (1, 1)
+    assert first.help_response is not None
+    assert first.help_response.count == 0
+    second = only(rows, "s1", DAY + dt.timedelta(days=1), ALL_SERVICES)
+    assert (second.help_requests, second.help_unanswered) == (1, 0)
+    assert second.help_response is not None
+    assert second.help_response.p90 == 60
+
+
+def test_help_request_open_at_the_day_reset_stays_unanswered() -> None:
+    """The edge forgets open requests at ``day.reset``; an answer after it answers nothing
+    of the day before (a replay of old events must not make a 16-hour response)."""
+    events = stream(
+        "s1",
+        (28_000, HelpRequested(button="h1", location="自助区")),
+        (NEXT_DAY_S - 21_600, DayReset(day="2026-11-24")),  # 03:00
+        (NEXT_DAY_S, HelpResolved(button="h1")),
+    )
+    row = only(compute(events, "site", TOWNS, days=(DAY, DAY)), "s1", DAY, ALL_SERVICES)
+    assert (row.help_requests, row.help_unanswered) == (1, 1)
+
+
+def test_help_response_is_floored_at_zero_when_the_clock_stepped_back() -> None:
+    """An edge clock stepped back at NTP sync between request and answer: 0 s, never negative."""
+    events = stream(
+        "s1",
+        (100, HelpRequested(button="h1", location="自助区")),
+        (40, HelpAcknowledged(button="h1", staff=None)),  # seq 2, wall time 60 s earlier
+    )
+    row = only(compute(events, "site", TOWNS, days=(DAY, DAY)), "s1", DAY, ALL_SERVICES)
+    assert row.help_response is not None
+    assert (row.help_response.count, row.help_response.p90) == (1, 0)
+
+
+def test_wait_is_floored_at_zero_when_the_clock_stepped_back() -> None:
+    events = stream("s1", (100, issued("A001", "huji")),
+                    (70, TicketCalled(ticket="A001", window=1)))
+    row = only(compute(events, "site", TOWNS, days=(DAY, DAY)), "s1", DAY, "huji")
+    assert (row.wait.count, row.wait.p90) == (1, 0)
+
+
+def test_a_no_show_is_cleared_by_a_later_call() -> None:
+    """过号 is the ticket's last outcome: a no-show (not requeued) called again later is not
+    one, whether or not a ``ticket.done`` follows; a second final no-show counts once."""
+    events = stream(
+        "s1",
+        (0, issued("A001", "huji")),
+        (10, issued("A002", "huji")),
+        (20, issued("A003", "huji")),
+        (100, TicketCalled(ticket="A001", window=1)),
+        (160, TicketNoShow(ticket="A001", window=1, requeued=False)),
+        (400, TicketCalled(ticket="A001", window=1)),  # came back: called again, never done
+        (500, TicketCalled(ticket="A002", window=2)),
+        (560, TicketNoShow(ticket="A002", window=2, requeued=False)),
+        (600, TicketCalled(ticket="A002", window=2)),
+        (660, TicketNoShow(ticket="A002", window=2, requeued=False)),  # gone again: one no-show
+        (700, TicketCalled(ticket="A003", window=1)),
+        (760, TicketNoShow(ticket="A003", window=1, requeued=True)),  # requeued: not one
+    )
+    row = only(compute(events, "site", TOWNS, days=(DAY, DAY)), "s1", DAY, "huji")
+    assert (row.called, row.no_shows, row.served) == (3, 1, 0)
+    assert row.no_show_rate == pytest.approx(1 / 3)
+
+
+# ------------------------------------------------------------------ windows, staff, periods
+
+
+def signed_in(window: int, staff: str) -> WindowSignedIn:
+    return WindowSignedIn(window=window, staff=staff)
+
+
+WINDOWS = stream(
+    "s1",
+    (0, signed_in(1, "zs01")),
+    (1, signed_in(2, "zs02")),
+    (10, issued("A001", "huji")),
+    (20, issued("A002", "huji")),
+    (30, issued("A003", "huji")),
+    (40, issued("A004", "huji")),
+    (100, TicketCalled(ticket="A001", window=1)),  # waited 90
+    (160, TicketDone(ticket="A001", window=1, served_s=60)),
+    (161, RatingGiven(ticket="A001", window=1, staff="zs01", value=5)),
+    (200, TicketCalled(ticket="A002", window=2)),  # waited 180
+    (230, TicketNoShow(ticket="A002", window=2, requeued=True)),
+    (300, TicketCalled(ticket="A002", window=1)),  # recalled at window 1: handled there
+    (400, TicketDone(ticket="A002", window=1, served_s=100)),
+    (401, RatingGiven(ticket="A002", window=1, staff="zs01", value=1)),
+    (500, TicketCalled(ticket="A003", window=2)),  # waited 470
+    (560, TicketDone(ticket="A003", window=2, served_s=60)),
+    (600, RatingMissed(ticket="A003", window=2, staff="zs02", case=None)),
+    (700, HelpRequested(button="h1", location="自助区")),
+)
+
+
+def test_window_and_staff_rows_count_what_they_handled() -> None:
+    rows = compute(WINDOWS, "window", TOWNS)
+    one = only(rows, "s1/1", DAY, ALL_SERVICES)
+    two = only(rows, "s1/2", DAY, ALL_SERVICES)
+    # A001 and A002 ended at window 1 (A002 was first called at 2, then at 1): handled 2.
+    assert (one.issued, one.served, one.called) == (2, 2, 2)
+    assert (one.wait.count, one.wait.p90) == (2, 180)  # a ticket's wait is its first call's
+    assert (one.ratings, one.good_ratings, one.bad_ratings, one.unrated) == (2, 1, 1, 0)
+    assert (two.issued, two.served, two.ratings, two.unrated, two.rated_rate) == (1, 1, 0, 1, 0)
+    assert one.help_requests is None  # a help button is no window's
+    assert {r.key for r in rows} == {"s1/1", "s1/2"}  # A004 was never called: no window
+    staff = compute(WINDOWS, "staff", TOWNS)
+    assert only(staff, "s1/zs01", DAY, ALL_SERVICES).served == 2
+    assert only(staff, "s1/zs02", DAY, "huji").unrated == 1
+
+
+def test_default_ratings_and_revoked_ones() -> None:
+    rules = RatingRules(default_value=4, default_in_rates=False, revoked=frozenset({("s1", 14)}))
+    row = only(compute(WINDOWS, "site", TOWNS, rules=rules), "s1", DAY, ALL_SERVICES)
+    # A002's 差评 (seq 14) was appealed and upheld: it counts nowhere but in `revoked`.
+    assert (row.ratings, row.bad_ratings, row.revoked, row.good_rating_rate) == (1, 0, 1, 1.0)
+    assert (row.unrated, row.default_ratings, row.rated_rate) == (1, 1, 0.5)
+    counted = only(compute(WINDOWS, "site", TOWNS, rules=RatingRules(4, True)), "s1", DAY,
+                   ALL_SERVICES)
+    # A default rating counts as a 满意 when the rule says so: 5, 1 and a default 4.
+    assert (counted.ratings, counted.good_ratings, counted.default_ratings) == (3, 2, 1)
+    assert counted.rated_rate == pytest.approx(2 / 3)  # still the offers the citizens rated
+
+
+def test_a_month_is_summed_from_its_raw_values_not_from_its_days() -> None:
+    """Day 1 waits 10, 20, 30, 40, 50; day 2 waits 1000. Daily p90s are 50 and 1000 (their
+    mean 525); the month's p90 is the 6 waits' nearest rank ceil(5.4) = 6th = 1000, and its
+    p50 the 3rd = 30, where the mean of daily p50s would say (30 + 1000) / 2 = 515."""
+    timeline: list[tuple[int, EventBody]] = []
+    for n, wait in enumerate((10, 20, 30, 40, 50), start=1):
+        timeline += [(n * 100, issued(f"A{n:03d}", "huji")),
+                     (n * 100 + wait, TicketCalled(ticket=f"A{n:03d}", window=1))]
+    timeline += [(NEXT_DAY_S, issued("A001", "huji")),
+                 (NEXT_DAY_S + 1000, TicketCalled(ticket="A001", window=1))]
+    events = stream("s1", *timeline)
+    days = compute(events, "site", TOWNS)
+    assert [only(days, "s1", d, "huji").wait.p90 for d in (DAY, DAY + dt.timedelta(days=1))] \
+        == [50, 1000]
+    month = compute(events, "site", TOWNS, period="month")
+    [total] = [r for r in month if r.service == ALL_SERVICES]
+    assert (total.day, total.period_label, total.period) == (dt.date(2026, 11, 1), "2026-11",
+                                                             "month")
+    assert (total.wait.count, total.wait.p50, total.wait.p90) == (6, 30, 1000)
+    [year] = [r for r in compute(events, "site", TOWNS, period="year")
+              if r.service == ALL_SERVICES]
+    assert (year.period_label, year.wait.p90, year.issued) == ("2026", 1000, 6)
+
+
+def test_a_rating_counts_for_its_own_day() -> None:
+    """A ticket issued at 23:50 and rated at 00:05 the next day: the rating is the next day's
+    (as its record is), the ticket the day it was issued."""
+    late = 14 * 3600 + 50 * 60  # 23:50
+    events = stream(
+        "s1",
+        (late, issued("A099", "huji")),
+        (late + 300, TicketCalled(ticket="A099", window=1)),
+        (late + 600, TicketDone(ticket="A099", window=1, served_s=300)),
+        (late + 900, RatingGiven(ticket="A099", window=1, staff="zs01", value=5)),  # 00:05
+    )
+    rows = compute(events, "site", TOWNS)
+    assert only(rows, "s1", DAY, ALL_SERVICES).served == 1
+    assert only(rows, "s1", DAY, ALL_SERVICES).ratings == 0
+    assert only(rows, "s1", DAY + dt.timedelta(days=1), ALL_SERVICES).ratings == 1

@@ -101,9 +101,9 @@ def site_toml(
 
 
 def http(method: str, url: str, body: dict[str, Any] | None = None,
-         timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
+         timeout: float = 5.0, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.load(response)

@@ -238,6 +238,10 @@ overtime_minutes = 20
 mean_minutes = 6.5
 cv = 0.4
 visitors_per_day = 80
+item_code = "11442000MB2C92107F4442115001000"
+item_name = "社会保险登记"
+department = "11442000MB2C92107F"
+department_name = "中山市社会保险基金管理局"
 [[windows]]
 number = 1
 services = { shebao = 2 }
@@ -315,6 +319,17 @@ host = "0.0.0.0"
 port = 8181
 window_api = true
 window_token = "0123456789abcdef-token"
+case_hook = true
+case_token = "business-system-token-01"
+[ratings]
+pad_seconds = 20
+reason_seconds = 45
+[[ratings.reasons]]
+code = "attitude"
+label = "服务态度不好"
+[[ratings.reasons]]
+code = "slow"
+label = "等候时间长"
 [daemon]
 telemetry_seconds = 10
 outbox_limit = 5000
@@ -357,6 +372,11 @@ def test_one_table_holds_every_key_and_the_reader_takes_each(test_pki: Path,
     assert (config.mqtt.protocol, config.mqtt.session_expiry_seconds) == ("3.1.1", 3600)
     assert config.http is not None
     assert config.http.window_token == "0123456789abcdef-token"
+    assert (config.http.case_hook, config.http.case_token) == (True, "business-system-token-01")
+    assert config.services[0].item_code == "11442000MB2C92107F4442115001000"
+    assert (config.ratings.pad_seconds, config.ratings.reason_seconds) == (20, 45)
+    assert [r.code for r in config.ratings.reasons] == ["attitude", "slow"]
+    assert (config.ratings.reason_code(2), config.ratings.reason_code(3)) == ("slow", None)
     assert config.devices.gpio is not None
     assert config.devices.gpio.ticket_buttons[0].klass is TicketClass.PRIORITY
     assert (config.daemon.advice, config.daemon.advice_seconds) == (False, 600)

@@ -1,7 +1,8 @@
 """The dispatch policy written as literally as possible, for tests only.
 
-It scans every waiting ticket and applies DESIGN.md's rules in order. The two
-real cores only look at queue heads; this oracle checks that shortcut.
+It scans every waiting ticket and applies the dispatch policy's rules
+(docs/ARCHITECTURE.md) in order. The two real cores only look at queue heads;
+this oracle checks that shortcut.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One worked example per rule of the dispatch policy (DESIGN.md), on both cores."""
+"""One worked example per rule of the dispatch policy (docs/ARCHITECTURE.md), on both cores."""
 
 from __future__ import annotations
 

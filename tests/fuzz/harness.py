@@ -2,7 +2,7 @@
 
 Both the hypothesis tests (``tests/fuzz/test_*.py``) and the atheris targets
 (``tests/fuzz/atheris_targets.py``) call the functions here, so a property is
-written once. The properties (issue #9, "Bad input"):
+written once. The properties (docs/reliability/bad_input.md):
 
 * only the codec's own errors escape: subclasses of
   :class:`~firmware_protocols.errors.ProtocolError` for the codecs and the MQTT

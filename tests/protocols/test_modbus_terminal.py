@@ -22,6 +22,7 @@ from firmware_protocols.terminal_events import (
     Key,
     KeyPressed,
     RatingPressed,
+    ReasonPressed,
     RequestRating,
     ShowText,
 )
@@ -332,13 +333,18 @@ def test_read_response_round_trip(slave: int, registers: list[int], function: in
 
 
 @settings(max_examples=100, deadline=None)
-@given(entries=st.lists(st.one_of(st.sampled_from(list(Key)), st.integers(1, 5)), max_size=8))
-def test_input_entries_round_trip(entries: list[Key | int]) -> None:
+@given(entries=st.lists(st.one_of(st.sampled_from(list(Key)), st.integers(1, 5),
+                                   st.integers(1, 15).map(str)), max_size=8))
+def test_input_entries_round_trip(entries: list[Key | int | str]) -> None:
     for sequence, value in enumerate(entries, start=1):
         if isinstance(value, Key):
             assert mt.decode_input(4, sequence, mt.encode_input(value)) == KeyPressed(
                 4, value, sequence
             )
+        elif isinstance(value, str):  # a 差评 reason, drawn as text to tell it from a rating
+            entry = mt.encode_input(int(value), reason=True)
+            assert entry == mt.INPUT_KIND_REASON << 8 | int(value)
+            assert mt.decode_input(4, sequence, entry) == ReasonPressed(4, int(value), sequence)
         else:
             entry = mt.encode_input(value, rating=True)
             assert mt.decode_input(4, sequence, entry) == RatingPressed(4, value, sequence)
@@ -355,6 +361,7 @@ def test_input_entries_round_trip(entries: list[Key | int]) -> None:
         lambda: mt.command_write(ShowText(0, "x")),  # slave id 0
         lambda: mt.command_write(RequestRating(3, 256)),
         lambda: mt.encode_input(6, rating=True),
+        lambda: mt.encode_input(16, reason=True),
         lambda: mt.encode_input(0x55),
         lambda: mt.encode_read_request(3, count=126),
         lambda: mt.encode_write_request(mt.RegisterWrite(3, 0, ())),
@@ -384,7 +391,8 @@ def test_gb2312_error_names_the_character() -> None:
         ([0x1234, *GOLDEN_POLL_BLOCK[1:]], "not a window terminal"),
         ([*GOLDEN_POLL_BLOCK[:2], 0, *GOLDEN_POLL_BLOCK[3:]], "boot id 0"),
         ([*GOLDEN_POLL_BLOCK[:6], 9, *GOLDEN_POLL_BLOCK[7:]], "pending inputs"),
-        ([*GOLDEN_POLL_BLOCK[:8], 0x0301, *GOLDEN_POLL_BLOCK[9:]], "unknown kind"),
+        ([*GOLDEN_POLL_BLOCK[:8], 0x0401, *GOLDEN_POLL_BLOCK[9:]], "unknown kind"),
+        ([*GOLDEN_POLL_BLOCK[:8], 0x0310, *GOLDEN_POLL_BLOCK[9:]], "reason must be 1..15"),
         ([*GOLDEN_POLL_BLOCK[:8], 0x0155, *GOLDEN_POLL_BLOCK[9:]], "unknown key code"),
         ([*GOLDEN_POLL_BLOCK[:9], 0x0209, *GOLDEN_POLL_BLOCK[10:]], "rating must be"),
         (list(GOLDEN_POLL_BLOCK[:-1]), "expected 16 registers"),

@@ -26,6 +26,9 @@ from firmware_protocols.mqtt_messages import (
     AdviceOutlook,
     Advisory,
     AnnounceArgs,
+    CaseClosed,
+    CaseInfo,
+    CaseOpened,
     Cmd,
     CmdResult,
     ConfigApplied,
@@ -46,6 +49,8 @@ from firmware_protocols.mqtt_messages import (
     OutboxStat,
     QueueStat,
     RatingGiven,
+    RatingMissed,
+    RatingReason,
     ReloadConfigArgs,
     ReprintArgs,
     ScreenNoticeArgs,
@@ -85,6 +90,13 @@ TS = 1_763_882_400_000
 
 # --------------------------------------------------------------------------- golden JSON
 # One table feeds encode and decode (h11 style). The strings are the exact wire bytes.
+
+CASE = CaseInfo(no="442000-2026-000123", item_code="11442000MB2C92107F4442115001000",
+                item_name="居民身份证换领", department="11442000MB2C92107F",
+                department_name="中山市公安局", source="hook")
+CASE_WIRE = ('{"no":"442000-2026-000123","item_code":"11442000MB2C92107F4442115001000",'
+             '"item_name":"居民身份证换领","department":"11442000MB2C92107F",'
+             '"department_name":"中山市公安局","source":"hook"}')
 
 BODY_TABLE: list[tuple[EventBody, str]] = [
     (
@@ -138,7 +150,31 @@ BODY_TABLE: list[tuple[EventBody, str]] = [
     (TicketCancelled(ticket="B007"), '{"type":"ticket.cancelled","ticket":"B007"}'),
     (
         RatingGiven(ticket="A012", window=3, staff="zs0231", value=5),
-        '{"type":"rating.given","ticket":"A012","window":3,"staff":"zs0231","value":5}',
+        '{"type":"rating.given","ticket":"A012","window":3,"staff":"zs0231","value":5,'
+        '"case":null,"channel":"pad","reasons":[]}',
+    ),
+    (
+        RatingGiven(ticket="A012", window=3, staff="zs0231", value=2, case=CASE,
+                    channel="tablet", reasons=["attitude", "slow"]),
+        '{"type":"rating.given","ticket":"A012","window":3,"staff":"zs0231","value":2,'
+        f'"case":{CASE_WIRE},"channel":"tablet","reasons":["attitude","slow"]}}',
+    ),
+    (
+        RatingReason(ticket="A012", window=3, case_no="442000-2026-000123", reason="slow"),
+        '{"type":"rating.reason","ticket":"A012","window":3,"case_no":"442000-2026-000123",'
+        '"reason":"slow"}',
+    ),
+    (
+        RatingMissed(ticket="A012", window=3, staff="zs0231", case=None),
+        '{"type":"rating.missed","ticket":"A012","window":3,"staff":"zs0231","case":null}',
+    ),
+    (
+        CaseOpened(window=3, ticket="A012", case=CASE),
+        f'{{"type":"case.opened","window":3,"ticket":"A012","case":{CASE_WIRE}}}',
+    ),
+    (
+        CaseClosed(window=3, ticket="A012", case_no="442000-2026-000123"),
+        '{"type":"case.closed","window":3,"ticket":"A012","case_no":"442000-2026-000123"}',
     ),
     (
         HelpRequested(button="help-1", location="自助区A"),
@@ -414,6 +450,29 @@ def test_contract_event_types_are_all_present() -> None:
         "service.overtime",
     }
     assert expected <= set(EVENT_TYPES)
+
+
+def test_a_rating_from_an_edge_before_the_case_fields_is_still_read() -> None:
+    """Additions to v1 carry defaults: the wire of an older edge decodes unchanged."""
+    body = '{"type":"rating.given","ticket":"A012","window":3,"staff":"zs0231","value":5}'
+    event = decode(Kind.EVENT, (_ENVELOPE % body).encode(), site_id=SITE)
+    assert isinstance(event, Event)
+    assert event.body == RatingGiven(ticket="A012", window=3, staff="zs0231", value=5)
+    assert isinstance(event.body, RatingGiven)
+    assert (event.body.case, event.body.channel, event.body.reasons) == (None, "pad", [])
+
+
+def test_rating_reasons_and_channel_are_bounded() -> None:
+    for body in (
+        '{"type":"rating.given","ticket":"A012","window":3,"staff":"s","value":1,'
+        '"reasons":[' + ",".join(['"r"'] * 17) + "]}",
+        '{"type":"rating.given","ticket":"A012","window":3,"staff":"s","value":1,'
+        '"channel":"fax"}',
+        '{"type":"case.closed","window":3,"ticket":null,"case_no":"no spaces"}',
+    ):
+        with pytest.raises(InvalidMessage) as caught:
+            decode(Kind.EVENT, (_ENVELOPE % body).encode(), site_id=SITE)
+        assert caught.value.reason is Reason.SCHEMA
 
 
 def test_telemetry_outbox_must_not_be_ahead_of_its_last_seq() -> None:

@@ -151,8 +151,11 @@ def test_a_surge_is_advised_shown_in_chinese_cleared_and_expired(
             page.locator("#advice").wait_for(state="detached", timeout=60_000)
             context.close()
             browser.close()
-        ended = _advisories(central)[0]
+        # While window 2 opens the edge may name a new move first (a new advisory replaces
+        # the old one); the last of the surge is cleared by the edge itself.
+        *replaced, ended = _advisories(central)
         assert ended.cleared_by is AdviceEnd.EDGE
+        assert all(a.cleared_by is AdviceEnd.REPLACED for a in replaced)
         wait_until(lambda: any(n["action"] == "cleared" for n in _notices(webhook)),
                    timeout=20)
 
@@ -166,7 +169,7 @@ def test_a_surge_is_advised_shown_in_chinese_cleared_and_expired(
     with central.central.sessions() as session:
         alarms = list(session.scalars(select(Alarm).where(
             Alarm.type == AlarmType.STAFFING_ADVICE)))
-    assert len(alarms) == 2
+    assert len(alarms) == len(_advisories(central)) >= 2  # one alarm per advisory
     assert all(a.cleared_at is not None for a in alarms)
     log = (tmp_path / "edge.log").read_text(encoding="utf-8")
     assert "advice.raised" in log

@@ -23,6 +23,7 @@ from edge.devices.base import (
     InputMark,
     KeyPress,
     Rating,
+    RatingReason,
     WindowKey,
 )
 from edge.devices.terminals import (
@@ -92,6 +93,18 @@ def test_keypad_entry_caps_the_number_of_digits() -> None:
     assert entry.key(Key.SIGN_IN) == KeyPress(1, WindowKey.SIGN_IN, staff_id="1" * 8)
 
 
+def test_keypad_entry_takes_a_case_number_of_up_to_32_digits() -> None:
+    """办件编号 from the business system, typed before 办件 (or after it, then 确认)."""
+    entry = KeypadEntry(2)
+    for digit in "4420002026000123":
+        entry.key(D[int(digit)])
+    assert entry.key(Key.CASE) == KeyPress(2, WindowKey.CASE, case_no="4420002026000123")
+    entry.key(Key.CASE)
+    for _ in range(40):
+        entry.key(Key.DIGIT_9)
+    assert entry.key(Key.CONFIRM) == KeyPress(2, WindowKey.CASE, case_no="9" * 32)
+
+
 # --- against the banks ---------------------------------------------------------------------------
 @pytest.fixture(params=["modbus", "vendor"])
 def bus_kind(request: pytest.FixtureRequest) -> BusKind:
@@ -145,6 +158,9 @@ class Inputs(asyncio.Queue[DeviceInput]):
 
     def presses(self) -> list[KeyPress | Rating]:
         return [i for i in self.received if isinstance(i, KeyPress | Rating)]
+
+    def reasons(self) -> list[RatingReason]:
+        return [i for i in self.received if isinstance(i, RatingReason)]
 
     def health(self) -> list[HealthState]:
         return [i.health.state for i in self.received if isinstance(i, DeviceStatusChanged)]
@@ -565,6 +581,29 @@ def test_ratings_carry_their_mark(bus_kind: BusKind, bank: TerminalBank) -> None
         assert rating == Rating(2, 5)
         assert rating.mark is not None
         assert (rating.mark.address, rating.mark.sequence, rating.mark.code) == (12, 1, 0x0205)
+
+    run(bus_kind, bank, scenario)
+
+
+def test_a_bad_rating_and_its_reasons_arrive_in_order_with_marks(
+        bus_kind: BusKind, bank: TerminalBank) -> None:  # type: ignore[type-arg]
+    """The pad's follow-up page after a 差评: each reason a latched input of its own."""
+    async def scenario(driver: TerminalDriver, inputs: Inputs) -> None:
+        for digit in (4, 4, 2):
+            bank.press(12, D[digit])
+        bank.press(12, Key.CASE)
+        bank.rate(12, 2)
+        bank.choose_reason(12, 3)
+        bank.choose_reason(12, 1)
+        await until(lambda: len(inputs.reasons()) == 2)
+        await asyncio.sleep(0.2)  # more polls: nothing is repeated
+        assert inputs.presses() == [KeyPress(2, WindowKey.CASE, case_no="442"), Rating(2, 2)]
+        assert inputs.reasons() == [RatingReason(2, 3), RatingReason(2, 1)]
+        marks = [r.mark for r in inputs.reasons()]
+        assert [(m.address, m.code) for m in marks if m is not None] == [(12, 0x0303),
+                                                                         (12, 0x0301)]
+        ordered = [i for i in inputs.received if isinstance(i, KeyPress | Rating | RatingReason)]
+        assert [i.mark.sequence for i in ordered if i.mark is not None] == [4, 5, 6, 7]
 
     run(bus_kind, bank, scenario)
 
