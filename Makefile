@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 EXT_STAMP := $(VENV)/.extensions
 PYX    := $(wildcard fastpath/*.pyx fastpath/*.pxd)
 
-.PHONY: venv build demo test test-pure bench lint fuzz clean
+.PHONY: venv build demo test test-pure rehearsal bench lint fuzz clean
 
 venv: $(STAMP) $(EXT_STAMP)
 
@@ -33,6 +33,13 @@ demo: venv
 test: venv
 	ONEDOOR_REQUIRE_EXTENSIONS=1 $(BIN)/python -m pytest -q
 	ONEDOOR_NO_EXTENSIONS=1 $(BIN)/python -m pytest -q tests/fastpath
+
+# The ops year on the production deployment (deploy/ansible/README.md, "Tests"): the
+# playbooks deploy the TLS broker, the central on PostgreSQL and the sites onto this
+# machine, then a village is onboarded, upgraded by a staged rollout (one site rolled
+# back), its credentials rotated and retired. CI runs it after `make test`.
+rehearsal: venv
+	ONEDOOR_REHEARSAL=1 $(BIN)/python -m pytest -q tests/deploy/test_rehearsal.py
 
 bench: venv
 	$(BIN)/python -m onedoor bench --output docs/bench/last-run.md  # -m: the central suite starts tests/servers.py
