@@ -372,9 +372,10 @@ class Rollouts:
             return
         failed = [e for e in self._entries(session, rollout.id) if e.step in FAILURES]
         if entry.wave == CANARY_WAVE:
-            reason = f"the canary {entry.site_id} {entry.step}"
+            reason = f"试点站点失败 the canary {entry.site_id} {entry.step}"
         elif len(failed) > rollout.max_failures:
-            reason = (f"{len(failed)} site(s) failed, more than {rollout.max_failures} allowed: "
+            reason = (f"{len(failed)}个站点失败，超过上限{rollout.max_failures} "
+                      f"{len(failed)} site(s) failed, more than {rollout.max_failures} allowed: "
                       + ", ".join(f"{e.site_id} {e.step}" for e in failed[:10]))
         else:
             return

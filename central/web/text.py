@@ -212,6 +212,7 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     # the versions page (central/web/versions.py)
     "versions": ("版本与升级", "Versions"),
     "software_drift": ("软件版本不符", "software drift"),
+    "software_unreported": ("未上报版本", "no software reported"),
     "config_drift": ("配置版本不符", "config drift"),
     "drift_only": ("只看不符", "Drift only"),
     "expected_release": ("应为版本", "Expected release"),

@@ -75,7 +75,8 @@ def test_a_release_is_rolled_out_through_the_api(env: RunningApp) -> None:
     back = call(env, "POST", f"/api/v1/rollouts/{rid}/sites/{OTHER}",
                 json={"step": "rolled_back", "detail": "健康检查失败 health: not connected"})
     assert back["rollout_status"] == "stopped"
-    assert back["stopped_reason"] == f"1 site(s) failed, more than 0 allowed: {OTHER} rolled_back"
+    assert back["stopped_reason"] == (
+        f"1个站点失败，超过上限0 1 site(s) failed, more than 0 allowed: {OTHER} rolled_back")
     versions = call(env, "GET", "/api/v1/fleet/versions?town=三乡镇", role=Role.VIEWER)
     rows = {row["site"]: row for row in versions["rows"]}
     assert (rows[CANARY]["expected_release"], rows[CANARY]["software_drift"]) == ("0.1.1", False)

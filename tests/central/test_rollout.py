@@ -208,10 +208,11 @@ def test_a_failed_canary_rolls_back_and_stops_the_rollout(fleet: sessionmaker[Se
     assert report.step == "rolled_back"
     stopped = rollouts.get(view.id)
     assert stopped.status == "stopped"
-    assert stopped.stopped_reason == f"the canary {canary} rolled_back"
+    assert stopped.stopped_reason == f"试点站点失败 the canary {canary} rolled_back"
     assert expected(fleet, canary) == "0.1.0"  # back on the one before
     assert rollouts.plan(view.id).batches == []  # no wave starts
-    assert rollouts.gate(view.id, 1).reason.startswith(f"rollout {view.id} is stopped: the canary")
+    gate = rollouts.gate(view.id, 1)
+    assert gate.reason.startswith(f"rollout {view.id} is stopped: 试点站点失败")
     with pytest.raises(Conflict, match="is stopped: no site starts"):
         rollouts.report(view.id, "zs-sanxiang-02", RolloutStep.UPGRADING, actor=ADMIN, now=NOW)
     with pytest.raises(Conflict, match="let it finish, or resume or cancel it first"):
@@ -246,8 +247,9 @@ def test_past_its_error_threshold_a_rollout_stops(fleet: sessionmaker[Session]) 
     rollouts.report(view.id, "zs-shiqi-02", RolloutStep.ROLLED_BACK, actor=ADMIN, now=NOW)
     stopped = rollouts.get(view.id)
     assert stopped.status == "stopped"
-    assert stopped.stopped_reason == ("2 site(s) failed, more than 1 allowed: "
-                                      "zs-shiqi-01 failed, zs-shiqi-02 rolled_back")
+    assert stopped.stopped_reason == (
+        "2个站点失败，超过上限1 2 site(s) failed, more than 1 allowed: "
+        "zs-shiqi-01 failed, zs-shiqi-02 rolled_back")
     assert not rollouts.gate(view.id, 2).go  # 三乡镇 waits
     assert rollouts.resume(view.id, retry_failed=False, actor=ADMIN, now=NOW).status == (
         RolloutStatus.RUNNING)

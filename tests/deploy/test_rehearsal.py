@@ -186,7 +186,7 @@ def test_an_ops_year(fleet: Fleet, deployment: Deployment, central_server: Centr
     view = central.get(f"/api/v1/rollouts/{rollout}")
     assert view["status"] == "stopped"
     assert view["stopped_reason"] == (
-        f"1 site(s) failed, more than 0 allowed: {SITE_B} rolled_back")
+        f"1个站点失败，超过上限0 1 site(s) failed, more than 0 allowed: {SITE_B} rolled_back")
     assert (view["counts"]["upgraded"], view["counts"]["rolled_back"]) == (1, 1)
     fleet.online_on(SITE_B, FROM)
     town = central.get(f"/api/v1/fleet/versions?town={quote('石岐街道')}")
