@@ -73,7 +73,8 @@ class ExpectedRelease(BaseModel):
 @router.put("/sites/{site_id}/release")
 def api_expect_release(request: Request, site_id: str, body: ExpectedRelease,
                        principal: Admin) -> dict[str, Any]:  # fmt: skip
-    """The release the site should run (the edge role sets it after an install)."""
+    """The release the site should run (a rollout sets it; this is for one installed
+    otherwise, e.g. by hand)."""
     central = central_of(request)
     changed = _releases(request).set_expected(site_id, body.version,
                                               actor=actor_of(request, principal),

@@ -63,7 +63,7 @@ class AuditAction(enum.StrEnum):
     RELEASE_ADD = "release.add"
     """A software release registered for rollout (central.releases)."""
     SITE_EXPECTED_RELEASE = "site.expected_release"
-    """The release a site should run (a rollout's result, or the edge role's install)."""
+    """The release a site should run (a rollout's result, or an admin's)."""
     ROLLOUT_CREATE = "rollout.create"
     ROLLOUT_SITE = "rollout.site"
     """A site's upgrade finished: upgraded, deferred, rolled back or failed."""

@@ -183,8 +183,8 @@ class Site(Base):
     software_version: Mapped[str | None] = mapped_column(String(64))
     """What the site's edge reports it runs (``state.software``, e.g. ``onedoor-0.1.1``)."""
     expected_release: Mapped[str | None] = mapped_column(String(64))
-    """The release the site should run (``0.1.1``): set when a rollout or the edge role
-    installs one; ``software_version`` differing from it is software drift."""
+    """The release the site should run (``0.1.1``): set when a rollout upgrades or rolls
+    the site back, or by an admin; ``software_version`` differing from it is software drift."""
     # registry kept by people (central.registry): opening hours, retirement
     hours_open: Mapped[str | None] = mapped_column(String(5))
     """Opening hours ``HH:MM`` (with ``hours_close``, ``hours_reset`` and optionally

@@ -13,7 +13,7 @@ A release is the folder ``onedoor release build`` writes; the central keeps its
 manifest (files and their sha256 per architecture) so that a rollout names a release
 it knows, and the versions page can say what each site should run. Which release a
 site should run (``sites.expected_release``) is set by the rollout (:mod:`central.rollout`)
-when a site is upgraded or rolled back, and by the edge role when it installs a release
+when a site is upgraded or rolled back, and by an admin for a release installed otherwise
 (``PUT /api/v1/sites/{id}/release``). A site whose edge reports other software than
 ``onedoor-<expected release>`` shows **software drift**: a Pi put back from an old SD
 card image, or an upgrade made by hand.
