@@ -37,9 +37,11 @@ test: venv
 # The ops year on the production deployment (deploy/ansible/README.md, "Tests"): the
 # playbooks deploy the TLS broker, the central on PostgreSQL and the sites onto this
 # machine, then a village is onboarded, upgraded by a staged rollout (one site rolled
-# back), its credentials rotated and retired. CI runs it after `make test`.
+# back), its credentials rotated and retired; then the rollout's deferral, rollback and
+# resume on one site. CI runs it after `make test`.
 rehearsal: venv
-	ONEDOOR_REHEARSAL=1 $(BIN)/python -m pytest -q tests/deploy/test_rehearsal.py
+	ONEDOOR_REHEARSAL=1 $(BIN)/python -m pytest -q tests/deploy/test_rehearsal.py \
+		tests/deploy/test_upgrade.py
 
 bench: venv
 	$(BIN)/python -m onedoor bench --output docs/bench/last-run.md  # -m: the central suite starts tests/servers.py

@@ -19,7 +19,8 @@ Not rehearsed here yet: replacing a site's Pi mid-day (a fresh journal), and tic
 issued and served across the steps; the sites run without their serial devices (site B's
 terminal bus is a pty with nobody on it).
 
-Set ``ONEDOOR_REHEARSAL=1`` to run it (the Makefile's ``rehearsal`` target does).
+Set ``ONEDOOR_REHEARSAL=1`` to run it (the Makefile's ``rehearsal`` target does, with
+`test_upgrade.py` on the same deployment).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from tests.deploy.fleet import (
 )
 from tests.deploy.releases import (
     FROM,
+    REHEARSAL,
     TO,
     Site,
     build_release,
@@ -59,7 +61,7 @@ from tests.deploy.releases import (
     upgrade_vars,
 )
 
-if not os.environ.get("ONEDOOR_REHEARSAL"):
+if not os.environ.get(REHEARSAL):
     pytest.skip("the ops-year rehearsal runs by `make rehearsal`", allow_module_level=True)
 
 NEW = "zs-shiqi-14"
@@ -226,3 +228,6 @@ def test_an_ops_year(fleet: Fleet, deployment: Deployment, central_server: Centr
     assert f"\n{NEW}:" not in users
     assert f"\n{SITE_B}:$7$" in users
     assert central.site(NEW)["retired_at"] is not None  # its history stays
+
+    # The stopped rollout is cancelled (site B stays on the release it runs).
+    assert central.call("POST", f"/api/v1/rollouts/{rollout}/cancel")["status"] == "cancelled"

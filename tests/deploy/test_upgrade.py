@@ -7,10 +7,13 @@ does not come up (a fault injected by the restart command), checked unhealthy, r
 back to the release before, and the rollout stops (a failed canary); resumed, the next
 run upgrades it. The central's rollout, the site's expected release and the versions
 page follow each step.
+
+Minutes of playbook runs: it runs with the rehearsal (`make rehearsal`), not in `make test`.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -21,6 +24,7 @@ import pytest
 from tests.deploy.fleet import SAMPLE, SITE_B, CentralServer, Deployment, Run, wait_for
 from tests.deploy.releases import (
     FROM,
+    REHEARSAL,
     TO,
     Site,
     build_release,
@@ -28,6 +32,9 @@ from tests.deploy.releases import (
     sites_inventory,
     upgrade_vars,
 )
+
+if not os.environ.get(REHEARSAL):
+    pytest.skip("runs with the ops-year rehearsal (`make rehearsal`)", allow_module_level=True)
 
 
 @pytest.fixture
@@ -65,8 +72,8 @@ def step_of(central: CentralServer, rollout: int) -> tuple[str, str, str | None]
     return view["status"], site["step"], site["detail"]
 
 
-# Four playbook runs and two pushes, after the deployment (the session's first deploy test
-# sets it up inside its own time): minutes on a loaded 2-core machine.
+# Four playbook runs and two pushes, after the deployment (when this is the session's first
+# deploy test, it sets it up inside its own time): minutes on a loaded 2-core machine.
 @pytest.mark.timeout(900)
 def test_a_release_is_deferred_rolled_back_then_upgraded(
     deployment: Deployment, central_server: CentralServer, site_b: Site,
