@@ -70,6 +70,11 @@ class AuditAction(enum.StrEnum):
     ROLLOUT_STOP = "rollout.stop"
     ROLLOUT_RESUME = "rollout.resume"
     ROLLOUT_CANCEL = "rollout.cancel"
+    ISSUING_STOP = "issuing.stop"
+    """An emergency stop of ticket issuing decided (a site, a town, the city)."""
+    ISSUING_LIFT = "issuing.lift"
+    CALENDAR_SET = "calendar.set"
+    """A new version of the city calendar."""
     BAD_RATING_NOTE = "bad_rating.note"
     """A step on a 差评 case (central.ratings): a note, the contact (回访), the
     rectification (整改), an appeal (申诉) and its review (upheld or rejected)."""

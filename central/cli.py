@@ -46,6 +46,7 @@ from central.config import (
 from central.db import make_engine, migrate, session_factory
 from central.errors import CentralError, ConfigError
 
+STREAMS_GRACE_S = 5
 
 def _environment(args: argparse.Namespace) -> dict[str, str]:
     env = dict(os.environ)
@@ -98,7 +99,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from central.app import create_app
 
     app = create_app(_config(args))
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    # Live streams (dashboards, citizens' progress pages) never end by themselves: on
+    # SIGTERM they get this long, then close (the pages reconnect, to another replica).
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False,
+                timeout_graceful_shutdown=STREAMS_GRACE_S)
     return 0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +136,33 @@ class CentralConfig:
         "/metrics also exports per-site series (about ten lines per site and service); "
         "turn off for a province-size fleet if Prometheus should hold fleet totals only",
     )
+    progress_public_url: str = _setting(
+        "",
+        "public base URL of the citizens' progress pages, the edges' progress.url "
+        "(https://q.example.gov.cn): its host is answered for /q/ pages only, no dashboards; "
+        "empty: the pages are served on the dashboards' hosts alone",
+    )
+    progress_stale_s: int = _setting(
+        150,
+        "a site's progress older than this is shown as the last known state, not live "
+        "(edges send one at least every minute while connected)",
+    )
+    progress_requests_per_min: float = _setting(
+        30.0,
+        "loads, polls and stream openings of one ticket's progress page per minute (per "
+        "ticket, not per address: a hall's Wi-Fi puts hundreds of phones behind one) ...",
+    )
+    progress_requests_burst: int = _setting(30, "... and in a burst; beyond, 429")
+    progress_misses_per_min: float = _setting(
+        10.0, "unknown progress tokens one client address may try per minute (no guessing)"
+    )
+    progress_misses_burst: int = _setting(20, "... and in a burst; beyond, 429")
+    progress_streams_per_ticket: int = _setting(
+        4, "live progress streams open at once for one ticket (the citizen's phones)"
+    )
+    progress_streams_max: int = _setting(
+        20000, "live progress streams this process serves in all; beyond, pages poll instead"
+    )
     gap_alarm_after_s: int = _setting(300, "sequence gap still open after this long")
     config_drift_after_s: int = _setting(600, "config version differing this long is drift")
     events_retention_days: int = _setting(
@@ -224,6 +252,13 @@ class CentralConfig:
             "sse_streams_max",
             "command_limit_per_site",
             "command_limit_window_s",
+            "progress_stale_s",
+            "progress_requests_per_min",
+            "progress_requests_burst",
+            "progress_misses_per_min",
+            "progress_misses_burst",
+            "progress_streams_per_ticket",
+            "progress_streams_max",
             "bad_rating_contact_s",
             "province_batch_size",
             "province_interval_s",
@@ -245,6 +280,12 @@ class CentralConfig:
             raise ConfigError(f"webhook_url: not an http(s) URL (it starts with {scheme!r})")
         if not self.allowed_hosts:
             raise ConfigError("http_allowed_hosts: name at least one host (or * for any)")
+        if self.progress_public_url:
+            parts = urllib.parse.urlsplit(self.progress_public_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
+                    or parts.fragment:
+                raise ConfigError(f"progress_public_url: {self.progress_public_url!r} is not "
+                                  "an http(s) URL without query or fragment")
         if not 0 <= self.rating_default_value <= 5:
             raise ConfigError("rating_default_value: 0 (none) or a level 1..5")
         if self.bad_rating_rectify_days < 0:
@@ -255,6 +296,16 @@ class CentralConfig:
                 raise ConfigError("province_url: not an http(s) URL")
             if not (self.province_app_key and self.province_app_secret):
                 raise ConfigError("province_url needs province_app_key and province_app_secret")
+
+    @property
+    def progress_hosts(self) -> tuple[str, ...]:
+        """The host of ``progress_public_url`` (answered for progress pages only), if any."""
+        host = urllib.parse.urlsplit(self.progress_public_url).hostname
+        return (host.lower(),) if host else ()
+
+    def progress_page_url(self, token: str) -> str:
+        """The page a ticket's QR opens (a relative URL without ``progress_public_url``)."""
+        return f"{self.progress_public_url.rstrip('/')}/q/{token}"
 
     @property
     def work_calendar(self) -> WorkCalendar:

@@ -25,7 +25,9 @@ from central.audit import AuditLog
 from central.auth import SessionSigner, TokenStore
 from central.config import CentralConfig
 from central.errors import Unavailable
-from central.limits import LoginThrottle, StreamQuota
+from central.limits import LoginThrottle, ProgressLimits, StreamQuota
+from central.progress import ProgressHub
+from central.pushes import Pushes
 from central.queries import ReadModel
 from central.registry import Registry
 from central.service import CentralService
@@ -63,6 +65,11 @@ class Central:
     logins: LoginThrottle = field(init=False)
     streams: StreamQuota = field(init=False)
     """Open live streams (``/metrics`` counts them too)."""
+    progress: ProgressHub = field(init=False)
+    """Every site's latest progress: the service's (fed by MQTT), or an empty one."""
+    progress_limits: ProgressLimits = field(init=False)
+    pushes: Pushes = field(init=False)
+    """Emergency stops and the city calendar people decide (:mod:`central.pushes`)."""
 
     def __post_init__(self) -> None:
         self.read = ReadModel(self.sessions, self.telemetry)
@@ -71,6 +78,13 @@ class Central:
         config = self.config
         self.logins = LoginThrottle(config.login_attempts_per_min, config.login_attempts_burst)
         self.streams = StreamQuota(config.sse_streams_per_session, config.sse_streams_max)
+        self.progress = (self.service.progress if self.service is not None
+                         else ProgressHub(self.now, stale_s=config.progress_stale_s))
+        self.pushes = Pushes(self.sessions)
+        self.progress_limits = ProgressLimits(
+            config.progress_requests_per_min, config.progress_requests_burst,
+            config.progress_misses_per_min, config.progress_misses_burst,
+            config.progress_streams_per_ticket, config.progress_streams_max)
 
 
 def central_of(request: Request) -> Central:

@@ -59,6 +59,7 @@ from central.models import (
     Window,
 )
 from central.mqtt_client import ConnectOptions, MqttClient
+from central.progress import ticket_link_row
 from central.ratings import fold_rating_event
 from central.stages import StageClock
 from central.telemetry import EmbeddedTelemetrySink, Point, TelemetrySink, points_from_telemetry
@@ -145,7 +146,7 @@ def insert_events(session: Session, events: Iterable[tuple[str, mm.Event]],
     if dialect == "postgresql":
         rows = _ROWS_ENCODER.encode([
             {"site_id": site_id, "seq": e.seq, "event_id": e.id, "type": e.type, "ts_ms": e.ts,
-             "clock_synced": e.clock_synced, "body": e.body}
+             "clock_synced": e.clock_synced, "body": stored_body(e.body)}
             for site_id, e in events
         ]).decode()  # fmt: skip
         result = session.execute(_PG_INSERT_EVENTS, {"rows": rows, "received_at": received_at})
@@ -160,7 +161,7 @@ def insert_events(session: Session, events: Iterable[tuple[str, mm.Event]],
     values = [
         {"site_id": site_id, "seq": e.seq, "event_id": e.id, "type": e.type, "ts_ms": e.ts,
          "clock_synced": e.clock_synced, "received_at": received_at,
-         "body": msgspec.to_builtins(e.body)}
+         "body": stored_body(e.body)}
         for site_id, e in events
     ]  # fmt: skip
     return {(site_id, seq) for site_id, seq in session.execute(statement, values)}
@@ -645,6 +646,8 @@ class IngestProcessor:
                          now: datetime) -> None:  # fmt: skip
         body = event.body
         match body:
+            case mm.TicketIssued() if body.token is not None:  # its progress page
+                session.add(ticket_link_row(site.id, event, now))
             case mm.HelpRequested():
                 session.add(
                     HelpCall(
@@ -829,6 +832,14 @@ class IngestProcessor:
         command.status = CommandStatus.SUCCEEDED if result.ok else CommandStatus.FAILED
         command.error = result.error
         command.result_at = now
+
+
+def stored_body(body: mm.EventBody) -> dict[str, Any]:
+    """An event body as the events table keeps it: without a progress token (only its
+    SHA-256 is kept, in ``ticket_links``: a copied database opens no progress page)."""
+    stored: dict[str, Any] = msgspec.to_builtins(body)
+    stored.pop("token", None)
+    return stored
 
 
 def _rows_by_key(session: Session, model: Any, key_column: Any,

@@ -2,10 +2,14 @@
 
 ::
 
-    HostAllowlist(app, hosts)     400 for a Host header not in ``http_allowed_hosts``
+    HostAllowlist(app, hosts)     400 for a Host header not in ``http_allowed_hosts``; the
+                                  public host of the progress pages gets those pages only
+                                  (404 for anything else: no dashboards, no API)
     BodyLimit(app, max_bytes)     413 for a body over ``http_max_body_bytes``, before it is read
     LoginThrottle                 login attempts per client address -> 429 with Retry-After
     StreamQuota                   open live streams per session and in all -> 429
+    ProgressLimits                the public progress pages: requests per ticket, unknown
+                                  tokens per address, open streams per ticket and in all
     cross_origin(request)         why a browser form post comes from another site, or None
 
 Commands per site are bounded by the service (:meth:`central.service.CentralService.
@@ -22,6 +26,7 @@ import math
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
+from typing import Final
 
 import structlog
 from fastapi import Request
@@ -72,12 +77,22 @@ def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
     return False
 
 
-class HostAllowlist:
-    """400 unless the Host header names this central (DNS rebinding, host-header poisoning)."""
+PUBLIC_PATHS: Final = ("/q/", "/static/progress.")
+"""What the progress pages' public host serves: the pages and their script and style."""
 
-    def __init__(self, app: ASGIApp, hosts: tuple[str, ...]) -> None:
+
+class HostAllowlist:
+    """400 unless the Host header names this central (DNS rebinding, host-header poisoning).
+
+    ``public_hosts`` (the host of ``progress_public_url``) are answered for the progress
+    pages only: the citizens' phones reach the central there, the dashboards never do.
+    """
+
+    def __init__(self, app: ASGIApp, hosts: tuple[str, ...],
+                 public_hosts: tuple[str, ...] = ()) -> None:
         self.app = app
         self.hosts = hosts
+        self.public_hosts = public_hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -86,6 +101,13 @@ class HostAllowlist:
         host = (_header(scope, b"host") or b"").decode("latin-1")
         if host_allowed(host, self.hosts):
             await self.app(scope, receive, send)
+            return
+        if self.public_hosts and host_allowed(host, self.public_hosts):
+            if str(scope.get("path", "")).startswith(PUBLIC_PATHS):
+                await self.app(scope, receive, send)
+                return
+            await refusal(NotFoundHere(scope.get("path", "")[:100]), close=False)(
+                scope, receive, send)
             return
         log.warning("http.host_refused", host=host[:100], path=scope.get("path", "")[:200])
         refused = BadRequest(f"unknown host {host[:100]!r}: not in this central's "
@@ -169,6 +191,70 @@ class LoginThrottle:
                                   retry_after_s=wait)  # fmt: skip
 
 
+class NotFoundHere(RequestError):
+    """A path the progress pages' public host does not serve."""
+
+    status_code = 404
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path!r} is not served on this host (progress pages only)")
+
+
+class ProgressLimits:
+    """The bounds of the public progress pages (``progress_*`` settings).
+
+    Per ticket, not per address: a hall's Wi-Fi or a carrier's NAT puts hundreds of
+    phones behind one address, while a token (unguessable) is one citizen's. Unknown
+    tokens are counted per address, so that guessing is slow as well as hopeless.
+    """
+
+    def __init__(self, requests_per_min: float, requests_burst: int, misses_per_min: float,
+                 misses_burst: int, streams_per_ticket: int, streams_max: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._requests = Buckets(requests_per_min / 60.0, requests_burst)
+        self._misses = Buckets(misses_per_min / 60.0, misses_burst)
+        self._streams_per_ticket = streams_per_ticket
+        self.streams_max = streams_max
+        self._streams: dict[str, int] = {}
+        self.streams = 0  # open in all
+        self._clock = clock
+
+    def request(self, ticket: str) -> None:
+        """One load, poll or stream opening of ``ticket``'s page (429 beyond the rate)."""
+        wait = self._requests.take(ticket, self._clock())
+        if wait:
+            raise TooManyRequests("this progress page is asked for too often",
+                                  retry_after_s=wait)
+
+    def miss(self, client: str) -> None:
+        """``client`` asked for a token that opens nothing (429 beyond the rate)."""
+        wait = self._misses.take(client, self._clock())
+        if wait:
+            log.warning("progress.misses_throttled", client=client)
+            raise TooManyRequests("too many unknown progress pages from this address",
+                                  retry_after_s=wait)
+
+    def can_stream(self, ticket: str) -> bool:
+        """Whether one more live stream of ``ticket`` fits (else the page polls)."""
+        return (self._streams.get(ticket, 0) < self._streams_per_ticket
+                and self.streams < self.streams_max)
+
+    @contextlib.contextmanager
+    def stream(self, ticket: str) -> Iterator[None]:
+        """Count one open stream of ``ticket`` while the block runs."""
+        self._streams[ticket] = self._streams.get(ticket, 0) + 1
+        self.streams += 1
+        try:
+            yield
+        finally:
+            self.streams -= 1
+            left = self._streams[ticket] - 1
+            if left:
+                self._streams[ticket] = left
+            else:
+                del self._streams[ticket]
+
+
 class StreamQuota:
     """Open live streams: at most ``per_session`` per dashboard session, ``total`` in all."""
 
@@ -233,9 +319,12 @@ def cross_origin(request: Request) -> str | None:
 
 
 __all__ = [
+    "PUBLIC_PATHS",
     "BodyLimit",
     "HostAllowlist",
     "LoginThrottle",
+    "NotFoundHere",
+    "ProgressLimits",
     "StreamQuota",
     "cross_origin",
     "host_allowed",

@@ -21,6 +21,9 @@ Tables::
     telemetry_points  embedded telemetry sink: raw points
     telemetry_rollups embedded telemetry sink: 1-minute and 1-hour aggregates
     api_tokens        API tokens: id, SHA-256 of the secret, label, role (see central.auth)
+    ticket_links      a ticket's progress page: SHA-256 of its token -> site, ticket, expiry
+    issuing_stops     emergency stops of ticket issuing for a site, a town or the city
+    city_calendars    the city calendar's dated days, by version (the latest is pushed)
     ratings           好差评 records (one per rating or unrated offer) and their report status
     bad_ratings       差评 cases: the closed loop (contact, rectify, appeal, review)
     bad_rating_notes  what people did and wrote on a 差评 case
@@ -507,6 +510,64 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class StopScope(enum.StrEnum):
+    SITE = "site"
+    TOWN = "town"
+    CITY = "city"
+
+
+class IssuingStop(Base):
+    """An emergency stop of ticket issuing (台风, an outage): no ticket at the sites it
+    covers until it is lifted; tickets issued are served. Pushed until each site holds
+    it (``state.stop``)."""
+
+    __tablename__ = "issuing_stops"
+    __table_args__ = (Index("ix_issuing_stops_lifted_at", "lifted_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    scope: Mapped[StopScope] = mapped_column(_enum(StopScope))
+    target: Mapped[str] = mapped_column(String(64))
+    """The site id, the town's name, or empty for the city."""
+    reason: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    lifted_at: Mapped[datetime | None]
+    lifted_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class CityCalendar(Base):
+    """A version of the city calendar's dated days; the latest goes to every site."""
+
+    __tablename__ = "city_calendars"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holidays: Mapped[list[str]]
+    workdays: Mapped[list[str]]
+    special: Mapped[list[str]]
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class TicketLink(Base):
+    """A ticket's progress page, found by the SHA-256 of the token its QR carries.
+
+    Written when the ticket's ``ticket.issued`` event is committed. The token itself
+    is kept nowhere here (nor in the event stored): a copied database opens no page.
+    """
+
+    __tablename__ = "ticket_links"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    ticket: Mapped[str] = mapped_column(String(8))
+    service: Mapped[str] = mapped_column(String(64))
+    issued_seq: Mapped[int] = mapped_column(BigInteger)
+    issued_ms: Mapped[int] = mapped_column(BigInteger)
+    wait_p50_s: Mapped[int | None] = mapped_column(Integer)
+    """The wait printed on the ticket (seconds from issue), if any."""
+    wait_p90_s: Mapped[int | None] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    """The end of the local day of issue: the page answers 410 from then, and the row goes."""
 class AuditEntry(Base):
     """One change made by a person or a tool: who, from where, what, to which object.
 
@@ -759,12 +820,14 @@ __all__ = [
     "BadRatingNote",
     "BadRatingStatus",
     "Base",
+    "CityCalendar",
     "Command",
     "CommandStatus",
     "Device",
     "EventRecord",
     "HelpCall",
     "IngestReject",
+    "IssuingStop",
     "RatingOrigin",
     "RatingProfile",
     "RatingRecord",
@@ -781,8 +844,10 @@ __all__ = [
     "SiteKind",
     "StaffMember",
     "StaffingAdvisory",
+    "StopScope",
     "TelemetryPoint",
     "TelemetryRollup",
+    "TicketLink",
     "UtcDateTime",
     "Window",
     "config_drift",

@@ -49,9 +49,11 @@ from central.models import (
     Site,
     StaffingAdvisory,
     StaffMember,
+    TicketLink,
     Window,
     config_drift,
 )
+from central.progress import LinkInfo, Outcome, PageState
 from central.rating_reads import RatingReads
 from central.ratings import revoked_ratings
 from central.registry_csv import write_sheet
@@ -85,6 +87,13 @@ from central.views import (
 )
 
 log = structlog.get_logger(__name__)
+
+_OUTCOMES: Final[dict[str, PageState]] = {
+    "ticket.called": "called", "ticket.recalled": "called", "ticket.serving": "serving",
+    "ticket.done": "done", "ticket.no_show": "no_show", "ticket.cancelled": "cancelled",
+    "ticket.transferred": "waiting",
+}
+"""A ticket's events that change what its progress page says, and to what."""
 
 MAX_STAT_DAYS: Final = 92
 """Longest date range of one statistics query by day (a quarter)."""
@@ -152,6 +161,45 @@ class ReadModel:
         self.telemetry: TelemetrySink = telemetry or EmbeddedTelemetrySink(sessions)
         self.ratings = RatingReads(sessions)
         """好差评 records, 差评 cases, the export (:mod:`central.rating_reads`)."""
+
+    # -- the citizens' progress pages (central.progress) -------------------------
+
+    def ticket_link(self, token_sha256: str) -> LinkInfo | None:
+        """The ticket a progress token opens (by the token's SHA-256), or None."""
+        with self.sessions() as session:
+            row = session.execute(
+                select(TicketLink, Site.name).join(Site, Site.id == TicketLink.site_id)
+                .where(TicketLink.token_sha256 == token_sha256)
+            ).first()
+        if row is None:
+            return None
+        link, site_name = row
+        return LinkInfo(link.token_sha256, link.site_id, site_name, link.ticket, link.service,
+                        link.issued_seq, link.issued_ms, link.wait_p50_s, link.wait_p90_s,
+                        link.expires_at)
+
+    def ticket_outcome(self, link: LinkInfo) -> Outcome | None:
+        """What a ticket came to by its events (after it was issued): None if nothing yet.
+
+        For a page whose ticket the site's ``progress`` no longer holds; reads the site's
+        events after the issue along the (site, seq) index, the latest of the ticket's.
+        """
+        with self.sessions() as session:
+            row = session.execute(
+                select(EventRecord.type, EventRecord.body)
+                .where(EventRecord.site_id == link.site_id,
+                       EventRecord.seq > link.issued_seq,
+                       EventRecord.type.in_(_OUTCOMES),
+                       EventRecord.body["ticket"].as_string() == link.ticket)
+                .order_by(EventRecord.seq.desc()).limit(1)
+            ).first()
+        if row is None:
+            return None
+        kind, body = row
+        if kind == "ticket.no_show" and body.get("requeued"):
+            return Outcome("requeued", None)
+        state = _OUTCOMES[kind]
+        return Outcome(state, body.get("window") if state != "cancelled" else None)
 
     def database_answers(self) -> bool:
         """Whether the database answers a trivial query (``/healthz``); failures are logged."""

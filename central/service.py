@@ -14,7 +14,10 @@ then publish acks and queue notifications), ``alarm-timer`` (time-based alarm
 rules, 差评 deadlines, telemetry retention), ``retention`` (old events, alarms and
 commands, see :mod:`central.retention`), ``webhook`` (send notifications),
 ``province-report`` (好差评 records to the provincial platform, when
-``province_url`` is set: :mod:`central.province`). Database work
+``province_url`` is set: :mod:`central.province`), ``pushes`` (the emergency stops
+and the city calendar each site still lacks, :mod:`central.pushes`). The citizens'
+progress pages read the sites' ``progress`` from memory
+(:class:`central.progress.ProgressHub`, fed here without the database). Database work
 is serialised by one lock per process; several processes (replicas) are safe
 through the database (see :mod:`central.ingest`).
 """
@@ -44,21 +47,33 @@ from central.db import make_engine, migrate, session_factory
 from central.errors import CommandRefused, TooManyRequests, UnknownSite
 from central.ingest import IngestProcessor, MqttIngest, Received, new_command
 from central.models import Alarm, Command, CommandStatus, Site
+from central.progress import ProgressHub, prune_ticket_links
 from central.province import ProvincialReporter, ReportRun
+from central.pushes import PUSH_TTL_S, PUSHED_COMMANDS, Pushes, StopView
 from central.ratings import run_deadlines
 from central.retention import Pruned, Retention
 from central.telemetry import EmbeddedTelemetrySink, TelemetrySink, make_sink
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.errors import LocalProtocolError
+from firmware_protocols.mqtt_topics import Kind
 
 log = structlog.get_logger(__name__)
 
 UtcNow = Callable[[], datetime]  # now, timezone-aware UTC (utc_now; tests pin it)
 
 PRUNE_EVERY = timedelta(minutes=10)
+"""How often the embedded telemetry sink drops points past their retention, and expired
+progress-page links go."""
 REPORT_BATCHES_PER_RUN = 20
 """Batches one reporting run sends at most; the rest wait for the next run."""
-"""How often the embedded telemetry sink drops points past their retention."""
+
+
+PUSH_TICK_S = 30.0
+"""Sites are checked for missing pushes at least this often."""
+PUSH_MIN_GAP_S = 2.0
+_STATE_TOPIC = f"/{Kind.STATE.value}"
+_PROGRESS_TOPIC = f"/{Kind.PROGRESS.value}"
+_HUB_TOPICS = (_PROGRESS_TOPIC, f"/{Kind.STATE.value}")
 
 
 def utc_now() -> datetime:
@@ -88,6 +103,9 @@ class CentralService:
         self.clock = clock
         self._run_migrations = run_migrations
         self.processor = IngestProcessor(self.sessions, config, self.sink)
+        self.progress = ProgressHub(clock, stale_s=config.progress_stale_s)
+        self.pushes = Pushes(self.sessions)
+        self._push_due = asyncio.Event()
         self.retention = Retention(self.sessions, config)
         self.reporter = ProvincialReporter(self.sessions, config)
         self.mqtt = MqttIngest(config, self._received)
@@ -111,6 +129,7 @@ class CentralService:
         if self._run_migrations:
             await asyncio.to_thread(migrate, self.engine)
         self._loop = asyncio.get_running_loop()
+        self.progress.bind(self._loop)
         tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._stack.callback(self._stop_background)
         self._tasks = [
@@ -118,6 +137,7 @@ class CentralService:
             tasks.create_task(self._batch_loop(), name="ingest-batches"),
             tasks.create_task(self._alarm_timer(), name="alarm-timer"),
             tasks.create_task(self._webhook_loop(), name="webhook"),
+            tasks.create_task(self._push_loop(), name="pushes"),
             tasks.create_task(self._retention_timer(), name="retention"),
         ]
         if self.config.province_url:
@@ -141,9 +161,18 @@ class CentralService:
             task.cancel()
 
     def _received(self, items: list[Received]) -> None:
-        """The publishes of one read from the broker (called on the loop)."""
-        self._pending.extend(items)
-        self.received += len(items)
+        """The publishes of one read from the broker (called on the loop).
+
+        ``progress`` goes to the progress pages' hub only (memory, no database);
+        ``state`` to both (the pages tell a site that is offline)."""
+        for item in items:
+            if item.topic.endswith(_HUB_TOPICS):
+                self.progress.receive(item.topic, item.payload, item.received_at.timestamp())
+        stored = [item for item in items if not item.topic.endswith(_PROGRESS_TOPIC)]
+        if not stored:
+            return
+        self._pending.extend(stored)
+        self.received += len(stored)
         self._idle.clear()
         self._arrived.set()
 
@@ -216,6 +245,77 @@ class CentralService:
                 self.mqtt.publish_ack(site_id, seq)
         for notification in outcome.notifications:
             self._notices.put_nowait(notification)
+        if any(item.topic.endswith(_STATE_TOPIC) for item in batch):
+            self._push_due.set()  # a site came or went: it may lack a push
+
+    # ------------------------------------------------------------------ pushes
+
+    async def _push_loop(self) -> None:
+        """Send each site what it lacks of the central's stops and calendar: when a
+        state arrived, after a decision, and every :data:`PUSH_TICK_S` in any case."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PUSH_TICK_S):
+                    await self._push_due.wait()
+            self._push_due.clear()
+            try:
+                await self.push_pending()
+            except OperationalError as exc:
+                log.error("pushes.db_unavailable", error=str(exc)[:200])
+            await asyncio.sleep(PUSH_MIN_GAP_S)  # a reconnect storm: one pass per gap
+
+    async def stop_issuing(self, scope: str, target: str, reason: str, *,
+                           by: str | None) -> tuple[StopView, list[str], int]:
+        """Stop ticket issuing at one site (``scope="site"``, ``target`` its id), a town
+        (its name) or the whole city (``""``), with the ``reason`` the hall screens, the
+        kiosks and the progress pages show: decided once in the database, sent at once to
+        every site it covers and again to any that does not report it (offline ones when
+        they are back). The one way to stop issuing: a bulk action calls this per town.
+        The stop, the sites it covers, how many were sent now."""
+        now = self.clock()
+        async with self._db_lock:
+            stop, sites = await asyncio.to_thread(self.pushes.stop, scope, target, reason,
+                                                  by=by, now=now)
+        return stop, sites, await self.push_pending(sites, online_only=False)
+
+    async def lift_stop(self, stop_id: str, *, by: str | None
+                        ) -> tuple[StopView, list[str], int]:
+        """Lift the stop ``stop_id`` (:class:`central.pushes.UnknownStop` if none): its sites
+        issue again unless another stop covers them. As :meth:`stop_issuing`."""
+        now = self.clock()
+        async with self._db_lock:
+            stop, sites = await asyncio.to_thread(self.pushes.lift, stop_id, by=by, now=now)
+        return stop, sites, await self.push_pending(sites, online_only=False)
+
+    async def set_calendar(self, holidays: list[str], workdays: list[str],
+                           special: list[str], *, by: str | None) -> tuple[str, int]:
+        """A new version of the city calendar, sent to every site: its version, how many
+        were sent now."""
+        now = self.clock()
+        async with self._db_lock:
+            version = await asyncio.to_thread(self.pushes.set_calendar, holidays, workdays,
+                                              special, by=by, now=now)
+        return version, await self.push_pending(online_only=False)
+
+    async def push_pending(self, sites: list[str] | None = None, *,
+                           online_only: bool = True) -> int:
+        """Send the stops and calendars sites lack (:meth:`central.pushes.Pushes.pending`);
+        how many were sent. A site over its command rate gets its turn next time."""
+        now = self.clock()
+        async with self._db_lock:
+            pending = await asyncio.to_thread(self.pushes.pending, now, sites=sites,
+                                              online_only=online_only)
+        sent = 0
+        for site_id, args in pending:
+            try:
+                await self.send_command(site_id, args, ttl_s=PUSH_TTL_S, issued_by="central")
+            except (TooManyRequests, CommandRefused, UnknownSite) as exc:
+                log.warning("pushes.not_sent", site=site_id, error=str(exc)[:200])
+            else:
+                sent += 1
+        if sent:
+            log.info("pushes.sent", count=sent)
+        return sent
 
     # ------------------------------------------------------------------ alarms
 
@@ -237,8 +337,11 @@ class CentralService:
                 run_timed_rules(book, self.config)
                 expire_advice(book)  # staffing advice the edge stopped renewing
                 run_deadlines(book, self.config)  # 差评 cases past their deadlines
-            if isinstance(self.sink, EmbeddedTelemetrySink) and now >= self._next_prune:
-                self.sink.prune(int(now.timestamp() * 1000))
+            if now >= self._next_prune:
+                if isinstance(self.sink, EmbeddedTelemetrySink):
+                    self.sink.prune(int(now.timestamp() * 1000))
+                with self.sessions.begin() as session:
+                    prune_ticket_links(session, now)
                 self._next_prune = now + PRUNE_EVERY
             return book.notifications
 
@@ -406,6 +509,9 @@ def command_args(name: str, args: dict[str, Any]) -> mm.CommandArgs:
     """The typed args of command ``name``; :class:`CommandRefused` (422) with the contract's
     reason when they do not fit its schema."""
     schema = mm.COMMAND_ARGS.get(name)
+    if name in PUSHED_COMMANDS:  # sent by hand, the central would undo it at the next push
+        raise CommandRefused(f"{name!r} is decided through {PUSHED_COMMANDS[name]} "
+                             "(central.pushes), which keeps every site holding it")
     if schema is None:
         raise CommandRefused(f"unknown command {name!r}; one of {', '.join(mm.COMMAND_ARGS)}")
     try:

@@ -10,6 +10,11 @@ reason otherwise; the uplink answers ``cmd_result`` either way.
 * ``reprint``: a waiting ticket of today, on the hall's printer.
 * ``screen_notice``: a notice on the hall screen for ``duration_s``.
 * ``reload_config``: the config file, as on SIGHUP, optionally only at a version.
+* ``issuing``: an emergency stop (台风, an outage) and its lifting: no ticket is issued
+  meanwhile, the tickets issued are served; the reason goes on the hall screen, to
+  the kiosk and to the progress pages (:meth:`edge.hall.Hall.stop_issuing`).
+* ``calendar``: the city calendar's dated days over the site's own
+  (:meth:`edge.hall.Hall.set_calendar`); a calendar with a bad date is refused whole.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from edge.device_set import DeviceSet
-from edge.errors import OutputRefused
+from edge.errors import CommandRejected, OutputRefused
 from edge.hall import Hall
 from edge.outputs import HallOutputs
 from edge.uplink import CommandFailed
@@ -61,6 +66,20 @@ class RemoteCommands:
                 event = self._reload(args.version)
                 if isinstance(event.body, mm.ConfigRejected):
                     raise CommandFailed("; ".join(event.body.errors))
+            case mm.IssuingArgs():
+                try:
+                    if args.reason is not None:
+                        self._hall.stop_issuing(args.stop, args.reason)
+                    else:
+                        self._hall.resume_issuing(args.stop)
+                except CommandRejected as exc:
+                    raise CommandFailed(str(exc)) from None
+            case mm.CalendarArgs():
+                try:
+                    self._hall.set_calendar(args.version, list(args.holidays),
+                                            list(args.workdays), list(args.special))
+                except CommandRejected as exc:
+                    raise CommandFailed(str(exc)) from None
 
     def _announce(self, cmd: mm.Cmd, args: mm.AnnounceArgs) -> None:
         announcer, screens = self._devices.announcer, self._devices.screens

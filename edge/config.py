@@ -19,6 +19,12 @@ for complete files. Sections::
     [devices.printer] [devices.screens] [devices.terminals] [devices.gpio] [devices.audio]
     [devices.id_card]                     # 二代身份证 reader at the kiosk (edge.id_card_kiosk)
     [mqtt] [mqtt.tls] [paths] [http] [daemon]
+    [progress]                            # the citizens' progress pages (edge.progress)
+    [calendar]                            # holidays, 调休 make-up days, half days
+
+``[hours]`` (with lunch, weekdays of their own) and ``[calendar]`` make the hall's
+calendar, with each service's ``last_ticket`` (:mod:`fastpath.calendar`, the same
+reader as the simulator's): :attr:`EdgeConfig.calendar`.
 
 Besides the problems that refuse a file, :attr:`EdgeConfig.warnings` lists what
 works but should not be left so (a password sent without TLS); ``check-config``
@@ -39,6 +45,7 @@ from types import MappingProxyType
 from typing import Any, Final, Literal, TypeVar, cast
 
 from edge.errors import ConfigInvalid
+from fastpath.calendar import Calendar, always_open, calendar_from_tables
 from fastpath.types import (
     CLASS_BY_LABEL,
     MAX_SERVICE_WEIGHT,
@@ -56,6 +63,7 @@ _IDENT_RE = re.compile(mm.IDENT_PATTERN)
 _TOKEN_RE = re.compile(mm.TOKEN_PATTERN)
 _PREFIX_RE = re.compile(r"^[A-Z]{1,2}\Z")
 _HHMM_RE = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])\Z")
+_PUBLIC_URL_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*/?\Z")
 TerminalBusKind = Literal["modbus", "vendor"]
 ParityName = Literal["N", "E", "O"]
 Rs485Name = Literal["auto", "kernel", "rts"]
@@ -119,6 +127,7 @@ class ServiceConfig:
     item_name: str | None  # 事项名称 (default: name_zh)
     department: str | None  # code of the department (实施机构) handling it
     department_name: str | None
+    last_ticket: str | None = None  # stops taking numbers earlier (HH:MM, a standard day)
 
     def to_service(self) -> Service:
         return Service(self.id, self.prefix, self.name_zh, self.name_en, self.sla_minutes)
@@ -298,6 +307,18 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ProgressConfig:
+    """The citizens' progress pages, served by the central (the Pi is never reachable)."""
+
+    url: str | None = None  # public base URL; a ticket's QR opens {url}/q/{token}
+    predict_seconds: float = 20.0  # the pages' waits are simulated again this often
+
+    def page_url(self, token: str) -> str | None:
+        """The progress page of the ticket with ``token`` (None without ``url``)."""
+        return None if self.url is None else f"{self.url.rstrip('/')}/q/{token}"
+
+
+@dataclass(frozen=True, slots=True)
 class EdgeConfig:
     version: str
     site: SiteConfig
@@ -311,6 +332,9 @@ class EdgeConfig:
     http: HttpConfig | None
     daemon: DaemonConfig
     ratings: RatingsConfig
+    progress: ProgressConfig = ProgressConfig()
+    calendar: Calendar = field(default_factory=always_open, compare=False)
+    """Open days and hours ([hours], [calendar], services' last_ticket)."""
     text: str = field(default="", repr=False, compare=False)  # the file, kept for the journal
     base_dir: str = field(default=".", repr=False, compare=False)  # relative paths start here
     warnings: tuple[str, ...] = field(default=(), repr=False, compare=False)
@@ -402,6 +426,13 @@ def _check_site_id(value: str) -> str | None:
         f"site id must be 1-64 lowercase letters, digits, '-' or '_', got {value!r}")
 
 
+def _check_public_url(value: str) -> str | None:
+    if len(value) > 120 or not _PUBLIC_URL_RE.fullmatch(value):
+        return ("expected http(s)://host[:port][/path], at most 120 characters, no query "
+                f"or fragment, got {value!r}")
+    return None
+
+
 def _check_window_token(value: str) -> str | None:
     if not _TOKEN_RE.fullmatch(value) or len(value) < 16:
         return "expected 16-64 printable ASCII characters, no spaces"
@@ -453,6 +484,20 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             "outside opening hours", _check_hhmm),
     Setting("hours.last_ticket", str, None, "停止取号: no ticket from then on; windows serve "
             "who waits (default: close)", _check_close),
+    Setting("hours.lunch", str, None, "午休 HH:MM-HH:MM: no tickets and windows closed (the "
+            "predicted waits know)"),
+    Setting("hours.days", str, "mon-sun", "the weekdays open with these hours: mon-fri, "
+            "mon-sat, mon,wed,fri"),
+    Setting("hours.week", dict, None, "weekdays of their own: { sat = \"09:00-12:00\", sun = "
+            "\"closed\" } (sessions HH:MM-HH:MM, comma-separated; 停止取号 as long before "
+            "closing as on a standard day)"),
+    # calendar (fastpath.calendar)
+    Setting("calendar.holidays", list, None, "法定节假日, closed: [\"2026-10-01..2026-10-08\", "
+            "\"2027-01-01\"]"),
+    Setting("calendar.workdays", list, None, "调休 make-up working days, open with the "
+            "standard hours: [\"2026-09-27\"]"),
+    Setting("calendar.special", list, None, "days of their own hours (half days): "
+            "[\"2026-12-31 08:30-12:00\"]"),
     # policy: the defaults are fastpath.types.Policy's
     Setting("policy.priority_weight_pct", int, _POLICY.priority_weight_pct,
             "a priority ticket's wait counts (1 + this/100) times", _between(0, 10_000)),
@@ -491,6 +536,8 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("services[].department", str, None, "code of the department (实施机构) handling "
             "it", _check_ident),
     Setting("services[].department_name", str, None, "its name", _non_empty),
+    Setting("services[].last_ticket", str, None, "this service stops taking numbers earlier: "
+            "HH:MM on a standard day (other days keep the margin)", _check_hhmm),
     # windows
     Setting("windows[].number", int, REQUIRED, "window number, unique", _between(1, 9999)),
     Setting("windows[].services", dict, REQUIRED, "{ service id = weight 1..100 } the window "
@@ -632,6 +679,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             "watchdog pings", _between(1, 3600)),
     Setting("daemon.predict_budget_seconds", float, 1.5, "a ticket waits this long for its "
             "predicted wait, then prints without it", _between(0.1, 60)),
+    # progress
+    Setting("progress.url", str, None, "public base URL of the central's progress pages "
+            "(https://q.example.gov.cn): a ticket's QR opens <url>/q/<token>; without it "
+            "tickets print no QR", _check_public_url),
+    Setting("progress.predict_seconds", float, 20.0, "the progress pages' waits are simulated "
+            "again this often while the queue changes", _between(2, 600)),
     Setting("daemon.advice", bool, True, "live staffing advice: simulate the next hour and tell "
             "the central when a service's p90 wait will pass its SLA, with the move that "
             "prevents it (never moves a window itself)"),
@@ -803,26 +856,41 @@ def _read_site(root: _Table) -> SiteConfig:
     return site
 
 
-def _read_hours(root: _Table) -> HoursConfig:
+def _read_hours(root: _Table) -> tuple[HoursConfig, dict[str, Any]]:
+    """The standard day's hours, and the table as the calendar reads it."""
     table = root.table("hours") or _absent("hours", root.problems)
-    opening = _minute_of(table.setting("open"))
-    close_text = table.setting("close")
+    open_text, close_text = table.setting("open"), table.setting("close")
+    opening = _minute_of(open_text)
     closing = DAY_MINUTES if close_text == "24:00" else _minute_of(close_text)
     reset = _minute_of(table.setting("reset"))
     last_text = table.setting("last_ticket")
     last = -1
     if last_text is not None:
         last = DAY_MINUTES if last_text == "24:00" else _minute_of(last_text)
-    if closing <= opening:
-        root.problems.add("hours.close", "must be after hours.open")
     around_the_clock = opening == 0 and closing == DAY_MINUTES
-    if opening <= reset < closing and not around_the_clock:
+    if opening < closing and opening <= reset < closing and not around_the_clock:
         root.problems.add("hours.reset", "must be outside opening hours")
-    if last_text is not None and not opening < last <= closing:
-        root.problems.add("hours.last_ticket", "must be after hours.open and not after "
-                                               "hours.close")
+    raw = {"open": open_text, "close": close_text, "last_ticket": last_text,
+           "lunch": table.setting("lunch"), "days": table.setting("days"),
+           "week": table.setting("week") or {}}
     table.finish()
-    return HoursConfig(opening, closing, reset, last)
+    return HoursConfig(opening, closing, reset, last), {k: v for k, v in raw.items()
+                                                        if v is not None}
+
+
+def _read_calendar(root: _Table, hours: dict[str, Any], services: tuple[ServiceConfig, ...],
+                   ok: bool) -> Calendar:
+    """The hall's calendar from ``[hours]``, ``[calendar]`` and the services' hours; its
+    problems (close before open, a lunch outside the day, a bad date) are the file's."""
+    table = root.table("calendar") or _absent("calendar", root.problems)
+    raw = {key: value for key in ("holidays", "workdays", "special")
+           if (value := table.setting(key)) is not None}
+    table.finish()
+    last = {s.id: s.last_ticket for s in services if s.last_ticket is not None}
+    calendar, problems = calendar_from_tables(hours, raw, last)
+    if ok:  # a time that is not HH:MM is reported once, by its own key
+        root.problems.items.extend(problems)
+    return calendar
 
 
 def _read_policy(root: _Table) -> Policy:
@@ -849,7 +917,7 @@ def _read_services(root: _Table) -> tuple[ServiceConfig, ...]:
         service = ServiceConfig(**{key: table.setting(key) for key in (
             "id", "prefix", "name_zh", "name_en", "sla_minutes", "overtime_minutes",
             "mean_minutes", "cv", "visitors_per_day", "item_code", "item_name", "department",
-            "department_name")})
+            "department_name", "last_ticket")})
         if service.id in seen_ids:
             root.problems.add(table.key_path("id"), f"duplicate service id, "
                                                     f"first at {seen_ids[service.id]}")
@@ -1203,6 +1271,14 @@ def _read_rest(root: _Table, config_dir: Path) -> tuple[PathsConfig, HttpConfig 
     return paths, http, daemon
 
 
+def _read_progress(root: _Table) -> ProgressConfig:
+    table = root.table("progress") or _absent("progress", root.problems)
+    progress = ProgressConfig(url=table.setting("url"),
+                              predict_seconds=table.setting("predict_seconds"))
+    table.finish()
+    return progress
+
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -1226,13 +1302,16 @@ def parse_config(
     root = _Table(data, "", problems, "")
     version = root.setting("version")
     site = _read_site(root)
-    hours = _read_hours(root)
+    hours, hours_table = _read_hours(root)
     policy = _read_policy(root)
     services = _read_services(root)
+    times_ok = not any(p.startswith("hours.") and "HH:MM" in p for p in problems.items)
+    calendar = _read_calendar(root, hours_table, services, times_ok)
     windows = _read_windows(root, {s.id for s in services})
     devices = _read_devices(root, config_dir, {s.id for s in services}, windows)
     mqtt = _read_mqtt(root, config_dir, check_files)
     paths, http, daemon = _read_rest(root, config_dir)
+    progress = _read_progress(root)
     ratings = _read_ratings(root)
     root.finish()
     served = {sid for w in windows for sid in w.services}
@@ -1242,7 +1321,8 @@ def parse_config(
     if problems.items:
         raise ConfigInvalid(source, problems.items)
     return EdgeConfig(version, site, hours, policy, services, windows, devices, mqtt, paths,
-                      http, daemon, ratings, text, str(config_dir), tuple(problems.warnings))
+                      http, daemon, ratings, progress, calendar, text, str(config_dir),
+                      tuple(problems.warnings))
 
 
 def load_config(path: str | Path, *, check_files: bool = True) -> EdgeConfig:
@@ -1272,6 +1352,7 @@ __all__ = [
     "MqttConfig",
     "PathsConfig",
     "PrinterConfig",
+    "ProgressConfig",
     "RatingReasonConfig",
     "RatingsConfig",
     "ScreensConfig",

@@ -12,7 +12,8 @@
 * the device inputs (:class:`~edge.inputs.InputHandler`) and the central's
   commands (:class:`~edge.commands.RemoteCommands`);
 * the MQTT uplink, the kiosk HTTP API and telemetry (:mod:`edge.uplink`,
-  :mod:`edge.http_api`, :mod:`edge.telemetry`);
+  :mod:`edge.http_api`, :mod:`edge.telemetry`), and what the citizens' progress
+  pages on the central show (:mod:`edge.progress`);
 * the live staffing advice (:class:`~edge.advice.StaffingAdvice`): an SLA breach seen
   coming and the move that prevents it, sent to the central, never acted on;
 * supervision and systemd's watchdog (:mod:`edge.supervisor`): every
@@ -75,6 +76,7 @@ from edge.journal import Journal
 from edge.kiosk import TicketDesk
 from edge.outputs import HallOutputs
 from edge.predict import WaitPredictor
+from edge.progress import ProgressReporter
 from edge.supervisor import Heartbeats, Supervisor, Watchdog, sd_notify
 from edge.telemetry import TelemetryReporter, telemetry_snapshot
 from edge.uplink import Uplink
@@ -125,6 +127,7 @@ class _Parts:
     inputs: InputHandler
     commands: RemoteCommands
     telemetry: TelemetryReporter
+    progress: ProgressReporter
     advice: StaffingAdvice
 
 
@@ -194,6 +197,7 @@ class EdgeDaemon:
                               period_s=lambda: self.config.daemon.telemetry_seconds,
                               wake_uplink=self._wake_uplink,
                               beat=self.heartbeats.beater("telemetry")),
+            ProgressReporter(hall, self.clock, self._publish_live),
             StaffingAdvice(hall, self.clock, enabled=lambda: self.config.daemon.advice,
                            period_s=lambda: self.config.daemon.advice_seconds,
                            wake_uplink=self._wake_uplink))
@@ -214,6 +218,7 @@ class EdgeDaemon:
         try:
             self.devices.build(self.config, hall.journal.input_marks(), hall.device_status)
             hall.subscribe(parts.outputs.on_event)
+            hall.subscribe(parts.progress.on_event)
             hall.subscribe(self._after_event)
             if self.config.mqtt is not None:
                 self.uplink = self._make_uplink(self.config.mqtt)
@@ -237,6 +242,7 @@ class EdgeDaemon:
                 if self.uplink is not None:
                     self._start("uplink", self.uplink.run)
                     self._start("telemetry", parts.telemetry.run)
+                    self._start("progress", parts.progress.run)
                 if self.http is not None:
                     self._start("http", self.http.run)
                 self.devices.start_all(self._start)
@@ -258,7 +264,7 @@ class EdgeDaemon:
             if self.install_signals:
                 for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
-            hall.journal.close()
+            hall.close()
             self.devices.close_all()
             log.info("daemon.stopped")
 
@@ -282,7 +288,8 @@ class EdgeDaemon:
         return Uplink(self.config.site.id, mqtt, hall.journal, self.clock,
                           software=SOFTWARE_VERSION, boot_id=self.boot_id,
                           config_version=lambda: hall.config.version, commands=parts.commands,
-                          advice=parts.advice.message, beat=self.heartbeats.beater("uplink"))
+                          advice=parts.advice.message, beat=self.heartbeats.beater("uplink"),
+                          on_connect=parts.progress.refresh, pushed=hall.pushed_versions)
 
     def _make_http(self, http: HttpConfig) -> HttpApi:
         parts = self._parts
@@ -298,6 +305,9 @@ class EdgeDaemon:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(10):
                     await self.http.listening.wait()
+
+    def _publish_live(self, message: mm.Progress) -> bool:
+        return self.uplink is not None and self.uplink.publish_live(message)
 
     def _wake_uplink(self) -> None:
         if self.uplink is not None:
@@ -324,6 +334,9 @@ class EdgeDaemon:
         """After each durable event (and its outputs): housekeeping, then the uplink."""
         if isinstance(event.body, mm.DayReset):
             self.prune_journal()
+        if (isinstance(event.body, (mm.IssuingStopped, mm.IssuingResumed, mm.CalendarApplied))
+                and self.uplink is not None):
+            self.uplink.publish_state()  # the state reports what the site holds
         self._wake_uplink()
 
     def prune_journal(self) -> int:
@@ -426,6 +439,7 @@ class EdgeDaemon:
             log.info("config.parts_restarted", version=new.version, parts=changed)
 
     async def _restart_uplink(self, mqtt: MqttConfig | None) -> None:
+        await self.supervisor.stop("progress")
         await self.supervisor.stop("telemetry")
         await self.supervisor.stop("uplink")  # publishes offline and disconnects
         self.uplink = None
@@ -435,6 +449,7 @@ class EdgeDaemon:
             self.uplink = self._make_uplink(mqtt)
             self._start("uplink", self.uplink.run)
             self._start("telemetry", parts.telemetry.run)
+            self._start("progress", parts.progress.run)
         log.info("config.part_restarted", part="mqtt",
                  broker=None if mqtt is None else f"{mqtt.host}:{mqtt.port}")
 
@@ -467,6 +482,8 @@ class EdgeDaemon:
         snapshot["advice"] = None if self._parts is None else self._parts.advice.status()
         snapshot["boot_id"] = self.boot_id
         snapshot["software"] = SOFTWARE_VERSION
+        status, notice = self.hall.issuing_status(self.clock.now_ms())
+        snapshot["issuing"] = {"status": status, "notice": notice}  # what the kiosk shows
         snapshot["tasks"] = {"running": self.supervisor.running(),
                              "restarts": self.supervisor.restarts}
         return snapshot

@@ -39,8 +39,11 @@ it. A command from a window terminal passes its ``mark``
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import enum
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,11 +54,13 @@ import msgspec
 import structlog
 
 from edge.clock import Clock, business_day
-from edge.config import EdgeConfig, parse_config
+from edge.config import EdgeConfig, ServiceConfig, parse_config
 from edge.errors import CommandRejected, ConfigInvalid, JournalError, ReplayDiverged
 from edge.input_mark import InputMark
 from edge.journal import Journal, RequestKey
 from edge.predict import PredictionJob, WaitPredictor
+from edge.pushed import PushedStore, store_beside
+from fastpath.calendar import Calendar, Problems, hhmm, parse_dates, parse_special
 from fastpath.dispatcher import Dispatcher, IssuePlan
 from fastpath.types import (
     CLASS_BY_LABEL,
@@ -138,6 +143,7 @@ class _Day:
 
     day: str
     dispatcher: Dispatcher
+    reset_seq: int = 0  # the seq of the day's day.reset
     staff: dict[int, str] = field(default_factory=dict)  # window -> staff signed in
     pending_rating: dict[int, PendingRating] = field(default_factory=dict)
     cases: dict[int, OpenCase] = field(default_factory=dict)  # window -> its open 办件
@@ -150,6 +156,7 @@ class _Day:
     overtime: set[str] = field(default_factory=set)
     recent_calls: list[tuple[str, int]] = field(default_factory=list)  # newest last
     waits: dict[str, mm.WaitPrediction] = field(default_factory=dict)  # printed per ticket
+    tokens: dict[str, str] = field(default_factory=dict)  # ticket -> its progress-page token
     service_waits: dict[str, tuple[mm.WaitPrediction, int]] = field(
         default_factory=dict)  # service -> its latest prediction and when it was made
     done: int = 0
@@ -184,8 +191,34 @@ def _run_prediction(job: PredictionJob, service_id: str) -> mm.WaitPrediction | 
         return None
 
 
-def _hhmm(minute: int) -> str:
-    return f"{minute // 60:02d}:{minute % 60:02d}"
+def closed_reason(calendar: Calendar, local: datetime, service: ServiceConfig | None = None
+                  ) -> tuple[str, str] | None:
+    """Why no ticket (of ``service``) is issued at the local time ``local``, (Chinese,
+    English); None when one is. The Chinese fits the hall screen's font."""
+    plan = calendar.day(local.date())
+    hours = plan.hours
+    if hours is None:
+        if plan.kind == "holiday":
+            return "节假日休息", "closed today: public holiday"
+        return "今日休息", "closed today"
+    minute = local.hour * 60 + local.minute
+    if minute < hours.opens:
+        return (f"尚未开始取号 {hhmm(hours.opens)}",
+                f"tickets are issued from {hhmm(hours.opens)}")
+    if not hours.open_at(minute) and minute < hours.last_ticket:
+        again = hours.next_open(minute)
+        if again is not None:
+            return (f"午间休息 {hhmm(again)}开始取号",
+                    f"lunch break: tickets again from {hhmm(again)}")
+    if not hours.issuing(minute):
+        return ("今日取号已结束", f"ticket issuing ended at {hhmm(hours.last_ticket)}; "
+                "windows serve the tickets already waiting")
+    margin = 0 if service is None else calendar.service_margin(service.id)
+    if service is not None and not hours.issuing(minute, margin):
+        until = hhmm(hours.last_ticket - margin)
+        return (f"{service.name_zh}今日取号已结束",
+                f"{service.name_en or service.id} takes no more tickets today (since {until})")
+    return None
 
 
 def _text(message: str) -> str:
@@ -201,7 +234,9 @@ class Hall:
 
     RECENT_CALLS = 8
 
-    def __init__(self, config: EdgeConfig, journal: Journal, clock: Clock) -> None:
+    def __init__(self, config: EdgeConfig, journal: Journal, clock: Clock,
+                 pushed: PushedStore | None = None) -> None:
+        self._pushed = pushed  # what the central pushed: a stop, the city calendar
         self.config = config
         self.journal = journal
         self.clock = clock
@@ -213,15 +248,42 @@ class Hall:
 
     # -- open / replay -------------------------------------------------------
 
+    @property
+    def config(self) -> EdgeConfig:
+        """The config in force, with the city calendar the central pushed over its own."""
+        return self._config
+
+    @config.setter
+    def config(self, config: EdgeConfig) -> None:
+        self._config = self._with_pushed(config)
+
+    def _with_pushed(self, config: EdgeConfig) -> EdgeConfig:
+        found = None if self._pushed is None else self._pushed.get("calendar")
+        if found is None:
+            return config
+        body = found[1]
+        problems = Problems()
+        calendar = config.calendar.with_dated(
+            parse_dates(body.get("holidays", []), "calendar.holidays", problems),
+            parse_dates(body.get("workdays", []), "calendar.workdays", problems),
+            parse_special(body.get("special", []), "calendar.special", problems,
+                          config.calendar.margin))
+        if problems.items:  # checked when it came: a later reader that disagrees
+            log.error("calendar.pushed_unreadable", problems=problems.items)
+            return config
+        return dataclasses.replace(config, calendar=calendar)
+
     @classmethod
-    def open(cls, config: EdgeConfig, journal: Journal, clock: Clock) -> Hall:
+    def open(cls, config: EdgeConfig, journal: Journal, clock: Clock,
+             pushed: PushedStore | None = None) -> Hall:
         """Rebuild today's state from the journal, then bring it up to date.
 
         A fresh journal gets the config and the first ``day.reset``; a changed
         config file is applied (or rejected) as on SIGHUP; a new business day
-        starts with ``day.reset``.
+        starts with ``day.reset``. ``pushed``: what the central pushed (a stop, the
+        city calendar), kept beside the journal.
         """
-        hall = cls(config, journal, clock)
+        hall = cls(config, journal, clock, pushed)
         hall._replay()
         now = clock.now_ms()
         if journal.config_at(journal.last_seq) is None:
@@ -279,6 +341,11 @@ class Hall:
     def day(self) -> str:
         return self._day.day
 
+    @property
+    def day_seq(self) -> int:
+        """The seq of the day's ``day.reset`` (0 before the first)."""
+        return self._day.reset_seq
+
     def staff_at(self, window: int) -> str | None:
         return self._day.staff.get(window)
 
@@ -300,6 +367,17 @@ class Hall:
     def issued_wait(self, number: str) -> mm.WaitPrediction | None:
         """The wait predicted (and printed) when ``number`` was issued today."""
         return self._day.waits.get(number)
+
+    def token_of(self, number: str) -> str | None:
+        """The progress-page token of ticket ``number`` issued today (None: issued by an
+        edge older than the progress page)."""
+        return self._day.tokens.get(number)
+
+    def progress_url(self, number: str) -> str | None:
+        """The progress page of ticket ``number`` (its QR), None without ``progress.url``
+        or without a token."""
+        token = self._day.tokens.get(number)
+        return None if token is None else self.config.progress.page_url(token)
 
     def latest_wait(self, service_id: str) -> tuple[mm.WaitPrediction, int] | None:
         """The service's latest predicted wait today, and when (unix ms) it was made."""
@@ -379,6 +457,8 @@ class Hall:
                 ticket = dispatcher.issue(body.service, now, CLASS_BY_LABEL[body.ticket_class],
                                           body.booked_ts)
                 expect(ticket.number, body.ticket)
+                if body.token is not None:
+                    day.tokens[body.ticket] = body.token
                 if body.wait is not None:
                     day.waits[body.ticket] = body.wait
                     day.service_waits[body.service] = (body.wait, now)
@@ -454,7 +534,7 @@ class Hall:
             case mm.ServiceOvertime():
                 day.overtime.add(body.ticket)
             case mm.DayReset():
-                self._day = _Day(body.day, _dispatcher_for(self._in_force))
+                self._day = _Day(body.day, _dispatcher_for(self._in_force), event.seq)
             case mm.ConfigApplied():
                 new = (self._stored_config(self.journal.config_text(event.seq)) if replay
                        else self._pending_config)
@@ -464,8 +544,9 @@ class Hall:
                 if not replay:
                     self.config = new
             case (mm.DeviceStatus() | mm.ConfigRejected() | mm.OutboxDropped()
-                  | mm.JournalLost() | mm.AckRefused()):
-                pass  # reported upstream; no hall state
+                  | mm.JournalLost() | mm.AckRefused() | mm.IssuingStopped()
+                  | mm.IssuingResumed() | mm.CalendarApplied()):
+                pass  # reported upstream; what the central pushed is kept in edge.pushed
 
     _pending_config: EdgeConfig
 
@@ -513,7 +594,8 @@ class Hall:
         booked_ts = booked_ms if plan.klass is TicketClass.APPOINTMENT else None
         body = mm.TicketIssued(ticket=plan.number, service=service_id,
                                ticket_class=contract_class(plan.klass), booked_ts=booked_ts,
-                               channel=channel, people_ahead=plan.people_ahead, wait=wait)
+                               channel=channel, people_ahead=plan.people_ahead, wait=wait,
+                               token=secrets.token_urlsafe(16))
         (event,) = self._commit([body], now, request=request)
         return IssuedTicket(self.dispatcher.ticket(plan.number), plan.people_ahead, wait, event)
 
@@ -527,7 +609,7 @@ class Hall:
     def _check_request(self, service_id: str, klass: TicketClass, booked_ms: int | None,
                        now: int) -> None:
         """:class:`CommandRejected` for a ticket request the hall cannot take now."""
-        self.check_issuing(now)
+        self.check_issuing(now, service_id)
         try:
             self.config.service(service_id)
             self.dispatcher.waiting_count(service_id)
@@ -562,30 +644,112 @@ class Hall:
             log.error("wait.predict_failed", service=service_id, error=repr(exc))
             return None
 
-    def closed_notice(self, now_ms: int) -> str | None:
-        """None while tickets may be taken, else what the hall screen says
-        (尚未开始取号 08:30 / 今日取号已结束)."""
-        hours = self.config.hours
-        local = datetime.fromtimestamp(now_ms / 1000, self.config.site.tz)
-        minute = local.hour * 60 + local.minute
-        if hours.issuing(minute):
-            return None
-        if minute < hours.open_minute:
-            return f"尚未开始取号 {_hhmm(hours.open_minute)}"
-        return "今日取号已结束"
+    def closed_notice(self, now_ms: int, service_id: str | None = None) -> str | None:
+        """None while tickets (of ``service_id``) may be taken, else what the hall screen
+        says: 暂停取号 (a stop's reason), 今日休息, 尚未开始取号 08:30, 午间休息
+        14:00开始取号, 今日取号已结束."""
+        stop = self.stop
+        if stop is not None:
+            return f"暂停取号 {stop[1]}"
+        closed = self._closed(now_ms, service_id)
+        return None if closed is None else closed[0]
 
-    def check_issuing(self, now_ms: int) -> None:
-        """Refuse a ticket outside the issuing hours (``closed``, HTTP 409)."""
+    def _closed(self, now_ms: int, service_id: str | None) -> tuple[str, str] | None:
+        """(Chinese, English) of why no ticket is issued now, by the hall's calendar."""
+        local = datetime.fromtimestamp(now_ms / 1000, self.config.site.tz)
+        service = None
+        if service_id is not None:
+            with contextlib.suppress(KeyError):
+                service = self.config.service(service_id)
+        return closed_reason(self.config.calendar, local, service)
+
+    def issuing_status(self, now_ms: int) -> tuple[mm.IssuingStatus, str | None]:
+        """Whether tickets are issued now, and what the hall says about it."""
+        stop = self.stop
+        if stop is not None:
+            return "stopped", stop[1]
         notice = self.closed_notice(now_ms)
-        if notice is None:
-            return
-        hours = self.config.hours
-        if notice.startswith("尚未"):
-            english = f"tickets are issued from {_hhmm(hours.open_minute)}"
-        else:
-            english = (f"ticket issuing ended at {_hhmm(hours.issue_until_minute)}; "
-                       f"windows serve the tickets already waiting")
-        raise CommandRejected(f"{notice} ({english})", code="closed")
+        return ("open", None) if notice is None else ("closed", notice)
+
+    def check_issuing(self, now_ms: int, service_id: str | None = None) -> None:
+        """Refuse a ticket during an emergency stop (``stopped``) or outside the calendar's
+        issuing hours (``closed``), HTTP 409 either way."""
+        stop = self.stop
+        if stop is not None:
+            raise CommandRejected(f"暂停取号 {stop[1]} (ticket issuing stopped: {stop[1]}; "
+                                  "tickets already issued are served)", code="stopped")
+        closed = self._closed(now_ms, service_id)
+        if closed is not None:
+            raise CommandRejected(f"{closed[0]} ({closed[1]})", code="closed")
+
+    # -- what the central pushed: an emergency stop, the city calendar ---------
+
+    @property
+    def stop(self) -> tuple[str, str] | None:
+        """The emergency stop in force: (its id, the reason), or None."""
+        found = None if self._pushed is None else self._pushed.get("stop")
+        return None if found is None else (found[0], str(found[1].get("reason", "")))
+
+    def pushed_versions(self) -> tuple[str | None, str | None]:
+        """(the stop in force, the city calendar's version): what ``state`` reports."""
+        calendar = None if self._pushed is None else self._pushed.get("calendar")
+        stop = self.stop
+        return (None if stop is None else stop[0], None if calendar is None else calendar[0])
+
+    def stop_issuing(self, stop_id: str, reason: str) -> mm.Event | None:
+        """An emergency stop: no ticket until it is lifted (kept across restarts and
+        days); the tickets issued are served. None: that stop is in force already."""
+        if self.stop == (stop_id, reason):
+            return None
+        self._require_pushed().put("stop", stop_id, {"reason": reason})
+        return self._commit([mm.IssuingStopped(stop=stop_id, reason=reason)],
+                            self.clock.now_ms())[0]
+
+    def resume_issuing(self, stop_id: str) -> mm.Event | None:
+        """Lift the stop ``stop_id``; None when no stop is in force. Another stop in force
+        is refused (``CommandRejected``): the central lifts what it decided."""
+        stop = self.stop
+        if stop is None:
+            return None
+        if stop[0] != stop_id:
+            raise CommandRejected(f"stop {stop[0]!r} is in force, not {stop_id!r}",
+                                  code="other_stop")
+        self._require_pushed().delete("stop")
+        return self._commit([mm.IssuingResumed(stop=stop_id)], self.clock.now_ms())[0]
+
+    def set_calendar(self, version: str, holidays: list[str], workdays: list[str],
+                     special: list[str]) -> mm.Event | None:
+        """The city calendar's dated days over the site's own (checked first: a bad one
+        is refused with every problem, and the one in force stays). None: in force."""
+        pushed = self._require_pushed()
+        found = pushed.get("calendar")
+        body: dict[str, Any] = {"holidays": holidays, "workdays": workdays, "special": special}
+        if found == (version, body):
+            return None
+        problems = Problems()
+        dated_holidays = parse_dates(holidays, "holidays", problems)
+        dated_workdays = parse_dates(workdays, "workdays", problems)
+        parse_special(special, "special", problems, self.config.calendar.margin)
+        problems.items += [f"workdays: {d} is also a holiday"
+                           for d in sorted(dated_holidays & dated_workdays)]
+        if problems.items:
+            raise CommandRejected("; ".join(problems.items)[:_TEXT_LIMIT], status=422,
+                                  code="bad_calendar")
+        pushed.put("calendar", version, body)
+        self.config = self._in_force  # the file's config, with the new calendar over it
+        return self._commit([mm.CalendarApplied(version=version)], self.clock.now_ms())[0]
+
+    def close(self) -> None:
+        """Close the journal and what the central pushed."""
+        self.journal.close()
+        if self._pushed is not None:
+            self._pushed.close()
+
+    def _require_pushed(self) -> PushedStore:
+        if self._pushed is None:
+            raise CommandRejected("this hall keeps nothing the central pushes (read only)",
+                                  status=503, code="read_only")
+        return self._pushed
 
     def cancel(self, number: str) -> mm.Event:
         ticket = self._ticket(number)
@@ -976,15 +1140,22 @@ class Hall:
 
 
 def open_hall(config: EdgeConfig, clock: Clock) -> Hall:
-    """Open the journal named in ``config`` and rebuild the hall from it."""
+    """Open the journal named in ``config`` (and what the central pushed, beside it) and
+    rebuild the hall from it."""
     journal = Journal(config.paths.journal, config.site.id,
                       outbox_limit=config.daemon.outbox_limit)
     try:
-        return Hall.open(config, journal, clock)
+        pushed = store_beside(config.paths.journal)
+    except JournalError:
+        journal.close()
+        raise
+    try:
+        return Hall.open(config, journal, clock, pushed)
     except (JournalError, CommandRejected):
         journal.close()
+        pushed.close()
         raise
 
 
 __all__ = ["BAD_RATING_MAX", "Hall", "HelpRequest", "IssuedTicket", "OpenCase", "PendingRating",
-           "Predict", "ReasonWindow", "contract_class", "open_hall"]
+           "Predict", "ReasonWindow", "closed_reason", "contract_class", "open_hall"]

@@ -5,7 +5,8 @@
     POST /tickets   {"service": "shebao", "class": "normal", "booked_ts": null, "print": false}
                     header Idempotency-Key: <1-64 printable ASCII> (optional, recommended)
                     -> 201 {"number": "A012", "people_ahead": 4, "wait": {...} | null,
-                            "replayed": false, ...}
+                            "replayed": false, "progress_url": "https://.../q/<token>" | null,
+                            ...}
                     answered only after the ticket.issued event is durable in the journal;
                     the daemon's wait prediction runs off the event loop first, for at most
                     daemon.predict_budget_seconds ("wait": null past it). A request retried
@@ -69,7 +70,7 @@ class HttpError(Exception):
         self.code = code
 
 
-def _ticket_json(answer: TicketAnswer) -> dict[str, Any]:
+def _ticket_json(answer: TicketAnswer, progress_url: str | None) -> dict[str, Any]:
     issued = answer.issued
     ticket = issued.ticket
     return {
@@ -83,6 +84,7 @@ def _ticket_json(answer: TicketAnswer) -> dict[str, Any]:
         "seq": issued.event.seq,
         "printed": answer.printed,
         "replayed": answer.replayed,
+        "progress_url": progress_url,
     }
 
 
@@ -348,7 +350,7 @@ class HttpApi:
             raise HttpError(422, "bad_field", "print: true or false")
         answer = await self.desk.take(TicketRequest(service, CLASS_BY_LABEL[klass_name], "kiosk",
                                                     booked, print_it, key))
-        return _ticket_json(answer)
+        return _ticket_json(answer, self.hall.progress_url(answer.issued.ticket.number))
 
 
 __all__ = ["MAX_BODY", "HttpApi", "HttpError"]

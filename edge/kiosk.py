@@ -183,7 +183,7 @@ class TicketDesk:
     def press(self, button: TicketButton) -> None:
         """A 取号 button: outside the issuing hours say so on the hall screen, else issue
         and print in the background (keypads must not wait behind a prediction)."""
-        if self._closed(button.service_id):
+        if self._closed(button.service_id, button.service_id):
             return
         request = TicketRequest(button.service_id, button.klass, "button", print_it=True)
         self._background(self._button(request), f"ticket:{button.service_id}")
@@ -194,13 +194,13 @@ class TicketDesk:
         if self._cards is None:
             log.warning("id_card.ignored", reader=read.reader, detail="no [devices.id_card]")
             return
-        if self._closed("id_card"):
+        if self._closed("id_card", self._cards.policy.service_id):
             return
         self._background(self._card(read, self._cards), "ticket:id_card")
 
-    def _closed(self, source: str) -> bool:
+    def _closed(self, source: str, service_id: str | None) -> bool:
         """Outside the issuing hours: nothing to print, the hall screen says so."""
-        closed = self._hall.closed_notice(self._hall.clock.now_ms())
+        closed = self._hall.closed_notice(self._hall.clock.now_ms(), service_id)
         if closed is not None:
             log.info("ticket.closed", source=source, notice=closed)
             self._outputs.notice("closed", closed, CLOSED_NOTICE_S)

@@ -39,7 +39,8 @@ UNPRINTED_NOTICE_S = 600
 
 # Events after which the hall screen's calls, counts or notices may have changed.
 _HALL_SCREEN_EVENTS = (mm.TicketCalled, mm.TicketRecalled, mm.TicketDone, mm.TicketNoShow,
-                       mm.HelpRequested, mm.HelpResolved, mm.DayReset, mm.TicketIssued)
+                       mm.HelpRequested, mm.HelpResolved, mm.DayReset, mm.TicketIssued,
+                       mm.IssuingStopped, mm.IssuingResumed)
 
 
 def call_line(ticket: str, window: int) -> str:
@@ -113,6 +114,9 @@ class HallOutputs:
                 self._set_led("paper", body.status != "ok")
             case mm.DayReset():
                 self._notices.clear()
+                self._stop_notice()
+            case mm.IssuingStopped() | mm.IssuingResumed():
+                self._stop_notice()
             case _:
                 pass
         if isinstance(body, _HALL_SCREEN_EVENTS):
@@ -126,6 +130,7 @@ class HallOutputs:
         for request in self._hall.open_help():
             self._set_led(f"help.{request.button}", True)
             self._help_notice(request.button, request.location, refresh=False)
+        self._stop_notice(refresh=False)
         self.refresh_hall_screen()
 
     # -- notices -------------------------------------------------------------
@@ -153,6 +158,19 @@ class HallOutputs:
             log.warning("hall_screen.location_refused", button=button, error=problem)
             text = f"呼叫帮办 {button}"
         self._notices[f"help:{button}"] = (text, math.inf)
+        if refresh:
+            self.refresh_hall_screen()
+
+    def _stop_notice(self, *, refresh: bool = True) -> None:
+        """暂停取号 and why on the hall screen for as long as an emergency stop lasts."""
+        stop = self._hall.stop
+        if stop is None:
+            self._notices.pop("stop", None)
+        else:
+            text = f"暂停取号 {stop[1]}"
+            if self._unshowable(text) is not None:  # the central checks the font; still
+                text = "暂停取号"
+            self._notices["stop"] = (text, math.inf)
         if refresh:
             self.refresh_hall_screen()
 
@@ -267,11 +285,12 @@ class HallOutputs:
         wait = hall.issued_wait(ticket.number)
         content = TicketContent(
             hall_name=hall.config.site.name, service_name=service.name_zh,
-            ticket_number=ticket.number, people_ahead=hall.dispatcher.people_ahead(number),
+            ticket_number=ticket.number,
+            people_ahead=hall.dispatcher.people_ahead(number, hall.clock.now_ms()),
             wait_p50_minutes=None if wait is None else math.ceil(wait.p50_s / 60),
             wait_p90_minutes=None if wait is None else math.ceil(wait.p90_s / 60),
             issued_at=datetime.fromtimestamp(ticket.issued_ms / 1000, hall.config.site.tz),
-            qr_payload=f"{hall.config.site.id}/{hall.day}/{ticket.number}",
+            qr_payload=hall.progress_url(ticket.number),
             footer_lines=("请留意叫号，过号请重新取号",),
         )
         return TicketPrint(content, large_print=ticket.klass is TicketClass.PRIORITY)

@@ -41,9 +41,12 @@ class SimulatedHall:
     wav_dir: Path
 
 
+PROGRESS_URL = "https://q.example.cn"  # where the tickets' QR codes point (the central)
+
+
 def hall_config_text(*, printer_port: str, screens_port: str, bus_port: str, clips_dir: Path,
                      wav_dir: Path, journal: Path, http_port: int,
-                     mqtt_port: int | None) -> str:
+                     mqtt_port: int | None, progress_url: str = PROGRESS_URL) -> str:
     """The site config of the simulated hall (two windows, every device family)."""
     mqtt = "" if mqtt_port is None else (
         f'[mqtt]\nhost = "127.0.0.1"\nport = {mqtt_port}\nkeepalive_seconds = 5\n')
@@ -139,13 +142,19 @@ window_api = true
 [daemon]
 telemetry_seconds = 2
 help_escalation_minutes = 1
+
+[progress]
+url = "{progress_url}"
+predict_seconds = 2
 """
 
 
 @contextlib.contextmanager
 def simulated_hall(directory: Path, *, clips_dir: Path, http_port: int,
-                   mqtt_port: int | None = None) -> Iterator[SimulatedHall]:
-    """Start the simulators and write ``directory/site.toml`` pointing at them."""
+                   mqtt_port: int | None = None,
+                   progress_url: str = PROGRESS_URL) -> Iterator[SimulatedHall]:
+    """Start the simulators and write ``directory/site.toml`` pointing at them
+    (``progress_url``: the central whose progress pages the tickets' QR codes open)."""
     timing = SerialTiming(BAUD)
     layouts = {n: ScreenLayout() for n in WINDOWS}
     layouts[HALL_SCREEN] = ScreenLayout(lines=5, columns=24)
@@ -163,9 +172,11 @@ def simulated_hall(directory: Path, *, clips_dir: Path, http_port: int,
         config_path.write_text(hall_config_text(
             printer_port=printer_link.port_name, screens_port=screen_link.port_name,
             bus_port=bus_link.port_name, clips_dir=clips_dir, wav_dir=wav_dir,
-            journal=directory / "journal.db", http_port=http_port, mqtt_port=mqtt_port),
+            journal=directory / "journal.db", http_port=http_port, mqtt_port=mqtt_port,
+            progress_url=progress_url),
             encoding="utf-8")
         yield SimulatedHall(config_path, printer, screens, bank, wav_dir)
 
 
-__all__ = ["BAUD", "HALL_SCREEN", "SimulatedHall", "hall_config_text", "simulated_hall"]
+__all__ = ["BAUD", "HALL_SCREEN", "PROGRESS_URL", "SimulatedHall", "hall_config_text",
+           "simulated_hall"]

@@ -164,6 +164,8 @@ class Uplink:
         commands: CommandHandler,
         advice: AdviceSource | None = None,
         beat: Callable[[], None] = lambda: None,
+        on_connect: Callable[[], None] = lambda: None,
+        pushed: Callable[[], tuple[str | None, str | None]] = lambda: (None, None),
         window: int = 200,
         resend_s: float = 30.0,
         backoff_base_s: float = 0.5,
@@ -181,6 +183,8 @@ class Uplink:
         self.advice = advice
         self._advice_sent: int | None = None  # ts of the advice sent in this session
         self.beat = beat
+        self.on_connect = on_connect
+        self.pushed = pushed  # (the stop in force, the city calendar's version)
         self.window = window
         self.resend_s = resend_s
         self.backoff_base_s = backoff_base_s
@@ -201,15 +205,26 @@ class Uplink:
     # -- messages ------------------------------------------------------------
 
     def _state(self, status: str) -> mm.State:
+        stop, calendar = self.pushed()
         return mm.State(site=self.site_id, status=status,  # type: ignore[arg-type]
                         lwt=False, boot_id=self.boot_id, session=self.session,
                         software=self.software, config=self.config_version(),
-                        ts=self.clock.now_ms(), clock_synced=self.clock.synced())
+                        ts=self.clock.now_ms(), clock_synced=self.clock.synced(),
+                        stop=stop, calendar=calendar)
 
     def publish_state(self) -> None:
         """(Re)publish the retained online state, e.g. after a config reload."""
         if self._client is not None and self.connected:
             self._publish(mm.to_publish(self._state("online")))
+
+    def publish_live(self, message: mm.Message) -> bool:
+        """Publish a message only its latest value matters for (``progress``), straight
+        away, never through the journal: False when not connected (it is dropped; the
+        caller sends a fresh one after ``on_connect``)."""
+        if self._client is None or not self.connected:
+            return False
+        self._publish(mm.to_publish(message))
+        return True
 
     def _publish(self, publish: mm.Publish) -> None:
         assert self._client is not None
@@ -308,6 +323,7 @@ class Uplink:
             self._advice_sent = None  # a new connection gets the latest advice again
             self.journal.note_broker_session()
             self.connected = True
+            self.on_connect()
             log.info("uplink.connected", session=self.session, acked=self.journal.acked_seq,
                      pending=self.journal.unacked_count())
             await self._pump(lost)

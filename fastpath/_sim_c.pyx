@@ -546,6 +546,8 @@ cdef class Engine:
     cdef int32_t *fc_service
     cdef int64_t *fc_wait
     cdef int8_t *fc_called
+    cdef int32_t *fc_place          # a waiting ticket's place in the queue, or -1
+    cdef int64_t fc_n_waiting       # tickets waiting at the start: identities below this
     cdef Py_ssize_t fc_n
     cdef Py_ssize_t fc_cap
     cdef int64_t *fc_scratch
@@ -723,6 +725,7 @@ cdef class Engine:
         PyMem_RawFree(self.sv_current); PyMem_RawFree(self.sv_since)
         PyMem_RawFree(self.fc_rep); PyMem_RawFree(self.fc_service); PyMem_RawFree(self.fc_wait)
         PyMem_RawFree(self.fc_called); PyMem_RawFree(self.fc_scratch)
+        PyMem_RawFree(self.fc_place)
 
     # -- public entry points -------------------------------------------------------
 
@@ -792,7 +795,8 @@ cdef class Engine:
         return {"replication": self._fc_column("i", self.fc_rep, sizeof(int32_t)),
                 "service": self._fc_column("i", self.fc_service, sizeof(int32_t)),
                 "wait": self._fc_column("q", self.fc_wait, sizeof(int64_t)),
-                "called": self._fc_column("b", self.fc_called, sizeof(int8_t))}
+                "called": self._fc_column("b", self.fc_called, sizeof(int8_t)),
+                "place": self._fc_column("i", self.fc_place, sizeof(int32_t))}
 
     cdef object _fc_column(self, str code, void *buffer, size_t size):
         column = array(code)
@@ -844,6 +848,7 @@ cdef class Engine:
             self._reset(now_ms, streaks)
             self.horizon = stop
             memcpy(self.counter, &v_counter[0], self.n_services * sizeof(int64_t))
+            self.fc_n_waiting = n_wait
             for i in range(n_wait):  # identity: the place in the queue (see ticket_state)
                 self._add_ticket(q_service[i], q_klass[i], q_key[i], q_order[i], q_issued[i], i)
             if tagged is not None:
@@ -896,7 +901,8 @@ cdef class Engine:
                 out[rep] = horizon_ms if called < 0 else called - now_ms
         return 0
 
-    cdef inline int _fc_add(self, int64_t service, int64_t wait, int8_t called) except -1 nogil:
+    cdef inline int _fc_add(self, int64_t service, int64_t wait, int8_t called,
+                            int64_t place) except -1 nogil:
         """A forecast's record of one counted ticket (see forecast)."""
         cdef Py_ssize_t cap
         if self.fc_n == self.fc_cap:
@@ -909,11 +915,14 @@ cdef class Engine:
             self.fc_wait = <int64_t *> _grow(self.fc_wait, &cap, self.fc_n + 1, sizeof(int64_t))
             cap = self.fc_cap
             self.fc_called = <int8_t *> _grow(self.fc_called, &cap, self.fc_n + 1, sizeof(int8_t))
+            cap = self.fc_cap
+            self.fc_place = <int32_t *> _grow(self.fc_place, &cap, self.fc_n + 1, sizeof(int32_t))
             self.fc_cap = cap
         self.fc_rep[self.fc_n] = <int32_t> self.fc_replication
         self.fc_service[self.fc_n] = <int32_t> service
         self.fc_wait[self.fc_n] = wait
         self.fc_called[self.fc_n] = called
+        self.fc_place[self.fc_n] = <int32_t> place
         self.fc_n += 1
         return 0
 
@@ -943,7 +952,7 @@ cdef class Engine:
             if n:
                 qsort(waits, n, sizeof(int64_t), _compare_i64)
                 for slot in range(n):
-                    self._fc_add(s, waits[slot], 0)
+                    self._fc_add(s, waits[slot], 0, -1)
         return 0
 
     # -- set-up ------------------------------------------------------------------
@@ -1386,7 +1395,7 @@ cdef class Engine:
                 self.wait_sum[service] += waited
                 self.waited[service] += 1
             if self.fc_on and t.arrival < self.fc_count_until:
-                self._fc_add(service, waited, 1)
+                self._fc_add(service, waited, 1, t.id if t.id < self.fc_n_waiting else -1)
         # This call's draws were made when the ticket was queued (see _draw_call).
         absent = t.duration == ABSENT
         end = now + (self.no_show_timeout if absent else t.duration)

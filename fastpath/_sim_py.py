@@ -552,13 +552,16 @@ class Engine:
         waiting at ``now_ms`` and those arriving before ``count_until_ms``. Returns
         arrays with one entry per counted ticket and replication: ``replication``,
         ``service``, ``wait`` (ms from the start of its wait to its first call, or,
-        for one not called by ``until_ms``, to ``until_ms``) and ``called`` (1, or 0
-        for those). The called ones come in the order they were called, then the
-        others service by service, shortest wait first.
+        for one not called by ``until_ms``, to ``until_ms``), ``called`` (1, or 0
+        for those) and ``place``: for a ticket waiting at ``now_ms`` called in the
+        run, its place in the queue order (key, order) of ``waiting``, else -1
+        (an arrival, or not called). The called ones come in the order they were
+        called, then the others service by service, shortest wait first.
         """
         tables = arrival_tables(streams, now_ms, until_ms)
         out: dict[str, array[int]] = {name: array(code) for name, code in (
-            ("replication", "i"), ("service", "i"), ("wait", "q"), ("called", "b"))}
+            ("replication", "i"), ("service", "i"), ("wait", "q"), ("called", "b"),
+            ("place", "i"))}
         for run in self._from_state(seed, replications, now_ms, until_ms, shifts, busy_service,
                                     busy_since, streaks, waiting, counters, tables, None, False,
                                     (out, count_until_ms)):
@@ -617,6 +620,7 @@ class Engine:
                 run.replication = rep
                 if counting is not None:
                     run.counted, run.count_until = counting
+                    run.n_waiting = len(queued)
                 run.start_arrivals(tables, stop, seed, rep, lazy=lazy_arrivals)
                 for widx in range(n_windows):
                     run.set_predicted_window(widx, busy_service[widx], busy_since[widx])
@@ -701,6 +705,7 @@ class _Run:
         # count_until are counted, into these arrays.
         self.counted: dict[str, array[int]] | None = None
         self.count_until = NEVER
+        self.n_waiting = 0  # tickets waiting at the start: identities 0 .. n_waiting - 1
         self.replication = 0
         self.arrivals_left = NEVER
         self.replay: tuple[Sequence[int], ...] = ((), (), (), ())
@@ -948,7 +953,8 @@ class _Run:
                 self.wait_sum[service] += waited
                 self.waited[service] += 1
             if self.counted is not None and self.t_arrival[slot] < self.count_until:
-                self.count(service, waited, 1)
+                ident = self.t_id[slot]
+                self.count(service, waited, 1, ident if ident < self.n_waiting else -1)
         e = self.e
         # This call's own draws: absent or not, then how long (see ticket_state).
         state = ticket_state(self.draws, self.t_id[slot], 0 if first_call else 1)
@@ -974,11 +980,11 @@ class _Run:
         self.schedule(end, EV_FREE, widx)
         return slot
 
-    def count(self, service: int, wait: int, called: int) -> None:
-        """A forecast's record of one counted ticket."""
+    def count(self, service: int, wait: int, called: int, place: int) -> None:
+        """A forecast's record of one counted ticket (``place``: see Engine.forecast)."""
         assert self.counted is not None
         for name, value in (("replication", self.replication), ("service", service),
-                            ("wait", wait), ("called", called)):
+                            ("wait", wait), ("called", called), ("place", place)):
             self.counted[name].append(value)
 
     def count_never_called(self, until_ms: int) -> None:
@@ -992,7 +998,7 @@ class _Run:
                         start = self.t_key[slot]
                     waits.append(max(0, until_ms - start))
             for wait in sorted(waits):
-                self.count(service, wait, 0)
+                self.count(service, wait, 0, -1)
 
     def release(self, slot: int, outcome: int) -> None:
         if self.record:

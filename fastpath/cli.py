@@ -5,6 +5,7 @@
     onedoor simulate run --example city_hall [--arrivals A.csv] [--seed 1] [--json]
     onedoor simulate staffing --hall H.toml --arrivals A.csv --sla-minutes 15 [--plot out.png]
     onedoor simulate arrivals --example village_station --seed 3 --out arrivals.csv
+    ... --calendar site.toml --date 2026-12-31    the day as the hall's calendar has it
 
 A hall is ``--hall FILE.toml`` or ``--example NAME`` (``fastpath/examples``).
 Bad files are reported with the file, line and reason, and exit status 2.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import json
 import sys
 import time
@@ -21,6 +23,7 @@ from typing import Any, TextIO
 
 import structlog
 
+from fastpath.calendar import CalendarError, calendar_from_file
 from fastpath.simulate import (
     EXAMPLES,
     IMPLEMENTATION,
@@ -88,10 +91,24 @@ def _hall_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--hall", help="hall model TOML")
     known = ", ".join(sorted(p.stem for p in EXAMPLES.glob("*.toml")))
     group.add_argument("--example", help=f"a shipped hall: {known}")
+    parser.add_argument("--calendar", help="the hall's calendar: a site config (its [hours], "
+                                           "[calendar] and services' last_ticket), as the "
+                                           "edge runs it")
+    parser.add_argument("--date", type=dt.date.fromisoformat,
+                        help="the day to simulate by --calendar, YYYY-MM-DD (default today)")
 
 
 def _load(args: argparse.Namespace) -> HallModel:
-    return load_hall(args.hall) if args.hall else example_hall(args.example)
+    model = load_hall(args.hall) if args.hall else example_hall(args.example)
+    if args.calendar:
+        try:
+            calendar = calendar_from_file(args.calendar)
+        except CalendarError as exc:
+            raise ModelError(str(exc)) from None
+        model = model.on_date(calendar, args.date or dt.date.today())
+    elif args.date:
+        raise ModelError("--date needs --calendar (the hall model file has no calendar)")
+    return model
 
 
 def _fail(exc: Exception) -> int:

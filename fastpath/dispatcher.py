@@ -20,7 +20,7 @@ passes ``now_ms``, which is what makes replaying a journal exact.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from fastpath import core as _core
@@ -242,13 +242,55 @@ class Dispatcher:
         """How many numbers of ``prefix`` were handed out today (the last one's counter)."""
         return self._counters.get(prefix, 0)
 
-    def people_ahead(self, number: str) -> int:
-        """Waiting tickets of the same service queued before this one."""
+    def call_order(self, service_id: str, now_ms: int) -> list[Ticket]:
+        """The service's waiting tickets in the order the policy calls them at ``now_ms``.
+
+        The order the cores apply within one service (``fastpath/_core_py.py``): a
+        ticket past the service's SLA first (earliest deadline), then the highest
+        ageing score ``(100 + class weight) x wait``, then the lower number. A window's
+        own rules (a priority window, a ratio cap) are left out: they only move
+        priority tickets, and only at that window. Ageing moves tickets over time (a
+        priority ticket overtakes an older normal one after a while), so this is the
+        order *now*; the simulator's predicted waits account for what comes later.
+        """
+        _check_time("now_ms", now_ms)
+        service = self._service(service_id)
+        rank = self._ranker(service, now_ms)
+        tickets = self._tickets
+        return sorted((tickets[tid] for tid in self._core.queued(service)),
+                      key=lambda t: rank(t.key_ms, t.klass, _number_key(t.number)))
+
+    def _ranker(self, service: int, now_ms: int) -> Callable[[int, int, int], tuple[int, int, int]]:
+        """The call order's sort key of a ticket (key time, class, number order) at
+        ``now_ms``: lower is called first (see :meth:`call_order`)."""
+        sla = self.services[service].sla_minutes * MINUTE_MS
+        factors = [100 + pct for pct in self.policy.class_weights_pct()]
+
+        def rank(key_ms: int, klass: int, order: int) -> tuple[int, int, int]:
+            wait = now_ms - key_ms
+            if sla > 0 and wait > sla:
+                return (0, key_ms + sla, order)
+            return (1, -factors[klass] * wait, order)
+
+        return rank
+
+    def people_ahead(self, number: str, now_ms: int) -> int:
+        """Waiting tickets of the same service the policy calls before this one at
+        ``now_ms`` (:meth:`call_order`); 0 for a ticket no longer waiting. For a ticket
+        just issued it is :attr:`IssuePlan.people_ahead`."""
         ticket = self.ticket(number)
         if ticket.state is not TicketState.WAITING:
             return 0
-        queued = self._core.queued(self._service(ticket.service_id))
-        return queued.index(self._by_number[number])
+        return next(i for i, t in enumerate(self.call_order(ticket.service_id, now_ms))
+                    if t.number == number)
+
+    def people_ahead_all(self, now_ms: int) -> dict[str, int]:
+        """:meth:`people_ahead` of every waiting ticket at once."""
+        ahead: dict[str, int] = {}
+        for service in self.services:
+            for place, ticket in enumerate(self.call_order(service.id, now_ms)):
+                ahead[ticket.number] = place
+        return ahead
 
     def window(self, number: int) -> WindowStatus:
         window = self._window(number)
@@ -274,16 +316,31 @@ class Dispatcher:
         booked_ms: int | None = None,
     ) -> IssuePlan:
         """What :meth:`issue` would hand out at ``now_ms``, changing nothing: the number,
-        the class after the late-appointment rule, and the people ahead."""
+        the class after the late-appointment rule, and the people ahead.
+
+        The people ahead are counted in queue (key, number) order, which for a ticket
+        taken now is the call order of :meth:`people_ahead`: its wait is zero (or, for
+        an early appointment, negative), so every ticket queued before it scores at
+        least as high and every one after it lower.
+        """
         number, klass, key_ms, late, widened = self._next(service_id, now_ms, klass, booked_ms)
-        order = _number_key(number)
+        service = self._service(service_id)
+        rank = self._ranker(service, now_ms)
+        mine = rank(key_ms, klass, _number_key(number))
+        # The queue is in key order and a later key ranks lower in every class, so the
+        # scan stops where even the fastest-ageing class falls behind.
+        factors = [100 + pct for pct in self.policy.class_weights_pct()]
+        wait = now_ms - key_ms
+        factor = max(factors) if wait >= 0 else min(factors)
+        overdue = mine[0] == 0
         ahead = 0
-        for tid in self._core.queued(self._service(service_id)):  # in (key, number) order
+        for tid in self._core.queued(service):
             ticket = self._tickets[tid]
-            if ticket.key_ms > key_ms or (ticket.key_ms == key_ms
-                                          and _number_key(ticket.number) > order):
+            if (ticket.key_ms > key_ms if overdue
+                    else factor * (now_ms - ticket.key_ms) < factors[klass] * wait):
                 break
-            ahead += 1
+            if rank(ticket.key_ms, ticket.klass, _number_key(ticket.number)) < mine:
+                ahead += 1
         return IssuePlan(number, klass, key_ms, late, ahead, widened)
 
     def _next(self, service_id: str, now_ms: int, klass: TicketClass, booked_ms: int | None

@@ -21,7 +21,15 @@ from typing import Any
 
 from fastpath.dispatcher import Dispatcher
 from fastpath.simulate import HOUR_MS, HallModel, ModelError, percentile
-from fastpath.types import NORMAL, PRIORITY, TicketClass, TicketState, WindowState, number_order
+from fastpath.types import (
+    APPOINTMENT,
+    NORMAL,
+    PRIORITY,
+    TicketClass,
+    TicketState,
+    WindowState,
+    number_order,
+)
 
 DEFAULT_HORIZON_MS = 4 * HOUR_MS
 
@@ -172,6 +180,37 @@ class Predictor:
             streaks, waiting, list(state.counters),
             self.model.streams() if streams is None else streams)
         return out
+
+    def ticket_waits(self, state: HallState, replications: int = 200, seed: int = 0,
+                     horizon_ms: int = DEFAULT_HORIZON_MS) -> list[Prediction]:
+        """The remaining wait (from ``state.now_ms`` to the call) of every ticket waiting
+        in ``state``, in the order of ``state.waiting``: one forecast simulates them all.
+
+        Walk-ins keep arriving as the model says (a priority ticket arriving later may
+        still be called first). A replication in which a ticket is not called within
+        ``horizon_ms`` counts ``horizon_ms`` for it (``censored``).
+        """
+        if replications < 1:
+            raise ValueError("replications must be >= 1")
+        now = state.now_ms
+        waiting = state.waiting
+        out = self.forecast(state, now + horizon_ms, now + 1, replications, seed)
+        # The engine names a waiting ticket by its place in the queue order (key, order).
+        places = sorted(range(len(waiting)), key=lambda i: (waiting[i].key_ms, waiting[i].order))
+        starts = [max(t.issued_ms, t.key_ms) if t.klass == APPOINTMENT else t.issued_ms
+                  for t in waiting]
+        remaining: list[list[int]] = [[] for _ in waiting]
+        for place, wait in zip(out["place"], out["wait"], strict=True):
+            if place >= 0:
+                index = places[place]
+                remaining[index].append(max(0, starts[index] + wait - now))
+        predictions = []
+        for waits in remaining:
+            censored = replications - len(waits)
+            ordered = sorted(waits) + [horizon_ms] * censored
+            predictions.append(Prediction(percentile(ordered, 50), percentile(ordered, 90),
+                                          sum(ordered) / len(ordered), replications, censored))
+        return predictions
 
     def _engine_state(self, state: HallState) -> tuple[Any, ...]:
         """The state as the engine takes it: shifts, busy services and since when,

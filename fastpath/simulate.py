@@ -25,6 +25,8 @@ Errors::
 from __future__ import annotations
 
 import csv
+import dataclasses
+import datetime as dt
 import itertools
 import math
 import os
@@ -34,6 +36,7 @@ from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from fastpath._sim_py import (  # the shared tables
@@ -45,6 +48,7 @@ from fastpath._sim_py import (  # the shared tables
     OUT_DONE,
     OUT_NO_SHOW,
 )
+from fastpath.calendar import Calendar
 from fastpath.types import (
     APPOINTMENT,
     CLASS_BY_LABEL,
@@ -157,6 +161,11 @@ class HallModel:
     hourly_profile: tuple[float, ...]
     policy: Policy = field(default_factory=Policy)
     no_show_timeout_ms: int = MINUTE_MS
+    breaks: tuple[tuple[int, int], ...] = ()
+    """Closed within the day (lunch): no arrivals, and windows without shifts of their
+    own closed (:meth:`on_date` cuts the others' shifts to the day's sessions)."""
+    service_until: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    """A service's arrivals stop here, before ``arrivals_until`` (its own 停止取号)."""
 
     def __post_init__(self) -> None:
         ids = [m.service.id for m in self.services]
@@ -183,6 +192,33 @@ class HallModel:
         for model in self.services:
             if not any(model.service.id in g.services for g in self.groups if g.count):
                 raise ModelError(f"no window serves {model.service.id!r}")
+        for start, end in self.breaks:
+            if not self.opens_ms < start < end < self.closes_ms:
+                raise ModelError(f"{self.name}: a break must lie within the opening hours")
+        for service_id in self.service_until:
+            if service_id not in ids:
+                raise ModelError(f"{self.name}: service_until names unknown {service_id!r}")
+
+    def on_date(self, calendar: Calendar, date: dt.date) -> HallModel:
+        """This hall on ``date`` as its calendar says: opening, lunch, 停止取号 (the hall's
+        and each service's). :class:`ModelError` if the hall is closed that day."""
+        plan = calendar.day(date)
+        hours = plan.hours
+        if hours is None:
+            raise ModelError(f"{self.name}: closed on {date} ({plan.kind})")
+        ms = MINUTE_MS
+        breaks = tuple((a * ms, b * ms) for (_, a), (b, _) in
+                       itertools.pairwise(hours.sessions))
+        until = {m.service.id: (hours.last_ticket - margin) * ms for m in self.services
+                 if (margin := calendar.service_margin(m.service.id))}
+        sessions = [(a * ms, b * ms) for a, b in hours.sessions]
+        # A group's own shifts (a half-day window) only within the day's sessions.
+        groups = tuple(dataclasses.replace(g, shifts=_within(g.shifts, sessions))
+                       if g.shifts else g for g in self.groups)
+        return dataclasses.replace(
+            self, groups=groups, opens_ms=hours.opens * ms, closes_ms=hours.closes * ms,
+            arrivals_until_ms=hours.last_ticket * ms, breaks=breaks,
+            service_until=MappingProxyType(until))
 
     # -- derived ---------------------------------------------------------------
 
@@ -209,9 +245,7 @@ class HallModel:
             WindowGroup(g.name, n, g.services, g.priority_window, g.ratio_cap, g.shifts)
             for g, n in zip(self.groups, plan, strict=True)
         )
-        return HallModel(self.name, self.services, groups, self.opens_ms, self.closes_ms,
-                         self.arrivals_until_ms, self.hourly_profile, self.policy,
-                         self.no_show_timeout_ms)
+        return dataclasses.replace(self, groups=groups)
 
     def window_profiles(self) -> list[WindowProfile]:
         """The windows as the live dispatcher sees them, numbered 1.. in group order."""
@@ -223,29 +257,43 @@ class HallModel:
         return profiles
 
     def window_shifts(self) -> list[tuple[tuple[int, int], ...]]:
-        default = ((self.opens_ms, self.closes_ms),)
+        default = _without(((self.opens_ms, self.closes_ms),), self.breaks)
         return [g.shifts or default for g in self.groups for _ in range(g.count)]
 
     def streams(self, scale: float = 1.0) -> list[tuple[list[int], list[float], float, float]]:
-        """Per service: hourly Poisson segments from opening until arrivals stop."""
+        """Per service: hourly Poisson segments from opening until its arrivals stop, none
+        in a break (lunch)."""
         out = []
         for model in self.services:
             weights = model.profile or self.hourly_profile
-            starts, rates = [], []
-            total_weight = 0.0
+            until = min(self.arrivals_until_ms,
+                        self.service_until.get(model.service.id, self.arrivals_until_ms))
+            pieces: list[tuple[int, int, float, bool]] = []  # (start, end, weight, a break)
             for hour, weight in enumerate(weights):
                 start = self.opens_ms + hour * HOUR_MS
-                if start >= self.arrivals_until_ms:
+                if start >= until:
                     break
-                length = min(HOUR_MS, self.arrivals_until_ms - start)
-                total_weight += weight * length / HOUR_MS
-                starts.append(start)
-                rates.append(weight)
+                end = min(start + HOUR_MS, until)
+                cursor = start
+                for cut_start, cut_end in self.breaks:
+                    if cut_end <= cursor or cut_start >= end:
+                        continue
+                    if cut_start > cursor:
+                        pieces.append((cursor, cut_start, weight, False))
+                    pieces.append((max(cut_start, cursor), min(cut_end, end), 0.0, True))
+                    cursor = min(cut_end, end)
+                if cursor < end:
+                    pieces.append((cursor, end, weight, False))
+            total_weight = sum(w * (b - a) / HOUR_MS for a, b, w, _ in pieces)
+            # One segment per piece, a break over an hour's end one segment: without
+            # breaks, one per hour (an hour's draws do not move).
+            segments = [(a, w) for i, (a, _, w, cut) in enumerate(pieces)
+                        if not (cut and i and pieces[i - 1][3])]
             per_weight = model.visitors_per_day * scale / total_weight if total_weight else 0.0
             # A closing segment of rate 0: a prediction running past the time the
             # kiosks stop must not draw new arrivals.
-            out.append(([*starts, self.arrivals_until_ms],
-                        [w * per_weight / HOUR_MS for w in rates] + [0.0],
+            out.append(([s for s, _ in segments] + [until],
+                        [w * per_weight / HOUR_MS for _, w in segments] + [0.0],
                         model.priority_share, model.appointment_share))
         return out
 
@@ -258,6 +306,29 @@ class HallModel:
         """Busy windows needed on average (Σ visitors × mean service ÷ open time)."""
         work = sum(m.visitors_per_day * m.mean_service_ms() for m in self.services)
         return work / (self.arrivals_until_ms - self.opens_ms)
+
+
+def _without(intervals: Iterable[tuple[int, int]], breaks: Sequence[tuple[int, int]]
+             ) -> tuple[tuple[int, int], ...]:
+    """``intervals`` with the ``breaks`` cut out (both sorted, ms)."""
+    out = []
+    for start, end in intervals:
+        for cut_start, cut_end in breaks:
+            if cut_end <= start or cut_start >= end:
+                continue
+            if cut_start > start:
+                out.append((start, cut_start))
+            start = max(start, cut_end)
+        if start < end:
+            out.append((start, end))
+    return tuple(out)
+
+
+def _within(shifts: Iterable[tuple[int, int]], sessions: Sequence[tuple[int, int]]
+            ) -> tuple[tuple[int, int], ...]:
+    """The parts of ``shifts`` inside ``sessions`` (both sorted, ms)."""
+    return tuple((max(a, c), min(b, d)) for a, b in shifts for c, d in sessions
+                 if max(a, c) < min(b, d))
 
 
 def make_engine(model: HallModel, engine_class: Any, **kwargs: Any) -> Any:

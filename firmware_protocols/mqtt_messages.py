@@ -59,6 +59,9 @@ TicketNo = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{1,2}[0-9]{3,4}\Z")]
 DetailCode = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}\Z")]
 """Device detail code, e.g. ``paper_out``; see :data:`KNOWN_DEVICE_DETAILS`."""
 Day = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-[0-1][0-9]-[0-3][0-9]\Z")]
+PROGRESS_TOKEN_PATTERN: Final = r"^[A-Za-z0-9_-]{22}\Z"
+ProgressToken = Annotated[str, msgspec.Meta(pattern=PROGRESS_TOKEN_PATTERN)]
+"""A ticket's progress-page token: 16 random bytes in URL-safe base64 (unguessable)."""
 # Free text reaches TTS, LED screens and logs: control characters (NUL, ESC, newlines) never.
 _NO_CONTROL: Final = r"^[^\x00-\x1f\x7f]*\Z"
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_NO_CONTROL)]
@@ -108,6 +111,8 @@ MAX_QUEUES: Final = 64
 MAX_WINDOWS: Final = 256
 MAX_DEVICES: Final = 1024
 MAX_COMMAND_TTL_MS: Final = 86_400_000
+MAX_PROGRESS_WAITING: Final = 3000
+MAX_PROGRESS_ENDED: Final = 500
 
 
 class _Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -142,6 +147,11 @@ class State(_Message, frozen=True, kw_only=True):
     (persisted with the journal): the central ignores a state whose session is
     older than the one it holds, e.g. a Will of a dead connection delivered after
     the edge reconnected. ``boot_id`` changes on every boot.
+
+    What the central pushed that the site holds (fields added later: edges before them
+    leave them out): ``stop``, the emergency stop in force (``cmd/issuing``), and
+    ``calendar``, the version of the city calendar (``cmd/calendar``). The central
+    sends again what a site does not report.
     """
 
     status: Literal["online", "offline"]
@@ -152,6 +162,8 @@ class State(_Message, frozen=True, kw_only=True):
     config: Token | None
     ts: UnixMs
     clock_synced: bool
+    stop: Token | None = None
+    calendar: Token | None = None
 
     def __post_init__(self) -> None:
         if self.lwt and self.status != "offline":
@@ -178,7 +190,10 @@ class _Body(_Struct, frozen=True, kw_only=True, tag_field="type"):
     """Base of event bodies; the tag (``"type"``) is the event type, e.g. ``ticket.issued``."""
 
 
-class TicketIssued(_Body, frozen=True, kw_only=True, tag="ticket.issued"):
+class TicketIssued(_Body, frozen=True, kw_only=True, tag="ticket.issued", omit_defaults=True):
+    """A ticket taken. ``token`` came later to v1: absent when null (the rule for fields
+    added to the contract: a default, left out of the JSON at it)."""
+
     ticket: TicketNo
     service: Ident
     ticket_class: TicketClass = msgspec.field(name="class")
@@ -187,6 +202,9 @@ class TicketIssued(_Body, frozen=True, kw_only=True, tag="ticket.issued"):
     channel: Channel
     people_ahead: Count
     wait: WaitPrediction | None
+    token: ProgressToken | None = None
+    """The ticket's progress-page token (its QR opens ``{public URL}/q/{token}``); absent
+    from edges older than the progress page."""
 
     def __post_init__(self) -> None:
         if (self.ticket_class == "appointment") != (self.booked_ts is not None):
@@ -422,6 +440,24 @@ class AckRefused(_Body, frozen=True, kw_only=True, tag="ack.refused"):
     count: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
 
 
+class IssuingStopped(_Body, frozen=True, kw_only=True, tag="issuing.stopped"):
+    """An emergency stop (台风, system outage): no ticket is issued until it is lifted;
+    tickets already issued are served. ``stop`` names the central's decision."""
+
+    stop: Token
+    reason: ShortText
+
+
+class IssuingResumed(_Body, frozen=True, kw_only=True, tag="issuing.resumed"):
+    stop: Token
+
+
+class CalendarApplied(_Body, frozen=True, kw_only=True, tag="calendar.applied"):
+    """The city calendar the central pushed is in force at the site."""
+
+    version: Token
+
+
 class DayReset(_Body, frozen=True, kw_only=True, tag="day.reset"):
     day: Day
     """The new business day, local date ``YYYY-MM-DD``: ticket counters restart."""
@@ -457,6 +493,9 @@ EventBody: TypeAlias = (
     | OutboxDropped
     | JournalLost
     | AckRefused
+    | IssuingStopped
+    | IssuingResumed
+    | CalendarApplied
     | DayReset
 )
 
@@ -550,6 +589,79 @@ class Telemetry(_Message, frozen=True, kw_only=True):
     outbox: OutboxStat
 
 
+# --------------------------------------------------------------------------- progress
+
+
+class WaitingProgress(_Struct, frozen=True, kw_only=True, array_like=True):
+    """A waiting ticket, as the JSON array ``[ticket, service, ahead, p50_s, p90_s, requeued]``.
+
+    ``ahead``: the tickets of its service the dispatcher calls before it now
+    (:meth:`fastpath.dispatcher.Dispatcher.people_ahead`); ``p50_s``/``p90_s``: its
+    remaining wait at the message's ``ts`` as the simulator predicts it (null: no
+    prediction); ``requeued``: it was called once, nobody came (过号), and it queues again.
+    """
+
+    ticket: TicketNo
+    service: Ident
+    ahead: Count
+    p50_s: Seconds | None
+    p90_s: Seconds | None
+    requeued: bool
+
+    def __post_init__(self) -> None:
+        if (self.p50_s is None) != (self.p90_s is None):
+            raise ValueError("p50_s and p90_s go together")
+        if self.p50_s is not None and self.p90_s is not None and self.p90_s < self.p50_s:
+            raise ValueError("p90_s must be >= p50_s")
+
+
+class CalledProgress(_Struct, frozen=True, kw_only=True, array_like=True):
+    """A ticket at a window: ``[ticket, service, window, serving]`` (serving: 办理中)."""
+
+    ticket: TicketNo
+    service: Ident
+    window: WindowNo
+    serving: bool
+
+
+EndedOutcome = Literal["done", "no_show", "cancelled"]
+
+
+class EndedProgress(_Struct, frozen=True, kw_only=True, array_like=True):
+    """A ticket that ended lately: ``[ticket, outcome, window]`` (window: null if cancelled)."""
+
+    ticket: TicketNo
+    outcome: EndedOutcome
+    window: WindowNo | None
+
+
+IssuingStatus = Literal["open", "closed", "stopped"]
+
+
+class Progress(_Message, frozen=True, kw_only=True):
+    """``progress``: what the citizens' progress pages show, the whole of it each time.
+
+    Published (QoS 0, retained) when the queue changes and at least every minute while
+    the edge is connected, never queued behind an outage: a later one replaces it.
+    ``seq`` is the journal's last seq the snapshot reflects. ``issuing`` says whether
+    tickets are issued now (``closed``: outside the hall's hours; ``stopped``: an
+    emergency stop) and ``notice`` what the hall says about it. ``ended`` lists the
+    tickets that ended lately (the last half hour, newest last).
+    """
+
+    ts: UnixMs
+    clock_synced: bool
+    day: Day
+    day_seq: AckSeq
+    """The seq of the day's ``day.reset``: the tickets issued after it are today's."""
+    seq: AckSeq
+    issuing: IssuingStatus
+    notice: Text | None
+    services: Annotated[dict[Ident, ShortText], msgspec.Meta(max_length=MAX_QUEUES)]
+    """Service id -> its Chinese name, as the tickets print it."""
+    waiting: Annotated[list[WaitingProgress], msgspec.Meta(max_length=MAX_PROGRESS_WAITING)]
+    called: Annotated[list[CalledProgress], msgspec.Meta(max_length=MAX_WINDOWS)]
+    ended: Annotated[list[EndedProgress], msgspec.Meta(max_length=MAX_PROGRESS_ENDED)]
 # --------------------------------------------------------------------------- advice
 
 AdviceText = Annotated[str, msgspec.Meta(min_length=1, max_length=400, pattern=_NO_CONTROL)]
@@ -695,7 +807,42 @@ class ReloadConfigArgs(_Args, frozen=True, kw_only=True, tag="reload_config"):
     """The config version the daemon should find on disk, or null for any."""
 
 
-CommandArgs: TypeAlias = AnnounceArgs | ReprintArgs | ScreenNoticeArgs | ReloadConfigArgs
+class IssuingArgs(_Args, frozen=True, kw_only=True, tag="issuing"):
+    """Stop issuing tickets (``stopped``, with the ``reason`` the hall screen, the kiosk
+    and the progress pages show), or lift the stop ``stop``."""
+
+    stop: Token
+    stopped: bool
+    reason: ShortText | None
+
+    def __post_init__(self) -> None:
+        if self.stopped != (self.reason is not None):
+            raise ValueError("a stop has a reason, a lift has none")
+        if self.reason is not None:
+            _check_display_text(self.reason)
+
+
+CalendarDate = Annotated[str, msgspec.Meta(
+    pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(\.\.[0-9]{4}-[0-9]{2}-[0-9]{2})?\Z")]
+"""A date, or a range ``first..last``."""
+SpecialDay = Annotated[str, msgspec.Meta(
+    pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:,-]{11,35}\Z")]
+"""A date and its own hours: ``2026-12-31 08:30-12:00``."""
+MAX_CALENDAR_ENTRIES: Final = 100
+
+
+class CalendarArgs(_Args, frozen=True, kw_only=True, tag="calendar"):
+    """The city calendar's dated days, over the site's own ``[calendar]`` (a date named
+    here takes this word): holidays, 调休 make-up working days, days of their own hours."""
+
+    version: Token
+    holidays: Annotated[list[CalendarDate], msgspec.Meta(max_length=MAX_CALENDAR_ENTRIES)]
+    workdays: Annotated[list[CalendarDate], msgspec.Meta(max_length=MAX_CALENDAR_ENTRIES)]
+    special: Annotated[list[SpecialDay], msgspec.Meta(max_length=MAX_CALENDAR_ENTRIES)]
+
+
+CommandArgs: TypeAlias = (AnnounceArgs | ReprintArgs | ScreenNoticeArgs | ReloadConfigArgs
+                          | IssuingArgs | CalendarArgs)
 
 COMMAND_ARGS: Final[Mapping[str, type[msgspec.Struct]]] = MappingProxyType(
     {_tag(cls): cls for cls in get_args(CommandArgs)}
@@ -738,7 +885,7 @@ class CmdResult(_Message, frozen=True, kw_only=True):
             raise ValueError("error must be null when ok and set when not ok")
 
 
-Message: TypeAlias = State | Event | Telemetry | Ack | Cmd | CmdResult | Advice
+Message: TypeAlias = State | Event | Telemetry | Ack | Cmd | CmdResult | Progress | Advice
 
 SCHEMAS: Final[Mapping[Kind, type[msgspec.Struct]]] = MappingProxyType(
     {
@@ -748,6 +895,7 @@ SCHEMAS: Final[Mapping[Kind, type[msgspec.Struct]]] = MappingProxyType(
         Kind.ACK: Ack,
         Kind.CMD: Cmd,
         Kind.CMD_RESULT: CmdResult,
+        Kind.PROGRESS: Progress,
         Kind.ADVICE: Advice,
     }
 )
@@ -912,12 +1060,16 @@ __all__ = [
     "EVENT_TYPES",
     "IDENT_PATTERN",
     "KNOWN_DEVICE_DETAILS",
+    "MAX_CALENDAR_ENTRIES",
     "MAX_COMMAND_TTL_MS",
     "MAX_CONFIG_ERRORS",
     "MAX_DEVICES",
+    "MAX_PROGRESS_ENDED",
+    "MAX_PROGRESS_WAITING",
     "MAX_QUEUES",
     "MAX_RATING_REASONS",
     "MAX_WINDOWS",
+    "PROGRESS_TOKEN_PATTERN",
     "SCHEMAS",
     "TOKEN_PATTERN",
     "VERSION",
@@ -928,6 +1080,10 @@ __all__ = [
     "AdviceOutlook",
     "Advisory",
     "AnnounceArgs",
+    "CalendarApplied",
+    "CalendarArgs",
+    "CalendarDate",
+    "CalledProgress",
     "CaseClosed",
     "CaseInfo",
     "CaseOpened",
@@ -939,6 +1095,8 @@ __all__ = [
     "DayReset",
     "DeviceStat",
     "DeviceStatus",
+    "EndedOutcome",
+    "EndedProgress",
     "Event",
     "EventBody",
     "HelpAcknowledged",
@@ -948,11 +1106,16 @@ __all__ = [
     "HostStat",
     "Incoming",
     "InvalidMessage",
+    "IssuingArgs",
+    "IssuingResumed",
+    "IssuingStatus",
+    "IssuingStopped",
     "JournalLost",
     "Kind",
     "Message",
     "OutboxDropped",
     "OutboxStat",
+    "Progress",
     "Publish",
     "QueueStat",
     "RatingGiven",
@@ -965,6 +1128,7 @@ __all__ = [
     "ScreenNoticeArgs",
     "ServiceOvertime",
     "SlaBreached",
+    "SpecialDay",
     "State",
     "Telemetry",
     "TicketCalled",
@@ -976,6 +1140,7 @@ __all__ = [
     "TicketServing",
     "TicketTransferred",
     "WaitPrediction",
+    "WaitingProgress",
     "WindowPaused",
     "WindowResumed",
     "WindowSignedIn",

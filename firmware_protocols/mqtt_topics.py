@@ -8,6 +8,7 @@ Every topic lives under ``onedoor/v1/{site_id}/``::
     onedoor/v1/{site_id}/ack            central -> edge   QoS 1
     onedoor/v1/{site_id}/cmd/{name}     central -> edge   QoS 1
     onedoor/v1/{site_id}/cmd_result     edge -> central   QoS 1
+    onedoor/v1/{site_id}/progress       edge -> central   QoS 0, retained (progress pages)
     onedoor/v1/{site_id}/advice         edge -> central   QoS 1, live staffing advice
 
 This module is pure: no paho, no sockets, no clocks. It builds topic strings,
@@ -58,6 +59,7 @@ class Kind(enum.StrEnum):
     ACK = "ack"
     CMD = "cmd"
     CMD_RESULT = "cmd_result"
+    PROGRESS = "progress"
     ADVICE = "advice"
 
 
@@ -78,7 +80,8 @@ class Reason(enum.StrEnum):
     COMMAND_MISMATCH = "command_mismatch"  # cmd payload name differs from topic cmd/{name}
 
 
-COMMAND_NAMES: Final = ("announce", "reprint", "screen_notice", "reload_config")
+COMMAND_NAMES: Final = ("announce", "reprint", "screen_notice", "reload_config", "issuing",
+                         "calendar")
 """Names allowed in ``cmd/{name}``; each has a typed args struct in :mod:`.mqtt_messages`."""
 
 
@@ -92,17 +95,23 @@ class TopicSpec:
     retain: bool
     max_payload: int
     """Largest accepted payload in bytes (checked on encode and before decode)."""
+    shared: bool = True
+    """Central replicas split this kind (a shared subscription); False: every replica
+    needs every message (and the retained ones, which brokers do not send to shared
+    subscriptions)."""
 
 
 TOPICS: Final[Mapping[Kind, TopicSpec]] = MappingProxyType(
     {
         # kind            direction                   qos retain max bytes
-        Kind.STATE: TopicSpec(Kind.STATE, Direction.EDGE_TO_CENTRAL, 1, True, 1024),
+        Kind.STATE: TopicSpec(Kind.STATE, Direction.EDGE_TO_CENTRAL, 1, True, 1024, False),
         Kind.EVENT: TopicSpec(Kind.EVENT, Direction.EDGE_TO_CENTRAL, 1, False, 8 * 1024),
         Kind.TELEMETRY: TopicSpec(Kind.TELEMETRY, Direction.EDGE_TO_CENTRAL, 0, False, 128 * 1024),
         Kind.ACK: TopicSpec(Kind.ACK, Direction.CENTRAL_TO_EDGE, 1, False, 256),
         Kind.CMD: TopicSpec(Kind.CMD, Direction.CENTRAL_TO_EDGE, 1, False, 4 * 1024),
         Kind.CMD_RESULT: TopicSpec(Kind.CMD_RESULT, Direction.EDGE_TO_CENTRAL, 1, False, 1024),
+        Kind.PROGRESS: TopicSpec(Kind.PROGRESS, Direction.EDGE_TO_CENTRAL, 0, True, 128 * 1024,
+                                 False),
         Kind.ADVICE: TopicSpec(Kind.ADVICE, Direction.EDGE_TO_CENTRAL, 1, False, 32 * 1024),
     }
 )
@@ -218,6 +227,8 @@ def cmd_result_topic(site_id: str) -> str:
     return build_topic(site_id, Kind.CMD_RESULT)
 
 
+def progress_topic(site_id: str) -> str:
+    return build_topic(site_id, Kind.PROGRESS)
 def advice_topic(site_id: str) -> str:
     return build_topic(site_id, Kind.ADVICE)
 
@@ -270,17 +281,17 @@ def central_subscriptions(
 ) -> tuple[Subscription, ...]:
     """What the central subscribes to: every edge->central kind of every site.
 
-    With a ``group`` the filters are MQTT 5 shared subscriptions
-    ``$share/{group}/onedoor/v1/+/{kind}`` so that central replicas split the load;
-    ``group=None`` gives plain ``onedoor/v1/+/{kind}`` filters (single node, or to
-    read the retained ``state`` of every site: brokers do not send retained
-    messages to shared subscriptions).
+    With a ``group`` the filters of the kinds replicas split (``TopicSpec.shared``) are
+    MQTT 5 shared subscriptions ``$share/{group}/onedoor/v1/+/{kind}``; the others
+    (``state``, ``progress``: every replica needs them, retained ones included, which
+    brokers do not send to shared subscriptions) stay plain ``onedoor/v1/+/{kind}``.
+    ``group=None`` gives plain filters only (a single node).
     """
     if group is not None and _GROUP_RE.fullmatch(group) is None:
         raise LocalProtocolError(f"invalid shared-subscription group {group!r}")
     prefix = "" if group is None else f"$share/{group}/"
     return tuple(
-        Subscription(f"{prefix}{ROOT}/+/{spec.kind.value}", spec.qos)
+        Subscription(f"{prefix if spec.shared else ''}{ROOT}/+/{spec.kind.value}", spec.qos)
         for spec in TOPICS.values()
         if spec.direction is Direction.EDGE_TO_CENTRAL
     )
@@ -312,6 +323,7 @@ __all__ = [
     "event_topic",
     "is_valid_site_id",
     "parse_topic",
+    "progress_topic",
     "state_topic",
     "telemetry_topic",
 ]

@@ -36,6 +36,7 @@ SUITES: tuple[tuple[str, str, str], ...] = (
     ("central", "central.bench", "run"),
     ("central-stats", "central.bench_stats", "run"),
     ("central-web", "central.bench_web", "run"),
+    ("central-progress", "central.bench_progress", "run"),
 )
 
 

@@ -16,8 +16,9 @@ What runs (all real parts, on loopback):
   minutes: a printer out of paper, a village losing its uplink and catching
   up, an unanswered 呼叫帮办, a window running overtime.
 
-It prints the dashboard URL and a viewer token, then a line per notable thing
-(site offline/online, alarm raised/cleared). Ctrl-C stops everything and
+It prints the dashboard URL and a viewer token, the progress page of a fresh
+ticket (what its QR code opens on a citizen's phone), then a line per notable
+thing (site offline/online, alarm raised/cleared). Ctrl-C stops everything and
 leaves no process or pty behind. ``--headless --duration 120 --report out/``
 runs without a browser and writes ``summary.json`` plus pictures of printed
 tickets and hall screens; ``events_lost`` (neither at the central nor in a
@@ -265,11 +266,17 @@ class CentralProcess:
         self.config.write_text(
             f'database_url = "sqlite:///{self.database}"\n'
             f'mqtt_host = "{broker.host}"\nmqtt_port = {broker.port}\n'
+            f'progress_public_url = "{self.url}"\n'
             + ("" if broker.shared_subscriptions else  # amqtt: MQTT 3.1.1, no $share
                'mqtt_protocol = "3.1.1"\n') +
             "offline_after_s = 60\nhelp_unanswered_s = 30\nalarm_tick_s = 2\n"
             "config_drift_after_s = 120\n", encoding="utf-8")
         self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        """The dashboards, and the progress pages the tickets' QR codes open."""
+        return f"http://127.0.0.1:{self.port}"
 
     def _command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "onedoor", "central", *args, "--config", str(self.config)]
@@ -328,6 +335,7 @@ class Demo:
         self.uplinks: dict[str, UplinkProxy] = {}
         self.alarms_seen: dict[int, bool] = {}  # alarm id -> cleared
         self.started = time.monotonic()
+        self.progress_page: str | None = None  # of the fresh ticket taken at the start
 
     def say(self, text: str) -> None:
         print(f"[{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
@@ -404,6 +412,8 @@ class Demo:
         self.say(f"中心 dashboard: {url}  (登录令牌 token: {token})")
         specs = plan_sites(args.villages, not args.no_halls, broker.host, self.workdir,
                            args.speed)
+        for spec in specs:
+            spec.progress_url = central.url
         per_process = args.sites_per_process or (10 if whole_city(args.villages) else 1)
         for members in group_sites(specs, per_process):
             paths = []
@@ -427,6 +437,7 @@ class Demo:
 
         duration = args.duration if args.duration else float("inf")
         await self._wait_online(central, timeout=60.0)
+        await self._fresh_ticket()
         plan_start = time.monotonic()
         plan = self.incidents(max(30.0, duration - (plan_start - self.started) - 10.0)
                               if args.duration else 600.0)
@@ -471,6 +482,23 @@ class Demo:
         self.say("全部站点在线 every site online" if all(s.ever_online for s in self.sites)
                  else "部分站点未上线 some sites never connected")
 
+    async def _fresh_ticket(self, timeout: float = 30.0) -> None:
+        """Take a ticket at the first site's kiosk and print its progress page."""
+        if not self.sites:
+            return
+        site = self.sites[0]
+        site.send({"do": "ticket"})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            fresh = site.status.get("fresh_ticket")
+            if fresh and fresh.get("url"):
+                self.progress_page = str(fresh["url"])
+                self.say(f"取号 a fresh ticket {fresh.get('number')} @ {site.spec.site_id}: "
+                         f"排队进度 progress page {self.progress_page}")
+                return
+            await asyncio.sleep(0.5)
+        self.say(f"未能取号 no fresh ticket at {site.spec.site_id} within {timeout:g} s")
+
     async def _drain(self, timeout: float = 60.0) -> None:
         """Wait until every site's journal is acknowledged by the central."""
         deadline = time.monotonic() + timeout
@@ -501,6 +529,14 @@ class Demo:
                 codes[page or "fleet"] = error.code
             except OSError:
                 codes[page or "fleet"] = 0
+        if self.progress_page is not None:  # a citizen's phone: no login
+            try:
+                with urllib.request.urlopen(self.progress_page, timeout=30) as response:
+                    codes["progress"] = response.status
+            except urllib.error.HTTPError as error:
+                codes["progress"] = error.code
+            except OSError:
+                codes["progress"] = 0
         return codes
 
     def _summary(self, central: CentralProcess, dashboards: dict[str, int],
@@ -544,6 +580,7 @@ class Demo:
             "alarms": [{"site": a[0], "type": a[1], "device": a[2], "cleared": bool(a[3]),
                         "detail": _json_detail(a[4])} for a in alarms],
             "dashboards": dashboards,
+            "progress_page": self.progress_page,
             "per_site": sites,
         }
 

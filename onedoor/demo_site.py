@@ -91,6 +91,7 @@ class SiteSpec:
     device_timeout_ms: int | None = None  # None: each device's own (see site_toml)
     config_version: str = "demo-1"
     mqtt_protocol: str = "5"  # "3.1.1" for a broker without MQTT 5 (the embedded amqtt)
+    progress_url: str = ""  # the central's progress pages, where the tickets' QR codes point
 
     @classmethod
     def from_json(cls, text: str) -> SiteSpec:
@@ -201,6 +202,8 @@ def site_toml(spec: SiteSpec, ports: dict[str, str], http_port: int) -> str:
         "[daemon]", "telemetry_seconds = 30", "outbox_limit = 50000",
         "help_escalation_minutes = 5", "watchdog_seconds = 30", "",
     ]
+    if spec.progress_url:
+        lines += ["[progress]", f'url = "{spec.progress_url}"', ""]
     return "\n".join(lines)
 
 
@@ -223,6 +226,7 @@ class DemoSite:
         self.rng = random.Random(spec.seed)
         self.clock = ScaledClock(spec.speed)
         self.counters = SiteCounters()
+        self.fresh: dict[str, Any] | None = None  # the ticket the orchestrator asked for
         self.stack = contextlib.ExitStack()
         self.overtime_window: int | None = None
         self.stopping = asyncio.Event()
@@ -289,16 +293,21 @@ class DemoSite:
                 self.counters.issued += ok
 
     def _kiosk(self, body: dict[str, Any]) -> int:
+        return 0 if self._kiosk_answer(body) is None else 1
+
+    def _kiosk_answer(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The kiosk API's answer to a ticket request; None when refused or unreachable."""
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.http_port}/tickets", data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json"}, method="POST",
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
-                return 1 if response.status == 201 else 0
-        except OSError:
+                answer: dict[str, Any] = json.load(response)
+                return answer if response.status == 201 else None
+        except (OSError, ValueError):
             self.counters.kiosk_errors += 1
-            return 0
+            return None
 
     def _soft_caller(self, window: int, action: str, body: dict[str, Any] | None = None) -> None:
         request = urllib.request.Request(
@@ -442,12 +451,24 @@ class DemoSite:
             self.overtime_window = 1
         elif what == "stop":
             self.stopping.set()
+        elif what == "ticket":  # a fresh ticket for the orchestrator to show its page
+            asyncio.get_running_loop().create_task(self.fresh_ticket())
         else:
             log.warning("demo_site.unknown_incident", command=command)
+
+    async def fresh_ticket(self) -> None:
+        """Take a ticket at the kiosk and report its number and progress page."""
+        service = self.spec.services[0]
+        answer = await asyncio.to_thread(self._kiosk_answer, {"service": service.id,
+                                                              "print": True})
+        if answer is not None:
+            self.counters.issued += 1
+            self.fresh = {"number": answer.get("number"), "url": answer.get("progress_url")}
 
     def status(self) -> dict[str, Any]:
         uplink = self.daemon.uplink
         return {
+            "fresh_ticket": self.fresh,
             "site": self.spec.site_id,
             "t": round(time.monotonic() - self.counters.started_real, 1),
             "sim_time": datetime.fromtimestamp(self.clock.now_ms() / 1000, TZ).strftime("%H:%M"),

@@ -68,7 +68,7 @@ def walk_through(dispatcher: Dispatcher) -> list[str]:
         now = OPEN_MS + minute * MINUTE_MS
         booked_ms = None if booked is None else now + booked * MINUTE_MS
         ticket = dispatcher.issue(service_id, now, klass, booked_ms=booked_ms)
-        ahead = dispatcher.people_ahead(ticket.number)
+        ahead = dispatcher.people_ahead(ticket.number, now)
         say(now, f"取号 {_describe(ticket, services)}，前面还有 {ahead} 人 (people ahead)")
 
     now = OPEN_MS + 12 * MINUTE_MS

@@ -8,12 +8,14 @@
     central/web/ratings.py   /ratings, /ratings/cases/{id}, /ratings/ranking (好差评)
     central/web/fleet.py     the fleet snapshot, towns aggregated, live messages per scope
     central/web/live.py      /live/fleet, /live/sites/{id}, /live/alarms (SSE) + LiveHub
+    central/web/progress.py  /q/{token}: the citizens' progress pages (public, no login)
     central/web/render.py    Jinja environment, filters, language, page response
     central/web/text.py      every string, Chinese and English
     central/web/templates/, static/   (uPlot and Swagger UI vendored: no CDN)
 
 Both pages and streams read only through :class:`central.queries.ReadModel`
-(the JSON API reads the same records), and need a dashboard session.
+(the JSON API reads the same records), and need a dashboard session; the
+progress pages need none (they read the site's latest ``progress`` in memory).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from central.web import docs, live, pages, ratings, versions
+from central.web import docs, live, pages, progress, ratings, versions
 from central.web.fleet import TOWN_TILES_ABOVE, FleetSnapshot
 from central.web.live import LIVE_INTERVAL_S, LiveHub, sse
 from central.web.pages import LoginRequired, fleet_html
@@ -42,6 +44,7 @@ def install(app: FastAPI, hub: LiveHub) -> None:
     app.include_router(ratings.router)
     app.include_router(live.router)
     app.include_router(versions.router)
+    progress.install(app, app.state.central)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(LoginRequired)

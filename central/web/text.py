@@ -202,6 +202,8 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "cmd_screen_notice": ("屏幕通知", "Screen notice"),
     "cmd_reprint": ("补打号票", "Reprint ticket"),
     "cmd_reload_config": ("重新加载配置", "Reload config"),
+    "cmd_issuing": ("暂停/恢复取号", "Stop / resume issuing"),
+    "cmd_calendar": ("节假日日历", "City calendar"),
     "cmd_text": ("内容 / 号码 / 版本", "Text / ticket / version"),
     "ttl": ("有效期(秒)", "TTL (s)"),
     "state_pending": ("等待执行", "pending"),
@@ -235,6 +237,66 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "architectures": ("架构", "Architectures"),
     "sites_running": ("在线运行站点", "Sites running it"),
     "registered": ("登记时间", "Registered"),
+    # the citizens' progress pages (/q/{token}): no login, a phone in a hall
+    "q_title": ("排队进度", "Queue progress"),
+    "q_number": ("您的号码", "Your number"),
+    "q_ahead": ("前面还有 {ahead} 人", "{ahead} ahead of you"),
+    "q_next": ("下一位就是您", "You are next"),
+    "q_wait_range": ("预计等候 {low}–{high} 分钟", "Expected wait {low}–{high} min"),
+    "q_wait_about": ("预计等候约 {minutes} 分钟", "Expected wait about {minutes} min"),
+    "q_wait_soon": ("即将叫号，请留意", "Your call is due: listen out"),
+    "q_wait_long": ("等候时间较长，预计超过 {hours} 小时", "A long wait: over {hours} hours"),
+    "q_wait_unknown": ("等候时间暂无预测", "No wait prediction yet"),
+    "q_requeued_advice": (
+        "您已过号一次，系统已为您重新排队，请留意叫号；再次过号需重新取号。",
+        "You missed your call once and are queued again: listen out. Miss it again and "
+        "you need a new ticket.",
+    ),
+    "q_called": ("请到 {window} 号窗口办理", "Please go to window {window}"),
+    "q_called_detail": ("正在叫您的号", "Your number is being called"),
+    "q_serving": ("正在 {window} 号窗口办理", "Being served at window {window}"),
+    "q_done": ("已办结，感谢您的耐心等候", "Done. Thank you for waiting"),
+    "q_no_show": ("您已过号", "You missed your call (过号)"),
+    "q_no_show_advice": (
+        "请到取号机重新取号，或向大厅工作人员咨询。",
+        "Take a new ticket at the kiosk, or ask the hall's staff.",
+    ),
+    "q_cancelled": ("此号已取消", "This ticket was cancelled"),
+    "q_unknown": ("暂时查不到此号的状态", "This ticket's state is not known yet"),
+    "q_unknown_advice": (
+        "刚取的号码，或站点网络中断时会这样，请稍后刷新。",
+        "This happens just after a ticket is taken, or while the hall's network is down: "
+        "refresh in a moment.",
+    ),
+    "q_stopped": (
+        "暂停取号：{notice}。已取的号码照常办理。",
+        "Ticket issuing stopped: {notice}. Tickets already taken are still served.",
+    ),
+    "q_live": ("实时", "Live"),
+    "q_no_news": ("暂未收到站点的排队信息", "No news from the hall yet"),
+    "q_last_known": (
+        "站点暂时无法连接，以下为 {time} 的最后状态，并非实时",
+        "The hall cannot be reached: this is the last known state, of {time}, not live",
+    ),
+    "q_updated": ("更新于", "Updated"),
+    "q_large": ("大字版", "Large print"),
+    "q_normal": ("标准字号", "Normal print"),
+    "q_sound": ("开启声音提醒", "Turn on sound alerts"),
+    "q_sound_on": ("声音提醒已开启", "Sound alerts on"),
+    "q_disconnected": ("网络连接中断，正在重试…", "Connection lost, retrying…"),
+    "q_expired": ("此二维码已过期", "This QR code has expired"),
+    "q_expired_detail": (
+        "排队进度只在取号当天有效。", "A progress page is valid on the day of its ticket only."
+    ),
+    "q_not_found": ("未找到此号码", "Ticket not found"),
+    "q_not_found_detail": (
+        "请核对二维码；刚取的号码请稍后再试。",
+        "Check the QR code; a ticket just taken may need a moment.",
+    ),
+    "q_busy": ("查询过于频繁，请稍后再试", "Too many requests: try again in a moment"),
+    "q_privacy": ("本页不含任何个人信息", "This page holds no personal data"),
+    "q_alert_near": ("快到您了，请到窗口附近等候", "Almost your turn: wait near the windows"),
+    "q_alert_called": ("请到窗口办理", "Please go to the window"),
 }
 
 

@@ -48,7 +48,7 @@ class TicketContent:
     wait_p50_minutes: int | None  # median predicted wait, None when unknown
     wait_p90_minutes: int | None  # 90th percentile, None when unknown
     issued_at: datetime
-    qr_payload: str  # ticket id or progress URL
+    qr_payload: str | None  # the ticket's progress page; None: no QR and no "scan" line
     footer_lines: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -66,6 +66,8 @@ class TicketContent:
         # Refuse what cannot be printed now, where the caller made it, not at print time.
         for line in (self.hall_name, self.service_name, self.ticket_number, *self.footer_lines):
             encode_text(line)
+        if self.qr_payload is None:
+            return
         try:
             qr_bytes = self.qr_payload.encode("utf-8")
         except UnicodeEncodeError:
@@ -161,13 +163,17 @@ def ticket_events(
         Text(_ahead_line(content, concise), layout.body_size, align=center),
         Text(_wait_line(content, concise), layout.body_size, align=center),
         Text(("取号 " if concise else "取号时间：") + issued, layout.footer_size, align=center),
-        QrCode(
-            content.qr_payload.encode("utf-8"),
-            module_size=layout.qr_module_size,
-            error_correction=layout.qr_error_correction,
-        ),
-        Text("扫码看进度" if concise else "微信扫码查看排队进度", layout.footer_size, align=center),
     ]
+    if content.qr_payload is not None:  # the promise only where a page keeps it
+        events += [
+            QrCode(
+                content.qr_payload.encode("utf-8"),
+                module_size=layout.qr_module_size,
+                error_correction=layout.qr_error_correction,
+            ),
+            Text("扫码看进度" if concise else "微信扫码查看排队进度", layout.footer_size,
+                 align=center),
+        ]
     events.extend(Text(line, layout.footer_size, align=center) for line in content.footer_lines)
     events.append(Feed(layout.feed_lines))
     events.append(Cut(partial=layout.partial_cut))

@@ -95,6 +95,15 @@ EXPECTED: dict[tuple[str, str], Role | str] = {
     ("GET", "/live/fleet"): SESSION,
     ("GET", "/live/sites/{site_id}"): SESSION,
     ("GET", "/live/alarms"): SESSION,
+    ("POST", "/api/v1/issuing/stops"): Role.OPERATOR,
+    ("GET", "/api/v1/issuing/stops"): Role.VIEWER,
+    ("POST", "/api/v1/issuing/stops/{stop_id}/lift"): Role.OPERATOR,
+    ("GET", "/api/v1/calendar"): Role.VIEWER,
+    ("PUT", "/api/v1/calendar"): Role.ADMIN,
+    # The citizens' progress pages: public, found by an unguessable token (limits instead).
+    ("GET", "/q/{token}"): PUBLIC,
+    ("GET", "/q/{token}/state"): PUBLIC,
+    ("GET", "/q/{token}/live"): PUBLIC,
 }
 
 PARAMS = {
@@ -102,6 +111,7 @@ PARAMS = {
     "alarm_id": "987654",
     "command_id": str(uuid.UUID(int=1)),
     "token_id": "deadbeef",
+    "stop_id": "stop-unknown",
     "code": "nosuch",
     "number": "99",
     "part": "sites",
@@ -118,6 +128,8 @@ BODIES = {
         "ttl_s": 30,
     },
     ("POST", "/api/v1/tokens"): {"role": "viewer", "name": "matrix"},
+    ("POST", "/api/v1/issuing/stops"): {"scope": "site", "target": "zs-city", "reason": "演练"},
+    ("PUT", "/api/v1/calendar"): {"holidays": ["2027-01-01"]},
     ("POST", "/api/v1/sites"): {"id": "zs-matrix", "name": "矩阵", "town": "镇", "kind": "village"},
     ("PUT", "/api/v1/sites/{site_id}/services/{code}"): {"name": "x", "prefix": "Q"},
     ("PUT", "/api/v1/sites/{site_id}/windows/{number}"): {"services": ["nosuch"]},

@@ -70,6 +70,17 @@ class RunningApp:
             client.disconnect()
             client.loop_stop()
 
+    def publish_raw(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Any bytes on any topic (an empty retained payload clears the retained one)."""
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-raw-{time.time_ns()}")
+        client.connect(self.broker.host, self.broker.port)
+        client.loop_start()
+        try:
+            client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
     def clear_retained(self, *site_ids: str) -> None:
         """Remove retained ``state`` messages so later tests on the shared broker start clean."""
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-clean-{time.time_ns()}")

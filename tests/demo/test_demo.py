@@ -57,6 +57,12 @@ def test_headless_demo_commits_every_event_and_scripts_its_alarms(tmp_path: Path
     assert summary["tickets_served"] > 5
     assert summary["tickets_printed"] > 0
     assert set(summary["dashboards"].values()) == {200}, summary["dashboards"]
+    # A fresh ticket's progress page (what its QR opens), printed and opened like a phone.
+    assert "progress" in summary["dashboards"]
+    page = summary["progress_page"]
+    assert page.startswith("http://127.0.0.1:")
+    assert "/q/" in page
+    assert f"排队进度 progress page {page}" in result.stdout
 
     alarms = summary["alarms"]
     villages = [s["site"] for s in summary["per_site"] if s["kind"] == "village"]

@@ -124,6 +124,8 @@ def local_vars(workdir: Path, broker_port: int) -> dict[str, Any]:
         "broker_user": pwd.getpwuid(os.getuid()).pw_name,
         "broker_log_dest": f"file {workdir}/mosquitto.log",
         "onedoor_batches": ["100%"],  # the rollout batches are for the fleet, not 3 sites
+        "edge_calendar": {"holidays": ["2026-10-01..2026-10-08"], "workdays": ["2026-09-27"]},
+        "edge_progress_url": "https://q.example.gov.cn",
     }
 
 

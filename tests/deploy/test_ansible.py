@@ -9,6 +9,7 @@ and `onedoor_manage_system: false` (see `tests/deploy/fleet.py`).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -145,6 +146,10 @@ def test_rendered_site_config_passes_check_config(deployment: Deployment, site: 
     assert config.mqtt.tls is not None
     assert config.mqtt.tls.ca_file.endswith("/ca.crt")
     assert config.paths.journal_retention_days == 90
+    # The calendar and the progress pages' URL come from the inventory too.
+    assert config.calendar.day(dt.date(2026, 10, 5)).kind == "holiday"
+    assert config.calendar.day(dt.date(2026, 9, 27)).kind == "workday"
+    assert config.progress.url == "https://q.example.gov.cn"
 
 
 def test_village_devices_and_udev_names(deployment: Deployment) -> None:
@@ -349,6 +354,17 @@ def test_a_site_publishes_under_its_own_topics_only(
     site_a_client.publish(other, b'{"forged": true}')
     site_a_client.publish(own, b'{"genuine": true}')
     # Same client, same QoS: had the forged one passed, it would have arrived first.
+    assert central_client.received_until(own) == [(own, b'{"genuine": true}')]
+
+
+def test_a_site_publishes_its_progress_for_the_central(
+    central_client: MqttClient, site_a_client: MqttClient,
+) -> None:
+    # The progress pages' topic: the site writes its own, the central reads every site's.
+    assert central_client.subscribe("onedoor/v1/+/progress") == 1
+    own, other = f"onedoor/v1/{SITE_A}/progress", f"onedoor/v1/{SITE_B}/progress"
+    site_a_client.publish(other, b'{"forged": true}')
+    site_a_client.publish(own, b'{"genuine": true}')
     assert central_client.received_until(own) == [(own, b'{"genuine": true}')]
 
 

@@ -222,6 +222,13 @@ open = "08:00"
 close = "18:00"
 reset = "02:00"
 last_ticket = "17:30"
+lunch = "12:00-13:30"
+days = "mon-fri"
+week = { sat = "09:00-12:00" }
+[calendar]
+holidays = ["2026-10-01..2026-10-08"]
+workdays = ["2026-09-27"]
+special = ["2026-12-31 08:00-12:00"]
 [policy]
 priority_weight_pct = 50
 appointment_weight_pct = 200
@@ -238,6 +245,7 @@ overtime_minutes = 20
 mean_minutes = 6.5
 cv = 0.4
 visitors_per_day = 80
+last_ticket = "16:30"
 item_code = "11442000MB2C92107F4442115001000"
 item_name = "社会保险登记"
 department = "11442000MB2C92107F"
@@ -338,6 +346,9 @@ watchdog_seconds = 20.0
 predict_budget_seconds = 2.0
 advice = false
 advice_seconds = 600
+[progress]
+url = "https://q.zs.gov.cn/onedoor"
+predict_seconds = 30.0
 """
 
 
@@ -346,7 +357,8 @@ def _keys(table: dict[str, object], prefix: str = "") -> set[str]:
     found = set()
     for key, value in table.items():
         path = f"{prefix}{key}"
-        if isinstance(value, dict) and path not in {"windows[].services", "devices.gpio.leds"}:
+        if isinstance(value, dict) and path not in {"windows[].services", "devices.gpio.leds",
+                                                    "hours.week"}:
             found |= _keys(value, f"{path}.")
         elif isinstance(value, list) and value and isinstance(value[0], dict):
             for item in value:

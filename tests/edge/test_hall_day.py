@@ -26,6 +26,7 @@ from edge.simhall import (
     HELP_BUTTON_PIN,
     HELP_LED_PIN,
     PAPER_LED_PIN,
+    PROGRESS_URL,
     TICKET_BUTTON_PIN,
     SimulatedHall,
     simulated_hall,
@@ -86,7 +87,12 @@ async def _day(sim: SimulatedHall, factory: Callable[[EdgeConfig, InputQueue], D
         assert "B001" in texts[1]
         assert "模拟便民服务中心" in texts[0]
         assert "社保医保" in texts[0]
-        assert printed[1].qr_payloads == [b"sim-hall/" + hall.day.encode() + b"/B001"]
+        # The QR opens the ticket's progress page on the central, by its unguessable token.
+        token = hall.token_of("B001")
+        assert token is not None
+        assert len(token) == 22
+        assert printed[1].qr_payloads == [f"{PROGRESS_URL}/q/{token}".encode()]
+        assert kiosk["progress_url"] == f"{PROGRESS_URL}/q/{token}"
 
         # Window 1 calls: bar, terminal LED, hall screen, voice.
         await keys(sim, 1, Key.NEXT)

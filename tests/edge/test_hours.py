@@ -24,7 +24,7 @@ from edge.simhall import HALL_SCREEN, PRIORITY_BUTTON_PIN, TICKET_BUTTON_PIN, si
 from fastpath.types import TicketClass
 from firmware_protocols.terminal_events import Key
 from onedoor.cli import main
-from tests.edge.sites import free_port, http, keys, press_pin, site_toml, until
+from tests.edge.sites import BASE_SERVICES, free_port, http, keys, press_pin, site_toml, until
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 HOURS = '[hours]\nopen = "08:30"\nclose = "17:30"\nlast_ticket = "16:30"\nreset = "03:00"\n'
@@ -170,3 +170,52 @@ def test_kiosk_and_ticket_button_outside_hours(tmp_path: Path, clips_dir: Path) 
                     await asyncio.wait_for(task, 15)
 
         asyncio.run(scenario())
+
+
+CALENDAR_HOURS = ('[hours]\nopen = "08:30"\nclose = "17:30"\nlunch = "12:00-14:00"\n'
+                  'last_ticket = "17:00"\nreset = "03:00"\ndays = "mon-fri"\n'
+                  'week = { sat = "09:00-12:00" }\n'
+                  '[calendar]\nholidays = ["2026-10-01..2026-10-08"]\n'
+                  'workdays = ["2026-10-10"]\nspecial = ["2026-12-31 08:30-12:00"]\n')
+
+
+def on(year: int, month: int, day: int, hour: int, minute: int = 0) -> int:
+    return int(datetime(year, month, day, hour, minute, tzinfo=SHANGHAI).timestamp() * 1000)
+
+
+def test_the_hall_issues_by_its_calendar(tmp_path: Path) -> None:
+    """Lunch, a weekend, a holiday, a 调休 Saturday, a half day, and a service (户籍) that
+    stops taking numbers an hour before the hall: refused with why, Chinese first."""
+    services = BASE_SERVICES.replace('name_zh = "户籍"', 'name_zh = "户籍"\nlast_ticket = "16:00"')
+    clock = ManualClock(on(2026, 11, 23, 9))  # a Monday
+    hall = open_hall(load_config(site_toml(tmp_path, hours=CALENDAR_HOURS, services=services)),
+                     clock)
+
+    def refused(service: str = "shebao") -> str:
+        with pytest.raises(CommandRejected) as info:
+            hall.issue(service, wait=None)
+        assert (info.value.status, info.value.code) == (409, "closed")
+        return str(info.value)
+
+    try:
+        assert hall.issue("shebao", wait=None).ticket.number == "A001"
+        clock.set(on(2026, 11, 23, 12, 30))
+        assert refused().startswith("午间休息 14:00开始取号 (lunch break")
+        assert hall.issuing_status(clock.now_ms()) == ("closed", "午间休息 14:00开始取号")
+        clock.set(on(2026, 11, 23, 16, 10))
+        assert refused("huji").startswith("户籍今日取号已结束")
+        assert hall.issue("shebao", wait=None).ticket.number == "A002"  # the hall's still on
+        clock.set(on(2026, 11, 29, 10))  # Sunday
+        assert refused().startswith("今日休息")
+        clock.set(on(2026, 11, 28, 11, 0))  # Saturday morning, its own hours
+        assert hall.issue("shebao", wait=None).ticket.number == "A003"
+        clock.set(on(2026, 11, 28, 11, 40))  # 停止取号 half an hour before 12:00
+        assert refused().startswith("今日取号已结束")
+        clock.set(on(2026, 10, 5, 10))  # National Day week
+        assert refused().startswith("节假日休息")
+        clock.set(on(2026, 10, 10, 15))  # a Saturday worked (调休): standard hours
+        assert hall.issue("huji", wait=None).ticket.number == "B001"
+        clock.set(on(2026, 12, 31, 11, 45))  # the half day
+        assert refused().startswith("今日取号已结束")
+    finally:
+        hall.journal.close()

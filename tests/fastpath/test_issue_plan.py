@@ -40,7 +40,7 @@ def test_the_plan_is_what_issue_then_does(core_class: Any) -> None:
         ticket = hall.issue(service, now, klass, booked)
         assert (ticket.number, ticket.klass, ticket.key_ms, ticket.late_appointment) == (
             plan.number, plan.klass, plan.key_ms, plan.late_appointment)
-        assert hall.people_ahead(ticket.number) == plan.people_ahead
+        assert hall.people_ahead(ticket.number, now) == plan.people_ahead
         if rng.random() < 0.5:
             window = rng.choice([1, 2])
             if hall.window(window).current is not None:
@@ -69,3 +69,33 @@ def test_late_appointments_counters_and_width(core_class: Any) -> None:
     with pytest.raises(DispatchError):  # callers with a fixed width refuse it
         hall.plan_issue("social", OPEN, TicketClass.APPOINTMENT)
 
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_people_ahead_follow_the_order_the_window_calls(core_class: Any, seed: int) -> None:
+    # One window serving one service calls exactly in call_order: past the SLA first,
+    # then ageing (a priority ticket's wait counts twice, an appointment's four times),
+    # then the number. The people ahead are each ticket's place in that order.
+    rng = random.Random(seed)
+    services = [Service("social", "A", "社保", sla_minutes=30)]
+    hall = Dispatcher(services, [WindowProfile(1, {"social": 1})],
+                      Policy(appointment_grace_minutes=10), core_class=core_class)
+    hall.sign_in(1, "s1")
+    now = OPEN
+    for _ in range(rng.randrange(5, 40)):
+        now += rng.randrange(0, 4 * MIN)
+        klass = rng.choice(list(TicketClass))
+        booked = now + rng.randrange(-5 * MIN, 20 * MIN) if klass is TicketClass.APPOINTMENT \
+            else None
+        hall.issue("social", now, klass, booked)
+    now += rng.randrange(0, 60 * MIN)
+    order = [t.number for t in hall.call_order("social", now)]
+    ahead = hall.people_ahead_all(now)
+    assert [ahead[number] for number in order] == list(range(len(order)))
+    assert all(hall.people_ahead(n, now) == ahead[n] for n in order)
+    called = []
+    while (ticket := hall.call_next(1, now)) is not None:
+        called.append(ticket.number)
+        hall.finish(1, now)
+    assert called == order
+    assert hall.people_ahead(order[0], now) == 0  # no longer waiting

@@ -124,3 +124,32 @@ def test_shipped_arrivals_file_drives_the_staffing_command(
                  "--arrivals", str(csv_path), "--sla-minutes", "15", "--replications", "2",
                  "--max-replications", "4", "--no-progress"]) == 0
     assert "优先服务专窗" in capsys.readouterr().out
+
+
+def test_the_calendar_of_a_site_config_shapes_the_day(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The staffing tool and the simulator read the very file the edge runs.
+    site = tmp_path / "site.toml"
+    site.write_text(
+        '[hours]\nopen = "08:30"\nclose = "17:30"\nlunch = "12:00-14:00"\n'
+        'last_ticket = "17:00"\ndays = "mon-fri"\n'
+        '[calendar]\nholidays = ["2026-10-01..2026-10-08"]\n'
+        'special = ["2026-12-31 08:30-12:00"]\n'
+        '[[services]]\nid = "minsheng"\nlast_ticket = "16:00"\n', encoding="utf-8")
+    out = tmp_path / "arrivals.csv"
+    assert main(["simulate", "arrivals", "--example", "village_station", "--calendar",
+                 str(site), "--date", "2026-12-31", "--out", str(out)]) == 0
+    hall = example_hall("village_station")
+    times = read_arrivals(str(out), hall).time_ms
+    assert times
+    assert max(times) < 11.5 * 3_600_000
+    assert main(["simulate", "run", "--example", "village_station", "--calendar",
+                 str(site), "--date", "2026-10-03"]) == 2
+    assert "closed on 2026-10-03 (holiday)" in capsys.readouterr().err
+    site.write_text('[hours]\nopen = "08:30"\nclose = "17:30"\nlunch = "13:00"\n')
+    assert main(["simulate", "run", "--example", "village_station", "--calendar",
+                 str(site)]) == 2
+    assert "hours.lunch: expected HH:MM-HH:MM" in capsys.readouterr().err
+    assert main(["simulate", "run", "--example", "village_station", "--date",
+                 "2026-10-03"]) == 2
+    assert "--date needs --calendar" in capsys.readouterr().err

@@ -67,6 +67,29 @@ def test_exact_waits_with_fixed_service(engine_class: Any) -> None:
     assert naive_wait(state, "a") == 10 * MINUTE_MS
 
 
+def test_every_waiting_ticket_gets_its_remaining_wait(engine_class: Any) -> None:
+    # The progress pages' waits: one forecast for every ticket waiting, in the order of
+    # state.waiting (here not the queue order). Frees at +1 (A001), +6 (B001), +11 (A002).
+    hall = two_window_hall()
+    predictor = Predictor(hall, make_engine(hall, engine_class))
+    windows = (WindowNow(17 * HOUR, 0, NOW - 4 * MINUTE_MS),
+               WindowNow(17 * HOUR, 1, NOW - 9 * MINUTE_MS))
+    waiting = (ticket(0, 2, NOW - 3 * MINUTE_MS), ticket(0, 1, NOW - 5 * MINUTE_MS),
+               ticket(1, 1, NOW - 4 * MINUTE_MS))
+    state = HallState(hall, NOW, waiting, windows, (2, 1))
+    waits = predictor.ticket_waits(state, replications=8)
+    assert [(w.p50_ms, w.p90_ms, w.censored) for w in waits] == [
+        (11 * MINUTE_MS, 11 * MINUTE_MS, 0), (MINUTE_MS, MINUTE_MS, 0),
+        (6 * MINUTE_MS, 6 * MINUTE_MS, 0)]
+    # Both windows close at +5: only A001 is called; the others count the horizon.
+    closing = HallState(hall, NOW, waiting, tuple(
+        WindowNow(NOW + 5 * MINUTE_MS, w.busy_service, w.busy_since_ms) for w in windows),
+        (2, 1))
+    waits = predictor.ticket_waits(closing, replications=4, horizon_ms=HOUR)
+    assert [(w.p50_ms, w.censored) for w in waits] == [(HOUR, 4), (MINUTE_MS, 0), (HOUR, 4)]
+    assert predictor.ticket_waits(HallState(hall, NOW, (), windows, (0, 0))) == []
+
+
 def test_empty_hall_means_no_wait() -> None:
     hall = two_window_hall()
     state = HallState(hall, NOW, (), (WindowNow(17 * HOUR), WindowNow(17 * HOUR)), (0, 0))
@@ -229,10 +252,12 @@ def test_forecast_follows_every_ticket(engine_class: Any) -> None:
     assert list(out["service"]) == [0, 1, 0] * 2
     assert list(out["wait"]) == [6 * MINUTE_MS, 10 * MINUTE_MS, 14 * MINUTE_MS] * 2
     assert list(out["called"]) == [1, 1, 1] * 2
+    assert list(out["place"]) == [0, 1, 2] * 2  # their places in the queue order
     # Stopped at +8: A002 has not been called; it counts with its wait so far, 11 minutes.
     out = engine.forecast(3, 1, NOW, NOW + 8 * MINUTE_MS, NOW + 8 * MINUTE_MS, **args)
     assert list(zip(out["service"], out["wait"], out["called"], strict=True)) == [
         (0, 6 * MINUTE_MS, 1), (1, 10 * MINUTE_MS, 1), (0, 11 * MINUTE_MS, 0)]
+    assert list(out["place"]) == [0, 1, -1]  # a ticket not called has no place
 
 
 def test_a_no_wait_ticket_is_judged_by_whether_it_waits_at_all() -> None:

@@ -26,6 +26,9 @@ from firmware_protocols.mqtt_messages import (
     AdviceOutlook,
     Advisory,
     AnnounceArgs,
+    CalendarApplied,
+    CalendarArgs,
+    CalledProgress,
     CaseClosed,
     CaseInfo,
     CaseOpened,
@@ -36,6 +39,7 @@ from firmware_protocols.mqtt_messages import (
     DayReset,
     DeviceStat,
     DeviceStatus,
+    EndedProgress,
     Event,
     EventBody,
     HelpAcknowledged,
@@ -43,10 +47,14 @@ from firmware_protocols.mqtt_messages import (
     HelpRequested,
     HelpResolved,
     HostStat,
+    IssuingArgs,
+    IssuingResumed,
+    IssuingStopped,
     JournalLost,
     Message,
     OutboxDropped,
     OutboxStat,
+    Progress,
     QueueStat,
     RatingGiven,
     RatingMissed,
@@ -66,6 +74,7 @@ from firmware_protocols.mqtt_messages import (
     TicketRecalled,
     TicketServing,
     TicketTransferred,
+    WaitingProgress,
     WaitPrediction,
     WindowPaused,
     WindowResumed,
@@ -124,6 +133,21 @@ BODY_TABLE: list[tuple[EventBody, str]] = [
         ),
         '{"type":"ticket.issued","ticket":"Y001","service":"shebao","class":"appointment",'
         '"booked_ts":1763883000000,"channel":"api","people_ahead":0,"wait":null}',
+    ),
+    (
+        TicketIssued(
+            ticket="B007",
+            service="huji",
+            ticket_class="priority",
+            booked_ts=None,
+            channel="button",
+            people_ahead=0,
+            wait=None,
+            token="q3Zf0pX9-aL_2mB7cD4eFg",
+        ),
+        '{"type":"ticket.issued","ticket":"B007","service":"huji","class":"priority",'
+        '"booked_ts":null,"channel":"button","people_ahead":0,"wait":null,'
+        '"token":"q3Zf0pX9-aL_2mB7cD4eFg"}',
     ),
     (TicketCalled(ticket="A012", window=3), '{"type":"ticket.called","ticket":"A012","window":3}'),
     (
@@ -244,6 +268,11 @@ BODY_TABLE: list[tuple[EventBody, str]] = [
      '{"type":"journal.lost","first_seq":1201,"last_seq":1207}'),
     (AckRefused(ack=2**53 - 1, last_seq=1207, count=3),
      '{"type":"ack.refused","ack":9007199254740991,"last_seq":1207,"count":3}'),
+    (IssuingStopped(stop="typhoon-2026-09-16", reason="台风红色预警"),
+     '{"type":"issuing.stopped","stop":"typhoon-2026-09-16","reason":"台风红色预警"}'),
+    (IssuingResumed(stop="typhoon-2026-09-16"),
+     '{"type":"issuing.resumed","stop":"typhoon-2026-09-16"}'),
+    (CalendarApplied(version="2026-v2"), '{"type":"calendar.applied","version":"2026-v2"}'),
     (DayReset(day="2026-11-23"), '{"type":"day.reset","day":"2026-11-23"}'),
 ]
 
@@ -282,7 +311,25 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
         ),
         '{"v":1,"site":"zs-sanxiang-01","status":"online","lwt":false,"boot_id":"7d1c9a0e",'
         '"session":42,"software":"0.1.0","config":"2026.11.20-3","ts":1763882400000,'
-        '"clock_synced":true}',
+        '"clock_synced":true,"stop":null,"calendar":null}',
+    ),
+    (
+        State(
+            site=SITE,
+            status="online",
+            lwt=False,
+            boot_id="7d1c9a0e",
+            session=43,
+            software="0.1.0",
+            config="2026.11.20-3",
+            ts=TS,
+            clock_synced=True,
+            stop="typhoon-2026-09-16",
+            calendar="2026-v2",
+        ),
+        '{"v":1,"site":"zs-sanxiang-01","status":"online","lwt":false,"boot_id":"7d1c9a0e",'
+        '"session":43,"software":"0.1.0","config":"2026.11.20-3","ts":1763882400000,'
+        '"clock_synced":true,"stop":"typhoon-2026-09-16","calendar":"2026-v2"}',
     ),
     (
         State(
@@ -298,7 +345,7 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
         ),
         '{"v":1,"site":"zs-sanxiang-01","status":"offline","lwt":true,"boot_id":"7d1c9a0e",'
         '"session":42,"software":"0.1.0","config":null,"ts":1763882400000,'
-        '"clock_synced":false}',
+        '"clock_synced":false,"stop":null,"calendar":null}',
     ),
     (
         Telemetry(
@@ -333,6 +380,34 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
         '"host":{"cpu_temp_c":51.5,"load1":0.42,"mem_used_pct":37.5,"disk_used_pct":12.0,'
         '"uptime_s":86400},"outbox":{"depth":0,"oldest_unacked_seq":null,"last_seq":1041}}',
     ),
+    (
+        Progress(
+            site=SITE,
+            ts=TS,
+            clock_synced=True,
+            day="2026-11-23",
+            day_seq=1002,
+            seq=1041,
+            issuing="stopped",
+            notice="台风停止取号，已取号码照常办理",
+            services={"huji": "户籍", "shebao": "社保医保"},
+            waiting=[
+                WaitingProgress(ticket="A013", service="shebao", ahead=0, p50_s=60, p90_s=240,
+                                requeued=False),
+                WaitingProgress(ticket="B004", service="huji", ahead=2, p50_s=None, p90_s=None,
+                                requeued=True),
+            ],
+            called=[CalledProgress(ticket="A012", service="shebao", window=3, serving=True)],
+            ended=[EndedProgress(ticket="A011", outcome="done", window=3),
+                   EndedProgress(ticket="B003", outcome="no_show", window=1)],
+        ),
+        '{"v":1,"site":"zs-sanxiang-01","ts":1763882400000,"clock_synced":true,'
+        '"day":"2026-11-23","day_seq":1002,"seq":1041,"issuing":"stopped","notice":"台风停止取号，已取号码照常办理",'
+        '"services":{"huji":"户籍","shebao":"社保医保"},'
+        '"waiting":[["A013","shebao",0,60,240,false],["B004","huji",2,null,null,true]],'
+        '"called":[["A012","shebao",3,true]],'
+        '"ended":[["A011","done",3],["B003","no_show",1]]}',
+    ),
     (Ack(site=SITE, seq=1041), '{"v":1,"site":"zs-sanxiang-01","seq":1041}'),
     (
         _cmd(AnnounceArgs(text="请A012号到3号窗口办理", repeat=2)),
@@ -347,6 +422,20 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
     (
         _cmd(ReloadConfigArgs(version="2026.11.21-1")),
         _CMD_HEAD + '{"name":"reload_config","version":"2026.11.21-1"}}',
+    ),
+    (
+        _cmd(IssuingArgs(stop="typhoon-2026-09-16", stopped=True, reason="台风红色预警")),
+        _CMD_HEAD + '{"name":"issuing","stop":"typhoon-2026-09-16","stopped":true,'
+                    '"reason":"台风红色预警"}}',
+    ),
+    (
+        _cmd(CalendarArgs(version="2026-v2", holidays=["2026-10-01..2026-10-08"],
+                          workdays=["2026-09-27", "2026-10-10"],
+                          special=["2026-12-31 08:30-12:00"])),
+        _CMD_HEAD + '{"name":"calendar","version":"2026-v2",'
+                    '"holidays":["2026-10-01..2026-10-08"],'
+                    '"workdays":["2026-09-27","2026-10-10"],'
+                    '"special":["2026-12-31 08:30-12:00"]}}',
     ),
     (
         Advice(
@@ -801,10 +890,20 @@ def _strategy(t: msgspec.inspect.Type) -> st.SearchStrategy[Any]:
         return st.lists(_strategy(t.item_type), min_size=lo, max_size=max(lo, 3))
     if isinstance(t, mi.UnionType):
         return st.one_of([_strategy(member) for member in t.types])
+    if isinstance(t, mi.DictType):
+        return st.dictionaries(_strategy(t.key_type), _strategy(t.value_type),
+                               min_size=t.min_length or 0, max_size=3)
     if isinstance(t, mi.StructType):
         fields = {f.encode_name: _strategy(f.type) for f in t.fields}
         fixed = {t.tag_field: st.just(t.tag)} if t.tag_field else {}
-        return st.fixed_dictionaries({**fixed, **fields}).map(_fix_up(t.cls))
+        drawn = st.fixed_dictionaries({**fixed, **fields}).map(_fix_up(t.cls))
+        if t.array_like:  # a JSON array of the fields, in order
+            return drawn.map(lambda d: [d[f.encode_name] for f in t.fields])
+        if t.cls.__struct_config__.omit_defaults:  # a field at its default is left out
+            defaults = {f.encode_name: f.default for f in t.fields if not f.required}
+            return drawn.map(lambda d: {k: v for k, v in d.items()
+                                        if k not in defaults or v != defaults[k]})
+        return drawn
     raise NotImplementedError(f"no strategy for {t!r}")
 
 
@@ -833,6 +932,15 @@ def _fix_up(cls: type) -> Callable[[dict[str, Any]], dict[str, Any]]:
             d["text"] = "".join(c for c in d["text"] if display_text_problem(c) is None) or "通知"
         elif cls is CmdResult:
             d["error"] = None if d["ok"] else (d["error"] or "failed")
+        elif cls is IssuingArgs:
+            reason = d["reason"] and "".join(c for c in d["reason"]
+                                             if display_text_problem(c) is None)
+            d["reason"] = (reason or "台风") if d["stopped"] else None
+        elif cls is WaitingProgress:
+            if d["p50_s"] is None or d["p90_s"] is None:
+                d["p50_s"] = d["p90_s"] = None
+            else:
+                d["p90_s"] = max(d["p50_s"], d["p90_s"])
         elif cls is JournalLost:
             d["last_seq"] = max(d["first_seq"], d["last_seq"])
         elif cls is OutboxStat and d["oldest_unacked_seq"] is not None:

@@ -72,15 +72,16 @@ def test_helpers_build_the_same_topics() -> None:
 
 
 def test_delivery_table_is_the_contract() -> None:
-    rules = {k: (s.direction, s.qos, s.retain) for k, s in TOPICS.items()}
+    rules = {k: (s.direction, s.qos, s.retain, s.shared) for k, s in TOPICS.items()}
     assert rules == {
-        Kind.STATE: (Direction.EDGE_TO_CENTRAL, 1, True),
-        Kind.EVENT: (Direction.EDGE_TO_CENTRAL, 1, False),
-        Kind.TELEMETRY: (Direction.EDGE_TO_CENTRAL, 0, False),
-        Kind.ACK: (Direction.CENTRAL_TO_EDGE, 1, False),
-        Kind.CMD: (Direction.CENTRAL_TO_EDGE, 1, False),
-        Kind.CMD_RESULT: (Direction.EDGE_TO_CENTRAL, 1, False),
-        Kind.ADVICE: (Direction.EDGE_TO_CENTRAL, 1, False),
+        Kind.STATE: (Direction.EDGE_TO_CENTRAL, 1, True, False),
+        Kind.EVENT: (Direction.EDGE_TO_CENTRAL, 1, False, True),
+        Kind.TELEMETRY: (Direction.EDGE_TO_CENTRAL, 0, False, True),
+        Kind.ACK: (Direction.CENTRAL_TO_EDGE, 1, False, True),
+        Kind.CMD: (Direction.CENTRAL_TO_EDGE, 1, False, True),
+        Kind.CMD_RESULT: (Direction.EDGE_TO_CENTRAL, 1, False, True),
+        Kind.PROGRESS: (Direction.EDGE_TO_CENTRAL, 0, True, False),
+        Kind.ADVICE: (Direction.EDGE_TO_CENTRAL, 1, False, True),
     }
     assert WILL_KIND is Kind.STATE
     assert all(spec.kind is kind for kind, spec in TOPICS.items())
@@ -173,17 +174,20 @@ def test_edge_subscriptions() -> None:
 
 
 def test_central_subscriptions_shared_and_plain() -> None:
+    # Replicas split events, telemetry and results; each needs every state and progress.
     shared = central_subscriptions()
     assert [s.filter for s in shared] == [
-        "$share/onedoor-central/onedoor/v1/+/state",
+        "onedoor/v1/+/state",
         "$share/onedoor-central/onedoor/v1/+/event",
         "$share/onedoor-central/onedoor/v1/+/telemetry",
         "$share/onedoor-central/onedoor/v1/+/cmd_result",
+        "onedoor/v1/+/progress",
         "$share/onedoor-central/onedoor/v1/+/advice",
     ]
-    assert [s.qos for s in shared] == [1, 1, 0, 1, 1]
+    assert [s.qos for s in shared] == [1, 1, 0, 1, 0, 1]
     plain = central_subscriptions(None)
-    assert [s.filter for s in plain] == [s.filter.split("/", 2)[2] for s in shared]
+    assert [s.filter for s in plain] == [s.filter.removeprefix("$share/onedoor-central/")
+                                         for s in shared]
     for group in ["", "a/b", "a+", "#", "x" * 65]:
         with pytest.raises(LocalProtocolError):
             central_subscriptions(group)

@@ -1,0 +1,251 @@
+"""What the central pushes to sites, and keeps pushing until each holds it: emergency
+stops of ticket issuing (one site, a town, the whole city) and the city calendar.
+
+::
+
+    pushes = Pushes(sessions)
+    stop, sites = pushes.stop("town", "三乡镇", "台风红色预警", by="ops-li", now=now)
+    pushes.lift(stop.id, by="ops-li", now=now)
+    pushes.set_calendar(["2026-10-01..2026-10-08"], ["2026-09-27"], [], by="admin", now=now)
+    pushes.pending(now)            # [(site id, command args)] each online site lacks
+
+A site reports what it holds in its ``state`` (``stop``, ``calendar``); a site
+that does not hold what the central decided is sent it again (``cmd/issuing``,
+``cmd/calendar``), at most once a :data:`RESEND_S` per kind, so a site that was
+offline when a city-wide stop was decided stops as soon as it is back, and one
+whose Pi was replaced gets the city calendar again. A stop is decided for the
+sites it covers at that moment and for any that come later while it lasts; the
+latest active stop covering a site is the one it shows. Tickets issued before a
+stop are served: only issuing stops.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import msgspec
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from central.errors import InvalidRequest, NotFound, UnknownSite
+from central.models import CityCalendar, Command, IssuingStop, Site, StopScope
+from fastpath.calendar import Problems, parse_dates, parse_special
+from firmware_protocols import mqtt_messages as mm
+from firmware_protocols.gb2312 import display_text_problem
+
+log = structlog.get_logger(__name__)
+
+RESEND_S: Final = 60
+"""A site that still lacks what it was sent gets it again after this long."""
+PUSH_TTL_S: Final = 3600
+"""A push waits this long in the broker for a site that is offline (then: sent again
+when the site is back, from its state)."""
+
+
+PUSHED_COMMANDS: Final = {"issuing": "/api/v1/issuing/stops", "calendar": "/api/v1/calendar"}
+"""The commands only this module sends (a site given one by hand would be sent back what
+the central decided), and where people decide them."""
+
+
+class UnknownStop(NotFound, KeyError):
+    what = "issuing stop"
+
+
+@dataclass(frozen=True, slots=True)
+class StopView:
+    id: str
+    scope: str
+    target: str
+    reason: str
+    created_at: str
+    created_by: str | None
+    lifted_at: str | None
+    lifted_by: str | None
+
+    @classmethod
+    def of(cls, stop: IssuingStop) -> StopView:
+        return cls(stop.id, stop.scope.value, stop.target, stop.reason,
+                   stop.created_at.isoformat(), stop.created_by,
+                   None if stop.lifted_at is None else stop.lifted_at.isoformat(),
+                   stop.lifted_by)
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def covers(stop: IssuingStop, site_id: str, town: str) -> bool:
+    return (stop.scope is StopScope.CITY
+            or (stop.scope is StopScope.TOWN and stop.target == town)
+            or (stop.scope is StopScope.SITE and stop.target == site_id))
+
+
+def check_reason(reason: str) -> str:
+    """A stop's reason: shown on the hall screens (GB2312), the kiosks and the pages."""
+    reason = reason.strip()
+    if not 1 <= len(reason) <= 64:
+        raise InvalidRequest("reason: 1-64 characters")
+    problem = display_text_problem(reason)
+    if problem is not None or any(not c.isprintable() for c in reason):
+        raise InvalidRequest(f"reason: the hall screens cannot show it: {problem}")
+    return reason
+
+
+def check_calendar(holidays: list[str], workdays: list[str], special: list[str]) -> None:
+    """The dated days as a site would read them (:class:`InvalidRequest` with every problem)."""
+    problems = Problems()
+    for name, values in (("holidays", holidays), ("workdays", workdays), ("special", special)):
+        if len(values) > mm.MAX_CALENDAR_ENTRIES:
+            problems.add(name, f"at most {mm.MAX_CALENDAR_ENTRIES} entries")
+    both = (parse_dates(holidays, "holidays", problems)
+            & parse_dates(workdays, "workdays", problems))
+    problems.items += [f"workdays: {d} is also a holiday" for d in sorted(both)]
+    parse_special(special, "special", problems, 0)
+    if problems.items:
+        raise InvalidRequest("; ".join(problems.items))
+
+
+class Pushes:
+    """The stops and calendars people decide, and what each site still lacks."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    # -- emergency stops -----------------------------------------------------
+
+    def stop(self, scope: str, target: str, reason: str, *, by: str | None,
+             now: datetime) -> tuple[StopView, list[str]]:
+        """Decide a stop; the sites it covers now (to push to at once)."""
+        try:
+            kind = StopScope(scope)
+        except ValueError:
+            raise InvalidRequest("scope: site, town or city") from None
+        reason = check_reason(reason)
+        target = "" if kind is StopScope.CITY else target.strip()
+        with self.sessions.begin() as session:
+            sites = _sites(session)
+            if kind is StopScope.SITE and target not in sites:
+                raise UnknownSite(target)
+            if kind is StopScope.TOWN and target not in {town for town, _ in sites.values()}:
+                raise InvalidRequest(f"target: no site is in the town {target!r}")
+            stop = IssuingStop(id=f"stop-{now:%Y%m%d}-{secrets.token_hex(4)}", scope=kind,
+                               target=target, reason=reason, created_at=now, created_by=by)
+            session.add(stop)
+            covered = sorted(s for s, (town, _) in sites.items() if covers(stop, s, town))
+            view = StopView.of(stop)
+        log.info("issuing.stop_decided", stop=view.id, scope=scope, target=target, by=by,
+                 sites=len(covered))
+        return view, covered
+
+    def lift(self, stop_id: str, *, by: str | None, now: datetime) -> tuple[StopView, list[str]]:
+        """Lift a stop; the sites it covered (to push to at once)."""
+        with self.sessions.begin() as session:
+            stop = session.get(IssuingStop, stop_id)
+            if stop is None:
+                raise UnknownStop(stop_id)
+            if stop.lifted_at is None:
+                stop.lifted_at, stop.lifted_by = now, by
+            covered = sorted(s for s, (town, _) in _sites(session).items()
+                             if covers(stop, s, town))
+            view = StopView.of(stop)
+        log.info("issuing.stop_lifted", stop=stop_id, by=by, sites=len(covered))
+        return view, covered
+
+    def stops(self, *, active: bool) -> list[StopView]:
+        with self.sessions() as session:
+            query = select(IssuingStop).order_by(IssuingStop.created_at.desc())
+            if active:
+                query = query.where(IssuingStop.lifted_at.is_(None))
+            return [StopView.of(s) for s in session.scalars(query.limit(500))]
+
+    # -- the city calendar ---------------------------------------------------
+
+    def set_calendar(self, holidays: list[str], workdays: list[str], special: list[str], *,
+                     by: str | None, now: datetime) -> str:
+        """A new version of the city calendar (pushed to every site); its version."""
+        check_calendar(holidays, workdays, special)
+        version = f"cal-{now:%Y%m%d%H%M%S}-{secrets.token_hex(2)}"
+        with self.sessions.begin() as session:
+            session.add(CityCalendar(version=version, holidays=holidays, workdays=workdays,
+                                     special=special, created_at=now, created_by=by))
+        log.info("calendar.decided", version=version, by=by, holidays=len(holidays),
+                 workdays=len(workdays), special=len(special))
+        return version
+
+    def calendar(self) -> dict[str, Any] | None:
+        with self.sessions() as session:
+            latest = _latest_calendar(session)
+            if latest is None:
+                return None
+            return {"version": latest.version, "holidays": latest.holidays,
+                    "workdays": latest.workdays, "special": latest.special,
+                    "created_at": latest.created_at.isoformat(),
+                    "created_by": latest.created_by}
+
+    # -- what to send --------------------------------------------------------
+
+    def pending(self, now: datetime, *, sites: Iterable[str] | None = None,
+                online_only: bool = True) -> list[tuple[str, mm.CommandArgs]]:
+        """The pushes each site lacks by its last state, not sent in the last
+        :data:`RESEND_S`; ``sites``: only those (default: all); ``online_only``: leave
+        out the sites that are offline (their state is read when they are back)."""
+        wanted = set(sites) if sites is not None else None
+        with self.sessions() as session:
+            rows = session.execute(select(Site.id, Site.town, Site.online, Site.state).where(
+                Site.retired_at.is_(None))).all()
+            active = list(session.scalars(select(IssuingStop).where(
+                IssuingStop.lifted_at.is_(None)).order_by(IssuingStop.created_at)))
+            calendar = _latest_calendar(session)
+            recent = {(c.site_id, c.name, _key(c.args)) for c in session.scalars(
+                select(Command).where(Command.issued_at > now - timedelta(seconds=RESEND_S),
+                                      Command.name.in_(("issuing", "calendar"))))}
+        out: list[tuple[str, mm.CommandArgs]] = []
+        for site_id, town, online, state in rows:
+            if wanted is not None and site_id not in wanted:
+                continue
+            if online_only and not online:
+                continue
+            if state is not None and "stop" not in state:
+                continue  # an edge older than the pushes: it would refuse them
+            reported = state or {}
+            stop = next((s for s in reversed(active) if covers(s, site_id, town)), None)
+            args: list[mm.CommandArgs] = []
+            if stop is not None and reported.get("stop") != stop.id:
+                args.append(mm.IssuingArgs(stop=stop.id, stopped=True, reason=stop.reason))
+            elif stop is None and reported.get("stop"):
+                args.append(mm.IssuingArgs(stop=str(reported["stop"]), stopped=False,
+                                           reason=None))
+            if calendar is not None and reported.get("calendar") != calendar.version:
+                args.append(mm.CalendarArgs(version=calendar.version,
+                                            holidays=list(calendar.holidays),
+                                            workdays=list(calendar.workdays),
+                                            special=list(calendar.special)))
+            for one in args:
+                name = "issuing" if isinstance(one, mm.IssuingArgs) else "calendar"
+                if (site_id, name, _key(msgspec.to_builtins(one))) not in recent:
+                    out.append((site_id, one))
+        return out
+
+
+def _key(args: dict[str, Any]) -> str:
+    """What makes two pushes the same: the stop and whether it is lifted, the version."""
+    return f"{args.get('stop', '')}|{args.get('stopped', '')}|{args.get('version', '')}"
+
+
+def _sites(session: Session) -> dict[str, tuple[str, bool]]:
+    """The sites in service (a retired one is sent nothing)."""
+    return {site_id: (town, online) for site_id, town, online in session.execute(
+        select(Site.id, Site.town, Site.online).where(Site.retired_at.is_(None)))}
+
+
+def _latest_calendar(session: Session) -> CityCalendar | None:
+    return session.scalars(select(CityCalendar).order_by(
+        CityCalendar.created_at.desc()).limit(1)).first()
+
+
+__all__ = ["PUSHED_COMMANDS", "PUSH_TTL_S", "RESEND_S", "Pushes", "StopView", "UnknownStop",
+           "check_calendar", "check_reason", "covers"]
