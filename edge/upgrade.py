@@ -226,7 +226,8 @@ def add_upgrade_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=_cmd_can_restart)
     health = sub.add_parser(
-        "health", help="wait until the daemon runs a release, connected and steady (exit 0)")
+        "health", help="升级后健康检查 / wait until the daemon runs a release, connected "
+                       "and steady (exit 0)")
     health.add_argument("--config", required=True, help="site TOML file")
     health.add_argument("--software", help="the release it must run, e.g. onedoor-0.1.1")
     health.add_argument("--not-boot", help="the boot id of the process it must have replaced")

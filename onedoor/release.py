@@ -584,10 +584,12 @@ def _guard(command: Any) -> Any:
 
 
 def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    release = subparsers.add_parser("release", help="build and verify a software release "
-                                                    "(wheels for every architecture, offline)")
+    release = subparsers.add_parser("release", help="软件版本构建 / build and verify a software "
+                                                    "release (wheels for every architecture, "
+                                                    "offline)")
     sub = release.add_subparsers(dest="release_command", metavar="ACTION", required=True)
-    build = sub.add_parser("build", help="build <output>/<version>/ from this checkout")
+    build = sub.add_parser("build", help="构建版本 / build <output>/<version>/ from this "
+                                             "checkout")
     build.add_argument("--version", required=True, help="PEP 440, e.g. 0.1.1")
     build.add_argument("--output", default="deploy/ansible/releases")
     build.add_argument("--arch", action="append", default=[], metavar="ARCH[:EXTRAS]",
@@ -597,13 +599,14 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
                        help="the target's Python headers (onedoor release sysroot)")
     build.add_argument("--glibc", default="2.36", help="the targets' glibc (bookworm: 2.36)")
     build.set_defaults(func=_guard(_cmd_build))
-    sysroot = sub.add_parser("sysroot", help="unpack Debian's Python of an architecture "
-                                             "(headers, interpreter) into a folder")
+    sysroot = sub.add_parser("sysroot", help="解包目标架构的 Python / unpack Debian's Python "
+                                             "of an architecture (headers, interpreter) into "
+                                             "a folder")
     sysroot.add_argument("--arch", required=True, choices=sorted(ARCHITECTURES))
     sysroot.add_argument("--dir", required=True)
     sysroot.set_defaults(func=_guard(_cmd_sysroot))
-    verify = sub.add_parser("verify", help="run a release on its architecture's Python "
-                                           "(qemu-user for another architecture)")
+    verify = sub.add_parser("verify", help="验证版本 / run a release on its architecture's "
+                                           "Python (qemu-user for another architecture)")
     verify.add_argument("release", help="the release folder, e.g. deploy/ansible/releases/0.1.1")
     verify.add_argument("--arch", action="append", default=[], help="default: every one built")
     verify.add_argument("--sysroot", action="append", default=[], metavar="ARCH=DIR")
