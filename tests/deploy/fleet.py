@@ -324,12 +324,13 @@ class CentralServer:
             body: bytes = response.read()
         return body.decode("utf-8")
 
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        """An admin request with a JSON body; an HTTP error fails with the central's answer."""
+    def call(self, method: str, path: str, body: Any = None, *, token: str | None = None) -> Any:
+        """An admin request (or one with ``token``) with a JSON body; an HTTP error fails
+        with the central's answer."""
         request = urllib.request.Request(
             f"{self.url}{path}", method=method,
             data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {self.admin_token}",
+            headers={"Authorization": f"Bearer {token or self.admin_token}",
                      "Content-Type": "application/json"})  # fmt: skip
         try:
             with urllib.request.urlopen(request, timeout=30) as response:

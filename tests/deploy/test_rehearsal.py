@@ -10,14 +10,19 @@ walkthrough has ops do it:
    B's release made not to start: site B is rolled back and the rollout stops.
 3. **Rotate** both sites' MQTT passwords (`rotate-credentials.yml`): they come back online
    with the new ones; the old ones are refused.
-4. **Retire** the new village: it leaves the fleet and the broker.
+4. **Replace** the new village's Pi mid-day (its hours pushed open, tickets issued and
+   served at its kiosk and window API): its daemon stopped, its journal deleted (a fresh SD
+   card), started again; it waits for the central, an operator takes it over by the API,
+   and the day goes on: the numbers continue, none repeats, the queue and the window are
+   as they were.
+5. **Retire** the new village: it leaves the fleet and the broker.
 
 At each step the central's counts are checked, and nothing may be lost: every event a
 site journaled is acknowledged by the central (its outbox empty), with no gap.
 
-Not rehearsed here yet: replacing a site's Pi mid-day (a fresh journal), and tickets
-issued and served across the steps; the sites run without their serial devices (site B's
-terminal bus is a pty with nobody on it).
+Not rehearsed here yet: a third running edge; tickets at site B (its hours stay closed for
+the upgrade); the sites run without their serial devices (site B's terminal bus is a pty
+with nobody on it).
 
 Set ``ONEDOOR_REHEARSAL=1`` to run it (the Makefile's ``rehearsal`` target does, with
 `test_upgrade.py` on the same deployment).
@@ -28,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -60,6 +66,7 @@ from tests.deploy.releases import (
     sites_inventory,
     upgrade_vars,
 )
+from tests.edge.sites import http
 
 if not os.environ.get(REHEARSAL):
     pytest.skip("the ops-year rehearsal runs by `make rehearsal`", allow_module_level=True)
@@ -74,16 +81,17 @@ NEW_SPEC = {
                 {"number": 2, "services": ["zonghe"]}],
 }  # fmt: skip
 DYNAMIC = "inventory/onedoor_central.py"
+STAFF = "zs0231"
 
 
 class Fleet:
     """The rehearsal's two running sites and how ops run the playbooks on them."""
 
     def __init__(self, deployment: Deployment, central: CentralServer, new: Site,
-                 site_b: Site, new_overlay: Path) -> None:  # fmt: skip
+                 site_b: Site, new_overlay: Path, new_http_port: int) -> None:  # fmt: skip
         self.deployment, self.central = deployment, central
         self.sites = {NEW: new, SITE_B: site_b}
-        self.new_overlay = new_overlay
+        self.new_overlay, self.new_http_port = new_overlay, new_http_port
         self.env = {"ONEDOOR_CENTRAL_URL": central.url,
                     "ONEDOOR_CENTRAL_TOKEN": central.operator_token,
                     "ONEDOOR_BROKER_HOSTS": BROKER, "ONEDOOR_CENTRAL_HOSTS": CENTRAL}
@@ -114,6 +122,37 @@ class Fleet:
                     and site["acked_seq"] == site["max_seq"] > 0)  # fmt: skip
         wait_for(settled, timeout=60)
 
+    def kiosk(self, method: str, path: str, body: dict[str, Any] | None = None,
+              expect: int = 200) -> dict[str, Any]:  # fmt: skip
+        """The new village's edge HTTP API (its kiosk, window terminals and status)."""
+        code, answer = http(method, f"http://127.0.0.1:{self.new_http_port}{path}", body,
+                            timeout=20)  # fmt: skip
+        assert code == expect, (method, path, code, answer)
+        return answer
+
+    def numbering(self) -> str | None:
+        """The new village's numbering state; ``None`` while its daemon does not answer."""
+        try:
+            return str(self.kiosk("GET", "/status")["numbering"])
+        except OSError:
+            return None
+
+    def ticket(self, service: str = "zonghe") -> str:
+        return str(self.kiosk("POST", "/tickets", {"service": service}, expect=201)["number"])
+
+    def journal(self, host: str) -> Path:
+        config = tomllib.loads(self.deployment.site_config(host).read_text("utf-8"))
+        return Path(config["paths"]["journal"])
+
+    def issued_at_central(self, host: str) -> list[str]:
+        events = self.central.get(f"/api/v1/events?site={host}&type=ticket.issued&limit=1000")
+        return [str(e["body"]["ticket"]) for e in events["events"]]
+
+    def active_alarms(self, host: str) -> set[tuple[str, str]]:
+        """(type, device) of the site's active alarms."""
+        alarms = self.central.get(f"/api/v1/alarms?site={host}")["alarms"]
+        return {(a["type"], a["device"]) for a in alarms}
+
     def online_on(self, host: str, version: str) -> None:
         wait_for(lambda: (self.central.site(host)["online"], self.central.site(host)[
             "software_version"]) == (True, f"onedoor-{version}"), timeout=60)  # fmt: skip
@@ -137,15 +176,17 @@ def fleet(deployment: Deployment, central_server: CentralServer,
     # The new village as this machine runs it: no printer, screens or GPIO; its terminal bus
     # a pty; its HTTP API on a free port.
     overlay = deployment.workdir / "new-site.yml"
+    http_port = free_port()
     overlay.write_text(yaml.safe_dump({"all": {"hosts": {NEW: {
         "edge_printer": {}, "edge_gpio": {}, "edge_serial_devices": [],
         "edge_terminals": {"kind": "vendor", "port": os.ttyname(device), "baud": 9600},
         "edge_audio": {"output": "wav", "wav_dir": str(deployment.workdir / "announcements")},
-        "edge_http": {"host": "127.0.0.1", "port": free_port()},
+        "edge_http": {"host": "127.0.0.1", "port": http_port, "window_api": True},
     }}}}, allow_unicode=True))  # fmt: skip
-    sites = [Site(deployment, NEW, releases), Site(deployment, SITE_B, releases)]
+    new, site_b = Site(deployment, NEW, releases), Site(deployment, SITE_B, releases)
+    sites = [new, site_b]
     try:
-        yield Fleet(deployment, central_server, *sites, overlay)
+        yield Fleet(deployment, central_server, new, site_b, overlay, http_port)
     finally:
         for site in sites:
             site.stop()
@@ -217,7 +258,64 @@ def test_an_ops_year(fleet: Fleet, deployment: Deployment, central_server: Centr
     for host in (NEW, SITE_B):
         fleet.nothing_lost(host)
 
-    # 4. Retire the new village: its edge stopped first, then the registry, then the broker.
+    # 4. Mid-day at the new village: its hours pushed open, tickets issued and served.
+    fleet.play("edge-config.yml", "--limit", NEW, hours=hours_around(now, open_now=True))
+    new.restart()
+    fleet.online_on(NEW, TO)
+    wait_for(lambda: fleet.numbering() == "granted", timeout=60)
+    first = [fleet.ticket() for _ in range(3)]
+    prefix = first[0][0]
+    first_numbers = [int(number[1:]) for number in first]
+    assert first_numbers == list(range(first_numbers[0], first_numbers[0] + 3)), first
+    fleet.kiosk("POST", "/windows/1/sign_in", {"staff": STAFF})
+    assert fleet.kiosk("POST", "/windows/1/next")["ticket"] == first[0]
+    fleet.nothing_lost(NEW)
+    assert sorted(fleet.issued_at_central(NEW)) == sorted(first)
+
+    # Its Pi replaced (the README's walkthrough): a fresh journal, the same config and
+    # credentials; it waits for the central's grant, an operator takes it over.
+    old_device = fleet.kiosk("GET", "/status")["device"]
+    pid = int(new.pidfile.read_text())
+    new.stop()
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=60)
+    wait_for(lambda: not central.site(NEW)["online"], timeout=60)
+    journal = fleet.journal(NEW)
+    for part in journal.parent.glob(journal.name + "*"):  # the database, its WAL and shm
+        part.unlink()
+    new.restart()
+    wait_for(lambda: fleet.numbering() == "waiting", timeout=60)
+    shown = fleet.status(NEW)  # `onedoor edge status --json`, as the README has ops look
+    assert shown["numbering"] == "waiting"
+    device = shown["device"]
+    assert device != old_device
+    refused = fleet.kiosk("POST", "/tickets", {"service": "zonghe"}, expect=503)
+    assert refused["error"] == "not_granted"
+    wait_for(lambda: central.site(NEW)["online"], timeout=60)
+    wait_for(lambda: ("takeover_pending", device) in fleet.active_alarms(NEW), timeout=60)
+    devices = {d["device"]: d["role"]
+               for d in central.get(f"/api/v1/sites/{NEW}/devices")["devices"]}
+    assert (devices[old_device], devices[device]) == ("holder", "waiting")
+    central.call("POST", f"/api/v1/sites/{NEW}/takeover", {"device": device, "skip": 0},
+                 token=central.operator_token)
+    wait_for(lambda: fleet.numbering() == "granted", timeout=60)
+    status = fleet.kiosk("GET", "/status")
+    assert status["windows"][0]["ticket"] == first[0]
+    assert next(q["waiting"] for q in status["queues"] if q["service"] == "zonghe") == 2
+    later = [fleet.ticket() for _ in range(2)]
+    assert later == [f"{prefix}{n:03d}" for n in (first_numbers[-1] + 1, first_numbers[-1] + 2)]
+    assert fleet.kiosk("POST", "/windows/1/next")["ticket"] == first[1]
+    fleet.nothing_lost(NEW)
+    issued = fleet.issued_at_central(NEW)
+    assert sorted(issued) == sorted(first + later)  # each once: none lost, none repeated
+    devices = {d["device"]: d["role"]
+               for d in central.get(f"/api/v1/sites/{NEW}/devices")["devices"]}
+    assert (devices[old_device], devices[device]) == ("replaced", "holder")
+    alarms = fleet.active_alarms(NEW)
+    assert not {kind for kind, _ in alarms} & {"site_offline", "takeover_pending"}, alarms
+    assert ("device_fault", "journal") not in alarms  # no seq 'reused', no journal lost
+    assert not central.get(f"/api/v1/events?site={NEW}&type=journal.lost")["events"]
+
+    # 5. Retire the new village: its edge stopped first, then the registry, then the broker.
     new.stop()
     wait_for(lambda: not central.site(NEW)["online"], timeout=60)
     retired = central.call("POST", f"/api/v1/sites/{NEW}/retire")
