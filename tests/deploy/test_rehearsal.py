@@ -4,25 +4,27 @@ The production profile deployed with the real playbooks (`tests/deploy/fleet.py`
 broker, the central on PostgreSQL, villages and the city hall), then, as the README's
 walkthrough has ops do it:
 
-1. **Onboard** a new village from the registry API, deploy it with the dynamic inventory
-   (`site.yml --limit broker:<site>`), start its daemon: the central sees it online.
-2. **Upgrade** it and site B by a staged rollout (the new village is the canary), with site
-   B's release made not to start: site B is rolled back and the rollout stops.
-3. **Rotate** both sites' MQTT passwords (`rotate-credentials.yml`): they come back online
-   with the new ones; the old ones are refused.
-4. **Replace** the new village's Pi mid-day (its hours pushed open, tickets issued and
-   served at its kiosk and window API): its daemon stopped, its journal deleted (a fresh SD
-   card), started again; it waits for the central, an operator takes it over by the API,
-   and the day goes on: the numbers continue, none repeats, the queue and the window are
-   as they were.
-5. **Retire** the new village: it leaves the fleet and the broker.
+1. **Onboard** two new villages from the registry API, deploy them with the dynamic
+   inventory (`site.yml --limit broker:<sites>`), start their daemons: with site B, three
+   edges run; the central sees them online.
+2. **Upgrade** the first of them and site B by a staged rollout (the new village is the
+   canary), with site B's release made not to start: site B is rolled back and the
+   rollout stops.
+3. **Rotate** the three sites' MQTT passwords (`rotate-credentials.yml`): they come back
+   online with the new ones; the old ones are refused.
+4. **Replace** the first new village's Pi mid-day (its hours pushed open, tickets issued
+   and served at its kiosk and window API): its daemon stopped, its journal deleted (a
+   fresh SD card), started again; it waits for the central, an operator takes it over by
+   the API, and the day goes on: the numbers continue, none repeats, the queue and the
+   window are as they were.
+5. **Retire** the new villages: they leave the fleet and the broker.
 
 At each step the central's counts are checked, and nothing may be lost: every event a
 site journaled is acknowledged by the central (its outbox empty), with no gap.
 
-Not rehearsed here yet: a third running edge; tickets at site B (its hours stay closed for
-the upgrade); the sites run without their serial devices (site B's terminal bus is a pty
-with nobody on it).
+Not rehearsed here yet: tickets at site B (its hours stay closed for the upgrade); the
+sites run without their serial devices (their terminal buses are ptys with nobody on
+them).
 
 Set ``ONEDOOR_REHEARSAL=1`` to run it (the Makefile's ``rehearsal`` target does, with
 `test_upgrade.py` on the same deployment).
@@ -36,6 +38,7 @@ import subprocess
 import tomllib
 from collections.abc import Iterator
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -80,17 +83,19 @@ NEW_SPEC = {
     "windows": [{"number": 1, "services": ["zonghe", "shebao", "minzheng"]},
                 {"number": 2, "services": ["zonghe"]}],
 }  # fmt: skip
+NEW_2 = "zs-shiqi-15"  # onboarded with it: the third running edge, not in the rollout
+NEW_2_SPEC = {**NEW_SPEC, "id": NEW_2, "name": "石岐东明村党群服务中心"}
 DYNAMIC = "inventory/onedoor_central.py"
 STAFF = "zs0231"
 
 
 class Fleet:
-    """The rehearsal's two running sites and how ops run the playbooks on them."""
+    """The rehearsal's three running sites and how ops run the playbooks on them."""
 
-    def __init__(self, deployment: Deployment, central: CentralServer, new: Site,
-                 site_b: Site, new_overlay: Path, new_http_port: int) -> None:  # fmt: skip
+    def __init__(self, deployment: Deployment, central: CentralServer, sites: list[Site],
+                 new_overlay: Path, new_http_port: int) -> None:  # fmt: skip
         self.deployment, self.central = deployment, central
-        self.sites = {NEW: new, SITE_B: site_b}
+        self.sites = {site.host: site for site in sites}
         self.new_overlay, self.new_http_port = new_overlay, new_http_port
         self.env = {"ONEDOOR_CENTRAL_URL": central.url,
                     "ONEDOOR_CENTRAL_TOKEN": central.operator_token,
@@ -172,26 +177,26 @@ def fleet(deployment: Deployment, central_server: CentralServer,
     releases = deployment.workdir / "releases"
     for version in (FROM, TO):
         central_server.call("POST", "/api/v1/releases", build_release(version, releases))
-    controller, device = os.openpty()
-    # The new village as this machine runs it: no printer, screens or GPIO; its terminal bus
-    # a pty; its HTTP API on a free port.
+    ptys = {host: os.openpty() for host in (NEW, NEW_2)}
+    # The new villages as this machine runs them: no printer, screens or GPIO; a terminal
+    # bus on a pty each; their HTTP APIs on free ports (the first one's window API on).
     overlay = deployment.workdir / "new-site.yml"
-    http_port = free_port()
-    overlay.write_text(yaml.safe_dump({"all": {"hosts": {NEW: {
+    http_ports = {host: free_port() for host in (NEW, NEW_2)}
+    overlay.write_text(yaml.safe_dump({"all": {"hosts": {host: {
         "edge_printer": {}, "edge_gpio": {}, "edge_serial_devices": [],
-        "edge_terminals": {"kind": "vendor", "port": os.ttyname(device), "baud": 9600},
+        "edge_terminals": {"kind": "vendor", "port": os.ttyname(ptys[host][1]), "baud": 9600},
         "edge_audio": {"output": "wav", "wav_dir": str(deployment.workdir / "announcements")},
-        "edge_http": {"host": "127.0.0.1", "port": http_port, "window_api": True},
-    }}}}, allow_unicode=True))  # fmt: skip
-    new, site_b = Site(deployment, NEW, releases), Site(deployment, SITE_B, releases)
-    sites = [new, site_b]
+        "edge_http": {"host": "127.0.0.1", "port": http_ports[host], "window_api": True},
+    } for host in (NEW, NEW_2)}}}, allow_unicode=True))  # fmt: skip
+    sites = [Site(deployment, host, releases) for host in (NEW, SITE_B, NEW_2)]
     try:
-        yield Fleet(deployment, central_server, new, site_b, overlay, http_port)
+        yield Fleet(deployment, central_server, sites, overlay, http_ports[NEW])
     finally:
         for site in sites:
             site.stop()
-        os.close(controller)
-        os.close(device)
+        for controller, device in ptys.values():
+            os.close(controller)
+            os.close(device)
 
 
 @pytest.mark.timeout(1200)
@@ -201,21 +206,23 @@ def test_an_ops_year(fleet: Fleet, deployment: Deployment, central_server: Centr
     before = in_service(central)
     now = datetime.now(ZoneInfo("Asia/Shanghai"))
     closed = hours_around(now, open_now=False)
-    new, site_b = fleet.sites[NEW], fleet.sites[SITE_B]
+    new, site_b, new_2 = fleet.sites[NEW], fleet.sites[SITE_B], fleet.sites[NEW_2]
+    running = (NEW, SITE_B, NEW_2)
 
     # 1. Onboard: registry API, then the README's `site.yml --limit broker:<site>`.
-    central.call("POST", "/api/v1/sites", NEW_SPEC)
-    fleet.play("site.yml", "--limit", f"broker:{NEW}", hours=closed)
+    for spec in (NEW_SPEC, NEW_2_SPEC):
+        central.call("POST", "/api/v1/sites", spec)
+    fleet.play("site.yml", "--limit", f"broker:{NEW}:{NEW_2}", hours=closed)
     fleet_broker.reload()  # the broker role's handler, where systemd runs it
     fleet.play("edge-config.yml", "--limit", SITE_B, "-e", "edge_config_version=ops-1",
                hours=closed)  # fmt: skip
-    for site in (new, site_b):
+    for site in (new, site_b, new_2):
         site.restart()
-    fleet.online_on(NEW, FROM)
-    fleet.online_on(SITE_B, FROM)
-    assert in_service(central) == before | {NEW}
-    assert {NEW, SITE_B} <= online(central)
-    for host in (NEW, SITE_B):
+    for host in running:
+        fleet.online_on(host, FROM)
+    assert in_service(central) == before | {NEW, NEW_2}
+    assert set(running) <= online(central)
+    for host in running:
         fleet.nothing_lost(host)
 
     # 2. Upgrade: the new village is the canary, then site B, whose release does not start.
@@ -241,21 +248,24 @@ def test_an_ops_year(fleet: Fleet, deployment: Deployment, central_server: Centr
     assert f"onedoor-{TO}" in page
     run = fleet.play("upgrade.yml", "-e", f"onedoor_rollout={rollout}", hours=closed)
     assert "is stopped: no site to upgrade" in run.output
-    for host in (NEW, SITE_B):
+    for host in running:
         fleet.nothing_lost(host)
+    assert central.site(NEW_2)["software_version"] == f"onedoor-{FROM}"  # not in the rollout
 
-    # 3. Rotate both sites' passwords; the daemons restart with the new ones.
-    old = {host: deployment.password(host) for host in (NEW, SITE_B)}
-    fleet.play("rotate-credentials.yml", "--limit", f"broker:{NEW}:{SITE_B}", hours=closed)
+    # 3. Rotate the three sites' passwords; the daemons restart with the new ones.
+    old = {host: deployment.password(host) for host in running}
+    fleet.play("rotate-credentials.yml", "--limit", ":".join(("broker", *running)),
+               hours=closed)  # fmt: skip
     fleet_broker.reload()
-    for site in (new, site_b):
+    for site in (new, site_b, new_2):
         site.restart()
-    for host in (NEW, SITE_B):
+    for host in running:
         assert deployment.password(host) != old[host]
         assert connect_code(deployment, host, old[host]) >= 0x80
     fleet.online_on(NEW, TO)
     fleet.online_on(SITE_B, FROM)
-    for host in (NEW, SITE_B):
+    fleet.online_on(NEW_2, FROM)
+    for host in running:
         fleet.nothing_lost(host)
 
     # 4. Mid-day at the new village: its hours pushed open, tickets issued and served.
@@ -315,17 +325,20 @@ def test_an_ops_year(fleet: Fleet, deployment: Deployment, central_server: Centr
     assert ("device_fault", "journal") not in alarms  # no seq 'reused', no journal lost
     assert not central.get(f"/api/v1/events?site={NEW}&type=journal.lost")["events"]
 
-    # 5. Retire the new village: its edge stopped first, then the registry, then the broker.
-    new.stop()
-    wait_for(lambda: not central.site(NEW)["online"], timeout=60)
-    retired = central.call("POST", f"/api/v1/sites/{NEW}/retire")
-    assert retired["was_online"] is False
+    # 5. Retire the new villages: edges stopped first, then the registry, then the broker.
+    for host in (NEW, NEW_2):
+        fleet.sites[host].stop()
+        wait_for(partial(lambda site: not central.site(site)["online"], host), timeout=60)
+        retired = central.call("POST", f"/api/v1/sites/{host}/retire")
+        assert retired["was_online"] is False
     assert in_service(central) == before
     fleet.play("site.yml", "--limit", "broker", hours=closed)
     users = (deployment.root(BROKER) / "etc/mosquitto/onedoor.passwd").read_text()
     assert f"\n{NEW}:" not in users
+    assert f"\n{NEW_2}:" not in users
     assert f"\n{SITE_B}:$7$" in users
-    assert central.site(NEW)["retired_at"] is not None  # its history stays
+    for host in (NEW, NEW_2):
+        assert central.site(host)["retired_at"] is not None  # its history stays
 
     # The stopped rollout is cancelled (site B stays on the release it runs).
     assert central.call("POST", f"/api/v1/rollouts/{rollout}/cancel")["status"] == "cancelled"
