@@ -245,6 +245,7 @@ def drift_title(drift: SiteDrift, t: Callable[[str], str]) -> str:
 
 
 def _drift_mark(drift: SiteDrift | None, t: Callable[[str], str]) -> str:
+    # First in the tile: a long name is cut at the end, the marker must stay visible.
     if drift is None:
         return ""
     title = escape(drift_title(drift, t))
@@ -256,7 +257,7 @@ def _tiles_html(tiles: Sequence[FleetTile], t: Callable[[str], str]) -> Markup:
     return Markup(
         "".join(
             f'<a id="t-{s.id}" class="t {s.health}" href="/sites/{s.id}" title="{s.id}">'
-            f"{escape(s.name)}<b>{s.alarms or ''}</b>{_drift_mark(s.drift, t)}</a>"
+            f"{_drift_mark(s.drift, t)}{escape(s.name)}<b>{s.alarms or ''}</b></a>"
             for s in tiles
         )
     )

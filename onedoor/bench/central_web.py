@@ -55,7 +55,7 @@ def synthetic_fleet(sessions: sessionmaker[Session], count: int) -> None:
     site expects release 0.1.1 and config ``cfg-2``: 1 % runs 0.1.0 (software drift),
     0.4 % reports ``cfg-1`` (config drift)."""
     now = datetime.now(UTC)
-    sites = [
+    sites: list[dict[str, Any]] = [
         {
             "id": f"p-{i // 20:04d}-{i % 20:02d}",
             "name": f"第{i // 20 + 1}镇第{i % 20 + 1}村党群服务中心",

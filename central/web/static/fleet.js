@@ -54,7 +54,7 @@
       mark = document.createElement("i");
       mark.className = "drift";
       mark.textContent = "\u2260";  // pages.DRIFT_MARK
-      element.appendChild(mark);
+      element.insertBefore(mark, element.firstChild);  // first: long names are cut
     }
     var title = driftTitle(drift);
     mark.title = title;

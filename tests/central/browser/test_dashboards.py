@@ -159,6 +159,7 @@ def test_fleet_overview_updates_live_from_mqtt(browser: Browser, live: LiveServe
     assert page.locator(".fleet a.t").count() == 1
     assert page.locator("#t-zs-shiqi-01 i.drift").count() == 1
     assert page.locator("select[name=drift]").input_value() == "software"
+    shot(page, "fleet_drift")
     page.goto(f"{live.url}/")
     page.wait_for_selector("#live.on")
     call(live, "PUT", "/api/v1/sites/zs-shiqi-01/release", {"version": None})
