@@ -43,6 +43,13 @@ def drift_filter(value: str) -> str:
     return value if value in DRIFTS else ""
 
 
+def differs(drift: SiteDrift | None, kind: str) -> bool:
+    """The site's ``kind`` of version (``software`` or ``config``) differs."""
+    if drift is None:
+        return False
+    return drift.software_differs if kind == "software" else drift.config_differs
+
+
 def drift_live(drift: SiteDrift | None) -> list[Any] | None:
     """What a live update carries for a site's drift marker (``None``: no marker)."""
     if drift is None:
@@ -122,8 +129,7 @@ class FleetSnapshot:
             if q and q not in site_id and q not in name and q not in site_town:
                 continue
             site_drift = drifting.get(site_id)
-            if drift and (site_drift is None or not (site_drift.software_differs
-                          if drift == "software" else site_drift.config_differs)):  # fmt: skip
+            if drift and not differs(site_drift, drift):
                 continue
             shown.append(FleetTile(site_id, name, site_town, state[0], state[1], site_drift))
         return shown
@@ -245,6 +251,7 @@ __all__ = [
     "TileState",
     "TownTile",
     "count_tiles",
+    "differs",
     "drift_filter",
     "drift_live",
     "live_messages",
