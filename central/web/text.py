@@ -448,6 +448,13 @@ AUDIT_ACTION_TEXT: Final[dict[str, tuple[str, str]]] = {
     "issuing.stop": ("暂停取号", "issuing stopped"),
     "issuing.lift": ("恢复取号", "issuing stop lifted"),
     "calendar.set": ("设置全市日历", "city calendar set"),
+    "release.add": ("登记软件版本", "release registered"),
+    "site.expected_release": ("设置站点软件版本", "site's release set"),
+    "rollout.create": ("新建升级计划", "rollout created"),
+    "rollout.site": ("站点升级结果", "site upgrade result"),
+    "rollout.stop": ("升级暂停", "rollout stopped"),
+    "rollout.resume": ("继续升级", "rollout resumed"),
+    "rollout.cancel": ("取消升级", "rollout cancelled"),
 }
 """The audit log's actions as the audit page names them (``site.`` is every site change)."""
 
