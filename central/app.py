@@ -33,7 +33,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from central import api, api_pushes, metrics, web
+from central import api, api_bookings, api_pushes, metrics, web
 from central.auth import SessionSigner, TokenStore
 from central.config import CentralConfig
 from central.context import Central
@@ -126,6 +126,7 @@ def create_app(
     app.state.central = central
     api.install(app)
     api_pushes.install(app)
+    api_bookings.install(app)
     web.install(app, hub)
     # Before routing and body parsing; inside the request counter, which counts refusals too.
     app.add_middleware(BodyLimit, max_bytes=config.http_max_body_bytes)

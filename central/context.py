@@ -27,6 +27,7 @@ from central.config import CentralConfig
 from central.errors import Unavailable
 from central.limits import LoginThrottle, ProgressLimits, StreamQuota
 from central.progress import ProgressHub
+from central.bookings import Bookings
 from central.pushes import Pushes
 from central.queries import ReadModel
 from central.registry import Registry
@@ -70,6 +71,8 @@ class Central:
     progress_limits: ProgressLimits = field(init=False)
     pushes: Pushes = field(init=False)
     """Emergency stops and the city calendar people decide (:mod:`central.pushes`)."""
+    bookings: Bookings = field(init=False)
+    """Bookings (预约) the booking platforms push (:mod:`central.bookings`)."""
 
     def __post_init__(self) -> None:
         self.read = ReadModel(self.sessions, self.telemetry)
@@ -81,6 +84,7 @@ class Central:
         self.progress = (self.service.progress if self.service is not None
                          else ProgressHub(self.now, stale_s=config.progress_stale_s))
         self.pushes = Pushes(self.sessions)
+        self.bookings = Bookings(self.sessions, config)
         self.progress_limits = ProgressLimits(
             config.progress_requests_per_min, config.progress_requests_burst,
             config.progress_misses_per_min, config.progress_misses_burst,

@@ -287,7 +287,8 @@ class EdgeDaemon:
                           software=SOFTWARE_VERSION, boot_id=self.boot_id,
                           config_version=lambda: hall.config.version, commands=parts.commands,
                           advice=parts.advice.message, beat=self.heartbeats.beater("uplink"),
-                          on_connect=parts.progress.refresh, pushed=hall.pushed_versions)
+                          on_connect=parts.progress.refresh, pushed=hall.pushed_versions,
+                          bookings=hall.bookings_version)
 
     def _make_http(self, http: HttpConfig) -> HttpApi:
         parts = self._parts
@@ -332,7 +333,8 @@ class EdgeDaemon:
         """After each durable event (and its outputs): housekeeping, then the uplink."""
         if isinstance(event.body, mm.DayReset):
             self.prune_journal()
-        if (isinstance(event.body, (mm.IssuingStopped, mm.IssuingResumed, mm.CalendarApplied))
+        if (isinstance(event.body, (mm.IssuingStopped, mm.IssuingResumed, mm.CalendarApplied,
+                                    mm.BookingsApplied))
                 and self.uplink is not None):
             self.uplink.publish_state()  # the state reports what the site holds
         self._wake_uplink()
