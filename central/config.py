@@ -220,7 +220,9 @@ class CentralConfig:
         "", "预约: the secret salt of the hash that stands for a booker's ID number (at least "
         "16 characters; empty: the bookings API answers 503)"
     )
-    booking_days_ahead: int = _setting(7, "预约: a booking may be for today up to this many days on")
+    booking_days_ahead: int = _setting(
+        7, "预约: a booking may be for today up to this many days on"
+    )
     booking_cancel_before_s: int = _setting(
         3600, "预约: a booking may be cancelled until this long before its slot starts"
     )

@@ -23,11 +23,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from central.audit import AuditLog
 from central.auth import SessionSigner, TokenStore
+from central.bookings import Bookings
 from central.config import CentralConfig
 from central.errors import Unavailable
 from central.limits import LoginThrottle, ProgressLimits, StreamQuota
 from central.progress import ProgressHub
-from central.bookings import Bookings
 from central.pushes import Pushes
 from central.queries import ReadModel
 from central.registry import Registry

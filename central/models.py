@@ -778,8 +778,6 @@ class RatingProfile(Base):
 
 
 __all__ = [
-    "Booking",
-    "BookingStatus",
     "AdviceEnd",
     "Alarm",
     "AlarmAction",
@@ -791,6 +789,8 @@ __all__ = [
     "BadRatingNote",
     "BadRatingStatus",
     "Base",
+    "Booking",
+    "BookingStatus",
     "CityCalendar",
     "Command",
     "CommandStatus",

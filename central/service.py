@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from central.advice import expire_advice
 from central.alarms import AlarmBook, Notification, WebhookNotifier, run_timed_rules
+from central.bookings import Bookings, BookingView
 from central.config import CentralConfig
 from central.db import make_engine, migrate, session_factory
 from central.errors import CommandRefused, TooManyRequests, UnknownSite
@@ -49,7 +50,6 @@ from central.ingest import IngestProcessor, MqttIngest, Received, new_command
 from central.models import Alarm, Command, CommandStatus, Site
 from central.progress import ProgressHub, prune_ticket_links
 from central.province import ProvincialReporter, ReportRun
-from central.bookings import Bookings, BookingView
 from central.pushes import PUSH_TTL_S, PUSHED_COMMANDS, Pushes, StopView
 from central.ratings import run_deadlines
 from central.retention import Pruned, Retention
@@ -319,7 +319,8 @@ class CentralService:
 
     async def push_pending(self, sites: list[str] | None = None, *,
                            online_only: bool = True) -> int:
-        """Send the stops, calendars and bookings sites lack (:meth:`central.pushes.Pushes.pending`);
+        """Send the stops, calendars and bookings sites lack
+        (:meth:`central.pushes.Pushes.pending`);
         how many were sent. A site over its command rate gets its turn next time."""
         now = self.clock()
         async with self._db_lock:

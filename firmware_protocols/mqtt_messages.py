@@ -1105,10 +1105,12 @@ def will_for(state: State) -> Publish:
 
 
 __all__ = [
+    "BOOKING_CODE_PATTERN",
     "COMMAND_ARGS",
     "EVENT_TYPES",
     "IDENT_PATTERN",
     "KNOWN_DEVICE_DETAILS",
+    "MAX_BOOKINGS_PER_DAY",
     "MAX_CALENDAR_ENTRIES",
     "MAX_COMMAND_TTL_MS",
     "MAX_CONFIG_ERRORS",
@@ -1129,8 +1131,6 @@ __all__ = [
     "AdviceOutlook",
     "Advisory",
     "AnnounceArgs",
-    "BOOKING_CODE_PATTERN",
-    "MAX_BOOKINGS_PER_DAY",
     "Booking",
     "BookingCheckedIn",
     "BookingCode",

@@ -36,7 +36,7 @@ def id_number(serial: int) -> str:
     """A resident ID number of Zhongshan (4420), born 1990-01-01, with its check digit."""
     body = f"44200019900101{serial:03d}"
     weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-    return body + "10X98765432"[sum(int(d) * w for d, w in zip(body, weights)) % 11]
+    return body + "10X98765432"[sum(int(d) * w for d, w in zip(body, weights, strict=True)) % 11]
 
 
 class FakeBookingPlatform:
