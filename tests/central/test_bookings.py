@@ -20,15 +20,15 @@ from central.auth import Role
 from central.bookings import Bookings, check_id_number, person_hash
 from central.config import CentralConfig
 from central.errors import InvalidRequest, Unavailable
-from central.models import Booking, Site, SiteKind
+from central.models import Booking
 from central.stats import business_date
 from edge.simhall import simulated_hall
 from onedoor.broker import free_port
 from tests.central.edge_thread import EdgeThread, post
-from tests.central.test_api_support import RunningApp, running_app, wait_until
+from tests.central.test_api_support import RunningApp, wait_until
+from tests.central.test_pushes import SITE, app_with_simulated_hall, site_state
 from tests.servers import MosquittoBroker
 
-SITE = "sim-hall"
 SALT = "test-salt-of-the-city-0001"
 
 
@@ -61,24 +61,13 @@ class FakeBookingPlatform:
 
 @pytest.fixture
 def env(tmp_path: Path, mqtt_broker: MosquittoBroker) -> Iterator[RunningApp]:
-    with running_app(tmp_path, mqtt_broker, booking_person_salt=SALT,
-                     booking_slot_quota=2) as env:
-        with env.central.sessions.begin() as session:
-            session.add(Site(id=SITE, name="模拟便民服务中心", town="模拟镇",
-                             kind=SiteKind.DISTRICT))
-        wait_until(lambda: env.service.mqtt.connected, timeout=20)
+    with app_with_simulated_hall(tmp_path, mqtt_broker, booking_person_salt=SALT,
+                                 booking_slot_quota=2) as env:
         yield env
-        env.clear_retained(SITE)
-        env.publish_raw(f"onedoor/v1/{SITE}/progress", b"", retain=True)
 
 
 def platform(env: RunningApp) -> FakeBookingPlatform:
     return FakeBookingPlatform(env.client, env.tokens[Role.OPERATOR])
-
-
-def site_state(env: RunningApp) -> dict[str, object]:
-    with env.central.sessions() as session:
-        return dict(session.get_one(Site, SITE).state or {})
 
 
 def counts(env: RunningApp, day: str) -> dict[str, Any]:
