@@ -154,14 +154,21 @@ class MosquittoProcess(_BrokerLifecycle):
 
 
 class EmbeddedBroker(_BrokerLifecycle):
-    """amqtt in a background thread with its own event loop (anonymous, loopback only)."""
+    """amqtt in a background thread with its own event loop (loopback only).
+
+    Anonymous logins by default, as the demo needs. amqtt keeps no session for an
+    anonymous login; ``allow_anonymous=False`` (any user name, no password check)
+    makes it keep them (docs/CAPACITY.md, "A second broker implementation here").
+    """
 
     kind = "amqtt"
     shared_subscriptions = False
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, *,
+                 allow_anonymous: bool = True) -> None:
         self.host = host
         self.port = port or free_port()
+        self.allow_anonymous = allow_anonymous
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
@@ -193,7 +200,8 @@ class EmbeddedBroker(_BrokerLifecycle):
             {
                 "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
                 "plugins": {
-                    "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+                    "amqtt.plugins.authentication.AnonymousAuthPlugin": {
+                        "allow_anonymous": self.allow_anonymous}
                 },
             }
         )

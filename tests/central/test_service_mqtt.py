@@ -1,4 +1,6 @@
-"""CentralService against a real Mosquitto, with simulated sites, on SQLite and PostgreSQL."""
+"""CentralService against a real Mosquitto, with simulated sites, on SQLite and PostgreSQL.
+
+The tests of the contract itself also run against amqtt (tests/brokers.py)."""
 
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ from central.service import CentralService
 from central.views import SiteState
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.mqtt_topics import state_topic
-from onedoor.broker import bridge_config
+from onedoor.broker import Broker, bridge_config
+from tests.brokers import mqtt_protocol, on_both_brokers_and_databases
 from tests.central.edge_sim import EdgeClient
 from tests.central.http_capture import capture_server
 from tests.central.sim import SimSite, called
@@ -37,7 +40,7 @@ from tests.servers import MosquittoBroker
 
 @pytest.fixture
 def sites(
-    sessions: sessionmaker[Session], tmp_path: Path, mqtt_broker: MosquittoBroker
+    sessions: sessionmaker[Session], tmp_path: Path, contract_broker: Broker
 ) -> Iterator[list[str]]:
     """Three sites with ids unique to this test (the broker and its retained states are shared)."""
     tag = uuid.uuid4().hex[:6]
@@ -55,7 +58,7 @@ def sites(
     yield ids
     # Remove the retained states (and Wills) this test left on the shared broker.
     cleaner = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"clean-{ids[0]}")
-    cleaner.connect(mqtt_broker.host, mqtt_broker.port)
+    cleaner.connect(contract_broker.host, contract_broker.port)
     cleaner.loop_start()
     for site_id in ids:
         cleaner.publish(state_topic(site_id), b"", qos=1, retain=True).wait_for_publish(10)
@@ -63,11 +66,12 @@ def sites(
     cleaner.loop_stop()
 
 
-def _config(broker: MosquittoBroker, db_url: str, **changes: Any) -> CentralConfig:
+def _config(broker: Broker, db_url: str, **changes: Any) -> CentralConfig:
     return CentralConfig(
         database_url=db_url,
         mqtt_host=broker.host,
         mqtt_port=broker.port,
+        mqtt_protocol=mqtt_protocol(broker),
         mqtt_client_id=f"central-{uuid.uuid4().hex[:8]}",
         mqtt_group=f"g{uuid.uuid4().hex[:8]}",
         mqtt_session_expiry_s=0,
@@ -96,8 +100,9 @@ def _run(coroutine: Awaitable[None]) -> None:
     asyncio.run(coroutine)  # type: ignore[arg-type]
 
 
+@on_both_brokers_and_databases()
 def test_events_are_acked_only_after_commit(
-    mqtt_broker: MosquittoBroker,
+    contract_broker: Broker,
     db_url: str,
     engine: Engine,
     sessions: sessionmaker[Session],
@@ -106,10 +111,12 @@ def test_events_are_acked_only_after_commit(
     site_id = sites[1]
 
     async def main() -> None:
-        async with CentralService(_config(mqtt_broker, db_url), engine=engine) as central:
+        async with CentralService(_config(contract_broker, db_url), engine=engine) as central:
             await _connected(central)
             sim = SimSite(site_id)
-            edge = await asyncio.to_thread(EdgeClient, mqtt_broker.host, mqtt_broker.port, sim)
+            edge = await asyncio.to_thread(
+                EdgeClient, contract_broker.host, contract_broker.port, sim
+            )
             try:
                 edge.send(sim.state("online"))
                 events = [sim.event(called(f"Z{n:03d}")) for n in range(1, 21)]
@@ -145,8 +152,9 @@ def test_events_are_acked_only_after_commit(
     _run(main())
 
 
+@on_both_brokers_and_databases()
 def test_stale_will_from_broker_is_ignored(
-    mqtt_broker: MosquittoBroker,
+    contract_broker: Broker,
     db_url: str,
     engine: Engine,
     sites: list[str],
@@ -154,18 +162,18 @@ def test_stale_will_from_broker_is_ignored(
     site_id = sites[2]
 
     async def main() -> None:
-        async with CentralService(_config(mqtt_broker, db_url), engine=engine) as central:
+        async with CentralService(_config(contract_broker, db_url), engine=engine) as central:
             await _connected(central)
             old = SimSite(site_id, session=1, boot_id="boot-a")
             new = SimSite(site_id, session=2, boot_id="boot-b")
             first = await asyncio.to_thread(
-                EdgeClient, mqtt_broker.host, mqtt_broker.port, old, client_id="edge-a"
+                EdgeClient, contract_broker.host, contract_broker.port, old, client_id="edge-a"
             )
             first.send(old.state("online"))
             # The edge reboots: a new connection (new client id) says online before the old
             # half-open connection times out; then the broker fires the old Will.
             second = await asyncio.to_thread(
-                EdgeClient, mqtt_broker.host, mqtt_broker.port, new, client_id="edge-b"
+                EdgeClient, contract_broker.host, contract_broker.port, new, client_id="edge-b"
             )
             second.send(new.state("online"))
             await _until(lambda: site_state(central, site_id).site.mqtt_session == 2)
@@ -222,8 +230,9 @@ def test_two_replicas_split_the_load(
     _run(main())
 
 
+@on_both_brokers_and_databases()
 def test_command_round_trip_and_webhook(
-    mqtt_broker: MosquittoBroker,
+    contract_broker: Broker,
     db_url: str,
     engine: Engine,
     sessions: sessionmaker[Session],
@@ -232,12 +241,14 @@ def test_command_round_trip_and_webhook(
     site_id = sites[0]
 
     async def main(webhook: str) -> None:
-        config = _config(mqtt_broker, db_url, webhook_url=webhook)
+        config = _config(contract_broker, db_url, webhook_url=webhook)
         notifier = WebhookNotifier(webhook, attempts=1)
         async with CentralService(config, engine=engine, notifier=notifier) as central:
             await _connected(central)
             sim = SimSite(site_id)
-            edge = await asyncio.to_thread(EdgeClient, mqtt_broker.host, mqtt_broker.port, sim)
+            edge = await asyncio.to_thread(
+                EdgeClient, contract_broker.host, contract_broker.port, sim
+            )
             try:
                 command = await central.send_command(
                     site_id, mm.ReprintArgs(ticket="Z001"), ttl_s=60, issued_by="ops-li"
@@ -281,9 +292,9 @@ def test_command_round_trip_and_webhook(
     assert bodies[1]["actor"] == "ops-li"
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@on_both_brokers_and_databases(("sqlite",))
 def test_broker_outage_loses_nothing(
-    mqtt_broker: MosquittoBroker,
+    contract_broker: Broker,
     db_url: str,
     engine: Engine,
     sessions: sessionmaker[Session],
@@ -292,21 +303,25 @@ def test_broker_outage_loses_nothing(
     site_id = sites[1]
 
     async def main() -> None:
-        config = _config(mqtt_broker, db_url, mqtt_session_expiry_s=600)
+        config = _config(contract_broker, db_url, mqtt_session_expiry_s=600)
         async with CentralService(config, engine=engine) as central:
             await _connected(central)
             sim = SimSite(site_id)
             events = [sim.event(called()) for _ in range(10)]
-            edge = await asyncio.to_thread(EdgeClient, mqtt_broker.host, mqtt_broker.port, sim)
+            edge = await asyncio.to_thread(
+                EdgeClient, contract_broker.host, contract_broker.port, sim
+            )
             edge.send(*events[:5])
             await asyncio.to_thread(edge.wait_ack, 5)
             edge.close()
-            mqtt_broker.stop()
+            contract_broker.stop()
             await _until(lambda: not central.mqtt.connected)
-            mqtt_broker.start()
+            contract_broker.start()
             await _until(lambda: central.mqtt.connected, timeout=40)
             await asyncio.sleep(0.3)
-            edge = await asyncio.to_thread(EdgeClient, mqtt_broker.host, mqtt_broker.port, sim)
+            edge = await asyncio.to_thread(
+                EdgeClient, contract_broker.host, contract_broker.port, sim
+            )
             try:
                 edge.send(*events[5:])
                 await asyncio.to_thread(edge.wait_ack, 10)

@@ -76,6 +76,7 @@ def site_toml(
     *,
     version: str = "v1",
     mqtt_port: int | None = None,
+    mqtt_protocol: str = "5",
     http_port: int | None = None,
     services: str = BASE_SERVICES,
     windows: str = BASE_WINDOWS,
@@ -88,8 +89,8 @@ def site_toml(
     parts = [f'version = "{version}"', "", "[site]", 'id = "test-site"',
              'name = "测试镇便民服务中心"', 'town = "测试镇"', "", hours, services, windows]
     if mqtt_port is not None:
-        parts += ["[mqtt]", 'host = "127.0.0.1"', f"port = {mqtt_port}", "keepalive_seconds = 5",
-                  ""]
+        parts += ["[mqtt]", 'host = "127.0.0.1"', f"port = {mqtt_port}",
+                  f'protocol = "{mqtt_protocol}"', "keepalive_seconds = 5", ""]
     if http_port is not None:
         parts += ["[http]", 'host = "127.0.0.1"', f"port = {http_port}", "window_api = true", ""]
     parts += ["[paths]", 'journal = "journal.db"', "", "[daemon]",

@@ -1,4 +1,6 @@
-"""The MQTT uplink against a real Mosquitto: delivery until ack, outages, commands."""
+"""The MQTT uplink against a real Mosquitto: delivery until ack, outages, commands.
+
+The tests of the contract itself also run against amqtt (tests/brokers.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from edge.hall import Hall, open_hall
 from edge.uplink import AdviceSource, Uplink, backoff_delay, host_stats, readable_command_id
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols import mqtt_topics as topics
-from onedoor.broker import EmbeddedBroker
+from onedoor.broker import Broker
+from tests.brokers import AMQTT_KEEPS_NO_ANONYMOUS_SESSION, mqtt_protocol, on_both_brokers
 from tests.edge.central_probe import CentralProbe, wait_for
 from tests.edge.sites import free_port, http, site_toml
 from tests.edge.test_hall import OPENING
@@ -37,10 +40,11 @@ async def until(condition: Callable[[], object], timeout: float = 30.0, what: st
         await asyncio.sleep(0.02)
 
 
-def run_with_uplink(tmp_path: Path, broker: MosquittoBroker,
+def run_with_uplink(tmp_path: Path, broker: Broker,
                     body: Callable[[Hall, Uplink], Awaitable[None]],
                     resend_s: float = 30.0, advice: AdviceSource | None = None) -> None:
-    config = load_config(site_toml(tmp_path, mqtt_port=broker.port))
+    config = load_config(site_toml(tmp_path, mqtt_port=broker.port,
+                                   mqtt_protocol=mqtt_protocol(broker)))
     assert config.mqtt is not None
     hall = open_hall(config, ManualClock(OPENING))
 
@@ -100,9 +104,10 @@ def test_host_stats_reads_the_host(tmp_path: Path) -> None:
     assert host_stats(tmp_path, thermal=tmp_path / "none").cpu_temp_c is None
 
 
+@on_both_brokers()
 def test_events_are_delivered_and_the_outbox_drains_on_ack(
-        tmp_path: Path, mqtt_broker: MosquittoBroker) -> None:
-    probe = CentralProbe(mqtt_broker.host, mqtt_broker.port, "test-site")
+        tmp_path: Path, contract_broker: Broker) -> None:
+    probe = CentralProbe(contract_broker.host, contract_broker.port, "test-site")
 
     async def body(hall: Hall, uplink: Uplink) -> None:
         await until(lambda: uplink.connected, what="connect")
@@ -116,7 +121,7 @@ def test_events_are_delivered_and_the_outbox_drains_on_ack(
         assert not online[-1].lwt
 
     try:
-        run_with_uplink(tmp_path, mqtt_broker, body)
+        run_with_uplink(tmp_path, contract_broker, body)
         wait_for(lambda: probe.states and probe.states[-1].status == "offline", what="offline")
         assert probe.states[-1].lwt is False  # a clean goodbye, not the Will
     finally:
@@ -157,9 +162,10 @@ def test_offline_day_then_every_event_arrives_once(
         mqtt_broker.start()
 
 
+@on_both_brokers()
 def test_unacked_events_are_resent_after_a_reconnect(
-        tmp_path: Path, mqtt_broker: MosquittoBroker) -> None:
-    silent = CentralProbe(mqtt_broker.host, mqtt_broker.port, "test-site", ack=False)
+        tmp_path: Path, contract_broker: Broker) -> None:
+    silent = CentralProbe(contract_broker.host, contract_broker.port, "test-site", ack=False)
 
     async def body(hall: Hall, uplink: Uplink) -> None:
         await until(lambda: uplink.connected, what="connect")
@@ -167,10 +173,10 @@ def test_unacked_events_are_resent_after_a_reconnect(
             hall.issue("huji")
         await until(lambda: len(silent.seqs()) >= hall.journal.last_seq, what="first send")
         assert hall.journal.acked_seq == 0
-        mqtt_broker.stop()
+        contract_broker.stop()
         await until(lambda: not uplink.connected, what="disconnect")
-        mqtt_broker.start()
-        central = CentralProbe(mqtt_broker.host, mqtt_broker.port, "test-site")
+        contract_broker.start()
+        central = CentralProbe(contract_broker.host, contract_broker.port, "test-site")
         try:
             await until(lambda: hall.journal.acked_seq == hall.journal.last_seq, what="acked")
             assert central.seqs() == list(range(1, hall.journal.last_seq + 1))
@@ -178,10 +184,10 @@ def test_unacked_events_are_resent_after_a_reconnect(
             central.close()
 
     try:
-        run_with_uplink(tmp_path, mqtt_broker, body)
+        run_with_uplink(tmp_path, contract_broker, body)
     finally:
         silent.close()
-        mqtt_broker.start()
+        contract_broker.start()
 
 
 def test_advice_goes_out_when_it_changes_and_again_on_each_connection(
@@ -262,11 +268,13 @@ def test_after_a_quiet_spell_the_next_event_is_not_resent_at_once(
         probe.close()
 
 
+@on_both_brokers()
 def test_malformed_commands_get_error_results_and_the_daemon_keeps_serving(
-        tmp_path: Path, mqtt_broker: MosquittoBroker) -> None:
+        tmp_path: Path, contract_broker: Broker) -> None:
     port = free_port()
-    config_path = site_toml(tmp_path, mqtt_port=mqtt_broker.port, http_port=port)
-    probe = CentralProbe(mqtt_broker.host, mqtt_broker.port, "test-site")
+    config_path = site_toml(tmp_path, mqtt_port=contract_broker.port,
+                            mqtt_protocol=mqtt_protocol(contract_broker), http_port=port)
+    probe = CentralProbe(contract_broker.host, contract_broker.port, "test-site")
     cmd_topic = topics.cmd_topic("test-site", "reprint")
 
     def raw_cmd(**changes: Any) -> tuple[uuid.UUID, bytes]:
@@ -396,12 +404,14 @@ def test_commands_that_are_not_utf8_nested_too_deep_or_too_large_get_a_result(
     assert leaked == []
 
 
+@on_both_brokers(amqtt_fails=AMQTT_KEEPS_NO_ANONYMOUS_SESSION)
 def test_a_command_sent_while_the_edge_is_offline_runs_when_it_comes_back(
-        tmp_path: Path, mqtt_broker: MosquittoBroker) -> None:
+        tmp_path: Path, contract_broker: Broker) -> None:
     """The broker keeps the edge's session: a command waits there until the edge is back,
     and one whose TTL ran out meanwhile is answered expired, not run."""
-    config_path = site_toml(tmp_path, mqtt_port=mqtt_broker.port, http_port=free_port())
-    probe = CentralProbe(mqtt_broker.host, mqtt_broker.port, "test-site")
+    config_path = site_toml(tmp_path, mqtt_port=contract_broker.port,
+                            mqtt_protocol=mqtt_protocol(contract_broker), http_port=free_port())
+    probe = CentralProbe(contract_broker.host, contract_broker.port, "test-site")
 
     async def connected_once() -> None:
         daemon = EdgeDaemon(config_path, install_signals=False)
@@ -412,7 +422,10 @@ def test_a_command_sent_while_the_edge_is_offline_runs_when_it_comes_back(
         await task
 
     try:
-        asyncio.run(connected_once())
+        # Over 3.1.1 a journal's first session is a clean one, which a broker ends at the
+        # disconnect (docs/CAPACITY.md): the session kept is the next connection's.
+        for _ in range(1 if mqtt_protocol(contract_broker) == "5" else 2):
+            asyncio.run(connected_once())
         reload = probe.command(mm.ReloadConfigArgs(version="v1"))
         short = probe.command(mm.ReloadConfigArgs(version="v1"), ttl_ms=1000)
         time.sleep(1.2)  # the short one's TTL runs out while the edge is offline
@@ -429,41 +442,11 @@ async def _waiting_for_results(config_path: Path, probe: CentralProbe,
     task = asyncio.create_task(daemon.run())
     try:
         await daemon.ready.wait()
-        await until(lambda: all(probe.result(c) for c in commands), timeout=20,
+        await until(lambda: daemon.uplink is not None and daemon.uplink.connected, what="up")
+        # A kept session delivers its queue at the connect: 10 s is ample (and is what the
+        # strict xfail on a broker that keeps no session costs).
+        await until(lambda: all(probe.result(c) for c in commands), timeout=10,
                     what="the results of the commands sent while offline")
     finally:
         daemon.stop()
         await task
-
-
-def test_mqtt_3_1_1_for_a_broker_without_mqtt_5(tmp_path: Path) -> None:
-    """``mqtt.protocol = "3.1.1"`` (the demo's embedded amqtt has no MQTT 5): events and
-    commands flow as over MQTT 5."""
-    with EmbeddedBroker() as broker:
-        port = free_port()
-        config_path = site_toml(tmp_path, mqtt_port=broker.port, http_port=port)
-        config_path.write_text(config_path.read_text().replace(
-            "keepalive_seconds = 5", 'keepalive_seconds = 5\nprotocol = "3.1.1"'))
-        probe = CentralProbe(broker.host, broker.port, "test-site")
-
-        async def main() -> None:
-            daemon = EdgeDaemon(config_path, install_signals=False)
-            task = asyncio.create_task(daemon.run())
-            await daemon.ready.wait()
-            await until(lambda: daemon.uplink is not None and daemon.uplink.connected,
-                        what="up")
-            status, _ = await asyncio.to_thread(
-                http, "POST", f"http://127.0.0.1:{port}/tickets", {"service": "shebao"})
-            assert status == 201
-            await until(lambda: any(e.type == "ticket.issued" for e in probe.events),
-                        what="the ticket at the central")
-            reload = probe.command(mm.ReloadConfigArgs(version="v1"))
-            await until(lambda: probe.result(reload) is not None, what="the command's result")
-            assert probe.result(reload).ok  # type: ignore[union-attr]
-            daemon.stop()
-            await task
-
-        try:
-            asyncio.run(main())
-        finally:
-            probe.close()
