@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from central.errors import Conflict, InvalidRequest, NotFound, Unavailable, Unkn
 from central.models import Booking, BookingStatus, Service, Site
 from central.stats import business_date
 from firmware_protocols import mqtt_messages as mm
+from firmware_protocols.id_card import booking_person_hash
 
 log = structlog.get_logger(__name__)
 
@@ -50,8 +50,6 @@ _ID_RE: Final = re.compile(r"^[0-9]{17}[0-9X]\Z")
 _ID_WEIGHTS: Final = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK: Final = "10X98765432"
 BUSINESS_TZ: Final = dt.timezone(dt.timedelta(hours=8))
-PERSON_HEX: Final = 16
-"""How much of the person hash a site is sent (enough to tell people apart in a day)."""
 
 
 class UnknownBooking(NotFound, KeyError):
@@ -102,8 +100,9 @@ def check_id_number(id_number: str) -> str:
 
 
 def person_hash(salt: str, id_number: str) -> str:
-    """Who booked, without the ID number: HMAC-SHA256 with the central's salt, hex."""
-    return hmac.new(salt.encode(), id_number.encode(), hashlib.sha256).hexdigest()
+    """Who booked, without the ID number: HMAC-SHA256 with the central's salt, hex (a
+    kiosk's ID card reader computes the same, :mod:`edge.id_card_kiosk`)."""
+    return booking_person_hash(salt, id_number)
 
 
 def parse_slot(slot: str) -> tuple[str, str]:
@@ -265,7 +264,7 @@ def documents(session: Session, day: str) -> dict[str, mm.BookingsArgs]:
     per_site: dict[str, list[mm.Booking]] = {}
     for site_id, code, service, start, person in rows:
         per_site.setdefault(site_id, []).append(
-            mm.Booking(code, service, start, person[:PERSON_HEX]))
+            mm.Booking(code, service, start, person[:mm.PERSON_HASH_HEX]))
     return {site: bookings_args(day, entries) for site, entries in per_site.items()}
 
 

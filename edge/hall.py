@@ -795,6 +795,15 @@ class Hall:
         raise CommandRejected("预约码无效或预约已取消，请核对或到咨询台 (no booking with this "
                               "code today)", status=404, code="unknown_booking")
 
+    def booking_of(self, person: str) -> str | None:
+        """The code of today's booking of ``person`` (the hash a site is sent) not
+        checked in yet, the earliest slot first; None if there is none."""
+        held = None if self._pushed is None else self._pushed.get("bookings")
+        if held is None or held[1].get("day") != self._day.day:
+            return None
+        return next((str(code) for code, _service, _start, who in held[1].get("bookings", [])
+                     if who == person and code not in self._day.bookings), None)
+
     def close(self) -> None:
         """Close the journal and what the central pushed."""
         self.journal.close()

@@ -241,6 +241,13 @@ class TicketDesk:
                 self._outputs.notice("id_card", message, CARD_REFUSAL_NOTICE_S)
 
         try:
+            person = cards.booking_person(read.card)
+            booking = None if person is None else hall.booking_of(person)
+            if booking is not None:  # 预约: checked in as the code would be
+                answer = await self.check_in(booking, print_it=True)
+                log.info("id_card.booking", reader=read.reader, booking=booking,
+                         ticket=answer.issued.ticket.number)
+                return
             await cards.take_ticket(read, hall.day, date.fromisoformat(hall.day), issue, refuse)
         except CommandRejected as exc:
             log.warning("input.rejected", input="id_card", reason=str(exc))

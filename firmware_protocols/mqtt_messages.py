@@ -866,7 +866,8 @@ class CalendarArgs(_Args, frozen=True, kw_only=True, tag="calendar"):
 
 MAX_BOOKINGS_PER_DAY: Final = 800
 """Bookings of one site and day: what one ``cmd/bookings`` carries (64 KiB)."""
-PersonHash = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{16}\Z")]
+PERSON_HASH_HEX: Final = 16
+PersonHash = Annotated[str, msgspec.Meta(pattern=f"^[0-9a-f]{{{PERSON_HASH_HEX}}}\\Z")]
 """The first 16 hex digits of the salted hash of a person's ID number (never the number)."""
 SlotTime = Annotated[str, msgspec.Meta(pattern=r"^[0-2][0-9]:[0-5][0-9]\Z")]
 
@@ -1120,6 +1121,7 @@ __all__ = [
     "MAX_QUEUES",
     "MAX_RATING_REASONS",
     "MAX_WINDOWS",
+    "PERSON_HASH_HEX",
     "PROGRESS_TOKEN_PATTERN",
     "SCHEMAS",
     "TOKEN_PATTERN",

@@ -11,12 +11,20 @@ import pytest
 
 from edge.clock import ManualClock
 from edge.config import load_config
+from edge.device_set import DeviceSet
+from edge.devices.base import IdCardRead
+from edge.devices_factory import build_devices
 from edge.errors import CommandRejected
 from edge.hall import Hall, open_hall
+from edge.id_card_kiosk import CardLedger, IdCardKiosk, KioskPolicy
+from edge.kiosk import TicketDesk
+from edge.outputs import HallOutputs
 from fastpath.types import TicketClass
 from firmware_protocols import mqtt_messages as mm
+from firmware_protocols.id_card import booking_person_hash
 from tests.edge.sites import site_toml
 from tests.edge.test_hours import on
+from tests.edge.test_id_card_daemon import ELDER
 from tests.edge.test_pushed import run
 
 PERSON = "0123456789abcdef"
@@ -97,11 +105,6 @@ def test_yesterdays_bookings_check_nothing_in(tmp_path: Path) -> None:
 def test_the_kiosk_checks_in_by_code(tmp_path: Path) -> None:
     """Through the desk the kiosk HTTP API calls: the same ticket, and nothing lost on
     a refusal."""
-    from edge.device_set import DeviceSet
-    from edge.devices_factory import build_devices
-    from edge.kiosk import TicketDesk
-    from edge.outputs import HallOutputs
-
     config = load_config(site_toml(tmp_path))
     clock = ManualClock(on(2026, 12, 8, 9, 5))
     hall = open_hall(config, clock)
@@ -122,5 +125,53 @@ def test_the_kiosk_checks_in_by_code(tmp_path: Path) -> None:
         number, seq = asyncio.run(scenario())
         assert number == "A001"
         assert hall.journal.last_seq == seq
+    finally:
+        hall.close()
+
+
+SALT = "the-city-booking-salt"
+
+
+def test_an_id_card_checks_in_its_holders_booking(tmp_path: Path) -> None:
+    """A card whose holder booked today checks the booking in (compared as salted hashes);
+    another card, or a hall without the salt, takes an ordinary ticket."""
+    config = load_config(site_toml(tmp_path))
+    clock = ManualClock(on(2026, 12, 8, 9, 5))
+    hall = open_hall(config, clock)
+    elder = booking_person_hash(SALT, ELDER.id_number)[:mm.PERSON_HASH_HEX]
+    try:
+        run(hall, mm.BookingsArgs(version="bk-20261208-cccc", day="2026-12-08", bookings=[
+            mm.Booking("1208000007", "huji", "09:00", PERSON),
+            mm.Booking("1208000008", "huji", "09:00", elder)]))
+
+        def read_card(salt: str | None) -> mm.TicketIssued:
+            async def scenario() -> None:
+                tasks: list[asyncio.Task[None]] = []
+                cards = IdCardKiosk(KioskPolicy("shebao", tickets_per_day=0),
+                                    CardLedger(tmp_path / "idcards.sqlite"), booking_salt=salt)
+                desk = TicketDesk(hall, HallOutputs(hall, DeviceSet(build_devices,
+                                                                    asyncio.Queue())),
+                                  spawn=lambda work, _name: tasks.append(
+                                      asyncio.ensure_future(work)), cards=cards)
+                try:
+                    desk.card(IdCardRead("id_card", ELDER))
+                    await asyncio.gather(*tasks)
+                finally:
+                    desk.close()
+                    cards.ledger.close()
+
+            asyncio.run(scenario())
+            issued = [e.body for e in hall.journal.events() if isinstance(e.body, mm.TicketIssued)]
+            return issued[-1]
+
+        without_salt = read_card(None)
+        assert (without_salt.service, without_salt.ticket_class) == ("shebao", "priority")
+        booked = read_card(SALT)
+        assert (booked.ticket, booked.ticket_class, booked.booked_ts) == (
+            "B001", "appointment", on(2026, 12, 8, 9))
+        assert [(e.body.code, e.body.ticket) for e in hall.journal.events()
+                if isinstance(e.body, mm.BookingCheckedIn)] == [("1208000008", "B001")]
+        assert hall.booking_of(elder) is None  # checked in: the card takes a ticket again
+        assert read_card(SALT).service == "shebao"
     finally:
         hall.close()
