@@ -556,7 +556,7 @@ class Booking(Base):
     """
 
     __tablename__ = "bookings"
-    __table_args__ = (Index("ix_bookings_site_day", "site_id", "day"),
+    __table_args__ = (Index("ix_bookings_day_site", "day", "site_id"),
                       Index("ix_bookings_person_day", "person", "day"))
 
     code: Mapped[str] = mapped_column(String(10), primary_key=True)

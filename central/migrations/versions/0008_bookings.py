@@ -40,11 +40,11 @@ def upgrade() -> None:
                                 ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("code", name=op.f("pk_bookings")),
     )
-    op.create_index("ix_bookings_site_day", "bookings", ["site_id", "day"])
+    op.create_index("ix_bookings_day_site", "bookings", ["day", "site_id"])
     op.create_index("ix_bookings_person_day", "bookings", ["person", "day"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_bookings_person_day", table_name="bookings")
-    op.drop_index("ix_bookings_site_day", table_name="bookings")
+    op.drop_index("ix_bookings_day_site", table_name="bookings")
     op.drop_table("bookings")
