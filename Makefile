@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 EXT_STAMP := $(VENV)/.extensions
 PYX    := $(wildcard fastpath/*.pyx fastpath/*.pxd)
 
-.PHONY: venv build demo test test-pure bench lint fuzz clean
+.PHONY: venv build demo system-deps test test-pure bench lint fuzz clean
 
 venv: $(STAMP) $(EXT_STAMP)
 
@@ -28,9 +28,15 @@ build: $(EXT_STAMP)
 demo: venv
 	$(BIN)/onedoor demo
 
+# The Debian packages the suite needs (the list is scripts/system-deps): says which are
+# missing and the apt-get line; run as root, installs them.
+system-deps:
+	@scripts/system-deps ensure
+
 # The whole suite with the compiled extensions (and a check that they loaded),
 # then the fastpath suite again on the pure-Python twin.
-test: venv
+test: system-deps
+	@$(MAKE) --no-print-directory venv
 	ONEDOOR_REQUIRE_EXTENSIONS=1 $(BIN)/python -m pytest -q
 	ONEDOOR_NO_EXTENSIONS=1 $(BIN)/python -m pytest -q tests/fastpath
 

@@ -28,12 +28,18 @@ _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def session_principal(request: Request) -> Principal:
-    """The principal of the session cookie only (bearer tokens are not accepted here)."""
+    """The principal of the session cookie only (bearer tokens are not accepted here): the
+    signature, then the session's row (open, not idle, its user enabled or token active)."""
     central = central_of(request)
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         raise Unauthenticated("no session")
-    return central.tokens.principal(central.signer.token_id(cookie))
+    return central.web_sessions.principal(central.signer.session_id(cookie), now=central.now())
+
+
+def client_address(request: Request) -> str:
+    """The caller's address (behind nginx on the same host, the one it forwards)."""
+    return request.client.host if request.client else "unknown"
 
 
 def authenticate(request: Request) -> Principal:
@@ -69,10 +75,9 @@ def requires(role: Role) -> Any:
 
 
 def actor_of(request: Request, principal: Principal) -> Actor:
-    """Who is calling and from where, for the audit log: the token's name, id and role, and
-    the client address (behind nginx on the same host, the one it forwards)."""
-    address = request.client.host if request.client else "unknown"
-    return Actor(name=principal.name, source=address, actor_id=principal.token_id,
+    """Who is calling and from where, for the audit log: the user's login name (or the
+    token's name), ``user:<id>`` (or the token id), the role, and the client address."""
+    return Actor(name=principal.name, source=client_address(request), actor_id=principal.id,
                  role=principal.role.value)  # fmt: skip
 
 
@@ -88,6 +93,7 @@ __all__ = [
     "Viewer",
     "actor_of",
     "authenticate",
+    "client_address",
     "requires",
     "session_principal",
 ]

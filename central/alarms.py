@@ -109,6 +109,8 @@ class Notification:
     detail: dict[str, Any]
     at: str
     actor: str | None = None
+    raised_at: str | None = None
+    """When the alarm was raised (its "since"); ``at`` is when this action happened."""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False).encode()
@@ -174,6 +176,7 @@ class AlarmBook:
                 detail=dict(alarm.detail),
                 at=self.now.isoformat(),
                 actor=actor,
+                raised_at=alarm.raised_at.isoformat(),
             )
         )
 

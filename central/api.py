@@ -1,7 +1,10 @@
 """The REST API under ``/api/v1``, plus ``/healthz``: the JSON face of the read model.
 
 Every route declares the least role it needs (:mod:`central.access`); the table
-in ``tests/central/test_api_roles.py`` walks every route with every role.
+in ``tests/central/test_api_roles.py`` walks every route with every role. Every
+route reads through ``central.read_as(principal)`` and checks a site's town
+before acting on it: a town's account sees and acts on its towns only
+(``tests/central/test_scope.py``).
 Callers authenticate with ``Authorization: Bearer od_...`` or, from the
 dashboard, the session cookie (see :mod:`central.auth`).
 
@@ -26,7 +29,9 @@ dashboard, the session cookie (see :mod:`central.auth`).
     GET  /api/v1/sites/{id}/commands       viewer
     GET  /api/v1/commands/{id}             viewer
     GET  /api/v1/inventory                 operator  Ansible dynamic inventory (JSON)
-    GET|POST /api/v1/tokens, DELETE /api/v1/tokens/{id}   admin
+    GET|POST /api/v1/tokens, DELETE /api/v1/tokens/{id}   admin (city-wide)
+    /api/v1/users, /api/v1/me                          accounts: central/api_users.py
+    /api/v1/bulk-commands                              one command to many: central/api_bulk.py
     /api/v1/ratings…, /api/v1/bad-ratings…, /api/v1/sites/{id}/staff|rating-profile
                                            好差评: see central.rating_api
     GET  /healthz, /docs, /openapi.json    anyone (Swagger UI vendored: no CDN)
@@ -80,7 +85,7 @@ root_router = APIRouter()
 @router.get("/sites", tags=["sites"])
 def api_sites(
     request: Request,
-    _: Viewer,
+    principal: Viewer,
     town: str | None = None,
     q: Annotated[str | None, Query(max_length=100)] = None,
     health: Annotated[str | None, Query(pattern="^(ok|warn|alarm|offline|unknown)$")] = None,
@@ -88,30 +93,31 @@ def api_sites(
     offset: Annotated[int, Query(ge=0)] = 0,
     retired: Annotated[bool, Query(description="list the retired sites instead")] = False,
 ) -> dict[str, Any]:
-    summaries = central_of(request).read.site_summaries(town=town, query=q, health=health,
-                                                        retired=retired)  # fmt: skip
+    read = central_of(request).read_as(principal)
+    summaries = read.site_summaries(town=town, query=q, health=health, retired=retired)
     page = summaries[offset : offset + limit]
     return {"total": len(summaries), "sites": [s.to_json() for s in page]}
 
 
 @router.get("/sites/{site_id}", tags=["sites"])
-def api_site(request: Request, site_id: str, _: Viewer) -> dict[str, Any]:
+def api_site(request: Request, site_id: str, principal: Viewer) -> dict[str, Any]:
     central = central_of(request)
-    return central.read.site_detail(site_id, central.now()).to_json()
+    return central.read_as(principal).site_detail(site_id, central.now()).to_json()
 
 
 @router.get("/sites/{site_id}/telemetry", tags=["sites"])
 def api_site_telemetry(
     request: Request,
     site_id: str,
-    _: Viewer,
+    principal: Viewer,
     metric: Annotated[str, Query(description="e.g. queue.waiting, outbox.depth, host.load1")],
     key: Annotated[str, Query(max_length=64, description="service code for queue.*")] = "",
     hours: Annotated[float, Query(gt=0, le=24 * 400)] = 6.0,
 ) -> dict[str, Any]:
     """Telemetry history of one series: raw points, or per minute/hour mean, min, max, count."""
     central = central_of(request)
-    series = central.read.telemetry_series(site_id, metric, key, hours=hours, end=central.now())
+    series = central.read_as(principal).telemetry_series(site_id, metric, key, hours=hours,
+                                                         end=central.now())  # fmt: skip
     return series.to_json()
 
 
@@ -150,16 +156,22 @@ class WindowBody(BaseModel):
     priority: bool = Field(False, description="优先服务专窗")
 
 
-def _site_written(central: Central, site_id: str) -> dict[str, Any]:
-    return central.read.site_detail(site_id, central.now()).to_json()
+def _site_written(central: Central, principal: Principal, site_id: str) -> dict[str, Any]:
+    return central.read_as(principal).site_detail(site_id, central.now()).to_json()
+
+
+def _own_site(central: Central, principal: Principal, site_id: str) -> None:
+    """:class:`OutOfScope` for a site of a town the caller does not cover (404 if none)."""
+    central.read_as(principal).require_site(site_id)
 
 
 @router.post("/sites", tags=["registry"], status_code=201)
 def api_create_site(request: Request, spec: SiteSpec, principal: Admin) -> dict[str, Any]:
     """Add a site with its services, windows and (optionally) opening hours."""
     central = central_of(request)
+    principal.require_town(spec.town, f"town {spec.town!r}")
     central.registry.create_site(spec, actor=actor_of(request, principal), now=central.now())
-    return _site_written(central, spec.id)
+    return _site_written(central, principal, spec.id)
 
 
 @router.patch("/sites/{site_id}", tags=["registry"])
@@ -172,13 +184,16 @@ def api_patch_site(
     if any(name in given and getattr(patch, name) is None for name in _REQUIRED_FIELDS):
         raise InvalidRequest(f"{', '.join(_REQUIRED_FIELDS)} cannot be null")
     changes = {name: getattr(patch, name) for name in _SPEC_FIELDS if name in given}
+    _own_site(central, principal, site_id)
+    if "town" in changes:
+        principal.require_town(changes["town"], f"town {changes['town']!r}")
     if changes:
         central.registry.change_site(site_id, lambda spec: dataclasses.replace(spec, **changes),
                                      actor=actor, now=now)  # fmt: skip
     if "expected_config_version" in given:
         central.registry.set_expected_config(site_id, patch.expected_config_version, now=now,
                                              actor=actor)  # fmt: skip
-    return _site_written(central, site_id)
+    return _site_written(central, principal, site_id)
 
 
 @router.post("/sites/{site_id}/retire", tags=["registry"])
@@ -188,28 +203,31 @@ def api_retire_site(
 ) -> dict[str, Any]:
     """Take the site out of the fleet; 409 while its edge is online, unless ``force``."""
     central = central_of(request)
+    _own_site(central, principal, site_id)
     retirement = central.registry.retire_site(site_id, actor=actor_of(request, principal),
                                               now=central.now(), force=force)  # fmt: skip
     if central.service is not None:
         central.service.queue_notifications(retirement.notifications)
     return {"site": site_id, "was_online": retirement.was_online,
             "alarms_cleared": retirement.alarms_cleared,
-            "detail": _site_written(central, site_id)}  # fmt: skip
+            "detail": _site_written(central, principal, site_id)}  # fmt: skip
 
 
 @router.post("/sites/{site_id}/restore", tags=["registry"])
 def api_restore_site(request: Request, site_id: str, principal: Admin) -> dict[str, Any]:
     central = central_of(request)
+    _own_site(central, principal, site_id)
     central.registry.restore_site(site_id, actor=actor_of(request, principal), now=central.now())
-    return _site_written(central, site_id)
+    return _site_written(central, principal, site_id)
 
 
 def _edit_site(request: Request, principal: Principal, site_id: str,
                edit: Edit) -> dict[str, Any]:  # fmt: skip
     central = central_of(request)
+    _own_site(central, principal, site_id)
     central.registry.change_site(site_id, edit, actor=actor_of(request, principal),
                                  now=central.now())  # fmt: skip
-    return _site_written(central, site_id)
+    return _site_written(central, principal, site_id)
 
 
 @router.put("/sites/{site_id}/services/{code}", tags=["registry"])
@@ -241,10 +259,10 @@ def api_delete_window(request: Request, site_id: str, number: int,
 
 @router.get("/registry/{part}.csv", tags=["registry"], response_class=PlainTextResponse)
 def api_registry_csv(
-    request: Request, part: Literal["sites", "services", "windows"], _: Operator
+    request: Request, part: Literal["sites", "services", "windows"], principal: Operator
 ) -> Response:
     """One file of the registry export (the import's format; retired sites marked)."""
-    text = central_of(request).read.registry_sheet()[part]
+    text = central_of(request).read_as(principal).registry_sheet()[part]
     return Response(text, media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{part}.csv"'})
 
@@ -264,7 +282,9 @@ class ImportRequest(BaseModel):
 def api_registry_import(request: Request, body: ImportRequest, principal: Admin) -> dict[str, Any]:
     """The diff (added, changed, retired, restored, problems); applied unless ``dry_run``.
 
-    An import with any problem changes nothing (422 with every problem)."""
+    An import with any problem changes nothing (422 with every problem). A city-wide
+    admin's: an import may add, move and retire sites anywhere."""
+    principal.require_city("导入站点登记")
     central = central_of(request)
     sheet = read_sheet(sites=body.sites, services=body.services, windows=body.windows)
     options = {"retire_missing": body.retire_missing, "force": body.force}
@@ -301,14 +321,15 @@ AuditParams = Annotated[dict[str, Any], Depends(_audit_params)]
 
 
 @router.get("/audit", tags=["audit"])
-def api_audit(request: Request, _: Admin, params: AuditParams) -> dict[str, Any]:
+def api_audit(request: Request, principal: Admin, params: AuditParams) -> dict[str, Any]:
     """Who changed what, when and from where; newest first (page with ``before_id``)."""
-    return {"entries": [e.to_json() for e in central_of(request).read.audit(**params)]}
+    entries = central_of(request).read_as(principal).audit(**params)
+    return {"entries": [e.to_json() for e in entries]}
 
 
 @router.get("/audit.csv", tags=["audit"], response_class=PlainTextResponse)
-def api_audit_csv(request: Request, _: Admin, params: AuditParams) -> Response:
-    return Response(audit_csv(central_of(request).read.audit(**params)),
+def api_audit_csv(request: Request, principal: Admin, params: AuditParams) -> Response:
+    return Response(audit_csv(central_of(request).read_as(principal).audit(**params)),
                     media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="onedoor-audit.csv"'})
 
@@ -319,13 +340,13 @@ def api_audit_csv(request: Request, _: Admin, params: AuditParams) -> Response:
 @router.get("/events", tags=["events"])
 def api_events(
     request: Request,
-    _: Viewer,
+    principal: Viewer,
     site: str | None = None,
     type: Annotated[str | None, Query(max_length=32)] = None,
     before_seq: Annotated[int | None, Query(ge=1)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    events = central_of(request).read.events(
+    events = central_of(request).read_as(principal).events(
         site_id=site, event_type=type, before_seq=before_seq, limit=limit
     )
     return {"events": [e.to_json() for e in events]}
@@ -334,13 +355,14 @@ def api_events(
 @router.get("/alarms", tags=["alarms"])
 def api_alarms(
     request: Request,
-    _: Viewer,
+    principal: Viewer,
     active: bool = True,
     site: str | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> dict[str, Any]:
     central = central_of(request)
-    alarms = central.read.alarms(now=central.now(), active=active, site_id=site, limit=limit)
+    alarms = central.read_as(principal).alarms(now=central.now(), active=active, site_id=site,
+                                               limit=limit)  # fmt: skip
     return {"alarms": [a.to_json() for a in alarms]}
 
 
@@ -348,8 +370,10 @@ def api_alarms(
 def api_ack_alarm(request: Request, alarm_id: int, principal: Operator) -> dict[str, Any]:
     """Acknowledge through the service, so that history and the webhook stay right."""
     central = central_of(request)
-    alarm = service_of(central).acknowledge_alarm(alarm_id, principal.name)
-    log.info("alarm.acknowledged", alarm_id=alarm_id, by=principal.token_id)
+    service = service_of(central)
+    central.read_as(principal).alarm(alarm_id, central.now())  # 404, or 403: another town's
+    alarm = service.acknowledge_alarm(alarm_id, principal.name)
+    log.info("alarm.acknowledged", alarm_id=alarm_id, by=principal.id)
     central.audit.write(actor_of(request, principal), AuditAction.ALARM_ACK, f"alarm:{alarm_id}",
                         {"site": alarm.site_id, "type": alarm.type.value, "device": alarm.device},
                         now=central.now())  # fmt: skip
@@ -382,12 +406,14 @@ def _stat_params(
 StatParams = Annotated[dict[str, Any], Depends(_stat_params)]
 
 
-def stat_rows(central: Central, params: dict[str, Any]) -> list[stats.StatRow]:
-    """The rows a statistics request asks for, under the central's 默认好评 rule."""
+def stat_rows(central: Central, principal: Principal,
+              params: dict[str, Any]) -> list[stats.StatRow]:  # fmt: skip
+    """The rows a statistics request asks for, of the caller's towns, under the central's
+    默认好评 rule."""
     end = params["end"] or stats.business_date(central.now())
     start = params["start"] or end
     config = central.config
-    return central.read.statistics(
+    return central.read_as(principal).statistics(
         params["scope"], start, end, site_id=params["site"], town=params["town"],
         service=params["service"], period=params["period"],
         default_value=config.rating_default_value,
@@ -403,17 +429,17 @@ def stat_labels(central: Central, scope: stats.Scope,
 
 
 @router.get("/statistics", tags=["statistics"])
-def api_statistics(request: Request, _: Viewer, params: StatParams) -> dict[str, Any]:
+def api_statistics(request: Request, principal: Viewer, params: StatParams) -> dict[str, Any]:
     central = central_of(request)
-    rows = stat_rows(central, params)
+    rows = stat_rows(central, principal, params)
     names, services = stat_labels(central, params["scope"], rows)
     return {"rows": [stats.row_values(r, names, services) for r in rows]}
 
 
 @router.get("/statistics.csv", tags=["statistics"], response_class=PlainTextResponse)
-def api_statistics_csv(request: Request, _: Viewer, params: StatParams) -> Response:
+def api_statistics_csv(request: Request, principal: Viewer, params: StatParams) -> Response:
     central = central_of(request)
-    rows = stat_rows(central, params)
+    rows = stat_rows(central, principal, params)
     names, services = stat_labels(central, params["scope"], rows)
     name = f"onedoor-stats-{params['scope']}-{params['period']}.csv"
     return Response(
@@ -448,15 +474,16 @@ async def api_send_command(
     central = central_of(request)
     service = service_of(central)
     args = command_args(body.name, body.args)
+    await run_in_threadpool(_own_site, central, principal, site_id)
     command = await service.send_command(site_id, args, ttl_s=body.ttl_s,
                                          issued_by=principal.name)  # fmt: skip
     log.info("command.sent", site=site_id, command=body.name, id=str(command.id),
-             by=principal.token_id, ttl_s=body.ttl_s)  # fmt: skip
+             by=principal.id, ttl_s=body.ttl_s)  # fmt: skip
     await run_in_threadpool(
         central.audit.write, actor_of(request, principal), AuditAction.COMMAND_SEND, site_id,
         {"command": body.name, "id": str(command.id), "args": body.args, "ttl_s": body.ttl_s},
         now=central.now())  # fmt: skip
-    view = await run_in_threadpool(central.read.command, command.id, central.now())
+    view = await run_in_threadpool(central.read_as(principal).command, command.id, central.now())
     return view.to_json()
 
 
@@ -464,51 +491,57 @@ async def api_send_command(
 def api_site_commands(
     request: Request,
     site_id: str,
-    _: Viewer,
+    principal: Viewer,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     central = central_of(request)
-    commands = central.read.commands(site_id, central.now(), limit=limit)
+    commands = central.read_as(principal).commands(site_id, central.now(), limit=limit)
     return {"commands": [c.to_json() for c in commands]}
 
 
 @router.get("/commands/{command_id}", tags=["commands"])
-def api_command(request: Request, command_id: uuid.UUID, _: Viewer) -> dict[str, Any]:
+def api_command(request: Request, command_id: uuid.UUID, principal: Viewer) -> dict[str, Any]:
     central = central_of(request)
-    return central.read.command(command_id, central.now()).to_json()
+    return central.read_as(principal).command(command_id, central.now()).to_json()
 
 
 # --------------------------------------------------------------------------- registry, tokens
 
 
 @router.get("/inventory", tags=["registry"])
-def api_inventory(request: Request, _: Operator) -> dict[str, Any]:
-    return ansible_inventory(central_of(request).read.inventory_sites())
+def api_inventory(request: Request, principal: Operator) -> dict[str, Any]:
+    return ansible_inventory(central_of(request).read_as(principal).inventory_sites())
 
 
 class TokenRequest(BaseModel):
     role: Role
     name: str = Field(min_length=1, max_length=100)
+    towns: list[str] | None = Field(None, description="the towns it covers; null: the city")
 
 
 @router.get("/tokens", tags=["tokens"])
-def api_tokens(request: Request, _: Admin) -> dict[str, Any]:
+def api_tokens(request: Request, principal: Admin) -> dict[str, Any]:
+    principal.require_city("管理访问令牌")
     return {"tokens": [TokenView.of(t).to_json() for t in central_of(request).tokens.list()]}
 
 
 @router.post("/tokens", tags=["tokens"], status_code=201)
 def api_create_token(request: Request, body: TokenRequest, principal: Admin) -> dict[str, Any]:
+    principal.require_city("管理访问令牌")
     central = central_of(request)
-    info, plaintext = central.tokens.create(body.role, body.name)
-    log.info("auth.token_created_via_api", token_id=info.token_id, by=principal.token_id)
+    info, plaintext = central.tokens.create(body.role, body.name, body.towns)
+    log.info("auth.token_created_via_api", token_id=info.token_id, by=principal.id)
     central.audit.write(actor_of(request, principal), AuditAction.TOKEN_CREATE,
-                        f"token:{info.token_id}", {"role": info.role.value, "name": info.name},
+                        f"token:{info.token_id}", {"role": info.role.value, "name": info.name,
+                                                   "towns": body.towns},
                         now=central.now())  # fmt: skip
-    return {"id": info.token_id, "name": info.name, "role": info.role.value, "token": plaintext}
+    return {"id": info.token_id, "name": info.name, "role": info.role.value, "token": plaintext,
+            "towns": body.towns}  # fmt: skip
 
 
 @router.delete("/tokens/{token_id}", tags=["tokens"], status_code=204)
 def api_revoke_token(request: Request, token_id: str, principal: Admin) -> Response:
+    principal.require_city("管理访问令牌")
     central = central_of(request)
     if not central.tokens.revoke(token_id):
         raise UnknownToken(token_id)
@@ -526,8 +559,12 @@ def healthz(request: Request) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    """Add the API routes to ``app``."""
+    """Add the API routes to ``app`` (with the accounts' and the bulk commands')."""
+    from central import api_bulk, api_users
+
     app.include_router(router)
+    app.include_router(api_users.router)
+    app.include_router(api_bulk.router)
     app.include_router(rating_api.router)
     app.include_router(root_router)
 

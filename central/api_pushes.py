@@ -31,7 +31,8 @@ from starlette.concurrency import run_in_threadpool
 from central.access import Admin, Operator, Viewer, actor_of
 from central.api import API_PREFIX
 from central.audit import AuditAction
-from central.context import central_of, service_of
+from central.auth import Principal
+from central.context import Central, central_of, service_of
 
 log = structlog.get_logger(__name__)
 
@@ -50,9 +51,21 @@ class CalendarRequest(BaseModel):
     special: list[str] = Field(default_factory=list, max_length=100)
 
 
+def _require_covers(central: Central, principal: Principal, scope: str, target: str) -> None:
+    """A town's account stops and lifts issuing within its towns only (403 otherwise);
+    the whole city's stop takes a city-wide account."""
+    if scope == "city":
+        principal.require_city("暂停或恢复全市取号")
+    elif scope == "town":
+        central.read_as(principal).require_town(target)
+    else:
+        central.read_as(principal).require_site(target)
+
+
 @router.post("/issuing/stops", tags=["issuing"], status_code=201)
 async def api_stop(request: Request, body: StopRequest, principal: Operator) -> dict[str, Any]:
     central = central_of(request)
+    await run_in_threadpool(_require_covers, central, principal, body.scope, body.target)
     stop, sites, sent = await service_of(central).stop_issuing(
         body.scope, body.target, body.reason, by=principal.name)
     await run_in_threadpool(
@@ -70,6 +83,13 @@ def api_stops(request: Request, _: Viewer, all: bool = False) -> dict[str, Any]:
 @router.post("/issuing/stops/{stop_id}/lift", tags=["issuing"])
 async def api_lift(request: Request, stop_id: str, principal: Operator) -> dict[str, Any]:
     central = central_of(request)
+    stops = await run_in_threadpool(central.pushes.stops, active=False)
+    decided = next((s for s in stops if s.id == stop_id), None)
+    if decided is None:  # not among the latest: only a city-wide account lifts it
+        principal.require_city("恢复较早的暂停")
+    else:
+        await run_in_threadpool(_require_covers, central, principal, decided.scope,
+                                decided.target)  # fmt: skip
     stop, sites, sent = await service_of(central).lift_stop(stop_id, by=principal.name)
     await run_in_threadpool(
         central.audit.write, actor_of(request, principal), AuditAction.ISSUING_LIFT,
@@ -86,6 +106,7 @@ def api_calendar(request: Request, _: Viewer) -> dict[str, Any]:
 async def api_set_calendar(request: Request, body: CalendarRequest,
                            principal: Admin) -> dict[str, Any]:
     central = central_of(request)
+    principal.require_city("设置全市日历")
     version, sent = await service_of(central).set_calendar(
         body.holidays, body.workdays, body.special, by=principal.name)
     await run_in_threadpool(

@@ -14,7 +14,8 @@
 
 Every change people make through the central goes into the table ``audit``:
 registry changes (written in the same transaction as the change, so neither
-exists without the other), tokens, alarm acknowledgements, commands. A new kind
+exists without the other), tokens, accounts, logins and logouts (and refused
+logins), alarm acknowledgements, commands to one site and to many. A new kind
 of change adds an :class:`AuditAction` and calls :func:`record` (or
 :meth:`AuditLog.write` when the change commits elsewhere). Entries are never
 changed or pruned by the central.
@@ -60,6 +61,17 @@ class AuditAction(enum.StrEnum):
     TOKEN_REVOKE = "token.revoke"
     ALARM_ACK = "alarm.ack"
     COMMAND_SEND = "command.send"
+    COMMAND_BULK = "command.bulk"
+    """One command to many sites (a town, the city); each site's command has its own id."""
+    LOGIN = "auth.login"
+    LOGIN_FAILED = "auth.login_failed"
+    LOGOUT = "auth.logout"
+    USER_CREATE = "user.create"
+    USER_UPDATE = "user.update"
+    USER_PASSWORD = "user.password"
+    """A password set by an admin, or changed by its owner."""
+    USER_DISABLE = "user.disable"
+    USER_ENABLE = "user.enable"
     ISSUING_STOP = "issuing.stop"
     """An emergency stop of ticket issuing decided (a site, a town, the city)."""
     ISSUING_LIFT = "issuing.lift"
@@ -86,11 +98,11 @@ class Actor:
     """Who makes a change and from where."""
 
     name: str
-    """The token's name, or the system user who ran the command line."""
+    """The user's login name, the token's name, or the system user at the command line."""
     source: str
     """The client address, or ``cli@<host>``."""
     actor_id: str | None = None
-    """The token id (none for the command line)."""
+    """``user:<id>``, the token id, or none for the command line."""
     role: str | None = None
 
     @classmethod

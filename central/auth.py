@@ -10,10 +10,18 @@ A token reads ``od_<id>_<secret>``: ``id`` (8 hex characters) is public and
 names the row; only ``sha256(secret)`` is stored, compared in constant time.
 The plaintext is shown once, by ``onedoor central token create``.
 
-The dashboard logs in with a token and then carries a session cookie: the
-token id, role, expiry and a random session id (two logins are two sessions),
-signed with HMAC-SHA256 (HttpOnly, SameSite=Strict).
-Each request re-reads the token row, so revoking a token ends its sessions.
+People log in to the dashboard with their own account (:mod:`central.accounts`:
+named users with a role and their towns); a token may log in too (machines,
+kiosks; ``dashboard_token_login``). Either way the browser then carries a
+session cookie: a random session id and its absolute expiry, signed with
+HMAC-SHA256 (HttpOnly, SameSite=Strict); the session itself is a row of
+``login_sessions`` (idle and absolute expiry, logout). Each request re-reads the
+session, and the user or token row, so logging out, disabling a user or revoking
+a token ends its sessions at once.
+
+A principal is city-wide (``towns`` is ``None``) or covers some towns only: it
+reads and acts on those towns' sites only (:meth:`Principal.covers`; the read
+model is scoped with :meth:`central.queries.ReadModel.scoped`).
 
 Errors (drawn with the rest of the tree in :mod:`central.errors`)::
 
@@ -48,6 +56,7 @@ from central.errors import (
     ConfigError,
     Forbidden,
     InvalidRequest,
+    OutOfScope,
     Unauthenticated,
 )
 from central.models import ApiToken
@@ -55,8 +64,6 @@ from central.models import ApiToken
 log = structlog.get_logger(__name__)
 
 SESSION_COOKIE: Final = "onedoor_session"
-SESSION_TTL_S: Final = 12 * 3600
-"""A dashboard session lasts one working day."""
 
 _TOKEN_RE: Final = re.compile(r"od_([0-9a-f]{8})_([A-Za-z0-9_-]{43})")
 
@@ -79,15 +86,45 @@ _RANKS: Final = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3}
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the token's id, its label and its role."""
+    """Who is calling: a token (its id and label) or a user (``user:<id>`` and the login
+    name), the role, and the towns covered (``None``: the whole city)."""
 
-    token_id: str
+    id: str
     name: str
     role: Role
+    towns: frozenset[str] | None = None
+    display_name: str = ""
+    """A user's name as people know it (李明); a token's label."""
+
+    @property
+    def is_user(self) -> bool:
+        return self.id.startswith("user:")
+
+    @property
+    def city_wide(self) -> bool:
+        return self.towns is None
 
     def require(self, needed: Role) -> None:
         if not self.role.allows(needed):
             raise Forbidden(f"role {self.role.value} may not do this; {needed.value} needed")
+
+    def covers(self, town: str) -> bool:
+        return self.towns is None or town in self.towns
+
+    def require_town(self, town: str, what: str) -> None:
+        """:class:`OutOfScope` unless ``town`` is one of this principal's."""
+        if not self.covers(town):
+            raise OutOfScope(what)
+
+    def require_city(self, what: str) -> None:
+        """:class:`Forbidden` unless the principal covers the whole city."""
+        if self.towns is not None:
+            raise Forbidden(f"只有全市范围的账号可以{what} / only a city-wide account may do this")
+
+
+def scope_of(towns: list[str] | None) -> frozenset[str] | None:
+    """A stored towns list as a principal's scope (``None`` stays the whole city)."""
+    return None if towns is None else frozenset(towns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +134,7 @@ class TokenInfo:
     role: Role
     created_at: datetime
     revoked_at: datetime | None
+    towns: frozenset[str] | None = None
 
 
 # Core statements on the ORM model's table: token checks run on every request.
@@ -121,8 +159,10 @@ class TokenStore:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
 
-    def create(self, role: Role | str, name: str) -> tuple[TokenInfo, str]:
-        """A new token; returns its info and the plaintext (to show once, never stored)."""
+    def create(self, role: Role | str, name: str,
+               towns: list[str] | None = None) -> tuple[TokenInfo, str]:  # fmt: skip
+        """A new token (``towns``: the towns it covers; ``None``: the whole city); returns
+        its info and the plaintext (to show once, never stored)."""
         try:
             role = Role(role)
         except ValueError:
@@ -142,10 +182,12 @@ class TokenStore:
                     name=name,
                     role=role.value,
                     created_at=now,
+                    towns=None if towns is None else sorted(set(towns)),
                 )
             )
         log.info("auth.token_created", token_id=token_id, role=role.value, name=name)
-        return TokenInfo(token_id, name, role, now, None), f"od_{token_id}_{secret}"
+        info = TokenInfo(token_id, name, role, now, None, scope_of(towns))
+        return info, f"od_{token_id}_{secret}"
 
     def verify(self, token: str) -> Principal:
         """The principal of a bearer token; :class:`Unauthenticated` if it does not check out."""
@@ -156,14 +198,14 @@ class TokenStore:
         if not hmac.compare_digest(stored, _digest(secret)) or row is None:
             log.info("auth.token_refused", token_id=token_id)
             raise Unauthenticated("unknown or revoked token")
-        return Principal(row.id, row.name, Role(row.role))
+        return row.principal()
 
     def principal(self, token_id: str) -> Principal:
         """The principal of a still-active token id (for sessions)."""
         row = self._row(token_id)
         if row is None:
             raise Unauthenticated("session token revoked")
-        return Principal(row.id, row.name, Role(row.role))
+        return row.principal()
 
     def _row(self, token_id: str) -> TokenRow | None:
         with self._sessions() as session:
@@ -173,11 +215,12 @@ class TokenStore:
                     api_tokens.c.secret_sha256,
                     api_tokens.c.name,
                     api_tokens.c.role,
+                    api_tokens.c.towns,
                 ).where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
             ).first()
         if found is None:
             return None
-        return TokenRow(found.id, found.secret_sha256, found.name, found.role)
+        return TokenRow(found.id, found.secret_sha256, found.name, found.role, found.towns)
 
     def list(self) -> list[TokenInfo]:
         with self._sessions() as session:
@@ -189,6 +232,7 @@ class TokenStore:
                 Role(r.role),
                 _utc(r.created_at),
                 None if r.revoked_at is None else _utc(r.revoked_at),
+                scope_of(r.towns),
             )
             for r in rows
         ]
@@ -213,6 +257,10 @@ class TokenRow:
     secret_sha256: str
     name: str
     role: str
+    towns: list[str] | None
+
+    def principal(self) -> Principal:
+        return Principal(self.id, self.name, Role(self.role), scope_of(self.towns), self.name)
 
 
 def _utc(value: datetime) -> datetime:
@@ -232,10 +280,14 @@ def _unb64(text: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class SessionSigner:
-    """Signs and checks session cookies: ``base64(json).base64(hmac_sha256)``."""
+    """Signs and checks session cookies: ``base64(json).base64(hmac_sha256)``.
+
+    The cookie carries the session id and its absolute expiry only; whether the
+    session is still open is the ``login_sessions`` row's (:mod:`central.accounts`).
+    The signature lets a forged or altered cookie be refused without a database read.
+    """
 
     secret: bytes
-    ttl_s: int = SESSION_TTL_S
 
     def __post_init__(self) -> None:
         if len(self.secret) < 32:
@@ -244,39 +296,28 @@ class SessionSigner:
     def _mac(self, payload: str) -> str:
         return _b64(hmac.new(self.secret, payload.encode("ascii"), hashlib.sha256).digest())
 
-    def sign(self, principal: Principal, now: float | None = None) -> str:
-        issued = time.time() if now is None else now
-        payload = _b64(
-            json.dumps(
-                {
-                    "tid": principal.token_id,
-                    "role": principal.role.value,
-                    "exp": int(issued + self.ttl_s),
-                    "sid": secrets.token_hex(8),  # each login its own session (stream quota)
-                },
-                separators=(",", ":"),
-            ).encode("ascii")
-        )
+    def sign(self, session_id: str, expires: float) -> str:
+        payload = _b64(json.dumps({"sid": session_id, "exp": int(expires)},
+                                  separators=(",", ":")).encode("ascii"))  # fmt: skip
         return f"{payload}.{self._mac(payload)}"
 
-    def token_id(self, cookie: str, now: float | None = None) -> str:
-        """The token id of a valid, unexpired cookie; :class:`Unauthenticated` otherwise."""
+    def session_id(self, cookie: str, now: float | None = None) -> str:
+        """The session id of a valid, unexpired cookie; :class:`Unauthenticated` otherwise."""
         payload, _, mac = cookie.partition(".")
         if not payload or not mac or not hmac.compare_digest(mac, self._mac(payload)):
             raise Unauthenticated("bad session cookie")
         try:
             data = json.loads(_unb64(payload))
-            token_id, expires = str(data["tid"]), int(data["exp"])
+            session_id, expires = str(data["sid"]), int(data["exp"])
         except (ValueError, KeyError, TypeError, binascii.Error):
             raise Unauthenticated("bad session cookie") from None
         if (time.time() if now is None else now) >= expires:
             raise Unauthenticated("session expired")
-        return token_id
+        return session_id
 
 
 __all__ = [
     "SESSION_COOKIE",
-    "SESSION_TTL_S",
     "AuthError",
     "Forbidden",
     "Principal",
@@ -287,4 +328,5 @@ __all__ = [
     "Unauthenticated",
     "api_tokens",
     "parse_token",
+    "scope_of",
 ]

@@ -3,7 +3,8 @@
 ::
 
     onedoor central run [--config FILE] [--env-file FILE] [--host H] [--port P]
-    onedoor central token create --role viewer|operator|admin [--name NAME]
+    onedoor central token create --role viewer|operator|admin [--name NAME] [--town TOWN ...]
+    onedoor central user create|list|set|disable|enable|password ...   (accounts for people)
     onedoor central token list | token revoke ID
     onedoor central seed [--config FILE] [--env-file FILE]
     onedoor central site list|show|add|set|retire|restore|service|window|import|export ...
@@ -11,7 +12,8 @@
     onedoor central backup --to FILE | --dir DIR [--keep N]
     onedoor central restore --from FILE
 
-``site`` and ``audit`` are :mod:`central.cli_registry`; backups are
+``site`` and ``audit`` are :mod:`central.cli_registry`, ``user`` is
+:mod:`central.cli_users` (create the first admin with it); backups are
 :mod:`central.backup`. Every command but ``run`` works on an existing central's
 database, so it refuses to run when none is configured (``database_url`` in
 ``--config``, in ``--env-file`` as the service has it, or
@@ -108,9 +110,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_token_create(args: argparse.Namespace) -> int:
     config = database_config(args)
-    info, token = _store(config).create(args.role, args.name or f"{args.role} token")
+    towns = list(args.town) if args.town else None
+    info, token = _store(config).create(args.role, args.name or f"{args.role} token", towns)
     _audit(config, AuditAction.TOKEN_CREATE, f"token:{info.token_id}",
-           {"role": info.role.value, "name": info.name})
+           {"role": info.role.value, "name": info.name, "towns": towns})
     print(f"# token {info.token_id} ({info.role.value}, {info.name}); shown once, keep it safe",
           file=sys.stderr)  # fmt: skip
     print(token)
@@ -184,14 +187,6 @@ def guarded(handler: Any) -> Any:
     return run
 
 
-def show_help(parser: argparse.ArgumentParser) -> Any:
-    def show(_args: argparse.Namespace) -> int:
-        parser.print_help()
-        return 2
-
-    return show
-
-
 def with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """``parser`` with ``--config`` and ``--env-file``."""
     parser.add_argument("--config", type=Path, help="TOML settings file (see central/config.py)")
@@ -206,35 +201,41 @@ def with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from central.cli_registry import register_registry_cli
+    from central.cli_users import register_user_cli
 
-    central = subparsers.add_parser("central", help="the fleet manager (API, dashboards, ingest)")
-    central.set_defaults(func=show_help(central))
+    central = subparsers.add_parser("central", help="中心管理 / "
+                                                    "the fleet manager (API, dashboards, ingest)")
     sub = central.add_subparsers(dest="central_command", metavar="ACTION")
 
-    run = with_config(sub.add_parser("run", help="serve API + dashboards and run ingest"))
+    run = with_config(sub.add_parser("run", help="运行中心 / "
+                                                 "serve API + dashboards and run ingest"))
     run.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     run.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
     run.set_defaults(func=guarded(_cmd_run))
 
-    token = sub.add_parser("token", help="API and dashboard access tokens")
-    token.set_defaults(func=show_help(token))
+    token = sub.add_parser("token", help="访问令牌 / API and dashboard access tokens")
     token_sub = token.add_subparsers(dest="token_command", metavar="ACTION")
-    create = with_config(token_sub.add_parser("create", help="create a token (printed once)"))
+    create = with_config(token_sub.add_parser("create", help="创建令牌 / "
+                                                             "create a token (printed once)"))
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
-    create.add_argument("--name", help="who or what uses it, e.g. 'ops-li' or 'ansible'")
+    create.add_argument("--name", help="what uses it, e.g. 'ansible' or 'booking-sanxiang'")
+    create.add_argument("--town", action="append",
+                        help="a town it covers (repeat for more); none: the whole city")
     create.set_defaults(func=guarded(_cmd_token_create))
-    listing = with_config(token_sub.add_parser("list", help="list tokens (never the secrets)"))
+    listing = with_config(token_sub.add_parser("list", help="令牌列表 / "
+                                                            "list tokens (never the secrets)"))
     listing.set_defaults(func=guarded(_cmd_token_list))
-    revoke = with_config(token_sub.add_parser("revoke", help="revoke a token by id"))
+    revoke = with_config(token_sub.add_parser("revoke", help="吊销令牌 / revoke a token by id"))
     revoke.add_argument("token_id")
     revoke.set_defaults(func=guarded(_cmd_token_revoke))
 
     seed = with_config(
-        sub.add_parser("seed", help="load the sample registry (25 towns, 277 sites)")
+        sub.add_parser("seed", help="载入示例 / load the sample registry (25 towns, 277 sites)")
     )
     seed.set_defaults(func=guarded(_cmd_seed))
 
     register_registry_cli(sub)
+    register_user_cli(sub)
 
     saved = with_config(sub.add_parser(
         "backup", help="备份中心数据库 / back up the central database (SQLite: online backup "
@@ -252,5 +253,4 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     loaded.set_defaults(func=guarded(_cmd_restore))
 
 
-__all__ = ["database_config", "guarded", "register_cli", "sessions_of", "show_help",
-           "with_config"]
+__all__ = ["database_config", "guarded", "register_cli", "sessions_of", "with_config"]

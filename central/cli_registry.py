@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from central.audit import Actor, audit_csv
-from central.cli import database_config, guarded, sessions_of, show_help, with_config
+from central.cli import database_config, guarded, sessions_of, with_config
 from central.config import CentralConfig
 from central.errors import InvalidRequest
 from central.models import SiteKind
@@ -253,7 +253,6 @@ def register_registry_cli(sub: argparse._SubParsersAction[argparse.ArgumentParse
     """Add ``site`` and ``audit`` to ``onedoor central``."""
     site = sub.add_parser("site", help="站点登记 / the site registry: add, change, retire, "
                           "import, export")  # fmt: skip
-    site.set_defaults(func=show_help(site))
     actions = site.add_subparsers(dest="site_command", metavar="ACTION")
 
     def command(parent: Any, name: str, text: str, handler: Any) -> argparse.ArgumentParser:
@@ -300,7 +299,6 @@ def register_registry_cli(sub: argparse._SubParsersAction[argparse.ArgumentParse
     restore.add_argument("site")
 
     service = actions.add_parser("service", help="服务事项 / a site's services")
-    service.set_defaults(func=show_help(service))
     services = service.add_subparsers(dest="service_command", metavar="ACTION")
     put = command(services, "set", "新增或修改服务 / add or change a service", _cmd_service_set)
     put.add_argument("site")
@@ -316,7 +314,6 @@ def register_registry_cli(sub: argparse._SubParsersAction[argparse.ArgumentParse
     drop.add_argument("code")
 
     window = actions.add_parser("window", help="窗口 / a site's windows")
-    window.set_defaults(func=show_help(window))
     windows = window.add_subparsers(dest="window_command", metavar="ACTION")
     put = command(windows, "set", "新增或修改窗口 / add or change a window", _cmd_window_set)
     put.add_argument("site")

@@ -86,7 +86,26 @@ class CentralConfig:
     telemetry_raw_days: int = _setting(1, "embedded sink: keep raw points this many days")
     telemetry_minute_days: int = _setting(30, "embedded sink: keep 1-minute rollups this long")
     webhook_url: str = _setting("", "POST alarm notifications here (empty: none)")
-    webhook_timeout_s: float = _setting(5.0, "timeout of one webhook call")
+    webhook_timeout_s: float = _setting(5.0, "timeout of one webhook call (and of one robot call)")
+    notify_routes_file: str = _setting(
+        "", "TOML file of the managers' 企业微信/钉钉 robot routes: towns, severities, quiet "
+        "hours, daily summary (see docs/NOTIFY.md); empty: no robots"
+    )
+    dashboard_url: str = _setting(
+        "", "the dashboards' address as managers reach them (https://onedoor.example.cn): "
+        "robot messages link to the site's page under it"
+    )
+    session_idle_s: int = _setting(
+        1800, "a dashboard session ends after this long without a request (open pages' live "
+        "streams count as requests)"
+    )
+    session_max_s: int = _setting(
+        12 * 3600, "a dashboard session ends this long after the login, used or not"
+    )
+    dashboard_token_login: bool = _setting(
+        True, "the login page also takes an API token (machines and kiosks); people log in "
+        "with their own account (onedoor central user create)"
+    )
     alarm_tick_s: float = _setting(15.0, "how often time-based alarm rules run")
     offline_after_s: int = _setting(180, "site offline when nothing was heard for this long")
     help_unanswered_s: int = _setting(120, "呼叫帮办 not acknowledged after this long")
@@ -281,6 +300,8 @@ class CentralConfig:
             "province_max_attempts",
             "retention_interval_s",
             "booking_slot_quota",
+            "session_idle_s",
+            "session_max_s",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
@@ -293,6 +314,8 @@ class CentralConfig:
             # Not the value itself: a robot URL carries its key (WeCom) or token (DingTalk).
             scheme = self.webhook_url.partition(":")[0][:10]
             raise ConfigError(f"webhook_url: not an http(s) URL (it starts with {scheme!r})")
+        if self.dashboard_url and not self.dashboard_url.startswith(("http://", "https://")):
+            raise ConfigError(f"dashboard_url: {self.dashboard_url!r} is not an http(s) URL")
         if not self.allowed_hosts:
             raise ConfigError("http_allowed_hosts: name at least one host (or * for any)")
         if self.progress_public_url:

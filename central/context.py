@@ -3,7 +3,7 @@
 ::
 
     central = central_of(request)
-    central.read.site_detail(site_id, central.now())    # the read model
+    central.read_as(principal).site_detail(site_id, central.now())   # scoped to the caller
     service_of(central).send_command(...)               # ingest, commands (503 if read-only)
 
 Built by :func:`central.app.create_app`; tests build one directly for a
@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 from fastapi import Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from central.accounts import SessionStore, UserStore
 from central.audit import AuditLog
-from central.auth import SessionSigner, TokenStore
+from central.auth import Principal, SessionSigner, TokenStore
 from central.bookings import Bookings
 from central.config import CentralConfig
 from central.errors import Unavailable
@@ -66,6 +67,10 @@ class Central:
     logins: LoginThrottle = field(init=False)
     streams: StreamQuota = field(init=False)
     """Open live streams (``/metrics`` counts them too)."""
+    users: UserStore = field(init=False)
+    """Named accounts of people."""
+    web_sessions: SessionStore = field(init=False)
+    """Dashboard sessions (idle and absolute expiry, logout)."""
     progress: ProgressHub = field(init=False)
     """Every site's latest progress: the service's (fed by MQTT), or an empty one."""
     progress_limits: ProgressLimits = field(init=False)
@@ -76,6 +81,10 @@ class Central:
 
     def __post_init__(self) -> None:
         self.read = ReadModel(self.sessions, self.telemetry)
+        self.users = UserStore(self.sessions)
+        self.web_sessions = SessionStore(self.sessions, self.tokens,
+                                         idle_s=self.config.session_idle_s,
+                                         max_s=self.config.session_max_s)  # fmt: skip
         self.registry = Registry(self.sessions)
         self.audit = AuditLog(self.sessions)
         config = self.config
@@ -89,6 +98,11 @@ class Central:
             config.progress_requests_per_min, config.progress_requests_burst,
             config.progress_misses_per_min, config.progress_misses_burst,
             config.progress_streams_per_ticket, config.progress_streams_max)
+
+    def read_as(self, principal: Principal) -> ReadModel:
+        """The read model as ``principal`` may see it: its towns' sites only, unless
+        city-wide. Every route and page reads through this."""
+        return self.read.scoped(principal.towns)
 
 
 def central_of(request: Request) -> Central:

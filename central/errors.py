@@ -11,6 +11,7 @@
         ├── AuthError(RequestError)                      401
         │   ├── Unauthenticated(AuthError)               401  no, unknown or revoked credentials
         │   └── Forbidden(AuthError)                     403  role too low, CSRF or cross-origin
+        │       └── OutOfScope(Forbidden)                    a site or town not in the caller's
         ├── NotFound(RequestError, LookupError)          404
         │   ├── UnknownSite(NotFound, KeyError)              a site id not in the registry
         │   ├── UnknownAlarm(NotFound, KeyError)             an alarm id that does not exist
@@ -18,6 +19,7 @@
         │   ├── UnknownService(NotFound, KeyError)           a service code a site does not offer
         │   ├── UnknownWindow(NotFound, KeyError)            a window number a site does not have
         │   ├── UnknownToken(NotFound, KeyError)             no active token with this id
+        │   ├── UnknownUser(NotFound, KeyError)              no account with this login name
         │   └── UnknownBadRating(NotFound, KeyError)         no 差评 case with this id
         ├── Conflict(RequestError)                       409  the state forbids it now
         ├── PayloadTooLarge(RequestError)                413  a body over http_max_body_bytes
@@ -26,6 +28,14 @@
         │   └── RegistryRefused(InvalidRequest)              registry changes with problems
         ├── TooManyRequests(RequestError)                429  over a limit; Retry-After
         └── Unavailable(RequestError)                    503  e.g. a read-only process
+
+    and, beside the classes they concern:
+
+    CentralError
+    ├── central.mqtt_wire.MqttWireError(CentralError, ValueError)
+    │       the broker sent bytes the central's MQTT reader cannot accept
+    └── central.mqtt_client.SharedSubscriptionsUnavailable(CentralError, ConnectionError)
+            the broker refused the ``$share/`` filters the central asked for
 
 Every :class:`RequestError` becomes the JSON answer ``{"detail": str(error)}``
 with its ``status_code`` and ``headers`` (one handler in :mod:`central.app`),
@@ -97,6 +107,14 @@ class Forbidden(AuthError):
     status_code = 403
 
 
+class OutOfScope(Forbidden):
+    """The caller's account covers some towns only, and this site or town is not one of them
+    (Chinese first: the dashboard shows the text)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"不在您的管辖范围 / {what} is outside the towns of this account")
+
+
 class NotFound(RequestError, LookupError):
     """Nothing has this id. ``str()`` is the message (not ``KeyError``'s quoted repr)."""
 
@@ -157,6 +175,12 @@ class UnknownToken(NotFound, KeyError):
 
     def __str__(self) -> str:
         return f"no active token {self.key!r}"
+
+
+class UnknownUser(NotFound, KeyError):
+    """No account has this login name."""
+
+    what = "user"
 
 
 class UnknownBadRating(NotFound, KeyError):
@@ -230,6 +254,7 @@ __all__ = [
     "Forbidden",
     "InvalidRequest",
     "NotFound",
+    "OutOfScope",
     "PayloadTooLarge",
     "RegistryRefused",
     "RequestError",
@@ -243,5 +268,6 @@ __all__ = [
     "UnknownService",
     "UnknownSite",
     "UnknownToken",
+    "UnknownUser",
     "UnknownWindow",
 ]

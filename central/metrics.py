@@ -33,6 +33,7 @@ from fastapi.responses import PlainTextResponse
 
 from central.access import Viewer
 from central.context import Central, central_of
+from central.queries import ReadModel
 from central.service import CentralService
 from central.views import SiteGauges
 
@@ -84,8 +85,8 @@ class Exposition:
         return "\n".join(self.lines) + "\n"
 
 
-def _fleet(out: Exposition, central: Central) -> None:
-    counts = central.read.fleet_counts(central.now())
+def _fleet(out: Exposition, central: Central, read: ReadModel) -> None:
+    counts = read.fleet_counts(central.now())
     sites = out.family("onedoor_central_sites", "gauge",
                        "Sites in the registry by connection state.")  # fmt: skip
     sites(counts.sites_online, state="online")
@@ -180,13 +181,15 @@ def _ingest(out: Exposition, service: CentralService) -> None:
         stages(round(seconds, 6), stage=stage)
 
 
-def render_metrics(central: Central) -> str:
-    """The exposition of the fleet, of every site (unless turned off) and of this process."""
+def render_metrics(central: Central, read: ReadModel | None = None) -> str:
+    """The exposition of the fleet, of every site (unless turned off) and of this process;
+    ``read``: scoped to a town's account (its sites only), else the whole city."""
+    read = read or central.read
     out = Exposition()
-    _fleet(out, central)
+    _fleet(out, central, read)
     _process(out, central)
     if central.config.metrics_per_site:
-        _sites(out, central.read.site_gauges())
+        _sites(out, read.site_gauges())
     return out.text()
 
 
@@ -194,8 +197,9 @@ router = APIRouter()
 
 
 @router.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
-def metrics(request: Request, _: Viewer) -> Response:
-    return Response(render_metrics(central_of(request)), media_type=CONTENT_TYPE)
+def metrics(request: Request, principal: Viewer) -> Response:
+    central = central_of(request)
+    return Response(render_metrics(central, central.read_as(principal)), media_type=CONTENT_TYPE)
 
 
 def install(app: FastAPI) -> None:

@@ -20,7 +20,7 @@ Tables::
     staffing_advisories  live staffing advice of the edges; at most one active per site
     telemetry_points  embedded telemetry sink: raw points
     telemetry_rollups embedded telemetry sink: 1-minute and 1-hour aggregates
-    api_tokens        API tokens: id, SHA-256 of the secret, label, role (see central.auth)
+    api_tokens        API tokens: id, SHA-256 of the secret, label, role, towns (see central.auth)
     ticket_links      a ticket's progress page: SHA-256 of its token -> site, ticket, expiry
     issuing_stops     emergency stops of ticket issuing for a site, a town or the city
     city_calendars    the city calendar's dated days, by version (the latest is pushed)
@@ -30,6 +30,11 @@ Tables::
     staff             staff names per site (exports and rankings show names, not ids)
     rating_profiles   per site: region code and default department for the province's record
     audit             who changed what, when, from where: the central's one audit log
+    users             named people: login name, role, towns, scrypt password hash (central.accounts)
+    login_sessions    dashboard sessions of a user or a token: idle and absolute expiry, logout
+    bulk_commands     one command sent to many sites (a town, the city); its commands point here
+    notify_held       robot notifications held during a route's quiet hours (central.notify)
+    notify_claims     daily summaries and digests already sent, once across replicas
 
 Times are timezone-aware UTC ``datetime`` (:class:`UtcDateTime`); edge wall
 times stay unix milliseconds (``*_ms``) as they came, with their sync flag.
@@ -411,6 +416,10 @@ class Command(Base):
     status: Mapped[CommandStatus] = mapped_column(_enum(CommandStatus))
     error: Mapped[str | None] = mapped_column(String(400))
     result_at: Mapped[datetime | None]
+    bulk_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("bulk_commands.id", ondelete="SET NULL"), index=True
+    )
+    """The bulk command this one was part of (none for a command to one site)."""
 
 
 class AdviceEnd(enum.StrEnum):
@@ -501,6 +510,8 @@ class ApiToken(Base):
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    towns: Mapped[list[str] | None] = mapped_column(JSON)
+    """The towns it may read and act on; ``None``: the whole city."""
 
 
 class StopScope(enum.StrEnum):
@@ -621,6 +632,85 @@ class AuditEntry(Base):
     target: Mapped[str] = mapped_column(String(100))
     """What was changed: a site id, ``token:<id>``, ``alarm:<id>``, ``registry``."""
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class User(Base):
+    """A named person who logs in to the dashboards (see :mod:`central.accounts`)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    towns: Mapped[list[str] | None] = mapped_column(JSON)
+    """The towns the person sees and acts on; ``None``: the whole city."""
+    password_hash: Mapped[str] = mapped_column(String(200))
+    """``scrypt$n$r$p$salt$hash`` (base64), never the password."""
+    created_at: Mapped[datetime]
+    password_changed_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+
+
+class LoginSession(Base):
+    """A dashboard session: of a user or of a token; the cookie carries the signed id."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    token_id: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    """The absolute end (``session_max_s`` after the login)."""
+    ended_at: Mapped[datetime | None]
+    """Logged out, or ended by an admin (disable, password change)."""
+    source: Mapped[str] = mapped_column(String(100))
+
+
+class BulkCommand(Base):
+    """One command sent to many sites at once; each site's command row points here."""
+
+    __tablename__ = "bulk_commands"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(32))
+    args: Mapped[dict[str, Any]]
+    ttl_s: Mapped[int] = mapped_column(Integer)
+    target: Mapped[dict[str, Any]]
+    """What was asked: ``{"all": true}``, ``{"towns": [...]}`` or ``{"sites": [...]}``."""
+    issued_by: Mapped[str] = mapped_column(String(100))
+    issued_at: Mapped[datetime] = mapped_column(index=True)
+    sites: Mapped[int] = mapped_column(Integer)
+    """Sites in the target (sent or refused)."""
+    refused: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Site id -> why it was not sent (the per-site command limit)."""
+
+
+class NotifyHeld(Base):
+    """A notification held during its route's quiet hours, summarised when they end."""
+
+    __tablename__ = "notify_held"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    route: Mapped[str] = mapped_column(String(64), index=True)
+    held_at: Mapped[datetime]
+    notice: Mapped[dict[str, Any]]
+
+
+class NotifyClaim(Base):
+    """A summary sent (or being sent) by one replica: the primary key makes it once."""
+
+    __tablename__ = "notify_claims"
+
+    route: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    period: Mapped[str] = mapped_column(String(32), primary_key=True)
+    claimed_at: Mapped[datetime]
 
 
 # --------------------------------------------------------------------------- 好差评
@@ -791,6 +881,7 @@ __all__ = [
     "Base",
     "Booking",
     "BookingStatus",
+    "BulkCommand",
     "CityCalendar",
     "Command",
     "CommandStatus",
@@ -799,6 +890,9 @@ __all__ = [
     "HelpCall",
     "IngestReject",
     "IssuingStop",
+    "LoginSession",
+    "NotifyClaim",
+    "NotifyHeld",
     "RatingOrigin",
     "RatingProfile",
     "RatingRecord",
@@ -814,6 +908,7 @@ __all__ = [
     "TelemetryPoint",
     "TelemetryRollup",
     "TicketLink",
+    "User",
     "UtcDateTime",
     "Window",
     "config_drift",

@@ -33,6 +33,7 @@ from typing import Final
 import structlog
 
 from central import mqtt_wire as wire
+from central.errors import CentralError
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +45,7 @@ STABLE_AFTER_S: Final = 10.0
 refusing a subscription, say) counts as a failed attempt, so it is not retried at once."""
 
 
-class SharedSubscriptionsUnavailable(ConnectionError):
+class SharedSubscriptionsUnavailable(CentralError, ConnectionError):
     """The broker says it has no shared subscriptions, and we asked for ``$share/`` filters."""
 
 

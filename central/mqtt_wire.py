@@ -18,7 +18,7 @@ most) and topic aliases are never allowed (no Topic Alias Maximum is sent).
 
 Errors::
 
-    MqttWireError(ValueError)     the broker sent bytes this reader cannot accept
+    MqttWireError(CentralError, ValueError)   the broker sent bytes this reader cannot accept
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from central.errors import CentralError
 
-class MqttWireError(ValueError):
+
+class MqttWireError(CentralError, ValueError):
     """Malformed or unexpected bytes from the broker: close the connection and reconnect."""
 
 

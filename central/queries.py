@@ -15,8 +15,18 @@ subclasses carrying their HTTP status, so :mod:`central.api` and
 holds SQL. Writes go elsewhere: the ingest service (commands, alarm
 acknowledgements), :mod:`central.registry`, :class:`central.auth.TokenStore`.
 
+**Scope**: ``read.scoped(towns)`` is the same read model for an account that
+covers some towns only (a town manager): lists and counts hold those towns'
+sites only, and a site (or its alarm, command, statistics) outside them is
+refused with :class:`central.errors.OutOfScope` (403). Routes and pages read
+through ``central.read_as(principal)``; only the process itself (the live hub,
+the notifier) reads unscoped. ``tests/central/test_scope.py`` holds every public
+method to this.
+
 To add a screen or an endpoint: a record in :mod:`central.views`, a method
-here, and a test that reads it through the API (``tests/central/test_api.py``).
+here (scoped: filter with :meth:`ReadModel._in_scope`, check one site with
+:meth:`ReadModel._site`), and a test that reads it through the API
+(``tests/central/test_api.py``) and an entry in ``tests/central/test_scope.py``.
 """
 
 from __future__ import annotations
@@ -29,15 +39,23 @@ from typing import Any, Final
 
 import msgspec
 import structlog
-from sqlalchemy import Text, case, cast, func, or_, select, text
+from sqlalchemy import ColumnElement, Text, case, cast, func, or_, select, text, true
 from sqlalchemy.orm import Session, sessionmaker
 
 from central import stats
-from central.errors import InvalidRequest, UnknownCommand, UnknownSite
+from central.errors import (
+    Forbidden,
+    InvalidRequest,
+    OutOfScope,
+    UnknownAlarm,
+    UnknownCommand,
+    UnknownSite,
+)
 from central.inventory import InventorySite
 from central.models import (
     Alarm,
     AuditEntry,
+    BulkCommand,
     Command,
     CommandStatus,
     Device,
@@ -65,10 +83,14 @@ from central.telemetry import (
     TelemetrySink,
 )
 from central.views import (
+    BULK_STATES,
     SEVERITY_RANK,
     AlarmBoard,
     AlarmView,
     AuditView,
+    BulkSiteView,
+    BulkState,
+    BulkView,
     CommandView,
     EventView,
     FleetCounts,
@@ -84,6 +106,7 @@ from central.views import (
     TelemetrySeries,
     iso,
     site_health,
+    state_of,
 )
 
 log = structlog.get_logger(__name__)
@@ -154,13 +177,41 @@ def day_bounds_ms(first: dt.date, last: dt.date) -> tuple[int, int]:
 
 
 class ReadModel:
-    """Reads of the central database (and of the telemetry history) as typed records."""
+    """Reads of the central database (and of the telemetry history) as typed records,
+    of the whole city or (:meth:`scoped`) of some towns only."""
 
-    def __init__(self, sessions: sessionmaker[Session], telemetry: TelemetrySink | None = None):
+    def __init__(self, sessions: sessionmaker[Session], telemetry: TelemetrySink | None = None,
+                 towns: frozenset[str] | None = None) -> None:  # fmt: skip
         self.sessions = sessions
         self.telemetry: TelemetrySink = telemetry or EmbeddedTelemetrySink(sessions)
-        self.ratings = RatingReads(sessions)
-        """好差评 records, 差评 cases, the export (:mod:`central.rating_reads`)."""
+        self.ratings = RatingReads(sessions, towns)
+        """好差评 records, 差评 cases, the export (:mod:`central.rating_reads`), of the
+        same towns."""
+        self.scope = towns
+        """``None``: the whole city; else the towns this read model shows."""
+
+    def scoped(self, towns: frozenset[str] | None) -> ReadModel:
+        """This read model limited to ``towns`` (``None``: as it is)."""
+        if towns is None:
+            return self
+        if self.scope is not None:
+            towns = towns & self.scope
+        return ReadModel(self.sessions, self.telemetry, towns)
+
+    def _in_scope(self) -> ColumnElement[bool]:
+        """A condition on :class:`Site` rows: in this read model's towns."""
+        return true() if self.scope is None else Site.town.in_(sorted(self.scope))
+
+    def _scope_sites(self) -> Any:
+        """The ids of the sites in scope (a subquery), for tables keyed by ``site_id``."""
+        return select(Site.id).where(self._in_scope())
+
+    def _covers(self, town: str) -> bool:
+        return self.scope is None or town in self.scope
+
+    def _require_city(self, what: str) -> None:
+        if self.scope is not None:
+            raise Forbidden(f"只有全市范围的账号可以{what} / only a city-wide account may do this")
 
     # -- the citizens' progress pages (central.progress) -------------------------
 
@@ -218,7 +269,7 @@ class ReadModel:
         with self.sessions() as session:
             alarms = active_alarm_counts(session)
             rows = session.execute(select(Site.id, Site.online, Site.last_seen_at.is_not(None))
-                                   .where(IN_SERVICE))  # fmt: skip
+                                   .where(IN_SERVICE, self._in_scope()))  # fmt: skip
             no_alarm = (0, None)
             states: dict[str, tuple[Health, int]] = {}
             for site_id, online, seen in rows:
@@ -229,7 +280,7 @@ class ReadModel:
     def fleet_registry(self) -> dict[str, tuple[str, str]]:
         """Site id -> (name, town), ordered by town then id: what the fleet page groups by."""
         with self.sessions() as session:
-            rows = session.execute(select(Site.id, Site.name, Site.town)
+            rows = session.execute(select(Site.id, Site.name, Site.town).where(self._in_scope())
                                    .order_by(Site.town, Site.id))  # fmt: skip
             return {site_id: (name, town) for site_id, name, town in rows}
 
@@ -239,7 +290,7 @@ class ReadModel:
             alarms = active_alarm_counts(session)
             rows = session.execute(
                 select(Site.id, Site.name, Site.town, Site.online,
-                       Site.last_seen_at.is_not(None)).where(IN_SERVICE)
+                       Site.last_seen_at.is_not(None)).where(IN_SERVICE, self._in_scope())
                 .order_by(Site.town, Site.id)
             ).all()  # fmt: skip
         no_alarm = (0, None)
@@ -265,7 +316,8 @@ class ReadModel:
             Site.expected_config_version,
             Site.reported_config_version,
         ).order_by(Site.town, Site.id)
-        statement = statement.where(Site.retired_at.is_not(None) if retired else IN_SERVICE)
+        statement = statement.where(Site.retired_at.is_not(None) if retired else IN_SERVICE,
+                                    self._in_scope())  # fmt: skip
         if town:
             statement = statement.where(Site.town == town)
         if query:
@@ -299,7 +351,8 @@ class ReadModel:
 
     def towns(self) -> list[str]:
         with self.sessions() as session:
-            return sorted(set(session.execute(select(Site.town).where(IN_SERVICE)).scalars()))
+            return sorted(set(session.execute(select(Site.town)
+                                              .where(IN_SERVICE, self._in_scope())).scalars()))
 
     def service_names(self) -> dict[str, str]:
         """Service code -> name across the registry (the statistics page's labels): where
@@ -308,6 +361,7 @@ class ReadModel:
         with self.sessions() as session:
             rows = session.execute(
                 select(Service.code, Service.name, func.count())
+                .where(Service.site_id.in_(self._scope_sites()))
                 .group_by(Service.code, Service.name)
                 .order_by(Service.code, func.count().desc(), Service.name)
             ).all()
@@ -319,26 +373,32 @@ class ReadModel:
     def sites(self) -> list[Site]:
         """The registry rows of the sites in service, by town then id."""
         with self.sessions() as session:
-            return list(session.scalars(select(Site).where(IN_SERVICE)
+            return list(session.scalars(select(Site).where(IN_SERVICE, self._in_scope())
                                         .order_by(Site.town, Site.id)))  # fmt: skip
 
     # ------------------------------------------------------------------ one site
 
-    @staticmethod
-    def _site(session: Session, site_id: str) -> Site:
+    def _site(self, session: Session, site_id: str) -> Site:
+        """The site's row: :class:`UnknownSite` if none, :class:`OutOfScope` if not ours."""
         site = session.get(Site, site_id)
         if site is None:
             raise UnknownSite(site_id)
+        if not self._covers(site.town):
+            raise OutOfScope(f"site {site_id!r} ({site.town})")
         return site
+
+    def require_town(self, town: str) -> None:
+        """:class:`OutOfScope` unless ``town`` is one of this read model's."""
+        if not self._covers(town):
+            raise OutOfScope(f"town {town!r}")
 
     def require_site(self, site_id: str) -> None:
         """:class:`UnknownSite` unless the registry has ``site_id``."""
         with self.sessions() as session:
             self._site(session, site_id)
 
-    @classmethod
-    def _site_state(cls, session: Session, site_id: str) -> SiteState:
-        site = cls._site(session, site_id)
+    def _site_state(self, session: Session, site_id: str) -> SiteState:
+        site = self._site(session, site_id)
 
         def rows(model: Any, *conditions: Any, order: Sequence[Any]) -> list[Any]:
             statement = select(model).where(model.site_id == site_id, *conditions)
@@ -396,6 +456,8 @@ class ReadModel:
             statement = statement.where(EventRecord.type == event_type)
         if before_seq is not None:
             statement = statement.where(EventRecord.seq < before_seq)
+        if self.scope is not None and not site_id:
+            statement = statement.where(EventRecord.site_id.in_(self._scope_sites()))
         order = (EventRecord.seq.desc(),) if site_id else (EventRecord.id.desc(),)
         with self.sessions() as session:
             if site_id:
@@ -403,14 +465,16 @@ class ReadModel:
             rows = session.scalars(statement.order_by(*order).limit(limit)).all()
             return [EventView.of(r) for r in rows]
 
-    @staticmethod
-    def _alarm_rows(session: Session, *, active: bool, site_id: str | None,
+    def _alarm_rows(self, session: Session, *, active: bool, site_id: str | None,
                     limit: int) -> list[Alarm]:  # fmt: skip
         statement = select(Alarm)
         if active:
             statement = statement.where(Alarm.cleared_at.is_(None))
         if site_id:
+            self._site(session, site_id)
             statement = statement.where(Alarm.site_id == site_id)
+        elif self.scope is not None:
+            statement = statement.where(Alarm.site_id.in_(self._scope_sites()))
         order = (_severity_order().desc(), Alarm.raised_at.desc())
         return list(session.scalars(statement.order_by(*order).limit(limit)))
 
@@ -427,13 +491,23 @@ class ReadModel:
         with self.sessions() as session:
             active = self._alarm_rows(session, active=True, site_id=None, limit=500)
             latest = self._alarm_rows(session, active=False, site_id=None, limit=200)
-            names = dict(session.execute(select(Site.id, Site.name)).all())
+            names = dict(session.execute(select(Site.id, Site.name)
+                                         .where(self._in_scope())).all())  # fmt: skip
         cleared = [a for a in latest if a.cleared_at is not None][:RECENTLY_CLEARED]
         return AlarmBoard(
             active=[AlarmView.of(a, now) for a in active],
             recent=[AlarmView.of(a, now) for a in cleared],
             names=names,
         )
+
+    def alarm(self, alarm_id: int, now: datetime) -> AlarmView:
+        """One alarm (:class:`UnknownAlarm`, or :class:`OutOfScope` for another town's)."""
+        with self.sessions() as session:
+            alarm = session.get(Alarm, alarm_id)
+            if alarm is None:
+                raise UnknownAlarm(alarm_id)
+            self._site(session, alarm.site_id)
+            return AlarmView.of(alarm, now)
 
     # ------------------------------------------------------------------ commands
 
@@ -459,8 +533,144 @@ class ReadModel:
             command = session.get(Command, command_id)
             if command is None:
                 raise UnknownCommand(command_id)
-            online = session.scalar(select(Site.online).where(Site.id == command.site_id))
-            return CommandView.of(command, now, site_online=online)
+            site = self._site(session, command.site_id)
+            return CommandView.of(command, now, site_online=site.online)
+
+    def command_targets(self, *, whole_city: bool = False, towns: Sequence[str] = (),
+                        sites: Sequence[str] = ()) -> list[str]:  # fmt: skip
+        """The sites in service a command to many goes to — given ``sites``, the sites of
+        ``towns``, or ``whole_city`` (of this read model's towns, for a town's account) —
+        by town then id. :class:`OutOfScope` for a site or town not covered,
+        :class:`UnknownSite`, or :class:`InvalidRequest` (a retired site, a town with no
+        site, nothing chosen)."""
+        with self.sessions() as session:
+            if sites:
+                for site_id in sites:
+                    if self._site(session, site_id).retired_at is not None:
+                        raise InvalidRequest(f"site {site_id!r} is retired")
+                return list(dict.fromkeys(sites))
+            statement = (select(Site.id, Site.town).where(IN_SERVICE, self._in_scope())
+                         .order_by(Site.town, Site.id))  # fmt: skip
+            if towns:
+                for town in towns:
+                    self.require_town(town)
+                statement = statement.where(Site.town.in_(list(towns)))
+            elif not whole_city:
+                raise InvalidRequest("choose sites, towns or the whole city")
+            rows = session.execute(statement).all()
+        if empty := sorted(set(towns) - {town for _, town in rows}):
+            raise InvalidRequest(f"没有站点 / no site in service in {', '.join(empty)}")
+        return [site_id for site_id, _ in rows]
+
+    def _bulk_counts(self, session: Session, bulk: BulkCommand,
+                     now: datetime) -> dict[str, int]:  # fmt: skip
+        """Sites of ``bulk`` in scope per state, counted by the database (a province's
+        20,000 commands are never loaded to count them)."""
+        counts: dict[str, int] = dict.fromkeys(BULK_STATES, 0)
+        past = Command.expires_at <= now
+        for status, expired, number in session.execute(
+            select(Command.status, past, func.count())
+            .join(Site, Site.id == Command.site_id)
+            .where(Command.bulk_id == bulk.id, self._in_scope())
+            .group_by(Command.status, past)
+        ):  # fmt: skip
+            if status is CommandStatus.SENT:
+                counts["expired" if expired else "pending"] += number
+            else:
+                counts[status.value] += number
+        if bulk.refused:
+            counts["refused"] = len(self._bulk_refused(session, bulk))
+        return counts
+
+    def _bulk_refused(self, session: Session, bulk: BulkCommand) -> list[BulkSiteView]:
+        """The sites in scope ``bulk`` was not sent to, with why."""
+        refused: list[BulkSiteView] = []
+        site_ids = list(bulk.refused)
+        for start in range(0, len(site_ids), 500):
+            refused.extend(
+                BulkSiteView(site_id=site_id, name=name, town=town, state="refused",
+                             waiting_for_site=False, error=bulk.refused[site_id],
+                             result_at=None, command_id=None)
+                for site_id, name, town in session.execute(
+                    select(Site.id, Site.name, Site.town)
+                    .where(Site.id.in_(site_ids[start : start + 500]), self._in_scope()))
+            )  # fmt: skip
+        return refused
+
+    def _bulk_rows(self, session: Session, bulk: BulkCommand, now: datetime,
+                   state: BulkState | None, limit: int | None) -> list[BulkSiteView]:  # fmt: skip
+        """A row per site in scope (of ``state`` only, when given), by town then id; the
+        first ``limit`` of them (all without)."""
+        rows: list[BulkSiteView] = []
+        if state != "refused":
+            statement = (
+                select(Command.id, Command.site_id, Command.status, Command.expires_at,
+                       Command.error, Command.result_at, Site.name, Site.town, Site.online)
+                .join(Site, Site.id == Command.site_id)
+                .where(Command.bulk_id == bulk.id, self._in_scope())
+                .order_by(Site.town, Command.site_id)
+            )  # fmt: skip
+            if state == "pending":
+                statement = statement.where(Command.status == CommandStatus.SENT,
+                                            Command.expires_at > now)  # fmt: skip
+            elif state == "expired":
+                statement = statement.where(Command.status == CommandStatus.SENT,
+                                            Command.expires_at <= now)  # fmt: skip
+            elif state is not None:
+                statement = statement.where(Command.status == CommandStatus(state))
+            if limit is not None:
+                statement = statement.limit(limit)
+            for command_id, site_id, status, expires_at, error, result_at, name, town, online in (
+                    session.execute(statement)):  # fmt: skip
+                row_state = state_of(status, expires_at, now)
+                rows.append(BulkSiteView(
+                    site_id=site_id, name=name, town=town, state=row_state,
+                    waiting_for_site=row_state == "pending" and not online, error=error,
+                    result_at=iso(result_at), command_id=str(command_id)))  # fmt: skip
+        if bulk.refused and state in (None, "refused"):
+            rows.extend(self._bulk_refused(session, bulk))
+            rows.sort(key=lambda r: (r.town, r.site_id))
+        return rows if limit is None else rows[:limit]
+
+    @staticmethod
+    def _bulk_view(bulk: BulkCommand, counts: dict[str, int], rows: list[BulkSiteView],
+                   state: BulkState | None = None) -> BulkView:  # fmt: skip
+        sites = sum(counts.values())
+        return BulkView(id=str(bulk.id), name=bulk.name, args=bulk.args, ttl_s=bulk.ttl_s,
+                        target=bulk.target, issued_by=bulk.issued_by,
+                        issued_at=iso(bulk.issued_at), sites=sites, counts=counts,
+                        done=counts["pending"] == 0, state=state,
+                        matching=sites if state is None else counts[state],
+                        rows=rows)  # fmt: skip
+
+    def bulk_commands(self, now: datetime, *, limit: int = 50) -> list[BulkView]:
+        """The latest commands to many sites, newest first, with their counts (of the
+        sites in scope; a town's account sees those that reached its towns)."""
+        with self.sessions() as session:
+            latest = select(BulkCommand).order_by(BulkCommand.issued_at.desc()).limit(limit)
+            bulks = session.scalars(latest)
+            views = []
+            for bulk in bulks:
+                counts = self._bulk_counts(session, bulk, now)
+                if sum(counts.values()):
+                    views.append(self._bulk_view(bulk, counts, []))
+            return views
+
+    def bulk_command(self, bulk_id: uuid.UUID, now: datetime, *, state: BulkState | None = None,
+                     limit: int | None = None) -> BulkView:  # fmt: skip
+        """One command to many sites: the counts per state and a row per site in scope —
+        of ``state`` only when given, the first ``limit`` (by town, then id) when given."""
+        if state is not None and state not in BULK_STATES:
+            raise InvalidRequest(f"state: one of {', '.join(BULK_STATES)}")
+        with self.sessions() as session:
+            bulk = session.get(BulkCommand, bulk_id)
+            if bulk is None:
+                raise UnknownCommand(bulk_id)
+            counts = self._bulk_counts(session, bulk, now)
+            if not sum(counts.values()) and self.scope is not None:
+                raise OutOfScope(f"command {bulk_id}")
+            rows = self._bulk_rows(session, bulk, now, state, limit)
+            return self._bulk_view(bulk, counts, rows, state)
 
     def commands_pending(self, now: datetime) -> int:
         """Commands sent, not answered and not expired."""
@@ -468,7 +678,8 @@ class ReadModel:
             return session.execute(
                 select(func.count())
                 .select_from(Command)
-                .where(Command.status == CommandStatus.SENT, Command.expires_at > now)
+                .where(Command.status == CommandStatus.SENT, Command.expires_at > now,
+                       *self._scoped_by(Command.site_id))
             ).scalar_one()
 
     # ------------------------------------------------------------------ monitoring
@@ -476,20 +687,23 @@ class ReadModel:
     def fleet_counts(self, now: datetime) -> FleetCounts:
         """Sites online, active alarms, ingest rejects, events, pending commands (/metrics)."""
         with self.sessions() as session:
-            by_state = select(Site.online, func.count()).where(IN_SERVICE).group_by(Site.online)
+            by_state = (select(Site.online, func.count()).where(IN_SERVICE, self._in_scope())
+                        .group_by(Site.online))  # fmt: skip
             online = dict(session.execute(by_state).all())
             severities = dict(
                 session.execute(
                     select(Alarm.severity, func.count())
-                    .where(Alarm.cleared_at.is_(None))
+                    .where(Alarm.cleared_at.is_(None), *self._scoped_by(Alarm.site_id))
                     .group_by(Alarm.severity)
                 ).all()
             )
             rejects = session.execute(
                 select(IngestReject.reason, func.sum(IngestReject.count))
+                .where(*self._scoped_by(IngestReject.site_id))
                 .group_by(IngestReject.reason)
             ).all()  # fmt: skip
-            max_event = session.scalar(select(func.max(EventRecord.id)))
+            max_event = session.scalar(select(func.max(EventRecord.id))
+                                       .where(*self._scoped_by(EventRecord.site_id)))  # fmt: skip
         return FleetCounts(
             sites_online=online.get(True, 0),
             sites_offline=online.get(False, 0),
@@ -510,16 +724,16 @@ class ReadModel:
                 select(Site.id, Site.name, Site.town, Site.kind, Site.online, Site.last_seen_at,
                        Site.outbox_depth, Site.acked_seq, Site.max_seq,
                        Site.expected_config_version, Site.reported_config_version)
-                .where(IN_SERVICE).order_by(Site.id)
+                .where(IN_SERVICE, self._in_scope()).order_by(Site.id)
             ).all()  # fmt: skip
             queues = session.execute(
                 select(Service.site_id, Service.code, Service.waiting, Service.oldest_wait_s)
-                .where(Service.site_id.in_(select(Site.id).where(IN_SERVICE)))
+                .where(Service.site_id.in_(select(Site.id).where(IN_SERVICE, self._in_scope())))
                 .order_by(Service.site_id, Service.code)
             ).all()  # fmt: skip
             rejects = session.execute(
                 select(IngestReject.site_id, IngestReject.reason, IngestReject.count)
-                .where(IngestReject.site_id != "")
+                .where(IngestReject.site_id != "", *self._scoped_by(IngestReject.site_id))
                 .order_by(IngestReject.site_id, IngestReject.reason)
             ).all()  # fmt: skip
         return SiteGauges(
@@ -539,6 +753,10 @@ class ReadModel:
             rejects=[SiteReject(site_id=site_id, reason=reason, count=count)
                      for site_id, reason, count in rejects],
         )  # fmt: skip
+
+    def _scoped_by(self, site_id: Any) -> tuple[Any, ...]:
+        """Conditions limiting rows by their ``site_id`` column to the scope (none if city)."""
+        return () if self.scope is None else (site_id.in_(self._scope_sites()),)
 
     # ------------------------------------------------------------------ statistics
 
@@ -603,13 +821,17 @@ class ReadModel:
         if (last - first).days >= limit:
             raise InvalidRequest(f"at most {limit} days per query by {period}")
         with self.sessions() as session:
-            town_of = dict(session.execute(select(Site.id, Site.town)).all())
+            town_of = dict(session.execute(select(Site.id, Site.town)
+                                           .where(self._in_scope())).all())  # fmt: skip
             site_ids: list[str] | None = None
             if site_id:
                 self._site(session, site_id)
                 site_ids = [site_id]
             elif town:
+                self.require_town(town)
                 site_ids = [sid for sid, t in town_of.items() if t == town]
+            elif self.scope is not None:
+                site_ids = list(town_of)
             facts = self._stat_facts(session, first, last, site_ids=site_ids)
             revoked = revoked_ratings(session, first, last, site_ids)
         rules = stats.RatingRules(default_value, default_in_rates, frozenset(revoked))
@@ -622,24 +844,27 @@ class ReadModel:
     def stat_names(self, scope: stats.Scope, keys: Sequence[str]) -> dict[str, str]:
         """What people call the keys of statistics rows: the site's name, ``name 3号窗口``,
         the staff member's name with their site's. A staff member not on the roster
-        (``staff``) is left out: the export shows the id."""
+        (``staff``) is left out: the export shows the id; so is a site out of scope."""
         if scope in ("town", "fleet"):
             return {key: key for key in keys}
         with self.sessions() as session:
-            sites: dict[str, str] = dict(session.execute(select(Site.id, Site.name)).all())
+            sites: dict[str, str] = dict(session.execute(
+                select(Site.id, Site.name).where(self._in_scope())).all())  # fmt: skip
             if scope == "site":
                 return {key: sites[key] for key in keys if key in sites}
             if scope == "window":
                 return {key: f"{sites.get(site, site)} {window}号窗口"
                         for key in keys for site, _, window in [key.partition("/")]}
             roster = {stats.staff_key(m.site_id, m.staff_id): m.name
-                      for m in session.scalars(select(StaffMember))}  # fmt: skip
+                      for m in session.scalars(select(StaffMember).where(
+                          StaffMember.site_id.in_(self._scope_sites())))}  # fmt: skip
         return {key: f"{roster[key]}（{sites.get(key.split('/', 1)[0], '')}）"
                 for key in keys if key in roster}  # fmt: skip
 
     def hourly(self, site_id: str, day: dt.date) -> dict[str, list[float | None]]:
         """Per hour of ``day`` at one site: arrivals, served and mean wait (the site charts)."""
         with self.sessions() as session:
+            self._site(session, site_id)
             facts = self._stat_facts(session, day, day, site_ids=[site_id])
         return stats.hourly(facts, day)
 
@@ -680,6 +905,7 @@ class ReadModel:
         """People waiting per service (``services``: code -> label) over the last hours:
         ``t`` in unix seconds and one series per service, as the site page charts it.
         ``error`` when the telemetry store does not answer (the page shows the rest)."""
+        self.require_site(site_id)
         try:
             history = {code: self._series(site_id, "queue.waiting", code, hours=hours,
                                           end=end).points
@@ -702,13 +928,15 @@ class ReadModel:
     def site_specs(self, *, retired: bool | None = False) -> list[SiteSpec]:
         """Registry specs by id: of the sites in service, the retired ones, or (``None``) all."""
         with self.sessions() as session:
-            return list(load_specs(session, retired=retired).values())
+            specs = load_specs(session, retired=retired).values()
+        return [spec for spec in specs if self._covers(spec.town)]
 
     def site_spec(self, site_id: str) -> SiteSpec:
         with self.sessions() as session:
             specs = load_specs(session, [site_id], retired=None)
         if site_id not in specs:
             raise UnknownSite(site_id)
+        self.require_town(specs[site_id].town)
         return specs[site_id]
 
     def inventory_sites(self) -> list[InventorySite]:
@@ -718,7 +946,7 @@ class ReadModel:
             live = session.execute(
                 select(Site.id, Site.expected_config_version, Site.reported_config_version,
                        Site.online, Site.registry_revision)
-                .where(IN_SERVICE).order_by(Site.town, Site.id)
+                .where(IN_SERVICE, self._in_scope()).order_by(Site.town, Site.id)
             ).all()  # fmt: skip
         return [InventorySite(specs[row.id], row.expected_config_version,
                               row.reported_config_version, row.online, row.registry_revision)
@@ -727,8 +955,10 @@ class ReadModel:
     def registry_sheet(self) -> dict[str, str]:
         """The registry as its three CSV files (retired sites marked), for an export."""
         with self.sessions() as session:
-            specs = load_specs(session, retired=None)
-            rows = session.execute(select(Site.id, Site.retired_at, Site.registry_revision))
+            specs = {site_id: spec for site_id, spec in load_specs(session, retired=None).items()
+                     if self._covers(spec.town)}  # fmt: skip
+            rows = session.execute(select(Site.id, Site.retired_at, Site.registry_revision)
+                                   .where(self._in_scope()))  # fmt: skip
             retired, revisions = set(), {}
             for site_id, retired_at, revision in rows:
                 revisions[site_id] = revision
@@ -747,7 +977,9 @@ class ReadModel:
         before_id: int | None = None,
         limit: int = 500,
     ) -> list[AuditView]:
-        """Audit entries, newest first, filtered (``action`` ``site.`` matches every site.*)."""
+        """Audit entries, newest first, filtered (``action`` ``site.`` matches every site.*).
+        The whole city's log: a town's account may not read it."""
+        self._require_city("查看审计日志")
         if since is not None and until is not None and until < since:
             raise InvalidRequest("until is before since")
         statement = select(AuditEntry)

@@ -57,7 +57,7 @@ def _period(central: Central, start: dt.date | None, end: dt.date | None
 @router.get("/ratings", tags=["ratings"])
 def api_ratings(
     request: Request,
-    _: Viewer,
+    principal: Viewer,
     start: Annotated[dt.date | None, Query(alias="from")] = None,
     end: Annotated[dt.date | None, Query(alias="to")] = None,
     site: str | None = None,
@@ -67,16 +67,16 @@ def api_ratings(
 ) -> dict[str, Any]:
     central = central_of(request)
     first, last = _period(central, start, end)
-    records = central.read.ratings.records(first, last, site_id=site, town=town, status=status,
-                                           limit=limit)  # fmt: skip
+    reads = central.read_as(principal).ratings
+    records = reads.records(first, last, site_id=site, town=town, status=status, limit=limit)
     return {"ratings": [r.to_json() for r in records],
-            "report_counts": central.read.ratings.report_counts()}  # fmt: skip
+            "report_counts": reads.report_counts()}  # fmt: skip
 
 
 @router.get("/ratings.csv", tags=["ratings"], response_class=PlainTextResponse)
 def api_ratings_csv(
     request: Request,
-    _: Viewer,
+    principal: Viewer,
     start: Annotated[dt.date | None, Query(alias="from")] = None,
     end: Annotated[dt.date | None, Query(alias="to")] = None,
     site: str | None = None,
@@ -86,8 +86,8 @@ def api_ratings_csv(
     their report status: UTF-8 with a BOM, headers ``中文 (field)``."""
     central = central_of(request)
     first, last = _period(central, start, end)
-    rows = central.read.ratings.export(first, last, site_id=site, town=town,
-                                       default_value=central.config.rating_default_value)
+    rows = central.read_as(principal).ratings.export(
+        first, last, site_id=site, town=town, default_value=central.config.rating_default_value)
     out = io.StringIO()
     out.write("\ufeff")
     writer = csv.writer(out, lineterminator="\r\n")
@@ -102,7 +102,7 @@ def api_ratings_csv(
 @router.get("/ratings/ranking", tags=["ratings"])
 def api_ranking(
     request: Request,
-    _: Viewer,
+    principal: Viewer,
     month: Annotated[str | None, Query(pattern=r"^[0-9]{4}-[0-9]{2}$")] = None,
     scope: Literal["window", "staff"] = "window",
     town: str | None = None,
@@ -110,18 +110,20 @@ def api_ranking(
     """The month's ranking of windows or staff by 好评率 (recounted from the events)."""
     central = central_of(request)
     month = month or f"{stats.business_date(central.now()):%Y-%m}"
-    return {"month": month, "scope": scope,
-            "rows": [r.to_json() for r in month_ranking(central, month, scope, town)]}
+    rows = month_ranking(central, principal, month, scope, town)
+    return {"month": month, "scope": scope, "rows": [r.to_json() for r in rows]}
 
 
-def month_ranking(central: Central, month: str, scope: Literal["window", "staff"],
-                  town: str | None) -> list[Any]:  # fmt: skip
+def month_ranking(central: Central, principal: Principal, month: str,
+                  scope: Literal["window", "staff"], town: str | None) -> list[Any]:  # fmt: skip
+    """The month's ranking of the caller's towns' windows or staff."""
     first, last = month_bounds(month)
     config = central.config
-    rows = central.read.statistics(scope, first, last, town=town, period="month",
-                                   default_value=config.rating_default_value,
-                                   default_in_rates=config.rating_default_in_rates)
-    names = central.read.stat_names(scope, sorted({r.key for r in rows}))
+    read = central.read_as(principal)
+    rows = read.statistics(scope, first, last, town=town, period="month",
+                           default_value=config.rating_default_value,
+                           default_in_rates=config.rating_default_in_rates)
+    names = read.stat_names(scope, sorted({r.key for r in rows}))
     return ranking(rows, names)
 
 
@@ -152,20 +154,21 @@ def api_report_retry(request: Request, principal: Admin) -> dict[str, Any]:
 @router.get("/bad-ratings", tags=["ratings"])
 def api_bad_ratings(
     request: Request,
-    _: Viewer,
+    principal: Viewer,
     state: CaseState = "open",
     town: str | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> dict[str, Any]:
     central = central_of(request)
-    cases = central.read.ratings.cases(central.now(), state=state, town=town, limit=limit)
+    cases = central.read_as(principal).ratings.cases(central.now(), state=state, town=town,
+                                                     limit=limit)  # fmt: skip
     return {"cases": [c.to_json() for c in cases]}
 
 
 @router.get("/bad-ratings/{case_id}", tags=["ratings"])
-def api_bad_rating(request: Request, case_id: int, _: Viewer) -> dict[str, Any]:
+def api_bad_rating(request: Request, case_id: int, principal: Viewer) -> dict[str, Any]:
     central = central_of(request)
-    return central.read.ratings.case(case_id, central.now()).to_json()
+    return central.read_as(principal).ratings.case(case_id, central.now()).to_json()
 
 
 class CaseStep(BaseModel):
@@ -181,11 +184,13 @@ async def _step(request: Request, case_id: int, action: Action, principal: Princ
     central = central_of(request)
     service = service_of(central)  # the webhook sends the case's alarm changes
     now = central.now()
+    reads = central.read_as(principal).ratings
+    await run_in_threadpool(reads.case, case_id, now)  # 404, or 403 for another town's case
     desk = BadRatingDesk(central.sessions)
     notifications = await run_in_threadpool(desk.act, case_id, action,
                                             actor_of(request, principal), note, now=now)
     service.queue_notifications(notifications)
-    view = await run_in_threadpool(central.read.ratings.case, case_id, now)
+    view = await run_in_threadpool(reads.case, case_id, now)
     return view.to_json()
 
 
@@ -223,8 +228,8 @@ class Profile(BaseModel):
 
 
 @router.get("/sites/{site_id}/staff", tags=["ratings"])
-def api_staff(request: Request, site_id: str, _: Viewer) -> dict[str, Any]:
-    roster = central_of(request).read.ratings.staff(site_id)
+def api_staff(request: Request, site_id: str, principal: Viewer) -> dict[str, Any]:
+    roster = central_of(request).read_as(principal).ratings.staff(site_id)
     return {"staff": [{"id": staff_id, "name": name} for staff_id, name in roster]}
 
 
@@ -233,6 +238,7 @@ def api_put_staff(request: Request, site_id: str, body: Roster,
                   principal: Admin) -> dict[str, Any]:  # fmt: skip
     """Replace the site's roster (工号 -> name): exports and rankings show the names."""
     central = central_of(request)
+    central.read_as(principal).require_site(site_id)
     RatingRoster(central.sessions).set_staff(site_id, [(s.id, s.name) for s in body.staff],
                                              actor=actor_of(request, principal),
                                              now=central.now())  # fmt: skip
@@ -240,8 +246,8 @@ def api_put_staff(request: Request, site_id: str, body: Roster,
 
 
 @router.get("/sites/{site_id}/rating-profile", tags=["ratings"])
-def api_profile(request: Request, site_id: str, _: Viewer) -> dict[str, Any]:
-    profile = central_of(request).read.ratings.profile(site_id)
+def api_profile(request: Request, site_id: str, principal: Viewer) -> dict[str, Any]:
+    profile = central_of(request).read_as(principal).ratings.profile(site_id)
     if profile is None:
         return {"site": site_id, "region_code": None, "department": None,
                 "department_name": None}  # fmt: skip
@@ -254,6 +260,7 @@ def api_put_profile(request: Request, site_id: str, body: Profile,
                     principal: Admin) -> dict[str, Any]:  # fmt: skip
     """The site's 行政区划代码 and the department of 办件 whose record names none."""
     central = central_of(request)
+    central.read_as(principal).require_site(site_id)
     RatingRoster(central.sessions).set_profile(
         site_id, body.region_code, body.department, body.department_name,
         actor=actor_of(request, principal), now=central.now())

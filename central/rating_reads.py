@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from central import stats
-from central.errors import InvalidRequest, UnknownBadRating, UnknownSite
+from central.errors import InvalidRequest, OutOfScope, UnknownBadRating, UnknownSite
 from central.models import (
     BadRatingCase,
     BadRatingNote,
@@ -173,8 +173,27 @@ def month_bounds(month: str) -> tuple[dt.date, dt.date]:
 class RatingReads:
     """Reads of the 好差评 tables (module docstring)."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session],
+                 towns: frozenset[str] | None = None) -> None:  # fmt: skip
         self._sessions = sessions
+        self._towns = towns
+        """``None``: the whole city; else the towns read (a town's account: its towns)."""
+
+    def _scope_sites(self) -> Any:
+        """The ids of the sites in scope (a subquery)."""
+        statement = select(Site.id)
+        return statement if self._towns is None else statement.where(
+            Site.town.in_(sorted(self._towns)))  # fmt: skip
+
+    def _require_town(self, town: str) -> None:
+        if self._towns is not None and town not in self._towns:
+            raise OutOfScope(f"town {town!r}")
+
+    def _require_site(self, session: Session, site_id: str) -> None:
+        site = session.get(Site, site_id)
+        if site is None:
+            raise UnknownSite(site_id)
+        self._require_town(site.town)
 
     @staticmethod
     def _sites(session: Session) -> dict[str, Site]:
@@ -193,11 +212,13 @@ class RatingReads:
         conditions: list[Any] = [RatingRecord.day >= first.isoformat(),
                                  RatingRecord.day <= last.isoformat()]  # fmt: skip
         if site_id:
-            if session.get(Site, site_id) is None:
-                raise UnknownSite(site_id)
+            self._require_site(session, site_id)
             conditions.append(RatingRecord.site_id == site_id)
         elif town:
+            self._require_town(town)
             conditions.append(RatingRecord.site_id.in_(select(Site.id).where(Site.town == town)))
+        if self._towns is not None:
+            conditions.append(RatingRecord.site_id.in_(self._scope_sites()))
         return conditions
 
     def records(self, first: dt.date, last: dt.date, *, site_id: str | None = None,
@@ -249,8 +270,9 @@ class RatingReads:
         """How many records stand at each report status."""
         with self._sessions() as session:
             counted = dict(session.execute(
-                select(RatingRecord.report_status, func.count()).group_by(
-                    RatingRecord.report_status)).all())  # fmt: skip
+                select(RatingRecord.report_status, func.count())
+                .where(RatingRecord.site_id.in_(self._scope_sites()))
+                .group_by(RatingRecord.report_status)).all())  # fmt: skip
         return {status.value: int(counted.get(status, 0)) for status in ReportStatus}
 
     def cases(self, now: datetime, *, state: CaseState = "open", town: str | None = None,
@@ -264,7 +286,10 @@ class RatingReads:
             elif state == "closed":
                 statement = statement.where(BadRatingCase.status.not_in(OPEN_STATES))
             if town:
+                self._require_town(town)
                 statement = statement.where(BadRatingCase.town == town)
+            if self._towns is not None:
+                statement = statement.where(BadRatingCase.town.in_(sorted(self._towns)))
             found = session.execute(statement.order_by(BadRatingCase.opened_at.desc())
                                     .limit(limit)).all()
             sites, names = self._sites(session), self._names(session)
@@ -280,6 +305,7 @@ class RatingReads:
                 .where(BadRatingCase.id == case_id)).first()  # fmt: skip
             if found is None:
                 raise UnknownBadRating(case_id)
+            self._require_town(found[0].town)
             notes = session.scalars(select(BadRatingNote).where(BadRatingNote.case_id == case_id)
                                     .order_by(BadRatingNote.id)).all()
             sites, names = self._sites(session), self._names(session)
@@ -310,16 +336,14 @@ class RatingReads:
     def staff(self, site_id: str) -> list[tuple[str, str]]:
         """The site's roster: (工号, name), by 工号."""
         with self._sessions() as session:
-            if session.get(Site, site_id) is None:
-                raise UnknownSite(site_id)
+            self._require_site(session, site_id)
             return [(m.staff_id, m.name) for m in session.scalars(
                 select(StaffMember).where(StaffMember.site_id == site_id)
                 .order_by(StaffMember.staff_id))]  # fmt: skip
 
     def profile(self, site_id: str) -> RatingProfile | None:
         with self._sessions() as session:
-            if session.get(Site, site_id) is None:
-                raise UnknownSite(site_id)
+            self._require_site(session, site_id)
             return session.get(RatingProfile, site_id)
 
 

@@ -13,7 +13,8 @@ publishes, commit a batch in a worker thread,
 then publish acks and queue notifications), ``alarm-timer`` (time-based alarm
 rules, 差评 deadlines, telemetry retention), ``retention`` (old events, alarms and
 commands, see :mod:`central.retention`), ``webhook`` (send notifications),
-``province-report`` (好差评 records to the provincial platform, when
+``robots`` (the managers' 企业微信/钉钉 groups, :mod:`central.notify`, when routes
+are configured), ``province-report`` (好差评 records to the provincial platform, when
 ``province_url`` is set: :mod:`central.province`), ``pushes`` (the emergency stops
 and the city calendar each site still lacks, :mod:`central.pushes`). The citizens'
 progress pages read the sites' ``progress`` from memory
@@ -29,14 +30,17 @@ import collections
 import contextlib
 import math
 import traceback
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import msgspec
 import structlog
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,9 +49,10 @@ from central.alarms import AlarmBook, Notification, WebhookNotifier, run_timed_r
 from central.bookings import Bookings, BookingView
 from central.config import CentralConfig
 from central.db import make_engine, migrate, session_factory
-from central.errors import CommandRefused, TooManyRequests, UnknownSite
+from central.errors import CommandRefused, InvalidRequest, TooManyRequests, UnknownSite
 from central.ingest import IngestProcessor, MqttIngest, Received, new_command
-from central.models import Alarm, Command, CommandStatus, Site
+from central.models import Alarm, BulkCommand, Command, CommandStatus, Site
+from central.notify import Notifier, load_routes
 from central.progress import ProgressHub, prune_ticket_links
 from central.province import ProvincialReporter, ReportRun
 from central.pushes import PUSH_TTL_S, PUSHED_COMMANDS, Pushes, StopView
@@ -91,6 +96,7 @@ class CentralService:
         engine: Engine | None = None,
         sink: TelemetrySink | None = None,
         notifier: WebhookNotifier | None = None,
+        robots: Notifier | None = None,
         clock: UtcNow = utc_now,
         run_migrations: bool = True,
     ) -> None:
@@ -102,6 +108,12 @@ class CentralService:
             notifier = WebhookNotifier(config.webhook_url, timeout_s=config.webhook_timeout_s)
         self.notifier = notifier
         self.clock = clock
+        if robots is None and config.notify_routes_file:
+            robots = Notifier(load_routes(Path(config.notify_routes_file)), self.sessions,
+                              clock=clock, base_url=config.dashboard_url,
+                              timeout_s=config.webhook_timeout_s)  # fmt: skip
+        self.robots = robots
+        """The managers' robot groups (:class:`central.notify.Notifier`), if configured."""
         self._run_migrations = run_migrations
         self.processor = IngestProcessor(self.sessions, config, self.sink)
         self.progress = ProgressHub(clock, stale_s=config.progress_stale_s)
@@ -142,6 +154,8 @@ class CentralService:
             tasks.create_task(self._push_loop(), name="pushes"),
             tasks.create_task(self._retention_timer(), name="retention"),
         ]
+        if self.robots is not None:
+            self._tasks.append(tasks.create_task(self.robots.run(), name="robots"))
         if self.config.province_url:
             self._tasks.append(tasks.create_task(self._report_loop(), name="province-report"))
         return self
@@ -246,7 +260,7 @@ class CentralService:
             for site_id, seq in outcome.acks.items():
                 self.mqtt.publish_ack(site_id, seq)
         for notification in outcome.notifications:
-            self._notices.put_nowait(notification)
+            self._announce(notification)
         if any(item.topic.endswith(_STATE_TOPIC) for item in batch):
             self._push_due.set()  # a site came or went: it may lack a push
 
@@ -369,7 +383,7 @@ class CentralService:
         async with self._db_lock:
             notifications = await asyncio.to_thread(work)
         for notification in notifications:
-            self._notices.put_nowait(notification)
+            self._announce(notification)
         return notifications
 
     async def _retention_timer(self) -> None:
@@ -408,7 +422,13 @@ class CentralService:
         alarms) to the webhook sender; callable from any thread."""
         if self._loop is not None:
             for notification in notifications:
-                self._loop.call_soon_threadsafe(self._notices.put_nowait, notification)
+                self._loop.call_soon_threadsafe(self._announce, notification)
+
+    def _announce(self, notification: Notification) -> None:
+        """To the webhook and to the managers' robots (on the loop)."""
+        self._notices.put_nowait(notification)
+        if self.robots is not None:
+            self.robots.submit_alarm(notification)
 
     async def report_ratings(self) -> ReportRun:
         """Send the 好差评 records that are due to the provincial platform now (the
@@ -505,25 +525,119 @@ class CentralService:
 
     def _check_command_rate(self, session: Session, site_id: str, now: datetime) -> None:
         """Counted from the commands table, so that every replica and restart agree."""
+        refusal = self._command_rates(session, [site_id], now).get(site_id)
+        if refusal is not None:
+            raise refusal
+
+    def _command_rates(self, session: Session, site_ids: list[str],
+                       now: datetime) -> dict[str, TooManyRequests]:  # fmt: skip
+        """The sites of ``site_ids`` past ``command_limit_per_site``, each with its refusal
+        (one grouped query per 500 sites, however many)."""
         limit = self.config.command_limit_per_site
         window = timedelta(seconds=self.config.command_limit_window_s)
-        recent = session.scalars(
-            select(Command.issued_at)
-            .where(Command.site_id == site_id, Command.issued_at > now - window)
-            .order_by(Command.issued_at.desc())
-            .limit(limit)
-        ).all()
-        if len(recent) < limit:
-            return
-        retry_after = (recent[-1] + window - now).total_seconds()  # the oldest leaves the window
-        log.warning("command.rate_limited", site=site_id, limit=limit,
-                    window_s=self.config.command_limit_window_s)  # fmt: skip
-        raise TooManyRequests(  # the dashboard shows this text to the operator: Chinese first
-            f"指令过于频繁，请 {max(1, math.ceil(retry_after))} 秒后再试 / site {site_id!r} was "
-            f"sent {limit} commands in the last {self.config.command_limit_window_s} s "
-            "(command_limit_per_site)",
-            retry_after_s=retry_after,
-        )
+        refused: dict[str, TooManyRequests] = {}
+        for start in range(0, len(site_ids), 500):
+            chunk = site_ids[start : start + 500]
+            full = session.execute(
+                select(Command.site_id, func.count())
+                .where(Command.site_id.in_(chunk), Command.issued_at > now - window)
+                .group_by(Command.site_id).having(func.count() >= limit)
+            ).all()  # fmt: skip
+            for site_id, _ in full:
+                recent = session.scalars(
+                    select(Command.issued_at)
+                    .where(Command.site_id == site_id, Command.issued_at > now - window)
+                    .order_by(Command.issued_at.desc()).limit(limit)
+                ).all()  # fmt: skip
+                retry_after = (recent[-1] + window - now).total_seconds()  # the oldest leaves
+                log.warning("command.rate_limited", site=site_id, limit=limit,
+                            window_s=self.config.command_limit_window_s)  # fmt: skip
+                refused[site_id] = TooManyRequests(  # shown to the operator: Chinese first
+                    f"指令过于频繁，请 {max(1, math.ceil(retry_after))} 秒后再试 / site "
+                    f"{site_id!r} was sent {limit} commands in the last "
+                    f"{self.config.command_limit_window_s} s (command_limit_per_site)",
+                    retry_after_s=retry_after,
+                )
+        return refused
+
+    async def send_bulk(
+        self,
+        site_ids: list[str],
+        args: mm.CommandArgs,
+        *,
+        target: dict[str, Any],
+        ttl_s: int = 300,
+        issued_by: str,
+    ) -> BulkSent:
+        """One command to many sites: recorded in one transaction (a ``bulk_commands`` row,
+        a command per site), then published, one ``cmd/{name}`` per site.
+
+        A site past ``command_limit_per_site`` is not sent to: it is listed in
+        :attr:`BulkSent.refused` with the reason (the others go). :class:`CommandRefused`
+        when the contract refuses the command itself (nothing is recorded or sent);
+        :class:`UnknownSite` for an id not in the registry.
+        """
+        if not site_ids:
+            raise InvalidRequest("no site to send to")
+        now = self.clock()
+        bulk_id = uuid.uuid4()
+        commands = []
+        for site_id in site_ids:
+            try:
+                command = new_command(site_id, args, now=now, ttl_s=ttl_s)
+                publish = mm.to_publish(command)  # the edge's own decoder checks it here
+            except (ValueError, LocalProtocolError) as exc:
+                raise CommandRefused(f"invalid command: {exc}") from None
+            commands.append((command, publish))
+        name = commands[0][0].name
+
+        def record() -> tuple[list[mm.Publish], dict[str, str]]:
+            with self.sessions.begin() as session:
+                known: set[str] = set()
+                for start in range(0, len(site_ids), 500):
+                    chunk = site_ids[start : start + 500]
+                    known.update(session.scalars(select(Site.id).where(Site.id.in_(chunk))))
+                if missing := [s for s in site_ids if s not in known]:
+                    raise UnknownSite(missing[0])
+                refusals = self._command_rates(session, site_ids, now)
+                refused = {site_id: str(exc) for site_id, exc in refusals.items()}
+                session.add(BulkCommand(id=bulk_id, name=name, args=msgspec.to_builtins(args),
+                                        ttl_s=ttl_s, target=target, issued_by=issued_by,
+                                        issued_at=now, sites=len(site_ids),
+                                        refused=refused))  # fmt: skip
+                session.flush()
+                publishes, rows = [], []
+                stored_args = msgspec.to_builtins(args)
+                expires_at = now + timedelta(seconds=ttl_s)
+                for command, publish in commands:
+                    if command.site in refused:
+                        continue
+                    rows.append({"id": command.id, "site_id": command.site, "name": name,
+                                 "args": stored_args, "issued_at": now, "expires_at": expires_at,
+                                 "issued_by": issued_by, "status": CommandStatus.SENT,
+                                 "bulk_id": bulk_id})  # fmt: skip
+                    publishes.append(publish)
+                if rows:  # one executemany, not an ORM object per site (a province: 20,000)
+                    session.execute(insert(Command), rows)
+            return publishes, refused
+
+        async with self._db_lock:
+            publishes, refused = await asyncio.to_thread(record)
+        for publish in publishes:
+            self.mqtt.publish(publish)
+        log.info("command.bulk_sent", id=str(bulk_id), name=name, sites=len(site_ids),
+                 sent=len(publishes), refused=len(refused), by=issued_by)  # fmt: skip
+        return BulkSent(bulk_id, len(publishes), refused)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkSent:
+    """What :meth:`CentralService.send_bulk` did: the bulk's id, how many sites were sent
+    the command, and the sites it was not sent to, with why."""
+
+    id: uuid.UUID
+    sent: int
+    refused: dict[str, str]
 
 
 def command_args(name: str, args: dict[str, Any]) -> mm.CommandArgs:
@@ -543,4 +657,4 @@ def command_args(name: str, args: dict[str, Any]) -> mm.CommandArgs:
     return typed
 
 
-__all__ = ["CentralService", "command_args", "utc_now"]
+__all__ = ["BulkSent", "CentralService", "command_args", "utc_now"]

@@ -10,7 +10,7 @@
 ``time.thread_time`` counts only the calling thread, so a batch committed in a
 worker thread is not charged for the event loop's work meanwhile, and the
 reading costs well under a microsecond, a few per batch. The figures are
-cumulative; :mod:`central.bench` turns them into CPU-seconds per 1,000 events.
+cumulative; :mod:`onedoor.bench.central` turns them into CPU-seconds per 1,000 events.
 """
 
 from __future__ import annotations

@@ -379,9 +379,15 @@ CommandState = Literal["pending", "succeeded", "failed", "expired"]
 
 def command_state(command: Command, now: datetime) -> CommandState:
     """``succeeded``/``failed`` once a result came; ``expired`` past its TTL; else ``pending``."""
-    if command.status is CommandStatus.SENT:
-        return "expired" if now >= command.expires_at else "pending"
-    state: CommandState = command.status.value  # type: ignore[assignment]  # the other three
+    return state_of(command.status, command.expires_at, now)
+
+
+def state_of(status: CommandStatus, expires_at: datetime, now: datetime) -> CommandState:
+    """:func:`command_state` from the two columns it depends on (rows read without the
+    whole command)."""
+    if status is CommandStatus.SENT:
+        return "expired" if now >= expires_at else "pending"
+    state: CommandState = status.value  # type: ignore[assignment]  # the other three
     return state
 
 
@@ -417,6 +423,48 @@ class CommandView(View, frozen=True, kw_only=True):
         )
 
 
+BulkState = Literal["pending", "succeeded", "failed", "expired", "refused"]
+BULK_STATES: Final[tuple[BulkState, ...]] = ("pending", "succeeded", "failed", "expired",
+                                             "refused")  # fmt: skip
+
+
+class BulkSiteView(View, frozen=True, kw_only=True):
+    """One site of a bulk command: its command's state, or ``refused`` (never sent)."""
+
+    site_id: str
+    name: str
+    town: str
+    state: BulkState
+    waiting_for_site: bool
+    error: str | None
+    result_at: str | None
+    command_id: str | None
+
+
+class BulkView(View, frozen=True, kw_only=True):
+    """A command sent to many sites, and how far it got (of the sites the reader covers)."""
+
+    id: str
+    name: str
+    args: dict[str, Any]
+    ttl_s: int
+    target: dict[str, Any]
+    issued_by: str
+    issued_at: str | None
+    sites: int
+    """Sites of the target the reader covers."""
+    counts: dict[str, int]
+    """Sites per state (``pending`` … ``refused``)."""
+    done: bool
+    """No site is pending any more."""
+    state: BulkState | None
+    """The rows are of this state only (none: every state)."""
+    matching: int
+    """Sites of ``state`` (or all of them); ``rows`` may hold fewer (a limit)."""
+    rows: list[BulkSiteView]
+    """Per site, by town then id (empty in a list of bulk commands)."""
+
+
 class TokenView(View, frozen=True, kw_only=True):
     """A token as listed: never its secret."""
 
@@ -425,11 +473,13 @@ class TokenView(View, frozen=True, kw_only=True):
     role: str
     created_at: str | None
     revoked_at: str | None
+    towns: list[str] | None = None
 
     @classmethod
     def of(cls, info: TokenInfo) -> TokenView:
         return cls(id=info.token_id, name=info.name, role=info.role.value,
-                   created_at=iso(info.created_at), revoked_at=iso(info.revoked_at))  # fmt: skip
+                   created_at=iso(info.created_at), revoked_at=iso(info.revoked_at),
+                   towns=None if info.towns is None else sorted(info.towns))  # fmt: skip
 
 
 class AuditView(View, frozen=True, kw_only=True):
@@ -516,12 +566,16 @@ class SiteGauges(View, frozen=True, kw_only=True):
 
 
 __all__ = [
+    "BULK_STATES",
     "HEALTHS",
     "SEVERITY_RANK",
     "AdviceView",
     "AlarmBoard",
     "AlarmView",
     "AuditView",
+    "BulkSiteView",
+    "BulkState",
+    "BulkView",
     "CommandState",
     "CommandView",
     "DeviceView",
@@ -545,5 +599,6 @@ __all__ = [
     "command_state",
     "iso",
     "site_health",
+    "state_of",
     "worst_severity",
 ]

@@ -14,12 +14,14 @@ from collections.abc import Sequence
 
 from edge.cli import add_edge_commands
 from onedoor import log
+from onedoor.cli_support import add_log_level, finish
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edge", description="onedoor hall daemon")
-    parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
-    add_edge_commands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    add_log_level(parser)
+    add_edge_commands(parser.add_subparsers(dest="command", metavar="COMMAND"))
+    finish(parser)
     args = parser.parse_args(argv)
     log.configure(args.log_level)
     result: int = args.func(args)

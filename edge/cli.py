@@ -162,35 +162,38 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    edge = subparsers.add_parser("edge", help="the hall daemon (run, check-config, status)")
-    add_edge_commands(edge.add_subparsers(dest="edge_command", metavar="EDGE_COMMAND",
-                                          required=True))
+    edge = subparsers.add_parser("edge", help="大厅守护进程 / "
+                                              "the hall daemon (run, check-config, status)")
+    add_edge_commands(edge.add_subparsers(dest="edge_command", metavar="EDGE_COMMAND"))
 
 
 def add_edge_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """run, check-config and status (also used by ``python -m edge``)."""
-    run = sub.add_parser("run", help="run the hall daemon")
+    run = sub.add_parser("run", help="运行守护进程 / run the hall daemon")
     run.add_argument("--config", required=True, help="site TOML file")
     run.set_defaults(func=_cmd_run)
-    check = sub.add_parser("check-config", help="validate a site config and list every problem")
+    check = sub.add_parser("check-config", help="检查配置 / "
+                                                "validate a site config and list every problem")
     check.add_argument("file")
     check.add_argument("--skip-files", action="store_true",
                        help="check the file alone, not this machine: TLS and password files, "
                             "the journal's folder, voice clips, serial ports, GPIO")
     check.set_defaults(func=_cmd_check_config)
-    status = sub.add_parser("status", help="the hall at a glance (daemon HTTP, else journal)")
+    status = sub.add_parser("status", help="大厅状态 / "
+                                           "the hall at a glance (daemon HTTP, else journal)")
     status.add_argument("--config", required=True, help="site TOML file")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_cmd_status)
     probe = sub.add_parser(
-        "probe", help="探测设备 ask each configured device what it is, its status and round trip "
+        "probe", help="探测设备 / ask each configured device what it is, its status and round trip "
                       "(stop the daemon first: it owns the ports)")
     probe.add_argument("--config", required=True, help="site TOML file")
     probe.add_argument("--device", choices=("printer", "screens", "terminals", "id_card"),
                        help="only this device family")
     probe.add_argument("--json", action="store_true")
     probe.set_defaults(func=_cmd_probe)
-    clips = sub.add_parser("make-clips", help="generate the default voice clips (espeak-ng)")
+    clips = sub.add_parser("make-clips", help="生成语音 / "
+                                              "generate the default voice clips (espeak-ng)")
     clips.add_argument("directory")
     clips.add_argument("--overwrite", action="store_true", help="replace existing clips")
     clips.set_defaults(func=_cmd_make_clips)

@@ -1,7 +1,7 @@
 """The central's commands (``cmd/{name}``), run against the hall.
 
 :class:`RemoteCommands` is the uplink's command handler: it returns when the
-command was carried out and raises :class:`~edge.uplink.CommandFailed` with a
+command was carried out and raises :class:`~edge.errors.CommandFailed` with a
 reason otherwise; the uplink answers ``cmd_result`` either way.
 
 * ``announce``: the text is said ``repeat`` times after any ticket call waiting,
@@ -24,10 +24,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from edge.device_set import DeviceSet
-from edge.errors import CommandRejected, OutputRefused
+from edge.errors import CommandFailed, CommandRejected, OutputRefused
 from edge.hall import Hall
 from edge.outputs import HallOutputs
-from edge.uplink import CommandFailed
 from fastpath.types import TicketState
 from firmware_protocols import mqtt_messages as mm
 

@@ -10,7 +10,11 @@
     │   └── AckRefused(JournalError)             the central's ack is far beyond this journal
     ├── CommandRejected(EdgeError, ValueError)   a hall command that cannot run now;
     │                                            carries the HTTP ``status`` for the API
-    └── OutputRefused(EdgeError, ValueError)     text a hall device cannot show or say
+    ├── OutputRefused(EdgeError, ValueError)     text a hall device cannot show or say
+    ├── CommandFailed(EdgeError)                 a remote (MQTT) command not carried out;
+    │                                            its message goes into ``cmd_result.error``
+    └── HttpError(EdgeError)                     a refused local HTTP request (bad JSON,
+                                                 unknown path ...); carries ``status``, ``code``
 """
 
 from __future__ import annotations
@@ -63,7 +67,20 @@ class OutputRefused(EdgeError, ValueError):
     """Text no device of its kind can show or say (a notice outside the LED font)."""
 
 
+class CommandFailed(EdgeError):
+    """A command could not be carried out; the message goes into ``cmd_result.error``."""
+
+
+class HttpError(EdgeError):
+    """A local HTTP request refused with ``status`` and a short machine-readable ``code``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
 __all__ = [
-    "AckRefused", "CommandRejected", "ConfigInvalid", "EdgeError", "JournalError",
-    "OutputRefused", "ReplayDiverged",
+    "AckRefused", "CommandFailed", "CommandRejected", "ConfigInvalid", "EdgeError", "HttpError",
+    "JournalError", "OutputRefused", "ReplayDiverged",
 ]

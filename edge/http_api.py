@@ -55,7 +55,7 @@ from typing import Any
 import h11
 import structlog
 
-from edge.errors import CommandRejected, JournalError
+from edge.errors import CommandRejected, HttpError, JournalError
 from edge.hall import Hall
 from edge.kiosk import TicketAnswer, TicketDesk, TicketRequest
 from fastpath.types import CLASS_BY_LABEL
@@ -66,13 +66,6 @@ log = structlog.get_logger(__name__)
 MAX_BODY = 16 * 1024
 READ_TIMEOUT_S = 30.0
 StatusSource = Callable[[], dict[str, Any]]
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
 
 
 def _ticket_json(answer: TicketAnswer, progress_url: str | None) -> dict[str, Any]:

@@ -56,7 +56,7 @@ from paho.mqtt.properties import Properties
 
 from edge.clock import Clock
 from edge.config import MqttConfig
-from edge.errors import AckRefused
+from edge.errors import AckRefused, CommandFailed
 from edge.journal import Journal
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols import mqtt_topics as topics
@@ -70,8 +70,11 @@ AdviceSource = Callable[[int], "mm.Advice | None"]
 """The latest staffing advice, as a message of the given MQTT session (None: none yet)."""
 
 
-class CommandFailed(Exception):
-    """A command could not be carried out; the message goes into ``cmd_result.error``."""
+def _close_wakeup_sockets(client: paho.Client) -> None:
+    """Close the socket pair paho opens to wake its loop: paho itself closes it only when
+    the client is garbage-collected, which for a client in a reference cycle is late (one
+    pair per reconnect held open until then)."""
+    client._reset_sockets()  # no public way to do it
 
 
 class _CommandId(msgspec.Struct):
@@ -257,11 +260,11 @@ class Uplink:
         """Stable across connections and restarts: the broker keeps its session."""
         return f"onedoor-edge-{self.site_id}"
 
-    def _make_client(self) -> paho.Client:
+    def _new_paho(self, *, clean_session: bool | None) -> paho.Client:
+        """A paho client with the site's id, protocol, login and TLS."""
         mqtt5 = self.mqtt.protocol == "5"
-        fresh = not self.journal.broker_session_known()  # see _connect
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             clean_session=None if mqtt5 else fresh,
+                             clean_session=None if mqtt5 else clean_session,
                              protocol=paho.MQTTv5 if mqtt5 else paho.MQTTv311,
                              reconnect_on_failure=False)
         if self.mqtt.username is not None:
@@ -269,6 +272,12 @@ class Uplink:
         if self.mqtt.tls is not None:
             client.tls_set(ca_certs=self.mqtt.tls.ca_file, certfile=self.mqtt.tls.cert_file,
                            keyfile=self.mqtt.tls.key_file)
+        return client
+
+    def _make_client(self) -> paho.Client:
+        # 3.1.1 keeps the session (clean_session False): a fresh journal's start is made
+        # clean beforehand by _end_earlier_session (see _connect).
+        client = self._new_paho(clean_session=False)
         # paho must never reconnect by itself (reconnect_on_failure=False above): each
         # connection needs a new session number and a Will that carries it.
         client.max_inflight_messages_set(self.window)
@@ -339,6 +348,7 @@ class Uplink:
             with contextlib.suppress(Exception):
                 client.disconnect()
             await asyncio.to_thread(client.loop_stop)
+            _close_wakeup_sockets(client)
             self._client = None
             log.info("uplink.disconnected", session=self.session)
 
@@ -351,13 +361,38 @@ class Uplink:
         """
         mqtt = self.mqtt
         fresh = not self.journal.broker_session_known()
-        if mqtt.protocol != "5":  # 3.1.1: clean_session is the client's (see _make_client)
+        if mqtt.protocol != "5":
+            # 3.1.1 has no "clean start, then keep the session": a clean connection's
+            # session ends at its disconnect, and a command sent to the offline site
+            # then would be lost. So end the earlier journal's session with a clean
+            # connection of its own, and open a kept one.
+            if fresh:
+                self._end_earlier_session()
             client.connect(mqtt.host, mqtt.port, mqtt.keepalive_seconds)
             return
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = mqtt.session_expiry_seconds
         client.connect(mqtt.host, mqtt.port, mqtt.keepalive_seconds, clean_start=fresh,
                        properties=properties)
+
+    def _end_earlier_session(self, timeout_s: float = 10.0) -> None:
+        """Connect clean and leave (blocking, 3.1.1 only): the broker drops what it kept."""
+        wiper = self._new_paho(clean_session=True)
+        answered: list[bool] = []
+        wiper.on_connect = lambda _c, _u, _f, reason, _p: answered.append(not reason.is_failure)
+        wiper.connect(self.mqtt.host, self.mqtt.port, self.mqtt.keepalive_seconds)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while not answered and time.monotonic() < deadline:
+                wiper.loop(0.1)
+            if answered != [True]:
+                raise ConnectionError("the broker did not accept the clean connection "
+                                      "that ends the earlier journal's session")
+        finally:
+            with contextlib.suppress(Exception):
+                wiper.disconnect()
+                wiper.loop(0.1)  # writes the DISCONNECT
+            _close_wakeup_sockets(wiper)
 
     def _offline_args(self) -> tuple[str, bytes, int, bool]:
         publish = mm.to_publish(self._state("offline"))

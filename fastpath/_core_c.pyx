@@ -165,13 +165,6 @@ cdef class QueueCore:
         self._n_windows += 1
         return self._n_windows - 1
 
-    def set_window(self, Py_ssize_t widx, services, bint priority_window, int64_t ratio_cap):
-        self._check_window(widx)
-        cdef Window *window = &self._windows[widx]
-        self._set_services(window, services)
-        window.priority_window = priority_window
-        window.ratio_cap = ratio_cap
-
     cdef int _check_window(self, Py_ssize_t widx) except -1:
         if not 0 <= widx < self._n_windows:
             raise IndexError(f"window index {widx} out of range")

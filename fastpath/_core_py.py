@@ -66,16 +66,6 @@ class QueueCore:
         self._windows.append(_Window(self._checked(services), priority_window, ratio_cap))
         return len(self._windows) - 1
 
-    def set_window(
-        self, widx: int, services: Sequence[tuple[int, int]], priority_window: bool,
-        ratio_cap: int,
-    ) -> None:
-        """Change a window's profile (config reload); its streak counter survives."""
-        window = self._windows[widx]
-        window.services = self._checked(services)
-        window.priority_window = priority_window
-        window.ratio_cap = ratio_cap
-
     def _checked(self, services: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
         for service, _weight in services:
             if not 0 <= service < self.n_services:

@@ -46,12 +46,12 @@ log = structlog.get_logger(__name__)
 
 def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "simulate", help="queue simulator: run a day, plan staffing, generate arrivals",
+        "simulate", help="排队仿真 / queue simulator: run a day, plan staffing, generate arrivals",
         description="排队仿真 / queue simulator driving the hall's own dispatch policy",
     )
-    sub = parser.add_subparsers(dest="simulate_command", metavar="ACTION", required=True)
+    sub = parser.add_subparsers(dest="simulate_command", metavar="ACTION")
 
-    run = sub.add_parser("run", help="simulate one day and print the summary")
+    run = sub.add_parser("run", help="仿真一天 / simulate one day and print the summary")
     _hall_args(run)
     run.add_argument("--arrivals", help="CSV of arrivals to replay (default: Poisson from the "
                                         "hall's profile)")
@@ -59,7 +59,8 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.set_defaults(func=_cmd_run)
 
-    staffing = sub.add_parser("staffing", help="smallest window plan meeting a p90 wait SLA")
+    staffing = sub.add_parser("staffing", help="窗口配置 / "
+                                               "smallest window plan meeting a p90 wait SLA")
     _hall_args(staffing)
     staffing.add_argument("--arrivals", required=True, help="CSV of arrivals (time,service,...)")
     staffing.add_argument("--sla-minutes", type=float, required=True,
@@ -77,7 +78,7 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     staffing.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     staffing.set_defaults(func=_cmd_staffing)
 
-    arrivals = sub.add_parser("arrivals", help="generate a day of arrivals as CSV")
+    arrivals = sub.add_parser("arrivals", help="生成到达 / generate a day of arrivals as CSV")
     _hall_args(arrivals)
     arrivals.add_argument("--seed", type=int, default=1)
     arrivals.add_argument("--scale", type=float, default=1.0,

@@ -1,7 +1,7 @@
 """The hall simulator: hall models, arrivals, one simulated day and its summary.
 
 The engine is :mod:`fastpath._sim_c` when it is built, else its pure twin
-:mod:`fastpath._sim_py` (``ONEDOOR_NO_EXTENSIONS=1`` forces the twin; both
+:mod:`fastpath._sim_py` (chosen by :func:`fastpath.extensions.load_twin`; both
 give the same results for the same seed). This module adds what people and
 files speak:
 
@@ -29,7 +29,6 @@ import dataclasses
 import datetime as dt
 import itertools
 import math
-import os
 import tomllib
 import unicodedata
 from array import array
@@ -49,6 +48,7 @@ from fastpath._sim_py import (  # the shared tables
     OUT_NO_SHOW,
 )
 from fastpath.calendar import Calendar
+from fastpath.extensions import load_twin
 from fastpath.types import (
     APPOINTMENT,
     CLASS_BY_LABEL,
@@ -62,21 +62,13 @@ from fastpath.types import (
     number_order,
 )
 
-NO_EXTENSIONS = bool(os.environ.get("ONEDOOR_NO_EXTENSIONS"))
+_engine, IMPLEMENTATION = load_twin("fastpath._sim_c", "fastpath._sim_py")
 
-if TYPE_CHECKING or NO_EXTENSIONS:
+if TYPE_CHECKING:
     from fastpath._sim_py import Engine, Xoshiro256
-
-    IMPLEMENTATION = "python"
 else:
-    try:
-        from fastpath._sim_c import Engine, Xoshiro256
-
-        IMPLEMENTATION = "cython"
-    except ImportError:  # not compiled here: the twin gives the same results
-        from fastpath._sim_py import Engine, Xoshiro256
-
-        IMPLEMENTATION = "python"
+    Engine = _engine.Engine
+    Xoshiro256 = _engine.Xoshiro256
 
 
 HOUR_MS = 60 * MINUTE_MS
@@ -301,11 +293,6 @@ class HallModel:
         """A simulation engine for this hall (the selected implementation)."""
         engine: Engine = make_engine(self, Engine)
         return engine
-
-    def offered_load(self) -> float:
-        """Busy windows needed on average (Σ visitors × mean service ÷ open time)."""
-        work = sum(m.visitors_per_day * m.mean_service_ms() for m in self.services)
-        return work / (self.arrivals_until_ms - self.opens_ms)
 
 
 def _without(intervals: Iterable[tuple[int, int]], breaks: Sequence[tuple[int, int]]

@@ -75,10 +75,6 @@ class ServiceOutcome:
     standard_error: float  # of over_share, from the spread between replications
     confidence: float  # probability that the pooled share is at most 10%
 
-    @property
-    def unserved_tail(self) -> bool:
-        return self.p90_ms >= UNSERVED
-
 
 @dataclass(frozen=True, slots=True)
 class PlanResult:

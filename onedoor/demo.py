@@ -660,7 +660,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("demo", help="a live fleet: broker, central, simulated sites")
+    parser = sub.add_parser("demo", help="演示 / a live fleet: broker, central, simulated sites")
     parser.add_argument("--villages", "--sites", type=int, default=21, dest="villages",
                         help="village stations to run (default 21; 277 = the whole city)")
     parser.add_argument("--sites-per-process", type=int, default=0,

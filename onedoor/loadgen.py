@@ -418,7 +418,8 @@ def _cmd_loadgen(args: argparse.Namespace) -> int:
 
 
 def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("loadgen", help="simulate many sites' MQTT traffic against a central")
+    parser = sub.add_parser("loadgen", help="负载生成 / "
+                                            "simulate many sites' MQTT traffic against a central")
     parser.add_argument("--sites", type=int, default=277)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=1883)

@@ -32,8 +32,15 @@ class _StderrLoggerFactory:
         return _StderrLogger()
 
 
+# The levels ``--log-level`` accepts, quietest last.
+LEVELS = ("debug", "info", "warning", "error")
+
+
 def configure(level: str = "info", *, json: bool | None = None) -> None:
-    """Configure structlog once per process."""
+    """Configure structlog once per process; ``level`` is one of :data:`LEVELS`."""
+    level = level.lower()
+    if level not in LEVELS:
+        raise ValueError(f"unknown log level {level!r}: choose one of {', '.join(LEVELS)}")
     if json is None:
         json = os.environ.get("ONEDOOR_LOG_JSON") == "1" or not sys.stderr.isatty()
     renderer: structlog.typing.Processor = (
@@ -57,4 +64,4 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
     )
 
 
-__all__ = ["configure"]
+__all__ = ["LEVELS", "configure"]

@@ -3,6 +3,7 @@
 ::
 
     central/web/pages.py     /login, /logout, /, /sites/{id}, /alarms, /statistics
+    central/web/people.py    /admin/users, /account, /commands (to many sites), /commands/{id}
     central/web/docs.py      /statistics/definitions (docs/STATISTICS.md as a page)
     central/web/ratings.py   /ratings, /ratings/cases/{id}, /ratings/ranking (好差评)
     central/web/fleet.py     the fleet snapshot, towns aggregated, live messages per scope
@@ -25,7 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from central.web import docs, live, pages, progress, ratings
+from central.web import docs, live, pages, people, progress, ratings
 from central.web.fleet import TOWN_TILES_ABOVE, FleetSnapshot
 from central.web.live import LIVE_INTERVAL_S, LiveHub, sse
 from central.web.pages import LoginRequired, fleet_html
@@ -39,6 +40,7 @@ def install(app: FastAPI, hub: LiveHub) -> None:
     """Add the pages, the live streams and /static to ``app``."""
     app.state.live_hub = hub
     app.include_router(pages.router)
+    app.include_router(people.router)
     app.include_router(docs.router)
     app.include_router(ratings.router)
     app.include_router(live.router)

@@ -119,6 +119,15 @@ class FleetSnapshot:
             self._towns = {t.town: t for t in self.towns(self.sites())}
         return self._towns
 
+    def restricted(self, towns: frozenset[str] | None) -> FleetSnapshot:
+        """The snapshot of ``towns``' sites only (a town manager's); itself for ``None``."""
+        if towns is None:
+            return self
+        registry = {site_id: entry for site_id, entry in self.registry.items()
+                    if entry[1] in towns}  # fmt: skip
+        return FleetSnapshot({site_id: state for site_id, state in self.tiles.items()
+                              if site_id in registry}, registry)  # fmt: skip
+
     def town_names(self) -> list[str]:
         return sorted({town for _, town in self.registry.values()})
 

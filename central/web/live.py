@@ -7,7 +7,10 @@
     GET /live/alarms           the alarms table, re-rendered when it changed
 
 The streams need a dashboard session (a bearer header is refused: browsers
-cannot send one on an EventSource, and scripts should use the REST API).
+cannot send one on an EventSource, and scripts should use the REST API). An
+open stream checks its session once a minute (which also keeps it from going
+idle: an open page is in use) and ends when the session has ended. A town's
+account gets its towns' sites only, on every stream.
 
 The fleet stream is fed by one :class:`LiveHub` per process that polls the
 database once per interval and pushes only what changed in each stream's scope
@@ -35,7 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from central.access import session_principal
 from central.auth import SESSION_COOKIE, Principal
 from central.context import central_of
-from central.errors import Unauthenticated
+from central.errors import AuthError, Unauthenticated
 from central.queries import ReadModel
 from central.views import Health
 from central.web.fleet import ALL, FleetSnapshot, count_tiles, live_messages, live_scope
@@ -60,7 +63,9 @@ class LiveHub:
     interval_s: float = LIVE_INTERVAL_S
     _snapshot: FleetSnapshot | None = None
     _registry_read_at: float = 0.0
-    _subscribers: dict[asyncio.Queue[str], str] = field(default_factory=dict)
+    _subscribers: dict[asyncio.Queue[str], tuple[str, frozenset[str] | None]] = field(
+        default_factory=dict)
+    """Each stream's scope and the towns of its account (``None``: the whole city)."""
     _task: asyncio.Task[None] | None = None
 
     def snapshot(self) -> dict[str, tuple[Health, int]]:
@@ -94,13 +99,20 @@ class LiveHub:
         before, self._snapshot = self._snapshot, after
         if not self._subscribers:
             return
-        messages = live_messages(before, after, set(self._subscribers.values()))
-        if not messages:
-            return
+        wanted: dict[frozenset[str] | None, set[str]] = {}
+        for scope, towns in self._subscribers.values():
+            wanted.setdefault(towns, set()).add(scope)
         at = int(time.time() * 1000)  # lets a page measure how far behind it is
-        framed = {scope: sse("tiles", {**body, "at": at}) for scope, body in messages.items()}
-        for queue, scope in list(self._subscribers.items()):
-            message = framed.get(scope)
+        framed: dict[tuple[str, frozenset[str] | None], str] = {}
+        for towns, scopes in wanted.items():
+            restricted = before.restricted(towns) if before is not None else None
+            messages = live_messages(restricted, after.restricted(towns), scopes)
+            for scope, body in messages.items():
+                framed[(scope, towns)] = sse("tiles", {**body, "at": at})
+        if not framed:
+            return
+        for queue, key in list(self._subscribers.items()):
+            message = framed.get(key)
             if message is None:
                 continue
             try:
@@ -131,10 +143,12 @@ class LiveHub:
             self._task = None
 
     @contextlib.contextmanager
-    def subscribe(self, scope: str = ALL) -> Iterator[asyncio.Queue[str]]:
-        """A queue of this scope's ``tiles`` events (see :func:`live_messages`)."""
+    def subscribe(self, scope: str = ALL,
+                  towns: frozenset[str] | None = None) -> Iterator[asyncio.Queue[str]]:  # fmt: skip
+        """A queue of this scope's ``tiles`` events (see :func:`live_messages`), of the
+        sites of ``towns`` only when given (a town's account)."""
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=100)
-        self._subscribers[queue] = live_scope(scope)
+        self._subscribers[queue] = (live_scope(scope), towns)
         try:
             yield queue
         finally:
@@ -162,14 +176,27 @@ def _stream_principal(request: Request) -> Principal:
     return principal
 
 
+SESSION_CHECK_S: Final = 60.0
+"""An open stream re-reads its session this often (and so keeps it from going idle)."""
+
+
 async def _stream(
     request: Request, produce: Callable[[], AsyncIterator[str]]
 ) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    checked = loop.time()
     with central_of(request).streams.hold(request.cookies[SESSION_COOKIE]):
         yield b"retry: 2000\n\n"
         async for chunk in produce():
             if await request.is_disconnected():
                 break
+            if loop.time() - checked >= SESSION_CHECK_S:
+                checked = loop.time()
+                try:
+                    await run_in_threadpool(session_principal, request)
+                except AuthError:  # logged out, expired or disabled: the page goes to login
+                    yield b"event: ended\ndata: {}\n\n"
+                    break
             yield chunk.encode("utf-8")
 
 
@@ -188,11 +215,11 @@ router = APIRouter(include_in_schema=False)
 async def live_fleet(request: Request, scope: str = ALL) -> StreamingResponse:
     """Changed tiles once per hub poll: every site (``all``), the province's towns
     (``towns``) or one town's sites (``town:<name>``), as the page shows them."""
-    _stream_principal(request)
+    principal = _stream_principal(request)
     hub = hub_of(request)
 
     async def produce() -> AsyncIterator[str]:
-        with hub.subscribe(scope) as queue:
+        with hub.subscribe(scope, principal.towns) as queue:
             yield sse("hello", {"interval_s": hub.interval_s})
             while True:
                 try:
@@ -230,10 +257,11 @@ async def live_site(request: Request, site_id: str) -> StreamingResponse:
     principal = _stream_principal(request)
     central = central_of(request)
     lang = language(request)
-    await run_in_threadpool(central.read.require_site, site_id)  # 404 before streaming
+    read = central.read_as(principal)
+    await run_in_threadpool(read.require_site, site_id)  # 404 or 403 before streaming
 
     def fragment() -> str:
-        detail, commands = central.read.site_live(site_id, central.now())
+        detail, commands = read.site_live(site_id, central.now())
         return render("_site_live.html", **chrome(lang, principal), site=detail,
                       service_names=detail.service_names, commands=commands)  # fmt: skip
 
@@ -247,7 +275,7 @@ async def live_alarms(request: Request) -> StreamingResponse:
     lang = language(request)
 
     def fragment() -> str:
-        board = central.read.alarm_board(central.now())
+        board = central.read_as(principal).alarm_board(central.now())
         return render("_alarms_live.html", **chrome(lang, principal), active=board.active,
                       recent=board.recent, names=board.names)  # fmt: skip
 

@@ -30,14 +30,16 @@ from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 
 from central import stats
-from central.access import session_principal
+from central.access import actor_of, client_address, session_principal
 from central.api import stat_labels, stat_rows
+from central.audit import Actor, AuditAction
 from central.auth import SESSION_COOKIE, Principal, Role
 from central.context import Central, central_of
 from central.errors import (
     AuthError,
     Forbidden,
     InvalidRequest,
+    OutOfScope,
     TooManyRequests,
     Unauthenticated,
     UnknownSite,
@@ -86,9 +88,12 @@ router = APIRouter(include_in_schema=False)
 
 
 def _login_page(request: Request, next_path: str, error: str = "", status: int = 200,
-                headers: dict[str, str] | None = None) -> HTMLResponse:  # fmt: skip
+                headers: dict[str, str] | None = None,
+                username: str = "") -> HTMLResponse:  # fmt: skip
     lang = language(request)
-    html = render("login.html", t=translator(lang), lang=lang, next=next_path, error=error)
+    html = render("login.html", t=translator(lang), lang=lang, next=next_path, error=error,
+                  username=username,
+                  token_login=central_of(request).config.dashboard_token_login)  # fmt: skip
     return HTMLResponse(html, status_code=status, headers=headers)
 
 
@@ -97,12 +102,42 @@ def login_form(request: Request) -> HTMLResponse:
     return _login_page(request, _safe_next(request.query_params.get("next")))
 
 
+class LoginRefused(Unauthenticated):
+    """A refused login; ``tried`` is what was tried (a login name, or ``token:<id>``)."""
+
+    def __init__(self, tried: str, why: str) -> None:
+        super().__init__(why)
+        self.tried = tried
+
+    @property
+    def with_token(self) -> bool:
+        return self.tried.startswith("token")
+
+
+def _check_login(central: Central, form: dict[str, list[str]]) -> tuple[Principal, str]:
+    """The principal of the form's login name and password (or token), and how."""
+    username = (form.get("username") or [""])[0].strip()[:64]
+    token = (form.get("token") or [""])[0].strip()
+    if token and not username and central.config.dashboard_token_login:
+        try:
+            return central.tokens.verify(token), "token"
+        except AuthError as exc:
+            tried = f"token:{token[3:11]}" if token.startswith("od_") else "token"
+            raise LoginRefused(tried, str(exc)) from None
+    try:
+        password = (form.get("password") or [""])[0]
+        return central.users.authenticate(username, password, now=central.now()), "password"
+    except AuthError as exc:
+        raise LoginRefused(username or "-", str(exc)) from None
+
+
 @router.post("/login")
 async def login(request: Request) -> Response:
-    """Token -> session cookie. Refused from another site's page (403: login CSRF) and past
-    ``login_attempts_*`` per client address (429), both before the body is read."""
+    """Login name and password (or a token) -> a session. Refused from another site's page
+    (403: login CSRF) and past ``login_attempts_*`` per client address (429), both before
+    the body is read. Every login, refused login and logout is in the audit log."""
     central = central_of(request)
-    client = request.client.host if request.client else "unknown"
+    client = client_address(request)
     if why := cross_origin(request):
         log.warning("web.login_cross_origin", client=client, why=why)
         raise Forbidden(f"a login from another site's page is refused ({why})")
@@ -114,19 +149,32 @@ async def login(request: Request) -> Response:
         return _login_page(request, "/", t("login_throttled").format(seconds=seconds),
                            exc.status_code, exc.headers)  # fmt: skip
     form = urllib.parse.parse_qs((await request.body()).decode("utf-8", "replace"))
-    token = (form.get("token") or [""])[0]
     next_path = _safe_next((form.get("next") or ["/"])[0])
+    now = central.now()
     try:
-        principal = await run_in_threadpool(central.tokens.verify, token)
-    except AuthError:
+        principal, how = await run_in_threadpool(_check_login, central, form)
+    except LoginRefused as refused:
+        log.info("web.login_refused", tried=refused.tried, client=client)
+        await run_in_threadpool(central.audit.write, Actor(name=refused.tried, source=client),
+                                AuditAction.LOGIN_FAILED, refused.tried, {"reason": str(refused)},
+                                now=now)  # fmt: skip
         t = translator(language(request))
-        return _login_page(request, next_path, t("login_failed"), 401)
-    log.info("web.login", token_id=principal.token_id, role=principal.role.value)
+        if refused.with_token:
+            return _login_page(request, next_path, t("token_failed"), 401)
+        return _login_page(request, next_path, t("login_failed"), 401, username=refused.tried)
+    session_id, expires = await run_in_threadpool(
+        lambda: central.web_sessions.start(principal, client, now=now))
+    actor = actor_of(request, principal)
+    await run_in_threadpool(central.audit.write, actor, AuditAction.LOGIN, principal.id,
+                            {"with": how, "session": session_id[:8],
+                             "towns": None if principal.towns is None else sorted(principal.towns)},
+                            now=now)  # fmt: skip
+    log.info("web.login", who=principal.id, role=principal.role.value, client=client)
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        central.signer.sign(principal),
-        max_age=central.signer.ttl_s,
+        central.signer.sign(session_id, expires.timestamp()),
+        max_age=central.config.session_max_s,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
@@ -137,6 +185,20 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
+    """End the session (its row, not just the cookie) and say so in the audit log."""
+    central = central_of(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        try:
+            principal = session_principal(request)
+            session_id = central.signer.session_id(cookie)
+        except AuthError:
+            pass  # expired or already ended: only the cookie to clear
+        else:
+            now = central.now()
+            central.web_sessions.end(session_id, now=now)
+            central.audit.write(actor_of(request, principal), AuditAction.LOGOUT, principal.id,
+                                {"session": session_id[:8]}, now=now)  # fmt: skip
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response
@@ -210,7 +272,7 @@ def fleet_html(
     town: str,
     snapshot: FleetSnapshot | None = None,
 ) -> str:
-    """The fleet page (also what :mod:`central.bench_web` times).
+    """The fleet page (also what :mod:`onedoor.bench.central_web` times).
 
     ``snapshot``: the live hub's latest (a province renders from memory); without one
     the fleet is read now. Above :data:`TOWN_TILES_ABOVE` shown sites and no town
@@ -218,7 +280,10 @@ def fleet_html(
     sites; the counts at the top, the filters and the search cover the whole fleet.
     """
     if snapshot is None:
-        snapshot = FleetSnapshot(central.read.tile_states(), central.read.fleet_registry())
+        read = central.read_as(principal)
+        snapshot = FleetSnapshot(read.tile_states(), read.fleet_registry())
+    else:
+        snapshot = snapshot.restricted(principal.towns)  # a town's account: its sites only
     shown = snapshot.sites(q=q, health=health, town=town)
     by_town = not town and len(shown) > TOWN_TILES_ABOVE
     query = {k: v for k, v in {"q": q, "health": health}.items() if v}
@@ -267,9 +332,10 @@ def fleet_page(request: Request, q: str = "", health: str = "", town: str = "") 
 def site_page(request: Request, site_id: str) -> HTMLResponse:
     principal = page_principal(request)
     central = central_of(request)
+    read = central.read_as(principal)
     now = central.now()
     today = stats.business_date(now)
-    detail, commands = central.read.site_live(site_id, now)
+    detail, commands = read.site_live(site_id, now)
     names = detail.service_names
     return page(
         request,
@@ -278,10 +344,10 @@ def site_page(request: Request, site_id: str) -> HTMLResponse:
         site=detail,
         service_names=names,
         commands=commands,
-        events=central.read.events(site_id=site_id, limit=RECENT_EVENTS),
+        events=read.events(site_id=site_id, limit=RECENT_EVENTS),
         commands_enabled=central.service is not None,
-        charts_json=json.dumps(central.read.hourly(site_id, today)),
-        telemetry=central.read.waiting_chart(site_id, names, hours=TELEMETRY_HOURS, end=now),
+        charts_json=json.dumps(read.hourly(site_id, today)),
+        telemetry=read.waiting_chart(site_id, names, hours=TELEMETRY_HOURS, end=now),
         today=today.isoformat(),
     )
 
@@ -293,7 +359,7 @@ def site_page(request: Request, site_id: str) -> HTMLResponse:
 def alarms_page(request: Request) -> HTMLResponse:
     principal = page_principal(request)
     central = central_of(request)
-    board = central.read.alarm_board(central.now())
+    board = central.read_as(principal).alarm_board(central.now())
     return page(request, "alarms.html", principal, active=board.active, recent=board.recent,
                 names=board.names)  # fmt: skip
 
@@ -326,9 +392,9 @@ def statistics_page(
     names: dict[str, str] = {}
     if not error:
         try:
-            rows = stat_rows(central, params)
+            rows = stat_rows(central, principal, params)
             names, _ = stat_labels(central, scope_value, rows)
-        except (InvalidRequest, UnknownSite) as exc:
+        except (InvalidRequest, UnknownSite, OutOfScope) as exc:
             error = str(exc)
     query = urllib.parse.urlencode(
         {
@@ -358,14 +424,15 @@ def statistics_page(
         end=last.isoformat(),
         site_filter=site,
         town_filter=town,
-        towns=central.read.towns(),
+        towns=central.read_as(principal).towns(),
         csv_url=f"/api/v1/statistics.csv?{query}",
-        service_names=central.read.service_names(),
+        service_names=central.read_as(principal).service_names(),
         error=error,
     )
 
 
 __all__ = [
+    "LoginRefused",
     "LoginRequired",
     "TownGroup",
     "fleet_html",

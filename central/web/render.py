@@ -11,6 +11,7 @@ ISO strings in UTC and are shown in business time (``|when``).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -58,7 +59,23 @@ ENV: Final = jinja2.Environment(
     lstrip_blocks=True,
     undefined=jinja2.StrictUndefined,
 )
-ENV.filters.update(secs=_fmt_seconds, rate=_fmt_rate, when=_fmt_time, ms=_fmt_ms)
+def _fmt_target(target: dict[str, Any]) -> str:
+    """Where a command to many sites went: 全市, the towns, or how many sites."""
+    if target.get("all"):
+        within = target.get("within")
+        return "、".join(within) if within else "全市 / whole city"
+    if target.get("towns"):
+        return "、".join(target["towns"])
+    return f"{len(target.get('sites', []))} 个站点 / sites"
+
+
+def _fmt_json(value: Any) -> str:
+    """A record's detail as readable text (Chinese as is; the template escapes it)."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(", ", ": "))
+
+
+ENV.filters.update(secs=_fmt_seconds, rate=_fmt_rate, when=_fmt_time, ms=_fmt_ms,
+                   target=_fmt_target, json_text=_fmt_json)
 ENV.globals["alarm_titles"] = {k.value: v for k, v in TITLES.items()}
 
 
@@ -78,6 +95,7 @@ def chrome(lang: str, principal: Principal) -> dict[str, Any]:
         "lang": lang,
         "principal": principal,
         "can_operate": principal.role.allows(Role.OPERATOR),
+        "can_manage": principal.role.allows(Role.ADMIN) and principal.city_wide,
     }
 
 

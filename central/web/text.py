@@ -22,12 +22,17 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "statistics": ("统计", "Statistics"),
     "logout": ("退出", "Log out"),
     "login": ("登录", "Log in"),
-    "login_hint": (
-        "请输入访问令牌（由管理员用 onedoor central token create 生成）",
-        "Enter your access token (an admin creates it with onedoor central token create)",
-    ),
+    "login_hint": ("请使用本人账号登录", "Log in with your own account"),
+    "username": ("登录名", "Login name"),
+    "password": ("密码", "Password"),
+    "token_login": ("使用访问令牌登录（设备、大屏）",
+                    "Log in with an access token (devices, screens)"),
+    "token_hint": ("访问令牌由管理员用 onedoor central token create 生成",
+                   "An admin creates tokens with onedoor central token create"),
     "token": ("访问令牌", "Access token"),
-    "login_failed": ("令牌无效或已撤销", "Invalid or revoked token"),
+    "login_failed": ("登录名或密码错误，或账号已停用", "Wrong login name or password, or the "
+                     "account is disabled"),
+    "token_failed": ("令牌无效或已撤销", "Invalid or revoked token"),
     "login_throttled": (
         "登录尝试过多，请 {seconds} 秒后再试",
         "Too many login attempts: try again in {seconds} s",
@@ -211,6 +216,74 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "state_failed": ("失败", "failed"),
     "state_expired": ("已过期", "expired"),
     "waiting_for_site": ("站点离线，等待上线", "site offline, waiting"),
+    "state_refused": ("未发送", "not sent"),
+    "bulk_commands": ("批量指令", "Commands to many"),
+    "bulk_log": ("批量指令记录", "Commands sent to many sites"),
+    "no_bulk": ("还没有批量指令", "No command to many sites yet"),
+    "issuing_stops": ("暂停取号（紧急）", "Stop ticket issuing (emergency)"),
+    "issuing_stops_hint": ("台风、停电等：所选镇街或全市的站点停止取号，"
+                           "已取的号码照常办理，直到恢复；离线站点上线后自动执行。",
+                           "Typhoon, outage: the sites of the town or the city issue no ticket "
+                           "until lifted; tickets issued are served; offline sites get it when "
+                           "back."),
+    "stop_reason": ("原因（显示在大厅屏幕）", "Reason (on the hall screens)"),
+    "stop_issuing": ("暂停取号", "Stop issuing"),
+    "lift_stop": ("恢复取号", "Lift"),
+    "no_stops": ("没有正在执行的暂停", "No stop in force"),
+    "bulk_first_rows": ("站点较多：列出前 {shown} 个，共 {total} 个；点击上方状态查看该状态的站点",
+                        "Many sites: the first {shown} of {total} are listed; click a state "
+                        "above for its sites"),
+    "command": ("指令", "Command"),
+    "send_to": ("发送范围", "Send to"),
+    "whole_city": ("全市", "whole city"),
+    "all_my_towns": ("我管辖的全部镇街", "all my towns"),
+    "chosen_towns": ("选定的镇街", "chosen towns"),
+    "issued_at": ("发出时间", "Sent"),
+    "issued_by": ("发出人", "By"),
+    "result_at": ("回执时间", "Answered"),
+    "users": ("账号", "Accounts"),
+    "users_hint": ("账号供工作人员登录；机器（Ansible、预约平台）使用访问令牌。"
+                   "镇街账号只能查看和操作本镇街的站点。",
+                   "Accounts are for people; machines (Ansible, booking platforms) use tokens. "
+                   "A town's account sees and acts on its towns' sites only."),
+    "towns_hint": ("镇街用顿号或逗号分隔；留空为全市。",
+                   "Separate towns with commas; leave empty for the whole city."),
+    "display_name": ("姓名", "Name"),
+    "role": ("角色", "Role"),
+    "role_viewer": ("查看", "viewer"),
+    "role_operator": ("运维", "operator"),
+    "role_admin": ("管理员", "admin"),
+    "towns_covered": ("管辖范围", "Towns"),
+    "state": ("状态", "State"),
+    "enabled": ("启用", "enabled"),
+    "disabled": ("已停用", "disabled"),
+    "enable": ("启用", "Enable"),
+    "disable": ("停用", "Disable"),
+    "last_login": ("最近登录", "Last login"),
+    "save": ("保存", "Save"),
+    "create": ("创建", "Create"),
+    "new_user": ("新建账号", "New account"),
+    "set_password": ("重设密码", "Set password"),
+    "my_account": ("我的账号", "My account"),
+    "change_password": ("修改密码", "Change password"),
+    "old_password": ("原密码", "Current password"),
+    "new_password": ("新密码（至少10个字符）", "New password (10+ characters)"),
+    "audit_log": ("操作日志", "Audit log"),
+    "audit_hint": ("每一次登录、指令、告警确认、账号和站点变更：谁、何时、从何处、做了什么。"
+                   "导出为当前筛选条件下的记录（最多十万条）。",
+                   "Every login, command, acknowledgement, account and site change: who, "
+                   "when, from where, what. The export holds the entries the filters match "
+                   "(up to 100,000)."),
+    "at": ("时间", "Time"),
+    "actor": ("操作人", "Who"),
+    "source": ("来源", "From"),
+    "action": ("操作", "Action"),
+    "target": ("对象", "Target"),
+    "csv_export": ("导出CSV", "Export CSV"),
+    "older": ("更早的记录", "Older entries"),
+    "newest": ("最新记录", "Newest entries"),
+    "no_audit": ("没有符合条件的记录", "No entry matches"),
+    "dates_reversed": ("结束日期早于开始日期", "The end date is before the start date"),
     # the citizens' progress pages (/q/{token}): no login, a phone in a hall
     "q_title": ("排队进度", "Queue progress"),
     "q_number": ("您的号码", "Your number"),
@@ -273,6 +346,43 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "q_alert_called": ("请到窗口办理", "Please go to the window"),
 }
 
+AUDIT_ACTION_TEXT: Final[dict[str, tuple[str, str]]] = {
+    "site.": ("站点变更（全部）", "site changes (all)"),
+    "site.create": ("新增站点", "site added"),
+    "site.update": ("修改站点", "site changed"),
+    "site.retire": ("撤销站点", "site retired"),
+    "site.restore": ("恢复站点", "site restored"),
+    "site.expected_config": ("下发配置版本", "config version set"),
+    "registry.import": ("导入站点表", "registry imported"),
+    "registry.seed": ("载入示例站点", "sample registry loaded"),
+    "token.create": ("创建令牌", "token created"),
+    "token.revoke": ("撤销令牌", "token revoked"),
+    "alarm.ack": ("确认告警", "alarm acknowledged"),
+    "command.send": ("发送指令", "command sent"),
+    "command.bulk": ("批量指令", "command to many sites"),
+    "auth.login": ("登录", "logged in"),
+    "auth.login_failed": ("登录失败", "login refused"),
+    "auth.logout": ("退出", "logged out"),
+    "user.create": ("新建账号", "account created"),
+    "user.update": ("修改账号", "account changed"),
+    "user.password": ("设置密码", "password set"),
+    "user.disable": ("停用账号", "account disabled"),
+    "user.enable": ("启用账号", "account enabled"),
+    "bad_rating.note": ("差评备注", "差评 case: note"),
+    "bad_rating.contact": ("差评回访", "差评 case: citizen contacted"),
+    "bad_rating.rectify": ("差评整改", "差评 case: rectified"),
+    "bad_rating.appeal": ("差评申诉", "差评 case: appealed"),
+    "bad_rating.uphold": ("申诉成立", "差评 appeal upheld"),
+    "bad_rating.reject": ("申诉驳回", "差评 appeal rejected"),
+    "site.staff": ("更新工作人员名单", "staff roster replaced"),
+    "site.rating_profile": ("设置好差评区划与部门", "好差评 region and department set"),
+    "ratings.retry": ("重报好差评", "ratings put back for reporting"),
+    "issuing.stop": ("暂停取号", "issuing stopped"),
+    "issuing.lift": ("恢复取号", "issuing stop lifted"),
+    "calendar.set": ("设置全市日历", "city calendar set"),
+}
+"""The audit log's actions as the audit page names them (``site.`` is every site change)."""
+
 
 def translator(lang: str) -> Callable[[str], str]:
     index = 1 if lang == "en" else 0
@@ -283,4 +393,4 @@ def translator(lang: str) -> Callable[[str], str]:
     return t
 
 
-__all__ = ["TEXT", "translator"]
+__all__ = ["AUDIT_ACTION_TEXT", "TEXT", "translator"]

@@ -147,7 +147,6 @@ class PrinterDriver:
         )
         self._jobs: asyncio.Queue[_Job] = asyncio.Queue()
         self._unfinished: list[_Job] = []  # queued or printing
-        self.last_status: PrinterHealth | None = None
         self.printed = 0
 
     def health(self) -> DeviceHealth:
@@ -284,7 +283,6 @@ class PrinterDriver:
         assert isinstance(offline_cause, OfflineCause)
         assert isinstance(paper, PaperSensor)
         status = PrinterHealth.from_replies(printer, offline_cause, paper)
-        self.last_status = status
         self._health.set(*describe(status))
         return status
 

@@ -221,7 +221,6 @@ class ScreenDriver:
         self._wake = asyncio.Event()
         self._decoder = led.LedDecoder()
         self._seq = 0
-        self.frames_sent = 0
         # Called right after a frame went out (the benchmark stamps it); never blocks.
         self.on_frame_written: Callable[[LedRequest], None] | None = None
 
@@ -357,7 +356,6 @@ class ScreenDriver:
         self._on_reply(screen, request, sent, reply)
 
     def _frame_written(self, request: LedRequest) -> None:
-        self.frames_sent += 1
         if self.on_frame_written is not None:
             self.on_frame_written(request)
 

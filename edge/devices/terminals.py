@@ -672,7 +672,6 @@ class _Terminal:
     rating_request: int | None = None  # seconds, waiting to be sent
     polls: int = 0
     inputs: int = 0
-    refused_inputs: int = 0
     bad_polls: int = 0  # malformed or refused poll answers in a row
     unsettled: set[InputMark] = field(default_factory=set)  # handed on, not yet journaled
     held_since: float = 0.0  # when ``unsettled`` last became non-empty
@@ -709,7 +708,6 @@ class TerminalDriver:
         self._open = False
         self._polled_since_probe: set[int] = set()  # live terminals polled since the last probe
         self._confirming = False  # the daemon confirms handled inputs (restore_inputs)
-        self.bus_busy_s = 0.0  # time spent in exchanges (benchmarks)
         self.polls = 0
         # Benchmark stamps, never blocking: a terminal acknowledged a command; a poll of
         # a terminal answered (called after its inputs were handed on).
@@ -843,27 +841,20 @@ class TerminalDriver:
                 return terminal, RequestRating(terminal.address, terminal.rating_request)
         return None
 
-    def _busy_since(self, started: float) -> None:
-        self.bus_busy_s += time.monotonic() - started
-
     async def _send(self, terminal: _Terminal, command: HostCommand) -> None:
         s = self._settings
         for attempt in range(1 + s.command_retries):
-            started = time.monotonic()
             try:
                 await self._bus.send(command)
             except NoAnswer:
-                self._busy_since(started)
                 await self._settle()
                 log.debug("terminals.command_retry", address=terminal.address, attempt=attempt)
                 continue
             except Refused as exc:
-                self._busy_since(started)
                 log.error("terminals.command_refused", address=terminal.address, error=str(exc))
                 await self._settle()
                 self._command_done(terminal, command)
                 return
-            self._busy_since(started)
             self._command_done(terminal, command)
             return
         self._failed(terminal)
@@ -886,7 +877,6 @@ class TerminalDriver:
             terminal.rating_request = None
 
     async def _poll(self, terminal: _Terminal) -> None:
-        started = time.monotonic()
         self.polls += 1
         terminal.polls += 1
         probe = terminal.dead
@@ -900,7 +890,6 @@ class TerminalDriver:
             else:
                 events = await self._bus.poll(terminal.address)
         except NoAnswer:
-            self._busy_since(started)
             self._failed(terminal)
             if not probe:
                 # No quiet time after a probe: a terminal silent for seconds rarely answers
@@ -908,7 +897,6 @@ class TerminalDriver:
                 await self._settle()
             return
         except (Refused, RemoteProtocolError) as exc:
-            self._busy_since(started)
             terminal.bad_polls += 1
             log.warning("terminals.bad_poll", address=terminal.address, error=str(exc))
             if terminal.bad_polls >= BAD_POLLS_BEFORE_RESYNC:
@@ -933,7 +921,6 @@ class TerminalDriver:
             # The inputs stay latched; the next poll shows them again and the cursor
             # recognises them as taken.
             log.warning("terminals.ack_failed", address=terminal.address, error=str(exc))
-        self._busy_since(started)
         self._schedule(terminal)
 
     def _schedule(self, terminal: _Terminal) -> None:
@@ -972,7 +959,6 @@ class TerminalDriver:
             item = RatingReason(terminal.window, event.reason, self._mark(terminal, event))
             log.info("terminals.reason", window=terminal.window, reason=event.reason)
         elif isinstance(event, InputsRefused):
-            terminal.refused_inputs += event.count
             log.warning("terminals.inputs_refused", window=terminal.window, count=event.count)
         if item is not None:
             terminal.inputs += 1

@@ -281,11 +281,6 @@ class VirtualLedScreens(PtyDevice):
             else:
                 self._dead.discard(address)
 
-    def wait_for_frames(self, count: int, timeout: float = 5.0) -> BusStats:
-        """Until ``count`` good frames have been handled; returns the stats."""
-        self.wait_until(lambda: self._stats.frames >= count, timeout)
-        return self.stats
-
 
 # --- Rendering ---------------------------------------------------------------------------------
 _RGB: Final = {Colour.RED: (255, 40, 20), Colour.GREEN: (40, 230, 60), Colour.YELLOW: (255, 200, 0)}

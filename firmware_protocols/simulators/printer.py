@@ -157,10 +157,6 @@ class TicketAssembler:
         self._items: list[PrintedItem] = []
         self._runs: list[Text] = []
 
-    @property
-    def has_content(self) -> bool:
-        return bool(self._items or self._runs)
-
     def feed(self, event: EscPosEvent) -> PrintedTicket | None:
         """Apply one event; return the finished ticket when ``event`` is a cut."""
         match event:

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from psycopg import sql
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.db import make_engine, migrate, session_factory
 from central.seed import SERVICES_CSV, load_seed
-from tests.servers import PostgresCluster
+from firmware_protocols.mqtt_topics import state_topic
+from tests.servers import MosquittoBroker, PostgresCluster
 
 _numbers = itertools.count(1)
 
@@ -89,3 +93,31 @@ def small_registry(sessions: sessionmaker[Session], tmp_path: Path) -> sessionma
     with sessions.begin() as session:
         load_seed(session, sites_csv, SERVICES_CSV)
     return sessions
+
+
+@pytest.fixture
+def sites(
+    sessions: sessionmaker[Session], tmp_path: Path, mqtt_broker: MosquittoBroker
+) -> Iterator[list[str]]:
+    """Three sites with ids unique to this test (the broker and its retained states are shared)."""
+    tag = uuid.uuid4().hex[:6]
+    ids = [f"zs-t{tag}", f"zs-t{tag}-01", f"zs-t{tag}-02"]
+    csv = tmp_path / "sites.csv"
+    csv.write_text(
+        "id,name,town,kind,lat,lon,windows\n"
+        f"{ids[0]},测试镇行政服务中心,测试镇,district,,,3\n"
+        f"{ids[1]},测试一村党群服务中心,测试镇,village,,,1\n"
+        f"{ids[2]},测试二村党群服务中心,测试镇,village,,,1\n",
+        encoding="utf-8",
+    )
+    with sessions.begin() as session:
+        load_seed(session, csv, SERVICES_CSV)
+    yield ids
+    # Remove the retained states (and Wills) this test left on the shared broker.
+    cleaner = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"clean-{ids[0]}")
+    cleaner.connect(mqtt_broker.host, mqtt_broker.port)
+    cleaner.loop_start()
+    for site_id in ids:
+        cleaner.publish(state_topic(site_id), b"", qos=1, retain=True).wait_for_publish(10)
+    cleaner.disconnect()
+    cleaner.loop_stop()

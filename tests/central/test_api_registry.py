@@ -114,7 +114,7 @@ def test_an_admin_changes_fields_hours_services_and_windows(env: RunningApp) -> 
     first = entries[-1]
     assert (first["actor"], first["role"], first["source"]) == ("test admin", "admin",
                                                                 "testclient")  # fmt: skip
-    assert first["actor_id"] == env.central.tokens.verify(env.tokens[A]).token_id
+    assert first["actor_id"] == env.central.tokens.verify(env.tokens[A]).id
 
 
 def test_retiring_takes_a_site_off_the_fleet_page_and_keeps_its_page(env: RunningApp) -> None:
@@ -196,7 +196,7 @@ def test_the_audit_log_names_who_what_when_and_from_where(env: RunningApp) -> No
         ("token.revoke", f"token:{created['id']}", "test admin"),
         ("token.create", f"token:{created['id']}", "test admin"),
     ]
-    assert entries[3]["detail"] == {"role": "viewer", "name": "王科长"}
+    assert entries[3]["detail"] == {"role": "viewer", "name": "王科长", "towns": None}
     assert entries[0]["detail"]["args"] == {"text": "请稍候", "repeat": 1}
     sites_only = call(env, "GET", "/api/v1/audit?action=site.")["entries"]
     assert sites_only

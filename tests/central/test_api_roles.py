@@ -21,6 +21,7 @@ from tests.servers import MosquittoBroker
 
 PUBLIC = "public"
 SESSION = "session"  # dashboard pages and live streams: a session cookie, any role
+SESSION_ADMIN = "session-admin"  # a page for admins only: a session cookie of an admin
 
 EXPECTED: dict[tuple[str, str], Role | str] = {
     ("GET", "/api/v1/sites"): Role.VIEWER,
@@ -50,6 +51,15 @@ EXPECTED: dict[tuple[str, str], Role | str] = {
     ("GET", "/api/v1/tokens"): Role.ADMIN,
     ("POST", "/api/v1/tokens"): Role.ADMIN,
     ("DELETE", "/api/v1/tokens/{token_id}"): Role.ADMIN,
+    ("GET", "/api/v1/users"): Role.ADMIN,
+    ("POST", "/api/v1/users"): Role.ADMIN,
+    ("PATCH", "/api/v1/users/{username}"): Role.ADMIN,
+    ("POST", "/api/v1/users/{username}/password"): Role.ADMIN,
+    ("GET", "/api/v1/me"): Role.VIEWER,
+    ("POST", "/api/v1/me/password"): Role.VIEWER,
+    ("POST", "/api/v1/bulk-commands"): Role.OPERATOR,
+    ("GET", "/api/v1/bulk-commands"): Role.VIEWER,
+    ("GET", "/api/v1/bulk-commands/{bulk_id}"): Role.VIEWER,
     ("GET", "/api/v1/ratings"): Role.VIEWER,
     ("GET", "/api/v1/ratings.csv"): Role.VIEWER,
     ("GET", "/api/v1/ratings/ranking"): Role.VIEWER,
@@ -80,6 +90,12 @@ EXPECTED: dict[tuple[str, str], Role | str] = {
     ("GET", "/live/fleet"): SESSION,
     ("GET", "/live/sites/{site_id}"): SESSION,
     ("GET", "/live/alarms"): SESSION,
+    ("GET", "/admin/users"): SESSION_ADMIN,
+    ("GET", "/admin/audit"): SESSION_ADMIN,
+    ("GET", "/account"): SESSION,
+    ("GET", "/commands"): SESSION,
+    ("GET", "/commands/{bulk_id}"): SESSION,
+    ("GET", "/live/commands/{bulk_id}"): SESSION,
     ("POST", "/api/v1/issuing/stops"): Role.OPERATOR,
     ("GET", "/api/v1/issuing/stops"): Role.VIEWER,
     ("POST", "/api/v1/issuing/stops/{stop_id}/lift"): Role.OPERATOR,
@@ -105,6 +121,8 @@ PARAMS = {
     "code": "nosuch",
     "number": "99",
     "part": "sites",
+    "username": "nosuch",
+    "bulk_id": "set by the env fixture",
     "case_id": "1",  # the 差评 case the env fixture makes
     "action": "note",
 }
@@ -122,6 +140,17 @@ BODIES = {
     ("PUT", "/api/v1/sites/{site_id}/services/{code}"): {"name": "x", "prefix": "Q"},
     ("PUT", "/api/v1/sites/{site_id}/windows/{number}"): {"services": ["nosuch"]},
     ("POST", "/api/v1/registry/import"): {"sites": "id,name,town,kind\n"},
+    ("POST", "/api/v1/users"): {"username": "matrix", "display_name": "矩阵", "role": "viewer",
+                                "towns": None, "password": "matrix-password-1"},
+    ("PATCH", "/api/v1/users/{username}"): {"role": "viewer"},
+    ("POST", "/api/v1/users/{username}/password"): {"password": "another-password-2"},
+    ("POST", "/api/v1/me/password"): {"old_password": "x", "new_password": "y"},
+    ("POST", "/api/v1/bulk-commands"): {
+        "name": "screen_notice",
+        "args": {"text": "系统维护", "screen": None, "duration_s": 60},
+        "ttl_s": 30,
+        "target": {"sites": ["zs-city"]},
+    },
     ("POST", "/api/v1/bad-ratings/{case_id}/review"): {"decision": "reject", "note": "x"},
     ("POST", "/api/v1/bad-ratings/{case_id}/{action}"): {"note": "matrix"},
     ("PUT", "/api/v1/sites/{site_id}/staff"): {"staff": [{"id": "zs01", "name": "张丽"}]},
@@ -135,6 +164,10 @@ def env(
     tmp_path_factory: pytest.TempPathFactory, mqtt_broker: MosquittoBroker
 ) -> Iterator[RunningApp]:
     with running_app(tmp_path_factory.mktemp("roles"), mqtt_broker) as running:
+        sent = running.client.post("/api/v1/bulk-commands", headers=running.headers(Role.ADMIN),
+                                   json=BODIES[("POST", "/api/v1/bulk-commands")])
+        assert sent.status_code == 202, sent.text
+        PARAMS["bulk_id"] = sent.json()["id"]
         bad = mm.RatingGiven(ticket="A001", window=1, staff="zs01", value=1)
         running.feed(SimSite(PARAMS["site_id"]).event(bad))  # 差评 case 1
         yield running
@@ -165,7 +198,7 @@ def _url(path: str) -> str:
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: "none" if r is None else r.value)
 def test_bearer_tokens_against_every_api_route(env: RunningApp, role: Role | None) -> None:
     for (method, path), needed in sorted(EXPECTED.items(), key=str):
-        if needed in (PUBLIC, SESSION):
+        if needed in (PUBLIC, SESSION, SESSION_ADMIN):
             continue
         assert isinstance(needed, Role)
         response = env.client.request(
@@ -200,7 +233,7 @@ def test_pages_and_streams_need_a_session(env: RunningApp, role: Role | None) ->
     if role is not None:
         env.login(role)
     for (method, path), needed in sorted(EXPECTED.items(), key=str):
-        if needed != SESSION:
+        if needed not in (SESSION, SESSION_ADMIN):
             continue
         url = _url(path)
         if path.startswith("/live/"):
@@ -216,6 +249,8 @@ def test_pages_and_streams_need_a_session(env: RunningApp, role: Role | None) ->
         if role is None:
             assert response.status_code == 303, url
             assert response.headers["location"].startswith("/login?next=")
+        elif needed == SESSION_ADMIN and role is not Role.ADMIN:
+            assert response.status_code == 403, url
         else:
             assert response.status_code == 200, url
     env.client.cookies.clear()

@@ -94,6 +94,25 @@ class RunningApp:
             client.disconnect()
             client.loop_stop()
 
+    def add_user(self, username: str, role: Role, towns: list[str] | None = None,
+                 password: str = "", name: str = "") -> str:  # fmt: skip
+        """A named account (its password: given, or made from the name)."""
+        password = password or f"Pass-{len(username)}-2026-onedoor"
+        self.central.users.create(username, name or username, role, towns, password,
+                                  now=self.central.now())  # fmt: skip
+        return password
+
+    def login_user(self, username: str, password: str, *, expect: int = 303) -> str:
+        """Log in with a login name and password; returns the answer's location or text."""
+        self.client.cookies.clear()
+        response = self.client.post(
+            "/login",
+            data={"username": username, "password": password, "next": "/"},
+            follow_redirects=False,
+        )
+        assert response.status_code == expect, response.text
+        return response.headers.get("location", response.text)
+
     def login(self, role: Role) -> None:
         response = self.client.post(
             "/login",

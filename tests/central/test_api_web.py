@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from central.auth import Principal, Role, SessionSigner, TokenStore
-from central.bench_web import synthetic_fleet
 from central.config import CentralConfig
 from central.context import Central
 from central.db import make_engine, migrate, session_factory
 from central.views import Health
 from central.web import TEXT, TOWN_TILES_ABOVE, FleetSnapshot, LiveHub, fleet_html, sse
 from central.web.fleet import ALL, TOWNS, live_messages, town_health
+from onedoor.bench.central_web import synthetic_fleet
 from tests.central.test_api_support import TEST_HOSTS
 
 VIEWER = Principal("0123abcd", "manager", Role.VIEWER)
@@ -226,7 +226,8 @@ def test_every_refusal_carries_its_status() -> None:
                 if issubclass(getattr(errors, name), errors.RequestError)}  # fmt: skip
     assert statuses == {
         "RequestError": 400, "BadRequest": 400, "AuthError": 401, "Unauthenticated": 401,
-        "Forbidden": 403, "NotFound": 404, "UnknownSite": 404, "UnknownAlarm": 404,
+        "Forbidden": 403, "OutOfScope": 403, "NotFound": 404, "UnknownUser": 404,
+        "UnknownSite": 404, "UnknownAlarm": 404,
         "UnknownCommand": 404, "UnknownToken": 404, "UnknownService": 404,
         "UnknownWindow": 404, "UnknownBadRating": 404, "Conflict": 409, "PayloadTooLarge": 413,
         "InvalidRequest": 422, "CommandRefused": 422, "RegistryRefused": 422,

@@ -52,7 +52,7 @@ def test_token_is_stored_hashed_and_verifies(store: TokenStore) -> None:
     info, token = store.create("operator", "ops-li")
     assert token.startswith(f"od_{info.token_id}_")
     principal = store.verify(token)
-    assert principal == Principal(info.token_id, "ops-li", Role.OPERATOR)
+    assert principal == Principal(info.token_id, "ops-li", Role.OPERATOR, None, "ops-li")
     sessions: sessionmaker[Session] = store._sessions
     with sessions() as session:
         stored = session.execute(select(api_tokens)).one()
@@ -105,19 +105,19 @@ def test_bad_role_or_name_is_refused(store: TokenStore) -> None:
 
 
 def test_session_cookie_signs_checks_and_expires() -> None:
-    signer = SessionSigner(SECRET, ttl_s=60)
-    cookie = signer.sign(Principal("0123abcd", "li", Role.VIEWER), now=1000.0)
-    assert signer.token_id(cookie, now=1059.0) == "0123abcd"
+    signer = SessionSigner(SECRET)
+    cookie = signer.sign("0123456789abcdef", 1060.0)
+    assert signer.session_id(cookie, now=1059.0) == "0123456789abcdef"
     with pytest.raises(Unauthenticated, match="expired"):
-        signer.token_id(cookie, now=1060.0)
+        signer.session_id(cookie, now=1060.0)
     payload, mac = cookie.split(".")
     with pytest.raises(Unauthenticated, match="bad session"):
-        signer.token_id(payload + "x." + mac, now=1000.0)
+        signer.session_id(payload + "x." + mac, now=1000.0)
     with pytest.raises(Unauthenticated, match="bad session"):
-        SessionSigner(b"o" * 32).token_id(cookie, now=1000.0)
+        SessionSigner(b"o" * 32).session_id(cookie, now=1000.0)
     for garbage in ("", ".", "abc", "a.b.c"):
         with pytest.raises(Unauthenticated):
-            signer.token_id(garbage, now=1000.0)
+            signer.session_id(garbage, now=1000.0)
     with pytest.raises(ValueError, match="32 bytes"):
         SessionSigner(b"short")
 

@@ -20,7 +20,7 @@ from tests.central.edge_sim import EdgeClient
 from tests.central.http_capture import capture_server
 from tests.central.province_fake import APP_KEY, APP_SECRET, FakeProvinceServer
 from tests.central.sim import SimSite
-from tests.central.test_service_mqtt import _config, _connected, _until, sites  # noqa: F401
+from tests.central.test_service_mqtt import _config, _connected, _until
 from tests.servers import MosquittoBroker
 
 CASE = mm.CaseInfo(no="442000-2026-000777", item_code="ITEM-1", item_name="户口迁移",
@@ -29,7 +29,7 @@ CASE = mm.CaseInfo(no="442000-2026-000777", item_code="ITEM-1", item_name="户�
 
 def test_a_bad_rating_alerts_at_once_and_is_reported(
     mqtt_broker: MosquittoBroker, db_url: str, engine: Engine,
-    sessions: sessionmaker[Session], sites: list[str],  # noqa: F811
+    sessions: sessionmaker[Session], sites: list[str],
 ) -> None:
     site_id = sites[1]
     with sessions.begin() as session:

@@ -258,7 +258,7 @@ def test_public_names_are_pinned() -> None:
     import central.service
     import central.telemetry
 
-    assert central.service.__all__ == ["CentralService", "command_args", "utc_now"]
+    assert central.service.__all__ == ["BulkSent", "CentralService", "command_args", "utc_now"]
     assert "AlarmBook" in central.alarms.__all__
     assert {"IngestProcessor", "MqttIngest", "Received"} <= set(central.ingest.__all__)
     for module in (central.alarms, central.ingest, central.service, central.telemetry):

@@ -15,9 +15,9 @@ from edge.config import load_config
 from edge.device_set import DeviceSet
 from edge.devices.voice import MAX_WAITING_TEXTS, VoiceDriver
 from edge.devices_factory import build_devices
+from edge.errors import CommandFailed
 from edge.hall import open_hall
 from edge.outputs import HallOutputs
-from edge.uplink import CommandFailed
 from firmware_protocols import mqtt_messages as mm
 from tests.edge.sites import site_toml
 from tests.edge.test_hall import OPENING

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Any
 
 import pytest
 
 from fastpath import _core_py, _sim_py
+from fastpath.extensions import no_extensions, require_extensions
 
-NO_EXTENSIONS = bool(os.environ.get("ONEDOOR_NO_EXTENSIONS"))
-REQUIRE_EXTENSIONS = bool(os.environ.get("ONEDOOR_REQUIRE_EXTENSIONS"))
+NO_EXTENSIONS = no_extensions()
+REQUIRE_EXTENSIONS = require_extensions()
 
 
 def load_compiled(name: str) -> Any:

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from fastpath.advice import Advisor, Move, arrival_factors, per_window
-from fastpath.bench_predict import without_no_shows
 from fastpath.predict import HallState, WaitingTicket, WindowNow, state_at
 from fastpath.simulate import (
     IMPLEMENTATION,
@@ -19,6 +18,7 @@ from fastpath.simulate import (
     simulate_day,
 )
 from fastpath.types import MINUTE_MS, number_order
+from onedoor.bench.predict import without_no_shows
 
 HOUR = 60 * MINUTE_MS
 NOW = 10 * HOUR

@@ -89,3 +89,17 @@ def test_core_keeps_order_through_many_pushes_and_pops(core_class: Any) -> None:
             core.remove(head)
             expected.remove(oldest)
     assert core.queued(0) == [tid for _key, tid in sorted(expected)]
+
+
+def test_one_selector_falls_back_or_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastpath import _core_py
+    from fastpath.extensions import load_twin
+
+    monkeypatch.delenv("ONEDOOR_NO_EXTENSIONS", raising=False)
+    monkeypatch.delenv("ONEDOOR_REQUIRE_EXTENSIONS", raising=False)
+    assert load_twin("fastpath._absent_c", "fastpath._core_py") == (_core_py, "python")
+    monkeypatch.setenv("ONEDOOR_REQUIRE_EXTENSIONS", "1")
+    with pytest.raises(ImportError, match="_absent_c is not built"):
+        load_twin("fastpath._absent_c", "fastpath._core_py")
+    monkeypatch.setenv("ONEDOOR_NO_EXTENSIONS", "1")  # forcing the twin wins
+    assert load_twin("fastpath._core_c", "fastpath._core_py") == (_core_py, "python")

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from fastpath import Dispatcher, TicketClass, _sim_py
-from fastpath.bench_predict import without_no_shows
 from fastpath.simulate import example_hall, make_engine, simulate_day
+from onedoor.bench.predict import without_no_shows
 from tests.fastpath.conftest import IMPLEMENTATIONS, load_compiled
 
 FINISH, ISSUE, CALL = 0, 1, 2

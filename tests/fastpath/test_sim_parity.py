@@ -302,7 +302,7 @@ def test_same_seed_same_day_and_engine_reusable(sim: Any) -> None:
 
 
 def test_predictions_identical() -> None:
-    from fastpath.bench_sim import busy_city_hall_state
+    from onedoor.bench.simulator import busy_city_hall_state
 
     hall = example_hall("city_hall")
     state = busy_city_hall_state(hall, waiting=120)
@@ -330,7 +330,7 @@ def test_lazy_arrivals_change_no_prediction(sim: Any) -> None:
     # joins it). Each label has its own stream, so drawing every arrival as it
     # comes must give the same waits, replication by replication; only ticket
     # numbers, which break exact ties of score, are given in another order.
-    from fastpath.bench_sim import busy_city_hall_state
+    from onedoor.bench.simulator import busy_city_hall_state
 
     hall = example_hall("city_hall")
     lazy = Predictor(hall, make_engine(hall, sim.Engine))

@@ -124,7 +124,7 @@ def test_state_from_live_dispatcher() -> None:
 
 
 def test_prediction_beats_the_naive_formula_on_a_busy_day() -> None:
-    from fastpath.bench_predict import without_no_shows
+    from onedoor.bench.predict import without_no_shows
 
     hall = without_no_shows(example_hall("comprehensive_hall"))
     predictor = Predictor(hall)
@@ -207,7 +207,7 @@ def test_an_early_appointment_is_predicted_to_wait_from_its_booked_time(
 def test_published_baselines_on_a_known_state() -> None:
     # The benchmark's baselines, by hand: two windows serving a and b alike (nobody
     # arrives, so each service has half of each window), fixed 10-minute services.
-    from fastpath.bench_predict import Capacity, Rates, Ticket, baseline_predictions
+    from onedoor.bench.predict import Capacity, Rates, Ticket, baseline_predictions
 
     hall = two_window_hall()
     windows = (WindowNow(17 * HOUR, 0, NOW - 4 * MINUTE_MS), WindowNow(17 * HOUR, 1,
@@ -262,7 +262,7 @@ def test_forecast_follows_every_ticket(engine_class: Any) -> None:
 
 def test_a_no_wait_ticket_is_judged_by_whether_it_waits_at_all() -> None:
     """Told "no wait" (p90 = 0): calibrated when as many wait as the simulation said."""
-    from fastpath.bench_predict import _Errors, _row
+    from onedoor.bench.predict import _Errors, _row
 
     minute = MINUTE_MS
     errors = _Errors(predicted=[0.0, 0.0, 0.0, 2 * minute], realised=[0.0, 0.0, 3 * minute,

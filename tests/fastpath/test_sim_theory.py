@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from fastpath import _sim_py
-from fastpath.bench_sim import ALWAYS_OPEN_MS, MEAN_SERVICE_MS, erlang_c_wait, mmc_mean_wait
 from fastpath.simulate import DIST_FIXED
 from fastpath.types import number_order
+from onedoor.bench.simulator import ALWAYS_OPEN_MS, MEAN_SERVICE_MS, erlang_c_wait, mmc_mean_wait
 from tests.fastpath.conftest import NO_EXTENSIONS, load_compiled
 
 pytestmark = pytest.mark.slow
@@ -113,7 +113,7 @@ def test_day_sized_recorded_runs_simulate_what_the_unrecorded_ones_do() -> None:
     """The benchmark of the recorded path as the tools run it: the same days either way."""
     pytest.importorskip("simpy")
     load_compiled("fastpath._sim_c")
-    from fastpath.bench_sim import day_sized_records
+    from onedoor.bench.simulator import day_sized_records
 
     out = day_sized_records(days=3, customers=500, simpy_customers=500)
     assert out["records"]["mean_wait_ms"] == out["no_records"]["mean_wait_ms"] > 0

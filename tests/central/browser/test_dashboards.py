@@ -1,7 +1,9 @@
 """The dashboards in a real headless Chromium (Debian's), against a real uvicorn server.
 
 Log in, open every page, watch live updates arrive after a real MQTT publish,
-acknowledge an alarm, download the statistics CSV. Screenshots go to
+acknowledge an alarm, download the statistics CSV, send a command to a town and
+follow each site's result, make a town's account and use it, read and export the
+audit log. Screenshots go to
 ``tests/artifacts/`` (CI keeps them; not committed).
 """
 
@@ -24,6 +26,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from central.auth import Role
 from central.models import Alarm
 from central.stats import BUSINESS_TZ
+from central.web import people
 from firmware_protocols import mqtt_messages as mm
 from onedoor.broker import free_port, wait_for_port
 from tests.central.sim import SimSite
@@ -285,4 +288,194 @@ def test_viewers_get_no_command_form(browser: Browser, live: LiveServer) -> None
     page.goto(f"{live.url}/sites/zs-shiqi-04")
     page.wait_for_selector("#site-live")
     assert page.locator("#command-form").count() == 0
+    page.context.close()
+
+
+def test_operator_sends_a_notice_to_a_town_and_sees_each_site(
+    browser: Browser, live: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commands page: a screen notice to 东区街道's 12 sites; two edges answer (one
+    done, one failed) and the per-site table and the counts follow live. The page lists
+    the first sites only (5 here, as for a province's thousands) and each state's sites
+    a click away."""
+    monkeypatch.setattr(people, "BULK_PAGE_ROWS", 5)
+    page = new_page(browser, live, Role.OPERATOR)
+    page.goto(f"{live.url}/commands")
+    assert page.locator("#bulk-form select[name=name] option[value=reprint]").count() == 0
+    page.select_option("#bulk-form select[name=name]", "screen_notice")
+    page.fill("#bulk-form input[name=text]", "今日下午系统维护，暂停取号")
+    page.check("#bulk-form input[name=target][value=towns]")
+    page.check('#bulk-form input[name=town][value="东区街道"]')
+    page.click("#bulk-form button[type=submit]")
+    page.wait_for_url(f"{live.url}/commands/*")
+    bulk_id = page.url.rsplit("/", 1)[1]
+    page.wait_for_selector("#bulk-sites tbody tr")
+    assert page.locator("#bulk-sites tbody tr").count() == 5
+    assert "列出前 5 个，共 12 个" in page.locator("#bulk-more").inner_text()
+    assert page.locator('#bulk-counts b[data-state="pending"]').inner_text() == "12"
+    bulk = live.env.central.read.bulk_command(uuid.UUID(bulk_id), live.env.central.now())
+    rows = {r.site_id: r for r in bulk.rows}
+    assert bulk.args["text"] == "今日下午系统维护，暂停取号"
+    live.env.feed(
+        mm.CmdResult(site="zs-dongqu-01", id=uuid.UUID(rows["zs-dongqu-01"].command_id),
+                     ok=True, error=None, ts=1),
+        mm.CmdResult(site="zs-dongqu-02", id=uuid.UUID(rows["zs-dongqu-02"].command_id),
+                     ok=False, error="screen_offline", ts=1),
+    )  # fmt: skip
+    page.wait_for_selector('#bs-zs-dongqu-01[data-state="succeeded"]')
+    page.wait_for_selector('#bs-zs-dongqu-02[data-state="failed"]')
+    assert "screen_offline" in page.locator("#bs-zs-dongqu-02").inner_text()
+    assert "已执行" in page.locator("#bs-zs-dongqu-01").inner_text()
+    # the counts and the rows are two reads: a render between them catches up at the next
+    page.wait_for_function("document.querySelector('#bulk-counts b[data-state=pending]')"
+                           ".textContent === '10'")  # fmt: skip
+    counts = {s: page.locator(f'#bulk-counts b[data-state="{s}"]').inner_text()
+              for s in ("pending", "succeeded", "failed")}  # fmt: skip
+    assert counts == {"pending": "10", "succeeded": "1", "failed": "1"}
+    shot(page, "bulk_command")
+    page.click("#bulk-counts a.s-failed")
+    page.wait_for_url("**?state=failed")
+    page.wait_for_selector("#bulk-sites tbody tr")
+    assert page.locator("#bulk-sites tbody tr").evaluate_all(
+        "rows => rows.map(r => r.id)") == ["bs-zs-dongqu-02"]
+    assert page.locator("#bulk-more").count() == 0
+    live.env.feed(mm.CmdResult(site="zs-dongqu-03", id=uuid.UUID(rows["zs-dongqu-03"].command_id),
+                               ok=False, error="screen_offline", ts=1))  # fmt: skip
+    page.wait_for_selector("#bs-zs-dongqu-03")  # the failed list follows live too
+    page.wait_for_function("document.querySelector('#bulk-counts b[data-state=failed]')"
+                           ".textContent === '2'")  # fmt: skip
+    page.goto(f"{live.url}/commands")
+    row = page.locator(f'#bulks a[href="/commands/{bulk_id}"]').locator("xpath=../..")
+    assert "东区街道" in row.inner_text()
+    assert "屏幕通知" in row.inner_text()
+    shot(page, "bulk_commands")
+    page.context.close()
+
+
+def test_a_bulk_command_the_contract_refuses_shows_why(browser: Browser, live: LiveServer) -> None:
+    page = new_page(browser, live, Role.OPERATOR)
+    page.goto(f"{live.url}/commands")
+    page.select_option("#bulk-form select[name=name]", "announce")
+    # past the contract's length (the field's own maxlength taken off, as a script could)
+    page.eval_on_selector("#bulk-form input[name=text]", "e => e.removeAttribute('maxlength')")
+    page.fill("#bulk-form input[name=text]", "x" * 201)
+    page.click("#bulk-form button[type=submit]")
+    page.wait_for_function("document.getElementById('bulk-error').textContent.length > 0")
+    assert "invalid announce args" in page.locator("#bulk-error").inner_text()
+    assert page.url == f"{live.url}/commands"
+    page.context.close()
+
+
+def test_admin_reads_filters_and_exports_the_audit_log(
+    browser: Browser, live: LiveServer, tmp_path: Path
+) -> None:
+    viewer = new_page(browser, live, Role.VIEWER)  # a login to find in the log
+    viewer.goto(f"{live.url}/admin/audit")
+    assert viewer.locator("#audit").count() == 0
+    assert viewer.locator("a[href='/admin/audit']").count() == 0
+    viewer.context.close()
+    page = new_page(browser, live, Role.ADMIN)
+    page.click("a[href='/admin/audit']")
+    page.wait_for_selector("#audit tbody tr")
+    page.select_option("#audit-form select[name=action]", "auth.login")
+    page.click("#audit-form button[type=submit]")
+    page.wait_for_url("**/admin/audit?*action=auth.login*")
+    actions = page.locator("#audit tbody tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.action)")
+    assert actions
+    assert set(actions) == {"auth.login"}
+    assert "browser viewer" in page.locator("#audit").inner_text()
+    assert "登录" in page.locator("#audit tbody tr").first.inner_text()
+    shot(page, "audit_log")
+    with page.expect_download() as download_info:
+        page.click("#audit-csv")
+    saved = tmp_path / "audit.csv"
+    download_info.value.save_as(saved)
+    text = saved.read_text("utf-8-sig")
+    lines = text.splitlines()
+    assert lines[0] == "id,at,actor,actor_id,role,source,action,target,detail"
+    assert len(lines) - 1 == len(actions)
+    assert all(",auth.login," in line for line in lines[1:])
+    page.context.close()
+
+
+def test_an_admin_makes_a_town_account_that_sees_and_acts_on_its_town_only(
+    browser: Browser, live: LiveServer
+) -> None:
+    """Accounts page → a 三乡镇 operator; that person logs in with login name and password,
+    sends a notice to "all my towns" (三乡镇's sites only), changes the password; the admin
+    disables the account."""
+    admin = new_page(browser, live, Role.ADMIN)
+    admin.goto(f"{live.url}/admin/users")
+    form = admin.locator("#new-user")
+    form.locator("input[name=username]").fill("sanxiang.ops")
+    form.locator("input[name=display_name]").fill("李明")
+    form.locator("select[name=role]").select_option("operator")
+    form.locator("input[name=towns]").fill("三乡镇")
+    form.locator("input[name=password]").fill("Sanxiang-2026-ops")
+    form.locator("button[type=submit]").click()
+    row = admin.locator("#user-sanxiang\\.ops")
+    row.wait_for()
+    assert row.locator("input[name=towns]").input_value() == "三乡镇"
+    shot(admin, "users")
+
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
+    person = context.new_page()
+    person.set_default_timeout(15_000)
+    person.goto(f"{live.url}/login")
+    person.fill("input[name=username]", "sanxiang.ops")
+    person.fill("input[name=password]", "Sanxiang-2026-ops")
+    person.click("button[type=submit]")
+    person.wait_for_url(f"{live.url}/")
+    assert person.locator("#who").inner_text() == "李明 · 运维 · 三乡镇"
+    assert person.locator("a[href='/admin/users'], a[href='/admin/audit']").count() == 0
+    person.goto(f"{live.url}/commands")
+    towns = person.locator("#bulk-form input[name=town]").evaluate_all(
+        "boxes => boxes.map(b => b.value)")
+    assert towns == ["三乡镇"]
+    assert "我管辖的全部镇街" in person.locator("#bulk-form fieldset").inner_text()
+    person.select_option("#bulk-form select[name=name]", "screen_notice")
+    person.fill("#bulk-form input[name=text]", "三乡镇今日下午停电，暂停办理")
+    person.click("#bulk-form button[type=submit]")
+    person.wait_for_url(f"{live.url}/commands/*")
+    person.wait_for_selector("#bulk-sites tbody tr")
+    sites_towns = set(person.locator("#bulk-sites tbody tr td:first-child").all_inner_texts())
+    assert sites_towns == {"三乡镇"}
+    person.goto(f"{live.url}/account")
+    person.fill("#own-password input[name=old_password]", "Sanxiang-2026-ops")
+    person.fill("#own-password input[name=new_password]", "Sanxiang-2026-new")
+    person.click("#own-password button[type=submit]")
+    person.wait_for_url(f"{live.url}/login*")
+    context.close()
+
+    admin.reload()
+    admin.locator("#user-sanxiang\\.ops button[data-enable=false]").click()
+    admin.wait_for_selector("#user-sanxiang\\.ops.disabled")
+    assert admin.locator("#user-sanxiang\\.ops td.state").inner_text() == "已停用"
+    admin.goto(f"{live.url}/admin/audit?actor=sanxiang.ops")
+    actions = admin.locator("#audit tbody tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.action)")
+    assert actions[:3] == ["user.password", "command.bulk", "auth.login"]
+    admin.context.close()
+
+
+def test_an_operator_stops_and_lifts_issuing_for_a_town(browser: Browser, live: LiveServer) -> None:
+    """The commands page's emergency stop (through the stop's own API): 东区街道 stops
+    issuing with a reason, the stop is listed, then lifted."""
+    page = new_page(browser, live, Role.OPERATOR)
+    page.goto(f"{live.url}/commands")
+    assert "没有正在执行的暂停" in page.locator("main").inner_text()
+    page.select_option("#stop-form select[name=target]", "东区街道")
+    page.fill("#stop-form input[name=reason]", "台风红色预警")
+    page.click("#stop-form button[type=submit]")
+    page.wait_for_selector("#stops tbody tr")
+    row = page.locator("#stops tbody tr").first
+    assert "东区街道" in row.inner_text()
+    assert "台风红色预警" in row.inner_text()
+    (stop,) = live.env.central.pushes.stops(active=True)
+    assert (stop.scope, stop.target, stop.reason) == ("town", "东区街道", "台风红色预警")
+    shot(page, "issuing_stop")
+    row.locator("button[data-lift]").click()
+    page.wait_for_selector("#stops", state="detached")
+    assert live.env.central.pushes.stops(active=True) == []
     page.context.close()

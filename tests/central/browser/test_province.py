@@ -17,9 +17,9 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.auth import Role, TokenStore
-from central.bench_web import log_in, serve_dashboards, synthetic_fleet
 from central.db import make_engine, migrate, session_factory
 from central.models import Alarm, AlarmType, Severity, Site
+from onedoor.bench.central_web import log_in, serve_dashboards, synthetic_fleet
 from tests.central.browser.test_dashboards import CHROMIUM, LAUNCH_ARGS, shot
 
 if shutil.which(CHROMIUM) is None:  # pragma: no cover - CI installs Debian's chromium

@@ -1,6 +1,6 @@
 """Benchmark: every device family at its default line settings, against the line model.
 
-``onedoor bench --only device-lines`` (or ``python -m edge.bench_line``).
+``onedoor bench --only device-lines`` (or ``python -m onedoor.bench.device_lines``).
 
 For each family the real driver code (``edge.devices``) talks to its simulator
 (``firmware_protocols.simulators``), which takes the honest time of every byte

@@ -13,7 +13,7 @@ drains the same stream on ONE core (this process is pinned with
 ``run()`` is what ``onedoor bench`` calls. Servers: ``ONEDOOR_BENCH_MQTT``
 (``host:port``) and ``ONEDOOR_BENCH_PG_URL``, else throwaway ones are started
 with the helpers in ``tests/servers.py`` (a source checkout).
-``python -m central.bench`` also writes ``docs/bench/central_ingest.md``.
+``python -m onedoor.bench.central`` also writes ``docs/bench/central_ingest.md``.
 """
 
 from __future__ import annotations
@@ -360,7 +360,8 @@ def _report(figures: dict[str, Any], seconds: float) -> str:
     lines = [
         "# Central ingest throughput",
         "",
-        "Command: `python -m central.bench` (also `onedoor bench --only central`, `make bench`)  ",
+        "Command: `python -m onedoor.bench.central` "
+        "(also `onedoor bench --only central`, `make bench`)  ",
         f"Machine: {model}, {os.cpu_count()} CPUs, Python {platform.python_version()}  ",
         f"Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {seconds:.0f} s in all",
         "",
@@ -385,7 +386,7 @@ if __name__ == "__main__":
     results = run()
     report = _report(results, time.perf_counter() - started)
     print(report)
-    target = Path(__file__).parents[1] / "docs" / "bench" / "central_ingest.md"
+    target = Path(__file__).parents[2] / "docs" / "bench" / "central_ingest.md"
     if len(sys.argv) > 1:
         target = Path(sys.argv[1])
     target.parent.mkdir(parents=True, exist_ok=True)

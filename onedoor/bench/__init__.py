@@ -1,9 +1,10 @@
 """``onedoor bench``: every benchmark of the project in one run, as Markdown.
 
-Each part keeps its benchmark next to its code as a function returning a flat
-dict of figures; this module only finds them, runs them and writes the report
-with the command, the machine and the date, so figures in docs/BENCHMARKS.md
-can always be traced to a run.
+Each part has its benchmark in this package (``onedoor/bench/<part>.py``) as a
+function returning a flat dict of figures; this module only finds them, runs
+them and writes the report with the command, the machine and the date, so
+figures in docs/BENCHMARKS.md can always be traced to a run. The package runs
+from a source checkout (``make bench``) and is left out of the wheel.
 """
 
 from __future__ import annotations
@@ -27,16 +28,17 @@ log = structlog.get_logger(__name__)
 
 # (suite name, module, function). A part that is not built yet is skipped.
 SUITES: tuple[tuple[str, str, str], ...] = (
-    ("dispatcher", "fastpath.bench_dispatch", "run"),
-    ("simulator", "fastpath.bench_sim", "run_all"),
-    ("protocols", "firmware_protocols.bench", "run"),
-    ("edge", "edge.bench", "run"),
-    ("edge-devices", "edge.bench_devices", "run"),
-    ("device-lines", "edge.bench_line", "run"),
-    ("central", "central.bench", "run"),
-    ("central-stats", "central.bench_stats", "run"),
-    ("central-web", "central.bench_web", "run"),
-    ("central-progress", "central.bench_progress", "run"),
+    ("dispatcher", "onedoor.bench.dispatch", "run"),
+    ("simulator", "onedoor.bench.simulator", "run_all"),
+    ("protocols", "onedoor.bench.protocols", "run"),
+    ("edge", "onedoor.bench.edge", "run"),
+    ("edge-devices", "onedoor.bench.edge_devices", "run"),
+    ("device-lines", "onedoor.bench.device_lines", "run"),
+    ("central", "onedoor.bench.central", "run"),
+    ("central-stats", "onedoor.bench.central_stats", "run"),
+    ("central-web", "onedoor.bench.central_web", "run"),
+    ("central-bulk", "onedoor.bench.central_bulk", "run"),
+    ("central-progress", "onedoor.bench.central_progress", "run"),
 )
 
 
@@ -103,7 +105,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("bench", help="run the benchmarks and print a Markdown report")
+    parser = sub.add_parser("bench", help="性能测试 / "
+                                          "run the benchmarks and print a Markdown report")
     parser.add_argument("--only", help="comma-separated suites: " + ",".join(s[0] for s in SUITES))
     parser.add_argument("--output", help="also write the report to this file")
     parser.set_defaults(func=_cmd_bench)

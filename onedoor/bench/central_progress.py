@@ -19,7 +19,7 @@ publish to the page events it causes (each page of the hall receives one per
 publish), p50 / p99 / worst. ``pages_per_core`` extrapolates the open pages one
 fully used core would serve at the same update rates (CPU grows with pages).
 
-``run()`` returns a flat dict for ``onedoor bench``; ``python -m central.bench_progress``
+``run()`` returns a flat dict for ``onedoor bench``; ``python -m onedoor.bench.central_progress``
 prints it.
 """
 

@@ -1,6 +1,6 @@
 """Benchmark: keypad press to publish-ready event and to LED frame, at 19200 baud.
 
-``onedoor bench --only edge-devices`` (or ``python -m edge.bench_devices``).
+``onedoor bench --only edge-devices`` (or ``python -m onedoor.bench.edge_devices``).
 
 A bank of Modbus window terminals (the real pymodbus RTU server of the
 simulators) and a bus of LED window bars plus a hall screen sit on ptys with

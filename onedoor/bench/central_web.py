@@ -14,7 +14,8 @@ For each fleet size, on a fresh SQLite database:
   live: messages received, animation frames that applied them, and how far
   behind the server the page was (``data-live-lag-ms``).
 
-``run()`` returns a flat dict for ``onedoor bench``; ``python -m central.bench_web`` prints it.
+``run()`` returns a flat dict for ``onedoor bench``; ``python -m
+onedoor.bench.central_web`` prints it.
 """
 
 from __future__ import annotations

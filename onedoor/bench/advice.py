@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastpath.advice import EMERGENCY, HOUR_MS, Advisor, Move, per_window
-from fastpath.bench_predict import without_no_shows
 from fastpath.predict import state_at
 from fastpath.simulate import DayResult, HallModel, WindowGroup, example_hall, simulate_day
 from fastpath.types import APPOINTMENT, MINUTE_MS
+from onedoor.bench.predict import without_no_shows
 
 CHECK_MS = 5 * MINUTE_MS
 REACTION_MS = 5 * MINUTE_MS

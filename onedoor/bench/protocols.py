@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from . import escpos, led
+from firmware_protocols import escpos, led
 
 _ROUNDS: Final = 3
 
@@ -56,7 +56,7 @@ def _ticket_events(large: bool) -> list[escpos.EscPosEvent]:
 
 def bench_escpos() -> dict[str, Any]:
     """Tickets encoded and decoded per second, ticket size, status parsing, PNG rendering."""
-    from .simulators.printer import assemble, render_ticket
+    from firmware_protocols.simulators.printer import assemble, render_ticket
 
     normal_events, large_events = _ticket_events(False), _ticket_events(True)
     normal = escpos.encode_all(normal_events)
@@ -117,8 +117,8 @@ def _led_pty_round_trips(count: int = 300) -> dict[str, Any]:
     """ShowText -> ACK through a real pty and pyserial, without and with honest timing."""
     import serial
 
-    from .simulators.led_screens import VirtualLedScreens
-    from .simulators.serial_link import PtyLink, SerialTiming
+    from firmware_protocols.simulators.led_screens import VirtualLedScreens
+    from firmware_protocols.simulators.serial_link import PtyLink, SerialTiming
 
     figures: dict[str, Any] = {}
     for label, timing in (("pty, no line timing", None), ("115200 baud", SerialTiming(115200))):
@@ -158,10 +158,10 @@ def bench_modbus_terminal() -> dict[str, Any]:
     """
     from pymodbus.client import ModbusSerialClient
 
-    from . import modbus_terminal as mt
-    from .simulators.modbus_bank import ModbusTerminalBank
-    from .simulators.serial_link import PtyLink, SerialTiming
-    from .terminal_events import Key, ShowText
+    from firmware_protocols import modbus_terminal as mt
+    from firmware_protocols.simulators.modbus_bank import ModbusTerminalBank
+    from firmware_protocols.simulators.serial_link import PtyLink, SerialTiming
+    from firmware_protocols.terminal_events import Key, ShowText
 
     queue = mt.InputQueue()
     queue.latch(mt.encode_input(Key.NEXT))
@@ -250,10 +250,10 @@ def bench_vendor_frame() -> dict[str, Any]:
     """Vendor-frame codec rates, and poll cycles of a 33-terminal bank at 9600 baud."""
     import serial
 
-    from . import vendor_frame as vf
-    from .simulators.serial_link import PtyLink, SerialTiming
-    from .simulators.vendor_bank import VendorTerminalBank
-    from .terminal_events import Key, KeyPressed, RatingPressed, ShowText
+    from firmware_protocols import vendor_frame as vf
+    from firmware_protocols.simulators.serial_link import PtyLink, SerialTiming
+    from firmware_protocols.simulators.vendor_bank import VendorTerminalBank
+    from firmware_protocols.terminal_events import Key, KeyPressed, RatingPressed, ShowText
 
     events: list[vf.VendorEvent] = [
         vf.Poll(n % 33 + 1, n & 0xFF) if n % 3 else KeyPressed(n % 33 + 1, Key.NEXT, n % 255 + 1)

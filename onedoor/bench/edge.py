@@ -1,6 +1,6 @@
 """Benchmark: the edge daemon's memory (RSS) and idle CPU with every device family.
 
-``python -m edge.bench`` (the lead wires ``make bench``). The real daemon
+``python -m onedoor.bench.edge`` (the lead wires ``make bench``). The real daemon
 (``python -m edge run``) runs as a subprocess against the simulated hall of
 :mod:`edge.simhall`: printer, LED window bars and hall screen, a Modbus
 terminal bank on ptys at 19200 baud, gpiozero mock pins, WAV audio, and a
@@ -11,7 +11,7 @@ real Mosquitto when one is installed. Measured from ``/proc/<pid>``:
 * idle CPU: user+system time over an idle interval, as percent of one core.
   "Idle" still polls the terminal bus and the printer, as in a quiet hall.
 
-The devices helper's ``edge.bench_devices`` measures press-to-LED/publish latency.
+The devices helper's ``onedoor.bench.edge_devices`` measures press-to-LED/publish latency.
 """
 
 from __future__ import annotations

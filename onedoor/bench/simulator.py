@@ -5,7 +5,7 @@
 * :func:`prediction_latency`: ``predict_wait`` for a 220-window hall with 300
   waiting tickets, 100 and 1,000 replications;
 * :func:`run_all`: these and the prediction against the published
-  predictors (:mod:`fastpath.bench_predict`).
+  predictors (:mod:`onedoor.bench.predict`).
 
 SimPy and Ciw are dev dependencies used here only.
 """
@@ -303,8 +303,8 @@ def staffing_results(seed: int = 1) -> dict[str, Any]:
 
 
 def run_all() -> dict[str, Any]:
-    from fastpath.bench_advice import advice_benchmark
-    from fastpath.bench_predict import prediction_report
+    from onedoor.bench.advice import advice_benchmark
+    from onedoor.bench.predict import prediction_report
 
     return {
         "mmc_throughput": mmc_throughput(),
