@@ -12,7 +12,8 @@
     GET  /api/v1/bookings/stats?day=[&site=] viewer    per site: booked, checked in, no-show
 
 A platform calls with an operator token of its own (``onedoor central token create
-operator yss``). The rules and errors are :mod:`central.bookings`: 404 an unknown
+--role operator --name yss``); a token of some towns books, reads and counts their
+sites only (403 otherwise). The rules and errors are :mod:`central.bookings`: 404 an unknown
 site or booking, 422 a bad day, slot, service or ID number (its check digit is
 verified), 409 a full slot, a second booking of the person that day, a cancel too
 late, 503 when the central has no ``booking_person_salt``. The ID number is never
@@ -31,7 +32,9 @@ from starlette.concurrency import run_in_threadpool
 
 from central.access import Operator, Viewer
 from central.api import API_PREFIX
-from central.context import central_of, service_of
+from central.auth import Principal
+from central.bookings import BookingView
+from central.context import Central, central_of, service_of
 from central.errors import InvalidRequest
 from central.stats import business_date
 
@@ -52,42 +55,55 @@ class BookingRequest(BaseModel):
 @router.post("/bookings", tags=["bookings"], status_code=201)
 async def api_book(request: Request, body: BookingRequest,
                    principal: Operator) -> dict[str, Any]:
-    booking, sent = await service_of(central_of(request)).book(
+    central = central_of(request)
+    await run_in_threadpool(central.read_as(principal).require_site, body.site)
+    booking, sent = await service_of(central).book(
         body.site, body.service, body.day, body.slot, body.id_number,
         reference=body.reference, by=principal.name)
     return {"booking": booking.to_json(), "sent": sent}
 
 
 @router.get("/bookings/stats", tags=["bookings"])
-def api_booking_stats(request: Request, _: Viewer, day: str | None = None,
+def api_booking_stats(request: Request, principal: Viewer, day: str | None = None,
                       site: str | None = None) -> dict[str, Any]:
     central = central_of(request)
     now = central.now()
     day = _day(day, now)
-    return {"day": day, "sites": central.bookings.counts(day, now, site)}
+    return {"day": day, "sites": central.bookings.counts(day, now, site,
+                                                         towns=principal.towns)}
 
 
 @router.post("/bookings/{code}/cancel", tags=["bookings"])
 async def api_cancel(request: Request, code: str, principal: Operator) -> dict[str, Any]:
-    booking, sent = await service_of(central_of(request)).cancel_booking(code, by=principal.name)
+    central = central_of(request)
+    await run_in_threadpool(_booking_in_scope, central, principal, code)
+    booking, sent = await service_of(central).cancel_booking(code, by=principal.name)
     return {"booking": booking.to_json(), "sent": sent}
 
 
 @router.get("/bookings/{code}", tags=["bookings"])
-async def api_booking(request: Request, code: str, _: Viewer) -> dict[str, Any]:
+async def api_booking(request: Request, code: str, principal: Viewer) -> dict[str, Any]:
     central = central_of(request)
-    view = await run_in_threadpool(central.bookings.get, code, central.now())
+    view = await run_in_threadpool(_booking_in_scope, central, principal, code)
     return {"booking": view.to_json()}
 
 
 @router.get("/sites/{site_id}/bookings", tags=["bookings"])
-def api_site_bookings(request: Request, site_id: str, _: Viewer,
+def api_site_bookings(request: Request, site_id: str, principal: Viewer,
                       day: str | None = None) -> dict[str, Any]:
     central = central_of(request)
+    central.read_as(principal).require_site(site_id)
     now = central.now()
     day = _day(day, now)
     return {"site": site_id, "day": day,
             "bookings": [b.to_json() for b in central.bookings.of_site(site_id, day, now)]}
+
+
+def _booking_in_scope(central: Central, principal: Principal, code: str) -> BookingView:
+    """The booking ``code`` (404), if its site is in the caller's towns (403 otherwise)."""
+    view = central.bookings.get(code, central.now())
+    central.read_as(principal).require_site(view.site)
+    return view
 
 
 def _day(day: str | None, now: dt.datetime) -> str:

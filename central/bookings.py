@@ -28,6 +28,7 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -228,15 +229,19 @@ class Bookings:
             today = business_date(now)
             return [BookingView.of(row, today) for row in rows]
 
-    def counts(self, day: str, now: dt.datetime, site_id: str | None = None
-               ) -> list[dict[str, Any]]:
+    def counts(self, day: str, now: dt.datetime, site_id: str | None = None, *,
+               towns: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Per site: ``booked`` (not cancelled), ``checked_in``, ``no_show`` (booked and
-        the day over), ``waiting`` (booked, the day not over), ``cancelled``."""
+        the day over), ``waiting`` (booked, the day not over), ``cancelled``; ``towns``:
+        the sites of those towns only (None: every site)."""
         past = dt.date.fromisoformat(day) < business_date(now)
         query = select(Booking.site_id, Booking.status, func.count()).where(
             Booking.day == day).group_by(Booking.site_id, Booking.status)
         if site_id is not None:
             query = query.where(Booking.site_id == site_id)
+        if towns is not None:
+            query = query.where(Booking.site_id.in_(
+                select(Site.id).where(Site.town.in_(list(towns)))))
         with self.sessions() as session:
             rows = session.execute(query).all()
         out: dict[str, dict[str, Any]] = {}

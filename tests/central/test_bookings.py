@@ -206,6 +206,21 @@ def test_the_booking_rules(env: RunningApp) -> None:
         SITE: (4, 1), "zs-city": (1, 0)}
     assert env.client.get("/api/v1/bookings/stats?day=2026-13-01",
                           headers=env.headers(Role.VIEWER)).status_code == 422
+    # A platform's token of one town books, reads and counts that town's sites only.
+    _, secret = env.central.tokens.create(Role.OPERATOR, "town platform", towns=["模拟镇"])
+    town = FakeBookingPlatform(env.client, secret)
+    status, answer = town.book(tomorrow, "15:00-15:30", 10, site="zs-city", service="zonghe")
+    assert status == 403
+    assert answer["detail"].startswith("不在您的管辖范围")
+    assert town.book(tomorrow, "15:00-15:30", 10)[0] == 201
+    city_code = next(b["code"] for b in env.client.get(
+        f"/api/v1/sites/zs-city/bookings?day={tomorrow}",
+        headers=env.headers(Role.VIEWER)).json()["bookings"])
+    assert town.cancel(city_code)[0] == 403
+    assert env.client.get(f"/api/v1/bookings/{city_code}", headers=town.headers
+                          ).status_code == 403
+    assert [s["site"] for s in env.client.get(f"/api/v1/bookings/stats?day={tomorrow}",
+                                              headers=town.headers).json()["sites"]] == [SITE]
 
 
 def test_without_a_salt_no_booking_is_taken(env: RunningApp) -> None:
