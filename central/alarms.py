@@ -25,6 +25,8 @@ Alarm types and default severity::
     config_drift      warning   reported config version differs from the expected one
     outbox_backlog    major     the edge outbox holds more than outbox_backlog events
     sequence_gap      major     seqs missing for longer than gap_alarm_after_s
+    takeover_pending  major     a new device of the site waits for an operator's takeover
+    device_conflict   critical  two devices may have numbered the site at once
     staffing_advice   info      not a fault: the edge sees an SLA breach coming and names
                                 the move that prevents it (central/advice.py), cleared
                                 when it ends; info leaves the site's tile colour alone
@@ -76,6 +78,8 @@ DEFAULT_SEVERITY: Final = {
     AlarmType.CONFIG_DRIFT: Severity.WARNING,
     AlarmType.OUTBOX_BACKLOG: Severity.MAJOR,
     AlarmType.SEQUENCE_GAP: Severity.MAJOR,
+    AlarmType.TAKEOVER_PENDING: Severity.MAJOR,
+    AlarmType.DEVICE_CONFLICT: Severity.CRITICAL,
     AlarmType.STAFFING_ADVICE: Severity.INFO,
     AlarmType.BAD_RATING: Severity.WARNING,
 }
@@ -90,6 +94,8 @@ TITLES: Final = {
     AlarmType.CONFIG_DRIFT: "配置版本不一致 / config drift",
     AlarmType.OUTBOX_BACKLOG: "上报积压 / outbox backlog",
     AlarmType.SEQUENCE_GAP: "事件序号缺失 / sequence gap",
+    AlarmType.TAKEOVER_PENDING: "新设备等待接管确认 / a new device waits for takeover",
+    AlarmType.DEVICE_CONFLICT: "两台设备同时编号 / two devices numbered the site",
     AlarmType.STAFFING_ADVICE: "人员调配建议 / staffing advice",
     AlarmType.BAD_RATING: "差评待处理 / bad rating to handle",
 }

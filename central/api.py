@@ -25,9 +25,14 @@ dashboard, the session cookie (see :mod:`central.auth`).
     GET  /api/v1/alarms                    viewer    active (default) or all alarms
     POST /api/v1/alarms/{id}/ack           operator
     GET  /api/v1/statistics[.csv]          viewer    see docs/STATISTICS.md
-    POST /api/v1/sites/{id}/commands       operator  announce, reprint, screen_notice, reload_config
+    POST /api/v1/sites/{id}/commands       operator  announce, reprint, screen_notice,
+                                                     reload_config, diagnostics (answer below)
     GET  /api/v1/sites/{id}/commands       viewer
     GET  /api/v1/commands/{id}             viewer
+    GET  /api/v1/sites/{id}/devices        viewer    edge devices: holder, waiting, replaced
+    POST /api/v1/sites/{id}/takeover       operator  a waiting device takes the site's numbers
+    GET  /api/v1/sites/{id}/diagnostics    operator  diagnostics answers (status, log lines)
+    GET  /api/v1/diagnostics/{command_id}  operator
     GET  /api/v1/inventory                 operator  Ansible dynamic inventory (JSON)
     GET|POST /api/v1/tokens, DELETE /api/v1/tokens/{id}   admin (city-wide)
     /api/v1/users, /api/v1/me                          accounts: central/api_users.py
@@ -455,7 +460,7 @@ def api_statistics_csv(request: Request, principal: Viewer, params: StatParams) 
 class CommandRequest(BaseModel):
     """A command to one site; ``args`` are those of the command (see the MQTT contract)."""
 
-    name: Literal["announce", "reprint", "screen_notice", "reload_config"]
+    name: Literal["announce", "reprint", "screen_notice", "reload_config", "diagnostics"]
     args: dict[str, Any] = Field(default_factory=dict)
     ttl_s: int = Field(DEFAULT_COMMAND_TTL_S, ge=1, le=MAX_COMMAND_TTL_MS // 1000)
 
@@ -503,6 +508,62 @@ def api_site_commands(
 def api_command(request: Request, command_id: uuid.UUID, principal: Viewer) -> dict[str, Any]:
     central = central_of(request)
     return central.read_as(principal).command(command_id, central.now()).to_json()
+
+
+# --------------------------------------------------------------------------- edge devices
+
+
+@router.get("/sites/{site_id}/devices", tags=["devices"])
+def api_site_devices(request: Request, site_id: str, principal: Viewer) -> dict[str, Any]:
+    """Every edge device (journal) that spoke for the site and its part in numbering."""
+    devices = central_of(request).read_as(principal).site_devices(site_id)
+    return {"devices": [d.to_json() for d in devices]}
+
+
+class TakeoverRequest(BaseModel):
+    device: str = Field(pattern=r"^[0-9a-f]{16}$", description="the waiting device's id")
+    skip: int = Field(0, ge=0, le=9999, description=(
+        "numbers per prefix to leave unused: tickets the old device may have issued that "
+        "never reached the central (it was offline)"))
+
+
+@router.post("/sites/{site_id}/takeover", tags=["devices"])
+async def api_takeover(
+    request: Request, site_id: str, body: TakeoverRequest, principal: Operator
+) -> dict[str, Any]:
+    """Let a new device of the site (a replaced Pi or SD card, waiting) number its tickets.
+
+    The old device is told to stop (retained ``lease``) whenever it comes back; the
+    new one gets the day as the central knows it. 409 when the device does not wait.
+    """
+    central = central_of(request)
+    service = service_of(central)
+    await run_in_threadpool(_own_site, central, principal, site_id)
+    await service.takeover(site_id, body.device, actor=actor_of(request, principal),
+                           skip=body.skip)
+    log.warning("device.takeover", site=site_id, device=body.device, skip=body.skip,
+                by=principal.id)
+    devices = await run_in_threadpool(central.read_as(principal).site_devices, site_id)
+    return {"devices": [d.to_json() for d in devices]}
+
+
+@router.get("/sites/{site_id}/diagnostics", tags=["devices"])
+def api_site_diagnostics(
+    request: Request,
+    site_id: str,
+    principal: Operator,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> dict[str, Any]:
+    """Answers to ``diagnostics`` commands, newest first (send one on ``/commands``)."""
+    reports = central_of(request).read_as(principal).diagnostics(site_id, limit=limit)
+    return {"diagnostics": [r.to_json() for r in reports]}
+
+
+@router.get("/diagnostics/{command_id}", tags=["devices"])
+def api_diagnostic(request: Request, command_id: uuid.UUID,
+                   principal: Operator) -> dict[str, Any]:
+    """The answer to one ``diagnostics`` command; 404 until it arrived."""
+    return central_of(request).read_as(principal).diagnostic(command_id).to_json()
 
 
 # --------------------------------------------------------------------------- registry, tokens

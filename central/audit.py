@@ -61,6 +61,8 @@ class AuditAction(enum.StrEnum):
     TOKEN_REVOKE = "token.revoke"
     ALARM_ACK = "alarm.ack"
     COMMAND_SEND = "command.send"
+    DEVICE_TAKEOVER = "device.takeover"
+    """A new edge device (a replaced Pi or SD card) takes a site's numbers over."""
     COMMAND_BULK = "command.bulk"
     """One command to many sites (a town, the city); each site's command has its own id."""
     LOGIN = "auth.login"

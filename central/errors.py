@@ -15,6 +15,7 @@
         ├── NotFound(RequestError, LookupError)          404
         │   ├── UnknownSite(NotFound, KeyError)              a site id not in the registry
         │   ├── UnknownAlarm(NotFound, KeyError)             an alarm id that does not exist
+        │   ├── UnknownDevice(NotFound, KeyError)            no edge device of the site has this id
         │   ├── UnknownCommand(NotFound, KeyError)           a command id never issued
         │   ├── UnknownService(NotFound, KeyError)           a service code a site does not offer
         │   ├── UnknownWindow(NotFound, KeyError)            a window number a site does not have
@@ -142,6 +143,12 @@ class UnknownAlarm(NotFound, KeyError):
 
     def __str__(self) -> str:
         return f"unknown alarm {self.key}"
+
+
+class UnknownDevice(NotFound, KeyError):
+    """No edge device of the site has this id (it never sent its state)."""
+
+    what = "device"
 
 
 class UnknownCommand(NotFound, KeyError):

@@ -19,6 +19,13 @@ Several replicas may commit events of one site concurrently: the site row is
 locked (``SELECT ... FOR UPDATE`` on PostgreSQL, the single writer on SQLite)
 in site-id order, and the contiguous seq is computed from the events table, so
 it only ever grows and never skips a missing event.
+
+Device identity (:mod:`central.lease`): states are kept per device, and the
+device that speaks for the site gives it its presence; each device's events are
+in its own epoch of seqs. The holder's epoch is acknowledged on the site row and
+folded into the live state; a replaced device's epoch is acknowledged on its
+``site_devices`` row, stored and counted, and only hands late tickets on.
+Leases and restores to publish come back in :class:`BatchOutcome` with the acks.
 """
 
 from __future__ import annotations
@@ -44,11 +51,13 @@ from central.alarms import AlarmBook, Notification
 from central.bookings import record_check_in
 from central.buckets import Buckets
 from central.config import CentralConfig
+from central.lease import SiteLeases, epoch_top
 from central.models import (
     AlarmType,
     Command,
     CommandStatus,
     Device,
+    Diagnostics,
     EventRecord,
     HelpCall,
     IngestReject,
@@ -56,6 +65,7 @@ from central.models import (
     Service,
     Severity,
     Site,
+    SiteDevice,
     UtcDateTime,
     Window,
 )
@@ -115,16 +125,10 @@ class BatchOutcome:
     rejected: int = 0
     points: list[Point] = field(default_factory=list)
     """Telemetry points for a sink that is not written inside the transaction."""
-
-
-def _supersedes(new: mm.State, current: dict[str, Any] | None) -> bool:
-    if current is None:
-        return True
-    try:
-        held = msgspec.convert(current, mm.State)
-    except msgspec.ValidationError:
-        return True  # a stored state from an older schema: the new one wins
-    return mm.state_supersedes(new, held)
+    stream_acks: list[tuple[str, int]] = field(default_factory=list)
+    """(site, seq) acks of replaced devices' epochs (``acks`` are the holders')."""
+    publishes: list[mm.Publish] = field(default_factory=list)
+    """Leases and restores (:mod:`central.lease`), to publish after the commit."""
 
 
 _PG_INSERT_EVENTS: Final = text(
@@ -214,6 +218,8 @@ class IngestProcessor:
         self._sink = sink
         self._known_sites: set[str] = set()
         self._limiter = SiteRateLimiter(config)
+        self.leases = SiteLeases()
+        """Device identity, epochs and takeovers (also the service's takeover)."""
         self.stages = StageClock()
         """CPU seconds per stage, summed over every batch (:mod:`central.stages`)."""
 
@@ -279,6 +285,8 @@ class IngestProcessor:
                 total.rejected += 1
                 continue
             total.acks.update(part.acks)
+            total.stream_acks += part.stream_acks
+            total.publishes += part.publishes
             total.notifications += part.notifications
             total.events_stored += part.events_stored
             total.events_duplicate += part.events_duplicate
@@ -391,10 +399,11 @@ class IngestProcessor:
             (i.site_id, i.message) for i in incoming if isinstance(i.message, mm.Telemetry)
         ]
         results = [i.message for i in incoming if isinstance(i.message, mm.CmdResult)]
+        reports = [i.message for i in incoming if isinstance(i.message, mm.Diagnostics)]
         advice = [i.message for i in incoming if isinstance(i.message, mm.Advice)]
 
         for site_id, state in states:
-            self._apply_state(sites[site_id], state, book, now)
+            self._apply_state(session, sites[site_id], state, book, now, outcome)
         clock.lap("state")
         if events:
             self._store_events(session, sites, events, book, now, outcome)
@@ -403,6 +412,8 @@ class IngestProcessor:
             clock.lap("telemetry")
         for result in results:
             self._apply_cmd_result(session, result, now)
+        for report in reports:
+            self._apply_diagnostics(session, report, now)
         for message in advice:  # the newest of a site wins (central/advice.py)
             apply_advice(session, sites[message.site], message, book, now)
         # Any contact from an online site ends an offline-by-silence alarm.
@@ -416,16 +427,13 @@ class IngestProcessor:
 
     # ------------------------------------------------------------------ state
 
-    def _apply_state(self, site: Site, state: mm.State, book: AlarmBook, now: datetime) -> None:
-        if not _supersedes(state, site.state):
-            log.info(
-                "ingest.stale_state_ignored",
-                site=site.id,
-                session=state.session,
-                status=state.status,
-                held_session=site.mqtt_session,
-            )
+    def _apply_state(self, session: Session, site: Site, state: mm.State, book: AlarmBook,
+                     now: datetime, outcome: BatchOutcome) -> None:  # fmt: skip
+        """One device's state; the site's presence follows the device that speaks for it."""
+        speaker = self.leases.apply_state(session, site, state, book, now, outcome.publishes)
+        if speaker is None or speaker.state is None or speaker.state == site.state:
             return
+        state = msgspec.convert(speaker.state, mm.State)
         online = state.status == "online"
         if online != site.online:
             site.status_changed_at = now
@@ -475,16 +483,31 @@ class IngestProcessor:
             self._report_reused_seqs(reused, book, outcome)
         clock.lap("events.dedup")
 
-        by_site: dict[str, list[int]] = {}
+        by_stream: dict[tuple[str, int], list[int]] = {}
         for site_id, seq in unique:
-            by_site.setdefault(site_id, []).append(seq)
-        for site_id in sorted(by_site):
-            outcome.acks[site_id] = self._advance(session, sites[site_id], by_site[site_id], now)
+            by_stream.setdefault((site_id, mm.epoch_of(seq)), []).append(seq)
+        replaced: dict[tuple[str, int], SiteDevice] = {}
+        for (site_id, epoch), seqs in sorted(by_stream.items()):
+            site = sites[site_id]
+            if epoch == site.epoch:
+                outcome.acks[site_id] = self._advance(session, site, site, seqs, now)
+                continue
+            stream = self.leases.stream(session, site_id, epoch)
+            if stream is None:  # an epoch nobody was granted here: kept, not acknowledged
+                log.warning("ingest.unknown_epoch", site=site_id, epoch=epoch, count=len(seqs))
+                continue
+            replaced[(site_id, epoch)] = stream
+            outcome.stream_acks.append((site_id, self._advance(session, site, stream, seqs, now)))
         clock.lap("events.seq")
 
         fresh = sorted(((s, q) for s, q in inserted), key=lambda k: (k[0], k[1]))
-        if fresh:
-            self._fold_events(session, sites, [(s, unique[(s, q)]) for s, q in fresh], book, now)
+        live = [(s, unique[(s, q)]) for s, q in fresh if mm.epoch_of(q) == sites[s].epoch]
+        if live:
+            self._fold_events(session, sites, live, book, now)
+        for (site_id, epoch), stream in sorted(replaced.items()):
+            late = [unique[(s, q)] for s, q in fresh if s == site_id and mm.epoch_of(q) == epoch]
+            self.leases.replaced_events(session, sites[site_id], stream, late, book, now,
+                                         outcome.publishes)
         clock.lap("events.fold")
 
     @staticmethod
@@ -530,18 +553,22 @@ class IngestProcessor:
                 detail={"first_seq": min(seqs), "last_seq": max(seqs), "count": len(seqs)},
             )
 
-    def _advance(self, session: Session, site: Site, seqs: list[int], now: datetime) -> int:
-        """Move ``acked_seq`` over every contiguous committed seq; record what is missing."""
+    def _advance(self, session: Session, site: Site, stream: Site | SiteDevice,
+                 seqs: list[int], now: datetime) -> int:  # fmt: skip
+        """Move ``acked_seq`` of one epoch's stream (the site's own for its holder, a
+        replaced device's row) over every contiguous committed seq; record what is missing."""
         seqs.sort()
-        base = site.acked_seq
-        had_gap = site.max_seq > base
-        site.max_seq = max(site.max_seq, seqs[-1])
+        base = stream.acked_seq
+        top = epoch_top(mm.epoch_of(seqs[0]))
+        had_gap = stream.max_seq > base
+        stream.max_seq = max(stream.max_seq, seqs[-1])
         if not had_gap and seqs[-1] - base == len(seqs) and seqs[0] == base + 1:
-            site.acked_seq = seqs[-1]  # the common case: the batch continues the stream
-            return site.acked_seq
+            stream.acked_seq = seqs[-1]  # the common case: the batch continues the stream
+            return stream.acked_seq
         above = session.scalars(
             select(EventRecord.seq)
-            .where(EventRecord.site_id == site.id, EventRecord.seq > base)
+            .where(EventRecord.site_id == site.id, EventRecord.seq > base,
+                   EventRecord.seq <= top)
             .order_by(EventRecord.seq)
             .limit(GAP_SCAN_LIMIT)
         ).all()
@@ -550,24 +577,25 @@ class IngestProcessor:
             if seq != contiguous + 1:
                 break
             contiguous = seq
-        site.acked_seq = contiguous
+        stream.acked_seq = contiguous
         gaps: list[tuple[int, int]] = []
         previous = contiguous
         for seq in above:
             if seq > previous + 1:
                 gaps.append((previous + 1, seq - 1))
             previous = max(previous, seq)
-        self._record_gaps(session, site, gaps, now)
+        self._record_gaps(session, site, gaps, now, (mm.epoch_base(mm.epoch_of(top)), top))
         return contiguous
 
     @staticmethod
     def _record_gaps(session: Session, site: Site, gaps: list[tuple[int, int]],
-                     now: datetime) -> None:  # fmt: skip
+                     now: datetime, within: tuple[int, int]) -> None:  # fmt: skip
         open_rows = {
             (g.first_seq, g.last_seq): g
             for g in session.scalars(
                 select(SequenceGap).where(
-                    SequenceGap.site_id == site.id, SequenceGap.filled_at.is_(None)
+                    SequenceGap.site_id == site.id, SequenceGap.filled_at.is_(None),
+                    SequenceGap.first_seq > within[0], SequenceGap.first_seq <= within[1],
                 )
             )
         }
@@ -759,6 +787,8 @@ class IngestProcessor:
                 continue  # an older snapshot overtaken by a newer one: history only
             site.last_telemetry_ms = snap.ts
             seen = snap.outbox.last_seq  # events that reached the snapshot: orders it
+            if mm.epoch_of(seen) == site.epoch:  # the holder's: what a takeover may skip
+                site.reported_seq = seen
             site.clock_synced = snap.clock_synced
             site.outbox_depth = snap.outbox.depth
             site.host = msgspec.to_builtins(snap.host)
@@ -836,6 +866,21 @@ class IngestProcessor:
         command.status = CommandStatus.SUCCEEDED if result.ok else CommandStatus.FAILED
         command.error = result.error
         command.result_at = now
+
+    @staticmethod
+    def _apply_diagnostics(session: Session, report: mm.Diagnostics, now: datetime) -> None:
+        """Keep the answer to a ``cmd/diagnostics`` the central sent to that site."""
+        command = session.get(Command, report.id)
+        if command is None or command.site_id != report.site or command.name != "diagnostics":
+            log.warning("ingest.unasked_diagnostics", site=report.site, id=str(report.id))
+            return
+        row = session.get(Diagnostics, report.id)
+        payload = msgspec.to_builtins(report)
+        if row is None:
+            session.add(Diagnostics(command_id=report.id, site_id=report.site,
+                                    device=report.device, received_at=now, report=payload))
+        else:
+            row.device, row.received_at, row.report = report.device, now, payload
 
 
 def stored_body(body: mm.EventBody) -> dict[str, Any]:

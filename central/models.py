@@ -6,7 +6,9 @@ models agree. Portable between SQLite and PostgreSQL: no dialect-only types.
 
 Tables::
 
-    sites             registry (name, town, kind, position, expected config) + live state
+    sites             registry (name, town, kind, position, expected config) + live state,
+                      the device that numbers its tickets and its epoch
+    site_devices      every edge device (journal) that spoke for a site: holder, waiting, replaced
     services          per site: code, name, SLA + live queue (waiting, oldest wait)
     windows           per site: number, services + live state (open/serving, ticket, staff)
     devices           per site: device id, kind + live health
@@ -21,6 +23,7 @@ Tables::
     telemetry_points  embedded telemetry sink: raw points
     telemetry_rollups embedded telemetry sink: 1-minute and 1-hour aggregates
     api_tokens        API tokens: id, SHA-256 of the secret, label, role, towns (see central.auth)
+    diagnostics       the answers to cmd/diagnostics: status and recent log lines of a device
     ticket_links      a ticket's progress page: SHA-256 of its token -> site, ticket, expiry
     issuing_stops     emergency stops of ticket issuing for a site, a town or the city
     city_calendars    the city calendar's dated days, by version (the latest is pushed)
@@ -147,6 +150,12 @@ class AlarmType(enum.StrEnum):
     CONFIG_DRIFT = "config_drift"
     OUTBOX_BACKLOG = "outbox_backlog"
     SEQUENCE_GAP = "sequence_gap"
+    TAKEOVER_PENDING = "takeover_pending"
+    """A new device of the site (a replaced Pi or SD card) waits for an operator to let it
+    take over the site's numbers."""
+    DEVICE_CONFLICT = "device_conflict"
+    """Two devices may have numbered one site at once: a replaced one that kept issuing
+    while it could not hear it was replaced, or one without device identity."""
     STAFFING_ADVICE = "staffing_advice"  # not a fault: a move the site's manager may make
     BAD_RATING = "bad_rating"
 
@@ -214,8 +223,16 @@ class Site(Base):
     """Last host figures: cpu_temp_c, load1, mem_used_pct, disk_used_pct, uptime_s."""
     last_telemetry_ms: Mapped[int | None] = mapped_column(BigInteger)
     acked_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
-    """Highest seq such that 1..acked_seq are all committed (what ``ack`` carries)."""
+    """Highest seq of the holder's epoch such that every one of the epoch up to it is
+    committed (what ``ack`` carries); its epoch's base before the first."""
     max_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    """The epoch of the device that numbers the site's tickets (seqs ``epoch << 32 | n``)."""
+    holder: Mapped[str | None] = mapped_column(String(16))
+    """That device's id; None until a device with identity spoke for the site."""
+    reported_seq: Mapped[int | None] = mapped_column(BigInteger)
+    """The holder's last journaled seq as its latest telemetry reported it: above
+    ``acked_seq``, events it holds that the central has not (yet)."""
 
     @property
     def config_drift(self) -> bool:
@@ -497,6 +514,55 @@ class TelemetryRollup(Base):
     total: Mapped[float] = mapped_column(Float)
     minimum: Mapped[float] = mapped_column(Float)
     maximum: Mapped[float] = mapped_column(Float)
+
+
+class SiteDevice(Base):
+    """An edge device of a site: its journal's identity, its epoch, its last state.
+
+    The holder (``sites.holder``) numbers the site's tickets; a device without an epoch
+    waits for an operator's takeover; one with ``replaced_at`` gave the site up, and
+    its epoch's stream (``acked_seq``, ``max_seq``) is acknowledged here. Device ``""``
+    is the edge of a site from before device identity (its states carry none).
+    """
+
+    __tablename__ = "site_devices"
+
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    device: Mapped[str] = mapped_column(String(16), primary_key=True)
+    epoch: Mapped[int | None] = mapped_column(BigInteger)
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    online: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    state: Mapped[dict[str, Any] | None]
+    """Its last accepted ``state`` payload (``state_supersedes`` within the device)."""
+    granted_at: Mapped[datetime | None]
+    granted_by: Mapped[str | None] = mapped_column(String(100))
+    replaced_at: Mapped[datetime | None]
+    acked_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    max_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    restore: Mapped[dict[str, Any] | None]
+    """What the central handed it (day, counters, tickets, windows, skipped): the start of
+    its day when it is replaced in turn."""
+    restore_due: Mapped[bool] = mapped_column(Boolean, default=False,
+                                              server_default=text("false"))
+    """Granted, its restore waits until the device it replaces has stopped numbering."""
+    skip: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    """Numbers per prefix the operator asked to leave unused above the restored counters."""
+
+
+class Diagnostics(Base):
+    """The ``diag`` answer to one ``cmd/diagnostics`` command."""
+
+    __tablename__ = "diagnostics"
+
+    command_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("commands.id", ondelete="CASCADE"), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    device: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime]
+    report: Mapped[dict[str, Any]]
+    """The ``diag`` payload (status, log lines) as received."""
 
 
 class ApiToken(Base):
@@ -886,6 +952,7 @@ __all__ = [
     "Command",
     "CommandStatus",
     "Device",
+    "Diagnostics",
     "EventRecord",
     "HelpCall",
     "IngestReject",
@@ -901,6 +968,7 @@ __all__ = [
     "Service",
     "Severity",
     "Site",
+    "SiteDevice",
     "SiteKind",
     "StaffMember",
     "StaffingAdvisory",

@@ -59,12 +59,14 @@ from central.models import (
     Command,
     CommandStatus,
     Device,
+    Diagnostics,
     EventRecord,
     IngestReject,
     SequenceGap,
     Service,
     Severity,
     Site,
+    SiteDevice,
     StaffingAdvisory,
     StaffMember,
     TicketLink,
@@ -92,12 +94,14 @@ from central.views import (
     BulkState,
     BulkView,
     CommandView,
+    DiagnosticsView,
     EventView,
     FleetCounts,
     FleetTile,
     Health,
     QueueGauge,
     SiteDetail,
+    SiteDeviceView,
     SiteGauge,
     SiteGauges,
     SiteReject,
@@ -671,6 +675,34 @@ class ReadModel:
                 raise OutOfScope(f"command {bulk_id}")
             rows = self._bulk_rows(session, bulk, now, state, limit)
             return self._bulk_view(bulk, counts, rows, state)
+
+    # ------------------------------------------------------------------ edge devices
+
+    def site_devices(self, site_id: str) -> list[SiteDeviceView]:
+        """The site's edge devices: the holder first, then waiting, then replaced ones."""
+        order = {"holder": 0, "waiting": 1, "legacy": 2, "replaced": 3}
+        with self.sessions() as session:
+            site = self._site(session, site_id)
+            rows = session.scalars(select(SiteDevice).where(SiteDevice.site_id == site_id))
+            views = [SiteDeviceView.of(row, site.holder) for row in rows]
+        return sorted(views, key=lambda v: (order[v.role], -(v.epoch or 0), v.device))
+
+    def diagnostics(self, site_id: str, *, limit: int = 20) -> list[DiagnosticsView]:
+        """The site's diagnostics answers, newest first."""
+        with self.sessions() as session:
+            self._site(session, site_id)
+            rows = session.scalars(select(Diagnostics).where(Diagnostics.site_id == site_id)
+                                   .order_by(Diagnostics.received_at.desc()).limit(limit))
+            return [DiagnosticsView.of(row) for row in rows]
+
+    def diagnostic(self, command_id: uuid.UUID) -> DiagnosticsView:
+        """The answer to one diagnostics command; :class:`UnknownCommand` until it came."""
+        with self.sessions() as session:
+            row = session.get(Diagnostics, command_id)
+            if row is None:
+                raise UnknownCommand(command_id)
+            self._site(session, row.site_id)  # OutOfScope for another town's site
+            return DiagnosticsView.of(row)
 
     def commands_pending(self, now: datetime) -> int:
         """Commands sent, not answered and not expired."""

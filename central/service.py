@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from central.advice import expire_advice
 from central.alarms import AlarmBook, Notification, WebhookNotifier, run_timed_rules
+from central.audit import Actor, AuditAction, record
 from central.bookings import Bookings, BookingView
 from central.config import CentralConfig
 from central.db import make_engine, migrate, session_factory
@@ -259,6 +260,7 @@ class CentralService:
         with self.processor.stages.measure("ack"):
             for site_id, seq in outcome.acks.items():
                 self.mqtt.publish_ack(site_id, seq)
+            self._publish_after_commit(outcome.stream_acks, outcome.publishes)
         for notification in outcome.notifications:
             self._announce(notification)
         if any(item.topic.endswith(_STATE_TOPIC) for item in batch):
@@ -351,6 +353,42 @@ class CentralService:
         if sent:
             log.info("pushes.sent", count=sent)
         return sent
+
+    def _publish_after_commit(self, stream_acks: list[tuple[str, int]],
+                              publishes: list[mm.Publish]) -> None:
+        """Acks of replaced devices' epochs, then leases and restores (after their commit)."""
+        for site_id, seq in stream_acks:
+            self.mqtt.publish_ack(site_id, seq)
+        for publish in publishes:
+            self.mqtt.publish(publish)
+
+    # ------------------------------------------------------------------ devices
+
+    async def takeover(self, site_id: str, device: str, *, actor: Actor, skip: int = 0) -> None:
+        """Let ``device`` (a new device of the site, waiting) take the site's numbers over.
+
+        The next epoch is granted to it and the retained ``lease`` names it, so the old
+        device stops numbering whenever it hears of it; the new device gets the day as
+        the central knows it (``restore``), with every prefix's counter ``skip`` further.
+        :class:`UnknownSite`, :class:`UnknownDevice`, :class:`Conflict` (409) otherwise.
+        Audited (``device.takeover``) in the same transaction.
+        """
+        now = self.clock()
+
+        def grant() -> tuple[list[mm.Publish], list[Notification]]:
+            with self.sessions.begin() as session:
+                book = AlarmBook(session, now)
+                publishes = self.processor.leases.takeover(
+                    session, site_id, device, actor=actor.name, skip=skip, now=now, book=book)
+                record(session, actor, AuditAction.DEVICE_TAKEOVER, site_id,
+                       {"device": device, "skip": skip}, now=now)
+            return publishes, book.notifications
+
+        async with self._db_lock:
+            publishes, notifications = await asyncio.to_thread(grant)
+        self._publish_after_commit([], publishes)
+        for notification in notifications:
+            self._notices.put_nowait(notification)
 
     # ------------------------------------------------------------------ alarms
 

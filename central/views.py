@@ -12,6 +12,8 @@ endpoint adds a record here and a method there, so both faces show one truth.
                   ServiceQueue, WindowView, DeviceView, AlarmView, GapView, AdviceView
     SiteSummary   one line of the site list;  FleetTile: one tile of the fleet page
     AlarmView, AlarmBoard, EventView, CommandView, TokenView, TelemetrySeries, AuditView
+    SiteDeviceView  an edge device of a site: holder, waiting for takeover, or replaced
+    DiagnosticsView the answer to a remote diagnostics command
 
 Times are ISO 8601 strings in UTC (``None`` when unknown), as the API has
 always answered; the pages format them in business time.
@@ -32,12 +34,14 @@ from central.models import (
     Command,
     CommandStatus,
     Device,
+    Diagnostics,
     EventRecord,
     IngestReject,
     SequenceGap,
     Service,
     Severity,
     Site,
+    SiteDevice,
     StaffingAdvisory,
     Window,
 )
@@ -602,3 +606,70 @@ __all__ = [
     "state_of",
     "worst_severity",
 ]
+
+
+# --------------------------------------------------------------------------- edge devices
+
+DeviceRole = Literal["holder", "waiting", "replaced", "legacy"]
+
+
+class SiteDeviceView(View, frozen=True, kw_only=True):
+    """An edge device (journal) of a site and its part in numbering the site's tickets."""
+
+    device: str
+    """16 hex digits; ``""`` for an edge from before device identity."""
+    role: DeviceRole
+    epoch: int | None
+    online: bool
+    first_seen_at: str | None
+    last_seen_at: str | None
+    boot_id: str | None
+    software: str | None
+    session: int | None
+    granted_at: str | None
+    granted_by: str | None
+    replaced_at: str | None
+    restore_waits: bool
+    """Granted; its restore waits until the replaced device has stopped numbering."""
+    restored_day: str | None
+    restored_tickets: int
+    skipped: int
+
+    @classmethod
+    def of(cls, row: SiteDevice, holder: str | None) -> SiteDeviceView:
+        state = row.state or {}
+        restore = row.restore or {}
+        role: DeviceRole
+        if row.device == (holder if holder is not None else ""):
+            role = "holder"
+        elif row.device == "":
+            role = "legacy"
+        elif row.epoch is None:
+            role = "waiting"
+        else:
+            role = "replaced"
+        return cls(device=row.device, role=role, epoch=row.epoch, online=row.online,
+                   first_seen_at=iso(row.first_seen_at), last_seen_at=iso(row.last_seen_at),
+                   boot_id=state.get("boot_id"), software=state.get("software"),
+                   session=state.get("session"), granted_at=iso(row.granted_at),
+                   granted_by=row.granted_by, replaced_at=iso(row.replaced_at),
+                   restore_waits=row.restore_due, restored_day=restore.get("day"),
+                   restored_tickets=len(restore.get("tickets", [])),
+                   skipped=int(restore.get("skipped", row.skip)))
+
+
+class DiagnosticsView(View, frozen=True, kw_only=True):
+    """What a device answered to ``cmd/diagnostics``: status and its recent log lines."""
+
+    command_id: str
+    site_id: str
+    device: str
+    received_at: str | None
+    report: dict[str, Any]
+    """The ``diag`` payload: ``status`` (numbering, seqs, outbox, tasks, devices, host) and
+    ``logs`` (``ts``, ``level``, ``text``, secrets masked by the edge)."""
+
+    @classmethod
+    def of(cls, row: Diagnostics) -> DiagnosticsView:
+        return cls(command_id=str(row.command_id), site_id=row.site_id, device=row.device,
+                   received_at=iso(row.received_at), report=row.report)

@@ -10,6 +10,8 @@ reason otherwise; the uplink answers ``cmd_result`` either way.
 * ``reprint``: a waiting ticket of today, on the hall's printer.
 * ``screen_notice``: a notice on the hall screen for ``duration_s``.
 * ``reload_config``: the config file, as on SIGHUP, optionally only at a version.
+* ``diagnostics``: the device's status and its last log lines, answered on ``diag``
+  (:mod:`edge.diagnostics`); the handler returns that message for the uplink to send.
 * ``issuing``: an emergency stop (台风, an outage) and its lifting: no ticket is issued
   meanwhile, the tickets issued are served; the reason goes on the hall screen, to
   the kiosk and to the progress pages (:meth:`edge.hall.Hall.stop_issuing`).
@@ -34,20 +36,29 @@ ANNOUNCE_NOTICE_S = 120
 
 Reloader = Callable[[str | None], mm.Event]
 """Reloads the config file expecting a version (or any); the applied/rejected event."""
+Diagnose = Callable[[mm.Cmd, mm.DiagnosticsArgs], mm.Diagnostics]
+"""The ``diag`` answer to a ``cmd/diagnostics``."""
 
 
 class RemoteCommands:
     """Runs one command at a time against the hall (module docstring)."""
 
     def __init__(self, hall: Hall, devices: DeviceSet, outputs: HallOutputs,
-                 reload: Reloader) -> None:
+                 reload: Reloader, diagnose: Diagnose) -> None:
         self._hall = hall
         self._devices = devices
         self._outputs = outputs
         self._reload = reload
+        self._diagnose = diagnose
 
-    async def __call__(self, cmd: mm.Cmd) -> None:
+    async def __call__(self, cmd: mm.Cmd) -> mm.Message | None:
         args = cmd.args
+        if self._hall.journal.numbering == "replaced" and not isinstance(args,
+                                                                         mm.DiagnosticsArgs):
+            # The site's devices share one broker session: this one may be handed a command
+            # meant for the device that replaced it.
+            raise CommandFailed("本机已被替换，指令未执行 / this device was replaced; the "
+                                "command was not run")
         match args:
             case mm.AnnounceArgs():
                 self._announce(cmd, args)
@@ -67,6 +78,8 @@ class RemoteCommands:
                 event = self._reload(args.version)
                 if isinstance(event.body, mm.ConfigRejected):
                     raise CommandFailed("; ".join(event.body.errors))
+            case mm.DiagnosticsArgs():
+                return self._diagnose(cmd, args)
             case mm.IssuingArgs():
                 try:
                     if args.reason is not None:
@@ -86,6 +99,7 @@ class RemoteCommands:
                                             list(args.workdays), list(args.special))
                 except CommandRejected as exc:
                     raise CommandFailed(str(exc)) from None
+        return None
 
     def _announce(self, cmd: mm.Cmd, args: mm.AnnounceArgs) -> None:
         announcer, screens = self._devices.announcer, self._devices.screens

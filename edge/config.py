@@ -278,6 +278,7 @@ class MqttConfig:
     keepalive_seconds: int
     protocol: MqttProtocol
     session_expiry_seconds: int  # the broker keeps commands for an offline edge this long
+    yield_seconds: int = 60  # a device that does not number the site leaves the broker this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -650,6 +651,10 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("mqtt.session_expiry_seconds", int, 86_400, "the broker keeps the session (and "
             "commands sent meanwhile) this long after the edge went offline; commands expire "
             "after at most a day", _between(60, 7 * 86_400)),
+    Setting("mqtt.yield_seconds", int, 60, "a device that does not number the site's tickets "
+            "(a new one waiting for its takeover, a replaced one) waits this long after losing "
+            "its connection: the site's devices share one client id, so each connection ends "
+            "the other's", _between(1, 3600)),
     Setting("mqtt.tls.ca_file", str, REQUIRED, "CA certificate(s) the broker's certificate "
             "must chain to (PEM)", _path_name),
     Setting("mqtt.tls.cert_file", str, None, "client certificate (PEM), with key_file",
@@ -1223,6 +1228,7 @@ def _read_mqtt(root: _Table, config_dir: Path, check_files: bool) -> MqttConfig 
         keepalive_seconds=table.setting("keepalive_seconds"),
         protocol=table.setting("protocol"),
         session_expiry_seconds=table.setting("session_expiry_seconds"),
+        yield_seconds=table.setting("yield_seconds"),
     )
     if mqtt.password is not None and mqtt.username is None:
         root.problems.add(table.key_path("username"), "required when a password is given")

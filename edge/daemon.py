@@ -10,7 +10,10 @@
   the predicted wait off the event loop and idempotency keys
   (:class:`~edge.kiosk.TicketDesk`; the card policy: :mod:`edge.id_card_kiosk`);
 * the device inputs (:class:`~edge.inputs.InputHandler`) and the central's
-  commands (:class:`~edge.commands.RemoteCommands`);
+  commands (:class:`~edge.commands.RemoteCommands`, remote diagnostics:
+  :mod:`edge.diagnostics`);
+* who numbers the site's tickets: this device once the central handed it the
+  day, or no longer (:class:`~edge.lease.SiteLease`);
 * the MQTT uplink, the kiosk HTTP API and telemetry (:mod:`edge.uplink`,
   :mod:`edge.http_api`, :mod:`edge.telemetry`), and what the citizens' progress
   pages on the central show (:mod:`edge.progress`);
@@ -65,8 +68,9 @@ from edge.advice import StaffingAdvice
 from edge.clock import Clock, SystemClock
 from edge.commands import RemoteCommands
 from edge.config import EdgeConfig, HttpConfig, MqttConfig, load_config, parse_config
-from edge.device_set import DeviceFactory, DeviceSet
+from edge.device_set import DeviceFactory, DeviceSet, device_status_body
 from edge.devices.base import InputQueue
+from edge.diagnostics import DiagnosticsSource, diagnostics_report
 from edge.errors import ConfigInvalid, JournalError
 from edge.hall import Hall, open_hall
 from edge.http_api import HttpApi
@@ -74,13 +78,15 @@ from edge.id_card_kiosk import IdCardKiosk, kiosk_for
 from edge.inputs import InputHandler
 from edge.journal import Journal
 from edge.kiosk import TicketDesk
+from edge.lease import SiteLease
 from edge.outputs import HallOutputs
 from edge.predict import WaitPredictor
 from edge.progress import ProgressReporter
 from edge.supervisor import Heartbeats, Supervisor, Watchdog, sd_notify
 from edge.telemetry import TelemetryReporter, telemetry_snapshot
-from edge.uplink import Uplink
+from edge.uplink import Uplink, host_stats
 from firmware_protocols import mqtt_messages as mm
+from onedoor.log import recent
 
 log = structlog.get_logger(__name__)
 
@@ -125,6 +131,7 @@ class _Parts:
     inputs: InputHandler
     commands: RemoteCommands
     telemetry: TelemetryReporter
+    lease: SiteLease
     progress: ProgressReporter
     advice: StaffingAdvice
 
@@ -160,6 +167,7 @@ class EdgeDaemon:
             self._startup_rejection = exc
         for warning in self.config.warnings:
             log.warning("config.warning", problem=warning)
+        self._mask_secrets(self.config)
         self.boot_id = uuid.uuid4().hex[:16]
         self.heartbeats = Heartbeats()
         self.supervisor = Supervisor()
@@ -190,11 +198,12 @@ class EdgeDaemon:
                           predict_budget_s=lambda: self.config.daemon.predict_budget_seconds)
         return _Parts(
             hall, outputs, desk, InputHandler(hall, self.devices, outputs, desk),
-            RemoteCommands(hall, self.devices, outputs, self.reload),
+            RemoteCommands(hall, self.devices, outputs, self.reload, self.diagnose),
             TelemetryReporter(hall, self.devices, self.clock,
                               period_s=lambda: self.config.daemon.telemetry_seconds,
                               wake_uplink=self._wake_uplink,
                               beat=self.heartbeats.beater("telemetry")),
+            SiteLease(hall, outputs, state_changed=self._publish_state),
             ProgressReporter(hall, self.clock, self._publish_live),
             StaffingAdvice(hall, self.clock, enabled=lambda: self.config.daemon.advice,
                            period_s=lambda: self.config.daemon.advice_seconds,
@@ -245,6 +254,7 @@ class EdgeDaemon:
                     self._start("http", self.http.run)
                 self.devices.start_all(self._start)
                 parts.outputs.refresh()
+                parts.lease.show_notice()
                 await self._wait_http_ready()
                 sd_notify(f"READY=1\nSTATUS=serving {self.config.site.id}")
                 self.ready.set()
@@ -284,11 +294,26 @@ class EdgeDaemon:
         assert parts is not None
         hall = parts.hall
         return Uplink(self.config.site.id, mqtt, hall.journal, self.clock,
-                          software=SOFTWARE_VERSION, boot_id=self.boot_id,
-                          config_version=lambda: hall.config.version, commands=parts.commands,
-                          advice=parts.advice.message, beat=self.heartbeats.beater("uplink"),
-                          on_connect=parts.progress.refresh, pushed=hall.pushed_versions,
-                          bookings=hall.bookings_version)
+                      software=SOFTWARE_VERSION, boot_id=self.boot_id,
+                      config_version=lambda: hall.config.version, commands=parts.commands,
+                      on_lease=parts.lease.on_lease, on_restore=parts.lease.on_restore,
+                      advice=parts.advice.message, on_connect=parts.progress.refresh,
+                      pushed=hall.pushed_versions, bookings=hall.bookings_version,
+                      beat=self.heartbeats.beater("uplink"))
+
+    def _publish_state(self) -> None:
+        if self.uplink is not None:
+            self.uplink.publish_state()
+
+    @staticmethod
+    def _mask_secrets(config: EdgeConfig) -> None:
+        """The config's secrets never reach the recent log lines diagnostics send."""
+        if config.mqtt is not None:
+            recent.add_secret(config.mqtt.password)
+        if config.http is not None:
+            recent.add_secret(config.http.window_token)
+        if config.devices.id_card is not None:
+            recent.add_secret(config.devices.id_card.booking_salt)
 
     def _make_http(self, http: HttpConfig) -> HttpApi:
         parts = self._parts
@@ -383,6 +408,7 @@ class EdgeDaemon:
         if isinstance(event.body, mm.ConfigApplied):
             old = self.config
             self.config = new
+            self._mask_secrets(new)
             if old.paths.journal != new.paths.journal:
                 log.warning("config.restart_needed", part="paths.journal",
                             detail="the journal moves at the next restart")
@@ -490,6 +516,31 @@ class EdgeDaemon:
     def telemetry(self) -> mm.Telemetry:
         assert self.hall is not None
         return telemetry_snapshot(self.hall, self.devices, self.clock)
+
+    def diagnose(self, cmd: mm.Cmd, args: mm.DiagnosticsArgs) -> mm.Diagnostics:
+        """The ``diag`` answer: status and the last ``args.lines`` log lines (bounded)."""
+        hall = self.hall
+        assert hall is not None
+        journal = hall.journal
+        restarts = self.supervisor.restarts
+        status = mm.DiagStatus(
+            config=hall.config.version, day=hall.day or None, numbering=journal.numbering,
+            epoch=journal.epoch, last_seq=journal.last_seq, acked_seq=journal.acked_seq,
+            outbox_depth=min(journal.outbox_depth(), 10_000_000),
+            journal_bytes=min(journal.size_bytes(), 2**40),
+            uplink_connects=0 if self.uplink is None else min(self.uplink.connects, 10_000_000),
+            tasks=[mm.DiagTask(name=name, restarts=min(restarts.get(name, 0), 10_000_000))
+                   for name in sorted(self.supervisor.running())[:64]],
+            devices=[mm.DeviceStat(device=b.device, kind=b.kind, status=b.status,
+                                   detail=b.detail)
+                     for b in map(device_status_body,
+                                  self.devices.known_healths()[:mm.MAX_DEVICES])],
+            host=host_stats(journal.path.parent))
+        source = DiagnosticsSource(self.config.site.id, journal.device_id, self.boot_id,
+                                   SOFTWARE_VERSION)
+        log.info("diagnostics.sent", id=str(cmd.id), lines=args.lines)
+        return diagnostics_report(source, cmd.id, self.clock.now_ms(), status,
+                                  recent.tail(args.lines))
 
 
 async def run_daemon(config_path: str | Path, device_factory: DeviceFactory | None = None) -> None:

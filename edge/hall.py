@@ -35,6 +35,12 @@ Ticket numbers, the late-appointment rule and the people ahead are the
 dispatcher's (:meth:`fastpath.dispatcher.Dispatcher.plan_issue`); the hall asks
 it. A command from a window terminal passes its ``mark``
 (:class:`~edge.input_mark.InputMark`), journaled with the command's events.
+
+Tickets are issued only while the journal holds the site's epoch
+(``journal.numbering``): a new device waits for the central's restore
+(:meth:`Hall.take_restore`: the day's counters, queue and windows as the central
+knows them, journaled as ``day.restored``), a replaced one stops
+(:meth:`Hall.replaced`). Both refuse a ticket with HTTP 503.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ import dataclasses
 import enum
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -61,7 +67,7 @@ from edge.journal import Journal, RequestKey
 from edge.predict import PredictionJob, WaitPredictor
 from edge.pushed import PushedStore, store_beside
 from fastpath.calendar import Calendar, Problems, hhmm, parse_dates, parse_special
-from fastpath.dispatcher import Dispatcher, IssuePlan
+from fastpath.dispatcher import Dispatcher, IssuePlan, WindowTakeover
 from fastpath.types import (
     CLASS_BY_LABEL,
     MINUTE_MS,
@@ -83,6 +89,33 @@ _CASE_NO_RE = re.compile(mm.IDENT_PATTERN)  # 办件编号 as the contract takes
 BAD_RATING_MAX = 2  # 不满意 and 非常不满意: a 差评, with follow-up reasons
 RATING_GRACE_S = 10  # a press latched as the pad went dark still counts
 Listener = Callable[[mm.Event], None]
+_RESTORE_PARTS = msgspec.json.Decoder(list[mm.Restore])
+_RESTORE_ENCODER = msgspec.json.Encoder()
+
+NOT_NUMBERING: dict[str, tuple[str, str]] = {
+    "waiting": ("not_granted", "暂停取号：新设备等待中心确认接管并恢复今日号码 "
+                "(this device waits for the central to hand it the site's numbers)"),
+    "replaced": ("replaced", "本机已被新设备接替，不再取号 "
+                 "(another device numbers this site's tickets now)"),
+}
+"""Why the hall issues no ticket, by ``journal.numbering``: the code and the message."""
+
+
+def _restored_tickets(parts: Sequence[mm.Restore]) -> list[Ticket]:
+    tickets = []
+    for part in parts:
+        for t in part.tickets:
+            state = TicketState(t.state)
+            tickets.append(Ticket(
+                number=t.ticket, service_id=t.service, klass=CLASS_BY_LABEL[t.ticket_class],
+                issued_ms=t.issued_ts, key_ms=t.key_ts, state=state, window=t.window,
+                recalls=t.recalls, requeued=t.requeued, transfers=t.transfers))
+    return tickets
+
+
+def _restored_windows(parts: Sequence[mm.Restore]) -> list[WindowTakeover]:
+    return [WindowTakeover(w.window, WindowState(w.state), w.staff, w.ticket)
+            for w in parts[0].windows]
 
 
 # --------------------------------------------------------------------------- state records
@@ -408,6 +441,8 @@ class Hall:
         cases, done = self.counts()
         return {
             "site": self.config.site.id, "name": self.config.site.name, "day": self.day,
+            "device": self.journal.device_id, "epoch": self.journal.epoch,
+            "numbering": self.journal.numbering,
             "seq": self.journal.last_seq, "acked_seq": self.journal.acked_seq,
             "config": self._in_force.version,
             "queues": queues,
@@ -428,16 +463,22 @@ class Hall:
 
     def _commit(self, bodies: list[mm.EventBody], now_ms: int,
                 config: tuple[str, str] | None = None, *, mark: InputMark | None = None,
-                request: RequestKey | None = None) -> list[mm.Event]:
+                request: RequestKey | None = None,
+                restore: bytes | None = None) -> list[mm.Event]:
         events = self.journal.append(bodies, ts_ms=now_ms, clock_synced=self.clock.synced(),
-                                     config=config, input_mark=mark, request=request)
+                                     config=config, input_mark=mark, request=request,
+                                     restore=restore)
+        self._after_commit(events)
+        return events
+
+    def _after_commit(self, events: list[mm.Event]) -> None:
+        """Apply durable live events and tell the listeners."""
         for event in events:
             self._apply(event, replay=False)
         for event in events:
             log.info("hall.event", seq=event.seq, type=event.type)
             for listener in self._listeners:
                 listener(event)
-        return events
 
     def _apply(self, event: mm.Event, *, replay: bool) -> None:
         try:
@@ -539,6 +580,14 @@ class Hall:
                 day.overtime.add(body.ticket)
             case mm.DayReset():
                 self._day = _Day(body.day, _dispatcher_for(self._in_force), event.seq)
+            case mm.DayRestored():
+                parts = _RESTORE_PARTS.decode(self.journal.restore_payload(event.seq))
+                dispatcher.restore(_restored_tickets(parts),
+                                   {c.prefix: c.last for c in parts[0].counters},
+                                   _restored_windows(parts), skip=body.skipped)
+                for window in parts[0].windows:
+                    if window.staff is not None and window.window not in day.staff:
+                        day.staff[window.window] = window.staff
             case mm.ConfigApplied():
                 new = (self._stored_config(self.journal.config_text(event.seq)) if replay
                        else self._pending_config)
@@ -550,8 +599,9 @@ class Hall:
             case mm.BookingCheckedIn():
                 day.bookings[body.code] = body.ticket
             case (mm.DeviceStatus() | mm.ConfigRejected() | mm.OutboxDropped()
-                  | mm.JournalLost() | mm.AckRefused() | mm.IssuingStopped()
-                  | mm.IssuingResumed() | mm.CalendarApplied() | mm.BookingsApplied()):
+                  | mm.JournalLost() | mm.AckRefused() | mm.DeviceReplaced()
+                  | mm.IssuingStopped() | mm.IssuingResumed() | mm.CalendarApplied()
+                  | mm.BookingsApplied()):
                 pass  # reported upstream; what the central pushed is kept in edge.pushed
 
     _pending_config: EdgeConfig
@@ -591,6 +641,10 @@ class Hall:
         """
         now = self.clock.now_ms()
         plan = self._plan(service_id, klass, booked_ms, now)
+        numbering = self.journal.numbering
+        if numbering != "granted":
+            code, message = NOT_NUMBERING[numbering]
+            raise CommandRejected(message, status=503, code=code)
         if plan.widened:  # the contract, the screens and the voice take 3-4 digits
             prefix = plan.number.rstrip("0123456789")
             raise CommandRejected(f"ticket numbers of {prefix} are used up for today",
@@ -1116,6 +1170,47 @@ class Hall:
 
     # -- devices, timers, config ---------------------------------------------
 
+    # -- the site's numbers: taken over, handed on ------------------------------
+
+    def take_restore(self, parts: Sequence[mm.Restore]) -> list[mm.Event]:
+        """The central's restore (every part of one, in order).
+
+        The first one grants the journal its epoch: from then on it numbers tickets,
+        continuing the day the central describes (``day.restored``). A later one of the
+        same epoch hands over tickets a replaced device issued since: they join the
+        queue. A restore of another day only grants the epoch.
+        """
+        first = parts[0]
+        journal = self.journal
+        body = None
+        if first.day is not None and first.day == self._day.day:
+            taken = self.dispatcher.plan_restore(_restored_tickets(parts))
+            granting = journal.epoch is None
+            body = mm.DayRestored(day=first.day, epoch=first.epoch,
+                                  tickets=len(taken.taken), left_out=len(taken.left_out),
+                                  skipped=first.skipped if granting else 0)
+        payload = _RESTORE_ENCODER.encode(list(parts))
+        now = self.clock.now_ms()
+        if journal.epoch is None:
+            events = journal.grant(first.epoch, [] if body is None else [body], ts_ms=now,
+                                   clock_synced=self.clock.synced(),
+                                   restore=None if body is None else payload)
+            self._after_commit(events)
+            return events
+        if first.epoch != journal.epoch:
+            raise CommandRejected(f"a restore of epoch {first.epoch}; this journal numbers "
+                                  f"in epoch {journal.epoch}", code="other_epoch")
+        if body is None or body.tickets == 0:
+            return []  # nothing new for the queue
+        return self._commit([body], now, restore=payload)
+
+    def replaced(self, device: str, epoch: int) -> list[mm.Event]:
+        """Another device numbers this site now (its lease): journal ``device.replaced``."""
+        events = self.journal.mark_replaced(device, epoch, ts_ms=self.clock.now_ms(),
+                                            clock_synced=self.clock.synced())
+        self._after_commit(events)
+        return events
+
     def device_status(self, body: mm.DeviceStatus) -> mm.Event:
         return self._commit([body], self.clock.now_ms())[0]
 
@@ -1206,9 +1301,11 @@ class Hall:
 
 def open_hall(config: EdgeConfig, clock: Clock) -> Hall:
     """Open the journal named in ``config`` (and what the central pushed, beside it) and
-    rebuild the hall from it."""
+    rebuild the hall from it.
+
+    With ``[mqtt]`` the site has a central: a new journal waits for its epoch."""
     journal = Journal(config.paths.journal, config.site.id,
-                      outbox_limit=config.daemon.outbox_limit)
+                      outbox_limit=config.daemon.outbox_limit, central=config.mqtt is not None)
     try:
         pushed = store_beside(config.paths.journal)
     except JournalError:

@@ -35,12 +35,27 @@ can report it (``outbox.dropped``).
 A lock file (``flock``) keeps a second daemon off the same journal; the
 kernel releases it when the process dies, even on ``kill -9``.
 
+Device identity: a new journal makes its ``device`` id (16 random hex digits) and
+numbers its events in an *epoch* (``seq = epoch << 32 | n``, see the MQTT
+contract). A journal of a site with a central (``central=True``) starts without
+one: it waits for the central to grant it (:meth:`Journal.grant`), which renumbers
+the events it wrote meanwhile (none was sent: they were provisional) into the
+epoch and writes the day it took over, in one transaction. Until then it numbers
+no ticket (:attr:`Journal.numbering`). A journal without a central, and every
+journal from before device identity, numbers in epoch 0. When another device
+takes the site over (its lease), :meth:`Journal.mark_replaced` records it with a
+``device.replaced`` event: the journal numbers no ticket any more, and sends what
+it holds. Acks of another epoch (the ack topic is the site's) are not this
+journal's and are ignored.
+
 Tables::
 
     meta(key, value)            site_id, acked_seq, session, dropped, pruned_through,
-                                lost_pending, broker_session
+                                lost_pending, broker_session, device, epoch, replaced_by
     events(seq, type, ts, payload)   payload: the MQTT ``event`` JSON, as sent
     configs(seq, version, text)      the config text of each config.applied event
+    restores(seq, payload)           the central's restore (MQTT ``restore`` JSON) taken
+                                     with each day.restored event
     telemetry(id, payload)
     terminal_inputs(device, address, sequence, code, boot)
                                      the last window-terminal input handled per terminal,
@@ -60,7 +75,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 import msgspec
 import structlog
@@ -85,6 +100,7 @@ CREATE TABLE IF NOT EXISTS terminal_inputs (
     code INTEGER NOT NULL, boot INTEGER NOT NULL, PRIMARY KEY (device, address));
 CREATE TABLE IF NOT EXISTS ticket_requests (
     key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS restores (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL);
 """
 
 _EVENT_DECODER = msgspec.json.Decoder(mm.Event)
@@ -95,6 +111,10 @@ MAX_ACK_AHEAD = 10_000
 A disk that lies about its writes loses the last seconds before a power cut: a
 few events, a few hundred in the busiest hall's busiest minute. 10,000 is over an
 hour of the 220-window city hall's events; an ack further ahead is wrong."""
+
+
+Numbering = Literal["granted", "waiting", "replaced"]
+"""May this journal number tickets: yes; not yet (no epoch); no more (replaced)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,13 +136,19 @@ class Journal:
     """One site's journal; use as a context manager or call :meth:`close`."""
 
     def __init__(self, path: str | Path, site_id: str, *, outbox_limit: int = 10_000,
-                 read_only: bool = False) -> None:
-        """Open (or create) the journal; ``read_only`` reads beside a running daemon."""
+                 read_only: bool = False, central: bool = False) -> None:
+        """Open (or create) the journal; ``read_only`` reads beside a running daemon.
+
+        ``central``: the site has a central that grants epochs, so a new journal waits
+        for its grant; without one a new journal numbers in epoch 0 at once.
+        """
         self.path = Path(path)
         self.site_id = site_id
         self.outbox_limit = outbox_limit
         self._lock_fd = -1
         self._refused_acks: list[int] = []  # acks refused since take_refused_acks()
+        self._epoch: int | None = None
+        self._replaced: tuple[str, int] | None = None
         if read_only:
             if not self.path.exists():
                 raise JournalError(f"no journal at {self.path}")
@@ -161,6 +187,13 @@ class Journal:
             # Never below what the central holds (pruning deletes only acknowledged
             # events, and the ack may be above a torn tail): no seq is handed out twice.
             self._last_seq: int = max(int(row[0]), int(self._meta("acked_seq") or 0))
+            if not read_only and self._meta("device") is None:
+                self._make_identity(numbered_before=self._last_seq > 0, central=central)
+            epoch, replaced = self._meta("epoch"), self._meta("replaced_by")
+            self._epoch = None if epoch is None else int(epoch)
+            if replaced is not None:
+                device, by_epoch = json.loads(replaced)
+                self._replaced = (str(device), int(by_epoch))
         except sqlite3.Error as exc:
             self.close()
             raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
@@ -191,6 +224,101 @@ class Journal:
 
     def _set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # -- identity and epoch --------------------------------------------------
+
+    def _make_identity(self, *, numbered_before: bool, central: bool) -> None:
+        with self._transaction():
+            self._set_meta("device", uuid.uuid4().hex[:16])
+            # A journal from before device identity has numbered in epoch 0 all along.
+            if numbered_before or not central:
+                self._set_meta("epoch", "0")
+
+    @property
+    def device_id(self) -> str:
+        """This journal's device identity (``state.device``)."""
+        return self._meta("device") or ""
+
+    @property
+    def epoch(self) -> int | None:
+        """The epoch this journal numbers in; None until the central grants one."""
+        return self._epoch
+
+    @property
+    def replaced_by(self) -> tuple[str, int] | None:
+        """(device, epoch) that took the site over from this journal, if one did."""
+        return self._replaced
+
+    @property
+    def numbering(self) -> Numbering:
+        if self.epoch is None:
+            return "waiting"
+        return "replaced" if self.replaced_by is not None else "granted"
+
+    def grant(self, epoch: int, bodies: Sequence[mm.EventBody], *, ts_ms: int,
+              clock_synced: bool, restore: bytes | None = None) -> list[mm.Event]:
+        """Take the epoch the central granted, and journal ``bodies`` in it; one transaction.
+
+        The events written while waiting were never sent (provisional): they move into
+        the epoch, their order kept. ``restore`` (the central's ``restore`` payload) is
+        stored with the ``day.restored`` event among ``bodies``.
+        """
+        if self.epoch is not None:
+            raise JournalError(f"{self.path} already numbers in epoch {self.epoch}")
+        if not 0 <= epoch <= mm.MAX_EPOCH:
+            raise JournalError(f"epoch {epoch} out of range")
+        base = mm.epoch_base(epoch)
+        moved_to = self._last_seq + base
+        try:
+            with self._transaction():
+                if base:
+                    self._move_into(base)
+                self._set_meta("epoch", str(epoch))
+                self._set_meta("acked_seq", str(base))
+                self._set_meta("lost_pending", "[]")
+                events = self._write(bodies, moved_to, ts_ms=ts_ms, clock_synced=clock_synced,
+                                     restore=restore)
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot take epoch {epoch} in {self.path}: {exc}") from exc
+        self._last_seq = events[-1].seq if events else moved_to
+        self._epoch = epoch
+        log.info("journal.granted", epoch=epoch, device=self.device_id, last_seq=self._last_seq)
+        return events
+
+    def _move_into(self, base: int) -> None:
+        """Renumber the provisional events (all below 2**32) to ``base + seq``."""
+        rows = self._db.execute("SELECT seq, payload FROM events ORDER BY seq").fetchall()
+        moved = []
+        for seq, payload in rows:
+            event = _EVENT_DECODER.decode(payload)
+            moved.append((seq + base, mm.encode(msgspec.structs.replace(
+                event, seq=seq + base)), seq))
+        self._db.executemany("UPDATE events SET seq = ?, payload = ? WHERE seq = ?", moved)
+        for table in ("configs", "ticket_requests", "restores"):
+            self._db.execute(f"UPDATE {table} SET seq = seq + ?", (base,))
+        self._db.execute("DELETE FROM telemetry")  # snapshots of provisional seqs
+
+    def mark_replaced(self, device: str, epoch: int, *, ts_ms: int,
+                      clock_synced: bool) -> list[mm.Event]:
+        """Another device numbers the site now: journal ``device.replaced`` and stop."""
+        body = mm.DeviceReplaced(device=device, epoch=epoch)
+        try:
+            with self._transaction():
+                self._set_meta("replaced_by", json.dumps([device, epoch]))
+                events = self._write([body], self._last_seq, ts_ms=ts_ms,
+                                     clock_synced=clock_synced)
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot record the replacement in {self.path}: {exc}") from exc
+        self._last_seq = events[-1].seq
+        self._replaced = (device, epoch)
+        log.warning("journal.replaced", by_device=device, epoch=epoch, last_seq=self._last_seq)
+        return events
+
+    def restore_payload(self, seq: int) -> bytes:
+        row = self._db.execute("SELECT payload FROM restores WHERE seq = ?", (seq,)).fetchone()
+        if row is None:
+            raise JournalError(f"day.restored event {seq} has no stored restore")
+        return bytes(row[0])
 
     def next_session(self) -> int:
         """Increment and return the MQTT session counter (kept across reboots)."""
@@ -224,6 +352,7 @@ class Journal:
         config: tuple[str, str] | None = None,
         input_mark: InputMark | None = None,
         request: RequestKey | None = None,
+        restore: bytes | None = None,
     ) -> list[mm.Event]:
         """Write ``bodies`` as consecutive events in one durable transaction and return them.
 
@@ -232,9 +361,27 @@ class Journal:
         ``input_mark``: the terminal input these events answer, recorded as handled
         in the same transaction (both or neither survive a crash). ``request``: the
         kiosk's idempotency key of the ``ticket.issued`` event among ``bodies``.
+        ``restore``: the central's restore taken with the ``day.restored`` event.
         """
+        try:
+            with self._transaction():
+                events = self._write(bodies, self._last_seq, ts_ms=ts_ms,
+                                     clock_synced=clock_synced, config=config,
+                                     input_mark=input_mark, request=request, restore=restore)
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot append to {self.path}: {exc}") from exc
+        if events:
+            self._last_seq = events[-1].seq
+        return events
+
+    def _write(self, bodies: Sequence[mm.EventBody], after: int, *, ts_ms: int,
+               clock_synced: bool, config: tuple[str, str] | None = None,
+               input_mark: InputMark | None = None, request: RequestKey | None = None,
+               restore: bytes | None = None) -> list[mm.Event]:
+        """Insert ``bodies`` as events ``after + 1, ...`` inside the caller's transaction
+        (the caller moves ``_last_seq`` once it committed)."""
         events = []
-        seq = self._last_seq
+        seq = after
         for body in bodies:
             seq += 1
             events.append(mm.Event(site=self.site_id, seq=seq, id=uuid.uuid4(), ts=ts_ms,
@@ -243,29 +390,29 @@ class Journal:
             rows = [(e.seq, e.type, e.ts, mm.encode(e)) for e in events]
         except ProtocolError as exc:
             raise JournalError(f"refusing to journal an invalid event: {exc}") from exc
-        try:
-            with self._transaction():
-                self._db.executemany(
-                    "INSERT INTO events (seq, type, ts, payload) VALUES (?, ?, ?, ?)", rows)
-                if config is not None:
-                    applied = [e.seq for e in events if isinstance(e.body, mm.ConfigApplied)]
-                    if len(applied) != 1:
-                        raise JournalError("a config text needs exactly one config.applied event")
-                    self._db.execute("INSERT INTO configs (seq, version, text) VALUES (?, ?, ?)",
-                                     (applied[0], *config))
-                if input_mark is not None:
-                    self._write_input(input_mark)
-                if request is not None:
-                    issued = [e.seq for e in events if isinstance(e.body, mm.TicketIssued)]
-                    if len(issued) != 1:
-                        raise JournalError("a request key needs exactly one ticket.issued event")
-                    self._db.execute(
-                        "INSERT INTO ticket_requests (key, fingerprint, seq) VALUES (?, ?, ?)",
-                        (request.key, request.fingerprint, issued[0]))
-        except sqlite3.Error as exc:
-            raise JournalError(f"cannot append to {self.path}: {exc}") from exc
-        self._last_seq = seq
+        self._db.executemany(
+            "INSERT INTO events (seq, type, ts, payload) VALUES (?, ?, ?, ?)", rows)
+        if config is not None:
+            self._db.execute("INSERT INTO configs (seq, version, text) VALUES (?, ?, ?)",
+                             (self._only(events, mm.ConfigApplied, "a config text"), *config))
+        if input_mark is not None:
+            self._write_input(input_mark)
+        if request is not None:
+            self._db.execute(
+                "INSERT INTO ticket_requests (key, fingerprint, seq) VALUES (?, ?, ?)",
+                (request.key, request.fingerprint,
+                 self._only(events, mm.TicketIssued, "a request key")))
+        if restore is not None:
+            self._db.execute("INSERT INTO restores (seq, payload) VALUES (?, ?)",
+                             (self._only(events, mm.DayRestored, "a restore"), restore))
         return events
+
+    @staticmethod
+    def _only(events: list[mm.Event], body_type: type[mm.EventBody], what: str) -> int:
+        seqs = [e.seq for e in events if isinstance(e.body, body_type)]
+        if len(seqs) != 1:
+            raise JournalError(f"{what} needs exactly one {body_type.__name__} event")
+        return seqs[0]
 
     def events(self, after_seq: int = 0, limit: int | None = None) -> Iterator[mm.Event]:
         """Events with seq > ``after_seq`` in order."""
@@ -379,11 +526,16 @@ class Journal:
     def ack(self, seq: int) -> int:
         """Record the central's ack (highest contiguous committed seq); returns the new value.
 
-        An ack above the last seq means the central holds events this journal lost:
-        the seq floor moves up to it and the range waits in :meth:`take_lost`. One
-        more than :data:`MAX_ACK_AHEAD` above raises :class:`AckRefused`, changing
-        nothing; it waits in :meth:`take_refused_acks`.
+        An ack of another epoch is another device's (or, before this journal has
+        an epoch, anyone's): it changes nothing. An ack above the last seq means the
+        central holds events this journal lost: the seq floor moves up to it and the
+        range waits in :meth:`take_lost`. One more than :data:`MAX_ACK_AHEAD` above
+        raises :class:`AckRefused`, changing nothing; it waits in
+        :meth:`take_refused_acks`.
         """
+        epoch = self.epoch
+        if epoch is None or mm.epoch_of(seq) != epoch:
+            return self.acked_seq
         if seq - self._last_seq > MAX_ACK_AHEAD:
             self._refused_acks.append(seq)
             raise AckRefused(seq, self._last_seq)
@@ -551,4 +703,4 @@ class Journal:
         return Journal._Tx(self._db, durable)
 
 
-__all__ = ["MAX_ACK_AHEAD", "Journal", "RequestKey", "StoredConfig"]
+__all__ = ["MAX_ACK_AHEAD", "Journal", "Numbering", "RequestKey", "StoredConfig"]

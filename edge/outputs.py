@@ -150,6 +150,11 @@ class HallOutputs:
         self._notices[key] = (text, until)
         self.refresh_hall_screen()
 
+    def drop_notice(self, key: str) -> None:
+        """Take a notice off the hall screen before its time (nothing if it is not there)."""
+        if self._notices.pop(key, None) is not None:
+            self.refresh_hall_screen()
+
     def _help_notice(self, button: str, location: str, *, refresh: bool = True) -> None:
         """呼叫帮办 and where; a location the screen cannot show gives the button's id."""
         text = f"呼叫帮办 {location}"

@@ -1,6 +1,7 @@
 """The hall's telemetry snapshot, and the task that queues it with the journal's reports.
 
-Every ``daemon.telemetry_seconds`` :class:`TelemetryReporter` queues a snapshot
+Every ``daemon.telemetry_seconds`` :class:`TelemetryReporter` queues a snapshot (only
+while this device numbers the site: the site's live state is that device's)
 (queues, windows, devices, host, outbox) in the journal's telemetry table, and
 journals what the journal found since: telemetry dropped for room
 (``outbox.dropped``), seqs the central holds and the journal lost
@@ -78,8 +79,9 @@ class TelemetryReporter:
     async def run(self) -> None:
         while True:
             self._beat()
-            snapshot = telemetry_snapshot(self._hall, self._devices, self._clock)
-            self._hall.journal.push_telemetry(mm.encode(snapshot))
+            if self._hall.journal.numbering == "granted":  # the site's live state is the holder's
+                snapshot = telemetry_snapshot(self._hall, self._devices, self._clock)
+                self._hall.journal.push_telemetry(mm.encode(snapshot))
             self.report_journal()
             self._wake_uplink()
             await asyncio.sleep(self._period_s())

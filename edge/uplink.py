@@ -20,11 +20,22 @@ deduplicates on seq). Queued telemetry snapshots go out QoS 0, and the staffing
 advice (``advice``, :mod:`edge.advice`) QoS 1 whenever it changes and once on every
 new connection unless it has expired. ``cmd/{name}``
 messages are decoded, checked for expiry and duplicates, run through the
-daemon's handler and answered on ``cmd_result``; a malformed command gets an
-error result when its ``id`` can be read, and is logged either way (its size is
-checked before any parsing, and no payload can raise out of the uplink). An
-``ack`` far above what the journal holds is refused and reported
-(:class:`~edge.errors.AckRefused`).
+daemon's handler and answered on ``cmd_result`` (after the handler's reply, e.g.
+``diag`` for ``cmd/diagnostics``); a malformed command gets an error result when
+its ``id`` can be read, and is logged either way (its size is checked before any
+parsing, and no payload can raise out of the uplink). An ``ack`` far above what
+the journal holds is refused and reported (:class:`~edge.errors.AckRefused`).
+
+The ``state`` carries the journal's device id and epoch. A journal still waiting
+for its epoch sends no event (they are provisional until the grant renumbers
+them) and no telemetry; a replaced one sends its events and no telemetry (the
+site's live state is the new device's). ``lease`` and ``restore`` go to the
+daemon's :class:`~edge.lease.SiteLease`. Every device of a site logs in with the
+site's credentials, so the broker keeps one connection per site (the client id
+is the site's) and each new connection ends the other's: a device that does not
+number the site waits ``mqtt.yield_seconds`` after losing a connection, and a
+replaced one leaves the broker for good once the central holds everything it
+journaled (until the daemon restarts).
 
 paho runs its network loop in its own thread (``loop_start``); every callback
 is handed to the event loop with ``call_soon_threadsafe``. Reconnects wait a
@@ -64,8 +75,11 @@ from firmware_protocols.errors import ProtocolError
 
 log = structlog.get_logger(__name__)
 
-CommandHandler = Callable[[mm.Cmd], Awaitable[None]]
-"""Runs a command; raising any exception turns into an error ``cmd_result``."""
+CommandHandler = Callable[[mm.Cmd], Awaitable[mm.Message | None]]
+"""Runs a command; raising any exception turns into an error ``cmd_result``. A message
+it returns (the ``diag`` of ``cmd/diagnostics``) is published before the result."""
+LeaseHandler = Callable[[mm.Lease], None]
+RestoreHandler = Callable[[mm.Restore], None]
 AdviceSource = Callable[[int], "mm.Advice | None"]
 """The latest staffing advice, as a message of the given MQTT session (None: none yet)."""
 
@@ -165,6 +179,8 @@ class Uplink:
         boot_id: str,
         config_version: Callable[[], str | None],
         commands: CommandHandler,
+        on_lease: LeaseHandler = lambda _lease: None,
+        on_restore: RestoreHandler = lambda _restore: None,
         advice: AdviceSource | None = None,
         beat: Callable[[], None] = lambda: None,
         on_connect: Callable[[], None] = lambda: None,
@@ -184,6 +200,8 @@ class Uplink:
         self.boot_id = boot_id
         self.config_version = config_version
         self.commands = commands
+        self.on_lease = on_lease
+        self.on_restore = on_restore
         self.advice = advice
         self._advice_sent: int | None = None  # ts of the advice sent in this session
         self.beat = beat
@@ -196,6 +214,7 @@ class Uplink:
         self.backoff_cap_s = backoff_cap_s
         self.rng = rng or random.Random()
         self.connected = False
+        self.left = False  # replaced, and everything it held was acknowledged
         self.session = 0
         self.connects = 0
         self._wake = asyncio.Event()
@@ -215,6 +234,7 @@ class Uplink:
                         lwt=False, boot_id=self.boot_id, session=self.session,
                         software=self.software, config=self.config_version(),
                         ts=self.clock.now_ms(), clock_synced=self.clock.synced(),
+                        device=self.journal.device_id, epoch=self.journal.epoch,
                         stop=stop, calendar=calendar, bookings=self.bookings())
 
     def publish_state(self) -> None:
@@ -242,6 +262,14 @@ class Uplink:
         attempt = 0
         while True:
             self.beat()
+            if self._replaced_and_done():
+                if not self.left:
+                    self.left = True
+                    log.info("uplink.left", detail="replaced: the central holds all this "
+                             "device journaled; the broker is the new device's")
+                await asyncio.sleep(1.0)
+                continue
+            connected = self.connects
             try:
                 await self._session()
                 attempt = 0  # a session that got connected resets the backoff
@@ -249,11 +277,18 @@ class Uplink:
                 log.warning("uplink.connect_failed", host=self.mqtt.host, port=self.mqtt.port,
                             error=repr(exc), attempt=attempt)
             delay = backoff_delay(attempt, self.backoff_base_s, self.backoff_cap_s, self.rng)
+            if self.connects > connected and self.journal.numbering != "granted":
+                delay = max(delay, float(self.mqtt.yield_seconds))  # another device's turn
+                log.info("uplink.yielding", seconds=self.mqtt.yield_seconds,
+                         numbering=self.journal.numbering)
             attempt += 1
             deadline = time.monotonic() + delay
             while time.monotonic() < deadline:  # keep checking in while waiting
                 self.beat()
                 await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+    def _replaced_and_done(self) -> bool:
+        return self.journal.numbering == "replaced" and self.journal.unacked_count() == 0
 
     @property
     def client_id(self) -> str:
@@ -340,8 +375,9 @@ class Uplink:
             await self._pump(lost)
         finally:
             self.connected = False
-            if not lost.is_set():
-                # A clean goodbye: the retained state says offline, not via the Will.
+            if not lost.is_set() and not self._replaced_and_done():
+                # A clean goodbye: the retained state says offline, not via the Will (a
+                # replaced device leaves the retained state to the device that numbers).
                 with contextlib.suppress(Exception):
                     info = client.publish(*self._offline_args())
                     await asyncio.to_thread(info.wait_for_publish, 2.0)
@@ -405,6 +441,8 @@ class Uplink:
         last_acked = sent_up_to
         while not lost.is_set():
             self.beat()
+            if self._replaced_and_done():
+                return  # see run(): the broker is the new device's
             acked = self.journal.acked_seq
             now = time.monotonic()
             # The quiet period runs from the ack's last move, or from the first send after
@@ -416,21 +454,24 @@ class Uplink:
             if sent_up_to > acked and now - last_progress > self.resend_s:
                 log.warning("uplink.resend", from_seq=acked + 1, to_seq=sent_up_to)
                 sent_up_to, last_progress = acked, now
+            sending = self.journal.epoch is not None  # else provisional: not sent
             room = self.window - (sent_up_to - acked)
-            if room > 0:
+            if room > 0 and sending:
                 for seq, payload in self.journal.payloads(sent_up_to, room):
                     self._publish(mm.Publish(topics.event_topic(self.site_id), payload, 1,
                                              False))
                     sent_up_to = seq
             batch = self.journal.telemetry(50)
             if batch:
-                for _, payload in batch:
-                    self._publish(mm.Publish(topics.telemetry_topic(self.site_id), payload,
-                                             0, False))
+                if self.journal.numbering == "granted":
+                    for _, payload in batch:
+                        self._publish(mm.Publish(topics.telemetry_topic(self.site_id),
+                                                 payload, 0, False))
                 self.journal.remove_telemetry([row_id for row_id, _ in batch])
             self._send_advice()
             self._wake.clear()
-            if self.journal.last_seq > sent_up_to and (sent_up_to - acked) < self.window:
+            if (sending and self.journal.last_seq > sent_up_to
+                    and (sent_up_to - acked) < self.window):
                 continue  # more to send right away
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
@@ -482,6 +523,12 @@ class Uplink:
                 self._wake.set()
         elif isinstance(message, mm.Cmd):
             self._start_command(message)
+        elif isinstance(message, mm.Lease):
+            self.on_lease(message)
+            self._wake.set()
+        elif isinstance(message, mm.Restore):
+            self.on_restore(message)
+            self._wake.set()
 
     def _reject_unreadable_command(self, payload: bytes, error: str) -> None:
         command_id = readable_command_id(payload)
@@ -508,7 +555,12 @@ class Uplink:
     async def _run_command(self, cmd: mm.Cmd) -> None:
         log.info("uplink.cmd", id=str(cmd.id), name=cmd.name)
         try:
-            await self.commands(cmd)
+            reply = await self.commands(cmd)
+            if reply is not None:
+                publish = mm.to_publish(reply)
+                if self._client is None or not self._client.is_connected():
+                    raise CommandFailed("the connection dropped before the answer was sent")
+                self._publish(publish)
         except Exception as exc:  # every failure becomes the command's result
             log.warning("uplink.cmd_failed", id=str(cmd.id), name=cmd.name, error=str(exc))
             self._send_result(cmd.id, str(exc) or type(exc).__name__)
@@ -531,5 +583,6 @@ class Uplink:
             log.error("uplink.cmd_result_invalid", id=str(command_id), error=str(exc))
 
 
-__all__ = ["AdviceSource", "CommandFailed", "CommandHandler", "Uplink", "backoff_delay",
-           "host_stats", "readable_command_id"]
+__all__ = ["AdviceSource", "CommandFailed", "CommandHandler", "LeaseHandler",
+           "RestoreHandler", "Uplink", "backoff_delay", "host_stats",
+           "readable_command_id"]

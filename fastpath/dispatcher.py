@@ -20,7 +20,7 @@ passes ``now_ms``, which is what makes replaying a journal exact.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from fastpath import core as _core
@@ -59,6 +59,24 @@ class IssuePlan:
     late_appointment: bool
     people_ahead: int  # waiting tickets of the service that will be called before it
     widened: bool  # the counter no longer fits ``policy.number_width`` digits
+
+
+@dataclass(frozen=True, slots=True)
+class WindowTakeover:
+    """A window as another device of the hall left it (:meth:`Dispatcher.restore`)."""
+
+    number: int
+    state: WindowState  # OPEN or PAUSED: signed in
+    staff_id: str | None
+    current: str | None  # the ticket it holds (called or serving)
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """What :meth:`Dispatcher.restore` took, and the numbers it left out."""
+
+    taken: tuple[str, ...]
+    left_out: tuple[str, ...]  # a service this hall has not, or a number it already has
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,6 +440,90 @@ class Dispatcher:
         self._tickets[tid] = ticket
         return ticket
 
+    def restore(
+        self,
+        tickets: Sequence[Ticket],
+        counters: Mapping[str, int],
+        windows: Sequence[WindowTakeover] = (),
+        *,
+        skip: int = 0,
+    ) -> Restored:
+        """Take over the day of another device of this hall (a replaced edge device).
+
+        ``tickets`` (waiting, called or serving) join the hall with their numbers and
+        queue times; ``counters`` (prefix -> last number issued) only move up, and each
+        of the hall's prefixes then goes ``skip`` further (numbers the other device may
+        have issued unseen). A window takes its restored state while it is closed and
+        holds nothing; a called ticket goes back to its window when that window is open
+        and free, and waits again otherwise (its citizen is not forgotten). A ticket
+        whose number the hall has, or whose service it does not serve, is left out.
+        Everything is checked first: :class:`DispatchError` changes nothing.
+        """
+        if not 0 <= skip < 10_000:
+            raise DispatchError(f"skip must be in 0..9999, got {skip!r}")
+        for prefix, last in counters.items():
+            if not isinstance(last, int) or not 0 <= last < 10_000:
+                raise DispatchError(f"counter of {prefix!r} must be in 0..9999, got {last!r}")
+        for ticket in tickets:
+            _check_time("issued_ms", ticket.issued_ms)
+            _check_time("key_ms", ticket.key_ms)
+            live = (TicketState.WAITING, TicketState.CALLED, TicketState.SERVING)
+            if ticket.state not in live:
+                raise DispatchError(f"ticket {ticket.number} is {ticket.state.value}: "
+                                    "only tickets still in the hall are restored")
+            if (ticket.state is TicketState.WAITING) != (ticket.window is None):
+                raise DispatchError(f"ticket {ticket.number}: a window exactly when called")
+        for restored in windows:
+            if restored.state is WindowState.CLOSED:
+                raise DispatchError(f"window {restored.number}: only open or paused windows")
+
+        plan = self.plan_restore(tickets)
+        holders = {w.current: w for w in windows if w.current is not None}
+        for restored in windows:
+            window = self._windows.get(restored.number)
+            if window is not None and window.state is WindowState.CLOSED \
+                    and window.current is None:
+                window.state, window.staff_id = restored.state, restored.staff_id
+        taken = set(plan.taken)
+        for ticket in tickets:
+            if ticket.number not in taken:
+                continue
+            tid = len(self._tickets)
+            window = None if ticket.window is None else self._windows.get(ticket.window)
+            held_there = holders.get(ticket.number)
+            if (window is not None and window.current is None
+                    and window.state is not WindowState.CLOSED
+                    and (held_there is None or held_there.number == ticket.window)):
+                window.current = tid
+                self._tickets.append(ticket)
+            else:
+                waiting = replace(ticket, state=TicketState.WAITING, window=None)
+                self._tickets.append(waiting)
+                self._push(tid, waiting)
+            self._by_number[ticket.number] = tid
+            prefix = ticket.number.rstrip("0123456789")
+            counter = int(ticket.number[len(prefix):])
+            self._counters[prefix] = max(self._counters.get(prefix, 0), counter)
+        for prefix, last in counters.items():
+            self._counters[prefix] = max(self._counters.get(prefix, 0), last)
+        if skip:
+            for service in self.services:
+                self._counters[service.prefix] = self._counters.get(service.prefix, 0) + skip
+        return plan
+
+    def plan_restore(self, tickets: Sequence[Ticket]) -> Restored:
+        """Which of ``tickets`` :meth:`restore` would take, changing nothing: those whose
+        number the hall has not and whose service it serves (once per number)."""
+        taken: list[str] = []
+        left_out: list[str] = []
+        for ticket in tickets:
+            if (ticket.number in self._by_number or ticket.service_id not in self._service_index
+                    or ticket.number in taken):
+                left_out.append(ticket.number)
+            else:
+                taken.append(ticket.number)
+        return Restored(tuple(taken), tuple(left_out))
+
     # -- windows -------------------------------------------------------------
 
     def sign_in(self, window: int, staff_id: str | None = None) -> WindowStatus:
@@ -524,4 +626,4 @@ class Dispatcher:
         return self._set(tid, state=TicketState.NO_SHOW, finished_ms=now_ms)
 
 
-__all__ = ["Dispatcher", "IssuePlan", "WindowStatus"]
+__all__ = ["Dispatcher", "IssuePlan", "Restored", "WindowStatus", "WindowTakeover"]

@@ -75,6 +75,27 @@ UnixMs = Annotated[int, msgspec.Meta(ge=0, le=4_102_444_800_000)]
 """Wall time in unix milliseconds (0 .. 2100-01-01); may be wrong if the clock is not synced."""
 Seq = Annotated[int, msgspec.Meta(ge=1, le=2**53 - 1)]
 AckSeq = Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)]
+
+EPOCH_SHIFT: Final = 32
+"""A seq is ``epoch << EPOCH_SHIFT | n``: each device of a site numbers its events in
+the epoch the central granted it (n = 1, 2, ...), so two devices' seqs never meet."""
+MAX_EPOCH: Final = 2**21 - 1
+"""The last epoch whose seqs fit the contract's 2**53 - 1."""
+Epoch = Annotated[int, msgspec.Meta(ge=0, le=MAX_EPOCH)]
+DeviceId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{16}\Z")]
+"""An edge device's identity: made at random with its journal (16 hex digits); a new SD
+card or a wiped journal is a new device of the same site."""
+
+
+def epoch_of(seq: int) -> int:
+    """The epoch a seq belongs to (0 for every seq below 2**32)."""
+    return seq >> EPOCH_SHIFT
+
+
+def epoch_base(epoch: int) -> int:
+    """The seq just below the epoch's first: its events are ``base + 1``, ``base + 2``..."""
+    return epoch << EPOCH_SHIFT
+
 WindowNo = Annotated[int, msgspec.Meta(ge=1, le=9999)]
 Seconds = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
@@ -146,10 +167,15 @@ class WaitPrediction(_Struct, frozen=True, kw_only=True):
 class State(_Message, frozen=True, kw_only=True):
     """``state``: retained presence; the offline variant with ``lwt=true`` is the Will.
 
-    ``session`` increases on every MQTT connection of the site, across reboots
+    ``session`` increases on every MQTT connection of the device, across reboots
     (persisted with the journal): the central ignores a state whose session is
-    older than the one it holds, e.g. a Will of a dead connection delivered after
-    the edge reconnected. ``boot_id`` changes on every boot.
+    older than the one it holds for that device, e.g. a Will of a dead connection
+    delivered after the edge reconnected. ``boot_id`` changes on every boot.
+
+    ``device`` is the journal's identity and ``epoch`` the epoch it numbers in
+    (null while it waits for the central to grant it one). Both were added to v1
+    compatibly: a state without them is an edge from before device identity, read
+    as device null, epoch null.
 
     What the central pushed that the site holds (fields added later: edges before them
     leave them out): ``stop``, the emergency stop in force (``cmd/issuing``), and
@@ -165,6 +191,8 @@ class State(_Message, frozen=True, kw_only=True):
     config: Token | None
     ts: UnixMs
     clock_synced: bool
+    device: DeviceId | None = None
+    epoch: Epoch | None = None
     stop: Token | None = None
     calendar: Token | None = None
     bookings: Token | None = None
@@ -176,12 +204,15 @@ class State(_Message, frozen=True, kw_only=True):
 
 
 def state_supersedes(new: State, current: State | None) -> bool:
-    """Whether the central should replace ``current`` with ``new`` for a site.
+    """Whether the central should replace ``current`` with ``new`` for one device.
 
     A newer session always wins, an older one never does (a stale Will). Within
     one session ``offline`` is final: a late ``online`` of the same session loses.
+    A state of another device is not ordered against ``current`` (each device counts
+    its own sessions) and is taken as new: the central keeps one state per device and
+    decides which device speaks for the site (``docs/PROTOCOLS.md``).
     """
-    if current is None or new.session > current.session:
+    if current is None or new.device != current.device or new.session > current.session:
         return True
     if new.session < current.session:
         return False
@@ -484,6 +515,33 @@ class DayReset(_Body, frozen=True, kw_only=True, tag="day.reset"):
     """The new business day, local date ``YYYY-MM-DD``: ticket counters restart."""
 
 
+class DayRestored(_Body, frozen=True, kw_only=True, tag="day.restored"):
+    """This device took over the day of the devices before it (a :class:`Restore`).
+
+    ``tickets`` went into its queue, ``left_out`` were not (a service its config has
+    not, a number it already had); the counters of every prefix continue at least
+    ``skipped`` above the last number the central had seen.
+    """
+
+    day: Day
+    epoch: Epoch
+    tickets: Count
+    left_out: Count
+    skipped: Annotated[int, msgspec.Meta(ge=0, le=9999)]
+
+
+class DeviceReplaced(_Body, frozen=True, kw_only=True, tag="device.replaced"):
+    """Another device (``device``, granted ``epoch``) numbers this site's tickets now.
+
+    The last event of the replaced device's numbering: it issues no ticket after it.
+    The central hands the new device its restore once it holds this event and every
+    one before it.
+    """
+
+    device: DeviceId
+    epoch: Epoch
+
+
 EventBody: TypeAlias = (
     TicketIssued
     | TicketCalled
@@ -520,6 +578,8 @@ EventBody: TypeAlias = (
     | BookingsApplied
     | BookingCheckedIn
     | DayReset
+    | DayRestored
+    | DeviceReplaced
 )
 
 
@@ -785,6 +845,141 @@ class Ack(_Message, frozen=True, kw_only=True):
     seq: AckSeq
 
 
+# --------------------------------------------------------------------------- lease, restore
+
+MAX_RESTORE_PARTS: Final = 64
+MAX_RESTORE_TICKETS: Final = 400
+"""Tickets in one :class:`Restore` part (about 200 bytes each: a part stays under the
+topic's 128 KiB); a bigger queue is sent in several parts."""
+
+
+class Lease(_Message, frozen=True, kw_only=True):
+    """``lease`` (retained): the device that numbers the site's tickets, and its epoch.
+
+    Only the central publishes it, when it grants an epoch. A device that reads a lease
+    of another device with a higher epoch than its own stops numbering
+    (:class:`DeviceReplaced`); a device that waits for its first epoch keeps waiting.
+    """
+
+    device: DeviceId
+    epoch: Epoch
+    ts: UnixMs
+
+
+class PrefixCounter(_Struct, frozen=True, kw_only=True):
+    prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{1,2}\Z")]
+    last: Annotated[int, msgspec.Meta(ge=0, le=9999)]
+    """The highest number of this prefix issued that day, as far as the central knows."""
+
+
+class RestoredTicket(_Struct, frozen=True, kw_only=True):
+    """A ticket still in the hall: waiting, or called or being served at ``window``."""
+
+    ticket: TicketNo
+    service: Ident
+    ticket_class: TicketClass = msgspec.field(name="class")
+    issued_ts: UnixMs
+    key_ts: UnixMs
+    """What the queue orders by: the issue time, a booked time, or a requeued no-show's."""
+    state: Literal["waiting", "called", "serving"]
+    window: WindowNo | None
+    recalls: Annotated[int, msgspec.Meta(ge=0, le=99)]
+    requeued: bool
+    transfers: Annotated[int, msgspec.Meta(ge=0, le=99)]
+
+    def __post_init__(self) -> None:
+        if (self.state == "waiting") != (self.window is None):
+            raise ValueError("a waiting ticket has no window; a called one has one")
+
+
+class RestoredWindow(_Struct, frozen=True, kw_only=True):
+    """A window signed in (open or paused), its staff and the ticket it holds."""
+
+    window: WindowNo
+    state: Literal["open", "paused"]
+    staff: Ident | None
+    ticket: TicketNo | None
+
+
+class Restore(_Message, frozen=True, kw_only=True):
+    """``restore``: the central's record of the day, for the device granted ``epoch``.
+
+    The device takes its epoch with the first complete restore (parts ``1..parts``,
+    applied together): it numbers nothing before. Later restores of the same epoch
+    hand over tickets a replaced device issued that the central learnt of since: they
+    join the queue. ``day`` null: the central knows nothing of the day (a new site).
+    """
+
+    device: DeviceId
+    epoch: Epoch
+    day: Day | None
+    part: Annotated[int, msgspec.Meta(ge=1, le=MAX_RESTORE_PARTS)]
+    parts: Annotated[int, msgspec.Meta(ge=1, le=MAX_RESTORE_PARTS)]
+    counters: Annotated[list[PrefixCounter], msgspec.Meta(max_length=MAX_QUEUES)]
+    skipped: Annotated[int, msgspec.Meta(ge=0, le=9999)]
+    """Numbers of every prefix to leave unused above ``counters``: tickets the replaced
+    device may have issued that never reached the central."""
+    tickets: Annotated[list[RestoredTicket], msgspec.Meta(max_length=MAX_RESTORE_TICKETS)]
+    windows: Annotated[list[RestoredWindow], msgspec.Meta(max_length=MAX_WINDOWS)]
+    ts: UnixMs
+
+    def __post_init__(self) -> None:
+        if self.part > self.parts:
+            raise ValueError("part must not be above parts")
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+MAX_LOG_LINES: Final = 200
+MAX_LOG_TEXT: Final = 400
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+
+class LogLine(_Struct, frozen=True, kw_only=True):
+    ts: UnixMs
+    level: LogLevel
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LOG_TEXT, pattern=_NO_CONTROL)]
+    """The log event and its fields, secrets and ID numbers masked (``***``)."""
+
+
+class DiagTask(_Struct, frozen=True, kw_only=True):
+    name: Token
+    """A supervised task of the daemon (``uplink``, ``device:printer``...)."""
+    restarts: Count
+
+
+class DiagStatus(_Struct, frozen=True, kw_only=True):
+    config: Token | None
+    day: Day | None
+    numbering: Literal["granted", "waiting", "replaced"]
+    epoch: Epoch | None
+    last_seq: AckSeq
+    acked_seq: AckSeq
+    outbox_depth: Count
+    journal_bytes: Annotated[int, msgspec.Meta(ge=0, le=2**40)]
+    uplink_connects: Count
+    tasks: Annotated[list[DiagTask], msgspec.Meta(max_length=64)]
+    devices: Annotated[list[DeviceStat], msgspec.Meta(max_length=MAX_DEVICES)]
+    host: HostStat
+
+
+class Diagnostics(_Message, frozen=True, kw_only=True):
+    """``diag``: the answer to ``cmd/diagnostics`` (``id``): status and the last log lines.
+
+    ``logs`` are the newest lines, oldest first; ``logs_dropped`` older ones were left out
+    to keep the payload under the topic's limit.
+    """
+
+    id: uuid.UUID
+    device: DeviceId
+    boot_id: Token
+    software: Token
+    ts: UnixMs
+    status: DiagStatus
+    logs: Annotated[list[LogLine], msgspec.Meta(max_length=MAX_LOG_LINES)]
+    logs_dropped: Count
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -828,6 +1023,12 @@ class ScreenNoticeArgs(_Args, frozen=True, kw_only=True, tag="screen_notice"):
 class ReloadConfigArgs(_Args, frozen=True, kw_only=True, tag="reload_config"):
     version: Token | None
     """The config version the daemon should find on disk, or null for any."""
+
+
+class DiagnosticsArgs(_Args, frozen=True, kw_only=True, tag="diagnostics"):
+    """Ask for the device's status and its last ``lines`` log lines (answered on ``diag``)."""
+
+    lines: Annotated[int, msgspec.Meta(ge=1, le=MAX_LOG_LINES)]
 
 
 class IssuingArgs(_Args, frozen=True, kw_only=True, tag="issuing"):
@@ -892,7 +1093,7 @@ class BookingsArgs(_Args, frozen=True, kw_only=True, tag="bookings"):
 
 
 CommandArgs: TypeAlias = (AnnounceArgs | ReprintArgs | ScreenNoticeArgs | ReloadConfigArgs
-                          | IssuingArgs | CalendarArgs | BookingsArgs)
+                          | DiagnosticsArgs | IssuingArgs | CalendarArgs | BookingsArgs)
 
 COMMAND_ARGS: Final[Mapping[str, type[msgspec.Struct]]] = MappingProxyType(
     {_tag(cls): cls for cls in get_args(CommandArgs)}
@@ -935,7 +1136,10 @@ class CmdResult(_Message, frozen=True, kw_only=True):
             raise ValueError("error must be null when ok and set when not ok")
 
 
-Message: TypeAlias = State | Event | Telemetry | Ack | Cmd | CmdResult | Progress | Advice
+Message: TypeAlias = (
+    State | Event | Telemetry | Ack | Cmd | CmdResult | Lease | Restore | Diagnostics
+    | Progress | Advice
+)
 
 SCHEMAS: Final[Mapping[Kind, type[msgspec.Struct]]] = MappingProxyType(
     {
@@ -945,6 +1149,9 @@ SCHEMAS: Final[Mapping[Kind, type[msgspec.Struct]]] = MappingProxyType(
         Kind.ACK: Ack,
         Kind.CMD: Cmd,
         Kind.CMD_RESULT: CmdResult,
+        Kind.LEASE: Lease,
+        Kind.RESTORE: Restore,
+        Kind.DIAG: Diagnostics,
         Kind.PROGRESS: Progress,
         Kind.ADVICE: Advice,
     }
@@ -1108,6 +1315,7 @@ def will_for(state: State) -> Publish:
 __all__ = [
     "BOOKING_CODE_PATTERN",
     "COMMAND_ARGS",
+    "EPOCH_SHIFT",
     "EVENT_TYPES",
     "IDENT_PATTERN",
     "KNOWN_DEVICE_DETAILS",
@@ -1116,10 +1324,15 @@ __all__ = [
     "MAX_COMMAND_TTL_MS",
     "MAX_CONFIG_ERRORS",
     "MAX_DEVICES",
+    "MAX_EPOCH",
+    "MAX_LOG_LINES",
+    "MAX_LOG_TEXT",
     "MAX_PROGRESS_ENDED",
     "MAX_PROGRESS_WAITING",
     "MAX_QUEUES",
     "MAX_RATING_REASONS",
+    "MAX_RESTORE_PARTS",
+    "MAX_RESTORE_TICKETS",
     "MAX_WINDOWS",
     "PERSON_HASH_HEX",
     "PROGRESS_TOKEN_PATTERN",
@@ -1151,10 +1364,18 @@ __all__ = [
     "ConfigApplied",
     "ConfigRejected",
     "DayReset",
+    "DayRestored",
+    "DeviceId",
+    "DeviceReplaced",
     "DeviceStat",
     "DeviceStatus",
+    "DiagStatus",
+    "DiagTask",
+    "Diagnostics",
+    "DiagnosticsArgs",
     "EndedOutcome",
     "EndedProgress",
+    "Epoch",
     "Event",
     "EventBody",
     "HelpAcknowledged",
@@ -1170,9 +1391,13 @@ __all__ = [
     "IssuingStopped",
     "JournalLost",
     "Kind",
+    "Lease",
+    "LogLevel",
+    "LogLine",
     "Message",
     "OutboxDropped",
     "OutboxStat",
+    "PrefixCounter",
     "Progress",
     "Publish",
     "QueueStat",
@@ -1183,6 +1408,9 @@ __all__ = [
     "Reason",
     "ReloadConfigArgs",
     "ReprintArgs",
+    "Restore",
+    "RestoredTicket",
+    "RestoredWindow",
     "ScreenNoticeArgs",
     "ServiceOvertime",
     "SlaBreached",
@@ -1207,6 +1435,8 @@ __all__ = [
     "decode",
     "decode_publish",
     "encode",
+    "epoch_base",
+    "epoch_of",
     "kind_of",
     "state_supersedes",
     "to_publish",

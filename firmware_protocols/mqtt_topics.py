@@ -8,6 +8,9 @@ Every topic lives under ``onedoor/v1/{site_id}/``::
     onedoor/v1/{site_id}/ack            central -> edge   QoS 1
     onedoor/v1/{site_id}/cmd/{name}     central -> edge   QoS 1
     onedoor/v1/{site_id}/cmd_result     edge -> central   QoS 1
+    onedoor/v1/{site_id}/lease          central -> edge   QoS 1, retained: who numbers the site
+    onedoor/v1/{site_id}/restore        central -> edge   QoS 1: a device's share of the day
+    onedoor/v1/{site_id}/diag           edge -> central   QoS 1: answer to cmd/diagnostics
     onedoor/v1/{site_id}/progress       edge -> central   QoS 0, retained (progress pages)
     onedoor/v1/{site_id}/advice         edge -> central   QoS 1, live staffing advice
 
@@ -59,6 +62,9 @@ class Kind(enum.StrEnum):
     ACK = "ack"
     CMD = "cmd"
     CMD_RESULT = "cmd_result"
+    LEASE = "lease"
+    RESTORE = "restore"
+    DIAG = "diag"
     PROGRESS = "progress"
     ADVICE = "advice"
 
@@ -80,8 +86,8 @@ class Reason(enum.StrEnum):
     COMMAND_MISMATCH = "command_mismatch"  # cmd payload name differs from topic cmd/{name}
 
 
-COMMAND_NAMES: Final = ("announce", "reprint", "screen_notice", "reload_config", "issuing",
-                         "calendar", "bookings")
+COMMAND_NAMES: Final = ("announce", "reprint", "screen_notice", "reload_config", "diagnostics",
+                         "issuing", "calendar", "bookings")
 """Names allowed in ``cmd/{name}``; each has a typed args struct in :mod:`.mqtt_messages`."""
 
 
@@ -111,6 +117,9 @@ TOPICS: Final[Mapping[Kind, TopicSpec]] = MappingProxyType(
         # 64 KiB: the day's bookings of a site (cmd/bookings) go in one message.
         Kind.CMD: TopicSpec(Kind.CMD, Direction.CENTRAL_TO_EDGE, 1, False, 64 * 1024),
         Kind.CMD_RESULT: TopicSpec(Kind.CMD_RESULT, Direction.EDGE_TO_CENTRAL, 1, False, 1024),
+        Kind.LEASE: TopicSpec(Kind.LEASE, Direction.CENTRAL_TO_EDGE, 1, True, 512),
+        Kind.RESTORE: TopicSpec(Kind.RESTORE, Direction.CENTRAL_TO_EDGE, 1, False, 128 * 1024),
+        Kind.DIAG: TopicSpec(Kind.DIAG, Direction.EDGE_TO_CENTRAL, 1, False, 64 * 1024),
         Kind.PROGRESS: TopicSpec(Kind.PROGRESS, Direction.EDGE_TO_CENTRAL, 0, True, 128 * 1024,
                                  False),
         Kind.ADVICE: TopicSpec(Kind.ADVICE, Direction.EDGE_TO_CENTRAL, 1, False, 32 * 1024),
@@ -228,6 +237,16 @@ def cmd_result_topic(site_id: str) -> str:
     return build_topic(site_id, Kind.CMD_RESULT)
 
 
+def lease_topic(site_id: str) -> str:
+    return build_topic(site_id, Kind.LEASE)
+
+
+def restore_topic(site_id: str) -> str:
+    return build_topic(site_id, Kind.RESTORE)
+
+
+def diag_topic(site_id: str) -> str:
+    return build_topic(site_id, Kind.DIAG)
 def progress_topic(site_id: str) -> str:
     return build_topic(site_id, Kind.PROGRESS)
 def advice_topic(site_id: str) -> str:
@@ -269,11 +288,13 @@ def parse_topic(topic: str) -> Topic:
 
 
 def edge_subscriptions(site_id: str) -> tuple[Subscription, ...]:
-    """What an edge subscribes to: its own ``ack`` and ``cmd/+``."""
+    """What an edge subscribes to: its own ``ack``, ``cmd/+``, ``lease`` and ``restore``."""
     check_site_id(site_id)
     return (
         Subscription(f"{ROOT}/{site_id}/{Kind.ACK.value}", TOPICS[Kind.ACK].qos),
         Subscription(f"{ROOT}/{site_id}/{Kind.CMD.value}/+", TOPICS[Kind.CMD].qos),
+        Subscription(f"{ROOT}/{site_id}/{Kind.LEASE.value}", TOPICS[Kind.LEASE].qos),
+        Subscription(f"{ROOT}/{site_id}/{Kind.RESTORE.value}", TOPICS[Kind.RESTORE].qos),
     )
 
 
@@ -320,11 +341,14 @@ __all__ = [
     "check_site_id",
     "cmd_result_topic",
     "cmd_topic",
+    "diag_topic",
     "edge_subscriptions",
     "event_topic",
     "is_valid_site_id",
+    "lease_topic",
     "parse_topic",
     "progress_topic",
+    "restore_topic",
     "state_topic",
     "telemetry_topic",
 ]

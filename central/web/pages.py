@@ -5,7 +5,8 @@
     GET  /login, POST /login, POST /logout     log in with an access token -> session cookie
     GET  /                                     fleet overview: sites by town (a province: one
                                                tile per town, drill down), counts, filters
-    GET  /sites/{id}                           windows, queues, devices, events, today's charts
+    GET  /sites/{id}                           windows, queues, devices, events, today's charts;
+                                               edge devices (takeover) and diagnostics for operators
     GET  /alarms                               active alarms (acknowledge: operator)
     GET  /statistics                           date range, scope, CSV download
 
@@ -337,6 +338,8 @@ def site_page(request: Request, site_id: str) -> HTMLResponse:
     today = stats.business_date(now)
     detail, commands = read.site_live(site_id, now)
     names = detail.service_names
+    operator = principal.role.allows(Role.OPERATOR)
+    reports = read.diagnostics(site_id, limit=1) if operator else []
     return page(
         request,
         "site.html",
@@ -344,6 +347,8 @@ def site_page(request: Request, site_id: str) -> HTMLResponse:
         site=detail,
         service_names=names,
         commands=commands,
+        edge_devices=read.site_devices(site_id),
+        diagnostics=reports[0] if reports else None,
         events=read.events(site_id=site_id, limit=RECENT_EVENTS),
         commands_enabled=central.service is not None,
         charts_json=json.dumps(read.hourly(site_id, today)),

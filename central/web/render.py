@@ -48,6 +48,12 @@ def _fmt_time(value: datetime | str | None) -> str:
     return value.astimezone(stats.BUSINESS_TZ).strftime("%m-%d %H:%M:%S")
 
 
+def _fmt_seq(value: int) -> str:
+    """A seq as ops read it: ``epoch·n`` once a site's device was replaced (else just n)."""
+    epoch, n = value >> 32, value & 0xFFFF_FFFF
+    return f"{epoch}·{n}" if epoch else str(n)
+
+
 def _fmt_ms(value: int) -> str:
     return datetime.fromtimestamp(value / 1000, stats.BUSINESS_TZ).strftime("%H:%M:%S")
 
@@ -75,7 +81,7 @@ def _fmt_json(value: Any) -> str:
 
 
 ENV.filters.update(secs=_fmt_seconds, rate=_fmt_rate, when=_fmt_time, ms=_fmt_ms,
-                   target=_fmt_target, json_text=_fmt_json)
+                   seq=_fmt_seq, target=_fmt_target, json_text=_fmt_json)
 ENV.globals["alarm_titles"] = {k.value: v for k, v in TITLES.items()}
 
 

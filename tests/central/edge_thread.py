@@ -44,7 +44,13 @@ class EdgeThread:
     def __enter__(self) -> EdgeThread:
         self.thread.start()
         wait_until(lambda: self.daemon.ready.is_set(), timeout=60)
+        if self.daemon.config.mqtt is not None:  # a new journal numbers once the central
+            wait_until(self._numbering, timeout=60)  # granted it the site (a new site: at once)
         return self
+
+    def _numbering(self) -> bool:
+        hall = self.daemon.hall
+        return hall is not None and hall.journal.numbering == "granted"
 
     def stop(self) -> None:
         if self.loop is not None and self.thread.is_alive():

@@ -22,6 +22,8 @@ class SimSite:
     next_seq: int = 1
     clock_ms: int = T0_MS
     sent: list[mm.Event] = field(default_factory=list)
+    device: str | None = None  # the journal's identity; None: an edge from before it
+    epoch: int | None = None
 
     def event(self, body: mm.EventBody, *, seq: int | None = None) -> mm.Event:
         if seq is None:
@@ -56,6 +58,8 @@ class SimSite:
             config=self.config,
             ts=self.clock_ms,
             clock_synced=True,
+            device=self.device,
+            epoch=self.epoch,
         )
 
     def telemetry(

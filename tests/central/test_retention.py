@@ -24,6 +24,7 @@ from central.models import (
     BookingStatus,
     Command,
     CommandStatus,
+    Diagnostics,
     EventRecord,
     HelpCall,
     SequenceGap,
@@ -211,3 +212,22 @@ def test_the_service_prunes_on_its_own(
     asyncio.run(main())
     with small_registry() as session:
         assert session.scalar(select(func.count()).select_from(Alarm)) == 0
+
+
+def test_a_diagnostics_answer_goes_with_its_command(
+        small_registry: sessionmaker[Session]) -> None:
+    """The edge's diagnostics (up to 64 KiB of status and log lines each) are kept as long as
+    the command that asked for them, no longer."""
+    with small_registry.begin() as session:
+        old = _command(session, issued=NOW - 6 * DAY, ttl=timedelta(minutes=10),
+                       answered=NOW - 6 * DAY)
+        young = _command(session, issued=NOW - DAY, ttl=timedelta(minutes=10),
+                         answered=NOW - DAY)
+        session.flush()
+        for command_id, at in ((old, NOW - 6 * DAY), (young, NOW - DAY)):
+            session.add(Diagnostics(command_id=command_id, site_id=SITE,
+                                    device="0123456789abcdef", received_at=at,
+                                    report={"logs": []}))
+    assert _prune(small_registry).commands == 1
+    with small_registry() as session:
+        assert session.scalars(select(Diagnostics.command_id)).all() == [young]

@@ -30,6 +30,7 @@ from central.models import (
     BulkCommand,
     Command,
     CommandStatus,
+    Diagnostics,
     RatingRecord,
     Site,
 )
@@ -90,6 +91,10 @@ def two_towns(sessions: sessionmaker[Session], tmp_path: Path) -> dict[str, Any]
                               issued_by="ops", status=CommandStatus.SENT, bulk_id=bulk)  # fmt: skip
             session.add(command)
             ids[f"command:{site_id}"] = command.id
+            session.flush()
+            session.add(Diagnostics(command_id=command.id, site_id=site_id,
+                                    device="0123456789abcdef", received_at=NOW,
+                                    report={"logs": []}))  # fmt: skip
     with sessions() as session:
         for alarm in session.scalars(select(Alarm)):
             ids[f"alarm:{alarm.site_id}"] = alarm.id
@@ -163,6 +168,14 @@ READS: dict[str, Check] = {
     "command": lambda town, city, ids: (
         town.command(ids[f"command:{MINE}"], NOW),
         _refused(lambda: town.command(ids[f"command:{OTHER}"], NOW))),
+    "site_devices": lambda town, city, ids: (town.site_devices(MINE),
+                                             _refused(lambda: town.site_devices(OTHER))),
+    "diagnostics": lambda town, city, ids: (
+        _check(len(town.diagnostics(MINE)) == 1),
+        _refused(lambda: town.diagnostics(OTHER))),
+    "diagnostic": lambda town, city, ids: (
+        town.diagnostic(ids[f"command:{MINE}"]),
+        _refused(lambda: town.diagnostic(ids[f"command:{OTHER}"]))),
     "commands_pending": lambda town, city, ids: _check(
         (town.commands_pending(NOW), city.commands_pending(NOW)) == (1, 2)),
     "fleet_counts": lambda town, city, ids: _check(
@@ -337,6 +350,9 @@ def test_a_towns_account_reads_its_towns_only(env: RunningApp) -> None:
     metrics = get("/metrics").text
     assert 'site="zs-sanxiang-01"' in metrics
     assert "zs-tanzhou" not in metrics
+    # The fleet page renders from the live hub's latest poll (once a second): take one now,
+    # after the actions of the tests before (a retire and restore of this very site).
+    env.client.portal.call(env.client.app.state.live_hub.poll_once)  # type: ignore[attr-defined,union-attr]
     fleet = get("/").text
     assert "zs-sanxiang-01" in fleet
     assert "zs-tanzhou" not in fleet

@@ -358,6 +358,23 @@ def test_a_site_cannot_read_another_sites_topics(
     assert {topic for topic, _ in received} == {own}
 
 
+def test_only_the_central_grants_a_sites_numbers(
+    central_client: MqttClient, site_a_client: MqttClient,
+) -> None:
+    """A site reads its lease and restores and writes its diagnostics; a stolen site credential
+    cannot publish a lease (one with a higher epoch would stop the site's real device)."""
+    lease, restore = f"onedoor/v1/{SITE_A}/lease", f"onedoor/v1/{SITE_A}/restore"
+    diag = f"onedoor/v1/{SITE_A}/diag"
+    assert central_client.subscribe(lease) == 1
+    assert central_client.subscribe(diag) == 1
+    site_a_client.publish(lease, b'{"forged": true}')
+    site_a_client.publish(diag, b'{"diag": true}')
+    assert central_client.received_until(diag) == [(diag, b'{"diag": true}')]
+    assert site_a_client.subscribe(restore) == 1
+    central_client.publish(restore, b'{"restore": true}')
+    assert site_a_client.received_until(restore) == [(restore, b'{"restore": true}')]
+
+
 def test_wrong_password_and_anonymous_are_refused(
     deployment: Deployment, fleet_broker: FleetBroker,
 ) -> None:

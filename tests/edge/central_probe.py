@@ -2,7 +2,9 @@
 
 It subscribes to one site's edge->central topics, decodes every payload with
 the contract codec, records what arrived, and acknowledges the highest
-contiguous event seq, as the real central does after committing.
+contiguous event seq, as the real central does after committing. Like the real
+central for a site it knows nothing of, it grants a device that waits for its
+epoch epoch 0 with an empty restore (``grant=False``: it never does).
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from firmware_protocols import mqtt_topics as topics
 
 
 class CentralProbe:
-    def __init__(self, host: str, port: int, site_id: str, *, ack: bool = True) -> None:
+    def __init__(self, host: str, port: int, site_id: str, *, ack: bool = True,
+                 grant: bool = True) -> None:
         self.site_id = site_id
         self.ack_enabled = ack
+        self.grant_enabled = grant
+        self.diagnostics: list[mm.Diagnostics] = []
         self.events: list[mm.Event] = []
         self.states: list[mm.State] = []
         self.telemetry: list[mm.Telemetry] = []
@@ -36,7 +41,7 @@ class CentralProbe:
                                   client_id=f"central-probe-{uuid.uuid4().hex[:8]}")
         self.client.on_message = self._on_message
         self.client.connect(host, port, 30)
-        for kind in ("state", "event", "telemetry", "cmd_result", "advice"):
+        for kind in ("state", "event", "telemetry", "cmd_result", "diag", "advice"):
             self.client.subscribe(f"{topics.ROOT}/{site_id}/{kind}", qos=1)
         self.client.loop_start()
 
@@ -65,11 +70,23 @@ class CentralProbe:
                 self.telemetry.append(body)
             elif isinstance(body, mm.CmdResult):
                 self.results.append(body)
+            elif isinstance(body, mm.Diagnostics):
+                self.diagnostics.append(body)
             elif isinstance(body, mm.Advice):
                 self.advice.append(body)
         if isinstance(body, mm.Event) and self.ack_enabled:
             self.client.publish(topics.ack_topic(self.site_id),
                                 mm.encode(mm.Ack(site=self.site_id, seq=ack)), qos=1)
+        if (isinstance(body, mm.State) and body.status == "online" and self.grant_enabled
+                and body.device is not None and body.epoch is None):
+            now = int(time.time() * 1000)
+            for message in (
+                    mm.Lease(site=self.site_id, device=body.device, epoch=0, ts=now),
+                    mm.Restore(site=self.site_id, device=body.device, epoch=0, day=None, part=1,
+                               parts=1, counters=[], skipped=0, tickets=[], windows=[],
+                               ts=now)):
+                publish = mm.to_publish(message)
+                self.client.publish(publish.topic, publish.payload, qos=1)  # not retained
 
     def publish_raw(self, topic: str, payload: bytes) -> None:
         self.client.publish(topic, payload, qos=1).wait_for_publish(5)

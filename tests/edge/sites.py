@@ -124,19 +124,22 @@ def start_daemon(config: Path, env: dict[str, str] | None = None,
         return subprocess.Popen(command, cwd=REPO, env=full_env, stdout=out, stderr=out)
 
 
-def wait_http(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+def wait_http(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0, *,
+              numbering: bool = True) -> None:
+    """Until the daemon answers ``/status`` and, with ``numbering``, may issue tickets (a new
+    journal of a site with a central waits for the central's grant)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"daemon exited with {process.returncode}")
         try:
-            status, _ = http("GET", f"http://127.0.0.1:{port}/status", timeout=1)
-            if status == 200:
+            status, body = http("GET", f"http://127.0.0.1:{port}/status", timeout=1)
+            if status == 200 and (not numbering or body.get("numbering") == "granted"):
                 return
         except OSError:
             pass
         time.sleep(0.05)
-    raise TimeoutError("daemon HTTP did not come up")
+    raise TimeoutError("daemon HTTP did not come up" + (" numbering" if numbering else ""))
 
 
 def stop_daemon(process: subprocess.Popen[bytes]) -> int:

@@ -28,6 +28,10 @@ def cmd(args: mm.CommandArgs) -> mm.Cmd:
                   expires_ts=OPENING + 60_000, args=args)
 
 
+def _no_diagnostics(_cmd: mm.Cmd, _args: mm.DiagnosticsArgs) -> mm.Diagnostics:
+    raise AssertionError("not asked for here")
+
+
 def test_announcements_are_said_until_the_voice_queue_is_full_then_refused(
         tmp_path: Path, clips_dir: Path) -> None:
     (tmp_path / "calls").mkdir()
@@ -39,7 +43,8 @@ def test_announcements_are_said_until_the_voice_queue_is_full_then_refused(
         devices = DeviceSet(build_devices, asyncio.Queue())
         devices.build(config, [], hall.device_status)
         commands = RemoteCommands(hall, devices, HallOutputs(hall, devices),
-                                  lambda version: hall.reject_config("v", ["unused"]))
+                                  lambda version: hall.reject_config("v", ["unused"]),
+                                  _no_diagnostics)
         announce = mm.AnnounceArgs(text="今日十六点停止取号", repeat=2)
         for _ in range(MAX_WAITING_TEXTS):
             await commands(cmd(announce))  # queued: said after any ticket call

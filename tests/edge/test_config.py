@@ -315,6 +315,7 @@ password_file = "pw"
 keepalive_seconds = 20
 protocol = "3.1.1"
 session_expiry_seconds = 3600
+yield_seconds = 30
 [mqtt.tls]
 ca_file = "ca.pem"
 cert_file = "client.pem"
@@ -383,7 +384,8 @@ def test_one_table_holds_every_key_and_the_reader_takes_each(test_pki: Path,
     (tmp_path / "booking-salt").write_text("the-city-booking-salt\n")
     config = parse_config(EVERY_KEY, base_dir=tmp_path)
     assert config.mqtt is not None
-    assert (config.mqtt.protocol, config.mqtt.session_expiry_seconds) == ("3.1.1", 3600)
+    assert (config.mqtt.protocol, config.mqtt.session_expiry_seconds,
+            config.mqtt.yield_seconds) == ("3.1.1", 3600, 30)
     assert config.http is not None
     assert config.http.window_token == "0123456789abcdef-token"
     assert (config.http.case_hook, config.http.case_token) == (True, "business-system-token-01")

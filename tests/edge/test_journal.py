@@ -108,14 +108,17 @@ def test_an_ack_above_the_end_moves_the_seq_floor_and_is_reported_once(tmp_path:
 
 def test_an_ack_beyond_any_torn_tail_is_refused_and_kept_for_the_report(tmp_path: Path) -> None:
     """An ack at the top of the contract's range moved the seq there: every ticket then
-    failed (2**53 - 1 is the last valid seq) and journal.lost could not be written."""
+    failed (2**53 - 1 is the last valid seq) and journal.lost could not be written. The
+    top of the journal's own epoch is refused; the top of the range is another epoch's
+    seq, another device's ack: it changes nothing either."""
     with Journal(tmp_path / "j.db", "site-a") as journal:
         journal.append([issued(f"A{i:03d}") for i in range(1, 6)], ts_ms=T0, clock_synced=True)
-        for ack in (2**53 - 1, 5 + MAX_ACK_AHEAD + 1):
+        assert journal.ack(2**53 - 1) == 0
+        for ack in (2**32 - 1, 5 + MAX_ACK_AHEAD + 1):
             with pytest.raises(AckRefused, match="refused"):
                 journal.ack(ack)
         assert (journal.last_seq, journal.acked_seq) == (5, 0)
-        assert journal.take_refused_acks() == [2**53 - 1, 5 + MAX_ACK_AHEAD + 1]
+        assert journal.take_refused_acks() == [2**32 - 1, 5 + MAX_ACK_AHEAD + 1]
         assert journal.take_refused_acks() == []
         assert journal.take_lost() == []
         assert journal.ack(5 + MAX_ACK_AHEAD) == 5 + MAX_ACK_AHEAD  # a torn tail, still taken

@@ -32,11 +32,16 @@ def cmd(args: mm.CommandArgs) -> mm.Cmd:
                   args=args)
 
 
+def _no_diagnostics(_cmd: mm.Cmd, _args: mm.DiagnosticsArgs) -> mm.Diagnostics:
+    raise AssertionError("not asked for here")
+
+
 def run(hall: Hall, *commands: mm.CommandArgs) -> None:
     async def scenario() -> None:
         devices = DeviceSet(build_devices, asyncio.Queue())
         runner = RemoteCommands(hall, devices, HallOutputs(hall, devices),
-                                lambda version: hall.reject_config("v", ["unused"]))
+                                lambda version: hall.reject_config("v", ["unused"]),
+                                _no_diagnostics)
         for args in commands:
             await runner(cmd(args))
 

@@ -47,6 +47,7 @@ def run_with_uplink(tmp_path: Path, broker: Broker,
                                    mqtt_protocol=mqtt_protocol(broker)))
     assert config.mqtt is not None
     hall = open_hall(config, ManualClock(OPENING))
+    hall.journal.grant(0, [], ts_ms=OPENING, clock_synced=True)  # as a central grants a new site
 
     async def noop(cmd: mm.Cmd) -> None:
         return None

@@ -41,8 +41,14 @@ from firmware_protocols.mqtt_messages import (
     ConfigApplied,
     ConfigRejected,
     DayReset,
+    DayRestored,
+    DeviceReplaced,
     DeviceStat,
     DeviceStatus,
+    Diagnostics,
+    DiagnosticsArgs,
+    DiagStatus,
+    DiagTask,
     EndedProgress,
     Event,
     EventBody,
@@ -55,9 +61,12 @@ from firmware_protocols.mqtt_messages import (
     IssuingResumed,
     IssuingStopped,
     JournalLost,
+    Lease,
+    LogLine,
     Message,
     OutboxDropped,
     OutboxStat,
+    PrefixCounter,
     Progress,
     QueueStat,
     RatingGiven,
@@ -65,6 +74,9 @@ from firmware_protocols.mqtt_messages import (
     RatingReason,
     ReloadConfigArgs,
     ReprintArgs,
+    Restore,
+    RestoredTicket,
+    RestoredWindow,
     ScreenNoticeArgs,
     ServiceOvertime,
     SlaBreached,
@@ -88,6 +100,8 @@ from firmware_protocols.mqtt_messages import (
     decode,
     decode_publish,
     encode,
+    epoch_base,
+    epoch_of,
     kind_of,
     state_supersedes,
     to_publish,
@@ -283,6 +297,11 @@ BODY_TABLE: list[tuple[EventBody, str]] = [
     (BookingCheckedIn(code="1208123456", ticket="A012"),
      '{"type":"booking.checked_in","code":"1208123456","ticket":"A012"}'),
     (DayReset(day="2026-11-23"), '{"type":"day.reset","day":"2026-11-23"}'),
+    (DayRestored(day="2026-11-23", epoch=2, tickets=14, left_out=0, skipped=20),
+     '{"type":"day.restored","day":"2026-11-23","epoch":2,"tickets":14,"left_out":0,'
+     '"skipped":20}'),
+    (DeviceReplaced(device="5e0c2b9a41d7f388", epoch=2),
+     '{"type":"device.replaced","device":"5e0c2b9a41d7f388","epoch":2}'),
 ]
 
 _ENVELOPE = (
@@ -317,10 +336,13 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
             config="2026.11.20-3",
             ts=TS,
             clock_synced=True,
+            device="3f9a07c2d4e1b856",
+            epoch=1,
         ),
         '{"v":1,"site":"zs-sanxiang-01","status":"online","lwt":false,"boot_id":"7d1c9a0e",'
         '"session":42,"software":"0.1.0","config":"2026.11.20-3","ts":1763882400000,'
-        '"clock_synced":true,"stop":null,"calendar":null,"bookings":null}',
+        '"clock_synced":true,"device":"3f9a07c2d4e1b856","epoch":1,"stop":null,'
+        '"calendar":null,"bookings":null}',
     ),
     (
         State(
@@ -339,8 +361,8 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
         ),
         '{"v":1,"site":"zs-sanxiang-01","status":"online","lwt":false,"boot_id":"7d1c9a0e",'
         '"session":43,"software":"0.1.0","config":"2026.11.20-3","ts":1763882400000,'
-        '"clock_synced":true,"stop":"typhoon-2026-09-16","calendar":"2026-v2",'
-        '"bookings":"bk-20251123-0a1b2c3d4e5f"}',
+        '"clock_synced":true,"device":null,"epoch":null,"stop":"typhoon-2026-09-16",'
+        '"calendar":"2026-v2","bookings":"bk-20251123-0a1b2c3d4e5f"}',
     ),
     (
         State(
@@ -353,10 +375,13 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
             config=None,
             ts=TS,
             clock_synced=False,
+            device="3f9a07c2d4e1b856",
+            epoch=None,
         ),
         '{"v":1,"site":"zs-sanxiang-01","status":"offline","lwt":true,"boot_id":"7d1c9a0e",'
         '"session":42,"software":"0.1.0","config":null,"ts":1763882400000,'
-        '"clock_synced":false,"stop":null,"calendar":null,"bookings":null}',
+        '"clock_synced":false,"device":"3f9a07c2d4e1b856","epoch":null,"stop":null,'
+        '"calendar":null,"bookings":null}',
     ),
     (
         Telemetry(
@@ -433,6 +458,10 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
     (
         _cmd(ReloadConfigArgs(version="2026.11.21-1")),
         _CMD_HEAD + '{"name":"reload_config","version":"2026.11.21-1"}}',
+    ),
+    (
+        _cmd(DiagnosticsArgs(lines=100)),
+        _CMD_HEAD + '{"name":"diagnostics","lines":100}}',
     ),
     (
         _cmd(IssuingArgs(stop="typhoon-2026-09-16", stopped=True, reason="台风红色预警")),
@@ -518,6 +547,80 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
         ),
         '{"v":1,"site":"zs-sanxiang-01","id":"c0ffee00-1234-4abc-8def-000000000001",'
         '"ok":false,"error":"配置版本不符 / config version mismatch","ts":1763882400000}',
+    ),
+    (
+        Lease(site=SITE, device="3f9a07c2d4e1b856", epoch=2, ts=TS),
+        '{"v":1,"site":"zs-sanxiang-01","device":"3f9a07c2d4e1b856","epoch":2,'
+        '"ts":1763882400000}',
+    ),
+    (
+        Restore(
+            site=SITE,
+            device="3f9a07c2d4e1b856",
+            epoch=2,
+            day="2026-11-23",
+            part=1,
+            parts=1,
+            counters=[PrefixCounter(prefix="A", last=14), PrefixCounter(prefix="B", last=6)],
+            skipped=20,
+            tickets=[
+                RestoredTicket(ticket="A013", service="shebao", ticket_class="normal",
+                               issued_ts=TS - 900_000, key_ts=TS - 900_000, state="waiting",
+                               window=None, recalls=0, requeued=False, transfers=0),
+                RestoredTicket(ticket="A012", service="shebao", ticket_class="priority",
+                               issued_ts=TS - 960_000, key_ts=TS - 960_000, state="called",
+                               window=3, recalls=1, requeued=False, transfers=0),
+            ],
+            windows=[RestoredWindow(window=3, state="open", staff="zs0231", ticket="A012")],
+            ts=TS,
+        ),
+        '{"v":1,"site":"zs-sanxiang-01","device":"3f9a07c2d4e1b856","epoch":2,'
+        '"day":"2026-11-23","part":1,"parts":1,'
+        '"counters":[{"prefix":"A","last":14},{"prefix":"B","last":6}],"skipped":20,'
+        '"tickets":[{"ticket":"A013","service":"shebao","class":"normal",'
+        '"issued_ts":1763881500000,"key_ts":1763881500000,"state":"waiting","window":null,'
+        '"recalls":0,"requeued":false,"transfers":0},'
+        '{"ticket":"A012","service":"shebao","class":"priority","issued_ts":1763881440000,'
+        '"key_ts":1763881440000,"state":"called","window":3,"recalls":1,"requeued":false,'
+        '"transfers":0}],'
+        '"windows":[{"window":3,"state":"open","staff":"zs0231","ticket":"A012"}],'
+        '"ts":1763882400000}',
+    ),
+    (
+        Diagnostics(
+            site=SITE,
+            id=CMD_ID,
+            device="3f9a07c2d4e1b856",
+            boot_id="7d1c9a0e",
+            software="0.1.0",
+            ts=TS,
+            status=DiagStatus(
+                config="2026.11.20-3", day="2026-11-23", numbering="granted", epoch=2,
+                last_seq=epoch_base(2) + 41, acked_seq=epoch_base(2) + 40, outbox_depth=1,
+                journal_bytes=1_236_992, uplink_connects=3,
+                tasks=[DiagTask(name="uplink", restarts=0)],
+                devices=[DeviceStat(device="printer-1", kind="printer", status="degraded",
+                                    detail="paper_low")],
+                host=HostStat(cpu_temp_c=51.5, load1=0.42, mem_used_pct=37.5,
+                              disk_used_pct=12.0, uptime_s=86400),
+            ),
+            logs=[LogLine(ts=TS - 1000, level="warning",
+                          text="uplink.connect_failed host=mqtt.example port=8883 "
+                               "error=TimeoutError() attempt=2")],
+            logs_dropped=0,
+        ),
+        '{"v":1,"site":"zs-sanxiang-01","id":"c0ffee00-1234-4abc-8def-000000000001",'
+        '"device":"3f9a07c2d4e1b856","boot_id":"7d1c9a0e","software":"0.1.0",'
+        '"ts":1763882400000,"status":{"config":"2026.11.20-3","day":"2026-11-23",'
+        '"numbering":"granted","epoch":2,"last_seq":8589934633,"acked_seq":8589934632,'
+        '"outbox_depth":1,"journal_bytes":1236992,"uplink_connects":3,'
+        '"tasks":[{"name":"uplink","restarts":0}],'
+        '"devices":[{"device":"printer-1","kind":"printer","status":"degraded",'
+        '"detail":"paper_low"}],'
+        '"host":{"cpu_temp_c":51.5,"load1":0.42,"mem_used_pct":37.5,"disk_used_pct":12.0,'
+        '"uptime_s":86400}},'
+        '"logs":[{"ts":1763882399000,"level":"warning","text":"uplink.connect_failed '
+        'host=mqtt.example port=8883 error=TimeoutError() attempt=2"}],"logs_dropped":0}',
     ),
 ]
 
@@ -631,7 +734,8 @@ def test_will_matches_online_state() -> None:
     assert decoded.boot_id == online.boot_id
 
 
-def _state(status: str, session: int, *, lwt: bool = False) -> State:
+def _state(status: str, session: int, *, lwt: bool = False,
+           device: str | None = "3f9a07c2d4e1b856") -> State:
     return State(
         site=SITE,
         status=status,  # type: ignore[arg-type]
@@ -642,6 +746,7 @@ def _state(status: str, session: int, *, lwt: bool = False) -> State:
         config=None,
         ts=TS,
         clock_synced=True,
+        device=device,
     )
 
 
@@ -653,6 +758,38 @@ def test_state_supersedes_ignores_stale_will() -> None:
     assert state_supersedes(_state("offline", 43, lwt=True), online_43)
     assert not state_supersedes(_state("online", 43), _state("offline", 43, lwt=True))
     assert state_supersedes(_state("online", 44), _state("offline", 43, lwt=True))
+
+
+def test_a_state_of_another_device_is_not_ordered_by_session() -> None:
+    """A replaced Pi's journal counts sessions from 1 again: its online is not stale."""
+    old_device_offline = _state("offline", 420, lwt=True, device="aaaaaaaaaaaaaaaa")
+    assert state_supersedes(_state("online", 1, device="bbbbbbbbbbbbbbbb"), old_device_offline)
+
+
+def test_a_state_from_before_device_identity_still_decodes() -> None:
+    wire = ('{"v":1,"site":"zs-sanxiang-01","status":"online","lwt":false,"boot_id":"b",'
+            '"session":3,"software":"0.1.0","config":null,"ts":1763882400000,'
+            '"clock_synced":true}')
+    state = decode(Kind.STATE, wire.encode(), site_id=SITE)
+    assert isinstance(state, State)
+    assert (state.device, state.epoch) == (None, None)
+
+
+def test_seqs_of_two_epochs_never_meet() -> None:
+    assert epoch_base(0) == 0
+    assert epoch_of(2**32) == 1
+    assert epoch_of(2**32 - 1) == 0
+    assert epoch_base(2**21 - 1) + 2**32 - 1 == 2**53 - 1  # the contract's largest seq
+
+
+def test_restore_and_restored_tickets_hold_together() -> None:
+    with pytest.raises(ValueError, match="window"):
+        RestoredTicket(ticket="A012", service="s", ticket_class="normal", issued_ts=TS,
+                       key_ts=TS, state="called", window=None, recalls=0, requeued=False,
+                       transfers=0)
+    with pytest.raises(ValueError, match="part"):
+        Restore(site=SITE, device="3f9a07c2d4e1b856", epoch=1, day=None, part=2, parts=1,
+                counters=[], skipped=0, tickets=[], windows=[], ts=TS)
 
 
 # --------------------------------------------------------------------------- garbage
@@ -963,6 +1100,10 @@ def _fix_up(cls: type) -> Callable[[dict[str, Any]], dict[str, Any]]:
             d["last_seq"] = max(d["first_seq"], d["last_seq"])
         elif cls is OutboxStat and d["oldest_unacked_seq"] is not None:
             d["last_seq"] = max(d["oldest_unacked_seq"], d["last_seq"])
+        elif cls is RestoredTicket:
+            d["window"] = None if d["state"] == "waiting" else (d["window"] or 1)
+        elif cls is Restore:
+            d["part"] = min(d["part"], d["parts"])
         elif cls is AdviceMove:
             d["windows"] = [] if d["kind"] == "add" else (d["windows"] or [1])
             d["count"] = len(d["windows"]) or d["count"]

@@ -27,10 +27,13 @@ from firmware_protocols.mqtt_topics import (
     check_site_id,
     cmd_result_topic,
     cmd_topic,
+    diag_topic,
     edge_subscriptions,
     event_topic,
     is_valid_site_id,
+    lease_topic,
     parse_topic,
+    restore_topic,
     state_topic,
     telemetry_topic,
 )
@@ -45,7 +48,11 @@ TOPIC_TABLE: list[tuple[Topic, str]] = [
     (Topic("v277", Kind.CMD, "reprint"), "onedoor/v1/v277/cmd/reprint"),
     (Topic("v277", Kind.CMD, "screen_notice"), "onedoor/v1/v277/cmd/screen_notice"),
     (Topic("v277", Kind.CMD, "reload_config"), "onedoor/v1/v277/cmd/reload_config"),
+    (Topic("v277", Kind.CMD, "diagnostics"), "onedoor/v1/v277/cmd/diagnostics"),
     (Topic("v277", Kind.CMD_RESULT), "onedoor/v1/v277/cmd_result"),
+    (Topic("v277", Kind.LEASE), "onedoor/v1/v277/lease"),
+    (Topic("v277", Kind.RESTORE), "onedoor/v1/v277/restore"),
+    (Topic("v277", Kind.DIAG), "onedoor/v1/v277/diag"),
     (Topic("city_hall", Kind.ADVICE), "onedoor/v1/city_hall/advice"),
 ]
 
@@ -68,6 +75,9 @@ def test_helpers_build_the_same_topics() -> None:
     assert ack_topic("s1") == "onedoor/v1/s1/ack"
     assert cmd_topic("s1", "reprint") == "onedoor/v1/s1/cmd/reprint"
     assert cmd_result_topic("s1") == "onedoor/v1/s1/cmd_result"
+    assert lease_topic("s1") == "onedoor/v1/s1/lease"
+    assert restore_topic("s1") == "onedoor/v1/s1/restore"
+    assert diag_topic("s1") == "onedoor/v1/s1/diag"
     assert advice_topic("s1") == "onedoor/v1/s1/advice"
 
 
@@ -80,6 +90,9 @@ def test_delivery_table_is_the_contract() -> None:
         Kind.ACK: (Direction.CENTRAL_TO_EDGE, 1, False, True),
         Kind.CMD: (Direction.CENTRAL_TO_EDGE, 1, False, True),
         Kind.CMD_RESULT: (Direction.EDGE_TO_CENTRAL, 1, False, True),
+        Kind.LEASE: (Direction.CENTRAL_TO_EDGE, 1, True, True),
+        Kind.RESTORE: (Direction.CENTRAL_TO_EDGE, 1, False, True),
+        Kind.DIAG: (Direction.EDGE_TO_CENTRAL, 1, False, True),
         Kind.PROGRESS: (Direction.EDGE_TO_CENTRAL, 0, True, False),
         Kind.ADVICE: (Direction.EDGE_TO_CENTRAL, 1, False, True),
     }
@@ -170,6 +183,8 @@ def test_edge_subscriptions() -> None:
     assert edge_subscriptions("v001") == (
         Subscription("onedoor/v1/v001/ack", 1),
         Subscription("onedoor/v1/v001/cmd/+", 1),
+        Subscription("onedoor/v1/v001/lease", 1),
+        Subscription("onedoor/v1/v001/restore", 1),
     )
 
 
@@ -181,10 +196,11 @@ def test_central_subscriptions_shared_and_plain() -> None:
         "$share/onedoor-central/onedoor/v1/+/event",
         "$share/onedoor-central/onedoor/v1/+/telemetry",
         "$share/onedoor-central/onedoor/v1/+/cmd_result",
+        "$share/onedoor-central/onedoor/v1/+/diag",
         "onedoor/v1/+/progress",
         "$share/onedoor-central/onedoor/v1/+/advice",
     ]
-    assert [s.qos for s in shared] == [1, 1, 0, 1, 0, 1]
+    assert [s.qos for s in shared] == [1, 1, 0, 1, 1, 0, 1]
     plain = central_subscriptions(None)
     assert [s.filter for s in plain] == [s.filter.removeprefix("$share/onedoor-central/")
                                          for s in shared]
