@@ -175,3 +175,16 @@ def test_an_id_card_checks_in_its_holders_booking(tmp_path: Path) -> None:
         assert read_card(SALT).service == "shebao"
     finally:
         hall.close()
+
+
+def test_the_booking_salt_is_masked_in_the_diagnostics_log(tmp_path: Path) -> None:
+    from edge.daemon import EdgeDaemon
+    from onedoor.log import recent
+
+    (tmp_path / "salt").write_text(SALT + "\n")
+    config = load_config(site_toml(tmp_path, extra=(
+        '[devices.id_card]\nport = "/dev/ttyUSB9"\nservice = "shebao"\n'
+        'booking_salt_file = "salt"\n')))
+    EdgeDaemon._mask_secrets(config)
+    recent.add("info", f"config.loaded salt={SALT}")
+    assert SALT not in recent.tail(1)[0].text
