@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 EXT_STAMP := $(VENV)/.extensions
 PYX    := $(wildcard fastpath/*.pyx fastpath/*.pxd)
 
-.PHONY: venv build demo system-deps test test-pure bench lint fuzz clean
+.PHONY: venv build demo system-deps test test-pure rehearsal bench lint fuzz clean
 
 venv: $(STAMP) $(EXT_STAMP)
 
@@ -39,6 +39,15 @@ test: system-deps
 	@$(MAKE) --no-print-directory venv
 	ONEDOOR_REQUIRE_EXTENSIONS=1 $(BIN)/python -m pytest -q
 	ONEDOOR_NO_EXTENSIONS=1 $(BIN)/python -m pytest -q tests/fastpath
+
+# The ops year on the production deployment (deploy/ansible/README.md, "Tests"): the
+# playbooks deploy the TLS broker, the central on PostgreSQL and the sites onto this
+# machine, then a village is onboarded, upgraded by a staged rollout (one site rolled
+# back), its credentials rotated and retired; then the rollout's deferral, rollback and
+# resume on one site. CI runs it after `make test`.
+rehearsal: venv
+	ONEDOOR_REHEARSAL=1 $(BIN)/python -m pytest -q tests/deploy/test_rehearsal.py \
+		tests/deploy/test_upgrade.py
 
 bench: venv
 	$(BIN)/python -m onedoor bench --output docs/bench/last-run.md  # -m: the central suite starts tests/servers.py

@@ -33,6 +33,9 @@ Tables::
     staff             staff names per site (exports and rankings show names, not ids)
     rating_profiles   per site: region code and default department for the province's record
     audit             who changed what, when, from where: the central's one audit log
+    releases          software releases registered for rollout (their build manifests)
+    rollouts          staged rollouts of a release: canary, then town by town
+    rollout_sites     each site of a rollout: its wave and how its upgrade went
     users             named people: login name, role, towns, scrypt password hash (central.accounts)
     login_sessions    dashboard sessions of a user or a token: idle and absolute expiry, logout
     bulk_commands     one command sent to many sites (a town, the city); its commands point here
@@ -195,6 +198,10 @@ class Site(Base):
     config_version_changed_at: Mapped[datetime | None]
     """When expected or reported last changed: drift is judged from here."""
     software_version: Mapped[str | None] = mapped_column(String(64))
+    """What the site's edge reports it runs (``state.software``, e.g. ``onedoor-0.1.1``)."""
+    expected_release: Mapped[str | None] = mapped_column(String(64))
+    """The release the site should run (``0.1.1``): set when a rollout upgrades or rolls
+    the site back, or by an admin; ``software_version`` differing from it is software drift."""
     # registry kept by people (central.registry): opening hours, retirement
     hours_open: Mapped[str | None] = mapped_column(String(5))
     """Opening hours ``HH:MM`` (with ``hours_close``, ``hours_reset`` and optionally
@@ -700,6 +707,68 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class RolloutStatus(enum.StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"  # past its error threshold (or a canary failed): resume or cancel
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class RolloutStep(enum.StrEnum):
+    """Where one site of a rollout is."""
+
+    PENDING = "pending"
+    DEFERRED = "deferred"  # open or serving when its turn came: tried again at the next run
+    UPGRADING = "upgrading"
+    UPGRADED = "upgraded"
+    ROLLED_BACK = "rolled_back"  # unhealthy on the release: back on the one before
+    FAILED = "failed"  # neither the release nor the one before came up healthy
+
+
+class Release(Base):
+    """A release that may be rolled out: the manifest ``onedoor release build`` wrote."""
+
+    __tablename__ = "releases"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    software: Mapped[str] = mapped_column(String(80))
+    """What its daemons report (``onedoor-<version>``)."""
+    registered_at: Mapped[datetime]
+    manifest: Mapped[dict[str, Any]]
+
+
+class Rollout(Base):
+    """A staged rollout of one release to a set of sites, wave by wave."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    release: Mapped[str] = mapped_column(ForeignKey("releases.version"), index=True)
+    status: Mapped[RolloutStatus] = mapped_column(_enum(RolloutStatus))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(100))
+    max_failures: Mapped[int] = mapped_column(Integer)
+    """It stops when more sites than this failed (a failed canary stops it at once)."""
+    stopped_reason: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime | None]
+
+
+class RolloutSite(Base):
+    __tablename__ = "rollout_sites"
+    __table_args__ = (UniqueConstraint("rollout_id", "site_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id", ondelete="CASCADE"))
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    wave: Mapped[int] = mapped_column(Integer)
+    """0: the canary; then one wave per town, in the rollout's town order."""
+    position: Mapped[int] = mapped_column(Integer)
+    step: Mapped[RolloutStep] = mapped_column(_enum(RolloutStep))
+    from_release: Mapped[str | None] = mapped_column(String(64))
+    """The release it ran before its upgrade (what a rollback returns to)."""
+    detail: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    updated_at: Mapped[datetime | None]
 class User(Base):
     """A named person who logs in to the dashboards (see :mod:`central.accounts`)."""
 
@@ -963,7 +1032,12 @@ __all__ = [
     "RatingOrigin",
     "RatingProfile",
     "RatingRecord",
+    "Release",
     "ReportStatus",
+    "Rollout",
+    "RolloutSite",
+    "RolloutStatus",
+    "RolloutStep",
     "SequenceGap",
     "Service",
     "Severity",

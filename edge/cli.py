@@ -1,5 +1,5 @@
 """``onedoor edge ...``: run the daemon, check a config, show the hall, probe the devices,
-make voice clips."""
+make voice clips; ask whether it may restart and whether it is healthy (:mod:`edge.upgrade`)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 from edge.config import EdgeConfig, load_config
 from edge.errors import ConfigInvalid, EdgeError, JournalError
+from edge.upgrade import add_upgrade_commands
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -88,7 +89,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     return 0 if results and all(r.ok for r in results) else 1
 
 
-def _status_over_http(config: EdgeConfig) -> dict[str, Any] | None:
+def status_over_http(config: EdgeConfig) -> dict[str, Any] | None:
     if config.http is None:
         return None
     host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::") else config.http.host
@@ -100,7 +101,7 @@ def _status_over_http(config: EdgeConfig) -> dict[str, Any] | None:
         return None
 
 
-def _status_from_journal(config: EdgeConfig) -> dict[str, Any]:
+def status_from_journal(config: EdgeConfig) -> dict[str, Any]:
     from edge.clock import SystemClock
     from edge.hall import Hall
     from edge.journal import Journal
@@ -147,10 +148,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     except ConfigInvalid as exc:
         print(exc, file=sys.stderr)
         return 2
-    status = _status_over_http(config)
+    status = status_over_http(config)
     if status is None:
         try:
-            status = _status_from_journal(config)
+            status = status_from_journal(config)
         except JournalError as exc:
             print(f"no daemon answers and the journal cannot be read: {exc}", file=sys.stderr)
             return 3
@@ -197,6 +198,13 @@ def add_edge_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     clips.add_argument("directory")
     clips.add_argument("--overwrite", action="store_true", help="replace existing clips")
     clips.set_defaults(func=_cmd_make_clips)
+    add_upgrade_commands(sub)
 
 
-__all__ = ["add_edge_commands", "format_status", "register_cli"]
+__all__ = [
+    "add_edge_commands",
+    "format_status",
+    "register_cli",
+    "status_from_journal",
+    "status_over_http",
+]

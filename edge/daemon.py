@@ -86,11 +86,13 @@ from edge.supervisor import Heartbeats, Supervisor, Watchdog, sd_notify
 from edge.telemetry import TelemetryReporter, telemetry_snapshot
 from edge.uplink import Uplink, host_stats
 from firmware_protocols import mqtt_messages as mm
+from onedoor import __version__, software_token
 from onedoor.log import recent
 
 log = structlog.get_logger(__name__)
 
-SOFTWARE_VERSION = "onedoor-0.1.0"
+SOFTWARE_VERSION = software_token(__version__)
+"""The release this daemon runs (its package version): `state`, `/status`, diagnostics."""
 TICK_S = 1.0
 
 
@@ -507,6 +509,7 @@ class EdgeDaemon:
             "outbox_depth": self.hall.journal.outbox_depth()}
         snapshot["advice"] = None if self._parts is None else self._parts.advice.status()
         snapshot["boot_id"] = self.boot_id
+        snapshot["software"] = SOFTWARE_VERSION
         status, notice = self.hall.issuing_status(self.clock.now_ms())
         snapshot["issuing"] = {"status": status, "notice": notice}  # what the kiosk shows
         snapshot["tasks"] = {"running": self.supervisor.running(),

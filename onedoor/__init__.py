@@ -13,4 +13,12 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+source"
 
-__all__ = ["__version__"]
+
+
+def software_token(version: str) -> str:
+    """What a daemon of release ``version`` reports as its software (``state``, ``/status``),
+    and what the central compares with the release a site should run."""
+    return f"onedoor-{version}"
+
+
+__all__ = ["__version__", "software_token"]

@@ -25,6 +25,7 @@ CLI_MODULES = (
     ("onedoor.demo", "demo"),
     ("onedoor.bench", "bench"),
     ("onedoor.loadgen", "loadgen"),
+    ("onedoor.release", "release"),
 )
 
 

@@ -3,6 +3,7 @@
 ::
 
     central/web/pages.py     /login, /logout, /, /sites/{id}, /alarms, /statistics
+    central/web/versions.py  /versions: software and config versions, drift, rollouts
     central/web/people.py    /admin/users, /account, /commands (to many sites), /commands/{id}
     central/web/docs.py      /statistics/definitions (docs/STATISTICS.md as a page)
     central/web/ratings.py   /ratings, /ratings/cases/{id}, /ratings/ranking (好差评)
@@ -26,7 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from central.web import docs, live, pages, people, progress, ratings
+from central.web import docs, live, pages, people, progress, ratings, versions
 from central.web.fleet import TOWN_TILES_ABOVE, FleetSnapshot
 from central.web.live import LIVE_INTERVAL_S, LiveHub, sse
 from central.web.pages import LoginRequired, fleet_html
@@ -44,6 +45,7 @@ def install(app: FastAPI, hub: LiveHub) -> None:
     app.include_router(docs.router)
     app.include_router(ratings.router)
     app.include_router(live.router)
+    app.include_router(versions.router)
     progress.install(app, app.state.central)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

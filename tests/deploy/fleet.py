@@ -56,6 +56,9 @@ SITE_A = "zs-shiqi-01"  # a village with its full device set (no daemon: no hard
 SITE_B = "zs-shiqi-02"  # a village whose daemon the tests run (terminal bus on a pty)
 HALL = "zs-city"  # the 220-window city hall
 HOSTS = (BROKER, CENTRAL, CENTRAL_2, SITE_A, SITE_B, HALL)
+# The hall group's adapters (group_vars/hall.yml), which a host's own list replaces.
+HALL_ADAPTERS = yaml.safe_load((ANSIBLE_DIR / "group_vars" / "hall.yml").read_text(
+    "utf-8"))["edge_serial_devices"]
 # The central's database user: PostgreSQL asks it for this password (scram-sha-256). Every
 # character a URL or an EnvironmentFile could misread, and a regex group reference.
 DATABASE_USER = "onedoor_deploy"
@@ -217,7 +220,14 @@ def deploy_production(workdir: Path, database_url: str, terminal_bus: str) -> De
     overlay = workdir / "overlay.yml"
     overlay.write_text(yaml.safe_dump({"all": {
         "children": {"central": {"hosts": {CENTRAL_2: None}}},
-        "hosts": {SITE_B: {
+        "hosts": {HALL: {
+            # The city hall's 二代身份证 reader at a kiosk, on its own USB adapter.
+            "edge_id_card": {"port": "/dev/onedoor/id_card", "service": "huji",
+                             "elder_age": 65, "call_by_name": True},
+            "edge_serial_devices": [*HALL_ADAPTERS, {
+                "name": "id_card", "vendor": "10c4", "product": "ea60", "serial": "IDR-0001",
+                "description": "CP2102 to the ID card reader"}],
+        }, SITE_B: {
             "edge_printer": {}, "edge_gpio": {}, "edge_serial_devices": [],
             "edge_terminals": {"kind": "vendor", "port": terminal_bus, "baud": 9600},
             "edge_audio": {"output": "wav", "wav_dir": str(workdir / "announcements")},

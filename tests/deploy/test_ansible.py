@@ -171,6 +171,32 @@ def test_village_devices_and_udev_names(deployment: Deployment) -> None:
     assert "ExecReload=/bin/kill -HUP $MAINPID" in unit
 
 
+def test_the_role_renders_the_id_card_reader_parity_and_rs485(deployment: Deployment) -> None:
+    hall = load_config(deployment.site_config(HALL)).devices
+    assert hall.id_card is not None
+    assert (hall.id_card.port, hall.id_card.service, hall.id_card.elder_age) == (
+        "/dev/onedoor/id_card", "huji", 65)
+    assert hall.id_card.call_by_name is True
+    # The ledger of today's cards beside the journal, in the state folder.
+    assert hall.id_card.ledger == str(deployment.root(HALL) / "var/lib/onedoor/journal.db.idcards")
+    assert hall.terminals is not None
+    assert (hall.terminals.kind, hall.terminals.parity, hall.terminals.rs485) == (
+        "modbus", "E", "auto")
+    assert hall.screens is not None
+    assert hall.screens.rs485 == "auto"
+    village = load_config(deployment.site_config(SITE_A)).devices
+    assert village.terminals is not None
+    assert (village.terminals.kind, village.terminals.parity) == ("vendor", "N")
+    assert village.id_card is None
+    rules = (deployment.root(HALL) / "etc/udev/rules.d/70-onedoor.rules").read_text()
+    assert ('SUBSYSTEM=="tty", ATTRS{idVendor}=="10c4", ATTRS{idProduct}=="ea60", '
+            'ATTRS{serial}=="IDR-0001", SYMLINK+="onedoor/id_card", GROUP="onedoor", '
+            'MODE="0660"') in rules
+    # Two ports of one FT4232H told apart by their interface.
+    assert 'ENV{ID_USB_INTERFACE_NUM}=="00", SYMLINK+="onedoor/screens"' in rules
+    assert 'ENV{ID_USB_INTERFACE_NUM}=="01", SYMLINK+="onedoor/terminals"' in rules
+
+
 def _directives(unit: str) -> list[str]:
     return [line for line in unit.splitlines() if line and not line.startswith("#")]
 
