@@ -120,6 +120,11 @@ EXPECTED: dict[tuple[str, str], Role | str] = {
     ("POST", "/api/v1/issuing/stops/{stop_id}/lift"): Role.OPERATOR,
     ("GET", "/api/v1/calendar"): Role.VIEWER,
     ("PUT", "/api/v1/calendar"): Role.ADMIN,
+    ("POST", "/api/v1/bookings"): Role.OPERATOR,
+    ("POST", "/api/v1/bookings/{code}/cancel"): Role.OPERATOR,
+    ("GET", "/api/v1/bookings/{code}"): Role.VIEWER,
+    ("GET", "/api/v1/bookings/stats"): Role.VIEWER,
+    ("GET", "/api/v1/sites/{site_id}/bookings"): Role.VIEWER,
     # The citizens' progress pages: public, found by an unguessable token (limits instead).
     ("GET", "/q/{token}"): PUBLIC,
     ("GET", "/q/{token}/state"): PUBLIC,

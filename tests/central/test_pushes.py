@@ -14,7 +14,9 @@ import datetime as dt
 import json
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -34,9 +36,12 @@ from tests.servers import MosquittoBroker
 SITE = "sim-hall"
 
 
-@pytest.fixture
-def env(tmp_path: Path, mqtt_broker: MosquittoBroker) -> Iterator[RunningApp]:
-    with running_app(tmp_path, mqtt_broker) as env:
+@contextmanager
+def app_with_simulated_hall(tmp_path: Path, broker: MosquittoBroker,
+                            **settings: Any) -> Iterator[RunningApp]:
+    """The running central with the simulated hall's site registered (``settings`` as
+    :func:`tests.central.test_api_support.build_app`); its retained messages cleared after."""
+    with running_app(tmp_path, broker, **settings) as env:
         with env.central.sessions.begin() as session:
             session.add(Site(id=SITE, name="模拟便民服务中心", town="模拟镇",
                              kind=SiteKind.DISTRICT))
@@ -44,6 +49,12 @@ def env(tmp_path: Path, mqtt_broker: MosquittoBroker) -> Iterator[RunningApp]:
         yield env
         env.clear_retained(SITE)
         env.publish_raw(f"onedoor/v1/{SITE}/progress", b"", retain=True)
+
+
+@pytest.fixture
+def env(tmp_path: Path, mqtt_broker: MosquittoBroker) -> Iterator[RunningApp]:
+    with app_with_simulated_hall(tmp_path, mqtt_broker) as env:
+        yield env
 
 
 def progress_issuing(env: RunningApp) -> str | None:
