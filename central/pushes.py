@@ -23,6 +23,7 @@ stop are served: only issuing stops.
 
 from __future__ import annotations
 
+import enum
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -81,6 +82,40 @@ class StopView:
 
     def to_json(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
+
+
+class StopStatus(enum.StrEnum):
+    """Where one site stands with a stop, by the state it last reported."""
+
+    APPLIED = "applied"  # the site reports this stop in force: it issues no tickets
+    LIFTED = "lifted"  # the stop is lifted and the site no longer reports it
+    WAITING = "waiting"  # online, not reporting it yet (sent; the next state says)
+    OFFLINE = "offline"  # gets it from the broker, or from its state, when back
+    OLDER_EDGE = "older_edge"  # its software predates stops: it cannot apply one
+    SUPERSEDED = "superseded"  # a later stop covers the site too: that one is sent
+
+
+@dataclass(frozen=True, slots=True)
+class StopSite:
+    site_id: str
+    name: str
+    town: str
+    online: bool
+    status: StopStatus
+
+    def to_json(self) -> dict[str, Any]:
+        return {"site_id": self.site_id, "name": self.name, "town": self.town,
+                "online": self.online, "status": self.status.value}
+
+
+def _stop_status(stop_id: str, lifted: bool, online: bool,
+                 state: dict[str, Any] | None) -> StopStatus:
+    if state is not None and "stop" not in state:
+        return StopStatus.OLDER_EDGE
+    reports = (state or {}).get("stop") == stop_id
+    if reports != lifted:  # in force and reported, or lifted and no longer reported
+        return StopStatus.LIFTED if lifted else StopStatus.APPLIED
+    return StopStatus.WAITING if online else StopStatus.OFFLINE
 
 
 def covers(stop: IssuingStop, site_id: str, town: str) -> bool:
@@ -166,6 +201,31 @@ class Pushes:
             if active:
                 query = query.where(IssuingStop.lifted_at.is_(None))
             return [StopView.of(s) for s in session.scalars(query.limit(500))]
+
+    def stop_sites(self, stop_id: str) -> list[StopSite]:
+        """Each site in service the stop covers, and where it stands with it by the
+        state the site last reported (what a bulk stop's per-site results are)."""
+        with self.sessions() as session:
+            stop = session.get(IssuingStop, stop_id)
+            if stop is None:
+                raise UnknownStop(stop_id)
+            rows = session.execute(select(Site.id, Site.name, Site.town, Site.online,
+                                          Site.state).where(Site.retired_at.is_(None))
+                                   .order_by(Site.town, Site.id)).all()  # fmt: skip
+            active = list(session.scalars(select(IssuingStop).where(
+                IssuingStop.lifted_at.is_(None)).order_by(IssuingStop.created_at)))
+        lifted = stop.lifted_at is not None
+        out = []
+        for site_id, name, town, online, state in rows:
+            if not covers(stop, site_id, town):
+                continue
+            in_force = next((s for s in reversed(active) if covers(s, site_id, town)), None)
+            if not lifted and in_force is not None and in_force.id != stop_id:
+                status = StopStatus.SUPERSEDED
+            else:
+                status = _stop_status(stop_id, lifted, online, state)
+            out.append(StopSite(site_id, name, town, online, status))
+        return out
 
     # -- the city calendar ---------------------------------------------------
 

@@ -297,6 +297,10 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "stop_issuing": ("暂停取号", "Stop issuing"),
     "lift_stop": ("恢复取号", "Lift"),
     "no_stops": ("没有正在执行的暂停", "No stop in force"),
+    "stop_applied": ("已生效站点", "Sites applied"),
+    "stop_applied_hint": ("已报告暂停生效的站点 / 覆盖的站点（离线站点回来后生效）",
+                          "sites reporting the stop in force / sites covered (offline ones "
+                          "apply it when back)"),
     "bulk_first_rows": ("站点较多：列出前 {shown} 个，共 {total} 个；点击上方状态查看该状态的站点",
                         "Many sites: the first {shown} of {total} are listed; click a state "
                         "above for its sites"),

@@ -118,6 +118,7 @@ EXPECTED: dict[tuple[str, str], Role | str] = {
     ("POST", "/api/v1/issuing/stops"): Role.OPERATOR,
     ("GET", "/api/v1/issuing/stops"): Role.VIEWER,
     ("POST", "/api/v1/issuing/stops/{stop_id}/lift"): Role.OPERATOR,
+    ("GET", "/api/v1/issuing/stops/{stop_id}/sites"): Role.VIEWER,
     ("GET", "/api/v1/calendar"): Role.VIEWER,
     ("PUT", "/api/v1/calendar"): Role.ADMIN,
     ("POST", "/api/v1/bookings"): Role.OPERATOR,
