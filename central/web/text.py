@@ -305,6 +305,10 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "stop_issuing": ("暂停取号", "Stop issuing"),
     "lift_stop": ("恢复取号", "Lift"),
     "no_stops": ("没有正在执行的暂停", "No stop in force"),
+    "stop_applied": ("已生效站点", "Sites applied"),
+    "stop_applied_hint": ("已报告暂停生效的站点 / 覆盖的站点（离线站点回来后生效）",
+                          "sites reporting the stop in force / sites covered (offline ones "
+                          "apply it when back)"),
     "bulk_first_rows": ("站点较多：列出前 {shown} 个，共 {total} 个；点击上方状态查看该状态的站点",
                         "Many sites: the first {shown} of {total} are listed; click a state "
                         "above for its sites"),
@@ -456,6 +460,13 @@ AUDIT_ACTION_TEXT: Final[dict[str, tuple[str, str]]] = {
     "issuing.stop": ("暂停取号", "issuing stopped"),
     "issuing.lift": ("恢复取号", "issuing stop lifted"),
     "calendar.set": ("设置全市日历", "city calendar set"),
+    "release.add": ("登记软件版本", "release registered"),
+    "site.expected_release": ("设置站点软件版本", "site's release set"),
+    "rollout.create": ("新建升级计划", "rollout created"),
+    "rollout.site": ("站点升级结果", "site upgrade result"),
+    "rollout.stop": ("升级暂停", "rollout stopped"),
+    "rollout.resume": ("继续升级", "rollout resumed"),
+    "rollout.cancel": ("取消升级", "rollout cancelled"),
 }
 """The audit log's actions as the audit page names them (``site.`` is every site change)."""
 

@@ -505,6 +505,11 @@ def test_an_operator_stops_and_lifts_issuing_for_a_town(browser: Browser, live: 
     assert "台风红色预警" in row.inner_text()
     (stop,) = live.env.central.pushes.stops(active=True)
     assert (stop.scope, stop.target, stop.reason) == ("town", "东区街道", "台风红色预警")
+    # Per-site results: none of the town's sites (no edge runs here) reports it yet.
+    covered = live.env.central.pushes.stop_sites(stop.id)
+    assert covered
+    assert {s.status.value for s in covered} == {"offline"}
+    assert row.locator("td.stop-applied").inner_text() == f"0 / {len(covered)}"
     shot(page, "issuing_stop")
     row.locator("button[data-lift]").click()
     page.wait_for_selector("#stops", state="detached")
