@@ -7,6 +7,8 @@
                                                        "reason": "台风红色预警"} -> 201
     GET  /api/v1/issuing/stops[?all=true]   viewer    the active stops (or all, latest first)
     POST /api/v1/issuing/stops/{id}/lift    operator  -> 200, the sites get it at once
+    GET  /api/v1/issuing/stops/{id}/sites   viewer    each covered site (of the caller's
+                                                      towns) and whether it applied it
     GET  /api/v1/calendar                   viewer    the city calendar in force (or null)
     PUT  /api/v1/calendar                   admin     {"holidays": [...], "workdays": [...],
                                                        "special": [...]} -> 201, a new version
@@ -78,6 +80,18 @@ async def api_stop(request: Request, body: StopRequest, principal: Operator) -> 
 @router.get("/issuing/stops", tags=["issuing"])
 def api_stops(request: Request, _: Viewer, all: bool = False) -> dict[str, Any]:
     return {"stops": [s.to_json() for s in central_of(request).pushes.stops(active=not all)]}
+
+
+@router.get("/issuing/stops/{stop_id}/sites", tags=["issuing"])
+def api_stop_sites(request: Request, stop_id: str, principal: Viewer) -> dict[str, Any]:
+    """The stop's per-site results: applied, waiting, offline, lifted, superseded or an
+    edge too old for stops; counted by status, sites of the caller's towns only."""
+    sites = [s for s in central_of(request).pushes.stop_sites(stop_id)
+             if principal.covers(s.town)]
+    counts: dict[str, int] = {}
+    for site in sites:
+        counts[site.status.value] = counts.get(site.status.value, 0) + 1
+    return {"stop": stop_id, "counts": counts, "sites": [s.to_json() for s in sites]}
 
 
 @router.post("/issuing/stops/{stop_id}/lift", tags=["issuing"])

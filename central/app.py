@@ -33,7 +33,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from central import api, api_pushes, api_releases, metrics, web
+from central import api, api_bookings, api_pushes, api_releases, metrics, web
 from central.auth import SessionSigner, TokenStore
 from central.config import CentralConfig
 from central.context import Central
@@ -127,6 +127,7 @@ def create_app(
     api.install(app)
     api_releases.install(app)
     api_pushes.install(app)
+    api_bookings.install(app)
     web.install(app, hub)
     # Before routing and body parsing; inside the request counter, which counts refusals too.
     app.add_middleware(BodyLimit, max_bytes=config.http_max_body_bytes)

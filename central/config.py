@@ -235,6 +235,20 @@ class CentralConfig:
         "差评 follow-up reasons pressed after the rating"
     )
     province_timeout_s: float = _setting(10.0, "timeout of one request to the platform")
+    booking_person_salt: str = _setting(
+        "", "预约: the secret salt of the hash that stands for a booker's ID number (at least "
+        "16 characters; empty: the bookings API answers 503)"
+    )
+    booking_days_ahead: int = _setting(
+        7, "预约: a booking may be for today up to this many days on"
+    )
+    booking_cancel_before_s: int = _setting(
+        3600, "预约: a booking may be cancelled until this long before its slot starts"
+    )
+    booking_slot_quota: int = _setting(10, "预约: bookings per site, service and time slot")
+    booking_one_per_day: bool = _setting(
+        True, "预约: one booking per person (ID number) and day, across all sites"
+    )
     province_max_attempts: int = _setting(
         8, "attempts per record (backoff doubling from province_interval_s) before it is "
         "marked failed for an operator to retry"
@@ -285,6 +299,7 @@ class CentralConfig:
             "province_timeout_s",
             "province_max_attempts",
             "retention_interval_s",
+            "booking_slot_quota",
             "session_idle_s",
             "session_max_s",
         ):
@@ -311,6 +326,10 @@ class CentralConfig:
                                   "an http(s) URL without query or fragment")
         if not 0 <= self.rating_default_value <= 5:
             raise ConfigError("rating_default_value: 0 (none) or a level 1..5")
+        if self.booking_person_salt and len(self.booking_person_salt) < 16:
+            raise ConfigError("booking_person_salt: at least 16 characters")
+        if self.booking_days_ahead < 0 or self.booking_cancel_before_s < 0:
+            raise ConfigError("booking_days_ahead, booking_cancel_before_s: must not be negative")
         if self.bad_rating_rectify_days < 0:
             raise ConfigError("bad_rating_rectify_days: must not be negative")
         self.work_calendar  # noqa: B018 - a bad date is refused at start, naming its setting

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from central.accounts import SessionStore, UserStore
 from central.audit import AuditLog
 from central.auth import Principal, SessionSigner, TokenStore
+from central.bookings import Bookings
 from central.config import CentralConfig
 from central.errors import Unavailable
 from central.limits import LoginThrottle, ProgressLimits, StreamQuota
@@ -75,6 +76,8 @@ class Central:
     progress_limits: ProgressLimits = field(init=False)
     pushes: Pushes = field(init=False)
     """Emergency stops and the city calendar people decide (:mod:`central.pushes`)."""
+    bookings: Bookings = field(init=False)
+    """Bookings (预约) the booking platforms push (:mod:`central.bookings`)."""
 
     def __post_init__(self) -> None:
         self.read = ReadModel(self.sessions, self.telemetry)
@@ -90,6 +93,7 @@ class Central:
         self.progress = (self.service.progress if self.service is not None
                          else ProgressHub(self.now, stale_s=config.progress_stale_s))
         self.pushes = Pushes(self.sessions)
+        self.bookings = Bookings(self.sessions, config)
         self.progress_limits = ProgressLimits(
             config.progress_requests_per_min, config.progress_requests_burst,
             config.progress_misses_per_min, config.progress_misses_burst,

@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from central import mqtt_wire as wire
 from central.advice import apply_advice
 from central.alarms import AlarmBook, Notification
+from central.bookings import record_check_in
 from central.buckets import Buckets
 from central.config import CentralConfig
 from central.lease import SiteLeases, epoch_top
@@ -676,6 +677,9 @@ class IngestProcessor:
         match body:
             case mm.TicketIssued() if body.token is not None:  # its progress page
                 session.add(ticket_link_row(site.id, event, now))
+            case mm.BookingCheckedIn():
+                record_check_in(session, site.id, body.code, body.ticket,
+                                datetime.fromtimestamp(event.ts / 1000, UTC))
             case mm.HelpRequested():
                 session.add(
                     HelpCall(

@@ -625,6 +625,44 @@ class CityCalendar(Base):
     created_by: Mapped[str | None] = mapped_column(String(64))
 
 
+class BookingStatus(enum.StrEnum):
+    BOOKED = "booked"
+    CANCELLED = "cancelled"
+    CHECKED_IN = "checked_in"
+
+
+class Booking(Base):
+    """A booking (预约) a booking platform pushed: a site, a service, a time slot of a day.
+
+    The person is kept only as the salted hash of the ID number the platform sent
+    (:func:`central.bookings.person_hash`), never the number. A booking still
+    ``booked`` when its day is over is a no-show (:mod:`central.bookings`).
+    """
+
+    __tablename__ = "bookings"
+    __table_args__ = (Index("ix_bookings_day_site", "day", "site_id"),
+                      Index("ix_bookings_person_day", "person", "day"))
+
+    code: Mapped[str] = mapped_column(String(10), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    service: Mapped[str] = mapped_column(String(64))
+    day: Mapped[str] = mapped_column(String(10))
+    """The local date ``YYYY-MM-DD``."""
+    slot_start: Mapped[str] = mapped_column(String(5))
+    slot_end: Mapped[str] = mapped_column(String(5))
+    person: Mapped[str] = mapped_column(String(64))
+    """HMAC-SHA256 of the ID number with the central's salt, hex."""
+    reference: Mapped[str | None] = mapped_column(String(64))
+    """The platform's own id of the booking, if it sent one."""
+    status: Mapped[BookingStatus] = mapped_column(_enum(BookingStatus))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    cancelled_at: Mapped[datetime | None]
+    checked_in_at: Mapped[datetime | None]
+    ticket: Mapped[str | None] = mapped_column(String(8))
+    """The ticket the check-in took."""
+
+
 class TicketLink(Base):
     """A ticket's progress page, found by the SHA-256 of the token its QR carries.
 
@@ -976,6 +1014,8 @@ __all__ = [
     "BadRatingNote",
     "BadRatingStatus",
     "Base",
+    "Booking",
+    "BookingStatus",
     "BulkCommand",
     "CityCalendar",
     "Command",

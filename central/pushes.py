@@ -1,5 +1,6 @@
 """What the central pushes to sites, and keeps pushing until each holds it: emergency
-stops of ticket issuing (one site, a town, the whole city) and the city calendar.
+stops of ticket issuing (one site, a town, the whole city), the city calendar, and
+each site's bookings (预约) of the day (:mod:`central.bookings`).
 
 ::
 
@@ -9,9 +10,10 @@ stops of ticket issuing (one site, a town, the whole city) and the city calendar
     pushes.set_calendar(["2026-10-01..2026-10-08"], ["2026-09-27"], [], by="admin", now=now)
     pushes.pending(now)            # [(site id, command args)] each online site lacks
 
-A site reports what it holds in its ``state`` (``stop``, ``calendar``); a site
-that does not hold what the central decided is sent it again (``cmd/issuing``,
-``cmd/calendar``), at most once a :data:`RESEND_S` per kind, so a site that was
+A site reports what it holds in its ``state`` (``stop``, ``calendar``,
+``bookings``); a site that does not hold what the central decided is sent it again
+(``cmd/issuing``, ``cmd/calendar``, ``cmd/bookings``), at most once a
+:data:`RESEND_S` per kind, so a site that was
 offline when a city-wide stop was decided stops as soon as it is back, and one
 whose Pi was replaced gets the city calendar again. A stop is decided for the
 sites it covers at that moment and for any that come later while it lasts; the
@@ -21,6 +23,7 @@ stop are served: only issuing stops.
 
 from __future__ import annotations
 
+import enum
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,8 +35,10 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from central.bookings import bookings_args, documents
 from central.errors import InvalidRequest, NotFound, UnknownSite
 from central.models import CityCalendar, Command, IssuingStop, Site, StopScope
+from central.stats import business_date
 from fastpath.calendar import Problems, parse_dates, parse_special
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.gb2312 import display_text_problem
@@ -47,7 +52,8 @@ PUSH_TTL_S: Final = 3600
 when the site is back, from its state)."""
 
 
-PUSHED_COMMANDS: Final = {"issuing": "/api/v1/issuing/stops", "calendar": "/api/v1/calendar"}
+PUSHED_COMMANDS: Final = {"issuing": "/api/v1/issuing/stops", "calendar": "/api/v1/calendar",
+                          "bookings": "/api/v1/bookings"}
 """The commands only this module sends (a site given one by hand would be sent back what
 the central decided), and where people decide them."""
 
@@ -76,6 +82,40 @@ class StopView:
 
     def to_json(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
+
+
+class StopStatus(enum.StrEnum):
+    """Where one site stands with a stop, by the state it last reported."""
+
+    APPLIED = "applied"  # the site reports this stop in force: it issues no tickets
+    LIFTED = "lifted"  # the stop is lifted and the site no longer reports it
+    WAITING = "waiting"  # online, not reporting it yet (sent; the next state says)
+    OFFLINE = "offline"  # gets it from the broker, or from its state, when back
+    OLDER_EDGE = "older_edge"  # its software predates stops: it cannot apply one
+    SUPERSEDED = "superseded"  # a later stop covers the site too: that one is sent
+
+
+@dataclass(frozen=True, slots=True)
+class StopSite:
+    site_id: str
+    name: str
+    town: str
+    online: bool
+    status: StopStatus
+
+    def to_json(self) -> dict[str, Any]:
+        return {"site_id": self.site_id, "name": self.name, "town": self.town,
+                "online": self.online, "status": self.status.value}
+
+
+def _stop_status(stop_id: str, lifted: bool, online: bool,
+                 state: dict[str, Any] | None) -> StopStatus:
+    if state is not None and "stop" not in state:
+        return StopStatus.OLDER_EDGE
+    reports = (state or {}).get("stop") == stop_id
+    if reports != lifted:  # in force and reported, or lifted and no longer reported
+        return StopStatus.LIFTED if lifted else StopStatus.APPLIED
+    return StopStatus.WAITING if online else StopStatus.OFFLINE
 
 
 def covers(stop: IssuingStop, site_id: str, town: str) -> bool:
@@ -162,6 +202,31 @@ class Pushes:
                 query = query.where(IssuingStop.lifted_at.is_(None))
             return [StopView.of(s) for s in session.scalars(query.limit(500))]
 
+    def stop_sites(self, stop_id: str) -> list[StopSite]:
+        """Each site in service the stop covers, and where it stands with it by the
+        state the site last reported (what a bulk stop's per-site results are)."""
+        with self.sessions() as session:
+            stop = session.get(IssuingStop, stop_id)
+            if stop is None:
+                raise UnknownStop(stop_id)
+            rows = session.execute(select(Site.id, Site.name, Site.town, Site.online,
+                                          Site.state).where(Site.retired_at.is_(None))
+                                   .order_by(Site.town, Site.id)).all()  # fmt: skip
+            active = list(session.scalars(select(IssuingStop).where(
+                IssuingStop.lifted_at.is_(None)).order_by(IssuingStop.created_at)))
+        lifted = stop.lifted_at is not None
+        out = []
+        for site_id, name, town, online, state in rows:
+            if not covers(stop, site_id, town):
+                continue
+            in_force = next((s for s in reversed(active) if covers(s, site_id, town)), None)
+            if not lifted and in_force is not None and in_force.id != stop_id:
+                status = StopStatus.SUPERSEDED
+            else:
+                status = _stop_status(stop_id, lifted, online, state)
+            out.append(StopSite(site_id, name, town, online, status))
+        return out
+
     # -- the city calendar ---------------------------------------------------
 
     def set_calendar(self, holidays: list[str], workdays: list[str], special: list[str], *,
@@ -200,9 +265,11 @@ class Pushes:
             active = list(session.scalars(select(IssuingStop).where(
                 IssuingStop.lifted_at.is_(None)).order_by(IssuingStop.created_at)))
             calendar = _latest_calendar(session)
+            today = business_date(now).isoformat()
+            bookings = documents(session, today)
             recent = {(c.site_id, c.name, _key(c.args)) for c in session.scalars(
                 select(Command).where(Command.issued_at > now - timedelta(seconds=RESEND_S),
-                                      Command.name.in_(("issuing", "calendar"))))}
+                                      Command.name.in_(tuple(PUSHED_COMMANDS))))}
         out: list[tuple[str, mm.CommandArgs]] = []
         for site_id, town, online, state in rows:
             if wanted is not None and site_id not in wanted:
@@ -224,11 +291,23 @@ class Pushes:
                                             holidays=list(calendar.holidays),
                                             workdays=list(calendar.workdays),
                                             special=list(calendar.special)))
+            if state is None or "bookings" in state:  # an older edge would refuse them
+                held = reported.get("bookings")
+                day_bookings = bookings.get(site_id)
+                if day_bookings is None and isinstance(held, str) and held.startswith(
+                        f"bk-{today.replace('-', '')}-"):
+                    day_bookings = bookings_args(today, [])  # the last one cancelled
+                if day_bookings is not None and held != day_bookings.version:
+                    args.append(day_bookings)
             for one in args:
-                name = "issuing" if isinstance(one, mm.IssuingArgs) else "calendar"
+                name = _COMMAND_OF[type(one)]
                 if (site_id, name, _key(msgspec.to_builtins(one))) not in recent:
                     out.append((site_id, one))
         return out
+
+
+_COMMAND_OF: Final[dict[type, str]] = {mm.IssuingArgs: "issuing", mm.CalendarArgs: "calendar",
+                                       mm.BookingsArgs: "bookings"}
 
 
 def _key(args: dict[str, Any]) -> str:

@@ -39,7 +39,19 @@ from typing import Any, Final
 
 import msgspec
 import structlog
-from sqlalchemy import ColumnElement, Text, case, cast, func, or_, select, text, true
+from sqlalchemy import (
+    ColumnElement,
+    Text,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from central import stats
@@ -77,6 +89,7 @@ from central.progress import LinkInfo, Outcome, PageState
 from central.rating_reads import RatingReads
 from central.ratings import revoked_ratings
 from central.registry_csv import write_sheet
+from central.releases import software_drift
 from central.sitespec import SiteSpec, load_specs
 from central.telemetry import (
     QUEUE_METRICS,
@@ -102,6 +115,7 @@ from central.views import (
     QueueGauge,
     SiteDetail,
     SiteDeviceView,
+    SiteDrift,
     SiteGauge,
     SiteGauges,
     SiteReject,
@@ -112,6 +126,7 @@ from central.views import (
     site_health,
     state_of,
 )
+from onedoor import software_token
 
 log = structlog.get_logger(__name__)
 
@@ -287,6 +302,32 @@ class ReadModel:
             rows = session.execute(select(Site.id, Site.name, Site.town).where(self._in_scope())
                                    .order_by(Site.town, Site.id))  # fmt: skip
             return {site_id: (name, town) for site_id, name, town in rows}
+
+    def drift_states(self) -> dict[str, SiteDrift]:
+        """Every site in service whose software or config differs from what it should run
+        (the live hub's poll, next to :meth:`tile_states`). The database keeps only the
+        candidates, so a fleet in step costs an index-free scan and no Python per site."""
+        expected_software = literal(software_token("")) + Site.expected_release
+        software_differs = and_(Site.expected_release.is_not(None), or_(
+            Site.software_version.is_(None), Site.software_version != expected_software))
+        config_differs = and_(Site.expected_config_version.is_not(None), or_(
+            Site.reported_config_version.is_(None),
+            Site.reported_config_version != Site.expected_config_version))  # fmt: skip
+        with self.sessions() as session:
+            rows = session.execute(
+                select(Site.id, Site.software_version, Site.expected_release,
+                       Site.reported_config_version, Site.expected_config_version)
+                .where(IN_SERVICE, self._in_scope(), or_(software_differs, config_differs))
+            ).all()  # fmt: skip
+        states: dict[str, SiteDrift] = {}
+        for site_id, software, release, config, expected_config in rows:
+            drift = SiteDrift(
+                software, software_token(release) if release is not None else None,
+                config, expected_config, software_drift(release, software),
+                config_drift(expected_config, config))  # fmt: skip
+            if drift.software_differs or drift.config_differs:
+                states[site_id] = drift
+        return states
 
     def fleet_tiles(self) -> list[FleetTile]:
         """Every site as a tile, ordered by town then id: two light queries, no ORM objects."""

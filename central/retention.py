@@ -9,7 +9,8 @@
 The settings (:mod:`central.config`; ``0`` keeps forever)::
 
     events_retention_days    events, with the sequence gaps filled and the 呼叫帮办
-                             calls resolved before then (statistics reach back this far)
+                             calls resolved before then (statistics reach back this far),
+                             and the bookings (预约) of days before then
     alarms_retention_days    cleared alarms and their history, and staffing advisories
                              ended before then; an active alarm or advisory never
     commands_retention_days  commands issued, expired and answered before then
@@ -43,6 +44,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from central.config import CentralConfig
 from central.models import (
     Alarm,
+    Booking,
     Command,
     EventRecord,
     HelpCall,
@@ -50,6 +52,7 @@ from central.models import (
     Site,
     StaffingAdvisory,
 )
+from central.stats import business_date
 from firmware_protocols.mqtt_messages import EVENT_TYPES
 
 log = structlog.get_logger(__name__)
@@ -68,6 +71,7 @@ class Pruned:
     alarms: int = 0
     advisories: int = 0
     commands: int = 0
+    bookings: int = 0
 
     def __bool__(self) -> bool:
         return any(getattr(self, f.name) for f in fields(self))
@@ -110,6 +114,9 @@ class Retention:
                 pruned.help_calls = self._delete(
                     session, HelpCall, HelpCall.id,
                     and_(HelpCall.resolved_at < cut, HelpCall.requested_at < cut))  # fmt: skip
+                pruned.bookings = self._delete(  # their day (a local date, ISO: sorts as text)
+                    session, Booking, Booking.code,
+                    Booking.day < business_date(cut).isoformat())  # fmt: skip
             if (cut := _cutoff(now, config.alarms_retention_days)) is not None:
                 # alarm_history goes with its alarm (ON DELETE CASCADE).
                 pruned.alarms = self._delete(session, Alarm, Alarm.id,

@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from central.advice import expire_advice
 from central.alarms import AlarmBook, Notification, WebhookNotifier, run_timed_rules
 from central.audit import Actor, AuditAction, record
+from central.bookings import Bookings, BookingView
 from central.config import CentralConfig
 from central.db import make_engine, migrate, session_factory
 from central.errors import CommandRefused, InvalidRequest, TooManyRequests, UnknownSite
@@ -118,6 +119,7 @@ class CentralService:
         self.processor = IngestProcessor(self.sessions, config, self.sink)
         self.progress = ProgressHub(clock, stale_s=config.progress_stale_s)
         self.pushes = Pushes(self.sessions)
+        self.bookings = Bookings(self.sessions, config)
         self._push_due = asyncio.Event()
         self.retention = Retention(self.sessions, config)
         self.reporter = ProvincialReporter(self.sessions, config)
@@ -313,9 +315,28 @@ class CentralService:
                                               special, by=by, now=now)
         return version, await self.push_pending(online_only=False)
 
+    async def book(self, site_id: str, service: str, day: str, slot: str, id_number: str, *,
+                   reference: str | None, by: str | None) -> tuple[BookingView, int]:
+        """A booking under the central's rules (:meth:`central.bookings.Bookings.book`);
+        one for today is sent to its site at once. The booking, how many were sent."""
+        now = self.clock()
+        async with self._db_lock:
+            view = await asyncio.to_thread(self.bookings.book, site_id, service, day, slot,
+                                           id_number, reference=reference, by=by, now=now)
+        return view, await self.push_pending([site_id], online_only=False)
+
+    async def cancel_booking(self, code: str, *, by: str | None) -> tuple[BookingView, int]:
+        """Cancel a booking (:meth:`central.bookings.Bookings.cancel`); its site, if it
+        holds it today, is sent the day's bookings without it."""
+        now = self.clock()
+        async with self._db_lock:
+            view = await asyncio.to_thread(self.bookings.cancel, code, by=by, now=now)
+        return view, await self.push_pending([view.site], online_only=False)
+
     async def push_pending(self, sites: list[str] | None = None, *,
                            online_only: bool = True) -> int:
-        """Send the stops and calendars sites lack (:meth:`central.pushes.Pushes.pending`);
+        """Send the stops, calendars and bookings sites lack
+        (:meth:`central.pushes.Pushes.pending`);
         how many were sent. A site over its command rate gets its turn next time."""
         now = self.clock()
         async with self._db_lock:

@@ -99,6 +99,21 @@ class FleetTile(NamedTuple):
     town: str
     health: Health
     alarms: int
+    drift: SiteDrift | None = None
+    """Set when the site runs other software or config than expected."""
+
+
+class SiteDrift(NamedTuple):
+    """A site whose software or config differs from what it should run (the fleet page's
+    marker): what it reports, what it should report (``None``: nothing reported or nothing
+    expected). Only drifting sites get one, so a 20,000-site snapshot holds few."""
+
+    software: str | None
+    expected_software: str | None
+    config: str | None
+    expected_config: str | None
+    software_differs: bool
+    config_differs: bool
 
 
 class SiteSummary(View, frozen=True, kw_only=True):
@@ -591,6 +606,7 @@ __all__ = [
     "QueueGauge",
     "ServiceQueue",
     "SiteDetail",
+    "SiteDrift",
     "SiteGauge",
     "SiteGauges",
     "SiteReject",

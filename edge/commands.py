@@ -17,6 +17,8 @@ reason otherwise; the uplink answers ``cmd_result`` either way.
   the kiosk and to the progress pages (:meth:`edge.hall.Hall.stop_issuing`).
 * ``calendar``: the city calendar's dated days over the site's own
   (:meth:`edge.hall.Hall.set_calendar`); a calendar with a bad date is refused whole.
+* ``bookings``: the site's bookings (预约) of the day, checked in at the kiosk by code
+  (:meth:`edge.hall.Hall.set_bookings`); each version replaces the one before.
 """
 
 from __future__ import annotations
@@ -84,6 +86,11 @@ class RemoteCommands:
                         self._hall.stop_issuing(args.stop, args.reason)
                     else:
                         self._hall.resume_issuing(args.stop)
+                except CommandRejected as exc:
+                    raise CommandFailed(str(exc)) from None
+            case mm.BookingsArgs():
+                try:
+                    self._hall.set_bookings(args.version, args.day, list(args.bookings))
                 except CommandRejected as exc:
                     raise CommandFailed(str(exc)) from None
             case mm.CalendarArgs():

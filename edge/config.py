@@ -212,6 +212,8 @@ class IdCardConfig:
     call_by_name: bool  # masked name (张*女士) on the hall screen with the number
     poll_ms: int
     ledger: str  # salted hashes of today's cards (never the ID number)
+    booking_salt: str | None = field(default=None, repr=False)
+    """The city's booking salt (a secret): a card checks in its holder's 预约."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -633,6 +635,9 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("devices.id_card.poll_ms", int, 500, "reader poll period", _between(100, 10_000)),
     Setting("devices.id_card.ledger", str, None, "salted hashes of today's cards, never the ID "
             "number (default: beside the journal, <journal>.idcards)", _path_name),
+    Setting("devices.id_card.booking_salt_file", str, None, "file holding the central's "
+            "booking_person_salt: a card then checks in its holder's booking (预约) of today "
+            "(unset: cards take ordinary tickets only)", _path_name),
     # mqtt
     Setting("mqtt.host", str, REQUIRED, "broker host", _non_empty),
     Setting("mqtt.port", int, None, "broker port (default 8883 with [mqtt.tls], else 1883)",
@@ -1008,11 +1013,22 @@ def _read_id_card(sub: _Table, service_ids: set[str], config_dir: Path,
     if service and service not in service_ids:
         sub.problems.add(sub.key_path("service"), f"unknown service {service!r}")
     ledger = sub.setting("ledger")
+    salt = None
+    if (salt_file := sub.setting("booking_salt_file")) is not None:
+        try:
+            salt = (config_dir / salt_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            sub.problems.add(sub.key_path("booking_salt_file"), f"cannot read: {exc}")
+        else:
+            if len(salt) < 16:
+                sub.problems.add(sub.key_path("booking_salt_file"),
+                                 "the salt has fewer than 16 characters")
     config = IdCardConfig(
         port=sub.setting("port"), baud=sub.setting("baud"), service=service,
         elder_age=sub.setting("elder_age"), tickets_per_day=sub.setting("tickets_per_day"),
         call_by_name=sub.setting("call_by_name"), poll_ms=sub.setting("poll_ms"),
         ledger=str(config_dir / (ledger_default if ledger is None else ledger)),
+        booking_salt=salt,
     )
     sub.finish()
     return config

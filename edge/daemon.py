@@ -300,7 +300,7 @@ class EdgeDaemon:
                       config_version=lambda: hall.config.version, commands=parts.commands,
                       on_lease=parts.lease.on_lease, on_restore=parts.lease.on_restore,
                       advice=parts.advice.message, on_connect=parts.progress.refresh,
-                      pushed=hall.pushed_versions,
+                      pushed=hall.pushed_versions, bookings=hall.bookings_version,
                       beat=self.heartbeats.beater("uplink"))
 
     def _publish_state(self) -> None:
@@ -314,6 +314,8 @@ class EdgeDaemon:
             recent.add_secret(config.mqtt.password)
         if config.http is not None:
             recent.add_secret(config.http.window_token)
+        if config.devices.id_card is not None:
+            recent.add_secret(config.devices.id_card.booking_salt)
 
     def _make_http(self, http: HttpConfig) -> HttpApi:
         parts = self._parts
@@ -358,7 +360,8 @@ class EdgeDaemon:
         """After each durable event (and its outputs): housekeeping, then the uplink."""
         if isinstance(event.body, mm.DayReset):
             self.prune_journal()
-        if (isinstance(event.body, (mm.IssuingStopped, mm.IssuingResumed, mm.CalendarApplied))
+        if (isinstance(event.body, (mm.IssuingStopped, mm.IssuingResumed, mm.CalendarApplied,
+                                    mm.BookingsApplied))
                 and self.uplink is not None):
             self.uplink.publish_state()  # the state reports what the site holds
         self._wake_uplink()

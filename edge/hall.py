@@ -190,6 +190,7 @@ class _Day:
     recent_calls: list[tuple[str, int]] = field(default_factory=list)  # newest last
     waits: dict[str, mm.WaitPrediction] = field(default_factory=dict)  # printed per ticket
     tokens: dict[str, str] = field(default_factory=dict)  # ticket -> its progress-page token
+    bookings: dict[str, str] = field(default_factory=dict)  # booking code -> ticket it took
     service_waits: dict[str, tuple[mm.WaitPrediction, int]] = field(
         default_factory=dict)  # service -> its latest prediction and when it was made
     done: int = 0
@@ -213,6 +214,9 @@ class Predict(enum.Enum):
     """``Hall.issue(wait=Predict.HERE)``: simulate the wait on the caller's thread."""
 
     HERE = "here"
+
+
+BOOKING_CODE_RE = re.compile(mm.BOOKING_CODE_PATTERN)
 
 
 def _run_prediction(job: PredictionJob, service_id: str) -> mm.WaitPrediction | None:
@@ -592,9 +596,12 @@ class Hall:
                 self._in_force = new
                 if not replay:
                     self.config = new
+            case mm.BookingCheckedIn():
+                day.bookings[body.code] = body.ticket
             case (mm.DeviceStatus() | mm.ConfigRejected() | mm.OutboxDropped()
                   | mm.JournalLost() | mm.AckRefused() | mm.DeviceReplaced()
-                  | mm.IssuingStopped() | mm.IssuingResumed() | mm.CalendarApplied()):
+                  | mm.IssuingStopped() | mm.IssuingResumed() | mm.CalendarApplied()
+                  | mm.BookingsApplied()):
                 pass  # reported upstream; what the central pushed is kept in edge.pushed
 
     _pending_config: EdgeConfig
@@ -622,14 +629,15 @@ class Hall:
     def issue(self, service_id: str, klass: TicketClass = TicketClass.NORMAL, *,
               channel: mm.Channel = "api", booked_ms: int | None = None,
               wait: mm.WaitPrediction | Predict | None = Predict.HERE,
-              request: RequestKey | None = None) -> IssuedTicket:
+              request: RequestKey | None = None, booking: str | None = None) -> IssuedTicket:
         """Take a ticket (取号); returns once its ``ticket.issued`` event is durable.
 
         Outside ``hours.open`` .. ``hours.last_ticket`` (default ``close``) it raises
         :class:`CommandRejected` with code ``closed`` (HTTP 409), whatever the class.
         ``wait`` is the prediction to record, made from :meth:`prediction_job` off the
         event loop; by default it is simulated here, on the caller's thread.
-        ``request``: a kiosk's idempotency key, journaled with the ticket.
+        ``request``: a kiosk's idempotency key, journaled with the ticket. ``booking``:
+        the code of the booking checked in (:meth:`booking`), journaled with the ticket.
         """
         now = self.clock.now_ms()
         plan = self._plan(service_id, klass, booked_ms, now)
@@ -649,7 +657,10 @@ class Hall:
                                ticket_class=contract_class(plan.klass), booked_ts=booked_ts,
                                channel=channel, people_ahead=plan.people_ahead, wait=wait,
                                token=secrets.token_urlsafe(16))
-        (event,) = self._commit([body], now, request=request)
+        bodies: list[mm.EventBody] = [body]
+        if booking is not None:
+            bodies.append(mm.BookingCheckedIn(code=booking, ticket=plan.number))
+        event = self._commit(bodies, now, request=request)[0]
         return IssuedTicket(self.dispatcher.ticket(plan.number), plan.people_ahead, wait, event)
 
     def _plan(self, service_id: str, klass: TicketClass, booked_ms: int | None,
@@ -791,6 +802,61 @@ class Hall:
         pushed.put("calendar", version, body)
         self.config = self._in_force  # the file's config, with the new calendar over it
         return self._commit([mm.CalendarApplied(version=version)], self.clock.now_ms())[0]
+
+    # -- bookings (预约) the central pushed ------------------------------------
+
+    def bookings_version(self) -> str | None:
+        """The version of the day's bookings held: what ``state`` reports."""
+        found = None if self._pushed is None else self._pushed.get("bookings")
+        return None if found is None else found[0]
+
+    def set_bookings(self, version: str, day: str, bookings: list[mm.Booking]
+                     ) -> mm.Event | None:
+        """Hold the bookings of ``day`` the central pushed (each version replaces the one
+        before; kept across restarts); None: that version is held already."""
+        if self.bookings_version() == version:
+            return None
+        rows = [[b.code, b.service, b.start, b.person] for b in bookings]
+        self._require_pushed().put("bookings", version, {"day": day, "bookings": rows})
+        return self._commit([mm.BookingsApplied(version=version, day=day, count=len(rows))],
+                            self.clock.now_ms())[0]
+
+    def booking(self, code: str) -> tuple[str, int]:
+        """The service and booked time (unix ms, the slot's start) of today's booking
+        ``code`` not checked in yet; else :class:`CommandRejected` with a Chinese
+        message for the kiosk: a wrong code (404), one used or of another day (409)."""
+        code = code.strip()
+        if not BOOKING_CODE_RE.fullmatch(code):
+            raise CommandRejected("预约码为10位数字，请核对 (a booking code has 10 digits)",
+                                  status=422, code="bad_booking_code")
+        used = self._day.bookings.get(code)
+        if used is not None:
+            raise CommandRejected(f"此预约已签到，号码{used} (booking checked in: ticket {used})",
+                                  status=409, code="booking_used")
+        day = self._day.day
+        if code[:4] != day[5:7] + day[8:10]:
+            raise CommandRejected(f"此预约不是今天的（{int(code[:2])}月{int(code[2:4])}日），"
+                                  "请在预约当天取号 (the booking is for another day)",
+                                  status=409, code="booking_other_day")
+        held = None if self._pushed is None else self._pushed.get("bookings")
+        rows = [] if held is None or held[1].get("day") != day else held[1].get("bookings", [])
+        for row_code, service, start, _person in rows:
+            if row_code == code:
+                hour, minute = (int(part) for part in str(start).split(":"))
+                slot = datetime.fromisoformat(day).replace(hour=hour, minute=minute,
+                                                           tzinfo=self.config.site.tz)
+                return str(service), int(slot.timestamp() * 1000)
+        raise CommandRejected("预约码无效或预约已取消，请核对或到咨询台 (no booking with this "
+                              "code today)", status=404, code="unknown_booking")
+
+    def booking_of(self, person: str) -> str | None:
+        """The code of today's booking of ``person`` (the hash a site is sent) not
+        checked in yet, the earliest slot first; None if there is none."""
+        held = None if self._pushed is None else self._pushed.get("bookings")
+        if held is None or held[1].get("day") != self._day.day:
+            return None
+        return next((str(code) for code, _service, _start, who in held[1].get("bookings", [])
+                     if who == person and code not in self._day.bookings), None)
 
     def close(self) -> None:
         """Close the journal and what the central pushed."""

@@ -12,6 +12,11 @@
                     daemon.predict_budget_seconds ("wait": null past it). A request retried
                     with the same key gets the same ticket ("replayed": true), even after
                     the daemon crashed mid-answer (edge.kiosk)
+    POST /bookings/check_in  {"code": "1208123456", "print": true}: a booking (预约)
+                    checked in by its code, typed or scanned from its QR -> 201 as /tickets
+                    (an appointment ticket at the slot's start); 422 a malformed code,
+                    404 ``unknown_booking``, 409 ``booking_used`` / ``booking_other_day``,
+                    each with its Chinese message
     GET  /status    -> 200 the hall at a glance (queues, windows, counts, devices, uplink)
     POST /windows/{n}/{action}   only with ``http.window_api = true``: a software window
                     terminal; actions next, recall, finish, no_show, pause, resume, sign_in
@@ -224,6 +229,10 @@ class HttpApi:
                 if method != "POST":
                     raise HttpError(405, "method", "use POST /tickets")
                 return 201, await self._post_ticket(body, _header(request, b"idempotency-key"))
+            if path == "/bookings/check_in":
+                if method != "POST":
+                    raise HttpError(405, "method", "use POST /bookings/check_in")
+                return 201, await self._check_in(body)
             if path == "/status":
                 if method != "GET":
                     raise HttpError(405, "method", "use GET /status")
@@ -343,6 +352,18 @@ class HttpApi:
             raise HttpError(422, "bad_field", "print: true or false")
         answer = await self.desk.take(TicketRequest(service, CLASS_BY_LABEL[klass_name], "kiosk",
                                                     booked, print_it, key))
+        return _ticket_json(answer, self.hall.progress_url(answer.issued.ticket.number))
+
+    async def _check_in(self, body: bytes) -> dict[str, Any]:
+        data = _json_object(body)
+        _only(data, "code", "print")
+        code = data.get("code")
+        if not isinstance(code, str):
+            raise HttpError(422, "bad_field", "code: the booking code, a string of 10 digits")
+        print_it = data.get("print", False)
+        if not isinstance(print_it, bool):
+            raise HttpError(422, "bad_field", "print: true or false")
+        answer = await self.desk.check_in(code, print_it=print_it)
         return _ticket_json(answer, self.hall.progress_url(answer.issued.ticket.number))
 
 

@@ -15,6 +15,10 @@ reader's service (``[devices.id_card] service``):
   salts are deleted with yesterday's rows). The name and the number never
   reach the journal, the central or a log. The ticket itself carries only its
   class and the channel ``kiosk``.
+* **预约 by card** (``booking_salt_file`` set): a card whose holder has a booking
+  of today not checked in yet checks it in (an appointment ticket, as the code
+  would) instead of taking an ordinary ticket. The comparison is of salted
+  hashes: the number is hashed with the city's booking salt, as the central did.
 * **Call by name** (``call_by_name``, off by default): the hall screen shows a
   masked name with the number, 请张*女士 A012号到3号窗口, and the voice says
   张女士. Masked names live in memory for the day only.
@@ -39,7 +43,8 @@ from typing import Final
 import structlog
 
 from fastpath.types import TicketClass
-from firmware_protocols.id_card import Gender, IdCardText, birth_of
+from firmware_protocols import mqtt_messages as mm
+from firmware_protocols.id_card import Gender, IdCardText, birth_of, booking_person_hash
 
 from .config import EdgeConfig
 from .devices.base import IdCardRead
@@ -159,13 +164,22 @@ IssueTicket = Callable[[str, TicketClass], Awaitable[str]]
 class IdCardKiosk:
     """The kiosk's card policy for one hall (see the module docstring)."""
 
-    def __init__(self, policy: KioskPolicy, ledger: CardLedger) -> None:
+    def __init__(self, policy: KioskPolicy, ledger: CardLedger, *,
+                 booking_salt: str | None = None) -> None:
         self.policy = policy
         self.ledger = ledger
+        self._booking_salt = booking_salt
         self._names: dict[str, tuple[str, str]] = {}  # today's ticket -> (masked, spoken)
         self._names_day = ""
         # Cards whose ticket is being issued: a card put down twice in a second counts once.
         self._in_flight: set[tuple[str, str, str]] = set()
+
+    def booking_person(self, card: IdCardText) -> str | None:
+        """The card holder as the day's bookings name people (the first 16 hex digits of
+        the salted hash the central keeps), or None when the hall has no booking salt."""
+        if self._booking_salt is None:
+            return None
+        return booking_person_hash(self._booking_salt, card.id_number)[:mm.PERSON_HASH_HEX]
 
     def decide(self, card: IdCardText, day: str, today: date) -> Grant | Refusal:
         """What a card read on ``day`` (the hall's day, ``today`` its date) gets."""
@@ -237,7 +251,7 @@ def kiosk_for(config: EdgeConfig) -> IdCardKiosk | None:
         return None
     policy = KioskPolicy(section.service, section.elder_age, section.tickets_per_day,
                          section.call_by_name)
-    return IdCardKiosk(policy, CardLedger(section.ledger))
+    return IdCardKiosk(policy, CardLedger(section.ledger), booking_salt=section.booking_salt)
 
 
 __all__ = [

@@ -69,6 +69,7 @@ class TicketRequest:
     booked_ms: int | None = None
     print_it: bool = False
     key: str | None = None
+    booking: str | None = None  # the booking (预约) code checked in with this ticket
 
     def fingerprint(self) -> str:
         """What must be the same when a key is used again (printing may differ)."""
@@ -155,6 +156,14 @@ class TicketDesk:
         finally:
             del self._pending[key]
 
+    async def check_in(self, code: str, *, print_it: bool) -> TicketAnswer:
+        """Check a booking (预约) in by its code, typed or scanned from its QR: an
+        appointment ticket booked at the slot's start (the dispatcher's late rule
+        applies). A wrong, used or other-day code: :class:`CommandRejected` in Chinese."""
+        service_id, booked_ms = self._hall.booking(code)
+        return await self.take(TicketRequest(service_id, TicketClass.APPOINTMENT, "kiosk",
+                                             booked_ms, print_it, booking=code.strip()))
+
     def _same_request(self, key: str, stored: str, fingerprint: str) -> None:
         if stored != fingerprint:
             raise CommandRejected(f"idempotency key {key!r} was used for another request",
@@ -232,6 +241,13 @@ class TicketDesk:
                 self._outputs.notice("id_card", message, CARD_REFUSAL_NOTICE_S)
 
         try:
+            person = cards.booking_person(read.card)
+            booking = None if person is None else hall.booking_of(person)
+            if booking is not None:  # 预约: checked in as the code would be
+                answer = await self.check_in(booking, print_it=True)
+                log.info("id_card.booking", reader=read.reader, booking=booking,
+                         ticket=answer.issued.ticket.number)
+                return
             await cards.take_ticket(read, hall.day, date.fromisoformat(hall.day), issue, refuse)
         except CommandRejected as exc:
             log.warning("input.rejected", input="id_card", reason=str(exc))
@@ -253,7 +269,8 @@ class TicketDesk:
         job = hall.prediction_job(request.service_id, request.klass, booked_ms=request.booked_ms)
         wait = None if job is None else await self._predict(job, request.service_id)
         return hall.issue(request.service_id, request.klass, channel=request.channel,
-                          booked_ms=request.booked_ms, wait=wait, request=key)
+                          booked_ms=request.booked_ms, wait=wait, request=key,
+                          booking=request.booking)
 
     async def _predict(self, job: PredictionJob, service_id: str) -> mm.WaitPrediction | None:
         loop = asyncio.get_running_loop()

@@ -1,5 +1,5 @@
-"""What the central pushed to the site, kept on the Pi: an emergency stop and the city
-calendar.
+"""What the central pushed to the site, kept on the Pi: an emergency stop, the city
+calendar, and the day's bookings (预约).
 
 A small SQLite file beside the journal (``<journal>.pushed``), so that what the
 central decided holds across restarts, days and outages: a stop decided while the
@@ -24,7 +24,8 @@ log = structlog.get_logger(__name__)
 
 
 class PushedStore:
-    """Documents by kind (``stop``, ``calendar``): a version and a JSON body each."""
+    """Documents by kind (``stop``, ``calendar``, ``bookings``): a version and a JSON body
+    each."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

@@ -185,6 +185,7 @@ class Uplink:
         beat: Callable[[], None] = lambda: None,
         on_connect: Callable[[], None] = lambda: None,
         pushed: Callable[[], tuple[str | None, str | None]] = lambda: (None, None),
+        bookings: Callable[[], str | None] = lambda: None,
         window: int = 200,
         resend_s: float = 30.0,
         backoff_base_s: float = 0.5,
@@ -206,6 +207,7 @@ class Uplink:
         self.beat = beat
         self.on_connect = on_connect
         self.pushed = pushed  # (the stop in force, the city calendar's version)
+        self.bookings = bookings  # the version of the day's bookings held
         self.window = window
         self.resend_s = resend_s
         self.backoff_base_s = backoff_base_s
@@ -233,7 +235,7 @@ class Uplink:
                         software=self.software, config=self.config_version(),
                         ts=self.clock.now_ms(), clock_synced=self.clock.synced(),
                         device=self.journal.device_id, epoch=self.journal.epoch,
-                        stop=stop, calendar=calendar)
+                        stop=stop, calendar=calendar, bookings=self.bookings())
 
     def publish_state(self) -> None:
         """(Re)publish the retained online state, e.g. after a config reload."""

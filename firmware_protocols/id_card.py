@@ -44,6 +44,8 @@ soon as a complete, good frame follows it.
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import date
 from typing import Final
@@ -198,6 +200,14 @@ def id_number_problem(id_number: str) -> str | None:
 def birth_of(id_number: str) -> date:
     """The birth date digits 7-14 of an ID number hold (ValueError if none)."""
     return _yyyymmdd(id_number[6:14])
+
+
+def booking_person_hash(salt: str, id_number: str) -> str:
+    """Who booked (预约), without the ID number: HMAC-SHA256 of the number (upper case)
+    under the city's booking salt, hex. The central keeps it whole; a site is sent, and
+    a kiosk compares, its first 16 digits."""
+    return hmac.new(salt.encode(), id_number.strip().upper().encode(),
+                    hashlib.sha256).hexdigest()
 
 
 def _yyyymmdd(text: str) -> date:
@@ -418,6 +428,7 @@ __all__ = [
     "Response",
     "Status",
     "birth_of",
+    "booking_person_hash",
     "encode",
     "encode_base_info",
     "encode_frame",

@@ -61,6 +61,9 @@ DetailCode = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}\Z")]
 Day = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-[0-1][0-9]-[0-3][0-9]\Z")]
 PROGRESS_TOKEN_PATTERN: Final = r"^[A-Za-z0-9_-]{22}\Z"
 ProgressToken = Annotated[str, msgspec.Meta(pattern=PROGRESS_TOKEN_PATTERN)]
+BOOKING_CODE_PATTERN: Final = r"^[0-9]{10}\Z"
+BookingCode = Annotated[str, msgspec.Meta(pattern=BOOKING_CODE_PATTERN)]
+"""A booking's code (预约码): the month and day it is for (``MMDD``), six random digits."""
 """A ticket's progress-page token: 16 random bytes in URL-safe base64 (unguessable)."""
 # Free text reaches TTS, LED screens and logs: control characters (NUL, ESC, newlines) never.
 _NO_CONTROL: Final = r"^[^\x00-\x1f\x7f]*\Z"
@@ -192,6 +195,8 @@ class State(_Message, frozen=True, kw_only=True):
     epoch: Epoch | None = None
     stop: Token | None = None
     calendar: Token | None = None
+    bookings: Token | None = None
+    """The version of the day's bookings the site holds (``cmd/bookings``)."""
 
     def __post_init__(self) -> None:
         if self.lwt and self.status != "offline":
@@ -489,6 +494,22 @@ class CalendarApplied(_Body, frozen=True, kw_only=True, tag="calendar.applied"):
     version: Token
 
 
+class BookingsApplied(_Body, frozen=True, kw_only=True, tag="bookings.applied"):
+    """The site holds the bookings of ``day`` the central pushed (``cmd/bookings``)."""
+
+    version: Token
+    day: Day
+    count: Count
+
+
+class BookingCheckedIn(_Body, frozen=True, kw_only=True, tag="booking.checked_in"):
+    """A booking (预约) checked in at the kiosk: ``ticket`` is the ticket it took, in the
+    same journal commit as its ``ticket.issued``."""
+
+    code: BookingCode
+    ticket: TicketNo
+
+
 class DayReset(_Body, frozen=True, kw_only=True, tag="day.reset"):
     day: Day
     """The new business day, local date ``YYYY-MM-DD``: ticket counters restart."""
@@ -554,6 +575,8 @@ EventBody: TypeAlias = (
     | IssuingStopped
     | IssuingResumed
     | CalendarApplied
+    | BookingsApplied
+    | BookingCheckedIn
     | DayReset
     | DayRestored
     | DeviceReplaced
@@ -1042,8 +1065,35 @@ class CalendarArgs(_Args, frozen=True, kw_only=True, tag="calendar"):
     special: Annotated[list[SpecialDay], msgspec.Meta(max_length=MAX_CALENDAR_ENTRIES)]
 
 
+MAX_BOOKINGS_PER_DAY: Final = 800
+"""Bookings of one site and day: what one ``cmd/bookings`` carries (64 KiB)."""
+PERSON_HASH_HEX: Final = 16
+PersonHash = Annotated[str, msgspec.Meta(pattern=f"^[0-9a-f]{{{PERSON_HASH_HEX}}}\\Z")]
+"""The first 16 hex digits of the salted hash of a person's ID number (never the number)."""
+SlotTime = Annotated[str, msgspec.Meta(pattern=r"^[0-2][0-9]:[0-5][0-9]\Z")]
+
+
+class Booking(msgspec.Struct, frozen=True, array_like=True):
+    """One booking of the day, as a compact row: ``[code, service, "09:00", person]``;
+    ``start`` is the slot's start, the appointment's booked time."""
+
+    code: BookingCode
+    service: Ident
+    start: SlotTime
+    person: PersonHash
+
+
+class BookingsArgs(_Args, frozen=True, kw_only=True, tag="bookings"):
+    """The site's bookings (预约) of ``day``, all of them (cancelled ones left out): each
+    new version replaces the one before. Checked in at the kiosk by code."""
+
+    version: Token
+    day: Day
+    bookings: Annotated[list[Booking], msgspec.Meta(max_length=MAX_BOOKINGS_PER_DAY)]
+
+
 CommandArgs: TypeAlias = (AnnounceArgs | ReprintArgs | ScreenNoticeArgs | ReloadConfigArgs
-                          | DiagnosticsArgs | IssuingArgs | CalendarArgs)
+                          | DiagnosticsArgs | IssuingArgs | CalendarArgs | BookingsArgs)
 
 COMMAND_ARGS: Final[Mapping[str, type[msgspec.Struct]]] = MappingProxyType(
     {_tag(cls): cls for cls in get_args(CommandArgs)}
@@ -1263,11 +1313,13 @@ def will_for(state: State) -> Publish:
 
 
 __all__ = [
+    "BOOKING_CODE_PATTERN",
     "COMMAND_ARGS",
     "EPOCH_SHIFT",
     "EVENT_TYPES",
     "IDENT_PATTERN",
     "KNOWN_DEVICE_DETAILS",
+    "MAX_BOOKINGS_PER_DAY",
     "MAX_CALENDAR_ENTRIES",
     "MAX_COMMAND_TTL_MS",
     "MAX_CONFIG_ERRORS",
@@ -1282,6 +1334,7 @@ __all__ = [
     "MAX_RESTORE_PARTS",
     "MAX_RESTORE_TICKETS",
     "MAX_WINDOWS",
+    "PERSON_HASH_HEX",
     "PROGRESS_TOKEN_PATTERN",
     "SCHEMAS",
     "TOKEN_PATTERN",
@@ -1293,6 +1346,11 @@ __all__ = [
     "AdviceOutlook",
     "Advisory",
     "AnnounceArgs",
+    "Booking",
+    "BookingCheckedIn",
+    "BookingCode",
+    "BookingsApplied",
+    "BookingsArgs",
     "CalendarApplied",
     "CalendarArgs",
     "CalendarDate",

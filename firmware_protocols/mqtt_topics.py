@@ -87,7 +87,7 @@ class Reason(enum.StrEnum):
 
 
 COMMAND_NAMES: Final = ("announce", "reprint", "screen_notice", "reload_config", "diagnostics",
-                         "issuing", "calendar")
+                         "issuing", "calendar", "bookings")
 """Names allowed in ``cmd/{name}``; each has a typed args struct in :mod:`.mqtt_messages`."""
 
 
@@ -114,7 +114,8 @@ TOPICS: Final[Mapping[Kind, TopicSpec]] = MappingProxyType(
         Kind.EVENT: TopicSpec(Kind.EVENT, Direction.EDGE_TO_CENTRAL, 1, False, 8 * 1024),
         Kind.TELEMETRY: TopicSpec(Kind.TELEMETRY, Direction.EDGE_TO_CENTRAL, 0, False, 128 * 1024),
         Kind.ACK: TopicSpec(Kind.ACK, Direction.CENTRAL_TO_EDGE, 1, False, 256),
-        Kind.CMD: TopicSpec(Kind.CMD, Direction.CENTRAL_TO_EDGE, 1, False, 4 * 1024),
+        # 64 KiB: the day's bookings of a site (cmd/bookings) go in one message.
+        Kind.CMD: TopicSpec(Kind.CMD, Direction.CENTRAL_TO_EDGE, 1, False, 64 * 1024),
         Kind.CMD_RESULT: TopicSpec(Kind.CMD_RESULT, Direction.EDGE_TO_CENTRAL, 1, False, 1024),
         Kind.LEASE: TopicSpec(Kind.LEASE, Direction.CENTRAL_TO_EDGE, 1, True, 512),
         Kind.RESTORE: TopicSpec(Kind.RESTORE, Direction.CENTRAL_TO_EDGE, 1, False, 128 * 1024),

@@ -2,8 +2,9 @@
 
 ::
 
-    snapshot = FleetSnapshot(read.tile_states(), read.fleet_registry())
+    snapshot = FleetSnapshot(read.tile_states(), read.fleet_registry(), read.drift_states())
     snapshot.sites(q="石岐", health="", town="")   # FleetTile rows, ordered by town then id
+    snapshot.sites(drift="software")               # the sites running other software
     snapshot.towns(sites)                          # TownTile per town: counts and colour
     snapshot.counts()                              # the totals at the top of the page
 
@@ -12,6 +13,11 @@ render at province scale reads memory, not 20,000 rows. A province is shown
 town by town: above :data:`TOWN_TILES_ABOVE` sites the overview draws one
 tile per town (its sites' colours counted) and a click drills down to the
 town's sites; live updates are scoped the same way (:func:`live_messages`).
+
+Drift (a site running other software or config than it should, as the versions
+page judges it: :func:`central.releases.software_drift`, :func:`central.models.config_drift`)
+is read into the snapshot with the tiles, so its counts, its filter and the tiles'
+markers cost a render nothing more.
 """
 
 from __future__ import annotations
@@ -20,13 +26,36 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
-from central.views import HEALTHS, FleetTile, Health
+from central.views import HEALTHS, FleetTile, Health, SiteDrift
 
 TOWN_TILES_ABOVE: Final = 2000
 """Above this many shown sites (no town chosen) the overview draws towns, not sites."""
 
 TileState = tuple[Health, int]
 """A site's colour and its number of active alarms."""
+
+DRIFTS: Final = ("software", "config")
+"""The fleet page's drift filter: sites whose software, or whose config, differs."""
+
+
+def drift_filter(value: str) -> str:
+    """The drift filter asked for, ``""`` (no filter) for anything else."""
+    return value if value in DRIFTS else ""
+
+
+def differs(drift: SiteDrift | None, kind: str) -> bool:
+    """The site's ``kind`` of version (``software`` or ``config``) differs."""
+    if drift is None:
+        return False
+    return drift.software_differs if kind == "software" else drift.config_differs
+
+
+def drift_live(drift: SiteDrift | None) -> list[Any] | None:
+    """What a live update carries for a site's drift marker (``None``: no marker)."""
+    if drift is None:
+        return None
+    return [drift.software_differs, drift.software, drift.expected_software,
+            drift.config_differs, drift.config, drift.expected_config]  # fmt: skip
 
 
 class TownTile(NamedTuple):
@@ -79,10 +108,15 @@ class FleetSnapshot:
     tiles: dict[str, TileState]
     registry: dict[str, tuple[str, str]]
     """Site id -> (name, town), ordered by town then id."""
+    drift: dict[str, SiteDrift] = field(default_factory=dict)
+    """The sites whose software or config differs from what they should run."""
     _towns: dict[str, TownTile] | None = field(default=None, repr=False)
 
-    def sites(self, *, q: str = "", health: str = "", town: str = "") -> list[FleetTile]:
+    def sites(self, *, q: str = "", health: str = "", town: str = "",
+              drift: str = "") -> list[FleetTile]:  # fmt: skip
+        """The tiles shown; ``drift``: ``software`` or ``config``, the sites differing so."""
         tiles = self.tiles
+        drifting = self.drift
         shown = []
         for site_id, (name, site_town) in self.registry.items():
             state = tiles.get(site_id)
@@ -94,7 +128,10 @@ class FleetSnapshot:
                 continue
             if q and q not in site_id and q not in name and q not in site_town:
                 continue
-            shown.append(FleetTile(site_id, name, site_town, state[0], state[1]))
+            site_drift = drifting.get(site_id)
+            if drift and not differs(site_drift, drift):
+                continue
+            shown.append(FleetTile(site_id, name, site_town, state[0], state[1], site_drift))
         return shown
 
     @staticmethod
@@ -126,13 +163,21 @@ class FleetSnapshot:
         registry = {site_id: entry for site_id, entry in self.registry.items()
                     if entry[1] in towns}  # fmt: skip
         return FleetSnapshot({site_id: state for site_id, state in self.tiles.items()
-                              if site_id in registry}, registry)  # fmt: skip
+                              if site_id in registry}, registry,
+                             {site_id: drift for site_id, drift in self.drift.items()
+                              if site_id in registry})  # fmt: skip
 
     def town_names(self) -> list[str]:
         return sorted({town for _, town in self.registry.values()})
 
     def counts(self) -> dict[str, int]:
-        return count_tiles(self.tiles.values())
+        """The totals at the top of the page, with the sites whose software or config
+        differs (of the sites shown as tiles: in service)."""
+        tiles = self.tiles
+        drifting = [d for site_id, d in self.drift.items() if site_id in tiles]
+        return {**count_tiles(tiles.values()),
+                "software_drift": sum(d.software_differs for d in drifting),
+                "config_drift": sum(d.config_differs for d in drifting)}  # fmt: skip
 
 
 ALL: Final = "all"
@@ -152,37 +197,53 @@ def live_messages(before: FleetSnapshot | None, after: FleetSnapshot,
     """What changed between two snapshots, per scope asked for (nothing for a quiet scope).
 
     ``all``: changed site tiles ``[id, health, alarms]``; ``towns``: changed town tiles
-    (:meth:`TownTile.live`); ``town:<name>``: changed tiles of that town only. Each
+    (:meth:`TownTile.live`); ``town:<name>``: changed tiles of that town only. A site
+    tile whose drift changed also comes in ``drift``: id -> :func:`drift_live`. Each
     message also carries the whole fleet's counts.
     """
     old = before.tiles if before is not None else {}
-    changed = [site_id for site_id, state in after.tiles.items() if old.get(site_id) != state]
+    old_drift = before.drift if before is not None else {}
+    new_drift = after.drift
+    drift_changed = {site_id for site_id in old_drift.keys() | new_drift.keys()
+                     if old_drift.get(site_id) != new_drift.get(site_id)
+                     and site_id in after.tiles}  # fmt: skip
+    changed = [site_id for site_id, state in after.tiles.items()
+               if old.get(site_id) != state or site_id in drift_changed]  # fmt: skip
     if not changed:
         return {}
     counts = after.counts()
     messages: dict[str, dict[str, Any]] = {}
     wanted = set(scopes)
+    def drift_of(site_ids: Iterable[str]) -> dict[str, list[Any] | None]:
+        return {s: drift_live(new_drift.get(s)) for s in site_ids if s in drift_changed}
+
     if ALL in wanted:
-        messages[ALL] = {"tiles": [[s, *after.tiles[s]] for s in changed], "counts": counts}
+        messages[ALL] = {"tiles": [[s, *after.tiles[s]] for s in changed],
+                         "drift": drift_of(changed), "counts": counts}  # fmt: skip
     if TOWNS in wanted:
         old_towns = before.all_towns() if before is not None else {}
         towns = [t.live() for name, t in after.all_towns().items() if old_towns.get(name) != t]
         messages[TOWNS] = {"towns": towns, "counts": counts}
     by_town: dict[str, list[list[Any]]] = {}
+    drift_by_town: dict[str, list[str]] = {}
     if any(scope.startswith(TOWN_PREFIX) for scope in wanted):
         for site_id in changed:
             entry = after.registry.get(site_id)
             if entry is not None:
                 by_town.setdefault(entry[1], []).append([site_id, *after.tiles[site_id]])
+                drift_by_town.setdefault(entry[1], []).append(site_id)
     for scope in wanted:
         if scope.startswith(TOWN_PREFIX):
-            messages[scope] = {"tiles": by_town.get(scope[len(TOWN_PREFIX):], []),
+            name = scope[len(TOWN_PREFIX):]
+            messages[scope] = {"tiles": by_town.get(name, []),
+                               "drift": drift_of(drift_by_town.get(name, [])),
                                "counts": counts}  # fmt: skip
     return messages
 
 
 __all__ = [
     "ALL",
+    "DRIFTS",
     "TOWNS",
     "TOWN_PREFIX",
     "TOWN_TILES_ABOVE",
@@ -190,6 +251,9 @@ __all__ = [
     "TileState",
     "TownTile",
     "count_tiles",
+    "differs",
+    "drift_filter",
+    "drift_live",
     "live_messages",
     "live_scope",
     "town_health",

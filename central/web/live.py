@@ -16,8 +16,9 @@ The fleet stream is fed by one :class:`LiveHub` per process that polls the
 database once per interval and pushes only what changed in each stream's scope
 (every site, the towns of a province, or one town's sites), so 20,000 sites
 cost one query per second however many dashboards are open; it works whether
-ingest runs in this process or in another replica. The hub's latest snapshot
-is also what the fleet page renders from.
+ingest runs in this process or in another replica (a second light query reads
+the few sites whose software or config drifts). The hub's latest snapshot is
+also what the fleet page renders from.
 """
 
 from __future__ import annotations
@@ -76,23 +77,26 @@ class LiveHub:
         """The latest snapshot (the page's source at province scale); read now if none yet."""
         if self._snapshot is not None:
             return self._snapshot
-        return FleetSnapshot(self.read.tile_states(), self.read.fleet_registry())
+        return FleetSnapshot(self.read.tile_states(), self.read.fleet_registry(),
+                             self.read.drift_states())  # fmt: skip
 
     @staticmethod
     def counts(tiles: Iterable[tuple[str, int]]) -> dict[str, int]:
         return count_tiles(tiles)
 
     def _next_snapshot(self) -> FleetSnapshot:
-        """Runs in a worker thread: the tile states, and the registry when it may have moved."""
+        """Runs in a worker thread: the tile states and drift, and the registry when it may
+        have moved."""
         tiles = self.read.tile_states()
+        drift = self.read.drift_states()
         previous = self._snapshot
         now = time.monotonic()
         if (previous is None or now - self._registry_read_at > REGISTRY_REFRESH_S
                 or len(tiles) != len(previous.registry)
                 or not tiles.keys() <= previous.registry.keys()):  # fmt: skip
             self._registry_read_at = now
-            return FleetSnapshot(tiles, self.read.fleet_registry())
-        return FleetSnapshot(tiles, previous.registry)
+            return FleetSnapshot(tiles, self.read.fleet_registry(), drift)
+        return FleetSnapshot(tiles, previous.registry, drift)
 
     async def poll_once(self) -> None:
         after = await run_in_threadpool(self._next_snapshot)

@@ -46,8 +46,17 @@ from central.errors import (
     UnknownSite,
 )
 from central.limits import cross_origin
-from central.views import HEALTHS, FleetTile
-from central.web.fleet import ALL, TOWN_PREFIX, TOWN_TILES_ABOVE, TOWNS, FleetSnapshot, TownTile
+from central.views import HEALTHS, FleetTile, SiteDrift
+from central.web.fleet import (
+    ALL,
+    DRIFTS,
+    TOWN_PREFIX,
+    TOWN_TILES_ABOVE,
+    TOWNS,
+    FleetSnapshot,
+    TownTile,
+    drift_filter,
+)
 from central.web.live import hub_of
 from central.web.render import chrome, html_response, language, page, render
 from central.web.text import translator
@@ -218,18 +227,43 @@ class TownGroup:
     """The group's tiles, built in Python: thousands of Jinja loop bodies cost seconds."""
 
 
-def _tiles_html(tiles: Sequence[FleetTile]) -> Markup:
+DRIFT_MARK: Final = "≠"
+"""The marker on a tile whose software or config differs (fleet.js draws the same)."""
+
+
+def drift_title(drift: SiteDrift, t: Callable[[str], str]) -> str:
+    """The marker's title: each difference with what runs and what should (fleet.js
+    builds the same text from the same ``*_differs_title`` strings)."""
+    lines = []
+    if drift.software_differs:
+        lines.append(t("software_differs_title").format(
+            running=drift.software or "—", expected=drift.expected_software or "—"))
+    if drift.config_differs:
+        lines.append(t("config_differs_title").format(
+            running=drift.config or "—", expected=drift.expected_config or "—"))
+    return "\n".join(lines)
+
+
+def _drift_mark(drift: SiteDrift | None, t: Callable[[str], str]) -> str:
+    # First in the tile: a long name is cut at the end, the marker must stay visible.
+    if drift is None:
+        return ""
+    title = escape(drift_title(drift, t))
+    return f'<i class="drift" title="{title}" aria-label="{title}">{DRIFT_MARK}</i>'
+
+
+def _tiles_html(tiles: Sequence[FleetTile], t: Callable[[str], str]) -> Markup:
     # Site ids match the contract's [a-z0-9_-] pattern: only names need escaping.
     return Markup(
         "".join(
-            f'<a id="t-{t.id}" class="t {t.health}" href="/sites/{t.id}" title="{t.id}">'
-            f"{escape(t.name)}<b>{t.alarms or ''}</b></a>"
-            for t in tiles
+            f'<a id="t-{s.id}" class="t {s.health}" href="/sites/{s.id}" title="{s.id}">'
+            f"{_drift_mark(s.drift, t)}{escape(s.name)}<b>{s.alarms or ''}</b></a>"
+            for s in tiles
         )
     )
 
 
-def group_by_town(tiles: Iterable[FleetTile]) -> list[TownGroup]:
+def group_by_town(tiles: Iterable[FleetTile], t: Callable[[str], str]) -> list[TownGroup]:
     groups: dict[str, list[FleetTile]] = {}
     for tile in tiles:
         groups.setdefault(tile.town, []).append(tile)
@@ -239,7 +273,7 @@ def group_by_town(tiles: Iterable[FleetTile]) -> list[TownGroup]:
             len(members),
             sum(1 for t in members if t.health == "offline"),
             sum(1 for t in members if t.health in ("alarm", "warn")),
-            _tiles_html(members),
+            _tiles_html(members, t),
         )
         for town, members in groups.items()
     ]
@@ -271,6 +305,7 @@ def fleet_html(
     q: str,
     health: str,
     town: str,
+    drift: str = "",
     snapshot: FleetSnapshot | None = None,
 ) -> str:
     """The fleet page (also what :mod:`onedoor.bench.central_web` times).
@@ -279,15 +314,17 @@ def fleet_html(
     the fleet is read now. Above :data:`TOWN_TILES_ABOVE` shown sites and no town
     chosen, the page draws one tile per town and a click drills down to the town's
     sites; the counts at the top, the filters and the search cover the whole fleet.
+    ``drift``: ``software`` or ``config``, only the sites that differ so.
     """
     if snapshot is None:
         read = central.read_as(principal)
-        snapshot = FleetSnapshot(read.tile_states(), read.fleet_registry())
+        snapshot = FleetSnapshot(read.tile_states(), read.fleet_registry(), read.drift_states())
     else:
         snapshot = snapshot.restricted(principal.towns)  # a town's account: its sites only
-    shown = snapshot.sites(q=q, health=health, town=town)
+    drift = drift_filter(drift)
+    shown = snapshot.sites(q=q, health=health, town=town, drift=drift)
     by_town = not town and len(shown) > TOWN_TILES_ABOVE
-    query = {k: v for k, v in {"q": q, "health": health}.items() if v}
+    query = {k: v for k, v in {"q": q, "health": health, "drift": drift}.items() if v}
     t = translator(lang)
     if by_town:
         towns = snapshot.towns(shown)
@@ -301,7 +338,7 @@ def fleet_html(
         "fleet.html",
         **chrome(lang, principal),
         path="/",
-        groups=[] if by_town else group_by_town(shown),
+        groups=[] if by_town else group_by_town(shown, t),
         town_tiles=fleet,
         town_count=len(towns),
         by_town=by_town,
@@ -312,17 +349,20 @@ def fleet_html(
         health=health,
         town=town,
         healths=HEALTHS,
+        drift=drift,
+        drifts=DRIFTS,
         live_scope=scope,
         overview_href="/?" + urllib.parse.urlencode(query) if query else "/",
     )
 
 
 @router.get("/")
-def fleet_page(request: Request, q: str = "", health: str = "", town: str = "") -> HTMLResponse:
+def fleet_page(request: Request, q: str = "", health: str = "", town: str = "",
+               drift: str = "") -> HTMLResponse:  # fmt: skip
     principal = page_principal(request)
     lang = language(request)
     html = fleet_html(central_of(request), principal, lang, q=q.strip()[:100], health=health,
-                      town=town[:100], snapshot=hub_of(request).fleet())  # fmt: skip
+                      town=town[:100], drift=drift, snapshot=hub_of(request).fleet())  # fmt: skip
     return html_response(request, html, lang)
 
 

@@ -35,6 +35,7 @@ from central.api_bulk import NOT_FOR_MANY
 from central.auth import Role
 from central.context import central_of
 from central.errors import InvalidRequest
+from central.pushes import StopStatus
 from central.views import BULK_STATES, BulkState
 from central.web.live import _fragment_stream, _stream_principal
 from central.web.pages import page_principal
@@ -138,7 +139,11 @@ def commands_page(request: Request) -> HTMLResponse:
     stops = [s for s in central.pushes.stops(active=True)
              if s.scope == "city" or (s.target in towns if s.scope == "town"
                                       else own_sites is None or s.target in own_sites)]  # fmt: skip
-    return page(request, "commands.html", principal, stops=stops,
+    applied = {}
+    for stop in stops:  # few at a time: each one's sites, by their last reported state
+        sites = [s for s in central.pushes.stop_sites(stop.id) if principal.covers(s.town)]
+        applied[stop.id] = (sum(s.status is StopStatus.APPLIED for s in sites), len(sites))
+    return page(request, "commands.html", principal, stops=stops, stop_applied=applied,
                 bulks=read.bulk_commands(central.now()), towns=towns,
                 kinds=[k for k in COMMAND_ARGS if k not in NOT_FOR_MANY],
                 states=BULK_STATES, known_texts=_known_texts(),

@@ -263,6 +263,14 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "software_unreported": ("未上报版本", "no software reported"),
     "config_drift": ("配置版本不符", "config drift"),
     "drift_only": ("只看不符", "Drift only"),
+    # the fleet page's drift counts, filter and tile markers (central/web/fleet.py)
+    "versions_filter": ("版本", "Versions"),
+    "software_differs": ("软件版本不一致", "software differs"),
+    "config_differs": ("配置版本不一致", "config differs"),
+    "software_differs_title": ("软件版本不一致：运行 {running}，应为 {expected}",
+                               "Software differs: running {running}, expected {expected}"),
+    "config_differs_title": ("配置版本不一致：运行 {running}，应为 {expected}",
+                             "Config differs: running {running}, expected {expected}"),
     "expected_release": ("应为版本", "Expected release"),
     "rollout": ("升级批次", "Rollout"),
     "rollout_step": ("升级进度", "Rollout step"),
@@ -297,6 +305,10 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "stop_issuing": ("暂停取号", "Stop issuing"),
     "lift_stop": ("恢复取号", "Lift"),
     "no_stops": ("没有正在执行的暂停", "No stop in force"),
+    "stop_applied": ("已生效站点", "Sites applied"),
+    "stop_applied_hint": ("已报告暂停生效的站点 / 覆盖的站点（离线站点回来后生效）",
+                          "sites reporting the stop in force / sites covered (offline ones "
+                          "apply it when back)"),
     "bulk_first_rows": ("站点较多：列出前 {shown} 个，共 {total} 个；点击上方状态查看该状态的站点",
                         "Many sites: the first {shown} of {total} are listed; click a state "
                         "above for its sites"),
@@ -448,6 +460,13 @@ AUDIT_ACTION_TEXT: Final[dict[str, tuple[str, str]]] = {
     "issuing.stop": ("暂停取号", "issuing stopped"),
     "issuing.lift": ("恢复取号", "issuing stop lifted"),
     "calendar.set": ("设置全市日历", "city calendar set"),
+    "release.add": ("登记软件版本", "release registered"),
+    "site.expected_release": ("设置站点软件版本", "site's release set"),
+    "rollout.create": ("新建升级计划", "rollout created"),
+    "rollout.site": ("站点升级结果", "site upgrade result"),
+    "rollout.stop": ("升级暂停", "rollout stopped"),
+    "rollout.resume": ("继续升级", "rollout resumed"),
+    "rollout.cancel": ("取消升级", "rollout cancelled"),
 }
 """The audit log's actions as the audit page names them (``site.`` is every site change)."""
 

@@ -51,9 +51,11 @@ RUNS: Final = 7
 
 
 def synthetic_fleet(sessions: sessionmaker[Session], count: int) -> None:
-    """``count`` village sites in towns of 20; 90 % online, 3 % with an alarm."""
+    """``count`` village sites in towns of 20; 90 % online, 3 % with an alarm; every
+    site expects release 0.1.1 and config ``cfg-2``: 1 % runs 0.1.0 (software drift),
+    0.4 % reports ``cfg-1`` (config drift)."""
     now = datetime.now(UTC)
-    sites = [
+    sites: list[dict[str, Any]] = [
         {
             "id": f"p-{i // 20:04d}-{i % 20:02d}",
             "name": f"第{i // 20 + 1}镇第{i % 20 + 1}村党群服务中心",
@@ -61,6 +63,10 @@ def synthetic_fleet(sessions: sessionmaker[Session], count: int) -> None:
             "kind": SiteKind.VILLAGE,
             "online": i % 10 != 0,
             "last_seen_at": now - timedelta(seconds=i % 60),
+            "expected_release": "0.1.1",
+            "software_version": "onedoor-0.1.0" if i % 100 == 7 else "onedoor-0.1.1",
+            "expected_config_version": "cfg-2",
+            "reported_config_version": "cfg-1" if i % 250 == 11 else "cfg-2",
         }
         for i in range(count)
     ]

@@ -147,8 +147,10 @@ def build_app(
 
 
 @contextmanager
-def running_app(tmp_path: Path, broker: MosquittoBroker) -> Iterator[RunningApp]:
-    app, service = build_app(tmp_path / "central.db", broker)
+def running_app(tmp_path: Path, broker: MosquittoBroker, **settings: Any
+                ) -> Iterator[RunningApp]:
+    """The real app over a fresh database in ``tmp_path``; ``settings`` as :func:`build_app`."""
+    app, service = build_app(tmp_path / "central.db", broker, **settings)
     with TestClient(app) as client:
         central: Central = app.state.central
         tokens = {role: central.tokens.create(role, f"test {role.value}")[1] for role in Role}

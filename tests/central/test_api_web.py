@@ -12,7 +12,7 @@ from central.auth import Principal, Role, SessionSigner, TokenStore
 from central.config import CentralConfig
 from central.context import Central
 from central.db import make_engine, migrate, session_factory
-from central.views import Health
+from central.views import Health, SiteDrift
 from central.web import TEXT, TOWN_TILES_ABOVE, FleetSnapshot, LiveHub, fleet_html, sse
 from central.web.fleet import ALL, TOWNS, live_messages, town_health
 from onedoor.bench.central_web import synthetic_fleet
@@ -250,3 +250,80 @@ def test_public_names_of_the_http_side_exist() -> None:
                  "web.pages", "web.render", "web.text"):  # fmt: skip
         module = importlib.import_module(f"central.{name}")
         assert all(hasattr(module, public) for public in module.__all__), name
+
+
+def _site_ids(html: str) -> list[str]:
+    return re.findall(r'<a id="t-([^"]+)"', html)
+
+
+SOFTWARE_DRIFTS = [f"p-{i // 20:04d}-{i % 20:02d}" for i in range(7, 3000, 100)]
+CONFIG_DRIFTS = [f"p-{i // 20:04d}-{i % 20:02d}" for i in range(11, 3000, 250)]
+
+
+def test_the_snapshot_counts_and_filters_drift(big_fleet: Central) -> None:
+    from central.models import Site
+
+    read = big_fleet.read
+    # A site expecting a release that never reported its software drifts too.
+    with big_fleet.sessions.begin() as session:
+        session.get_one(Site, "p-0001-00").software_version = None
+    try:
+        snapshot = LiveHub(read)._next_snapshot()
+    finally:
+        with big_fleet.sessions.begin() as session:
+            session.get_one(Site, "p-0001-00").software_version = "onedoor-0.1.1"
+    software = sorted([*SOFTWARE_DRIFTS, "p-0001-00"])
+    counts = snapshot.counts()
+    assert (counts["software_drift"], counts["config_drift"]) == (31, 12)
+    assert [t.id for t in snapshot.sites(drift="software")] == software
+    assert [t.id for t in snapshot.sites(drift="config")] == CONFIG_DRIFTS
+    assert snapshot.sites(drift="config", town="第0001镇")[0].drift == SiteDrift(
+        "onedoor-0.1.1", "onedoor-0.1.1", "cfg-1", "cfg-2", False, True)
+    assert snapshot.sites(town="第0002镇", drift="software")[0].drift == SiteDrift(
+        None, "onedoor-0.1.1", "cfg-2", "cfg-2", True, False)
+    assert all(t.drift is None for t in snapshot.sites(town="第0003镇"))
+    town = snapshot.restricted(frozenset({"第0001镇"}))
+    assert set(town.drift) == {"p-0000-07", "p-0000-11"}
+    assert (town.counts()["software_drift"], town.counts()["config_drift"]) == (1, 1)
+
+    page = fleet_html(big_fleet, VIEWER, "zh", q="", health="", town="", drift="software",
+                      snapshot=snapshot)  # fmt: skip
+    assert _site_ids(page) == software  # few enough: the sites, not the towns
+    assert 'data-count="software_drift">31<' in page
+    assert 'data-count="config_drift">12<' in page
+    assert 'id="drift-software" href="/?drift=software"' in page
+    assert 'class="c-drift here" id="drift-software"' in page
+    assert ('<i class="drift" title="软件版本不一致：运行 onedoor-0.1.0，应为 onedoor-0.1.1"'
+            in page)  # fmt: skip
+    assert 'title="软件版本不一致：运行 —，应为 onedoor-0.1.1"' in page
+    assert page.count('<i class="drift"') == 31
+    assert '<option value="software" selected>软件版本不一致</option>' in page
+
+    one_town = fleet_html(big_fleet, VIEWER, "en", q="", health="", town="第0001镇",
+                          snapshot=snapshot)  # fmt: skip
+    assert "p-0000-00" in _site_ids(one_town)
+    assert one_town.count('<i class="drift"') == 2
+    assert 'title="Config differs: running cfg-1, expected cfg-2"' in one_town
+    unknown = fleet_html(big_fleet, VIEWER, "zh", q="", health="", town="第0001镇",
+                         drift="<bad>", snapshot=snapshot)  # fmt: skip
+    assert _site_ids(unknown) == _site_ids(one_town)  # an unknown filter is no filter
+
+
+def test_drift_changes_are_pushed_live() -> None:
+    registry = {"a-1": ("甲一", "甲镇"), "b-1": ("乙一", "乙镇")}
+    tiles: dict[str, tuple[Health, int]] = {"a-1": ("ok", 0), "b-1": ("ok", 0)}
+    drift = SiteDrift("onedoor-0.1.0", "onedoor-0.1.1", "cfg-2", "cfg-2", True, False)
+    steady = FleetSnapshot(tiles, registry)
+    drifting = FleetSnapshot(tiles, registry, {"a-1": drift})
+    messages = live_messages(steady, drifting, {ALL, TOWNS, "town:甲镇", "town:乙镇"})
+    wire = [True, "onedoor-0.1.0", "onedoor-0.1.1", False, "cfg-2", "cfg-2"]
+    assert messages[ALL]["tiles"] == [["a-1", "ok", 0]]
+    assert messages[ALL]["drift"] == {"a-1": wire}
+    assert messages[ALL]["counts"]["software_drift"] == 1
+    assert messages["town:甲镇"]["drift"] == {"a-1": wire}
+    assert messages["town:乙镇"] == {"tiles": [], "drift": {}, "counts": messages[ALL]["counts"]}
+    assert messages[TOWNS]["counts"]["software_drift"] == 1
+    back = live_messages(drifting, steady, {ALL})
+    assert back[ALL]["drift"] == {"a-1": None}  # the marker goes
+    assert back[ALL]["counts"]["software_drift"] == 0
+    assert live_messages(drifting, drifting, {ALL}) == {}

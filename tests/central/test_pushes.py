@@ -14,7 +14,9 @@ import datetime as dt
 import json
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -34,9 +36,12 @@ from tests.servers import MosquittoBroker
 SITE = "sim-hall"
 
 
-@pytest.fixture
-def env(tmp_path: Path, mqtt_broker: MosquittoBroker) -> Iterator[RunningApp]:
-    with running_app(tmp_path, mqtt_broker) as env:
+@contextmanager
+def app_with_simulated_hall(tmp_path: Path, broker: MosquittoBroker,
+                            **settings: Any) -> Iterator[RunningApp]:
+    """The running central with the simulated hall's site registered (``settings`` as
+    :func:`tests.central.test_api_support.build_app`); its retained messages cleared after."""
+    with running_app(tmp_path, broker, **settings) as env:
         with env.central.sessions.begin() as session:
             session.add(Site(id=SITE, name="模拟便民服务中心", town="模拟镇",
                              kind=SiteKind.DISTRICT))
@@ -44,6 +49,12 @@ def env(tmp_path: Path, mqtt_broker: MosquittoBroker) -> Iterator[RunningApp]:
         yield env
         env.clear_retained(SITE)
         env.publish_raw(f"onedoor/v1/{SITE}/progress", b"", retain=True)
+
+
+@pytest.fixture
+def env(tmp_path: Path, mqtt_broker: MosquittoBroker) -> Iterator[RunningApp]:
+    with app_with_simulated_hall(tmp_path, mqtt_broker) as env:
+        yield env
 
 
 def progress_issuing(env: RunningApp) -> str | None:
@@ -56,6 +67,17 @@ def site_state(env: RunningApp) -> dict[str, object]:
     with env.central.sessions() as session:
         site = session.get_one(Site, SITE)
         return dict(site.state or {})
+
+
+def stop_sites(env: RunningApp, stop: str) -> dict[str, str]:
+    """A stop's per-site results as the API gives them: site -> status."""
+    answer = env.client.get(f"/api/v1/issuing/stops/{stop}/sites",
+                            headers=env.headers(Role.VIEWER))  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    statuses = {s["site_id"]: s["status"] for s in body["sites"]}
+    assert sum(body["counts"].values()) == len(statuses)
+    return statuses
 
 
 def test_a_town_stop_reaches_the_hall_and_its_lift_the_site_offline(
@@ -94,6 +116,7 @@ def test_a_town_stop_reaches_the_hall_and_its_lift_the_site_offline(
             assert post(kiosk, "/windows/1/next")["ticket"] == waiting
             # The central sees what the site holds, and its history.
             wait_until(lambda: site_state(env).get("stop") == stop, timeout=20)
+            assert stop_sites(env, stop) == {SITE: "applied"}  # the per-site result
             with env.central.sessions() as session:
                 types = {e.type for e in session.query(EventRecord).filter_by(site_id=SITE)}
             assert "issuing.stopped" in types
@@ -107,6 +130,7 @@ def test_a_town_stop_reaches_the_hall_and_its_lift_the_site_offline(
         wait_until(lambda: site_state(env).get("status") == "offline", timeout=20)
         lifted = env.client.post(f"/api/v1/issuing/stops/{stop}/lift", headers=operator)
         assert lifted.status_code == 200
+        assert stop_sites(env, stop) == {SITE: "offline"}  # the lift waits for it
         assert env.client.get("/api/v1/issuing/stops", headers=operator).json()["stops"] == []
         with EdgeThread(sim) as edge:  # back: the lift waited in its broker session
             hall = edge.daemon.hall
@@ -115,6 +139,7 @@ def test_a_town_stop_reaches_the_hall_and_its_lift_the_site_offline(
             assert post(kiosk, "/tickets", {"service": "shebao"})["number"] == "A002"
             wait_until(lambda: site_state(env).get("stop") is None
                        and site_state(env).get("status") == "online", timeout=20)
+            assert stop_sites(env, stop) == {SITE: "lifted"}
 
             # The city calendar: today a holiday for the whole city.
             today = dt.date.today().isoformat()
@@ -196,3 +221,24 @@ def test_bad_stops_and_calendars_are_refused(env: RunningApp) -> None:
         check_reason(" ")
     with pytest.raises(InvalidRequest, match="also a holiday"):
         check_calendar(["2027-01-01"], ["2027-01-01"], [])
+
+
+def test_a_stops_per_site_results_name_each_sites_standing(env: RunningApp) -> None:
+    """Offline sites wait for it; a later stop over a site supersedes it there; an edge
+    whose state has no stop field predates stops; an unknown stop is a 404."""
+    operator = env.headers(Role.OPERATOR)
+    city = env.client.post("/api/v1/issuing/stops", headers=operator, json={
+        "scope": "city", "target": "", "reason": "系统维护"}).json()["stop"]["id"]
+    env.client.post("/api/v1/issuing/stops", headers=operator, json={
+        "scope": "site", "target": "zs-city", "reason": "停电"})
+    with env.central.sessions.begin() as session:
+        older = session.scalars(select(Site).where(Site.id != "zs-city")
+                                .order_by(Site.id).limit(1)).one()  # fmt: skip
+        older.state = {"status": "online"}  # an edge from before the stops
+        older_id = older.id
+    statuses = stop_sites(env, city)
+    assert statuses["zs-city"] == "superseded"
+    assert statuses[older_id] == "older_edge"
+    assert set(statuses.values()) == {"superseded", "older_edge", "offline"}
+    assert env.client.get("/api/v1/issuing/stops/stop-nowhere/sites",
+                          headers=operator).status_code == 404  # fmt: skip

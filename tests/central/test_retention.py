@@ -20,6 +20,8 @@ from central.models import (
     Alarm,
     AlarmHistory,
     AlarmType,
+    Booking,
+    BookingStatus,
     Command,
     CommandStatus,
     Diagnostics,
@@ -32,6 +34,7 @@ from central.models import (
 )
 from central.retention import Pruned, Retention
 from central.service import CentralService
+from central.stats import business_date
 from tests.central.sim import T0_MS, SimSite, called, received
 from tests.servers import MosquittoBroker
 
@@ -131,11 +134,15 @@ def test_only_what_is_older_than_its_setting_goes(small_registry: sessionmaker[S
             HelpCall(site_id=SITE, button="h1", requested_seq=1, requested_at=cutoff - 3 * DAY,
                      resolved_at=cutoff - 2 * DAY),
             HelpCall(site_id=SITE, button="h2", requested_seq=2, requested_at=cutoff - 3 * DAY),
+            *(Booking(code=f"{day:%m%d}000001", site_id=SITE, service="s", day=day.isoformat(),
+                      slot_start="09:00", slot_end="09:30", person="p", reference=None,
+                      status=BookingStatus.BOOKED, created_at=cutoff - 9 * DAY, created_by=None)
+              for day in (business_date(cutoff) - timedelta(days=1), business_date(cutoff))),
         ])  # fmt: skip
 
     pruned = _prune(small_registry)
     assert pruned.as_dict() == {"events": 7, "sequence_gaps": 1, "help_calls": 1, "alarms": 1,
-                                "advisories": 1, "commands": 1}  # fmt: skip
+                                "advisories": 1, "commands": 1, "bookings": 1}  # fmt: skip
     assert _seqs(small_registry, SITE) == [6, 7, 8, 9, 10]
     assert _seqs(small_registry, OTHER) == [4, 5]
     with small_registry() as session:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.alarms import AlarmBook
@@ -82,6 +82,8 @@ def two_towns(sessions: sessionmaker[Session], tmp_path: Path) -> dict[str, Any]
         book = AlarmBook(session, NOW)
         for site_id in (MINE, OTHER):
             book.raise_alarm(site_id, AlarmType.DEVICE_FAULT, device="printer-1")
+            session.execute(update(Site).where(Site.id == site_id)
+                            .values(expected_release="0.1.1"))  # it runs 0.1.0: drift
         session.add(BulkCommand(id=bulk, name="announce", args={}, ttl_s=60, target={"all": True},
                                 issued_by="ops", issued_at=NOW, sites=2, refused={}))  # fmt: skip
         session.flush()
@@ -120,6 +122,8 @@ READS: dict[str, Check] = {
         _check(town.scoped(frozenset({THEIRS})).scope == frozenset())),
     "tile_states": lambda town, city, ids: _check(
         set(town.tile_states()) == {"zs-sanxiang", MINE} < set(city.tile_states())),
+    "drift_states": lambda town, city, ids: _check(
+        set(town.drift_states()) == {MINE} and set(city.drift_states()) == {MINE, OTHER}),
     "fleet_registry": lambda town, city, ids: _check(
         {t for _, t in town.fleet_registry().values()} == {OURS}),
     "fleet_tiles": lambda town, city, ids: _check({t.town for t in town.fleet_tiles()} == {OURS}),
@@ -463,6 +467,9 @@ def test_the_live_fleet_stream_of_a_town_carries_its_sites_only() -> None:
 
         def fleet_registry(self) -> dict[str, Any]:
             return after.registry
+
+        def drift_states(self) -> dict[str, Any]:
+            return after.drift
 
     import asyncio
 

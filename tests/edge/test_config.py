@@ -285,6 +285,7 @@ tickets_per_day = 2
 call_by_name = true
 poll_ms = 300
 ledger = "cards.sqlite"
+booking_salt_file = "booking-salt"
 [devices.gpio]
 pin_factory = "mock"
 buzzer_pin = 18
@@ -380,6 +381,7 @@ def test_one_table_holds_every_key_and_the_reader_takes_each(test_pki: Path,
                    cwd=tmp_path, check=True, capture_output=True)
     (tmp_path / "ca.pem").write_bytes((test_pki / "ca.pem").read_bytes())
     (tmp_path / "pw").write_text("secret\n")
+    (tmp_path / "booking-salt").write_text("the-city-booking-salt\n")
     config = parse_config(EVERY_KEY, base_dir=tmp_path)
     assert config.mqtt is not None
     assert (config.mqtt.protocol, config.mqtt.session_expiry_seconds,
@@ -394,6 +396,9 @@ def test_one_table_holds_every_key_and_the_reader_takes_each(test_pki: Path,
     assert config.devices.gpio is not None
     assert config.devices.gpio.ticket_buttons[0].klass is TicketClass.PRIORITY
     assert (config.daemon.advice, config.daemon.advice_seconds) == (False, 600)
+    assert config.devices.id_card is not None
+    assert config.devices.id_card.booking_salt == "the-city-booking-salt"
+    assert "the-city-booking-salt" not in repr(config.devices.id_card)  # a secret
 
 
 def test_defaults_come_from_the_table() -> None:
@@ -544,3 +549,13 @@ def test_missing_voice_clips_are_a_warning_and_the_hall_runs_without_voice(
                           "detail": "open failed"}]
     finally:
         assert stop_daemon(process) == 0
+
+
+def test_a_booking_salt_file_missing_or_too_short_is_refused(tmp_path: Path) -> None:
+    extra = ('[devices.id_card]\nport = "/dev/ttyUSB9"\nservice = "shebao"\n'
+             'booking_salt_file = "salt"\n')
+    assert any(p.startswith("devices.id_card.booking_salt_file: cannot read")
+               for p in problems(_text(extra=extra), base_dir=tmp_path))
+    (tmp_path / "salt").write_text("short\n")
+    assert "devices.id_card.booking_salt_file: the salt has fewer than 16 characters" in problems(
+        _text(extra=extra), base_dir=tmp_path)

@@ -378,7 +378,7 @@ def test_commands_that_are_not_utf8_nested_too_deep_or_too_large_get_a_result(
             "not UTF-8": b'{"name": "announce", "text": "\xe7\xb3\xbb\xff", "repeat": 1}',
             "nested": b'{"name": "announce", "text": ' + b"[" * 1500 + b"]" * 1500
                       + b', "repeat": 1}',
-            "too large": b'{"name": "announce", "text": "' + "很".encode() * 3000
+            "too large": b'{"name": "announce", "text": "' + "很".encode() * 30_000
                          + b'", "repeat": 1}',
         }
         sent = {}

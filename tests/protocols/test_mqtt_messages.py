@@ -26,6 +26,10 @@ from firmware_protocols.mqtt_messages import (
     AdviceOutlook,
     Advisory,
     AnnounceArgs,
+    Booking,
+    BookingCheckedIn,
+    BookingsApplied,
+    BookingsArgs,
     CalendarApplied,
     CalendarArgs,
     CalledProgress,
@@ -287,6 +291,11 @@ BODY_TABLE: list[tuple[EventBody, str]] = [
     (IssuingResumed(stop="typhoon-2026-09-16"),
      '{"type":"issuing.resumed","stop":"typhoon-2026-09-16"}'),
     (CalendarApplied(version="2026-v2"), '{"type":"calendar.applied","version":"2026-v2"}'),
+    (BookingsApplied(version="bk-20261208-0a1b2c3d4e5f", day="2026-12-08", count=2),
+     '{"type":"bookings.applied","version":"bk-20261208-0a1b2c3d4e5f","day":"2026-12-08",'
+     '"count":2}'),
+    (BookingCheckedIn(code="1208123456", ticket="A012"),
+     '{"type":"booking.checked_in","code":"1208123456","ticket":"A012"}'),
     (DayReset(day="2026-11-23"), '{"type":"day.reset","day":"2026-11-23"}'),
     (DayRestored(day="2026-11-23", epoch=2, tickets=14, left_out=0, skipped=20),
      '{"type":"day.restored","day":"2026-11-23","epoch":2,"tickets":14,"left_out":0,'
@@ -333,7 +342,7 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
         '{"v":1,"site":"zs-sanxiang-01","status":"online","lwt":false,"boot_id":"7d1c9a0e",'
         '"session":42,"software":"0.1.0","config":"2026.11.20-3","ts":1763882400000,'
         '"clock_synced":true,"device":"3f9a07c2d4e1b856","epoch":1,"stop":null,'
-        '"calendar":null}',
+        '"calendar":null,"bookings":null}',
     ),
     (
         State(
@@ -348,11 +357,12 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
             clock_synced=True,
             stop="typhoon-2026-09-16",
             calendar="2026-v2",
+            bookings="bk-20251123-0a1b2c3d4e5f",
         ),
         '{"v":1,"site":"zs-sanxiang-01","status":"online","lwt":false,"boot_id":"7d1c9a0e",'
         '"session":43,"software":"0.1.0","config":"2026.11.20-3","ts":1763882400000,'
         '"clock_synced":true,"device":null,"epoch":null,"stop":"typhoon-2026-09-16",'
-        '"calendar":"2026-v2"}',
+        '"calendar":"2026-v2","bookings":"bk-20251123-0a1b2c3d4e5f"}',
     ),
     (
         State(
@@ -371,7 +381,7 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
         '{"v":1,"site":"zs-sanxiang-01","status":"offline","lwt":true,"boot_id":"7d1c9a0e",'
         '"session":42,"software":"0.1.0","config":null,"ts":1763882400000,'
         '"clock_synced":false,"device":"3f9a07c2d4e1b856","epoch":null,"stop":null,'
-        '"calendar":null}',
+        '"calendar":null,"bookings":null}',
     ),
     (
         Telemetry(
@@ -466,6 +476,13 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
                     '"holidays":["2026-10-01..2026-10-08"],'
                     '"workdays":["2026-09-27","2026-10-10"],'
                     '"special":["2026-12-31 08:30-12:00"]}}',
+    ),
+    (
+        _cmd(BookingsArgs(version="bk-20261208-0a1b2c3d4e5f", day="2026-12-08", bookings=[
+            Booking("1208123456", "shebao", "09:00", "0123456789abcdef")])),
+        _CMD_HEAD + '{"name":"bookings","version":"bk-20261208-0a1b2c3d4e5f",'
+                    '"day":"2026-12-08","bookings":[["1208123456","shebao","09:00",'
+                    '"0123456789abcdef"]]}}',
     ),
     (
         Advice(

@@ -10,6 +10,7 @@
   var scope = fleet ? fleet.dataset.live : "";
   var body = document.body.dataset;
   var pendingTiles = new Map();
+  var pendingDrift = new Map();
   var pendingTowns = new Map();
   var pendingCounts = null;
   var newestAt = 0;
@@ -31,8 +32,41 @@
     setTimeout(function () { element.classList.remove("flash"); }, 1500);
   }
 
+  // The same title as pages.drift_title: each difference, what runs and what should.
+  function driftTitle(drift) {
+    var lines = [];
+    function line(template, running, expected) {
+      lines.push(template.replace("{running}", running || "\u2014")
+                         .replace("{expected}", expected || "\u2014"));
+    }
+    if (drift[0]) { line(fleet.dataset.softwareDiffers, drift[1], drift[2]); }
+    if (drift[3]) { line(fleet.dataset.configDiffers, drift[4], drift[5]); }
+    return lines.join("\n");
+  }
+
+  function applyDrift(element, drift) {
+    var mark = element.querySelector("i.drift");
+    if (!drift) {
+      if (mark) { mark.remove(); }
+      return;
+    }
+    if (!mark) {
+      mark = document.createElement("i");
+      mark.className = "drift";
+      mark.textContent = "\u2260";  // pages.DRIFT_MARK
+      element.insertBefore(mark, element.firstChild);  // first: long names are cut
+    }
+    var title = driftTitle(drift);
+    mark.title = title;
+    mark.setAttribute("aria-label", title);
+  }
+
   function apply() {
     scheduled = false;
+    pendingDrift.forEach(function (drift, id) {
+      var element = document.getElementById("t-" + id);
+      if (element) { applyDrift(element, drift); }
+    });
     pendingTiles.forEach(function (tile, id) {
       var element = document.getElementById("t-" + id);
       if (!element) { return; }  // not on this page
@@ -57,6 +91,7 @@
       });
     }
     pendingTiles.clear();
+    pendingDrift.clear();
     pendingTowns.clear();
     pendingCounts = null;
     var lag = Math.max(0, Date.now() - newestAt);
@@ -72,6 +107,7 @@
   source.addEventListener("tiles", function (message) {
     var data = JSON.parse(message.data);
     (data.tiles || []).forEach(function (tile) { pendingTiles.set(tile[0], [tile[1], tile[2]]); });
+    Object.keys(data.drift || {}).forEach(function (id) { pendingDrift.set(id, data.drift[id]); });
     (data.towns || []).forEach(function (town) { pendingTowns.set(town[0], town.slice(1)); });
     pendingCounts = data.counts;
     newestAt = Math.max(newestAt, data.at || 0);

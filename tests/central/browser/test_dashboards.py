@@ -14,9 +14,11 @@ import json
 import shutil
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -104,6 +106,16 @@ def new_page(browser: Browser, live: LiveServer, role: Role) -> Page:
     return page
 
 
+def call(server: LiveServer, method: str, path: str, body: Any) -> Any:
+    """The JSON API as an admin's script would call it."""
+    request = urllib.request.Request(
+        f"{server.url}{path}", method=method, data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {server.env.tokens[Role.ADMIN]}",
+                 "Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=20) as response:
+        return json.load(response)
+
+
 def shot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"central_{name}.png"), full_page=False)
@@ -132,7 +144,26 @@ def test_fleet_overview_updates_live_from_mqtt(browser: Browser, live: LiveServe
     live.env.publish(site.state(), site.telemetry(waiting=4))  # a real edge would do just this
     page.wait_for_selector("#t-zs-shiqi-01.ok")
     assert page.locator('[data-count="online"]').inner_text() != "0"
+    # It should run 0.1.1 but reports 0.1.0: the marker and the count come live.
+    assert page.locator('[data-count="software_drift"]').inner_text() == "0"
+    call(live, "PUT", "/api/v1/sites/zs-shiqi-01/release", {"version": "0.1.1"})
+    mark = page.wait_for_selector("#t-zs-shiqi-01 i.drift")
+    assert mark.get_attribute("title") == "软件版本不一致：运行 0.1.0，应为 onedoor-0.1.1"
+    page.wait_for_function(
+        "document.querySelector('[data-count=\"software_drift\"]').textContent === '1'")
+    assert page.locator("#drift-software").inner_text() == "1 软件版本不一致"
+    assert page.locator("#drift-config").inner_text() == "0 配置版本不一致"
     shot(page, "fleet")
+    page.click("#drift-software")  # the count leads to the filtered list
+    page.wait_for_url("**/?drift=software")
+    assert page.locator(".fleet a.t").count() == 1
+    assert page.locator("#t-zs-shiqi-01 i.drift").count() == 1
+    assert page.locator("select[name=drift]").input_value() == "software"
+    shot(page, "fleet_drift")
+    page.goto(f"{live.url}/")
+    page.wait_for_selector("#live.on")
+    call(live, "PUT", "/api/v1/sites/zs-shiqi-01/release", {"version": None})
+    page.wait_for_selector("#t-zs-shiqi-01 i.drift", state="detached")  # in step again
     page.fill("input[name=q]", "石岐")
     page.click(".filters button[type=submit]")
     assert 0 < page.locator(".fleet a.t").count() < 303
@@ -474,6 +505,11 @@ def test_an_operator_stops_and_lifts_issuing_for_a_town(browser: Browser, live: 
     assert "台风红色预警" in row.inner_text()
     (stop,) = live.env.central.pushes.stops(active=True)
     assert (stop.scope, stop.target, stop.reason) == ("town", "东区街道", "台风红色预警")
+    # Per-site results: none of the town's sites (no edge runs here) reports it yet.
+    covered = live.env.central.pushes.stop_sites(stop.id)
+    assert covered
+    assert {s.status.value for s in covered} == {"offline"}
+    assert row.locator("td.stop-applied").inner_text() == f"0 / {len(covered)}"
     shot(page, "issuing_stop")
     row.locator("button[data-lift]").click()
     page.wait_for_selector("#stops", state="detached")

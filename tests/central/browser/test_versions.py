@@ -4,10 +4,6 @@ and drift filters, the English switch."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
-from typing import Any
-
 import msgspec
 from playwright.sync_api import Browser
 
@@ -15,6 +11,7 @@ from central.auth import Role
 from tests.central.browser.test_dashboards import (  # noqa: F401 - the module's fixtures
     LiveServer,
     browser,
+    call,
     live,
     new_page,
     shot,
@@ -23,15 +20,6 @@ from tests.central.sim import SimSite
 from tests.central.test_rollout import manifest
 
 CANARY, OTHER, ELSEWHERE = "zs-sanxiang-01", "zs-sanxiang-02", "zs-shiqi-01"
-
-
-def call(server: LiveServer, method: str, path: str, body: Any) -> Any:
-    request = urllib.request.Request(
-        f"{server.url}{path}", method=method, data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {server.env.tokens[Role.ADMIN]}",
-                 "Content-Type": "application/json"})  # fmt: skip
-    with urllib.request.urlopen(request, timeout=20) as response:
-        return json.load(response)
 
 
 def runs(server: LiveServer, site_id: str, software: str) -> None:
