@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from central.db import make_engine, migrate, session_factory
 from central.seed import SERVICES_CSV, load_seed
 from firmware_protocols.mqtt_topics import state_topic
+from onedoor.broker import Broker
 from tests.servers import MosquittoBroker, PostgresCluster
 
 _numbers = itertools.count(1)
@@ -100,6 +101,13 @@ def sites(
     sessions: sessionmaker[Session], tmp_path: Path, mqtt_broker: MosquittoBroker
 ) -> Iterator[list[str]]:
     """Three sites with ids unique to this test (the broker and its retained states are shared)."""
+    yield from three_sites(sessions, tmp_path, mqtt_broker)
+
+
+def three_sites(sessions: sessionmaker[Session], tmp_path: Path,
+                broker: Broker) -> Iterator[list[str]]:
+    """The ``sites`` fixture's work, on any broker: registered, then their retained
+    states cleared from ``broker`` at the end."""
     tag = uuid.uuid4().hex[:6]
     ids = [f"zs-t{tag}", f"zs-t{tag}-01", f"zs-t{tag}-02"]
     csv = tmp_path / "sites.csv"
@@ -115,7 +123,7 @@ def sites(
     yield ids
     # Remove the retained states (and Wills) this test left on the shared broker.
     cleaner = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"clean-{ids[0]}")
-    cleaner.connect(mqtt_broker.host, mqtt_broker.port)
+    cleaner.connect(broker.host, broker.port)
     cleaner.loop_start()
     for site_id in ids:
         cleaner.publish(state_topic(site_id), b"", qos=1, retain=True).wait_for_publish(10)
