@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -11,12 +10,13 @@ from pathlib import Path
 import pytest
 import structlog
 
-from edge.devices.base import DeviceInput, DeviceStatusChanged, HealthState, IdCardRead
+from edge.devices.base import DeviceStatusChanged, HealthState, IdCardRead
 from edge.devices.id_card import IdCardReaderDriver, IdCardSettings
 from firmware_protocols.id_card import Command, Gender, IdCardText
 from firmware_protocols.line import SerialTiming
 from firmware_protocols.simulators.id_card_reader import VirtualIdCardReader
 from firmware_protocols.simulators.serial_link import PtyLink
+from tests.edge.devices.waiting import RecordingInputs, until
 
 ELDER = IdCardText("张秀兰", Gender.FEMALE, "01", date(1958, 3, 15), "广东省中山市三乡镇",
                    "442000195803151248", "中山市公安局", date(2016, 5, 20), None)
@@ -27,28 +27,13 @@ FAST = {"poll_interval_s": 0.05, "reply_timeout_s": 0.15, "read_timeout_s": 0.5,
 LINE = SerialTiming(115200)
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
-
-class Inputs(asyncio.Queue[DeviceInput]):
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[DeviceInput] = []
-
-    def put_nowait(self, item: DeviceInput) -> None:
-        self.seen.append(item)
-        super().put_nowait(item)
-
+class Inputs(RecordingInputs):
     def cards(self) -> list[IdCardText]:
-        return [item.card for item in self.seen if isinstance(item, IdCardRead)]
+        return [item.card for item in self.received if isinstance(item, IdCardRead)]
 
     def healths(self) -> list[HealthState]:
-        return [i.health.state for i in self.seen if isinstance(i, DeviceStatusChanged)]
+        return [i.health.state for i in self.received if isinstance(i, DeviceStatusChanged)]
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
@@ -20,6 +20,7 @@ from edge.devices.printer import PrinterDriver, PrinterSettings
 from edge.devices.ticket import TicketContent
 from firmware_protocols.simulators.printer import VirtualPrinter
 from firmware_protocols.simulators.serial_link import PtyLink, SerialTiming
+from tests.edge.devices.waiting import until
 
 CONTENT = TicketContent(
     hall_name="中山市政务服务中心",
@@ -49,13 +50,6 @@ def settings(port: str, **overrides: float) -> PrinterSettings:
     } | overrides
     return PrinterSettings(port, 115200, **values)  # type: ignore[arg-type]
 
-
-async def until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 def statuses(queue: asyncio.Queue[DeviceInput]) -> list[tuple[HealthState, str]]:

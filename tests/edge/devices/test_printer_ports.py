@@ -10,8 +10,7 @@ virtual printer behind either is the same one the serial tests use.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from firmware_protocols.line import SerialTiming
 from firmware_protocols.simulators.printer import VirtualPrinter
 from firmware_protocols.simulators.serial_link import PtyLink
 from firmware_protocols.simulators.tcp_link import TcpServerLink
+from tests.edge.devices.waiting import until
 
 CONTENT = TicketContent(
     hall_name="中山市政务服务中心",
@@ -41,13 +41,6 @@ CONTENT = TicketContent(
 FAST = {"poll_interval_s": 0.1, "reply_timeout_s": 0.2, "write_timeout_s": 0.5,
         "reopen_interval_s": 0.1}
 
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 def test_the_port_setting_names_the_transport() -> None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -20,6 +19,7 @@ from firmware_protocols.errors import LocalProtocolError
 from firmware_protocols.led import Colour, Effect, ShowText
 from firmware_protocols.simulators.led_screens import ScreenLayout, VirtualLedScreens
 from firmware_protocols.simulators.serial_link import PtyLink, SerialTiming
+from tests.edge.devices.waiting import until
 
 HALL = 0x10
 WINDOW_BARS = {1: 0x01, 2: 0x02, 3: 0x03}
@@ -46,13 +46,6 @@ def settings(port: str, **overrides: float) -> ScreenSettings:
         reopen_interval_s=0.1,
     )
 
-
-async def until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
 
 
 def test_hall_layout_is_calls_then_counts_then_notices() -> None:

@@ -11,8 +11,7 @@ duplex: an answer and a retry that overlap both garble), vendor terminals 9600
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 
@@ -48,6 +47,7 @@ from firmware_protocols.simulators.printer import VirtualPrinter
 from firmware_protocols.simulators.serial_link import PtyLink
 from firmware_protocols.simulators.vendor_bank import VendorTerminalBank
 from firmware_protocols.terminal_events import Key
+from tests.edge.devices.waiting import until
 
 SITE = """
 version = "v1"
@@ -98,13 +98,6 @@ def build(tmp_path: Path, section: str) -> tuple[object, asyncio.Queue[DeviceInp
     [(_, device)] = devices.named()
     return device, inputs
 
-
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 async def until_press(inputs: asyncio.Queue[DeviceInput], seen: list[DeviceInput]) -> KeyPress:

@@ -39,6 +39,7 @@ from firmware_protocols.simulators.serial_link import PtyLink
 from firmware_protocols.simulators.terminal_bank import TerminalBank
 from firmware_protocols.simulators.vendor_bank import VendorTerminalBank
 from firmware_protocols.terminal_events import Key
+from tests.edge.devices.waiting import RecordingInputs, until
 
 WINDOWS = {1: 11, 2: 12, 3: 13}  # window -> bus address
 
@@ -133,28 +134,8 @@ def settings(kind: BusKind, port: str, **overrides: float) -> TerminalSettings:
     } | overrides
     return TerminalSettings(port, WINDOWS, bus=kind, **values)  # type: ignore[arg-type]
 
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
-class Inputs(asyncio.Queue[DeviceInput]):
-    """The daemon's input queue, recording what arrived and optionally reacting to it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.received: list[DeviceInput] = []
-        self.on_put: Callable[[DeviceInput], None] | None = None
-
-    def put_nowait(self, item: DeviceInput) -> None:
-        self.received.append(item)
-        if self.on_put is not None:
-            self.on_put(item)
-        super().put_nowait(item)
+class Inputs(RecordingInputs):
+    """Also what the terminals put in, by kind."""
 
     def presses(self) -> list[KeyPress | Rating]:
         return [i for i in self.received if isinstance(i, KeyPress | Rating)]
