@@ -247,8 +247,12 @@ def restore_topic(site_id: str) -> str:
 
 def diag_topic(site_id: str) -> str:
     return build_topic(site_id, Kind.DIAG)
+
+
 def progress_topic(site_id: str) -> str:
     return build_topic(site_id, Kind.PROGRESS)
+
+
 def advice_topic(site_id: str) -> str:
     return build_topic(site_id, Kind.ADVICE)
 
