@@ -118,6 +118,17 @@ def _stop_status(stop_id: str, lifted: bool, online: bool,
     return StopStatus.WAITING if online else StopStatus.OFFLINE
 
 
+def _active_stops(session: Session) -> list[IssuingStop]:
+    """The stops not lifted, oldest first."""
+    return list(session.scalars(select(IssuingStop).where(
+        IssuingStop.lifted_at.is_(None)).order_by(IssuingStop.created_at)))
+
+
+def _in_force(active: list[IssuingStop], site_id: str, town: str) -> IssuingStop | None:
+    """The stop a site is sent: the latest active one that covers it."""
+    return next((s for s in reversed(active) if covers(s, site_id, town)), None)
+
+
 def covers(stop: IssuingStop, site_id: str, town: str) -> bool:
     return (stop.scope is StopScope.CITY
             or (stop.scope is StopScope.TOWN and stop.target == town)
@@ -205,26 +216,32 @@ class Pushes:
     def stop_sites(self, stop_id: str) -> list[StopSite]:
         """Each site in service the stop covers, and where it stands with it by the
         state the site last reported (what a bulk stop's per-site results are)."""
+        return self.standings([stop_id])[stop_id]
+
+    def standings(self, stop_ids: list[str]) -> dict[str, list[StopSite]]:
+        """:meth:`stop_sites` of several stops, from one read of the sites."""
         with self.sessions() as session:
-            stop = session.get(IssuingStop, stop_id)
-            if stop is None:
-                raise UnknownStop(stop_id)
+            stops = {s.id: s for s in session.scalars(
+                select(IssuingStop).where(IssuingStop.id.in_(stop_ids)))}
+            missing = [i for i in stop_ids if i not in stops]
+            if missing:
+                raise UnknownStop(missing[0])
             rows = session.execute(select(Site.id, Site.name, Site.town, Site.online,
                                           Site.state).where(Site.retired_at.is_(None))
                                    .order_by(Site.town, Site.id)).all()  # fmt: skip
-            active = list(session.scalars(select(IssuingStop).where(
-                IssuingStop.lifted_at.is_(None)).order_by(IssuingStop.created_at)))
-        lifted = stop.lifted_at is not None
-        out = []
+            active = _active_stops(session)
+        out: dict[str, list[StopSite]] = {stop_id: [] for stop_id in stop_ids}
         for site_id, name, town, online, state in rows:
-            if not covers(stop, site_id, town):
-                continue
-            in_force = next((s for s in reversed(active) if covers(s, site_id, town)), None)
-            if not lifted and in_force is not None and in_force.id != stop_id:
-                status = StopStatus.SUPERSEDED
-            else:
-                status = _stop_status(stop_id, lifted, online, state)
-            out.append(StopSite(site_id, name, town, online, status))
+            in_force = _in_force(active, site_id, town)
+            for stop_id, stop in stops.items():
+                if not covers(stop, site_id, town):
+                    continue
+                lifted = stop.lifted_at is not None
+                if not lifted and in_force is not None and in_force.id != stop_id:
+                    status = StopStatus.SUPERSEDED
+                else:
+                    status = _stop_status(stop_id, lifted, online, state)
+                out[stop_id].append(StopSite(site_id, name, town, online, status))
         return out
 
     # -- the city calendar ---------------------------------------------------
@@ -262,8 +279,7 @@ class Pushes:
         with self.sessions() as session:
             rows = session.execute(select(Site.id, Site.town, Site.online, Site.state).where(
                 Site.retired_at.is_(None))).all()
-            active = list(session.scalars(select(IssuingStop).where(
-                IssuingStop.lifted_at.is_(None)).order_by(IssuingStop.created_at)))
+            active = _active_stops(session)
             calendar = _latest_calendar(session)
             today = business_date(now).isoformat()
             bookings = documents(session, today)
@@ -279,7 +295,7 @@ class Pushes:
             if state is not None and "stop" not in state:
                 continue  # an edge older than the pushes: it would refuse them
             reported = state or {}
-            stop = next((s for s in reversed(active) if covers(s, site_id, town)), None)
+            stop = _in_force(active, site_id, town)
             args: list[mm.CommandArgs] = []
             if stop is not None and reported.get("stop") != stop.id:
                 args.append(mm.IssuingArgs(stop=stop.id, stopped=True, reason=stop.reason))

@@ -140,9 +140,9 @@ def commands_page(request: Request) -> HTMLResponse:
              if s.scope == "city" or (s.target in towns if s.scope == "town"
                                       else own_sites is None or s.target in own_sites)]  # fmt: skip
     applied = {}
-    for stop in stops:  # few at a time: each one's sites, by their last reported state
-        sites = [s for s in central.pushes.stop_sites(stop.id) if principal.covers(s.town)]
-        applied[stop.id] = (sum(s.status is StopStatus.APPLIED for s in sites), len(sites))
+    for stop_id, standing in central.pushes.standings([s.id for s in stops]).items():
+        sites = [s for s in standing if principal.covers(s.town)]
+        applied[stop_id] = (sum(s.status is StopStatus.APPLIED for s in sites), len(sites))
     return page(request, "commands.html", principal, stops=stops, stop_applied=applied,
                 bulks=read.bulk_commands(central.now()), towns=towns,
                 kinds=[k for k in COMMAND_ARGS if k not in NOT_FOR_MANY],
