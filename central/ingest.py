@@ -474,11 +474,14 @@ class IngestProcessor:
             if first.id != event.id:
                 reused.append((site_id, event))
         clock = self.stages
-        inserted = insert_events(session, ((s, e) for (s, _), e in unique.items()), now)
+        copies = self._forked_copies(session, sites, unique)
+        inserted = insert_events(session, ((s, e) for (s, q), e in unique.items()
+                                           if (s, q) not in copies), now)
         outcome.events_stored += len(inserted)
         outcome.events_duplicate += len(events) - len(inserted)
         reused += self._reused_seqs(session, [(s, e) for (s, q), e in unique.items()
-                                              if (s, q) not in inserted])
+                                              if (s, q) not in inserted
+                                              and (s, q) not in copies])
         if reused:
             self._report_reused_seqs(reused, book, outcome)
         clock.lap("events.dedup")
@@ -490,7 +493,8 @@ class IngestProcessor:
         for (site_id, epoch), seqs in sorted(by_stream.items()):
             site = sites[site_id]
             if epoch == site.epoch:
-                outcome.acks[site_id] = self._advance(session, site, site, seqs, now)
+                present = {q for s, q in copies if s == site_id}
+                outcome.acks[site_id] = self._advance(session, site, site, seqs, now, present)
                 continue
             stream = self.leases.stream(session, site_id, epoch)
             if stream is None:  # an epoch nobody was granted here: kept, not acknowledged
@@ -509,6 +513,20 @@ class IngestProcessor:
             self.leases.replaced_events(session, sites[site_id], stream, late, book, now,
                                          outcome.publishes)
         clock.lap("events.fold")
+
+    def _forked_copies(self, session: Session, sites: dict[str, Site],
+                       unique: dict[tuple[str, int], mm.Event]) -> set[tuple[str, int]]:
+        """Events a forked journal renumbered that the central holds already (by id)."""
+        by_site: dict[str, list[mm.Event]] = {}
+        for (site_id, seq), event in unique.items():
+            if mm.epoch_of(seq) == sites[site_id].epoch:
+                by_site.setdefault(site_id, []).append(event)
+        copies = {(site_id, seq) for site_id, events in sorted(by_site.items())
+                  for seq in self.leases.copies(session, sites[site_id], events)}
+        if copies:
+            log.info("ingest.forked_copies", count=len(copies),
+                     sites=sorted({s for s, _ in copies}))
+        return copies
 
     @staticmethod
     def _reused_seqs(
@@ -554,9 +572,12 @@ class IngestProcessor:
             )
 
     def _advance(self, session: Session, site: Site, stream: Site | SiteDevice,
-                 seqs: list[int], now: datetime) -> int:  # fmt: skip
+                 seqs: list[int], now: datetime,
+                 present: set[int] | frozenset[int] = frozenset()) -> int:  # fmt: skip
         """Move ``acked_seq`` of one epoch's stream (the site's own for its holder, a
-        replaced device's row) over every contiguous committed seq; record what is missing."""
+        replaced device's row) over every contiguous committed seq; record what is missing.
+        ``present``: seqs of this batch not stored because the central holds them under
+        another seq (a forked journal's copies), which count as committed."""
         seqs.sort()
         base = stream.acked_seq
         top = epoch_top(mm.epoch_of(seqs[0]))
@@ -572,6 +593,8 @@ class IngestProcessor:
             .order_by(EventRecord.seq)
             .limit(GAP_SCAN_LIMIT)
         ).all()
+        if present:
+            above = sorted({*above, *(q for q in present if q > base)})
         contiguous = base
         for seq in above:
             if seq != contiguous + 1:

@@ -236,6 +236,8 @@ class SiteLeases:
         device_id = state.device or LEGACY_DEVICE
         row = self._row(session, site.id, device_id, now)
         held = _state_of(row)
+        if self._fence_behind(site, row, state, held, book, now, out):
+            return None
         if held is not None and _another_copy(state, held):
             book.raise_alarm(site.id, AlarmType.DEVICE_CONFLICT, device=device_id,
                              message="同一设备标识在两台机器上运行（复制的SD卡？）/ one device "
@@ -258,6 +260,52 @@ class SiteLeases:
         if pending is not None and device_id == pending[0] and not row.online:
             self._release(session, site, pending[1], now, out)  # the old holder went away
         return self._speaker(session, site)
+
+    def _fence_behind(self, site: Site, row: SiteDevice, state: mm.State,
+                      held: mm.State | None, book: AlarmBook, now: datetime,
+                      out: list[mm.Publish]) -> bool:
+        """A running copy of the holder's journal that is behind the central's: stop it.
+
+        Behind means its last seq is below what the central holds of the holder's epoch
+        (a journal restored from an older SD image or backup, whose next events would
+        reuse seqs the central holds and whose tickets would repeat numbers), or it counts
+        no more sessions than the central has seen from another boot of it (an older copy
+        that has not numbered yet, or a second copy running beside the first). The lease
+        names that boot (``lease.behind``); it becomes a new device that waits for an
+        operator's takeover and the day. Its state is not taken: the device's record stays
+        the copy the central believes. Edges that do not report their seq cannot be told
+        (``device_conflict`` is raised for them as before)."""
+        if (state.status != "online" or state.seq is None or state.device is None
+                or site.holder != state.device or state.epoch != site.epoch):
+            return False
+        copy = held is not None and _another_copy(state, held)
+        if not copy and state.seq >= site.max_seq:
+            return False
+        running = held is not None and row.online and held.boot_id != state.boot_id
+        if running:
+            message = ("同一设备在两台机器上同时运行（复制的SD卡？），后连上的一台已停止取号 / "
+                       "one device runs on two machines at once (a copied SD card?): the one "
+                       "that came later stopped numbering")
+        else:
+            message = ("设备日志落后于中心（从旧的SD卡镜像或备份恢复？），已停止取号，"
+                       "确认接管后中心交还今日号码 / the device's journal is behind the "
+                       "central's (restored from an older SD image or backup?): it stopped "
+                       "numbering until an operator takes the site over to it and the central "
+                       "hands the day back")
+        book.raise_alarm(site.id, AlarmType.DEVICE_CONFLICT, device=row.device,
+                         message=message,
+                         detail={"boot_id": state.boot_id, "journal_seq": state.seq,
+                                 "central_seq": site.max_seq, "session": state.session,
+                                 "held_session": None if held is None else held.session,
+                                 "running_beside": running})
+        log.error("lease.journal_behind", site=site.id, device=row.device,
+                  boot_id=state.boot_id, journal_seq=state.seq, central_seq=site.max_seq,
+                  session=state.session, running_beside=running)
+        assert site.holder is not None
+        out.append(mm.to_publish(mm.Lease(
+            site=site.id, device=site.holder, epoch=site.epoch, ts=_ms(now),
+            behind=mm.BehindJournal(boot_id=state.boot_id, held=site.max_seq))))
+        return True
 
     def _legacy_state(self, site: Site, row: SiteDevice, book: AlarmBook) -> None:
         if site.holder is not None and row.online:
@@ -568,6 +616,27 @@ class SiteLeases:
             EventRecord.site_id == site.id, EventRecord.type == "ticket.issued",
             EventRecord.seq > mm.epoch_base(site.epoch)))
         return {b.get("ticket") for b in bodies if b.get("ticket") in wanted}
+
+    def copies(self, session: Session, site: Site, events: Sequence[mm.Event]) -> set[int]:
+        """Seqs among ``events`` (the holder's, in its epoch) that a forked journal renumbered
+        but the central already holds under the device it forked from (same event id): they
+        are acknowledged, not stored twice (``state.forked``)."""
+        if site.holder is None:
+            return set()
+        holder = session.get(SiteDevice, (site.id, site.holder))
+        state = None if holder is None else _state_of(holder)
+        forked = None if state is None else state.forked
+        if forked is None:
+            return set()
+        last_moved = mm.epoch_base(site.epoch) + forked.last - forked.after
+        candidates = {e.id: e.seq for e in events if e.seq <= last_moved}
+        if not candidates:
+            return set()
+        held = session.scalars(select(EventRecord.event_id).where(
+            EventRecord.site_id == site.id, EventRecord.seq > forked.after,
+            EventRecord.seq <= epoch_top(forked.epoch),
+            EventRecord.event_id.in_(sorted(candidates))))
+        return {candidates[event_id] for event_id in held}
 
     # -- rows ------------------------------------------------------------------
 

@@ -205,7 +205,7 @@ class EdgeDaemon:
                               period_s=lambda: self.config.daemon.telemetry_seconds,
                               wake_uplink=self._wake_uplink,
                               beat=self.heartbeats.beater("telemetry")),
-            SiteLease(hall, outputs, state_changed=self._publish_state),
+            SiteLease(hall, outputs, boot_id=self.boot_id, state_changed=self._publish_state),
             ProgressReporter(hall, self.clock, self._publish_live),
             StaffingAdvice(hall, self.clock, enabled=lambda: self.config.daemon.advice,
                            period_s=lambda: self.config.daemon.advice_seconds,

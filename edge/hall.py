@@ -1182,27 +1182,42 @@ class Hall:
         """
         first = parts[0]
         journal = self.journal
-        body = None
+        granting = journal.epoch is None
+        # A forked journal (found behind the central's) drops its own view of the day for
+        # the central's, numbering on above whatever it issued itself before the fence.
+        fresh = granting and journal.forked is not None
+        bodies: list[mm.EventBody] = []
+        restored = None
         if first.day is not None and first.day == self._day.day:
-            taken = self.dispatcher.plan_restore(_restored_tickets(parts))
-            granting = journal.epoch is None
-            body = mm.DayRestored(day=first.day, epoch=first.epoch,
-                                  tickets=len(taken.taken), left_out=len(taken.left_out),
-                                  skipped=first.skipped if granting else 0)
+            planner = _dispatcher_for(self._in_force) if fresh else self.dispatcher
+            taken = planner.plan_restore(_restored_tickets(parts))
+            skipped = first.skipped + (self._own_lead(first) if fresh else 0)
+            restored = mm.DayRestored(day=first.day, epoch=first.epoch,
+                                      tickets=len(taken.taken), left_out=len(taken.left_out),
+                                      skipped=min(skipped, 9999) if granting else 0)
+            bodies = [mm.DayReset(day=first.day), restored] if fresh else [restored]
         payload = _RESTORE_ENCODER.encode(list(parts))
         now = self.clock.now_ms()
-        if journal.epoch is None:
-            events = journal.grant(first.epoch, [] if body is None else [body], ts_ms=now,
+        if granting:
+            events = journal.grant(first.epoch, bodies, ts_ms=now,
                                    clock_synced=self.clock.synced(),
-                                   restore=None if body is None else payload)
+                                   restore=payload if bodies else None)
             self._after_commit(events)
             return events
         if first.epoch != journal.epoch:
             raise CommandRejected(f"a restore of epoch {first.epoch}; this journal numbers "
                                   f"in epoch {journal.epoch}", code="other_epoch")
-        if body is None or body.tickets == 0:
+        if restored is None or restored.tickets == 0:
             return []  # nothing new for the queue
-        return self._commit([body], now, restore=payload)
+        return self._commit(bodies, now, restore=payload)
+
+    def _own_lead(self, restore: mm.Restore) -> int:
+        """How far this hall's own counters run above the central's (the most of any
+        prefix): numbers it issued that the central has not seen yet."""
+        central = {c.prefix: c.last for c in restore.counters}
+        leads = [self.dispatcher.last_counter(s.prefix) - central.get(s.prefix, 0)
+                 for s in self.config.services]
+        return max([0, *leads])
 
     def replaced(self, device: str, epoch: int) -> list[mm.Event]:
         """Another device numbers this site now (its lease): journal ``device.replaced``."""

@@ -229,7 +229,7 @@ class Journal:
 
     def _make_identity(self, *, numbered_before: bool, central: bool) -> None:
         with self._transaction():
-            self._set_meta("device", uuid.uuid4().hex[:16])
+            self._set_meta("device", _new_device_id())
             # A journal from before device identity has numbered in epoch 0 all along.
             if numbered_before or not central:
                 self._set_meta("epoch", "0")
@@ -255,6 +255,43 @@ class Journal:
             return "waiting"
         return "replaced" if self.replaced_by is not None else "granted"
 
+    @property
+    def forked(self) -> mm.Forked | None:
+        """Set once the central found this journal behind its copy (:meth:`fork`)."""
+        text = self._meta("forked")
+        return None if text is None else msgspec.json.decode(text, type=mm.Forked)
+
+    def fork(self, held: int) -> mm.Forked:
+        """The central holds more of this device's epoch than this journal has (``held``,
+        its last seq, is above ours, or it has seen more sessions of the device): this is
+        an older copy, or a second copy, of the journal. Become a new device that waits
+        for its epoch (:attr:`numbering` "waiting"): the events above the central's last
+        ack are provisional again and move into the epoch it will be granted, so none is
+        lost and none collides with the seqs the central holds (:meth:`grant`)."""
+        epoch = self.epoch
+        if epoch is None:
+            raise JournalError(f"{self.path} has no epoch: nothing to fork from")
+        # An ack above our end (taken for a torn tail, journal.lost) may have come before
+        # the central's verdict: the events it jumped over are ours too, and not its.
+        after = min(self.acked_seq, int(self._meta("acked_before_lost") or self.acked_seq))
+        forked = mm.Forked(device=self.device_id, epoch=epoch, after=after,
+                           last=self._last_seq)
+        try:
+            with self._transaction():
+                self._set_meta("device", _new_device_id())
+                self._db.execute("DELETE FROM meta WHERE key IN ('epoch', 'replaced_by', "
+                                 "'acked_before_lost')")
+                self._set_meta("forked", msgspec.json.encode(forked).decode())
+                self._set_meta("lost_pending", "[]")
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot fork {self.path}: {exc}") from exc
+        self._epoch, self._replaced = None, None
+        log.error("journal.forked", old_device=forked.device, device=self.device_id,
+                  epoch=epoch, after=forked.after, last_seq=forked.last, central_holds=held,
+                  detail="this journal is behind the central's copy of its device: it "
+                         "waits for the central to hand the day back")
+        return forked
+
     def grant(self, epoch: int, bodies: Sequence[mm.EventBody], *, ts_ms: int,
               clock_synced: bool, restore: bytes | None = None) -> list[mm.Event]:
         """Take the epoch the central granted, and journal ``bodies`` in it; one transaction.
@@ -268,13 +305,14 @@ class Journal:
         if not 0 <= epoch <= mm.MAX_EPOCH:
             raise JournalError(f"epoch {epoch} out of range")
         base = mm.epoch_base(epoch)
-        moved_to = self._last_seq + base
+        forked = self.forked
+        floor = 0 if forked is None else forked.after  # provisional above it
         try:
             with self._transaction():
-                if base:
-                    self._move_into(base)
+                moved_to = self._move_into(base, floor) if base else self._last_seq
                 self._set_meta("epoch", str(epoch))
                 self._set_meta("acked_seq", str(base))
+                self._db.execute("DELETE FROM meta WHERE key = 'acked_before_lost'")
                 self._set_meta("lost_pending", "[]")
                 events = self._write(bodies, moved_to, ts_ms=ts_ms, clock_synced=clock_synced,
                                      restore=restore)
@@ -285,18 +323,25 @@ class Journal:
         log.info("journal.granted", epoch=epoch, device=self.device_id, last_seq=self._last_seq)
         return events
 
-    def _move_into(self, base: int) -> None:
-        """Renumber the provisional events (all below 2**32) to ``base + seq``."""
-        rows = self._db.execute("SELECT seq, payload FROM events ORDER BY seq").fetchall()
+    def _move_into(self, base: int, floor: int) -> int:
+        """Renumber the provisional events (those above ``floor``: every one of a new
+        journal, the unacknowledged ones of a forked one) to ``base + 1``, ``base + 2``, ...
+        in their order (a forked journal's may have a hole: no seq is skipped in the new
+        epoch); returns the last new seq."""
+        rows = self._db.execute("SELECT seq, payload FROM events WHERE seq > ? ORDER BY seq",
+                                (floor,)).fetchall()
+        new_seq = {seq: base + n for n, (seq, _) in enumerate(rows, start=1)}
         moved = []
         for seq, payload in rows:
             event = _EVENT_DECODER.decode(payload)
-            moved.append((seq + base, mm.encode(msgspec.structs.replace(
-                event, seq=seq + base)), seq))
+            moved.append((new_seq[seq], mm.encode(msgspec.structs.replace(
+                event, seq=new_seq[seq])), seq))
         self._db.executemany("UPDATE events SET seq = ?, payload = ? WHERE seq = ?", moved)
         for table in ("configs", "ticket_requests", "restores"):
-            self._db.execute(f"UPDATE {table} SET seq = seq + ?", (base,))
+            self._db.executemany(f"UPDATE {table} SET seq = ? WHERE seq = ?",
+                                 [(new, old) for old, new in new_seq.items()])
         self._db.execute("DELETE FROM telemetry")  # snapshots of provisional seqs
+        return base + len(rows)
 
     def mark_replaced(self, device: str, epoch: int, *, ts_ms: int,
                       clock_synced: bool) -> list[mm.Event]:
@@ -545,6 +590,8 @@ class Journal:
             pending.append(lost)
             with self._transaction():
                 self._set_meta("lost_pending", json.dumps(pending))
+                if self._meta("acked_before_lost") is None:  # for fork(): see there
+                    self._set_meta("acked_before_lost", str(self.acked_seq))
                 self._set_meta("acked_seq", str(seq))
             self._last_seq = seq
             log.error("journal.lost", first_seq=lost[0], last_seq=lost[1],
@@ -704,3 +751,7 @@ class Journal:
 
 
 __all__ = ["MAX_ACK_AHEAD", "Journal", "Numbering", "RequestKey", "StoredConfig"]
+
+
+def _new_device_id() -> str:
+    return uuid.uuid4().hex[:16]

@@ -33,6 +33,7 @@ log = structlog.get_logger(__name__)
 NOTICE_KEY = "numbering"
 NOTICES = {
     "waiting": "暂停取号 等待中心确认接管",
+    "behind": "日志落后 暂停取号 等待接管",
     "replaced": "本机已被替换 暂停取号",
 }
 """The hall screen's notice while this device issues no ticket (GB2312, one line)."""
@@ -41,9 +42,10 @@ NOTICES = {
 class SiteLease:
     """The uplink's handler of ``lease`` and ``restore`` (module docstring)."""
 
-    def __init__(self, hall: Hall, outputs: HallOutputs, *,
+    def __init__(self, hall: Hall, outputs: HallOutputs, *, boot_id: str = "",
                  state_changed: Callable[[], None] = lambda: None) -> None:
         self._hall = hall
+        self._boot_id = boot_id  # this process: which copy of the journal a verdict means
         self._outputs = outputs
         self._state_changed = state_changed  # republish the retained state (its epoch)
         self._parts: dict[int, mm.Restore] = {}
@@ -57,6 +59,9 @@ class SiteLease:
     def on_lease(self, lease: mm.Lease) -> None:
         journal = self._hall.journal
         if lease.device == journal.device_id:
+            if lease.behind is not None and lease.behind.boot_id == self._boot_id:
+                self._behind(lease.behind)
+                return
             log.info("lease.held", epoch=lease.epoch, numbering=journal.numbering)
             return
         epoch = journal.epoch
@@ -72,6 +77,17 @@ class SiteLease:
         except JournalError as exc:  # the journal will be asked again with the next lease
             log.error("lease.replace_failed", error=str(exc))
             return
+        self._state_changed()
+
+    def _behind(self, behind: mm.BehindJournal) -> None:
+        """The central holds more of this device than this journal: stop numbering and
+        come back as a new device that waits for the day (``Journal.fork``)."""
+        try:
+            self._hall.journal.fork(behind.held)
+        except JournalError as exc:  # asked again at the next connection
+            log.error("lease.fork_failed", error=str(exc))
+            return
+        self.show_notice()
         self._state_changed()
 
     def on_restore(self, restore: mm.Restore) -> None:
@@ -101,7 +117,8 @@ class SiteLease:
 
     def show_notice(self) -> None:
         """The hall screen says why no ticket is issued, or stops saying it."""
-        text = NOTICES.get(self.numbering)
+        behind = self.numbering == "waiting" and self._hall.journal.forked is not None
+        text = NOTICES.get("behind" if behind else self.numbering)
         if text is None:
             self._outputs.drop_notice(NOTICE_KEY)
             return

@@ -164,6 +164,23 @@ class WaitPrediction(_Struct, frozen=True, kw_only=True):
 # --------------------------------------------------------------------------- state
 
 
+class Forked(_Struct, frozen=True, kw_only=True):
+    """Where a journal that was found behind the central's came from (``state.forked``).
+
+    It was device ``device`` numbering in ``epoch`` until the central told it that it
+    holds more of that device's events than the journal has (a journal restored from an
+    older copy, or a second copy of one SD card): it became a new device, its events above
+    ``after`` (the central's last ack) up to ``last`` wait to be renumbered into the epoch
+    it will be granted. Among them, the ones the central already holds under ``device``
+    (same event id) are copies, not stored twice.
+    """
+
+    device: DeviceId
+    epoch: Epoch
+    after: AckSeq
+    last: AckSeq
+
+
 class State(_Message, frozen=True, kw_only=True):
     """``state``: retained presence; the offline variant with ``lwt=true`` is the Will.
 
@@ -197,6 +214,11 @@ class State(_Message, frozen=True, kw_only=True):
     calendar: Token | None = None
     bookings: Token | None = None
     """The version of the day's bookings the site holds (``cmd/bookings``)."""
+    seq: AckSeq | None = None
+    """The journal's last seq when the state was sent: an online device whose journal ends
+    below what the central holds of its epoch is behind (restored from an older copy)."""
+    forked: Forked | None = None
+    """Set while this device is a journal that was found behind (:class:`Forked`)."""
 
     def __post_init__(self) -> None:
         if self.lwt and self.status != "offline":
@@ -864,6 +886,19 @@ class Lease(_Message, frozen=True, kw_only=True):
     device: DeviceId
     epoch: Epoch
     ts: UnixMs
+    behind: BehindJournal | None = None
+    """Set when one running copy of the holder's journal is behind the central's."""
+
+
+class BehindJournal(_Struct, frozen=True, kw_only=True):
+    """``lease.behind``: the holder's journal running as ``boot_id`` (``state.boot_id``)
+    ends below ``held``, the last seq the central holds of its epoch, or counts fewer
+    sessions than the central has seen of it (an older or a second copy of the journal).
+    That copy must stop numbering and become a new device (``state.forked``); the copy
+    the central believes keeps the lease."""
+
+    boot_id: Token
+    held: AckSeq
 
 
 class PrefixCounter(_Struct, frozen=True, kw_only=True):
@@ -1346,6 +1381,7 @@ __all__ = [
     "AdviceOutlook",
     "Advisory",
     "AnnounceArgs",
+    "BehindJournal",
     "Booking",
     "BookingCheckedIn",
     "BookingCode",
@@ -1378,6 +1414,7 @@ __all__ = [
     "Epoch",
     "Event",
     "EventBody",
+    "Forked",
     "HelpAcknowledged",
     "HelpEscalated",
     "HelpRequested",
