@@ -519,7 +519,8 @@ class IngestProcessor:
         """Events a forked journal renumbered that the central holds already (by id)."""
         by_site: dict[str, list[mm.Event]] = {}
         for (site_id, seq), event in unique.items():
-            if mm.epoch_of(seq) == sites[site_id].epoch:
+            site = sites.get(site_id)  # (a site gone meanwhile fails the insert, as before)
+            if site is not None and mm.epoch_of(seq) == site.epoch:
                 by_site.setdefault(site_id, []).append(event)
         copies = {(site_id, seq) for site_id, events in sorted(by_site.items())
                   for seq in self.leases.copies(session, sites[site_id], events)}

@@ -279,7 +279,13 @@ class SiteLeases:
                 or site.holder != state.device or state.epoch != site.epoch):
             return False
         copy = held is not None and _another_copy(state, held)
-        if not copy and state.seq >= site.max_seq:
+        # Above the seq a fence in force was decided at, the stream may hold what the
+        # fenced copy sent before it heard: those do not make the copy that stays behind.
+        fence = book.active(site.id, AlarmType.DEVICE_CONFLICT, row.device)
+        ours = site.max_seq
+        if fence is not None and isinstance(fence.detail.get("central_seq"), int):
+            ours = min(ours, fence.detail["central_seq"])
+        if not copy and state.seq >= ours:
             return False
         running = held is not None and row.online and held.boot_id != state.boot_id
         if running:
@@ -295,11 +301,11 @@ class SiteLeases:
         book.raise_alarm(site.id, AlarmType.DEVICE_CONFLICT, device=row.device,
                          message=message,
                          detail={"boot_id": state.boot_id, "journal_seq": state.seq,
-                                 "central_seq": site.max_seq, "session": state.session,
+                                 "central_seq": ours, "session": state.session,
                                  "held_session": None if held is None else held.session,
                                  "running_beside": running})
         log.error("lease.journal_behind", site=site.id, device=row.device,
-                  boot_id=state.boot_id, journal_seq=state.seq, central_seq=site.max_seq,
+                  boot_id=state.boot_id, journal_seq=state.seq, central_seq=ours,
                   session=state.session, running_beside=running)
         assert site.holder is not None
         out.append(mm.to_publish(mm.Lease(

@@ -126,3 +126,58 @@ def test_a_journal_restored_from_an_older_copy_stops_and_gets_the_day_back(
     finally:
         pi.stop()
         network.cut()
+
+
+def test_a_copied_sd_card_beside_the_original_is_fenced(
+        mqtt_broker: MosquittoBroker, db_url: str, engine: Engine,
+        sessions: sessionmaker[Session], tmp_path: Path, fresh_site: str) -> None:
+    """Two daemons with one journal (an SD card cloned, both Pis up): the central lets only
+    one of them number; the other stops and waits as a new device until an operator
+    decides, and every number issued is issued once."""
+    site_id = fresh_site
+    first, second = (make_pi(tmp_path, "pi", site_id, mqtt_broker.port),
+                     make_pi(tmp_path, "pi-clone", site_id, mqtt_broker.port))
+    central = Central(sessions, site_id)
+
+    async def main() -> None:
+        async with CentralService(central_config(mqtt_broker, db_url), engine=engine) as service:
+            await started(service)
+            await asyncio.to_thread(first.start)
+            assert [await asyncio.to_thread(first.ticket) for _ in range(2)] == ["A001", "A002"]
+            await until(lambda: central.holds(first.events()), "the first events")
+            device = first.status()["device"]
+            first.stop()
+            _copy_journal(first.config.parent, second.config.parent)  # the cloned card
+
+            await asyncio.to_thread(first.start)
+            await asyncio.to_thread(second.start, numbering=False)
+            pis = (first, second)
+            await until(lambda: sorted(p.status()["numbering"] for p in pis)
+                        == ["granted", "waiting"], "one of the copies fenced")
+            numbering = next(p for p in pis if p.status()["numbering"] == "granted")
+            fenced = next(p for p in pis if p is not numbering)
+            assert numbering.status()["device"] == device
+            assert fenced.status()["device"] != device  # a new device, waiting
+            assert central.active(AlarmType.DEVICE_CONFLICT, device)
+            await until(lambda: central.active(AlarmType.TAKEOVER_PENDING,
+                                               fenced.status()["device"]), "waiting")
+            code, refused = fenced.post("/tickets", {"service": "shebao"})
+            assert (code, refused["error"]) == (503, "not_granted")
+
+            # The site goes on with the one the central believes; nothing is issued twice.
+            numbers = [await asyncio.to_thread(numbering.ticket) for _ in range(3)]
+            assert numbers == ["A003", "A004", "A005"]
+            # (What both wrote at one seq before the fence, e.g. their start-up device
+            # reports, the central holds once: the other stays in the fenced journal.)
+            tickets = [e for e in await asyncio.to_thread(numbering.events)
+                       if isinstance(e.body, mm.TicketIssued)]
+            await until(lambda: central.holds(tickets), "the numbering copy's tickets")
+            assert sorted(central.issued()) == ["A001", "A002", "A003", "A004", "A005"]
+            assert fenced.status()["numbering"] == "waiting"  # until an operator decides
+            await service.wait_idle()
+
+    try:
+        asyncio.run(main())
+    finally:
+        first.stop()
+        second.stop()

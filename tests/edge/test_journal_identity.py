@@ -152,3 +152,37 @@ def test_a_restored_day_survives_a_restart_of_the_new_device(tmp_path: Path) -> 
         assert called.number == "A014"
     finally:
         hall.journal.close()
+
+
+def test_a_journal_behind_the_central_forks_into_a_new_device_losing_nothing(
+        tmp_path: Path) -> None:
+    """An older copy of a journal (restored image): the central's ack jumps above its end
+    (taken for a torn tail) before the central's verdict comes; the fork still moves every
+    event the journal wrote after its last real ack, with no hole, into the next epoch."""
+    path = tmp_path / "j.db"
+    with Journal(path, "site-a", central=True) as journal:
+        journal.grant(3, [], ts_ms=T0, clock_synced=True)
+        shared = journal.append([issued("A001"), issued("A002")], ts_ms=T0, clock_synced=True)
+        assert journal.ack(BASE + 2) == BASE + 2
+        own = journal.append([issued("A003")], ts_ms=T0 + 1, clock_synced=True)
+        assert journal.ack(BASE + 9) == BASE + 9  # the original went on to BASE + 9
+        [lost] = journal.append([mm.JournalLost(first_seq=BASE + 4, last_seq=BASE + 9)],
+                                ts_ms=T0 + 2, clock_synced=True)
+        device = journal.device_id
+        forked = journal.fork(BASE + 9)
+        assert forked == mm.Forked(device=device, epoch=3, after=BASE + 2, last=BASE + 10)
+        assert (journal.numbering, journal.epoch, journal.forked) == ("waiting", None, forked)
+        assert journal.device_id != device
+        assert journal.ack(BASE + 10) == BASE + 9  # nobody's ack while it waits
+        with pytest.raises(JournalError, match="no epoch"):
+            journal.fork(BASE + 9)
+    with Journal(path, "site-a", central=True) as journal:  # it survives a restart
+        assert (journal.numbering, journal.forked) == ("waiting", forked)
+        restored = mm.DayRestored(day="2026-11-23", epoch=4, tickets=0, left_out=0, skipped=0)
+        journal.grant(4, [restored], ts_ms=T0 + 3, clock_synced=True, restore=b"{}")
+        base = mm.epoch_base(4)
+        events = list(journal.events())
+        assert [e.id for e in events] == [*(e.id for e in shared), own[0].id, lost.id,
+                                          events[-1].id]
+        assert [e.seq for e in events] == [BASE + 1, BASE + 2, base + 1, base + 2, base + 3]
+        assert (journal.acked_seq, journal.unacked_count()) == (base, 3)
