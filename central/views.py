@@ -307,6 +307,8 @@ class SiteDetail(View, frozen=True, kw_only=True):
     clock_synced: bool | None
     outbox_depth: int | None
     software_version: str | None
+    expected_release: str | None
+    """The release it should run (a rollout, or the install, records it)."""
     expected_config_version: str | None
     reported_config_version: str | None
     config_drift: bool
@@ -342,6 +344,7 @@ class SiteDetail(View, frozen=True, kw_only=True):
             clock_synced=site.clock_synced,
             outbox_depth=site.outbox_depth,
             software_version=site.software_version,
+            expected_release=site.expected_release,
             expected_config_version=site.expected_config_version,
             reported_config_version=site.reported_config_version,
             config_drift=state.config_drift,

@@ -26,7 +26,7 @@ from central.audit import Actor
 from central.models import AlarmType
 from central.service import CentralService
 from firmware_protocols import mqtt_messages as mm
-from tests.central.pis import Central, Pi, central_config, fresh_site, make_pi, started, until
+from tests.central.pis import Central, central_config, fresh_site, make_pi, started, until
 from tests.reliability.proxy import UplinkRelay
 from tests.servers import MosquittoBroker
 

@@ -10,6 +10,7 @@ and `onedoor_manage_system: false` (see `tests/deploy/fleet.py`).
 from __future__ import annotations
 
 import datetime as dt
+import importlib.metadata
 import json
 import os
 import shutil
@@ -586,6 +587,26 @@ def test_a_running_daemon_takes_a_pushed_config_on_reload(
         daemon.terminate()
         daemon.wait(timeout=20)
         log.close()
+
+
+def test_a_first_install_records_the_sites_release_at_the_central(
+    deployment: Deployment, central_server: CentralServer,
+) -> None:
+    """site.yml on a site the central expects no release of tells it the one installed (the
+    fleet page's software drift is then known before any rollout); a second run leaves the
+    central alone."""
+    assert central_server.site(SITE_A)["expected_release"] is None
+    central = ("-e", f"onedoor_central_url={central_server.url}",
+               "-e", f"onedoor_central_admin_token={central_server.admin_token}")
+    first = deployment.play("site.yml", "--limit", SITE_A, *central)
+    assert first.returncode == 0, first.output[-4000:]
+    installed = importlib.metadata.version("onedoor")  # the venv the role installed into
+    assert central_server.site(SITE_A)["expected_release"] == installed
+    versions = {row["site"]: row for row in central_server.get("/api/v1/fleet/versions")["rows"]}
+    assert versions[SITE_A]["expected_release"] == installed
+    again = deployment.play("site.yml", "--limit", SITE_A, *central)
+    assert again.returncode == 0, again.output[-4000:]
+    assert again.recap[SITE_A]["changed"] == 0, again.output[-4000:]
 
 
 # --------------------------------------------------------------------------- rotation (the
