@@ -59,8 +59,9 @@ class SiteLease:
     def on_lease(self, lease: mm.Lease) -> None:
         journal = self._hall.journal
         if lease.device == journal.device_id:
-            if lease.behind is not None and lease.behind.boot_id == self._boot_id:
-                self._behind(lease.behind)
+            behind = lease.behind
+            if isinstance(behind, mm.BehindJournal) and behind.boot_id == self._boot_id:
+                self._behind(behind)
                 return
             log.info("lease.held", epoch=lease.epoch, numbering=journal.numbering)
             return

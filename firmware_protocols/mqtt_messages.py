@@ -881,13 +881,15 @@ class Lease(_Message, frozen=True, kw_only=True):
     Only the central publishes it, when it grants an epoch. A device that reads a lease
     of another device with a higher epoch than its own stops numbering
     (:class:`DeviceReplaced`); a device that waits for its first epoch keeps waiting.
+    ``behind`` is left out unless set, so edges from before it still read every lease.
     """
 
     device: DeviceId
     epoch: Epoch
     ts: UnixMs
-    behind: BehindJournal | None = None
-    """Set when one running copy of the holder's journal is behind the central's."""
+    behind: BehindJournal | msgspec.UnsetType = msgspec.UNSET
+    """Set when one running copy of the holder's journal is behind the central's; left
+    out of the wire otherwise."""
 
 
 class BehindJournal(_Struct, frozen=True, kw_only=True):

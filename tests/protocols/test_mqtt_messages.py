@@ -26,6 +26,7 @@ from firmware_protocols.mqtt_messages import (
     AdviceOutlook,
     Advisory,
     AnnounceArgs,
+    BehindJournal,
     Booking,
     BookingCheckedIn,
     BookingsApplied,
@@ -52,6 +53,7 @@ from firmware_protocols.mqtt_messages import (
     EndedProgress,
     Event,
     EventBody,
+    Forked,
     HelpAcknowledged,
     HelpEscalated,
     HelpRequested,
@@ -338,11 +340,35 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
             clock_synced=True,
             device="3f9a07c2d4e1b856",
             epoch=1,
+            seq=4294967338,
         ),
         '{"v":1,"site":"zs-sanxiang-01","status":"online","lwt":false,"boot_id":"7d1c9a0e",'
         '"session":42,"software":"0.1.0","config":"2026.11.20-3","ts":1763882400000,'
         '"clock_synced":true,"device":"3f9a07c2d4e1b856","epoch":1,"stop":null,'
-        '"calendar":null,"bookings":null}',
+        '"calendar":null,"bookings":null,"seq":4294967338,"forked":null}',
+    ),
+    (
+        State(
+            site=SITE,
+            status="online",
+            lwt=False,
+            boot_id="9e0b77aa",
+            session=44,
+            software="0.1.0",
+            config="2026.11.20-3",
+            ts=TS,
+            clock_synced=True,
+            device="b1c2d3e4f5a60718",
+            epoch=None,
+            seq=4294967340,
+            forked=Forked(device="3f9a07c2d4e1b856", epoch=1, after=4294967301,
+                          last=4294967340),
+        ),
+        '{"v":1,"site":"zs-sanxiang-01","status":"online","lwt":false,"boot_id":"9e0b77aa",'
+        '"session":44,"software":"0.1.0","config":"2026.11.20-3","ts":1763882400000,'
+        '"clock_synced":true,"device":"b1c2d3e4f5a60718","epoch":null,"stop":null,'
+        '"calendar":null,"bookings":null,"seq":4294967340,"forked":{"device":'
+        '"3f9a07c2d4e1b856","epoch":1,"after":4294967301,"last":4294967340}}',
     ),
     (
         State(
@@ -362,7 +388,7 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
         '{"v":1,"site":"zs-sanxiang-01","status":"online","lwt":false,"boot_id":"7d1c9a0e",'
         '"session":43,"software":"0.1.0","config":"2026.11.20-3","ts":1763882400000,'
         '"clock_synced":true,"device":null,"epoch":null,"stop":"typhoon-2026-09-16",'
-        '"calendar":"2026-v2","bookings":"bk-20251123-0a1b2c3d4e5f"}',
+        '"calendar":"2026-v2","bookings":"bk-20251123-0a1b2c3d4e5f","seq":null,"forked":null}',
     ),
     (
         State(
@@ -381,7 +407,7 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
         '{"v":1,"site":"zs-sanxiang-01","status":"offline","lwt":true,"boot_id":"7d1c9a0e",'
         '"session":42,"software":"0.1.0","config":null,"ts":1763882400000,'
         '"clock_synced":false,"device":"3f9a07c2d4e1b856","epoch":null,"stop":null,'
-        '"calendar":null,"bookings":null}',
+        '"calendar":null,"bookings":null,"seq":null,"forked":null}',
     ),
     (
         Telemetry(
@@ -552,6 +578,12 @@ MESSAGE_TABLE: list[tuple[Message, str]] = [
         Lease(site=SITE, device="3f9a07c2d4e1b856", epoch=2, ts=TS),
         '{"v":1,"site":"zs-sanxiang-01","device":"3f9a07c2d4e1b856","epoch":2,'
         '"ts":1763882400000}',
+    ),
+    (
+        Lease(site=SITE, device="3f9a07c2d4e1b856", epoch=2, ts=TS,
+              behind=BehindJournal(boot_id="9e0b77aa", held=8589934612)),
+        '{"v":1,"site":"zs-sanxiang-01","device":"3f9a07c2d4e1b856","epoch":2,'
+        '"ts":1763882400000,"behind":{"boot_id":"9e0b77aa","held":8589934612}}',
     ),
     (
         Restore(
