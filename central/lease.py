@@ -324,6 +324,11 @@ class SiteLeases:
                       book: AlarmBook, now: datetime, out: list[mm.Publish]) -> None:
         device_id, claimed = row.device, state.epoch
         if site.holder == device_id:
+            if row.online and claimed == site.epoch and state.seq is not None \
+                    and state.seq < site.acked_seq:
+                # Another copy of this journal (fenced) used seqs this one has not: the ack
+                # moves it past them before it numbers an event there (journal.lost).
+                out.append(mm.to_publish(mm.Ack(site=site.id, seq=site.acked_seq)))
             if claimed is None and row.online and not row.restore_due:
                 out += self._resend(site, row, now)  # the restore never reached it
             elif row.online and (row.restore or {}).get("late"):
