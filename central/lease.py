@@ -33,9 +33,14 @@ for the site. :class:`SiteLeases` keeps them, inside ingest's transaction:
   handed to the holder (another ``restore`` of its epoch: they join its queue);
   a number the holder has issued too raises ``device_conflict`` (critical): the
   limit of fencing a device nobody can reach (``docs/RELIABILITY.md``).
-* **Copies.** A copied SD card is the same device twice (no lease tells the copies
-  apart): an online state of another boot whose session is not above the one held
-  raises ``device_conflict`` (:func:`_another_copy`).
+* **Journals behind.** A journal restored from an older copy, or a copied SD card, is
+  the holder's device twice. Its online state (``state.seq`` below the last seq held of
+  the holder's epoch, or another boot whose session is not above the one held) raises
+  ``device_conflict`` and is not taken; the lease names that boot (``lease.behind``), and
+  it comes back as a new device that waits for a takeover (:meth:`SiteLeases._fence_behind`).
+  Its renumbered events the central holds already are acknowledged, not stored twice
+  (:meth:`SiteLeases.copies`). Edges that do not report their seq get the alarm only
+  (:func:`_another_copy`).
 
 Publishes (leases, restores) are collected in the caller's list and sent after
 the commit, as acks are.

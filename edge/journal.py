@@ -46,12 +46,16 @@ journal from before device identity, numbers in epoch 0. When another device
 takes the site over (its lease), :meth:`Journal.mark_replaced` records it with a
 ``device.replaced`` event: the journal numbers no ticket any more, and sends what
 it holds. Acks of another epoch (the ack topic is the site's) are not this
-journal's and are ignored.
+journal's and are ignored. A journal the central finds behind its copy of the device
+(restored from an older image, or a second copy of one SD card) forks
+(:meth:`Journal.fork`): it becomes a new device that waits for its epoch, its events
+above the central's last ack provisional again.
 
 Tables::
 
     meta(key, value)            site_id, acked_seq, session, dropped, pruned_through,
-                                lost_pending, broker_session, device, epoch, replaced_by
+                                lost_pending, broker_session, device, epoch, replaced_by,
+                                forked, acked_before_lost
     events(seq, type, ts, payload)   payload: the MQTT ``event`` JSON, as sent
     configs(seq, version, text)      the config text of each config.applied event
     restores(seq, payload)           the central's restore (MQTT ``restore`` JSON) taken
