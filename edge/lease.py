@@ -7,7 +7,8 @@ hands it the day (``restore``: the counters, the queue and the windows as far as
 the central knows them) and only then issues tickets; a device that reads a lease
 of another device with a higher epoch stops issuing for good and sends what it
 holds; a lease that names this process's boot as a copy of the holder's journal behind the
-central's (``lease.behind``) makes it a new device that waits (``Journal.fork``). :class:`SiteLease` takes both messages off the uplink and turns them into
+central's (``lease.behind``) makes it a new device that waits (``Journal.fork``).
+:class:`SiteLease` takes both messages off the uplink and turns them into
 hall changes (:meth:`edge.hall.Hall.take_restore`, :meth:`edge.hall.Hall.replaced`),
 and keeps the hall screen saying why no ticket is issued meanwhile.
 
