@@ -25,10 +25,18 @@ from typing import Any
 
 import pytest
 
-from onedoor.release import Artifact, Manifest, TargetBuild
-from tests.deploy.fleet import REPO, VENV_BIN, wait_for_port
+from onedoor.release import (
+    Artifact,
+    Manifest,
+    TargetBuild,
+    architecture,
+    interpreter,
+    load_manifest,
+)
+from tests.deploy.fleet import REPO, VENV_BIN
+from tests.deploy.releases import REHEARSAL
 from tests.edge.sites import free_port
-from tests.servers import MosquittoBroker
+from tests.servers import MosquittoBroker, wait_for_port
 
 README = REPO / "deploy" / "ansible" / "README.md"
 README_HOST = "https://onedoor.zs.example.cn"
@@ -135,7 +143,7 @@ def _release_folder(root: Path) -> None:
 
 def test_every_marked_readme_block_runs_as_written(central: Central, tmp_path: Path) -> None:
     blocks = readme_blocks(README.read_text(encoding="utf-8"))
-    assert set(blocks) == {"devices", "register-and-plan", "resume", "cancel"}
+    assert set(blocks) == {"devices", "build-release", "register-and-plan", "resume", "cancel"}
     root = tmp_path / "repository"  # "from the repository's root"
     _release_folder(root)
     env = {key: value for key, value in os.environ.items() if not key.startswith("ONEDOOR_")}
@@ -170,3 +178,41 @@ def test_every_marked_readme_block_runs_as_written(central: Central, tmp_path: P
     assert resumed["status"] == "running", resumed
     cancelled = json.loads(run("cancel", session=("register-and-plan",)))
     assert cancelled["status"] == "cancelled", cancelled
+
+
+@pytest.mark.skipif(not os.environ.get(REHEARSAL),
+                    reason="minutes of downloads and cross-compiling: make rehearsal")
+def test_the_readmes_release_build_gives_a_pi_bundle_that_installs_offline(
+        tmp_path: Path) -> None:
+    """Step 1 as written (the Pi's sysroot from Debian, the release with the fastpath
+    cross-compiled and every dependency of ``onedoor[pi]`` downloaded for aarch64, checked
+    under qemu), then the bundle installed with ``pip install --no-index`` from its own
+    folder alone, and the daemon's modules, the GPIO backend and the compiled dispatcher
+    loaded from it by the Pi's interpreter."""
+    block = readme_blocks(README.read_text(encoding="utf-8"))["build-release"]
+    root = tmp_path / "repository"
+    root.mkdir()
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-eu", "-o", "pipefail", "-c", block], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=3600, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    release = root / "deploy" / "ansible" / "releases" / RELEASE
+    build = load_manifest(release).targets["aarch64"]
+    assert (build.extras, build.compiled) == (["pi"], True)
+
+    site = tmp_path / "pi-site-packages"
+    tags = [arg for tag in architecture("aarch64").platform_tags((2, 36))
+            for arg in ("--platform", tag)]
+    pip = subprocess.run(
+        [str(VENV_BIN / "python"), "-m", "pip", "install", "--no-index", "--find-links",
+         str(release / "aarch64"), "--only-binary=:all:", *tags, "--python-version", "3.11",
+         "--implementation", "cp", "--target", str(site), f"onedoor[pi]=={RELEASE}"],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert pip.returncode == 0, pip.stderr[-4000:]
+    probe = ("import edge.daemon, lgpio, fastpath, onedoor, platform; "
+             "print(onedoor.__version__, fastpath.IMPLEMENTATION, platform.machine())")
+    python = interpreter("aarch64", root / "build" / "sysroot-aarch64", "/usr/bin/python3")
+    ran = subprocess.run([*python, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); "
+                          + probe], capture_output=True, text=True, timeout=600, check=False)
+    assert ran.returncode == 0, ran.stderr[-4000:]
+    assert ran.stdout.split() == [RELEASE, "cython", "aarch64"]
