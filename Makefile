@@ -44,10 +44,11 @@ test: system-deps
 # playbooks deploy the TLS broker, the central on PostgreSQL and the sites onto this
 # machine, then a village is onboarded, upgraded by a staged rollout (one site rolled
 # back), its credentials rotated and retired; then the rollout's deferral, rollback and
-# resume on one site. CI runs it after `make test`.
+# resume on one site; and the README's release build for the Pi, its bundle installed
+# offline. CI runs it after `make test`.
 rehearsal: venv
 	ONEDOOR_REHEARSAL=1 $(BIN)/python -m pytest -q tests/deploy/test_rehearsal.py \
-		tests/deploy/test_upgrade.py
+		tests/deploy/test_upgrade.py tests/deploy/test_readme.py
 
 bench: venv
 	$(BIN)/python -m onedoor bench --output docs/bench/last-run.md  # -m: the central suite starts tests/servers.py
