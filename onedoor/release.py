@@ -373,6 +373,10 @@ def build_release(version: str, output: Path, targets: Sequence[TargetSpec], *,
                   glibc: tuple[int, int] = DEFAULT_GLIBC) -> Manifest:  # fmt: skip
     """Build ``output/<version>/`` (refused when it exists: a release is built once)."""
     check_version(version)
+    # The wheels are built from the staged source (another working directory): paths given
+    # relative to where the command runs, as the README's are, must stay where they point.
+    output = output.resolve()
+    sysroots = {machine: path.resolve() for machine, path in sysroots.items()}
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     release_dir = output / version
     if release_dir.exists():

@@ -255,7 +255,45 @@ def test_a_copied_sd_card_is_one_device_in_two_boots_and_is_alarmed(
     assert alarm is not None
     assert alarm.severity is Severity.CRITICAL
     assert alarm.detail["boot_ids"] == ["boot-2", "boot-9"]
-    assert site(small_registry).holder == OLD  # nothing to fence with: people must act
+    assert site(small_registry).holder == OLD  # no seq in its state: nothing to fence with
+
+
+def test_a_journal_behind_the_central_is_named_in_the_lease_and_not_taken(
+        processor: IngestProcessor, small_registry: sessionmaker[Session]) -> None:
+    """With the journal's last seq in its state the central can fence a copy: a second copy
+    (another boot, a session not above the one held) and a journal restored from an older
+    image (a later session, but its last seq below what the central holds of the epoch)
+    are named in the lease (``behind``) and their state is not taken; the journal in step
+    is."""
+    old_day(processor)  # OLD holds epoch 0: seqs 1..6, session 1, boot-1
+    held = site(small_registry).max_seq
+    assert held == 6
+
+    def state(session: int, boot: str, seq: int) -> mm.State:
+        sim = SimSite(SITE, device=OLD, epoch=0, session=session, boot_id=boot)
+        return msgspec.structs.replace(sim.state(), seq=seq)
+
+    original = SimSite(SITE, device=OLD, epoch=0)
+    # A copy beside the original (online); then, the original gone, last night's image.
+    for fenced, says, before in ((state(1, "boot-9", 6), "两台机器", None),
+                                 (state(5, "boot-10", 3), "落后",
+                                  original.state("offline", lwt=True))):
+        if before is not None:
+            feed(processor, before)
+        [lease] = sent(feed(processor, fenced), Kind.LEASE)
+        assert lease == mm.Lease(site=SITE, device=OLD, epoch=0, ts=lease.ts,  # type: ignore[union-attr]
+                                 behind=mm.BehindJournal(boot_id=fenced.boot_id, held=held))
+        with small_registry() as session:
+            row = session.get(SiteDevice, (SITE, OLD))
+            assert row is not None
+            assert row.state is not None
+            assert row.state["boot_id"] == "boot-1"  # the record stays the believed copy
+        alarm = active(small_registry, AlarmType.DEVICE_CONFLICT, OLD)
+        assert alarm is not None
+        assert alarm.detail["boot_id"] == fenced.boot_id
+        assert says in alarm.message
+    assert sent(feed(processor, state(6, "boot-11", 6)), Kind.LEASE) == []  # in step
+    assert site(small_registry).boot_id == "boot-11"
 
 
 def test_the_day_fold_follows_a_ticket_through_its_life() -> None:
