@@ -296,6 +296,33 @@ def test_a_journal_behind_the_central_is_named_in_the_lease_and_not_taken(
     assert site(small_registry).boot_id == "boot-11"
 
 
+def test_a_forked_journals_copies_of_held_events_count_but_are_not_stored_twice(
+        processor: IngestProcessor, small_registry: sessionmaker[Session]) -> None:
+    """A journal found behind renumbers its events above the central's last ack into the
+    epoch it is granted: those the central holds under the device it forked from (same
+    event id) are acknowledged but not stored again; its own are stored."""
+    old = old_day(processor)  # OLD numbered epoch 0: seqs 1..6
+    feed(processor, old.state("offline", lwt=True))
+    in_the_image = old.sent[3:5]  # seqs 4 and 5: the image's ack was 3
+    own = old.event(issued("A004"), seq=6)  # numbered by the image: seq 6 is held already
+    forked = mm.Forked(device=OLD, epoch=0, after=3, last=6)
+    feed(processor, msgspec.structs.replace(SimSite(SITE, device=NEW).state(), seq=6,
+                                            forked=forked))
+    takeover(processor, small_registry, NEW)
+    moved = [msgspec.structs.replace(e, seq=E1 + n)
+             for n, e in enumerate([*in_the_image, own], start=1)]
+    outcome = feed(processor, *moved)
+    assert outcome.acks[SITE] == E1 + 3
+    assert (outcome.events_stored, outcome.events_duplicate, outcome.events_seq_reused) == (
+        1, 2, 0)
+    with small_registry() as session:
+        stored = [(seq, str(i)) for seq, i in session.execute(
+            select(EventRecord.seq, EventRecord.event_id).where(EventRecord.site_id == SITE))]
+    ids = [i for _, i in stored]
+    assert len(ids) == len(set(ids))  # nothing twice
+    assert (E1 + 3, str(own.id)) in stored
+
+
 def test_the_day_fold_follows_a_ticket_through_its_life() -> None:
     fold = DayFold()
     ts = 1_763_882_400_000
