@@ -474,7 +474,8 @@ class IngestProcessor:
             if first.id != event.id:
                 reused.append((site_id, event))
         clock = self.stages
-        copies = self._forked_copies(session, sites, unique)
+        forked = self.leases.forked_holders(session, sites.values())
+        copies = self._forked_copies(session, sites, forked, unique)
         inserted = insert_events(session, ((s, e) for (s, q), e in unique.items()
                                            if (s, q) not in copies), now)
         outcome.events_stored += len(inserted)
@@ -508,6 +509,9 @@ class IngestProcessor:
         live = [(s, unique[(s, q)]) for s, q in fresh if mm.epoch_of(q) == sites[s].epoch]
         if live:
             self._fold_events(session, sites, live, book, now)
+            for site_id in sorted({s for s, _ in live} & set(forked)):
+                self.leases.forked_numbers(session, sites[site_id], forked[site_id],
+                                           [e for s, e in live if s == site_id], book)
         for (site_id, epoch), stream in sorted(replaced.items()):
             late = [unique[(s, q)] for s, q in fresh if s == site_id and mm.epoch_of(q) == epoch]
             self.leases.replaced_events(session, sites[site_id], stream, late, book, now,
@@ -515,15 +519,18 @@ class IngestProcessor:
         clock.lap("events.fold")
 
     def _forked_copies(self, session: Session, sites: dict[str, Site],
+                       forked: dict[str, mm.Forked],
                        unique: dict[tuple[str, int], mm.Event]) -> set[tuple[str, int]]:
         """Events a forked journal renumbered that the central holds already (by id)."""
+        if not forked:
+            return set()
         by_site: dict[str, list[mm.Event]] = {}
         for (site_id, seq), event in unique.items():
-            site = sites.get(site_id)  # (a site gone meanwhile fails the insert, as before)
-            if site is not None and mm.epoch_of(seq) == site.epoch:
+            if site_id in forked and mm.epoch_of(seq) == sites[site_id].epoch:
                 by_site.setdefault(site_id, []).append(event)
         copies = {(site_id, seq) for site_id, events in sorted(by_site.items())
-                  for seq in self.leases.copies(session, sites[site_id], events)}
+                  for seq in self.leases.copies(session, sites[site_id], forked[site_id],
+                                                events)}
         if copies:
             log.info("ingest.forked_copies", count=len(copies),
                      sites=sorted({s for s, _ in copies}))

@@ -633,19 +633,37 @@ class SiteLeases:
             EventRecord.seq > mm.epoch_base(site.epoch)))
         return {b.get("ticket") for b in bodies if b.get("ticket") in wanted}
 
-    def copies(self, session: Session, site: Site, events: Sequence[mm.Event]) -> set[int]:
-        """Seqs among ``events`` (the holder's, in its epoch) that a forked journal renumbered
-        but the central already holds under the device it forked from (same event id): they
-        are acknowledged, not stored twice (``state.forked``)."""
-        if site.holder is None:
-            return set()
-        holder = session.get(SiteDevice, (site.id, site.holder))
-        state = None if holder is None else _state_of(holder)
-        forked = None if state is None else state.forked
-        if forked is None:
-            return set()
+    @staticmethod
+    def forked_holders(session: Session, sites: Iterable[Site]) -> dict[str, mm.Forked]:
+        """The sites among ``sites`` whose holder is a journal that was found behind
+        (``state.forked``), with where it came from. One query, and none when no site was
+        ever taken over (a forked journal numbers in an epoch it was granted, above 0)."""
+        holders = {s.id: s.holder for s in sites if s.holder is not None and s.epoch > 0}
+        if not holders:
+            return {}
+        rows = session.execute(select(SiteDevice.site_id, SiteDevice.device, SiteDevice.state)
+                               .where(SiteDevice.site_id.in_(sorted(holders))))
+        forked = {}
+        for site_id, device, state in rows:
+            if device == holders[site_id] and state and state.get("forked"):
+                try:
+                    forked[site_id] = msgspec.convert(state["forked"], mm.Forked)
+                except msgspec.ValidationError:
+                    log.warning("lease.bad_forked_state", site=site_id, device=device)
+        return forked
+
+    @staticmethod
+    def _moved(site: Site, forked: mm.Forked, events: Iterable[mm.Event]) -> list[mm.Event]:
+        """Those of ``events`` the forked journal numbered before its grant (moved)."""
         last_moved = mm.epoch_base(site.epoch) + forked.last - forked.after
-        candidates = {e.id: e.seq for e in events if e.seq <= last_moved}
+        return [e for e in events if e.seq <= last_moved]
+
+    def copies(self, session: Session, site: Site, forked: mm.Forked,
+               events: Sequence[mm.Event]) -> set[int]:
+        """Seqs among ``events`` (the holder's, in its epoch) that the forked journal
+        renumbered but the central already holds under the device it forked from (same
+        event id): they are acknowledged, not stored twice."""
+        candidates = {e.id: e.seq for e in self._moved(site, forked, events)}
         if not candidates:
             return set()
         held = session.scalars(select(EventRecord.event_id).where(
@@ -653,6 +671,34 @@ class SiteLeases:
             EventRecord.seq <= epoch_top(forked.epoch),
             EventRecord.event_id.in_(sorted(candidates))))
         return {candidates[event_id] for event_id in held}
+
+    def forked_numbers(self, session: Session, site: Site, forked: mm.Forked,
+                       events: Sequence[mm.Event], book: AlarmBook) -> None:
+        """Tickets the forked journal issued before the fence (now stored in the holder's
+        epoch) whose numbers the copy the central believed had issued too: the one repeat
+        fencing cannot prevent, raised as ``device_conflict`` (critical) with the numbers."""
+        numbers = {e.body.ticket for e in self._moved(site, forked, events)
+                   if isinstance(e.body, mm.TicketIssued)}
+        if not numbers or site.holder is None:
+            return
+        bodies = session.scalars(select(EventRecord.body).where(
+            EventRecord.site_id == site.id, EventRecord.type == "ticket.issued",
+            EventRecord.seq > forked.after, EventRecord.seq <= epoch_top(forked.epoch)))
+        twice = {b.get("ticket") for b in bodies} & numbers
+        if not twice:
+            return
+        alarm = book.active(site.id, AlarmType.DEVICE_CONFLICT, site.holder)
+        known = [] if alarm is None else list(alarm.detail.get("tickets", []))
+        tickets = sorted({*known, *twice})
+        book.raise_alarm(site.id, AlarmType.DEVICE_CONFLICT, device=site.holder,
+                         severity=Severity.CRITICAL,
+                         message=f"号码 {'、'.join(tickets[:10])} 在日志落后期间被重复发出 / "
+                                 f"ticket {', '.join(tickets[:10])} issued twice: by the "
+                                 "journal behind, before it was stopped, and by the copy "
+                                 "the central held",
+                         detail={"tickets": tickets[:200], "forked_from": forked.device})
+        log.error("lease.forked_numbers_twice", site=site.id, device=site.holder,
+                  tickets=sorted(twice))
 
     # -- rows ------------------------------------------------------------------
 

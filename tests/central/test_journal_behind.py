@@ -19,11 +19,11 @@ import asyncio
 import shutil
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.audit import Actor
-from central.models import AlarmType
+from central.models import Alarm, AlarmType
 from central.service import CentralService
 from edge.config import load_config
 from edge.journal import Journal
@@ -55,6 +55,14 @@ def _acked(pi: Pi) -> int:
 def _held(central: Central) -> int:
     """The last seq the central holds of the site's numbering stream."""
     return central.read.site_state(central.site_id).site.max_seq
+
+
+def _conflict_tickets(central: Central, device: str) -> list[str]:
+    with central.sessions() as session:
+        alarm = session.scalar(select(Alarm).where(
+            Alarm.site_id == central.site_id, Alarm.type == AlarmType.DEVICE_CONFLICT,
+            Alarm.device == device, Alarm.cleared_at.is_(None)))
+        return [] if alarm is None else list(alarm.detail.get("tickets", []))
 
 
 def _ids(events: list[mm.Event]) -> set[str]:
@@ -128,8 +136,10 @@ def test_a_journal_restored_from_an_older_copy_stops_and_gets_the_day_back(
             assert len(stored) == len(set(stored)), "an event stored twice"
             assert _ids(behind) <= set(stored)
             issued = central.issued()
-            # The one repeat is the ticket issued offline before the fence; none after it.
+            # The one repeat is the ticket issued offline before the fence; none after it,
+            # and that one is alarmed with its number.
             assert sorted(issued) == ["A001", "A002", "A003", "A003", "A004", "A005"]
+            assert _conflict_tickets(central, forked) == ["A003"]
             assert not [e for e in after if isinstance(e.body, mm.JournalLost)
                         and mm.epoch_of(e.seq) == mm.epoch_of(after[-1].seq)]
             await service.wait_idle()
