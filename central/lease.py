@@ -50,7 +50,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import msgspec
@@ -68,6 +68,9 @@ log = structlog.get_logger(__name__)
 LEGACY_DEVICE: Final = ""
 """The ``site_devices`` key of a site's edge from before device identity."""
 DAY_STARTS: Final = ("day.reset", "day.restored")
+RECENT_S: Final = 30
+"""Events received this recently may have been sent behind the state being read (replicas
+read states and events apart): a journal is found behind only by older ones."""
 NEW_SITE_GRANT: Final = "中心自动授权（新站点）/ central: a new site"
 ADOPTED_GRANT: Final = "中心确认（已在编号）/ central: already numbering"
 
@@ -241,7 +244,7 @@ class SiteLeases:
         device_id = state.device or LEGACY_DEVICE
         row = self._row(session, site.id, device_id, now)
         held = _state_of(row)
-        if self._fence_behind(site, row, state, held, book, now, out):
+        if self._fence_behind(session, site, row, state, held, book, now, out):
             return None
         if held is not None and _another_copy(state, held):
             book.raise_alarm(site.id, AlarmType.DEVICE_CONFLICT, device=device_id,
@@ -266,14 +269,26 @@ class SiteLeases:
             self._release(session, site, pending[1], now, out)  # the old holder went away
         return self._speaker(session, site)
 
-    def _fence_behind(self, site: Site, row: SiteDevice, state: mm.State,
+    @staticmethod
+    def _held_before(session: Session, site: Site, seq: int, ours: int,
+                     now: datetime) -> bool:
+        """Whether the central holds an event of the holder's epoch in ``(seq, ours]`` that
+        it received more than :data:`RECENT_S` ago: one the journal sending ``seq`` cannot
+        have sent behind its state. (Another replica may commit the events an edge sends
+        right after its state before this one reads the state: those are recent.)"""
+        return session.scalar(select(EventRecord.seq).where(
+            EventRecord.site_id == site.id, EventRecord.seq > seq, EventRecord.seq <= ours,
+            EventRecord.received_at < now - timedelta(seconds=RECENT_S)).limit(1)) is not None
+
+    def _fence_behind(self, session: Session, site: Site, row: SiteDevice, state: mm.State,
                       held: mm.State | None, book: AlarmBook, now: datetime,
                       out: list[mm.Publish]) -> bool:
         """A running copy of the holder's journal that is behind the central's: stop it.
 
-        Behind means its last seq is below what the central holds of the holder's epoch
-        (a journal restored from an older SD image or backup, whose next events would
-        reuse seqs the central holds and whose tickets would repeat numbers), or it counts
+        Behind means its last seq is below events the central has held of the holder's
+        epoch for over :data:`RECENT_S` (a journal restored from an older SD image or
+        backup, whose next events would reuse seqs the central holds and whose tickets
+        would repeat numbers), or it counts
         no more sessions than the central has seen from another boot of it (an older copy
         that has not numbered yet, or a second copy running beside the first). The lease
         names that boot (``lease.behind``); it becomes a new device that waits for an
@@ -290,7 +305,8 @@ class SiteLeases:
         ours = site.max_seq
         if fence is not None and isinstance(fence.detail.get("central_seq"), int):
             ours = min(ours, fence.detail["central_seq"])
-        if not copy and state.seq >= ours:
+        if not copy and not (state.seq < ours and self._held_before(
+                session, site, state.seq, ours, now)):
             return False
         running = held is not None and row.online and held.boot_id != state.boot_id
         if running:

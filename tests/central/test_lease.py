@@ -6,7 +6,7 @@ message; the daemons and the broker are in ``test_replacement.py``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
@@ -17,7 +17,7 @@ from central.alarms import AlarmBook
 from central.config import CentralConfig
 from central.errors import Conflict, UnknownDevice
 from central.ingest import BatchOutcome, IngestProcessor
-from central.lease import DayFold
+from central.lease import RECENT_S, DayFold
 from central.models import Alarm, AlarmType, EventRecord, Severity, Site, SiteDevice
 from central.queries import ReadModel
 from central.telemetry import EmbeddedTelemetrySink
@@ -275,12 +275,16 @@ def test_a_journal_behind_the_central_is_named_in_the_lease_and_not_taken(
 
     original = SimSite(SITE, device=OLD, epoch=0)
     # A copy beside the original (online); then, the original gone, last night's image.
+    # Right after the events (another replica may have committed what an edge sent behind
+    # its state before this one reads the state), a lower seq alone fences nothing.
+    assert sent(feed(processor, state(2, "boot-1", 5)), Kind.LEASE) == []
+    later = NOW + timedelta(seconds=RECENT_S + 1)
     for fenced, says, before in ((state(1, "boot-9", 6), "两台机器", None),
                                  (state(5, "boot-10", 3), "落后",
-                                  original.state("offline", lwt=True))):
+                                  original.state("offline", lwt=True, session=2))):
         if before is not None:
             feed(processor, before)
-        [lease] = sent(feed(processor, fenced), Kind.LEASE)
+        [lease] = sent(processor.process(received(fenced), later), Kind.LEASE)
         assert lease == mm.Lease(site=SITE, device=OLD, epoch=0, ts=lease.ts,  # type: ignore[union-attr]
                                  behind=mm.BehindJournal(boot_id=fenced.boot_id, held=held))
         with small_registry() as session:
@@ -292,7 +296,8 @@ def test_a_journal_behind_the_central_is_named_in_the_lease_and_not_taken(
         assert alarm is not None
         assert alarm.detail["boot_id"] == fenced.boot_id
         assert says in alarm.message
-    assert sent(feed(processor, state(6, "boot-11", 6)), Kind.LEASE) == []  # in step
+    assert sent(processor.process(received(state(6, "boot-11", 6)), later),
+                Kind.LEASE) == []  # in step
     assert site(small_registry).boot_id == "boot-11"
 
 
