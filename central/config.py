@@ -183,6 +183,10 @@ class CentralConfig:
         20000, "live progress streams this process serves in all; beyond, pages poll instead"
     )
     gap_alarm_after_s: int = _setting(300, "sequence gap still open after this long")
+    journal_behind_after_s: int = _setting(
+        30, "a journal whose last seq is below events held this long is behind the central's "
+        "(newer ones may be what it sent right behind its state, read first by another "
+        "replica; 0 with a single replica)")
     config_drift_after_s: int = _setting(600, "config version differing this long is drift")
     events_retention_days: int = _setting(
         400, "business events older than this leave the database once their site's edge "

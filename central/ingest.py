@@ -218,7 +218,7 @@ class IngestProcessor:
         self._sink = sink
         self._known_sites: set[str] = set()
         self._limiter = SiteRateLimiter(config)
-        self.leases = SiteLeases()
+        self.leases = SiteLeases(behind_after_s=config.journal_behind_after_s)
         """Device identity, epochs and takeovers (also the service's takeover)."""
         self.stages = StageClock()
         """CPU seconds per stage, summed over every batch (:mod:`central.stages`)."""

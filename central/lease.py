@@ -68,9 +68,6 @@ log = structlog.get_logger(__name__)
 LEGACY_DEVICE: Final = ""
 """The ``site_devices`` key of a site's edge from before device identity."""
 DAY_STARTS: Final = ("day.reset", "day.restored")
-RECENT_S: Final = 30
-"""Events received this recently may have been sent behind the state being read (replicas
-read states and events apart): a journal is found behind only by older ones."""
 NEW_SITE_GRANT: Final = "中心自动授权（新站点）/ central: a new site"
 ADOPTED_GRANT: Final = "中心确认（已在编号）/ central: already numbering"
 
@@ -233,7 +230,15 @@ def _record(parts: Sequence[mm.Restore]) -> dict[str, Any]:
 
 
 class SiteLeases:
-    """Device identity and the site's epoch, inside ingest's transaction (module docstring)."""
+    """Device identity and the site's epoch, inside ingest's transaction (module docstring).
+
+    ``behind_after_s``: events received this recently may have been sent behind the state
+    being read (replicas read states and events apart), so a journal is found behind only
+    by older ones (``journal_behind_after_s``).
+    """
+
+    def __init__(self, *, behind_after_s: float = 30.0) -> None:
+        self.behind_after = timedelta(seconds=behind_after_s)
 
     # -- states ----------------------------------------------------------------
 
@@ -269,16 +274,15 @@ class SiteLeases:
             self._release(session, site, pending[1], now, out)  # the old holder went away
         return self._speaker(session, site)
 
-    @staticmethod
-    def _held_before(session: Session, site: Site, seq: int, ours: int,
+    def _held_before(self, session: Session, site: Site, seq: int, ours: int,
                      now: datetime) -> bool:
         """Whether the central holds an event of the holder's epoch in ``(seq, ours]`` that
-        it received more than :data:`RECENT_S` ago: one the journal sending ``seq`` cannot
-        have sent behind its state. (Another replica may commit the events an edge sends
-        right after its state before this one reads the state: those are recent.)"""
+        it received over ``behind_after`` ago: one the journal sending ``seq`` cannot have
+        sent behind its state. (Another replica may commit the events an edge sends right
+        after its state before this one reads the state: those are recent.)"""
         return session.scalar(select(EventRecord.seq).where(
             EventRecord.site_id == site.id, EventRecord.seq > seq, EventRecord.seq <= ours,
-            EventRecord.received_at < now - timedelta(seconds=RECENT_S)).limit(1)) is not None
+            EventRecord.received_at <= now - self.behind_after).limit(1)) is not None
 
     def _fence_behind(self, session: Session, site: Site, row: SiteDevice, state: mm.State,
                       held: mm.State | None, book: AlarmBook, now: datetime,
@@ -286,7 +290,7 @@ class SiteLeases:
         """A running copy of the holder's journal that is behind the central's: stop it.
 
         Behind means its last seq is below events the central has held of the holder's
-        epoch for over :data:`RECENT_S` (a journal restored from an older SD image or
+        epoch for ``behind_after`` (a journal restored from an older SD image or
         backup, whose next events would reuse seqs the central holds and whose tickets
         would repeat numbers), or it counts
         no more sessions than the central has seen from another boot of it (an older copy

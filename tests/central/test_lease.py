@@ -17,7 +17,7 @@ from central.alarms import AlarmBook
 from central.config import CentralConfig
 from central.errors import Conflict, UnknownDevice
 from central.ingest import BatchOutcome, IngestProcessor
-from central.lease import RECENT_S, DayFold
+from central.lease import DayFold
 from central.models import Alarm, AlarmType, EventRecord, Severity, Site, SiteDevice
 from central.queries import ReadModel
 from central.telemetry import EmbeddedTelemetrySink
@@ -278,7 +278,7 @@ def test_a_journal_behind_the_central_is_named_in_the_lease_and_not_taken(
     # Right after the events (another replica may have committed what an edge sent behind
     # its state before this one reads the state), a lower seq alone fences nothing.
     assert sent(feed(processor, state(2, "boot-1", 5)), Kind.LEASE) == []
-    later = NOW + timedelta(seconds=RECENT_S + 1)
+    later = NOW + timedelta(seconds=CentralConfig().journal_behind_after_s)
     for fenced, says, before in ((state(1, "boot-9", 6), "两台机器", None),
                                  (state(5, "boot-10", 3), "落后",
                                   original.state("offline", lwt=True, session=2))):
