@@ -127,15 +127,16 @@ assert (_OUT_UNSERVED, _OUT_DONE, _OUT_NO_SHOW, _OUT_SERVING) == (0, 1, 2, 3)
 assert COLUMNS == ("arrival", "service", "klass", "key", "called", "start", "end", "window",
                    "outcome", "wait") and COLUMN_TYPES == tuple("qhbqqqqhbq")
 
-# What the engine writes per ticket while it runs (22 bytes, not the 58 of the
+# What the engine writes per ticket while it runs (26 bytes, not the 58 of the
 # ten columns: on a first run the memory new to the process is most of the
-# records' cost). The first five are the columns of those names; "called" and
-# "end" are kept as int32 offsets from the arrival (-1: not yet / never);
-# "key", "start" and "wait" follow from these (key = arrival, start = called,
-# wait = called - arrival) except for the tickets listed in the run's
-# exceptions (see Engine._except and _derive_column).
-STORED_COLUMNS = ("arrival", "service", "klass", "outcome", "window", "called", "end")
-STORED_TYPES = ("q", "h", "b", "b", "h", "i", "i")
+# records' cost). The first six are the columns of those names (the wait is
+# what every reader reads first); "end" is kept as an int32 offset from the
+# arrival (-1: not yet / never); "key", "called" and "start" follow (key =
+# arrival, called = the wait's start + the wait, start = called) except for
+# the tickets listed in the run's exceptions (see Engine._except and
+# _ColumnDeriver).
+STORED_COLUMNS = ("arrival", "service", "klass", "outcome", "window", "wait", "end")
+STORED_TYPES = ("q", "h", "b", "b", "h", "q", "i")
 assert (_NORMAL, _PRIORITY, _APPOINTMENT) == (0, 1, 2)
 
 
@@ -509,7 +510,7 @@ cdef class Engine:
     cdef int8_t *r_klass
     cdef int8_t *r_outcome
     cdef int16_t *r_window
-    cdef int32_t *r_called
+    cdef int64_t *r_wait
     cdef int32_t *r_end
     cdef Py_ssize_t col_cap
     cdef int64_t *x_rec
@@ -1325,7 +1326,7 @@ cdef class Engine:
             self.r_klass[self.serial] = <int8_t> klass
             self.r_outcome[self.serial] = OUT_UNSERVED
             self.r_window[self.serial] = -1
-            self.r_called[self.serial] = -1
+            self.r_wait[self.serial] = -1
             self.r_end[self.serial] = -1
             if key != arrival:  # an appointment on time (or a ticket a prediction starts with)
                 self._except(self.serial, X_KEY, key)
@@ -1419,7 +1420,9 @@ cdef class Engine:
             # start is called unless listed: -1 while only absent calls were made,
             # then the time of the call that found the citizen
             if first_call:
-                self.r_called[serial] = self._offset(serial, X_CALLED, now)
+                self.r_wait[serial] = waited
+                if now < start:  # an appointment called before its booked time: waited 0
+                    self._except(serial, X_CALLED, now)
                 if absent:
                     self._except(serial, X_START, -1)
             elif not absent:
@@ -1597,7 +1600,7 @@ cdef class Engine:
         self.r_klass = <int8_t *> buffers[2]
         self.r_outcome = <int8_t *> buffers[3]
         self.r_window = <int16_t *> buffers[4]
-        self.r_called = <int32_t *> buffers[5]
+        self.r_wait = <int64_t *> buffers[5]
         self.r_end = <int32_t *> buffers[6]
         self.col_cap = capacity
         return 0
@@ -1611,9 +1614,9 @@ cdef class Engine:
             exceptions = carray.clone(array("q"), self.x_n, False)
             if self.x_n:
                 memcpy(exceptions.data.as_voidptr, self.x_rec, self.x_n * sizeof(int64_t))
-            offsets = (stored.pop("called"), stored.pop("end"))
             columns = Records(stored, _ColumnDeriver(stored["arrival"], stored["klass"],
-                                                     offsets[0], offsets[1], exceptions))
+                                                     stored["wait"], stored.pop("end"),
+                                                     exceptions))
             self.col_arrays = None  # the caller's now; the next run gets new ones
             self.col_cap = 0
             self.x_n = 0
@@ -1628,14 +1631,14 @@ cdef class Engine:
 
 
 cdef class _ColumnDeriver:
-    """Builds a run's key, called, start, end and wait columns from what the engine
-    stored (see STORED_COLUMNS): one pass over the tickets, then the exceptions."""
+    """Builds a run's key, called, start and end columns from what the engine stored
+    (see STORED_COLUMNS): one pass over the tickets, then the exceptions."""
 
-    cdef carray.array arrival, klass, called, end, exceptions
+    cdef carray.array arrival, klass, wait, end, exceptions
 
-    def __init__(self, carray.array arrival, carray.array klass, carray.array called,
+    def __init__(self, carray.array arrival, carray.array klass, carray.array wait,
                  carray.array end, carray.array exceptions):
-        self.arrival, self.klass, self.called, self.end = arrival, klass, called, end
+        self.arrival, self.klass, self.wait, self.end = arrival, klass, wait, end
         self.exceptions = exceptions
 
     def __call__(self, str name):
@@ -1644,44 +1647,40 @@ cdef class _ColumnDeriver:
         cdef int64_t *o = <int64_t *> out.data.as_voidptr
         cdef const int64_t *a = <int64_t *> self.arrival.data.as_voidptr
         cdef const int8_t *k = <int8_t *> self.klass.data.as_voidptr
-        cdef const int32_t *offset
+        cdef const int64_t *wait = <int64_t *> self.wait.data.as_voidptr
+        cdef const int32_t *end = <int32_t *> self.end.data.as_voidptr
         cdef const int64_t *x = <int64_t *> self.exceptions.data.as_voidptr
-        cdef int64_t serial, kind, value, late
+        cdef int64_t serial
         if name == "key":
             if n:
                 memcpy(o, a, n * sizeof(int64_t))
-            self._apply(o, X_KEY, 0)
-        elif name in ("called", "start", "end"):
-            offset = <int32_t *> (self.end if name == "end" else self.called).data.as_voidptr
+            self._apply(o, X_KEY)
+        elif name in ("called", "start"):
             with nogil:
                 for i in range(n):
-                    o[i] = -1 if offset[i] < 0 else a[i] + offset[i]
-            self._apply(o, X_END if name == "end" else X_CALLED, 0)
-            if name == "start":
-                self._apply(o, X_START, 0)
-        elif name == "wait":
-            # called - arrival, then for an appointment on time the wait from its
-            # booked time (Engine._try_call: never below 0)
-            offset = <int32_t *> self.called.data.as_voidptr
-            with nogil:
-                for i in range(n):
-                    o[i] = offset[i]
-            self._apply(o, X_CALLED, 1)
+                    o[i] = -1 if wait[i] < 0 else a[i] + wait[i]
             for i in range(0, n_x, 3):
-                serial, kind, value = x[i], x[i + 1], x[i + 2]
-                if kind == X_KEY and k[serial] == C_APPOINTMENT and o[serial] >= 0:
-                    late = value - a[serial]
-                    if late > 0:
-                        o[serial] = o[serial] - late if o[serial] > late else 0
+                # an appointment checked in early waited from its booked time
+                serial = x[i]
+                if x[i + 1] == X_KEY and k[serial] == C_APPOINTMENT and wait[serial] >= 0 \
+                        and x[i + 2] > a[serial]:
+                    o[serial] = x[i + 2] + wait[serial]
+            self._apply(o, X_CALLED)
+            if name == "start":
+                self._apply(o, X_START)
+        elif name == "end":
+            with nogil:
+                for i in range(n):
+                    o[i] = -1 if end[i] < 0 else a[i] + end[i]
+            self._apply(o, X_END)
         else:
             raise KeyError(name)
         return out
 
-    cdef int _apply(self, int64_t *o, int64_t kind, bint from_arrival) except -1:
+    cdef int _apply(self, int64_t *o, int64_t kind) except -1:
         cdef Py_ssize_t i, n_x = len(self.exceptions)
         cdef const int64_t *x = <int64_t *> self.exceptions.data.as_voidptr
-        cdef const int64_t *a = <int64_t *> self.arrival.data.as_voidptr
         for i in range(0, n_x, 3):
             if x[i + 1] == kind:
-                o[x[i]] = x[i + 2] - a[x[i]] if from_arrival else x[i + 2]
+                o[x[i]] = x[i + 2]
         return 0

@@ -99,11 +99,11 @@ class Records(Mapping[str, "array[int]"]):
     """A run's per-ticket records: the ``COLUMNS`` by name, each an array indexed
     by ticket serial.
 
-    The compiled engine keeps five columns as it runs and two time columns as
-    32-bit offsets (22 bytes a ticket, not 58: the memory a first run must get
-    from the kernel is most of its cost); ``derive`` builds each other column on
-    its first read, once. The pure engine hands over all ten. Equal records
-    compare equal whichever engine made them; a pickle carries all ten.
+    The compiled engine keeps six columns as it runs and ``end`` as a 32-bit
+    offset (26 bytes a ticket, not 58: the memory a first run must get from the
+    kernel is most of its cost); ``derive`` builds each other column on its
+    first read, once. The pure engine hands over all ten. Equal records compare
+    equal whichever engine made them; a pickle carries all ten.
     """
 
     __slots__ = ("_derive", "_ready")

@@ -1,5 +1,6 @@
 """Per-ticket records: the same ten columns from both twins, whatever the compiled
-engine stores while it runs (offsets from the arrival, exceptions for the rest)."""
+engine stores while it runs (six columns, an offset from the arrival, exceptions
+for the rest)."""
 
 from __future__ import annotations
 
@@ -29,10 +30,11 @@ def long_day_engine(engine_class: Any) -> Any:
 
 def long_day(engine_class: Any, seed: int) -> dict[str, Any]:
     times = [8 * HOUR + 60_000 * i for i in range(8)]
-    klasses = [0, 2, 1, 2, 0, 2, 0, 1]
-    # appointments: checked in 20 min early (the wait starts at the booked time),
-    # 5 min late (within the grace: queued by the booked time), 30 min late (a walk-in)
-    booked = {1: 20 * 60_000, 3: -5 * 60_000, 5: -30 * 60_000}
+    klasses = [2, 2, 1, 2, 0, 2, 0, 1]
+    # appointments: checked in 10 and 20 min early (the wait starts at the booked
+    # time, or is 0 when called before it), 5 min late (within the grace: queued by
+    # the booked time), 30 min late (a walk-in)
+    booked = {0: 10 * 60_000, 1: 20 * 60_000, 3: -5 * 60_000, 5: -30 * 60_000}
     replay = (times, [0] * len(times), klasses,
               [t + booked[i] if i in booked else -1 for i, t in enumerate(times)])
     result: dict[str, Any] = long_day_engine(engine_class).run(
@@ -43,7 +45,8 @@ def long_day(engine_class: Any, seed: int) -> dict[str, Any]:
 def test_long_waits_and_rare_tickets_recorded_alike() -> None:
     compiled = load_compiled("fastpath._sim_c").Engine
     seen = {"offset beyond 31 bits": False, "start after a requeue": False,
-            "absent, never served": False, "wait from the booked time": False}
+            "absent, never served": False, "wait from the booked time": False,
+            "called before the booked time": False}
     for seed in range(1, 9):
         expected = long_day(_sim_py.Engine, seed)
         got = long_day(compiled, seed)
@@ -56,6 +59,7 @@ def test_long_waits_and_rare_tickets_recorded_alike() -> None:
             seen["wait from the booked time"] |= (
                 c["klass"][i] == APPOINTMENT and c["key"][i] > c["arrival"][i]
                 and 0 <= c["wait"][i] < c["called"][i] - c["arrival"][i])
+            seen["called before the booked time"] |= 0 <= c["called"][i] < c["key"][i]
     assert all(seen.values()), seen
 
 
