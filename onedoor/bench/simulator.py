@@ -72,8 +72,8 @@ def mmc_mean_wait(engine_class: Any, servers: int, rho: float, customers: int, s
     ``record``: keep every customer's records too (what ``simulate_day``, the CLI
     and staffing use: the ten columns of ``Records``); the mean still comes from
     the engine's totals, equal to the records' (tested). ``read_waits``: and
-    read the ``wait`` column, which the compiled engine builds on first read
-    (what staffing and a day's summary read first).
+    read the ``wait`` column (what staffing and a day's summary read first; the
+    compiled engine stores it, and builds key, called, start and end on first read).
     """
     engine = mmc_engine(engine_class, servers)
     rate = rho * servers / MEAN_SERVICE_MS
@@ -161,7 +161,7 @@ def mmc_throughput(servers: int = 10, rho: float = 0.9, customers: int = 2_000_0
         # With every customer's records, as simulate_day keeps them: the first
         # run in this process, then two more (the records' memory is new to the
         # process: the kernel maps and clears its pages), then three that also
-        # read the wait column (built on its first read).
+        # read the wait column.
         results["onedoor-cython-records"] = [_rate(
             lambda: _onedoor(compiled, servers, rho, customers, record=True), customers)
             for _ in range(3)]
