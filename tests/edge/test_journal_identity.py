@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 
 from edge.clock import ManualClock
 from edge.config import load_config
+from edge.device_set import DeviceSet
+from edge.devices_factory import build_devices
 from edge.errors import CommandRejected, JournalError
 from edge.hall import open_hall
 from edge.journal import Journal
+from edge.lease import NOTICES, SiteLease
+from edge.outputs import HallOutputs
 from firmware_protocols import mqtt_messages as mm
 from tests.edge.sites import site_toml
 
@@ -186,3 +192,49 @@ def test_a_journal_behind_the_central_forks_into_a_new_device_losing_nothing(
                                           events[-1].id]
         assert [e.seq for e in events] == [BASE + 1, BASE + 2, base + 1, base + 2, base + 3]
         assert (journal.acked_seq, journal.unacked_count()) == (base, 3)
+
+
+def test_a_lease_naming_this_boot_stops_it_and_the_day_comes_back_above_its_numbers(
+        tmp_path: Path) -> None:
+    """The edge's side of the fence: a lease naming another boot changes nothing; one
+    naming this boot stops issuing (503 ``not_granted``), the hall screen says why, and the
+    restore replaces the stale day with the central's, numbering on above both."""
+    config = load_config(site_toml(tmp_path, mqtt_port=1883))
+    hall = open_hall(config, ManualClock(OPENING))
+    try:
+        device = hall.journal.device_id
+        hall.take_restore([mm.Restore(
+            site=config.site.id, device=device, epoch=1, day=hall.day, part=1, parts=1,
+            counters=[], skipped=0, tickets=[], windows=[], ts=OPENING)])
+        stale = [hall.issue("shebao", wait=None).ticket.number for _ in range(3)]
+        assert stale == ["A001", "A002", "A003"]  # A001, A002 repeat the central's
+        outputs = HallOutputs(hall, DeviceSet(build_devices, asyncio.Queue()))
+        lease = SiteLease(hall, outputs, boot_id="boot-2")
+        behind = mm.Lease(site=config.site.id, device=device, epoch=1, ts=OPENING,
+                          behind=mm.BehindJournal(boot_id="boot-1", held=mm.epoch_base(1) + 9))
+        lease.on_lease(behind)  # another copy's boot
+        assert hall.journal.numbering == "granted"
+        lease.on_lease(msgspec.structs.replace(behind, behind=mm.BehindJournal(
+            boot_id="boot-2", held=mm.epoch_base(1) + 9)))
+        assert (hall.journal.numbering, hall.journal.device_id != device) == ("waiting", True)
+        with pytest.raises(CommandRejected) as refused:
+            hall.issue("shebao", wait=None)
+        assert refused.value.code == "not_granted"
+        assert outputs.notices() == [NOTICES["behind"]]
+
+        central_day = mm.Restore(
+            site=config.site.id, device=hall.journal.device_id, epoch=2, day=hall.day, part=1,
+            parts=1, counters=[mm.PrefixCounter(prefix="A", last=2)], skipped=0,
+            tickets=[mm.RestoredTicket(ticket="A002", service="shebao", ticket_class="normal",
+                                       issued_ts=OPENING, key_ts=OPENING, state="waiting",
+                                       window=None, recalls=0, requeued=False, transfers=0)],
+            windows=[], ts=OPENING)
+        lease.on_restore(central_day)
+        assert hall.journal.numbering == "granted"
+        assert outputs.notices() == []
+        # The central's queue (A002 only), and the next number above its own A003.
+        assert [q["waiting"] for q in hall.snapshot()["queues"]
+                if q["service"] == "shebao"] == [1]
+        assert hall.issue("shebao", wait=None).ticket.number == "A004"
+    finally:
+        hall.journal.close()
