@@ -55,7 +55,7 @@ Tables::
 
     meta(key, value)            site_id, acked_seq, session, dropped, pruned_through,
                                 lost_pending, broker_session, device, epoch, replaced_by,
-                                forked, acked_before_lost
+                                forked, acked_before_lost, written_before_lost
     events(seq, type, ts, payload)   payload: the MQTT ``event`` JSON, as sent
     configs(seq, version, text)      the config text of each config.applied event
     restores(seq, payload)           the central's restore (MQTT ``restore`` JSON) taken
@@ -284,7 +284,7 @@ class Journal:
             with self._transaction():
                 self._set_meta("device", _new_device_id())
                 self._db.execute("DELETE FROM meta WHERE key IN ('epoch', 'replaced_by', "
-                                 "'acked_before_lost')")
+                                 "'acked_before_lost', 'written_before_lost')")
                 self._set_meta("forked", msgspec.json.encode(forked).decode())
                 self._set_meta("lost_pending", "[]")
         except sqlite3.Error as exc:
@@ -316,7 +316,8 @@ class Journal:
                 moved_to = self._move_into(base, floor) if base else self._last_seq
                 self._set_meta("epoch", str(epoch))
                 self._set_meta("acked_seq", str(base))
-                self._db.execute("DELETE FROM meta WHERE key = 'acked_before_lost'")
+                self._db.execute("DELETE FROM meta WHERE key IN ('acked_before_lost', "
+                                 "'written_before_lost')")
                 self._set_meta("lost_pending", "[]")
                 events = self._write(bodies, moved_to, ts_ms=ts_ms, clock_synced=clock_synced,
                                      restore=restore)
@@ -596,6 +597,8 @@ class Journal:
                 self._set_meta("lost_pending", json.dumps(pending))
                 if self._meta("acked_before_lost") is None:  # for fork(): see there
                     self._set_meta("acked_before_lost", str(self.acked_seq))
+                if self._meta("written_before_lost") is None:  # for reported_seq
+                    self._set_meta("written_before_lost", str(self._last_seq))
                 self._set_meta("acked_seq", str(seq))
             self._last_seq = seq
             log.error("journal.lost", first_seq=lost[0], last_seq=lost[1],
@@ -605,7 +608,20 @@ class Journal:
         if new != self.acked_seq:
             with self._transaction():
                 self._set_meta("acked_seq", str(new))
+                # The central committed an event written after the jump: it has taken this
+                # journal's continuation of its stream.
+                self._db.execute("DELETE FROM meta WHERE key = 'written_before_lost'")
         return new
+
+    @property
+    def reported_seq(self) -> int:
+        """The seq ``state.seq`` reports: the last one this journal wrote, or, after an ack
+        moved its floor above its end (``journal.lost``) and until the central commits an
+        event it wrote after that, the last one it wrote before: the central then knows it
+        is behind (a restored older copy) even when an ack queued for the device it copies
+        reached it first."""
+        written = self._meta("written_before_lost")
+        return self._last_seq if written is None else int(written)
 
     def _lost_pending(self) -> list[tuple[int, int]]:
         return [(int(a), int(b)) for a, b in json.loads(self._meta("lost_pending") or "[]")]

@@ -236,7 +236,7 @@ class Uplink:
                         ts=self.clock.now_ms(), clock_synced=self.clock.synced(),
                         device=self.journal.device_id, epoch=self.journal.epoch,
                         stop=stop, calendar=calendar, bookings=self.bookings(),
-                        seq=self.journal.last_seq, forked=self.journal.forked)
+                        seq=self.journal.reported_seq, forked=self.journal.forked)
 
     def publish_state(self) -> None:
         """(Re)publish the retained online state, e.g. after a config reload."""

@@ -92,6 +92,21 @@ def test_the_grant_moves_the_provisional_events_into_the_epoch(tmp_path: Path) -
                 for p in journal.payloads(BASE, 10)) == (BASE + 1, BASE + 1)
 
 
+def test_after_a_jumped_floor_the_state_reports_what_the_journal_wrote(
+        tmp_path: Path) -> None:
+    """An ack above the journal's end moves its floor; until the central commits an event
+    the journal wrote after that, its state reports the last seq it wrote itself."""
+    with Journal(tmp_path / "j.db", "site-a", central=True) as journal:
+        journal.grant(3, [], ts_ms=T0, clock_synced=True)
+        journal.append([issued("A001")], ts_ms=T0, clock_synced=True)
+        assert journal.reported_seq == BASE + 1
+        journal.ack(BASE + 5)
+        assert (journal.last_seq, journal.reported_seq) == (BASE + 5, BASE + 1)
+        journal.append([issued("A006")], ts_ms=T0, clock_synced=True)
+        journal.ack(BASE + 6)  # the central took what it wrote after the jump
+        assert journal.reported_seq == BASE + 6
+
+
 def test_only_acks_of_its_own_epoch_count(tmp_path: Path) -> None:
     with Journal(tmp_path / "j.db", "site-a", central=True) as journal:
         journal.grant(3, [], ts_ms=T0, clock_synced=True)
@@ -174,6 +189,7 @@ def test_a_journal_behind_the_central_forks_into_a_new_device_losing_nothing(
         assert journal.ack(BASE + 9) == BASE + 9  # the original went on to BASE + 9
         [lost] = journal.append([mm.JournalLost(first_seq=BASE + 4, last_seq=BASE + 9)],
                                 ts_ms=T0 + 2, clock_synced=True)
+        assert journal.reported_seq == BASE + 3  # what it wrote itself: the central sees it
         device = journal.device_id
         forked = journal.fork(BASE + 9)
         assert forked == mm.Forked(device=device, epoch=3, after=BASE + 2, last=BASE + 10)
