@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from central.audit import Actor
 from central.auth import Role
 from central.bookings import Bookings, check_id_number, person_hash
 from central.config import CentralConfig
@@ -227,7 +228,7 @@ def test_without_a_salt_no_booking_is_taken(env: RunningApp) -> None:
     bookings = Bookings(env.central.sessions, CentralConfig())
     with pytest.raises(Unavailable, match="booking_person_salt"):
         bookings.book(SITE, "shebao", "2026-12-08", "09:00-09:30", id_number(1),
-                      reference=None, by="t", now=env.central.now())
+                      reference=None, actor=Actor("t", "test"), now=env.central.now())
     assert check_id_number("11010519491231002x") == "11010519491231002X"
     with pytest.raises(InvalidRequest):
         check_id_number("1101051949123100")
