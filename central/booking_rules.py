@@ -39,6 +39,7 @@ same way, so a booking is refused exactly when the hall would not issue its tick
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -62,6 +63,7 @@ MAX_QUOTA_ENTRIES: Final = 200
 RULE_KEYS: Final = frozenset({"hours", "calendar", "service_last_ticket", "default_quota",
                               "quotas"})
 _QUOTA_KEYS: Final = frozenset({"service", "days", "time", "quota"})
+_SERVICE_PROBLEM: Final = re.compile(r"^services\.([^.]+)\.last_ticket:")
 _KIND_TEXT: Final = {"holiday": "法定节假日 a public holiday", "closed": "休息日 a closed day"}
 
 
@@ -131,12 +133,15 @@ def parse_rules(document: object, *, services: Collection[str]) -> BookingRules:
     hours = document.get("hours", {"open": "00:00", "close": "24:00"})
     dated = document.get("calendar", {})
     last = document.get("service_last_ticket", {})
-    for name, value in (("hours", hours), ("calendar", dated), ("service_last_ticket", last)):
+    tables = (("hours", hours), ("calendar", dated), ("service_last_ticket", last))
+    for name, value in tables:
         if not isinstance(value, Mapping):
             problems.add(name, "expected a JSON object")
-    if not problems.items:
+    if all(isinstance(value, Mapping) for _, value in tables):
         _, found = calendar_from_tables(hours, dated, last)
-        problems.items += found
+        # The calendar names a service's cut-off as in a site config; here it has a key
+        # of its own.
+        problems.items += [_SERVICE_PROBLEM.sub(r"service_last_ticket.\1:", p) for p in found]
         for service in last:
             _known(service, services, f"service_last_ticket.{service}", problems)
     default = document.get("default_quota")
