@@ -19,6 +19,7 @@ from tests.central.browser.test_dashboards import (  # noqa: F401 - the module's
     LiveServer,
     browser,
     live,
+    new_page,
     shot,
 )
 from tests.central.test_bookings import SALT, id_number
@@ -87,6 +88,17 @@ def test_a_town_manager_reads_the_days_bookings_per_slot(
     answer = page.goto(f"{live.url}/sites/{ELSEWHERE}/bookings?day={day}")
     assert answer is not None and answer.status == 403
     context.close()
+    # Each operation is on the audit page (an admin's), named in Chinese.
+    admin = new_page(browser, live, Role.ADMIN)
+    admin.goto(f"{live.url}/admin/audit")
+    admin.select_option("select[name=action]", "booking.")
+    admin.click("#audit-form button[type=submit]")
+    admin.wait_for_url("**/admin/audit?*action=booking.*")
+    actions = [row.get_attribute("data-action") for row in admin.locator("tr[data-action]").all()]
+    assert actions == ["booking.check_in"] + ["booking.create"] * 4 + ["booking.rules"]
+    assert "预约签到" in admin.locator("tr[data-action='booking.check_in']").inner_text()
+    assert SITE in admin.locator("tr[data-action='booking.check_in']").inner_text()
+    admin.context.close()
     request = urllib.request.Request(f"{live.url}/api/v1/sites/{SITE}/booking_slots?day={day}",
                                      headers={"Authorization": f"Bearer {secret}"})
     with urllib.request.urlopen(request, timeout=20) as response:
