@@ -68,7 +68,7 @@ def site_bookings_page(request: Request, site_id: str, day: str = "") -> HTMLRes
     read = central.read_as(principal)
     read.require_site(site_id)
     chosen, bad = _day_of(day, stats.business_date(now))
-    site = next(s for s in read.sites() if s.id == site_id)
+    site = read.site_spec(site_id)  # a retired site's bookings too
     slots = central.bookings.slots(site_id, chosen.isoformat(), now)
     totals: dict[str, Any] = {name: sum(s[name] for s in slots) for name in FIGURES}
     totals["quota"] = sum(s["quota"] for s in slots)
