@@ -110,3 +110,4 @@ def test_a_town_manager_reads_the_days_bookings_per_slot(
             f"{live.url}/api/v1/sites/{ELSEWHERE}/booking_slots?day={day}",
             headers={"Authorization": f"Bearer {secret}"}), timeout=20)
     assert refused.value.code == 403
+    refused.value.close()
