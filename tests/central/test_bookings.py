@@ -199,12 +199,21 @@ def test_a_change_reaches_the_hall_with_its_code_kept(
         assert (ticket["service"], ticket["class"]) == ("huji", "appointment"), ticket
         wait_until(lambda: env.central.bookings.get(moved_in, env.central.now()).status
                    == "checked_in", timeout=20)
-    csv = env.client.get("/api/v1/audit.csv", headers=env.headers(Role.ADMIN)).text
-    rows = [line.split(",")[1:8] for line in csv.splitlines() if ",booking." in line]
-    assert [(row[5], row[6]) for row in rows if row[6] == f"booking:{moved_in}"] == [
-        ("booking.check_in", f"booking:{moved_in}"), ("booking.change", f"booking:{moved_in}"),
-        ("booking.create", f"booking:{moved_in}")]  # newest first
-    assert {row[1] for row in rows if row[5] == "booking.check_in"} == {SITE}
+        post(kiosk, "/windows/1/sign_in", {"staff": "101"})
+        for _ in range(2):  # called, not there (过号); requeued once at most
+            assert post(kiosk, "/windows/1/next")["ticket"] == ticket["number"]
+            post(kiosk, "/windows/1/no_show")
+
+        def audited() -> list[tuple[str, str]]:
+            csv = env.client.get("/api/v1/audit.csv?action=booking.",
+                                 headers=env.headers(Role.ADMIN)).text
+            rows = [line.split(",")[1:8] for line in csv.splitlines()[1:]]
+            return [(row[5], row[1]) for row in rows if row[6] == f"booking:{moved_in}"]
+
+        wait_until(lambda: audited()[:1] == [("booking.no_show", SITE)], timeout=20)
+    assert audited() == [("booking.no_show", SITE), ("booking.check_in", SITE),
+                         ("booking.change", "test operator"),
+                         ("booking.create", "test operator")]  # newest first
 
 
 def test_the_booking_rules(env: RunningApp) -> None:
