@@ -121,10 +121,7 @@ async def api_booking(request: Request, code: str, principal: Viewer) -> dict[st
 @router.get("/sites/{site_id}/bookings", tags=["bookings"])
 def api_site_bookings(request: Request, site_id: str, principal: Viewer,
                       day: str | None = None) -> dict[str, Any]:
-    central = central_of(request)
-    central.read_as(principal).require_site(site_id)
-    now = central.now()
-    day = _day(day, now)
+    central, day, now = _site_day(request, principal, site_id, day)
     return {"site": site_id, "day": day,
             "bookings": [b.to_json() for b in central.bookings.of_site(site_id, day, now)]}
 
@@ -132,10 +129,7 @@ def api_site_bookings(request: Request, site_id: str, principal: Viewer,
 @router.get("/sites/{site_id}/booking_slots", tags=["bookings"])
 def api_site_booking_slots(request: Request, site_id: str, principal: Viewer,
                            day: str | None = None) -> dict[str, Any]:
-    central = central_of(request)
-    central.read_as(principal).require_site(site_id)
-    now = central.now()
-    day = _day(day, now)
+    central, day, now = _site_day(request, principal, site_id, day)
     return {"site": site_id, "day": day, "slots": central.bookings.slots(site_id, day, now)}
 
 
@@ -153,6 +147,16 @@ def api_set_booking_rules(request: Request, site_id: str, principal: Admin,
     central.read_as(principal).require_site(site_id)
     return central.bookings.set_rules(site_id, rules, actor=actor_of(request, principal),
                                       now=central.now())
+
+
+def _site_day(request: Request, principal: Principal, site_id: str,
+              day: str | None) -> tuple[Central, str, dt.datetime]:
+    """The central, the day asked for (default today) and now, for a site in the
+    caller's towns (403 otherwise)."""
+    central = central_of(request)
+    central.read_as(principal).require_site(site_id)
+    now = central.now()
+    return central, _day(day, now), now
 
 
 def _booking_in_scope(central: Central, principal: Principal, code: str) -> BookingView:

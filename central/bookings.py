@@ -413,14 +413,7 @@ class Bookings:
             figures = out.setdefault(site, {"site": site, "day": day, "booked": 0,
                                             "checked_in": 0, "no_show": 0, "waiting": 0,
                                             "cancelled": 0})
-            if status is BookingStatus.CANCELLED:
-                figures["cancelled"] += count
-                continue
-            figures["booked"] += count
-            if status is BookingStatus.CHECKED_IN:
-                figures["checked_in"] += count
-            else:
-                figures["no_show" if past else "waiting"] += count
+            _tally(figures, status, count, past=past)
         return [out[site] for site in sorted(out)]
 
     def slots(self, site_id: str, day: str, now: dt.datetime) -> list[dict[str, Any]]:
@@ -445,15 +438,21 @@ class Bookings:
                 "quota": rules.quota_for(service, date, minute_of(start),
                                          default=self.config.booking_slot_quota),
                 "booked": 0, "checked_in": 0, "no_show": 0, "waiting": 0, "cancelled": 0})
-            if status is BookingStatus.CANCELLED:
-                figures["cancelled"] += count
-                continue
-            figures["booked"] += count
-            if status is BookingStatus.CHECKED_IN:
-                figures["checked_in"] += count
-            else:
-                figures["no_show" if past else "waiting"] += count
+            _tally(figures, status, count, past=past)
         return [out[key] for key in sorted(out)]
+
+
+def _tally(figures: dict[str, Any], status: BookingStatus, count: int, *, past: bool) -> None:
+    """Add ``count`` bookings of ``status`` to ``figures`` (booked counts all but the
+    cancelled; one still booked is a no-show once its day is over, else waiting)."""
+    if status is BookingStatus.CANCELLED:
+        figures["cancelled"] += count
+        return
+    figures["booked"] += count
+    if status is BookingStatus.CHECKED_IN:
+        figures["checked_in"] += count
+    else:
+        figures["no_show" if past else "waiting"] += count
 
 
 def documents(session: Session, day: str) -> dict[str, mm.BookingsArgs]:

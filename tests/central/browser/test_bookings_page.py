@@ -23,6 +23,7 @@ from tests.central.browser.test_dashboards import (  # noqa: F401 - the module's
     new_page,
     shot,
 )
+from tests.central.browser.test_ratings import open_as
 from tests.central.test_bookings import SALT, id_number
 
 SITE, ELSEWHERE = "zs-sanxiang", "zs-shiqi-01"  # 三乡镇, 石岐街道
@@ -49,13 +50,7 @@ def test_a_town_manager_reads_the_days_bookings_per_slot(
                         dt.datetime.combine(yesterday, dt.time(9, 5), tzinfo=BUSINESS_TZ))
     _, secret = central.tokens.create(Role.VIEWER, "三乡镇 manager", towns=["三乡镇"])
 
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    page.goto(f"{live.url}/login")
-    page.fill("input[name=token]", secret)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live.url}/")
+    page = open_as(browser, live, secret)
     page.click("header nav a[href='/bookings']")
     page.wait_for_selector("h1")
     assert page.locator("h1").inner_text() == f"预约情况 {today.isoformat()}"
@@ -89,7 +84,7 @@ def test_a_town_manager_reads_the_days_bookings_per_slot(
     answer = page.goto(f"{live.url}/sites/{ELSEWHERE}/bookings?day={day}")
     assert answer is not None
     assert answer.status == 403
-    context.close()
+    page.context.close()
     # Each operation is on the audit page (an admin's), named in Chinese.
     admin = new_page(browser, live, Role.ADMIN)
     admin.goto(f"{live.url}/admin/audit")
