@@ -12,18 +12,22 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from edge.clock import ManualClock
+import pytest
+
+from edge.clock import ManualClock, SystemClock
 from edge.config import load_config
 from edge.devices.base import IdCardRead
 from edge.hall import Hall, open_hall
 from edge.id_card_kiosk import CardLedger, IdCardKiosk, KioskPolicy
-from edge.kiosk import REPEAT_CARD_S, TicketDesk
+from edge.journal import Journal
+from edge.kiosk import REPEAT_CARD_S, TEST_FAULT_EXIT_AFTER_TICKET_ENV, TicketDesk
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.id_card import booking_person_hash
-from tests.edge.sites import site_toml, until
+from tests.edge.sites import free_port, site_toml, start_daemon, stop_daemon, until, wait_http
 from tests.edge.test_hall import OPENING
 from tests.edge.test_http_api import PaperTray, request, with_api
 from tests.edge.test_id_card_daemon import ELDER
+from tests.edge.test_kiosk import RETRYABLE, issued_events
 from tests.edge.test_prediction import gated_daemon
 
 SALT = "the-city-booking-salt"
@@ -155,3 +159,35 @@ def test_an_id_card_read_twice_checks_its_booking_in_once(tmp_path: Path) -> Non
             ("B001", "appointment"), ("A001", "priority")]
     finally:
         hall.close()
+
+
+def test_a_check_in_journaled_but_not_answered_is_answered_on_retry(tmp_path: Path) -> None:
+    """The daemon dies right after the check-in's ticket is journaled, before the kiosk
+    hears of it: the retry with the same key gets that ticket, nothing more is issued."""
+    port = free_port()
+    config_path = site_toml(tmp_path, http_port=port)
+    hall = open_hall(load_config(config_path), SystemClock())
+    try:
+        (code,) = book_today(hall, ("000001", "shebao", "p1"))
+    finally:
+        hall.close()
+    url = f"http://127.0.0.1:{port}/bookings/check_in"
+    process = start_daemon(config_path, env={TEST_FAULT_EXIT_AFTER_TICKET_ENV: "1"},
+                           log_path=tmp_path / "first.log")
+    wait_http(port, process)
+    with pytest.raises(RETRYABLE):
+        post_json(url, {"code": code, "print": True}, "kiosk-1-ci-42")
+    assert process.wait(timeout=10) == 87
+    process = start_daemon(config_path, log_path=tmp_path / "second.log")
+    try:
+        wait_http(port, process)
+        status, body = post_json(url, {"code": code, "print": True}, "kiosk-1-ci-42")
+        assert (status, body["number"], body["replayed"]) == (201, "A001", True)
+        status, body = post_json(url, {"code": code}, None)
+        assert (status, body["error"]) == (409, "booking_used")
+    finally:
+        assert stop_daemon(process) == 0
+    assert [t.ticket for t in issued_events(config_path)] == ["A001"]
+    with Journal(tmp_path / "journal.db", "test-site", read_only=True) as journal:
+        assert [(e.body.code, e.body.ticket) for e in journal.events()
+                if isinstance(e.body, mm.BookingCheckedIn)] == [(code, "A001")]
