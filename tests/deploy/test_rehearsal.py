@@ -46,7 +46,8 @@ import json
 import os
 import subprocess
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import datetime
 from functools import partial
@@ -299,6 +300,13 @@ def _serial(number: str) -> int:
     return int(number.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
 
 
+def at_each(hosts: Iterable[str], action: Callable[[str], object]) -> None:
+    """``action`` at each site at the same time, as the sites live (the first failure
+    raised)."""
+    with ThreadPoolExecutor() as pool:
+        list(pool.map(action, hosts))
+
+
 def in_service(central: CentralServer) -> set[str]:
     return {s["id"] for s in central.get("/api/v1/sites")["sites"]}
 
@@ -335,6 +343,13 @@ def site_page_shows(pages: Dashboards, fleet: Fleet, host: str, software: str) -
     assert f"onedoor-{software}" in live.text
     assert STAFF in page.by_id("windows").text
     wait_for(lambda: pages.day_counts(host) == fleet.day_counts(host), timeout=30)
+
+
+def a_checked_day(fleet: Fleet, pages: Dashboards, software: str, host: str) -> None:
+    """A day at the site (:meth:`Fleet.a_day`), nothing lost, and its page showing it."""
+    fleet.a_day(host)
+    fleet.nothing_lost(host)
+    site_page_shows(pages, fleet, host, software)
 
 
 @pytest.fixture
@@ -392,11 +407,7 @@ def test_an_ops_year(fleet: Fleet, deployment: Deployment, central_server: Centr
         fleet.online_on(host, FROM)
     assert in_service(central) == before | {NEW, NEW_2}
     assert set(running) <= online(central)
-    for host in running:  # a day at every site
-        fleet.a_day(host)
-    for host in running:
-        fleet.nothing_lost(host)
-        site_page_shows(pages, fleet, host, FROM)
+    at_each(running, partial(a_checked_day, fleet, pages, FROM))  # every site at once
     tiles_show(pages, dict.fromkeys(running, HEALTHY))
 
     # 2. Upgrade, closed: the new village is the canary, then site B, whose release does
@@ -424,8 +435,7 @@ def test_an_ops_year(fleet: Fleet, deployment: Deployment, central_server: Centr
     assert not versions[SITE_B]["software_drift"]
     run = fleet.play("upgrade.yml", "-e", f"onedoor_rollout={rollout}", hours=closed)
     assert "is stopped: no site to upgrade" in run.output
-    for host in running:
-        fleet.nothing_lost(host)
+    at_each(running, fleet.nothing_lost)
     assert central.site(NEW_2)["software_version"] == f"onedoor-{FROM}"  # not in the rollout
     # The versions page, as the manager sees it: the rollout stopped, who runs what.
     page = pages.page(f"/versions?town={quote(TOWN)}")
@@ -455,8 +465,7 @@ def test_an_ops_year(fleet: Fleet, deployment: Deployment, central_server: Centr
     fleet.online_on(NEW, TO)
     fleet.online_on(SITE_B, FROM)
     fleet.online_on(NEW_2, FROM)
-    for host in running:
-        fleet.nothing_lost(host)
+    at_each(running, fleet.nothing_lost)
     tiles_show(pages, dict.fromkeys(running, HEALTHY))
 
     # 4. Mid-day: the hours pushed open; another day at site B and the third village.
@@ -466,9 +475,7 @@ def test_an_ops_year(fleet: Fleet, deployment: Deployment, central_server: Centr
     fleet.online_on(NEW, TO)
     for host in (SITE_B, NEW_2):
         fleet.online_on(host, FROM)
-        fleet.a_day(host)
-        fleet.nothing_lost(host)
-        site_page_shows(pages, fleet, host, FROM)
+    at_each((SITE_B, NEW_2), partial(a_checked_day, fleet, pages, FROM))
 
     # At the new village: tickets issued, the first called at the window.
     wait_for(lambda: fleet.numbering(NEW) == "granted", timeout=60)
