@@ -473,6 +473,10 @@ def take_one_press_then_die(
 
         inputs.on_put = die
         await until(lambda: driver.health().state is HealthState.OK)
+        # Health turns OK at the bus's opening, before the first poll: wait until what was
+        # typed before is taken and acknowledged, or it would come in one poll with ``key``
+        # and die unacknowledged with it.
+        await until(lambda: pending(bank, 11) == 0)
         bank.press(11, key)
         await asyncio.gather(task, return_exceptions=True)
         [press] = inputs.presses()
