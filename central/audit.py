@@ -103,6 +103,17 @@ class AuditAction(enum.StrEnum):
     """A site's region code and default department for the 好差评 records."""
     RATINGS_RETRY = "ratings.retry"
     """Records that failed to reach the province put back in line."""
+    BOOKING_CREATE = "booking.create"
+    """A booking (预约) a booking platform pushed (central.bookings)."""
+    BOOKING_CHANGE = "booking.change"
+    """A booking moved to another day, slot or service, its code kept."""
+    BOOKING_CANCEL = "booking.cancel"
+    BOOKING_CHECK_IN = "booking.check_in"
+    """A site's kiosk checked a booking in (by code or ID card): the actor is the site."""
+    BOOKING_NO_SHOW = "booking.no_show"
+    """A checked-in booking's ticket called and not answered (过号) at the site."""
+    BOOKING_RULES = "booking.rules"
+    """A site's booking rules (quotas per slot, hours) replaced."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@
     onedoor central site retire zs-shiqi-12 [--force]  |  site restore zs-shiqi-12
     onedoor central site import --sites sites.csv [--services ...] [--windows ...] [--apply]
     onedoor central site export --dir DIR
+    onedoor central site booking-rules zs-shiqi-13 [--set rules.json]   # 预约规则 (JSON)
     onedoor central audit [--since 2026-11-01T00:00+08:00] [--target zs-shiqi-13] [--csv]
 
 Every change goes through :class:`central.registry.Registry` (the same checks
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from central.audit import Actor, audit_csv
+from central.bookings import Bookings
 from central.cli import database_config, guarded, sessions_of, with_config
 from central.config import CentralConfig
 from central.errors import InvalidRequest
@@ -98,6 +100,21 @@ def _cmd_list(args: argparse.Namespace) -> int:
         state = "retired" if args.retired else ("online" if s.online else "offline")
         print(f"{s.id:<20} {s.kind:<10} {state:<8} {s.town}  {s.name}")
     print(f"# {len(summaries)} sites", file=sys.stderr)
+    return 0
+
+
+def _cmd_booking_rules(args: argparse.Namespace) -> int:
+    """A site's booking rules (:mod:`central.booking_rules`), set from a file if given."""
+    config = database_config(args)
+    bookings = Bookings(sessions_of(config), config)
+    if args.rules_file is not None:
+        try:
+            document = json.loads(args.rules_file.read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InvalidRequest(f"{args.rules_file}: {exc}") from None
+        bookings.set_rules(args.site, document, actor=Actor.command_line(), now=_now())
+        print(f"{args.site}: 预约规则已更新 / booking rules set", file=sys.stderr)
+    print(json.dumps(bookings.rules(args.site), ensure_ascii=False, indent=1))
     return 0
 
 
@@ -340,6 +357,11 @@ def register_registry_cli(sub: argparse._SubParsersAction[argparse.ArgumentParse
     dump = command(actions, "export", "导出 / write sites.csv, services.csv, windows.csv",
                    _cmd_export)  # fmt: skip
     dump.add_argument("--dir", type=Path, required=True, help="目标目录 / folder")
+    rules = command(actions, "booking-rules", "预约规则 / a site's booking rules (quotas per "
+                    "slot, hours): show them, or set them from a JSON file", _cmd_booking_rules)
+    rules.add_argument("site")
+    rules.add_argument("--set", dest="rules_file", type=Path,
+                       help="规则文件 / a JSON file of the rules ({} clears them)")
 
     audit = with_config(sub.add_parser(
         "audit", help="审计日志 / the audit log: who changed what, when, from where"))  # fmt: skip

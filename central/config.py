@@ -245,7 +245,9 @@ class CentralConfig:
     booking_cancel_before_s: int = _setting(
         3600, "预约: a booking may be cancelled until this long before its slot starts"
     )
-    booking_slot_quota: int = _setting(10, "预约: bookings per site, service and time slot")
+    booking_slot_quota: int = _setting(
+        10, "预约: bookings per site, service and time slot where the site's booking rules "
+        "give none")
     booking_one_per_day: bool = _setting(
         True, "预约: one booking per person (ID number) and day, across all sites"
     )

@@ -48,7 +48,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from central import mqtt_wire as wire
 from central.advice import apply_advice
 from central.alarms import AlarmBook, Notification
-from central.bookings import record_check_in
+from central.bookings import record_check_in, record_no_show
 from central.buckets import Buckets
 from central.config import CentralConfig
 from central.lease import SiteLeases, epoch_top
@@ -680,6 +680,9 @@ class IngestProcessor:
             case mm.BookingCheckedIn():
                 record_check_in(session, site.id, body.code, body.ticket,
                                 datetime.fromtimestamp(event.ts / 1000, UTC))
+            case mm.TicketNoShow() if not body.requeued:
+                record_no_show(session, site.id, body.ticket,
+                               datetime.fromtimestamp(event.ts / 1000, UTC))
             case mm.HelpRequested():
                 session.add(
                     HelpCall(

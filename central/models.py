@@ -661,6 +661,20 @@ class Booking(Base):
     checked_in_at: Mapped[datetime | None]
     ticket: Mapped[str | None] = mapped_column(String(8))
     """The ticket the check-in took."""
+    changed_at: Mapped[datetime | None]
+    """The last change of day, slot or service (:meth:`central.bookings.Bookings.change`)."""
+
+
+class SiteBookingRules(Base):
+    """A site's booking rules (:mod:`central.booking_rules`): quotas per slot, its hours."""
+
+    __tablename__ = "booking_rules"
+
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    rules: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str | None] = mapped_column(String(64))
 
 
 class TicketLink(Base):

@@ -39,7 +39,7 @@ from central.bookings import bookings_args, documents
 from central.errors import InvalidRequest, NotFound, UnknownSite
 from central.models import CityCalendar, Command, IssuingStop, Site, StopScope
 from central.stats import business_date
-from fastpath.calendar import Problems, parse_dates, parse_special
+from fastpath.calendar import Calendar, Problems, parse_dates, parse_special
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.gb2312 import display_text_problem
 
@@ -127,6 +127,24 @@ def _active_stops(session: Session) -> list[IssuingStop]:
 def _in_force(active: list[IssuingStop], site_id: str, town: str) -> IssuingStop | None:
     """The stop a site is sent: the latest active one that covers it."""
     return next((s for s in reversed(active) if covers(s, site_id, town)), None)
+
+
+def stop_in_force(session: Session, site_id: str, town: str) -> IssuingStop | None:
+    """The stop in force for a site now (what it is sent), or None."""
+    return _in_force(_active_stops(session), site_id, town)
+
+
+def with_city_calendar(session: Session, calendar: Calendar) -> Calendar:
+    """``calendar`` with the latest city calendar's dated days over it, as a site that
+    holds it reads them (its version was checked when decided)."""
+    latest = _latest_calendar(session)
+    if latest is None:
+        return calendar
+    problems = Problems()
+    return calendar.with_dated(
+        parse_dates(latest.holidays, "holidays", problems),
+        parse_dates(latest.workdays, "workdays", problems),
+        parse_special(latest.special, "special", problems, calendar.margin))
 
 
 def covers(stop: IssuingStop, site_id: str, town: str) -> bool:
@@ -343,4 +361,4 @@ def _latest_calendar(session: Session) -> CityCalendar | None:
 
 
 __all__ = ["PUSHED_COMMANDS", "PUSH_TTL_S", "RESEND_S", "Pushes", "StopView", "UnknownStop",
-           "check_calendar", "check_reason", "covers"]
+           "check_calendar", "check_reason", "covers", "stop_in_force", "with_city_calendar"]

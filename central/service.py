@@ -316,21 +316,32 @@ class CentralService:
         return version, await self.push_pending(online_only=False)
 
     async def book(self, site_id: str, service: str, day: str, slot: str, id_number: str, *,
-                   reference: str | None, by: str | None) -> tuple[BookingView, int]:
+                   reference: str | None, actor: Actor) -> tuple[BookingView, int]:
         """A booking under the central's rules (:meth:`central.bookings.Bookings.book`);
         one for today is sent to its site at once. The booking, how many were sent."""
         now = self.clock()
         async with self._db_lock:
             view = await asyncio.to_thread(self.bookings.book, site_id, service, day, slot,
-                                           id_number, reference=reference, by=by, now=now)
+                                           id_number, reference=reference, actor=actor, now=now)
         return view, await self.push_pending([site_id], online_only=False)
 
-    async def cancel_booking(self, code: str, *, by: str | None) -> tuple[BookingView, int]:
+    async def change_booking(self, code: str, *, service: str | None, day: str | None,
+                             slot: str | None, actor: Actor) -> tuple[BookingView, int]:
+        """Move a booking, its code kept (:meth:`central.bookings.Bookings.change`); its
+        site gets the day's bookings again if today's changed (the booking came, went
+        or moved within the day)."""
+        now = self.clock()
+        async with self._db_lock:
+            _, after = await asyncio.to_thread(self.bookings.change, code, service=service,
+                                               day=day, slot=slot, actor=actor, now=now)
+        return after, await self.push_pending([after.site], online_only=False)
+
+    async def cancel_booking(self, code: str, *, actor: Actor) -> tuple[BookingView, int]:
         """Cancel a booking (:meth:`central.bookings.Bookings.cancel`); its site, if it
         holds it today, is sent the day's bookings without it."""
         now = self.clock()
         async with self._db_lock:
-            view = await asyncio.to_thread(self.bookings.cancel, code, by=by, now=now)
+            view = await asyncio.to_thread(self.bookings.cancel, code, actor=actor, now=now)
         return view, await self.push_pending([view.site], online_only=False)
 
     async def push_pending(self, sites: list[str] | None = None, *,

@@ -834,18 +834,18 @@ class Hall:
             raise CommandRejected(f"此预约已签到，号码{used} (booking checked in: ticket {used})",
                                   status=409, code="booking_used")
         day = self._day.day
-        if code[:4] != day[5:7] + day[8:10]:
-            raise CommandRejected(f"此预约不是今天的（{int(code[:2])}月{int(code[2:4])}日），"
-                                  "请在预约当天取号 (the booking is for another day)",
-                                  status=409, code="booking_other_day")
         held = None if self._pushed is None else self._pushed.get("bookings")
         rows = [] if held is None or held[1].get("day") != day else held[1].get("bookings", [])
         for row_code, service, start, _person in rows:
-            if row_code == code:
+            if row_code == code:  # looked up first: a booking moved keeps its code (MMDD)
                 hour, minute = (int(part) for part in str(start).split(":"))
                 slot = datetime.fromisoformat(day).replace(hour=hour, minute=minute,
                                                            tzinfo=self.config.site.tz)
                 return str(service), int(slot.timestamp() * 1000)
+        if code[:4] != day[5:7] + day[8:10]:
+            raise CommandRejected(f"此预约不是今天的（{int(code[:2])}月{int(code[2:4])}日），"
+                                  "请在预约当天取号 (the booking is for another day)",
+                                  status=409, code="booking_other_day")
         raise CommandRejected("预约码无效或预约已取消，请核对或到咨询台 (no booking with this "
                               "code today)", status=404, code="unknown_booking")
 

@@ -16,7 +16,10 @@
                     checked in by its code, typed or scanned from its QR -> 201 as /tickets
                     (an appointment ticket at the slot's start); 422 a malformed code,
                     404 ``unknown_booking``, 409 ``booking_used`` / ``booking_other_day``,
-                    each with its Chinese message
+                    each with its Chinese message. Idempotent: header Idempotency-Key as
+                    for /tickets (the same key gets the same ticket, "replayed": true; with
+                    another code 422 ``key_reused``); a check-in of a code still being
+                    answered (a double tap) gets its ticket too, printed once
     GET  /status    -> 200 the hall at a glance (queues, windows, counts, devices, uplink)
     POST /windows/{n}/{action}   only with ``http.window_api = true``: a software window
                     terminal; actions next, recall, finish, no_show, pause, resume, sign_in
@@ -232,7 +235,7 @@ class HttpApi:
             if path == "/bookings/check_in":
                 if method != "POST":
                     raise HttpError(405, "method", "use POST /bookings/check_in")
-                return 201, await self._check_in(body)
+                return 201, await self._check_in(body, _header(request, b"idempotency-key"))
             if path == "/status":
                 if method != "GET":
                     raise HttpError(405, "method", "use GET /status")
@@ -354,7 +357,7 @@ class HttpApi:
                                                     booked, print_it, key))
         return _ticket_json(answer, self.hall.progress_url(answer.issued.ticket.number))
 
-    async def _check_in(self, body: bytes) -> dict[str, Any]:
+    async def _check_in(self, body: bytes, key: str | None) -> dict[str, Any]:
         data = _json_object(body)
         _only(data, "code", "print")
         code = data.get("code")
@@ -363,7 +366,7 @@ class HttpApi:
         print_it = data.get("print", False)
         if not isinstance(print_it, bool):
             raise HttpError(422, "bad_field", "print: true or false")
-        answer = await self.desk.check_in(code, print_it=print_it)
+        answer = await self.desk.check_in(code, print_it=print_it, key=key)
         return _ticket_json(answer, self.hall.progress_url(answer.issued.ticket.number))
 
 

@@ -19,6 +19,8 @@ reader's service (``[devices.id_card] service``):
   of today not checked in yet checks it in (an appointment ticket, as the code
   would) instead of taking an ordinary ticket. The comparison is of salted
   hashes: the number is hashed with the city's booking salt, as the central did.
+  The same card read again soon after (:data:`edge.kiosk.REPEAT_CARD_S`) gets the
+  same check-in (its ticket, or 此预约已签到 with its number), never a second ticket.
 * **Call by name** (``call_by_name``, off by default): the hall screen shows a
   masked name with the number, 请张*女士 A012号到3号窗口, and the voice says
   张女士. Masked names live in memory for the day only.
@@ -173,6 +175,21 @@ class IdCardKiosk:
         self._names_day = ""
         # Cards whose ticket is being issued: a card put down twice in a second counts once.
         self._in_flight: set[tuple[str, str, str]] = set()
+        self._check_ins: dict[str, tuple[str, int]] = {}  # person -> (booking code, at ms)
+
+    def checked_in(self, person: str, code: str, at_ms: int) -> None:
+        """The card of ``person`` (:meth:`booking_person`) checks in booking ``code``."""
+        self._check_ins = {who: seen for who, seen in self._check_ins.items()
+                           if seen[1] > at_ms - 86_400_000}  # a day's worth at most
+        self._check_ins[person] = (code, at_ms)
+
+    def recent_check_in(self, person: str, now_ms: int, within_ms: float) -> str | None:
+        """The booking code ``person``'s card checked in less than ``within_ms`` ago (a
+        card read twice), or None."""
+        seen = self._check_ins.get(person)
+        if seen is None or not 0 <= now_ms - seen[1] < within_ms:
+            return None
+        return seen[0]
 
     def booking_person(self, card: IdCardText) -> str | None:
         """The card holder as the day's bookings name people (the first 16 hex digits of

@@ -18,7 +18,15 @@ second one the citizen never sees (it would become a no-show). The key is
 journaled with the ticket's event in one transaction, so this holds over a
 crash; while the first request is still being answered a retry waits for its
 answer. A key is good for the business day it was used in; the same key with
-another request (service, class, booked time) is refused (422).
+another request (service, class, booked time; for a check-in, the booking code) is
+refused (422).
+
+Check-ins (预约签到) are idempotent too. A check-in of a code whose check-in is still
+being answered (a double tap, a scan read twice, a kiosk retry without a key) waits
+for it and gets the same ticket, printed once; with a key, a retry after the answer
+was lost gets the same ticket, as for a plain ticket. A keyless check-in of a code
+already checked in is refused (409 ``booking_used``, the ticket's number in the
+message), as is an ID card read again within :data:`REPEAT_CARD_S` of its check-in.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -52,6 +60,7 @@ log = structlog.get_logger(__name__)
 
 CLOSED_NOTICE_S = 60  # 今日取号已结束 on the hall screen after a ticket button press
 CARD_REFUSAL_NOTICE_S = 30  # why a card took no ticket (今日已用此身份证取号1次)
+REPEAT_CARD_S = 60  # a card read again this soon after its booking's check-in is a repeat
 IDEMPOTENCY_KEY_RE = re.compile(mm.TOKEN_PATTERN)  # 1-64 printable ASCII, no spaces
 # Test fault injection (tests/edge/test_kiosk_retry.py), never set in service: with this
 # variable set the daemon dies (os._exit) right after a keyed ticket is journaled, before
@@ -73,8 +82,16 @@ class TicketRequest:
 
     def fingerprint(self) -> str:
         """What must be the same when a key is used again (printing may differ)."""
+        if self.booking is not None:
+            return check_in_fingerprint(self.booking)
         what = [self.service_id, self.klass.label, self.booked_ms]
         return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:32]
+
+
+def check_in_fingerprint(code: str) -> str:
+    """A check-in's fingerprint: its code alone (the service and slot follow from it,
+    and are not known before the code is checked)."""
+    return hashlib.sha256(json.dumps(["booking", code]).encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +118,7 @@ class TicketDesk:
         self._cards = cards  # [devices.id_card]: who may take which ticket by ID card
         self._predictions: concurrent.futures.ThreadPoolExecutor | None = None
         self._pending: dict[str, tuple[str, asyncio.Future[TicketAnswer]]] = {}
+        self._check_ins: dict[str, asyncio.Future[TicketAnswer]] = {}  # code -> its answer
 
     def close(self) -> None:
         """Stop the prediction thread (a running simulation finishes and is dropped)."""
@@ -117,14 +135,20 @@ class TicketDesk:
         with another request (422 ``key_reused``) or on an earlier day (409
         ``key_expired``).
         """
-        key = request.key
+        return await self._answer(request.key, request.fingerprint(), request.print_it,
+                                  lambda: request)
+
+    async def _answer(self, key: str | None, fingerprint: str, print_it: bool,
+                      build: Callable[[], TicketRequest]) -> TicketAnswer:
+        """The ticket of ``key`` if it has one (being answered or journaled), else the
+        ticket of ``build()`` (called only then: it may refuse), journaled with the key."""
         if key is None:
+            request = build()
             issued = await self.issue(request)
             return TicketAnswer(issued, await self._print(issued, request.print_it))
         if not IDEMPOTENCY_KEY_RE.fullmatch(key):
             raise CommandRejected("idempotency key: 1-64 printable ASCII characters, no spaces",
                                   status=422, code="bad_key")
-        fingerprint = request.fingerprint()
         pending = self._pending.get(key)
         if pending is not None:  # the first request with this key is still being answered
             self._same_request(key, pending[0], fingerprint)
@@ -133,36 +157,51 @@ class TicketDesk:
         journaled = self._journaled(key, fingerprint)
         if journaled is not None:
             log.info("ticket.replayed", key=key, ticket=journaled.ticket.number)
-            return TicketAnswer(journaled, await self._print(journaled, request.print_it),
+            return TicketAnswer(journaled, await self._print(journaled, print_it),
                                 replayed=True)
+        request = build()
         future: asyncio.Future[TicketAnswer] = asyncio.get_running_loop().create_future()
         self._pending[key] = (fingerprint, future)
         try:
-            issued = await self.issue(request, RequestKey(key, fingerprint))
-            if os.environ.get(TEST_FAULT_EXIT_AFTER_TICKET_ENV) == "1":
-                log.warning("test_fault.exit_after_ticket", ticket=issued.ticket.number)
-                os._exit(87)
-            answer = TicketAnswer(issued, await self._print(issued, request.print_it))
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except Exception as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: nobody else may be waiting
-            raise
-        else:
-            future.set_result(answer)
-            return answer
+            return await _settling(future, self._issue_keyed(request, key, fingerprint))
         finally:
             del self._pending[key]
 
-    async def check_in(self, code: str, *, print_it: bool) -> TicketAnswer:
+    async def _issue_keyed(self, request: TicketRequest, key: str,
+                           fingerprint: str) -> TicketAnswer:
+        issued = await self.issue(request, RequestKey(key, fingerprint))
+        if os.environ.get(TEST_FAULT_EXIT_AFTER_TICKET_ENV) == "1":
+            log.warning("test_fault.exit_after_ticket", ticket=issued.ticket.number)
+            os._exit(87)
+        return TicketAnswer(issued, await self._print(issued, request.print_it))
+
+    async def check_in(self, code: str, *, print_it: bool,
+                       key: str | None = None) -> TicketAnswer:
         """Check a booking (预约) in by its code, typed or scanned from its QR: an
         appointment ticket booked at the slot's start (the dispatcher's late rule
-        applies). A wrong, used or other-day code: :class:`CommandRejected` in Chinese."""
-        service_id, booked_ms = self._hall.booking(code)
-        return await self.take(TicketRequest(service_id, TicketClass.APPOINTMENT, "kiosk",
-                                             booked_ms, print_it, booking=code.strip()))
+        applies). A wrong, used or other-day code: :class:`CommandRejected` in Chinese.
+
+        Idempotent (module docstring): while a check-in of ``code`` is answered, another
+        gets its ticket (``replayed``); ``key`` works as for :meth:`take`."""
+        code = code.strip()
+        same = self._check_ins.get(code)
+        if same is not None:  # a double tap, a scan read twice: the same ticket
+            answer = await asyncio.shield(same)
+            log.info("booking.check_in_replayed", code=code, ticket=answer.issued.ticket.number)
+            return TicketAnswer(answer.issued, answer.printed, replayed=True)
+
+        def request() -> TicketRequest:
+            service_id, booked_ms = self._hall.booking(code)
+            return TicketRequest(service_id, TicketClass.APPOINTMENT, "kiosk", booked_ms,
+                                 print_it, key, booking=code)
+
+        future: asyncio.Future[TicketAnswer] = asyncio.get_running_loop().create_future()
+        self._check_ins[code] = future
+        try:
+            return await _settling(future, self._answer(key, check_in_fingerprint(code),
+                                                        print_it, request))
+        finally:
+            del self._check_ins[code]
 
     def _same_request(self, key: str, stored: str, fingerprint: str) -> None:
         if stored != fingerprint:
@@ -242,12 +281,22 @@ class TicketDesk:
 
         try:
             person = cards.booking_person(read.card)
-            booking = None if person is None else hall.booking_of(person)
-            if booking is not None:  # 预约: checked in as the code would be
-                answer = await self.check_in(booking, print_it=True)
-                log.info("id_card.booking", reader=read.reader, booking=booking,
-                         ticket=answer.issued.ticket.number)
-                return
+            if person is not None:
+                now_ms = hall.clock.now_ms()
+                # A card read again soon after its check-in: that check-in again (its
+                # ticket while it is answered, else booking_used), not a new ticket.
+                booking = (cards.recent_check_in(person, now_ms, REPEAT_CARD_S * 1000)
+                           or hall.booking_of(person))
+                if booking is not None:  # 预约: checked in as the code would be
+                    cards.checked_in(person, booking, now_ms)  # before awaiting: see above
+                    try:
+                        answer = await self.check_in(booking, print_it=True)
+                    except CommandRejected as exc:
+                        refuse(str(exc))
+                        raise
+                    log.info("id_card.booking", reader=read.reader, booking=booking,
+                             ticket=answer.issued.ticket.number, replayed=answer.replayed)
+                    return
             await cards.take_ticket(read, hall.day, date.fromisoformat(hall.day), issue, refuse)
         except CommandRejected as exc:
             log.warning("input.rejected", input="id_card", reason=str(exc))
@@ -293,4 +342,22 @@ class TicketDesk:
         return None
 
 
-__all__ = ["CLOSED_NOTICE_S", "TicketAnswer", "TicketDesk", "TicketRequest"]
+async def _settling(future: asyncio.Future[TicketAnswer],
+                   work: Awaitable[TicketAnswer]) -> TicketAnswer:
+    """Await ``work`` and settle ``future`` with its outcome, for the requests that
+    wait on it (a cancelled ``work`` cancels them)."""
+    try:
+        answer = await work
+    except asyncio.CancelledError:
+        future.cancel()
+        raise
+    except Exception as exc:
+        future.set_exception(exc)
+        future.exception()  # retrieved: nobody else may be waiting
+        raise
+    future.set_result(answer)
+    return answer
+
+
+__all__ = ["CLOSED_NOTICE_S", "REPEAT_CARD_S", "TicketAnswer", "TicketDesk", "TicketRequest",
+           "check_in_fingerprint"]

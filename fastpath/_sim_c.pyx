@@ -28,7 +28,7 @@ cimport cython
 from cpython cimport array as carray
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
 from libc.math cimport exp, log
-from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
+from libc.stdint cimport INT32_MAX, int8_t, int16_t, int32_t, int64_t, uint64_t
 from libc.stdlib cimport qsort
 from libc.string cimport memcpy, memset
 
@@ -45,6 +45,7 @@ from fastpath._sim_py import (
     BUSY_UNKNOWN as _BUSY_UNKNOWN,
     COLUMN_TYPES,
     COLUMNS,
+    Records,
     DIST_EMPIRICAL as _DIST_EMPIRICAL,
     DIST_EXPONENTIAL as _DIST_EXPONENTIAL,
     DIST_FIXED as _DIST_FIXED,
@@ -100,7 +101,11 @@ cdef enum:
     C_PRIORITY = 1
     C_APPOINTMENT = 2
     SLOT_BITS = 12                  # an event's key: time << 15 | kind << SLOT_BITS | slot
-    N_COLUMNS = 10
+    N_STORED = 7                    # the columns the engine writes (STORED_COLUMNS)
+    X_KEY = 0                       # what a record exception replaces (see _except)
+    X_CALLED = 1
+    X_START = 2
+    X_END = 3
 
 cdef int64_t NEVER = _NEVER
 cdef int64_t NO_ARRIVAL = _NO_ARRIVAL
@@ -120,7 +125,18 @@ assert (_EV_OPEN, _EV_CLOSE, _EV_FREE, _EV_REPLAY, _EV_ARRIVAL) == (0, 1, 2, 3, 
 assert _EVENT_SPAN_MS == OD_TMAX
 assert (_OUT_UNSERVED, _OUT_DONE, _OUT_NO_SHOW, _OUT_SERVING) == (0, 1, 2, 3)
 assert COLUMNS == ("arrival", "service", "klass", "key", "called", "start", "end", "window",
-                   "outcome", "wait") and COLUMN_TYPES == tuple("qibqqqqibq")
+                   "outcome", "wait") and COLUMN_TYPES == tuple("qhbqqqqhbq")
+
+# What the engine writes per ticket while it runs (26 bytes, not the 58 of the
+# ten columns: on a first run the memory new to the process is most of the
+# records' cost). The first six are the columns of those names (the wait is
+# what every reader reads first); "end" is kept as an int32 offset from the
+# arrival (-1: not yet / never); "key", "called" and "start" follow (key =
+# arrival, called = the wait's start + the wait, start = called) except for
+# the tickets listed in the run's exceptions (see Engine._except and
+# _ColumnDeriver).
+STORED_COLUMNS = ("arrival", "service", "klass", "outcome", "window", "wait", "end")
+STORED_TYPES = ("q", "h", "b", "b", "h", "q", "i")
 assert (_NORMAL, _PRIORITY, _APPOINTMENT) == (0, 1, 2)
 
 
@@ -485,20 +501,21 @@ cdef class Engine:
     # record
     cdef bint record
     cdef int64_t warmup
-    # The per-ticket records: the arrays handed to the caller (COLUMNS, written
-    # in place, no copy at the end) and their buffers.
+    # The per-ticket records: the arrays handed to the caller (STORED_COLUMNS,
+    # written in place, no copy at the end), their buffers, and the exceptions
+    # (serial, X_ kind, value triples; see _except).
     cdef list col_arrays
     cdef int64_t *r_arrival
-    cdef int32_t *r_service
+    cdef int16_t *r_service
     cdef int8_t *r_klass
-    cdef int64_t *r_key
-    cdef int64_t *r_called
-    cdef int64_t *r_start
-    cdef int64_t *r_end
-    cdef int32_t *r_window
     cdef int8_t *r_outcome
+    cdef int16_t *r_window
     cdef int64_t *r_wait
+    cdef int32_t *r_end
     cdef Py_ssize_t col_cap
+    cdef int64_t *x_rec
+    cdef Py_ssize_t x_n
+    cdef Py_ssize_t x_cap
     cdef int64_t *wait_sum
     cdef int64_t *waited
     cdef int64_t *busy_ms
@@ -703,7 +720,7 @@ cdef class Engine:
         PyMem_RawFree(self.w_idle)
         PyMem_RawFree(self.d_kind); PyMem_RawFree(self.d_a); PyMem_RawFree(self.d_b)
         PyMem_RawFree(self.emp_start); PyMem_RawFree(self.emp_vals); PyMem_RawFree(self.no_show_p)
-        PyMem_RawFree(self.tk); PyMem_RawFree(self.free_list)
+        PyMem_RawFree(self.tk); PyMem_RawFree(self.free_list); PyMem_RawFree(self.x_rec)
         PyMem_RawFree(self.counter)
         PyMem_RawFree(self.wait_sum); PyMem_RawFree(self.waited); PyMem_RawFree(self.busy_ms)
         PyMem_RawFree(self.w_open); PyMem_RawFree(self.w_current); PyMem_RawFree(self.w_absent)
@@ -743,6 +760,7 @@ cdef class Engine:
             self._reset(start_ms, [0] * self.n_windows)
             if record:  # room for the tickets expected, so the records rarely move
                 self.col_arrays = None
+                self.x_n = 0
                 self._columns(expected_tickets(tables, arrivals_until_ms, max_arrivals,
                                                len(replay[0]) if replay is not None else 0))
             self._load_arrivals(tables, arrivals_until_ms)
@@ -1304,15 +1322,14 @@ cdef class Engine:
                 with gil:
                     self._columns(2 * self.col_cap + 1024)
             self.r_arrival[self.serial] = arrival
-            self.r_service[self.serial] = <int32_t> service
+            self.r_service[self.serial] = <int16_t> service
             self.r_klass[self.serial] = <int8_t> klass
-            self.r_key[self.serial] = key
-            self.r_called[self.serial] = -1
-            self.r_start[self.serial] = -1
-            self.r_end[self.serial] = -1
-            self.r_window[self.serial] = -1
             self.r_outcome[self.serial] = OUT_UNSERVED
+            self.r_window[self.serial] = -1
             self.r_wait[self.serial] = -1
+            self.r_end[self.serial] = -1
+            if key != arrival:  # an appointment on time (or a ticket a prediction starts with)
+                self._except(self.serial, X_KEY, key)
         self.serial += 1
         core_push(self.core, slot, service, <int> klass, key, order)
         return slot
@@ -1400,12 +1417,17 @@ cdef class Engine:
         absent = t.duration == ABSENT
         end = now + (self.no_show_timeout if absent else t.duration)
         if self.record:
+            # start is called unless listed: -1 while only absent calls were made,
+            # then the time of the call that found the citizen
             if first_call:
-                self.r_called[serial] = now
                 self.r_wait[serial] = waited
-            self.r_window[serial] = <int32_t> w
-            if not absent:
-                self.r_start[serial] = now
+                if now < start:  # an appointment called before its booked time: waited 0
+                    self._except(serial, X_CALLED, now)
+                if absent:
+                    self._except(serial, X_START, -1)
+            elif not absent:
+                self._except(serial, X_START, now)
+            self.r_window[serial] = <int16_t> w
             self.r_outcome[serial] = OUT_SERVING
         self.w_current[w] = slot
         self.w_absent[w] = absent
@@ -1420,7 +1442,7 @@ cdef class Engine:
         if self.record:
             serial = self.tk[slot].serial
             self.r_outcome[serial] = <int8_t> outcome
-            self.r_end[serial] = self.now
+            self.r_end[serial] = self._offset(serial, X_END, self.now)
         if self.free_n == self.free_cap:
             self.free_list = <int32_t *> _grow(self.free_list, &self.free_cap, self.free_n + 1,
                                                sizeof(int32_t))
@@ -1540,39 +1562,64 @@ cdef class Engine:
             self._schedule(self.rp_time[i + 1], EV_REPLAY, 0)
         return 0
 
+    cdef int _except(self, int64_t serial, int64_t kind, int64_t value) except -1 nogil:
+        """Record that ticket ``serial``'s column ``kind`` (X_) is ``value``, not what
+        the stored columns give; a later exception for the same ticket and kind wins."""
+        if self.x_n + 3 > self.x_cap:
+            self.x_rec = <int64_t *> _grow(self.x_rec, &self.x_cap, self.x_n + 3, sizeof(int64_t))
+        self.x_rec[self.x_n] = serial
+        self.x_rec[self.x_n + 1] = kind
+        self.x_rec[self.x_n + 2] = value
+        self.x_n += 3
+        return 0
+
+    cdef inline int32_t _offset(self, int64_t serial, int64_t kind, int64_t time) except -2 nogil:
+        """``time`` as an offset from ticket ``serial``'s arrival, or -1 and an
+        exception when it does not fit 31 bits (a ticket in the hall for 24.8 days)."""
+        cdef int64_t offset = time - self.r_arrival[serial]
+        if 0 <= offset <= INT32_MAX:
+            return <int32_t> offset
+        self._except(serial, kind, time)
+        return -1
+
     cdef int _columns(self, Py_ssize_t capacity) except -1:
         """Make room for ``capacity`` tickets' records (new arrays if there are none)."""
         cdef Py_ssize_t c
         cdef carray.array column
-        cdef void *buffers[N_COLUMNS]
+        cdef void *buffers[N_STORED]
         if self.col_arrays is None:
             self.col_arrays = [carray.clone(array(code), capacity, False)
-                               for code in COLUMN_TYPES]
-        for c in range(N_COLUMNS):
+                               for code in STORED_TYPES]
+        for c in range(N_STORED):
             column = self.col_arrays[c]
             if len(column) != capacity:
                 carray.resize(column, capacity)
             buffers[c] = column.data.as_voidptr
         self.r_arrival = <int64_t *> buffers[0]
-        self.r_service = <int32_t *> buffers[1]
+        self.r_service = <int16_t *> buffers[1]
         self.r_klass = <int8_t *> buffers[2]
-        self.r_key = <int64_t *> buffers[3]
-        self.r_called = <int64_t *> buffers[4]
-        self.r_start = <int64_t *> buffers[5]
-        self.r_end = <int64_t *> buffers[6]
-        self.r_window = <int32_t *> buffers[7]
-        self.r_outcome = <int8_t *> buffers[8]
-        self.r_wait = <int64_t *> buffers[9]
+        self.r_outcome = <int8_t *> buffers[3]
+        self.r_window = <int16_t *> buffers[4]
+        self.r_wait = <int64_t *> buffers[5]
+        self.r_end = <int32_t *> buffers[6]
         self.col_cap = capacity
         return 0
 
     cdef object _result(self):
+        cdef carray.array exceptions
         columns = None
         if self.record:
             self._columns(self.serial)
-            columns = dict(zip(COLUMNS, self.col_arrays))
+            stored = dict(zip(STORED_COLUMNS, self.col_arrays))
+            exceptions = carray.clone(array("q"), self.x_n, False)
+            if self.x_n:
+                memcpy(exceptions.data.as_voidptr, self.x_rec, self.x_n * sizeof(int64_t))
+            columns = Records(stored, _ColumnDeriver(stored["arrival"], stored["klass"],
+                                                     stored["wait"], stored.pop("end"),
+                                                     exceptions))
             self.col_arrays = None  # the caller's now; the next run gets new ones
             self.col_cap = 0
+            self.x_n = 0
         return {
             "n_tickets": self.serial,
             "end_ms": self.now,
@@ -1581,3 +1628,59 @@ cdef class Engine:
             "busy_ms": [self.busy_ms[w] for w in range(self.n_windows)],
             "columns": columns,
         }
+
+
+cdef class _ColumnDeriver:
+    """Builds a run's key, called, start and end columns from what the engine stored
+    (see STORED_COLUMNS): one pass over the tickets, then the exceptions."""
+
+    cdef carray.array arrival, klass, wait, end, exceptions
+
+    def __init__(self, carray.array arrival, carray.array klass, carray.array wait,
+                 carray.array end, carray.array exceptions):
+        self.arrival, self.klass, self.wait, self.end = arrival, klass, wait, end
+        self.exceptions = exceptions
+
+    def __call__(self, str name):
+        cdef Py_ssize_t i, n = len(self.arrival), n_x = len(self.exceptions)
+        cdef carray.array out = carray.clone(array("q"), n, False)
+        cdef int64_t *o = <int64_t *> out.data.as_voidptr
+        cdef const int64_t *a = <int64_t *> self.arrival.data.as_voidptr
+        cdef const int8_t *k = <int8_t *> self.klass.data.as_voidptr
+        cdef const int64_t *wait = <int64_t *> self.wait.data.as_voidptr
+        cdef const int32_t *end = <int32_t *> self.end.data.as_voidptr
+        cdef const int64_t *x = <int64_t *> self.exceptions.data.as_voidptr
+        cdef int64_t serial
+        if name == "key":
+            if n:
+                memcpy(o, a, n * sizeof(int64_t))
+            self._apply(o, X_KEY)
+        elif name in ("called", "start"):
+            with nogil:
+                for i in range(n):
+                    o[i] = -1 if wait[i] < 0 else a[i] + wait[i]
+            for i in range(0, n_x, 3):
+                # an appointment checked in early waited from its booked time
+                serial = x[i]
+                if x[i + 1] == X_KEY and k[serial] == C_APPOINTMENT and wait[serial] >= 0 \
+                        and x[i + 2] > a[serial]:
+                    o[serial] = x[i + 2] + wait[serial]
+            self._apply(o, X_CALLED)
+            if name == "start":
+                self._apply(o, X_START)
+        elif name == "end":
+            with nogil:
+                for i in range(n):
+                    o[i] = -1 if end[i] < 0 else a[i] + end[i]
+            self._apply(o, X_END)
+        else:
+            raise KeyError(name)
+        return out
+
+    cdef int _apply(self, int64_t *o, int64_t kind) except -1:
+        cdef Py_ssize_t i, n_x = len(self.exceptions)
+        cdef const int64_t *x = <int64_t *> self.exceptions.data.as_voidptr
+        for i in range(0, n_x, 3):
+            if x[i + 1] == kind:
+                o[x[i]] = x[i + 2]
+        return 0

@@ -50,7 +50,7 @@ import itertools
 import math
 import threading
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from fastpath._core_py import NO_TICKET
@@ -85,13 +85,54 @@ BUSY_UNKNOWN = -2  # a window serving someone from before the prediction started
 TWO_POW_M53 = 1.0 / 9007199254740992.0
 
 # The per-ticket records of a run (``record=True``), one array per column (of
-# the type code in COLUMN_TYPES: times int64, indices int32, classes and
-# outcomes int8), indexed by the ticket's serial (order of arrival). -1: not yet
-# / never. "wait" is ms from the start of the wait (arrival, or the booked time
-# of an appointment that checked in early: docs/STATISTICS.md) to the first call.
+# the type code in COLUMN_TYPES: times int64, services and windows int16 (the
+# engines' event keys already cap both at 4,096), classes and outcomes int8),
+# indexed by the ticket's serial (order of arrival). -1: not yet / never. "wait"
+# is ms from the start of the wait (arrival, or the booked time of an
+# appointment that checked in early: docs/STATISTICS.md) to the first call.
 COLUMNS = ("arrival", "service", "klass", "key", "called", "start", "end", "window", "outcome",
            "wait")
-COLUMN_TYPES = ("q", "i", "b", "q", "q", "q", "q", "i", "b", "q")
+COLUMN_TYPES = ("q", "h", "b", "q", "q", "q", "q", "h", "b", "q")
+
+
+class Records(Mapping[str, "array[int]"]):
+    """A run's per-ticket records: the ``COLUMNS`` by name, each an array indexed
+    by ticket serial.
+
+    The compiled engine keeps six columns as it runs and ``end`` as a 32-bit
+    offset (26 bytes a ticket, not 58: the memory a first run must get from the
+    kernel is most of its cost); ``derive`` builds each other column on its
+    first read, once. The pure engine hands over all ten. Equal records compare
+    equal whichever engine made them; a pickle carries all ten.
+    """
+
+    __slots__ = ("_derive", "_ready")
+
+    def __init__(self, ready: dict[str, array[int]],
+                 derive: Callable[[str], array[int]] | None = None) -> None:
+        self._ready = ready
+        self._derive = derive
+
+    def __getitem__(self, name: str) -> array[int]:
+        column = self._ready.get(name)
+        if column is None:
+            if self._derive is None or name not in COLUMNS:
+                raise KeyError(name)
+            column = self._ready.setdefault(name, self._derive(name))
+        return column
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(COLUMNS)
+
+    def __len__(self) -> int:
+        return len(COLUMNS)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Records, ({name: self[name] for name in COLUMNS},))
+
+    def __repr__(self) -> str:
+        return f"Records({len(self[COLUMNS[0]])} tickets)"
+
 
 _MASK = (1 << 64) - 1
 
@@ -468,6 +509,9 @@ class Engine:
         p_appointment)``; a service with no segments has no Poisson arrivals.
         ``replay``: ``(times, services, classes, booked_ms or -1)`` sorted by time.
         ``warmup``: the first ``warmup`` tickets do not count in ``wait_sum``.
+        Returns the totals (``wait_sum``, ``waited``, ``busy_ms``, ``n_tickets``,
+        ``end_ms``) and, with ``record``, ``columns``: the per-ticket
+        :class:`Records`.
         """
         if len(shifts) != self.n_windows or len(streams) != self.n_services:
             raise ValueError("shifts need one entry per window, streams one per service")
@@ -1098,8 +1142,8 @@ class _Run:
             "wait_sum": list(self.wait_sum),
             "waited": list(self.waited),
             "busy_ms": list(self.busy_ms),
-            "columns": ({name: array(code, self.columns[name])
-                         for name, code in zip(COLUMNS, COLUMN_TYPES, strict=True)}
+            "columns": (Records({name: array(code, self.columns[name])
+                                 for name, code in zip(COLUMNS, COLUMN_TYPES, strict=True)})
                         if self.record else None),
         }
 
@@ -1120,6 +1164,7 @@ __all__ = [
     "OUT_UNSERVED",
     "RESIDUAL_ID",
     "Engine",
+    "Records",
     "ReplayColumns",
     "Shifts",
     "SplitMix64",

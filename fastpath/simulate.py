@@ -711,11 +711,12 @@ class DaySummary:
 @dataclass(frozen=True, slots=True)
 class DayResult:
     """Per-ticket records of one simulated day: the engine's ``COLUMNS``, one array
-    each, indexed by ticket serial (order of arrival)."""
+    each, indexed by ticket serial (order of arrival); a read-only mapping whose
+    columns the compiled engine builds on first read (see ``Records``)."""
 
     model: HallModel
     seed: int
-    columns: dict[str, array[int]]
+    columns: Mapping[str, array[int]]
     busy_ms: list[int]
     implementation: str = IMPLEMENTATION  # the engine that ran it: "cython" or "python"
 

@@ -7,6 +7,7 @@
     central/web/people.py    /admin/users, /account, /commands (to many sites), /commands/{id}
     central/web/docs.py      /statistics/definitions (docs/STATISTICS.md as a page)
     central/web/ratings.py   /ratings, /ratings/cases/{id}, /ratings/ranking (好差评)
+    central/web/bookings.py  /bookings, /sites/{id}/bookings (预约 per site and slot)
     central/web/fleet.py     the fleet snapshot, towns aggregated, live messages per scope
     central/web/live.py      /live/fleet, /live/sites/{id}, /live/alarms (SSE) + LiveHub
     central/web/progress.py  /q/{token}: the citizens' progress pages (public, no login)
@@ -27,7 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from central.web import docs, live, pages, people, progress, ratings, versions
+from central.web import bookings, docs, live, pages, people, progress, ratings, versions
 from central.web.fleet import TOWN_TILES_ABOVE, FleetSnapshot
 from central.web.live import LIVE_INTERVAL_S, LiveHub, sse
 from central.web.pages import LoginRequired, fleet_html
@@ -44,6 +45,7 @@ def install(app: FastAPI, hub: LiveHub) -> None:
     app.include_router(people.router)
     app.include_router(docs.router)
     app.include_router(ratings.router)
+    app.include_router(bookings.router)
     app.include_router(live.router)
     app.include_router(versions.router)
     progress.install(app, app.state.central)

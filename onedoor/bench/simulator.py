@@ -66,23 +66,28 @@ def mmc_engine(engine_class: Any, servers: int) -> Any:
 
 
 def mmc_mean_wait(engine_class: Any, servers: int, rho: float, customers: int, seed: int,
-                  warmup: int = 0, record: bool = False) -> float:
+                  warmup: int = 0, record: bool = False, read_waits: bool = False) -> float:
     """Mean wait (ms) of an M/M/c run in onedoor's engine (FIFO: one service, no classes).
 
     ``record``: keep every customer's records too (what ``simulate_day``, the CLI
-    and staffing use: ten columns of arrays); the mean still comes from the
-    engine's totals, equal to the records' (tested).
+    and staffing use: the ten columns of ``Records``); the mean still comes from
+    the engine's totals, equal to the records' (tested). ``read_waits``: and
+    read the ``wait`` column (what staffing and a day's summary read first; the
+    compiled engine stores it, and builds key, called, start and end on first read).
     """
     engine = mmc_engine(engine_class, servers)
     rate = rho * servers / MEAN_SERVICE_MS
     result = engine.run(seed, 0, [[(0, ALWAYS_OPEN_MS)]] * servers, [([0], [rate], 0.0, 0.0)],
                         max_arrivals=customers, record=record, warmup=warmup)
+    if record and read_waits and len(result["columns"]["wait"]) != result["n_tickets"]:
+        raise AssertionError("a wait per ticket")
     return float(result["wait_sum"][0] / result["waited"][0])
 
 
 def _onedoor(engine_class: Any, servers: int, rho: float, customers: int,
-             record: bool = False) -> float:
-    return mmc_mean_wait(engine_class, servers, rho, customers, seed=1, record=record)
+             record: bool = False, read_waits: bool = False) -> float:
+    return mmc_mean_wait(engine_class, servers, rho, customers, seed=1, record=record,
+                         read_waits=read_waits)
 
 
 def _simpy(servers: int, rho: float, customers: int) -> float:
@@ -153,15 +158,20 @@ def mmc_throughput(servers: int = 10, rho: float = 0.9, customers: int = 2_000_0
         compiled = importlib.import_module("fastpath._sim_c").Engine
         results["onedoor-cython"] = _rate(
             lambda: _onedoor(compiled, servers, rho, customers), customers)
-        # With every customer's records (ten columns), as simulate_day keeps them:
-        # the first run in this process, then two more (the records' memory is new
-        # to the process the first time: the kernel clears its pages).
+        # With every customer's records, as simulate_day keeps them: the first
+        # run in this process, then two more (the records' memory is new to the
+        # process: the kernel maps and clears its pages), then three that also
+        # read the wait column.
         results["onedoor-cython-records"] = [_rate(
             lambda: _onedoor(compiled, servers, rho, customers, record=True), customers)
             for _ in range(3)]
+        results["onedoor-cython-records-waits"] = [_rate(
+            lambda: _onedoor(compiled, servers, rho, customers, record=True, read_waits=True),
+            customers) for _ in range(3)]
     except ImportError:
         results["onedoor-cython"] = None
         results["onedoor-cython-records"] = None
+        results["onedoor-cython-records-waits"] = None
     results["onedoor-pure"] = _rate(
         lambda: _onedoor(_sim_py.Engine, servers, rho, pure_customers), pure_customers)
     results["simpy"] = _rate(lambda: _simpy(servers, rho, simpy_customers), simpy_customers)
@@ -172,18 +182,20 @@ def mmc_throughput(servers: int = 10, rho: float = 0.9, customers: int = 2_000_0
             fastest["customers_per_s"] / results[other]["customers_per_s"], 1)
         results[f"cpu_ratio_vs_{other}"] = round(
             fastest["customers_per_cpu_s"] / results[other]["customers_per_cpu_s"], 1)
-    if results["onedoor-cython-records"]:
-        results["cpu_ratio_records_vs_simpy"] = [
-            round(run["customers_per_cpu_s"] / results["simpy"]["customers_per_cpu_s"], 1)
-            for run in results["onedoor-cython-records"]]
+    for recorded in ("records", "records-waits"):
+        if results[f"onedoor-cython-{recorded}"]:
+            results[f"cpu_ratio_{recorded.replace('-', '_')}_vs_simpy"] = [
+                round(run["customers_per_cpu_s"] / results["simpy"]["customers_per_cpu_s"], 1)
+                for run in results[f"onedoor-cython-{recorded}"]]
     return results
 
 
 def day_sized_records(servers: int = 10, rho: float = 0.9, days: int = 286,
                       customers: int = 7_000, simpy_customers: int = 100_000) -> dict[str, Any]:
     """The recorded path as the tools run it: many days of a city hall's size (7,000
-    customers, every one's records), then the same without records and SimPy, in this
-    process. Run it in a fresh one: its memory is what a first run pays for."""
+    customers, every one's records and its wait column read, as staffing reads them),
+    then the same without records and SimPy, in this process. Run it in a fresh one:
+    its memory is what a first run pays for."""
     compiled = importlib.import_module("fastpath._sim_c").Engine
     rate = rho * servers / MEAN_SERVICE_MS
 
@@ -193,6 +205,8 @@ def day_sized_records(servers: int = 10, rho: float = 0.9, days: int = 286,
             result = engine.run(seed, 0, [[(0, ALWAYS_OPEN_MS)]] * servers,
                                 [([0], [rate], 0.0, 0.0)], max_arrivals=customers,
                                 record=record)
+            if record and len(result["columns"]["wait"]) != customers:
+                raise AssertionError("a wait per ticket")
         return float(result["wait_sum"][0] / result["waited"][0])
 
     total = days * customers

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from central.audit import Actor
 from central.auth import Role
 from central.bookings import Bookings, check_id_number, person_hash
 from central.config import CentralConfig
@@ -52,6 +53,11 @@ class FakeBookingPlatform:
         answer = self.client.post("/api/v1/bookings", headers=self.headers, json={
             "site": site, "service": service, "day": day, "slot": slot,
             "id_number": id_number(person), "reference": f"yss-{person}"})
+        return answer.status_code, answer.json()
+
+    def change(self, code: str, **fields: str) -> tuple[int, dict[str, Any]]:
+        answer = self.client.post(f"/api/v1/bookings/{code}/change", headers=self.headers,
+                                  json=fields)
         return answer.status_code, answer.json()
 
     def cancel(self, code: str) -> tuple[int, dict[str, Any]]:
@@ -147,6 +153,69 @@ def test_book_check_in_called_within_grace_and_a_no_show(
         code: "checked_in", no_show: "no_show"}
 
 
+def test_a_change_reaches_the_hall_with_its_code_kept(
+        env: RunningApp, tmp_path: Path, clips_dir: Path, mqtt_broker: MosquittoBroker) -> None:
+    """Tomorrow's booking moved to today is checked in at the kiosk by its code (which
+    still names tomorrow); today's moved to tomorrow leaves the hall; each step is in
+    the audit log, the site's check-in too."""
+    now = env.central.now()
+    local = now.astimezone(dt.timezone(dt.timedelta(hours=8)))
+    today = business_date(now)
+    if local.hour < 3 or local >= local.replace(hour=22, minute=15):
+        pytest.skip("the simulated hall's business day starts at 03:00; slots end by 23:59")
+    slot = f"{local:%H:%M}-{local + dt.timedelta(minutes=30):%H:%M}"
+    later_today = (f"{local + dt.timedelta(minutes=70):%H:%M}-"  # past the change deadline
+                   f"{local + dt.timedelta(minutes=100):%H:%M}")
+    tomorrow = (today + dt.timedelta(days=1)).isoformat()
+    yss = platform(env)
+    http_port = free_port()
+    with simulated_hall(tmp_path / "hall", clips_dir=clips_dir, http_port=http_port,
+                        mqtt_port=mqtt_broker.port) as sim, EdgeThread(sim) as edge:
+        hall = edge.daemon.hall
+        assert hall is not None
+        kiosk = f"http://127.0.0.1:{http_port}"
+        wait_until(lambda: site_state(env).get("status") == "online", timeout=20)
+        status, later = yss.book(tomorrow, "10:00-10:30", 11)
+        assert status == 201, later
+        status, leaving = yss.book(today.isoformat(), later_today, 12)
+        assert status == 201, leaving
+        moved_in, moved_out = later["booking"]["code"], leaving["booking"]["code"]
+
+        def held(code: str) -> str | None:
+            try:
+                return hall.booking(code)[0]
+            except Exception:
+                return None
+
+        wait_until(lambda: held(moved_out) == "shebao", timeout=20)
+        status, changed = yss.change(moved_in, day=today.isoformat(), slot=slot,
+                                     service="huji")
+        assert (status, changed["booking"]["code"], changed["booking"]["day"]) == (
+            200, moved_in, today.isoformat())
+        status, gone = yss.change(moved_out, day=tomorrow, slot="10:00-10:30")
+        assert (status, gone["booking"]["day"]) == (200, tomorrow)
+        wait_until(lambda: held(moved_in) == "huji" and held(moved_out) is None, timeout=30)
+        ticket = post(kiosk, "/bookings/check_in", {"code": moved_in})
+        assert (ticket["service"], ticket["class"]) == ("huji", "appointment"), ticket
+        wait_until(lambda: env.central.bookings.get(moved_in, env.central.now()).status
+                   == "checked_in", timeout=20)
+        post(kiosk, "/windows/1/sign_in", {"staff": "101"})
+        for _ in range(2):  # called, not there (过号); requeued once at most
+            assert post(kiosk, "/windows/1/next")["ticket"] == ticket["number"]
+            post(kiosk, "/windows/1/no_show")
+
+        def audited() -> list[tuple[str, str]]:
+            csv = env.client.get("/api/v1/audit.csv?action=booking.",
+                                 headers=env.headers(Role.ADMIN)).text
+            rows = [line.split(",")[1:8] for line in csv.splitlines()[1:]]
+            return [(row[5], row[1]) for row in rows if row[6] == f"booking:{moved_in}"]
+
+        wait_until(lambda: audited()[:1] == [("booking.no_show", SITE)], timeout=20)
+    assert audited() == [("booking.no_show", SITE), ("booking.check_in", SITE),
+                         ("booking.change", "test operator"),
+                         ("booking.create", "test operator")]  # newest first
+
+
 def test_the_booking_rules(env: RunningApp) -> None:
     yss = platform(env)
     now = env.central.now()
@@ -227,7 +296,7 @@ def test_without_a_salt_no_booking_is_taken(env: RunningApp) -> None:
     bookings = Bookings(env.central.sessions, CentralConfig())
     with pytest.raises(Unavailable, match="booking_person_salt"):
         bookings.book(SITE, "shebao", "2026-12-08", "09:00-09:30", id_number(1),
-                      reference=None, by="t", now=env.central.now())
+                      reference=None, actor=Actor("t", "test"), now=env.central.now())
     assert check_id_number("11010519491231002x") == "11010519491231002X"
     with pytest.raises(InvalidRequest):
         check_id_number("1101051949123100")

@@ -129,3 +129,25 @@ def test_backup_and_restore_from_the_command_line(
     monkeypatch.delenv("ONEDOOR_CENTRAL_DATABASE_URL")
     out = run(capsys, "backup", "--to", str(tmp_path / "x.sqlite"), code=2)
     assert "no database configured" in out
+
+
+def test_ops_set_a_sites_booking_rules_from_a_file(
+    database: str, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+) -> None:
+    rules = {"hours": {"open": "08:30", "close": "17:30", "lunch": "12:00-14:00"},
+             "quotas": [{"service": "shebao", "time": "09:00-12:00", "quota": 4}]}
+    good, bad = tmp_path / "rules.json", tmp_path / "bad.json"
+    good.write_text(json.dumps(rules), encoding="utf-8")
+    bad.write_text('{"quotas": [{"service": "nope", "quota": 1}]}', encoding="utf-8")
+    shown = json.loads(run(capsys, "site", "booking-rules", "zs-sanxiang-01", "--set",
+                           str(good), stdout_only=True))
+    assert shown["rules"] == rules
+    out = run(capsys, "site", "booking-rules", "zs-sanxiang-01", "--set", str(bad), code=2)
+    assert "quotas[0].service: the site has no service 'nope'" in out
+    out = run(capsys, "site", "booking-rules", "zs-sanxiang-01", "--set",
+              str(tmp_path / "missing.json"), code=2)
+    assert "missing.json" in out
+    assert json.loads(run(capsys, "site", "booking-rules", "zs-sanxiang-01",
+                          stdout_only=True))["rules"] == rules  # nothing lost
+    text = run(capsys, "audit", "--target", "zs-sanxiang-01", "--csv", stdout_only=True)
+    assert [r["action"] for r in csv.DictReader(io.StringIO(text))] == ["booking.rules"]

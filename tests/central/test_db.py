@@ -31,7 +31,7 @@ from central.seed import load_seed, read_sites
 
 def test_migrations_match_models(engine: Engine) -> None:
     migrate(engine)  # a second run is a no-op
-    assert current_revision(engine) == "0011"
+    assert current_revision(engine) == "0012"
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
@@ -57,7 +57,7 @@ def test_api_tokens_made_outside_alembic_are_taken_over(engine: Engine) -> None:
             id="0123abcd", secret_sha256="0" * 64, name="ops", role="operator",
             created_at=datetime(2026, 11, 1, tzinfo=UTC)))  # fmt: skip
     migrate(engine)
-    assert current_revision(engine) == "0011"
+    assert current_revision(engine) == "0012"
     with session_factory(engine)() as session:
         token = session.get_one(ApiToken, "0123abcd")
     assert (token.name, token.role, token.revoked_at) == ("ops", "operator", None)

@@ -102,6 +102,20 @@ def test_yesterdays_bookings_check_nothing_in(tmp_path: Path) -> None:
         hall.close()
 
 
+def test_a_booking_moved_to_today_keeps_its_code(tmp_path: Path) -> None:
+    """The central moves a booking to another day with its code kept: the code names
+    the day it was made for, the day's bookings hold it."""
+    config = load_config(site_toml(tmp_path))
+    hall = open_hall(config, ManualClock(on(2026, 12, 8, 9, 5)))
+    try:
+        run(hall, mm.BookingsArgs(version="bk-20261208-dddd", day="2026-12-08", bookings=[
+            mm.Booking("1210000001", "huji", "10:00", PERSON)]))
+        assert check_in(hall, "1210000001") == ("B001", "appointment", on(2026, 12, 8, 10))
+        assert refused(hall, "1209000001")[1] == "booking_other_day"
+    finally:
+        hall.close()
+
+
 def test_the_kiosk_checks_in_by_code(tmp_path: Path) -> None:
     """Through the desk the kiosk HTTP API calls: the same ticket, and nothing lost on
     a refusal."""
