@@ -42,10 +42,13 @@ test: system-deps
 
 # The ops year on the production deployment (deploy/ansible/README.md, "Tests"): the
 # playbooks deploy the TLS broker, the central on PostgreSQL and the sites onto this
-# machine, then a village is onboarded, upgraded by a staged rollout (one site rolled
-# back), its credentials rotated and retired; then the rollout's deferral, rollback and
-# resume on one site; and the README's release build for the Pi, its bundle installed
-# offline. CI runs it after `make test`.
+# machine; three edges run on simulated, line-timed devices at the village's shipped
+# settings. Villages are onboarded, tickets printed, called on keypads and rated at every
+# site, a staged rollout upgrades one and rolls one back, credentials are rotated, a Pi
+# is replaced mid-day (taken over in Chromium), villages retired; after each step nothing
+# is lost and the central's pages are checked as a manager logged in sees them. Then the
+# rollout's deferral, rollback and resume on one site; and the README's release build for
+# the Pi, its bundle installed offline. CI runs it after `make test`.
 rehearsal: venv
 	ONEDOOR_REHEARSAL=1 $(BIN)/python -m pytest -q tests/deploy/test_rehearsal.py \
 		tests/deploy/test_upgrade.py tests/deploy/test_readme.py

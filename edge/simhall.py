@@ -1,25 +1,29 @@
-"""A hall of simulated devices on ptys, for the integration test, benchmarks and demos.
+"""Simulated devices on ptys, for the integration tests, the rehearsal, benchmarks and demos.
 
-:func:`simulated_hall` starts the simulators of ``firmware_protocols.simulators``
-(an ESC/POS printer, a bus of LED window bars plus a hall screen, a bank of
-Modbus window terminals, all with 19200-baud line timing, 8N1 but the terminals'
-8E1) and writes a site
-config whose device ports are the ptys, so the real daemon and the real
-drivers run against them unchanged. GPIO uses gpiozero's ``mock`` pin factory
-and audio is written as WAV files.
+:func:`simulated_devices` starts the simulators of ``firmware_protocols.simulators``
+a site names (an ESC/POS printer, a bus of LED window bars and a hall screen, a bank
+of Modbus or vendor-frame window terminals), each on a pty pair with the line timing
+of its settings, so the real daemon and the real drivers run against them unchanged
+with the device ports pointed at the ptys.
+
+:func:`simulated_hall` is the demo's hall built on it: every device family at
+19200 baud (8N1, the terminals' Modbus 8E1), a site config written for it, GPIO
+on gpiozero's ``mock`` pin factory and audio written as WAV files.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from firmware_protocols.simulators.led_screens import ScreenLayout, VirtualLedScreens
 from firmware_protocols.simulators.modbus_bank import ModbusTerminalBank
 from firmware_protocols.simulators.printer import VirtualPrinter
 from firmware_protocols.simulators.serial_link import PtyLink, SerialTiming
+from firmware_protocols.simulators.vendor_bank import VendorTerminalBank
 
 BAUD = 19200
 HALL_SCREEN = 100
@@ -30,6 +34,62 @@ HELP_BUTTON_PIN = 19
 HELP_LED_PIN = 26
 PAPER_LED_PIN = 21
 BUZZER_PIN = 18
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenBus:
+    """LED window bars and hall screens on one RS485 bus: their line and layouts by address."""
+
+    timing: SerialTiming
+    layouts: Mapping[int, ScreenLayout]
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalBus:
+    """Window terminals on one RS485 bus: their protocol, line and addresses."""
+
+    kind: Literal["modbus", "vendor"]
+    timing: SerialTiming
+    addresses: tuple[int, ...]
+
+
+@dataclass(slots=True)
+class SimulatedDevices:
+    """The running simulators of one site and the pty each device's port is."""
+
+    printer: VirtualPrinter | None = None
+    screens: VirtualLedScreens | None = None
+    terminals: ModbusTerminalBank | VendorTerminalBank | None = None
+    ports: dict[str, str] = field(default_factory=dict)  # printer/screens/terminals -> pty
+
+
+@contextlib.contextmanager
+def simulated_devices(*, printer: SerialTiming | None = None, screens: ScreenBus | None = None,
+                      terminals: TerminalBus | None = None) -> Iterator[SimulatedDevices]:
+    """Start the simulators of the devices given (None: that device is absent)."""
+    devices = SimulatedDevices()
+    with contextlib.ExitStack() as stack:
+        if printer is not None:
+            link = stack.enter_context(PtyLink(printer))
+            devices.printer = stack.enter_context(VirtualPrinter(link))
+            devices.ports["printer"] = link.port_name
+        if screens is not None:
+            link = stack.enter_context(PtyLink(screens.timing))
+            devices.screens = stack.enter_context(VirtualLedScreens(link, dict(screens.layouts)))
+            devices.ports["screens"] = link.port_name
+        if terminals is not None:
+            # The bank times its own answers: its link has no timing, or they would count twice.
+            link = stack.enter_context(PtyLink())
+            bank: ModbusTerminalBank | VendorTerminalBank
+            if terminals.kind == "modbus":
+                bank = ModbusTerminalBank(link, terminals.addresses, timing=terminals.timing,
+                                          baud=terminals.timing.baud)
+            else:
+                bank = VendorTerminalBank(link, terminals.addresses, timing=terminals.timing)
+            stack.enter_context(bank)
+            devices.terminals = bank
+            devices.ports["terminals"] = link.port_name
+        yield devices
 
 
 @dataclass(slots=True)
@@ -155,28 +215,27 @@ def simulated_hall(directory: Path, *, clips_dir: Path, http_port: int,
                    progress_url: str = PROGRESS_URL) -> Iterator[SimulatedHall]:
     """Start the simulators and write ``directory/site.toml`` pointing at them
     (``progress_url``: the central whose progress pages the tickets' QR codes open)."""
-    timing = SerialTiming(BAUD)
     layouts = {n: ScreenLayout() for n in WINDOWS}
     layouts[HALL_SCREEN] = ScreenLayout(lines=5, columns=24)
     wav_dir = directory / "announcements"
     wav_dir.mkdir(parents=True, exist_ok=True)
-    with (
-        PtyLink(timing) as printer_link,
-        VirtualPrinter(printer_link) as printer,
-        PtyLink(timing) as screen_link,
-        VirtualLedScreens(screen_link, layouts) as screens,
-        PtyLink() as bus_link,
-        ModbusTerminalBank(bus_link, WINDOWS, timing=SerialTiming(BAUD, "E"), baud=BAUD) as bank,
-    ):
+    with simulated_devices(
+        printer=SerialTiming(BAUD), screens=ScreenBus(SerialTiming(BAUD), layouts),
+        terminals=TerminalBus("modbus", SerialTiming(BAUD, "E"), WINDOWS),
+    ) as devices:
+        assert devices.printer is not None
+        assert devices.screens is not None
+        assert isinstance(devices.terminals, ModbusTerminalBank)
         config_path = directory / "site.toml"
         config_path.write_text(hall_config_text(
-            printer_port=printer_link.port_name, screens_port=screen_link.port_name,
-            bus_port=bus_link.port_name, clips_dir=clips_dir, wav_dir=wav_dir,
+            printer_port=devices.ports["printer"], screens_port=devices.ports["screens"],
+            bus_port=devices.ports["terminals"], clips_dir=clips_dir, wav_dir=wav_dir,
             journal=directory / "journal.db", http_port=http_port, mqtt_port=mqtt_port,
             progress_url=progress_url),
             encoding="utf-8")
-        yield SimulatedHall(config_path, printer, screens, bank, wav_dir)
+        yield SimulatedHall(config_path, devices.printer, devices.screens, devices.terminals,
+                            wav_dir)
 
 
-__all__ = ["BAUD", "HALL_SCREEN", "PROGRESS_URL", "SimulatedHall", "hall_config_text",
-           "simulated_hall"]
+__all__ = ["BAUD", "HALL_SCREEN", "PROGRESS_URL", "ScreenBus", "SimulatedDevices", "SimulatedHall",
+           "TerminalBus", "hall_config_text", "simulated_devices", "simulated_hall"]

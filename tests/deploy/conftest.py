@@ -3,32 +3,29 @@ session (see `tests/deploy/fleet.py`), its broker and its central running."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
+from edge.simhall import SimulatedDevices
 from tests.deploy import fleet
 from tests.servers import PostgresCluster
 
 
 @pytest.fixture(scope="session")
-def terminal_bus() -> Iterator[str]:
-    """A pty standing in for site B's RS485 adapter: its windows have keypads on the bus."""
-    controller, device = os.openpty()
-    try:
-        yield os.ttyname(device)
-    finally:
-        os.close(controller)
-        os.close(device)
+def site_b_devices() -> Iterator[SimulatedDevices]:
+    """Site B's printer and window keypads, simulated at the village's shipped settings."""
+    with fleet.village_devices() as devices:
+        yield devices
 
 
 @pytest.fixture(scope="session")
 def deployment(tmp_path_factory: pytest.TempPathFactory, postgres_cluster: PostgresCluster,
-               terminal_bus: str) -> fleet.Deployment:
+               site_b_devices: SimulatedDevices) -> fleet.Deployment:
     """site.yml run twice: broker, two central replicas on PostgreSQL, two villages, a hall."""
     database_url = fleet.prepare_database(postgres_cluster)
-    return fleet.deploy_production(tmp_path_factory.mktemp("fleet"), database_url, terminal_bus)
+    return fleet.deploy_production(tmp_path_factory.mktemp("fleet"), database_url,
+                                   site_b_devices)
 
 
 @pytest.fixture(scope="session")

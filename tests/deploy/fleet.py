@@ -10,6 +10,12 @@ config), `CentralServer` (through the `onedoor-central` command the central role
 installs, PostgreSQL), an edge daemon from a rendered site config. `MqttClient`
 logs in to the fleet broker as a site or a central replica.
 
+A village whose daemon runs here gets its devices simulated (`village_devices`): the
+printer and the window keypads of `edge.simhall` on pty pairs, at the settings the
+village group ships (`group_vars/village.yml`); the inventory overlay only points their
+ports at the ptys (`village_overlay`). Its GPIO stays the shipped `lgpio` in the config;
+the daemon runs with ``ONEDOOR_GPIO_MOCK=1`` (gpiozero's mock pins: no header here).
+
 The fixtures are in `tests/deploy/conftest.py`; `deploy_production` takes about
 45 s on the 2-core CI machine (two `site.yml` runs on six hosts).
 """
@@ -42,6 +48,8 @@ import yaml
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge.simhall import SimulatedDevices, TerminalBus, simulated_devices
+from firmware_protocols.line import SerialTiming
 from tests.servers import PostgresCluster, free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,12 +61,16 @@ BROKER = "mqtt.zs.example.cn"
 CENTRAL = "onedoor.zs.example.cn"  # replica 1: runs as `onedoor central run` when asked
 CENTRAL_2 = "onedoor-2.zs.example.cn"  # replica 2: its credentials play the test's central
 SITE_A = "zs-shiqi-01"  # a village with its full device set (no daemon: no hardware here)
-SITE_B = "zs-shiqi-02"  # a village whose daemon the tests run (terminal bus on a pty)
+SITE_B = "zs-shiqi-02"  # a village whose daemon the tests run (its devices simulated)
 HALL = "zs-city"  # the 220-window city hall
 HOSTS = (BROKER, CENTRAL, CENTRAL_2, SITE_A, SITE_B, HALL)
 # The hall group's adapters (group_vars/hall.yml), which a host's own list replaces.
 HALL_ADAPTERS = yaml.safe_load((ANSIBLE_DIR / "group_vars" / "hall.yml").read_text(
     "utf-8"))["edge_serial_devices"]
+# The village group's devices (group_vars/village.yml): what a village's config ships with.
+VILLAGE = yaml.safe_load((ANSIBLE_DIR / "group_vars" / "village.yml").read_text("utf-8"))
+# The keypads of a village's windows 1 and 2 (the inventories give window n terminal n).
+VILLAGE_TERMINALS = (1, 2)
 # The central's database user: PostgreSQL asks it for this password (scram-sha-256). Every
 # character a URL or an EnvironmentFile could misread, and a regex group reference.
 DATABASE_USER = "onedoor_deploy"
@@ -200,9 +212,29 @@ def prepare_database(cluster: PostgresCluster) -> str:
     return f"postgresql+psycopg://{DATABASE_USER}@127.0.0.1:{cluster.port}/{DATABASE_USER}"
 
 
-def deploy_production(workdir: Path, database_url: str, terminal_bus: str) -> Deployment:
+@contextmanager
+def village_devices() -> Iterator[SimulatedDevices]:
+    """A village's printer and window keypads, simulated at the settings it ships with."""
+    printer, terminals = VILLAGE["edge_printer"], VILLAGE["edge_terminals"]
+    with simulated_devices(
+        printer=SerialTiming(printer["baud"]),
+        terminals=TerminalBus(terminals["kind"], SerialTiming(terminals["baud"],
+                                                              terminals["parity"]),
+                              VILLAGE_TERMINALS),
+    ) as devices:
+        yield devices
+
+
+def village_overlay(devices: SimulatedDevices) -> dict[str, Any]:
+    """A village's shipped device settings with only their ports moved to ``devices``."""
+    return {"edge_printer": {**VILLAGE["edge_printer"], "port": devices.ports["printer"]},
+            "edge_terminals": {**VILLAGE["edge_terminals"], "port": devices.ports["terminals"]}}
+
+
+def deploy_production(workdir: Path, database_url: str,
+                      site_b_devices: SimulatedDevices) -> Deployment:
     """site.yml, twice, on the broker, two central replicas on PostgreSQL, two villages and
-    the city hall. Site B's terminal bus is ``terminal_bus`` (a pty) so its daemon can run."""
+    the city hall. Site B's ports are ``site_b_devices`` (simulated) so its daemon can run."""
     broker_port, central_port, http_port = free_port(), free_port(), free_port()
     vars_file = workdir / "test-vars.yml"
     vars_file.write_text(yaml.safe_dump({
@@ -214,10 +246,12 @@ def deploy_production(workdir: Path, database_url: str, terminal_bus: str) -> De
         "central_database_url": database_url,
         "central_database_password": DATABASE_PASSWORD,
     }))
-    # A second central replica, and site B as a daemon runs it here: its terminal bus on a
-    # pty, no other hardware, its HTTP API on a free port. Every run uses this overlay, so
-    # that the second run is the same as the first.
+    # A second central replica, and site B as a daemon runs it here: its printer and
+    # keypads simulated, its audio written as WAV files (no sound card), its HTTP API on a
+    # free port. Every run uses this overlay, so that the second run is the same as the first.
     overlay = workdir / "overlay.yml"
+    wav_dir = workdir / "announcements" / SITE_B
+    wav_dir.mkdir(parents=True)
     overlay.write_text(yaml.safe_dump({"all": {
         "children": {"central": {"hosts": {CENTRAL_2: None}}},
         "hosts": {HALL: {
@@ -228,9 +262,8 @@ def deploy_production(workdir: Path, database_url: str, terminal_bus: str) -> De
                 "name": "id_card", "vendor": "10c4", "product": "ea60", "serial": "IDR-0001",
                 "description": "CP2102 to the ID card reader"}],
         }, SITE_B: {
-            "edge_printer": {}, "edge_gpio": {}, "edge_serial_devices": [],
-            "edge_terminals": {"kind": "vendor", "port": terminal_bus, "baud": 9600},
-            "edge_audio": {"output": "wav", "wav_dir": str(workdir / "announcements")},
+            **village_overlay(site_b_devices),
+            "edge_audio": {"output": "wav", "wav_dir": str(wav_dir)},
             "edge_http": {"host": "127.0.0.1", "port": http_port},
             "edge_daemon": {"telemetry_seconds": 5, "outbox_limit": 1000,
                             "help_escalation_minutes": 5, "watchdog_seconds": 30},
@@ -344,10 +377,11 @@ class CentralServer:
         return self.log.read_text(errors="replace").count(event)
 
 
-def central_cli(deployment: Deployment, *args: str, host: str = CENTRAL) -> str:
+def central_cli(deployment: Deployment, *args: str, host: str = CENTRAL,
+                stdin: str | None = None) -> str:  # fmt: skip
     """`sudo onedoor-central ARGS` on the central host, as the README has ops run it."""
     result = subprocess.run([str(deployment.central_command(host)), *args], capture_output=True,
-                            text=True, timeout=120, check=False)
+                            input=stdin, text=True, timeout=120, check=False)
     if result.returncode != 0:
         raise AssertionError(f"onedoor-central {' '.join(args)}: {result.stderr[-3000:]}")
     return result.stdout.strip()

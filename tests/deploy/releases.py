@@ -48,6 +48,7 @@ version = subprocess.run([venv + "/bin/python", "-I", "-c",
                          capture_output=True, text=True, check=True).stdout.strip()
 broken = Path(fault).exists() and Path(fault).read_text().strip() == version
 env = {k: v for k, v in os.environ.items() if not k.startswith("ONEDOOR_")}
+env["ONEDOOR_GPIO_MOCK"] = "1"  # the config's lgpio on gpiozero's mock pins: no header here
 with open(log, "ab") as out:
     daemon = subprocess.Popen(
         [venv + "/bin/onedoor", "edge", "run", "--config", config + (".missing" if broken else "")],

@@ -549,7 +549,8 @@ def test_a_running_daemon_takes_a_pushed_config_on_reload(
     config = deployment.site_config(SITE_B)
     log = (deployment.workdir / "edge-daemon.log").open("wb")
     daemon = subprocess.Popen([str(VENV_BIN / "onedoor"), "edge", "run", "--config", str(config)],
-                              cwd=deployment.workdir, stdout=log, stderr=subprocess.STDOUT)
+                              cwd=deployment.workdir, stdout=log, stderr=subprocess.STDOUT,
+                              env={**os.environ, "ONEDOOR_GPIO_MOCK": "1"})  # no GPIO header
     try:
         assert central_client.subscribe(f"onedoor/v1/{SITE_B}/state") == 1
         first = _state_of(central_client, SITE_B, "2026.11.1", timeout=30)
