@@ -336,7 +336,7 @@ def fleet_html(
         scope = f"{TOWN_PREFIX}{town}" if town and not query else ALL
     return render(
         "fleet.html",
-        **chrome(lang, principal),
+        **chrome(lang, principal, {**query, "town": town} if town else query),
         path="/",
         groups=[] if by_town else group_by_town(shown, t),
         town_tiles=fleet,

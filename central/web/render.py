@@ -12,9 +12,11 @@ ISO strings in UTC and are shown in business time (``|when``).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import jinja2
 from fastapi import Request
@@ -94,11 +96,18 @@ def language(request: Request) -> str:
     return "en" if chosen == "en" else "zh"
 
 
-def chrome(lang: str, principal: Principal) -> dict[str, Any]:
-    """What every signed-in template needs besides its own fields."""
+def chrome(lang: str, principal: Principal,
+           query: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What every signed-in template needs besides its own fields.
+
+    ``query``: the page's own query (its day, filters), kept by the language switch.
+    """
+    other = {key: value for key, value in (query or {}).items() if key != "lang"}
+    other["lang"] = "zh" if lang == "en" else "en"
     return {
         "t": translator(lang),
         "lang": lang,
+        "switch_lang_href": "?" + urlencode(other),
         "principal": principal,
         "can_operate": principal.role.allows(Role.OPERATOR),
         "can_manage": principal.role.allows(Role.ADMIN) and principal.city_wide,
@@ -115,7 +124,8 @@ def html_response(request: Request, html: str, lang: str) -> HTMLResponse:
 
 def page(request: Request, template: str, principal: Principal, **context: Any) -> HTMLResponse:
     lang = language(request)
-    html = render(template, **chrome(lang, principal), path=request.url.path, **context)
+    html = render(template, **chrome(lang, principal, request.query_params),
+                  path=request.url.path, **context)
     return html_response(request, html, lang)
 
 

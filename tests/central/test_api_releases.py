@@ -97,8 +97,11 @@ def test_a_release_is_rolled_out_through_the_api(env: RunningApp) -> None:
     assert f'id="v-{CANARY}"' not in html  # drift only: the canary runs what it should
     assert '<td class="software drift">onedoor-0.0.9</td>' in html
     assert "已回滚" in html
+    # The language switch keeps the page's filters (it used to drop them).
+    assert 'href="?town=%E4%B8%89%E4%B9%A1%E9%95%87&amp;drift=true&amp;lang=en"' in html
     english = env.client.get("/versions?lang=en").text
     assert "stopped (past its error threshold)" in english
+    assert 'class="lang" href="?lang=zh"' in english
 
     resumed = call(env, "POST", f"/api/v1/rollouts/{rid}/resume", json={"retry_failed": True})
     assert (resumed["status"], resumed["counts"]["pending"]) == ("running", 1)

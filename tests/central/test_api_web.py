@@ -66,6 +66,10 @@ def test_filtered_towns_keep_the_filter_on_the_way_down(big_fleet: Central) -> N
     assert 'data-live=""' in html  # per-town counts of a filter are not recounted live
     href = re.findall(r'<a class="t town \w+" href="([^"]+)"', html)[0]
     assert href.startswith("/?q=%E6%9D%91&amp;health=ok&amp;town=")
+    # ... and so does the language switch.
+    assert 'class="lang" href="?q=%E6%9D%91&amp;health=ok&amp;lang=en"' in html
+    town = fleet_html(big_fleet, VIEWER, "en", q="", health="", town="第0077镇")
+    assert 'class="lang" href="?town=%E7%AC%AC0077%E9%95%87&amp;lang=zh"' in town
 
 
 def test_live_messages_are_scoped_to_what_a_page_shows() -> None:

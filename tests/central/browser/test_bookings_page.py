@@ -69,11 +69,12 @@ def test_a_town_manager_reads_the_days_bookings_per_slot(
     assert page.locator("#slots-total").inner_text().split() == [
         "合计", "3", "/", "4", "1", "2", "0", "0"]
     shot(page, "site_bookings")
-    page.click("a.lang")  # to English (the page of today: the switch keeps no day)
-    page.wait_for_selector("text=No bookings that day")
-    assert "Bookings of the day" in page.locator("h1").inner_text()
+    page.click("a.lang")  # to English: the same day (the switch keeps the page's query)
+    page.wait_for_selector(f"h1:has-text('Bookings of the day {day}')")
+    assert page.locator("#slots-total").inner_text().split()[1:] == [
+        "3", "/", "4", "1", "2", "0", "0"]
     page.click("a.lang")
-    page.wait_for_selector("text=当日没有预约")
+    page.wait_for_selector(f"h1:has-text('预约情况 {day}')")
     # From the site page, to today's bookings of the site.
     page.click("#to-site")
     page.wait_for_selector("#site-bookings")
