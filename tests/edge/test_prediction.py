@@ -7,15 +7,18 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from structlog.testing import capture_logs
 
-from edge.config import EdgeConfig
+from edge.config import EdgeConfig, load_config
 from edge.daemon import EdgeDaemon
 from edge.devices.base import KeyPress, TicketButton, WindowKey
 from edge.predict import PredictionJob, WaitPredictor
 from fastpath.dispatcher import Dispatcher
+from fastpath.predict import DEFAULT_HORIZON_MS
 from fastpath.types import TicketClass
 from firmware_protocols import mqtt_messages as mm
 from tests.edge.sites import TIMED_SERVICES, free_port, http, site_toml, until
@@ -134,3 +137,22 @@ def test_a_late_prediction_does_not_hold_the_ticket(tmp_path: Path) -> None:
             assert gate.runs == 1
 
     asyncio.run(scenario())
+
+
+def test_a_hall_open_around_the_clock_does_not_cut_late_tickets_off_at_midnight(
+        tmp_path: Path) -> None:
+    """At 23:40 with five ahead the windows serve on past midnight (until the day's
+    reset): the prediction is a wait, not "over 4 hours" (the horizon)."""
+    config = load_config(site_toml(tmp_path, services=TIMED_SERVICES), check_files=False)
+    predictor = WaitPredictor(config, replications=200)
+    late = int(datetime(2026, 12, 7, 23, 40, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
+               * 1000)
+    dispatcher = Dispatcher([s.to_service() for s in config.services],
+                            [w.to_profile() for w in config.windows], config.policy)
+    dispatcher.sign_in(1)
+    for n in range(5):
+        dispatcher.issue("shebao", late - 60_000 + n)
+    prediction = predictor.predict(dispatcher, "shebao", TicketClass.NORMAL, late)
+    assert prediction is not None
+    assert prediction.p90_s * 1000 < DEFAULT_HORIZON_MS, prediction
+    assert prediction.p50_s > 0
