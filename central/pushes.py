@@ -39,7 +39,7 @@ from central.bookings import bookings_args, documents
 from central.errors import InvalidRequest, NotFound, UnknownSite
 from central.models import CityCalendar, Command, IssuingStop, Site, StopScope
 from central.stats import business_date
-from fastpath.calendar import Calendar, Problems, parse_dates, parse_special
+from fastpath.calendar import Calendar, Problems, parse_dates, parse_special, with_city_days
 from firmware_protocols import mqtt_messages as mm
 from firmware_protocols.gb2312 import display_text_problem
 
@@ -140,11 +140,9 @@ def with_city_calendar(session: Session, calendar: Calendar) -> Calendar:
     latest = _latest_calendar(session)
     if latest is None:
         return calendar
-    problems = Problems()
-    return calendar.with_dated(
-        parse_dates(latest.holidays, "holidays", problems),
-        parse_dates(latest.workdays, "workdays", problems),
-        parse_special(latest.special, "special", problems, calendar.margin))
+    days = {"holidays": latest.holidays, "workdays": latest.workdays,
+            "special": latest.special}
+    return with_city_days(calendar, days, "", Problems())
 
 
 def covers(stop: IssuingStop, site_id: str, town: str) -> bool:

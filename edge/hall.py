@@ -66,7 +66,14 @@ from edge.input_mark import InputMark
 from edge.journal import Journal, RequestKey
 from edge.predict import PredictionJob, WaitPredictor
 from edge.pushed import PushedStore, store_beside
-from fastpath.calendar import Calendar, Problems, hhmm, parse_dates, parse_special
+from fastpath.calendar import (
+    Calendar,
+    Problems,
+    hhmm,
+    parse_dates,
+    parse_special,
+    with_city_days,
+)
 from fastpath.dispatcher import Dispatcher, IssuePlan, WindowTakeover
 from fastpath.types import (
     CLASS_BY_LABEL,
@@ -300,11 +307,7 @@ class Hall:
             return config
         body = found[1]
         problems = Problems()
-        calendar = config.calendar.with_dated(
-            parse_dates(body.get("holidays", []), "calendar.holidays", problems),
-            parse_dates(body.get("workdays", []), "calendar.workdays", problems),
-            parse_special(body.get("special", []), "calendar.special", problems,
-                          config.calendar.margin))
+        calendar = with_city_days(config.calendar, body, "calendar.", problems)
         if problems.items:  # checked when it came: a later reader that disagrees
             log.error("calendar.pushed_unreadable", problems=problems.items)
             return config

@@ -260,6 +260,17 @@ def parse_special(values: object, path: str, problems: Problems,
     return found
 
 
+def with_city_days(calendar: Calendar, days: Mapping[str, object], path: str,
+                   problems: Problems) -> Calendar:
+    """``calendar`` with a city calendar's dated days (``holidays``, ``workdays``,
+    ``special``, as the central decides and pushes them) over its own; problems under
+    ``path``."""
+    return calendar.with_dated(
+        parse_dates(days.get("holidays", []), f"{path}holidays", problems),
+        parse_dates(days.get("workdays", []), f"{path}workdays", problems),
+        parse_special(days.get("special", []), f"{path}special", problems, calendar.margin))
+
+
 def _day(sessions: tuple[tuple[int, int], ...], margin: int) -> DayHours:
     """A day of its own hours: 停止取号 with the standard day's margin (not before opening)."""
     return DayHours(sessions, max(sessions[0][0] + 1, sessions[-1][1] - margin))
@@ -422,4 +433,5 @@ __all__ = [
     "parse_days",
     "parse_sessions",
     "parse_special",
+    "with_city_days",
 ]
