@@ -29,8 +29,8 @@ import structlog
 
 from edge.config import EdgeConfig
 from fastpath.dispatcher import Dispatcher
-from fastpath.predict import DEFAULT_HORIZON_MS, HallState, Predictor, WaitingTicket, WindowNow
-from fastpath.simulate import HOUR_MS, HallModel, ModelError, ServiceModel, WindowGroup
+from fastpath.predict import HallState, Predictor, WaitingTicket, WindowNow, open_until
+from fastpath.simulate import HallModel, ModelError, ServiceModel, WindowGroup
 from fastpath.types import MINUTE_MS, TicketClass, TicketState, WindowState, number_order
 from firmware_protocols import mqtt_messages as mm
 
@@ -73,24 +73,16 @@ def hall_state(model: HallModel, config: EdgeConfig, dispatcher: Dispatcher, now
     counters = [dispatcher.last_counter(m.service.prefix) for m in model.services]
     waiting = [ticket for _, ticket in _waiting(index, dispatcher, midnight)]
     now = now_ms - midnight
-    # A hall open around the clock does not close at midnight: its windows serve on past
-    # it (until the day's reset), so a ticket late in the evening is not cut off there.
-    around_the_clock = config.hours.open_minute == 0 and config.hours.close_minute == 24 * 60
     windows = []
     for window, shifts in zip(config.windows, model.window_shifts(), strict=True):
         status = dispatcher.window(window.number)
-        open_until = -1
-        if status.state is WindowState.OPEN:
-            open_until = next((close for opens, close in shifts if opens <= now < close),
-                              now + DEFAULT_HORIZON_MS)
-            if around_the_clock and open_until == 24 * HOUR_MS:
-                open_until = now + DEFAULT_HORIZON_MS
+        until = open_until(shifts, now) if status.state is WindowState.OPEN else -1
         busy, since = -1, 0
         if status.current is not None:
             current = dispatcher.ticket(status.current)
             busy = index.get(current.service_id, -1)
             since = (current.served_ms or current.called_ms or now_ms) - midnight
-        windows.append(WindowNow(open_until, busy, since, status.priority_streak))
+        windows.append(WindowNow(until, busy, since, status.priority_streak))
     return HallState(model, now, tuple(waiting), tuple(windows), tuple(counters))
 
 

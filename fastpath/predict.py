@@ -32,6 +32,19 @@ from fastpath.types import (
 )
 
 DEFAULT_HORIZON_MS = 4 * HOUR_MS
+DAY_MS = 24 * HOUR_MS
+
+
+def open_until(shifts: tuple[tuple[int, int], ...], now_ms: int) -> int:
+    """Until when an open window serves, from its shifts (ms since local midnight): the
+    end of the shift it is in; past the horizon when it is in none (signed in outside
+    its hours), or when its day runs around the clock (a shift from 00:00 and one to
+    24:00): such a hall serves on past midnight, until its day's reset."""
+    around_the_clock = bool(shifts) and shifts[0][0] == 0 and shifts[-1][1] == DAY_MS
+    until = next((close for opens, close in shifts if opens <= now_ms < close), None)
+    if until is None or (around_the_clock and until == DAY_MS):
+        return now_ms + DEFAULT_HORIZON_MS
+    return until
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,16 +109,13 @@ class HallState:
         windows = []
         for profile, window_shifts in zip(profiles, shifts, strict=True):
             status = dispatcher.window(profile.number)
-            open_until = -1
-            if status.state is WindowState.OPEN:
-                open_until = next((close for opens, close in window_shifts
-                                   if opens <= now_ms < close), now_ms + DEFAULT_HORIZON_MS)
+            until = open_until(window_shifts, now_ms) if status.state is WindowState.OPEN else -1
             busy_service, since = -1, 0
             if status.current is not None:
                 current = dispatcher.ticket(status.current)
                 busy_service = index[current.service_id]
                 since = current.served_ms or current.called_ms or now_ms
-            windows.append(WindowNow(open_until, busy_service, since, status.priority_streak))
+            windows.append(WindowNow(until, busy_service, since, status.priority_streak))
         return cls(model, now_ms, tuple(waiting), tuple(windows), tuple(counters))
 
 
@@ -316,10 +326,10 @@ def _state_of_day(day: Any, now: int, tickets: int) -> HallState:
             streaks[c["window"][i]] = 0
     windows = []
     for widx, shifts in enumerate(model.window_shifts()):
-        open_until = next((close for opens, close in shifts if opens <= now < close), -1)
+        until = next((close for opens, close in shifts if opens <= now < close), -1)
         service, since = busy.get(widx, (-1, 0))
         streak = streaks[widx]
-        windows.append(WindowNow(open_until, service, since, streak))
+        windows.append(WindowNow(until, service, since, streak))
     return HallState(model, now, tuple(waiting), tuple(windows), tuple(counters))
 
 
@@ -331,6 +341,7 @@ __all__ = [
     "WaitingTicket",
     "WindowNow",
     "naive_wait",
+    "open_until",
     "predict_wait",
     "state_at",
     "state_from_day",
