@@ -50,6 +50,7 @@ test: system-deps
 # rollout's deferral, rollback and resume on one site; and the README's release build for
 # the Pi, its bundle installed offline. CI runs it after `make test`.
 rehearsal: venv
+	@scripts/system-deps ensure rehearsal  # also the Pi release's cross-build tools
 	ONEDOOR_REHEARSAL=1 $(BIN)/python -m pytest -q tests/deploy/test_rehearsal.py \
 		tests/deploy/test_upgrade.py tests/deploy/test_readme.py
 

@@ -219,3 +219,23 @@ def test_system_deps_check_names_what_is_missing(tmp_path: Path) -> None:
     assert lacking.returncode == 1
     assert "missing system packages / 缺少系统软件包: socat\n" in lacking.stderr
     assert "apt-get install -y --no-install-recommends socat\n" in lacking.stderr
+
+
+def test_system_deps_for_the_rehearsal_add_the_pi_cross_build(tmp_path: Path) -> None:
+    listed = subprocess.run(["/bin/bash", str(SYSTEM_DEPS), "list", "rehearsal"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert {"mosquitto", "gcc-aarch64-linux-gnu", "qemu-user"} <= set(listed)
+    complete = subprocess.run(["/bin/bash", str(SYSTEM_DEPS), "check", "rehearsal"],
+                              capture_output=True, text=True)
+    assert complete.returncode == 0, complete.stderr  # as CI installs them
+    # Every probed command but qemu-aarch64 (and dpkg, which says arm64 is added).
+    for command in ("gcc", "make", "mosquitto_pub", "socat", "openssl", "chromium",
+                    "espeak-ng", "sox", "aplay", "systemd-analyze", "aarch64-linux-gnu-gcc",
+                    "dpkg", "tr"):
+        found = shutil.which(command)
+        if found:
+            (tmp_path / command).symlink_to(found)
+    lacking = subprocess.run(["/bin/bash", str(SYSTEM_DEPS), "check", "rehearsal"],
+                             capture_output=True, text=True, env={"PATH": str(tmp_path)})
+    assert lacking.returncode == 1
+    assert "缺少系统软件包: qemu-user\n" in lacking.stderr
