@@ -87,15 +87,36 @@ def build_release(version: str, releases: Path) -> dict[str, Any]:
 
 
 def hours_around(now: datetime, *, open_now: bool) -> dict[str, str]:
-    """Opening hours that include ``now`` (local), or that do not."""
+    """Opening hours that include ``now`` (local), or that do not, with one reset for
+    both. Near midnight the open hall is open around the clock."""
+    reset = reset_around(now)
     if open_now:
         start, end = now - timedelta(hours=1), now + timedelta(hours=1)
         if start.date() != now.date() or end.date() != now.date():
-            start, end = now.replace(hour=0, minute=0), now.replace(hour=23, minute=59)
+            return {"open": "00:00", "close": "24:00", "reset": reset}
     else:
-        start = now + timedelta(hours=2) if now.hour < 12 else now - timedelta(hours=4)
-        end = start + timedelta(hours=1)
-    return {"open": f"{start:%H:%M}", "close": f"{end:%H:%M}", "reset": "03:00"}
+        start, end = _closed_hours(now)
+    return {"open": f"{start:%H:%M}", "close": f"{end:%H:%M}", "reset": reset}
+
+
+def _closed_hours(now: datetime) -> tuple[datetime, datetime]:
+    start = now + timedelta(hours=2) if now.hour < 12 else now - timedelta(hours=4)
+    return start, start + timedelta(hours=1)
+
+
+def reset_around(now: datetime) -> str:
+    """03:00, else midnight, else 90 minutes ago: the first outside both kinds of
+    hours that is not due while a test runs (a new day would restart the numbers)."""
+    minute = now.hour * 60 + now.minute
+    earlier = now - timedelta(minutes=90)
+    taken = [(minute - 60, minute + 60)]  # the open hours
+    closed = [t.hour * 60 + t.minute for t in _closed_hours(now)]
+    taken.append((closed[0], closed[1]))
+    for candidate in (3 * 60, 0, earlier.hour * 60 + earlier.minute):
+        clear = all((candidate - lo) % 1440 >= (hi - lo) % 1440 for lo, hi in taken)
+        if clear and (candidate - minute) % 1440 > 60:
+            return f"{candidate // 60:02}:{candidate % 60:02}"
+    raise AssertionError(f"no reset fits {now:%H:%M}")
 
 
 class Site:
