@@ -64,7 +64,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fastpath.predict import HallState, Predictor, WindowNow
+from fastpath.predict import HallState, Predictor, WindowNow, open_until
 from fastpath.simulate import HallModel, ModelError, WindowGroup, make_engine
 from fastpath.types import APPOINTMENT, MINUTE_MS
 
@@ -478,19 +478,25 @@ class Advisor:
             for index in chosen:
                 groups[index] = dataclasses.replace(groups[index], services=services)
                 if kind == "open":
-                    windows[index] = dataclasses.replace(windows[index],
-                                                         open_until_ms=self.model.closes_ms)
+                    windows[index] = dataclasses.replace(
+                        windows[index], open_until_ms=self._until_closing(state.now_ms))
             model = dataclasses.replace(self.split, groups=tuple(groups))
             numbers = tuple(self.numbers[i] for i in chosen)
             return Move(kind, numbers, tuple(services), count), model, windows
 
         return move
 
+    def _until_closing(self, now_ms: int) -> int:
+        """Until when a window opened now serves: closing time, or past midnight in a
+        hall open around the clock (until its reset, as the prediction has it)."""
+        hours = self.model.opens_ms, self.model.closes_ms
+        return open_until((hours,), now_ms) if hours[0] <= now_ms < hours[1] else hours[1]
+
     def _added(self, state: HallState, services: tuple[str, ...],
                count: int) -> tuple[Move, HallModel, Sequence[WindowNow]]:
         group = WindowGroup(EMERGENCY, count, dict.fromkeys(services, 1))
         model = dataclasses.replace(self.split, groups=(*self.split.groups, group))
-        windows = [*state.windows, *[WindowNow(self.model.closes_ms)] * count]
+        windows = [*state.windows, *[WindowNow(self._until_closing(state.now_ms))] * count]
         return Move("add", (), services, count), model, windows
 
 

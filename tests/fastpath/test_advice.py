@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from fastpath.advice import Advisor, Move, arrival_factors, per_window
-from fastpath.predict import HallState, WaitingTicket, WindowNow, state_at
+from fastpath.predict import HallState, WaitingTicket, WindowNow, open_until, state_at
 from fastpath.simulate import (
     IMPLEMENTATION,
     ModelError,
@@ -178,3 +178,25 @@ def test_a_simulated_surge_is_advised_before_anyone_waits_past_the_sla() -> None
     assert advisory.move is not None
     assert advisory.after is not None
     assert not any(o.breaches(0.3) for o in advisory.after)
+
+
+def test_a_hall_open_around_the_clock_is_advised_past_midnight() -> None:
+    # At 23:50 a window opened now serves on past midnight (the day runs until its reset),
+    # as the prediction has it: one signed-out window fixes the breach. Cut at 24:00, it
+    # served ten minutes and the advice asked for more staff than there are windows.
+    hall = hall_from_dict({
+        "hall": {"name": "通宵厅", "opens": "00:00", "closes": "24:00"},
+        "services": [{"id": "a", "prefix": "A", "name_zh": "甲", "visitors_per_day": 0,
+                      "service_minutes": 10, "distribution": "fixed", "sla_minutes": 25}],
+        "windows": [{"name": "甲窗", "count": 2, "services": {"a": 1}}],
+    })
+    now = 23 * HOUR + 50 * MINUTE_MS
+    tickets = tuple(WaitingTicket(0, 0, now, number_order("A", i + 1), now) for i in range(4))
+    on = open_until(((0, 24 * HOUR),), now)
+    state = HallState(hall, now, tickets, (WindowNow(on, 0, now), WindowNow(-1)), (4,))
+    advisory = Advisor(hall, window_numbers=[1, 2], replications=2).advise(state)
+    assert advisory is not None
+    assert advisory.breaching[0].p90_ms == 40 * MINUTE_MS
+    assert advisory.move == Move("open", (2,), ("a",))
+    assert advisory.after is not None
+    assert advisory.after[0].p90_ms == 20 * MINUTE_MS

@@ -115,7 +115,10 @@ def test_day_sized_recorded_runs_simulate_what_the_unrecorded_ones_do() -> None:
     load_compiled("fastpath._sim_c")
     from onedoor.bench.simulator import day_sized_records
 
-    out = day_sized_records(days=3, customers=500, simpy_customers=500)
-    assert out["records"]["mean_wait_ms"] == out["no_records"]["mean_wait_ms"] > 0
-    assert out["records"]["customers"] == 1_500
+    out = day_sized_records(days=3, customers=500, simpy_customers=500, rounds=2)
+    recorded, unrecorded = out["records"], out["no_records"]
+    assert [r["mean_wait_ms"] for r in recorded] == [r["mean_wait_ms"] for r in unrecorded]
+    assert recorded[0]["mean_wait_ms"] > 0
+    assert recorded[0]["customers"] == 1_500
+    assert len(out["cpu_ratios_records_vs_simpy"]) == 2
     assert out["cpu_ratio_records_vs_simpy"] > 0
