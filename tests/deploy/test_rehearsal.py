@@ -49,7 +49,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from datetime import datetime
+from datetime import date, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -138,6 +138,10 @@ class Fleet:
         self.issued: dict[str, list[str]] = {host: [] for host in devices}
         self.served = dict.fromkeys(devices, 0)
         self.rated = dict.fromkeys(devices, 0)
+        # The local day of each, as the central's site page counts them (its calendar
+        # day): a rehearsal running across midnight compares the new day's counts.
+        self.days: dict[str, dict[str, list[date]]] = {
+            host: {"issued": [], "served": [], "rated": []} for host in devices}
 
     def play(self, playbook: str, *args: str, hours: dict[str, str] | None = None) -> Run:
         """With the dynamic inventory, as the README has ops run it."""
@@ -215,6 +219,7 @@ class Fleet:
         assert number in "\n".join(lines), (number, lines)
         assert self.config(host)["site"]["name"] in lines, lines  # Chinese, decoded as printed
         self.issued[host].append(number)
+        self.days[host]["issued"].append(_local_day())
         return number
 
     def press(self, host: str, *keys: Key) -> None:
@@ -241,11 +246,13 @@ class Fleet:
         self.press(host, Key.FINISH)
         wait_for(lambda: self.window(host)["ticket"] is None, timeout=30)
         self.served[host] += 1
+        self.days[host]["served"].append(_local_day())
         if rating is not None:
             keypads = self.keypads(host)
             wait_for(lambda: keypads.rating_requested(WINDOW), timeout=30)
             keypads.rate(WINDOW, rating)
             self.rated[host] += 1
+            self.days[host]["rated"].append(_local_day())
             expected = self.rated[host]
             wait_for(lambda: self.edge(host, "GET", "/status")["ratings"] == expected,
                      timeout=30)  # fmt: skip
@@ -265,7 +272,10 @@ class Fleet:
         return numbers
 
     def day_counts(self, host: str) -> DayCounts:
-        return DayCounts(len(self.issued[host]), self.served[host], self.rated[host])
+        """What the site page's charts should count: the tickets of the local day."""
+        today = _local_day()
+        days = self.days[host]
+        return DayCounts(*(days[kind].count(today) for kind in ("issued", "served", "rated")))
 
     def journal(self, host: str) -> Path:
         return Path(self.config(host)["paths"]["journal"])
@@ -293,6 +303,11 @@ class Fleet:
         assert devices["gpio"] == VILLAGE["edge_gpio"], devices["gpio"]  # lgpio, as shipped
         terminals = {w["terminal"] for w in self.config(host)["windows"]}
         assert terminals <= set(self.keypads(host).addresses), terminals
+
+
+def _local_day() -> date:
+    """The halls' calendar day (Asia/Shanghai), the day the central's pages show."""
+    return datetime.now(ZoneInfo("Asia/Shanghai")).date()
 
 
 def _serial(number: str) -> int:
@@ -538,7 +553,7 @@ def test_an_ops_year(fleet: Fleet, deployment: Deployment, central_server: Centr
     assert ("device_fault", "journal") not in alarms  # no seq 'reused', no journal lost
     assert not central.get(f"/api/v1/events?site={NEW}&type=journal.lost")["events"]
     tiles_show(pages, dict.fromkeys(running, HEALTHY))
-    assert pages.day_counts(NEW).issued == len(fleet.issued[NEW])
+    assert pages.day_counts(NEW).issued == fleet.day_counts(NEW).issued
 
     # 5. Retire the new villages: edges stopped first, then the registry, then the broker.
     for host in (NEW, NEW_2):
