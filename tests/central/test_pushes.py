@@ -141,8 +141,8 @@ def test_a_town_stop_reaches_the_hall_and_its_lift_the_site_offline(
                        and site_state(env).get("status") == "online", timeout=20)
             assert stop_sites(env, stop) == {SITE: "lifted"}
 
-            # The city calendar: today a holiday for the whole city.
-            today = dt.date.today().isoformat()
+            # The city calendar: today (the hall's date) a holiday for the whole city.
+            today = dt.datetime.now(hall.config.site.tz).date().isoformat()
             admin = env.headers(Role.ADMIN)
             put = env.client.put("/api/v1/calendar", headers=admin,
                                  json={"holidays": [today], "workdays": [], "special": []})
