@@ -107,14 +107,14 @@ def _closed_hours(now: datetime) -> tuple[datetime, datetime]:
 def reset_around(now: datetime) -> str:
     """03:00, else midnight, else 90 minutes ago: the first outside both kinds of
     hours that is not due while a test runs (a new day would restart the numbers)."""
-    minute = now.hour * 60 + now.minute
-    earlier = now - timedelta(minutes=90)
-    taken = [(minute - 60, minute + 60)]  # the open hours
-    closed = [t.hour * 60 + t.minute for t in _closed_hours(now)]
-    taken.append((closed[0], closed[1]))
-    for candidate in (3 * 60, 0, earlier.hour * 60 + earlier.minute):
-        clear = all((candidate - lo) % 1440 >= (hi - lo) % 1440 for lo, hi in taken)
-        if clear and (candidate - minute) % 1440 > 60:
+    def minute(t: datetime) -> int:
+        return t.hour * 60 + t.minute
+
+    opened = minute(now) - 60, minute(now) + 60
+    closed = tuple(minute(t) for t in _closed_hours(now))
+    for candidate in (3 * 60, 0, minute(now - timedelta(minutes=90))):
+        clear = all((candidate - lo) % 1440 >= (hi - lo) % 1440 for lo, hi in (opened, closed))
+        if clear and (candidate - minute(now)) % 1440 > 60:
             return f"{candidate // 60:02}:{candidate % 60:02}"
     raise AssertionError(f"no reset fits {now:%H:%M}")
 

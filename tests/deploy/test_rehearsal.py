@@ -134,12 +134,10 @@ class Fleet:
         self.env = {"ONEDOOR_CENTRAL_URL": central.url,
                     "ONEDOOR_CENTRAL_TOKEN": central.operator_token,
                     "ONEDOOR_BROKER_HOSTS": BROKER, "ONEDOOR_CENTRAL_HOSTS": CENTRAL}
-        # What the rehearsal did at each site: every number issued (in order), served, rated.
+        # What the rehearsal did at each site: every number issued (in order), and the
+        # local day of each ticket issued, served and rated, as the central's site page
+        # counts them (its calendar day: a rehearsal across midnight compares the new day's).
         self.issued: dict[str, list[str]] = {host: [] for host in devices}
-        self.served = dict.fromkeys(devices, 0)
-        self.rated = dict.fromkeys(devices, 0)
-        # The local day of each, as the central's site page counts them (its calendar
-        # day): a rehearsal running across midnight compares the new day's counts.
         self.days: dict[str, dict[str, list[date]]] = {
             host: {"issued": [], "served": [], "rated": []} for host in devices}
 
@@ -245,15 +243,13 @@ class Fleet:
         """办结 on the keypad; the citizen rates on the pad when ``rating`` is given."""
         self.press(host, Key.FINISH)
         wait_for(lambda: self.window(host)["ticket"] is None, timeout=30)
-        self.served[host] += 1
         self.days[host]["served"].append(_local_day())
         if rating is not None:
             keypads = self.keypads(host)
             wait_for(lambda: keypads.rating_requested(WINDOW), timeout=30)
             keypads.rate(WINDOW, rating)
-            self.rated[host] += 1
             self.days[host]["rated"].append(_local_day())
-            expected = self.rated[host]
+            expected = len(self.days[host]["rated"])
             wait_for(lambda: self.edge(host, "GET", "/status")["ratings"] == expected,
                      timeout=30)  # fmt: skip
 
