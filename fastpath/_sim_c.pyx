@@ -1421,8 +1421,8 @@ cdef class Engine:
             # then the time of the call that found the citizen
             if first_call:
                 self.r_wait[serial] = waited
-                if now < start:  # an appointment called before its booked time: waited 0
-                    self._except(serial, X_CALLED, now)
+                if now != t.arrival + waited:  # an appointment's wait from its booked
+                    self._except(serial, X_CALLED, now)  # time, or called before it
                 if absent:
                     self._except(serial, X_START, -1)
             elif not absent:
@@ -1442,7 +1442,7 @@ cdef class Engine:
         if self.record:
             serial = self.tk[slot].serial
             self.r_outcome[serial] = <int8_t> outcome
-            self.r_end[serial] = self._offset(serial, X_END, self.now)
+            self.r_end[serial] = self._offset(serial, X_END, self.now, self.tk[slot].arrival)
         if self.free_n == self.free_cap:
             self.free_list = <int32_t *> _grow(self.free_list, &self.free_cap, self.free_n + 1,
                                                sizeof(int32_t))
@@ -1573,10 +1573,11 @@ cdef class Engine:
         self.x_n += 3
         return 0
 
-    cdef inline int32_t _offset(self, int64_t serial, int64_t kind, int64_t time) except -2 nogil:
-        """``time`` as an offset from ticket ``serial``'s arrival, or -1 and an
-        exception when it does not fit 31 bits (a ticket in the hall for 24.8 days)."""
-        cdef int64_t offset = time - self.r_arrival[serial]
+    cdef inline int32_t _offset(self, int64_t serial, int64_t kind, int64_t time,
+                                int64_t arrival) except -2 nogil:
+        """``time`` as an offset from the ticket's ``arrival``, or -1 and an exception
+        when it does not fit 31 bits (a ticket in the hall for 24.8 days)."""
+        cdef int64_t offset = time - arrival
         if 0 <= offset <= INT32_MAX:
             return <int32_t> offset
         self._except(serial, kind, time)
@@ -1614,9 +1615,8 @@ cdef class Engine:
             exceptions = carray.clone(array("q"), self.x_n, False)
             if self.x_n:
                 memcpy(exceptions.data.as_voidptr, self.x_rec, self.x_n * sizeof(int64_t))
-            columns = Records(stored, _ColumnDeriver(stored["arrival"], stored["klass"],
-                                                     stored["wait"], stored.pop("end"),
-                                                     exceptions))
+            columns = Records(stored, _ColumnDeriver(stored["arrival"], stored["wait"],
+                                                     stored.pop("end"), exceptions))
             self.col_arrays = None  # the caller's now; the next run gets new ones
             self.col_cap = 0
             self.x_n = 0
@@ -1634,23 +1634,20 @@ cdef class _ColumnDeriver:
     """Builds a run's key, called, start and end columns from what the engine stored
     (see STORED_COLUMNS): one pass over the tickets, then the exceptions."""
 
-    cdef carray.array arrival, klass, wait, end, exceptions
+    cdef carray.array arrival, wait, end, exceptions
 
-    def __init__(self, carray.array arrival, carray.array klass, carray.array wait,
-                 carray.array end, carray.array exceptions):
-        self.arrival, self.klass, self.wait, self.end = arrival, klass, wait, end
+    def __init__(self, carray.array arrival, carray.array wait, carray.array end,
+                 carray.array exceptions):
+        self.arrival, self.wait, self.end = arrival, wait, end
         self.exceptions = exceptions
 
     def __call__(self, str name):
-        cdef Py_ssize_t i, n = len(self.arrival), n_x = len(self.exceptions)
+        cdef Py_ssize_t i, n = len(self.arrival)
         cdef carray.array out = carray.clone(array("q"), n, False)
         cdef int64_t *o = <int64_t *> out.data.as_voidptr
         cdef const int64_t *a = <int64_t *> self.arrival.data.as_voidptr
-        cdef const int8_t *k = <int8_t *> self.klass.data.as_voidptr
         cdef const int64_t *wait = <int64_t *> self.wait.data.as_voidptr
         cdef const int32_t *end = <int32_t *> self.end.data.as_voidptr
-        cdef const int64_t *x = <int64_t *> self.exceptions.data.as_voidptr
-        cdef int64_t serial
         if name == "key":
             if n:
                 memcpy(o, a, n * sizeof(int64_t))
@@ -1659,12 +1656,6 @@ cdef class _ColumnDeriver:
             with nogil:
                 for i in range(n):
                     o[i] = -1 if wait[i] < 0 else a[i] + wait[i]
-            for i in range(0, n_x, 3):
-                # an appointment checked in early waited from its booked time
-                serial = x[i]
-                if x[i + 1] == X_KEY and k[serial] == C_APPOINTMENT and wait[serial] >= 0 \
-                        and x[i + 2] > a[serial]:
-                    o[serial] = x[i + 2] + wait[serial]
             self._apply(o, X_CALLED)
             if name == "start":
                 self._apply(o, X_START)

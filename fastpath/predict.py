@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastpath.dispatcher import Dispatcher
-from fastpath.simulate import HOUR_MS, HallModel, ModelError, percentile
+from fastpath.simulate import DAY_MS, HOUR_MS, HallModel, ModelError, percentile
 from fastpath.types import (
     APPOINTMENT,
     NORMAL,
@@ -32,14 +32,14 @@ from fastpath.types import (
 )
 
 DEFAULT_HORIZON_MS = 4 * HOUR_MS
-DAY_MS = 24 * HOUR_MS
 
 
 def open_until(shifts: tuple[tuple[int, int], ...], now_ms: int) -> int:
     """Until when an open window serves, from its shifts (ms since local midnight): the
     end of the shift it is in; past the horizon when it is in none (signed in outside
     its hours), or when its day runs around the clock (a shift from 00:00 and one to
-    24:00): such a hall serves on past midnight, until its day's reset."""
+    24:00): such a hall serves on past midnight (its day ends at its reset, not at
+    24:00), so its windows are not cut off there."""
     around_the_clock = bool(shifts) and shifts[0][0] == 0 and shifts[-1][1] == DAY_MS
     until = next((close for opens, close in shifts if opens <= now_ms < close), None)
     if until is None or (around_the_clock and until == DAY_MS):
