@@ -52,7 +52,8 @@ test: system-deps
 rehearsal: venv
 	@scripts/system-deps ensure rehearsal  # also the Pi release's cross-build tools
 	ONEDOOR_REHEARSAL=1 $(BIN)/python -m pytest -q tests/deploy/test_rehearsal.py \
-		tests/deploy/test_upgrade.py tests/deploy/test_readme.py
+		tests/deploy/test_upgrade.py \
+		tests/deploy/test_readme.py::test_the_readmes_release_build_gives_a_pi_bundle_that_installs_offline
 
 bench: venv
 	$(BIN)/python -m onedoor bench --output docs/bench/last-run.md  # -m: the central suite starts tests/servers.py

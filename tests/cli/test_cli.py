@@ -225,17 +225,25 @@ def test_system_deps_for_the_rehearsal_add_the_pi_cross_build(tmp_path: Path) ->
     listed = subprocess.run(["/bin/bash", str(SYSTEM_DEPS), "list", "rehearsal"],
                             capture_output=True, text=True, check=True).stdout.split()
     assert {"mosquitto", "gcc-aarch64-linux-gnu", "qemu-user"} <= set(listed)
-    complete = subprocess.run(["/bin/bash", str(SYSTEM_DEPS), "check", "rehearsal"],
-                              capture_output=True, text=True)
-    assert complete.returncode == 0, complete.stderr  # as CI installs them
-    # Every probed command but qemu-aarch64 (and dpkg, which says arm64 is added).
+    # A PATH with the test set's commands (make test ensures them), the cross-build's
+    # stand-ins and a dpkg that has arm64 added: complete, whatever this machine has.
+    complete = tmp_path / "complete"
+    complete.mkdir()
     for command in ("gcc", "make", "mosquitto_pub", "socat", "openssl", "chromium",
-                    "espeak-ng", "sox", "aplay", "systemd-analyze", "aarch64-linux-gnu-gcc",
-                    "dpkg", "tr"):
+                    "espeak-ng", "sox", "aplay", "systemd-analyze"):
         found = shutil.which(command)
         if found:
-            (tmp_path / command).symlink_to(found)
+            (complete / command).symlink_to(found)
+    for stand_in in ("aarch64-linux-gnu-gcc", "qemu-aarch64"):
+        (complete / stand_in).symlink_to("/bin/true")
+    (complete / "dpkg").write_text("#!/bin/sh\necho arm64\n")
+    (complete / "dpkg").chmod(0o755)
+    checked = subprocess.run(["/bin/bash", str(SYSTEM_DEPS), "check", "rehearsal"],
+                             capture_output=True, text=True, env={"PATH": str(complete)})
+    assert checked.returncode == 0, checked.stderr
+    # Every probed command but qemu-aarch64.
+    (complete / "qemu-aarch64").unlink()
     lacking = subprocess.run(["/bin/bash", str(SYSTEM_DEPS), "check", "rehearsal"],
-                             capture_output=True, text=True, env={"PATH": str(tmp_path)})
+                             capture_output=True, text=True, env={"PATH": str(complete)})
     assert lacking.returncode == 1
     assert "缺少系统软件包: qemu-user\n" in lacking.stderr
