@@ -231,11 +231,20 @@ def village_overlay(devices: SimulatedDevices) -> dict[str, Any]:
             "edge_terminals": {**VILLAGE["edge_terminals"], "port": devices.ports["terminals"]}}
 
 
+def village_host(devices: SimulatedDevices, workdir: Path, host: str) -> dict[str, Any]:
+    """A village's overlay as this machine runs it: the shipped devices on the simulators'
+    ptys, audio as WAV files under ``workdir`` (no sound card), the HTTP API on a free port."""
+    wav_dir = workdir / "announcements" / host
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    return {**village_overlay(devices), "edge_audio": {"output": "wav", "wav_dir": str(wav_dir)},
+            "edge_http": {"host": "127.0.0.1", "port": free_port()}}
+
+
 def deploy_production(workdir: Path, database_url: str,
                       site_b_devices: SimulatedDevices) -> Deployment:
     """site.yml, twice, on the broker, two central replicas on PostgreSQL, two villages and
     the city hall. Site B's ports are ``site_b_devices`` (simulated) so its daemon can run."""
-    broker_port, central_port, http_port = free_port(), free_port(), free_port()
+    broker_port, central_port = free_port(), free_port()
     vars_file = workdir / "test-vars.yml"
     vars_file.write_text(yaml.safe_dump({
         **local_vars(workdir, broker_port),
@@ -250,8 +259,6 @@ def deploy_production(workdir: Path, database_url: str,
     # keypads simulated, its audio written as WAV files (no sound card), its HTTP API on a
     # free port. Every run uses this overlay, so that the second run is the same as the first.
     overlay = workdir / "overlay.yml"
-    wav_dir = workdir / "announcements" / SITE_B
-    wav_dir.mkdir(parents=True)
     overlay.write_text(yaml.safe_dump({"all": {
         "children": {"central": {"hosts": {CENTRAL_2: None}}},
         "hosts": {HALL: {
@@ -262,9 +269,7 @@ def deploy_production(workdir: Path, database_url: str,
                 "name": "id_card", "vendor": "10c4", "product": "ea60", "serial": "IDR-0001",
                 "description": "CP2102 to the ID card reader"}],
         }, SITE_B: {
-            **village_overlay(site_b_devices),
-            "edge_audio": {"output": "wav", "wav_dir": str(wav_dir)},
-            "edge_http": {"host": "127.0.0.1", "port": http_port},
+            **village_host(site_b_devices, workdir, SITE_B),
             "edge_daemon": {"telemetry_seconds": 5, "outbox_limit": 1000,
                             "help_escalation_minutes": 5, "watchdog_seconds": 30},
         }},

@@ -64,7 +64,6 @@ from edge.simhall import SimulatedDevices
 from firmware_protocols.simulators.printer import VirtualPrinter
 from firmware_protocols.simulators.vendor_bank import VendorTerminalBank
 from firmware_protocols.terminal_events import Key
-from onedoor.broker import free_port
 from tests.deploy.dashboards import Dashboards, DayCounts, chromium_page, create_account
 from tests.deploy.fleet import (
     BROKER,
@@ -77,6 +76,7 @@ from tests.deploy.fleet import (
     Run,
     connect_code,
     village_devices,
+    village_host,
     village_overlay,
     wait_for,
 )
@@ -138,6 +138,7 @@ class Fleet:
         # local day of each ticket issued, served and rated, as the central's site page
         # counts them (its calendar day: a rehearsal across midnight compares the new day's).
         self.issued: dict[str, list[str]] = {host: [] for host in devices}
+        self.http_ports: dict[str, int] = {}
         self.days: dict[str, dict[str, list[date]]] = {
             host: {"issued": [], "served": [], "rated": []} for host in devices}
 
@@ -178,7 +179,9 @@ class Fleet:
     def edge(self, host: str, method: str, path: str, body: dict[str, Any] | None = None,
              expect: int = 200) -> dict[str, Any]:  # fmt: skip
         """The site's edge HTTP API (its kiosks and status)."""
-        port = self.config(host)["http"]["port"]
+        if host not in self.http_ports:  # fixed by the overlay: read once
+            self.http_ports[host] = self.config(host)["http"]["port"]
+        port = self.http_ports[host]
         code, answer = http(method, f"http://127.0.0.1:{port}{path}", body, timeout=20)
         assert code == expect, (host, method, path, code, answer)
         return answer
@@ -374,14 +377,9 @@ def fleet(deployment: Deployment, central_server: CentralServer, fleet_broker: F
         # The new villages as this machine runs them: the shipped devices on the simulators'
         # ptys, audio as WAV files, their HTTP APIs on free ports.
         overlay = deployment.workdir / "new-site.yml"
-        for host in (NEW, NEW_2):
-            (deployment.workdir / "announcements" / host).mkdir(parents=True, exist_ok=True)
-        overlay.write_text(yaml.safe_dump({"all": {"hosts": {host: {
-            **village_overlay(devices[host]),
-            "edge_audio": {"output": "wav",
-                           "wav_dir": str(deployment.workdir / "announcements" / host)},
-            "edge_http": {"host": "127.0.0.1", "port": free_port()},
-        } for host in (NEW, NEW_2)}}}, allow_unicode=True))  # fmt: skip
+        overlay.write_text(yaml.safe_dump({"all": {"hosts": {
+            host: village_host(devices[host], deployment.workdir, host)
+            for host in (NEW, NEW_2)}}}, allow_unicode=True))
         sites = [Site(deployment, host, releases) for host in (NEW, SITE_B, NEW_2)]
         try:
             yield Fleet(deployment, central_server, sites, {**devices, SITE_B: site_b_devices},
