@@ -42,15 +42,14 @@ import datetime as dt
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Final
 
 from central.errors import InvalidRequest
 from fastpath.calendar import (
     WEEKDAYS,
     Calendar,
-    DayHours,
     Problems,
-    always_open,
     calendar_from_tables,
     hhmm,
     minute_of,
@@ -65,6 +64,8 @@ RULE_KEYS: Final = frozenset({"hours", "calendar", "service_last_ticket", "defau
 _QUOTA_KEYS: Final = frozenset({"service", "days", "time", "quota"})
 _SERVICE_PROBLEM: Final = re.compile(r"^services\.([^.]+)\.last_ticket:")
 _KIND_TEXT: Final = {"holiday": "法定节假日 a public holiday", "closed": "休息日 a closed day"}
+_ALL_DAY: Final[Mapping[str, str]] = MappingProxyType({"open": "00:00", "close": "24:00"})
+"""The hours of a site without any: around the clock."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +101,8 @@ class BookingRules:
     def calendar(self, registry_hours: Mapping[str, str] | None) -> Calendar:
         """The site's calendar before the city's dated days go over it."""
         hours = self.document.get("hours")
-        if hours is None and registry_hours is None:
-            base = always_open()
-            return base.with_dated(*_own_dated(self.document))
+        if hours is None and registry_hours is None:  # around the clock, its own dated days
+            return calendar_from_tables(_ALL_DAY, self.document.get("calendar", {}), {})[0]
         calendar, problems = calendar_from_tables(
             hours if hours is not None else registry_hours or {},
             self.document.get("calendar", {}), self.document.get("service_last_ticket", {}))
@@ -114,14 +114,6 @@ class BookingRules:
 NO_RULES: Final = BookingRules({}, None, ())
 
 
-def _own_dated(document: Mapping[str, Any]) -> tuple[frozenset[dt.date], frozenset[dt.date],
-                                                     Mapping[dt.date, DayHours]]:
-    """The site's own dated days without hours of its own (around the clock)."""
-    calendar, _ = calendar_from_tables({"open": "00:00", "close": "24:00"},
-                                       document.get("calendar", {}), {})
-    return calendar.holidays, calendar.workdays, calendar.special
-
-
 def parse_rules(document: object, *, services: Collection[str]) -> BookingRules:
     """The rules of ``document`` (module docstring), or :class:`InvalidRequest` naming
     every problem; ``services``: the site's services (empty: any service is accepted)."""
@@ -130,7 +122,7 @@ def parse_rules(document: object, *, services: Collection[str]) -> BookingRules:
         raise InvalidRequest("booking rules: expected a JSON object")
     for key in sorted(set(document) - RULE_KEYS):
         problems.add(key, f"unknown key (expected {', '.join(sorted(RULE_KEYS))})")
-    hours = document.get("hours", {"open": "00:00", "close": "24:00"})
+    hours = document.get("hours", _ALL_DAY)
     dated = document.get("calendar", {})
     last = document.get("service_last_ticket", {})
     tables = (("hours", hours), ("calendar", dated), ("service_last_ticket", last))

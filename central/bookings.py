@@ -68,6 +68,8 @@ _ID_RE: Final = re.compile(r"^[0-9]{17}[0-9X]\Z")
 _ID_WEIGHTS: Final = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK: Final = "10X98765432"
 BUSINESS_TZ: Final = dt.timezone(dt.timedelta(hours=8))
+FIGURES: Final = ("booked", "checked_in", "no_show", "waiting", "cancelled")
+"""The figures of a site's or a slot's day (:meth:`Bookings.counts`, :meth:`Bookings.slots`)."""
 
 
 class UnknownBooking(NotFound, KeyError):
@@ -253,13 +255,10 @@ class Bookings:
         site's row locked so that concurrent bookings of the site are counted one after
         the other (``FOR UPDATE`` on PostgreSQL; SQLite has one writer at a time).
         ``changing``: the booking being moved (not counted against itself)."""
-        site = session.scalars(select(Site).where(Site.id == site_id).with_for_update()).first()
-        if site is None or site.retired_at is not None:
-            raise UnknownSite(site_id)
+        site, services = self._locked_site(session, site_id)
         if session.get_bind().dialect.name == "postgresql":  # one a day, across the sites
             session.execute(select(func.pg_advisory_xact_lock(
                 func.hashtext(literal(f"booking-person:{person}")))))
-        services = set(session.scalars(select(Service.code).where(Service.site_id == site_id)))
         if services and wanted.service not in services:
             raise InvalidRequest(f"service: {site_id} has no service {wanted.service!r}")
         # central.pushes sends the bookings (it imports this module): imported here.
@@ -291,6 +290,15 @@ class Bookings:
         if self.config.booking_one_per_day and session.scalar(select(Booking.code).where(
                 Booking.person == person, Booking.day == wanted.day, *alive).limit(1)):
             raise Conflict(f"this person has a booking on {wanted.day} already (one a day)")
+
+    @staticmethod
+    def _locked_site(session: Session, site_id: str) -> tuple[Site, set[str]]:
+        """The site's row, locked (``FOR UPDATE``), and its service codes;
+        :class:`UnknownSite` if it is missing or retired."""
+        site = session.scalars(select(Site).where(Site.id == site_id).with_for_update()).first()
+        if site is None or site.retired_at is not None:
+            raise UnknownSite(site_id)
+        return site, set(session.scalars(select(Service.code).where(Service.site_id == site_id)))
 
     @staticmethod
     def _rules_of(session: Session, site_id: str) -> BookingRules:
@@ -326,15 +334,13 @@ class Bookings:
             row = session.get(Booking, code)
             if row is None:
                 raise UnknownBooking(code)
-            if row.status is BookingStatus.BOOKED:
+            if row.status is not BookingStatus.CANCELLED:  # _still_open: 409 if checked in
                 self._still_open(row, "cancelling", now)
                 row.status, row.cancelled_at = BookingStatus.CANCELLED, now
                 record(session, actor, AuditAction.BOOKING_CANCEL, f"booking:{code}",
                        {"site": row.site_id, "day": row.day,
                         "slot": f"{row.slot_start}-{row.slot_end}"}, now=now)
                 log.info("booking.cancelled", code=code, site=row.site_id, by=actor.name)
-            elif row.status is BookingStatus.CHECKED_IN:
-                self._still_open(row, "cancelling", now)
             return BookingView.of(row, business_date(now))
 
     # -- the site's rules ----------------------------------------------------
@@ -355,12 +361,7 @@ class Bookings:
         """Replace a site's booking rules (422 naming every problem); ``{}`` clears them.
         Bookings already taken stay (a lower quota takes no more, cancels none)."""
         with self.sessions.begin() as session:
-            site = session.scalars(select(Site).where(Site.id == site_id).with_for_update()
-                                   ).first()
-            if site is None or site.retired_at is not None:
-                raise UnknownSite(site_id)
-            services = set(session.scalars(select(Service.code).where(
-                Service.site_id == site_id)))
+            site, services = self._locked_site(session, site_id)
             rules = parse_rules(document, services=services)
             rules.calendar(_registry_hours(site))  # with the registry's hours, if it uses them
             row = session.get(SiteBookingRules, site_id)
@@ -410,9 +411,8 @@ class Bookings:
             rows = session.execute(query).all()
         out: dict[str, dict[str, Any]] = {}
         for site, status, count in rows:
-            figures = out.setdefault(site, {"site": site, "day": day, "booked": 0,
-                                            "checked_in": 0, "no_show": 0, "waiting": 0,
-                                            "cancelled": 0})
+            figures = out.setdefault(site, {"site": site, "day": day,
+                                            **dict.fromkeys(FIGURES, 0)})
             _tally(figures, status, count, past=past)
         return [out[site] for site in sorted(out)]
 
@@ -437,7 +437,7 @@ class Bookings:
                 "service": service, "slot": f"{start}-{end}",
                 "quota": rules.quota_for(service, date, minute_of(start),
                                          default=self.config.booking_slot_quota),
-                "booked": 0, "checked_in": 0, "no_show": 0, "waiting": 0, "cancelled": 0})
+                **dict.fromkeys(FIGURES, 0)})
             _tally(figures, status, count, past=past)
         return [out[key] for key in sorted(out)]
 
@@ -507,6 +507,6 @@ def record_no_show(session: Session, site_id: str, ticket: str, at: dt.datetime)
                now=at)
 
 
-__all__ = ["BookingView", "Bookings", "UnknownBooking", "bookings_args", "check_id_number",
-           "documents", "parse_slot", "person_hash", "record_check_in", "record_no_show",
-           "site_actor", "slot_moment"]
+__all__ = ["FIGURES", "BookingView", "Bookings", "UnknownBooking", "bookings_args",
+           "check_id_number", "documents", "parse_slot", "person_hash", "record_check_in",
+           "record_no_show", "site_actor", "slot_moment"]

@@ -112,9 +112,11 @@ def _cmd_booking_rules(args: argparse.Namespace) -> int:
             document = json.loads(args.rules_file.read_text("utf-8"))
         except (OSError, ValueError) as exc:
             raise InvalidRequest(f"{args.rules_file}: {exc}") from None
-        bookings.set_rules(args.site, document, actor=Actor.command_line(), now=_now())
+        shown = bookings.set_rules(args.site, document, actor=Actor.command_line(), now=_now())
         print(f"{args.site}: 预约规则已更新 / booking rules set", file=sys.stderr)
-    print(json.dumps(bookings.rules(args.site), ensure_ascii=False, indent=1))
+    else:
+        shown = bookings.rules(args.site)
+    print(json.dumps(shown, ensure_ascii=False, indent=1))
     return 0
 
 

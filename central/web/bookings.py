@@ -20,14 +20,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from central import stats
+from central.bookings import FIGURES
 from central.context import central_of
 from central.web.pages import page_principal
 from central.web.render import language, page
 from central.web.text import translator
 
 router = APIRouter(include_in_schema=False)
-
-FIGURES = ("booked", "checked_in", "no_show", "waiting", "cancelled")
 
 
 def _day_of(text: str, today: dt.date) -> tuple[dt.date, bool]:
@@ -48,9 +47,8 @@ def bookings_page(request: Request, day: str = "", town: str = "") -> HTMLRespon
     chosen, bad = _day_of(day, stats.business_date(now))
     read = central.read_as(principal)
     sites = {site.id: site for site in read.sites()}
-    towns = [town] if town else None
-    if principal.towns is not None:
-        towns = [t for t in (towns or principal.towns) if t in principal.towns]
+    # Another town's sites are not in ``sites``: their rows are dropped below.
+    towns = [town] if town else principal.towns
     rows = [row for row in central.bookings.counts(chosen.isoformat(), now, towns=towns)
             if row["site"] in sites]
     totals = {name: sum(row[name] for row in rows) for name in FIGURES}
