@@ -474,7 +474,10 @@ class IngestProcessor:
             if first.id != event.id:
                 reused.append((site_id, event))
         clock = self.stages
-        forked = self.leases.forked_holders(session, sites.values())
+        # Only a site numbering in its current epoch here can hold a forked journal's
+        # renumbered events (the copies below, and the numbers issued twice after them).
+        numbering = sorted({s for s, q in unique if mm.epoch_of(q) == sites[s].epoch})
+        forked = self.leases.forked_holders(session, (sites[s] for s in numbering))
         copies = self._forked_copies(session, sites, forked, unique)
         inserted = insert_events(session, ((s, e) for (s, q), e in unique.items()
                                            if (s, q) not in copies), now)

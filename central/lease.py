@@ -55,7 +55,7 @@ from typing import Any, Final
 
 import msgspec
 import structlog
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from central.alarms import AlarmBook
@@ -332,10 +332,8 @@ class SiteLeases:
         log.error("lease.journal_behind", site=site.id, device=row.device,
                   boot_id=state.boot_id, journal_seq=state.seq, central_seq=ours,
                   session=state.session, running_beside=running)
-        assert site.holder is not None
-        out.append(mm.to_publish(mm.Lease(
-            site=site.id, device=site.holder, epoch=site.epoch, ts=_ms(now),
-            behind=mm.BehindJournal(boot_id=state.boot_id, held=site.max_seq))))
+        out += self._publish_lease(
+            site, now, behind=mm.BehindJournal(boot_id=state.boot_id, held=site.max_seq))
         return True
 
     def _legacy_state(self, site: Site, row: SiteDevice, book: AlarmBook) -> None:
@@ -484,10 +482,12 @@ class SiteLeases:
         row.replaced_at = None
 
     @staticmethod
-    def _publish_lease(site: Site, now: datetime) -> list[mm.Publish]:
+    def _publish_lease(site: Site, now: datetime, *,
+                       behind: mm.BehindJournal | msgspec.UnsetType = msgspec.UNSET,
+                       ) -> list[mm.Publish]:
         assert site.holder is not None
         return [mm.to_publish(mm.Lease(site=site.id, device=site.holder, epoch=site.epoch,
-                                       ts=_ms(now)))]
+                                       ts=_ms(now), behind=behind))]
 
     # -- restores --------------------------------------------------------------
 
@@ -610,7 +610,7 @@ class SiteLeases:
             return  # another day's tickets: nobody waits for them now
         known = {t["ticket"] for t in holder.restore.get("tickets", [])}
         late = [n for n in issued if n in fold.tickets and n not in known]
-        clashes = self._issued_by(session, site, late)
+        clashes = self._issued_in(session, site.id, late, mm.epoch_base(site.epoch), None)
         for number in clashes:
             book.raise_alarm(site.id, AlarmType.DEVICE_CONFLICT, device=stream.device,
                              severity=Severity.CRITICAL,
@@ -643,29 +643,36 @@ class SiteLeases:
             EventRecord.seq <= stream.acked_seq).limit(1)) is not None
 
     @staticmethod
-    def _issued_by(session: Session, site: Site, numbers: Sequence[str]) -> set[str]:
-        """Which of ``numbers`` the holder issued itself (its epoch's ticket.issued)."""
-        if not numbers:
-            return set()
+    def _issued_in(session: Session, site_id: str, numbers: Iterable[str], after: int,
+                   upto: int | None) -> set[str]:
+        """Which of ``numbers`` the site's ticket.issued events with a seq above ``after``
+        (and up to ``upto``, if given) issued: the holder's own with ``after`` its epoch's
+        base, a forked journal's original device's with its seq range."""
         wanted = set(numbers)
-        bodies = session.scalars(select(EventRecord.body).where(
-            EventRecord.site_id == site.id, EventRecord.type == "ticket.issued",
-            EventRecord.seq > mm.epoch_base(site.epoch)))
+        if not wanted:
+            return set()
+        where = [EventRecord.site_id == site_id, EventRecord.type == "ticket.issued",
+                 EventRecord.seq > after]
+        if upto is not None:
+            where.append(EventRecord.seq <= upto)
+        bodies = session.scalars(select(EventRecord.body).where(*where))
         return {b.get("ticket") for b in bodies if b.get("ticket") in wanted}
 
     @staticmethod
     def forked_holders(session: Session, sites: Iterable[Site]) -> dict[str, mm.Forked]:
         """The sites among ``sites`` whose holder is a journal that was found behind
-        (``state.forked``), with where it came from. One query, and none when no site was
-        ever taken over (a forked journal numbers in an epoch it was granted, above 0)."""
+        (``state.forked``), with where it came from. One query of the holders' rows only,
+        and none when no site was ever taken over (a forked journal numbers in an epoch it
+        was granted, above 0)."""
         holders = {s.id: s.holder for s in sites if s.holder is not None and s.epoch > 0}
         if not holders:
             return {}
         rows = session.execute(select(SiteDevice.site_id, SiteDevice.device, SiteDevice.state)
-                               .where(SiteDevice.site_id.in_(sorted(holders))))
+                               .where(tuple_(SiteDevice.site_id, SiteDevice.device)
+                                      .in_(sorted(holders.items()))))
         forked = {}
         for site_id, device, state in rows:
-            if device == holders[site_id] and state and state.get("forked"):
+            if state and state.get("forked"):
                 try:
                     forked[site_id] = msgspec.convert(state["forked"], mm.Forked)
                 except msgspec.ValidationError:
@@ -701,10 +708,8 @@ class SiteLeases:
                    if isinstance(e.body, mm.TicketIssued)}
         if not numbers or site.holder is None:
             return
-        bodies = session.scalars(select(EventRecord.body).where(
-            EventRecord.site_id == site.id, EventRecord.type == "ticket.issued",
-            EventRecord.seq > forked.after, EventRecord.seq <= epoch_top(forked.epoch)))
-        twice = {b.get("ticket") for b in bodies} & numbers
+        twice = self._issued_in(session, site.id, numbers, forked.after,
+                                epoch_top(forked.epoch))
         if not twice:
             return
         alarm = book.active(site.id, AlarmType.DEVICE_CONFLICT, site.holder)

@@ -229,6 +229,9 @@ class Journal:
     def _set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    def _drop_meta(self, *keys: str) -> None:
+        self._db.execute(f"DELETE FROM meta WHERE key IN ({', '.join('?' * len(keys))})", keys)
+
     # -- identity and epoch --------------------------------------------------
 
     def _make_identity(self, *, numbered_before: bool, central: bool) -> None:
@@ -283,8 +286,7 @@ class Journal:
         try:
             with self._transaction():
                 self._set_meta("device", _new_device_id())
-                self._db.execute("DELETE FROM meta WHERE key IN ('epoch', 'replaced_by', "
-                                 "'acked_before_lost', 'written_before_lost')")
+                self._drop_meta("epoch", "replaced_by", "acked_before_lost", "written_before_lost")
                 self._set_meta("forked", msgspec.json.encode(forked).decode())
                 self._set_meta("lost_pending", "[]")
         except sqlite3.Error as exc:
@@ -316,8 +318,7 @@ class Journal:
                 moved_to = self._move_into(base, floor) if base else self._last_seq
                 self._set_meta("epoch", str(epoch))
                 self._set_meta("acked_seq", str(base))
-                self._db.execute("DELETE FROM meta WHERE key IN ('acked_before_lost', "
-                                 "'written_before_lost')")
+                self._drop_meta("acked_before_lost", "written_before_lost")
                 self._set_meta("lost_pending", "[]")
                 events = self._write(bodies, moved_to, ts_ms=ts_ms, clock_synced=clock_synced,
                                      restore=restore)
@@ -610,7 +611,7 @@ class Journal:
                 self._set_meta("acked_seq", str(new))
                 # The central committed an event written after the jump: it has taken this
                 # journal's continuation of its stream.
-                self._db.execute("DELETE FROM meta WHERE key = 'written_before_lost'")
+                self._drop_meta("written_before_lost")
         return new
 
     @property

@@ -81,9 +81,8 @@ class TicketRequest:
     booking: str | None = None  # the booking (预约) code checked in with this ticket
 
     def fingerprint(self) -> str:
-        """What must be the same when a key is used again (printing may differ)."""
-        if self.booking is not None:
-            return check_in_fingerprint(self.booking)
+        """What must be the same when a key is used again (printing may differ); a
+        check-in's is :func:`check_in_fingerprint` of its code (:meth:`TicketDesk.check_in`)."""
         what = [self.service_id, self.klass.label, self.booked_ms]
         return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:32]
 
@@ -359,5 +358,4 @@ async def _settling(future: asyncio.Future[TicketAnswer],
     return answer
 
 
-__all__ = ["CLOSED_NOTICE_S", "REPEAT_CARD_S", "TicketAnswer", "TicketDesk", "TicketRequest",
-           "check_in_fingerprint"]
+__all__ = ["CLOSED_NOTICE_S", "REPEAT_CARD_S", "TicketAnswer", "TicketDesk", "TicketRequest"]
