@@ -29,7 +29,7 @@ config, the inventory overlay only moves the device ports to the ptys.
 After each step, nothing may be lost: every event a site journaled is acknowledged by the
 central (its outbox empty, no gap), and every ticket issued is at the central exactly once.
 And the central's pages are read as a town manager reads them, logged in with an account
-(`tests/deploy/dashboards.py`): the fleet page's tiles (online, offline, alarm, version
+(`tests/deploy/dashboards.py`): the fleet page's tiles (healthy, in alarm, no version
 drift), the site pages (the alarms, the edge devices, the day's counts of tickets issued,
 served and rated) and the versions page (each site's release, the rollout stopped).
 
