@@ -476,7 +476,8 @@ class IngestProcessor:
         clock = self.stages
         # Only a site numbering in its current epoch here can hold a forked journal's
         # renumbered events (the copies below, and the numbers issued twice after them).
-        numbering = sorted({s for s, q in unique if mm.epoch_of(q) == sites[s].epoch})
+        numbering = sorted({s for s, q in unique
+                            if s in sites and mm.epoch_of(q) == sites[s].epoch})
         forked = self.leases.forked_holders(session, (sites[s] for s in numbering))
         copies = self._forked_copies(session, sites, forked, unique)
         inserted = insert_events(session, ((s, e) for (s, q), e in unique.items()
